@@ -1,0 +1,211 @@
+/*
+ * gismo: a global, IO-free shared-memory object store.
+ *
+ * The C API. Compiles as C99 and C++. Every function returns a gismo_status_t
+ * and never aborts the process; a failed call leaves a human-readable detail
+ * in gismo_last_error() (per thread).
+ *
+ * Object life cycle: create -> (write) -> seal -> get/release by anyone ->
+ * delete. Objects are immutable once sealed. A get returns a pointer into the
+ * shared region: no copy, no serialization, no network on the data path.
+ *
+ * Thread safety: a gismo_client_t may be used from several threads; calls on
+ * one client are serialized internally. For parallelism open one client per
+ * thread.
+ */
+#ifndef GISMO_GISMO_H_
+#define GISMO_GISMO_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define GISMO_EXPORT __attribute__((visibility("default")))
+#else
+#define GISMO_EXPORT
+#endif
+
+#define GISMO_VERSION_MAJOR 0
+#define GISMO_VERSION_MINOR 1
+#define GISMO_VERSION_PATCH 0
+
+/* Object ids are chosen by the application: 20 opaque bytes, unique in the
+ * cluster. */
+#define GISMO_ID_SIZE 20
+typedef struct gismo_id {
+  uint8_t bytes[GISMO_ID_SIZE];
+} gismo_id_t;
+
+typedef struct gismo_client gismo_client_t;
+
+/* Never renumbered; new codes are appended. */
+typedef enum gismo_status {
+  GISMO_OK = 0,
+  GISMO_ERR_INVALID_ARGUMENT = 1,
+  GISMO_ERR_OBJECT_EXISTS = 2,
+  GISMO_ERR_OBJECT_NOT_FOUND = 3,
+  GISMO_ERR_OBJECT_NOT_SEALED = 4,
+  GISMO_ERR_OBJECT_ALREADY_SEALED = 5,
+  GISMO_ERR_OBJECT_IN_USE = 6,
+  GISMO_ERR_OUT_OF_MEMORY = 7, /* the store (heap or object index) is full */
+  GISMO_ERR_TIMEOUT = 8,
+  GISMO_ERR_CONNECTION = 9, /* manager unreachable, gone, or lease lost */
+  GISMO_ERR_PROTOCOL = 10,  /* peer spoke a different protocol/version */
+  GISMO_ERR_IO = 11,
+  GISMO_ERR_LIMIT = 12,        /* a configured limit was reached */
+  GISMO_ERR_NOT_CREATOR = 13,  /* only the creating client may do this */
+  GISMO_ERR_NOT_HELD = 14,     /* the client holds no reference to it */
+  GISMO_ERR_BAD_REGION = 15,   /* region is not gismo's, wrong version, corrupt */
+  GISMO_ERR_INTERNAL = 16,     /* a bug: please report it */
+  GISMO_ERR_UNSUPPORTED = 17   /* feature not available in this mode */
+} gismo_status_t;
+
+/* A static, human-readable description of a status code. Never NULL. */
+GISMO_EXPORT const char *gismo_status_message(gismo_status_t status);
+
+/* The detail of the last failed call on this thread ("" if none). The string
+ * stays valid until the next gismo call on the same thread. */
+GISMO_EXPORT const char *gismo_last_error(void);
+
+/* Library version string, e.g. "0.1.0". */
+GISMO_EXPORT const char *gismo_version(void);
+
+/* ----- connection ------------------------------------------------------- */
+
+/* address: "unix:/path" or "tcp:host:port". NULL or "" means $GISMO_ADDRESS,
+ * else the default "unix:/tmp/gismo.sock". */
+GISMO_EXPORT gismo_status_t gismo_connect(const char *address,
+                                          gismo_client_t **client);
+
+/* Aborts the client's unsealed objects, drops its references and closes the
+ * client, even if an error is returned. Every later call on the handle fails
+ * with GISMO_ERR_INVALID_ARGUMENT ("client is disconnected"); the few bytes
+ * of the handle itself are kept for that. */
+GISMO_EXPORT gismo_status_t gismo_disconnect(gismo_client_t *client);
+
+/* ----- object life cycle ------------------------------------------------ */
+
+/* Creates an unsealed object of data_size bytes with a copy of the given
+ * metadata, and returns a writable pointer to its data (64-byte aligned).
+ * The creator holds one reference until it releases the object. */
+GISMO_EXPORT gismo_status_t gismo_create(gismo_client_t *client,
+                                         const gismo_id_t *id, size_t data_size,
+                                         const void *metadata,
+                                         size_t metadata_size, void **data);
+
+/* Makes the object immutable and visible to every client on every node. */
+GISMO_EXPORT gismo_status_t gismo_seal(gismo_client_t *client,
+                                       const gismo_id_t *id);
+
+/* Create, copy data in, seal and release in one call. */
+GISMO_EXPORT gismo_status_t gismo_put(gismo_client_t *client,
+                                      const gismo_id_t *id, const void *data,
+                                      size_t data_size, const void *metadata,
+                                      size_t metadata_size);
+
+/* Discards an unsealed object; only its creator may. The id is free again. */
+GISMO_EXPORT gismo_status_t gismo_abort(gismo_client_t *client,
+                                        const gismo_id_t *id);
+
+typedef struct gismo_buffer {
+  const void *data; /* NULL if the object was not available in time */
+  size_t data_size;
+  const void *metadata;
+  size_t metadata_size;
+} gismo_buffer_t;
+
+/* Waits up to timeout_ms (0: no wait, -1: forever) for each object to be
+ * sealed. Every buffer with data != NULL holds a reference that
+ * gismo_release gives back; missing objects come back with data == NULL and
+ * the call still returns GISMO_OK. */
+GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client,
+                                      const gismo_id_t *ids, size_t count,
+                                      int64_t timeout_ms,
+                                      gismo_buffer_t *buffers);
+
+/* Gives back one reference taken by create or get. */
+GISMO_EXPORT gismo_status_t gismo_release(gismo_client_t *client,
+                                          const gismo_id_t *id);
+
+/* Deletes a sealed object. If anyone holds it the memory is freed at the last
+ * release; from this call on, contains is false and get does not see it. */
+GISMO_EXPORT gismo_status_t gismo_delete(gismo_client_t *client,
+                                         const gismo_id_t *id);
+
+/* *contains is true iff the object exists and is sealed (and not deleted). */
+GISMO_EXPORT gismo_status_t gismo_contains(gismo_client_t *client,
+                                           const gismo_id_t *id,
+                                           bool *contains);
+
+/* ----- inspection -------------------------------------------------------- */
+
+typedef enum gismo_object_state {
+  GISMO_STATE_CREATED = 1,  /* unsealed, being written */
+  GISMO_STATE_SEALED = 2,
+  GISMO_STATE_DELETING = 3  /* deleted, freed at the last release */
+} gismo_object_state_t;
+
+typedef struct gismo_object_info {
+  gismo_id_t id;
+  gismo_object_state_t state;
+  uint64_t data_size;
+  uint64_t metadata_size;
+  uint64_t ref_count;     /* references held by all clients */
+  uint32_t creator_node;  /* node id of the creating client */
+  uint32_t creator_client;
+  uint64_t create_time_ns; /* CLOCK_REALTIME at create */
+} gismo_object_info_t;
+
+/* Information about one object, whatever its state. */
+GISMO_EXPORT gismo_status_t gismo_stat(gismo_client_t *client,
+                                       const gismo_id_t *id,
+                                       gismo_object_info_t *info);
+
+/* Lists objects. Writes at most `capacity` entries into `infos` and the
+ * number of objects in the store (which may be larger) into *count. Call with
+ * capacity 0 to size the array. The listing is a consistent snapshot of each
+ * object, not of the whole store. */
+GISMO_EXPORT gismo_status_t gismo_list(gismo_client_t *client,
+                                       gismo_object_info_t *infos,
+                                       size_t capacity, size_t *count);
+
+typedef struct gismo_usage {
+  uint64_t capacity_bytes;      /* heap bytes objects can use */
+  uint64_t used_bytes;          /* bytes allocated to objects (rounded) */
+  uint64_t free_bytes;
+  uint64_t largest_free_bytes;  /* largest object size that fits now */
+  uint64_t object_count;        /* sealed + unsealed + deleting */
+  uint64_t sealed_count;
+  uint64_t unsealed_count;
+  uint64_t deleting_count;
+  uint64_t max_objects;
+  uint32_t client_count;
+  uint32_t max_clients;
+  uint64_t region_size;
+} gismo_usage_t;
+
+/* Capacity and usage of the store. */
+GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client,
+                                        gismo_usage_t *usage);
+
+/* This client's node id and client id as assigned by the manager. */
+GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client,
+                                                  uint32_t *node,
+                                                  uint32_t *client_id);
+
+/* The region mapping of this client: [*base, *base + *size). Every pointer
+ * gismo returns lies inside it. */
+GISMO_EXPORT gismo_status_t gismo_region_mapping(gismo_client_t *client,
+                                                 const void **base,
+                                                 size_t *size);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GISMO_GISMO_H_ */

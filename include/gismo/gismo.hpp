@@ -1,0 +1,467 @@
+// gismo: the C++ API.
+//
+// A thin, header-only layer over the C API in gismo.h: one implementation,
+// two languages. RAII client and buffers, Status / Result<T> errors, no
+// exceptions.
+#ifndef GISMO_GISMO_HPP_
+#define GISMO_GISMO_HPP_
+
+#include <gismo/gismo.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace gismo {
+
+// The one error model: a status code from gismo.h plus a detail message.
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  explicit Status(gismo_status_t code, std::string message = {})
+      : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == GISMO_OK; }
+  gismo_status_t code() const { return code_; }
+  // The detail if any, otherwise the code's generic description.
+  std::string message() const {
+    return message_.empty() ? gismo_status_message(code_) : message_;
+  }
+  std::string ToString() const {
+    if (ok()) return "OK";
+    std::string s = gismo_status_message(code_);
+    if (!message_.empty() && message_ != s) s += ": " + message_;
+    return s;
+  }
+  explicit operator bool() const { return ok(); }
+  bool operator==(gismo_status_t code) const { return code_ == code; }
+
+ private:
+  gismo_status_t code_ = GISMO_OK;
+  std::string message_;
+};
+
+// A value or the Status explaining why there is none.
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}       // NOLINT: implicit on purpose
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT
+  Result(gismo_status_t code, std::string message = {})
+      : v_(Status(code, std::move(message))) {}
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  explicit operator bool() const { return ok(); }
+  Status status() const { return ok() ? Status() : std::get<Status>(v_); }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+namespace detail {
+inline Status FromC(gismo_status_t code) {
+  if (code == GISMO_OK) return Status();
+  return Status(code, gismo_last_error());
+}
+}  // namespace detail
+
+// 20-byte object id.
+class ObjectId {
+ public:
+  static constexpr size_t kSize = GISMO_ID_SIZE;
+  ObjectId() { std::memset(id_.bytes, 0, kSize); }
+  explicit ObjectId(const gismo_id_t& id) : id_(id) {}
+
+  static ObjectId FromBytes(std::span<const uint8_t, kSize> bytes) {
+    ObjectId o;
+    std::memcpy(o.id_.bytes, bytes.data(), kSize);
+    return o;
+  }
+  // Exactly 40 hex digits.
+  static Result<ObjectId> FromHex(std::string_view hex) {
+    if (hex.size() != 2 * kSize) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT,
+                    "an object id is 40 hex digits, got " +
+                        std::to_string(hex.size()) + " characters");
+    }
+    ObjectId o;
+    for (size_t i = 0; i < kSize; ++i) {
+      int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        return Status(GISMO_ERR_INVALID_ARGUMENT,
+                      "not a hex digit in object id '" + std::string(hex) + "'");
+      }
+      o.id_.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    return o;
+  }
+  static ObjectId Random() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    ObjectId o;
+    for (size_t i = 0; i < kSize; i += 8) {
+      uint64_t r = rng();
+      std::memcpy(o.id_.bytes + i, &r, std::min<size_t>(8, kSize - i));
+    }
+    return o;
+  }
+  // A stable id derived from a name (a 160-bit FNV-1a-style mix: the same
+  // name gives the same id in every process and language binding).
+  static ObjectId FromName(std::string_view name) {
+    ObjectId o;
+    uint64_t h[3] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull,
+                     0x9e3779b97f4a7c15ull};
+    for (unsigned char c : name) {
+      for (int k = 0; k < 3; ++k) {
+        h[k] ^= c + static_cast<uint64_t>(k);
+        h[k] *= 0x100000001b3ull;
+        h[k] ^= h[k] >> 29;
+      }
+    }
+    for (int k = 0; k < 3; ++k) {  // final avalanche
+      uint64_t x = h[k] ^ (h[(k + 1) % 3] << 1);
+      x ^= x >> 33;
+      x *= 0xff51afd7ed558ccdull;
+      x ^= x >> 33;
+      x *= 0xc4ceb9fe1a85ec53ull;
+      x ^= x >> 33;
+      h[k] = x;
+    }
+    std::memcpy(o.id_.bytes, h, kSize);
+    return o;
+  }
+
+  std::string Hex() const {
+    static const char* digits = "0123456789abcdef";
+    std::string s(2 * kSize, '0');
+    for (size_t i = 0; i < kSize; ++i) {
+      s[2 * i] = digits[id_.bytes[i] >> 4];
+      s[2 * i + 1] = digits[id_.bytes[i] & 15];
+    }
+    return s;
+  }
+  const gismo_id_t& c_id() const { return id_; }
+  const uint8_t* data() const { return id_.bytes; }
+  bool operator==(const ObjectId& o) const {
+    return std::memcmp(id_.bytes, o.id_.bytes, kSize) == 0;
+  }
+  bool operator<(const ObjectId& o) const {
+    return std::memcmp(id_.bytes, o.id_.bytes, kSize) < 0;
+  }
+
+ private:
+  static int HexValue(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  gismo_id_t id_;
+};
+
+class Client;
+
+// A sealed object held by this client. Releases its reference when
+// destroyed. Move-only. The bytes are read-only and live in shared memory.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      client_ = std::exchange(o.client_, nullptr);
+      id_ = o.id_;
+      buf_ = o.buf_;
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { Reset(); }
+
+  bool valid() const { return client_ != nullptr; }
+  const ObjectId& id() const { return id_; }
+  const uint8_t* data() const { return static_cast<const uint8_t*>(buf_.data); }
+  size_t size() const { return buf_.data_size; }
+  std::span<const uint8_t> bytes() const { return {data(), size()}; }
+  std::span<const uint8_t> metadata() const {
+    return {static_cast<const uint8_t*>(buf_.metadata), buf_.metadata_size};
+  }
+  // Releases the reference now. Safe to call twice.
+  Status Release() {
+    if (!client_) return Status();
+    gismo_client_t* c = std::exchange(client_, nullptr);
+    return detail::FromC(gismo_release(c, &id_.c_id()));
+  }
+  // Gives up ownership without releasing (the caller calls gismo_release).
+  gismo_buffer_t Detach() {
+    client_ = nullptr;
+    return buf_;
+  }
+
+ private:
+  friend class Client;
+  Buffer(gismo_client_t* c, const ObjectId& id, const gismo_buffer_t& b)
+      : client_(c), id_(id), buf_(b) {}
+  void Reset() { (void)Release(); }
+
+  gismo_client_t* client_ = nullptr;
+  ObjectId id_;
+  gismo_buffer_t buf_{};
+};
+
+// An unsealed object being written by its creator. Seal() publishes it;
+// destroying it unsealed aborts it. After Seal() it holds the creator's
+// reference until destroyed or Release()d.
+class MutableBuffer {
+ public:
+  MutableBuffer() = default;
+  MutableBuffer(MutableBuffer&& o) noexcept { *this = std::move(o); }
+  MutableBuffer& operator=(MutableBuffer&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      client_ = std::exchange(o.client_, nullptr);
+      id_ = o.id_;
+      data_ = o.data_;
+      size_ = o.size_;
+      sealed_ = o.sealed_;
+    }
+    return *this;
+  }
+  MutableBuffer(const MutableBuffer&) = delete;
+  MutableBuffer& operator=(const MutableBuffer&) = delete;
+  ~MutableBuffer() { Reset(); }
+
+  bool valid() const { return client_ != nullptr; }
+  const ObjectId& id() const { return id_; }
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::span<uint8_t> bytes() const { return {data_, size_}; }
+
+  Status Seal() {
+    if (!client_) return Status(GISMO_ERR_INVALID_ARGUMENT, "empty buffer");
+    Status s = detail::FromC(gismo_seal(client_, &id_.c_id()));
+    if (s.ok()) sealed_ = true;
+    return s;
+  }
+  Status Abort() {
+    if (!client_) return Status(GISMO_ERR_INVALID_ARGUMENT, "empty buffer");
+    gismo_client_t* c = std::exchange(client_, nullptr);
+    return detail::FromC(gismo_abort(c, &id_.c_id()));
+  }
+  // Seals if needed, then gives back the creator's reference.
+  Status SealAndRelease() {
+    if (!sealed_) {
+      Status s = Seal();
+      if (!s.ok()) return s;
+    }
+    gismo_client_t* c = std::exchange(client_, nullptr);
+    return detail::FromC(gismo_release(c, &id_.c_id()));
+  }
+  // Gives up ownership: neither sealed, aborted nor released by this object.
+  uint8_t* Detach() {
+    client_ = nullptr;
+    return data_;
+  }
+
+ private:
+  friend class Client;
+  MutableBuffer(gismo_client_t* c, const ObjectId& id, void* data, size_t size)
+      : client_(c), id_(id), data_(static_cast<uint8_t*>(data)), size_(size) {}
+  void Reset() {
+    if (!client_) return;
+    gismo_client_t* c = std::exchange(client_, nullptr);
+    if (sealed_) {
+      gismo_release(c, &id_.c_id());
+    } else {
+      gismo_abort(c, &id_.c_id());
+    }
+  }
+
+  gismo_client_t* client_ = nullptr;
+  ObjectId id_;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  bool sealed_ = false;
+};
+
+// A connection to a gismo manager and its shared region. Move-only;
+// disconnects when destroyed. Buffers must not outlive their client.
+class Client {
+ public:
+  Client() = default;
+  Client(Client&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+  Client& operator=(Client&& o) noexcept {
+    if (this != &o) {
+      Close();
+      c_ = std::exchange(o.c_, nullptr);
+    }
+    return *this;
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client() { Close(); }
+
+  // address: "unix:/path", "tcp:host:port", or empty for $GISMO_ADDRESS.
+  static Result<Client> Connect(const std::string& address = {}) {
+    gismo_client_t* c = nullptr;
+    gismo_status_t s =
+        gismo_connect(address.empty() ? nullptr : address.c_str(), &c);
+    if (s != GISMO_OK) return detail::FromC(s);
+    Client client;
+    client.c_ = c;
+    return client;
+  }
+
+  Status Disconnect() {
+    if (!c_) return Status();
+    return detail::FromC(gismo_disconnect(std::exchange(c_, nullptr)));
+  }
+
+  Result<MutableBuffer> Create(const ObjectId& id, size_t size,
+                               std::span<const uint8_t> metadata = {}) {
+    void* data = nullptr;
+    gismo_status_t s = gismo_create(c_, &id.c_id(), size, metadata.data(),
+                                    metadata.size(), &data);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return MutableBuffer(c_, id, data, size);
+  }
+
+  // Creates, copies, seals and releases.
+  Status Put(const ObjectId& id, std::span<const uint8_t> data,
+             std::span<const uint8_t> metadata = {}) {
+    return detail::FromC(gismo_put(c_, &id.c_id(), data.data(), data.size(),
+                                   metadata.data(), metadata.size()));
+  }
+  Status Put(const ObjectId& id, std::string_view data) {
+    return Put(id, std::span<const uint8_t>(
+                       reinterpret_cast<const uint8_t*>(data.data()),
+                       data.size()));
+  }
+
+  Status Seal(const ObjectId& id) {
+    return detail::FromC(gismo_seal(c_, &id.c_id()));
+  }
+  Status Abort(const ObjectId& id) {
+    return detail::FromC(gismo_abort(c_, &id.c_id()));
+  }
+  Status Release(const ObjectId& id) {
+    return detail::FromC(gismo_release(c_, &id.c_id()));
+  }
+  Status Delete(const ObjectId& id) {
+    return detail::FromC(gismo_delete(c_, &id.c_id()));
+  }
+  Result<bool> Contains(const ObjectId& id) {
+    bool b = false;
+    gismo_status_t s = gismo_contains(c_, &id.c_id(), &b);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return b;
+  }
+
+  // One buffer per id, in order; an invalid Buffer for an object that was
+  // not sealed within timeout_ms.
+  Result<std::vector<Buffer>> Get(std::span<const ObjectId> ids,
+                                  int64_t timeout_ms = -1) {
+    std::vector<gismo_id_t> cids(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) cids[i] = ids[i].c_id();
+    std::vector<gismo_buffer_t> bufs(ids.size());
+    gismo_status_t s =
+        gismo_get(c_, cids.data(), cids.size(), timeout_ms, bufs.data());
+    if (s != GISMO_OK) return detail::FromC(s);
+    std::vector<Buffer> out;
+    out.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      out.push_back(bufs[i].data ? Buffer(c_, ids[i], bufs[i]) : Buffer());
+    }
+    return out;
+  }
+  // A single object; GISMO_ERR_TIMEOUT if it was not sealed in time.
+  Result<Buffer> Get(const ObjectId& id, int64_t timeout_ms = -1) {
+    gismo_buffer_t b{};
+    gismo_status_t s = gismo_get(c_, &id.c_id(), 1, timeout_ms, &b);
+    if (s != GISMO_OK) return detail::FromC(s);
+    if (!b.data) {
+      return Status(GISMO_ERR_TIMEOUT,
+                    "object " + id.Hex() + " was not sealed in time");
+    }
+    return Buffer(c_, id, b);
+  }
+
+  Result<gismo_object_info_t> Stat(const ObjectId& id) {
+    gismo_object_info_t info{};
+    gismo_status_t s = gismo_stat(c_, &id.c_id(), &info);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return info;
+  }
+  Result<std::vector<gismo_object_info_t>> List() {
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      size_t count = 0;
+      gismo_status_t s = gismo_list(c_, nullptr, 0, &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      std::vector<gismo_object_info_t> infos(count + count / 8 + 16);
+      s = gismo_list(c_, infos.data(), infos.size(), &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      if (count <= infos.size()) {
+        infos.resize(count);
+        return infos;
+      }
+    }
+    return Status(GISMO_ERR_INTERNAL, "store kept growing while listing");
+  }
+  Result<gismo_usage_t> Usage() {
+    gismo_usage_t u{};
+    gismo_status_t s = gismo_usage(c_, &u);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return u;
+  }
+  // Whether [p, p + n) lies inside this client's mapping of the region.
+  bool InRegion(const void* p, size_t n = 1) const {
+    const void* base = nullptr;
+    size_t size = 0;
+    if (gismo_region_mapping(c_, &base, &size) != GISMO_OK) return false;
+    auto b = reinterpret_cast<uintptr_t>(base);
+    auto q = reinterpret_cast<uintptr_t>(p);
+    return q >= b && q + n <= b + size;
+  }
+
+  gismo_client_t* c_client() const { return c_; }
+  bool connected() const { return c_ != nullptr; }
+
+ private:
+  void Close() {
+    if (c_) gismo_disconnect(std::exchange(c_, nullptr));
+  }
+  gismo_client_t* c_ = nullptr;
+};
+
+}  // namespace gismo
+
+template <>
+struct std::hash<gismo::ObjectId> {
+  size_t operator()(const gismo::ObjectId& id) const noexcept {
+    uint64_t h;
+    std::memcpy(&h, id.data(), sizeof(h));
+    return static_cast<size_t>(h);
+  }
+};
+
+#endif  // GISMO_GISMO_HPP_

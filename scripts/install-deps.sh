@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything gismo needs to build, test and benchmark on Debian 12.
+# Idempotent; safe to run again. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config git ca-certificates
+  # libraries (doc/dependencies.md says why each is here)
+  libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # emulated cluster: network namespaces, veth, bridge
+  iproute2 util-linux procps
+  # Python bindings and their tests / plots
+  python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-setuptools python3-pip
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "gismo: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "gismo: all build dependencies are installed"
+fi

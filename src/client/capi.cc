@@ -1,0 +1,219 @@
+// The C API: argument checks, then the C++ implementation; a Status becomes
+// a gismo_status_t here and nowhere else. No exception crosses this file.
+#include <gismo/gismo.h>
+
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+
+#include "client/client.h"
+#include "common/last_error.h"
+
+// The handle users hold. It outlives gismo_disconnect (a few bytes are kept)
+// so that a call on a closed client is reported instead of crashing.
+struct gismo_client {
+  static constexpr uint64_t kOpen = 0x6f70656e2d67736dull;
+  static constexpr uint64_t kClosed = 0x636c6f7365642d67ull;
+  uint64_t magic = kOpen;
+  std::unique_ptr<gismo::client::ClientImpl> impl;
+};
+
+namespace {
+
+using gismo::Status;
+
+gismo_status_t Fail(const Status& s) {
+  gismo::SetLastError(s.message());
+  return s.code();
+}
+
+gismo_status_t Fail(gismo_status_t code, const char* message) {
+  gismo::SetLastError(message);
+  return code;
+}
+
+gismo_status_t Done(const Status& s) {
+  if (s.ok()) return GISMO_OK;
+  return Fail(s);
+}
+
+// Runs `fn` with exceptions turned into statuses.
+template <typename Fn>
+gismo_status_t Guard(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Fail(GISMO_ERR_INTERNAL, "out of process memory");
+  } catch (const std::exception& e) {
+    return Fail(GISMO_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(GISMO_ERR_INTERNAL, "unknown exception");
+  }
+}
+
+gismo_status_t CheckClient(const gismo_client_t* c) {
+  if (c == nullptr) return Fail(GISMO_ERR_INVALID_ARGUMENT, "client is NULL");
+  if (c->magic == gismo_client::kClosed) {
+    return Fail(GISMO_ERR_INVALID_ARGUMENT, "client is disconnected");
+  }
+  if (c->magic != gismo_client::kOpen || !c->impl) {
+    return Fail(GISMO_ERR_INVALID_ARGUMENT, "not a gismo client handle");
+  }
+  return GISMO_OK;
+}
+
+#define GISMO_CHECK_CLIENT(c)                                  \
+  do {                                                         \
+    if (gismo_status_t rc_ = CheckClient(c); rc_ != GISMO_OK) { \
+      return rc_;                                              \
+    }                                                          \
+  } while (0)
+
+#define GISMO_CHECK_ARG(cond, message)                               \
+  do {                                                               \
+    if (!(cond)) return Fail(GISMO_ERR_INVALID_ARGUMENT, (message)); \
+  } while (0)
+
+}  // namespace
+
+extern "C" {
+
+gismo_status_t gismo_connect(const char* address, gismo_client_t** client) {
+  GISMO_CHECK_ARG(client != nullptr, "client out-pointer is NULL");
+  *client = nullptr;
+  return Guard([&] {
+    auto impl = gismo::client::ClientImpl::Connect(address);
+    if (!impl.ok()) return Fail(impl.status());
+    auto* c = new gismo_client();
+    c->impl = std::move(*impl);
+    *client = c;
+    return GISMO_OK;
+  });
+}
+
+gismo_status_t gismo_disconnect(gismo_client_t* client) {
+  GISMO_CHECK_CLIENT(client);
+  return Guard([&] {
+    Status s = client->impl->Disconnect();
+    client->impl.reset();
+    client->magic = gismo_client::kClosed;
+    return Done(s);
+  });
+}
+
+gismo_status_t gismo_create(gismo_client_t* client, const gismo_id_t* id, size_t data_size,
+                            const void* metadata, size_t metadata_size, void** data) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  GISMO_CHECK_ARG(data != nullptr, "data out-pointer is NULL");
+  GISMO_CHECK_ARG(metadata != nullptr || metadata_size == 0,
+                  "metadata is NULL but metadata_size is not 0");
+  *data = nullptr;
+  return Guard([&] {
+    return Done(client->impl->Create(*id, data_size, metadata, metadata_size, data));
+  });
+}
+
+gismo_status_t gismo_seal(gismo_client_t* client, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] { return Done(client->impl->Seal(*id)); });
+}
+
+gismo_status_t gismo_put(gismo_client_t* client, const gismo_id_t* id, const void* data,
+                         size_t data_size, const void* metadata, size_t metadata_size) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  GISMO_CHECK_ARG(data != nullptr || data_size == 0, "data is NULL but data_size is not 0");
+  GISMO_CHECK_ARG(metadata != nullptr || metadata_size == 0,
+                  "metadata is NULL but metadata_size is not 0");
+  return Guard([&] {
+    void* dst = nullptr;
+    Status s = client->impl->Create(*id, data_size, metadata, metadata_size, &dst);
+    if (!s.ok()) return Fail(s);
+    if (data_size > 0) std::memcpy(dst, data, data_size);
+    s = client->impl->Seal(*id);
+    if (!s.ok()) {
+      (void)client->impl->Abort(*id);
+      return Fail(s);
+    }
+    return Done(client->impl->Release(*id));
+  });
+}
+
+gismo_status_t gismo_abort(gismo_client_t* client, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] { return Done(client->impl->Abort(*id)); });
+}
+
+gismo_status_t gismo_get(gismo_client_t* client, const gismo_id_t* ids, size_t count,
+                         int64_t timeout_ms, gismo_buffer_t* buffers) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(count == 0 || ids != nullptr, "ids is NULL");
+  GISMO_CHECK_ARG(count == 0 || buffers != nullptr, "buffers is NULL");
+  GISMO_CHECK_ARG(timeout_ms >= -1, "timeout_ms must be -1 (forever), 0 or positive");
+  GISMO_CHECK_ARG(count <= (1u << 20), "too many ids in one get (at most 1048576)");
+  return Guard([&] { return Done(client->impl->Get(ids, count, timeout_ms, buffers)); });
+}
+
+gismo_status_t gismo_release(gismo_client_t* client, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] { return Done(client->impl->Release(*id)); });
+}
+
+gismo_status_t gismo_delete(gismo_client_t* client, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] { return Done(client->impl->Delete(*id)); });
+}
+
+gismo_status_t gismo_contains(gismo_client_t* client, const gismo_id_t* id, bool* contains) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  GISMO_CHECK_ARG(contains != nullptr, "contains out-pointer is NULL");
+  *contains = false;
+  return Guard([&] { return Done(client->impl->Contains(*id, contains)); });
+}
+
+gismo_status_t gismo_stat(gismo_client_t* client, const gismo_id_t* id,
+                          gismo_object_info_t* info) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  GISMO_CHECK_ARG(info != nullptr, "info out-pointer is NULL");
+  return Guard([&] { return Done(client->impl->Stat(*id, info)); });
+}
+
+gismo_status_t gismo_list(gismo_client_t* client, gismo_object_info_t* infos, size_t capacity,
+                          size_t* count) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
+  return Guard([&] { return Done(client->impl->List(infos, capacity, count)); });
+}
+
+gismo_status_t gismo_usage(gismo_client_t* client, gismo_usage_t* usage) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(usage != nullptr, "usage out-pointer is NULL");
+  return Guard([&] { return Done(client->impl->Usage(usage)); });
+}
+
+gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node,
+                                     uint32_t* client_id) {
+  GISMO_CHECK_CLIENT(client);
+  if (node) *node = client->impl->node_id();
+  if (client_id) *client_id = client->impl->slot();
+  return GISMO_OK;
+}
+
+gismo_status_t gismo_region_mapping(gismo_client_t* client, const void** base, size_t* size) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(base != nullptr && size != nullptr, "out-pointer is NULL");
+  *base = client->impl->region().base();
+  *size = client->impl->region().size();
+  return GISMO_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,393 @@
+#include "client/client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/clock.h"
+
+namespace gismo::client {
+
+using protocol::MsgType;
+
+namespace {
+
+constexpr int kConnectTimeoutMs = 5000;
+constexpr int kHandshakeTimeoutMs = 10000;
+constexpr int kGoodbyeTimeoutMs = 10000;
+
+uint32_t NodeFromEnv() {
+  const char* n = getenv("GISMO_NODE");
+  if (n == nullptr || *n == '\0') return 0;
+  char* end = nullptr;
+  unsigned long v = strtoul(n, &end, 10);
+  return (end && *end == '\0' && v <= 0xffffffffUL) ? static_cast<uint32_t>(v) : 0;
+}
+
+Status RecvFrameWithin(int fd, int timeout_ms, protocol::FrameHeader* h,
+                       std::vector<uint8_t>* payload) {
+  pollfd p{fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
+  return protocol::RecvFrame(fd, h, payload);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
+  std::string addr_text;
+  if (address != nullptr && *address != '\0') {
+    addr_text = address;
+  } else if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
+    addr_text = env;
+  } else {
+    addr_text = protocol::kDefaultAddress;
+  }
+  auto addr = protocol::ParseAddress(addr_text);
+  if (!addr.ok()) return addr.status();
+  auto fd = protocol::ConnectTo(*addr, kConnectTimeoutMs);
+  if (!fd.ok()) return fd.status();
+
+  std::unique_ptr<ClientImpl> c(new ClientImpl());
+  c->fd_ = *fd;
+  protocol::Hello hello;
+  hello.node_id = NodeFromEnv();
+  hello.pid = static_cast<uint64_t>(getpid());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  hello.host = host;
+  hello.name = program_invocation_short_name;
+  if (Status s = protocol::SendAll(c->fd_, protocol::EncodeHello(hello).data(),
+                                   protocol::EncodeHello(hello).size());
+      !s.ok()) {
+    return s;
+  }
+  protocol::FrameHeader h;
+  std::vector<uint8_t> payload;
+  if (Status s = RecvFrameWithin(c->fd_, kHandshakeTimeoutMs, &h, &payload); !s.ok()) {
+    return s;
+  }
+  protocol::Reader rd(payload);
+  if (h.type == MsgType::kError) return protocol::DecodeError(rd);
+  if (h.type != MsgType::kWelcome || !protocol::DecodeWelcome(rd, &c->welcome_)) {
+    return Status(GISMO_ERR_PROTOCOL, addr_text + " did not answer like a gismo manager");
+  }
+  const protocol::Welcome& w = c->welcome_;
+  if (w.protocol_version != protocol::kProtocolVersion) {
+    return Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
+                                          std::to_string(w.protocol_version) + ", this library " +
+                                          std::to_string(protocol::kProtocolVersion));
+  }
+  // A host may see the shared device under another path.
+  std::string path = w.region_path;
+  if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
+  auto region = region::Region::Open(path);
+  if (!region.ok()) return region.status();
+  const region::Superblock& sb = (*region)->sb();
+  if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
+    return Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
+                                            "' is not the one the manager at " + addr_text +
+                                            " serves (set GISMO_REGION to its path here)");
+  }
+  c->region_ = std::move(*region);
+  c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
+  if (!c->store_->SlotAlive()) {
+    return Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active");
+  }
+  c->receiver_ = std::thread([raw = c.get()] { raw->ReceiverLoop(); });
+  return c;
+}
+
+ClientImpl::~ClientImpl() {
+  closing_ = true;
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (receiver_.joinable()) receiver_.join();
+  if (fd_ >= 0) close(fd_);
+}
+
+Status ClientImpl::Disconnect() {
+  Status result;
+  if (!lost_.load()) {
+    std::lock_guard<std::mutex> op(op_mu_);  // let a running operation finish
+    protocol::Writer w;
+    if (Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
+      std::unique_lock<std::mutex> lk(state_mu_);
+      bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs),
+                                     [&] { return bye_ || lost_.load(); });
+      if (!done) result = Status(GISMO_ERR_TIMEOUT, "the manager did not confirm the disconnect");
+    }
+  }
+  closing_ = true;
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (receiver_.joinable()) receiver_.join();
+  return result;
+}
+
+Status ClientImpl::CheckAlive() const {
+  if (lost_.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    return Status(GISMO_ERR_CONNECTION, "the connection to the manager is lost (" +
+                                            lost_reason_ + "); connect again");
+  }
+  if (!store_->SlotAlive()) {
+    return Status(GISMO_ERR_CONNECTION,
+                  "the manager has ended this client's session (lease expired?); connect again");
+  }
+  return Status();
+}
+
+Status ClientImpl::Send(const std::vector<uint8_t>& frame) {
+  std::lock_guard<std::mutex> lk(send_mu_);
+  return protocol::SendAll(fd_, frame.data(), frame.size());
+}
+
+void ClientImpl::MarkLost(const std::string& why) {
+  std::lock_guard<std::mutex> lk(state_mu_);
+  if (!lost_.load()) lost_reason_ = why;
+  lost_ = true;
+  state_cv_.notify_all();
+}
+
+void ClientImpl::ReceiverLoop() {
+  const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
+  uint64_t last_beat = MonotonicNs();
+  std::vector<uint8_t> payload;
+  while (!closing_.load()) {
+    int wait_ms = heartbeat_ms;
+    if (heartbeat_ms > 0) {
+      uint64_t since = (MonotonicNs() - last_beat) / 1000000;
+      wait_ms = since >= static_cast<uint64_t>(heartbeat_ms) ? 0
+                                                               : heartbeat_ms - static_cast<int>(since);
+    }
+    pollfd p{fd_, POLLIN, 0};
+    int rc = poll(&p, 1, wait_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0 || (heartbeat_ms > 0 && (MonotonicNs() - last_beat) / 1000000 >=
+                                            static_cast<uint64_t>(heartbeat_ms))) {
+      protocol::Writer w;
+      if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
+        MarkLost("cannot reach the manager");
+        return;
+      }
+      last_beat = MonotonicNs();
+      if (rc == 0) continue;
+    }
+    protocol::FrameHeader h;
+    Status s = protocol::RecvFrame(fd_, &h, &payload);
+    if (!s.ok()) {
+      MarkLost(closing_.load() ? "disconnected" : s.message());
+      return;
+    }
+    std::lock_guard<std::mutex> lk(state_mu_);
+    switch (h.type) {
+      case MsgType::kWaitAck:
+        acked_waits_.insert(h.request_id);
+        break;
+      case MsgType::kWake:
+        ++wake_seq_;
+        break;
+      case MsgType::kBye:
+        bye_ = true;
+        break;
+      case MsgType::kError: {
+        protocol::Reader rd(payload);
+        Status err = protocol::DecodeError(rd);
+        lost_reason_ = err.message();
+        lost_ = true;
+        break;
+      }
+      default:
+        break;  // newer managers may send more; ignore what we do not know
+    }
+    state_cv_.notify_all();
+  }
+}
+
+void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id) {
+  // Pairs with the manager raising `waiters` before it acknowledges a wait:
+  // either the waiter's re-check sees our change, or we see its wait.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (region_->sb().waiters.load(std::memory_order_relaxed) == 0) return;
+  protocol::Writer w;
+  w.Id(id);
+  (void)Send(w.Frame(type, 0));
+}
+
+Status ClientImpl::Create(const gismo_id_t& id, size_t data_size, const void* metadata,
+                          size_t metadata_size, void** data) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Create(id, data_size, metadata, metadata_size, data);
+}
+
+Status ClientImpl::Seal(const gismo_id_t& id) {
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Seal(id); !s.ok()) return s;
+  }
+  NotifyIfWatched(MsgType::kSealed, id);
+  return Status();
+}
+
+Status ClientImpl::Abort(const gismo_id_t& id) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Abort(id);
+}
+
+Status ClientImpl::Release(const gismo_id_t& id) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Release(id);
+}
+
+Status ClientImpl::Delete(const gismo_id_t& id) {
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Delete(id); !s.ok()) return s;
+  }
+  NotifyIfWatched(MsgType::kDeleted, id);
+  return Status();
+}
+
+Status ClientImpl::Contains(const gismo_id_t& id, bool* contains) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Contains(id, contains);
+}
+
+Status ClientImpl::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Stat(id, info);
+}
+
+Status ClientImpl::List(gismo_object_info_t* infos, size_t capacity, size_t* count) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  size_t n = 0;
+  store_->ForEach([&](const gismo_object_info_t& info) {
+    if (n < capacity) infos[n] = info;
+    ++n;
+  });
+  *count = n;
+  return Status();
+}
+
+Status ClientImpl::Usage(gismo_usage_t* usage) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  *usage = store_->Usage();
+  return Status();
+}
+
+Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
+                       gismo_buffer_t* buffers) {
+  const uint64_t start = MonotonicNs();
+  std::vector<size_t> pending;
+  std::vector<size_t> taken;
+  auto release_taken = [&] {
+    for (size_t i : taken) {
+      (void)store_->Release(ids[i]);
+      buffers[i] = gismo_buffer_t{};
+    }
+  };
+  // Tries every pending object once; keeps the ones still missing.
+  auto sweep = [&]() -> Status {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    std::vector<size_t> still;
+    for (size_t i : pending) {
+      store::GetResult r;
+      if (Status s = store_->TryGet(ids[i], &r); !s.ok()) {
+        release_taken();
+        return s;
+      }
+      if (r.found) {
+        buffers[i] = r.buffer;
+        taken.push_back(i);
+      } else {
+        still.push_back(i);
+      }
+    }
+    pending.swap(still);
+    return Status();
+  };
+  for (size_t i = 0; i < count; ++i) {
+    buffers[i] = gismo_buffer_t{};
+    pending.push_back(i);
+  }
+  if (Status s = sweep(); !s.ok()) return s;
+  if (pending.empty() || timeout_ms == 0) return Status();
+
+  // Register the wait with the manager, then re-check (see NotifyIfWatched).
+  const uint64_t wait_id = next_request_.fetch_add(1);
+  protocol::Writer w;
+  w.U32(static_cast<uint32_t>(pending.size()));
+  for (size_t i : pending) w.Id(ids[i]);
+  if (Status s = Send(w.Frame(MsgType::kWait, wait_id)); !s.ok()) {
+    std::lock_guard<std::mutex> op(op_mu_);
+    release_taken();
+    return s;
+  }
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::nanoseconds(timeout_ms < 0 ? 0 : timeout_ms * 1000000 -
+                                                                    static_cast<int64_t>(
+                                                                        MonotonicNs() - start));
+  auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
+    if (timeout_ms < 0) {
+      state_cv_.wait(lk, pred);
+      return true;
+    }
+    return state_cv_.wait_until(lk, deadline, pred);
+  };
+  Status result;
+  {
+    std::unique_lock<std::mutex> lk(state_mu_);
+    wait_until(lk, [&] { return acked_waits_.count(wait_id) > 0 || lost_.load(); });
+  }
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      seen = wake_seq_;
+    }
+    if (Status s = sweep(); !s.ok()) {
+      result = s;
+      break;
+    }
+    if (pending.empty()) break;
+    std::unique_lock<std::mutex> lk(state_mu_);
+    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || lost_.load(); });
+    if (lost_.load()) {
+      result = Status(GISMO_ERR_CONNECTION,
+                      "lost the connection to the manager while waiting (" + lost_reason_ + ")");
+      lk.unlock();
+      std::lock_guard<std::mutex> op(op_mu_);
+      release_taken();
+      break;
+    }
+    if (!woke) break;  // timed out; what is missing stays NULL
+  }
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    acked_waits_.erase(wait_id);
+  }
+  if (!lost_.load()) {
+    protocol::Writer c;
+    (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
+  }
+  return result;
+}
+
+}  // namespace gismo::client

@@ -1,0 +1,83 @@
+// The client library's core: one connection to the manager, one mapping of
+// the region, one client slot. The object operations run against shared
+// memory (store::Store); the connection carries only membership, liveness,
+// waits and wake-ups.
+#ifndef GISMO_CLIENT_CLIENT_H_
+#define GISMO_CLIENT_CLIENT_H_
+
+#include <gismo/gismo.h>
+#include <gismo/gismo.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "protocol/wire.h"
+#include "region/region.h"
+#include "store/store.h"
+
+namespace gismo::client {
+
+class ClientImpl {
+ public:
+  static Result<std::unique_ptr<ClientImpl>> Connect(const char* address);
+  ~ClientImpl();
+
+  Status Disconnect();
+
+  Status Create(const gismo_id_t& id, size_t data_size, const void* metadata,
+                size_t metadata_size, void** data);
+  Status Seal(const gismo_id_t& id);
+  Status Abort(const gismo_id_t& id);
+  Status Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
+             gismo_buffer_t* buffers);
+  Status Release(const gismo_id_t& id);
+  Status Delete(const gismo_id_t& id);
+  Status Contains(const gismo_id_t& id, bool* contains);
+  Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
+  Status List(gismo_object_info_t* infos, size_t capacity, size_t* count);
+  Status Usage(gismo_usage_t* usage);
+
+  uint32_t node_id() const { return welcome_.node_id; }
+  uint32_t slot() const { return welcome_.slot; }
+  const region::Region& region() const { return *region_; }
+
+ private:
+  ClientImpl() = default;
+  Status CheckAlive() const;
+  Status Send(const std::vector<uint8_t>& frame);
+  // Tells the manager about a seal or delete if anyone waits for one.
+  void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id);
+  void ReceiverLoop();
+  void MarkLost(const std::string& why);
+
+  int fd_ = -1;
+  protocol::Welcome welcome_;
+  std::unique_ptr<region::Region> region_;
+  std::unique_ptr<store::Store> store_;
+
+  // Serializes the object operations (one undo log per client slot).
+  std::mutex op_mu_;
+  std::mutex send_mu_;
+
+  // State shared with the receiver thread.
+  mutable std::mutex state_mu_;
+  std::condition_variable state_cv_;
+  uint64_t wake_seq_ = 0;
+  std::set<uint64_t> acked_waits_;
+  bool bye_ = false;
+  std::string lost_reason_;
+  std::atomic<bool> lost_{false};
+  std::atomic<bool> closing_{false};
+  std::atomic<uint64_t> next_request_{1};
+  std::thread receiver_;
+};
+
+}  // namespace gismo::client
+
+#endif  // GISMO_CLIENT_CLIENT_H_

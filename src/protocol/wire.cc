@@ -1,0 +1,277 @@
+#include "protocol/wire.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+namespace gismo::protocol {
+
+void EncodeHeader(const FrameHeader& h, uint8_t out[kHeaderSize]) {
+  uint16_t type = static_cast<uint16_t>(h.type);
+  std::memcpy(out, &h.length, 4);
+  std::memcpy(out + 4, &type, 2);
+  std::memcpy(out + 6, &h.flags, 2);
+  std::memcpy(out + 8, &h.request_id, 8);
+}
+
+FrameHeader DecodeHeader(const uint8_t in[kHeaderSize]) {
+  FrameHeader h;
+  uint16_t type;
+  std::memcpy(&h.length, in, 4);
+  std::memcpy(&type, in + 4, 2);
+  std::memcpy(&h.flags, in + 6, 2);
+  std::memcpy(&h.request_id, in + 8, 8);
+  h.type = static_cast<MsgType>(type);
+  return h;
+}
+
+std::vector<uint8_t> Writer::Frame(MsgType type, uint64_t request_id) const {
+  std::vector<uint8_t> out(kHeaderSize + buf_.size());
+  FrameHeader h;
+  h.length = static_cast<uint32_t>(buf_.size());
+  h.type = type;
+  h.request_id = request_id;
+  EncodeHeader(h, out.data());
+  if (!buf_.empty()) std::memcpy(out.data() + kHeaderSize, buf_.data(), buf_.size());
+  return out;
+}
+
+std::vector<uint8_t> EncodeHello(const Hello& m) {
+  Writer w;
+  w.U32(m.protocol_version);
+  w.U32(m.node_id);
+  w.U64(m.pid);
+  w.Str(m.host);
+  w.Str(m.name);
+  return w.Frame(MsgType::kHello, 0);
+}
+
+bool DecodeHello(Reader& r, Hello* m) {
+  m->protocol_version = r.U32();
+  m->node_id = r.U32();
+  m->pid = r.U64();
+  m->host = r.Str();
+  m->name = r.Str();
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeWelcome(const Welcome& m) {
+  Writer w;
+  w.U32(m.protocol_version);
+  w.U32(m.slot);
+  w.U64(m.session);
+  w.U64(m.client_id);
+  w.U64(m.uuid[0]);
+  w.U64(m.uuid[1]);
+  w.U64(m.region_size);
+  w.U32(m.lease_ms);
+  w.U32(m.node_id);
+  w.U64(m.manager_epoch);
+  w.Str(m.region_path);
+  return w.Frame(MsgType::kWelcome, 0);
+}
+
+bool DecodeWelcome(Reader& r, Welcome* m) {
+  m->protocol_version = r.U32();
+  m->slot = r.U32();
+  m->session = r.U64();
+  m->client_id = r.U64();
+  m->uuid[0] = r.U64();
+  m->uuid[1] = r.U64();
+  m->region_size = r.U64();
+  m->lease_ms = r.U32();
+  m->node_id = r.U32();
+  m->manager_epoch = r.U64();
+  m->region_path = r.Str();
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s) {
+  Writer w;
+  w.U32(static_cast<uint32_t>(s.code()));
+  w.Str(s.message());
+  return w.Frame(MsgType::kError, request_id);
+}
+
+Status DecodeError(Reader& r) {
+  auto code = static_cast<gismo_status_t>(r.U32());
+  std::string msg = r.Str();
+  if (!r.ok() || code == GISMO_OK) return Status(GISMO_ERR_PROTOCOL, "malformed error message");
+  return Status(code, msg);
+}
+
+std::string Address::ToString() const {
+  if (kind == Kind::kUnix) return "unix:" + path;
+  bool v6 = host.find(':') != std::string::npos;
+  return "tcp:" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+Result<Address> ParseAddress(std::string_view text) {
+  Address a;
+  auto bad = [&](const std::string& why) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "bad address '" + std::string(text) + "': " + why +
+                      " (expected unix:/path/to/socket or tcp:host:port)");
+  };
+  if (text.rfind("unix:", 0) == 0) {
+    a.kind = Address::Kind::kUnix;
+    a.path = std::string(text.substr(5));
+    if (a.path.empty()) return bad("empty socket path");
+    if (a.path.size() >= sizeof(sockaddr_un::sun_path)) return bad("socket path too long");
+    return a;
+  }
+  if (text.rfind("tcp:", 0) == 0) {
+    std::string_view rest = text.substr(4);
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return bad("missing port");
+    std::string_view host = rest.substr(0, colon), port = rest.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    if (host.empty()) return bad("missing host");
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || ptr != port.data() + port.size() || p > 65535) {
+      return bad("port must be a number in [0, 65535]");
+    }
+    a.kind = Address::Kind::kTcp;
+    a.host = std::string(host);
+    a.port = static_cast<uint16_t>(p);
+    return a;
+  }
+  return bad("unknown scheme");
+}
+
+namespace {
+Status WaitConnected(int fd, int timeout_ms, const std::string& what) {
+  pollfd p{fd, POLLOUT, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "timed out connecting to " + what);
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (rc < 0 || err != 0) {
+    return Status(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " +
+                                            std::strerror(err ? err : errno) +
+                                            " (is gismo-manager running there?)");
+  }
+  return Status();
+}
+
+Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout_ms,
+                      const std::string& what) {
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Status(GISMO_ERR_IO, std::string("socket: ") + std::strerror(errno));
+  int rc = connect(fd, sa, len);
+  if (rc != 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    return Status(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
+                                            " (is gismo-manager running there?)");
+  }
+  if (rc != 0) {
+    Status s = WaitConnected(fd, timeout_ms, what);
+    if (!s.ok()) {
+      close(fd);
+      return s;
+    }
+  }
+  int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (family != AF_UNIX) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  return fd;
+}
+}  // namespace
+
+Result<int> ConnectTo(const Address& a, int timeout_ms) {
+  const std::string what = a.ToString();
+  if (a.kind == Address::Kind::kUnix) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, a.path.c_str(), sizeof(sa.sun_path) - 1);
+    return ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(a.port);
+  int rc = getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) {
+    return Status(GISMO_ERR_CONNECTION,
+                  "cannot resolve '" + a.host + "': " + gai_strerror(rc));
+  }
+  Status last(GISMO_ERR_CONNECTION, "no address for " + what);
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    auto fd = ConnectFd(ai->ai_family, ai->ai_addr, ai->ai_addrlen, timeout_ms, what);
+    if (fd.ok()) {
+      freeaddrinfo(res);
+      return fd;
+    }
+    last = fd.status();
+  }
+  freeaddrinfo(res);
+  return last;
+}
+
+Status SendAll(int fd, const void* data, size_t n) {
+  auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return Status(GISMO_ERR_CONNECTION,
+                    std::string("lost the connection to the manager: ") + std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return Status();
+}
+
+Status RecvAll(int fd, void* data, size_t n) {
+  auto* p = static_cast<uint8_t*>(data);
+  while (n > 0) {
+    ssize_t r = recv(fd, p, n, 0);
+    if (r == 0) return Status(GISMO_ERR_CONNECTION, "the manager closed the connection");
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status(GISMO_ERR_CONNECTION,
+                    std::string("lost the connection to the manager: ") + std::strerror(errno));
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return Status();
+}
+
+Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload) {
+  uint8_t hdr[kHeaderSize];
+  if (Status s = RecvAll(fd, hdr, kHeaderSize); !s.ok()) return s;
+  *h = DecodeHeader(hdr);
+  if (h->length > kMaxPayload) {
+    return Status(GISMO_ERR_PROTOCOL, "frame of " + std::to_string(h->length) +
+                                          " bytes from the manager: not a gismo peer?");
+  }
+  payload->resize(h->length);
+  if (h->length == 0) return Status();
+  return RecvAll(fd, payload->data(), h->length);
+}
+
+}  // namespace gismo::protocol

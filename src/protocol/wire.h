@@ -1,0 +1,155 @@
+// The manager <-> client protocol: length-prefixed binary frames over a
+// stream socket (Unix or TCP). Only membership, liveness, waits and
+// notifications travel here; object data never does.
+//
+// Frame: u32 payload length | u16 type | u16 flags | u64 request id | payload
+// All integers little-endian. Strings are u32 length + bytes.
+#ifndef GISMO_PROTOCOL_WIRE_H_
+#define GISMO_PROTOCOL_WIRE_H_
+
+#include <gismo/gismo.h>
+#include <gismo/gismo.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gismo::protocol {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kMaxPayload = 16u << 20;
+inline constexpr size_t kHeaderSize = 16;
+
+enum class MsgType : uint16_t {
+  kHello = 1,       // client -> manager: version, node, pid, host, name
+  kWelcome = 2,     // manager -> client: slot, session, region ...
+  kError = 3,       // either way: status + message
+  kWait = 4,        // client -> manager: ids it waits for (request id = wait id)
+  kWaitAck = 5,     // manager -> client: the wait is registered
+  kCancelWait = 6,  // client -> manager: done waiting (request id = wait id)
+  kWake = 7,        // manager -> client: something it waits for may be ready
+  kSealed = 8,      // client -> manager: this object was sealed (waiters exist)
+  kHeartbeat = 9,   // client -> manager: still alive
+  kGoodbye = 10,    // client -> manager: disconnecting, clean me up
+  kBye = 11,        // manager -> client: cleaned up
+  kDeleted = 12,    // client -> manager: this object was deleted (waiters exist)
+};
+
+struct FrameHeader {
+  uint32_t length = 0;
+  MsgType type{};
+  uint16_t flags = 0;
+  uint64_t request_id = 0;
+};
+
+void EncodeHeader(const FrameHeader& h, uint8_t out[kHeaderSize]);
+FrameHeader DecodeHeader(const uint8_t in[kHeaderSize]);
+
+class Writer {
+ public:
+  void U8(uint8_t v) { buf_.push_back(v); }
+  void U16(uint16_t v) { Raw(&v, 2); }
+  void U32(uint32_t v) { Raw(&v, 4); }
+  void U64(uint64_t v) { Raw(&v, 8); }
+  void Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    Raw(s.data(), s.size());
+  }
+  void Id(const gismo_id_t& id) { Raw(id.bytes, GISMO_ID_SIZE); }
+  void Raw(const void* p, size_t n) {
+    auto* b = static_cast<const uint8_t*>(p);
+    buf_.insert(buf_.end(), b, b + n);
+  }
+  // A complete frame with this payload.
+  std::vector<uint8_t> Frame(MsgType type, uint64_t request_id) const;
+  const std::vector<uint8_t>& payload() const { return buf_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+};
+
+// Reads a payload; any read past the end sets !ok() and returns zeros.
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  explicit Reader(const std::vector<uint8_t>& v) : Reader(v.data(), v.size()) {}
+  uint8_t U8() { uint8_t v = 0; Raw(&v, 1); return v; }
+  uint16_t U16() { uint16_t v = 0; Raw(&v, 2); return v; }
+  uint32_t U32() { uint32_t v = 0; Raw(&v, 4); return v; }
+  uint64_t U64() { uint64_t v = 0; Raw(&v, 8); return v; }
+  std::string Str() {
+    uint32_t n = U32();
+    if (!ok_ || n > n_ - pos_) { ok_ = false; return {}; }
+    std::string s(reinterpret_cast<const char*>(p_ + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  gismo_id_t Id() { gismo_id_t id{}; Raw(id.bytes, GISMO_ID_SIZE); return id; }
+  void Raw(void* out, size_t n) {
+    if (!ok_ || n > n_ - pos_) { ok_ = false; std::memset(out, 0, n); return; }
+    std::memcpy(out, p_ + pos_, n);
+    pos_ += n;
+  }
+  bool ok() const { return ok_; }
+  size_t remaining() const { return n_ - pos_; }
+
+ private:
+  const uint8_t* p_;
+  size_t n_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+struct Hello {
+  uint32_t protocol_version = kProtocolVersion;
+  uint32_t node_id = 0;
+  uint64_t pid = 0;
+  std::string host;
+  std::string name;
+};
+std::vector<uint8_t> EncodeHello(const Hello& m);
+bool DecodeHello(Reader& r, Hello* m);
+
+struct Welcome {
+  uint32_t protocol_version = kProtocolVersion;
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  uint64_t client_id = 0;
+  uint64_t uuid[2] = {0, 0};
+  uint64_t region_size = 0;
+  uint32_t lease_ms = 0;
+  uint32_t node_id = 0;
+  uint64_t manager_epoch = 0;
+  std::string region_path;
+};
+std::vector<uint8_t> EncodeWelcome(const Welcome& m);
+bool DecodeWelcome(Reader& r, Welcome* m);
+
+std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s);
+Status DecodeError(Reader& r);
+
+// A parsed "unix:/path" or "tcp:host:port" address.
+struct Address {
+  enum class Kind { kUnix, kTcp } kind = Kind::kUnix;
+  std::string path;  // unix
+  std::string host;  // tcp
+  uint16_t port = 0;
+  std::string ToString() const;
+};
+inline constexpr const char* kDefaultAddress = "unix:/tmp/gismo.sock";
+Result<Address> ParseAddress(std::string_view text);
+
+// Blocking client-side socket helpers (the manager uses asio).
+Result<int> ConnectTo(const Address& a, int timeout_ms);
+// Writes all bytes (retries on EINTR / partial writes). MSG_NOSIGNAL.
+Status SendAll(int fd, const void* data, size_t n);
+// Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF.
+Status RecvAll(int fd, void* data, size_t n);
+// Reads one whole frame.
+Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload);
+
+}  // namespace gismo::protocol
+
+#endif  // GISMO_PROTOCOL_WIRE_H_

@@ -1,0 +1,443 @@
+#include "region/region.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "common/clock.h"
+
+namespace gismo::region {
+namespace {
+
+constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+uint64_t NextPow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+std::string Errno(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+uint64_t SuperblockChecksum(const Superblock& sb) {
+  return XXH64(&sb, offsetof(Superblock, checksum), 0x6769736d6fULL);
+}
+
+// Size and alignment of a DAX character device, from sysfs.
+bool DaxGeometry(const struct stat& st, uint64_t* size, uint64_t* align) {
+  if (!S_ISCHR(st.st_mode)) return false;
+  std::string dir = "/sys/dev/char/" + std::to_string(major(st.st_rdev)) + ":" +
+                    std::to_string(minor(st.st_rdev));
+  std::ifstream fs(dir + "/size");
+  if (!(fs >> *size)) return false;
+  std::ifstream fa(dir + "/align");
+  if (!(fa >> *align)) *align = 2ull << 20;
+  return true;
+}
+
+}  // namespace
+
+FormatOptions ResolveDefaults(FormatOptions o) {
+  if (o.max_objects == 0) {
+    o.max_objects = std::clamp<uint64_t>(o.size / 4096, 1024, 1ull << 26);
+  }
+  if (o.max_clients == 0) o.max_clients = o.size >= (256ull << 20) ? 129 : 33;
+  if (o.held_capacity == 0) o.held_capacity = o.size >= (256ull << 20) ? 4096 : 1024;
+  return o;
+}
+
+Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
+  const FormatOptions o = ResolveDefaults(opts);
+  if (o.size < kMinRegionSize) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) + " is below the minimum " +
+                      FormatSize(kMinRegionSize));
+  }
+  if (o.max_clients < 2 || o.max_clients > 65535) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "max clients must be in [2, 65535]");
+  }
+  if (o.max_objects < 1 || o.max_objects > (1ull << 31)) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "max objects must be in [1, 2^31]");
+  }
+  if (o.held_capacity < 16 || o.held_capacity > (1u << 24) ||
+      (o.held_capacity & (o.held_capacity - 1)) != 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "references per client must be a power of two in [16, 2^24]");
+  }
+  if (o.log_capacity < 64 || o.log_capacity > (1u << 20)) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "log capacity must be in [64, 2^20]");
+  }
+  Geometry g{};
+  // Shards: enough to keep lock contention low, each holding >= 64 records.
+  uint64_t shards = 1;
+  while (shards < 1024 && shards * 2 * 64 <= o.max_objects) shards *= 2;
+  g.num_shards = static_cast<uint32_t>(shards);
+  // 25% headroom for uneven hashing; load factor of the hash slots <= 2/3.
+  uint64_t per_shard = (o.max_objects + shards - 1) / shards;
+  per_shard = per_shard + per_shard / 4 + 8;
+  g.records_per_shard = static_cast<uint32_t>(per_shard);
+  g.slots_per_shard = static_cast<uint32_t>(NextPow2(per_shard * 3 / 2));
+
+  g.client_slot_size =
+      AlignUp(sizeof(ClientSlotHeader) + kNumClasses * sizeof(Word) +
+                  uint64_t{o.log_capacity} * sizeof(LogEntry) +
+                  uint64_t{o.held_capacity} * sizeof(HeldEntry),
+              kAreaAlign);
+  g.client_table_offset = kAreaAlign;
+  g.index_offset = AlignUp(g.client_table_offset + o.max_clients * g.client_slot_size,
+                           kAreaAlign);
+  g.shard_size = AlignUp(sizeof(ShardHeader) + uint64_t{g.slots_per_shard} * sizeof(Word) +
+                             uint64_t{g.records_per_shard} * sizeof(ObjectRecord),
+                         kCacheLine);
+  g.alloc_offset = AlignUp(g.index_offset + shards * g.shard_size, kAreaAlign);
+  g.class_table_offset = g.alloc_offset + sizeof(AllocatorHeader);
+  g.page_bitmap_offset =
+      AlignUp(g.class_table_offset + kNumClasses * kStripes * sizeof(ClassStripe),
+              kCacheLine);
+  // Pages: solve for the number of pages whose bitmap, descriptors and the
+  // pages themselves fit in what is left.
+  uint64_t meta_start = g.page_bitmap_offset;
+  if (meta_start + kHeapAlign + kPageSize > o.size) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) +
+                      " leaves no heap after the metadata (" + FormatSize(meta_start) +
+                      "); give a larger --size or fewer --max-objects/--max-clients");
+  }
+  uint64_t pages = (o.size - meta_start) / (kPageSize + sizeof(PageDesc) + 1);
+  for (;;) {
+    g.page_desc_offset =
+        AlignUp(g.page_bitmap_offset + (pages + 63) / 64 * sizeof(Word), kCacheLine);
+    g.heap_offset = AlignUp(g.page_desc_offset + pages * sizeof(PageDesc), kHeapAlign);
+    if (pages == 0 || g.heap_offset + pages * kPageSize <= o.size) break;
+    --pages;
+  }
+  if (pages < 16) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) +
+                      " is too small for its metadata; give a larger --size");
+  }
+  g.num_pages = pages;
+  g.heap_size = pages * kPageSize;
+  return g;
+}
+
+Region::~Region() {
+  if (map_start_) munmap(map_start_, map_len_);
+  if (fd_ >= 0) close(fd_);
+}
+
+Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd,
+                                            uint64_t size) {
+  struct stat st {};
+  uint64_t align = kHeapAlign, dax_size = 0;
+  if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
+  if (align < 4096 || (align & (align - 1)) != 0) align = kHeapAlign;
+  // Reserve an aligned range, then map the region over it, so that the heap
+  // (2 MiB aligned in the file) is 2 MiB aligned in memory too (huge pages,
+  // DAX devices).
+  uint64_t reserve = size + align;
+  void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (r == MAP_FAILED) {
+    return Status(GISMO_ERR_IO, Errno("cannot reserve address space for", path));
+  }
+  auto start = reinterpret_cast<uintptr_t>(r);
+  uintptr_t aligned = (start + align - 1) / align * align;
+  void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_FIXED, fd, 0);
+  if (m == MAP_FAILED) {
+    int e = errno;
+    munmap(r, reserve);
+    errno = e;
+    return Status(GISMO_ERR_IO, Errno("cannot map region", path));
+  }
+  // Give back the unused head and tail of the reservation.
+  if (aligned > start) munmap(r, aligned - start);
+  uintptr_t end = aligned + size, rend = start + reserve;
+  if (rend > end) munmap(reinterpret_cast<void*>(end), rend - end);
+  std::unique_ptr<Region> region(new Region());
+  region->path_ = path;
+  region->fd_ = fd;
+  region->base_ = static_cast<uint8_t*>(m);
+  region->map_start_ = region->base_;
+  region->map_len_ = size;
+  region->size_ = size;
+  region->sb_ = reinterpret_cast<Superblock*>(m);
+  return region;
+}
+
+void Region::CacheOffsets() {
+  client_table_ = sb_->client_table_offset;
+  slot_size_ = sb_->client_slot_size;
+  index_ = sb_->index_offset;
+  shard_size_ = sb_->shard_size;
+  num_shards_ = sb_->num_shards;
+  records_per_shard_ = sb_->records_per_shard;
+  heap_ = base_ + sb_->heap_offset;
+}
+
+Status Region::Validate(uint64_t file_size) const {
+  const Superblock& sb = *sb_;
+  if (sb.magic != kMagic) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "' is not a gismo region (bad magic number)");
+  }
+  if (sb.format_version != kFormatVersion) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "' has region format version " +
+                      std::to_string(sb.format_version) + ", this build reads version " +
+                      std::to_string(kFormatVersion));
+  }
+  if (sb.superblock_size != sizeof(Superblock) || sb.checksum != SuperblockChecksum(sb)) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "': superblock checksum mismatch (corrupt region)");
+  }
+  if (sb.region_size > file_size) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "' is truncated: superblock says " +
+                      FormatSize(sb.region_size) + ", file holds " + FormatSize(file_size));
+  }
+  if (sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kCoherent) &&
+      sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kNonCoherent)) {
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': unknown coherence mode");
+  }
+  FormatOptions o;
+  o.size = sb.region_size;
+  o.max_objects = sb.max_objects;
+  o.max_clients = sb.max_clients;
+  o.held_capacity = sb.held_capacity;
+  o.log_capacity = sb.log_capacity;
+  auto g = ComputeGeometry(o);
+  if (!g.ok()) return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': " + g.status().message());
+  const Geometry& e = *g;
+  bool same = e.num_shards == sb.num_shards && e.slots_per_shard == sb.slots_per_shard &&
+              e.records_per_shard == sb.records_per_shard &&
+              e.client_table_offset == sb.client_table_offset &&
+              e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
+              e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
+              e.class_table_offset == sb.class_table_offset &&
+              e.page_bitmap_offset == sb.page_bitmap_offset &&
+              e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
+              e.heap_size == sb.heap_size && e.num_pages == sb.num_pages &&
+              sb.page_size == kPageSize;
+  if (!same) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "': layout does not match its parameters (corrupt region)");
+  }
+  if (sb.state.load(std::memory_order_acquire) !=
+      static_cast<uint64_t>(RegionState::kReady)) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "' was not completely formatted; format it again");
+  }
+  return Status();
+}
+
+Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    gismo_status_t code = errno == ENOENT ? GISMO_ERR_BAD_REGION : GISMO_ERR_IO;
+    return Status(code, Errno("cannot open region", path));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return Status(GISMO_ERR_IO, Errno("cannot stat region", path));
+  }
+  uint64_t file_size = static_cast<uint64_t>(st.st_size), align = 0;
+  DaxGeometry(st, &file_size, &align);
+  if (file_size < sizeof(Superblock)) {
+    close(fd);
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path + "' is not a gismo region (too small: " +
+                      FormatSize(file_size) + ")");
+  }
+  Superblock head{};
+  if (pread(fd, &head, offsetof(Superblock, state), 0) !=
+      static_cast<ssize_t>(offsetof(Superblock, state))) {
+    close(fd);
+    return Status(GISMO_ERR_IO, Errno("cannot read superblock of", path));
+  }
+  if (head.magic != kMagic) {
+    close(fd);
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path + "' is not a gismo region (bad magic number)");
+  }
+  uint64_t size = head.region_size;
+  if (size < kMinRegionSize || size > file_size) size = file_size;
+  auto r = Map(path, fd, size);
+  if (!r.ok()) {
+    close(fd);
+    return r.status();
+  }
+  Status s = (*r)->Validate(file_size);
+  if (!s.ok()) return s;
+  (*r)->CacheOffsets();
+  return std::move(*r);
+}
+
+Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
+                                               const FormatOptions& opts) {
+  FormatOptions o = opts;
+  o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
+  o = ResolveDefaults(o);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+  if (fd < 0) return Status(GISMO_ERR_IO, Errno("cannot create region", path));
+  struct stat st {};
+  fstat(fd, &st);
+  uint64_t dax_size = 0, align = 0;
+  bool dax = DaxGeometry(st, &dax_size, &align);
+  if (dax) {
+    if (o.size > dax_size) o.size = dax_size / kHeapAlign * kHeapAlign;
+  } else if (S_ISREG(st.st_mode)) {
+    // Drop old contents so every metadata area starts zeroed, then size it.
+    if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
+      Status s(GISMO_ERR_IO, Errno("cannot size region", path) +
+                                 " (is there room on its file system?)");
+      close(fd);
+      return s;
+    }
+  }
+  auto g = ComputeGeometry(o);
+  if (!g.ok()) {
+    close(fd);
+    return g.status();
+  }
+  auto r = Map(path, fd, o.size);
+  if (!r.ok()) {
+    close(fd);
+    return r.status();
+  }
+  Region& region = **r;
+  Superblock& sb = region.sb();
+  const Geometry& e = *g;
+  // A DAX device or a reused file is not zeroed by truncation.
+  if (dax || !S_ISREG(st.st_mode)) std::memset(region.base(), 0, e.heap_offset);
+  sb.state.store(static_cast<uint64_t>(RegionState::kFormatting), std::memory_order_release);
+  sb.magic = kMagic;
+  sb.format_version = kFormatVersion;
+  sb.superblock_size = sizeof(Superblock);
+  sb.region_size = o.size;
+  sb.format_time_ns = RealtimeNs();
+  std::random_device rd;
+  sb.uuid[0] = (uint64_t{rd()} << 32) ^ rd() ^ sb.format_time_ns;
+  sb.uuid[1] = (uint64_t{rd()} << 32) ^ rd();
+  sb.coherence_mode = static_cast<uint32_t>(o.coherence);
+  sb.page_size = kPageSize;
+  sb.max_clients = o.max_clients;
+  sb.log_capacity = o.log_capacity;
+  sb.held_capacity = o.held_capacity;
+  sb.num_shards = e.num_shards;
+  sb.slots_per_shard = e.slots_per_shard;
+  sb.records_per_shard = e.records_per_shard;
+  sb.max_objects = o.max_objects;
+  sb.client_table_offset = e.client_table_offset;
+  sb.client_slot_size = e.client_slot_size;
+  sb.index_offset = e.index_offset;
+  sb.shard_size = e.shard_size;
+  sb.alloc_offset = e.alloc_offset;
+  sb.class_table_offset = e.class_table_offset;
+  sb.page_bitmap_offset = e.page_bitmap_offset;
+  sb.page_desc_offset = e.page_desc_offset;
+  sb.heap_offset = e.heap_offset;
+  sb.heap_size = e.heap_size;
+  sb.num_pages = e.num_pages;
+  sb.checksum = SuperblockChecksum(sb);
+  region.CacheOffsets();
+  region.alloc().free_pages.store(e.num_pages, std::memory_order_relaxed);
+  // Bits past the last page are permanently "in use".
+  uint64_t words = (e.num_pages + 63) / 64;
+  if (e.num_pages % 64) {
+    region.page_bitmap()[words - 1].store(~0ull << (e.num_pages % 64),
+                                          std::memory_order_relaxed);
+  }
+  sb.next_client_id.store(1, std::memory_order_relaxed);
+  if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL &&
+      errno != ENOMEM) {
+    return Status(GISMO_ERR_IO, Errno("cannot flush region", path));
+  }
+  sb.state.store(static_cast<uint64_t>(RegionState::kReady), std::memory_order_release);
+  return std::move(*r);
+}
+
+Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
+                                                     const FormatOptions& opts,
+                                                     bool force_format, bool* formatted) {
+  *formatted = false;
+  if (!force_format) {
+    struct stat st {};
+    bool exists = stat(path.c_str(), &st) == 0;
+    bool empty_file = exists && S_ISREG(st.st_mode) && st.st_size == 0;
+    if (exists && !empty_file) {
+      auto r = Open(path);
+      if (!r.ok() && r.status().code() == GISMO_ERR_BAD_REGION) {
+        return Status(GISMO_ERR_BAD_REGION,
+                      r.status().message() +
+                          ". Refusing to overwrite it; pass --format to format it anew "
+                          "(this destroys its contents)");
+      }
+      return r;
+    }
+  }
+  *formatted = true;
+  return Format(path, opts);
+}
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "not a size: '" + text + "'");
+  }
+  std::string unit = text.substr(pos);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  double mult = 0;
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1},          {"B", 1},
+      {"K", 1024.0},    {"KiB", 1024.0},  {"KB", 1e3},
+      {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
+      {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
+      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+      {"k", 1024.0}, {"m", 1048576.0}, {"g", 1073741824.0}};
+  for (auto& [name, m] : kUnits) {
+    if (unit == name) mult = m;
+  }
+  if (mult == 0 || !(value >= 0) || std::isinf(value)) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "not a size: '" + text + "' (examples: 512MiB, 4GiB, 1048576)");
+  }
+  return static_cast<uint64_t>(value * mult);
+}
+
+std::string FormatSize(uint64_t bytes) {
+  static const char* kNames[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int i = 0;
+  while (v >= 1024 && i < 5) {
+    v /= 1024;
+    ++i;
+  }
+  char buf[32];
+  if (i == 0) {
+    snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  } else {
+    snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : (v < 100 ? "%.1f %s" : "%.0f %s"), v,
+             kNames[i]);
+  }
+  return buf;
+}
+
+}  // namespace gismo::region

@@ -1,0 +1,146 @@
+// Mapping, formatting and validating the shared region, and typed access to
+// its areas. A Region is the only thing that turns offsets into addresses.
+#ifndef GISMO_REGION_REGION_H_
+#define GISMO_REGION_REGION_H_
+
+#include <gismo/gismo.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "region/layout.h"
+
+namespace gismo::region {
+
+// Zero means "derived from the size" (see ResolveDefaults).
+struct FormatOptions {
+  uint64_t size = 1ull << 30;   // bytes; rounded up to 2 MiB
+  uint64_t max_objects = 0;     // index capacity; auto: one per 4 KiB
+  uint32_t max_clients = 0;     // client slots incl. the manager's; auto
+  uint32_t held_capacity = 0;   // distinct objects one client may hold; auto
+  uint32_t log_capacity = 1024; // undo log entries per client
+  CoherenceMode coherence = CoherenceMode::kCoherent;
+};
+// Fills the zero fields of `o` from its size, so that metadata stays a few
+// percent of the region.
+FormatOptions ResolveDefaults(FormatOptions o);
+
+// Derived sizes and offsets for a set of options: the single definition of
+// the layout, used both to format and to validate.
+struct Geometry {
+  uint32_t num_shards, slots_per_shard, records_per_shard;
+  uint64_t client_table_offset, client_slot_size;
+  uint64_t index_offset, shard_size;
+  uint64_t alloc_offset, class_table_offset, page_bitmap_offset,
+      page_desc_offset;
+  uint64_t heap_offset, heap_size, num_pages;
+};
+Result<Geometry> ComputeGeometry(const FormatOptions& o);
+
+class Region {
+ public:
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  // Maps an existing region and validates it.
+  static Result<std::unique_ptr<Region>> Open(const std::string& path);
+  // Creates (or, with `format`, overwrites) and formats a region. Refuses to
+  // overwrite a file that is not empty unless `format` is set.
+  static Result<std::unique_ptr<Region>> Format(const std::string& path,
+                                                const FormatOptions& opts);
+  // Opens `path` if it holds a valid region, else formats it if it is new or
+  // empty. With `force_format` always formats.
+  static Result<std::unique_ptr<Region>> OpenOrFormat(
+      const std::string& path, const FormatOptions& opts, bool force_format,
+      bool* formatted);
+
+  const std::string& path() const { return path_; }
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  Superblock& sb() const { return *sb_; }
+
+  template <typename T>
+  T* At(uint64_t offset) const {
+    return reinterpret_cast<T*>(base_ + offset);
+  }
+  uint64_t OffsetOf(const void* p) const {
+    return static_cast<uint64_t>(static_cast<const uint8_t*>(p) - base_);
+  }
+
+  // Client table.
+  uint32_t max_clients() const { return sb_->max_clients; }
+  ClientSlotHeader& slot(uint32_t i) const {
+    return *At<ClientSlotHeader>(client_table_ + i * slot_size_);
+  }
+  Word* current_slabs(uint32_t i) const {
+    return At<Word>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader));
+  }
+  LogEntry* log(uint32_t i) const {
+    return At<LogEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
+                        kNumClasses * sizeof(Word));
+  }
+  HeldEntry* held(uint32_t i) const {
+    return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
+                         kNumClasses * sizeof(Word) +
+                         sb_->log_capacity * sizeof(LogEntry));
+  }
+
+  // Object index.
+  uint32_t num_shards() const { return num_shards_; }
+  ShardHeader& shard(uint32_t s) const {
+    return *At<ShardHeader>(index_ + s * shard_size_);
+  }
+  Word* hash_slots(uint32_t s) const {
+    return At<Word>(index_ + s * shard_size_ + sizeof(ShardHeader));
+  }
+  ObjectRecord* records(uint32_t s) const {
+    return At<ObjectRecord>(index_ + s * shard_size_ + sizeof(ShardHeader) +
+                            uint64_t{sb_->slots_per_shard} * sizeof(Word));
+  }
+  ObjectRecord& record(uint32_t global_index) const {
+    return records(global_index / records_per_shard_)[global_index %
+                                                      records_per_shard_];
+  }
+  uint32_t records_per_shard() const { return records_per_shard_; }
+
+  // Allocator.
+  AllocatorHeader& alloc() const { return *At<AllocatorHeader>(sb_->alloc_offset); }
+  ClassStripe& class_stripe(uint32_t cls, uint32_t stripe) const {
+    return At<ClassStripe>(sb_->class_table_offset)[cls * kStripes + stripe];
+  }
+  Word* page_bitmap() const { return At<Word>(sb_->page_bitmap_offset); }
+  PageDesc& page(uint64_t p) const { return At<PageDesc>(sb_->page_desc_offset)[p]; }
+  uint8_t* heap() const { return heap_; }
+  uint64_t heap_size() const { return sb_->heap_size; }
+  uint64_t num_pages() const { return sb_->num_pages; }
+
+ private:
+  Region() = default;
+  static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd,
+                                             uint64_t size);
+  Status Validate(uint64_t file_size) const;
+  void CacheOffsets();
+
+  std::string path_;
+  int fd_ = -1;
+  uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t map_len_ = 0;
+  uint8_t* map_start_ = nullptr;
+  Superblock* sb_ = nullptr;
+  // Cached from the superblock for the hot path.
+  uint64_t client_table_ = 0, slot_size_ = 0, index_ = 0, shard_size_ = 0;
+  uint32_t num_shards_ = 0, records_per_shard_ = 0;
+  uint8_t* heap_ = nullptr;
+};
+
+// Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.
+Result<uint64_t> ParseSize(const std::string& text);
+// "1.5 GiB" style.
+std::string FormatSize(uint64_t bytes);
+
+}  // namespace gismo::region
+
+#endif  // GISMO_REGION_REGION_H_

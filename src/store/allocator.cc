@@ -1,0 +1,279 @@
+#include "store/allocator.h"
+
+#include <algorithm>
+#include <string>
+
+namespace gismo::store {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+namespace {
+constexpr uint32_t BlocksPerSlab(int cls) { return kPageSize / kClassSizes[cls]; }
+}  // namespace
+
+int Allocator::ClassOf(uint64_t bytes) {
+  if (bytes > kMaxSmallSize) return -1;
+  // Classes are few; a branchy binary search is not worth it.
+  for (uint32_t c = 0; c < kNumClasses; ++c) {
+    if (bytes <= kClassSizes[c]) return static_cast<int>(c);
+  }
+  return -1;
+}
+
+uint64_t Allocator::BlockSize(uint64_t bytes) {
+  int cls = ClassOf(bytes);
+  if (cls >= 0) return kClassSizes[cls];
+  return (bytes + kPageSize - 1) / kPageSize * kPageSize;
+}
+
+Result<uint64_t> Allocator::Allocate(Txn& txn, uint64_t bytes) {
+  int cls = ClassOf(bytes == 0 ? 1 : bytes);
+  if (cls >= 0) return AllocateSmall(txn, cls);
+  uint64_t npages = (bytes + kPageSize - 1) / kPageSize;
+  auto first = AllocatePages(txn, npages);
+  if (!first.ok()) return first.status();
+  PageDesc& d = r_.page(*first);
+  txn.Write(d.info, PackPageInfo(PageKind::kRun, 0, 0, 0));
+  txn.Write(d.used, npages);
+  return *first * kPageSize;
+}
+
+void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
+  uint64_t page = heap_offset / kPageSize;
+  int cls = ClassOf(bytes == 0 ? 1 : bytes);
+  if (cls < 0) {
+    FreePages(txn, page, (bytes + kPageSize - 1) / kPageSize);
+    return;
+  }
+  PageDesc& d = r_.page(page);
+  uint64_t info = d.info.load(std::memory_order_relaxed);
+  ClassStripe& cs = r_.class_stripe(PageInfoClass(info), PageInfoStripe(info));
+  if (!txn.Holds(cs.lock)) txn.Lock(cs.lock);
+  info = d.info.load(std::memory_order_relaxed);  // stable under the lock
+  uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
+  Word& bw = d.bitmap[idx / 64];
+  txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
+  uint64_t used = d.used.load(std::memory_order_relaxed);
+  txn.Write(d.used, used - 1);
+  if (PageInfoOwner(info) != 0) return;  // its owner allocates from it
+  bool was_full = used == BlocksPerSlab(cls);
+  if (used - 1 > 0) {
+    if (was_full) PushPartial(txn, cs, page);
+    return;
+  }
+  // Empty and unowned: the page goes back to the page heap.
+  if (!was_full) UnlinkPartial(txn, cs, page);
+  txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
+  FreePages(txn, page, 1);
+}
+
+uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
+  PageDesc& d = r_.page(page);
+  uint32_t cap = BlocksPerSlab(cls);
+  for (uint32_t w = 0; w * 64 < cap; ++w) {
+    uint64_t bits = d.bitmap[w].load(std::memory_order_relaxed);
+    uint32_t valid = std::min<uint32_t>(64, cap - w * 64);
+    uint64_t mask = valid == 64 ? ~0ull : ((1ull << valid) - 1);
+    uint64_t free_bits = ~bits & mask;
+    if (free_bits == 0) continue;
+    uint32_t b = static_cast<uint32_t>(__builtin_ctzll(free_bits));
+    txn.Write(d.bitmap[w], bits | (1ull << b));
+    txn.Write(d.used, d.used.load(std::memory_order_relaxed) + 1);
+    return page * kPageSize + uint64_t{w * 64 + b} * kClassSizes[cls];
+  }
+  return ~0ull;  // caller checked used < cap: unreachable
+}
+
+void Allocator::PushPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
+  PageDesc& d = r_.page(page);
+  uint64_t head = cs.partial_head.load(std::memory_order_relaxed);
+  txn.Write(d.prev, 0);
+  txn.Write(d.next, head);
+  if (head != 0) txn.Write(r_.page(head - 1).prev, page + 1);
+  txn.Write(cs.partial_head, page + 1);
+}
+
+void Allocator::UnlinkPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
+  PageDesc& d = r_.page(page);
+  uint64_t prev = d.prev.load(std::memory_order_relaxed);
+  uint64_t next = d.next.load(std::memory_order_relaxed);
+  if (prev != 0) {
+    txn.Write(r_.page(prev - 1).next, next);
+  } else if (cs.partial_head.load(std::memory_order_relaxed) == page + 1) {
+    txn.Write(cs.partial_head, next);
+  }
+  if (next != 0) txn.Write(r_.page(next - 1).prev, prev);
+  txn.Write(d.prev, 0);
+  txn.Write(d.next, 0);
+}
+
+Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
+  uint32_t slot = txn.slot();
+  uint32_t stripe = slot % kStripes;
+  ClassStripe& cs = r_.class_stripe(cls, stripe);
+  txn.Lock(cs.lock);
+  Word& cur = r_.current_slabs(slot)[cls];
+  const uint32_t cap = BlocksPerSlab(cls);
+  if (uint64_t p1 = cur.load(std::memory_order_relaxed); p1 != 0) {
+    PageDesc& d = r_.page(p1 - 1);
+    if (d.used.load(std::memory_order_relaxed) < cap) return TakeBlock(txn, p1 - 1, cls);
+    // Full: let it go; frees will put it on the partial list.
+    txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, 0));
+    txn.Write(cur, 0);
+  }
+  if (uint64_t head = cs.partial_head.load(std::memory_order_relaxed); head != 0) {
+    uint64_t page = head - 1;
+    UnlinkPartial(txn, cs, page);
+    txn.Write(r_.page(page).info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
+    txn.Write(cur, page + 1);
+    return TakeBlock(txn, page, cls);
+  }
+  auto pages = AllocatePages(txn, 1);
+  if (pages.ok()) {
+    uint64_t page = *pages;
+    PageDesc& d = r_.page(page);
+    txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
+    txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) + 1);
+    txn.Write(cur, page + 1);
+    return TakeBlock(txn, page, cls);
+  }
+  // The page heap is full: borrow a block from another stripe's partial slab
+  // (try-lock only, so two clients doing this cannot deadlock).
+  for (uint32_t s = 1; s < kStripes; ++s) {
+    ClassStripe& other = r_.class_stripe(cls, (stripe + s) % kStripes);
+    if (other.partial_head.load(std::memory_order_relaxed) == 0) continue;
+    if (!txn.TryLock(other.lock)) continue;
+    uint64_t head = other.partial_head.load(std::memory_order_relaxed);
+    if (head == 0) continue;  // lock stays held until commit; harmless
+    uint64_t page = head - 1;
+    uint64_t off = TakeBlock(txn, page, cls);
+    if (r_.page(page).used.load(std::memory_order_relaxed) == cap) {
+      UnlinkPartial(txn, other, page);  // full slabs are not on the list
+    }
+    return off;
+  }
+  return pages.status();
+}
+
+Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
+  AllocatorHeader& a = r_.alloc();
+  if (!txn.Holds(a.page_lock)) txn.Lock(a.page_lock);
+  const uint64_t total = r_.num_pages();
+  uint64_t free_pages = a.free_pages.load(std::memory_order_relaxed);
+  auto full = [&]() {
+    return Status(GISMO_ERR_OUT_OF_MEMORY,
+                  "store is full: the object needs " + FormatSize(npages * kPageSize) +
+                      ", " + FormatSize(free_pages * kPageSize) + " free, largest free extent " +
+                      FormatSize(LargestFreeRun() * kPageSize) + " of " +
+                      FormatSize(r_.heap_size()));
+  };
+  if (npages > free_pages || npages > total) return full();
+  Word* bm = r_.page_bitmap();
+  // First run of npages zero bits in [from, total). Bits past the last page
+  // are permanently 1, so a run never crosses the end.
+  auto find = [&](uint64_t from) -> uint64_t {
+    uint64_t run = 0, run_start = from;
+    for (uint64_t p = from; p < total;) {
+      uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
+      if ((p & 63) == 0 && w == ~0ull) {
+        p += 64;
+        run = 0;
+        continue;
+      }
+      if ((p & 63) == 0 && w == 0) {
+        if (run == 0) run_start = p;
+        run += 64;
+        p += 64;
+        if (run >= npages) return run_start;
+        continue;
+      }
+      if ((w >> (p & 63)) & 1) {
+        run = 0;
+      } else {
+        if (run == 0) run_start = p;
+        if (++run >= npages) return run_start;
+      }
+      ++p;
+    }
+    return ~0ull;
+  };
+  uint64_t hint = a.hint.load(std::memory_order_relaxed) % total;
+  uint64_t start = find(hint);
+  if (start == ~0ull && hint != 0) start = find(0);
+  if (start == ~0ull) return full();
+  txn.SetBits(bm, start, npages);
+  txn.Write(a.free_pages, free_pages - npages);
+  txn.Write(a.hint, (start + npages) % total);
+  return start;
+}
+
+void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
+  AllocatorHeader& a = r_.alloc();
+  if (!txn.Holds(a.page_lock)) txn.Lock(a.page_lock);
+  PageDesc& d = r_.page(first);
+  txn.Write(d.info, 0);
+  txn.Write(d.used, 0);
+  txn.ClearBits(r_.page_bitmap(), first, npages);
+  txn.Write(a.free_pages, a.free_pages.load(std::memory_order_relaxed) + npages);
+}
+
+bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,
+                            uint64_t lock_timeout_ns) {
+  Word* cur = r_.current_slabs(owner_slot);
+  uint32_t stripe = owner_slot % kStripes;
+  for (uint32_t cls = 0; cls < kNumClasses; ++cls) {
+    if (cur[cls].load(std::memory_order_acquire) == 0) continue;
+    Txn txn(r_, txn_slot, txn_session, OpKind::kRecover);
+    txn.SetLockTimeout(lock_timeout_ns);
+    ClassStripe& cs = r_.class_stripe(cls, stripe);
+    txn.Lock(cs.lock);
+    if (txn.failed()) return false;
+    uint64_t p1 = cur[cls].load(std::memory_order_relaxed);
+    if (p1 != 0) {
+      uint64_t page = p1 - 1;
+      PageDesc& d = r_.page(page);
+      uint64_t used = d.used.load(std::memory_order_relaxed);
+      txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, 0));
+      if (used == 0) {
+        txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
+        FreePages(txn, page, 1);
+      } else if (used < BlocksPerSlab(static_cast<int>(cls))) {
+        PushPartial(txn, cs, page);
+      }
+      txn.Write(cur[cls], 0);
+    }
+    if (txn.failed()) return false;
+    txn.Commit();
+  }
+  return true;
+}
+
+uint64_t Allocator::LargestFreeRun() const {
+  Word* bm = r_.page_bitmap();
+  uint64_t best = 0, run = 0;
+  const uint64_t total = r_.num_pages();
+  for (uint64_t p = 0; p < total;) {
+    uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
+    if ((p & 63) == 0 && (w == 0 || w == ~0ull)) {
+      run = w == 0 ? run + 64 : 0;
+      best = std::max(best, run);
+      p += 64;
+      continue;
+    }
+    run = ((w >> (p & 63)) & 1) ? 0 : run + 1;
+    best = std::max(best, run);
+    ++p;
+  }
+  return best;
+}
+
+HeapStats Allocator::Stats() const {
+  HeapStats s;
+  s.capacity_bytes = r_.heap_size();
+  s.free_bytes = r_.alloc().free_pages.load(std::memory_order_relaxed) * kPageSize;
+  s.used_bytes = s.capacity_bytes - std::min(s.capacity_bytes, s.free_bytes);
+  s.largest_free_bytes = LargestFreeRun() * kPageSize;
+  return s;
+}
+
+}  // namespace gismo::store

@@ -1,0 +1,70 @@
+// The heap allocator, in the region and usable by every client.
+//
+// Shape (after mimalloc): the heap is cut into 16 KiB pages. Objects up to
+// 8 KiB come from slabs, one page of one size class each; a client allocates
+// from its own current slab per class (recorded in its slot), so two clients
+// rarely touch the same slab. Frees from any client go to the slab's bitmap.
+// A slab whose owner moves on (full) or dies is unowned; once non-full it
+// sits on its (class, stripe) partial list for the next client to adopt, and
+// once empty its page returns to the page heap. Larger objects take a run of
+// whole pages, found next-fit in the page bitmap.
+//
+// Locks (always taken in this order, after the object's shard lock):
+//   ClassStripe.lock  guards the slabs of that class and stripe
+//   AllocatorHeader.page_lock  guards the page bitmap, free_pages, run heads
+#ifndef GISMO_STORE_ALLOCATOR_H_
+#define GISMO_STORE_ALLOCATOR_H_
+
+#include <cstdint>
+
+#include "region/region.h"
+#include "store/txn.h"
+
+namespace gismo::store {
+
+struct HeapStats {
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;           // pages in use (slabs and runs)
+  uint64_t free_bytes = 0;
+  uint64_t largest_free_bytes = 0;   // largest run of free pages
+};
+
+class Allocator {
+ public:
+  explicit Allocator(const region::Region& r) : r_(r) {}
+
+  // Size class index for `bytes`, or -1 if it takes a page run.
+  static int ClassOf(uint64_t bytes);
+  // Bytes actually reserved for an object of `bytes`.
+  static uint64_t BlockSize(uint64_t bytes);
+
+  // Returns the heap offset of a block of at least `bytes` (64-byte aligned),
+  // or OUT_OF_MEMORY. Everything it changes is logged in `txn`.
+  Result<uint64_t> Allocate(Txn& txn, uint64_t bytes);
+  void Free(Txn& txn, uint64_t heap_offset, uint64_t bytes);
+
+  // Gives up the current slabs of a (dead or departing) client slot. Each
+  // class in its own transaction run by `txn_slot`. False if a class lock
+  // stayed busy for `lock_timeout_ns` (call again later).
+  bool DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,
+                   uint64_t lock_timeout_ns);
+
+  // A racy but consistent-enough snapshot (reads without locks).
+  HeapStats Stats() const;
+
+ private:
+  Result<uint64_t> AllocatePages(Txn& txn, uint64_t npages);
+  void FreePages(Txn& txn, uint64_t first, uint64_t npages);
+  Result<uint64_t> AllocateSmall(Txn& txn, int cls);
+  // Takes a free block from slab `page` (caller holds its class lock).
+  uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
+  void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
+  void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
+  uint64_t LargestFreeRun() const;
+
+  const region::Region& r_;
+};
+
+}  // namespace gismo::store
+
+#endif  // GISMO_STORE_ALLOCATOR_H_

@@ -1,0 +1,443 @@
+// The object life cycle through the C++ API (and so the C API beneath it),
+// against a real gismo-manager process.
+#include <gismo/gismo.hpp>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "region/region.h"
+#include "test_util.h"
+
+namespace gismo {
+namespace {
+
+using testing::ManagerProcess;
+using testing::RunInChild;
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = Client::Connect(mgr_.address());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(*c);
+  }
+  Client Connect() {
+    auto c = Client::Connect(mgr_.address());
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : Client();
+  }
+  ManagerProcess mgr_;
+  Client client_;
+};
+
+std::vector<uint8_t> Bytes(std::string_view s) { return {s.begin(), s.end()}; }
+
+TEST_F(ApiTest, CreateSealGetRelease) {
+  ObjectId id = ObjectId::FromName("hello");
+  auto meta = Bytes("meta!");
+  auto buf = client_.Create(id, 5, meta);
+  ASSERT_TRUE(buf.ok()) << buf.status().ToString();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buf->data()) % 64, 0u);
+  std::memcpy(buf->data(), "world", 5);
+  EXPECT_FALSE(*client_.Contains(id));  // not sealed yet
+  ASSERT_TRUE(buf->Seal().ok());
+  EXPECT_TRUE(*client_.Contains(id));
+
+  Client reader = Connect();
+  auto got = reader.Get(id, 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "world");
+  EXPECT_EQ(std::string(got->metadata().begin(), got->metadata().end()), "meta!");
+  EXPECT_TRUE(reader.InRegion(got->data(), got->size()));  // zero copy
+  auto info = client_.Stat(id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, GISMO_STATE_SEALED);
+  EXPECT_EQ(info->ref_count, 2u);  // creator + reader
+  EXPECT_EQ(info->data_size, 5u);
+  EXPECT_EQ(info->metadata_size, 5u);
+  ASSERT_TRUE(got->Release().ok());
+  ASSERT_TRUE(buf->SealAndRelease().ok());
+  EXPECT_EQ(client_.Stat(id)->ref_count, 0u);
+}
+
+TEST_F(ApiTest, CreateExistingFails) {
+  ObjectId id = ObjectId::Random();
+  auto a = client_.Create(id, 10);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(client_.Create(id, 10).status().code(), GISMO_ERR_OBJECT_EXISTS);  // unsealed
+  ASSERT_TRUE(a->Seal().ok());
+  EXPECT_EQ(client_.Create(id, 10).status().code(), GISMO_ERR_OBJECT_EXISTS);  // sealed
+  Client other = Connect();
+  EXPECT_EQ(other.Create(id, 10).status().code(), GISMO_ERR_OBJECT_EXISTS);
+}
+
+TEST_F(ApiTest, SealAndAbortRules) {
+  ObjectId id = ObjectId::Random();
+  EXPECT_EQ(client_.Seal(id).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Abort(id).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  auto b = client_.Create(id, 100);
+  ASSERT_TRUE(b.ok());
+  Client other = Connect();
+  EXPECT_EQ(other.Seal(id).code(), GISMO_ERR_NOT_CREATOR);
+  EXPECT_EQ(other.Abort(id).code(), GISMO_ERR_NOT_CREATOR);
+  EXPECT_EQ(client_.Release(id).code(), GISMO_ERR_OBJECT_NOT_SEALED);
+  EXPECT_EQ(client_.Delete(id).code(), GISMO_ERR_OBJECT_NOT_SEALED);
+  ASSERT_TRUE(b->Abort().ok());
+  EXPECT_FALSE(*client_.Contains(id));
+  EXPECT_EQ(client_.Stat(id).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  // After abort the id is free again.
+  auto c = client_.Create(id, 100);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Seal().ok());
+  EXPECT_EQ(client_.Seal(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT_EQ(client_.Abort(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+}
+
+TEST_F(ApiTest, GetMissingReturnsEmptyBuffers) {
+  ObjectId present = ObjectId::Random(), missing = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(present, "abc").ok());
+  std::vector<ObjectId> ids = {present, missing};
+  auto start = std::chrono::steady_clock::now();
+  auto bufs = client_.Get(ids, 50);
+  auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(bufs.ok());
+  EXPECT_TRUE((*bufs)[0].valid());
+  EXPECT_FALSE((*bufs)[1].valid());
+  EXPECT_GE(waited, std::chrono::milliseconds(50));
+  auto none = client_.Get(ids, 0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE((*none)[1].valid());
+}
+
+TEST_F(ApiTest, BlockingGetWakesOnSealFromAnotherProcess) {
+  ObjectId id = ObjectId::Random();
+  std::string addr = mgr_.address();
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    auto b = c->Get(id, -1);  // forever
+    if (!b.ok()) _exit(11);
+    _exit(b->data()[0] == 'x' ? 0 : 12);
+  }
+  // Seal only once the child's wait is registered with the manager, so the
+  // wake-up path (not the first look) is what delivers the object.
+  auto region = region::Region::Open(mgr_.region());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  while ((*region)->sb().waiters.load() == 0) std::this_thread::yield();
+  auto b = client_.Create(id, 1);
+  ASSERT_TRUE(b.ok());
+  b->data()[0] = 'x';
+  ASSERT_TRUE(b->SealAndRelease().ok());
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  while ((*region)->sb().waiters.load() != 0) std::this_thread::yield();  // wait cancelled
+}
+
+TEST_F(ApiTest, BlockingGetTimesOutAndThenSucceeds) {
+  ObjectId id = ObjectId::Random();
+  std::thread sealer([&] {
+    Client c = Connect();
+    auto b = c.Create(id, 8);
+    ASSERT_TRUE(b.ok());
+    std::memcpy(b->data(), "12345678", 8);
+    ASSERT_TRUE(b->SealAndRelease().ok());
+  });
+  auto got = client_.Get(id, 10000);
+  sealer.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::memcmp(got->data(), "12345678", 8), 0);
+}
+
+TEST_F(ApiTest, GetOwnUnsealedObjectDoesNotDeadlock) {
+  ObjectId id = ObjectId::Random();
+  auto b = client_.Create(id, 4);
+  ASSERT_TRUE(b.ok());
+  auto got = client_.Get(id, 20);  // not sealed: times out, nobody blocked
+  EXPECT_EQ(got.status().code(), GISMO_ERR_TIMEOUT);
+  // Another thread of the same client seals it while we wait.
+  std::thread t([&] { ASSERT_TRUE(b->Seal().ok()); });
+  auto got2 = client_.Get(id, 10000);
+  t.join();
+  EXPECT_TRUE(got2.ok()) << got2.status().ToString();
+}
+
+TEST_F(ApiTest, DeleteIsDeferredUntilLastRelease) {
+  ObjectId id = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(id, std::string(100000, 'z')).ok());
+  auto used_before = client_.Usage()->used_bytes;
+  Client reader = Connect();
+  auto held = reader.Get(id, 0);
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(client_.Delete(id).ok());
+  EXPECT_FALSE(*client_.Contains(id));
+  EXPECT_FALSE(reader.Get(id, 0).ok());  // cannot be got any more
+  EXPECT_EQ(client_.Delete(id).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Create(id, 1).status().code(), GISMO_ERR_OBJECT_EXISTS);  // still held
+  EXPECT_EQ(client_.Stat(id)->state, GISMO_STATE_DELETING);
+  // The reader can still read it.
+  EXPECT_EQ(held->data()[99999], 'z');
+  EXPECT_EQ(client_.Usage()->used_bytes, used_before);
+  ASSERT_TRUE(held->Release().ok());
+  EXPECT_EQ(client_.Stat(id).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_LT(client_.Usage()->used_bytes, used_before);
+  EXPECT_EQ(client_.Delete(ObjectId::Random()).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
+TEST_F(ApiTest, ReleaseErrors) {
+  ObjectId id = ObjectId::Random();
+  EXPECT_EQ(client_.Release(id).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(client_.Put(id, "x").ok());
+  EXPECT_EQ(client_.Release(id).code(), GISMO_ERR_NOT_HELD);
+  auto a = client_.Get(id);
+  auto b = client_.Get(id);  // two references
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(client_.Stat(id)->ref_count, 2u);
+  ASSERT_TRUE(a->Release().ok());
+  ASSERT_TRUE(b->Release().ok());
+  EXPECT_EQ(client_.Release(id).code(), GISMO_ERR_NOT_HELD);
+}
+
+TEST_F(ApiTest, FullStoreReportsOutOfMemoryAndKeepsWorking) {
+  auto usage = client_.Usage();
+  ASSERT_TRUE(usage.ok());
+  // Bigger than the whole heap: can never fit.
+  auto huge = client_.Create(ObjectId::Random(), usage->capacity_bytes + 1);
+  EXPECT_EQ(huge.status().code(), GISMO_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(huge.status().message().find("never fit"), std::string::npos);
+  // Fill it with 8 MiB objects.
+  std::vector<ObjectId> ids;
+  for (;;) {
+    ObjectId id = ObjectId::Random();
+    auto b = client_.Create(id, 8 << 20);
+    if (!b.ok()) {
+      EXPECT_EQ(b.status().code(), GISMO_ERR_OUT_OF_MEMORY) << b.status().ToString();
+      break;
+    }
+    ASSERT_TRUE(b->SealAndRelease().ok());
+    ids.push_back(id);
+    ASSERT_LT(ids.size(), 1000u);
+  }
+  EXPECT_GT(ids.size(), 10u);
+  // Small objects still fit where slabs have room; then free some and retry.
+  for (size_t i = 0; i < ids.size(); i += 2) ASSERT_TRUE(client_.Delete(ids[i]).ok());
+  auto b = client_.Create(ObjectId::Random(), 8 << 20);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_TRUE(b->Seal().ok());
+}
+
+TEST_F(ApiTest, ListAndUsage) {
+  auto before = client_.Usage();
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->object_count, 0u);
+  EXPECT_EQ(before->client_count, 1u);
+  ObjectId a = ObjectId::FromName("a"), b = ObjectId::FromName("b"), c = ObjectId::FromName("c");
+  ASSERT_TRUE(client_.Put(a, "1").ok());
+  ASSERT_TRUE(client_.Put(b, std::string(50000, 'b')).ok());
+  auto unsealed = client_.Create(c, 3);
+  ASSERT_TRUE(unsealed.ok());
+  auto list = client_.List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  int sealed = 0, created = 0;
+  for (auto& info : *list) {
+    if (info.state == GISMO_STATE_SEALED) ++sealed;
+    if (info.state == GISMO_STATE_CREATED) ++created;
+  }
+  EXPECT_EQ(sealed, 2);
+  EXPECT_EQ(created, 1);
+  auto after = client_.Usage();
+  EXPECT_EQ(after->object_count, 3u);
+  EXPECT_EQ(after->sealed_count, 2u);
+  EXPECT_EQ(after->unsealed_count, 1u);
+  EXPECT_GT(after->used_bytes, before->used_bytes);
+  EXPECT_EQ(after->used_bytes + after->free_bytes, after->capacity_bytes);
+  // A too-small array gets the count.
+  size_t count = 0;
+  gismo_object_info_t one;
+  ASSERT_EQ(gismo_list(client_.c_client(), &one, 1, &count), GISMO_OK);
+  EXPECT_EQ(count, 3u);
+}
+
+TEST_F(ApiTest, KilledClientIsCleanedUp) {
+  ObjectId sealed = ObjectId::Random(), unsealed = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(sealed, std::string(1 << 20, 's')).ok());
+  auto base = client_.Usage()->used_bytes;
+  std::string addr = mgr_.address();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    auto held = c->Get(sealed, 0);
+    auto b = c->Create(unsealed, 4 << 20);
+    if (!held.ok() || !b.ok()) _exit(11);
+    held->Detach();
+    b->Detach();
+    char x = 1;
+    (void)!write(ready[1], &x, 1);
+    pause();  // killed here, holding a reference and an unsealed object
+    _exit(0);
+  }
+  char x;
+  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  EXPECT_EQ(client_.Stat(sealed)->ref_count, 1u);
+  EXPECT_EQ(client_.Stat(unsealed)->state, GISMO_STATE_CREATED);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  // The manager notices the closed connection and recovers. Wait for its
+  // effect (bounded by the test timeout), not for a fixed time.
+  while (client_.Stat(unsealed).ok() || client_.Usage()->client_count != 1) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
+  EXPECT_TRUE(*client_.Contains(sealed));
+  EXPECT_EQ(client_.Usage()->used_bytes, base);
+  // The id of the aborted object is free again.
+  EXPECT_TRUE(client_.Create(unsealed, 10).ok());
+  close(ready[0]);
+  close(ready[1]);
+}
+
+TEST_F(ApiTest, DisconnectDropsReferencesAndAbortsUnsealed) {
+  ObjectId sealed = ObjectId::Random(), unsealed = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(sealed, "data").ok());
+  {
+    Client c = Connect();
+    auto held = c.Get(sealed);
+    ASSERT_TRUE(held.ok());
+    held->Detach();  // never released by hand
+    auto b = c.Create(unsealed, 10);
+    ASSERT_TRUE(b.ok());
+    b->Detach();
+    EXPECT_EQ(client_.Stat(sealed)->ref_count, 1u);
+    ASSERT_TRUE(c.Disconnect().ok());
+  }
+  // Disconnect is synchronous: cleaned up already.
+  EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
+  EXPECT_EQ(client_.Stat(unsealed).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
+TEST_F(ApiTest, ProducerAndConsumerInDifferentProcesses) {
+  constexpr int kObjects = 200;
+  std::string addr = mgr_.address();
+  int status = RunInChild([&] {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) return 10;
+    for (int i = 0; i < kObjects; ++i) {
+      size_t size = 100 + i * 997;
+      auto b = c->Create(ObjectId::FromName("obj" + std::to_string(i)), size);
+      if (!b.ok()) return 11;
+      for (size_t k = 0; k < size; ++k) b->data()[k] = static_cast<uint8_t>(i + k);
+      if (!b->SealAndRelease().ok()) return 12;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  for (int i = 0; i < kObjects; ++i) {
+    auto b = client_.Get(ObjectId::FromName("obj" + std::to_string(i)), 0);
+    ASSERT_TRUE(b.ok()) << i;
+    ASSERT_EQ(b->size(), 100u + i * 997);
+    for (size_t k = 0; k < b->size(); ++k) {
+      ASSERT_EQ(b->data()[k], static_cast<uint8_t>(i + k));
+    }
+  }
+}
+
+TEST_F(ApiTest, BadArgumentsAreReported) {
+  gismo_client_t* c = client_.c_client();
+  gismo_id_t id{};
+  void* data = nullptr;
+  EXPECT_EQ(gismo_create(nullptr, &id, 1, nullptr, 0, &data), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_create(c, nullptr, 1, nullptr, 0, &data), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_create(c, &id, 1, nullptr, 5, &data), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_create(c, &id, 1, nullptr, 0, nullptr), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gismo_last_error()), "");
+  EXPECT_EQ(gismo_create(c, &id, size_t{1} << 41, nullptr, 0, &data), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_get(c, nullptr, 1, 0, nullptr), GISMO_ERR_INVALID_ARGUMENT);
+  gismo_buffer_t buf;
+  EXPECT_EQ(gismo_get(c, &id, 1, -5, &buf), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_contains(c, &id, nullptr), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_seal(c, nullptr), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_get(c, nullptr, 0, 0, nullptr), GISMO_OK);  // nothing asked
+  // Bad addresses.
+  gismo_client_t* other = nullptr;
+  EXPECT_EQ(gismo_connect("bogus:thing", &other), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_connect("tcp:localhost", &other), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_connect("unix:/nonexistent/gismo.sock", &other), GISMO_ERR_CONNECTION);
+  EXPECT_NE(std::string(gismo_last_error()).find("gismo-manager"), std::string::npos);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(gismo_connect(nullptr, nullptr), GISMO_ERR_INVALID_ARGUMENT);
+  // Ids.
+  EXPECT_FALSE(ObjectId::FromHex("zz").ok());
+  EXPECT_FALSE(ObjectId::FromHex(std::string(40, 'g')).ok());
+  auto round = ObjectId::FromHex(ObjectId::FromName("x").Hex());
+  ASSERT_TRUE(round.ok());
+  EXPECT_EQ(*round, ObjectId::FromName("x"));
+}
+
+TEST_F(ApiTest, ClosedClientIsReported) {
+  gismo_client_t* c = nullptr;
+  ASSERT_EQ(gismo_connect(mgr_.address().c_str(), &c), GISMO_OK);
+  ASSERT_EQ(gismo_disconnect(c), GISMO_OK);
+  gismo_id_t id{};
+  bool b;
+  EXPECT_EQ(gismo_contains(c, &id, &b), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gismo_last_error()).find("disconnected"), std::string::npos);
+  EXPECT_EQ(gismo_disconnect(c), GISMO_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(ApiTest, ManagerDeathGivesConnectionError) {
+  ObjectId id = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(id, "survives").ok());
+  mgr_.Kill();
+  // The library notices the closed connection; operations then fail cleanly.
+  for (;;) {
+    auto r = client_.Contains(id);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), GISMO_ERR_CONNECTION);
+      break;
+    }
+    std::this_thread::yield();
+  }
+  // A new manager on the same region still has the sealed object.
+  mgr_.Start();
+  Client again = Connect();
+  auto got = again.Get(id, 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "survives");
+  // The dead client's slot was recovered, so only `again` is connected.
+  EXPECT_EQ(again.Usage()->client_count, 1u);
+}
+
+TEST_F(ApiTest, ManyThreadsShareOneClient) {
+  constexpr int kThreads = 4, kOps = 300;
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kOps; ++i) {
+        ObjectId id = ObjectId::FromName("t" + std::to_string(t) + "-" + std::to_string(i));
+        if (!client_.Put(id, std::string(64 + i, 'q')).ok()) ++failures;
+        auto b = client_.Get(id, 0);
+        if (!b.ok() || b->size() != 64u + i) ++failures;
+        if (b.ok() && !b->Release().ok()) ++failures;
+        if (!client_.Delete(id).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(client_.Usage()->object_count, 0u);
+}
+
+}  // namespace
+}  // namespace gismo

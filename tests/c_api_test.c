@@ -1,0 +1,97 @@
+/* The C API used from C99: every call of the life cycle and its errors.
+ * Run by run_with_manager.sh with GISMO_ADDRESS set. */
+#include <gismo/gismo.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+
+#define EXPECT(cond)                                                     \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, \
+              __LINE__, #cond, gismo_last_error());                      \
+      ++failures;                                                        \
+    }                                                                    \
+  } while (0)
+
+static gismo_id_t make_id(const char *name) {
+  gismo_id_t id;
+  memset(&id, 0, sizeof id);
+  memcpy(id.bytes, name, strlen(name) < GISMO_ID_SIZE ? strlen(name) : GISMO_ID_SIZE);
+  return id;
+}
+
+int main(void) {
+  gismo_client_t *c = NULL, *d = NULL;
+  gismo_status_t s = gismo_connect(NULL, &c); /* $GISMO_ADDRESS */
+  if (s != GISMO_OK) {
+    fprintf(stderr, "connect: %s: %s\n", gismo_status_message(s), gismo_last_error());
+    return 1;
+  }
+  EXPECT(gismo_connect(NULL, &d) == GISMO_OK);
+
+  gismo_id_t id = make_id("c-object");
+  void *data = NULL;
+  EXPECT(gismo_create(c, &id, 11, "md", 2, &data) == GISMO_OK);
+  EXPECT(data != NULL);
+  memcpy(data, "hello world", 11);
+  EXPECT(gismo_create(c, &id, 11, NULL, 0, &data) == GISMO_ERR_OBJECT_EXISTS);
+  bool has = true;
+  EXPECT(gismo_contains(d, &id, &has) == GISMO_OK && !has);
+  EXPECT(gismo_seal(d, &id) == GISMO_ERR_NOT_CREATOR);
+  EXPECT(gismo_seal(c, &id) == GISMO_OK);
+  EXPECT(gismo_seal(c, &id) == GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT(gismo_contains(d, &id, &has) == GISMO_OK && has);
+
+  gismo_id_t ids[2] = {id, make_id("missing")};
+  gismo_buffer_t bufs[2];
+  EXPECT(gismo_get(d, ids, 2, 10, bufs) == GISMO_OK);
+  EXPECT(bufs[0].data != NULL && bufs[0].data_size == 11 &&
+         memcmp(bufs[0].data, "hello world", 11) == 0);
+  EXPECT(bufs[0].metadata_size == 2 && memcmp(bufs[0].metadata, "md", 2) == 0);
+  EXPECT(bufs[1].data == NULL);
+  const void *base = NULL;
+  size_t size = 0;
+  EXPECT(gismo_region_mapping(d, &base, &size) == GISMO_OK);
+  EXPECT((const char *)bufs[0].data >= (const char *)base &&
+         (const char *)bufs[0].data + 11 <= (const char *)base + size);
+
+  gismo_object_info_t info;
+  EXPECT(gismo_stat(c, &id, &info) == GISMO_OK && info.ref_count == 2 &&
+         info.state == GISMO_STATE_SEALED);
+  EXPECT(gismo_delete(c, &id) == GISMO_OK); /* deferred: both hold it */
+  EXPECT(gismo_contains(c, &id, &has) == GISMO_OK && !has);
+  EXPECT(gismo_release(d, &id) == GISMO_OK);
+  EXPECT(gismo_release(d, &id) == GISMO_ERR_NOT_HELD);
+  EXPECT(gismo_release(c, &id) == GISMO_OK); /* last: freed now */
+  EXPECT(gismo_stat(c, &id, &info) == GISMO_ERR_OBJECT_NOT_FOUND);
+
+  gismo_id_t p = make_id("put");
+  EXPECT(gismo_put(c, &p, "xyz", 3, NULL, 0) == GISMO_OK);
+  size_t count = 0;
+  EXPECT(gismo_list(c, NULL, 0, &count) == GISMO_OK && count == 1);
+  gismo_usage_t u;
+  EXPECT(gismo_usage(c, &u) == GISMO_OK && u.object_count == 1 && u.client_count == 2);
+  EXPECT(u.capacity_bytes > 0 && u.used_bytes + u.free_bytes == u.capacity_bytes);
+
+  gismo_id_t a = make_id("aborted");
+  EXPECT(gismo_create(c, &a, 5, NULL, 0, &data) == GISMO_OK);
+  EXPECT(gismo_abort(d, &a) == GISMO_ERR_NOT_CREATOR);
+  EXPECT(gismo_abort(c, &a) == GISMO_OK);
+  EXPECT(gismo_abort(c, &a) == GISMO_ERR_OBJECT_NOT_FOUND);
+
+  EXPECT(gismo_create(c, NULL, 1, NULL, 0, &data) == GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT(strlen(gismo_last_error()) > 0);
+  EXPECT(strcmp(gismo_status_message(GISMO_ERR_OUT_OF_MEMORY), "store is full") == 0);
+  uint32_t node = 99, cid = 0;
+  EXPECT(gismo_client_identity(c, &node, &cid) == GISMO_OK && cid > 0);
+
+  EXPECT(gismo_disconnect(d) == GISMO_OK);
+  EXPECT(gismo_contains(d, &id, &has) == GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT(gismo_delete(c, &p) == GISMO_OK);
+  EXPECT(gismo_disconnect(c) == GISMO_OK);
+  printf("%d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
+  return failures ? 1 : 0;
+}

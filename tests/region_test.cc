@@ -1,0 +1,148 @@
+// The region as a file format: format, validate, refuse what is not ours.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "region/region.h"
+#include "test_util.h"
+
+namespace gismo::region {
+namespace {
+
+class RegionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { path_ = "/dev/shm/" + gismo::testing::UniqueName("region"); }
+  void TearDown() override { unlink(path_.c_str()); }
+  std::string path_;
+};
+
+TEST_F(RegionTest, FormatThenOpenValidates) {
+  FormatOptions o;
+  o.size = 32ull << 20;
+  o.max_objects = 1000;
+  {
+    auto r = Region::Format(path_, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const Superblock& sb = (*r)->sb();
+    EXPECT_EQ(sb.magic, kMagic);
+    EXPECT_EQ(sb.format_version, kFormatVersion);
+    EXPECT_EQ(sb.region_size, 32ull << 20);
+    EXPECT_EQ(sb.heap_offset % kHeapAlign, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>((*r)->heap()) % kHeapAlign, 0u);
+    EXPECT_GE(sb.max_objects, 1000u);
+    EXPECT_LE(sb.heap_offset + sb.heap_size, sb.region_size);
+    EXPECT_EQ((*r)->alloc().free_pages.load(), sb.num_pages);
+  }
+  auto r = Region::Open(path_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->size(), 32ull << 20);
+}
+
+TEST_F(RegionTest, RefusesAFileThatIsNotARegion) {
+  {
+    std::ofstream f(path_);
+    f << std::string(1 << 20, 'x');
+  }
+  auto r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION);
+  EXPECT_NE(r.status().message().find("not a gismo region"), std::string::npos);
+  // OpenOrFormat refuses to overwrite it without --format...
+  bool formatted = false;
+  FormatOptions o;
+  o.size = 16ull << 20;
+  auto r2 = Region::OpenOrFormat(path_, o, false, &formatted);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("--format"), std::string::npos);
+  std::ifstream in(path_);
+  char c;
+  in >> c;
+  EXPECT_EQ(c, 'x');  // untouched
+  // ...and does with it.
+  auto r3 = Region::OpenOrFormat(path_, o, true, &formatted);
+  ASSERT_TRUE(r3.ok()) << r3.status().ToString();
+  EXPECT_TRUE(formatted);
+}
+
+TEST_F(RegionTest, RefusesOtherVersionAndCorruption) {
+  FormatOptions o;
+  o.size = 16ull << 20;
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  int fd = open(path_.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint32_t version = 99;
+  ASSERT_EQ(pwrite(fd, &version, 4, offsetof(Superblock, format_version)), 4);
+  auto r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("version 99"), std::string::npos);
+  version = kFormatVersion;
+  ASSERT_EQ(pwrite(fd, &version, 4, offsetof(Superblock, format_version)), 4);
+  ASSERT_TRUE(Region::Open(path_).ok());
+  uint64_t bogus = 12345;
+  ASSERT_EQ(pwrite(fd, &bogus, 8, offsetof(Superblock, heap_offset)), 8);
+  r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("checksum"), std::string::npos);
+  close(fd);
+}
+
+TEST_F(RegionTest, RefusesTruncatedRegion) {
+  FormatOptions o;
+  o.size = 16ull << 20;
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  ASSERT_EQ(truncate(path_.c_str(), 8 << 20), 0);
+  auto r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("truncated"), std::string::npos);
+}
+
+TEST_F(RegionTest, MissingFileAndTinySizes) {
+  auto r = Region::Open("/dev/shm/does-not-exist-gismo");
+  ASSERT_FALSE(r.ok());
+  FormatOptions o;
+  o.size = 1 << 20;
+  auto f = Region::Format(path_, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  o.size = 16ull << 20;
+  o.max_objects = 1ull << 30;  // metadata larger than the region
+  f = Region::Format(path_, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("--size"), std::string::npos);
+}
+
+TEST(ParseSizeTest, UnitsAndErrors) {
+  EXPECT_EQ(*ParseSize("512MiB"), 512ull << 20);
+  EXPECT_EQ(*ParseSize("4GiB"), 4ull << 30);
+  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("1.5KiB"), 1536u);
+  EXPECT_EQ(*ParseSize("65536"), 65536u);
+  EXPECT_EQ(*ParseSize("2GB"), 2000000000u);
+  EXPECT_FALSE(ParseSize("lots").ok());
+  EXPECT_FALSE(ParseSize("12XB").ok());
+  EXPECT_FALSE(ParseSize("-5MiB").ok());
+  EXPECT_EQ(FormatSize(1536), "1.50 KiB");
+  EXPECT_EQ(FormatSize(100), "100 B");
+}
+
+TEST(GeometryTest, EveryAreaFitsAndIsAligned) {
+  for (uint64_t size : {8ull << 20, 64ull << 20, 1ull << 30, 16ull << 30}) {
+    FormatOptions o;
+    o.size = size;
+    o.max_objects = size / (64 << 10);
+    auto g = ComputeGeometry(o);
+    ASSERT_TRUE(g.ok()) << size << ": " << g.status().ToString();
+    EXPECT_EQ(g->client_table_offset % kAreaAlign, 0u);
+    EXPECT_EQ(g->index_offset % kAreaAlign, 0u);
+    EXPECT_EQ(g->heap_offset % kHeapAlign, 0u);
+    EXPECT_LE(g->heap_offset + g->heap_size, size);
+    EXPECT_GT(g->heap_size, size / 2) << "metadata should be a small part";
+    EXPECT_GE(uint64_t{g->num_shards} * g->records_per_shard, o.max_objects);
+    EXPECT_LE(g->records_per_shard * 3, g->slots_per_shard * 2 + 3);  // load <= 2/3
+  }
+}
+
+}  // namespace
+}  // namespace gismo::region

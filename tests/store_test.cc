@@ -1,0 +1,299 @@
+// The store's operations directly on a region (no manager): semantics,
+// concurrency across client slots, and recovery of a client that dies at
+// every crash point of every operation.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+#include <thread>
+
+#include "region_fixture.h"
+#include "store/store.h"
+
+namespace gismo::store {
+namespace {
+
+using gismo::testing::IdFrom;
+
+class StoreTest : public gismo::testing::RegionFixture {
+ protected:
+  // Sum of every object's rounded size plus slab slack must match the pages
+  // in use; here we check the simpler invariant: after all objects are gone
+  // and slabs disowned, every page is free.
+  void ExpectEmpty() {
+    uint64_t objects = 0;
+    auto s = Activate(region_->max_clients() - 1);
+    s->ForEach([&](const gismo_object_info_t&) { ++objects; });
+    EXPECT_EQ(objects, 0u);
+    for (uint32_t i = 1; i < region_->max_clients(); ++i) {
+      ASSERT_TRUE(Allocator(*region_).DisownSlabs(i, 0, 1, 1000000));
+    }
+    EXPECT_EQ(FreePages(), region_->num_pages());
+  }
+};
+
+TEST_F(StoreTest, LifeCycle) {
+  auto a = Activate(1);
+  auto b = Activate(2);
+  gismo_id_t id = IdFrom(1);
+  void* data = nullptr;
+  ASSERT_TRUE(a->Create(id, 10, "m", 1, &data).ok());
+  GetResult g;
+  ASSERT_TRUE(b->TryGet(id, &g).ok());
+  EXPECT_FALSE(g.found);  // unsealed
+  EXPECT_EQ(b->Seal(id).code(), GISMO_ERR_NOT_CREATOR);
+  ASSERT_TRUE(a->Seal(id).ok());
+  ASSERT_TRUE(b->TryGet(id, &g).ok());
+  ASSERT_TRUE(g.found);
+  EXPECT_EQ(g.buffer.data, data);
+  EXPECT_EQ(*static_cast<const char*>(g.buffer.metadata), 'm');
+  ASSERT_TRUE(a->Release(id).ok());
+  ASSERT_TRUE(a->Delete(id).ok());  // b still holds it
+  gismo_object_info_t info;
+  ASSERT_TRUE(a->Stat(id, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_DELETING);
+  ASSERT_TRUE(b->Release(id).ok());
+  EXPECT_EQ(a->Stat(id, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ExpectEmpty();
+}
+
+TEST_F(StoreTest, HeldReferenceLimit) {
+  region::FormatOptions o;
+  o.held_capacity = 16;
+  TearDown();
+  Format(o);
+  auto a = Activate(1);
+  int ok = 0;
+  Status last;
+  for (int i = 0; i < 20; ++i) {
+    void* d;
+    last = a->Create(IdFrom(i), 8, nullptr, 0, &d);
+    if (!last.ok()) break;
+    ++ok;
+  }
+  EXPECT_EQ(ok, 12);  // 3/4 of 16
+  EXPECT_EQ(last.code(), GISMO_ERR_LIMIT);
+  EXPECT_NE(last.message().find("--max-refs-per-client"), std::string::npos);
+}
+
+TEST_F(StoreTest, IndexFullIsReported) {
+  region::FormatOptions o;
+  o.max_objects = 64;
+  TearDown();
+  Format(o);
+  auto a = Activate(1);
+  int created = 0;
+  Status last;
+  for (int i = 0; i < 1000; ++i) {
+    void* d;
+    last = a->Create(IdFrom(i), 8, nullptr, 0, &d);
+    if (!last.ok()) break;
+    ASSERT_TRUE(a->Seal(IdFrom(i)).ok());
+    ASSERT_TRUE(a->Release(IdFrom(i)).ok());
+    ++created;
+  }
+  EXPECT_GE(created, 64);
+  EXPECT_EQ(last.code(), GISMO_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(last.message().find("--max-objects"), std::string::npos);
+  // Deleting makes room again (records are reused; no tombstones).
+  for (int i = 0; i < created; ++i) ASSERT_TRUE(a->Delete(IdFrom(i)).ok());
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < created; ++i) {
+      void* d;
+      ASSERT_TRUE(a->Create(IdFrom(i, round), 8, nullptr, 0, &d).ok());
+      ASSERT_TRUE(a->Seal(IdFrom(i, round)).ok());
+      ASSERT_TRUE(a->Release(IdFrom(i, round)).ok());
+    }
+    for (int i = 0; i < created; ++i) ASSERT_TRUE(a->Delete(IdFrom(i, round)).ok());
+  }
+  ExpectEmpty();
+}
+
+// Threads on different slots hammer overlapping ids: creates race, gets and
+// deletes interleave. Every operation must give a legal answer, and at the
+// end, once everything is released and deleted, the heap is whole again.
+TEST_F(StoreTest, ConcurrentIndexStressFixedSeeds) {
+  constexpr int kThreads = 4, kOps = 4000, kIds = 64;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int t = 0; t < kThreads; ++t) stores.push_back(Activate(t + 1));
+  std::atomic<int> illegal{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      Store& s = *stores[t];
+      std::mt19937 rng(99 + t);
+      std::map<int, int> held;  // id -> references we hold
+      for (int i = 0; i < kOps; ++i) {
+        int k = rng() % kIds;
+        gismo_id_t id = IdFrom(k + 1);
+        switch (rng() % 4) {
+          case 0: {
+            void* d;
+            uint64_t size = 1 + rng() % 20000;
+            Status st = s.Create(id, size, nullptr, 0, &d);
+            if (st.ok()) {
+              std::memset(d, k, size);
+              if (!s.Seal(id).ok()) ++illegal;
+              ++held[k];
+            } else if (st.code() != GISMO_ERR_OBJECT_EXISTS) {
+              ++illegal;
+            }
+            break;
+          }
+          case 1: {
+            GetResult g;
+            if (!s.TryGet(id, &g).ok()) ++illegal;
+            if (g.found) {
+              auto* p = static_cast<const uint8_t*>(g.buffer.data);
+              if (g.buffer.data_size && p[g.buffer.data_size - 1] != k) ++illegal;
+              ++held[k];
+            }
+            break;
+          }
+          case 2:
+            if (held[k] > 0) {
+              if (!s.Release(id).ok()) ++illegal;
+              --held[k];
+            }
+            break;
+          case 3: {
+            Status st = s.Delete(id);
+            if (!st.ok() && st.code() != GISMO_ERR_OBJECT_NOT_FOUND &&
+                st.code() != GISMO_ERR_OBJECT_NOT_SEALED) {
+              ++illegal;
+            }
+            break;
+          }
+        }
+      }
+      for (auto [k, n] : held) {
+        for (int j = 0; j < n; ++j) {
+          if (!s.Release(IdFrom(k + 1)).ok()) ++illegal;
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(illegal.load(), 0);
+  for (int k = 0; k < kIds; ++k) (void)stores[0]->Delete(IdFrom(k + 1));
+  ExpectEmpty();
+}
+
+// A client dies at each crash point of each operation; recovery must leave
+// a store where every sealed object is intact, the dead client's work is
+// either whole or gone, and all its memory is back.
+struct CrashCase {
+  const char* point;
+  const char* op;
+};
+
+class CrashRecoveryTest : public StoreTest,
+                          public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(CrashRecoveryTest, RecoveryRestoresInvariants) {
+  const CrashCase c = GetParam();
+  auto survivor = Activate(1);
+  // A sealed object the survivor holds, and one the victim will touch.
+  gismo_id_t keep = IdFrom(1000), shared = IdFrom(2000), fresh = IdFrom(3000);
+  void* d;
+  ASSERT_TRUE(survivor->Create(keep, 300, nullptr, 0, &d).ok());
+  std::memset(d, 0x5a, 300);
+  ASSERT_TRUE(survivor->Seal(keep).ok());
+  ASSERT_TRUE(survivor->Create(shared, 50000, nullptr, 0, &d).ok());
+  std::memset(d, 0x33, 50000);
+  ASSERT_TRUE(survivor->Seal(shared).ok());
+  ASSERT_TRUE(survivor->Release(shared).ok());
+  auto victim = Activate(2);
+  // Some state for the victim before the fatal operation.
+  GetResult g;
+  ASSERT_TRUE(victim->TryGet(shared, &g).ok());
+  ASSERT_TRUE(g.found);
+  std::string op = c.op;
+  if (op == "seal" || op == "abort") {
+    ASSERT_TRUE(victim->Create(fresh, 777, nullptr, 0, &d).ok());
+  }
+  if (op == "delete") {
+    ASSERT_TRUE(victim->Release(shared).ok());
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    ArmCrashPoint(c.point);
+    GetResult g2;
+    if (op == "create") (void)victim->Create(fresh, 5000, nullptr, 0, &d);
+    if (op == "seal") (void)victim->Seal(fresh);
+    if (op == "abort") (void)victim->Abort(fresh);
+    if (op == "get") (void)victim->TryGet(keep, &g2);
+    if (op == "release") (void)victim->Release(shared);
+    if (op == "delete") (void)victim->Delete(shared);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 77) << "crash point " << c.point << " was not reached";
+  auto rep = Store::RecoverSlot(*region_, 2, 0, 1);
+  ASSERT_TRUE(rep.complete);
+  // Invariants: no lock held, sealed objects intact, victim's refs gone.
+  EXPECT_EQ(region_->alloc().page_lock.load(), 0u);
+  for (uint32_t s = 0; s < region_->num_shards(); ++s) {
+    ASSERT_EQ(region_->shard(s).lock.load(), 0u);
+  }
+  GetResult k;
+  ASSERT_TRUE(survivor->TryGet(keep, &k).ok());
+  ASSERT_TRUE(k.found);
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(static_cast<const uint8_t*>(k.buffer.data)[i], 0x5a);
+  gismo_object_info_t info;
+  ASSERT_TRUE(survivor->Stat(keep, &info).ok());
+  EXPECT_EQ(info.ref_count, 2u);  // survivor's create + get; victim's get undone
+  ASSERT_TRUE(survivor->Release(keep).ok());
+  ASSERT_TRUE(survivor->Release(keep).ok());
+  if (survivor->Stat(shared, &info).ok()) {
+    EXPECT_EQ(info.ref_count, 0u);
+    if (info.state == GISMO_STATE_SEALED) {
+      GetResult s2;
+      ASSERT_TRUE(survivor->TryGet(shared, &s2).ok());
+      ASSERT_TRUE(s2.found);
+      EXPECT_EQ(static_cast<const uint8_t*>(s2.buffer.data)[49999], 0x33);
+      ASSERT_TRUE(survivor->Release(shared).ok());
+    }
+  }
+  // The victim's unsealed or half-made object is gone; a sealed one stays.
+  Status fs = survivor->Stat(fresh, &info);
+  if (fs.ok()) {
+    EXPECT_EQ(info.state, GISMO_STATE_SEALED) << "unsealed object survived its creator";
+    EXPECT_EQ(info.ref_count, 0u);
+  }
+  for (gismo_id_t id : {keep, shared, fresh}) (void)survivor->Delete(id);
+  ExpectEmpty();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryCrashPoint, CrashRecoveryTest,
+    ::testing::Values(CrashCase{"create.before_allocate", "create"},
+                      CrashCase{"create.after_allocate", "create"},
+                      CrashCase{"create.after_index", "create"},
+                      CrashCase{"create.before_commit", "create"},
+                      CrashCase{"txn.before_commit", "create"},
+                      CrashCase{"txn.after_commit", "create"},
+                      CrashCase{"seal.before_commit", "seal"},
+                      CrashCase{"txn.after_commit", "seal"},
+                      CrashCase{"abort.after_free", "abort"},
+                      CrashCase{"abort.before_commit", "abort"},
+                      CrashCase{"get.before_commit", "get"},
+                      CrashCase{"txn.after_commit", "get"},
+                      CrashCase{"release.after_decrement", "release"},
+                      CrashCase{"release.before_commit", "release"},
+                      CrashCase{"delete.after_free", "delete"},
+                      CrashCase{"delete.before_commit", "delete"}),
+    [](const ::testing::TestParamInfo<CrashCase>& info) {
+      std::string n = std::string(info.param.op) + "_" + info.param.point;
+      for (char& ch : n) {
+        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      }
+      return n;
+    });
+
+}  // namespace
+}  // namespace gismo::store

@@ -1,0 +1,97 @@
+// gismo-manager: the daemon that owns a gismo region and serves its clients.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "manager/manager.h"
+#include "region/region.h"
+
+int main(int argc, char** argv) {
+  gismo::manager::ManagerOptions opt;
+  std::string size_text = "1GiB";
+  std::string log_level = "info";
+  std::string coherence = "coherent";
+  uint64_t max_objects = 0;
+  uint32_t max_clients = 0;
+  uint32_t max_refs = 0;
+
+  CLI::App app{
+      "gismo-manager: owns a gismo shared-memory region and serves the clients of every node.\n"
+      "It formats the region if it is new, recovers clients that die, and relays wake-ups;\n"
+      "object data never passes through it."};
+  app.add_option("--region", opt.region_path,
+                 "Region: a file in /dev/shm, on hugetlbfs or a DAX file system, or a DAX "
+                 "device (/dev/daxX.Y)")
+      ->capture_default_str();
+  app.add_option("--size", size_text, "Size of a new region (512MiB, 4GiB, ...)")
+      ->capture_default_str();
+  app.add_flag("--format", opt.force_format,
+               "Format the region even if it holds a gismo region or other data (destroys it)");
+  app.add_option("--listen", opt.listen,
+                 "Address to serve: unix:/path or tcp:host:port (repeatable; default "
+                 "unix:/tmp/gismo.sock)");
+  app.add_option("--max-objects", max_objects,
+                 "Object index capacity of a new region (default: one per 4 KiB of --size)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 31));
+  app.add_option("--max-clients", max_clients,
+                 "Client slots of a new region (default: 128, or 32 below 256 MiB)")
+      ->check(CLI::Range(1u, 65534u));
+  app.add_option("--max-refs-per-client", max_refs,
+                 "Distinct objects one client may hold at once, a power of two (default: "
+                 "4096, or 1024 below 256 MiB)");
+  app.add_option("--coherence", coherence,
+                 "coherent (one host or CXL 3) or non-coherent (CXL 2.0; not implemented yet)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"coherent", "non-coherent"}));
+  app.add_option("--lease-ms", opt.lease_ms,
+                 "A client not heard from for this long is declared dead (0: only a closed "
+                 "connection counts)")
+      ->capture_default_str();
+  app.add_option("--node", opt.node_id, "Node id of the manager's own node")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("gismo-manager");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ gismo-manager: %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  auto size = gismo::region::ParseSize(size_text);
+  if (!size.ok()) {
+    fprintf(stderr, "gismo-manager: --size: %s\n", size.status().message().c_str());
+    return 2;
+  }
+  opt.format.size = *size;
+  opt.format.max_objects = max_objects;
+  opt.format.max_clients = max_clients ? max_clients + 1 : 0;
+  opt.format.held_capacity = max_refs;
+  if (coherence == "non-coherent") {
+    opt.format.coherence = gismo::region::CoherenceMode::kNonCoherent;
+  }
+
+  gismo::manager::Manager manager(opt);
+  gismo::Status s = manager.Start();
+  if (!s.ok()) {
+    fprintf(stderr, "gismo-manager: %s\n", s.message().c_str());
+    return 1;
+  }
+  std::string listen;
+  for (const auto& a : manager.listen_addresses()) listen += (listen.empty() ? "" : ",") + a;
+  const auto& sb = manager.region().sb();
+  // The one ready line scripts wait for.
+  printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s pid=%d\n",
+         opt.region_path.c_str(), gismo::region::FormatSize(sb.region_size).c_str(),
+         gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), getpid());
+  fflush(stdout);
+  manager.Run();
+  spdlog::info("stopped");
+  return 0;
+}
