@@ -187,11 +187,31 @@ typedef struct gismo_usage {
   uint32_t client_count;
   uint32_t max_clients;
   uint64_t region_size;
+  uint64_t manager_start_time_ns; /* CLOCK_REALTIME when the manager started */
+  uint64_t manager_heartbeat_ns;  /* refreshed every few ms while it runs */
+  uint64_t manager_epoch;         /* manager starts on this region so far */
+  uint64_t format_time_ns;        /* when the region was formatted */
+  uint32_t format_version;
+  uint32_t coherence_mode;        /* 1 coherent, 2 non-coherent */
 } gismo_usage_t;
 
 /* Capacity and usage of the store. */
 GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client,
                                         gismo_usage_t *usage);
+
+typedef struct gismo_client_info {
+  uint32_t client;          /* client slot, as in gismo_object_info_t */
+  uint32_t node;
+  uint64_t client_id;       /* unique over the region's life */
+  uint64_t pid;             /* on its own node; informational */
+  uint64_t connect_time_ns; /* CLOCK_REALTIME */
+  uint64_t held_objects;    /* distinct objects it holds references to */
+} gismo_client_info_t;
+
+/* Lists the connected clients, like gismo_list. */
+GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client,
+                                               gismo_client_info_t *infos,
+                                               size_t capacity, size_t *count);
 
 /* This client's node id and client id as assigned by the manager. */
 GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client,

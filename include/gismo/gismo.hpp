@@ -433,6 +433,16 @@ class Client {
     if (s != GISMO_OK) return detail::FromC(s);
     return u;
   }
+  Result<std::vector<gismo_client_info_t>> Clients() {
+    size_t count = 0;
+    gismo_status_t s = gismo_list_clients(c_, nullptr, 0, &count);
+    if (s != GISMO_OK) return detail::FromC(s);
+    std::vector<gismo_client_info_t> infos(count + 8);
+    s = gismo_list_clients(c_, infos.data(), infos.size(), &count);
+    if (s != GISMO_OK) return detail::FromC(s);
+    infos.resize(std::min(count, infos.size()));
+    return infos;
+  }
   // Whether [p, p + n) lies inside this client's mapping of the region.
   bool InRegion(const void* p, size_t n = 1) const {
     const void* base = nullptr;

@@ -200,6 +200,14 @@ gismo_status_t gismo_usage(gismo_client_t* client, gismo_usage_t* usage) {
   return Guard([&] { return Done(client->impl->Usage(usage)); });
 }
 
+gismo_status_t gismo_list_clients(gismo_client_t* client, gismo_client_info_t* infos,
+                                  size_t capacity, size_t* count) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
+  return Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); });
+}
+
 gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node,
                                      uint32_t* client_id) {
   GISMO_CHECK_CLIENT(client);

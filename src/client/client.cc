@@ -291,6 +291,17 @@ Status ClientImpl::Usage(gismo_usage_t* usage) {
   return Status();
 }
 
+Status ClientImpl::ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count) {
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  size_t n = 0;
+  store_->ForEachClient([&](const gismo_client_info_t& info) {
+    if (n < capacity) infos[n] = info;
+    ++n;
+  });
+  *count = n;
+  return Status();
+}
+
 Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                        gismo_buffer_t* buffers) {
   const uint64_t start = MonotonicNs();

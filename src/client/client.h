@@ -42,6 +42,7 @@ class ClientImpl {
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
   Status List(gismo_object_info_t* infos, size_t capacity, size_t* count);
   Status Usage(gismo_usage_t* usage);
+  Status ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count);
 
   uint32_t node_id() const { return welcome_.node_id; }
   uint32_t slot() const { return welcome_.slot; }

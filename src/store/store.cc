@@ -526,13 +526,33 @@ gismo_usage_t Store::Usage() const {
       case GISMO_STATE_DELETING: ++u.deleting_count; break;
     }
   });
-  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
-    if ((r_.slot(i).state.load(std::memory_order_relaxed) & 0xff) ==
-        static_cast<uint64_t>(SlotState::kActive)) {
-      ++u.client_count;
-    }
-  }
+  ForEachClient([&u](const gismo_client_info_t&) { ++u.client_count; });
+  const Superblock& sb = r_.sb();
+  u.manager_start_time_ns = sb.manager_start_time_ns.load(std::memory_order_relaxed);
+  u.manager_heartbeat_ns = sb.manager_heartbeat_ns.load(std::memory_order_relaxed);
+  u.manager_epoch = sb.manager_epoch.load(std::memory_order_relaxed);
+  u.format_time_ns = sb.format_time_ns;
+  u.format_version = sb.format_version;
+  u.coherence_mode = sb.coherence_mode;
   return u;
+}
+
+void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>& fn) const {
+  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    const ClientSlotHeader& h = r_.slot(i);
+    if ((h.state.load(std::memory_order_acquire) & 0xff) !=
+        static_cast<uint64_t>(SlotState::kActive)) {
+      continue;
+    }
+    gismo_client_info_t info{};
+    info.client = i;
+    info.node = static_cast<uint32_t>(h.node_id.load(std::memory_order_relaxed));
+    info.client_id = h.client_id.load(std::memory_order_relaxed);
+    info.pid = h.pid.load(std::memory_order_relaxed);
+    info.connect_time_ns = h.connect_time_ns.load(std::memory_order_relaxed);
+    info.held_objects = h.held_count.load(std::memory_order_relaxed);
+    fn(info);
+  }
 }
 
 Store::RecoveryReport Store::RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,

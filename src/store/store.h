@@ -42,6 +42,7 @@ class Store {
   // Visits every object (each read under its shard lock).
   void ForEach(const std::function<void(const gismo_object_info_t&)>& fn) const;
   gismo_usage_t Usage() const;
+  void ForEachClient(const std::function<void(const gismo_client_info_t&)>& fn) const;
 
   // Whether this client's slot is still the live session it was given.
   bool SlotAlive() const;
