@@ -213,6 +213,42 @@ GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client,
                                                gismo_client_info_t *infos,
                                                size_t capacity, size_t *count);
 
+/* ----- notifications ----------------------------------------------------- */
+
+typedef enum gismo_event {
+  GISMO_EVENT_SEALED = 1,
+  GISMO_EVENT_DELETED = 2, /* deleted (or evicted) */
+  /* The subscriber fell so far behind that events were lost (the store never
+   * waits for a slow subscriber). Resynchronize with gismo_list. */
+  GISMO_EVENT_OVERFLOW = 3
+} gismo_event_t;
+
+typedef struct gismo_notification {
+  gismo_event_t event;
+  gismo_id_t id;          /* zero for GISMO_EVENT_OVERFLOW */
+  size_t data_size;
+  size_t metadata_size;
+  uint32_t node;          /* node that sealed or deleted it */
+  uint64_t seq;           /* position in the store's event order; 0 for the
+                             initial listing of already sealed objects */
+} gismo_notification_t;
+
+/* Subscribes this client to notifications. The subscriber first learns of
+ * every object already sealed, then of each seal and delete anywhere in the
+ * cluster as it happens; the events of one object arrive in the order they
+ * happened. *fd (owned by the library, closed at disconnect) becomes readable
+ * when notifications are waiting: use it with poll/epoll/asio, then call
+ * gismo_next_notification with timeout 0 until it returns GISMO_ERR_TIMEOUT.
+ * Subscribing again returns the same fd. */
+GISMO_EXPORT gismo_status_t gismo_subscribe(gismo_client_t *client, int *fd);
+
+/* The next notification, waiting up to timeout_ms (0: no wait, -1: forever).
+ * GISMO_ERR_TIMEOUT if none came; GISMO_ERR_INVALID_ARGUMENT if the client
+ * has not subscribed. */
+GISMO_EXPORT gismo_status_t gismo_next_notification(gismo_client_t *client,
+                                                    gismo_notification_t *out,
+                                                    int64_t timeout_ms);
+
 /* This client's node id and client id as assigned by the manager. */
 GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client,
                                                   uint32_t *node,

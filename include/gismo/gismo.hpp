@@ -179,6 +179,67 @@ class ObjectId {
 
 class Client;
 
+// A seal or delete somewhere in the cluster (or an overflow marker).
+struct Notification {
+  gismo_event_t event;
+  ObjectId id;
+  size_t data_size = 0;
+  size_t metadata_size = 0;
+  uint32_t node = 0;
+  uint64_t seq = 0;
+  bool overflow() const { return event == GISMO_EVENT_OVERFLOW; }
+};
+
+// A client's subscription: an fd for poll/epoll/asio plus Next(). Also an
+// input range: `for (const Notification& n : sub)` blocks for each event and
+// ends on an error (check sub.status()).
+class Subscription {
+ public:
+  int fd() const { return fd_; }
+  Result<Notification> Next(int64_t timeout_ms = -1) {
+    gismo_notification_t n{};
+    gismo_status_t s = gismo_next_notification(c_, &n, timeout_ms);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return Notification{n.event, ObjectId(n.id), n.data_size, n.metadata_size, n.node, n.seq};
+  }
+  const Status& status() const { return status_; }
+
+  class iterator {
+   public:
+    using value_type = Notification;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(Subscription* s) : s_(s) { ++*this; }
+    const Notification& operator*() const { return cur_; }
+    const Notification* operator->() const { return &cur_; }
+    iterator& operator++() {
+      auto r = s_->Next(-1);
+      if (r.ok()) {
+        cur_ = *r;
+      } else {
+        s_->status_ = r.status();
+        s_ = nullptr;
+      }
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(const iterator& o) const { return s_ == o.s_; }
+
+   private:
+    Subscription* s_ = nullptr;
+    Notification cur_{};
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  friend class Client;
+  Subscription(gismo_client_t* c, int fd) : c_(c), fd_(fd) {}
+  gismo_client_t* c_;
+  int fd_;
+  Status status_;
+};
+
 // A sealed object held by this client. Releases its reference when
 // destroyed. Move-only. The bytes are read-only and live in shared memory.
 class Buffer {
@@ -443,6 +504,25 @@ class Client {
     infos.resize(std::min(count, infos.size()));
     return infos;
   }
+  // Notifications of every sealed object, then of each seal and delete.
+  Result<Subscription> Subscribe() {
+    int fd = -1;
+    gismo_status_t s = gismo_subscribe(c_, &fd);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return Subscription(c_, fd);
+  }
+  // Calls fn for each notification until it returns false or an error
+  // occurs (returned). Blocks the calling thread.
+  Status Watch(const std::function<bool(const Notification&)>& fn) {
+    auto sub = Subscribe();
+    if (!sub.ok()) return sub.status();
+    for (;;) {
+      auto n = sub->Next(-1);
+      if (!n.ok()) return n.status();
+      if (!fn(*n)) return Status();
+    }
+  }
+
   // Whether [p, p + n) lies inside this client's mapping of the region.
   bool InRegion(const void* p, size_t n = 1) const {
     const void* base = nullptr;

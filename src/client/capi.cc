@@ -208,6 +208,20 @@ gismo_status_t gismo_list_clients(gismo_client_t* client, gismo_client_info_t* i
   return Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); });
 }
 
+gismo_status_t gismo_subscribe(gismo_client_t* client, int* fd) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(fd != nullptr, "fd out-pointer is NULL");
+  return Guard([&] { return Done(client->impl->Subscribe(fd)); });
+}
+
+gismo_status_t gismo_next_notification(gismo_client_t* client, gismo_notification_t* out,
+                                       int64_t timeout_ms) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(out != nullptr, "out-pointer is NULL");
+  GISMO_CHECK_ARG(timeout_ms >= -1, "timeout_ms must be -1 (forever), 0 or positive");
+  return Guard([&] { return Done(client->impl->NextNotification(out, timeout_ms)); });
+}
+
 gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node,
                                      uint32_t* client_id) {
   GISMO_CHECK_CLIENT(client);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,6 +112,7 @@ ClientImpl::~ClientImpl() {
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   if (receiver_.joinable()) receiver_.join();
   if (fd_ >= 0) close(fd_);
+  if (int efd = event_fd_.exchange(-1); efd >= 0) close(efd);
 }
 
 Status ClientImpl::Disconnect() {
@@ -196,6 +198,15 @@ void ClientImpl::ReceiverLoop() {
         break;
       case MsgType::kBye:
         bye_ = true;
+        break;
+      case MsgType::kSubscribeAck:
+        subscribe_acked_ = true;
+        break;
+      case MsgType::kNotify:
+        if (int efd = event_fd_.load(); efd >= 0) {
+          uint64_t one = 1;
+          (void)!write(efd, &one, sizeof one);
+        }
         break;
       case MsgType::kError: {
         protocol::Reader rd(payload);
@@ -289,6 +300,136 @@ Status ClientImpl::Usage(gismo_usage_t* usage) {
   if (Status s = CheckAlive(); !s.ok()) return s;
   *usage = store_->Usage();
   return Status();
+}
+
+namespace {
+std::string IdKey(const gismo_id_t& id) {
+  return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
+}
+void Poke(int efd) {
+  uint64_t one = 1;
+  (void)!write(efd, &one, sizeof one);
+}
+void Drain(int efd) {
+  uint64_t v;
+  (void)!read(efd, &v, sizeof v);
+}
+}  // namespace
+
+Status ClientImpl::Subscribe(int* fd) {
+  std::lock_guard<std::mutex> sub(sub_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  if (subscribed_) {
+    *fd = event_fd_.load();
+    return Status();
+  }
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Status(GISMO_ERR_IO, std::string("eventfd: ") + std::strerror(errno));
+  event_fd_ = efd;
+  // Once the manager acknowledges, `waiters` is raised: every seal or delete
+  // after our ring cursor is read below will wake us (see NotifyIfWatched).
+  protocol::Writer w;
+  if (Status s = Send(w.Frame(MsgType::kSubscribe, next_request_.fetch_add(1))); !s.ok()) {
+    return s;
+  }
+  {
+    std::unique_lock<std::mutex> lk(state_mu_);
+    state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs),
+                       [&] { return subscribe_acked_ || lost_.load(); });
+    if (!subscribe_acked_) {
+      return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
+    }
+  }
+  cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    store_->ForEach([&](const gismo_object_info_t& info) {
+      if (info.state != GISMO_STATE_SEALED) return;
+      gismo_notification_t n{};
+      n.event = GISMO_EVENT_SEALED;
+      n.id = info.id;
+      n.data_size = info.data_size;
+      n.metadata_size = info.metadata_size;
+      n.node = info.creator_node;
+      initial_.push_back(n);
+      initial_ids_.insert(IdKey(info.id));
+    });
+  }
+  subscribed_ = true;
+  if (!initial_.empty() ||
+      cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
+    Poke(efd);
+  }
+  *fd = efd;
+  return Status();
+}
+
+Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int efd;
+    {
+      std::lock_guard<std::mutex> sub(sub_mu_);
+      if (!subscribed_) {
+        return Status(GISMO_ERR_INVALID_ARGUMENT, "this client has not subscribed");
+      }
+      efd = event_fd_.load();
+      if (!initial_.empty()) {
+        *out = initial_.front();
+        initial_.pop_front();
+        return Status();
+      }
+      // Two passes: drain the fd between them, so a wake that arrives after
+      // the second look leaves the fd readable for the poll below.
+      for (int pass = 0; pass < 2; ++pass) {
+        store::RingEvent ev;
+        for (;;) {
+          store::RingRead rr = store::ReadEvent(*region_, &cursor_, &ev);
+          if (rr == store::RingRead::kOverflow) {
+            cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+            initial_ids_.clear();
+            *out = gismo_notification_t{};
+            out->event = GISMO_EVENT_OVERFLOW;
+            return Status();
+          }
+          if (rr == store::RingRead::kNothing) break;
+          if (!initial_ids_.empty()) {
+            auto it = initial_ids_.find(IdKey(ev.id));
+            if (it != initial_ids_.end()) {
+              initial_ids_.erase(it);
+              // Already reported by the initial listing.
+              if (ev.kind == region::EventKind::kSealed) continue;
+            }
+          }
+          *out = gismo_notification_t{};
+          out->event = ev.kind == region::EventKind::kSealed ? GISMO_EVENT_SEALED
+                                                              : GISMO_EVENT_DELETED;
+          out->id = ev.id;
+          out->data_size = ev.data_size;
+          out->metadata_size = ev.metadata_size;
+          out->node = ev.node;
+          out->seq = ev.seq;
+          return Status();
+        }
+        if (pass == 0) Drain(efd);
+      }
+    }
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return Status(GISMO_ERR_TIMEOUT, "no notification");
+      wait_ms = static_cast<int>(std::min<int64_t>(left.count(), 1000));
+    } else {
+      wait_ms = 1000;  // re-check the connection now and then
+    }
+    pollfd p{efd, POLLIN, 0};
+    int rc = poll(&p, 1, wait_ms);
+    if (rc < 0 && errno != EINTR) {
+      return Status(GISMO_ERR_IO, std::string("poll: ") + std::strerror(errno));
+    }
+  }
 }
 
 Status ClientImpl::ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count) {

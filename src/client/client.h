@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <deque>
 #include <set>
 #include <string>
 #include <thread>
@@ -43,6 +44,9 @@ class ClientImpl {
   Status List(gismo_object_info_t* infos, size_t capacity, size_t* count);
   Status Usage(gismo_usage_t* usage);
   Status ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count);
+
+  Status Subscribe(int* fd);
+  Status NextNotification(gismo_notification_t* out, int64_t timeout_ms);
 
   uint32_t node_id() const { return welcome_.node_id; }
   uint32_t slot() const { return welcome_.slot; }
@@ -76,6 +80,15 @@ class ClientImpl {
   std::atomic<bool> lost_{false};
   std::atomic<bool> closing_{false};
   std::atomic<uint64_t> next_request_{1};
+
+  // Subscription. The event fd is written by the receiver thread on kNotify.
+  std::mutex sub_mu_;
+  std::atomic<int> event_fd_{-1};
+  bool subscribed_ = false;
+  uint64_t cursor_ = 0;  // next event ring seq to read
+  std::deque<gismo_notification_t> initial_;  // sealed before subscribing
+  std::set<std::string> initial_ids_;         // to drop their ring duplicates
+  bool subscribe_acked_ = false;  // guarded by state_mu_
   std::thread receiver_;
 };
 

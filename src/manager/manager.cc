@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "manager/metrics.h"
 #include "protocol/wire.h"
 #include "store/store.h"
 #include "store/txn.h"
@@ -71,6 +72,7 @@ class Manager::Impl {
   int lock_fd_ = -1;
   ManagerStats stats_;
   bool stopped_ = false;
+  std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
 
  private:
   Status OpenRegion();
@@ -84,6 +86,9 @@ class Manager::Impl {
   void HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id, protocol::Reader& r);
   void CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_id);
   void WakeWaiters(const gismo_id_t& id);
+  // Tells every subscriber that the event ring has new entries.
+  void NotifySubscribers();
+  std::set<std::shared_ptr<Session>> subscribers_;
   // Recovers a client slot; if a lock stays busy, retries from Tick().
   void RecoverSlot(uint32_t slot, const std::string& who);
   void DropWaits(const std::shared_ptr<Session>& s);
@@ -226,7 +231,10 @@ Status Manager::Impl::OpenRegion() {
   for (uint32_t i = 1; i < region_->max_clients(); ++i) {
     uint64_t s = region_->slot(i).state.load(std::memory_order_acquire);
     if (SlotStateOf(s) != static_cast<uint64_t>(SlotState::kFree)) {
+      spdlog::info("client {} (slot {}, node {}) was left by a previous manager; recovering",
+                   region_->slot(i).client_id.load(), i, region_->slot(i).node_id.load());
       RecoverSlot(i, "orphaned client in slot " + std::to_string(i));
+      ++stats_.clients_recovered;
     }
   }
   return Status();
@@ -251,6 +259,8 @@ void Manager::Impl::RecoverSlot(uint32_t slot, const std::string& who) {
   pending_recovery_.erase(slot);
   h.state.store(static_cast<uint64_t>(SlotState::kFree) | session << 8,
                 std::memory_order_release);
+  // Events the dead client committed but had not published are visible now.
+  NotifySubscribers();
   if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
     spdlog::info(
         "recovered {}: {} interrupted operation(s) undone, {} unsealed object(s) aborted, {} "
@@ -366,8 +376,16 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
     case MsgType::kDeleted: {
       gismo_id_t id = r.Id();
       if (r.ok()) WakeWaiters(id);
+      NotifySubscribers();
       return;
     }
+    case MsgType::kSubscribe:
+      if (subscribers_.insert(s).second) {
+        // Raised before the ack, as for waits: see ClientImpl::Subscribe.
+        region_->sb().waiters.fetch_add(1, std::memory_order_seq_cst);
+      }
+      s->Send(protocol::Writer().Frame(MsgType::kSubscribeAck, h.request_id));
+      return;
     case MsgType::kHeartbeat:
       return;
     case MsgType::kGoodbye: {
@@ -494,6 +512,13 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
 
 void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
   while (!s->waits.empty()) CancelWait(s, s->waits.begin()->first);
+  if (subscribers_.erase(s)) region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void Manager::Impl::NotifySubscribers() {
+  for (const auto& sub : subscribers_) {
+    sub->Send(protocol::Writer().Frame(MsgType::kNotify, 0));
+  }
 }
 
 void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
@@ -553,6 +578,11 @@ Status Manager::Impl::Start() {
   for (const auto& a : addrs) {
     if (Status s = Listen(a); !s.ok()) return s;
   }
+  if (!opt_.metrics_address.empty()) {
+    // Scrapes run on this thread, as slot kManagerSlot (see metrics.h).
+    metrics_ = std::make_unique<MetricsExporter>(io_, *region_, stats_, kManagerSlot, session_);
+    if (Status s = metrics_->Listen(opt_.metrics_address); !s.ok()) return s;
+  }
   return Status();
 }
 
@@ -594,6 +624,9 @@ Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
 void Manager::Stop() { impl_->Stop(); }
 std::vector<std::string> Manager::listen_addresses() const { return impl_->bound_; }
+std::string Manager::metrics_address() const {
+  return impl_->metrics_ ? impl_->metrics_->address() : std::string();
+}
 const region::Region& Manager::region() const { return *impl_->region_; }
 const ManagerStats& Manager::stats() const { return impl_->stats_; }
 

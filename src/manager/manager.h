@@ -24,6 +24,7 @@ struct ManagerOptions {
   std::vector<std::string> listen;  // empty: the default unix socket
   uint32_t lease_ms = 10000;        // 0: connection close only
   uint32_t node_id = 0;             // the manager's own node
+  std::string metrics_address;      // tcp:HOST:PORT for Prometheus; empty: off
 };
 
 // Counters the manager keeps (exported by `gismo status` and metrics).
@@ -51,6 +52,8 @@ class Manager {
 
   // The addresses actually bound (a tcp port 0 resolved).
   std::vector<std::string> listen_addresses() const;
+  // The metrics address actually bound ("" when metrics are off).
+  std::string metrics_address() const;
   const region::Region& region() const;
   const ManagerStats& stats() const;
 

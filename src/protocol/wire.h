@@ -35,6 +35,9 @@ enum class MsgType : uint16_t {
   kGoodbye = 10,    // client -> manager: disconnecting, clean me up
   kBye = 11,        // manager -> client: cleaned up
   kDeleted = 12,    // client -> manager: this object was deleted (waiters exist)
+  kSubscribe = 13,  // client -> manager: wake me on every seal and delete
+  kSubscribeAck = 14,  // manager -> client: subscribed (waiters raised)
+  kNotify = 15,     // manager -> subscriber: new events in the event ring
 };
 
 struct FrameHeader {

@@ -94,7 +94,9 @@ struct alignas(kCacheLine) Superblock {
   uint64_t heap_offset;
   uint64_t heap_size;
   uint64_t num_pages;
-  uint64_t reserved[8];
+  uint64_t event_ring_offset;    // EventRingHeader, then EventEntry[capacity]
+  uint64_t event_ring_capacity;  // power of two
+  uint64_t reserved[6];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -266,6 +268,36 @@ inline constexpr uint32_t PageInfoStripe(uint64_t i) { return (i >> 16) & 0xff; 
 inline constexpr uint32_t PageInfoOwner(uint64_t i) {
   return static_cast<uint32_t>(i >> 24);
 }
+
+// ---------------------------------------------------------------------------
+// Event ring: every seal and delete appends one entry, inside the operation's
+// transaction and under the ring lock taken after the shard lock, so the
+// ring's order is the order in which those operations happened (per object,
+// and globally). Subscribers on any node read it directly; the manager only
+// wakes them. The ring never blocks a producer: old entries are overwritten,
+// and a reader that is lapped sees it (entry.seq changed) and reports an
+// overflow.
+struct alignas(kCacheLine) EventRingHeader {
+  Word lock;
+  Word head;  // seq of the next event; events are numbered from 1
+  Word reserved[6];
+};
+static_assert(sizeof(EventRingHeader) == 64);
+
+enum class EventKind : uint64_t { kSealed = 1, kDeleted = 2 };
+
+// Written by the ring lock's holder: seq is set to 0 first and to the
+// event's seq last (release), so a reader that sees the same non-zero seq
+// before and after copying the fields has a consistent entry.
+struct alignas(kCacheLine) EventEntry {
+  Word seq;
+  Word kind_node;  // EventKind | node << 8
+  Word id[3];
+  Word data_size;
+  Word metadata_size;
+  Word time_ns;
+};
+static_assert(sizeof(EventEntry) == 64);
 
 // What the client is doing, recorded in its slot for diagnostics and tests.
 enum class OpKind : uint64_t {

@@ -55,6 +55,7 @@ FormatOptions ResolveDefaults(FormatOptions o) {
   }
   if (o.max_clients == 0) o.max_clients = o.size >= (256ull << 20) ? 129 : 33;
   if (o.held_capacity == 0) o.held_capacity = o.size >= (256ull << 20) ? 4096 : 1024;
+  if (o.event_capacity == 0) o.event_capacity = o.size >= (256ull << 20) ? 65536 : 4096;
   return o;
 }
 
@@ -75,6 +76,11 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
       (o.held_capacity & (o.held_capacity - 1)) != 0) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "references per client must be a power of two in [16, 2^24]");
+  }
+  if (o.event_capacity < 64 || o.event_capacity > (1u << 24) ||
+      (o.event_capacity & (o.event_capacity - 1)) != 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "event ring capacity must be a power of two in [64, 2^24]");
   }
   if (o.log_capacity < 64 || o.log_capacity > (1u << 20)) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "log capacity must be in [64, 2^20]");
@@ -101,7 +107,11 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
   g.shard_size = AlignUp(sizeof(ShardHeader) + uint64_t{g.slots_per_shard} * sizeof(Word) +
                              uint64_t{g.records_per_shard} * sizeof(ObjectRecord),
                          kCacheLine);
-  g.alloc_offset = AlignUp(g.index_offset + shards * g.shard_size, kAreaAlign);
+  g.event_ring_offset = AlignUp(g.index_offset + shards * g.shard_size, kAreaAlign);
+  g.event_ring_capacity = o.event_capacity;
+  g.alloc_offset = AlignUp(g.event_ring_offset + sizeof(EventRingHeader) +
+                               uint64_t{o.event_capacity} * sizeof(EventEntry),
+                           kAreaAlign);
   g.class_table_offset = g.alloc_offset + sizeof(AllocatorHeader);
   g.page_bitmap_offset =
       AlignUp(g.class_table_offset + kNumClasses * kStripes * sizeof(ClassStripe),
@@ -219,6 +229,7 @@ Status Region::Validate(uint64_t file_size) const {
   o.max_clients = sb.max_clients;
   o.held_capacity = sb.held_capacity;
   o.log_capacity = sb.log_capacity;
+  o.event_capacity = static_cast<uint32_t>(sb.event_ring_capacity);
   auto g = ComputeGeometry(o);
   if (!g.ok()) return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': " + g.status().message());
   const Geometry& e = *g;
@@ -227,6 +238,8 @@ Status Region::Validate(uint64_t file_size) const {
               e.client_table_offset == sb.client_table_offset &&
               e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
               e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
+              e.event_ring_offset == sb.event_ring_offset &&
+              e.event_ring_capacity == sb.event_ring_capacity &&
               e.class_table_offset == sb.class_table_offset &&
               e.page_bitmap_offset == sb.page_bitmap_offset &&
               e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
@@ -346,6 +359,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
   sb.client_slot_size = e.client_slot_size;
   sb.index_offset = e.index_offset;
   sb.shard_size = e.shard_size;
+  sb.event_ring_offset = e.event_ring_offset;
+  sb.event_ring_capacity = e.event_ring_capacity;
   sb.alloc_offset = e.alloc_offset;
   sb.class_table_offset = e.class_table_offset;
   sb.page_bitmap_offset = e.page_bitmap_offset;
@@ -363,6 +378,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
                                           std::memory_order_relaxed);
   }
   sb.next_client_id.store(1, std::memory_order_relaxed);
+  region.event_ring().head.store(1, std::memory_order_relaxed);
   if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL &&
       errno != ENOMEM) {
     return Status(GISMO_ERR_IO, Errno("cannot flush region", path));

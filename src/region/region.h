@@ -20,6 +20,7 @@ struct FormatOptions {
   uint32_t max_clients = 0;     // client slots incl. the manager's; auto
   uint32_t held_capacity = 0;   // distinct objects one client may hold; auto
   uint32_t log_capacity = 1024; // undo log entries per client
+  uint32_t event_capacity = 0;  // event ring entries (power of two); auto
   CoherenceMode coherence = CoherenceMode::kCoherent;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
@@ -32,6 +33,7 @@ struct Geometry {
   uint32_t num_shards, slots_per_shard, records_per_shard;
   uint64_t client_table_offset, client_slot_size;
   uint64_t index_offset, shard_size;
+  uint64_t event_ring_offset, event_ring_capacity;
   uint64_t alloc_offset, class_table_offset, page_bitmap_offset,
       page_desc_offset;
   uint64_t heap_offset, heap_size, num_pages;
@@ -104,6 +106,15 @@ class Region {
                                                       records_per_shard_];
   }
   uint32_t records_per_shard() const { return records_per_shard_; }
+
+  // Event ring.
+  EventRingHeader& event_ring() const {
+    return *At<EventRingHeader>(sb_->event_ring_offset);
+  }
+  EventEntry& event(uint64_t seq) const {
+    return At<EventEntry>(sb_->event_ring_offset + sizeof(EventRingHeader))
+        [seq & (sb_->event_ring_capacity - 1)];
+  }
 
   // Allocator.
   AllocatorHeader& alloc() const { return *At<AllocatorHeader>(sb_->alloc_offset); }

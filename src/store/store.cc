@@ -313,8 +313,13 @@ Status Store::Seal(const gismo_id_t& id) {
     HeldEntry& e = r_.held(slot_)[idx];
     txn.Write(e.key, e.key.load(std::memory_order_relaxed) & ~kHeldUnsealedCreator);
   }
+  uint64_t seq = 0;
+  EventEntry* ev = AppendEvent(txn, EventKind::kSealed, id,
+                               loc.rec->sizes.load(std::memory_order_relaxed), &seq);
   GISMO_CRASH_POINT("seal.before_commit");
   txn.Commit();
+  GISMO_CRASH_POINT("seal.before_publish");
+  PublishEvent(ev, seq);
   return Status();
 }
 
@@ -434,6 +439,9 @@ Status Store::Delete(const gismo_id_t& id) {
     default:
       break;
   }
+  uint64_t seq = 0;
+  EventEntry* ev =
+      AppendEvent(txn, EventKind::kDeleted, id, rec.sizes.load(std::memory_order_relaxed), &seq);
   if (rec.ref_count.load(std::memory_order_relaxed) == 0) {
     FreeRecordData(txn, rec);
     GISMO_CRASH_POINT("delete.after_free");
@@ -443,6 +451,7 @@ Status Store::Delete(const gismo_id_t& id) {
   }
   GISMO_CRASH_POINT("delete.before_commit");
   txn.Commit();
+  PublishEvent(ev, seq);
   return Status();
 }
 
@@ -555,6 +564,67 @@ void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>&
   }
 }
 
+EventEntry* Store::AppendEvent(Txn& txn, EventKind kind, const gismo_id_t& id, uint64_t sizes,
+                               uint64_t* seq) {
+  EventRingHeader& ring = r_.event_ring();
+  txn.Lock(ring.lock);
+  *seq = ring.head.load(std::memory_order_relaxed);
+  EventEntry& e = r_.event(*seq);
+  // Unpublished until the commit: a reader seeing seq 0 (or an older seq)
+  // waits; one lapped by a seq beyond its cursor reports an overflow.
+  e.seq.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  const IdWords x = ToWords(id);
+  e.kind_node.store(static_cast<uint64_t>(kind) | uint64_t{node_} << 8, std::memory_order_relaxed);
+  for (int k = 0; k < 3; ++k) e.id[k].store(x.w[k], std::memory_order_relaxed);
+  e.data_size.store(SizesData(sizes), std::memory_order_relaxed);
+  e.metadata_size.store(SizesMeta(sizes), std::memory_order_relaxed);
+  e.time_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  txn.Write(ring.head, *seq + 1);
+  return &e;
+}
+
+bool Store::PublishStrandedEvents(const Region& r, uint32_t txn_slot, uint64_t txn_session) {
+  Txn txn(r, txn_slot, txn_session, OpKind::kRecover);
+  txn.SetLockTimeout(kRecoveryLockWaitNs);
+  EventRingHeader& ring = r.event_ring();
+  txn.Lock(ring.lock);
+  if (txn.failed()) return false;
+  // Holding the lock, every entry below head belongs to a committed event.
+  const uint64_t head = ring.head.load(std::memory_order_acquire);
+  const uint64_t cap = r.sb().event_ring_capacity;
+  for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
+    EventEntry& e = r.event(seq);
+    if (e.seq.load(std::memory_order_acquire) == 0) PublishEvent(&e, seq);
+  }
+  txn.Commit();
+  return true;
+}
+
+RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
+  const uint64_t head = r.event_ring().head.load(std::memory_order_acquire);
+  const uint64_t cap = r.sb().event_ring_capacity;
+  if (*cursor >= head) return RingRead::kNothing;
+  if (head - *cursor > cap) return RingRead::kOverflow;
+  const EventEntry& e = r.event(*cursor);
+  uint64_t s1 = e.seq.load(std::memory_order_acquire);
+  if (s1 > *cursor) return RingRead::kOverflow;
+  if (s1 != *cursor) return RingRead::kNothing;  // committed, not yet published
+  uint64_t kn = e.kind_node.load(std::memory_order_relaxed);
+  uint64_t w[3] = {e.id[0].load(std::memory_order_relaxed), e.id[1].load(std::memory_order_relaxed),
+                   e.id[2].load(std::memory_order_relaxed)};
+  out->data_size = e.data_size.load(std::memory_order_relaxed);
+  out->metadata_size = e.metadata_size.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (e.seq.load(std::memory_order_relaxed) != s1) return RingRead::kOverflow;  // overwritten
+  out->seq = s1;
+  out->kind = static_cast<EventKind>(kn & 0xff);
+  out->node = static_cast<uint32_t>(kn >> 8);
+  std::memcpy(out->id.bytes, w, GISMO_ID_SIZE);
+  ++*cursor;
+  return RingRead::kEvent;
+}
+
 Store::RecoveryReport Store::RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
                                          uint64_t txn_session) {
   RecoveryReport rep;
@@ -597,7 +667,8 @@ Store::RecoveryReport Store::RecoverSlot(const Region& r, uint32_t dead, uint32_
     txn.Commit();
   }
   r.slot(dead).held_count.store(0, std::memory_order_release);
-  rep.complete = Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs);
+  rep.complete = Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs) &&
+                 PublishStrandedEvents(r, txn_slot, txn_session);
   return rep;
 }
 

@@ -19,6 +19,20 @@
 
 namespace gismo::store {
 
+// One event read from the region's event ring.
+struct RingEvent {
+  uint64_t seq = 0;
+  region::EventKind kind{};
+  uint32_t node = 0;
+  gismo_id_t id{};
+  uint64_t data_size = 0;
+  uint64_t metadata_size = 0;
+};
+enum class RingRead { kEvent, kNothing, kOverflow };
+// Reads the event at `cursor` (advancing it on kEvent). kOverflow: the
+// reader was lapped; events were lost and it must resynchronize.
+RingRead ReadEvent(const region::Region& r, uint64_t* cursor, RingEvent* out);
+
 struct GetResult {
   bool found = false;  // sealed and now referenced
   gismo_buffer_t buffer{};
@@ -68,6 +82,11 @@ class Store {
 
   static uint64_t HashId(const gismo_id_t& id);
 
+  // Publishes ring entries whose producer committed but died before it set
+  // the entry's seq (see AppendEvent). False if the ring lock stayed busy.
+  static bool PublishStrandedEvents(const region::Region& r, uint32_t txn_slot,
+                                    uint64_t txn_session);
+
  private:
   struct Located {
     uint32_t shard;
@@ -85,6 +104,13 @@ class Store {
   static int64_t HeldFind(const region::Region& r, uint32_t slot, uint32_t global);
   Status HeldAdd(Txn& txn, uint32_t global, uint64_t flags);
   static void HeldRemove(Txn& txn, uint32_t slot, int64_t idx);
+  // Appends an event inside `txn`; returns its entry, which the caller
+  // publishes with PublishEvent after the commit.
+  region::EventEntry* AppendEvent(Txn& txn, region::EventKind kind, const gismo_id_t& id,
+                                  uint64_t sizes, uint64_t* seq);
+  static void PublishEvent(region::EventEntry* e, uint64_t seq) {
+    e->seq.store(seq, std::memory_order_release);
+  }
 
   const region::Region& r_;
   Allocator alloc_;

@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-refs-per-client", max_refs,
                  "Distinct objects one client may hold at once, a power of two (default: "
                  "4096, or 1024 below 256 MiB)");
+  uint32_t events = 0;
+  app.add_option("--event-capacity", events,
+                 "Event ring entries of a new region, a power of two (default: 65536, or 4096 "
+                 "below 256 MiB); a subscriber further behind is told it overflowed");
   app.add_option("--coherence", coherence,
                  "coherent (one host or CXL 3) or non-coherent (CXL 2.0; not implemented yet)")
       ->capture_default_str()
@@ -52,6 +56,9 @@ int main(int argc, char** argv) {
                  "A client not heard from for this long is declared dead (0: only a closed "
                  "connection counts)")
       ->capture_default_str();
+  app.add_option("--metrics", opt.metrics_address,
+                 "Serve Prometheus metrics over HTTP at tcp:HOST:PORT, path /metrics (port 0: any "
+                 "free port, shown in the ready line; default: off)");
   app.add_option("--node", opt.node_id, "Node id of the manager's own node")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
@@ -73,6 +80,7 @@ int main(int argc, char** argv) {
   opt.format.max_objects = max_objects;
   opt.format.max_clients = max_clients ? max_clients + 1 : 0;
   opt.format.held_capacity = max_refs;
+  opt.format.event_capacity = events;
   if (coherence == "non-coherent") {
     opt.format.coherence = gismo::region::CoherenceMode::kNonCoherent;
   }
@@ -85,11 +93,14 @@ int main(int argc, char** argv) {
   }
   std::string listen;
   for (const auto& a : manager.listen_addresses()) listen += (listen.empty() ? "" : ",") + a;
+  std::string metrics;
+  if (!manager.metrics_address().empty()) metrics = " metrics=" + manager.metrics_address();
   const auto& sb = manager.region().sb();
   // The one ready line scripts wait for.
-  printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s pid=%d\n",
+  printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s%s pid=%d\n",
          opt.region_path.c_str(), gismo::region::FormatSize(sb.region_size).c_str(),
-         gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), getpid());
+         gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), metrics.c_str(),
+         getpid());
   fflush(stdout);
   manager.Run();
   spdlog::info("stopped");

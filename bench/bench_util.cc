@@ -1,0 +1,382 @@
+#include "bench_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace gismo::bench {
+
+Stats Summarize(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.n = v.size();
+  s.min = v.front();
+  s.max = v.back();
+  auto rank = [&](double q) {
+    size_t r = static_cast<size_t>(std::ceil(q * v.size()));
+    return v[std::clamp<size_t>(r, 1, v.size()) - 1];
+  };
+  s.median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  s.p99 = rank(0.99);
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / v.size();
+  return s;
+}
+
+json ToJson(const Stats& s) {
+  return {{"n", s.n},     {"min", s.min},   {"median", s.median},
+          {"p99", s.p99}, {"mean", s.mean}, {"max", s.max}};
+}
+
+void Die(const std::string& what) {
+  fprintf(stderr, "\ngismo-bench: %s\n", what.c_str());
+  fflush(stderr);
+  _exit(2);
+}
+
+void Check(const Status& s, const std::string& what) {
+  if (!s.ok()) Die(what + ": " + s.ToString());
+}
+
+void Progress(const std::string& line) {
+  fprintf(stderr, "\r\033[K%s", line.c_str());
+  fflush(stderr);
+}
+void ProgressDone() {
+  fprintf(stderr, "\r\033[K");
+  fflush(stderr);
+}
+
+void FillRandom(void* p, size_t n, uint64_t seed) {
+  // xorshift64*: fast enough that filling is bound by memory bandwidth.
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  auto* q = static_cast<uint8_t*>(p);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    uint64_t v = x * 0x2545f4914f6cdd1dull;
+    std::memcpy(q + i, &v, 8);
+  }
+  for (; i < n; ++i) q[i] = static_cast<uint8_t>(x >> (8 * (i & 7)));
+}
+
+uint64_t Hash(const void* p, size_t n) { return XXH3_64bits(p, n); }
+
+MemInfo ReadMemInfo() {
+  MemInfo m;
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  uint64_t kb;
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream ls(line);
+    if (!(ls >> key >> kb)) continue;
+    if (key == "VmHWM:") m.vm_hwm = kb * 1024;
+    if (key == "RssAnon:") m.rss_anon = kb * 1024;
+    if (key == "RssShmem:") m.rss_shmem = kb * 1024;
+  }
+  return m;
+}
+
+json ToJson(const MemInfo& m) {
+  return {{"vm_hwm", m.vm_hwm}, {"rss_anon", m.rss_anon}, {"rss_shmem", m.rss_shmem}};
+}
+
+std::string DefaultManagerBin() {
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
+  for (auto p : {self.parent_path().parent_path() / "tools" / "gismo-manager",
+                 self.parent_path() / "gismo-manager"}) {
+    if (std::filesystem::exists(p)) return p.string();
+  }
+  return "gismo-manager";
+}
+
+Manager::Manager(const std::string& manager_bin, const std::string& size,
+                 const std::string& listen) {
+  std::string name = "gismo-bench-" + std::to_string(getpid());
+  region_ = "/dev/shm/" + name;
+  socket_ = "/tmp/" + name + ".sock";
+  address_ = listen.empty() ? "unix:" + socket_ : listen;
+  std::vector<std::string> args = {manager_bin, "--region", region_,       "--size", size,
+                                   "--listen",  address_,   "--log-level", "warn"};
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
+  pid_ = fork();
+  if (pid_ < 0) Die("fork");
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);  // a benchmark that dies takes its manager along
+    dup2(fds[1], STDOUT_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE* f = fdopen(fds[0], "r");
+  char line[1024];
+  bool ready = false;
+  while (fgets(line, sizeof line, f)) {
+    if (strstr(line, "gismo-manager ready")) {
+      ready = true;
+      break;
+    }
+  }
+  fclose(f);
+  if (!ready) Die("gismo-manager (" + manager_bin + ") did not start");
+}
+
+Manager::~Manager() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    int st;
+    waitpid(pid_, &st, 0);
+  }
+  unlink(region_.c_str());
+  unlink(socket_.c_str());
+}
+
+namespace {
+void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) {
+    s.replace(p, from.size(), to);
+  }
+}
+}  // namespace
+
+std::string Placement::HostOf(int node) const {
+  std::string h = host_template;
+  ReplaceAll(h, "{node1}", std::to_string(NodeId(node) + 1));
+  ReplaceAll(h, "{node}", std::to_string(NodeId(node)));
+  return h;
+}
+
+namespace {
+
+std::vector<std::string> PrefixArgs(const Placement& where, int node) {
+  std::vector<std::string> out;
+  std::istringstream in(where.exec_prefix);
+  std::string tok;
+  while (in >> tok) {
+    ReplaceAll(tok, "{node}", std::to_string(where.NodeId(node)));
+    out.push_back(tok);
+  }
+  return out;
+}
+
+pid_t Spawn(const Placement& where, int node, const std::vector<std::string>& cmd, int out_fd) {
+  std::vector<std::string> args = PrefixArgs(where, node);
+  args.insert(args.end(), cmd.begin(), cmd.end());
+  pid_t pid = fork();
+  if (pid < 0) Die("fork");
+  if (pid == 0) {
+    setenv("GISMO_NODE", std::to_string(where.NodeId(node)).c_str(), 1);
+    if (!where.address.empty()) setenv("GISMO_ADDRESS", where.address.c_str(), 1);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(out_fd >= 0 ? out_fd : devnull, STDOUT_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    fprintf(stderr, "gismo-bench: cannot run %s\n", argv[0]);
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+pid_t SpawnCommand(const Placement& where, int node, const std::vector<std::string>& argv) {
+  return Spawn(where, node, argv, -1);
+}
+
+Worker::Worker(const Placement& where, int node, const json& args) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  pid_ = Spawn(where, node, {self, "worker", args.dump()}, fds[1]);
+  close(fds[1]);
+  out_fd_ = fds[0];
+}
+
+Worker::Worker(Worker&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), out_fd_(std::exchange(o.out_fd_, -1)) {}
+
+Worker::~Worker() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    int st;
+    waitpid(pid_, &st, 0);
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+}
+
+json Worker::Wait() {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_fd_, buf, sizeof buf)) > 0) out.append(buf, n);
+  close(std::exchange(out_fd_, -1));
+  int st = 0;
+  waitpid(std::exchange(pid_, -1), &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    Die("a worker failed (status " + std::to_string(st) + ")");
+  // The result is the last line that starts a JSON object.
+  std::string last;
+  std::istringstream lines(out);
+  for (std::string l; std::getline(lines, l);) {
+    if (!l.empty() && l[0] == '{') last = l;
+  }
+  try {
+    return json::parse(last);
+  } catch (...) {
+    Die("a worker printed no JSON result: " + out);
+  }
+}
+
+void Signals::Post(const std::string& name, const std::string& payload) {
+  Check(c_.Put(Id(name), payload), "post " + name);
+}
+
+std::string Signals::Wait(const std::string& name) {
+  // Polls instead of a blocking get: while any client blocks in a get, every
+  // seal and delete in the cluster also messages the manager, which would
+  // distort the operations being measured.
+  const ObjectId id = Id(name);
+  for (;;) {
+    gismo_buffer_t b{};
+    if (gismo_get(c_.c_client(), &id.c_id(), 1, 0, &b) != GISMO_OK) {
+      Die("wait " + name + ": " + gismo_last_error());
+    }
+    if (b.data != nullptr) {
+      std::string payload(static_cast<const char*>(b.data), b.data_size);
+      Check(c_.Release(id), "release " + name);
+      return payload;
+    }
+    usleep(50);
+  }
+}
+
+void Signals::Remove(const std::string& name) { (void)c_.Delete(Id(name)); }
+
+namespace {
+sockaddr_in Addr(const std::string& host, int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1) Die("bad IPv4 address " + host);
+  return a;
+}
+void Tune(int fd) {
+  int one = 1, buf = 8 << 20;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+}
+}  // namespace
+
+int TcpListen(const std::string& host, int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  Tune(fd);
+  sockaddr_in a = Addr(host, *port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) Die("bind " + host);
+  if (listen(fd, 64) != 0) Die("listen");
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int FreePort(const std::string& host) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = Addr(host, 0);
+  int port = 20000 + getpid() % 20000;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+int TcpAccept(int listen_fd) {
+  int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) Die("accept");
+  Tune(fd);
+  return fd;
+}
+
+int TcpConnect(const std::string& host, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  Tune(fd);
+  sockaddr_in a = Addr(host, port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    Die("connect " + host + ":" + std::to_string(port) + ": " + strerror(errno));
+  }
+  return fd;
+}
+
+void SendAll(int fd, const void* p, size_t n) {
+  auto* q = static_cast<const uint8_t*>(p);
+  while (n > 0) {
+    ssize_t w = send(fd, q, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) Die(std::string("send: ") + strerror(errno));
+    q += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void RecvAll(int fd, void* p, size_t n) {
+  auto* q = static_cast<uint8_t*>(p);
+  while (n > 0) {
+    ssize_t r = recv(fd, q, n, MSG_WAITALL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) Die(std::string("recv: ") + (r == 0 ? "peer closed" : strerror(errno)));
+    q += r;
+    n -= static_cast<size_t>(r);
+  }
+}
+
+void SendChunked(int fd, const void* p, size_t n, size_t chunk) {
+  auto* q = static_cast<const uint8_t*>(p);
+  for (size_t off = 0; off < n; off += chunk) SendAll(fd, q + off, std::min(chunk, n - off));
+}
+
+std::string SizeName(uint64_t b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  double v = static_cast<double>(b);
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  snprintf(buf, sizeof buf, v == std::floor(v) ? "%.0f%s" : "%.1f%s", v, units[u]);
+  return buf;
+}
+
+}  // namespace gismo::bench

@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+"""Turns bench/results/results.json into results.md (markdown tables) and PNG plots.
+
+Usage: plot.py RESULTS_JSON OUT_DIR
+"""
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def size_name(b):
+    for unit in ["B", "KB", "MB", "GB"]:
+        if b < 1024:
+            return f"{b:.0f}{unit}" if b == int(b) else f"{b:.1f}{unit}"
+        b /= 1024
+    return f"{b:g}TB"
+
+
+def us(s):
+    return s * 1e6
+
+
+def fmt(x, digits=3):
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def aim(ok):
+    return "met" if ok else "**not met**"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def core_md(c):
+    md = ["### Core operations (`gismo_core_bench`)\n"]
+    csr, gr = c["create_seal_release_1k_ns"], c["get_release_1k_ns"]
+    w = c["create_seal_release_1k_while_waiter_ns"]
+    memcpy = c["memcpy_gbps"]["median"]
+    rows = [
+        ["create+seal+release 1 KB", f"{csr['median']/1e3:.3f} µs", f"{csr['p99']/1e3:.3f} µs", "–", ""],
+        ["create+seal+release 1 KB, another client blocked in a get", f"{w['median']/1e3:.3f} µs",
+         f"{w['p99']/1e3:.3f} µs", "–", ""],
+        ["get+release 1 KB", f"{gr['median']/1e3:.3f} µs", f"{gr['p99']/1e3:.3f} µs", "< 0.5 µs median",
+         aim(gr["median"] < 500)],
+    ]
+    md.append(table(["operation", "median", "p99", "target", ""], rows))
+    two = c["churn_2proc_ops_per_s"]
+    rows = [
+        ["1 process", f"{c['churn_1proc_ops_per_s']:,.0f}", "> 1,000,000 (create+write+seal+release)",
+         aim(c["churn_1proc_ops_per_s"] > 1e6)],
+        ["2 processes, per process", f"{sum(two)/2:,.0f}", "", ""],
+        ["2 processes, together", f"{sum(two):,.0f}", "", ""],
+        ["1 / median create+seal+release (1 core)", f"{1e9/csr['median']:,.0f}", "> 1,000,000",
+         aim(1e9 / csr["median"] > 1e6)],
+    ]
+    md.append("\nThroughput, 1 KB create+write+seal+release+delete per second:\n\n")
+    md.append(table(["clients", "ops/s", "target", ""], rows))
+    size = size_name(c["large_bytes"])
+    rows = []
+    for label, key in [("create+write(memcpy)+seal+release", "large_write_gbps"),
+                       ("  first 5 repeats (fresh heap pages)", "large_write_cold_gbps"),
+                       ("  last half (heap pages reused)", "large_write_warm_gbps"),
+                       ("get+read(XXH3)+release", "large_read_gbps")]:
+        v = c[key]["median"]
+        top = not label.startswith(" ")
+        rows.append([label, f"{v:.2f}", f"{100*v/memcpy:.0f}%", "≥ 80% of memcpy" if top else "",
+                     aim(v >= 0.8 * memcpy) if top else ""])
+    rows.append(["memcpy (private, warm)", f"{memcpy:.2f}", "100%", "", ""])
+    rows.append(["XXH3 of a private warm buffer (read baseline)", f"{c['xxh3_gbps']['median']:.2f}",
+                 f"{100*c['xxh3_gbps']['median']/memcpy:.0f}%", "", ""])
+    md.append(f"\nLarge object ({size}), GB/s (median of {c['large_write_gbps']['n']}):\n\n")
+    md.append(table(["operation", "GB/s", "of memcpy", "target", ""], rows))
+    return "".join(md)
+
+
+def table1_md(t):
+    md = [f"### Table 1 (Plasma paper), median of {t['repeats']} repeats (p99 in parentheses)\n\n"
+          "Times are for the whole batch. One writer on one node; a reader on the same node "
+          "and a reader on another node take turns, one batch each.\n\n"]
+    rows = []
+    for r in t["rows"]:
+        name = f"{r['count']} × {size_name(r['size'])}"
+        cells = [name]
+        for k in ["same_node", "other_node"]:
+            x = r[k]
+            cells += [f"{x['create_s']['median']*1e3:.3g} ({x['create_s']['p99']*1e3:.3g})",
+                      f"{x['get_s']['median']*1e3:.3g} ({x['get_s']['p99']*1e3:.3g})",
+                      f"{x['read_s']['median']*1e3:.3g} ({x['read_s']['p99']*1e3:.3g})"]
+        ratio = r["other_node"]["read_s"]["median"] / r["same_node"]["read_s"]["median"]
+        cells.append(f"{ratio:.2f}")
+        rows.append(cells)
+    md.append(table(["objects", "create+write+seal ms (same)", "get ms (same)", "read ms (same)",
+                     "create+write+seal ms (other)", "get ms (other)", "read ms (other)",
+                     "read other/same"], rows))
+    md.append("\nAim: the reader on another node as fast as the local one (ratio ≈ 1).\n")
+    return "".join(md)
+
+
+def transfer_md(g):
+    size = size_name(g["size"])
+    md = [f"### get+read of a {size} object (checksum verified; first access and warm median of "
+          f"{g['repeats'] - 1})\n\n"]
+    rows = []
+    names = {"same_node": "gismo, same node", "other_node": "gismo, other node",
+             "other_node_populate": "gismo, other node, MADV_POPULATE_READ before reading",
+             "network": "network path: TCP stream, 5 MB chunks"}
+    for k, label in names.items():
+        x = g[k]
+        rows.append([label, f"{x['first_s']:.3f}", f"{x['warm_s']['median']:.3f}",
+                     f"{x['first_gbps']:.2f}", f"{x['warm_gbps']:.2f}"])
+    md.append(table(["variant", "first s", "warm s", "first GB/s", "warm GB/s"], rows))
+    r = g["ratios"]
+    rows = [
+        ["other node / same node (first)", f"{r['other_over_same_first']:.2f}", "≤ 1.2",
+         aim(r["other_over_same_first"] <= 1.2)],
+        ["other node / same node (warm)", f"{r['other_over_same_warm']:.2f}", "≤ 1.2",
+         aim(r["other_over_same_warm"] <= 1.2)],
+        ["network / gismo other node (first)", f"{r['network_over_other_first']:.2f}×",
+         "≥ 10× (seeds: 6.75×)", aim(r["network_over_other_first"] >= 10)],
+        ["network / gismo other node (warm)", f"{r['network_over_other_warm']:.2f}×",
+         "≥ 10× (seeds: 6.75×)", aim(r["network_over_other_warm"] >= 10)],
+    ]
+    md.append("\n" + table(["ratio", "measured", "aim", ""], rows))
+    return "".join(md)
+
+
+def shuffle_md(s):
+    md = [f"### Shuffle: {s['nodes']} map and {s['nodes']} reduce tasks, one of each per node, "
+          f"{size_name(s['bytes'])} in all (median of {s['repeats']})\n\n"]
+    rows = []
+    for k, label in [("gismo", "gismo (references)"), ("tcp", "baseline (partitions over TCP)")]:
+        x = s[k]
+        peaks = ", ".join(size_name(n["mem"]["vm_hwm"]) for n in x["per_node"])
+        held = x["pool_used_at_end"] + x["rss_anon_sum_at_end"]
+        rows.append([label, f"{x['seconds']['median']:.2f}", f"{x['gbps']:.2f}", peaks,
+                     size_name(x["rss_anon_sum_at_end"]), size_name(x["pool_used_at_end"]),
+                     size_name(held)])
+    md.append(table(["variant", "seconds", "GB/s", "peak RSS per node process (VmHWM)",
+                     "private RSS, all nodes, end of reduce", "gismo pool used",
+                     "memory held at end of reduce"], rows))
+    ratio = s["ratio_tcp_over_gismo"]
+    md.append(f"\nSpeed-up of gismo over the network baseline: **{ratio:.2f}×** "
+              f"(aim ≥ 4×, seeds 2.8×: {aim(ratio >= 4)}). VmHWM counts the shared region pages a "
+              "process touched, so with gismo the same physical page appears in the mapper's and "
+              "the reducer's peak; the last column counts each physical byte once.\n")
+    return "".join(md)
+
+
+def memory_md(m):
+    g, t = m["gismo"], m["tcp"]
+    md = [f"### One {size_name(m['size'])} object read by {m['nodes']} nodes\n\n"]
+    rows = [["gismo", size_name(g["pool_bytes_for_object"]), f"{g['copies']:.2f}",
+             size_name(g["readers_private_growth_sum"])],
+            ["baseline (a copy per node)", size_name(t["bytes_held"]), f"{t['copies']:.2f}",
+             size_name(t["readers_private_growth_sum"])]]
+    md.append(table(["variant", "memory for the object", "copies",
+                     "readers' private memory growth (sum)"], rows))
+    md.append("\ngismo: growth of `gismo_usage().used_bytes` while every reader holds the object. "
+              "Baseline: the producer's copy plus each other node's received copy.\n")
+    return "".join(md)
+
+
+def redis_md(r):
+    g, d = r["gismo"], r["redis"]
+    md = [f"### Key-value: 1 KB values, 2 nodes, {r['ops_per_node']:,} sets then gets per node\n\n"]
+    rows = []
+    for label, x in [("gismo", g), ("Redis (redis-server, hiredis)", d)]:
+        rows.append([label, f"{x['set_median_ns']/1e3:.2f}", f"{x['set_p99_ns']/1e3:.2f}",
+                     f"{x['get_median_ns']/1e3:.2f}", f"{x['get_p99_ns']/1e3:.2f}",
+                     f"{x['set_ops_per_s']:,.0f}", f"{x['get_ops_per_s']:,.0f}"])
+    md.append(table(["system", "set median µs", "set p99 µs", "get median µs", "get p99 µs",
+                     "set ops/s (2 nodes)", "get ops/s (2 nodes)"], rows))
+    q = r["ratios"]
+    rows = [[k.replace("_", " "), f"{v:.1f}×", "≥ 20×", aim(v >= 20)] for k, v in q.items()]
+    md.append("\n" + table(["gismo faster than Redis", "measured", "aim", ""], rows))
+    return "".join(md)
+
+
+def machine_md(m):
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
+            f"Linux {m['kernel']}. Placement: {m['placement']}. Suite took {m['suite_seconds']} s; "
+            f"load average at the end: {' '.join(m['loadavg_at_end'])}.\n")
+
+
+def plots(res, out):
+    # Table 1
+    t = res["table1"]
+    labels = [f"{r['count']}×{size_name(r['size'])}" for r in t["rows"]]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key, title in zip(axes, ["create_s", "get_s", "read_s"],
+                              ["create+write+seal", "get (buffer only)", "read all bytes"]):
+        x = range(len(labels))
+        for off, k in [(-0.2, "same_node"), (0.2, "other_node")]:
+            ax.bar([i + off for i in x], [r[k][key]["median"] * 1e3 for r in t["rows"]], 0.4,
+                   label=k.replace("_", " "))
+        ax.set_yscale("log")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels, rotation=30)
+        ax.set_ylabel("ms per batch (median)")
+        ax.set_title(title)
+        ax.legend()
+    fig.suptitle("Plasma Table 1 on gismo: reader on the same node vs another node")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "table1.png"), dpi=110)
+    plt.close(fig)
+
+    # 1 GB transfer
+    g = res["gismo"]
+    keys = ["same_node", "other_node", "other_node_populate", "network"]
+    names = ["gismo\nsame node", "gismo\nother node", "gismo other node\n+POPULATE_READ",
+             "network path\n(TCP, 5 MB chunks)"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = range(len(keys))
+    ax.bar([i - 0.2 for i in x], [g[k]["first_s"] for k in keys], 0.4, label="first access")
+    ax.bar([i + 0.2 for i in x], [g[k]["warm_s"]["median"] for k in keys], 0.4, label="warm")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(names)
+    ax.set_ylabel("seconds")
+    ax.set_title(f"get+read of a {size_name(g['size'])} object")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "transfer.png"), dpi=110)
+    plt.close(fig)
+
+    # Shuffle and memory
+    s, m = res["shuffle"], res["memory"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].bar(["gismo", "TCP"], [s["gismo"]["seconds"]["median"], s["tcp"]["seconds"]["median"]],
+                color=["tab:blue", "tab:orange"])
+    axes[0].set_ylabel("seconds")
+    axes[0].set_title(f"shuffle of {size_name(s['bytes'])} on {s['nodes']} nodes")
+    held = [(s[k]["pool_used_at_end"] + s[k]["rss_anon_sum_at_end"]) / 2**30 for k in ["gismo", "tcp"]]
+    axes[1].bar(["gismo", "TCP"], held, color=["tab:blue", "tab:orange"])
+    axes[1].set_ylabel("GiB held at end of reduce")
+    axes[1].set_title("shuffle memory (each byte once)")
+    axes[2].bar(["gismo", "a copy per node"],
+                [m["gismo"]["pool_bytes_for_object"] / 2**20, m["tcp"]["bytes_held"] / 2**20],
+                color=["tab:blue", "tab:orange"])
+    axes[2].set_ylabel("MiB")
+    axes[2].set_title(f"one {size_name(m['size'])} object read by {m['nodes']} nodes")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "shuffle_memory.png"), dpi=110)
+    plt.close(fig)
+
+    # Redis
+    r = res["redis"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    cats = ["set median", "set p99", "get median", "get p99"]
+    keys = ["set_median_ns", "set_p99_ns", "get_median_ns", "get_p99_ns"]
+    x = range(len(cats))
+    for off, k in [(-0.2, "gismo"), (0.2, "redis")]:
+        axes[0].bar([i + off for i in x], [r[k][c] / 1e3 for c in keys], 0.4, label=k)
+    axes[0].set_yscale("log")
+    axes[0].set_xticks(list(x))
+    axes[0].set_xticklabels(cats)
+    axes[0].set_ylabel("µs")
+    axes[0].set_title("1 KB latency")
+    axes[0].legend()
+    x = range(2)
+    for off, k in [(-0.2, "gismo"), (0.2, "redis")]:
+        axes[1].bar([i + off for i in x], [r[k]["set_ops_per_s"], r[k]["get_ops_per_s"]], 0.4, label=k)
+    axes[1].set_yscale("log")
+    axes[1].set_xticks(list(x))
+    axes[1].set_xticklabels(["set", "get"])
+    axes[1].set_ylabel("ops/s, 2 nodes together")
+    axes[1].set_title("1 KB throughput")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "redis.png"), dpi=110)
+    plt.close(fig)
+
+
+def main():
+    path, out = sys.argv[1], sys.argv[2]
+    with open(path) as f:
+        res = json.load(f)
+    md = ["# gismo benchmark results\n\n", "Generated by `bench/run_suite.sh`; numbers from "
+          "`results.json`. Aims are printed beside the measurements, never asserted.\n\n",
+          machine_md(res["machine"]), "\n", core_md(res["core"]), "\n", table1_md(res["table1"]),
+          "\n![Table 1](table1.png)\n\n", transfer_md(res["gismo"]), "\n![transfer](transfer.png)\n\n",
+          shuffle_md(res["shuffle"]), "\n", memory_md(res["memory"]),
+          "\n![shuffle and memory](shuffle_memory.png)\n\n", redis_md(res["redis"]),
+          "\n![redis](redis.png)\n"]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("".join(md))
+    plots(res, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs every benchmark once and writes, under bench/results/:
+#   results.json  every measurement (one key per experiment, plus the machine)
+#   results.md    the markdown tables shown in doc/benchmarks.md
+#   *.png         plots (bench/plot.py, matplotlib)
+#
+# Nodes: when gismo-cluster works (root, network namespaces), the experiments
+# run on an emulated 4-node cluster (nodes 1..4, one network namespace each,
+# TCP between namespaces over a bridge); otherwise they run as plain processes
+# with distinct GISMO_NODE, TCP on loopback, and the results say so.
+#
+# Environment: BUILD_DIR (default build-bench), SCALE (default 1),
+# OUT (default bench/results), NO_CLUSTER=1 to force plain processes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build-bench}"
+SCALE="${SCALE:-1}"
+OUT="${OUT:-$ROOT/bench/results}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+BENCH="$BUILD_DIR/bench/gismo-bench"
+CORE="$BUILD_DIR/bench/gismo_core_bench"
+CLUSTER="$BUILD_DIR/tools/gismo-cluster/gismo-cluster"
+NAME="gbench$$"
+SUBNET=10.77.9
+REGION_SIZE=8GiB
+
+for b in "$BENCH" "$CORE"; do
+  [[ -x $b ]] || { echo "run_suite: $b is missing; build first:" >&2
+    echo "  cmake -S $ROOT -B $BUILD_DIR -DCMAKE_BUILD_TYPE=Release && make -C $BUILD_DIR -j2" >&2
+    exit 1; }
+done
+mkdir -p "$OUT"
+
+placement=(--region-size "$REGION_SIZE")
+placement_note="plain processes on one host (distinct GISMO_NODE), TCP on loopback, private manager"
+cluster_up=0
+cleanup() {
+  if ((cluster_up)); then "$CLUSTER" --name "$NAME" down >/dev/null 2>&1 || true; fi
+  rm -f "/dev/shm/$NAME"
+}
+trap cleanup EXIT
+
+if [[ -z ${NO_CLUSTER:-} && -x $CLUSTER ]] &&
+  "$CLUSTER" --name "$NAME" up --nodes 4 --region "/dev/shm/$NAME" --size "$REGION_SIZE" \
+    --subnet "$SUBNET" --log-level warn >/dev/null 2>"$OUT/.cluster-up.log" &&
+  "$CLUSTER" --name "$NAME" exec 1 -- true; then
+  cluster_up=1
+  mode=$("$CLUSTER" --name "$NAME" status | sed -n 's/^cluster: .*(\([a-z]*\) mode).*/\1/p')
+  placement=(--address cluster --exec-prefix "$CLUSTER --name $NAME exec {node} --" --node-base 1)
+  if [[ $mode == netns ]]; then
+    placement+=(--host-template "$SUBNET.{node1}")
+    placement_note="gismo-cluster: 4 emulated nodes (1..4), each its own network, PID, mount and UTS namespace; TCP between nodes over a veth bridge; manager on node 0"
+  else
+    placement_note="gismo-cluster without namespaces: nodes are processes, TCP on loopback"
+  fi
+else
+  echo "run_suite: gismo-cluster is not available; running nodes as plain processes" >&2
+fi
+rm -f "$OUT/.cluster-up.log"
+echo "run_suite: placement: $placement_note" >&2
+
+start=$(date +%s)
+echo "run_suite: core (gismo_core_bench)" >&2
+"$CORE" --json "$OUT/core.json" | tee "$OUT/core.txt"
+for e in table1 gismo shuffle memory redis; do
+  echo "run_suite: $e" >&2
+  "$BENCH" --scale "$SCALE" "${placement[@]}" --output "$OUT/$e.json" "$e"
+done
+elapsed=$(($(date +%s) - start))
+
+PLACEMENT_NOTE="$placement_note" ELAPSED="$elapsed" OUT="$OUT" "$PYTHON" - <<'EOF'
+import json, os, platform, subprocess
+out = os.environ["OUT"]
+res = {}
+for e in ["core", "table1", "gismo", "shuffle", "memory", "redis"]:
+    with open(os.path.join(out, e + ".json")) as f:
+        res[e] = json.load(f)
+cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+mem = [l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")]
+res["machine"] = {
+    "cpu": cpu[0] if cpu else "?", "cores": len(cpu),
+    "memory_gib": round(int(mem[0]) / 2**20, 1), "kernel": platform.release(),
+    "os": subprocess.run(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"],
+                         capture_output=True, text=True).stdout.strip(),
+    "placement": os.environ["PLACEMENT_NOTE"], "suite_seconds": int(os.environ["ELAPSED"]),
+    "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+}
+with open(os.path.join(out, "results.json"), "w") as f:
+    json.dump(res, f, indent=2)
+for e in ["core", "table1", "gismo", "shuffle", "memory", "redis"]:
+    os.remove(os.path.join(out, e + ".json"))
+EOF
+"$PYTHON" "$ROOT/bench/plot.py" "$OUT/results.json" "$OUT"
+echo "run_suite: done in ${elapsed}s; results in $OUT" >&2

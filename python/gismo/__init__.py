@@ -1,0 +1,30 @@
+"""gismo: a shared-memory object store, zero copy from Python.
+
+    import gismo, numpy as np
+    with gismo.connect("unix:/tmp/gismo.sock") as client:
+        oid = gismo.ObjectID.from_name("weights")
+        client.put_array(oid, np.arange(10.0))
+        view = client.get_array(oid)   # read-only, points into shared memory
+
+See python/README.md for the zero-copy and lifetime rules.
+"""
+
+from ._gismo import ID_SIZE, Buffer, ObjectID, Status, __version__
+from ._gismo import status_message
+from .client import Client, connect
+from .errors import (STATUS_ERRORS, BadRegion, ConnectionError, Error,
+                     InternalError, InvalidArgument, IOError, LimitReached,
+                     NotAnArray, NotCreator, NotHeld, ObjectAlreadySealed,
+                     ObjectExists, ObjectInUse, ObjectNotFound,
+                     ObjectNotSealed, ProtocolError, StoreFull, Timeout,
+                     Unsupported)
+
+__all__ = [
+    "ID_SIZE", "Buffer", "Client", "ObjectID", "Status", "STATUS_ERRORS",
+    "connect", "status_message", "__version__",
+    "Error", "BadRegion", "ConnectionError", "InternalError",
+    "InvalidArgument", "IOError", "LimitReached", "NotAnArray", "NotCreator",
+    "NotHeld", "ObjectAlreadySealed", "ObjectExists", "ObjectInUse",
+    "ObjectNotFound", "ObjectNotSealed", "ProtocolError", "StoreFull",
+    "Timeout", "Unsupported",
+]

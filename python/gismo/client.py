@@ -1,0 +1,125 @@
+"""gismo.Client: a connection to a gismo manager and its shared region."""
+
+from . import _gismo, ndarray
+from .errors import InvalidArgument
+
+_FOREVER = -1
+
+
+def _timeout(timeout_ms):
+    if timeout_ms is None:
+        return _FOREVER
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
+        raise TypeError("timeout_ms must be an int (ms; -1 or None: forever, "
+                        f"0: no wait), not {type(timeout_ms).__name__}")
+    return timeout_ms
+
+
+def _is_single_id(ids):
+    return isinstance(ids, (_gismo.ObjectID, bytes, bytearray, memoryview))
+
+
+class Client(_gismo._Client):
+    """A connection to a gismo manager.
+
+    address: "unix:/path", "tcp:host:port", or None for $GISMO_ADDRESS (else
+    "unix:/tmp/gismo.sock"). Usable as a context manager; close() on exit.
+    One client may be used from several threads: the C library serializes
+    the calls, and every call that can block runs without the GIL.
+
+    close() makes the client unusable at once. The connection itself (the
+    region mapping and this client's references) stays until the last
+    Buffer, array or memoryview obtained from it is gone; then its unsealed
+    objects are aborted and its references dropped.
+    """
+
+    def __init__(self, address=None):
+        super().__init__(address)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "connected"
+        return f"<gismo.Client {state}>"
+
+    # create, seal, abort, release, delete, contains, put, stat, list,
+    # usage, list_clients, identity and region_mapping come from _gismo.
+
+    def capacity(self):
+        """Heap bytes objects can use."""
+        return self.usage()["capacity_bytes"]
+
+    def get(self, ids, timeout_ms=-1):
+        """Waits up to timeout_ms (-1 or None: forever, 0: no wait) for
+        objects to be sealed.
+
+        get(id) returns one Buffer, or raises Timeout if the object was not
+        sealed in time. get([id, ...]) returns a list with a Buffer per id,
+        None where the object was not sealed in time.
+        """
+        timeout_ms = _timeout(timeout_ms)
+        if _is_single_id(ids):
+            return self._get_one(ids, timeout_ms)
+        if isinstance(ids, str):
+            raise TypeError("an object id is a gismo.ObjectID or 20 bytes; "
+                            "use ObjectID.from_name() or ObjectID.from_hex() "
+                            "for a str")
+        return self._get_many(ids, timeout_ms)
+
+    def put_bytes(self, id, data, metadata=b""):
+        """Creates, fills, seals and releases an object in one call."""
+        self.put(id, data, metadata)
+
+    def get_bytes(self, id, timeout_ms=-1):
+        """A copy of an object's data; the reference is given back at once."""
+        with self._get_one(id, _timeout(timeout_ms)) as buf:
+            return buf.tobytes()
+
+    def put_array(self, id, array):
+        """Stores a numpy array: its bytes as data, dtype/shape/strides in the
+        metadata (see gismo.ndarray). C- and Fortran-ordered arrays are
+        copied once, straight into the shared region; others are made
+        C-contiguous first."""
+        raw, header = ndarray.encode(array)
+        self.put(id, raw, header)
+
+    def get_array(self, id, timeout_ms=-1):
+        """A read-only numpy array viewing the object in the shared region
+        (no copy). It holds the object's reference for as long as it, or any
+        view of it, lives. Raises Timeout if the object was not sealed in
+        time, NotAnArray if put_array did not write it."""
+        import numpy as np
+        buf = self._get_one(id, _timeout(timeout_ms))
+        try:
+            dtype, shape, strides = ndarray.decode(buf.metadata, buf.size)
+            # The memoryview holds a buffer export until the array is gone,
+            # so the reference outlives every view of the array.
+            array = np.ndarray(shape, dtype, buffer=memoryview(buf),
+                               strides=strides)
+        except BaseException:
+            buf.release()
+            raise
+        return array
+
+    def subscribe(self):
+        """Notifications of sealed and deleted objects: not available yet.
+
+        TODO(gismo_subscribe): wrap gismo_subscribe(client, int* fd) and
+        gismo_next_notification(...) from gismo.h once they land: expose the
+        fd (fileno()) for selectors/asyncio and an iterator of notifications.
+        """
+        raise NotImplementedError(
+            "Client.subscribe() needs gismo_subscribe() and "
+            "gismo_next_notification() in the C API, which are not there yet")
+
+
+def connect(address=None):
+    """Connects to a gismo manager; see Client."""
+    if address is not None and not isinstance(address, str):
+        raise InvalidArgument("address must be a str like 'unix:/path' or "
+                              f"'tcp:host:port', not {type(address).__name__}")
+    return Client(address)

@@ -1,0 +1,717 @@
+// gismo._gismo: the C API (through gismo.hpp) for Python.
+//
+// Ownership model:
+//   Core      owns one gismo_client_t. It is shared by the Client and by every
+//             object that points into the region (Buffer, the exporter behind
+//             a create() memoryview), so the mapping outlives all of them. The
+//             last owner to go disconnects.
+//   Buffer    owns one reference taken by gismo_get. It exports its bytes
+//             read-only through the buffer protocol and counts its exports;
+//             the reference is given back only when it was asked for (release
+//             or garbage collection) and no export is left.
+// Every call into the C library runs without the GIL; gismo_last_error() is
+// read on the same thread right after the call, before any other gismo call.
+#include <Python.h>
+#include <gismo/gismo.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <gismo/gismo.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+// A failed call; translated to the gismo.Error subclass registered for code.
+class StatusError : public std::exception {
+ public:
+  StatusError(gismo_status_t code, std::string message)
+      : code_(code), message_(std::move(message)) {}
+  gismo_status_t code() const { return code_; }
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  gismo_status_t code_;
+  std::string message_;
+};
+
+// Must be called on the thread that made the failed call, before any other
+// gismo call on it.
+[[noreturn]] void ThrowStatus(gismo_status_t code) {
+  std::string detail = gismo_last_error();
+  if (detail.empty()) detail = gismo_status_message(code);
+  throw StatusError(code, std::move(detail));
+}
+
+void Check(gismo_status_t code) {
+  if (code != GISMO_OK) ThrowStatus(code);
+}
+
+[[noreturn]] void ThrowInvalid(const std::string& message) {
+  throw StatusError(GISMO_ERR_INVALID_ARGUMENT, message);
+}
+
+// status code -> exception class; filled by gismo.errors at import.
+py::dict& ErrorClasses() {
+  static py::dict* classes =
+      new py::dict();  // never destroyed: outlives the interpreter's teardown
+  return *classes;
+}
+
+bool Finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+// Runs fn without the GIL when it is safe to give the GIL away.
+template <typename Fn>
+auto WithoutGil(Fn&& fn) {
+  if (PyGILState_Check() && !Finalizing()) {
+    py::gil_scoped_release nogil;
+    return fn();
+  }
+  return fn();
+}
+
+// ----- ids ------------------------------------------------------------------
+
+class PyObjectId {
+ public:
+  PyObjectId() = default;
+  explicit PyObjectId(const gismo::ObjectId& id) : id_(id) {}
+  const gismo::ObjectId& id() const { return id_; }
+  py::bytes Bytes() const {
+    return py::bytes(reinterpret_cast<const char*>(id_.data()), gismo::ObjectId::kSize);
+  }
+
+ private:
+  gismo::ObjectId id_;
+};
+
+// An id from a gismo.ObjectID or exactly 20 raw bytes (bytes, bytearray or
+// any contiguous buffer).
+gismo::ObjectId ParseId(py::handle obj) {
+  if (py::isinstance<PyObjectId>(obj)) return obj.cast<const PyObjectId&>().id();
+  if (PyBytes_Check(obj.ptr()) || PyByteArray_Check(obj.ptr()) || PyMemoryView_Check(obj.ptr())) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0)
+      throw py::error_already_set();
+    std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> guard(&view, PyBuffer_Release);
+    if (view.len != static_cast<Py_ssize_t>(gismo::ObjectId::kSize)) {
+      ThrowInvalid("an object id is 20 bytes, got " + std::to_string(view.len));
+    }
+    return gismo::ObjectId::FromBytes(std::span<const uint8_t, gismo::ObjectId::kSize>(
+        static_cast<const uint8_t*>(view.buf), gismo::ObjectId::kSize));
+  }
+  throw py::type_error("an object id must be a gismo.ObjectID or 20 bytes, not " +
+                       std::string(Py_TYPE(obj.ptr())->tp_name));
+}
+
+// ----- bytes-like arguments ---------------------------------------------------
+
+// A contiguous, read-only view of a bytes-like argument, held while in scope
+// (a bytearray cannot be resized meanwhile, so the GIL may be released).
+class BytesArg {
+ public:
+  explicit BytesArg(py::handle obj) {
+    if (obj.is_none()) return;
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_ANY_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      throw py::type_error(std::string("expected a contiguous bytes-like object, not ") +
+                           Py_TYPE(obj.ptr())->tp_name);
+    }
+    held_ = true;
+  }
+  BytesArg(const BytesArg&) = delete;
+  BytesArg& operator=(const BytesArg&) = delete;
+  ~BytesArg() {
+    if (held_) PyBuffer_Release(&view_);
+  }
+  const void* data() const { return held_ ? view_.buf : nullptr; }
+  size_t size() const { return held_ ? static_cast<size_t>(view_.len) : 0; }
+
+ private:
+  Py_buffer view_{};
+  bool held_ = false;
+};
+
+// ----- the connection ----------------------------------------------------------
+
+class Core {
+ public:
+  explicit Core(gismo_client_t* c) : c_(c), pid_(getpid()) {}
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  ~Core() {
+    // A forked child shares the parent's socket: saying goodbye from it would
+    // disconnect the parent.
+    if (getpid() != pid_) return;
+    WithoutGil([&] { return gismo_disconnect(c_); });
+  }
+
+  // The handle for a new operation; raises if the Client was closed or this is
+  // a forked child.
+  gismo_client_t* Checked() const {
+    if (closed_.load()) ThrowInvalid("the client is closed");
+    if (getpid() != pid_) {
+      ThrowInvalid("the client was connected by another process (pid " + std::to_string(pid_) +
+                   "); connect again after fork");
+    }
+    return c_;
+  }
+  // The handle for releasing what was already taken; valid until ~Core.
+  gismo_client_t* raw() const { return c_; }
+  void MarkClosed() { closed_ = true; }
+  bool closed() const { return closed_.load(); }
+  bool in_owner_process() const { return getpid() == pid_; }
+
+ private:
+  gismo_client_t* const c_;
+  const pid_t pid_;
+  std::atomic<bool> closed_{false};
+};
+
+// ----- read-only buffers ---------------------------------------------------------
+
+class PyBuffer {
+ public:
+  PyBuffer(std::shared_ptr<Core> core, const gismo::ObjectId& id, const gismo_buffer_t& buf)
+      : core_(std::move(core)), id_(id), buf_(buf) {}
+  PyBuffer(const PyBuffer&) = delete;
+  PyBuffer& operator=(const PyBuffer&) = delete;
+  ~PyBuffer() {
+    // Exports hold a strong reference to the Python object, so none is left.
+    (void)GiveBack();
+  }
+
+  // Gives the reference back now, or when the last export is released.
+  void Release() {
+    if (!held_ || release_requested_) return;
+    release_requested_ = true;
+    if (exports_ == 0) Check(GiveBack());
+  }
+
+  bool released() const { return !held_ || release_requested_; }
+  const PyObjectId id() const { return PyObjectId(id_); }
+  size_t size() const { return buf_.data_size; }
+  uintptr_t address() const { return held_ ? reinterpret_cast<uintptr_t>(buf_.data) : 0; }
+  py::bytes metadata() const {
+    RequireHeld();
+    return py::bytes(static_cast<const char*>(buf_.metadata), buf_.metadata_size);
+  }
+  py::bytes ToBytes() const {
+    RequireHeld();
+    return py::bytes(static_cast<const char*>(buf_.data), buf_.data_size);
+  }
+  Py_ssize_t exports() const { return exports_; }
+
+  static int GetBuffer(PyObject* self, Py_buffer* view, int flags) {
+    view->obj = nullptr;
+    PyBuffer* b = nullptr;
+    try {
+      b = py::handle(self).cast<PyBuffer*>();
+    } catch (...) {
+      PyErr_SetString(PyExc_BufferError, "not a gismo.Buffer");
+      return -1;
+    }
+    if (b->released()) {
+      PyErr_SetString(PyExc_BufferError, "the gismo.Buffer was released");
+      return -1;
+    }
+    if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
+      PyErr_SetString(PyExc_BufferError,
+                      "a gismo.Buffer is read-only: sealed objects are immutable");
+      return -1;
+    }
+    if (PyBuffer_FillInfo(view, self, const_cast<void*>(b->buf_.data),
+                          static_cast<Py_ssize_t>(b->buf_.data_size), 1, flags) != 0) {
+      return -1;
+    }
+    ++b->exports_;
+    return 0;
+  }
+
+  static void ReleaseBuffer(PyObject* self, Py_buffer*) {
+    PyBuffer* b = py::handle(self).cast<PyBuffer*>();
+    if (--b->exports_ == 0 && b->release_requested_) (void)b->GiveBack();
+  }
+
+ private:
+  void RequireHeld() const {
+    if (released()) ThrowInvalid("the gismo.Buffer of " + id_.Hex() + " was released");
+  }
+  gismo_status_t GiveBack() noexcept {
+    if (!held_) return GISMO_OK;
+    held_ = false;
+    std::shared_ptr<Core> core = std::move(core_);
+    if (!core->in_owner_process()) return GISMO_OK;
+    return WithoutGil([&] { return gismo_release(core->raw(), &id_.c_id()); });
+  }
+
+  std::shared_ptr<Core> core_;
+  gismo::ObjectId id_;
+  gismo_buffer_t buf_;
+  bool held_ = true;
+  bool release_requested_ = false;
+  Py_ssize_t exports_ = 0;  // changed only with the GIL held
+};
+
+// The exporter behind the writable memoryview of create(): keeps the mapping
+// alive; owns no reference (the creator's reference is released explicitly).
+class WritableRegion {
+ public:
+  WritableRegion(std::shared_ptr<Core> core, void* data, size_t size)
+      : core_(std::move(core)), data_(data), size_(size) {}
+  py::buffer_info Info() const {
+    return py::buffer_info(data_, 1, py::format_descriptor<uint8_t>::format(), 1,
+                           {static_cast<py::ssize_t>(size_)}, {py::ssize_t{1}}, false);
+  }
+
+ private:
+  std::shared_ptr<Core> core_;
+  void* data_;
+  size_t size_;
+};
+
+// ----- the client ----------------------------------------------------------------
+
+const char* StateName(gismo_object_state_t s) {
+  switch (s) {
+    case GISMO_STATE_CREATED:
+      return "created";
+    case GISMO_STATE_SEALED:
+      return "sealed";
+    case GISMO_STATE_DELETING:
+      return "deleting";
+  }
+  return "unknown";
+}
+
+py::dict InfoDict(const gismo_object_info_t& info) {
+  py::dict d;
+  d["id"] = PyObjectId(gismo::ObjectId(info.id));
+  d["state"] = StateName(info.state);
+  d["size"] = info.data_size;
+  d["metadata_size"] = info.metadata_size;
+  d["refs"] = info.ref_count;
+  d["node"] = info.creator_node;
+  d["client"] = info.creator_client;
+  d["created"] = static_cast<double>(info.create_time_ns) / 1e9;
+  d["created_ns"] = info.create_time_ns;
+  return d;
+}
+
+class PyClient {
+ public:
+  explicit PyClient(std::optional<std::string> address) {
+    gismo_client_t* c = nullptr;
+    const char* addr = address && !address->empty() ? address->c_str() : nullptr;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_connect(addr, &c);
+    }
+    Check(s);
+    core_ = std::make_shared<Core>(c);
+  }
+
+  void Close() {
+    if (!core_) return;
+    core_->MarkClosed();
+    core_.reset();  // disconnects unless Buffers or running calls still share it
+  }
+  bool closed() const { return !core_; }
+
+  py::memoryview Create(py::handle id, int64_t size, py::handle metadata) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
+    BytesArg meta(metadata);
+    void* data = nullptr;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_create(core->Checked(), &oid.c_id(), static_cast<size_t>(size), meta.data(),
+                       meta.size(), &data);
+    }
+    Check(s);
+    py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
+    return py::memoryview(exporter);
+  }
+
+  void Put(py::handle id, py::handle data, py::handle metadata) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    BytesArg bytes(data), meta(metadata);
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_put(core->Checked(), &oid.c_id(), bytes.data(), bytes.size(), meta.data(),
+                    meta.size());
+    }
+    Check(s);
+  }
+
+  void Seal(py::handle id) { IdCall(id, gismo_seal); }
+  void Abort(py::handle id) { IdCall(id, gismo_abort); }
+  void Release(py::handle id) { IdCall(id, gismo_release); }
+  void Delete(py::handle id) { IdCall(id, gismo_delete); }
+
+  bool Contains(py::handle id) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    bool contains = false;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_contains(core->Checked(), &oid.c_id(), &contains);
+    }
+    Check(s);
+    return contains;
+  }
+
+  // One Buffer per id, None where the object was not sealed in time.
+  py::list GetMany(py::iterable ids, int64_t timeout_ms) {
+    auto core = Live();
+    std::vector<gismo::ObjectId> oids;
+    for (py::handle h : ids) oids.push_back(ParseId(h));
+    std::vector<gismo_id_t> cids(oids.size());
+    for (size_t i = 0; i < oids.size(); ++i) cids[i] = oids[i].c_id();
+    std::vector<gismo_buffer_t> bufs(oids.size());
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_get(core->Checked(), cids.data(), cids.size(), timeout_ms, bufs.data());
+    }
+    Check(s);
+    // Each taken reference is owned by a PyBuffer before anything can throw.
+    std::vector<std::unique_ptr<PyBuffer>> owned(oids.size());
+    for (size_t i = 0; i < oids.size(); ++i) {
+      if (bufs[i].data) owned[i] = std::make_unique<PyBuffer>(core, oids[i], bufs[i]);
+    }
+    py::list out(oids.size());
+    for (size_t i = 0; i < oids.size(); ++i) {
+      out[i] =
+          owned[i] ? py::cast(std::move(owned[i])) : py::reinterpret_borrow<py::object>(Py_None);
+    }
+    return out;
+  }
+
+  // The Buffer of one object; Timeout if it was not sealed in time.
+  py::object GetOne(py::handle id, int64_t timeout_ms) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    gismo_buffer_t buf{};
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_get(core->Checked(), &oid.c_id(), 1, timeout_ms, &buf);
+    }
+    Check(s);
+    if (!buf.data) {
+      throw StatusError(GISMO_ERR_TIMEOUT, "object " + oid.Hex() + " was not sealed within " +
+                                               std::to_string(timeout_ms) + " ms");
+    }
+    return py::cast(std::make_unique<PyBuffer>(core, oid, buf));
+  }
+
+  py::dict Stat(py::handle id) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    gismo_object_info_t info{};
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_stat(core->Checked(), &oid.c_id(), &info);
+    }
+    Check(s);
+    return InfoDict(info);
+  }
+
+  py::list List() {
+    auto core = Live();
+    std::vector<gismo_object_info_t> infos;
+    gismo_status_t s = GISMO_OK;
+    {
+      py::gil_scoped_release nogil;
+      gismo_client_t* c = core->Checked();
+      for (;;) {
+        size_t count = 0;
+        if ((s = gismo_list(c, nullptr, 0, &count)) != GISMO_OK) break;
+        infos.resize(count + count / 8 + 16);
+        if ((s = gismo_list(c, infos.data(), infos.size(), &count)) != GISMO_OK) break;
+        if (count <= infos.size()) {
+          infos.resize(count);
+          break;
+        }
+      }
+    }
+    Check(s);
+    py::list out;
+    for (const auto& info : infos) out.append(InfoDict(info));
+    return out;
+  }
+
+  py::dict Usage() {
+    auto core = Live();
+    gismo_usage_t u{};
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_usage(core->Checked(), &u);
+    }
+    Check(s);
+    py::dict d;
+    d["capacity_bytes"] = u.capacity_bytes;
+    d["used_bytes"] = u.used_bytes;
+    d["free_bytes"] = u.free_bytes;
+    d["largest_free_bytes"] = u.largest_free_bytes;
+    d["object_count"] = u.object_count;
+    d["sealed_count"] = u.sealed_count;
+    d["unsealed_count"] = u.unsealed_count;
+    d["deleting_count"] = u.deleting_count;
+    d["max_objects"] = u.max_objects;
+    d["client_count"] = u.client_count;
+    d["max_clients"] = u.max_clients;
+    d["region_size"] = u.region_size;
+    d["manager_start_time_ns"] = u.manager_start_time_ns;
+    d["manager_heartbeat_ns"] = u.manager_heartbeat_ns;
+    d["manager_epoch"] = u.manager_epoch;
+    d["format_time_ns"] = u.format_time_ns;
+    d["format_version"] = u.format_version;
+    d["coherence_mode"] = u.coherence_mode;
+    return d;
+  }
+
+  py::list ListClients() {
+    auto core = Live();
+    std::vector<gismo_client_info_t> infos;
+    gismo_status_t s = GISMO_OK;
+    {
+      py::gil_scoped_release nogil;
+      gismo_client_t* c = core->Checked();
+      size_t count = 0;
+      if ((s = gismo_list_clients(c, nullptr, 0, &count)) == GISMO_OK) {
+        infos.resize(count + 8);
+        s = gismo_list_clients(c, infos.data(), infos.size(), &count);
+        infos.resize(std::min(count, infos.size()));
+      }
+    }
+    Check(s);
+    py::list out;
+    for (const auto& i : infos) {
+      py::dict d;
+      d["client"] = i.client;
+      d["node"] = i.node;
+      d["client_id"] = i.client_id;
+      d["pid"] = i.pid;
+      d["connected"] = static_cast<double>(i.connect_time_ns) / 1e9;
+      d["held_objects"] = i.held_objects;
+      out.append(d);
+    }
+    return out;
+  }
+
+  std::pair<uint32_t, uint32_t> Identity() {
+    auto core = Live();
+    uint32_t node = 0, client = 0;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_client_identity(core->Checked(), &node, &client);
+    }
+    Check(s);
+    return {node, client};
+  }
+
+  std::pair<uintptr_t, size_t> RegionMapping() {
+    auto core = Live();
+    const void* base = nullptr;
+    size_t size = 0;
+    Check(gismo_region_mapping(core->Checked(), &base, &size));
+    return {reinterpret_cast<uintptr_t>(base), size};
+  }
+
+ private:
+  // A share of the connection for the duration of one call: close() from
+  // another thread defers the disconnect until the call returns.
+  std::shared_ptr<Core> Live() const {
+    if (!core_) ThrowInvalid("the client is closed");
+    return core_;
+  }
+  void IdCall(py::handle id, gismo_status_t (*fn)(gismo_client_t*, const gismo_id_t*)) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = fn(core->Checked(), &oid.c_id());
+    }
+    Check(s);
+  }
+
+  std::shared_ptr<Core> core_;  // null once closed; accessed with the GIL held
+};
+
+void InstallBufferProcs(py::handle type) {
+  auto* heap = reinterpret_cast<PyHeapTypeObject*>(type.ptr());
+  heap->as_buffer.bf_getbuffer = &PyBuffer::GetBuffer;
+  heap->as_buffer.bf_releasebuffer = &PyBuffer::ReleaseBuffer;
+  reinterpret_cast<PyTypeObject*>(type.ptr())->tp_as_buffer = &heap->as_buffer;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_gismo, m) {
+  m.doc() = "gismo shared-memory object store: the C API for Python (use the gismo package)";
+  m.attr("__version__") = gismo_version();
+  m.attr("ID_SIZE") = GISMO_ID_SIZE;
+
+  py::enum_<gismo_status_t>(m, "Status", "The status codes of gismo.h.")
+      .value("OK", GISMO_OK)
+      .value("INVALID_ARGUMENT", GISMO_ERR_INVALID_ARGUMENT)
+      .value("OBJECT_EXISTS", GISMO_ERR_OBJECT_EXISTS)
+      .value("OBJECT_NOT_FOUND", GISMO_ERR_OBJECT_NOT_FOUND)
+      .value("OBJECT_NOT_SEALED", GISMO_ERR_OBJECT_NOT_SEALED)
+      .value("OBJECT_ALREADY_SEALED", GISMO_ERR_OBJECT_ALREADY_SEALED)
+      .value("OBJECT_IN_USE", GISMO_ERR_OBJECT_IN_USE)
+      .value("OUT_OF_MEMORY", GISMO_ERR_OUT_OF_MEMORY)
+      .value("TIMEOUT", GISMO_ERR_TIMEOUT)
+      .value("CONNECTION", GISMO_ERR_CONNECTION)
+      .value("PROTOCOL", GISMO_ERR_PROTOCOL)
+      .value("IO", GISMO_ERR_IO)
+      .value("LIMIT", GISMO_ERR_LIMIT)
+      .value("NOT_CREATOR", GISMO_ERR_NOT_CREATOR)
+      .value("NOT_HELD", GISMO_ERR_NOT_HELD)
+      .value("BAD_REGION", GISMO_ERR_BAD_REGION)
+      .value("INTERNAL", GISMO_ERR_INTERNAL)
+      .value("UNSUPPORTED", GISMO_ERR_UNSUPPORTED);
+
+  m.def(
+      "status_message",
+      [](int code) { return std::string(gismo_status_message(static_cast<gismo_status_t>(code))); },
+      py::arg("status"), "The generic description of a status code.");
+  m.def(
+      "_register_errors", [](py::dict classes) { ErrorClasses() = classes; },
+      "Sets the exception class of each status code (gismo.errors does).");
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const StatusError& e) {
+      py::dict& classes = ErrorClasses();
+      py::int_ key(static_cast<int>(e.code()));
+      py::object cls = classes.contains(key)
+                           ? classes[key]
+                           : py::reinterpret_borrow<py::object>(PyExc_RuntimeError);
+      py::object exc =
+          classes.contains(key) ? cls(e.what(), static_cast<int>(e.code())) : cls(e.what());
+      PyErr_SetObject(cls.ptr(), exc.ptr());
+    }
+  });
+
+  py::class_<PyObjectId>(m, "ObjectID",
+                         "A 20-byte object id. Hashable, picklable, ordered; functions that "
+                         "take an id also take 20 raw bytes.")
+      .def(py::init([](py::handle b) { return PyObjectId(ParseId(b)); }), py::arg("id"),
+           "From 20 bytes (bytes, bytearray, memoryview) or another ObjectID.")
+      .def_static(
+          "random", [] { return PyObjectId(gismo::ObjectId::Random()); }, "A random id.")
+      .def_static(
+          "from_name",
+          [](const std::string& name) { return PyObjectId(gismo::ObjectId::FromName(name)); },
+          py::arg("name"),
+          "A stable id derived from a name (UTF-8), equal to C++ gismo::ObjectId::FromName.")
+      .def_static(
+          "from_hex",
+          [](const std::string& hex) {
+            auto r = gismo::ObjectId::FromHex(hex);
+            if (!r.ok()) ThrowInvalid(r.status().message());
+            return PyObjectId(*r);
+          },
+          py::arg("hex"), "From exactly 40 hex digits.")
+      .def("hex", [](const PyObjectId& o) { return o.id().Hex(); })
+      .def_property_readonly("binary", &PyObjectId::Bytes, "The 20 bytes.")
+      .def("__bytes__", &PyObjectId::Bytes)
+      .def("__str__", [](const PyObjectId& o) { return o.id().Hex(); })
+      .def("__repr__", [](const PyObjectId& o) { return "ObjectID('" + o.id().Hex() + "')"; })
+      .def("__hash__",
+           [](const PyObjectId& o) {
+             Py_hash_t h;
+             std::memcpy(&h, o.id().data(), sizeof(h));
+             return h == -1 ? Py_hash_t{-2} : h;
+           })
+      .def("__eq__",
+           [](const PyObjectId& a, py::handle b) -> py::object {
+             if (!py::isinstance<PyObjectId>(b))
+               return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+             return py::bool_(a.id() == b.cast<const PyObjectId&>().id());
+           })
+      .def("__lt__", [](const PyObjectId& a, const PyObjectId& b) { return a.id() < b.id(); })
+      .def("__reduce__", [](py::object self) {
+        // Works for every pickle protocol: ObjectID(bytes).
+        return py::make_tuple(py::type::of(self),
+                              py::make_tuple(self.cast<const PyObjectId&>().Bytes()));
+      });
+
+  py::class_<PyBuffer> buffer(
+      m, "Buffer", py::buffer_protocol(),
+      "A sealed object held by this client: read-only bytes in the shared region, exported "
+      "through the buffer protocol without a copy. Holds one reference until release() or "
+      "garbage collection, and in any case until the last memoryview/array made from it is "
+      "gone.");
+  buffer.def_property_readonly("id", &PyBuffer::id)
+      .def_property_readonly("size", &PyBuffer::size)
+      .def("__len__", &PyBuffer::size)
+      .def_property_readonly("metadata", &PyBuffer::metadata, "A copy of the metadata.")
+      .def_property_readonly("address", &PyBuffer::address,
+                             "Address of the data in this process (0 once released).")
+      .def_property_readonly("released", &PyBuffer::released)
+      .def_property_readonly("_exports", &PyBuffer::exports)
+      .def("tobytes", &PyBuffer::ToBytes, "A copy of the data.")
+      .def("release", &PyBuffer::Release,
+           "Gives the reference back now, or when the last view made from the buffer is gone. "
+           "Idempotent.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PyBuffer& b, py::args) { b.Release(); })
+      .def("__repr__", [](const PyBuffer& b) {
+        return "<gismo.Buffer " + b.id().id().Hex() + " size=" + std::to_string(b.size()) +
+               (b.released() ? " released>" : ">");
+      });
+  InstallBufferProcs(buffer);
+
+  py::class_<WritableRegion>(m, "_WritableRegion", py::buffer_protocol())
+      .def_buffer([](WritableRegion& r) { return r.Info(); });
+
+  py::class_<PyClient>(m, "_Client")
+      .def(py::init<std::optional<std::string>>(), py::arg("address") = py::none())
+      .def("close", &PyClient::Close)
+      .def_property_readonly("closed", &PyClient::closed)
+      .def("create", &PyClient::Create, py::arg("id"), py::arg("size"),
+           py::arg("metadata") = py::bytes())
+      .def("put", &PyClient::Put, py::arg("id"), py::arg("data"), py::arg("metadata") = py::bytes())
+      .def("seal", &PyClient::Seal, py::arg("id"))
+      .def("abort", &PyClient::Abort, py::arg("id"))
+      .def("release", &PyClient::Release, py::arg("id"))
+      .def("delete", &PyClient::Delete, py::arg("id"))
+      .def("contains", &PyClient::Contains, py::arg("id"))
+      .def("_get_many", &PyClient::GetMany, py::arg("ids"), py::arg("timeout_ms"))
+      .def("_get_one", &PyClient::GetOne, py::arg("id"), py::arg("timeout_ms"))
+      .def("stat", &PyClient::Stat, py::arg("id"))
+      .def("list", &PyClient::List)
+      .def("usage", &PyClient::Usage)
+      .def("list_clients", &PyClient::ListClients)
+      .def("identity", &PyClient::Identity)
+      .def("region_mapping", &PyClient::RegionMapping);
+}

@@ -1,0 +1,350 @@
+#include "manager/metrics.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string_view>
+
+#include "common/clock.h"
+#include "protocol/wire.h"
+#include "store/allocator.h"
+#include "store/store.h"
+#include "store/txn.h"
+
+namespace gismo::manager {
+
+namespace {
+
+// How long a scrape spins for one index shard's lock before skipping that
+// shard. Bounded so that a client frozen (or dead, not yet recovered)
+// inside a shard cannot stall the manager's thread.
+constexpr uint64_t kShardLockWaitNs = 200 * 1000;
+// A request must arrive whole within this time and size.
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+constexpr size_t kMaxRequestBytes = 16 * 1024;
+
+// Indexed by region::ObjectState (kFree unused).
+constexpr std::array<const char*, 4> kStateNames = {"", "unsealed", "sealed", "deleting"};
+
+std::string EscapeLabel(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string FormatDouble(double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+// Builds the text exposition: every family is announced once (HELP, TYPE)
+// before its samples.
+class Exposition {
+ public:
+  void Family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  void Sample(std::string_view name, std::string_view labels, const std::string& value) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    out_ += ' ';
+    out_ += value;
+    out_ += '\n';
+  }
+  void Sample(std::string_view name, std::string_view labels, uint64_t value) {
+    Sample(name, labels, std::to_string(value));
+  }
+  void Sample(std::string_view name, std::string_view labels, double value) {
+    Sample(name, labels, FormatDouble(value));
+  }
+  // One family with a single unlabelled sample.
+  template <typename T>
+  void One(std::string_view name, std::string_view type, std::string_view help, T value) {
+    Family(name, type, help);
+    Sample(name, {}, value);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+struct IndexScan {
+  std::array<uint64_t, 4> objects{};  // by region::ObjectState
+  std::array<uint64_t, 4> bytes{};    // data + metadata, as requested
+  uint32_t skipped_shards = 0;
+};
+
+// Counts the live records of every shard under its lock, as client `slot`.
+IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
+  IndexScan scan;
+  for (uint32_t s = 0; s < r.num_shards(); ++s) {
+    store::Txn txn(r, slot, session, region::OpKind::kNone);
+    txn.SetLockTimeout(kShardLockWaitNs);
+    txn.Lock(r.shard(s).lock);
+    if (txn.failed()) {  // nothing was logged: the destructor just unwinds
+      ++scan.skipped_shards;
+      continue;
+    }
+    const region::ObjectRecord* recs = r.records(s);
+    uint64_t used = std::min<uint64_t>(r.shard(s).next_unused.load(std::memory_order_relaxed),
+                                       r.records_per_shard());
+    for (uint64_t i = 0; i < used; ++i) {
+      uint64_t info = recs[i].info.load(std::memory_order_relaxed);
+      auto state = static_cast<size_t>(region::InfoState(info));
+      if (state == 0 || state >= scan.objects.size()) continue;  // free record
+      gismo_object_info_t oi;
+      store::FillInfo(recs[i], &oi);
+      ++scan.objects[state];
+      scan.bytes[state] += oi.data_size + oi.metadata_size;
+    }
+    txn.Commit();
+  }
+  return scan;
+}
+
+}  // namespace
+
+class MetricsExporter::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(const MetricsExporter& exporter, asio::ip::tcp::socket sock)
+      : exporter_(exporter), sock_(std::move(sock)), timer_(sock_.get_executor()) {}
+
+  void Start() {
+    auto self = shared_from_this();
+    timer_.expires_after(kRequestTimeout);
+    timer_.async_wait([self](asio::error_code ec) {
+      if (!ec) self->Close();
+    });
+    asio::async_read_until(sock_, asio::dynamic_buffer(in_, kMaxRequestBytes), "\r\n\r\n",
+                           [self](asio::error_code ec, size_t) {
+                             if (ec) return self->Close();
+                             self->Respond();
+                           });
+  }
+
+ private:
+  void Respond() {
+    // Request line: METHOD SP TARGET SP VERSION.
+    std::string_view line(in_);
+    line = line.substr(0, line.find("\r\n"));
+    size_t sp1 = line.find(' ');
+    size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) {
+      return Reply("400 Bad Request", "text/plain; charset=utf-8", "malformed request\n", true);
+    }
+    std::string_view method = line.substr(0, sp1);
+    std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    target = target.substr(0, target.find('?'));
+    bool head = method == "HEAD";
+    if (method != "GET" && !head) {
+      return Reply("405 Method Not Allowed", "text/plain; charset=utf-8",
+                   "only GET and HEAD are supported\n", true);
+    }
+    if (target == "/metrics") {
+      return Reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", exporter_.Render(), !head);
+    }
+    if (target == "/") {
+      return Reply("200 OK", "text/plain; charset=utf-8",
+                   "gismo-manager: metrics are at /metrics\n", !head);
+    }
+    Reply("404 Not Found", "text/plain; charset=utf-8", "not found; try /metrics\n", !head);
+  }
+
+  void Reply(std::string_view status, std::string_view type, const std::string& body,
+             bool with_body) {
+    out_ = "HTTP/1.1 ";
+    out_ += status;
+    out_ += "\r\nContent-Type: ";
+    out_ += type;
+    out_ += "\r\nContent-Length: " + std::to_string(body.size());
+    if (status.rfind("405", 0) == 0) out_ += "\r\nAllow: GET, HEAD";
+    out_ += "\r\nConnection: close\r\n\r\n";
+    if (with_body) out_ += body;
+    auto self = shared_from_this();
+    asio::async_write(sock_, asio::buffer(out_),
+                      [self](asio::error_code, size_t) { self->Close(); });
+  }
+
+  void Close() {
+    asio::error_code ec;
+    timer_.cancel();
+    sock_.shutdown(asio::socket_base::shutdown_both, ec);
+    sock_.close(ec);
+  }
+
+  const MetricsExporter& exporter_;
+  asio::ip::tcp::socket sock_;
+  asio::steady_timer timer_;
+  std::string in_, out_;
+};
+
+MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& region,
+                                 const ManagerStats& stats, uint32_t slot, uint64_t session)
+    : io_(io), region_(region), stats_(stats), slot_(slot), session_(session) {}
+
+MetricsExporter::~MetricsExporter() { Close(); }
+
+Status MetricsExporter::Listen(const std::string& address) {
+  auto a = protocol::ParseAddress(address);
+  if (!a.ok()) return a.status();
+  if (a->kind != protocol::Address::Kind::kTcp) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "metrics address must be tcp:HOST:PORT, got '" + address + "'");
+  }
+  try {
+    asio::ip::tcp::resolver resolver(io_);
+    auto results = resolver.resolve(a->host, std::to_string(a->port));
+    if (results.empty()) return Status(GISMO_ERR_INVALID_ARGUMENT, "cannot resolve " + a->host);
+    asio::ip::tcp::endpoint ep = *results.begin();
+    auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+    acc->open(ep.protocol());
+    acc->set_option(asio::socket_base::reuse_address(true));
+    acc->bind(ep);
+    acc->listen();
+    protocol::Address bound = *a;
+    bound.port = acc->local_endpoint().port();
+    address_ = bound.ToString();
+    acceptor_ = std::move(acc);
+  } catch (const std::system_error& e) {
+    return Status(GISMO_ERR_IO, "cannot serve metrics on " + address + ": " + e.what());
+  }
+  Accept();
+  spdlog::info("serving metrics at http://{}:{}/metrics", a->host,
+               acceptor_->local_endpoint().port());
+  return Status();
+}
+
+void MetricsExporter::Close() {
+  if (!acceptor_) return;
+  asio::error_code ec;
+  acceptor_->close(ec);
+}
+
+void MetricsExporter::Accept() {
+  acceptor_->async_accept([this](asio::error_code ec, asio::ip::tcp::socket sock) {
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+    if (!ec) std::make_shared<Connection>(*this, std::move(sock))->Start();
+    Accept();
+  });
+}
+
+std::string MetricsExporter::Render() const {
+  uint64_t t0 = MonotonicNs();
+  const region::Superblock& sb = region_.sb();
+  Exposition x;
+
+  x.Family("gismo_info", "gauge",
+           "Constant 1; labels give the library version and the region's format.");
+  x.Sample("gismo_info",
+           "version=\"" + EscapeLabel(gismo_version()) + "\",format_version=\"" +
+               std::to_string(sb.format_version) + "\",coherence=\"" +
+               (sb.coherence_mode == static_cast<uint32_t>(region::CoherenceMode::kCoherent)
+                    ? "coherent"
+                    : "non-coherent") +
+               "\",region=\"" + EscapeLabel(region_.path()) + "\"",
+           uint64_t{1});
+
+  // Objects, from the index.
+  IndexScan scan = ScanIndex(region_, slot_, session_);
+  x.Family("gismo_objects", "gauge", "Objects in the store by state.");
+  for (size_t s = 1; s < kStateNames.size(); ++s) {
+    x.Sample("gismo_objects", std::string("state=\"") + kStateNames[s] + "\"", scan.objects[s]);
+  }
+  x.Family("gismo_object_bytes", "gauge",
+           "Data plus metadata bytes of the objects in each state, as requested (before "
+           "allocator rounding).");
+  for (size_t s = 1; s < kStateNames.size(); ++s) {
+    x.Sample("gismo_object_bytes", std::string("state=\"") + kStateNames[s] + "\"", scan.bytes[s]);
+  }
+  x.One("gismo_object_index_capacity", "gauge", "Objects the index can hold.",
+        uint64_t{sb.max_objects});
+  x.One("gismo_metrics_skipped_shards", "gauge",
+        "Index shards left out of this scrape because their lock stayed busy (object counts "
+        "are then a lower bound).",
+        uint64_t{scan.skipped_shards});
+
+  // Heap.
+  store::HeapStats hs = store::Allocator(region_).Stats();
+  x.One("gismo_heap_capacity_bytes", "gauge", "Heap bytes objects can use.", hs.capacity_bytes);
+  x.One("gismo_heap_used_bytes", "gauge", "Heap bytes allocated to objects (whole pages).",
+        hs.used_bytes);
+  x.One("gismo_heap_free_bytes", "gauge", "Heap bytes not allocated.", hs.free_bytes);
+  x.One("gismo_heap_largest_free_bytes", "gauge",
+        "Largest contiguous free run: the largest object that fits now.", hs.largest_free_bytes);
+  x.One("gismo_region_size_bytes", "gauge", "Size of the shared region.", region_.size());
+
+  // Clients.
+  std::map<uint32_t, uint64_t> per_node;
+  uint64_t clients = 0;
+  store::Store(region_, slot_, session_, 0).ForEachClient([&](const gismo_client_info_t& c) {
+    ++per_node[c.node];
+    ++clients;
+  });
+  x.Family("gismo_clients", "gauge", "Connected clients by node.");
+  for (const auto& [node, n] : per_node) {
+    x.Sample("gismo_clients", "node=\"" + std::to_string(node) + "\"", n);
+  }
+  x.One("gismo_clients_connected", "gauge", "Connected clients on all nodes.", clients);
+  x.One("gismo_client_slots", "gauge", "Client slots of the region (clients at most).",
+        uint64_t{region_.max_clients() - 1});
+
+  // Manager activity.
+  x.One("gismo_manager_clients_joined_total", "counter", "Clients registered.",
+        stats_.clients_joined.load());
+  x.One("gismo_manager_clients_left_total", "counter", "Clients that disconnected cleanly.",
+        stats_.clients_left.load());
+  x.One("gismo_manager_clients_recovered_total", "counter",
+        "Clients that went away without disconnecting (died, closed the connection, or lease "
+        "expired) and were recovered.",
+        stats_.clients_recovered.load());
+  x.One("gismo_manager_leases_expired_total", "counter",
+        "Clients declared dead because nothing was heard from them for a lease.",
+        stats_.leases_expired.load());
+  x.One("gismo_manager_wakeups_sent_total", "counter",
+        "Wake-ups sent to clients waiting for an object to be sealed.", stats_.wakeups_sent.load());
+  x.One("gismo_manager_recovery_seconds_total", "counter",
+        "Time spent recovering client slots (clean departures included).",
+        static_cast<double>(stats_.recovery_ns_total.load()) / 1e9);
+  x.One("gismo_manager_waiters", "gauge", "Registered seal waits and event subscribers.",
+        sb.waiters.load(std::memory_order_relaxed));
+  x.One("gismo_manager_epoch", "gauge", "Manager starts on this region so far.",
+        sb.manager_epoch.load(std::memory_order_relaxed));
+  uint64_t start_ns = sb.manager_start_time_ns.load(std::memory_order_relaxed);
+  uint64_t now_ns = RealtimeNs();
+  x.One("gismo_manager_start_time_seconds", "gauge",
+        "When this manager started, in seconds since the Unix epoch.",
+        static_cast<double>(start_ns) / 1e9);
+  x.One("gismo_manager_uptime_seconds", "gauge", "Seconds since this manager started.",
+        static_cast<double>(now_ns > start_ns ? now_ns - start_ns : 0) / 1e9);
+  x.One("gismo_metrics_scrape_duration_seconds", "gauge", "Time taken to produce these metrics.",
+        static_cast<double>(MonotonicNs() - t0) / 1e9);
+  return x.Take();
+}
+
+}  // namespace gismo::manager

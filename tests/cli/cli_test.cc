@@ -1,0 +1,545 @@
+// The `gismo` command and the manager's metrics endpoint, end to end: each
+// test runs the real binaries against a private manager.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <gismo/gismo.hpp>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+using gismo::testing::ManagerProcess;
+using nlohmann::json;
+
+constexpr const char* kId1 = "00112233445566778899aabbccddeeff00112233";
+constexpr const char* kId2 = "aa112233445566778899aabbccddeeff00112233";
+constexpr const char* kId3 = "ab112233445566778899aabbccddeeff00112233";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+std::string TempPath(const std::string& tag) {
+  return "/tmp/" + gismo::testing::UniqueName("cli-" + tag);
+}
+
+struct CmdResult {
+  int code = -1;  // exit status; 128 + signal if killed
+  std::string out, err;
+};
+
+// Runs the gismo binary with `args`, feeding `input` on stdin. `env` entries
+// (NAME=VALUE) are added; GISMO_ADDRESS and GISMO_NODE are cleared first.
+CmdResult RunGismo(const std::vector<std::string>& args, const std::string& input = {},
+                   const std::vector<std::string>& env = {}) {
+  const std::string in = TempPath("in"), out = TempPath("out"), err = TempPath("err");
+  WriteFile(in, input);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fi = open(in.c_str(), O_RDONLY);
+    int fo = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fe = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fi, 0);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    unsetenv("GISMO_ADDRESS");
+    unsetenv("GISMO_NODE");
+    for (const auto& e : env) putenv(strdup(e.c_str()));
+    alarm(60);  // a hung command fails the test instead of blocking it
+    std::vector<char*> argv;
+    std::string bin = GISMO_CLI_BIN;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CmdResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadFile(out);
+  r.err = ReadFile(err);
+  unlink(in.c_str());
+  unlink(out.c_str());
+  unlink(err.c_str());
+  return r;
+}
+
+// Waits (bounded) until `cond` holds.
+bool WaitFor(const std::function<bool()>& cond,
+             std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// One HTTP request to 127.0.0.1:port; the whole response ("" on failure).
+std::string HttpRequest(uint16_t port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string resp;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) resp.append(buf, n);
+  }
+  close(fd);
+  return resp;
+}
+
+// The value of the sample `key` (name plus labels, as printed), or -1.
+double Metric(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + " ", 0) == 0) return std::stod(line.substr(key.size() + 1));
+  }
+  return -1;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  CliTest() : mgr_({"--metrics", "tcp:127.0.0.1:0", "--lease-ms", "0"}) {
+    std::smatch m;
+    const std::string& ready = mgr_.ready_line();
+    if (std::regex_search(ready, m, std::regex("metrics=tcp:127\\.0\\.0\\.1:([0-9]+)"))) {
+      metrics_port_ = static_cast<uint16_t>(std::stoi(m[1]));
+    }
+  }
+
+  // Runs `gismo CMD ARGS... --address <ours>`.
+  CmdResult Gismo(std::vector<std::string> args, const std::string& input = {},
+                  const std::vector<std::string>& env = {}) {
+    args.push_back("--address");
+    args.push_back(mgr_.address());
+    return RunGismo(args, input, env);
+  }
+  json GismoJson(std::vector<std::string> args) {
+    args.push_back("--json");
+    CmdResult r = Gismo(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return json::parse(r.out);
+  }
+
+  std::string Scrape() {
+    std::string resp = HttpRequest(
+        metrics_port_, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
+    size_t body = resp.find("\r\n\r\n");
+    EXPECT_EQ(resp.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << resp;
+    return body == std::string::npos ? std::string() : resp.substr(body + 4);
+  }
+
+  gismo::Client Connect() {
+    auto c = gismo::Client::Connect(mgr_.address());
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(*c);
+  }
+
+  ManagerProcess mgr_;
+  uint16_t metrics_port_ = 0;
+};
+
+TEST_F(CliTest, PutGetRoundTripFromFileAndStdin) {
+  std::string data(3 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 13));
+  const std::string in = TempPath("data"), out = TempPath("copy");
+  WriteFile(in, data);
+
+  CmdResult put = Gismo({"put", kId1, in, "--metadata", "hello"});
+  ASSERT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(put.out, std::string("stored ") + kId1 + " (3.00 MiB)\n");
+
+  json got = GismoJson({"get", kId1, out});
+  EXPECT_EQ(got["size"], data.size());
+  EXPECT_EQ(got["metadata_size"], 5);
+  EXPECT_EQ(ReadFile(out), data);
+
+  // stdin in, stdout out, by name.
+  CmdResult pj = Gismo({"put", "--name", "greeting", "-", "--json"}, "hello");
+  ASSERT_EQ(pj.code, 0) << pj.err;
+  json p = json::parse(pj.out);
+  EXPECT_EQ(p["id"], gismo::ObjectId::FromName("greeting").Hex());
+  EXPECT_EQ(p["name"], "greeting");
+  EXPECT_EQ(p["size"], 5);
+  CmdResult put2 = Gismo({"put", "--name", "greeting2", "-"}, "hi there\n");
+  ASSERT_EQ(put2.code, 0) << put2.err;
+  CmdResult get2 = Gismo({"get", "--name", "greeting2"});
+  ASSERT_EQ(get2.code, 0) << get2.err;
+  EXPECT_EQ(get2.out, "hi there\n");
+  // --name with an output file.
+  CmdResult get3 = Gismo({"get", "--name", "greeting2", out});
+  ASSERT_EQ(get3.code, 0) << get3.err;
+  EXPECT_EQ(ReadFile(out), "hi there\n");
+  EXPECT_EQ(json::parse(Gismo({"stat", "--name", "greeting2", "--json"}).out)["id"],
+            gismo::ObjectId::FromName("greeting2").Hex());
+  unlink(in.c_str());
+  unlink(out.c_str());
+}
+
+TEST_F(CliTest, StatusHumanAndJson) {
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, std::string(5000, 'x')).code, 0);
+  ASSERT_EQ(Gismo({"put", kId2, "-"}, "y").code, 0);
+  gismo::Client held = Connect();  // an unsealed object and one more client
+  auto unsealed = held.Create(gismo::ObjectId::FromHex(kId3).value(), 100);
+  ASSERT_TRUE(unsealed.ok());
+
+  json s = GismoJson({"status"});
+  EXPECT_GT(s["capacity_bytes"].get<uint64_t>(), 200ull << 20);
+  EXPECT_EQ(s["capacity_bytes"].get<uint64_t>(),
+            s["used_bytes"].get<uint64_t>() + s["free_bytes"].get<uint64_t>());
+  EXPECT_GT(s["largest_free_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(s["objects"]["total"], 3);
+  EXPECT_EQ(s["objects"]["sealed"], 2);
+  EXPECT_EQ(s["objects"]["unsealed"], 1);
+  EXPECT_EQ(s["objects"]["deleting"], 0);
+  EXPECT_EQ(s["clients"]["total"], 1);  // `held`; the command leaves itself out
+  EXPECT_EQ(s["clients"]["by_node"]["0"], 1);
+  EXPECT_EQ(s["manager"]["epoch"], 1);
+  EXPECT_GE(s["manager"]["uptime_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(s["region"]["format_version"].get<uint32_t>() > 0, true);
+  EXPECT_EQ(s["library_version"], gismo_version());
+  EXPECT_EQ(s["address"], mgr_.address());
+
+  CmdResult h = Gismo({"status"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_NE(h.out.find("capacity:"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find(" MiB"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("3 of "), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("(2 sealed, 1 unsealed, 0 pending delete)"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("node 0"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("epoch 1"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find(std::string("library:        ") + gismo_version()), std::string::npos);
+}
+
+TEST_F(CliTest, LsFiltersSortsAndLimits) {
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, std::string(10, 'a')).code, 0);
+  ASSERT_EQ(Gismo({"put", kId2, "-"}, std::string(30000, 'b'), {"GISMO_NODE=5"}).code, 0);
+  gismo::Client c = Connect();
+  auto unsealed = c.Create(gismo::ObjectId::FromHex(kId3).value(), 2000);
+  ASSERT_TRUE(unsealed.ok());
+
+  json all = GismoJson({"ls"});
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0]["id"], kId1);  // default order: id
+  EXPECT_EQ(all[1]["id"], kId2);
+  EXPECT_EQ(all[2]["id"], kId3);
+  EXPECT_EQ(all[2]["state"], "unsealed");
+  EXPECT_EQ(all[2]["refs"], 1);
+  EXPECT_EQ(all[1]["node"], 5);
+
+  json sealed = GismoJson({"ls", "--state", "sealed"});
+  EXPECT_EQ(sealed.size(), 2u);
+  json node5 = GismoJson({"ls", "--node", "5"});
+  ASSERT_EQ(node5.size(), 1u);
+  EXPECT_EQ(node5[0]["id"], kId2);
+  json pre = GismoJson({"ls", "--prefix", "AA"});
+  ASSERT_EQ(pre.size(), 1u);
+  EXPECT_EQ(pre[0]["id"], kId2);
+  EXPECT_EQ(GismoJson({"ls", "--prefix", "a"}).size(), 2u);
+  json biggest = GismoJson({"ls", "--sort", "size", "--reverse", "--limit", "1"});
+  ASSERT_EQ(biggest.size(), 1u);
+  EXPECT_EQ(biggest[0]["id"], kId2);
+  json by_refs = GismoJson({"ls", "--sort", "refs", "--reverse"});
+  EXPECT_EQ(by_refs[0]["id"], kId3);
+  json youngest = GismoJson({"ls", "--sort", "age", "--limit", "1"});
+  EXPECT_EQ(youngest[0]["id"], kId3);
+
+  CmdResult h = Gismo({"ls", "--state", "sealed"});
+  ASSERT_EQ(h.code, 0) << h.err;
+  std::istringstream lines(h.out);
+  std::string header, l1, l2, extra;
+  std::getline(lines, header);
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  EXPECT_FALSE(std::getline(lines, extra));
+  EXPECT_EQ(header.rfind("ID", 0), 0u);
+  EXPECT_NE(header.find("SIZE"), std::string::npos);
+  EXPECT_NE(header.find("AGE"), std::string::npos);
+  EXPECT_EQ(l1.rfind(kId1, 0), 0u);
+  EXPECT_NE(l1.find("10 B"), std::string::npos) << l1;
+  EXPECT_NE(l2.find("29.30 KiB"), std::string::npos) << l2;
+  EXPECT_NE(l2.find("sealed"), std::string::npos) << l2;
+}
+
+TEST_F(CliTest, StatShowsReferencesAndState) {
+  ASSERT_EQ(Gismo({"put", kId1, "-", "--metadata", "meta"}, "payload").code, 0);
+  gismo::Client c = Connect();
+  auto buf = c.Get(gismo::ObjectId::FromHex(kId1).value(), 0);
+  ASSERT_TRUE(buf.ok());
+
+  json s = GismoJson({"stat", kId1});
+  EXPECT_EQ(s["id"], kId1);
+  EXPECT_EQ(s["state"], "sealed");
+  EXPECT_EQ(s["size"], 7);
+  EXPECT_EQ(s["metadata_size"], 4);
+  EXPECT_EQ(s["refs"], 1);
+
+  CmdResult h = Gismo({"stat", kId1});
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_NE(h.out.find("state:     sealed"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("size:      7 B (7 bytes)"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("refs:      1"), std::string::npos) << h.out;
+
+  // Deleted while held: pending delete until the last release.
+  CmdResult rm = Gismo({"rm", kId1});
+  ASSERT_EQ(rm.code, 0) << rm.err;
+  EXPECT_EQ(rm.out, std::string("deleted ") + kId1 + "\n");
+  EXPECT_EQ(GismoJson({"stat", kId1})["state"], "deleting");
+  ASSERT_TRUE(buf->Release().ok());
+  CmdResult gone = Gismo({"stat", kId1});
+  EXPECT_EQ(gone.code, 4);
+  EXPECT_NE(gone.err.find("no object"), std::string::npos) << gone.err;
+}
+
+TEST_F(CliTest, RmJsonAndGetTimeouts) {
+  ASSERT_EQ(Gismo({"put", "--name", "x", "-"}, "x").code, 0);
+  json rm = GismoJson({"rm", "--name", "x"});
+  EXPECT_EQ(rm["deleted"], true);
+  EXPECT_EQ(rm["id"], gismo::ObjectId::FromName("x").Hex());
+  EXPECT_EQ(Gismo({"rm", "--name", "x"}).code, 4);
+
+  gismo::Client c = Connect();
+  auto unsealed = c.Create(gismo::ObjectId::FromHex(kId3).value(), 10);
+  ASSERT_TRUE(unsealed.ok());
+  CmdResult wait = Gismo({"get", kId3, "--timeout-ms", "20"});
+  EXPECT_EQ(wait.code, 5);
+  EXPECT_NE(wait.err.find("not sealed within 20 ms"), std::string::npos) << wait.err;
+  CmdResult missing = Gismo({"get", kId1});
+  EXPECT_EQ(missing.code, 4);
+  EXPECT_NE(missing.err.find(std::string("no object ") + kId1), std::string::npos);
+}
+
+TEST_F(CliTest, BadInputGivesClearErrorsAndExitCodes) {
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  };
+  const std::string dir = "/tmp";
+  const std::vector<Case> cases = {
+      {{"stat", "123"}, 2, "40 hex digits"},
+      {{"stat", "zz112233445566778899aabbccddeeff00112233"}, 2, "not a hex digit"},
+      {{"stat"}, 2, "missing object ID"},
+      {{"stat", kId1, "--name", "n"}, 2, "not both"},
+      {{"put", kId1}, 2, "missing FILE"},
+      {{"put", kId1, "/nonexistent/file"}, 6, "cannot open '/nonexistent/file'"},
+      {{"put", kId1, dir}, 6, "is a directory"},
+      {{"get", kId1, "--json"}, 2, "--json needs an output FILE"},
+      {{"ls", "--prefix", "xyz"}, 2, "--prefix"},
+      {{"ls", "--sort", "colour"}, 2, "colour"},
+      {{"ls", "--bogus"}, 2, "--bogus"},
+      {{"frobnicate"}, 2, "frobnicate"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = Gismo(c.args);
+    std::string what;
+    for (const auto& a : c.args) what += a + " ";
+    EXPECT_EQ(r.code, c.code) << what << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << what << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << what << "\n" << r.out;
+  }
+  // No command at all.
+  CmdResult none = RunGismo({});
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.err.find("subcommand is required"), std::string::npos) << none.err;
+  // Storing an existing id is a store error.
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, "a").code, 0);
+  CmdResult dup = Gismo({"put", kId1, "-"}, "b");
+  EXPECT_EQ(dup.code, 1);
+  EXPECT_NE(dup.err.find("cannot store object"), std::string::npos) << dup.err;
+}
+
+TEST_F(CliTest, AddressFromFlagEnvironmentAndErrors) {
+  CmdResult unreachable = RunGismo({"status", "--address", "unix:/nonexistent/gismo.sock"});
+  EXPECT_EQ(unreachable.code, 3);
+  EXPECT_NE(unreachable.err.find("cannot connect to the gismo manager at "
+                                 "unix:/nonexistent/gismo.sock"),
+            std::string::npos)
+      << unreachable.err;
+  CmdResult malformed = RunGismo({"ls", "--address", "carrier-pigeon"});
+  EXPECT_EQ(malformed.code, 2);
+  EXPECT_NE(malformed.err.find("bad address"), std::string::npos) << malformed.err;
+  // $GISMO_ADDRESS is the default.
+  CmdResult env = RunGismo({"status", "--json"}, {}, {"GISMO_ADDRESS=" + mgr_.address()});
+  ASSERT_EQ(env.code, 0) << env.err;
+  EXPECT_EQ(json::parse(env.out)["address"], mgr_.address());
+}
+
+TEST_F(CliTest, HelpExplainsCommandsAndExitCodes) {
+  CmdResult top = RunGismo({"--help"});
+  EXPECT_EQ(top.code, 0);
+  for (const char* word : {"status", "ls", "stat", "put", "get", "rm", "Exit status"}) {
+    EXPECT_NE(top.out.find(word), std::string::npos) << word;
+  }
+  CmdResult ls = RunGismo({"ls", "--help"});
+  EXPECT_EQ(ls.code, 0);
+  for (const char* word : {"--state", "--node", "--prefix", "--sort", "--reverse", "--limit",
+                           "--json", "--address", "GISMO_ADDRESS"}) {
+    EXPECT_NE(ls.out.find(word), std::string::npos) << word;
+  }
+  CmdResult put = RunGismo({"put", "--help"});
+  EXPECT_NE(put.out.find("--metadata"), std::string::npos);
+  EXPECT_NE(put.out.find("--name"), std::string::npos);
+}
+
+TEST_F(CliTest, MetricsCountObjectsClientsAndRecoveries) {
+  ASSERT_NE(metrics_port_, 0) << mgr_.ready_line();
+  std::string m0 = Scrape();
+  EXPECT_EQ(Metric(m0, "gismo_objects{state=\"sealed\"}"), 0);
+  EXPECT_NE(m0.find("# TYPE gismo_manager_clients_joined_total counter"), std::string::npos);
+  EXPECT_NE(m0.find("gismo_info{version=\"" + std::string(gismo_version()) + "\""),
+            std::string::npos)
+      << m0;
+  const double joined0 = Metric(m0, "gismo_manager_clients_joined_total");
+  const double left0 = Metric(m0, "gismo_manager_clients_left_total");
+  EXPECT_GT(Metric(m0, "gismo_heap_capacity_bytes"), 0);
+  EXPECT_EQ(Metric(m0, "gismo_manager_epoch"), 1);
+  EXPECT_GE(Metric(m0, "gismo_manager_uptime_seconds"), 0);
+  EXPECT_EQ(Metric(m0, "gismo_metrics_skipped_shards"), 0);
+
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, std::string(1000, 'z')).code, 0);
+  ASSERT_EQ(Gismo({"put", kId2, "-", "--metadata", "abc"}, "q").code, 0);
+  std::string m1 = Scrape();
+  EXPECT_EQ(Metric(m1, "gismo_objects{state=\"sealed\"}"), 2);
+  EXPECT_EQ(Metric(m1, "gismo_object_bytes{state=\"sealed\"}"), 1000 + 1 + 3);
+  EXPECT_EQ(Metric(m1, "gismo_manager_clients_joined_total"), joined0 + 2);
+  EXPECT_EQ(Metric(m1, "gismo_manager_clients_left_total"), left0 + 2);
+  EXPECT_GT(Metric(m1, "gismo_heap_used_bytes"), Metric(m0, "gismo_heap_used_bytes"));
+
+  // A client on node 3 that dies: counted per node, then recovered.
+  int ready[2], go[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    setenv("GISMO_NODE", "3", 1);
+    auto c = gismo::Client::Connect(mgr_.address());
+    if (!c.ok()) _exit(1);
+    auto b = c->Create(gismo::ObjectId::FromHex(kId3).value(), 64);
+    char x = b.ok() ? 'y' : 'n';
+    if (write(ready[1], &x, 1) != 1) _exit(1);
+    if (read(go[0], &x, 1) < 0) _exit(1);  // killed before this returns
+    _exit(0);
+  }
+  char x = 0;
+  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  ASSERT_EQ(x, 'y');
+  std::string m2 = Scrape();
+  EXPECT_EQ(Metric(m2, "gismo_clients{node=\"3\"}"), 1) << m2;
+  EXPECT_EQ(Metric(m2, "gismo_objects{state=\"unsealed\"}"), 1);
+  const double recovered0 = Metric(m2, "gismo_manager_clients_recovered_total");
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  std::string m3;
+  EXPECT_TRUE(WaitFor([&] {
+    m3 = Scrape();
+    return Metric(m3, "gismo_manager_clients_recovered_total") == recovered0 + 1;
+  })) << m3;
+  EXPECT_EQ(Metric(m3, "gismo_clients{node=\"3\"}"), -1);
+  EXPECT_EQ(Metric(m3, "gismo_objects{state=\"unsealed\"}"), 0);  // aborted by recovery
+  EXPECT_GT(Metric(m3, "gismo_manager_recovery_seconds_total"), 0);
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) close(fd);
+}
+
+TEST_F(CliTest, MetricsEndpointSpeaksHttp) {
+  ASSERT_NE(metrics_port_, 0);
+  std::string notfound = HttpRequest(metrics_port_, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(notfound.rfind("HTTP/1.1 404", 0), 0u) << notfound;
+  std::string post = HttpRequest(metrics_port_, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(post.rfind("HTTP/1.1 405", 0), 0u) << post;
+  std::string head = HttpRequest(metrics_port_, "HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK", 0), 0u) << head;
+  EXPECT_NE(head.find("text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "");
+  std::string garbage = HttpRequest(metrics_port_, "hello\r\n\r\n");
+  EXPECT_EQ(garbage.rfind("HTTP/1.1 400", 0), 0u) << garbage;
+  // The manager still serves clients and scrapes afterwards.
+  EXPECT_EQ(Gismo({"status"}).code, 0);
+  EXPECT_GE(Metric(Scrape(), "gismo_manager_clients_joined_total"), 1);
+}
+
+// The manager logs one line per client joining, leaving and being recovered.
+TEST(ManagerLogTest, OneLinePerClientEvent) {
+  const std::string name = gismo::testing::UniqueName("log");
+  const std::string region = "/dev/shm/" + name, sock = "/tmp/" + name + ".sock";
+  const std::string log = "/tmp/" + name + ".log";
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    int fe = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fe, 2);
+    execl(GISMO_MANAGER_BIN, GISMO_MANAGER_BIN, "--region", region.c_str(), "--size", "64MiB",
+          "--listen", ("unix:" + sock).c_str(), "--log-level", "info", nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE* f = fdopen(fds[0], "r");
+  char line[1024];
+  bool ready = false;
+  while (!ready && fgets(line, sizeof line, f)) ready = strstr(line, "gismo-manager ready");
+  fclose(f);
+  ASSERT_TRUE(ready);
+  const std::string address = "unix:" + sock;
+  ASSERT_EQ(RunGismo({"status", "--address", address}).code, 0);  // joins and leaves
+  pid_t child = fork();
+  if (child == 0) {
+    auto c = gismo::Client::Connect(address);
+    if (!c.ok()) _exit(1);
+    kill(getpid(), SIGKILL);  // dies connected
+  }
+  waitpid(child, nullptr, 0);
+  auto count = [&](const std::string& what) {
+    std::istringstream in(ReadFile(log));
+    int n = 0;
+    for (std::string l; std::getline(in, l);) n += l.find(what) != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(WaitFor([&] { return count("is gone") == 1; })) << ReadFile(log);
+  EXPECT_EQ(count(") joined"), 2) << ReadFile(log);
+  EXPECT_EQ(count(") disconnected"), 1) << ReadFile(log);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  unlink(region.c_str());
+  unlink(sock.c_str());
+  unlink(log.c_str());
+}
+
+}  // namespace

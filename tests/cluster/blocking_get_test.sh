@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A get on node 3 that starts before node 1 seals returns right after the seal.
+# shellcheck source=tests/cluster/lib.sh
+source "$(dirname "$0")/lib.sh"
+t_setup blockget --size 256MiB
+
+agent_start a1 1
+agent_start a3 3
+ok a1 "create later $((16 << 20))"
+ok a3 "get later 0"
+expect_kv found 0 "get of an unsealed object"
+
+agent_send a3 "get later 60000"
+# The get must still be waiting a second later, the object being unsealed.
+if agent_recv a3 1; then fail "get returned before the seal: $R"; fi
+ok a1 "seal later"
+seal_ns=$(kv seal_ns)
+agent_recv a3 30 || fail "the blocked get did not return within 30 s of the seal"
+echo "    [a3] get later 60000 -> $R"
+expect_kv found 1
+expect_kv hash_ok 1
+expect_kv creator 1
+start_ns=$(kv start_ns)
+return_ns=$(kv return_ns)
+((start_ns < seal_ns)) || fail "the get did not start before the seal"
+latency_us=$(((return_ns - seal_ns) / 1000))
+log "get returned $latency_us us after the seal (blocked $(((return_ns - start_ns) / 1000000)) ms)"
+((latency_us < 2000000)) || fail "get returned $latency_us us after the seal"
+
+# A get for an object nobody seals times out with nothing.
+ok a3 "get never 300"
+expect_kv found 0
+(($(kv return_ns) - $(kv start_ns) >= 300000000)) || fail "get with timeout 300 ms returned early"
+log PASS

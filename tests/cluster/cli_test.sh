@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The gismo-cluster command line: help, bad input, exec environment and exit
+# status, node isolation, status, kill/revive, freeze/thaw, idempotent down.
+# shellcheck source=tests/cluster/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+# expect_rc RC CMD...: CMD exits with RC; its stderr is in $T_WORK/err.
+expect_rc() {
+  local want=$1 rc=0
+  shift
+  "$@" >"$T_WORK/out" 2>"$T_WORK/err" || rc=$?
+  ((rc == want)) || fail "'$*' exited $rc, expected $want; stderr: $(cat "$T_WORK/err")"
+}
+expect_err() { grep -qi -- "$1" "$T_WORK/err" || fail "stderr lacks '$1': $(cat "$T_WORK/err")"; }
+
+T_NAME="t-cli-$$"
+T_WORK=$(mktemp -d "/tmp/gismo-cluster-test.XXXXXX")
+T_REGION="/dev/shm/gismo-cluster-test-cli-$$"
+export GISMO_CLUSTER_STATE_ROOT="$T_WORK/state"
+trap t_cleanup EXIT
+
+expect_rc 0 "$GISMO_CLUSTER_BIN" --help
+grep -q "Usage: gismo-cluster" "$T_WORK/out" || fail "--help prints no usage"
+expect_rc 2 "$GISMO_CLUSTER_BIN"
+expect_rc 2 "$GISMO_CLUSTER_BIN" frobnicate
+expect_err "unknown verb"
+expect_rc 2 "$GISMO_CLUSTER_BIN" --name 'bad name!' status
+expect_err "invalid cluster name"
+expect_rc 1 gc status
+expect_err "is not up"
+expect_rc 1 gc exec 1 -- true
+expect_err "is not up"
+expect_rc 1 gc kill 1
+expect_rc 0 gc down
+grep -q "nothing to remove" "$T_WORK/out" || fail "down of a cluster that is not up"
+expect_rc 2 gc up --nodes 0 --region "$T_REGION" --size 64MiB
+expect_rc 2 gc up --nodes 3 --size 64MiB
+expect_err "--region is required"
+expect_rc 2 gc up --nodes 3 --region "$T_REGION" --size 64MiB --bogus
+[[ ! -e $T_REGION ]] || fail "a failed up left the region behind"
+
+mode_args=()
+[[ ${CLUSTER_MODE:-auto} == fallback ]] && mode_args=(--no-namespaces)
+expect_rc 0 gc up --nodes 3 --region "$T_REGION" --size 64MiB --subnet "10.77.$((($$ % 200) + 20))" \
+  "${mode_args[@]}"
+T_MODE=fallback
+[[ $(gc status) == *"(netns mode)"* ]] && T_MODE=netns
+log "mode $T_MODE"
+if [[ ${CLUSTER_MODE:-auto} == fallback || $EUID != 0 ]]; then
+  [[ $T_MODE == fallback ]] || fail "expected the fallback mode"
+  grep -q "falling back" "$T_WORK/err" || fail "the fallback is not announced on stderr"
+fi
+[[ -e $T_REGION ]] || fail "up did not create the region"
+expect_rc 1 gc up --nodes 3 --region "$T_REGION" --size 64MiB
+expect_err "already up"
+
+expect_rc 0 gc status
+for n in 0 1 2 3; do grep -q "^node $n " "$T_WORK/out" || fail "status lacks node $n"; done
+grep -q "(running)" "$T_WORK/out" || fail "status does not show a running manager"
+
+expect_rc 1 gc exec 4 -- true
+expect_err "no node 4"
+expect_rc 2 gc exec x -- true
+expect_rc 2 gc exec 1
+expect_rc 7 gc exec 1 -- sh -c 'exit 7'
+expect_rc 127 gc exec 1 -- /nonexistent/program
+[[ $(gc exec 1 -- printenv GISMO_NODE) == 1 ]] || fail "GISMO_NODE on node 1"
+[[ $(gc exec 2 -- printenv GISMO_ADDRESS) == tcp:* ]] || fail "GISMO_ADDRESS on node 2 is not TCP"
+[[ $(gc exec 0 -- printenv GISMO_ADDRESS) == unix:* ]] || fail "GISMO_ADDRESS on node 0 is not Unix"
+echo hello | gc exec 1 -- cat >"$T_WORK/out"
+[[ $(cat "$T_WORK/out") == hello ]] || fail "exec does not pass stdin through"
+
+# A long-running process on node 1, found by marker in its command line.
+marker="gismo-cluster-test-marker-$$"
+gc exec 1 -- bash -c "exec -a $marker sleep 1000" </dev/null >/dev/null 2>&1 &
+sleeper_exec=$!
+marker_pid() { pgrep -f "^$marker" >/dev/null; }
+wait_for 10 "the marker process on node 1" marker_pid
+mpid=$(pgrep -f "^$marker")
+
+if [[ $T_MODE == netns ]]; then
+  addr=$(gc exec 1 -- ip -4 -o addr show dev eth0)
+  [[ $addr == *"10.77.$((($$ % 200) + 20)).2/24"* ]] || fail "node 1's address: $addr"
+  [[ $(gc exec 2 -- hostname) == "$T_NAME-n2" ]] || fail "node 2's hostname"
+  [[ $(gc exec 2 -- ps -e -o args) != *"$marker"* ]] || fail "node 2 sees node 1's processes"
+  [[ $(gc exec 1 -- ps -e -o args) == *"$marker"* ]] || fail "node 1 does not see its own process"
+  [[ $(gc exec 2 -- sh -c 'echo $$') -lt 100 ]] || fail "node 2 has no PID namespace of its own"
+fi
+
+expect_rc 0 gc freeze 1
+[[ $(awk '{print $3}' "/proc/$mpid/stat") == T ]] || fail "freeze did not stop node 1's process"
+grep -q "^node 1 .* frozen" <<<"$(gc status)" || fail "status does not show node 1 frozen"
+expect_rc 0 gc thaw 1
+[[ $(awk '{print $3}' "/proc/$mpid/stat") != T ]] || fail "thaw did not continue node 1's process"
+
+expect_rc 0 gc kill 1
+# Dead: gone, or a zombie its parent has not reaped yet.
+[[ ! -e /proc/$mpid || $(awk '{print $3}' "/proc/$mpid/stat" 2>/dev/null) == Z ]] ||
+  fail "node 1's process survived kill"
+rc=0
+wait "$sleeper_exec" || rc=$?
+((rc == 137)) || fail "exec of a killed process returned $rc, expected 137"
+expect_rc 1 gc exec 1 -- true
+expect_err "down"
+expect_rc 1 gc kill 1
+[[ $(gc exec 2 -- printenv GISMO_NODE) == 2 ]] || fail "node 2 after node 1 died"
+expect_rc 0 gc revive 1
+expect_rc 0 gc exec 1 -- true
+
+expect_rc 0 gc down
+grep -q "down" "$T_WORK/out" || fail "down says nothing"
+[[ ! -e $T_REGION ]] || fail "down did not remove the region it created"
+[[ ! -d $GISMO_CLUSTER_STATE_ROOT/$T_NAME ]] || fail "down left the state directory"
+[[ $(ip netns list 2>/dev/null) != *"gismo-$T_NAME-"* ]] || fail "down left namespaces"
+! pgrep -f "^$marker" >/dev/null || fail "down left a process"
+expect_rc 0 gc down
+grep -q "nothing to remove" "$T_WORK/out" || fail "second down"
+log PASS

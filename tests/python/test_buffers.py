@@ -1,0 +1,167 @@
+"""Zero copy and the lifetime of Buffers and the views made from them."""
+
+import ctypes
+import gc
+import io
+
+import numpy as np
+import pytest
+
+import gismo
+
+
+def in_region(client, address, size=1):
+    base, length = client.region_mapping()
+    return base <= address and address + size <= base + length
+
+
+def test_get_buffer_points_into_the_region(client, oid):
+    client.put_bytes(oid, b"0123456789" * 100)
+    buf = client.get(oid)
+    assert in_region(client, buf.address, buf.size)
+    view = memoryview(buf)
+    array = np.frombuffer(buf, dtype=np.uint8)
+    assert array.ctypes.data == buf.address
+    assert np.frombuffer(view, dtype=np.uint8).ctypes.data == buf.address
+    assert view.readonly and view.nbytes == 1000 and view.format == "B"
+
+
+def test_create_view_points_into_the_region(client, oid):
+    view = client.create(oid, 4096)
+    array = np.frombuffer(view, dtype=np.uint8)
+    assert in_region(client, array.ctypes.data, 4096)
+    array[:] = 7  # written in place: no copy on seal
+    client.seal(oid)
+    got = client.get(oid)
+    assert got.address == array.ctypes.data
+    assert bytes(got) == bytes([7]) * 4096
+    client.release(oid)
+
+
+def test_get_array_points_into_the_region(client, oid):
+    client.put_array(oid, np.arange(1000, dtype=np.float64))
+    array = client.get_array(oid)
+    assert in_region(client, array.ctypes.data, array.nbytes)
+    assert not array.flags.owndata
+
+
+def test_writing_through_a_get_buffer_is_refused(client, oid):
+    client.put_bytes(oid, b"immutable")
+    buf = client.get(oid)
+    view = memoryview(buf)
+    with pytest.raises(TypeError):
+        view[0] = ord("X")
+    array = np.frombuffer(buf, dtype=np.uint8)
+    assert not array.flags.writeable
+    with pytest.raises(ValueError):
+        array[0] = 1
+    with pytest.raises(ValueError):
+        array.setflags(write=True)
+    with pytest.raises(TypeError, match="not writable"):
+        (ctypes.c_char * 9).from_buffer(buf)
+    with pytest.raises((TypeError, BufferError)):
+        io.BytesIO(b"overwrite").readinto(buf)  # asks for a writable buffer
+    assert (ctypes.c_char * 9).from_buffer_copy(buf).raw == b"immutable"
+    arr = client.get_array(_put_array(client))
+    with pytest.raises(ValueError):
+        arr[0] = 1
+    assert bytes(buf) == b"immutable"
+
+
+def _put_array(client):
+    oid = gismo.ObjectID.random()
+    client.put_array(oid, np.ones(8))
+    return oid
+
+
+def test_array_outlives_its_buffer_object(client, oid):
+    client.put_bytes(oid, bytes(range(256)))
+    buf = client.get(oid)
+    array = np.frombuffer(buf, dtype=np.uint8)
+    view = memoryview(buf)[10:20]
+    del buf
+    gc.collect()
+    assert client.stat(oid)["refs"] == 1  # the views keep the reference
+    assert array[255] == 255 and view[0] == 10
+    del array
+    assert client.stat(oid)["refs"] == 1
+    del view  # the last view goes: the reference is given back
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_get_array_holds_the_reference(client, oid):
+    client.put_array(oid, np.arange(10))
+    array = client.get_array(oid)
+    assert client.stat(oid)["refs"] == 1
+    part = array[2:5]
+    del array
+    gc.collect()
+    assert client.stat(oid)["refs"] == 1
+    assert part.tolist() == [2, 3, 4]
+    del part
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_release_waits_for_the_last_view(client, oid):
+    client.put_bytes(oid, b"abcdef")
+    buf = client.get(oid)
+    array = np.frombuffer(buf, dtype=np.uint8)
+    buf.release()  # views exist: given back when they are gone
+    assert buf.released
+    assert client.stat(oid)["refs"] == 1
+    assert array.tobytes() == b"abcdef"
+    with pytest.raises(BufferError, match="released"):
+        memoryview(buf)  # no new views once released
+    with pytest.raises(gismo.InvalidArgument, match="released"):
+        buf.tobytes()
+    del array
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_buffer_context_manager(client, oid):
+    client.put_bytes(oid, b"ctx")
+    with client.get(oid) as buf:
+        assert bytes(buf) == b"ctx"
+        assert client.stat(oid)["refs"] == 1
+    assert buf.released and client.stat(oid)["refs"] == 0
+
+
+def test_deleted_object_stays_readable_through_a_view(client, oid):
+    client.put_array(oid, np.full(100000, 3, dtype=np.int32))
+    array = client.get_array(oid)
+    client.delete(oid)
+    assert not client.contains(oid)
+    assert client.stat(oid)["state"] == "deleting"
+    assert int(array.sum()) == 300000
+    del array
+    with pytest.raises(gismo.ObjectNotFound):
+        client.stat(oid)
+
+
+def test_close_keeps_the_mapping_for_live_buffers(manager, client, oid):
+    client.put_array(oid, np.arange(1000))
+    c = manager.connect()
+    slot = c.identity()[1]
+    array = c.get_array(oid)
+    buf = c.get(oid)
+    c.close()
+    with pytest.raises(gismo.InvalidArgument, match="closed"):
+        c.get(oid, 0)
+    assert int(array.sum()) == 499500  # still mapped
+    assert client.stat(oid)["refs"] == 2
+    del array, buf
+    gc.collect()
+    # The last one gone: the connection is closed and its references dropped.
+    assert client.stat(oid)["refs"] == 0
+    assert slot not in [i["client"] for i in client.list_clients()]
+
+
+def test_many_views_of_many_objects(client):
+    ids = [gismo.ObjectID.random() for _ in range(50)]
+    for i, oid in enumerate(ids):
+        client.put_array(oid, np.full(16, i, dtype=np.int16))
+    arrays = [client.get_array(oid) for oid in ids]
+    assert [int(a[0]) for a in arrays] == list(range(50))
+    assert all(client.stat(oid)["refs"] == 1 for oid in ids)
+    arrays.clear()
+    assert all(client.stat(oid)["refs"] == 0 for oid in ids)

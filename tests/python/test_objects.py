@@ -1,0 +1,260 @@
+"""The C API's object life cycle and its errors, seen from Python."""
+
+import pytest
+
+import gismo
+
+
+def test_create_seal_get_release(client, other, oid):
+    view = client.create(oid, 5, b"meta!")
+    assert isinstance(view, memoryview) and not view.readonly
+    assert len(view) == 5
+    view[:] = b"hello"
+    assert not client.contains(oid)
+    assert client.stat(oid)["state"] == "created"
+    client.seal(oid)
+    assert client.contains(oid) and other.contains(oid)
+    buf = other.get(oid)
+    assert isinstance(buf, gismo.Buffer)
+    assert bytes(buf) == b"hello" and buf.tobytes() == b"hello"
+    assert buf.metadata == b"meta!" and buf.size == len(buf) == 5
+    assert buf.id == oid
+    info = client.stat(oid)
+    assert info["state"] == "sealed" and info["refs"] == 2  # creator + reader
+    assert info["size"] == 5 and info["metadata_size"] == 5
+    assert info["id"] == oid and info["created"] > 0
+    buf.release()
+    buf.release()  # idempotent
+    assert buf.released and buf.address == 0
+    client.release(oid)
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_create_existing(client, other, oid):
+    client.create(oid, 10)
+    with pytest.raises(gismo.ObjectExists):  # unsealed
+        client.create(oid, 10)
+    client.seal(oid)
+    with pytest.raises(gismo.ObjectExists):  # sealed
+        other.create(oid, 10)
+    client.release(oid)
+
+
+def test_seal_and_abort_rules(client, other, oid):
+    with pytest.raises(gismo.ObjectNotFound):
+        client.seal(oid)
+    with pytest.raises(gismo.ObjectNotFound):
+        client.abort(oid)
+    client.create(oid, 100)
+    with pytest.raises(gismo.NotCreator):
+        other.seal(oid)
+    with pytest.raises(gismo.NotCreator):
+        other.abort(oid)
+    with pytest.raises(gismo.ObjectNotSealed):
+        client.release(oid)
+    with pytest.raises(gismo.ObjectNotSealed):
+        client.delete(oid)
+    client.abort(oid)
+    assert not client.contains(oid)
+    with pytest.raises(gismo.ObjectNotFound):
+        client.stat(oid)
+    client.create(oid, 100)  # the id is free again after abort
+    client.seal(oid)
+    with pytest.raises(gismo.ObjectAlreadySealed):
+        client.seal(oid)
+    with pytest.raises(gismo.ObjectAlreadySealed):
+        client.abort(oid)
+    client.release(oid)
+
+
+def test_get_missing_returns_none(client, oid):
+    missing = gismo.ObjectID.random()
+    client.put_bytes(oid, b"abc")
+    bufs = client.get([oid, missing], timeout_ms=50)
+    assert isinstance(bufs, list) and len(bufs) == 2
+    assert bytes(bufs[0]) == b"abc" and bufs[1] is None
+    assert client.get([missing], 0) == [None]
+    assert client.get([], 0) == []
+    assert client.get((x for x in [oid]), 0)[0].tobytes() == b"abc"
+
+
+def test_single_get_times_out(client, oid):
+    with pytest.raises(gismo.Timeout, match=oid.hex()):
+        client.get(oid, timeout_ms=0)
+    with pytest.raises(TimeoutError):  # Timeout is a builtins.TimeoutError
+        client.get(oid, timeout_ms=30)
+    client.create(oid, 4)  # unsealed: still times out, even for its creator
+    with pytest.raises(gismo.Timeout):
+        client.get(oid, timeout_ms=20)
+    client.abort(oid)
+
+
+def test_ids_as_raw_bytes(client, oid):
+    client.put_bytes(oid.binary, b"raw")
+    assert client.contains(bytearray(oid.binary))
+    assert client.get_bytes(memoryview(oid.binary)) == b"raw"
+    assert client.get(oid.binary).id == oid
+
+
+def test_delete_is_deferred_until_last_release(client, other, oid):
+    client.put_bytes(oid, b"z" * 100000)
+    used_before = client.usage()["used_bytes"]
+    held = other.get(oid, 0)
+    client.delete(oid)
+    assert not client.contains(oid)
+    assert other.get([oid], 0) == [None]  # cannot be got any more
+    with pytest.raises(gismo.ObjectNotFound):
+        client.delete(oid)
+    with pytest.raises(gismo.ObjectExists):  # still held
+        client.create(oid, 1)
+    assert client.stat(oid)["state"] == "deleting"
+    assert bytes(held)[99999:] == b"z"  # the holder can still read it
+    assert client.usage()["used_bytes"] == used_before
+    held.release()
+    with pytest.raises(gismo.ObjectNotFound):
+        client.stat(oid)
+    assert client.usage()["used_bytes"] < used_before
+
+
+def test_release_errors(client, oid):
+    with pytest.raises(gismo.ObjectNotFound):
+        client.release(oid)
+    client.put_bytes(oid, b"x")
+    with pytest.raises(gismo.NotHeld):
+        client.release(oid)
+    a, b = client.get(oid), client.get(oid)
+    assert client.stat(oid)["refs"] == 2
+    a.release()
+    assert client.stat(oid)["refs"] == 1
+    del b  # garbage collection releases too
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_put_and_get_bytes(client, oid):
+    client.put_bytes(oid, bytearray(b"payload"), metadata=b"m")
+    assert client.get_bytes(oid) == b"payload"
+    assert client.get(oid).metadata == b"m"
+    assert client.stat(oid)["refs"] == 0  # get_bytes gave its reference back
+    empty = gismo.ObjectID.random()
+    client.put_bytes(empty, b"")
+    assert client.get_bytes(empty) == b""
+    zero = gismo.ObjectID.random()
+    client.create(zero, 0)
+    client.seal(zero)
+    client.release(zero)
+    assert len(client.get(zero)) == 0
+
+
+def test_list_usage_capacity(fresh_manager):
+    with fresh_manager.connect() as c:
+        before = c.usage()
+        assert before["object_count"] == 0 and before["client_count"] == 1
+        assert c.capacity() == before["capacity_bytes"] > 0
+        ids = [gismo.ObjectID.random() for _ in range(3)]
+        for i, oid in enumerate(ids):
+            c.put_bytes(oid, b"x" * (i + 1), metadata=b"md")
+        c.create(gismo.ObjectID.random(), 7)
+        listed = {o["id"]: o for o in c.list()}
+        assert set(ids) <= set(listed) and len(listed) == 4
+        for i, oid in enumerate(ids):
+            o = listed[oid]
+            assert (o["size"], o["metadata_size"], o["state"], o["refs"]) == \
+                (i + 1, 2, "sealed", 0)
+            assert o["node"] == c.identity()[0] and o["created"] > 0
+        u = c.usage()
+        assert (u["object_count"], u["sealed_count"], u["unsealed_count"]) == \
+            (4, 3, 1)
+        assert u["used_bytes"] > before["used_bytes"]
+        clients = c.list_clients()
+        assert len(clients) == 1 and clients[0]["client"] == c.identity()[1]
+
+
+def test_store_full(client):
+    too_big = client.capacity() + 1
+    with pytest.raises(gismo.StoreFull, match="never fit"):
+        client.create(gismo.ObjectID.random(), too_big)
+    with pytest.raises(MemoryError):
+        client.put_bytes(gismo.ObjectID.random(), bytes(too_big))
+    client.put_bytes(gismo.ObjectID.random(), b"still works")
+
+
+def test_every_status_has_an_exception():
+    for name, status in gismo.Status.__members__.items():
+        if status == gismo.Status.OK:
+            continue
+        cls = gismo.STATUS_ERRORS[status]
+        assert issubclass(cls, gismo.Error) and cls.status == status, name
+    assert issubclass(gismo.ConnectionError, ConnectionError)
+    assert issubclass(gismo.InvalidArgument, ValueError)
+    assert gismo.status_message(gismo.Status.OUT_OF_MEMORY) == "store is full"
+
+
+def test_error_carries_status_and_detail(client, oid):
+    with pytest.raises(gismo.ObjectNotFound) as e:
+        client.delete(oid)
+    assert e.value.status == gismo.Status.OBJECT_NOT_FOUND
+    assert str(e.value)  # the C library's detail
+
+
+def test_bad_arguments(client, oid):
+    with pytest.raises(gismo.InvalidArgument, match="size"):
+        client.create(oid, -1)
+    with pytest.raises(TypeError):
+        client.create(oid, "10")
+    with pytest.raises(TypeError, match="bytes-like"):
+        client.create(oid, 1, metadata="text")
+    with pytest.raises(TypeError, match="bytes-like"):
+        client.put_bytes(oid, "text")
+    with pytest.raises(TypeError, match="ObjectID or 20 bytes"):
+        client.contains("not an id")
+    with pytest.raises(TypeError, match="from_name"):
+        client.get("name", 0)
+    with pytest.raises(gismo.InvalidArgument, match="20 bytes"):
+        client.contains(b"short")
+    with pytest.raises(gismo.InvalidArgument):
+        client.get(oid, timeout_ms=-5)
+    with pytest.raises(TypeError, match="timeout_ms"):
+        client.get(oid, timeout_ms=1.5)
+    with pytest.raises(gismo.InvalidArgument):
+        gismo.connect("bogus:thing")
+    with pytest.raises(gismo.InvalidArgument):
+        gismo.connect(42)
+    with pytest.raises(gismo.ConnectionError, match="gismo-manager"):
+        gismo.connect("unix:/nonexistent/gismo.sock")
+
+
+def test_closed_client(manager, oid):
+    c = manager.connect()
+    assert not c.closed
+    c.close()
+    c.close()  # idempotent
+    assert c.closed and "closed" in repr(c)
+    with pytest.raises(gismo.InvalidArgument, match="closed"):
+        c.contains(oid)
+    with pytest.raises(gismo.InvalidArgument, match="closed"):
+        c.get(oid, 0)
+
+
+def test_disconnect_aborts_unsealed(manager, client, oid):
+    with manager.connect() as c:
+        c.create(oid, 10)
+        assert client.stat(oid)["state"] == "created"
+    with pytest.raises(gismo.ObjectNotFound):
+        client.stat(oid)
+
+
+def test_manager_death_gives_connection_error(fresh_manager, oid):
+    c = fresh_manager.connect()
+    c.put_bytes(oid, b"survives")
+    fresh_manager.proc.kill()
+    fresh_manager.proc.wait()
+    with pytest.raises(gismo.ConnectionError):
+        for _ in range(1000):  # the loss is noticed asynchronously
+            c.put_bytes(gismo.ObjectID.random(), b"x")
+            c.get(oid, 10).release()
+    c.close()
+
+
+def test_subscribe_is_not_implemented(client):
+    with pytest.raises(NotImplementedError, match="gismo_subscribe"):
+        client.subscribe()

@@ -1,0 +1,168 @@
+#include "cli.h"
+
+#include <time.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+namespace gismo::cli {
+
+const char* const kExitCodeHelp =
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  the store refused or failed the operation (full, object exists, in use, ...)\n"
+    "  2  usage error: unknown option, missing argument, bad object id or address\n"
+    "  3  cannot connect to the gismo manager (or lost it)\n"
+    "  4  no such object\n"
+    "  5  the object was not sealed within --timeout-ms\n"
+    "  6  cannot read the input file or write the output file\n";
+
+void Fail(int code, const std::string& message) { throw Error(code, message); }
+
+int ExitCodeFor(const Status& s) {
+  switch (s.code()) {
+    case GISMO_OK:
+      return kExitOk;
+    case GISMO_ERR_OBJECT_NOT_FOUND:
+      return kExitNotFound;
+    case GISMO_ERR_TIMEOUT:
+      return kExitTimeout;
+    case GISMO_ERR_CONNECTION:
+    case GISMO_ERR_PROTOCOL:
+      return kExitConnect;
+    default:
+      return kExitStore;
+  }
+}
+
+void Fail(const Status& s, const std::string& context) {
+  Fail(ExitCodeFor(s), context + ": " + s.ToString());
+}
+
+void AddCommonOptions(CLI::App* cmd, CommonOptions* common) {
+  cmd->add_option("--address", common->address,
+                  "Manager address, unix:/path or tcp:host:port (default: $GISMO_ADDRESS, else "
+                  "unix:/tmp/gismo.sock)")
+      ->envname("GISMO_ADDRESS");
+  cmd->add_flag("--json", common->json, "Print JSON for scripts instead of text");
+}
+
+std::string EffectiveAddress(const CommonOptions& common) {
+  if (!common.address.empty()) return common.address;
+  const char* env = getenv("GISMO_ADDRESS");
+  if (env && *env) return env;
+  return "unix:/tmp/gismo.sock";
+}
+
+Client Connect(const CommonOptions& common) {
+  auto c = Client::Connect(common.address);
+  if (!c.ok()) {
+    Status s = c.status();
+    Fail(
+        s.code() == GISMO_ERR_INVALID_ARGUMENT ? kExitUsage : kExitConnect,
+        "cannot connect to the gismo manager at " + EffectiveAddress(common) + ": " + s.ToString());
+  }
+  return std::move(*c);
+}
+
+ObjectId ParseId(std::string_view hex) {
+  auto id = ObjectId::FromHex(hex);
+  if (!id.ok()) {
+    Fail(kExitUsage, "bad object id '" + std::string(hex) + "': " + id.status().message() +
+                         " (or use --name NAME)");
+  }
+  return *id;
+}
+
+ObjectId ObjectArg::Resolve() const {
+  if (!name.empty() && !hex.empty()) {
+    Fail(kExitUsage, "give either an object ID or --name, not both");
+  }
+  if (!name.empty()) return ObjectId::FromName(name);
+  if (hex.empty()) Fail(kExitUsage, "missing object ID (40 hex digits) or --name NAME");
+  return ParseId(hex);
+}
+
+void ObjectArg::AddNameOption(CLI::App* cmd) {
+  cmd->add_option("--name", name,
+                  "Select the object by name instead of ID (the id derived from the name, as "
+                  "ObjectId::FromName does in every binding)");
+}
+
+std::string FormatSize(uint64_t bytes) {
+  static const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes) / 1024;
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.2f %s", v, kUnits[u]);
+  return buf;
+}
+
+std::string FormatDuration(double seconds) {
+  if (seconds < 0) seconds = 0;
+  auto s = static_cast<uint64_t>(seconds);
+  char buf[48];
+  if (s < 60) {
+    snprintf(buf, sizeof buf, "%" PRIu64 "s", s);
+  } else if (s < 3600) {
+    snprintf(buf, sizeof buf, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+  } else if (s < 86400) {
+    snprintf(buf, sizeof buf, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
+  } else {
+    snprintf(buf, sizeof buf, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
+  }
+  return buf;
+}
+
+std::string FormatTime(uint64_t realtime_ns) {
+  time_t t = static_cast<time_t>(realtime_ns / 1000000000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+const char* StateName(gismo_object_state_t state) {
+  switch (state) {
+    case GISMO_STATE_CREATED:
+      return "unsealed";
+    case GISMO_STATE_SEALED:
+      return "sealed";
+    case GISMO_STATE_DELETING:
+      return "deleting";
+  }
+  return "unknown";
+}
+
+nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns) {
+  uint64_t age_ns = now_ns > info.create_time_ns ? now_ns - info.create_time_ns : 0;
+  return {
+      {"id", ObjectId(info.id).Hex()},
+      {"state", StateName(info.state)},
+      {"size", info.data_size},
+      {"metadata_size", info.metadata_size},
+      {"refs", info.ref_count},
+      {"node", info.creator_node},
+      {"client", info.creator_client},
+      {"create_time_ns", info.create_time_ns},
+      {"age_seconds", static_cast<double>(age_ns) / 1e9},
+  };
+}
+
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+}  // namespace gismo::cli

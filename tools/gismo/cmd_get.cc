@@ -1,0 +1,101 @@
+// gismo get: write an object's data to a file or stdout.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "commands.h"
+
+namespace gismo::cli {
+namespace {
+
+struct GetArgs {
+  CommonOptions common;
+  ObjectArg object;
+  std::string file = "-";  // "-": stdout
+  int64_t timeout_ms = 0;
+};
+
+void WriteAll(int fd, const uint8_t* p, size_t n, const std::string& name) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) Fail(kExitLocalIo, "cannot write " + name + ": " + std::strerror(errno));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+int RunGet(GetArgs a) {
+  // With --name the one positional is the file.
+  if (!a.object.name.empty() && !a.object.hex.empty() && a.file == "-") {
+    a.file = std::move(a.object.hex);
+    a.object.hex.clear();
+  }
+  ObjectId id = a.object.Resolve();
+  const bool to_stdout = a.file == "-";
+  if (a.common.json && to_stdout) {
+    Fail(kExitUsage, "--json needs an output FILE (the data would mix with the JSON on stdout)");
+  }
+  if (a.timeout_ms < -1) Fail(kExitUsage, "--timeout-ms must be -1 (forever), 0 or more");
+  Client client = Connect(a.common);
+  auto buf = client.Get(id, a.timeout_ms);
+  if (!buf.ok()) {
+    Status s = buf.status();
+    if (s.code() == GISMO_ERR_TIMEOUT) {
+      // Tell "does not exist" from "not sealed yet".
+      auto info = client.Stat(id);
+      if (!info.ok() && info.status().code() == GISMO_ERR_OBJECT_NOT_FOUND) {
+        Fail(kExitNotFound, "no object " + id.Hex());
+      }
+      Fail(kExitTimeout, "object " + id.Hex() + " was not sealed within " +
+                             std::to_string(a.timeout_ms) + " ms (--timeout-ms to wait longer)");
+    }
+    Fail(s, "cannot get object " + id.Hex());
+  }
+  if (to_stdout) {
+    WriteAll(STDOUT_FILENO, buf->data(), buf->size(), "stdout");
+  } else {
+    int fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) Fail(kExitLocalIo, "cannot create '" + a.file + "': " + std::strerror(errno));
+    try {
+      WriteAll(fd, buf->data(), buf->size(), "'" + a.file + "'");
+    } catch (const Error&) {
+      close(fd);
+      unlink(a.file.c_str());
+      throw;
+    }
+    if (close(fd) != 0) {
+      unlink(a.file.c_str());
+      Fail(kExitLocalIo, "cannot write '" + a.file + "': " + std::strerror(errno));
+    }
+  }
+  if (a.common.json) {
+    nlohmann::json j = {{"id", id.Hex()},
+                        {"size", buf->size()},
+                        {"metadata_size", buf->metadata().size()},
+                        {"file", a.file}};
+    if (!a.object.name.empty()) j["name"] = a.object.name;
+    PrintJson(j);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner SetupGet(CLI::App* cmd) {
+  auto a = std::make_shared<GetArgs>();
+  cmd->add_option("ID", a->object.hex, "Object id, 40 hex digits (omit with --name)");
+  cmd->add_option("FILE", a->file, "Output file, or - for stdout")->capture_default_str();
+  a->object.AddNameOption(cmd);
+  cmd->add_option("--timeout-ms", a->timeout_ms,
+                  "Wait this long for the object to be sealed (0: no wait, -1: forever)")
+      ->capture_default_str();
+  AddCommonOptions(cmd, &a->common);
+  return [a] { return RunGet(*a); };
+}
+
+}  // namespace gismo::cli

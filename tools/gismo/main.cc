@@ -1,0 +1,74 @@
+// gismo: inspect and operate a gismo store from the shell.
+#include <cstdio>
+#include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli.h"
+#include "commands.h"
+
+namespace gismo::cli {
+namespace {
+
+// Every command, in the order --help lists them.
+const CommandSpec kCommands[] = {
+    {"status", "Capacity, usage, objects, clients per node, manager and versions", SetupStatus},
+    {"ls", "List objects, with filters and sorting", SetupLs},
+    {"stat", "Show one object", SetupStat},
+    {"put", "Store a file (or stdin) as a sealed object", SetupPut},
+    {"get", "Write an object's data to a file (or stdout)", SetupGet},
+    {"rm", "Delete an object", SetupRm},
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "gismo: inspect and operate a gismo shared-memory object store.\n"
+      "Object IDs are 40 hex digits; --name NAME selects the object whose id derives from NAME."};
+  app.require_subcommand(1);
+  app.footer(std::string("\n") + kExitCodeHelp +
+             "\nRun 'gismo COMMAND --help' for a command's options.");
+
+  std::vector<std::pair<CLI::App*, Runner>> commands;
+  for (const CommandSpec& spec : kCommands) {
+    CLI::App* cmd = app.add_subcommand(spec.name, spec.summary);
+    cmd->footer(std::string("\n") + kExitCodeHelp);
+    commands.emplace_back(cmd, spec.setup(cmd));
+  }
+
+  // CLI11 reports an unknown command only as a missing one.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CommandSpec& spec : kCommands) {
+      known = known || std::string(argv[1]) == spec.name;
+      names += (names.empty() ? "" : ", ") + std::string(spec.name);
+    }
+    if (!known) {
+      fprintf(stderr, "gismo: unknown command '%s' (commands: %s; see gismo --help)\n", argv[1],
+              names.c_str());
+      return kExitUsage;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Help goes to stdout with status 0; parse errors to stderr with 2.
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  for (auto& [cmd, run] : commands) {
+    if (!cmd->parsed()) continue;
+    try {
+      return run();
+    } catch (const Error& e) {
+      fprintf(stderr, "gismo %s: %s\n", cmd->get_name().c_str(), e.what());
+      return e.code();
+    }
+  }
+  return kExitUsage;  // unreachable: require_subcommand(1)
+}
+
+}  // namespace
+}  // namespace gismo::cli
+
+int main(int argc, char** argv) { return gismo::cli::Main(argc, argv); }
