@@ -1,4 +1,6 @@
 // The heap allocator: classes, slabs, page runs, exhaustion, concurrency.
+#include "store/allocator.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -7,7 +9,6 @@
 #include <thread>
 
 #include "region_fixture.h"
-#include "store/allocator.h"
 
 namespace gismo::store {
 namespace {

@@ -1,6 +1,5 @@
 // The object life cycle through the C++ API (and so the C API beneath it),
 // against a real gismo-manager process.
-#include <gismo/gismo.hpp>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <gismo/gismo.hpp>
 #include <thread>
 
 #include "region/region.h"

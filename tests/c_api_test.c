@@ -7,13 +7,13 @@
 
 static int failures = 0;
 
-#define EXPECT(cond)                                                     \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, \
-              __LINE__, #cond, gismo_last_error());                      \
-      ++failures;                                                        \
-    }                                                                    \
+#define EXPECT(cond)                                                                      \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              gismo_last_error());                                                        \
+      ++failures;                                                                         \
+    }                                                                                     \
   } while (0)
 
 static gismo_id_t make_id(const char *name) {

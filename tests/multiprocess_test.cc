@@ -1,12 +1,12 @@
 // Several client processes against one manager: mixed operations on
 // checksummed objects with fixed seeds; at the end the store is consistent
 // and every byte is accounted for.
-#include <gismo/gismo.hpp>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <gismo/gismo.hpp>
 #include <random>
 #include <thread>
 

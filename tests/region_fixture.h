@@ -31,8 +31,8 @@ class RegionFixture : public ::testing::Test {
   }
   // Marks slot `i` active with session 1, as the manager would.
   std::unique_ptr<store::Store> Activate(uint32_t slot, uint32_t node = 0) {
-    region_->slot(slot).state.store(
-        static_cast<uint64_t>(region::SlotState::kActive) | (uint64_t{1} << 8));
+    region_->slot(slot).state.store(static_cast<uint64_t>(region::SlotState::kActive) |
+                                    (uint64_t{1} << 8));
     return std::make_unique<store::Store>(*region_, slot, 1, node);
   }
   uint64_t FreePages() const { return region_->alloc().free_pages.load(); }

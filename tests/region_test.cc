@@ -1,11 +1,12 @@
 // The region as a file format: format, validate, refuse what is not ours.
+#include "region/region.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <fstream>
 
-#include "region/region.h"
 #include "test_util.h"
 
 namespace gismo::region {

@@ -1,12 +1,12 @@
 // Notifications: order, late subscribers, deletions, other nodes (TCP),
 // overflow, a subscriber killed mid-stream, many subscribers.
-#include <gismo/gismo.hpp>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gismo/gismo.hpp>
 #include <map>
 #include <thread>
 

@@ -32,8 +32,8 @@ class ManagerProcess {
     name_ = UniqueName("mgr");
     region_ = region.empty() ? "/dev/shm/" + name_ : region;
     socket_ = "/tmp/" + name_ + ".sock";
-    args_ = {GISMO_MANAGER_BIN, "--region", region_, "--size", size, "--listen",
-             "unix:" + socket_, "--log-level", "warn"};
+    args_ = {GISMO_MANAGER_BIN, "--region",        region_,       "--size", size,
+             "--listen",        "unix:" + socket_, "--log-level", "warn"};
     for (auto& a : extra_args) args_.push_back(a);
     Start();
   }

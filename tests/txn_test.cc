@@ -1,11 +1,12 @@
 // The undo log: rollback in-process, and recovery of a client that died
 // inside a transaction.
+#include "store/txn.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "region_fixture.h"
-#include "store/txn.h"
 
 namespace gismo::store {
 namespace {

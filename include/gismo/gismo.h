@@ -57,12 +57,12 @@ typedef enum gismo_status {
   GISMO_ERR_CONNECTION = 9, /* manager unreachable, gone, or lease lost */
   GISMO_ERR_PROTOCOL = 10,  /* peer spoke a different protocol/version */
   GISMO_ERR_IO = 11,
-  GISMO_ERR_LIMIT = 12,        /* a configured limit was reached */
-  GISMO_ERR_NOT_CREATOR = 13,  /* only the creating client may do this */
-  GISMO_ERR_NOT_HELD = 14,     /* the client holds no reference to it */
-  GISMO_ERR_BAD_REGION = 15,   /* region is not gismo's, wrong version, corrupt */
-  GISMO_ERR_INTERNAL = 16,     /* a bug: please report it */
-  GISMO_ERR_UNSUPPORTED = 17   /* feature not available in this mode */
+  GISMO_ERR_LIMIT = 12,       /* a configured limit was reached */
+  GISMO_ERR_NOT_CREATOR = 13, /* only the creating client may do this */
+  GISMO_ERR_NOT_HELD = 14,    /* the client holds no reference to it */
+  GISMO_ERR_BAD_REGION = 15,  /* region is not gismo's, wrong version, corrupt */
+  GISMO_ERR_INTERNAL = 16,    /* a bug: please report it */
+  GISMO_ERR_UNSUPPORTED = 17  /* feature not available in this mode */
 } gismo_status_t;
 
 /* A static, human-readable description of a status code. Never NULL. */
@@ -79,13 +79,14 @@ GISMO_EXPORT const char *gismo_version(void);
 
 /* address: "unix:/path" or "tcp:host:port". NULL or "" means $GISMO_ADDRESS,
  * else the default "unix:/tmp/gismo.sock". */
-GISMO_EXPORT gismo_status_t gismo_connect(const char *address,
-                                          gismo_client_t **client);
+GISMO_EXPORT gismo_status_t gismo_connect(const char *address, gismo_client_t **client);
 
 /* Aborts the client's unsealed objects, drops its references and closes the
  * client, even if an error is returned. Every later call on the handle fails
  * with GISMO_ERR_INVALID_ARGUMENT ("client is disconnected"); the few bytes
- * of the handle itself are kept for that. */
+ * of the handle itself are kept for that (for the 4096 most recently closed
+ * handles). Do not disconnect while another thread is inside a call on the
+ * same client. */
 GISMO_EXPORT gismo_status_t gismo_disconnect(gismo_client_t *client);
 
 /* ----- object life cycle ------------------------------------------------ */
@@ -93,24 +94,20 @@ GISMO_EXPORT gismo_status_t gismo_disconnect(gismo_client_t *client);
 /* Creates an unsealed object of data_size bytes with a copy of the given
  * metadata, and returns a writable pointer to its data (64-byte aligned).
  * The creator holds one reference until it releases the object. */
-GISMO_EXPORT gismo_status_t gismo_create(gismo_client_t *client,
-                                         const gismo_id_t *id, size_t data_size,
-                                         const void *metadata,
+GISMO_EXPORT gismo_status_t gismo_create(gismo_client_t *client, const gismo_id_t *id,
+                                         size_t data_size, const void *metadata,
                                          size_t metadata_size, void **data);
 
 /* Makes the object immutable and visible to every client on every node. */
-GISMO_EXPORT gismo_status_t gismo_seal(gismo_client_t *client,
-                                       const gismo_id_t *id);
+GISMO_EXPORT gismo_status_t gismo_seal(gismo_client_t *client, const gismo_id_t *id);
 
 /* Create, copy data in, seal and release in one call. */
-GISMO_EXPORT gismo_status_t gismo_put(gismo_client_t *client,
-                                      const gismo_id_t *id, const void *data,
-                                      size_t data_size, const void *metadata,
+GISMO_EXPORT gismo_status_t gismo_put(gismo_client_t *client, const gismo_id_t *id,
+                                      const void *data, size_t data_size, const void *metadata,
                                       size_t metadata_size);
 
 /* Discards an unsealed object; only its creator may. The id is free again. */
-GISMO_EXPORT gismo_status_t gismo_abort(gismo_client_t *client,
-                                        const gismo_id_t *id);
+GISMO_EXPORT gismo_status_t gismo_abort(gismo_client_t *client, const gismo_id_t *id);
 
 typedef struct gismo_buffer {
   const void *data; /* NULL if the object was not available in time */
@@ -123,31 +120,26 @@ typedef struct gismo_buffer {
  * sealed. Every buffer with data != NULL holds a reference that
  * gismo_release gives back; missing objects come back with data == NULL and
  * the call still returns GISMO_OK. */
-GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client,
-                                      const gismo_id_t *ids, size_t count,
-                                      int64_t timeout_ms,
-                                      gismo_buffer_t *buffers);
+GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client, const gismo_id_t *ids, size_t count,
+                                      int64_t timeout_ms, gismo_buffer_t *buffers);
 
 /* Gives back one reference taken by create or get. */
-GISMO_EXPORT gismo_status_t gismo_release(gismo_client_t *client,
-                                          const gismo_id_t *id);
+GISMO_EXPORT gismo_status_t gismo_release(gismo_client_t *client, const gismo_id_t *id);
 
 /* Deletes a sealed object. If anyone holds it the memory is freed at the last
  * release; from this call on, contains is false and get does not see it. */
-GISMO_EXPORT gismo_status_t gismo_delete(gismo_client_t *client,
-                                         const gismo_id_t *id);
+GISMO_EXPORT gismo_status_t gismo_delete(gismo_client_t *client, const gismo_id_t *id);
 
 /* *contains is true iff the object exists and is sealed (and not deleted). */
-GISMO_EXPORT gismo_status_t gismo_contains(gismo_client_t *client,
-                                           const gismo_id_t *id,
+GISMO_EXPORT gismo_status_t gismo_contains(gismo_client_t *client, const gismo_id_t *id,
                                            bool *contains);
 
 /* ----- inspection -------------------------------------------------------- */
 
 typedef enum gismo_object_state {
-  GISMO_STATE_CREATED = 1,  /* unsealed, being written */
+  GISMO_STATE_CREATED = 1, /* unsealed, being written */
   GISMO_STATE_SEALED = 2,
-  GISMO_STATE_DELETING = 3  /* deleted, freed at the last release */
+  GISMO_STATE_DELETING = 3 /* deleted, freed at the last release */
 } gismo_object_state_t;
 
 typedef struct gismo_object_info {
@@ -155,31 +147,29 @@ typedef struct gismo_object_info {
   gismo_object_state_t state;
   uint64_t data_size;
   uint64_t metadata_size;
-  uint64_t ref_count;     /* references held by all clients */
-  uint32_t creator_node;  /* node id of the creating client */
+  uint64_t ref_count;    /* references held by all clients */
+  uint32_t creator_node; /* node id of the creating client */
   uint32_t creator_client;
   uint64_t create_time_ns; /* CLOCK_REALTIME at create */
 } gismo_object_info_t;
 
 /* Information about one object, whatever its state. */
-GISMO_EXPORT gismo_status_t gismo_stat(gismo_client_t *client,
-                                       const gismo_id_t *id,
+GISMO_EXPORT gismo_status_t gismo_stat(gismo_client_t *client, const gismo_id_t *id,
                                        gismo_object_info_t *info);
 
 /* Lists objects. Writes at most `capacity` entries into `infos` and the
  * number of objects in the store (which may be larger) into *count. Call with
  * capacity 0 to size the array. The listing is a consistent snapshot of each
  * object, not of the whole store. */
-GISMO_EXPORT gismo_status_t gismo_list(gismo_client_t *client,
-                                       gismo_object_info_t *infos,
+GISMO_EXPORT gismo_status_t gismo_list(gismo_client_t *client, gismo_object_info_t *infos,
                                        size_t capacity, size_t *count);
 
 typedef struct gismo_usage {
-  uint64_t capacity_bytes;      /* heap bytes objects can use */
-  uint64_t used_bytes;          /* bytes allocated to objects (rounded) */
+  uint64_t capacity_bytes; /* heap bytes objects can use */
+  uint64_t used_bytes;     /* bytes allocated to objects (rounded) */
   uint64_t free_bytes;
-  uint64_t largest_free_bytes;  /* largest object size that fits now */
-  uint64_t object_count;        /* sealed + unsealed + deleting */
+  uint64_t largest_free_bytes; /* largest object size that fits now */
+  uint64_t object_count;       /* sealed + unsealed + deleting */
   uint64_t sealed_count;
   uint64_t unsealed_count;
   uint64_t deleting_count;
@@ -192,15 +182,14 @@ typedef struct gismo_usage {
   uint64_t manager_epoch;         /* manager starts on this region so far */
   uint64_t format_time_ns;        /* when the region was formatted */
   uint32_t format_version;
-  uint32_t coherence_mode;        /* 1 coherent, 2 non-coherent */
+  uint32_t coherence_mode; /* 1 coherent, 2 non-coherent */
 } gismo_usage_t;
 
 /* Capacity and usage of the store. */
-GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client,
-                                        gismo_usage_t *usage);
+GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client, gismo_usage_t *usage);
 
 typedef struct gismo_client_info {
-  uint32_t client;          /* client slot, as in gismo_object_info_t */
+  uint32_t client; /* client slot, as in gismo_object_info_t */
   uint32_t node;
   uint64_t client_id;       /* unique over the region's life */
   uint64_t pid;             /* on its own node; informational */
@@ -209,8 +198,7 @@ typedef struct gismo_client_info {
 } gismo_client_info_t;
 
 /* Lists the connected clients, like gismo_list. */
-GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client,
-                                               gismo_client_info_t *infos,
+GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client, gismo_client_info_t *infos,
                                                size_t capacity, size_t *count);
 
 /* ----- notifications ----------------------------------------------------- */
@@ -225,12 +213,12 @@ typedef enum gismo_event {
 
 typedef struct gismo_notification {
   gismo_event_t event;
-  gismo_id_t id;          /* zero for GISMO_EVENT_OVERFLOW */
+  gismo_id_t id; /* zero for GISMO_EVENT_OVERFLOW */
   size_t data_size;
   size_t metadata_size;
-  uint32_t node;          /* node that sealed or deleted it */
-  uint64_t seq;           /* position in the store's event order; 0 for the
-                             initial listing of already sealed objects */
+  uint32_t node; /* node that sealed or deleted it */
+  uint64_t seq;  /* position in the store's event order; 0 for the
+                    initial listing of already sealed objects */
 } gismo_notification_t;
 
 /* Subscribes this client to notifications. The subscriber first learns of
@@ -246,18 +234,15 @@ GISMO_EXPORT gismo_status_t gismo_subscribe(gismo_client_t *client, int *fd);
  * GISMO_ERR_TIMEOUT if none came; GISMO_ERR_INVALID_ARGUMENT if the client
  * has not subscribed. */
 GISMO_EXPORT gismo_status_t gismo_next_notification(gismo_client_t *client,
-                                                    gismo_notification_t *out,
-                                                    int64_t timeout_ms);
+                                                    gismo_notification_t *out, int64_t timeout_ms);
 
 /* This client's node id and client id as assigned by the manager. */
-GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client,
-                                                  uint32_t *node,
+GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client, uint32_t *node,
                                                   uint32_t *client_id);
 
 /* The region mapping of this client: [*base, *base + *size). Every pointer
  * gismo returns lies inside it. */
-GISMO_EXPORT gismo_status_t gismo_region_mapping(gismo_client_t *client,
-                                                 const void **base,
+GISMO_EXPORT gismo_status_t gismo_region_mapping(gismo_client_t *client, const void **base,
                                                  size_t *size);
 
 #ifdef __cplusplus

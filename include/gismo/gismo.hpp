@@ -35,9 +35,7 @@ class [[nodiscard]] Status {
   bool ok() const { return code_ == GISMO_OK; }
   gismo_status_t code() const { return code_; }
   // The detail if any, otherwise the code's generic description.
-  std::string message() const {
-    return message_.empty() ? gismo_status_message(code_) : message_;
-  }
+  std::string message() const { return message_.empty() ? gismo_status_message(code_) : message_; }
   std::string ToString() const {
     if (ok()) return "OK";
     std::string s = gismo_status_message(code_);
@@ -56,10 +54,9 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}       // NOLINT: implicit on purpose
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit on purpose
   Result(Status status) : v_(std::move(status)) {}  // NOLINT
-  Result(gismo_status_t code, std::string message = {})
-      : v_(Status(code, std::move(message))) {}
+  Result(gismo_status_t code, std::string message = {}) : v_(Status(code, std::move(message))) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }
@@ -99,9 +96,8 @@ class ObjectId {
   // Exactly 40 hex digits.
   static Result<ObjectId> FromHex(std::string_view hex) {
     if (hex.size() != 2 * kSize) {
-      return Status(GISMO_ERR_INVALID_ARGUMENT,
-                    "an object id is 40 hex digits, got " +
-                        std::to_string(hex.size()) + " characters");
+      return Status(GISMO_ERR_INVALID_ARGUMENT, "an object id is 40 hex digits, got " +
+                                                    std::to_string(hex.size()) + " characters");
     }
     ObjectId o;
     for (size_t i = 0; i < kSize; ++i) {
@@ -127,8 +123,7 @@ class ObjectId {
   // name gives the same id in every process and language binding).
   static ObjectId FromName(std::string_view name) {
     ObjectId o;
-    uint64_t h[3] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull,
-                     0x9e3779b97f4a7c15ull};
+    uint64_t h[3] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull, 0x9e3779b97f4a7c15ull};
     for (unsigned char c : name) {
       for (int k = 0; k < 3; ++k) {
         h[k] ^= c + static_cast<uint64_t>(k);
@@ -163,9 +158,7 @@ class ObjectId {
   bool operator==(const ObjectId& o) const {
     return std::memcmp(id_.bytes, o.id_.bytes, kSize) == 0;
   }
-  bool operator<(const ObjectId& o) const {
-    return std::memcmp(id_.bytes, o.id_.bytes, kSize) < 0;
-  }
+  bool operator<(const ObjectId& o) const { return std::memcmp(id_.bytes, o.id_.bytes, kSize) < 0; }
 
  private:
   static int HexValue(char c) {
@@ -385,8 +378,7 @@ class Client {
   // address: "unix:/path", "tcp:host:port", or empty for $GISMO_ADDRESS.
   static Result<Client> Connect(const std::string& address = {}) {
     gismo_client_t* c = nullptr;
-    gismo_status_t s =
-        gismo_connect(address.empty() ? nullptr : address.c_str(), &c);
+    gismo_status_t s = gismo_connect(address.empty() ? nullptr : address.c_str(), &c);
     if (s != GISMO_OK) return detail::FromC(s);
     Client client;
     client.c_ = c;
@@ -401,8 +393,7 @@ class Client {
   Result<MutableBuffer> Create(const ObjectId& id, size_t size,
                                std::span<const uint8_t> metadata = {}) {
     void* data = nullptr;
-    gismo_status_t s = gismo_create(c_, &id.c_id(), size, metadata.data(),
-                                    metadata.size(), &data);
+    gismo_status_t s = gismo_create(c_, &id.c_id(), size, metadata.data(), metadata.size(), &data);
     if (s != GISMO_OK) return detail::FromC(s);
     return MutableBuffer(c_, id, data, size);
   }
@@ -410,27 +401,18 @@ class Client {
   // Creates, copies, seals and releases.
   Status Put(const ObjectId& id, std::span<const uint8_t> data,
              std::span<const uint8_t> metadata = {}) {
-    return detail::FromC(gismo_put(c_, &id.c_id(), data.data(), data.size(),
-                                   metadata.data(), metadata.size()));
+    return detail::FromC(
+        gismo_put(c_, &id.c_id(), data.data(), data.size(), metadata.data(), metadata.size()));
   }
   Status Put(const ObjectId& id, std::string_view data) {
-    return Put(id, std::span<const uint8_t>(
-                       reinterpret_cast<const uint8_t*>(data.data()),
-                       data.size()));
+    return Put(
+        id, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
   }
 
-  Status Seal(const ObjectId& id) {
-    return detail::FromC(gismo_seal(c_, &id.c_id()));
-  }
-  Status Abort(const ObjectId& id) {
-    return detail::FromC(gismo_abort(c_, &id.c_id()));
-  }
-  Status Release(const ObjectId& id) {
-    return detail::FromC(gismo_release(c_, &id.c_id()));
-  }
-  Status Delete(const ObjectId& id) {
-    return detail::FromC(gismo_delete(c_, &id.c_id()));
-  }
+  Status Seal(const ObjectId& id) { return detail::FromC(gismo_seal(c_, &id.c_id())); }
+  Status Abort(const ObjectId& id) { return detail::FromC(gismo_abort(c_, &id.c_id())); }
+  Status Release(const ObjectId& id) { return detail::FromC(gismo_release(c_, &id.c_id())); }
+  Status Delete(const ObjectId& id) { return detail::FromC(gismo_delete(c_, &id.c_id())); }
   Result<bool> Contains(const ObjectId& id) {
     bool b = false;
     gismo_status_t s = gismo_contains(c_, &id.c_id(), &b);
@@ -440,13 +422,11 @@ class Client {
 
   // One buffer per id, in order; an invalid Buffer for an object that was
   // not sealed within timeout_ms.
-  Result<std::vector<Buffer>> Get(std::span<const ObjectId> ids,
-                                  int64_t timeout_ms = -1) {
+  Result<std::vector<Buffer>> Get(std::span<const ObjectId> ids, int64_t timeout_ms = -1) {
     std::vector<gismo_id_t> cids(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) cids[i] = ids[i].c_id();
     std::vector<gismo_buffer_t> bufs(ids.size());
-    gismo_status_t s =
-        gismo_get(c_, cids.data(), cids.size(), timeout_ms, bufs.data());
+    gismo_status_t s = gismo_get(c_, cids.data(), cids.size(), timeout_ms, bufs.data());
     if (s != GISMO_OK) return detail::FromC(s);
     std::vector<Buffer> out;
     out.reserve(ids.size());
@@ -461,8 +441,7 @@ class Client {
     gismo_status_t s = gismo_get(c_, &id.c_id(), 1, timeout_ms, &b);
     if (s != GISMO_OK) return detail::FromC(s);
     if (!b.data) {
-      return Status(GISMO_ERR_TIMEOUT,
-                    "object " + id.Hex() + " was not sealed in time");
+      return Status(GISMO_ERR_TIMEOUT, "object " + id.Hex() + " was not sealed in time");
     }
     return Buffer(c_, id, b);
   }

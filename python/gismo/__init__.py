@@ -9,9 +9,10 @@
 See python/README.md for the zero-copy and lifetime rules.
 """
 
-from ._gismo import ID_SIZE, Buffer, ObjectID, Status, __version__
+from ._gismo import ID_SIZE, Buffer, Event, ObjectID, Status, __version__
 from ._gismo import status_message
 from .client import Client, connect
+from .subscription import Notification, Subscription
 from .errors import (STATUS_ERRORS, BadRegion, ConnectionError, Error,
                      InternalError, InvalidArgument, IOError, LimitReached,
                      NotAnArray, NotCreator, NotHeld, ObjectAlreadySealed,
@@ -20,8 +21,9 @@ from .errors import (STATUS_ERRORS, BadRegion, ConnectionError, Error,
                      Unsupported)
 
 __all__ = [
-    "ID_SIZE", "Buffer", "Client", "ObjectID", "Status", "STATUS_ERRORS",
-    "connect", "status_message", "__version__",
+    "ID_SIZE", "Buffer", "Client", "Event", "Notification", "ObjectID",
+    "Status", "STATUS_ERRORS", "Subscription", "connect", "status_message",
+    "__version__",
     "Error", "BadRegion", "ConnectionError", "InternalError",
     "InvalidArgument", "IOError", "LimitReached", "NotAnArray", "NotCreator",
     "NotHeld", "ObjectAlreadySealed", "ObjectExists", "ObjectInUse",

@@ -106,15 +106,10 @@ class Client(_gismo._Client):
         return array
 
     def subscribe(self):
-        """Notifications of sealed and deleted objects: not available yet.
-
-        TODO(gismo_subscribe): wrap gismo_subscribe(client, int* fd) and
-        gismo_next_notification(...) from gismo.h once they land: expose the
-        fd (fileno()) for selectors/asyncio and an iterator of notifications.
-        """
-        raise NotImplementedError(
-            "Client.subscribe() needs gismo_subscribe() and "
-            "gismo_next_notification() in the C API, which are not there yet")
+        """A Subscription: every object already sealed, then each seal and
+        delete anywhere in the cluster. See gismo.Subscription."""
+        from .subscription import Subscription  # it imports this module
+        return Subscription(self)
 
 
 def connect(address=None):

@@ -13,11 +13,16 @@
 // read on the same thread right after the call, before any other gismo call.
 #include <Python.h>
 #include <gismo/gismo.h>
+#include <poll.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <gismo/gismo.hpp>
 #include <memory>
@@ -154,6 +159,7 @@ class Core {
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
   ~Core() {
+    if (int fd = closed_fd_.load(); fd >= 0) close(fd);
     // A forked child shares the parent's socket: saying goodbye from it would
     // disconnect the parent.
     if (getpid() != pid_) return;
@@ -172,7 +178,27 @@ class Core {
   }
   // The handle for releasing what was already taken; valid until ~Core.
   gismo_client_t* raw() const { return c_; }
-  void MarkClosed() { closed_ = true; }
+  void MarkClosed() {
+    closed_ = true;
+    if (int fd = closed_fd_.load(); fd >= 0) Raise(fd);
+  }
+  // An eventfd that is readable once the Client is closed: waits poll it to
+  // end at close() from another thread. Created by the first caller (with the
+  // GIL held); open until ~Core.
+  int ClosedFd() {
+    if (closed_fd_.load() < 0) {
+      int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (fd < 0) throw StatusError(GISMO_ERR_IO, std::string("eventfd: ") + strerror(errno));
+      closed_fd_ = fd;
+      if (closed_.load()) Raise(fd);
+    }
+    return closed_fd_.load();
+  }
+  // Makes an eventfd readable for good (it is never drained).
+  static void Raise(int fd) {
+    uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+  }
   bool closed() const { return closed_.load(); }
   bool in_owner_process() const { return getpid() == pid_; }
 
@@ -180,6 +206,7 @@ class Core {
   gismo_client_t* const c_;
   const pid_t pid_;
   std::atomic<bool> closed_{false};
+  std::atomic<int> closed_fd_{-1};
 };
 
 // ----- read-only buffers ---------------------------------------------------------
@@ -535,6 +562,10 @@ class PyClient {
     return {node, client};
   }
 
+  // A share of the connection for an object that outlives this call (a
+  // Subscription); raises if the client is closed.
+  std::shared_ptr<Core> Share() const { return Live(); }
+
   std::pair<uintptr_t, size_t> RegionMapping() {
     auto core = Live();
     const void* base = nullptr;
@@ -562,6 +593,125 @@ class PyClient {
   }
 
   std::shared_ptr<Core> core_;  // null once closed; accessed with the GIL held
+};
+
+// ----- notifications ---------------------------------------------------------------
+
+// A client's subscription (gismo_subscribe). Shares the connection like a
+// Buffer does, so its fd stays open while the object lives. A wait polls the
+// library's fd, this subscription's closed fd and the client's closed fd, in
+// slices of kSliceMs: close() from another thread ends it at once, and
+// signals (Ctrl-C) and a lost connection are noticed within a slice.
+class PySubscription {
+ public:
+  explicit PySubscription(const PyClient& client) : core_(client.Share()) {
+    int fd = -1;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_subscribe(core_->Checked(), &fd);
+      if (s != GISMO_OK) ThrowStatus(s);  // reads the detail on this thread
+    }
+    fd_ = fd;
+    client_closed_fd_ = core_->ClosedFd();
+    closed_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (closed_fd_ < 0) throw StatusError(GISMO_ERR_IO, std::string("eventfd: ") + strerror(errno));
+  }
+  PySubscription(const PySubscription&) = delete;
+  PySubscription& operator=(const PySubscription&) = delete;
+  // No wait is running: each holds a reference to the Python object.
+  ~PySubscription() {
+    if (closed_fd_ >= 0) close(closed_fd_);
+  }
+
+  int FileNo() const {
+    Live();
+    return fd_;
+  }
+
+  // (event, id or None, data_size, metadata_size, node, seq), or raises
+  // Timeout after timeout_ms (-1: never).
+  py::tuple Next(int64_t timeout_ms) {
+    std::shared_ptr<Core> core = Live();
+    gismo_client_t* c = core->Checked();
+    const auto start = std::chrono::steady_clock::now();
+    gismo_notification_t n{};
+    for (;;) {
+      gismo_status_t s = GISMO_ERR_TIMEOUT;
+      std::string detail;
+      bool interrupted = false;  // EINTR or a slice ended: check signals
+      {
+        py::gil_scoped_release nogil;
+        for (;;) {
+          s = gismo_next_notification(c, &n, 0);
+          if (s != GISMO_ERR_TIMEOUT) {
+            if (s != GISMO_OK) detail = gismo_last_error();
+            break;
+          }
+          if (closed_.load() || core->closed()) break;
+          int64_t wait_ms = kSliceMs;
+          if (timeout_ms >= 0) {
+            int64_t left = timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::steady_clock::now() - start)
+                                            .count();
+            if (left <= 0) break;
+            wait_ms = std::min(wait_ms, left);
+          }
+          pollfd p[3] = {{fd_, POLLIN, 0}, {closed_fd_, POLLIN, 0}, {client_closed_fd_, POLLIN, 0}};
+          int rc = poll(p, 3, static_cast<int>(wait_ms));
+          if (rc < 0 && errno != EINTR) {
+            s = GISMO_ERR_IO;
+            detail = std::string("poll: ") + strerror(errno);
+            break;
+          }
+          if (rc <= 0) {
+            interrupted = true;
+            break;
+          }
+        }
+      }
+      if (s == GISMO_OK) return ToTuple(n);
+      if (s != GISMO_ERR_TIMEOUT) {
+        throw StatusError(s, detail.empty() ? gismo_status_message(s) : detail);
+      }
+      if (closed_.load()) ThrowInvalid("the subscription is closed");
+      core->Checked();  // raises if the client was closed meanwhile
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (!interrupted) {
+        throw StatusError(GISMO_ERR_TIMEOUT,
+                          "no notification within " + std::to_string(timeout_ms) + " ms");
+      }
+    }
+  }
+
+  // Ends the subscription for this object: waits in other threads return,
+  // later calls raise, and its share of the connection is dropped.
+  void Close() {
+    if (closed_.exchange(true)) return;
+    Core::Raise(closed_fd_);
+    core_.reset();
+  }
+  bool closed() const { return closed_.load() || !core_ || core_->closed(); }
+
+ private:
+  static constexpr int64_t kSliceMs = 100;
+
+  std::shared_ptr<Core> Live() const {
+    if (closed_.load() || !core_) ThrowInvalid("the subscription is closed");
+    if (core_->closed()) ThrowInvalid("the client is closed");
+    return core_;
+  }
+  static py::tuple ToTuple(const gismo_notification_t& n) {
+    py::object id =
+        n.event == GISMO_EVENT_OVERFLOW ? py::none() : py::cast(PyObjectId(gismo::ObjectId(n.id)));
+    return py::make_tuple(n.event, id, n.data_size, n.metadata_size, n.node, n.seq);
+  }
+
+  std::shared_ptr<Core> core_;  // null once closed; changed with the GIL held
+  int fd_ = -1;                 // the library's; open while core_'s client is
+  int client_closed_fd_ = -1;   // Core::ClosedFd(), open while core_ lives
+  int closed_fd_ = -1;          // raised by Close()
+  std::atomic<bool> closed_{false};
 };
 
 void InstallBufferProcs(py::handle type) {
@@ -597,6 +747,11 @@ PYBIND11_MODULE(_gismo, m) {
       .value("BAD_REGION", GISMO_ERR_BAD_REGION)
       .value("INTERNAL", GISMO_ERR_INTERNAL)
       .value("UNSUPPORTED", GISMO_ERR_UNSUPPORTED);
+
+  py::enum_<gismo_event_t>(m, "Event", "What a notification reports (gismo_event_t).")
+      .value("SEALED", GISMO_EVENT_SEALED)
+      .value("DELETED", GISMO_EVENT_DELETED)
+      .value("OVERFLOW", GISMO_EVENT_OVERFLOW);
 
   m.def(
       "status_message",
@@ -714,4 +869,12 @@ PYBIND11_MODULE(_gismo, m) {
       .def("list_clients", &PyClient::ListClients)
       .def("identity", &PyClient::Identity)
       .def("region_mapping", &PyClient::RegionMapping);
+
+  py::class_<PySubscription>(m, "_Subscription")
+      .def(py::init<const PyClient&>(), py::arg("client"))
+      .def("fileno", &PySubscription::FileNo,
+           "The library's eventfd: readable when notifications are waiting.")
+      .def("_next", &PySubscription::Next, py::arg("timeout_ms"))
+      .def("close", &PySubscription::Close)
+      .def_property_readonly("closed", &PySubscription::closed);
 }

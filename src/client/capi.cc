@@ -3,8 +3,10 @@
 #include <gismo/gismo.h>
 
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 
 #include "client/client.h"
@@ -20,6 +22,28 @@ struct gismo_client {
 };
 
 namespace {
+
+// Closed handles stay allocated in a bounded quarantine: a call on one of
+// the most recent kQuarantine closed handles is reported, not undefined.
+// They are freed when the process exits.
+constexpr size_t kQuarantine = 4096;
+struct ClosedHandles {
+  std::mutex mu;
+  std::deque<gismo_client*> handles;
+  ~ClosedHandles() {
+    for (gismo_client* c : handles) delete c;
+  }
+};
+ClosedHandles g_closed;
+
+void Quarantine(gismo_client* c) {
+  std::lock_guard<std::mutex> lk(g_closed.mu);
+  g_closed.handles.push_back(c);
+  if (g_closed.handles.size() > kQuarantine) {
+    delete g_closed.handles.front();
+    g_closed.handles.pop_front();
+  }
+}
 
 using gismo::Status;
 
@@ -63,11 +87,11 @@ gismo_status_t CheckClient(const gismo_client_t* c) {
   return GISMO_OK;
 }
 
-#define GISMO_CHECK_CLIENT(c)                                  \
-  do {                                                         \
+#define GISMO_CHECK_CLIENT(c)                                   \
+  do {                                                          \
     if (gismo_status_t rc_ = CheckClient(c); rc_ != GISMO_OK) { \
-      return rc_;                                              \
-    }                                                          \
+      return rc_;                                               \
+    }                                                           \
   } while (0)
 
 #define GISMO_CHECK_ARG(cond, message)                               \
@@ -98,6 +122,7 @@ gismo_status_t gismo_disconnect(gismo_client_t* client) {
     Status s = client->impl->Disconnect();
     client->impl.reset();
     client->magic = gismo_client::kClosed;
+    Quarantine(client);
     return Done(s);
   });
 }
@@ -110,9 +135,8 @@ gismo_status_t gismo_create(gismo_client_t* client, const gismo_id_t* id, size_t
   GISMO_CHECK_ARG(metadata != nullptr || metadata_size == 0,
                   "metadata is NULL but metadata_size is not 0");
   *data = nullptr;
-  return Guard([&] {
-    return Done(client->impl->Create(*id, data_size, metadata, metadata_size, data));
-  });
+  return Guard(
+      [&] { return Done(client->impl->Create(*id, data_size, metadata, metadata_size, data)); });
 }
 
 gismo_status_t gismo_seal(gismo_client_t* client, const gismo_id_t* id) {
@@ -178,8 +202,7 @@ gismo_status_t gismo_contains(gismo_client_t* client, const gismo_id_t* id, bool
   return Guard([&] { return Done(client->impl->Contains(*id, contains)); });
 }
 
-gismo_status_t gismo_stat(gismo_client_t* client, const gismo_id_t* id,
-                          gismo_object_info_t* info) {
+gismo_status_t gismo_stat(gismo_client_t* client, const gismo_id_t* id, gismo_object_info_t* info) {
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(id != nullptr, "id is NULL");
   GISMO_CHECK_ARG(info != nullptr, "info out-pointer is NULL");
@@ -222,8 +245,7 @@ gismo_status_t gismo_next_notification(gismo_client_t* client, gismo_notificatio
   return Guard([&] { return Done(client->impl->NextNotification(out, timeout_ms)); });
 }
 
-gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node,
-                                     uint32_t* client_id) {
+gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node, uint32_t* client_id) {
   GISMO_CHECK_CLIENT(client);
   if (node) *node = client->impl->node_id();
   if (client_id) *client_id = client->impl->slot();

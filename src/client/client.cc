@@ -136,8 +136,8 @@ Status ClientImpl::Disconnect() {
 Status ClientImpl::CheckAlive() const {
   if (lost_.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lk(state_mu_);
-    return Status(GISMO_ERR_CONNECTION, "the connection to the manager is lost (" +
-                                            lost_reason_ + "); connect again");
+    return Status(GISMO_ERR_CONNECTION,
+                  "the connection to the manager is lost (" + lost_reason_ + "); connect again");
   }
   if (!store_->SlotAlive()) {
     return Status(GISMO_ERR_CONNECTION,
@@ -166,14 +166,14 @@ void ClientImpl::ReceiverLoop() {
     int wait_ms = heartbeat_ms;
     if (heartbeat_ms > 0) {
       uint64_t since = (MonotonicNs() - last_beat) / 1000000;
-      wait_ms = since >= static_cast<uint64_t>(heartbeat_ms) ? 0
-                                                               : heartbeat_ms - static_cast<int>(since);
+      wait_ms =
+          since >= static_cast<uint64_t>(heartbeat_ms) ? 0 : heartbeat_ms - static_cast<int>(since);
     }
     pollfd p{fd_, POLLIN, 0};
     int rc = poll(&p, 1, wait_ms);
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0 || (heartbeat_ms > 0 && (MonotonicNs() - last_beat) / 1000000 >=
-                                            static_cast<uint64_t>(heartbeat_ms))) {
+    if (rc == 0 || (heartbeat_ms > 0 &&
+                    (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
       protocol::Writer w;
       if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
         MarkLost("cannot reach the manager");
@@ -223,10 +223,20 @@ void ClientImpl::ReceiverLoop() {
 }
 
 void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id) {
-  // Pairs with the manager raising `waiters` before it acknowledges a wait:
-  // either the waiter's re-check sees our change, or we see its wait.
+  // Pairs with the manager raising a shard's `waiters` (or `subscribers`)
+  // before it acknowledges a wait (or subscription): either the waiter's
+  // re-check sees our change, or we see its registration.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (region_->sb().waiters.load(std::memory_order_relaxed) == 0) return;
+  region::Superblock& sb = region_->sb();
+  const uint64_t h = store::Store::HashId(id);
+  const uint32_t shard = static_cast<uint32_t>(h >> 40) & (region_->num_shards() - 1);
+  bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
+  if (!tell && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+    // One pending kick covers every event published before the manager
+    // clears it (see Superblock::kick_pending).
+    tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
+  }
+  if (!tell) return;
   protocol::Writer w;
   w.Id(id);
   (void)Send(w.Frame(type, 0));
@@ -356,8 +366,7 @@ Status ClientImpl::Subscribe(int* fd) {
     });
   }
   subscribed_ = true;
-  if (!initial_.empty() ||
-      cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
+  if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
     Poke(efd);
   }
   *fd = efd;
@@ -402,8 +411,8 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
             }
           }
           *out = gismo_notification_t{};
-          out->event = ev.kind == region::EventKind::kSealed ? GISMO_EVENT_SEALED
-                                                              : GISMO_EVENT_DELETED;
+          out->event =
+              ev.kind == region::EventKind::kSealed ? GISMO_EVENT_SEALED : GISMO_EVENT_DELETED;
           out->id = ev.id;
           out->data_size = ev.data_size;
           out->metadata_size = ev.metadata_size;
@@ -492,10 +501,10 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     release_taken();
     return s;
   }
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::nanoseconds(timeout_ms < 0 ? 0 : timeout_ms * 1000000 -
-                                                                    static_cast<int64_t>(
-                                                                        MonotonicNs() - start));
+  auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::nanoseconds(
+          timeout_ms < 0 ? 0 : timeout_ms * 1000000 - static_cast<int64_t>(MonotonicNs() - start));
   auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
     if (timeout_ms < 0) {
       state_cv_.wait(lk, pred);

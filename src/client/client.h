@@ -6,13 +6,13 @@
 #define GISMO_CLIENT_CLIENT_H_
 
 #include <gismo/gismo.h>
-#include <gismo/gismo.hpp>
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <gismo/gismo.hpp>
 #include <memory>
 #include <mutex>
-#include <deque>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,12 +31,11 @@ class ClientImpl {
 
   Status Disconnect();
 
-  Status Create(const gismo_id_t& id, size_t data_size, const void* metadata,
-                size_t metadata_size, void** data);
+  Status Create(const gismo_id_t& id, size_t data_size, const void* metadata, size_t metadata_size,
+                void** data);
   Status Seal(const gismo_id_t& id);
   Status Abort(const gismo_id_t& id);
-  Status Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
-             gismo_buffer_t* buffers);
+  Status Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers);
   Status Release(const gismo_id_t& id);
   Status Delete(const gismo_id_t& id);
   Status Contains(const gismo_id_t& id, bool* contains);
@@ -50,6 +49,7 @@ class ClientImpl {
 
   uint32_t node_id() const { return welcome_.node_id; }
   uint32_t slot() const { return welcome_.slot; }
+  uint64_t session() const { return welcome_.session; }
   const region::Region& region() const { return *region_; }
 
  private:
@@ -85,10 +85,10 @@ class ClientImpl {
   std::mutex sub_mu_;
   std::atomic<int> event_fd_{-1};
   bool subscribed_ = false;
-  uint64_t cursor_ = 0;  // next event ring seq to read
+  uint64_t cursor_ = 0;                       // next event ring seq to read
   std::deque<gismo_notification_t> initial_;  // sealed before subscribing
   std::set<std::string> initial_ids_;         // to drop their ring duplicates
-  bool subscribe_acked_ = false;  // guarded by state_mu_
+  bool subscribe_acked_ = false;              // guarded by state_mu_
   std::thread receiver_;
 };
 

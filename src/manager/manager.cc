@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "manager/listen.h"
 #include "manager/metrics.h"
 #include "protocol/wire.h"
 #include "store/store.h"
@@ -68,6 +69,15 @@ class Manager::Impl {
   std::unordered_map<std::string, std::vector<std::pair<std::weak_ptr<Session>, uint64_t>>>
       waits_by_id_;
   std::set<uint32_t> pending_recovery_;
+  // Orphans found holding a lock at start, and when their grace ends.
+  std::map<uint32_t, uint64_t> orphan_grace_;
+  static constexpr uint64_t kOrphanGraceNs = 200'000'000;
+  bool HoldsLock(uint32_t slot) const {
+    uint64_t tag = region::LockTag(slot, SlotSession(region_->slot(slot).state.load()));
+    bool held = false;
+    store::ForEachLock(*region_, [&](region::Word& w) { held |= w.load() == tag; });
+    return held;
+  }
   uint64_t session_ = 0;  // the manager's own slot session
   int lock_fd_ = -1;
   ManagerStats stats_;
@@ -86,6 +96,10 @@ class Manager::Impl {
   void HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id, protocol::Reader& r);
   void CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_id);
   void WakeWaiters(const gismo_id_t& id);
+  region::ShardHeader& ShardOf(const gismo_id_t& id) const {
+    const uint64_t h = store::Store::HashId(id);
+    return region_->shard(static_cast<uint32_t>(h >> 40) & (region_->num_shards() - 1));
+  }
   // Tells every subscriber that the event ring has new entries.
   void NotifySubscribers();
   std::set<std::shared_ptr<Session>> subscribers_;
@@ -183,16 +197,16 @@ Status Manager::Impl::OpenRegion() {
   // One manager per region on this host; taken before anything is formatted.
   lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
   if (lock_fd_ < 0) {
-    return Status(GISMO_ERR_IO, "cannot open region '" + opt_.region_path +
-                                    "': " + std::strerror(errno));
+    return Status(GISMO_ERR_IO,
+                  "cannot open region '" + opt_.region_path + "': " + std::strerror(errno));
   }
   if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return Status(GISMO_ERR_IO, "another gismo-manager is already serving region '" +
-                                    opt_.region_path + "'");
+    return Status(GISMO_ERR_IO,
+                  "another gismo-manager is already serving region '" + opt_.region_path + "'");
   }
   bool formatted = false;
-  auto r = region::Region::OpenOrFormat(opt_.region_path, opt_.format, opt_.force_format,
-                                        &formatted);
+  auto r =
+      region::Region::OpenOrFormat(opt_.region_path, opt_.format, opt_.force_format, &formatted);
   if (!r.ok()) return r.status();
   region_ = std::move(*r);
   region::Superblock& sb = region_->sb();
@@ -226,10 +240,21 @@ Status Manager::Impl::OpenRegion() {
   sb.manager_epoch.fetch_add(1);
   sb.manager_start_time_ns.store(RealtimeNs());
   sb.manager_heartbeat_ns.store(RealtimeNs());
+  // Waits and subscriptions of a previous manager died with its connections.
   sb.waiters.store(0);
-  // Clients of a previous manager: their connections are gone. Recover them.
+  sb.subscribers.store(0);
+  sb.kick_pending.store(0);
+  for (uint32_t i = 0; i < region_->num_shards(); ++i) region_->shard(i).waiters.store(0);
+  // Clients of a previous manager: their connections are gone. Recover them
+  // now, except one that holds a lock: it may be a live client finishing an
+  // operation it began before it noticed the old manager die; it gets a
+  // short grace (Tick recovers it once it lets go, or when the grace ends).
   for (uint32_t i = 1; i < region_->max_clients(); ++i) {
     uint64_t s = region_->slot(i).state.load(std::memory_order_acquire);
+    if (SlotStateOf(s) != static_cast<uint64_t>(SlotState::kFree) && HoldsLock(i)) {
+      orphan_grace_[i] = MonotonicNs() + kOrphanGraceNs;
+      continue;
+    }
     if (SlotStateOf(s) != static_cast<uint64_t>(SlotState::kFree)) {
       spdlog::info("client {} (slot {}, node {}) was left by a previous manager; recovering",
                    region_->slot(i).client_id.load(), i, region_->slot(i).node_id.load());
@@ -257,16 +282,14 @@ void Manager::Impl::RecoverSlot(uint32_t slot, const std::string& who) {
     return;
   }
   pending_recovery_.erase(slot);
-  h.state.store(static_cast<uint64_t>(SlotState::kFree) | session << 8,
-                std::memory_order_release);
+  h.state.store(static_cast<uint64_t>(SlotState::kFree) | session << 8, std::memory_order_release);
   // Events the dead client committed but had not published are visible now.
   NotifySubscribers();
   if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
     spdlog::info(
         "recovered {}: {} interrupted operation(s) undone, {} unsealed object(s) aborted, {} "
         "reference(s) dropped, {} deferred delete(s) completed, {:.1f} us",
-        who, rep.locks_released ? 1 : 0, rep.aborted, rep.references_dropped, rep.freed,
-        dt / 1e3);
+        who, rep.locks_released ? 1 : 0, rep.aborted, rep.references_dropped, rep.freed, dt / 1e3);
   }
 }
 
@@ -297,20 +320,12 @@ Status Manager::Impl::Listen(const std::string& address) {
       AcceptUnix(*acc);
       unix_acceptors_.push_back(std::move(acc));
     } else {
-      asio::ip::tcp::resolver resolver(io_);
-      auto results = resolver.resolve(a->host, std::to_string(a->port));
-      if (results.empty()) return Status(GISMO_ERR_INVALID_ARGUMENT, "cannot resolve " + a->host);
-      asio::ip::tcp::endpoint ep = *results.begin();
-      auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
-      acc->open(ep.protocol());
-      acc->set_option(asio::socket_base::reuse_address(true));
-      acc->bind(ep);
-      acc->listen();
-      protocol::Address bound = *a;
-      bound.port = acc->local_endpoint().port();
+      protocol::Address bound;
+      auto acc = ListenTcp(io_, *a, &bound);
+      if (!acc.ok()) return acc.status();
       bound_.push_back(bound.ToString());
-      AcceptTcp(*acc);
-      tcp_acceptors_.push_back(std::move(acc));
+      AcceptTcp(**acc);
+      tcp_acceptors_.push_back(std::move(*acc));
     }
   } catch (const std::system_error& e) {
     return Status(GISMO_ERR_IO, "cannot listen on " + address + ": " + e.what());
@@ -361,8 +376,7 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
                             const std::vector<uint8_t>& payload) {
   protocol::Reader r(payload);
   if (s->slot == 0 && h.type != MsgType::kHello) {
-    s->Send(protocol::EncodeError(h.request_id,
-                                  Status(GISMO_ERR_PROTOCOL, "say hello first")));
+    s->Send(protocol::EncodeError(h.request_id, Status(GISMO_ERR_PROTOCOL, "say hello first")));
     return OnClosed(s, "spoke before hello");
   }
   switch (h.type) {
@@ -376,13 +390,16 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
     case MsgType::kDeleted: {
       gismo_id_t id = r.Id();
       if (r.ok()) WakeWaiters(id);
+      // Cleared before the wake-ups go out: a producer that finds it clear
+      // kicks again (see Superblock::kick_pending).
+      region_->sb().kick_pending.store(0, std::memory_order_seq_cst);
       NotifySubscribers();
       return;
     }
     case MsgType::kSubscribe:
       if (subscribers_.insert(s).second) {
         // Raised before the ack, as for waits: see ClientImpl::Subscribe.
-        region_->sb().waiters.fetch_add(1, std::memory_order_seq_cst);
+        region_->sb().subscribers.fetch_add(1, std::memory_order_seq_cst);
       }
       s->Send(protocol::Writer().Frame(MsgType::kSubscribeAck, h.request_id));
       return;
@@ -399,8 +416,7 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       return;
     }
     default:
-      spdlog::warn("{} sent unknown message type {}", s->Describe(),
-                   static_cast<unsigned>(h.type));
+      spdlog::warn("{} sent unknown message type {}", s->Describe(), static_cast<unsigned>(h.type));
       return;
   }
 }
@@ -413,10 +429,9 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   }
   if (hello.protocol_version != protocol::kProtocolVersion) {
     s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_PROTOCOL,
-                  "manager speaks protocol version " +
-                      std::to_string(protocol::kProtocolVersion) + ", client " +
-                      std::to_string(hello.protocol_version))));
+        0, Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
+                                          std::to_string(protocol::kProtocolVersion) + ", client " +
+                                          std::to_string(hello.protocol_version))));
     return OnClosed(s, "protocol version mismatch");
   }
   const region::Region& r_ = *region_;
@@ -482,11 +497,13 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
   std::vector<std::string> keys;
   keys.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
-    keys.push_back(IdKey(r.Id()));
+    gismo_id_t id = r.Id();
+    keys.push_back(IdKey(id));
     waits_by_id_[keys.back()].emplace_back(s, wait_id);
+    // Raised before the ack: see ClientImpl::NotifyIfWatched.
+    ShardOf(id).waiters.fetch_add(1, std::memory_order_seq_cst);
   }
   s->waits.emplace(wait_id, std::move(keys));
-  // Raised before the ack: see ClientImpl::NotifyIfWatched.
   region_->sb().waiters.fetch_add(1, std::memory_order_seq_cst);
   s->Send(protocol::Writer().Frame(MsgType::kWaitAck, wait_id));
 }
@@ -495,6 +512,9 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
   auto it = s->waits.find(wait_id);
   if (it == s->waits.end()) return;
   for (const auto& key : it->second) {
+    gismo_id_t id;
+    std::memcpy(id.bytes, key.data(), GISMO_ID_SIZE);
+    ShardOf(id).waiters.fetch_sub(1, std::memory_order_seq_cst);
     auto w = waits_by_id_.find(key);
     if (w == waits_by_id_.end()) continue;
     auto& v = w->second;
@@ -512,7 +532,7 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
 
 void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
   while (!s->waits.empty()) CancelWait(s, s->waits.begin()->first);
-  if (subscribers_.erase(s)) region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
+  if (subscribers_.erase(s)) region_->sb().subscribers.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void Manager::Impl::NotifySubscribers() {
@@ -564,6 +584,15 @@ void Manager::Impl::Tick() {
   }
   for (uint32_t slot : std::vector<uint32_t>(pending_recovery_.begin(), pending_recovery_.end())) {
     RecoverSlot(slot, "slot " + std::to_string(slot));
+  }
+  for (auto it = orphan_grace_.begin(); it != orphan_grace_.end();) {
+    if (now >= it->second || !HoldsLock(it->first)) {
+      ++stats_.clients_recovered;
+      RecoverSlot(it->first, "orphaned client in slot " + std::to_string(it->first));
+      it = orphan_grace_.erase(it);
+    } else {
+      ++it;
+    }
   }
   tick_.expires_after(kTick);
   tick_.async_wait([this](asio::error_code ec) {

@@ -5,10 +5,9 @@
 #ifndef GISMO_MANAGER_MANAGER_H_
 #define GISMO_MANAGER_MANAGER_H_
 
-#include <gismo/gismo.hpp>
-
 #include <atomic>
 #include <cstdint>
+#include <gismo/gismo.hpp>
 #include <memory>
 #include <string>
 #include <vector>

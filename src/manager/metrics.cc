@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/clock.h"
+#include "manager/listen.h"
 #include "protocol/wire.h"
 #include "store/allocator.h"
 #include "store/store.h"
@@ -218,19 +219,11 @@ Status MetricsExporter::Listen(const std::string& address) {
                   "metrics address must be tcp:HOST:PORT, got '" + address + "'");
   }
   try {
-    asio::ip::tcp::resolver resolver(io_);
-    auto results = resolver.resolve(a->host, std::to_string(a->port));
-    if (results.empty()) return Status(GISMO_ERR_INVALID_ARGUMENT, "cannot resolve " + a->host);
-    asio::ip::tcp::endpoint ep = *results.begin();
-    auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
-    acc->open(ep.protocol());
-    acc->set_option(asio::socket_base::reuse_address(true));
-    acc->bind(ep);
-    acc->listen();
-    protocol::Address bound = *a;
-    bound.port = acc->local_endpoint().port();
+    protocol::Address bound;
+    auto acc = ListenTcp(io_, *a, &bound);
+    if (!acc.ok()) return acc.status();
     address_ = bound.ToString();
-    acceptor_ = std::move(acc);
+    acceptor_ = std::move(*acc);
   } catch (const std::system_error& e) {
     return Status(GISMO_ERR_IO, "cannot serve metrics on " + address + ": " + e.what());
   }

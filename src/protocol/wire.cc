@@ -214,8 +214,7 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
   std::string port = std::to_string(a.port);
   int rc = getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0) {
-    return Status(GISMO_ERR_CONNECTION,
-                  "cannot resolve '" + a.host + "': " + gai_strerror(rc));
+    return Status(GISMO_ERR_CONNECTION, "cannot resolve '" + a.host + "': " + gai_strerror(rc));
   }
   Status last(GISMO_ERR_CONNECTION, "no address for " + what);
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {

@@ -8,10 +8,10 @@
 #define GISMO_PROTOCOL_WIRE_H_
 
 #include <gismo/gismo.h>
-#include <gismo/gismo.hpp>
 
 #include <cstdint>
 #include <cstring>
+#include <gismo/gismo.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,21 +23,21 @@ inline constexpr uint32_t kMaxPayload = 16u << 20;
 inline constexpr size_t kHeaderSize = 16;
 
 enum class MsgType : uint16_t {
-  kHello = 1,       // client -> manager: version, node, pid, host, name
-  kWelcome = 2,     // manager -> client: slot, session, region ...
-  kError = 3,       // either way: status + message
-  kWait = 4,        // client -> manager: ids it waits for (request id = wait id)
-  kWaitAck = 5,     // manager -> client: the wait is registered
-  kCancelWait = 6,  // client -> manager: done waiting (request id = wait id)
-  kWake = 7,        // manager -> client: something it waits for may be ready
-  kSealed = 8,      // client -> manager: this object was sealed (waiters exist)
-  kHeartbeat = 9,   // client -> manager: still alive
-  kGoodbye = 10,    // client -> manager: disconnecting, clean me up
-  kBye = 11,        // manager -> client: cleaned up
-  kDeleted = 12,    // client -> manager: this object was deleted (waiters exist)
-  kSubscribe = 13,  // client -> manager: wake me on every seal and delete
+  kHello = 1,          // client -> manager: version, node, pid, host, name
+  kWelcome = 2,        // manager -> client: slot, session, region ...
+  kError = 3,          // either way: status + message
+  kWait = 4,           // client -> manager: ids it waits for (request id = wait id)
+  kWaitAck = 5,        // manager -> client: the wait is registered
+  kCancelWait = 6,     // client -> manager: done waiting (request id = wait id)
+  kWake = 7,           // manager -> client: something it waits for may be ready
+  kSealed = 8,         // client -> manager: this object was sealed (waiters exist)
+  kHeartbeat = 9,      // client -> manager: still alive
+  kGoodbye = 10,       // client -> manager: disconnecting, clean me up
+  kBye = 11,           // manager -> client: cleaned up
+  kDeleted = 12,       // client -> manager: this object was deleted (waiters exist)
+  kSubscribe = 13,     // client -> manager: wake me on every seal and delete
   kSubscribeAck = 14,  // manager -> client: subscribed (waiters raised)
-  kNotify = 15,     // manager -> subscriber: new events in the event ring
+  kNotify = 15,        // manager -> subscriber: new events in the event ring
 };
 
 struct FrameHeader {
@@ -78,20 +78,47 @@ class Reader {
  public:
   Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
   explicit Reader(const std::vector<uint8_t>& v) : Reader(v.data(), v.size()) {}
-  uint8_t U8() { uint8_t v = 0; Raw(&v, 1); return v; }
-  uint16_t U16() { uint16_t v = 0; Raw(&v, 2); return v; }
-  uint32_t U32() { uint32_t v = 0; Raw(&v, 4); return v; }
-  uint64_t U64() { uint64_t v = 0; Raw(&v, 8); return v; }
+  uint8_t U8() {
+    uint8_t v = 0;
+    Raw(&v, 1);
+    return v;
+  }
+  uint16_t U16() {
+    uint16_t v = 0;
+    Raw(&v, 2);
+    return v;
+  }
+  uint32_t U32() {
+    uint32_t v = 0;
+    Raw(&v, 4);
+    return v;
+  }
+  uint64_t U64() {
+    uint64_t v = 0;
+    Raw(&v, 8);
+    return v;
+  }
   std::string Str() {
     uint32_t n = U32();
-    if (!ok_ || n > n_ - pos_) { ok_ = false; return {}; }
+    if (!ok_ || n > n_ - pos_) {
+      ok_ = false;
+      return {};
+    }
     std::string s(reinterpret_cast<const char*>(p_ + pos_), n);
     pos_ += n;
     return s;
   }
-  gismo_id_t Id() { gismo_id_t id{}; Raw(id.bytes, GISMO_ID_SIZE); return id; }
+  gismo_id_t Id() {
+    gismo_id_t id{};
+    Raw(id.bytes, GISMO_ID_SIZE);
+    return id;
+  }
   void Raw(void* out, size_t n) {
-    if (!ok_ || n > n_ - pos_) { ok_ = false; std::memset(out, 0, n); return; }
+    if (!ok_ || n > n_ - pos_) {
+      ok_ = false;
+      std::memset(out, 0, n);
+      return;
+    }
     std::memcpy(out, p_ + pos_, n);
     pos_ += n;
   }

@@ -42,7 +42,7 @@ inline constexpr uint32_t kClassSizes[kNumClasses] = {
     64,   128,  192,  256,  320,  384,  448,  512,  640,  768,  896,  1024,
     1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192};
 inline constexpr uint64_t kMaxSmallSize = 8192;
-inline constexpr uint32_t kMaxBlocksPerSlab = kPageSize / 64;  // 256
+inline constexpr uint32_t kMaxBlocksPerSlab = kPageSize / 64;         // 256
 inline constexpr uint32_t kSlabBitmapWords = kMaxBlocksPerSlab / 64;  // 4
 // Allocation stripes per class: a client allocates from stripe
 // (slot % kStripes), so clients rarely share a class lock.
@@ -75,13 +75,13 @@ struct alignas(kCacheLine) Superblock {
   uint32_t coherence_mode;
   uint32_t page_size;
 
-  uint32_t max_clients;       // slots, slot 0 is the manager's
-  uint32_t log_capacity;      // undo log entries per client slot
-  uint32_t held_capacity;     // held-reference table entries per slot
-  uint32_t num_shards;        // index shards (power of two)
-  uint32_t slots_per_shard;   // hash slots per shard (power of two)
-  uint32_t records_per_shard; // object records per shard
-  uint64_t max_objects;       // num_shards * records_per_shard
+  uint32_t max_clients;        // slots, slot 0 is the manager's
+  uint32_t log_capacity;       // undo log entries per client slot
+  uint32_t held_capacity;      // held-reference table entries per slot
+  uint32_t num_shards;         // index shards (power of two)
+  uint32_t slots_per_shard;    // hash slots per shard (power of two)
+  uint32_t records_per_shard;  // object records per shard
+  uint64_t max_objects;        // num_shards * records_per_shard
 
   uint64_t client_table_offset;
   uint64_t client_slot_size;
@@ -103,13 +103,19 @@ struct alignas(kCacheLine) Superblock {
   alignas(kCacheLine) Word state;  // RegionState
   Word manager_epoch;              // +1 at every manager start
   Word manager_start_time_ns;
-  Word manager_heartbeat_ns;       // refreshed while a manager runs
+  Word manager_heartbeat_ns;  // refreshed while a manager runs
   Word next_client_id;
   // Number of registered seal waiters and subscribers. A client that seals
   // or deletes checks it (after a seq_cst fence) and, if non-zero, tells the
   // manager, which wakes the waiters. The manager raises it before it
   // acknowledges a wait, so a sealer and a waiter cannot both miss each other.
   alignas(kCacheLine) Word waiters;
+  // Live subscriptions. While non-zero, a seal or delete kicks the manager
+  // (which wakes the subscribers) unless a kick is already pending: the
+  // first producer sets kick_pending and sends; the manager clears it before
+  // it wakes anyone, so every event is covered by a wake-up that follows it.
+  alignas(kCacheLine) Word subscribers;
+  alignas(kCacheLine) Word kick_pending;
 };
 static_assert(sizeof(Superblock) <= 4096);
 static_assert(offsetof(Superblock, state) % kCacheLine == 0);
@@ -153,16 +159,16 @@ inline constexpr uint32_t kMaxHeldLocks = 8;
 // HeldEntry held[held_capacity].
 struct alignas(kCacheLine) ClientSlotHeader {
   // Written by the manager when it assigns or frees the slot.
-  Word state;    // SlotState | session << 8
+  Word state;  // SlotState | session << 8
   Word client_id;
   Word node_id;
-  Word pid;      // informational only: never used across nodes
+  Word pid;  // informational only: never used across nodes
   Word connect_time_ns;
   Word heartbeat_ns;
   Word reserved0[2];
   // Written by the owning client (and by recovery once it is dead).
   alignas(kCacheLine) Word log_count;
-  Word op;  // the operation in progress (OpKind), for diagnostics
+  Word op;          // the operation in progress (OpKind), for diagnostics
   Word held_count;  // live entries in the held table
   Word reserved1[5];
   // Offsets of locks being acquired or held, written before the acquiring CAS.
@@ -181,13 +187,17 @@ struct alignas(kCacheLine) ShardHeader {
   Word count;        // live records in this shard
   Word free_head;    // free record list, local index + 1 (0: empty)
   Word next_unused;  // records [next_unused, records_per_shard) never used
-  Word reserved[4];
+  // Registered waits for ids of this shard; written by the manager only
+  // (atomic add/sub, no lock). A sealer reads it after a seq_cst fence and
+  // tells the manager only if it is non-zero.
+  Word waiters;
+  Word reserved[3];
 };
 static_assert(sizeof(ShardHeader) == 64);
 
 enum class ObjectState : uint64_t {
   kFree = 0,
-  kCreated = 1,   // unsealed; only the creator writes its data
+  kCreated = 1,  // unsealed; only the creator writes its data
   kSealed = 2,
   kDeleting = 3,  // deleted while held: freed at the last release
 };
@@ -197,7 +207,7 @@ struct alignas(kCacheLine) ObjectRecord {
   Word id[3];  // 20 id bytes, 4 zero bytes
   // state (8 bits) | creator slot (16) << 8 | creator node (32) << 24
   Word info;
-  Word ref_count;  // sum over clients of their held counts
+  Word ref_count;    // sum over clients of their held counts
   Word heap_offset;  // data offset from heap start; next free record if kFree
   Word sizes;        // data_size (40 bits) | metadata_size << 40 (24 bits)
   Word create_time_ns;
@@ -205,19 +215,14 @@ struct alignas(kCacheLine) ObjectRecord {
 static_assert(sizeof(ObjectRecord) == 64);
 
 inline constexpr uint64_t PackInfo(ObjectState s, uint32_t slot, uint32_t node) {
-  return static_cast<uint64_t>(s) | (uint64_t{slot & 0xffff} << 8) |
-         (uint64_t{node} << 24);
+  return static_cast<uint64_t>(s) | (uint64_t{slot & 0xffff} << 8) | (uint64_t{node} << 24);
 }
 inline constexpr ObjectState InfoState(uint64_t info) {
   return static_cast<ObjectState>(info & 0xff);
 }
 inline constexpr uint32_t InfoSlot(uint64_t info) { return (info >> 8) & 0xffff; }
-inline constexpr uint32_t InfoNode(uint64_t info) {
-  return static_cast<uint32_t>(info >> 24);
-}
-inline constexpr uint64_t PackSizes(uint64_t data, uint64_t meta) {
-  return data | (meta << 40);
-}
+inline constexpr uint32_t InfoNode(uint64_t info) { return static_cast<uint32_t>(info >> 24); }
+inline constexpr uint64_t PackSizes(uint64_t data, uint64_t meta) { return data | (meta << 40); }
 inline constexpr uint64_t SizesData(uint64_t s) { return s & kMaxDataSize; }
 inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }
 
@@ -225,9 +230,9 @@ inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }
 // Allocator. Heap pages of kPageSize. A page is free, the head of a run of
 // pages holding one large object, or a slab of one size class.
 struct alignas(kCacheLine) AllocatorHeader {
-  Word page_lock;   // guards the page bitmap, free_pages and run heads
+  Word page_lock;  // guards the page bitmap, free_pages and run heads
   Word free_pages;
-  Word hint;        // next-fit start; a hint only, written under page_lock
+  Word hint;  // no page below it is free (first-fit starts here)
   Word reserved[5];
 };
 static_assert(sizeof(AllocatorHeader) == 64);
@@ -257,17 +262,13 @@ static_assert(sizeof(PageDesc) == 64);
 
 inline constexpr uint64_t PackPageInfo(PageKind k, uint32_t cls, uint32_t stripe,
                                        uint32_t owner_plus1) {
-  return static_cast<uint64_t>(k) | (uint64_t{cls} << 8) |
-         (uint64_t{stripe} << 16) | (uint64_t{owner_plus1} << 24);
+  return static_cast<uint64_t>(k) | (uint64_t{cls} << 8) | (uint64_t{stripe} << 16) |
+         (uint64_t{owner_plus1} << 24);
 }
-inline constexpr PageKind PageInfoKind(uint64_t i) {
-  return static_cast<PageKind>(i & 0xff);
-}
+inline constexpr PageKind PageInfoKind(uint64_t i) { return static_cast<PageKind>(i & 0xff); }
 inline constexpr uint32_t PageInfoClass(uint64_t i) { return (i >> 8) & 0xff; }
 inline constexpr uint32_t PageInfoStripe(uint64_t i) { return (i >> 16) & 0xff; }
-inline constexpr uint32_t PageInfoOwner(uint64_t i) {
-  return static_cast<uint32_t>(i >> 24);
-}
+inline constexpr uint32_t PageInfoOwner(uint64_t i) { return static_cast<uint32_t>(i >> 24); }
 
 // ---------------------------------------------------------------------------
 // Event ring: every seal and delete appends one entry, inside the operation's

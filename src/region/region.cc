@@ -62,9 +62,9 @@ FormatOptions ResolveDefaults(FormatOptions o) {
 Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
   const FormatOptions o = ResolveDefaults(opts);
   if (o.size < kMinRegionSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "region size " + FormatSize(o.size) + " is below the minimum " +
-                      FormatSize(kMinRegionSize));
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "region size " + FormatSize(o.size) +
+                                                  " is below the minimum " +
+                                                  FormatSize(kMinRegionSize));
   }
   if (o.max_clients < 2 || o.max_clients > 65535) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "max clients must be in [2, 65535]");
@@ -96,14 +96,12 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
   g.records_per_shard = static_cast<uint32_t>(per_shard);
   g.slots_per_shard = static_cast<uint32_t>(NextPow2(per_shard * 3 / 2));
 
-  g.client_slot_size =
-      AlignUp(sizeof(ClientSlotHeader) + kNumClasses * sizeof(Word) +
-                  uint64_t{o.log_capacity} * sizeof(LogEntry) +
-                  uint64_t{o.held_capacity} * sizeof(HeldEntry),
-              kAreaAlign);
+  g.client_slot_size = AlignUp(sizeof(ClientSlotHeader) + kNumClasses * sizeof(Word) +
+                                   uint64_t{o.log_capacity} * sizeof(LogEntry) +
+                                   uint64_t{o.held_capacity} * sizeof(HeldEntry),
+                               kAreaAlign);
   g.client_table_offset = kAreaAlign;
-  g.index_offset = AlignUp(g.client_table_offset + o.max_clients * g.client_slot_size,
-                           kAreaAlign);
+  g.index_offset = AlignUp(g.client_table_offset + o.max_clients * g.client_slot_size, kAreaAlign);
   g.shard_size = AlignUp(sizeof(ShardHeader) + uint64_t{g.slots_per_shard} * sizeof(Word) +
                              uint64_t{g.records_per_shard} * sizeof(ObjectRecord),
                          kCacheLine);
@@ -114,15 +112,14 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
                            kAreaAlign);
   g.class_table_offset = g.alloc_offset + sizeof(AllocatorHeader);
   g.page_bitmap_offset =
-      AlignUp(g.class_table_offset + kNumClasses * kStripes * sizeof(ClassStripe),
-              kCacheLine);
+      AlignUp(g.class_table_offset + kNumClasses * kStripes * sizeof(ClassStripe), kCacheLine);
   // Pages: solve for the number of pages whose bitmap, descriptors and the
   // pages themselves fit in what is left.
   uint64_t meta_start = g.page_bitmap_offset;
   if (meta_start + kHeapAlign + kPageSize > o.size) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "region size " + FormatSize(o.size) +
-                      " leaves no heap after the metadata (" + FormatSize(meta_start) +
+                  "region size " + FormatSize(o.size) + " leaves no heap after the metadata (" +
+                      FormatSize(meta_start) +
                       "); give a larger --size or fewer --max-objects/--max-clients");
   }
   uint64_t pages = (o.size - meta_start) / (kPageSize + sizeof(PageDesc) + 1);
@@ -148,8 +145,7 @@ Region::~Region() {
   if (fd_ >= 0) close(fd_);
 }
 
-Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd,
-                                            uint64_t size) {
+Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size) {
   struct stat st {};
   uint64_t align = kHeapAlign, dax_size = 0;
   if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
@@ -158,8 +154,7 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd,
   // (2 MiB aligned in the file) is 2 MiB aligned in memory too (huge pages,
   // DAX devices).
   uint64_t reserve = size + align;
-  void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (r == MAP_FAILED) {
     return Status(GISMO_ERR_IO, Errno("cannot reserve address space for", path));
   }
@@ -201,23 +196,21 @@ void Region::CacheOffsets() {
 Status Region::Validate(uint64_t file_size) const {
   const Superblock& sb = *sb_;
   if (sb.magic != kMagic) {
-    return Status(GISMO_ERR_BAD_REGION,
-                  "'" + path_ + "' is not a gismo region (bad magic number)");
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is not a gismo region (bad magic number)");
   }
   if (sb.format_version != kFormatVersion) {
     return Status(GISMO_ERR_BAD_REGION,
-                  "'" + path_ + "' has region format version " +
-                      std::to_string(sb.format_version) + ", this build reads version " +
-                      std::to_string(kFormatVersion));
+                  "'" + path_ + "' has region format version " + std::to_string(sb.format_version) +
+                      ", this build reads version " + std::to_string(kFormatVersion));
   }
   if (sb.superblock_size != sizeof(Superblock) || sb.checksum != SuperblockChecksum(sb)) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': superblock checksum mismatch (corrupt region)");
   }
   if (sb.region_size > file_size) {
-    return Status(GISMO_ERR_BAD_REGION,
-                  "'" + path_ + "' is truncated: superblock says " +
-                      FormatSize(sb.region_size) + ", file holds " + FormatSize(file_size));
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is truncated: superblock says " +
+                                            FormatSize(sb.region_size) + ", file holds " +
+                                            FormatSize(file_size));
   }
   if (sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kCoherent) &&
       sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kNonCoherent)) {
@@ -249,8 +242,7 @@ Status Region::Validate(uint64_t file_size) const {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': layout does not match its parameters (corrupt region)");
   }
-  if (sb.state.load(std::memory_order_acquire) !=
-      static_cast<uint64_t>(RegionState::kReady)) {
+  if (sb.state.load(std::memory_order_acquire) != static_cast<uint64_t>(RegionState::kReady)) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "' was not completely formatted; format it again");
   }
@@ -272,9 +264,8 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   DaxGeometry(st, &file_size, &align);
   if (file_size < sizeof(Superblock)) {
     close(fd);
-    return Status(GISMO_ERR_BAD_REGION,
-                  "'" + path + "' is not a gismo region (too small: " +
-                      FormatSize(file_size) + ")");
+    return Status(GISMO_ERR_BAD_REGION, "'" + path + "' is not a gismo region (too small: " +
+                                            FormatSize(file_size) + ")");
   }
   Superblock head{};
   if (pread(fd, &head, offsetof(Superblock, state), 0) !=
@@ -284,8 +275,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   }
   if (head.magic != kMagic) {
     close(fd);
-    return Status(GISMO_ERR_BAD_REGION,
-                  "'" + path + "' is not a gismo region (bad magic number)");
+    return Status(GISMO_ERR_BAD_REGION, "'" + path + "' is not a gismo region (bad magic number)");
   }
   uint64_t size = head.region_size;
   if (size < kMinRegionSize || size > file_size) size = file_size;
@@ -300,8 +290,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   return std::move(*r);
 }
 
-Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
-                                               const FormatOptions& opts) {
+Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const FormatOptions& opts) {
   FormatOptions o = opts;
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
@@ -316,8 +305,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
   } else if (S_ISREG(st.st_mode)) {
     // Drop old contents so every metadata area starts zeroed, then size it.
     if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
-      Status s(GISMO_ERR_IO, Errno("cannot size region", path) +
-                                 " (is there room on its file system?)");
+      Status s(GISMO_ERR_IO,
+               Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
       return s;
     }
@@ -374,13 +363,11 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
   // Bits past the last page are permanently "in use".
   uint64_t words = (e.num_pages + 63) / 64;
   if (e.num_pages % 64) {
-    region.page_bitmap()[words - 1].store(~0ull << (e.num_pages % 64),
-                                          std::memory_order_relaxed);
+    region.page_bitmap()[words - 1].store(~0ull << (e.num_pages % 64), std::memory_order_relaxed);
   }
   sb.next_client_id.store(1, std::memory_order_relaxed);
   region.event_ring().head.store(1, std::memory_order_relaxed);
-  if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL &&
-      errno != ENOMEM) {
+  if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL && errno != ENOMEM) {
     return Status(GISMO_ERR_IO, Errno("cannot flush region", path));
   }
   sb.state.store(static_cast<uint64_t>(RegionState::kReady), std::memory_order_release);
@@ -388,8 +375,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path,
 }
 
 Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
-                                                     const FormatOptions& opts,
-                                                     bool force_format, bool* formatted) {
+                                                     const FormatOptions& opts, bool force_format,
+                                                     bool* formatted) {
   *formatted = false;
   if (!force_format) {
     struct stat st {};
@@ -421,13 +408,23 @@ Result<uint64_t> ParseSize(const std::string& text) {
   std::string unit = text.substr(pos);
   while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
   double mult = 0;
-  static const std::pair<const char*, double> kUnits[] = {
-      {"", 1},          {"B", 1},
-      {"K", 1024.0},    {"KiB", 1024.0},  {"KB", 1e3},
-      {"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
-      {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
-      {"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
-      {"k", 1024.0}, {"m", 1048576.0}, {"g", 1073741824.0}};
+  static const std::pair<const char*, double> kUnits[] = {{"", 1},
+                                                          {"B", 1},
+                                                          {"K", 1024.0},
+                                                          {"KiB", 1024.0},
+                                                          {"KB", 1e3},
+                                                          {"M", 1048576.0},
+                                                          {"MiB", 1048576.0},
+                                                          {"MB", 1e6},
+                                                          {"G", 1073741824.0},
+                                                          {"GiB", 1073741824.0},
+                                                          {"GB", 1e9},
+                                                          {"T", 1099511627776.0},
+                                                          {"TiB", 1099511627776.0},
+                                                          {"TB", 1e12},
+                                                          {"k", 1024.0},
+                                                          {"m", 1048576.0},
+                                                          {"g", 1073741824.0}};
   for (auto& [name, m] : kUnits) {
     if (unit == name) mult = m;
   }
@@ -450,8 +447,7 @@ std::string FormatSize(uint64_t bytes) {
   if (i == 0) {
     snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
   } else {
-    snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : (v < 100 ? "%.1f %s" : "%.0f %s"), v,
-             kNames[i]);
+    snprintf(buf, sizeof buf, v < 10 ? "%.2f %s" : (v < 100 ? "%.1f %s" : "%.0f %s"), v, kNames[i]);
   }
   return buf;
 }

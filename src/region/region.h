@@ -3,9 +3,8 @@
 #ifndef GISMO_REGION_REGION_H_
 #define GISMO_REGION_REGION_H_
 
-#include <gismo/gismo.hpp>
-
 #include <cstdint>
+#include <gismo/gismo.hpp>
 #include <memory>
 #include <string>
 
@@ -15,12 +14,12 @@ namespace gismo::region {
 
 // Zero means "derived from the size" (see ResolveDefaults).
 struct FormatOptions {
-  uint64_t size = 1ull << 30;   // bytes; rounded up to 2 MiB
-  uint64_t max_objects = 0;     // index capacity; auto: one per 4 KiB
-  uint32_t max_clients = 0;     // client slots incl. the manager's; auto
-  uint32_t held_capacity = 0;   // distinct objects one client may hold; auto
-  uint32_t log_capacity = 1024; // undo log entries per client
-  uint32_t event_capacity = 0;  // event ring entries (power of two); auto
+  uint64_t size = 1ull << 30;    // bytes; rounded up to 2 MiB
+  uint64_t max_objects = 0;      // index capacity; auto: one per 4 KiB
+  uint32_t max_clients = 0;      // client slots incl. the manager's; auto
+  uint32_t held_capacity = 0;    // distinct objects one client may hold; auto
+  uint32_t log_capacity = 1024;  // undo log entries per client
+  uint32_t event_capacity = 0;   // event ring entries (power of two); auto
   CoherenceMode coherence = CoherenceMode::kCoherent;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
@@ -34,8 +33,7 @@ struct Geometry {
   uint64_t client_table_offset, client_slot_size;
   uint64_t index_offset, shard_size;
   uint64_t event_ring_offset, event_ring_capacity;
-  uint64_t alloc_offset, class_table_offset, page_bitmap_offset,
-      page_desc_offset;
+  uint64_t alloc_offset, class_table_offset, page_bitmap_offset, page_desc_offset;
   uint64_t heap_offset, heap_size, num_pages;
 };
 Result<Geometry> ComputeGeometry(const FormatOptions& o);
@@ -50,13 +48,12 @@ class Region {
   static Result<std::unique_ptr<Region>> Open(const std::string& path);
   // Creates (or, with `format`, overwrites) and formats a region. Refuses to
   // overwrite a file that is not empty unless `format` is set.
-  static Result<std::unique_ptr<Region>> Format(const std::string& path,
-                                                const FormatOptions& opts);
+  static Result<std::unique_ptr<Region>> Format(const std::string& path, const FormatOptions& opts);
   // Opens `path` if it holds a valid region, else formats it if it is new or
   // empty. With `force_format` always formats.
-  static Result<std::unique_ptr<Region>> OpenOrFormat(
-      const std::string& path, const FormatOptions& opts, bool force_format,
-      bool* formatted);
+  static Result<std::unique_ptr<Region>> OpenOrFormat(const std::string& path,
+                                                      const FormatOptions& opts, bool force_format,
+                                                      bool* formatted);
 
   const std::string& path() const { return path_; }
   uint8_t* base() const { return base_; }
@@ -85,15 +82,12 @@ class Region {
   }
   HeldEntry* held(uint32_t i) const {
     return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
-                         kNumClasses * sizeof(Word) +
-                         sb_->log_capacity * sizeof(LogEntry));
+                         kNumClasses * sizeof(Word) + sb_->log_capacity * sizeof(LogEntry));
   }
 
   // Object index.
   uint32_t num_shards() const { return num_shards_; }
-  ShardHeader& shard(uint32_t s) const {
-    return *At<ShardHeader>(index_ + s * shard_size_);
-  }
+  ShardHeader& shard(uint32_t s) const { return *At<ShardHeader>(index_ + s * shard_size_); }
   Word* hash_slots(uint32_t s) const {
     return At<Word>(index_ + s * shard_size_ + sizeof(ShardHeader));
   }
@@ -102,18 +96,15 @@ class Region {
                             uint64_t{sb_->slots_per_shard} * sizeof(Word));
   }
   ObjectRecord& record(uint32_t global_index) const {
-    return records(global_index / records_per_shard_)[global_index %
-                                                      records_per_shard_];
+    return records(global_index / records_per_shard_)[global_index % records_per_shard_];
   }
   uint32_t records_per_shard() const { return records_per_shard_; }
 
   // Event ring.
-  EventRingHeader& event_ring() const {
-    return *At<EventRingHeader>(sb_->event_ring_offset);
-  }
+  EventRingHeader& event_ring() const { return *At<EventRingHeader>(sb_->event_ring_offset); }
   EventEntry& event(uint64_t seq) const {
-    return At<EventEntry>(sb_->event_ring_offset + sizeof(EventRingHeader))
-        [seq & (sb_->event_ring_capacity - 1)];
+    return At<EventEntry>(sb_->event_ring_offset +
+                          sizeof(EventRingHeader))[seq & (sb_->event_ring_capacity - 1)];
   }
 
   // Allocator.
@@ -129,8 +120,7 @@ class Region {
 
  private:
   Region() = default;
-  static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd,
-                                             uint64_t size);
+  static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size);
   Status Validate(uint64_t file_size) const;
   void CacheOffsets();
 

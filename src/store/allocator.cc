@@ -162,8 +162,8 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
   uint64_t free_pages = a.free_pages.load(std::memory_order_relaxed);
   auto full = [&]() {
     return Status(GISMO_ERR_OUT_OF_MEMORY,
-                  "store is full: the object needs " + FormatSize(npages * kPageSize) +
-                      ", " + FormatSize(free_pages * kPageSize) + " free, largest free extent " +
+                  "store is full: the object needs " + FormatSize(npages * kPageSize) + ", " +
+                      FormatSize(free_pages * kPageSize) + " free, largest free extent " +
                       FormatSize(LargestFreeRun() * kPageSize) + " of " +
                       FormatSize(r_.heap_size()));
   };
@@ -197,13 +197,15 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
     }
     return ~0ull;
   };
-  uint64_t hint = a.hint.load(std::memory_order_relaxed) % total;
-  uint64_t start = find(hint);
-  if (start == ~0ull && hint != 0) start = find(0);
+  // First fit: recently freed pages are reused first, so objects land on
+  // pages the file system has already materialized (warm), and large runs
+  // stay available at the top.
+  const uint64_t hint = std::min(a.hint.load(std::memory_order_relaxed), total);
+  const uint64_t start = find(hint);
   if (start == ~0ull) return full();
   txn.SetBits(bm, start, npages);
   txn.Write(a.free_pages, free_pages - npages);
-  txn.Write(a.hint, (start + npages) % total);
+  if (start == hint) txn.Write(a.hint, start + npages);  // [hint, start) had no free page
   return start;
 }
 
@@ -215,6 +217,7 @@ void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
   txn.Write(d.used, 0);
   txn.ClearBits(r_.page_bitmap(), first, npages);
   txn.Write(a.free_pages, a.free_pages.load(std::memory_order_relaxed) + npages);
+  if (first < a.hint.load(std::memory_order_relaxed)) txn.Write(a.hint, first);
 }
 
 bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,

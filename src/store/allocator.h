@@ -24,9 +24,9 @@ namespace gismo::store {
 
 struct HeapStats {
   uint64_t capacity_bytes = 0;
-  uint64_t used_bytes = 0;           // pages in use (slabs and runs)
+  uint64_t used_bytes = 0;  // pages in use (slabs and runs)
   uint64_t free_bytes = 0;
-  uint64_t largest_free_bytes = 0;   // largest run of free pages
+  uint64_t largest_free_bytes = 0;  // largest run of free pages
 };
 
 class Allocator {

@@ -58,9 +58,7 @@ std::string Hex(const gismo_id_t& id) {
   return s;
 }
 
-inline uint32_t HeldKeyGlobal(uint64_t key) {
-  return static_cast<uint32_t>(key & 0xffffffff) - 1;
-}
+inline uint32_t HeldKeyGlobal(uint64_t key) { return static_cast<uint32_t>(key & 0xffffffff) - 1; }
 
 }  // namespace
 
@@ -78,8 +76,7 @@ inline uint32_t Global(const Region& r, uint32_t shard, uint32_t local) {
 }
 }  // namespace
 
-bool Store::Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id,
-                 Located* out) {
+bool Store::Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Located* out) {
   const IdWords x = ToWords(id);
   Word* slots = r.hash_slots(shard);
   const uint32_t mask = r.sb().slots_per_shard - 1;
@@ -103,6 +100,13 @@ bool Store::Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& 
       }
     }
   }
+}
+
+bool Store::LockAndFind(Txn& txn, const gismo_id_t& id, Located* out) {
+  const uint64_t h = HashId(id);
+  const uint32_t shard = ShardOf(txn.region(), h);
+  txn.Lock(txn.region().shard(shard).lock);
+  return Find(txn.region(), shard, h, id, out);
 }
 
 bool Store::FindByRecord(const Region& r, uint32_t global, Located* out) {
@@ -212,18 +216,18 @@ bool Store::SlotAlive() const {
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                      uint64_t metadata_size, void** data) {
   if (data_size > kMaxDataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT, "object size " + FormatSize(data_size) +
-                                                  " exceeds the format's limit of 1 TiB");
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
   }
   if (metadata_size > kMaxMetadataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT, "metadata size " + FormatSize(metadata_size) +
-                                                  " exceeds the limit of 16 MiB");
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
   }
   const uint64_t bytes = BlockBytes(data_size, metadata_size);
   if (Allocator::BlockSize(bytes) > r_.heap_size()) {
-    return Status(GISMO_ERR_OUT_OF_MEMORY,
-                  "an object of " + FormatSize(bytes) + " can never fit: the store holds " +
-                      FormatSize(r_.heap_size()));
+    return Status(GISMO_ERR_OUT_OF_MEMORY, "an object of " + FormatSize(bytes) +
+                                               " can never fit: the store holds " +
+                                               FormatSize(r_.heap_size()));
   }
   const uint64_t h = HashId(id);
   const uint32_t shard = ShardOf(r_, h);
@@ -273,8 +277,9 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
   GISMO_CRASH_POINT("create.after_index");
   if (Status s = HeldAdd(txn, global, kHeldUnsealedCreator); !s.ok()) return s;
   if (txn.failed()) {
-    return Status(GISMO_ERR_LIMIT, "operation exceeded the undo log; the region's log "
-                                   "capacity is too small");
+    return Status(GISMO_ERR_LIMIT,
+                  "operation exceeded the undo log; the region's log "
+                  "capacity is too small");
   }
   GISMO_CRASH_POINT("create.before_commit");
   txn.Commit();
@@ -285,12 +290,9 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
 }
 
 Status Store::Seal(const gismo_id_t& id) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kSeal);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc)) {
+  if (!LockAndFind(txn, id, &loc)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
   }
   uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
@@ -307,7 +309,7 @@ Status Store::Seal(const gismo_id_t& id) {
                   "object " + Hex(id) + " is being created by another client; only it can seal");
   }
   txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot_, InfoNode(info)));
-  const uint32_t global = Global(r_, shard, loc.local);
+  const uint32_t global = Global(r_, loc.shard, loc.local);
   int64_t idx = HeldFind(r_, slot_, global);
   if (idx >= 0) {
     HeldEntry& e = r_.held(slot_)[idx];
@@ -324,12 +326,9 @@ Status Store::Seal(const gismo_id_t& id) {
 }
 
 Status Store::Abort(const gismo_id_t& id) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kAbort);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc)) {
+  if (!LockAndFind(txn, id, &loc)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
   }
   uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
@@ -344,7 +343,7 @@ Status Store::Abort(const gismo_id_t& id) {
     return Status(GISMO_ERR_NOT_CREATOR,
                   "object " + Hex(id) + " is being created by another client; only it can abort");
   }
-  int64_t idx = HeldFind(r_, slot_, Global(r_, shard, loc.local));
+  int64_t idx = HeldFind(r_, slot_, Global(r_, loc.shard, loc.local));
   if (idx >= 0) HeldRemove(txn, slot_, idx);
   FreeRecordData(txn, *loc.rec);
   GISMO_CRASH_POINT("abort.after_free");
@@ -356,17 +355,14 @@ Status Store::Abort(const gismo_id_t& id) {
 
 Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   out->found = false;
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kGet);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc) ||
+  if (!LockAndFind(txn, id, &loc) ||
       InfoState(loc.rec->info.load(std::memory_order_relaxed)) != ObjectState::kSealed) {
     txn.Commit();
     return Status();
   }
-  if (Status s = HeldAdd(txn, Global(r_, shard, loc.local), 0); !s.ok()) return s;
+  if (Status s = HeldAdd(txn, Global(r_, loc.shard, loc.local), 0); !s.ok()) return s;
   ObjectRecord& rec = *loc.rec;
   txn.Write(rec.ref_count, rec.ref_count.load(std::memory_order_relaxed) + 1);
   GISMO_CRASH_POINT("get.before_commit");
@@ -382,15 +378,12 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
 }
 
 Status Store::Release(const gismo_id_t& id) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kRelease);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc)) {
+  if (!LockAndFind(txn, id, &loc)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
   }
-  int64_t idx = HeldFind(r_, slot_, Global(r_, shard, loc.local));
+  int64_t idx = HeldFind(r_, slot_, Global(r_, loc.shard, loc.local));
   if (idx < 0) {
     return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
   }
@@ -420,12 +413,9 @@ Status Store::Release(const gismo_id_t& id) {
 }
 
 Status Store::Delete(const gismo_id_t& id) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kDelete);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc)) {
+  if (!LockAndFind(txn, id, &loc)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
   }
   ObjectRecord& rec = *loc.rec;
@@ -456,12 +446,9 @@ Status Store::Delete(const gismo_id_t& id) {
 }
 
 Status Store::Contains(const gismo_id_t& id, bool* contains) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kNone);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  *contains = Find(r_, shard, h, id, &loc) &&
+  *contains = LockAndFind(txn, id, &loc) &&
               InfoState(loc.rec->info.load(std::memory_order_relaxed)) == ObjectState::kSealed;
   txn.Commit();
   return Status();
@@ -481,12 +468,9 @@ void FillInfo(const ObjectRecord& rec, gismo_object_info_t* info) {
 }
 
 Status Store::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
-  const uint64_t h = HashId(id);
-  const uint32_t shard = ShardOf(r_, h);
   Txn txn(r_, slot_, session_, OpKind::kNone);
-  txn.Lock(r_.shard(shard).lock);
   Located loc;
-  if (!Find(r_, shard, h, id, &loc)) {
+  if (!LockAndFind(txn, id, &loc)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
   }
   FillInfo(*loc.rec, info);
@@ -530,9 +514,15 @@ gismo_usage_t Store::Usage() const {
   ForEach([&u](const gismo_object_info_t& info) {
     ++u.object_count;
     switch (info.state) {
-      case GISMO_STATE_SEALED: ++u.sealed_count; break;
-      case GISMO_STATE_CREATED: ++u.unsealed_count; break;
-      case GISMO_STATE_DELETING: ++u.deleting_count; break;
+      case GISMO_STATE_SEALED:
+        ++u.sealed_count;
+        break;
+      case GISMO_STATE_CREATED:
+        ++u.unsealed_count;
+        break;
+      case GISMO_STATE_DELETING:
+        ++u.deleting_count;
+        break;
     }
   });
   ForEachClient([&u](const gismo_client_info_t&) { ++u.client_count; });

@@ -8,10 +8,10 @@
 #define GISMO_STORE_STORE_H_
 
 #include <gismo/gismo.h>
-#include <gismo/gismo.hpp>
 
 #include <cstdint>
 #include <functional>
+#include <gismo/gismo.hpp>
 
 #include "region/region.h"
 #include "store/allocator.h"
@@ -77,8 +77,8 @@ class Store {
     uint64_t references_dropped = 0;
     uint64_t freed = 0;
   };
-  static RecoveryReport RecoverSlot(const region::Region& r, uint32_t dead_slot,
-                                    uint32_t txn_slot, uint64_t txn_session);
+  static RecoveryReport RecoverSlot(const region::Region& r, uint32_t dead_slot, uint32_t txn_slot,
+                                    uint64_t txn_session);
 
   static uint64_t HashId(const gismo_id_t& id);
 
@@ -94,8 +94,10 @@ class Store {
     uint32_t local;  // record index within the shard
     region::ObjectRecord* rec;
   };
-  static bool Find(const region::Region& r, uint32_t shard, uint64_t h,
-                   const gismo_id_t& id, Located* out);
+  static bool Find(const region::Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id,
+                   Located* out);
+  // Takes the shard lock of `id` in `txn`, then looks it up.
+  static bool LockAndFind(Txn& txn, const gismo_id_t& id, Located* out);
   static bool FindByRecord(const region::Region& r, uint32_t global, Located* out);
   static void RemoveObject(Txn& txn, const Located& loc);
   static void FreeRecordData(Txn& txn, const region::ObjectRecord& rec);

@@ -127,8 +127,7 @@ bool Txn::Log(uint64_t target, uint64_t value) {
 void Txn::Write(Word& word, uint64_t value) {
   uint64_t old = word.load(std::memory_order_relaxed);
   if (old == value) return;
-  if (!Log(static_cast<uint64_t>(LogKind::kWord) << region::kLogKindShift |
-               r_.OffsetOf(&word),
+  if (!Log(static_cast<uint64_t>(LogKind::kWord) << region::kLogKindShift | r_.OffsetOf(&word),
            old)) {
     return;
   }
@@ -150,8 +149,7 @@ void FillBits(Word* bitmap, uint64_t first, uint64_t n, bool value) {
 }
 
 void Txn::SetBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(static_cast<uint64_t>(LogKind::kBitsSet) << region::kLogKindShift |
-               r_.OffsetOf(bitmap),
+  if (!Log(static_cast<uint64_t>(LogKind::kBitsSet) << region::kLogKindShift | r_.OffsetOf(bitmap),
            first << 32 | n)) {
     return;
   }
@@ -159,9 +157,9 @@ void Txn::SetBits(Word* bitmap, uint64_t first, uint64_t n) {
 }
 
 void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(static_cast<uint64_t>(LogKind::kBitsClear) << region::kLogKindShift |
-               r_.OffsetOf(bitmap),
-           first << 32 | n)) {
+  if (!Log(
+          static_cast<uint64_t>(LogKind::kBitsClear) << region::kLogKindShift | r_.OffsetOf(bitmap),
+          first << 32 | n)) {
     return;
   }
   FillBits(bitmap, first, n, false);
@@ -169,7 +167,11 @@ void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
 
 void Txn::ReleaseLocks() {
   for (uint32_t i = nlocks_; i-- > 0;) {
-    locks_[i]->store(0, std::memory_order_release);
+    // Only if still ours: a client whose lease expired while it was frozen
+    // has had its locks released by recovery, maybe taken by others since.
+    uint64_t expected = tag_;
+    locks_[i]->compare_exchange_strong(expected, 0, std::memory_order_release,
+                                       std::memory_order_relaxed);
     hdr_.held_locks[i].store(0, std::memory_order_relaxed);
   }
   nlocks_ = 0;
@@ -222,28 +224,19 @@ uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   uint64_t session = hdr.state.load(std::memory_order_acquire) >> 8;
   uint64_t tag = region::LockTag(slot, session);
   bool holds_any = false;
-  for (auto& held : hdr.held_locks) {
-    uint64_t off = held.load(std::memory_order_acquire);
-    if (off != 0 && off < r.size() &&
-        r.At<Word>(off)->load(std::memory_order_acquire) == tag) {
-      holds_any = true;
-    }
-  }
+  ForEachLock(r, [&](Word& lock) {
+    if (lock.load(std::memory_order_acquire) == tag) holds_any = true;
+  });
+  // Its log is only meaningful while it holds the locks guarding the words.
   uint64_t count = hdr.log_count.load(std::memory_order_acquire);
   if (holds_any && count <= r.sb().log_capacity) UndoEntries(r, r.log(slot), count);
   hdr.log_count.store(0, std::memory_order_release);
   uint32_t released = 0;
-  for (auto& held : hdr.held_locks) {
-    uint64_t off = held.load(std::memory_order_acquire);
-    if (off != 0 && off < r.size()) {
-      uint64_t expected = tag;
-      if (r.At<Word>(off)->compare_exchange_strong(expected, 0,
-                                                   std::memory_order_release)) {
-        ++released;
-      }
-    }
-    held.store(0, std::memory_order_relaxed);
-  }
+  ForEachLock(r, [&](Word& lock) {
+    uint64_t expected = tag;
+    if (lock.compare_exchange_strong(expected, 0, std::memory_order_release)) ++released;
+  });
+  for (auto& held : hdr.held_locks) held.store(0, std::memory_order_relaxed);
   hdr.op.store(0, std::memory_order_relaxed);
   return released;
 }

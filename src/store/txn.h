@@ -94,9 +94,22 @@ class Txn {
 // Sets or clears bits [first, first + n) of a bitmap (caller holds its lock).
 void FillBits(region::Word* bitmap, uint64_t first, uint64_t n, bool value);
 
+// Calls fn on every lock word in the region, in the global lock order
+// (shards ascending, event ring, class stripes ascending, page lock).
+template <typename Fn>
+void ForEachLock(const region::Region& r, Fn&& fn) {
+  for (uint32_t s = 0; s < r.num_shards(); ++s) fn(r.shard(s).lock);
+  fn(r.event_ring().lock);
+  for (uint32_t c = 0; c < region::kNumClasses; ++c) {
+    for (uint32_t st = 0; st < region::kStripes; ++st) fn(r.class_stripe(c, st).lock);
+  }
+  fn(r.alloc().page_lock);
+}
+
 // Phase one of recovering a dead client: if it died holding locks, undoes its
-// log and releases them. Needs no lock; must run before anything else touches
-// the dead client's state. Idempotent. Returns the number of locks released.
+// log and releases them (every lock word carrying its tag, wherever taken). Needs no lock; must run
+// before anything else touches the dead client's state. Idempotent. Returns the number of locks
+// released.
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot);
 
 }  // namespace gismo::store

@@ -53,17 +53,24 @@ struct CmdResult {
   std::string out, err;
 };
 
-// Runs the gismo binary with `args`, feeding `input` on stdin. `env` entries
-// (NAME=VALUE) are added; GISMO_ADDRESS and GISMO_NODE are cleared first.
-CmdResult RunGismo(const std::vector<std::string>& args, const std::string& input = {},
-                   const std::vector<std::string>& env = {}) {
-  const std::string in = TempPath("in"), out = TempPath("out"), err = TempPath("err");
-  WriteFile(in, input);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fi = open(in.c_str(), O_RDONLY);
-    int fo = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int fe = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+// A gismo command running in the background.
+struct RunningCmd {
+  pid_t pid = -1;
+  std::string in, out, err;  // its stdin, stdout and stderr files
+};
+
+// Starts the gismo binary with `args`, feeding `input` on stdin. `env`
+// entries (NAME=VALUE) are added; GISMO_ADDRESS and GISMO_NODE are cleared
+// first.
+RunningCmd StartGismo(const std::vector<std::string>& args, const std::string& input = {},
+                      const std::vector<std::string>& env = {}) {
+  RunningCmd c{-1, TempPath("in"), TempPath("out"), TempPath("err")};
+  WriteFile(c.in, input);
+  c.pid = fork();
+  if (c.pid == 0) {
+    int fi = open(c.in.c_str(), O_RDONLY);
+    int fo = open(c.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fe = open(c.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fi, 0);
     dup2(fo, 1);
     dup2(fe, 2);
@@ -80,16 +87,26 @@ CmdResult RunGismo(const std::vector<std::string>& args, const std::string& inpu
     execv(argv[0], argv.data());
     _exit(127);
   }
+  return c;
+}
+
+// Waits for a started command and collects its output.
+CmdResult FinishGismo(const RunningCmd& c) {
   int status = 0;
-  waitpid(pid, &status, 0);
+  waitpid(c.pid, &status, 0);
   CmdResult r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  unlink(in.c_str());
-  unlink(out.c_str());
-  unlink(err.c_str());
+  r.out = ReadFile(c.out);
+  r.err = ReadFile(c.err);
+  unlink(c.in.c_str());
+  unlink(c.out.c_str());
+  unlink(c.err.c_str());
   return r;
+}
+
+CmdResult RunGismo(const std::vector<std::string>& args, const std::string& input = {},
+                   const std::vector<std::string>& env = {}) {
+  return FinishGismo(StartGismo(args, input, env));
 }
 
 // Waits (bounded) until `cond` holds.
@@ -149,6 +166,12 @@ class CliTest : public ::testing::Test {
     args.push_back("--address");
     args.push_back(mgr_.address());
     return RunGismo(args, input, env);
+  }
+  // Starts `gismo CMD ARGS... --address <ours>` in the background.
+  RunningCmd GismoStart(std::vector<std::string> args) {
+    args.push_back("--address");
+    args.push_back(mgr_.address());
+    return StartGismo(args);
   }
   json GismoJson(std::vector<std::string> args) {
     args.push_back("--json");
@@ -345,6 +368,136 @@ TEST_F(CliTest, RmJsonAndGetTimeouts) {
   EXPECT_NE(missing.err.find(std::string("no object ") + kId1), std::string::npos);
 }
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+TEST_F(CliTest, WatchJsonListsSealedObjectsThenLiveEvents) {
+  ASSERT_EQ(Gismo({"put", kId1, "-", "--metadata", "meta"}, "hello").code, 0);
+  RunningCmd watch = GismoStart({"watch", "--json", "--count", "4", "--timeout-ms", "20000"});
+  // The initial listing shows that the watch has subscribed.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(watch.out).find(kId1) != std::string::npos; }))
+      << ReadFile(watch.err);
+  ASSERT_EQ(Gismo({"put", kId2, "-"}, "xy").code, 0);
+  ASSERT_EQ(Gismo({"rm", kId1}).code, 0);
+  ASSERT_EQ(Gismo({"put", kId3, "-"}, "z", {"GISMO_NODE=7"}).code, 0);
+  CmdResult r = FinishGismo(watch);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  std::vector<json> j;
+  for (const auto& l : lines) j.push_back(json::parse(l));  // one object per line
+  EXPECT_EQ(j[0]["event"], "sealed");
+  EXPECT_EQ(j[0]["id"], kId1);
+  EXPECT_EQ(j[0]["seq"], 0);
+  EXPECT_EQ(j[0]["size"], 5);
+  EXPECT_EQ(j[0]["metadata_size"], 4);
+  EXPECT_EQ(j[1]["event"], "sealed");
+  EXPECT_EQ(j[1]["id"], kId2);
+  EXPECT_EQ(j[1]["size"], 2);
+  EXPECT_GT(j[1]["seq"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j[2]["event"], "deleted");
+  EXPECT_EQ(j[2]["id"], kId1);
+  EXPECT_GT(j[2]["seq"].get<uint64_t>(), j[1]["seq"].get<uint64_t>());
+  EXPECT_EQ(j[3]["id"], kId3);
+  EXPECT_EQ(j[3]["node"], 7);
+  EXPECT_EQ(j[1]["node"], 0);
+  for (const auto& e : j) {
+    EXPECT_TRUE(std::regex_match(e["time"].get<std::string>(),
+                                 std::regex("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{6}Z")))
+        << e;
+    EXPECT_GT(e["time_ns"].get<uint64_t>(), 0u);
+  }
+}
+
+TEST_F(CliTest, WatchHumanSkipsInitialObjectsWithNoInitial) {
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, "already here").code, 0);
+  RunningCmd watch = GismoStart({"watch", "--no-initial", "--count", "2"});
+  // The header is printed once subscribed.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(watch.out).rfind("TIME", 0) == 0; }))
+      << ReadFile(watch.err);
+  ASSERT_EQ(
+      Gismo({"put", kId2, "-", "--metadata", "abc"}, std::string(3000, 'q'), {"GISMO_NODE=4"}).code,
+      0);
+  ASSERT_EQ(Gismo({"rm", kId2}).code, 0);
+  CmdResult r = FinishGismo(watch);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  for (const char* col : {"TIME", "EVENT", "ID", "SIZE", "METADATA", "NODE", "SEQ"}) {
+    EXPECT_NE(lines[0].find(col), std::string::npos) << lines[0];
+  }
+  EXPECT_EQ(r.out.find(kId1), std::string::npos) << "listed despite --no-initial: " << r.out;
+  std::smatch m;
+  const std::regex row(
+      "(\\S+)  (sealed|deleted) +([0-9a-f]{40}) +(\\S+ \\w+) +(\\S+ \\w+) +(\\d+) +(\\d+)");
+  ASSERT_TRUE(std::regex_match(lines[1], m, row)) << lines[1];
+  EXPECT_EQ(m[2], "sealed");
+  EXPECT_EQ(m[3], kId2);
+  EXPECT_EQ(m[4], "2.93 KiB");
+  EXPECT_EQ(m[5], "3 B");
+  EXPECT_EQ(m[6], "4");
+  const uint64_t seq1 = std::stoull(m[7]);
+  EXPECT_GT(seq1, 0u);
+  ASSERT_TRUE(std::regex_match(lines[2], m, row)) << lines[2];
+  EXPECT_EQ(m[2], "deleted");
+  EXPECT_EQ(m[3], kId2);
+  EXPECT_EQ(m[6], "0");
+  EXPECT_EQ(std::stoull(m[7]), seq1 + 1);
+}
+
+TEST_F(CliTest, WatchStopsWhenIdle) {
+  ASSERT_EQ(Gismo({"put", kId1, "-"}, "a").code, 0);
+  // Idle for --timeout-ms without --count: a normal end.
+  CmdResult idle = Gismo({"watch", "--json", "--timeout-ms", "100"});
+  ASSERT_EQ(idle.code, 0) << idle.err;
+  ASSERT_EQ(Lines(idle.out).size(), 1u) << idle.out;
+  EXPECT_EQ(json::parse(idle.out)["id"], kId1);
+  CmdResult header_only = Gismo({"watch", "--no-initial", "--timeout-ms", "50"});
+  ASSERT_EQ(header_only.code, 0) << header_only.err;
+  EXPECT_EQ(Lines(header_only.out).size(), 1u) << header_only.out;
+  // With --count, stopping short is a timeout.
+  CmdResult short_count = Gismo({"watch", "--count", "3", "--timeout-ms", "100"});
+  EXPECT_EQ(short_count.code, 5);
+  EXPECT_NE(short_count.err.find("got 1 of 3 notifications"), std::string::npos) << short_count.err;
+  // --count alone stops without waiting once it has them.
+  CmdResult counted = Gismo({"watch", "--count", "1", "--json"});
+  ASSERT_EQ(counted.code, 0) << counted.err;
+  EXPECT_EQ(json::parse(counted.out)["seq"], 0);
+}
+
+TEST_F(CliTest, WatchBadInput) {
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"watch", "--count", "-1"}, 2, "--count"},
+      {{"watch", "--count", "many"}, 2, "many"},
+      {{"watch", "--timeout-ms", "-2"}, 2, "--timeout-ms"},
+      {{"watch", "--timeout-ms", "soon"}, 2, "soon"},
+      {{"watch", kId1}, 2, kId1},
+      {{"watch", "--bogus"}, 2, "--bogus"},
+  };
+  for (const auto& c : cases) {
+    CmdResult r = Gismo(c.args);
+    std::string what;
+    for (const auto& a : c.args) what += a + " ";
+    EXPECT_EQ(r.code, c.code) << what << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << what << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << what << "\n" << r.out;
+  }
+  CmdResult unreachable =
+      RunGismo({"watch", "--timeout-ms", "0", "--address", "unix:/nonexistent/gismo.sock"});
+  EXPECT_EQ(unreachable.code, 3);
+  EXPECT_NE(unreachable.err.find("cannot connect"), std::string::npos) << unreachable.err;
+  EXPECT_TRUE(unreachable.out.empty()) << unreachable.out;
+}
+
 TEST_F(CliTest, BadInputGivesClearErrorsAndExitCodes) {
   struct Case {
     std::vector<std::string> args;
@@ -404,7 +557,7 @@ TEST_F(CliTest, AddressFromFlagEnvironmentAndErrors) {
 TEST_F(CliTest, HelpExplainsCommandsAndExitCodes) {
   CmdResult top = RunGismo({"--help"});
   EXPECT_EQ(top.code, 0);
-  for (const char* word : {"status", "ls", "stat", "put", "get", "rm", "Exit status"}) {
+  for (const char* word : {"status", "ls", "stat", "put", "get", "rm", "watch", "Exit status"}) {
     EXPECT_NE(top.out.find(word), std::string::npos) << word;
   }
   CmdResult ls = RunGismo({"ls", "--help"});
@@ -412,6 +565,11 @@ TEST_F(CliTest, HelpExplainsCommandsAndExitCodes) {
   for (const char* word : {"--state", "--node", "--prefix", "--sort", "--reverse", "--limit",
                            "--json", "--address", "GISMO_ADDRESS"}) {
     EXPECT_NE(ls.out.find(word), std::string::npos) << word;
+  }
+  CmdResult watch = RunGismo({"watch", "--help"});
+  EXPECT_EQ(watch.code, 0);
+  for (const char* word : {"--count", "--timeout-ms", "--no-initial", "--json", "seq"}) {
+    EXPECT_NE(watch.out.find(word), std::string::npos) << word;
   }
   CmdResult put = RunGismo({"put", "--help"});
   EXPECT_NE(put.out.find("--metadata"), std::string::npos);

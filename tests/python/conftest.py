@@ -115,6 +115,22 @@ def fresh_manager():
 
 
 @pytest.fixture
+def start_manager():
+    """Starts managers with extra command line options, e.g.
+    start_manager("--event-capacity", "64"); each is stopped at the end."""
+    started = []
+
+    def start(*extra):
+        m = Manager(manager_binary(), size="64MiB", extra=extra)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+@pytest.fixture
 def client(manager):
     with manager.connect() as c:
         yield c

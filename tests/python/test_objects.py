@@ -253,8 +253,3 @@ def test_manager_death_gives_connection_error(fresh_manager, oid):
             c.put_bytes(gismo.ObjectID.random(), b"x")
             c.get(oid, 10).release()
     c.close()
-
-
-def test_subscribe_is_not_implemented(client):
-    with pytest.raises(NotImplementedError, match="gismo_subscribe"):
-        client.subscribe()

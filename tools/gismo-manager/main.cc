@@ -1,10 +1,13 @@
 // gismo-manager: the daemon that owns a gismo region and serves its clients.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-refs-per-client", max_refs,
                  "Distinct objects one client may hold at once, a power of two (default: "
                  "4096, or 1024 below 256 MiB)");
+  bool prefault = false;
+  app.add_flag("--prefault", prefault,
+               "Materialize every heap page of the region at start (tmpfs/hugetlbfs allocate "
+               "them now, not on first write), without changing their contents");
   uint32_t events = 0;
   app.add_option("--event-capacity", events,
                  "Event ring entries of a new region, a power of two (default: 65536, or 4096 "
@@ -59,8 +66,7 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", opt.metrics_address,
                  "Serve Prometheus metrics over HTTP at tcp:HOST:PORT, path /metrics (port 0: any "
                  "free port, shown in the ready line; default: off)");
-  app.add_option("--node", opt.node_id, "Node id of the manager's own node")
-      ->capture_default_str();
+  app.add_option("--node", opt.node_id, "Node id of the manager's own node")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -90,6 +96,15 @@ int main(int argc, char** argv) {
   if (!s.ok()) {
     fprintf(stderr, "gismo-manager: %s\n", s.message().c_str());
     return 1;
+  }
+  if (prefault) {
+    const auto& r = manager.region();
+    // MADV_POPULATE_WRITE (Linux 5.14): allocate backing pages, keep contents.
+    if (madvise(r.heap(), r.heap_size(), 23 /* MADV_POPULATE_WRITE */) != 0) {
+      spdlog::warn("--prefault: madvise(MADV_POPULATE_WRITE) failed: {}", strerror(errno));
+    } else {
+      spdlog::info("prefaulted {} of heap", gismo::region::FormatSize(r.heap_size()));
+    }
   }
   std::string listen;
   for (const auto& a : manager.listen_addresses()) listen += (listen.empty() ? "" : ",") + a;

@@ -14,6 +14,7 @@ Runner SetupStat(CLI::App* cmd);
 Runner SetupPut(CLI::App* cmd);
 Runner SetupGet(CLI::App* cmd);
 Runner SetupRm(CLI::App* cmd);
+Runner SetupWatch(CLI::App* cmd);
 
 }  // namespace gismo::cli
 

@@ -19,6 +19,7 @@ const CommandSpec kCommands[] = {
     {"put", "Store a file (or stdin) as a sealed object", SetupPut},
     {"get", "Write an object's data to a file (or stdout)", SetupGet},
     {"rm", "Delete an object", SetupRm},
+    {"watch", "Print seals and deletes as they happen, anywhere in the cluster", SetupWatch},
 };
 
 int Main(int argc, char** argv) {

@@ -1,8 +1,7 @@
 // Built against an installed gismo: puts and gets one object.
-#include <gismo/gismo.hpp>
-
 #include <cstdio>
 #include <cstring>
+#include <gismo/gismo.hpp>
 
 int main() {
   auto c = gismo::Client::Connect();

@@ -1,0 +1,546 @@
+#include "fsck/fsck.h"
+
+#include <sched.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "store/allocator.h"
+#include "store/store.h"
+#include "store/txn.h"
+
+namespace gismo::fsck {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+using store::Allocator;
+
+namespace {
+
+constexpr uint64_t AlignUp64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
+
+std::string IdHex(const ObjectRecord& rec) {
+  uint64_t w[3] = {rec.id[0].load(), rec.id[1].load(), rec.id[2].load()};
+  const auto* b = reinterpret_cast<const uint8_t*>(w);
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < GISMO_ID_SIZE; ++i) {
+    s += d[b[i] >> 4];
+    s += d[b[i] & 15];
+  }
+  return s;
+}
+
+gismo_id_t IdOf(const ObjectRecord& rec) {
+  uint64_t w[3] = {rec.id[0].load(), rec.id[1].load(), rec.id[2].load()};
+  gismo_id_t id;
+  std::memcpy(id.bytes, w, GISMO_ID_SIZE);
+  return id;
+}
+
+const char* StateName(ObjectState s) {
+  switch (s) {
+    case ObjectState::kFree:
+      return "free";
+    case ObjectState::kCreated:
+      return "unsealed";
+    case ObjectState::kSealed:
+      return "sealed";
+    case ObjectState::kDeleting:
+      return "deleting";
+  }
+  return "invalid";
+}
+
+class Checker {
+ public:
+  Checker(const Region& r, Report* rep, bool online) : r_(r), rep_(*rep), online_(online) {}
+
+  void Run() {
+    CheckSlots();
+    CheckLocks();
+    CheckIndex();
+    CheckObjects();
+    CheckPages();
+    CheckPartialLists();
+    CheckEventRing();
+  }
+
+ private:
+  template <typename... Args>
+  void Problem(Args&&... parts) {
+    std::string s;
+    (s.append(ToStr(parts)), ...);
+    if (rep_.problems.size() < 1000) rep_.problems.push_back(std::move(s));
+  }
+  static std::string ToStr(const std::string& s) { return s; }
+  static std::string ToStr(const char* s) { return s; }
+  template <typename T>
+  static std::string ToStr(T v) {
+    return std::to_string(v);
+  }
+
+  // Active, or dead but not yet recovered: either way it still owns what
+  // its slot lists.
+  bool Live(uint32_t slot) const {
+    if (slot >= r_.max_clients()) return false;
+    uint64_t st = r_.slot(slot).state.load() & 0xff;
+    return st == static_cast<uint64_t>(SlotState::kActive) ||
+           st == static_cast<uint64_t>(SlotState::kRecovering);
+  }
+
+  // 5 (and the inputs of 3 and 4): the client slots.
+  void CheckSlots() {
+    const uint32_t cap = r_.sb().held_capacity;
+    for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      const ClientSlotHeader& h = r_.slot(i);
+      uint64_t st = h.state.load() & 0xff;
+      const bool recovering = st == static_cast<uint64_t>(SlotState::kRecovering);
+      if (recovering) {
+        if (!online_) Problem("client slot ", i, " was being recovered when its manager stopped");
+        st = static_cast<uint64_t>(SlotState::kActive);  // still owns what it lists
+      }
+      const HeldEntry* held = r_.held(i);
+      uint64_t entries = 0;
+      for (uint32_t k = 0; k < cap; ++k) {
+        uint64_t key = held[k].key.load();
+        if (key == 0) continue;
+        ++entries;
+        uint32_t global = static_cast<uint32_t>(key & 0xffffffff) - 1;
+        uint64_t count = held[k].count.load();
+        if (st != static_cast<uint64_t>(SlotState::kActive)) continue;
+        if (global >= uint64_t{r_.num_shards()} * r_.records_per_shard()) {
+          Problem("client slot ", i, " holds a reference to record ", global,
+                  ", which is outside the index");
+          continue;
+        }
+        if (count == 0) Problem("client slot ", i, " has a held entry with count 0");
+        held_by_record_[global] += count;
+        if (key & kHeldUnsealedCreator) unsealed_creator_[global] = i;
+        rep_.held_references += count;
+      }
+      if (st == static_cast<uint64_t>(SlotState::kActive)) {
+        ++rep_.live_clients;
+        if (entries != h.held_count.load()) {
+          Problem("client slot ", i, " counts ", h.held_count.load(),
+                  " held objects but its table has ", entries);
+        }
+      } else if (st == static_cast<uint64_t>(SlotState::kFree)) {
+        if (entries != 0) {
+          Problem("free client slot ", i, " still lists ", entries,
+                  " held objects (references of a departed client were not dropped)");
+        }
+        for (uint32_t c = 0; c < kNumClasses; ++c) {
+          if (r_.current_slabs(i)[c].load() != 0) {
+            Problem("free client slot ", i, " still owns a slab (class ", c, ")");
+          }
+        }
+      } else {
+        Problem("client slot ", i, " has an unknown state");
+      }
+      if (h.log_count.load() != 0 && (!online_ || recovering)) {
+        Problem("client slot ", i, " has an interrupted operation (", h.log_count.load(),
+                " undo entries) that recovery has not undone");
+      }
+    }
+  }
+
+  void CheckLocks() {
+    store::ForEachLock(r_, [&](const Word& lock) {
+      uint64_t tag = lock.load();
+      if (tag == 0) return;
+      uint32_t owner = LockTagSlot(tag);
+      if (online_ && owner == checker_slot_) return;
+      if (!online_) {
+        Problem("a lock at region offset ", r_.OffsetOf(&lock), " is held by client slot ", owner,
+                " (an interrupted operation; the manager undoes it when it starts)");
+      } else if (!Live(owner) && owner != 0) {
+        Problem("a lock at region offset ", r_.OffsetOf(&lock), " is held by client slot ", owner,
+                ", which is not live");
+      }
+    });
+  }
+
+  // 2: the index.
+  void CheckIndex() {
+    const uint32_t nslots = r_.sb().slots_per_shard, mask = nslots - 1;
+    const uint32_t rps = r_.records_per_shard();
+    for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+      const ShardHeader& sh = r_.shard(s);
+      const Word* slots = r_.hash_slots(s);
+      const ObjectRecord* recs = r_.records(s);
+      const uint64_t next_unused = sh.next_unused.load();
+      if (next_unused > rps) {
+        Problem("shard ", s, ": next unused record ", next_unused, " is beyond its ", rps);
+        continue;
+      }
+      std::vector<uint8_t> seen(next_unused, 0);
+      uint64_t live = 0;
+      for (uint32_t i = 0; i < nslots; ++i) {
+        uint64_t v = slots[i].load();
+        if (v == 0) continue;
+        uint32_t local = static_cast<uint32_t>(v & 0xffffffff) - 1;
+        if (local >= next_unused) {
+          Problem("shard ", s, " slot ", i, " names record ", local, ", never allocated");
+          continue;
+        }
+        if (seen[local]++) {
+          Problem("shard ", s, ": record ", local, " is named by two index slots");
+          continue;
+        }
+        ++live;
+        const ObjectRecord& rec = recs[local];
+        ObjectState st = InfoState(rec.info.load());
+        if (st == ObjectState::kFree || st > ObjectState::kDeleting) {
+          Problem("shard ", s, " slot ", i, " names record ", local, " whose state is ",
+                  StateName(st));
+          continue;
+        }
+        const uint64_t h = store::Store::HashId(IdOf(rec));
+        if ((static_cast<uint32_t>(h >> 40) & (r_.num_shards() - 1)) != s ||
+            static_cast<uint32_t>(h) != static_cast<uint32_t>(v >> 32)) {
+          Problem("object ", IdHex(rec), " is filed under the wrong hash");
+          continue;
+        }
+        // Reachable: no empty slot between its home and where it sits.
+        for (uint32_t j = static_cast<uint32_t>(h) & mask; j != i; j = (j + 1) & mask) {
+          if (slots[j].load() == 0) {
+            Problem("object ", IdHex(rec), " cannot be found from its id (probe gap)");
+            break;
+          }
+        }
+        if (!ids_.insert(std::string(reinterpret_cast<const char*>(IdOf(rec).bytes), GISMO_ID_SIZE))
+                 .second) {
+          Problem("object ", IdHex(rec), " is in the index twice");
+        }
+        live_.push_back(s * rps + local);
+      }
+      if (live != sh.count.load()) {
+        Problem("shard ", s, " counts ", sh.count.load(), " objects but indexes ", live);
+      }
+      // The free record list.
+      uint64_t free_count = 0;
+      for (uint64_t f = sh.free_head.load(); f != 0;) {
+        uint64_t local = f - 1;
+        if (local >= next_unused) {
+          Problem("shard ", s, ": free record list points outside the used records");
+          break;
+        }
+        if (seen[local]) {
+          Problem("shard ", s, ": record ", local,
+                  seen[local] == 1 ? " is both live and on the free list"
+                                   : " is on the free list twice (cycle)");
+          break;
+        }
+        seen[local] = 2;
+        if (InfoState(recs[local].info.load()) != ObjectState::kFree) {
+          Problem("shard ", s, ": record ", local, " on the free list is not free");
+        }
+        ++free_count;
+        f = recs[local].heap_offset.load();
+      }
+      if (live + free_count != next_unused) {
+        Problem("shard ", s, ": ", next_unused - live - free_count,
+                " record(s) are neither live nor free (leaked records)");
+      }
+    }
+  }
+
+  // 1, 3, 4: every live object, its memory and its references.
+  void CheckObjects() {
+    const uint64_t pages = r_.num_pages();
+    page_object_.assign(pages, 0);
+    for (uint32_t global : live_) {
+      const ObjectRecord& rec = r_.record(global);
+      const uint64_t info = rec.info.load();
+      const ObjectState st = InfoState(info);
+      const uint64_t sizes = rec.sizes.load();
+      const uint64_t bytes = AlignUp64(SizesData(sizes)) + SizesMeta(sizes);
+      const uint64_t off = rec.heap_offset.load();
+      ++rep_.objects;
+      rep_.object_bytes += SizesData(sizes) + SizesMeta(sizes);
+      if (st == ObjectState::kSealed) ++rep_.sealed;
+      if (st == ObjectState::kCreated) ++rep_.unsealed;
+      if (st == ObjectState::kDeleting) ++rep_.deleting;
+      const std::string who = "object " + IdHex(rec);
+      // References.
+      const uint64_t refs = rec.ref_count.load();
+      auto it = held_by_record_.find(global);
+      const uint64_t held = it == held_by_record_.end() ? 0 : it->second;
+      if (refs != held) {
+        Problem(who, " has reference count ", refs, " but live clients hold ", held);
+      }
+      if (st == ObjectState::kDeleting && refs == 0) {
+        Problem(who, " was deleted and nobody holds it, but it was not freed");
+      }
+      if (st == ObjectState::kCreated) {
+        auto c = unsealed_creator_.find(global);
+        if (c == unsealed_creator_.end() || c->second != InfoSlot(info) || !Live(InfoSlot(info))) {
+          Problem(who, " is unsealed but its creator (slot ", InfoSlot(info),
+                  ") is not a live client holding it");
+        }
+      } else if (unsealed_creator_.count(global)) {
+        Problem(who, " is ", StateName(st), " but a client still marks it as its unsealed object");
+      }
+      // Memory.
+      const uint64_t block = Allocator::BlockSize(bytes == 0 ? 1 : bytes);
+      if (off >= r_.heap_size() || block > r_.heap_size() - off) {
+        Problem(who, " lies outside the heap");
+        continue;
+      }
+      const uint64_t page = off / kPageSize;
+      const PageDesc& d = r_.page(page);
+      const uint64_t pinfo = d.info.load();
+      const int cls = Allocator::ClassOf(bytes == 0 ? 1 : bytes);
+      if (cls >= 0) {
+        if (PageInfoKind(pinfo) != PageKind::kSlab || PageInfoClass(pinfo) != uint32_t(cls)) {
+          Problem(who, " (", bytes, " bytes) is not in a slab of its size class");
+          continue;
+        }
+        const uint64_t in_page = off % kPageSize;
+        if (in_page % kClassSizes[cls] != 0) {
+          Problem(who, " is not at a block boundary of its slab");
+          continue;
+        }
+        const uint32_t b = static_cast<uint32_t>(in_page / kClassSizes[cls]);
+        if (!((d.bitmap[b / 64].load() >> (b % 64)) & 1)) {
+          Problem(who, " occupies a slab block marked free (it could be handed out again)");
+        }
+        if (!blocks_.insert(off).second) Problem(who, " shares its block with another object");
+        ++slab_objects_[page];
+      } else {
+        if (off % kPageSize != 0 || PageInfoKind(pinfo) != PageKind::kRun ||
+            d.used.load() != block / kPageSize) {
+          Problem(who, " (", bytes, " bytes) does not match its page run");
+          continue;
+        }
+        for (uint64_t p = page; p < page + block / kPageSize; ++p) {
+          if (page_object_[p]) {
+            Problem(who, " overlaps another object's pages");
+            break;
+          }
+          page_object_[p] = 1;
+        }
+      }
+    }
+  }
+
+  void CheckPages() {
+    const uint64_t pages = r_.num_pages();
+    const Word* bm = r_.page_bitmap();
+    auto bit = [&](uint64_t p) { return (bm[p / 64].load() >> (p % 64)) & 1; };
+    uint64_t used = 0;
+    std::map<std::pair<uint32_t, uint32_t>, uint64_t> slabs_per_stripe;
+    for (uint64_t p = 0; p < pages;) {
+      const PageDesc& d = r_.page(p);
+      const uint64_t info = d.info.load();
+      switch (PageInfoKind(info)) {
+        case PageKind::kRun: {
+          uint64_t n = d.used.load();
+          if (n == 0 || p + n > pages) {
+            Problem("page run at page ", p, " has a bad length ", n);
+            ++p;
+            continue;
+          }
+          for (uint64_t q = p; q < p + n; ++q) {
+            if (!bit(q)) Problem("page ", q, " belongs to an object run but is marked free");
+            if (!page_object_[q]) {
+              Problem("page run at page ", p, " (", n, " pages) belongs to no object (leak)");
+              break;
+            }
+          }
+          used += n;
+          rep_.run_pages += n;
+          p += n;
+          continue;
+        }
+        case PageKind::kSlab: {
+          const uint32_t cls = PageInfoClass(info), stripe = PageInfoStripe(info);
+          if (cls >= kNumClasses || stripe >= kStripes) {
+            Problem("slab page ", p, " has a bad class or stripe");
+            ++p;
+            continue;
+          }
+          const uint32_t cap = static_cast<uint32_t>(kPageSize / kClassSizes[cls]);
+          uint64_t ones = 0;
+          for (uint32_t w = 0; w < kSlabBitmapWords; ++w) {
+            uint64_t v = d.bitmap[w].load();
+            uint32_t valid = w * 64 >= cap ? 0 : std::min<uint32_t>(64, cap - w * 64);
+            uint64_t mask = valid == 64 ? ~0ull : ((1ull << valid) - 1);
+            if (v & ~mask) Problem("slab page ", p, " marks blocks beyond its capacity");
+            ones += __builtin_popcountll(v & mask);
+          }
+          const uint64_t objects = slab_objects_.count(p) ? slab_objects_[p] : 0;
+          if (d.used.load() != ones || ones != objects) {
+            Problem("slab page ", p, " (class ", kClassSizes[cls], " B) counts ", d.used.load(),
+                    " blocks in use, its bitmap ", ones, ", and ", objects, " objects live in it",
+                    ones > objects ? " (leaked blocks)" : "");
+          }
+          if (!bit(p)) Problem("slab page ", p, " is marked free in the page bitmap");
+          const uint32_t owner = PageInfoOwner(info);
+          if (owner != 0) {
+            if (!Live(owner - 1)) {
+              Problem("slab page ", p, " is owned by client slot ", owner - 1,
+                      ", which is not live");
+            } else if (r_.current_slabs(owner - 1)[cls].load() != p + 1) {
+              Problem("slab page ", p, " is owned by slot ", owner - 1,
+                      " but is not its current slab");
+            }
+          } else if (ones == 0) {
+            Problem("slab page ", p, " is empty and unowned but was not returned (leak)");
+          } else if (ones < cap) {
+            unowned_partial_.insert(p);
+          }
+          ++slabs_per_stripe[{cls, stripe}];
+          ++used;
+          ++rep_.slab_pages;
+          ++p;
+          continue;
+        }
+        case PageKind::kFree:
+          if (bit(p)) Problem("page ", p, " is marked in use but belongs to nothing (leak)");
+          ++p;
+          continue;
+        default:
+          Problem("page ", p, " has an unknown kind");
+          ++p;
+      }
+    }
+    rep_.pages_used = used;
+    rep_.pages_free = pages - used;
+    if (r_.alloc().free_pages.load() != pages - used) {
+      Problem("the allocator counts ", r_.alloc().free_pages.load(), " free pages, the pages say ",
+              pages - used);
+    }
+    for (uint32_t c = 0; c < kNumClasses; ++c) {
+      for (uint32_t st = 0; st < kStripes; ++st) {
+        uint64_t want = slabs_per_stripe.count({c, st}) ? slabs_per_stripe[{c, st}] : 0;
+        if (r_.class_stripe(c, st).slab_count.load() != want) {
+          Problem("size class ", kClassSizes[c], " B stripe ", st, " counts ",
+                  r_.class_stripe(c, st).slab_count.load(), " slabs, the pages say ", want);
+        }
+      }
+    }
+    // Slabs still owned by clients, from the clients' side.
+    for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      if (!Live(i)) continue;
+      for (uint32_t c = 0; c < kNumClasses; ++c) {
+        uint64_t p1 = r_.current_slabs(i)[c].load();
+        if (p1 == 0) continue;
+        if (p1 - 1 >= pages || PageInfoKind(r_.page(p1 - 1).info.load()) != PageKind::kSlab ||
+            PageInfoOwner(r_.page(p1 - 1).info.load()) != i + 1) {
+          Problem("client slot ", i, "'s current slab for class ", kClassSizes[c],
+                  " B is not a slab it owns");
+        }
+      }
+    }
+  }
+
+  void CheckPartialLists() {
+    const uint64_t pages = r_.num_pages();
+    std::unordered_set<uint64_t> listed;
+    for (uint32_t c = 0; c < kNumClasses; ++c) {
+      for (uint32_t st = 0; st < kStripes; ++st) {
+        uint64_t prev = 0;
+        for (uint64_t p1 = r_.class_stripe(c, st).partial_head.load(); p1 != 0;) {
+          uint64_t p = p1 - 1;
+          if (p >= pages || !listed.insert(p).second) {
+            Problem("the partial slab list of class ", kClassSizes[c], " B stripe ", st,
+                    " is broken (bad page or cycle)");
+            break;
+          }
+          const PageDesc& d = r_.page(p);
+          const uint64_t info = d.info.load();
+          if (PageInfoKind(info) != PageKind::kSlab || PageInfoClass(info) != c ||
+              PageInfoStripe(info) != st || PageInfoOwner(info) != 0 ||
+              !unowned_partial_.count(p)) {
+            Problem("page ", p, " is on the partial slab list of class ", kClassSizes[c],
+                    " B stripe ", st, " but is not an unowned, partly used slab of it");
+          }
+          if (d.prev.load() != prev) Problem("page ", p, " has a wrong back link");
+          prev = p1;
+          p1 = d.next.load();
+        }
+      }
+    }
+    for (uint64_t p : unowned_partial_) {
+      if (!listed.count(p)) {
+        Problem("unowned slab page ", p,
+                " has free blocks but is on no partial list (its space is lost)");
+      }
+    }
+  }
+
+  void CheckEventRing() {
+    const uint64_t head = r_.event_ring().head.load();
+    if (head == 0) Problem("the event ring's head is 0");
+    if (!online_) {
+      const uint64_t cap = r_.sb().event_ring_capacity;
+      for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
+        if (r_.event(seq).seq.load() == 0) {
+          Problem("event ", seq, " was committed but never published");
+          break;
+        }
+      }
+    }
+  }
+
+ public:
+  uint32_t checker_slot_ = ~0u;
+
+ private:
+  const Region& r_;
+  Report& rep_;
+  bool online_;
+  std::unordered_map<uint32_t, uint64_t> held_by_record_;
+  std::unordered_map<uint32_t, uint32_t> unsealed_creator_;
+  std::unordered_set<std::string> ids_;
+  std::vector<uint32_t> live_;
+  std::vector<uint8_t> page_object_;
+  std::unordered_set<uint64_t> blocks_;
+  std::unordered_map<uint64_t, uint64_t> slab_objects_;
+  std::unordered_set<uint64_t> unowned_partial_;
+};
+
+// Takes every lock in the global order (the same order operations use, so
+// this cannot deadlock with them). The locks carry the checker's tag: if it
+// dies, the manager's recovery releases them.
+void LockWorld(const Region& r, uint64_t tag) {
+  store::ForEachLock(r, [&](Word& lock) {
+    for (uint32_t spins = 0;; ++spins) {
+      uint64_t expected = 0;
+      if (lock.compare_exchange_weak(expected, tag, std::memory_order_acquire)) return;
+      if (spins > 64) sched_yield();
+    }
+  });
+}
+
+void UnlockWorld(const Region& r, uint64_t tag) {
+  store::ForEachLock(r, [&](Word& lock) {
+    uint64_t expected = tag;
+    lock.compare_exchange_strong(expected, 0, std::memory_order_release);
+  });
+}
+
+}  // namespace
+
+Report Check(const Region& r, const LockAs* lock_as) {
+  Report rep;
+  Checker c(r, &rep, lock_as != nullptr);
+  if (lock_as) {
+    c.checker_slot_ = lock_as->slot;
+    const uint64_t tag = LockTag(lock_as->slot, lock_as->session);
+    LockWorld(r, tag);
+    rep.stopped_the_world = true;
+    c.Run();
+    UnlockWorld(r, tag);
+  } else {
+    c.Run();
+  }
+  return rep;
+}
+
+}  // namespace gismo::fsck
