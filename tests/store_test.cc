@@ -192,6 +192,58 @@ TEST_F(StoreTest, ConcurrentIndexStressFixedSeeds) {
   ExpectEmpty();
 }
 
+// The manager dies in the middle of recovering a client: the next manager
+// undoes its own interrupted transaction, then runs the recovery again.
+TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
+  for (const char* point : {"recovery.before_commit", "recovery.after_entry"}) {
+    for (long skip : {0L, 2L}) {
+      SCOPED_TRACE(std::string(point) + " skip " + std::to_string(skip));
+      auto survivor = Activate(1);
+      auto victim = Activate(2);
+      void* d;
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_TRUE(survivor->Create(IdFrom(100 + i), 1000 + i * 30000, nullptr, 0, &d).ok());
+        ASSERT_TRUE(survivor->Seal(IdFrom(100 + i)).ok());
+        ASSERT_TRUE(survivor->Release(IdFrom(100 + i)).ok());
+        GetResult g;
+        ASSERT_TRUE(victim->TryGet(IdFrom(100 + i), &g).ok());
+        ASSERT_TRUE(g.found);
+      }
+      ASSERT_TRUE(survivor->Delete(IdFrom(100)).ok());  // deferred: the victim holds it
+      ASSERT_TRUE(victim->Create(IdFrom(200), 500, nullptr, 0, &d).ok());
+      ASSERT_TRUE(victim->Create(IdFrom(201), 90000, nullptr, 0, &d).ok());
+      region_->slot(0).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
+      pid_t pid = fork();
+      if (pid == 0) {
+        ArmCrashPoint(point, skip);
+        (void)Store::RecoverSlot(*region_, 2, 0, 1);
+        _exit(0);
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), 77);
+      // The next manager: its own slot first, with a new session.
+      UndoDeadClient(*region_, 0);
+      region_->slot(0).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 2 << 8);
+      ASSERT_TRUE(Store::RecoverSlot(*region_, 2, 0, 2).complete);
+      region_->slot(2).state.store(0);
+      ExpectSound();
+      gismo_object_info_t info;
+      EXPECT_EQ(survivor->Stat(IdFrom(100), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+      EXPECT_EQ(survivor->Stat(IdFrom(200), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+      EXPECT_EQ(survivor->Stat(IdFrom(201), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+      for (int i = 1; i < 4; ++i) {
+        ASSERT_TRUE(survivor->Stat(IdFrom(100 + i), &info).ok());
+        EXPECT_EQ(info.ref_count, 0u);
+        ASSERT_TRUE(survivor->Delete(IdFrom(100 + i)).ok());
+      }
+      region_->slot(0).state.store(0);
+      ExpectEmpty();
+    }
+  }
+}
+
 // A client dies at each crash point of each operation; recovery must leave
 // a store where every sealed object is intact, the dead client's work is
 // either whole or gone, and all its memory is back.

@@ -227,6 +227,20 @@ TEST(SubscribeTest, ManySubscribersAllSeeEverything) {
   t.join();
 }
 
+TEST(SubscribeTest, LostManagerMakesTheFdReadable) {
+  ManagerProcess mgr;
+  Client c = MustConnect(mgr.address());
+  auto sub = c.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+  mgr.Kill();
+  pollfd p{sub->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 20000), 1);  // an fd-only waiter is not left hanging
+  Status s = sub->Next(0).status();
+  for (int i = 0; i < 1000 && s.code() == GISMO_ERR_TIMEOUT; ++i) s = sub->Next(10).status();
+  EXPECT_EQ(s.code(), GISMO_ERR_CONNECTION);
+}
+
 TEST(SubscribeTest, WatchCallbackAndRangeFor) {
   ManagerProcess mgr;
   Client producer = MustConnect(mgr.address());

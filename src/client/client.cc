@@ -121,6 +121,7 @@ Status ClientImpl::Disconnect() {
     std::lock_guard<std::mutex> op(op_mu_);  // let a running operation finish
     protocol::Writer w;
     if (Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
+      GISMO_CRASH_POINT("disconnect.after_goodbye");
       std::unique_lock<std::mutex> lk(state_mu_);
       bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs),
                                      [&] { return bye_ || lost_.load(); });
@@ -156,6 +157,11 @@ void ClientImpl::MarkLost(const std::string& why) {
   if (!lost_.load()) lost_reason_ = why;
   lost_ = true;
   state_cv_.notify_all();
+  // A subscriber waiting on the fd learns it from the next call.
+  if (int efd = event_fd_.load(); efd >= 0) {
+    uint64_t one = 1;
+    (void)!write(efd, &one, sizeof one);
+  }
 }
 
 void ClientImpl::ReceiverLoop() {
@@ -365,6 +371,7 @@ Status ClientImpl::Subscribe(int* fd) {
       initial_ids_.insert(IdKey(info.id));
     });
   }
+  snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
   subscribed_ = true;
   if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
     Poke(efd);
@@ -397,18 +404,26 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           if (rr == store::RingRead::kOverflow) {
             cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
             initial_ids_.clear();
+            window_sealed_.clear();
             *out = gismo_notification_t{};
             out->event = GISMO_EVENT_OVERFLOW;
             return Status();
           }
           if (rr == store::RingRead::kNothing) break;
-          if (!initial_ids_.empty()) {
-            auto it = initial_ids_.find(IdKey(ev.id));
-            if (it != initial_ids_.end()) {
-              initial_ids_.erase(it);
-              // Already reported by the initial listing.
-              if (ev.kind == region::EventKind::kSealed) continue;
+          if (ev.seq < snapshot_end_) {
+            const std::string key = IdKey(ev.id);
+            const bool listed = initial_ids_.count(key) > 0;
+            if (ev.kind == region::EventKind::kSealed) {
+              if (listed) continue;  // the initial listing reported it
+              window_sealed_.insert(key);
+            } else {
+              if (!listed && !window_sealed_.count(key)) continue;  // never seen sealed
+              initial_ids_.erase(key);
+              window_sealed_.erase(key);
             }
+          } else if (!initial_ids_.empty() || !window_sealed_.empty()) {
+            initial_ids_.clear();
+            window_sealed_.clear();
           }
           *out = gismo_notification_t{};
           out->event =

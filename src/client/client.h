@@ -87,8 +87,13 @@ class ClientImpl {
   bool subscribed_ = false;
   uint64_t cursor_ = 0;                       // next event ring seq to read
   std::deque<gismo_notification_t> initial_;  // sealed before subscribing
-  std::set<std::string> initial_ids_;         // to drop their ring duplicates
-  bool subscribe_acked_ = false;              // guarded by state_mu_
+  // Events in [subscription cursor, snapshot_end_) raced with the initial
+  // listing: a seal there may repeat a listed object (dropped), a delete may
+  // be of an object the subscriber never saw (dropped). Cleared after.
+  uint64_t snapshot_end_ = 0;
+  std::set<std::string> initial_ids_;
+  std::set<std::string> window_sealed_;
+  bool subscribe_acked_ = false;  // guarded by state_mu_
   std::thread receiver_;
 };
 

@@ -53,6 +53,7 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
   txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
+  GISMO_CRASH_POINT("free.block_cleared");
   uint64_t used = d.used.load(std::memory_order_relaxed);
   txn.Write(d.used, used - 1);
   if (PageInfoOwner(info) != 0) return;  // its owner allocates from it
@@ -78,6 +79,7 @@ uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
     if (free_bits == 0) continue;
     uint32_t b = static_cast<uint32_t>(__builtin_ctzll(free_bits));
     txn.Write(d.bitmap[w], bits | (1ull << b));
+    GISMO_CRASH_POINT("alloc.block_taken");
     txn.Write(d.used, d.used.load(std::memory_order_relaxed) + 1);
     return page * kPageSize + uint64_t{w * 64 + b} * kClassSizes[cls];
   }
@@ -133,6 +135,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
     uint64_t page = *pages;
     PageDesc& d = r_.page(page);
     txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
+    GISMO_CRASH_POINT("alloc.new_slab");
     txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) + 1);
     txn.Write(cur, page + 1);
     return TakeBlock(txn, page, cls);
@@ -204,6 +207,7 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
   const uint64_t start = find(hint);
   if (start == ~0ull) return full();
   txn.SetBits(bm, start, npages);
+  GISMO_CRASH_POINT("alloc.pages_taken");
   txn.Write(a.free_pages, free_pages - npages);
   if (start == hint) txn.Write(a.hint, start + npages);  // [hint, start) had no free page
   return start;
@@ -216,6 +220,7 @@ void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
   txn.Write(d.info, 0);
   txn.Write(d.used, 0);
   txn.ClearBits(r_.page_bitmap(), first, npages);
+  GISMO_CRASH_POINT("free.pages_cleared");
   txn.Write(a.free_pages, a.free_pages.load(std::memory_order_relaxed) + npages);
   if (first < a.hint.load(std::memory_order_relaxed)) txn.Write(a.hint, first);
 }

@@ -654,7 +654,9 @@ Store::RecoveryReport Store::RecoverSlot(const Region& r, uint32_t dead, uint32_
     txn.Write(held[i].key, 0);
     txn.Write(held[i].count, 0);
     if (txn.failed()) return rep;  // a lock stayed busy: rolled back, retried later
+    GISMO_CRASH_POINT("recovery.before_commit");
     txn.Commit();
+    GISMO_CRASH_POINT("recovery.after_entry");
   }
   r.slot(dead).held_count.store(0, std::memory_order_release);
   rep.complete = Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs) &&

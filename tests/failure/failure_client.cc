@@ -82,6 +82,10 @@ class Agent {
       in >> a;
       return Connect(a);
     }
+    if (cmd == "disconnect") {
+      Status s = client_.Disconnect();
+      return s.ok() ? "ok" : Err(s);
+    }
     if (cmd == "usage") {
       auto u = client_.Usage();
       if (!u.ok()) return Err(u.status());
