@@ -368,6 +368,24 @@ TEST_F(CliTest, RmJsonAndGetTimeouts) {
   EXPECT_NE(missing.err.find(std::string("no object ") + kId1), std::string::npos);
 }
 
+TEST_F(CliTest, FsckOnlineThenOffline) {
+  ASSERT_EQ(Gismo({"put", "--name", "f", "-"}, "fsck me").code, 0);
+  CmdResult online = Gismo({"fsck"});
+  EXPECT_EQ(online.code, 0) << online.out << online.err;
+  EXPECT_NE(online.out.find("sound (online)"), std::string::npos) << online.out;
+  EXPECT_NE(online.out.find("1 objects"), std::string::npos) << online.out;
+  CmdResult quiet = Gismo({"fsck", "--quiet"});
+  EXPECT_EQ(quiet.code, 0);
+  EXPECT_EQ(quiet.out, "");
+  mgr_.Stop();
+  CmdResult offline = RunGismo({"fsck", "--region", mgr_.region()});
+  EXPECT_EQ(offline.code, 0) << offline.out << offline.err;
+  EXPECT_NE(offline.out.find("sound (offline)"), std::string::npos) << offline.out;
+  CmdResult missing = RunGismo({"fsck", "--region", "/dev/shm/no-such-gismo-region"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("cannot open region"), std::string::npos) << missing.err;
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);

@@ -15,6 +15,7 @@ Runner SetupPut(CLI::App* cmd);
 Runner SetupGet(CLI::App* cmd);
 Runner SetupRm(CLI::App* cmd);
 Runner SetupWatch(CLI::App* cmd);
+Runner SetupFsck(CLI::App* cmd);
 
 }  // namespace gismo::cli
 

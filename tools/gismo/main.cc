@@ -20,6 +20,7 @@ const CommandSpec kCommands[] = {
     {"get", "Write an object's data to a file (or stdout)", SetupGet},
     {"rm", "Delete an object", SetupRm},
     {"watch", "Print seals and deletes as they happen, anywhere in the cluster", SetupWatch},
+    {"fsck", "Verify every invariant of the region (online, or offline with --region)", SetupFsck},
 };
 
 int Main(int argc, char** argv) {

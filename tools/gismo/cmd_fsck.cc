@@ -1,0 +1,72 @@
+// gismo fsck: the region checker (gismo-fsck, installed beside gismo), run
+// online through the manager at --address, or offline on --region.
+#include <limits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+
+namespace gismo::cli {
+namespace {
+
+struct FsckArgs {
+  CommonOptions common;
+  std::string region;
+  bool quiet = false;
+};
+
+// gismo-fsck in the directory of this executable, else on PATH.
+std::string CheckerPath() {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    std::string dir(self);
+    dir.resize(dir.rfind('/') + 1);
+    for (const char* rel : {"gismo-fsck", "../gismo-fsck/gismo-fsck"}) {
+      std::string p = dir + rel;
+      if (access(p.c_str(), X_OK) == 0) return p;
+    }
+  }
+  return "gismo-fsck";
+}
+
+int RunFsck(const FsckArgs& a) {
+  std::vector<std::string> args = {CheckerPath()};
+  if (!a.region.empty()) {
+    args.insert(args.end(), {"--region", a.region});
+  } else {
+    args.push_back("--online");
+    if (!a.common.address.empty()) args.insert(args.end(), {"--address", a.common.address});
+  }
+  if (a.quiet) args.push_back("--quiet");
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  fflush(stdout);
+  execvp(argv[0], argv.data());
+  Fail(kExitStore, "cannot run the region checker '" + args[0] + "': " + std::strerror(errno));
+}
+
+}  // namespace
+
+Runner SetupFsck(CLI::App* cmd) {
+  auto a = std::make_shared<FsckArgs>();
+  cmd->add_option("--region", a->region,
+                  "Check this region offline (nothing may run on it) instead of online "
+                  "through the manager");
+  cmd->add_flag("-q,--quiet", a->quiet, "Print problems only");
+  cmd->add_option("--address", a->common.address,
+                  "Manager to check through (default $GISMO_ADDRESS, else unix:/tmp/gismo.sock)");
+  cmd->footer(
+      "\nExit status: 0 the region is sound, 1 problems were found (each printed as\n"
+      "'problem: ...'), 2 the region or the manager could not be opened.");
+  return [a] { return RunFsck(*a); };
+}
+
+}  // namespace gismo::cli
