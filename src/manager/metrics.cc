@@ -324,8 +324,10 @@ std::string MetricsExporter::Render() const {
   x.One("gismo_manager_recovery_seconds_total", "counter",
         "Time spent recovering client slots (clean departures included).",
         static_cast<double>(stats_.recovery_ns_total.load()) / 1e9);
-  x.One("gismo_manager_waiters", "gauge", "Registered seal waits and event subscribers.",
+  x.One("gismo_manager_waiters", "gauge", "Registered blocking gets (seal waits).",
         sb.waiters.load(std::memory_order_relaxed));
+  x.One("gismo_manager_subscribers", "gauge", "Live event subscriptions.",
+        sb.subscribers.load(std::memory_order_relaxed));
   x.One("gismo_manager_epoch", "gauge", "Manager starts on this region so far.",
         sb.manager_epoch.load(std::memory_order_relaxed));
   uint64_t start_ns = sb.manager_start_time_ns.load(std::memory_order_relaxed);

@@ -154,15 +154,10 @@ std::vector<Scenario> Scenarios() {
   v.push_back({"alloc.block_taken", "alloc.block_taken", {"create x 3000"}, {{"x", E::kAbsent}}});
   // A size class no earlier object used, so a new slab page is made.
   v.push_back({"alloc.new_slab", "alloc.new_slab", {"create x 7000"}, {{"x", E::kAbsent}}});
-  v.push_back({"alloc.pages_taken/run",
-               "alloc.pages_taken",
-               {"create x 200000"},
-               {{"x", E::kAbsent}}});
+  v.push_back(
+      {"alloc.pages_taken/run", "alloc.pages_taken", {"create x 200000"}, {{"x", E::kAbsent}}});
   v.push_back({"free.block_cleared", "free.block_cleared", {"delete y"}, {{"y", E::kSealed}}});
-  v.push_back({"free.pages_cleared/run",
-               "free.pages_cleared",
-               {"delete w"},
-               {{"w", E::kSealed}}});
+  v.push_back({"free.pages_cleared/run", "free.pages_cleared", {"delete w"}, {{"w", E::kSealed}}});
   // Dies after asking the manager to clean it up: cleaned up all the same.
   v.push_back({"disconnect.after_goodbye",
                "disconnect.after_goodbye",
