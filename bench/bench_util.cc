@@ -110,14 +110,15 @@ std::string DefaultManagerBin() {
   return "gismo-manager";
 }
 
-Manager::Manager(const std::string& manager_bin, const std::string& size,
-                 const std::string& listen) {
+Manager::Manager(const std::string& manager_bin, const std::string& size, const std::string& listen,
+                 const std::vector<std::string>& extra_args) {
   std::string name = "gismo-bench-" + std::to_string(getpid());
   region_ = "/dev/shm/" + name;
   socket_ = "/tmp/" + name + ".sock";
   address_ = listen.empty() ? "unix:" + socket_ : listen;
   std::vector<std::string> args = {manager_bin, "--region", region_,       "--size", size,
                                    "--listen",  address_,   "--log-level", "warn"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
   pid_ = fork();
@@ -135,15 +136,14 @@ Manager::Manager(const std::string& manager_bin, const std::string& size,
   close(fds[1]);
   FILE* f = fdopen(fds[0], "r");
   char line[1024];
-  bool ready = false;
   while (fgets(line, sizeof line, f)) {
     if (strstr(line, "gismo-manager ready")) {
-      ready = true;
+      ready_line_ = line;
       break;
     }
   }
   fclose(f);
-  if (!ready) Die("gismo-manager (" + manager_bin + ") did not start");
+  if (ready_line_.empty()) Die("gismo-manager (" + manager_bin + ") did not start");
 }
 
 Manager::~Manager() {

@@ -61,13 +61,17 @@ json ToJson(const MemInfo& m);
 // Stops it and removes both when destroyed.
 class Manager {
  public:
-  Manager(const std::string& manager_bin, const std::string& size, const std::string& listen = {});
+  // `extra_args` go to gismo-manager as they are (e.g. a second --listen).
+  Manager(const std::string& manager_bin, const std::string& size, const std::string& listen = {},
+          const std::vector<std::string>& extra_args = {});
   ~Manager();
   const std::string& address() const { return address_; }
+  // The manager's ready line (it names every address it bound).
+  const std::string& ready_line() const { return ready_line_; }
 
  private:
   pid_t pid_ = -1;
-  std::string region_, socket_, address_;
+  std::string region_, socket_, address_, ready_line_;
 };
 
 // Finds build/tools/gismo-manager next to this benchmark binary.

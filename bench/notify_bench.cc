@@ -206,58 +206,20 @@ struct Nodes {
 // A manager serving a Unix socket and TCP on 127.0.0.1 (plain processes).
 class LocalManager {
  public:
-  LocalManager(const std::string& bin, const std::string& size) {
-    const std::string name = "gismo-notify-bench-" + std::to_string(getpid());
-    region_ = "/dev/shm/" + name;
-    socket_ = "/tmp/" + name + ".sock";
-    std::vector<std::string> args = {
-        bin,        "--region",        region_,       "--size", size, "--listen", "unix:" + socket_,
-        "--listen", "tcp:127.0.0.1:0", "--log-level", "warn"};
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
-    pid_ = fork();
-    if (pid_ < 0) Die("fork");
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      dup2(fds[1], STDOUT_FILENO);
-      std::vector<char*> argv;
-      for (auto& s : args) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      execvp(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    FILE* f = fdopen(fds[0], "r");
-    char line[2048];
-    std::string ready;
-    while (fgets(line, sizeof line, f)) {
-      if (strstr(line, "gismo-manager ready")) {
-        ready = line;
-        break;
-      }
-    }
-    fclose(f);
+  LocalManager(const std::string& bin, const std::string& size)
+      : manager_(bin, size, {}, {"--listen", "tcp:127.0.0.1:0"}) {
     std::smatch m;
-    if (!std::regex_search(ready, m, std::regex("tcp:127\\.0\\.0\\.1:[0-9]+"))) {
-      Die("gismo-manager (" + bin + ") did not start with TCP: " + ready);
+    if (!std::regex_search(manager_.ready_line(), m, std::regex("tcp:127\\.0\\.0\\.1:[0-9]+"))) {
+      Die("gismo-manager (" + bin + ") did not start with TCP: " + manager_.ready_line());
     }
     tcp_ = m[0];
   }
-  ~LocalManager() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-    unlink(region_.c_str());
-    unlink(socket_.c_str());
-  }
-  std::string unix_address() const { return "unix:" + socket_; }
+  const std::string& unix_address() const { return manager_.address(); }
   const std::string& tcp_address() const { return tcp_; }
 
  private:
-  pid_t pid_ = -1;
-  std::string region_, socket_, tcp_;
+  Manager manager_;
+  std::string tcp_;
 };
 
 // Runs argv; its stdout, and its exit status in *status.
