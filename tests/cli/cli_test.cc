@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -679,6 +680,7 @@ TEST(ManagerLogTest, OneLinePerClientEvent) {
   ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
   pid_t pid = fork();
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that dies
     dup2(fds[1], 1);
     int fe = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fe, 2);
