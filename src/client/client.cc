@@ -66,9 +66,8 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   gethostname(host, sizeof host - 1);
   hello.host = host;
   hello.name = program_invocation_short_name;
-  if (Status s = protocol::SendAll(c->fd_, protocol::EncodeHello(hello).data(),
-                                   protocol::EncodeHello(hello).size());
-      !s.ok()) {
+  const std::vector<uint8_t> hello_frame = protocol::EncodeHello(hello);
+  if (Status s = protocol::SendAll(c->fd_, hello_frame.data(), hello_frame.size()); !s.ok()) {
     return s;
   }
   protocol::FrameHeader h;
