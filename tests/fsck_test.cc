@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "region_fixture.h"
+#include "manager/recovery.h"
 #include "store/store.h"
 
 namespace gismo::fsck {
@@ -101,7 +102,7 @@ TEST_F(FsckTest, FindsUnsealedObjectOfDepartedClient) {
   EXPECT_TRUE(Mentions(r, "still lists")) << Problems(r);
   // Recovery puts it right.
   region_->slot(1).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
-  ASSERT_TRUE(store::Store::RecoverSlot(*region_, 1, 0, 1).complete);
+  ASSERT_TRUE(manager::RecoverSlot(*region_, 1, 0, 1).complete);
   region_->slot(1).state.store(0);
   Report after = Check(*region_, nullptr);
   EXPECT_TRUE(after.sound()) << Problems(after);

@@ -23,6 +23,8 @@ class RegionFixture : public ::testing::Test {
     auto r = region::Region::Format(path_, o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     region_ = std::move(*r);
+    // Slot 0 is the manager's, active with session 1 (recovery runs as it).
+    region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 1));
   }
   void SetUp() override { Format(); }
   void TearDown() override {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fsck/fsck.h"
+#include "manager/recovery.h"
 #include "region_fixture.h"
 
 namespace gismo::store {
@@ -34,10 +35,11 @@ class StoreTest : public gismo::testing::RegionFixture {
   void ExpectEmpty() {
     uint64_t objects = 0;
     auto s = Activate(region_->max_clients() - 1);
-    s->ForEach([&](const gismo_object_info_t&) { ++objects; });
+    EXPECT_TRUE(s->ForEach([&](const gismo_object_info_t&) { ++objects; }).ok());
     EXPECT_EQ(objects, 0u);
+    const uint64_t manager_session = region::SlotSessionOf(region_->slot(0).state.load());
     for (uint32_t i = 1; i < region_->max_clients(); ++i) {
-      ASSERT_TRUE(Allocator(*region_).DisownSlabs(i, 0, 1, 1000000));
+      ASSERT_TRUE(Allocator(*region_).DisownSlabs(i, 0, manager_session, 1000000));
     }
     EXPECT_EQ(FreePages(), region_->num_pages());
   }
@@ -216,7 +218,7 @@ TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
       pid_t pid = fork();
       if (pid == 0) {
         ArmCrashPoint(point, skip);
-        (void)Store::RecoverSlot(*region_, 2, 0, 1);
+        (void)manager::RecoverSlot(*region_, 2, 0, 1);
         _exit(0);
       }
       int status = 0;
@@ -226,7 +228,7 @@ TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
       // The next manager: its own slot first, with a new session.
       UndoDeadClient(*region_, 0);
       region_->slot(0).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 2 << 8);
-      ASSERT_TRUE(Store::RecoverSlot(*region_, 2, 0, 2).complete);
+      ASSERT_TRUE(manager::RecoverSlot(*region_, 2, 0, 2).complete);
       region_->slot(2).state.store(0);
       ExpectSound();
       gismo_object_info_t info;
@@ -238,7 +240,7 @@ TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
         EXPECT_EQ(info.ref_count, 0u);
         ASSERT_TRUE(survivor->Delete(IdFrom(100 + i)).ok());
       }
-      region_->slot(0).state.store(0);
+      region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 1));
       ExpectEmpty();
     }
   }
@@ -295,7 +297,7 @@ TEST_P(CrashRecoveryTest, RecoveryRestoresInvariants) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 77) << "crash point " << c.point << " was not reached";
-  auto rep = Store::RecoverSlot(*region_, 2, 0, 1);
+  auto rep = manager::RecoverSlot(*region_, 2, 0, 1);
   ASSERT_TRUE(rep.complete);
   region_->slot(2).state.store(0);  // the manager frees the slot after recovery
   ExpectSound();

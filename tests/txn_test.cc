@@ -23,7 +23,7 @@ TEST_F(TxnTest, RollbackRestoresWordsAndBits) {
   uint64_t bits_before = bm[0].load(), w_before = w.load();
   {
     Txn txn(*region_, 1, 1, OpKind::kNone);
-    txn.Lock(region_->alloc().page_lock);
+    ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
     txn.Write(w, 777);
     txn.SetBits(bm, 3, 70);
     EXPECT_EQ(w.load(), 777u);
@@ -41,10 +41,10 @@ TEST_F(TxnTest, CommitKeepsWritesAndReleasesLocks) {
   auto st = Activate(1);
   Word& w = region_->alloc().hint;
   Txn txn(*region_, 1, 1, OpKind::kNone);
-  txn.Lock(region_->alloc().page_lock);
+  ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
   EXPECT_TRUE(txn.Holds(region_->alloc().page_lock));
   txn.Write(w, 5);
-  txn.Commit();
+  EXPECT_TRUE(txn.Commit().ok());
   EXPECT_EQ(w.load(), 5u);
   EXPECT_EQ(region_->alloc().page_lock.load(), 0u);
   for (auto& h : region_->slot(1).held_locks) EXPECT_EQ(h.load(), 0u);
@@ -53,7 +53,7 @@ TEST_F(TxnTest, CommitKeepsWritesAndReleasesLocks) {
 TEST_F(TxnTest, LogOverflowFailsTheTxn) {
   auto st = Activate(1);
   Txn txn(*region_, 1, 1, OpKind::kNone);
-  txn.Lock(region_->alloc().page_lock);
+  ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
   for (uint64_t i = 0; i < region_->sb().log_capacity + 5; ++i) {
     txn.Write(region_->page(i % region_->num_pages()).used, i + 1);
   }
@@ -70,7 +70,7 @@ TEST_F(TxnTest, DeadClientHoldingALockIsUndone) {
   pid_t pid = fork();
   if (pid == 0) {
     Txn txn(*region_, 2, 1, OpKind::kNone);
-    txn.Lock(region_->alloc().page_lock);
+    ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
     txn.Write(w, 99);
     txn.SetBits(region_->page_bitmap(), 0, 10);
     _exit(0);  // no destructor runs
@@ -95,7 +95,7 @@ TEST_F(TxnTest, DeadClientAfterCommitKeepsItsWork) {
   pid_t pid = fork();
   if (pid == 0) {
     Txn txn(*region_, 2, 1, OpKind::kNone);
-    txn.Lock(region_->alloc().page_lock);
+    ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
     txn.Write(w, 42);
     // Commit's first step only (log cleared), then death before unlocking.
     region_->slot(2).log_count.store(0);
@@ -112,13 +112,13 @@ TEST_F(TxnTest, BoundedLockGivesUp) {
   auto a = Activate(1);
   auto b = Activate(2);
   Txn holder(*region_, 1, 1, OpKind::kNone);
-  holder.Lock(region_->alloc().page_lock);
+  ASSERT_TRUE(holder.Lock(region_->alloc().page_lock));
   Txn waiter(*region_, 2, 1, OpKind::kNone);
-  waiter.SetLockTimeout(1000000);
-  waiter.Lock(region_->alloc().page_lock);
+  waiter.SetLockWait(1000000);
+  EXPECT_FALSE(waiter.Lock(region_->alloc().page_lock));
   EXPECT_TRUE(waiter.failed());
-  waiter.Rollback();
-  holder.Commit();
+  EXPECT_EQ(waiter.Commit().code(), GISMO_ERR_BUSY);
+  EXPECT_TRUE(holder.Commit().ok());
 }
 
 }  // namespace

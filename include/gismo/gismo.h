@@ -62,7 +62,8 @@ typedef enum gismo_status {
   GISMO_ERR_NOT_HELD = 14,    /* the client holds no reference to it */
   GISMO_ERR_BAD_REGION = 15,  /* region is not gismo's, wrong version, corrupt */
   GISMO_ERR_INTERNAL = 16,    /* a bug: please report it */
-  GISMO_ERR_UNSUPPORTED = 17  /* feature not available in this mode */
+  GISMO_ERR_UNSUPPORTED = 17, /* feature not available in this mode */
+  GISMO_ERR_BUSY = 18         /* a lock is held by a client suspected dead, not yet fenced */
 } gismo_status_t;
 
 /* A static, human-readable description of a status code. Never NULL. */
@@ -200,6 +201,26 @@ typedef struct gismo_client_info {
 /* Lists the connected clients, like gismo_list. */
 GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client, gismo_client_info_t *infos,
                                                size_t capacity, size_t *count);
+
+/* ----- fencing (operators) ----------------------------------------------- */
+
+typedef enum {
+  GISMO_FENCE_CLIENT = 1, /* value: a client id (gismo_client_info_t.client_id) */
+  GISMO_FENCE_SLOT = 2,   /* value: a client slot */
+  GISMO_FENCE_NODE = 3    /* value: a node id: every client of that node */
+} gismo_fence_target_t;
+
+/* An operator's word that a client, or every client of a node, can never run
+ * again (its host is powered off, unplugged from the pool, its process is
+ * certainly gone). The manager then recovers it at once: undoes its
+ * interrupted operation, aborts its unsealed objects, drops its references.
+ * A suspected client is otherwise left untouched until the manager can prove
+ * it gone itself (see doc/failure.md); declaring a live client fenced lets
+ * others reuse what it may still write, so use it only when that is certain.
+ * `report` (may be NULL) receives the manager's account, NUL-terminated.
+ * GISMO_ERR_OBJECT_NOT_FOUND: no such client. */
+GISMO_EXPORT gismo_status_t gismo_fence(gismo_client_t *client, gismo_fence_target_t target,
+                                        uint64_t value, char *report, size_t report_size);
 
 /* ----- notifications ----------------------------------------------------- */
 

@@ -483,6 +483,14 @@ class Client {
     infos.resize(std::min(count, infos.size()));
     return infos;
   }
+  // Declares a client (by id or slot) or a node fenced: see gismo_fence.
+  // Returns the manager's account of what it recovered.
+  Result<std::string> Fence(gismo_fence_target_t target, uint64_t value) {
+    char report[512] = {0};
+    gismo_status_t s = gismo_fence(c_, target, value, report, sizeof report);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return std::string(report);
+  }
   // Notifications of every sealed object, then of each seal and delete.
   Result<Subscription> Subscribe() {
     int fd = -1;

@@ -231,6 +231,27 @@ gismo_status_t gismo_list_clients(gismo_client_t* client, gismo_client_info_t* i
   return Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); });
 }
 
+gismo_status_t gismo_fence(gismo_client_t* client, gismo_fence_target_t target, uint64_t value,
+                           char* report, size_t report_size) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(target >= GISMO_FENCE_CLIENT && target <= GISMO_FENCE_NODE,
+                  "fence target must be GISMO_FENCE_CLIENT, _SLOT or _NODE");
+  GISMO_CHECK_ARG(report_size == 0 || report != nullptr, "report is NULL but report_size is not 0");
+  return Guard([&] {
+    gismo::protocol::FenceOrder order;
+    order.target = static_cast<gismo::protocol::FenceOrder::Target>(target);
+    order.value = value;
+    std::string what;
+    gismo::Status s = client->impl->Fence(order, &what);
+    if (s.ok() && report_size > 0) {
+      const size_t n = std::min(what.size(), report_size - 1);
+      std::memcpy(report, what.data(), n);
+      report[n] = '\0';
+    }
+    return Done(s);
+  });
+}
+
 gismo_status_t gismo_subscribe(gismo_client_t* client, int* fd) {
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(fd != nullptr, "fd out-pointer is NULL");

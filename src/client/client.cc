@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/clock.h"
+#include "fence/process.h"
 
 namespace gismo::client {
 
@@ -41,6 +42,34 @@ Status RecvFrameWithin(int fd, int timeout_ms, protocol::FrameHeader* h,
   return protocol::RecvFrame(fd, h, payload);
 }
 
+// Sends `hello` and reads the manager's welcome.
+// `refused` (may be null): the manager answered, and said no.
+Status Handshake(int fd, const protocol::Hello& hello, const std::string& addr_text,
+                 protocol::Welcome* welcome, bool* refused = nullptr) {
+  const std::vector<uint8_t> hello_frame = protocol::EncodeHello(hello);
+  if (Status s = protocol::SendAll(fd, hello_frame.data(), hello_frame.size()); !s.ok()) {
+    return s;
+  }
+  protocol::FrameHeader h;
+  std::vector<uint8_t> payload;
+  if (Status s = RecvFrameWithin(fd, kHandshakeTimeoutMs, &h, &payload); !s.ok()) return s;
+  protocol::Reader rd(payload);
+  if (h.type == MsgType::kError) {
+    if (refused) *refused = true;
+    return protocol::DecodeError(rd);
+  }
+  if (h.type != MsgType::kWelcome || !protocol::DecodeWelcome(rd, welcome)) {
+    return Status(GISMO_ERR_PROTOCOL, addr_text + " did not answer like a gismo manager");
+  }
+  if (welcome->protocol_version != protocol::kProtocolVersion) {
+    return Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
+                                          std::to_string(welcome->protocol_version) +
+                                          ", this library " +
+                                          std::to_string(protocol::kProtocolVersion));
+  }
+  return Status();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
@@ -59,6 +88,8 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
 
   std::unique_ptr<ClientImpl> c(new ClientImpl());
   c->fd_ = *fd;
+  c->address_ = *addr;
+  c->address_text_ = addr_text;
   protocol::Hello hello;
   hello.node_id = NodeFromEnv();
   hello.pid = static_cast<uint64_t>(getpid());
@@ -66,49 +97,57 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   gethostname(host, sizeof host - 1);
   hello.host = host;
   hello.name = program_invocation_short_name;
-  const std::vector<uint8_t> hello_frame = protocol::EncodeHello(hello);
-  if (Status s = protocol::SendAll(c->fd_, hello_frame.data(), hello_frame.size()); !s.ok()) {
-    return s;
-  }
-  protocol::FrameHeader h;
-  std::vector<uint8_t> payload;
-  if (Status s = RecvFrameWithin(c->fd_, kHandshakeTimeoutMs, &h, &payload); !s.ok()) {
-    return s;
-  }
-  protocol::Reader rd(payload);
-  if (h.type == MsgType::kError) return protocol::DecodeError(rd);
-  if (h.type != MsgType::kWelcome || !protocol::DecodeWelcome(rd, &c->welcome_)) {
-    return Status(GISMO_ERR_PROTOCOL, addr_text + " did not answer like a gismo manager");
-  }
+  const fence::ProcessIdentity me = fence::Self();
+  hello.identity[0] = me.boot_id;
+  hello.identity[1] = me.pid_ns;
+  hello.identity[2] = me.pid;
+  hello.identity[3] = me.start_time;
+  c->hello_ = hello;
+  if (Status s = Handshake(c->fd_, hello, addr_text, &c->welcome_); !s.ok()) return s;
   const protocol::Welcome& w = c->welcome_;
-  if (w.protocol_version != protocol::kProtocolVersion) {
-    return Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
-                                          std::to_string(w.protocol_version) + ", this library " +
-                                          std::to_string(protocol::kProtocolVersion));
-  }
   // A host may see the shared device under another path.
   std::string path = w.region_path;
   if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
+  // Admitted but unable to go on: say goodbye, so the manager frees the slot
+  // now instead of suspecting a live process that went quiet.
+  auto abandon = [&c](Status why) {
+    protocol::Writer bye;
+    const auto frame = bye.Frame(MsgType::kGoodbye, 0);
+    if (protocol::SendAll(c->fd_, frame.data(), frame.size()).ok()) {
+      protocol::FrameHeader h;
+      std::vector<uint8_t> payload;
+      (void)RecvFrameWithin(c->fd_, kGoodbyeTimeoutMs, &h, &payload);
+    }
+    return why;
+  };
   auto region = region::Region::Open(path);
-  if (!region.ok()) return region.status();
+  if (!region.ok()) return abandon(region.status());
   const region::Superblock& sb = (*region)->sb();
   if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
-    return Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
-                                            "' is not the one the manager at " + addr_text +
-                                            " serves (set GISMO_REGION to its path here)");
+    return abandon(Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
+                                                    "' is not the one the manager at " +
+                                                    addr_text +
+                                                    " serves (set GISMO_REGION to its path here)"));
   }
   c->region_ = std::move(*region);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
   if (!c->store_->SlotAlive()) {
-    return Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active");
+    return abandon(
+        Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active"));
   }
+  c->hello_.role = protocol::Role::kReattach;
+  c->hello_.slot = w.slot;
+  c->hello_.session = w.session;
+  c->hello_.client_id = w.client_id;
+  c->hello_.uuid[0] = w.uuid[0];
+  c->hello_.uuid[1] = w.uuid[1];
   c->receiver_ = std::thread([raw = c.get()] { raw->ReceiverLoop(); });
   return c;
 }
 
 ClientImpl::~ClientImpl() {
   closing_ = true;
-  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   if (fd_ >= 0) close(fd_);
   if (int efd = event_fd_.exchange(-1); efd >= 0) close(efd);
@@ -128,7 +167,7 @@ Status ClientImpl::Disconnect() {
     }
   }
   closing_ = true;
-  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   return result;
 }
@@ -163,10 +202,95 @@ void ClientImpl::MarkLost(const std::string& why) {
   }
 }
 
+void ClientImpl::ShutdownConnection() {
+  std::lock_guard<std::mutex> lk(send_mu_);
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+}
+
+// The connection is gone but this client is not: its slot, references and
+// unsealed objects live in the region, and object operations need no
+// manager. It re-attaches (to the same manager, or a new one on the same
+// address) for as long as its session is live there; a manager that has
+// suspected it refuses, and only then is the client lost.
+bool ClientImpl::Reattach(std::string* why) {
+  uint32_t backoff_ms = 10;
+  while (!closing_.load(std::memory_order_relaxed)) {
+    if (!store_->SlotAlive()) {
+      *why = "the manager ended this client's session (its lease expired?)";
+      return false;
+    }
+    auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs);
+    if (fd.ok()) {
+      protocol::Welcome w;
+      bool refused = false;
+      Status s = Handshake(*fd, hello_, address_text_, &w, &refused);
+      if (s.ok()) {
+        int old;
+        {
+          std::lock_guard<std::mutex> lk(send_mu_);
+          old = fd_;
+          fd_ = *fd;
+        }
+        close(old);
+        welcome_.lease_ms = w.lease_ms;
+        welcome_.manager_epoch = w.manager_epoch;
+        std::lock_guard<std::mutex> lk(state_mu_);
+        ++connection_epoch_;
+        acked_waits_.clear();
+        ++wake_seq_;  // waiters register again and re-check
+        state_cv_.notify_all();
+        return true;
+      }
+      close(*fd);
+      if (refused) {
+        *why = s.message();
+        return false;
+      }
+    }
+    std::unique_lock<std::mutex> lk(state_mu_);
+    state_cv_.wait_for(lk, std::chrono::milliseconds(backoff_ms),
+                       [&] { return closing_.load(std::memory_order_relaxed); });
+    backoff_ms = std::min<uint32_t>(backoff_ms * 2, 500);
+  }
+  *why = "disconnected";
+  return false;
+}
+
 void ClientImpl::ReceiverLoop() {
+  std::vector<uint8_t> payload;
+  for (;;) {
+    std::string why;
+    if (RunConnection(&payload, &why) || closing_.load()) {
+      MarkLost(closing_.load() ? "disconnected" : why);
+      return;
+    }
+    if (!Reattach(&why)) {
+      MarkLost(why);
+      return;
+    }
+    // Subscriptions are the manager's memory: tell the new one.
+    bool resubscribe;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      resubscribe = subscribe_acked_;
+    }
+    if (resubscribe) {
+      protocol::Writer w;
+      (void)Send(w.Frame(MsgType::kSubscribe, next_request_.fetch_add(1)));
+      if (int efd = event_fd_.load(); efd >= 0) {
+        uint64_t one = 1;
+        (void)!write(efd, &one, sizeof one);
+      }
+    }
+  }
+}
+
+// Serves one connection until it fails (returns false, `why` says how) or
+// the manager ends the session (returns true).
+bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) {
   const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
   uint64_t last_beat = MonotonicNs();
-  std::vector<uint8_t> payload;
+  const int fd = fd_;  // only this thread replaces it
   while (!closing_.load()) {
     int wait_ms = heartbeat_ms;
     if (heartbeat_ms > 0) {
@@ -174,24 +298,24 @@ void ClientImpl::ReceiverLoop() {
       wait_ms =
           since >= static_cast<uint64_t>(heartbeat_ms) ? 0 : heartbeat_ms - static_cast<int>(since);
     }
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p{fd, POLLIN, 0};
     int rc = poll(&p, 1, wait_ms);
     if (rc < 0 && errno == EINTR) continue;
     if (rc == 0 || (heartbeat_ms > 0 &&
                     (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
       protocol::Writer w;
       if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
-        MarkLost("cannot reach the manager");
-        return;
+        *why = "cannot reach the manager";
+        return false;
       }
       last_beat = MonotonicNs();
       if (rc == 0) continue;
     }
     protocol::FrameHeader h;
-    Status s = protocol::RecvFrame(fd_, &h, &payload);
+    Status s = protocol::RecvFrame(fd, &h, payload);
     if (!s.ok()) {
-      MarkLost(closing_.load() ? "disconnected" : s.message());
-      return;
+      *why = s.message();
+      return false;
     }
     std::lock_guard<std::mutex> lk(state_mu_);
     switch (h.type) {
@@ -207,6 +331,15 @@ void ClientImpl::ReceiverLoop() {
       case MsgType::kSubscribeAck:
         subscribe_acked_ = true;
         break;
+      case MsgType::kFenceReply: {
+        protocol::Reader rd(*payload);
+        const auto code = static_cast<gismo_status_t>(rd.U32());
+        std::string msg = rd.Str();
+        fence_replies_[h.request_id] =
+            rd.ok() ? (code == GISMO_OK ? Status(GISMO_OK, msg) : Status(code, msg))
+                    : Status(GISMO_ERR_PROTOCOL, "malformed fence reply");
+        break;
+      }
       case MsgType::kNotify:
         if (int efd = event_fd_.load(); efd >= 0) {
           uint64_t one = 1;
@@ -214,29 +347,47 @@ void ClientImpl::ReceiverLoop() {
         }
         break;
       case MsgType::kError: {
-        protocol::Reader rd(payload);
+        protocol::Reader rd(*payload);
         Status err = protocol::DecodeError(rd);
-        lost_reason_ = err.message();
-        lost_ = true;
-        break;
+        *why = err.message();
+        state_cv_.notify_all();
+        return true;
       }
       default:
         break;  // newer managers may send more; ignore what we do not know
     }
     state_cv_.notify_all();
   }
+  *why = "disconnected";
+  return true;
 }
 
-void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id) {
+Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  const uint64_t id = next_request_.fetch_add(1);
+  if (Status s = Send(protocol::EncodeFenceOrder(id, order)); !s.ok()) return s;
+  std::unique_lock<std::mutex> lk(state_mu_);
+  const bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs), [&] {
+    return fence_replies_.count(id) > 0 || lost_.load();
+  });
+  if (!done) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer the fence order");
+  if (!fence_replies_.count(id)) return Status(GISMO_ERR_CONNECTION, "lost the manager");
+  Status r = fence_replies_[id];
+  fence_replies_.erase(id);
+  if (r.code() != GISMO_OK) return r;
+  *what = r.message();
+  return Status();
+}
+
+void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_event) {
   // Pairs with the manager raising a shard's `waiters` (or `subscribers`)
   // before it acknowledges a wait (or subscription): either the waiter's
   // re-check sees our change, or we see its registration.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   region::Superblock& sb = region_->sb();
-  const uint64_t h = store::Store::HashId(id);
-  const uint32_t shard = static_cast<uint32_t>(h >> 40) & (region_->num_shards() - 1);
+  const uint32_t shard = region_->ShardOf(store::HashId(id));
   bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
-  if (!tell && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+  if (!tell && ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
     // One pending kick covers every event published before the manager
     // clears it (see Superblock::kick_pending).
     tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
@@ -265,9 +416,14 @@ Status ClientImpl::Seal(const gismo_id_t& id) {
 }
 
 Status ClientImpl::Abort(const gismo_id_t& id) {
-  std::lock_guard<std::mutex> op(op_mu_);
-  if (Status s = CheckAlive(); !s.ok()) return s;
-  return store_->Abort(id);
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Abort(id); !s.ok()) return s;
+  }
+  // Getters waiting for it re-check (one of them may create it now).
+  NotifyIfWatched(MsgType::kDeleted, id, /*ring_event=*/false);
+  return Status();
 }
 
 Status ClientImpl::Release(const gismo_id_t& id) {
@@ -302,19 +458,18 @@ Status ClientImpl::List(gismo_object_info_t* infos, size_t capacity, size_t* cou
   std::lock_guard<std::mutex> op(op_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
   size_t n = 0;
-  store_->ForEach([&](const gismo_object_info_t& info) {
+  Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
     if (n < capacity) infos[n] = info;
     ++n;
   });
   *count = n;
-  return Status();
+  return listed;
 }
 
 Status ClientImpl::Usage(gismo_usage_t* usage) {
   std::lock_guard<std::mutex> op(op_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
-  *usage = store_->Usage();
-  return Status();
+  return store_->Usage(usage);
 }
 
 namespace {
@@ -358,7 +513,7 @@ Status ClientImpl::Subscribe(int* fd) {
   cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
   {
     std::lock_guard<std::mutex> op(op_mu_);
-    store_->ForEach([&](const gismo_object_info_t& info) {
+    Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
       if (info.state != GISMO_STATE_SEALED) return;
       gismo_notification_t n{};
       n.event = GISMO_EVENT_SEALED;
@@ -369,6 +524,7 @@ Status ClientImpl::Subscribe(int* fd) {
       initial_.push_back(n);
       initial_ids_.insert(IdKey(info.id));
     });
+    if (!listed.ok()) return listed;
   }
   snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
   subscribed_ = true;
@@ -505,16 +661,6 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
   if (Status s = sweep(); !s.ok()) return s;
   if (pending.empty() || timeout_ms == 0) return Status();
 
-  // Register the wait with the manager, then re-check (see NotifyIfWatched).
-  const uint64_t wait_id = next_request_.fetch_add(1);
-  protocol::Writer w;
-  w.U32(static_cast<uint32_t>(pending.size()));
-  for (size_t i : pending) w.Id(ids[i]);
-  if (Status s = Send(w.Frame(MsgType::kWait, wait_id)); !s.ok()) {
-    std::lock_guard<std::mutex> op(op_mu_);
-    release_taken();
-    return s;
-  }
   auto deadline =
       std::chrono::steady_clock::now() +
       std::chrono::nanoseconds(
@@ -526,12 +672,32 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     }
     return state_cv_.wait_until(lk, deadline, pred);
   };
-  Status result;
-  {
+  // Registers the wait with the manager (again after a re-attach: waits are
+  // the manager's memory), then the caller re-checks (see NotifyIfWatched).
+  // A send that fails while the connection is being re-established is not
+  // an error: the re-attach wakes us and we register again.
+  const uint64_t wait_id = next_request_.fetch_add(1);
+  uint64_t registered_epoch = ~0ull;
+  auto register_wait = [&] {
+    uint64_t epoch;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      epoch = connection_epoch_;
+    }
+    if (epoch == registered_epoch) return;
+    registered_epoch = epoch;
+    protocol::Writer w;
+    w.U32(static_cast<uint32_t>(pending.size()));
+    for (size_t i : pending) w.Id(ids[i]);
+    if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
     std::unique_lock<std::mutex> lk(state_mu_);
-    wait_until(lk, [&] { return acked_waits_.count(wait_id) > 0 || lost_.load(); });
-  }
+    wait_until(lk, [&] {
+      return acked_waits_.count(wait_id) > 0 || lost_.load() || connection_epoch_ != epoch;
+    });
+  };
+  Status result;
   for (;;) {
+    register_wait();
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lk(state_mu_);

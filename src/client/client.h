@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <deque>
 #include <gismo/gismo.hpp>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -47,6 +48,10 @@ class ClientImpl {
   Status Subscribe(int* fd);
   Status NextNotification(gismo_notification_t* out, int64_t timeout_ms);
 
+  // gismo fence: declares a client or node fenced (the operator's word).
+  // `what` receives the manager's account of what it recovered.
+  Status Fence(const protocol::FenceOrder& order, std::string* what);
+
   uint32_t node_id() const { return welcome_.node_id; }
   uint32_t slot() const { return welcome_.slot; }
   uint64_t session() const { return welcome_.session; }
@@ -57,11 +62,18 @@ class ClientImpl {
   Status CheckAlive() const;
   Status Send(const std::vector<uint8_t>& frame);
   // Tells the manager about a seal or delete if anyone waits for one.
-  void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id);
+  // `ring_event`: the operation appended to the event ring (subscribers care).
+  void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id, bool ring_event = true);
   void ReceiverLoop();
+  bool RunConnection(std::vector<uint8_t>* payload, std::string* why);
+  bool Reattach(std::string* why);
+  void ShutdownConnection();
   void MarkLost(const std::string& why);
 
-  int fd_ = -1;
+  int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
+  protocol::Address address_;
+  std::string address_text_;
+  protocol::Hello hello_;  // after the welcome: a re-attach hello
   protocol::Welcome welcome_;
   std::unique_ptr<region::Region> region_;
   std::unique_ptr<store::Store> store_;
@@ -75,6 +87,8 @@ class ClientImpl {
   std::condition_variable state_cv_;
   uint64_t wake_seq_ = 0;
   std::set<uint64_t> acked_waits_;
+  uint64_t connection_epoch_ = 0;  // +1 at every re-attach
+  std::map<uint64_t, Status> fence_replies_;
   bool bye_ = false;
   std::string lost_reason_;
   std::atomic<bool> lost_{false};

@@ -56,6 +56,8 @@ const char* gismo_status_message(gismo_status_t status) {
       return "internal error";
     case GISMO_ERR_UNSUPPORTED:
       return "not supported";
+    case GISMO_ERR_BUSY:
+      return "busy: held by a client that is suspected, not yet fenced";
   }
   return "unknown status";
 }

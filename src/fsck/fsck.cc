@@ -199,7 +199,7 @@ class Checker {
                   StateName(st));
           continue;
         }
-        const uint64_t h = store::Store::HashId(IdOf(rec));
+        const uint64_t h = store::HashId(IdOf(rec));
         if ((static_cast<uint32_t>(h >> 40) & (r_.num_shards() - 1)) != s ||
             static_cast<uint32_t>(h) != static_cast<uint32_t>(v >> 32)) {
           Problem("object ", IdHex(rec), " is filed under the wrong hash");

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,29 +17,99 @@
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "fence/process.h"
+#include "manager/fence_command.h"
 #include "manager/listen.h"
+#include "manager/manager_lease.h"
 #include "manager/metrics.h"
+#include "manager/recovery.h"
 #include "protocol/wire.h"
-#include "store/store.h"
+#include "store/index.h"
 #include "store/txn.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 namespace gismo::manager {
 
 using protocol::MsgType;
+using region::FenceReason;
+using region::PackSlotState;
 using region::SlotState;
 
 namespace {
 constexpr uint32_t kManagerSlot = 0;
 constexpr auto kTick = std::chrono::milliseconds(20);
+constexpr uint64_t kMs = 1'000'000;
+// A fence command that failed is tried again after this long.
+constexpr uint64_t kFenceRetryNs = 1000 * kMs;
 
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
 }
-uint64_t SlotSession(uint64_t state) { return state >> 8; }
-uint64_t SlotStateOf(uint64_t state) { return state & 0xff; }
+
+const char* ReasonText(FenceReason r) {
+  switch (r) {
+    case FenceReason::kProcessGone:
+      return "its process is gone (confirmed by this kernel)";
+    case FenceReason::kNodeAgent:
+      return "its node's agent confirmed its process gone";
+    case FenceReason::kNodeFenced:
+      return "its node was fenced";
+    case FenceReason::kOperator:
+      return "an operator fenced it";
+    case FenceReason::kDeparted:
+      return "it disconnected";
+    default:
+      return "unknown";
+  }
+}
+
+fence::ProcessIdentity IdentityFrom(const uint64_t w[4]) {
+  fence::ProcessIdentity id;
+  id.boot_id = w[0];
+  id.pid_ns = w[1];
+  id.pid = w[2];
+  id.start_time = w[3];
+  return id;
+}
 }  // namespace
 
 class Session;
+
+// What the manager knows of one admitted client, from admission until its
+// slot is free again. The slot's state in the region is the durable part;
+// this is what a new manager rebuilds from it.
+struct Member {
+  enum class Phase {
+    kConnected,   // its connection is up
+    kDetached,    // its connection closed; it may re-attach until `deadline_ns`
+    kSuspected,   // may still run: nothing of it is touched; being fenced
+    kRecovering,  // fenced: recovery runs (and is retried while a lock is busy)
+  };
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  uint64_t client_id = 0;
+  uint32_t node = 0;
+  fence::ProcessIdentity identity;
+  std::string describe;
+  std::weak_ptr<Session> conn;
+  Phase phase = Phase::kConnected;
+  uint64_t deadline_ns = 0;
+  // Same kernel and PID namespace as the manager, with its process pinned by
+  // a pidfd: the manager fences it itself.
+  std::shared_ptr<asio::posix::stream_descriptor> pidfd;
+  bool killed = false;
+  uint64_t agent_request = 0;  // outstanding FenceProcess order (0: none)
+  uint64_t agent_deadline_ns = 0;
+  bool agent_failed = false;
+  bool operator_hint_logged = false;
+  FenceReason reason = FenceReason::kNone;
+};
 
 class Manager::Impl {
  public:
@@ -68,51 +139,77 @@ class Manager::Impl {
   std::set<std::shared_ptr<Session>> sessions_;
   std::unordered_map<std::string, std::vector<std::pair<std::weak_ptr<Session>, uint64_t>>>
       waits_by_id_;
-  std::set<uint32_t> pending_recovery_;
-  // Orphans found holding a lock at start, and when their grace ends.
-  std::map<uint32_t, uint64_t> orphan_grace_;
-  static constexpr uint64_t kOrphanGraceNs = 200'000'000;
-  bool HoldsLock(uint32_t slot) const {
-    uint64_t tag = region::LockTag(slot, SlotSession(region_->slot(slot).state.load()));
-    bool held = false;
-    store::ForEachLock(*region_, [&](region::Word& w) { held |= w.load() == tag; });
-    return held;
-  }
+  std::map<uint32_t, Member> members_;                 // by slot
+  std::map<uint32_t, std::weak_ptr<Session>> agents_;  // by node
+  std::map<uint32_t, FenceCommand> node_fences_;       // by node
+  std::map<uint32_t, uint64_t> node_fence_retry_ns_;
+  uint64_t next_agent_request_ = 1;
   uint64_t session_ = 0;  // the manager's own slot session
+  uint64_t epoch_ = 0;    // our lease of the region
+  std::atomic<bool> superseded_{false};
+  bool kick_seen_ = false;
   int lock_fd_ = -1;
+  fence::ProcessIdentity self_;
   ManagerStats stats_;
   bool stopped_ = false;
   std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
 
  private:
   Status OpenRegion();
+  void AdoptSlotsOfPreviousManager();
   Status Listen(const std::string& address);
   void AcceptUnix(asio::local::stream_protocol::acceptor& a);
   void AcceptTcp(asio::ip::tcp::acceptor& a);
-  void Adopt(asio::generic::stream_protocol::socket sock, std::string peer);
+  void Adopt(asio::generic::stream_protocol::socket sock, std::string peer, bool is_unix);
   void Tick();
   void Shutdown();
   void HandleHello(const std::shared_ptr<Session>& s, protocol::Reader& r);
+  void Admit(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
+  void Reattach(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
+  void AdmitAgent(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
+  void SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot, uint64_t session,
+                   uint64_t client_id, uint32_t node);
   void HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id, protocol::Reader& r);
   void CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_id);
   void WakeWaiters(const gismo_id_t& id);
+  void WakeAllWaiters();
   region::ShardHeader& ShardOf(const gismo_id_t& id) const {
-    const uint64_t h = store::Store::HashId(id);
-    return region_->shard(static_cast<uint32_t>(h >> 40) & (region_->num_shards() - 1));
+    return region_->shard(region_->ShardOf(store::HashId(id)));
   }
-  // Tells every subscriber that the event ring has new entries.
   void NotifySubscribers();
   std::set<std::shared_ptr<Session>> subscribers_;
-  // Recovers a client slot; if a lock stays busy, retries from Tick().
-  void RecoverSlot(uint32_t slot, const std::string& who);
   void DropWaits(const std::shared_ptr<Session>& s);
+
+  // --- the failure model ---
+  void WatchProcess(Member& m, int pidfd);
+  void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
+  void Detach(Member& m, const std::string& why);
+  void Suspect(Member& m, const std::string& why);
+  void AdvanceFencing(Member& m);
+  void Fenced(Member& m, FenceReason reason);
+  void FenceNode(uint32_t node, FenceReason reason);
+  // False while a lock stays busy (retried from Tick).
+  bool Recover(Member& m);
+  void HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t request_id,
+                        protocol::Reader& r);
+  void HandleFenceResult(const std::shared_ptr<Session>& s, uint64_t request_id,
+                         protocol::Reader& r);
+  void SetSlotState(uint32_t slot, SlotState state, uint64_t session);
+  bool IsLocalIdentity(const fence::ProcessIdentity& id) const {
+    return id.SameNamespace(self_);
+  }
 };
 
-// One connected client.
+// One connection: a client, a node agent, or a tool.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Manager::Impl& m, asio::generic::stream_protocol::socket sock, std::string peer)
-      : last_heard_ns_(MonotonicNs()), m_(m), sock_(std::move(sock)), peer_(std::move(peer)) {}
+  Session(Manager::Impl& m, asio::generic::stream_protocol::socket sock, std::string peer,
+          bool is_unix)
+      : last_heard_ns_(MonotonicNs()),
+        is_unix(is_unix),
+        m_(m),
+        sock_(std::move(sock)),
+        peer_(std::move(peer)) {}
 
   void Start() { ReadHeader(); }
 
@@ -131,21 +228,36 @@ class Session : public std::enable_shared_from_this<Session> {
     sock_.close(ec);
   }
 
+  // The peer's pid in the manager's PID namespace (Unix sockets only; 0 if
+  // unknown), as the kernel reports it.
+  pid_t PeerPid() {
+    if (!is_unix || closed_) return 0;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return 0;
+    return cred.pid;
+  }
+
   std::string Describe() const {
+    if (agent_node >= 0) return "agent of node " + std::to_string(agent_node) + " (" + peer_ + ")";
     if (slot == 0) return peer_;
     return "client " + std::to_string(client_id) + " (slot " + std::to_string(slot) + ", node " +
            std::to_string(node) + ", pid " + std::to_string(pid) + " on " + host + ", " + name +
            ")";
   }
 
-  uint32_t slot = 0;  // 0: not registered (slot 0 is the manager's own)
+  uint32_t slot = 0;  // 0: not a client (slot 0 is the manager's own)
   uint64_t client_id = 0;
   uint32_t node = 0;
   uint64_t pid = 0;
+  int64_t agent_node = -1;  // >= 0: the fencing agent of that node
+  fence::ProcessIdentity identity;
   std::string host, name;
   uint64_t last_heard_ns_;
   std::map<uint64_t, std::vector<std::string>> waits;
   bool closed_ = false;
+  bool hello_done = false;
+  const bool is_unix;
 
  private:
   void ReadHeader() {
@@ -193,14 +305,20 @@ Manager::Impl::~Impl() {
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
+void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t session) {
+  // seq_cst: Txn invariant 4 (a client re-reads its state after each CAS).
+  region_->slot(slot).state.store(PackSlotState(state, session), std::memory_order_seq_cst);
+}
+
 Status Manager::Impl::OpenRegion() {
-  // One manager per region on this host; taken before anything is formatted.
+  // One manager per region on this host: a shortcut; the lease below is
+  // what holds across hosts.
   lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
   if (lock_fd_ < 0) {
     return Status(GISMO_ERR_IO,
                   "cannot open region '" + opt_.region_path + "': " + std::strerror(errno));
   }
-  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+  if (!opt_.skip_host_lock && flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return Status(GISMO_ERR_IO,
                   "another gismo-manager is already serving region '" + opt_.region_path + "'");
   }
@@ -210,86 +328,404 @@ Status Manager::Impl::OpenRegion() {
   if (!r.ok()) return r.status();
   region_ = std::move(*r);
   region::Superblock& sb = region_->sb();
-  if (formatted) {
-    spdlog::info("formatted region {}: {} ({} heap, {} objects, {} clients)", opt_.region_path,
-                 region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size),
-                 sb.max_objects, sb.max_clients - 1);
-  } else {
-    spdlog::info("opened region {}: {} ({} heap, {} objects, {} clients)", opt_.region_path,
-                 region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size),
-                 sb.max_objects, sb.max_clients - 1);
-  }
+  spdlog::info("{} region {}: {} ({} heap, {} objects, {} clients)",
+               formatted ? "formatted" : "opened", opt_.region_path,
+               region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size),
+               sb.max_objects, sb.max_clients - 1);
   if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
     return Status(GISMO_ERR_UNSUPPORTED,
                   "region is formatted for non-coherent (CXL 2.0) mode, which this build does "
                   "not implement yet");
   }
-  // Our own slot: a previous manager may have died inside a transaction.
+  self_ = fence::Self();
+  LeaseOptions lo;
+  lo.node_id = opt_.node_id;
+  lo.lease_ms = opt_.manager_lease_ms;
+  lo.previous_manager_fenced = opt_.previous_manager_fenced;
+  lo.fence_command = opt_.fence_command;
+  lo.fence_timeout_ms = opt_.fence_timeout_ms;
+  lo.region_path = opt_.region_path;
+  std::string how;
+  auto epoch = AcquireManagerLease(*region_, lo, &how);
+  if (!epoch.ok()) return epoch.status();
+  epoch_ = *epoch;
+  if (!how.empty()) spdlog::warn("took over the region: {}", how);
+  // Our own slot: the previous manager (fenced now) may have died inside a
+  // transaction.
   region::ClientSlotHeader& me = region_->slot(kManagerSlot);
-  uint64_t st = me.state.load(std::memory_order_acquire);
-  if (SlotStateOf(st) != static_cast<uint64_t>(SlotState::kFree)) {
-    store::UndoDeadClient(*region_, kManagerSlot);
-  }
-  session_ = SlotSession(st) + 1;
+  const uint64_t st = me.state.load(std::memory_order_acquire);
+  if (region::SlotStateOf(st) != SlotState::kFree) store::UndoDeadClient(*region_, kManagerSlot);
+  session_ = region::SlotSessionOf(st) + 1;
   me.client_id.store(0, std::memory_order_relaxed);
   me.node_id.store(opt_.node_id, std::memory_order_relaxed);
   me.pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed);
   me.connect_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
-  me.state.store(static_cast<uint64_t>(SlotState::kActive) | session_ << 8,
-                 std::memory_order_release);
-  sb.manager_epoch.fetch_add(1);
-  sb.manager_start_time_ns.store(RealtimeNs());
-  sb.manager_heartbeat_ns.store(RealtimeNs());
-  // Waits and subscriptions of a previous manager died with its connections.
-  sb.waiters.store(0);
-  sb.subscribers.store(0);
-  sb.kick_pending.store(0);
-  for (uint32_t i = 0; i < region_->num_shards(); ++i) region_->shard(i).waiters.store(0);
-  // Clients of a previous manager: their connections are gone. Recover them
-  // now, except one that holds a lock: it may be a live client finishing an
-  // operation it began before it noticed the old manager die; it gets a
-  // short grace (Tick recovers it once it lets go, or when the grace ends).
-  for (uint32_t i = 1; i < region_->max_clients(); ++i) {
-    uint64_t s = region_->slot(i).state.load(std::memory_order_acquire);
-    if (SlotStateOf(s) != static_cast<uint64_t>(SlotState::kFree) && HoldsLock(i)) {
-      orphan_grace_[i] = MonotonicNs() + kOrphanGraceNs;
-      continue;
-    }
-    if (SlotStateOf(s) != static_cast<uint64_t>(SlotState::kFree)) {
-      spdlog::info("client {} (slot {}, node {}) was left by a previous manager; recovering",
-                   region_->slot(i).client_id.load(), i, region_->slot(i).node_id.load());
-      RecoverSlot(i, "orphaned client in slot " + std::to_string(i));
-      ++stats_.clients_recovered;
-    }
+  SetSlotState(kManagerSlot, SlotState::kActive, session_);
+  sb.manager_start_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  sb.manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  sb.lock_wait_ms.store(opt_.lock_wait_ms, std::memory_order_relaxed);
+  // Waits and subscriptions of a previous manager died with its connections
+  // (clients that re-attach register theirs again).
+  sb.waiters.store(0, std::memory_order_seq_cst);
+  sb.subscribers.store(0, std::memory_order_seq_cst);
+  sb.kick_pending.store(0, std::memory_order_seq_cst);
+  for (uint32_t i = 0; i < region_->num_shards(); ++i) {
+    region_->shard(i).waiters.store(0, std::memory_order_seq_cst);
   }
+  AdoptSlotsOfPreviousManager();
   return Status();
 }
 
-void Manager::Impl::RecoverSlot(uint32_t slot, const std::string& who) {
-  region::ClientSlotHeader& h = region_->slot(slot);
-  uint64_t st = h.state.load(std::memory_order_acquire);
-  uint64_t session = SlotSession(st);
-  h.state.store(static_cast<uint64_t>(SlotState::kRecovering) | session << 8,
-                std::memory_order_release);
-  uint64_t t0 = MonotonicNs();
-  auto rep = store::Store::RecoverSlot(*region_, slot, kManagerSlot, session_);
-  uint64_t dt = MonotonicNs() - t0;
-  stats_.recovery_ns_total += dt;
-  if (!rep.complete) {
-    if (pending_recovery_.insert(slot).second) {
-      spdlog::warn("recovery of {} waits for a busy lock; will retry", who);
+// Clients of a previous manager are not dead because it is: each gets the
+// re-attach window, exactly like a client whose connection closed. Only
+// those that do not come back are suspected, and recovered once fenced.
+void Manager::Impl::AdoptSlotsOfPreviousManager() {
+  const uint64_t grace =
+      uint64_t{std::max<uint32_t>(opt_.reattach_ms ? opt_.reattach_ms : 3000, opt_.lease_ms)} *
+      kMs;
+  for (uint32_t i = 1; i < region_->max_clients(); ++i) {
+    region::ClientSlotHeader& h = region_->slot(i);
+    const uint64_t st = h.state.load(std::memory_order_acquire);
+    const SlotState state = region::SlotStateOf(st);
+    if (state == SlotState::kFree) continue;
+    Member m;
+    m.slot = i;
+    m.session = region::SlotSessionOf(st);
+    m.client_id = h.client_id.load(std::memory_order_relaxed);
+    m.node = static_cast<uint32_t>(h.node_id.load(std::memory_order_relaxed));
+    uint64_t w[4];
+    for (int k = 0; k < 4; ++k) w[k] = h.identity[k].load(std::memory_order_relaxed);
+    m.identity = IdentityFrom(w);
+    m.describe = "client " + std::to_string(m.client_id) + " (slot " + std::to_string(i) +
+                 ", node " + std::to_string(m.node) + ", left by a previous manager)";
+    auto [it, _] = members_.emplace(i, std::move(m));
+    Member& mm = it->second;
+    switch (state) {
+      case SlotState::kActive:
+        mm.phase = Member::Phase::kDetached;
+        mm.deadline_ns = MonotonicNs() + grace;
+        TryWatchLocal(mm, nullptr);
+        spdlog::info("{}: waiting {} ms for it to re-attach", mm.describe, grace / kMs);
+        break;
+      case SlotState::kSuspected:
+        mm.phase = Member::Phase::kSuspected;
+        spdlog::warn("{} was suspected by the previous manager; fencing it", mm.describe);
+        TryWatchLocal(mm, nullptr);
+        break;
+      default:  // kRecovering: it was fenced; finish its recovery
+        mm.phase = Member::Phase::kRecovering;
+        mm.reason = static_cast<FenceReason>(h.fenced_by.load(std::memory_order_relaxed));
+        break;
+    }
+  }
+}
+
+// --- the failure model ------------------------------------------------------
+
+void Manager::Impl::WatchProcess(Member& m, int pidfd) {
+  m.pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, pidfd);
+  const uint32_t slot = m.slot;
+  const uint64_t session = m.session;
+  // A pidfd turns readable when its process has exited: it can never run
+  // again, so its slot can be recovered at once.
+  m.pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this, slot, session](asio::error_code ec) {
+                        if (ec) return;
+                        auto it = members_.find(slot);
+                        if (it == members_.end() || it->second.session != session) return;
+                        Member& mm = it->second;
+                        if (mm.phase == Member::Phase::kRecovering) return;
+                        spdlog::info("{}: its process has exited", mm.describe);
+                        Fenced(mm, FenceReason::kProcessGone);
+                      });
+}
+
+// Pins the member's process with a pidfd when it runs in this kernel and
+// PID namespace: proven by the kernel for a Unix-socket peer (SO_PEERCRED),
+// else by its claimed identity (same boot id, namespace, and start time).
+void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) {
+  if (m.pidfd) return;
+  pid_t pid = s ? s->PeerPid() : 0;
+  if (pid == 0) {
+    if (!IsLocalIdentity(m.identity) || m.identity.pid == 0 || m.identity.pid > 0x3fffffff) {
+      return;
+    }
+    pid = static_cast<pid_t>(m.identity.pid);
+  }
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    // Its process is gone already (ESRCH), if the identity was ours.
+    if (errno == ESRCH && IsLocalIdentity(m.identity) && pid == pid_t(m.identity.pid) &&
+        m.phase != Member::Phase::kConnected) {
+      asio::post(io_, [this, slot = m.slot, session = m.session] {
+        auto it = members_.find(slot);
+        if (it != members_.end() && it->second.session == session &&
+            it->second.phase != Member::Phase::kRecovering) {
+          Fenced(it->second, FenceReason::kProcessGone);
+        }
+      });
     }
     return;
   }
-  pending_recovery_.erase(slot);
-  h.state.store(static_cast<uint64_t>(SlotState::kFree) | session << 8, std::memory_order_release);
-  // Events the dead client committed but had not published are visible now.
-  NotifySubscribers();
+  // Without the kernel's word (no peer credentials), the start time tells
+  // whether the pid still names the same process.
+  if (!s || s->PeerPid() == 0) {
+    if (fence::Lookup(pid).start_time != m.identity.start_time) {
+      close(fd);
+      if (m.phase != Member::Phase::kConnected) {
+        asio::post(io_, [this, slot = m.slot, session = m.session] {
+          auto it = members_.find(slot);
+          if (it != members_.end() && it->second.session == session &&
+              it->second.phase != Member::Phase::kRecovering) {
+            Fenced(it->second, FenceReason::kProcessGone);
+          }
+        });
+      }
+      return;
+    }
+  }
+  WatchProcess(m, fd);
+}
+
+void Manager::Impl::Detach(Member& m, const std::string& why) {
+  if (m.phase != Member::Phase::kConnected) return;
+  const uint64_t grace =
+      uint64_t{opt_.reattach_ms ? opt_.reattach_ms : (opt_.lease_ms ? opt_.lease_ms : 3000)} * kMs;
+  m.phase = Member::Phase::kDetached;
+  m.deadline_ns = MonotonicNs() + grace;
+  m.conn.reset();
+  spdlog::info("{}: {}; it keeps its slot for {} ms to re-attach", m.describe, why, grace / kMs);
+}
+
+void Manager::Impl::Suspect(Member& m, const std::string& why) {
+  if (m.phase == Member::Phase::kSuspected || m.phase == Member::Phase::kRecovering) return;
+  if (auto s = m.conn.lock()) {
+    DropWaits(s);
+    s->slot = 0;
+    s->Close();
+    sessions_.erase(s);
+  }
+  m.conn.reset();
+  m.phase = Member::Phase::kSuspected;
+  SetSlotState(m.slot, SlotState::kSuspected, m.session);
+  ++stats_.clients_suspected;
+  spdlog::warn("{} is suspected ({}); nothing it owns is touched until it is fenced", m.describe,
+               why);
+  AdvanceFencing(m);
+}
+
+// Tries, in order: the manager's own kernel (pidfd), the node's agent, the
+// node's fence command; else waits for an operator.
+void Manager::Impl::AdvanceFencing(Member& m) {
+  if (m.phase != Member::Phase::kSuspected) return;
+  const uint64_t now = MonotonicNs();
+  if (m.pidfd) {
+    if (!m.killed) {
+      // Pinned by the pidfd: this is its process, not a reuse of its pid.
+      if (syscall(SYS_pidfd_send_signal, m.pidfd->native_handle(), SIGKILL, nullptr, 0) == 0 ||
+          errno == ESRCH) {
+        m.killed = true;
+        spdlog::warn("{}: killed it (it runs on the manager's own kernel); recovery follows "
+                     "its exit",
+                     m.describe);
+      }
+    }
+    return;  // WatchProcess fences it when it has exited
+  }
+  if (m.agent_request == 0 && !m.agent_failed) {
+    auto it = agents_.find(m.node);
+    auto agent = it == agents_.end() ? nullptr : it->second.lock();
+    if (agent && agent->identity.SameNamespace(m.identity)) {
+      protocol::FenceProcessOrder order;
+      order.slot = m.slot;
+      order.session = m.session;
+      order.identity[0] = m.identity.boot_id;
+      order.identity[1] = m.identity.pid_ns;
+      order.identity[2] = m.identity.pid;
+      order.identity[3] = m.identity.start_time;
+      m.agent_request = next_agent_request_++;
+      m.agent_deadline_ns = now + uint64_t{opt_.agent_timeout_ms} * kMs;
+      agent->Send(protocol::EncodeFenceProcessOrder(m.agent_request, order));
+      spdlog::info("{}: asked {} to fence it", m.describe, agent->Describe());
+      return;
+    }
+  }
+  if (m.agent_request != 0) {
+    if (now < m.agent_deadline_ns) return;
+    spdlog::warn("{}: the agent of node {} did not answer in time", m.describe, m.node);
+    m.agent_request = 0;
+    m.agent_failed = true;
+  }
+  if (!opt_.fence_command.empty() && m.node != opt_.node_id) {
+    FenceCommand& fc = node_fences_[m.node];
+    if (fc.Poll() != FenceCommand::State::kRunning && now >= node_fence_retry_ns_[m.node]) {
+      spdlog::warn("fencing node {} for {}: {} {}", m.node, m.describe, opt_.fence_command,
+                   m.node);
+      fc.Start(opt_.fence_command, m.node, uint64_t{opt_.fence_timeout_ms} * kMs);
+    }
+    return;
+  }
+  if (!m.operator_hint_logged) {
+    m.operator_hint_logged = true;
+    spdlog::error(
+        "{} cannot be fenced from here ({}); its objects stay untouched. Once it certainly "
+        "cannot run again, run: gismo fence --client {} (or --node {})",
+        m.describe,
+        opt_.fence_command.empty() ? "no node agent, no --fence-command"
+                                   : "its node is the manager's own",
+        m.client_id, m.node);
+  }
+}
+
+void Manager::Impl::Fenced(Member& m, FenceReason reason) {
+  if (m.phase == Member::Phase::kRecovering) return;
+  if (auto s = m.conn.lock()) {
+    DropWaits(s);
+    s->slot = 0;
+    s->Close();
+    sessions_.erase(s);
+  }
+  m.conn.reset();
+  m.pidfd.reset();
+  m.reason = reason;
+  m.phase = Member::Phase::kRecovering;
+  region_->slot(m.slot).fenced_by.store(static_cast<uint64_t>(reason), std::memory_order_relaxed);
+  SetSlotState(m.slot, SlotState::kRecovering, m.session);
+  if (reason != FenceReason::kDeparted) {
+    ++stats_.clients_fenced;
+    spdlog::info("{} is fenced: {}", m.describe, ReasonText(reason));
+  }
+  const uint32_t slot = m.slot;
+  // Recover now; a busy lock makes Tick retry it.
+  if (Recover(m)) members_.erase(slot);
+}
+
+void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
+  ++stats_.nodes_fenced;
+  std::vector<uint32_t> slots;
+  for (auto& [slot, m] : members_) {
+    if (m.node == node && m.phase != Member::Phase::kRecovering) slots.push_back(slot);
+  }
+  spdlog::warn("node {} is fenced ({}): recovering its {} client(s)", node,
+               reason == FenceReason::kOperator ? "an operator said so" : "fence command",
+               slots.size());
+  for (uint32_t slot : slots) {
+    auto it = members_.find(slot);
+    if (it != members_.end()) Fenced(it->second, reason);
+  }
+  if (auto it = agents_.find(node); it != agents_.end()) {
+    if (auto a = it->second.lock()) {
+      a->Close();
+      sessions_.erase(a);
+    }
+    agents_.erase(it);
+  }
+}
+
+bool Manager::Impl::Recover(Member& m) {
+  const uint64_t t0 = MonotonicNs();
+  const RecoveryReport rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
+  const uint64_t dt = MonotonicNs() - t0;
+  stats_.recovery_ns_total += dt;
+  if (!rep.complete) {
+    spdlog::warn("recovery of {} waits for a busy lock; will retry", m.describe);
+    return false;
+  }
+  SetSlotState(m.slot, SlotState::kFree, m.session);
+  if (m.reason == FenceReason::kDeparted) {
+    ++stats_.clients_left;
+  } else {
+    ++stats_.clients_recovered;
+  }
   if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
     spdlog::info(
         "recovered {}: {} interrupted operation(s) undone, {} unsealed object(s) aborted, {} "
         "reference(s) dropped, {} deferred delete(s) completed, {:.1f} us",
-        who, rep.locks_released ? 1 : 0, rep.aborted, rep.references_dropped, rep.freed, dt / 1e3);
+        m.describe, rep.locks_released ? 1 : 0, rep.aborted, rep.references_dropped, rep.freed,
+        dt / 1e3);
+  }
+  // Events it committed but never published are published now; a getter
+  // waiting for an object it sealed (or aborted) re-checks.
+  NotifySubscribers();
+  WakeAllWaiters();
+  return true;
+}
+
+void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t request_id,
+                                     protocol::Reader& r) {
+  protocol::FenceOrder order;
+  if (!protocol::DecodeFenceOrder(r, &order)) {
+    s->Send(protocol::EncodeError(request_id, Status(GISMO_ERR_PROTOCOL, "malformed fence")));
+    return;
+  }
+  auto reply = [&](const Status& st) {
+    protocol::Writer w;
+    w.U32(static_cast<uint32_t>(st.code()));
+    w.Str(st.message());
+    s->Send(w.Frame(MsgType::kFenceReply, request_id));
+  };
+  if (order.target == protocol::FenceOrder::Target::kNode) {
+    const uint32_t node = static_cast<uint32_t>(order.value);
+    spdlog::warn("{} declares node {} fenced", s->Describe(), node);
+    // The operator's own client is not on a node it fences (it would be dead).
+    std::vector<uint32_t> slots;
+    for (auto& [slot, m] : members_) {
+      if (m.node == node && slot != s->slot && m.phase != Member::Phase::kRecovering) {
+        slots.push_back(slot);
+      }
+    }
+    ++stats_.nodes_fenced;
+    for (uint32_t slot : slots) {
+      if (auto it = members_.find(slot); it != members_.end()) {
+        Fenced(it->second, FenceReason::kOperator);
+      }
+    }
+    return reply(Status(GISMO_OK, "node " + std::to_string(node) + " fenced: " +
+                                      std::to_string(slots.size()) + " client(s) recovered"));
+  }
+  Member* target = nullptr;
+  for (auto& [slot, m] : members_) {
+    if ((order.target == protocol::FenceOrder::Target::kSlot && slot == order.value) ||
+        (order.target == protocol::FenceOrder::Target::kClient && m.client_id == order.value)) {
+      target = &m;
+    }
+  }
+  if (target == nullptr) {
+    return reply(Status(GISMO_ERR_OBJECT_NOT_FOUND, "no such client is connected or suspected"));
+  }
+  if (target->slot == s->slot) {
+    return reply(Status(GISMO_ERR_INVALID_ARGUMENT, "a client cannot fence itself"));
+  }
+  const std::string who = target->describe;
+  spdlog::warn("{} declares {} fenced", s->Describe(), who);
+  Fenced(*target, FenceReason::kOperator);
+  reply(Status(GISMO_OK, who + " fenced and recovered"));
+}
+
+void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_t request_id,
+                                      protocol::Reader& r) {
+  protocol::FenceProcessResult res;
+  if (s->agent_node < 0 || !protocol::DecodeFenceProcessResult(r, &res)) {
+    spdlog::warn("{} sent a malformed or unexpected fence result", s->Describe());
+    return;
+  }
+  auto it = members_.find(res.slot);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (m.session != res.session || m.agent_request != request_id ||
+      m.phase != Member::Phase::kSuspected) {
+    return;
+  }
+  m.agent_request = 0;
+  if (res.status.ok()) {
+    spdlog::info("{}: {} confirms its process gone{}", m.describe, s->Describe(),
+                 res.killed ? " (it killed it)" : "");
+    Fenced(m, FenceReason::kNodeAgent);
+  } else {
+    m.agent_failed = true;
+    spdlog::warn("{}: {} could not fence it: {}", m.describe, s->Describe(),
+                 res.status.message());
+    AdvanceFencing(m);
   }
 }
 
@@ -342,7 +778,7 @@ void Manager::Impl::AcceptUnix(asio::local::stream_protocol::acceptor& a) {
     auto proto = sock.local_endpoint().protocol();
     asio::generic::stream_protocol::socket g(io_, asio::generic::stream_protocol(proto),
                                              sock.release());
-    Adopt(std::move(g), "unix peer");
+    Adopt(std::move(g), "unix peer", true);
     AcceptUnix(a);
   });
 }
@@ -361,13 +797,14 @@ void Manager::Impl::AcceptTcp(asio::ip::tcp::acceptor& a) {
     auto proto = sock.local_endpoint().protocol();
     asio::generic::stream_protocol::socket g(io_, asio::generic::stream_protocol(proto),
                                              sock.release());
-    Adopt(std::move(g), peer);
+    Adopt(std::move(g), peer, false);
     AcceptTcp(a);
   });
 }
 
-void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::string peer) {
-  auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer));
+void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::string peer,
+                          bool is_unix) {
+  auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer), is_unix);
   sessions_.insert(s);
   s->Start();
 }
@@ -375,7 +812,7 @@ void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::stri
 void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::FrameHeader& h,
                             const std::vector<uint8_t>& payload) {
   protocol::Reader r(payload);
-  if (s->slot == 0 && h.type != MsgType::kHello) {
+  if (!s->hello_done && h.type != MsgType::kHello) {
     s->Send(protocol::EncodeError(h.request_id, Status(GISMO_ERR_PROTOCOL, "say hello first")));
     return OnClosed(s, "spoke before hello");
   }
@@ -405,13 +842,19 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       return;
     case MsgType::kHeartbeat:
       return;
+    case MsgType::kFence:
+      return HandleFenceOrder(s, h.request_id, r);
+    case MsgType::kFenceResult:
+      return HandleFenceResult(s, h.request_id, r);
     case MsgType::kGoodbye: {
-      uint32_t slot = s->slot;
+      const uint32_t slot = s->slot;
       DropWaits(s);
-      RecoverSlot(slot, s->Describe());
-      ++stats_.clients_left;
       spdlog::info("{} disconnected", s->Describe());
       s->slot = 0;
+      if (auto it = members_.find(slot); slot != 0 && it != members_.end()) {
+        it->second.conn.reset();
+        Fenced(it->second, FenceReason::kDeparted);
+      }
       s->Send(protocol::Writer().Frame(MsgType::kBye, h.request_id));
       return;
     }
@@ -423,7 +866,7 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
 
 void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Reader& r) {
   protocol::Hello hello;
-  if (s->slot != 0 || !protocol::DecodeHello(r, &hello)) {
+  if (s->hello_done || !protocol::DecodeHello(r, &hello)) {
     s->Send(protocol::EncodeError(0, Status(GISMO_ERR_PROTOCOL, "malformed hello")));
     return OnClosed(s, "malformed hello");
   }
@@ -434,56 +877,143 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
                                           std::to_string(hello.protocol_version))));
     return OnClosed(s, "protocol version mismatch");
   }
-  const region::Region& r_ = *region_;
+  s->hello_done = true;
+  s->node = hello.node_id;
+  s->pid = hello.pid;
+  s->host = hello.host;
+  s->name = hello.name;
+  s->identity = IdentityFrom(hello.identity);
+  switch (hello.role) {
+    case protocol::Role::kClient:
+      return Admit(s, hello);
+    case protocol::Role::kReattach:
+      return Reattach(s, hello);
+    case protocol::Role::kNodeAgent:
+      return AdmitAgent(s, hello);
+  }
+}
+
+void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot,
+                                uint64_t session, uint64_t client_id, uint32_t node) {
+  const region::Superblock& sb = region_->sb();
+  protocol::Welcome w;
+  w.slot = slot;
+  w.session = session;
+  w.client_id = client_id;
+  w.uuid[0] = sb.uuid[0];
+  w.uuid[1] = sb.uuid[1];
+  w.region_size = sb.region_size;
+  w.lease_ms = opt_.lease_ms;
+  w.node_id = node;
+  w.manager_epoch = epoch_;
+  w.region_path = region_->path();
+  s->Send(protocol::EncodeWelcome(w));
+}
+
+void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
+  const region::Region& r = *region_;
   uint32_t slot = 0;
-  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
-    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) ==
-            static_cast<uint64_t>(SlotState::kFree) &&
-        !pending_recovery_.count(i)) {
+  for (uint32_t i = 1; i < r.max_clients(); ++i) {
+    if (region::SlotStateOf(r.slot(i).state.load(std::memory_order_acquire)) ==
+            SlotState::kFree &&
+        !members_.count(i)) {
       slot = i;
       break;
     }
   }
   if (slot == 0) {
     s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_LIMIT, "all " + std::to_string(r_.max_clients() - 1) +
+        0, Status(GISMO_ERR_LIMIT, "all " + std::to_string(r.max_clients() - 1) +
                                        " client slots are in use (gismo-manager --max-clients)")));
     return OnClosed(s, "no free client slot");
   }
-  region::ClientSlotHeader& h = r_.slot(slot);
-  uint64_t session = SlotSession(h.state.load(std::memory_order_acquire)) + 1;
-  // A fresh slot: empty log, no held references, no slabs.
+  region::ClientSlotHeader& h = r.slot(slot);
+  const uint64_t session = region::SlotSessionOf(h.state.load(std::memory_order_acquire)) + 1;
+  // A fresh slot: empty log, no held references, no slabs, no locks.
   uint8_t* base = reinterpret_cast<uint8_t*>(&h);
-  size_t clear_from = offsetof(region::ClientSlotHeader, log_count);
-  std::memset(base + clear_from, 0, r_.sb().client_slot_size - clear_from);
-  uint64_t client_id = r_.sb().next_client_id.fetch_add(1);
+  const size_t clear_from = offsetof(region::ClientSlotHeader, log_count);
+  std::memset(base + clear_from, 0, r.sb().client_slot_size - clear_from);
+  const uint64_t client_id = r.sb().next_client_id.fetch_add(1, std::memory_order_relaxed);
   h.client_id.store(client_id, std::memory_order_relaxed);
   h.node_id.store(hello.node_id, std::memory_order_relaxed);
   h.pid.store(hello.pid, std::memory_order_relaxed);
   h.connect_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
   h.heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
-  h.state.store(static_cast<uint64_t>(SlotState::kActive) | session << 8,
-                std::memory_order_release);
+  h.fenced_by.store(0, std::memory_order_relaxed);
+  for (int k = 0; k < 4; ++k) h.identity[k].store(hello.identity[k], std::memory_order_relaxed);
+  SetSlotState(slot, SlotState::kActive, session);
   s->slot = slot;
   s->client_id = client_id;
-  s->node = hello.node_id;
-  s->pid = hello.pid;
-  s->host = hello.host;
-  s->name = hello.name;
-  protocol::Welcome w;
-  w.slot = slot;
-  w.session = session;
-  w.client_id = client_id;
-  w.uuid[0] = r_.sb().uuid[0];
-  w.uuid[1] = r_.sb().uuid[1];
-  w.region_size = r_.sb().region_size;
-  w.lease_ms = opt_.lease_ms;
-  w.node_id = hello.node_id;
-  w.manager_epoch = r_.sb().manager_epoch.load();
-  w.region_path = region_->path();
-  s->Send(protocol::EncodeWelcome(w));
+  Member m;
+  m.slot = slot;
+  m.session = session;
+  m.client_id = client_id;
+  m.node = hello.node_id;
+  m.identity = s->identity;
+  m.describe = s->Describe();
+  m.conn = s;
+  auto [it, _] = members_.emplace(slot, std::move(m));
+  TryWatchLocal(it->second, s);
+  SendWelcome(s, slot, session, client_id, hello.node_id);
   ++stats_.clients_joined;
-  spdlog::info("{} joined", s->Describe());
+  spdlog::info("{} joined{}", s->Describe(), it->second.pidfd ? "" : " (remote)");
+}
+
+void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
+  const region::Superblock& sb = region_->sb();
+  auto refuse = [&](const std::string& why) {
+    s->Send(protocol::EncodeError(
+        0, Status(GISMO_ERR_CONNECTION, "cannot re-attach: " + why + "; connect again")));
+    OnClosed(s, "re-attach refused");
+  };
+  if (hello.uuid[0] != sb.uuid[0] || hello.uuid[1] != sb.uuid[1]) {
+    return refuse("this manager serves another region");
+  }
+  auto it = members_.find(hello.slot);
+  if (it == members_.end() || it->second.session != hello.session ||
+      it->second.client_id != hello.client_id) {
+    return refuse("its session has ended");
+  }
+  Member& m = it->second;
+  if (m.phase == Member::Phase::kSuspected || m.phase == Member::Phase::kRecovering) {
+    return refuse("it was suspected dead and is being fenced");
+  }
+  if (auto old = m.conn.lock(); old && old != s) {
+    // Its previous connection is dead though we have not noticed yet.
+    DropWaits(old);
+    old->slot = 0;
+    old->Close();
+    sessions_.erase(old);
+  }
+  s->slot = m.slot;
+  s->client_id = m.client_id;
+  m.conn = s;
+  m.phase = Member::Phase::kConnected;
+  m.describe = s->Describe();
+  TryWatchLocal(m, s);
+  SendWelcome(s, m.slot, m.session, m.client_id, m.node);
+  ++stats_.clients_reattached;
+  spdlog::info("{} re-attached", s->Describe());
+}
+
+void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
+  s->agent_node = hello.node_id;
+  if (auto it = agents_.find(hello.node_id); it != agents_.end()) {
+    if (auto old = it->second.lock(); old && old != s) {
+      old->Close();
+      sessions_.erase(old);
+    }
+  }
+  agents_[hello.node_id] = s;
+  SendWelcome(s, 0, 0, 0, hello.node_id);
+  spdlog::info("{} joined ({})", s->Describe(), s->identity.ToString());
+  // Suspects of that node waiting for a way to be fenced get one.
+  for (auto& [slot, m] : members_) {
+    if (m.node == hello.node_id && m.phase == Member::Phase::kSuspected) {
+      m.agent_failed = false;
+      AdvanceFencing(m);
+    }
+  }
 }
 
 void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id,
@@ -552,13 +1082,30 @@ void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
   }
 }
 
+void Manager::Impl::WakeAllWaiters() {
+  for (const auto& s : sessions_) {
+    for (const auto& [wait_id, keys] : s->waits) {
+      s->Send(protocol::Writer().Frame(MsgType::kWake, wait_id));
+      ++stats_.wakeups_sent;
+    }
+  }
+}
+
 void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::string& why) {
   if (!sessions_.count(s)) return;
   DropWaits(s);
+  if (s->agent_node >= 0) {
+    auto it = agents_.find(static_cast<uint32_t>(s->agent_node));
+    if (it != agents_.end() && it->second.lock() == s) {
+      agents_.erase(it);
+      spdlog::warn("{} is gone ({})", s->Describe(), why);
+    }
+  }
   if (s->slot != 0) {
-    spdlog::info("{} is gone ({}); recovering", s->Describe(), why);
-    RecoverSlot(s->slot, s->Describe());
-    ++stats_.clients_recovered;
+    auto it = members_.find(s->slot);
+    if (it != members_.end() && it->second.conn.lock() == s) {
+      Detach(it->second, "its connection closed (" + why + ")");
+    }
     s->slot = 0;
   }
   s->Close();
@@ -566,34 +1113,85 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
 }
 
 void Manager::Impl::Tick() {
+  // The lease first: a manager that lost it must not write anything more.
+  if (!BeatManagerLease(*region_, epoch_)) {
+    superseded_ = true;
+    spdlog::critical(
+        "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
+        epoch_, region_->sb().manager_owner.load(std::memory_order_acquire));
+    stopped_ = true;
+    io_.stop();
+    return;
+  }
   region_->sb().manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
-  uint64_t now = MonotonicNs();
+  const uint64_t now = MonotonicNs();
   if (opt_.lease_ms > 0) {
     std::vector<std::shared_ptr<Session>> expired;
     for (const auto& s : sessions_) {
-      if (s->slot != 0 && now - s->last_heard_ns_ > uint64_t{opt_.lease_ms} * 1000000) {
+      if ((s->slot != 0 || s->agent_node >= 0) &&
+          now - s->last_heard_ns_ > uint64_t{opt_.lease_ms} * kMs) {
         expired.push_back(s);
       }
     }
     for (const auto& s : expired) {
       ++stats_.leases_expired;
-      spdlog::warn("lease of {} expired (nothing heard for {} ms)", s->Describe(),
-                   (now - s->last_heard_ns_) / 1000000);
-      OnClosed(s, "lease expired");
+      const std::string why = "nothing heard for " +
+                              std::to_string((now - s->last_heard_ns_) / kMs) + " ms, lease " +
+                              std::to_string(opt_.lease_ms) + " ms";
+      if (s->slot != 0) {
+        auto it = members_.find(s->slot);
+        if (it != members_.end()) Suspect(it->second, "its lease expired: " + why);
+      } else {
+        spdlog::warn("lease of {} expired ({})", s->Describe(), why);
+        OnClosed(s, "lease expired");
+      }
     }
   }
-  for (uint32_t slot : std::vector<uint32_t>(pending_recovery_.begin(), pending_recovery_.end())) {
-    RecoverSlot(slot, "slot " + std::to_string(slot));
-  }
-  for (auto it = orphan_grace_.begin(); it != orphan_grace_.end();) {
-    if (now >= it->second || !HoldsLock(it->first)) {
-      ++stats_.clients_recovered;
-      RecoverSlot(it->first, "orphaned client in slot " + std::to_string(it->first));
-      it = orphan_grace_.erase(it);
-    } else {
-      ++it;
+  // Node fence commands that finished.
+  for (auto& [node, fc] : node_fences_) {
+    const auto was = fc.Poll();
+    if (was == FenceCommand::State::kSucceeded) {
+      fc = FenceCommand();
+      FenceNode(node, FenceReason::kNodeFenced);
+      break;  // members_ changed
+    }
+    if (was == FenceCommand::State::kFailed) {
+      spdlog::error("fencing node {} failed: {}; trying again", node, fc.failure());
+      fc = FenceCommand();
+      node_fence_retry_ns_[node] = now + kFenceRetryNs;
     }
   }
+  std::vector<uint32_t> recovered;
+  std::vector<uint32_t> to_suspect;
+  for (auto& [slot, m] : members_) {
+    switch (m.phase) {
+      case Member::Phase::kDetached:
+        if (now >= m.deadline_ns) to_suspect.push_back(slot);
+        break;
+      case Member::Phase::kSuspected:
+        AdvanceFencing(m);
+        break;
+      case Member::Phase::kRecovering:
+        if (Recover(m)) recovered.push_back(slot);
+        break;
+      default:
+        break;
+    }
+  }
+  for (uint32_t slot : recovered) members_.erase(slot);
+  for (uint32_t slot : to_suspect) {
+    if (auto it = members_.find(slot); it != members_.end()) {
+      Suspect(it->second, "its connection closed and it did not re-attach in time");
+    }
+  }
+  // A producer that raised kick_pending and died (or stalled) before its
+  // kick arrived must not leave subscribers to their slow poll.
+  const bool kick = region_->sb().kick_pending.load(std::memory_order_seq_cst) != 0;
+  if (kick && kick_seen_) {
+    region_->sb().kick_pending.store(0, std::memory_order_seq_cst);
+    NotifySubscribers();
+  }
+  kick_seen_ = kick;
   tick_.expires_after(kTick);
   tick_.async_wait([this](asio::error_code ec) {
     if (!ec) Tick();
@@ -628,8 +1226,10 @@ void Manager::Impl::Shutdown() {
     s->Close();
   }
   sessions_.clear();
-  // Clients still connected keep their slots: a manager started again on this
-  // region recovers them. Sealed objects stay in the region.
+  for (auto& [slot, m] : members_) m.pidfd.reset();
+  // Clients keep their slots and re-attach to the next manager; sealed
+  // objects stay. The next manager need not wait for our lease to run out.
+  if (region_ && !superseded_) ReleaseManagerLease(*region_, epoch_);
   io_.stop();
 }
 
@@ -652,6 +1252,7 @@ Manager::~Manager() = default;
 Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
 void Manager::Stop() { impl_->Stop(); }
+bool Manager::superseded() const { return impl_->superseded_.load(std::memory_order_relaxed); }
 std::vector<std::string> Manager::listen_addresses() const { return impl_->bound_; }
 std::string Manager::metrics_address() const {
   return impl_->metrics_ ? impl_->metrics_->address() : std::string();

@@ -24,13 +24,36 @@ struct ManagerOptions {
   uint32_t lease_ms = 10000;        // 0: connection close only
   uint32_t node_id = 0;             // the manager's own node
   std::string metrics_address;      // tcp:HOST:PORT for Prometheus; empty: off
+
+  // --- failure model (doc/failure.md) ---
+  // A client whose connection closed keeps its slot this long, waiting for
+  // it to re-attach, before it is suspected (0: the lease, or 3 s).
+  uint32_t reattach_ms = 0;
+  // Fences a whole node: run as `sh -c 'CMD NODE'`, exit 0 = fenced.
+  std::string fence_command;
+  uint32_t fence_timeout_ms = 30000;
+  // How long an agent may take to fence a process before other means.
+  uint32_t agent_timeout_ms = 5000;
+  // The superblock lease: a silent manager is given this long.
+  uint32_t manager_lease_ms = 3000;
+  // The operator's word that the region's previous manager can never run
+  // again (when it cannot be proven from here).
+  bool previous_manager_fenced = false;
+  // Skip the same-host flock (tests that emulate hosts on one kernel).
+  bool skip_host_lock = false;
+  // How long client operations wait for a busy lock (0: 2 s).
+  uint32_t lock_wait_ms = 0;
 };
 
 // Counters the manager keeps (exported by `gismo status` and metrics).
 struct ManagerStats {
   std::atomic<uint64_t> clients_joined{0};
   std::atomic<uint64_t> clients_left{0};
-  std::atomic<uint64_t> clients_recovered{0};  // died or lease expired
+  std::atomic<uint64_t> clients_recovered{0};  // fenced, then recovered
+  std::atomic<uint64_t> clients_suspected{0};  // lease expired, or gone without re-attaching
+  std::atomic<uint64_t> clients_reattached{0};
+  std::atomic<uint64_t> clients_fenced{0};
+  std::atomic<uint64_t> nodes_fenced{0};  // by the fence command or an operator
   std::atomic<uint64_t> leases_expired{0};
   std::atomic<uint64_t> wakeups_sent{0};
   std::atomic<uint64_t> recovery_ns_total{0};
@@ -48,6 +71,9 @@ class Manager {
   void Run(bool handle_signals = true);
   // Thread-safe.
   void Stop();
+  // True once another manager has taken the region's lease from this one
+  // (it stopped serving at once).
+  bool superseded() const;
 
   // The addresses actually bound (a tcp port 0 resolved).
   std::vector<std::string> listen_addresses() const;

@@ -106,9 +106,8 @@ IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
   IndexScan scan;
   for (uint32_t s = 0; s < r.num_shards(); ++s) {
     store::Txn txn(r, slot, session, region::OpKind::kNone);
-    txn.SetLockTimeout(kShardLockWaitNs);
-    txn.Lock(r.shard(s).lock);
-    if (txn.failed()) {  // nothing was logged: the destructor just unwinds
+    txn.SetLockWait(kShardLockWaitNs);
+    if (!txn.Lock(r.shard(s).lock)) {  // nothing was logged: the destructor just unwinds
       ++scan.skipped_shards;
       continue;
     }
@@ -124,7 +123,7 @@ IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
       ++scan.objects[state];
       scan.bytes[state] += oi.data_size + oi.metadata_size;
     }
-    txn.Commit();
+    (void)txn.Commit();  // read-only: nothing to fail
   }
   return scan;
 }
@@ -313,12 +312,23 @@ std::string MetricsExporter::Render() const {
   x.One("gismo_manager_clients_left_total", "counter", "Clients that disconnected cleanly.",
         stats_.clients_left.load());
   x.One("gismo_manager_clients_recovered_total", "counter",
-        "Clients that went away without disconnecting (died, closed the connection, or lease "
-        "expired) and were recovered.",
+        "Clients that went away without disconnecting and were recovered once fenced.",
         stats_.clients_recovered.load());
   x.One("gismo_manager_leases_expired_total", "counter",
-        "Clients declared dead because nothing was heard from them for a lease.",
+        "Clients suspected because nothing was heard from them for a lease.",
         stats_.leases_expired.load());
+  x.One("gismo_manager_clients_suspected_total", "counter",
+        "Clients suspected dead (lease expired, or gone without re-attaching); nothing of "
+        "theirs is touched until they are fenced.",
+        stats_.clients_suspected.load());
+  x.One("gismo_manager_clients_fenced_total", "counter",
+        "Suspected clients proven unable to run again (then recovered).",
+        stats_.clients_fenced.load());
+  x.One("gismo_manager_clients_reattached_total", "counter",
+        "Clients that re-attached after their connection (or the manager) was lost.",
+        stats_.clients_reattached.load());
+  x.One("gismo_manager_nodes_fenced_total", "counter",
+        "Whole nodes fenced (fence command or operator).", stats_.nodes_fenced.load());
   x.One("gismo_manager_wakeups_sent_total", "counter",
         "Wake-ups sent to clients waiting for an object to be sealed.", stats_.wakeups_sent.load());
   x.One("gismo_manager_recovery_seconds_total", "counter",

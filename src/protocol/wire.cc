@@ -53,6 +53,13 @@ std::vector<uint8_t> EncodeHello(const Hello& m) {
   w.U64(m.pid);
   w.Str(m.host);
   w.Str(m.name);
+  for (uint64_t v : m.identity) w.U64(v);
+  w.U32(static_cast<uint32_t>(m.role));
+  w.U32(m.slot);
+  w.U64(m.session);
+  w.U64(m.client_id);
+  w.U64(m.uuid[0]);
+  w.U64(m.uuid[1]);
   return w.Frame(MsgType::kHello, 0);
 }
 
@@ -62,6 +69,67 @@ bool DecodeHello(Reader& r, Hello* m) {
   m->pid = r.U64();
   m->host = r.Str();
   m->name = r.Str();
+  // A peer of another version stops here; the caller reports the version.
+  if (!r.ok() || m->protocol_version != kProtocolVersion) return r.ok();
+  for (uint64_t& v : m->identity) v = r.U64();
+  const uint32_t role = r.U32();
+  m->slot = r.U32();
+  m->session = r.U64();
+  m->client_id = r.U64();
+  m->uuid[0] = r.U64();
+  m->uuid[1] = r.U64();
+  if (role > static_cast<uint32_t>(Role::kNodeAgent)) return false;
+  m->role = static_cast<Role>(role);
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeFenceOrder(uint64_t request_id, const FenceOrder& m) {
+  Writer w;
+  w.U32(static_cast<uint32_t>(m.target));
+  w.U64(m.value);
+  return w.Frame(MsgType::kFence, request_id);
+}
+
+bool DecodeFenceOrder(Reader& r, FenceOrder* m) {
+  const uint32_t t = r.U32();
+  m->value = r.U64();
+  if (t < 1 || t > 3) return false;
+  m->target = static_cast<FenceOrder::Target>(t);
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeFenceProcessOrder(uint64_t request_id, const FenceProcessOrder& m) {
+  Writer w;
+  w.U32(m.slot);
+  w.U64(m.session);
+  for (uint64_t v : m.identity) w.U64(v);
+  return w.Frame(MsgType::kFenceProcess, request_id);
+}
+
+bool DecodeFenceProcessOrder(Reader& r, FenceProcessOrder* m) {
+  m->slot = r.U32();
+  m->session = r.U64();
+  for (uint64_t& v : m->identity) v = r.U64();
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeFenceProcessResult(uint64_t request_id, const FenceProcessResult& m) {
+  Writer w;
+  w.U32(m.slot);
+  w.U64(m.session);
+  w.U32(static_cast<uint32_t>(m.status.code()));
+  w.Str(m.status.message());
+  w.U8(m.killed ? 1 : 0);
+  return w.Frame(MsgType::kFenceResult, request_id);
+}
+
+bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m) {
+  m->slot = r.U32();
+  m->session = r.U64();
+  const auto code = static_cast<gismo_status_t>(r.U32());
+  std::string msg = r.Str();
+  m->killed = r.U8() != 0;
+  m->status = code == GISMO_OK ? Status() : Status(code, msg);
   return r.ok();
 }
 

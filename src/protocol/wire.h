@@ -18,7 +18,7 @@
 
 namespace gismo::protocol {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 inline constexpr size_t kHeaderSize = 16;
 
@@ -38,6 +38,10 @@ enum class MsgType : uint16_t {
   kSubscribe = 13,     // client -> manager: wake me on every seal and delete
   kSubscribeAck = 14,  // manager -> client: subscribed (waiters raised)
   kNotify = 15,        // manager -> subscriber: new events in the event ring
+  kFence = 16,         // operator's client -> manager: FenceOrder (gismo fence)
+  kFenceReply = 17,    // manager -> client: status + what was fenced
+  kFenceProcess = 18,  // manager -> node agent: FenceProcessOrder
+  kFenceResult = 19,   // node agent -> manager: FenceProcessResult
 };
 
 struct FrameHeader {
@@ -132,12 +136,27 @@ class Reader {
   bool ok_ = true;
 };
 
+// Who says hello.
+enum class Role : uint32_t {
+  kClient = 0,      // a new client: gets a fresh slot
+  kReattach = 1,    // a client of a previous connection (or manager) that
+                    // keeps its slot and session, if they are still live
+  kNodeAgent = 2,   // the fencing agent of node `node_id` (gismo-agent)
+};
+
 struct Hello {
   uint32_t protocol_version = kProtocolVersion;
   uint32_t node_id = 0;
   uint64_t pid = 0;
   std::string host;
   std::string name;
+  uint64_t identity[4] = {0, 0, 0, 0};  // fence::ProcessIdentity of the sender
+  Role role = Role::kClient;
+  // kReattach: the slot and session it holds, and the region it holds them in.
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  uint64_t client_id = 0;
+  uint64_t uuid[2] = {0, 0};
 };
 std::vector<uint8_t> EncodeHello(const Hello& m);
 bool DecodeHello(Reader& r, Hello* m);
@@ -156,6 +175,34 @@ struct Welcome {
 };
 std::vector<uint8_t> EncodeWelcome(const Welcome& m);
 bool DecodeWelcome(Reader& r, Welcome* m);
+
+// gismo fence: what the operator declares fenced.
+struct FenceOrder {
+  enum class Target : uint32_t { kClient = 1, kSlot = 2, kNode = 3 } target = Target::kClient;
+  uint64_t value = 0;  // client id, slot, or node id
+};
+std::vector<uint8_t> EncodeFenceOrder(uint64_t request_id, const FenceOrder& m);
+bool DecodeFenceOrder(Reader& r, FenceOrder* m);
+
+// Manager -> agent: prove this process of your node gone (kill it if not).
+struct FenceProcessOrder {
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  uint64_t identity[4] = {0, 0, 0, 0};
+};
+std::vector<uint8_t> EncodeFenceProcessOrder(uint64_t request_id, const FenceProcessOrder& m);
+bool DecodeFenceProcessOrder(Reader& r, FenceProcessOrder* m);
+
+// Agent -> manager: the outcome. status OK means the process can never run
+// again (killed: it had to be SIGKILLed; otherwise it was already gone).
+struct FenceProcessResult {
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  Status status;
+  bool killed = false;
+};
+std::vector<uint8_t> EncodeFenceProcessResult(uint64_t request_id, const FenceProcessResult& m);
+bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m);
 
 std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s);
 Status DecodeError(Reader& r);

@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 1).
+// The shared region's on-media layout (format version 2).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -17,6 +17,7 @@
 #define GISMO_REGION_LAYOUT_H_
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -27,7 +28,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -116,13 +117,101 @@ struct alignas(kCacheLine) Superblock {
   // it wakes anyone, so every event is covered by a wake-up that follows it.
   alignas(kCacheLine) Word subscribers;
   alignas(kCacheLine) Word kick_pending;
+
+  // --- the manager lease (one serving manager per region, across hosts) ---
+  // `manager_owner` is the epoch of the manager that serves the region (0:
+  // none; a manager that stops cleanly writes 0). It changes only by a
+  // compare-and-swap from a value its writer observed, so two managers
+  // cannot both take it. The owner raises `manager_beat` at every tick; a
+  // would-be manager that sees it stand still for a whole `manager_lease_ms`
+  // (measured on its own clock: hosts' clocks are not compared) suspects the
+  // owner, fences it (see doc/failure.md), and only then takes over. An owner
+  // that finds `manager_owner` changed stops serving at once.
+  alignas(kCacheLine) Word manager_owner;
+  Word manager_beat;
+  Word manager_lease_ms;
+  Word manager_node;
+  Word manager_identity[4];  // ProcessIdentity of the owner (see below)
+  // How long a client waits for a busy lock before an operation fails with
+  // GISMO_ERR_BUSY (set by the manager; 0: the built-in default).
+  alignas(kCacheLine) Word lock_wait_ms;
 };
 static_assert(sizeof(Superblock) <= 4096);
 static_assert(offsetof(Superblock, state) % kCacheLine == 0);
+static_assert(offsetof(Superblock, manager_owner) % kCacheLine == 0);
+// The format is little-endian and these offsets are part of it.
+static_assert(std::endian::native == std::endian::little, "the region format is little-endian");
+static_assert(offsetof(Superblock, magic) == 0);
+static_assert(offsetof(Superblock, format_version) == 8);
+static_assert(offsetof(Superblock, superblock_size) == 12);
+static_assert(offsetof(Superblock, region_size) == 16);
+static_assert(offsetof(Superblock, format_time_ns) == 24);
+static_assert(offsetof(Superblock, uuid) == 32);
+static_assert(offsetof(Superblock, coherence_mode) == 48);
+static_assert(offsetof(Superblock, page_size) == 52);
+static_assert(offsetof(Superblock, max_clients) == 56);
+static_assert(offsetof(Superblock, log_capacity) == 60);
+static_assert(offsetof(Superblock, held_capacity) == 64);
+static_assert(offsetof(Superblock, num_shards) == 68);
+static_assert(offsetof(Superblock, slots_per_shard) == 72);
+static_assert(offsetof(Superblock, records_per_shard) == 76);
+static_assert(offsetof(Superblock, max_objects) == 80);
+static_assert(offsetof(Superblock, client_table_offset) == 88);
+static_assert(offsetof(Superblock, client_slot_size) == 96);
+static_assert(offsetof(Superblock, index_offset) == 104);
+static_assert(offsetof(Superblock, shard_size) == 112);
+static_assert(offsetof(Superblock, alloc_offset) == 120);
+static_assert(offsetof(Superblock, class_table_offset) == 128);
+static_assert(offsetof(Superblock, page_bitmap_offset) == 136);
+static_assert(offsetof(Superblock, page_desc_offset) == 144);
+static_assert(offsetof(Superblock, heap_offset) == 152);
+static_assert(offsetof(Superblock, heap_size) == 160);
+static_assert(offsetof(Superblock, num_pages) == 168);
+static_assert(offsetof(Superblock, event_ring_offset) == 176);
+static_assert(offsetof(Superblock, event_ring_capacity) == 184);
+static_assert(offsetof(Superblock, checksum) == 240);
+static_assert(offsetof(Superblock, state) == 256);
+static_assert(offsetof(Superblock, manager_epoch) == 264);
+static_assert(offsetof(Superblock, manager_start_time_ns) == 272);
+static_assert(offsetof(Superblock, manager_heartbeat_ns) == 280);
+static_assert(offsetof(Superblock, next_client_id) == 288);
+static_assert(offsetof(Superblock, waiters) == 320);
+static_assert(offsetof(Superblock, subscribers) == 384);
+static_assert(offsetof(Superblock, kick_pending) == 448);
+static_assert(offsetof(Superblock, manager_owner) == 512);
+static_assert(offsetof(Superblock, manager_beat) == 520);
+static_assert(offsetof(Superblock, manager_lease_ms) == 528);
+static_assert(offsetof(Superblock, manager_node) == 536);
+static_assert(offsetof(Superblock, manager_identity) == 544);
+static_assert(offsetof(Superblock, lock_wait_ms) == 576);
 
 // ---------------------------------------------------------------------------
 // Client table: max_clients slots of client_slot_size bytes.
-enum class SlotState : uint64_t { kFree = 0, kActive = 1, kRecovering = 2 };
+//
+// A slot's life: kFree -> kActive (the manager admits a client) ->
+// kSuspected (its lease expired, or its connection closed and it did not
+// re-attach in time: it may still run, so nothing it owns is touched) ->
+// kRecovering (it is *fenced*: proven unable to run again; the manager undoes
+// and releases what it held) -> kFree. A client whose slot is not kActive
+// with its own session changes nothing more: it checks after taking every
+// lock (see Txn::TryLock).
+enum class SlotState : uint64_t { kFree = 0, kActive = 1, kRecovering = 2, kSuspected = 3 };
+// The slot's state word: state (8 bits) | session << 8.
+inline constexpr uint64_t PackSlotState(SlotState s, uint64_t session) {
+  return static_cast<uint64_t>(s) | session << 8;
+}
+inline constexpr SlotState SlotStateOf(uint64_t word) { return static_cast<SlotState>(word & 0xff); }
+inline constexpr uint64_t SlotSessionOf(uint64_t word) { return word >> 8; }
+
+// Why a client was fenced (ClientSlotHeader::fenced_by).
+enum class FenceReason : uint64_t {
+  kNone = 0,
+  kProcessGone = 1,   // its node's kernel confirmed the process is gone (pidfd)
+  kNodeAgent = 2,     // its node's agent killed it and confirmed (pidfd)
+  kNodeFenced = 3,    // its whole node was fenced by the fence command
+  kOperator = 4,      // an operator said so (gismo fence)
+  kDeparted = 5,      // it said goodbye: nothing of it runs in the region
+};
 
 // The undo log: an entry is written, then `log_count` raised, then the target
 // changed; commit sets log_count to 0 before any lock is released. Recovery
@@ -162,10 +251,11 @@ struct alignas(kCacheLine) ClientSlotHeader {
   Word state;  // SlotState | session << 8
   Word client_id;
   Word node_id;
-  Word pid;  // informational only: never used across nodes
+  Word pid;  // as the client sees itself; see `identity`
   Word connect_time_ns;
   Word heartbeat_ns;
-  Word reserved0[2];
+  Word fenced_by;  // FenceReason, set when it leaves kSuspected
+  Word reserved0;
   // Written by the owning client (and by recovery once it is dead).
   alignas(kCacheLine) Word log_count;
   Word op;          // the operation in progress (OpKind), for diagnostics
@@ -173,8 +263,13 @@ struct alignas(kCacheLine) ClientSlotHeader {
   Word reserved1[5];
   // Offsets of locks being acquired or held, written before the acquiring CAS.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
+  // Written by the manager at admission: the client's ProcessIdentity, so
+  // that a fencer on the same kernel (the manager, a node agent, even a
+  // manager started later) can prove the process gone or kill it.
+  alignas(kCacheLine) Word identity[4];
+  Word reserved2[4];
 };
-static_assert(sizeof(ClientSlotHeader) == 192);
+static_assert(sizeof(ClientSlotHeader) == 256);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);
 
 // ---------------------------------------------------------------------------
@@ -311,6 +406,49 @@ enum class OpKind : uint64_t {
   kDelete,
   kRecover,
 };
+
+// ---------------------------------------------------------------------------
+// Encodings of shared words, written once here; every reader and writer
+// (store, client, manager, fsck) uses these.
+
+// Which shard an id's 64-bit hash belongs to (num_shards is a power of two).
+inline constexpr uint32_t ShardOfHash(uint64_t hash, uint32_t num_shards) {
+  return static_cast<uint32_t>(hash >> 40) & (num_shards - 1);
+}
+// A hash slot: 0 (empty) or hash_low32 << 32 | (record local index + 1).
+inline constexpr uint64_t PackHashSlot(uint64_t hash, uint32_t local) {
+  return (hash & 0xffffffffull) << 32 | (uint64_t{local} + 1);
+}
+inline constexpr uint32_t HashSlotHash(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
+inline constexpr uint32_t HashSlotLocal(uint64_t slot) {
+  return static_cast<uint32_t>(slot & 0xffffffff) - 1;
+}
+// No object sits farther than this from its home hash slot: an insert that
+// would is refused, so every probe is bounded whatever ids users choose.
+inline constexpr uint32_t kMaxProbe = 64;
+
+// A held-reference key: record global index + 1 (0: empty) | flags.
+inline constexpr uint64_t PackHeldKey(uint32_t global, uint64_t flags) {
+  return (uint64_t{global} + 1) | flags;
+}
+inline constexpr uint32_t HeldKeyGlobal(uint64_t key) {
+  return static_cast<uint32_t>(key & 0xffffffff) - 1;
+}
+inline constexpr uint32_t HeldHome(uint64_t key, uint32_t capacity) {
+  return static_cast<uint32_t>(((key & 0xffffffff) * 0x9E3779B97F4A7C15ull) >> 32) &
+         (capacity - 1);
+}
+
+// An object id (GISMO_ID_SIZE = 20 bytes) in three words, the last 4 bytes 0.
+struct IdWords {
+  uint64_t w[3];
+};
+
+// A ring entry's seq while its event is committed-or-not but unpublished:
+// the event's own seq with this bit set, so that only the entry's producer
+// (or, once the producer is fenced, the manager) can publish *that* event,
+// and a rolled-back event (seq >= head) is never published.
+inline constexpr uint64_t kEventPending = 1ull << 63;
 
 // Lock words hold 0 when free, else the owner's tag.
 inline constexpr uint64_t LockTag(uint32_t slot, uint64_t session) {

@@ -117,6 +117,24 @@ class Region {
   uint8_t* heap() const { return heap_; }
   uint64_t heap_size() const { return sb_->heap_size; }
   uint64_t num_pages() const { return sb_->num_pages; }
+  uint64_t heap_offset() const { return sb_->heap_offset; }
+
+  // Whether `off` is the offset of one of the region's lock words (a shard,
+  // the event ring, a class stripe or the page heap). For offsets read from
+  // the region (a slot's held_locks) before they are used.
+  bool IsLockOffset(uint64_t off) const {
+    if (off >= index_ && off < index_ + uint64_t{num_shards_} * shard_size_) {
+      return (off - index_) % shard_size_ == offsetof(ShardHeader, lock);
+    }
+    if (off == sb_->event_ring_offset + offsetof(EventRingHeader, lock)) return true;
+    if (off == sb_->alloc_offset + offsetof(AllocatorHeader, page_lock)) return true;
+    const uint64_t classes = sb_->class_table_offset;
+    return off >= classes && off < classes + uint64_t{kNumClasses} * kStripes * sizeof(ClassStripe) &&
+           (off - classes) % sizeof(ClassStripe) == offsetof(ClassStripe, lock);
+  }
+
+  // Where a hashed id lives (see layout.h for the encodings).
+  uint32_t ShardOf(uint64_t hash) const { return ShardOfHash(hash, num_shards_); }
 
  private:
   Region() = default;

@@ -38,6 +38,11 @@ Result<uint64_t> Allocator::Allocate(Txn& txn, uint64_t bytes) {
   return *first * kPageSize;
 }
 
+namespace {
+// Takes `lock` unless this Txn already holds it. False if the Txn failed.
+bool LockOnce(Txn& txn, Word& lock) { return txn.Holds(lock) || txn.Lock(lock); }
+}  // namespace
+
 void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   uint64_t page = heap_offset / kPageSize;
   int cls = ClassOf(bytes == 0 ? 1 : bytes);
@@ -48,7 +53,7 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   PageDesc& d = r_.page(page);
   uint64_t info = d.info.load(std::memory_order_relaxed);
   ClassStripe& cs = r_.class_stripe(PageInfoClass(info), PageInfoStripe(info));
-  if (!txn.Holds(cs.lock)) txn.Lock(cs.lock);
+  if (!LockOnce(txn, cs.lock)) return;
   info = d.info.load(std::memory_order_relaxed);  // stable under the lock
   uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
@@ -113,7 +118,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
   uint32_t slot = txn.slot();
   uint32_t stripe = slot % kStripes;
   ClassStripe& cs = r_.class_stripe(cls, stripe);
-  txn.Lock(cs.lock);
+  if (!LockOnce(txn, cs.lock)) return txn.failure();
   Word& cur = r_.current_slabs(slot)[cls];
   const uint32_t cap = BlocksPerSlab(cls);
   if (uint64_t p1 = cur.load(std::memory_order_relaxed); p1 != 0) {
@@ -145,7 +150,10 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
   for (uint32_t s = 1; s < kStripes; ++s) {
     ClassStripe& other = r_.class_stripe(cls, (stripe + s) % kStripes);
     if (other.partial_head.load(std::memory_order_relaxed) == 0) continue;
-    if (!txn.TryLock(other.lock)) continue;
+    if (!txn.TryLock(other.lock)) {
+      if (txn.failed()) return txn.failure();
+      continue;
+    }
     uint64_t head = other.partial_head.load(std::memory_order_relaxed);
     if (head == 0) continue;  // lock stays held until commit; harmless
     uint64_t page = head - 1;
@@ -160,7 +168,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
 
 Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
   AllocatorHeader& a = r_.alloc();
-  if (!txn.Holds(a.page_lock)) txn.Lock(a.page_lock);
+  if (!LockOnce(txn, a.page_lock)) return txn.failure();
   const uint64_t total = r_.num_pages();
   uint64_t free_pages = a.free_pages.load(std::memory_order_relaxed);
   auto full = [&]() {
@@ -215,7 +223,7 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
 
 void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
   AllocatorHeader& a = r_.alloc();
-  if (!txn.Holds(a.page_lock)) txn.Lock(a.page_lock);
+  if (!LockOnce(txn, a.page_lock)) return;
   PageDesc& d = r_.page(first);
   txn.Write(d.info, 0);
   txn.Write(d.used, 0);
@@ -232,10 +240,9 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
   for (uint32_t cls = 0; cls < kNumClasses; ++cls) {
     if (cur[cls].load(std::memory_order_acquire) == 0) continue;
     Txn txn(r_, txn_slot, txn_session, OpKind::kRecover);
-    txn.SetLockTimeout(lock_timeout_ns);
+    txn.SetLockWait(lock_timeout_ns);
     ClassStripe& cs = r_.class_stripe(cls, stripe);
-    txn.Lock(cs.lock);
-    if (txn.failed()) return false;
+    if (!txn.Lock(cs.lock)) return false;
     uint64_t p1 = cur[cls].load(std::memory_order_relaxed);
     if (p1 != 0) {
       uint64_t page = p1 - 1;
@@ -250,8 +257,7 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
       }
       txn.Write(cur[cls], 0);
     }
-    if (txn.failed()) return false;
-    txn.Commit();
+    if (!txn.Commit().ok()) return false;
   }
   return true;
 }

@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/check.h"
+#include "common/clock.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define GISMO_CPU_RELAX() _mm_pause()
@@ -38,13 +41,25 @@ void CrashPoint(const char* name) {
 }
 #endif
 
+namespace {
+// Used when the region does not say (lock_wait_ms == 0).
+constexpr uint64_t kDefaultLockWaitNs = 2'000'000'000;
+
+uint64_t RegionLockWaitNs(const region::Region& r) {
+  const uint64_t ms = r.sb().lock_wait_ms.load(std::memory_order_relaxed);
+  return ms == 0 ? kDefaultLockWaitNs : ms * 1'000'000;
+}
+}  // namespace
+
 Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKind op)
     : r_(r),
       slot_(slot),
+      session_(session),
       tag_(region::LockTag(slot, session)),
       hdr_(r.slot(slot)),
       log_(r.log(slot)),
-      log_capacity_(r.sb().log_capacity) {
+      log_capacity_(r.sb().log_capacity),
+      lock_wait_ns_(RegionLockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
 }
 
@@ -52,8 +67,21 @@ Txn::~Txn() {
   if (!done_) Rollback();
 }
 
+void Txn::Fail(Status why) {
+  if (failure_.ok()) failure_ = std::move(why);
+}
+
+bool Txn::SessionLive() const {
+  return hdr_.state.load(std::memory_order_relaxed) ==
+         region::PackSlotState(region::SlotState::kActive, session_);
+}
+
 bool Txn::TryLock(Word& lock) {
-  if (nlocks_ == region::kMaxHeldLocks) return false;
+  if (failed()) return false;
+  if (nlocks_ == region::kMaxHeldLocks) {
+    Fail(Status(GISMO_ERR_INTERNAL, "an operation took more locks than a slot can record"));
+    return false;
+  }
   uint64_t expected = 0;
   if (lock.load(std::memory_order_relaxed) != 0) return false;
   // Invariant 2: record before the CAS.
@@ -64,42 +92,54 @@ bool Txn::TryLock(Word& lock) {
     return false;
   }
   locks_[nlocks_++] = &lock;
+  // Invariant 4: pairs with the manager's seq_cst store of a new slot state
+  // followed by its reading of lock words.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!SessionLive()) {
+    Fail(Status(GISMO_ERR_CONNECTION,
+                "the manager has ended this client's session (its lease expired or its "
+                "connection closed); connect again"));
+    return false;
+  }
   return true;
 }
 
-void Txn::Lock(Word& lock) {
-  if (lock_timeout_ns_ != 0) {
-    if (!LockWithin(lock, lock_timeout_ns_)) failed_ = true;
-    return;
-  }
-  for (uint32_t spins = 0;; ++spins) {
-    if (TryLock(lock)) return;
-    if (spins < 64) {
-      for (uint32_t i = 0; i < (1u << (spins / 8)); ++i) GISMO_CPU_RELAX();
-    } else if (spins < 2000) {
-      sched_yield();
-    } else {
-      // The holder is slow or dead; recovery will free the lock.
-      timespec ts{0, 50 * 1000};
-      nanosleep(&ts, nullptr);
-    }
-  }
-}
-
-bool Txn::LockWithin(Word& lock, uint64_t timeout_ns) {
-  timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+bool Txn::Lock(Word& lock) {
+  GISMO_DCHECK(!Holds(lock));
+  uint64_t t0 = 0;
   for (uint32_t spins = 0;; ++spins) {
     if (TryLock(lock)) return true;
-    timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    uint64_t elapsed = static_cast<uint64_t>(t1.tv_sec - t0.tv_sec) * 1000000000ull +
-                       static_cast<uint64_t>(t1.tv_nsec) - static_cast<uint64_t>(t0.tv_nsec);
-    if (elapsed >= timeout_ns) return false;
+    if (failed()) return false;
     if (spins < 64) {
-      GISMO_CPU_RELAX();
-    } else {
+      for (uint32_t i = 0; i < (1u << (spins / 8)); ++i) GISMO_CPU_RELAX();
+      continue;
+    }
+    const uint64_t now = MonotonicNs();
+    if (t0 == 0) t0 = now;
+    if (now - t0 >= lock_wait_ns_) {
+      const uint64_t holder = lock.load(std::memory_order_relaxed);
+      std::string who = "nobody now";
+      if (holder != 0) {
+        const uint32_t hs = region::LockTagSlot(holder);
+        who = "client slot " + std::to_string(hs);
+        if (hs < r_.max_clients()) {
+          const uint64_t st = r_.slot(hs).state.load(std::memory_order_relaxed);
+          if (region::SlotStateOf(st) == region::SlotState::kSuspected) {
+            who += " (suspected dead, waiting to be fenced)";
+          }
+        }
+      }
+      Fail(Status(GISMO_ERR_BUSY, "the lock of " + DescribeLock(r_, r_.OffsetOf(&lock)) +
+                                      " stayed busy for " +
+                                      std::to_string(lock_wait_ns_ / 1'000'000) +
+                                      " ms; it is held by " + who + "; try again later"));
+      return false;
+    }
+    if (spins < 2000) {
       sched_yield();
+    } else {
+      timespec ts{0, 50 * 1000};
+      nanosleep(&ts, nullptr);
     }
   }
 }
@@ -112,8 +152,12 @@ bool Txn::Holds(const Word& lock) const {
 }
 
 bool Txn::Log(uint64_t target, uint64_t value) {
-  if (failed_ || log_count_ == log_capacity_) {
-    failed_ = true;
+  if (failed()) return false;
+  GISMO_DCHECK(nlocks_ > 0);  // REQUIRES: the guarding lock is held
+  if (log_count_ == log_capacity_) {
+    Fail(Status(GISMO_ERR_LIMIT, "the operation is too large for this client's undo log (" +
+                                     std::to_string(log_capacity_) +
+                                     " entries); nothing was changed"));
     return false;
   }
   LogEntry& e = log_[log_count_];
@@ -126,7 +170,7 @@ bool Txn::Log(uint64_t target, uint64_t value) {
 
 void Txn::Write(Word& word, uint64_t value) {
   uint64_t old = word.load(std::memory_order_relaxed);
-  if (old == value) return;
+  if (old == value || failed()) return;
   if (!Log(static_cast<uint64_t>(LogKind::kWord) << region::kLogKindShift | r_.OffsetOf(&word),
            old)) {
     return;
@@ -165,20 +209,26 @@ void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
   FillBits(bitmap, first, n, false);
 }
 
+void Txn::Unlock(uint32_t i) {
+  // Only if still ours. A lock is taken from a client only once it is
+  // fenced, when it can no longer run; the CAS is a second guard.
+  uint64_t expected = tag_;
+  locks_[i]->compare_exchange_strong(expected, 0, std::memory_order_release,
+                                     std::memory_order_relaxed);
+  hdr_.held_locks[i].store(0, std::memory_order_relaxed);
+}
+
 void Txn::ReleaseLocks() {
-  for (uint32_t i = nlocks_; i-- > 0;) {
-    // Only if still ours: a client whose lease expired while it was frozen
-    // has had its locks released by recovery, maybe taken by others since.
-    uint64_t expected = tag_;
-    locks_[i]->compare_exchange_strong(expected, 0, std::memory_order_release,
-                                       std::memory_order_relaxed);
-    hdr_.held_locks[i].store(0, std::memory_order_relaxed);
-  }
+  for (uint32_t i = nlocks_; i-- > 0;) Unlock(i);
   nlocks_ = 0;
   hdr_.op.store(0, std::memory_order_relaxed);
 }
 
-void Txn::Commit() {
+Status Txn::Commit() {
+  if (failed()) {
+    Rollback();
+    return failure_;
+  }
   GISMO_CRASH_POINT("txn.before_commit");
   // Invariant 3: the log is empty before any lock is released.
   hdr_.log_count.store(0, std::memory_order_release);
@@ -186,6 +236,7 @@ void Txn::Commit() {
   GISMO_CRASH_POINT("txn.after_commit");
   ReleaseLocks();
   done_ = true;
+  return Status();
 }
 
 namespace {
@@ -195,18 +246,32 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     uint64_t value = log[i].value.load(std::memory_order_relaxed);
     auto kind = static_cast<LogKind>(target >> region::kLogKindShift);
     uint64_t off = target & region::kLogOffsetMask;
-    if (off == 0 || off >= r.size()) continue;  // never written by us
+    // A word of the region's metadata, never the superblock's immutable part.
+    if (off < r.sb().client_table_offset || off >= r.heap_offset() || off % 8 != 0) continue;
     switch (kind) {
       case LogKind::kWord:
         r.At<Word>(off)->store(value, std::memory_order_release);
         break;
       case LogKind::kBitsSet:
-        FillBits(r.At<Word>(off), value >> 32, value & 0xffffffff, false);
+      case LogKind::kBitsClear: {
+        const uint64_t first = value >> 32, n = value & 0xffffffff;
+        if (off + (first + n + 63) / 64 * 8 > r.heap_offset()) continue;
+        FillBits(r.At<Word>(off), first, n, kind == LogKind::kBitsClear);
         break;
-      case LogKind::kBitsClear:
-        FillBits(r.At<Word>(off), value >> 32, value & 0xffffffff, true);
-        break;
+      }
+      default:
+        break;  // not an entry this build writes
     }
+  }
+}
+
+// Calls fn(lock word) for each lock recorded in `slot`'s held_locks that
+// really is a lock word of the region.
+template <typename Fn>
+void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
+  for (auto& rec : r.slot(slot).held_locks) {
+    const uint64_t off = rec.load(std::memory_order_acquire);
+    if (off != 0 && r.IsLockOffset(off)) fn(*r.At<Word>(off));
   }
 }
 }  // namespace
@@ -219,26 +284,53 @@ void Txn::Rollback() {
   done_ = true;
 }
 
+bool HoldsAnyLock(const region::Region& r, uint32_t slot) {
+  const uint64_t session =
+      region::SlotSessionOf(r.slot(slot).state.load(std::memory_order_acquire));
+  const uint64_t tag = region::LockTag(slot, session);
+  bool held = false;
+  ForEachRecordedLock(r, slot, [&](Word& lock) {
+    held |= lock.load(std::memory_order_acquire) == tag;
+  });
+  return held;
+}
+
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   region::ClientSlotHeader& hdr = r.slot(slot);
-  uint64_t session = hdr.state.load(std::memory_order_acquire) >> 8;
-  uint64_t tag = region::LockTag(slot, session);
-  bool holds_any = false;
-  ForEachLock(r, [&](Word& lock) {
-    if (lock.load(std::memory_order_acquire) == tag) holds_any = true;
-  });
+  const uint64_t tag =
+      region::LockTag(slot, region::SlotSessionOf(hdr.state.load(std::memory_order_acquire)));
   // Its log is only meaningful while it holds the locks guarding the words.
-  uint64_t count = hdr.log_count.load(std::memory_order_acquire);
-  if (holds_any && count <= r.sb().log_capacity) UndoEntries(r, r.log(slot), count);
+  const uint64_t count = hdr.log_count.load(std::memory_order_acquire);
+  if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) UndoEntries(r, r.log(slot), count);
   hdr.log_count.store(0, std::memory_order_release);
   uint32_t released = 0;
-  ForEachLock(r, [&](Word& lock) {
+  ForEachRecordedLock(r, slot, [&](Word& lock) {
     uint64_t expected = tag;
-    if (lock.compare_exchange_strong(expected, 0, std::memory_order_release)) ++released;
+    if (lock.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      ++released;
+    }
   });
   for (auto& held : hdr.held_locks) held.store(0, std::memory_order_relaxed);
   hdr.op.store(0, std::memory_order_relaxed);
   return released;
+}
+
+std::string DescribeLock(const region::Region& r, uint64_t off) {
+  for (uint32_t s = 0; s < r.num_shards(); ++s) {
+    if (r.OffsetOf(&r.shard(s).lock) == off) return "index shard " + std::to_string(s);
+  }
+  if (r.OffsetOf(&r.event_ring().lock) == off) return "the event ring";
+  if (r.OffsetOf(&r.alloc().page_lock) == off) return "the page heap";
+  for (uint32_t c = 0; c < region::kNumClasses; ++c) {
+    for (uint32_t st = 0; st < region::kStripes; ++st) {
+      if (r.OffsetOf(&r.class_stripe(c, st).lock) == off) {
+        return "size class " + std::to_string(region::kClassSizes[c]) + " B (stripe " +
+               std::to_string(st) + ")";
+      }
+    }
+  }
+  return "offset " + std::to_string(off);
 }
 
 }  // namespace gismo::store

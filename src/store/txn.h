@@ -4,12 +4,18 @@
 // locks whose word holds the owner's tag), undo-logs every word before it
 // changes it, and on Commit() clears the log *before* releasing any lock.
 //
-// Invariants that make a client's death at any instruction recoverable:
+// Invariants that make a client's death at any instruction recoverable
+// (recovery runs only once the client is fenced: see doc/failure.md):
 //  1. A word guarded by lock L is written only by the holder of L, only via
 //     Write/SetBits/ClearBits, after its undo entry is in the log.
 //  2. A lock's offset is recorded in the slot's held_locks before the CAS
 //     that takes it, and stays there until after the lock is released.
 //  3. The log is cleared (log_count = 0) before the first lock is released.
+//  4. After a lock's CAS and before the first write under it, the client
+//     re-reads its slot state (after a seq_cst fence): if the manager has
+//     ended its session, it lets go and writes nothing. The manager stores
+//     the new slot state before it looks at locks (also seq_cst), so a
+//     client either sees the change or its lock is seen.
 // So a dead client either holds locks and has a log that restores exactly
 // the words those locks guard (recovery undoes it, then releases the locks),
 // or it holds none and everything it did is committed.
@@ -20,6 +26,7 @@
 #define GISMO_STORE_TXN_H_
 
 #include <cstdint>
+#include <string>
 
 #include "region/region.h"
 
@@ -44,29 +51,32 @@ class Txn {
   Txn(const Txn&) = delete;
   Txn& operator=(const Txn&) = delete;
 
-  // Spins until the lock is ours. A lock held by a dead client is freed by
-  // the manager's recovery; meanwhile we back off to sleeping. In a bounded
-  // Txn (SetLockTimeout) a lock that stays busy fails the Txn instead.
-  void Lock(region::Word& lock);
-  void SetLockTimeout(uint64_t timeout_ns) { lock_timeout_ns_ = timeout_ns; }
-  // Spins at most `timeout_ns`; false if the lock stayed busy (the manager
-  // uses it so that a lock held by a frozen client cannot stall it).
-  bool LockWithin(region::Word& lock, uint64_t timeout_ns);
-  // One attempt; false if someone else holds it.
-  bool TryLock(region::Word& lock);
+  // Takes `lock`, waiting at most the lock wait (the region's lock_wait_ms,
+  // or SetLockWait). False, and the Txn failed, if the lock stayed busy
+  // (GISMO_ERR_BUSY: its holder is slow, or suspected and not yet fenced;
+  // nothing of a suspected client is ever taken from it), if the undo log
+  // has no room, or if this client's session has ended
+  // (GISMO_ERR_CONNECTION: it must change nothing more).
+  [[nodiscard]] bool Lock(region::Word& lock);
+  // One attempt; false if someone else holds it (the Txn does not fail,
+  // except when the session has ended).
+  [[nodiscard]] bool TryLock(region::Word& lock);
+  void SetLockWait(uint64_t wait_ns) { lock_wait_ns_ = wait_ns; }
   bool Holds(const region::Word& lock) const;
 
-  // Logged writes. They do nothing once the Txn has failed (log overflow,
-  // or a bounded lock that stayed busy); the operation must then check
-  // failed() and give up (the destructor rolls back what was done).
+  // Logged writes. REQUIRES: this Txn holds the lock guarding the word (a
+  // contract check verifies that it holds at least one). They do nothing
+  // once the Txn has failed; Commit() then rolls back and says why.
   void Write(region::Word& word, uint64_t value);
   // Bits [first, first + n) of `bitmap`, all 0 now, become 1.
   void SetBits(region::Word* bitmap, uint64_t first, uint64_t n);
   // Bits [first, first + n), all 1 now, become 0.
   void ClearBits(region::Word* bitmap, uint64_t first, uint64_t n);
 
-  bool failed() const { return failed_; }
-  void Commit();
+  bool failed() const { return !failure_.ok(); }
+  const Status& failure() const { return failure_; }
+  // Commits, or, if the Txn failed, rolls back and returns why.
+  [[nodiscard]] Status Commit();
   void Rollback();
 
   const region::Region& region() const { return r_; }
@@ -75,10 +85,14 @@ class Txn {
 
  private:
   bool Log(uint64_t target, uint64_t value);
+  bool SessionLive() const;
+  void Unlock(uint32_t i);
   void ReleaseLocks();
+  void Fail(Status why);
 
   const region::Region& r_;
   uint32_t slot_;
+  uint64_t session_;
   uint64_t tag_;
   region::ClientSlotHeader& hdr_;
   region::LogEntry* log_;
@@ -87,9 +101,12 @@ class Txn {
   uint32_t nlocks_ = 0;
   region::Word* locks_[region::kMaxHeldLocks];
   bool done_ = false;
-  bool failed_ = false;
-  uint64_t lock_timeout_ns_ = 0;
+  Status failure_;
+  uint64_t lock_wait_ns_;
 };
+
+// What a lock word guards, for messages ("shard 3", "the page heap", ...).
+std::string DescribeLock(const region::Region& r, uint64_t lock_offset);
 
 // Sets or clears bits [first, first + n) of a bitmap (caller holds its lock).
 void FillBits(region::Word* bitmap, uint64_t first, uint64_t n, bool value);
@@ -106,11 +123,15 @@ void ForEachLock(const region::Region& r, Fn&& fn) {
   fn(r.alloc().page_lock);
 }
 
-// Phase one of recovering a dead client: if it died holding locks, undoes its
-// log and releases them (every lock word carrying its tag, wherever taken). Needs no lock; must run
-// before anything else touches the dead client's state. Idempotent. Returns the number of locks
-// released.
+// Phase one of recovering a *fenced* client (one that can never run again):
+// if it died holding locks, undoes its log and releases them. It finds them
+// in the slot's held_locks (each is recorded before the CAS that takes it,
+// invariant 2, and checked to be a lock word before use). Needs no lock;
+// must run before anything else touches the dead client's state. Idempotent.
+// Returns the number of locks released.
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot);
+// Whether `slot`'s current session holds any lock (from its held_locks).
+bool HoldsAnyLock(const region::Region& r, uint32_t slot);
 
 }  // namespace gismo::store
 

@@ -60,9 +60,34 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"coherent", "non-coherent"}));
   app.add_option("--lease-ms", opt.lease_ms,
-                 "A client not heard from for this long is declared dead (0: only a closed "
-                 "connection counts)")
+                 "A client not heard from for this long is suspected, then fenced and recovered "
+                 "(0: only a closed connection counts)")
       ->capture_default_str();
+  app.add_option("--reattach-ms", opt.reattach_ms,
+                 "A client whose connection closed keeps its slot this long to re-attach "
+                 "before it is suspected (default: the lease, or 3000)");
+  app.add_option("--fence-command", opt.fence_command,
+                 "Fences a whole node, like STONITH: run as 'sh -c \"CMD NODE\"'; exit status 0 "
+                 "means no process of NODE can touch the region again. Used for a suspected "
+                 "client that neither this kernel nor its node's gismo-agent can prove gone");
+  app.add_option("--fence-timeout-ms", opt.fence_timeout_ms, "Time limit of the fence command")
+      ->capture_default_str();
+  app.add_option("--agent-timeout-ms", opt.agent_timeout_ms,
+                 "How long a node agent may take to fence a process")
+      ->capture_default_str();
+  app.add_option("--manager-lease-ms", opt.manager_lease_ms,
+                 "A manager not beating in the region for this long may be taken over (after it "
+                 "is fenced)")
+      ->capture_default_str();
+  app.add_flag("--previous-manager-fenced", opt.previous_manager_fenced,
+               "The operator's word that the region's previous manager can never run again "
+               "(when this manager cannot prove it)");
+  app.add_flag("--skip-host-lock", opt.skip_host_lock,
+               "Do not take the same-host lock on the region file (for tests that emulate "
+               "separate hosts on one kernel; the region's manager lease still holds)");
+  app.add_option("--lock-wait-ms", opt.lock_wait_ms,
+                 "How long a client operation waits for a busy lock before it fails with "
+                 "GISMO_ERR_BUSY (default 2000)");
   app.add_option("--metrics", opt.metrics_address,
                  "Serve Prometheus metrics over HTTP at tcp:HOST:PORT, path /metrics (port 0: any "
                  "free port, shown in the ready line; default: off)");
@@ -118,6 +143,10 @@ int main(int argc, char** argv) {
          getpid());
   fflush(stdout);
   manager.Run();
+  if (manager.superseded()) {
+    spdlog::critical("stopped: another manager took over the region");
+    return 3;
+  }
   spdlog::info("stopped");
   return 0;
 }

@@ -16,6 +16,7 @@ Runner SetupGet(CLI::App* cmd);
 Runner SetupRm(CLI::App* cmd);
 Runner SetupWatch(CLI::App* cmd);
 Runner SetupFsck(CLI::App* cmd);
+Runner SetupFence(CLI::App* cmd);
 
 }  // namespace gismo::cli
 

@@ -21,6 +21,8 @@ const CommandSpec kCommands[] = {
     {"rm", "Delete an object", SetupRm},
     {"watch", "Print seals and deletes as they happen, anywhere in the cluster", SetupWatch},
     {"fsck", "Verify every invariant of the region (online, or offline with --region)", SetupFsck},
+    {"fence", "Declare a client or node fenced (it can never run again): recover it now",
+     SetupFence},
 };
 
 int Main(int argc, char** argv) {

@@ -1,0 +1,164 @@
+#include "fence/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+namespace gismo::fence {
+
+namespace {
+
+uint64_t ReadBootId() {
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::string s;
+  if (!std::getline(f, s) || s.empty()) return 0;
+  return XXH64(s.data(), s.size(), 0);
+}
+
+uint64_t PidNamespace(const std::string& proc_dir) {
+  struct stat st {};
+  if (stat((proc_dir + "/ns/pid").c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+// Field 22 of /proc/PID/stat (the command name, field 2, may hold spaces
+// and parentheses: parse after its last ')').
+uint64_t StartTime(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(s.substr(close + 2));
+  std::string field;
+  // After ')' come fields 3.. ; start time is field 22, the 20th of them.
+  for (int i = 3; i <= 22; ++i) {
+    if (!(rest >> field)) return 0;
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
+}
+
+// Whether process `pid` maps the file with this device and inode.
+bool MapsFile(pid_t pid, dev_t dev, ino_t ino) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  char want_dev[32];
+  std::snprintf(want_dev, sizeof want_dev, "%02x:%02x", major(dev), minor(dev));
+  const std::string want_ino = std::to_string(ino);
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string range, perms, offset, devs, inode;
+    if (!(in >> range >> perms >> offset >> devs >> inode)) continue;
+    if (inode == want_ino && devs == want_dev) return true;
+  }
+  return false;
+}
+
+bool Exited(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0;
+}
+
+}  // namespace
+
+std::string ProcessIdentity::ToString() const {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "pid %llu (pid namespace %llu, kernel %016llx)",
+                static_cast<unsigned long long>(pid), static_cast<unsigned long long>(pid_ns),
+                static_cast<unsigned long long>(boot_id));
+  return buf;
+}
+
+ProcessIdentity Self() {
+  ProcessIdentity id;
+  id.boot_id = ReadBootId();
+  id.pid_ns = PidNamespace("/proc/self");
+  id.pid = static_cast<uint64_t>(getpid());
+  id.start_time = StartTime(getpid());
+  return id;
+}
+
+ProcessIdentity Lookup(pid_t pid) {
+  ProcessIdentity id;
+  id.start_time = StartTime(pid);
+  if (id.start_time == 0) return id;
+  id.boot_id = ReadBootId();
+  id.pid_ns = PidNamespace("/proc/self");
+  id.pid = static_cast<uint64_t>(pid);
+  return id;
+}
+
+bool ProvenGone(const ProcessIdentity& who) {
+  if (!Self().SameNamespace(who) || who.pid == 0 || who.pid > 0x3fffffff) return false;
+  const pid_t pid = static_cast<pid_t>(who.pid);
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  const bool gone = Exited(pidfd, 0) || StartTime(pid) != who.start_time;
+  close(pidfd);
+  return gone;
+}
+
+Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string& region_path,
+                                  int timeout_ms) {
+  const ProcessIdentity me = Self();
+  if (!me.SameNamespace(who)) {
+    return Status(GISMO_ERR_UNSUPPORTED, who.ToString() + " is not in this kernel's PID namespace");
+  }
+  if (who.pid == 0 || who.pid > 0x3fffffff) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "no valid pid recorded for the process");
+  }
+  const pid_t pid = static_cast<pid_t>(who.pid);
+  // The pidfd pins the process it names; the start time then tells whether
+  // that is still the process we mean (and not a new one with its pid).
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    if (errno == ESRCH) return FenceOutcome::kWasGone;
+    return Status(GISMO_ERR_IO, std::string("pidfd_open: ") + std::strerror(errno));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{pidfd};
+  if (Exited(pidfd, 0) || StartTime(pid) != who.start_time) return FenceOutcome::kWasGone;
+  struct stat rs {};
+  if (stat(region_path.c_str(), &rs) != 0) {
+    return Status(GISMO_ERR_IO, "cannot stat region '" + region_path + "': " + std::strerror(errno));
+  }
+  if (!MapsFile(pid, rs.st_dev, rs.st_ino)) {
+    if (Exited(pidfd, 0)) return FenceOutcome::kWasGone;
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  who.ToString() + " does not map the region '" + region_path +
+                      "'; refusing to kill a process that is not its client");
+  }
+  if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+    return Status(GISMO_ERR_IO, std::string("pidfd_send_signal: ") + std::strerror(errno));
+  }
+  if (!Exited(pidfd, timeout_ms)) {
+    return Status(GISMO_ERR_BUSY, who.ToString() + " did not exit within " +
+                                      std::to_string(timeout_ms) + " ms of SIGKILL");
+  }
+  return FenceOutcome::kKilled;
+}
+
+}  // namespace gismo::fence

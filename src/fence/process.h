@@ -1,0 +1,64 @@
+// Proving a process gone, on its own kernel: the building block of fencing.
+//
+// A ProcessIdentity names one process for as long as its kernel runs: the
+// kernel's boot id (random at every boot, so two hosts or VMs never share
+// one), the inode of its PID namespace, its pid there, and its start time
+// (so a reused pid is told apart). It is written into the client's slot at
+// admission; any fencer on the same kernel and PID namespace (the manager
+// for its local clients, a node agent for its node's) can then prove the
+// process gone, or kill it and prove that, with a pidfd. Nothing here works
+// across kernels, by design: a fencer elsewhere must fence the whole node.
+#ifndef GISMO_FENCE_PROCESS_H_
+#define GISMO_FENCE_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include <gismo/gismo.hpp>
+
+namespace gismo::fence {
+
+struct ProcessIdentity {
+  uint64_t boot_id = 0;     // xxh64 of /proc/sys/kernel/random/boot_id
+  uint64_t pid_ns = 0;      // inode of /proc/self/ns/pid
+  uint64_t pid = 0;         // in that namespace
+  uint64_t start_time = 0;  // clock ticks after boot (/proc/PID/stat field 22)
+
+  bool SameNamespace(const ProcessIdentity& o) const {
+    return boot_id == o.boot_id && pid_ns == o.pid_ns && boot_id != 0;
+  }
+  std::string ToString() const;
+};
+
+// This process's identity.
+ProcessIdentity Self();
+// The identity of process `pid` as this process sees it (same namespace).
+// Not found: pid == 0.
+ProcessIdentity Lookup(pid_t pid);
+
+// Whether the process `who` (of this kernel and PID namespace) has exited,
+// or its pid now names another process. False if it runs, or if it is not
+// of this namespace (nothing can be told from here).
+bool ProvenGone(const ProcessIdentity& who);
+
+enum class FenceOutcome {
+  kWasGone,  // the process had already exited (or its pid is another's now)
+  kKilled,   // it was running (or stopped); SIGKILLed and seen to exit
+};
+
+// Proves that the process `who` can never run again, from a fencer on the
+// same kernel and PID namespace: if it still runs, kills it (SIGKILL through
+// a pidfd) and waits up to `timeout_ms` to see it exit. Before it kills, it
+// checks that the process maps the region file `region_path` (same device
+// and inode), so a wrong or hostile pid claim cannot kill another program.
+// UNSUPPORTED: `who` lives in another kernel or namespace. BUSY: it did not
+// exit in time. PERMISSION-style failures and a process that does not map
+// the region come back as INVALID_ARGUMENT with the reason.
+Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string& region_path,
+                                  int timeout_ms);
+
+}  // namespace gismo::fence
+
+#endif  // GISMO_FENCE_PROCESS_H_

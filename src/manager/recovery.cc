@@ -1,0 +1,85 @@
+#include "manager/recovery.h"
+
+#include "store/allocator.h"
+#include "store/event_ring.h"
+#include "store/held.h"
+#include "store/index.h"
+#include "store/store.h"
+#include "store/txn.h"
+
+namespace gismo::manager {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+namespace {
+// How long recovery waits for one lock before it gives up for now (the lock
+// may be held by another client that is suspected, not yet fenced).
+constexpr uint64_t kRecoveryLockWaitNs = 2'000'000;
+
+// Drops one held-table entry of the dead client, in its own transaction.
+// False if the shard lock stayed busy (nothing changed).
+bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t txn_slot,
+                   uint64_t txn_session, RecoveryReport* rep) {
+  const uint64_t key = entry.key.load(std::memory_order_acquire);
+  const uint32_t global = HeldKeyGlobal(key);
+  const uint32_t shard = global / r.records_per_shard();
+  store::Txn txn(r, txn_slot, txn_session, OpKind::kRecover);
+  txn.SetLockWait(kRecoveryLockWaitNs);
+  const uint64_t count = entry.count.load(std::memory_order_relaxed);
+  const bool in_range = shard < r.num_shards();
+  if (in_range && !txn.Lock(r.shard(shard).lock)) return false;
+  store::Located loc;
+  if (in_range && store::FindByRecord(r, global, &loc)) {
+    ObjectRecord& rec = *loc.rec;
+    const ObjectState st = InfoState(rec.info.load(std::memory_order_relaxed));
+    if ((key & kHeldUnsealedCreator) && st == ObjectState::kCreated) {
+      store::Store::FreeObjectData(txn, rec);
+      store::RemoveObject(txn, loc);
+      ++rep->aborted;
+    } else {
+      uint64_t refs = rec.ref_count.load(std::memory_order_relaxed);
+      refs = refs >= count ? refs - count : 0;
+      txn.Write(rec.ref_count, refs);
+      rep->references_dropped += count;
+      if (refs == 0 && st == ObjectState::kDeleting) {
+        store::Store::FreeObjectData(txn, rec);
+        store::RemoveObject(txn, loc);
+        ++rep->freed;
+      }
+    }
+  }
+  // The dead client's own table: the manager is its only writer now. A held
+  // entry with no shard lock (corrupt index) is still cleared.
+  if (!in_range) {
+    entry.key.store(0, std::memory_order_relaxed);
+    entry.count.store(0, std::memory_order_relaxed);
+    return true;
+  }
+  txn.Write(entry.key, 0);
+  txn.Write(entry.count, 0);
+  GISMO_CRASH_POINT("recovery.before_commit");
+  if (!txn.Commit().ok()) return false;
+  GISMO_CRASH_POINT("recovery.after_entry");
+  (void)dead;
+  return true;
+}
+}  // namespace
+
+RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
+                           uint64_t txn_session) {
+  RecoveryReport rep;
+  rep.locks_released = store::UndoDeadClient(r, dead);
+  HeldEntry* held = r.held(dead);
+  const uint32_t cap = r.sb().held_capacity;
+  for (uint32_t i = 0; i < cap; ++i) {
+    if (held[i].key.load(std::memory_order_acquire) == 0) continue;
+    if (!DropHeldEntry(r, dead, held[i], txn_slot, txn_session, &rep)) return rep;
+  }
+  r.slot(dead).held_count.store(0, std::memory_order_release);
+  rep.complete =
+      store::Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs) &&
+      store::PublishStrandedEvents(r, txn_slot, txn_session, kRecoveryLockWaitNs);
+  return rep;
+}
+
+}  // namespace gismo::manager

@@ -1,0 +1,143 @@
+#include "store/index.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "common/check.h"
+
+namespace gismo::store {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+uint64_t HashId(const gismo_id_t& id) { return XXH3_64bits(id.bytes, GISMO_ID_SIZE); }
+
+IdWords ToWords(const gismo_id_t& id) {
+  IdWords x{};
+  std::memcpy(x.w, id.bytes, GISMO_ID_SIZE);
+  return x;
+}
+
+namespace {
+bool SameId(const ObjectRecord& rec, const IdWords& x) {
+  return rec.id[0].load(std::memory_order_relaxed) == x.w[0] &&
+         rec.id[1].load(std::memory_order_relaxed) == x.w[1] &&
+         rec.id[2].load(std::memory_order_relaxed) == x.w[2];
+}
+}  // namespace
+
+gismo_id_t IdOf(const ObjectRecord& rec) {
+  uint64_t w[3] = {rec.id[0].load(std::memory_order_relaxed),
+                   rec.id[1].load(std::memory_order_relaxed),
+                   rec.id[2].load(std::memory_order_relaxed)};
+  gismo_id_t id;
+  std::memcpy(id.bytes, w, GISMO_ID_SIZE);
+  return id;
+}
+
+std::string Hex(const gismo_id_t& id) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : id.bytes) {
+    s += d[b >> 4];
+    s += d[b & 15];
+  }
+  return s;
+}
+
+bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Located* out) {
+  const IdWords x = ToWords(id);
+  Word* slots = r.hash_slots(shard);
+  const uint32_t mask = r.sb().slots_per_shard - 1;
+  const uint32_t h32 = static_cast<uint32_t>(h);
+  const uint32_t nrec = r.records_per_shard();
+  ObjectRecord* recs = r.records(shard);
+  out->shard = shard;
+  out->hslot = kNoHashSlot;
+  out->rec = nullptr;
+  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
+    const uint64_t s = slots[i].load(std::memory_order_relaxed);
+    if (s == 0) {
+      out->hslot = i;
+      return false;
+    }
+    if (HashSlotHash(s) != h32) continue;
+    const uint32_t local = HashSlotLocal(s);
+    if (local < nrec && SameId(recs[local], x)) {
+      out->hslot = i;
+      out->local = local;
+      out->rec = &recs[local];
+      return true;
+    }
+  }
+  return false;
+}
+
+bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out) {
+  const Region& r = txn.region();
+  const uint64_t h = HashId(id);
+  const uint32_t shard = r.ShardOf(h);
+  if (!txn.Lock(r.shard(shard).lock)) return false;
+  *found = Find(r, shard, h, id, out);
+  return true;
+}
+
+bool FindByRecord(const Region& r, uint32_t global, Located* out) {
+  if (global / r.records_per_shard() >= r.num_shards()) return false;
+  const ObjectRecord& rec = r.record(global);
+  const gismo_id_t id = IdOf(rec);
+  const uint32_t shard = global / r.records_per_shard();
+  return Find(r, shard, HashId(id), id, out) && out->local == global % r.records_per_shard();
+}
+
+Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
+  const Region& r = txn.region();
+  ShardHeader& sh = r.shard(shard);
+  GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
+  if (const uint64_t fh = sh.free_head.load(std::memory_order_relaxed); fh != 0) {
+    if (fh > r.records_per_shard()) {
+      return Status(GISMO_ERR_BAD_REGION,
+                    "index shard " + std::to_string(shard) + " has a corrupt free list");
+    }
+    const uint32_t local = static_cast<uint32_t>(fh - 1);
+    txn.Write(sh.free_head, r.records(shard)[local].heap_offset.load(std::memory_order_relaxed));
+    return local;
+  }
+  const uint64_t nu = sh.next_unused.load(std::memory_order_relaxed);
+  if (nu >= r.records_per_shard()) {
+    return Status(GISMO_ERR_OUT_OF_MEMORY,
+                  "the object index is full (" + std::to_string(r.sb().max_objects) +
+                      " objects); format the region with a larger --max-objects");
+  }
+  txn.Write(sh.next_unused, nu + 1);
+  return static_cast<uint32_t>(nu);
+}
+
+void RemoveObject(Txn& txn, const Located& loc) {
+  const Region& r = txn.region();
+  ShardHeader& sh = r.shard(loc.shard);
+  GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
+  Word* slots = r.hash_slots(loc.shard);
+  const uint32_t mask = r.sb().slots_per_shard - 1;
+  // Backward-shift deletion: no tombstones, so probes stay short forever,
+  // and entries only move toward their home slot (the kMaxProbe invariant).
+  uint32_t i = loc.hslot;
+  for (uint32_t j = (i + 1) & mask, n = 0; n <= mask; j = (j + 1) & mask, ++n) {
+    const uint64_t s = slots[j].load(std::memory_order_relaxed);
+    if (s == 0) break;
+    const uint32_t home = HashSlotHash(s) & mask;
+    const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    txn.Write(slots[i], s);
+    i = j;
+  }
+  txn.Write(slots[i], 0);
+  ObjectRecord& rec = *loc.rec;
+  txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
+  txn.Write(rec.ref_count, 0);
+  txn.Write(rec.heap_offset, sh.free_head.load(std::memory_order_relaxed));
+  txn.Write(sh.free_head, loc.local + 1);
+  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
+}
+
+}  // namespace gismo::store

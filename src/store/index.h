@@ -1,0 +1,58 @@
+// The object index: per-shard linear-probing hash tables of object records,
+// in the region (layout.h, "Object index"). Every function here works on one
+// shard and, unless it says otherwise, REQUIRES that shard's lock.
+//
+// Invariant: an object's hash slot is at most kMaxProbe - 1 slots past its
+// home slot. Insertion refuses to go farther and backward-shift deletion only
+// moves entries toward home, so every probe ends within kMaxProbe steps,
+// whatever ids users choose.
+#ifndef GISMO_STORE_INDEX_H_
+#define GISMO_STORE_INDEX_H_
+
+#include <gismo/gismo.h>
+
+#include <cstdint>
+#include <string>
+
+#include "region/region.h"
+#include "store/txn.h"
+
+namespace gismo::store {
+
+uint64_t HashId(const gismo_id_t& id);
+region::IdWords ToWords(const gismo_id_t& id);
+gismo_id_t IdOf(const region::ObjectRecord& rec);
+std::string Hex(const gismo_id_t& id);
+
+inline constexpr uint32_t kNoHashSlot = ~0u;
+
+struct Located {
+  uint32_t shard = 0;
+  uint32_t hslot = kNoHashSlot;  // found: its slot; not found: where it would go
+  uint32_t local = 0;            // record index within the shard
+  region::ObjectRecord* rec = nullptr;
+};
+
+inline uint32_t GlobalIndex(const region::Region& r, uint32_t shard, uint32_t local) {
+  return shard * r.records_per_shard() + local;
+}
+
+// Looks `id` (hash `h`) up in `shard`. Not found: loc->hslot is the free
+// slot an insert would use, or kNoHashSlot if none is within kMaxProbe.
+// Slots naming a record out of range are skipped (never followed).
+bool Find(const region::Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id,
+          Located* out);
+// Takes the shard lock of `id` in `txn`, then looks it up. False with the
+// Txn failed if the lock could not be taken (txn.Commit() says why).
+bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out);
+// The object whose record has global index `global`, if it is indexed.
+bool FindByRecord(const region::Region& r, uint32_t global, Located* out);
+// Takes a record for a new object in `shard` (from its free list, else a
+// never-used one). OUT_OF_MEMORY when the shard is full.
+Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard);
+// Unindexes the object at `loc` and returns its record to the free list.
+void RemoveObject(Txn& txn, const Located& loc);
+
+}  // namespace gismo::store
+
+#endif  // GISMO_STORE_INDEX_H_

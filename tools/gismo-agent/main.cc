@@ -1,0 +1,201 @@
+// gismo-agent: the fencing agent of one node.
+//
+// Runs on every node that has clients but no manager, in the PID namespace
+// its clients run in (on the host, not in a container of its own). It keeps
+// a connection to the manager; when the manager suspects a client of this
+// node (lease expired, connection lost), it asks the agent, which proves the
+// client's process gone through this kernel: if it still runs (frozen,
+// partitioned) it is SIGKILLed through a pidfd and seen to exit. Only then
+// does the manager recover the client. An agent that cannot be reached is
+// itself a reason to fence the whole node (gismo-manager --fence-command).
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "fence/process.h"
+#include "protocol/wire.h"
+
+namespace {
+
+using gismo::Status;
+using gismo::protocol::MsgType;
+
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+struct Options {
+  std::string manager = "unix:/tmp/gismo.sock";
+  uint32_t node = 0;
+  std::string region = "/dev/shm/gismo";
+  int kill_timeout_ms = 5000;
+};
+
+void Log(const char* fmt, const std::string& a = {}, const std::string& b = {}) {
+  fprintf(stderr, "gismo-agent: ");
+  fprintf(stderr, fmt, a.c_str(), b.c_str());
+  fprintf(stderr, "\n");
+}
+
+// Connects and says hello; returns the fd and the manager's lease.
+gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
+                        uint32_t* lease_ms) {
+  auto fd = gismo::protocol::ConnectTo(addr, 5000);
+  if (!fd.ok()) return fd.status();
+  gismo::protocol::Hello hello;
+  hello.role = gismo::protocol::Role::kNodeAgent;
+  hello.node_id = o.node;
+  hello.pid = static_cast<uint64_t>(getpid());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  hello.host = host;
+  hello.name = "gismo-agent";
+  const auto me = gismo::fence::Self();
+  hello.identity[0] = me.boot_id;
+  hello.identity[1] = me.pid_ns;
+  hello.identity[2] = me.pid;
+  hello.identity[3] = me.start_time;
+  const auto frame = gismo::protocol::EncodeHello(hello);
+  if (Status s = gismo::protocol::SendAll(*fd, frame.data(), frame.size()); !s.ok()) {
+    close(*fd);
+    return s;
+  }
+  pollfd p{*fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) {
+    close(*fd);
+    return Status(GISMO_ERR_TIMEOUT, "the manager did not answer");
+  }
+  gismo::protocol::FrameHeader h;
+  std::vector<uint8_t> payload;
+  if (Status s = gismo::protocol::RecvFrame(*fd, &h, &payload); !s.ok()) {
+    close(*fd);
+    return s;
+  }
+  gismo::protocol::Reader rd(payload);
+  gismo::protocol::Welcome w;
+  if (h.type == MsgType::kError) {
+    close(*fd);
+    return gismo::protocol::DecodeError(rd);
+  }
+  if (h.type != MsgType::kWelcome || !gismo::protocol::DecodeWelcome(rd, &w)) {
+    close(*fd);
+    return Status(GISMO_ERR_PROTOCOL, "not a gismo manager");
+  }
+  *lease_ms = w.lease_ms;
+  return *fd;
+}
+
+// Serves one connection until it fails.
+Status Serve(const Options& o, int fd, uint32_t lease_ms) {
+  const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
+  uint64_t last_beat = gismo::MonotonicNs();
+  std::vector<uint8_t> payload;
+  while (!g_stop) {
+    const uint64_t since = (gismo::MonotonicNs() - last_beat) / 1'000'000;
+    const int wait = since >= uint64_t(beat_ms) ? 0 : beat_ms - static_cast<int>(since);
+    pollfd p{fd, POLLIN, 0};
+    const int rc = poll(&p, 1, wait);
+    if (rc < 0 && errno == EINTR) continue;
+    if ((gismo::MonotonicNs() - last_beat) / 1'000'000 >= uint64_t(beat_ms)) {
+      const auto beat = gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0);
+      if (Status s = gismo::protocol::SendAll(fd, beat.data(), beat.size()); !s.ok()) return s;
+      last_beat = gismo::MonotonicNs();
+    }
+    if (rc <= 0) continue;
+    gismo::protocol::FrameHeader h;
+    if (Status s = gismo::protocol::RecvFrame(fd, &h, &payload); !s.ok()) return s;
+    gismo::protocol::Reader rd(payload);
+    if (h.type == MsgType::kError) return gismo::protocol::DecodeError(rd);
+    if (h.type != MsgType::kFenceProcess) continue;
+    gismo::protocol::FenceProcessOrder order;
+    gismo::protocol::FenceProcessResult res;
+    if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
+      res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
+    } else {
+      res.slot = order.slot;
+      res.session = order.session;
+      gismo::fence::ProcessIdentity who;
+      who.boot_id = order.identity[0];
+      who.pid_ns = order.identity[1];
+      who.pid = order.identity[2];
+      who.start_time = order.identity[3];
+      auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms);
+      if (f.ok()) {
+        res.killed = *f == gismo::fence::FenceOutcome::kKilled;
+        Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
+      } else {
+        res.status = f.status();
+        Log("cannot fence %s: %s", who.ToString(), f.status().message());
+      }
+    }
+    const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);
+    if (Status s = gismo::protocol::SendAll(fd, frame.data(), frame.size()); !s.ok()) return s;
+  }
+  return Status();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (const char* a = getenv("GISMO_ADDRESS"); a && *a) o.manager = a;
+  if (const char* r = getenv("GISMO_REGION"); r && *r) o.region = r;
+  CLI::App app{
+      "gismo-agent: the fencing agent of one node. The manager asks it to prove a suspected\n"
+      "client of this node gone (killing it if it still runs) before it recovers the client.\n"
+      "Run one per node, in the PID namespace of the node's clients."};
+  app.add_option("--manager", o.manager, "Manager address (default $GISMO_ADDRESS)")
+      ->capture_default_str();
+  app.add_option("--node", o.node, "This node's id (as its clients' GISMO_NODE)")->required();
+  app.add_option("--region", o.region,
+                 "The region as this node sees it (default $GISMO_REGION); a process is only "
+                 "killed if it maps it")
+      ->capture_default_str();
+  app.add_option("--kill-timeout-ms", o.kill_timeout_ms,
+                 "How long to wait for a killed process to exit")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  auto addr = gismo::protocol::ParseAddress(o.manager);
+  if (!addr.ok()) {
+    fprintf(stderr, "gismo-agent: %s\n", addr.status().message().c_str());
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  bool ready = false;
+  uint32_t backoff_ms = 20;
+  while (!g_stop) {
+    uint32_t lease_ms = 0;
+    auto fd = Join(o, *addr, &lease_ms);
+    if (!fd.ok()) {
+      if (!ready && fd.status().code() == GISMO_ERR_PROTOCOL) {
+        fprintf(stderr, "gismo-agent: %s\n", fd.status().message().c_str());
+        return 1;
+      }
+      usleep(backoff_ms * 1000);
+      backoff_ms = std::min<uint32_t>(backoff_ms * 2, 1000);
+      continue;
+    }
+    backoff_ms = 20;
+    if (!ready) {
+      ready = true;
+      printf("gismo-agent ready: node=%u manager=%s pid=%d\n", o.node, o.manager.c_str(),
+             getpid());
+      fflush(stdout);
+    }
+    Status s = Serve(o, *fd, lease_ms);
+    close(*fd);
+    if (!g_stop) Log("lost the manager (%s); reconnecting", s.message());
+  }
+  return 0;
+}

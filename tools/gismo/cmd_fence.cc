@@ -1,0 +1,60 @@
+// gismo fence: an operator's word that a client, or a whole node, can never
+// run again, so the manager recovers what it held (doc/failure.md).
+#include <cstdio>
+
+#include "commands.h"
+
+namespace gismo::cli {
+namespace {
+
+struct FenceArgs {
+  CommonOptions common;
+  int64_t client = -1;
+  int64_t slot = -1;
+  int64_t node = -1;
+};
+
+int RunFence(const FenceArgs& a) {
+  const int given = (a.client >= 0) + (a.slot >= 0) + (a.node >= 0);
+  if (given != 1) Fail(kExitUsage, "give exactly one of --client, --slot or --node");
+  gismo_fence_target_t target = GISMO_FENCE_CLIENT;
+  uint64_t value = static_cast<uint64_t>(a.client);
+  if (a.slot >= 0) {
+    target = GISMO_FENCE_SLOT;
+    value = static_cast<uint64_t>(a.slot);
+  } else if (a.node >= 0) {
+    target = GISMO_FENCE_NODE;
+    value = static_cast<uint64_t>(a.node);
+  }
+  Client client = Connect(a.common);
+  auto r = client.Fence(target, value);
+  if (!r.ok()) Fail(r.status(), "the manager refused the fence");
+  if (a.common.json) {
+    PrintJson({{"fenced", true}, {"report", *r}});
+  } else {
+    printf("%s\n", r->c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner SetupFence(CLI::App* cmd) {
+  auto a = std::make_shared<FenceArgs>();
+  cmd->add_option("--client", a->client, "Client id (as `gismo status` lists them)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--slot", a->slot, "Client slot")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--node", a->node, "Node id: every client of that node")
+      ->check(CLI::NonNegativeNumber);
+  cmd->footer(
+      "\nSay it only when it is certain: the client's process is gone, or its host is\n"
+      "powered off or cut off from the memory pool. The manager then recovers it at once\n"
+      "(undoes its interrupted operation, aborts its unsealed objects, drops its references).\n"
+      "A client that is merely suspected (lease expired, connection lost) is otherwise left\n"
+      "untouched until the manager proves it gone itself: through its own kernel, the node's\n"
+      "agent (gismo-agent) or the --fence-command of gismo-manager.");
+  AddCommonOptions(cmd, &a->common);
+  return [a] { return RunFence(*a); };
+}
+
+}  // namespace gismo::cli
