@@ -229,13 +229,41 @@ TEST(SubscribeTest, ManySubscribersAllSeeEverything) {
   t.join();
 }
 
-TEST(SubscribeTest, LostManagerMakesTheFdReadable) {
+// A manager restart ends no subscription: the subscriber re-attaches, and
+// what was sealed meanwhile (the ring is in the region) is delivered.
+TEST(SubscribeTest, SubscriptionSurvivesManagerRestart) {
   ManagerProcess mgr;
   Client c = MustConnect(mgr.address());
+  Client producer = MustConnect(mgr.address());
   auto sub = c.Subscribe();
   ASSERT_TRUE(sub.ok());
   EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
   mgr.Kill();
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("while-down"), "x").ok());
+  mgr.Start();
+  Notification n = MustNext(*sub);
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(n.id, ObjectId::FromName("while-down"));
+  // And the next seal wakes it through the new manager (fd-only waiters too).
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("after"), "y").ok());
+  pollfd p{sub->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 20000), 1);
+  n = MustNext(*sub);
+  EXPECT_EQ(n.id, ObjectId::FromName("after"));
+}
+
+// A session that ends (here by an operator's fence) makes an fd-only waiter
+// readable, and the next call says why.
+TEST(SubscribeTest, EndedSessionMakesTheFdReadable) {
+  ManagerProcess mgr;
+  Client c = MustConnect(mgr.address());
+  Client op = MustConnect(mgr.address());
+  auto sub = c.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+  uint32_t node = 0, slot = 0;
+  ASSERT_EQ(gismo_client_identity(c.c_client(), &node, &slot), GISMO_OK);
+  ASSERT_TRUE(op.Fence(GISMO_FENCE_SLOT, slot).ok());
   pollfd p{sub->fd(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 20000), 1);  // an fd-only waiter is not left hanging
   Status s = sub->Next(0).status();

@@ -87,9 +87,9 @@ class Checker {
   // its slot lists.
   bool Live(uint32_t slot) const {
     if (slot >= r_.max_clients()) return false;
-    uint64_t st = r_.slot(slot).state.load() & 0xff;
-    return st == static_cast<uint64_t>(SlotState::kActive) ||
-           st == static_cast<uint64_t>(SlotState::kRecovering);
+    const SlotState st = region::SlotStateOf(r_.slot(slot).state.load(std::memory_order_acquire));
+    return st == SlotState::kActive || st == SlotState::kSuspected ||
+           st == SlotState::kRecovering;
   }
 
   // 5 (and the inputs of 3 and 4): the client slots.
@@ -97,8 +97,12 @@ class Checker {
     const uint32_t cap = r_.sb().held_capacity;
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       const ClientSlotHeader& h = r_.slot(i);
-      uint64_t st = h.state.load() & 0xff;
+      uint64_t st = h.state.load(std::memory_order_acquire) & 0xff;
       const bool recovering = st == static_cast<uint64_t>(SlotState::kRecovering);
+      // A suspected client may still run: it owns all it lists until fenced.
+      if (st == static_cast<uint64_t>(SlotState::kSuspected)) {
+        st = static_cast<uint64_t>(SlotState::kActive);
+      }
       if (recovering) {
         if (!online_) Problem("client slot ", i, " was being recovered when its manager stopped");
         st = static_cast<uint64_t>(SlotState::kActive);  // still owns what it lists

@@ -489,6 +489,11 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
 
 void Manager::Impl::Detach(Member& m, const std::string& why) {
   if (m.phase != Member::Phase::kConnected) return;
+  if (!m.pidfd && fence::ProvenGone(m.identity)) {
+    m.conn.reset();
+    spdlog::info("{}: {}, and its process is gone", m.describe, why);
+    return Fenced(m, FenceReason::kProcessGone);
+  }
   const uint64_t grace =
       uint64_t{opt_.reattach_ms ? opt_.reattach_ms : (opt_.lease_ms ? opt_.lease_ms : 3000)} * kMs;
   m.phase = Member::Phase::kDetached;
@@ -519,7 +524,9 @@ void Manager::Impl::Suspect(Member& m, const std::string& why) {
 void Manager::Impl::AdvanceFencing(Member& m) {
   if (m.phase != Member::Phase::kSuspected) return;
   const uint64_t now = MonotonicNs();
-  if (m.pidfd) {
+  // Its process may be gone already (and reaped, so no pidfd could pin it).
+  if (!m.pidfd && fence::ProvenGone(m.identity)) return Fenced(m, FenceReason::kProcessGone);
+  if (m.pidfd && opt_.local_fence) {
     if (!m.killed) {
       // Pinned by the pidfd: this is its process, not a reuse of its pid.
       if (syscall(SYS_pidfd_send_signal, m.pidfd->native_handle(), SIGKILL, nullptr, 0) == 0 ||

@@ -29,6 +29,10 @@ struct ManagerOptions {
   // A client whose connection closed keeps its slot this long, waiting for
   // it to re-attach, before it is suspected (0: the lease, or 3 s).
   uint32_t reattach_ms = 0;
+  // Kill a suspected client that runs on the manager's own kernel (and PID
+  // namespace), proven through a pidfd. Off: wait for it to exit, an agent,
+  // the fence command or an operator.
+  bool local_fence = true;
   // Fences a whole node: run as `sh -c 'CMD NODE'`, exit 0 = fenced.
   std::string fence_command;
   uint32_t fence_timeout_ms = 30000;

@@ -41,6 +41,12 @@ Status FencePredecessor(const region::Region& r, const LeaseOptions& o, uint64_t
     }
     if (f.status().code() != GISMO_ERR_UNSUPPORTED) return f.status();
   }
+  // The same node, since rebooted: a reboot ends every process of a host.
+  const uint64_t prev_node = sb.manager_node.load(std::memory_order_relaxed);
+  if (prev_node == o.node_id && prev.boot_id != 0 && prev.boot_id != fence::Self().boot_id) {
+    *how = "the previous manager ran on this node before it rebooted";
+    return Status();
+  }
   if (o.previous_manager_fenced) {
     *how = "the operator declared the previous manager fenced";
     return Status();

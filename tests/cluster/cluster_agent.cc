@@ -147,6 +147,12 @@ class Agent {
     in >> name;
     const gismo::ObjectId id = gismo::ObjectId::FromName(name);
     if (cmd == "connect") return Connect();
+    if (cmd == "fence-node" || cmd == "fence-client") {
+      // The operator's word (gismo fence): `name` is the node or client id.
+      auto r = client_.Fence(cmd == "fence-node" ? GISMO_FENCE_NODE : GISMO_FENCE_CLIENT,
+                             std::stoull(name));
+      return r.ok() ? "ok" : Err(r.status());
+    }
     if (cmd == "disconnect") {
       held_.clear();
       unsealed_.clear();

@@ -96,6 +96,12 @@ class Agent {
              " deleting=" + std::to_string(u->deleting_count) +
              " clients=" + std::to_string(u->client_count);
     }
+    if (cmd == "fence-node") {
+      uint64_t node = 0;
+      in >> node;
+      auto r = client_.Fence(GISMO_FENCE_NODE, node);
+      return r.ok() ? "ok" : Err(r.status());
+    }
     if (cmd == "sleep") {
       int ms = 0;
       in >> ms;
@@ -190,6 +196,14 @@ class Agent {
       if (!st.ok()) return Err(st.status());
       return "ok state=" + std::to_string(st->state) + " refs=" + std::to_string(st->ref_count) +
              " size=" + std::to_string(st->data_size);
+    }
+    if (cmd == "check-held") {  // the bytes of a reference held since `get`
+      auto it = held_.find(name);
+      if (it == held_.end() || it->second.empty()) return "err 14 not held";
+      const auto& b = it->second.front();
+      std::string bad = gismo::torture::Verify(key, b.data(), b.size(), b.metadata().data(),
+                                               b.metadata().size(), true);
+      return bad.empty() ? "ok hash_ok=1" : "ok hash_ok=0 problem=" + bad;
     }
     if (cmd == "verify") {
       auto b = client_.Get(id, 0);

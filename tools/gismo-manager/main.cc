@@ -70,6 +70,10 @@ int main(int argc, char** argv) {
                  "Fences a whole node, like STONITH: run as 'sh -c \"CMD NODE\"'; exit status 0 "
                  "means no process of NODE can touch the region again. Used for a suspected "
                  "client that neither this kernel nor its node's gismo-agent can prove gone");
+  bool no_local_fence = false;
+  app.add_flag("--no-local-fence", no_local_fence,
+               "Never kill a suspected client of the manager's own kernel; wait for its exit, "
+               "its node's agent, the fence command or an operator");
   app.add_option("--fence-timeout-ms", opt.fence_timeout_ms, "Time limit of the fence command")
       ->capture_default_str();
   app.add_option("--agent-timeout-ms", opt.agent_timeout_ms,
@@ -102,6 +106,7 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ gismo-manager: %v");
   spdlog::set_level(spdlog::level::from_str(log_level));
 
+  opt.local_fence = !no_local_fence;
   auto size = gismo::region::ParseSize(size_text);
   if (!size.ok()) {
     fprintf(stderr, "gismo-manager: --size: %s\n", size.status().message().c_str());
