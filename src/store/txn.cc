@@ -1,6 +1,7 @@
 #include "store/txn.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,12 @@ void ArmCrashPoint(const char* name, long skip) {
 void CrashPoint(const char* name) {
   if (g_crash_target == nullptr || strcmp(g_crash_target, name) != 0) return;
   if (g_crash_skip-- > 0) return;
+  // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
+  // instruction, for the failure model's "suspected is not dead" tests).
+  if (const char* a = getenv("GISMO_CRASH_ACTION"); a != nullptr && strcmp(a, "stop") == 0) {
+    raise(SIGSTOP);
+    return;
+  }
   _exit(77);
 }
 #endif

@@ -190,6 +190,15 @@ struct RunOptions {
   uint64_t keys = 256, max_size = 256 << 10;
   uint32_t lease_ms = 0;
   bool keep = false;
+  // Freeze mode (suspected is not dead): this share of the events SIGSTOPs a
+  // worker instead of killing it, for less than a lease or for 2-3 leases,
+  // then SIGCONTs it; once a node's workers all at once. A worker frozen
+  // past its lease is fenced by the manager (killed: its own kernel) and
+  // recovered; one frozen for less must simply go on.
+  uint32_t freeze_percent = 0;
+  // Crash point names: a third of the worker incarnations stop themselves
+  // (SIGSTOP) at a random one of these, inside an operation.
+  std::vector<std::string> stop_points;
 };
 
 struct WorkerProc {
@@ -199,6 +208,7 @@ struct WorkerProc {
   std::string buf;
   uint64_t client_id = 0;
   uint32_t node = 0;
+  double thaw_at = 0;        // > 0: frozen by us until then
 };
 
 class Run {
@@ -308,6 +318,12 @@ class Run {
                                   "--max-size", std::to_string(o_.max_size),
                                   "--journal",  journal_dir_ + "/w" + std::to_string(incarnation)};
     std::vector<std::string> env;
+    if (!o_.stop_points.empty() && rng_() % 3 == 0) {
+      env.push_back("GISMO_CRASH_AT=" + o_.stop_points[rng_() % o_.stop_points.size()]);
+      env.push_back("GISMO_CRASH_SKIP=" + std::to_string(rng_() % 40));
+      env.push_back("GISMO_CRASH_ACTION=stop");
+      ++armed_;
+    }
     if (o_.cluster.empty()) {
       argv.insert(argv.end(), {"--address", address_});
       env.push_back("GISMO_NODE=" + std::to_string(w.node));
@@ -368,8 +384,17 @@ class Run {
       poll(pfds.data(), pfds.size(), wait_ms);
       for (auto& w : workers_) ReadOutput(w);
       ReapUnexpected();
+      ThawDue();
+      if (o_.freeze_percent > 0 && !node_frozen_ && NowS() >= end - o_.seconds / 2) {
+        FreezeNode(1);
+        node_frozen_ = true;
+      }
       if (NowS() >= next_kill) {
-        KillOne();
+        if (rng_() % 100 < o_.freeze_percent) {
+          FreezeOne();
+        } else {
+          KillOne();
+        }
         next_kill = NowS() + Interval();
       }
     }
@@ -379,11 +404,64 @@ class Run {
     return (o_.kill_min_ms + rng_() % (o_.kill_max_ms - o_.kill_min_ms + 1)) / 1000.0;
   }
 
-  // A worker that exits by itself failed (it runs until SIGTERM).
+  // Freeze mode: SIGSTOP a worker for less than a lease, or for 2-3 leases.
+  void FreezeOne() {
+    std::vector<size_t> running;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i].thaw_at == 0) running.push_back(i);
+    }
+    if (running.empty()) return;
+    Freeze(workers_[running[rng_() % running.size()]], rng_() % 2 == 0);
+  }
+  void FreezeNode(uint32_t node) {
+    uint32_t n = 0;
+    for (auto& w : workers_) {
+      if (w.node == node) {
+        Freeze(w, true);
+        ++n;
+      }
+    }
+    fprintf(stderr, "gismo-torture: froze node %u (%u workers) for 2-3 leases\n", node, n);
+  }
+  void Freeze(WorkerProc& w, bool past_lease) {
+    if (w.target < 0) w.target = FindTarget(w.pid);
+    if (w.target <= 0) return;
+    const double lease = o_.lease_ms / 1000.0;
+    // A short freeze plus the time since the worker's last heartbeat (a
+    // quarter lease) stays well inside the lease.
+    const double secs = past_lease ? lease * (2 + (rng_() % 1000) / 1000.0)
+                                   : lease * (0.05 + (rng_() % 250) / 1000.0);
+    kill(w.target, SIGSTOP);
+    w.thaw_at = NowS() + secs;
+    ++(past_lease ? long_freezes_ : short_freezes_);
+  }
+  void ThawDue() {
+    for (auto& w : workers_) {
+      if (w.thaw_at > 0 && NowS() >= w.thaw_at) {
+        kill(w.target, SIGCONT);
+        w.thaw_at = 0;
+      }
+    }
+  }
+
+  // A worker that exits by itself failed (it runs until SIGTERM), unless it
+  // was SIGKILLed: the manager fences a client unheard for a lease (frozen
+  // by us, stopped at a stop point, or starved) by killing it.
   void ReapUnexpected() {
     for (size_t i = 0; i < workers_.size();) {
       int st = 0;
       if (waitpid(workers_[i].pid, &st, WNOHANG) == workers_[i].pid) {
+        const bool killed = (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) ||
+                            (WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGKILL);
+        // Not only those we froze: on a loaded machine a live worker may go
+        // unheard for a lease too, and is then fenced like any suspect.
+        if (killed) {
+          ++fenced_;
+          close(workers_[i].fd);
+          workers_.erase(workers_.begin() + i);
+          SpawnWorker();
+          continue;
+        }
         fprintf(stderr, "gismo-torture: worker pid %d ended on its own (status %d)\n",
                 workers_[i].pid, st);
         ++failures_;
@@ -399,6 +477,7 @@ class Run {
   void KillOne() {
     if (workers_.empty()) return;
     size_t i = rng_() % workers_.size();
+    if (workers_[i].thaw_at > 0) return;  // frozen: left to its freeze
     WorkerProc w = std::move(workers_[i]);
     workers_.erase(workers_.begin() + i);
     ReadOutput(w);
@@ -421,6 +500,11 @@ class Run {
   }
 
   void StopWorkers() {
+    // Frozen ones (by us, or by themselves at a stop point) resume first.
+    for (auto& w : workers_) {
+      if (w.target < 0) w.target = FindTarget(w.pid);
+      if (w.target > 0) kill(w.target, SIGCONT);
+    }
     for (auto& w : workers_) kill(w.target > 0 ? w.target : w.pid, SIGTERM);
     for (auto& w : workers_) {
       if (!WaitExit(w.pid, 20)) {
@@ -540,6 +624,12 @@ class Run {
            " before the victim had connected), "
            "%" PRIu64 " worker incarnations\n",
            kills_, kills_before_connect_, incarnations_);
+    if (o_.freeze_percent > 0 || !o_.stop_points.empty()) {
+      printf("freezes survived:   %" PRIu64 " shorter than a lease, %" PRIu64
+             " of 2-3 leases; %" PRIu64 " workers armed to stop inside an operation; %" PRIu64
+             " fenced (killed by the manager) and recovered\n",
+             short_freezes_, long_freezes_, armed_, fenced_);
+    }
     printf("operations:         %" PRIu64 " in %.0f s\n", total, o_.seconds);
     for (uint32_t c = 0; c < kFailures; ++c) {
       printf("  %-16s %" PRIu64 "\n", CounterName(c), counts[c]);
@@ -575,6 +665,8 @@ class Run {
   pid_t manager_pid_ = -1;
   std::vector<WorkerProc> workers_;
   uint64_t incarnations_ = 0, kills_ = 0, kills_before_connect_ = 0;
+  uint64_t short_freezes_ = 0, long_freezes_ = 0, fenced_ = 0, armed_ = 0;
+  bool node_frozen_ = false;
   std::atomic<uint64_t> failures_{0};
   std::atomic<bool> running_{true};
   std::thread monitor_;
@@ -687,6 +779,13 @@ int main(int argc, char** argv) {
   RunOptions ro;
   auto* run = app.add_subcommand("run", "Run workers under a killer, then check the region");
   run->add_option("--seconds", ro.seconds, "How long the killer runs")->capture_default_str();
+  run->add_option("--freeze-percent", ro.freeze_percent,
+                  "Share of the events that freeze a worker (SIGSTOP, < 1 or 2-3 leases) instead "
+                  "of killing it; needs --lease-ms")
+      ->check(CLI::Range(0u, 100u));
+  run->add_option("--stop-points", ro.stop_points,
+                  "Crash point names where a third of the workers stop themselves (freeze mode)")
+      ->delimiter(',');
   run->add_option("--seed", ro.seed, "Seed of every random choice (default: from the clock)");
   run->add_option("--workers", ro.workers, "Concurrent workers")->capture_default_str();
   run->add_option("--nodes", ro.nodes, "Workers are spread over nodes 1..N")->capture_default_str();
