@@ -19,6 +19,8 @@
 //   delete NAME | contains NAME
 //   stat NAME              state=1|2|3 refs=N size=N
 //   verify NAME            full read of the object (get, compare, release)
+//   check-held NAME        full read of the reference held since `get`
+//   fence-node NODE        the operator's word: node NODE is fenced
 //   usage                  used= objects= sealed= unsealed= deleting= clients=
 //   wait-lost SECONDS      until an operation fails with GISMO_ERR_CONNECTION
 //   sleep MS | exit

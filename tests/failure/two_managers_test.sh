@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# One manager per region, across hosts. Managers here skip the same-host
+# lock (--skip-host-lock), so only the region's own manager lease stands
+# between them, as it would between two hosts.
+#  1. A second manager refuses to start while the first beats, and says who.
+#  2. The first is frozen past its lease: the second fences it (it runs on
+#     this kernel: killed through a pidfd) and only then takes over; a client
+#     of the first re-attaches with its reference intact: nobody is
+#     recovered, let alone twice.
+#  3. (as root, with unshare) The first runs in another PID namespace, so the
+#     second cannot prove it stopped: it refuses until the operator's word
+#     (--previous-manager-fenced); when the frozen first resumes it finds
+#     itself superseded and stops at once, without serving.
+# Environment: GISMO_MANAGER_BIN, FAILURE_CLIENT.
+set -euo pipefail
+: "${GISMO_MANAGER_BIN:?}" "${FAILURE_CLIENT:?}"
+work=$(mktemp -d /tmp/gismo-2mgr.XXXXXX)
+region=/dev/shm/gismo-2mgr-$$
+sock=$work/m.sock
+pids=()
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if ((rc != 0)); then
+    for f in "$work"/*.log; do echo "=== $f" >&2; tail -n 30 "$f" >&2; done
+  fi
+  rm -rf "$work" "$region" "$region-2"
+  exit $rc
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+log() { echo "--- $*"; }
+
+# start_manager NAME ARGS...: starts a manager, waits for its ready line or
+# its exit; sets MPID. Returns 1 if it exited without becoming ready.
+start_manager() {
+  local name=$1
+  shift
+  mkfifo "$work/$name.out"
+  "$@" >"$work/$name.out" 2>"$work/$name.log" &
+  MPID=$!
+  pids+=("$MPID")
+  grep -m1 -q "gismo-manager ready" <"$work/$name.out"
+}
+common=(--size 128MiB --skip-host-lock --manager-lease-ms 500 --lease-ms 1000 --log-level info)
+
+start_manager a "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" ||
+  fail "the first manager did not start"
+a_pid=$MPID
+
+# A client holding a reference.
+coproc CLIENT { GISMO_ADDRESS="unix:$sock" exec "$FAILURE_CLIENT" --stdin 2>"$work/client.log"; }
+pids+=("$CLIENT_PID")
+ask() {
+  echo "$1" >&"${CLIENT[1]}"
+  IFS= read -r -t 30 R <&"${CLIENT[0]}" || fail "the client did not answer '$1'"
+  [[ $R == ok* ]] || fail "'$1' -> $R"
+}
+IFS= read -r -t 30 R <&"${CLIENT[0]}" || fail "the client did not connect"
+ask "put s1 3000"
+ask "get s1 0"
+ask "stat s1"
+[[ $R == *"refs=1"* ]] || fail "want refs=1: $R"
+
+log "1. a second manager while the first beats"
+rc=0
+start_manager b "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$work/b.sock" "${common[@]}" || rc=$?
+((rc != 0)) || fail "a second manager started while the first was serving"
+wait "$MPID" && fail "the second manager exited 0" || true
+grep -q "another gismo-manager serves this region" "$work/b.log" ||
+  fail "the refusal does not say who holds the region: $(cat "$work/b.log")"
+grep -q "its lease is live" "$work/b.log" || fail "the refusal does not say why"
+
+log "2. the first frozen past its lease: fenced, then taken over"
+kill -STOP "$a_pid"
+start_manager c "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" ||
+  fail "the second manager did not take over from a frozen first"
+grep -q "killed the frozen previous manager" "$work/c.log" || fail "no fence of the first manager"
+rc=0
+wait "$a_pid" || rc=$?
+((rc == 128 + 9)) || fail "the first manager should have been killed (status 137), got $rc"
+# The client re-attaches: its reference and bytes intact, nobody recovered.
+ask "check-held s1"
+[[ $R == *"hash_ok=1"* ]] || fail "the held object changed: $R"
+ask "stat s1"
+[[ $R == *"refs=1"* ]] || fail "the client's reference was dropped: $R"
+for ((i = 0; i < 300; i++)); do grep -q "re-attached" "$work/c.log" && break; ask "usage"; done
+grep -q "re-attached" "$work/c.log" || fail "the client did not re-attach to the new manager"
+if grep -q "recovered client" "$work/c.log"; then fail "a live client was recovered"; fi
+echo exit >&"${CLIENT[1]}"
+
+log "3. a manager that cannot be proven stopped, and a superseded manager"
+if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
+  log "skipped: needs root and unshare (a manager in another PID namespace)"
+  log PASS
+  exit 0
+fi
+r2=$region-2
+start_manager d unshare --pid --fork --mount-proc "$GISMO_MANAGER_BIN" --region "$r2" \
+  --listen "unix:$work/d.sock" "${common[@]}" || fail "the namespaced manager did not start"
+d_wrapper=$MPID
+d_pid=$(pgrep -P "$d_wrapper" | head -1)
+[[ -n $d_pid ]] || fail "cannot find the namespaced manager"
+kill -STOP "$d_pid"
+rc=0
+start_manager e "$GISMO_MANAGER_BIN" --region "$r2" --listen "unix:$work/e.sock" "${common[@]}" || rc=$?
+((rc != 0)) || fail "took over from a manager it cannot prove stopped"
+grep -q "cannot be proven stopped" "$work/e.log" || fail "unclear refusal: $(cat "$work/e.log")"
+start_manager f "$GISMO_MANAGER_BIN" --region "$r2" --listen "unix:$work/f.sock" "${common[@]}" \
+  --previous-manager-fenced || fail "no take-over on the operator's word"
+kill -CONT "$d_pid"
+rc=0
+wait "$d_wrapper" || rc=$?
+((rc == 3)) || fail "the superseded manager should stop with status 3, got $rc"
+grep -q "another manager has taken over" "$work/d.log" || fail "the superseded manager did not say why"
+log PASS
