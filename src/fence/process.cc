@@ -109,12 +109,12 @@ ProcessIdentity Lookup(pid_t pid) {
   return id;
 }
 
-bool ProvenGone(const ProcessIdentity& who) {
+bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
   if (!Self().SameNamespace(who) || who.pid == 0 || who.pid > 0x3fffffff) return false;
   const pid_t pid = static_cast<pid_t>(who.pid);
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) return errno == ESRCH;
-  const bool gone = Exited(pidfd, 0) || StartTime(pid) != who.start_time;
+  const bool gone = StartTime(pid) != who.start_time || Exited(pidfd, wait_ms);
   close(pidfd);
   return gone;
 }

@@ -40,8 +40,9 @@ ProcessIdentity Lookup(pid_t pid);
 
 // Whether the process `who` (of this kernel and PID namespace) has exited,
 // or its pid now names another process. False if it runs, or if it is not
-// of this namespace (nothing can be told from here).
-bool ProvenGone(const ProcessIdentity& who);
+// of this namespace (nothing can be told from here). Waits up to `wait_ms`
+// for a process that is exiting (its sockets close before it has exited).
+bool ProvenGone(const ProcessIdentity& who, int wait_ms = 0);
 
 enum class FenceOutcome {
   kWasGone,  // the process had already exited (or its pid is another's now)

@@ -105,6 +105,7 @@ struct Member {
   std::shared_ptr<asio::posix::stream_descriptor> pidfd;
   bool killed = false;
   uint64_t agent_request = 0;  // outstanding FenceProcess order (0: none)
+  uint64_t probe_request = 0;  // outstanding probe of a detached member
   uint64_t agent_deadline_ns = 0;
   bool agent_failed = false;
   bool operator_hint_logged = false;
@@ -500,6 +501,22 @@ void Manager::Impl::Detach(Member& m, const std::string& why) {
   m.deadline_ns = MonotonicNs() + grace;
   m.conn.reset();
   spdlog::info("{}: {}; it keeps its slot for {} ms to re-attach", m.describe, why, grace / kMs);
+  // Did it die? Its node's agent can tell at once (no kill: it may be alive
+  // and about to re-attach).
+  auto it = agents_.find(m.node);
+  auto agent = it == agents_.end() ? nullptr : it->second.lock();
+  if (agent && agent->identity.SameNamespace(m.identity)) {
+    protocol::FenceProcessOrder order;
+    order.slot = m.slot;
+    order.session = m.session;
+    order.identity[0] = m.identity.boot_id;
+    order.identity[1] = m.identity.pid_ns;
+    order.identity[2] = m.identity.pid;
+    order.identity[3] = m.identity.start_time;
+    order.probe_only = true;
+    m.probe_request = next_agent_request_++;
+    agent->Send(protocol::EncodeFenceProcessOrder(m.probe_request, order));
+  }
 }
 
 void Manager::Impl::Suspect(Member& m, const std::string& why) {
@@ -719,10 +736,16 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
   auto it = members_.find(res.slot);
   if (it == members_.end()) return;
   Member& m = it->second;
-  if (m.session != res.session || m.agent_request != request_id ||
-      m.phase != Member::Phase::kSuspected) {
+  if (m.session != res.session) return;
+  if (m.phase == Member::Phase::kDetached && m.probe_request == request_id) {
+    m.probe_request = 0;
+    if (res.status.ok()) {
+      spdlog::info("{}: {} confirms its process gone", m.describe, s->Describe());
+      Fenced(m, FenceReason::kNodeAgent);
+    }
     return;
   }
+  if (m.agent_request != request_id || m.phase != Member::Phase::kSuspected) return;
   m.agent_request = 0;
   if (res.status.ok()) {
     spdlog::info("{}: {} confirms its process gone{}", m.describe, s->Describe(),

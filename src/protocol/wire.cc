@@ -103,6 +103,7 @@ std::vector<uint8_t> EncodeFenceProcessOrder(uint64_t request_id, const FencePro
   w.U32(m.slot);
   w.U64(m.session);
   for (uint64_t v : m.identity) w.U64(v);
+  w.U8(m.probe_only ? 1 : 0);
   return w.Frame(MsgType::kFenceProcess, request_id);
 }
 
@@ -110,6 +111,7 @@ bool DecodeFenceProcessOrder(Reader& r, FenceProcessOrder* m) {
   m->slot = r.U32();
   m->session = r.U64();
   for (uint64_t& v : m->identity) v = r.U64();
+  m->probe_only = r.U8() != 0;
   return r.ok();
 }
 

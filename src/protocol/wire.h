@@ -185,10 +185,13 @@ std::vector<uint8_t> EncodeFenceOrder(uint64_t request_id, const FenceOrder& m);
 bool DecodeFenceOrder(Reader& r, FenceOrder* m);
 
 // Manager -> agent: prove this process of your node gone (kill it if not).
+// probe_only: only say whether it is gone (its connection closed: did it
+// die?); never kill it.
 struct FenceProcessOrder {
   uint32_t slot = 0;
   uint64_t session = 0;
   uint64_t identity[4] = {0, 0, 0, 0};
+  bool probe_only = false;
 };
 std::vector<uint8_t> EncodeFenceProcessOrder(uint64_t request_id, const FenceProcessOrder& m);
 bool DecodeFenceProcessOrder(Reader& r, FenceProcessOrder* m);

@@ -126,8 +126,11 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
       who.pid_ns = order.identity[1];
       who.pid = order.identity[2];
       who.start_time = order.identity[3];
-      auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms);
-      if (f.ok()) {
+      if (order.probe_only) {
+        if (!gismo::fence::ProvenGone(who, 500)) {
+          res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
+        }
+      } else if (auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms); f.ok()) {
         res.killed = *f == gismo::fence::FenceOutcome::kKilled;
         Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
       } else {
