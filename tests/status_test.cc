@@ -74,7 +74,9 @@ TEST(StatusCodesTest, EveryCodeHasADistinctValueNameAndMessage) {
     EXPECT_EQ(std::string(prefix) + std::string(c.short_name), c.enumerator);
     // Every error has its own Python class; OK has none.
     EXPECT_EQ(c.py_class.empty(), c.code == GISMO_OK);
-    if (!c.py_class.empty()) EXPECT_TRUE(classes.insert(c.py_class).second) << c.py_class;
+    if (!c.py_class.empty()) {
+      EXPECT_TRUE(classes.insert(c.py_class).second) << c.py_class;
+    }
   }
   EXPECT_EQ(kListed[0].code, GISMO_OK);
   EXPECT_STREQ(gismo_status_message(static_cast<gismo_status_t>(previous + 1)), "unknown status");
@@ -112,7 +114,8 @@ TEST(StatusCodesTest, EveryCodeRoundTripsBetweenCAndCpp) {
     Status from_c = detail::FromC(info.code);
     EXPECT_EQ(from_c.code(), info.code);
     EXPECT_EQ(from_c.message(), "detail of " + std::string(info.name));
-    EXPECT_EQ(from_c.ToString(), std::string(info.message) + ": detail of " + std::string(info.name));
+    EXPECT_EQ(from_c.ToString(),
+              std::string(info.message) + ": detail of " + std::string(info.name));
   }
   EXPECT_TRUE(detail::FromC(GISMO_OK).ok());
 }

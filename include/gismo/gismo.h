@@ -16,11 +16,10 @@
 #ifndef GISMO_GISMO_H_
 #define GISMO_GISMO_H_
 
+#include <gismo/status_codes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <gismo/status_codes.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -7,13 +7,13 @@
 #define GISMO_GISMO_HPP_
 
 #include <gismo/gismo.h>
-#include <gismo/status.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <gismo/status.hpp>
 #include <optional>
 #include <random>
 #include <span>

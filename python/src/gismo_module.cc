@@ -719,7 +719,7 @@ PYBIND11_MODULE(_gismo, m) {
 
   py::enum_<gismo_status_t> status(m, "Status",
                                    "The status codes of gismo.h (listed in gismo/status_codes.h).");
-#define GISMO_PY_STATUS_VALUE_(name, short_name, value, message, py_class, py_base) \
+#define GISMO_PY_STATUS_VALUE_(name, short_name, number, message, py_class, py_base) \
   status.value(#short_name, name);
   GISMO_STATUS_CODES(GISMO_PY_STATUS_VALUE_)
 #undef GISMO_PY_STATUS_VALUE_

@@ -20,7 +20,7 @@ extern "C" {
 const char* gismo_status_message(gismo_status_t status) {
   switch (status) {
 #define GISMO_STATUS_MESSAGE_CASE_(name, short_name, value, message, py_class, py_base) \
-  case name:                                                                          \
+  case name:                                                                            \
     return message;
     GISMO_STATUS_CODES(GISMO_STATUS_MESSAGE_CASE_)
 #undef GISMO_STATUS_MESSAGE_CASE_
