@@ -253,7 +253,7 @@ TEST_F(ApiTest, ListAndUsage) {
   int sealed = 0, created = 0;
   for (auto& info : *list) {
     if (info.state == GISMO_STATE_SEALED) ++sealed;
-    if (info.state == GISMO_STATE_CREATED) ++created;
+    if (info.state == GISMO_STATE_UNSEALED) ++created;
   }
   EXPECT_EQ(sealed, 2);
   EXPECT_EQ(created, 1);
@@ -296,7 +296,7 @@ TEST_F(ApiTest, KilledClientIsCleanedUp) {
   char x;
   ASSERT_EQ(read(ready[0], &x, 1), 1) << "the child died before it was ready";
   EXPECT_EQ(client_.Stat(sealed)->ref_count, 1u);
-  EXPECT_EQ(client_.Stat(unsealed)->state, GISMO_STATE_CREATED);
+  EXPECT_EQ(client_.Stat(unsealed)->state, GISMO_STATE_UNSEALED);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   // The manager notices the closed connection and recovers. Wait for its
@@ -391,6 +391,31 @@ TEST_F(ApiTest, BadArgumentsAreReported) {
   auto round = ObjectId::FromHex(ObjectId::FromName("x").Hex());
   ASSERT_TRUE(round.ok());
   EXPECT_EQ(*round, ObjectId::FromName("x"));
+}
+
+TEST_F(ApiTest, LastErrorIsLeftBySuccessfulCalls) {
+  gismo_client_t* c = client_.c_client();
+  bool contains = true;
+  ASSERT_EQ(gismo_contains(c, nullptr, &contains), GISMO_ERR_INVALID_ARGUMENT);
+  const std::string detail = gismo_last_error();
+  EXPECT_NE(detail, "");
+  gismo_id_t id = ObjectId::Random().c_id();
+  ASSERT_EQ(gismo_contains(c, &id, &contains), GISMO_OK);
+  EXPECT_EQ(gismo_last_error(), detail);
+}
+
+TEST_F(ApiTest, IdentityIsTheSlotListedForThisClient) {
+  auto identity = client_.Identity();
+  ASSERT_TRUE(identity.ok()) << identity.status().ToString();
+  uint32_t node = 0, slot = 0;
+  ASSERT_EQ(gismo_client_identity(client_.c_client(), &node, &slot), GISMO_OK);
+  EXPECT_EQ(identity->node, node);
+  EXPECT_EQ(identity->slot, slot);
+  auto clients = client_.Clients();
+  ASSERT_TRUE(clients.ok());
+  ASSERT_EQ(clients->size(), 1u);  // this test's only connection
+  EXPECT_EQ((*clients)[0].client, slot);
+  EXPECT_EQ((*clients)[0].node, node);
 }
 
 TEST_F(ApiTest, ClosedClientIsReported) {

@@ -85,8 +85,23 @@ int main(void) {
   EXPECT(gismo_create(c, NULL, 1, NULL, 0, &data) == GISMO_ERR_INVALID_ARGUMENT);
   EXPECT(strlen(gismo_last_error()) > 0);
   EXPECT(strcmp(gismo_status_message(GISMO_ERR_OUT_OF_MEMORY), "store is full") == 0);
-  uint32_t node = 99, cid = 0;
-  EXPECT(gismo_client_identity(c, &node, &cid) == GISMO_OK && cid > 0);
+  uint32_t node = 99, slot = 0;
+  EXPECT(gismo_client_identity(c, &node, &slot) == GISMO_OK && slot > 0);
+
+  /* The list of status codes is usable from C, and agrees with the C API. */
+#define EXPECT_LISTED_CODE(name, short_name, value, message, py_class, py_base) \
+  EXPECT((int)name == value && strcmp(gismo_status_message(name), message) == 0);
+  GISMO_STATUS_CODES(EXPECT_LISTED_CODE)
+#undef EXPECT_LISTED_CODE
+  EXPECT(GISMO_ERR_BUSY == 18);
+  EXPECT(strcmp(gismo_state_name(GISMO_STATE_UNSEALED), "unsealed") == 0);
+  EXPECT(strcmp(gismo_state_name(GISMO_STATE_SEALED), "sealed") == 0);
+  EXPECT(strcmp(gismo_state_name(GISMO_STATE_DELETING), "deleting") == 0);
+  EXPECT(strcmp(gismo_state_name((gismo_object_state_t)0), "unknown") == 0);
+  EXPECT(gismo_create(c, &a, 5, NULL, 0, &data) == GISMO_OK);
+  EXPECT(gismo_stat(c, &a, &info) == GISMO_OK && info.state == GISMO_STATE_UNSEALED &&
+         info.creator_client == slot);
+  EXPECT(gismo_abort(c, &a) == GISMO_OK);
 
   EXPECT(gismo_disconnect(d) == GISMO_OK);
   EXPECT(gismo_contains(d, &id, &has) == GISMO_ERR_INVALID_ARGUMENT);

@@ -9,7 +9,8 @@ tmp=$(mktemp -d /tmp/gismo-install-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 prefix="$tmp/prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in include/gismo/gismo.h include/gismo/gismo.hpp bin/gismo-manager \
+for f in include/gismo/gismo.h include/gismo/status_codes.h include/gismo/gismo.hpp \
+         include/gismo/status.hpp bin/gismo-manager \
          lib/cmake/gismo/gismoConfig.cmake lib/pkgconfig/gismo.pc; do
   [ -e "$prefix/$f" ] || { echo "missing from install: $f"; exit 1; }
 done

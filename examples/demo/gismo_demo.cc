@@ -47,9 +47,8 @@ int Fail(const char* what, const gismo::Status& s) {
 }
 
 uint32_t NodeOf(gismo::Client& c) {
-  uint32_t node = 0, id = 0;
-  (void)gismo_client_identity(c.c_client(), &node, &id);
-  return node;
+  auto identity = c.Identity();
+  return identity.ok() ? identity->node : 0;
 }
 
 // Writes object content: a cheap pattern, then the trailer checksum.

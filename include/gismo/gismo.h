@@ -16,6 +16,7 @@
 #ifndef GISMO_GISMO_H_
 #define GISMO_GISMO_H_
 
+#include <gismo/status_codes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,34 +44,22 @@ typedef struct gismo_id {
 
 typedef struct gismo_client gismo_client_t;
 
-/* Never renumbered; new codes are appended. */
+/* The outcome of a call. The codes, their values and their messages are listed
+ * in gismo/status_codes.h. Values are never changed or reused; new codes are
+ * appended. */
 typedef enum gismo_status {
-  GISMO_OK = 0,
-  GISMO_ERR_INVALID_ARGUMENT = 1,
-  GISMO_ERR_OBJECT_EXISTS = 2,
-  GISMO_ERR_OBJECT_NOT_FOUND = 3,
-  GISMO_ERR_OBJECT_NOT_SEALED = 4,
-  GISMO_ERR_OBJECT_ALREADY_SEALED = 5,
-  GISMO_ERR_OBJECT_IN_USE = 6,
-  GISMO_ERR_OUT_OF_MEMORY = 7, /* the store (heap or object index) is full */
-  GISMO_ERR_TIMEOUT = 8,
-  GISMO_ERR_CONNECTION = 9, /* manager unreachable, gone, or lease lost */
-  GISMO_ERR_PROTOCOL = 10,  /* peer spoke a different protocol/version */
-  GISMO_ERR_IO = 11,
-  GISMO_ERR_LIMIT = 12,       /* a configured limit was reached */
-  GISMO_ERR_NOT_CREATOR = 13, /* only the creating client may do this */
-  GISMO_ERR_NOT_HELD = 14,    /* the client holds no reference to it */
-  GISMO_ERR_BAD_REGION = 15,  /* region is not gismo's, wrong version, corrupt */
-  GISMO_ERR_INTERNAL = 16,    /* a bug: please report it */
-  GISMO_ERR_UNSUPPORTED = 17, /* feature not available in this mode */
-  GISMO_ERR_BUSY = 18         /* a lock is held by a client suspected dead, not yet fenced */
+#define GISMO_STATUS_ENUMERATOR_(name, short_name, value, message, py_class, py_base) name = value,
+  GISMO_STATUS_CODES(GISMO_STATUS_ENUMERATOR_)
+#undef GISMO_STATUS_ENUMERATOR_
 } gismo_status_t;
 
 /* A static, human-readable description of a status code. Never NULL. */
 GISMO_EXPORT const char *gismo_status_message(gismo_status_t status);
 
-/* The detail of the last failed call on this thread ("" if none). The string
- * stays valid until the next gismo call on the same thread. */
+/* The detail of the last failed call on this thread ("" if none has failed).
+ * Like errno, it is set by every call that fails and left as it was by every
+ * call that succeeds: read it right after a call returned an error. The
+ * string stays valid until the next gismo call on the same thread. */
 GISMO_EXPORT const char *gismo_last_error(void);
 
 /* Library version string, e.g. "0.1.0". */
@@ -138,19 +127,25 @@ GISMO_EXPORT gismo_status_t gismo_contains(gismo_client_t *client, const gismo_i
 /* ----- inspection -------------------------------------------------------- */
 
 typedef enum gismo_object_state {
-  GISMO_STATE_CREATED = 1, /* unsealed, being written */
+  GISMO_STATE_UNSEALED = 1, /* created, being written by its creator */
   GISMO_STATE_SEALED = 2,
-  GISMO_STATE_DELETING = 3 /* deleted, freed at the last release */
+  GISMO_STATE_DELETING = 3, /* deleted, freed at the last release */
+  /* Deprecated: the former name of GISMO_STATE_UNSEALED. */
+  GISMO_STATE_CREATED = GISMO_STATE_UNSEALED
 } gismo_object_state_t;
+
+/* The state's name as every gismo tool prints it: "unsealed", "sealed" or
+ * "deleting"; "unknown" for any other value. Static, never NULL. */
+GISMO_EXPORT const char *gismo_state_name(gismo_object_state_t state);
 
 typedef struct gismo_object_info {
   gismo_id_t id;
   gismo_object_state_t state;
   uint64_t data_size;
   uint64_t metadata_size;
-  uint64_t ref_count;    /* references held by all clients */
-  uint32_t creator_node; /* node id of the creating client */
-  uint32_t creator_client;
+  uint64_t ref_count;      /* references held by all clients */
+  uint32_t creator_node;   /* node id of the creating client */
+  uint32_t creator_client; /* its client slot on that node */
   uint64_t create_time_ns; /* CLOCK_REALTIME at create */
 } gismo_object_info_t;
 
@@ -257,9 +252,12 @@ GISMO_EXPORT gismo_status_t gismo_subscribe(gismo_client_t *client, int *fd);
 GISMO_EXPORT gismo_status_t gismo_next_notification(gismo_client_t *client,
                                                     gismo_notification_t *out, int64_t timeout_ms);
 
-/* This client's node id and client id as assigned by the manager. */
+/* This client's node id and client slot as assigned by the manager. The slot
+ * is what gismo_client_info_t.client and gismo_object_info_t.creator_client
+ * hold; it is reused once the client is gone (gismo_client_info_t.client_id is
+ * the id that is not). Either out-pointer may be NULL. */
 GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client, uint32_t *node,
-                                                  uint32_t *client_id);
+                                                  uint32_t *slot);
 
 /* The region mapping of this client: [*base, *base + *size). Every pointer
  * gismo returns lies inside it. */

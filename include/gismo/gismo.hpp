@@ -1,8 +1,8 @@
 // gismo: the C++ API.
 //
 // A thin, header-only layer over the C API in gismo.h: one implementation,
-// two languages. RAII client and buffers, Status / Result<T> errors, no
-// exceptions.
+// two languages. RAII client and buffers, Status / Result<T> errors
+// (status.hpp), no exceptions.
 #ifndef GISMO_GISMO_HPP_
 #define GISMO_GISMO_HPP_
 
@@ -13,66 +13,16 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <gismo/status.hpp>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 namespace gismo {
-
-// The one error model: a status code from gismo.h plus a detail message.
-class [[nodiscard]] Status {
- public:
-  Status() = default;
-  explicit Status(gismo_status_t code, std::string message = {})
-      : code_(code), message_(std::move(message)) {}
-  static Status Ok() { return Status(); }
-
-  bool ok() const { return code_ == GISMO_OK; }
-  gismo_status_t code() const { return code_; }
-  // The detail if any, otherwise the code's generic description.
-  std::string message() const { return message_.empty() ? gismo_status_message(code_) : message_; }
-  std::string ToString() const {
-    if (ok()) return "OK";
-    std::string s = gismo_status_message(code_);
-    if (!message_.empty() && message_ != s) s += ": " + message_;
-    return s;
-  }
-  explicit operator bool() const { return ok(); }
-  bool operator==(gismo_status_t code) const { return code_ == code; }
-
- private:
-  gismo_status_t code_ = GISMO_OK;
-  std::string message_;
-};
-
-// A value or the Status explaining why there is none.
-template <typename T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit on purpose
-  Result(Status status) : v_(std::move(status)) {}  // NOLINT
-  Result(gismo_status_t code, std::string message = {}) : v_(Status(code, std::move(message))) {}
-
-  bool ok() const { return std::holds_alternative<T>(v_); }
-  explicit operator bool() const { return ok(); }
-  Status status() const { return ok() ? Status() : std::get<Status>(v_); }
-  T& value() & { return std::get<T>(v_); }
-  const T& value() const& { return std::get<T>(v_); }
-  T&& value() && { return std::get<T>(std::move(v_)); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T&& operator*() && { return std::move(*this).value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-
- private:
-  std::variant<T, Status> v_;
-};
 
 namespace detail {
 inline Status FromC(gismo_status_t code) {
@@ -171,6 +121,12 @@ class ObjectId {
 };
 
 class Client;
+
+// Where a client is: its node and its slot there (gismo_client_identity).
+struct ClientIdentity {
+  uint32_t node = 0;
+  uint32_t slot = 0;  // as in gismo_client_info_t.client; reused once the client is gone
+};
 
 // A seal or delete somewhere in the cluster (or an overflow marker).
 struct Notification {
@@ -490,6 +446,12 @@ class Client {
     gismo_status_t s = gismo_fence(c_, target, value, report, sizeof report);
     if (s != GISMO_OK) return detail::FromC(s);
     return std::string(report);
+  }
+  Result<ClientIdentity> Identity() const {
+    ClientIdentity identity;
+    gismo_status_t s = gismo_client_identity(c_, &identity.node, &identity.slot);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return identity;
   }
   // Notifications of every sealed object, then of each seal and delete.
   Result<Subscription> Subscribe() {

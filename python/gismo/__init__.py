@@ -11,22 +11,15 @@ See python/README.md for the zero-copy and lifetime rules.
 
 from ._gismo import ID_SIZE, Buffer, Event, ObjectID, Status, __version__
 from ._gismo import status_message
-from .client import Client, connect
+from .client import Client, Identity, connect
 from .subscription import Notification, Subscription
-from .errors import (STATUS_ERRORS, BadRegion, ConnectionError, Error,
-                     InternalError, InvalidArgument, IOError, LimitReached,
-                     NotAnArray, NotCreator, NotHeld, ObjectAlreadySealed,
-                     ObjectExists, ObjectInUse, ObjectNotFound,
-                     ObjectNotSealed, ProtocolError, StoreFull, Timeout,
-                     Unsupported)
+from . import errors as _errors
+# Error, NotAnArray, STATUS_ERRORS and the class of each status code.
+from .errors import *  # noqa: F401,F403
 
 __all__ = [
-    "ID_SIZE", "Buffer", "Client", "Event", "Notification", "ObjectID",
-    "Status", "STATUS_ERRORS", "Subscription", "connect", "status_message",
+    "ID_SIZE", "Buffer", "Client", "Event", "Identity", "Notification",
+    "ObjectID", "Status", "Subscription", "connect", "status_message",
     "__version__",
-    "Error", "BadRegion", "ConnectionError", "InternalError",
-    "InvalidArgument", "IOError", "LimitReached", "NotAnArray", "NotCreator",
-    "NotHeld", "ObjectAlreadySealed", "ObjectExists", "ObjectInUse",
-    "ObjectNotFound", "ObjectNotSealed", "ProtocolError", "StoreFull",
-    "Timeout", "Unsupported",
+    *_errors.__all__,
 ]

@@ -1,22 +1,27 @@
 """gismo.Client: a connection to a gismo manager and its shared region."""
 
+import typing
+
 from . import _gismo, ndarray
+from ._timeout import timeout_ms as _timeout
 from .errors import InvalidArgument
-
-_FOREVER = -1
-
-
-def _timeout(timeout_ms):
-    if timeout_ms is None:
-        return _FOREVER
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
-        raise TypeError("timeout_ms must be an int (ms; -1 or None: forever, "
-                        f"0: no wait), not {type(timeout_ms).__name__}")
-    return timeout_ms
+from .subscription import Subscription
 
 
 def _is_single_id(ids):
     return isinstance(ids, (_gismo.ObjectID, bytes, bytearray, memoryview))
+
+
+class Identity(typing.NamedTuple):
+    """Where a client is (Client.identity()).
+
+    node: its node id. slot: its client slot there, as "client" in
+    list_clients() and stat(); reused once the client is gone (the
+    "client_id" of list_clients() is not).
+    """
+
+    node: int
+    slot: int
 
 
 class Client(_gismo._Client):
@@ -47,7 +52,11 @@ class Client(_gismo._Client):
         return f"<gismo.Client {state}>"
 
     # create, seal, abort, release, delete, contains, put, stat, list,
-    # usage, list_clients, identity and region_mapping come from _gismo.
+    # usage, list_clients and region_mapping come from _gismo.
+
+    def identity(self):
+        """This client's Identity: (node, slot)."""
+        return Identity(*self._identity())
 
     def capacity(self):
         """Heap bytes objects can use."""
@@ -108,7 +117,6 @@ class Client(_gismo._Client):
     def subscribe(self):
         """A Subscription: every object already sealed, then each seal and
         delete anywhere in the cluster. See gismo.Subscription."""
-        from .subscription import Subscription  # it imports this module
         return Subscription(self)
 
 

@@ -1,7 +1,10 @@
 """The exceptions of gismo: one class per gismo_status_t, all under Error.
 
-STATUS_ERRORS is the one mapping from status codes to classes; the extension
-raises the class registered here for every failed call, with the C library's
+The classes are made from the one list of status codes,
+include/gismo/status_codes.h (which names each class and the builtin
+exception it also derives from), through _gismo.ERROR_CLASSES.
+STATUS_ERRORS maps every status code but OK to its class; the extension
+raises that class for every failed call, with the C library's
 gismo_last_error() detail as the message.
 """
 
@@ -23,103 +26,28 @@ class Error(Exception):
             self.status = Status(status)
 
 
-class InvalidArgument(Error, ValueError):
-    status = Status.INVALID_ARGUMENT
-
-
-class ObjectExists(Error):
-    status = Status.OBJECT_EXISTS
-
-
-class ObjectNotFound(Error, LookupError):
-    status = Status.OBJECT_NOT_FOUND
-
-
-class ObjectNotSealed(Error):
-    status = Status.OBJECT_NOT_SEALED
-
-
-class ObjectAlreadySealed(Error):
-    status = Status.OBJECT_ALREADY_SEALED
-
-
-class ObjectInUse(Error):
-    status = Status.OBJECT_IN_USE
-
-
-class StoreFull(Error, MemoryError):
-    """The store's heap or object index is full (OUT_OF_MEMORY)."""
-
-    status = Status.OUT_OF_MEMORY
-
-
-class Timeout(Error, TimeoutError):
-    status = Status.TIMEOUT
-
-
-class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001
-    """The manager is unreachable or gone, or the lease was lost."""
-
-    status = Status.CONNECTION
-
-
-class ProtocolError(Error):
-    status = Status.PROTOCOL
-
-
-class IOError(Error, OSError):  # noqa: A001
-    status = Status.IO
-
-
-class LimitReached(Error):
-    status = Status.LIMIT
-
-
-class NotCreator(Error, PermissionError):
-    status = Status.NOT_CREATOR
-
-
-class NotHeld(Error):
-    status = Status.NOT_HELD
-
-
-class BadRegion(Error):
-    status = Status.BAD_REGION
-
-
-class InternalError(Error):
-    status = Status.INTERNAL
-
-
-class Unsupported(Error, NotImplementedError):
-    status = Status.UNSUPPORTED
-
-
 class NotAnArray(Error, ValueError):
     """get_array on an object that put_array did not write."""
 
 
-STATUS_ERRORS = {
-    Status.INVALID_ARGUMENT: InvalidArgument,
-    Status.OBJECT_EXISTS: ObjectExists,
-    Status.OBJECT_NOT_FOUND: ObjectNotFound,
-    Status.OBJECT_NOT_SEALED: ObjectNotSealed,
-    Status.OBJECT_ALREADY_SEALED: ObjectAlreadySealed,
-    Status.OBJECT_IN_USE: ObjectInUse,
-    Status.OUT_OF_MEMORY: StoreFull,
-    Status.TIMEOUT: Timeout,
-    Status.CONNECTION: ConnectionError,
-    Status.PROTOCOL: ProtocolError,
-    Status.IO: IOError,
-    Status.LIMIT: LimitReached,
-    Status.NOT_CREATOR: NotCreator,
-    Status.NOT_HELD: NotHeld,
-    Status.BAD_REGION: BadRegion,
-    Status.INTERNAL: InternalError,
-    Status.UNSUPPORTED: Unsupported,
-}
+def _error_class(status, name, builtin_base, message):
+    bases = (Error,)
+    if builtin_base:
+        bases += (getattr(builtins, builtin_base),)
+    return type(name, bases, {
+        "__doc__": f"{message} (Status.{status.name})",
+        "__module__": __name__,
+        "__qualname__": name,
+        "status": status,
+    })
 
-# A status without a class here (a newer library) raises Error itself.
+
+STATUS_ERRORS = {status: _error_class(status, name, base, message)
+                 for status, name, base, message in _gismo.ERROR_CLASSES}
+globals().update({cls.__name__: cls for cls in STATUS_ERRORS.values()})
+
+__all__ = ["Error", "NotAnArray", "STATUS_ERRORS",
+           *(cls.__name__ for cls in STATUS_ERRORS.values())]
+
 _gismo._register_errors(
-    {int(code): STATUS_ERRORS.get(code, Error)
-     for code in Status.__members__.values() if code != Status.OK})
+    {int(status): cls for status, cls in STATUS_ERRORS.items()})

@@ -3,7 +3,8 @@
 import typing
 
 from . import _gismo
-from .client import _FOREVER, _timeout
+from ._timeout import FOREVER as _FOREVER
+from ._timeout import timeout_ms as _timeout
 from .errors import InvalidArgument
 
 Event = _gismo.Event

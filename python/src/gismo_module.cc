@@ -313,22 +313,10 @@ class WritableRegion {
 
 // ----- the client ----------------------------------------------------------------
 
-const char* StateName(gismo_object_state_t s) {
-  switch (s) {
-    case GISMO_STATE_CREATED:
-      return "created";
-    case GISMO_STATE_SEALED:
-      return "sealed";
-    case GISMO_STATE_DELETING:
-      return "deleting";
-  }
-  return "unknown";
-}
-
 py::dict InfoDict(const gismo_object_info_t& info) {
   py::dict d;
   d["id"] = PyObjectId(gismo::ObjectId(info.id));
-  d["state"] = StateName(info.state);
+  d["state"] = gismo_state_name(info.state);
   d["size"] = info.data_size;
   d["metadata_size"] = info.metadata_size;
   d["refs"] = info.ref_count;
@@ -550,16 +538,17 @@ class PyClient {
     return out;
   }
 
+  // (node, slot).
   std::pair<uint32_t, uint32_t> Identity() {
     auto core = Live();
-    uint32_t node = 0, client = 0;
+    uint32_t node = 0, slot = 0;
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
-      s = gismo_client_identity(core->Checked(), &node, &client);
+      s = gismo_client_identity(core->Checked(), &node, &slot);
     }
     Check(s);
-    return {node, client};
+    return {node, slot};
   }
 
   // A share of the connection for an object that outlives this call (a
@@ -728,25 +717,21 @@ PYBIND11_MODULE(_gismo, m) {
   m.attr("__version__") = gismo_version();
   m.attr("ID_SIZE") = GISMO_ID_SIZE;
 
-  py::enum_<gismo_status_t>(m, "Status", "The status codes of gismo.h.")
-      .value("OK", GISMO_OK)
-      .value("INVALID_ARGUMENT", GISMO_ERR_INVALID_ARGUMENT)
-      .value("OBJECT_EXISTS", GISMO_ERR_OBJECT_EXISTS)
-      .value("OBJECT_NOT_FOUND", GISMO_ERR_OBJECT_NOT_FOUND)
-      .value("OBJECT_NOT_SEALED", GISMO_ERR_OBJECT_NOT_SEALED)
-      .value("OBJECT_ALREADY_SEALED", GISMO_ERR_OBJECT_ALREADY_SEALED)
-      .value("OBJECT_IN_USE", GISMO_ERR_OBJECT_IN_USE)
-      .value("OUT_OF_MEMORY", GISMO_ERR_OUT_OF_MEMORY)
-      .value("TIMEOUT", GISMO_ERR_TIMEOUT)
-      .value("CONNECTION", GISMO_ERR_CONNECTION)
-      .value("PROTOCOL", GISMO_ERR_PROTOCOL)
-      .value("IO", GISMO_ERR_IO)
-      .value("LIMIT", GISMO_ERR_LIMIT)
-      .value("NOT_CREATOR", GISMO_ERR_NOT_CREATOR)
-      .value("NOT_HELD", GISMO_ERR_NOT_HELD)
-      .value("BAD_REGION", GISMO_ERR_BAD_REGION)
-      .value("INTERNAL", GISMO_ERR_INTERNAL)
-      .value("UNSUPPORTED", GISMO_ERR_UNSUPPORTED);
+  py::enum_<gismo_status_t> status(m, "Status",
+                                   "The status codes of gismo.h (listed in gismo/status_codes.h).");
+#define GISMO_PY_STATUS_VALUE_(name, short_name, number, message, py_class, py_base) \
+  status.value(#short_name, name);
+  GISMO_STATUS_CODES(GISMO_PY_STATUS_VALUE_)
+#undef GISMO_PY_STATUS_VALUE_
+
+  // gismo.errors makes one exception class of each: (status, class name,
+  // builtin base class name or "", message), every code but OK.
+  py::list error_classes;
+#define GISMO_PY_ERROR_CLASS_(name, short_name, value, message, py_class, py_base) \
+  if (name != GISMO_OK) error_classes.append(py::make_tuple(name, py_class, py_base, message));
+  GISMO_STATUS_CODES(GISMO_PY_ERROR_CLASS_)
+#undef GISMO_PY_ERROR_CLASS_
+  m.attr("ERROR_CLASSES") = py::tuple(error_classes);
 
   py::enum_<gismo_event_t>(m, "Event", "What a notification reports (gismo_event_t).")
       .value("SEALED", GISMO_EVENT_SEALED)
@@ -760,6 +745,13 @@ PYBIND11_MODULE(_gismo, m) {
   m.def(
       "_register_errors", [](py::dict classes) { ErrorClasses() = classes; },
       "Sets the exception class of each status code (gismo.errors does).");
+  m.def(
+      "_raise_status",
+      [](int code, const std::string& detail) {
+        throw StatusError(static_cast<gismo_status_t>(code), detail);
+      },
+      py::arg("status"), py::arg("detail"),
+      "Raises what a call failing with this status raises (for tests).");
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -867,7 +859,7 @@ PYBIND11_MODULE(_gismo, m) {
       .def("list", &PyClient::List)
       .def("usage", &PyClient::Usage)
       .def("list_clients", &PyClient::ListClients)
-      .def("identity", &PyClient::Identity)
+      .def("_identity", &PyClient::Identity)
       .def("region_mapping", &PyClient::RegionMapping);
 
   py::class_<PySubscription>(m, "_Subscription")

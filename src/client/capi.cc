@@ -266,10 +266,10 @@ gismo_status_t gismo_next_notification(gismo_client_t* client, gismo_notificatio
   return Guard([&] { return Done(client->impl->NextNotification(out, timeout_ms)); });
 }
 
-gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node, uint32_t* client_id) {
+gismo_status_t gismo_client_identity(gismo_client_t* client, uint32_t* node, uint32_t* slot) {
   GISMO_CHECK_CLIENT(client);
   if (node) *node = client->impl->node_id();
-  if (client_id) *client_id = client->impl->slot();
+  if (slot) *slot = client->impl->slot();
   return GISMO_OK;
 }
 

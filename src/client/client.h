@@ -10,7 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <map>
 #include <memory>
 #include <mutex>

@@ -1,4 +1,4 @@
-// The one place where status codes become words.
+// The one place where status codes and object states become words.
 #include <gismo/gismo.h>
 
 #include <string>
@@ -12,7 +12,6 @@ thread_local std::string g_last_error;
 }  // namespace
 
 void SetLastError(const std::string& message) { g_last_error = message; }
-void ClearLastError() { g_last_error.clear(); }
 
 }  // namespace gismo
 
@@ -20,46 +19,25 @@ extern "C" {
 
 const char* gismo_status_message(gismo_status_t status) {
   switch (status) {
-    case GISMO_OK:
-      return "OK";
-    case GISMO_ERR_INVALID_ARGUMENT:
-      return "invalid argument";
-    case GISMO_ERR_OBJECT_EXISTS:
-      return "object already exists";
-    case GISMO_ERR_OBJECT_NOT_FOUND:
-      return "object not found";
-    case GISMO_ERR_OBJECT_NOT_SEALED:
-      return "object is not sealed";
-    case GISMO_ERR_OBJECT_ALREADY_SEALED:
-      return "object is already sealed";
-    case GISMO_ERR_OBJECT_IN_USE:
-      return "object is in use";
-    case GISMO_ERR_OUT_OF_MEMORY:
-      return "store is full";
-    case GISMO_ERR_TIMEOUT:
-      return "timed out";
-    case GISMO_ERR_CONNECTION:
-      return "no connection to the manager";
-    case GISMO_ERR_PROTOCOL:
-      return "protocol error";
-    case GISMO_ERR_IO:
-      return "I/O error";
-    case GISMO_ERR_LIMIT:
-      return "limit reached";
-    case GISMO_ERR_NOT_CREATOR:
-      return "only the creator may do this";
-    case GISMO_ERR_NOT_HELD:
-      return "object is not held by this client";
-    case GISMO_ERR_BAD_REGION:
-      return "not a usable gismo region";
-    case GISMO_ERR_INTERNAL:
-      return "internal error";
-    case GISMO_ERR_UNSUPPORTED:
-      return "not supported";
-    case GISMO_ERR_BUSY:
-      return "busy: held by a client that is suspected, not yet fenced";
+#define GISMO_STATUS_MESSAGE_CASE_(name, short_name, value, message, py_class, py_base) \
+  case name:                                                                            \
+    return message;
+    GISMO_STATUS_CODES(GISMO_STATUS_MESSAGE_CASE_)
+#undef GISMO_STATUS_MESSAGE_CASE_
   }
   return "unknown status";
+}
+
+const char* gismo_state_name(gismo_object_state_t state) {
+  switch (state) {
+    case GISMO_STATE_UNSEALED:
+      return "unsealed";
+    case GISMO_STATE_SEALED:
+      return "sealed";
+    case GISMO_STATE_DELETING:
+      return "deleting";
+  }
+  return "unknown";
 }
 
 const char* gismo_last_error(void) { return gismo::g_last_error.c_str(); }

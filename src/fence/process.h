@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <string>
 
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 
 namespace gismo::fence {
 

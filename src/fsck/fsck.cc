@@ -41,18 +41,11 @@ gismo_id_t IdOf(const ObjectRecord& rec) {
   return id;
 }
 
+// A record's state in words: gismo_state_name's for a live object.
 const char* StateName(ObjectState s) {
-  switch (s) {
-    case ObjectState::kFree:
-      return "free";
-    case ObjectState::kCreated:
-      return "unsealed";
-    case ObjectState::kSealed:
-      return "sealed";
-    case ObjectState::kDeleting:
-      return "deleting";
-  }
-  return "invalid";
+  if (s == ObjectState::kFree) return "free";
+  if (s > ObjectState::kDeleting) return "invalid";
+  return gismo_state_name(static_cast<gismo_object_state_t>(s));
 }
 
 class Checker {

@@ -3,7 +3,7 @@
 #define GISMO_MANAGER_LISTEN_H_
 
 #include <asio.hpp>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <memory>
 #include <string>
 

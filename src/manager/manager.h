@@ -7,7 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <memory>
 #include <string>
 #include <vector>

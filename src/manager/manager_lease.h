@@ -5,7 +5,7 @@
 #define GISMO_MANAGER_MANAGER_LEASE_H_
 
 #include <cstdint>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <string>
 
 #include "region/region.h"

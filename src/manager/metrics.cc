@@ -27,9 +27,6 @@ constexpr uint64_t kShardLockWaitNs = 200 * 1000;
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
 constexpr size_t kMaxRequestBytes = 16 * 1024;
 
-// Indexed by region::ObjectState (kFree unused).
-constexpr std::array<const char*, 4> kStateNames = {"", "unsealed", "sealed", "deleting"};
-
 std::string EscapeLabel(std::string_view v) {
   std::string out;
   for (char c : v) {
@@ -264,15 +261,20 @@ std::string MetricsExporter::Render() const {
 
   // Objects, from the index.
   IndexScan scan = ScanIndex(region_, slot_, session_);
+  // Index 0 (a free record) is never counted.
+  auto state_label = [](size_t state) {
+    return std::string("state=\"") + gismo_state_name(static_cast<gismo_object_state_t>(state)) +
+           "\"";
+  };
   x.Family("gismo_objects", "gauge", "Objects in the store by state.");
-  for (size_t s = 1; s < kStateNames.size(); ++s) {
-    x.Sample("gismo_objects", std::string("state=\"") + kStateNames[s] + "\"", scan.objects[s]);
+  for (size_t s = 1; s < scan.objects.size(); ++s) {
+    x.Sample("gismo_objects", state_label(s), scan.objects[s]);
   }
   x.Family("gismo_object_bytes", "gauge",
            "Data plus metadata bytes of the objects in each state, as requested (before "
            "allocator rounding).");
-  for (size_t s = 1; s < kStateNames.size(); ++s) {
-    x.Sample("gismo_object_bytes", std::string("state=\"") + kStateNames[s] + "\"", scan.bytes[s]);
+  for (size_t s = 1; s < scan.bytes.size(); ++s) {
+    x.Sample("gismo_object_bytes", state_label(s), scan.bytes[s]);
   }
   x.One("gismo_object_index_capacity", "gauge", "Objects the index can hold.",
         uint64_t{sb.max_objects});

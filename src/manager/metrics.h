@@ -15,7 +15,7 @@
 
 #include <asio.hpp>
 #include <cstdint>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <memory>
 #include <string>
 

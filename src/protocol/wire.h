@@ -11,7 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -16,6 +16,8 @@
 #ifndef GISMO_REGION_LAYOUT_H_
 #define GISMO_REGION_LAYOUT_H_
 
+#include <gismo/gismo.h>
+
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -296,6 +298,10 @@ enum class ObjectState : uint64_t {
   kSealed = 2,
   kDeleting = 3,  // deleted while held: freed at the last release
 };
+// A live record's state is the gismo_object_state_t of the same value.
+static_assert(static_cast<uint64_t>(ObjectState::kCreated) == GISMO_STATE_UNSEALED);
+static_assert(static_cast<uint64_t>(ObjectState::kSealed) == GISMO_STATE_SEALED);
+static_assert(static_cast<uint64_t>(ObjectState::kDeleting) == GISMO_STATE_DELETING);
 
 // One object. 64 bytes, one cache line. Guarded by its shard's lock.
 struct alignas(kCacheLine) ObjectRecord {

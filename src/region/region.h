@@ -4,7 +4,7 @@
 #define GISMO_REGION_REGION_H_
 
 #include <cstdint>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 #include <memory>
 #include <string>
 

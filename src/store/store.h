@@ -11,7 +11,7 @@
 
 #include <cstdint>
 #include <functional>
-#include <gismo/gismo.hpp>
+#include <gismo/status.hpp>
 
 #include "region/region.h"
 #include "store/allocator.h"

@@ -106,9 +106,9 @@ class Agent {
     auto c = gismo::Client::Connect();
     if (!c.ok()) return Err(c.status());
     client_ = std::move(*c);
-    uint32_t node = 0, id = 0;
-    (void)gismo_client_identity(client_.c_client(), &node, &id);
-    return "ok node=" + std::to_string(node) + " client=" + std::to_string(id);
+    uint32_t node = 0, slot = 0;
+    (void)gismo_client_identity(client_.c_client(), &node, &slot);
+    return "ok node=" + std::to_string(node) + " client=" + std::to_string(slot);
   }
 
   // Offset of p from this client's mapping base: equal on every node for the

@@ -11,7 +11,7 @@ def test_create_seal_get_release(client, other, oid):
     assert len(view) == 5
     view[:] = b"hello"
     assert not client.contains(oid)
-    assert client.stat(oid)["state"] == "created"
+    assert client.stat(oid)["state"] == "unsealed"
     client.seal(oid)
     assert client.contains(oid) and other.contains(oid)
     buf = other.get(oid)
@@ -238,7 +238,7 @@ def test_closed_client(manager, oid):
 def test_disconnect_aborts_unsealed(manager, client, oid):
     with manager.connect() as c:
         c.create(oid, 10)
-        assert client.stat(oid)["state"] == "created"
+        assert client.stat(oid)["state"] == "unsealed"
     with pytest.raises(gismo.ObjectNotFound):
         client.stat(oid)
 

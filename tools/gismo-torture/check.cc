@@ -201,7 +201,7 @@ CheckResult RunCheck(const CheckOptions& o) {
       continue;
     }
     const std::string what = "object of key " + std::to_string(it->second);
-    if (info.state == GISMO_STATE_CREATED) {
+    if (info.state == GISMO_STATE_UNSEALED) {
       problem(what + " is still unsealed (creator client " + std::to_string(info.creator_client) +
               ") although every worker is gone");
       continue;

@@ -136,23 +136,11 @@ uint64_t NowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-const char* StateName(gismo_object_state_t state) {
-  switch (state) {
-    case GISMO_STATE_CREATED:
-      return "unsealed";
-    case GISMO_STATE_SEALED:
-      return "sealed";
-    case GISMO_STATE_DELETING:
-      return "deleting";
-  }
-  return "unknown";
-}
-
 nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns) {
   uint64_t age_ns = now_ns > info.create_time_ns ? now_ns - info.create_time_ns : 0;
   return {
       {"id", ObjectId(info.id).Hex()},
-      {"state", StateName(info.state)},
+      {"state", gismo_state_name(info.state)},
       {"size", info.data_size},
       {"metadata_size", info.metadata_size},
       {"refs", info.ref_count},

@@ -79,8 +79,6 @@ std::string FormatDuration(double seconds);
 // "2024-05-01T12:00:00Z".
 std::string FormatTime(uint64_t realtime_ns);
 uint64_t NowNs();
-// "sealed", "unsealed", "deleting".
-const char* StateName(gismo_object_state_t state);
 
 // One object as JSON (the same keys in ls, stat and put).
 nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns);

@@ -43,7 +43,7 @@ int RunLs(LsArgs a) {
   std::vector<Row> rows;
   for (const auto& info : *listed) {
     Row r{info, ObjectId(info.id).Hex()};
-    if (!a.state.empty() && a.state != StateName(info.state)) continue;
+    if (!a.state.empty() && a.state != gismo_state_name(info.state)) continue;
     if (a.node && *a.node != info.creator_node) continue;
     if (r.hex.compare(0, a.prefix.size(), a.prefix) != 0) continue;
     rows.push_back(std::move(r));
@@ -80,8 +80,8 @@ int RunLs(LsArgs a) {
     const auto& i = r.info;
     double age = now > i.create_time_ns ? static_cast<double>(now - i.create_time_ns) / 1e9 : 0;
     printf("%-40s  %10s  %10s  %-8s  %5llu  %5u  %s\n", r.hex.c_str(),
-           FormatSize(i.data_size).c_str(), FormatSize(i.metadata_size).c_str(), StateName(i.state),
-           static_cast<unsigned long long>(i.ref_count), i.creator_node,
+           FormatSize(i.data_size).c_str(), FormatSize(i.metadata_size).c_str(),
+           gismo_state_name(i.state), static_cast<unsigned long long>(i.ref_count), i.creator_node,
            FormatDuration(age).c_str());
   }
   return kExitOk;
@@ -92,7 +92,9 @@ int RunLs(LsArgs a) {
 Runner SetupLs(CLI::App* cmd) {
   auto a = std::make_shared<LsArgs>();
   cmd->add_option("--state", a->state, "Only objects in this state")
-      ->check(CLI::IsMember({"sealed", "unsealed", "deleting"}));
+      ->check(CLI::IsMember({gismo_state_name(GISMO_STATE_SEALED),
+                             gismo_state_name(GISMO_STATE_UNSEALED),
+                             gismo_state_name(GISMO_STATE_DELETING)}));
   cmd->add_option("--node", a->node, "Only objects created on this node");
   cmd->add_option("--prefix", a->prefix, "Only objects whose hex id starts with this");
   cmd->add_option("--sort", a->sort, "Order: id, size (smallest first), age (youngest first), refs")

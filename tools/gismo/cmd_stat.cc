@@ -27,7 +27,7 @@ int RunStat(const StatArgs& a) {
   double age = now > i.create_time_ns ? static_cast<double>(now - i.create_time_ns) / 1e9 : 0;
   printf("id:        %s\n", id.Hex().c_str());
   if (!a.object.name.empty()) printf("name:      %s\n", a.object.name.c_str());
-  printf("state:     %s\n", StateName(i.state));
+  printf("state:     %s\n", gismo_state_name(i.state));
   printf("size:      %s (%llu bytes)\n", FormatSize(i.data_size).c_str(),
          static_cast<unsigned long long>(i.data_size));
   printf("metadata:  %s\n", FormatSize(i.metadata_size).c_str());

@@ -1,0 +1,14 @@
+"""The timeout_ms argument of waiting calls, checked the same everywhere."""
+
+FOREVER = -1
+
+
+def timeout_ms(value):
+    """timeout_ms as the extension takes it: -1 (or None) waits forever, 0
+    does not wait; anything but an int is a TypeError."""
+    if value is None:
+        return FOREVER
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("timeout_ms must be an int (ms; -1 or None: forever, "
+                        f"0: no wait), not {type(value).__name__}")
+    return value
