@@ -82,6 +82,12 @@ bool Exited(int pidfd, int timeout_ms) {
 
 }  // namespace
 
+int OpenPidfd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+bool SignalPidfd(int pidfd, int sig) {
+  return syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0;
+}
+
 std::string ProcessIdentity::ToString() const {
   char buf[128];
   std::snprintf(buf, sizeof buf, "pid %llu (pid namespace %llu, kernel %016llx)",
@@ -112,7 +118,7 @@ ProcessIdentity Lookup(pid_t pid) {
 bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
   if (!Self().SameNamespace(who) || who.pid == 0 || who.pid > 0x3fffffff) return false;
   const pid_t pid = static_cast<pid_t>(who.pid);
-  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  const int pidfd = OpenPidfd(pid);
   if (pidfd < 0) return errno == ESRCH;
   const bool gone = StartTime(pid) != who.start_time || Exited(pidfd, wait_ms);
   close(pidfd);
@@ -131,7 +137,7 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
   const pid_t pid = static_cast<pid_t>(who.pid);
   // The pidfd pins the process it names; the start time then tells whether
   // that is still the process we mean (and not a new one with its pid).
-  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  const int pidfd = OpenPidfd(pid);
   if (pidfd < 0) {
     if (errno == ESRCH) return FenceOutcome::kWasGone;
     return Status(GISMO_ERR_IO, std::string("pidfd_open: ") + std::strerror(errno));
@@ -151,7 +157,7 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
                   who.ToString() + " does not map the region '" + region_path +
                       "'; refusing to kill a process that is not its client");
   }
-  if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+  if (!SignalPidfd(pidfd, SIGKILL) && errno != ESRCH) {
     return Status(GISMO_ERR_IO, std::string("pidfd_send_signal: ") + std::strerror(errno));
   }
   if (!Exited(pidfd, timeout_ms)) {

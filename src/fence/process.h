@@ -38,6 +38,10 @@ ProcessIdentity Self();
 // Not found: pid == 0.
 ProcessIdentity Lookup(pid_t pid);
 
+// pidfd_open(2) and pidfd_send_signal(2): -1 / false with errno set.
+int OpenPidfd(pid_t pid);
+bool SignalPidfd(int pidfd, int sig);
+
 // Whether the process `who` (of this kernel and PID namespace) has exited,
 // or its pid now names another process. False if it runs, or if it is not
 // of this namespace (nothing can be told from here). Waits up to `wait_ms`

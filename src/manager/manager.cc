@@ -4,7 +4,6 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -26,13 +25,6 @@
 #include "protocol/wire.h"
 #include "store/index.h"
 #include "store/txn.h"
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 
 namespace gismo::manager {
 
@@ -185,6 +177,7 @@ class Manager::Impl {
   void WatchProcess(Member& m, int pidfd);
   void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
   void Detach(Member& m, const std::string& why);
+  uint64_t AskAgent(const Member& m, bool probe_only);
   void Suspect(Member& m, const std::string& why);
   void AdvanceFencing(Member& m);
   void Fenced(Member& m, FenceReason reason);
@@ -453,7 +446,7 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
     }
     pid = static_cast<pid_t>(m.identity.pid);
   }
-  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  const int fd = fence::OpenPidfd(pid);
   if (fd < 0) {
     // Its process is gone already (ESRCH), if the identity was ours.
     if (errno == ESRCH && IsLocalIdentity(m.identity) && pid == pid_t(m.identity.pid) &&
@@ -503,20 +496,27 @@ void Manager::Impl::Detach(Member& m, const std::string& why) {
   spdlog::info("{}: {}; it keeps its slot for {} ms to re-attach", m.describe, why, grace / kMs);
   // Did it die? Its node's agent can tell at once (no kill: it may be alive
   // and about to re-attach).
+  m.probe_request = AskAgent(m, /*probe_only=*/true);
+}
+
+// Sends the member's node agent a FenceProcess order; its request id, or 0
+// if the node has no agent that shares the member's PID namespace.
+uint64_t Manager::Impl::AskAgent(const Member& m, bool probe_only) {
   auto it = agents_.find(m.node);
   auto agent = it == agents_.end() ? nullptr : it->second.lock();
-  if (agent && agent->identity.SameNamespace(m.identity)) {
-    protocol::FenceProcessOrder order;
-    order.slot = m.slot;
-    order.session = m.session;
-    order.identity[0] = m.identity.boot_id;
-    order.identity[1] = m.identity.pid_ns;
-    order.identity[2] = m.identity.pid;
-    order.identity[3] = m.identity.start_time;
-    order.probe_only = true;
-    m.probe_request = next_agent_request_++;
-    agent->Send(protocol::EncodeFenceProcessOrder(m.probe_request, order));
-  }
+  if (!agent || !agent->identity.SameNamespace(m.identity)) return 0;
+  protocol::FenceProcessOrder order;
+  order.slot = m.slot;
+  order.session = m.session;
+  order.identity[0] = m.identity.boot_id;
+  order.identity[1] = m.identity.pid_ns;
+  order.identity[2] = m.identity.pid;
+  order.identity[3] = m.identity.start_time;
+  order.probe_only = probe_only;
+  const uint64_t request = next_agent_request_++;
+  agent->Send(protocol::EncodeFenceProcessOrder(request, order));
+  if (!probe_only) spdlog::info("{}: asked {} to fence it", m.describe, agent->Describe());
+  return request;
 }
 
 void Manager::Impl::Suspect(Member& m, const std::string& why) {
@@ -546,7 +546,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
   if (m.pidfd && opt_.local_fence) {
     if (!m.killed) {
       // Pinned by the pidfd: this is its process, not a reuse of its pid.
-      if (syscall(SYS_pidfd_send_signal, m.pidfd->native_handle(), SIGKILL, nullptr, 0) == 0 ||
+      if (fence::SignalPidfd(m.pidfd->native_handle(), SIGKILL) ||
           errno == ESRCH) {
         m.killed = true;
         spdlog::warn("{}: killed it (it runs on the manager's own kernel); recovery follows "
@@ -557,20 +557,9 @@ void Manager::Impl::AdvanceFencing(Member& m) {
     return;  // WatchProcess fences it when it has exited
   }
   if (m.agent_request == 0 && !m.agent_failed) {
-    auto it = agents_.find(m.node);
-    auto agent = it == agents_.end() ? nullptr : it->second.lock();
-    if (agent && agent->identity.SameNamespace(m.identity)) {
-      protocol::FenceProcessOrder order;
-      order.slot = m.slot;
-      order.session = m.session;
-      order.identity[0] = m.identity.boot_id;
-      order.identity[1] = m.identity.pid_ns;
-      order.identity[2] = m.identity.pid;
-      order.identity[3] = m.identity.start_time;
-      m.agent_request = next_agent_request_++;
+    m.agent_request = AskAgent(m, /*probe_only=*/false);
+    if (m.agent_request != 0) {
       m.agent_deadline_ns = now + uint64_t{opt_.agent_timeout_ms} * kMs;
-      agent->Send(protocol::EncodeFenceProcessOrder(m.agent_request, order));
-      spdlog::info("{}: asked {} to fence it", m.describe, agent->Describe());
       return;
     }
   }

@@ -12,21 +12,8 @@
 source "$(dirname "$0")/lib.sh"
 lease_ms=1000
 
-setup_holders() {
-  agent_start a1 1
-  agent_start a2 2
-  ok a1 "put shared $((1 << 20))"
-  ok a1 usage
-  used1=$(kv used)
-  ok a2 "get shared 10000"
-  ok a2 "create unsealed2 $((4 << 20))"
-  ok a1 "stat shared"
-  expect_kv refs 1
-}
-recovered() {
-  reply_has a1 "stat shared" "refs=0" && reply_has a1 usage "used=$used1" &&
-    [[ " $R " == *" unsealed=0 "* ]]
-}
+# shellcheck source=tests/cluster/holders_lib.sh
+source "$(dirname "$0")/holders_lib.sh"
 
 # --- 1: fenced, then recovered ---------------------------------------------
 t_setup freeze --size 256MiB --lease-ms "$lease_ms"
