@@ -40,10 +40,10 @@ class Manager:
         self.region = f"/dev/shm/{name}"
         self.socket = f"/tmp/{name}.sock"
         self.address = f"unix:{self.socket}"
-        self.proc = subprocess.Popen(
-            [binary, "--region", self.region, "--size", size,
-             "--listen", self.address, "--log-level", "warn", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.args = [binary, "--region", self.region, "--size", size,
+                     "--listen", self.address, "--log-level", "warn", *extra]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
         try:
             self.ready_line = self._wait_ready()
         except BaseException:
@@ -72,6 +72,13 @@ class Manager:
 
     def connect(self):
         return gismo.connect(self.address)
+
+    def restart(self):
+        """Starts a manager again on the same region and address (after
+        proc.kill()); its clients re-attach to it."""
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.ready_line = self._wait_ready()
 
     def stop(self):
         if self.proc.poll() is None:
