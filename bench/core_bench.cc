@@ -254,7 +254,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_out, "Also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
-  std::optional<testing::ManagerProcess> manager;
+  std::optional<gismo::testing::ManagerProcess> manager;
   if (address.empty()) {
     manager.emplace(StartManager(manager_bin, "1GiB"));
     address = manager->address();

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
 
   std::mt19937_64 rng{std::random_device{}()};
   o.tag = "gismo-bench-" + std::to_string(getpid()) + "-" + std::to_string(rng());
-  std::optional<testing::ManagerProcess> manager;
+  std::optional<gismo::testing::ManagerProcess> manager;
   if (o.where.address.empty()) {
     manager.emplace(StartManager(manager_bin, region_size));
     o.where.address = manager->address();
