@@ -11,7 +11,8 @@ tmp=$(mktemp -d /tmp/gismo-libonly-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 prefix="$tmp/prefix"
 
-cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Debug -DGISMO_BUILD_TOOLS=OFF \
+cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0 \
+  -DGISMO_BUILD_TOOLS=OFF \
   -DGISMO_BUILD_PYTHON=OFF -DCMAKE_INSTALL_PREFIX="$prefix" \
   -DCMAKE_DISABLE_FIND_PACKAGE_spdlog=ON -DCMAKE_DISABLE_FIND_PACKAGE_CLI11=ON \
   -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON \
