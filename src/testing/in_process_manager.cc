@@ -13,6 +13,9 @@ manager::ManagerOptions InProcessManagerOptions(uint64_t region_size) {
   o.region_path = "/dev/shm/" + name;
   o.listen = {"unix:/tmp/" + name + ".sock"};
   o.format.size = region_size;
+  // Its clients share its process: fencing a suspected one by killing its
+  // pid would kill the test. A suspected client stays suspected instead.
+  o.local_fence = false;
   return o;
 }
 

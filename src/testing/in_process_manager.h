@@ -22,7 +22,8 @@ namespace gismo::testing {
 
 // Options like those gismo-manager gets from its command line by default,
 // on a private region (/dev/shm) and Unix socket (/tmp), with a region of
-// `region_size` bytes.
+// `region_size` bytes; but never a local fence (gismo-manager
+// --no-local-fence), since every local client is the test process itself.
 manager::ManagerOptions InProcessManagerOptions(uint64_t region_size = 256ull << 20);
 
 class InProcessManager {
