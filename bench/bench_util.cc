@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,50 +109,18 @@ std::string DefaultManagerBin() {
   return "gismo-manager";
 }
 
-Manager::Manager(const std::string& manager_bin, const std::string& size, const std::string& listen,
-                 const std::vector<std::string>& extra_args) {
-  std::string name = "gismo-bench-" + std::to_string(getpid());
-  region_ = "/dev/shm/" + name;
-  socket_ = "/tmp/" + name + ".sock";
-  address_ = listen.empty() ? "unix:" + socket_ : listen;
-  std::vector<std::string> args = {manager_bin, "--region", region_,       "--size", size,
-                                   "--listen",  address_,   "--log-level", "warn"};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
-  pid_ = fork();
-  if (pid_ < 0) Die("fork");
-  if (pid_ == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);  // a benchmark that dies takes its manager along
-    dup2(fds[1], STDOUT_FILENO);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  FILE* f = fdopen(fds[0], "r");
-  char line[1024];
-  while (fgets(line, sizeof line, f)) {
-    if (strstr(line, "gismo-manager ready")) {
-      ready_line_ = line;
-      break;
-    }
-  }
-  fclose(f);
-  if (ready_line_.empty()) Die("gismo-manager (" + manager_bin + ") did not start");
-}
-
-Manager::~Manager() {
-  if (pid_ > 0) {
-    kill(pid_, SIGTERM);
-    int st;
-    waitpid(pid_, &st, 0);
-  }
-  unlink(region_.c_str());
-  unlink(socket_.c_str());
+testing::ManagerProcess StartManager(const std::string& manager_bin, const std::string& size,
+                                     const std::string& listen,
+                                     const std::vector<std::string>& extra_args) {
+  testing::ManagerProcessOptions o;
+  o.binary = manager_bin;
+  o.size = size;
+  if (!listen.empty()) o.listen = {listen};
+  o.extra_args = extra_args;
+  o.parent_death_signal = SIGTERM;  // a benchmark that dies takes its manager along
+  testing::ManagerProcess m(std::move(o));
+  if (!m.Start()) Die("gismo-manager (" + manager_bin + "): " + m.error());
+  return m;
 }
 
 namespace {
@@ -184,61 +151,36 @@ std::vector<std::string> PrefixArgs(const Placement& where, int node) {
   return out;
 }
 
-pid_t Spawn(const Placement& where, int node, const std::vector<std::string>& cmd, int out_fd) {
-  std::vector<std::string> args = PrefixArgs(where, node);
-  args.insert(args.end(), cmd.begin(), cmd.end());
-  pid_t pid = fork();
-  if (pid < 0) Die("fork");
-  if (pid == 0) {
-    setenv("GISMO_NODE", std::to_string(where.NodeId(node)).c_str(), 1);
-    if (!where.address.empty()) setenv("GISMO_ADDRESS", where.address.c_str(), 1);
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(out_fd >= 0 ? out_fd : devnull, STDOUT_FILENO);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    fprintf(stderr, "gismo-bench: cannot run %s\n", argv[0]);
-    _exit(127);
-  }
-  return pid;
+testing::Process Spawn(const Placement& where, int node, const std::vector<std::string>& cmd,
+                       bool capture_stdout) {
+  testing::SpawnOptions o;
+  o.argv = PrefixArgs(where, node);
+  o.argv.insert(o.argv.end(), cmd.begin(), cmd.end());
+  o.env = {"GISMO_NODE=" + std::to_string(where.NodeId(node))};
+  if (!where.address.empty()) o.env.push_back("GISMO_ADDRESS=" + where.address);
+  o.capture_stdout = capture_stdout;
+  o.discard_stdout = !capture_stdout;
+  testing::Process p;
+  if (!p.Start(o)) Die(p.error());
+  return p;
 }
 
 }  // namespace
 
 pid_t SpawnCommand(const Placement& where, int node, const std::vector<std::string>& argv) {
-  return Spawn(where, node, argv, -1);
+  return Spawn(where, node, argv, false).Release();
 }
 
 Worker::Worker(const Placement& where, int node, const json& args) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  pid_ = Spawn(where, node, {self, "worker", args.dump()}, fds[1]);
-  close(fds[1]);
-  out_fd_ = fds[0];
-}
-
-Worker::Worker(Worker&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), out_fd_(std::exchange(o.out_fd_, -1)) {}
-
-Worker::~Worker() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    int st;
-    waitpid(pid_, &st, 0);
-  }
-  if (out_fd_ >= 0) close(out_fd_);
+  process_ = Spawn(where, node, {self, "worker", args.dump()}, true);
 }
 
 json Worker::Wait() {
   std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(out_fd_, buf, sizeof buf)) > 0) out.append(buf, n);
-  close(std::exchange(out_fd_, -1));
+  process_.ReadToEnd(-1, &out);
   int st = 0;
-  waitpid(std::exchange(pid_, -1), &st, 0);
+  process_.WaitForExit(-1, &st);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
     Die("a worker failed (status " + std::to_string(st) + ")");
   // The result is the last line that starts a JSON object.

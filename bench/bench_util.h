@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "testing/manager_process.h"
+#include "testing/process.h"
+
 namespace gismo::bench {
 
 using json = nlohmann::json;
@@ -57,22 +60,14 @@ struct MemInfo {
 MemInfo ReadMemInfo();
 json ToJson(const MemInfo& m);
 
-// A gismo-manager on a private region in /dev/shm and a private socket.
-// Stops it and removes both when destroyed.
-class Manager {
- public:
-  // `extra_args` go to gismo-manager as they are (e.g. a second --listen).
-  Manager(const std::string& manager_bin, const std::string& size, const std::string& listen = {},
-          const std::vector<std::string>& extra_args = {});
-  ~Manager();
-  const std::string& address() const { return address_; }
-  // The manager's ready line (it names every address it bound).
-  const std::string& ready_line() const { return ready_line_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string region_, socket_, address_, ready_line_;
-};
+// Starts gismo-manager on a private region in /dev/shm and a private socket
+// (or on `listen` when given), and waits for its ready line; dies if it does
+// not start. The manager stops, and its region and socket go, when the
+// returned launcher is destroyed; it also stops if the benchmark dies.
+// `extra_args` go to gismo-manager as they are (e.g. a second --listen).
+testing::ManagerProcess StartManager(const std::string& manager_bin, const std::string& size,
+                                     const std::string& listen = {},
+                                     const std::vector<std::string>& extra_args = {});
 
 // Finds build/tools/gismo-manager next to this benchmark binary.
 std::string DefaultManagerBin();
@@ -96,14 +91,10 @@ struct Placement {
 class Worker {
  public:
   Worker(const Placement& where, int node, const json& args);
-  Worker(Worker&&) noexcept;
-  Worker(const Worker&) = delete;
-  ~Worker();
   json Wait();
 
  private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
+  testing::Process process_;  // killed if not waited for
 };
 // Runs a command line on `node` (as Worker does) with stdout discarded.
 pid_t SpawnCommand(const Placement& where, int node, const std::vector<std::string>& argv);

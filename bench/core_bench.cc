@@ -254,9 +254,9 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_out, "Also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
-  std::optional<Manager> manager;
+  std::optional<gismo::testing::ManagerProcess> manager;
   if (address.empty()) {
-    manager.emplace(manager_bin, "1GiB");
+    manager.emplace(StartManager(manager_bin, "1GiB"));
     address = manager->address();
   }
   json out;

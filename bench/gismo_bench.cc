@@ -88,9 +88,9 @@ int main(int argc, char** argv) {
 
   std::mt19937_64 rng{std::random_device{}()};
   o.tag = "gismo-bench-" + std::to_string(getpid()) + "-" + std::to_string(rng());
-  std::optional<Manager> manager;
+  std::optional<gismo::testing::ManagerProcess> manager;
   if (o.where.address.empty()) {
-    manager.emplace(manager_bin, region_size);
+    manager.emplace(StartManager(manager_bin, region_size));
     o.where.address = manager->address();
   }
   json result;

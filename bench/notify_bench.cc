@@ -13,7 +13,6 @@
 // Next() returns, then reads the stamp with a get. Same kernel, same clock.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,7 +206,7 @@ struct Nodes {
 class LocalManager {
  public:
   LocalManager(const std::string& bin, const std::string& size)
-      : manager_(bin, size, {}, {"--listen", "tcp:127.0.0.1:0"}) {
+      : manager_(StartManager(bin, size, {}, {"--listen", "tcp:127.0.0.1:0"})) {
     std::smatch m;
     if (!std::regex_search(manager_.ready_line(), m, std::regex("tcp:127\\.0\\.0\\.1:[0-9]+"))) {
       Die("gismo-manager (" + bin + ") did not start with TCP: " + manager_.ready_line());
@@ -218,30 +217,20 @@ class LocalManager {
   const std::string& tcp_address() const { return tcp_; }
 
  private:
-  Manager manager_;
+  testing::ManagerProcess manager_;
   std::string tcp_;
 };
 
 // Runs argv; its stdout, and its exit status in *status.
 std::string RunCapture(const std::vector<std::string>& argv, int* status) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) Die("pipe");
-  pid_t pid = fork();
-  if (pid < 0) Die("fork");
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    std::vector<char*> args;
-    for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
+  testing::SpawnOptions o;
+  o.argv = argv;
+  o.capture_stdout = true;
+  testing::Process p;
+  if (!p.Start(o)) Die(p.error());
   std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, n);
-  close(fds[0]);
-  waitpid(pid, status, 0);
+  p.ReadToEnd(-1, &out);
+  p.WaitForExit(-1, status);
   return out;
 }
 

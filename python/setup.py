@@ -37,7 +37,8 @@ class CMakeBuild(build_ext):
         subprocess.check_call([
             "cmake", "-S", str(SOURCE), "-B", str(build),
             "-DCMAKE_BUILD_TYPE=Release",
-            "-DGISMO_BUILD_TESTS=OFF", "-DGISMO_BUILD_BENCH=OFF",
+            "-DGISMO_BUILD_TOOLS=OFF", "-DGISMO_BUILD_TESTS=OFF",
+            "-DGISMO_BUILD_BENCH=OFF",
             "-DGISMO_BUILD_PYTHON=ON", "-DGISMO_PYTHON_BUNDLE=ON",
             f"-DPython3_EXECUTABLE={sys.executable}",
         ])

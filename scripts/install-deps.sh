@@ -9,7 +9,7 @@ packages=(
   # libraries (doc/dependencies.md says why each is here)
   libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev redis-server libhiredis-dev
+  libgtest-dev redis-server libhiredis-dev
   # emulated cluster: network namespaces, veth, bridge
   iproute2 util-linux procps
   # Python bindings and their tests / plots

@@ -1,29 +1,27 @@
 // The object life cycle through the C++ API (and so the C API beneath it),
-// against a real gismo-manager process.
+// against a manager running inside the test process. Clients in other
+// processes and a manager that dies: multiprocess_test.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <gismo/gismo.hpp>
-#include <memory>
 #include <thread>
 
-#include "region/region.h"
 #include "test_util.h"
+#include "testing/in_process_manager.h"
 
 namespace gismo {
 namespace {
 
-using testing::ManagerProcess;
-using testing::RunInChild;
+using testing::InProcessManager;
+using testing::IsOk;
 
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_TRUE(IsOk(mgr_.Start()));
     auto c = Client::Connect(mgr_.address());
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(*c);
@@ -33,7 +31,7 @@ class ApiTest : public ::testing::Test {
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     return c.ok() ? std::move(*c) : Client();
   }
-  ManagerProcess mgr_;
+  InProcessManager mgr_;
   Client client_;
 };
 
@@ -114,35 +112,6 @@ TEST_F(ApiTest, GetMissingReturnsEmptyBuffers) {
   auto none = client_.Get(ids, 0);
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE((*none)[1].valid());
-}
-
-TEST_F(ApiTest, BlockingGetWakesOnSealFromAnotherProcess) {
-  ObjectId id = ObjectId::Random();
-  std::string addr = mgr_.address();
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto c = Client::Connect(addr);
-    if (!c.ok()) _exit(10);
-    auto b = c->Get(id, -1);  // forever
-    if (!b.ok()) _exit(11);
-    _exit(b->data()[0] == 'x' ? 0 : 12);
-  }
-  // Seal only once the child's wait is registered with the manager, so the
-  // wake-up path (not the first look) is what delivers the object.
-  auto region = region::Region::Open(mgr_.region());
-  ASSERT_TRUE(region.ok()) << region.status().ToString();
-  int status = 0;
-  while ((*region)->sb().waiters.load() == 0) {
-    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the waiting child died: " << status;
-    std::this_thread::yield();
-  }
-  auto b = client_.Create(id, 1);
-  ASSERT_TRUE(b.ok());
-  b->data()[0] = 'x';
-  ASSERT_TRUE(b->SealAndRelease().ok());
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  while ((*region)->sb().waiters.load() != 0) std::this_thread::yield();  // wait cancelled
 }
 
 TEST_F(ApiTest, BlockingGetTimesOutAndThenSucceeds) {
@@ -253,7 +222,7 @@ TEST_F(ApiTest, ListAndUsage) {
   int sealed = 0, created = 0;
   for (auto& info : *list) {
     if (info.state == GISMO_STATE_SEALED) ++sealed;
-    if (info.state == GISMO_STATE_UNSEALED) ++created;
+    if (info.state == GISMO_STATE_CREATED) ++created;
   }
   EXPECT_EQ(sealed, 2);
   EXPECT_EQ(created, 1);
@@ -268,48 +237,6 @@ TEST_F(ApiTest, ListAndUsage) {
   gismo_object_info_t one;
   ASSERT_EQ(gismo_list(client_.c_client(), &one, 1, &count), GISMO_OK);
   EXPECT_EQ(count, 3u);
-}
-
-TEST_F(ApiTest, KilledClientIsCleanedUp) {
-  ObjectId sealed = ObjectId::Random(), unsealed = ObjectId::Random();
-  ASSERT_TRUE(client_.Put(sealed, std::string(1 << 20, 's')).ok());
-  auto base = client_.Usage()->used_bytes;
-  std::string addr = mgr_.address();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    auto c = Client::Connect(addr);
-    if (!c.ok()) _exit(10);
-    auto held = c->Get(sealed, 0);
-    auto b = c->Create(unsealed, 4 << 20);
-    if (!held.ok() || !b.ok()) _exit(11);
-    held->Detach();
-    b->Detach();
-    char x = 1;
-    (void)!write(ready[1], &x, 1);
-    pause();  // killed here, holding a reference and an unsealed object
-    _exit(0);
-  }
-  close(ready[1]);  // a child that dies early gives EOF, not a hang
-  ready[1] = -1;
-  char x;
-  ASSERT_EQ(read(ready[0], &x, 1), 1) << "the child died before it was ready";
-  EXPECT_EQ(client_.Stat(sealed)->ref_count, 1u);
-  EXPECT_EQ(client_.Stat(unsealed)->state, GISMO_STATE_UNSEALED);
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  // The manager notices the closed connection and recovers. Wait for its
-  // effect (bounded by the test timeout), not for a fixed time.
-  while (client_.Stat(unsealed).ok() || client_.Usage()->client_count != 1) {
-    std::this_thread::yield();
-  }
-  EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
-  EXPECT_TRUE(*client_.Contains(sealed));
-  EXPECT_EQ(client_.Usage()->used_bytes, base);
-  // The id of the aborted object is free again.
-  EXPECT_TRUE(client_.Create(unsealed, 10).ok());
-  close(ready[0]);
 }
 
 TEST_F(ApiTest, DisconnectDropsReferencesAndAbortsUnsealed) {
@@ -329,36 +256,6 @@ TEST_F(ApiTest, DisconnectDropsReferencesAndAbortsUnsealed) {
   // Disconnect is synchronous: cleaned up already.
   EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
   EXPECT_EQ(client_.Stat(unsealed).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
-}
-
-TEST_F(ApiTest, ProducerAndConsumerInDifferentProcesses) {
-  constexpr int kObjects = 200;
-  std::string addr = mgr_.address();
-  // Fork with no client thread running (ThreadSanitizer cannot follow threads
-  // started in a child forked from a multi-threaded parent).
-  ASSERT_TRUE(client_.Disconnect().ok());
-  int status = RunInChild([&] {
-    auto c = Client::Connect(addr);
-    if (!c.ok()) return 10;
-    for (int i = 0; i < kObjects; ++i) {
-      size_t size = 100 + i * 997;
-      auto b = c->Create(ObjectId::FromName("obj" + std::to_string(i)), size);
-      if (!b.ok()) return 11;
-      for (size_t k = 0; k < size; ++k) b->data()[k] = static_cast<uint8_t>(i + k);
-      if (!b->SealAndRelease().ok()) return 12;
-    }
-    return 0;
-  });
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  client_ = Connect();
-  for (int i = 0; i < kObjects; ++i) {
-    auto b = client_.Get(ObjectId::FromName("obj" + std::to_string(i)), 0);
-    ASSERT_TRUE(b.ok()) << i;
-    ASSERT_EQ(b->size(), 100u + i * 997);
-    for (size_t k = 0; k < b->size(); ++k) {
-      ASSERT_EQ(b->data()[k], static_cast<uint8_t>(i + k));
-    }
-  }
 }
 
 TEST_F(ApiTest, BadArgumentsAreReported) {
@@ -393,31 +290,6 @@ TEST_F(ApiTest, BadArgumentsAreReported) {
   EXPECT_EQ(*round, ObjectId::FromName("x"));
 }
 
-TEST_F(ApiTest, LastErrorIsLeftBySuccessfulCalls) {
-  gismo_client_t* c = client_.c_client();
-  bool contains = true;
-  ASSERT_EQ(gismo_contains(c, nullptr, &contains), GISMO_ERR_INVALID_ARGUMENT);
-  const std::string detail = gismo_last_error();
-  EXPECT_NE(detail, "");
-  gismo_id_t id = ObjectId::Random().c_id();
-  ASSERT_EQ(gismo_contains(c, &id, &contains), GISMO_OK);
-  EXPECT_EQ(gismo_last_error(), detail);
-}
-
-TEST_F(ApiTest, IdentityIsTheSlotListedForThisClient) {
-  auto identity = client_.Identity();
-  ASSERT_TRUE(identity.ok()) << identity.status().ToString();
-  uint32_t node = 0, slot = 0;
-  ASSERT_EQ(gismo_client_identity(client_.c_client(), &node, &slot), GISMO_OK);
-  EXPECT_EQ(identity->node, node);
-  EXPECT_EQ(identity->slot, slot);
-  auto clients = client_.Clients();
-  ASSERT_TRUE(clients.ok());
-  ASSERT_EQ(clients->size(), 1u);  // this test's only connection
-  EXPECT_EQ((*clients)[0].client, slot);
-  EXPECT_EQ((*clients)[0].node, node);
-}
-
 TEST_F(ApiTest, ClosedClientIsReported) {
   gismo_client_t* c = nullptr;
   ASSERT_EQ(gismo_connect(mgr_.address().c_str(), &c), GISMO_OK);
@@ -427,49 +299,6 @@ TEST_F(ApiTest, ClosedClientIsReported) {
   EXPECT_EQ(gismo_contains(c, &id, &b), GISMO_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(gismo_last_error()).find("disconnected"), std::string::npos);
   EXPECT_EQ(gismo_disconnect(c), GISMO_ERR_INVALID_ARGUMENT);
-}
-
-// A manager restart recovers nobody who is alive: the client keeps working on
-// shared memory while no manager runs, re-attaches to the next one with its
-// slot and references, and what it holds is never freed under it.
-TEST_F(ApiTest, ManagerRestartKeepsLiveClients) {
-  ObjectId id = ObjectId::Random();
-  ASSERT_TRUE(client_.Put(id, "survives").ok());
-  auto held = std::make_unique<Result<Buffer>>(client_.Get(id, 0));
-  ASSERT_TRUE(held->ok()) << held->status().ToString();
-  const void* where = (*held)->data();
-  mgr_.Kill();
-  // Object operations need no manager.
-  auto c = client_.Contains(id);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_TRUE(*c);
-  mgr_.Start();
-  Client other = Connect();
-  // The reader's reference survived the restart: a delete is deferred.
-  ASSERT_TRUE(other.Delete(id).ok());
-  ASSERT_TRUE(other.Put(ObjectId::Random(), std::string(8, 'x')).ok());
-  EXPECT_EQ(std::string(static_cast<const char*>(where), 8), "survives");
-  auto info = other.Stat(id);
-  ASSERT_TRUE(info.ok()) << info.status().ToString();
-  EXPECT_EQ(info->state, GISMO_STATE_DELETING);
-  EXPECT_EQ(info->ref_count, 1u);
-  // It re-attaches (a blocking get needs the manager).
-  ObjectId later = ObjectId::Random();
-  std::thread producer([&] { ASSERT_TRUE(other.Put(later, "later").ok()); });
-  auto got = client_.Get(later, 10000);
-  producer.join();
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "later");
-  EXPECT_EQ(other.Usage()->client_count, 2u);
-  held.reset();  // releases the last reference
-  for (;;) {
-    auto gone = other.Stat(id);
-    if (!gone.ok()) {
-      EXPECT_EQ(gone.status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
-      break;
-    }
-    std::this_thread::yield();
-  }
 }
 
 TEST_F(ApiTest, ManyThreadsShareOneClient) {

@@ -15,6 +15,21 @@ for f in include/gismo/gismo.h include/gismo/status_codes.h include/gismo/gismo.
   [ -e "$prefix/$f" ] || { echo "missing from install: $f"; exit 1; }
 done
 ls "$prefix"/lib/libgismo.so* >/dev/null
+# Nothing installed carries crash points (they are for test builds only).
+for f in "$prefix"/lib/libgismo.so.* "$prefix"/bin/*; do
+  if strings -a "$f" | grep -c GISMO_CRASH_AT >/dev/null; then
+    echo "installed $f has crash points"
+    exit 1
+  fi
+done
+# The Python package, when built, goes under the prefix, importable from there.
+if ls "$build"/python/gismo/_gismo*.so >/dev/null 2>&1; then
+  pkg=$(ls -d "$prefix"/lib/python3*/*-packages/gismo 2>/dev/null || true)
+  [ -n "$pkg" ] && [ -e "$pkg/__init__.py" ] || { echo "the Python package is not under $prefix"; exit 1; }
+  LD_LIBRARY_PATH="$prefix/lib" PYTHONPATH=$(dirname "$pkg") /usr/bin/python3 -c \
+    "import gismo, sys; sys.exit(0 if gismo.__file__.startswith('$prefix') else 1)" ||
+    { echo "import gismo from $pkg failed"; exit 1; }
+fi
 
 # 1. CMake package.
 cmake -S "$consumer_src" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null

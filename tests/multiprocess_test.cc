@@ -1,22 +1,32 @@
-// Several client processes against one manager: mixed operations on
-// checksummed objects with fixed seeds; at the end the store is consistent
-// and every byte is accounted for.
+// Clients in several processes, and managers that die: everything that
+// needs a gismo-manager process rather than the in-process manager of the
+// unit tests. Mixed operations of several client processes on checksummed
+// objects with fixed seeds end in a consistent store with every byte
+// accounted for; the client API and notifications across processes; a
+// manager killed under its clients.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <gismo/gismo.hpp>
+#include <map>
+#include <memory>
 #include <random>
 #include <thread>
 
 #include "region/layout.h"
+#include "region/region.h"
 #include "test_util.h"
 
 namespace gismo {
 namespace {
 
 using testing::ManagerProcess;
+using testing::RunInChild;
+using testing::StartManagerProcess;
 
 // Content of object k: derived from k, with its checksum in the metadata.
 void Fill(uint8_t* p, size_t n, uint64_t k) {
@@ -83,7 +93,7 @@ int Worker(const std::string& addr, int w, int ops, int ids) {
 }
 
 TEST(MultiProcessTest, MixedOperationsStayConsistent) {
-  ManagerProcess mgr({}, "512MiB");
+  ManagerProcess mgr = StartManagerProcess({}, "512MiB");
   constexpr int kWorkers = 4, kOps = 1500, kIds = 40;
   std::vector<pid_t> pids;
   for (int w = 0; w < kWorkers; ++w) {
@@ -124,6 +134,338 @@ TEST(MultiProcessTest, MixedOperationsStayConsistent) {
   EXPECT_EQ(u->object_count, 0u);
   // Only this client's own current slabs may remain in use.
   EXPECT_EQ(u->used_bytes, 0u);  // every page back: no leak
+}
+
+// ---- The client API across processes ---------------------------------------
+
+class ApiProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = Client::Connect(mgr_.address());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(*c);
+  }
+  Client Connect() {
+    auto c = Client::Connect(mgr_.address());
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : Client();
+  }
+  ManagerProcess mgr_ = StartManagerProcess();
+  Client client_;
+};
+
+TEST_F(ApiProcessTest, BlockingGetWakesOnSealFromAnotherProcess) {
+  ObjectId id = ObjectId::Random();
+  std::string addr = mgr_.address();
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    auto b = c->Get(id, -1);  // forever
+    if (!b.ok()) _exit(11);
+    _exit(b->data()[0] == 'x' ? 0 : 12);
+  }
+  // Seal only once the child's wait is registered with the manager, so the
+  // wake-up path (not the first look) is what delivers the object.
+  auto region = region::Region::Open(mgr_.region());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  int status = 0;
+  while ((*region)->sb().waiters.load() == 0) {
+    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the waiting child died: " << status;
+    std::this_thread::yield();
+  }
+  auto b = client_.Create(id, 1);
+  ASSERT_TRUE(b.ok());
+  b->data()[0] = 'x';
+  ASSERT_TRUE(b->SealAndRelease().ok());
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  while ((*region)->sb().waiters.load() != 0) std::this_thread::yield();  // wait cancelled
+}
+
+TEST_F(ApiProcessTest, KilledClientIsCleanedUp) {
+  ObjectId sealed = ObjectId::Random(), unsealed = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(sealed, std::string(1 << 20, 's')).ok());
+  auto base = client_.Usage()->used_bytes;
+  std::string addr = mgr_.address();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    auto held = c->Get(sealed, 0);
+    auto b = c->Create(unsealed, 4 << 20);
+    if (!held.ok() || !b.ok()) _exit(11);
+    held->Detach();
+    b->Detach();
+    char x = 1;
+    (void)!write(ready[1], &x, 1);
+    pause();  // killed here, holding a reference and an unsealed object
+    _exit(0);
+  }
+  close(ready[1]);  // a child that dies early gives EOF, not a hang
+  ready[1] = -1;
+  char x;
+  ASSERT_EQ(read(ready[0], &x, 1), 1) << "the child died before it was ready";
+  EXPECT_EQ(client_.Stat(sealed)->ref_count, 1u);
+  EXPECT_EQ(client_.Stat(unsealed)->state, GISMO_STATE_CREATED);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  // The manager notices the closed connection and recovers. Wait for its
+  // effect (bounded by the test timeout), not for a fixed time.
+  while (client_.Stat(unsealed).ok() || client_.Usage()->client_count != 1) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
+  EXPECT_TRUE(*client_.Contains(sealed));
+  EXPECT_EQ(client_.Usage()->used_bytes, base);
+  // The id of the aborted object is free again.
+  EXPECT_TRUE(client_.Create(unsealed, 10).ok());
+  close(ready[0]);
+}
+
+TEST_F(ApiProcessTest, ProducerAndConsumerInDifferentProcesses) {
+  constexpr int kObjects = 200;
+  std::string addr = mgr_.address();
+  // Fork with no client thread running (ThreadSanitizer cannot follow threads
+  // started in a child forked from a multi-threaded parent).
+  ASSERT_TRUE(client_.Disconnect().ok());
+  int status = RunInChild([&] {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) return 10;
+    for (int i = 0; i < kObjects; ++i) {
+      size_t size = 100 + i * 997;
+      auto b = c->Create(ObjectId::FromName("obj" + std::to_string(i)), size);
+      if (!b.ok()) return 11;
+      for (size_t k = 0; k < size; ++k) b->data()[k] = static_cast<uint8_t>(i + k);
+      if (!b->SealAndRelease().ok()) return 12;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  client_ = Connect();
+  for (int i = 0; i < kObjects; ++i) {
+    auto b = client_.Get(ObjectId::FromName("obj" + std::to_string(i)), 0);
+    ASSERT_TRUE(b.ok()) << i;
+    ASSERT_EQ(b->size(), 100u + i * 997);
+    for (size_t k = 0; k < b->size(); ++k) {
+      ASSERT_EQ(b->data()[k], static_cast<uint8_t>(i + k));
+    }
+  }
+}
+
+// A manager restart recovers nobody who is alive: the client keeps working on
+// shared memory while no manager runs, re-attaches to the next one with its
+// slot and references, and what it holds is never freed under it.
+TEST_F(ApiProcessTest, ManagerRestartKeepsLiveClients) {
+  ObjectId id = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(id, "survives").ok());
+  auto held = std::make_unique<Result<Buffer>>(client_.Get(id, 0));
+  ASSERT_TRUE(held->ok()) << held->status().ToString();
+  const void* where = (*held)->data();
+  mgr_.Kill();
+  // Object operations need no manager.
+  auto c = client_.Contains(id);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(*c);
+  ASSERT_TRUE(mgr_.Start()) << mgr_.error();
+  Client other = Connect();
+  // The reader's reference survived the restart: a delete is deferred.
+  ASSERT_TRUE(other.Delete(id).ok());
+  ASSERT_TRUE(other.Put(ObjectId::Random(), std::string(8, 'x')).ok());
+  EXPECT_EQ(std::string(static_cast<const char*>(where), 8), "survives");
+  auto info = other.Stat(id);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->state, GISMO_STATE_DELETING);
+  EXPECT_EQ(info->ref_count, 1u);
+  // It re-attaches (a blocking get needs the manager).
+  ObjectId later = ObjectId::Random();
+  std::thread producer([&] { ASSERT_TRUE(other.Put(later, "later").ok()); });
+  auto got = client_.Get(later, 10000);
+  producer.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "later");
+  EXPECT_EQ(other.Usage()->client_count, 2u);
+  held.reset();  // releases the last reference
+  for (;;) {
+    auto gone = other.Stat(id);
+    if (!gone.ok()) {
+      EXPECT_EQ(gone.status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+      break;
+    }
+    std::this_thread::yield();
+  }
+}
+
+// ---- Notifications across processes -----------------------------------------
+
+Client MustConnect(const std::string& addr) {
+  auto c = Client::Connect(addr);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : Client();
+}
+
+TEST(SubscribeProcessTest, EventsOfOneObjectArriveInOrder) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client sub_client = MustConnect(mgr.address());
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  // Two processes: one seals, the other deletes as soon as it can get the
+  // object: seal then delete must come in that order for every object.
+  constexpr int kObjects = 200;
+  std::string addr = mgr.address();
+  pid_t deleter = fork();
+  if (deleter == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    for (int i = 0; i < kObjects; ++i) {
+      ObjectId id = ObjectId::FromName("ord" + std::to_string(i));
+      auto b = c->Get(id, 20000);
+      if (!b.ok()) _exit(11);
+      (void)b->Release();
+      if (!c->Delete(id).ok()) _exit(12);
+    }
+    _exit(0);
+  }
+  Client producer = MustConnect(addr);
+  for (int i = 0; i < kObjects; ++i) {
+    ASSERT_TRUE(producer.Put(ObjectId::FromName("ord" + std::to_string(i)), "x").ok());
+  }
+  std::map<std::string, int> state;  // 0 none, 1 sealed, 2 deleted
+  uint64_t last_seq = 0;
+  for (int got = 0; got < 2 * kObjects; ++got) {
+    auto next = sub->Next(20000);
+    ASSERT_TRUE(next.ok()) << next.status().ToString() << " after " << got << " events";
+    Notification n = *next;
+    ASSERT_NE(n.event, GISMO_EVENT_OVERFLOW);
+    EXPECT_GT(n.seq, last_seq);  // one global order
+    last_seq = n.seq;
+    int& st = state[n.id.Hex()];
+    if (n.event == GISMO_EVENT_SEALED) {
+      EXPECT_EQ(st, 0);
+      st = 1;
+    } else {
+      EXPECT_EQ(st, 1) << "deleted before sealed";
+      st = 2;
+    }
+  }
+  int status;
+  waitpid(deleter, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(state.size(), static_cast<size_t>(kObjects));
+}
+
+TEST(SubscribeProcessTest, SubscriberOnAnotherNodeOverTcp) {
+  ManagerProcess mgr = StartManagerProcess({"--listen", "tcp:127.0.0.1:0"});
+  // The ready line names the TCP port the manager bound.
+  std::string line = mgr.ready_line();
+  size_t pos = line.find("tcp:127.0.0.1:");
+  ASSERT_NE(pos, std::string::npos) << line;
+  std::string tcp = line.substr(pos, line.find_first_of(", \n", pos) - pos);
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("GISMO_NODE", "3", 1);
+    auto c = Client::Connect(tcp);
+    if (!c.ok()) _exit(10);
+    auto sub = c->Subscribe();
+    if (!sub.ok()) _exit(11);
+    char x = 1;
+    (void)!write(pipefd[1], &x, 1);
+    auto n = sub->Next(20000);
+    if (!n.ok() || n->event != GISMO_EVENT_SEALED || n->node != 1) _exit(12);
+    _exit(0);
+  }
+  close(pipefd[1]);  // a child that dies early gives EOF, not a hang
+  char x;
+  ASSERT_EQ(read(pipefd[0], &x, 1), 1) << "the child died before it was ready";
+  setenv("GISMO_NODE", "1", 1);
+  Client producer = MustConnect(mgr.address());
+  unsetenv("GISMO_NODE");
+  ASSERT_TRUE(producer.Put(ObjectId::Random(), "from node 1").ok());
+  int status;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(pipefd[0]);
+}
+
+TEST(SubscribeProcessTest, KilledSubscriberCostsNothing) {
+  ManagerProcess mgr = StartManagerProcess();
+  std::string addr = mgr.address();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto c = Client::Connect(addr);
+    if (!c.ok()) _exit(10);
+    auto sub = c->Subscribe();
+    if (!sub.ok()) _exit(11);
+    char x = 1;
+    (void)!write(pipefd[1], &x, 1);
+    for (;;) (void)sub->Next(-1);  // reading when killed
+  }
+  close(pipefd[1]);  // a child that dies early gives EOF, not a hang
+  char x;
+  ASSERT_EQ(read(pipefd[0], &x, 1), 1) << "the child died before it was ready";
+  Client producer = MustConnect(addr);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(producer.Put(ObjectId::Random(), "a").ok());
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  // The manager drops the subscription; producers go on unaffected, and a
+  // new subscriber still works.
+  while (producer.Usage()->client_count != 1) std::this_thread::yield();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(producer.Put(ObjectId::Random(), "b").ok());
+  Client again = MustConnect(addr);
+  auto sub = again.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  int initial = 0;
+  while (sub->Next(0).ok()) ++initial;
+  EXPECT_EQ(initial, 100);
+  close(pipefd[0]);
+}
+
+// A manager restart ends no subscription: the subscriber re-attaches, and
+// what was sealed meanwhile (the ring is in the region) is delivered.
+TEST(SubscribeProcessTest, SubscriptionSurvivesManagerRestart) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client c = MustConnect(mgr.address());
+  Client producer = MustConnect(mgr.address());
+  auto sub = c.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+  mgr.Kill();
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("while-down"), "x").ok());
+  ASSERT_TRUE(mgr.Start()) << mgr.error();
+  Notification n = MustNext(*sub);
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(n.id, ObjectId::FromName("while-down"));
+  // And the next seal wakes it through the new manager (fd-only waiters too).
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("after"), "y").ok());
+  pollfd p{sub->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 20000), 1);
+  n = MustNext(*sub);
+  EXPECT_EQ(n.id, ObjectId::FromName("after"));
+}
+
+// A session that ends (here by an operator's fence) makes an fd-only waiter
+// readable, and the next call says why.
+TEST(SubscribeProcessTest, EndedSessionMakesTheFdReadable) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client c = MustConnect(mgr.address());
+  Client op = MustConnect(mgr.address());
+  auto sub = c.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+  uint32_t node = 0, slot = 0;
+  ASSERT_EQ(gismo_client_identity(c.c_client(), &node, &slot), GISMO_OK);
+  ASSERT_TRUE(op.Fence(GISMO_FENCE_SLOT, slot).ok());
+  pollfd p{sub->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 20000), 1);  // an fd-only waiter is not left hanging
+  Status s = sub->Next(0).status();
+  for (int i = 0; i < 1000 && s.code() == GISMO_ERR_TIMEOUT; ++i) s = sub->Next(10).status();
+  EXPECT_EQ(s.code(), GISMO_ERR_CONNECTION);
 }
 
 }  // namespace

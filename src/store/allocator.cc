@@ -208,9 +208,9 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
     }
     return ~0ull;
   };
-  // First fit: recently freed pages are reused first, so objects land on
-  // pages the file system has already materialized (warm), and large runs
-  // stay available at the top.
+  // First fit, the lowest free run: freed pages low in the heap are reused
+  // before pages never used, so objects land on pages the file system has
+  // already materialized (warm), and large runs stay available at the top.
   const uint64_t hint = std::min(a.hint.load(std::memory_order_relaxed), total);
   const uint64_t start = find(hint);
   if (start == ~0ull) return full();

@@ -7,7 +7,8 @@
 // A slab whose owner moves on (full) or dies is unowned; once non-full it
 // sits on its (class, stripe) partial list for the next client to adopt, and
 // once empty its page returns to the page heap. Larger objects take a run of
-// whole pages, found next-fit in the page bitmap.
+// whole pages, found first-fit in the page bitmap: the lowest free run, searched
+// from AllocatorHeader.hint (no page below it is free).
 //
 // Locks (always taken in this order, after the object's shard lock):
 //   ClassStripe.lock  guards the slabs of that class and stripe

@@ -1,7 +1,6 @@
 #include "store/txn.h"
 
 #include <sched.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,30 +22,6 @@ namespace gismo::store {
 using region::LogEntry;
 using region::LogKind;
 using region::Word;
-
-#ifdef GISMO_CRASH_POINTS
-namespace {
-const char* g_crash_target = getenv("GISMO_CRASH_AT");
-long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
-}  // namespace
-
-void ArmCrashPoint(const char* name, long skip) {
-  g_crash_target = name;
-  g_crash_skip = skip;
-}
-
-void CrashPoint(const char* name) {
-  if (g_crash_target == nullptr || strcmp(g_crash_target, name) != 0) return;
-  if (g_crash_skip-- > 0) return;
-  // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
-  // instruction, for the failure model's "suspected is not dead" tests).
-  if (const char* a = getenv("GISMO_CRASH_ACTION"); a != nullptr && strcmp(a, "stop") == 0) {
-    raise(SIGSTOP);
-    return;
-  }
-  _exit(77);
-}
-#endif
 
 namespace {
 // Used when the region does not say (lock_wait_ms == 0).

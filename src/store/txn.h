@@ -28,22 +28,10 @@
 #include <cstdint>
 #include <string>
 
+#include "common/crash_point.h"
 #include "region/region.h"
 
 namespace gismo::store {
-
-// Crash points for failure tests: compiled in only with GISMO_CRASH_POINTS.
-// GISMO_CRASH_AT=<name> in the environment makes the process _exit(77) when
-// it reaches that point (GISMO_CRASH_SKIP=N passes it N times first), or,
-// with GISMO_CRASH_ACTION=stop, stop itself there (SIGSTOP).
-#ifdef GISMO_CRASH_POINTS
-void CrashPoint(const char* name);
-// Arms a crash point from code (tests that fork); nullptr disarms.
-void ArmCrashPoint(const char* name, long skip = 0);
-#define GISMO_CRASH_POINT(name) ::gismo::store::CrashPoint(name)
-#else
-#define GISMO_CRASH_POINT(name) ((void)0)
-#endif
 
 class Txn {
  public:

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -56,7 +55,7 @@ struct CmdResult {
 
 // A gismo command running in the background.
 struct RunningCmd {
-  pid_t pid = -1;
+  gismo::testing::Process process;
   std::string in, out, err;  // its stdin, stdout and stderr files
 };
 
@@ -65,38 +64,28 @@ struct RunningCmd {
 // first.
 RunningCmd StartGismo(const std::vector<std::string>& args, const std::string& input = {},
                       const std::vector<std::string>& env = {}) {
-  RunningCmd c{-1, TempPath("in"), TempPath("out"), TempPath("err")};
+  RunningCmd c{{}, TempPath("in"), TempPath("out"), TempPath("err")};
   WriteFile(c.in, input);
-  c.pid = fork();
-  if (c.pid == 0) {
-    int fi = open(c.in.c_str(), O_RDONLY);
-    int fo = open(c.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int fe = open(c.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fi, 0);
-    dup2(fo, 1);
-    dup2(fe, 2);
-    unsetenv("GISMO_ADDRESS");
-    unsetenv("GISMO_NODE");
-    for (const auto& e : env) putenv(strdup(e.c_str()));
-    alarm(60);  // a hung command fails the test instead of blocking it
-    std::vector<char*> argv;
-    std::string bin = GISMO_CLI_BIN;
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_CLI_BIN};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.unset_env = {"GISMO_ADDRESS", "GISMO_NODE"};
+  o.env = env;
+  o.stdin_path = c.in;
+  o.stdout_path = c.out;
+  o.stderr_path = c.err;
+  EXPECT_TRUE(c.process.Start(o)) << c.process.error();
   return c;
 }
 
-// Waits for a started command and collects its output.
-CmdResult FinishGismo(const RunningCmd& c) {
+// Waits for a started command and collects its output. A command still
+// running after 60 s is killed: a hung command fails the test instead of
+// blocking it.
+CmdResult FinishGismo(RunningCmd& c) {
   int status = 0;
-  waitpid(c.pid, &status, 0);
+  if (!c.process.WaitForExit(60, &status)) status = c.process.KillAndWait(SIGKILL);
   CmdResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.code = gismo::testing::ExitCode(status);
   r.out = ReadFile(c.out);
   r.err = ReadFile(c.err);
   unlink(c.in.c_str());
@@ -107,7 +96,8 @@ CmdResult FinishGismo(const RunningCmd& c) {
 
 CmdResult RunGismo(const std::vector<std::string>& args, const std::string& input = {},
                    const std::vector<std::string>& env = {}) {
-  return FinishGismo(StartGismo(args, input, env));
+  RunningCmd c = StartGismo(args, input, env);
+  return FinishGismo(c);
 }
 
 // Waits (bounded) until `cond` holds.
@@ -153,7 +143,9 @@ double Metric(const std::string& text, const std::string& key) {
 
 class CliTest : public ::testing::Test {
  protected:
-  CliTest() : mgr_({"--metrics", "tcp:127.0.0.1:0", "--lease-ms", "0"}) {
+  CliTest()
+      : mgr_(gismo::testing::StartManagerProcess(
+            {"--metrics", "tcp:127.0.0.1:0", "--lease-ms", "0"})) {
     std::smatch m;
     const std::string& ready = mgr_.ready_line();
     if (std::regex_search(ready, m, std::regex("metrics=tcp:127\\.0\\.0\\.1:([0-9]+)"))) {
@@ -676,25 +668,15 @@ TEST(ManagerLogTest, OneLinePerClientEvent) {
   const std::string name = gismo::testing::UniqueName("log");
   const std::string region = "/dev/shm/" + name, sock = "/tmp/" + name + ".sock";
   const std::string log = "/tmp/" + name + ".log";
-  int fds[2];
-  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that dies
-    dup2(fds[1], 1);
-    int fe = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fe, 2);
-    execl(GISMO_MANAGER_BIN, GISMO_MANAGER_BIN, "--region", region.c_str(), "--size", "64MiB",
-          "--listen", ("unix:" + sock).c_str(), "--log-level", "info", nullptr);
-    _exit(127);
-  }
-  close(fds[1]);
-  FILE* f = fdopen(fds[0], "r");
-  char line[1024];
-  bool ready = false;
-  while (!ready && fgets(line, sizeof line, f)) ready = strstr(line, "gismo-manager ready");
-  fclose(f);
-  ASSERT_TRUE(ready);
+  gismo::testing::ManagerProcessOptions o;
+  o.binary = GISMO_MANAGER_BIN;
+  o.region = region;
+  o.size = "64MiB";
+  o.listen = {"unix:" + sock};
+  o.log_level = "info";
+  o.stderr_path = log;
+  ManagerProcess manager(o);
+  ASSERT_TRUE(manager.Start()) << manager.error();
   const std::string address = "unix:" + sock;
   ASSERT_EQ(RunGismo({"status", "--address", address}).code, 0);  // joins and leaves
   pid_t child = fork();
@@ -713,9 +695,7 @@ TEST(ManagerLogTest, OneLinePerClientEvent) {
   EXPECT_TRUE(WaitFor([&] { return count("is gone") == 1; })) << ReadFile(log);
   EXPECT_EQ(count(") joined"), 2) << ReadFile(log);
   EXPECT_EQ(count(") disconnected"), 1) << ReadFile(log);
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
-  unlink(region.c_str());
+  manager.Stop();
   unlink(sock.c_str());
   unlink(log.c_str());
 }

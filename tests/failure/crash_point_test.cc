@@ -16,10 +16,7 @@
 //  - after deleting everything the heap is empty (used_bytes == 0).
 // The list of crash points is read from src/ at configure time; a crash
 // point without a scenario fails the suite.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,44 +50,15 @@ struct ChildResult {
 // Runs failure_client with `commands`; kills it after timeout_s.
 ChildResult RunClient(const std::string& address, const std::vector<std::string>& commands,
                       const std::vector<std::string>& env, double timeout_s = 20) {
-  std::vector<std::string> argv{FAILURE_CLIENT_BIN, "--address", address};
-  for (const auto& c : commands) argv.insert(argv.end(), {"-c", c});
-  int fds[2];
-  EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    for (const auto& kv : env) putenv(const_cast<char*>(kv.c_str()));
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
+  gismo::testing::SpawnOptions o;
+  o.argv = {FAILURE_CLIENT_BIN, "--address", address};
+  for (const auto& c : commands) o.argv.insert(o.argv.end(), {"-c", c});
+  o.env = env;
+  gismo::testing::RunResult run = gismo::testing::Run(o, timeout_s);
+  EXPECT_TRUE(run.error.empty()) << run.error;
   ChildResult r;
-  std::string out;
-  const double deadline = NowS() + timeout_s;
-  bool timed_out = false;
-  for (;;) {
-    int left = static_cast<int>((deadline - NowS()) * 1000);
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, left) <= 0) continue;
-    char buf[4096];
-    ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  close(fds[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  r.status = timed_out ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  std::istringstream in(out);
+  r.status = run.exit_code;
+  std::istringstream in(run.output);
   for (std::string l; std::getline(in, l);) r.lines.push_back(l);
   return r;
 }
@@ -242,7 +210,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
   // reached (the script ran to its end).
   bool RunOnce(const Scenario& sc, long skip) {
     SCOPED_TRACE("crash point " + sc.point + " skip " + std::to_string(skip));
-    ManagerProcess m;
+    ManagerProcess m = gismo::testing::StartManagerProcess();
     auto c = Client::Connect(m.address());
     EXPECT_TRUE(c.ok());
     if (!c.ok()) return false;

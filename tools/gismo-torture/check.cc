@@ -14,10 +14,6 @@
 //  6. After deleting every object the heap is empty (used_bytes == 0): no
 //     page leaked, including the slabs of dead clients.
 #include <dirent.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +26,7 @@
 #include <unordered_set>
 
 #include "content.h"
+#include "testing/process.h"
 #include "torture.h"
 
 namespace gismo::torture {
@@ -100,43 +97,12 @@ Journals ReadJournals(const std::string& dir) {
 }  // namespace
 
 int RunProcess(const std::vector<std::string>& argv, double timeout_s, std::string* output) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  const double deadline = NowS() + timeout_s;
-  std::string out;
-  char buf[4096];
-  bool timed_out = false;
-  for (;;) {
-    int left_ms = static_cast<int>((deadline - NowS()) * 1000);
-    if (left_ms <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, left_ms) <= 0) continue;
-    ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  close(fds[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (output) *output = out;
-  if (timed_out) return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  testing::SpawnOptions o;
+  o.argv = argv;
+  o.stderr_to_stdout = true;
+  testing::RunResult r = testing::Run(o, timeout_s);
+  if (output) *output = r.output;
+  return r.exit_code;
 }
 
 CheckResult RunCheck(const CheckOptions& o) {

@@ -32,6 +32,8 @@
 #include <thread>
 
 #include "content.h"
+#include "testing/manager_process.h"
+#include "testing/process.h"
 #include "torture.h"
 
 #ifndef GISMO_MANAGER_DEFAULT
@@ -59,82 +61,41 @@ std::string SelfExe() {
 bool Executable(const std::string& p) { return !p.empty() && access(p.c_str(), X_OK) == 0; }
 
 // fork + exec; the child's stdout goes to *out_fd (a pipe) when out_fd is
-// given, its stderr to `err_path` when not empty.
+// given, its stderr to `err_path` when not empty. The child is ours to reap.
 pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, int* out_fd,
             const std::string& err_path = "") {
-  int fds[2] = {-1, -1};
-  if (out_fd && pipe2(fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    setpgid(0, 0);  // a stray ^C reaches the run, which stops its children
-    if (out_fd) dup2(fds[1], 1);
-    if (!err_path.empty()) {
-      int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (e >= 0) dup2(e, 2);
-    }
-    for (const auto& kv : env) putenv(const_cast<char*>(kv.c_str()));
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  if (out_fd) {
-    close(fds[1]);
-    *out_fd = fds[0];
-  }
-  return pid;
+  testing::SpawnOptions o;
+  o.argv = argv;
+  o.env = env;
+  o.capture_stdout = out_fd != nullptr;
+  o.stderr_path = err_path;
+  o.append_stderr = true;
+  o.new_process_group = true;  // a stray ^C reaches the run, which stops its children
+  testing::Process p;
+  if (!p.Start(o)) return -1;
+  if (out_fd) *out_fd = p.ReleaseStdout();
+  return p.Release();
 }
 
-// Starts gismo-manager and waits for its ready line (returned in *ready).
-pid_t StartManager(const std::string& bin, const std::vector<std::string>& args,
-                   const std::string& log, std::string* ready, double timeout_s = 60) {
-  std::vector<std::string> argv{bin};
-  argv.insert(argv.end(), args.begin(), args.end());
-  int fd = -1;
-  pid_t pid = Spawn(argv, {}, &fd, log);
-  if (pid < 0) return -1;
-  std::string out;
-  const double deadline = NowS() + timeout_s;
-  while (out.find('\n') == std::string::npos) {
-    int left = static_cast<int>((deadline - NowS()) * 1000);
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, left) <= 0) break;
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  close(fd);  // the manager prints nothing more on stdout
-  if (out.find("gismo-manager ready") == std::string::npos) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    return -1;
-  }
-  *ready = out.substr(0, out.find('\n'));
-  return pid;
-}
-
-std::string Field(const std::string& line, const std::string& key) {
-  size_t p = line.find(" " + key + "=");
-  if (p == std::string::npos) return {};
-  p += key.size() + 2;
-  return line.substr(p, line.find(' ', p) - p);
-}
-
-bool WaitExit(pid_t pid, double timeout_s, int* status = nullptr) {
-  const double deadline = NowS() + timeout_s;
-  for (;;) {
-    int st = 0;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid || r < 0) {
-      if (status) *status = st;
-      return true;
-    }
-    if (NowS() > deadline) return false;
-    usleep(2000);
-  }
+// A gismo-manager on `region` at `address`, its log appended to `log`;
+// the region outlives it.
+testing::ManagerProcessOptions ManagerOptions(const std::string& bin, const std::string& region,
+                                              const std::string& size, const std::string& address,
+                                              const std::string& log_level,
+                                              const std::vector<std::string>& extra_args,
+                                              const std::string& log) {
+  testing::ManagerProcessOptions o;
+  o.binary = bin;
+  o.region = region;
+  o.size = size;
+  o.listen = {address};
+  o.log_level = log_level;
+  o.extra_args = extra_args;
+  o.stderr_path = log;
+  o.keep_region = true;
+  o.new_process_group = true;
+  o.parent_death_signal = 0;
+  return o;
 }
 
 // GET /metrics from tcp:HOST:PORT; empty on failure.
@@ -265,10 +226,7 @@ class Run {
  private:
   int Fatal(const std::string& why) {
     fprintf(stderr, "gismo-torture: %s\n", why.c_str());
-    if (manager_pid_ > 0) {
-      kill(manager_pid_, SIGKILL);
-      waitpid(manager_pid_, nullptr, 0);
-    }
+    manager_.Kill();
     return 2;
   }
 
@@ -296,14 +254,15 @@ class Run {
     }
     if (o_.region.empty()) o_.region = "/dev/shm/gismo-torture-" + std::to_string(getpid());
     address_ = "unix:" + o_.work_dir + "/manager.sock";
-    std::vector<std::string> args{"--region",        o_.region,     "--size", o_.size,
-                                  "--format",        "--listen",    address_, "--metrics",
-                                  "tcp:127.0.0.1:0", "--log-level", "info"};
+    std::vector<std::string> args{"--format", "--metrics", "tcp:127.0.0.1:0"};
     if (o_.lease_ms) args.insert(args.end(), {"--lease-ms", std::to_string(o_.lease_ms)});
-    std::string ready;
-    manager_pid_ = StartManager(o_.manager_bin, args, o_.work_dir + "/manager.log", &ready);
-    if (manager_pid_ < 0) return false;
-    metrics_address_ = Field(ready, "metrics");
+    manager_ = testing::ManagerProcess(ManagerOptions(o_.manager_bin, o_.region, o_.size, address_,
+                                                      "info", args, o_.work_dir + "/manager.log"));
+    if (!manager_.Start()) {
+      fprintf(stderr, "gismo-torture: %s\n", manager_.error().c_str());
+      return false;
+    }
+    metrics_address_ = manager_.ReadyField("metrics");
     return true;
   }
 
@@ -484,7 +443,7 @@ class Run {
     if (w.target < 0) w.target = FindTarget(w.pid);
     const double t = NowS();
     kill(w.target > 0 ? w.target : w.pid, SIGKILL);
-    if (!WaitExit(w.pid, 10)) {
+    if (!testing::WaitForExit(w.pid, 10)) {
       kill(w.pid, SIGKILL);
       waitpid(w.pid, nullptr, 0);
     }
@@ -507,7 +466,7 @@ class Run {
     }
     for (auto& w : workers_) kill(w.target > 0 ? w.target : w.pid, SIGTERM);
     for (auto& w : workers_) {
-      if (!WaitExit(w.pid, 20)) {
+      if (!testing::WaitForExit(w.pid, 20)) {
         fprintf(stderr, "gismo-torture: worker pid %d ignored SIGTERM for 20 s (stuck?)\n", w.pid);
         ++failures_;
         kill(w.target > 0 ? w.target : w.pid, SIGKILL);
@@ -586,14 +545,10 @@ class Run {
   }
 
   void StopManager(CheckResult* cr) {
-    if (manager_pid_ <= 0) return;
-    kill(manager_pid_, SIGTERM);
-    int st = 0;
-    if (!WaitExit(manager_pid_, 30, &st)) {
+    if (!manager_.running()) return;
+    if (!manager_.StopWithin(30)) {
       cr->problems.push_back("the manager did not stop within 30 s of SIGTERM");
       ++cr->failures;
-      kill(manager_pid_, SIGKILL);
-      waitpid(manager_pid_, nullptr, 0);
     }
     if (Executable(o_.fsck)) {
       std::string out;
@@ -662,7 +617,7 @@ class Run {
   RunOptions o_;
   std::mt19937_64 rng_;
   std::string self_, journal_dir_, tag_, address_, metrics_address_, offline_fsck_;
-  pid_t manager_pid_ = -1;
+  testing::ManagerProcess manager_;
   std::vector<WorkerProc> workers_;
   uint64_t incarnations_ = 0, kills_ = 0, kills_before_connect_ = 0;
   uint64_t short_freezes_ = 0, long_freezes_ = 0, fenced_ = 0, armed_ = 0;
@@ -684,18 +639,15 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
   const std::string dir = tmpl;
   const std::string region = "/dev/shm/gismo-restart-" + std::to_string(getpid());
   const std::string address = "unix:" + dir + "/m.sock";
-  const std::vector<std::string> base{"--region", region,        "--listen",
-                                      address,    "--log-level", "warn"};
+  const std::string log = dir + "/manager.log";
   printf("%10s %12s %14s %14s %14s\n", "objects", "populate_s", "first_ms", "median_ms", "max_ms");
   int rc = 0;
   for (uint64_t n : counts) {
     unlink(region.c_str());
-    std::vector<std::string> args = base;
-    args.insert(args.end(), {"--size", size, "--format", "--max-objects",
-                             std::to_string(std::max<uint64_t>(n * 2, 1024))});
-    std::string ready;
-    pid_t m = StartManager(manager_bin, args, dir + "/manager.log", &ready);
-    if (m < 0) return 2;
+    testing::ManagerProcess m(ManagerOptions(
+        manager_bin, region, size, address, "warn",
+        {"--format", "--max-objects", std::to_string(std::max<uint64_t>(n * 2, 1024))}, log));
+    if (!m.Start()) return 2;
     const double p0 = NowS();
     {
       auto c = Client::Connect(address);
@@ -719,19 +671,16 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
         if (b.ok()) held.push_back(std::move(*b));
       }
       const double populate_s = NowS() - p0;
-      kill(m, SIGKILL);
-      waitpid(m, nullptr, 0);
+      m.Kill();
       for (auto& b : held) (void)b.Detach();
       std::vector<double> ms;
       for (uint32_t r = 0; r < repeats; ++r) {
+        m = testing::ManagerProcess(
+            ManagerOptions(manager_bin, region, size, address, "warn", {}, log));
         const double t0 = NowS();
-        m = StartManager(manager_bin, base, dir + "/manager.log", &ready);
-        if (m < 0) return 2;
+        if (!m.Start()) return 2;
         ms.push_back((NowS() - t0) * 1000);
-        if (r + 1 < repeats) {
-          kill(m, SIGKILL);
-          waitpid(m, nullptr, 0);
-        }
+        if (r + 1 < repeats) m.Kill();
       }
       // The last manager is up: every object still there, references dropped.
       auto c2 = Client::Connect(address);
@@ -749,8 +698,7 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
              Percentile(rest.empty() ? ms : rest, 0.5), Percentile(ms, 1.0));
       fflush(stdout);
     }
-    kill(m, SIGTERM);
-    waitpid(m, nullptr, 0);
+    m.Stop(SIGTERM);
     if (Executable(fsck)) {
       std::string out;
       if (RunProcess({fsck, "--region", region}, 300, &out) != 0) {

@@ -1,0 +1,41 @@
+// Compiled only into the test variant of the core (see crash_point.h).
+#include "common/crash_point.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#ifndef GISMO_CRASH_POINTS
+#error "crash_point.cc belongs to test builds only (GISMO_CRASH_POINTS)"
+#endif
+
+namespace gismo {
+
+namespace {
+// The armed point: from the environment at load, or set by ArmCrashPoint
+// while no other thread runs. Passing the armed point decrements the skip
+// count unsynchronized, so a test that skips drives the point from one thread.
+const char* g_crash_target = getenv("GISMO_CRASH_AT");
+long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
+}  // namespace
+
+void ArmCrashPoint(const char* name, long skip) {
+  g_crash_target = name;
+  g_crash_skip = skip;
+}
+
+void CrashPoint(const char* name) {
+  if (g_crash_target == nullptr || strcmp(g_crash_target, name) != 0) return;
+  if (g_crash_skip-- > 0) return;
+  // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
+  // instruction, for the failure model's "suspected is not dead" tests).
+  if (const char* a = getenv("GISMO_CRASH_ACTION"); a != nullptr && strcmp(a, "stop") == 0) {
+    raise(SIGSTOP);
+    return;
+  }
+  _exit(77);
+}
+
+}  // namespace gismo

@@ -1,0 +1,33 @@
+// Named crash points for failure tests.
+//
+// GISMO_CRASH_POINT("name") marks an instruction at which a test may make the
+// process die, as a SIGKILL or a power cut would. The points exist only in
+// builds that define GISMO_CRASH_POINTS (the test variant of the core,
+// gismo_core_testing); in the shipped library the macro compiles to nothing,
+// so no environment variable can make an installed program exit there.
+//
+// In a test build, GISMO_CRASH_AT=<name> in the environment makes the process
+// _exit(77) when it reaches that point; GISMO_CRASH_SKIP=N lets it pass N
+// times first; with GISMO_CRASH_ACTION=stop it stops itself there (SIGSTOP)
+// instead of exiting.
+#ifndef GISMO_COMMON_CRASH_POINT_H_
+#define GISMO_COMMON_CRASH_POINT_H_
+
+namespace gismo {
+
+#ifdef GISMO_CRASH_POINTS
+// Exits the process with status 77 (or stops it) if `name` is the armed
+// point and its skip count is used up.
+void CrashPoint(const char* name);
+// Arms a crash point from code (tests that fork); nullptr disarms. Call it
+// while no other thread of the process can reach a crash point (the armed
+// point is read without synchronization).
+void ArmCrashPoint(const char* name, long skip = 0);
+#define GISMO_CRASH_POINT(name) ::gismo::CrashPoint(name)
+#else
+#define GISMO_CRASH_POINT(name) ((void)0)
+#endif
+
+}  // namespace gismo
+
+#endif  // GISMO_COMMON_CRASH_POINT_H_

@@ -1,0 +1,622 @@
+// The manager <-> client protocol: frames and every message round-tripped,
+// truncated and oversized frames, addresses, and what a manager (inside the
+// test process) does with a peer that breaks the protocol or goes silent.
+#include "protocol/wire.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+#include "testing/in_process_manager.h"
+
+namespace gismo::protocol {
+namespace {
+
+using gismo::testing::InProcessManager;
+using gismo::testing::IsOk;
+
+gismo_id_t IdOf(uint8_t first) {
+  gismo_id_t id{};
+  for (int i = 0; i < GISMO_ID_SIZE; ++i) id.bytes[i] = static_cast<uint8_t>(first + i);
+  return id;
+}
+
+bool SameId(const gismo_id_t& a, const gismo_id_t& b) {
+  return std::memcmp(a.bytes, b.bytes, GISMO_ID_SIZE) == 0;
+}
+
+// A connected pair of stream sockets; both ends closed on destruction.
+struct SocketPair {
+  SocketPair() { EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd), 0); }
+  ~SocketPair() {
+    for (int f : fd) {
+      if (f >= 0) close(f);
+    }
+  }
+  void CloseWriter() { close(std::exchange(fd[0], -1)); }
+  int fd[2] = {-1, -1};  // [0] writes, [1] reads
+};
+
+// Sends `frame` through a socket pair and receives it with RecvFrame.
+Status RoundTrip(const std::vector<uint8_t>& frame, FrameHeader* h, std::vector<uint8_t>* payload) {
+  SocketPair p;
+  if (Status s = SendAll(p.fd[0], frame.data(), frame.size()); !s.ok()) return s;
+  return RecvFrame(p.fd[1], h, payload);
+}
+
+std::vector<uint8_t> Payload(const std::vector<uint8_t>& frame) {
+  return {frame.begin() + kHeaderSize, frame.end()};
+}
+
+TEST(WireTest, HeaderIsLittleEndianAndRoundTrips) {
+  FrameHeader h;
+  h.length = 0x01020304;
+  h.type = MsgType::kSubscribeAck;
+  h.flags = 0xa0b0;
+  h.request_id = 0x1112131415161718ull;
+  uint8_t bytes[kHeaderSize];
+  EncodeHeader(h, bytes);
+  const uint8_t want[kHeaderSize] = {0x04, 0x03, 0x02, 0x01, 14,   0,    0xb0, 0xa0,
+                                     0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11};
+  EXPECT_EQ(std::memcmp(bytes, want, kHeaderSize), 0);
+  FrameHeader back = DecodeHeader(bytes);
+  EXPECT_EQ(back.length, h.length);
+  EXPECT_EQ(back.type, h.type);
+  EXPECT_EQ(back.flags, h.flags);
+  EXPECT_EQ(back.request_id, h.request_id);
+}
+
+TEST(WireTest, HelloRoundTrips) {
+  Hello m;
+  m.node_id = 7;
+  m.pid = 123456789012ull;
+  m.host = "host-a";
+  m.name = std::string(300, 'n');
+  m.identity[0] = 11;
+  m.identity[1] = 12;
+  m.identity[2] = 13;
+  m.identity[3] = 14;
+  m.role = Role::kReattach;
+  m.slot = 9;
+  m.session = 10;
+  m.client_id = 77;
+  m.uuid[0] = 0x0123456789abcdefull;
+  m.uuid[1] = 5;
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeHello(m), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kHello);
+  EXPECT_EQ(h.request_id, 0u);
+  EXPECT_EQ(h.length, payload.size());
+  Reader r(payload);
+  Hello back;
+  ASSERT_TRUE(DecodeHello(r, &back));
+  EXPECT_EQ(r.remaining(), 0u);
+  EXPECT_EQ(back.protocol_version, kProtocolVersion);
+  EXPECT_EQ(back.node_id, 7u);
+  EXPECT_EQ(back.pid, m.pid);
+  EXPECT_EQ(back.host, m.host);
+  EXPECT_EQ(back.name, m.name);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(back.identity[i], m.identity[i]);
+  EXPECT_EQ(back.role, Role::kReattach);
+  EXPECT_EQ(back.slot, m.slot);
+  EXPECT_EQ(back.session, m.session);
+  EXPECT_EQ(back.client_id, m.client_id);
+  EXPECT_EQ(back.uuid[0], m.uuid[0]);
+  EXPECT_EQ(back.uuid[1], m.uuid[1]);
+}
+
+TEST(WireTest, HelloOfAnUnknownRoleIsRejected) {
+  Hello m;
+  m.role = static_cast<Role>(static_cast<uint32_t>(Role::kNodeAgent) + 1);
+  const std::vector<uint8_t> frame = EncodeHello(m);
+  Reader r(frame.data() + kHeaderSize, frame.size() - kHeaderSize);
+  Hello back;
+  EXPECT_FALSE(DecodeHello(r, &back));
+}
+
+TEST(WireTest, FenceMessagesRoundTrip) {
+  for (auto target :
+       {FenceOrder::Target::kClient, FenceOrder::Target::kSlot, FenceOrder::Target::kNode}) {
+    FenceOrder order;
+    order.target = target;
+    order.value = 0xfeedull;
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    ASSERT_TRUE(IsOk(RoundTrip(EncodeFenceOrder(21, order), &h, &payload)));
+    EXPECT_EQ(h.type, MsgType::kFence);
+    EXPECT_EQ(h.request_id, 21u);
+    Reader r(payload);
+    FenceOrder back;
+    ASSERT_TRUE(DecodeFenceOrder(r, &back));
+    EXPECT_EQ(back.target, target);
+    EXPECT_EQ(back.value, order.value);
+  }
+  for (uint32_t bad_target : {0u, 4u}) {
+    Writer w;
+    w.U32(bad_target);
+    w.U64(1);
+    Reader r(w.payload());
+    FenceOrder back;
+    EXPECT_FALSE(DecodeFenceOrder(r, &back)) << "target " << bad_target;
+  }
+
+  FenceProcessOrder order;
+  order.slot = 3;
+  order.session = 4;
+  for (int i = 0; i < 4; ++i) order.identity[i] = 100 + i;
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeFenceProcessOrder(22, order), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kFenceProcess);
+  EXPECT_EQ(h.request_id, 22u);
+  Reader order_reader(payload);
+  FenceProcessOrder order_back;
+  ASSERT_TRUE(DecodeFenceProcessOrder(order_reader, &order_back));
+  EXPECT_EQ(order_back.slot, 3u);
+  EXPECT_EQ(order_back.session, 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(order_back.identity[i], 100u + i);
+
+  for (const Status& status : {Status(), Status(GISMO_ERR_BUSY, "still running")}) {
+    FenceProcessResult result;
+    result.slot = 3;
+    result.session = 4;
+    result.status = status;
+    result.killed = status.ok();
+    ASSERT_TRUE(IsOk(RoundTrip(EncodeFenceProcessResult(23, result), &h, &payload)));
+    EXPECT_EQ(h.type, MsgType::kFenceResult);
+    EXPECT_EQ(h.request_id, 23u);
+    Reader result_reader(payload);
+    FenceProcessResult back;
+    ASSERT_TRUE(DecodeFenceProcessResult(result_reader, &back));
+    EXPECT_EQ(back.slot, 3u);
+    EXPECT_EQ(back.session, 4u);
+    EXPECT_EQ(back.status.code(), status.code());
+    EXPECT_EQ(back.status.message(), status.message());
+    EXPECT_EQ(back.killed, status.ok());
+  }
+}
+
+TEST(WireTest, WelcomeRoundTrips) {
+  Welcome m;
+  m.slot = 5;
+  m.session = 77;
+  m.client_id = 1234;
+  m.uuid[0] = 0xdeadbeefcafef00dull;
+  m.uuid[1] = 42;
+  m.region_size = 256ull << 20;
+  m.lease_ms = 10000;
+  m.node_id = 3;
+  m.manager_epoch = 9;
+  m.region_path = "/dev/shm/gismo";
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeWelcome(m), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kWelcome);
+  Reader r(payload);
+  Welcome back;
+  ASSERT_TRUE(DecodeWelcome(r, &back));
+  EXPECT_EQ(r.remaining(), 0u);
+  EXPECT_EQ(back.protocol_version, kProtocolVersion);
+  EXPECT_EQ(back.slot, m.slot);
+  EXPECT_EQ(back.session, m.session);
+  EXPECT_EQ(back.client_id, m.client_id);
+  EXPECT_EQ(back.uuid[0], m.uuid[0]);
+  EXPECT_EQ(back.uuid[1], m.uuid[1]);
+  EXPECT_EQ(back.region_size, m.region_size);
+  EXPECT_EQ(back.lease_ms, m.lease_ms);
+  EXPECT_EQ(back.node_id, m.node_id);
+  EXPECT_EQ(back.manager_epoch, m.manager_epoch);
+  EXPECT_EQ(back.region_path, m.region_path);
+}
+
+TEST(WireTest, ErrorRoundTrips) {
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeError(99, Status(GISMO_ERR_LIMIT, "too many")), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kError);
+  EXPECT_EQ(h.request_id, 99u);
+  Reader r(payload);
+  Status back = DecodeError(r);
+  EXPECT_EQ(back.code(), GISMO_ERR_LIMIT);
+  EXPECT_EQ(back.message(), "too many");
+  // An "error" that says OK is itself malformed.
+  Writer w;
+  w.U32(GISMO_OK);
+  w.Str("fine");
+  Reader ok_reader(w.payload());
+  EXPECT_EQ(DecodeError(ok_reader).code(), GISMO_ERR_PROTOCOL);
+}
+
+// The messages without an encoder of their own, each as its sender writes
+// it: type, request id, payload, and a check of the payload received.
+struct PlainMessage {
+  MsgType type;
+  uint64_t request_id;
+  std::function<void(Writer&)> write;
+  std::function<void(Reader&)> check;
+};
+
+std::vector<PlainMessage> PlainMessages() {
+  auto none = [](Writer&) {};
+  auto empty = [](Reader& r) { EXPECT_EQ(r.remaining(), 0u); };
+  auto write_id = [](Writer& w) { w.Id(IdOf(40)); };
+  auto check_id = [](Reader& r) {
+    EXPECT_TRUE(SameId(r.Id(), IdOf(40)));
+    EXPECT_TRUE(r.ok());
+    EXPECT_EQ(r.remaining(), 0u);
+  };
+  return {
+      // A wait: the ids waited for; the request id is the wait id.
+      {MsgType::kWait, 17,
+       [](Writer& w) {
+         w.U32(3);
+         for (uint8_t i = 0; i < 3; ++i) w.Id(IdOf(10 * i));
+       },
+       [](Reader& r) {
+         ASSERT_EQ(r.U32(), 3u);
+         for (uint8_t i = 0; i < 3; ++i) EXPECT_TRUE(SameId(r.Id(), IdOf(10 * i)));
+         EXPECT_TRUE(r.ok());
+         EXPECT_EQ(r.remaining(), 0u);
+       }},
+      {MsgType::kWaitAck, 17, none, empty},
+      {MsgType::kCancelWait, 17, none, empty},
+      {MsgType::kWake, 17, none, empty},
+      {MsgType::kSealed, 0, write_id, check_id},
+      {MsgType::kHeartbeat, 0, none, empty},
+      {MsgType::kGoodbye, 0, none, empty},
+      {MsgType::kBye, 0, none, empty},
+      {MsgType::kDeleted, 0, write_id, check_id},
+      {MsgType::kSubscribe, 5, none, empty},
+      {MsgType::kSubscribeAck, 5, none, empty},
+      {MsgType::kNotify, 0, none, empty},
+      // The manager's answer to a fence order: status code and message.
+      {MsgType::kFenceReply, 21,
+       [](Writer& w) {
+         w.U32(GISMO_ERR_INVALID_ARGUMENT);
+         w.Str("no such client");
+       },
+       [](Reader& r) {
+         EXPECT_EQ(r.U32(), static_cast<uint32_t>(GISMO_ERR_INVALID_ARGUMENT));
+         EXPECT_EQ(r.Str(), "no such client");
+         EXPECT_TRUE(r.ok());
+         EXPECT_EQ(r.remaining(), 0u);
+       }},
+  };
+}
+
+TEST(WireTest, EveryOtherMessageRoundTrips) {
+  for (const PlainMessage& m : PlainMessages()) {
+    SCOPED_TRACE("message type " + std::to_string(static_cast<unsigned>(m.type)));
+    Writer w;
+    m.write(w);
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    ASSERT_TRUE(IsOk(RoundTrip(w.Frame(m.type, m.request_id), &h, &payload)));
+    EXPECT_EQ(h.type, m.type);
+    EXPECT_EQ(h.request_id, m.request_id);
+    EXPECT_EQ(h.flags, 0u);
+    EXPECT_EQ(h.length, payload.size());
+    Reader r(payload);
+    m.check(r);
+  }
+}
+
+TEST(WireTest, EveryMessageTypeIsCovered) {
+  // Messages with encoders of their own are round-tripped by the tests
+  // above; the rest are plain.
+  constexpr int kLast = static_cast<int>(MsgType::kFenceResult);
+  std::vector<bool> seen(kLast + 1, false);
+  for (MsgType t : {MsgType::kHello, MsgType::kWelcome, MsgType::kError, MsgType::kFence,
+                    MsgType::kFenceProcess, MsgType::kFenceResult}) {
+    seen[static_cast<int>(t)] = true;
+  }
+  for (const auto& m : PlainMessages()) seen[static_cast<int>(m.type)] = true;
+  for (int t = static_cast<int>(MsgType::kHello); t <= kLast; ++t) {
+    EXPECT_TRUE(seen[t]) << "message type " << t << " is not round-tripped";
+  }
+}
+
+// Every strict prefix of a message's payload fails to decode, and reads past
+// the end give zeros and empty strings.
+TEST(WireTest, TruncatedPayloadsAreRejected) {
+  Hello hello;
+  hello.host = "h";
+  hello.name = "client";
+  const std::vector<uint8_t> hello_payload = Payload(EncodeHello(hello));
+  for (size_t n = 0; n < hello_payload.size(); ++n) {
+    Reader r(hello_payload.data(), n);
+    Hello back;
+    EXPECT_FALSE(DecodeHello(r, &back)) << n << " of " << hello_payload.size() << " bytes";
+  }
+  Welcome welcome;
+  welcome.region_path = "/dev/shm/x";
+  const std::vector<uint8_t> welcome_payload = Payload(EncodeWelcome(welcome));
+  for (size_t n = 0; n < welcome_payload.size(); ++n) {
+    Reader r(welcome_payload.data(), n);
+    Welcome back;
+    EXPECT_FALSE(DecodeWelcome(r, &back)) << n << " of " << welcome_payload.size() << " bytes";
+  }
+  const std::vector<uint8_t> error_payload =
+      Payload(EncodeError(1, Status(GISMO_ERR_IO, "disk on fire")));
+  for (size_t n = 0; n < error_payload.size(); ++n) {
+    Reader r(error_payload.data(), n);
+    EXPECT_EQ(DecodeError(r).code(), GISMO_ERR_PROTOCOL) << n << " bytes";
+  }
+  // A string whose length runs past the end.
+  Writer w;
+  w.U32(1000);
+  w.Raw("abc", 3);
+  Reader r(w.payload());
+  EXPECT_EQ(r.Str(), "");
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.U64(), 0u);  // and everything after it
+  gismo_id_t zero{};
+  EXPECT_TRUE(SameId(r.Id(), zero));
+}
+
+TEST(WireTest, TruncatedFramesEndInAConnectionError) {
+  const std::vector<uint8_t> frame = EncodeHello(Hello{});
+  for (size_t cut : {size_t{0}, size_t{7}, kHeaderSize, frame.size() - 1}) {
+    SCOPED_TRACE("frame cut after " + std::to_string(cut) + " bytes");
+    SocketPair p;
+    ASSERT_TRUE(IsOk(SendAll(p.fd[0], frame.data(), cut)));
+    p.CloseWriter();
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    EXPECT_EQ(RecvFrame(p.fd[1], &h, &payload).code(), GISMO_ERR_CONNECTION);
+  }
+}
+
+TEST(WireTest, OversizedFramesAreRejectedBeforeTheirPayload) {
+  for (uint32_t length : {kMaxPayload + 1, uint32_t{0xffffffff}}) {
+    SCOPED_TRACE("length " + std::to_string(length));
+    FrameHeader h;
+    h.length = length;
+    h.type = MsgType::kWelcome;
+    uint8_t bytes[kHeaderSize];
+    EncodeHeader(h, bytes);
+    SocketPair p;
+    ASSERT_TRUE(IsOk(SendAll(p.fd[0], bytes, kHeaderSize)));
+    FrameHeader got;
+    std::vector<uint8_t> payload;
+    Status s = RecvFrame(p.fd[1], &got, &payload);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL);
+    EXPECT_TRUE(payload.empty());
+  }
+  // The largest frame allowed is read whole.
+  Writer w;
+  std::vector<uint8_t> big(kMaxPayload, 0x5a);
+  w.Raw(big.data(), big.size());
+  std::vector<uint8_t> frame = w.Frame(MsgType::kNotify, 3);
+  SocketPair p;
+  std::thread writer([&] { EXPECT_TRUE(IsOk(SendAll(p.fd[0], frame.data(), frame.size()))); });
+  FrameHeader got;
+  std::vector<uint8_t> payload;
+  EXPECT_TRUE(IsOk(RecvFrame(p.fd[1], &got, &payload)));
+  writer.join();
+  EXPECT_EQ(payload, big);
+}
+
+TEST(WireTest, ParseAddressAcceptsUnixAndTcp) {
+  auto unix_address = ParseAddress("unix:/tmp/gismo.sock");
+  ASSERT_TRUE(unix_address.ok());
+  EXPECT_EQ(unix_address->kind, Address::Kind::kUnix);
+  EXPECT_EQ(unix_address->path, "/tmp/gismo.sock");
+  EXPECT_EQ(unix_address->ToString(), "unix:/tmp/gismo.sock");
+  // The longest path a sockaddr_un holds (with its terminating NUL).
+  const std::string longest = "/" + std::string(sizeof(sockaddr_un::sun_path) - 2, 'p');
+  EXPECT_TRUE(ParseAddress("unix:" + longest).ok());
+
+  auto tcp = ParseAddress("tcp:127.0.0.1:7070");
+  ASSERT_TRUE(tcp.ok());
+  EXPECT_EQ(tcp->kind, Address::Kind::kTcp);
+  EXPECT_EQ(tcp->host, "127.0.0.1");
+  EXPECT_EQ(tcp->port, 7070);
+  EXPECT_EQ(tcp->ToString(), "tcp:127.0.0.1:7070");
+  auto any_port = ParseAddress("tcp:localhost:0");
+  ASSERT_TRUE(any_port.ok());
+  EXPECT_EQ(any_port->port, 0);
+  auto top = ParseAddress("tcp:h:65535");
+  ASSERT_TRUE(top.ok());
+  EXPECT_EQ(top->port, 65535);
+}
+
+TEST(WireTest, ParseAddressTakesIpv6InBrackets) {
+  auto v6 = ParseAddress("tcp:[::1]:7070");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 7070);
+  EXPECT_EQ(v6->ToString(), "tcp:[::1]:7070");
+  auto full = ParseAddress("tcp:[fe80::1:2:3]:1");
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->host, "fe80::1:2:3");
+  // Round trip of what ToString writes.
+  auto again = ParseAddress(full->ToString());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->host, full->host);
+  EXPECT_EQ(again->port, full->port);
+  // Without brackets the last colon still separates the port.
+  auto bare = ParseAddress("tcp:::1:7070");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->host, "::1");
+  EXPECT_EQ(bare->port, 7070);
+}
+
+TEST(WireTest, ParseAddressRejectsWhatItCannotUse) {
+  const std::string too_long = "unix:/" + std::string(sizeof(sockaddr_un::sun_path) - 1, 'p');
+  for (const std::string& bad : {
+           std::string(""),               // empty
+           std::string("gismo.sock"),     // no scheme
+           std::string("http://x:80"),    // unknown scheme
+           std::string("UNIX:/tmp/s"),    // schemes are lower case
+           std::string("unix:"),          // empty path
+           too_long,                      // longer than sun_path
+           std::string("tcp:localhost"),  // no port
+           std::string("tcp::7070"),      // no host
+           std::string("tcp:[]:7070"),    // no host in brackets
+           std::string("tcp:h:"),         // empty port
+           std::string("tcp:h:http"),     // port not a number
+           std::string("tcp:h:-1"),       // negative port
+           std::string("tcp:h:65536"),    // port out of range
+           std::string("tcp:h:99999999999"),
+           std::string("tcp:h:80x"),  // trailing junk
+           std::string("tcp:h: 80"),  // space
+       }) {
+    auto a = ParseAddress(bad);
+    EXPECT_FALSE(a.ok()) << "'" << bad << "' was accepted";
+    if (!a.ok()) {
+      EXPECT_EQ(a.status().code(), GISMO_ERR_INVALID_ARGUMENT) << bad;
+      EXPECT_NE(a.status().message().find("bad address"), std::string::npos) << bad;
+    }
+  }
+}
+
+// ---- A manager and peers that break the protocol ----------------------------
+
+// A raw connection to a manager, speaking the protocol by hand.
+class RawPeer {
+ public:
+  explicit RawPeer(const std::string& address) {
+    auto a = ParseAddress(address);
+    EXPECT_TRUE(a.ok());
+    if (!a.ok()) return;
+    auto fd = ConnectTo(*a, 10000);
+    EXPECT_TRUE(fd.ok()) << fd.status().ToString();
+    if (fd.ok()) fd_ = *fd;
+  }
+  ~RawPeer() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd() const { return fd_; }
+  Status Send(const std::vector<uint8_t>& frame) {
+    return SendAll(fd_, frame.data(), frame.size());
+  }
+  Status Receive(FrameHeader* h, std::vector<uint8_t>* payload) {
+    return RecvFrame(fd_, h, payload);
+  }
+  // Registers as a client; the manager's welcome.
+  Welcome Hello() {
+    protocol::Hello hello;
+    hello.pid = static_cast<uint64_t>(getpid());
+    hello.host = "test";
+    hello.name = "raw peer";
+    EXPECT_TRUE(IsOk(Send(EncodeHello(hello))));
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    Welcome w;
+    EXPECT_TRUE(IsOk(Receive(&h, &payload)));
+    EXPECT_EQ(h.type, MsgType::kWelcome);
+    Reader r(payload);
+    EXPECT_TRUE(DecodeWelcome(r, &w));
+    return w;
+  }
+  // True once the manager has closed the connection (after at most
+  // timeout_ms); frames it sends before that are skipped.
+  bool ClosedByManager(int timeout_ms = 30000) {
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) != 1) return false;
+      FrameHeader h;
+      std::vector<uint8_t> payload;
+      Status s = Receive(&h, &payload);
+      if (s.code() == GISMO_ERR_CONNECTION) return true;
+      if (!s.ok()) return false;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// The next frame from the manager is an error; its status.
+Status ExpectError(RawPeer& peer) {
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  if (Status s = peer.Receive(&h, &payload); !s.ok()) return s;
+  EXPECT_EQ(h.type, MsgType::kError);
+  Reader r(payload);
+  return DecodeError(r);
+}
+
+TEST(ManagerProtocolTest, OversizedFrameClosesTheConnection) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer peer(mgr.address());
+  FrameHeader h;
+  h.length = kMaxPayload + 1;
+  h.type = MsgType::kHello;
+  std::vector<uint8_t> bytes(kHeaderSize);
+  EncodeHeader(h, bytes.data());
+  ASSERT_TRUE(IsOk(peer.Send(bytes)));
+  EXPECT_TRUE(peer.ClosedByManager());
+  // The manager goes on serving.
+  auto c = Client::Connect(mgr.address());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+}
+
+TEST(ManagerProtocolTest, PeerMustSayHelloFirst) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer peer(mgr.address());
+  ASSERT_TRUE(IsOk(peer.Send(Writer().Frame(MsgType::kHeartbeat, 0))));
+  Status s = ExpectError(peer);
+  EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL);
+  EXPECT_NE(s.message().find("hello"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(peer.ClosedByManager());
+}
+
+TEST(ManagerProtocolTest, MalformedHelloAndOtherVersionsAreRefused) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  {
+    RawPeer peer(mgr.address());
+    std::vector<uint8_t> hello = EncodeHello(Hello{});
+    hello.resize(kHeaderSize + 10);  // cut inside its fields, length adjusted
+    uint32_t length = 10;
+    std::memcpy(hello.data(), &length, sizeof length);
+    ASSERT_TRUE(IsOk(peer.Send(hello)));
+    EXPECT_EQ(ExpectError(peer).code(), GISMO_ERR_PROTOCOL);
+    EXPECT_TRUE(peer.ClosedByManager());
+  }
+  {
+    RawPeer peer(mgr.address());
+    Hello future;
+    future.protocol_version = kProtocolVersion + 1;
+    ASSERT_TRUE(IsOk(peer.Send(EncodeHello(future))));
+    Status s = ExpectError(peer);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL);
+    EXPECT_NE(s.message().find("protocol version"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(peer.ClosedByManager());
+  }
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 0u);
+}
+
+// A client that stops heartbeating: the manager notices when its lease
+// expires. (What it does then is another matter; only the noticing is
+// asserted.)
+TEST(ManagerProtocolTest, SilentClientsLeaseExpires) {
+  manager::ManagerOptions options = gismo::testing::InProcessManagerOptions();
+  options.lease_ms = 200;  // gismo-manager --lease-ms 200
+  InProcessManager mgr(options);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer silent(mgr.address());
+  Welcome w = silent.Hello();
+  EXPECT_EQ(w.lease_ms, 200u);
+  EXPECT_NE(w.slot, 0u);
+  EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), 0u);
+  // Never a heartbeat: the manager closes the connection once the lease
+  // has expired.
+  ASSERT_TRUE(silent.ClosedByManager());
+  EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), 1u);
+}
+
+}  // namespace
+}  // namespace gismo::protocol
