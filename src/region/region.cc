@@ -47,6 +47,20 @@ bool DaxGeometry(const struct stat& st, uint64_t* size, uint64_t* align) {
   return true;
 }
 
+// Copies the immutable head of the superblock (everything before `state`)
+// through a read-only shared mapping of the whole file. The whole length is
+// mapped because it is a valid mapping length for every kind of region (a
+// hugetlbfs file or a DAX device refuses lengths that are not multiples of
+// its page size or alignment); mapping reserves addresses and touches only
+// the first page.
+bool PeekSuperblockHead(int fd, uint64_t file_size, Superblock* head) {
+  void* m = mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return false;
+  std::memcpy(static_cast<void*>(head), m, offsetof(Superblock, state));
+  munmap(m, file_size);
+  return true;
+}
+
 }  // namespace
 
 FormatOptions ResolveDefaults(FormatOptions o) {
@@ -267,11 +281,13 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path + "' is not a gismo region (too small: " +
                                             FormatSize(file_size) + ")");
   }
+  // The superblock is read through a mapping, never with read(): a PCI BAR's
+  // resource file fails read() with EIO and device DAX has no read() at all;
+  // mmap is the one access every kind of region supports.
   Superblock head{};
-  if (pread(fd, &head, offsetof(Superblock, state), 0) !=
-      static_cast<ssize_t>(offsetof(Superblock, state))) {
+  if (!PeekSuperblockHead(fd, file_size, &head)) {
     close(fd);
-    return Status(GISMO_ERR_IO, Errno("cannot read superblock of", path));
+    return Status(GISMO_ERR_IO, Errno("cannot map the superblock of", path));
   }
   if (head.magic != kMagic) {
     close(fd);
