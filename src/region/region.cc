@@ -316,11 +316,25 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   fstat(fd, &st);
   uint64_t dax_size = 0, align = 0;
   bool dax = DaxGeometry(st, &dax_size, &align);
+  // True when truncation emptied the file: its metadata areas read as zeros.
+  bool emptied = false;
   if (dax) {
     if (o.size > dax_size) o.size = dax_size / kHeapAlign * kHeapAlign;
   } else if (S_ISREG(st.st_mode)) {
     // Drop old contents so every metadata area starts zeroed, then size it.
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
+    // A PCI BAR's resource file (sysfs) takes ftruncate and ignores it: it
+    // keeps its size and contents, and is formatted like a device.
+    struct stat after {};
+    if (ftruncate(fd, 0) != 0 || fstat(fd, &after) != 0) {
+      Status s(GISMO_ERR_IO, Errno("cannot size region", path));
+      close(fd);
+      return s;
+    }
+    emptied = after.st_size == 0;
+    if (!emptied) {
+      uint64_t fixed = static_cast<uint64_t>(after.st_size) / kHeapAlign * kHeapAlign;
+      if (o.size > fixed) o.size = fixed;
+    } else if (ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
       Status s(GISMO_ERR_IO,
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
@@ -340,8 +354,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   Region& region = **r;
   Superblock& sb = region.sb();
   const Geometry& e = *g;
-  // A DAX device or a reused file is not zeroed by truncation.
-  if (dax || !S_ISREG(st.st_mode)) std::memset(region.base(), 0, e.heap_offset);
+  // A device, or a file that truncation did not empty, is not zeroed.
+  if (!emptied) std::memset(region.base(), 0, e.heap_offset);
   sb.state.store(static_cast<uint64_t>(RegionState::kFormatting), std::memory_order_release);
   sb.magic = kMagic;
   sb.format_version = kFormatVersion;
