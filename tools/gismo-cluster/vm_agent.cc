@@ -143,14 +143,18 @@ uint32_t ExitStatusOf(int wait_status) {
   close(err[1]);
   int stdin_fd = in[1], stdout_fd = out[0], stderr_fd = err[0];
   std::vector<char> buf(kChunk);
-  bool sock_open = true;
-  while (stdout_fd >= 0 || stderr_fd >= 0) {
-    pollfd fds[3] = {{sock_open ? sock : -1, POLLIN, 0},
-                     {stdout_fd, POLLIN, 0},
-                     {stderr_fd, POLLIN, 0}};
-    if (poll(fds, 3, -1) < 0) {
+  int status = 0;
+  // Until the command exited and its stdout and stderr ended. Once both
+  // ended, the command is checked for every 100 ms; the socket is watched
+  // throughout, so a host side that goes away kills the command.
+  for (;;) {
+    const bool outputs_done = stdout_fd < 0 && stderr_fd < 0;
+    if (outputs_done && waitpid(child, &status, WNOHANG) == child) break;
+    pollfd fds[3] = {{sock, POLLIN, 0}, {stdout_fd, POLLIN, 0}, {stderr_fd, POLLIN, 0}};
+    if (poll(fds, 3, outputs_done ? 100 : -1) < 0) {
       if (errno == EINTR) continue;
-      break;
+      kill(-child, SIGKILL);
+      _exit(1);
     }
     if (fds[0].revents) {
       if (!RecvFrame(sock, &type, &req) || type != 'I') {
@@ -179,9 +183,6 @@ uint32_t ExitStatusOf(int wait_status) {
         _exit(1);
       }
     }
-  }
-  int status = 0;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   uint8_t code[4];
   uint32_t c = ExitStatusOf(status);
@@ -267,8 +268,9 @@ uint32_t ExitStatusOf(int wait_status) {
       char type = 0;
       std::vector<char> data;
       if (!RecvFrame(s, &type, &data)) {
-        fprintf(stderr, "gismo-vm-agent: the connection to the guest closed before the command "
-                        "ended (the guest was killed?)\n");
+        fprintf(stderr,
+                "gismo-vm-agent: the connection to the guest closed before the command "
+                "ended (the guest was killed?)\n");
         exit(255);
       }
       if (type == 'O' || type == 'E') {
