@@ -5,7 +5,11 @@
 # what each did and how fast, shows that every pointer lies in the reader's
 # own mapping of the one shared region, and that the pool holds one copy.
 #
-# Usage: scripts/demo.sh [COUNT [SIZE_BYTES]]   (default: 32 objects of 16 MiB)
+# Usage: scripts/demo.sh [--vm] [COUNT [SIZE_BYTES]]
+#   (default: 32 objects of 16 MiB; with --vm 16 objects of 4 MiB)
+# With --vm, nodes 1-4 are virtual machines (qemu, no KVM needed), each with
+# its own kernel, mapping the region as a PCI device; node 0 is this host.
+# Without it, nodes are network namespaces of this machine's kernel.
 # Finds its programs in $GISMO_BUILD_DIR (default: build/) or on PATH;
 # GISMO_CLUSTER_BIN and GISMO_DEMO_BIN override. Namespaces need root;
 # otherwise gismo-cluster runs the nodes as plain processes.
@@ -13,10 +17,16 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${GISMO_BUILD_DIR:-$repo/build}
-count=${1:-32}
-size=${2:-$((16 << 20))}
+vm=0
+if [[ ${1:-} == --vm ]]; then
+  vm=1
+  shift
+fi
+# Emulated CPUs are slow: the virtual machines get a smaller default load.
+count=${1:-$((vm ? 16 : 32))}
+size=${2:-$((vm ? 4 << 20 : 16 << 20))}
 [[ $count =~ ^[1-9][0-9]*$ && $size =~ ^[1-9][0-9]*$ ]] || {
-  echo "usage: $0 [COUNT [SIZE_BYTES]]" >&2
+  echo "usage: $0 [--vm] [COUNT [SIZE_BYTES]]" >&2
   exit 2
 }
 
@@ -47,9 +57,21 @@ trap cleanup EXIT
 
 # Region: the objects plus room for the allocator and index.
 region_mib=$(((count * size >> 20) * 5 / 4 + 256))
-echo "== bringing up 4 nodes (node 0 runs the manager) on a ${region_mib} MiB region"
-gc up --nodes 4 --region "$region" --size "${region_mib}MiB"
-gc status | grep -E "^(region|manager|node)"
+up_args=(--nodes 4 --region "$region")
+if ((vm)); then
+  # A PCI BAR's size is a power of two.
+  mib=64
+  while ((mib < region_mib)); do mib=$((mib * 2)); done
+  region_mib=$mib
+  up_args+=(--mode vm --vm-binary "$demo_bin")
+  echo "== booting 4 virtual machines (nodes 1-4; node 0 is this host and runs the manager)" \
+    "that share a ${region_mib} MiB region as a PCI device"
+else
+  echo "== bringing up 4 nodes (node 0 runs the manager) on a ${region_mib} MiB region"
+fi
+gc up "${up_args[@]}" --size "${region_mib}MiB"
+gc status | grep -E "^(region|manager|guests|node)"
+((vm)) && echo "   (the guests' CPUs are emulated (TCG): their rates below show that it works, not how fast)"
 
 echo
 echo "== consumers on nodes 2, 3, 4 ask for $count objects that do not exist yet"

@@ -12,6 +12,10 @@ packages=(
   libgtest-dev redis-server libhiredis-dev
   # emulated cluster: network namespaces, veth, bridge
   iproute2 util-linux procps
+  # emulated cluster on virtual machines (gismo-cluster --mode vm, ctest -L vm):
+  # qemu (TCG, no KVM needed); the guests' kernel and busybox, which the tool
+  # takes from these packages' .deb files; tools that build the guest image
+  qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils binutils
   # Python bindings and their tests / plots
   python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-setuptools python3-pip
 )

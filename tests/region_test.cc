@@ -3,8 +3,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
 #include <fstream>
 
 #include "test_util.h"
@@ -97,6 +104,62 @@ TEST_F(RegionTest, RefusesTruncatedRegion) {
   auto r = Region::Open(path_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("truncated"), std::string::npos);
+}
+
+// Makes read(2) and its variants fail with EIO in the calling process from
+// now on, as they do on a PCI BAR's resource file (device DAX has no read at
+// all). Only mmap can reach the bytes then.
+bool ForbidReads() {
+  struct sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_read, 5, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_pread64, 4, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_readv, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_preadv, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_preadv2, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EIO),
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(std::size(filter)), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+// A region is opened and validated through mmap only: it may be a PCI BAR
+// (resource2 of an ivshmem device, as in gismo-cluster's virtual machines)
+// whose read() fails with EIO. The check runs in a child, which the filter
+// confines; its exit status says which step failed.
+TEST_F(RegionTest, OpensAndValidatesWithoutRead) {
+  FormatOptions o;
+  o.size = 32ull << 20;
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  const std::string not_a_region = path_ + ".x";
+  {
+    std::ofstream f(not_a_region);
+    f << std::string(1 << 20, 'x');
+  }
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!ForbidReads()) _exit(10);
+    int fd = open(path_.c_str(), O_RDONLY);
+    char c;
+    if (fd < 0 || pread(fd, &c, 1, 0) != -1 || errno != EIO) _exit(11);  // the filter works
+    close(fd);
+    auto r = Region::Open(path_);
+    if (!r.ok()) _exit(12);
+    if ((*r)->sb().magic != kMagic || (*r)->size() != o.size) _exit(13);
+    auto bad = Region::Open(not_a_region);
+    if (bad.ok() || bad.status().code() != GISMO_ERR_BAD_REGION) _exit(14);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  unlink(not_a_region.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no seccomp, 11: read() not refused, 12: Open failed, 13: wrong region, "
+         "14: a file that is no region was not refused";
 }
 
 TEST_F(RegionTest, MissingFileAndTinySizes) {

@@ -47,6 +47,20 @@ bool DaxGeometry(const struct stat& st, uint64_t* size, uint64_t* align) {
   return true;
 }
 
+// Copies the immutable head of the superblock (everything before `state`)
+// through a read-only shared mapping of the whole file. The whole length is
+// mapped because it is a valid mapping length for every kind of region (a
+// hugetlbfs file or a DAX device refuses lengths that are not multiples of
+// its page size or alignment); mapping reserves addresses and touches only
+// the first page.
+bool PeekSuperblockHead(int fd, uint64_t file_size, Superblock* head) {
+  void* m = mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return false;
+  std::memcpy(static_cast<void*>(head), m, offsetof(Superblock, state));
+  munmap(m, file_size);
+  return true;
+}
+
 }  // namespace
 
 FormatOptions ResolveDefaults(FormatOptions o) {
@@ -267,11 +281,13 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path + "' is not a gismo region (too small: " +
                                             FormatSize(file_size) + ")");
   }
+  // The superblock is read through a mapping, never with read(): a PCI BAR's
+  // resource file fails read() with EIO and device DAX has no read() at all;
+  // mmap is the one access every kind of region supports.
   Superblock head{};
-  if (pread(fd, &head, offsetof(Superblock, state), 0) !=
-      static_cast<ssize_t>(offsetof(Superblock, state))) {
+  if (!PeekSuperblockHead(fd, file_size, &head)) {
     close(fd);
-    return Status(GISMO_ERR_IO, Errno("cannot read superblock of", path));
+    return Status(GISMO_ERR_IO, Errno("cannot map the superblock of", path));
   }
   if (head.magic != kMagic) {
     close(fd);
@@ -300,11 +316,25 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   fstat(fd, &st);
   uint64_t dax_size = 0, align = 0;
   bool dax = DaxGeometry(st, &dax_size, &align);
+  // True when truncation emptied the file: its metadata areas read as zeros.
+  bool emptied = false;
   if (dax) {
     if (o.size > dax_size) o.size = dax_size / kHeapAlign * kHeapAlign;
   } else if (S_ISREG(st.st_mode)) {
     // Drop old contents so every metadata area starts zeroed, then size it.
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
+    // A PCI BAR's resource file (sysfs) takes ftruncate and ignores it: it
+    // keeps its size and contents, and is formatted like a device.
+    struct stat after {};
+    if (ftruncate(fd, 0) != 0 || fstat(fd, &after) != 0) {
+      Status s(GISMO_ERR_IO, Errno("cannot size region", path));
+      close(fd);
+      return s;
+    }
+    emptied = after.st_size == 0;
+    if (!emptied) {
+      uint64_t fixed = static_cast<uint64_t>(after.st_size) / kHeapAlign * kHeapAlign;
+      if (o.size > fixed) o.size = fixed;
+    } else if (ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
       Status s(GISMO_ERR_IO,
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
@@ -324,8 +354,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   Region& region = **r;
   Superblock& sb = region.sb();
   const Geometry& e = *g;
-  // A DAX device or a reused file is not zeroed by truncation.
-  if (dax || !S_ISREG(st.st_mode)) std::memset(region.base(), 0, e.heap_offset);
+  // A device, or a file that truncation did not empty, is not zeroed.
+  if (!emptied) std::memset(region.base(), 0, e.heap_offset);
   sb.state.store(static_cast<uint64_t>(RegionState::kFormatting), std::memory_order_release);
   sb.magic = kMagic;
   sb.format_version = kFormatVersion;

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # A get on node 3 that starts before node 1 seals returns right after the seal.
+# Nodes with separate kernels (vm mode) have separate clocks: there the delay
+# is measured on this host, from the seal's reply to the get's.
 # shellcheck source=tests/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 t_setup blockget --size 256MiB
@@ -15,20 +17,32 @@ agent_send a3 "get later 60000"
 if agent_recv a3 1; then fail "get returned before the seal: $R"; fi
 ok a1 "seal later"
 seal_ns=$(kv seal_ns)
+host_seal_us=${EPOCHREALTIME/./}
 agent_recv a3 30 || fail "the blocked get did not return within 30 s of the seal"
+host_return_us=${EPOCHREALTIME/./}
 echo "    [a3] get later 60000 -> $R"
 expect_kv found 1
 expect_kv hash_ok 1
 expect_kv creator 1
 start_ns=$(kv start_ns)
 return_ns=$(kv return_ns)
-((start_ns < seal_ns)) || fail "the get did not start before the seal"
-latency_us=$(((return_ns - seal_ns) / 1000))
-log "get returned $latency_us us after the seal (blocked $(((return_ns - start_ns) / 1000000)) ms)"
+if [[ $T_MODE == vm ]]; then
+  # An upper bound: it includes both replies' way back from the guests.
+  latency_us=$((10#$host_return_us - 10#$host_seal_us))
+  log "get returned at most $latency_us us after the seal, seen from this host"
+else
+  ((start_ns < seal_ns)) || fail "the get did not start before the seal"
+  latency_us=$(((return_ns - seal_ns) / 1000))
+  log "get returned $latency_us us after the seal (blocked $(((return_ns - start_ns) / 1000000)) ms)"
+fi
 ((latency_us < 2000000)) || fail "get returned $latency_us us after the seal"
 
 # A get for an object nobody seals times out with nothing.
 ok a3 "get never 300"
 expect_kv found 0
 (($(kv return_ns) - $(kv start_ns) >= 300000000)) || fail "get with timeout 300 ms returned early"
+
+ok a3 "release later"
+ok a1 "release later"
+ok a1 "delete later"
 log PASS

@@ -15,16 +15,27 @@
 //   verify NAME            re-hash a held object
 //   release NAME           give back one held reference
 //   delete NAME | contains NAME | stat NAME | usage | mapping
+//   id NAME                the object id of NAME, in hex
+//   subscribe              start this client's subscription
+//   next TIMEOUT_MS        the next notification: event=sealed|deleted|overflow
+//                          id=HEX size=N node=K seq=S, or event=none on timeout
+//   hammer NAME COUNT [zero]  COUNT atomic increments of the first 8 bytes of
+//                          the held object NAME (a scratch word shared by every
+//                          node: checks that read-modify-writes are atomic
+//                          across nodes), after setting it to 0 with "zero";
+//                          reports the word after them
 //   exit
 #include <time.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <gismo/gismo.hpp>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -246,6 +257,41 @@ class Agent {
              " clients=" + std::to_string(r->client_count) +
              " capacity=" + std::to_string(r->capacity_bytes);
     }
+    if (cmd == "id") return "ok id=" + id.Hex();
+    if (cmd == "subscribe") {
+      auto sub = client_.Subscribe();
+      if (!sub.ok()) return Err(sub.status());
+      subscription_.emplace(std::move(*sub));
+      return "ok fd=" + std::to_string(subscription_->fd());
+    }
+    if (cmd == "next") {
+      // The name was read as the first argument: here it is the timeout.
+      if (!subscription_) return "err 14 not subscribed";
+      auto n = subscription_->Next(std::stoll(name));
+      if (!n.ok() && n.status().code() == GISMO_ERR_TIMEOUT) return "ok event=none";
+      if (!n.ok()) return Err(n.status());
+      const char* event = n->event == GISMO_EVENT_SEALED    ? "sealed"
+                          : n->event == GISMO_EVENT_DELETED ? "deleted"
+                                                            : "overflow";
+      return std::string("ok event=") + event + " id=" + n->id.Hex() +
+             " size=" + std::to_string(n->data_size) + " node=" + std::to_string(n->node) +
+             " seq=" + std::to_string(n->seq);
+    }
+    if (cmd == "hammer") {
+      uint64_t count = 0;
+      std::string zero;
+      in >> count >> zero;
+      auto it = held_.find(name);
+      if (it == held_.end() || it->second.empty()) return "err 14 not held here: " + name;
+      const gismo::Buffer& b = it->second.back();
+      if (b.size() < sizeof(uint64_t)) return "err 1 object too small";
+      // Deliberately writes a sealed object: its first word is the scratch
+      // counter of this check, and nothing reads it as content.
+      auto* word = reinterpret_cast<std::atomic<uint64_t>*>(const_cast<uint8_t*>(b.data()));
+      if (zero == "zero") word->store(0);
+      for (uint64_t i = 0; i < count; ++i) word->fetch_add(1, std::memory_order_relaxed);
+      return "ok value=" + std::to_string(word->load());
+    }
     if (cmd == "mapping") {
       const void* base = nullptr;
       size_t size = 0;
@@ -259,6 +305,7 @@ class Agent {
   }
 
   gismo::Client client_;
+  std::optional<gismo::Subscription> subscription_;
   // Members are destroyed in reverse order: buffers before the client.
   std::map<std::string, gismo::MutableBuffer> unsealed_;
   std::map<std::string, std::vector<gismo::MutableBuffer>> creator_refs_;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Suspected is not dead. Node 2 is frozen (SIGSTOP) past its lease.
+# Suspected is not dead. Node 2 is frozen (SIGSTOP; in vm mode its whole
+# virtual machine) past its lease.
 #
 # 1. With fencing (the cluster's fence action; in fallback mode the manager's
 #    own kernel): the manager suspects node 2's client, fences it (the node is
-#    killed, or the process), and only then recovers its references.
+#    killed: its namespaces, or its virtual machine; or the process), and only
+#    then recovers its references. The node is then revived and used again.
 # 2. Without any way to fence (--no-fence, --no-local-fence): the suspected
 #    client's references and unsealed object stay untouched however long it
 #    is frozen; once thawed, its next call fails with GISMO_ERR_CONNECTION and
@@ -30,8 +32,18 @@ rc=0
 wait "${AGENT_PID[a2]}" || rc=$?
 unset "AGENT_PID[a2]"
 ((rc != 0)) || fail "the fenced client on node 2 is still running"
-grep -q "is fenced" "$T_WORK/state/$T_NAME/manager.log" ||
+grep -q "is fenced" "$GISMO_CLUSTER_STATE_ROOT/$T_NAME/manager.log" ||
   fail "the manager did not log the fence"
 ok a1 "put after $((1 << 16))"
+if [[ $T_MODE != fallback ]]; then
+  # A fenced node comes back empty and works.
+  gc revive 2 || fail "revive of the fenced node 2 failed"
+  agent_start b2 2
+  ok b2 "get shared 10000"
+  expect_kv hash_ok 1
+  ok b2 "release shared"
+fi
+ok a1 "delete shared"
+ok a1 "delete after"
 log PASS
 

@@ -1,10 +1,13 @@
 # Shared by the cluster tests; sourced, not run.
 #
 # Environment (set by CTest): GISMO_CLUSTER_BIN, GISMO_MANAGER_BIN,
-# CLUSTER_AGENT (the cluster_agent binary), CLUSTER_MODE (auto | fallback).
+# CLUSTER_AGENT (the cluster_agent binary), CLUSTER_MODE (auto | fallback | vm).
+# In vm mode, VM_CLUSTER_NAME with GISMO_CLUSTER_STATE_ROOT names a cluster
+# that is already up (the CTest fixture vm.up): the test runs on it and leaves
+# it up. Without them a vm test brings up and takes down a cluster of its own.
 #
-# Every test gets its own cluster name, region, subnet, state root and work
-# directory, and an EXIT trap that always takes the cluster down.
+# Every other test gets its own cluster name, region, subnet, state root and
+# work directory, and an EXIT trap that always takes the cluster down.
 set -euo pipefail
 
 : "${GISMO_CLUSTER_BIN:?}" "${GISMO_MANAGER_BIN:?}" "${CLUSTER_AGENT:?}"
@@ -14,6 +17,7 @@ T_NAME=""
 T_WORK=""
 T_REGION=""
 T_MODE=""
+T_SHARED=0  # 1: the cluster belongs to a fixture; the test leaves it up
 R=""  # the last reply of an agent
 declare -A AGENT_W=() AGENT_R=() AGENT_PID=()
 
@@ -50,15 +54,29 @@ t_cleanup() {
   done
   if ((rc != 0)); then
     echo "=== test failed (rc=$rc); manager log:" >&2
-    tail -n 40 "$T_WORK/state/$T_NAME/manager.log" >&2 2>/dev/null
+    tail -n 40 "$GISMO_CLUSTER_STATE_ROOT/$T_NAME/manager.log" >&2 2>/dev/null
     for f in "$T_WORK"/*.err; do
       [[ -s $f ]] && { echo "=== $f" >&2; tail -n 20 "$f" >&2; }
     done
+    for f in "$GISMO_CLUSTER_STATE_ROOT/$T_NAME"/node*.console; do
+      [[ -s $f ]] && { echo "=== $f" >&2; tail -n 10 "$f" >&2; }
+    done
   fi
-  gc down >/dev/null
-  local down_rc=$?
+  local down_rc=0
+  if ((T_SHARED)); then
+    # The agents end on end of input (their fifos closed above) and the
+    # shared cluster stays up; one that has not ended in 30 s is killed.
+    local deadline=$(($(now_ms) + 30000))
+    for id in "${!AGENT_PID[@]}"; do
+      while kill -0 "${AGENT_PID[$id]}" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.05; done
+      kill -KILL "${AGENT_PID[$id]}" 2>/dev/null
+    done
+  else
+    gc down >/dev/null
+    down_rc=$?
+    rm -f "$T_REGION"
+  fi
   for id in "${!AGENT_PID[@]}"; do wait "${AGENT_PID[$id]}" 2>/dev/null; done
-  rm -f "$T_REGION"
   rm -rf "$T_WORK"
   if ((down_rc != 0)); then
     echo "FAIL: gismo-cluster down failed" >&2
@@ -67,22 +85,44 @@ t_cleanup() {
   exit $rc
 }
 
-# t_setup SCENARIO [UP_ARGS...]: brings up 4 nodes for this test.
+# t_setup SCENARIO [UP_ARGS...]: brings up 4 nodes for this test (or, in vm
+# mode with VM_CLUSTER_NAME, uses the fixture's cluster and ignores UP_ARGS).
 t_setup() {
   local scenario=$1
   shift
   T_NAME="t-${scenario:0:10}-$$"
   T_WORK=$(mktemp -d "/tmp/gismo-cluster-test.XXXXXX")
   T_REGION="/dev/shm/gismo-cluster-test-$scenario-$$"
+  if [[ ${CLUSTER_MODE:-auto} == vm && -n ${VM_CLUSTER_NAME:-} ]]; then
+    : "${GISMO_CLUSTER_STATE_ROOT:?VM_CLUSTER_NAME needs GISMO_CLUSTER_STATE_ROOT}"
+    export GISMO_CLUSTER_STATE_ROOT
+    T_NAME=$VM_CLUSTER_NAME
+    T_SHARED=1
+    trap t_cleanup EXIT
+    gc status >/dev/null || fail "the vm cluster '$T_NAME' of the fixture is not up"
+    T_MODE=vm
+    log "on the fixture's cluster $T_NAME (vm mode); not passed to up: $*"
+    return
+  fi
   export GISMO_CLUSTER_STATE_ROOT="$T_WORK/state"
   trap t_cleanup EXIT
   local args=(--nodes 4 --region "$T_REGION" --subnet "10.77.$((($$ % 200) + 20))")
   [[ ${CLUSTER_MODE:-auto} == fallback ]] && args+=(--no-namespaces)
+  [[ ${CLUSTER_MODE:-auto} == vm ]] && args+=(--mode vm --vm-binary "$CLUSTER_AGENT")
   log "up: ${args[*]} $*"
   gc up "${args[@]}" "$@" || fail "gismo-cluster up failed"
   T_MODE=fallback
   [[ $(gc status) == *"(netns mode)"* ]] && T_MODE=netns
+  [[ $(gc status) == *"(vm mode)"* ]] && T_MODE=vm
   log "cluster $T_NAME is up in $T_MODE mode"
+}
+
+# t_node_fenced NODE: called right after NODE was killed, before anything
+# expects its clients to be recovered. Killing a node (its PID namespace, or
+# its whole virtual machine) is the fence today; if the manager comes to need
+# an explicit fence, this is the one place to say it.
+t_node_fenced() {
+  log "node $1 is fenced: everything it ran is gone with it"
 }
 
 # agent_start ID NODE: starts a cluster_agent on NODE, connected.

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Node 1 creates and seals objects of 1 KiB .. 256 MiB; nodes 2-4 get every
-# one, verify its checksum, and see it inside their own mapping at the same
-# region offset the creator wrote it at; the pool holds one copy of each.
+# Node 1 creates and seals objects of 1 KiB .. 256 MiB (.. 64 MiB on virtual
+# machines, whose emulated CPUs are slow); nodes 2-4 get every one, verify its
+# checksum, and see it inside their own mapping at the same region offset the
+# creator wrote it at; the pool holds one copy of each.
 # shellcheck source=tests/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 t_setup transfer --size 1GiB
 
 sizes=(1024 4096 16384 65536 262144 1048576 4194304 16777216 67108864 268435456 3000017)
+[[ $T_MODE == vm ]] && sizes=(1024 4096 65536 1048576 3000017 16777216 67108864)
 agent_start p 1
 for n in 2 3 4; do agent_start "c$n" "$n"; done
 
 ok p usage
 used0=$(kv used)
+objects0=$(kv objects)
 declare -A hash offset
 for s in "${sizes[@]}"; do
   ok p "put obj-$s $s" 120
@@ -20,7 +23,7 @@ for s in "${sizes[@]}"; do
 done
 ok p usage
 used1=$(kv used)
-expect_kv objects "${#sizes[@]}" "after the puts"
+expect_kv objects $((objects0 + ${#sizes[@]})) "after the puts"
 ((used1 > used0)) || fail "usage did not grow with the puts ($used0 -> $used1)"
 
 for n in 2 3 4; do
@@ -46,7 +49,7 @@ done
 for n in 2 3 4; do
   ok "c$n" usage
   expect_kv used "$used1" "pool usage seen from node $n while 3 nodes hold every object"
-  expect_kv objects "${#sizes[@]}" "object count seen from node $n"
+  expect_kv objects $((objects0 + ${#sizes[@]})) "object count seen from node $n"
 done
 
 for n in 2 3 4; do
@@ -62,5 +65,5 @@ done
 ok p disconnect
 ok c2 usage
 expect_kv used "$used0" "usage after deleting everything"
-expect_kv objects 0 "object count after deleting everything"
+expect_kv objects "$objects0" "object count after deleting everything"
 log PASS

@@ -1,0 +1,335 @@
+// gismo-vm-agent: runs commands inside a gismo-cluster virtual machine.
+//
+//   gismo-vm-agent serve --port PORT [--ready-line TEXT]   (in the guest)
+//   gismo-vm-agent exec --port PORT [--cwd DIR] [--env K=V]... -- CMD [ARGS...]
+//                                                            (on the host)
+//
+// `serve` listens on TCP PORT of every guest address (the host reaches it
+// through a user-mode network forward on 127.0.0.1) and runs one command per
+// connection. `exec` is the host side: it sends the command, relays its
+// stdin, stdout and stderr, and exits with the command's status (128 + N when
+// signal N killed it), like a local exec would.
+//
+// Wire format, both directions: frames of [type: 1 byte][length: u32 LE][data].
+//   host -> guest  'C' command: NUL-terminated strings: cwd, env entries, an
+//                      empty string, then argv.  Sent once, first.
+//                  'I' stdin data; an empty 'I' is end of input.
+//   guest -> host  'O' stdout data, 'E' stderr data, 'X' exit status (u32 LE).
+// Invariants: 'X' is the last frame of a connection, sent only after the
+// command exited and its stdout and stderr reached end of file. A connection
+// that closes before 'X' means the command (or the guest) is gone: the guest
+// side then SIGKILLs the command's whole process group, and the host side
+// reports status 255.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr uint32_t kMaxFrame = 1u << 20;
+constexpr size_t kChunk = 64 * 1024;
+
+[[noreturn]] void Die(const std::string& what) {
+  fprintf(stderr, "gismo-vm-agent: %s\n", what.c_str());
+  exit(255);
+}
+
+bool WriteAll(int fd, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, void* data, size_t n) {
+  auto* p = static_cast<uint8_t*>(data);
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool SendFrame(int fd, char type, const void* data, uint32_t n) {
+  uint8_t head[5] = {static_cast<uint8_t>(type), static_cast<uint8_t>(n),
+                     static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
+                     static_cast<uint8_t>(n >> 24)};
+  return WriteAll(fd, head, sizeof head) && (n == 0 || WriteAll(fd, data, n));
+}
+
+// Reads one whole frame; false on end of stream or a malformed frame.
+bool RecvFrame(int fd, char* type, std::vector<char>* data) {
+  uint8_t head[5];
+  if (!ReadAll(fd, head, sizeof head)) return false;
+  uint32_t n = head[1] | head[2] << 8 | head[3] << 16 | static_cast<uint32_t>(head[4]) << 24;
+  if (n > kMaxFrame) return false;
+  *type = static_cast<char>(head[0]);
+  data->resize(n);
+  return n == 0 || ReadAll(fd, data->data(), n);
+}
+
+uint32_t ExitStatusOf(int wait_status) {
+  if (WIFEXITED(wait_status)) return static_cast<uint32_t>(WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) return 128u + static_cast<uint32_t>(WTERMSIG(wait_status));
+  return 255;
+}
+
+// ---- guest side -------------------------------------------------------------
+
+// Runs the command of one connection. Never returns.
+[[noreturn]] void ServeConnection(int sock) {
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  char type = 0;
+  std::vector<char> req;
+  if (!RecvFrame(sock, &type, &req) || type != 'C' || req.empty() || req.back() != '\0') _exit(1);
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < req.size();) {
+    parts.emplace_back(&req[i]);
+    i += parts.back().size() + 1;
+  }
+  size_t sep = 1;
+  while (sep < parts.size() && !parts[sep].empty()) ++sep;
+  if (sep + 1 >= parts.size()) _exit(1);  // no argv
+
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) _exit(1);
+  pid_t child = fork();
+  if (child < 0) _exit(1);
+  if (child == 0) {
+    setpgid(0, 0);
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    // The host's working directory exists in the guest only if the image
+    // has it (binaries are installed at their host paths).
+    if (chdir(parts[0].c_str()) != 0 && chdir("/") != 0) _exit(126);
+    for (size_t i = 1; i < sep; ++i) putenv(const_cast<char*>(parts[i].c_str()));
+    std::vector<char*> argv;
+    for (size_t i = sep + 1; i < parts.size(); ++i) argv.push_back(parts[i].data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    int e = errno;
+    fprintf(stderr, "gismo-vm-agent: cannot run '%s' in the guest: %s%s\n", argv[0], strerror(e),
+            e == ENOENT ? " (is it in the guest image? gismo-cluster up --vm-binary PATH)" : "");
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  setpgid(child, child);
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  int stdin_fd = in[1], stdout_fd = out[0], stderr_fd = err[0];
+  std::vector<char> buf(kChunk);
+  int status = 0;
+  // Until the command exited and its stdout and stderr ended. Once both
+  // ended, the command is checked for every 100 ms; the socket is watched
+  // throughout, so a host side that goes away kills the command.
+  for (;;) {
+    const bool outputs_done = stdout_fd < 0 && stderr_fd < 0;
+    if (outputs_done && waitpid(child, &status, WNOHANG) == child) break;
+    pollfd fds[3] = {{sock, POLLIN, 0}, {stdout_fd, POLLIN, 0}, {stderr_fd, POLLIN, 0}};
+    if (poll(fds, 3, outputs_done ? 100 : -1) < 0) {
+      if (errno == EINTR) continue;
+      kill(-child, SIGKILL);
+      _exit(1);
+    }
+    if (fds[0].revents) {
+      if (!RecvFrame(sock, &type, &req) || type != 'I') {
+        // The host side is gone: so is everything the command started.
+        kill(-child, SIGKILL);
+        _exit(1);
+      }
+      if (req.empty()) {
+        if (stdin_fd >= 0) close(stdin_fd);
+        stdin_fd = -1;
+      } else if (stdin_fd >= 0 && !WriteAll(stdin_fd, req.data(), req.size())) {
+        close(stdin_fd);  // the command closed its stdin; drop further input
+        stdin_fd = -1;
+      }
+    }
+    for (int i = 1; i <= 2; ++i) {
+      int& fd = i == 1 ? stdout_fd : stderr_fd;
+      if (fd < 0 || !fds[i].revents) continue;
+      ssize_t r = read(fd, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        close(fd);
+        fd = -1;
+      } else if (!SendFrame(sock, i == 1 ? 'O' : 'E', buf.data(), static_cast<uint32_t>(r))) {
+        kill(-child, SIGKILL);
+        _exit(1);
+      }
+    }
+  }
+  uint8_t code[4];
+  uint32_t c = ExitStatusOf(status);
+  for (int i = 0; i < 4; ++i) code[i] = static_cast<uint8_t>(c >> (8 * i));
+  SendFrame(sock, 'X', code, sizeof code);
+  shutdown(sock, SHUT_WR);
+  _exit(0);
+}
+
+[[noreturn]] void Serve(int port, const std::string& ready_line) {
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (ls < 0) Die(std::string("socket: ") + strerror(errno));
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(ls, 64) != 0) {
+    Die("cannot listen on port " + std::to_string(port) + ": " + strerror(errno));
+  }
+  // Handlers are reaped by the kernel; each waits for its own command.
+  struct sigaction sa {};
+  sa.sa_handler = SIG_IGN;
+  sa.sa_flags = SA_NOCLDWAIT;
+  sigaction(SIGCHLD, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  if (!ready_line.empty()) {
+    printf("%s\n", ready_line.c_str());
+    fflush(stdout);
+  }
+  for (;;) {
+    int s = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+    if (s < 0) continue;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    pid_t h = fork();
+    if (h == 0) {
+      close(ls);
+      ServeConnection(s);
+    }
+    close(s);
+  }
+}
+
+// ---- host side --------------------------------------------------------------
+
+[[noreturn]] void Exec(int port, const std::string& cwd, const std::vector<std::string>& env,
+                       const std::vector<std::string>& argv) {
+  signal(SIGPIPE, SIG_IGN);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (s < 0 || connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    Die("cannot reach the guest's agent on 127.0.0.1:" + std::to_string(port) + ": " +
+        strerror(errno));
+  }
+  int one = 1;
+  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string req = cwd + '\0';
+  for (const auto& e : env) req += e + '\0';
+  req += '\0';
+  for (const auto& arg : argv) req += arg + '\0';
+  if (req.size() > kMaxFrame) Die("command line too long");
+  if (!SendFrame(s, 'C', req.data(), static_cast<uint32_t>(req.size()))) Die("lost the guest");
+  std::vector<char> buf(kChunk);
+  bool stdin_open = true;
+  for (;;) {
+    pollfd fds[2] = {{s, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      Die(std::string("poll: ") + strerror(errno));
+    }
+    if (fds[1].revents) {
+      ssize_t r = read(0, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) stdin_open = false;
+      // A lost connection shows up on the socket's next read.
+      SendFrame(s, 'I', buf.data(), r > 0 ? static_cast<uint32_t>(r) : 0);
+    }
+    if (fds[0].revents) {
+      char type = 0;
+      std::vector<char> data;
+      if (!RecvFrame(s, &type, &data)) {
+        fprintf(stderr,
+                "gismo-vm-agent: the connection to the guest closed before the command "
+                "ended (the guest was killed?)\n");
+        exit(255);
+      }
+      if (type == 'O' || type == 'E') {
+        // A reader that went away on the host side ends the command.
+        if (!WriteAll(type == 'O' ? 1 : 2, data.data(), data.size())) exit(141);
+      } else if (type == 'X' && data.size() == 4) {
+        uint32_t c = static_cast<uint8_t>(data[0]) | static_cast<uint8_t>(data[1]) << 8 |
+                     static_cast<uint8_t>(data[2]) << 16 |
+                     static_cast<uint32_t>(static_cast<uint8_t>(data[3])) << 24;
+        exit(static_cast<int>(c & 0xff));
+      }
+    }
+  }
+}
+
+int ParsePort(const char* text) {
+  char* end = nullptr;
+  long p = strtol(text, &end, 10);
+  if (end == text || *end != '\0' || p < 1 || p > 65535) Die(std::string("bad port: ") + text);
+  return static_cast<int>(p);
+}
+
+[[noreturn]] void Usage() {
+  fprintf(stderr,
+          "usage: gismo-vm-agent serve --port PORT [--ready-line TEXT]\n"
+          "       gismo-vm-agent exec --port PORT [--cwd DIR] [--env K=V]... -- CMD [ARGS...]\n");
+  exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) Usage();
+  std::string verb = argv[1];
+  int port = 0;
+  std::string ready_line, cwd = "/";
+  std::vector<std::string> env, cmd;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      for (++i; i < argc; ++i) cmd.emplace_back(argv[i]);
+      break;
+    }
+    if (i + 1 >= argc) Usage();
+    if (a == "--port") {
+      port = ParsePort(argv[++i]);
+    } else if (a == "--ready-line") {
+      ready_line = argv[++i];
+    } else if (a == "--cwd") {
+      cwd = argv[++i];
+    } else if (a == "--env") {
+      env.emplace_back(argv[++i]);
+      if (env.back().find('=') == std::string::npos) Usage();
+    } else {
+      Usage();
+    }
+  }
+  if (port == 0) Usage();
+  if (verb == "serve" && cmd.empty()) Serve(port, ready_line);
+  if (verb == "exec" && !cmd.empty()) Exec(port, cwd, env, cmd);
+  Usage();
+}
