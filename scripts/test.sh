@@ -16,13 +16,13 @@ run_variant() {
     normal) dir="$root/build" ;;
     asan) dir="$root/build-asan"; args=(-DGISMO_SANITIZE=address -DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF) ;;
     tsan) dir="$root/build-tsan"; args=(-DGISMO_SANITIZE=thread -DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF) ;;
+    *) echo "unknown variant '$name' (normal, asan, tsan)" >&2; exit 2 ;;
   esac
   # The slow end-to-end tests (emulated clusters, virtual machines) run in
   # the normal build only; the sanitizers run every unit, multi-process and
   # crash-point test.
   case "$name" in
     asan | tsan) select=(-LE 'cluster|vm') ;;
-    *) echo "unknown variant '$name' (normal, asan, tsan)" >&2; exit 2 ;;
   esac
   echo "=== gismo tests: $name build ($dir) ==="
   local t0=$SECONDS
