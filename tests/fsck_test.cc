@@ -3,8 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include "region_fixture.h"
 #include "manager/recovery.h"
+#include "region_fixture.h"
 #include "store/store.h"
 
 namespace gismo::fsck {

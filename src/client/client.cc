@@ -62,10 +62,9 @@ Status Handshake(int fd, const protocol::Hello& hello, const std::string& addr_t
     return Status(GISMO_ERR_PROTOCOL, addr_text + " did not answer like a gismo manager");
   }
   if (welcome->protocol_version != protocol::kProtocolVersion) {
-    return Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
-                                          std::to_string(welcome->protocol_version) +
-                                          ", this library " +
-                                          std::to_string(protocol::kProtocolVersion));
+    return Status(GISMO_ERR_PROTOCOL,
+                  "manager speaks protocol version " + std::to_string(welcome->protocol_version) +
+                      ", this library " + std::to_string(protocol::kProtocolVersion));
   }
   return Status();
 }
@@ -125,8 +124,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   const region::Superblock& sb = (*region)->sb();
   if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
     return abandon(Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
-                                                    "' is not the one the manager at " +
-                                                    addr_text +
+                                                    "' is not the one the manager at " + addr_text +
                                                     " serves (set GISMO_REGION to its path here)"));
   }
   c->region_ = std::move(*region);

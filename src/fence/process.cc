@@ -149,7 +149,8 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
   if (Exited(pidfd, 0) || StartTime(pid) != who.start_time) return FenceOutcome::kWasGone;
   struct stat rs {};
   if (stat(region_path.c_str(), &rs) != 0) {
-    return Status(GISMO_ERR_IO, "cannot stat region '" + region_path + "': " + std::strerror(errno));
+    return Status(GISMO_ERR_IO,
+                  "cannot stat region '" + region_path + "': " + std::strerror(errno));
   }
   if (!MapsFile(pid, rs.st_dev, rs.st_ino)) {
     if (Exited(pidfd, 0)) return FenceOutcome::kWasGone;

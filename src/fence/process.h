@@ -14,9 +14,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <string>
-
 #include <gismo/status.hpp>
+#include <string>
 
 namespace gismo::fence {
 

@@ -81,8 +81,7 @@ class Checker {
   bool Live(uint32_t slot) const {
     if (slot >= r_.max_clients()) return false;
     const SlotState st = region::SlotStateOf(r_.slot(slot).state.load(std::memory_order_acquire));
-    return st == SlotState::kActive || st == SlotState::kSuspected ||
-           st == SlotState::kRecovering;
+    return st == SlotState::kActive || st == SlotState::kSuspected || st == SlotState::kRecovering;
   }
 
   // 5 (and the inputs of 3 and 4): the client slots.

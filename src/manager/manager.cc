@@ -189,9 +189,7 @@ class Manager::Impl {
   void HandleFenceResult(const std::shared_ptr<Session>& s, uint64_t request_id,
                          protocol::Reader& r);
   void SetSlotState(uint32_t slot, SlotState state, uint64_t session);
-  bool IsLocalIdentity(const fence::ProcessIdentity& id) const {
-    return id.SameNamespace(self_);
-  }
+  bool IsLocalIdentity(const fence::ProcessIdentity& id) const { return id.SameNamespace(self_); }
 };
 
 // One connection: a client, a node agent, or a tool.
@@ -324,8 +322,8 @@ Status Manager::Impl::OpenRegion() {
   region::Superblock& sb = region_->sb();
   spdlog::info("{} region {}: {} ({} heap, {} objects, {} clients)",
                formatted ? "formatted" : "opened", opt_.region_path,
-               region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size),
-               sb.max_objects, sb.max_clients - 1);
+               region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size), sb.max_objects,
+               sb.max_clients - 1);
   if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
     return Status(GISMO_ERR_UNSUPPORTED,
                   "region is formatted for non-coherent (CXL 2.0) mode, which this build does "
@@ -375,8 +373,7 @@ Status Manager::Impl::OpenRegion() {
 // those that do not come back are suspected, and recovered once fenced.
 void Manager::Impl::AdoptSlotsOfPreviousManager() {
   const uint64_t grace =
-      uint64_t{std::max<uint32_t>(opt_.reattach_ms ? opt_.reattach_ms : 3000, opt_.lease_ms)} *
-      kMs;
+      uint64_t{std::max<uint32_t>(opt_.reattach_ms ? opt_.reattach_ms : 3000, opt_.lease_ms)} * kMs;
   for (uint32_t i = 1; i < region_->max_clients(); ++i) {
     region::ClientSlotHeader& h = region_->slot(i);
     const uint64_t st = h.state.load(std::memory_order_acquire);
@@ -546,12 +543,12 @@ void Manager::Impl::AdvanceFencing(Member& m) {
   if (m.pidfd && opt_.local_fence) {
     if (!m.killed) {
       // Pinned by the pidfd: this is its process, not a reuse of its pid.
-      if (fence::SignalPidfd(m.pidfd->native_handle(), SIGKILL) ||
-          errno == ESRCH) {
+      if (fence::SignalPidfd(m.pidfd->native_handle(), SIGKILL) || errno == ESRCH) {
         m.killed = true;
-        spdlog::warn("{}: killed it (it runs on the manager's own kernel); recovery follows "
-                     "its exit",
-                     m.describe);
+        spdlog::warn(
+            "{}: killed it (it runs on the manager's own kernel); recovery follows "
+            "its exit",
+            m.describe);
       }
     }
     return;  // WatchProcess fences it when it has exited
@@ -572,8 +569,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
   if (!opt_.fence_command.empty() && m.node != opt_.node_id) {
     FenceCommand& fc = node_fences_[m.node];
     if (fc.Poll() != FenceCommand::State::kRunning && now >= node_fence_retry_ns_[m.node]) {
-      spdlog::warn("fencing node {} for {}: {} {}", m.node, m.describe, opt_.fence_command,
-                   m.node);
+      spdlog::warn("fencing node {} for {}: {} {}", m.node, m.describe, opt_.fence_command, m.node);
       fc.Start(opt_.fence_command, m.node, uint64_t{opt_.fence_timeout_ms} * kMs);
     }
     return;
@@ -742,8 +738,7 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
     Fenced(m, FenceReason::kNodeAgent);
   } else {
     m.agent_failed = true;
-    spdlog::warn("{}: {} could not fence it: {}", m.describe, s->Describe(),
-                 res.status.message());
+    spdlog::warn("{}: {} could not fence it: {}", m.describe, s->Describe(), res.status.message());
     AdvanceFencing(m);
   }
 }
@@ -912,8 +907,8 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   }
 }
 
-void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot,
-                                uint64_t session, uint64_t client_id, uint32_t node) {
+void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot, uint64_t session,
+                                uint64_t client_id, uint32_t node) {
   const region::Superblock& sb = region_->sb();
   protocol::Welcome w;
   w.slot = slot;
@@ -933,8 +928,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   const region::Region& r = *region_;
   uint32_t slot = 0;
   for (uint32_t i = 1; i < r.max_clients(); ++i) {
-    if (region::SlotStateOf(r.slot(i).state.load(std::memory_order_acquire)) ==
-            SlotState::kFree &&
+    if (region::SlotStateOf(r.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree &&
         !members_.count(i)) {
       slot = i;
       break;

@@ -58,9 +58,9 @@ Status FencePredecessor(const region::Region& r, const LeaseOptions& o, uint64_t
       *how = "fenced the previous manager's node " + std::to_string(node) + " (fence command)";
       return Status();
     }
-    return Status(GISMO_ERR_BUSY, "the region's " + OwnerText(sb, owner) +
-                                      " has stopped beating, and fencing its node failed: " +
-                                      failure);
+    return Status(GISMO_ERR_BUSY,
+                  "the region's " + OwnerText(sb, owner) +
+                      " has stopped beating, and fencing its node failed: " + failure);
   }
   return Status(GISMO_ERR_BUSY,
                 "the region's " + OwnerText(sb, owner) +

@@ -14,11 +14,11 @@ namespace gismo::manager {
 
 struct LeaseOptions {
   uint32_t node_id = 0;
-  uint32_t lease_ms = 3000;           // how long a silent owner is given
+  uint32_t lease_ms = 3000;              // how long a silent owner is given
   bool previous_manager_fenced = false;  // the operator's word
-  std::string fence_command;          // fences a node (see fence_command.h)
+  std::string fence_command;             // fences a node (see fence_command.h)
   uint32_t fence_timeout_ms = 30000;
-  std::string region_path;            // for proving a local predecessor gone
+  std::string region_path;  // for proving a local predecessor gone
 };
 
 // Takes the lease: refuses (with who holds it) while another manager beats;

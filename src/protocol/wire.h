@@ -138,10 +138,10 @@ class Reader {
 
 // Who says hello.
 enum class Role : uint32_t {
-  kClient = 0,      // a new client: gets a fresh slot
-  kReattach = 1,    // a client of a previous connection (or manager) that
-                    // keeps its slot and session, if they are still live
-  kNodeAgent = 2,   // the fencing agent of node `node_id` (gismo-agent)
+  kClient = 0,     // a new client: gets a fresh slot
+  kReattach = 1,   // a client of a previous connection (or manager) that
+                   // keeps its slot and session, if they are still live
+  kNodeAgent = 2,  // the fencing agent of node `node_id` (gismo-agent)
 };
 
 struct Hello {

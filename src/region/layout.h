@@ -202,17 +202,19 @@ enum class SlotState : uint64_t { kFree = 0, kActive = 1, kRecovering = 2, kSusp
 inline constexpr uint64_t PackSlotState(SlotState s, uint64_t session) {
   return static_cast<uint64_t>(s) | session << 8;
 }
-inline constexpr SlotState SlotStateOf(uint64_t word) { return static_cast<SlotState>(word & 0xff); }
+inline constexpr SlotState SlotStateOf(uint64_t word) {
+  return static_cast<SlotState>(word & 0xff);
+}
 inline constexpr uint64_t SlotSessionOf(uint64_t word) { return word >> 8; }
 
 // Why a client was fenced (ClientSlotHeader::fenced_by).
 enum class FenceReason : uint64_t {
   kNone = 0,
-  kProcessGone = 1,   // its node's kernel confirmed the process is gone (pidfd)
-  kNodeAgent = 2,     // its node's agent killed it and confirmed (pidfd)
-  kNodeFenced = 3,    // its whole node was fenced by the fence command
-  kOperator = 4,      // an operator said so (gismo fence)
-  kDeparted = 5,      // it said goodbye: nothing of it runs in the region
+  kProcessGone = 1,  // its node's kernel confirmed the process is gone (pidfd)
+  kNodeAgent = 2,    // its node's agent killed it and confirmed (pidfd)
+  kNodeFenced = 3,   // its whole node was fenced by the fence command
+  kOperator = 4,     // an operator said so (gismo fence)
+  kDeparted = 5,     // it said goodbye: nothing of it runs in the region
 };
 
 // The undo log: an entry is written, then `log_count` raised, then the target
@@ -441,8 +443,7 @@ inline constexpr uint32_t HeldKeyGlobal(uint64_t key) {
   return static_cast<uint32_t>(key & 0xffffffff) - 1;
 }
 inline constexpr uint32_t HeldHome(uint64_t key, uint32_t capacity) {
-  return static_cast<uint32_t>(((key & 0xffffffff) * 0x9E3779B97F4A7C15ull) >> 32) &
-         (capacity - 1);
+  return static_cast<uint32_t>(((key & 0xffffffff) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
 }
 
 // An object id (GISMO_ID_SIZE = 20 bytes) in three words, the last 4 bytes 0.

@@ -129,7 +129,8 @@ class Region {
     if (off == sb_->event_ring_offset + offsetof(EventRingHeader, lock)) return true;
     if (off == sb_->alloc_offset + offsetof(AllocatorHeader, page_lock)) return true;
     const uint64_t classes = sb_->class_table_offset;
-    return off >= classes && off < classes + uint64_t{kNumClasses} * kStripes * sizeof(ClassStripe) &&
+    return off >= classes &&
+           off < classes + uint64_t{kNumClasses} * kStripes * sizeof(ClassStripe) &&
            (off - classes) % sizeof(ClassStripe) == offsetof(ClassStripe, lock);
   }
 

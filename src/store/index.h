@@ -40,8 +40,7 @@ inline uint32_t GlobalIndex(const region::Region& r, uint32_t shard, uint32_t lo
 // Looks `id` (hash `h`) up in `shard`. Not found: loc->hslot is the free
 // slot an insert would use, or kNoHashSlot if none is within kMaxProbe.
 // Slots naming a record out of range are skipped (never followed).
-bool Find(const region::Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id,
-          Located* out);
+bool Find(const region::Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Located* out);
 // Takes the shard lock of `id` in `txn`, then looks it up. False with the
 // Txn failed if the lock could not be taken (txn.Commit() says why).
 bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out);

@@ -271,9 +271,8 @@ bool HoldsAnyLock(const region::Region& r, uint32_t slot) {
       region::SlotSessionOf(r.slot(slot).state.load(std::memory_order_acquire));
   const uint64_t tag = region::LockTag(slot, session);
   bool held = false;
-  ForEachRecordedLock(r, slot, [&](Word& lock) {
-    held |= lock.load(std::memory_order_acquire) == tag;
-  });
+  ForEachRecordedLock(r, slot,
+                      [&](Word& lock) { held |= lock.load(std::memory_order_acquire) == tag; });
   return held;
 }
 

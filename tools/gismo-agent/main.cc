@@ -192,8 +192,7 @@ int main(int argc, char** argv) {
     backoff_ms = 20;
     if (!ready) {
       ready = true;
-      printf("gismo-agent ready: node=%u manager=%s pid=%d\n", o.node, o.manager.c_str(),
-             getpid());
+      printf("gismo-agent ready: node=%u manager=%s pid=%d\n", o.node, o.manager.c_str(), getpid());
       fflush(stdout);
     }
     Status s = Serve(o, *fd, lease_ms);

@@ -169,7 +169,7 @@ struct WorkerProc {
   std::string buf;
   uint64_t client_id = 0;
   uint32_t node = 0;
-  double thaw_at = 0;        // > 0: frozen by us until then
+  double thaw_at = 0;  // > 0: frozen by us until then
 };
 
 class Run {
