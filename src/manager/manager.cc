@@ -176,6 +176,7 @@ class Manager::Impl {
   // --- the failure model ---
   void WatchProcess(Member& m, int pidfd);
   void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
+  void PostProcessGone(const Member& m);
   void Detach(Member& m, const std::string& why);
   uint64_t AskAgent(const Member& m, bool probe_only);
   void Suspect(Member& m, const std::string& why);
@@ -431,6 +432,18 @@ void Manager::Impl::WatchProcess(Member& m, int pidfd) {
                       });
 }
 
+// Fences the member (its process is gone) from the event loop, if the slot
+// still holds that session then.
+void Manager::Impl::PostProcessGone(const Member& m) {
+  asio::post(io_, [this, slot = m.slot, session = m.session] {
+    auto it = members_.find(slot);
+    if (it != members_.end() && it->second.session == session &&
+        it->second.phase != Member::Phase::kRecovering) {
+      Fenced(it->second, FenceReason::kProcessGone);
+    }
+  });
+}
+
 // Pins the member's process with a pidfd when it runs in this kernel and
 // PID namespace: proven by the kernel for a Unix-socket peer (SO_PEERCRED),
 // else by its claimed identity (same boot id, namespace, and start time).
@@ -448,13 +461,7 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
     // Its process is gone already (ESRCH), if the identity was ours.
     if (errno == ESRCH && IsLocalIdentity(m.identity) && pid == pid_t(m.identity.pid) &&
         m.phase != Member::Phase::kConnected) {
-      asio::post(io_, [this, slot = m.slot, session = m.session] {
-        auto it = members_.find(slot);
-        if (it != members_.end() && it->second.session == session &&
-            it->second.phase != Member::Phase::kRecovering) {
-          Fenced(it->second, FenceReason::kProcessGone);
-        }
-      });
+      PostProcessGone(m);
     }
     return;
   }
@@ -464,13 +471,7 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
     if (fence::Lookup(pid).start_time != m.identity.start_time) {
       close(fd);
       if (m.phase != Member::Phase::kConnected) {
-        asio::post(io_, [this, slot = m.slot, session = m.session] {
-          auto it = members_.find(slot);
-          if (it != members_.end() && it->second.session == session &&
-              it->second.phase != Member::Phase::kRecovering) {
-            Fenced(it->second, FenceReason::kProcessGone);
-          }
-        });
+        PostProcessGone(m);
       }
       return;
     }
