@@ -24,7 +24,7 @@ class StoreTest : public gismo::testing::RegionFixture {
  protected:
   // The region checker finds nothing wrong.
   void ExpectSound() {
-    fsck::Report rep = fsck::Check(*region_, nullptr);
+    fsck::Report rep = *fsck::Check(*region_, nullptr);
     std::string all;
     for (const auto& p : rep.problems) all += p + "\n";
     EXPECT_TRUE(rep.sound()) << all;

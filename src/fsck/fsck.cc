@@ -501,41 +501,28 @@ class Checker {
   std::unordered_set<uint64_t> unowned_partial_;
 };
 
-// Takes every lock in the global order (the same order operations use, so
-// this cannot deadlock with them). The locks carry the checker's tag: if it
-// dies, the manager's recovery releases them.
-void LockWorld(const Region& r, uint64_t tag) {
-  store::ForEachLock(r, [&](Word& lock) {
-    for (uint32_t spins = 0;; ++spins) {
-      uint64_t expected = 0;
-      if (lock.compare_exchange_weak(expected, tag, std::memory_order_acquire)) return;
-      if (spins > 64) sched_yield();
-    }
-  });
-}
-
-void UnlockWorld(const Region& r, uint64_t tag) {
-  store::ForEachLock(r, [&](Word& lock) {
-    uint64_t expected = tag;
-    lock.compare_exchange_strong(expected, 0, std::memory_order_release);
-  });
-}
-
 }  // namespace
 
-Report Check(const Region& r, const LockAs* lock_as) {
+Result<Report> Check(const Region& r, const LockAs* lock_as) {
   Report rep;
   Checker c(r, &rep, lock_as != nullptr);
-  if (lock_as) {
-    c.checker_slot_ = lock_as->slot;
-    const uint64_t tag = LockTag(lock_as->slot, lock_as->session);
-    LockWorld(r, tag);
-    rep.stopped_the_world = true;
+  if (lock_as == nullptr) {
     c.Run();
-    UnlockWorld(r, tag);
-  } else {
-    c.Run();
+    return rep;
   }
+  // Stop the world as a client of the region: every lock, each waited for
+  // at most the lock wait, marked with this client's tag so that the
+  // manager frees them all if the checker dies (Txn::LockWorld).
+  c.checker_slot_ = lock_as->slot;
+  store::Txn txn(r, lock_as->slot, lock_as->session, region::OpKind::kCheck);
+  if (lock_as->lock_wait_ms != 0) txn.SetLockWait(lock_as->lock_wait_ms * 1'000'000);
+  if (!txn.LockWorld()) {
+    Status why = txn.Commit();  // rolls back: releases what was taken
+    return Status(why.code(), "could not stop the world for an online check: " + why.message());
+  }
+  rep.stopped_the_world = true;
+  c.Run();
+  if (Status s = txn.Commit(); !s.ok()) return s;
   return rep;
 }
 

@@ -246,6 +246,12 @@ struct HeldEntry {
 static_assert(sizeof(HeldEntry) == 16);
 
 inline constexpr uint32_t kMaxHeldLocks = 8;
+// held_locks[0] may instead hold kHeldLocksWorld (never a lock offset: those
+// are multiples of 8 past the superblock): the slot is taking, or holds,
+// every lock of the region (a stop-the-world check, Txn::LockWorld). Written
+// before the first CAS and cleared after the last release; recovery then
+// releases every lock word that carries the slot's tag.
+inline constexpr uint64_t kHeldLocksWorld = 1;
 
 // Fixed header of a client slot; followed in the slot by
 // Word current_slab[kNumClasses], LogEntry log[log_capacity],
@@ -413,6 +419,7 @@ enum class OpKind : uint64_t {
   kRelease,
   kDelete,
   kRecover,
+  kCheck,  // an online check holding every lock (gismo-fsck)
 };
 
 // ---------------------------------------------------------------------------

@@ -60,20 +60,20 @@ bool Txn::SessionLive() const {
 
 bool Txn::TryLock(Word& lock) {
   if (failed()) return false;
-  if (nlocks_ == region::kMaxHeldLocks) {
+  if (!world_ && nlocks_ == region::kMaxHeldLocks) {
     Fail(Status(GISMO_ERR_INTERNAL, "an operation took more locks than a slot can record"));
     return false;
   }
   uint64_t expected = 0;
   if (lock.load(std::memory_order_relaxed) != 0) return false;
-  // Invariant 2: record before the CAS.
-  hdr_.held_locks[nlocks_].store(r_.OffsetOf(&lock), std::memory_order_release);
+  // Invariant 2: record before the CAS (a world lock is recorded already).
+  if (!world_) hdr_.held_locks[nlocks_].store(r_.OffsetOf(&lock), std::memory_order_release);
   if (!lock.compare_exchange_strong(expected, tag_, std::memory_order_acquire,
                                     std::memory_order_relaxed)) {
-    hdr_.held_locks[nlocks_].store(0, std::memory_order_relaxed);
+    if (!world_) hdr_.held_locks[nlocks_].store(0, std::memory_order_relaxed);
     return false;
   }
-  locks_[nlocks_++] = &lock;
+  if (!world_) locks_[nlocks_++] = &lock;
   // Invariant 4: pairs with the manager's seq_cst store of a new slot state
   // followed by its reading of lock words.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -84,6 +84,16 @@ bool Txn::TryLock(Word& lock) {
     return false;
   }
   return true;
+}
+
+bool Txn::LockWorld() {
+  GISMO_DCHECK(nlocks_ == 0 && !world_);  // REQUIRES: no lock held yet
+  if (failed()) return false;
+  hdr_.held_locks[0].store(region::kHeldLocksWorld, std::memory_order_release);
+  world_ = true;
+  bool ok = true;
+  ForEachLock(r_, [&](Word& lock) { ok = ok && Lock(lock); });
+  return ok;
 }
 
 bool Txn::Lock(Word& lock) {
@@ -127,6 +137,7 @@ bool Txn::Lock(Word& lock) {
 }
 
 bool Txn::Holds(const Word& lock) const {
+  if (world_) return lock.load(std::memory_order_relaxed) == tag_;
   for (uint32_t i = 0; i < nlocks_; ++i) {
     if (locks_[i] == &lock) return true;
   }
@@ -135,7 +146,7 @@ bool Txn::Holds(const Word& lock) const {
 
 bool Txn::Log(uint64_t target, uint64_t value) {
   if (failed()) return false;
-  GISMO_DCHECK(nlocks_ > 0);  // REQUIRES: the guarding lock is held
+  GISMO_DCHECK(nlocks_ > 0 || world_);  // REQUIRES: the guarding lock is held
   if (log_count_ == log_capacity_) {
     Fail(Status(GISMO_ERR_LIMIT, "the operation is too large for this client's undo log (" +
                                      std::to_string(log_capacity_) +
@@ -203,6 +214,17 @@ void Txn::Unlock(uint32_t i) {
 void Txn::ReleaseLocks() {
   for (uint32_t i = nlocks_; i-- > 0;) Unlock(i);
   nlocks_ = 0;
+  if (world_) {
+    // Every lock still carrying this Txn's tag (the CAS leaves others'), then
+    // the mark: it covers the locks until the last is released (invariant 2).
+    ForEachLock(r_, [&](Word& lock) {
+      uint64_t expected = tag_;
+      lock.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                   std::memory_order_relaxed);
+    });
+    hdr_.held_locks[0].store(0, std::memory_order_release);
+    world_ = false;
+  }
   hdr_.op.store(0, std::memory_order_relaxed);
 }
 
@@ -248,11 +270,16 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
 }
 
 // Calls fn(lock word) for each lock recorded in `slot`'s held_locks that
-// really is a lock word of the region.
+// really is a lock word of the region; for every lock of the region if the
+// slot took them all (kHeldLocksWorld).
 template <typename Fn>
 void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
   for (auto& rec : r.slot(slot).held_locks) {
     const uint64_t off = rec.load(std::memory_order_acquire);
+    if (off == region::kHeldLocksWorld) {
+      ForEachLock(r, fn);
+      return;
+    }
     if (off != 0 && r.IsLockOffset(off)) fn(*r.At<Word>(off));
   }
 }
