@@ -43,6 +43,11 @@ Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKin
       log_capacity_(r.sb().log_capacity),
       lock_wait_ns_(RegionLockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
+#ifdef GISMO_CRASH_POINTS
+  if (const uint32_t limit = UndoLogLimitForTesting(); limit != 0 && limit < log_capacity_) {
+    log_capacity_ = limit;
+  }
+#endif
 }
 
 Txn::~Txn() {
