@@ -17,18 +17,8 @@ namespace {
 
 using testing::InProcessManager;
 using testing::IsOk;
-
-Client MustConnect(const std::string& addr) {
-  auto c = Client::Connect(addr);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : Client();
-}
-
-Notification MustNext(Subscription& sub, int64_t timeout_ms = 10000) {
-  auto n = sub.Next(timeout_ms);
-  EXPECT_TRUE(n.ok()) << n.status().ToString();
-  return n.ok() ? *n : Notification{};
-}
+using testing::MustConnect;
+using testing::MustNext;
 
 TEST(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
   InProcessManager mgr;

@@ -25,6 +25,15 @@
 
 namespace gismo::client {
 
+// How long the client waits for the manager: to connect, to answer a hello,
+// a subscription or a fence order, and to confirm a goodbye.
+inline constexpr int kConnectTimeoutMs = 5000;
+inline constexpr int kHandshakeTimeoutMs = 10000;
+inline constexpr int kGoodbyeTimeoutMs = 10000;
+
+// The implementation is split by concern: connection.cc (connect, handshake,
+// re-attach, disconnect), receiver.cc (the receiver thread), objects.cc
+// (object operations), waits.cc (get), subscriptions.cc, fence_order.cc.
 class ClientImpl {
  public:
   static Result<std::unique_ptr<ClientImpl>> Connect(const char* address);

@@ -172,6 +172,9 @@ class Manager::Impl {
   void NotifySubscribers();
   std::set<std::shared_ptr<Session>> subscribers_;
   void DropWaits(const std::shared_ptr<Session>& s);
+  // Closes a member's connection and forgets it, with its waits; the member
+  // itself (slot, session, phase) is the caller's to change.
+  void CloseMemberSession(const std::shared_ptr<Session>& s);
 
   // --- the failure model ---
   void WatchProcess(Member& m, int pidfd);
@@ -519,12 +522,7 @@ uint64_t Manager::Impl::AskAgent(const Member& m, bool probe_only) {
 
 void Manager::Impl::Suspect(Member& m, const std::string& why) {
   if (m.phase == Member::Phase::kSuspected || m.phase == Member::Phase::kRecovering) return;
-  if (auto s = m.conn.lock()) {
-    DropWaits(s);
-    s->slot = 0;
-    s->Close();
-    sessions_.erase(s);
-  }
+  if (auto s = m.conn.lock()) CloseMemberSession(s);
   m.conn.reset();
   m.phase = Member::Phase::kSuspected;
   SetSlotState(m.slot, SlotState::kSuspected, m.session);
@@ -589,12 +587,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
 
 void Manager::Impl::Fenced(Member& m, FenceReason reason) {
   if (m.phase == Member::Phase::kRecovering) return;
-  if (auto s = m.conn.lock()) {
-    DropWaits(s);
-    s->slot = 0;
-    s->Close();
-    sessions_.erase(s);
-  }
+  if (auto s = m.conn.lock()) CloseMemberSession(s);
   m.conn.reset();
   m.pidfd.reset();
   m.reason = reason;
@@ -994,10 +987,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   }
   if (auto old = m.conn.lock(); old && old != s) {
     // Its previous connection is dead though we have not noticed yet.
-    DropWaits(old);
-    old->slot = 0;
-    old->Close();
-    sessions_.erase(old);
+    CloseMemberSession(old);
   }
   s->slot = m.slot;
   s->client_id = m.client_id;
@@ -1072,6 +1062,13 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
   }
   s->waits.erase(it);
   region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void Manager::Impl::CloseMemberSession(const std::shared_ptr<Session>& s) {
+  DropWaits(s);
+  s->slot = 0;
+  s->Close();
+  sessions_.erase(s);
 }
 
 void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {

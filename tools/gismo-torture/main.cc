@@ -31,6 +31,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/clock.h"
 #include "content.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
@@ -45,12 +46,6 @@
 
 namespace gismo::torture {
 namespace {
-
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 std::string SelfExe() {
   char buf[4096];
@@ -202,7 +197,7 @@ class Run {
     running_ = false;
     monitor_.join();
 
-    const double check_t0 = NowS();
+    const double check_t0 = MonotonicS();
     CheckOptions co;
     co.address = address_;
     co.tag = tag_;
@@ -210,7 +205,7 @@ class Run {
     co.keys = o_.keys;
     co.fsck = Executable(o_.fsck) ? o_.fsck : "";
     CheckResult cr = RunCheck(co);
-    const double check_s = NowS() - check_t0;
+    const double check_s = MonotonicS() - check_t0;
 
     std::string metrics = Scrape(metrics_address_);
     StopManager(&cr);
@@ -334,27 +329,27 @@ class Run {
   }
 
   void KillLoop() {
-    const double end = NowS() + o_.seconds;
-    double next_kill = NowS() + Interval();
-    while (NowS() < end) {
+    const double end = MonotonicS() + o_.seconds;
+    double next_kill = MonotonicS() + Interval();
+    while (MonotonicS() < end) {
       std::vector<pollfd> pfds;
       for (auto& w : workers_) pfds.push_back({w.fd, POLLIN, 0});
-      int wait_ms = std::max(0, static_cast<int>((std::min(next_kill, end) - NowS()) * 1000));
+      int wait_ms = std::max(0, static_cast<int>((std::min(next_kill, end) - MonotonicS()) * 1000));
       poll(pfds.data(), pfds.size(), wait_ms);
       for (auto& w : workers_) ReadOutput(w);
       ReapUnexpected();
       ThawDue();
-      if (o_.freeze_percent > 0 && !node_frozen_ && NowS() >= end - o_.seconds / 2) {
+      if (o_.freeze_percent > 0 && !node_frozen_ && MonotonicS() >= end - o_.seconds / 2) {
         FreezeNode(1);
         node_frozen_ = true;
       }
-      if (NowS() >= next_kill) {
+      if (MonotonicS() >= next_kill) {
         if (rng_() % 100 < o_.freeze_percent) {
           FreezeOne();
         } else {
           KillOne();
         }
-        next_kill = NowS() + Interval();
+        next_kill = MonotonicS() + Interval();
       }
     }
   }
@@ -391,12 +386,12 @@ class Run {
     const double secs = past_lease ? lease * (2 + (rng_() % 1000) / 1000.0)
                                    : lease * (0.05 + (rng_() % 250) / 1000.0);
     kill(w.target, SIGSTOP);
-    w.thaw_at = NowS() + secs;
+    w.thaw_at = MonotonicS() + secs;
     ++(past_lease ? long_freezes_ : short_freezes_);
   }
   void ThawDue() {
     for (auto& w : workers_) {
-      if (w.thaw_at > 0 && NowS() >= w.thaw_at) {
+      if (w.thaw_at > 0 && MonotonicS() >= w.thaw_at) {
         kill(w.target, SIGCONT);
         w.thaw_at = 0;
       }
@@ -441,7 +436,7 @@ class Run {
     workers_.erase(workers_.begin() + i);
     ReadOutput(w);
     if (w.target < 0) w.target = FindTarget(w.pid);
-    const double t = NowS();
+    const double t = MonotonicS();
     kill(w.target > 0 ? w.target : w.pid, SIGKILL);
     if (!testing::WaitForExit(w.pid, 10)) {
       kill(w.pid, SIGKILL);
@@ -478,11 +473,31 @@ class Run {
     workers_.clear();
   }
 
+  // Moves the killed clients that have left the manager's list of active
+  // clients from pending_ to recovery_ms_; false if the list cannot be read.
+  // REQUIRES: mu_ is held.
+  bool CountRecovered(Client& c) {
+    auto cl = c.Clients();
+    if (!cl.ok()) return false;
+    std::set<uint64_t> live;
+    for (const auto& ci : *cl) live.insert(ci.client_id);
+    const double now = MonotonicS();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!live.count(it->first)) {
+        recovery_ms_.push_back((now - it->second) * 1000);
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return true;
+  }
+
   // Recovery latency: from the SIGKILL to the client leaving the manager's
   // list of active clients.
   void Monitor() {
     Client c;
-    for (double give_up = NowS() + 30; NowS() < give_up;) {
+    for (double give_up = MonotonicS() + 30; MonotonicS() < give_up;) {
       auto r = Client::Connect(address_);
       if (r.ok()) {
         c = std::move(*r);
@@ -499,42 +514,15 @@ class Run {
       bool last = !running_.load();
       {
         std::lock_guard<std::mutex> lk(mu_);
-        if (!pending_.empty()) {
-          auto cl = c.Clients();
-          if (cl.ok()) {
-            std::set<uint64_t> live;
-            for (const auto& ci : *cl) live.insert(ci.client_id);
-            const double now = NowS();
-            for (auto it = pending_.begin(); it != pending_.end();) {
-              if (!live.count(it->first)) {
-                recovery_ms_.push_back((now - it->second) * 1000);
-                it = pending_.erase(it);
-              } else {
-                ++it;
-              }
-            }
-          }
-        }
+        if (!pending_.empty()) (void)CountRecovered(c);
         if (last) break;
       }
       usleep(500);
     }
     // Survivors of the last poll are measured by the check's idle wait.
     std::lock_guard<std::mutex> lk(mu_);
-    for (double give_up = NowS() + 60; !pending_.empty() && NowS() < give_up;) {
-      auto cl = c.Clients();
-      if (!cl.ok()) break;
-      std::set<uint64_t> live;
-      for (const auto& ci : *cl) live.insert(ci.client_id);
-      const double now = NowS();
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (!live.count(it->first)) {
-          recovery_ms_.push_back((now - it->second) * 1000);
-          it = pending_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+    for (double give_up = MonotonicS() + 60; !pending_.empty() && MonotonicS() < give_up;) {
+      if (!CountRecovered(c)) break;
       usleep(1000);
     }
     for (const auto& [id, t] : pending_) {
@@ -648,7 +636,7 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
         manager_bin, region, size, address, "warn",
         {"--format", "--max-objects", std::to_string(std::max<uint64_t>(n * 2, 1024))}, log));
     if (!m.Start()) return 2;
-    const double p0 = NowS();
+    const double p0 = MonotonicS();
     {
       auto c = Client::Connect(address);
       if (!c.ok()) return 2;
@@ -670,16 +658,16 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
         auto b = c->Get(KeyId("restart", i), 0);
         if (b.ok()) held.push_back(std::move(*b));
       }
-      const double populate_s = NowS() - p0;
+      const double populate_s = MonotonicS() - p0;
       m.Kill();
       for (auto& b : held) (void)b.Detach();
       std::vector<double> ms;
       for (uint32_t r = 0; r < repeats; ++r) {
         m = testing::ManagerProcess(
             ManagerOptions(manager_bin, region, size, address, "warn", {}, log));
-        const double t0 = NowS();
+        const double t0 = MonotonicS();
         if (!m.Start()) return 2;
-        ms.push_back((NowS() - t0) * 1000);
+        ms.push_back((MonotonicS() - t0) * 1000);
         if (r + 1 < repeats) m.Kill();
       }
       // The last manager is up: every object still there, references dropped.

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/clock.h"
 #include "content.h"
 #include "torture.h"
 
@@ -37,12 +38,6 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o) : o_(o), rng_(Mix(o.seed)) {}
@@ -57,9 +52,9 @@ class Worker {
     void* p = mmap(nullptr, kNumCounters * 8, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
     if (p == MAP_FAILED) return 2;
     stats_ = static_cast<std::atomic<uint64_t>*>(p);
-    deadline_ = o_.seconds > 0 ? NowS() + o_.seconds : 1e300;
+    deadline_ = o_.seconds > 0 ? MonotonicS() + o_.seconds : 1e300;
     if (!Connect()) return 3;
-    while (!g_stop.load(std::memory_order_relaxed) && NowS() < deadline_) {
+    while (!g_stop.load(std::memory_order_relaxed) && MonotonicS() < deadline_) {
       if (!Step()) {
         if (!Reconnect()) break;
       }
@@ -96,7 +91,7 @@ class Worker {
   void Count(Counter c) { stats_[c].fetch_add(1, std::memory_order_relaxed); }
 
   bool Connect() {
-    const double give_up = NowS() + 60;
+    const double give_up = MonotonicS() + 60;
     for (;;) {
       std::string address = o_.address;
       if (!o_.address_file.empty()) {
@@ -108,7 +103,7 @@ class Worker {
         client_ = std::move(*c);
         break;
       }
-      if (g_stop.load() || NowS() > give_up || NowS() > deadline_) {
+      if (g_stop.load() || MonotonicS() > give_up || MonotonicS() > deadline_) {
         fprintf(stderr, "gismo-torture worker: cannot connect: %s\n",
                 c.status().ToString().c_str());
         return false;
