@@ -169,8 +169,7 @@ bool Txn::Log(uint64_t target, uint64_t value) {
 void Txn::Write(Word& word, uint64_t value) {
   uint64_t old = word.load(std::memory_order_relaxed);
   if (old == value || failed()) return;
-  if (!Log(static_cast<uint64_t>(LogKind::kWord) << region::kLogKindShift | r_.OffsetOf(&word),
-           old)) {
+  if (!Log(region::PackLogTarget(LogKind::kWord, r_.OffsetOf(&word)), old)) {
     return;
   }
   // ...and the count covers it before the word changes (release orders the
@@ -191,17 +190,16 @@ void FillBits(Word* bitmap, uint64_t first, uint64_t n, bool value) {
 }
 
 void Txn::SetBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(static_cast<uint64_t>(LogKind::kBitsSet) << region::kLogKindShift | r_.OffsetOf(bitmap),
-           first << 32 | n)) {
+  if (!Log(region::PackLogTarget(LogKind::kBitsSet, r_.OffsetOf(bitmap)),
+           region::PackBitRange(first, n))) {
     return;
   }
   FillBits(bitmap, first, n, true);
 }
 
 void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(
-          static_cast<uint64_t>(LogKind::kBitsClear) << region::kLogKindShift | r_.OffsetOf(bitmap),
-          first << 32 | n)) {
+  if (!Log(region::PackLogTarget(LogKind::kBitsClear, r_.OffsetOf(bitmap)),
+           region::PackBitRange(first, n))) {
     return;
   }
   FillBits(bitmap, first, n, false);
@@ -253,8 +251,8 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
   for (uint64_t i = count; i-- > 0;) {
     uint64_t target = log[i].target.load(std::memory_order_acquire);
     uint64_t value = log[i].value.load(std::memory_order_relaxed);
-    auto kind = static_cast<LogKind>(target >> region::kLogKindShift);
-    uint64_t off = target & region::kLogOffsetMask;
+    const LogKind kind = region::LogTargetKind(target);
+    const uint64_t off = region::LogTargetOffset(target);
     // A word of the region's metadata, never the superblock's immutable part.
     if (off < r.sb().client_table_offset || off >= r.heap_offset() || off % 8 != 0) continue;
     switch (kind) {
@@ -263,7 +261,7 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
         break;
       case LogKind::kBitsSet:
       case LogKind::kBitsClear: {
-        const uint64_t first = value >> 32, n = value & 0xffffffff;
+        const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
         if (off + (first + n + 63) / 64 * 8 > r.heap_offset()) continue;
         FillBits(r.At<Word>(off), first, n, kind == LogKind::kBitsClear);
         break;
