@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "client/client.h"
+#include "common/atomic.h"
 
 namespace gismo::client {
 
@@ -32,22 +33,22 @@ Status ClientImpl::Subscribe(int* fd) {
   std::lock_guard<std::mutex> sub(sub_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
   if (subscribed_) {
-    *fd = event_fd_.load();
+    *fd = LoadAcquire(event_fd_);
     return Status();
   }
   int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return Status(GISMO_ERR_IO, std::string("eventfd: ") + std::strerror(errno));
-  event_fd_ = efd;
+  StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
   protocol::Writer w;
-  if (Status s = Send(w.Frame(MsgType::kSubscribe, next_request_.fetch_add(1))); !s.ok()) {
+  if (Status s = Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_))); !s.ok()) {
     return s;
   }
   {
     std::unique_lock<std::mutex> lk(state_mu_);
     state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs),
-                       [&] { return subscribe_acked_ || lost_.load(); });
+                       [&] { return subscribe_acked_ || LoadAcquire(lost_); });
     if (!subscribe_acked_) {
       return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
     }
@@ -86,7 +87,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
       if (!subscribed_) {
         return Status(GISMO_ERR_INVALID_ARGUMENT, "this client has not subscribed");
       }
-      efd = event_fd_.load();
+      efd = LoadAcquire(event_fd_);
       if (!initial_.empty()) {
         *out = initial_.front();
         initial_.pop_front();
