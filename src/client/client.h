@@ -78,6 +78,9 @@ class ClientImpl {
   bool Reattach(std::string* why);
   void ShutdownConnection();
   void MarkLost(const std::string& why);
+  // Makes the subscription's event fd readable, if there is one: the
+  // subscriber's next call reads the ring (or learns the client is lost).
+  void WakeSubscriber();
 
   int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
   protocol::Address address_;

@@ -189,10 +189,7 @@ void ClientImpl::MarkLost(const std::string& why) {
   StoreRelease(lost_, true);
   state_cv_.notify_all();
   // A subscriber waiting on the fd learns it from the next call.
-  if (int efd = LoadAcquire(event_fd_); efd >= 0) {
-    uint64_t one = 1;
-    (void)!write(efd, &one, sizeof one);
-  }
+  WakeSubscriber();
 }
 
 void ClientImpl::ShutdownConnection() {

@@ -33,10 +33,7 @@ void ClientImpl::ReceiverLoop() {
     if (resubscribe) {
       protocol::Writer w;
       (void)Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_)));
-      if (int efd = LoadAcquire(event_fd_); efd >= 0) {
-        uint64_t one = 1;
-        (void)!write(efd, &one, sizeof one);
-      }
+      WakeSubscriber();
     }
   }
 }
@@ -97,10 +94,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         break;
       }
       case MsgType::kNotify:
-        if (int efd = LoadAcquire(event_fd_); efd >= 0) {
-          uint64_t one = 1;
-          (void)!write(efd, &one, sizeof one);
-        }
+        WakeSubscriber();
         break;
       case MsgType::kError: {
         protocol::Reader rd(*payload);

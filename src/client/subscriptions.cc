@@ -19,15 +19,18 @@ namespace {
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
 }
-void Poke(int efd) {
-  uint64_t one = 1;
-  (void)!write(efd, &one, sizeof one);
-}
 void Drain(int efd) {
   uint64_t v;
   (void)!read(efd, &v, sizeof v);
 }
 }  // namespace
+
+void ClientImpl::WakeSubscriber() {
+  if (int efd = LoadAcquire(event_fd_); efd >= 0) {
+    uint64_t one = 1;
+    (void)!write(efd, &one, sizeof one);
+  }
+}
 
 Status ClientImpl::Subscribe(int* fd) {
   std::lock_guard<std::mutex> sub(sub_mu_);
@@ -72,7 +75,7 @@ Status ClientImpl::Subscribe(int* fd) {
   snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
   subscribed_ = true;
   if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
-    Poke(efd);
+    WakeSubscriber();
   }
   *fd = efd;
   return Status();
