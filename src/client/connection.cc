@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "client/client.h"
+#include "common/atomic.h"
 #include "fence/process.h"
 
 namespace gismo::client {
@@ -138,34 +139,34 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
 }
 
 ClientImpl::~ClientImpl() {
-  closing_ = true;
+  StoreRelease(closing_, true);
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   if (fd_ >= 0) close(fd_);
-  if (int efd = event_fd_.exchange(-1); efd >= 0) close(efd);
+  if (int efd = ExchangeAcqRel(event_fd_, -1); efd >= 0) close(efd);
 }
 
 Status ClientImpl::Disconnect() {
   Status result;
-  if (!lost_.load()) {
+  if (!LoadAcquire(lost_)) {
     std::lock_guard<std::mutex> op(op_mu_);  // let a running operation finish
     protocol::Writer w;
     if (Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
       GISMO_CRASH_POINT("disconnect.after_goodbye");
       std::unique_lock<std::mutex> lk(state_mu_);
       bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs),
-                                     [&] { return bye_ || lost_.load(); });
+                                     [&] { return bye_ || LoadAcquire(lost_); });
       if (!done) result = Status(GISMO_ERR_TIMEOUT, "the manager did not confirm the disconnect");
     }
   }
-  closing_ = true;
+  StoreRelease(closing_, true);
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   return result;
 }
 
 Status ClientImpl::CheckAlive() const {
-  if (lost_.load(std::memory_order_relaxed)) {
+  if (LoadAcquire(lost_)) {
     std::lock_guard<std::mutex> lk(state_mu_);
     return Status(GISMO_ERR_CONNECTION,
                   "the connection to the manager is lost (" + lost_reason_ + "); connect again");
@@ -184,14 +185,11 @@ Status ClientImpl::Send(const std::vector<uint8_t>& frame) {
 
 void ClientImpl::MarkLost(const std::string& why) {
   std::lock_guard<std::mutex> lk(state_mu_);
-  if (!lost_.load()) lost_reason_ = why;
-  lost_ = true;
+  if (!LoadAcquire(lost_)) lost_reason_ = why;
+  StoreRelease(lost_, true);
   state_cv_.notify_all();
   // A subscriber waiting on the fd learns it from the next call.
-  if (int efd = event_fd_.load(); efd >= 0) {
-    uint64_t one = 1;
-    (void)!write(efd, &one, sizeof one);
-  }
+  WakeSubscriber();
 }
 
 void ClientImpl::ShutdownConnection() {
@@ -206,7 +204,7 @@ void ClientImpl::ShutdownConnection() {
 // suspected it refuses, and only then is the client lost.
 bool ClientImpl::Reattach(std::string* why) {
   uint32_t backoff_ms = 10;
-  while (!closing_.load(std::memory_order_relaxed)) {
+  while (!LoadAcquire(closing_)) {
     if (!store_->SlotAlive()) {
       *why = "the manager ended this client's session (its lease expired?)";
       return false;
@@ -241,7 +239,7 @@ bool ClientImpl::Reattach(std::string* why) {
     }
     std::unique_lock<std::mutex> lk(state_mu_);
     state_cv_.wait_for(lk, std::chrono::milliseconds(backoff_ms),
-                       [&] { return closing_.load(std::memory_order_relaxed); });
+                       [&] { return LoadAcquire(closing_); });
     backoff_ms = std::min<uint32_t>(backoff_ms * 2, 500);
   }
   *why = "disconnected";

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "common/atomic.h"
 #include "common/clock.h"
 
 namespace gismo::client {
@@ -15,8 +16,8 @@ void ClientImpl::ReceiverLoop() {
   std::vector<uint8_t> payload;
   for (;;) {
     std::string why;
-    if (RunConnection(&payload, &why) || closing_.load()) {
-      MarkLost(closing_.load() ? "disconnected" : why);
+    if (RunConnection(&payload, &why) || LoadAcquire(closing_)) {
+      MarkLost(LoadAcquire(closing_) ? "disconnected" : why);
       return;
     }
     if (!Reattach(&why)) {
@@ -31,11 +32,8 @@ void ClientImpl::ReceiverLoop() {
     }
     if (resubscribe) {
       protocol::Writer w;
-      (void)Send(w.Frame(MsgType::kSubscribe, next_request_.fetch_add(1)));
-      if (int efd = event_fd_.load(); efd >= 0) {
-        uint64_t one = 1;
-        (void)!write(efd, &one, sizeof one);
-      }
+      (void)Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_)));
+      WakeSubscriber();
     }
   }
 }
@@ -46,7 +44,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
   const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
   uint64_t last_beat = MonotonicNs();
   const int fd = fd_;  // only this thread replaces it
-  while (!closing_.load()) {
+  while (!LoadAcquire(closing_)) {
     int wait_ms = heartbeat_ms;
     if (heartbeat_ms > 0) {
       uint64_t since = (MonotonicNs() - last_beat) / 1000000;
@@ -96,10 +94,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         break;
       }
       case MsgType::kNotify:
-        if (int efd = event_fd_.load(); efd >= 0) {
-          uint64_t one = 1;
-          (void)!write(efd, &one, sizeof one);
-        }
+        WakeSubscriber();
         break;
       case MsgType::kError: {
         protocol::Reader rd(*payload);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "client/client.h"
+#include "common/atomic.h"
 
 namespace gismo::client {
 
@@ -18,36 +19,39 @@ namespace {
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
 }
-void Poke(int efd) {
-  uint64_t one = 1;
-  (void)!write(efd, &one, sizeof one);
-}
 void Drain(int efd) {
   uint64_t v;
   (void)!read(efd, &v, sizeof v);
 }
 }  // namespace
 
+void ClientImpl::WakeSubscriber() {
+  if (int efd = LoadAcquire(event_fd_); efd >= 0) {
+    uint64_t one = 1;
+    (void)!write(efd, &one, sizeof one);
+  }
+}
+
 Status ClientImpl::Subscribe(int* fd) {
   std::lock_guard<std::mutex> sub(sub_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
   if (subscribed_) {
-    *fd = event_fd_.load();
+    *fd = LoadAcquire(event_fd_);
     return Status();
   }
   int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return Status(GISMO_ERR_IO, std::string("eventfd: ") + std::strerror(errno));
-  event_fd_ = efd;
+  StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
   protocol::Writer w;
-  if (Status s = Send(w.Frame(MsgType::kSubscribe, next_request_.fetch_add(1))); !s.ok()) {
+  if (Status s = Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_))); !s.ok()) {
     return s;
   }
   {
     std::unique_lock<std::mutex> lk(state_mu_);
     state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs),
-                       [&] { return subscribe_acked_ || lost_.load(); });
+                       [&] { return subscribe_acked_ || LoadAcquire(lost_); });
     if (!subscribe_acked_) {
       return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
     }
@@ -71,7 +75,7 @@ Status ClientImpl::Subscribe(int* fd) {
   snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
   subscribed_ = true;
   if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
-    Poke(efd);
+    WakeSubscriber();
   }
   *fd = efd;
   return Status();
@@ -86,7 +90,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
       if (!subscribed_) {
         return Status(GISMO_ERR_INVALID_ARGUMENT, "this client has not subscribed");
       }
-      efd = event_fd_.load();
+      efd = LoadAcquire(event_fd_);
       if (!initial_.empty()) {
         *out = initial_.front();
         initial_.pop_front();

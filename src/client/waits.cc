@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "client/client.h"
+#include "common/atomic.h"
 #include "common/clock.h"
 
 namespace gismo::client {
@@ -63,7 +64,7 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
   // the manager's memory), then the caller re-checks (see NotifyIfWatched).
   // A send that fails while the connection is being re-established is not
   // an error: the re-attach wakes us and we register again.
-  const uint64_t wait_id = next_request_.fetch_add(1);
+  const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
   auto register_wait = [&] {
     uint64_t epoch;
@@ -79,7 +80,7 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
     std::unique_lock<std::mutex> lk(state_mu_);
     wait_until(lk, [&] {
-      return acked_waits_.count(wait_id) > 0 || lost_.load() || connection_epoch_ != epoch;
+      return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
     });
   };
   Status result;
@@ -96,8 +97,8 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     }
     if (pending.empty()) break;
     std::unique_lock<std::mutex> lk(state_mu_);
-    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || lost_.load(); });
-    if (lost_.load()) {
+    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    if (LoadAcquire(lost_)) {
       result = Status(GISMO_ERR_CONNECTION,
                       "lost the connection to the manager while waiting (" + lost_reason_ + ")");
       lk.unlock();
@@ -111,7 +112,7 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     std::lock_guard<std::mutex> lk(state_mu_);
     acked_waits_.erase(wait_id);
   }
-  if (!lost_.load()) {
+  if (!LoadAcquire(lost_)) {
     protocol::Writer c;
     (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
   }

@@ -15,6 +15,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "common/atomic.h"
 #include "common/clock.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
@@ -139,6 +140,8 @@ class Manager::Impl {
   uint64_t next_agent_request_ = 1;
   uint64_t session_ = 0;  // the manager's own slot session
   uint64_t epoch_ = 0;    // our lease of the region
+  // Set by the io thread when the lease is lost, read by Stop() and by
+  // superseded() on any thread: it publishes nothing else (relaxed).
   std::atomic<bool> superseded_{false};
   bool kick_seen_ = false;
   int lock_fd_ = -1;
@@ -526,7 +529,7 @@ void Manager::Impl::Suspect(Member& m, const std::string& why) {
   m.conn.reset();
   m.phase = Member::Phase::kSuspected;
   SetSlotState(m.slot, SlotState::kSuspected, m.session);
-  ++stats_.clients_suspected;
+  IncrementRelaxed(stats_.clients_suspected);
   spdlog::warn("{} is suspected ({}); nothing it owns is touched until it is fenced", m.describe,
                why);
   AdvanceFencing(m);
@@ -595,7 +598,7 @@ void Manager::Impl::Fenced(Member& m, FenceReason reason) {
   region_->slot(m.slot).fenced_by.store(static_cast<uint64_t>(reason), std::memory_order_relaxed);
   SetSlotState(m.slot, SlotState::kRecovering, m.session);
   if (reason != FenceReason::kDeparted) {
-    ++stats_.clients_fenced;
+    IncrementRelaxed(stats_.clients_fenced);
     spdlog::info("{} is fenced: {}", m.describe, ReasonText(reason));
   }
   const uint32_t slot = m.slot;
@@ -604,7 +607,7 @@ void Manager::Impl::Fenced(Member& m, FenceReason reason) {
 }
 
 void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
-  ++stats_.nodes_fenced;
+  IncrementRelaxed(stats_.nodes_fenced);
   std::vector<uint32_t> slots;
   for (auto& [slot, m] : members_) {
     if (m.node == node && m.phase != Member::Phase::kRecovering) slots.push_back(slot);
@@ -629,16 +632,16 @@ bool Manager::Impl::Recover(Member& m) {
   const uint64_t t0 = MonotonicNs();
   const RecoveryReport rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
   const uint64_t dt = MonotonicNs() - t0;
-  stats_.recovery_ns_total += dt;
+  IncrementRelaxed(stats_.recovery_ns_total, dt);
   if (!rep.complete) {
     spdlog::warn("recovery of {} waits for a busy lock; will retry", m.describe);
     return false;
   }
   SetSlotState(m.slot, SlotState::kFree, m.session);
   if (m.reason == FenceReason::kDeparted) {
-    ++stats_.clients_left;
+    IncrementRelaxed(stats_.clients_left);
   } else {
-    ++stats_.clients_recovered;
+    IncrementRelaxed(stats_.clients_recovered);
   }
   if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
     spdlog::info(
@@ -677,7 +680,7 @@ void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t
         slots.push_back(slot);
       }
     }
-    ++stats_.nodes_fenced;
+    IncrementRelaxed(stats_.nodes_fenced);
     for (uint32_t slot : slots) {
       if (auto it = members_.find(slot); it != members_.end()) {
         Fenced(it->second, FenceReason::kOperator);
@@ -962,7 +965,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   auto [it, _] = members_.emplace(slot, std::move(m));
   TryWatchLocal(it->second, s);
   SendWelcome(s, slot, session, client_id, hello.node_id);
-  ++stats_.clients_joined;
+  IncrementRelaxed(stats_.clients_joined);
   spdlog::info("{} joined{}", s->Describe(), it->second.pidfd ? "" : " (remote)");
 }
 
@@ -996,7 +999,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   m.describe = s->Describe();
   TryWatchLocal(m, s);
   SendWelcome(s, m.slot, m.session, m.client_id, m.node);
-  ++stats_.clients_reattached;
+  IncrementRelaxed(stats_.clients_reattached);
   spdlog::info("{} re-attached", s->Describe());
 }
 
@@ -1088,7 +1091,7 @@ void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
   for (const auto& [weak, wait_id] : it->second) {
     if (auto sp = weak.lock()) {
       sp->Send(protocol::Writer().Frame(MsgType::kWake, wait_id));
-      ++stats_.wakeups_sent;
+      IncrementRelaxed(stats_.wakeups_sent);
     }
   }
 }
@@ -1097,7 +1100,7 @@ void Manager::Impl::WakeAllWaiters() {
   for (const auto& s : sessions_) {
     for (const auto& [wait_id, keys] : s->waits) {
       s->Send(protocol::Writer().Frame(MsgType::kWake, wait_id));
-      ++stats_.wakeups_sent;
+      IncrementRelaxed(stats_.wakeups_sent);
     }
   }
 }
@@ -1126,7 +1129,7 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
 void Manager::Impl::Tick() {
   // The lease first: a manager that lost it must not write anything more.
   if (!BeatManagerLease(*region_, epoch_)) {
-    superseded_ = true;
+    StoreRelaxed(superseded_, true);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
         epoch_, region_->sb().manager_owner.load(std::memory_order_acquire));
@@ -1145,7 +1148,7 @@ void Manager::Impl::Tick() {
       }
     }
     for (const auto& s : expired) {
-      ++stats_.leases_expired;
+      IncrementRelaxed(stats_.leases_expired);
       const std::string why = "nothing heard for " +
                               std::to_string((now - s->last_heard_ns_) / kMs) + " ms, lease " +
                               std::to_string(opt_.lease_ms) + " ms";
@@ -1240,7 +1243,7 @@ void Manager::Impl::Shutdown() {
   for (auto& [slot, m] : members_) m.pidfd.reset();
   // Clients keep their slots and re-attach to the next manager; sealed
   // objects stay. The next manager need not wait for our lease to run out.
-  if (region_ && !superseded_) ReleaseManagerLease(*region_, epoch_);
+  if (region_ && !LoadRelaxed(superseded_)) ReleaseManagerLease(*region_, epoch_);
   io_.stop();
 }
 
@@ -1263,7 +1266,7 @@ Manager::~Manager() = default;
 Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
 void Manager::Stop() { impl_->Stop(); }
-bool Manager::superseded() const { return impl_->superseded_.load(std::memory_order_relaxed); }
+bool Manager::superseded() const { return LoadRelaxed(impl_->superseded_); }
 std::vector<std::string> Manager::listen_addresses() const { return impl_->bound_; }
 std::string Manager::metrics_address() const {
   return impl_->metrics_ ? impl_->metrics_->address() : std::string();

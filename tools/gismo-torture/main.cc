@@ -31,6 +31,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/atomic.h"
 #include "common/clock.h"
 #include "content.h"
 #include "testing/manager_process.h"
@@ -194,7 +195,7 @@ class Run {
     for (uint32_t i = 0; i < o_.workers; ++i) SpawnWorker();
     KillLoop();
     StopWorkers();
-    running_ = false;
+    StoreRelease(running_, false);
     monitor_.join();
 
     const double check_t0 = MonotonicS();
@@ -215,7 +216,7 @@ class Run {
       std::string out;
       RunProcess({"rm", "-rf", o_.work_dir}, 60, &out);
     }
-    return cr.failures == 0 && failures_ == 0 ? 0 : 1;
+    return cr.failures == 0 && LoadRelaxed(failures_) == 0 ? 0 : 1;
   }
 
  private:
@@ -288,7 +289,7 @@ class Run {
     w.pid = Spawn(argv, env, &w.fd, o_.work_dir + "/workers.err");
     if (w.pid < 0) {
       fprintf(stderr, "gismo-torture: cannot start a worker\n");
-      ++failures_;
+      IncrementRelaxed(failures_);
       return;
     }
     fcntl(w.fd, F_SETFL, O_NONBLOCK);
@@ -418,7 +419,7 @@ class Run {
         }
         fprintf(stderr, "gismo-torture: worker pid %d ended on its own (status %d)\n",
                 workers_[i].pid, st);
-        ++failures_;
+        IncrementRelaxed(failures_);
         close(workers_[i].fd);
         workers_.erase(workers_.begin() + i);
         SpawnWorker();
@@ -463,7 +464,7 @@ class Run {
     for (auto& w : workers_) {
       if (!testing::WaitForExit(w.pid, 20)) {
         fprintf(stderr, "gismo-torture: worker pid %d ignored SIGTERM for 20 s (stuck?)\n", w.pid);
-        ++failures_;
+        IncrementRelaxed(failures_);
         kill(w.target > 0 ? w.target : w.pid, SIGKILL);
         kill(w.pid, SIGKILL);
         waitpid(w.pid, nullptr, 0);
@@ -507,11 +508,11 @@ class Run {
     }
     if (!c.connected()) {
       fprintf(stderr, "gismo-torture: the monitor cannot connect\n");
-      ++failures_;
+      IncrementRelaxed(failures_);
       return;
     }
     for (;;) {
-      bool last = !running_.load();
+      bool last = !LoadAcquire(running_);
       {
         std::lock_guard<std::mutex> lk(mu_);
         if (!pending_.empty()) (void)CountRecovered(c);
@@ -527,7 +528,7 @@ class Run {
     }
     for (const auto& [id, t] : pending_) {
       fprintf(stderr, "gismo-torture: killed client %" PRIu64 " was never recovered\n", id);
-      ++failures_;
+      IncrementRelaxed(failures_);
     }
     (void)c.Disconnect();
   }
@@ -595,7 +596,7 @@ class Run {
     if (!cr.fsck_line.empty()) printf("gismo-fsck online:  %s\n", cr.fsck_line.c_str());
     if (!offline_fsck_.empty()) printf("gismo-fsck offline: %s\n", offline_fsck_.c_str());
     if (!Executable(o_.fsck)) printf("gismo-fsck:         not available, not run\n");
-    const uint64_t failures = cr.failures + failures_;
+    const uint64_t failures = cr.failures + LoadRelaxed(failures_);
     printf("failures:           %" PRIu64 "\n", failures);
     for (const auto& p : cr.problems) printf("  - %s\n", p.c_str());
     printf("result:             %s\n", failures == 0 ? "PASS" : "FAIL");
@@ -610,7 +611,11 @@ class Run {
   uint64_t incarnations_ = 0, kills_ = 0, kills_before_connect_ = 0;
   uint64_t short_freezes_ = 0, long_freezes_ = 0, fenced_ = 0, armed_ = 0;
   bool node_frozen_ = false;
+  // Counted by the run and the monitor thread, read once both are done
+  // (relaxed: the join orders the last read).
   std::atomic<uint64_t> failures_{0};
+  // Cleared (StoreRelease) when the workers are stopped; the monitor takes
+  // one more count after it reads it clear (LoadAcquire).
   std::atomic<bool> running_{true};
   std::thread monitor_;
   std::mutex mu_;

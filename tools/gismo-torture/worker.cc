@@ -36,7 +36,10 @@ const char* CounterName(uint32_t c) {
 
 namespace {
 
+// Set by the SIGTERM handler, polled by the worker's loop; it publishes
+// nothing (relaxed). Lock-free, so the handler may store to it.
 std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 class Worker {
  public:
@@ -83,7 +86,7 @@ class Worker {
     (void)!write(log_fd_, line, n);
   }
   void Fail(const std::string& what) {
-    stats_[kFailures].fetch_add(1);
+    Count(kFailures);
     std::string line = "F " + what + "\n";
     (void)!write(log_fd_, line.data(), line.size());
     fprintf(stderr, "gismo-torture worker %d: FAILURE: %s\n", getpid(), what.c_str());
@@ -103,7 +106,8 @@ class Worker {
         client_ = std::move(*c);
         break;
       }
-      if (g_stop.load() || MonotonicS() > give_up || MonotonicS() > deadline_) {
+      if (g_stop.load(std::memory_order_relaxed) || MonotonicS() > give_up ||
+          MonotonicS() > deadline_) {
         fprintf(stderr, "gismo-torture worker: cannot connect: %s\n",
                 c.status().ToString().c_str());
         return false;
@@ -345,7 +349,7 @@ class Worker {
 
 int RunWorker(const WorkerOptions& o) {
   struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop.store(true); };
+  sa.sa_handler = [](int) { g_stop.store(true, std::memory_order_relaxed); };
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
