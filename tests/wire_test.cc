@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"
@@ -233,6 +234,77 @@ TEST(WireTest, ErrorRoundTrips) {
   w.Str("fine");
   Reader ok_reader(w.payload());
   EXPECT_EQ(DecodeError(ok_reader).code(), GISMO_ERR_PROTOCOL);
+}
+
+// A peer cannot make a call return a value outside gismo_status_t: unknown
+// codes read from the wire become GISMO_ERR_PROTOCOL.
+TEST(WireTest, UnknownStatusCodesFromTheWireAreProtocolErrors) {
+  for (uint32_t value : {19u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
+    EXPECT_EQ(StatusCodeFromWire(value), GISMO_ERR_PROTOCOL) << value;
+    Writer w;
+    w.U32(value);
+    w.Str("made up");
+    Reader r(w.payload());
+    Status s = DecodeError(r);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL) << value;
+    EXPECT_NE(s.message().find("unknown status code"), std::string::npos) << s.ToString();
+  }
+  for (const StatusCodeInfo& info : kStatusCodes) {
+    EXPECT_EQ(StatusCodeFromWire(static_cast<uint32_t>(info.code)), info.code) << info.name;
+  }
+  FenceProcessResult res;
+  Writer w;
+  w.U32(1);
+  w.U64(2);
+  w.U32(4242);
+  w.Str("odd");
+  w.U8(1);
+  Reader r(w.payload());
+  ASSERT_TRUE(DecodeFenceProcessResult(r, &res));
+  EXPECT_EQ(res.status.code(), GISMO_ERR_PROTOCOL);
+}
+
+// A "manager" that refuses every hello with a status code of its own
+// invention: gismo_connect returns GISMO_ERR_PROTOCOL, not that value.
+TEST(WireTest, ConnectMapsAnUnknownRefusalToProtocol) {
+  char dir[] = "/tmp/gismo-wire-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/fake.sock";
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(lfd, 4), 0);
+  std::thread fake([lfd] {
+    for (int n = 0; n < 4; ++n) {  // the client may try more than once
+      pollfd p{lfd, POLLIN, 0};
+      if (poll(&p, 1, 20000) != 1) return;
+      int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      FrameHeader h;
+      std::vector<uint8_t> payload;
+      if (RecvFrame(fd, &h, &payload).ok()) {
+        Writer w;
+        w.U32(31337);
+        w.Str("go away");
+        std::vector<uint8_t> frame = w.Frame(MsgType::kError, h.request_id);
+        (void)SendAll(fd, frame.data(), frame.size());
+      }
+      close(fd);
+    }
+  });
+  gismo_client_t* c = nullptr;
+  const std::string address = "unix:" + path;
+  gismo_status_t st = gismo_connect(address.c_str(), &c);
+  EXPECT_EQ(st, GISMO_ERR_PROTOCOL) << gismo_last_error();
+  if (st == GISMO_OK) gismo_disconnect(c);
+  shutdown(lfd, SHUT_RDWR);
+  close(lfd);
+  fake.join();
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 // The messages without an encoder of their own, each as its sender writes

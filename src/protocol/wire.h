@@ -210,6 +210,15 @@ bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m);
 std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s);
 Status DecodeError(Reader& r);
 
+// A status code read from a peer: a value of the list in
+// gismo/status_codes.h, else GISMO_ERR_PROTOCOL (a peer cannot make a call
+// return a value outside gismo_status_t).
+gismo_status_t StatusCodeFromWire(uint32_t value);
+// Reads a status as written on the wire (u32 code, string message). A code
+// that is not in the list, or a truncated payload, gives GISMO_ERR_PROTOCOL
+// naming `what`.
+Status DecodeStatus(Reader& r, std::string_view what);
+
 // A parsed "unix:/path" or "tcp:host:port" address.
 struct Address {
   enum class Kind { kUnix, kTcp } kind = Kind::kUnix;
