@@ -251,6 +251,11 @@ TEST_F(RegionTest, MissingFileAndTinySizes) {
   f = Region::Format(path_, o);
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.status().message().find("--size"), std::string::npos);
+  o.max_objects = 0;
+  o.size = ~0ull - 4096;  // rounding it up to 2 MiB wrapped around to 0
+  f = Region::Format(path_, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("too large"), std::string::npos) << f.status().message();
 }
 
 TEST(ParseSizeTest, UnitsAndErrors) {
