@@ -540,7 +540,8 @@ Status ClientImpl::Subscribe(int* fd) {
 }
 
 Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   for (;;) {
     int efd;
     {
@@ -599,7 +600,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
     }
     if (Status s = CheckAlive(); !s.ok()) return s;
     int wait_ms = -1;
-    if (timeout_ms >= 0) {
+    if (!forever) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return Status(GISMO_ERR_TIMEOUT, "no notification");
@@ -628,7 +629,8 @@ Status ClientImpl::ListClients(gismo_client_info_t* infos, size_t capacity, size
 
 Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                        gismo_buffer_t* buffers) {
-  const uint64_t start = MonotonicNs();
+  const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   std::vector<size_t> pending;
   std::vector<size_t> taken;
   auto release_taken = [&] {
@@ -664,13 +666,8 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
   }
   if (Status s = sweep(); !s.ok()) return s;
   if (pending.empty() || timeout_ms == 0) return Status();
-
-  auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::nanoseconds(
-          timeout_ms < 0 ? 0 : timeout_ms * 1000000 - static_cast<int64_t>(MonotonicNs() - start));
   auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
-    if (timeout_ms < 0) {
+    if (forever) {
       state_cv_.wait(lk, pred);
       return true;
     }
