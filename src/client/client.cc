@@ -666,6 +666,17 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
   }
   if (Status s = sweep(); !s.ok()) return s;
   if (pending.empty() || timeout_ms == 0) return Status();
+  // One wait frame names every missing id; more than a frame may carry would
+  // make the manager drop the connection (and the session with it).
+  if (pending.size() > protocol::kMaxWaitIds) {
+    std::lock_guard<std::mutex> op(op_mu_);
+    release_taken();
+    return Status(GISMO_ERR_LIMIT, std::to_string(pending.size()) +
+                                       " of the objects are not sealed yet; a blocking get "
+                                       "waits for at most " +
+                                       std::to_string(protocol::kMaxWaitIds) +
+                                       " at once: get them in smaller groups, or with timeout 0");
+  }
   auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
     if (forever) {
       state_cv_.wait(lk, pred);

@@ -21,6 +21,10 @@ namespace gismo::protocol {
 inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 inline constexpr size_t kHeaderSize = 16;
+// The most ids a client names in one wait (kWait): far below what a frame
+// can carry (kMaxPayload / GISMO_ID_SIZE) and what the manager accepts.
+// gismo_get refuses a blocking get of more missing objects (GISMO_ERR_LIMIT).
+inline constexpr uint32_t kMaxWaitIds = 1u << 16;
 
 enum class MsgType : uint16_t {
   kHello = 1,          // client -> manager: version, node, pid, host, name
