@@ -348,7 +348,8 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
 Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const FormatOptions& opts) {
   FormatOptions o = opts;
   if (o.size > (1ull << 62)) {  // rounding up below would wrap around
-    return Status(GISMO_ERR_INVALID_ARGUMENT, "region size " + FormatSize(o.size) + " is too large");
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) + " is too large");
   }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
