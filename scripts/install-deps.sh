@@ -8,8 +8,8 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   # libraries (doc/dependencies.md says why each is here)
   libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev
-  # tests and benchmarks
-  libgtest-dev redis-server libhiredis-dev
+  # tests and benchmarks; clang for the libFuzzer targets (ctest -L fuzz)
+  libgtest-dev redis-server libhiredis-dev clang
   # emulated cluster: network namespaces, veth, bridge
   iproute2 util-linux procps
   # emulated cluster on virtual machines (gismo-cluster --mode vm, ctest -L vm):

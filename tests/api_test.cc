@@ -2,12 +2,15 @@
 // against a manager running inside the test process. Clients in other
 // processes and a manager that dies: multiprocess_test.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <gismo/gismo.hpp>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "test_util.h"
 #include "testing/in_process_manager.h"
@@ -124,6 +127,109 @@ TEST_F(ApiTest, BlockingGetTimesOutAndThenSucceeds) {
   sealer.join();
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(std::memcmp(got->data(), "12345678", 8), 0);
+}
+
+// Timeouts that mean "forever" in effect (INT64_MAX, 10^13 ms) saturate: the
+// get waits for the seal (timeout_ms * 10^6 overflowed, and it returned at
+// once with no data).
+TEST_F(ApiTest, EndlessTimeoutsWait) {
+  for (int64_t forever : {INT64_MAX, int64_t{10'000'000'000'000}, INT64_MAX / 1000}) {
+    ObjectId id = ObjectId::Random();
+    std::atomic<bool> sealed{false};
+    std::thread sealer([&] {
+      Client c = Connect();
+      // Let the get wait first (a bounded pause, not an assertion on time).
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ASSERT_TRUE(c.Put(id, "late").ok());
+      sealed = true;
+    });
+    gismo_buffer_t buf{};
+    EXPECT_EQ(gismo_get(client_.c_client(), &id.c_id(), 1, forever, &buf), GISMO_OK)
+        << gismo_last_error();
+    sealer.join();
+    ASSERT_NE(buf.data, nullptr) << forever << ": returned without the object";
+    EXPECT_TRUE(sealed.load());
+    EXPECT_EQ(std::string(static_cast<const char*>(buf.data), buf.data_size), "late");
+    EXPECT_EQ(gismo_release(client_.c_client(), &id.c_id()), GISMO_OK);
+  }
+  // And a subscriber waiting "forever" gets the next event.
+  auto sub = client_.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  gismo_notification_t n{};
+  while (gismo_next_notification(client_.c_client(), &n, 0) == GISMO_OK) {
+  }
+  ObjectId id = ObjectId::Random();
+  std::thread producer([&] {
+    Client c = Connect();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(c.Put(id, "event").ok());
+  });
+  EXPECT_EQ(gismo_next_notification(client_.c_client(), &n, INT64_MAX), GISMO_OK)
+      << gismo_last_error();
+  producer.join();
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  EXPECT_TRUE(ObjectId(n.id) == id);
+}
+
+// A forked child must not use its parent's client: every call there fails
+// with a clear status and leaves the parent's session alone (it hung a lock
+// or left held_count at 2^64-1).
+TEST_F(ApiTest, ForkedChildIsRefusedAndTheParentGoesOn) {
+  ObjectId held = ObjectId::FromName("held-across-fork");
+  ASSERT_TRUE(client_.Put(held, "parent").ok());
+  auto got = client_.Get(held, 0);
+  ASSERT_TRUE(got.ok());
+  const int status = testing::RunInChild([&] {
+    gismo_client_t* c = client_.c_client();
+    bool contains = false;
+    if (gismo_contains(c, &held.c_id(), &contains) != GISMO_ERR_INVALID_ARGUMENT) return 10;
+    if (std::string(gismo_last_error()).find("forked child") == std::string::npos) return 11;
+    if (gismo_release(c, &held.c_id()) != GISMO_ERR_INVALID_ARGUMENT) return 12;
+    ObjectId mine = ObjectId::FromName("child");
+    void* data = nullptr;
+    if (gismo_create(c, &mine.c_id(), 4, nullptr, 0, &data) != GISMO_ERR_INVALID_ARGUMENT) {
+      return 13;
+    }
+    if (gismo_disconnect(c) != GISMO_ERR_INVALID_ARGUMENT) return 14;
+    return 0;
+  });
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10/11: contains, 12: release, 13: create, 14: disconnect";
+  // The parent's session is intact: its reference, its calls.
+  auto info = client_.Stat(held);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->ref_count, 1u);
+  ASSERT_TRUE(got->Release().ok());
+  EXPECT_EQ(client_.Stat(held)->ref_count, 0u);
+  EXPECT_TRUE(client_.Put(ObjectId::FromName("after-fork"), "ok").ok());
+}
+
+// A blocking get of more missing ids than a wait frame may name is refused
+// up front; the caller keeps its session (the manager used to drop the
+// connection for the oversized frame and recover the caller).
+TEST_F(ApiTest, HugeBlockingGetIsRefusedAndTheSessionStays) {
+  ObjectId unsealed = ObjectId::FromName("kept-unsealed");
+  auto buf = client_.Create(unsealed, 8);
+  ASSERT_TRUE(buf.ok());
+  ObjectId present = ObjectId::FromName("present");
+  ASSERT_TRUE(client_.Put(present, "here").ok());
+  std::vector<gismo_id_t> ids(900'000);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = ObjectId::FromName("missing" + std::to_string(i)).c_id();
+  ids[17] = present.c_id();
+  std::vector<gismo_buffer_t> out(ids.size());
+  EXPECT_EQ(gismo_get(client_.c_client(), ids.data(), ids.size(), 10, out.data()), GISMO_ERR_LIMIT);
+  EXPECT_NE(std::string(gismo_last_error()).find("smaller groups"), std::string::npos)
+      << gismo_last_error();
+  EXPECT_EQ(out[17].data, nullptr);  // nothing taken
+  EXPECT_EQ(client_.Stat(present)->ref_count, 0u);
+  // Without waiting, any number is fine.
+  EXPECT_EQ(gismo_get(client_.c_client(), ids.data(), ids.size(), 0, out.data()), GISMO_OK);
+  ASSERT_NE(out[17].data, nullptr);
+  EXPECT_EQ(gismo_release(client_.c_client(), &present.c_id()), GISMO_OK);
+  // The session is the same: its unsealed object is still its own.
+  ASSERT_TRUE(buf->SealAndRelease().ok());
+  EXPECT_TRUE(*client_.Contains(unsealed));
 }
 
 TEST_F(ApiTest, GetOwnUnsealedObjectDoesNotDeadlock) {

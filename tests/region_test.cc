@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +107,79 @@ TEST_F(RegionTest, RefusesTruncatedRegion) {
   auto r = Region::Open(path_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("truncated"), std::string::npos);
+  // 16 KiB missing: the two sizes must read differently.
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  ASSERT_EQ(truncate(path_.c_str(), (16 << 20) - (16 << 10)), 0);
+  r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION);
+  EXPECT_NE(r.status().message().find("superblock says 16777216 B"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("file holds 16760832 B"), std::string::npos)
+      << r.status().message();
+}
+
+// A region larger than the free space of its file system: Format refuses it
+// (it used to leave a sparse file whose first write past the free space
+// raised SIGBUS in the writer and in the manager recovering it), and the
+// manager's OpenOrFormat refuses an existing sparse region it cannot back.
+// Runs in a child with a mount namespace of its own and a 24 MiB tmpfs; the
+// exit status says which step failed.
+TEST_F(RegionTest, RefusesARegionLargerThanItsFileSystem) {
+  char dir[] = "/tmp/gismo-smallfs-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNS) != 0) _exit(77);
+    if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(77);
+    if (mount("gismo-test", dir, "tmpfs", 0, "size=24m") != 0) _exit(77);
+    const std::string region = std::string(dir) + "/region";
+    FormatOptions o;
+    o.size = 64ull << 20;
+    auto big = Region::Format(region, o);
+    if (big.ok()) _exit(10);
+    if (big.status().code() != GISMO_ERR_IO ||
+        big.status().message().find("no room") == std::string::npos) {
+      _exit(11);
+    }
+    struct stat st {};
+    if (stat(region.c_str(), &st) != 0 || st.st_size != 0) _exit(12);  // not left sparse
+    // A region that fits, made sparse afterwards, with the space taken.
+    o.size = 16ull << 20;
+    {
+      auto ok = Region::Format(region, o);
+      if (!ok.ok()) _exit(13);
+    }
+    int fd = open(region.c_str(), O_RDWR);
+    if (fd < 0 ||
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8 << 20, 8 << 20) != 0) {
+      _exit(14);
+    }
+    close(fd);
+    int filler = open((std::string(dir) + "/filler").c_str(), O_RDWR | O_CREAT, 0600);
+    if (filler < 0) _exit(15);
+    // Takes what is left (a failed fallocate would take nothing on tmpfs).
+    const std::string chunk(1 << 16, 'f');
+    while (write(filler, chunk.data(), chunk.size()) > 0) {
+    }
+    close(filler);
+    bool formatted = false;
+    auto reopened = Region::OpenOrFormat(region, o, false, &formatted);
+    if (reopened.ok()) _exit(16);
+    if (reopened.status().message().find("no room") == std::string::npos) _exit(17);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  rmdir(dir);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no mount namespace (needs root)";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: a region larger than its file system was formatted, 11: wrong error, 12: the "
+         "file was left sized, 13: a region that fits was refused, 14: punching a hole "
+         "failed, 15: filler, 16: a sparse region that cannot be backed was opened, 17: wrong "
+         "error";
 }
 
 // Makes read(2) and its variants fail with EIO in the calling process from
@@ -175,6 +251,11 @@ TEST_F(RegionTest, MissingFileAndTinySizes) {
   f = Region::Format(path_, o);
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.status().message().find("--size"), std::string::npos);
+  o.max_objects = 0;
+  o.size = ~0ull - 4096;  // rounding it up to 2 MiB wrapped around to 0
+  f = Region::Format(path_, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("too large"), std::string::npos) << f.status().message();
 }
 
 TEST(ParseSizeTest, UnitsAndErrors) {
@@ -187,6 +268,13 @@ TEST(ParseSizeTest, UnitsAndErrors) {
   EXPECT_FALSE(ParseSize("lots").ok());
   EXPECT_FALSE(ParseSize("12XB").ok());
   EXPECT_FALSE(ParseSize("-5MiB").ok());
+  // Sizes past 2^64 are refused (the conversion gave 0: "0 B below minimum").
+  for (const char* huge : {"1e30", "18446744073709551616", "16777216TiB"}) {
+    auto r = ParseSize(huge);
+    ASSERT_FALSE(r.ok()) << huge;
+    EXPECT_NE(r.status().message().find("too large"), std::string::npos) << r.status().message();
+  }
+  EXPECT_EQ(*ParseSize("1e3"), 1000u);
   EXPECT_EQ(FormatSize(1536), "1.50 KiB");
   EXPECT_EQ(FormatSize(100), "100 B");
 }

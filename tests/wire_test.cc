@@ -11,8 +11,10 @@
 
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "region/region.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 
@@ -233,6 +235,123 @@ TEST(WireTest, ErrorRoundTrips) {
   w.Str("fine");
   Reader ok_reader(w.payload());
   EXPECT_EQ(DecodeError(ok_reader).code(), GISMO_ERR_PROTOCOL);
+}
+
+// A peer cannot make a call return a value outside gismo_status_t: unknown
+// codes read from the wire become GISMO_ERR_PROTOCOL.
+TEST(WireTest, UnknownStatusCodesFromTheWireAreProtocolErrors) {
+  for (uint32_t value : {19u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
+    EXPECT_EQ(StatusCodeFromWire(value), GISMO_ERR_PROTOCOL) << value;
+    Writer w;
+    w.U32(value);
+    w.Str("made up");
+    Reader r(w.payload());
+    Status s = DecodeError(r);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL) << value;
+    EXPECT_NE(s.message().find("unknown status code"), std::string::npos) << s.ToString();
+  }
+  for (const StatusCodeInfo& info : kStatusCodes) {
+    EXPECT_EQ(StatusCodeFromWire(static_cast<uint32_t>(info.code)), info.code) << info.name;
+  }
+  FenceProcessResult res;
+  Writer w;
+  w.U32(1);
+  w.U64(2);
+  w.U32(4242);
+  w.Str("odd");
+  w.U8(1);
+  Reader r(w.payload());
+  ASSERT_TRUE(DecodeFenceProcessResult(r, &res));
+  EXPECT_EQ(res.status.code(), GISMO_ERR_PROTOCOL);
+}
+
+// A "manager" on a Unix socket that answers every hello with the frame
+// `reply` makes (given the hello's header); at most four connections.
+class FakeManager {
+ public:
+  explicit FakeManager(std::function<std::vector<uint8_t>(const FrameHeader&)> reply) {
+    EXPECT_NE(mkdtemp(dir_), nullptr);
+    path_ = std::string(dir_) + "/fake.sock";
+    lfd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, path_.c_str(), sizeof sa.sun_path - 1);
+    EXPECT_EQ(bind(lfd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    EXPECT_EQ(listen(lfd_, 4), 0);
+    thread_ = std::thread([this, reply] {
+      for (int n = 0; n < 4; ++n) {  // the client may try more than once
+        pollfd p{lfd_, POLLIN, 0};
+        if (poll(&p, 1, 20000) != 1) return;
+        int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) return;
+        FrameHeader h;
+        std::vector<uint8_t> payload;
+        if (RecvFrame(fd, &h, &payload).ok()) {
+          std::vector<uint8_t> frame = reply(h);
+          (void)SendAll(fd, frame.data(), frame.size());
+          // Until the client hangs up (it may say goodbye first).
+          pollfd q{fd, POLLIN, 0};
+          while (poll(&q, 1, 5000) == 1 && RecvFrame(fd, &h, &payload).ok()) {
+          }
+        }
+        close(fd);
+      }
+    });
+  }
+  ~FakeManager() {
+    shutdown(lfd_, SHUT_RDWR);
+    close(lfd_);
+    thread_.join();
+    unlink(path_.c_str());
+    rmdir(dir_);
+  }
+  std::string address() const { return "unix:" + path_; }
+
+ private:
+  char dir_[32] = "/tmp/gismo-wire-XXXXXX";
+  std::string path_;
+  int lfd_ = -1;
+  std::thread thread_;
+};
+
+// A "manager" that refuses every hello with a status code of its own
+// invention: gismo_connect returns GISMO_ERR_PROTOCOL, not that value.
+TEST(WireTest, ConnectMapsAnUnknownRefusalToProtocol) {
+  FakeManager fake([](const FrameHeader& h) {
+    Writer w;
+    w.U32(31337);
+    w.Str("go away");
+    return w.Frame(MsgType::kError, h.request_id);
+  });
+  gismo_client_t* c = nullptr;
+  gismo_status_t st = gismo_connect(fake.address().c_str(), &c);
+  EXPECT_EQ(st, GISMO_ERR_PROTOCOL) << gismo_last_error();
+  if (st == GISMO_OK) gismo_disconnect(c);
+}
+
+// A "manager" whose welcome names a client slot the region does not have:
+// a clear error, not an access past the client table.
+TEST(WireTest, ConnectRefusesASlotOutsideTheRegion) {
+  const std::string region_path = "/dev/shm/" + gismo::testing::UniqueName("fake-welcome");
+  region::FormatOptions o;
+  o.size = 16ull << 20;
+  auto r = region::Region::Format(region_path, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Welcome w;
+  w.slot = 1u << 30;
+  w.session = 1;
+  w.uuid[0] = (*r)->sb().uuid[0];
+  w.uuid[1] = (*r)->sb().uuid[1];
+  w.region_size = (*r)->sb().region_size;
+  w.region_path = region_path;
+  FakeManager fake([&w](const FrameHeader&) { return EncodeWelcome(w); });
+  gismo_client_t* c = nullptr;
+  gismo_status_t st = gismo_connect(fake.address().c_str(), &c);
+  EXPECT_EQ(st, GISMO_ERR_PROTOCOL) << gismo_last_error();
+  EXPECT_NE(std::string(gismo_last_error()).find("slot"), std::string::npos) << gismo_last_error();
+  if (st == GISMO_OK) gismo_disconnect(c);
+  r->reset();
+  unlink(region_path.c_str());
 }
 
 // The messages without an encoder of their own, each as its sender writes

@@ -12,6 +12,18 @@
  * Thread safety: a gismo_client_t may be used from several threads; calls on
  * one client are serialized internally. For parallelism open one client per
  * thread.
+ *
+ * fork(): a client belongs to the process that connected it. In a child of
+ * fork(), every call on a handle the parent connected (gismo_disconnect
+ * included) fails with GISMO_ERR_INVALID_ARGUMENT and touches nothing: the
+ * child shares the parent's connection and slot but none of its threads,
+ * and using them would corrupt the parent's session. The child connects a
+ * client of its own; the parent's keeps working. (Detected by a
+ * pthread_atfork handler: a child made by a raw clone() is not detected.)
+ *
+ * Timeouts: timeout_ms is -1 (forever), 0 (no wait) or a number of
+ * milliseconds; any value too large to reach (INT64_MAX, 10^13) waits as
+ * long as -1.
  */
 #ifndef GISMO_GISMO_H_
 #define GISMO_GISMO_H_
@@ -109,7 +121,9 @@ typedef struct gismo_buffer {
 /* Waits up to timeout_ms (0: no wait, -1: forever) for each object to be
  * sealed. Every buffer with data != NULL holds a reference that
  * gismo_release gives back; missing objects come back with data == NULL and
- * the call still returns GISMO_OK. */
+ * the call still returns GISMO_OK. A get that would wait (timeout_ms != 0)
+ * for more than 65536 objects not sealed yet fails with GISMO_ERR_LIMIT and
+ * takes nothing (the client stays connected): ask in smaller groups. */
 GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client, const gismo_id_t *ids, size_t count,
                                       int64_t timeout_ms, gismo_buffer_t *buffers);
 

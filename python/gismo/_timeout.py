@@ -1,6 +1,9 @@
 """The timeout_ms argument of waiting calls, checked the same everywhere."""
 
 FOREVER = -1
+# The largest timeout the library takes (int64 milliseconds); larger ones
+# mean the same: about 292 million years.
+_MAX_MS = 2**63 - 1
 
 
 def timeout_ms(value):
@@ -11,4 +14,4 @@ def timeout_ms(value):
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("timeout_ms must be an int (ms; -1 or None: forever, "
                         f"0: no wait), not {type(value).__name__}")
-    return value
+    return min(value, _MAX_MS)

@@ -71,13 +71,31 @@ def encode(array):
     return raw, json.dumps(header, separators=(",", ":")).encode()
 
 
+def _descr_from_json(descr):
+    """A descr as JSON gives it back (lists) in the form numpy takes
+    (tuples), at every level of a nested structured dtype."""
+    if not isinstance(descr, list):
+        return descr
+    fields = []
+    for field in descr:
+        if not isinstance(field, list) or not 2 <= len(field) <= 3:
+            raise ValueError(f"bad field {field!r}")
+        name, sub = field[0], _descr_from_json(field[1])
+        if isinstance(name, list):
+            name = tuple(name)  # (title, name)
+        fields.append((name, sub, tuple(field[2])) if len(field) == 3 else
+                      (name, sub))
+    return fields
+
+
 def decode(metadata, data_size):
     """(dtype, shape, strides) from a header; NotAnArray if it is not one
     put_array wrote or does not match data_size."""
     np = _numpy()
     try:
         header = json.loads(bytes(metadata).decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the interpreter's stack.
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise NotAnArray("the object's metadata is not a gismo.ndarray header")
@@ -86,16 +104,21 @@ def decode(metadata, data_size):
             f"gismo.ndarray header version {header.get('version')} is not "
             f"supported (this is version {VERSION})")
     try:
-        descr = header["descr"]
-        if isinstance(descr, list):
-            descr = [tuple(tuple(x) if isinstance(x, list) else x
-                           for x in field) for field in descr]
-        dtype = np.lib.format.descr_to_dtype(descr)
+        dtype = np.lib.format.descr_to_dtype(_descr_from_json(header["descr"]))
         shape = tuple(int(d) for d in header["shape"])
         strides = tuple(int(s) for s in header["strides"])
         order = header["order"]
-    except (KeyError, TypeError, ValueError) as e:
+    except RecursionError:
+        raise NotAnArray("bad gismo.ndarray header: its descr is nested "
+                         "too deeply") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+            SyntaxError) as e:
         raise NotAnArray(f"bad gismo.ndarray header: {e}") from e
+    # Metadata written by another client is input: an object dtype would
+    # make numpy read raw words of shared memory as PyObject pointers.
+    if dtype.hasobject:
+        raise NotAnArray(f"gismo.ndarray header: dtype {dtype} holds Python "
+                         "objects (pointers), which cannot be shared")
     if order not in ("C", "F") or len(strides) != len(shape) or any(
             d < 0 for d in shape):
         raise NotAnArray("bad gismo.ndarray header: shape/strides/order")

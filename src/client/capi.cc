@@ -1,13 +1,17 @@
 // The C API: argument checks, then the C++ implementation; a Status becomes
 // a gismo_status_t here and nowhere else. No exception crosses this file.
 #include <gismo/gismo.h>
+#include <pthread.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <string>
 
 #include "client/client.h"
 #include "common/last_error.h"
@@ -19,9 +23,29 @@ struct gismo_client {
   static constexpr uint64_t kClosed = 0x636c6f7365642d67ull;
   uint64_t magic = kOpen;
   std::unique_ptr<gismo::client::ClientImpl> impl;
+  uint64_t fork_generation = 0;  // g_fork_generation when it connected
+  pid_t pid = 0;                 // the process that connected, for messages
 };
 
 namespace {
+
+// Forks. A child of fork() shares its parent's connection, slot and undo log
+// but runs none of its threads: a call there would act in the parent's
+// session as a second, unsynchronized writer (a lock taken twice, a held
+// count off by one, records leaked). So every call checks that it runs in
+// the process that connected: the handle keeps the fork generation it was
+// made in, and a pthread_atfork handler raises the generation in every
+// child. No system call per call. Relaxed: the handler runs in the child's
+// only thread before any of its code.
+std::atomic<uint64_t> g_fork_generation{0};
+
+void CountForksOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork(nullptr, nullptr,
+                   [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
+  });
+}
 
 // Closed handles stay allocated in a bounded quarantine: a call on one of
 // the most recent kQuarantine closed handles is reported, not undefined.
@@ -84,6 +108,12 @@ gismo_status_t CheckClient(const gismo_client_t* c) {
   if (c->magic != gismo_client::kOpen || !c->impl) {
     return Fail(GISMO_ERR_INVALID_ARGUMENT, "not a gismo client handle");
   }
+  if (c->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
+    return Fail(Status(GISMO_ERR_INVALID_ARGUMENT,
+                       "this client was connected by process " + std::to_string(c->pid) +
+                           ", of which this process is a forked child; connect again here "
+                           "(the parent's session is left alone)"));
+  }
   return GISMO_OK;
 }
 
@@ -106,11 +136,14 @@ extern "C" {
 gismo_status_t gismo_connect(const char* address, gismo_client_t** client) {
   GISMO_CHECK_ARG(client != nullptr, "client out-pointer is NULL");
   *client = nullptr;
+  CountForksOnce();
   return Guard([&] {
     auto impl = gismo::client::ClientImpl::Connect(address);
     if (!impl.ok()) return Fail(impl.status());
     auto* c = new gismo_client();
     c->impl = std::move(*impl);
+    c->fork_generation = g_fork_generation.load(std::memory_order_relaxed);
+    c->pid = getpid();
     *client = c;
     return GISMO_OK;
   });

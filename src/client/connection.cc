@@ -122,6 +122,12 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
                                                     "' is not the one the manager at " + addr_text +
                                                     " serves (set GISMO_REGION to its path here)"));
   }
+  if (w.slot == 0 || w.slot >= sb.max_clients) {
+    return abandon(Status(GISMO_ERR_PROTOCOL, "the manager assigned client slot " +
+                                                  std::to_string(w.slot) + ", which the region (" +
+                                                  std::to_string(sb.max_clients) +
+                                                  " slots) does not have"));
+  }
   c->region_ = std::move(*region);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
   if (!c->store_->SlotAlive()) {

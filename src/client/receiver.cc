@@ -86,7 +86,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         break;
       case MsgType::kFenceReply: {
         protocol::Reader rd(*payload);
-        const auto code = static_cast<gismo_status_t>(rd.U32());
+        const gismo_status_t code = protocol::StatusCodeFromWire(rd.U32());
         std::string msg = rd.Str();
         fence_replies_[h.request_id] =
             rd.ok() ? (code == GISMO_OK ? Status(GISMO_OK, msg) : Status(code, msg))

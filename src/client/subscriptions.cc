@@ -10,6 +10,7 @@
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "common/clock.h"
 
 namespace gismo::client {
 
@@ -82,7 +83,8 @@ Status ClientImpl::Subscribe(int* fd) {
 }
 
 Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   for (;;) {
     int efd;
     {
@@ -141,7 +143,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
     }
     if (Status s = CheckAlive(); !s.ok()) return s;
     int wait_ms = -1;
-    if (timeout_ms >= 0) {
+    if (!forever) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return Status(GISMO_ERR_TIMEOUT, "no notification");

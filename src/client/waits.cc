@@ -12,7 +12,8 @@ using protocol::MsgType;
 
 Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                        gismo_buffer_t* buffers) {
-  const uint64_t start = MonotonicNs();
+  const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   std::vector<size_t> pending;
   std::vector<size_t> taken;
   auto release_taken = [&] {
@@ -49,12 +50,19 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
   if (Status s = sweep(); !s.ok()) return s;
   if (pending.empty() || timeout_ms == 0) return Status();
 
-  auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::nanoseconds(
-          timeout_ms < 0 ? 0 : timeout_ms * 1000000 - static_cast<int64_t>(MonotonicNs() - start));
+  // One wait frame names every missing id; more than a frame may carry would
+  // make the manager drop the connection (and the session with it).
+  if (pending.size() > protocol::kMaxWaitIds) {
+    std::lock_guard<std::mutex> op(op_mu_);
+    release_taken();
+    return Status(GISMO_ERR_LIMIT, std::to_string(pending.size()) +
+                                       " of the objects are not sealed yet; a blocking get "
+                                       "waits for at most " +
+                                       std::to_string(protocol::kMaxWaitIds) +
+                                       " at once: get them in smaller groups, or with timeout 0");
+  }
   auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
-    if (timeout_ms < 0) {
+    if (forever) {
       state_cv_.wait(lk, pred);
       return true;
     }

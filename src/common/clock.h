@@ -4,6 +4,7 @@
 
 #include <time.h>
 
+#include <chrono>
 #include <cstdint>
 
 namespace gismo {
@@ -26,6 +27,21 @@ inline double MonotonicS() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// The steady-clock deadline `timeout_ms` after `from`, saturated: a
+// negative timeout ("forever") or one past what the clock can count
+// (INT64_MAX or 10^13 ms: "forever" in effect; timeout_ms * 10^6 would
+// overflow) gives time_point::max(), which callers treat as no deadline.
+inline std::chrono::steady_clock::time_point SteadyDeadline(
+    int64_t timeout_ms, std::chrono::steady_clock::time_point from) {
+  using std::chrono::steady_clock;
+  constexpr auto kNever = steady_clock::time_point::max();
+  if (timeout_ms < 0) return kNever;
+  const int64_t room_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(kNever - from).count();
+  if (timeout_ms >= room_ms) return kNever;
+  return from + std::chrono::milliseconds(timeout_ms);
 }
 
 }  // namespace gismo

@@ -58,7 +58,13 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
   txn.Write(entry.key, 0);
   txn.Write(entry.count, 0);
   GISMO_CRASH_POINT("recovery.before_commit");
-  if (!txn.Commit().ok()) return false;
+  if (Status s = txn.Commit(); !s.ok()) {
+    if (s.code() != GISMO_ERR_BAD_REGION) return false;
+    // The object's record or block is corrupt (rolled back, untouched):
+    // drop the dead client's entry only, so that recovery ends.
+    entry.key.store(0, std::memory_order_relaxed);
+    entry.count.store(0, std::memory_order_relaxed);
+  }
   GISMO_CRASH_POINT("recovery.after_entry");
   (void)dead;
   return true;

@@ -128,10 +128,8 @@ std::vector<uint8_t> EncodeFenceProcessResult(uint64_t request_id, const FencePr
 bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m) {
   m->slot = r.U32();
   m->session = r.U64();
-  const auto code = static_cast<gismo_status_t>(r.U32());
-  std::string msg = r.Str();
+  m->status = DecodeStatus(r, "fence result");
   m->killed = r.U8() != 0;
-  m->status = code == GISMO_OK ? Status() : Status(code, msg);
   return r.ok();
 }
 
@@ -174,10 +172,32 @@ std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s) {
 }
 
 Status DecodeError(Reader& r) {
-  auto code = static_cast<gismo_status_t>(r.U32());
+  Status s = DecodeStatus(r, "error message");
+  if (s.ok()) return Status(GISMO_ERR_PROTOCOL, "malformed error message (status OK)");
+  return s;
+}
+
+gismo_status_t StatusCodeFromWire(uint32_t value) {
+  switch (value) {
+#define GISMO_STATUS_FROM_WIRE_CASE_(name, short_name, v, message, py_class, py_base) \
+  case v:                                                                             \
+    return name;
+    GISMO_STATUS_CODES(GISMO_STATUS_FROM_WIRE_CASE_)
+#undef GISMO_STATUS_FROM_WIRE_CASE_
+  }
+  return GISMO_ERR_PROTOCOL;
+}
+
+Status DecodeStatus(Reader& r, std::string_view what) {
+  const uint32_t value = r.U32();
   std::string msg = r.Str();
-  if (!r.ok() || code == GISMO_OK) return Status(GISMO_ERR_PROTOCOL, "malformed error message");
-  return Status(code, msg);
+  if (!r.ok()) return Status(GISMO_ERR_PROTOCOL, "malformed " + std::string(what));
+  const gismo_status_t code = StatusCodeFromWire(value);
+  if (code == GISMO_ERR_PROTOCOL && value != GISMO_ERR_PROTOCOL) {
+    return Status(GISMO_ERR_PROTOCOL, std::string(what) + " carries unknown status code " +
+                                          std::to_string(value) + ": " + msg);
+  }
+  return code == GISMO_OK ? Status() : Status(code, msg);
 }
 
 std::string Address::ToString() const {

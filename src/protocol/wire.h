@@ -21,6 +21,10 @@ namespace gismo::protocol {
 inline constexpr uint32_t kProtocolVersion = 2;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 inline constexpr size_t kHeaderSize = 16;
+// The most ids a client names in one wait (kWait): far below what a frame
+// can carry (kMaxPayload / GISMO_ID_SIZE) and what the manager accepts.
+// gismo_get refuses a blocking get of more missing objects (GISMO_ERR_LIMIT).
+inline constexpr uint32_t kMaxWaitIds = 1u << 16;
 
 enum class MsgType : uint16_t {
   kHello = 1,          // client -> manager: version, node, pid, host, name
@@ -209,6 +213,15 @@ bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m);
 
 std::vector<uint8_t> EncodeError(uint64_t request_id, const Status& s);
 Status DecodeError(Reader& r);
+
+// A status code read from a peer: a value of the list in
+// gismo/status_codes.h, else GISMO_ERR_PROTOCOL (a peer cannot make a call
+// return a value outside gismo_status_t).
+gismo_status_t StatusCodeFromWire(uint32_t value);
+// Reads a status as written on the wire (u32 code, string message). A code
+// that is not in the list, or a truncated payload, gives GISMO_ERR_PROTOCOL
+// naming `what`.
+Status DecodeStatus(Reader& r, std::string_view what);
 
 // A parsed "unix:/path" or "tcp:host:port" address.
 struct Address {

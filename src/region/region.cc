@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -59,6 +60,39 @@ bool PeekSuperblockHead(int fd, uint64_t file_size, Superblock* head) {
   std::memcpy(static_cast<void*>(head), m, offsetof(Superblock, state));
   munmap(m, file_size);
   return true;
+}
+
+// "33538048 B (31.98 MiB)": exact, for messages comparing two sizes that
+// FormatSize alone may round to the same text.
+std::string ExactSize(uint64_t bytes) {
+  return std::to_string(bytes) + " B (" + FormatSize(bytes) + ")";
+}
+
+// Gives the first `size` bytes of the regular file `fd` backing store now,
+// so that no access to the mapping can fault for lack of space later (a
+// sparse file on a full tmpfs raises SIGBUS in whoever touches a new page).
+// A file system without fallocate is checked with statvfs instead if
+// `statvfs_fallback` (racy, but it catches a region larger than the whole
+// file system), else accepted (a device's file: sysfs, DAX).
+Status ReserveSpace(int fd, uint64_t size, const std::string& path, bool statvfs_fallback) {
+  int rc;
+  do {
+    rc = fallocate(fd, 0, 0, static_cast<off_t>(size));
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) return Status();
+  const int e = errno;
+  struct statvfs vfs {};
+  const bool have_vfs = fstatvfs(fd, &vfs) == 0;
+  const uint64_t avail = have_vfs ? uint64_t{vfs.f_bavail} * vfs.f_frsize : 0;
+  if (e == EOPNOTSUPP || e == ENOSYS) {
+    if (!statvfs_fallback || !have_vfs || avail >= size) return Status();
+  } else if (e != ENOSPC && e != EFBIG && e != EDQUOT) {
+    errno = e;
+    return Status(GISMO_ERR_IO, Errno("cannot reserve space for region", path));
+  }
+  return Status(GISMO_ERR_IO, "no room for region '" + path + "' of " + FormatSize(size) +
+                                  ": its file system has " + FormatSize(avail) +
+                                  " free; give a smaller --size or make room");
 }
 
 }  // namespace
@@ -159,6 +193,11 @@ Region::~Region() {
   if (fd_ >= 0) close(fd_);
 }
 
+Status Region::Corrupt(const std::string& what) const {
+  return Status(GISMO_ERR_BAD_REGION,
+                "region '" + path_ + "' is corrupt: " + what + " (gismo-fsck lists every problem)");
+}
+
 Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size) {
   struct stat st {};
   uint64_t align = kHeapAlign, dax_size = 0;
@@ -223,8 +262,8 @@ Status Region::Validate(uint64_t file_size) const {
   }
   if (sb.region_size > file_size) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is truncated: superblock says " +
-                                            FormatSize(sb.region_size) + ", file holds " +
-                                            FormatSize(file_size));
+                                            ExactSize(sb.region_size) + ", file holds " +
+                                            ExactSize(file_size));
   }
   if (sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kCoherent) &&
       sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kNonCoherent)) {
@@ -308,6 +347,10 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
 
 Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const FormatOptions& opts) {
   FormatOptions o = opts;
+  if (o.size > (1ull << 62)) {  // rounding up below would wrap around
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) + " is too large");
+  }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
@@ -337,6 +380,11 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
     } else if (ftruncate(fd, static_cast<off_t>(o.size)) != 0) {
       Status s(GISMO_ERR_IO,
                Errno("cannot size region", path) + " (is there room on its file system?)");
+      close(fd);
+      return s;
+    } else if (Status s = ReserveSpace(fd, o.size, path, true); !s.ok()) {
+      // Leave the file empty, not a sparse file that faults when touched.
+      (void)!ftruncate(fd, 0);
       close(fd);
       return s;
     }
@@ -420,6 +468,13 @@ Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
                           ". Refusing to overwrite it; pass --format to format it anew "
                           "(this destroys its contents)");
       }
+      // A sparse region file (formatted by an older build, or copied) is
+      // given its space now: the manager refuses to serve a region whose
+      // next page may not exist (SIGBUS in whoever touches it).
+      if (r.ok() && S_ISREG(st.st_mode) &&
+          static_cast<uint64_t>(st.st_blocks) * 512 < (*r)->size()) {
+        if (Status s = ReserveSpace((*r)->fd_, (*r)->size(), path, false); !s.ok()) return s;
+      }
       return r;
     }
   }
@@ -461,6 +516,11 @@ Result<uint64_t> ParseSize(const std::string& text) {
   if (mult == 0 || !(value >= 0) || std::isinf(value)) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "not a size: '" + text + "' (examples: 512MiB, 4GiB, 1048576)");
+  }
+  // 2^64 is exact as a double; anything at or above it does not fit (the
+  // conversion would be undefined, and gave 0).
+  if (value * mult >= 18446744073709551616.0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "size '" + text + "' is too large");
   }
   return static_cast<uint64_t>(value * mult);
 }

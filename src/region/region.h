@@ -134,6 +134,25 @@ class Region {
            (off - classes) % sizeof(ClassStripe) == offsetof(ClassStripe, lock);
   }
 
+  // Checks of indices and offsets read from the region, made before they
+  // are used: the region is a file format, and a corrupt one must give
+  // GISMO_ERR_BAD_REGION (Corrupt) naming the place, never an access outside
+  // the area the value indexes. gismo-fsck reports the same conditions.
+  bool ValidPage(uint64_t page) const { return page < sb_->num_pages; }
+  bool ValidPageRun(uint64_t first, uint64_t n) const {
+    return first < sb_->num_pages && n <= sb_->num_pages - first;
+  }
+  // [offset, offset + bytes) lies inside the heap.
+  bool ValidHeapBlock(uint64_t offset, uint64_t bytes) const {
+    return offset <= sb_->heap_size && bytes <= sb_->heap_size - offset;
+  }
+  // A record's global index.
+  bool ValidRecord(uint64_t global) const {
+    return global < uint64_t{num_shards_} * records_per_shard_;
+  }
+  // GISMO_ERR_BAD_REGION: "region 'PATH' is corrupt: WHAT; run gismo-fsck".
+  Status Corrupt(const std::string& what) const;
+
   // Where a hashed id lives (see layout.h for the encodings).
   uint32_t ShardOf(uint64_t hash) const { return ShardOfHash(hash, num_shards_); }
 

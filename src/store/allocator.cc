@@ -9,6 +9,8 @@ using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 namespace {
 constexpr uint32_t BlocksPerSlab(int cls) { return kPageSize / kClassSizes[cls]; }
+
+std::string PageName(uint64_t page) { return "heap page " + std::to_string(page); }
 }  // namespace
 
 int Allocator::ClassOf(uint64_t bytes) {
@@ -28,7 +30,11 @@ uint64_t Allocator::BlockSize(uint64_t bytes) {
 
 Result<uint64_t> Allocator::Allocate(Txn& txn, uint64_t bytes) {
   int cls = ClassOf(bytes == 0 ? 1 : bytes);
-  if (cls >= 0) return AllocateSmall(txn, cls);
+  if (cls >= 0) {
+    auto off = AllocateSmall(txn, cls);
+    if (off.ok() && txn.failed()) return txn.failure();  // a corrupt slab
+    return off;
+  }
   uint64_t npages = (bytes + kPageSize - 1) / kPageSize;
   auto first = AllocatePages(txn, npages);
   if (!first.ok()) return first.status();
@@ -44,22 +50,50 @@ bool LockOnce(Txn& txn, Word& lock) { return txn.Holds(lock) || txn.Lock(lock); 
 }  // namespace
 
 void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
+  if (!r_.ValidHeapBlock(heap_offset, bytes)) {
+    txn.Fail(r_.Corrupt("an object's block (heap offset " + std::to_string(heap_offset) + ", " +
+                        std::to_string(bytes) + " B) lies outside the heap"));
+    return;
+  }
   uint64_t page = heap_offset / kPageSize;
   int cls = ClassOf(bytes == 0 ? 1 : bytes);
   if (cls < 0) {
-    FreePages(txn, page, (bytes + kPageSize - 1) / kPageSize);
+    const uint64_t npages = (bytes + kPageSize - 1) / kPageSize;
+    const uint64_t info = r_.page(page).info.load(std::memory_order_relaxed);
+    if (heap_offset % kPageSize != 0 || PageInfoKind(info) != PageKind::kRun) {
+      txn.Fail(r_.Corrupt("an object of " + std::to_string(npages) + " pages at " + PageName(page) +
+                          " is not the head of a page run"));
+      return;
+    }
+    FreePages(txn, page, npages);
     return;
   }
   PageDesc& d = r_.page(page);
+  // The page's class and stripe say which lock guards it; read them again
+  // under that lock (they change only under it).
+  auto is_our_slab = [&](uint64_t i) {
+    return PageInfoKind(i) == PageKind::kSlab && PageInfoClass(i) == static_cast<uint32_t>(cls) &&
+           PageInfoStripe(i) < kStripes;
+  };
   uint64_t info = d.info.load(std::memory_order_relaxed);
+  if (!is_our_slab(info)) {
+    txn.Fail(r_.Corrupt("an object of class " + std::to_string(kClassSizes[cls]) + " B lies in " +
+                        PageName(page) + ", which is not a slab of that class"));
+    return;
+  }
   ClassStripe& cs = r_.class_stripe(PageInfoClass(info), PageInfoStripe(info));
   if (!LockOnce(txn, cs.lock)) return;
   info = d.info.load(std::memory_order_relaxed);  // stable under the lock
+  uint64_t used = d.used.load(std::memory_order_relaxed);
+  if (!is_our_slab(info) || used == 0 || used > BlocksPerSlab(cls)) {
+    txn.Fail(r_.Corrupt(PageName(page) + ": a slab of class " + std::to_string(kClassSizes[cls]) +
+                        " B counts " + std::to_string(used) + " blocks in use"));
+    return;
+  }
   uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
   txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
   GISMO_CRASH_POINT("free.block_cleared");
-  uint64_t used = d.used.load(std::memory_order_relaxed);
   txn.Write(d.used, used - 1);
   if (PageInfoOwner(info) != 0) return;  // its owner allocates from it
   bool was_full = used == BlocksPerSlab(cls);
@@ -76,6 +110,12 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
 uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
   PageDesc& d = r_.page(page);
   uint32_t cap = BlocksPerSlab(cls);
+  const uint64_t info = d.info.load(std::memory_order_relaxed);
+  if (PageInfoKind(info) != PageKind::kSlab || PageInfoClass(info) != static_cast<uint32_t>(cls)) {
+    txn.Fail(r_.Corrupt(PageName(page) + ", listed as a slab of class " +
+                        std::to_string(kClassSizes[cls]) + " B, is not one"));
+    return ~0ull;
+  }
   for (uint32_t w = 0; w * 64 < cap; ++w) {
     uint64_t bits = d.bitmap[w].load(std::memory_order_relaxed);
     uint32_t valid = std::min<uint32_t>(64, cap - w * 64);
@@ -88,12 +128,24 @@ uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
     txn.Write(d.used, d.used.load(std::memory_order_relaxed) + 1);
     return page * kPageSize + uint64_t{w * 64 + b} * kClassSizes[cls];
   }
-  return ~0ull;  // caller checked used < cap: unreachable
+  // The caller checked used < cap: only a corrupt slab gets here.
+  txn.Fail(r_.Corrupt(PageName(page) + ": a slab counting " +
+                      std::to_string(d.used.load(std::memory_order_relaxed)) +
+                      " blocks in use has no free block"));
+  return ~0ull;
+}
+
+bool Allocator::CheckLink(Txn& txn, uint64_t page_plus1, const char* what) {
+  if (page_plus1 == 0 || r_.ValidPage(page_plus1 - 1)) return true;
+  txn.Fail(r_.Corrupt(std::string(what) + " names page " + std::to_string(page_plus1 - 1) +
+                      ", past the heap's " + std::to_string(r_.num_pages())));
+  return false;
 }
 
 void Allocator::PushPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
   PageDesc& d = r_.page(page);
   uint64_t head = cs.partial_head.load(std::memory_order_relaxed);
+  if (!CheckLink(txn, head, "a partial-slab list head")) return;
   txn.Write(d.prev, 0);
   txn.Write(d.next, head);
   if (head != 0) txn.Write(r_.page(head - 1).prev, page + 1);
@@ -104,6 +156,10 @@ void Allocator::UnlinkPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
   PageDesc& d = r_.page(page);
   uint64_t prev = d.prev.load(std::memory_order_relaxed);
   uint64_t next = d.next.load(std::memory_order_relaxed);
+  if (!CheckLink(txn, prev, ("the partial-slab link of " + PageName(page)).c_str()) ||
+      !CheckLink(txn, next, ("the partial-slab link of " + PageName(page)).c_str())) {
+    return;
+  }
   if (prev != 0) {
     txn.Write(r_.page(prev - 1).next, next);
   } else if (cs.partial_head.load(std::memory_order_relaxed) == page + 1) {
@@ -122,6 +178,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
   Word& cur = r_.current_slabs(slot)[cls];
   const uint32_t cap = BlocksPerSlab(cls);
   if (uint64_t p1 = cur.load(std::memory_order_relaxed); p1 != 0) {
+    if (!CheckLink(txn, p1, "this client's current slab")) return txn.failure();
     PageDesc& d = r_.page(p1 - 1);
     if (d.used.load(std::memory_order_relaxed) < cap) return TakeBlock(txn, p1 - 1, cls);
     // Full: let it go; frees will put it on the partial list.
@@ -129,6 +186,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
     txn.Write(cur, 0);
   }
   if (uint64_t head = cs.partial_head.load(std::memory_order_relaxed); head != 0) {
+    if (!CheckLink(txn, head, "a partial-slab list head")) return txn.failure();
     uint64_t page = head - 1;
     UnlinkPartial(txn, cs, page);
     txn.Write(r_.page(page).info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
@@ -156,6 +214,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
     }
     uint64_t head = other.partial_head.load(std::memory_order_relaxed);
     if (head == 0) continue;  // lock stays held until commit; harmless
+    if (!CheckLink(txn, head, "a partial-slab list head")) return txn.failure();
     uint64_t page = head - 1;
     uint64_t off = TakeBlock(txn, page, cls);
     if (r_.page(page).used.load(std::memory_order_relaxed) == cap) {
@@ -222,6 +281,11 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
 }
 
 void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
+  if (!r_.ValidPageRun(first, npages)) {
+    txn.Fail(r_.Corrupt("a run of " + std::to_string(npages) + " pages at " + PageName(first) +
+                        " ends past the heap's " + std::to_string(r_.num_pages())));
+    return;
+  }
   AllocatorHeader& a = r_.alloc();
   if (!LockOnce(txn, a.page_lock)) return;
   PageDesc& d = r_.page(first);
@@ -244,7 +308,11 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
     ClassStripe& cs = r_.class_stripe(cls, stripe);
     if (!txn.Lock(cs.lock)) return false;
     uint64_t p1 = cur[cls].load(std::memory_order_relaxed);
-    if (p1 != 0) {
+    if (p1 != 0 && !r_.ValidPage(p1 - 1)) {
+      // A current slab past the heap (a corrupt slot): nothing to give back;
+      // forget it so that recovery goes on.
+      txn.Write(cur[cls], 0);
+    } else if (p1 != 0) {
       uint64_t page = p1 - 1;
       PageDesc& d = r_.page(page);
       uint64_t used = d.used.load(std::memory_order_relaxed);

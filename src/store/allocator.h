@@ -62,6 +62,9 @@ class Allocator {
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   uint64_t LargestFreeRun() const;
+  // True if `page_plus1` (a page index + 1 read from the region, 0: none)
+  // names a heap page; else fails `txn` with BAD_REGION naming `what`.
+  bool CheckLink(Txn& txn, uint64_t page_plus1, const char* what);
 
   const region::Region& r_;
 };

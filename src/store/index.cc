@@ -105,9 +105,19 @@ Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
   }
   const uint64_t nu = sh.next_unused.load(std::memory_order_relaxed);
   if (nu >= r.records_per_shard()) {
+    // Ids hash to shards; the first shard to fill ends creates of its ids
+    // while others still have room: with random ids that happens at about
+    // 90-105% of max_objects (doc/region-format.md, "Object index").
+    uint64_t live = 0;
+    for (uint32_t s = 0; s < r.num_shards(); ++s) {
+      live += r.shard(s).count.load(std::memory_order_relaxed);
+    }
     return Status(GISMO_ERR_OUT_OF_MEMORY,
-                  "the object index is full (" + std::to_string(r.sb().max_objects) +
-                      " objects); format the region with a larger --max-objects");
+                  "the object index is full where this id hashes (shard " + std::to_string(shard) +
+                      " holds its " + std::to_string(r.records_per_shard()) + " records; " +
+                      std::to_string(live) + " objects in all, format capacity " +
+                      std::to_string(r.sb().max_objects) +
+                      "); delete some, or format the region with a larger --max-objects");
   }
   txn.Write(sh.next_unused, nu + 1);
   return static_cast<uint32_t>(nu);

@@ -175,8 +175,8 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   GISMO_CRASH_POINT("get.before_commit");
   const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
   const uint64_t offset = rec.heap_offset.load(std::memory_order_relaxed);
-  if (offset + BlockBytes(SizesData(sizes), SizesMeta(sizes)) > r_.heap_size()) {
-    return Status(GISMO_ERR_BAD_REGION, "object " + Hex(id) + "'s record points outside the heap");
+  if (!r_.ValidHeapBlock(offset, BlockBytes(SizesData(sizes), SizesMeta(sizes)))) {
+    return r_.Corrupt("object " + Hex(id) + "'s record points outside the heap");
   }
   if (Status s = txn.Commit(); !s.ok()) return s;
   const uint8_t* block = r_.heap() + offset;

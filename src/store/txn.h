@@ -69,6 +69,10 @@ class Txn {
   // Bits [first, first + n), all 1 now, become 0.
   void ClearBits(region::Word* bitmap, uint64_t first, uint64_t n);
 
+  // Marks the Txn failed (the first reason is kept): the writes after it do
+  // nothing and Commit() rolls back and returns `why`. For callees that find
+  // the region corrupt where they cannot return a status.
+  void Fail(Status why);
   bool failed() const { return !failure_.ok(); }
   const Status& failure() const { return failure_; }
   // Commits, or, if the Txn failed, rolls back and returns why.
@@ -84,7 +88,6 @@ class Txn {
   bool SessionLive() const;
   void Unlock(uint32_t i);
   void ReleaseLocks();
-  void Fail(Status why);
 
   const region::Region& r_;
   uint32_t slot_;

@@ -375,6 +375,68 @@ TEST_F(CliTest, FsckOnlineThenOffline) {
   EXPECT_NE(missing.err.find("cannot open region"), std::string::npos) << missing.err;
 }
 
+// Careless input (issue 16): each of these aborted, read without bound, stored
+// nothing, or was accepted.
+TEST_F(CliTest, EndlessAndSizelessInputs) {
+  // /dev/zero never ends: reading stops at the store's free space.
+  CmdResult zero = Gismo({"put", "--name", "z", "/dev/zero"});
+  EXPECT_EQ(zero.code, 1) << zero.err;
+  EXPECT_NE(zero.err.find("free space"), std::string::npos) << zero.err;
+  EXPECT_EQ(Gismo({"stat", "--name", "z"}).code, 4);
+  // A /proc file says 0 bytes in stat but has content: read until EOF.
+  CmdResult proc = Gismo({"put", "--name", "c", "/proc/self/status"});
+  ASSERT_EQ(proc.code, 0) << proc.err;
+  json st = GismoJson({"stat", "--name", "c"});
+  EXPECT_GT(st["size"].get<uint64_t>(), 0u) << st.dump();
+}
+
+TEST_F(CliTest, NamesAndPathsThatAreNotUtf8WithJson) {
+  const std::string name = "bad\xff\xfename";
+  CmdResult put = Gismo({"put", "--json", "--name", name, "-"}, "data");
+  ASSERT_EQ(put.code, 0) << put.err;
+  json j = json::parse(put.out);
+  EXPECT_EQ(j["id"], gismo::ObjectId::FromName(name).Hex());
+  const std::string out = TempPath("out\xff");
+  CmdResult get = Gismo({"get", "--json", "--name", name, out});
+  EXPECT_EQ(get.code, 0) << get.err;
+  EXPECT_NO_THROW(json::parse(get.out)) << get.out;
+  EXPECT_EQ(ReadFile(out), "data");
+  unlink(out.c_str());
+}
+
+TEST_F(CliTest, FsckJsonAndNegativeLimit) {
+  ASSERT_EQ(Gismo({"put", "--name", "f", "-"}, "fsck me").code, 0);
+  CmdResult fsck = Gismo({"fsck", "--json"});
+  ASSERT_EQ(fsck.code, 0) << fsck.out << fsck.err;
+  json j = json::parse(fsck.out);
+  EXPECT_EQ(j["sound"], true);
+  EXPECT_EQ(j["objects"], 1);
+  EXPECT_EQ(j["mode"], "online");
+  CmdResult ls = Gismo({"ls", "--limit", "-1"});
+  EXPECT_EQ(ls.code, 2) << ls.out;
+  EXPECT_NE(ls.err.find("--limit"), std::string::npos) << ls.err;
+}
+
+// A timeout meaning "forever" waits (it overflowed into "at once": exit 5).
+TEST_F(CliTest, GetWithAnEndlessTimeoutWaits) {
+  const std::string out = TempPath("later");
+  for (const char* forever : {"9223372036854775807", "10000000000000"}) {
+    RunningCmd get = GismoStart({"get", "--name", "later", out, "--timeout-ms", forever});
+    // It stays connected, waiting (it used to give up at once: exit 5).
+    gismo::Client c = Connect();
+    ASSERT_TRUE(WaitFor([&] {
+      auto u = c.Usage();
+      return u.ok() && u->client_count >= 2;
+    })) << "gismo get did not stay connected";
+    ASSERT_EQ(Gismo({"put", "--name", "later", "-"}, "at last").code, 0);
+    CmdResult r = FinishGismo(get);
+    EXPECT_EQ(r.code, 0) << forever << ": " << r.err;
+    EXPECT_EQ(ReadFile(out), "at last");
+    ASSERT_EQ(Gismo({"rm", "--name", "later"}).code, 0);
+  }
+  unlink(out.c_str());
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);

@@ -84,3 +84,35 @@ def test_bad_arrays(client, oid):
     client.put_array(oid, np.zeros(3))
     with pytest.raises(gismo.ObjectExists):
         client.put_array(oid, np.zeros(3))
+
+
+def _put_header(client, oid, descr, shape, strides, data=b""):
+    client.put_bytes(oid, data, metadata=json.dumps(
+        {"format": "gismo.ndarray", "version": 1, "descr": descr,
+         "shape": shape, "strides": strides, "order": "C"}).encode())
+
+
+@pytest.mark.parametrize("descr", [
+    "|O",
+    [["a", "<i8"], ["b", "|O"]],
+    [["outer", [["inner", "|O"]]]],
+    [["sub", "|O", [2]]],
+])
+def test_get_array_refuses_object_dtypes(client, descr):
+    """Another client's header naming Python objects: numpy would turn the
+    shared bytes into pointers (touching one crashed the reader)."""
+    oid = gismo.ObjectID.random()
+    _put_header(client, oid, descr, [2], [16], b"\x41" * 32)
+    with pytest.raises(gismo.NotAnArray, match="objects"):
+        client.get_array(oid)
+    assert client.stat(oid)["refs"] == 0
+
+
+def test_get_array_of_deeply_nested_metadata(client):
+    """Nesting past the interpreter's recursion limit: the package's error,
+    not RecursionError."""
+    deep = gismo.ObjectID.random()
+    client.put_bytes(deep, b"", metadata=b"[" * 100000 + b"]" * 100000)
+    with pytest.raises(gismo.NotAnArray):
+        client.get_array(deep)
+    assert client.stat(deep)["refs"] == 0

@@ -89,6 +89,30 @@ def test_single_get_times_out(client, oid):
     client.abort(oid)
 
 
+@pytest.mark.parametrize("forever", [2**62, 10**13, 2**63 - 1, 2**70])
+def test_timeouts_meaning_forever_wait(client, other, oid, forever):
+    """A timeout too long to count in nanoseconds waits (it overflowed into
+    "at once": Timeout)."""
+    import threading
+    got = []
+
+    def getter():
+        try:
+            got.append(client.get(oid, timeout_ms=forever))
+        except gismo.Error as e:
+            got.append(e)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    t.join(0.3)  # give it time to wait (the object does not exist yet)
+    other.put_bytes(oid, b"late")
+    t.join(30)
+    assert not t.is_alive()
+    assert len(got) == 1 and isinstance(got[0], gismo.Buffer), got
+    assert bytes(got[0]) == b"late"
+    got[0].release()
+
+
 def test_ids_as_raw_bytes(client, oid):
     client.put_bytes(oid.binary, b"raw")
     assert client.contains(bytearray(oid.binary))

@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "client/client.h"
@@ -14,7 +16,7 @@
 
 int main(int argc, char** argv) {
   std::string region_path = "/dev/shm/gismo", address;
-  bool online = false, quiet = false;
+  bool online = false, quiet = false, json = false;
   uint64_t lock_wait_ms = 0;
   CLI::App app{
       "gismo-fsck: verifies a gismo region: every byte of the heap free or owned by exactly one\n"
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
                  "Online: give up (exit 3) when one lock stays busy this long (default: the "
                  "region's lock wait)");
   app.add_flag("-q,--quiet", quiet, "Print problems only");
+  app.add_flag("--json", json, "Print one JSON object (the report) instead of text");
   CLI11_PARSE(app, argc, argv);
 
   gismo::fsck::Report rep;
@@ -59,6 +62,27 @@ int main(int argc, char** argv) {
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (json) {
+    nlohmann::json j = {{"region", region_path},
+                        {"sound", rep.sound()},
+                        {"mode", rep.stopped_the_world ? "online" : "offline"},
+                        {"problems", rep.problems},
+                        {"objects", rep.objects},
+                        {"sealed", rep.sealed},
+                        {"unsealed", rep.unsealed},
+                        {"deleting", rep.deleting},
+                        {"object_bytes", rep.object_bytes},
+                        {"pages_used", rep.pages_used},
+                        {"slab_pages", rep.slab_pages},
+                        {"run_pages", rep.run_pages},
+                        {"pages_free", rep.pages_free},
+                        {"live_clients", rep.live_clients},
+                        {"held_references", rep.held_references},
+                        {"check_ms", ms}};
+    // A path need not be UTF-8: invalid bytes print as U+FFFD.
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    return rep.sound() ? 0 : 1;
+  }
   for (const auto& p : rep.problems) printf("problem: %s\n", p.c_str());
   if (!quiet) {
     printf(

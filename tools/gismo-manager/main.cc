@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
                  "Address to serve: unix:/path or tcp:host:port (repeatable; default "
                  "unix:/tmp/gismo.sock)");
   app.add_option("--max-objects", max_objects,
-                 "Object index capacity of a new region (default: one per 4 KiB of --size)")
+                 "Object index capacity of a new region (default: one per 4 KiB of --size). "
+                 "Ids hash to shards and the first full shard ends creates: expect the index "
+                 "to refuse at 90-105% of this; ask 15% more than you need")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 31));
   app.add_option("--max-clients", max_clients,
                  "Client slots of a new region (default: 128, or 32 below 256 MiB)")

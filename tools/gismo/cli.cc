@@ -151,6 +151,11 @@ nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns) {
   };
 }
 
-void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+void PrintJson(const nlohmann::json& j) {
+  // Names and paths come from the user and need not be UTF-8, which JSON
+  // requires: bytes that are not valid UTF-8 are printed as U+FFFD instead
+  // of aborting (dump() would throw after the object or file was written).
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
 
 }  // namespace gismo::cli

@@ -45,6 +45,7 @@ int RunFsck(const FsckArgs& a) {
     if (!a.common.address.empty()) args.insert(args.end(), {"--address", a.common.address});
   }
   if (a.quiet) args.push_back("--quiet");
+  if (a.common.json) args.push_back("--json");
   std::vector<char*> argv;
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -61,6 +62,7 @@ Runner SetupFsck(CLI::App* cmd) {
                   "Check this region offline (nothing may run on it) instead of online "
                   "through the manager");
   cmd->add_flag("-q,--quiet", a->quiet, "Print problems only");
+  cmd->add_flag("--json", a->common.json, "Print the report as one JSON object");
   cmd->add_option("--address", a->common.address,
                   "Manager to check through (default $GISMO_ADDRESS, else unix:/tmp/gismo.sock)");
   cmd->footer(

@@ -18,7 +18,7 @@ struct LsArgs {
   std::string prefix;  // of the hex id, any case
   std::string sort = "id";
   bool reverse = false;
-  size_t limit = 0;  // 0: no limit
+  int64_t limit = 0;  // 0: no limit
 };
 
 std::string Lower(std::string s) {
@@ -27,6 +27,7 @@ std::string Lower(std::string s) {
 }
 
 int RunLs(LsArgs a) {
+  if (a.limit < 0) Fail(kExitUsage, "--limit must be 0 (all) or more");
   a.prefix = Lower(a.prefix);
   if (a.prefix.size() > 2 * ObjectId::kSize ||
       a.prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
@@ -65,7 +66,7 @@ int RunLs(LsArgs a) {
   std::sort(rows.begin(), rows.end(), [&](const Row& x, const Row& y) {
     return a.reverse ? key_less(y, x) : key_less(x, y);
   });
-  if (a.limit != 0 && rows.size() > a.limit) rows.resize(a.limit);
+  if (a.limit != 0 && rows.size() > static_cast<uint64_t>(a.limit)) rows.resize(a.limit);
 
   const uint64_t now = NowNs();
   if (a.common.json) {

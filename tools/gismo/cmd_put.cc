@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,7 +35,10 @@ class Input {
     struct stat st {};
     if (fstat(fd_, &st) != 0) Fail(kExitLocalIo, "cannot stat '" + path + "': " + Errno());
     if (S_ISDIR(st.st_mode)) Fail(kExitLocalIo, "'" + path + "' is a directory");
-    if (S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
+    // A regular file is read straight into the region at its stated size.
+    // One that says 0 bytes may be a /proc or sysfs file whose size is not
+    // known before it is read: it is streamed, like a pipe.
+    if (S_ISREG(st.st_mode) && st.st_size > 0) size_ = static_cast<uint64_t>(st.st_size);
   }
   ~Input() {
     if (fd_ > STDIN_FILENO) close(fd_);
@@ -63,14 +67,22 @@ class Input {
       n -= r;
     }
   }
-  std::vector<uint8_t> ReadAll() {
+  // Reads to the end of the input; fails with kExitStore once it holds more
+  // than `limit` bytes (an endless stream such as /dev/zero ends there).
+  std::vector<uint8_t> ReadAll(uint64_t limit) {
     std::vector<uint8_t> data;
     size_t used = 0;
     for (;;) {
-      if (data.size() - used < 64 * 1024) data.resize(std::max<size_t>(2 * data.size(), 1 << 20));
+      if (data.size() - used < 64 * 1024) {
+        data.resize(std::min<uint64_t>(std::max<size_t>(2 * data.size(), 1 << 20), limit + 1));
+      }
       size_t r = Read(data.data() + used, data.size() - used);
       if (r == 0) break;
       used += r;
+      if (used > limit) {
+        Fail(kExitStore, name() + " holds more than the store's " + FormatSize(limit) +
+                             " of free space; stopped reading");
+      }
     }
     data.resize(used);
     return data;
@@ -102,7 +114,11 @@ int RunPut(PutArgs a) {
     in.ReadExactly(buf->data(), size);  // on failure ~MutableBuffer aborts the object
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   } else {
-    std::vector<uint8_t> data = in.ReadAll();
+    // A stream's size is known only at its end: it is read into memory, up
+    // to what the store could hold.
+    auto usage = client.Usage();
+    if (!usage.ok()) Fail(usage.status(), what);
+    std::vector<uint8_t> data = in.ReadAll(usage->largest_free_bytes);
     size = data.size();
     if (Status s = client.Put(id, data, meta); !s.ok()) Fail(s, what);
   }

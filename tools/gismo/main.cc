@@ -1,6 +1,8 @@
 // gismo: inspect and operate a gismo store from the shell.
 #include <cstdio>
+#include <exception>
 #include <iterator>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +69,12 @@ int Main(int argc, char** argv) {
     } catch (const Error& e) {
       fprintf(stderr, "gismo %s: %s\n", cmd->get_name().c_str(), e.what());
       return e.code();
+    } catch (const std::bad_alloc&) {
+      fprintf(stderr, "gismo %s: out of memory\n", cmd->get_name().c_str());
+      return kExitStore;
+    } catch (const std::exception& e) {
+      fprintf(stderr, "gismo %s: %s\n", cmd->get_name().c_str(), e.what());
+      return kExitStore;
     }
   }
   return kExitUsage;  // unreachable: require_subcommand(1)
