@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "raw_peer.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 
@@ -217,6 +218,70 @@ TEST(WireTest, WelcomeRoundTrips) {
   EXPECT_EQ(back.region_path, m.region_path);
 }
 
+TEST(WireTest, AdmissionMessagesRoundTrip) {
+  Challenge c;
+  c.nonce = RandomNonce();
+  c.key_required = true;
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeChallenge(c), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kChallenge);
+  {
+    Reader r(payload);
+    Challenge back;
+    ASSERT_TRUE(DecodeChallenge(r, &back));
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back.protocol_version, kProtocolVersion);
+    EXPECT_EQ(back.nonce, c.nonce);
+    EXPECT_TRUE(back.key_required);
+  }
+  Access a;
+  a.uuid[0] = 1;
+  a.uuid[1] = 2;
+  a.region_size = 3;
+  a.region_path = "/dev/shm/x";
+  a.has_mac = true;
+  a.mac[5] = 9;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeAccess(a), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kAccess);
+  {
+    Reader r(payload);
+    Access back;
+    ASSERT_TRUE(DecodeAccess(r, &back));
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back.uuid[0], 1u);
+    EXPECT_EQ(back.uuid[1], 2u);
+    EXPECT_EQ(back.region_size, 3u);
+    EXPECT_EQ(back.region_path, a.region_path);
+    EXPECT_TRUE(back.has_mac);
+    EXPECT_EQ(back.mac, a.mac);
+  }
+  Mac proof{};
+  proof[0] = 1;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeProof(proof), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kProof);
+  {
+    Reader r(payload);
+    Mac back{};
+    ASSERT_TRUE(DecodeProof(r, &back));
+    EXPECT_EQ(back, proof);
+  }
+  // A hello's nonce and MAC travel too.
+  Hello hello;
+  hello.client_nonce = RandomNonce();
+  hello.has_mac = true;
+  hello.mac[31] = 7;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeHello(hello), &h, &payload)));
+  {
+    Reader r(payload);
+    Hello back;
+    ASSERT_TRUE(DecodeHello(r, &back));
+    EXPECT_EQ(back.client_nonce, hello.client_nonce);
+    EXPECT_TRUE(back.has_mac);
+    EXPECT_EQ(back.mac, hello.mac);
+  }
+}
+
 TEST(WireTest, ErrorRoundTrips) {
   FrameHeader h;
   std::vector<uint8_t> payload;
@@ -312,10 +377,11 @@ TEST(WireTest, EveryOtherMessageRoundTrips) {
 TEST(WireTest, EveryMessageTypeIsCovered) {
   // Messages with encoders of their own are round-tripped by the tests
   // above; the rest are plain.
-  constexpr int kLast = static_cast<int>(MsgType::kFenceResult);
+  constexpr int kLast = static_cast<int>(MsgType::kProof);
   std::vector<bool> seen(kLast + 1, false);
   for (MsgType t : {MsgType::kHello, MsgType::kWelcome, MsgType::kError, MsgType::kFence,
-                    MsgType::kFenceProcess, MsgType::kFenceResult}) {
+                    MsgType::kFenceProcess, MsgType::kFenceResult, MsgType::kChallenge,
+                    MsgType::kAccess, MsgType::kProof}) {
     seen[static_cast<int>(t)] = true;
   }
   for (const auto& m : PlainMessages()) seen[static_cast<int>(m.type)] = true;
@@ -481,70 +547,10 @@ TEST(WireTest, ParseAddressRejectsWhatItCannotUse) {
 
 // ---- A manager and peers that break the protocol ----------------------------
 
-// A raw connection to a manager, speaking the protocol by hand.
-class RawPeer {
- public:
-  explicit RawPeer(const std::string& address) {
-    auto a = ParseAddress(address);
-    EXPECT_TRUE(a.ok());
-    if (!a.ok()) return;
-    auto fd = ConnectTo(*a, 10000);
-    EXPECT_TRUE(fd.ok()) << fd.status().ToString();
-    if (fd.ok()) fd_ = *fd;
-  }
-  ~RawPeer() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int fd() const { return fd_; }
-  Status Send(const std::vector<uint8_t>& frame) {
-    return SendAll(fd_, frame.data(), frame.size());
-  }
-  Status Receive(FrameHeader* h, std::vector<uint8_t>* payload) {
-    return RecvFrame(fd_, h, payload);
-  }
-  // Registers as a client; the manager's welcome.
-  Welcome Hello() {
-    protocol::Hello hello;
-    hello.pid = static_cast<uint64_t>(getpid());
-    hello.host = "test";
-    hello.name = "raw peer";
-    EXPECT_TRUE(IsOk(Send(EncodeHello(hello))));
-    FrameHeader h;
-    std::vector<uint8_t> payload;
-    Welcome w;
-    EXPECT_TRUE(IsOk(Receive(&h, &payload)));
-    EXPECT_EQ(h.type, MsgType::kWelcome);
-    Reader r(payload);
-    EXPECT_TRUE(DecodeWelcome(r, &w));
-    return w;
-  }
-  // True once the manager has closed the connection (after at most
-  // timeout_ms); frames it sends before that are skipped.
-  bool ClosedByManager(int timeout_ms = 30000) {
-    for (;;) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, timeout_ms) != 1) return false;
-      FrameHeader h;
-      std::vector<uint8_t> payload;
-      Status s = Receive(&h, &payload);
-      if (s.code() == GISMO_ERR_CONNECTION) return true;
-      if (!s.ok()) return false;
-    }
-  }
-
- private:
-  int fd_ = -1;
-};
+using gismo::testing::RawPeer;
 
 // The next frame from the manager is an error; its status.
-Status ExpectError(RawPeer& peer) {
-  FrameHeader h;
-  std::vector<uint8_t> payload;
-  if (Status s = peer.Receive(&h, &payload); !s.ok()) return s;
-  EXPECT_EQ(h.type, MsgType::kError);
-  Reader r(payload);
-  return DecodeError(r);
-}
+Status ExpectError(RawPeer& peer) { return peer.ExpectError(); }
 
 TEST(ManagerProtocolTest, OversizedFrameClosesTheConnection) {
   InProcessManager mgr;
@@ -566,6 +572,7 @@ TEST(ManagerProtocolTest, PeerMustSayHelloFirst) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer peer(mgr.address());
+  peer.ReadChallenge();
   ASSERT_TRUE(IsOk(peer.Send(Writer().Frame(MsgType::kHeartbeat, 0))));
   Status s = ExpectError(peer);
   EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL);
@@ -578,6 +585,7 @@ TEST(ManagerProtocolTest, MalformedHelloAndOtherVersionsAreRefused) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   {
     RawPeer peer(mgr.address());
+    peer.ReadChallenge();
     std::vector<uint8_t> hello = EncodeHello(Hello{});
     hello.resize(kHeaderSize + 10);  // cut inside its fields, length adjusted
     uint32_t length = 10;
@@ -588,6 +596,7 @@ TEST(ManagerProtocolTest, MalformedHelloAndOtherVersionsAreRefused) {
   }
   {
     RawPeer peer(mgr.address());
+    peer.ReadChallenge();
     Hello future;
     future.protocol_version = kProtocolVersion + 1;
     ASSERT_TRUE(IsOk(peer.Send(EncodeHello(future))));
@@ -608,7 +617,7 @@ TEST(ManagerProtocolTest, SilentClientsLeaseExpires) {
   InProcessManager mgr(options);
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer silent(mgr.address());
-  Welcome w = silent.Hello();
+  Welcome w = silent.Hello(mgr.region_path());
   EXPECT_EQ(w.lease_ms, 200u);
   EXPECT_NE(w.slot, 0u);
   EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), 0u);
