@@ -213,6 +213,35 @@ TEST(AdmissionTest, PeerTextCannotForgeLogLines) {
   }
 }
 
+// Refusals are logged one a second, the rest counted: a flood of bad
+// peers is not a flood of log lines.
+TEST(AdmissionTest, RefusalsDoNotFloodTheLog) {
+  auto out = std::make_shared<std::ostringstream>();
+  auto old = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*out)));
+  {
+    InProcessManager mgr;
+    ASSERT_TRUE(IsOk(mgr.Start()));
+    for (int i = 0; i < 200; ++i) {
+      RawPeer peer(mgr.address());
+      peer.ReadChallenge();
+      ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0))));
+      EXPECT_TRUE(peer.ClosedByManager());
+    }
+    EXPECT_EQ(mgr.stats().peers_refused.load(std::memory_order_relaxed), 200u);
+    mgr.Stop();
+  }
+  spdlog::set_default_logger(old);
+  std::istringstream lines(out->str());
+  int refused_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    refused_lines += line.find("refused") != std::string::npos;
+  }
+  EXPECT_GE(refused_lines, 1);
+  EXPECT_LT(refused_lines, 50) << out->str();
+}
+
 // ---- the cluster key ---------------------------------------------------
 
 TEST(KeyTest, TcpPeersWithoutTheKeyAreRefusedAndHoldNothing) {

@@ -176,6 +176,8 @@ class Manager::Impl {
   // accept then takes the waiting connection off the queue (and drops it),
   // instead of the loop spinning on EMFILE.
   int reserve_fd_ = -1;
+  uint64_t last_refusal_log_ns_ = 0;
+  uint64_t refusals_unlogged_ = 0;            // since the last summary
   std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
 
  private:
@@ -944,7 +946,9 @@ void Manager::Impl::AcceptFailed(Acceptor& a, const asio::error_code& ec,
       if (fd >= 0) close(fd);
       reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    spdlog::warn("accept: out of file descriptors ({} connections); dropped one", sessions_.size());
+    ++refusals_unlogged_;
+    spdlog::debug("accept: out of file descriptors ({} connections); dropped one",
+                  sessions_.size());
   } else {
     spdlog::warn("accept: {}", ec.message());
   }
@@ -982,8 +986,9 @@ void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::stri
   if (sessions_.size() >= max_connections_ &&
       !EvictOldestUnadmitted("the manager has too many connections")) {
     ++stats_.peers_refused;
-    spdlog::warn("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
-                 sessions_.size());
+    ++refusals_unlogged_;
+    spdlog::debug("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
+                  sessions_.size());
     sessions_.insert(s);  // OnClosed erases it
     s->Send(protocol::EncodeError(
         0, Status(GISMO_ERR_LIMIT, "the manager serves " + std::to_string(sessions_.size() - 1) +
@@ -1060,7 +1065,16 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
 void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
                            const std::string& log) {
   ++stats_.peers_refused;
-  spdlog::warn("refused {}: {}", s->Describe(), log);
+  // A flood of refusals must not become a flood of log lines: one a second,
+  // the rest counted (and summed up by Tick).
+  const uint64_t now = MonotonicNs();
+  if (now - last_refusal_log_ns_ >= 1000 * kMs) {
+    last_refusal_log_ns_ = now;
+    spdlog::warn("refused {}: {}", s->Describe(), log);
+  } else {
+    ++refusals_unlogged_;
+    spdlog::debug("refused {}: {}", s->Describe(), log);
+  }
   s->Send(protocol::EncodeError(0, why));
   OnClosed(s, log);
 }
@@ -1406,6 +1420,11 @@ void Manager::Impl::Tick() {
           now - s->accepted_ns > uint64_t{opt_.admission_timeout_ms} * kMs) {
         late.push_back(s);
       }
+    }
+    if (refusals_unlogged_ > 0 && now - last_refusal_log_ns_ >= 1000 * kMs) {
+      spdlog::warn("refused {} more peer(s) (see --log-level debug)", refusals_unlogged_);
+      refusals_unlogged_ = 0;
+      last_refusal_log_ns_ = now;
     }
     for (const auto& s : late) {
       ++stats_.admission_timeouts;

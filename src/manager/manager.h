@@ -69,8 +69,9 @@ struct ManagerOptions {
   // Frames queued to one peer that does not read; beyond, it is disconnected.
   uint32_t max_output_bytes = 1u << 20;
   // Ids one client may wait for at once, and all clients together.
-  uint32_t max_wait_ids = 1u << 18;
-  uint32_t max_total_wait_ids = 1u << 21;
+  // (About 200 bytes of manager memory each.)
+  uint32_t max_wait_ids = 1u << 16;
+  uint32_t max_total_wait_ids = 1u << 19;
 };
 
 // Counters the manager keeps (exported by `gismo status` and metrics).
