@@ -960,12 +960,17 @@ void Manager::Impl::AcceptFailed(Acceptor& a, const asio::error_code& ec,
 }
 
 bool Manager::Impl::EvictOldestUnadmitted(const std::string& why) {
+  // Peers that have not said hello go first (a connection flood), oldest
+  // first; a client proving the region goes last.
   std::shared_ptr<Session> oldest;
+  auto before = [](const Session& a, const Session& b) {
+    const bool a_silent = a.stage == Session::Stage::kHello;
+    const bool b_silent = b.stage == Session::Stage::kHello;
+    if (a_silent != b_silent) return a_silent;
+    return a.accepted_ns < b.accepted_ns;
+  };
   for (const auto& s : sessions_) {
-    if (s->stage != Session::Stage::kAdmitted &&
-        (!oldest || s->accepted_ns < oldest->accepted_ns)) {
-      oldest = s;
-    }
+    if (s->stage != Session::Stage::kAdmitted && (!oldest || before(*s, *oldest))) oldest = s;
   }
   if (!oldest) return false;
   Refuse(oldest, Status(GISMO_ERR_LIMIT, why + "; try again"), why);

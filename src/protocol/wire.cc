@@ -15,6 +15,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/clock.h"
+
 namespace gismo::protocol {
 
 void EncodeHeader(const FrameHeader& h, uint8_t out[kHeaderSize]) {
@@ -357,8 +359,10 @@ Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout
   if (rc != 0 && errno != EINPROGRESS) {
     int e = errno;
     close(fd);
-    return Status(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
-                                            " (is gismo-manager running there?)");
+    Status s(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
+                                       " (is gismo-manager running there?)");
+    errno = e;  // for the caller: EAGAIN is worth another try
+    return s;
   }
   if (rc != 0) {
     Status s = WaitConnected(fd, timeout_ms, what);
@@ -383,7 +387,15 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     std::strncpy(sa.sun_path, a.path.c_str(), sizeof(sa.sun_path) - 1);
-    return ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+    // EAGAIN: the manager's listen queue is full (a burst of connections);
+    // it drains as the manager accepts: try again until the time is up.
+    const uint64_t give_up =
+        timeout_ms < 0 ? UINT64_MAX : MonotonicNs() / 1000000 + uint64_t(timeout_ms);
+    for (int pause_ms = 1;; pause_ms = std::min(pause_ms * 2, 100)) {
+      auto fd = ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+      if (fd.ok() || errno != EAGAIN || MonotonicNs() / 1000000 >= give_up) return fd;
+      usleep(static_cast<useconds_t>(pause_ms) * 1000);
+    }
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
