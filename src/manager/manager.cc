@@ -936,18 +936,24 @@ void Manager::Impl::AcceptFailed(Acceptor& a, const asio::error_code& ec,
   if (ec == asio::error::operation_aborted || stopped_) return;
   ++stats_.accept_errors;
   if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
-    // The connection waiting in the queue would make accept fail again at
-    // once: take it with the reserve descriptor and drop it, and make room
-    // for the next one by closing the oldest peer not admitted yet.
-    EvictOldestUnadmitted("the manager is out of file descriptors");
+    ++refusals_unlogged_;
+    // Room for the waiting connection (which may be a real client): close
+    // the peer not admitted that matters least, and accept again at once.
+    if (EvictOldestUnadmitted("the manager is out of file descriptors")) {
+      asio::post(io_, [this, &a, again] {
+        if (!stopped_) (this->*again)(a);
+      });
+      return;
+    }
+    // Every connection is admitted: the waiting one would make accept fail
+    // again at once; take it with the reserve descriptor and drop it.
     if (reserve_fd_ >= 0) {
       close(reserve_fd_);
       const int fd = accept4(a.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
       if (fd >= 0) close(fd);
       reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    ++refusals_unlogged_;
-    spdlog::debug("accept: out of file descriptors ({} connections); dropped one",
+    spdlog::debug("accept: out of file descriptors ({} connections, all admitted); dropped one",
                   sessions_.size());
   } else {
     spdlog::warn("accept: {}", ec.message());
