@@ -17,6 +17,7 @@ namespace {
 
 using testing::InProcessManager;
 using testing::IsOk;
+using testing::MustConnect;
 
 class ApiTest : public ::testing::Test {
  protected:
@@ -26,11 +27,7 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(*c);
   }
-  Client Connect() {
-    auto c = Client::Connect(mgr_.address());
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(*c) : Client();
-  }
+  Client Connect() { return MustConnect(mgr_.address()); }
   InProcessManager mgr_;
   Client client_;
 };

@@ -6,6 +6,7 @@
 #include "manager/recovery.h"
 #include "region_fixture.h"
 #include "store/store.h"
+#include "store/txn.h"
 
 namespace gismo::fsck {
 namespace {
@@ -46,14 +47,16 @@ class FsckTest : public gismo::testing::RegionFixture {
 };
 
 TEST_F(FsckTest, SoundRegionOfflineAndOnline) {
-  Report r = Check(*region_, nullptr);
+  Report r = *Check(*region_, nullptr);
   EXPECT_TRUE(r.sound()) << Problems(r);
   EXPECT_EQ(r.objects, 20u);
   EXPECT_EQ(r.unsealed, 4u);
   EXPECT_EQ(r.deleting, 1u);
   EXPECT_EQ(r.live_clients, 2u);
   LockAs as{2, 1};
-  Report online = Check(*region_, &as);
+  auto checked = Check(*region_, &as);
+  ASSERT_TRUE(checked.ok()) << checked.status().ToString();
+  Report online = *checked;
   EXPECT_TRUE(online.sound()) << Problems(online);
   EXPECT_TRUE(online.stopped_the_world);
   EXPECT_EQ(region_->shard(0).lock.load(), 0u);  // all released
@@ -70,7 +73,7 @@ TEST_F(FsckTest, FindsLeakedSlabBlock) {
       break;
     }
   }
-  Report r = Check(*region_, nullptr);
+  Report r = *Check(*region_, nullptr);
   EXPECT_FALSE(r.sound());
   EXPECT_TRUE(Mentions(r, "leaked blocks")) << Problems(r);
 }
@@ -82,14 +85,14 @@ TEST_F(FsckTest, FindsWrongReferenceCount) {
   // Drop b's held entry behind the store's back: the count no longer matches.
   auto* held = region_->held(2);
   for (uint32_t k = 0; k < region_->sb().held_capacity; ++k) held[k].count.store(0);
-  Report r = Check(*region_, nullptr);
+  Report r = *Check(*region_, nullptr);
   EXPECT_TRUE(Mentions(r, "reference count")) << Problems(r);
 }
 
 TEST_F(FsckTest, FindsLockOfDeadClientAndLostPages) {
   region_->shard(3).lock.store(region::LockTag(7, 1));
   region_->alloc().free_pages.fetch_sub(1);
-  Report r = Check(*region_, nullptr);
+  Report r = *Check(*region_, nullptr);
   EXPECT_TRUE(Mentions(r, "held by client slot 7")) << Problems(r);
   EXPECT_TRUE(Mentions(r, "free pages")) << Problems(r);
 }
@@ -97,16 +100,78 @@ TEST_F(FsckTest, FindsLockOfDeadClientAndLostPages) {
 TEST_F(FsckTest, FindsUnsealedObjectOfDepartedClient) {
   // Slot 1 disappears without recovery: its unsealed objects are orphans.
   region_->slot(1).state.store(0);
-  Report r = Check(*region_, nullptr);
+  Report r = *Check(*region_, nullptr);
   EXPECT_TRUE(Mentions(r, "is unsealed but its creator")) << Problems(r);
   EXPECT_TRUE(Mentions(r, "still lists")) << Problems(r);
   // Recovery puts it right.
   region_->slot(1).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
   ASSERT_TRUE(manager::RecoverSlot(*region_, 1, 0, 1).complete);
   region_->slot(1).state.store(0);
-  Report after = Check(*region_, nullptr);
+  Report after = *Check(*region_, nullptr);
   EXPECT_TRUE(after.sound()) << Problems(after);
   EXPECT_EQ(after.unsealed, 0u);
+}
+
+// Every lock word of the region, with who holds it (0: free).
+std::vector<uint64_t> LockTags(const region::Region& r) {
+  std::vector<uint64_t> tags;
+  store::ForEachLock(r, [&](region::Word& l) { tags.push_back(l.load()); });
+  return tags;
+}
+
+// An online check cannot stop the world while a client holds a lock past
+// the wait: it says which lock and who holds it, and gives back every lock
+// it took (the world does not stay stopped behind a failed check).
+TEST_F(FsckTest, OnlineCheckGivesUpOnABusyLockAndReleasesWhatItTook) {
+  // Slot 1 holds the page lock, the last in the global order.
+  store::Txn holder(*region_, 1, 1, region::OpKind::kNone);
+  ASSERT_TRUE(holder.Lock(region_->alloc().page_lock));
+  LockAs as{2, 1, /*lock_wait_ms=*/30};
+  auto checked = Check(*region_, &as);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_EQ(checked.status().code(), GISMO_ERR_BUSY);
+  EXPECT_NE(checked.status().message().find("page heap"), std::string::npos)
+      << checked.status().message();
+  EXPECT_NE(checked.status().message().find("client slot 1"), std::string::npos)
+      << checked.status().message();
+  const uint64_t page_lock_offset = region_->OffsetOf(&region_->alloc().page_lock);
+  store::ForEachLock(*region_, [&](region::Word& l) {
+    if (region_->OffsetOf(&l) == page_lock_offset) return;
+    EXPECT_EQ(l.load(), 0u) << store::DescribeLock(*region_, region_->OffsetOf(&l));
+  });
+  for (auto& h : region_->slot(2).held_locks) EXPECT_EQ(h.load(), 0u);
+  ASSERT_TRUE(holder.Commit().ok());
+  auto again = Check(*region_, &as);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(again->sound()) << Problems(*again);
+}
+
+// A checker that dies with the world stopped: its slot says it held every
+// lock, so recovering its slot frees them all (a list of eight offsets could
+// not name them).
+TEST_F(FsckTest, RecoveryFreesEveryLockOfADeadOnlineChecker) {
+  const int status = gismo::testing::RunInChild([&] {
+    store::Txn* txn = new store::Txn(*region_, 2, 1, region::OpKind::kCheck);
+    if (!txn->LockWorld()) return 1;
+    _exit(0);  // dies holding them: no destructor, no rollback
+  });
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const uint64_t tag = region::LockTag(2, 1);
+  for (uint64_t t : LockTags(*region_)) ASSERT_EQ(t, tag);
+  EXPECT_GT(store::UndoDeadClient(*region_, 2), region::kMaxHeldLocks);
+  for (uint64_t t : LockTags(*region_)) EXPECT_EQ(t, 0u);
+  for (auto& h : region_->slot(2).held_locks) EXPECT_EQ(h.load(), 0u);
+  EXPECT_TRUE(Check(*region_, nullptr)->sound());
+}
+
+// A checker whose session the manager ended takes nothing more.
+TEST_F(FsckTest, OnlineCheckOfAnEndedSessionChangesNothing) {
+  region_->slot(2).state.store(region::PackSlotState(region::SlotState::kSuspected, 1));
+  LockAs as{2, 1};
+  auto checked = Check(*region_, &as);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_EQ(checked.status().code(), GISMO_ERR_CONNECTION);
+  for (uint64_t t : LockTags(*region_)) EXPECT_EQ(t, 0u);
 }
 
 }  // namespace

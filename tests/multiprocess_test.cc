@@ -25,6 +25,7 @@ namespace gismo {
 namespace {
 
 using testing::ManagerProcess;
+using testing::MustConnect;
 using testing::RunInChild;
 using testing::StartManagerProcess;
 
@@ -145,11 +146,7 @@ class ApiProcessTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(*c);
   }
-  Client Connect() {
-    auto c = Client::Connect(mgr_.address());
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(*c) : Client();
-  }
+  Client Connect() { return MustConnect(mgr_.address()); }
   ManagerProcess mgr_ = StartManagerProcess();
   Client client_;
 };
@@ -299,12 +296,6 @@ TEST_F(ApiProcessTest, ManagerRestartKeepsLiveClients) {
 }
 
 // ---- Notifications across processes -----------------------------------------
-
-Client MustConnect(const std::string& addr) {
-  auto c = Client::Connect(addr);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : Client();
-}
 
 TEST(SubscribeProcessTest, EventsOfOneObjectArriveInOrder) {
   ManagerProcess mgr = StartManagerProcess();

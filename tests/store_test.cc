@@ -7,13 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
 
+#include "common/crash_point.h"
 #include "fsck/fsck.h"
 #include "manager/recovery.h"
 #include "region_fixture.h"
+#include "store/event_ring.h"
 
 namespace gismo::store {
 namespace {
@@ -24,7 +27,7 @@ class StoreTest : public gismo::testing::RegionFixture {
  protected:
   // The region checker finds nothing wrong.
   void ExpectSound() {
-    fsck::Report rep = fsck::Check(*region_, nullptr);
+    fsck::Report rep = *fsck::Check(*region_, nullptr);
     std::string all;
     for (const auto& p : rep.problems) all += p + "\n";
     EXPECT_TRUE(rep.sound()) << all;
@@ -120,6 +123,154 @@ TEST_F(StoreTest, IndexFullIsReported) {
     for (int i = 0; i < created; ++i) ASSERT_TRUE(a->Delete(IdFrom(i, round)).ok());
   }
   ExpectEmpty();
+}
+
+// Ids chosen to share one home slot (a hostile or unlucky pattern) cannot
+// make probes long: an insert farther than kMaxProbe slots from home is
+// refused with a clear LIMIT, lookups of such ids end within kMaxProbe slots,
+// and a delete makes room again.
+TEST_F(StoreTest, IdsSharingAHomeSlotAreBoundedByTheProbeLimit) {
+  const uint32_t mask = region_->sb().slots_per_shard - 1;
+  std::vector<gismo_id_t> ids;
+  uint32_t want_shard = 0, want_home = 0;
+  for (uint64_t i = 0; ids.size() < region::kMaxProbe + 2; ++i) {
+    ASSERT_LT(i, 1ull << 32);
+    const gismo_id_t id = IdFrom(i, 77);
+    const uint64_t h = HashId(id);
+    const uint32_t shard = region_->ShardOf(h), home = static_cast<uint32_t>(h) & mask;
+    if (ids.empty()) {
+      want_shard = shard;
+      want_home = home;
+    }
+    if (shard == want_shard && home == want_home) ids.push_back(id);
+  }
+  auto a = Activate(1);
+  void* d;
+  for (uint32_t i = 0; i < region::kMaxProbe; ++i) {
+    ASSERT_TRUE(a->Create(ids[i], 8, nullptr, 0, &d).ok()) << i;
+    ASSERT_TRUE(a->Seal(ids[i]).ok());
+    ASSERT_TRUE(a->Release(ids[i]).ok());
+  }
+  Status s = a->Create(ids[region::kMaxProbe], 8, nullptr, 0, &d);
+  EXPECT_EQ(s.code(), GISMO_ERR_LIMIT) << s.ToString();
+  EXPECT_NE(s.message().find("hash to the same place"), std::string::npos) << s.message();
+  bool contains = true;
+  ASSERT_TRUE(a->Contains(ids[region::kMaxProbe + 1], &contains).ok());
+  EXPECT_FALSE(contains);
+  GetResult g;
+  ASSERT_TRUE(a->TryGet(ids[region::kMaxProbe + 1], &g).ok());
+  EXPECT_FALSE(g.found);
+  for (uint32_t i = 0; i < region::kMaxProbe; ++i) {
+    ASSERT_TRUE(a->Contains(ids[i], &contains).ok());
+    EXPECT_TRUE(contains) << i;
+  }
+  ASSERT_TRUE(a->Delete(ids[3]).ok());
+  ASSERT_TRUE(a->Create(ids[region::kMaxProbe], 8, nullptr, 0, &d).ok());
+  ASSERT_TRUE(a->Seal(ids[region::kMaxProbe]).ok());
+  ASSERT_TRUE(a->Release(ids[region::kMaxProbe]).ok());
+  ExpectSound();
+}
+
+// What an operation may change, seen from outside: every object's state
+// and reference count, the pages in use, the client's held table, the event
+// ring's head, and that no lock is held.
+struct Snapshot {
+  std::map<std::string, std::pair<int, uint64_t>> objects;
+  uint64_t free_pages = 0, held = 0, ring_head = 0;
+  bool operator==(const Snapshot&) const = default;
+};
+
+// Every operation whose transaction overflows the undo log, at every step
+// it can overflow, fails with GISMO_ERR_LIMIT and leaves the region exactly
+// as it was: Commit() rolled it back (no half-sealed object, no lost
+// reference, no event published for a rolled-back seal or delete).
+TEST_F(StoreTest, EveryOperationRollsBackWhenItsUndoLogOverflows) {
+  auto a = Activate(1);
+  auto b = Activate(2);
+  auto snapshot = [&] {
+    Snapshot snap;
+    EXPECT_TRUE(a->ForEach([&](const gismo_object_info_t& i) {
+                   snap.objects[std::string(reinterpret_cast<const char*>(i.id.bytes), 16)] = {
+                       i.state, i.ref_count};
+                 }).ok());
+    snap.free_pages = FreePages();
+    snap.held = region_->slot(1).held_count.load() * 1000 + region_->slot(2).held_count.load();
+    snap.ring_head = region_->event_ring().head.load();
+    ForEachLock(*region_, [](region::Word& l) { EXPECT_EQ(l.load(), 0u); });
+    return snap;
+  };
+  // Subscribers make seals and deletes append to the event ring.
+  region_->sb().subscribers.store(1);
+  struct Case {
+    const char* name;
+    std::function<void(int)> setup;  // makes object `i` ready for `op`
+    std::function<Status(int)> op;
+  };
+  void* d;
+  const std::vector<Case> cases = {
+      {"create slab", [](int) {}, [&](int i) { return a->Create(IdFrom(i), 500, "m", 1, &d); }},
+      {"create run", [](int) {}, [&](int i) { return a->Create(IdFrom(i), 300000, "m", 1, &d); }},
+      {"seal", [&](int i) { ASSERT_TRUE(a->Create(IdFrom(i), 500, "m", 1, &d).ok()); },
+       [&](int i) { return a->Seal(IdFrom(i)); }},
+      {"abort", [&](int i) { ASSERT_TRUE(a->Create(IdFrom(i), 300000, "m", 1, &d).ok()); },
+       [&](int i) { return a->Abort(IdFrom(i)); }},
+      {"get",
+       [&](int i) {
+         ASSERT_TRUE(a->Create(IdFrom(i), 500, "m", 1, &d).ok());
+         ASSERT_TRUE(a->Seal(IdFrom(i)).ok());
+       },
+       [&](int i) {
+         GetResult g;
+         return b->TryGet(IdFrom(i), &g);
+       }},
+      {"release",
+       [&](int i) {
+         ASSERT_TRUE(a->Create(IdFrom(i), 500, "m", 1, &d).ok());
+         ASSERT_TRUE(a->Seal(IdFrom(i)).ok());
+       },
+       [&](int i) { return a->Release(IdFrom(i)); }},
+      {"delete",
+       [&](int i) {
+         ASSERT_TRUE(a->Create(IdFrom(i), 300000, "m", 1, &d).ok());
+         ASSERT_TRUE(a->Seal(IdFrom(i)).ok());
+         ASSERT_TRUE(a->Release(IdFrom(i)).ok());
+       },
+       [&](int i) { return a->Delete(IdFrom(i)); }},
+      {"release freeing a deferred delete",
+       [&](int i) {
+         ASSERT_TRUE(a->Create(IdFrom(i), 300000, "m", 1, &d).ok());
+         ASSERT_TRUE(a->Seal(IdFrom(i)).ok());
+         ASSERT_TRUE(a->Delete(IdFrom(i)).ok());  // a still holds it
+       },
+       [&](int i) { return a->Release(IdFrom(i)); }},
+  };
+  int next_id = 100;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const int id = next_id++;
+    c.setup(id);
+    uint32_t failures = 0;
+    for (uint32_t limit = 1;; ++limit) {
+      ASSERT_LT(limit, 200u) << "the operation never fit the undo log";
+      const Snapshot before = snapshot();
+      LimitUndoLogForTesting(limit);
+      Status s = c.op(id);
+      LimitUndoLogForTesting(0);
+      if (s.ok()) break;
+      ++failures;
+      EXPECT_EQ(s.code(), GISMO_ERR_LIMIT) << "limit " << limit << ": " << s.ToString();
+      EXPECT_TRUE(snapshot() == before) << "limit " << limit << ": the failed operation left a "
+                                        << "change behind";
+      uint64_t cursor = before.ring_head;
+      RingEvent ev;
+      EXPECT_EQ(ReadEvent(*region_, &cursor, &ev), RingRead::kNothing)
+          << "limit " << limit << ": a rolled-back operation's event is readable";
+      ExpectSound();
+    }
+    EXPECT_GT(failures, 0u);
+  }
+  LimitUndoLogForTesting(0);
+  ExpectSound();
 }
 
 // Threads on different slots hammer overlapping ids: creates race, gets and

@@ -8,6 +8,7 @@
 #include <gismo/gismo.hpp>
 #include <thread>
 
+#include "region/region.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 
@@ -16,18 +17,8 @@ namespace {
 
 using testing::InProcessManager;
 using testing::IsOk;
-
-Client MustConnect(const std::string& addr) {
-  auto c = Client::Connect(addr);
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : Client();
-}
-
-Notification MustNext(Subscription& sub, int64_t timeout_ms = 10000) {
-  auto n = sub.Next(timeout_ms);
-  EXPECT_TRUE(n.ok()) << n.status().ToString();
-  return n.ok() ? *n : Notification{};
-}
+using testing::MustConnect;
+using testing::MustNext;
 
 TEST(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
   InProcessManager mgr;
@@ -137,6 +128,41 @@ TEST(SubscribeTest, WatchCallbackAndRangeFor) {
   // Not subscribed: a clear error.
   gismo_notification_t out;
   EXPECT_EQ(gismo_next_notification(producer.c_client(), &out, 0), GISMO_ERR_INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace gismo
+
+namespace gismo {
+namespace {
+
+// A producer raised kick_pending and died before its kick reached the
+// manager: later producers see the kick pending and do not send their own.
+// The manager notices a kick_pending left set over two ticks and notifies
+// the subscribers itself, so they are not left waiting.
+TEST(SubscribeTest, KickLeftPendingByADeadProducerIsCleared) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  auto sub_client = Client::Connect(mgr.address());
+  ASSERT_TRUE(sub_client.ok());
+  auto sub = sub_client->Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  auto producer = Client::Connect(mgr.address());
+  ASSERT_TRUE(producer.ok());
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // nothing yet
+  // The dead producer's state: the kick marked pending, never sent.
+  (*region)->sb().kick_pending.store(1, std::memory_order_seq_cst);
+  const ObjectId id = ObjectId::FromName("after-a-lost-kick");
+  ASSERT_TRUE(producer->Put(id, "data").ok());
+  // The subscription's fd turns readable only when the manager notifies.
+  pollfd p{sub->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 30000), 1) << "the subscriber was never notified";
+  auto n = sub->Next(0);
+  ASSERT_TRUE(n.ok()) << n.status().ToString() << ": the subscriber was never notified";
+  EXPECT_EQ(n->event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(n->id, id);
 }
 
 }  // namespace

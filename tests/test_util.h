@@ -1,5 +1,6 @@
-// Test helpers: unique names, a gismo-manager process of this build, and a
-// function run in a forked child. The process helpers themselves live in
+// Test helpers: a client that must connect, a notification that must come,
+// a gismo-manager process of this build, and a function run in a forked
+// child. The process helpers themselves live in
 // src/testing (shared with the benchmarks and gismo-torture).
 #ifndef GISMO_TESTS_TEST_UTIL_H_
 #define GISMO_TESTS_TEST_UTIL_H_
@@ -22,6 +23,22 @@ namespace gismo::testing {
 inline ::testing::AssertionResult IsOk(const Status& s) {
   if (s.ok()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << s.ToString();
+}
+
+// A client of the manager at `addr`; a failure to connect fails the test
+// (EXPECT) and returns a client that is not connected.
+inline Client MustConnect(const std::string& addr) {
+  auto c = Client::Connect(addr);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : Client();
+}
+
+// The next notification within timeout_ms; none fails the test (EXPECT) and
+// returns an empty notification.
+inline Notification MustNext(Subscription& sub, int64_t timeout_ms = 10000) {
+  auto n = sub.Next(timeout_ms);
+  EXPECT_TRUE(n.ok()) << n.status().ToString();
+  return n.ok() ? *n : Notification{};
 }
 
 #ifdef GISMO_MANAGER_BIN

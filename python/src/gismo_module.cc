@@ -160,7 +160,7 @@ class Core {
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
   ~Core() {
-    if (int fd = closed_fd_.load(); fd >= 0) close(fd);
+    if (int fd = closed_fd_.load(std::memory_order_acquire); fd >= 0) close(fd);
     // A forked child shares the parent's socket: saying goodbye from it would
     // disconnect the parent.
     if (getpid() != pid_) return;
@@ -170,7 +170,7 @@ class Core {
   // The handle for a new operation; raises if the Client was closed or this is
   // a forked child.
   gismo_client_t* Checked() const {
-    if (closed_.load()) ThrowInvalid("the client is closed");
+    if (closed_.load(std::memory_order_acquire)) ThrowInvalid("the client is closed");
     if (getpid() != pid_) {
       ThrowInvalid("the client was connected by another process (pid " + std::to_string(pid_) +
                    "); connect again after fork");
@@ -180,27 +180,30 @@ class Core {
   // The handle for releasing what was already taken; valid until ~Core.
   gismo_client_t* raw() const { return c_; }
   void MarkClosed() {
-    closed_ = true;
-    if (int fd = closed_fd_.load(); fd >= 0) Raise(fd);
+    // seq_cst, here and in ClosedFd: a store then a load of the other
+    // variable on each side, so at least one side sees the other's store
+    // and the fd is raised.
+    closed_.store(true, std::memory_order_seq_cst);
+    if (int fd = closed_fd_.load(std::memory_order_seq_cst); fd >= 0) Raise(fd);
   }
   // An eventfd that is readable once the Client is closed: waits poll it to
   // end at close() from another thread. Created by the first caller (with the
   // GIL held); open until ~Core.
   int ClosedFd() {
-    if (closed_fd_.load() < 0) {
+    if (closed_fd_.load(std::memory_order_acquire) < 0) {
       int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (fd < 0) throw StatusError(GISMO_ERR_IO, std::string("eventfd: ") + strerror(errno));
-      closed_fd_ = fd;
-      if (closed_.load()) Raise(fd);
+      closed_fd_.store(fd, std::memory_order_seq_cst);  // see MarkClosed
+      if (closed_.load(std::memory_order_seq_cst)) Raise(fd);
     }
-    return closed_fd_.load();
+    return closed_fd_.load(std::memory_order_acquire);
   }
   // Makes an eventfd readable for good (it is never drained).
   static void Raise(int fd) {
     uint64_t one = 1;
     (void)!write(fd, &one, sizeof one);
   }
-  bool closed() const { return closed_.load(); }
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
   bool in_owner_process() const { return getpid() == pid_; }
 
  private:
@@ -690,7 +693,7 @@ class PySubscription {
             if (s != GISMO_OK) detail = gismo_last_error();
             break;
           }
-          if (closed_.load() || core->closed()) break;
+          if (closed_.load(std::memory_order_acquire) || core->closed()) break;
           int64_t wait_ms = kSliceMs;
           if (timeout_ms >= 0) {
             int64_t left = timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -716,7 +719,7 @@ class PySubscription {
       if (s != GISMO_ERR_TIMEOUT) {
         throw StatusError(s, detail.empty() ? gismo_status_message(s) : detail);
       }
-      if (closed_.load()) ThrowInvalid("the subscription is closed");
+      if (closed_.load(std::memory_order_acquire)) ThrowInvalid("the subscription is closed");
       core->Checked();  // raises if the client was closed meanwhile
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
       if (!interrupted) {
@@ -729,17 +732,20 @@ class PySubscription {
   // Ends the subscription for this object: waits in other threads return,
   // later calls raise, and its share of the connection is dropped.
   void Close() {
-    if (closed_.exchange(true)) return;
+    if (closed_.exchange(true, std::memory_order_acq_rel)) return;
     Core::Raise(closed_fd_);
     core_.reset();
   }
-  bool closed() const { return closed_.load() || !core_ || core_->closed(); }
+  bool closed() const {
+    return closed_.load(std::memory_order_acquire) || !core_ || core_->closed();
+  }
 
  private:
   static constexpr int64_t kSliceMs = 100;
 
   std::shared_ptr<Core> Live() const {
-    if (closed_.load() || !core_) ThrowInvalid("the subscription is closed");
+    if (closed_.load(std::memory_order_acquire) || !core_)
+      ThrowInvalid("the subscription is closed");
     if (core_->closed()) ThrowInvalid("the client is closed");
     return core_;
   }

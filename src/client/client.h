@@ -25,6 +25,15 @@
 
 namespace gismo::client {
 
+// How long the client waits for the manager: to connect, to answer a hello,
+// a subscription or a fence order, and to confirm a goodbye.
+inline constexpr int kConnectTimeoutMs = 5000;
+inline constexpr int kHandshakeTimeoutMs = 10000;
+inline constexpr int kGoodbyeTimeoutMs = 10000;
+
+// The implementation is split by concern: connection.cc (connect, handshake,
+// re-attach, disconnect), receiver.cc (the receiver thread), objects.cc
+// (object operations), waits.cc (get), subscriptions.cc, fence_order.cc.
 class ClientImpl {
  public:
   static Result<std::unique_ptr<ClientImpl>> Connect(const char* address);
@@ -69,6 +78,9 @@ class ClientImpl {
   bool Reattach(std::string* why);
   void ShutdownConnection();
   void MarkLost(const std::string& why);
+  // Makes the subscription's event fd readable, if there is one: the
+  // subscriber's next call reads the ring (or learns the client is lost).
+  void WakeSubscriber();
 
   int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
   protocol::Address address_;
@@ -91,12 +103,20 @@ class ClientImpl {
   std::map<uint64_t, Status> fence_replies_;
   bool bye_ = false;
   std::string lost_reason_;
+  // Set once (StoreRelease), under state_mu_, after lost_reason_; read with
+  // LoadAcquire, also without state_mu_ as a fast check.
   std::atomic<bool> lost_{false};
+  // Set once (StoreRelease) by Disconnect or the destructor before they shut
+  // the connection down; the receiver thread reads it (LoadAcquire) when its
+  // poll, recv or re-attach backoff returns.
   std::atomic<bool> closing_{false};
+  // Request ids: only their uniqueness matters (IncrementRelaxed).
   std::atomic<uint64_t> next_request_{1};
 
   // Subscription. The event fd is written by the receiver thread on kNotify.
   std::mutex sub_mu_;
+  // Stored (StoreRelease) after eventfd() made it, loaded (LoadAcquire) by
+  // the receiver thread to write to it, taken (ExchangeAcqRel) at the end.
   std::atomic<int> event_fd_{-1};
   bool subscribed_ = false;
   uint64_t cursor_ = 0;                       // next event ring seq to read

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -19,7 +20,11 @@ namespace {
 // count unsynchronized, so a test that skips drives the point from one thread.
 const char* g_crash_target = getenv("GISMO_CRASH_AT");
 long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
+uint32_t g_undo_log_limit = 0;
 }  // namespace
+
+void LimitUndoLogForTesting(uint32_t entries) { g_undo_log_limit = entries; }
+uint32_t UndoLogLimitForTesting() { return g_undo_log_limit; }
 
 void ArmCrashPoint(const char* name, long skip) {
   g_crash_target = name;

@@ -13,6 +13,8 @@
 #ifndef GISMO_COMMON_CRASH_POINT_H_
 #define GISMO_COMMON_CRASH_POINT_H_
 
+#include <cstdint>
+
 namespace gismo {
 
 #ifdef GISMO_CRASH_POINTS
@@ -24,6 +26,12 @@ void CrashPoint(const char* name);
 // point is read without synchronization).
 void ArmCrashPoint(const char* name, long skip = 0);
 #define GISMO_CRASH_POINT(name) ::gismo::CrashPoint(name)
+// Fault injection for tests: every transaction started after this call has
+// an undo log of at most `entries` entries (0: the region's own capacity),
+// so a test can make each operation overflow its log at every step. Same
+// threading rule as ArmCrashPoint.
+void LimitUndoLogForTesting(uint32_t entries);
+uint32_t UndoLogLimitForTesting();
 #else
 #define GISMO_CRASH_POINT(name) ((void)0)
 #endif

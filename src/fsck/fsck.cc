@@ -18,12 +18,18 @@ namespace gismo::fsck {
 using namespace region;  // NOLINT: layout names are this file's vocabulary
 using store::Allocator;
 
+// Memory orders: the checker reads the region either with nothing running
+// on it (offline) or with every lock held (online: each lock's acquire CAS
+// orders the reads after the last holder's release), so plain relaxed loads
+// see a region at rest; slot states, read outside any lock, use acquire.
 namespace {
 
 constexpr uint64_t AlignUp64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
 
 std::string IdHex(const ObjectRecord& rec) {
-  uint64_t w[3] = {rec.id[0].load(), rec.id[1].load(), rec.id[2].load()};
+  uint64_t w[3] = {rec.id[0].load(std::memory_order_relaxed),
+                   rec.id[1].load(std::memory_order_relaxed),
+                   rec.id[2].load(std::memory_order_relaxed)};
   const auto* b = reinterpret_cast<const uint8_t*>(w);
   static const char* d = "0123456789abcdef";
   std::string s;
@@ -35,7 +41,9 @@ std::string IdHex(const ObjectRecord& rec) {
 }
 
 gismo_id_t IdOf(const ObjectRecord& rec) {
-  uint64_t w[3] = {rec.id[0].load(), rec.id[1].load(), rec.id[2].load()};
+  uint64_t w[3] = {rec.id[0].load(std::memory_order_relaxed),
+                   rec.id[1].load(std::memory_order_relaxed),
+                   rec.id[2].load(std::memory_order_relaxed)};
   gismo_id_t id;
   std::memcpy(id.bytes, w, GISMO_ID_SIZE);
   return id;
@@ -89,25 +97,23 @@ class Checker {
     const uint32_t cap = r_.sb().held_capacity;
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       const ClientSlotHeader& h = r_.slot(i);
-      uint64_t st = h.state.load(std::memory_order_acquire) & 0xff;
-      const bool recovering = st == static_cast<uint64_t>(SlotState::kRecovering);
+      SlotState st = SlotStateOf(h.state.load(std::memory_order_acquire));
+      const bool recovering = st == SlotState::kRecovering;
       // A suspected client may still run: it owns all it lists until fenced.
-      if (st == static_cast<uint64_t>(SlotState::kSuspected)) {
-        st = static_cast<uint64_t>(SlotState::kActive);
-      }
+      if (st == SlotState::kSuspected) st = SlotState::kActive;
       if (recovering) {
         if (!online_) Problem("client slot ", i, " was being recovered when its manager stopped");
-        st = static_cast<uint64_t>(SlotState::kActive);  // still owns what it lists
+        st = SlotState::kActive;  // still owns what it lists
       }
       const HeldEntry* held = r_.held(i);
       uint64_t entries = 0;
       for (uint32_t k = 0; k < cap; ++k) {
-        uint64_t key = held[k].key.load();
+        const uint64_t key = held[k].key.load(std::memory_order_acquire);
         if (key == 0) continue;
         ++entries;
-        uint32_t global = static_cast<uint32_t>(key & 0xffffffff) - 1;
-        uint64_t count = held[k].count.load();
-        if (st != static_cast<uint64_t>(SlotState::kActive)) continue;
+        const uint32_t global = HeldKeyGlobal(key);
+        const uint64_t count = held[k].count.load(std::memory_order_relaxed);
+        if (st != SlotState::kActive) continue;
         if (global >= uint64_t{r_.num_shards()} * r_.records_per_shard()) {
           Problem("client slot ", i, " holds a reference to record ", global,
                   ", which is outside the index");
@@ -118,27 +124,28 @@ class Checker {
         if (key & kHeldUnsealedCreator) unsealed_creator_[global] = i;
         rep_.held_references += count;
       }
-      if (st == static_cast<uint64_t>(SlotState::kActive)) {
+      if (st == SlotState::kActive) {
         ++rep_.live_clients;
-        if (entries != h.held_count.load()) {
-          Problem("client slot ", i, " counts ", h.held_count.load(),
+        if (entries != h.held_count.load(std::memory_order_relaxed)) {
+          Problem("client slot ", i, " counts ", h.held_count.load(std::memory_order_relaxed),
                   " held objects but its table has ", entries);
         }
-      } else if (st == static_cast<uint64_t>(SlotState::kFree)) {
+      } else if (st == SlotState::kFree) {
         if (entries != 0) {
           Problem("free client slot ", i, " still lists ", entries,
                   " held objects (references of a departed client were not dropped)");
         }
         for (uint32_t c = 0; c < kNumClasses; ++c) {
-          if (r_.current_slabs(i)[c].load() != 0) {
+          if (r_.current_slabs(i)[c].load(std::memory_order_relaxed) != 0) {
             Problem("free client slot ", i, " still owns a slab (class ", c, ")");
           }
         }
       } else {
         Problem("client slot ", i, " has an unknown state");
       }
-      if (h.log_count.load() != 0 && (!online_ || recovering)) {
-        Problem("client slot ", i, " has an interrupted operation (", h.log_count.load(),
+      if (h.log_count.load(std::memory_order_relaxed) != 0 && (!online_ || recovering)) {
+        Problem("client slot ", i, " has an interrupted operation (",
+                h.log_count.load(std::memory_order_relaxed),
                 " undo entries) that recovery has not undone");
       }
     }
@@ -146,7 +153,7 @@ class Checker {
 
   void CheckLocks() {
     store::ForEachLock(r_, [&](const Word& lock) {
-      uint64_t tag = lock.load();
+      uint64_t tag = lock.load(std::memory_order_relaxed);
       if (tag == 0) return;
       uint32_t owner = LockTagSlot(tag);
       if (online_ && owner == checker_slot_) return;
@@ -168,7 +175,7 @@ class Checker {
       const ShardHeader& sh = r_.shard(s);
       const Word* slots = r_.hash_slots(s);
       const ObjectRecord* recs = r_.records(s);
-      const uint64_t next_unused = sh.next_unused.load();
+      const uint64_t next_unused = sh.next_unused.load(std::memory_order_relaxed);
       if (next_unused > rps) {
         Problem("shard ", s, ": next unused record ", next_unused, " is beyond its ", rps);
         continue;
@@ -176,9 +183,9 @@ class Checker {
       std::vector<uint8_t> seen(next_unused, 0);
       uint64_t live = 0;
       for (uint32_t i = 0; i < nslots; ++i) {
-        uint64_t v = slots[i].load();
+        uint64_t v = slots[i].load(std::memory_order_relaxed);
         if (v == 0) continue;
-        uint32_t local = static_cast<uint32_t>(v & 0xffffffff) - 1;
+        const uint32_t local = HashSlotLocal(v);
         if (local >= next_unused) {
           Problem("shard ", s, " slot ", i, " names record ", local, ", never allocated");
           continue;
@@ -189,21 +196,20 @@ class Checker {
         }
         ++live;
         const ObjectRecord& rec = recs[local];
-        ObjectState st = InfoState(rec.info.load());
+        ObjectState st = InfoState(rec.info.load(std::memory_order_relaxed));
         if (st == ObjectState::kFree || st > ObjectState::kDeleting) {
           Problem("shard ", s, " slot ", i, " names record ", local, " whose state is ",
                   StateName(st));
           continue;
         }
         const uint64_t h = store::HashId(IdOf(rec));
-        if ((static_cast<uint32_t>(h >> 40) & (r_.num_shards() - 1)) != s ||
-            static_cast<uint32_t>(h) != static_cast<uint32_t>(v >> 32)) {
+        if (ShardOfHash(h, r_.num_shards()) != s || static_cast<uint32_t>(h) != HashSlotHash(v)) {
           Problem("object ", IdHex(rec), " is filed under the wrong hash");
           continue;
         }
         // Reachable: no empty slot between its home and where it sits.
         for (uint32_t j = static_cast<uint32_t>(h) & mask; j != i; j = (j + 1) & mask) {
-          if (slots[j].load() == 0) {
+          if (slots[j].load(std::memory_order_relaxed) == 0) {
             Problem("object ", IdHex(rec), " cannot be found from its id (probe gap)");
             break;
           }
@@ -214,12 +220,13 @@ class Checker {
         }
         live_.push_back(s * rps + local);
       }
-      if (live != sh.count.load()) {
-        Problem("shard ", s, " counts ", sh.count.load(), " objects but indexes ", live);
+      if (live != sh.count.load(std::memory_order_relaxed)) {
+        Problem("shard ", s, " counts ", sh.count.load(std::memory_order_relaxed),
+                " objects but indexes ", live);
       }
       // The free record list.
       uint64_t free_count = 0;
-      for (uint64_t f = sh.free_head.load(); f != 0;) {
+      for (uint64_t f = sh.free_head.load(std::memory_order_relaxed); f != 0;) {
         uint64_t local = f - 1;
         if (local >= next_unused) {
           Problem("shard ", s, ": free record list points outside the used records");
@@ -232,11 +239,11 @@ class Checker {
           break;
         }
         seen[local] = 2;
-        if (InfoState(recs[local].info.load()) != ObjectState::kFree) {
+        if (InfoState(recs[local].info.load(std::memory_order_relaxed)) != ObjectState::kFree) {
           Problem("shard ", s, ": record ", local, " on the free list is not free");
         }
         ++free_count;
-        f = recs[local].heap_offset.load();
+        f = recs[local].heap_offset.load(std::memory_order_relaxed);
       }
       if (live + free_count != next_unused) {
         Problem("shard ", s, ": ", next_unused - live - free_count,
@@ -251,11 +258,11 @@ class Checker {
     page_object_.assign(pages, 0);
     for (uint32_t global : live_) {
       const ObjectRecord& rec = r_.record(global);
-      const uint64_t info = rec.info.load();
+      const uint64_t info = rec.info.load(std::memory_order_relaxed);
       const ObjectState st = InfoState(info);
-      const uint64_t sizes = rec.sizes.load();
+      const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
       const uint64_t bytes = AlignUp64(SizesData(sizes)) + SizesMeta(sizes);
-      const uint64_t off = rec.heap_offset.load();
+      const uint64_t off = rec.heap_offset.load(std::memory_order_relaxed);
       ++rep_.objects;
       rep_.object_bytes += SizesData(sizes) + SizesMeta(sizes);
       if (st == ObjectState::kSealed) ++rep_.sealed;
@@ -263,7 +270,7 @@ class Checker {
       if (st == ObjectState::kDeleting) ++rep_.deleting;
       const std::string who = "object " + IdHex(rec);
       // References.
-      const uint64_t refs = rec.ref_count.load();
+      const uint64_t refs = rec.ref_count.load(std::memory_order_relaxed);
       auto it = held_by_record_.find(global);
       const uint64_t held = it == held_by_record_.end() ? 0 : it->second;
       if (refs != held) {
@@ -289,7 +296,7 @@ class Checker {
       }
       const uint64_t page = off / kPageSize;
       const PageDesc& d = r_.page(page);
-      const uint64_t pinfo = d.info.load();
+      const uint64_t pinfo = d.info.load(std::memory_order_relaxed);
       const int cls = Allocator::ClassOf(bytes == 0 ? 1 : bytes);
       if (cls >= 0) {
         if (PageInfoKind(pinfo) != PageKind::kSlab || PageInfoClass(pinfo) != uint32_t(cls)) {
@@ -302,14 +309,14 @@ class Checker {
           continue;
         }
         const uint32_t b = static_cast<uint32_t>(in_page / kClassSizes[cls]);
-        if (!((d.bitmap[b / 64].load() >> (b % 64)) & 1)) {
+        if (!((d.bitmap[b / 64].load(std::memory_order_relaxed) >> (b % 64)) & 1)) {
           Problem(who, " occupies a slab block marked free (it could be handed out again)");
         }
         if (!blocks_.insert(off).second) Problem(who, " shares its block with another object");
         ++slab_objects_[page];
       } else {
         if (off % kPageSize != 0 || PageInfoKind(pinfo) != PageKind::kRun ||
-            d.used.load() != block / kPageSize) {
+            d.used.load(std::memory_order_relaxed) != block / kPageSize) {
           Problem(who, " (", bytes, " bytes) does not match its page run");
           continue;
         }
@@ -327,15 +334,17 @@ class Checker {
   void CheckPages() {
     const uint64_t pages = r_.num_pages();
     const Word* bm = r_.page_bitmap();
-    auto bit = [&](uint64_t p) { return (bm[p / 64].load() >> (p % 64)) & 1; };
+    auto bit = [&](uint64_t p) {
+      return (bm[p / 64].load(std::memory_order_relaxed) >> (p % 64)) & 1;
+    };
     uint64_t used = 0;
     std::map<std::pair<uint32_t, uint32_t>, uint64_t> slabs_per_stripe;
     for (uint64_t p = 0; p < pages;) {
       const PageDesc& d = r_.page(p);
-      const uint64_t info = d.info.load();
+      const uint64_t info = d.info.load(std::memory_order_relaxed);
       switch (PageInfoKind(info)) {
         case PageKind::kRun: {
-          uint64_t n = d.used.load();
+          uint64_t n = d.used.load(std::memory_order_relaxed);
           if (n == 0 || p + n > pages) {
             Problem("page run at page ", p, " has a bad length ", n);
             ++p;
@@ -363,16 +372,17 @@ class Checker {
           const uint32_t cap = static_cast<uint32_t>(kPageSize / kClassSizes[cls]);
           uint64_t ones = 0;
           for (uint32_t w = 0; w < kSlabBitmapWords; ++w) {
-            uint64_t v = d.bitmap[w].load();
+            uint64_t v = d.bitmap[w].load(std::memory_order_relaxed);
             uint32_t valid = w * 64 >= cap ? 0 : std::min<uint32_t>(64, cap - w * 64);
             uint64_t mask = valid == 64 ? ~0ull : ((1ull << valid) - 1);
             if (v & ~mask) Problem("slab page ", p, " marks blocks beyond its capacity");
             ones += __builtin_popcountll(v & mask);
           }
           const uint64_t objects = slab_objects_.count(p) ? slab_objects_[p] : 0;
-          if (d.used.load() != ones || ones != objects) {
-            Problem("slab page ", p, " (class ", kClassSizes[cls], " B) counts ", d.used.load(),
-                    " blocks in use, its bitmap ", ones, ", and ", objects, " objects live in it",
+          if (d.used.load(std::memory_order_relaxed) != ones || ones != objects) {
+            Problem("slab page ", p, " (class ", kClassSizes[cls], " B) counts ",
+                    d.used.load(std::memory_order_relaxed), " blocks in use, its bitmap ", ones,
+                    ", and ", objects, " objects live in it",
                     ones > objects ? " (leaked blocks)" : "");
           }
           if (!bit(p)) Problem("slab page ", p, " is marked free in the page bitmap");
@@ -381,7 +391,7 @@ class Checker {
             if (!Live(owner - 1)) {
               Problem("slab page ", p, " is owned by client slot ", owner - 1,
                       ", which is not live");
-            } else if (r_.current_slabs(owner - 1)[cls].load() != p + 1) {
+            } else if (r_.current_slabs(owner - 1)[cls].load(std::memory_order_relaxed) != p + 1) {
               Problem("slab page ", p, " is owned by slot ", owner - 1,
                       " but is not its current slab");
             }
@@ -407,16 +417,17 @@ class Checker {
     }
     rep_.pages_used = used;
     rep_.pages_free = pages - used;
-    if (r_.alloc().free_pages.load() != pages - used) {
-      Problem("the allocator counts ", r_.alloc().free_pages.load(), " free pages, the pages say ",
-              pages - used);
+    if (r_.alloc().free_pages.load(std::memory_order_relaxed) != pages - used) {
+      Problem("the allocator counts ", r_.alloc().free_pages.load(std::memory_order_relaxed),
+              " free pages, the pages say ", pages - used);
     }
     for (uint32_t c = 0; c < kNumClasses; ++c) {
       for (uint32_t st = 0; st < kStripes; ++st) {
         uint64_t want = slabs_per_stripe.count({c, st}) ? slabs_per_stripe[{c, st}] : 0;
-        if (r_.class_stripe(c, st).slab_count.load() != want) {
+        if (r_.class_stripe(c, st).slab_count.load(std::memory_order_relaxed) != want) {
           Problem("size class ", kClassSizes[c], " B stripe ", st, " counts ",
-                  r_.class_stripe(c, st).slab_count.load(), " slabs, the pages say ", want);
+                  r_.class_stripe(c, st).slab_count.load(std::memory_order_relaxed),
+                  " slabs, the pages say ", want);
         }
       }
     }
@@ -424,10 +435,11 @@ class Checker {
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       if (!Live(i)) continue;
       for (uint32_t c = 0; c < kNumClasses; ++c) {
-        uint64_t p1 = r_.current_slabs(i)[c].load();
+        uint64_t p1 = r_.current_slabs(i)[c].load(std::memory_order_relaxed);
         if (p1 == 0) continue;
-        if (p1 - 1 >= pages || PageInfoKind(r_.page(p1 - 1).info.load()) != PageKind::kSlab ||
-            PageInfoOwner(r_.page(p1 - 1).info.load()) != i + 1) {
+        if (p1 - 1 >= pages ||
+            PageInfoKind(r_.page(p1 - 1).info.load(std::memory_order_relaxed)) != PageKind::kSlab ||
+            PageInfoOwner(r_.page(p1 - 1).info.load(std::memory_order_relaxed)) != i + 1) {
           Problem("client slot ", i, "'s current slab for class ", kClassSizes[c],
                   " B is not a slab it owns");
         }
@@ -441,7 +453,8 @@ class Checker {
     for (uint32_t c = 0; c < kNumClasses; ++c) {
       for (uint32_t st = 0; st < kStripes; ++st) {
         uint64_t prev = 0;
-        for (uint64_t p1 = r_.class_stripe(c, st).partial_head.load(); p1 != 0;) {
+        for (uint64_t p1 = r_.class_stripe(c, st).partial_head.load(std::memory_order_relaxed);
+             p1 != 0;) {
           uint64_t p = p1 - 1;
           if (p >= pages || !listed.insert(p).second) {
             Problem("the partial slab list of class ", kClassSizes[c], " B stripe ", st,
@@ -449,16 +462,17 @@ class Checker {
             break;
           }
           const PageDesc& d = r_.page(p);
-          const uint64_t info = d.info.load();
+          const uint64_t info = d.info.load(std::memory_order_relaxed);
           if (PageInfoKind(info) != PageKind::kSlab || PageInfoClass(info) != c ||
               PageInfoStripe(info) != st || PageInfoOwner(info) != 0 ||
               !unowned_partial_.count(p)) {
             Problem("page ", p, " is on the partial slab list of class ", kClassSizes[c],
                     " B stripe ", st, " but is not an unowned, partly used slab of it");
           }
-          if (d.prev.load() != prev) Problem("page ", p, " has a wrong back link");
+          if (d.prev.load(std::memory_order_relaxed) != prev)
+            Problem("page ", p, " has a wrong back link");
           prev = p1;
-          p1 = d.next.load();
+          p1 = d.next.load(std::memory_order_relaxed);
         }
       }
     }
@@ -471,12 +485,12 @@ class Checker {
   }
 
   void CheckEventRing() {
-    const uint64_t head = r_.event_ring().head.load();
+    const uint64_t head = r_.event_ring().head.load(std::memory_order_relaxed);
     if (head == 0) Problem("the event ring's head is 0");
     if (!online_) {
       const uint64_t cap = r_.sb().event_ring_capacity;
       for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
-        if (r_.event(seq).seq.load() == 0) {
+        if (r_.event(seq).seq.load(std::memory_order_relaxed) == 0) {
           Problem("event ", seq, " was committed but never published");
           break;
         }
@@ -501,41 +515,28 @@ class Checker {
   std::unordered_set<uint64_t> unowned_partial_;
 };
 
-// Takes every lock in the global order (the same order operations use, so
-// this cannot deadlock with them). The locks carry the checker's tag: if it
-// dies, the manager's recovery releases them.
-void LockWorld(const Region& r, uint64_t tag) {
-  store::ForEachLock(r, [&](Word& lock) {
-    for (uint32_t spins = 0;; ++spins) {
-      uint64_t expected = 0;
-      if (lock.compare_exchange_weak(expected, tag, std::memory_order_acquire)) return;
-      if (spins > 64) sched_yield();
-    }
-  });
-}
-
-void UnlockWorld(const Region& r, uint64_t tag) {
-  store::ForEachLock(r, [&](Word& lock) {
-    uint64_t expected = tag;
-    lock.compare_exchange_strong(expected, 0, std::memory_order_release);
-  });
-}
-
 }  // namespace
 
-Report Check(const Region& r, const LockAs* lock_as) {
+Result<Report> Check(const Region& r, const LockAs* lock_as) {
   Report rep;
   Checker c(r, &rep, lock_as != nullptr);
-  if (lock_as) {
-    c.checker_slot_ = lock_as->slot;
-    const uint64_t tag = LockTag(lock_as->slot, lock_as->session);
-    LockWorld(r, tag);
-    rep.stopped_the_world = true;
+  if (lock_as == nullptr) {
     c.Run();
-    UnlockWorld(r, tag);
-  } else {
-    c.Run();
+    return rep;
   }
+  // Stop the world as a client of the region: every lock, each waited for
+  // at most the lock wait, marked with this client's tag so that the
+  // manager frees them all if the checker dies (Txn::LockWorld).
+  c.checker_slot_ = lock_as->slot;
+  store::Txn txn(r, lock_as->slot, lock_as->session, region::OpKind::kCheck);
+  if (lock_as->lock_wait_ms != 0) txn.SetLockWait(lock_as->lock_wait_ms * 1'000'000);
+  if (!txn.LockWorld()) {
+    Status why = txn.Commit();  // rolls back: releases what was taken
+    return Status(why.code(), "could not stop the world for an online check: " + why.message());
+  }
+  rep.stopped_the_world = true;
+  c.Run();
+  if (Status s = txn.Commit(); !s.ok()) return s;
   return rep;
 }
 

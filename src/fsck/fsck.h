@@ -15,6 +15,7 @@
 #define GISMO_FSCK_FSCK_H_
 
 #include <cstdint>
+#include <gismo/status.hpp>
 #include <string>
 #include <vector>
 
@@ -37,13 +38,17 @@ struct Report {
 struct LockAs {
   uint32_t slot;
   uint64_t session;
+  uint64_t lock_wait_ms = 0;  // per lock; 0: the region's lock wait
 };
 
 // Offline (lock_as == nullptr): nothing may run on the region (no manager,
 // no client); locks found held are reported as interrupted operations.
 // Online: takes every lock of the region in the global lock order, checks,
-// and releases them; clients wait meanwhile (milliseconds).
-Report Check(const region::Region& r, const LockAs* lock_as);
+// and releases them; clients wait meanwhile (milliseconds). A lock that stays
+// busy past the lock wait (its holder slow, or suspected and not yet fenced)
+// gives GISMO_ERR_BUSY naming it, with every lock taken released again; an
+// ended session gives GISMO_ERR_CONNECTION.
+Result<Report> Check(const region::Region& r, const LockAs* lock_as);
 
 }  // namespace gismo::fsck
 

@@ -18,6 +18,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "common/atomic.h"
 #include "common/clock.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
@@ -163,6 +164,8 @@ class Manager::Impl {
   uint64_t next_agent_request_ = 1;
   uint64_t session_ = 0;  // the manager's own slot session
   uint64_t epoch_ = 0;    // our lease of the region
+  // Set by the io thread when the lease is lost, read by Stop() and by
+  // superseded() on any thread: it publishes nothing else (relaxed).
   std::atomic<bool> superseded_{false};
   bool kick_seen_ = false;
   int lock_fd_ = -1;
@@ -215,6 +218,9 @@ class Manager::Impl {
   void NotifySubscribers();
   std::set<std::shared_ptr<Session>> subscribers_;
   void DropWaits(const std::shared_ptr<Session>& s);
+  // Closes a member's connection and forgets it, with its waits; the member
+  // itself (slot, session, phase) is the caller's to change.
+  void CloseMemberSession(const std::shared_ptr<Session>& s);
 
   // --- the failure model ---
   void WatchProcess(Member& m, int pidfd);
@@ -385,7 +391,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 void Session::Overflow() {
   overflowed_ = true;
-  ++m_.stats_.output_overflows;
+  IncrementRelaxed(m_.stats_.output_overflows);
   asio::post(m_.io_, [this, self = shared_from_this()] {
     m_.OnClosed(self, "it does not read its connection: over " + std::to_string(max_output_bytes_) +
                           " bytes queued for it");
@@ -636,16 +642,11 @@ uint64_t Manager::Impl::AskAgent(const Member& m, bool probe_only) {
 
 void Manager::Impl::Suspect(Member& m, const std::string& why) {
   if (m.phase == Member::Phase::kSuspected || m.phase == Member::Phase::kRecovering) return;
-  if (auto s = m.conn.lock()) {
-    DropWaits(s);
-    s->slot = 0;
-    s->Close();
-    sessions_.erase(s);
-  }
+  if (auto s = m.conn.lock()) CloseMemberSession(s);
   m.conn.reset();
   m.phase = Member::Phase::kSuspected;
   SetSlotState(m.slot, SlotState::kSuspected, m.session);
-  ++stats_.clients_suspected;
+  IncrementRelaxed(stats_.clients_suspected);
   spdlog::warn("{} is suspected ({}); nothing it owns is touched until it is fenced", m.describe,
                why);
   AdvanceFencing(m);
@@ -706,12 +707,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
 
 void Manager::Impl::Fenced(Member& m, FenceReason reason) {
   if (m.phase == Member::Phase::kRecovering) return;
-  if (auto s = m.conn.lock()) {
-    DropWaits(s);
-    s->slot = 0;
-    s->Close();
-    sessions_.erase(s);
-  }
+  if (auto s = m.conn.lock()) CloseMemberSession(s);
   m.conn.reset();
   m.pidfd.reset();
   m.reason = reason;
@@ -719,7 +715,7 @@ void Manager::Impl::Fenced(Member& m, FenceReason reason) {
   region_->slot(m.slot).fenced_by.store(static_cast<uint64_t>(reason), std::memory_order_relaxed);
   SetSlotState(m.slot, SlotState::kRecovering, m.session);
   if (reason != FenceReason::kDeparted) {
-    ++stats_.clients_fenced;
+    IncrementRelaxed(stats_.clients_fenced);
     spdlog::info("{} is fenced: {}", m.describe, ReasonText(reason));
   }
   const uint32_t slot = m.slot;
@@ -728,7 +724,7 @@ void Manager::Impl::Fenced(Member& m, FenceReason reason) {
 }
 
 void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
-  ++stats_.nodes_fenced;
+  IncrementRelaxed(stats_.nodes_fenced);
   std::vector<uint32_t> slots;
   for (auto& [slot, m] : members_) {
     if (m.node == node && m.phase != Member::Phase::kRecovering) slots.push_back(slot);
@@ -753,16 +749,16 @@ bool Manager::Impl::Recover(Member& m) {
   const uint64_t t0 = MonotonicNs();
   const RecoveryReport rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
   const uint64_t dt = MonotonicNs() - t0;
-  stats_.recovery_ns_total += dt;
+  IncrementRelaxed(stats_.recovery_ns_total, dt);
   if (!rep.complete) {
     spdlog::warn("recovery of {} waits for a busy lock; will retry", m.describe);
     return false;
   }
   SetSlotState(m.slot, SlotState::kFree, m.session);
   if (m.reason == FenceReason::kDeparted) {
-    ++stats_.clients_left;
+    IncrementRelaxed(stats_.clients_left);
   } else {
-    ++stats_.clients_recovered;
+    IncrementRelaxed(stats_.clients_recovered);
   }
   if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
     spdlog::info(
@@ -801,7 +797,7 @@ void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t
         slots.push_back(slot);
       }
     }
-    ++stats_.nodes_fenced;
+    IncrementRelaxed(stats_.nodes_fenced);
     for (uint32_t slot : slots) {
       if (auto it = members_.find(slot); it != members_.end()) {
         Fenced(it->second, FenceReason::kOperator);
@@ -934,7 +930,7 @@ template <typename Acceptor>
 void Manager::Impl::AcceptFailed(Acceptor& a, const asio::error_code& ec,
                                  void (Impl::*again)(Acceptor&)) {
   if (ec == asio::error::operation_aborted || stopped_) return;
-  ++stats_.accept_errors;
+  IncrementRelaxed(stats_.accept_errors);
   if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
     ++refusals_unlogged_;
     // Room for the waiting connection (which may be a real client): close
@@ -996,7 +992,7 @@ void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::stri
   }
   if (sessions_.size() >= max_connections_ &&
       !EvictOldestUnadmitted("the manager has too many connections")) {
-    ++stats_.peers_refused;
+    IncrementRelaxed(stats_.peers_refused);
     ++refusals_unlogged_;
     spdlog::debug("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
                   sessions_.size());
@@ -1075,7 +1071,7 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
 
 void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
                            const std::string& log) {
-  ++stats_.peers_refused;
+  IncrementRelaxed(stats_.peers_refused);
   // A flood of refusals must not become a flood of log lines: one a second,
   // the rest counted (and summed up by Tick).
   const uint64_t now = MonotonicNs();
@@ -1233,7 +1229,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   auto [it, _] = members_.emplace(slot, std::move(m));
   TryWatchLocal(it->second, s);
   SendWelcome(s, slot, session, client_id, hello.node_id);
-  ++stats_.clients_joined;
+  IncrementRelaxed(stats_.clients_joined);
   spdlog::info("{} joined{}", s->Describe(), it->second.pidfd ? "" : " (remote)");
 }
 
@@ -1258,10 +1254,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   }
   if (auto old = m.conn.lock(); old && old != s) {
     // Its previous connection is dead though we have not noticed yet.
-    DropWaits(old);
-    old->slot = 0;
-    old->Close();
-    sessions_.erase(old);
+    CloseMemberSession(old);
   }
   s->slot = m.slot;
   s->client_id = m.client_id;
@@ -1270,7 +1263,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   m.describe = s->Describe();
   TryWatchLocal(m, s);
   SendWelcome(s, m.slot, m.session, m.client_id, m.node);
-  ++stats_.clients_reattached;
+  IncrementRelaxed(stats_.clients_reattached);
   spdlog::info("{} re-attached", s->Describe());
 }
 
@@ -1356,6 +1349,13 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
   region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
 }
 
+void Manager::Impl::CloseMemberSession(const std::shared_ptr<Session>& s) {
+  DropWaits(s);
+  s->slot = 0;
+  s->Close();
+  sessions_.erase(s);
+}
+
 void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
   while (!s->waits.empty()) CancelWait(s, s->waits.begin()->first);
   if (subscribers_.erase(s)) region_->sb().subscribers.fetch_sub(1, std::memory_order_seq_cst);
@@ -1373,7 +1373,7 @@ void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
   for (const auto& [weak, wait_id] : it->second) {
     if (auto sp = weak.lock()) {
       sp->Send(protocol::Writer().Frame(MsgType::kWake, wait_id), wait_id);
-      ++stats_.wakeups_sent;
+      IncrementRelaxed(stats_.wakeups_sent);
     }
   }
 }
@@ -1382,7 +1382,7 @@ void Manager::Impl::WakeAllWaiters() {
   for (const auto& s : sessions_) {
     for (const auto& [wait_id, keys] : s->waits) {
       s->Send(protocol::Writer().Frame(MsgType::kWake, wait_id), wait_id);
-      ++stats_.wakeups_sent;
+      IncrementRelaxed(stats_.wakeups_sent);
     }
   }
 }
@@ -1412,7 +1412,7 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
 void Manager::Impl::Tick() {
   // The lease first: a manager that lost it must not write anything more.
   if (!BeatManagerLease(*region_, epoch_)) {
-    superseded_ = true;
+    StoreRelaxed(superseded_, true);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
         epoch_, region_->sb().manager_owner.load(std::memory_order_acquire));
@@ -1438,7 +1438,7 @@ void Manager::Impl::Tick() {
       last_refusal_log_ns_ = now;
     }
     for (const auto& s : late) {
-      ++stats_.admission_timeouts;
+      IncrementRelaxed(stats_.admission_timeouts);
       Refuse(s,
              Status(GISMO_ERR_TIMEOUT,
                     "not admitted within " + std::to_string(opt_.admission_timeout_ms) + " ms"),
@@ -1454,7 +1454,7 @@ void Manager::Impl::Tick() {
       }
     }
     for (const auto& s : expired) {
-      ++stats_.leases_expired;
+      IncrementRelaxed(stats_.leases_expired);
       const std::string why = "nothing heard for " +
                               std::to_string((now - s->last_heard_ns_) / kMs) + " ms, lease " +
                               std::to_string(opt_.lease_ms) + " ms";
@@ -1605,7 +1605,7 @@ void Manager::Impl::Shutdown() {
   for (auto& [slot, m] : members_) m.pidfd.reset();
   // Clients keep their slots and re-attach to the next manager; sealed
   // objects stay. The next manager need not wait for our lease to run out.
-  if (region_ && !superseded_) ReleaseManagerLease(*region_, epoch_);
+  if (region_ && !LoadRelaxed(superseded_)) ReleaseManagerLease(*region_, epoch_);
   io_.stop();
 }
 
@@ -1628,7 +1628,7 @@ Manager::~Manager() = default;
 Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
 void Manager::Stop() { impl_->Stop(); }
-bool Manager::superseded() const { return impl_->superseded_.load(std::memory_order_relaxed); }
+bool Manager::superseded() const { return LoadRelaxed(impl_->superseded_); }
 std::vector<std::string> Manager::listen_addresses() const { return impl_->bound_; }
 std::string Manager::metrics_address() const {
   return impl_->metrics_ ? impl_->metrics_->address() : std::string();

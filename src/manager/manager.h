@@ -74,7 +74,9 @@ struct ManagerOptions {
   uint32_t max_total_wait_ids = 1u << 19;
 };
 
-// Counters the manager keeps (exported by `gismo status` and metrics).
+// Counters the manager keeps (exported by `gismo status` and metrics). The
+// io thread counts (IncrementRelaxed), the metrics exporter and tests read
+// (LoadRelaxed): each counter is a value of its own, ordered with nothing.
 struct ManagerStats {
   std::atomic<uint64_t> clients_joined{0};
   std::atomic<uint64_t> clients_left{0};

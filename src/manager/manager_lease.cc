@@ -87,9 +87,10 @@ Result<uint64_t> AcquireManagerLease(const region::Region& r, const LeaseOptions
     while (MonotonicNs() < until) {
       if (sb.manager_beat.load(std::memory_order_acquire) != beat ||
           sb.manager_owner.load(std::memory_order_acquire) != owner) {
-        return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
-                                          OwnerText(sb, sb.manager_owner.load()) +
-                                          " (its lease is live)");
+        return Status(GISMO_ERR_BUSY,
+                      "another gismo-manager serves this region: " +
+                          OwnerText(sb, sb.manager_owner.load(std::memory_order_acquire)) +
+                          " (its lease is live)");
       }
       timespec ts{0, 5'000'000};
       nanosleep(&ts, nullptr);

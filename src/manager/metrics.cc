@@ -8,6 +8,7 @@
 #include <map>
 #include <string_view>
 
+#include "common/atomic.h"
 #include "common/clock.h"
 #include "manager/listen.h"
 #include "protocol/wire.h"
@@ -310,32 +311,33 @@ std::string MetricsExporter::Render() const {
 
   // Manager activity.
   x.One("gismo_manager_clients_joined_total", "counter", "Clients registered.",
-        stats_.clients_joined.load());
+        LoadRelaxed(stats_.clients_joined));
   x.One("gismo_manager_clients_left_total", "counter", "Clients that disconnected cleanly.",
-        stats_.clients_left.load());
+        LoadRelaxed(stats_.clients_left));
   x.One("gismo_manager_clients_recovered_total", "counter",
         "Clients that went away without disconnecting and were recovered once fenced.",
-        stats_.clients_recovered.load());
+        LoadRelaxed(stats_.clients_recovered));
   x.One("gismo_manager_leases_expired_total", "counter",
         "Clients suspected because nothing was heard from them for a lease.",
-        stats_.leases_expired.load());
+        LoadRelaxed(stats_.leases_expired));
   x.One("gismo_manager_clients_suspected_total", "counter",
         "Clients suspected dead (lease expired, or gone without re-attaching); nothing of "
         "theirs is touched until they are fenced.",
-        stats_.clients_suspected.load());
+        LoadRelaxed(stats_.clients_suspected));
   x.One("gismo_manager_clients_fenced_total", "counter",
         "Suspected clients proven unable to run again (then recovered).",
-        stats_.clients_fenced.load());
+        LoadRelaxed(stats_.clients_fenced));
   x.One("gismo_manager_clients_reattached_total", "counter",
         "Clients that re-attached after their connection (or the manager) was lost.",
-        stats_.clients_reattached.load());
+        LoadRelaxed(stats_.clients_reattached));
   x.One("gismo_manager_nodes_fenced_total", "counter",
-        "Whole nodes fenced (fence command or operator).", stats_.nodes_fenced.load());
+        "Whole nodes fenced (fence command or operator).", LoadRelaxed(stats_.nodes_fenced));
   x.One("gismo_manager_wakeups_sent_total", "counter",
-        "Wake-ups sent to clients waiting for an object to be sealed.", stats_.wakeups_sent.load());
+        "Wake-ups sent to clients waiting for an object to be sealed.",
+        LoadRelaxed(stats_.wakeups_sent));
   x.One("gismo_manager_recovery_seconds_total", "counter",
         "Time spent recovering client slots (clean departures included).",
-        static_cast<double>(stats_.recovery_ns_total.load()) / 1e9);
+        static_cast<double>(LoadRelaxed(stats_.recovery_ns_total)) / 1e9);
   x.One("gismo_manager_waiters", "gauge", "Registered blocking gets (seal waits).",
         sb.waiters.load(std::memory_order_relaxed));
   x.One("gismo_manager_subscribers", "gauge", "Live event subscriptions.",

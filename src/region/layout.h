@@ -229,6 +229,20 @@ enum class LogKind : uint64_t {
 };
 inline constexpr int kLogKindShift = 56;
 inline constexpr uint64_t kLogOffsetMask = (1ull << kLogKindShift) - 1;
+// LogEntry::target: kind << 56 | region offset.
+inline constexpr uint64_t PackLogTarget(LogKind kind, uint64_t offset) {
+  return static_cast<uint64_t>(kind) << kLogKindShift | (offset & kLogOffsetMask);
+}
+inline constexpr LogKind LogTargetKind(uint64_t target) {
+  return static_cast<LogKind>(target >> kLogKindShift);
+}
+inline constexpr uint64_t LogTargetOffset(uint64_t target) { return target & kLogOffsetMask; }
+// LogEntry::value of a bit-range entry: first << 32 | count.
+inline constexpr uint64_t PackBitRange(uint64_t first, uint64_t count) {
+  return first << 32 | (count & 0xffffffff);
+}
+inline constexpr uint64_t BitRangeFirst(uint64_t value) { return value >> 32; }
+inline constexpr uint64_t BitRangeCount(uint64_t value) { return value & 0xffffffff; }
 
 struct LogEntry {
   Word target;  // kind << 56 | region offset
@@ -246,6 +260,12 @@ struct HeldEntry {
 static_assert(sizeof(HeldEntry) == 16);
 
 inline constexpr uint32_t kMaxHeldLocks = 8;
+// held_locks[0] may instead hold kHeldLocksWorld (never a lock offset: those
+// are multiples of 8 past the superblock): the slot is taking, or holds,
+// every lock of the region (a stop-the-world check, Txn::LockWorld). Written
+// before the first CAS and cleared after the last release; recovery then
+// releases every lock word that carries the slot's tag.
+inline constexpr uint64_t kHeldLocksWorld = 1;
 
 // Fixed header of a client slot; followed in the slot by
 // Word current_slab[kNumClasses], LogEntry log[log_capacity],
@@ -417,6 +437,7 @@ enum class OpKind : uint64_t {
   kRelease,
   kDelete,
   kRecover,
+  kCheck,  // an online check holding every lock (gismo-fsck)
 };
 
 // ---------------------------------------------------------------------------
@@ -446,8 +467,21 @@ inline constexpr uint64_t PackHeldKey(uint32_t global, uint64_t flags) {
 inline constexpr uint32_t HeldKeyGlobal(uint64_t key) {
   return static_cast<uint32_t>(key & 0xffffffff) - 1;
 }
+// The key without its flags (equal for every key of one record).
+inline constexpr uint64_t HeldKeyRecord(uint64_t key) { return key & 0xffffffff; }
 inline constexpr uint32_t HeldHome(uint64_t key, uint32_t capacity) {
   return static_cast<uint32_t>(((key & 0xffffffff) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
+}
+
+// An event entry's kind_node word: EventKind | node << 8.
+inline constexpr uint64_t PackEventKindNode(EventKind kind, uint32_t node) {
+  return static_cast<uint64_t>(kind) | uint64_t{node} << 8;
+}
+inline constexpr EventKind EventKindOf(uint64_t kind_node) {
+  return static_cast<EventKind>(kind_node & 0xff);
+}
+inline constexpr uint32_t EventNodeOf(uint64_t kind_node) {
+  return static_cast<uint32_t>(kind_node >> 8);
 }
 
 // An object id (GISMO_ID_SIZE = 20 bytes) in three words, the last 4 bytes 0.

@@ -21,7 +21,7 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   e.seq.store(*seq | kEventPending, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   const IdWords x = ToWords(id);
-  e.kind_node.store(static_cast<uint64_t>(kind) | uint64_t{node} << 8, std::memory_order_relaxed);
+  e.kind_node.store(PackEventKindNode(kind, node), std::memory_order_relaxed);
   for (int k = 0; k < 3; ++k) e.id[k].store(x.w[k], std::memory_order_relaxed);
   e.data_size.store(SizesData(sizes), std::memory_order_relaxed);
   e.metadata_size.store(SizesMeta(sizes), std::memory_order_relaxed);
@@ -63,8 +63,8 @@ RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
   std::atomic_thread_fence(std::memory_order_acquire);
   if (e.seq.load(std::memory_order_relaxed) != s1) return RingRead::kOverflow;  // overwritten
   out->seq = s1;
-  out->kind = static_cast<EventKind>(kn & 0xff);
-  out->node = static_cast<uint32_t>(kn >> 8);
+  out->kind = EventKindOf(kn);
+  out->node = EventNodeOf(kn);
   std::memcpy(out->id.bytes, w, GISMO_ID_SIZE);
   ++*cursor;
   return RingRead::kEvent;

@@ -13,7 +13,7 @@ int64_t HeldFind(const Region& r, uint32_t slot, uint32_t global) {
   for (uint32_t n = 0, i = HeldHome(want, cap); n < cap; ++n, i = (i + 1) & (cap - 1)) {
     const uint64_t key = held[i].key.load(std::memory_order_relaxed);
     if (key == 0) return -1 - static_cast<int64_t>(i);
-    if ((key & 0xffffffff) == want) return i;
+    if (HeldKeyRecord(key) == want) return i;
   }
   return kHeldNoRoom;  // a full table (only a corrupt one is)
 }

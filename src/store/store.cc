@@ -359,8 +359,7 @@ Status Store::Usage(gismo_usage_t* out) const {
 void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>& fn) const {
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     const ClientSlotHeader& h = r_.slot(i);
-    if ((h.state.load(std::memory_order_acquire) & 0xff) !=
-        static_cast<uint64_t>(SlotState::kActive)) {
+    if (SlotStateOf(h.state.load(std::memory_order_acquire)) != SlotState::kActive) {
       continue;
     }
     gismo_client_info_t info{};

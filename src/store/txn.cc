@@ -43,6 +43,11 @@ Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKin
       log_capacity_(r.sb().log_capacity),
       lock_wait_ns_(RegionLockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
+#ifdef GISMO_CRASH_POINTS
+  if (const uint32_t limit = UndoLogLimitForTesting(); limit != 0 && limit < log_capacity_) {
+    log_capacity_ = limit;
+  }
+#endif
 }
 
 Txn::~Txn() {
@@ -60,20 +65,20 @@ bool Txn::SessionLive() const {
 
 bool Txn::TryLock(Word& lock) {
   if (failed()) return false;
-  if (nlocks_ == region::kMaxHeldLocks) {
+  if (!world_ && nlocks_ == region::kMaxHeldLocks) {
     Fail(Status(GISMO_ERR_INTERNAL, "an operation took more locks than a slot can record"));
     return false;
   }
   uint64_t expected = 0;
   if (lock.load(std::memory_order_relaxed) != 0) return false;
-  // Invariant 2: record before the CAS.
-  hdr_.held_locks[nlocks_].store(r_.OffsetOf(&lock), std::memory_order_release);
+  // Invariant 2: record before the CAS (a world lock is recorded already).
+  if (!world_) hdr_.held_locks[nlocks_].store(r_.OffsetOf(&lock), std::memory_order_release);
   if (!lock.compare_exchange_strong(expected, tag_, std::memory_order_acquire,
                                     std::memory_order_relaxed)) {
-    hdr_.held_locks[nlocks_].store(0, std::memory_order_relaxed);
+    if (!world_) hdr_.held_locks[nlocks_].store(0, std::memory_order_relaxed);
     return false;
   }
-  locks_[nlocks_++] = &lock;
+  if (!world_) locks_[nlocks_++] = &lock;
   // Invariant 4: pairs with the manager's seq_cst store of a new slot state
   // followed by its reading of lock words.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -84,6 +89,16 @@ bool Txn::TryLock(Word& lock) {
     return false;
   }
   return true;
+}
+
+bool Txn::LockWorld() {
+  GISMO_DCHECK(nlocks_ == 0 && !world_);  // REQUIRES: no lock held yet
+  if (failed()) return false;
+  hdr_.held_locks[0].store(region::kHeldLocksWorld, std::memory_order_release);
+  world_ = true;
+  bool ok = true;
+  ForEachLock(r_, [&](Word& lock) { ok = ok && Lock(lock); });
+  return ok;
 }
 
 bool Txn::Lock(Word& lock) {
@@ -127,6 +142,7 @@ bool Txn::Lock(Word& lock) {
 }
 
 bool Txn::Holds(const Word& lock) const {
+  if (world_) return lock.load(std::memory_order_relaxed) == tag_;
   for (uint32_t i = 0; i < nlocks_; ++i) {
     if (locks_[i] == &lock) return true;
   }
@@ -135,7 +151,7 @@ bool Txn::Holds(const Word& lock) const {
 
 bool Txn::Log(uint64_t target, uint64_t value) {
   if (failed()) return false;
-  GISMO_DCHECK(nlocks_ > 0);  // REQUIRES: the guarding lock is held
+  GISMO_DCHECK(nlocks_ > 0 || world_);  // REQUIRES: the guarding lock is held
   if (log_count_ == log_capacity_) {
     Fail(Status(GISMO_ERR_LIMIT, "the operation is too large for this client's undo log (" +
                                      std::to_string(log_capacity_) +
@@ -153,8 +169,7 @@ bool Txn::Log(uint64_t target, uint64_t value) {
 void Txn::Write(Word& word, uint64_t value) {
   uint64_t old = word.load(std::memory_order_relaxed);
   if (old == value || failed()) return;
-  if (!Log(static_cast<uint64_t>(LogKind::kWord) << region::kLogKindShift | r_.OffsetOf(&word),
-           old)) {
+  if (!Log(region::PackLogTarget(LogKind::kWord, r_.OffsetOf(&word)), old)) {
     return;
   }
   // ...and the count covers it before the word changes (release orders the
@@ -175,17 +190,16 @@ void FillBits(Word* bitmap, uint64_t first, uint64_t n, bool value) {
 }
 
 void Txn::SetBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(static_cast<uint64_t>(LogKind::kBitsSet) << region::kLogKindShift | r_.OffsetOf(bitmap),
-           first << 32 | n)) {
+  if (!Log(region::PackLogTarget(LogKind::kBitsSet, r_.OffsetOf(bitmap)),
+           region::PackBitRange(first, n))) {
     return;
   }
   FillBits(bitmap, first, n, true);
 }
 
 void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
-  if (!Log(
-          static_cast<uint64_t>(LogKind::kBitsClear) << region::kLogKindShift | r_.OffsetOf(bitmap),
-          first << 32 | n)) {
+  if (!Log(region::PackLogTarget(LogKind::kBitsClear, r_.OffsetOf(bitmap)),
+           region::PackBitRange(first, n))) {
     return;
   }
   FillBits(bitmap, first, n, false);
@@ -203,6 +217,17 @@ void Txn::Unlock(uint32_t i) {
 void Txn::ReleaseLocks() {
   for (uint32_t i = nlocks_; i-- > 0;) Unlock(i);
   nlocks_ = 0;
+  if (world_) {
+    // Every lock still carrying this Txn's tag (the CAS leaves others'), then
+    // the mark: it covers the locks until the last is released (invariant 2).
+    ForEachLock(r_, [&](Word& lock) {
+      uint64_t expected = tag_;
+      lock.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                   std::memory_order_relaxed);
+    });
+    hdr_.held_locks[0].store(0, std::memory_order_release);
+    world_ = false;
+  }
   hdr_.op.store(0, std::memory_order_relaxed);
 }
 
@@ -226,8 +251,8 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
   for (uint64_t i = count; i-- > 0;) {
     uint64_t target = log[i].target.load(std::memory_order_acquire);
     uint64_t value = log[i].value.load(std::memory_order_relaxed);
-    auto kind = static_cast<LogKind>(target >> region::kLogKindShift);
-    uint64_t off = target & region::kLogOffsetMask;
+    const LogKind kind = region::LogTargetKind(target);
+    const uint64_t off = region::LogTargetOffset(target);
     // A word of the region's metadata, never the superblock's immutable part.
     if (off < r.sb().client_table_offset || off >= r.heap_offset() || off % 8 != 0) continue;
     switch (kind) {
@@ -236,7 +261,7 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
         break;
       case LogKind::kBitsSet:
       case LogKind::kBitsClear: {
-        const uint64_t first = value >> 32, n = value & 0xffffffff;
+        const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
         if (off + (first + n + 63) / 64 * 8 > r.heap_offset()) continue;
         FillBits(r.At<Word>(off), first, n, kind == LogKind::kBitsClear);
         break;
@@ -248,11 +273,16 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
 }
 
 // Calls fn(lock word) for each lock recorded in `slot`'s held_locks that
-// really is a lock word of the region.
+// really is a lock word of the region; for every lock of the region if the
+// slot took them all (kHeldLocksWorld).
 template <typename Fn>
 void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
   for (auto& rec : r.slot(slot).held_locks) {
     const uint64_t off = rec.load(std::memory_order_acquire);
+    if (off == region::kHeldLocksWorld) {
+      ForEachLock(r, fn);
+      return;
+    }
     if (off != 0 && r.IsLockOffset(off)) fn(*r.At<Word>(off));
   }
 }

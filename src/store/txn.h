@@ -50,6 +50,13 @@ class Txn {
   // One attempt; false if someone else holds it (the Txn does not fail,
   // except when the session has ended).
   [[nodiscard]] bool TryLock(region::Word& lock);
+  // Takes every lock of the region in the global lock order (ForEachLock),
+  // each waiting at most the lock wait, for a check that must see the
+  // region at rest. The slot's held_locks say "every lock" first (invariant
+  // 2 for a set too large to list), so recovery frees them all if this
+  // client dies holding them. False as Lock; Commit() or Rollback() then
+  // releases what was taken. REQUIRES: this Txn holds no lock yet.
+  [[nodiscard]] bool LockWorld();
   void SetLockWait(uint64_t wait_ns) { lock_wait_ns_ = wait_ns; }
   bool Holds(const region::Word& lock) const;
 
@@ -89,6 +96,7 @@ class Txn {
   uint32_t log_count_ = 0;
   uint32_t nlocks_ = 0;
   region::Word* locks_[region::kMaxHeldLocks];
+  bool world_ = false;  // LockWorld: held_locks[0] says every lock
   bool done_ = false;
   Status failure_;
   uint64_t lock_wait_ns_;

@@ -14,29 +14,25 @@
 #include <set>
 #include <utility>
 
+#include "common/clock.h"
+
 extern char** environ;
 
 namespace gismo::testing {
 
 namespace {
 
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 // Milliseconds left until `deadline` for poll(): -1 (no limit) when the
 // deadline is negative, else at least 0.
 int MsLeft(double deadline) {
   if (deadline < 0) return -1;
-  double left = (deadline - NowS()) * 1000;
+  double left = (deadline - MonotonicS()) * 1000;
   return left <= 0 ? 0 : static_cast<int>(left) + 1;
 }
 
-double DeadlineAfter(double timeout_s) { return timeout_s < 0 ? -1 : NowS() + timeout_s; }
+double DeadlineAfter(double timeout_s) { return timeout_s < 0 ? -1 : MonotonicS() + timeout_s; }
 
-bool Expired(double deadline) { return deadline >= 0 && NowS() >= deadline; }
+bool Expired(double deadline) { return deadline >= 0 && MonotonicS() >= deadline; }
 
 std::string NameOf(const std::string& entry) { return entry.substr(0, entry.find('=')); }
 

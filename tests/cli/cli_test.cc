@@ -181,11 +181,7 @@ class CliTest : public ::testing::Test {
     return body == std::string::npos ? std::string() : resp.substr(body + 4);
   }
 
-  gismo::Client Connect() {
-    auto c = gismo::Client::Connect(mgr_.address());
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return std::move(*c);
-  }
+  gismo::Client Connect() { return gismo::testing::MustConnect(mgr_.address()); }
 
   ManagerProcess mgr_;
   uint16_t metrics_port_ = 0;

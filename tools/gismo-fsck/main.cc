@@ -1,5 +1,6 @@
 // gismo-fsck: checks a gismo region and says in plain words what is wrong.
-// Exit status: 0 sound, 1 problems found, 2 usage error or cannot open.
+// Exit status: 0 sound, 1 problems found, 2 usage error or cannot open,
+// 3 an online check could not stop the world (a lock stayed busy).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 int main(int argc, char** argv) {
   std::string region_path = "/dev/shm/gismo", address;
   bool online = false, quiet = false;
+  uint64_t lock_wait_ms = 0;
   CLI::App app{
       "gismo-fsck: verifies a gismo region: every byte of the heap free or owned by exactly one\n"
       "object, every object reachable and intact in the index, reference counts equal to the\n"
@@ -24,6 +26,9 @@ int main(int argc, char** argv) {
   app.add_option("--address", address,
                  "Check online through the manager at this address (unix:PATH, tcp:HOST:PORT)");
   app.add_flag("--online", online, "Check online at $GISMO_ADDRESS (or the default socket)");
+  app.add_option("--lock-wait-ms", lock_wait_ms,
+                 "Online: give up (exit 3) when one lock stays busy this long (default: the "
+                 "region's lock wait)");
   app.add_flag("-q,--quiet", quiet, "Print problems only");
   CLI11_PARSE(app, argc, argv);
 
@@ -35,17 +40,22 @@ int main(int argc, char** argv) {
       fprintf(stderr, "gismo-fsck: %s\n", c.status().message().c_str());
       return 2;
     }
-    gismo::fsck::LockAs as{(*c)->slot(), (*c)->session()};
+    gismo::fsck::LockAs as{(*c)->slot(), (*c)->session(), lock_wait_ms};
     region_path = (*c)->region().path();
-    rep = gismo::fsck::Check((*c)->region(), &as);
+    auto checked = gismo::fsck::Check((*c)->region(), &as);
     (void)(*c)->Disconnect();
+    if (!checked.ok()) {
+      fprintf(stderr, "gismo-fsck: %s\n", checked.status().message().c_str());
+      return 3;
+    }
+    rep = std::move(*checked);
   } else {
     auto r = gismo::region::Region::Open(region_path);
     if (!r.ok()) {
       fprintf(stderr, "gismo-fsck: %s\n", r.status().message().c_str());
       return 2;
     }
-    rep = gismo::fsck::Check(**r, nullptr);
+    rep = *gismo::fsck::Check(**r, nullptr);  // offline: always a report
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

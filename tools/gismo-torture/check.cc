@@ -25,6 +25,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "common/clock.h"
 #include "content.h"
 #include "testing/process.h"
 #include "torture.h"
@@ -32,12 +33,6 @@
 namespace gismo::torture {
 
 namespace {
-
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 using Incarnation = std::pair<uint64_t, uint64_t>;  // (key, generation)
 
@@ -114,13 +109,13 @@ CheckResult RunCheck(const CheckOptions& o) {
   };
 
   Client client;
-  for (double give_up = NowS() + 30;;) {
+  for (double give_up = MonotonicS() + 30;;) {
     auto c = Client::Connect(o.address);
     if (c.ok()) {
       client = std::move(*c);
       break;
     }
-    if (NowS() > give_up) {
+    if (MonotonicS() > give_up) {
       problem("cannot connect to the manager: " + c.status().ToString());
       return res;
     }
@@ -130,7 +125,7 @@ CheckResult RunCheck(const CheckOptions& o) {
   (void)gismo_client_identity(client.c_client(), &my_node, &my_slot);
 
   // 1. Everybody else recovered.
-  const double t0 = NowS();
+  const double t0 = MonotonicS();
   for (;;) {
     auto cl = client.Clients();
     if (!cl.ok()) {
@@ -140,7 +135,7 @@ CheckResult RunCheck(const CheckOptions& o) {
     size_t others = 0;
     for (const auto& ci : *cl) others += ci.client != my_slot;
     if (others <= o.others) break;
-    if (NowS() - t0 > o.idle_timeout_s) {
+    if (MonotonicS() - t0 > o.idle_timeout_s) {
       problem(std::to_string(others) + " client(s) still registered " +
               std::to_string(o.idle_timeout_s) + " s after the workers were stopped");
       break;

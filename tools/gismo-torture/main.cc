@@ -31,6 +31,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/atomic.h"
+#include "common/clock.h"
 #include "content.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
@@ -45,12 +47,6 @@
 
 namespace gismo::torture {
 namespace {
-
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 std::string SelfExe() {
   char buf[4096];
@@ -199,10 +195,10 @@ class Run {
     for (uint32_t i = 0; i < o_.workers; ++i) SpawnWorker();
     KillLoop();
     StopWorkers();
-    running_ = false;
+    StoreRelease(running_, false);
     monitor_.join();
 
-    const double check_t0 = NowS();
+    const double check_t0 = MonotonicS();
     CheckOptions co;
     co.address = address_;
     co.tag = tag_;
@@ -210,7 +206,7 @@ class Run {
     co.keys = o_.keys;
     co.fsck = Executable(o_.fsck) ? o_.fsck : "";
     CheckResult cr = RunCheck(co);
-    const double check_s = NowS() - check_t0;
+    const double check_s = MonotonicS() - check_t0;
 
     std::string metrics = Scrape(metrics_address_);
     StopManager(&cr);
@@ -220,7 +216,7 @@ class Run {
       std::string out;
       RunProcess({"rm", "-rf", o_.work_dir}, 60, &out);
     }
-    return cr.failures == 0 && failures_ == 0 ? 0 : 1;
+    return cr.failures == 0 && LoadRelaxed(failures_) == 0 ? 0 : 1;
   }
 
  private:
@@ -293,7 +289,7 @@ class Run {
     w.pid = Spawn(argv, env, &w.fd, o_.work_dir + "/workers.err");
     if (w.pid < 0) {
       fprintf(stderr, "gismo-torture: cannot start a worker\n");
-      ++failures_;
+      IncrementRelaxed(failures_);
       return;
     }
     fcntl(w.fd, F_SETFL, O_NONBLOCK);
@@ -334,27 +330,27 @@ class Run {
   }
 
   void KillLoop() {
-    const double end = NowS() + o_.seconds;
-    double next_kill = NowS() + Interval();
-    while (NowS() < end) {
+    const double end = MonotonicS() + o_.seconds;
+    double next_kill = MonotonicS() + Interval();
+    while (MonotonicS() < end) {
       std::vector<pollfd> pfds;
       for (auto& w : workers_) pfds.push_back({w.fd, POLLIN, 0});
-      int wait_ms = std::max(0, static_cast<int>((std::min(next_kill, end) - NowS()) * 1000));
+      int wait_ms = std::max(0, static_cast<int>((std::min(next_kill, end) - MonotonicS()) * 1000));
       poll(pfds.data(), pfds.size(), wait_ms);
       for (auto& w : workers_) ReadOutput(w);
       ReapUnexpected();
       ThawDue();
-      if (o_.freeze_percent > 0 && !node_frozen_ && NowS() >= end - o_.seconds / 2) {
+      if (o_.freeze_percent > 0 && !node_frozen_ && MonotonicS() >= end - o_.seconds / 2) {
         FreezeNode(1);
         node_frozen_ = true;
       }
-      if (NowS() >= next_kill) {
+      if (MonotonicS() >= next_kill) {
         if (rng_() % 100 < o_.freeze_percent) {
           FreezeOne();
         } else {
           KillOne();
         }
-        next_kill = NowS() + Interval();
+        next_kill = MonotonicS() + Interval();
       }
     }
   }
@@ -391,12 +387,12 @@ class Run {
     const double secs = past_lease ? lease * (2 + (rng_() % 1000) / 1000.0)
                                    : lease * (0.05 + (rng_() % 250) / 1000.0);
     kill(w.target, SIGSTOP);
-    w.thaw_at = NowS() + secs;
+    w.thaw_at = MonotonicS() + secs;
     ++(past_lease ? long_freezes_ : short_freezes_);
   }
   void ThawDue() {
     for (auto& w : workers_) {
-      if (w.thaw_at > 0 && NowS() >= w.thaw_at) {
+      if (w.thaw_at > 0 && MonotonicS() >= w.thaw_at) {
         kill(w.target, SIGCONT);
         w.thaw_at = 0;
       }
@@ -423,7 +419,7 @@ class Run {
         }
         fprintf(stderr, "gismo-torture: worker pid %d ended on its own (status %d)\n",
                 workers_[i].pid, st);
-        ++failures_;
+        IncrementRelaxed(failures_);
         close(workers_[i].fd);
         workers_.erase(workers_.begin() + i);
         SpawnWorker();
@@ -441,7 +437,7 @@ class Run {
     workers_.erase(workers_.begin() + i);
     ReadOutput(w);
     if (w.target < 0) w.target = FindTarget(w.pid);
-    const double t = NowS();
+    const double t = MonotonicS();
     kill(w.target > 0 ? w.target : w.pid, SIGKILL);
     if (!testing::WaitForExit(w.pid, 10)) {
       kill(w.pid, SIGKILL);
@@ -468,7 +464,7 @@ class Run {
     for (auto& w : workers_) {
       if (!testing::WaitForExit(w.pid, 20)) {
         fprintf(stderr, "gismo-torture: worker pid %d ignored SIGTERM for 20 s (stuck?)\n", w.pid);
-        ++failures_;
+        IncrementRelaxed(failures_);
         kill(w.target > 0 ? w.target : w.pid, SIGKILL);
         kill(w.pid, SIGKILL);
         waitpid(w.pid, nullptr, 0);
@@ -478,11 +474,31 @@ class Run {
     workers_.clear();
   }
 
+  // Moves the killed clients that have left the manager's list of active
+  // clients from pending_ to recovery_ms_; false if the list cannot be read.
+  // REQUIRES: mu_ is held.
+  bool CountRecovered(Client& c) {
+    auto cl = c.Clients();
+    if (!cl.ok()) return false;
+    std::set<uint64_t> live;
+    for (const auto& ci : *cl) live.insert(ci.client_id);
+    const double now = MonotonicS();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!live.count(it->first)) {
+        recovery_ms_.push_back((now - it->second) * 1000);
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return true;
+  }
+
   // Recovery latency: from the SIGKILL to the client leaving the manager's
   // list of active clients.
   void Monitor() {
     Client c;
-    for (double give_up = NowS() + 30; NowS() < give_up;) {
+    for (double give_up = MonotonicS() + 30; MonotonicS() < give_up;) {
       auto r = Client::Connect(address_);
       if (r.ok()) {
         c = std::move(*r);
@@ -492,54 +508,27 @@ class Run {
     }
     if (!c.connected()) {
       fprintf(stderr, "gismo-torture: the monitor cannot connect\n");
-      ++failures_;
+      IncrementRelaxed(failures_);
       return;
     }
     for (;;) {
-      bool last = !running_.load();
+      bool last = !LoadAcquire(running_);
       {
         std::lock_guard<std::mutex> lk(mu_);
-        if (!pending_.empty()) {
-          auto cl = c.Clients();
-          if (cl.ok()) {
-            std::set<uint64_t> live;
-            for (const auto& ci : *cl) live.insert(ci.client_id);
-            const double now = NowS();
-            for (auto it = pending_.begin(); it != pending_.end();) {
-              if (!live.count(it->first)) {
-                recovery_ms_.push_back((now - it->second) * 1000);
-                it = pending_.erase(it);
-              } else {
-                ++it;
-              }
-            }
-          }
-        }
+        if (!pending_.empty()) (void)CountRecovered(c);
         if (last) break;
       }
       usleep(500);
     }
     // Survivors of the last poll are measured by the check's idle wait.
     std::lock_guard<std::mutex> lk(mu_);
-    for (double give_up = NowS() + 60; !pending_.empty() && NowS() < give_up;) {
-      auto cl = c.Clients();
-      if (!cl.ok()) break;
-      std::set<uint64_t> live;
-      for (const auto& ci : *cl) live.insert(ci.client_id);
-      const double now = NowS();
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (!live.count(it->first)) {
-          recovery_ms_.push_back((now - it->second) * 1000);
-          it = pending_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+    for (double give_up = MonotonicS() + 60; !pending_.empty() && MonotonicS() < give_up;) {
+      if (!CountRecovered(c)) break;
       usleep(1000);
     }
     for (const auto& [id, t] : pending_) {
       fprintf(stderr, "gismo-torture: killed client %" PRIu64 " was never recovered\n", id);
-      ++failures_;
+      IncrementRelaxed(failures_);
     }
     (void)c.Disconnect();
   }
@@ -607,7 +596,7 @@ class Run {
     if (!cr.fsck_line.empty()) printf("gismo-fsck online:  %s\n", cr.fsck_line.c_str());
     if (!offline_fsck_.empty()) printf("gismo-fsck offline: %s\n", offline_fsck_.c_str());
     if (!Executable(o_.fsck)) printf("gismo-fsck:         not available, not run\n");
-    const uint64_t failures = cr.failures + failures_;
+    const uint64_t failures = cr.failures + LoadRelaxed(failures_);
     printf("failures:           %" PRIu64 "\n", failures);
     for (const auto& p : cr.problems) printf("  - %s\n", p.c_str());
     printf("result:             %s\n", failures == 0 ? "PASS" : "FAIL");
@@ -622,7 +611,11 @@ class Run {
   uint64_t incarnations_ = 0, kills_ = 0, kills_before_connect_ = 0;
   uint64_t short_freezes_ = 0, long_freezes_ = 0, fenced_ = 0, armed_ = 0;
   bool node_frozen_ = false;
+  // Counted by the run and the monitor thread, read once both are done
+  // (relaxed: the join orders the last read).
   std::atomic<uint64_t> failures_{0};
+  // Cleared (StoreRelease) when the workers are stopped; the monitor takes
+  // one more count after it reads it clear (LoadAcquire).
   std::atomic<bool> running_{true};
   std::thread monitor_;
   std::mutex mu_;
@@ -648,7 +641,7 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
         manager_bin, region, size, address, "warn",
         {"--format", "--max-objects", std::to_string(std::max<uint64_t>(n * 2, 1024))}, log));
     if (!m.Start()) return 2;
-    const double p0 = NowS();
+    const double p0 = MonotonicS();
     {
       auto c = Client::Connect(address);
       if (!c.ok()) return 2;
@@ -670,16 +663,16 @@ int RestartBench(const std::string& manager_bin, const std::string& size,
         auto b = c->Get(KeyId("restart", i), 0);
         if (b.ok()) held.push_back(std::move(*b));
       }
-      const double populate_s = NowS() - p0;
+      const double populate_s = MonotonicS() - p0;
       m.Kill();
       for (auto& b : held) (void)b.Detach();
       std::vector<double> ms;
       for (uint32_t r = 0; r < repeats; ++r) {
         m = testing::ManagerProcess(
             ManagerOptions(manager_bin, region, size, address, "warn", {}, log));
-        const double t0 = NowS();
+        const double t0 = MonotonicS();
         if (!m.Start()) return 2;
-        ms.push_back((NowS() - t0) * 1000);
+        ms.push_back((MonotonicS() - t0) * 1000);
         if (r + 1 < repeats) m.Kill();
       }
       // The last manager is up: every object still there, references dropped.

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/clock.h"
 #include "content.h"
 #include "torture.h"
 
@@ -35,13 +36,10 @@ const char* CounterName(uint32_t c) {
 
 namespace {
 
+// Set by the SIGTERM handler, polled by the worker's loop; it publishes
+// nothing (relaxed). Lock-free, so the handler may store to it.
 std::atomic<bool> g_stop{false};
-
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 class Worker {
  public:
@@ -57,9 +55,9 @@ class Worker {
     void* p = mmap(nullptr, kNumCounters * 8, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
     if (p == MAP_FAILED) return 2;
     stats_ = static_cast<std::atomic<uint64_t>*>(p);
-    deadline_ = o_.seconds > 0 ? NowS() + o_.seconds : 1e300;
+    deadline_ = o_.seconds > 0 ? MonotonicS() + o_.seconds : 1e300;
     if (!Connect()) return 3;
-    while (!g_stop.load(std::memory_order_relaxed) && NowS() < deadline_) {
+    while (!g_stop.load(std::memory_order_relaxed) && MonotonicS() < deadline_) {
       if (!Step()) {
         if (!Reconnect()) break;
       }
@@ -88,7 +86,7 @@ class Worker {
     (void)!write(log_fd_, line, n);
   }
   void Fail(const std::string& what) {
-    stats_[kFailures].fetch_add(1);
+    Count(kFailures);
     std::string line = "F " + what + "\n";
     (void)!write(log_fd_, line.data(), line.size());
     fprintf(stderr, "gismo-torture worker %d: FAILURE: %s\n", getpid(), what.c_str());
@@ -96,7 +94,7 @@ class Worker {
   void Count(Counter c) { stats_[c].fetch_add(1, std::memory_order_relaxed); }
 
   bool Connect() {
-    const double give_up = NowS() + 60;
+    const double give_up = MonotonicS() + 60;
     for (;;) {
       std::string address = o_.address;
       if (!o_.address_file.empty()) {
@@ -108,7 +106,8 @@ class Worker {
         client_ = std::move(*c);
         break;
       }
-      if (g_stop.load() || NowS() > give_up || NowS() > deadline_) {
+      if (g_stop.load(std::memory_order_relaxed) || MonotonicS() > give_up ||
+          MonotonicS() > deadline_) {
         fprintf(stderr, "gismo-torture worker: cannot connect: %s\n",
                 c.status().ToString().c_str());
         return false;
@@ -350,7 +349,7 @@ class Worker {
 
 int RunWorker(const WorkerOptions& o) {
   struct sigaction sa {};
-  sa.sa_handler = [](int) { g_stop.store(true); };
+  sa.sa_handler = [](int) { g_stop.store(true, std::memory_order_relaxed); };
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);

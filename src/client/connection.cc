@@ -1,0 +1,277 @@
+// Connecting, the handshake, re-attaching after a lost connection,
+// disconnecting, and the liveness check every operation starts with.
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "client/client.h"
+#include "common/atomic.h"
+#include "fence/process.h"
+#include "protocol/handshake.h"
+
+namespace gismo::client {
+
+using protocol::MsgType;
+
+namespace {
+
+uint32_t NodeFromEnv() {
+  const char* n = getenv("GISMO_NODE");
+  if (n == nullptr || *n == '\0') return 0;
+  char* end = nullptr;
+  unsigned long v = strtoul(n, &end, 10);
+  return (end && *end == '\0' && v <= 0xffffffffUL) ? static_cast<uint32_t>(v) : 0;
+}
+
+Status RecvFrameWithin(int fd, int timeout_ms, protocol::FrameHeader* h,
+                       std::vector<uint8_t>* payload) {
+  pollfd p{fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
+  return protocol::RecvFrame(fd, h, payload);
+}
+
+// The admission handshake (protocol/auth.h): the cluster key of
+// $GISMO_KEY_FILE if set, and the proof that `region` is mapped here.
+// `refused` (may be null): the manager answered, and said no.
+Status Handshake(int fd, const protocol::Hello& hello, const std::string& addr_text,
+                 const protocol::ProveFn& prove, protocol::Welcome* welcome,
+                 bool* refused = nullptr) {
+  auto key = protocol::KeyFromEnv();
+  if (!key.ok()) return key.status();
+  protocol::HandshakeResult result;
+  Status s =
+      protocol::Handshake(fd, hello, *key, prove, addr_text, kHandshakeTimeoutMs, &result, refused);
+  if (s.ok()) *welcome = result.welcome;
+  return s;
+}
+
+// RegionProof of the region mapped at `r`.
+protocol::Mac ProveRegion(const region::Region& r, const protocol::Nonce& server,
+                          const protocol::Nonce& client) {
+  // Acquire: pairs with the manager's release store before its Access.
+  const region::ClientSlotHeader& m = r.slot(0);
+  const uint64_t secret[2] = {m.admission_secret[0].load(std::memory_order_acquire),
+                              m.admission_secret[1].load(std::memory_order_acquire)};
+  return protocol::RegionProof(secret, server, client);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
+  std::string addr_text;
+  if (address != nullptr && *address != '\0') {
+    addr_text = address;
+  } else if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
+    addr_text = env;
+  } else {
+    auto def = protocol::DefaultAddress(/*create=*/false);
+    if (!def.ok()) return def.status();
+    addr_text = *def;
+  }
+  auto addr = protocol::ParseAddress(addr_text);
+  if (!addr.ok()) return addr.status();
+  auto fd = protocol::ConnectTo(*addr, kConnectTimeoutMs);
+  if (!fd.ok()) return fd.status();
+
+  std::unique_ptr<ClientImpl> c(new ClientImpl());
+  c->fd_ = *fd;
+  c->address_ = *addr;
+  c->address_text_ = addr_text;
+  protocol::Hello hello;
+  hello.node_id = NodeFromEnv();
+  hello.pid = static_cast<uint64_t>(getpid());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  hello.host = host;
+  hello.name = program_invocation_short_name;
+  const fence::ProcessIdentity me = fence::Self();
+  hello.identity[0] = me.boot_id;
+  hello.identity[1] = me.pid_ns;
+  hello.identity[2] = me.pid;
+  hello.identity[3] = me.start_time;
+  c->hello_ = hello;
+  // The region is mapped before the manager gives a slot: the proof.
+  std::unique_ptr<region::Region> mapped;
+  std::string path;
+  auto prove = [&](const protocol::Access& access, const protocol::Nonce& server,
+                   const protocol::Nonce& client) -> Result<protocol::Mac> {
+    // A host may see the shared device under another path.
+    path = access.region_path;
+    if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
+    if (path.empty()) {
+      return Status(GISMO_ERR_PERMISSION,
+                    "the manager at " + addr_text +
+                        " does not tell a peer without the cluster key where the region is: set "
+                        "GISMO_REGION to its path here (or GISMO_KEY_FILE)");
+    }
+    auto region = region::Region::Open(path);
+    if (!region.ok()) return region.status();
+    const region::Superblock& sb = (*region)->sb();
+    if (sb.uuid[0] != access.uuid[0] || sb.uuid[1] != access.uuid[1] ||
+        sb.region_size != access.region_size) {
+      return Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
+                                              "' is not the one the manager at " + addr_text +
+                                              " serves (set GISMO_REGION to its path here)");
+    }
+    mapped = std::move(*region);
+    return ProveRegion(*mapped, server, client);
+  };
+  if (Status s = Handshake(c->fd_, hello, addr_text, prove, &c->welcome_); !s.ok()) return s;
+  const protocol::Welcome& w = c->welcome_;
+  // Admitted but unable to go on: say goodbye, so the manager frees the slot
+  // now instead of suspecting a live process that went quiet.
+  auto abandon = [&c](Status why) {
+    protocol::Writer bye;
+    const auto frame = bye.Frame(MsgType::kGoodbye, 0);
+    if (protocol::SendAll(c->fd_, frame.data(), frame.size()).ok()) {
+      protocol::FrameHeader h;
+      std::vector<uint8_t> payload;
+      (void)RecvFrameWithin(c->fd_, kGoodbyeTimeoutMs, &h, &payload);
+    }
+    return why;
+  };
+  const region::Superblock& sb = mapped->sb();
+  if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
+    return abandon(Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
+                                                    "' is not the one the manager at " + addr_text +
+                                                    " serves (set GISMO_REGION to its path here)"));
+  }
+  c->region_ = std::move(mapped);
+  c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
+  if (!c->store_->SlotAlive()) {
+    return abandon(
+        Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active"));
+  }
+  c->hello_.role = protocol::Role::kReattach;
+  c->hello_.slot = w.slot;
+  c->hello_.session = w.session;
+  c->hello_.client_id = w.client_id;
+  c->hello_.uuid[0] = w.uuid[0];
+  c->hello_.uuid[1] = w.uuid[1];
+  c->receiver_ = std::thread([raw = c.get()] { raw->ReceiverLoop(); });
+  return c;
+}
+
+ClientImpl::~ClientImpl() {
+  StoreRelease(closing_, true);
+  ShutdownConnection();
+  if (receiver_.joinable()) receiver_.join();
+  if (fd_ >= 0) close(fd_);
+  if (int efd = ExchangeAcqRel(event_fd_, -1); efd >= 0) close(efd);
+}
+
+Status ClientImpl::Disconnect() {
+  Status result;
+  if (!LoadAcquire(lost_)) {
+    std::lock_guard<std::mutex> op(op_mu_);  // let a running operation finish
+    protocol::Writer w;
+    if (Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
+      GISMO_CRASH_POINT("disconnect.after_goodbye");
+      std::unique_lock<std::mutex> lk(state_mu_);
+      bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs),
+                                     [&] { return bye_ || LoadAcquire(lost_); });
+      if (!done) result = Status(GISMO_ERR_TIMEOUT, "the manager did not confirm the disconnect");
+    }
+  }
+  StoreRelease(closing_, true);
+  ShutdownConnection();
+  if (receiver_.joinable()) receiver_.join();
+  return result;
+}
+
+Status ClientImpl::CheckAlive() const {
+  if (LoadAcquire(lost_)) {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    return Status(GISMO_ERR_CONNECTION,
+                  "the connection to the manager is lost (" + lost_reason_ + "); connect again");
+  }
+  if (!store_->SlotAlive()) {
+    return Status(GISMO_ERR_CONNECTION,
+                  "the manager has ended this client's session (lease expired?); connect again");
+  }
+  return Status();
+}
+
+Status ClientImpl::Send(const std::vector<uint8_t>& frame) {
+  std::lock_guard<std::mutex> lk(send_mu_);
+  return protocol::SendAll(fd_, frame.data(), frame.size());
+}
+
+void ClientImpl::MarkLost(const std::string& why) {
+  std::lock_guard<std::mutex> lk(state_mu_);
+  if (!LoadAcquire(lost_)) lost_reason_ = why;
+  StoreRelease(lost_, true);
+  state_cv_.notify_all();
+  // A subscriber waiting on the fd learns it from the next call.
+  WakeSubscriber();
+}
+
+void ClientImpl::ShutdownConnection() {
+  std::lock_guard<std::mutex> lk(send_mu_);
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+}
+
+// The connection is gone but this client is not: its slot, references and
+// unsealed objects live in the region, and object operations need no
+// manager. It re-attaches (to the same manager, or a new one on the same
+// address) for as long as its session is live there; a manager that has
+// suspected it refuses, and only then is the client lost.
+bool ClientImpl::Reattach(std::string* why) {
+  uint32_t backoff_ms = 10;
+  while (!LoadAcquire(closing_)) {
+    if (!store_->SlotAlive()) {
+      *why = "the manager ended this client's session (its lease expired?)";
+      return false;
+    }
+    auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs);
+    if (fd.ok()) {
+      protocol::Welcome w;
+      bool refused = false;
+      Status s = Handshake(
+          *fd, hello_, address_text_,
+          [this](const protocol::Access&, const protocol::Nonce& server,
+                 const protocol::Nonce& client) -> Result<protocol::Mac> {
+            return ProveRegion(*region_, server, client);
+          },
+          &w, &refused);
+      if (s.ok()) {
+        int old;
+        {
+          std::lock_guard<std::mutex> lk(send_mu_);
+          old = fd_;
+          fd_ = *fd;
+        }
+        close(old);
+        welcome_.lease_ms = w.lease_ms;
+        welcome_.manager_epoch = w.manager_epoch;
+        std::lock_guard<std::mutex> lk(state_mu_);
+        ++connection_epoch_;
+        acked_waits_.clear();
+        ++wake_seq_;  // waiters register again and re-check
+        state_cv_.notify_all();
+        return true;
+      }
+      close(*fd);
+      if (refused) {
+        *why = s.message();
+        return false;
+      }
+    }
+    std::unique_lock<std::mutex> lk(state_mu_);
+    state_cv_.wait_for(lk, std::chrono::milliseconds(backoff_ms),
+                       [&] { return LoadAcquire(closing_); });
+    backoff_ms = std::min<uint32_t>(backoff_ms * 2, 500);
+  }
+  *why = "disconnected";
+  return false;
+}
+
+}  // namespace gismo::client

@@ -1,0 +1,113 @@
+// The object operations other than get: run in this client against shared
+// memory, then wake whoever waits for the change.
+#include "client/client.h"
+
+namespace gismo::client {
+
+using protocol::MsgType;
+
+void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_event) {
+  // Pairs with the manager raising a shard's `waiters` (or `subscribers`)
+  // before it acknowledges a wait (or subscription): either the waiter's
+  // re-check sees our change, or we see its registration.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  region::Superblock& sb = region_->sb();
+  const uint32_t shard = region_->ShardOf(store::HashId(id));
+  bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
+  if (!tell && ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+    // One pending kick covers every event published before the manager
+    // clears it (see Superblock::kick_pending).
+    tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
+  }
+  if (!tell) return;
+  protocol::Writer w;
+  w.Id(id);
+  (void)Send(w.Frame(type, 0));
+}
+
+Status ClientImpl::Create(const gismo_id_t& id, size_t data_size, const void* metadata,
+                          size_t metadata_size, void** data) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Create(id, data_size, metadata, metadata_size, data);
+}
+
+Status ClientImpl::Seal(const gismo_id_t& id) {
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Seal(id); !s.ok()) return s;
+  }
+  NotifyIfWatched(MsgType::kSealed, id);
+  return Status();
+}
+
+Status ClientImpl::Abort(const gismo_id_t& id) {
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Abort(id); !s.ok()) return s;
+  }
+  // Getters waiting for it re-check (one of them may create it now).
+  NotifyIfWatched(MsgType::kDeleted, id, /*ring_event=*/false);
+  return Status();
+}
+
+Status ClientImpl::Release(const gismo_id_t& id) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Release(id);
+}
+
+Status ClientImpl::Delete(const gismo_id_t& id) {
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Delete(id); !s.ok()) return s;
+  }
+  NotifyIfWatched(MsgType::kDeleted, id);
+  return Status();
+}
+
+Status ClientImpl::Contains(const gismo_id_t& id, bool* contains) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Contains(id, contains);
+}
+
+Status ClientImpl::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Stat(id, info);
+}
+
+Status ClientImpl::List(gismo_object_info_t* infos, size_t capacity, size_t* count) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  size_t n = 0;
+  Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
+    if (n < capacity) infos[n] = info;
+    ++n;
+  });
+  *count = n;
+  return listed;
+}
+
+Status ClientImpl::Usage(gismo_usage_t* usage) {
+  std::lock_guard<std::mutex> op(op_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  return store_->Usage(usage);
+}
+
+Status ClientImpl::ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count) {
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  size_t n = 0;
+  store_->ForEachClient([&](const gismo_client_info_t& info) {
+    if (n < capacity) infos[n] = info;
+    ++n;
+  });
+  *count = n;
+  return Status();
+}
+
+}  // namespace gismo::client

@@ -1,0 +1,115 @@
+// The receiver thread: serves the connection (heartbeats, acknowledgements,
+// wake-ups, notifications, fence replies) and re-attaches when it breaks.
+#include <errno.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "common/atomic.h"
+#include "common/clock.h"
+
+namespace gismo::client {
+
+using protocol::MsgType;
+
+void ClientImpl::ReceiverLoop() {
+  std::vector<uint8_t> payload;
+  for (;;) {
+    std::string why;
+    if (RunConnection(&payload, &why) || LoadAcquire(closing_)) {
+      MarkLost(LoadAcquire(closing_) ? "disconnected" : why);
+      return;
+    }
+    if (!Reattach(&why)) {
+      MarkLost(why);
+      return;
+    }
+    // Subscriptions are the manager's memory: tell the new one.
+    bool resubscribe;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      resubscribe = subscribe_acked_;
+    }
+    if (resubscribe) {
+      protocol::Writer w;
+      (void)Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_)));
+      WakeSubscriber();
+    }
+  }
+}
+
+// Serves one connection until it fails (returns false, `why` says how) or
+// the manager ends the session (returns true).
+bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) {
+  const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
+  uint64_t last_beat = MonotonicNs();
+  const int fd = fd_;  // only this thread replaces it
+  while (!LoadAcquire(closing_)) {
+    int wait_ms = heartbeat_ms;
+    if (heartbeat_ms > 0) {
+      uint64_t since = (MonotonicNs() - last_beat) / 1000000;
+      wait_ms =
+          since >= static_cast<uint64_t>(heartbeat_ms) ? 0 : heartbeat_ms - static_cast<int>(since);
+    }
+    pollfd p{fd, POLLIN, 0};
+    int rc = poll(&p, 1, wait_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0 || (heartbeat_ms > 0 &&
+                    (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
+      protocol::Writer w;
+      if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
+        *why = "cannot reach the manager";
+        return false;
+      }
+      last_beat = MonotonicNs();
+      if (rc == 0) continue;
+    }
+    protocol::FrameHeader h;
+    Status s = protocol::RecvFrame(fd, &h, payload);
+    if (!s.ok()) {
+      *why = s.message();
+      return false;
+    }
+    std::lock_guard<std::mutex> lk(state_mu_);
+    switch (h.type) {
+      case MsgType::kWaitAck:
+        acked_waits_.insert(h.request_id);
+        break;
+      case MsgType::kWake:
+        ++wake_seq_;
+        break;
+      case MsgType::kBye:
+        bye_ = true;
+        break;
+      case MsgType::kSubscribeAck:
+        subscribe_acked_ = true;
+        break;
+      case MsgType::kFenceReply: {
+        protocol::Reader rd(*payload);
+        const auto code = static_cast<gismo_status_t>(rd.U32());
+        std::string msg = rd.Str();
+        fence_replies_[h.request_id] =
+            rd.ok() ? (code == GISMO_OK ? Status(GISMO_OK, msg) : Status(code, msg))
+                    : Status(GISMO_ERR_PROTOCOL, "malformed fence reply");
+        break;
+      }
+      case MsgType::kNotify:
+        WakeSubscriber();
+        break;
+      case MsgType::kError: {
+        protocol::Reader rd(*payload);
+        Status err = protocol::DecodeError(rd);
+        *why = err.message();
+        state_cv_.notify_all();
+        return true;
+      }
+      default:
+        break;  // newer managers may send more; ignore what we do not know
+    }
+    state_cv_.notify_all();
+  }
+  *why = "disconnected";
+  return true;
+}
+
+}  // namespace gismo::client

@@ -1,0 +1,160 @@
+// Subscriptions: the initial listing, then seals and deletes read from the
+// region's event ring; the event fd is poked by the receiver thread.
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "client/client.h"
+#include "common/atomic.h"
+
+namespace gismo::client {
+
+using protocol::MsgType;
+
+namespace {
+std::string IdKey(const gismo_id_t& id) {
+  return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
+}
+void Drain(int efd) {
+  uint64_t v;
+  (void)!read(efd, &v, sizeof v);
+}
+}  // namespace
+
+void ClientImpl::WakeSubscriber() {
+  if (int efd = LoadAcquire(event_fd_); efd >= 0) {
+    uint64_t one = 1;
+    (void)!write(efd, &one, sizeof one);
+  }
+}
+
+Status ClientImpl::Subscribe(int* fd) {
+  std::lock_guard<std::mutex> sub(sub_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  if (subscribed_) {
+    *fd = LoadAcquire(event_fd_);
+    return Status();
+  }
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Status(GISMO_ERR_IO, std::string("eventfd: ") + std::strerror(errno));
+  StoreRelease(event_fd_, efd);
+  // Once the manager acknowledges, `waiters` is raised: every seal or delete
+  // after our ring cursor is read below will wake us (see NotifyIfWatched).
+  protocol::Writer w;
+  if (Status s = Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_))); !s.ok()) {
+    return s;
+  }
+  {
+    std::unique_lock<std::mutex> lk(state_mu_);
+    state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs),
+                       [&] { return subscribe_acked_ || LoadAcquire(lost_); });
+    if (!subscribe_acked_) {
+      return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
+    }
+  }
+  cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
+      if (info.state != GISMO_STATE_SEALED) return;
+      gismo_notification_t n{};
+      n.event = GISMO_EVENT_SEALED;
+      n.id = info.id;
+      n.data_size = info.data_size;
+      n.metadata_size = info.metadata_size;
+      n.node = info.creator_node;
+      initial_.push_back(n);
+      initial_ids_.insert(IdKey(info.id));
+    });
+    if (!listed.ok()) return listed;
+  }
+  snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
+  subscribed_ = true;
+  if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
+    WakeSubscriber();
+  }
+  *fd = efd;
+  return Status();
+}
+
+Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int efd;
+    {
+      std::lock_guard<std::mutex> sub(sub_mu_);
+      if (!subscribed_) {
+        return Status(GISMO_ERR_INVALID_ARGUMENT, "this client has not subscribed");
+      }
+      efd = LoadAcquire(event_fd_);
+      if (!initial_.empty()) {
+        *out = initial_.front();
+        initial_.pop_front();
+        return Status();
+      }
+      // Two passes: drain the fd between them, so a wake that arrives after
+      // the second look leaves the fd readable for the poll below.
+      for (int pass = 0; pass < 2; ++pass) {
+        store::RingEvent ev;
+        for (;;) {
+          store::RingRead rr = store::ReadEvent(*region_, &cursor_, &ev);
+          if (rr == store::RingRead::kOverflow) {
+            cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+            initial_ids_.clear();
+            window_sealed_.clear();
+            *out = gismo_notification_t{};
+            out->event = GISMO_EVENT_OVERFLOW;
+            return Status();
+          }
+          if (rr == store::RingRead::kNothing) break;
+          if (ev.seq < snapshot_end_) {
+            const std::string key = IdKey(ev.id);
+            const bool listed = initial_ids_.count(key) > 0;
+            if (ev.kind == region::EventKind::kSealed) {
+              if (listed) continue;  // the initial listing reported it
+              window_sealed_.insert(key);
+            } else {
+              if (!listed && !window_sealed_.count(key)) continue;  // never seen sealed
+              initial_ids_.erase(key);
+              window_sealed_.erase(key);
+            }
+          } else if (!initial_ids_.empty() || !window_sealed_.empty()) {
+            initial_ids_.clear();
+            window_sealed_.clear();
+          }
+          *out = gismo_notification_t{};
+          out->event =
+              ev.kind == region::EventKind::kSealed ? GISMO_EVENT_SEALED : GISMO_EVENT_DELETED;
+          out->id = ev.id;
+          out->data_size = ev.data_size;
+          out->metadata_size = ev.metadata_size;
+          out->node = ev.node;
+          out->seq = ev.seq;
+          return Status();
+        }
+        if (pass == 0) Drain(efd);
+      }
+    }
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return Status(GISMO_ERR_TIMEOUT, "no notification");
+      wait_ms = static_cast<int>(std::min<int64_t>(left.count(), 1000));
+    } else {
+      wait_ms = 1000;  // re-check the connection now and then
+    }
+    pollfd p{efd, POLLIN, 0};
+    int rc = poll(&p, 1, wait_ms);
+    if (rc < 0 && errno != EINTR) {
+      return Status(GISMO_ERR_IO, std::string("poll: ") + std::strerror(errno));
+    }
+  }
+}
+
+}  // namespace gismo::client
