@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake pkg-config git ca-certificates
   # libraries (doc/dependencies.md says why each is here)
-  libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev
+  libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev libssl-dev
   # tests and benchmarks; clang for the libFuzzer targets (ctest -L fuzz)
   libgtest-dev redis-server libhiredis-dev clang
   # emulated cluster: network namespaces, veth, bridge

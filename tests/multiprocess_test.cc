@@ -359,6 +359,9 @@ TEST(SubscribeProcessTest, SubscriberOnAnotherNodeOverTcp) {
   pid_t pid = fork();
   if (pid == 0) {
     setenv("GISMO_NODE", "3", 1);
+    // Over TCP without a cluster key the manager does not say where the
+    // region is (doc/security.md).
+    setenv("GISMO_REGION", mgr.region().c_str(), 1);
     auto c = Client::Connect(tcp);
     if (!c.ok()) _exit(10);
     auto sub = c->Subscribe();

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "raw_peer.h"
 #include "region/region.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
@@ -219,6 +220,70 @@ TEST(WireTest, WelcomeRoundTrips) {
   EXPECT_EQ(back.region_path, m.region_path);
 }
 
+TEST(WireTest, AdmissionMessagesRoundTrip) {
+  Challenge c;
+  c.nonce = RandomNonce();
+  c.key_required = true;
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeChallenge(c), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kChallenge);
+  {
+    Reader r(payload);
+    Challenge back;
+    ASSERT_TRUE(DecodeChallenge(r, &back));
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back.protocol_version, kProtocolVersion);
+    EXPECT_EQ(back.nonce, c.nonce);
+    EXPECT_TRUE(back.key_required);
+  }
+  Access a;
+  a.uuid[0] = 1;
+  a.uuid[1] = 2;
+  a.region_size = 3;
+  a.region_path = "/dev/shm/x";
+  a.has_mac = true;
+  a.mac[5] = 9;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeAccess(a), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kAccess);
+  {
+    Reader r(payload);
+    Access back;
+    ASSERT_TRUE(DecodeAccess(r, &back));
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back.uuid[0], 1u);
+    EXPECT_EQ(back.uuid[1], 2u);
+    EXPECT_EQ(back.region_size, 3u);
+    EXPECT_EQ(back.region_path, a.region_path);
+    EXPECT_TRUE(back.has_mac);
+    EXPECT_EQ(back.mac, a.mac);
+  }
+  Mac proof{};
+  proof[0] = 1;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeProof(proof), &h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kProof);
+  {
+    Reader r(payload);
+    Mac back{};
+    ASSERT_TRUE(DecodeProof(r, &back));
+    EXPECT_EQ(back, proof);
+  }
+  // A hello's nonce and MAC travel too.
+  Hello hello;
+  hello.client_nonce = RandomNonce();
+  hello.has_mac = true;
+  hello.mac[31] = 7;
+  ASSERT_TRUE(IsOk(RoundTrip(EncodeHello(hello), &h, &payload)));
+  {
+    Reader r(payload);
+    Hello back;
+    ASSERT_TRUE(DecodeHello(r, &back));
+    EXPECT_EQ(back.client_nonce, hello.client_nonce);
+    EXPECT_TRUE(back.has_mac);
+    EXPECT_EQ(back.mac, hello.mac);
+  }
+}
+
 TEST(WireTest, ErrorRoundTrips) {
   FrameHeader h;
   std::vector<uint8_t> payload;
@@ -240,7 +305,7 @@ TEST(WireTest, ErrorRoundTrips) {
 // A peer cannot make a call return a value outside gismo_status_t: unknown
 // codes read from the wire become GISMO_ERR_PROTOCOL.
 TEST(WireTest, UnknownStatusCodesFromTheWireAreProtocolErrors) {
-  for (uint32_t value : {19u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
+  for (uint32_t value : {20u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
     EXPECT_EQ(StatusCodeFromWire(value), GISMO_ERR_PROTOCOL) << value;
     Writer w;
     w.U32(value);
@@ -265,11 +330,13 @@ TEST(WireTest, UnknownStatusCodesFromTheWireAreProtocolErrors) {
   EXPECT_EQ(res.status.code(), GISMO_ERR_PROTOCOL);
 }
 
-// A "manager" on a Unix socket that answers every hello with the frame
-// `reply` makes (given the hello's header); at most four connections.
+// A "manager" on a Unix socket that speaks as its test says; at most four
+// connections.
 class FakeManager {
  public:
-  explicit FakeManager(std::function<std::vector<uint8_t>(const FrameHeader&)> reply) {
+  // `serve` talks to each accepted connection (the client may try more than
+  // once); the connection is closed when the client hangs up.
+  explicit FakeManager(std::function<void(int fd)> serve) {
     EXPECT_NE(mkdtemp(dir_), nullptr);
     path_ = std::string(dir_) + "/fake.sock";
     lfd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -278,21 +345,18 @@ class FakeManager {
     std::strncpy(sa.sun_path, path_.c_str(), sizeof sa.sun_path - 1);
     EXPECT_EQ(bind(lfd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
     EXPECT_EQ(listen(lfd_, 4), 0);
-    thread_ = std::thread([this, reply] {
-      for (int n = 0; n < 4; ++n) {  // the client may try more than once
+    thread_ = std::thread([this, serve] {
+      for (int n = 0; n < 4; ++n) {
         pollfd p{lfd_, POLLIN, 0};
         if (poll(&p, 1, 20000) != 1) return;
         int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) return;
+        serve(fd);
+        // Until the client hangs up (it may say goodbye first).
         FrameHeader h;
         std::vector<uint8_t> payload;
-        if (RecvFrame(fd, &h, &payload).ok()) {
-          std::vector<uint8_t> frame = reply(h);
-          (void)SendAll(fd, frame.data(), frame.size());
-          // Until the client hangs up (it may say goodbye first).
-          pollfd q{fd, POLLIN, 0};
-          while (poll(&q, 1, 5000) == 1 && RecvFrame(fd, &h, &payload).ok()) {
-          }
+        pollfd q{fd, POLLIN, 0};
+        while (poll(&q, 1, 5000) == 1 && RecvFrame(fd, &h, &payload).ok()) {
         }
         close(fd);
       }
@@ -307,6 +371,17 @@ class FakeManager {
   }
   std::string address() const { return "unix:" + path_; }
 
+  static void Send(int fd, const std::vector<uint8_t>& frame) {
+    (void)SendAll(fd, frame.data(), frame.size());
+  }
+  // Reads one frame; false if the client hung up or sent garbage.
+  static bool Receive(int fd, MsgType want) {
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    pollfd q{fd, POLLIN, 0};
+    return poll(&q, 1, 10000) == 1 && RecvFrame(fd, &h, &payload).ok() && h.type == want;
+  }
+
  private:
   char dir_[32] = "/tmp/gismo-wire-XXXXXX";
   std::string path_;
@@ -314,14 +389,16 @@ class FakeManager {
   std::thread thread_;
 };
 
-// A "manager" that refuses every hello with a status code of its own
-// invention: gismo_connect returns GISMO_ERR_PROTOCOL, not that value.
+// A "manager" that refuses with a status code no library knows: the
+// client reports a protocol error, not a code outside the enum.
 TEST(WireTest, ConnectMapsAnUnknownRefusalToProtocol) {
-  FakeManager fake([](const FrameHeader& h) {
+  FakeManager fake([](int fd) {
+    FakeManager::Send(fd, EncodeChallenge(Challenge{}));
+    if (!FakeManager::Receive(fd, MsgType::kHello)) return;
     Writer w;
     w.U32(31337);
     w.Str("go away");
-    return w.Frame(MsgType::kError, h.request_id);
+    FakeManager::Send(fd, w.Frame(MsgType::kError, 0));
   });
   gismo_client_t* c = nullptr;
   gismo_status_t st = gismo_connect(fake.address().c_str(), &c);
@@ -337,14 +414,25 @@ TEST(WireTest, ConnectRefusesASlotOutsideTheRegion) {
   o.size = 16ull << 20;
   auto r = region::Region::Format(region_path, o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Access access;
+  access.uuid[0] = (*r)->sb().uuid[0];
+  access.uuid[1] = (*r)->sb().uuid[1];
+  access.region_size = (*r)->sb().region_size;
+  access.region_path = region_path;
   Welcome w;
   w.slot = 1u << 30;
   w.session = 1;
-  w.uuid[0] = (*r)->sb().uuid[0];
-  w.uuid[1] = (*r)->sb().uuid[1];
-  w.region_size = (*r)->sb().region_size;
+  w.uuid[0] = access.uuid[0];
+  w.uuid[1] = access.uuid[1];
+  w.region_size = access.region_size;
   w.region_path = region_path;
-  FakeManager fake([&w](const FrameHeader&) { return EncodeWelcome(w); });
+  FakeManager fake([&](int fd) {
+    FakeManager::Send(fd, EncodeChallenge(Challenge{}));
+    if (!FakeManager::Receive(fd, MsgType::kHello)) return;
+    FakeManager::Send(fd, EncodeAccess(access));
+    if (!FakeManager::Receive(fd, MsgType::kProof)) return;
+    FakeManager::Send(fd, EncodeWelcome(w));
+  });
   gismo_client_t* c = nullptr;
   gismo_status_t st = gismo_connect(fake.address().c_str(), &c);
   EXPECT_EQ(st, GISMO_ERR_PROTOCOL) << gismo_last_error();
@@ -431,10 +519,11 @@ TEST(WireTest, EveryOtherMessageRoundTrips) {
 TEST(WireTest, EveryMessageTypeIsCovered) {
   // Messages with encoders of their own are round-tripped by the tests
   // above; the rest are plain.
-  constexpr int kLast = static_cast<int>(MsgType::kFenceResult);
+  constexpr int kLast = static_cast<int>(MsgType::kProof);
   std::vector<bool> seen(kLast + 1, false);
   for (MsgType t : {MsgType::kHello, MsgType::kWelcome, MsgType::kError, MsgType::kFence,
-                    MsgType::kFenceProcess, MsgType::kFenceResult}) {
+                    MsgType::kFenceProcess, MsgType::kFenceResult, MsgType::kChallenge,
+                    MsgType::kAccess, MsgType::kProof}) {
     seen[static_cast<int>(t)] = true;
   }
   for (const auto& m : PlainMessages()) seen[static_cast<int>(m.type)] = true;
@@ -600,70 +689,10 @@ TEST(WireTest, ParseAddressRejectsWhatItCannotUse) {
 
 // ---- A manager and peers that break the protocol ----------------------------
 
-// A raw connection to a manager, speaking the protocol by hand.
-class RawPeer {
- public:
-  explicit RawPeer(const std::string& address) {
-    auto a = ParseAddress(address);
-    EXPECT_TRUE(a.ok());
-    if (!a.ok()) return;
-    auto fd = ConnectTo(*a, 10000);
-    EXPECT_TRUE(fd.ok()) << fd.status().ToString();
-    if (fd.ok()) fd_ = *fd;
-  }
-  ~RawPeer() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int fd() const { return fd_; }
-  Status Send(const std::vector<uint8_t>& frame) {
-    return SendAll(fd_, frame.data(), frame.size());
-  }
-  Status Receive(FrameHeader* h, std::vector<uint8_t>* payload) {
-    return RecvFrame(fd_, h, payload);
-  }
-  // Registers as a client; the manager's welcome.
-  Welcome Hello() {
-    protocol::Hello hello;
-    hello.pid = static_cast<uint64_t>(getpid());
-    hello.host = "test";
-    hello.name = "raw peer";
-    EXPECT_TRUE(IsOk(Send(EncodeHello(hello))));
-    FrameHeader h;
-    std::vector<uint8_t> payload;
-    Welcome w;
-    EXPECT_TRUE(IsOk(Receive(&h, &payload)));
-    EXPECT_EQ(h.type, MsgType::kWelcome);
-    Reader r(payload);
-    EXPECT_TRUE(DecodeWelcome(r, &w));
-    return w;
-  }
-  // True once the manager has closed the connection (after at most
-  // timeout_ms); frames it sends before that are skipped.
-  bool ClosedByManager(int timeout_ms = 30000) {
-    for (;;) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, timeout_ms) != 1) return false;
-      FrameHeader h;
-      std::vector<uint8_t> payload;
-      Status s = Receive(&h, &payload);
-      if (s.code() == GISMO_ERR_CONNECTION) return true;
-      if (!s.ok()) return false;
-    }
-  }
-
- private:
-  int fd_ = -1;
-};
+using gismo::testing::RawPeer;
 
 // The next frame from the manager is an error; its status.
-Status ExpectError(RawPeer& peer) {
-  FrameHeader h;
-  std::vector<uint8_t> payload;
-  if (Status s = peer.Receive(&h, &payload); !s.ok()) return s;
-  EXPECT_EQ(h.type, MsgType::kError);
-  Reader r(payload);
-  return DecodeError(r);
-}
+Status ExpectError(RawPeer& peer) { return peer.ExpectError(); }
 
 TEST(ManagerProtocolTest, OversizedFrameClosesTheConnection) {
   InProcessManager mgr;
@@ -685,6 +714,7 @@ TEST(ManagerProtocolTest, PeerMustSayHelloFirst) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer peer(mgr.address());
+  peer.ReadChallenge();
   ASSERT_TRUE(IsOk(peer.Send(Writer().Frame(MsgType::kHeartbeat, 0))));
   Status s = ExpectError(peer);
   EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL);
@@ -697,6 +727,7 @@ TEST(ManagerProtocolTest, MalformedHelloAndOtherVersionsAreRefused) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   {
     RawPeer peer(mgr.address());
+    peer.ReadChallenge();
     std::vector<uint8_t> hello = EncodeHello(Hello{});
     hello.resize(kHeaderSize + 10);  // cut inside its fields, length adjusted
     uint32_t length = 10;
@@ -707,6 +738,7 @@ TEST(ManagerProtocolTest, MalformedHelloAndOtherVersionsAreRefused) {
   }
   {
     RawPeer peer(mgr.address());
+    peer.ReadChallenge();
     Hello future;
     future.protocol_version = kProtocolVersion + 1;
     ASSERT_TRUE(IsOk(peer.Send(EncodeHello(future))));
@@ -727,7 +759,7 @@ TEST(ManagerProtocolTest, SilentClientsLeaseExpires) {
   InProcessManager mgr(options);
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer silent(mgr.address());
-  Welcome w = silent.Hello();
+  Welcome w = silent.Hello(mgr.region_path());
   EXPECT_EQ(w.lease_ms, 200u);
   EXPECT_NE(w.slot, 0u);
   EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), 0u);

@@ -80,7 +80,14 @@ GISMO_EXPORT const char *gismo_version(void);
 /* ----- connection ------------------------------------------------------- */
 
 /* address: "unix:/path" or "tcp:host:port". NULL or "" means $GISMO_ADDRESS,
- * else the default "unix:/tmp/gismo.sock". */
+ * else the default: "unix:/run/gismo/gismo.sock" if that socket exists, else
+ * "unix:$XDG_RUNTIME_DIR/gismo.sock", else "unix:/tmp/gismo-UID/gismo.sock"
+ * (a directory that is not the caller's or root's is refused).
+ * $GISMO_KEY_FILE names the cluster key file, which a manager with
+ * --key-file requires of TCP clients (doc/security.md); a client with a key
+ * requires the manager to prove it holds the same. A refused client gets
+ * GISMO_ERR_PERMISSION. $GISMO_REGION is where this host sees the region
+ * (needed over TCP without a key: the manager does not say). */
 GISMO_EXPORT gismo_status_t gismo_connect(const char *address, gismo_client_t **client);
 
 /* Aborts the client's unsealed objects, drops its references and closes the

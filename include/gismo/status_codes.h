@@ -61,7 +61,10 @@
    * manager has recovered that client (or found it alive), the call may succeed. */              \
   X(GISMO_ERR_BUSY, BUSY, 18,                                                                      \
     "a lock is held by a client that is suspected dead but not yet fenced; try again later",       \
-    "Busy", "")
+    "Busy", "")                                                                                    \
+  /* The manager refused this peer: no cluster key, a wrong one, or no access to the region. */  \
+  X(GISMO_ERR_PERMISSION, PERMISSION, 19, "permission denied", "PermissionDenied",              \
+    "PermissionError")
 /* clang-format on */
 
 #endif /* GISMO_STATUS_CODES_H_ */

@@ -1,7 +1,7 @@
 """gismo: a shared-memory object store, zero copy from Python.
 
     import gismo, numpy as np
-    with gismo.connect("unix:/tmp/gismo.sock") as client:
+    with gismo.connect("unix:/run/gismo/gismo.sock") as client:
         oid = gismo.ObjectID.from_name("weights")
         client.put_array(oid, np.arange(10.0))
         view = client.get_array(oid)   # read-only, points into shared memory

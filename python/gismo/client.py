@@ -28,7 +28,8 @@ class Client(_gismo._Client):
     """A connection to a gismo manager.
 
     address: "unix:/path", "tcp:host:port", or None for $GISMO_ADDRESS (else
-    "unix:/tmp/gismo.sock"). Usable as a context manager; close() on exit.
+    the default socket, see gismo_connect in gismo.h). Over TCP,
+    $GISMO_KEY_FILE names the cluster key (doc/security.md). Usable as a context manager; close() on exit.
     One client may be used from several threads: the C library serializes
     the calls, and every call that can block runs without the GIL.
 

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <gismo/gismo.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -346,6 +347,16 @@ class PyClient {
 
   void Close() {
     if (!core_) return;
+    // The client's unsealed objects are aborted: their views go too.
+    for (auto& [hex, view] : create_views_) {
+      try {
+        view.attr("release")();
+      } catch (py::error_already_set&) {
+        // Arrays made from it keep the mapping alive (the exporter holds
+        // the core); the object itself is aborted.
+      }
+    }
+    create_views_.clear();
     core_->MarkClosed();
     core_.reset();  // disconnects unless Buffers or running calls still share it
   }
@@ -365,7 +376,11 @@ class PyClient {
     }
     Check(s);
     py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
-    return py::memoryview(exporter);
+    py::memoryview view(exporter);
+    // Released when the object is sealed, aborted or deleted: no writable
+    // alias outlives the object's unsealed life (doc/security.md).
+    create_views_[oid.Hex()] = view;
+    return view;
   }
 
   void Put(py::handle id, py::handle data, py::handle metadata) {
@@ -381,10 +396,19 @@ class PyClient {
     Check(s);
   }
 
-  void Seal(py::handle id) { IdCall(id, gismo_seal); }
-  void Abort(py::handle id) { IdCall(id, gismo_abort); }
+  void Seal(py::handle id) {
+    EndCreateView(ParseId(id), "sealing");
+    IdCall(id, gismo_seal);
+  }
+  void Abort(py::handle id) {
+    EndCreateView(ParseId(id), "aborting");
+    IdCall(id, gismo_abort);
+  }
   void Release(py::handle id) { IdCall(id, gismo_release); }
-  void Delete(py::handle id) { IdCall(id, gismo_delete); }
+  void Delete(py::handle id) {
+    EndCreateView(ParseId(id), "deleting");
+    IdCall(id, gismo_delete);
+  }
 
   bool Contains(py::handle id) {
     auto core = Live();
@@ -573,6 +597,32 @@ class PyClient {
     if (!core_) ThrowInvalid("the client is closed");
     return core_;
   }
+  // Releases the memoryview create() returned for `oid`, if any: using it
+  // raises ValueError from now on. Views or arrays made from it would keep
+  // a writable pointer: then nothing is done and ObjectInUse is raised.
+  void EndCreateView(const gismo::ObjectId& oid, const char* doing) {
+    auto it = create_views_.find(oid.Hex());
+    if (it == create_views_.end()) return;
+    auto in_use = [&] {
+      return StatusError(GISMO_ERR_OBJECT_IN_USE,
+                         "arrays or views made from the create() buffer of " + oid.Hex() +
+                             " are alive; delete them before " + doing +
+                             " (they would stay writable)");
+    };
+    // Views made from it (numpy arrays hold one) share its managed buffer
+    // (CPython's memoryobject.h); releasing it alone would leave them
+    // writable.
+    const auto* mv = reinterpret_cast<const PyMemoryViewObject*>(it->second.ptr());
+    if (mv->mbuf != nullptr && mv->mbuf->exports > 1) throw in_use();
+    try {
+      it->second.attr("release")();  // BufferError: buffers taken from it directly
+    } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_BufferError)) throw;
+      throw in_use();
+    }
+    create_views_.erase(it);
+  }
+
   void IdCall(py::handle id, gismo_status_t (*fn)(gismo_client_t*, const gismo_id_t*)) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
@@ -585,6 +635,9 @@ class PyClient {
   }
 
   std::shared_ptr<Core> core_;  // null once closed; accessed with the GIL held
+  // The create() views of objects not yet sealed, aborted or deleted, by
+  // id (hex); accessed with the GIL held.
+  std::map<std::string, py::object> create_views_;
 };
 
 // ----- notifications ---------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include "client/client.h"
 #include "common/atomic.h"
 #include "fence/process.h"
+#include "protocol/handshake.h"
 
 namespace gismo::client {
 
@@ -37,31 +38,29 @@ Status RecvFrameWithin(int fd, int timeout_ms, protocol::FrameHeader* h,
   return protocol::RecvFrame(fd, h, payload);
 }
 
-// Sends `hello` and reads the manager's welcome.
+// The admission handshake (protocol/auth.h): the cluster key of
+// $GISMO_KEY_FILE if set, and the proof that `region` is mapped here.
 // `refused` (may be null): the manager answered, and said no.
 Status Handshake(int fd, const protocol::Hello& hello, const std::string& addr_text,
-                 protocol::Welcome* welcome, bool* refused = nullptr) {
-  const std::vector<uint8_t> hello_frame = protocol::EncodeHello(hello);
-  if (Status s = protocol::SendAll(fd, hello_frame.data(), hello_frame.size()); !s.ok()) {
-    return s;
-  }
-  protocol::FrameHeader h;
-  std::vector<uint8_t> payload;
-  if (Status s = RecvFrameWithin(fd, kHandshakeTimeoutMs, &h, &payload); !s.ok()) return s;
-  protocol::Reader rd(payload);
-  if (h.type == MsgType::kError) {
-    if (refused) *refused = true;
-    return protocol::DecodeError(rd);
-  }
-  if (h.type != MsgType::kWelcome || !protocol::DecodeWelcome(rd, welcome)) {
-    return Status(GISMO_ERR_PROTOCOL, addr_text + " did not answer like a gismo manager");
-  }
-  if (welcome->protocol_version != protocol::kProtocolVersion) {
-    return Status(GISMO_ERR_PROTOCOL,
-                  "manager speaks protocol version " + std::to_string(welcome->protocol_version) +
-                      ", this library " + std::to_string(protocol::kProtocolVersion));
-  }
-  return Status();
+                 const protocol::ProveFn& prove, protocol::Welcome* welcome,
+                 bool* refused = nullptr) {
+  auto key = protocol::KeyFromEnv();
+  if (!key.ok()) return key.status();
+  protocol::HandshakeResult result;
+  Status s =
+      protocol::Handshake(fd, hello, *key, prove, addr_text, kHandshakeTimeoutMs, &result, refused);
+  if (s.ok()) *welcome = result.welcome;
+  return s;
+}
+
+// RegionProof of the region mapped at `r`.
+protocol::Mac ProveRegion(const region::Region& r, const protocol::Nonce& server,
+                          const protocol::Nonce& client) {
+  // Acquire: pairs with the manager's release store before its Access.
+  const region::ClientSlotHeader& m = r.slot(0);
+  const uint64_t secret[2] = {m.admission_secret[0].load(std::memory_order_acquire),
+                              m.admission_secret[1].load(std::memory_order_acquire)};
+  return protocol::RegionProof(secret, server, client);
 }
 
 }  // namespace
@@ -73,7 +72,9 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   } else if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
     addr_text = env;
   } else {
-    addr_text = protocol::kDefaultAddress;
+    auto def = protocol::DefaultAddress(/*create=*/false);
+    if (!def.ok()) return def.status();
+    addr_text = *def;
   }
   auto addr = protocol::ParseAddress(addr_text);
   if (!addr.ok()) return addr.status();
@@ -97,11 +98,34 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   hello.identity[2] = me.pid;
   hello.identity[3] = me.start_time;
   c->hello_ = hello;
-  if (Status s = Handshake(c->fd_, hello, addr_text, &c->welcome_); !s.ok()) return s;
+  // The region is mapped before the manager gives a slot: the proof.
+  std::unique_ptr<region::Region> mapped;
+  std::string path;
+  auto prove = [&](const protocol::Access& access, const protocol::Nonce& server,
+                   const protocol::Nonce& client) -> Result<protocol::Mac> {
+    // A host may see the shared device under another path.
+    path = access.region_path;
+    if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
+    if (path.empty()) {
+      return Status(GISMO_ERR_PERMISSION,
+                    "the manager at " + addr_text +
+                        " does not tell a peer without the cluster key where the region is: set "
+                        "GISMO_REGION to its path here (or GISMO_KEY_FILE)");
+    }
+    auto region = region::Region::Open(path);
+    if (!region.ok()) return region.status();
+    const region::Superblock& sb = (*region)->sb();
+    if (sb.uuid[0] != access.uuid[0] || sb.uuid[1] != access.uuid[1] ||
+        sb.region_size != access.region_size) {
+      return Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
+                                              "' is not the one the manager at " + addr_text +
+                                              " serves (set GISMO_REGION to its path here)");
+    }
+    mapped = std::move(*region);
+    return ProveRegion(*mapped, server, client);
+  };
+  if (Status s = Handshake(c->fd_, hello, addr_text, prove, &c->welcome_); !s.ok()) return s;
   const protocol::Welcome& w = c->welcome_;
-  // A host may see the shared device under another path.
-  std::string path = w.region_path;
-  if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
   // Admitted but unable to go on: say goodbye, so the manager frees the slot
   // now instead of suspecting a live process that went quiet.
   auto abandon = [&c](Status why) {
@@ -114,9 +138,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
     }
     return why;
   };
-  auto region = region::Region::Open(path);
-  if (!region.ok()) return abandon(region.status());
-  const region::Superblock& sb = (*region)->sb();
+  const region::Superblock& sb = mapped->sb();
   if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
     return abandon(Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
                                                     "' is not the one the manager at " + addr_text +
@@ -128,7 +150,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
                                                   std::to_string(sb.max_clients) +
                                                   " slots) does not have"));
   }
-  c->region_ = std::move(*region);
+  c->region_ = std::move(mapped);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
   if (!c->store_->SlotAlive()) {
     return abandon(
@@ -219,7 +241,13 @@ bool ClientImpl::Reattach(std::string* why) {
     if (fd.ok()) {
       protocol::Welcome w;
       bool refused = false;
-      Status s = Handshake(*fd, hello_, address_text_, &w, &refused);
+      Status s = Handshake(
+          *fd, hello_, address_text_,
+          [this](const protocol::Access&, const protocol::Nonce& server,
+                 const protocol::Nonce& client) -> Result<protocol::Mac> {
+            return ProveRegion(*region_, server, client);
+          },
+          &w, &refused);
       if (s.ok()) {
         int old;
         {

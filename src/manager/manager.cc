@@ -1,7 +1,9 @@
 #include "manager/manager.h"
 
+#include <grp.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -23,6 +26,7 @@
 #include "manager/manager_lease.h"
 #include "manager/metrics.h"
 #include "manager/recovery.h"
+#include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "store/index.h"
 #include "store/txn.h"
@@ -60,6 +64,26 @@ const char* ReasonText(FenceReason r) {
     default:
       return "unknown";
   }
+}
+
+// A group by name or number.
+Result<gid_t> ResolveGroup(const std::string& name) {
+  char* end = nullptr;
+  const unsigned long n = strtoul(name.c_str(), &end, 10);
+  if (!name.empty() && end && *end == '\0') return static_cast<gid_t>(n);
+  std::vector<char> buf(16384);
+  group g{};
+  group* found = nullptr;
+  if (getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "no such group: " + name);
+  }
+  return found->gr_gid;
+}
+
+std::string FormatMode(uint32_t mode) {
+  char buf[8];
+  snprintf(buf, sizeof buf, "%04o", mode & 07777);
+  return buf;
 }
 
 fence::ProcessIdentity IdentityFrom(const uint64_t w[4]) {
@@ -148,6 +172,15 @@ class Manager::Impl {
   fence::ProcessIdentity self_;
   ManagerStats stats_;
   bool stopped_ = false;
+  std::optional<protocol::Key> key_;
+  uint32_t max_connections_ = 0;  // opt_.max_connections, resolved
+  uint64_t total_wait_ids_ = 0;   // sum of Session::wait_ids
+  // Kept open to be closed when accept() finds no descriptor left: one
+  // accept then takes the waiting connection off the queue (and drops it),
+  // instead of the loop spinning on EMFILE.
+  int reserve_fd_ = -1;
+  uint64_t last_refusal_log_ns_ = 0;
+  uint64_t refusals_unlogged_ = 0;            // since the last summary
   std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
 
  private:
@@ -157,9 +190,19 @@ class Manager::Impl {
   void AcceptUnix(asio::local::stream_protocol::acceptor& a);
   void AcceptTcp(asio::ip::tcp::acceptor& a);
   void Adopt(asio::generic::stream_protocol::socket sock, std::string peer, bool is_unix);
+  // accept() failed with `ec`: out of descriptors, or something else; the
+  // acceptor is armed again after a pause, never at once.
+  template <typename Acceptor>
+  void AcceptFailed(Acceptor& a, const asio::error_code& ec, void (Impl::*again)(Acceptor&));
+  // Room for one more connection: closes the oldest not admitted yet, if
+  // any. False if every connection is admitted.
+  bool EvictOldestUnadmitted(const std::string& why);
+  void Refuse(const std::shared_ptr<Session>& s, const Status& why, const std::string& log);
+  Status SetUpFileAccess(const std::string& path, int fd, uint32_t mode, bool set_mode);
   void Tick();
   void Shutdown();
   void HandleHello(const std::shared_ptr<Session>& s, protocol::Reader& r);
+  void HandleProof(const std::shared_ptr<Session>& s, protocol::Reader& r);
   void Admit(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
   void Reattach(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
   void AdmitAgent(const std::shared_ptr<Session>& s, const protocol::Hello& hello);
@@ -200,22 +243,45 @@ class Manager::Impl {
 };
 
 // One connection: a client, a node agent, or a tool.
+//
+// What a peer can make the manager hold (doc/security.md):
+//  - before admission (stage != kAdmitted): at most kMaxPreAdmissionPayload
+//    bytes of input, for at most admission_timeout_ms, and no client slot;
+//  - after: one frame of at most kMaxPayload bytes of input, and at most
+//    max_output_bytes of output it does not read (wake-ups and
+//    notifications are coalesced: a peer that does not read is sent each
+//    kind once, never a backlog), beyond which it is disconnected.
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  enum class Stage {
+    kHello,     // challenge sent; waiting for the hello
+    kProof,     // access granted; waiting for the client's region proof
+    kAdmitted,  // welcomed: a client, an agent
+  };
+
   Session(Manager::Impl& m, asio::generic::stream_protocol::socket sock, std::string peer,
-          bool is_unix)
+          bool is_unix, uint32_t max_output_bytes)
       : last_heard_ns_(MonotonicNs()),
+        accepted_ns(last_heard_ns_),
         is_unix(is_unix),
         m_(m),
         sock_(std::move(sock)),
-        peer_(std::move(peer)) {}
+        peer_(std::move(peer)),
+        max_output_bytes_(max_output_bytes) {}
 
   void Start() { ReadHeader(); }
 
-  void Send(std::vector<uint8_t> frame) {
-    if (closed_) return;
+  // Frames with the same nonzero `coalesce` key are sent once while one of
+  // them waits in the queue (a wake-up or a notification says "look
+  // again", and one says it as well as many).
+  static constexpr uint64_t kNotifyKey = ~uint64_t{0};
+  void Send(std::vector<uint8_t> frame, uint64_t coalesce = 0) {
+    if (closed_ || overflowed_) return;
+    if (coalesce != 0 && !queued_keys_.insert(coalesce).second) return;
+    if (out_bytes_ + frame.size() > max_output_bytes_) return Overflow();
+    out_bytes_ += frame.size();
     bool idle = out_.empty();
-    out_.push_back(std::move(frame));
+    out_.push_back({coalesce, std::move(frame)});
     if (idle) WriteNext();
   }
 
@@ -251,11 +317,17 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t pid = 0;
   int64_t agent_node = -1;  // >= 0: the fencing agent of that node
   fence::ProcessIdentity identity;
-  std::string host, name;
+  std::string host, name;  // sanitized for the log
   uint64_t last_heard_ns_;
   std::map<uint64_t, std::vector<std::string>> waits;
+  uint64_t wait_ids = 0;  // ids in `waits` (a wait for none counts one)
   bool closed_ = false;
-  bool hello_done = false;
+  Stage stage = Stage::kHello;
+  const uint64_t accepted_ns;
+  protocol::Nonce server_nonce{};
+  // Came through the Unix socket, or proved the cluster key.
+  bool authenticated = false;
+  protocol::Hello hello;  // kept from the hello until the proof
   const bool is_unix;
 
  private:
@@ -264,8 +336,12 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::async_read(sock_, asio::buffer(hdr_), [this, self](asio::error_code ec, size_t) {
       if (ec) return m_.OnClosed(self, ec == asio::error::eof ? "connection closed" : ec.message());
       head_ = protocol::DecodeHeader(hdr_.data());
-      if (head_.length > protocol::kMaxPayload) {
-        return m_.OnClosed(self, "oversized frame (not a gismo client?)");
+      const uint32_t limit =
+          stage == Stage::kAdmitted ? protocol::kMaxPayload : protocol::kMaxPreAdmissionPayload;
+      if (head_.length > limit) {
+        return m_.OnClosed(self, "oversized frame of " + std::to_string(head_.length) +
+                                     " bytes, limit " + std::to_string(limit) +
+                                     " (not a gismo client?)");
       }
       body_.resize(head_.length);
       if (head_.length == 0) return OnBody();
@@ -279,16 +355,26 @@ class Session : public std::enable_shared_from_this<Session> {
     last_heard_ns_ = MonotonicNs();
     auto self = shared_from_this();
     m_.OnFrame(self, head_, body_);
+    // A large frame's buffer is not kept for the next one.
+    if (body_.capacity() > protocol::kMaxPreAdmissionPayload) std::vector<uint8_t>().swap(body_);
     if (!closed_) ReadHeader();
   }
   void WriteNext() {
     auto self = shared_from_this();
-    asio::async_write(sock_, asio::buffer(out_.front()), [this, self](asio::error_code ec, size_t) {
-      if (ec) return m_.OnClosed(self, ec.message());
-      out_.pop_front();
-      if (!out_.empty() && !closed_) WriteNext();
-    });
+    // From now on the front frame is on its way: a new frame of its kind
+    // is queued after it.
+    if (out_.front().first != 0) queued_keys_.erase(out_.front().first);
+    asio::async_write(sock_, asio::buffer(out_.front().second),
+                      [this, self](asio::error_code ec, size_t) {
+                        if (ec) return m_.OnClosed(self, ec.message());
+                        out_bytes_ -= out_.front().second.size();
+                        out_.pop_front();
+                        if (!out_.empty() && !closed_) WriteNext();
+                      });
   }
+  // Its queue is full: it does not read. Disconnected from the event loop
+  // (the caller may be iterating over sessions).
+  void Overflow();
 
   Manager::Impl& m_;
   asio::generic::stream_protocol::socket sock_;
@@ -296,12 +382,26 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<uint8_t, protocol::kHeaderSize> hdr_{};
   protocol::FrameHeader head_;
   std::vector<uint8_t> body_;
-  std::deque<std::vector<uint8_t>> out_;
+  std::deque<std::pair<uint64_t, std::vector<uint8_t>>> out_;  // coalesce key, frame
+  std::set<uint64_t> queued_keys_;  // keys of queued frames not yet being written
+  size_t out_bytes_ = 0;
+  const uint32_t max_output_bytes_;
+  bool overflowed_ = false;
 };
+
+void Session::Overflow() {
+  overflowed_ = true;
+  IncrementRelaxed(m_.stats_.output_overflows);
+  asio::post(m_.io_, [this, self = shared_from_this()] {
+    m_.OnClosed(self, "it does not read its connection: over " + std::to_string(max_output_bytes_) +
+                          " bytes queued for it");
+  });
+}
 
 Manager::Impl::~Impl() {
   for (const auto& p : unix_paths_) unlink(p.c_str());
   if (lock_fd_ >= 0) close(lock_fd_);
+  if (reserve_fd_ >= 0) close(reserve_fd_);
 }
 
 void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t session) {
@@ -326,6 +426,15 @@ Status Manager::Impl::OpenRegion() {
       region::Region::OpenOrFormat(opt_.region_path, opt_.format, opt_.force_format, &formatted);
   if (!r.ok()) return r.status();
   region_ = std::move(*r);
+  if (formatted || opt_.region_mode >= 0) {
+    const uint32_t mode = opt_.region_mode >= 0 ? static_cast<uint32_t>(opt_.region_mode) : 0660;
+    if (Status s = SetUpFileAccess(opt_.region_path, lock_fd_, mode, true); !s.ok()) {
+      // A device (PCI BAR) or hugetlbfs file may refuse: only an explicit
+      // request is an error.
+      if (opt_.region_mode >= 0 || !opt_.group.empty()) return s;
+      spdlog::warn("{}", s.message());
+    }
+  }
   region::Superblock& sb = region_->sb();
   spdlog::info("{} region {}: {} ({} heap, {} objects, {} clients)",
                formatted ? "formatted" : "opened", opt_.region_path,
@@ -359,6 +468,14 @@ Status Manager::Impl::OpenRegion() {
   me.node_id.store(opt_.node_id, std::memory_order_relaxed);
   me.pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed);
   me.connect_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  // A fresh admission secret: proofs computed for a previous manager are
+  // worth nothing here. Release: written before any Access is sent, which
+  // is what tells a client to read it.
+  const protocol::Nonce secret = protocol::RandomNonce();
+  uint64_t words[2];
+  std::memcpy(words, secret.data(), sizeof words);
+  me.admission_secret[0].store(words[0], std::memory_order_release);
+  me.admission_secret[1].store(words[1], std::memory_order_release);
   SetSlotState(kManagerSlot, SlotState::kActive, session_);
   sb.manager_start_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
   sb.manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
@@ -761,8 +878,10 @@ Status Manager::Impl::Listen(const std::string& address) {
       }
       auto acc = std::make_unique<asio::local::stream_protocol::acceptor>(
           io_, asio::local::stream_protocol::endpoint(a->path));
-      chmod(a->path.c_str(), 0666);
       unix_paths_.push_back(a->path);
+      // Until this, the socket has the mode of the umask; whoever may write
+      // to it may connect.
+      if (Status s = SetUpFileAccess(a->path, -1, opt_.socket_mode, true); !s.ok()) return s;
       bound_.push_back(a->ToString());
       AcceptUnix(*acc);
       unix_acceptors_.push_back(std::move(acc));
@@ -782,10 +901,7 @@ Status Manager::Impl::Listen(const std::string& address) {
 
 void Manager::Impl::AcceptUnix(asio::local::stream_protocol::acceptor& a) {
   a.async_accept([this, &a](asio::error_code ec, asio::local::stream_protocol::socket sock) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) AcceptUnix(a);
-      return;
-    }
+    if (ec) return AcceptFailed(a, ec, &Impl::AcceptUnix);
     auto proto = sock.local_endpoint().protocol();
     asio::generic::stream_protocol::socket g(io_, asio::generic::stream_protocol(proto),
                                              sock.release());
@@ -796,10 +912,7 @@ void Manager::Impl::AcceptUnix(asio::local::stream_protocol::acceptor& a) {
 
 void Manager::Impl::AcceptTcp(asio::ip::tcp::acceptor& a) {
   a.async_accept([this, &a](asio::error_code ec, asio::ip::tcp::socket sock) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) AcceptTcp(a);
-      return;
-    }
+    if (ec) return AcceptFailed(a, ec, &Impl::AcceptTcp);
     asio::error_code ignore;
     sock.set_option(asio::ip::tcp::no_delay(true), ignore);
     std::string peer = "tcp peer";
@@ -813,23 +926,104 @@ void Manager::Impl::AcceptTcp(asio::ip::tcp::acceptor& a) {
   });
 }
 
+template <typename Acceptor>
+void Manager::Impl::AcceptFailed(Acceptor& a, const asio::error_code& ec,
+                                 void (Impl::*again)(Acceptor&)) {
+  if (ec == asio::error::operation_aborted || stopped_) return;
+  IncrementRelaxed(stats_.accept_errors);
+  if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+    ++refusals_unlogged_;
+    // Room for the waiting connection (which may be a real client): close
+    // the peer not admitted that matters least, and accept again at once.
+    if (EvictOldestUnadmitted("the manager is out of file descriptors")) {
+      asio::post(io_, [this, &a, again] {
+        if (!stopped_) (this->*again)(a);
+      });
+      return;
+    }
+    // Every connection is admitted: the waiting one would make accept fail
+    // again at once; take it with the reserve descriptor and drop it.
+    if (reserve_fd_ >= 0) {
+      close(reserve_fd_);
+      const int fd = accept4(a.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) close(fd);
+      reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    spdlog::debug("accept: out of file descriptors ({} connections, all admitted); dropped one",
+                  sessions_.size());
+  } else {
+    spdlog::warn("accept: {}", ec.message());
+  }
+  // Never at once: an error that persists must not spin the loop.
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+  timer->async_wait([this, &a, again, timer](asio::error_code e) {
+    if (!e && !stopped_) (this->*again)(a);
+  });
+}
+
+bool Manager::Impl::EvictOldestUnadmitted(const std::string& why) {
+  // Peers that have not said hello go first (a connection flood), oldest
+  // first; a client proving the region goes last.
+  std::shared_ptr<Session> oldest;
+  auto before = [](const Session& a, const Session& b) {
+    const bool a_silent = a.stage == Session::Stage::kHello;
+    const bool b_silent = b.stage == Session::Stage::kHello;
+    if (a_silent != b_silent) return a_silent;
+    return a.accepted_ns < b.accepted_ns;
+  };
+  for (const auto& s : sessions_) {
+    if (s->stage != Session::Stage::kAdmitted && (!oldest || before(*s, *oldest))) oldest = s;
+  }
+  if (!oldest) return false;
+  Refuse(oldest, Status(GISMO_ERR_LIMIT, why + "; try again"), why);
+  return true;
+}
+
 void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::string peer,
                           bool is_unix) {
-  auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer), is_unix);
+  auto s = std::make_shared<Session>(*this, std::move(sock), std::move(peer), is_unix,
+                                     opt_.max_output_bytes);
+  uint32_t unadmitted = 0;
+  for (const auto& o : sessions_) unadmitted += o->stage != Session::Stage::kAdmitted;
+  // Bounds: peers waiting for admission first (the oldest goes), then
+  // every connection (a new one is turned away if all are admitted).
+  if (unadmitted >= opt_.max_unadmitted) {
+    EvictOldestUnadmitted("too many connections wait for admission");
+  }
+  if (sessions_.size() >= max_connections_ &&
+      !EvictOldestUnadmitted("the manager has too many connections")) {
+    IncrementRelaxed(stats_.peers_refused);
+    ++refusals_unlogged_;
+    spdlog::debug("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
+                  sessions_.size());
+    sessions_.insert(s);  // OnClosed erases it
+    s->Send(protocol::EncodeError(
+        0, Status(GISMO_ERR_LIMIT, "the manager serves " + std::to_string(sessions_.size() - 1) +
+                                       " connections, its limit; try again later")));
+    return OnClosed(s, "too many connections");
+  }
   sessions_.insert(s);
+  stats_.connections.store(sessions_.size(), std::memory_order_relaxed);
+  s->server_nonce = protocol::RandomNonce();
+  protocol::Challenge ch;
+  ch.nonce = s->server_nonce;
+  ch.key_required = key_.has_value() && !is_unix;
+  s->Send(protocol::EncodeChallenge(ch));
   s->Start();
 }
 
 void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::FrameHeader& h,
                             const std::vector<uint8_t>& payload) {
   protocol::Reader r(payload);
-  if (!s->hello_done && h.type != MsgType::kHello) {
-    s->Send(protocol::EncodeError(h.request_id, Status(GISMO_ERR_PROTOCOL, "say hello first")));
-    return OnClosed(s, "spoke before hello");
+  if (s->stage != Session::Stage::kAdmitted && h.type != MsgType::kHello &&
+      h.type != MsgType::kProof) {
+    return Refuse(s, Status(GISMO_ERR_PROTOCOL, "say hello first"), "spoke before hello");
   }
   switch (h.type) {
     case MsgType::kHello:
       return HandleHello(s, r);
+    case MsgType::kProof:
+      return HandleProof(s, r);
     case MsgType::kWait:
       return HandleWait(s, h.request_id, r);
     case MsgType::kCancelWait:
@@ -875,33 +1069,103 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
   }
 }
 
+void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
+                           const std::string& log) {
+  IncrementRelaxed(stats_.peers_refused);
+  // A flood of refusals must not become a flood of log lines: one a second,
+  // the rest counted (and summed up by Tick).
+  const uint64_t now = MonotonicNs();
+  if (now - last_refusal_log_ns_ >= 1000 * kMs) {
+    last_refusal_log_ns_ = now;
+    spdlog::warn("refused {}: {}", s->Describe(), log);
+  } else {
+    ++refusals_unlogged_;
+    spdlog::debug("refused {}: {}", s->Describe(), log);
+  }
+  s->Send(protocol::EncodeError(0, why));
+  OnClosed(s, log);
+}
+
 void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Reader& r) {
   protocol::Hello hello;
-  if (s->hello_done || !protocol::DecodeHello(r, &hello)) {
-    s->Send(protocol::EncodeError(0, Status(GISMO_ERR_PROTOCOL, "malformed hello")));
-    return OnClosed(s, "malformed hello");
+  if (s->stage != Session::Stage::kHello || !protocol::DecodeHello(r, &hello)) {
+    return Refuse(s, Status(GISMO_ERR_PROTOCOL, "malformed hello"), "malformed hello");
   }
   if (hello.protocol_version != protocol::kProtocolVersion) {
-    s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
-                                          std::to_string(protocol::kProtocolVersion) + ", client " +
-                                          std::to_string(hello.protocol_version))));
-    return OnClosed(s, "protocol version mismatch");
+    return Refuse(
+        s,
+        Status(GISMO_ERR_PROTOCOL, "manager speaks protocol version " +
+                                       std::to_string(protocol::kProtocolVersion) + ", client " +
+                                       std::to_string(hello.protocol_version)),
+        "protocol version mismatch");
   }
-  s->hello_done = true;
+  // The cluster key: required over TCP when the manager has one; checked
+  // whenever a peer offers a MAC.
+  bool key_ok = false;
+  if (key_ && hello.has_mac) {
+    key_ok = protocol::MacEqual(
+        hello.mac, protocol::HelloMac(*key_, s->server_nonce, hello.client_nonce,
+                                      static_cast<uint32_t>(hello.role), hello.node_id));
+    if (!key_ok) {
+      return Refuse(s, Status(GISMO_ERR_PERMISSION, "wrong cluster key"), "wrong cluster key");
+    }
+  }
+  if (key_ && !s->is_unix && !key_ok) {
+    return Refuse(s,
+                  Status(GISMO_ERR_PERMISSION,
+                         "this manager admits TCP peers with the cluster key only: set "
+                         "GISMO_KEY_FILE to the key file of gismo-manager --key-file"),
+                  "no cluster key");
+  }
+  s->authenticated = s->is_unix || key_ok;
   s->node = hello.node_id;
   s->pid = hello.pid;
-  s->host = hello.host;
-  s->name = hello.name;
+  // Peer text reaches the log only sanitized: no forged lines.
+  s->host = protocol::SanitizeForLog(hello.host);
+  s->name = protocol::SanitizeForLog(hello.name);
   s->identity = IdentityFrom(hello.identity);
-  switch (hello.role) {
-    case protocol::Role::kClient:
-      return Admit(s, hello);
-    case protocol::Role::kReattach:
-      return Reattach(s, hello);
-    case protocol::Role::kNodeAgent:
-      return AdmitAgent(s, hello);
+  protocol::Access access;
+  const region::Superblock& sb = region_->sb();
+  access.uuid[0] = sb.uuid[0];
+  access.uuid[1] = sb.uuid[1];
+  access.region_size = sb.region_size;
+  if (s->authenticated) access.region_path = region_->path();
+  if (key_) {
+    access.has_mac = true;
+    access.mac = protocol::AccessMac(*key_, s->server_nonce, hello.client_nonce);
   }
+  s->Send(protocol::EncodeAccess(access));
+  if (hello.role == protocol::Role::kNodeAgent) {
+    s->stage = Session::Stage::kAdmitted;
+    return AdmitAgent(s, hello);
+  }
+  // A client takes no slot before it proves it maps the region.
+  s->hello = std::move(hello);
+  s->stage = Session::Stage::kProof;
+}
+
+void Manager::Impl::HandleProof(const std::shared_ptr<Session>& s, protocol::Reader& r) {
+  protocol::Mac proof{};
+  if (s->stage != Session::Stage::kProof || !protocol::DecodeProof(r, &proof)) {
+    return Refuse(s, Status(GISMO_ERR_PROTOCOL, "unexpected or malformed region proof"),
+                  "malformed region proof");
+  }
+  const region::ClientSlotHeader& me = region_->slot(kManagerSlot);
+  const uint64_t secret[2] = {me.admission_secret[0].load(std::memory_order_relaxed),
+                              me.admission_secret[1].load(std::memory_order_relaxed)};
+  if (!protocol::MacEqual(proof,
+                          protocol::RegionProof(secret, s->server_nonce, s->hello.client_nonce))) {
+    return Refuse(s,
+                  Status(GISMO_ERR_PERMISSION,
+                         "wrong region proof: this process does not map the region this "
+                         "manager serves (GISMO_REGION names another file?)"),
+                  "wrong region proof");
+  }
+  s->stage = Session::Stage::kAdmitted;
+  const protocol::Hello hello = std::move(s->hello);
+  s->hello = protocol::Hello();
+  if (hello.role == protocol::Role::kReattach) return Reattach(s, hello);
+  return Admit(s, hello);
 }
 
 void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot, uint64_t session,
@@ -917,7 +1181,7 @@ void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot
   w.lease_ms = opt_.lease_ms;
   w.node_id = node;
   w.manager_epoch = epoch_;
-  w.region_path = region_->path();
+  if (s->authenticated) w.region_path = region_->path();
   s->Send(protocol::EncodeWelcome(w));
 }
 
@@ -1031,6 +1295,21 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
     return OnClosed(s, "malformed wait");
   }
   if (s->waits.count(wait_id)) return;
+  // Every registered id costs the manager memory: bounded per client and
+  // in total.
+  const uint64_t cost = std::max<uint32_t>(n, 1);
+  if (s->wait_ids + cost > opt_.max_wait_ids || total_wait_ids_ + cost > opt_.max_total_wait_ids) {
+    const bool mine = s->wait_ids + cost > opt_.max_wait_ids;
+    const std::string why =
+        mine
+            ? "this client waits for more than " + std::to_string(opt_.max_wait_ids) +
+                  " ids at once (gismo-manager --max-wait-ids)"
+            : "all clients together wait for more than " + std::to_string(opt_.max_total_wait_ids) +
+                  " ids (gismo-manager --max-total-wait-ids)";
+    return Refuse(s, Status(GISMO_ERR_LIMIT, why), "wait over its limit: " + why);
+  }
+  s->wait_ids += cost;
+  total_wait_ids_ += cost;
   std::vector<std::string> keys;
   keys.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
@@ -1063,6 +1342,9 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
             v.end());
     if (v.empty()) waits_by_id_.erase(w);
   }
+  const uint64_t cost = std::max<uint64_t>(it->second.size(), 1);
+  s->wait_ids -= cost;
+  total_wait_ids_ -= cost;
   s->waits.erase(it);
   region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
 }
@@ -1081,7 +1363,7 @@ void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
 
 void Manager::Impl::NotifySubscribers() {
   for (const auto& sub : subscribers_) {
-    sub->Send(protocol::Writer().Frame(MsgType::kNotify, 0));
+    sub->Send(protocol::Writer().Frame(MsgType::kNotify, 0), Session::kNotifyKey);
   }
 }
 
@@ -1090,7 +1372,7 @@ void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
   if (it == waits_by_id_.end()) return;
   for (const auto& [weak, wait_id] : it->second) {
     if (auto sp = weak.lock()) {
-      sp->Send(protocol::Writer().Frame(MsgType::kWake, wait_id));
+      sp->Send(protocol::Writer().Frame(MsgType::kWake, wait_id), wait_id);
       IncrementRelaxed(stats_.wakeups_sent);
     }
   }
@@ -1099,7 +1381,7 @@ void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
 void Manager::Impl::WakeAllWaiters() {
   for (const auto& s : sessions_) {
     for (const auto& [wait_id, keys] : s->waits) {
-      s->Send(protocol::Writer().Frame(MsgType::kWake, wait_id));
+      s->Send(protocol::Writer().Frame(MsgType::kWake, wait_id), wait_id);
       IncrementRelaxed(stats_.wakeups_sent);
     }
   }
@@ -1124,6 +1406,7 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
   }
   s->Close();
   sessions_.erase(s);
+  stats_.connections.store(sessions_.size(), std::memory_order_relaxed);
 }
 
 void Manager::Impl::Tick() {
@@ -1139,6 +1422,29 @@ void Manager::Impl::Tick() {
   }
   region_->sb().manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
   const uint64_t now = MonotonicNs();
+  {
+    // Peers not admitted in time (silent, one byte a second, or never
+    // proving the region) hold nothing longer.
+    std::vector<std::shared_ptr<Session>> late;
+    for (const auto& s : sessions_) {
+      if (s->stage != Session::Stage::kAdmitted &&
+          now - s->accepted_ns > uint64_t{opt_.admission_timeout_ms} * kMs) {
+        late.push_back(s);
+      }
+    }
+    if (refusals_unlogged_ > 0 && now - last_refusal_log_ns_ >= 1000 * kMs) {
+      spdlog::warn("refused {} more peer(s) (see --log-level debug)", refusals_unlogged_);
+      refusals_unlogged_ = 0;
+      last_refusal_log_ns_ = now;
+    }
+    for (const auto& s : late) {
+      IncrementRelaxed(stats_.admission_timeouts);
+      Refuse(s,
+             Status(GISMO_ERR_TIMEOUT,
+                    "not admitted within " + std::to_string(opt_.admission_timeout_ms) + " ms"),
+             "not admitted within " + std::to_string(opt_.admission_timeout_ms) + " ms");
+    }
+  }
   if (opt_.lease_ms > 0) {
     std::vector<std::shared_ptr<Session>> expired;
     for (const auto& s : sessions_) {
@@ -1212,12 +1518,68 @@ void Manager::Impl::Tick() {
   });
 }
 
+Status Manager::Impl::SetUpFileAccess(const std::string& path, int fd, uint32_t mode,
+                                      bool set_mode) {
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!opt_.group.empty()) {
+    auto g = ResolveGroup(opt_.group);
+    if (!g.ok()) return g.status();
+    gid = *g;
+  }
+  const int rc_own = gid == static_cast<gid_t>(-1)
+                         ? 0
+                         : (fd >= 0 ? fchown(fd, static_cast<uid_t>(-1), gid)
+                                    : chown(path.c_str(), static_cast<uid_t>(-1), gid));
+  if (rc_own != 0) {
+    return Status(GISMO_ERR_IO, "cannot give '" + path + "' to group " + opt_.group + ": " +
+                                    std::strerror(errno));
+  }
+  if (set_mode && (fd >= 0 ? fchmod(fd, mode) : chmod(path.c_str(), mode)) != 0) {
+    return Status(GISMO_ERR_IO, "cannot set the mode of '" + path + "' to " + FormatMode(mode) +
+                                    ": " + std::strerror(errno));
+  }
+  return Status();
+}
+
 Status Manager::Impl::Start() {
+  if (!opt_.key_file.empty()) {
+    auto key = protocol::LoadKey(opt_.key_file);
+    if (!key.ok()) return key.status();
+    key_ = std::move(*key);
+  }
   if (Status s = OpenRegion(); !s.ok()) return s;
+  // The reserve descriptor, and the connection limit: below the
+  // descriptor limit, with room for the pidfds of local clients, metrics
+  // scrapes and fence commands.
+  reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  max_connections_ = opt_.max_connections;
+  if (max_connections_ == 0) {
+    rlimit rl{};
+    uint64_t fds = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) fds = rl.rlim_cur;
+    const uint64_t reserved = 64 + uint64_t{region_->max_clients()};
+    max_connections_ = static_cast<uint32_t>(
+        std::clamp<uint64_t>(fds > reserved + 16 ? fds - reserved : 16, 16, 4096));
+  }
   std::vector<std::string> addrs = opt_.listen;
-  if (addrs.empty()) addrs.push_back(protocol::kDefaultAddress);
+  if (addrs.empty()) {
+    auto def = protocol::DefaultAddress(/*create=*/true);
+    if (!def.ok()) return def.status();
+    addrs.push_back(*def);
+    // Its directory (/run/gismo when root) is the group's way in.
+    const std::string dir = def->substr(5, def->rfind('/') - 5);
+    if (!opt_.group.empty() && dir == protocol::kRunDir) {
+      if (Status s = SetUpFileAccess(dir, -1, 0750, true); !s.ok()) return s;
+    }
+  }
   for (const auto& a : addrs) {
     if (Status s = Listen(a); !s.ok()) return s;
+    if (a.rfind("tcp:", 0) == 0 && !key_) {
+      spdlog::warn(
+          "{}: no --key-file: any peer that reaches this address may join as a node agent, "
+          "and as a client once it maps the region (doc/security.md)",
+          a);
+    }
   }
   if (!opt_.metrics_address.empty()) {
     // Scrapes run on this thread, as slot kManagerSlot (see metrics.h).

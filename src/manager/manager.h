@@ -47,6 +47,31 @@ struct ManagerOptions {
   bool skip_host_lock = false;
   // How long client operations wait for a busy lock (0: 2 s).
   uint32_t lock_wait_ms = 0;
+
+  // --- access (doc/security.md) ---
+  // The cluster key: TCP peers must prove they hold it (empty: TCP is open
+  // to anyone who reaches it; the manager warns).
+  std::string key_file;
+  // Unix sockets: mode, and group (name or number; empty: the manager's).
+  uint32_t socket_mode = 0660;
+  std::string group;
+  // The region file: mode given to a region the manager creates, and to an
+  // existing one when set explicitly (-1: 0660 when created, else untouched).
+  int32_t region_mode = -1;
+
+  // --- what a peer can make the manager hold (doc/security.md) ---
+  // From accept to welcome (challenge, hello, region proof).
+  uint32_t admission_timeout_ms = 5000;
+  // Connections not admitted yet; beyond, the oldest is closed.
+  uint32_t max_unadmitted = 64;
+  // All connections (0: from the descriptor limit, at most 4096).
+  uint32_t max_connections = 0;
+  // Frames queued to one peer that does not read; beyond, it is disconnected.
+  uint32_t max_output_bytes = 1u << 20;
+  // Ids one client may wait for at once, and all clients together.
+  // (About 200 bytes of manager memory each.)
+  uint32_t max_wait_ids = 1u << 16;
+  uint32_t max_total_wait_ids = 1u << 19;
 };
 
 // Counters the manager keeps (exported by `gismo status` and metrics). The
@@ -63,6 +88,14 @@ struct ManagerStats {
   std::atomic<uint64_t> leases_expired{0};
   std::atomic<uint64_t> wakeups_sent{0};
   std::atomic<uint64_t> recovery_ns_total{0};
+  // Peers turned away: no key or a wrong one, no region proof, too slow to
+  // be admitted, too many waiting for admission, not reading their
+  // connection, over a limit.
+  std::atomic<uint64_t> peers_refused{0};
+  std::atomic<uint64_t> admission_timeouts{0};
+  std::atomic<uint64_t> output_overflows{0};
+  std::atomic<uint64_t> accept_errors{0};  // e.g. out of descriptors
+  std::atomic<uint64_t> connections{0};    // open now
 };
 
 class Manager {

@@ -7,12 +7,15 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+
+#include "common/clock.h"
 
 namespace gismo::protocol {
 
@@ -60,6 +63,9 @@ std::vector<uint8_t> EncodeHello(const Hello& m) {
   w.U64(m.client_id);
   w.U64(m.uuid[0]);
   w.U64(m.uuid[1]);
+  w.Raw(m.client_nonce.data(), m.client_nonce.size());
+  w.U8(m.has_mac ? 1 : 0);
+  if (m.has_mac) w.Raw(m.mac.data(), m.mac.size());
   return w.Frame(MsgType::kHello, 0);
 }
 
@@ -78,6 +84,11 @@ bool DecodeHello(Reader& r, Hello* m) {
   m->client_id = r.U64();
   m->uuid[0] = r.U64();
   m->uuid[1] = r.U64();
+  r.Raw(m->client_nonce.data(), m->client_nonce.size());
+  const uint8_t has_mac = r.U8();
+  if (has_mac > 1) return false;
+  m->has_mac = has_mac == 1;
+  if (m->has_mac) r.Raw(m->mac.data(), m->mac.size());
   if (role > static_cast<uint32_t>(Role::kNodeAgent)) return false;
   m->role = static_cast<Role>(role);
   return r.ok();
@@ -130,6 +141,57 @@ bool DecodeFenceProcessResult(Reader& r, FenceProcessResult* m) {
   m->session = r.U64();
   m->status = DecodeStatus(r, "fence result");
   m->killed = r.U8() != 0;
+  return r.ok();
+}
+
+std::vector<uint8_t> EncodeChallenge(const Challenge& m) {
+  Writer w;
+  w.U32(m.protocol_version);
+  w.Raw(m.nonce.data(), m.nonce.size());
+  w.U8(m.key_required ? 1 : 0);
+  return w.Frame(MsgType::kChallenge, 0);
+}
+
+bool DecodeChallenge(Reader& r, Challenge* m) {
+  m->protocol_version = r.U32();
+  // A manager of another version stops here; the caller reports the version.
+  if (!r.ok() || m->protocol_version != kProtocolVersion) return r.ok();
+  r.Raw(m->nonce.data(), m->nonce.size());
+  const uint8_t key = r.U8();
+  m->key_required = key == 1;
+  return r.ok() && key <= 1;
+}
+
+std::vector<uint8_t> EncodeAccess(const Access& m) {
+  Writer w;
+  w.U64(m.uuid[0]);
+  w.U64(m.uuid[1]);
+  w.U64(m.region_size);
+  w.Str(m.region_path);
+  w.U8(m.has_mac ? 1 : 0);
+  if (m.has_mac) w.Raw(m.mac.data(), m.mac.size());
+  return w.Frame(MsgType::kAccess, 0);
+}
+
+bool DecodeAccess(Reader& r, Access* m) {
+  m->uuid[0] = r.U64();
+  m->uuid[1] = r.U64();
+  m->region_size = r.U64();
+  m->region_path = r.Str();
+  const uint8_t has_mac = r.U8();
+  m->has_mac = has_mac == 1;
+  if (m->has_mac) r.Raw(m->mac.data(), m->mac.size());
+  return r.ok() && has_mac <= 1;
+}
+
+std::vector<uint8_t> EncodeProof(const Mac& proof) {
+  Writer w;
+  w.Raw(proof.data(), proof.size());
+  return w.Frame(MsgType::kProof, 0);
+}
+
+bool DecodeProof(Reader& r, Mac* proof) {
+  r.Raw(proof->data(), proof->size());
   return r.ok();
 }
 
@@ -198,6 +260,54 @@ Status DecodeStatus(Reader& r, std::string_view what) {
                                           std::to_string(value) + ": " + msg);
   }
   return code == GISMO_OK ? Status() : Status(code, msg);
+}
+
+namespace {
+
+// A directory fit to hold a socket: a directory (not a link), owned by us
+// or root, not writable by others (nor by its group unless it is root's
+// /run/gismo, whose group is the clients').
+Status CheckSocketDir(const std::string& dir) {
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0) {
+    return Status(GISMO_ERR_IO, "'" + dir + "': " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status(GISMO_ERR_PERMISSION, "'" + dir + "' is not a directory; not using it");
+  }
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
+    return Status(GISMO_ERR_PERMISSION, "'" + dir + "' belongs to another user (uid " +
+                                            std::to_string(st.st_uid) + "); not using it");
+  }
+  if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && (st.st_mode & S_IWGRP) != 0)) {
+    return Status(GISMO_ERR_PERMISSION, "'" + dir + "' may be written by others; not using it");
+  }
+  return Status();
+}
+
+Result<std::string> SocketIn(const std::string& dir, bool create, mode_t mode) {
+  if (create && mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
+    return Status(GISMO_ERR_IO, "cannot create '" + dir + "': " + std::strerror(errno));
+  }
+  struct stat st {};
+  // A client finds no directory: no manager runs there; connecting says so.
+  if (!create && lstat(dir.c_str(), &st) != 0 && errno == ENOENT)
+    return "unix:" + dir + "/gismo.sock";
+  if (Status s = CheckSocketDir(dir); !s.ok()) return s;
+  return "unix:" + dir + "/gismo.sock";
+}
+
+}  // namespace
+
+Result<std::string> DefaultAddress(bool create) {
+  struct stat st {};
+  const std::string run_sock = std::string(kRunDir) + "/gismo.sock";
+  if (geteuid() == 0 || (!create && lstat(run_sock.c_str(), &st) == 0)) {
+    return SocketIn(kRunDir, create && geteuid() == 0, 0750);
+  }
+  const char* xdg = getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg == '/') return SocketIn(xdg, false, 0700);
+  return SocketIn("/tmp/gismo-" + std::to_string(geteuid()), create, 0700);
 }
 
 std::string Address::ToString() const {
@@ -269,8 +379,10 @@ Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout
   if (rc != 0 && errno != EINPROGRESS) {
     int e = errno;
     close(fd);
-    return Status(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
-                                            " (is gismo-manager running there?)");
+    Status s(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
+                                       " (is gismo-manager running there?)");
+    errno = e;  // for the caller: EAGAIN is worth another try
+    return s;
   }
   if (rc != 0) {
     Status s = WaitConnected(fd, timeout_ms, what);
@@ -295,7 +407,15 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     std::strncpy(sa.sun_path, a.path.c_str(), sizeof(sa.sun_path) - 1);
-    return ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+    // EAGAIN: the manager's listen queue is full (a burst of connections);
+    // it drains as the manager accepts: try again until the time is up.
+    const uint64_t give_up =
+        timeout_ms < 0 ? UINT64_MAX : MonotonicNs() / 1000000 + uint64_t(timeout_ms);
+    for (int pause_ms = 1;; pause_ms = std::min(pause_ms * 2, 100)) {
+      auto fd = ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+      if (fd.ok() || errno != EAGAIN || MonotonicNs() / 1000000 >= give_up) return fd;
+      usleep(static_cast<useconds_t>(pause_ms) * 1000);
+    }
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

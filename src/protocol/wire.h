@@ -16,10 +16,16 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/auth.h"
+
 namespace gismo::protocol {
 
-inline constexpr uint32_t kProtocolVersion = 2;
+// 3: the admission handshake of protocol/auth.h (challenge, access, proof).
+inline constexpr uint32_t kProtocolVersion = 3;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
+// The largest frame a manager reads from a peer it has not admitted yet (a
+// hello, a proof): an unknown peer cannot make it hold more.
+inline constexpr uint32_t kMaxPreAdmissionPayload = 4096;
 inline constexpr size_t kHeaderSize = 16;
 // The most ids a client names in one wait (kWait): far below what a frame
 // can carry (kMaxPayload / GISMO_ID_SIZE) and what the manager accepts.
@@ -46,6 +52,9 @@ enum class MsgType : uint16_t {
   kFenceReply = 17,    // manager -> client: status + what was fenced
   kFenceProcess = 18,  // manager -> node agent: FenceProcessOrder
   kFenceResult = 19,   // node agent -> manager: FenceProcessResult
+  kChallenge = 20,     // manager -> peer, first on every connection: Challenge
+  kAccess = 21,        // manager -> peer: Access (the hello is accepted)
+  kProof = 22,         // client -> manager: RegionProof (see protocol/auth.h)
 };
 
 struct FrameHeader {
@@ -161,9 +170,36 @@ struct Hello {
   uint64_t session = 0;
   uint64_t client_id = 0;
   uint64_t uuid[2] = {0, 0};
+  Nonce client_nonce{};
+  bool has_mac = false;  // HelloMac under the cluster key
+  Mac mac{};
 };
 std::vector<uint8_t> EncodeHello(const Hello& m);
 bool DecodeHello(Reader& r, Hello* m);
+
+// The manager's first frame on every connection.
+struct Challenge {
+  uint32_t protocol_version = kProtocolVersion;
+  Nonce nonce{};
+  bool key_required = false;  // this connection must prove the cluster key
+};
+std::vector<uint8_t> EncodeChallenge(const Challenge& m);
+bool DecodeChallenge(Reader& r, Challenge* m);
+
+// The hello is accepted. A client proves next that it maps the region; an
+// agent is welcomed at once.
+struct Access {
+  uint64_t uuid[2] = {0, 0};
+  uint64_t region_size = 0;
+  std::string region_path;  // empty for an unauthenticated peer
+  bool has_mac = false;     // AccessMac: the manager holds the cluster key
+  Mac mac{};
+};
+std::vector<uint8_t> EncodeAccess(const Access& m);
+bool DecodeAccess(Reader& r, Access* m);
+
+std::vector<uint8_t> EncodeProof(const Mac& proof);
+bool DecodeProof(Reader& r, Mac* proof);
 
 struct Welcome {
   uint32_t protocol_version = kProtocolVersion;
@@ -175,7 +211,7 @@ struct Welcome {
   uint32_t lease_ms = 0;
   uint32_t node_id = 0;
   uint64_t manager_epoch = 0;
-  std::string region_path;
+  std::string region_path;  // empty for an unauthenticated peer
 };
 std::vector<uint8_t> EncodeWelcome(const Welcome& m);
 bool DecodeWelcome(Reader& r, Welcome* m);
@@ -231,7 +267,18 @@ struct Address {
   uint16_t port = 0;
   std::string ToString() const;
 };
-inline constexpr const char* kDefaultAddress = "unix:/tmp/gismo.sock";
+// The default manager address, when neither an address nor $GISMO_ADDRESS
+// is given: never in world-writable /tmp, where another local user could
+// start a manager first.
+//  1. unix:/run/gismo/gismo.sock: a manager run by root creates /run/gismo
+//     (0750; its group is --group); a client uses it if the socket exists.
+//  2. unix:$XDG_RUNTIME_DIR/gismo.sock: a manager run by another user.
+//  3. unix:/tmp/gismo-UID/gismo.sock, the directory 0700: without
+//     $XDG_RUNTIME_DIR.
+// A directory that is not ours (or root's), or that others may write to,
+// is refused. `create`: the manager's side, which creates the directory.
+inline constexpr const char* kRunDir = "/run/gismo";
+Result<std::string> DefaultAddress(bool create);
 Result<Address> ParseAddress(std::string_view text);
 
 // Blocking client-side socket helpers (the manager uses asio).

@@ -291,7 +291,11 @@ struct alignas(kCacheLine) ClientSlotHeader {
   // that a fencer on the same kernel (the manager, a node agent, even a
   // manager started later) can prove the process gone or kill it.
   alignas(kCacheLine) Word identity[4];
-  Word reserved2[4];
+  // Slot 0 (the manager's) only: 16 random bytes written by each manager at
+  // its start, read by a client to prove it maps the region
+  // (protocol::RegionProof); never sent over a socket. Zero elsewhere.
+  Word admission_secret[2];
+  Word reserved2[2];
 };
 static_assert(sizeof(ClientSlotHeader) == 256);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);

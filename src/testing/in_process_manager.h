@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "manager/manager.h"
 
@@ -42,6 +43,7 @@ class InProcessManager {
   void Stop();
 
   const std::string& address() const { return address_; }
+  std::vector<std::string> listen_addresses() const { return manager_->listen_addresses(); }
   const std::string& region_path() const { return options_.region_path; }
   const manager::ManagerStats& stats() const { return manager_->stats(); }
 

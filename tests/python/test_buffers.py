@@ -29,13 +29,48 @@ def test_get_buffer_points_into_the_region(client, oid):
 def test_create_view_points_into_the_region(client, oid):
     view = client.create(oid, 4096)
     array = np.frombuffer(view, dtype=np.uint8)
-    assert in_region(client, array.ctypes.data, 4096)
+    address = array.ctypes.data
+    assert in_region(client, address, 4096)
     array[:] = 7  # written in place: no copy on seal
+    del array  # no writable alias may outlive the seal
     client.seal(oid)
     got = client.get(oid)
-    assert got.address == array.ctypes.data
     assert bytes(got) == bytes([7]) * 4096
     client.release(oid)
+
+
+def test_create_view_is_unusable_after_seal(client, oid):
+    view = client.create(oid, 16)
+    view[:] = b"x" * 16
+    client.seal(oid)
+    with pytest.raises(ValueError):
+        view[0] = ord("y")  # the memoryview is released
+    with pytest.raises(ValueError):
+        bytes(view)
+    got = client.get(oid)
+    assert bytes(got) == b"x" * 16
+    got.release()
+    client.release(oid)
+
+
+def test_seal_with_a_live_array_of_the_create_view_is_refused(client, oid):
+    view = client.create(oid, 16)
+    array = np.frombuffer(view, dtype=np.uint8)
+    array[:] = 1
+    with pytest.raises(gismo.ObjectInUse, match="delete them before sealing"):
+        client.seal(oid)
+    del array
+    client.seal(oid)
+    with pytest.raises(ValueError):
+        view[0] = 2
+    client.release(oid)
+
+
+def test_create_view_is_unusable_after_abort(client, oid):
+    view = client.create(oid, 16)
+    client.abort(oid)
+    with pytest.raises(ValueError):
+        view[0] = 1
 
 
 def test_get_array_points_into_the_region(client, oid):

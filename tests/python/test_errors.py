@@ -31,6 +31,7 @@ EXPECTED = {
     "INTERNAL": ("InternalError", None),
     "UNSUPPORTED": ("Unsupported", NotImplementedError),
     "BUSY": ("Busy", None),
+    "PERMISSION": ("PermissionDenied", PermissionError),
 }
 
 

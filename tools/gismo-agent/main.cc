@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "fence/process.h"
+#include "protocol/handshake.h"
 #include "protocol/wire.h"
 
 namespace {
@@ -32,7 +33,7 @@ volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
 struct Options {
-  std::string manager = "unix:/tmp/gismo.sock";
+  std::string manager;  // default: $GISMO_ADDRESS, else the default socket
   uint32_t node = 0;
   std::string region = "/dev/shm/gismo";
   int kill_timeout_ms = 5000;
@@ -62,32 +63,21 @@ gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
   hello.identity[1] = me.pid_ns;
   hello.identity[2] = me.pid;
   hello.identity[3] = me.start_time;
-  const auto frame = gismo::protocol::EncodeHello(hello);
-  if (Status s = gismo::protocol::SendAll(*fd, frame.data(), frame.size()); !s.ok()) {
+  // The cluster key of $GISMO_KEY_FILE, if set; an agent maps no region:
+  // it is welcomed after the hello.
+  auto key = gismo::protocol::KeyFromEnv();
+  if (!key.ok()) {
+    close(*fd);
+    return key.status();
+  }
+  gismo::protocol::HandshakeResult result;
+  if (Status s =
+          gismo::protocol::Handshake(*fd, hello, *key, nullptr, addr.ToString(), 10000, &result);
+      !s.ok()) {
     close(*fd);
     return s;
   }
-  pollfd p{*fd, POLLIN, 0};
-  if (poll(&p, 1, 10000) != 1) {
-    close(*fd);
-    return Status(GISMO_ERR_TIMEOUT, "the manager did not answer");
-  }
-  gismo::protocol::FrameHeader h;
-  std::vector<uint8_t> payload;
-  if (Status s = gismo::protocol::RecvFrame(*fd, &h, &payload); !s.ok()) {
-    close(*fd);
-    return s;
-  }
-  gismo::protocol::Reader rd(payload);
-  gismo::protocol::Welcome w;
-  if (h.type == MsgType::kError) {
-    close(*fd);
-    return gismo::protocol::DecodeError(rd);
-  }
-  if (h.type != MsgType::kWelcome || !gismo::protocol::DecodeWelcome(rd, &w)) {
-    close(*fd);
-    return Status(GISMO_ERR_PROTOCOL, "not a gismo manager");
-  }
+  const gismo::protocol::Welcome& w = result.welcome;
   *lease_ms = w.lease_ms;
   return *fd;
 }
@@ -165,6 +155,14 @@ int main(int argc, char** argv) {
                  "How long to wait for a killed process to exit")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (o.manager.empty()) {
+    auto def = gismo::protocol::DefaultAddress(/*create=*/false);
+    if (!def.ok()) {
+      fprintf(stderr, "gismo-agent: %s\n", def.status().message().c_str());
+      return 2;
+    }
+    o.manager = *def;
+  }
   auto addr = gismo::protocol::ParseAddress(o.manager);
   if (!addr.ok()) {
     fprintf(stderr, "gismo-agent: %s\n", addr.status().message().c_str());
@@ -181,7 +179,9 @@ int main(int argc, char** argv) {
     uint32_t lease_ms = 0;
     auto fd = Join(o, *addr, &lease_ms);
     if (!fd.ok()) {
-      if (!ready && fd.status().code() == GISMO_ERR_PROTOCOL) {
+      if (!ready &&
+          (fd.status().code() == GISMO_ERR_PROTOCOL || fd.status().code() == GISMO_ERR_PERMISSION ||
+           fd.status().code() == GISMO_ERR_INVALID_ARGUMENT)) {
         fprintf(stderr, "gismo-agent: %s\n", fd.status().message().c_str());
         return 1;
       }

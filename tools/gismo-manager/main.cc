@@ -37,7 +37,36 @@ int main(int argc, char** argv) {
                "Format the region even if it holds a gismo region or other data (destroys it)");
   app.add_option("--listen", opt.listen,
                  "Address to serve: unix:/path or tcp:host:port (repeatable; default "
-                 "unix:/tmp/gismo.sock)");
+                 "unix:/run/gismo/gismo.sock as root, else unix:$XDG_RUNTIME_DIR/gismo.sock)");
+  app.add_option("--key-file", opt.key_file,
+                 "Cluster key (16-4096 bytes, mode 0600): TCP peers must prove they hold it; "
+                 "clients read it from $GISMO_KEY_FILE (doc/security.md)");
+  std::string socket_mode = "0660", region_mode;
+  app.add_option("--socket-mode", socket_mode, "Mode of the Unix sockets (octal)")
+      ->capture_default_str();
+  app.add_option("--region-mode", region_mode,
+                 "Mode of the region file (octal; default 0660 for a region it creates, an "
+                 "existing one is left as it is)");
+  app.add_option("--group", opt.group,
+                 "Group (name or number) of the sockets, the region and /run/gismo: its members "
+                 "may connect");
+  app.add_option("--admission-timeout-ms", opt.admission_timeout_ms,
+                 "Time a new connection has to complete its hello and region proof")
+      ->capture_default_str();
+  app.add_option("--max-unadmitted", opt.max_unadmitted,
+                 "Connections waiting for admission; beyond, the oldest is closed")
+      ->capture_default_str();
+  app.add_option("--max-connections", opt.max_connections,
+                 "All connections (0: from the file descriptor limit, at most 4096)")
+      ->capture_default_str();
+  app.add_option("--max-output-bytes", opt.max_output_bytes,
+                 "Bytes queued to a peer that does not read before it is disconnected")
+      ->capture_default_str();
+  app.add_option("--max-wait-ids", opt.max_wait_ids, "Ids one client may wait for at once")
+      ->capture_default_str();
+  app.add_option("--max-total-wait-ids", opt.max_total_wait_ids,
+                 "Ids all clients together may wait for at once")
+      ->capture_default_str();
   app.add_option("--max-objects", max_objects,
                  "Object index capacity of a new region (default: one per 4 KiB of --size). "
                  "Ids hash to shards and the first full shard ends creates: expect the index "
@@ -109,6 +138,23 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   opt.local_fence = !no_local_fence;
+  auto parse_mode = [](const std::string& text, const char* flag) -> int32_t {
+    char* end = nullptr;
+    const unsigned long v = strtoul(text.c_str(), &end, 8);
+    if (text.empty() || *end != '\0' || v > 07777) {
+      fprintf(stderr, "gismo-manager: %s: '%s' is not an octal mode (e.g. 0660)\n", flag,
+              text.c_str());
+      return -1;
+    }
+    return static_cast<int32_t>(v);
+  };
+  const int32_t sm = parse_mode(socket_mode, "--socket-mode");
+  if (sm < 0) return 2;
+  opt.socket_mode = static_cast<uint32_t>(sm);
+  if (!region_mode.empty()) {
+    opt.region_mode = parse_mode(region_mode, "--region-mode");
+    if (opt.region_mode < 0) return 2;
+  }
   auto size = gismo::region::ParseSize(size_text);
   if (!size.ok()) {
     fprintf(stderr, "gismo-manager: --size: %s\n", size.status().message().c_str());

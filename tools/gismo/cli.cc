@@ -1,6 +1,8 @@
 #include "cli.h"
 
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -44,7 +46,7 @@ void Fail(const Status& s, const std::string& context) {
 void AddCommonOptions(CLI::App* cmd, CommonOptions* common) {
   cmd->add_option("--address", common->address,
                   "Manager address, unix:/path or tcp:host:port (default: $GISMO_ADDRESS, else "
-                  "unix:/tmp/gismo.sock)")
+                  "unix:/run/gismo/gismo.sock or unix:$XDG_RUNTIME_DIR/gismo.sock)")
       ->envname("GISMO_ADDRESS");
   cmd->add_flag("--json", common->json, "Print JSON for scripts instead of text");
 }
@@ -53,7 +55,13 @@ std::string EffectiveAddress(const CommonOptions& common) {
   if (!common.address.empty()) return common.address;
   const char* env = getenv("GISMO_ADDRESS");
   if (env && *env) return env;
-  return "unix:/tmp/gismo.sock";
+  // As gismo_connect(NULL) chooses (gismo.h).
+  struct stat st {};
+  if (lstat("/run/gismo/gismo.sock", &st) == 0) return "unix:/run/gismo/gismo.sock";
+  if (const char* xdg = getenv("XDG_RUNTIME_DIR"); xdg && *xdg == '/') {
+    return std::string("unix:") + xdg + "/gismo.sock";
+  }
+  return "unix:/tmp/gismo-" + std::to_string(geteuid()) + "/gismo.sock";
 }
 
 Client Connect(const CommonOptions& common) {

@@ -64,7 +64,7 @@ Runner SetupFsck(CLI::App* cmd) {
   cmd->add_flag("-q,--quiet", a->quiet, "Print problems only");
   cmd->add_flag("--json", a->common.json, "Print the report as one JSON object");
   cmd->add_option("--address", a->common.address,
-                  "Manager to check through (default $GISMO_ADDRESS, else unix:/tmp/gismo.sock)");
+                  "Manager to check through (default $GISMO_ADDRESS, else the default socket)");
   cmd->footer(
       "\nExit status: 0 the region is sound, 1 problems were found (each printed as\n"
       "'problem: ...'), 2 the region or the manager could not be opened.");

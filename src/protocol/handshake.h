@@ -1,0 +1,42 @@
+// The peer's side of the admission handshake (protocol/auth.h), shared by
+// the client library and gismo-agent: blocking, on a connected socket.
+#ifndef GISMO_PROTOCOL_HANDSHAKE_H_
+#define GISMO_PROTOCOL_HANDSHAKE_H_
+
+#include <functional>
+#include <gismo/status.hpp>
+#include <optional>
+#include <string>
+
+#include "protocol/auth.h"
+#include "protocol/wire.h"
+
+namespace gismo::protocol {
+
+// The cluster key named by $GISMO_KEY_FILE: none if it is unset or empty,
+// an error if the file cannot be used.
+Result<std::optional<Key>> KeyFromEnv();
+
+// Computes the region proof once the manager has granted access: maps the
+// region (access.region_path, or where this host sees it) and returns
+// RegionProof of its admission secret. Called at most once.
+using ProveFn =
+    std::function<Result<Mac>(const Access& access, const Nonce& server, const Nonce& client)>;
+
+struct HandshakeResult {
+  Access access;
+  Welcome welcome;
+};
+
+// Reads the challenge, sends `hello` (with its nonce and, given a key, its
+// MAC), reads the access (checking the manager's MAC when we hold a key),
+// proves the region through `prove` (clients; null for an agent), and reads
+// the welcome. Each answer is awaited at most timeout_ms. `refused` (may be
+// null): the manager answered, and said no.
+Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,
+                 const std::string& addr_text, int timeout_ms, HandshakeResult* out,
+                 bool* refused = nullptr);
+
+}  // namespace gismo::protocol
+
+#endif  // GISMO_PROTOCOL_HANDSHAKE_H_

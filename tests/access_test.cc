@@ -1,0 +1,517 @@
+// What a peer that is not a client, or a careless or hostile one, can make
+// the manager hold, and who the manager admits (doc/security.md): each test
+// failed before the bound or check it names.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gismo/gismo.hpp>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "protocol/auth.h"
+#include "protocol/wire.h"
+#include "raw_peer.h"
+#include "test_util.h"
+#include "testing/in_process_manager.h"
+#include "testing/process.h"
+
+namespace gismo {
+namespace {
+
+using protocol::FrameHeader;
+using protocol::MsgType;
+using testing::InProcessManager;
+using testing::InProcessManagerOptions;
+using testing::IsOk;
+using testing::RawPeer;
+
+// A key file of `bytes` random bytes, mode 0600; removed on destruction.
+struct KeyFile {
+  explicit KeyFile(size_t bytes = 32, mode_t mode = 0600) {
+    path = "/tmp/" + testing::UniqueName("key");
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0);
+    std::string b(bytes, '\0');
+    for (size_t i = 0; i < bytes; i += protocol::kNonceSize) {
+      const auto n = protocol::RandomNonce();
+      std::memcpy(b.data() + i, n.data(), std::min(bytes - i, n.size()));
+    }
+    EXPECT_EQ(write(fd, b.data(), b.size()), static_cast<ssize_t>(b.size()));
+    fchmod(fd, mode);
+    close(fd);
+  }
+  ~KeyFile() { unlink(path.c_str()); }
+  protocol::Key Load() const {
+    auto k = protocol::LoadKey(path);
+    EXPECT_TRUE(k.ok()) << k.status().ToString();
+    return k.ok() ? *k : protocol::Key();
+  }
+  std::string path;
+};
+
+// Sets an environment variable for one scope.
+struct ScopedEnv {
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = getenv(name)) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+manager::ManagerOptions WithTcp(manager::ManagerOptions o) {
+  o.listen.push_back("tcp:127.0.0.1:0");
+  return o;
+}
+
+// ---- before admission --------------------------------------------------
+
+// A 16-byte header announcing 16 MiB, before any hello: refused at once,
+// nothing allocated for it.
+TEST(AdmissionTest, LargeFrameBeforeHelloIsRefusedAtOnce) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer peer(mgr.address());
+  FrameHeader h;
+  h.length = protocol::kMaxPayload;  // what an admitted client may send
+  h.type = MsgType::kHello;
+  std::vector<uint8_t> bytes(protocol::kHeaderSize);
+  protocol::EncodeHeader(h, bytes.data());
+  ASSERT_TRUE(IsOk(peer.Send(bytes)));
+  EXPECT_TRUE(peer.ClosedByManager(20000));
+}
+
+// Silence, and one byte at a time: closed once the admission time is up.
+TEST(AdmissionTest, SilentAndSlowPeersAreClosedAfterTheAdmissionTimeout) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.admission_timeout_ms = 300;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer silent(mgr.address());
+  EXPECT_TRUE(silent.ClosedByManager(20000));
+
+  RawPeer slow(mgr.address());
+  slow.ReadChallenge();
+  const std::vector<uint8_t> hello = protocol::EncodeHello(protocol::Hello{});
+  bool closed = false;
+  // One byte every 50 ms: the whole hello would take seconds.
+  for (size_t i = 0; i < hello.size() && !closed; ++i) {
+    if (!slow.Send({hello[i]}).ok()) closed = true;
+    pollfd p{slow.fd(), POLLIN, 0};
+    if (poll(&p, 1, 50) == 1) closed = slow.ClosedByManager(1000);
+  }
+  EXPECT_TRUE(closed || slow.ClosedByManager(20000));
+  EXPECT_GE(mgr.stats().admission_timeouts.load(std::memory_order_relaxed), 2u);
+  // Real clients are served meanwhile.
+  auto c = Client::Connect(mgr.address());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+}
+
+// Hellos that never prove the region take no client slot: more of them
+// than there are slots, and a real client still gets one.
+TEST(AdmissionTest, HellosWithoutRegionProofTakeNoSlot) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.format.max_clients = 4;  // 3 client slots
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  std::vector<std::unique_ptr<RawPeer>> bare;
+  for (int i = 0; i < 8; ++i) {
+    bare.push_back(std::make_unique<RawPeer>(mgr.address()));
+    bare.back()->SendHello("bare hello");
+    bare.back()->ReadAccess();
+  }
+  auto c = Client::Connect(mgr.address());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 1u);
+}
+
+TEST(AdmissionTest, AWrongRegionProofIsRefused) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer peer(mgr.address());
+  peer.SendHello();
+  peer.ReadAccess();
+  protocol::Mac guess{};
+  ASSERT_TRUE(IsOk(peer.Send(protocol::EncodeProof(guess))));
+  Status s = peer.ExpectError();
+  EXPECT_EQ(s.code(), GISMO_ERR_PERMISSION) << s.ToString();
+  EXPECT_TRUE(peer.ClosedByManager());
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 0u);
+}
+
+// Over TCP without the key a peer is not told where the region is; over the
+// Unix socket it is.
+TEST(AdmissionTest, RegionPathOnlyToAuthenticatedPeers) {
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  const std::vector<std::string> addrs = mgr.listen_addresses();
+  ASSERT_EQ(addrs.size(), 2u);
+  {
+    RawPeer tcp(addrs[1]);
+    tcp.SendHello();
+    EXPECT_EQ(tcp.ReadAccess().region_path, "");
+  }
+  {
+    RawPeer local(addrs[0]);
+    local.SendHello();
+    EXPECT_EQ(local.ReadAccess().region_path, mgr.region_path());
+  }
+  // A TCP client that knows the path itself is admitted.
+  ScopedEnv region("GISMO_REGION", mgr.region_path());
+  auto c = Client::Connect(addrs[1]);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+}
+
+// The hello's text reaches the log sanitized: no forged lines.
+TEST(AdmissionTest, PeerTextCannotForgeLogLines) {
+  auto out = std::make_shared<std::ostringstream>();
+  auto old = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*out));
+  spdlog::set_default_logger(logger);
+  {
+    InProcessManager mgr;
+    ASSERT_TRUE(IsOk(mgr.Start()));
+    spdlog::set_level(spdlog::level::info);
+    RawPeer peer(mgr.address());
+    peer.SendHello("x\nFORGED error: all is lost\r\x1b[2J");
+    peer.ReadAccess();
+    peer.SendProof(mgr.region_path());
+    peer.ReadWelcome();
+    ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kGoodbye, 0))));
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    ASSERT_TRUE(IsOk(peer.Receive(&h, &payload)));
+    EXPECT_EQ(h.type, MsgType::kBye);  // it has logged its leaving
+    mgr.Stop();
+  }
+  spdlog::set_default_logger(old);
+  const std::string log = out->str();
+  EXPECT_NE(log.find("x?FORGED"), std::string::npos) << log;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_NE(line.rfind("FORGED", 0), 0u) << log;
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << log;
+  }
+}
+
+// Refusals are logged one a second, the rest counted: a flood of bad
+// peers is not a flood of log lines.
+TEST(AdmissionTest, RefusalsDoNotFloodTheLog) {
+  auto out = std::make_shared<std::ostringstream>();
+  auto old = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*out)));
+  {
+    InProcessManager mgr;
+    ASSERT_TRUE(IsOk(mgr.Start()));
+    for (int i = 0; i < 200; ++i) {
+      RawPeer peer(mgr.address());
+      peer.ReadChallenge();
+      ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0))));
+      EXPECT_TRUE(peer.ClosedByManager());
+    }
+    EXPECT_EQ(mgr.stats().peers_refused.load(std::memory_order_relaxed), 200u);
+    mgr.Stop();
+  }
+  spdlog::set_default_logger(old);
+  std::istringstream lines(out->str());
+  int refused_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    refused_lines += line.find("refused") != std::string::npos;
+  }
+  EXPECT_GE(refused_lines, 1);
+  EXPECT_LT(refused_lines, 50) << out->str();
+}
+
+// ---- the cluster key ---------------------------------------------------
+
+TEST(KeyTest, TcpPeersWithoutTheKeyAreRefusedAndHoldNothing) {
+  KeyFile key;
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  o.key_file = key.path;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  const std::string tcp = mgr.listen_addresses()[1];
+  {
+    RawPeer peer(tcp);
+    peer.SendHello();
+    Status s = peer.ExpectError();
+    EXPECT_EQ(s.code(), GISMO_ERR_PERMISSION) << s.ToString();
+    EXPECT_NE(s.message().find("GISMO_KEY_FILE"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(peer.ClosedByManager());
+  }
+  {
+    // The library says so too, before it sends anything.
+    auto c = Client::Connect(tcp);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), GISMO_ERR_PERMISSION) << c.status().ToString();
+  }
+  {
+    KeyFile wrong;
+    ScopedEnv env("GISMO_KEY_FILE", wrong.path);
+    auto c = Client::Connect(tcp);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), GISMO_ERR_PERMISSION) << c.status().ToString();
+    EXPECT_NE(c.status().message().find("key"), std::string::npos) << c.status().ToString();
+  }
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 0u);
+  {
+    // With the key: admitted, and told where the region is.
+    ScopedEnv env("GISMO_KEY_FILE", key.path);
+    auto c = Client::Connect(tcp);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_TRUE(c->Put(ObjectId::FromName("k"), "v").ok());
+  }
+  {
+    // The Unix socket: file modes protect it; no key needed.
+    auto c = Client::Connect(mgr.listen_addresses()[0]);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+  }
+}
+
+// A client that holds a key wants the manager to prove it holds it too.
+TEST(KeyTest, AClientWithAKeyRefusesAManagerWithout) {
+  KeyFile key;
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  ScopedEnv env("GISMO_KEY_FILE", key.path);
+  auto c = Client::Connect(mgr.address());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), GISMO_ERR_PERMISSION) << c.status().ToString();
+}
+
+TEST(KeyTest, KeyFilesOthersMayReadOrTooShortAreRefused) {
+  KeyFile open_to_group(32, 0640);
+  auto k = protocol::LoadKey(open_to_group.path);
+  ASSERT_FALSE(k.ok());
+  EXPECT_NE(k.status().message().find("chmod 600"), std::string::npos) << k.status().ToString();
+  KeyFile shorty(8);
+  EXPECT_FALSE(protocol::LoadKey(shorty.path).ok());
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.key_file = open_to_group.path;
+  InProcessManager mgr(o);
+  EXPECT_FALSE(mgr.Start().ok());
+}
+
+// ---- what an admitted peer can make the manager hold --------------------
+
+// A subscriber that never reads, and a peer sending seal kicks: the
+// notifications are coalesced, not queued without bound.
+TEST(BoundsTest, ASubscriberThatNeverReadsCostsOneQueuedNotification) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer sub(mgr.address());
+  sub.Hello(mgr.region_path());
+  ASSERT_TRUE(IsOk(sub.Send(protocol::Writer().Frame(MsgType::kSubscribe, 1))));
+  RawPeer kicker(mgr.address());
+  kicker.Hello(mgr.region_path());
+  constexpr int kKicks = 200000;
+  std::vector<uint8_t> batch;
+  protocol::Writer w;
+  gismo_id_t id{};
+  w.Id(id);
+  const std::vector<uint8_t> kick = w.Frame(MsgType::kSealed, 0);
+  for (int i = 0; i < 1000; ++i) batch.insert(batch.end(), kick.begin(), kick.end());
+  for (int i = 0; i < kKicks / 1000; ++i) ASSERT_TRUE(IsOk(kicker.Send(batch)));
+  // A wait acknowledged after the kicks: the manager has handled them all.
+  protocol::Writer wait;
+  wait.U32(0);
+  ASSERT_TRUE(IsOk(kicker.Send(wait.Frame(MsgType::kWait, 77))));
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(kicker.Receive(&h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kWaitAck);
+  // Now read what was sent to the subscriber: what its socket held, plus
+  // at most one queued notification; never one per kick.
+  fcntl(sub.fd(), F_SETFL, O_NONBLOCK);
+  int notifies = 0;
+  for (;;) {
+    pollfd p{sub.fd(), POLLIN, 0};
+    if (poll(&p, 1, 500) != 1) break;
+    Status s = sub.Receive(&h, &payload);
+    if (!s.ok()) break;
+    if (h.type == MsgType::kNotify) ++notifies;
+  }
+  EXPECT_GT(notifies, 0);
+  EXPECT_LT(notifies, kKicks / 4) << "notifications were queued one per kick";
+}
+
+// A peer with many distinct wake-ups pending that does not read is
+// disconnected once its queue passes the limit.
+TEST(BoundsTest, APeerThatDoesNotReadIsDisconnectedAtItsOutputLimit) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_output_bytes = 4096;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer waiter(mgr.address());
+  waiter.Hello(mgr.region_path());
+  int small = 4096;
+  setsockopt(waiter.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  constexpr int kWaits = 40000;
+  std::vector<uint8_t> frames;
+  for (int i = 0; i < kWaits; ++i) {
+    protocol::Writer w;
+    w.U32(1);
+    gismo_id_t id{};
+    std::memcpy(id.bytes, &i, sizeof i);
+    w.Id(id);
+    const auto f = w.Frame(MsgType::kWait, 1000 + i);
+    frames.insert(frames.end(), f.begin(), f.end());
+  }
+  // Their acks go unread too; the manager may cut the connection before
+  // it has read them all.
+  const Status sent = waiter.Send(frames);
+  EXPECT_TRUE(!sent.ok() || waiter.ClosedByManager(60000)) << sent.ToString();
+  EXPECT_GE(mgr.stats().output_overflows.load(std::memory_order_relaxed), 1u);
+  auto c = Client::Connect(mgr.address());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+}
+
+TEST(BoundsTest, WaitsOverTheLimitAreRefused) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_wait_ids = 100;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer peer(mgr.address());
+  peer.Hello(mgr.region_path());
+  protocol::Writer w;
+  w.U32(101);
+  for (int i = 0; i < 101; ++i) {
+    gismo_id_t id{};
+    id.bytes[0] = static_cast<uint8_t>(i);
+    w.Id(id);
+  }
+  ASSERT_TRUE(IsOk(peer.Send(w.Frame(MsgType::kWait, 5))));
+  Status s = peer.ExpectError();
+  EXPECT_EQ(s.code(), GISMO_ERR_LIMIT) << s.ToString();
+  EXPECT_NE(s.message().find("--max-wait-ids"), std::string::npos) << s.ToString();
+}
+
+// More connections than the manager takes, none of them admitted: the
+// oldest go, and a real client is served.
+TEST(BoundsTest, ConnectionFloodsLeaveRoomForRealClients) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_connections = 16;
+  o.max_unadmitted = 8;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  std::vector<std::unique_ptr<RawPeer>> flood;
+  for (int i = 0; i < 40; ++i) flood.push_back(std::make_unique<RawPeer>(mgr.address()));
+  auto c = Client::Connect(mgr.address());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_LE(mgr.stats().connections.load(std::memory_order_relaxed), 16u);
+}
+
+// Out of file descriptors: the accept loop drops what it cannot take
+// (instead of spinning on EMFILE) and closes the oldest peers not admitted,
+// so that a real client gets in.
+TEST(BoundsTest, OutOfDescriptorsRealClientsAreStillServed) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_connections = 100000;  // the descriptor limit is what runs out
+  o.max_unadmitted = 100000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  // The flood comes from another process: only the manager (this process)
+  // runs out.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t flood = fork();
+  if (flood == 0) {
+    close(ready[0]);
+    std::vector<int> fds;
+    auto a = protocol::ParseAddress(mgr.address());
+    for (int i = 0; i < 300; ++i) {
+      auto fd = protocol::ConnectTo(*a, 2000);
+      if (fd.ok()) fds.push_back(*fd);
+    }
+    char x = 1;
+    (void)!write(ready[1], &x, 1);
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  rlimit old{};
+  getrlimit(RLIMIT_NOFILE, &old);
+  // Descriptors open now, plus a few: the flood takes the rest.
+  int open_now = 0;
+  for (int fd = 0; fd < 4096; ++fd) open_now += fcntl(fd, F_GETFD) != -1;
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(open_now + 40);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  char x;
+  EXPECT_EQ(read(ready[0], &x, 1), 1);
+  close(ready[0]);
+  auto c = Client::Connect(mgr.address());
+  setrlimit(RLIMIT_NOFILE, &old);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_GT(mgr.stats().accept_errors.load(std::memory_order_relaxed), 0u);
+  kill(flood, SIGKILL);
+  waitpid(flood, nullptr, 0);
+}
+
+// ---- files and modes ---------------------------------------------------
+
+TEST(ModesTest, SocketAndRegionModesAndGroupAreThoseConfigured) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.socket_mode = 0600;
+  o.region_mode = 0640;
+  o.group = std::to_string(getgid());
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  struct stat st {};
+  ASSERT_EQ(stat(mgr.address().substr(5).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_gid, getgid());
+  ASSERT_EQ(stat(mgr.region_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  // The default: group members may connect.
+  InProcessManager dflt;
+  ASSERT_TRUE(IsOk(dflt.Start()));
+  ASSERT_EQ(stat(dflt.address().substr(5).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  ASSERT_EQ(stat(dflt.region_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+}
+
+TEST(ModesTest, DefaultSocketIsNeverInAWorldWritableDirectory) {
+  if (geteuid() == 0) {
+    auto a = protocol::DefaultAddress(/*create=*/false);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ(*a, "unix:/run/gismo/gismo.sock");
+    return;
+  }
+  const std::string dir = "/tmp/" + testing::UniqueName("xdg");
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  {
+    ScopedEnv xdg("XDG_RUNTIME_DIR", dir);
+    auto a = protocol::DefaultAddress(/*create=*/true);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ(*a, "unix:" + dir + "/gismo.sock");
+    chmod(dir.c_str(), 0777);
+    auto bad = protocol::DefaultAddress(/*create=*/true);
+    EXPECT_FALSE(bad.ok());
+  }
+  rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace gismo
