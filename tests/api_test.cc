@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "region/region.h"
+#include "store/index.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 
@@ -230,6 +232,38 @@ TEST_F(ApiTest, HugeBlockingGetIsRefusedAndTheSessionStays) {
   // The session is the same: its unsealed object is still its own.
   ASSERT_TRUE(buf->SealAndRelease().ok());
   EXPECT_TRUE(*client_.Contains(unsealed));
+}
+
+// An abort wakes the getters blocked on that id (one of them may want to
+// create it now, as a loader taking over): the manager sends them a wake-up,
+// they re-check and go on waiting for a seal.
+TEST_F(ApiTest, AbortWakesTheGettersOfThatId) {
+  auto region = region::Region::Open(mgr_.region_path());
+  ASSERT_TRUE(region.ok());
+  const ObjectId x = ObjectId::FromName("aborted-then-sealed");
+  Client getter = Connect();
+  Status got(GISMO_ERR_INTERNAL, "not run");
+  std::thread waiting([&] {
+    auto b = getter.Get(x, 60000);
+    got = b.ok() ? Status() : b.status();
+  });
+  const region::ShardHeader& shard = (*region)->shard((*region)->ShardOf(store::HashId(x.c_id())));
+  for (int i = 0; shard.waiters.load(std::memory_order_acquire) == 0; ++i) {
+    ASSERT_LT(i, 20000) << "the get never registered its wait";
+    usleep(1000);
+  }
+  const uint64_t wakeups = mgr_.stats().wakeups_sent.load(std::memory_order_relaxed);
+  auto created = client_.Create(x, 8);
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(created->Abort().ok());
+  for (int i = 0; mgr_.stats().wakeups_sent.load(std::memory_order_relaxed) == wakeups; ++i) {
+    ASSERT_LT(i, 20000) << "the abort woke nobody";
+    usleep(1000);
+  }
+  // Still waiting, and served by the next seal.
+  ASSERT_TRUE(client_.Put(x, "sealed").ok());
+  waiting.join();
+  EXPECT_TRUE(got.ok()) << got.ToString();
 }
 
 TEST_F(ApiTest, GetOwnUnsealedObjectDoesNotDeadlock) {
