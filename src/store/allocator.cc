@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "common/check.h"
+
 namespace gismo::store {
 
 using namespace region;  // NOLINT: layout names are this file's vocabulary
@@ -143,6 +145,7 @@ bool Allocator::CheckLink(Txn& txn, uint64_t page_plus1, const char* what) {
 }
 
 void Allocator::PushPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
+  GISMO_DCHECK(txn.Holds(cs.lock));  // REQUIRES: the stripe's lock
   PageDesc& d = r_.page(page);
   uint64_t head = cs.partial_head.load(std::memory_order_relaxed);
   if (!CheckLink(txn, head, "a partial-slab list head")) return;
@@ -153,6 +156,7 @@ void Allocator::PushPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
 }
 
 void Allocator::UnlinkPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
+  GISMO_DCHECK(txn.Holds(cs.lock));  // REQUIRES: the stripe's lock
   PageDesc& d = r_.page(page);
   uint64_t prev = d.prev.load(std::memory_order_relaxed);
   uint64_t next = d.next.load(std::memory_order_relaxed);

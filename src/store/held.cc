@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/check.h"
+
 namespace gismo::store {
 
 using namespace region;  // NOLINT: layout names are this file's vocabulary
@@ -20,6 +22,7 @@ int64_t HeldFind(const Region& r, uint32_t slot, uint32_t global) {
 
 Status HeldAdd(Txn& txn, uint32_t global, uint64_t flags) {
   const Region& r = txn.region();
+  GISMO_DCHECK(txn.Holds(r.shard(global / r.records_per_shard()).lock));
   const uint32_t slot = txn.slot();
   HeldEntry* held = r.held(slot);
   const int64_t idx = HeldFind(r, slot, global);
@@ -51,6 +54,9 @@ void HeldRemove(Txn& txn, uint32_t slot, int64_t idx) {
   const uint32_t cap = r.sb().held_capacity;
   const uint32_t mask = cap - 1;
   uint32_t i = static_cast<uint32_t>(idx);
+  GISMO_DCHECK(txn.Holds(
+      r.shard(HeldKeyGlobal(held[i].key.load(std::memory_order_relaxed)) / r.records_per_shard())
+          .lock));
   for (uint32_t j = (i + 1) & mask, n = 0; n < cap; j = (j + 1) & mask, ++n) {
     const uint64_t key = held[j].key.load(std::memory_order_relaxed);
     if (key == 0) break;

@@ -17,9 +17,11 @@ inline constexpr int64_t kHeldNoRoom = INT64_MIN;
 // kHeldNoRoom. Bounded by the table's capacity even if it is corrupt.
 int64_t HeldFind(const region::Region& r, uint32_t slot, uint32_t global);
 // One more reference of `txn`'s slot on `global` (adds `flags` to the key).
-// LIMIT when the table is three quarters full.
+// LIMIT when the table is three quarters full. REQUIRES: `txn` holds the
+// shard lock of record `global`.
 Status HeldAdd(Txn& txn, uint32_t global, uint64_t flags);
-// Removes entry `idx` of `slot`'s table (backward shift).
+// Removes entry `idx` of `slot`'s table (backward shift). REQUIRES: `txn`
+// holds the shard lock of the entry's record.
 void HeldRemove(Txn& txn, uint32_t slot, int64_t idx);
 
 }  // namespace gismo::store

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/check.h"
 #include "common/clock.h"
 #include "store/held.h"
 
@@ -25,6 +26,15 @@ Store::Store(const Region& r, uint32_t slot, uint64_t session, uint32_t node)
     : r_(r), alloc_(r), slot_(slot), session_(session), node_(node) {}
 
 void Store::FreeObjectData(Txn& txn, const ObjectRecord& rec) {
+  // REQUIRES: the shard lock of the record's shard.
+  GISMO_DCHECK(([&] {
+    const Region& r = txn.region();
+    for (uint32_t s = 0; s < r.num_shards(); ++s) {
+      const ObjectRecord* first = r.records(s);
+      if (&rec >= first && &rec < first + r.records_per_shard()) return txn.Holds(r.shard(s).lock);
+    }
+    return false;
+  }()));
   const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
   Allocator(txn.region())
       .Free(txn, rec.heap_offset.load(std::memory_order_relaxed),
