@@ -27,17 +27,6 @@ uint32_t NodeFromEnv() {
   return (end && *end == '\0' && v <= 0xffffffffUL) ? static_cast<uint32_t>(v) : 0;
 }
 
-Status RecvFrameWithin(int fd, int timeout_ms, protocol::FrameHeader* h,
-                       std::vector<uint8_t>* payload) {
-  pollfd p{fd, POLLIN, 0};
-  int rc;
-  do {
-    rc = poll(&p, 1, timeout_ms);
-  } while (rc < 0 && errno == EINTR);
-  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
-  return protocol::RecvFrame(fd, h, payload);
-}
-
 // The admission handshake (protocol/auth.h): the cluster key of
 // $GISMO_KEY_FILE if set, and the proof that `region` is mapped here.
 // `refused` (may be null): the manager answered, and said no.
@@ -134,7 +123,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
     if (protocol::SendAll(c->fd_, frame.data(), frame.size()).ok()) {
       protocol::FrameHeader h;
       std::vector<uint8_t> payload;
-      (void)RecvFrameWithin(c->fd_, kGoodbyeTimeoutMs, &h, &payload);
+      (void)protocol::RecvFrameWithin(c->fd_, kGoodbyeTimeoutMs, &h, &payload);
     }
     return why;
   };

@@ -9,22 +9,12 @@ namespace gismo::protocol {
 
 namespace {
 
-Status RecvWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload) {
-  pollfd p{fd, POLLIN, 0};
-  int rc;
-  do {
-    rc = poll(&p, 1, timeout_ms);
-  } while (rc < 0 && errno == EINTR);
-  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
-  return RecvFrame(fd, h, payload);
-}
-
 // The next frame, of type `want` (its payload in *payload), or the
 // manager's error (sets *refused), or a protocol error.
 Status Expect(int fd, int timeout_ms, MsgType want, const std::string& addr_text,
               std::vector<uint8_t>* payload, bool* refused) {
   FrameHeader h;
-  if (Status s = RecvWithin(fd, timeout_ms, &h, payload); !s.ok()) return s;
+  if (Status s = RecvFrameWithin(fd, timeout_ms, &h, payload); !s.ok()) return s;
   if (h.type == MsgType::kError) {
     if (refused) *refused = true;
     Reader rd(*payload);
@@ -44,6 +34,16 @@ Result<std::optional<Key>> KeyFromEnv() {
   auto key = LoadKey(path);
   if (!key.ok()) return Status(key.status().code(), key.status().message() + " ($GISMO_KEY_FILE)");
   return std::optional<Key>(std::move(*key));
+}
+
+Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload) {
+  pollfd p{fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
+  return RecvFrame(fd, h, payload);
 }
 
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,

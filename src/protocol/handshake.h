@@ -33,6 +33,10 @@ struct HandshakeResult {
 // proves the region through `prove` (clients; null for an agent), and reads
 // the welcome. Each answer is awaited at most timeout_ms. `refused` (may be
 // null): the manager answered, and said no.
+// Waits at most timeout_ms for the next frame (GISMO_ERR_TIMEOUT: "the
+// manager did not answer in time"), then reads it.
+Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload);
+
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,
                  const std::string& addr_text, int timeout_ms, HandshakeResult* out,
                  bool* refused = nullptr);
