@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds gismo three ways and runs the whole test suite in each:
+# Checks the formatting of the tree, then builds gismo three ways and runs
+# the whole test suite in each:
 #   build/        normal build (RelWithDebInfo), every test incl. install + Python
 #   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer
 #   build-tsan/   ThreadSanitizer
@@ -46,4 +47,6 @@ run_variant() {
   echo "=== $name build: tests done in $((SECONDS - t0)) s ==="
 }
 
+# Every tracked C/C++ file is formatted as .clang-format says (fast; first).
+bash "$root/scripts/check-format.sh"
 for v in "${variants[@]}"; do run_variant "$v"; done
