@@ -24,6 +24,14 @@ using region::LogKind;
 using region::Word;
 
 namespace {
+// Frees `lock` if `tag` still holds it (a lock is taken from a client only
+// once it is fenced; the CAS is a second guard). True if it did.
+bool ReleaseIfHeldBy(Word& lock, uint64_t tag) {
+  uint64_t expected = tag;
+  return lock.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                      std::memory_order_relaxed);
+}
+
 // Used when the region does not say (lock_wait_ms == 0).
 constexpr uint64_t kDefaultLockWaitNs = 2'000'000'000;
 
@@ -206,11 +214,7 @@ void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
 }
 
 void Txn::Unlock(uint32_t i) {
-  // Only if still ours. A lock is taken from a client only once it is
-  // fenced, when it can no longer run; the CAS is a second guard.
-  uint64_t expected = tag_;
-  locks_[i]->compare_exchange_strong(expected, 0, std::memory_order_release,
-                                     std::memory_order_relaxed);
+  ReleaseIfHeldBy(*locks_[i], tag_);  // only if still ours
   hdr_.held_locks[i].store(0, std::memory_order_relaxed);
 }
 
@@ -220,11 +224,7 @@ void Txn::ReleaseLocks() {
   if (world_) {
     // Every lock still carrying this Txn's tag (the CAS leaves others'), then
     // the mark: it covers the locks until the last is released (invariant 2).
-    ForEachLock(r_, [&](Word& lock) {
-      uint64_t expected = tag_;
-      lock.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                   std::memory_order_relaxed);
-    });
+    ForEachLock(r_, [&](Word& lock) { ReleaseIfHeldBy(lock, tag_); });
     hdr_.held_locks[0].store(0, std::memory_order_release);
     world_ = false;
   }
@@ -315,13 +315,7 @@ uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) UndoEntries(r, r.log(slot), count);
   hdr.log_count.store(0, std::memory_order_release);
   uint32_t released = 0;
-  ForEachRecordedLock(r, slot, [&](Word& lock) {
-    uint64_t expected = tag;
-    if (lock.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-      ++released;
-    }
-  });
+  ForEachRecordedLock(r, slot, [&](Word& lock) { released += ReleaseIfHeldBy(lock, tag) ? 1 : 0; });
   for (auto& held : hdr.held_locks) held.store(0, std::memory_order_relaxed);
   hdr.op.store(0, std::memory_order_relaxed);
   return released;
