@@ -26,11 +26,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <gismo/gismo.hpp>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "region/region.h"
 #include "store/index.h"
 #include "test_util.h"
@@ -47,12 +48,6 @@ namespace {
 using gismo::Client;
 using gismo::ObjectId;
 using gismo::testing::ManagerProcess;
-
-double NowS() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 struct ChildResult {
   int status = -1;  // exit code, 128+signal, or -1 if it timed out (killed)
@@ -215,9 +210,9 @@ TEST(CrashPoints, GetterAndSubscriberAreWokenWhenTheSealerDiesAfterCommit) {
   });
   const gismo::region::ShardHeader& shard =
       (*region)->shard((*region)->ShardOf(gismo::store::HashId(x.c_id())));
-  const double t0 = NowS();
+  const double t0 = gismo::MonotonicS();
   while (shard.waiters.load(std::memory_order_acquire) == 0) {
-    ASSERT_LT(NowS() - t0, 20) << "the getter's wait was never registered";
+    ASSERT_LT(gismo::MonotonicS() - t0, 20) << "the getter's wait was never registered";
     usleep(1000);
   }
   auto died =
@@ -235,12 +230,12 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
  protected:
   // Waits until the checker is the only client: every other one recovered.
   void WaitAlone(Client& c, double timeout_s = 15) {
-    const double t0 = NowS();
+    const double t0 = gismo::MonotonicS();
     for (;;) {
       auto u = c.Usage();
       ASSERT_TRUE(u.ok()) << u.status().ToString();
       if (u->client_count == 1) return;
-      ASSERT_LT(NowS() - t0, timeout_s)
+      ASSERT_LT(gismo::MonotonicS() - t0, timeout_s)
           << u->client_count - 1 << " other client(s) still registered: recovery is stuck";
       usleep(1000);
     }
@@ -363,32 +358,23 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     Fsck("--region", m.region());
   }
 
-  // Waits until the manager suspects the client in `slot` (true) or has
-  // let it go (false: it said goodbye before it froze). Reads the slot state
-  // in the region: a call through the store could wait on the frozen
-  // client's locks.
-  bool WaitSuspected(const gismo::region::Region& r, uint32_t slot, double timeout_s = 15) {
-    using gismo::region::SlotState;
-    const double t0 = NowS();
+  // Waits until `slot` is in one of `states` and returns that state (a
+  // failure, and kFree, after timeout_s). Reads the slot state in the
+  // region: a call through the store could wait on a frozen client's locks.
+  gismo::region::SlotState WaitSlotState(const gismo::region::Region& r, uint32_t slot,
+                                         std::initializer_list<gismo::region::SlotState> states,
+                                         const char* what, double timeout_s = 15) {
+    const double t0 = gismo::MonotonicS();
     for (;;) {
-      const SlotState st =
+      const gismo::region::SlotState st =
           gismo::region::SlotStateOf(r.slot(slot).state.load(std::memory_order_acquire));
-      if (st == SlotState::kSuspected) return true;
-      if (st == SlotState::kFree) return false;
-      if (NowS() - t0 > timeout_s) {
-        ADD_FAILURE() << "the frozen client was neither suspected nor gone after " << timeout_s
-                      << " s";
-        return false;
+      for (auto want : states) {
+        if (st == want) return st;
       }
-      usleep(1000);
-    }
-  }
-
-  void WaitSlotFree(const gismo::region::Region& r, uint32_t slot, double timeout_s = 15) {
-    const double t0 = NowS();
-    while (gismo::region::SlotStateOf(r.slot(slot).state.load(std::memory_order_acquire)) !=
-           gismo::region::SlotState::kFree) {
-      ASSERT_LT(NowS() - t0, timeout_s) << "slot " << slot << " was not recovered";
+      if (gismo::MonotonicS() - t0 > timeout_s) {
+        ADD_FAILURE() << "slot " << slot << " was not " << what << " after " << timeout_s << " s";
+        return gismo::region::SlotState::kFree;
+      }
       usleep(1000);
     }
   }
@@ -430,12 +416,12 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     // Until it stops at the point, or ends without reaching it. WNOWAIT
     // leaves an exited child for `client` to reap.
     siginfo_t si{};
-    const double t0 = NowS();
+    const double t0 = gismo::MonotonicS();
     for (;;) {
       si = {};
       EXPECT_EQ(waitid(P_PID, client.pid(), &si, WEXITED | WSTOPPED | WNOHANG | WNOWAIT), 0);
       if (si.si_pid != 0) break;
-      if (NowS() - t0 > 20) {
+      if (gismo::MonotonicS() - t0 > 20) {
         ADD_FAILURE() << "the client neither stopped nor exited";
         return false;
       }
@@ -449,9 +435,11 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
       return false;
     }
 
-    // Suspected, and left alone (no proof that it is gone): nothing it
-    // owns is touched while it is frozen.
-    if (WaitSuspected(**region, slot)) {
+    // Suspected (or let go, if it said goodbye before it froze), and left
+    // alone without proof that it is gone: nothing it owns is touched.
+    using gismo::region::SlotState;
+    if (WaitSlotState(**region, slot, {SlotState::kSuspected, SlotState::kFree},
+                      "suspected or gone") == SlotState::kSuspected) {
       const uint64_t log_count = (*region)->slot(slot).log_count.load(std::memory_order_acquire);
       const uint64_t held = (*region)->slot(slot).held_count.load(std::memory_order_acquire);
       // The manager's ticks pass meanwhile; still suspected, still its own.
@@ -497,7 +485,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
 
     // Its process is gone: the manager proves it and recovers the slot
     // (Usage counts active clients only: wait for the slot itself).
-    WaitSlotFree(**region, slot);
+    WaitSlotState(**region, slot, {gismo::region::SlotState::kFree}, "recovered");
     WaitAlone(checker);
     std::map<std::string, Expect> expect;
     for (auto [name, want] : sc.expect) {
