@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "region/region.h"
-#include "store/index.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 
@@ -247,11 +246,7 @@ TEST_F(ApiTest, AbortWakesTheGettersOfThatId) {
     auto b = getter.Get(x, 60000);
     got = b.ok() ? Status() : b.status();
   });
-  const region::ShardHeader& shard = (*region)->shard((*region)->ShardOf(store::HashId(x.c_id())));
-  for (int i = 0; shard.waiters.load(std::memory_order_acquire) == 0; ++i) {
-    ASSERT_LT(i, 20000) << "the get never registered its wait";
-    usleep(1000);
-  }
+  ASSERT_TRUE(testing::WaitForGetWaiter(**region, x)) << "the get never registered its wait";
   const uint64_t wakeups = mgr_.stats().wakeups_sent.load(std::memory_order_relaxed);
   auto created = client_.Create(x, 8);
   ASSERT_TRUE(created.ok());

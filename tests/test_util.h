@@ -14,6 +14,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
+#include "region/region.h"
+#include "store/index.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
 
@@ -56,6 +59,20 @@ inline ManagerProcess StartManagerProcess(std::vector<std::string> extra_args = 
   return m;
 }
 #endif
+
+// Waits until some client's blocking get of `id` is registered with the
+// manager (the shard of `id` counts a waiter in `region`); false after
+// timeout_s.
+inline bool WaitForGetWaiter(const region::Region& region, const ObjectId& id,
+                             double timeout_s = 20) {
+  const region::ShardHeader& shard = region.shard(region.ShardOf(store::HashId(id.c_id())));
+  const double t0 = MonotonicS();
+  while (shard.waiters.load(std::memory_order_acquire) == 0) {
+    if (MonotonicS() - t0 > timeout_s) return false;
+    usleep(1000);
+  }
+  return true;
+}
 
 // Runs fn in a forked child; returns its exit status (wait status).
 template <typename Fn>

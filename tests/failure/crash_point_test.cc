@@ -40,7 +40,6 @@
 
 #include "common/clock.h"
 #include "region/region.h"
-#include "store/index.h"
 #include "test_util.h"
 
 namespace {
@@ -208,13 +207,8 @@ TEST(CrashPoints, GetterAndSubscriberAreWokenWhenTheSealerDiesAfterCommit) {
     auto b = g->Get(x, 60000);
     got = b.ok() ? gismo::Status() : b.status();
   });
-  const gismo::region::ShardHeader& shard =
-      (*region)->shard((*region)->ShardOf(gismo::store::HashId(x.c_id())));
-  const double t0 = gismo::MonotonicS();
-  while (shard.waiters.load(std::memory_order_acquire) == 0) {
-    ASSERT_LT(gismo::MonotonicS() - t0, 20) << "the getter's wait was never registered";
-    usleep(1000);
-  }
+  ASSERT_TRUE(gismo::testing::WaitForGetWaiter(**region, x))
+      << "the getter's wait was never registered";
   auto died =
       RunClient(m.address(), {"create x 3000", "seal x"}, {"GISMO_CRASH_AT=seal.before_publish"});
   EXPECT_EQ(died.status, 77);
