@@ -77,6 +77,38 @@ TEST_F(ApiTest, CreateExistingFails) {
   EXPECT_EQ(other.Create(id, 10).status().code(), GISMO_ERR_OBJECT_EXISTS);
 }
 
+TEST_F(ApiTest, CreateFlagsAreKeptThroughSealAndDelete) {
+  ObjectId id = ObjectId::Random();
+  auto a = client_.Create(id, 10, {}, GISMO_CREATE_EVICTABLE);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(client_.Stat(id)->flags, uint32_t{GISMO_CREATE_EVICTABLE});
+  ASSERT_TRUE(a->Seal().ok());
+  EXPECT_EQ(client_.Stat(id)->flags, uint32_t{GISMO_CREATE_EVICTABLE});
+  ASSERT_TRUE(client_.Delete(id).ok());  // still held by the creator: deleting
+  auto info = client_.Stat(id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, GISMO_STATE_DELETING);
+  EXPECT_EQ(info->flags, uint32_t{GISMO_CREATE_EVICTABLE});
+  ObjectId put = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(put, "x", GISMO_CREATE_OWNED | GISMO_CREATE_EVICTABLE).ok());
+  EXPECT_EQ(client_.Stat(put)->flags, uint32_t{GISMO_CREATE_OWNED | GISMO_CREATE_EVICTABLE});
+  ASSERT_TRUE(client_.Put(ObjectId::Random(), "y").ok());
+  size_t flagged = 0;
+  auto listed = client_.List();
+  ASSERT_TRUE(listed.ok());
+  for (const auto& o : *listed) flagged += o.flags != 0;
+  EXPECT_EQ(flagged, 2u);
+
+  // Unknown bits are refused and create nothing.
+  ObjectId bad = ObjectId::Random();
+  auto refused = client_.Create(bad, 10, {}, 1u << 7);
+  EXPECT_EQ(refused.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(refused.status().message().find("unknown create flag"), std::string::npos);
+  EXPECT_EQ(client_.Stat(bad).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Put(bad, "z", 1u << 31).code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(client_.Stat(bad).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
 TEST_F(ApiTest, SealAndAbortRules) {
   ObjectId id = ObjectId::Random();
   EXPECT_EQ(client_.Seal(id).code(), GISMO_ERR_OBJECT_NOT_FOUND);

@@ -107,6 +107,27 @@ GISMO_EXPORT gismo_status_t gismo_create(gismo_client_t *client, const gismo_id_
                                          size_t data_size, const void *metadata,
                                          size_t metadata_size, void **data);
 
+/* Flags for gismo_create_with_flags and gismo_put_with_flags (bitwise or). */
+typedef enum gismo_create_flag {
+  /* The object belongs to the client that creates it: it is deleted when
+   * that client disconnects, or when it is recovered after its death (once it
+   * is fenced). Readers that hold it keep its bytes until they release, as
+   * with any delete. For results whose producer owns their life (Ray's
+   * ownership); not for data that must outlive its writer. */
+  GISMO_CREATE_OWNED = 1u << 0,
+  /* The store may delete the object, once sealed and held by nobody, to make
+   * room for a create that does not fit (with a "deleted" notification whose
+   * reason is eviction). For caches: whoever misses it loads it again. */
+  GISMO_CREATE_EVICTABLE = 1u << 1,
+} gismo_create_flag_t;
+
+/* gismo_create with flags (gismo_create_flag_t bits; unknown bits give
+ * GISMO_ERR_INVALID_ARGUMENT). gismo_create is this with flags 0. */
+GISMO_EXPORT gismo_status_t gismo_create_with_flags(gismo_client_t *client, const gismo_id_t *id,
+                                                    size_t data_size, const void *metadata,
+                                                    size_t metadata_size, uint32_t flags,
+                                                    void **data);
+
 /* Makes the object immutable and visible to every client on every node. */
 GISMO_EXPORT gismo_status_t gismo_seal(gismo_client_t *client, const gismo_id_t *id);
 
@@ -114,6 +135,12 @@ GISMO_EXPORT gismo_status_t gismo_seal(gismo_client_t *client, const gismo_id_t 
 GISMO_EXPORT gismo_status_t gismo_put(gismo_client_t *client, const gismo_id_t *id,
                                       const void *data, size_t data_size, const void *metadata,
                                       size_t metadata_size);
+
+/* gismo_put with flags, as gismo_create_with_flags. */
+GISMO_EXPORT gismo_status_t gismo_put_with_flags(gismo_client_t *client, const gismo_id_t *id,
+                                                 const void *data, size_t data_size,
+                                                 const void *metadata, size_t metadata_size,
+                                                 uint32_t flags);
 
 /* Discards an unsealed object; only its creator may. The id is free again. */
 GISMO_EXPORT gismo_status_t gismo_abort(gismo_client_t *client, const gismo_id_t *id);
@@ -168,6 +195,7 @@ typedef struct gismo_object_info {
   uint32_t creator_node;   /* node id of the creating client */
   uint32_t creator_client; /* its client slot on that node */
   uint64_t create_time_ns; /* CLOCK_REALTIME at create */
+  uint32_t flags;          /* gismo_create_flag_t bits it was created with */
 } gismo_object_info_t;
 
 /* Information about one object, whatever its state. */

@@ -346,23 +346,26 @@ class Client {
     return detail::FromC(gismo_disconnect(std::exchange(c_, nullptr)));
   }
 
+  // flags: gismo_create_flag_t bits (GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE).
   Result<MutableBuffer> Create(const ObjectId& id, size_t size,
-                               std::span<const uint8_t> metadata = {}) {
+                               std::span<const uint8_t> metadata = {}, uint32_t flags = 0) {
     void* data = nullptr;
-    gismo_status_t s = gismo_create(c_, &id.c_id(), size, metadata.data(), metadata.size(), &data);
+    gismo_status_t s = gismo_create_with_flags(c_, &id.c_id(), size, metadata.data(),
+                                               metadata.size(), flags, &data);
     if (s != GISMO_OK) return detail::FromC(s);
     return MutableBuffer(c_, id, data, size);
   }
 
   // Creates, copies, seals and releases.
   Status Put(const ObjectId& id, std::span<const uint8_t> data,
-             std::span<const uint8_t> metadata = {}) {
-    return detail::FromC(
-        gismo_put(c_, &id.c_id(), data.data(), data.size(), metadata.data(), metadata.size()));
+             std::span<const uint8_t> metadata = {}, uint32_t flags = 0) {
+    return detail::FromC(gismo_put_with_flags(c_, &id.c_id(), data.data(), data.size(),
+                                              metadata.data(), metadata.size(), flags));
   }
-  Status Put(const ObjectId& id, std::string_view data) {
-    return Put(
-        id, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+  Status Put(const ObjectId& id, std::string_view data, uint32_t flags = 0) {
+    return Put(id,
+               std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()),
+               {}, flags);
   }
 
   Status Seal(const ObjectId& id) { return detail::FromC(gismo_seal(c_, &id.c_id())); }

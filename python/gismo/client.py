@@ -80,22 +80,24 @@ class Client(_gismo._Client):
                             "for a str")
         return self._get_many(ids, timeout_ms)
 
-    def put_bytes(self, id, data, metadata=b""):
-        """Creates, fills, seals and releases an object in one call."""
-        self.put(id, data, metadata)
+    def put_bytes(self, id, data, metadata=b"", *, owned=False, evictable=False):
+        """Creates, fills, seals and releases an object in one call. owned:
+        deleted when this client disconnects or dies; evictable: the store
+        may delete it, once nobody holds it, to make room (see gismo.h)."""
+        self.put(id, data, metadata, owned=owned, evictable=evictable)
 
     def get_bytes(self, id, timeout_ms=-1):
         """A copy of an object's data; the reference is given back at once."""
         with self._get_one(id, _timeout(timeout_ms)) as buf:
             return buf.tobytes()
 
-    def put_array(self, id, array):
+    def put_array(self, id, array, *, owned=False, evictable=False):
         """Stores a numpy array: its bytes as data, dtype/shape/strides in the
         metadata (see gismo.ndarray). C- and Fortran-ordered arrays are
         copied once, straight into the shared region; others are made
         C-contiguous first."""
         raw, header = ndarray.encode(array)
-        self.put(id, raw, header)
+        self.put(id, raw, header, owned=owned, evictable=evictable)
 
     def get_array(self, id, timeout_ms=-1):
         """A read-only numpy array viewing the object in the shared region

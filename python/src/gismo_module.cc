@@ -328,7 +328,14 @@ py::dict InfoDict(const gismo_object_info_t& info) {
   d["client"] = info.creator_client;
   d["created"] = static_cast<double>(info.create_time_ns) / 1e9;
   d["created_ns"] = info.create_time_ns;
+  d["owned"] = (info.flags & GISMO_CREATE_OWNED) != 0;
+  d["evictable"] = (info.flags & GISMO_CREATE_EVICTABLE) != 0;
   return d;
+}
+
+uint32_t CreateFlags(bool owned, bool evictable) {
+  return (owned ? uint32_t{GISMO_CREATE_OWNED} : 0u) |
+         (evictable ? uint32_t{GISMO_CREATE_EVICTABLE} : 0u);
 }
 
 class PyClient {
@@ -362,7 +369,8 @@ class PyClient {
   }
   bool closed() const { return !core_; }
 
-  py::memoryview Create(py::handle id, int64_t size, py::handle metadata) {
+  py::memoryview Create(py::handle id, int64_t size, py::handle metadata, bool owned,
+                        bool evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
@@ -371,8 +379,8 @@ class PyClient {
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
-      s = gismo_create(core->Checked(), &oid.c_id(), static_cast<size_t>(size), meta.data(),
-                       meta.size(), &data);
+      s = gismo_create_with_flags(core->Checked(), &oid.c_id(), static_cast<size_t>(size),
+                                  meta.data(), meta.size(), CreateFlags(owned, evictable), &data);
     }
     Check(s);
     py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
@@ -383,15 +391,15 @@ class PyClient {
     return view;
   }
 
-  void Put(py::handle id, py::handle data, py::handle metadata) {
+  void Put(py::handle id, py::handle data, py::handle metadata, bool owned, bool evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     BytesArg bytes(data), meta(metadata);
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
-      s = gismo_put(core->Checked(), &oid.c_id(), bytes.data(), bytes.size(), meta.data(),
-                    meta.size());
+      s = gismo_put_with_flags(core->Checked(), &oid.c_id(), bytes.data(), bytes.size(),
+                               meta.data(), meta.size(), CreateFlags(owned, evictable));
     }
     Check(s);
   }
@@ -905,8 +913,10 @@ PYBIND11_MODULE(_gismo, m) {
       .def("close", &PyClient::Close)
       .def_property_readonly("closed", &PyClient::closed)
       .def("create", &PyClient::Create, py::arg("id"), py::arg("size"),
-           py::arg("metadata") = py::bytes())
-      .def("put", &PyClient::Put, py::arg("id"), py::arg("data"), py::arg("metadata") = py::bytes())
+           py::arg("metadata") = py::bytes(), py::kw_only(), py::arg("owned") = false,
+           py::arg("evictable") = false)
+      .def("put", &PyClient::Put, py::arg("id"), py::arg("data"), py::arg("metadata") = py::bytes(),
+           py::kw_only(), py::arg("owned") = false, py::arg("evictable") = false)
       .def("seal", &PyClient::Seal, py::arg("id"))
       .def("abort", &PyClient::Abort, py::arg("id"))
       .def("release", &PyClient::Release, py::arg("id"))

@@ -162,14 +162,21 @@ gismo_status_t gismo_disconnect(gismo_client_t* client) {
 
 gismo_status_t gismo_create(gismo_client_t* client, const gismo_id_t* id, size_t data_size,
                             const void* metadata, size_t metadata_size, void** data) {
+  return gismo_create_with_flags(client, id, data_size, metadata, metadata_size, 0, data);
+}
+
+gismo_status_t gismo_create_with_flags(gismo_client_t* client, const gismo_id_t* id,
+                                       size_t data_size, const void* metadata, size_t metadata_size,
+                                       uint32_t flags, void** data) {
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(id != nullptr, "id is NULL");
   GISMO_CHECK_ARG(data != nullptr, "data out-pointer is NULL");
   GISMO_CHECK_ARG(metadata != nullptr || metadata_size == 0,
                   "metadata is NULL but metadata_size is not 0");
   *data = nullptr;
-  return Guard(
-      [&] { return Done(client->impl->Create(*id, data_size, metadata, metadata_size, data)); });
+  return Guard([&] {
+    return Done(client->impl->Create(*id, data_size, metadata, metadata_size, flags, data));
+  });
 }
 
 gismo_status_t gismo_seal(gismo_client_t* client, const gismo_id_t* id) {
@@ -180,6 +187,12 @@ gismo_status_t gismo_seal(gismo_client_t* client, const gismo_id_t* id) {
 
 gismo_status_t gismo_put(gismo_client_t* client, const gismo_id_t* id, const void* data,
                          size_t data_size, const void* metadata, size_t metadata_size) {
+  return gismo_put_with_flags(client, id, data, data_size, metadata, metadata_size, 0);
+}
+
+gismo_status_t gismo_put_with_flags(gismo_client_t* client, const gismo_id_t* id, const void* data,
+                                    size_t data_size, const void* metadata, size_t metadata_size,
+                                    uint32_t flags) {
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(id != nullptr, "id is NULL");
   GISMO_CHECK_ARG(data != nullptr || data_size == 0, "data is NULL but data_size is not 0");
@@ -187,7 +200,7 @@ gismo_status_t gismo_put(gismo_client_t* client, const gismo_id_t* id, const voi
                   "metadata is NULL but metadata_size is not 0");
   return Guard([&] {
     void* dst = nullptr;
-    Status s = client->impl->Create(*id, data_size, metadata, metadata_size, &dst);
+    Status s = client->impl->Create(*id, data_size, metadata, metadata_size, flags, &dst);
     if (!s.ok()) return Fail(s);
     if (data_size > 0) std::memcpy(dst, data, data_size);
     s = client->impl->Seal(*id);

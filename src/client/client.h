@@ -42,7 +42,7 @@ class ClientImpl {
   Status Disconnect();
 
   Status Create(const gismo_id_t& id, size_t data_size, const void* metadata, size_t metadata_size,
-                void** data);
+                uint32_t flags, void** data);
   Status Seal(const gismo_id_t& id);
   Status Abort(const gismo_id_t& id);
   Status Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers);

@@ -26,10 +26,10 @@ void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_e
 }
 
 Status ClientImpl::Create(const gismo_id_t& id, size_t data_size, const void* metadata,
-                          size_t metadata_size, void** data) {
+                          size_t metadata_size, uint32_t flags, void** data) {
   std::lock_guard<std::mutex> op(op_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
-  return store_->Create(id, data_size, metadata, metadata_size, data);
+  return store_->Create(id, data_size, metadata, metadata_size, flags, data);
 }
 
 Status ClientImpl::Seal(const gismo_id_t& id) {

@@ -288,6 +288,9 @@ class Checker {
       } else if (unsealed_creator_.count(global)) {
         Problem(who, " is ", StateName(st), " but a client still marks it as its unsealed object");
       }
+      if ((InfoFlags(info) & ~kObjectFlagsKnown) != 0) {
+        Problem(who, " has unknown flag bits ", InfoFlags(info) & ~kObjectFlagsKnown);
+      }
       // Memory.
       const uint64_t block = Allocator::BlockSize(bytes == 0 ? 1 : bytes);
       if (off >= r_.heap_size() || block > r_.heap_size() - off) {

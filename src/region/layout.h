@@ -332,7 +332,8 @@ static_assert(static_cast<uint64_t>(ObjectState::kDeleting) == GISMO_STATE_DELET
 // One object. 64 bytes, one cache line. Guarded by its shard's lock.
 struct alignas(kCacheLine) ObjectRecord {
   Word id[3];  // 20 id bytes, 4 zero bytes
-  // state (8 bits) | creator slot (16) << 8 | creator node (32) << 24
+  // state (8 bits) | creator slot (16) << 8 | creator node (32) << 24 |
+  // flags (8) << 56
   Word info;
   Word ref_count;    // sum over clients of their held counts
   Word heap_offset;  // data offset from heap start; next free record if kFree
@@ -341,14 +342,27 @@ struct alignas(kCacheLine) ObjectRecord {
 };
 static_assert(sizeof(ObjectRecord) == 64);
 
-inline constexpr uint64_t PackInfo(ObjectState s, uint32_t slot, uint32_t node) {
-  return static_cast<uint64_t>(s) | (uint64_t{slot & 0xffff} << 8) | (uint64_t{node} << 24);
+// Object flags: the top byte of info, chosen at create and kept for the
+// object's life (a v2 region written before flags existed has them all 0).
+// The bits are the GISMO_CREATE_* flags of gismo.h.
+inline constexpr uint32_t kObjectFlagOwned = GISMO_CREATE_OWNED;
+inline constexpr uint32_t kObjectFlagEvictable = GISMO_CREATE_EVICTABLE;
+inline constexpr uint32_t kObjectFlagsKnown = kObjectFlagOwned | kObjectFlagEvictable;
+static_assert(kObjectFlagsKnown <= 0xff);
+
+inline constexpr uint64_t PackInfo(ObjectState s, uint32_t slot, uint32_t node,
+                                   uint32_t flags = 0) {
+  return static_cast<uint64_t>(s) | (uint64_t{slot & 0xffff} << 8) |
+         (uint64_t{node & 0xffffffff} << 24) | (uint64_t{flags & 0xff} << 56);
 }
 inline constexpr ObjectState InfoState(uint64_t info) {
   return static_cast<ObjectState>(info & 0xff);
 }
 inline constexpr uint32_t InfoSlot(uint64_t info) { return (info >> 8) & 0xffff; }
-inline constexpr uint32_t InfoNode(uint64_t info) { return static_cast<uint32_t>(info >> 24); }
+inline constexpr uint32_t InfoNode(uint64_t info) {
+  return static_cast<uint32_t>((info >> 24) & 0xffffffff);
+}
+inline constexpr uint32_t InfoFlags(uint64_t info) { return static_cast<uint32_t>(info >> 56); }
 inline constexpr uint64_t PackSizes(uint64_t data, uint64_t meta) { return data | (meta << 40); }
 inline constexpr uint64_t SizesData(uint64_t s) { return s & kMaxDataSize; }
 inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }

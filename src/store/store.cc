@@ -47,7 +47,12 @@ bool Store::SlotAlive() const {
 }
 
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
-                     uint64_t metadata_size, void** data) {
+                     uint64_t metadata_size, uint32_t flags, void** data) {
+  if ((flags & ~kObjectFlagsKnown) != 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsKnown) +
+                      " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
+  }
   if (data_size > kMaxDataSize) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
@@ -90,7 +95,7 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
   ObjectRecord& rec = r_.records(shard)[*local];
   const IdWords x = ToWords(id);
   for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], x.w[k]);
-  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot_, node_));
+  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot_, node_, flags));
   txn.Write(rec.ref_count, 1);
   txn.Write(rec.heap_offset, *off);
   txn.Write(rec.sizes, PackSizes(data_size, metadata_size));
@@ -127,7 +132,7 @@ Status Store::Seal(const gismo_id_t& id) {
     return Status(GISMO_ERR_NOT_CREATOR,
                   "object " + Hex(id) + " is being created by another client; only it can seal");
   }
-  txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot_, InfoNode(info)));
+  txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot_, InfoNode(info), InfoFlags(info)));
   const int64_t idx = HeldFind(r_, slot_, GlobalIndex(r_, loc.shard, loc.local));
   if (idx >= 0) {
     HeldEntry& e = r_.held(slot_)[idx];
@@ -262,7 +267,8 @@ Status Store::Delete(const gismo_id_t& id) {
     GISMO_CRASH_POINT("delete.after_free");
     RemoveObject(txn, loc);
   } else {
-    txn.Write(rec.info, PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info)));
+    txn.Write(rec.info,
+              PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
   }
   GISMO_CRASH_POINT("delete.before_commit");
   if (Status s = txn.Commit(); !s.ok()) return s;
@@ -291,6 +297,7 @@ void FillInfo(const ObjectRecord& rec, gismo_object_info_t* info) {
   info->ref_count = rec.ref_count.load(std::memory_order_relaxed);
   info->creator_node = InfoNode(i);
   info->creator_client = InfoSlot(i);
+  info->flags = InfoFlags(i);
   info->create_time_ns = rec.create_time_ns.load(std::memory_order_relaxed);
 }
 

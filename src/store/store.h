@@ -30,8 +30,13 @@ class Store {
  public:
   Store(const region::Region& r, uint32_t slot, uint64_t session, uint32_t node);
 
+  // flags: gismo_create_flag_t bits (region::kObjectFlagsKnown).
   Status Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
-                uint64_t metadata_size, void** data);
+                uint64_t metadata_size, uint32_t flags, void** data);
+  Status Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
+                uint64_t metadata_size, void** data) {
+    return Create(id, data_size, metadata, metadata_size, 0, data);
+  }
   Status Seal(const gismo_id_t& id);
   Status Abort(const gismo_id_t& id);
   // Takes a reference if the object is sealed; found == false otherwise.

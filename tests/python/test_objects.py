@@ -30,6 +30,23 @@ def test_create_seal_get_release(client, other, oid):
     assert client.stat(oid)["refs"] == 0
 
 
+def test_create_flags_are_shown_by_stat(client, oid):
+    client.create(oid, 4, evictable=True)
+    info = client.stat(oid)
+    assert info["evictable"] and not info["owned"]
+    client.seal(oid)
+    client.release(oid)
+    assert client.stat(oid)["evictable"]
+    other_id = gismo.ObjectID.from_name(str(oid) + "-put")
+    client.put_bytes(other_id, b"x", owned=True)
+    info = client.stat(other_id)
+    assert info["owned"] and not info["evictable"]
+    plain = gismo.ObjectID.from_name(str(oid) + "-plain")
+    client.put_bytes(plain, b"y")
+    info = client.stat(plain)
+    assert not info["owned"] and not info["evictable"]
+
+
 def test_create_existing(client, other, oid):
     client.create(oid, 10)
     with pytest.raises(gismo.ObjectExists):  # unsealed

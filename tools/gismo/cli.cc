@@ -156,6 +156,8 @@ nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns) {
       {"client", info.creator_client},
       {"create_time_ns", info.create_time_ns},
       {"age_seconds", static_cast<double>(age_ns) / 1e9},
+      {"owned", (info.flags & GISMO_CREATE_OWNED) != 0},
+      {"evictable", (info.flags & GISMO_CREATE_EVICTABLE) != 0},
   };
 }
 

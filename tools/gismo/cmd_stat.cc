@@ -33,6 +33,10 @@ int RunStat(const StatArgs& a) {
   printf("metadata:  %s\n", FormatSize(i.metadata_size).c_str());
   printf("refs:      %llu\n", static_cast<unsigned long long>(i.ref_count));
   printf("creator:   node %u, client slot %u\n", i.creator_node, i.creator_client);
+  if (i.flags != 0) {
+    printf("flags:    %s%s\n", (i.flags & GISMO_CREATE_OWNED) ? " owned" : "",
+           (i.flags & GISMO_CREATE_EVICTABLE) ? " evictable" : "");
+  }
   printf("created:   %s (%s ago)\n", FormatTime(i.create_time_ns).c_str(),
          FormatDuration(age).c_str());
   return kExitOk;
