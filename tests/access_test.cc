@@ -282,6 +282,28 @@ TEST(KeyTest, TcpPeersWithoutTheKeyAreRefusedAndHoldNothing) {
     EXPECT_TRUE(c->Put(ObjectId::FromName("k"), "v").ok());
   }
   {
+    // The key given in the options rather than the environment; it wins
+    // over a wrong $GISMO_KEY_FILE, and serves every later handshake.
+    KeyFile wrong;
+    ScopedEnv env("GISMO_KEY_FILE", wrong.path);
+    auto with_key = [&](const std::string& file) {
+      Client::ConnectOptions o;
+      o.address = tcp;
+      o.key_file = file;
+      return Client::ConnectWith(o);
+    };
+    auto c = with_key(key.path);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    auto has = c->Contains(ObjectId::FromName("k"));
+    EXPECT_TRUE(has.ok() && *has);
+    auto bad = with_key(wrong.path);
+    EXPECT_EQ(bad.status().code(), GISMO_ERR_PERMISSION) << bad.status().ToString();
+    auto missing = with_key("/nonexistent/gismo.key");
+    ASSERT_FALSE(missing.ok());
+    EXPECT_NE(missing.status().message().find("/nonexistent/gismo.key"), std::string::npos)
+        << missing.status().ToString();
+  }
+  {
     // The Unix socket: file modes protect it; no key needed.
     auto c = Client::Connect(mgr.listen_addresses()[0]);
     EXPECT_TRUE(c.ok()) << c.status().ToString();

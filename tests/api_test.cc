@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <gismo/gismo.hpp>
 #include <string>
 #include <thread>
@@ -64,6 +67,49 @@ TEST_F(ApiTest, CreateSealGetRelease) {
   ASSERT_TRUE(got->Release().ok());
   ASSERT_TRUE(buf->SealAndRelease().ok());
   EXPECT_EQ(client_.Stat(id)->ref_count, 0u);
+}
+
+// The permissions of the mapping that holds address p, from /proc/self/maps
+// ("r--s", "rw-s"...), or "" if none does.
+std::string MappingPermissions(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " %4s", &lo, &hi, perms) == 3 &&
+        a >= lo && a < hi) {
+      return perms;
+    }
+  }
+  return "";
+}
+
+TEST_F(ApiTest, GetsReadThroughAReadOnlyViewAndCreatesWriteThroughTheMapping) {
+  ObjectId id = ObjectId::Random();
+  auto created = client_.Create(id, 100, Bytes("md"));
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(MappingPermissions(created->data()), "rw-s");
+  std::memset(created->data(), 'q', 100);
+  ASSERT_TRUE(created->Seal().ok());
+  Client reader = Connect();
+  auto got = reader.Get(id, 0);
+  ASSERT_TRUE(got.ok());
+  // A reader's stray write faults instead of changing the sealed object.
+  EXPECT_EQ(MappingPermissions(got->data()), "r--s");
+  EXPECT_EQ(MappingPermissions(got->metadata().data()), "r--s");
+  EXPECT_EQ(got->data()[99], 'q');
+  // The creator's own get too.
+  auto own = client_.Get(id, 0);
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(MappingPermissions(own->data()), "r--s");
+  // Both views hold the same bytes at the same region offset.
+  auto at_create = client_.RegionOffset(created->data(), 100);
+  auto at_get = client_.RegionOffset(own->data(), 100);
+  ASSERT_TRUE(at_create.has_value());
+  EXPECT_EQ(at_create, at_get);
+  EXPECT_EQ(reader.RegionOffset(got->data(), 100), at_get);
 }
 
 TEST_F(ApiTest, CreateExistingFails) {

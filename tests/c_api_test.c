@@ -54,9 +54,16 @@ int main(void) {
   EXPECT(bufs[1].data == NULL);
   const void *base = NULL;
   size_t size = 0;
-  EXPECT(gismo_region_mapping(d, &base, &size) == GISMO_OK);
+  EXPECT(gismo_region_read_view(d, &base, &size) == GISMO_OK);
   EXPECT((const char *)bufs[0].data >= (const char *)base &&
          (const char *)bufs[0].data + 11 <= (const char *)base + size);
+  const void *writable = NULL;
+  size_t writable_size = 0;
+  EXPECT(gismo_region_mapping(d, &writable, &writable_size) == GISMO_OK);
+  EXPECT(writable != base && writable_size == size);
+  /* The same bytes at the same offset in both. */
+  EXPECT(memcmp((const char *)writable + ((const char *)bufs[0].data - (const char *)base),
+                "hello world", 11) == 0);
 
   gismo_object_info_t info;
   EXPECT(gismo_stat(c, &id, &info) == GISMO_OK && info.ref_count == 2 &&

@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -611,6 +613,65 @@ TEST(WireTest, OversizedFramesAreRejectedBeforeTheirPayload) {
   EXPECT_TRUE(IsOk(RecvFrame(p.fd[1], &got, &payload)));
   writer.join();
   EXPECT_EQ(payload, big);
+}
+
+// A burst of connections fills a Unix socket's listen queue and connect()
+// fails with EAGAIN; the client tries again until the manager has accepted
+// enough, instead of failing.
+TEST(WireTest, UnixConnectWaitsOutAFullListenQueue) {
+  const std::string path = "/tmp/" + testing::UniqueName("backlog") + ".sock";
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof(sa.sun_path) - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(listener, 0), 0);
+  // Fill the queue: non-blocking connects until one is refused with EAGAIN.
+  std::vector<int> queued;
+  for (int i = 0; i < 64; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      close(fd);
+      break;
+    }
+    queued.push_back(fd);
+  }
+  ASSERT_FALSE(queued.empty());
+  auto address = protocol::ParseAddress("unix:" + path);
+  ASSERT_TRUE(address.ok());
+  const uint64_t retries_before = protocol::UnixConnectRetries();
+  std::atomic<bool> done{false};
+  Result<int> connected = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread client([&] {
+    connected = protocol::ConnectTo(*address, 30000);
+    done.store(true, std::memory_order_release);
+  });
+  // Until the client has found the queue full at least once (or gave up),
+  // nobody accepts; then everything queued is accepted.
+  while (protocol::UnixConnectRetries() == retries_before &&
+         !done.load(std::memory_order_acquire)) {
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(done.load(std::memory_order_acquire)) << "the client gave up at the first EAGAIN";
+  std::vector<int> accepted;
+  while (!done.load(std::memory_order_acquire)) {
+    pollfd p{listener, POLLIN, 0};
+    if (poll(&p, 1, 100) == 1) {
+      const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) accepted.push_back(fd);
+    }
+  }
+  client.join();
+  ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+  EXPECT_GT(protocol::UnixConnectRetries(), retries_before);
+  close(*connected);
+  for (int fd : queued) close(fd);
+  for (int fd : accepted) close(fd);
+  close(listener);
+  unlink(path.c_str());
 }
 
 TEST(WireTest, ParseAddressAcceptsUnixAndTcp) {

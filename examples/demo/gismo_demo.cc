@@ -101,7 +101,7 @@ int Consume(const Options& o) {
   const uint32_t node = NodeOf(*c);
   const void* base = nullptr;
   size_t map_size = 0;
-  (void)gismo_region_mapping(c->c_client(), &base, &map_size);
+  (void)gismo_region_read_view(c->c_client(), &base, &map_size);
 
   std::printf("node %u consume: connected, waiting for %s/0\n", node, o.run.c_str());
   std::fflush(stdout);
@@ -123,7 +123,7 @@ int Consume(const Options& o) {
     if (Verify(b->data(), b->size())) ++verified;
     read += Clock::now() - t1;
     if (i == 0) {
-      first_offset = static_cast<uint64_t>(b->data() - static_cast<const uint8_t*>(base));
+      first_offset = c->RegionOffset(b->data()).value_or(0);
       if (auto info = c->Stat(b->id()); info.ok()) creator = info->creator_node;
     }
     bytes += b->size();
@@ -144,8 +144,8 @@ int Consume(const Options& o) {
       node, o.count, Mib(bytes), creator, Seconds(first_wait) * 1e3, streamed,
       GBps(bytes, Seconds(read)), verified, o.count, get_us);
   std::printf(
-      "node %u consume: %zu/%zu pointers inside this node's own mapping [%p, +%.0f MiB), object "
-      "0 at region offset %#" PRIx64 ": zero copy\n",
+      "node %u consume: %zu/%zu pointers inside this node's read-only view of the region [%p, "
+      "+%.0f MiB), object 0 at region offset %#" PRIx64 ": zero copy\n",
       node, in_mapping, o.count, base, Mib(map_size), first_offset);
   if (auto u = c->Usage(); u.ok()) {
     std::printf(

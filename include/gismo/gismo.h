@@ -90,6 +90,16 @@ GISMO_EXPORT const char *gismo_version(void);
  * (needed over TCP without a key: the manager does not say). */
 GISMO_EXPORT gismo_status_t gismo_connect(const char *address, gismo_client_t **client);
 
+/* gismo_connect with everything the environment would give spelled out.
+ * A NULL or "" field means its environment variable, then the default. */
+typedef struct gismo_connect_options {
+  const char *address;     /* as gismo_connect's; else $GISMO_ADDRESS */
+  const char *key_file;    /* the cluster key file; else $GISMO_KEY_FILE */
+  const char *region_path; /* where this host sees the region; else $GISMO_REGION */
+} gismo_connect_options_t;
+GISMO_EXPORT gismo_status_t gismo_connect_with_options(const gismo_connect_options_t *options,
+                                                       gismo_client_t **client);
+
 /* Aborts the client's unsealed objects, drops its references and closes the
  * client, even if an error is returned. Every later call on the handle fails
  * with GISMO_ERR_INVALID_ARGUMENT ("client is disconnected"); the few bytes
@@ -308,10 +318,20 @@ GISMO_EXPORT gismo_status_t gismo_next_notification(gismo_client_t *client,
 GISMO_EXPORT gismo_status_t gismo_client_identity(gismo_client_t *client, uint32_t *node,
                                                   uint32_t *slot);
 
-/* The region mapping of this client: [*base, *base + *size). Every pointer
- * gismo returns lies inside it. */
+/* The region mapping of this client: [*base, *base + *size), writable.
+ * gismo_create's data pointers lie inside it. */
 GISMO_EXPORT gismo_status_t gismo_region_mapping(gismo_client_t *client, const void **base,
                                                  size_t *size);
+
+/* The read view of this client: a second mapping of the same region, read-only
+ * (PROT_READ), of the same size. gismo_get's data and metadata pointers lie
+ * inside it, so a reader that writes through one by mistake faults instead of
+ * changing a sealed object (doc/security.md says what this does not stop).
+ * The same bytes are at the same offset in both: base_of_mapping + (p -
+ * base_of_read_view) is p's writable alias. If the view could not be mapped
+ * (no address space for it), it is the mapping itself. */
+GISMO_EXPORT gismo_status_t gismo_region_read_view(gismo_client_t *client, const void **base,
+                                                   size_t *size);
 
 #ifdef __cplusplus
 } /* extern "C" */

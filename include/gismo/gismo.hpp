@@ -333,8 +333,24 @@ class Client {
 
   // address: "unix:/path", "tcp:host:port", or empty for $GISMO_ADDRESS.
   static Result<Client> Connect(const std::string& address = {}) {
+    ConnectOptions options;
+    options.address = address;
+    return ConnectWith(options);
+  }
+
+  // Empty fields mean their environment variable (gismo_connect_options_t).
+  struct ConnectOptions {
+    std::string address;
+    std::string key_file;
+    std::string region_path;
+  };
+  static Result<Client> ConnectWith(const ConnectOptions& options) {
+    gismo_connect_options_t o{};
+    o.address = options.address.c_str();
+    o.key_file = options.key_file.c_str();
+    o.region_path = options.region_path.c_str();
     gismo_client_t* c = nullptr;
-    gismo_status_t s = gismo_connect(address.empty() ? nullptr : address.c_str(), &c);
+    gismo_status_t s = gismo_connect_with_options(&o, &c);
     if (s != GISMO_OK) return detail::FromC(s);
     Client client;
     client.c_ = c;
@@ -476,13 +492,20 @@ class Client {
   }
 
   // Whether [p, p + n) lies inside this client's mapping of the region.
-  bool InRegion(const void* p, size_t n = 1) const {
+  bool InRegion(const void* p, size_t n = 1) const { return RegionOffset(p, n).has_value(); }
+
+  // The offset in the region of [p, p + n) if it lies in this client's
+  // mapping or its read view (equal on every node for the same bytes).
+  std::optional<uint64_t> RegionOffset(const void* p, size_t n = 1) const {
     const void* base = nullptr;
     size_t size = 0;
-    if (gismo_region_mapping(c_, &base, &size) != GISMO_OK) return false;
-    auto b = reinterpret_cast<uintptr_t>(base);
     auto q = reinterpret_cast<uintptr_t>(p);
-    return q >= b && q + n <= b + size;
+    for (auto view : {gismo_region_mapping, gismo_region_read_view}) {
+      if (view(c_, &base, &size) != GISMO_OK) return std::nullopt;
+      auto b = reinterpret_cast<uintptr_t>(base);
+      if (q >= b && n <= size && q - b <= size - n) return q - b;
+    }
+    return std::nullopt;
   }
 
   gismo_client_t* c_client() const { return c_; }

@@ -28,8 +28,11 @@ class Client(_gismo._Client):
     """A connection to a gismo manager.
 
     address: "unix:/path", "tcp:host:port", or None for $GISMO_ADDRESS (else
-    the default socket, see gismo_connect in gismo.h). Over TCP,
-    $GISMO_KEY_FILE names the cluster key (doc/security.md). Usable as a context manager; close() on exit.
+    the default socket, see gismo_connect in gismo.h). key_file: the cluster
+    key file a manager with --key-file requires over TCP, or None for
+    $GISMO_KEY_FILE (doc/security.md). region_path: where this host sees the
+    region, or None for $GISMO_REGION. Usable as a context manager; close()
+    on exit.
     One client may be used from several threads: the C library serializes
     the calls, and every call that can block runs without the GIL.
 
@@ -39,8 +42,13 @@ class Client(_gismo._Client):
     objects are aborted and its references dropped.
     """
 
-    def __init__(self, address=None):
-        super().__init__(address)
+    def __init__(self, address=None, *, key_file=None, region_path=None):
+        for name, value in (("address", address), ("key_file", key_file),
+                            ("region_path", region_path)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgument(
+                    f"{name} must be a str or None, not {type(value).__name__}")
+        super().__init__(address, key_file, region_path)
 
     def __enter__(self):
         return self
@@ -53,7 +61,7 @@ class Client(_gismo._Client):
         return f"<gismo.Client {state}>"
 
     # create, seal, abort, release, delete, contains, put, stat, list,
-    # usage, list_clients and region_mapping come from _gismo.
+    # usage, list_clients, region_mapping and region_read_view come from _gismo.
 
     def identity(self):
         """This client's Identity: (node, slot)."""
@@ -123,9 +131,9 @@ class Client(_gismo._Client):
         return Subscription(self)
 
 
-def connect(address=None):
+def connect(address=None, *, key_file=None, region_path=None):
     """Connects to a gismo manager; see Client."""
     if address is not None and not isinstance(address, str):
         raise InvalidArgument("address must be a str like 'unix:/path' or "
                               f"'tcp:host:port', not {type(address).__name__}")
-    return Client(address)
+    return Client(address, key_file=key_file, region_path=region_path)

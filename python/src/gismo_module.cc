@@ -340,13 +340,17 @@ uint32_t CreateFlags(bool owned, bool evictable) {
 
 class PyClient {
  public:
-  explicit PyClient(std::optional<std::string> address) {
+  PyClient(std::optional<std::string> address, std::optional<std::string> key_file,
+           std::optional<std::string> region_path) {
     gismo_client_t* c = nullptr;
-    const char* addr = address && !address->empty() ? address->c_str() : nullptr;
+    gismo_connect_options_t options{};
+    options.address = address ? address->c_str() : nullptr;
+    options.key_file = key_file ? key_file->c_str() : nullptr;
+    options.region_path = region_path ? region_path->c_str() : nullptr;
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
-      s = gismo_connect(addr, &c);
+      s = gismo_connect_with_options(&options, &c);
     }
     Check(s);
     core_ = std::make_shared<Core>(c);
@@ -590,15 +594,18 @@ class PyClient {
   // Subscription); raises if the client is closed.
   std::shared_ptr<Core> Share() const { return Live(); }
 
-  std::pair<uintptr_t, size_t> RegionMapping() {
+  std::pair<uintptr_t, size_t> RegionMapping() { return View(gismo_region_mapping); }
+  std::pair<uintptr_t, size_t> RegionReadView() { return View(gismo_region_read_view); }
+
+ private:
+  using ViewFn = gismo_status_t (*)(gismo_client_t*, const void**, size_t*);
+  std::pair<uintptr_t, size_t> View(ViewFn fn) {
     auto core = Live();
     const void* base = nullptr;
     size_t size = 0;
-    Check(gismo_region_mapping(core->Checked(), &base, &size));
+    Check(fn(core->Checked(), &base, &size));
     return {reinterpret_cast<uintptr_t>(base), size};
   }
-
- private:
   // A share of the connection for the duration of one call: close() from
   // another thread defers the disconnect until the call returns.
   std::shared_ptr<Core> Live() const {
@@ -909,7 +916,10 @@ PYBIND11_MODULE(_gismo, m) {
       .def_buffer([](WritableRegion& r) { return r.Info(); });
 
   py::class_<PyClient>(m, "_Client")
-      .def(py::init<std::optional<std::string>>(), py::arg("address") = py::none())
+      .def(py::init<std::optional<std::string>, std::optional<std::string>,
+                    std::optional<std::string>>(),
+           py::arg("address") = py::none(), py::arg("key_file") = py::none(),
+           py::arg("region_path") = py::none())
       .def("close", &PyClient::Close)
       .def_property_readonly("closed", &PyClient::closed)
       .def("create", &PyClient::Create, py::arg("id"), py::arg("size"),
@@ -929,7 +939,12 @@ PYBIND11_MODULE(_gismo, m) {
       .def("usage", &PyClient::Usage)
       .def("list_clients", &PyClient::ListClients)
       .def("_identity", &PyClient::Identity)
-      .def("region_mapping", &PyClient::RegionMapping);
+      .def("region_mapping", &PyClient::RegionMapping,
+           "(base address, size) of this client's writable mapping of the region: create()'s "
+           "views lie in it.")
+      .def("region_read_view", &PyClient::RegionReadView,
+           "(base address, size) of this client's read-only view of the region: get()'s "
+           "buffers lie in it.");
 
   py::class_<PySubscription>(m, "_Subscription")
       .def(py::init<const PyClient&>(), py::arg("client"))

@@ -134,11 +134,23 @@ gismo_status_t CheckClient(const gismo_client_t* c) {
 extern "C" {
 
 gismo_status_t gismo_connect(const char* address, gismo_client_t** client) {
+  gismo_connect_options_t options{};
+  options.address = address;
+  return gismo_connect_with_options(&options, client);
+}
+
+gismo_status_t gismo_connect_with_options(const gismo_connect_options_t* options,
+                                          gismo_client_t** client) {
   GISMO_CHECK_ARG(client != nullptr, "client out-pointer is NULL");
   *client = nullptr;
+  GISMO_CHECK_ARG(options != nullptr, "options is NULL");
   CountForksOnce();
   return Guard([&] {
-    auto impl = gismo::client::ClientImpl::Connect(address);
+    gismo::client::ConnectOptions o;
+    if (options->address) o.address = options->address;
+    if (options->key_file) o.key_file = options->key_file;
+    if (options->region_path) o.region_path = options->region_path;
+    auto impl = gismo::client::ClientImpl::Connect(o);
     if (!impl.ok()) return Fail(impl.status());
     auto* c = new gismo_client();
     c->impl = std::move(*impl);
@@ -323,6 +335,14 @@ gismo_status_t gismo_region_mapping(gismo_client_t* client, const void** base, s
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(base != nullptr && size != nullptr, "out-pointer is NULL");
   *base = client->impl->region().base();
+  *size = client->impl->region().size();
+  return GISMO_OK;
+}
+
+gismo_status_t gismo_region_read_view(gismo_client_t* client, const void** base, size_t* size) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(base != nullptr && size != nullptr, "out-pointer is NULL");
+  *base = client->impl->region().read_base();
   *size = client->impl->region().size();
   return GISMO_OK;
 }

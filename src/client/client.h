@@ -14,11 +14,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "region/region.h"
 #include "store/store.h"
@@ -34,9 +36,17 @@ inline constexpr int kGoodbyeTimeoutMs = 10000;
 // The implementation is split by concern: connection.cc (connect, handshake,
 // re-attach, disconnect), receiver.cc (the receiver thread), objects.cc
 // (object operations), waits.cc (get), subscriptions.cc, fence_order.cc.
+// What gismo_connect_with_options carries; an empty field means its
+// environment variable, then the default (gismo.h).
+struct ConnectOptions {
+  std::string address;      // $GISMO_ADDRESS
+  std::string key_file;     // $GISMO_KEY_FILE
+  std::string region_path;  // $GISMO_REGION
+};
+
 class ClientImpl {
  public:
-  static Result<std::unique_ptr<ClientImpl>> Connect(const char* address);
+  static Result<std::unique_ptr<ClientImpl>> Connect(const ConnectOptions& options);
   ~ClientImpl();
 
   Status Disconnect();
@@ -85,7 +95,8 @@ class ClientImpl {
   int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
   protocol::Address address_;
   std::string address_text_;
-  protocol::Hello hello_;  // after the welcome: a re-attach hello
+  protocol::Hello hello_;             // after the welcome: a re-attach hello
+  std::optional<protocol::Key> key_;  // the cluster key, for every handshake
   protocol::Welcome welcome_;
   std::unique_ptr<region::Region> region_;
   std::unique_ptr<store::Store> store_;

@@ -27,17 +27,15 @@ uint32_t NodeFromEnv() {
   return (end && *end == '\0' && v <= 0xffffffffUL) ? static_cast<uint32_t>(v) : 0;
 }
 
-// The admission handshake (protocol/auth.h): the cluster key of
-// $GISMO_KEY_FILE if set, and the proof that `region` is mapped here.
-// `refused` (may be null): the manager answered, and said no.
-Status Handshake(int fd, const protocol::Hello& hello, const std::string& addr_text,
-                 const protocol::ProveFn& prove, protocol::Welcome* welcome,
-                 bool* refused = nullptr) {
-  auto key = protocol::KeyFromEnv();
-  if (!key.ok()) return key.status();
+// The admission handshake (protocol/auth.h): the cluster key, if any, and
+// the proof that `region` is mapped here. `refused` (may be null): the
+// manager answered, and said no.
+Status Handshake(int fd, const protocol::Hello& hello, const std::optional<protocol::Key>& key,
+                 const std::string& addr_text, const protocol::ProveFn& prove,
+                 protocol::Welcome* welcome, bool* refused = nullptr) {
   protocol::HandshakeResult result;
   Status s =
-      protocol::Handshake(fd, hello, *key, prove, addr_text, kHandshakeTimeoutMs, &result, refused);
+      protocol::Handshake(fd, hello, key, prove, addr_text, kHandshakeTimeoutMs, &result, refused);
   if (s.ok()) *welcome = result.welcome;
   return s;
 }
@@ -54,10 +52,20 @@ protocol::Mac ProveRegion(const region::Region& r, const protocol::Nonce& server
 
 }  // namespace
 
-Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
+// The cluster key: the options' file, else $GISMO_KEY_FILE's, else none.
+Result<std::optional<protocol::Key>> KeyOf(const ConnectOptions& options) {
+  if (options.key_file.empty()) return protocol::KeyFromEnv();
+  auto key = protocol::LoadKey(options.key_file);
+  if (!key.ok()) return key.status();
+  return std::optional<protocol::Key>(std::move(*key));
+}
+
+Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& options) {
+  auto key = KeyOf(options);
+  if (!key.ok()) return key.status();
   std::string addr_text;
-  if (address != nullptr && *address != '\0') {
-    addr_text = address;
+  if (!options.address.empty()) {
+    addr_text = options.address;
   } else if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
     addr_text = env;
   } else {
@@ -74,6 +82,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
   c->fd_ = *fd;
   c->address_ = *addr;
   c->address_text_ = addr_text;
+  c->key_ = std::move(*key);
   protocol::Hello hello;
   hello.node_id = NodeFromEnv();
   hello.pid = static_cast<uint64_t>(getpid());
@@ -95,6 +104,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
     // A host may see the shared device under another path.
     path = access.region_path;
     if (const char* env = getenv("GISMO_REGION"); env != nullptr && *env != '\0') path = env;
+    if (!options.region_path.empty()) path = options.region_path;
     if (path.empty()) {
       return Status(GISMO_ERR_PERMISSION,
                     "the manager at " + addr_text +
@@ -113,7 +123,9 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
     mapped = std::move(*region);
     return ProveRegion(*mapped, server, client);
   };
-  if (Status s = Handshake(c->fd_, hello, addr_text, prove, &c->welcome_); !s.ok()) return s;
+  if (Status s = Handshake(c->fd_, hello, c->key_, addr_text, prove, &c->welcome_); !s.ok()) {
+    return s;
+  }
   const protocol::Welcome& w = c->welcome_;
   // Admitted but unable to go on: say goodbye, so the manager frees the slot
   // now instead of suspecting a live process that went quiet.
@@ -139,6 +151,10 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const char* address) {
                                                   std::to_string(sb.max_clients) +
                                                   " slots) does not have"));
   }
+  // Gets read through a read-only view. Without one (no address space left
+  // for a second mapping) they use the writable mapping: protection from
+  // stray writes is lost, nothing else.
+  (void)mapped->MapReadView();
   c->region_ = std::move(mapped);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
   if (!c->store_->SlotAlive()) {
@@ -231,7 +247,7 @@ bool ClientImpl::Reattach(std::string* why) {
       protocol::Welcome w;
       bool refused = false;
       Status s = Handshake(
-          *fd, hello_, address_text_,
+          *fd, hello_, key_, address_text_,
           [this](const protocol::Access&, const protocol::Nonce& server,
                  const protocol::Nonce& client) -> Result<protocol::Mac> {
             return ProveRegion(*region_, server, client);

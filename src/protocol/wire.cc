@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -399,7 +400,11 @@ Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout
   }
   return fd;
 }
+// Unix connects that found the listen queue full and tried again.
+std::atomic<uint64_t> g_unix_connect_retries{0};
 }  // namespace
+
+uint64_t UnixConnectRetries() { return g_unix_connect_retries.load(std::memory_order_relaxed); }
 
 Result<int> ConnectTo(const Address& a, int timeout_ms) {
   const std::string what = a.ToString();
@@ -414,6 +419,7 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
     for (int pause_ms = 1;; pause_ms = std::min(pause_ms * 2, 100)) {
       auto fd = ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
       if (fd.ok() || errno != EAGAIN || MonotonicNs() / 1000000 >= give_up) return fd;
+      g_unix_connect_retries.fetch_add(1, std::memory_order_relaxed);
       usleep(static_cast<useconds_t>(pause_ms) * 1000);
     }
   }

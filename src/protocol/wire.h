@@ -283,6 +283,9 @@ Result<Address> ParseAddress(std::string_view text);
 
 // Blocking client-side socket helpers (the manager uses asio).
 Result<int> ConnectTo(const Address& a, int timeout_ms);
+// How many times a Unix connect found the manager's listen queue full
+// (EAGAIN) and tried again, in this process so far.
+uint64_t UnixConnectRetries();
 // Writes all bytes (retries on EINTR / partial writes). MSG_NOSIGNAL.
 Status SendAll(int fd, const void* data, size_t n);
 // Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF.

@@ -189,6 +189,7 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
 }
 
 Region::~Region() {
+  if (read_view_) munmap(read_view_, map_len_);
   if (map_start_) munmap(map_start_, map_len_);
   if (fd_ >= 0) close(fd_);
 }
@@ -199,6 +200,31 @@ Status Region::Corrupt(const std::string& what) const {
 }
 
 Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size) {
+  auto m = MapAligned(path, fd, size, PROT_READ | PROT_WRITE);
+  if (!m.ok()) return m.status();
+  std::unique_ptr<Region> region(new Region());
+  region->path_ = path;
+  region->fd_ = fd;
+  region->base_ = *m;
+  region->map_start_ = region->base_;
+  region->map_len_ = size;
+  region->size_ = size;
+  region->sb_ = reinterpret_cast<Superblock*>(*m);
+  region->read_base_ = region->base_;
+  return region;
+}
+
+Status Region::MapReadView() {
+  if (read_view_) return Status();
+  auto m = MapAligned(path_, fd_, map_len_, PROT_READ);
+  if (!m.ok()) return m.status();
+  read_view_ = *m;
+  read_base_ = read_view_;
+  read_heap_ = read_base_ + (heap_ - base_);
+  return Status();
+}
+
+Result<uint8_t*> Region::MapAligned(const std::string& path, int fd, uint64_t size, int prot) {
   struct stat st {};
   uint64_t align = kHeapAlign, dax_size = 0;
   if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
@@ -213,8 +239,7 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   }
   auto start = reinterpret_cast<uintptr_t>(r);
   uintptr_t aligned = (start + align - 1) / align * align;
-  void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_FIXED, fd, 0);
+  void* m = mmap(reinterpret_cast<void*>(aligned), size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
   if (m == MAP_FAILED) {
     int e = errno;
     munmap(r, reserve);
@@ -225,15 +250,7 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   if (aligned > start) munmap(r, aligned - start);
   uintptr_t end = aligned + size, rend = start + reserve;
   if (rend > end) munmap(reinterpret_cast<void*>(end), rend - end);
-  std::unique_ptr<Region> region(new Region());
-  region->path_ = path;
-  region->fd_ = fd;
-  region->base_ = static_cast<uint8_t*>(m);
-  region->map_start_ = region->base_;
-  region->map_len_ = size;
-  region->size_ = size;
-  region->sb_ = reinterpret_cast<Superblock*>(m);
-  return region;
+  return static_cast<uint8_t*>(m);
 }
 
 void Region::CacheOffsets() {
@@ -244,6 +261,7 @@ void Region::CacheOffsets() {
   num_shards_ = sb_->num_shards;
   records_per_shard_ = sb_->records_per_shard;
   heap_ = base_ + sb_->heap_offset;
+  read_heap_ = read_base_ + sb_->heap_offset;
 }
 
 Status Region::Validate(uint64_t file_size) const {

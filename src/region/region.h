@@ -55,6 +55,15 @@ class Region {
                                                       const FormatOptions& opts, bool force_format,
                                                       bool* formatted);
 
+  // Adds a second, read-only mapping of the whole region (the read view),
+  // at the same alignment as the first. Gets hand out object data through it,
+  // so a reader cannot write a sealed object by mistake (doc/security.md).
+  // Until it is mapped, or if mapping it failed, read_base() is base().
+  Status MapReadView();
+  const uint8_t* read_base() const { return read_base_; }
+  // Where object data at heap offset `off` is read: the read view.
+  const uint8_t* read_heap() const { return read_heap_; }
+
   const std::string& path() const { return path_; }
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
@@ -159,6 +168,9 @@ class Region {
  private:
   Region() = default;
   static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size);
+  // Maps `size` bytes of `fd` with `prot` at an address aligned as the
+  // region's heap needs (huge pages, DAX devices).
+  static Result<uint8_t*> MapAligned(const std::string& path, int fd, uint64_t size, int prot);
   Status Validate(uint64_t file_size) const;
   void CacheOffsets();
 
@@ -173,6 +185,9 @@ class Region {
   uint64_t client_table_ = 0, slot_size_ = 0, index_ = 0, shard_size_ = 0;
   uint32_t num_shards_ = 0, records_per_shard_ = 0;
   uint8_t* heap_ = nullptr;
+  uint8_t* read_view_ = nullptr;  // the read view's own mapping, if any
+  const uint8_t* read_base_ = nullptr;
+  const uint8_t* read_heap_ = nullptr;
 };
 
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.

@@ -194,7 +194,7 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
     return r_.Corrupt("object " + Hex(id) + "'s record points outside the heap");
   }
   if (Status s = txn.Commit(); !s.ok()) return s;
-  const uint8_t* block = r_.heap() + offset;
+  const uint8_t* block = r_.read_heap() + offset;
   out->found = true;
   out->buffer.data = block;
   out->buffer.data_size = SizesData(sizes);

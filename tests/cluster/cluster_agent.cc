@@ -124,12 +124,7 @@ class Agent {
 
   // Offset of p from this client's mapping base: equal on every node for the
   // same bytes of the one shared region.
-  uint64_t Offset(const void* p) const {
-    const void* base = nullptr;
-    size_t size = 0;
-    (void)gismo_region_mapping(client_.c_client(), &base, &size);
-    return reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(base);
-  }
+  uint64_t Offset(const void* p) const { return client_.RegionOffset(p).value_or(UINT64_MAX); }
 
   std::string Create(const std::string& name, size_t size, gismo::MutableBuffer* out) {
     uint64_t h = ExpectedHash(name, size);
@@ -285,9 +280,16 @@ class Agent {
       if (it == held_.end() || it->second.empty()) return "err 14 not held here: " + name;
       const gismo::Buffer& b = it->second.back();
       if (b.size() < sizeof(uint64_t)) return "err 1 object too small";
-      // Deliberately writes a sealed object: its first word is the scratch
-      // counter of this check, and nothing reads it as content.
-      auto* word = reinterpret_cast<std::atomic<uint64_t>*>(const_cast<uint8_t*>(b.data()));
+      // Deliberately writes a sealed object, through the writable alias of
+      // its read-only get pointer: its first word is the scratch counter of
+      // this check, and nothing reads it as content.
+      const void* base = nullptr;
+      size_t size = 0;
+      if (gismo_region_mapping(client_.c_client(), &base, &size) != GISMO_OK) {
+        return "err 1 no mapping";
+      }
+      auto* word = reinterpret_cast<std::atomic<uint64_t>*>(
+          static_cast<uint8_t*>(const_cast<void*>(base)) + Offset(b.data()));
       if (zero == "zero") word->store(0);
       for (uint64_t i = 0; i < count; ++i) word->fetch_add(1, std::memory_order_relaxed);
       return "ok value=" + std::to_string(word->load());

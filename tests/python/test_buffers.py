@@ -10,15 +10,22 @@ import pytest
 import gismo
 
 
-def in_region(client, address, size=1):
-    base, length = client.region_mapping()
+def in_view(view, address, size=1):
+    base, length = view
     return base <= address and address + size <= base + length
+
+
+def in_region(client, address, size=1):
+    return in_view(client.region_read_view(), address, size) or in_view(
+        client.region_mapping(), address, size)
 
 
 def test_get_buffer_points_into_the_region(client, oid):
     client.put_bytes(oid, b"0123456789" * 100)
     buf = client.get(oid)
-    assert in_region(client, buf.address, buf.size)
+    # Into the read-only view, not the writable mapping.
+    assert in_view(client.region_read_view(), buf.address, buf.size)
+    assert not in_view(client.region_mapping(), buf.address, buf.size)
     view = memoryview(buf)
     array = np.frombuffer(buf, dtype=np.uint8)
     assert array.ctypes.data == buf.address

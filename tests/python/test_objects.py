@@ -1,5 +1,7 @@
 """The C API's object life cycle and its errors, seen from Python."""
 
+import os
+
 import pytest
 
 import gismo
@@ -300,3 +302,24 @@ def test_manager_death_keeps_the_client_working(fresh_manager, oid):
     with c.get(later, 10000) as buf:  # a blocking get needs the manager
         assert bytes(buf) == b"later"
     c.close()
+
+
+def _key_file(path):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(os.urandom(32))
+    return str(path)
+
+
+def test_connect_takes_the_key_file_as_an_argument(start_manager, tmp_path):
+    key = _key_file(tmp_path / "cluster.key")
+    wrong = _key_file(tmp_path / "wrong.key")
+    m = start_manager("--key-file", key)
+    # A client with a key wants the manager to prove it holds the same one.
+    with gismo.connect(m.address, key_file=key) as c:
+        assert c.capacity() > 0
+    with pytest.raises(gismo.PermissionDenied):
+        gismo.connect(m.address, key_file=wrong)
+    with pytest.raises(gismo.Error, match="nonexistent"):
+        gismo.connect(m.address, key_file=str(tmp_path / "nonexistent.key"))
+    with pytest.raises(gismo.InvalidArgument):
+        gismo.connect(m.address, key_file=3)

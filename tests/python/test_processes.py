@@ -13,7 +13,7 @@ oid = gismo.ObjectID.from_hex(sys.argv[2])
 with gismo.connect(sys.argv[1]) as c:
     print("waiting", flush=True)
     a = c.get_array(oid, timeout_ms=30000)  # blocks until it is sealed
-    base, size = c.region_mapping()
+    base, size = c.region_read_view()
     assert base <= a.ctypes.data < base + size
     print(a.dtype, a.shape, int(a.sum()), flush=True)
 """

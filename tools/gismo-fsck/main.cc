@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
   gismo::fsck::Report rep;
   const auto t0 = std::chrono::steady_clock::now();
   if (online || !address.empty()) {
-    auto c = gismo::client::ClientImpl::Connect(address.empty() ? nullptr : address.c_str());
+    gismo::client::ConnectOptions options;
+    options.address = address;
+    auto c = gismo::client::ClientImpl::Connect(options);
     if (!c.ok()) {
       fprintf(stderr, "gismo-fsck: %s\n", c.status().message().c_str());
       return 2;
