@@ -13,7 +13,8 @@ nodes 1..4, first plain ("dask") and then with `--preload gismo.dask`
             first: wall time of the shuffle and a count of its rows
 
 and for each measurement the bytes on the wire between nodes (the sum of
-every node's eth0 tx_bytes, read from /sys in its network namespace, before
+every node's eth0 transmitted bytes, read from /proc/net/dev in its network
+namespace, before
 and after) and memory (the sum of the workers' private memory, RssAnon, plus
 the region's used bytes: region pages the workers touch are shared memory,
 counted once, in the region).
@@ -28,11 +29,12 @@ Prints one line per measurement and writes JSON. Needs root (namespaces).
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
-SUBNET = "10.77.11"
+SUBNET = "10.77.11"  # of the cluster it brings up; --subnet for --cluster
 PORT = 8786
 
 
@@ -46,12 +48,13 @@ def _worker_memory():
 
 
 def _make(nbytes):
+    # Random: Dask compresses frames, and constant data would not travel.
     import numpy as np
-    return np.full(nbytes // 8, 1.0)
+    return np.random.default_rng(7).random(nbytes // 8)
 
 
 def _consume(a):
-    return float(a.sum())
+    return int(a.size), float(a.sum())
 
 
 def _memory(client, g):
@@ -85,9 +88,9 @@ def drive(args):
         sys.stdin.readline()  # the host reads the counters
         t0 = time.perf_counter()
         y = client.submit(_consume, x, workers=[addrs[1]], pure=False)
-        total = y.result()
+        count, _ = y.result()
         out["seconds"] = time.perf_counter() - t0
-        assert total == n // 8, total
+        assert count == n // 8, count
         out["memory"] = _memory(client, g)
         print("done", flush=True)
         sys.stdin.readline()
@@ -108,8 +111,8 @@ def drive(args):
             s = df.shuffle("k", shuffle="tasks", npartitions=parts).persist()
             wait(s)
         out["seconds"] = time.perf_counter() - t0
-        out["rows"] = int(s.map_partitions(len).sum().compute())
-        assert out["rows"] == rows - rows % (rows // parts) or out["rows"] > 0
+        out["rows"] = int(len(s))
+        assert out["rows"] == len(df), (out["rows"], len(df))
         out["memory"] = _memory(client, g)
         print("done", flush=True)
         sys.stdin.readline()
@@ -138,11 +141,18 @@ class Cluster:
 
     def tx_bytes(self):
         total = 0
+        per_node = []
         for node in range(5):
+            # /proc/net/dev is the reader's network namespace (/sys would be
+            # the host's: sysfs is not remounted in the nodes).
             r = subprocess.run([self.bin, "--name", self.name, "exec", str(node), "--", "cat",
-                                "/sys/class/net/eth0/statistics/tx_bytes"],
-                               capture_output=True, text=True)
-            total += int(r.stdout.strip() or 0)
+                                "/proc/net/dev"], capture_output=True, text=True, check=True)
+            for line in r.stdout.splitlines():
+                name, _, fields = line.partition(":")
+                if name.strip() == "eth0":
+                    total += int(fields.split()[8])  # transmitted bytes
+                    per_node.append(int(fields.split()[8]))
+        print("tx per node", per_node, file=sys.stderr, flush=True)
         return total
 
     def down(self):
@@ -209,7 +219,8 @@ def main():
     ap.add_argument("--cluster-bin", default="build/tools/gismo-cluster/gismo-cluster")
     ap.add_argument("--manager", default="build/tools/gismo-manager")
     ap.add_argument("--cluster", help="use this cluster (already up) instead of a new one")
-    ap.add_argument("--region-size", default="8GiB")
+    ap.add_argument("--subnet", default=SUBNET, help="the cluster's subnet (with --cluster)")
+    ap.add_argument("--region-size", default="4GiB")
     ap.add_argument("--transfer-sizes", default=f"{16 << 20},{256 << 20},{1 << 30}")
     ap.add_argument("--shuffle-sizes", default=f"{512 << 20}")
     ap.add_argument("--output", default="dask.json")
@@ -217,6 +228,9 @@ def main():
     args = ap.parse_args()
     if args.cmd == "drive":
         return drive(args)
+    global SUBNET
+    SUBNET = args.subnet
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # take the cluster down
     experiments = [("transfer", int(s)) for s in args.transfer_sizes.split(",") if s]
     experiments += [("shuffle", int(s)) for s in args.shuffle_sizes.split(",") if s]
     cluster = Cluster(args)
@@ -228,7 +242,7 @@ def main():
         cluster.down()
     res["method"] = ("4 emulated nodes (gismo-cluster, network namespaces, veth bridge), "
                      "one dask-worker per node (1 thread, no nanny), scheduler and driver "
-                     "on node 0; wire bytes: sum of every node's eth0 tx_bytes; memory: "
+                     "on node 0; wire bytes: sum of every node's eth0 transmitted bytes (/proc/net/dev); memory: "
                      "workers' RssAnon + region used")
     with open(args.output, "w") as f:
         json.dump(res, f, indent=2)
