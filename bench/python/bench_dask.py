@@ -57,6 +57,11 @@ def _consume(a):
     return int(a.size), float(a.sum())
 
 
+def _gismo_stats(dask_worker):
+    import gismo.dask
+    return gismo.dask.stats()
+
+
 def _memory(client, g):
     rss = sum(client.run(_worker_memory).values())
     region = g.usage()["used_bytes"] if g is not None else 0
@@ -92,6 +97,8 @@ def drive(args):
         out["seconds"] = time.perf_counter() - t0
         assert count == n // 8, count
         out["memory"] = _memory(client, g)
+        if args.mode == "gismo":
+            out["gismo_stats"] = client.run(_gismo_stats)
         print("done", flush=True)
         sys.stdin.readline()
         del x, y
@@ -160,9 +167,9 @@ class Cluster:
             subprocess.run([self.bin, "--name", self.name, "down"], stdout=subprocess.DEVNULL)
 
 
-def run_mode(cluster, mode, experiments, log):
-    sched = f"tcp://{SUBNET}.1:{PORT}"
-    procs = [cluster.popen(0, ["dask-scheduler", "--host", f"{SUBNET}.1", "--port", str(PORT),
+def run_mode(cluster, mode, experiments, log, port):
+    sched = f"tcp://{SUBNET}.1:{port}"
+    procs = [cluster.popen(0, ["dask-scheduler", "--host", f"{SUBNET}.1", "--port", str(port),
                                "--dashboard-address", ":0", "--no-show"],
                            stdout=log, stderr=log)]
     for node in range(1, 5):
@@ -223,23 +230,28 @@ def main():
     ap.add_argument("--region-size", default="4GiB")
     ap.add_argument("--transfer-sizes", default=f"{16 << 20},{256 << 20},{1 << 30}")
     ap.add_argument("--shuffle-sizes", default=f"{512 << 20}")
+    ap.add_argument("--modes", default="dask,gismo")
     ap.add_argument("--output", default="dask.json")
     ap.add_argument("--log", default="/dev/null")
     args = ap.parse_args()
     if args.cmd == "drive":
         return drive(args)
-    global SUBNET
-    SUBNET = args.subnet
+    globals()["SUBNET"] = args.subnet  # used by Cluster and run_mode
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # take the cluster down
     experiments = [("transfer", int(s)) for s in args.transfer_sizes.split(",") if s]
     experiments += [("shuffle", int(s)) for s in args.shuffle_sizes.split(",") if s]
-    cluster = Cluster(args)
-    try:
-        with open(args.log, "a") as log:
-            res = {"dask": run_mode(cluster, "dask", experiments, log),
-                   "gismo": run_mode(cluster, "gismo", experiments, log)}
-    finally:
-        cluster.down()
+    # A cluster of its own for each mode: `gismo-cluster exec` does not pass
+    # a signal on, so one mode's scheduler and workers live until their
+    # cluster goes down. On a cluster given with --cluster, each mode uses a
+    # port of its own (and the previous mode's processes stay until down).
+    res = {}
+    with open(args.log, "a") as log:
+        for i, mode in enumerate(args.modes.split(",")):
+            cluster = Cluster(args)
+            try:
+                res[mode] = run_mode(cluster, mode, experiments, log, PORT + i)
+            finally:
+                cluster.down()
     res["method"] = ("4 emulated nodes (gismo-cluster, network namespaces, veth bridge), "
                      "one dask-worker per node (1 thread, no nanny), scheduler and driver "
                      "on node 0; wire bytes: sum of every node's eth0 transmitted bytes (/proc/net/dev); memory: "
