@@ -282,7 +282,54 @@ def plots(res, out):
     plt.close(fig)
 
 
+def dask_md(d):
+    """Dask with and without gismo.dask (bench/python/bench_dask.py)."""
+    md = ["### Dask on gismo (`bench/python/bench_dask.py`)\n\n", d.get("method", ""), "\n\n"]
+    rows = []
+    for plain, g in zip(d["dask"], d["gismo"]):
+        what = (f"move {size_name(plain['bytes'])} between workers" if plain["experiment"] ==
+                "transfer" else f"task shuffle of {size_name(plain['bytes'])}")
+        aim_ratio = 6.75 if plain["experiment"] == "transfer" else 2.8
+        ratio = plain["seconds"] / g["seconds"]
+        rows.append([what, f"{plain['seconds']:.3f} s", f"{g['seconds']:.3f} s", f"{ratio:.2f}×",
+                     f"≥ {aim_ratio}× ({aim(ratio >= aim_ratio)})",
+                     f"{plain['wire_bytes'] / 2**20:.1f} / {g['wire_bytes'] / 2**20:.1f} MiB",
+                     f"{plain['memory']['total'] / 2**20:.0f} / {g['memory']['total'] / 2**20:.0f} MiB"])
+    md.append(table(["what", "Dask", "Dask + gismo", "speed-up", "aim", "wire (Dask / gismo)",
+                     "memory (Dask / gismo)"], rows))
+    return "".join(md)
+
+
+def dask_plot(d, out):
+    labels = [(f"transfer {size_name(r['bytes'])}" if r["experiment"] == "transfer"
+               else f"shuffle {size_name(r['bytes'])}") for r in d["dask"]]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    x = range(len(labels))
+    for ax, key, title in [(axes[0], lambda r: r["seconds"], "wall time (s)"),
+                           (axes[1], lambda r: r["wire_bytes"] / 2**20, "bytes on the wire (MiB)"),
+                           (axes[2], lambda r: r["memory"]["total"] / 2**20,
+                            "workers' RssAnon + region used (MiB)")]:
+        for off, mode in [(-0.2, "dask"), (0.2, "gismo")]:
+            ax.bar([i + off for i in x], [key(r) for r in d[mode]], 0.4,
+                   label="Dask" if mode == "dask" else "Dask + gismo.dask")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(labels, rotation=20)
+        ax.set_title(title)
+        ax.legend()
+    fig.suptitle("Dask on 4 emulated nodes, with and without gismo.dask")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "dask.png"), dpi=110)
+    plt.close(fig)
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--dask":  # plot.py --dask DASK_JSON OUT_DIR
+        with open(sys.argv[2]) as f:
+            d = json.load(f)
+        with open(os.path.join(sys.argv[3], "dask.md"), "w") as f:
+            f.write(dask_md(d))
+        dask_plot(d, sys.argv[3])
+        return
     path, out = sys.argv[1], sys.argv[2]
     with open(path) as f:
         res = json.load(f)
@@ -293,9 +340,13 @@ def main():
           shuffle_md(res["shuffle"]), "\n", memory_md(res["memory"]),
           "\n![shuffle and memory](shuffle_memory.png)\n\n", redis_md(res["redis"]),
           "\n![redis](redis.png)\n"]
+    if "dask" in res:
+        md += ["\n", dask_md(res["dask"]), "\n![dask](dask.png)\n"]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("".join(md))
     plots(res, out)
+    if "dask" in res:
+        dask_plot(res["dask"], out)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,14 @@ for e in table1 gismo shuffle memory redis; do
   echo "run_suite: $e" >&2
   "$BENCH" --scale "$SCALE" "${placement[@]}" --output "$OUT/$e.json" "$e"
 done
+# Dask with and without gismo.dask (needs python3-distributed, the Python
+# package in $BUILD_DIR/python and the namespace cluster).
+if ((cluster_up)) && [[ $mode == netns ]] && "$PYTHON" -c "import distributed, pandas" 2>/dev/null; then
+  echo "run_suite: dask" >&2
+  PYTHONPATH="$BUILD_DIR/python" "$PYTHON" "$ROOT/bench/python/bench_dask.py" --cluster-bin "$CLUSTER" \
+    --cluster "$NAME" --subnet "$SUBNET" --output "$OUT/dask.json" --log "$OUT/.dask.log" &&
+    rm -f "$OUT/.dask.log"
+fi
 elapsed=$(($(date +%s) - start))
 
 PLACEMENT_NOTE="$placement_note" ELAPSED="$elapsed" OUT="$OUT" "$PYTHON" - <<'EOF'
@@ -90,6 +98,11 @@ with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(res, f, indent=2)
 for e in ["core", "table1", "gismo", "shuffle", "memory", "redis"]:
     os.remove(os.path.join(out, e + ".json"))
+if os.path.exists(os.path.join(out, "dask.json")):  # bench/python/bench_dask.py
+    with open(os.path.join(out, "dask.json")) as f:
+        res["dask"] = json.load(f)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=2)
 EOF
 "$PYTHON" "$ROOT/bench/plot.py" "$OUT/results.json" "$OUT"
 echo "run_suite: done in ${elapsed}s; results in $OUT" >&2

@@ -20,6 +20,8 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils binutils
   # Python bindings and their tests / plots
   python3 python3-dev pybind11-dev python3-numpy python3-pytest python3-matplotlib python3-setuptools python3-pip
+  # gismo.dask and its tests and benchmark (doc/dependencies.md)
+  python3-distributed python3-dask python3-pandas
 )
 
 SUDO=""

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -466,6 +467,149 @@ TEST_F(ApiTest, DisconnectDropsReferencesAndAbortsUnsealed) {
   // Disconnect is synchronous: cleaned up already.
   EXPECT_EQ(client_.Stat(sealed)->ref_count, 0u);
   EXPECT_EQ(client_.Stat(unsealed).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
+// GISMO_CREATE_OWNED: the owner's clean departure deletes its owned objects
+// (sealed: like gismo_delete, deferred while others hold them; unsealed:
+// aborted) and nothing else; each delete is notified.
+TEST_F(ApiTest, OwnedObjectsAreDeletedWhenTheirOwnerDisconnects) {
+  ObjectId held = ObjectId::Random(), free_now = ObjectId::Random(), kept = ObjectId::Random(),
+           owner_holds = ObjectId::Random(), unsealed = ObjectId::Random();
+  const uint64_t base = client_.Usage()->used_bytes;
+  auto sub = client_.Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  Client reader = Connect();
+  {
+    Client owner = Connect();
+    ASSERT_TRUE(owner.Put(held, std::string(100000, 'h'), GISMO_CREATE_OWNED).ok());
+    ASSERT_TRUE(owner.Put(free_now, std::string(100000, 'f'), GISMO_CREATE_OWNED).ok());
+    ASSERT_TRUE(owner.Put(kept, "not owned").ok());
+    ASSERT_TRUE(owner.Put(owner_holds, "o", GISMO_CREATE_OWNED).ok());
+    auto mine = owner.Get(owner_holds, 0);
+    ASSERT_TRUE(mine.ok());
+    mine->Detach();  // never released by hand
+    auto b = owner.Create(unsealed, 10, {}, GISMO_CREATE_OWNED);
+    ASSERT_TRUE(b.ok());
+    b->Detach();
+    auto r = reader.Get(held, 0);
+    ASSERT_TRUE(r.ok());
+    r->Detach();
+    EXPECT_EQ(client_.Stat(free_now)->ref_count, 0u);  // owned, not referenced
+    ASSERT_TRUE(owner.Disconnect().ok());
+  }
+  // Disconnect is synchronous: done already.
+  EXPECT_EQ(client_.Stat(free_now).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Stat(owner_holds).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Stat(unsealed).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_TRUE(*client_.Contains(kept));
+  auto h = client_.Stat(held);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->state, GISMO_STATE_DELETING);  // the reader still reads it
+  ASSERT_TRUE(reader.Release(held).ok());
+  EXPECT_EQ(client_.Stat(held).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(client_.Delete(kept).ok());
+  EXPECT_EQ(client_.Usage()->used_bytes, base);
+  // Seals of 4 objects, then deletes of the 3 sealed owned ones and `kept`.
+  std::vector<ObjectId> deleted;
+  while (deleted.size() < 4) {
+    auto n = sub->Next(10000);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    if (n->event == GISMO_EVENT_DELETED) deleted.push_back(n->id);
+  }
+  for (const ObjectId& id : {held, free_now, owner_holds, kept}) {
+    EXPECT_NE(std::find(deleted.begin(), deleted.end(), id), deleted.end()) << id.Hex();
+  }
+}
+
+// The owner's own get and release keep its ownership; a release past its
+// references is refused; its own delete ends the ownership.
+TEST_F(ApiTest, OwnerGetReleaseAndDelete) {
+  ObjectId a = ObjectId::Random(), b = ObjectId::Random();
+  Client owner = Connect();
+  ASSERT_TRUE(owner.Put(a, "a", GISMO_CREATE_OWNED).ok());
+  ASSERT_TRUE(owner.Put(b, "b", GISMO_CREATE_OWNED).ok());
+  EXPECT_EQ(owner.Release(a).code(), GISMO_ERR_NOT_HELD);
+  {
+    auto got = owner.Get(a, 0);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(client_.Stat(a)->ref_count, 1u);
+  }
+  EXPECT_EQ(client_.Stat(a)->ref_count, 0u);
+  EXPECT_EQ(owner.Release(a).code(), GISMO_ERR_NOT_HELD);
+  ASSERT_TRUE(owner.Delete(b).ok());
+  EXPECT_EQ(client_.Stat(b).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(client_.Put(b, "someone else's").ok());  // same id, same record
+  ASSERT_TRUE(owner.Disconnect().ok());
+  EXPECT_EQ(client_.Stat(a).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_TRUE(*client_.Contains(b));
+}
+
+// Another client deletes an owned object and the record is reused for an
+// object of its own: the owner's departure must not delete that one.
+TEST_F(ApiTest, OwnedObjectDeletedByAnotherLeavesItsSuccessorAlone) {
+  ObjectId id = ObjectId::Random();
+  Client owner = Connect();
+  ASSERT_TRUE(owner.Put(id, "first", GISMO_CREATE_OWNED).ok());
+  ASSERT_TRUE(client_.Delete(id).ok());
+  ASSERT_TRUE(client_.Put(id, "second", GISMO_CREATE_OWNED).ok());  // the freed record
+  ASSERT_TRUE(owner.Disconnect().ok());
+  auto got = client_.Get(id, 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "second");
+}
+
+// Slots are reused: the next client in the owner's slot loses nothing it did
+// not own, and its own owned objects go with it.
+TEST_F(ApiTest, NextClientInTheSlotKeepsWhatItDidNotOwn) {
+  ObjectId old_owned = ObjectId::Random(), plain = ObjectId::Random(),
+           new_owned = ObjectId::Random();
+  Client reader = Connect();
+  uint32_t slot = 0;
+  {
+    Client owner = Connect();
+    ASSERT_TRUE(owner.Put(old_owned, "old", GISMO_CREATE_OWNED).ok());
+    slot = client_.Stat(old_owned)->creator_client;
+    ASSERT_TRUE(reader.Get(old_owned, 0).ok());  // Buffer released at once
+    auto held = reader.Get(old_owned, 0);
+    ASSERT_TRUE(held.ok());
+    held->Detach();
+    ASSERT_TRUE(owner.Disconnect().ok());
+  }
+  EXPECT_EQ(client_.Stat(old_owned)->state, GISMO_STATE_DELETING);
+  Client next = Connect();
+  ASSERT_TRUE(next.Put(plain, "plain").ok());
+  ASSERT_TRUE(next.Put(new_owned, "new", GISMO_CREATE_OWNED).ok());
+  ASSERT_EQ(client_.Stat(plain)->creator_client, slot) << "the slot was not reused";
+  ASSERT_TRUE(next.Disconnect().ok());
+  EXPECT_TRUE(*client_.Contains(plain));
+  EXPECT_EQ(client_.Stat(new_owned).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(client_.Stat(old_owned)->state, GISMO_STATE_DELETING);
+  ASSERT_TRUE(reader.Release(old_owned).ok());
+  EXPECT_EQ(client_.Stat(old_owned).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
+// Owned entries of objects others deleted do not fill the owner's table: a
+// create near the limit drops them first.
+TEST(OwnedTableTest, EntriesOfObjectsOthersDeletedAreDropped) {
+  manager::ManagerOptions o = testing::InProcessManagerOptions();
+  o.format.held_capacity = 16;  // a client may hold 12 objects
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  Client owner = MustConnect(mgr.address());
+  Client other = MustConnect(mgr.address());
+  for (int round = 0; round < 3; ++round) {
+    std::vector<ObjectId> ids;
+    for (int i = 0; i < 12; ++i) {
+      ids.push_back(ObjectId::Random());
+      Status s = owner.Put(ids.back(), "x", GISMO_CREATE_OWNED);
+      ASSERT_TRUE(s.ok()) << "round " << round << " object " << i << ": " << s.ToString();
+    }
+    for (const ObjectId& id : ids) ASSERT_TRUE(other.Delete(id).ok());
+  }
+  // A table really full of live owned objects is still refused.
+  for (int i = 0; i < 12; ++i)
+    ASSERT_TRUE(owner.Put(ObjectId::Random(), "y", GISMO_CREATE_OWNED).ok());
+  EXPECT_EQ(owner.Put(ObjectId::Random(), "z", GISMO_CREATE_OWNED).code(), GISMO_ERR_LIMIT);
 }
 
 TEST_F(ApiTest, BadArgumentsAreReported) {

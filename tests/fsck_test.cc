@@ -112,6 +112,41 @@ TEST_F(FsckTest, FindsUnsealedObjectOfDepartedClient) {
   EXPECT_EQ(after.unsealed, 0u);
 }
 
+// An owned object outlives its owner only if its owner's table stops listing
+// it (a slot freed without recovery): reported. Recovery deletes it instead,
+// and an owned entry without references is no problem.
+TEST_F(FsckTest, FindsOwnedObjectItsOwnerDoesNotList) {
+  void* d;
+  const gismo_id_t owned = IdFrom(100), held = IdFrom(101);
+  ASSERT_TRUE(b_->Create(owned, 500, "m", 1, GISMO_CREATE_OWNED, &d).ok());
+  ASSERT_TRUE(b_->Seal(owned).ok());
+  ASSERT_TRUE(b_->Release(owned).ok());  // owned, no reference: count 0
+  ASSERT_TRUE(b_->Create(held, 500, "m", 1, GISMO_CREATE_OWNED, &d).ok());
+  ASSERT_TRUE(b_->Seal(held).ok());
+  ASSERT_TRUE(b_->Release(held).ok());
+  store::GetResult g;
+  ASSERT_TRUE(a_->TryGet(held, &g).ok());  // a reader keeps it past the owner
+  Report sound = *Check(*region_, nullptr);
+  EXPECT_TRUE(sound.sound()) << Problems(sound);
+  // Slot 2 disappears without recovery.
+  region_->slot(2).state.store(0);
+  Report r = *Check(*region_, nullptr);
+  EXPECT_TRUE(Mentions(r, "which does not list it")) << Problems(r);
+  region_->slot(2).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
+  const manager::RecoveryReport rep = manager::RecoverSlot(*region_, 2, 0, 1);
+  ASSERT_TRUE(rep.complete);
+  EXPECT_EQ(rep.owned_deleted, 2u);
+  region_->slot(2).state.store(0);
+  Report after = *Check(*region_, nullptr);
+  EXPECT_TRUE(after.sound()) << Problems(after);
+  gismo_object_info_t info;
+  EXPECT_EQ(a_->Stat(owned, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(a_->Stat(held, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_DELETING);
+  ASSERT_TRUE(a_->Release(held).ok());
+  EXPECT_EQ(a_->Stat(held, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
 // Every lock word of the region, with who holds it (0: free).
 std::vector<uint64_t> LockTags(const region::Region& r) {
   std::vector<uint64_t> tags;

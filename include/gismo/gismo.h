@@ -123,7 +123,10 @@ typedef enum gismo_create_flag {
    * that client disconnects, or when it is recovered after its death (once it
    * is fenced). Readers that hold it keep its bytes until they release, as
    * with any delete. For results whose producer owns their life (Ray's
-   * ownership); not for data that must outlive its writer. */
+   * ownership); not for data that must outlive its writer. Until it is
+   * deleted, an owned object counts against the objects its owner may hold
+   * (gismo-manager --max-refs-per-client), held or not. A client that
+   * re-attaches to a restarted manager keeps its owned objects. */
   GISMO_CREATE_OWNED = 1u << 0,
   /* The store may delete the object, once sealed and held by nobody, to make
    * room for a create that does not fit (with a "deleted" notification whose

@@ -119,9 +119,13 @@ class Checker {
                   ", which is outside the index");
           continue;
         }
-        if (count == 0) Problem("client slot ", i, " has a held entry with count 0");
+        // An owned entry may hold no reference (kHeldOwned).
+        if (count == 0 && !(key & kHeldOwned)) {
+          Problem("client slot ", i, " has a held entry with count 0");
+        }
         held_by_record_[global] += count;
         if (key & kHeldUnsealedCreator) unsealed_creator_[global] = i;
+        if (key & kHeldOwned) owner_listing_[global] = i;
         rep_.held_references += count;
       }
       if (st == SlotState::kActive) {
@@ -287,6 +291,16 @@ class Checker {
         }
       } else if (unsealed_creator_.count(global)) {
         Problem(who, " is ", StateName(st), " but a client still marks it as its unsealed object");
+      }
+      // A sealed owned object that its creator slot does not list would
+      // never be deleted with its owner: a leak (kHeldOwned invariant 1).
+      // Its slot may be kRecovering online: it still lists what it owns.
+      if (InfoOwnedBy(info, InfoSlot(info))) {
+        auto o = owner_listing_.find(global);
+        if (o == owner_listing_.end() || o->second != InfoSlot(info) || !Live(InfoSlot(info))) {
+          Problem(who, " is owned by client slot ", InfoSlot(info),
+                  ", which does not list it: it would outlive its owner");
+        }
       }
       if ((InfoFlags(info) & ~kObjectFlagsKnown) != 0) {
         Problem(who, " has unknown flag bits ", InfoFlags(info) & ~kObjectFlagsKnown);
@@ -510,6 +524,7 @@ class Checker {
   bool online_;
   std::unordered_map<uint32_t, uint64_t> held_by_record_;
   std::unordered_map<uint32_t, uint32_t> unsealed_creator_;
+  std::unordered_map<uint32_t, uint32_t> owner_listing_;  // record → slot with kHeldOwned
   std::unordered_set<std::string> ids_;
   std::vector<uint32_t> live_;
   std::vector<uint8_t> page_object_;

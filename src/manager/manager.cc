@@ -760,12 +760,14 @@ bool Manager::Impl::Recover(Member& m) {
   } else {
     IncrementRelaxed(stats_.clients_recovered);
   }
-  if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed) {
+  if (rep.aborted || rep.references_dropped || rep.locks_released || rep.freed ||
+      rep.owned_deleted) {
     spdlog::info(
         "recovered {}: {} interrupted operation(s) undone, {} unsealed object(s) aborted, {} "
-        "reference(s) dropped, {} deferred delete(s) completed, {:.1f} us",
-        m.describe, rep.locks_released ? 1 : 0, rep.aborted, rep.references_dropped, rep.freed,
-        dt / 1e3);
+        "owned object(s) deleted, {} reference(s) dropped, {} deferred delete(s) completed, "
+        "{:.1f} us",
+        m.describe, rep.locks_released ? 1 : 0, rep.aborted, rep.owned_deleted,
+        rep.references_dropped, rep.freed, dt / 1e3);
   }
   // Events it committed but never published are published now; a getter
   // waiting for an object it sealed (or aborted) re-checks.

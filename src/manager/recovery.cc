@@ -18,8 +18,12 @@ constexpr uint64_t kRecoveryLockWaitNs = 2'000'000;
 
 // Drops one held-table entry of the dead client, in its own transaction.
 // False if the shard lock stayed busy (nothing changed).
+// An owned object of the dead slot (kHeldOwned) is deleted in the same Txn;
+// *event is then its delete event to publish once committed.
 bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t txn_slot,
-                   uint64_t txn_session, RecoveryReport* rep) {
+                   uint64_t txn_session, RecoveryReport* rep, EventEntry** event,
+                   uint64_t* event_seq) {
+  *event = nullptr;
   const uint64_t key = entry.key.load(std::memory_order_acquire);
   const uint32_t global = HeldKeyGlobal(key);
   const uint32_t shard = global / r.records_per_shard();
@@ -31,12 +35,25 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
   store::Located loc;
   if (in_range && store::FindByRecord(r, global, &loc)) {
     ObjectRecord& rec = *loc.rec;
-    const ObjectState st = InfoState(rec.info.load(std::memory_order_relaxed));
+    const uint64_t info = rec.info.load(std::memory_order_relaxed);
+    ObjectState st = InfoState(info);
     if ((key & kHeldUnsealedCreator) && st == ObjectState::kCreated) {
       store::Store::FreeObjectData(txn, rec);
       store::RemoveObject(txn, loc);
       ++rep->aborted;
     } else {
+      // An owned object of the slot is deleted like gismo_delete: freed now
+      // if nobody else holds it, else at its last release. Its delete event
+      // is published after the commit (or by PublishStrandedEvents).
+      const bool owned = (key & kHeldOwned) && InfoOwnedBy(info, dead);
+      if (owned) {
+        *event = store::AppendEvent(txn, EventKind::kDeleted, InfoNode(info), store::IdOf(rec),
+                                    rec.sizes.load(std::memory_order_relaxed), event_seq);
+        txn.Write(rec.info, PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info),
+                                     InfoFlags(info)));
+        st = ObjectState::kDeleting;
+        ++rep->owned_deleted;
+      }
       uint64_t refs = rec.ref_count.load(std::memory_order_relaxed);
       refs = refs >= count ? refs - count : 0;
       txn.Write(rec.ref_count, refs);
@@ -44,7 +61,7 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
       if (refs == 0 && st == ObjectState::kDeleting) {
         store::Store::FreeObjectData(txn, rec);
         store::RemoveObject(txn, loc);
-        ++rep->freed;
+        if (!owned) ++rep->freed;
       }
     }
   }
@@ -59,12 +76,14 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
   txn.Write(entry.count, 0);
   GISMO_CRASH_POINT("recovery.before_commit");
   if (Status s = txn.Commit(); !s.ok()) {
+    *event = nullptr;
     if (s.code() != GISMO_ERR_BAD_REGION) return false;
     // The object's record or block is corrupt (rolled back, untouched):
     // drop the dead client's entry only, so that recovery ends.
     entry.key.store(0, std::memory_order_relaxed);
     entry.count.store(0, std::memory_order_relaxed);
   }
+  if (*event != nullptr) store::PublishEvent(*event, *event_seq);
   GISMO_CRASH_POINT("recovery.after_entry");
   (void)dead;
   return true;
@@ -79,7 +98,9 @@ RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
   const uint32_t cap = r.sb().held_capacity;
   for (uint32_t i = 0; i < cap; ++i) {
     if (held[i].key.load(std::memory_order_acquire) == 0) continue;
-    if (!DropHeldEntry(r, dead, held[i], txn_slot, txn_session, &rep)) return rep;
+    EventEntry* event = nullptr;
+    uint64_t seq = 0;
+    if (!DropHeldEntry(r, dead, held[i], txn_slot, txn_session, &rep, &event, &seq)) return rep;
   }
   r.slot(dead).held_count.store(0, std::memory_order_release);
   rep.complete =

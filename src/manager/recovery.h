@@ -18,11 +18,14 @@ struct RecoveryReport {
   uint32_t locks_released = 0;
   uint64_t aborted = 0;
   uint64_t references_dropped = 0;
-  uint64_t freed = 0;
+  uint64_t freed = 0;          // deferred deletes completed
+  uint64_t owned_deleted = 0;  // its owned objects deleted (GISMO_CREATE_OWNED)
 };
 
 // Undoes the fenced client's interrupted operation, aborts its unsealed
-// objects, drops its references (finishing deferred deletes), gives up its
+// objects, deletes its owned sealed objects (kHeldOwned; freed at their last
+// release if others hold them), drops its references (finishing deferred
+// deletes), gives up its
 // slabs and publishes events it committed but never published. Runs its
 // transactions as the manager (`txn_slot`, `txn_session`). Idempotent: a
 // recovery cut short (a lock held by another, suspected client) is run again.

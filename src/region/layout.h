@@ -253,6 +253,23 @@ static_assert(sizeof(LogEntry) == 16);
 // Held-reference table entry. key = record global index + 1 (0: empty) |
 // flags << 32. count = references this client holds on that object.
 inline constexpr uint64_t kHeldUnsealedCreator = 1ull << 32;  // abort on death
+// Owned objects (GISMO_CREATE_OWNED). The owner's table lists every object it
+// created owned, from its create on, with kHeldOwned set; such an entry may
+// have count 0 (owned, no reference held). Invariants:
+//  1. A sealed record whose info has kObjectFlagOwned is listed, with
+//     kHeldOwned, in the table of its creator slot while that slot's session
+//     lasts; recovery of the slot (a clean departure or a fenced death)
+//     deletes it, in the same Txn that clears the entry, so a sweep cut
+//     anywhere is resumed by the next recovery and deletes nothing twice.
+//  2. An entry with kHeldOwned names the owner's object only while its record
+//     is sealed, has kObjectFlagOwned and names this slot as creator: another
+//     client's delete cannot write the owner's table, so the entry may
+//     outlive the object (and its record be reused). Every reader of the bit
+//     checks the record first; a stale entry is dropped when met.
+//  3. A table is zeroed when its slot is assigned, so a later session in the
+//     same slot never sees its predecessor's entries; a re-attach keeps the
+//     session, and so its table.
+inline constexpr uint64_t kHeldOwned = 1ull << 33;
 struct HeldEntry {
   Word key;
   Word count;
@@ -363,6 +380,12 @@ inline constexpr uint32_t InfoNode(uint64_t info) {
   return static_cast<uint32_t>((info >> 24) & 0xffffffff);
 }
 inline constexpr uint32_t InfoFlags(uint64_t info) { return static_cast<uint32_t>(info >> 56); }
+// Whether a record's info makes it a live owned object of `slot` (kHeldOwned,
+// invariant 2): sealed, created owned, by that slot.
+inline constexpr bool InfoOwnedBy(uint64_t info, uint32_t slot) {
+  return InfoState(info) == ObjectState::kSealed && (InfoFlags(info) & kObjectFlagOwned) != 0 &&
+         InfoSlot(info) == slot;
+}
 inline constexpr uint64_t PackSizes(uint64_t data, uint64_t meta) { return data | (meta << 40); }
 inline constexpr uint64_t SizesData(uint64_t s) { return s & kMaxDataSize; }
 inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }

@@ -67,6 +67,7 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
                                                " can never fit: the store holds " +
                                                FormatSize(r_.heap_size()));
   }
+  PruneOwnedIfFull();
   const uint64_t h = HashId(id);
   const uint32_t shard = r_.ShardOf(h);
   Txn txn(r_, slot_, session_, OpKind::kCreate);
@@ -104,13 +105,39 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
   ShardHeader& sh = r_.shard(shard);
   txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) + 1);
   GISMO_CRASH_POINT("create.after_index");
-  if (Status s = HeldAdd(txn, global, kHeldUnsealedCreator); !s.ok()) return s;
+  const uint64_t held_flags =
+      kHeldUnsealedCreator | ((flags & kObjectFlagOwned) != 0 ? kHeldOwned : 0);
+  if (Status s = HeldAdd(txn, global, held_flags); !s.ok()) return s;
   GISMO_CRASH_POINT("create.before_commit");
   if (Status s = txn.Commit(); !s.ok()) return s;
   uint8_t* block = r_.heap() + *off;
   if (metadata_size > 0) std::memcpy(block + AlignUp64(data_size), metadata, metadata_size);
   *data = block;
   return Status();
+}
+
+void Store::PruneOwnedIfFull() {
+  const uint32_t cap = r_.sb().held_capacity;
+  if (r_.slot(slot_).held_count.load(std::memory_order_relaxed) + 1 < cap - cap / 4) return;
+  HeldEntry* held = r_.held(slot_);
+  for (uint32_t i = 0; i < cap; ++i) {
+    const uint64_t key = held[i].key.load(std::memory_order_relaxed);
+    if (!(key & kHeldOwned) || held[i].count.load(std::memory_order_relaxed) != 0) continue;
+    const uint32_t global = HeldKeyGlobal(key);
+    const uint32_t shard = global / r_.records_per_shard();
+    if (shard >= r_.num_shards()) continue;
+    Txn txn(r_, slot_, session_, OpKind::kRelease);
+    if (!txn.Lock(r_.shard(shard).lock)) return;
+    // Only this client writes its table, so entry i still holds `key`.
+    Located loc;
+    if (FindByRecord(r_, global, &loc) &&
+        InfoOwnedBy(loc.rec->info.load(std::memory_order_relaxed), slot_)) {
+      continue;  // still owned (the Txn commits nothing)
+    }
+    HeldRemove(txn, slot_, i);
+    if (!txn.Commit().ok()) return;
+    --i;  // the backward shift may have moved another entry into i
+  }
 }
 
 Status Store::Seal(const gismo_id_t& id) {
@@ -177,6 +204,7 @@ Status Store::Abort(const gismo_id_t& id) {
 
 Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   out->found = false;
+  PruneOwnedIfFull();
   Txn txn(r_, slot_, session_, OpKind::kGet);
   Located loc;
   bool found = false;
@@ -214,17 +242,23 @@ Status Store::Release(const gismo_id_t& id) {
     return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
   }
   HeldEntry& e = r_.held(slot_)[idx];
-  if (e.key.load(std::memory_order_relaxed) & kHeldUnsealedCreator) {
+  const uint64_t key = e.key.load(std::memory_order_relaxed);
+  if (key & kHeldUnsealedCreator) {
     return Status(GISMO_ERR_OBJECT_NOT_SEALED,
                   "object " + Hex(id) + " is not sealed yet; seal or abort it first");
   }
   const uint64_t count = e.count.load(std::memory_order_relaxed);
+  if (count == 0) {  // an owned entry without references
+    return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
+  }
+  ObjectRecord& rec = *loc.rec;
   if (count > 1) {
     txn.Write(e.count, count - 1);
+  } else if ((key & kHeldOwned) && InfoOwnedBy(rec.info.load(std::memory_order_relaxed), slot_)) {
+    txn.Write(e.count, 0);  // still owned: its entry stays (kHeldOwned invariant 1)
   } else {
     HeldRemove(txn, slot_, idx);
   }
-  ObjectRecord& rec = *loc.rec;
   const uint64_t held_refs = rec.ref_count.load(std::memory_order_relaxed);
   if (held_refs == 0) {
     return Status(GISMO_ERR_BAD_REGION,
@@ -258,6 +292,17 @@ Status Store::Delete(const gismo_id_t& id) {
       return Status(GISMO_ERR_OBJECT_NOT_FOUND, "object " + Hex(id) + " was already deleted");
     default:
       break;
+  }
+  if (InfoOwnedBy(info, slot_)) {
+    const int64_t idx = HeldFind(r_, slot_, GlobalIndex(r_, loc.shard, loc.local));
+    if (idx >= 0) {
+      HeldEntry& e = r_.held(slot_)[idx];
+      if (e.count.load(std::memory_order_relaxed) == 0) {
+        HeldRemove(txn, slot_, idx);
+      } else {
+        txn.Write(e.key, e.key.load(std::memory_order_relaxed) & ~kHeldOwned);
+      }
+    }
   }
   uint64_t seq = 0;
   EventEntry* ev = AppendEvent(txn, EventKind::kDeleted, node_, id,

@@ -60,6 +60,11 @@ class Store {
   uint32_t slot() const { return slot_; }
 
  private:
+  // Drops this client's owned entries whose object another client deleted
+  // (kHeldOwned invariant 2), when its held table is nearly full; each in a
+  // Txn of its own. Best effort: stops at a busy lock.
+  void PruneOwnedIfFull();
+
   const region::Region& r_;
   Allocator alloc_;
   uint32_t slot_;

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import gismo
 
 CONSUMER = """
@@ -127,3 +128,39 @@ def test_close_from_another_thread_during_a_call(manager, oid):
     t.join(timeout=30)
     assert isinstance(result.get("error"),
                       (gismo.Timeout, gismo.InvalidArgument))
+
+
+OWNER = """
+import sys, numpy as np, gismo
+c = gismo.connect(sys.argv[1])
+c.put_array(gismo.ObjectID.from_hex(sys.argv[2]), np.arange(1000), owned=True)
+c.put_bytes(gismo.ObjectID.from_hex(sys.argv[3]), b"plain")
+print("owning", flush=True)
+sys.stdin.read()  # until killed, or closed: then it disconnects
+c.close()
+"""
+
+
+def test_owned_objects_go_with_their_owner(manager, client, run_python):
+    for kill in (False, True):
+        owned, plain = gismo.ObjectID.random(), gismo.ObjectID.random()
+        p = run_python(OWNER, manager.address, owned.hex(), plain.hex())
+        assert p.stdout.readline().strip() == "owning"
+        assert client.stat(owned)["owned"]
+        held = client.get_array(owned)  # a reader keeps it until released
+        if kill:
+            p.kill()
+            p.wait(timeout=30)
+        else:
+            p.communicate(timeout=30)  # end of input: it disconnects
+        end = time.monotonic() + 30
+        while client.stat(owned)["state"] != "deleting":
+            assert time.monotonic() < end, "the owner's departure deleted nothing"
+            time.sleep(0.001)
+        assert not client.contains(owned)
+        assert int(held[-1]) == 999  # still readable
+        del held
+        with pytest.raises(gismo.ObjectNotFound):
+            client.stat(owned)
+        assert client.get_bytes(plain) == b"plain"
+        client.delete(plain)

@@ -1,0 +1,384 @@
+"""Dask workers that hand large results to each other through gismo.
+
+Three lines turn it on for a LocalCluster:
+
+    import gismo.dask
+    from dask.distributed import Client, LocalCluster
+    client = Client(LocalCluster(**gismo.dask.worker_options()))
+
+and for workers started by hand on each node (``$GISMO_ADDRESS`` naming the
+node's manager, as for any gismo client):
+
+    dask-worker --preload gismo.dask tcp://scheduler:8786
+
+Task code does not change. What happens:
+
+* **Results.** A worker's ``data`` mapping (GismoData) pickles each task
+  result with protocol 5; when its out-of-band buffers add up to
+  ``threshold`` bytes or more (64 KiB by default), they are copied once into
+  one gismo object created *owned* by the worker (GISMO_CREATE_OWNED), and
+  the value kept in the mapping is rebuilt from the object: read-only numpy
+  buffers in the shared region, no private copy. A value whose buffers
+  already lie in objects this worker maps (one received from a peer, or a
+  view of one) is kept as it is.
+* **Transfers.** The serialization family ``"gismo"`` answers a peer whose
+  comm handshake says it maps the same region (``gismo-region``: the
+  region's identity, from its format time and size): what travels is the
+  region id, each buffer's object id, offset and length, and the in-band
+  pickle. The peer takes a reference on each object and calls
+  ``pickle.loads(buffers=...)`` on read-only views of it (Dask's own pickle
+  family would copy read-only buffers). Anyone else (a worker of another
+  pool, a client on a laptop, the scheduler) gets Dask's normal bytes; a
+  worker logs once per peer that it sends bytes and why.
+* **Lifetime.** When Dask forgets a key, the worker that produced it deletes
+  its object (freed once the last reader releases); a peer's value holds
+  references that are released when it is garbage. A worker that exits or
+  dies takes its owned objects with it: the gismo manager deletes them when
+  it recovers the worker's client. Dask recomputes what was lost.
+* **Full region.** The result stays in the worker's memory and travels as
+  bytes; the worker logs that once.
+
+Values taken from the region are read-only: a task that writes into its
+input in place (``x += 1`` on an argument) fails, as it would on any
+read-only array; copy first. GismoData does not spill to disk.
+"""
+
+import bisect
+import logging
+import os
+import pickle
+import threading
+import weakref
+from collections.abc import MutableMapping
+
+import gismo
+
+FAMILY = "gismo"
+SERIALIZERS = [FAMILY, "dask", "pickle", "error"]
+HANDSHAKE_KEY = "gismo-region"
+DEFAULT_THRESHOLD = 64 * 1024
+_ALIGN = 64
+_MAX_METADATA = 8 << 20  # the in-band pickle travels in the object's metadata
+
+# Dask's worker logger: its lines are in the worker's log (get_worker_logs).
+logger = logging.getLogger("distributed.worker")
+
+__all__ = ["FAMILY", "SERIALIZERS", "GismoData", "worker_options", "dask_setup",
+           "enable", "region_id", "stats"]
+
+
+def _address_of(view):
+    """The address of a contiguous buffer (read-only ones included)."""
+    import numpy as np
+    return np.frombuffer(view, dtype=np.uint8).ctypes.data if view.nbytes else 0
+
+
+class _Process:
+    """This process's gismo side: one client, the region's id, and the
+    objects it maps (address spans, for the serializer to name them)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.client = None
+        self.region = None
+        self.threshold = DEFAULT_THRESHOLD
+        self.starts = []  # sorted span starts
+        self.spans = {}   # start -> (end, ObjectID, token)
+        self.token = 0
+        self.warned = set()
+        self.counts = {"stored": 0, "stored_bytes": 0, "sent_refs": 0,
+                       "sent_ref_bytes": 0, "received_refs": 0,
+                       "received_ref_bytes": 0, "fallbacks": 0}
+
+    @property
+    def enabled(self):
+        return self.client is not None
+
+    def enable(self, address=None, threshold=DEFAULT_THRESHOLD):
+        with self.lock:
+            self.threshold = int(threshold)
+            if self.client is None:
+                client = gismo.connect(address)
+                usage = client.usage()
+                self.region = "%x-%x" % (usage["format_time_ns"], usage["region_size"])
+                self.client = client
+        return self.region
+
+    def warn_once(self, what, message, *args):
+        with self.lock:
+            if what in self.warned:
+                return
+            self.warned.add(what)
+        logger.warning(message, *args)
+
+    # -- the objects mapped here -------------------------------------------
+    def register(self, buf):
+        """Notes a Buffer's span until the Buffer (and every view) is gone."""
+        start, end = buf.address, buf.address + buf.size
+        with self.lock:
+            self.token += 1
+            token = self.token
+            if start not in self.spans:
+                bisect.insort(self.starts, start)
+            self.spans[start] = (end, buf.id, token)
+        weakref.finalize(buf, self._unregister, start, token)
+
+    def _unregister(self, start, token):
+        with self.lock:
+            span = self.spans.get(start)
+            if span is None or span[2] != token:
+                return  # a newer object at the same place
+            del self.spans[start]
+            i = bisect.bisect_left(self.starts, start)
+            if i < len(self.starts) and self.starts[i] == start:
+                del self.starts[i]
+
+    def lookup(self, address, nbytes):
+        """(ObjectID, offset) of the mapped object holding the whole range."""
+        with self.lock:
+            i = bisect.bisect_right(self.starts, address) - 1
+            if i < 0:
+                return None
+            start = self.starts[i]
+            end, oid, _ = self.spans[start]
+            if address + nbytes > end:
+                return None
+            return oid, address - start
+
+    def still_sealed(self, oid):
+        """Whether a peer can still get `oid` (an object deleted while this
+        process holds it stays readable here, but nobody can get it again)."""
+        try:
+            return self.client.stat(oid)["state"] == "sealed"
+        except gismo.Error:
+            return False
+
+    # -- results -----------------------------------------------------------
+    def store(self, value):
+        """(value to keep, ObjectID it owns or None)."""
+        buffers = []
+        try:
+            main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception:  # not picklable this way: Dask's own path
+            return value, None
+        raws = [b.raw() for b in buffers]
+        total = sum(r.nbytes for r in raws)
+        if total < self.threshold:
+            return value, None
+        if all(self.lookup(_address_of(r), r.nbytes) for r in raws):
+            return value, None  # already in the region
+        layout, offset = [], 0
+        for r in raws:
+            layout.append((offset, r.nbytes, r.readonly))
+            offset += (r.nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+        metadata = pickle.dumps((main, layout), protocol=5)
+        if len(metadata) > _MAX_METADATA:
+            return value, None
+        oid = gismo.ObjectID.random()
+        client = self.client
+        try:
+            view = client.create(oid, max(offset, 1), metadata, owned=True)
+        except gismo.StoreFull as e:
+            self.counts["fallbacks"] += 1
+            self.warn_once("full", "gismo.dask: the gismo region is full (%s); results "
+                           "stay in this worker's memory and travel as bytes", e)
+            return value, None
+        try:
+            for r, (off, n, _) in zip(raws, layout):
+                view[off:off + n] = r.cast("B")
+            del view
+            client.seal(oid)
+            buf = client.get(oid, timeout_ms=0)
+            client.release(oid)  # the creator's reference; `buf` holds one
+        except BaseException:
+            try:
+                client.abort(oid)
+            except gismo.Error:
+                client.delete(oid)
+            raise
+        self.register(buf)
+        whole = memoryview(buf)
+        kept = pickle.loads(main, buffers=[whole[off:off + n] for off, n, _ in layout])
+        self.counts["stored"] += 1
+        self.counts["stored_bytes"] += total
+        return kept, oid
+
+    def delete(self, oid):
+        try:
+            self.client.delete(oid)
+        except gismo.Error as e:  # already gone: nothing to free
+            logger.debug("gismo.dask: delete of %s: %s", oid, e)
+
+
+_process = _Process()
+
+
+def enable(address=None, threshold=DEFAULT_THRESHOLD):
+    """Connects this process to gismo (``address``: as gismo.connect) and
+    returns the region's id. Workers call it through GismoData."""
+    return _process.enable(address, threshold)
+
+
+def region_id():
+    """The id of the region this process maps, or None."""
+    return _process.region
+
+
+def stats():
+    """Counters of this process: results stored, references sent and
+    received (with their bytes), fallbacks to bytes."""
+    return dict(_process.counts)
+
+
+# -- the serialization family ----------------------------------------------
+def _dumps(x, context=None):
+    p = _process
+    if not p.enabled:
+        raise NotImplementedError
+    recipient = (context or {}).get("recipient") or {}
+    peer_region = recipient.get(HANDSHAKE_KEY)
+    if peer_region != p.region:
+        peer = recipient.get("address", "a peer")
+        why = ("does not use gismo" if peer_region is None else
+               "maps another gismo region (%s, this worker %s)" % (peer_region, p.region))
+        p.counts["fallbacks"] += 1
+        p.warn_once(("peer", peer), "gismo.dask: %s %s; sending it bytes", peer, why)
+        raise NotImplementedError
+    buffers = []
+    main = pickle.dumps(x, protocol=5, buffer_callback=buffers.append)
+    refs, frames, in_region = [], [main], 0
+    for b in buffers:
+        raw = b.raw()
+        found = p.lookup(_address_of(raw), raw.nbytes) if raw.nbytes else None
+        if found is not None and not p.still_sealed(found[0]):
+            found = None  # its producer deleted it (Dask dropped that replica): bytes
+        if found is None:
+            refs.append(None)
+            frames.append(raw)
+        else:
+            oid, offset = found
+            refs.append([oid.hex(), offset, raw.nbytes, raw.readonly])
+            in_region += raw.nbytes
+    if in_region == 0:
+        raise NotImplementedError  # nothing of it is in the region
+    p.counts["sent_refs"] += 1
+    p.counts["sent_ref_bytes"] += in_region
+    return {"region": p.region, "refs": refs}, frames
+
+
+def _loads(header, frames):
+    p = _process
+    region = header.get("region")
+    if not p.enabled or region != p.region:
+        raise ValueError(
+            "gismo.dask: a reference to gismo region %s reached a process that maps %s; "
+            "its sender should have sent bytes" % (region, p.region or "no region"))
+    held, buffers, inline = {}, [], iter(frames[1:])
+    for ref in header["refs"]:
+        if ref is None:
+            buffers.append(next(inline))
+            continue
+        oid_hex, offset, nbytes = ref[0], int(ref[1]), int(ref[2])
+        whole = held.get(oid_hex)
+        if whole is None:
+            try:
+                buf = p.client.get(gismo.ObjectID.from_hex(oid_hex), timeout_ms=0)
+            except gismo.Error as e:
+                raise ValueError("gismo.dask: object %s, sent by reference, is gone: %s"
+                                 % (oid_hex, e)) from e
+            p.register(buf)
+            whole = held[oid_hex] = memoryview(buf)
+        if offset < 0 or nbytes < 0 or offset + nbytes > whole.nbytes:
+            raise ValueError("gismo.dask: reference to bytes [%d, +%d) of object %s, "
+                             "which holds %d" % (offset, nbytes, oid_hex, whole.nbytes))
+        buffers.append(whole[offset:offset + nbytes])
+        p.counts["received_refs"] += 1
+        p.counts["received_ref_bytes"] += nbytes
+    return pickle.loads(frames[0], buffers=buffers)
+
+
+def _install():
+    from distributed.comm.core import Comm
+    from distributed.protocol.serialize import register_serialization_family
+
+    register_serialization_family(FAMILY, _dumps, _loads)
+    if getattr(Comm.handshake_info, "_gismo", False):
+        return
+    original = Comm.handshake_info
+
+    def handshake_info():
+        info = original()
+        if _process.enabled:
+            info[HANDSHAKE_KEY] = _process.region
+        return info
+
+    handshake_info._gismo = True
+    Comm.handshake_info = staticmethod(handshake_info)
+
+
+_install()
+
+
+# -- the worker's data ------------------------------------------------------
+class GismoData(MutableMapping):
+    """A worker's ``data`` mapping whose large values live in gismo objects
+    owned by the worker (see the module's documentation)."""
+
+    def __init__(self, address=None, threshold=DEFAULT_THRESHOLD):
+        enable(address, threshold)
+        self._values = {}
+        self._owned = {}  # key -> ObjectID of the object this worker created
+
+    def __setitem__(self, key, value):
+        if key in self._values:
+            del self[key]
+        value, oid = _process.store(value)
+        self._values[key] = value
+        if oid is not None:
+            self._owned[key] = oid
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __delitem__(self, key):
+        del self._values[key]
+        oid = self._owned.pop(key, None)
+        if oid is not None:
+            _process.delete(oid)
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def owned(self):
+        """{key: ObjectID} of the objects this worker created."""
+        return dict(self._owned)
+
+
+def worker_options(address=None, threshold=DEFAULT_THRESHOLD):
+    """Keyword arguments for LocalCluster / Worker / Nanny that make the
+    workers use gismo: their data mapping and serializer lists."""
+    return {
+        "data": (GismoData, {"address": address, "threshold": threshold}),
+        "serializers": list(SERIALIZERS),
+        "deserializers": list(SERIALIZERS),
+    }
+
+
+def dask_setup(worker, address=None, threshold=DEFAULT_THRESHOLD):
+    """The preload hook (``dask-worker --preload gismo.dask``): gives the
+    worker a GismoData mapping and puts the gismo family first in the lists
+    its connection pool sends to peers. ``$GISMO_DASK_THRESHOLD`` sets the
+    threshold in bytes."""
+    threshold = int(os.environ.get("GISMO_DASK_THRESHOLD", threshold))
+    data = GismoData(address, threshold)
+    for key, value in list(worker.memory_manager.data.items()):
+        data[key] = value
+    worker.memory_manager.data = data
+    worker.state.data = data
+    worker.rpc.serializers = list(SERIALIZERS)
+    worker.rpc.deserializers = list(SERIALIZERS)
+    logger.info("gismo.dask: results of %d bytes or more go into gismo region %s",
+                threshold, _process.region)

@@ -1,0 +1,197 @@
+"""gismo.dask with real distributed clusters: results travel between workers
+by reference, the consumer's arrays are read-only views of the region, the
+objects go when Dask forgets the keys or a worker dies, and everything else
+(a full region, another pool, a client that is not a worker) gets bytes."""
+
+import hashlib
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+pd = pytest.importorskip("pandas")
+import gismo  # noqa: E402
+import gismo.dask  # noqa: E402
+
+DEADLINE_S = 60
+
+
+def _wait(predicate, what):
+    end = time.monotonic() + DEADLINE_S
+    while not predicate():
+        assert time.monotonic() < end, what
+        time.sleep(0.02)
+
+
+def _owned(c):
+    return [o for o in c.list() if o["owned"]]
+
+
+def _cluster(**options):
+    # Dask's active memory manager drops extra replicas at any time, the
+    # producer's among them: these tests look at who owns what, so it is off
+    # (with it on, a consumer that serves a value whose producer dropped it
+    # sends bytes: the object can no longer be got).
+    import dask
+    dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        scheduler_port=0, host="127.0.0.1", silence_logs=False, **options)
+
+
+def _workers(client):
+    return sorted(client.scheduler_info()["workers"])
+
+
+# Run on the consumer: what it got, and whether it lies in the region.
+def _inspect_array(a):
+    import gismo.dask as gd
+    base, size = gd._process.client.region_mapping()
+    address = a.__array_interface__["data"][0]
+    return {"sha": hashlib.sha256(a.tobytes()).hexdigest(),
+            "writeable": bool(a.flags.writeable),
+            "in_region": base <= address < base + size,
+            "stats": gd.stats()}
+
+
+def _inspect_frame(df):
+    import gismo.dask as gd
+    base, size = gd._process.client.region_mapping()
+    col = df["x"].to_numpy()
+    address = col.__array_interface__["data"][0]
+    return {"hash": int(pd.util.hash_pandas_object(df, index=True).sum()),
+            "writeable": bool(col.flags.writeable),
+            "in_region": base <= address < base + size}
+
+
+def _frame(n):
+    rng = np.random.default_rng(17)
+    return pd.DataFrame({"x": rng.random(n), "y": np.arange(n, dtype=np.int64)})
+
+
+def _owned_keys(dask_worker):
+    return {k: oid.hex() for k, oid in dask_worker.data.owned().items()}
+
+
+@pytest.fixture(scope="module")
+def dask_pool():
+    from conftest import Manager, manager_binary
+    m = Manager(manager_binary(), size="512MiB")
+    cluster = _cluster(**gismo.dask.worker_options(address=m.address))
+    client = distributed.Client(cluster)
+    try:
+        yield m, client
+    finally:
+        client.close()
+        cluster.close()
+        m.stop()
+
+
+def test_array_and_frame_travel_by_reference(dask_pool):
+    m, client = dask_pool
+    a, b = _workers(client)
+    with m.connect() as g:
+        before = len(_owned(g))
+        x = client.submit(np.arange, 4 << 20, dtype=np.float64, workers=[a], pure=False)
+        got = client.submit(_inspect_array, x, workers=[b], pure=False).result()
+        expect = hashlib.sha256(np.arange(4 << 20, dtype=np.float64).tobytes()).hexdigest()
+        assert got["sha"] == expect
+        assert got["in_region"] and not got["writeable"]
+        assert got["stats"]["received_refs"] >= 1
+        assert got["stats"]["received_ref_bytes"] >= 32 << 20
+        df = client.submit(_frame, 1 << 18, workers=[a], pure=False)
+        fgot = client.submit(_inspect_frame, df, workers=[b], pure=False).result()
+        assert fgot["hash"] == int(pd.util.hash_pandas_object(_frame(1 << 18), index=True).sum())
+        assert fgot["in_region"] and not fgot["writeable"]
+        owners = client.run(_owned_keys, workers=[a])[a]
+        assert x.key in owners and df.key in owners
+        assert len(_owned(g)) >= before + 2
+        # The client on this side is not a worker: it gets bytes.
+        local = x.result()
+        assert local.sum() == np.arange(4 << 20, dtype=np.float64).sum()
+        del local
+        # Dask forgets the keys: their objects are deleted.
+        oids = [gismo.ObjectID.from_hex(owners[k]) for k in (x.key, df.key)]
+        del x, df
+        _wait(lambda: not any(g.contains(o) for o in oids), "objects outlived their keys")
+        _wait(lambda: len(_owned(g)) == before, "owned objects left behind")
+
+
+def test_small_values_stay_out_of_the_region(dask_pool):
+    m, client = dask_pool
+    a, b = _workers(client)
+    small = client.submit(np.arange, 100, workers=[a], pure=False)
+    assert client.submit(lambda v: int(v.sum()), small, workers=[b]).result() == 4950
+    assert small.key not in client.run(_owned_keys, workers=[a])[a]
+
+
+def test_killed_worker_leaks_nothing(dask_pool):
+    m, client = dask_pool
+    a, _ = _workers(client)
+    x = client.submit(np.ones, 1 << 20, workers=[a], pure=False)
+    x.result()
+    owners = client.run(_owned_keys, workers=[a])[a]
+    oid = gismo.ObjectID.from_hex(owners[x.key])
+    pid = client.run(os.getpid, workers=[a])[a]
+    with m.connect() as g:
+        assert g.contains(oid)
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not g.contains(oid), "a dead worker's object leaked")
+        with pytest.raises(gismo.ObjectNotFound):
+            g.stat(oid)
+    # The nanny starts a new worker, which goes on (x was pinned to the dead
+    # one's address, so Dask cannot recompute it there: not awaited here).
+    client.wait_for_workers(2, timeout=DEADLINE_S)
+    y = client.submit(np.ones, 1 << 20, pure=False)
+    assert float(client.submit(np.sum, y, pure=False).result()) == float(1 << 20)
+
+
+def test_full_region_falls_back_to_bytes():
+    from conftest import Manager, manager_binary
+    m = Manager(manager_binary(), size="64MiB")
+    cluster = _cluster(**gismo.dask.worker_options(address=m.address))
+    client = distributed.Client(cluster)
+    try:
+        a, b = _workers(client)
+        x = client.submit(np.arange, 16 << 20, dtype=np.float64, workers=[a], pure=False)
+        got = client.submit(_inspect_array, x, workers=[b], pure=False).result()
+        assert got["sha"] == hashlib.sha256(
+            np.arange(16 << 20, dtype=np.float64).tobytes()).hexdigest()
+        assert not got["in_region"]
+        logs = "\n".join(line for _, line in client.get_worker_logs()[a])
+        assert logs.count("the gismo region is full") == 1
+    finally:
+        client.close()
+        cluster.close()
+        m.stop()
+
+
+def test_worker_of_another_pool_gets_bytes():
+    from conftest import Manager, manager_binary
+    from distributed import Nanny, Scheduler, SpecCluster
+    one = Manager(manager_binary(), size="128MiB")
+    two = Manager(manager_binary(), size="128MiB")
+    spec = {name: {"cls": Nanny, "options": {
+        "nthreads": 1, "host": "127.0.0.1",
+        **gismo.dask.worker_options(address=mgr.address)}}
+        for name, mgr in (("one", one), ("two", two))}
+    cluster = SpecCluster(workers=spec, scheduler={
+        "cls": Scheduler, "options": {"dashboard_address": ":0", "host": "127.0.0.1"}})
+    client = distributed.Client(cluster)
+    try:
+        client.wait_for_workers(2, timeout=DEADLINE_S)
+        by_name = {w["name"]: addr for addr, w in client.scheduler_info()["workers"].items()}
+        a, b = by_name["one"], by_name["two"]
+        x = client.submit(np.arange, 1 << 20, workers=[a], pure=False)
+        got = client.submit(lambda v: int(v.sum()), x, workers=[b], pure=False).result()
+        assert got == int(np.arange(1 << 20).sum())
+        logs = "\n".join(line for _, line in client.get_worker_logs()[a])
+        assert "maps another gismo region" in logs and "sending it bytes" in logs
+    finally:
+        client.close()
+        cluster.close()
+        one.stop()
+        two.stop()
