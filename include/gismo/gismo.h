@@ -174,6 +174,32 @@ typedef struct gismo_buffer {
 GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client, const gismo_id_t *ids, size_t count,
                                       int64_t timeout_ms, gismo_buffer_t *buffers);
 
+/* Gets a sealed object, or, if it does not exist, creates it for the caller
+ * to load: the one call a cache needs so that many clients missing the same
+ * object at once produce exactly one loader. Create is the arbiter: the
+ * client whose create succeeds gets *data (writable, as gismo_create; it
+ * must write, seal and release it, or abort it) and buffer->data == NULL;
+ * every other caller waits, up to timeout_ms, for the seal and gets
+ * *data == NULL and a buffer holding a reference (as gismo_get). If the
+ * loader aborts, or dies and is recovered, or the object is evicted or
+ * deleted before a waiter gets it, the waiters try again and one of them
+ * becomes the loader. GISMO_ERR_TIMEOUT if nothing came in time (timeout
+ * 0: one attempt). flags as gismo_create_with_flags. */
+GISMO_EXPORT gismo_status_t gismo_get_or_create(gismo_client_t *client, const gismo_id_t *id,
+                                                size_t data_size, const void *metadata,
+                                                size_t metadata_size, uint32_t flags,
+                                                int64_t timeout_ms, gismo_buffer_t *buffer,
+                                                void **data);
+/* Evicts sealed, evictable objects that nobody holds (the store's CLOCK
+ * order: least recently used first, approximately) until at least `bytes`
+ * are free again or nothing more is evictable; *evicted (may be NULL)
+ * receives the bytes evicted. Each eviction is a delete, notified with
+ * reason GISMO_REASON_EVICTED. A create that does not fit does this by
+ * itself (at least the larger of its size and the store's evict share). */
+GISMO_EXPORT gismo_status_t gismo_evict(gismo_client_t *client, uint64_t bytes, uint64_t *evicted);
+/* Marks an evictable object as recently used, as a get does (no reference
+ * is taken). GISMO_ERR_OBJECT_NOT_FOUND if it does not exist. */
+GISMO_EXPORT gismo_status_t gismo_touch(gismo_client_t *client, const gismo_id_t *id);
 /* Gives back one reference taken by create or get. */
 GISMO_EXPORT gismo_status_t gismo_release(gismo_client_t *client, const gismo_id_t *id);
 
@@ -241,6 +267,8 @@ typedef struct gismo_usage {
   uint64_t format_time_ns;        /* when the region was formatted */
   uint32_t format_version;
   uint32_t coherence_mode; /* 1 coherent, 2 non-coherent */
+  uint64_t evictions;      /* evictable objects evicted so far (region's life) */
+  uint64_t evicted_bytes;  /* their bytes (as allocated) */
 } gismo_usage_t;
 
 /* Capacity and usage of the store. */
@@ -289,14 +317,20 @@ typedef enum gismo_event {
   GISMO_EVENT_OVERFLOW = 3
 } gismo_event_t;
 
+/* Why an object was deleted (gismo_notification_t.reason). */
+typedef enum gismo_event_reason {
+  GISMO_REASON_NONE = 0,    /* a seal, or a delete by a client */
+  GISMO_REASON_EVICTED = 1, /* evicted by the store to make room */
+} gismo_event_reason_t;
 typedef struct gismo_notification {
   gismo_event_t event;
   gismo_id_t id; /* zero for GISMO_EVENT_OVERFLOW */
   size_t data_size;
   size_t metadata_size;
-  uint32_t node; /* node that sealed or deleted it */
-  uint64_t seq;  /* position in the store's event order; 0 for the
-                    initial listing of already sealed objects */
+  uint32_t node;   /* node that sealed or deleted it */
+  uint32_t reason; /* gismo_event_reason_t (in what was padding: same size) */
+  uint64_t seq;    /* position in the store's event order; 0 for the
+                      initial listing of already sealed objects */
 } gismo_notification_t;
 
 /* Subscribes this client to notifications. The subscriber first learns of

@@ -136,7 +136,9 @@ struct Notification {
   size_t metadata_size = 0;
   uint32_t node = 0;
   uint64_t seq = 0;
+  uint32_t reason = GISMO_REASON_NONE;  // gismo_event_reason_t: why it was deleted
   bool overflow() const { return event == GISMO_EVENT_OVERFLOW; }
+  bool evicted() const { return reason == GISMO_REASON_EVICTED; }
 };
 
 // A client's subscription: an fd for poll/epoll/asio plus Next(). Also an
@@ -149,7 +151,8 @@ class Subscription {
     gismo_notification_t n{};
     gismo_status_t s = gismo_next_notification(c_, &n, timeout_ms);
     if (s != GISMO_OK) return detail::FromC(s);
-    return Notification{n.event, ObjectId(n.id), n.data_size, n.metadata_size, n.node, n.seq};
+    return Notification{n.event, ObjectId(n.id), n.data_size, n.metadata_size,
+                        n.node,  n.seq,          n.reason};
   }
   const Status& status() const { return status_; }
 
@@ -420,6 +423,41 @@ class Client {
     }
     return Buffer(c_, id, b);
   }
+
+  // Load once (gismo_get_or_create): exactly one of `got` (the sealed
+  // object, held) and `load` (created for this client to fill and seal, or
+  // abort) is valid. GISMO_ERR_TIMEOUT if neither came in time.
+  struct GetOrCreateResult {
+    Buffer got;
+    MutableBuffer load;
+  };
+  Result<GetOrCreateResult> GetOrCreate(const ObjectId& id, size_t size,
+                                        std::span<const uint8_t> metadata = {},
+                                        uint32_t flags = GISMO_CREATE_EVICTABLE,
+                                        int64_t timeout_ms = -1) {
+    gismo_buffer_t b{};
+    void* data = nullptr;
+    gismo_status_t s = gismo_get_or_create(c_, &id.c_id(), size, metadata.data(), metadata.size(),
+                                           flags, timeout_ms, &b, &data);
+    if (s != GISMO_OK) return detail::FromC(s);
+    GetOrCreateResult r;
+    if (data != nullptr) {
+      r.load = MutableBuffer(c_, id, data, size);
+    } else {
+      r.got = Buffer(c_, id, b);
+    }
+    return r;
+  }
+  // Evicts unheld evictable objects until `bytes` are free (or none is
+  // left); returns the bytes evicted.
+  Result<uint64_t> Evict(uint64_t bytes) {
+    uint64_t evicted = 0;
+    gismo_status_t s = gismo_evict(c_, bytes, &evicted);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return evicted;
+  }
+  // Marks an evictable object as recently used.
+  Status Touch(const ObjectId& id) { return detail::FromC(gismo_touch(c_, &id.c_id())); }
 
   Result<gismo_object_info_t> Stat(const ObjectId& id) {
     gismo_object_info_t info{};

@@ -63,6 +63,19 @@ class Client(_gismo._Client):
     # create, seal, abort, release, delete, contains, put, stat, list,
     # usage, list_clients, region_mapping and region_read_view come from _gismo.
 
+    def get_or_create(self, id, size, metadata=b"", *, evictable=True,
+                      owned=False, timeout_ms=-1):
+        """Load once: gets the object, or creates it for this client to load.
+
+        Returns (buffer, None) if the object is sealed (waiting up to
+        timeout_ms while another client loads it), or (None, view) if this
+        client won the create: fill the writable memoryview, then seal()
+        (and release()) or abort(). If the loader aborts or dies, one
+        waiter becomes the loader. Raises Timeout if nothing came in time.
+        """
+        return self._get_or_create(id, size, metadata, owned, evictable,
+                                   _timeout(timeout_ms))
+
     def identity(self):
         """This client's Identity: (node, slot)."""
         return Identity(*self._identity())

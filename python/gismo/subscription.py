@@ -8,6 +8,8 @@ from ._timeout import timeout_ms as _timeout
 from .errors import InvalidArgument
 
 Event = _gismo.Event
+# Notification.reason of an eviction (GISMO_REASON_EVICTED).
+REASON_EVICTED = 1
 
 
 class Notification(typing.NamedTuple):
@@ -17,7 +19,8 @@ class Notification(typing.NamedTuple):
     resynchronize with Client.list()). id: the ObjectID, None for OVERFLOW.
     node: the node that sealed or deleted it. seq: the position in the
     store's one event order, 0 for objects already sealed when the
-    subscription began.
+    subscription began. reason: why it was deleted, REASON_EVICTED if the
+    store evicted it to make room, else 0 (also the `evicted` property).
     """
 
     event: Event
@@ -26,6 +29,12 @@ class Notification(typing.NamedTuple):
     metadata_size: int
     node: int
     seq: int
+    reason: int = 0
+
+    @property
+    def evicted(self):
+        """Whether the store evicted the object (a DELETED event)."""
+        return self.reason == REASON_EVICTED
 
 
 class Subscription(_gismo._Subscription):

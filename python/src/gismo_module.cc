@@ -408,6 +408,46 @@ class PyClient {
     Check(s);
   }
 
+  // (Buffer, None) if the object is sealed, (None, writable view) if this
+  // client created it to load it (gismo_get_or_create).
+  py::tuple GetOrCreate(py::handle id, int64_t size, py::handle metadata, bool owned,
+                        bool evictable, int64_t timeout_ms) {
+    auto core = Live();
+    gismo::ObjectId oid = ParseId(id);
+    if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
+    BytesArg meta(metadata);
+    gismo_buffer_t buf{};
+    void* data = nullptr;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_get_or_create(core->Checked(), &oid.c_id(), static_cast<size_t>(size), meta.data(),
+                              meta.size(), CreateFlags(owned, evictable), timeout_ms, &buf, &data);
+    }
+    Check(s);
+    py::object none = py::reinterpret_borrow<py::object>(Py_None);
+    if (data == nullptr) {
+      return py::make_tuple(py::cast(std::make_unique<PyBuffer>(core, oid, buf)), none);
+    }
+    py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
+    py::memoryview view(exporter);
+    create_views_[oid.Hex()] = view;
+    return py::make_tuple(none, view);
+  }
+
+  uint64_t Evict(uint64_t bytes) {
+    auto core = Live();
+    uint64_t evicted = 0;
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_evict(core->Checked(), bytes, &evicted);
+    }
+    Check(s);
+    return evicted;
+  }
+  void Touch(py::handle id) { IdCall(id, gismo_touch); }
+
   void Seal(py::handle id) {
     EndCreateView(ParseId(id), "sealing");
     IdCall(id, gismo_seal);
@@ -545,6 +585,8 @@ class PyClient {
     d["format_time_ns"] = u.format_time_ns;
     d["format_version"] = u.format_version;
     d["coherence_mode"] = u.coherence_mode;
+    d["evictions"] = u.evictions;
+    d["evicted_bytes"] = u.evicted_bytes;
     return d;
   }
 
@@ -689,7 +731,7 @@ class PySubscription {
     return fd_;
   }
 
-  // (event, id or None, data_size, metadata_size, node, seq), or raises
+  // (event, id or None, data_size, metadata_size, node, seq, reason), or raises
   // Timeout after timeout_ms (-1: never).
   py::tuple Next(int64_t timeout_ms) {
     std::shared_ptr<Core> core = Live();
@@ -767,7 +809,7 @@ class PySubscription {
   static py::tuple ToTuple(const gismo_notification_t& n) {
     py::object id =
         n.event == GISMO_EVENT_OVERFLOW ? py::none() : py::cast(PyObjectId(gismo::ObjectId(n.id)));
-    return py::make_tuple(n.event, id, n.data_size, n.metadata_size, n.node, n.seq);
+    return py::make_tuple(n.event, id, n.data_size, n.metadata_size, n.node, n.seq, n.reason);
   }
 
   std::shared_ptr<Core> core_;  // null once closed; changed with the GIL held
@@ -927,6 +969,13 @@ PYBIND11_MODULE(_gismo, m) {
            py::arg("evictable") = false)
       .def("put", &PyClient::Put, py::arg("id"), py::arg("data"), py::arg("metadata") = py::bytes(),
            py::kw_only(), py::arg("owned") = false, py::arg("evictable") = false)
+      .def("_get_or_create", &PyClient::GetOrCreate, py::arg("id"), py::arg("size"),
+           py::arg("metadata"), py::arg("owned"), py::arg("evictable"), py::arg("timeout_ms"))
+      .def("evict", &PyClient::Evict, py::arg("bytes"),
+           "Evicts evictable objects nobody holds until `bytes` are free (or none is left); "
+           "returns the bytes evicted.")
+      .def("touch", &PyClient::Touch, py::arg("id"),
+           "Marks an evictable object as recently used, as a get does.")
       .def("seal", &PyClient::Seal, py::arg("id"))
       .def("abort", &PyClient::Abort, py::arg("id"))
       .def("release", &PyClient::Release, py::arg("id"))

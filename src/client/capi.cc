@@ -252,6 +252,37 @@ gismo_status_t gismo_delete(gismo_client_t* client, const gismo_id_t* id) {
   return Guard([&] { return Done(client->impl->Delete(*id)); });
 }
 
+gismo_status_t gismo_get_or_create(gismo_client_t* client, const gismo_id_t* id, size_t data_size,
+                                   const void* metadata, size_t metadata_size, uint32_t flags,
+                                   int64_t timeout_ms, gismo_buffer_t* buffer, void** data) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  GISMO_CHECK_ARG(buffer != nullptr, "buffer out-pointer is NULL");
+  GISMO_CHECK_ARG(data != nullptr, "data out-pointer is NULL");
+  GISMO_CHECK_ARG(metadata != nullptr || metadata_size == 0,
+                  "metadata is NULL but metadata_size is not 0");
+  *buffer = gismo_buffer_t{};
+  *data = nullptr;
+  return Guard([&] {
+    return Done(client->impl->GetOrCreate(*id, data_size, metadata, metadata_size, flags,
+                                          timeout_ms, buffer, data));
+  });
+}
+
+gismo_status_t gismo_evict(gismo_client_t* client, uint64_t bytes, uint64_t* evicted) {
+  GISMO_CHECK_CLIENT(client);
+  uint64_t ignored = 0;
+  if (evicted == nullptr) evicted = &ignored;
+  *evicted = 0;
+  return Guard([&] { return Done(client->impl->Evict(bytes, evicted)); });
+}
+
+gismo_status_t gismo_touch(gismo_client_t* client, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] { return Done(client->impl->Touch(*id)); });
+}
+
 gismo_status_t gismo_contains(gismo_client_t* client, const gismo_id_t* id, bool* contains) {
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(id != nullptr, "id is NULL");

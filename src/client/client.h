@@ -56,6 +56,12 @@ class ClientImpl {
   Status Seal(const gismo_id_t& id);
   Status Abort(const gismo_id_t& id);
   Status Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers);
+  // gismo_get_or_create: *data set (this client loads) or *buffer held.
+  Status GetOrCreate(const gismo_id_t& id, size_t data_size, const void* metadata,
+                     size_t metadata_size, uint32_t flags, int64_t timeout_ms,
+                     gismo_buffer_t* buffer, void** data);
+  Status Evict(uint64_t bytes, uint64_t* evicted);
+  Status Touch(const gismo_id_t& id);
   Status Release(const gismo_id_t& id);
   Status Delete(const gismo_id_t& id);
   Status Contains(const gismo_id_t& id, bool* contains);
@@ -83,6 +89,19 @@ class ClientImpl {
   // Tells the manager about a seal or delete if anyone waits for one.
   // `ring_event`: the operation appended to the event ring (subscribers care).
   void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id, bool ring_event = true);
+  // NotifyIfWatched for every object the store evicted. Call without op_mu_.
+  void NotifyEvicted(std::vector<gismo_id_t> ids);
+  // Get, and with `create` (one id only), GetOrCreate: a sweep that finds
+  // the id absent creates it, and ends the wait if that succeeded.
+  struct CreateSpec {
+    size_t data_size;
+    const void* metadata;
+    size_t metadata_size;
+    uint32_t flags;
+    void** data;  // out: set when this client created it
+  };
+  Status GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers,
+                 const CreateSpec* create);
   void ReceiverLoop();
   bool RunConnection(std::vector<uint8_t>* payload, std::string* why);
   bool Reattach(std::string* why);

@@ -25,11 +25,45 @@ void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_e
   (void)Send(w.Frame(type, 0));
 }
 
+void ClientImpl::NotifyEvicted(std::vector<gismo_id_t> ids) {
+  for (const gismo_id_t& id : ids) NotifyIfWatched(MsgType::kDeleted, id);
+}
+
 Status ClientImpl::Create(const gismo_id_t& id, size_t data_size, const void* metadata,
                           size_t metadata_size, uint32_t flags, void** data) {
+  Status s;
+  std::vector<gismo_id_t> evicted;
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (s = CheckAlive(); !s.ok()) return s;
+    s = store_->Create(id, data_size, metadata, metadata_size, flags, data);
+    evicted = store_->TakeEvicted();
+  }
+  NotifyEvicted(std::move(evicted));
+  return s;
+}
+
+Status ClientImpl::Evict(uint64_t bytes, uint64_t* evicted_bytes) {
+  Status s;
+  std::vector<gismo_id_t> evicted;
+  store::EvictResult got;
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (s = CheckAlive(); !s.ok()) return s;
+    store::EvictTarget want;
+    want.bytes = bytes;
+    s = store_->Evict(want, &got);
+    evicted = store_->TakeEvicted();
+  }
+  NotifyEvicted(std::move(evicted));
+  *evicted_bytes = got.bytes;
+  return s;
+}
+
+Status ClientImpl::Touch(const gismo_id_t& id) {
   std::lock_guard<std::mutex> op(op_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
-  return store_->Create(id, data_size, metadata, metadata_size, flags, data);
+  return store_->Touch(id);
 }
 
 Status ClientImpl::Seal(const gismo_id_t& id) {

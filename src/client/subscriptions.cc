@@ -135,6 +135,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           out->data_size = ev.data_size;
           out->metadata_size = ev.metadata_size;
           out->node = ev.node;
+          out->reason = static_cast<uint32_t>(ev.reason);
           out->seq = ev.seq;
           return Status();
         }

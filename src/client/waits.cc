@@ -12,6 +12,33 @@ using protocol::MsgType;
 
 Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                        gismo_buffer_t* buffers) {
+  return GetImpl(ids, count, timeout_ms, buffers, nullptr);
+}
+
+// Load once: create is the arbiter. Every sweep that finds the object
+// absent tries to create it; OBJECT_EXISTS means another client loads it,
+// and this one waits for its seal like any get. The loader's abort, its
+// recovery, and a delete or eviction all wake the waiters (NotifyIfWatched,
+// and the manager after every recovery), whose next sweep creates again:
+// one wins, the others wait on. A sweep runs under op_mu_, so one client's
+// threads race only through the store, like separate clients.
+Status ClientImpl::GetOrCreate(const gismo_id_t& id, size_t data_size, const void* metadata,
+                               size_t metadata_size, uint32_t flags, int64_t timeout_ms,
+                               gismo_buffer_t* buffer, void** data) {
+  *data = nullptr;
+  CreateSpec spec{data_size, metadata, metadata_size, flags, data};
+  Status s = GetImpl(&id, 1, timeout_ms, buffer, &spec);
+  if (!s.ok()) return s;
+  if (*data == nullptr && buffer->data == nullptr) {
+    return Status(GISMO_ERR_TIMEOUT, "object " + store::Hex(id) +
+                                         " was neither sealed by its loader nor free to "
+                                         "create within the timeout");
+  }
+  return Status();
+}
+
+Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
+                           gismo_buffer_t* buffers, const CreateSpec* create) {
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
   const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   std::vector<size_t> pending;
@@ -23,6 +50,7 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
     }
   };
   // Tries every pending object once; keeps the ones still missing.
+  std::vector<gismo_id_t> evicted;
   auto sweep = [&]() -> Status {
     std::lock_guard<std::mutex> op(op_mu_);
     if (Status s = CheckAlive(); !s.ok()) return s;
@@ -36,18 +64,34 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
       if (r.found) {
         buffers[i] = r.buffer;
         taken.push_back(i);
-      } else {
-        still.push_back(i);
+        continue;
       }
+      if (create != nullptr) {
+        Status c = store_->Create(ids[i], create->data_size, create->metadata,
+                                  create->metadata_size, create->flags, create->data);
+        for (const gismo_id_t& e : store_->TakeEvicted()) evicted.push_back(e);
+        if (c.ok()) continue;  // this client loads it: nothing to wait for
+        if (c.code() != GISMO_ERR_OBJECT_EXISTS) return c;
+      }
+      still.push_back(i);
     }
     pending.swap(still);
     return Status();
+  };
+  // Notifies what the sweeps' creates evicted, outside op_mu_.
+  auto notify_evicted = [&] {
+    NotifyEvicted(std::move(evicted));
+    evicted.clear();
   };
   for (size_t i = 0; i < count; ++i) {
     buffers[i] = gismo_buffer_t{};
     pending.push_back(i);
   }
-  if (Status s = sweep(); !s.ok()) return s;
+  {
+    Status s = sweep();
+    notify_evicted();
+    if (!s.ok()) return s;
+  }
   if (pending.empty() || timeout_ms == 0) return Status();
 
   // One wait frame names every missing id; more than a frame may carry would
@@ -99,8 +143,10 @@ Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
       std::lock_guard<std::mutex> lk(state_mu_);
       seen = wake_seq_;
     }
-    if (Status s = sweep(); !s.ok()) {
-      result = s;
+    Status swept = sweep();
+    notify_evicted();
+    if (!swept.ok()) {
+      result = swept;
       break;
     }
     if (pending.empty()) break;

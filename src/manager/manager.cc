@@ -480,6 +480,7 @@ Status Manager::Impl::OpenRegion() {
   sb.manager_start_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
   sb.manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
   sb.lock_wait_ms.store(opt_.lock_wait_ms, std::memory_order_relaxed);
+  sb.evict_percent.store(opt_.evict_percent, std::memory_order_relaxed);
   // Waits and subscriptions of a previous manager died with its connections
   // (clients that re-attach register theirs again).
   sb.waiters.store(0, std::memory_order_seq_cst);

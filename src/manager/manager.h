@@ -47,6 +47,9 @@ struct ManagerOptions {
   bool skip_host_lock = false;
   // How long client operations wait for a busy lock (0: 2 s).
   uint32_t lock_wait_ms = 0;
+  // What a create that does not fit evicts at least, in percent of the heap
+  // (0: 20).
+  uint32_t evict_percent = 0;
 
   // --- access (doc/security.md) ---
   // The cluster key: TCP peers must prove they hold it (empty: TCP is open

@@ -294,6 +294,17 @@ std::string MetricsExporter::Render() const {
         "Largest contiguous free run: the largest object that fits now.", hs.largest_free_bytes);
   x.One("gismo_region_size_bytes", "gauge", "Size of the shared region.", region_.size());
 
+  // Eviction (exact: each shard's counters change in the evicting Txn).
+  uint64_t evictions = 0, evicted_bytes = 0;
+  for (uint32_t s = 0; s < region_.num_shards(); ++s) {
+    evictions += region_.shard(s).evictions.load(std::memory_order_relaxed);
+    evicted_bytes += region_.shard(s).evicted_bytes.load(std::memory_order_relaxed);
+  }
+  x.One("gismo_evictions_total", "counter",
+        "Evictable objects evicted to make room (over the region's life).", evictions);
+  x.One("gismo_evicted_bytes_total", "counter", "Bytes (as allocated) of the evicted objects.",
+        evicted_bytes);
+
   // Clients.
   std::map<uint32_t, uint64_t> per_node;
   uint64_t clients = 0;

@@ -137,6 +137,17 @@ struct alignas(kCacheLine) Superblock {
   // How long a client waits for a busy lock before an operation fails with
   // GISMO_ERR_BUSY (set by the manager; 0: the built-in default).
   alignas(kCacheLine) Word lock_wait_ms;
+
+  // --- eviction (see src/store/evict.h) ---
+  // The CLOCK hand: the global record index (modulo max records) where the
+  // next evictor's sweep starts. Any client advances it, without a lock, by
+  // a fetch_add that claims a batch of records; the claimed records are then
+  // examined under their shard locks, so the hand only spreads the sweep, it
+  // guards nothing.
+  alignas(kCacheLine) Word evict_hand;
+  // How much a create that does not fit evicts at least, in percent of the
+  // heap (set by the manager, --evict-percent; 0: the default, 20, as Plasma).
+  Word evict_percent;
 };
 static_assert(sizeof(Superblock) <= 4096);
 static_assert(offsetof(Superblock, state) % kCacheLine == 0);
@@ -186,6 +197,8 @@ static_assert(offsetof(Superblock, manager_lease_ms) == 528);
 static_assert(offsetof(Superblock, manager_node) == 536);
 static_assert(offsetof(Superblock, manager_identity) == 544);
 static_assert(offsetof(Superblock, lock_wait_ms) == 576);
+static_assert(offsetof(Superblock, evict_hand) == 640);
+static_assert(offsetof(Superblock, evict_percent) == 648);
 
 // ---------------------------------------------------------------------------
 // Client table: max_clients slots of client_slot_size bytes.
@@ -331,7 +344,11 @@ struct alignas(kCacheLine) ShardHeader {
   // (atomic add/sub, no lock). A sealer reads it after a seq_cst fence and
   // tells the manager only if it is non-zero.
   Word waiters;
-  Word reserved[3];
+  // Objects of this shard evicted so far, and their bytes (block sizes);
+  // written under the shard lock inside the evicting Txn, so they are exact.
+  Word evictions;
+  Word evicted_bytes;
+  Word reserved[1];
 };
 static_assert(sizeof(ShardHeader) == 64);
 
@@ -361,11 +378,20 @@ static_assert(sizeof(ObjectRecord) == 64);
 
 // Object flags: the top byte of info, chosen at create and kept for the
 // object's life (a v2 region written before flags existed has them all 0).
-// The bits are the GISMO_CREATE_* flags of gismo.h.
+// The public bits are the GISMO_CREATE_* flags of gismo.h; the others are
+// the store's own and never shown to users.
 inline constexpr uint32_t kObjectFlagOwned = GISMO_CREATE_OWNED;
 inline constexpr uint32_t kObjectFlagEvictable = GISMO_CREATE_EVICTABLE;
-inline constexpr uint32_t kObjectFlagsKnown = kObjectFlagOwned | kObjectFlagEvictable;
+inline constexpr uint32_t kObjectFlagsPublic = kObjectFlagOwned | kObjectFlagEvictable;
+// The CLOCK reference bit of an evictable object (src/store/evict.h): set at
+// create, by every successful get and by touch; cleared by a passing
+// eviction sweep, which evicts the object only if it finds the bit clear.
+// Written under the shard lock, in the Txn of the get that already writes
+// the record's line (ref_count), so it costs no extra cache line.
+inline constexpr uint32_t kObjectFlagReferenced = 0x04;
+inline constexpr uint32_t kObjectFlagsKnown = kObjectFlagsPublic | kObjectFlagReferenced;
 static_assert(kObjectFlagsKnown <= 0xff);
+static_assert((kObjectFlagsPublic & kObjectFlagReferenced) == 0);
 
 inline constexpr uint64_t PackInfo(ObjectState s, uint32_t slot, uint32_t node,
                                    uint32_t flags = 0) {
@@ -385,6 +411,9 @@ inline constexpr uint32_t InfoFlags(uint64_t info) { return static_cast<uint32_t
 inline constexpr bool InfoOwnedBy(uint64_t info, uint32_t slot) {
   return InfoState(info) == ObjectState::kSealed && (InfoFlags(info) & kObjectFlagOwned) != 0 &&
          InfoSlot(info) == slot;
+}
+inline constexpr uint64_t InfoWithFlags(uint64_t info, uint32_t flags) {
+  return (info & ((1ull << 56) - 1)) | (uint64_t{flags & 0xff} << 56);
 }
 inline constexpr uint64_t PackSizes(uint64_t data, uint64_t meta) { return data | (meta << 40); }
 inline constexpr uint64_t SizesData(uint64_t s) { return s & kMaxDataSize; }
@@ -475,6 +504,8 @@ enum class OpKind : uint64_t {
   kDelete,
   kRecover,
   kCheck,  // an online check holding every lock (gismo-fsck)
+  kEvict,  // an eviction sweep: one evicted object (or cleared bits) per Txn
+  kTouch,
 };
 
 // ---------------------------------------------------------------------------
@@ -510,9 +541,17 @@ inline constexpr uint32_t HeldHome(uint64_t key, uint32_t capacity) {
   return static_cast<uint32_t>(((key & 0xffffffff) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
 }
 
-// An event entry's kind_node word: EventKind | node << 8.
-inline constexpr uint64_t PackEventKindNode(EventKind kind, uint32_t node) {
-  return static_cast<uint64_t>(kind) | uint64_t{node} << 8;
+// An event entry's kind_node word: EventKind | node << 8 | reason << 40.
+// The reason (EventReason) says why a delete happened; 0 for a seal and an
+// ordinary delete (so entries written before reasons existed read as such).
+enum class EventReason : uint64_t { kNone = 0, kEvicted = 1 };
+inline constexpr uint64_t PackEventKindNode(EventKind kind, uint32_t node,
+                                            EventReason reason = EventReason::kNone) {
+  return static_cast<uint64_t>(kind) | uint64_t{node} << 8 |
+         (static_cast<uint64_t>(reason) & 0xff) << 40;
+}
+inline constexpr EventReason EventReasonOf(uint64_t kind_node) {
+  return static_cast<EventReason>((kind_node >> 40) & 0xff);
 }
 inline constexpr EventKind EventKindOf(uint64_t kind_node) {
   return static_cast<EventKind>(kind_node & 0xff);

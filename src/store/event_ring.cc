@@ -10,7 +10,7 @@ namespace gismo::store {
 using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_t& id,
-                        uint64_t sizes, uint64_t* seq) {
+                        uint64_t sizes, uint64_t* seq, EventReason reason) {
   const Region& r = txn.region();
   EventRingHeader& ring = r.event_ring();
   if (!txn.Lock(ring.lock)) return nullptr;
@@ -21,7 +21,7 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   e.seq.store(*seq | kEventPending, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   const IdWords x = ToWords(id);
-  e.kind_node.store(PackEventKindNode(kind, node), std::memory_order_relaxed);
+  e.kind_node.store(PackEventKindNode(kind, node, reason), std::memory_order_relaxed);
   for (int k = 0; k < 3; ++k) e.id[k].store(x.w[k], std::memory_order_relaxed);
   e.data_size.store(SizesData(sizes), std::memory_order_relaxed);
   e.metadata_size.store(SizesMeta(sizes), std::memory_order_relaxed);
@@ -65,6 +65,7 @@ RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
   out->seq = s1;
   out->kind = EventKindOf(kn);
   out->node = EventNodeOf(kn);
+  out->reason = EventReasonOf(kn);
   std::memcpy(out->id.bytes, w, GISMO_ID_SIZE);
   ++*cursor;
   return RingRead::kEvent;

@@ -29,6 +29,7 @@ struct RingEvent {
   gismo_id_t id{};
   uint64_t data_size = 0;
   uint64_t metadata_size = 0;
+  region::EventReason reason = region::EventReason::kNone;
 };
 enum class RingRead { kEvent, kNothing, kOverflow };
 // Reads the event at `cursor` (advancing it on kEvent). kOverflow: the
@@ -38,7 +39,8 @@ RingRead ReadEvent(const region::Region& r, uint64_t* cursor, RingEvent* out);
 // Appends an event inside `txn` (takes the ring lock). Returns its entry
 // and seq for PublishEvent after the commit; nullptr if the Txn failed.
 region::EventEntry* AppendEvent(Txn& txn, region::EventKind kind, uint32_t node,
-                                const gismo_id_t& id, uint64_t sizes, uint64_t* seq);
+                                const gismo_id_t& id, uint64_t sizes, uint64_t* seq,
+                                region::EventReason reason = region::EventReason::kNone);
 inline void PublishEvent(region::EventEntry* e, uint64_t seq) {
   uint64_t pending = seq | region::kEventPending;
   e->seq.compare_exchange_strong(pending, seq, std::memory_order_release,

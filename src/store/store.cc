@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -48,11 +49,40 @@ bool Store::SlotAlive() const {
 
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                      uint64_t metadata_size, uint32_t flags, void** data) {
-  if ((flags & ~kObjectFlagsKnown) != 0) {
+  if ((flags & ~kObjectFlagsPublic) != 0) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsKnown) +
+                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
                       " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
   }
+  // A create that does not fit evicts (evict.cc), in transactions of its
+  // own after its own has rolled back (no shard lock is held across them),
+  // then tries again; it gives up once a sweep finds nothing to evict. The
+  // bound on attempts only guards against creators that refill the room
+  // faster than it is made.
+  constexpr int kMaxAttempts = 16;
+  for (int attempt = 0;; ++attempt) {
+    int64_t full_shard = -1;
+    Status s = CreateOnce(id, data_size, metadata, metadata_size, flags, data, &full_shard);
+    if (s.code() != GISMO_ERR_OUT_OF_MEMORY || attempt == kMaxAttempts) return s;
+    EvictTarget want;
+    if (full_shard >= 0) {
+      want.shard = full_shard;
+      want.objects = std::max<uint64_t>(
+          1, r_.records_per_shard() * EvictShareBytes() / std::max<uint64_t>(1, r_.heap_size()));
+    } else {
+      want.bytes =
+          std::max(Allocator::BlockSize(BlockBytes(data_size, metadata_size)), EvictShareBytes());
+    }
+    EvictResult got;
+    if (Status e = Evict(want, &got); !e.ok()) return e;
+    if (got.objects == 0) {
+      return Status(GISMO_ERR_OUT_OF_MEMORY, s.message() + "; nothing could be evicted");
+    }
+  }
+}
+
+Status Store::CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* metadata,
+                         uint64_t metadata_size, uint32_t flags, void** data, int64_t* full_shard) {
   if (data_size > kMaxDataSize) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
@@ -86,7 +116,10 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
                                        Hex(id) + "; choose ids that differ more, or delete some");
   }
   auto local = TakeRecord(txn, shard);
-  if (!local.ok()) return local.status();
+  if (!local.ok()) {
+    if (local.status().code() == GISMO_ERR_OUT_OF_MEMORY) *full_shard = shard;
+    return local.status();
+  }
   const uint32_t global = GlobalIndex(r_, shard, *local);
   GISMO_CRASH_POINT("create.before_allocate");
   auto off = alloc_.Allocate(txn, bytes);
@@ -96,7 +129,10 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
   ObjectRecord& rec = r_.records(shard)[*local];
   const IdWords x = ToWords(id);
   for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], x.w[k]);
-  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot_, node_, flags));
+  // An evictable object starts with its reference bit set: one turn of the
+  // hand passes before it can go (evict.cc, invariant 3).
+  const uint32_t stored = (flags & kObjectFlagEvictable) ? flags | kObjectFlagReferenced : flags;
+  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot_, node_, stored));
   txn.Write(rec.ref_count, 1);
   txn.Write(rec.heap_offset, *off);
   txn.Write(rec.sizes, PackSizes(data_size, metadata_size));
@@ -215,6 +251,7 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   if (Status s = HeldAdd(txn, GlobalIndex(r_, loc.shard, loc.local), 0); !s.ok()) return s;
   ObjectRecord& rec = *loc.rec;
   txn.Write(rec.ref_count, rec.ref_count.load(std::memory_order_relaxed) + 1);
+  MarkReferenced(txn, rec);
   GISMO_CRASH_POINT("get.before_commit");
   const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
   const uint64_t offset = rec.heap_offset.load(std::memory_order_relaxed);
@@ -342,7 +379,7 @@ void FillInfo(const ObjectRecord& rec, gismo_object_info_t* info) {
   info->ref_count = rec.ref_count.load(std::memory_order_relaxed);
   info->creator_node = InfoNode(i);
   info->creator_client = InfoSlot(i);
-  info->flags = InfoFlags(i);
+  info->flags = InfoFlags(i) & kObjectFlagsPublic;
   info->create_time_ns = rec.create_time_ns.load(std::memory_order_relaxed);
 }
 
@@ -406,6 +443,10 @@ Status Store::Usage(gismo_usage_t* out) const {
     }
   });
   if (!listed.ok()) return listed;
+  for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+    u.evictions += r_.shard(s).evictions.load(std::memory_order_relaxed);
+    u.evicted_bytes += r_.shard(s).evicted_bytes.load(std::memory_order_relaxed);
+  }
   ForEachClient([&u](const gismo_client_info_t&) { ++u.client_count; });
   const Superblock& sb = r_.sb();
   u.manager_start_time_ns = sb.manager_start_time_ns.load(std::memory_order_relaxed);

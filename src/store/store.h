@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <gismo/status.hpp>
+#include <vector>
 
 #include "region/region.h"
 #include "store/allocator.h"
@@ -20,6 +21,17 @@
 #include "store/txn.h"
 
 namespace gismo::store {
+
+// What an eviction sweep should free (both, at least) and where.
+struct EvictTarget {
+  uint64_t bytes = 0;    // block bytes
+  uint64_t objects = 0;  // objects
+  int64_t shard = -1;    // only this index shard (-1: all)
+};
+struct EvictResult {
+  uint64_t objects = 0;
+  uint64_t bytes = 0;  // block bytes freed
+};
 
 struct GetResult {
   bool found = false;  // sealed and now referenced
@@ -46,6 +58,20 @@ class Store {
   Status Contains(const gismo_id_t& id, bool* contains);
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
 
+  // Evicts sealed, unreferenced, evictable objects (CLOCK, see evict.cc)
+  // until `want` is met or two turns of the hand found nothing more; what
+  // was evicted is added to *out (which may fall short: nothing else was
+  // evictable). A create that does not fit calls it by itself.
+  Status Evict(const EvictTarget& want, EvictResult* out);
+  // Sets an evictable object's reference bit, as a get does.
+  Status Touch(const gismo_id_t& id);
+  // The ids evicted since the last call (their waiters and subscribers are
+  // the caller's to notify, outside the store).
+  std::vector<gismo_id_t> TakeEvicted();
+  // What a create that does not fit evicts at least: the region's
+  // evict_percent of the heap.
+  uint64_t EvictShareBytes() const;
+
   // Visits every object (each read under its shard lock). BUSY if a shard
   // lock stayed busy (the objects before it were visited).
   Status ForEach(const std::function<void(const gismo_object_info_t&)>& fn) const;
@@ -64,12 +90,22 @@ class Store {
   // (kHeldOwned invariant 2), when its held table is nearly full; each in a
   // Txn of its own. Best effort: stops at a busy lock.
   void PruneOwnedIfFull();
+  // One attempt; *full_shard is the index shard whose records ran out, or
+  // -1 if the heap did (OUT_OF_MEMORY only).
+  Status CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* metadata,
+                    uint64_t metadata_size, uint32_t flags, void** data, int64_t* full_shard);
+  // Examines one record for the sweep: clears its reference bit, or evicts
+  // it (one Txn either way).
+  Status EvictOne(uint32_t shard, uint32_t local, EvictResult* out);
+  // REQUIRES: the record's shard lock.
+  static void MarkReferenced(Txn& txn, region::ObjectRecord& rec);
 
   const region::Region& r_;
   Allocator alloc_;
   uint32_t slot_;
   uint64_t session_;
   uint32_t node_;
+  std::vector<gismo_id_t> evicted_;
 };
 
 void FillInfo(const region::ObjectRecord& rec, gismo_object_info_t* info);

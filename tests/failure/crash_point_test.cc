@@ -132,6 +132,19 @@ std::vector<Scenario> Scenarios() {
       {"alloc.pages_taken/run", "alloc.pages_taken", {"create x 200000"}, {{"x", E::kAbsent}}});
   v.push_back({"free.block_cleared", "free.block_cleared", {"delete y"}, {{"y", E::kSealed}}});
   v.push_back({"free.pages_cleared/run", "free.pages_cleared", {"delete w"}, {{"w", E::kSealed}}});
+  // Eviction (one object per Txn): cut before its commit, the object is
+  // back, sealed and evictable; after it, gone. "y" and "w" are not
+  // evictable and stay whatever happens.
+  for (const char* p : {"evict.after_free", "evict.before_commit"}) {
+    v.push_back(
+        {std::string(p) + "/slab", p, {"put-evictable e 3000", "evict 1"}, {{"e", E::kSealed}}});
+    v.push_back(
+        {std::string(p) + "/run", p, {"put-evictable e 200000", "evict 1"}, {{"e", E::kSealed}}});
+  }
+  v.push_back({"evict.before_publish",
+               "evict.before_publish",
+               {"put-evictable e 3000", "evict 1"},
+               {{"e", E::kAbsent}}});
   // Dies after asking the manager to clean it up: cleaned up all the same.
   v.push_back({"disconnect.after_goodbye",
                "disconnect.after_goodbye",

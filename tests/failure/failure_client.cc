@@ -12,6 +12,8 @@
 // Commands:
 //   connect [ADDRESS]      connect again (after the manager was lost)
 //   put NAME SIZE          create, fill, seal, release
+//   put-evictable NAME SIZE  the same, with GISMO_CREATE_EVICTABLE
+//   evict BYTES            gismo_evict: evicted=N
 //   create NAME SIZE       create and fill; stays unsealed and held
 //   seal NAME | abort NAME
 //   get NAME TIMEOUT_MS    get and hold (found=0 if not sealed in time)
@@ -98,6 +100,12 @@ class Agent {
              " deleting=" + std::to_string(u->deleting_count) +
              " clients=" + std::to_string(u->client_count);
     }
+    if (cmd == "evict") {
+      uint64_t bytes = 0;
+      in >> bytes;
+      auto r = client_.Evict(bytes);
+      return r.ok() ? "ok evicted=" + std::to_string(*r) : Err(r.status());
+    }
     if (cmd == "fence-node") {
       uint64_t node = 0;
       in >> node;
@@ -124,13 +132,15 @@ class Agent {
     if (name.empty()) return "err 1 no object name";
     const ObjectId id = ObjectId::FromName(name);
     const uint64_t key = KeyOf(name);
-    if (cmd == "put" || cmd == "create") {
+    if (cmd == "put" || cmd == "create" || cmd == "put-evictable") {
       size_t size = 0;
       in >> size;
+      const uint32_t flags = cmd == "put-evictable" ? GISMO_CREATE_EVICTABLE : 0;
       std::vector<uint8_t> data(size);
       gismo::torture::Fill(key, 1, data.data(), size);
       auto meta = gismo::torture::MakeMeta(key, 1, data.data(), size);
-      auto b = client_.Create(id, size, {reinterpret_cast<const uint8_t*>(&meta), sizeof meta});
+      auto b =
+          client_.Create(id, size, {reinterpret_cast<const uint8_t*>(&meta), sizeof meta}, flags);
       if (!b.ok()) return Err(b.status());
       std::memcpy(b->data(), data.data(), size);
       if (cmd == "create") {

@@ -123,6 +123,10 @@ int main(int argc, char** argv) {
   app.add_option("--lock-wait-ms", opt.lock_wait_ms,
                  "How long a client operation waits for a busy lock before it fails with "
                  "GISMO_ERR_BUSY (default 2000)");
+  app.add_option("--evict-percent", opt.evict_percent,
+                 "What a create that does not fit evicts at least, in percent of the heap "
+                 "(evictable objects only; default 20, as Plasma)")
+      ->check(CLI::Range(1, 100));
   app.add_option("--metrics", opt.metrics_address,
                  "Serve Prometheus metrics over HTTP at tcp:HOST:PORT, path /metrics (port 0: any "
                  "free port, shown in the ready line; default: off)");

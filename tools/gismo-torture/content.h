@@ -38,6 +38,14 @@ inline uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// A quarter of the keys are created evictable (GISMO_CREATE_EVICTABLE): the
+// store may evict their sealed incarnations when nobody holds them, so "no
+// sealed object lost" holds for the other keys only; for these, what is
+// present must still be a sealed, never deleted incarnation, and what a
+// worker holds is never evicted (its bytes are verified before release).
+inline bool KeyEvictable(uint64_t key) { return key % 4 == 3; }
+inline uint32_t KeyFlags(uint64_t key) { return KeyEvictable(key) ? GISMO_CREATE_EVICTABLE : 0; }
+
 inline ObjectId KeyId(const std::string& tag, uint64_t key) {
   return ObjectId::FromName("torture/" + tag + "/" + std::to_string(key));
 }

@@ -24,6 +24,7 @@ enum Counter : uint32_t {
   kOpExists,      // create of a key that exists
   kOpOutOfMemory,
   kOpReconnect,  // connection lost (manager death) and connected again
+  kOpEvict,      // gismo_evict calls (objects evicted: gismo status, metrics)
   kFailures,     // invariant violations seen by the worker
   kNumCounters
 };

@@ -29,8 +29,9 @@ namespace gismo::torture {
 
 const char* CounterName(uint32_t c) {
   static const char* names[kNumCounters] = {
-      "create", "seal",   "abort",       "put",           "get",           "get_miss",  "release",
-      "hold",   "delete", "delete_gone", "create_exists", "out_of_memory", "reconnect", "failures"};
+      "create",        "seal",          "abort",     "put",    "get",
+      "get_miss",      "release",       "hold",      "delete", "delete_gone",
+      "create_exists", "out_of_memory", "reconnect", "evict",  "failures"};
   return c < kNumCounters ? names[c] : "?";
 }
 
@@ -167,7 +168,8 @@ class Worker {
     if (r < 62) return GetOp(key, /*hold=*/false);
     if (r < 72) return held_.size() < o_.hold_max ? GetOp(key, true) : ReleaseHeld();
     if (r < 80) return ReleaseHeld();
-    if (r < 93) return DeleteOp(key);
+    if (r < 92) return DeleteOp(key);
+    if (r < 94) return EvictOp();
     return FinishUnsealed();
   }
 
@@ -180,7 +182,8 @@ class Worker {
       std::vector<uint8_t> data(size);
       Fill(key, gen, data.data(), size);
       Meta m = MakeMeta(key, gen, data.data(), size);
-      Status s = client_.Put(id, data, {reinterpret_cast<const uint8_t*>(&m), sizeof m});
+      Status s =
+          client_.Put(id, data, {reinterpret_cast<const uint8_t*>(&m), sizeof m}, KeyFlags(key));
       if (s.ok()) {
         Journal('S', key, gen);
         Count(kOpPut);
@@ -192,7 +195,8 @@ class Worker {
     std::vector<uint8_t> data(size);
     Fill(key, gen, data.data(), size);
     Meta m = MakeMeta(key, gen, data.data(), size);
-    auto mb = client_.Create(id, size, {reinterpret_cast<const uint8_t*>(&m), sizeof m});
+    auto mb =
+        client_.Create(id, size, {reinterpret_cast<const uint8_t*>(&m), sizeof m}, KeyFlags(key));
     if (!mb.ok()) return CreateError(mb.status());
     Count(kOpCreate);
     std::memcpy(mb->data(), data.data(), size);
@@ -298,11 +302,29 @@ class Worker {
     return Handle("release", s);
   }
 
+  // Evicts up to a few objects' worth (and what creates that do not fit
+  // evict by themselves): under the kills, nothing held may be evicted.
+  bool EvictOp() {
+    auto r = client_.Evict(1 + rng_() % (256 << 10));
+    if (!r.ok()) return Handle("evict", r.status());
+    Count(kOpEvict);
+    return true;
+  }
+
   bool ReleaseHeld() {
     if (held_.empty()) return true;
     size_t i = rng_() % held_.size();
     Held h = std::move(held_[i]);
     held_.erase(held_.begin() + i);
+    // Whoever deleted or evicted meanwhile, the bytes held never changed.
+    if (auto bad = torture::Verify(h.key, h.buf.data(), h.buf.size(), h.buf.metadata().data(),
+                                   h.buf.metadata().size(), rng_() % 4 == 0);
+        !bad.empty()) {
+      if (auto c = client_.Contains(KeyId(o_.tag, h.key)); !c.ok() && Lost(c.status())) {
+        return false;  // a session the manager ended: its buffers are not protected
+      }
+      Fail("held object changed, key " + std::to_string(h.key) + ": " + bad);
+    }
     Status s = h.buf.Release();
     if (s.ok()) Count(kOpRelease);
     return Handle("release", s);

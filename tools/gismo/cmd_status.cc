@@ -60,6 +60,7 @@ int RunStatus(const StatusArgs& a) {
           {"unsealed", u.unsealed_count},
           {"deleting", u.deleting_count},
           {"max", u.max_objects}}},
+        {"evictions", {{"objects", u.evictions}, {"bytes", u.evicted_bytes}}},
         {"clients", {{"total", others}, {"max", u.max_clients}, {"by_node", nodes}}},
         {"manager",
          {{"start_time_ns", u.manager_start_time_ns},
@@ -87,6 +88,8 @@ int RunStatus(const StatusArgs& a) {
          static_cast<unsigned long long>(u.sealed_count),
          static_cast<unsigned long long>(u.unsealed_count),
          static_cast<unsigned long long>(u.deleting_count));
+  printf("evicted:        %llu objects, %s\n", static_cast<unsigned long long>(u.evictions),
+         FormatSize(u.evicted_bytes).c_str());
   printf("clients:        %llu of %u (not counting this one)\n",
          static_cast<unsigned long long>(others), u.max_clients);
   for (const auto& [node, n] : per_node) {

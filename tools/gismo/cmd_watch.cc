@@ -19,8 +19,9 @@ struct WatchArgs {
   bool no_initial = false;
 };
 
-const char* EventName(gismo_event_t e) {
-  switch (e) {
+const char* EventName(const Notification& n) {
+  if (n.event == GISMO_EVENT_DELETED && n.evicted()) return "evicted";
+  switch (n.event) {
     case GISMO_EVENT_SEALED:
       return "sealed";
     case GISMO_EVENT_DELETED:
@@ -47,10 +48,10 @@ std::string FormatTimeUs(uint64_t realtime_ns) {
 void PrintHuman(const Notification& n, uint64_t now) {
   if (n.overflow()) {
     printf("%-27s  %-8s  %-40s  events were lost: resynchronize with 'gismo ls'\n",
-           FormatTimeUs(now).c_str(), EventName(n.event), "-");
+           FormatTimeUs(now).c_str(), EventName(n), "-");
   } else {
     printf("%-27s  %-8s  %-40s  %10s  %10s  %5u  %" PRIu64 "\n", FormatTimeUs(now).c_str(),
-           EventName(n.event), n.id.Hex().c_str(), FormatSize(n.data_size).c_str(),
+           EventName(n), n.id.Hex().c_str(), FormatSize(n.data_size).c_str(),
            FormatSize(n.metadata_size).c_str(), n.node, n.seq);
   }
   fflush(stdout);
@@ -60,7 +61,7 @@ void PrintJsonLine(const Notification& n, uint64_t now) {
   nlohmann::json j = {
       {"time", FormatTimeUs(now)},
       {"time_ns", now},
-      {"event", EventName(n.event)},
+      {"event", EventName(n)},
       {"id", n.overflow() ? nlohmann::json(nullptr) : nlohmann::json(n.id.Hex())},
       {"size", n.data_size},
       {"metadata_size", n.metadata_size},

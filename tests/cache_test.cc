@@ -1,0 +1,207 @@
+// The cache use case through the C++ API (and the C API beneath it), with a
+// manager inside the test process: evictable objects, gismo_evict and
+// gismo_touch, the "evicted" notification, load once (gismo_get_or_create)
+// and gismo::Cache.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <gismo/cache.hpp>
+#include <gismo/gismo.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "region/region.h"
+#include "test_util.h"
+#include "testing/in_process_manager.h"
+
+namespace gismo {
+namespace {
+
+using testing::InProcessManager;
+using testing::IsOk;
+using testing::MustConnect;
+using testing::MustNext;
+
+class CacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(IsOk(mgr_.Start()));
+    client_ = Connect();
+  }
+  Client Connect() { return MustConnect(mgr_.address()); }
+  InProcessManager mgr_{testing::InProcessManagerOptions(64ull << 20)};
+  Client client_;
+};
+
+TEST_F(CacheTest, EvictAndTouchThroughTheApi) {
+  const std::string block(1 << 20, 'b');
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < 8; ++i) {
+    ids.push_back(ObjectId::FromName("block-" + std::to_string(i)));
+    ASSERT_TRUE(client_.Put(ids.back(), block, GISMO_CREATE_EVICTABLE).ok());
+  }
+  const ObjectId pinned = ObjectId::FromName("pinned");
+  ASSERT_TRUE(client_.Put(pinned, block).ok());
+  auto held = client_.Get(ids[0], 0);
+  ASSERT_TRUE(held.ok());
+  auto evicted = client_.Evict(~0ull);  // everything it can
+  ASSERT_TRUE(evicted.ok()) << evicted.status().ToString();
+  EXPECT_EQ(*evicted, 7u << 20);
+  EXPECT_TRUE(*client_.Contains(ids[0]));  // held
+  EXPECT_TRUE(*client_.Contains(pinned));  // not evictable
+  for (int i = 1; i < 8; ++i) EXPECT_FALSE(*client_.Contains(ids[i]));
+  auto u = client_.Usage();
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->evictions, 7u);
+  EXPECT_EQ(u->evicted_bytes, 7u << 20);
+  EXPECT_TRUE(client_.Touch(ids[0]).ok());
+  EXPECT_EQ(client_.Touch(ids[1]).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  // Nothing left to evict: zero bytes, not an error.
+  ASSERT_TRUE(held->Release().ok());
+  EXPECT_EQ(*client_.Evict(1), 1u << 20);
+  EXPECT_EQ(*client_.Evict(1), 0u);
+}
+
+TEST_F(CacheTest, SubscribersSeeEvictionsAsDeletesWithTheReason) {
+  Client sub_client = Connect();
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  const ObjectId a = ObjectId::FromName("a"), b = ObjectId::FromName("b");
+  ASSERT_TRUE(client_.Put(a, "aaaa", GISMO_CREATE_EVICTABLE).ok());
+  ASSERT_TRUE(client_.Put(b, "bbbb").ok());
+  ASSERT_TRUE(client_.Delete(b).ok());
+  ASSERT_TRUE(client_.Evict(1).ok());
+  Notification n = MustNext(*sub);
+  EXPECT_EQ(n.id, a);
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  n = MustNext(*sub);
+  EXPECT_EQ(n.id, b);
+  n = MustNext(*sub);
+  EXPECT_EQ(n.id, b);
+  EXPECT_EQ(n.event, GISMO_EVENT_DELETED);
+  EXPECT_FALSE(n.evicted());
+  n = MustNext(*sub);
+  EXPECT_EQ(n.id, a);
+  EXPECT_EQ(n.event, GISMO_EVENT_DELETED);
+  EXPECT_TRUE(n.evicted());
+  static_assert(sizeof(gismo_notification_t) == 56, "the reason lives in former padding");
+}
+
+TEST_F(CacheTest, GetOrCreateGivesTheLoadToExactlyOneOfManyClients) {
+  const ObjectId id = ObjectId::FromName("hot-block");
+  constexpr int kClients = 6;
+  std::vector<Client> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(Connect());
+  std::atomic<int> loaders{0}, readers{0}, go{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      while (go.load(std::memory_order_acquire) == 0) {
+      }
+      auto r = clients[i].GetOrCreate(id, 4096, {}, GISMO_CREATE_EVICTABLE, 60000);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      if (r->load.valid()) {
+        loaders.fetch_add(1);
+        std::memset(r->load.data(), 'L', 4096);
+        ASSERT_TRUE(r->load.SealAndRelease().ok());
+      } else {
+        ASSERT_TRUE(r->got.valid());
+        EXPECT_EQ(r->got.data()[4095], 'L');
+        readers.fetch_add(1);
+      }
+    });
+  }
+  go.store(1, std::memory_order_release);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loaders.load(), 1);
+  EXPECT_EQ(readers.load(), kClients - 1);
+}
+
+TEST_F(CacheTest, AWaiterTakesOverTheLoadWhenTheLoaderAborts) {
+  const ObjectId id = ObjectId::FromName("abandoned-block");
+  auto first = client_.GetOrCreate(id, 100);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->load.valid());
+  Client waiter = Connect();
+  Result<Client::GetOrCreateResult> second = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread t([&] { second = waiter.GetOrCreate(id, 100, {}, GISMO_CREATE_EVICTABLE, 60000); });
+  auto region = region::Region::Open(mgr_.region_path());
+  ASSERT_TRUE(region.ok());
+  ASSERT_TRUE(testing::WaitForGetWaiter(**region, id));
+  ASSERT_TRUE(first->load.Abort().ok());  // wakes the waiter, which loads
+  t.join();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ASSERT_TRUE(second->load.valid());
+  ASSERT_TRUE(second->load.SealAndRelease().ok());
+  // Without waiting, a sealed object is simply got.
+  auto third = client_.GetOrCreate(id, 100, {}, GISMO_CREATE_EVICTABLE, 0);
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->got.valid());
+}
+
+TEST_F(CacheTest, GetOrCreateTimesOutWhileAnotherClientLoads) {
+  const ObjectId id = ObjectId::FromName("slow-block");
+  auto first = client_.GetOrCreate(id, 100);
+  ASSERT_TRUE(first.ok());
+  Client other = Connect();
+  EXPECT_EQ(other.GetOrCreate(id, 100, {}, GISMO_CREATE_EVICTABLE, 0).status().code(),
+            GISMO_ERR_TIMEOUT);
+  EXPECT_EQ(other.GetOrCreate(id, 100, {}, GISMO_CREATE_EVICTABLE, 20).status().code(),
+            GISMO_ERR_TIMEOUT);
+}
+
+TEST_F(CacheTest, CacheLoadsEachBlockOnceAndEvictsWhenFull) {
+  Cache cache(client_, "table/");
+  int loads = 0;
+  auto loader = [&](std::string_view key) -> Result<std::vector<uint8_t>> {
+    ++loads;
+    return std::vector<uint8_t>(256 << 10, static_cast<uint8_t>(key.back()));
+  };
+  // Far more blocks than fit: the store evicts the unused ones.
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 600; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      auto b = cache.Get(key, loader);
+      ASSERT_TRUE(b.ok()) << key << ": " << b.status().ToString();
+      ASSERT_EQ(b->size(), 256u << 10);
+      EXPECT_EQ(b->data()[1000], static_cast<uint8_t>(key.back()));
+    }
+  }
+  EXPECT_EQ(cache.stats().loads, static_cast<uint64_t>(loads));
+  EXPECT_GT(client_.Usage()->evictions, 0u);
+  // A block read again at once is a hit, not a load.
+  ASSERT_TRUE(cache.Get("k599", loader).ok());
+  const int before = loads;
+  ASSERT_TRUE(cache.Get("k599", loader).ok());
+  EXPECT_EQ(loads, before);
+  // A loader's error comes back and leaves no claim behind.
+  auto failing = [](std::string_view) -> Result<std::vector<uint8_t>> {
+    return Status(GISMO_ERR_IO, "storage unreachable");
+  };
+  EXPECT_EQ(cache.Get("broken", failing).status().code(), GISMO_ERR_IO);
+  auto ok = cache.Get("broken", loader);
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
+TEST_F(CacheTest, CacheWithKnownSizesFillsSharedMemoryOnce) {
+  Cache a(client_, "sized/");
+  Client other = Connect();
+  Cache b(other, "sized/");
+  auto fill = [](std::string_view, std::span<uint8_t> out) {
+    std::memset(out.data(), 7, out.size());
+    return Status();
+  };
+  auto x = a.Get("blk", 1000, fill);
+  ASSERT_TRUE(x.ok());
+  auto y = b.Get("blk", 1000, fill);
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(a.stats().loads, 1u);
+  EXPECT_EQ(b.stats().loads, 0u);
+  EXPECT_EQ(b.stats().hits, 1u);
+  EXPECT_EQ(y->data()[999], 7);
+}
+
+}  // namespace
+}  // namespace gismo

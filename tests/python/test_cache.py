@@ -1,0 +1,88 @@
+"""The cache use case from Python: evict, touch, get_or_create, the
+"evicted" notification and gismo.Cache."""
+
+import threading
+
+import pytest
+
+import gismo
+
+
+def test_evict_touch_and_counters(fresh_manager):
+    with fresh_manager.connect() as c:
+        ids = [gismo.ObjectID.from_name(f"blk{i}") for i in range(4)]
+        for i in ids:
+            c.put(i, b"x" * 100000, evictable=True)
+        pinned = gismo.ObjectID.from_name("pinned")
+        c.put(pinned, b"y" * 100000)
+        held = c.get(ids[0])
+        assert c.stat(ids[0])["evictable"]
+        evicted = c.evict(1 << 40)
+        assert evicted == 3 * 7 * 16384  # three 100 kB objects: 7 pages each
+        assert c.contains(ids[0]) and c.contains(pinned)
+        assert not any(c.contains(i) for i in ids[1:])
+        u = c.usage()
+        assert u["evictions"] == 3 and u["evicted_bytes"] == evicted
+        c.touch(ids[0])
+        with pytest.raises(gismo.ObjectNotFound):
+            c.touch(ids[1])
+        held.release()
+
+
+def test_evicted_notification(fresh_manager):
+    with fresh_manager.connect() as c, fresh_manager.connect() as s:
+        sub = s.subscribe()
+        oid = gismo.ObjectID.from_name("evict-me")
+        c.put(oid, b"abc", evictable=True)
+        assert sub.next(10000).event == gismo.Event.SEALED
+        c.evict(1)
+        n = sub.next(10000)
+        assert n.event == gismo.Event.DELETED and n.id == oid
+        assert n.evicted and n.reason == gismo.REASON_EVICTED
+
+
+def test_get_or_create_has_one_loader(client, other, oid):
+    buf, view = client.get_or_create(oid, 4)
+    assert buf is None and len(view) == 4
+    result = {}
+
+    def wait():
+        result["got"] = other.get_or_create(oid, 4, timeout_ms=60000)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    view[:] = b"load"
+    client.seal(oid)
+    client.release(oid)
+    t.join()
+    buf, view2 = result["got"]
+    assert view2 is None and bytes(buf) == b"load"
+    buf.release()
+    loading = gismo.ObjectID.random()
+    client.get_or_create(loading, 4)  # being loaded by client
+    with pytest.raises(gismo.Timeout):
+        other.get_or_create(loading, 4, timeout_ms=0)
+    client.abort(loading)
+
+
+def test_cache_loads_once_and_survives_a_failing_loader(client, other):
+    ns = gismo.ObjectID.random().hex() + "/"
+    a, b = gismo.Cache(client, ns), gismo.Cache(other, ns)
+    loads = []
+
+    def loader(key):
+        loads.append(key)
+        return key.encode() * 1000
+
+    with a.get("k1", loader) as x, b.get("k1", loader) as y:
+        assert bytes(x) == bytes(y) == b"k1" * 1000
+    assert loads == ["k1"]
+    assert a.stats["loads"] == 1 and b.stats["hits"] == 1
+
+    def failing(key):
+        raise OSError("storage unreachable")
+
+    with pytest.raises(OSError):
+        a.get("k2", failing)
+    with b.get("k2", loader) as z:  # the claim went with the failure
+        assert bytes(z) == b"k2" * 1000
