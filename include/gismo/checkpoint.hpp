@@ -32,11 +32,15 @@
 // owned by their creating client, deleted when it dies, that gap closes).
 //
 // Header-only, on top of gismo.hpp; needs <xxhash.h> (libxxhash-dev, which
-// libgismo depends on). The Python package writes and reads the same format
-// (gismo.checkpoint).
+// libgismo depends on already; XXH64 is inlined). The Python package writes and reads the same
+// format (gismo.checkpoint).
 #ifndef GISMO_CHECKPOINT_HPP_
 #define GISMO_CHECKPOINT_HPP_
 
+// XXH64 inlined: a program needs the header of libxxhash, not its library.
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
 #include <xxhash.h>
 
 #include <cstdint>

@@ -13,6 +13,7 @@ from ._gismo import ID_SIZE, Buffer, Event, ObjectID, Status, __version__
 from ._gismo import status_message
 from .client import Client, Identity, connect
 from .subscription import Notification, Subscription
+from . import checkpoint
 from . import errors as _errors
 # Error, NotAnArray, STATUS_ERRORS and the class of each status code.
 from .errors import *  # noqa: F401,F403

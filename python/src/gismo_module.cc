@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <gismo/checkpoint.hpp>
 #include <gismo/gismo.hpp>
 #include <map>
 #include <memory>
@@ -912,6 +913,13 @@ PYBIND11_MODULE(_gismo, m) {
       "status_message",
       [](int code) { return std::string(gismo_status_message(static_cast<gismo_status_t>(code))); },
       py::arg("status"), "The generic description of a status code.");
+  m.def(
+      "_checkpoint_checksum",
+      [](py::handle data) {
+        BytesArg bytes(data);
+        return gismo::checkpoint::Checksum(bytes.data(), bytes.size());
+      },
+      py::arg("data"), "The checksum of checkpoint chunks and manifests (gismo/checkpoint.hpp).");
   m.def(
       "_register_errors", [](py::dict classes) { ErrorClasses() = classes; },
       "Sets the exception class of each status code (gismo.errors does).");
