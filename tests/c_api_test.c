@@ -110,6 +110,21 @@ int main(void) {
          info.creator_client == slot);
   EXPECT(gismo_abort(c, &a) == GISMO_OK);
 
+  /* Names: bind, compare-and-swap, lookup, list, unbind, from C. */
+  gismo_name_info_t ni;
+  EXPECT(gismo_bind_name(c, "c/ckpt", &p) == GISMO_OK);
+  EXPECT(gismo_lookup_name(d, "c/ckpt", &ni) == GISMO_OK && strcmp(ni.name, "c/ckpt") == 0 &&
+         ni.name_size == 6 && memcmp(ni.id.bytes, p.bytes, GISMO_ID_SIZE) == 0 && ni.version == 1);
+  EXPECT(gismo_swap_name(d, "c/ckpt", NULL, &p) == GISMO_ERR_CONFLICT);
+  EXPECT(gismo_swap_name(d, "c/ckpt", &a, &p) == GISMO_ERR_CONFLICT);
+  EXPECT(gismo_swap_name(d, "c/ckpt", &p, &p) == GISMO_OK);
+  EXPECT(gismo_list_names(c, "c/", NULL, 0, &count) == GISMO_OK && count == 1);
+  EXPECT(gismo_list_names(c, "c/", &ni, 1, &count) == GISMO_OK && ni.version == 2);
+  EXPECT(gismo_bind_name(c, "", &p) == GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT(gismo_bind_name(c, "x", &a) == GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT(gismo_unbind_name(c, "c/ckpt", NULL) == GISMO_OK);
+  EXPECT(gismo_lookup_name(c, "c/ckpt", &ni) == GISMO_ERR_OBJECT_NOT_FOUND);
+
   EXPECT(gismo_disconnect(d) == GISMO_OK);
   EXPECT(gismo_contains(d, &id, &has) == GISMO_ERR_INVALID_ARGUMENT);
   EXPECT(gismo_delete(c, &p) == GISMO_OK);

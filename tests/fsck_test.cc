@@ -5,6 +5,7 @@
 
 #include "manager/recovery.h"
 #include "region_fixture.h"
+#include "store/names.h"
 #include "store/store.h"
 #include "store/txn.h"
 
@@ -207,6 +208,42 @@ TEST_F(FsckTest, OnlineCheckOfAnEndedSessionChangesNothing) {
   ASSERT_FALSE(checked.ok());
   EXPECT_EQ(checked.status().code(), GISMO_ERR_CONNECTION);
   for (uint64_t t : LockTags(*region_)) EXPECT_EQ(t, 0u);
+}
+
+// Names: a sound table is counted (a name whose object is gone too), and a
+// broken one is reported: a wrong count, a leaked entry, a corrupt length.
+TEST_F(FsckTest, ChecksTheNameTable) {
+  store::Names names(*region_, 1, 1);
+  ASSERT_TRUE(names.Bind("n2", IdFrom(2), store::BindMode::kAlways, nullptr).ok());
+  ASSERT_TRUE(names.Bind("n3", IdFrom(3), store::BindMode::kAlways, nullptr).ok());
+  ASSERT_TRUE(names.Bind("n4", IdFrom(4), store::BindMode::kAlways, nullptr).ok());
+  ASSERT_TRUE(names.Unbind("n4", nullptr).ok());
+  ASSERT_TRUE(a_->Release(IdFrom(3)).ok());
+  ASSERT_TRUE(a_->Delete(IdFrom(3)).ok());  // freed now: the name dangles
+  Report r = *Check(*region_, nullptr);
+  EXPECT_TRUE(r.sound()) << Problems(r);
+  EXPECT_EQ(r.names, 2u);
+  EXPECT_EQ(r.dangling_names, 1u);
+
+  region::NameTableHeader& t = region_->names();
+  t.count.fetch_add(1);
+  r = *Check(*region_, nullptr);
+  EXPECT_TRUE(Mentions(r, "name table counts 3 names but holds 2")) << Problems(r);
+  t.count.fetch_sub(1);
+
+  t.free_head.store(0);  // the unbound entry is no longer on the free list
+  r = *Check(*region_, nullptr);
+  EXPECT_TRUE(Mentions(r, "leaked entries")) << Problems(r);
+  t.free_head.store(3);
+
+  store::NameLocated nl;
+  ASSERT_TRUE(store::FindName(*region_, store::HashName("n2"), "n2", &nl));
+  nl.e->info.store(region::kMaxNameLength + 1);
+  r = *Check(*region_, nullptr);
+  EXPECT_TRUE(Mentions(r, "has a name of 193 bytes")) << Problems(r);
+  nl.e->info.store(2);
+  r = *Check(*region_, nullptr);
+  EXPECT_TRUE(r.sound()) << Problems(r);
 }
 
 }  // namespace

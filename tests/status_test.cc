@@ -35,6 +35,7 @@ static_assert(GISMO_ERR_INTERNAL == 16);
 static_assert(GISMO_ERR_UNSUPPORTED == 17);
 static_assert(GISMO_ERR_BUSY == 18);
 static_assert(GISMO_ERR_PERMISSION == 19);
+static_assert(GISMO_ERR_CONFLICT == 20);
 static_assert(GISMO_STATE_UNSEALED == 1 && GISMO_STATE_SEALED == 2 && GISMO_STATE_DELETING == 3);
 static_assert(GISMO_STATE_CREATED == GISMO_STATE_UNSEALED);
 

@@ -307,7 +307,7 @@ TEST(WireTest, ErrorRoundTrips) {
 // A peer cannot make a call return a value outside gismo_status_t: unknown
 // codes read from the wire become GISMO_ERR_PROTOCOL.
 TEST(WireTest, UnknownStatusCodesFromTheWireAreProtocolErrors) {
-  for (uint32_t value : {20u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
+  for (uint32_t value : {21u, 777u, 0x7fffffffu, 0xdeadbeefu, 0xffffffffu}) {
     EXPECT_EQ(StatusCodeFromWire(value), GISMO_ERR_PROTOCOL) << value;
     Writer w;
     w.U32(value);

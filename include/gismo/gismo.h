@@ -287,6 +287,59 @@ typedef struct gismo_client_info {
 GISMO_EXPORT gismo_status_t gismo_list_clients(gismo_client_t *client, gismo_client_info_t *infos,
                                                size_t capacity, size_t *count);
 
+/* ----- names ------------------------------------------------------------ */
+
+/* A flat namespace of names bound to object ids, kept in the shared region:
+ * bindings survive the death of the client that made them and restarts of
+ * the manager, and every change is atomic (a client that dies mid-change is
+ * rolled back). A name is 1 to GISMO_NAME_MAX bytes without a NUL byte (any
+ * other bytes; UTF-8 is what the tools print); longer, empty or NULL names
+ * fail with GISMO_ERR_INVALID_ARGUMENT. The table holds a fixed number of
+ * names (gismo-manager --max-names at format; GISMO_ERR_LIMIT when full).
+ *
+ * A name is bound only to a sealed object (GISMO_ERR_OBJECT_NOT_FOUND or
+ * GISMO_ERR_OBJECT_NOT_SEALED otherwise). It is not a reference: deleting
+ * the object leaves the name bound, and a lookup still returns the old id
+ * (whose get then finds nothing). */
+#define GISMO_NAME_MAX 192
+
+typedef struct gismo_name_info {
+  char name[GISMO_NAME_MAX + 1]; /* NUL-terminated */
+  size_t name_size;              /* bytes before the NUL */
+  gismo_id_t id;                 /* the object it is bound to */
+  uint64_t version;              /* binds of this name since it was last unbound (1: first) */
+  uint64_t bind_time_ns;         /* CLOCK_REALTIME of the last bind */
+} gismo_name_info_t;
+
+/* Binds `name` to `id`, whatever it was bound to before. */
+GISMO_EXPORT gismo_status_t gismo_bind_name(gismo_client_t *client, const char *name,
+                                            const gismo_id_t *id);
+
+/* Compare-and-swap of a name: binds `name` to `desired` only if it is bound to
+ * `*expected` now, or, with expected == NULL, only if it is not bound at all;
+ * otherwise GISMO_ERR_CONFLICT and nothing changes. Readers see the old
+ * binding or the new one, never neither. */
+GISMO_EXPORT gismo_status_t gismo_swap_name(gismo_client_t *client, const char *name,
+                                            const gismo_id_t *expected, const gismo_id_t *desired);
+
+/* Unbinds `name` (the object is untouched); with expected != NULL only if it
+ * is bound to *expected (else GISMO_ERR_CONFLICT). GISMO_ERR_OBJECT_NOT_FOUND
+ * if it is not bound. */
+GISMO_EXPORT gismo_status_t gismo_unbind_name(gismo_client_t *client, const char *name,
+                                              const gismo_id_t *expected);
+
+/* What `name` is bound to; GISMO_ERR_OBJECT_NOT_FOUND if it is not bound. */
+GISMO_EXPORT gismo_status_t gismo_lookup_name(gismo_client_t *client, const char *name,
+                                              gismo_name_info_t *info);
+
+/* Lists the bindings whose name starts with `prefix` (NULL or "": all), like
+ * gismo_list: at most `capacity` entries into `infos`, the number that match
+ * into *count. One consistent snapshot of the table, in no particular
+ * order. */
+GISMO_EXPORT gismo_status_t gismo_list_names(gismo_client_t *client, const char *prefix,
+                                             gismo_name_info_t *infos, size_t capacity,
+                                             size_t *count);
+
 /* ----- fencing (operators) ----------------------------------------------- */
 
 typedef enum {

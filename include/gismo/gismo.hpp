@@ -29,6 +29,14 @@ inline Status FromC(gismo_status_t code) {
   if (code == GISMO_OK) return Status();
   return Status(code, gismo_last_error());
 }
+// A std::string name passed on as a C string must hold no NUL byte (the C
+// API would see a shorter name).
+inline Status CheckNameBytes(const std::string& name) {
+  if (name.find('\0') != std::string::npos) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "a name may not contain a NUL byte");
+  }
+  return Status();
+}
 }  // namespace detail
 
 // 20-byte object id.
@@ -479,6 +487,52 @@ class Client {
       }
     }
     return Status(GISMO_ERR_INTERNAL, "store kept growing while listing");
+  }
+  // Names (see gismo.h, "names"): a flat namespace of names bound to object
+  // ids, in the region. A CONFLICT status from SwapName/BindNameIfUnbound
+  // means the name was bound otherwise than expected.
+  Status BindName(const std::string& name, const ObjectId& id) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    return detail::FromC(gismo_bind_name(c_, name.c_str(), &id.c_id()));
+  }
+  // Binds `name` to `desired` only if it is bound to `expected` now.
+  Status SwapName(const std::string& name, const ObjectId& expected, const ObjectId& desired) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    return detail::FromC(gismo_swap_name(c_, name.c_str(), &expected.c_id(), &desired.c_id()));
+  }
+  // Binds `name` to `id` only if it is not bound.
+  Status BindNameIfUnbound(const std::string& name, const ObjectId& id) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    return detail::FromC(gismo_swap_name(c_, name.c_str(), nullptr, &id.c_id()));
+  }
+  Status UnbindName(const std::string& name, const ObjectId* expected = nullptr) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    return detail::FromC(
+        gismo_unbind_name(c_, name.c_str(), expected != nullptr ? &expected->c_id() : nullptr));
+  }
+  // OBJECT_NOT_FOUND if the name is not bound.
+  Result<gismo_name_info_t> LookupName(const std::string& name) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    gismo_name_info_t info{};
+    gismo_status_t s = gismo_lookup_name(c_, name.c_str(), &info);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return info;
+  }
+  Result<std::vector<gismo_name_info_t>> ListNames(const std::string& prefix = "") {
+    if (Status bad = detail::CheckNameBytes(prefix); !bad.ok()) return bad;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      size_t count = 0;
+      gismo_status_t s = gismo_list_names(c_, prefix.c_str(), nullptr, 0, &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      std::vector<gismo_name_info_t> infos(count + count / 8 + 16);
+      s = gismo_list_names(c_, prefix.c_str(), infos.data(), infos.size(), &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      if (count <= infos.size()) {
+        infos.resize(count);
+        return infos;
+      }
+    }
+    return Status(GISMO_ERR_INTERNAL, "name table kept growing while listing");
   }
   Result<gismo_usage_t> Usage() {
     gismo_usage_t u{};

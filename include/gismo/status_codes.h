@@ -64,7 +64,9 @@
     "Busy", "")                                                                                    \
   /* The manager refused this peer: no cluster key, a wrong one, or no access to the region. */  \
   X(GISMO_ERR_PERMISSION, PERMISSION, 19, "permission denied", "PermissionDenied",              \
-    "PermissionError")
+    "PermissionError")                                                                             \
+  /* A conditional bind found the name bound otherwise than it expected. */                        \
+  X(GISMO_ERR_CONFLICT, CONFLICT, 20, "the name is bound otherwise than expected", "Conflict", "")
 /* clang-format on */
 
 #endif /* GISMO_STATUS_CODES_H_ */

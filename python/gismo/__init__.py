@@ -14,6 +14,7 @@ from ._gismo import status_message
 from .cache import Cache
 from .client import Client, Identity, connect
 from .subscription import REASON_EVICTED, Notification, Subscription
+from . import checkpoint
 from . import errors as _errors
 # Error, NotAnArray, STATUS_ERRORS and the class of each status code.
 from .errors import *  # noqa: F401,F403

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <gismo/checkpoint.hpp>
 #include <gismo/gismo.hpp>
 #include <map>
 #include <memory>
@@ -338,6 +339,37 @@ uint32_t CreateFlags(bool owned, bool evictable) {
          (evictable ? uint32_t{GISMO_CREATE_EVICTABLE} : 0u);
 }
 
+// A name of the name table from a str (UTF-8, surrogateescape: what
+// NameDict gives back for bytes that are not UTF-8) or bytes. The C API takes
+// NUL-terminated names: a NUL byte is refused here, not cut off.
+std::string ParseName(py::handle obj) {
+  std::string name;
+  if (PyUnicode_Check(obj.ptr())) {
+    py::object b = py::reinterpret_steal<py::object>(
+        PyUnicode_AsEncodedString(obj.ptr(), "utf-8", "surrogateescape"));
+    if (!b) throw py::error_already_set();
+    name = b.cast<std::string>();
+  } else if (PyBytes_Check(obj.ptr())) {
+    name = obj.cast<std::string>();
+  } else {
+    throw py::type_error("a name must be a str or bytes, not " +
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
+  }
+  if (name.find('\0') != std::string::npos) ThrowInvalid("a name may not contain a NUL byte");
+  return name;
+}
+
+py::dict NameDict(const gismo_name_info_t& info) {
+  py::dict d;
+  d["name"] = py::reinterpret_steal<py::object>(
+      PyUnicode_DecodeUTF8(info.name, static_cast<Py_ssize_t>(info.name_size), "surrogateescape"));
+  d["id"] = PyObjectId(gismo::ObjectId(info.id));
+  d["version"] = info.version;
+  d["bound"] = static_cast<double>(info.bind_time_ns) / 1e9;
+  d["bound_ns"] = info.bind_time_ns;
+  return d;
+}
+
 class PyClient {
  public:
   PyClient(std::optional<std::string> address, std::optional<std::string> key_file,
@@ -531,6 +563,86 @@ class PyClient {
     }
     Check(s);
     return InfoDict(info);
+  }
+
+  void BindName(py::handle name, py::handle id) {
+    auto core = Live();
+    const std::string n = ParseName(name);
+    const gismo::ObjectId oid = ParseId(id);
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_bind_name(core->Checked(), n.c_str(), &oid.c_id());
+    }
+    Check(s);
+  }
+
+  // expected None: only if the name is unbound.
+  void SwapName(py::handle name, py::handle expected, py::handle desired) {
+    auto core = Live();
+    const std::string n = ParseName(name);
+    std::optional<gismo::ObjectId> old;
+    if (!expected.is_none()) old = ParseId(expected);
+    const gismo::ObjectId oid = ParseId(desired);
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_swap_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr, &oid.c_id());
+    }
+    Check(s);
+  }
+
+  void UnbindName(py::handle name, py::handle expected) {
+    auto core = Live();
+    const std::string n = ParseName(name);
+    std::optional<gismo::ObjectId> old;
+    if (!expected.is_none()) old = ParseId(expected);
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_unbind_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr);
+    }
+    Check(s);
+  }
+
+  py::dict LookupName(py::handle name) {
+    auto core = Live();
+    const std::string n = ParseName(name);
+    gismo_name_info_t info{};
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_lookup_name(core->Checked(), n.c_str(), &info);
+    }
+    Check(s);
+    return NameDict(info);
+  }
+
+  py::list ListNames(py::handle prefix) {
+    auto core = Live();
+    const std::string p = prefix.is_none() ? std::string() : ParseName(prefix);
+    std::vector<gismo_name_info_t> infos;
+    gismo_status_t s = GISMO_OK;
+    {
+      py::gil_scoped_release nogil;
+      gismo_client_t* c = core->Checked();
+      for (;;) {
+        size_t count = 0;
+        if ((s = gismo_list_names(c, p.c_str(), nullptr, 0, &count)) != GISMO_OK) break;
+        infos.resize(count + count / 8 + 16);
+        if ((s = gismo_list_names(c, p.c_str(), infos.data(), infos.size(), &count)) != GISMO_OK) {
+          break;
+        }
+        if (count <= infos.size()) {
+          infos.resize(count);
+          break;
+        }
+      }
+    }
+    Check(s);
+    py::list out;
+    for (const auto& info : infos) out.append(NameDict(info));
+    return out;
   }
 
   py::list List() {
@@ -859,6 +971,13 @@ PYBIND11_MODULE(_gismo, m) {
       [](int code) { return std::string(gismo_status_message(static_cast<gismo_status_t>(code))); },
       py::arg("status"), "The generic description of a status code.");
   m.def(
+      "_checkpoint_checksum",
+      [](py::handle data) {
+        BytesArg bytes(data);
+        return gismo::checkpoint::Checksum(bytes.data(), bytes.size());
+      },
+      py::arg("data"), "The checksum of checkpoint chunks and manifests (gismo/checkpoint.hpp).");
+  m.def(
       "_register_errors", [](py::dict classes) { ErrorClasses() = classes; },
       "Sets the exception class of each status code (gismo.errors does).");
   m.def(
@@ -985,6 +1104,18 @@ PYBIND11_MODULE(_gismo, m) {
       .def("_get_one", &PyClient::GetOne, py::arg("id"), py::arg("timeout_ms"))
       .def("stat", &PyClient::Stat, py::arg("id"))
       .def("list", &PyClient::List)
+      .def("bind_name", &PyClient::BindName, py::arg("name"), py::arg("id"),
+           "Binds the name (str or bytes) to the sealed object id, whatever it was bound to.")
+      .def("swap_name", &PyClient::SwapName, py::arg("name"), py::arg("expected"),
+           py::arg("desired"),
+           "Binds the name to `desired` only if it is bound to `expected` now (None: only if "
+           "it is unbound); raises Conflict otherwise.")
+      .def("unbind_name", &PyClient::UnbindName, py::arg("name"), py::arg("expected") = py::none(),
+           "Unbinds the name (with `expected`: only if bound to it, else Conflict).")
+      .def("lookup_name", &PyClient::LookupName, py::arg("name"),
+           "{name, id, version, bound, bound_ns}; ObjectNotFound if the name is not bound.")
+      .def("list_names", &PyClient::ListNames, py::arg("prefix") = py::none(),
+           "Every binding whose name starts with `prefix`, as lookup_name gives them.")
       .def("usage", &PyClient::Usage)
       .def("list_clients", &PyClient::ListClients)
       .def("_identity", &PyClient::Identity)

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "client/client.h"
 #include "common/last_error.h"
@@ -129,6 +131,15 @@ gismo_status_t CheckClient(const gismo_client_t* c) {
     if (!(cond)) return Fail(GISMO_ERR_INVALID_ARGUMENT, (message)); \
   } while (0)
 
+void FillNameInfo(const gismo::store::NameBinding& b, gismo_name_info_t* out) {
+  std::memset(out->name, 0, sizeof out->name);
+  const size_t n = std::min<size_t>(b.name.size(), GISMO_NAME_MAX);
+  std::memcpy(out->name, b.name.data(), n);
+  out->name_size = n;
+  out->id = b.id;
+  out->version = b.version;
+  out->bind_time_ns = b.bind_time_ns;
+}
 }  // namespace
 
 extern "C" {
@@ -296,6 +307,65 @@ gismo_status_t gismo_stat(gismo_client_t* client, const gismo_id_t* id, gismo_ob
   GISMO_CHECK_ARG(id != nullptr, "id is NULL");
   GISMO_CHECK_ARG(info != nullptr, "info out-pointer is NULL");
   return Guard([&] { return Done(client->impl->Stat(*id, info)); });
+}
+
+gismo_status_t gismo_bind_name(gismo_client_t* client, const char* name, const gismo_id_t* id) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(name != nullptr, "name is NULL");
+  GISMO_CHECK_ARG(id != nullptr, "id is NULL");
+  return Guard([&] {
+    return Done(client->impl->BindName(name, *id, gismo::store::BindMode::kAlways, nullptr));
+  });
+}
+
+gismo_status_t gismo_swap_name(gismo_client_t* client, const char* name, const gismo_id_t* expected,
+                               const gismo_id_t* desired) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(name != nullptr, "name is NULL");
+  GISMO_CHECK_ARG(desired != nullptr, "desired id is NULL");
+  return Guard([&] {
+    return Done(client->impl->BindName(name, *desired,
+                                       expected != nullptr ? gismo::store::BindMode::kIfBoundTo
+                                                           : gismo::store::BindMode::kIfUnbound,
+                                       expected));
+  });
+}
+
+gismo_status_t gismo_unbind_name(gismo_client_t* client, const char* name,
+                                 const gismo_id_t* expected) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(name != nullptr, "name is NULL");
+  return Guard([&] { return Done(client->impl->UnbindName(name, expected)); });
+}
+
+gismo_status_t gismo_lookup_name(gismo_client_t* client, const char* name,
+                                 gismo_name_info_t* info) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(name != nullptr, "name is NULL");
+  GISMO_CHECK_ARG(info != nullptr, "info out-pointer is NULL");
+  return Guard([&] {
+    gismo::store::NameBinding b;
+    if (Status s = client->impl->LookupName(name, &b); !s.ok()) return Fail(s);
+    FillNameInfo(b, info);
+    return GISMO_OK;
+  });
+}
+
+gismo_status_t gismo_list_names(gismo_client_t* client, const char* prefix,
+                                gismo_name_info_t* infos, size_t capacity, size_t* count) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
+  return Guard([&] {
+    std::vector<gismo::store::NameBinding> all;
+    if (Status s = client->impl->ListNames(prefix != nullptr ? prefix : "", &all); !s.ok()) {
+      *count = 0;
+      return Fail(s);
+    }
+    for (size_t i = 0; i < all.size() && i < capacity; ++i) FillNameInfo(all[i], &infos[i]);
+    *count = all.size();
+    return GISMO_OK;
+  });
 }
 
 gismo_status_t gismo_list(gismo_client_t* client, gismo_object_info_t* infos, size_t capacity,

@@ -23,6 +23,7 @@
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "region/region.h"
+#include "store/names.h"
 #include "store/store.h"
 
 namespace gismo::client {
@@ -35,7 +36,8 @@ inline constexpr int kGoodbyeTimeoutMs = 10000;
 
 // The implementation is split by concern: connection.cc (connect, handshake,
 // re-attach, disconnect), receiver.cc (the receiver thread), objects.cc
-// (object operations), waits.cc (get), subscriptions.cc, fence_order.cc.
+// (object operations), names.cc (the name table), waits.cc (get),
+// subscriptions.cc, fence_order.cc.
 // What gismo_connect_with_options carries; an empty field means its
 // environment variable, then the default (gismo.h).
 struct ConnectOptions {
@@ -69,6 +71,13 @@ class ClientImpl {
   Status List(gismo_object_info_t* infos, size_t capacity, size_t* count);
   Status Usage(gismo_usage_t* usage);
   Status ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count);
+
+  // Names (names.cc; store/names.h says what they mean).
+  Status BindName(std::string_view name, const gismo_id_t& id, store::BindMode mode,
+                  const gismo_id_t* expected);
+  Status UnbindName(std::string_view name, const gismo_id_t* expected);
+  Status LookupName(std::string_view name, store::NameBinding* out);
+  Status ListNames(std::string_view prefix, std::vector<store::NameBinding>* out);
 
   Status Subscribe(int* fd);
   Status NextNotification(gismo_notification_t* out, int64_t timeout_ms);
@@ -119,6 +128,7 @@ class ClientImpl {
   protocol::Welcome welcome_;
   std::unique_ptr<region::Region> region_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Names> names_;
 
   // Serializes the object operations (one undo log per client slot).
   std::mutex op_mu_;

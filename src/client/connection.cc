@@ -157,6 +157,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   (void)mapped->MapReadView();
   c->region_ = std::move(mapped);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
+  c->names_ = std::make_unique<store::Names>(*c->region_, w.slot, w.session);
   if (!c->store_->SlotAlive()) {
     return abandon(
         Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active"));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "store/allocator.h"
+#include "store/names.h"
 #include "store/store.h"
 #include "store/txn.h"
 
@@ -64,6 +65,7 @@ class Checker {
     CheckSlots();
     CheckLocks();
     CheckIndex();
+    CheckNames();
     CheckObjects();
     CheckPages();
     CheckPartialLists();
@@ -253,6 +255,105 @@ class Checker {
         Problem("shard ", s, ": ", next_unused - live - free_count,
                 " record(s) are neither live nor free (leaked records)");
       }
+    }
+  }
+
+  // 6: the name table (layout.h, "Name table", invariants 1-3). A name
+  // whose object is gone is no problem (a name is not a reference): counted.
+  void CheckNames() {
+    const NameTableHeader& t = r_.names();
+    const uint32_t nslots = r_.sb().name_slots, mask = nslots - 1;
+    const uint32_t cap = r_.names_capacity();
+    const Word* slots = r_.name_slots();
+    const NameEntry* entries = r_.name_entries();
+    const uint64_t next_unused = t.next_unused.load(std::memory_order_relaxed);
+    if (next_unused > cap) {
+      Problem("name table: next unused entry ", next_unused, " is beyond its ", cap);
+      return;
+    }
+    std::vector<uint8_t> seen(next_unused, 0);
+    std::unordered_set<std::string> names;
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < nslots; ++i) {
+      const uint64_t v = slots[i].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      const uint32_t entry = HashSlotLocal(v);
+      if (entry >= next_unused) {
+        Problem("name table slot ", i, " names entry ", entry, ", never allocated");
+        continue;
+      }
+      if (seen[entry]++) {
+        Problem("name table: entry ", entry, " is named by two slots");
+        continue;
+      }
+      ++live;
+      const NameEntry& e = entries[entry];
+      const uint32_t len = NameInfoLength(e.info.load(std::memory_order_relaxed));
+      if (len == 0 || len > kMaxNameLength) {
+        Problem("name table: entry ", entry, " has a name of ", len, " bytes");
+        continue;
+      }
+      const std::string name = store::EntryName(e);
+      bool padded = true;
+      for (uint32_t k = (len + 7) / 8; k < kNameWords; ++k) {
+        padded = padded && e.name[k].load(std::memory_order_relaxed) == 0;
+      }
+      if (len % 8 != 0) {
+        const uint64_t last = e.name[len / 8].load(std::memory_order_relaxed);
+        padded = padded && (last >> (8 * (len % 8))) == 0;
+      }
+      if (!padded || name.find('\0') != std::string::npos) {
+        Problem("name table: entry ", entry, " holds bytes past its name or a NUL byte");
+      }
+      const uint64_t h = store::HashName(name);
+      if (static_cast<uint32_t>(h) != HashSlotHash(v)) {
+        Problem("name '", name, "' is filed under the wrong hash");
+        continue;
+      }
+      for (uint32_t j = static_cast<uint32_t>(h) & mask, n = 0; j != i; j = (j + 1) & mask, ++n) {
+        if (slots[j].load(std::memory_order_relaxed) == 0 || n + 1 >= kMaxProbe) {
+          Problem("name '", name, "' cannot be found from its hash (probe gap or too far)");
+          break;
+        }
+      }
+      if (!names.insert(name).second) Problem("name '", name, "' is in the table twice");
+      if (e.version.load(std::memory_order_relaxed) == 0) {
+        Problem("name '", name, "' is bound with version 0");
+      }
+      gismo_id_t id;
+      uint64_t w[3] = {e.id[0].load(std::memory_order_relaxed),
+                       e.id[1].load(std::memory_order_relaxed),
+                       e.id[2].load(std::memory_order_relaxed)};
+      std::memcpy(id.bytes, w, GISMO_ID_SIZE);
+      if (!ids_.count(std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE))) {
+        ++rep_.dangling_names;
+      }
+    }
+    rep_.names = live;
+    if (live != t.count.load(std::memory_order_relaxed)) {
+      Problem("name table counts ", t.count.load(std::memory_order_relaxed), " names but holds ",
+              live);
+    }
+    uint64_t free_count = 0;
+    for (uint64_t f = t.free_head.load(std::memory_order_relaxed); f != 0;) {
+      const uint64_t entry = f - 1;
+      if (entry >= next_unused) {
+        Problem("name table: free entry list points outside the used entries");
+        break;
+      }
+      if (seen[entry]) {
+        Problem("name table: entry ", entry,
+                seen[entry] == 1 ? " is both bound and on the free list"
+                                 : " is on the free list twice (cycle)");
+        break;
+      }
+      seen[entry] = 2;
+      ++free_count;
+      f = entries[entry].next_free.load(std::memory_order_relaxed);
+    }
+    if (live + free_count != next_unused) {
+      Problem("name table: ", next_unused - live - free_count,
+              " entr(ies) are neither bound nor free (leaked entries)");
     }
   }
 

@@ -11,6 +11,9 @@
 //  4. Unsealed objects belong to a live creator that holds them.
 //  5. No lock is held by a client that is not live; no dead client has an
 //     interrupted operation left in its log.
+//  6. The name table is sound: every bound name is reachable from its hash,
+//     once, with a valid length; the free entry list is sound and no entry
+//     is leaked. (A name whose object is gone is counted, not a problem.)
 #ifndef GISMO_FSCK_FSCK_H_
 #define GISMO_FSCK_FSCK_H_
 
@@ -29,6 +32,7 @@ struct Report {
   uint64_t object_bytes = 0;  // data + metadata of live objects
   uint64_t pages_used = 0, pages_free = 0, slab_pages = 0, run_pages = 0;
   uint64_t live_clients = 0, held_references = 0;
+  uint64_t names = 0, dangling_names = 0;  // bound; bound to an object that is gone
   bool stopped_the_world = false;
   bool sound() const { return problems.empty(); }
 };

@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 2).
+// The shared region's on-media layout (format version 3).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -7,7 +7,8 @@
 // incompatible change.
 //
 // Layout (all areas 4 KiB aligned, the heap 2 MiB aligned):
-//   [superblock 4 KiB][client table][object index][allocator][heap]
+//   [superblock 4 KiB][client table][object index][event ring][name table]
+//   [allocator][heap]
 //
 // Concurrency contract: every word that more than one process mutates is a
 // 64-bit std::atomic, written only by a holder of the lock that guards it,
@@ -30,7 +31,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -99,7 +100,10 @@ struct alignas(kCacheLine) Superblock {
   uint64_t num_pages;
   uint64_t event_ring_offset;    // EventRingHeader, then EventEntry[capacity]
   uint64_t event_ring_capacity;  // power of two
-  uint64_t reserved[6];
+  uint64_t names_offset;         // NameTableHeader, slots, NameEntry[names_capacity]
+  uint32_t names_capacity;       // name entries (bound names at most)
+  uint32_t name_slots;           // hash slots of the name table (power of two)
+  uint64_t reserved[4];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -182,6 +186,9 @@ static_assert(offsetof(Superblock, heap_size) == 160);
 static_assert(offsetof(Superblock, num_pages) == 168);
 static_assert(offsetof(Superblock, event_ring_offset) == 176);
 static_assert(offsetof(Superblock, event_ring_capacity) == 184);
+static_assert(offsetof(Superblock, names_offset) == 192);
+static_assert(offsetof(Superblock, names_capacity) == 200);
+static_assert(offsetof(Superblock, name_slots) == 204);
 static_assert(offsetof(Superblock, checksum) == 240);
 static_assert(offsetof(Superblock, state) == 256);
 static_assert(offsetof(Superblock, manager_epoch) == 264);
@@ -493,6 +500,59 @@ struct alignas(kCacheLine) EventEntry {
 };
 static_assert(sizeof(EventEntry) == 64);
 
+// ---------------------------------------------------------------------------
+// Name table: a flat namespace of names bound to object ids, so that a
+// standby on another host finds the newest checkpoint by name. It has the
+// index's shape: one lock, `name_slots` linear-probing hash slots (0 empty,
+// else name_hash_low32 << 32 | (entry index + 1)), and `names_capacity`
+// entries with a free list.
+//
+// Invariants (all words guarded by `lock`, written only through a Txn, so
+// a writer that dies mid-change is rolled back by recovery):
+//  1. A live entry is referenced by exactly one hash slot, at most
+//     kMaxProbe - 1 slots past its home (XXH3 of the name bytes); slots are
+//     removed by backward shift, so every probe ends within kMaxProbe steps.
+//  2. `count` is the number of live entries; free entries are on the list
+//     from `free_head` (linked through `next_free`) or at or above
+//     `next_unused`: live + listed + never used == names_capacity.
+//  3. A live entry's `info` holds its name length in [1, kMaxNameLength] and
+//     its name bytes are the first `length` bytes of `name` (the rest zero).
+//  4. A name is bound to an id that was sealed when it was bound; deleting
+//     the object does not unbind it (a name is not a reference), so a
+//     lookup may return the id of an object that is gone.
+//  5. `version` (table) rises by one with every committed change; an
+//     entry's `version` rises by one with every (re)bind of that name. A
+//     compare-and-swap of a name is one Txn: a reader under the lock sees
+//     the old binding or the new one, never neither.
+// Lock order: shard -> event ring -> name table -> class stripe -> page.
+struct alignas(kCacheLine) NameTableHeader {
+  Word lock;
+  Word count;        // live entries
+  Word free_head;    // free entry list, entry index + 1 (0: empty)
+  Word next_unused;  // entries [next_unused, names_capacity) never used
+  Word version;      // +1 at every committed bind or unbind
+  Word reserved[3];
+};
+static_assert(sizeof(NameTableHeader) == 64);
+
+inline constexpr uint32_t kMaxNameLength = 192;
+inline constexpr uint32_t kNameWords = kMaxNameLength / 8;
+
+struct alignas(kCacheLine) NameEntry {
+  Word id[3];         // the bound object's 20 id bytes, 4 zero bytes
+  Word info;          // name length (8 bits) | flags (0) << 8
+  Word version;       // binds of this name since it was last unbound
+  Word bind_time_ns;  // CLOCK_REALTIME of the last bind
+  Word next_free;     // free list link (entry index + 1) while free
+  Word reserved;
+  Word name[kNameWords];  // the name's bytes, zero padded
+};
+static_assert(sizeof(NameEntry) == 256);
+static_assert(alignof(NameEntry) == kCacheLine);
+
+inline constexpr uint32_t NameInfoLength(uint64_t info) { return info & 0xff; }
+inline constexpr uint64_t PackNameInfo(uint32_t length) { return length & 0xff; }
+
 // What the client is doing, recorded in its slot for diagnostics and tests.
 enum class OpKind : uint64_t {
   kNone = 0,
@@ -506,6 +566,8 @@ enum class OpKind : uint64_t {
   kCheck,  // an online check holding every lock (gismo-fsck)
   kEvict,  // an eviction sweep: one evicted object (or cleared bits) per Txn
   kTouch,
+  kBindName,
+  kUnbindName,
 };
 
 // ---------------------------------------------------------------------------

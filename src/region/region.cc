@@ -104,6 +104,7 @@ FormatOptions ResolveDefaults(FormatOptions o) {
   if (o.max_clients == 0) o.max_clients = o.size >= (256ull << 20) ? 129 : 33;
   if (o.held_capacity == 0) o.held_capacity = o.size >= (256ull << 20) ? 4096 : 1024;
   if (o.event_capacity == 0) o.event_capacity = o.size >= (256ull << 20) ? 65536 : 4096;
+  if (o.max_names == 0) o.max_names = o.size >= (256ull << 20) ? 4096 : 1024;
   return o;
 }
 
@@ -130,6 +131,9 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "event ring capacity must be a power of two in [64, 2^24]");
   }
+  if (o.max_names < 16 || o.max_names > (1u << 20)) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "max names must be in [16, 2^20]");
+  }
   if (o.log_capacity < 64 || o.log_capacity > (1u << 20)) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "log capacity must be in [64, 2^20]");
   }
@@ -155,8 +159,14 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
                          kCacheLine);
   g.event_ring_offset = AlignUp(g.index_offset + shards * g.shard_size, kAreaAlign);
   g.event_ring_capacity = o.event_capacity;
-  g.alloc_offset = AlignUp(g.event_ring_offset + sizeof(EventRingHeader) +
+  g.names_offset = AlignUp(g.event_ring_offset + sizeof(EventRingHeader) +
                                uint64_t{o.event_capacity} * sizeof(EventEntry),
+                           kAreaAlign);
+  g.names_capacity = o.max_names;
+  // Load factor of the name slots <= 2/3, as in the index.
+  g.name_slots = static_cast<uint32_t>(NextPow2(uint64_t{o.max_names} * 3 / 2));
+  g.alloc_offset = AlignUp(g.names_offset + Region::NameEntriesOffset(g.name_slots) +
+                               uint64_t{g.names_capacity} * sizeof(NameEntry),
                            kAreaAlign);
   g.class_table_offset = g.alloc_offset + sizeof(AllocatorHeader);
   g.page_bitmap_offset =
@@ -294,6 +304,7 @@ Status Region::Validate(uint64_t file_size) const {
   o.held_capacity = sb.held_capacity;
   o.log_capacity = sb.log_capacity;
   o.event_capacity = static_cast<uint32_t>(sb.event_ring_capacity);
+  o.max_names = sb.names_capacity;
   auto g = ComputeGeometry(o);
   if (!g.ok()) return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': " + g.status().message());
   const Geometry& e = *g;
@@ -304,7 +315,8 @@ Status Region::Validate(uint64_t file_size) const {
               e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
               e.event_ring_offset == sb.event_ring_offset &&
               e.event_ring_capacity == sb.event_ring_capacity &&
-              e.class_table_offset == sb.class_table_offset &&
+              e.names_offset == sb.names_offset && e.names_capacity == sb.names_capacity &&
+              e.name_slots == sb.name_slots && e.class_table_offset == sb.class_table_offset &&
               e.page_bitmap_offset == sb.page_bitmap_offset &&
               e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
               e.heap_size == sb.heap_size && e.num_pages == sb.num_pages &&
@@ -446,6 +458,9 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   sb.shard_size = e.shard_size;
   sb.event_ring_offset = e.event_ring_offset;
   sb.event_ring_capacity = e.event_ring_capacity;
+  sb.names_offset = e.names_offset;
+  sb.names_capacity = e.names_capacity;
+  sb.name_slots = e.name_slots;
   sb.alloc_offset = e.alloc_offset;
   sb.class_table_offset = e.class_table_offset;
   sb.page_bitmap_offset = e.page_bitmap_offset;

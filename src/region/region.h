@@ -20,6 +20,7 @@ struct FormatOptions {
   uint32_t held_capacity = 0;    // distinct objects one client may hold; auto
   uint32_t log_capacity = 1024;  // undo log entries per client
   uint32_t event_capacity = 0;   // event ring entries (power of two); auto
+  uint32_t max_names = 0;        // name table entries; auto
   CoherenceMode coherence = CoherenceMode::kCoherent;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
@@ -33,6 +34,8 @@ struct Geometry {
   uint64_t client_table_offset, client_slot_size;
   uint64_t index_offset, shard_size;
   uint64_t event_ring_offset, event_ring_capacity;
+  uint64_t names_offset;
+  uint32_t names_capacity, name_slots;
   uint64_t alloc_offset, class_table_offset, page_bitmap_offset, page_desc_offset;
   uint64_t heap_offset, heap_size, num_pages;
 };
@@ -116,6 +119,19 @@ class Region {
                           sizeof(EventRingHeader))[seq & (sb_->event_ring_capacity - 1)];
   }
 
+  // Name table.
+  NameTableHeader& names() const { return *At<NameTableHeader>(sb_->names_offset); }
+  Word* name_slots() const { return At<Word>(sb_->names_offset + sizeof(NameTableHeader)); }
+  NameEntry* name_entries() const {
+    return At<NameEntry>(sb_->names_offset + NameEntriesOffset(sb_->name_slots));
+  }
+  uint32_t names_capacity() const { return sb_->names_capacity; }
+  // Where the entries start past the table header (the one definition).
+  static constexpr uint64_t NameEntriesOffset(uint64_t slots) {
+    return (sizeof(NameTableHeader) + slots * sizeof(Word) + kCacheLine - 1) / kCacheLine *
+           kCacheLine;
+  }
+
   // Allocator.
   AllocatorHeader& alloc() const { return *At<AllocatorHeader>(sb_->alloc_offset); }
   ClassStripe& class_stripe(uint32_t cls, uint32_t stripe) const {
@@ -129,13 +145,14 @@ class Region {
   uint64_t heap_offset() const { return sb_->heap_offset; }
 
   // Whether `off` is the offset of one of the region's lock words (a shard,
-  // the event ring, a class stripe or the page heap). For offsets read from
+  // the event ring, the name table, a class stripe or the page heap). For offsets read from
   // the region (a slot's held_locks) before they are used.
   bool IsLockOffset(uint64_t off) const {
     if (off >= index_ && off < index_ + uint64_t{num_shards_} * shard_size_) {
       return (off - index_) % shard_size_ == offsetof(ShardHeader, lock);
     }
     if (off == sb_->event_ring_offset + offsetof(EventRingHeader, lock)) return true;
+    if (off == sb_->names_offset + offsetof(NameTableHeader, lock)) return true;
     if (off == sb_->alloc_offset + offsetof(AllocatorHeader, page_lock)) return true;
     const uint64_t classes = sb_->class_table_offset;
     return off >= classes &&

@@ -326,6 +326,7 @@ std::string DescribeLock(const region::Region& r, uint64_t off) {
     if (r.OffsetOf(&r.shard(s).lock) == off) return "index shard " + std::to_string(s);
   }
   if (r.OffsetOf(&r.event_ring().lock) == off) return "the event ring";
+  if (r.OffsetOf(&r.names().lock) == off) return "the name table";
   if (r.OffsetOf(&r.alloc().page_lock) == off) return "the page heap";
   for (uint32_t c = 0; c < region::kNumClasses; ++c) {
     for (uint32_t st = 0; st < region::kStripes; ++st) {

@@ -112,11 +112,13 @@ std::string DescribeLock(const region::Region& r, uint64_t lock_offset);
 void FillBits(region::Word* bitmap, uint64_t first, uint64_t n, bool value);
 
 // Calls fn on every lock word in the region, in the global lock order
-// (shards ascending, event ring, class stripes ascending, page lock).
+// (shards ascending, event ring, name table, class stripes ascending, page
+// lock).
 template <typename Fn>
 void ForEachLock(const region::Region& r, Fn&& fn) {
   for (uint32_t s = 0; s < r.num_shards(); ++s) fn(r.shard(s).lock);
   fn(r.event_ring().lock);
+  fn(r.names().lock);
   for (uint32_t c = 0; c < region::kNumClasses; ++c) {
     for (uint32_t st = 0; st < region::kStripes; ++st) fn(r.class_stripe(c, st).lock);
   }

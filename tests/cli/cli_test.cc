@@ -404,6 +404,50 @@ TEST_F(CliTest, NamesAndPathsThatAreNotUtf8WithJson) {
   unlink(out.c_str());
 }
 
+// The name table: put --bind, bind (plain, --if-unbound, --if-bound-to),
+// ls --names [--prefix], get/stat --bound, unbind; --name keeps meaning
+// the id derived from a string.
+TEST_F(CliTest, NameTable) {
+  ASSERT_EQ(Gismo({"put", "--name", "v1", "--bind", "job/ckpt", "-"}, "one").code, 0);
+  ASSERT_EQ(Gismo({"put", "--name", "v2", "-"}, "two").code, 0);
+  const std::string v1 = gismo::ObjectId::FromName("v1").Hex();
+  const std::string v2 = gismo::ObjectId::FromName("v2").Hex();
+  CmdResult get = Gismo({"get", "--bound", "job/ckpt"});
+  ASSERT_EQ(get.code, 0) << get.err;
+  EXPECT_EQ(get.out, "one");
+  // A compare-and-swap that loses exits 1 and changes nothing.
+  CmdResult lost = Gismo({"bind", "job/ckpt", "--name", "v2", "--if-bound-to", v2});
+  EXPECT_EQ(lost.code, 1) << lost.err;
+  EXPECT_NE(lost.err.find("bound otherwise than expected"), std::string::npos) << lost.err;
+  EXPECT_EQ(Gismo({"bind", "job/ckpt", "--name", "v2", "--if-unbound"}).code, 1);
+  CmdResult won = Gismo({"bind", "job/ckpt", "--name", "v2", "--if-bound-to", v1});
+  ASSERT_EQ(won.code, 0) << won.err;
+  EXPECT_EQ(won.out, "bound 'job/ckpt' to " + v2 + "\n");
+  EXPECT_EQ(Gismo({"get", "--bound", "job/ckpt"}).out, "two");
+  EXPECT_EQ(json::parse(Gismo({"stat", "--bound", "job/ckpt", "--json"}).out)["id"], v2);
+  ASSERT_EQ(Gismo({"bind", "other", v1}).code, 0);
+  json all = GismoJson({"ls", "--names"});
+  ASSERT_EQ(all.size(), 2u) << all.dump();
+  EXPECT_EQ(all[0]["name"], "job/ckpt");
+  EXPECT_EQ(all[0]["id"], v2);
+  EXPECT_EQ(all[0]["version"], 2);
+  EXPECT_EQ(all[1]["name"], "other");
+  json some = GismoJson({"ls", "--names", "--prefix", "job/"});
+  ASSERT_EQ(some.size(), 1u) << some.dump();
+  CmdResult human = Gismo({"ls", "--names"});
+  EXPECT_NE(human.out.find(v2 + "         2"), std::string::npos) << human.out;
+  // Errors: an unbound name is "not found" (4), a bad one a usage error of
+  // the store (1), and --bound with an ID is a usage error (2).
+  EXPECT_EQ(Gismo({"get", "--bound", "nope"}).code, 4);
+  EXPECT_EQ(Gismo({"bind", std::string(193, 'n'), v1}).code, 1);
+  EXPECT_EQ(Gismo({"stat", v1, "--bound", "other"}).code, 2);
+  EXPECT_EQ(Gismo({"bind", "x", "--name", "never-stored"}).code, 4);
+  ASSERT_EQ(Gismo({"unbind", "other", "--if-bound-to", v2}).code, 1);
+  ASSERT_EQ(Gismo({"unbind", "other"}).code, 0);
+  EXPECT_EQ(GismoJson({"ls", "--names"}).size(), 1u);
+  EXPECT_EQ(Gismo({"unbind", "other"}).code, 4);
+}
+
 TEST_F(CliTest, FsckJsonAndNegativeLimit) {
   ASSERT_EQ(Gismo({"put", "--name", "f", "-"}, "fsck me").code, 0);
   CmdResult fsck = Gismo({"fsck", "--json"});
@@ -578,7 +622,7 @@ TEST_F(CliTest, BadInputGivesClearErrorsAndExitCodes) {
       {{"stat", "123"}, 2, "40 hex digits"},
       {{"stat", "zz112233445566778899aabbccddeeff00112233"}, 2, "not a hex digit"},
       {{"stat"}, 2, "missing object ID"},
-      {{"stat", kId1, "--name", "n"}, 2, "not both"},
+      {{"stat", kId1, "--name", "n"}, 2, "give one of an object ID, --name or --bound"},
       {{"put", kId1}, 2, "missing FILE"},
       {{"put", kId1, "/nonexistent/file"}, 6, "cannot open '/nonexistent/file'"},
       {{"put", kId1, dir}, 6, "is a directory"},

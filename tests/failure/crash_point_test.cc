@@ -78,6 +78,10 @@ struct Scenario {
   std::vector<std::string> script;
   std::map<std::string, Expect> expect;  // objects the script touches
   bool sweep_skip = false;               // txn.* points: every commit of the script in turn
+  // Names the script touches: the object each must be bound to after
+  // recovery ("" unbound, "*" either way).
+  std::map<std::string, std::string> names = {};
+  long skip = 0;  // passes of the point before the death
 };
 
 void PrintTo(const Scenario& s, std::ostream* os) { *os << s.name; }
@@ -150,12 +154,28 @@ std::vector<Scenario> Scenarios() {
                "disconnect.after_goodbye",
                {"create x 3000", "get y 0", "disconnect"},
                {{"x", E::kAbsent}, {"y", E::kSealed}}});
+  // Names: a bind or unbind cut before its commit is undone whole.
+  for (const char* p : {"bind.after_entry", "bind.before_commit"}) {
+    v.push_back({std::string(p) + "/new", p, {"bind n y"}, {}, false, {{"n", ""}}});
+    // The second bind (a compare-and-swap) dies: the first stands.
+    v.push_back(
+        {std::string(p) + "/swap", p, {"bind n y", "swap n y w"}, {}, false, {{"n", "y"}}, 1});
+  }
+  for (const char* p : {"unbind.after_shift", "unbind.before_commit"}) {
+    // Two more names, so that the unbind shifts slots or reuses entries.
+    v.push_back({p,
+                 p,
+                 {"bind n y", "bind m w", "bind k y", "unbind n"},
+                 {},
+                 false,
+                 {{"n", "y"}, {"m", "w"}, {"k", "y"}}});
+  }
   // Every commit of a mixed script in turn; which one it died in is not
   // modelled, so the outcome of each object may be either where both are
   // legal, and the generic invariants do the rest.
   const std::vector<std::string> mixed = {
-      "put x 3000", "get y 0", "release y", "create z 70000", "abort z", "create v 500",
-      "seal v",     "get w 0", "delete w",  "release w",      "delete y"};
+      "put x 3000", "get y 0", "release y", "create z 70000", "abort z",  "create v 500", "seal v",
+      "bind n v",   "get w 0", "delete w",  "release w",      "unbind n", "delete y"};
   for (const char* p : {"txn.before_commit", "txn.after_commit"}) {
     v.push_back({p,
                  p,
@@ -165,7 +185,8 @@ std::vector<Scenario> Scenarios() {
                   {"z", E::kAbsent},
                   {"v", E::kEither},
                   {"w", E::kEither}},
-                 true});
+                 true,
+                 {{"n", "*"}}});
   }
   return v;
 }
@@ -277,7 +298,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     WaitAlone(checker);
 
     const std::string at = "GISMO_CRASH_AT=" + sc.point;
-    const std::string sk = "GISMO_CRASH_SKIP=" + std::to_string(skip);
+    const std::string sk = "GISMO_CRASH_SKIP=" + std::to_string(skip + sc.skip);
     auto died = RunClient(m.address(), sc.script, {at, sk});
     if (died.status == 0 && sc.sweep_skip) return false;
     EXPECT_EQ(died.status, 77) << "the client should have died at " << sc.point;
@@ -288,7 +309,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     }
 
     WaitAlone(checker);
-    CheckRecovered(m, checker, sc.expect);
+    CheckRecovered(m, checker, sc.expect, sc.names);
     return true;
   }
 
@@ -296,7 +317,22 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
   // `expect` allows (untouched "y" and "w" sealed), no reference or unsealed
   // object left, no lock held, fsck sound online and offline, and the heap
   // empty once everything is deleted. Stops the manager.
-  void CheckRecovered(ManagerProcess& m, Client& checker, std::map<std::string, Expect> expect) {
+  void CheckRecovered(ManagerProcess& m, Client& checker, std::map<std::string, Expect> expect,
+                      const std::map<std::string, std::string>& names) {
+    // Names: bound as the scenario says (a rolled-back bind left nothing).
+    for (const auto& [name, object] : names) {
+      if (object == "*") continue;
+      auto b = checker.LookupName(name);
+      if (object.empty()) {
+        EXPECT_EQ(b.status().code(), GISMO_ERR_OBJECT_NOT_FOUND)
+            << "name '" << name << "' should be unbound: " << b.status().ToString();
+      } else {
+        EXPECT_TRUE(b.ok()) << "name '" << name << "': " << b.status().ToString();
+        if (b.ok()) {
+          EXPECT_EQ(ObjectId(b->id), ObjectId::FromName(object)) << "name '" << name << "'";
+        }
+      }
+    }
     // States after recovery.
     expect.emplace("y", Expect::kSealed);
     expect.emplace("w", Expect::kSealed);
@@ -330,8 +366,9 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
       probe.push_back("stat " + name);
       probe.push_back("contains " + name);
     }
-    probe.insert(probe.end(), {"put p1 3000", "put p2 200000", "put p3 500", "delete p1",
-                               "delete p2", "delete p3", "create x2 70000", "abort x2"});
+    probe.insert(probe.end(), {"put p1 3000", "put p2 200000", "put p3 500", "bind probe p3",
+                               "lookup probe", "unbind probe", "delete p1", "delete p2",
+                               "delete p3", "create x2 70000", "abort x2"});
     for (const auto& [name, want] : expect) {
       probe.push_back("get " + name + " 0");
       probe.push_back("verify " + name);
@@ -409,7 +446,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     gismo::testing::SpawnOptions o;
     o.argv = {FAILURE_CLIENT_BIN, "--address", m.address()};
     for (const auto& cmd : sc.script) o.argv.insert(o.argv.end(), {"-c", cmd});
-    o.env = {"GISMO_CRASH_AT=" + sc.point, "GISMO_CRASH_SKIP=" + std::to_string(skip),
+    o.env = {"GISMO_CRASH_AT=" + sc.point, "GISMO_CRASH_SKIP=" + std::to_string(skip + sc.skip),
              "GISMO_CRASH_ACTION=stop"};
     o.capture_stdout = true;
     gismo::testing::Process client;
@@ -503,7 +540,10 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
       }
       expect.emplace(name, want);
     }
-    CheckRecovered(m, checker, expect);
+    // It may have finished the name operation it was frozen in.
+    std::map<std::string, std::string> names;
+    for (const auto& [name, object] : sc.names) names.emplace(name, "*");
+    CheckRecovered(m, checker, expect, names);
     return true;
   }
   using Status = gismo::Status;

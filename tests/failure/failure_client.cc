@@ -22,6 +22,10 @@
 //   stat NAME              state=1|2|3 refs=N size=N
 //   verify NAME            full read of the object (get, compare, release)
 //   check-held NAME        full read of the reference held since `get`
+//   bind NAME OBJECT       binds the name NAME to the object named OBJECT
+//   swap NAME OLD NEW      binds NAME to NEW if it is bound to OLD
+//   unbind NAME            unbinds the name NAME
+//   lookup NAME            object=HEX version=N (err 3 if unbound)
 //   fence-node NODE        the operator's word: node NODE is fenced
 //   usage                  used= objects= sealed= unsealed= deleting= clients=
 //   wait-lost SECONDS      until an operation fails with GISMO_ERR_CONNECTION
@@ -130,6 +134,23 @@ class Agent {
     }
     in >> name;
     if (name.empty()) return "err 1 no object name";
+    if (cmd == "bind" || cmd == "swap") {
+      std::string a, b;
+      in >> a >> b;
+      Status s = cmd == "bind"
+                     ? client_.BindName(name, ObjectId::FromName(a))
+                     : client_.SwapName(name, ObjectId::FromName(a), ObjectId::FromName(b));
+      return s.ok() ? "ok" : Err(s);
+    }
+    if (cmd == "unbind") {
+      Status s = client_.UnbindName(name);
+      return s.ok() ? "ok" : Err(s);
+    }
+    if (cmd == "lookup") {
+      auto b = client_.LookupName(name);
+      if (!b.ok()) return Err(b.status());
+      return "ok object=" + ObjectId(b->id).Hex() + " version=" + std::to_string(b->version);
+    }
     const ObjectId id = ObjectId::FromName(name);
     const uint64_t key = KeyOf(name);
     if (cmd == "put" || cmd == "create" || cmd == "put-evictable") {

@@ -32,6 +32,7 @@ EXPECTED = {
     "UNSUPPORTED": ("Unsupported", NotImplementedError),
     "BUSY": ("Busy", None),
     "PERMISSION": ("PermissionDenied", PermissionError),
+    "CONFLICT": ("Conflict", None),
 }
 
 

@@ -80,6 +80,8 @@ int main(int argc, char** argv) {
                         {"pages_free", rep.pages_free},
                         {"live_clients", rep.live_clients},
                         {"held_references", rep.held_references},
+                        {"names", rep.names},
+                        {"dangling_names", rep.dangling_names},
                         {"check_ms", ms}};
     // A path need not be UTF-8: invalid bytes print as U+FFFD.
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -89,8 +91,8 @@ int main(int argc, char** argv) {
   if (!quiet) {
     printf(
         "%s: %s (%s): %llu objects (%llu sealed, %llu unsealed, %llu deleting), %llu pages in "
-        "use (%llu slab, %llu in runs), %llu free, %llu live clients holding %llu references; "
-        "checked in %.1f ms\n",
+        "use (%llu slab, %llu in runs), %llu free, %llu live clients holding %llu references, "
+        "%llu names (%llu bound to objects that are gone); checked in %.1f ms\n",
         region_path.c_str(), rep.sound() ? "sound" : "NOT SOUND",
         rep.stopped_the_world ? "online" : "offline", static_cast<unsigned long long>(rep.objects),
         static_cast<unsigned long long>(rep.sealed), static_cast<unsigned long long>(rep.unsealed),
@@ -100,7 +102,9 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(rep.run_pages),
         static_cast<unsigned long long>(rep.pages_free),
         static_cast<unsigned long long>(rep.live_clients),
-        static_cast<unsigned long long>(rep.held_references), ms);
+        static_cast<unsigned long long>(rep.held_references),
+        static_cast<unsigned long long>(rep.names),
+        static_cast<unsigned long long>(rep.dangling_names), ms);
   }
   return rep.sound() ? 0 : 1;
 }

@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   app.add_option("--event-capacity", events,
                  "Event ring entries of a new region, a power of two (default: 65536, or 4096 "
                  "below 256 MiB); a subscriber further behind is told it overflowed");
+  uint32_t names = 0;
+  app.add_option("--max-names", names,
+                 "Name table capacity of a new region: names bound to objects at once "
+                 "(default: 4096, or 1024 below 256 MiB)")
+      ->check(CLI::Range(16u, 1u << 20));
   app.add_option("--coherence", coherence,
                  "coherent (one host or CXL 3) or non-coherent (CXL 2.0; not implemented yet)")
       ->capture_default_str()
@@ -169,6 +174,7 @@ int main(int argc, char** argv) {
   opt.format.max_clients = max_clients ? max_clients + 1 : 0;
   opt.format.held_capacity = max_refs;
   opt.format.event_capacity = events;
+  opt.format.max_names = names;
   if (coherence == "non-coherent") {
     opt.format.coherence = gismo::region::CoherenceMode::kNonCoherent;
   }

@@ -85,18 +85,32 @@ ObjectId ParseId(std::string_view hex) {
 }
 
 ObjectId ObjectArg::Resolve() const {
-  if (!name.empty() && !hex.empty()) {
-    Fail(kExitUsage, "give either an object ID or --name, not both");
+  if ((!name.empty()) + (!hex.empty()) + (!bound.empty()) > 1) {
+    Fail(kExitUsage, "give one of an object ID, --name or --bound");
   }
+  if (!bound.empty()) Fail(kExitUsage, "--bound needs a connection to look the name up");
   if (!name.empty()) return ObjectId::FromName(name);
   if (hex.empty()) Fail(kExitUsage, "missing object ID (40 hex digits) or --name NAME");
   return ParseId(hex);
 }
 
-void ObjectArg::AddNameOption(CLI::App* cmd) {
+ObjectId ObjectArg::Resolve(Client& client) const {
+  if (bound.empty()) return Resolve();
+  if (!name.empty() || !hex.empty())
+    Fail(kExitUsage, "give one of an object ID, --name or --bound");
+  auto b = client.LookupName(bound);
+  if (!b.ok()) Fail(b.status(), "cannot look up the name '" + bound + "'");
+  return ObjectId(b->id);
+}
+
+void ObjectArg::AddNameOption(CLI::App* cmd, bool with_bound) {
   cmd->add_option("--name", name,
                   "Select the object by name instead of ID (the id derived from the name, as "
                   "ObjectId::FromName does in every binding)");
+  if (!with_bound) return;
+  cmd->add_option("--bound", bound,
+                  "Select the object the name is bound to in the region's name table (gismo "
+                  "bind; gismo ls --names lists them)");
 }
 
 std::string FormatSize(uint64_t bytes) {

@@ -60,14 +60,23 @@ std::string EffectiveAddress(const CommonOptions& common);
 // Connects or fails with kExitConnect (kExitUsage for a malformed address).
 Client Connect(const CommonOptions& common);
 
-// Selecting one object: a 40-hex-digit id, or --name (ObjectId::FromName).
+// Selecting one object: a 40-hex-digit id, --name (the id ObjectId::FromName
+// derives from a string; no lookup), or --bound (the object a name of the
+// region's name table is bound to: `gismo bind`, gismo_bind_name).
 struct ObjectArg {
   std::string hex;
   std::string name;
-  ObjectId Resolve() const;  // fails with kExitUsage
-  // Adds --name to `cmd` (the positional ID is added by the command, as its
-  // position depends on the command's other arguments).
-  void AddNameOption(CLI::App* cmd);
+  std::string bound;
+  // Without --bound; fails with kExitUsage.
+  ObjectId Resolve() const;
+  // With --bound too: looks the name up (kExitNotFound if it is not bound).
+  ObjectId Resolve(Client& client) const;
+  // Adds --name and --bound to `cmd` (the positional ID is added by the
+  // command, as its position depends on the command's other arguments).
+  // `with_bound` false: --name only (put names a new object; it binds with
+  // --bind instead).
+  void AddNameOption(CLI::App* cmd, bool with_bound = true);
+  bool by_name() const { return !name.empty() || !bound.empty(); }
 };
 // Parses exactly 40 hex digits or fails with kExitUsage.
 ObjectId ParseId(std::string_view hex);

@@ -30,18 +30,19 @@ void WriteAll(int fd, const uint8_t* p, size_t n, const std::string& name) {
 }
 
 int RunGet(GetArgs a) {
-  // With --name the one positional is the file.
-  if (!a.object.name.empty() && !a.object.hex.empty() && a.file == "-") {
+  // With --name or --bound the one positional is the file.
+  if (a.object.by_name() && !a.object.hex.empty() && a.file == "-") {
     a.file = std::move(a.object.hex);
     a.object.hex.clear();
   }
-  ObjectId id = a.object.Resolve();
+  if (a.object.bound.empty()) (void)a.object.Resolve();  // usage errors before connecting
   const bool to_stdout = a.file == "-";
   if (a.common.json && to_stdout) {
     Fail(kExitUsage, "--json needs an output FILE (the data would mix with the JSON on stdout)");
   }
   if (a.timeout_ms < -1) Fail(kExitUsage, "--timeout-ms must be -1 (forever), 0 or more");
   Client client = Connect(a.common);
+  const ObjectId id = a.object.Resolve(client);
   auto buf = client.Get(id, a.timeout_ms);
   if (!buf.ok()) {
     Status s = buf.status();
@@ -88,7 +89,7 @@ int RunGet(GetArgs a) {
 
 Runner SetupGet(CLI::App* cmd) {
   auto a = std::make_shared<GetArgs>();
-  cmd->add_option("ID", a->object.hex, "Object id, 40 hex digits (omit with --name)");
+  cmd->add_option("ID", a->object.hex, "Object id, 40 hex digits (omit with --name or --bound)");
   cmd->add_option("FILE", a->file, "Output file, or - for stdout")->capture_default_str();
   a->object.AddNameOption(cmd);
   cmd->add_option("--timeout-ms", a->timeout_ms,

@@ -18,8 +18,45 @@ struct LsArgs {
   std::string prefix;  // of the hex id, any case
   std::string sort = "id";
   bool reverse = false;
-  int64_t limit = 0;  // 0: no limit
+  int64_t limit = 0;   // 0: no limit
+  bool names = false;  // the name table instead of the objects
 };
+
+// gismo ls --names: the bindings of the name table whose name starts with
+// --prefix, sorted by name.
+int RunLsNames(const LsArgs& a) {
+  if (!a.state.empty() || a.node || a.sort != "id") {
+    Fail(kExitUsage, "--names lists names: --state, --node and --sort do not apply");
+  }
+  Client client = Connect(a.common);
+  auto listed = client.ListNames(a.prefix);
+  if (!listed.ok()) Fail(listed.status(), "cannot list names");
+  std::vector<gismo_name_info_t> rows = std::move(*listed);
+  std::sort(rows.begin(), rows.end(), [&](const gismo_name_info_t& x, const gismo_name_info_t& y) {
+    const int c = std::string(x.name, x.name_size).compare(std::string(y.name, y.name_size));
+    return a.reverse ? c > 0 : c < 0;
+  });
+  if (a.limit != 0 && rows.size() > static_cast<uint64_t>(a.limit)) rows.resize(a.limit);
+  const uint64_t now = NowNs();
+  if (a.common.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : rows) {
+      j.push_back({{"name", std::string(r.name, r.name_size)},
+                   {"id", ObjectId(r.id).Hex()},
+                   {"version", r.version},
+                   {"bind_time", FormatTime(r.bind_time_ns)}});
+    }
+    PrintJson(j);
+    return kExitOk;
+  }
+  printf("%-40s  %8s  %-8s  %s\n", "ID", "VERSION", "AGE", "NAME");
+  for (const auto& r : rows) {
+    const double age = now > r.bind_time_ns ? static_cast<double>(now - r.bind_time_ns) / 1e9 : 0;
+    printf("%-40s  %8llu  %-8s  %s\n", ObjectId(r.id).Hex().c_str(),
+           static_cast<unsigned long long>(r.version), FormatDuration(age).c_str(), r.name);
+  }
+  return kExitOk;
+}
 
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -28,6 +65,7 @@ std::string Lower(std::string s) {
 
 int RunLs(LsArgs a) {
   if (a.limit < 0) Fail(kExitUsage, "--limit must be 0 (all) or more");
+  if (a.names) return RunLsNames(a);
   a.prefix = Lower(a.prefix);
   if (a.prefix.size() > 2 * ObjectId::kSize ||
       a.prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
@@ -97,7 +135,11 @@ Runner SetupLs(CLI::App* cmd) {
                              gismo_state_name(GISMO_STATE_UNSEALED),
                              gismo_state_name(GISMO_STATE_DELETING)}));
   cmd->add_option("--node", a->node, "Only objects created on this node");
-  cmd->add_option("--prefix", a->prefix, "Only objects whose hex id starts with this");
+  cmd->add_option("--prefix", a->prefix,
+                  "Only objects whose hex id starts with this (with --names: names)");
+  cmd->add_flag("--names", a->names,
+                "List the region's name table (names bound to objects, sorted by name) "
+                "instead of the objects");
   cmd->add_option("--sort", a->sort, "Order: id, size (smallest first), age (youngest first), refs")
       ->capture_default_str()
       ->check(CLI::IsMember({"id", "size", "age", "refs"}));

@@ -20,6 +20,7 @@ struct PutArgs {
   ObjectArg object;
   std::string file;  // "-": stdin
   std::string metadata;
+  std::string bind;  // a name to bind to the object once it is stored
 };
 
 // An open input; closes itself.
@@ -122,9 +123,15 @@ int RunPut(PutArgs a) {
     size = data.size();
     if (Status s = client.Put(id, data, meta); !s.ok()) Fail(s, what);
   }
+  if (!a.bind.empty()) {
+    if (Status s = client.BindName(a.bind, id); !s.ok()) {
+      Fail(s, "stored object " + id.Hex() + " but cannot bind the name '" + a.bind + "' to it");
+    }
+  }
   if (a.common.json) {
     nlohmann::json j = {{"id", id.Hex()}, {"size", size}, {"metadata_size", a.metadata.size()}};
     if (!a.object.name.empty()) j["name"] = a.object.name;
+    if (!a.bind.empty()) j["bound"] = a.bind;
     PrintJson(j);
   } else {
     printf("stored %s (%s)\n", id.Hex().c_str(), FormatSize(size).c_str());
@@ -138,7 +145,10 @@ Runner SetupPut(CLI::App* cmd) {
   auto a = std::make_shared<PutArgs>();
   cmd->add_option("ID", a->object.hex, "Object id, 40 hex digits (omit with --name)");
   cmd->add_option("FILE", a->file, "File to store, or - for stdin");
-  a->object.AddNameOption(cmd);
+  a->object.AddNameOption(cmd, /*with_bound=*/false);
+  cmd->add_option("--bind", a->bind,
+                  "Then bind this name of the region's name table to the object (gismo get "
+                  "--bound NAME finds it)");
   cmd->add_option("--metadata", a->metadata, "Metadata to attach to the object (text)");
   AddCommonOptions(cmd, &a->common);
   return [a] { return RunPut(*a); };

@@ -12,8 +12,9 @@ struct RmArgs {
 };
 
 int RunRm(const RmArgs& a) {
-  ObjectId id = a.object.Resolve();
+  if (a.object.bound.empty()) (void)a.object.Resolve();  // usage errors before connecting
   Client client = Connect(a.common);
+  const ObjectId id = a.object.Resolve(client);
   if (Status s = client.Delete(id); !s.ok()) Fail(s, "cannot delete object " + id.Hex());
   if (a.common.json) {
     nlohmann::json j = {{"id", id.Hex()}, {"deleted", true}};

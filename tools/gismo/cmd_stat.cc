@@ -12,8 +12,9 @@ struct StatArgs {
 };
 
 int RunStat(const StatArgs& a) {
-  ObjectId id = a.object.Resolve();
+  if (a.object.bound.empty()) (void)a.object.Resolve();  // usage errors before connecting
   Client client = Connect(a.common);
+  const ObjectId id = a.object.Resolve(client);
   auto info = client.Stat(id);
   if (!info.ok()) Fail(info.status(), "cannot stat object " + id.Hex());
   const uint64_t now = NowNs();

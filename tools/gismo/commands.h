@@ -17,6 +17,8 @@ Runner SetupRm(CLI::App* cmd);
 Runner SetupWatch(CLI::App* cmd);
 Runner SetupFsck(CLI::App* cmd);
 Runner SetupFence(CLI::App* cmd);
+Runner SetupBind(CLI::App* cmd);
+Runner SetupUnbind(CLI::App* cmd);
 
 }  // namespace gismo::cli
 

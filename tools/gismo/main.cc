@@ -21,6 +21,8 @@ const CommandSpec kCommands[] = {
     {"put", "Store a file (or stdin) as a sealed object", SetupPut},
     {"get", "Write an object's data to a file (or stdout)", SetupGet},
     {"rm", "Delete an object", SetupRm},
+    {"bind", "Bind a name of the region's name table to an object", SetupBind},
+    {"unbind", "Unbind a name of the region's name table", SetupUnbind},
     {"watch", "Print seals and deletes as they happen, anywhere in the cluster", SetupWatch},
     {"fsck", "Verify every invariant of the region (online, or offline with --region)", SetupFsck},
     {"fence", "Declare a client or node fenced (it can never run again): recover it now",

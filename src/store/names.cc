@@ -1,0 +1,284 @@
+#include "store/names.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/check.h"
+#include "common/clock.h"
+#include "store/index.h"
+
+namespace gismo::store {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+namespace {
+
+constexpr uint32_t kNoSlot = ~0u;
+
+std::string Quote(std::string_view name) {
+  std::string q = "'";
+  for (unsigned char ch : name) {
+    if (ch >= 0x20 && ch != 0x7f) {
+      q += static_cast<char>(ch);
+    } else {
+      static const char* d = "0123456789abcdef";
+      q += "\\x";
+      q += d[ch >> 4];
+      q += d[ch & 15];
+    }
+  }
+  return q + "'";
+}
+
+gismo_id_t EntryId(const NameEntry& e) {
+  uint64_t w[3] = {e.id[0].load(std::memory_order_relaxed), e.id[1].load(std::memory_order_relaxed),
+                   e.id[2].load(std::memory_order_relaxed)};
+  gismo_id_t id;
+  std::memcpy(id.bytes, w, GISMO_ID_SIZE);
+  return id;
+}
+
+bool SameId(const gismo_id_t& a, const gismo_id_t& b) {
+  return std::memcmp(a.bytes, b.bytes, GISMO_ID_SIZE) == 0;
+}
+
+// The name's bytes as the table stores them: kNameWords words, zero padded.
+struct NameWords {
+  uint64_t w[kNameWords];
+};
+NameWords ToNameWords(std::string_view name) {
+  NameWords x{};
+  std::memcpy(x.w, name.data(), std::min<size_t>(name.size(), kMaxNameLength));
+  return x;
+}
+
+void FillBinding(const NameEntry& e, NameBinding* out) {
+  out->name = EntryName(e);
+  out->id = EntryId(e);
+  out->version = e.version.load(std::memory_order_relaxed);
+  out->bind_time_ns = e.bind_time_ns.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Status CheckName(std::string_view name) {
+  if (name.empty()) return Status(GISMO_ERR_INVALID_ARGUMENT, "a name may not be empty");
+  if (name.size() > kMaxNameLength) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "name of " + std::to_string(name.size()) +
+                                                  " bytes is longer than the limit of " +
+                                                  std::to_string(kMaxNameLength) + " bytes");
+  }
+  if (name.find('\0') != std::string_view::npos) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "a name may not contain a NUL byte");
+  }
+  return Status();
+}
+
+uint64_t HashName(std::string_view name) { return XXH3_64bits(name.data(), name.size()); }
+
+std::string EntryName(const NameEntry& e) {
+  const uint32_t len =
+      std::min(NameInfoLength(e.info.load(std::memory_order_relaxed)), kMaxNameLength);
+  uint64_t w[kNameWords];
+  for (uint32_t k = 0; k < kNameWords; ++k) w[k] = e.name[k].load(std::memory_order_relaxed);
+  return std::string(reinterpret_cast<const char*>(w), len);
+}
+
+bool FindName(const Region& r, uint64_t h, std::string_view name, NameLocated* out) {
+  const NameWords x = ToNameWords(name);
+  Word* slots = r.name_slots();
+  NameEntry* entries = r.name_entries();
+  const uint32_t mask = r.sb().name_slots - 1;
+  const uint32_t cap = r.names_capacity();
+  const uint32_t h32 = static_cast<uint32_t>(h);
+  out->hslot = kNoSlot;
+  out->e = nullptr;
+  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
+    const uint64_t s = slots[i].load(std::memory_order_relaxed);
+    if (s == 0) {
+      out->hslot = i;
+      return false;
+    }
+    if (HashSlotHash(s) != h32) continue;
+    const uint32_t entry = HashSlotLocal(s);
+    if (entry >= cap) continue;  // corrupt: never followed (fsck reports it)
+    const NameEntry& e = entries[entry];
+    if (NameInfoLength(e.info.load(std::memory_order_relaxed)) != name.size()) continue;
+    bool same = true;
+    for (uint32_t k = 0; k < kNameWords && same; ++k) {
+      same = e.name[k].load(std::memory_order_relaxed) == x.w[k];
+    }
+    if (same) {
+      out->hslot = i;
+      out->entry = entry;
+      out->e = &entries[entry];
+      return true;
+    }
+  }
+  return false;
+}
+
+Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
+                   const gismo_id_t* expected) {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (mode == BindMode::kIfBoundTo && expected == nullptr) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "a compare-and-swap of a name needs the expected id");
+  }
+  Txn txn(r_, slot_, session_, OpKind::kBindName);
+  // The object first (shard lock), then the table: the global lock order.
+  Located loc;
+  bool found = false;
+  if (!LockAndFind(txn, id, &found, &loc)) return txn.Commit();
+  if (!found) {
+    return Status(GISMO_ERR_OBJECT_NOT_FOUND,
+                  "no object " + Hex(id) + " to bind the name " + Quote(name) + " to");
+  }
+  switch (InfoState(loc.rec->info.load(std::memory_order_relaxed))) {
+    case ObjectState::kSealed:
+      break;
+    case ObjectState::kCreated:
+      return Status(GISMO_ERR_OBJECT_NOT_SEALED, "object " + Hex(id) +
+                                                     " is not sealed; a name is bound only "
+                                                     "to a sealed object");
+    default:
+      return Status(GISMO_ERR_OBJECT_NOT_FOUND, "object " + Hex(id) + " was deleted");
+  }
+  NameTableHeader& t = r_.names();
+  if (!txn.Lock(t.lock)) return txn.Commit();
+  const uint64_t h = HashName(name);
+  NameLocated nl;
+  const IdWords x = ToWords(id);
+  if (FindName(r_, h, name, &nl)) {
+    NameEntry& e = *nl.e;
+    const gismo_id_t cur = EntryId(e);
+    if (mode == BindMode::kIfUnbound) {
+      return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound (to " + Hex(cur) + ")");
+    }
+    if (mode == BindMode::kIfBoundTo && !SameId(cur, *expected)) {
+      return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound to " + Hex(cur) +
+                                            ", not to " + Hex(*expected));
+    }
+    for (int k = 0; k < 3; ++k) txn.Write(e.id[k], x.w[k]);
+    txn.Write(e.version, e.version.load(std::memory_order_relaxed) + 1);
+    txn.Write(e.bind_time_ns, RealtimeNs());
+    GISMO_CRASH_POINT("bind.after_entry");
+  } else {
+    if (mode == BindMode::kIfBoundTo) {
+      return Status(
+          GISMO_ERR_CONFLICT,
+          "name " + Quote(name) + " is not bound (expected it bound to " + Hex(*expected) + ")");
+    }
+    if (nl.hslot == kNoSlot) {
+      return Status(GISMO_ERR_LIMIT, "too many names hash to the same place as " + Quote(name) +
+                                         "; unbind some, or choose names that differ more");
+    }
+    const uint32_t cap = r_.names_capacity();
+    uint32_t entry;
+    if (const uint64_t fh = t.free_head.load(std::memory_order_relaxed); fh != 0) {
+      if (fh > cap) return r_.Corrupt("the name table's free list points past its end");
+      entry = static_cast<uint32_t>(fh - 1);
+      txn.Write(t.free_head, r_.name_entries()[entry].next_free.load(std::memory_order_relaxed));
+    } else {
+      const uint64_t nu = t.next_unused.load(std::memory_order_relaxed);
+      if (nu >= cap) {
+        return Status(GISMO_ERR_LIMIT, "the name table is full (" + std::to_string(cap) +
+                                           " names); unbind some, or format the region with a "
+                                           "larger --max-names");
+      }
+      entry = static_cast<uint32_t>(nu);
+      txn.Write(t.next_unused, nu + 1);
+    }
+    NameEntry& e = r_.name_entries()[entry];
+    const NameWords nw = ToNameWords(name);
+    for (int k = 0; k < 3; ++k) txn.Write(e.id[k], x.w[k]);
+    txn.Write(e.info, PackNameInfo(static_cast<uint32_t>(name.size())));
+    txn.Write(e.version, 1);
+    txn.Write(e.bind_time_ns, RealtimeNs());
+    txn.Write(e.next_free, 0);
+    for (uint32_t k = 0; k < kNameWords; ++k) txn.Write(e.name[k], nw.w[k]);
+    GISMO_CRASH_POINT("bind.after_entry");
+    txn.Write(r_.name_slots()[nl.hslot], PackHashSlot(h, entry));
+    txn.Write(t.count, t.count.load(std::memory_order_relaxed) + 1);
+  }
+  txn.Write(t.version, t.version.load(std::memory_order_relaxed) + 1);
+  GISMO_CRASH_POINT("bind.before_commit");
+  return txn.Commit();
+}
+
+Status Names::Unbind(std::string_view name, const gismo_id_t* expected) {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  Txn txn(r_, slot_, session_, OpKind::kUnbindName);
+  NameTableHeader& t = r_.names();
+  if (!txn.Lock(t.lock)) return txn.Commit();
+  NameLocated nl;
+  if (!FindName(r_, HashName(name), name, &nl)) {
+    return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no name " + Quote(name));
+  }
+  NameEntry& e = *nl.e;
+  if (expected != nullptr && !SameId(EntryId(e), *expected)) {
+    return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound to " + Hex(EntryId(e)) +
+                                          ", not to " + Hex(*expected));
+  }
+  // Backward-shift deletion, as in the index: entries only move toward home.
+  Word* slots = r_.name_slots();
+  const uint32_t mask = r_.sb().name_slots - 1;
+  uint32_t i = nl.hslot;
+  for (uint32_t j = (i + 1) & mask, n = 0; n <= mask; j = (j + 1) & mask, ++n) {
+    const uint64_t s = slots[j].load(std::memory_order_relaxed);
+    if (s == 0) break;
+    const uint32_t home = HashSlotHash(s) & mask;
+    const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    txn.Write(slots[i], s);
+    i = j;
+  }
+  txn.Write(slots[i], 0);
+  GISMO_CRASH_POINT("unbind.after_shift");
+  txn.Write(e.info, 0);
+  txn.Write(e.version, 0);
+  txn.Write(e.next_free, t.free_head.load(std::memory_order_relaxed));
+  txn.Write(t.free_head, nl.entry + 1);
+  txn.Write(t.count, t.count.load(std::memory_order_relaxed) - 1);
+  txn.Write(t.version, t.version.load(std::memory_order_relaxed) + 1);
+  GISMO_CRASH_POINT("unbind.before_commit");
+  return txn.Commit();
+}
+
+Status Names::Lookup(std::string_view name, NameBinding* out) const {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  Txn txn(r_, slot_, session_, OpKind::kNone);
+  if (!txn.Lock(r_.names().lock)) return txn.Commit();
+  NameLocated nl;
+  if (!FindName(r_, HashName(name), name, &nl)) {
+    return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no name " + Quote(name));
+  }
+  FillBinding(*nl.e, out);
+  return txn.Commit();
+}
+
+Status Names::List(std::string_view prefix,
+                   const std::function<void(const NameBinding&)>& fn) const {
+  if (prefix.size() > kMaxNameLength) return Status();  // no name is that long
+  std::vector<NameBinding> batch;
+  {
+    Txn txn(r_, slot_, session_, OpKind::kNone);
+    if (!txn.Lock(r_.names().lock)) return txn.Commit();
+    Word* slots = r_.name_slots();
+    const uint32_t cap = r_.names_capacity();
+    for (uint32_t i = 0; i < r_.sb().name_slots; ++i) {
+      const uint64_t s = slots[i].load(std::memory_order_relaxed);
+      if (s == 0 || HashSlotLocal(s) >= cap) continue;
+      const NameEntry& e = r_.name_entries()[HashSlotLocal(s)];
+      NameBinding b;
+      FillBinding(e, &b);
+      if (b.name.compare(0, prefix.size(), prefix) == 0) batch.push_back(std::move(b));
+    }
+    if (Status st = txn.Commit(); !st.ok()) return st;
+  }
+  for (const auto& b : batch) fn(b);
+  return Status();
+}
+
+}  // namespace gismo::store
