@@ -24,7 +24,7 @@ run_variant() {
     # Built with clang so that the libFuzzer targets (ctest -L fuzz) build
     # and run in it too.
     asan) dir="$root/build-asan"
-          args=(-DGISMO_SANITIZE=address -DGISMO_BUILD_FUZZERS=ON -DGISMO_FUZZ_SECONDS=30
+          args=(-DGISMO_SANITIZE=address -DGISMO_BUILD_FUZZERS=ON -DGISMO_FUZZ_SECONDS=20
                 -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "${sanitizer_args[@]}") ;;
     tsan) dir="$root/build-tsan"; args=(-DGISMO_SANITIZE=thread "${sanitizer_args[@]}") ;;
     *) echo "unknown variant '$name' (normal, asan, tsan)" >&2; exit 2 ;;

@@ -43,7 +43,7 @@ from distributed import Client
 
 def inspect(v):
     import gismo.dask as gd
-    base, size = gd._process.client.region_mapping()
+    base, size = gd._process.client.region_read_view()
     a = v["x"].to_numpy() if hasattr(v, "columns") else v
     addr = a.__array_interface__["data"][0]
     h = (int(pd.util.hash_pandas_object(v).sum()) if hasattr(v, "columns")

@@ -49,7 +49,7 @@ def _workers(client):
 # Run on the consumer: what it got, and whether it lies in the region.
 def _inspect_array(a):
     import gismo.dask as gd
-    base, size = gd._process.client.region_mapping()
+    base, size = gd._process.client.region_read_view()
     address = a.__array_interface__["data"][0]
     return {"sha": hashlib.sha256(a.tobytes()).hexdigest(),
             "writeable": bool(a.flags.writeable),
@@ -59,7 +59,7 @@ def _inspect_array(a):
 
 def _inspect_frame(df):
     import gismo.dask as gd
-    base, size = gd._process.client.region_mapping()
+    base, size = gd._process.client.region_read_view()
     col = df["x"].to_numpy()
     address = col.__array_interface__["data"][0]
     return {"hash": int(pd.util.hash_pandas_object(df, index=True).sum()),
