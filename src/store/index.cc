@@ -127,11 +127,17 @@ void RemoveObject(Txn& txn, const Located& loc) {
   const Region& r = txn.region();
   ShardHeader& sh = r.shard(loc.shard);
   GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
-  Word* slots = r.hash_slots(loc.shard);
-  const uint32_t mask = r.sb().slots_per_shard - 1;
-  // Backward-shift deletion: no tombstones, so probes stay short forever,
-  // and entries only move toward their home slot (the kMaxProbe invariant).
-  uint32_t i = loc.hslot;
+  RemoveHashSlot(txn, r.hash_slots(loc.shard), r.sb().slots_per_shard - 1, loc.hslot);
+  ObjectRecord& rec = *loc.rec;
+  txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
+  txn.Write(rec.ref_count, 0);
+  txn.Write(rec.heap_offset, sh.free_head.load(std::memory_order_relaxed));
+  txn.Write(sh.free_head, loc.local + 1);
+  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
+}
+
+void RemoveHashSlot(Txn& txn, Word* slots, uint32_t mask, uint32_t hslot) {
+  uint32_t i = hslot;
   for (uint32_t j = (i + 1) & mask, n = 0; n <= mask; j = (j + 1) & mask, ++n) {
     const uint64_t s = slots[j].load(std::memory_order_relaxed);
     if (s == 0) break;
@@ -142,12 +148,6 @@ void RemoveObject(Txn& txn, const Located& loc) {
     i = j;
   }
   txn.Write(slots[i], 0);
-  ObjectRecord& rec = *loc.rec;
-  txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
-  txn.Write(rec.ref_count, 0);
-  txn.Write(rec.heap_offset, sh.free_head.load(std::memory_order_relaxed));
-  txn.Write(sh.free_head, loc.local + 1);
-  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
 }
 
 }  // namespace gismo::store

@@ -51,6 +51,11 @@ bool FindByRecord(const region::Region& r, uint32_t global, Located* out);
 Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard);
 // Unindexes the object at `loc` and returns its record to the free list.
 void RemoveObject(Txn& txn, const Located& loc);
+// Empties hash slot `hslot` of a linear-probing table of mask + 1 slots by
+// backward-shift deletion: no tombstones, so probes stay short forever, and
+// entries only move toward their home slot (the kMaxProbe invariant). Serves
+// the index shards and the name table. REQUIRES: the table's lock.
+void RemoveHashSlot(Txn& txn, region::Word* slots, uint32_t mask, uint32_t hslot);
 
 }  // namespace gismo::store
 

@@ -221,20 +221,7 @@ Status Names::Unbind(std::string_view name, const gismo_id_t* expected) {
     return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound to " + Hex(EntryId(e)) +
                                           ", not to " + Hex(*expected));
   }
-  // Backward-shift deletion, as in the index: entries only move toward home.
-  Word* slots = r_.name_slots();
-  const uint32_t mask = r_.sb().name_slots - 1;
-  uint32_t i = nl.hslot;
-  for (uint32_t j = (i + 1) & mask, n = 0; n <= mask; j = (j + 1) & mask, ++n) {
-    const uint64_t s = slots[j].load(std::memory_order_relaxed);
-    if (s == 0) break;
-    const uint32_t home = HashSlotHash(s) & mask;
-    const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
-    if (stays) continue;
-    txn.Write(slots[i], s);
-    i = j;
-  }
-  txn.Write(slots[i], 0);
+  RemoveHashSlot(txn, r_.name_slots(), r_.sb().name_slots - 1, nl.hslot);
   GISMO_CRASH_POINT("unbind.after_shift");
   txn.Write(e.info, 0);
   txn.Write(e.version, 0);
