@@ -269,6 +269,10 @@ typedef struct gismo_usage {
   uint32_t coherence_mode; /* 1 coherent, 2 non-coherent */
   uint64_t evictions;      /* evictable objects evicted so far (region's life) */
   uint64_t evicted_bytes;  /* their bytes (as allocated) */
+  /* Random at format: names this formatting of the region. Two processes see
+   * the same pool exactly when they see the same uuid (a reference taken in
+   * one pool is meaningless in another). */
+  uint64_t region_uuid[2];
 } gismo_usage_t;
 
 /* Capacity and usage of the store. */

@@ -128,6 +128,19 @@ class ObjectId {
   gismo_id_t id_;
 };
 
+// The region's uuid (gismo_usage_t.region_uuid) as 32 hex digits, the one
+// spelling the tools, the Python module and peers compare.
+inline std::string RegionUuidHex(const gismo_usage_t& usage) {
+  static const char* digits = "0123456789abcdef";
+  std::string s(32, '0');
+  for (int word = 0; word < 2; ++word) {
+    for (int nibble = 0; nibble < 16; ++nibble) {
+      s[16 * word + nibble] = digits[(usage.region_uuid[word] >> (60 - 4 * nibble)) & 15];
+    }
+  }
+  return s;
+}
+
 class Client;
 
 // Where a client is: its node and its slot there (gismo_client_identity).

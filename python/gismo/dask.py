@@ -100,7 +100,7 @@ class _Process:
             if self.client is None:
                 client = gismo.connect(address)
                 usage = client.usage()
-                self.region = "%x-%x" % (usage["format_time_ns"], usage["region_size"])
+                self.region = usage["region_uuid"]
                 self.client = client
         return self.region
 

@@ -695,6 +695,7 @@ class PyClient {
     d["manager_heartbeat_ns"] = u.manager_heartbeat_ns;
     d["manager_epoch"] = u.manager_epoch;
     d["format_time_ns"] = u.format_time_ns;
+    d["region_uuid"] = gismo::RegionUuidHex(u);
     d["format_version"] = u.format_version;
     d["coherence_mode"] = u.coherence_mode;
     d["evictions"] = u.evictions;

@@ -453,6 +453,8 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.manager_heartbeat_ns = sb.manager_heartbeat_ns.load(std::memory_order_relaxed);
   u.manager_epoch = sb.manager_epoch.load(std::memory_order_relaxed);
   u.format_time_ns = sb.format_time_ns;
+  u.region_uuid[0] = sb.uuid[0];
+  u.region_uuid[1] = sb.uuid[1];
   u.format_version = sb.format_version;
   u.coherence_mode = sb.coherence_mode;
   *out = u;

@@ -323,3 +323,9 @@ def test_connect_takes_the_key_file_as_an_argument(start_manager, tmp_path):
         gismo.connect(m.address, key_file=str(tmp_path / "nonexistent.key"))
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect(m.address, key_file=3)
+
+
+def test_clients_of_one_pool_see_one_region_uuid(client, other):
+    uuid = client.usage()["region_uuid"]
+    assert len(uuid) == 32 and int(uuid, 16) != 0
+    assert other.usage()["region_uuid"] == uuid

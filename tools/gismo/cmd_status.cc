@@ -70,6 +70,7 @@ int RunStatus(const StatusArgs& a) {
         {"region",
          {{"format_version", u.format_version},
           {"format_time_ns", u.format_time_ns},
+          {"uuid", gismo::RegionUuidHex(u)},
           {"coherence", coherence}}},
         {"library_version", gismo_version()},
     });
@@ -101,6 +102,7 @@ int RunStatus(const StatusArgs& a) {
   printf("region:         %s, format version %u, %s, formatted %s\n",
          FormatSize(u.region_size).c_str(), u.format_version, coherence,
          FormatTime(u.format_time_ns).c_str());
+  printf("region uuid:    %s\n", gismo::RegionUuidHex(u).c_str());
   printf("library:        %s\n", gismo_version());
   return kExitOk;
 }
