@@ -377,9 +377,11 @@ def cache_plot(c, out):
         ax.set_title(title)
         if key == "p99_us":
             ax.set_yscale("log")
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylim(0, 1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3)
     fig.suptitle("One gismo cache shared by 4 nodes vs a private LRU per node")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(os.path.join(out, "cache.png"), dpi=110)
     plt.close(fig)
 
