@@ -709,7 +709,8 @@ int Main(int argc, char** argv) {
                 Mib2(sz.blocks * o.BlockHeapBytes()).c_str(), o.nodes);
           }
           printf(
-              "\n| zipf | keys | cache | for blocks MiB (heap - ballast) | hit ratio | loads | "
+              "\n| zipf | keys | cache | for blocks MiB (heap - ballast - claim pages) | hit ratio "
+              "| loads | "
               "memory MiB (private + region) | p50 us | p99 us |\n"
               "|---|---|---|---:|---:|---:|---:|---:|---:|\n");
           header = true;
@@ -720,11 +721,9 @@ int Main(int argc, char** argv) {
                             : m == "gismo4C" ? "gismo, 4C shared"
                                              : "gismo, C shared";
         const std::string cap =
-            m == "private"
-                ? std::to_string(o.nodes) + " x " + Mib2(o.cache_blocks * d.block_bytes)
-                : Mib2(r["cache_capacity_bytes"]) + " (" +
-                      Mib2(r["heap_bytes"].get<uint64_t>() - r["ballast_bytes"].get<uint64_t>()) +
-                      ")";
+            m == "private" ? std::to_string(o.nodes) + " x " + Mib2(o.cache_blocks * d.block_bytes)
+                           : Mib2(r["cache_capacity_bytes"]) + " (heap " + Mib2(r["heap_bytes"]) +
+                                 " - ballast " + Mib2(r["ballast_bytes"]) + ")";
         printf("| %.1f | %s | %s | %s | %.3f | %llu | %s (%s + %s) | %.1f | %.1f |\n", s,
                part ? "partitioned" : "overlapping", label, cap.c_str(),
                r["hit_ratio"].get<double>(),

@@ -343,7 +343,8 @@ def cache_md(c):
     rows = []
     for r in c["cache"]:
         cap = (f"4 × {r['cache_capacity_bytes'] / 4 / 2**20:.2f}" if r["mode"] == "private"
-               else f"{r['cache_capacity_bytes'] / 2**20:.2f}")
+               else f"{r['cache_capacity_bytes'] / 2**20:.2f} (heap {r['heap_bytes'] / 2**20:.2f} − "
+               f"ballast {r['ballast_bytes'] / 2**20:.2f})")
         rows.append([r["zipf"], r["keys"], CACHE_LABELS[r["mode"]], cap, f"{r['hit_ratio']:.3f}",
                      r["loads"], f"{r['memory_bytes'] / 2**20:.0f}", f"{r['p50_us']:.1f}",
                      f"{r['p99_us']:.1f}"])
