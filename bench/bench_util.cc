@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace gismo::bench {
 
@@ -44,7 +45,14 @@ json ToJson(const Stats& s) {
           {"p99", s.p99}, {"mean", s.mean}, {"max", s.max}};
 }
 
+namespace {
+void (*die_hook)() = nullptr;
+}  // namespace
+
+void OnDie(void (*hook)()) { die_hook = hook; }
+
 void Die(const std::string& what) {
+  if (auto hook = std::exchange(die_hook, nullptr)) hook();
   fprintf(stderr, "\ngismo-bench: %s\n", what.c_str());
   fflush(stderr);
   _exit(2);
@@ -174,6 +182,14 @@ pid_t SpawnCommand(const Placement& where, int node, const std::vector<std::stri
 Worker::Worker(const Placement& where, int node, const json& args) {
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   process_ = Spawn(where, node, {self, "worker", args.dump()}, true);
+}
+
+void Worker::WaitForLine(const std::string& marker, double timeout_s) {
+  std::string line;
+  if (!process_.ReadLineContaining(marker, timeout_s, &line)) {
+    Die("a worker printed no '" + marker + "' line: " + process_.error() +
+        "; its output: " + process_.output());
+  }
 }
 
 json Worker::Wait() {

@@ -35,7 +35,9 @@ Stats Summarize(std::vector<double> v);
 json ToJson(const Stats& s);
 
 // Aborts the process with a message: benchmarks have no error recovery.
+// The hook set by OnDie (if any) runs first, e.g. to take down a cluster.
 [[noreturn]] void Die(const std::string& what);
+void OnDie(void (*hook)());
 void Check(const Status& s, const std::string& what);
 template <typename T>
 T Must(Result<T> r, const std::string& what) {
@@ -91,6 +93,10 @@ struct Placement {
 class Worker {
  public:
   Worker(const Placement& where, int node, const json& args);
+  // Waits for a line containing `marker` on the worker's stdout (e.g. its
+  // ready line); dies if the worker ends or timeout_s passes first. Lines
+  // after it stay for Wait().
+  void WaitForLine(const std::string& marker, double timeout_s);
   json Wait();
 
  private:

@@ -2,6 +2,8 @@
 """Turns bench/results/results.json into results.md (markdown tables) and PNG plots.
 
 Usage: plot.py RESULTS_JSON OUT_DIR
+       plot.py --dask DASK_JSON OUT_DIR     (dask.md, dask.png)
+       plot.py --cache CACHE_JSON OUT_DIR   (cache.md, cache.png: gismo_cache_bench --json)
 """
 import json
 import os
@@ -322,6 +324,69 @@ def dask_plot(d, out):
     plt.close(fig)
 
 
+CACHE_LABELS = {"private": "private LRU, C per node", "gismo4C": "gismo, 4C shared",
+                "gismoC": "gismo, C shared"}
+
+
+def cache_md(c):
+    """The shared cache (bench/cache_bench.cc)."""
+    st = c["setup"]
+    md = ["### A shared cache for four database nodes (`gismo_cache_bench`)\n\n",
+          f"{st['blocks']} blocks of {st['block_kib']} KiB (zstd-compressed in a file; a miss "
+          f"reads and decompresses one), C = {st['cache_blocks']} blocks, "
+          f"{st['reads_per_node']} Zipf reads per node, load delay {st['delay_us']} µs; "
+          f"nodes: {st['placement']}; load average {' '.join(st.get('loadavg_at_start', []))} "
+          f"at the start, {' '.join(st.get('loadavg_at_end', []))} at the end. Memory: the "
+          "nodes' private memory (RssAnon) plus the region's used bytes (the ballast that "
+          "trims a gismo heap to its size left out). \"for blocks\": what the cache may hold "
+          "(gismo: heap minus ballast minus one claim slab page per node).\n\n"]
+    rows = []
+    for r in c["cache"]:
+        cap = (f"4 × {r['cache_capacity_bytes'] / 4 / 2**20:.2f}" if r["mode"] == "private"
+               else f"{r['cache_capacity_bytes'] / 2**20:.2f} (heap {r['heap_bytes'] / 2**20:.2f} − "
+               f"ballast {r['ballast_bytes'] / 2**20:.2f})")
+        rows.append([r["zipf"], r["keys"], CACHE_LABELS[r["mode"]], cap, f"{r['hit_ratio']:.3f}",
+                     r["loads"], f"{r['memory_bytes'] / 2**20:.0f}", f"{r['p50_us']:.1f}",
+                     f"{r['p99_us']:.1f}"])
+    md.append(table(["zipf", "keys", "cache", "for blocks MiB", "hit ratio", "loads",
+                     "memory MiB", "p50 µs", "p99 µs"], rows))
+    h = c["herd"]
+    md.append(f"\nHerd: {h['nodes']} nodes missed the same block at once: {h['loads']} load(s) "
+              "(aim: 1).\n")
+    return "".join(md)
+
+
+def cache_plot(c, out):
+    groups = []
+    for r in c["cache"]:
+        g = (r["zipf"], r["keys"])
+        if g not in groups:
+            groups.append(g)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    x = range(len(groups))
+    for ax, key, title in [(axes[0], "hit_ratio", "hit ratio (all nodes)"),
+                           (axes[1], "loads", "loads from storage"),
+                           (axes[2], "p99_us", "p99 read latency, worst node (µs)")]:
+        for off, mode in [(-0.27, "private"), (0, "gismo4C"), (0.27, "gismoC")]:
+            vals = []
+            for g in groups:
+                r = [r for r in c["cache"] if (r["zipf"], r["keys"]) == g and r["mode"] == mode]
+                vals.append(r[0][key] if r else 0)
+            ax.bar([i + off for i in x], vals, 0.27, label=CACHE_LABELS[mode])
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([f"zipf {z}\n{k}" for z, k in groups])
+        ax.set_title(title)
+        if key == "p99_us":
+            ax.set_yscale("log")
+    axes[0].set_ylim(0, 1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3)
+    fig.suptitle("One gismo cache shared by 4 nodes vs a private LRU per node")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(os.path.join(out, "cache.png"), dpi=110)
+    plt.close(fig)
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--dask":  # plot.py --dask DASK_JSON OUT_DIR
         with open(sys.argv[2]) as f:
@@ -329,6 +394,13 @@ def main():
         with open(os.path.join(sys.argv[3], "dask.md"), "w") as f:
             f.write(dask_md(d))
         dask_plot(d, sys.argv[3])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--cache":  # plot.py --cache CACHE_JSON OUT_DIR
+        with open(sys.argv[2]) as f:
+            c = json.load(f)
+        with open(os.path.join(sys.argv[3], "cache.md"), "w") as f:
+            f.write(cache_md(c))
+        cache_plot(c, sys.argv[3])
         return
     path, out = sys.argv[1], sys.argv[2]
     with open(path) as f:
@@ -342,11 +414,15 @@ def main():
           "\n![redis](redis.png)\n"]
     if "dask" in res:
         md += ["\n", dask_md(res["dask"]), "\n![dask](dask.png)\n"]
+    if "cache" in res:
+        md += ["\n", cache_md(res["cache"]), "\n![cache](cache.png)\n"]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("".join(md))
     plots(res, out)
     if "dask" in res:
         dask_plot(res["dask"], out)
+    if "cache" in res:
+        cache_plot(res["cache"], out)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,21 @@ if ((cluster_up)) && [[ $mode == netns ]] && "$PYTHON" -c "import distributed, p
     --cluster "$NAME" --subnet "$SUBNET" --output "$OUT/dask.json" --log "$OUT/.dask.log" &&
     rm -f "$OUT/.dask.log"
 fi
+# The shared cache: four database nodes on gismo-cluster nodes of the
+# benchmark's own (a cluster per configuration, sized for it), or plain
+# processes where namespaces are not permitted; needs libzstd-dev at build.
+CACHE="$BUILD_DIR/bench/gismo_cache_bench"
+if [[ -x $CACHE ]]; then
+  echo "run_suite: cache" >&2
+  cache_placement=auto
+  [[ -n ${NO_CLUSTER:-} ]] && cache_placement=processes
+  if ! "$CACHE" --manager "$BUILD_DIR/tools/gismo-manager" --cluster-bin "$CLUSTER" \
+    --placement "$cache_placement" --blocks 2048 --block-kib 64 --cache-blocks 256 \
+    --reads "$(awk -v s="$SCALE" 'BEGIN { printf "%d", 5000 * s }')" \
+    --json "$OUT/cache.json" >"$OUT/cache.txt"; then
+    echo "run_suite: cache: the herd test loaded a block more than once (see $OUT/cache.txt)" >&2
+  fi
+fi
 elapsed=$(($(date +%s) - start))
 
 PLACEMENT_NOTE="$placement_note" ELAPSED="$elapsed" OUT="$OUT" "$PYTHON" - <<'EOF'
@@ -101,6 +116,12 @@ for e in ["core", "table1", "gismo", "shuffle", "memory", "redis"]:
 if os.path.exists(os.path.join(out, "dask.json")):  # bench/python/bench_dask.py
     with open(os.path.join(out, "dask.json")) as f:
         res["dask"] = json.load(f)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=2)
+if os.path.exists(os.path.join(out, "cache.json")):  # gismo_cache_bench
+    with open(os.path.join(out, "cache.json")) as f:
+        res["cache"] = json.load(f)
+    os.remove(os.path.join(out, "cache.json"))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
 EOF

@@ -12,26 +12,24 @@
 #include <thread>
 #include <vector>
 
-#include "region/region.h"
-#include "test_util.h"
-#include "testing/in_process_manager.h"
+#include "manager_fixture.h"
 
 namespace gismo {
 namespace {
 
-using testing::InProcessManager;
-using testing::IsOk;
-using testing::MustConnect;
 using testing::MustNext;
 
-class CacheTest : public ::testing::Test {
+// A 64 MiB region, and one client.
+class CacheTest : public testing::InProcessManagerTest {
  protected:
+  manager::ManagerOptions Options() const override {
+    return testing::InProcessManagerOptions(64ull << 20);
+  }
   void SetUp() override {
-    ASSERT_TRUE(IsOk(mgr_.Start()));
+    InProcessManagerTest::SetUp();
+    if (HasFatalFailure()) return;
     client_ = Connect();
   }
-  Client Connect() { return MustConnect(mgr_.address()); }
-  InProcessManager mgr_{testing::InProcessManagerOptions(64ull << 20)};
   Client client_;
 };
 
@@ -127,9 +125,9 @@ TEST_F(CacheTest, AWaiterTakesOverTheLoadWhenTheLoaderAborts) {
   Client waiter = Connect();
   Result<Client::GetOrCreateResult> second = Status(GISMO_ERR_INTERNAL, "not run");
   std::thread t([&] { second = waiter.GetOrCreate(id, 100, {}, GISMO_CREATE_EVICTABLE, 60000); });
-  auto region = region::Region::Open(mgr_.region_path());
-  ASSERT_TRUE(region.ok());
-  ASSERT_TRUE(testing::WaitForGetWaiter(**region, id));
+  auto region = OpenRegion();
+  ASSERT_NE(region, nullptr);
+  ASSERT_TRUE(testing::WaitForGetWaiter(*region, id));
   ASSERT_TRUE(first->load.Abort().ok());  // wakes the waiter, which loads
   t.join();
   ASSERT_TRUE(second.ok()) << second.status().ToString();

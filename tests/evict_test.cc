@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "fsck/fsck.h"
 #include "region_fixture.h"
 #include "store/event_ring.h"
 #include "store/store.h"
@@ -19,12 +18,6 @@ using gismo::testing::IdFrom;
 
 class EvictTest : public gismo::testing::RegionFixture {
  protected:
-  void ExpectSound() {
-    fsck::Report rep = *fsck::Check(*region_, nullptr);
-    std::string all;
-    for (const auto& p : rep.problems) all += p + "\n";
-    EXPECT_TRUE(rep.sound()) << all;
-  }
   // Creates, seals and releases an object of `size` bytes.
   Status Put(Store& s, const gismo_id_t& id, uint64_t size, uint32_t flags) {
     void* data = nullptr;

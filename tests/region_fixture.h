@@ -1,5 +1,6 @@
 // An in-process region with hand-activated client slots, for unit tests of
-// the store and allocator without a manager.
+// the store and allocator without a manager, and the region checker's
+// verdict on it.
 #ifndef GISMO_TESTS_REGION_FIXTURE_H_
 #define GISMO_TESTS_REGION_FIXTURE_H_
 
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "fsck/fsck.h"
 #include "region/region.h"
 #include "store/store.h"
 #include "test_util.h"
@@ -38,6 +40,13 @@ class RegionFixture : public ::testing::Test {
     return std::make_unique<store::Store>(*region_, slot, 1, node);
   }
   uint64_t FreePages() const { return region_->alloc().free_pages.load(); }
+  // The region checker finds nothing wrong (offline: no manager runs here).
+  void ExpectSound() {
+    fsck::Report rep = *fsck::Check(*region_, nullptr);
+    std::string all;
+    for (const auto& p : rep.problems) all += p + "\n";
+    EXPECT_TRUE(rep.sound()) << all;
+  }
 
   std::string path_;
   std::unique_ptr<region::Region> region_;

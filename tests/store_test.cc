@@ -25,13 +25,6 @@ using gismo::testing::IdFrom;
 
 class StoreTest : public gismo::testing::RegionFixture {
  protected:
-  // The region checker finds nothing wrong.
-  void ExpectSound() {
-    fsck::Report rep = *fsck::Check(*region_, nullptr);
-    std::string all;
-    for (const auto& p : rep.problems) all += p + "\n";
-    EXPECT_TRUE(rep.sound()) << all;
-  }
   // Sum of every object's rounded size plus slab slack must match the pages
   // in use; here we check the simpler invariant: after all objects are gone
   // and slabs disowned, every page is free.

@@ -8,28 +8,32 @@
 #include <gismo/gismo.hpp>
 #include <thread>
 
-#include "region/region.h"
-#include "test_util.h"
-#include "testing/in_process_manager.h"
+#include "manager_fixture.h"
 
 namespace gismo {
 namespace {
 
-using testing::InProcessManager;
-using testing::IsOk;
-using testing::MustConnect;
 using testing::MustNext;
 
-TEST(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
-  InProcessManager mgr;
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  Client producer = MustConnect(mgr.address());
+class SubscribeTest : public testing::InProcessManagerTest {};
+
+// A ring of 64 events (gismo-manager --event-capacity 64).
+class SubscribeSmallRingTest : public testing::InProcessManagerTest {
+  manager::ManagerOptions Options() const override {
+    manager::ManagerOptions options = testing::InProcessManagerOptions();
+    options.format.event_capacity = 64;
+    return options;
+  }
+};
+
+TEST_F(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
+  Client producer = Connect();
   ObjectId a = ObjectId::FromName("a"), b = ObjectId::FromName("b");
   ASSERT_TRUE(producer.Put(a, "aaaa").ok());
   auto unsealed = producer.Create(b, 2);  // not reported until sealed
   ASSERT_TRUE(unsealed.ok());
 
-  Client sub_client = MustConnect(mgr.address());
+  Client sub_client = Connect();
   auto sub = sub_client.Subscribe();
   ASSERT_TRUE(sub.ok()) << sub.status().ToString();
   // The fd is readable: the initial listing is waiting.
@@ -54,15 +58,11 @@ TEST(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
   EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
 }
 
-TEST(SubscribeTest, SlowSubscriberGetsOverflowAndProducersNeverBlock) {
-  manager::ManagerOptions options = testing::InProcessManagerOptions();
-  options.format.event_capacity = 64;  // gismo-manager --event-capacity 64
-  InProcessManager mgr(options);
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  Client sub_client = MustConnect(mgr.address());
+TEST_F(SubscribeSmallRingTest, SlowSubscriberGetsOverflowAndProducersNeverBlock) {
+  Client sub_client = Connect();
   auto sub = sub_client.Subscribe();
   ASSERT_TRUE(sub.ok());
-  Client producer = MustConnect(mgr.address());
+  Client producer = Connect();
   // 300 seals with nobody reading: the producer is never held up.
   for (int i = 0; i < 300; ++i) {
     ASSERT_TRUE(producer.Put(ObjectId::FromName("ov" + std::to_string(i)), "v").ok());
@@ -77,19 +77,17 @@ TEST(SubscribeTest, SlowSubscriberGetsOverflowAndProducersNeverBlock) {
   EXPECT_EQ(n.id, after);
 }
 
-TEST(SubscribeTest, ManySubscribersAllSeeEverything) {
-  InProcessManager mgr;
-  ASSERT_TRUE(IsOk(mgr.Start()));
+TEST_F(SubscribeTest, ManySubscribersAllSeeEverything) {
   constexpr int kSubs = 8, kObjects = 100;
   std::vector<Client> clients;
   std::vector<Subscription> subs;
   for (int i = 0; i < kSubs; ++i) {
-    clients.push_back(MustConnect(mgr.address()));
+    clients.push_back(Connect());
     auto s = clients.back().Subscribe();
     ASSERT_TRUE(s.ok());
     subs.push_back(*s);
   }
-  Client producer = MustConnect(mgr.address());
+  Client producer = Connect();
   std::thread t([&] {
     for (int i = 0; i < kObjects; ++i) {
       ASSERT_TRUE(producer.Put(ObjectId::FromName("m" + std::to_string(i)), "z").ok());
@@ -105,18 +103,16 @@ TEST(SubscribeTest, ManySubscribersAllSeeEverything) {
   t.join();
 }
 
-TEST(SubscribeTest, WatchCallbackAndRangeFor) {
-  InProcessManager mgr;
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  Client producer = MustConnect(mgr.address());
+TEST_F(SubscribeTest, WatchCallbackAndRangeFor) {
+  Client producer = Connect();
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(producer.Put(ObjectId::FromName("w" + std::to_string(i)), "w").ok());
   }
-  Client watcher = MustConnect(mgr.address());
+  Client watcher = Connect();
   int seen = 0;
   ASSERT_TRUE(watcher.Watch([&](const Notification& n) { return ++seen < 3; }).ok());
   EXPECT_EQ(seen, 3);
-  Client ranger = MustConnect(mgr.address());
+  Client ranger = Connect();
   auto sub = ranger.Subscribe();
   ASSERT_TRUE(sub.ok());
   int ranged = 0;
@@ -130,32 +126,22 @@ TEST(SubscribeTest, WatchCallbackAndRangeFor) {
   EXPECT_EQ(gismo_next_notification(producer.c_client(), &out, 0), GISMO_ERR_INVALID_ARGUMENT);
 }
 
-}  // namespace
-}  // namespace gismo
-
-namespace gismo {
-namespace {
-
 // A producer raised kick_pending and died before its kick reached the
 // manager: later producers see the kick pending and do not send their own.
 // The manager notices a kick_pending left set over two ticks and notifies
 // the subscribers itself, so they are not left waiting.
-TEST(SubscribeTest, KickLeftPendingByADeadProducerIsCleared) {
-  InProcessManager mgr;
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  auto region = region::Region::Open(mgr.region_path());
-  ASSERT_TRUE(region.ok()) << region.status().ToString();
-  auto sub_client = Client::Connect(mgr.address());
-  ASSERT_TRUE(sub_client.ok());
-  auto sub = sub_client->Subscribe();
+TEST_F(SubscribeTest, KickLeftPendingByADeadProducerIsCleared) {
+  auto region = OpenRegion();
+  ASSERT_NE(region, nullptr);
+  Client sub_client = Connect();
+  auto sub = sub_client.Subscribe();
   ASSERT_TRUE(sub.ok()) << sub.status().ToString();
-  auto producer = Client::Connect(mgr.address());
-  ASSERT_TRUE(producer.ok());
+  Client producer = Connect();
   EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // nothing yet
   // The dead producer's state: the kick marked pending, never sent.
-  (*region)->sb().kick_pending.store(1, std::memory_order_seq_cst);
+  region->sb().kick_pending.store(1, std::memory_order_seq_cst);
   const ObjectId id = ObjectId::FromName("after-a-lost-kick");
-  ASSERT_TRUE(producer->Put(id, "data").ok());
+  ASSERT_TRUE(producer.Put(id, "data").ok());
   // The subscription's fd turns readable only when the manager notifies.
   pollfd p{sub->fd(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 30000), 1) << "the subscriber was never notified";

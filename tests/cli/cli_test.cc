@@ -770,6 +770,91 @@ TEST_F(CliTest, MetricsEndpointSpeaksHttp) {
   EXPECT_GE(Metric(Scrape(), "gismo_manager_clients_joined_total"), 1);
 }
 
+// Evictions are counted in `gismo status` (text and JSON) and in the metrics
+// as they happen, with the bytes the evicted blocks took.
+TEST_F(CliTest, StatusAndMetricsCountEvictions) {
+  ASSERT_NE(metrics_port_, 0) << mgr_.ready_line();
+  json s0 = GismoJson({"status"});
+  EXPECT_EQ(s0["evictions"]["objects"], 0);
+  EXPECT_EQ(s0["evictions"]["bytes"], 0);
+  CmdResult h0 = Gismo({"status"});
+  EXPECT_NE(h0.out.find("evicted:        0 objects, 0 B\n"), std::string::npos) << h0.out;
+  const std::string m0 = Scrape();
+  EXPECT_EQ(Metric(m0, "gismo_evictions_total"), 0) << m0;
+  EXPECT_EQ(Metric(m0, "gismo_evicted_bytes_total"), 0) << m0;
+
+  gismo::Client c = Connect();
+  const std::string block(100000, 'e');  // 7 heap pages each
+  for (const char* id : {kId1, kId2, kId3}) {
+    ASSERT_TRUE(c.Put(gismo::ObjectId::FromHex(id).value(), block, GISMO_CREATE_EVICTABLE).ok());
+  }
+  ASSERT_TRUE(c.Put(gismo::ObjectId::FromName("pinned"), block).ok());  // never evicted
+  auto evicted = c.Evict(~0ull);
+  ASSERT_TRUE(evicted.ok()) << evicted.status().ToString();
+  ASSERT_EQ(*evicted, 3u * 7 * 16384);
+
+  json s1 = GismoJson({"status"});
+  EXPECT_EQ(s1["evictions"]["objects"], 3);
+  EXPECT_EQ(s1["evictions"]["bytes"], *evicted);
+  EXPECT_EQ(s1["objects"]["sealed"], 1);
+  CmdResult h1 = Gismo({"status"});
+  ASSERT_EQ(h1.code, 0) << h1.err;
+  EXPECT_NE(h1.out.find("evicted:        3 objects, 336.00 KiB\n"), std::string::npos) << h1.out;
+  const std::string m1 = Scrape();
+  EXPECT_EQ(Metric(m1, "gismo_evictions_total"), 3) << m1;
+  EXPECT_EQ(Metric(m1, "gismo_evicted_bytes_total"), static_cast<double>(*evicted)) << m1;
+  EXPECT_NE(m1.find("# TYPE gismo_evictions_total counter"), std::string::npos);
+  EXPECT_NE(m1.find("# TYPE gismo_evicted_bytes_total counter"), std::string::npos);
+}
+
+// `gismo watch` names an eviction "evicted", apart from a client's delete,
+// in JSON and in its table.
+TEST_F(CliTest, WatchNamesEvictionsEvicted) {
+  const gismo::ObjectId pinned = gismo::ObjectId::FromHex(kId1).value();
+  const gismo::ObjectId cached = gismo::ObjectId::FromHex(kId2).value();
+  gismo::Client c = Connect();
+  ASSERT_TRUE(c.Put(pinned, "pinned").ok());
+  RunningCmd watch = GismoStart({"watch", "--json", "--count", "4", "--timeout-ms", "20000"});
+  // The initial listing shows that the watch has subscribed.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(watch.out).find(kId1) != std::string::npos; }))
+      << ReadFile(watch.err);
+  ASSERT_TRUE(c.Put(cached, "cached", GISMO_CREATE_EVICTABLE).ok());
+  ASSERT_EQ(*c.Evict(~0ull), 64u);  // the evictable one only: one 64-byte block
+  ASSERT_TRUE(c.Delete(pinned).ok());
+  CmdResult r = FinishGismo(watch);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  std::vector<json> j;
+  for (const auto& l : lines) j.push_back(json::parse(l));
+  EXPECT_EQ(j[0]["event"], "sealed");
+  EXPECT_EQ(j[1]["event"], "sealed");
+  EXPECT_EQ(j[1]["id"], kId2);
+  EXPECT_EQ(j[2]["event"], "evicted");
+  EXPECT_EQ(j[2]["id"], kId2);
+  EXPECT_EQ(j[2]["size"], 6);
+  EXPECT_EQ(j[3]["event"], "deleted");
+  EXPECT_EQ(j[3]["id"], kId1);
+
+  // The table.
+  RunningCmd table = GismoStart({"watch", "--no-initial", "--count", "2"});
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(table.out).rfind("TIME", 0) == 0; }))
+      << ReadFile(table.err);
+  ASSERT_TRUE(c.Put(cached, "cached", GISMO_CREATE_EVICTABLE).ok());
+  ASSERT_EQ(*c.Evict(1), 64u);
+  CmdResult t = FinishGismo(table);
+  ASSERT_EQ(t.code, 0) << t.err;
+  lines = Lines(t.out);
+  ASSERT_EQ(lines.size(), 3u) << t.out;
+  std::smatch m;
+  const std::regex row("(\\S+)  (\\w+) +([0-9a-f]{40}) +.*");
+  ASSERT_TRUE(std::regex_match(lines[1], m, row)) << lines[1];
+  EXPECT_EQ(m[2], "sealed");
+  ASSERT_TRUE(std::regex_match(lines[2], m, row)) << lines[2];
+  EXPECT_EQ(m[2], "evicted");
+  EXPECT_EQ(m[3], kId2);
+}
+
 // The manager logs one line per client joining, leaving and being recovered.
 TEST(ManagerLogTest, OneLinePerClientEvent) {
   const std::string name = gismo::testing::UniqueName("log");
@@ -805,6 +890,58 @@ TEST(ManagerLogTest, OneLinePerClientEvent) {
   manager.Stop();
   unlink(sock.c_str());
   unlink(log.c_str());
+}
+
+// gismo-manager --evict-percent P: a create that does not fit evicts at
+// least the larger of its own block and P% of the heap, and no more than
+// one object past that (the sweep stops once it has enough); 20% without
+// the flag.
+TEST(EvictPercentTest, ACreateThatDoesNotFitEvictsThePercentOfTheHeap) {
+  constexpr uint64_t kObject = 1 << 20;  // one 64-page run each, no slack
+  for (uint64_t percent : {50, 20, 35}) {
+    SCOPED_TRACE("--evict-percent " + std::to_string(percent));
+    std::vector<std::string> args;
+    if (percent != 20) args = {"--evict-percent", std::to_string(percent)};
+    ManagerProcess m = gismo::testing::StartManagerProcess(args, "64MiB");
+    gismo::Client c = gismo::testing::MustConnect(m.address());
+    const uint64_t heap = c.Usage()->capacity_bytes;
+    const uint64_t fit = heap / kObject;
+    const std::string data(kObject, 'p');
+    for (uint64_t i = 0; i < fit; ++i) {
+      ASSERT_TRUE(
+          c.Put(gismo::ObjectId::FromName("o" + std::to_string(i)), data, GISMO_CREATE_EVICTABLE)
+              .ok());
+    }
+    ASSERT_EQ(c.Usage()->evictions, 0u) << "the heap held " << fit << " objects";
+    // One more does not fit: it evicts P% of the heap (more than its own block).
+    ASSERT_TRUE(c.Put(gismo::ObjectId::FromName("one-more"), data, GISMO_CREATE_EVICTABLE).ok());
+    const gismo_usage_t u = *c.Usage();
+    const uint64_t share = heap / 100 * percent;
+    EXPECT_GE(u.evicted_bytes, share);
+    EXPECT_LT(u.evicted_bytes, share + kObject);
+    EXPECT_EQ(u.evicted_bytes, u.evictions * kObject);
+    EXPECT_EQ(u.sealed_count, fit + 1 - u.evictions);
+  }
+}
+
+TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {
+  for (const char* bad : {"0", "101", "-5", "half"}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {GISMO_MANAGER_BIN,
+              "--region",
+              "/dev/shm/" + gismo::testing::UniqueName("pct"),
+              "--size",
+              "64MiB",
+              "--evict-percent",
+              bad};
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 30);
+    // CLI11's exit status for a bad value, never a signal or a region made.
+    EXPECT_GT(r.exit_code, 0) << bad << ": " << r.output;
+    EXPECT_LT(r.exit_code, 128) << bad << ": " << r.output;
+    EXPECT_NE(access(o.argv[2].c_str(), F_OK), 0) << bad << ": a region was made";
+    EXPECT_NE(r.output.find("--evict-percent"), std::string::npos) << bad << ": " << r.output;
+  }
 }
 
 }  // namespace
