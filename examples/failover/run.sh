@@ -128,8 +128,8 @@ pids+=($!)
 await 120 "$work/standby.log" "standby: waiting"
 await 300 "$work/active.log" "mid-checkpoint"
 sed 's/^/   /' "$work/active.log"
-kill_ns=$(now_ns)
 gc kill 1 >/dev/null
+kill_ns=$(now_ns)  # node 1's processes are gone by now
 echo "== node 1 killed; the manager fences it, the standby takes over"
 wait "$standby" || die "the standby failed"
 grep -v "^standby: checkpoint at offset" "$work/standby.log" | sed 's/^/   /'
@@ -164,15 +164,40 @@ gc exec 2 -- "$job_bin" drop --set trades/state >/dev/null
 left=$(objects_now)
 names=$(gc exec 3 -- "$cli_bin" ls --names | grep -vc "^ID " || true)
 
+# The steps of the detection, from the manager's log (its clock is this
+# host's): the connection closed, the client suspected after the re-attach
+# window, its node fenced by the fence command, the client recovered.
+mlog="$GISMO_CLUSTER_STATE_ROOT/$name/manager.log"
+log_ns() {  # PATTERN: the time of the first line after the kill matching it
+  local t
+  t=$(grep -m1 -- "$1" "$mlog" | awk '{ print $1 }') || true
+  [[ -n $t ]] && date -d "$t" +%s%N || echo ""
+}
+closed_ns=$(log_ns "n1, gismo_failover).*its connection closed")
+suspected_ns=$(log_ns "n1, gismo_failover).*is suspected")
+fenced_ns=$(log_ns "node 1 is fenced")
+recovered_ns=$(log_ns "recovered client .*n1, gismo_failover")
+# Node 1 died when the kernel closed its connection (the manager logs it);
+# without that line, when `gismo-cluster kill` returned (later).
+died_ns=${closed_ns:-$kill_ns}
+detect_s=$(awk -v a="$detected_ns" -v b="$died_ns" 'BEGIN { printf "%.3f", (a - b) / 1e9 }')
+
 mib=$(awk -v b="$state_bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
 row() { awk -v s="$2" -v b="$state_bytes" -v what="$1" \
   'BEGIN { printf "  %-58s %8.3f s  %6.2f GB/s\n", what, s, b / s / 1e9 }'; }
-detect_s=$(awk -v a="$detected_ns" -v b="$kill_ns" 'BEGIN { printf "%.3f", (a - b) / 1e9 }')
+
 echo
 echo "fail-over of a $mib MiB state (node 1 killed in checkpoint $hang; restored generation" \
   "$restored_gen at offset $restored_offset; lease $lease_ms ms)"
-awk -v d="$detect_s" -v r="$restore_s" 'BEGIN {
-  printf "  %-58s %8.3f s\n", "detection (kill -> fenced, recovered, seen on node 2)", d
+awk -v d="$detect_s" -v r="$restore_s" -v k="$kill_ns" -v c="$closed_ns" -v s="$suspected_ns" \
+  -v f="$fenced_ns" -v v="$recovered_ns" -v n="$detected_ns" 'BEGIN {
+  printf "  %-58s %8.3f s\n", "detection (node 1 dies -> the standby on node 2 knows)", d
+  if (c != "" && s != "" && f != "" && v != "") {
+    printf "    %-56s %8.3f s\n", "connection closed -> suspected (re-attach window)", (s - c) / 1e9
+    printf "    %-56s %8.3f s\n", "suspected -> node fenced (fence command)", (f - s) / 1e9
+    printf "    %-56s %8.3f s\n", "fenced -> recovered (token deleted)", (v - f) / 1e9
+    printf "    %-56s %8.3f s\n", "recovered -> delete seen by the standby", (n - v) / 1e9
+  }
   printf "  %-58s %8.3f s\n", "restore (gismo, by pointer, verified, copied)", r
   printf "  %-58s %8.3f s\n", "fail-over total", d + r }'
 echo "  checkpoints published on node 1 that node 2 saw through gismo_wait_name: $followed"
