@@ -41,6 +41,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -353,6 +354,12 @@ Client Connect() {
   return std::move(*c);
 }
 
+long MinorFaults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
 // Maps every page of this client's read view of the region now (a warm
 // standby), so that a restore takes no page faults on the chunks: the pages
 // exist already (the region is allocated at format); this only fills this
@@ -442,14 +449,15 @@ int Standby(const Options& o) {
   }
   const uint64_t detected_ns = RealtimeNs();
   const auto t0 = Clock::now();
+  const long faults0 = MinorFaults();
   stop.store(true, std::memory_order_release);
   const uint64_t followed = seen.load(std::memory_order_acquire);
   Restored r;
   if (!Restore(c, st, o, &r)) Die("the active was fenced before its first checkpoint");
   const double restore_s = Seconds(Clock::now() - t0);
   Say("standby: takeover detected_ns=%" PRIu64 " restore_s=%.6f generation=%" PRIu64
-      " offset=%" PRIu64 " state_bytes=%" PRIu64 " followed=%" PRIu64 "\n",
-      detected_ns, restore_s, r.generation, r.offset, st.size(), followed);
+      " offset=%" PRIu64 " state_bytes=%" PRIu64 " followed=%" PRIu64 " page_faults=%ld\n",
+      detected_ns, restore_s, r.generation, r.offset, st.size(), followed, MinorFaults() - faults0);
   FILE* out = OpenOut(o);
   RunJob(c, st, o, "standby", out);
   std::fclose(out);
