@@ -539,8 +539,7 @@ int Compare(const Options& o) {
   if (!Restore(c, st, o, &r)) Die("nothing to restore");
   const double gismo_s = Seconds(Clock::now() - t0);
   const uint64_t want = XXH64(st.data(), st.size(), 0);
-  // Again, now that this process has mapped the chunks' pages (as a warm
-  // standby has: see WarmReadView).
+  // Again: the same chunks, mapped and read once already by this process.
   std::memset(st.data(), 0, st.size());
   t0 = Clock::now();
   if (!Restore(c, st, o, &r)) Die("nothing to restore");

@@ -202,8 +202,8 @@ awk -v d="$detect_s" -v r="$restore_s" -v k="$kill_ns" -v c="$closed_ns" -v s="$
   printf "  %-58s %8.3f s\n", "fail-over total", d + r }'
 echo "  checkpoints published on node 1 that node 2 saw through gismo_wait_name: $followed"
 echo "restore of the same $mib MiB state on node 2 (checksum verified, into the job's memory)"
-row "gismo, by pointer, this process mapping the pages first" "$(ckv gismo_s)"
-row "gismo, by pointer, pages already mapped (a warm standby)" "$(ckv warm_s)"
+row "gismo, by pointer (first read of the chunks here)" "$(ckv gismo_s)"
+row "gismo, by pointer, the same chunks read again" "$(ckv warm_s)"
 row "local file (written, fsync, page cache dropped, read)" "$(ckv file_s)"
 row "TCP stream from a surviving peer (node 3)" "$(ckv tcp_s)"
 echo "output identical: $identical ($windows windows; $(wc -l <"$work/active.out") lines from" \
