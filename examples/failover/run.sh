@@ -214,4 +214,9 @@ echo "left in the store after removing the set: $left objects, $names names"
   die "the output differs from the run without failure"
 }
 [[ $(ckv file_ok) == 1 && $(ckv tcp_ok) == 1 ]] || die "a comparison restored other bytes"
+# The standby took over only once node 1 was fenced (the manager logs in
+# milliseconds: a millisecond of slack).
+if [[ -n $fenced_ns ]] && ((detected_ns + 1000000 < fenced_ns)); then
+  die "the standby took over before node 1 was fenced"
+fi
 [[ $left == 0 && $names == 0 ]] || die "objects or names leaked"

@@ -4,8 +4,10 @@
 # only once node 1 is fenced (the manager deletes the active's owned token
 # in its recovery), resume from the second checkpoint, and the merged output
 # must equal a run without failure; afterwards nothing may be left in the
-# store. The demo checks all of this and exits 1 otherwise; this test also
-# checks what it printed.
+# store. The demo checks all of this (and that the take-over came after the
+# manager fenced node 1) and exits 1 otherwise; this test also checks what it
+# printed, including that the standby on node 2 followed checkpoints 1 and 2
+# through gismo_wait_name.
 set -euo pipefail
 : "${GISMO_CLUSTER_BIN:?}" "${GISMO_FAILOVER_BIN:?}" "${GISMO_CLI_BIN:?}" "${GISMO_MANAGER_BIN:?}"
 export GISMO_MANAGER_BIN
