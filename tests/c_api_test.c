@@ -122,7 +122,13 @@ int main(void) {
   EXPECT(gismo_list_names(c, "c/", &ni, 1, &count) == GISMO_OK && ni.version == 2);
   EXPECT(gismo_bind_name(c, "", &p) == GISMO_ERR_INVALID_ARGUMENT);
   EXPECT(gismo_bind_name(c, "x", &a) == GISMO_ERR_OBJECT_NOT_FOUND);
+  /* Waiting for a change: bound to p, so known NULL returns at once, known p
+   * times out. */
+  EXPECT(gismo_wait_name(d, "c/ckpt", NULL, 0, &ni) == GISMO_OK && ni.version == 2);
+  EXPECT(gismo_wait_name(d, "c/ckpt", &p, 10, &ni) == GISMO_ERR_TIMEOUT);
+  EXPECT(gismo_wait_name(d, "c/ckpt", &p, -2, &ni) == GISMO_ERR_INVALID_ARGUMENT);
   EXPECT(gismo_unbind_name(c, "c/ckpt", NULL) == GISMO_OK);
+  EXPECT(gismo_wait_name(d, "c/ckpt", &p, -1, &ni) == GISMO_ERR_OBJECT_NOT_FOUND);
   EXPECT(gismo_lookup_name(c, "c/ckpt", &ni) == GISMO_ERR_OBJECT_NOT_FOUND);
 
   EXPECT(gismo_disconnect(d) == GISMO_OK);

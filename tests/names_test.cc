@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "region/region.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 #include "testing/manager_process.h"
@@ -202,6 +203,124 @@ TEST_F(NamesTest, FullTableAndReuse) {
     }
   }
   EXPECT_EQ(client_.ListNames()->size(), 16u);
+}
+
+// gismo_wait_name. The waits below that must be woken (not satisfied by the
+// first look) start the change only once the manager holds the wait: the
+// region's `waiters` counts registered waits (raised before the ack).
+class WaitNameTest : public NamesTest {
+ protected:
+  void SetUp() override {
+    NamesTest::SetUp();
+    auto r = region::Region::Open(mgr_->region_path());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    region_ = std::move(*r);
+  }
+  // Returns once some wait is registered with the manager (bounded: a wait
+  // that never registers fails the test at ctest's timeout).
+  void AwaitRegisteredWait() {
+    while (region_->sb().waiters.load(std::memory_order_acquire) == 0) std::this_thread::yield();
+  }
+  std::unique_ptr<region::Region> region_;
+};
+
+TEST_F(WaitNameTest, ChangeBeforeTheWaitReturnsAtOnce) {
+  const ObjectId a = Put(client_, "a"), b = Put(client_, "b");
+  ASSERT_TRUE(IsOk(client_.BindName("ckpt", a)));
+  ASSERT_TRUE(IsOk(client_.SwapName("ckpt", a, b)));
+  // Known a, bound to b: no wait at all, even with no timeout.
+  auto got = client_.WaitName("ckpt", &a, -1);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), b);
+  EXPECT_EQ(got->version, 2u);
+  // Known nothing, bound: the binding at once; with timeout 0 too.
+  got = client_.WaitName("ckpt", nullptr, 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), b);
+  EXPECT_EQ(region_->sb().waiters.load(), 0u);  // never registered
+}
+
+TEST_F(WaitNameTest, TimesOutWhileUnchanged) {
+  const ObjectId a = Put(client_, "a");
+  ASSERT_TRUE(IsOk(client_.BindName("ckpt", a)));
+  auto got = client_.WaitName("ckpt", &a, 0);
+  EXPECT_EQ(got.status().code(), GISMO_ERR_TIMEOUT) << got.status().ToString();
+  got = client_.WaitName("ckpt", &a, 50);
+  EXPECT_EQ(got.status().code(), GISMO_ERR_TIMEOUT) << got.status().ToString();
+  got = client_.WaitName("never-bound", nullptr, 50);
+  EXPECT_EQ(got.status().code(), GISMO_ERR_TIMEOUT) << got.status().ToString();
+  // The timed-out waits are cancelled: nothing stays registered.
+  while (region_->sb().waiters.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+}
+
+TEST_F(WaitNameTest, SwapByAnotherClientWakesTheWaiter) {
+  const ObjectId a = Put(client_, "a"), b = Put(client_, "b");
+  ASSERT_TRUE(IsOk(client_.BindName("ckpt", a)));
+  Client other = MustConnect(mgr_->address());
+  Result<gismo_name_info_t> got = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread waiter([&] { got = client_.WaitName("ckpt", &a, 60000); });
+  AwaitRegisteredWait();
+  ASSERT_TRUE(IsOk(other.SwapName("ckpt", a, b)));
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), b);
+}
+
+TEST_F(WaitNameTest, FirstBindWakesAWaiterWithoutKnownId) {
+  const ObjectId a = Put(client_, "a");
+  Client other = MustConnect(mgr_->address());
+  Result<gismo_name_info_t> got = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread waiter([&] { got = client_.WaitName("fresh", nullptr, 60000); });
+  AwaitRegisteredWait();
+  ASSERT_TRUE(IsOk(other.BindNameIfUnbound("fresh", a)));
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), a);
+  EXPECT_EQ(got->version, 1u);
+}
+
+TEST_F(WaitNameTest, UnbindEndsTheWaitWithNotFound) {
+  const ObjectId a = Put(client_, "a");
+  ASSERT_TRUE(IsOk(client_.BindName("ckpt", a)));
+  Client other = MustConnect(mgr_->address());
+  Result<gismo_name_info_t> got = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread waiter([&] { got = client_.WaitName("ckpt", &a, 60000); });
+  AwaitRegisteredWait();
+  ASSERT_TRUE(IsOk(other.UnbindName("ckpt")));
+  waiter.join();
+  EXPECT_EQ(got.status().code(), GISMO_ERR_OBJECT_NOT_FOUND) << got.status().ToString();
+  // Already unbound when the wait starts: the same, at once.
+  got = client_.WaitName("ckpt", &a, -1);
+  EXPECT_EQ(got.status().code(), GISMO_ERR_OBJECT_NOT_FOUND) << got.status().ToString();
+}
+
+TEST_F(WaitNameTest, OtherNamesDoNotEndTheWait) {
+  const ObjectId a = Put(client_, "a"), b = Put(client_, "b");
+  ASSERT_TRUE(IsOk(client_.BindName("ckpt", a)));
+  Client other = MustConnect(mgr_->address());
+  Result<gismo_name_info_t> got = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread waiter([&] { got = client_.WaitName("ckpt", &a, 60000); });
+  AwaitRegisteredWait();
+  // Changes of other names, and a rebind to the same id, leave it waiting.
+  ASSERT_TRUE(IsOk(other.BindName("ckpt2", b)));
+  ASSERT_TRUE(IsOk(other.BindName("ckpt", a)));
+  ASSERT_TRUE(IsOk(other.SwapName("ckpt", a, b)));
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), b);
+  EXPECT_EQ(got->version, 3u);
+}
+
+TEST_F(WaitNameTest, BadArguments) {
+  EXPECT_EQ(client_.WaitName("", nullptr, 0).status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(client_.WaitName(std::string(GISMO_NAME_MAX + 1, 'n'), nullptr, 0).status().code(),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(client_.WaitName("n", nullptr, -2).status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  gismo_name_info_t info;
+  EXPECT_EQ(gismo_wait_name(client_.c_client(), nullptr, nullptr, 0, &info),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_wait_name(client_.c_client(), "n", nullptr, 0, nullptr),
+            GISMO_ERR_INVALID_ARGUMENT);
 }
 
 // Bindings live in the region: they outlive the client that made them and

@@ -336,6 +336,19 @@ GISMO_EXPORT gismo_status_t gismo_unbind_name(gismo_client_t *client, const char
 GISMO_EXPORT gismo_status_t gismo_lookup_name(gismo_client_t *client, const char *name,
                                               gismo_name_info_t *info);
 
+/* Waits up to timeout_ms (0: no wait, -1: forever) for `name` to be bound to
+ * another id than `*known` (known == NULL: to be bound at all) and puts that
+ * binding in *info. Returns at once if it already is, whenever the change
+ * happened. GISMO_ERR_OBJECT_NOT_FOUND if `known` is given and the name is
+ * (or becomes) unbound; GISMO_ERR_TIMEOUT if nothing changed in time. Works
+ * across nodes: every bind, swap and unbind tells the manager (only when
+ * someone waits), which wakes the waiters; nothing polls. A name bound away
+ * and back to `*known` between two looks is not seen (checkpoints publish a
+ * new id each time, so this does not arise for them). */
+GISMO_EXPORT gismo_status_t gismo_wait_name(gismo_client_t *client, const char *name,
+                                            const gismo_id_t *known, int64_t timeout_ms,
+                                            gismo_name_info_t *info);
+
 /* Lists the bindings whose name starts with `prefix` (NULL or "": all), like
  * gismo_list: at most `capacity` entries into `infos`, the number that match
  * into *count. One consistent snapshot of the table, in no particular

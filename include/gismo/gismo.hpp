@@ -531,6 +531,17 @@ class Client {
     if (s != GISMO_OK) return detail::FromC(s);
     return info;
   }
+  // Waits for `name` to be bound otherwise than to `known` (nullptr: to be
+  // bound at all) and returns the new binding; see gismo_wait_name.
+  Result<gismo_name_info_t> WaitName(const std::string& name, const ObjectId* known,
+                                     int64_t timeout_ms) {
+    if (Status bad = detail::CheckNameBytes(name); !bad.ok()) return bad;
+    gismo_name_info_t info{};
+    gismo_status_t s = gismo_wait_name(
+        c_, name.c_str(), known != nullptr ? &known->c_id() : nullptr, timeout_ms, &info);
+    if (s != GISMO_OK) return detail::FromC(s);
+    return info;
+  }
   Result<std::vector<gismo_name_info_t>> ListNames(const std::string& prefix = "") {
     if (Status bad = detail::CheckNameBytes(prefix); !bad.ok()) return bad;
     for (int attempt = 0; attempt < 8; ++attempt) {

@@ -76,6 +76,18 @@ class Client(_gismo._Client):
         return self._get_or_create(id, size, metadata, owned, evictable,
                                    _timeout(timeout_ms))
 
+    def wait_name(self, name, known=None, timeout_ms=-1):
+        """Waits for `name` to be bound to another id than `known`.
+
+        known None: waits for the name to be bound at all. Returns the new
+        binding as lookup_name does, at once if it already changed. Raises
+        ObjectNotFound if `known` is given and the name is (or becomes)
+        unbound, Timeout if it did not change within timeout_ms (-1:
+        forever). A change on any node wakes it (through the manager);
+        nothing polls.
+        """
+        return self._wait_name(name, known, _timeout(timeout_ms))
+
     def identity(self):
         """This client's Identity: (node, slot)."""
         return Identity(*self._identity())

@@ -618,6 +618,23 @@ class PyClient {
     return NameDict(info);
   }
 
+  // known None: until the name is bound at all.
+  py::dict WaitName(py::handle name, py::handle known, int64_t timeout_ms) {
+    auto core = Live();
+    const std::string n = ParseName(name);
+    std::optional<gismo::ObjectId> old;
+    if (!known.is_none()) old = ParseId(known);
+    gismo_name_info_t info{};
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_wait_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr, timeout_ms,
+                          &info);
+    }
+    Check(s);
+    return NameDict(info);
+  }
+
   py::list ListNames(py::handle prefix) {
     auto core = Live();
     const std::string p = prefix.is_none() ? std::string() : ParseName(prefix);
@@ -1115,6 +1132,8 @@ PYBIND11_MODULE(_gismo, m) {
            "Unbinds the name (with `expected`: only if bound to it, else Conflict).")
       .def("lookup_name", &PyClient::LookupName, py::arg("name"),
            "{name, id, version, bound, bound_ns}; ObjectNotFound if the name is not bound.")
+      .def("_wait_name", &PyClient::WaitName, py::arg("name"), py::arg("known"),
+           py::arg("timeout_ms"))
       .def("list_names", &PyClient::ListNames, py::arg("prefix") = py::none(),
            "Every binding whose name starts with `prefix`, as lookup_name gives them.")
       .def("usage", &PyClient::Usage)

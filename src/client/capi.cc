@@ -351,6 +351,20 @@ gismo_status_t gismo_lookup_name(gismo_client_t* client, const char* name,
   });
 }
 
+gismo_status_t gismo_wait_name(gismo_client_t* client, const char* name, const gismo_id_t* known,
+                               int64_t timeout_ms, gismo_name_info_t* info) {
+  GISMO_CHECK_CLIENT(client);
+  GISMO_CHECK_ARG(name != nullptr, "name is NULL");
+  GISMO_CHECK_ARG(info != nullptr, "info out-pointer is NULL");
+  GISMO_CHECK_ARG(timeout_ms >= -1, "timeout_ms must be -1 (forever), 0 or positive");
+  return Guard([&] {
+    gismo::store::NameBinding b;
+    if (Status s = client->impl->WaitName(name, known, timeout_ms, &b); !s.ok()) return Fail(s);
+    FillNameInfo(b, info);
+    return GISMO_OK;
+  });
+}
+
 gismo_status_t gismo_list_names(gismo_client_t* client, const char* prefix,
                                 gismo_name_info_t* infos, size_t capacity, size_t* count) {
   GISMO_CHECK_CLIENT(client);

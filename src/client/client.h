@@ -78,6 +78,12 @@ class ClientImpl {
   Status UnbindName(std::string_view name, const gismo_id_t* expected);
   Status LookupName(std::string_view name, store::NameBinding* out);
   Status ListNames(std::string_view prefix, std::vector<store::NameBinding>* out);
+  // gismo_wait_name (waits.cc): blocks until `name` is bound to another id
+  // than `known` (nullptr: bound at all) and returns that binding in `out`.
+  // OBJECT_NOT_FOUND if `known` is given and the name is or becomes unbound;
+  // TIMEOUT if it has not changed by the deadline.
+  Status WaitName(std::string_view name, const gismo_id_t* known, int64_t timeout_ms,
+                  store::NameBinding* out);
 
   Status Subscribe(int* fd);
   Status NextNotification(gismo_notification_t* out, int64_t timeout_ms);

@@ -1,20 +1,33 @@
 // The name operations: run in this client against the region's name table
-// (store/names.h); no round trip to the manager.
+// (store/names.h); no round trip to the manager, except to wake the clients
+// that wait for a name's change (gismo_wait_name, see waits.cc).
 #include "client/client.h"
 
 namespace gismo::client {
 
+using protocol::MsgType;
+
 Status ClientImpl::BindName(std::string_view name, const gismo_id_t& id, store::BindMode mode,
                             const gismo_id_t* expected) {
-  std::lock_guard<std::mutex> op(op_mu_);
-  if (Status s = CheckAlive(); !s.ok()) return s;
-  return names_->Bind(name, id, mode, expected);
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = names_->Bind(name, id, mode, expected); !s.ok()) return s;
+  }
+  // After the commit, like a seal: a waiter registered before this sees
+  // the change in its re-check or is woken (store::NameWatchId).
+  NotifyIfWatched(MsgType::kSealed, store::NameWatchId(name), /*ring_event=*/false);
+  return Status();
 }
 
 Status ClientImpl::UnbindName(std::string_view name, const gismo_id_t* expected) {
-  std::lock_guard<std::mutex> op(op_mu_);
-  if (Status s = CheckAlive(); !s.ok()) return s;
-  return names_->Unbind(name, expected);
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = names_->Unbind(name, expected); !s.ok()) return s;
+  }
+  NotifyIfWatched(MsgType::kSealed, store::NameWatchId(name), /*ring_event=*/false);
+  return Status();
 }
 
 Status ClientImpl::LookupName(std::string_view name, store::NameBinding* out) {

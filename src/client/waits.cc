@@ -1,6 +1,7 @@
 // Get: takes what is sealed now, and waits for the rest through the
 // manager (a registered wait, woken by a seal anywhere).
 #include <chrono>
+#include <cstring>
 
 #include "client/client.h"
 #include "common/atomic.h"
@@ -161,6 +162,113 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
       break;
     }
     if (!woke) break;  // timed out; what is missing stays NULL
+  }
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    acked_waits_.erase(wait_id);
+  }
+  if (!LoadAcquire(lost_)) {
+    protocol::Writer c;
+    (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
+  }
+  return result;
+}
+
+// Wait for a name's change: a registered wait on the name's watch id
+// (store::NameWatchId), which every bind, swap and unbind of the name wakes
+// after its commit (names.cc). The wait is registered (the manager raises the
+// watch id's shard `waiters`, seq_cst, before its ack) before each look at
+// the name, so a change committed before that look is seen by it, and one
+// committed after it finds `waiters` raised and wakes us: no change is
+// missed, and nothing polls. A binder that dies between its commit and its
+// notice is recovered once fenced, and the manager then wakes every wait.
+// Nothing here depends on sharing a kernel with the binder: the wake-up
+// travels through the manager's connections.
+Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int64_t timeout_ms,
+                            store::NameBinding* out) {
+  if (Status s = store::CheckName(name); !s.ok()) return s;
+  const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
+  // True when the wait is over, with its outcome in *result.
+  auto changed = [&](Status* result) {
+    Status s = LookupName(name, out);
+    if (s.ok()) {
+      if (known != nullptr && std::memcmp(out->id.bytes, known->bytes, GISMO_ID_SIZE) == 0) {
+        return false;
+      }
+      *result = Status();
+      return true;
+    }
+    if (s.code() == GISMO_ERR_OBJECT_NOT_FOUND && known == nullptr) return false;
+    if (s.code() == GISMO_ERR_OBJECT_NOT_FOUND) {
+      s = Status(GISMO_ERR_OBJECT_NOT_FOUND, "name " + std::string(name) +
+                                                 " is not bound any more (it was bound to " +
+                                                 store::Hex(*known) + ")");
+    }
+    *result = s;
+    return true;
+  };
+  auto timed_out = [&] {
+    return Status(GISMO_ERR_TIMEOUT,
+                  known != nullptr
+                      ? "name " + std::string(name) + " still bound to " + store::Hex(*known) +
+                            " at the deadline"
+                      : "name " + std::string(name) + " still unbound at the deadline");
+  };
+  Status result;
+  if (changed(&result)) return result;
+  if (timeout_ms == 0) return timed_out();
+
+  auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
+    if (forever) {
+      state_cv_.wait(lk, pred);
+      return true;
+    }
+    return state_cv_.wait_until(lk, deadline, pred);
+  };
+  const gismo_id_t watch = store::NameWatchId(name);
+  const uint64_t wait_id = IncrementRelaxed(next_request_);
+  uint64_t registered_epoch = ~0ull;
+  // As in GetImpl: registered again after a re-attach (waits are the
+  // manager's memory); a failed send means a re-attach, which wakes us.
+  auto register_wait = [&] {
+    uint64_t epoch;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      epoch = connection_epoch_;
+    }
+    if (epoch == registered_epoch) return;
+    registered_epoch = epoch;
+    protocol::Writer w;
+    w.U32(1);
+    w.Id(watch);
+    if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
+    std::unique_lock<std::mutex> lk(state_mu_);
+    wait_until(lk, [&] {
+      return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
+    });
+  };
+  for (;;) {
+    register_wait();
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      seen = wake_seq_;
+    }
+    if (changed(&result)) break;
+    std::unique_lock<std::mutex> lk(state_mu_);
+    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    if (LoadAcquire(lost_)) {
+      result = Status(GISMO_ERR_CONNECTION,
+                      "lost the connection to the manager while waiting (" + lost_reason_ + ")");
+      break;
+    }
+    if (!woke) {
+      lk.unlock();
+      // The last look, so that a change at the deadline is not reported late.
+      if (!changed(&result)) result = timed_out();
+      break;
+    }
   }
   {
     std::lock_guard<std::mutex> lk(state_mu_);

@@ -78,6 +78,17 @@ Status CheckName(std::string_view name) {
 
 uint64_t HashName(std::string_view name) { return XXH3_64bits(name.data(), name.size()); }
 
+gismo_id_t NameWatchId(std::string_view name) {
+  static constexpr char kTag[10] = {'g', 'i', 's', 'm', 'o', '-', 'n', 'a', 'm', 'e'};
+  static_assert(sizeof kTag + 10 == GISMO_ID_SIZE);
+  const XXH128_hash_t h = XXH3_128bits(name.data(), name.size());
+  gismo_id_t id{};
+  std::memcpy(id.bytes, kTag, sizeof kTag);
+  std::memcpy(id.bytes + sizeof kTag, &h.low64, 8);
+  std::memcpy(id.bytes + sizeof kTag + 8, &h.high64, 2);
+  return id;
+}
+
 std::string EntryName(const NameEntry& e) {
   const uint32_t len =
       std::min(NameInfoLength(e.info.load(std::memory_order_relaxed)), kMaxNameLength);

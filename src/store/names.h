@@ -45,6 +45,16 @@ struct NameBinding {
 Status CheckName(std::string_view name);
 uint64_t HashName(std::string_view name);
 
+// The id whose waiters a change of `name` wakes (gismo_wait_name): a waiter
+// registers a wait on it with the manager like a blocking get; a client that
+// binds, swaps or unbinds the name tells the manager about it after its
+// commit, like a sealer (ClientImpl::NotifyIfWatched). It is never an object
+// of its own: "gismo-name" in the first 10 bytes, then 10 bytes of XXH3-128
+// of the name. Should a user's object bear the same id, its seals only cause
+// spurious wake-ups (a waiter looks the name up again), and a name change
+// only spurious wake-ups of its getters.
+gismo_id_t NameWatchId(std::string_view name);
+
 // The entry of `name` in the table, if bound. REQUIRES: the table's lock, or
 // a stopped world (fsck). Entry indices read from slots are bounds-checked.
 struct NameLocated {

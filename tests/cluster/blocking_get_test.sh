@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# A get on node 3 that starts before node 1 seals returns right after the seal.
+# A get on node 3 that starts before node 1 seals returns right after the seal;
+# gismo_wait_name on node 3 sees a name changed on node 1 (before the wait:
+# at once; during it: woken; unbound: OBJECT_NOT_FOUND; unchanged: timeout).
 # Nodes with separate kernels (vm mode) have separate clocks: there the delay
 # is measured on this host, from the seal's reply to the get's.
 # shellcheck source=tests/cluster/lib.sh
@@ -41,6 +43,38 @@ fi
 ok a3 "get never 300"
 expect_kv found 0
 (($(kv return_ns) - $(kv start_ns) >= 300000000)) || fail "get with timeout 300 ms returned early"
+
+# gismo_wait_name across nodes: node 3 waits, node 1 changes the name.
+ok a1 "put ckptA 4096"
+ok a1 "put ckptB 4096"
+ok a1 "bind ckpt ckptA"
+ok a1 "id ckptB"
+idB=$(kv id)
+ok a1 "bind ckpt ckptB"
+# Changed before the wait began: at once, with the new binding.
+ok a3 "waitname ckpt ckptA 60000"
+expect_kv id "$idB"
+expect_kv version 2
+# Unchanged: a timeout.
+agent a3 "waitname ckpt ckptB 300"
+[[ $R == "err 8 "* ]] || fail "waitname on an unchanged name should time out: $R"
+# Woken by a swap on node 1.
+agent_send a3 "waitname ckpt ckptB 60000"
+if agent_recv a3 1; then fail "waitname returned before the name changed: $R"; fi
+ok a1 "swap ckpt ckptB ckptA"
+agent_recv a3 30 || fail "waitname did not return within 30 s of the swap on node 1"
+echo "    [a3] waitname ckpt ckptB 60000 -> $R"
+[[ $R == ok* ]] || fail "waitname failed: $R"
+expect_kv version 3
+# Ended by an unbind on node 1.
+agent_send a3 "waitname ckpt ckptA 60000"
+if agent_recv a3 1; then fail "waitname returned before the name changed: $R"; fi
+ok a1 "unbind ckpt"
+agent_recv a3 30 || fail "waitname did not return within 30 s of the unbind on node 1"
+echo "    [a3] waitname ckpt ckptA 60000 -> $R"
+[[ $R == "err 3 "* ]] || fail "waitname of an unbound name should give OBJECT_NOT_FOUND: $R"
+ok a1 "delete ckptA"
+ok a1 "delete ckptB"
 
 ok a3 "release later"
 ok a1 "release later"

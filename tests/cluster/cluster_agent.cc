@@ -24,6 +24,12 @@
 //                          node: checks that read-modify-writes are atomic
 //                          across nodes), after setting it to 0 with "zero";
 //                          reports the word after them
+//   bind NAME OBJ          bind the name NAME to the object OBJ
+//   swap NAME OLD NEW      rebind NAME from object OLD to object NEW (CAS)
+//   unbind NAME
+//   waitname NAME KNOWN TIMEOUT_MS  gismo_wait_name: until NAME is bound to
+//                          another object than KNOWN ("-": bound at all);
+//                          reports id=HEX version=N start_ns return_ns
 //   exit
 #include <time.h>
 #include <xxhash.h>
@@ -206,6 +212,35 @@ class Agent {
       std::string d = Describe(name, (*r)[0]);
       held_[name].push_back(std::move((*r)[0]));
       return "ok found=1 " + d + times;
+    }
+    if (cmd == "bind") {
+      std::string obj;
+      in >> obj;
+      gismo::Status s = client_.BindName(name, gismo::ObjectId::FromName(obj));
+      return s.ok() ? "ok" : Err(s);
+    }
+    if (cmd == "swap") {
+      std::string from, to;
+      in >> from >> to;
+      gismo::Status s =
+          client_.SwapName(name, gismo::ObjectId::FromName(from), gismo::ObjectId::FromName(to));
+      return s.ok() ? "ok" : Err(s);
+    }
+    if (cmd == "unbind") {
+      gismo::Status s = client_.UnbindName(name);
+      return s.ok() ? "ok" : Err(s);
+    }
+    if (cmd == "waitname") {
+      std::string known;
+      int64_t timeout_ms = 0;
+      in >> known >> timeout_ms;
+      const gismo::ObjectId k = gismo::ObjectId::FromName(known);
+      uint64_t t0 = RealtimeNs();
+      auto r = client_.WaitName(name, known == "-" ? nullptr : &k, timeout_ms);
+      uint64_t t1 = RealtimeNs();
+      if (!r.ok()) return Err(r.status());
+      return "ok id=" + gismo::ObjectId(r->id).Hex() + " version=" + std::to_string(r->version) +
+             " start_ns=" + std::to_string(t0) + " return_ns=" + std::to_string(t1);
     }
     if (cmd == "verify") {
       auto it = held_.find(name);

@@ -88,3 +88,34 @@ def test_names_outlive_the_manager(fresh_manager):
     with fresh_manager.connect() as c:
         assert c.lookup_name("kept")["id"] == a
         assert c.get_bytes(c.lookup_name("kept")["id"]) == b"kept"
+
+
+def test_wait_name(client, other, prefix):
+    import threading
+    a, b, c = put(client), put(client), put(client)
+    name = prefix + "ckpt"
+    # Unbound and nothing known: times out; bound: returns at once.
+    with pytest.raises(gismo.Timeout):
+        client.wait_name(name, None, timeout_ms=20)
+    other.bind_name(name, a)
+    assert client.wait_name(name, timeout_ms=0)["id"] == a
+    with pytest.raises(gismo.Timeout):
+        client.wait_name(name, a, timeout_ms=20)
+    # Changed before the wait: at once, whatever the timeout.
+    other.swap_name(name, a, b)
+    got = client.wait_name(name, a, timeout_ms=-1)
+    assert got["id"] == b and got["version"] == 2
+    # Changed by another client while waiting.
+    result = {}
+    waiter = threading.Thread(
+        target=lambda: result.update(client.wait_name(name, b, timeout_ms=60000)))
+    waiter.start()
+    other.swap_name(name, b, c)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and result["id"] == c
+    # Unbound: ObjectNotFound.
+    other.unbind_name(name)
+    with pytest.raises(gismo.ObjectNotFound):
+        client.wait_name(name, c, timeout_ms=-1)
+    with pytest.raises(gismo.InvalidArgument):
+        client.wait_name("", None, timeout_ms=0)
