@@ -11,10 +11,13 @@ jobs=$(nproc)
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(normal asan tsan)
 
-# Sanitizer builds: no benchmarks or Python module, and -O1 with line tables
-# only (-g1): they compile in about half the time of -O2 -g, and reports
-# still name files and lines.
-sanitizer_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF
+# Sanitizer builds: no benchmarks or Python module, -O1 with line tables
+# only (-g1), and unity builds (sources of a target compiled in batches, so
+# shared headers are parsed once per batch): together they compile in about a
+# third of the CPU time of a plain -O2 -g build, and reports still name files
+# and lines. The normal build stays plain, as users build it, so a file that
+# compiles only beside its batch neighbours is still caught there.
+sanitizer_args=(-DCMAKE_UNITY_BUILD=ON -DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF
                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1")
 
 run_variant() {

@@ -23,7 +23,7 @@ Task code does not change. What happens:
   view of one) is kept as it is.
 * **Transfers.** The serialization family ``"gismo"`` answers a peer whose
   comm handshake says it maps the same region (``gismo-region``: the
-  region's identity, from its format time and size): what travels is the
+  region's uuid, which gismo draws at format): what travels is the
   region id, each buffer's object id, offset and length, and the in-band
   pickle. The peer takes a reference on each object and calls
   ``pickle.loads(buffers=...)`` on read-only views of it (Dask's own pickle
