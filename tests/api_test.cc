@@ -2,7 +2,9 @@
 // against a manager running inside the test process. Clients in other
 // processes and a manager that dies: multiprocess_test.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -111,6 +113,33 @@ TEST_F(ApiTest, GetsReadThroughAReadOnlyViewAndCreatesWriteThroughTheMapping) {
   ASSERT_TRUE(at_create.has_value());
   EXPECT_EQ(at_create, at_get);
   EXPECT_EQ(reader.RegionOffset(got->data(), 100), at_get);
+}
+
+// Pages of [p, p + n) whose backing memory is allocated (mincore).
+size_t ResidentPages(const void* p, size_t n) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) / page * page;
+  const size_t pages = (reinterpret_cast<uintptr_t>(p) + n - first + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  if (mincore(reinterpret_cast<void*>(first), pages * page, resident.data()) != 0) return 0;
+  return static_cast<size_t>(std::count_if(resident.begin(), resident.end(),
+                                           [](unsigned char r) { return (r & 1) != 0; }));
+}
+
+TEST_F(ApiTest, ALargeCreateHasItsPagesBeforeItsFirstWrite) {
+  // A fresh region: nothing has touched the heap, so a resident page of the
+  // new object can only come from the create populating it.
+  constexpr size_t kSize = 8 << 20;
+  auto created = client_.Create(ObjectId::Random(), kSize);
+  ASSERT_TRUE(created.ok());
+  const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_GE(ResidentPages(created->data(), kSize), kSize / page);
+  // A small create stays without the system call: its pages come with its
+  // first write.
+  constexpr size_t kSmall = 256 << 10;
+  auto small = client_.Create(ObjectId::Random(), kSmall);
+  ASSERT_TRUE(small.ok());
+  EXPECT_LT(ResidentPages(small->data(), kSmall), kSmall / page);
 }
 
 TEST_F(ApiTest, CreateExistingFails) {

@@ -33,6 +33,9 @@ namespace gismo::client {
 inline constexpr int kConnectTimeoutMs = 5000;
 inline constexpr int kHandshakeTimeoutMs = 10000;
 inline constexpr int kGoodbyeTimeoutMs = 10000;
+// Creates of at least this many bytes populate the object's page tables in
+// one system call (Region::PopulateForWrite); smaller ones stay without one.
+inline constexpr size_t kPopulateOnCreateBytes = size_t{1} << 20;
 
 // The implementation is split by concern: connection.cc (connect, handshake,
 // re-attach, disconnect), receiver.cc (the receiver thread), objects.cc

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -222,6 +223,21 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   region->sb_ = reinterpret_cast<Superblock*>(*m);
   region->read_base_ = region->base_;
   return region;
+}
+
+void Region::PopulateForWrite(void* p, uint64_t n) const {
+  constexpr int kMadvPopulateWrite = 23;  // <sys/mman.h> of older libcs lacks it
+  // Cleared (relaxed: a racing caller may make one more failing call) once
+  // the kernel says it does not know the advice.
+  static std::atomic<bool> supported{true};
+  if (n == 0 || !supported.load(std::memory_order_relaxed)) return;
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = start / page * page;
+  if (madvise(reinterpret_cast<void*>(first), start + n - first, kMadvPopulateWrite) != 0 &&
+      errno == EINVAL) {
+    supported.store(false, std::memory_order_relaxed);
+  }
 }
 
 Status Region::MapReadView() {

@@ -67,6 +67,16 @@ class Region {
   // Where object data at heap offset `off` is read: the read view.
   const uint8_t* read_heap() const { return read_heap_; }
 
+  // Fills this process's page tables for [p, p + n) of the writable mapping
+  // in one call (MADV_POPULATE_WRITE, Linux 5.14), allocating backing pages
+  // that are not there yet, instead of one page fault per page on first
+  // write: on hugetlbfs that turns a first write at fault speed into one at
+  // memory speed. Contents are kept. Best effort: a kernel without it is
+  // remembered (no further calls in this process) and any other failure only
+  // means the writer faults as before. A system call: callers use it for
+  // large ranges only (the hot path stays without one).
+  void PopulateForWrite(void* p, uint64_t n) const;
+
   const std::string& path() const { return path_; }
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
