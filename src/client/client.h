@@ -8,6 +8,7 @@
 #include <gismo/gismo.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <gismo/status.hpp>
@@ -120,6 +121,21 @@ class ClientImpl {
   };
   Status GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers,
                  const CreateSpec* create);
+  // The blocking waits (GetImpl, WaitName), waits.cc. A wait for `deadline`
+  // (time_point::max(): for ever) on state_cv_ until `pred`; false on timeout.
+  // REQUIRES: lk holds state_mu_.
+  template <typename Pred>
+  bool WaitOnState(std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline,
+                   Pred pred);
+  // Registers wait `wait_id` on `ids` with the manager unless it is
+  // registered on this connection already (*registered_epoch), and waits
+  // for its ack: after that every seal or name change of those ids wakes
+  // state_cv_ (waits are the manager's memory, so a re-attach needs a new
+  // registration; a send that fails means a re-attach, which wakes us).
+  void RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
+                    uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline);
+  // Forgets wait `wait_id` here and at the manager.
+  void EndWait(uint64_t wait_id);
   void ReceiverLoop();
   bool RunConnection(std::vector<uint8_t>* payload, std::string* why);
   bool Reattach(std::string* why);

@@ -5,6 +5,7 @@
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "common/check.h"
 #include "common/clock.h"
 
 namespace gismo::client {
@@ -38,10 +39,51 @@ Status ClientImpl::GetOrCreate(const gismo_id_t& id, size_t data_size, const voi
   return Status();
 }
 
+template <typename Pred>
+bool ClientImpl::WaitOnState(std::unique_lock<std::mutex>& lk,
+                             std::chrono::steady_clock::time_point deadline, Pred pred) {
+  GISMO_DCHECK(lk.owns_lock() && lk.mutex() == &state_mu_);
+  if (deadline == std::chrono::steady_clock::time_point::max()) {
+    state_cv_.wait(lk, pred);
+    return true;
+  }
+  return state_cv_.wait_until(lk, deadline, pred);
+}
+
+void ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
+                              uint64_t* registered_epoch,
+                              std::chrono::steady_clock::time_point deadline) {
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    epoch = connection_epoch_;
+  }
+  if (epoch == *registered_epoch) return;
+  *registered_epoch = epoch;
+  protocol::Writer w;
+  w.U32(static_cast<uint32_t>(ids.size()));
+  for (const gismo_id_t& id : ids) w.Id(id);
+  if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
+  std::unique_lock<std::mutex> lk(state_mu_);
+  WaitOnState(lk, deadline, [&] {
+    return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
+  });
+}
+
+void ClientImpl::EndWait(uint64_t wait_id) {
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    acked_waits_.erase(wait_id);
+  }
+  if (!LoadAcquire(lost_)) {
+    protocol::Writer c;
+    (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
+  }
+}
+
 Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                            gismo_buffer_t* buffers, const CreateSpec* create) {
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
-  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   std::vector<size_t> pending;
   std::vector<size_t> taken;
   auto release_taken = [&] {
@@ -106,39 +148,15 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
                                        std::to_string(protocol::kMaxWaitIds) +
                                        " at once: get them in smaller groups, or with timeout 0");
   }
-  auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
-    if (forever) {
-      state_cv_.wait(lk, pred);
-      return true;
-    }
-    return state_cv_.wait_until(lk, deadline, pred);
-  };
-  // Registers the wait with the manager (again after a re-attach: waits are
-  // the manager's memory), then the caller re-checks (see NotifyIfWatched).
-  // A send that fails while the connection is being re-established is not
-  // an error: the re-attach wakes us and we register again.
+  // Registered before each sweep (see NotifyIfWatched for why that order
+  // misses no seal).
   const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
-  auto register_wait = [&] {
-    uint64_t epoch;
-    {
-      std::lock_guard<std::mutex> lk(state_mu_);
-      epoch = connection_epoch_;
-    }
-    if (epoch == registered_epoch) return;
-    registered_epoch = epoch;
-    protocol::Writer w;
-    w.U32(static_cast<uint32_t>(pending.size()));
-    for (size_t i : pending) w.Id(ids[i]);
-    if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
-    std::unique_lock<std::mutex> lk(state_mu_);
-    wait_until(lk, [&] {
-      return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
-    });
-  };
+  std::vector<gismo_id_t> waited;
+  for (size_t i : pending) waited.push_back(ids[i]);
   Status result;
   for (;;) {
-    register_wait();
+    RegisterWait(wait_id, waited, &registered_epoch, deadline);
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lk(state_mu_);
@@ -152,7 +170,7 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
     }
     if (pending.empty()) break;
     std::unique_lock<std::mutex> lk(state_mu_);
-    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    bool woke = WaitOnState(lk, deadline, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
     if (LoadAcquire(lost_)) {
       result = Status(GISMO_ERR_CONNECTION,
                       "lost the connection to the manager while waiting (" + lost_reason_ + ")");
@@ -163,14 +181,7 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
     }
     if (!woke) break;  // timed out; what is missing stays NULL
   }
-  {
-    std::lock_guard<std::mutex> lk(state_mu_);
-    acked_waits_.erase(wait_id);
-  }
-  if (!LoadAcquire(lost_)) {
-    protocol::Writer c;
-    (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
-  }
+  EndWait(wait_id);
   return result;
 }
 
@@ -188,7 +199,6 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
                             store::NameBinding* out) {
   if (Status s = store::CheckName(name); !s.ok()) return s;
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
-  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   // True when the wait is over, with its outcome in *result.
   auto changed = [&](Status* result) {
     Status s = LookupName(name, out);
@@ -219,37 +229,11 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
   if (changed(&result)) return result;
   if (timeout_ms == 0) return timed_out();
 
-  auto wait_until = [&](std::unique_lock<std::mutex>& lk, auto pred) {
-    if (forever) {
-      state_cv_.wait(lk, pred);
-      return true;
-    }
-    return state_cv_.wait_until(lk, deadline, pred);
-  };
-  const gismo_id_t watch = store::NameWatchId(name);
+  const std::vector<gismo_id_t> watch{store::NameWatchId(name)};
   const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
-  // As in GetImpl: registered again after a re-attach (waits are the
-  // manager's memory); a failed send means a re-attach, which wakes us.
-  auto register_wait = [&] {
-    uint64_t epoch;
-    {
-      std::lock_guard<std::mutex> lk(state_mu_);
-      epoch = connection_epoch_;
-    }
-    if (epoch == registered_epoch) return;
-    registered_epoch = epoch;
-    protocol::Writer w;
-    w.U32(1);
-    w.Id(watch);
-    if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
-    std::unique_lock<std::mutex> lk(state_mu_);
-    wait_until(lk, [&] {
-      return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
-    });
-  };
   for (;;) {
-    register_wait();
+    RegisterWait(wait_id, watch, &registered_epoch, deadline);
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lk(state_mu_);
@@ -257,7 +241,7 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
     }
     if (changed(&result)) break;
     std::unique_lock<std::mutex> lk(state_mu_);
-    bool woke = wait_until(lk, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    bool woke = WaitOnState(lk, deadline, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
     if (LoadAcquire(lost_)) {
       result = Status(GISMO_ERR_CONNECTION,
                       "lost the connection to the manager while waiting (" + lost_reason_ + ")");
@@ -270,14 +254,7 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
       break;
     }
   }
-  {
-    std::lock_guard<std::mutex> lk(state_mu_);
-    acked_waits_.erase(wait_id);
-  }
-  if (!LoadAcquire(lost_)) {
-    protocol::Writer c;
-    (void)Send(c.Frame(MsgType::kCancelWait, wait_id));
-  }
+  EndWait(wait_id);
   return result;
 }
 
