@@ -266,10 +266,15 @@ typedef struct gismo_usage {
   uint64_t manager_epoch;         /* manager starts on this region so far */
   uint64_t format_time_ns;        /* when the region was formatted */
   uint32_t format_version;
-  uint32_t coherence_mode; /* 1 coherent, 2 non-coherent */
-  uint64_t evictions;      /* evictable objects evicted so far (region's life) */
-  uint64_t evicted_bytes;  /* their bytes (as allocated) */
+  uint32_t coherence_mode;  /* 1 coherent, 2 non-coherent */
+  uint64_t evictions;       /* evictable objects evicted so far (region's life) */
+  uint64_t evicted_bytes;   /* their bytes (as allocated) */
+  uint64_t region_features; /* GISMO_FEATURE_* bits the region was formatted with */
 } gismo_usage_t;
+
+/* gismo_usage_t.region_features: the region is durable (gismo-manager
+ * --durable): committed metadata and sealed objects survive a power loss. */
+#define GISMO_FEATURE_DURABLE 1u
 
 /* Capacity and usage of the store. */
 GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client, gismo_usage_t *usage);
