@@ -570,7 +570,9 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   if (fd < 0) return Status(GISMO_ERR_IO, Errno("cannot create region", path));
   if (o.durable) {
     if (const std::string medium = VolatileMedium(fd); !medium.empty()) {
-      if (!existed) unlink(path.c_str());
+      // Leave no file behind that was not there with contents before (the
+      // manager creates an empty one to lock it).
+      if (!existed || (S_ISREG(before.st_mode) && before.st_size == 0)) unlink(path.c_str());
       close(fd);
       return Status(GISMO_ERR_UNSUPPORTED,
                     "cannot format '" + path + "' as a durable region: it lies on " + medium +

@@ -215,6 +215,23 @@ TEST(DurableFormat, RefusedOnTmpfsNamingIt) {
   EXPECT_EQ(r.status().code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_NE(r.status().message().find("tmpfs"), std::string::npos) << r.status().message();
   EXPECT_NE(stat(path.c_str(), &st), 0) << "the refused format left a file behind";
+  // The manager (which creates an empty file to lock first) refuses the
+  // same, names the file system, and leaves no file.
+  {
+    ManagerProcessOptions mo;
+    mo.binary = GISMO_MANAGER_BIN;
+    mo.region = path;
+    mo.extra_args = {"--durable"};
+    mo.stderr_path = path + ".err";
+    mo.ready_timeout_s = 20;
+    ManagerProcess m(mo);
+    EXPECT_FALSE(m.Start()) << "a manager formatted a durable region on tmpfs";
+    std::ifstream err(mo.stderr_path);
+    std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("lies on tmpfs"), std::string::npos) << text;
+    EXPECT_NE(stat(path.c_str(), &st), 0) << "the refused manager left a region file behind";
+    unlink(mo.stderr_path.c_str());
+  }
   // The same without --durable is a normal region that persists nothing.
   o.durable = false;
   auto n = gismo::region::Region::Format(path, o);
