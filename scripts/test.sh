@@ -33,14 +33,15 @@ run_variant() {
     *) echo "unknown variant '$name' (normal, asan, tsan)" >&2; exit 2 ;;
   esac
   # The slow end-to-end tests (emulated clusters, virtual machines, the
-  # tortures, the frozen-client sweep) run in the normal build only. ASan
+  # tortures, the frozen-client sweep, the durable power cuts, which msync to
+  # disk) run in the normal build only. ASan
   # runs every unit, multi-process, crash-point and fuzz test; TSan the unit and
   # multi-process tests (the failure tests' processes are single-threaded
   # clients: races there are ASan's and the tortures' to find).
   case "$name" in
     # OutOfDescriptors exhausts the test process's descriptors, which the
     # sanitizer runtimes need too (UBSan then misreports a vptr).
-    asan) select=(-LE 'cluster|vm' -E 'ClientFrozenThenResumed|failure[.](torture|freeze_torture)$|OutOfDescriptors') ;;
+    asan) select=(-LE 'cluster|vm|durable' -E 'ClientFrozenThenResumed|failure[.](torture|freeze_torture)$|OutOfDescriptors') ;;
     tsan) select=(-LE 'cluster|vm|fuzz|failure' -E 'OutOfDescriptors') ;;
   esac
   echo "=== gismo tests: $name build ($dir) ==="

@@ -273,7 +273,12 @@ typedef struct gismo_usage {
    * the same pool exactly when they see the same uuid (a reference taken in
    * one pool is meaningless in another). */
   uint64_t region_uuid[2];
+  uint64_t region_features; /* GISMO_FEATURE_* bits the region was formatted with */
 } gismo_usage_t;
+
+/* gismo_usage_t.region_features: the region is durable (gismo-manager
+ * --durable): committed metadata and sealed objects survive a power loss. */
+#define GISMO_FEATURE_DURABLE 1u
 
 /* Capacity and usage of the store. */
 GISMO_EXPORT gismo_status_t gismo_usage(gismo_client_t *client, gismo_usage_t *usage);

@@ -717,6 +717,7 @@ class PyClient {
     d["coherence_mode"] = u.coherence_mode;
     d["evictions"] = u.evictions;
     d["evicted_bytes"] = u.evicted_bytes;
+    d["durable"] = (u.region_features & GISMO_FEATURE_DURABLE) != 0;
     return d;
   }
 

@@ -21,6 +21,7 @@ namespace {
 const char* g_crash_target = getenv("GISMO_CRASH_AT");
 long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
 uint32_t g_undo_log_limit = 0;
+void (*g_crash_hook)() = nullptr;
 }  // namespace
 
 void LimitUndoLogForTesting(uint32_t entries) { g_undo_log_limit = entries; }
@@ -31,6 +32,8 @@ void ArmCrashPoint(const char* name, long skip) {
   g_crash_skip = skip;
 }
 
+void SetCrashHook(void (*hook)()) { g_crash_hook = hook; }
+
 void CrashPoint(const char* name) {
   if (g_crash_target == nullptr || strcmp(g_crash_target, name) != 0) return;
   if (g_crash_skip-- > 0) return;
@@ -40,6 +43,7 @@ void CrashPoint(const char* name) {
     raise(SIGSTOP);
     return;
   }
+  if (g_crash_hook != nullptr) g_crash_hook();
   _exit(77);
 }
 

@@ -25,6 +25,10 @@ void CrashPoint(const char* name);
 // while no other thread of the process can reach a crash point (the armed
 // point is read without synchronization).
 void ArmCrashPoint(const char* name, long skip = 0);
+// Called at the armed point just before the process exits there (not when
+// it stops): the persistence simulator's power cut (region/persist_sim.h).
+// Set once, before other threads run.
+void SetCrashHook(void (*hook)());
 #define GISMO_CRASH_POINT(name) ::gismo::CrashPoint(name)
 // Fault injection for tests: every transaction started after this call has
 // an undo log of at most `entries` entries (0: the region's own capacity),

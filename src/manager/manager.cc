@@ -407,6 +407,10 @@ Manager::Impl::~Impl() {
 void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t session) {
   // seq_cst: Txn invariant 4 (a client re-reads its state after each CAS).
   region_->slot(slot).state.store(PackSlotState(state, session), std::memory_order_seq_cst);
+  // Durable regions: the slot's header (state, identity) is on the medium
+  // before the client is told it may use the slot, and a recovery that
+  // frees it is.
+  region_->Persist(&region_->slot(slot), sizeof(region::ClientSlotHeader));
 }
 
 Status Manager::Impl::OpenRegion() {
@@ -440,6 +444,20 @@ Status Manager::Impl::OpenRegion() {
                formatted ? "formatted" : "opened", opt_.region_path,
                region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size), sb.max_objects,
                sb.max_clients - 1);
+  if (region_->durable()) {
+    // A durable region copied to a volatile file system lost what it was
+    // formatted for: refuse rather than serve it as if it were durable.
+    if (!region_->volatile_medium().empty()) {
+      return Status(GISMO_ERR_UNSUPPORTED,
+                    "region '" + opt_.region_path +
+                        "' was formatted durable (--durable) but lies on " +
+                        region_->volatile_medium() +
+                        ", which does not outlive the host's power; move it to a disk or DAX "
+                        "file system, or format it anew without --durable");
+    }
+    spdlog::info("durable region: metadata and sealed data persisted by {}",
+                 region::PersistModeName(region_->persist_mode()));
+  }
   if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
     return Status(GISMO_ERR_UNSUPPORTED,
                   "region is formatted for non-coherent (CXL 2.0) mode, which this build does "
@@ -489,6 +507,9 @@ Status Manager::Impl::OpenRegion() {
   for (uint32_t i = 0; i < region_->num_shards(); ++i) {
     region_->shard(i).waiters.store(0, std::memory_order_seq_cst);
   }
+  // Durable regions: the lease and this manager's identity are on the
+  // medium (a manager after a power loss fences this one by them).
+  region_->Persist(uint64_t{0}, sizeof(region::Superblock));
   AdoptSlotsOfPreviousManager();
   return Status();
 }
@@ -1218,6 +1239,8 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   h.heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
   h.fenced_by.store(0, std::memory_order_relaxed);
   for (int k = 0; k < 4; ++k) h.identity[k].store(hello.identity[k], std::memory_order_relaxed);
+  // Durable regions: the cleared slot is on the medium before it is active.
+  r.Persist(&h, r.sb().client_slot_size);
   SetSlotState(slot, SlotState::kActive, session);
   s->slot = slot;
   s->client_id = client_id;

@@ -60,6 +60,14 @@ enum class CoherenceMode : uint32_t {
   kNonCoherent = 2,  // CXL 2.0: one writer; reserved, not implemented yet
 };
 
+// Superblock::features. A feature bit is set at format and never changes.
+// kFeatureDurable: the region lives on a medium that outlives the host's
+// power (a disk file, a DAX file or device), and every participant persists
+// in the order recovery relies on (Region::Persist; src/store/txn.h,
+// "Durable regions"). Bits this build does not know make Open refuse.
+inline constexpr uint64_t kFeatureDurable = GISMO_FEATURE_DURABLE;
+inline constexpr uint64_t kKnownFeatures = kFeatureDurable;
+
 enum class RegionState : uint64_t {
   kFormatting = 1,  // format in progress: not usable
   kReady = 2,
@@ -103,7 +111,8 @@ struct alignas(kCacheLine) Superblock {
   uint64_t names_offset;         // NameTableHeader, slots, NameEntry[names_capacity]
   uint32_t names_capacity;       // name entries (bound names at most)
   uint32_t name_slots;           // hash slots of the name table (power of two)
-  uint64_t reserved[4];
+  uint64_t features;             // kFeature* bits; a reader refuses bits it does not know
+  uint64_t reserved[3];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -189,6 +198,7 @@ static_assert(offsetof(Superblock, event_ring_capacity) == 184);
 static_assert(offsetof(Superblock, names_offset) == 192);
 static_assert(offsetof(Superblock, names_capacity) == 200);
 static_assert(offsetof(Superblock, name_slots) == 204);
+static_assert(offsetof(Superblock, features) == 208);
 static_assert(offsetof(Superblock, checksum) == 240);
 static_assert(offsetof(Superblock, state) == 256);
 static_assert(offsetof(Superblock, manager_epoch) == 264);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -17,6 +18,21 @@
 #include <random>
 
 #include "common/clock.h"
+#ifdef GISMO_CRASH_POINTS
+#include "region/persist_sim.h"
+#endif
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MAP_SYNC
+#define MAP_SYNC 0x80000
+#endif
 
 namespace gismo::region {
 namespace {
@@ -96,7 +112,161 @@ Status ReserveSpace(int fd, uint64_t size, const std::string& path, bool statvfs
                                   " free; give a smaller --size or make room");
 }
 
+// File system magic numbers (linux/magic.h) of media that do not outlive
+// the host's power, or that are not memory a durable region may use.
+constexpr struct {
+  uint64_t magic;
+  const char* name;
+} kVolatileFileSystems[] = {
+    {0x01021994, "tmpfs"},
+    {0x858458f6, "ramfs"},
+    {0x958458f6, "hugetlbfs"},
+    {0x62656572, "sysfs (a PCI BAR is device memory, not a durable medium)"},
+    {0x9fa0, "procfs"},
+};
+
+// How the CPU writes a cache line back to memory, best first.
+enum class FlushInsn { kClwb, kClflushopt, kClflush, kNone };
+
+FlushInsn DetectFlush() {
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+    if (b & (1u << 24)) return FlushInsn::kClwb;
+    if (b & (1u << 23)) return FlushInsn::kClflushopt;
+  }
+  return FlushInsn::kClflush;  // every x86-64 has CLFLUSH
+#else
+  return FlushInsn::kNone;
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("clwb"))) void FlushClwb(const uint8_t* p, const uint8_t* end) {
+  for (; p < end; p += kCacheLine) _mm_clwb(const_cast<uint8_t*>(p));
+  _mm_sfence();
+}
+__attribute__((target("clflushopt"))) void FlushClflushopt(const uint8_t* p, const uint8_t* end) {
+  for (; p < end; p += kCacheLine) _mm_clflushopt(const_cast<uint8_t*>(p));
+  _mm_sfence();
+}
+void FlushClflush(const uint8_t* p, const uint8_t* end) {
+  for (; p < end; p += kCacheLine) _mm_clflush(p);
+  _mm_sfence();
+}
+#endif
+
+const FlushInsn g_flush = DetectFlush();
+
 }  // namespace
+
+const char* PersistModeName(PersistMode m) {
+  switch (m) {
+    case PersistMode::kNone:
+      return "none";
+    case PersistMode::kMsync:
+      return "msync";
+    case PersistMode::kFlush:
+      return "cache-line flush";
+    case PersistMode::kSimulated:
+      return "simulated (test build)";
+  }
+  return "?";
+}
+
+std::string VolatileMedium(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return "";
+  uint64_t size = 0, align = 0;
+  if (S_ISCHR(st.st_mode)) {
+    // Device DAX lives on devtmpfs, which says nothing about the device.
+    return DaxGeometry(st, &size, &align) ? "" : "a character device that is not device DAX";
+  }
+  struct statfs fs {};
+  if (fstatfs(fd, &fs) != 0) return "";
+  for (const auto& v : kVolatileFileSystems) {
+    if (static_cast<uint64_t>(fs.f_type) == v.magic) return v.name;
+  }
+  return "";
+}
+
+void Region::SetUpPersist() {
+  persist_mode_ = PersistMode::kNone;
+  if (!durable()) return;
+#ifdef GISMO_CRASH_POINTS
+  if (persist_sim::Attach(*this)) {
+    persist_mode_ = PersistMode::kSimulated;
+    return;
+  }
+#endif
+  struct stat st {};
+  uint64_t dsize = 0, align = 0;
+  dax_device_ = fstat(fd_, &st) == 0 && DaxGeometry(st, &dsize, &align);
+  if (!dax_device_ && S_ISREG(st.st_mode)) {
+    // On a DAX file system MAP_SYNC keeps the file's metadata in step with
+    // page faults, so flushing the CPU's cache lines is enough. Elsewhere the
+    // kernel refuses MAP_SYNC (EOPNOTSUPP), possibly after it has unmapped a
+    // MAP_FIXED target, so a probe mapping asks first; the region is mapped
+    // again over itself only if the probe succeeded (same file, same bytes).
+    void* probe =
+        mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd_, 0);
+    if (probe != MAP_FAILED) {
+      munmap(probe, 4096);
+      void* m = mmap(base_, size_, PROT_READ | PROT_WRITE,
+                     MAP_SHARED_VALIDATE | MAP_SYNC | MAP_FIXED, fd_, 0);
+      map_sync_ = m == base_;
+      if (!map_sync_) {
+        // Put the plain mapping back where it was; nothing else can be done.
+        map_sync_ = false;
+        if (mmap(base_, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd_, 0) != base_) {
+          abort();
+        }
+      }
+    }
+  }
+  persist_mode_ = (map_sync_ || dax_device_) && g_flush != FlushInsn::kNone ? PersistMode::kFlush
+                                                                            : PersistMode::kMsync;
+}
+
+void Region::PersistSlow(uint64_t offset, uint64_t length) const {
+  if (length == 0 || offset >= size_) return;
+  if (length > size_ - offset) length = size_ - offset;
+  switch (persist_mode_) {
+    case PersistMode::kNone:
+      return;
+    case PersistMode::kMsync: {
+      // msync needs a page-aligned start; it writes whole pages back.
+      const uint64_t start = offset & ~uint64_t{4095};
+      if (msync(base_ + start, offset + length - start, MS_SYNC) != 0) {
+        persist_errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+      return;
+    }
+    case PersistMode::kFlush: {
+#if defined(__x86_64__)
+      const uint8_t* p = base_ + (offset & ~(kCacheLine - 1));
+      const uint8_t* end = base_ + offset + length;
+      switch (g_flush) {
+        case FlushInsn::kClwb:
+          FlushClwb(p, end);
+          return;
+        case FlushInsn::kClflushopt:
+          FlushClflushopt(p, end);
+          return;
+        default:
+          FlushClflush(p, end);
+          return;
+      }
+#endif
+      return;
+    }
+    case PersistMode::kSimulated:
+#ifdef GISMO_CRASH_POINTS
+      persist_sim::Persist(*this, offset, length);
+#endif
+      return;
+  }
+}
 
 FormatOptions ResolveDefaults(FormatOptions o) {
   if (o.max_objects == 0) {
@@ -309,6 +479,13 @@ Status Region::Validate(uint64_t file_size) const {
                                             ExactSize(sb.region_size) + ", file holds " +
                                             ExactSize(file_size));
   }
+  if ((sb.features & ~kKnownFeatures) != 0) {
+    char bits[32];
+    snprintf(bits, sizeof bits, "0x%llx",
+             static_cast<unsigned long long>(sb.features & ~kKnownFeatures));
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' uses region features " + bits +
+                                            " that this build does not know; use a newer gismo");
+  }
   if (sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kCoherent) &&
       sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kNonCoherent)) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': unknown coherence mode");
@@ -388,6 +565,10 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   Status s = (*r)->Validate(file_size);
   if (!s.ok()) return s;
   (*r)->CacheOffsets();
+  if ((*r)->durable()) {
+    (*r)->volatile_medium_ = VolatileMedium(fd);
+    (*r)->SetUpPersist();
+  }
   return std::move(*r);
 }
 
@@ -399,8 +580,22 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
+  struct stat before {};
+  const bool existed = stat(path.c_str(), &before) == 0;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
   if (fd < 0) return Status(GISMO_ERR_IO, Errno("cannot create region", path));
+  if (o.durable) {
+    if (const std::string medium = VolatileMedium(fd); !medium.empty()) {
+      // Leave no file behind that was not there with contents before (the
+      // manager creates an empty one to lock it).
+      if (!existed || (S_ISREG(before.st_mode) && before.st_size == 0)) unlink(path.c_str());
+      close(fd);
+      return Status(GISMO_ERR_UNSUPPORTED,
+                    "cannot format '" + path + "' as a durable region: it lies on " + medium +
+                        ", which does not outlive the host's power; put it on a disk file "
+                        "system, a DAX file system or a device DAX node, or drop --durable");
+    }
+  }
   struct stat st {};
   fstat(fd, &st);
   uint64_t dax_size = 0, align = 0;
@@ -484,8 +679,10 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   sb.heap_offset = e.heap_offset;
   sb.heap_size = e.heap_size;
   sb.num_pages = e.num_pages;
+  sb.features = o.durable ? kFeatureDurable : 0;
   sb.checksum = SuperblockChecksum(sb);
   region.CacheOffsets();
+  region.SetUpPersist();
   region.alloc().free_pages.store(e.num_pages, std::memory_order_relaxed);
   // Bits past the last page are permanently "in use".
   uint64_t words = (e.num_pages + 63) / 64;
@@ -494,10 +691,19 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   }
   sb.next_client_id.store(1, std::memory_order_relaxed);
   region.event_ring().head.store(1, std::memory_order_relaxed);
-  if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL && errno != ENOMEM) {
-    return Status(GISMO_ERR_IO, Errno("cannot flush region", path));
+  if (region.persist_mode() == PersistMode::kNone || region.persist_mode() == PersistMode::kMsync) {
+    if (msync(region.base(), e.heap_offset, MS_SYNC) != 0 && errno != EINVAL && errno != ENOMEM) {
+      return Status(GISMO_ERR_IO, Errno("cannot flush region", path));
+    }
+  } else {
+    region.Persist(uint64_t{0}, e.heap_offset);
   }
   sb.state.store(static_cast<uint64_t>(RegionState::kReady), std::memory_order_release);
+  // A durable region is ready on the medium only after all of the above.
+  region.Persist(uint64_t{0}, sizeof(Superblock));
+  if (region.persist_errors() != 0) {
+    return Status(GISMO_ERR_IO, "cannot write region '" + path + "' to its medium (msync failed)");
+  }
   return std::move(*r);
 }
 

@@ -22,6 +22,9 @@ struct FormatOptions {
   uint32_t event_capacity = 0;   // event ring entries (power of two); auto
   uint32_t max_names = 0;        // name table entries; auto
   CoherenceMode coherence = CoherenceMode::kCoherent;
+  // kFeatureDurable: refused on a volatile file system (tmpfs, ramfs,
+  // hugetlbfs) and on a PCI BAR; see Region::Persist.
+  bool durable = false;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
 // percent of the region.
@@ -40,6 +43,19 @@ struct Geometry {
   uint64_t heap_offset, heap_size, num_pages;
 };
 Result<Geometry> ComputeGeometry(const FormatOptions& o);
+
+// How Region::Persist makes a range reach the medium.
+enum class PersistMode : uint8_t {
+  kNone,       // not a durable region: Persist is a no-op
+  kMsync,      // msync(MS_SYNC) of the page-aligned range (a file through the page cache)
+  kFlush,      // CLWB/CLFLUSHOPT/CLFLUSH of the cache lines, then SFENCE (MAP_SYNC DAX, device DAX)
+  kSimulated,  // test builds: a shadow file receives only what is persisted (persist_sim.h)
+};
+const char* PersistModeName(PersistMode m);
+
+// Why `path` (with `fd` open on it) cannot hold a durable region: the name
+// of its volatile file system ("tmpfs", ...), or "" if it can.
+std::string VolatileMedium(int fd);
 
 class Region {
  public:
@@ -189,6 +205,27 @@ class Region {
   // GISMO_ERR_BAD_REGION: "region 'PATH' is corrupt: WHAT; run gismo-fsck".
   Status Corrupt(const std::string& what) const;
 
+  // The persist seam (durable regions, kFeatureDurable). Persist(off, len)
+  // returns once bytes [off, off + len) of the region, as they are now, are
+  // on the medium: a write that happens-before the call is durable when it
+  // returns, and Persist orders it before every later store by this thread.
+  // On a region that is not durable it is a no-op: one predictable branch,
+  // no call, no syscall, so the coherent hot path keeps its speed. Callers
+  // (Txn, Store::Seal, the manager) state the order they need; see
+  // src/store/txn.h. A failure of the medium (msync EIO) is counted in
+  // persist_errors(); the write stands in memory.
+  bool durable() const { return (sb_->features & kFeatureDurable) != 0; }
+  PersistMode persist_mode() const { return persist_mode_; }
+  void Persist(uint64_t offset, uint64_t length) const {
+    if (persist_mode_ != PersistMode::kNone) [[unlikely]]
+      PersistSlow(offset, length);
+  }
+  void Persist(const void* p, uint64_t length) const { Persist(OffsetOf(p), length); }
+  uint64_t persist_errors() const { return persist_errors_.load(std::memory_order_relaxed); }
+  // Why this durable region's medium does not outlive power ("" if it does,
+  // or if the region is not durable): set by Open.
+  const std::string& volatile_medium() const { return volatile_medium_; }
+
   // Where a hashed id lives (see layout.h for the encodings).
   uint32_t ShardOf(uint64_t hash) const { return ShardOfHash(hash, num_shards_); }
 
@@ -200,6 +237,10 @@ class Region {
   static Result<uint8_t*> MapAligned(const std::string& path, int fd, uint64_t size, int prot);
   Status Validate(uint64_t file_size) const;
   void CacheOffsets();
+  // Chooses persist_mode_ for a durable region (MAP_SYNC, device DAX, the
+  // simulator in test builds); leaves kNone otherwise.
+  void SetUpPersist();
+  void PersistSlow(uint64_t offset, uint64_t length) const;
 
   std::string path_;
   int fd_ = -1;
@@ -215,6 +256,11 @@ class Region {
   uint8_t* read_view_ = nullptr;  // the read view's own mapping, if any
   const uint8_t* read_base_ = nullptr;
   const uint8_t* read_heap_ = nullptr;
+  PersistMode persist_mode_ = PersistMode::kNone;
+  bool map_sync_ = false;  // the mapping is MAP_SYNC (a DAX file system)
+  bool dax_device_ = false;
+  std::string volatile_medium_;
+  mutable std::atomic<uint64_t> persist_errors_{0};
 };
 
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.

@@ -26,6 +26,8 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   e.data_size.store(SizesData(sizes), std::memory_order_relaxed);
   e.metadata_size.store(SizesMeta(sizes), std::memory_order_relaxed);
   e.time_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  // Durable regions: the entry is on the medium before the head that covers it.
+  r.Persist(&e, sizeof(EventEntry));
   txn.Write(ring.head, *seq + 1);
   return &e;
 }

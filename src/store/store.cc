@@ -195,6 +195,18 @@ Status Store::Seal(const gismo_id_t& id) {
     return Status(GISMO_ERR_NOT_CREATOR,
                   "object " + Hex(id) + " is being created by another client; only it can seal");
   }
+  // Durable regions: the object's bytes (data and metadata) are on the
+  // medium before its sealed state can be (the state's line may be written
+  // back as soon as it is stored).
+  if (r_.persist_mode() != PersistMode::kNone) {
+    const uint64_t off = loc.rec->heap_offset.load(std::memory_order_relaxed);
+    const uint64_t sizes = loc.rec->sizes.load(std::memory_order_relaxed);
+    const uint64_t bytes = BlockBytes(SizesData(sizes), SizesMeta(sizes));
+    if (!r_.ValidHeapBlock(off, bytes)) {
+      return r_.Corrupt("object " + Hex(id) + " has a block outside the heap");
+    }
+    r_.Persist(r_.heap_offset() + off, bytes);
+  }
   txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot_, InfoNode(info), InfoFlags(info)));
   const int64_t idx = HeldFind(r_, slot_, GlobalIndex(r_, loc.shard, loc.local));
   if (idx >= 0) {
@@ -457,6 +469,7 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.region_uuid[1] = sb.uuid[1];
   u.format_version = sb.format_version;
   u.coherence_mode = sb.coherence_mode;
+  u.region_features = sb.features;
   *out = u;
   return Status();
 }

@@ -103,6 +103,7 @@ bool Txn::LockWorld() {
   GISMO_DCHECK(nlocks_ == 0 && !world_);  // REQUIRES: no lock held yet
   if (failed()) return false;
   hdr_.held_locks[0].store(region::kHeldLocksWorld, std::memory_order_release);
+  r_.Persist(&hdr_.held_locks[0], sizeof(Word));
   world_ = true;
   bool ok = true;
   ForEachLock(r_, [&](Word& lock) { ok = ok && Lock(lock); });
@@ -166,11 +167,31 @@ bool Txn::Log(uint64_t target, uint64_t value) {
                                      " entries); nothing was changed"));
     return false;
   }
+  // Durable invariant D1: the locks and their records reach the medium
+  // before any log entry made under them (recovery undoes a log only under
+  // a lock that carries the slot's tag). Done here, not at the CAS, so a
+  // Txn that writes nothing persists nothing.
+  if (persisted_locks_ < nlocks_ && r_.persist_mode() != region::PersistMode::kNone) {
+    r_.Persist(&hdr_.held_locks[persisted_locks_], (nlocks_ - persisted_locks_) * sizeof(Word));
+    for (uint32_t i = persisted_locks_; i < nlocks_; ++i) r_.Persist(locks_[i], sizeof(Word));
+    persisted_locks_ = nlocks_;
+  }
+  if (world_ && !world_persisted_ && r_.persist_mode() != region::PersistMode::kNone) {
+    ForEachLock(r_, [&](Word& lock) {
+      if (lock.load(std::memory_order_relaxed) == tag_) r_.Persist(&lock, sizeof(Word));
+    });
+    world_persisted_ = true;
+  }
   LogEntry& e = log_[log_count_];
   e.target.store(target, std::memory_order_relaxed);
   e.value.store(value, std::memory_order_relaxed);
+  // Durable invariant D2: the entry is on the medium before the count that
+  // covers it can be, and the count before the target changes (the target's
+  // line may be written back at any moment after its store).
+  r_.Persist(&e, sizeof(LogEntry));
   // The entry is complete before the count covers it...
   hdr_.log_count.store(++log_count_, std::memory_order_release);
+  r_.Persist(&hdr_.log_count, sizeof(Word));
   return true;
 }
 
@@ -215,16 +236,26 @@ void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
 
 void Txn::Unlock(uint32_t i) {
   ReleaseIfHeldBy(*locks_[i], tag_);  // only if still ours
+  // Durable invariant D5: a lock persisted as taken (D1) is persisted as
+  // released before its record is cleared, so the medium never holds a
+  // lock with this slot's tag that no record of the slot names (nobody
+  // would release it after a power loss).
+  if (i < persisted_locks_) r_.Persist(locks_[i], sizeof(Word));
   hdr_.held_locks[i].store(0, std::memory_order_relaxed);
 }
 
 void Txn::ReleaseLocks() {
   for (uint32_t i = nlocks_; i-- > 0;) Unlock(i);
   nlocks_ = 0;
+  persisted_locks_ = 0;
   if (world_) {
     // Every lock still carrying this Txn's tag (the CAS leaves others'), then
-    // the mark: it covers the locks until the last is released (invariant 2).
-    ForEachLock(r_, [&](Word& lock) { ReleaseIfHeldBy(lock, tag_); });
+    // the mark: it covers the locks until the last is released (invariant 2;
+    // D5: on the medium too).
+    ForEachLock(r_, [&](Word& lock) {
+      if (ReleaseIfHeldBy(lock, tag_) && world_persisted_) r_.Persist(&lock, sizeof(Word));
+    });
+    world_persisted_ = false;
     hdr_.held_locks[0].store(0, std::memory_order_release);
     world_ = false;
   }
@@ -236,14 +267,60 @@ Status Txn::Commit() {
     Rollback();
     return failure_;
   }
+  // Durable invariant D3: every target is on the medium before the commit
+  // record (log_count = 0) can be.
+  PersistTargets(r_, log_, log_count_);
   GISMO_CRASH_POINT("txn.before_commit");
+  const bool wrote = log_count_ != 0;
   // Invariant 3: the log is empty before any lock is released.
   hdr_.log_count.store(0, std::memory_order_release);
   log_count_ = 0;
+  // D4: committed on the medium before the Txn returns (and before any lock
+  // is released: a later Txn's entries then never mix with this one's). A
+  // Txn that wrote nothing left the medium's count at 0 (D4 of the last).
+  if (wrote) r_.Persist(&hdr_.log_count, sizeof(Word));
   GISMO_CRASH_POINT("txn.after_commit");
   ReleaseLocks();
   done_ = true;
   return Status();
+}
+
+namespace {
+// Whether a log entry's target lies in the region's metadata (never the
+// superblock's immutable part); its bit range, if any, fits there. *off and
+// *len: the bytes it covers.
+bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint64_t* off,
+                 uint64_t* len) {
+  const LogKind kind = region::LogTargetKind(target);
+  *off = region::LogTargetOffset(target);
+  if (*off < r.sb().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0) return false;
+  switch (kind) {
+    case LogKind::kWord:
+      *len = sizeof(Word);
+      return true;
+    case LogKind::kBitsSet:
+    case LogKind::kBitsClear: {
+      const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
+      if (*off + (first + n + 63) / 64 * 8 > r.heap_offset()) return false;
+      *off += first / 64 * 8;
+      *len = (first + n + 63) / 64 * 8 - first / 64 * 8;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count) {
+  if (r.persist_mode() == region::PersistMode::kNone) return;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t off = 0, len = 0;
+    if (LoggedRange(r, log[i].target.load(std::memory_order_relaxed),
+                    log[i].value.load(std::memory_order_relaxed), &off, &len)) {
+      r.Persist(off, len);
+    }
+  }
 }
 
 namespace {
@@ -290,7 +367,11 @@ void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
 
 void Txn::Rollback() {
   UndoEntries(r_, log_, log_count_);
+  // D3 for an undo: the restored words are on the medium before the empty
+  // log is.
+  PersistTargets(r_, log_, log_count_);
   hdr_.log_count.store(0, std::memory_order_release);
+  if (log_count_ != 0) r_.Persist(&hdr_.log_count, sizeof(Word));
   log_count_ = 0;
   ReleaseLocks();
   done_ = true;
@@ -312,10 +393,18 @@ uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
       region::LockTag(slot, region::SlotSessionOf(hdr.state.load(std::memory_order_acquire)));
   // Its log is only meaningful while it holds the locks guarding the words.
   const uint64_t count = hdr.log_count.load(std::memory_order_acquire);
-  if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) UndoEntries(r, r.log(slot), count);
+  if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) {
+    UndoEntries(r, r.log(slot), count);
+    PersistTargets(r, r.log(slot), count);  // D3: restored before the log is emptied
+  }
   hdr.log_count.store(0, std::memory_order_release);
+  r.Persist(&hdr.log_count, sizeof(Word));
   uint32_t released = 0;
-  ForEachRecordedLock(r, slot, [&](Word& lock) { released += ReleaseIfHeldBy(lock, tag) ? 1 : 0; });
+  ForEachRecordedLock(r, slot, [&](Word& lock) {
+    if (!ReleaseIfHeldBy(lock, tag)) return;
+    r.Persist(&lock, sizeof(Word));  // D5: released on the medium before the record goes
+    ++released;
+  });
   for (auto& held : hdr.held_locks) held.store(0, std::memory_order_relaxed);
   hdr.op.store(0, std::memory_order_relaxed);
   return released;

@@ -20,6 +20,29 @@
 // the words those locks guard (recovery undoes it, then releases the locks),
 // or it holds none and everything it did is committed.
 //
+// Durable regions (kFeatureDurable; Region::Persist is a no-op otherwise).
+// The medium receives writes in an order of its own (a page or line may be
+// written back at any moment after its store), so the Txn adds persist
+// barriers that make the medium obey the invariants above at every instant,
+// as if power could fail between any two of them:
+//  D1. A lock word and its held_locks record are persisted after the CAS and
+//      before the first log entry under it (by that Log(): a Txn that
+//      writes nothing persists nothing).
+//  D2. A log entry is persisted before log_count covers it, and log_count
+//      before the entry's target is written.
+//  D3. Every target is persisted before the commit record (log_count = 0);
+//      in a rollback or an undo by recovery, every restored word is.
+//  D4. The commit record is persisted before Commit() returns and before
+//      any lock is released.
+//  D5. A lock persisted as taken is persisted as released before its
+//      held_locks record is cleared (else, after a power loss, a lock word
+//      would carry the slot's tag with no record for recovery to find).
+// So on the medium a slot either holds a lock with a log that restores
+// exactly what it changed, or has committed; recovery after a power loss is
+// the recovery of a fenced client. Unlogged writes that a logged one makes
+// visible (an event entry above the ring's head, an object's bytes before
+// its seal) are persisted before that logged write.
+//
 // This is also the seam for the non-coherent (CXL 2.0) mode: there, a Txn
 // would ship its writes to the single writer instead of storing them.
 #ifndef GISMO_STORE_TXN_H_
@@ -98,8 +121,10 @@ class Txn {
   uint32_t log_capacity_;
   uint32_t log_count_ = 0;
   uint32_t nlocks_ = 0;
+  uint32_t persisted_locks_ = 0;  // locks_[0, this) are on the medium (durable D1)
   region::Word* locks_[region::kMaxHeldLocks];
-  bool world_ = false;  // LockWorld: held_locks[0] says every lock
+  bool world_ = false;            // LockWorld: held_locks[0] says every lock
+  bool world_persisted_ = false;  // the world's locks are on the medium (durable D1)
   bool done_ = false;
   Status failure_;
   uint64_t lock_wait_ns_;
@@ -132,6 +157,9 @@ void ForEachLock(const region::Region& r, Fn&& fn) {
 // must run before anything else touches the dead client's state. Idempotent.
 // Returns the number of locks released.
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot);
+// Persists the words that log entries [0, count) name (durable invariant
+// D3); nothing on a region that is not durable.
+void PersistTargets(const region::Region& r, const region::LogEntry* log, uint64_t count);
 // Whether `slot`'s current session holds any lock (from its held_locks).
 bool HoldsAnyLock(const region::Region& r, uint32_t slot);
 

@@ -91,6 +91,11 @@ int main(int argc, char** argv) {
                  "Name table capacity of a new region: names bound to objects at once "
                  "(default: 4096, or 1024 below 256 MiB)")
       ->check(CLI::Range(16u, 1u << 20));
+  app.add_flag("--durable", opt.format.durable,
+               "Format a durable region: on a file that outlives the host's power (a disk file "
+               "system, a DAX file system or device), committed metadata and sealed data reach "
+               "the medium in an order recovery relies on (slower: doc/operations.md). Refused "
+               "on tmpfs, ramfs and hugetlbfs. An existing region keeps what it was formatted as");
   app.add_option("--coherence", coherence,
                  "coherent (one host or CXL 3) or non-coherent (CXL 2.0; not implemented yet)")
       ->capture_default_str()

@@ -43,6 +43,7 @@ int RunStatus(const StatusArgs& a) {
   const double uptime = since(u.manager_start_time_ns);
   const double heartbeat_age = since(u.manager_heartbeat_ns);
   const char* coherence = u.coherence_mode == 1 ? "coherent" : "non-coherent";
+  const bool durable = (u.region_features & GISMO_FEATURE_DURABLE) != 0;
 
   if (a.common.json) {
     nlohmann::json nodes = nlohmann::json::object();
@@ -71,7 +72,8 @@ int RunStatus(const StatusArgs& a) {
          {{"format_version", u.format_version},
           {"format_time_ns", u.format_time_ns},
           {"uuid", gismo::RegionUuidHex(u)},
-          {"coherence", coherence}}},
+          {"coherence", coherence},
+          {"durable", durable}}},
         {"library_version", gismo_version()},
     });
     return kExitOk;
@@ -99,9 +101,9 @@ int RunStatus(const StatusArgs& a) {
   printf("manager:        up %s, epoch %llu%s\n", FormatDuration(uptime).c_str(),
          static_cast<unsigned long long>(u.manager_epoch),
          heartbeat_age > kStaleHeartbeatSeconds ? " (heartbeat stale: manager not running?)" : "");
-  printf("region:         %s, format version %u, %s, formatted %s\n",
+  printf("region:         %s, format version %u, %s, %s, formatted %s\n",
          FormatSize(u.region_size).c_str(), u.format_version, coherence,
-         FormatTime(u.format_time_ns).c_str());
+         durable ? "durable" : "not durable", FormatTime(u.format_time_ns).c_str());
   printf("region uuid:    %s\n", gismo::RegionUuidHex(u).c_str());
   printf("library:        %s\n", gismo_version());
   return kExitOk;
