@@ -14,7 +14,7 @@
 # privately, released at the end; the manager prefaults them), the closest
 # this machine has to CXL memory mapped with 2 MiB device-DAX pages: a first
 # write runs at memory speed instead of one page fault per 4 KiB. Where that
-# is not possible the demo says why and uses /dev/shm. GISMO_DEMO_HUGEPAGES=0
+# is not possible the demo says why and uses /dev/shm. GISMO_HUGEPAGES=0
 # keeps /dev/shm.
 # Finds its programs in $GISMO_BUILD_DIR (default: build/) or on PATH;
 # GISMO_CLUSTER_BIN and GISMO_DEMO_BIN override. Namespaces need root;
@@ -22,6 +22,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/hugepages.sh
+source "$repo/scripts/lib/hugepages.sh"
 build=${GISMO_BUILD_DIR:-$repo/build}
 vm=0
 if [[ ${1:-} == --vm ]]; then
@@ -51,61 +53,30 @@ name="demo-$$"
 region="/dev/shm/gismo-demo-$$"
 work=$(mktemp -d /tmp/gismo-demo.XXXXXX)
 gc() { "$gc_bin" --name "$name" "$@"; }
-huge_mount="" huge_pages_before="" huge_why=""
 cleanup() {
   local rc=$?
   echo
   echo "== tearing down"
   gc down || rc=1
-  if [[ -n $huge_mount ]]; then
-    umount "$huge_mount" || rc=1
-    echo "$huge_pages_before" >/proc/sys/vm/nr_hugepages || rc=1
-  fi
+  hugepages_release || rc=1
   rm -rf "$work"
   exit $rc
 }
 
-meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
-# Puts the region on a private hugetlbfs mount with MIB of 2 MiB pages
-# reserved for it; where that is not possible sets huge_why and returns 1.
-hugetlbfs_region() {
-  local mib=$1 pages=$((($1 + 1) / 2)) free total
-  ((EUID == 0)) || { huge_why="reserving huge pages needs root"; return 1; }
-  grep -qw hugetlbfs /proc/filesystems || { huge_why="this kernel has no hugetlbfs"; return 1; }
-  [[ $(meminfo Hugepagesize) == 2048 ]] || { huge_why="the default huge page is not 2 MiB"; return 1; }
-  total=$(meminfo HugePages_Total) free=$(meminfo HugePages_Free)
-  huge_pages_before=$total
-  if ((free < pages)); then
-    echo $((total + pages - free)) >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-    free=$(meminfo HugePages_Free)
-    if ((free < pages)); then
-      echo "$total" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-      huge_why="the kernel found only $free free 2 MiB pages of the $pages needed"
-      return 1
-    fi
-  fi
-  mkdir -p "$work/hugepages"
-  mount -t hugetlbfs -o pagesize=2M none "$work/hugepages" 2>/dev/null || {
-    echo "$total" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
-    huge_why="mounting hugetlbfs failed"
-    return 1
-  }
-  huge_mount="$work/hugepages"
-  region="$huge_mount/gismo-demo-$$"
-}
 trap cleanup EXIT
 
 # Region: the objects plus room for the allocator and index.
 region_mib=$(((count * size >> 20) * 5 / 4 + 256))
 manager_args=()
-if ((!vm)) && [[ ${GISMO_DEMO_HUGEPAGES:-1} != 0 ]]; then
+if ((!vm)); then
   # Multiples of 2 MiB, as hugetlbfs wants.
   region_mib=$(((region_mib + 1) / 2 * 2))
-  if hugetlbfs_region "$region_mib"; then
+  if hugepages_setup "$work/hugepages" "$region_mib"; then
+    region="$HUGEPAGES_MOUNT/gismo-demo-$$"
     echo "== region on hugetlbfs: $((region_mib / 2)) pages of 2 MiB reserved, prefaulted by the manager"
     manager_args=(-- --prefault)
   else
-    echo "== region in /dev/shm (4 KiB pages; first writes fault per page): $huge_why"
+    echo "== region in /dev/shm (4 KiB pages; first writes fault per page): $HUGEPAGES_WHY"
   fi
 fi
 up_args=(--nodes 4 --region "$region")

@@ -24,11 +24,15 @@
 # windows of history (128 MiB of state), window 50 000 events, node 1 killed
 # in checkpoint 5, lease 1000 ms, chunks of 16 MiB. Finds its programs in $GISMO_BUILD_DIR
 # (default: build/); GISMO_CLUSTER_BIN, GISMO_FAILOVER_BIN and GISMO_CLI_BIN
-# override. Namespaces need root (else nodes are plain processes). Times are
-# taken on this host's clock, which every emulated node shares.
+# override. Namespaces need root (else nodes are plain processes); as root
+# the region is on hugetlbfs, prefaulted (scripts/lib/hugepages.sh;
+# GISMO_HUGEPAGES=0: /dev/shm). Times are taken on this host's clock, which
+# every emulated node shares.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/lib/hugepages.sh
+source "$repo/scripts/lib/hugepages.sh"
 build=${GISMO_BUILD_DIR:-$repo/build}
 events=20000000 every=2000000 symbols=2048 history=2048 window=50000 hang=5
 lease_ms=1000 size=1GiB chunk_mib=16
@@ -83,6 +87,7 @@ cleanup() {
   gc down >/dev/null || rc=1
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   rm -f "$region"
+  hugepages_release || rc=1
   rm -rf "$work"
   exit $rc
 }
@@ -104,8 +109,22 @@ await() {
 job=(--events "$events" --every "$every" --symbols "$symbols" --history "$history"
   --window "$window" --chunk-mib "$chunk_mib")
 
-echo "== bringing up 3 nodes (node 0 runs the manager, lease $lease_ms ms) on a $size region"
-gc up --nodes 3 --region "$region" --size "$size" --lease-ms "$lease_ms" >/dev/null
+manager_args=() region_kind="/dev/shm"
+if [[ $size =~ ^([1-9][0-9]*)(MiB|GiB)$ ]]; then
+  region_mib=${BASH_REMATCH[1]}
+  [[ ${BASH_REMATCH[2]} == GiB ]] && region_mib=$((region_mib * 1024))
+  region_mib=$(((region_mib + 1) / 2 * 2))
+  if hugepages_setup "$work/hugepages" "$region_mib"; then
+    region="$HUGEPAGES_MOUNT/gismo-failover-$$" size="${region_mib}MiB"
+    manager_args=(-- --prefault) region_kind="hugetlbfs (prefaulted)"
+  else
+    region_kind="/dev/shm ($HUGEPAGES_WHY)"
+  fi
+else
+  region_kind="/dev/shm (--size $size is not in MiB or GiB, which hugetlbfs needs)"
+fi
+echo "== bringing up 3 nodes (node 0 runs the manager, lease $lease_ms ms) on a $size region in $region_kind"
+gc up --nodes 3 --region "$region" --size "$size" --lease-ms "$lease_ms" "${manager_args[@]}" >/dev/null
 node_addr() { gc status | awk -v n="$1" '$1 == "node" && $2 == n { print $3 }'; }
 objects_now() { gc exec 3 -- "$cli_bin" status | awk '$1 == "objects:" { print $2 }'; }
 
