@@ -924,6 +924,23 @@ TEST(EvictPercentTest, ACreateThatDoesNotFitEvictsThePercentOfTheHeap) {
   }
 }
 
+// Every program exits 2 on a usage error (doc/operations.md, "Exit status"),
+// with a message (the first problem CLI11 finds, which may be a missing
+// required option), and 0 after --help.
+TEST(UsageTest, EveryProgramExitsTwoOnAUsageError) {
+  for (const char* bin : {GISMO_MANAGER_BIN, GISMO_FSCK_BIN, GISMO_AGENT_BIN, GISMO_CLI_BIN}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {bin, "--no-such-option"};
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 30);
+    EXPECT_EQ(r.exit_code, 2) << bin << ": " << r.output;
+    EXPECT_NE(r.output.find("Run with --help"), std::string::npos) << bin << ": " << r.output;
+    o.argv = {bin, "--help"};
+    r = gismo::testing::Run(o, 30);
+    EXPECT_EQ(r.exit_code, 0) << bin << ": " << r.output;
+  }
+}
+
 TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {
   for (const char* bad : {"0", "101", "-5", "half"}) {
     gismo::testing::SpawnOptions o;
@@ -936,9 +953,9 @@ TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {
               bad};
     o.stderr_to_stdout = true;
     gismo::testing::RunResult r = gismo::testing::Run(o, 30);
-    // CLI11's exit status for a bad value, never a signal or a region made.
-    EXPECT_GT(r.exit_code, 0) << bad << ": " << r.output;
-    EXPECT_LT(r.exit_code, 128) << bad << ": " << r.output;
+    // The usage error status of every gismo program, never a signal or a
+    // region made.
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
     EXPECT_NE(access(o.argv[2].c_str(), F_OK), 0) << bad << ": a region was made";
     EXPECT_NE(r.output.find("--evict-percent"), std::string::npos) << bad << ": " << r.output;
   }

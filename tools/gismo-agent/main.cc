@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "args/parse_args.h"
 #include "common/clock.h"
 #include "fence/process.h"
 #include "protocol/handshake.h"
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
   app.add_option("--kill-timeout-ms", o.kill_timeout_ms,
                  "How long to wait for a killed process to exit")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  GISMO_PARSE_ARGS(app, argc, argv);
   if (o.manager.empty()) {
     auto def = gismo::protocol::DefaultAddress(/*create=*/false);
     if (!def.ok()) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "args/parse_args.h"
 #include "client/client.h"
 #include "fsck/fsck.h"
 #include "region/region.h"
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
                  "region's lock wait)");
   app.add_flag("-q,--quiet", quiet, "Print problems only");
   app.add_flag("--json", json, "Print one JSON object (the report) instead of text");
-  CLI11_PARSE(app, argc, argv);
+  GISMO_PARSE_ARGS(app, argc, argv);
 
   gismo::fsck::Report rep;
   const auto t0 = std::chrono::steady_clock::now();

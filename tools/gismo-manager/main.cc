@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "args/parse_args.h"
 #include "manager/manager.h"
 #include "region/region.h"
 
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
-  CLI11_PARSE(app, argc, argv);
+  GISMO_PARSE_ARGS(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("gismo-manager");
   spdlog::set_default_logger(logger);

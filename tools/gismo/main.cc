@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "args/parse_args.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -58,12 +59,8 @@ int Main(int argc, char** argv) {
       return kExitUsage;
     }
   }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // Help goes to stdout with status 0; parse errors to stderr with 2.
-    return app.exit(e) == 0 ? kExitOk : kExitUsage;
-  }
+  static_assert(kExitUsage == tools::kExitUsageError);
+  GISMO_PARSE_ARGS(app, argc, argv);
   for (auto& [cmd, run] : commands) {
     if (!cmd->parsed()) continue;
     try {
