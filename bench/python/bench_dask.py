@@ -134,12 +134,13 @@ class Cluster:
         self.bin = args.cluster_bin
         self.name = args.cluster or f"gdask{os.getpid()}"
         self.owned = args.cluster is None
-        self.region = f"/dev/shm/{self.name}"
+        self.region = os.path.join(args.region_dir, self.name)
         if self.owned:
             env = dict(os.environ, GISMO_MANAGER_BIN=args.manager)
+            manager_args = ["--", "--prefault"] if args.prefault else []
             subprocess.run([self.bin, "--name", self.name, "up", "--nodes", "4",
                             "--region", self.region, "--size", args.region_size,
-                            "--subnet", SUBNET, "--log-level", "warn"],
+                            "--subnet", SUBNET, "--log-level", "warn", *manager_args],
                            check=True, env=env, stdout=subprocess.DEVNULL)
 
     def popen(self, node, cmd, **kw):
@@ -228,6 +229,11 @@ def main():
     ap.add_argument("--cluster", help="use this cluster (already up) instead of a new one")
     ap.add_argument("--subnet", default=SUBNET, help="the cluster's subnet (with --cluster)")
     ap.add_argument("--region-size", default="4GiB")
+    ap.add_argument("--region-dir", default="/dev/shm",
+                    help="where the region file goes: a hugetlbfs mount with enough 2 MiB pages "
+                         "reserved makes first writes run at memory speed (doc/operations.md)")
+    ap.add_argument("--prefault", action="store_true",
+                    help="the manager allocates every page of the region at start")
     ap.add_argument("--transfer-sizes", default=f"{16 << 20},{256 << 20},{1 << 30}")
     ap.add_argument("--shuffle-sizes", default=f"{512 << 20}")
     ap.add_argument("--modes", default="dask,gismo")
