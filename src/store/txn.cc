@@ -262,6 +262,47 @@ void Txn::ReleaseLocks() {
   hdr_.op.store(0, std::memory_order_relaxed);
 }
 
+namespace {
+// Whether a log entry's target lies in the region's metadata (never the
+// superblock's immutable part), is of a kind this build writes, and its bit
+// range, if any, fits there: the one check of a logged target, for commit
+// and undo. *off and *len: the bytes it covers.
+bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint64_t* off,
+                 uint64_t* len) {
+  const LogKind kind = region::LogTargetKind(target);
+  *off = region::LogTargetOffset(target);
+  if (*off < r.sb().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0) return false;
+  switch (kind) {
+    case LogKind::kWord:
+      *len = sizeof(Word);
+      return true;
+    case LogKind::kBitsSet:
+    case LogKind::kBitsClear: {
+      const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
+      if (*off + (first + n + 63) / 64 * 8 > r.heap_offset()) return false;
+      *off += first / 64 * 8;
+      *len = (first + n + 63) / 64 * 8 - first / 64 * 8;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// Persists the words that log entries [0, count) name (durable invariant
+// D3); nothing on a region that is not durable.
+void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count) {
+  if (r.persist_mode() == region::PersistMode::kNone) return;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t off = 0, len = 0;
+    if (LoggedRange(r, log[i].target.load(std::memory_order_relaxed),
+                    log[i].value.load(std::memory_order_relaxed), &off, &len)) {
+      r.Persist(off, len);
+    }
+  }
+}
+}  // namespace
+
 Status Txn::Commit() {
   if (failed()) {
     Rollback();
@@ -286,66 +327,25 @@ Status Txn::Commit() {
 }
 
 namespace {
-// Whether a log entry's target lies in the region's metadata (never the
-// superblock's immutable part); its bit range, if any, fits there. *off and
-// *len: the bytes it covers.
-bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint64_t* off,
-                 uint64_t* len) {
-  const LogKind kind = region::LogTargetKind(target);
-  *off = region::LogTargetOffset(target);
-  if (*off < r.sb().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0) return false;
-  switch (kind) {
-    case LogKind::kWord:
-      *len = sizeof(Word);
-      return true;
-    case LogKind::kBitsSet:
-    case LogKind::kBitsClear: {
-      const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
-      if (*off + (first + n + 63) / 64 * 8 > r.heap_offset()) return false;
-      *off += first / 64 * 8;
-      *len = (first + n + 63) / 64 * 8 - first / 64 * 8;
-      return true;
-    }
-    default:
-      return false;
-  }
-}
-}  // namespace
-
-void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count) {
-  if (r.persist_mode() == region::PersistMode::kNone) return;
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t off = 0, len = 0;
-    if (LoggedRange(r, log[i].target.load(std::memory_order_relaxed),
-                    log[i].value.load(std::memory_order_relaxed), &off, &len)) {
-      r.Persist(off, len);
-    }
-  }
-}
-
-namespace {
+// Restores the words of `count` entries, last first; an entry whose target
+// LoggedRange refuses is skipped. Durable regions, D3 for an undo: each
+// restored range is persisted right after its store, so all of them are on
+// the medium before the caller empties the log.
 void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
   for (uint64_t i = count; i-- > 0;) {
-    uint64_t target = log[i].target.load(std::memory_order_acquire);
-    uint64_t value = log[i].value.load(std::memory_order_relaxed);
+    const uint64_t target = log[i].target.load(std::memory_order_acquire);
+    const uint64_t value = log[i].value.load(std::memory_order_relaxed);
+    uint64_t covered = 0, len = 0;
+    if (!LoggedRange(r, target, value, &covered, &len)) continue;
+    Word* word = r.At<Word>(region::LogTargetOffset(target));
     const LogKind kind = region::LogTargetKind(target);
-    const uint64_t off = region::LogTargetOffset(target);
-    // A word of the region's metadata, never the superblock's immutable part.
-    if (off < r.sb().client_table_offset || off >= r.heap_offset() || off % 8 != 0) continue;
-    switch (kind) {
-      case LogKind::kWord:
-        r.At<Word>(off)->store(value, std::memory_order_release);
-        break;
-      case LogKind::kBitsSet:
-      case LogKind::kBitsClear: {
-        const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
-        if (off + (first + n + 63) / 64 * 8 > r.heap_offset()) continue;
-        FillBits(r.At<Word>(off), first, n, kind == LogKind::kBitsClear);
-        break;
-      }
-      default:
-        break;  // not an entry this build writes
+    if (kind == LogKind::kWord) {
+      word->store(value, std::memory_order_release);
+    } else {
+      FillBits(word, region::BitRangeFirst(value), region::BitRangeCount(value),
+               kind == LogKind::kBitsClear);
     }
+    r.Persist(covered, len);
   }
 }
 
@@ -366,10 +366,7 @@ void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
 }  // namespace
 
 void Txn::Rollback() {
-  UndoEntries(r_, log_, log_count_);
-  // D3 for an undo: the restored words are on the medium before the empty
-  // log is.
-  PersistTargets(r_, log_, log_count_);
+  UndoEntries(r_, log_, log_count_);  // restored, and persisted (D3)
   hdr_.log_count.store(0, std::memory_order_release);
   if (log_count_ != 0) r_.Persist(&hdr_.log_count, sizeof(Word));
   log_count_ = 0;
@@ -394,8 +391,7 @@ uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   // Its log is only meaningful while it holds the locks guarding the words.
   const uint64_t count = hdr.log_count.load(std::memory_order_acquire);
   if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) {
-    UndoEntries(r, r.log(slot), count);
-    PersistTargets(r, r.log(slot), count);  // D3: restored before the log is emptied
+    UndoEntries(r, r.log(slot), count);  // restored, and persisted (D3)
   }
   hdr.log_count.store(0, std::memory_order_release);
   r.Persist(&hdr.log_count, sizeof(Word));

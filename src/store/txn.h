@@ -157,9 +157,6 @@ void ForEachLock(const region::Region& r, Fn&& fn) {
 // must run before anything else touches the dead client's state. Idempotent.
 // Returns the number of locks released.
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot);
-// Persists the words that log entries [0, count) name (durable invariant
-// D3); nothing on a region that is not durable.
-void PersistTargets(const region::Region& r, const region::LogEntry* log, uint64_t count);
 // Whether `slot`'s current session holds any lock (from its held_locks).
 bool HoldsAnyLock(const region::Region& r, uint32_t slot);
 
