@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "failure/failure_client_run.h"
 #include "region/region.h"
 #include "test_util.h"
 
@@ -48,26 +49,7 @@ using gismo::Client;
 using gismo::ObjectId;
 using gismo::testing::ManagerProcess;
 
-struct ChildResult {
-  int status = -1;  // exit code, 128+signal, or -1 if it timed out (killed)
-  std::vector<std::string> lines;
-};
-
-// Runs failure_client with `commands`; kills it after timeout_s.
-ChildResult RunClient(const std::string& address, const std::vector<std::string>& commands,
-                      const std::vector<std::string>& env, double timeout_s = 20) {
-  gismo::testing::SpawnOptions o;
-  o.argv = {FAILURE_CLIENT_BIN, "--address", address};
-  for (const auto& c : commands) o.argv.insert(o.argv.end(), {"-c", c});
-  o.env = env;
-  gismo::testing::RunResult run = gismo::testing::Run(o, timeout_s);
-  EXPECT_TRUE(run.error.empty()) << run.error;
-  ChildResult r;
-  r.status = run.exit_code;
-  std::istringstream in(run.output);
-  for (std::string l; std::getline(in, l);) r.lines.push_back(l);
-  return r;
-}
+using gismo::testing::RunClient;
 
 // What must be true of an object once the dead client is recovered.
 enum class Expect { kAbsent, kSealed, kEither };

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "failure/failure_client_run.h"
 #include "region/region.h"
 #include "test_util.h"
 
@@ -77,25 +78,7 @@ void RemoveTree(const std::string& dir) {
   EXPECT_EQ(system(cmd.c_str()), 0);
 }
 
-struct ChildResult {
-  int status = -1;
-  std::vector<std::string> lines;
-};
-
-ChildResult RunClient(const std::string& address, const std::vector<std::string>& commands,
-                      const std::vector<std::string>& env, double timeout_s = 30) {
-  gismo::testing::SpawnOptions o;
-  o.argv = {FAILURE_CLIENT_BIN, "--address", address};
-  for (const auto& c : commands) o.argv.insert(o.argv.end(), {"-c", c});
-  o.env = env;
-  gismo::testing::RunResult run = gismo::testing::Run(o, timeout_s);
-  EXPECT_TRUE(run.error.empty()) << run.error;
-  ChildResult r;
-  r.status = run.exit_code;
-  std::istringstream in(run.output);
-  for (std::string l; std::getline(in, l);) r.lines.push_back(l);
-  return r;
-}
+using gismo::testing::RunClient;
 
 void Fsck(const std::string& how, const std::string& arg) {
   const std::string cmd = std::string(GISMO_FSCK_BIN) + " " + how + " '" + arg + "' 2>&1";
@@ -165,7 +148,7 @@ void CheckPromise(const std::string& address, Client& checker, const Promise& p)
   std::vector<std::string> verify;
   for (const auto& o : p.sealed) verify.push_back("verify " + o);
   for (const auto& o : p.maybe) verify.push_back("verify " + o);
-  auto v = RunClient(address, verify, {});
+  auto v = RunClient(address, verify, {}, 30);
   EXPECT_EQ(v.status, 0);
   for (size_t i = 0; i < verify.size(); ++i) {
     const std::string line = i + 1 < v.lines.size() ? v.lines[i + 1] : "(no answer)";
@@ -353,7 +336,8 @@ class DurablePowerCut : public ::testing::TestWithParam<Sweep> {
       if (!started) return false;
       auto died = RunClient(m.address(), kScript,
                             {"GISMO_CRASH_AT=" + point, "GISMO_CRASH_SKIP=" + std::to_string(skip),
-                             shadow_env, "GISMO_PERSIST_SEED=" + std::to_string(seed)});
+                             shadow_env, "GISMO_PERSIST_SEED=" + std::to_string(seed)},
+                            30);
       m.Kill();  // the power cut takes the manager too
       if (died.status == 0) {
         RemoveTree(dir);
