@@ -30,11 +30,20 @@ Task code does not change. What happens:
   family would copy read-only buffers). Anyone else (a worker of another
   pool, a client on a laptop, the scheduler) gets Dask's normal bytes; a
   worker logs once per peer that it sends bytes and why.
-* **Lifetime.** When Dask forgets a key, the worker that produced it deletes
-  its object (freed once the last reader releases); a peer's value holds
+* **Lifetime.** When Dask forgets a key on the worker that produced it, the
+  worker deletes its object as soon as no process holds a reference to it
+  any more. Until then peers that hold the value (replicas the scheduler
+  still counts, which Dask's active memory manager may keep while it drops
+  the producer's) can still serve it by reference; a background sweep
+  deletes it once the last reader has released. A peer's value holds
   references that are released when it is garbage. A worker that exits or
   dies takes its owned objects with it: the gismo manager deletes them when
   it recovers the worker's client. Dask recomputes what was lost.
+* **A reference that arrives too late** (its object was deleted between the
+  sender's check and the receiver's get) is treated as a lost replica: the
+  receiver logs it and fails the transfer the way a broken connection
+  does, so Dask fetches the key again, and the sender, which now sees the
+  object gone, sends bytes (or the scheduler recomputes it).
 * **Full region.** The result stays in the worker's memory and travels as
   bytes; the worker logs that once.
 
@@ -48,6 +57,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 import weakref
 from collections.abc import MutableMapping
 
@@ -59,12 +69,17 @@ HANDSHAKE_KEY = "gismo-region"
 DEFAULT_THRESHOLD = 64 * 1024
 _ALIGN = 64
 _MAX_METADATA = 8 << 20  # the in-band pickle travels in the object's metadata
+_SWEEP_SECONDS = 0.2  # how often forgotten objects still held are looked at
+
+
+class ReferenceGone(EOFError):
+    """A reference whose object was deleted before the receiver got it."""
 
 # Dask's worker logger: its lines are in the worker's log (get_worker_logs).
 logger = logging.getLogger("distributed.worker")
 
 __all__ = ["FAMILY", "SERIALIZERS", "GismoData", "worker_options", "dask_setup",
-           "enable", "region_id", "stats"]
+           "enable", "region_id", "stats", "ReferenceGone"]
 
 
 def _address_of(view):
@@ -86,9 +101,12 @@ class _Process:
         self.spans = {}   # start -> (end, ObjectID, token)
         self.token = 0
         self.warned = set()
+        self.pending = {}  # hex -> ObjectID: forgotten, deleted once unreferenced
+        self.sweeper = None
         self.counts = {"stored": 0, "stored_bytes": 0, "sent_refs": 0,
                        "sent_ref_bytes": 0, "received_refs": 0,
-                       "received_ref_bytes": 0, "fallbacks": 0}
+                       "received_ref_bytes": 0, "fallbacks": 0,
+                       "deferred_deletes": 0, "late_refs": 0}
 
     @property
     def enabled(self):
@@ -204,10 +222,50 @@ class _Process:
         return kept, oid
 
     def delete(self, oid):
+        """Deletes `oid` now if nobody holds it, else once nobody does: a
+        peer that holds it (a replica backed by this object) can still serve
+        it by reference until then."""
+        if self._delete_if_unreferenced(oid):
+            return
+        with self.lock:
+            self.pending[oid.hex()] = oid
+            self.counts["deferred_deletes"] += 1
+            if self.sweeper is None:
+                self.sweeper = threading.Thread(target=self._sweep, name="gismo-dask-sweep",
+                                                daemon=True)
+                self.sweeper.start()
+
+    def _delete_if_unreferenced(self, oid):
+        """True when `oid` is gone (deleted here or before)."""
         try:
+            if self.client.stat(oid)["refs"] > 0:
+                return False
             self.client.delete(oid)
         except gismo.Error as e:  # already gone: nothing to free
             logger.debug("gismo.dask: delete of %s: %s", oid, e)
+        return True
+
+    def _sweep(self):
+        """Deletes the pending objects as their last readers release them;
+        ends when none is left (delete starts a new one)."""
+        while True:
+            time.sleep(_SWEEP_SECONDS)
+            self.sweep_now()
+            with self.lock:
+                if not self.pending:
+                    self.sweeper = None
+                    return
+
+    def sweep_now(self):
+        """One pass of the sweep (tests); returns how many are still pending."""
+        with self.lock:
+            pending = list(self.pending.values())
+        for oid in pending:
+            if self._delete_if_unreferenced(oid):
+                with self.lock:
+                    self.pending.pop(oid.hex(), None)
+        with self.lock:
+            return len(self.pending)
 
 
 _process = _Process()
@@ -284,8 +342,14 @@ def _loads(header, frames):
             try:
                 buf = p.client.get(gismo.ObjectID.from_hex(oid_hex), timeout_ms=0)
             except gismo.Error as e:
-                raise ValueError("gismo.dask: object %s, sent by reference, is gone: %s"
-                                 % (oid_hex, e)) from e
+                # Deleted after its sender checked it: a lost replica. An
+                # EOFError makes Dask's comm fail the transfer as a broken
+                # connection, and the worker fetches the key again.
+                p.counts["late_refs"] += 1
+                logger.warning("gismo.dask: object %s, sent by reference, was deleted before "
+                               "it arrived (%s); fetching the value again", oid_hex, e)
+                raise ReferenceGone("gismo.dask: object %s, sent by reference, is gone: %s"
+                                    % (oid_hex, e)) from e
             p.register(buf)
             whole = held[oid_hex] = memoryview(buf)
         if offset < 0 or nbytes < 0 or offset + nbytes > whole.nbytes:

@@ -120,6 +120,75 @@ def test_array_and_frame_travel_by_reference(dask_pool):
         _wait(lambda: len(_owned(g)) == before, "owned objects left behind")
 
 
+def _dask_stats(dask_worker):
+    import gismo.dask as gd
+    return gd.stats()
+
+
+def test_a_replica_outlives_its_producers_copy(dask_pool):
+    # What Dask's active memory manager does: the producer's replica is
+    # dropped while a peer's, backed by the same object, is kept. The object
+    # must stay gettable so that the peer can still serve it by reference,
+    # and go once the last replica is released.
+    m, client = dask_pool
+    a, b = _workers(client)
+    x = client.submit(np.arange, 2 << 20, dtype=np.float64, workers=[a], pure=False)
+    x.result()
+    oid = gismo.ObjectID.from_hex(client.run(_owned_keys, workers=[a])[a][x.key])
+
+    def acquire(dask_scheduler, key=x.key, addr=b):
+        dask_scheduler.request_acquire_replicas(addr, [key], stimulus_id="test-acquire")
+
+    def remove(dask_scheduler, key=x.key, addr=a):
+        dask_scheduler.request_remove_replicas(addr, [key], stimulus_id="test-remove")
+
+    client.run_on_scheduler(acquire)
+    _wait(lambda: set(client.who_has([x])[x.key]) == {a, b}, "no replica on the peer")
+    client.run_on_scheduler(remove)
+    _wait(lambda: set(client.who_has([x])[x.key]) == {b}, "the producer kept its replica")
+    _wait(lambda: x.key not in client.run(_owned_keys, workers=[a])[a],
+          "the producer did not forget the key")
+    with m.connect() as g:
+        assert g.stat(oid)["state"] == "sealed"  # b still holds it
+        assert client.run(_dask_stats, workers=[a])[a]["deferred_deletes"] >= 1
+        # a fetches x back from b, which sends the same object by reference.
+        got = client.submit(_inspect_array, x, workers=[a], pure=False).result()
+        assert got["sha"] == hashlib.sha256(
+            np.arange(2 << 20, dtype=np.float64).tobytes()).hexdigest()
+        assert got["in_region"] and not got["writeable"]
+        del x
+        _wait(lambda: not g.contains(oid), "the object outlived its last replica")
+
+
+_LATE_REFERENCE = """
+import pickle, sys
+import gismo, gismo.dask as gd
+gd.enable(sys.argv[1])
+c = gd._process.client
+oid = gismo.ObjectID.random()
+c.put(oid, b"x" * 64)
+c.delete(oid)  # gone before the reference arrives
+try:
+    gd._loads({"region": gd.region_id(), "refs": [[oid.hex(), 0, 64, True]]},
+              [pickle.dumps(None)])
+except gd.ReferenceGone as e:
+    assert isinstance(e, EOFError), type(e).__mro__
+    print("late:", gd.stats()["late_refs"], e)
+"""
+
+
+def test_a_reference_to_a_deleted_object_fails_like_a_lost_replica(dask_pool):
+    # The receiver must make Dask fetch the key again (an EOFError is what
+    # Dask's comm turns into a broken connection), not fail the task.
+    import subprocess
+    import sys
+    m, _ = dask_pool
+    r = subprocess.run([sys.executable, "-c", _LATE_REFERENCE, m.address],
+                       capture_output=True, text=True, timeout=DEADLINE_S)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("late: 1 ") and "is gone" in r.stdout, r.stdout
+
+
 def test_small_values_stay_out_of_the_region(dask_pool):
     m, client = dask_pool
     a, b = _workers(client)
