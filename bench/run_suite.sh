@@ -9,6 +9,11 @@
 # TCP between namespaces over a bridge); otherwise they run as plain processes
 # with distinct GISMO_NODE, TCP on loopback, and the results say so.
 #
+# The cluster's region: as root, on hugetlbfs (2 MiB pages reserved for it
+# and given back at the end, prefaulted by the manager; the closest this
+# machine has to CXL memory mapped through device DAX), else /dev/shm. The
+# results say which (GISMO_HUGEPAGES=0: /dev/shm).
+#
 # Environment: BUILD_DIR (default build-bench), SCALE (default 1),
 # OUT (default bench/results), NO_CLUSTER=1 to force plain processes.
 set -euo pipefail
@@ -24,6 +29,9 @@ CLUSTER="$BUILD_DIR/tools/gismo-cluster/gismo-cluster"
 NAME="gbench$$"
 SUBNET=10.77.9
 REGION_SIZE=8GiB
+REGION_MIB=8192
+# shellcheck source=../scripts/lib/hugepages.sh
+source "$ROOT/scripts/lib/hugepages.sh"
 
 for b in "$BENCH" "$CORE"; do
   [[ -x $b ]] || { echo "run_suite: $b is missing; build first:" >&2
@@ -35,15 +43,29 @@ mkdir -p "$OUT"
 placement=(--region-size "$REGION_SIZE")
 placement_note="plain processes on one host (distinct GISMO_NODE), TCP on loopback, private manager"
 cluster_up=0
+region_dir=/dev/shm manager_args=()
 cleanup() {
   if ((cluster_up)); then "$CLUSTER" --name "$NAME" down >/dev/null 2>&1 || true; fi
-  rm -f "/dev/shm/$NAME"
+  rm -f "$region_dir/$NAME"
+  if [[ $region_dir != /dev/shm ]]; then
+    hugepages_release || echo "run_suite: giving the huge pages back failed" >&2
+    rmdir "$region_dir" 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 
+region_note="/dev/shm (4 KiB pages)"
+if [[ -z ${NO_CLUSTER:-} && -x $CLUSTER ]]; then
+  if hugepages_setup "/run/gismo-bench-$$" $((REGION_MIB + 64)); then
+    region_dir=$HUGEPAGES_MOUNT manager_args=(-- --prefault)
+    region_note="hugetlbfs (2 MiB pages), prefaulted by the manager"
+  else
+    echo "run_suite: the region stays on /dev/shm: $HUGEPAGES_WHY" >&2
+  fi
+fi
 if [[ -z ${NO_CLUSTER:-} && -x $CLUSTER ]] &&
-  "$CLUSTER" --name "$NAME" up --nodes 4 --region "/dev/shm/$NAME" --size "$REGION_SIZE" \
-    --subnet "$SUBNET" --log-level warn >/dev/null 2>"$OUT/.cluster-up.log" &&
+  "$CLUSTER" --name "$NAME" up --nodes 4 --region "$region_dir/$NAME" --size "$REGION_SIZE" \
+    --subnet "$SUBNET" --log-level warn "${manager_args[@]}" >/dev/null 2>"$OUT/.cluster-up.log" &&
   "$CLUSTER" --name "$NAME" exec 1 -- true; then
   cluster_up=1
   mode=$("$CLUSTER" --name "$NAME" status | sed -n 's/^cluster: .*(\([a-z]*\) mode).*/\1/p')
@@ -58,6 +80,7 @@ else
   echo "run_suite: gismo-cluster is not available; running nodes as plain processes" >&2
 fi
 rm -f "$OUT/.cluster-up.log"
+((cluster_up)) && placement_note+="; region on $region_note"
 echo "run_suite: placement: $placement_note" >&2
 
 start=$(date +%s)

@@ -53,6 +53,7 @@ read-only array; copy first. GismoData does not spill to disk.
 """
 
 import bisect
+import functools
 import logging
 import os
 import pickle
@@ -82,6 +83,20 @@ __all__ = ["FAMILY", "SERIALIZERS", "GismoData", "worker_options", "dask_setup",
            "enable", "region_id", "stats", "ReferenceGone"]
 
 
+def _timed(counter):
+    """Adds the decorated call's wall time to the process's counter."""
+    def decorate(f):
+        @functools.wraps(f)
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                _process.counts[counter] += time.perf_counter() - t0
+        return timed
+    return decorate
+
+
 def _address_of(view):
     """The address of a contiguous buffer (read-only ones included)."""
     import numpy as np
@@ -106,7 +121,10 @@ class _Process:
         self.counts = {"stored": 0, "stored_bytes": 0, "sent_refs": 0,
                        "sent_ref_bytes": 0, "received_refs": 0,
                        "received_ref_bytes": 0, "fallbacks": 0,
-                       "deferred_deletes": 0, "late_refs": 0}
+                       "deferred_deletes": 0, "late_refs": 0,
+                       # seconds spent copying results in, and sending and
+                       # receiving references (what gismo.dask adds to a task)
+                       "store_seconds": 0.0, "send_seconds": 0.0, "receive_seconds": 0.0}
 
     @property
     def enabled(self):
@@ -172,6 +190,7 @@ class _Process:
             return False
 
     # -- results -----------------------------------------------------------
+    @_timed("store_seconds")
     def store(self, value):
         """(value to keep, ObjectID it owns or None)."""
         buffers = []
@@ -289,6 +308,7 @@ def stats():
 
 
 # -- the serialization family ----------------------------------------------
+@_timed("send_seconds")
 def _dumps(x, context=None):
     p = _process
     if not p.enabled:
@@ -324,6 +344,7 @@ def _dumps(x, context=None):
     return {"region": p.region, "refs": refs}, frames
 
 
+@_timed("receive_seconds")
 def _loads(header, frames):
     p = _process
     region = header.get("region")

@@ -33,8 +33,7 @@ def _owned(c):
 def _cluster(**options):
     # Dask's active memory manager drops extra replicas at any time, the
     # producer's among them: these tests look at who owns what, so it is off
-    # (with it on, a consumer that serves a value whose producer dropped it
-    # sends bytes: the object can no longer be got).
+    # (test_a_replica_outlives_its_producers_copy drops one on purpose).
     import dask
     dask.config.set({"distributed.scheduler.active-memory-manager.start": False})
     return distributed.LocalCluster(
