@@ -34,9 +34,10 @@ namespace gismo::client {
 inline constexpr int kConnectTimeoutMs = 5000;
 inline constexpr int kHandshakeTimeoutMs = 10000;
 inline constexpr int kGoodbyeTimeoutMs = 10000;
-// Creates of at least this many bytes populate the object's page tables in
-// one system call (Region::PopulateForWrite); smaller ones stay without one.
-inline constexpr size_t kPopulateOnCreateBytes = size_t{1} << 20;
+// Creates and gets of at least this many bytes populate the object's page
+// tables in one system call (Region::PopulateForWrite / PopulateForRead), the
+// first time this process maps that range; smaller ones stay without one.
+inline constexpr size_t kPopulateBytes = size_t{1} << 20;
 
 // The implementation is split by concern: connection.cc (connect, handshake,
 // re-attach, disconnect), receiver.cc (the receiver thread), objects.cc
@@ -119,6 +120,9 @@ class ClientImpl {
     uint32_t flags;
     void** data;  // out: set when this client created it
   };
+  // Populates the page tables of the large objects a get returned
+  // (kPopulateBytes), outside every lock.
+  void PopulateLarge(const gismo_buffer_t* buffers, size_t count) const;
   Status GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_ms, gismo_buffer_t* buffers,
                  const CreateSpec* create);
   // The blocking waits (GetImpl, WaitName), waits.cc. A wait for `deadline`

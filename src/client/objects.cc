@@ -42,7 +42,7 @@ Status ClientImpl::Create(const gismo_id_t& id, size_t data_size, const void* me
   NotifyEvicted(std::move(evicted));
   // A large object is about to be written whole: its page tables in one call
   // rather than a fault per page (outside op_mu_: it may take milliseconds).
-  if (s.ok() && data_size >= kPopulateOnCreateBytes) region_->PopulateForWrite(*data, data_size);
+  if (s.ok() && data_size >= kPopulateBytes) region_->PopulateForWrite(*data, data_size);
   return s;
 }
 

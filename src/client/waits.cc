@@ -14,7 +14,17 @@ using protocol::MsgType;
 
 Status ClientImpl::Get(const gismo_id_t* ids, size_t count, int64_t timeout_ms,
                        gismo_buffer_t* buffers) {
-  return GetImpl(ids, count, timeout_ms, buffers, nullptr);
+  Status s = GetImpl(ids, count, timeout_ms, buffers, nullptr);
+  if (s.ok()) PopulateLarge(buffers, count);
+  return s;
+}
+
+void ClientImpl::PopulateLarge(const gismo_buffer_t* buffers, size_t count) const {
+  for (size_t i = 0; i < count; ++i) {
+    if (buffers[i].data != nullptr && buffers[i].data_size >= kPopulateBytes) {
+      region_->PopulateForRead(buffers[i].data, buffers[i].data_size);
+    }
+  }
 }
 
 // Load once: create is the arbiter. Every sweep that finds the object
@@ -31,6 +41,8 @@ Status ClientImpl::GetOrCreate(const gismo_id_t& id, size_t data_size, const voi
   CreateSpec spec{data_size, metadata, metadata_size, flags, data};
   Status s = GetImpl(&id, 1, timeout_ms, buffer, &spec);
   if (!s.ok()) return s;
+  PopulateLarge(buffer, 1);
+  if (*data != nullptr && data_size >= kPopulateBytes) region_->PopulateForWrite(*data, data_size);
   if (*data == nullptr && buffer->data == nullptr) {
     return Status(GISMO_ERR_TIMEOUT, "object " + store::Hex(id) +
                                          " was neither sealed by its loader nor free to "

@@ -389,25 +389,51 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   region->base_ = *m;
   region->map_start_ = region->base_;
   region->map_len_ = size;
+  region->populated_write_.Size(size);
+  region->populated_read_.Size(size);
   region->size_ = size;
   region->sb_ = reinterpret_cast<Superblock*>(*m);
   region->read_base_ = region->base_;
   return region;
 }
 
+void Region::PopulatedGranules::Size(uint64_t mapping_len) {
+  count = (mapping_len + kPopulateGranule - 1) / kPopulateGranule;
+  words.reset(new std::atomic<uint64_t>[(count + 63) / 64]());  // all clear
+}
+
+void Region::Populate(const uint8_t* mapping, PopulatedGranules& done, const void* p, uint64_t n,
+                      int advice) const {
+  // Cleared (relaxed: a racing caller may make one more failing call) once
+  // the kernel says it does not know the advice (both came in Linux 5.14).
+  static std::atomic<bool> supported{true};
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (n == 0 || !supported.load(std::memory_order_relaxed) || b < mapping ||
+      static_cast<uint64_t>(b - mapping) + n > map_len_) {
+    return;
+  }
+  uint64_t first = static_cast<uint64_t>(b - mapping) / kPopulateGranule;
+  uint64_t end = (static_cast<uint64_t>(b - mapping) + n - 1) / kPopulateGranule + 1;
+  while (first < end && done.Has(first)) ++first;
+  while (end > first && done.Has(end - 1)) --end;
+  if (first == end) return;  // populated before: no system call
+  const uint64_t from = first * kPopulateGranule;
+  const uint64_t to = std::min(end * kPopulateGranule, map_len_);
+  if (madvise(const_cast<uint8_t*>(mapping) + from, to - from, advice) != 0) {
+    if (errno == EINVAL) supported.store(false, std::memory_order_relaxed);
+    return;  // the reader or writer faults as before
+  }
+  for (uint64_t g = first; g < end; ++g) done.Add(g);
+}
+
 void Region::PopulateForWrite(void* p, uint64_t n) const {
   constexpr int kMadvPopulateWrite = 23;  // <sys/mman.h> of older libcs lacks it
-  // Cleared (relaxed: a racing caller may make one more failing call) once
-  // the kernel says it does not know the advice.
-  static std::atomic<bool> supported{true};
-  if (n == 0 || !supported.load(std::memory_order_relaxed)) return;
-  const auto start = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t first = start / page * page;
-  if (madvise(reinterpret_cast<void*>(first), start + n - first, kMadvPopulateWrite) != 0 &&
-      errno == EINVAL) {
-    supported.store(false, std::memory_order_relaxed);
-  }
+  Populate(map_start_, populated_write_, p, n, kMadvPopulateWrite);
+}
+
+void Region::PopulateForRead(const void* p, uint64_t n) const {
+  constexpr int kMadvPopulateRead = 22;
+  Populate(read_base_, populated_read_, p, n, kMadvPopulateRead);
 }
 
 Status Region::MapReadView() {
@@ -416,6 +442,7 @@ Status Region::MapReadView() {
   if (!m.ok()) return m.status();
   read_view_ = *m;
   read_base_ = read_view_;
+  populated_read_.Size(map_len_);  // what it marked was of the writable mapping
   read_heap_ = read_base_ + (heap_ - base_);
   return Status();
 }

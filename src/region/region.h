@@ -3,6 +3,7 @@
 #ifndef GISMO_REGION_REGION_H_
 #define GISMO_REGION_REGION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <gismo/status.hpp>
 #include <memory>
@@ -92,6 +93,16 @@ class Region {
   // means the writer faults as before. A system call: callers use it for
   // large ranges only (the hot path stays without one).
   void PopulateForWrite(void* p, uint64_t n) const;
+  // The same for reading [p, p + n) of the read view (MADV_POPULATE_READ):
+  // a large get's first read then runs without a fault per page.
+  //
+  // Both remember, per kPopulateGranule of each mapping, what they have
+  // populated (the range is widened to whole granules), so populating a
+  // range again costs no system call: a block reused by a later object
+  // keeps its page tables, since the region is never truncated. Should the
+  // kernel drop some of them (reclaim), the reader only faults as before.
+  void PopulateForRead(const void* p, uint64_t n) const;
+  static constexpr uint64_t kPopulateGranule = uint64_t{64} << 10;
 
   const std::string& path() const { return path_; }
   uint8_t* base() const { return base_; }
@@ -241,6 +252,21 @@ class Region {
   // simulator in test builds); leaves kNone otherwise.
   void SetUpPersist();
   void PersistSlow(uint64_t offset, uint64_t length) const;
+  // Granules of one mapping that this process has populated (bit per
+  // kPopulateGranule; relaxed: a lost race costs one more system call).
+  struct PopulatedGranules {
+    std::unique_ptr<std::atomic<uint64_t>[]> words;
+    uint64_t count = 0;  // granules in the mapping
+    void Size(uint64_t mapping_len);
+    bool Has(uint64_t g) const {
+      return words[g / 64].load(std::memory_order_relaxed) >> (g % 64) & 1;
+    }
+    void Add(uint64_t g) {
+      words[g / 64].fetch_or(uint64_t{1} << (g % 64), std::memory_order_relaxed);
+    }
+  };
+  void Populate(const uint8_t* mapping, PopulatedGranules& done, const void* p, uint64_t n,
+                int advice) const;
 
   std::string path_;
   int fd_ = -1;
@@ -261,6 +287,7 @@ class Region {
   bool dax_device_ = false;
   std::string volatile_medium_;
   mutable std::atomic<uint64_t> persist_errors_{0};
+  mutable PopulatedGranules populated_write_, populated_read_;
 };
 
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.
