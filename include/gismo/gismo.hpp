@@ -37,6 +37,23 @@ inline Status CheckNameBytes(const std::string& name) {
   }
   return Status();
 }
+// Why a get of `id` returned no buffer within `timeout_ms`: the object does
+// not exist, is still being written, or is being deleted (GISMO_ERR_TIMEOUT
+// in every case; the message tells them apart, as of when it was asked).
+inline Status NotSealed(gismo_client_t* c, const gismo_id_t& id, const std::string& hex,
+                        int64_t timeout_ms) {
+  gismo_object_info_t info{};
+  std::string why;
+  if (gismo_stat(c, &id, &info) != GISMO_OK) {
+    why = "does not exist (never created, or deleted and freed)";
+  } else if (info.state == GISMO_STATE_DELETING) {
+    why = "was deleted (it is freed when its last reader releases it)";
+  } else {
+    why = "is still being written by its creator (not sealed)";
+  }
+  std::string after = timeout_ms == 0 ? "" : " after waiting " + std::to_string(timeout_ms) + " ms";
+  return Status(GISMO_ERR_TIMEOUT, "object " + hex + " " + why + after);
+}
 }  // namespace detail
 
 // 20-byte object id.
@@ -440,7 +457,7 @@ class Client {
     gismo_status_t s = gismo_get(c_, &id.c_id(), 1, timeout_ms, &b);
     if (s != GISMO_OK) return detail::FromC(s);
     if (!b.data) {
-      return Status(GISMO_ERR_TIMEOUT, "object " + id.Hex() + " was not sealed in time");
+      return detail::NotSealed(c_, id.c_id(), id.Hex(), timeout_ms);
     }
     return Buffer(c_, id, b);
   }

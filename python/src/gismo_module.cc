@@ -546,8 +546,9 @@ class PyClient {
     }
     Check(s);
     if (!buf.data) {
-      throw StatusError(GISMO_ERR_TIMEOUT, "object " + oid.Hex() + " was not sealed within " +
-                                               std::to_string(timeout_ms) + " ms");
+      gismo::Status why =
+          gismo::detail::NotSealed(core->Checked(), oid.c_id(), oid.Hex(), timeout_ms);
+      throw StatusError(why.code(), why.message());
     }
     return py::cast(std::make_unique<PyBuffer>(core, oid, buf));
   }

@@ -97,15 +97,20 @@ def test_get_missing_returns_none(client, oid):
     assert client.get((x for x in [oid]), 0)[0].tobytes() == b"abc"
 
 
-def test_single_get_times_out(client, oid):
-    with pytest.raises(gismo.Timeout, match=oid.hex()):
+def test_single_get_times_out(client, other, oid):
+    # The message says why there was nothing to get.
+    with pytest.raises(gismo.Timeout, match=oid.hex() + " does not exist"):
         client.get(oid, timeout_ms=0)
-    with pytest.raises(TimeoutError):  # Timeout is a builtins.TimeoutError
+    with pytest.raises(TimeoutError, match="after waiting 30 ms"):  # a builtins.TimeoutError
         client.get(oid, timeout_ms=30)
     client.create(oid, 4)  # unsealed: still times out, even for its creator
-    with pytest.raises(gismo.Timeout):
+    with pytest.raises(gismo.Timeout, match="still being written"):
         client.get(oid, timeout_ms=20)
-    client.abort(oid)
+    client.seal(oid)
+    client.delete(oid)  # the creator's reference keeps it, deleting
+    with pytest.raises(gismo.Timeout, match="was deleted"):
+        other.get(oid, timeout_ms=0)
+    client.release(oid)
 
 
 @pytest.mark.parametrize("forever", [2**62, 10**13, 2**63 - 1, 2**70])
