@@ -13,17 +13,14 @@ node's manager, as for any gismo client):
 
 Task code does not change. What happens:
 
-* **Results.** A worker's ``data`` mapping (GismoData) keeps each task
-  result as Dask does, in the worker's memory: a result that only tasks of
-  the same worker read is never copied. The first time a peer on the same
-  region asks for one whose pickle-5 out-of-band buffers add up to
+* **Results.** A worker's ``data`` mapping (GismoData) pickles each task
+  result with protocol 5; when its out-of-band buffers add up to
   ``threshold`` bytes or more (64 KiB by default), they are copied once into
   one gismo object created *owned* by the worker (GISMO_CREATE_OWNED), and
-  the value in the mapping is replaced by one rebuilt from the object:
-  read-only numpy buffers in the shared region, the private copy freed. Every
-  later transfer of it, to any peer, is a reference. A value whose buffers
+  the value kept in the mapping is rebuilt from the object: read-only numpy
+  buffers in the shared region, no private copy. A value whose buffers
   already lie in objects this worker maps (one received from a peer, or a
-  view of one) is sent by reference as it is.
+  view of one) is kept as it is.
 * **Transfers.** The serialization family ``"gismo"`` answers a peer whose
   comm handshake says it maps the same region (``gismo-region``: the
   region's uuid, which gismo draws at format): what travels is the
@@ -49,9 +46,6 @@ Task code does not change. What happens:
   object gone, sends bytes (or the scheduler recomputes it).
 * **Full region.** The result stays in the worker's memory and travels as
   bytes; the worker logs that once.
-* A value sent that is not one of the worker's results (or that was
-  replaced by its region-backed copy while it was being sent) travels as
-  bytes unless it already lies in the region.
 
 Values taken from the region are read-only: a task that writes into its
 input in place (``x += 1`` on an argument) fails, as it would on any
@@ -124,10 +118,6 @@ class _Process:
         self.warned = set()
         self.pending = {}  # hex -> ObjectID: forgotten, deleted once unreferenced
         self.sweeper = None
-        self.data = None  # weakref to this worker's GismoData
-        # Serializes the copying of results into the region (_dumps may run
-        # in several threads): one object per result.
-        self.store_lock = threading.Lock()
         self.counts = {"stored": 0, "stored_bytes": 0, "sent_refs": 0,
                        "sent_ref_bytes": 0, "received_refs": 0,
                        "received_ref_bytes": 0, "fallbacks": 0,
@@ -201,18 +191,26 @@ class _Process:
 
     # -- results -----------------------------------------------------------
     @_timed("store_seconds")
-    def store(self, value, main, raws):
-        """Copies `value` (pickled as `main` with out-of-band buffers `raws`)
-        into a new owned object: (value rebuilt from it, its ObjectID, the
-        layout of the buffers in it: (offset, nbytes, readonly)), or None
-        when it does not fit."""
+    def store(self, value):
+        """(value to keep, ObjectID it owns or None)."""
+        buffers = []
+        try:
+            main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception:  # not picklable this way: Dask's own path
+            return value, None
+        raws = [b.raw() for b in buffers]
+        total = sum(r.nbytes for r in raws)
+        if total < self.threshold:
+            return value, None
+        if all(self.lookup(_address_of(r), r.nbytes) for r in raws):
+            return value, None  # already in the region
         layout, offset = [], 0
         for r in raws:
             layout.append((offset, r.nbytes, r.readonly))
             offset += (r.nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
         metadata = pickle.dumps((main, layout), protocol=5)
         if len(metadata) > _MAX_METADATA:
-            return None
+            return value, None
         oid = gismo.ObjectID.random()
         client = self.client
         try:
@@ -221,7 +219,7 @@ class _Process:
             self.counts["fallbacks"] += 1
             self.warn_once("full", "gismo.dask: the gismo region is full (%s); results "
                            "stay in this worker's memory and travel as bytes", e)
-            return None
+            return value, None
         try:
             for r, (off, n, _) in zip(raws, layout):
                 view[off:off + n] = r.cast("B")
@@ -239,29 +237,8 @@ class _Process:
         whole = memoryview(buf)
         kept = pickle.loads(main, buffers=[whole[off:off + n] for off, n, _ in layout])
         self.counts["stored"] += 1
-        self.counts["stored_bytes"] += sum(r.nbytes for r in raws)
-        return kept, oid, layout
-
-    def materialize(self, x, main, raws):
-        """For `x`, a result of this worker's data mapping being sent to a
-        peer: copies it into the region once and puts the region-backed value
-        in its place. Returns (ObjectID, layout) or None (not a result here,
-        replaced meanwhile, or the region is full: send bytes)."""
-        data = self.data() if self.data is not None else None
-        if data is None:
-            return None
-        with self.store_lock:
-            key = data.key_of(x)
-            if key is None:
-                return None
-            stored = self.store(x, main, raws)
-            if stored is None:
-                return None
-            kept, oid, layout = stored
-            if not data.replace(key, x, kept, oid):
-                self.delete(oid)  # forgotten meanwhile
-                return None
-        return oid, layout
+        self.counts["stored_bytes"] += total
+        return kept, oid
 
     def delete(self, oid):
         """Deletes `oid` now if nobody holds it, else once nobody does: a
@@ -347,16 +324,10 @@ def _dumps(x, context=None):
         raise NotImplementedError
     buffers = []
     main = pickle.dumps(x, protocol=5, buffer_callback=buffers.append)
-    raws = [b.raw() for b in buffers]
     refs, frames, in_region = [], [main], 0
-    placed = [p.lookup(_address_of(r), r.nbytes) if r.nbytes else None for r in raws]
-    total = sum(r.nbytes for r in raws)
-    if total >= p.threshold and any(f is None and r.nbytes for r, f in zip(raws, placed)):
-        stored = p.materialize(x, main, raws)
-        if stored is not None:  # each buffer at its place in the new object
-            oid, layout = stored
-            placed = [(oid, off) for off, _, _ in layout]
-    for raw, found in zip(raws, placed):
+    for b in buffers:
+        raw = b.raw()
+        found = p.lookup(_address_of(raw), raw.nbytes) if raw.nbytes else None
         if found is not None and not p.still_sealed(found[0]):
             found = None  # its producer deleted it (Dask dropped that replica): bytes
         if found is None:
@@ -435,61 +406,30 @@ _install()
 
 # -- the worker's data ------------------------------------------------------
 class GismoData(MutableMapping):
-    """A worker's ``data`` mapping whose values that travel to peers live in
-    gismo objects owned by the worker (see the module's documentation)."""
+    """A worker's ``data`` mapping whose large values live in gismo objects
+    owned by the worker (see the module's documentation)."""
 
     def __init__(self, address=None, threshold=DEFAULT_THRESHOLD):
         enable(address, threshold)
-        self._lock = threading.Lock()  # the serializer replaces values from its threads
         self._values = {}
-        self._keys = {}   # id(value) -> key, for the values in _values
         self._owned = {}  # key -> ObjectID of the object this worker created
-        _process.data = weakref.ref(self)
 
     def __setitem__(self, key, value):
-        with self._lock:
-            oid = self._forget(key)
-            self._values[key] = value
-            self._keys[id(value)] = key
+        if key in self._values:
+            del self[key]
+        value, oid = _process.store(value)
+        self._values[key] = value
         if oid is not None:
-            _process.delete(oid)
+            self._owned[key] = oid
 
     def __getitem__(self, key):
         return self._values[key]
 
     def __delitem__(self, key):
-        with self._lock:
-            if key not in self._values:
-                raise KeyError(key)
-            oid = self._forget(key)
+        del self._values[key]
+        oid = self._owned.pop(key, None)
         if oid is not None:
             _process.delete(oid)
-
-    def _forget(self, key):
-        """REQUIRES: self._lock. Drops `key`; returns the ObjectID it owned."""
-        if key in self._values:
-            value = self._values.pop(key)
-            if self._keys.get(id(value)) == key:
-                del self._keys[id(value)]
-        return self._owned.pop(key, None)
-
-    def key_of(self, value):
-        """The key whose value is `value` (the object itself), or None."""
-        with self._lock:
-            key = self._keys.get(id(value))
-            return key if key is not None and self._values.get(key) is value else None
-
-    def replace(self, key, old, new, oid):
-        """Puts `new` (backed by owned object `oid`) in place of `old` under
-        `key`; False if `key` no longer holds `old`."""
-        with self._lock:
-            if self._values.get(key) is not old:
-                return False
-            self._keys.pop(id(old), None)
-            self._values[key] = new
-            self._keys[id(new)] = key
-            self._owned[key] = oid
-            return True
 
     def __iter__(self):
         return iter(self._values)

@@ -80,21 +80,6 @@ while any(g.contains(o) for o in oids):
 print("released: ok", flush=True)
 keep = c.submit(np.ones, 1 << 20, workers=[w["w1"]], pure=False)
 keep.result()
-# A result goes into the region when it first travels: a replica on w2
-# puts it there, and w2 drops its replica again, so that only w1 owns it.
-def replicas(dask_scheduler, key, addr, acquire):
-    f = (dask_scheduler.request_acquire_replicas if acquire
-         else dask_scheduler.request_remove_replicas)
-    f(addr, [key], stimulus_id="test-replicas")
-def wait_who_has(want):
-    deadline = time.monotonic() + 60
-    while set(c.who_has([keep])[keep.key]) != want:
-        assert time.monotonic() < deadline, "replicas of keep: %s" % c.who_has([keep])
-        time.sleep(0.02)
-c.run_on_scheduler(replicas, key=keep.key, addr=w["w2"], acquire=True)
-wait_who_has({w["w1"], w["w2"]})
-c.run_on_scheduler(replicas, key=keep.key, addr=w["w2"], acquire=False)
-wait_who_has({w["w1"]})
 print("owned", c.run(owned, workers=[w["w1"]])[w["w1"]][keep.key], flush=True)
 sys.stdin.read()  # until node 1 is dead
 EOF
