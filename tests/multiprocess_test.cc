@@ -26,6 +26,7 @@ namespace {
 
 using testing::ManagerProcess;
 using testing::MustConnect;
+using testing::MustNext;
 using testing::RunInChild;
 using testing::StartManagerProcess;
 
@@ -424,6 +425,31 @@ TEST(SubscribeProcessTest, EventsOfOneObjectArriveInOrder) {
   waitpid(deleter, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_EQ(state.size(), static_cast<size_t>(kObjects));
+}
+
+TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client sub_client = MustConnect(mgr.address());
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  Client producer = MustConnect(mgr.address());
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("before"), "x").ok());
+  ASSERT_EQ(MustNext(*sub).id, ObjectId::FromName("before"));
+  ASSERT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // the fd is drained
+  // A frozen manager cannot pass the wake-up on: the sealer on the same node
+  // sends it to the subscriber's socket itself.
+  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  ObjectId id = ObjectId::FromName("while frozen");
+  Status put = producer.Put(id, "y");
+  pollfd p{sub->fd(), POLLIN, 0};
+  const int ready = poll(&p, 1, 20000);
+  auto next = sub->Next(0);
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  EXPECT_EQ(ready, 1) << "the subscriber's fd did not become readable";
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(next->id, id);
 }
 
 TEST(SubscribeProcessTest, SubscriberOnAnotherNodeOverTcp) {

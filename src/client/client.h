@@ -6,6 +6,8 @@
 #define GISMO_CLIENT_CLIENT_H_
 
 #include <gismo/gismo.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <atomic>
 #include <chrono>
@@ -148,6 +150,10 @@ class ClientImpl {
   // Makes the subscription's event fd readable, if there is one: the
   // subscriber's next call reads the ring (or learns the client is lost).
   void WakeSubscriber();
+  // The same-node fast path of a ring event: a datagram to every subscriber
+  // on this node whose slot publishes a notify_token (see Subscribe). The
+  // manager is still kicked, for the other nodes' subscribers.
+  void WakeSameNodeSubscribers();
 
   int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
   protocol::Address address_;
@@ -182,11 +188,21 @@ class ClientImpl {
   // Request ids: only their uniqueness matters (IncrementRelaxed).
   std::atomic<uint64_t> next_request_{1};
 
-  // Subscription. The event fd is written by the receiver thread on kNotify.
+  // Subscription. The event fd is a datagram socket (AF_UNIX, abstract
+  // address): the receiver thread sends it a byte on kNotify, and clients on
+  // this node that seal or delete send it one themselves.
   std::mutex sub_mu_;
-  // Stored (StoreRelease) after eventfd() made it, loaded (LoadAcquire) by
-  // the receiver thread to write to it, taken (ExchangeAcqRel) at the end.
+  // Stored (StoreRelease) after the socket is bound and event_addr_ set,
+  // loaded (LoadAcquire) by the receiver thread to send to it, taken
+  // (ExchangeAcqRel) at the end.
   std::atomic<int> event_fd_{-1};
+  sockaddr_un event_addr_{};  // the socket's own address (written before event_fd_)
+  socklen_t event_addr_len_ = 0;
+  uint64_t notify_token_ = 0;  // published in this slot, or 0 (bind failed)
+  // Unbound datagram socket that WakeSameNodeSubscribers sends from; made
+  // once, on the first ring event seen while someone subscribes.
+  std::once_flag notify_send_once_;
+  int notify_send_fd_ = -1;
   bool subscribed_ = false;
   uint64_t cursor_ = 0;                       // next event ring seq to read
   std::deque<gismo_notification_t> initial_;  // sealed before subscribing

@@ -177,7 +177,18 @@ ClientImpl::~ClientImpl() {
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   if (fd_ >= 0) close(fd_);
-  if (int efd = ExchangeAcqRel(event_fd_, -1); efd >= 0) close(efd);
+  if (int efd = ExchangeAcqRel(event_fd_, -1); efd >= 0) {
+    // Same-node sealers stop sending to this slot (only a hint: they also
+    // check the slot's session). A CAS: should the slot be another client's
+    // by now, its token differs (another session) and stays.
+    if (notify_token_ != 0 && region_) {
+      uint64_t mine = notify_token_;
+      region_->slot(slot()).notify_token.compare_exchange_strong(mine, 0, std::memory_order_release,
+                                                                 std::memory_order_relaxed);
+    }
+    close(efd);
+  }
+  if (notify_send_fd_ >= 0) close(notify_send_fd_);
 }
 
 Status ClientImpl::Disconnect() {

@@ -14,10 +14,11 @@ void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_e
   region::Superblock& sb = region_->sb();
   const uint32_t shard = region_->ShardOf(store::HashId(id));
   bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
-  if (!tell && ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+  if (ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+    WakeSameNodeSubscribers();
     // One pending kick covers every event published before the manager
     // clears it (see Superblock::kick_pending).
-    tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
+    if (!tell) tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
   }
   if (!tell) return;
   protocol::Writer w;

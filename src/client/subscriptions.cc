@@ -2,10 +2,13 @@
 // region's event ring; the event fd is poked by the receiver thread.
 #include <errno.h>
 #include <poll.h>
-#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 
 #include "client/client.h"
@@ -20,16 +23,52 @@ namespace {
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
 }
+// Reads every wake-up datagram queued on the subscription socket.
 void Drain(int efd) {
-  uint64_t v;
-  (void)!read(efd, &v, sizeof v);
+  char b[64];
+  while (recv(efd, b, sizeof b, MSG_DONTWAIT) >= 0) {
+  }
+}
+// Sends one wake-up byte to `addr`. A full queue (EAGAIN) already holds a
+// wake-up; a name nobody binds any more (ECONNREFUSED) is a stale hint.
+void SendWake(int fd, const sockaddr_un& addr, socklen_t len) {
+  const char one = 1;
+  (void)!sendto(fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr),
+                len);
+}
+socklen_t AbstractAddress(const std::string& name, sockaddr_un* addr) {
+  *addr = sockaddr_un{};
+  addr->sun_family = AF_UNIX;
+  const size_t n = std::min(name.size(), sizeof addr->sun_path);
+  std::memcpy(addr->sun_path, name.data(), n);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
 }
 }  // namespace
 
 void ClientImpl::WakeSubscriber() {
-  if (int efd = LoadAcquire(event_fd_); efd >= 0) {
-    uint64_t one = 1;
-    (void)!write(efd, &one, sizeof one);
+  if (int efd = LoadAcquire(event_fd_); efd >= 0) SendWake(efd, event_addr_, event_addr_len_);
+}
+
+void ClientImpl::WakeSameNodeSubscribers() {
+  std::call_once(notify_send_once_, [this] {
+    notify_send_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  });
+  if (notify_send_fd_ < 0) return;  // the manager's path still wakes them
+  const uint32_t me = node_id();
+  for (uint32_t i = 1; i < region_->max_clients(); ++i) {
+    region::ClientSlotHeader& slot = region_->slot(i);
+    // Relaxed: a hint. A subscriber publishes its token before it reads its
+    // ring cursor, and this runs after the event's publication (seq_cst
+    // fence in NotifyIfWatched), so it sees either the token or the manager
+    // wakes it; a stale token costs one refused datagram.
+    const uint64_t token = slot.notify_token.load(std::memory_order_relaxed);
+    if (token == 0 || slot.node_id.load(std::memory_order_relaxed) != me ||
+        !region::NotifyTokenValid(token, slot.state.load(std::memory_order_relaxed))) {
+      continue;
+    }
+    sockaddr_un addr;
+    const socklen_t len = AbstractAddress(region_->NotifySocketName(i, token), &addr);
+    SendWake(notify_send_fd_, addr, len);
   }
 }
 
@@ -40,8 +79,31 @@ Status ClientImpl::Subscribe(int* fd) {
     *fd = LoadAcquire(event_fd_);
     return Status();
   }
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (efd < 0) return Status(GISMO_ERR_IO, std::string("eventfd: ") + std::strerror(errno));
+  // The fd the subscriber polls: a datagram socket at this slot's notify
+  // name, so that same-node sealers can wake it without the manager. Should
+  // the name be taken (a process of the same node holding it), the kernel
+  // picks one and only the manager's wake-ups arrive.
+  int efd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (efd < 0) return Status(GISMO_ERR_IO, std::string("socket: ") + std::strerror(errno));
+  const uint64_t token = region::NotifyToken(session());
+  sockaddr_un addr;
+  socklen_t len = AbstractAddress(region_->NotifySocketName(slot(), token), &addr);
+  notify_token_ = token;
+  if (bind(efd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    notify_token_ = 0;
+    sockaddr_un any{};
+    any.sun_family = AF_UNIX;
+    len = sizeof any;
+    if (bind(efd, reinterpret_cast<const sockaddr*>(&any), sizeof(sa_family_t)) != 0 ||
+        getsockname(efd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      const int err = errno;
+      close(efd);
+      return Status(GISMO_ERR_IO,
+                    std::string("binding the subscription socket: ") + std::strerror(err));
+    }
+  }
+  event_addr_ = addr;
+  event_addr_len_ = len;
   StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
@@ -57,6 +119,10 @@ Status ClientImpl::Subscribe(int* fd) {
       return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
     }
   }
+  // Published before the cursor is read (and the fence orders the two): a
+  // same-node event after the cursor finds the token and wakes us directly.
+  region_->slot(slot()).notify_token.store(notify_token_, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
   {
     std::lock_guard<std::mutex> op(op_mu_);

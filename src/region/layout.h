@@ -236,6 +236,13 @@ inline constexpr SlotState SlotStateOf(uint64_t word) {
   return static_cast<SlotState>(word & 0xff);
 }
 inline constexpr uint64_t SlotSessionOf(uint64_t word) { return word >> 8; }
+// ClientSlotHeader::notify_token of a subscriber of `session`; valid only
+// while the slot's state word carries the same session.
+inline constexpr uint64_t NotifyToken(uint64_t session) { return session << 1 | 1; }
+inline constexpr bool NotifyTokenValid(uint64_t token, uint64_t slot_state) {
+  return (token & 1) != 0 && token >> 1 == SlotSessionOf(slot_state) &&
+         SlotStateOf(slot_state) == SlotState::kActive;
+}
 
 // Why a client was fenced (ClientSlotHeader::fenced_by).
 enum class FenceReason : uint64_t {
@@ -331,7 +338,13 @@ struct alignas(kCacheLine) ClientSlotHeader {
   alignas(kCacheLine) Word log_count;
   Word op;          // the operation in progress (OpKind), for diagnostics
   Word held_count;  // live entries in the held table
-  Word reserved1[5];
+  // 0, or NotifyToken(session) while the client subscribes and takes
+  // same-node wake-ups at NotifySocketName (region.h): a sealer or deleter
+  // on the same node (node_id) sends it a datagram itself, rather than
+  // through the manager. Read by other clients only as a hint: a stale or
+  // foreign value costs one failed datagram (release store; relaxed loads).
+  Word notify_token;
+  Word reserved1[4];
   // Offsets of locks being acquired or held, written before the acquiring CAS.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
   // Written by the manager at admission: the client's ProcessIdentity, so
@@ -345,6 +358,7 @@ struct alignas(kCacheLine) ClientSlotHeader {
   Word reserved2[2];
 };
 static_assert(sizeof(ClientSlotHeader) == 256);
+static_assert(offsetof(ClientSlotHeader, notify_token) == 88);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);
 
 // ---------------------------------------------------------------------------

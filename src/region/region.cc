@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -395,6 +397,14 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   region->sb_ = reinterpret_cast<Superblock*>(*m);
   region->read_base_ = region->base_;
   return region;
+}
+
+std::string Region::NotifySocketName(uint32_t slot, uint64_t token) const {
+  char name[96];
+  const int n = std::snprintf(name, sizeof name,
+                              "%cgismo-notify-%016" PRIx64 "%016" PRIx64 "-%" PRIu32 "-%" PRIx64,
+                              '\0', sb_->uuid[0], sb_->uuid[1], slot, token);
+  return std::string(name, static_cast<size_t>(n));
 }
 
 void Region::PopulatedGranules::Size(uint64_t mapping_len) {

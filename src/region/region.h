@@ -122,6 +122,11 @@ class Region {
   ClientSlotHeader& slot(uint32_t i) const {
     return *At<ClientSlotHeader>(client_table_ + i * slot_size_);
   }
+  // The abstract Unix socket address (first byte NUL) at which the
+  // subscriber in `slot` with notify_token `token` takes same-node wake-ups
+  // (ClientSlotHeader::notify_token). Abstract names live in a network
+  // namespace, so they never reach another node.
+  std::string NotifySocketName(uint32_t slot, uint64_t token) const;
   Word* current_slabs(uint32_t i) const {
     return At<Word>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader));
   }
