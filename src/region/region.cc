@@ -130,11 +130,12 @@ Status NonCoherentRefusal(const std::string& path) {
           "' is formatted for non-coherent (CXL 2.0) memory, which this build cannot serve yet: "
           "it has the mode's cache-line flush and invalidate (" +
           FlushInsnName(FlushInstruction()) + "/" + FlushInsnName(InvalidateInstruction()) +
-          "), its request ring and its simulator, but not the single-writer protocol the mode "
-          "needs (clients still write the shared index, allocator, event ring and locks "
-          "themselves; the manager does not yet apply their requests; gets do not yet use the "
-          "seqlock and reference-table path): see doc/noncoherent.md, \"What remains\". Format "
-          "the region anew with --coherence coherent to use it now");
+          ") and its request ring (tested under a non-coherence simulator), but not the "
+          "single-writer protocol the mode needs (clients still write the shared index, "
+          "allocator, event ring and locks themselves; the manager does not yet apply their "
+          "requests; gets do not yet use the seqlock and reference-table path): see "
+          "doc/noncoherent.md, \"What remains\". Format the region anew with --coherence "
+          "coherent to use it now");
 }
 
 const char* PersistModeName(PersistMode m) {
