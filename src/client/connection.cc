@@ -114,6 +114,11 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
     auto region = region::Region::Open(path);
     if (!region.ok()) return region.status();
     const region::Superblock& sb = (*region)->sb();
+    // This client writes shared lines itself: on non-coherent memory that
+    // would corrupt the region, whichever manager serves it.
+    if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
+      return region::NonCoherentRefusal(path);
+    }
     if (sb.uuid[0] != access.uuid[0] || sb.uuid[1] != access.uuid[1] ||
         sb.region_size != access.region_size) {
       return Status(GISMO_ERR_BAD_REGION, "the region at '" + path +

@@ -459,9 +459,7 @@ Status Manager::Impl::OpenRegion() {
                  region::PersistModeName(region_->persist_mode()));
   }
   if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
-    return Status(GISMO_ERR_UNSUPPORTED,
-                  "region is formatted for non-coherent (CXL 2.0) mode, which this build does "
-                  "not implement yet");
+    return region::NonCoherentRefusal(opt_.region_path);
   }
   self_ = fence::Self();
   LeaseOptions lo;

@@ -254,10 +254,8 @@ std::string MetricsExporter::Render() const {
   x.Sample("gismo_info",
            "version=\"" + EscapeLabel(gismo_version()) + "\",format_version=\"" +
                std::to_string(sb.format_version) + "\",coherence=\"" +
-               (sb.coherence_mode == static_cast<uint32_t>(region::CoherenceMode::kCoherent)
-                    ? "coherent"
-                    : "non-coherent") +
-               "\",region=\"" + EscapeLabel(region_.path()) + "\"",
+               region::CoherenceModeName(sb.coherence_mode) + "\",region=\"" +
+               EscapeLabel(region_.path()) + "\"",
            uint64_t{1});
 
   // Objects, from the index.

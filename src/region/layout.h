@@ -57,8 +57,16 @@ inline constexpr uint64_t kMaxMetadataSize = (1ull << 24) - 1;
 
 enum class CoherenceMode : uint32_t {
   kCoherent = 1,     // one host, or hardware-coherent CXL 3: clients mutate
-  kNonCoherent = 2,  // CXL 2.0: one writer; reserved, not implemented yet
+  kNonCoherent = 2,  // CXL 2.0: one writer per line; designed in
+                     // doc/noncoherent.md, not served yet (Region.h,
+                     // NonCoherentRefusal)
 };
+// The name of Superblock::coherence_mode, for status, metrics and messages.
+inline constexpr const char* CoherenceModeName(uint32_t mode) {
+  return mode == static_cast<uint32_t>(CoherenceMode::kCoherent)      ? "coherent"
+         : mode == static_cast<uint32_t>(CoherenceMode::kNonCoherent) ? "non-coherent"
+                                                                      : "unknown";
+}
 
 // Superblock::features. A feature bit is set at format and never changes.
 // kFeatureDurable: the region lives on a medium that outlives the host's

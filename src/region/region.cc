@@ -20,13 +20,9 @@
 #include <random>
 
 #include "common/clock.h"
+#include "region/cache_lines.h"
 #ifdef GISMO_CRASH_POINTS
 #include "region/persist_sim.h"
-#endif
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
 #endif
 
 #ifndef MAP_SHARED_VALIDATE
@@ -127,40 +123,22 @@ constexpr struct {
     {0x9fa0, "procfs"},
 };
 
-// How the CPU writes a cache line back to memory, best first.
-enum class FlushInsn { kClwb, kClflushopt, kClflush, kNone };
-
-FlushInsn DetectFlush() {
-#if defined(__x86_64__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-    if (b & (1u << 24)) return FlushInsn::kClwb;
-    if (b & (1u << 23)) return FlushInsn::kClflushopt;
-  }
-  return FlushInsn::kClflush;  // every x86-64 has CLFLUSH
-#else
-  return FlushInsn::kNone;
-#endif
-}
-
-#if defined(__x86_64__)
-__attribute__((target("clwb"))) void FlushClwb(const uint8_t* p, const uint8_t* end) {
-  for (; p < end; p += kCacheLine) _mm_clwb(const_cast<uint8_t*>(p));
-  _mm_sfence();
-}
-__attribute__((target("clflushopt"))) void FlushClflushopt(const uint8_t* p, const uint8_t* end) {
-  for (; p < end; p += kCacheLine) _mm_clflushopt(const_cast<uint8_t*>(p));
-  _mm_sfence();
-}
-void FlushClflush(const uint8_t* p, const uint8_t* end) {
-  for (; p < end; p += kCacheLine) _mm_clflush(p);
-  _mm_sfence();
-}
-#endif
-
-const FlushInsn g_flush = DetectFlush();
-
 }  // namespace
+
+Status NonCoherentRefusal(const std::string& path) {
+  return Status(
+      GISMO_ERR_UNSUPPORTED,
+      "region '" + path +
+          "' is formatted for non-coherent (CXL 2.0) memory, which this build cannot serve yet: "
+          "it has the mode's cache-line flush and invalidate (" +
+          FlushInsnName(FlushInstruction()) + "/" + FlushInsnName(InvalidateInstruction()) +
+          ") and its request ring (tested under a non-coherence simulator), but not the "
+          "single-writer protocol the mode needs (clients still write the shared index, "
+          "allocator, event ring and locks themselves; the manager does not yet apply their "
+          "requests; gets do not yet use the seqlock and reference-table path): see "
+          "doc/noncoherent.md, \"What remains\". Format the region anew with --coherence "
+          "coherent to use it now");
+}
 
 const char* PersistModeName(PersistMode m) {
   switch (m) {
@@ -226,8 +204,9 @@ void Region::SetUpPersist() {
       }
     }
   }
-  persist_mode_ = (map_sync_ || dax_device_) && g_flush != FlushInsn::kNone ? PersistMode::kFlush
-                                                                            : PersistMode::kMsync;
+  persist_mode_ = (map_sync_ || dax_device_) && FlushInstruction() != FlushInsn::kNone
+                      ? PersistMode::kFlush
+                      : PersistMode::kMsync;
 }
 
 void Region::PersistSlow(uint64_t offset, uint64_t length) const {
@@ -244,24 +223,9 @@ void Region::PersistSlow(uint64_t offset, uint64_t length) const {
       }
       return;
     }
-    case PersistMode::kFlush: {
-#if defined(__x86_64__)
-      const uint8_t* p = base_ + (offset & ~(kCacheLine - 1));
-      const uint8_t* end = base_ + offset + length;
-      switch (g_flush) {
-        case FlushInsn::kClwb:
-          FlushClwb(p, end);
-          return;
-        case FlushInsn::kClflushopt:
-          FlushClflushopt(p, end);
-          return;
-        default:
-          FlushClflush(p, end);
-          return;
-      }
-#endif
+    case PersistMode::kFlush:
+      FlushLines(base_ + offset, length);
       return;
-    }
     case PersistMode::kSimulated:
 #ifdef GISMO_CRASH_POINTS
       persist_sim::Persist(*this, offset, length);

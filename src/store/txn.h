@@ -43,8 +43,13 @@
 // visible (an event entry above the ring's head, an object's bytes before
 // its seal) are persisted before that logged write.
 //
-// This is also the seam for the non-coherent (CXL 2.0) mode: there, a Txn
-// would ship its writes to the single writer instead of storing them.
+// This is also the seam for the non-coherent (CXL 2.0) mode
+// (doc/noncoherent.md, section 9.1): there, a client opens no Txn; its
+// mutating operations become requests on its slot's ring, and the owner (the
+// manager) applies each with a Txn in its own slot, whose persist barriers
+// D1-D5, made cache-line flushes (Region::Persist in PersistMode::kFlush),
+// are the order that recovery from what reached memory needs after the
+// owner's host dies.
 #ifndef GISMO_STORE_TXN_H_
 #define GISMO_STORE_TXN_H_
 

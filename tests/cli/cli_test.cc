@@ -245,6 +245,9 @@ TEST_F(CliTest, StatusHumanAndJson) {
   EXPECT_EQ(s["manager"]["epoch"], 1);
   EXPECT_GE(s["manager"]["uptime_seconds"].get<double>(), 0.0);
   EXPECT_EQ(s["region"]["format_version"].get<uint32_t>() > 0, true);
+  // A region served here is coherent (a non-coherent one is refused by the
+  // manager and clients: noncoherent_test).
+  EXPECT_EQ(s["region"]["coherence"], "coherent");
   const std::string uuid = s["region"]["uuid"].get<std::string>();
   EXPECT_EQ(uuid.size(), 32u);
   EXPECT_EQ(uuid.find_first_not_of("0123456789abcdef"), std::string::npos) << uuid;
@@ -260,6 +263,7 @@ TEST_F(CliTest, StatusHumanAndJson) {
   EXPECT_NE(h.out.find("(2 sealed, 1 unsealed, 0 pending delete)"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("node 0"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("epoch 1"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find(", coherent, "), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("region uuid:    " + uuid), std::string::npos) << h.out;
   EXPECT_NE(h.out.find(std::string("library:        ") + gismo_version()), std::string::npos);
 }

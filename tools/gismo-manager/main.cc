@@ -13,6 +13,7 @@
 
 #include "args/parse_args.h"
 #include "manager/manager.h"
+#include "region/cache_lines.h"
 #include "region/region.h"
 
 int main(int argc, char** argv) {
@@ -97,8 +98,10 @@ int main(int argc, char** argv) {
                "system, a DAX file system or device), committed metadata and sealed data reach "
                "the medium in an order recovery relies on (slower: doc/operations.md). Refused "
                "on tmpfs, ramfs and hugetlbfs. An existing region keeps what it was formatted as");
-  app.add_option("--coherence", coherence,
-                 "coherent (one host or CXL 3) or non-coherent (CXL 2.0; not implemented yet)")
+  app.add_option(
+         "--coherence", coherence,
+         "Coherence of a new region: coherent (one host or CXL 3) or non-coherent (CXL 2.0: "
+         "formatted, but not served by this build yet; doc/noncoherent.md)")
       ->capture_default_str()
       ->check(CLI::IsMember({"coherent", "non-coherent"}));
   app.add_option("--lease-ms", opt.lease_ms,
@@ -182,6 +185,14 @@ int main(int argc, char** argv) {
   opt.format.event_capacity = events;
   opt.format.max_names = names;
   if (coherence == "non-coherent") {
+    // Formatted only where the mode's flushes and invalidations exist; the
+    // manager then says what else is missing (region::NonCoherentRefusal).
+    if (!gismo::region::NonCoherentSupported()) {
+      fprintf(stderr,
+              "gismo-manager: --coherence non-coherent: this build has no cache-line flush and "
+              "invalidate for this CPU (x86-64 only)\n");
+      return 2;
+    }
     opt.format.coherence = gismo::region::CoherenceMode::kNonCoherent;
   }
 

@@ -42,7 +42,10 @@ int RunStatus(const StatusArgs& a) {
   }
   const double uptime = since(u.manager_start_time_ns);
   const double heartbeat_age = since(u.manager_heartbeat_ns);
-  const char* coherence = u.coherence_mode == 1 ? "coherent" : "non-coherent";
+  // The values of gismo_usage_t::coherence_mode (region-format.md).
+  const char* coherence = u.coherence_mode == 1   ? "coherent"
+                          : u.coherence_mode == 2 ? "non-coherent"
+                                                  : "unknown";
   const bool durable = (u.region_features & GISMO_FEATURE_DURABLE) != 0;
 
   if (a.common.json) {

@@ -1,0 +1,242 @@
+// nc_bench: what the non-coherent mode's primitives cost on this machine
+// (doc/noncoherent.md, "Costs"). Prints numbers; asserts nothing.
+//  1. FlushLines and InvalidateLines per line (one line at a time, dirty and
+//     clean) and per MiB (one call over a whole MiB).
+//  2. The SPSC request ring: requests per second from one producer thread to
+//     one consumer thread, on the real primitives (HwLines) and, for
+//     scale, under the simulator (CacheSim).
+//  3. A request/response round trip through two rings (a client's request
+//     ring and its response ring): what one create, seal or delete would pay
+//     in the non-coherent mode before the owner does any work.
+// Each figure is the median of --runs runs.
+#include <sys/mman.h>
+#include <time.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "region/cache_lines.h"
+#include "region/cache_sim.h"
+#include "region/request_ring.h"
+
+namespace gismo::region {
+namespace {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+template <typename Fn>
+double Median(int runs, Fn&& fn) {
+  std::vector<double> v;
+  for (int i = 0; i < runs; ++i) v.push_back(fn());
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+uint8_t* MapShared(uint64_t size) {
+  void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    perror("mmap");
+    exit(1);
+  }
+  memset(m, 0, size);
+  return static_cast<uint8_t*>(m);
+}
+
+void Primitives(int runs) {
+  constexpr uint64_t kMiB = 1 << 20;
+  constexpr uint64_t kBuf = 64 * kMiB;  // larger than the last-level cache
+  uint8_t* buf = MapShared(kBuf);
+  volatile uint64_t sink = 0;
+  const uint64_t lines = kBuf / kCacheLine;
+  printf("flush: %s, invalidate: %s (CPUID)\n", FlushInsnName(FlushInstruction()),
+         FlushInsnName(InvalidateInstruction()));
+
+  // One dirty line at a time: store, flush (the ring's per-entry cost).
+  const double flush_dirty = Median(runs, [&] {
+    constexpr uint64_t kN = 1 << 20;
+    const int64_t t0 = NowNs();
+    for (uint64_t i = 0; i < kN; ++i) {
+      uint64_t* p = reinterpret_cast<uint64_t*>(buf + (i % 4096) * kCacheLine);
+      *p = i;
+      FlushLines(p, 8);
+    }
+    return double(NowNs() - t0) / kN;
+  });
+  // One clean, cached line at a time: read, invalidate (a consumer's cost).
+  const double inval_one = Median(runs, [&] {
+    constexpr uint64_t kN = 1 << 20;
+    const int64_t t0 = NowNs();
+    for (uint64_t i = 0; i < kN; ++i) {
+      const uint64_t* p = reinterpret_cast<const uint64_t*>(buf + (i % 4096) * kCacheLine);
+      sink = sink + *p;
+      InvalidateLines(p, 8);
+    }
+    return double(NowNs() - t0) / kN;
+  });
+  // A whole MiB per call: write it, flush it (object data before seal).
+  const double flush_mib = Median(runs, [&] {
+    double total = 0;
+    for (uint64_t off = 0; off < kBuf; off += kMiB) {
+      memset(buf + off, static_cast<int>(off >> 20), kMiB);
+      const int64_t t0 = NowNs();
+      FlushLines(buf + off, kMiB);
+      total += double(NowNs() - t0);
+    }
+    return total / (kBuf / kMiB);
+  });
+  // A whole MiB, cached clean: invalidate before the first read of a get.
+  const double inval_mib = Median(runs, [&] {
+    double total = 0;
+    for (uint64_t off = 0; off < kBuf; off += kMiB) {
+      for (uint64_t i = 0; i < kMiB; i += kCacheLine) sink = sink + buf[off + i];
+      const int64_t t0 = NowNs();
+      InvalidateLines(buf + off, kMiB);
+      total += double(NowNs() - t0);
+    }
+    return total / (kBuf / kMiB);
+  });
+  // The same MiB read after the invalidate (it now comes from memory).
+  const double read_mib = Median(runs, [&] {
+    double total = 0;
+    for (uint64_t off = 0; off < kBuf; off += kMiB) {
+      InvalidateLines(buf + off, kMiB);
+      const int64_t t0 = NowNs();
+      uint64_t s = 0;
+      for (uint64_t i = 0; i < kMiB; i += 8) s += *reinterpret_cast<uint64_t*>(buf + off + i);
+      sink = sink + s;
+      total += double(NowNs() - t0);
+    }
+    return total / (kBuf / kMiB);
+  });
+  printf("FlushLines, one dirty line per call:        %8.1f ns/line\n", flush_dirty);
+  printf("InvalidateLines, one cached line per call:  %8.1f ns/line\n", inval_one);
+  printf("FlushLines, 1 MiB dirty per call:           %8.1f us/MiB (%.2f ns/line, %.2f GB/s)\n",
+         flush_mib / 1e3, flush_mib / (kMiB / kCacheLine), kMiB / flush_mib);
+  printf("InvalidateLines, 1 MiB cached per call:     %8.1f us/MiB (%.2f ns/line)\n",
+         inval_mib / 1e3, inval_mib / (kMiB / kCacheLine));
+  printf("reading 1 MiB after its invalidate:         %8.1f us/MiB (%.2f GB/s)\n", read_mib / 1e3,
+         kMiB / read_mib);
+  (void)lines;
+  munmap(buf, kBuf);
+}
+
+constexpr uint64_t kSeal = 1;
+
+// Requests per second through one ring, producer and consumer threads.
+template <typename MakeLines>
+double RingRate(uint32_t cap, uint64_t n, MakeLines&& make) {
+  const uint64_t bytes = RequestRingBytes(cap);
+  uint8_t* mem = MapShared(bytes);
+  auto pl = make(mem, bytes, 1), cl = make(mem, bytes, 2);
+  RequestProducer p(*pl, mem, cap, kSeal);
+  RequestConsumer c(*cl, mem, cap, kSeal);
+  if (!p.Attach()) abort();
+  c.Attach();
+  const int64_t t0 = NowNs();
+  std::thread producer([&] {
+    RequestPayload r{};
+    for (uint64_t i = 1; i <= n; ++i) {
+      r.w[0] = i;
+      while (!p.TryPush(r)) std::this_thread::yield();
+    }
+  });
+  RequestPayload got;
+  for (uint64_t i = 1; i <= n;) {
+    const PopResult res = c.Pop(&got);
+    if (res == PopResult::kRequest) {
+      if (got.w[0] != i) abort();
+      ++i;
+    } else if (res == PopResult::kCorrupt) {
+      abort();
+    }
+  }
+  producer.join();
+  const double rate = n / (double(NowNs() - t0) * 1e-9);
+  munmap(mem, bytes);
+  return rate;
+}
+
+// Round trips per second: request ring one way, response ring back.
+double RoundTrips(uint32_t cap, uint64_t n) {
+  const uint64_t bytes = RequestRingBytes(cap);
+  uint8_t* req = MapShared(bytes);
+  uint8_t* resp = MapShared(bytes);
+  HwLines hw;
+  RequestProducer cp(hw, req, cap, kSeal), sp(hw, resp, cap, kSeal);
+  RequestConsumer sc(hw, req, cap, kSeal), cc(hw, resp, cap, kSeal);
+  if (!cp.Attach() || !sp.Attach()) abort();
+  sc.Attach();
+  cc.Attach();
+  std::thread owner([&] {
+    RequestPayload r;
+    for (uint64_t i = 0; i < n;) {
+      if (sc.Pop(&r) == PopResult::kRequest) {
+        while (!sp.TryPush(r)) {
+        }
+        ++i;
+      }
+    }
+  });
+  const int64_t t0 = NowNs();
+  RequestPayload r{}, back;
+  for (uint64_t i = 1; i <= n; ++i) {
+    r.w[0] = i;
+    if (!cp.TryPush(r)) abort();
+    while (cc.Pop(&back) != PopResult::kRequest) {
+    }
+    if (back.w[0] != i) abort();
+  }
+  const double rate = n / (double(NowNs() - t0) * 1e-9);
+  owner.join();
+  munmap(req, bytes);
+  munmap(resp, bytes);
+  return rate;
+}
+
+}  // namespace
+}  // namespace gismo::region
+
+int main(int argc, char** argv) {
+  using namespace gismo::region;
+  CLI::App app{"nc_bench: cost of the non-coherent mode's flushes, invalidations and ring"};
+  int runs = 3;
+  uint64_t requests = 200000;
+  uint32_t capacity = 256;
+  app.add_option("--runs", runs, "Runs per figure (the median is printed)")->capture_default_str();
+  app.add_option("--requests", requests, "Requests per ring run")->capture_default_str();
+  app.add_option("--capacity", capacity, "Ring entries (a power of two)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (capacity == 0 || (capacity & (capacity - 1)) != 0) {
+    fprintf(stderr, "nc_bench: --capacity must be a power of two\n");
+    return 2;
+  }
+  printf("== flush and invalidate (%u cores online)\n", std::thread::hardware_concurrency());
+  Primitives(runs);
+
+  printf("== SPSC request ring, %u entries, one producer thread, one consumer thread\n", capacity);
+  const double hw = Median(runs, [&] {
+    return RingRate(capacity, requests,
+                    [](uint8_t*, uint64_t, int) { return std::make_unique<HwLines>(); });
+  });
+  printf("ring, real flush/invalidate:   %10.0f requests/s (%.0f ns/request)\n", hw, 1e9 / hw);
+  const double sim = Median(runs, [&] {
+    return RingRate(capacity, requests / 10, [](uint8_t* mem, uint64_t bytes, int seed) {
+      CacheSimOptions o;
+      o.seed = seed;
+      return std::make_unique<CacheSim>(mem, bytes, o);
+    });
+  });
+  printf("ring, under the simulator:     %10.0f requests/s (for scale only)\n", sim);
+  const double rt = Median(runs, [&] { return RoundTrips(capacity, requests / 10); });
+  printf("request+response round trip:   %10.0f /s (%.2f us each; owner thread spinning)\n", rt,
+         1e6 / rt);
+  return 0;
+}

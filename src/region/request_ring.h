@@ -1,0 +1,223 @@
+// A single-producer/single-consumer request ring in shared memory that hosts
+// share without cache coherence (doc/noncoherent.md, "Request rings"). In
+// the non-coherent mode every client slot has one: the client produces,
+// the owner of the shared metadata (the manager) consumes and applies.
+//
+// Layout (all 64-byte lines; `capacity` a power of two):
+//   line 0: tail  — requests published so far; written by the producer only
+//   line 1: head  — requests consumed so far; written by the consumer only
+//   lines 2..: capacity entries, one per line, written by the producer only
+// Request n (n = 1, 2, ...) lives in entry (n - 1) % capacity:
+//   word 0: seq = n;  words 1..6: the payload (48 bytes);
+//   word 7: check = XXH3-64 of words 0..6, seeded with the ring's `seal`
+// `seal` is not stored: both ends know it (the slot's session in the store),
+// so an entry left by an earlier session of the slot never validates.
+//
+// Protocol (each step names the line operation that makes it hold):
+//  P1. The producer writes request n only if n - head <= capacity, reading
+//      head after invalidating its line (the consumer is done with that
+//      entry's previous request).
+//  P2. It writes the entry (seq, payload, check), flushes the entry's line,
+//      and only then writes tail = n and flushes tail's line. So memory never
+//      holds a tail that covers an entry not in memory.
+//  C1. The consumer invalidates tail's line and reads it; tail - head must be
+//      in [0, capacity] (else the ring is corrupt).
+//  C2. For each request below tail it invalidates the entry's line, reads it
+//      and accepts it only if seq == head + 1 and check matches; anything
+//      else below a published tail is a broken protocol or a torn line and is
+//      reported (Corrupt), never applied.
+//  C3. After applying, it writes head and flushes its line (P1's input).
+// A producer killed at any instant leaves memory with tail = the last request
+// whose P2 completed, and entries at or above it possibly half written back
+// (early write-backs): never covered by tail, and rejected by seq/check
+// should a reader look. A restarted producer re-reads tail and head from
+// memory (Attach) and overwrites them. Each index line has one writer, each
+// entry line one writer, so no line is ever written by two hosts.
+//
+// Lines is the access seam (region/cache_lines.h): HwLines on hardware,
+// CacheSim under the simulator.
+#ifndef GISMO_REGION_REQUEST_RING_H_
+#define GISMO_REGION_REQUEST_RING_H_
+
+#include <xxhash.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "region/layout.h"
+
+namespace gismo::region {
+
+inline constexpr uint32_t kRequestPayloadWords = 6;
+
+struct alignas(kCacheLine) RequestIndex {
+  uint64_t value;
+  uint64_t reserved[7];
+};
+static_assert(sizeof(RequestIndex) == kCacheLine);
+
+struct alignas(kCacheLine) RequestEntry {
+  uint64_t seq;
+  uint64_t payload[kRequestPayloadWords];
+  uint64_t check;
+};
+static_assert(sizeof(RequestEntry) == kCacheLine);
+static_assert(offsetof(RequestEntry, check) == 56);
+
+struct alignas(kCacheLine) RequestRingHeader {
+  RequestIndex tail;  // producer's line
+  RequestIndex head;  // consumer's line
+};
+static_assert(sizeof(RequestRingHeader) == 2 * kCacheLine);
+
+// Bytes of a ring of `capacity` entries (a power of two).
+inline constexpr uint64_t RequestRingBytes(uint32_t capacity) {
+  return sizeof(RequestRingHeader) + uint64_t{capacity} * sizeof(RequestEntry);
+}
+
+struct RequestPayload {
+  uint64_t w[kRequestPayloadWords];
+};
+
+inline uint64_t RequestCheck(uint64_t seq, const uint64_t* payload, uint64_t seal) {
+  uint64_t words[1 + kRequestPayloadWords];
+  words[0] = seq;
+  std::memcpy(words + 1, payload, sizeof(uint64_t) * kRequestPayloadWords);
+  return XXH3_64bits_withSeed(words, sizeof(words), seal);
+}
+
+// Deliberate protocol faults, for the demonstration that the simulator
+// catches a missing flush or invalidate (request_ring_test). kNone always
+// outside tests.
+enum class RingFault : uint8_t {
+  kNone,
+  kSkipEntryFlush,       // P2 without the entry's flush
+  kSkipEntryInvalidate,  // C2 without the entry's invalidate
+};
+
+template <typename Lines>
+class RequestProducer {
+ public:
+  // `ring` points at RequestRingBytes(capacity) bytes of shared memory.
+  RequestProducer(Lines& lines, void* ring, uint32_t capacity, uint64_t seal)
+      : lines_(lines),
+        hdr_(static_cast<RequestRingHeader*>(ring)),
+        entries_(reinterpret_cast<RequestEntry*>(hdr_ + 1)),
+        capacity_(capacity),
+        seal_(seal) {}
+
+  // Takes up where the ring's memory says (a new or restarted producer).
+  // False if the indices are inconsistent (tail - head outside [0, capacity]).
+  [[nodiscard]] bool Attach() {
+    lines_.Invalidate(hdr_, sizeof(*hdr_));
+    tail_ = lines_.Load(&hdr_->tail.value);
+    head_ = lines_.Load(&hdr_->head.value);
+    return tail_ - head_ <= capacity_;
+  }
+
+  // Publishes one request; false if the ring is full (the consumer is behind).
+  [[nodiscard]] bool TryPush(const RequestPayload& p) {
+    const uint64_t n = tail_ + 1;
+    if (n - head_ > capacity_) {  // P1
+      lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));
+      head_ = lines_.Load(&hdr_->head.value);
+      if (n - head_ > capacity_) return false;
+    }
+    RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
+    // P2: payload and seq, then the check word that covers them.
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) lines_.Store(&e->payload[i], p.w[i]);
+    lines_.Store(&e->seq, n);
+    lines_.Store(&e->check, RequestCheck(n, p.w, seal_));
+    if (fault_ != RingFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
+    lines_.Store(&hdr_->tail.value, n);
+    lines_.Flush(&hdr_->tail, sizeof(RequestIndex));
+    tail_ = n;
+    return true;
+  }
+
+  uint64_t tail() const { return tail_; }
+  void SetFaultForTesting(RingFault f) { fault_ = f; }
+
+ private:
+  Lines& lines_;
+  RequestRingHeader* hdr_;
+  RequestEntry* entries_;
+  uint32_t capacity_;
+  uint64_t seal_;
+  uint64_t tail_ = 0, head_ = 0;  // head_: the last head read (may lag)
+  RingFault fault_ = RingFault::kNone;
+};
+
+enum class PopResult : uint8_t {
+  kRequest,  // *out holds the next request, consumed
+  kEmpty,    // nothing published beyond head
+  kCorrupt,  // a published entry does not validate, or tail is impossible:
+             // nothing consumed; the producer broke the protocol
+};
+
+template <typename Lines>
+class RequestConsumer {
+ public:
+  RequestConsumer(Lines& lines, void* ring, uint32_t capacity, uint64_t seal)
+      : lines_(lines),
+        hdr_(static_cast<RequestRingHeader*>(ring)),
+        entries_(reinterpret_cast<RequestEntry*>(hdr_ + 1)),
+        capacity_(capacity),
+        seal_(seal) {}
+
+  // Takes up where the ring's memory says (a restarted consumer).
+  void Attach() {
+    lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));
+    head_ = tail_ = lines_.Load(&hdr_->head.value);
+  }
+
+  PopResult Pop(RequestPayload* out) {
+    if (head_ == tail_) {  // C1
+      lines_.Invalidate(&hdr_->tail, sizeof(RequestIndex));
+      tail_ = lines_.Load(&hdr_->tail.value);
+      if (tail_ - head_ > capacity_) {
+        tail_ = head_;
+        return PopResult::kCorrupt;
+      }
+      if (head_ == tail_) return PopResult::kEmpty;
+    }
+    const uint64_t n = head_ + 1;
+    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
+    if (fault_ != RingFault::kSkipEntryInvalidate) lines_.Invalidate(e, sizeof(*e));  // C2
+    const uint64_t seq = lines_.Load(&e->seq);
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
+    const uint64_t check = lines_.Load(&e->check);
+    if (seq != n || check != RequestCheck(seq, out->w, seal_)) return PopResult::kCorrupt;
+    head_ = n;
+    lines_.Store(&hdr_->head.value, n);  // C3
+    lines_.Flush(&hdr_->head, sizeof(RequestIndex));
+    return PopResult::kRequest;
+  }
+
+  // Whether entry `n`'s line, as memory holds it now, validates as request
+  // n: what a reader that skipped tail would accept (tests, fsck).
+  bool EntryValid(uint64_t n) {
+    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
+    lines_.Invalidate(e, sizeof(*e));
+    RequestPayload p;
+    const uint64_t seq = lines_.Load(&e->seq);
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) p.w[i] = lines_.Load(&e->payload[i]);
+    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, p.w, seal_);
+  }
+
+  uint64_t head() const { return head_; }
+  void SetFaultForTesting(RingFault f) { fault_ = f; }
+
+ private:
+  Lines& lines_;
+  RequestRingHeader* hdr_;
+  RequestEntry* entries_;
+  uint32_t capacity_;
+  uint64_t seal_;
+  uint64_t head_ = 0, tail_ = 0;  // tail_: the last tail read
+  RingFault fault_ = RingFault::kNone;
+};
+
+}  // namespace gismo::region
+
+#endif  // GISMO_REGION_REQUEST_RING_H_

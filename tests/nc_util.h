@@ -1,0 +1,60 @@
+// Helpers of the non-coherence tests: shared memory that survives fork, and
+// a child run to its death.
+#ifndef GISMO_TESTS_NC_UTIL_H_
+#define GISMO_TESTS_NC_UTIL_H_
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+
+namespace gismo::testing {
+
+// An anonymous MAP_SHARED mapping (zeroed): the "device" every simulated
+// host (thread or forked process) sees, plus the checker's version words.
+class SharedMemory {
+ public:
+  explicit SharedMemory(uint64_t size) : size_(size) {
+    void* m = mmap(nullptr, size + size / 64 * 8, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) abort();
+    base_ = static_cast<uint8_t*>(m);
+  }
+  ~SharedMemory() { munmap(base_, size_ + size_ / 64 * 8); }
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  std::atomic<uint64_t>* versions() const {
+    return reinterpret_cast<std::atomic<uint64_t>*>(base_ + size_);
+  }
+  uint64_t* word(uint64_t i) const { return reinterpret_cast<uint64_t*>(base_) + i; }
+
+ private:
+  uint8_t* base_;
+  uint64_t size_;
+};
+
+// Runs fn in a forked child and waits for it. Returns the child's wait
+// status: a child that ends by `raise(SIGKILL)` is a host that died.
+template <typename Fn>
+int RunChild(Fn&& fn) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    fn();
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+  }
+  return status;
+}
+
+inline bool Killed(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
+
+}  // namespace gismo::testing
+
+#endif  // GISMO_TESTS_NC_UTIL_H_
