@@ -27,6 +27,15 @@ void RaiseHead(EventRingHeader& ring, uint64_t h) {
   ring.head.compare_exchange_strong(h, h + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
+// The full seq of a claimed or pending word: the seq nearest to `head` with
+// its low 46 bits (a claimed seq is within a lap of any head read near it,
+// even of a stale head read back after a power loss; EventOwnedSeq assumes
+// the seq is at most head).
+uint64_t NearestOwnedSeq(uint64_t w, uint64_t head) {
+  const uint64_t d = (w - head) & kEventShortSeqMask;
+  return d > (kEventShortSeqMask >> 1) ? head - (kEventShortSeqMask + 1 - d) : head + d;
+}
+
 void Backoff(uint32_t spins) {
   if (spins < 64) {
     for (uint32_t i = 0; i < (1u << (spins / 8)); ++i) GISMO_CPU_RELAX();
@@ -125,11 +134,22 @@ void PublishEvent(EventEntry* e, uint64_t seq) {
 void FinishDeadProducerEvents(const Region& r, uint32_t dead) {
   EventRingHeader& ring = r.event_ring();
   const uint64_t cap = r.sb().event_ring_capacity;
-  for (uint64_t i = 0; i < cap; ++i) {
-    Word& word = r.event(i).seq;
+  // A claim of seq s was made while head was s, and head passes s + cap
+  // only once s is final, so every entry the dead slot left claimed or
+  // pending holds a seq in [head - cap, head] (E1), and it
+  // claims nothing more (fenced; a claim it still makes fails its session
+  // check and skips itself). On a young ring that is only head entries.
+  // Durable regions: after a power loss head may be stale on the medium, so
+  // every entry is looked at.
+  const uint64_t top = ring.head.load(std::memory_order_seq_cst);
+  const bool all = r.persist_mode() != PersistMode::kNone;
+  const uint64_t first = all ? top : (top > cap ? top - cap : 1);
+  const uint64_t last = all ? top + cap - 1 : top;
+  for (uint64_t seq = first; seq <= last; ++seq) {
+    Word& word = r.event(seq).seq;
     uint64_t w = word.load(std::memory_order_seq_cst);
     if (EventFinal(w) || EventOwnerOf(w) != dead) continue;
-    const uint64_t s = EventOwnedSeq(w, ring.head.load(std::memory_order_acquire));
+    const uint64_t s = NearestOwnedSeq(w, ring.head.load(std::memory_order_acquire));
     // E3: after the undo of its Txn, pending means committed.
     const EventState to =
         EventStateOf(w) == EventState::kPending ? EventState::kPublished : EventState::kSkipped;
