@@ -379,6 +379,7 @@ int Measure(const Nodes& nodes, const Options& o) {
     result["latency"].push_back(r);
   }
   if (o.latency_only) {
+    if (!o.json_out.empty()) std::ofstream(o.json_out) << result.dump(2) << "\n";
     fflush(stdout);
     return 0;
   }

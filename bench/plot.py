@@ -44,6 +44,118 @@ def table(header, rows):
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
+NOT_MEASURED = "not measured in this run"
+
+
+def issue15_md(res):
+    """The aims of issue #15 beside the latest measurements (met / not met /
+    not measured in this run), with a note wherever an aim is missed."""
+    rows, notes = [], []
+
+    def row(what, measured, target, ok, note=None):
+        rows.append([what, measured, target, NOT_MEASURED if ok is None else aim(ok)])
+        if ok is False and note:
+            notes.append(f"* {what}: {note}")
+
+    g = res.get("gismo")
+    if g and "ratios" in g:
+        r, size = g["ratios"], size_name(g["size"])
+        row(f"first-touch {size} transfer, network / gismo other node",
+            f"{r['network_over_other_first']:.2f}×", "≥ 10×", r["network_over_other_first"] >= 10,
+            "the first touch of a fresh mapping is page-fault bound (see the transfer section)")
+        row(f"warm {size} transfer, network / gismo other node",
+            f"{r['network_over_other_warm']:.2f}×", "≥ 10×", r["network_over_other_warm"] >= 10,
+            "loopback TCP on one host is a fast network; see the transfer section")
+    else:
+        row("first-touch 1 GB transfer", "–", "≥ 10×", None)
+        row("warm 1 GB transfer", "–", "≥ 10×", None)
+    sh = res.get("shuffle")
+    if sh:
+        ratio = sh["ratio_tcp_over_gismo"]
+        row(f"shuffle {size_name(sh['bytes'])}, TCP / gismo", f"{ratio:.2f}×", "≥ 4×", ratio >= 4,
+            "see the shuffle section")
+    else:
+        row("shuffle 2 GB", "–", "≥ 4×", None)
+    lat = (res.get("notify") or {}).get("latency", [])
+    same = [c for c in lat if c.get("sealer_node") == c.get("subscriber_node")]
+    other = [c for c in lat if c not in same]
+    for label, cases, target in [("seal → notification, same node", same, 20),
+                                 ("seal → notification, other node", other, 50)]:
+        if cases:
+            worst = max(c["latency_ns"]["median"] for c in cases) / 1e3
+            row(label, f"{worst:.1f} µs median" + (" (worst case)" if len(cases) > 1 else ""),
+                f"≤ {target} µs", worst <= target, "see notify.txt")
+        else:
+            row(label, "–", f"≤ {target} µs", None)
+    alloc = res.get("alloc") or {}
+    frag = alloc.get("create_fragmented_1tib_ns")
+    if frag:
+        med = frag["median"] / 1e3 if isinstance(frag, dict) else frag / 1e3
+        row("create on a fragmented 1 TiB heap", f"{med:.2f} µs median", "≤ 10 µs", med <= 10,
+            "see the allocator's report")
+    else:
+        row("create on a fragmented 1 TiB heap", "–", "≤ 10 µs", None)
+    idx = res.get("index") or {}
+    scale = idx.get("index_scale", [])
+    if len(scale) >= 2:
+        meds = [p["median_ns"] for p in scale]
+        spread = max(meds) / min(meds)
+        points = ", ".join(f"{p['objects']:,}: {p['median_ns']:.0f}" for p in scale)
+        row(f"get+release median ns, {scale[0]['objects']:,} → {scale[-1]['objects']:,} objects",
+            f"{points} ns ({spread:.2f}×)", "flat within 1.5×", spread <= 1.5,
+            idx.get("note", "the largest counts miss the CPU caches and the TLB on every "
+                            "get (uniformly random ids); see the index section"))
+    else:
+        row("get+release latency 1 K → 10 M objects", "–", "flat within 1.5×", None)
+    sd = idx.get("seal_delete", [])
+    if sd:
+        ok = idx.get("format_version", 0) >= 4
+        before = {r["threads"]: r for r in (res.get("index_before") or {}).get("seal_delete", [])}
+        parts = []
+        for r in sd:
+            b = before.get(r["threads"])
+            parts.append(f"{r['threads']} thr: {r['seals_per_s']/1e3:,.0f}k seals/s"
+                         + (f" (before {b['seals_per_s']/1e3:,.0f}k)" if b else ""))
+        row("no global lock on seal/delete", "; ".join(parts), "no ring lock (format ≥ 4)", ok,
+            "the region format still has the ring lock")
+    else:
+        row("no global lock on seal/delete", "–", "no ring lock", None)
+    waste = alloc.get("waste_8_64k")
+    if waste is not None:
+        worst = max(waste.values()) if isinstance(waste, dict) else waste
+        row("space waste, objects of 8–64 KiB", f"{100*worst:.1f}% (worst)", "≤ 12.5%",
+            worst <= 0.125, "see the allocator's report")
+    else:
+        row("space waste, objects of 8–64 KiB", "–", "≤ 12.5%", None)
+    md = ["## Issue #15 aims\n\n", table(["aim", "latest measurement", "target", ""], rows)]
+    if notes:
+        md.append("\nWhere an aim is missed:\n\n" + "\n".join(notes) + "\n")
+    md.append("\nRows marked *not measured in this run* had no result in `results.json` (an "
+              "experiment another branch adds, or one this run skipped).\n")
+    return "".join(md)
+
+
+def index_md(idx, before):
+    md = [f"### Index scale and seal/delete throughput (`gismo_index_bench`, region in "
+          f"{idx.get('dir', '?')})\n\n"]
+    rows = [[f"{p['objects']:,}", f"{p['median_ns']:.0f}", f"{p['p99_ns']:.0f}"]
+            for p in idx.get("index_scale", [])]
+    if rows:
+        md.append(table(["live objects", "get+release median ns", "p99 ns"], rows))
+    b = {r["threads"]: r for r in (before or {}).get("seal_delete", [])}
+    rows = []
+    for r in idx.get("seal_delete", []):
+        o = b.get(r["threads"], {})
+        rows.append([r["threads"], fmt(o["seals_per_s"]) if o else "–", fmt(r["seals_per_s"]),
+                     fmt(o["deletes_per_s"]) if o else "–", fmt(r["deletes_per_s"])])
+    if rows:
+        md.append("\nSeals and deletes per second (sum over threads; before: the ring lock):\n\n")
+        md.append(table(["threads", "seals/s before", "seals/s", "deletes/s before", "deletes/s"],
+                        rows))
+    if idx.get("note"):
+        md.append("\n" + idx["note"] + "\n")
+    return "".join(md)
+
 
 def core_md(c):
     md = ["### Core operations (`gismo_core_bench`)\n"]
@@ -435,11 +547,13 @@ def main():
         res = json.load(f)
     md = ["# gismo benchmark results\n\n", "Generated by `bench/run_suite.sh`; numbers from "
           "`results.json`. Aims are printed beside the measurements, never asserted.\n\n",
-          machine_md(res["machine"]), "\n", core_md(res["core"]), "\n", table1_md(res["table1"]),
+          issue15_md(res), "\n", machine_md(res["machine"]), "\n", core_md(res["core"]), "\n", table1_md(res["table1"]),
           "\n![Table 1](table1.png)\n\n", transfer_md(res["gismo"]), "\n![transfer](transfer.png)\n\n",
           shuffle_md(res["shuffle"]), "\n", memory_md(res["memory"]),
           "\n![shuffle and memory](shuffle_memory.png)\n\n", redis_md(res["redis"]),
           "\n![redis](redis.png)\n"]
+    if "index" in res:
+        md += ["\n", index_md(res["index"], res.get("index_before"))]
     if "dask" in res:
         md += ["\n", dask_md(res["dask"]), "\n![dask](dask.png)\n"]
     if "cache" in res:

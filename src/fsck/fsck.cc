@@ -602,16 +602,35 @@ class Checker {
     }
   }
 
+  // The event ring (store/event_ring.h): every entry below head is claimed
+  // for its seq or a later one (E1); a claimed or pending entry names a
+  // client slot, which must be live (or, offline, is an interrupted
+  // operation that the manager's recovery finishes when it starts).
   void CheckEventRing() {
     const uint64_t head = r_.event_ring().head.load(std::memory_order_relaxed);
     if (head == 0) Problem("the event ring's head is 0");
-    if (!online_) {
-      const uint64_t cap = r_.sb().event_ring_capacity;
-      for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
-        if (r_.event(seq).seq.load(std::memory_order_relaxed) == 0) {
-          Problem("event ", seq, " was committed but never published");
-          break;
-        }
+    const uint64_t cap = r_.sb().event_ring_capacity;
+    for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
+      const uint64_t w = r_.event(seq).seq.load(std::memory_order_acquire);
+      if (EventFinal(w) && EventFinalSeq(w) < seq) {
+        Problem("event ", seq, " is below the ring's head but was never claimed");
+        break;
+      }
+    }
+    for (uint64_t i = 0; i < cap; ++i) {
+      const uint64_t w = r_.event(i).seq.load(std::memory_order_acquire);
+      if (EventFinal(w)) continue;
+      const uint32_t owner = EventOwnerOf(w);
+      const char* what = EventStateOf(w) == EventState::kPending ? "pending" : "claimed";
+      if (owner >= r_.max_clients()) {
+        Problem("event ring entry ", i, " is ", what, " by client slot ", owner,
+                ", which does not exist");
+      } else if (!online_) {
+        Problem("event ring entry ", i, " is ", what, " by client slot ", owner,
+                " (an interrupted operation; the manager finishes it when it starts)");
+      } else if (!Live(owner) && owner != 0) {
+        Problem("event ring entry ", i, " is ", what, " by client slot ", owner,
+                ", which is not live (subscribers wait at it)");
       }
     }
   }

@@ -28,6 +28,7 @@
 #include "manager/recovery.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
+#include "store/event_ring.h"
 #include "store/index.h"
 #include "store/txn.h"
 
@@ -478,7 +479,10 @@ Status Manager::Impl::OpenRegion() {
   // transaction.
   region::ClientSlotHeader& me = region_->slot(kManagerSlot);
   const uint64_t st = me.state.load(std::memory_order_acquire);
-  if (region::SlotStateOf(st) != SlotState::kFree) store::UndoDeadClient(*region_, kManagerSlot);
+  if (region::SlotStateOf(st) != SlotState::kFree) {
+    store::UndoDeadClient(*region_, kManagerSlot);
+    store::FinishDeadProducerEvents(*region_, kManagerSlot);
+  }
   session_ = region::SlotSessionOf(st) + 1;
   me.client_id.store(0, std::memory_order_relaxed);
   me.node_id.store(opt_.node_id, std::memory_order_relaxed);

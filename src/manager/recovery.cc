@@ -44,7 +44,7 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
     } else {
       // An owned object of the slot is deleted like gismo_delete: freed now
       // if nobody else holds it, else at its last release. Its delete event
-      // is published after the commit (or by PublishStrandedEvents).
+      // is published after the commit (or by FinishDeadProducerEvents).
       const bool owned = (key & kHeldOwned) && InfoOwnedBy(info, dead);
       if (owned) {
         *event = store::AppendEvent(txn, EventKind::kDeleted, InfoNode(info), store::IdOf(rec),
@@ -94,6 +94,9 @@ RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
                            uint64_t txn_session) {
   RecoveryReport rep;
   rep.locks_released = store::UndoDeadClient(r, dead);
+  // Its events: committed ones published, claimed ones skipped, so that no
+  // subscriber waits at its entries any longer (event_ring.h, E3/E4).
+  store::FinishDeadProducerEvents(r, dead);
   HeldEntry* held = r.held(dead);
   const uint32_t cap = r.sb().held_capacity;
   for (uint32_t i = 0; i < cap; ++i) {
@@ -103,9 +106,7 @@ RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
     if (!DropHeldEntry(r, dead, held[i], txn_slot, txn_session, &rep, &event, &seq)) return rep;
   }
   r.slot(dead).held_count.store(0, std::memory_order_release);
-  rep.complete =
-      store::Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs) &&
-      store::PublishStrandedEvents(r, txn_slot, txn_session, kRecoveryLockWaitNs);
+  rep.complete = store::Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs);
   return rep;
 }
 

@@ -31,7 +31,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr uint32_t kFormatVersion = 4;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -504,27 +504,36 @@ inline constexpr uint32_t PageInfoOwner(uint64_t i) { return static_cast<uint32_
 
 // ---------------------------------------------------------------------------
 // Event ring: every seal and delete appends one entry, inside the operation's
-// transaction and under the ring lock taken after the shard lock, so the
-// ring's order is the order in which those operations happened (per object,
-// and globally). Subscribers on any node read it directly; the manager only
-// wakes them. The ring never blocks a producer: old entries are overwritten,
-// and a reader that is lapped sees it (entry.seq changed) and reports an
-// overflow.
+// transaction and while it holds the object's shard lock, so the events of
+// one object are in the ring in the order of its operations. There is no
+// ring lock on this path: a producer claims the entry of seq `head` by a
+// compare-and-swap of the entry's state word (which names it), then raises
+// `head` by a compare-and-swap that any producer may do for it. Subscribers
+// on any node read it directly; the manager only wakes them. Old entries are
+// overwritten, and a reader that is lapped sees it (the entry's seq changed)
+// and reports an overflow. The protocol and its invariants are in
+// src/store/event_ring.h; the word's encoding is below (EventWord).
 struct alignas(kCacheLine) EventRingHeader {
+  // Not taken by producers since format 4; kept (and taken by LockWorld) so
+  // that the global lock order and every lock offset are unchanged.
   Word lock;
-  Word head;  // seq of the next event; events are numbered from 1
+  // Seq of the next event to claim; events are numbered from 1. Raised only
+  // by a compare-and-swap from h to h + 1 after entry h was claimed, so
+  // every entry below head has been claimed for its seq (not logged).
+  Word head;
   Word reserved[6];
 };
 static_assert(sizeof(EventRingHeader) == 64);
 
 enum class EventKind : uint64_t { kSealed = 1, kDeleted = 2 };
 
-// Written by the ring lock's holder: seq is set to 0 first and to the
-// event's seq last (release), so a reader that sees the same non-zero seq
-// before and after copying the fields has a consistent entry.
+// Entry of seq s is event(s) = entries[s % capacity]. Its fields are written
+// by the producer that claimed it, while `seq` (the state word, EventWord)
+// says "claimed" or "pending"; readers copy them only while `seq` says
+// "published" and re-check it afterwards.
 struct alignas(kCacheLine) EventEntry {
-  Word seq;
-  Word kind_node;  // EventKind | node << 8
+  Word seq;        // state word: EventWord
+  Word kind_node;  // EventKind | node << 8 | reason << 40
   Word id[3];
   Word data_size;
   Word metadata_size;
@@ -659,11 +668,44 @@ struct IdWords {
   uint64_t w[3];
 };
 
-// A ring entry's seq while its event is committed-or-not but unpublished:
-// the event's own seq with this bit set, so that only the entry's producer
-// (or, once the producer is fenced, the manager) can publish *that* event,
-// and a rolled-back event (seq >= head) is never published.
-inline constexpr uint64_t kEventPending = 1ull << 63;
+// An event entry's state word. Bits 63..62 are the state:
+//   published (0) | seq (62 bits)  the event, readable
+//   skipped   (1) | seq (62 bits)  no event at this seq (its Txn rolled back)
+//   claimed   (2) | owner << 46 | seq % 2^46   being written; not committed
+//   pending   (3) | owner << 46 | seq % 2^46   written; committed iff its
+//                                              Txn committed (logged write)
+// `owner` is the client slot of the producer (max_clients <= 65536). The
+// initial word 0 is "published, seq 0": free for the first lap. Published
+// and skipped are final: the entry is free for seq + capacity.
+enum class EventState : uint64_t { kPublished = 0, kSkipped = 1, kClaimed = 2, kPending = 3 };
+inline constexpr uint64_t kEventSeqMask = (1ull << 62) - 1;
+inline constexpr uint64_t kEventShortSeqMask = (1ull << 46) - 1;
+inline constexpr EventState EventStateOf(uint64_t w) { return static_cast<EventState>(w >> 62); }
+inline constexpr bool EventFinal(uint64_t w) { return (w >> 63) == 0; }
+// Final words only.
+inline constexpr uint64_t EventFinalSeq(uint64_t w) { return w & kEventSeqMask; }
+// Claimed or pending words only.
+inline constexpr uint32_t EventOwnerOf(uint64_t w) {
+  return static_cast<uint32_t>((w >> 46) & 0xffff);
+}
+inline constexpr uint64_t EventFinalWord(EventState st, uint64_t seq) {
+  return (static_cast<uint64_t>(st) << 62) | (seq & kEventSeqMask);
+}
+inline constexpr uint64_t EventOwnedWord(EventState st, uint32_t owner, uint64_t seq) {
+  return (static_cast<uint64_t>(st) << 62) | (uint64_t{owner & 0xffff} << 46) |
+         (seq & kEventShortSeqMask);
+}
+// Whether word `w` (any state) is the state of seq `seq`'s event.
+inline constexpr bool EventWordIsFor(uint64_t w, uint64_t seq) {
+  return EventFinal(w) ? EventFinalSeq(w) == seq : ((w ^ seq) & kEventShortSeqMask) == 0;
+}
+// The full seq of a claimed or pending word, given any head read after it
+// was claimed (a claimed seq is at most head and above head - 2^46).
+inline constexpr uint64_t EventOwnedSeq(uint64_t w, uint64_t head) {
+  return head - ((head - w) & kEventShortSeqMask);
+}
+static_assert(EventOwnedSeq(EventOwnedWord(EventState::kClaimed, 7, 5), 9) == 5);
+static_assert(EventWordIsFor(EventOwnedWord(EventState::kPending, 65535, 1ull << 50), 1ull << 50));
 
 // Lock words hold 0 when free, else the owner's tag.
 inline constexpr uint64_t LockTag(uint32_t slot, uint64_t session) {

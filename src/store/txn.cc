@@ -89,6 +89,10 @@ bool Txn::TryLock(Word& lock) {
   if (!world_) locks_[nlocks_++] = &lock;
   // Invariant 4: pairs with the manager's seq_cst store of a new slot state
   // followed by its reading of lock words.
+  return SessionLiveAfterAcquire();
+}
+
+bool Txn::SessionLiveAfterAcquire() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!SessionLive()) {
     Fail(Status(GISMO_ERR_CONNECTION,
@@ -321,6 +325,7 @@ Status Txn::Commit() {
   // Txn that wrote nothing left the medium's count at 0 (D4 of the last).
   if (wrote) r_.Persist(&hdr_.log_count, sizeof(Word));
   GISMO_CRASH_POINT("txn.after_commit");
+  event_word_ = nullptr;  // committed: the caller publishes it
   ReleaseLocks();
   done_ = true;
   return Status();
@@ -370,6 +375,16 @@ void Txn::Rollback() {
   hdr_.log_count.store(0, std::memory_order_release);
   if (log_count_ != 0) r_.Persist(&hdr_.log_count, sizeof(Word));
   log_count_ = 0;
+  // The undo restored the claimed word of an attached event (if its pending
+  // write was logged): no event at that seq (event_ring.h).
+  if (event_word_ != nullptr) {
+    uint64_t claimed = event_claimed_;
+    if (event_word_->compare_exchange_strong(claimed, event_skipped_, std::memory_order_release,
+                                             std::memory_order_relaxed)) {
+      r_.Persist(event_word_, sizeof(region::Word));
+    }
+    event_word_ = nullptr;
+  }
   ReleaseLocks();
   done_ = true;
 }

@@ -107,6 +107,21 @@ class Txn {
   [[nodiscard]] Status Commit();
   void Rollback();
 
+  // An event ring entry claimed by this Txn (event_ring.h): if the Txn
+  // rolls back, its state word goes from `claimed` (restored by the undo)
+  // to `skipped`, by a CAS that fails harmlessly if recovery got there
+  // first. Cleared by a successful Commit().
+  void AttachEvent(region::Word* word, uint64_t claimed, uint64_t skipped) {
+    event_word_ = word;
+    event_claimed_ = claimed;
+    event_skipped_ = skipped;
+  }
+  // After taking something lock-like without a lock word (an event entry):
+  // invariant 4's seq_cst fence and session check. False, and the Txn
+  // failed with GISMO_ERR_CONNECTION, if the session has ended.
+  [[nodiscard]] bool SessionLiveAfterAcquire();
+  uint64_t lock_wait_ns() const { return lock_wait_ns_; }
+
   const region::Region& region() const { return r_; }
   uint32_t slot() const { return slot_; }
   uint64_t tag() const { return tag_; }
@@ -133,6 +148,9 @@ class Txn {
   bool done_ = false;
   Status failure_;
   uint64_t lock_wait_ns_;
+  region::Word* event_word_ = nullptr;  // AttachEvent
+  uint64_t event_claimed_ = 0;
+  uint64_t event_skipped_ = 0;
 };
 
 // What a lock word guards, for messages ("shard 3", "the page heap", ...).

@@ -85,6 +85,12 @@ std::vector<Scenario> Scenarios() {
                "seal.before_publish",
                {"create x 3000", "seal x"},
                {{"x", E::kSealed}}});
+  // The event ring entry claimed (head not yet raised), or written but not
+  // yet pending: the seal or delete is undone, the entry skipped.
+  for (const char* p : {"event.after_claim", "event.before_pending"}) {
+    v.push_back({std::string(p) + "/seal", p, {"create x 3000", "seal x"}, {{"x", E::kAbsent}}});
+    v.push_back({std::string(p) + "/delete", p, {"delete y"}, {{"y", E::kSealed}}});
+  }
   for (const char* p : {"abort.after_free", "abort.before_commit"}) {
     v.push_back({std::string(p) + "/slab", p, {"create x 3000", "abort x"}, {{"x", E::kAbsent}}});
     v.push_back({std::string(p) + "/run", p, {"create x 200000", "abort x"}, {{"x", E::kAbsent}}});

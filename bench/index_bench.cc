@@ -1,0 +1,229 @@
+// gismo_index_bench: how the index scales, and what the event ring costs
+// seals and deletes (issue #15). Prints numbers, asserts nothing.
+//
+//  1. get+release latency (median, p99; each pair timed alone, ids drawn
+//     uniformly from the live objects) with 1 K, 100 K, 1 M and 10 M live
+//     small objects in one region sized for the largest count (the index is
+//     formatted once, as a deployment would be; objects are added between
+//     the measurements).
+//  2. seal and delete throughput with 1 and 2 threads (each thread its own
+//     client slot and objects; batches of creates untimed, then the batch's
+//     seals timed, releases untimed, deletes timed; ops/s summed over the
+//     threads).
+// It drives the store directly (no manager: slots are activated by hand, as
+// the unit tests do), so it runs against older trees too (the "before"
+// column of bench/run_suite.sh).
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "region/region.h"
+#include "store/store.h"
+
+namespace {
+
+using gismo::region::Region;
+using nlohmann::json;
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "gismo_index_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+gismo_id_t IdOf(uint64_t k, uint64_t tag) {
+  gismo_id_t id{};
+  // Spread the keys like real ids (hashes): the index hashes them anyway.
+  std::memcpy(id.bytes, &k, 8);
+  std::memcpy(id.bytes + 8, &tag, 8);
+  id.bytes[19] = 0x1b;
+  return id;
+}
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t rank = static_cast<size_t>(p * static_cast<double>(v.size()));
+  if (rank >= v.size()) rank = v.size() - 1;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(rank), v.end());
+  return v[rank];
+}
+
+std::unique_ptr<gismo::store::Store> Activate(Region& r, uint32_t slot) {
+  r.slot(slot).state.store(gismo::region::PackSlotState(gismo::region::SlotState::kActive, 1),
+                           std::memory_order_release);
+  return std::make_unique<gismo::store::Store>(r, slot, 1, 0);
+}
+
+void Check(gismo::Status s, const char* what) {
+  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gismo index scale and seal/delete throughput"};
+  std::vector<uint64_t> counts = {1000, 100000, 1000000, 10000000};
+  std::vector<int> threads = {1, 2};
+  std::string dir = "/dev/shm";
+  std::string json_out;
+  uint64_t samples = 200000;
+  uint64_t ops = 400000;
+  uint64_t object_size = 64;
+  bool skip_scale = false, skip_throughput = false;
+  app.add_option("--counts", counts, "Live object counts for the latency test")->delimiter(',');
+  app.add_option("--threads", threads, "Thread counts for seal/delete throughput")->delimiter(',');
+  app.add_option("--dir", dir, "Directory of the region file (tmpfs or hugetlbfs)")
+      ->capture_default_str();
+  app.add_option("--samples", samples, "Timed get+release pairs per count")->capture_default_str();
+  app.add_option("--ops", ops, "Seals (and deletes) per thread")->capture_default_str();
+  app.add_option("--object-size", object_size, "Data bytes per object")->capture_default_str();
+  app.add_flag("--no-scale", skip_scale, "Skip the index scale test");
+  app.add_flag("--no-throughput", skip_throughput, "Skip the seal/delete throughput test");
+  app.add_option("--json", json_out, "Also write the results as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+  std::sort(counts.begin(), counts.end());
+  json out;
+  out["dir"] = dir;
+  // Format 4 and later: no ring lock on the seal/delete path.
+  out["format_version"] = gismo::region::kFormatVersion;
+  const std::string path = dir + "/gismo-index-bench-" + std::to_string(getpid());
+
+  auto format = [&](uint64_t max_objects, uint64_t size) {
+    gismo::region::FormatOptions o;
+    o.size = size;
+    o.max_objects = max_objects;
+    auto r = Region::Format(path, o);
+    if (!r.ok()) Die("format " + path + ": " + r.status().ToString());
+    unlink(path.c_str());  // the mapping stays; nothing is left behind
+    (*r)->slot(0).state.store(gismo::region::PackSlotState(gismo::region::SlotState::kActive, 1));
+    return std::move(*r);
+  };
+
+  if (!skip_scale && !counts.empty()) {
+    const uint64_t top = counts.back();
+    // Index capacity with headroom (the index refuses past ~94% of a shard);
+    // heap: the smallest block per object plus slack.
+    const uint64_t max_objects = top + top / 4 + 1024;
+    const uint64_t size = std::max<uint64_t>(256ull << 20, max_objects * 256);
+    auto region = format(max_objects, size);
+    auto st = Activate(*region, 1);
+    std::printf("index scale: region %.1f GiB in %s, %u shards x %u records, %llu B objects\n",
+                static_cast<double>(size) / (1ull << 30), dir.c_str(), region->num_shards(),
+                region->records_per_shard(), static_cast<unsigned long long>(object_size));
+    std::printf("%12s %14s %14s %14s\n", "objects", "median ns", "p99 ns", "fill s");
+    uint64_t live = 0;
+    std::mt19937_64 rng(42);
+    for (uint64_t n : counts) {
+      const int64_t f0 = NowNs();
+      for (; live < n; ++live) {
+        void* d;
+        const gismo_id_t id = IdOf(live, 7);
+        Check(st->Create(id, object_size, nullptr, 0, &d), "create");
+        std::memset(d, 1, object_size);
+        Check(st->Seal(id), "seal");
+        Check(st->Release(id), "release");
+      }
+      const double fill_s = static_cast<double>(NowNs() - f0) * 1e-9;
+      std::vector<double> lat;
+      lat.reserve(samples);
+      std::uniform_int_distribution<uint64_t> pick(0, n - 1);
+      // Warm-up: the first touches of a fresh page table say nothing of the
+      // steady state.
+      for (uint64_t i = 0; i < std::min<uint64_t>(samples / 10, 20000); ++i) {
+        gismo::store::GetResult g;
+        const gismo_id_t id = IdOf(pick(rng), 7);
+        Check(st->TryGet(id, &g), "get");
+        Check(st->Release(id), "release");
+      }
+      for (uint64_t i = 0; i < samples; ++i) {
+        const gismo_id_t id = IdOf(pick(rng), 7);
+        gismo::store::GetResult g;
+        const int64_t t0 = NowNs();
+        gismo::Status s = st->TryGet(id, &g);
+        if (s.ok()) s = st->Release(id);
+        const int64_t t1 = NowNs();
+        Check(s, "get+release");
+        if (!g.found) Die("an object is missing");
+        lat.push_back(static_cast<double>(t1 - t0));
+      }
+      const double med = Percentile(lat, 0.5), p99 = Percentile(lat, 0.99);
+      std::printf("%12llu %14.0f %14.0f %14.1f\n", static_cast<unsigned long long>(n), med, p99,
+                  fill_s);
+      std::fflush(stdout);
+      out["index_scale"].push_back(
+          {{"objects", n}, {"median_ns", med}, {"p99_ns", p99}, {"fill_s", fill_s}});
+    }
+  }
+
+  if (!skip_throughput && !threads.empty()) {
+    const int most = *std::max_element(threads.begin(), threads.end());
+    const uint64_t batch = 1000;  // under the held table's 4096 per client
+    auto region = format(uint64_t{16} * batch * static_cast<uint64_t>(most) + 65536, 512ull << 20);
+    std::printf("seal/delete throughput (%llu per thread, no subscriber)\n",
+                static_cast<unsigned long long>(ops));
+    std::printf("%8s %16s %16s\n", "threads", "seals/s", "deletes/s");
+    for (int t : threads) {
+      std::vector<double> seal_rate(t), delete_rate(t);
+      std::vector<std::thread> ths;
+      std::atomic<int> ready{0};
+      for (int k = 0; k < t; ++k) {
+        ths.emplace_back([&, k] {
+          auto st = Activate(*region, 2 + k);
+          ready.fetch_add(1);
+          while (ready.load() < t) {
+          }
+          int64_t seal_ns = 0, delete_ns = 0;
+          std::vector<gismo_id_t> ids(batch);
+          for (uint64_t done = 0; done < ops; done += batch) {
+            for (uint64_t i = 0; i < batch; ++i) {
+              ids[i] = IdOf(done + i, 1000 + k);
+              void* d;
+              Check(st->Create(ids[i], object_size, nullptr, 0, &d), "create");
+            }
+            int64_t t0 = NowNs();
+            for (const auto& id : ids) Check(st->Seal(id), "seal");
+            seal_ns += NowNs() - t0;
+            for (const auto& id : ids) Check(st->Release(id), "release");
+            t0 = NowNs();
+            for (const auto& id : ids) Check(st->Delete(id), "delete");
+            delete_ns += NowNs() - t0;
+          }
+          seal_rate[k] = static_cast<double>(ops) * 1e9 / static_cast<double>(seal_ns);
+          delete_rate[k] = static_cast<double>(ops) * 1e9 / static_cast<double>(delete_ns);
+        });
+      }
+      for (auto& th : ths) th.join();
+      double seals = 0, deletes = 0;
+      for (int k = 0; k < t; ++k) {
+        seals += seal_rate[k];
+        deletes += delete_rate[k];
+      }
+      std::printf("%8d %16.0f %16.0f\n", t, seals, deletes);
+      std::fflush(stdout);
+      out["seal_delete"].push_back(
+          {{"threads", t}, {"seals_per_s", seals}, {"deletes_per_s", deletes}});
+    }
+  }
+  if (!json_out.empty()) {
+    std::ofstream f(json_out);
+    f << out.dump(2) << "\n";
+    if (!f) Die("cannot write " + json_out);
+  }
+  return 0;
+}
