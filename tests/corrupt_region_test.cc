@@ -319,6 +319,22 @@ TEST_F(CorruptRegionTest, BadPageDescriptors) {
   RunManagerAndCli();
 }
 
+// Event-ring entries whose state words belong to no seq the ring's head
+// allows there (a seq ahead of head, a claim of a seq far away): a seal or
+// delete must say BAD_REGION, not wait forever for the entry to change.
+TEST_F(CorruptRegionTest, EventEntriesOfNoSeqNearHead) {
+  Region& r = *region_;
+  const uint64_t cap = r.sb().event_ring_capacity;
+  const uint64_t head = r.event_ring().head.load();
+  for (uint64_t k = 0; k < cap; ++k) {
+    const uint64_t seq = head + k;
+    r.event(seq).seq.store(k % 2 ? EventFinalWord(EventState::kPublished, seq + 3 * cap)
+                                 : EventOwnedWord(EventState::kClaimed, 1, seq + 5));
+  }
+  RunClient(true);
+  RunManagerAndCli();
+}
+
 // A recovering client whose undo log, held table and current slabs are
 // garbage: the manager recovers it at start.
 TEST_F(CorruptRegionTest, BadUndoEntriesOfARecoveringClient) {

@@ -100,7 +100,16 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
       Backoff(spins);
       continue;
     }
-    // Else head moved on since we read it: read it again.
+    // Else head moved on since we read it. If it did not, the entry is in
+    // no state E1 allows at head (every use of entry h % capacity before
+    // seq h was seq h - capacity): the region is corrupt. The acquire load
+    // of the word keeps this load of head after it.
+    if (ring.head.load(std::memory_order_acquire) == h) {
+      txn.Fail(r.Corrupt("event ring entry " + std::to_string(h % cap) + " holds state word " +
+                         std::to_string(w) + ", not one of seq " + std::to_string(h) +
+                         " (the ring's head) or of the seq a lap before it"));
+      return nullptr;
+    }
   }
   const uint64_t claimed = EventOwnedWord(EventState::kClaimed, txn.slot(), h);
   GISMO_CRASH_POINT("event.after_claim");
