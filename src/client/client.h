@@ -150,10 +150,11 @@ class ClientImpl {
   // Makes the subscription's event fd readable, if there is one: the
   // subscriber's next call reads the ring (or learns the client is lost).
   void WakeSubscriber();
-  // The same-node fast path of a ring event: a datagram to every subscriber
-  // on this node whose slot publishes a notify_token (see Subscribe). The
-  // manager is still kicked, for the other nodes' subscribers.
-  void WakeSameNodeSubscribers();
+  // The fast path of a ring event: a datagram straight to every subscriber
+  // whose slot publishes a notify_token (see Subscribe): over UDP to its
+  // notify_inet address from any node, else to its abstract socket on this
+  // node. The manager is still kicked: it wakes those this cannot reach.
+  void WakeSubscribersDirectly();
 
   int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
   protocol::Address address_;
@@ -188,21 +189,25 @@ class ClientImpl {
   // Request ids: only their uniqueness matters (IncrementRelaxed).
   std::atomic<uint64_t> next_request_{1};
 
-  // Subscription. The event fd is a datagram socket (AF_UNIX, abstract
-  // address): the receiver thread sends it a byte on kNotify, and clients on
-  // this node that seal or delete send it one themselves.
+  // Subscription. The event fd is a datagram socket: UDP bound to this
+  // client's address on its TCP connection to the manager, else AF_UNIX at
+  // an abstract address. The receiver thread sends it a byte on kNotify,
+  // and clients that seal or delete send it one themselves (any node over
+  // UDP, this node over AF_UNIX).
   std::mutex sub_mu_;
   // Stored (StoreRelease) after the socket is bound and event_addr_ set,
   // loaded (LoadAcquire) by the receiver thread to send to it, taken
   // (ExchangeAcqRel) at the end.
   std::atomic<int> event_fd_{-1};
-  sockaddr_un event_addr_{};  // the socket's own address (written before event_fd_)
+  sockaddr_storage event_addr_{};  // the socket's own address (written before event_fd_)
   socklen_t event_addr_len_ = 0;
   uint64_t notify_token_ = 0;  // published in this slot, or 0 (bind failed)
-  // Unbound datagram socket that WakeSameNodeSubscribers sends from; made
-  // once, on the first ring event seen while someone subscribes.
+  // Unbound datagram sockets (AF_UNIX, UDP) that WakeSubscribersDirectly
+  // sends from; made once, on the first ring event seen while someone
+  // subscribes.
   std::once_flag notify_send_once_;
   int notify_send_fd_ = -1;
+  int notify_udp_fd_ = -1;
   bool subscribed_ = false;
   uint64_t cursor_ = 0;                       // next event ring seq to read
   std::deque<gismo_notification_t> initial_;  // sealed before subscribing

@@ -194,6 +194,7 @@ ClientImpl::~ClientImpl() {
     close(efd);
   }
   if (notify_send_fd_ >= 0) close(notify_send_fd_);
+  if (notify_udp_fd_ >= 0) close(notify_udp_fd_);
 }
 
 Status ClientImpl::Disconnect() {

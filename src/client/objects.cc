@@ -15,7 +15,7 @@ void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_e
   const uint32_t shard = region_->ShardOf(store::HashId(id));
   bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
   if (ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
-    WakeSameNodeSubscribers();
+    WakeSubscribersDirectly();
     // One pending kick covers every event published before the manager
     // clears it (see Superblock::kick_pending).
     if (!tell) tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);

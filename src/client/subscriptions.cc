@@ -1,6 +1,9 @@
 // Subscriptions: the initial listing, then seals and deletes read from the
-// region's event ring; the event fd is poked by the receiver thread.
+// region's event ring; the event fd is poked by the receiver thread and,
+// directly, by the clients that seal or delete.
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -31,10 +34,33 @@ void Drain(int efd) {
 }
 // Sends one wake-up byte to `addr`. A full queue (EAGAIN) already holds a
 // wake-up; a name nobody binds any more (ECONNREFUSED) is a stale hint.
-void SendWake(int fd, const sockaddr_un& addr, socklen_t len) {
+void SendWake(int fd, const void* addr, socklen_t len) {
   const char one = 1;
-  (void)!sendto(fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr),
-                len);
+  (void)!sendto(fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, static_cast<const sockaddr*>(addr), len);
+}
+
+// A UDP socket bound to the local IPv4 address of connected socket `conn`
+// (the address its peers on the network reach this host at), at a port
+// the kernel picks; its address in *addr. -1 if `conn` is not IPv4 or a
+// call fails: the caller falls back to AF_UNIX.
+int BindUdpBeside(int conn, sockaddr_in* addr) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  if (getsockname(conn, reinterpret_cast<sockaddr*>(&local), &len) != 0 ||
+      local.ss_family != AF_INET) {
+    return -1;
+  }
+  *addr = *reinterpret_cast<const sockaddr_in*>(&local);
+  addr->sin_port = 0;
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  len = sizeof *addr;
+  if (bind(fd, reinterpret_cast<const sockaddr*>(addr), sizeof *addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(addr), &len) != 0 || addr->sin_port == 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 socklen_t AbstractAddress(const std::string& name, sockaddr_un* addr) {
   *addr = sockaddr_un{};
@@ -46,29 +72,41 @@ socklen_t AbstractAddress(const std::string& name, sockaddr_un* addr) {
 }  // namespace
 
 void ClientImpl::WakeSubscriber() {
-  if (int efd = LoadAcquire(event_fd_); efd >= 0) SendWake(efd, event_addr_, event_addr_len_);
+  if (int efd = LoadAcquire(event_fd_); efd >= 0) SendWake(efd, &event_addr_, event_addr_len_);
 }
 
-void ClientImpl::WakeSameNodeSubscribers() {
+void ClientImpl::WakeSubscribersDirectly() {
   std::call_once(notify_send_once_, [this] {
     notify_send_fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    notify_udp_fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   });
-  if (notify_send_fd_ < 0) return;  // the manager's path still wakes them
   const uint32_t me = node_id();
   for (uint32_t i = 1; i < region_->max_clients(); ++i) {
     region::ClientSlotHeader& slot = region_->slot(i);
-    // Relaxed: a hint. A subscriber publishes its token before it reads its
-    // ring cursor, and this runs after the event's publication (seq_cst
-    // fence in NotifyIfWatched), so it sees either the token or the manager
-    // wakes it; a stale token costs one refused datagram.
-    const uint64_t token = slot.notify_token.load(std::memory_order_relaxed);
-    if (token == 0 || slot.node_id.load(std::memory_order_relaxed) != me ||
+    // A hint. A subscriber publishes its token before it reads its ring
+    // cursor, and this runs after the event's publication (seq_cst fence in
+    // NotifyIfWatched), so it sees either the token or the manager wakes it;
+    // a stale token costs one refused datagram. Acquire: pairs with the
+    // release store of the token, after notify_inet.
+    const uint64_t token = slot.notify_token.load(std::memory_order_acquire);
+    if (token == 0 ||
         !region::NotifyTokenValid(token, slot.state.load(std::memory_order_relaxed))) {
       continue;
     }
-    sockaddr_un addr;
-    const socklen_t len = AbstractAddress(region_->NotifySocketName(i, token), &addr);
-    SendWake(notify_send_fd_, addr, len);
+    // Relaxed: written before the token (above). Any value another client
+    // wrote here is only an address to send one byte to.
+    const uint64_t inet = slot.notify_inet.load(std::memory_order_relaxed);
+    if (region::NotifyInetValid(inet) && notify_udp_fd_ >= 0) {
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_addr.s_addr = htonl(region::NotifyInetAddress(inet));
+      to.sin_port = htons(region::NotifyInetPort(inet));
+      SendWake(notify_udp_fd_, &to, sizeof to);
+    } else if (slot.node_id.load(std::memory_order_relaxed) == me && notify_send_fd_ >= 0) {
+      sockaddr_un addr;
+      const socklen_t len = AbstractAddress(region_->NotifySocketName(i, token), &addr);
+      SendWake(notify_send_fd_, &addr, len);
+    }
   }
 }
 
@@ -79,31 +117,53 @@ Status ClientImpl::Subscribe(int* fd) {
     *fd = LoadAcquire(event_fd_);
     return Status();
   }
-  // The fd the subscriber polls: a datagram socket at this slot's notify
-  // name, so that same-node sealers can wake it without the manager. Should
-  // the name be taken (a process of the same node holding it), the kernel
-  // picks one and only the manager's wake-ups arrive.
-  int efd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (efd < 0) return Status(GISMO_ERR_IO, std::string("socket: ") + std::strerror(errno));
+  // The fd the subscriber polls: a datagram socket that sealers and
+  // deleters wake directly, without the manager. Over TCP, a UDP socket
+  // beside this client's end of the connection, published in the slot
+  // (notify_inet) for every node; else one at this slot's abstract notify
+  // name, for this node. Should the name be taken (a process of the same
+  // node holding it), the kernel picks one and only the manager's wake-ups
+  // arrive.
   const uint64_t token = region::NotifyToken(session());
-  sockaddr_un addr;
-  socklen_t len = AbstractAddress(region_->NotifySocketName(slot(), token), &addr);
-  notify_token_ = token;
-  if (bind(efd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
-    notify_token_ = 0;
-    sockaddr_un any{};
-    any.sun_family = AF_UNIX;
-    len = sizeof any;
-    if (bind(efd, reinterpret_cast<const sockaddr*>(&any), sizeof(sa_family_t)) != 0 ||
-        getsockname(efd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      const int err = errno;
-      close(efd);
-      return Status(GISMO_ERR_IO,
-                    std::string("binding the subscription socket: ") + std::strerror(err));
+  int efd = -1;
+  uint64_t inet = 0;
+  if (address_.kind == protocol::Address::Kind::kTcp) {
+    sockaddr_in udp{};
+    {
+      std::lock_guard<std::mutex> lk(send_mu_);
+      efd = BindUdpBeside(fd_, &udp);
+    }
+    if (efd >= 0) {
+      inet = region::NotifyInetWord(ntohl(udp.sin_addr.s_addr), ntohs(udp.sin_port));
+      std::memcpy(&event_addr_, &udp, sizeof udp);
+      event_addr_len_ = sizeof udp;
+      notify_token_ = token;
     }
   }
-  event_addr_ = addr;
-  event_addr_len_ = len;
+  if (efd < 0) {
+    efd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (efd < 0) return Status(GISMO_ERR_IO, std::string("socket: ") + std::strerror(errno));
+    sockaddr_un addr;
+    socklen_t len = AbstractAddress(region_->NotifySocketName(slot(), token), &addr);
+    notify_token_ = token;
+    if (bind(efd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+      notify_token_ = 0;
+      sockaddr_un any{};
+      any.sun_family = AF_UNIX;
+      len = sizeof any;
+      if (bind(efd, reinterpret_cast<const sockaddr*>(&any), sizeof(sa_family_t)) != 0 ||
+          getsockname(efd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        const int err = errno;
+        close(efd);
+        return Status(GISMO_ERR_IO,
+                      std::string("binding the subscription socket: ") + std::strerror(err));
+      }
+    }
+    std::memcpy(&event_addr_, &addr, len);
+    event_addr_len_ = len;
+  }
+  // Written before the token is published (release, below), which guards it.
+  region_->slot(slot()).notify_inet.store(inet, std::memory_order_relaxed);
   StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
@@ -119,8 +179,8 @@ Status ClientImpl::Subscribe(int* fd) {
       return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
     }
   }
-  // Published before the cursor is read (and the fence orders the two): a
-  // same-node event after the cursor finds the token and wakes us directly.
+  // Published before the cursor is read (and the fence orders the two): an
+  // event after the cursor finds the token and wakes us directly.
   region_->slot(slot()).notify_token.store(notify_token_, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   cursor_ = region_->event_ring().head.load(std::memory_order_acquire);

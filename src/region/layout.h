@@ -252,6 +252,24 @@ inline constexpr bool NotifyTokenValid(uint64_t token, uint64_t slot_state) {
          SlotStateOf(slot_state) == SlotState::kActive;
 }
 
+// ClientSlotHeader::notify_inet: IPv4 address << 32 | UDP port << 16 | 1,
+// address and port in host byte order. 0: none.
+inline constexpr uint64_t NotifyInetWord(uint32_t ipv4, uint16_t port) {
+  return uint64_t{ipv4} << 32 | uint64_t{port} << 16 | 1;
+}
+// False for 0 and for words no subscriber writes (port 0, bits 1..15 set).
+inline constexpr bool NotifyInetValid(uint64_t word) {
+  return (word & 0xffff) == 1 && ((word >> 16) & 0xffff) != 0;
+}
+inline constexpr uint32_t NotifyInetAddress(uint64_t word) {
+  return static_cast<uint32_t>(word >> 32);
+}
+inline constexpr uint16_t NotifyInetPort(uint64_t word) {
+  return static_cast<uint16_t>(word >> 16);
+}
+static_assert(NotifyInetPort(NotifyInetWord(0x7f000001, 4242)) == 4242);
+static_assert(NotifyInetValid(NotifyInetWord(0x0a4d0902, 1)) && !NotifyInetValid(0));
+
 // Why a client was fenced (ClientSlotHeader::fenced_by).
 enum class FenceReason : uint64_t {
   kNone = 0,
@@ -352,7 +370,12 @@ struct alignas(kCacheLine) ClientSlotHeader {
   // through the manager. Read by other clients only as a hint: a stale or
   // foreign value costs one failed datagram (release store; relaxed loads).
   Word notify_token;
-  Word reserved1[4];
+  // 0, or NotifyInetWord(ipv4, port): a subscriber connected over TCP also
+  // takes wake-ups as UDP datagrams at this address, from sealers and
+  // deleters of any node. Written before notify_token (which guards it:
+  // read only after a valid token, acquire); a hint like the token.
+  Word notify_inet;
+  Word reserved1[3];
   // Offsets of locks being acquired or held, written before the acquiring CAS.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
   // Written by the manager at admission: the client's ProcessIdentity, so
@@ -367,6 +390,7 @@ struct alignas(kCacheLine) ClientSlotHeader {
 };
 static_assert(sizeof(ClientSlotHeader) == 256);
 static_assert(offsetof(ClientSlotHeader, notify_token) == 88);
+static_assert(offsetof(ClientSlotHeader, notify_inet) == 96);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);
 
 // ---------------------------------------------------------------------------
