@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -450,6 +451,46 @@ TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
   ASSERT_TRUE(next.ok()) << next.status().ToString();
   EXPECT_EQ(next->event, GISMO_EVENT_SEALED);
   EXPECT_EQ(next->id, id);
+}
+
+// Datagrams queued on a subscription fd, read off it.
+int CountWakeUps(int fd) {
+  int n = 0;
+  char b[64];
+  while (recv(fd, b, sizeof b, MSG_DONTWAIT) >= 0) ++n;
+  return n;
+}
+
+TEST(SubscribeProcessTest, ABusySubscriberCostsSealersOneWakeUpUntilItLooksAgain) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client sub_client = MustConnect(mgr.address());
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok());
+  Client producer = MustConnect(mgr.address());
+  // The manager frozen, the datagrams on the fd are the sealer's own.
+  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  constexpr int kPuts = 40;
+  Status put;
+  for (int i = 0; i < kPuts && put.ok(); ++i) {
+    put = producer.Put(ObjectId::FromName("busy " + std::to_string(i)), "x");
+  }
+  const int first = CountWakeUps(sub->fd());
+  int events = 0;
+  while (sub->Next(0).ok()) ++events;  // looks again: armed
+  Status after = producer.Put(ObjectId::FromName("after"), "y");
+  pollfd p{sub->fd(), POLLIN, 0};
+  const int ready = poll(&p, 1, 20000);
+  const int second = CountWakeUps(sub->fd());
+  auto next = sub->Next(0);
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  ASSERT_TRUE(after.ok()) << after.ToString();
+  EXPECT_EQ(first, 1) << "wake-ups for " << kPuts << " seals the subscriber did not look at";
+  EXPECT_EQ(events, kPuts);
+  EXPECT_EQ(ready, 1) << "the re-armed subscriber was not woken";
+  EXPECT_EQ(second, 1);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->id, ObjectId::FromName("after"));
 }
 
 TEST(SubscribeProcessTest, ASealOnAnotherNodeWakesATcpSubscriberWithoutTheManager) {

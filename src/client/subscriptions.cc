@@ -96,13 +96,26 @@ void ClientImpl::WakeSubscribersDirectly() {
     // Relaxed: written before the token (above). Any value another client
     // wrote here is only an address to send one byte to.
     const uint64_t inet = slot.notify_inet.load(std::memory_order_relaxed);
-    if (region::NotifyInetValid(inet) && notify_udp_fd_ >= 0) {
+    const bool udp = region::NotifyInetValid(inet) && notify_udp_fd_ >= 0;
+    if (!udp && (slot.node_id.load(std::memory_order_relaxed) != me || notify_send_fd_ < 0)) {
+      continue;  // out of reach: the manager wakes it
+    }
+    // Only a subscriber that is about to sleep needs the datagram, and only
+    // one producer sends it. Relaxed: the caller's seq_cst fence, after the
+    // event's publication, pairs with the subscriber's fence after it arms
+    // (NextNotification); the load first keeps a busy subscriber's line
+    // shared.
+    if (slot.notify_armed.load(std::memory_order_relaxed) == 0 ||
+        slot.notify_armed.exchange(0, std::memory_order_relaxed) == 0) {
+      continue;
+    }
+    if (udp) {
       sockaddr_in to{};
       to.sin_family = AF_INET;
       to.sin_addr.s_addr = htonl(region::NotifyInetAddress(inet));
       to.sin_port = htons(region::NotifyInetPort(inet));
       SendWake(notify_udp_fd_, &to, sizeof to);
-    } else if (slot.node_id.load(std::memory_order_relaxed) == me && notify_send_fd_ >= 0) {
+    } else {
       sockaddr_un addr;
       const socklen_t len = AbstractAddress(region_->NotifySocketName(i, token), &addr);
       SendWake(notify_send_fd_, &addr, len);
@@ -162,8 +175,10 @@ Status ClientImpl::Subscribe(int* fd) {
     std::memcpy(&event_addr_, &addr, len);
     event_addr_len_ = len;
   }
-  // Written before the token is published (release, below), which guards it.
+  // Written before the token is published (release, below), which guards
+  // them; armed from the start, as the fd may be polled before any Next.
   region_->slot(slot()).notify_inet.store(inet, std::memory_order_relaxed);
+  region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
   StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
@@ -224,8 +239,9 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
         initial_.pop_front();
         return Status();
       }
-      // Two passes: drain the fd between them, so a wake that arrives after
-      // the second look leaves the fd readable for the poll below.
+      // Two passes: drain the fd and arm between them, so a wake that
+      // arrives after the second look leaves the fd readable for the poll
+      // below, and a producer that publishes after it sends one.
       for (int pass = 0; pass < 2; ++pass) {
         store::RingEvent ev;
         for (;;) {
@@ -265,7 +281,13 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           out->seq = ev.seq;
           return Status();
         }
-        if (pass == 0) Drain(efd);
+        if (pass == 0) {
+          Drain(efd);
+          // Pairs with the producer's fence before it reads notify_armed:
+          // either the second pass sees its event or it sees us armed.
+          region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
+          std::atomic_thread_fence(std::memory_order_seq_cst);
+        }
       }
     }
     if (Status s = CheckAlive(); !s.ok()) return s;

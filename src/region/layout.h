@@ -375,7 +375,14 @@ struct alignas(kCacheLine) ClientSlotHeader {
   // deleters of any node. Written before notify_token (which guards it:
   // read only after a valid token, acquire); a hint like the token.
   Word notify_inet;
-  Word reserved1[3];
+  // 1 while the subscriber is about to sleep on its socket (it found its
+  // ring cursor at head after setting it), else 0. A sealer or deleter sends
+  // a direct wake-up only if it swaps 1 to 0, so a subscriber that is busy
+  // costs it one load, and one wake-up covers every event until it looks
+  // again. Protocol (fences, seq_cst): the subscriber stores 1, fences,
+  // reads the ring; a producer publishes, fences, reads this word.
+  Word notify_armed;
+  Word reserved1[2];
   // Offsets of locks being acquired or held, written before the acquiring CAS.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
   // Written by the manager at admission: the client's ProcessIdentity, so
@@ -391,6 +398,7 @@ struct alignas(kCacheLine) ClientSlotHeader {
 static_assert(sizeof(ClientSlotHeader) == 256);
 static_assert(offsetof(ClientSlotHeader, notify_token) == 88);
 static_assert(offsetof(ClientSlotHeader, notify_inet) == 96);
+static_assert(offsetof(ClientSlotHeader, notify_armed) == 104);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);
 
 // ---------------------------------------------------------------------------
