@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 3).
+// The shared region's on-media layout (format version 5).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -8,7 +8,8 @@
 //
 // Layout (all areas 4 KiB aligned, the heap 2 MiB aligned):
 //   [superblock 4 KiB][client table][object index][event ring][name table]
-//   [allocator][heap]
+//   [allocator: header, class stripes, page bitmap, free-run summary, page
+//   descriptors][heap]
 //
 // Concurrency contract: every word that more than one process mutates is a
 // 64-bit std::atomic, written only by a holder of the lock that guards it,
@@ -31,12 +32,17 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kFormatVersion = 5;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
 inline constexpr uint64_t kPageSize = 16 * 1024;  // heap page
 inline constexpr uint64_t kMinRegionSize = 8ull << 20;
+// The most heap pages a region has (a 32 TiB heap): page indices and run
+// lengths fit the 32-bit halves of a bit-range log entry (PackBitRange) and
+// of a free-run summary node (PackFreeRunEnds), whose root spans the pages
+// rounded up to a power of two leaves: at most kMaxPages.
+inline constexpr uint64_t kMaxPages = 1ull << 31;
 
 // Size classes for small objects (data + metadata, rounded). Every class is a
 // multiple of 64 so every object starts on a cache line. A slab is one heap
@@ -120,7 +126,8 @@ struct alignas(kCacheLine) Superblock {
   uint32_t names_capacity;       // name entries (bound names at most)
   uint32_t name_slots;           // hash slots of the name table (power of two)
   uint64_t features;             // kFeature* bits; a reader refuses bits it does not know
-  uint64_t reserved[3];
+  uint64_t free_run_offset;      // FreeRunNode[FreeRunLeaves(num_pages)] (format 5)
+  uint64_t reserved[2];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -207,6 +214,7 @@ static_assert(offsetof(Superblock, names_offset) == 192);
 static_assert(offsetof(Superblock, names_capacity) == 200);
 static_assert(offsetof(Superblock, name_slots) == 204);
 static_assert(offsetof(Superblock, features) == 208);
+static_assert(offsetof(Superblock, free_run_offset) == 216);
 static_assert(offsetof(Superblock, checksum) == 240);
 static_assert(offsetof(Superblock, state) == 256);
 static_assert(offsetof(Superblock, manager_epoch) == 264);
@@ -462,9 +470,12 @@ inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }
 // Allocator. Heap pages of kPageSize. A page is free, the head of a run of
 // pages holding one large object, or a slab of one size class.
 struct alignas(kCacheLine) AllocatorHeader {
-  Word page_lock;  // guards the page bitmap, free_pages and run heads
+  // Guards the page bitmap, free_pages, run heads and the free-run summary.
+  Word page_lock;
   Word free_pages;
-  Word hint;  // no page below it is free (first-fit starts here)
+  // Unused since format 5 (the free-run summary finds the lowest free run);
+  // formatted 0, read by nothing. A word under page_lock for txn tests.
+  Word hint;
   Word reserved[5];
 };
 static_assert(sizeof(AllocatorHeader) == 64);
@@ -501,6 +512,57 @@ inline constexpr PageKind PageInfoKind(uint64_t i) { return static_cast<PageKind
 inline constexpr uint32_t PageInfoClass(uint64_t i) { return (i >> 8) & 0xff; }
 inline constexpr uint32_t PageInfoStripe(uint64_t i) { return (i >> 16) & 0xff; }
 inline constexpr uint32_t PageInfoOwner(uint64_t i) { return static_cast<uint32_t>(i >> 24); }
+
+// The free-run summary (format 5): a binary tree over the page bitmap that
+// finds the lowest run of n free pages in O(log pages) (src/region/free_runs.h).
+//
+// Shape: L = FreeRunLeaves(num_pages) leaves, a power of two; leaf w is
+// bitmap word w (64 pages), computed from the word itself and never stored;
+// leaves at or past the bitmap's end are "all in use". Internal node i in
+// [1, L) (node 1 the root; children 2i and 2i + 1, a child >= L being leaf
+// child - L) is FreeRunNode i of the array, whose entry 0 is unused. A node
+// at depth d spans 64 * (L >> d) pages.
+//
+// Invariants:
+//  1. Derived: every internal node holds, over the pages it spans, the
+//     longest run of free pages, the free run its span starts with (prefix)
+//     and the one it ends with (suffix), as computed from the bitmap by
+//     CombineFreeRuns. It is never logged.
+//  2. Written only by a holder of AllocatorHeader.page_lock, right after that
+//     holder changes bitmap bits (relaxed stores: the lock orders them), and
+//     by a Txn undo of page-bitmap bits (which still holds the lock). So
+//     while page_lock is free, invariant 1 holds.
+//  3. A holder that dies may leave it torn: whoever recovers a dead holder of
+//     page_lock rebuilds it from the bitmap (UndoDeadClient) before the lock
+//     is released. On a durable region the nodes a Txn wrote are persisted
+//     before its commit record, so invariant 1 holds on the medium whenever
+//     page_lock is free there.
+//  4. Read from the region, so never trusted: a run it points to is checked
+//     against the bitmap before use, and a disagreement rebuilds it (under
+//     page_lock); gismo-fsck reports any node that differs from a rebuild.
+// Lock-free readers (HeapStats) read the root relaxed: a racy snapshot.
+struct FreeRunNode {
+  Word longest;  // longest free run (pages)
+  Word ends;     // PackFreeRunEnds(prefix, suffix)
+};
+static_assert(sizeof(FreeRunNode) == 16);
+static_assert(alignof(FreeRunNode) == 8);
+inline constexpr uint64_t kPagesPerFreeRunLeaf = 64;  // one bitmap word
+// Number of leaves for a heap of `pages` pages (a power of two, >= 2 so the
+// root is always an internal node).
+inline constexpr uint64_t FreeRunLeaves(uint64_t pages) {
+  const uint64_t words = (pages + kPagesPerFreeRunLeaf - 1) / kPagesPerFreeRunLeaf;
+  return words < 2 ? 2 : std::bit_ceil(words);
+}
+// The root of the largest heap spans kMaxPages pages: every prefix and
+// suffix fits 32 bits.
+static_assert(FreeRunLeaves(kMaxPages) * kPagesPerFreeRunLeaf == kMaxPages);
+static_assert(kMaxPages < (1ull << 32), "a node's prefix and suffix fit 32 bits");
+inline constexpr uint64_t PackFreeRunEnds(uint64_t prefix, uint64_t suffix) {
+  return (prefix & 0xffffffff) | suffix << 32;
+}
+inline constexpr uint64_t FreeRunPrefix(uint64_t ends) { return ends & 0xffffffff; }
+inline constexpr uint64_t FreeRunSuffix(uint64_t ends) { return ends >> 32; }
 
 // ---------------------------------------------------------------------------
 // Event ring: every seal and delete appends one entry, inside the operation's

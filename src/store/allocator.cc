@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "region/free_runs.h"
 
 namespace gismo::store {
 
@@ -241,46 +242,30 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
                       FormatSize(LargestFreeRun() * kPageSize) + " of " +
                       FormatSize(r_.heap_size()));
   };
-  if (npages > free_pages || npages > total) return full();
-  Word* bm = r_.page_bitmap();
-  // First run of npages zero bits in [from, total). Bits past the last page
-  // are permanently 1, so a run never crosses the end.
-  auto find = [&](uint64_t from) -> uint64_t {
-    uint64_t run = 0, run_start = from;
-    for (uint64_t p = from; p < total;) {
-      uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
-      if ((p & 63) == 0 && w == ~0ull) {
-        p += 64;
-        run = 0;
-        continue;
-      }
-      if ((p & 63) == 0 && w == 0) {
-        if (run == 0) run_start = p;
-        run += 64;
-        p += 64;
-        if (run >= npages) return run_start;
-        continue;
-      }
-      if ((w >> (p & 63)) & 1) {
-        run = 0;
-      } else {
-        if (run == 0) run_start = p;
-        if (++run >= npages) return run_start;
-      }
-      ++p;
-    }
-    return ~0ull;
-  };
+  if (npages == 0 || npages > free_pages || npages > total) return full();
   // First fit, the lowest free run: freed pages low in the heap are reused
   // before pages never used, so objects land on pages the file system has
   // already materialized (warm), and large runs stay available at the top.
-  const uint64_t hint = std::min(a.hint.load(std::memory_order_relaxed), total);
-  const uint64_t start = find(hint);
-  if (start == ~0ull) return full();
-  txn.SetBits(bm, start, npages);
+  // The free-run summary finds it in O(log pages); what it says is checked
+  // against the bitmap, and a summary that disagrees (torn by a bug, or a
+  // corrupt region) is rebuilt from the bitmap once, under this lock.
+  uint64_t start = 0;
+  for (int attempt = 0;; ++attempt) {
+    const FreeRunFind found = FindFreeRun(r_, npages, &start);
+    if (found == FreeRunFind::kNone) return full();
+    if (found == FreeRunFind::kFound && PageRunFree(r_, start, npages)) break;
+    if (attempt > 0) {
+      txn.Fail(r_.Corrupt("the page bitmap and its free-run summary disagree after a rebuild"));
+      return txn.failure();
+    }
+    RebuildFreeRuns(r_);
+  }
+  txn.SetBits(r_.page_bitmap(), start, npages);
   GISMO_CRASH_POINT("alloc.pages_taken");
+  // Invariant 2 of FreeRunNode: the summary follows the bitmap under the
+  // lock (it reads the bits back, so a failed SetBits leaves it right too).
+  UpdateFreeRuns(r_, start, npages, /*crash_point=*/true);
   txn.Write(a.free_pages, free_pages - npages);
-  if (start == hint) txn.Write(a.hint, start + npages);  // [hint, start) had no free page
   return start;
 }
 
@@ -297,8 +282,8 @@ void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
   txn.Write(d.used, 0);
   txn.ClearBits(r_.page_bitmap(), first, npages);
   GISMO_CRASH_POINT("free.pages_cleared");
+  UpdateFreeRuns(r_, first, npages, /*crash_point=*/true);  // coalesces with free neighbours
   txn.Write(a.free_pages, a.free_pages.load(std::memory_order_relaxed) + npages);
-  if (first < a.hint.load(std::memory_order_relaxed)) txn.Write(a.hint, first);
 }
 
 bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,
@@ -334,24 +319,7 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
   return true;
 }
 
-uint64_t Allocator::LargestFreeRun() const {
-  Word* bm = r_.page_bitmap();
-  uint64_t best = 0, run = 0;
-  const uint64_t total = r_.num_pages();
-  for (uint64_t p = 0; p < total;) {
-    uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
-    if ((p & 63) == 0 && (w == 0 || w == ~0ull)) {
-      run = w == 0 ? run + 64 : 0;
-      best = std::max(best, run);
-      p += 64;
-      continue;
-    }
-    run = ((w >> (p & 63)) & 1) ? 0 : run + 1;
-    best = std::max(best, run);
-    ++p;
-  }
-  return best;
-}
+uint64_t Allocator::LargestFreeRun() const { return LongestFreeRun(r_); }
 
 HeapStats Allocator::Stats() const {
   HeapStats s;

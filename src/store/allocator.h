@@ -7,12 +7,15 @@
 // A slab whose owner moves on (full) or dies is unowned; once non-full it
 // sits on its (class, stripe) partial list for the next client to adopt, and
 // once empty its page returns to the page heap. Larger objects take a run of
-// whole pages, found first-fit in the page bitmap: the lowest free run, searched
-// from AllocatorHeader.hint (no page below it is free).
+// whole pages, found first-fit in the page bitmap: the lowest free run, found
+// in O(log pages) by the free-run summary, a tree over the bitmap kept under
+// page_lock and rebuilt from the bitmap by whoever recovers a dead holder of
+// that lock (layout.h, FreeRunNode; region/free_runs.h).
 //
 // Locks (always taken in this order, after the object's shard lock):
 //   ClassStripe.lock  guards the slabs of that class and stripe
 //   AllocatorHeader.page_lock  guards the page bitmap, free_pages, run heads
+//                              and the free-run summary
 #ifndef GISMO_STORE_ALLOCATOR_H_
 #define GISMO_STORE_ALLOCATOR_H_
 
@@ -61,6 +64,7 @@ class Allocator {
   uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
+  // From the summary's root: O(1), a racy read without the lock.
   uint64_t LargestFreeRun() const;
   // True if `page_plus1` (a page index + 1 read from the region, 0: none)
   // names a heap page; else fails `txn` with BAD_REGION naming `what`.
