@@ -635,7 +635,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
       return s;
-    } else if (Status s = ReserveSpace(fd, o.size, path, true); !s.ok()) {
+    } else if (Status s = o.reserve_space ? ReserveSpace(fd, o.size, path, true) : Status();
+               !s.ok()) {
       // Leave the file empty, not a sparse file that faults when touched.
       (void)!ftruncate(fd, 0);
       close(fd);

@@ -26,6 +26,12 @@ struct FormatOptions {
   // kFeatureDurable: refused on a volatile file system (tmpfs, ramfs,
   // hugetlbfs) and on a PCI BAR; see Region::Persist.
   bool durable = false;
+  // Give a regular file its space at format (fallocate; the manager also
+  // refuses to serve a sparse region). False leaves it sparse: only the
+  // pages written are backed, and one first touched when the file system is
+  // full faults (SIGBUS). For benchmarks of a region larger than the memory
+  // (bench/alloc_bench.cc), never for serving.
+  bool reserve_space = true;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
 // percent of the region.
