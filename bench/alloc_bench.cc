@@ -14,7 +14,8 @@
 //     is made to match: free_pages, and (format 5) the free-run summary,
 //     rebuilt from the bitmap as recovery would.
 //  3. Times, one operation at a time, create (an object of --object-size,
-//     which needs a run of 2+ pages: larger than any hole), get+release and
+//     default 96 KiB: above the largest size class (64 KiB), so it takes a
+//     run of 6 pages, larger than any hole), get+release and
 //     delete of the same object, --samples times; median, p99 and max.
 // It drives the store directly (no manager: a slot is activated by hand, as
 // the unit tests do), so the same source measures an older tree (the
@@ -103,14 +104,14 @@ int main(int argc, char** argv) {
   std::string dir = "/dev/shm";
   std::string json_out;
   uint64_t samples = 2000;
-  uint64_t object_size = 40 << 10;
+  uint64_t object_size = 96 << 10;
   double free_share = 0.01;
   uint64_t max_objects = 1 << 20;
   app.add_option("--size", size_text, "Region size (a sparse file)")->capture_default_str();
   app.add_option("--dir", dir, "Directory of the region file")->capture_default_str();
   app.add_option("--samples", samples, "Timed create/get/delete of one object each")
       ->capture_default_str();
-  app.add_option("--object-size", object_size, "Data bytes of the timed objects (> 1 page)")
+  app.add_option("--object-size", object_size, "Data bytes of the timed objects (> 64 KiB)")
       ->capture_default_str();
   app.add_option("--free-share", free_share, "Share of the heap left free at its top")
       ->capture_default_str();

@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 5).
+// The shared region's on-media layout (format version 6).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 5;
+inline constexpr uint32_t kFormatVersion = 6;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -45,15 +45,52 @@ inline constexpr uint64_t kMinRegionSize = 8ull << 20;
 inline constexpr uint64_t kMaxPages = 1ull << 31;
 
 // Size classes for small objects (data + metadata, rounded). Every class is a
-// multiple of 64 so every object starts on a cache line. A slab is one heap
-// page of one class.
-inline constexpr uint32_t kNumClasses = 24;
+// multiple of 64 so every object starts on a cache line. Up to 8 KiB a slab
+// is one heap page of one class; above, classes are spaced by at most 1/8
+// (9-16 KiB by 1 KiB, 18-32 KiB by 2 KiB, 36-64 KiB by 4 KiB), so an object
+// of 8-64 KiB reserves at most 12.5% more than it asks, and their slabs are
+// runs of SlabPages(class) pages (format 6).
+inline constexpr uint32_t kNumClasses = 48;
 inline constexpr uint32_t kClassSizes[kNumClasses] = {
-    64,   128,  192,  256,  320,  384,  448,  512,  640,  768,  896,  1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192};
-inline constexpr uint64_t kMaxSmallSize = 8192;
+    64,    128,   192,   256,   320,   384,   448,   512,   640,   768,   896,   1024,
+    1280,  1536,  1792,  2048,  2560,  3072,  3584,  4096,  5120,  6144,  7168,  8192,
+    9216,  10240, 11264, 12288, 13312, 14336, 15360, 16384, 18432, 20480, 22528, 24576,
+    26624, 28672, 30720, 32768, 36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536};
+inline constexpr uint64_t kMaxSmallSize = 65536;
 inline constexpr uint32_t kMaxBlocksPerSlab = kPageSize / 64;         // 256
 inline constexpr uint32_t kSlabBitmapWords = kMaxBlocksPerSlab / 64;  // 4
+// Pages of one slab of class `cls`: 1 up to 8 KiB; above, the fewest pages
+// (at most 16) that hold at least 4 blocks with nothing left over (every
+// class above 8 KiB is a whole number of KiB, so k KiB takes k / gcd(k, 16)
+// pages: 9 KiB 9 pages of 16 blocks, 12 KiB 3 pages of 4, 64 KiB 16 of 4).
+// The one definition, for allocator and fsck.
+inline constexpr uint32_t SlabPages(uint32_t cls) {
+  const uint64_t size = kClassSizes[cls];
+  if (size <= 8192) return 1;
+  for (uint32_t s = 1; s < 16; ++s) {
+    if (s * kPageSize % size == 0 && s * kPageSize / size >= 4) return s;
+  }
+  return 16;
+}
+inline constexpr uint32_t SlabBlocks(uint32_t cls) {
+  return static_cast<uint32_t>(SlabPages(cls) * kPageSize / kClassSizes[cls]);
+}
+inline constexpr bool ClassesAreSound() {
+  for (uint32_t c = 0; c < kNumClasses; ++c) {
+    if (kClassSizes[c] % 64 != 0 || SlabBlocks(c) < 2 || SlabBlocks(c) > kMaxBlocksPerSlab) {
+      return false;
+    }
+    if (c > 0 && kClassSizes[c] <= kClassSizes[c - 1]) return false;
+    // Multi-page slabs lose nothing at their end.
+    if (SlabPages(c) > 1 && SlabPages(c) * kPageSize % kClassSizes[c] != 0) return false;
+    // Above 8 KiB: at most 1/8 between neighbours (the waste bound).
+    if (c > 0 && kClassSizes[c - 1] >= 8192 && kClassSizes[c] * 8 > kClassSizes[c - 1] * 9) {
+      return false;
+    }
+  }
+  return kClassSizes[kNumClasses - 1] == kMaxSmallSize;
+}
+static_assert(ClassesAreSound());
 // Allocation stripes per class: a client allocates from stripe
 // (slot % kStripes), so clients rarely share a class lock.
 inline constexpr uint32_t kStripes = 8;
@@ -490,7 +527,14 @@ struct alignas(kCacheLine) ClassStripe {
 };
 static_assert(sizeof(ClassStripe) == 64);
 
-enum class PageKind : uint64_t { kFree = 0, kSlab = 1, kRun = 2 };
+// kSlabTail (format 6): page 1.. of a slab of SlabPages(class) > 1 pages;
+// its `used` is the slab's first page (the head, which holds the slab's
+// descriptor: bitmap, count, links). Tails are written with the head when the
+// slab is made (under its class stripe lock and page_lock) and cleared when
+// it is released (under its class stripe lock, before page_lock frees its
+// pages: nothing reads the tails of an empty slab); a free finds the head
+// from the block's page.
+enum class PageKind : uint64_t { kFree = 0, kSlab = 1, kRun = 2, kSlabTail = 3 };
 
 // info = kind | class << 8 | stripe << 16 | (owner slot + 1) << 24
 // For kRun heads `used` is the run length in pages (page_lock guards it).

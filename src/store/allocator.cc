@@ -11,7 +11,7 @@ namespace gismo::store {
 using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 namespace {
-constexpr uint32_t BlocksPerSlab(int cls) { return kPageSize / kClassSizes[cls]; }
+constexpr uint32_t BlocksPerSlab(int cls) { return SlabBlocks(static_cast<uint32_t>(cls)); }
 
 std::string PageName(uint64_t page) { return "heap page " + std::to_string(page); }
 }  // namespace
@@ -71,6 +71,27 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
     FreePages(txn, page, npages);
     return;
   }
+  // A block in page 1.. of a multi-page slab: its tail names the head, which
+  // holds the slab's descriptor. Checked before use: a head below the page,
+  // less than the slab's page count away.
+  const uint64_t block_page = page;
+  auto head_of = [&](uint64_t p) -> uint64_t {
+    const PageDesc& t = r_.page(p);
+    const uint64_t ti = t.info.load(std::memory_order_relaxed);
+    if (PageInfoKind(ti) != PageKind::kSlabTail) return p;
+    const uint64_t head = t.used.load(std::memory_order_relaxed);
+    if (PageInfoClass(ti) != static_cast<uint32_t>(cls) || head >= p ||
+        p - head >= SlabPages(static_cast<uint32_t>(cls))) {
+      return ~0ull;
+    }
+    return head;
+  };
+  page = head_of(block_page);
+  if (page == ~0ull) {
+    txn.Fail(r_.Corrupt(PageName(block_page) + " is a slab tail that names no slab of class " +
+                        std::to_string(kClassSizes[cls]) + " B"));
+    return;
+  }
   PageDesc& d = r_.page(page);
   // The page's class and stripe say which lock guards it; read them again
   // under that lock (they change only under it).
@@ -88,12 +109,18 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   if (!LockOnce(txn, cs.lock)) return;
   info = d.info.load(std::memory_order_relaxed);  // stable under the lock
   uint64_t used = d.used.load(std::memory_order_relaxed);
-  if (!is_our_slab(info) || used == 0 || used > BlocksPerSlab(cls)) {
+  if (!is_our_slab(info) || used == 0 || used > BlocksPerSlab(cls) || head_of(block_page) != page) {
     txn.Fail(r_.Corrupt(PageName(page) + ": a slab of class " + std::to_string(kClassSizes[cls]) +
                         " B counts " + std::to_string(used) + " blocks in use"));
     return;
   }
-  uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
+  const uint64_t in_slab = heap_offset - page * kPageSize;
+  if (in_slab % kClassSizes[cls] != 0 || in_slab / kClassSizes[cls] >= BlocksPerSlab(cls)) {
+    txn.Fail(r_.Corrupt("an object at heap offset " + std::to_string(heap_offset) +
+                        " is not on a block of its slab at " + PageName(page)));
+    return;
+  }
+  uint32_t idx = static_cast<uint32_t>(in_slab / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
   txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
   GISMO_CRASH_POINT("free.block_cleared");
@@ -104,10 +131,25 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
     if (was_full) PushPartial(txn, cs, page);
     return;
   }
-  // Empty and unowned: the page goes back to the page heap.
+  // Empty and unowned: the slab's pages go back to the page heap.
   if (!was_full) UnlinkPartial(txn, cs, page);
+  ReleaseSlab(txn, cs, page, cls);
+}
+
+void Allocator::ReleaseSlab(Txn& txn, ClassStripe& cs, uint64_t page, int cls) {
+  GISMO_DCHECK(txn.Holds(cs.lock));  // REQUIRES: the stripe's lock
+  const uint32_t n = SlabPages(static_cast<uint32_t>(cls));
+  if (!r_.ValidPageRun(page, n)) {
+    txn.Fail(r_.Corrupt("a slab of " + std::to_string(n) + " pages at " + PageName(page) +
+                        " ends past the heap"));
+    return;
+  }
   txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
-  FreePages(txn, page, 1);
+  for (uint64_t q = page + 1; q < page + n; ++q) {
+    txn.Write(r_.page(q).info, 0);
+    txn.Write(r_.page(q).used, 0);
+  }
+  FreePages(txn, page, n);
 }
 
 uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
@@ -198,10 +240,15 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
     txn.Write(cur, page + 1);
     return TakeBlock(txn, page, cls);
   }
-  auto pages = AllocatePages(txn, 1);
+  const uint32_t slab_pages = SlabPages(static_cast<uint32_t>(cls));
+  auto pages = AllocatePages(txn, slab_pages);
   if (pages.ok()) {
     uint64_t page = *pages;
     PageDesc& d = r_.page(page);
+    for (uint64_t q = page + 1; q < page + slab_pages; ++q) {
+      txn.Write(r_.page(q).info, PackPageInfo(PageKind::kSlabTail, cls, stripe, 0));
+      txn.Write(r_.page(q).used, page);
+    }
     txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
     GISMO_CRASH_POINT("alloc.new_slab");
     txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) + 1);
@@ -307,8 +354,7 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
       uint64_t used = d.used.load(std::memory_order_relaxed);
       txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, 0));
       if (used == 0) {
-        txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
-        FreePages(txn, page, 1);
+        ReleaseSlab(txn, cs, page, static_cast<int>(cls));
       } else if (used < BlocksPerSlab(static_cast<int>(cls))) {
         PushPartial(txn, cs, page);
       }

@@ -1,7 +1,8 @@
 // The heap allocator, in the region and usable by every client.
 //
 // Shape (after mimalloc): the heap is cut into 16 KiB pages. Objects up to
-// 8 KiB come from slabs, one page of one size class each; a client allocates
+// 64 KiB come from slabs, a run of SlabPages(class) pages of one size class
+// each (one page up to 8 KiB; layout.h); a client allocates
 // from its own current slab per class (recorded in its slot), so two clients
 // rarely touch the same slab. Frees from any client go to the slab's bitmap.
 // A slab whose owner moves on (full) or dies is unowned; once non-full it
@@ -56,14 +57,22 @@ class Allocator {
   // A racy but consistent-enough snapshot (reads without locks).
   HeapStats Stats() const;
 
- private:
+  // The page heap under slabs and large objects: the lowest run of `npages`
+  // free pages (taken in `txn`, with page_lock), and its return. They leave
+  // the run's descriptors to the caller (run head or slab), except that
+  // FreePages clears the first page's.
   Result<uint64_t> AllocatePages(Txn& txn, uint64_t npages);
   void FreePages(Txn& txn, uint64_t first, uint64_t npages);
+
+ private:
   Result<uint64_t> AllocateSmall(Txn& txn, int cls);
   // Takes a free block from slab `page` (caller holds its class lock).
   uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
+  // Returns the pages of the empty, unlisted slab headed by `page` (its
+  // tails cleared) to the page heap. REQUIRES: the stripe's lock.
+  void ReleaseSlab(Txn& txn, region::ClassStripe& cs, uint64_t page, int cls);
   // From the summary's root: O(1), a racy read without the lock.
   uint64_t LargestFreeRun() const;
   // True if `page_plus1` (a page index + 1 read from the region, 0: none)
