@@ -19,8 +19,8 @@
 # BEFORE_BUILD_DIR: a build of an older tree (with bench/index_bench.cc
 # copied in) whose gismo_index_bench gives the "before" seal/delete column.
 # INDEX_COUNTS (default 1000,100000,1000000,10000000): live objects of the
-# index scale test. An allocator experiment of another branch may leave its
-# JSON as $OUT/alloc.json before the summary; results.md shows it if there.
+# index scale test. ALLOC_SIZE (default 1TiB): the sparse region of the
+# allocator benchmark (gismo_alloc_bench, $OUT/alloc.json).
 #
 # results.md opens with the issue-#15 aims beside the latest measurements
 # (met / not met / not measured in this run).
@@ -34,6 +34,7 @@ PYTHON="${PYTHON:-/usr/bin/python3}"
 BENCH="$BUILD_DIR/bench/gismo-bench"
 CORE="$BUILD_DIR/bench/gismo_core_bench"
 INDEX="$BUILD_DIR/bench/gismo_index_bench"
+ALLOC="$BUILD_DIR/bench/gismo_alloc_bench"
 NOTIFY="$BUILD_DIR/bench/notify_bench"
 CLUSTER="$BUILD_DIR/tools/gismo-cluster/gismo-cluster"
 NAME="gbench$$"
@@ -153,6 +154,13 @@ if [[ -x $INDEX ]]; then
     "$before" --no-scale --json "$OUT/index_before.json" | tee "$OUT/index_before.txt"
   fi
 fi
+# The page allocator on a fragmented 1 TiB heap (a sparse file in /dev/shm:
+# it backs a few tens of MiB) and the space waste of 8-64 KiB objects.
+if [[ -x $ALLOC ]]; then
+  echo "run_suite: alloc (gismo_alloc_bench)" >&2
+  "$ALLOC" --size "${ALLOC_SIZE:-1TiB}" --dir /dev/shm --json "$OUT/alloc.json" |
+    tee "$OUT/alloc.txt" || echo "run_suite: gismo_alloc_bench failed" >&2
+fi
 elapsed=$(($(date +%s) - start))
 
 PLACEMENT_NOTE="$placement_note" ELAPSED="$elapsed" OUT="$OUT" "$PYTHON" - <<'EOF'
@@ -181,8 +189,7 @@ if os.path.exists(os.path.join(out, "dask.json")):  # bench/python/bench_dask.py
         res["dask"] = json.load(f)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=2)
-# Optional parts: issue #15's index and notification benchmarks, and an
-# allocator experiment another branch may have left here.
+# Optional parts: issue #15's index, notification and allocator benchmarks.
 for key in ["index", "index_before", "notify", "alloc"]:
     p = os.path.join(out, key + ".json")
     if os.path.exists(p):

@@ -296,5 +296,27 @@ TEST(GeometryTest, EveryAreaFitsAndIsAligned) {
   }
 }
 
+// A 1 TiB region (the geometry only: no file): its free-run summary sits
+// between the bitmap and the page descriptors, and a region past the
+// largest supported heap is refused with a message that says the limit.
+TEST(GeometryTest, OneTebibyteAndTheLargestRegion) {
+  FormatOptions o;
+  o.size = 1ull << 40;
+  o.max_objects = 1 << 20;
+  auto g = ComputeGeometry(o);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_GT(g->num_pages, (1ull << 40) / kPageSize * 99 / 100);
+  EXPECT_EQ(g->free_run_offset % kCacheLine, 0u);
+  EXPECT_GE(g->free_run_offset, g->page_bitmap_offset + (g->num_pages + 63) / 64 * 8);
+  EXPECT_GE(g->page_desc_offset,
+            g->free_run_offset + FreeRunLeaves(g->num_pages) * sizeof(FreeRunNode));
+  EXPECT_LE(g->heap_offset + g->heap_size, o.size);
+  o.size = kMaxPages * kPageSize * 2;
+  g = ComputeGeometry(o);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("largest supported"), std::string::npos)
+      << g.status().message();
+}
+
 }  // namespace
 }  // namespace gismo::region

@@ -9,6 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "region/free_runs.h"
 #include "store/allocator.h"
 #include "store/names.h"
 #include "store/store.h"
@@ -68,6 +69,7 @@ class Checker {
     CheckNames();
     CheckObjects();
     CheckPages();
+    CheckFreeRunSummary();
     CheckPartialLists();
     CheckEventRing();
   }
@@ -412,17 +414,30 @@ class Checker {
         Problem(who, " lies outside the heap");
         continue;
       }
-      const uint64_t page = off / kPageSize;
+      uint64_t page = off / kPageSize;
+      const int cls = Allocator::ClassOf(bytes == 0 ? 1 : bytes);
+      if (cls >= 0) {
+        // A block past a multi-page slab's first page: its tail names the head.
+        const uint64_t tinfo = r_.page(page).info.load(std::memory_order_relaxed);
+        if (PageInfoKind(tinfo) == PageKind::kSlabTail) {
+          const uint64_t head = r_.page(page).used.load(std::memory_order_relaxed);
+          if (head >= page || page - head >= SlabPages(static_cast<uint32_t>(cls))) {
+            Problem(who, " lies in a slab tail page that names no head");
+            continue;
+          }
+          page = head;
+        }
+      }
       const PageDesc& d = r_.page(page);
       const uint64_t pinfo = d.info.load(std::memory_order_relaxed);
-      const int cls = Allocator::ClassOf(bytes == 0 ? 1 : bytes);
       if (cls >= 0) {
         if (PageInfoKind(pinfo) != PageKind::kSlab || PageInfoClass(pinfo) != uint32_t(cls)) {
           Problem(who, " (", bytes, " bytes) is not in a slab of its size class");
           continue;
         }
-        const uint64_t in_page = off % kPageSize;
-        if (in_page % kClassSizes[cls] != 0) {
+        const uint64_t in_page = off - page * kPageSize;
+        if (in_page % kClassSizes[cls] != 0 ||
+            in_page / kClassSizes[cls] >= SlabBlocks(static_cast<uint32_t>(cls))) {
           Problem(who, " is not at a block boundary of its slab");
           continue;
         }
@@ -487,7 +502,22 @@ class Checker {
             ++p;
             continue;
           }
-          const uint32_t cap = static_cast<uint32_t>(kPageSize / kClassSizes[cls]);
+          const uint32_t cap = SlabBlocks(cls);
+          const uint32_t slab_pages = SlabPages(cls);
+          if (slab_pages > pages - p) {
+            Problem("slab page ", p, " (class ", kClassSizes[cls], " B) has ", slab_pages,
+                    " pages, past the heap");
+            ++p;
+            continue;
+          }
+          for (uint64_t q = p + 1; q < p + slab_pages; ++q) {
+            const uint64_t ti = r_.page(q).info.load(std::memory_order_relaxed);
+            if (PageInfoKind(ti) != PageKind::kSlabTail || PageInfoClass(ti) != cls ||
+                r_.page(q).used.load(std::memory_order_relaxed) != p) {
+              Problem("page ", q, " of the slab at page ", p, " is not its tail");
+            }
+            if (!bit(q)) Problem("slab tail page ", q, " is marked free in the page bitmap");
+          }
           uint64_t ones = 0;
           for (uint32_t w = 0; w < kSlabBitmapWords; ++w) {
             uint64_t v = d.bitmap[w].load(std::memory_order_relaxed);
@@ -519,11 +549,15 @@ class Checker {
             unowned_partial_.insert(p);
           }
           ++slabs_per_stripe[{cls, stripe}];
-          ++used;
-          ++rep_.slab_pages;
-          ++p;
+          used += slab_pages;
+          rep_.slab_pages += slab_pages;
+          p += slab_pages;
           continue;
         }
+        case PageKind::kSlabTail:
+          Problem("page ", p, " is a slab tail outside any slab");
+          ++p;
+          continue;
         case PageKind::kFree:
           if (bit(p)) Problem("page ", p, " is marked in use but belongs to nothing (leak)");
           ++p;
@@ -562,6 +596,21 @@ class Checker {
                   " B is not a slab it owns");
         }
       }
+    }
+  }
+
+  // The free-run summary is derived from the page bitmap (layout.h,
+  // FreeRunNode): every node must equal its rebuild from the bitmap. A wrong
+  // one is never used out of bounds (the allocator checks a run it names
+  // against the bitmap and rebuilds the summary), but it would make a
+  // create fail or search in vain.
+  void CheckFreeRunSummary() {
+    uint64_t first_bad = 0;
+    const uint64_t bad = region::CheckFreeRuns(r_, &first_bad);
+    if (bad != 0) {
+      Problem("the free-run summary disagrees with the page bitmap in ", bad,
+              " nodes (first: node ", first_bad,
+              "); the allocator rebuilds it when a run it names is not free");
     }
   }
 

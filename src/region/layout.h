@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 3).
+// The shared region's on-media layout (format version 6).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -8,7 +8,8 @@
 //
 // Layout (all areas 4 KiB aligned, the heap 2 MiB aligned):
 //   [superblock 4 KiB][client table][object index][event ring][name table]
-//   [allocator][heap]
+//   [allocator: header, class stripes, page bitmap, free-run summary, page
+//   descriptors][heap]
 //
 // Concurrency contract: every word that more than one process mutates is a
 // 64-bit std::atomic, written only by a holder of the lock that guards it,
@@ -31,23 +32,65 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kFormatVersion = 6;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
 inline constexpr uint64_t kPageSize = 16 * 1024;  // heap page
 inline constexpr uint64_t kMinRegionSize = 8ull << 20;
+// The most heap pages a region has (a 32 TiB heap): page indices and run
+// lengths fit the 32-bit halves of a bit-range log entry (PackBitRange) and
+// of a free-run summary node (PackFreeRunEnds), whose root spans the pages
+// rounded up to a power of two leaves: at most kMaxPages.
+inline constexpr uint64_t kMaxPages = 1ull << 31;
 
 // Size classes for small objects (data + metadata, rounded). Every class is a
-// multiple of 64 so every object starts on a cache line. A slab is one heap
-// page of one class.
-inline constexpr uint32_t kNumClasses = 24;
+// multiple of 64 so every object starts on a cache line. Up to 8 KiB a slab
+// is one heap page of one class; above, classes are spaced by at most 1/8
+// (9-16 KiB by 1 KiB, 18-32 KiB by 2 KiB, 36-64 KiB by 4 KiB), so an object
+// of 8-64 KiB reserves at most 12.5% more than it asks, and their slabs are
+// runs of SlabPages(class) pages (format 6).
+inline constexpr uint32_t kNumClasses = 48;
 inline constexpr uint32_t kClassSizes[kNumClasses] = {
-    64,   128,  192,  256,  320,  384,  448,  512,  640,  768,  896,  1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192};
-inline constexpr uint64_t kMaxSmallSize = 8192;
+    64,    128,   192,   256,   320,   384,   448,   512,   640,   768,   896,   1024,
+    1280,  1536,  1792,  2048,  2560,  3072,  3584,  4096,  5120,  6144,  7168,  8192,
+    9216,  10240, 11264, 12288, 13312, 14336, 15360, 16384, 18432, 20480, 22528, 24576,
+    26624, 28672, 30720, 32768, 36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536};
+inline constexpr uint64_t kMaxSmallSize = 65536;
 inline constexpr uint32_t kMaxBlocksPerSlab = kPageSize / 64;         // 256
 inline constexpr uint32_t kSlabBitmapWords = kMaxBlocksPerSlab / 64;  // 4
+// Pages of one slab of class `cls`: 1 up to 8 KiB; above, the fewest pages
+// (at most 16) that hold at least 4 blocks with nothing left over (every
+// class above 8 KiB is a whole number of KiB, so k KiB takes k / gcd(k, 16)
+// pages: 9 KiB 9 pages of 16 blocks, 12 KiB 3 pages of 4, 64 KiB 16 of 4).
+// The one definition, for allocator and fsck.
+inline constexpr uint32_t SlabPages(uint32_t cls) {
+  const uint64_t size = kClassSizes[cls];
+  if (size <= 8192) return 1;
+  for (uint32_t s = 1; s < 16; ++s) {
+    if (s * kPageSize % size == 0 && s * kPageSize / size >= 4) return s;
+  }
+  return 16;
+}
+inline constexpr uint32_t SlabBlocks(uint32_t cls) {
+  return static_cast<uint32_t>(SlabPages(cls) * kPageSize / kClassSizes[cls]);
+}
+inline constexpr bool ClassesAreSound() {
+  for (uint32_t c = 0; c < kNumClasses; ++c) {
+    if (kClassSizes[c] % 64 != 0 || SlabBlocks(c) < 2 || SlabBlocks(c) > kMaxBlocksPerSlab) {
+      return false;
+    }
+    if (c > 0 && kClassSizes[c] <= kClassSizes[c - 1]) return false;
+    // Multi-page slabs lose nothing at their end.
+    if (SlabPages(c) > 1 && SlabPages(c) * kPageSize % kClassSizes[c] != 0) return false;
+    // Above 8 KiB: at most 1/8 between neighbours (the waste bound).
+    if (c > 0 && kClassSizes[c - 1] >= 8192 && kClassSizes[c] * 8 > kClassSizes[c - 1] * 9) {
+      return false;
+    }
+  }
+  return kClassSizes[kNumClasses - 1] == kMaxSmallSize;
+}
+static_assert(ClassesAreSound());
 // Allocation stripes per class: a client allocates from stripe
 // (slot % kStripes), so clients rarely share a class lock.
 inline constexpr uint32_t kStripes = 8;
@@ -120,7 +163,8 @@ struct alignas(kCacheLine) Superblock {
   uint32_t names_capacity;       // name entries (bound names at most)
   uint32_t name_slots;           // hash slots of the name table (power of two)
   uint64_t features;             // kFeature* bits; a reader refuses bits it does not know
-  uint64_t reserved[3];
+  uint64_t free_run_offset;      // FreeRunNode[FreeRunLeaves(num_pages)] (format 5)
+  uint64_t reserved[2];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -207,6 +251,7 @@ static_assert(offsetof(Superblock, names_offset) == 192);
 static_assert(offsetof(Superblock, names_capacity) == 200);
 static_assert(offsetof(Superblock, name_slots) == 204);
 static_assert(offsetof(Superblock, features) == 208);
+static_assert(offsetof(Superblock, free_run_offset) == 216);
 static_assert(offsetof(Superblock, checksum) == 240);
 static_assert(offsetof(Superblock, state) == 256);
 static_assert(offsetof(Superblock, manager_epoch) == 264);
@@ -494,9 +539,12 @@ inline constexpr uint64_t SizesMeta(uint64_t s) { return s >> 40; }
 // Allocator. Heap pages of kPageSize. A page is free, the head of a run of
 // pages holding one large object, or a slab of one size class.
 struct alignas(kCacheLine) AllocatorHeader {
-  Word page_lock;  // guards the page bitmap, free_pages and run heads
+  // Guards the page bitmap, free_pages, run heads and the free-run summary.
+  Word page_lock;
   Word free_pages;
-  Word hint;  // no page below it is free (first-fit starts here)
+  // Unused since format 5 (the free-run summary finds the lowest free run);
+  // formatted 0, read by nothing. A word under page_lock for txn tests.
+  Word hint;
   Word reserved[5];
 };
 static_assert(sizeof(AllocatorHeader) == 64);
@@ -511,7 +559,14 @@ struct alignas(kCacheLine) ClassStripe {
 };
 static_assert(sizeof(ClassStripe) == 64);
 
-enum class PageKind : uint64_t { kFree = 0, kSlab = 1, kRun = 2 };
+// kSlabTail (format 6): page 1.. of a slab of SlabPages(class) > 1 pages;
+// its `used` is the slab's first page (the head, which holds the slab's
+// descriptor: bitmap, count, links). Tails are written with the head when the
+// slab is made (under its class stripe lock and page_lock) and cleared when
+// it is released (under its class stripe lock, before page_lock frees its
+// pages: nothing reads the tails of an empty slab); a free finds the head
+// from the block's page.
+enum class PageKind : uint64_t { kFree = 0, kSlab = 1, kRun = 2, kSlabTail = 3 };
 
 // info = kind | class << 8 | stripe << 16 | (owner slot + 1) << 24
 // For kRun heads `used` is the run length in pages (page_lock guards it).
@@ -533,6 +588,57 @@ inline constexpr PageKind PageInfoKind(uint64_t i) { return static_cast<PageKind
 inline constexpr uint32_t PageInfoClass(uint64_t i) { return (i >> 8) & 0xff; }
 inline constexpr uint32_t PageInfoStripe(uint64_t i) { return (i >> 16) & 0xff; }
 inline constexpr uint32_t PageInfoOwner(uint64_t i) { return static_cast<uint32_t>(i >> 24); }
+
+// The free-run summary (format 5): a binary tree over the page bitmap that
+// finds the lowest run of n free pages in O(log pages) (src/region/free_runs.h).
+//
+// Shape: L = FreeRunLeaves(num_pages) leaves, a power of two; leaf w is
+// bitmap word w (64 pages), computed from the word itself and never stored;
+// leaves at or past the bitmap's end are "all in use". Internal node i in
+// [1, L) (node 1 the root; children 2i and 2i + 1, a child >= L being leaf
+// child - L) is FreeRunNode i of the array, whose entry 0 is unused. A node
+// at depth d spans 64 * (L >> d) pages.
+//
+// Invariants:
+//  1. Derived: every internal node holds, over the pages it spans, the
+//     longest run of free pages, the free run its span starts with (prefix)
+//     and the one it ends with (suffix), as computed from the bitmap by
+//     CombineFreeRuns. It is never logged.
+//  2. Written only by a holder of AllocatorHeader.page_lock, right after that
+//     holder changes bitmap bits (relaxed stores: the lock orders them), and
+//     by a Txn undo of page-bitmap bits (which still holds the lock). So
+//     while page_lock is free, invariant 1 holds.
+//  3. A holder that dies may leave it torn: whoever recovers a dead holder of
+//     page_lock rebuilds it from the bitmap (UndoDeadClient) before the lock
+//     is released. On a durable region the nodes a Txn wrote are persisted
+//     before its commit record, so invariant 1 holds on the medium whenever
+//     page_lock is free there.
+//  4. Read from the region, so never trusted: a run it points to is checked
+//     against the bitmap before use, and a disagreement rebuilds it (under
+//     page_lock); gismo-fsck reports any node that differs from a rebuild.
+// Lock-free readers (HeapStats) read the root relaxed: a racy snapshot.
+struct FreeRunNode {
+  Word longest;  // longest free run (pages)
+  Word ends;     // PackFreeRunEnds(prefix, suffix)
+};
+static_assert(sizeof(FreeRunNode) == 16);
+static_assert(alignof(FreeRunNode) == 8);
+inline constexpr uint64_t kPagesPerFreeRunLeaf = 64;  // one bitmap word
+// Number of leaves for a heap of `pages` pages (a power of two, >= 2 so the
+// root is always an internal node).
+inline constexpr uint64_t FreeRunLeaves(uint64_t pages) {
+  const uint64_t words = (pages + kPagesPerFreeRunLeaf - 1) / kPagesPerFreeRunLeaf;
+  return words < 2 ? 2 : std::bit_ceil(words);
+}
+// The root of the largest heap spans kMaxPages pages: every prefix and
+// suffix fits 32 bits.
+static_assert(FreeRunLeaves(kMaxPages) * kPagesPerFreeRunLeaf == kMaxPages);
+static_assert(kMaxPages < (1ull << 32), "a node's prefix and suffix fit 32 bits");
+inline constexpr uint64_t PackFreeRunEnds(uint64_t prefix, uint64_t suffix) {
+  return (prefix & 0xffffffff) | suffix << 32;
+}
+inline constexpr uint64_t FreeRunPrefix(uint64_t ends) { return ends & 0xffffffff; }
+inline constexpr uint64_t FreeRunSuffix(uint64_t ends) { return ends >> 32; }
 
 // ---------------------------------------------------------------------------
 // Event ring: every seal and delete appends one entry, inside the operation's

@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "region/cache_lines.h"
+#include "region/free_runs.h"
 #ifdef GISMO_CRASH_POINTS
 #include "region/persist_sim.h"
 #endif
@@ -317,10 +318,20 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
                       FormatSize(meta_start) +
                       "); give a larger --size or fewer --max-objects/--max-clients");
   }
+  // A byte per page covers its bitmap bit and its share of the free-run
+  // summary (at most 2 * 16 bytes per 64 pages); the loop settles the rest.
   uint64_t pages = (o.size - meta_start) / (kPageSize + sizeof(PageDesc) + 1);
+  if (pages > kMaxPages) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "region size " + FormatSize(o.size) + " is larger than the largest supported (" +
+                      FormatSize(kMaxPages * kPageSize) + " of heap, " + std::to_string(kMaxPages) +
+                      " pages of " + FormatSize(kPageSize) + ")");
+  }
   for (;;) {
-    g.page_desc_offset =
+    g.free_run_offset =
         AlignUp(g.page_bitmap_offset + (pages + 63) / 64 * sizeof(Word), kCacheLine);
+    g.page_desc_offset =
+        AlignUp(g.free_run_offset + FreeRunLeaves(pages) * sizeof(FreeRunNode), kCacheLine);
     g.heap_offset = AlignUp(g.page_desc_offset + pages * sizeof(PageDesc), kHeapAlign);
     if (pages == 0 || g.heap_offset + pages * kPageSize <= o.size) break;
     --pages;
@@ -502,19 +513,19 @@ Status Region::Validate(uint64_t file_size) const {
   auto g = ComputeGeometry(o);
   if (!g.ok()) return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': " + g.status().message());
   const Geometry& e = *g;
-  bool same = e.num_shards == sb.num_shards && e.slots_per_shard == sb.slots_per_shard &&
-              e.records_per_shard == sb.records_per_shard &&
-              e.client_table_offset == sb.client_table_offset &&
-              e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
-              e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
-              e.event_ring_offset == sb.event_ring_offset &&
-              e.event_ring_capacity == sb.event_ring_capacity &&
-              e.names_offset == sb.names_offset && e.names_capacity == sb.names_capacity &&
-              e.name_slots == sb.name_slots && e.class_table_offset == sb.class_table_offset &&
-              e.page_bitmap_offset == sb.page_bitmap_offset &&
-              e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
-              e.heap_size == sb.heap_size && e.num_pages == sb.num_pages &&
-              sb.page_size == kPageSize;
+  bool same =
+      e.num_shards == sb.num_shards && e.slots_per_shard == sb.slots_per_shard &&
+      e.records_per_shard == sb.records_per_shard &&
+      e.client_table_offset == sb.client_table_offset &&
+      e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
+      e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
+      e.event_ring_offset == sb.event_ring_offset &&
+      e.event_ring_capacity == sb.event_ring_capacity && e.names_offset == sb.names_offset &&
+      e.names_capacity == sb.names_capacity && e.name_slots == sb.name_slots &&
+      e.class_table_offset == sb.class_table_offset &&
+      e.page_bitmap_offset == sb.page_bitmap_offset && e.free_run_offset == sb.free_run_offset &&
+      e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
+      e.heap_size == sb.heap_size && e.num_pages == sb.num_pages && sb.page_size == kPageSize;
   if (!same) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': layout does not match its parameters (corrupt region)");
@@ -624,7 +635,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
       return s;
-    } else if (Status s = ReserveSpace(fd, o.size, path, true); !s.ok()) {
+    } else if (Status s = o.reserve_space ? ReserveSpace(fd, o.size, path, true) : Status();
+               !s.ok()) {
       // Leave the file empty, not a sparse file that faults when touched.
       (void)!ftruncate(fd, 0);
       close(fd);
@@ -676,6 +688,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   sb.alloc_offset = e.alloc_offset;
   sb.class_table_offset = e.class_table_offset;
   sb.page_bitmap_offset = e.page_bitmap_offset;
+  sb.free_run_offset = e.free_run_offset;
   sb.page_desc_offset = e.page_desc_offset;
   sb.heap_offset = e.heap_offset;
   sb.heap_size = e.heap_size;
@@ -690,6 +703,8 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   if (e.num_pages % 64) {
     region.page_bitmap()[words - 1].store(~0ull << (e.num_pages % 64), std::memory_order_relaxed);
   }
+  // The summary of the bitmap above (O(pages / 64): 16 MiB for a 1 TiB heap).
+  RebuildFreeRuns(region);
   sb.next_client_id.store(1, std::memory_order_relaxed);
   region.event_ring().head.store(1, std::memory_order_relaxed);
   if (region.persist_mode() == PersistMode::kNone || region.persist_mode() == PersistMode::kMsync) {

@@ -26,6 +26,12 @@ struct FormatOptions {
   // kFeatureDurable: refused on a volatile file system (tmpfs, ramfs,
   // hugetlbfs) and on a PCI BAR; see Region::Persist.
   bool durable = false;
+  // Give a regular file its space at format (fallocate; the manager also
+  // refuses to serve a sparse region). False leaves it sparse: only the
+  // pages written are backed, and one first touched when the file system is
+  // full faults (SIGBUS). For benchmarks of a region larger than the memory
+  // (bench/alloc_bench.cc), never for serving.
+  bool reserve_space = true;
 };
 // Fills the zero fields of `o` from its size, so that metadata stays a few
 // percent of the region.
@@ -40,7 +46,7 @@ struct Geometry {
   uint64_t event_ring_offset, event_ring_capacity;
   uint64_t names_offset;
   uint32_t names_capacity, name_slots;
-  uint64_t alloc_offset, class_table_offset, page_bitmap_offset, page_desc_offset;
+  uint64_t alloc_offset, class_table_offset, page_bitmap_offset, free_run_offset, page_desc_offset;
   uint64_t heap_offset, heap_size, num_pages;
 };
 Result<Geometry> ComputeGeometry(const FormatOptions& o);
@@ -180,6 +186,8 @@ class Region {
     return At<ClassStripe>(sb_->class_table_offset)[cls * kStripes + stripe];
   }
   Word* page_bitmap() const { return At<Word>(sb_->page_bitmap_offset); }
+  // The free-run summary's nodes (layout.h, FreeRunNode; region/free_runs.h).
+  FreeRunNode* free_runs() const { return At<FreeRunNode>(sb_->free_run_offset); }
   PageDesc& page(uint64_t p) const { return At<PageDesc>(sb_->page_desc_offset)[p]; }
   uint8_t* heap() const { return heap_; }
   uint64_t heap_size() const { return sb_->heap_size; }

@@ -4,13 +4,14 @@
 #include <string>
 
 #include "common/check.h"
+#include "region/free_runs.h"
 
 namespace gismo::store {
 
 using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 namespace {
-constexpr uint32_t BlocksPerSlab(int cls) { return kPageSize / kClassSizes[cls]; }
+constexpr uint32_t BlocksPerSlab(int cls) { return SlabBlocks(static_cast<uint32_t>(cls)); }
 
 std::string PageName(uint64_t page) { return "heap page " + std::to_string(page); }
 }  // namespace
@@ -70,6 +71,27 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
     FreePages(txn, page, npages);
     return;
   }
+  // A block in page 1.. of a multi-page slab: its tail names the head, which
+  // holds the slab's descriptor. Checked before use: a head below the page,
+  // less than the slab's page count away.
+  const uint64_t block_page = page;
+  auto head_of = [&](uint64_t p) -> uint64_t {
+    const PageDesc& t = r_.page(p);
+    const uint64_t ti = t.info.load(std::memory_order_relaxed);
+    if (PageInfoKind(ti) != PageKind::kSlabTail) return p;
+    const uint64_t head = t.used.load(std::memory_order_relaxed);
+    if (PageInfoClass(ti) != static_cast<uint32_t>(cls) || head >= p ||
+        p - head >= SlabPages(static_cast<uint32_t>(cls))) {
+      return ~0ull;
+    }
+    return head;
+  };
+  page = head_of(block_page);
+  if (page == ~0ull) {
+    txn.Fail(r_.Corrupt(PageName(block_page) + " is a slab tail that names no slab of class " +
+                        std::to_string(kClassSizes[cls]) + " B"));
+    return;
+  }
   PageDesc& d = r_.page(page);
   // The page's class and stripe say which lock guards it; read them again
   // under that lock (they change only under it).
@@ -87,12 +109,18 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   if (!LockOnce(txn, cs.lock)) return;
   info = d.info.load(std::memory_order_relaxed);  // stable under the lock
   uint64_t used = d.used.load(std::memory_order_relaxed);
-  if (!is_our_slab(info) || used == 0 || used > BlocksPerSlab(cls)) {
+  if (!is_our_slab(info) || used == 0 || used > BlocksPerSlab(cls) || head_of(block_page) != page) {
     txn.Fail(r_.Corrupt(PageName(page) + ": a slab of class " + std::to_string(kClassSizes[cls]) +
                         " B counts " + std::to_string(used) + " blocks in use"));
     return;
   }
-  uint32_t idx = static_cast<uint32_t>((heap_offset % kPageSize) / kClassSizes[cls]);
+  const uint64_t in_slab = heap_offset - page * kPageSize;
+  if (in_slab % kClassSizes[cls] != 0 || in_slab / kClassSizes[cls] >= BlocksPerSlab(cls)) {
+    txn.Fail(r_.Corrupt("an object at heap offset " + std::to_string(heap_offset) +
+                        " is not on a block of its slab at " + PageName(page)));
+    return;
+  }
+  uint32_t idx = static_cast<uint32_t>(in_slab / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
   txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
   GISMO_CRASH_POINT("free.block_cleared");
@@ -103,10 +131,25 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
     if (was_full) PushPartial(txn, cs, page);
     return;
   }
-  // Empty and unowned: the page goes back to the page heap.
+  // Empty and unowned: the slab's pages go back to the page heap.
   if (!was_full) UnlinkPartial(txn, cs, page);
+  ReleaseSlab(txn, cs, page, cls);
+}
+
+void Allocator::ReleaseSlab(Txn& txn, ClassStripe& cs, uint64_t page, int cls) {
+  GISMO_DCHECK(txn.Holds(cs.lock));  // REQUIRES: the stripe's lock
+  const uint32_t n = SlabPages(static_cast<uint32_t>(cls));
+  if (!r_.ValidPageRun(page, n)) {
+    txn.Fail(r_.Corrupt("a slab of " + std::to_string(n) + " pages at " + PageName(page) +
+                        " ends past the heap"));
+    return;
+  }
   txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
-  FreePages(txn, page, 1);
+  for (uint64_t q = page + 1; q < page + n; ++q) {
+    txn.Write(r_.page(q).info, 0);
+    txn.Write(r_.page(q).used, 0);
+  }
+  FreePages(txn, page, n);
 }
 
 uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
@@ -197,10 +240,15 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
     txn.Write(cur, page + 1);
     return TakeBlock(txn, page, cls);
   }
-  auto pages = AllocatePages(txn, 1);
+  const uint32_t slab_pages = SlabPages(static_cast<uint32_t>(cls));
+  auto pages = AllocatePages(txn, slab_pages);
   if (pages.ok()) {
     uint64_t page = *pages;
     PageDesc& d = r_.page(page);
+    for (uint64_t q = page + 1; q < page + slab_pages; ++q) {
+      txn.Write(r_.page(q).info, PackPageInfo(PageKind::kSlabTail, cls, stripe, 0));
+      txn.Write(r_.page(q).used, page);
+    }
     txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, slot + 1));
     GISMO_CRASH_POINT("alloc.new_slab");
     txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) + 1);
@@ -241,46 +289,30 @@ Result<uint64_t> Allocator::AllocatePages(Txn& txn, uint64_t npages) {
                       FormatSize(LargestFreeRun() * kPageSize) + " of " +
                       FormatSize(r_.heap_size()));
   };
-  if (npages > free_pages || npages > total) return full();
-  Word* bm = r_.page_bitmap();
-  // First run of npages zero bits in [from, total). Bits past the last page
-  // are permanently 1, so a run never crosses the end.
-  auto find = [&](uint64_t from) -> uint64_t {
-    uint64_t run = 0, run_start = from;
-    for (uint64_t p = from; p < total;) {
-      uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
-      if ((p & 63) == 0 && w == ~0ull) {
-        p += 64;
-        run = 0;
-        continue;
-      }
-      if ((p & 63) == 0 && w == 0) {
-        if (run == 0) run_start = p;
-        run += 64;
-        p += 64;
-        if (run >= npages) return run_start;
-        continue;
-      }
-      if ((w >> (p & 63)) & 1) {
-        run = 0;
-      } else {
-        if (run == 0) run_start = p;
-        if (++run >= npages) return run_start;
-      }
-      ++p;
-    }
-    return ~0ull;
-  };
+  if (npages == 0 || npages > free_pages || npages > total) return full();
   // First fit, the lowest free run: freed pages low in the heap are reused
   // before pages never used, so objects land on pages the file system has
   // already materialized (warm), and large runs stay available at the top.
-  const uint64_t hint = std::min(a.hint.load(std::memory_order_relaxed), total);
-  const uint64_t start = find(hint);
-  if (start == ~0ull) return full();
-  txn.SetBits(bm, start, npages);
+  // The free-run summary finds it in O(log pages); what it says is checked
+  // against the bitmap, and a summary that disagrees (torn by a bug, or a
+  // corrupt region) is rebuilt from the bitmap once, under this lock.
+  uint64_t start = 0;
+  for (int attempt = 0;; ++attempt) {
+    const FreeRunFind found = FindFreeRun(r_, npages, &start);
+    if (found == FreeRunFind::kNone) return full();
+    if (found == FreeRunFind::kFound && PageRunFree(r_, start, npages)) break;
+    if (attempt > 0) {
+      txn.Fail(r_.Corrupt("the page bitmap and its free-run summary disagree after a rebuild"));
+      return txn.failure();
+    }
+    RebuildFreeRuns(r_);
+  }
+  txn.SetBits(r_.page_bitmap(), start, npages);
   GISMO_CRASH_POINT("alloc.pages_taken");
+  // Invariant 2 of FreeRunNode: the summary follows the bitmap under the
+  // lock (it reads the bits back, so a failed SetBits leaves it right too).
+  UpdateFreeRuns(r_, start, npages, /*crash_point=*/true);
   txn.Write(a.free_pages, free_pages - npages);
-  if (start == hint) txn.Write(a.hint, start + npages);  // [hint, start) had no free page
   return start;
 }
 
@@ -297,8 +329,8 @@ void Allocator::FreePages(Txn& txn, uint64_t first, uint64_t npages) {
   txn.Write(d.used, 0);
   txn.ClearBits(r_.page_bitmap(), first, npages);
   GISMO_CRASH_POINT("free.pages_cleared");
+  UpdateFreeRuns(r_, first, npages, /*crash_point=*/true);  // coalesces with free neighbours
   txn.Write(a.free_pages, a.free_pages.load(std::memory_order_relaxed) + npages);
-  if (first < a.hint.load(std::memory_order_relaxed)) txn.Write(a.hint, first);
 }
 
 bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,
@@ -322,8 +354,7 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
       uint64_t used = d.used.load(std::memory_order_relaxed);
       txn.Write(d.info, PackPageInfo(PageKind::kSlab, cls, stripe, 0));
       if (used == 0) {
-        txn.Write(cs.slab_count, cs.slab_count.load(std::memory_order_relaxed) - 1);
-        FreePages(txn, page, 1);
+        ReleaseSlab(txn, cs, page, static_cast<int>(cls));
       } else if (used < BlocksPerSlab(static_cast<int>(cls))) {
         PushPartial(txn, cs, page);
       }
@@ -334,24 +365,7 @@ bool Allocator::DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn
   return true;
 }
 
-uint64_t Allocator::LargestFreeRun() const {
-  Word* bm = r_.page_bitmap();
-  uint64_t best = 0, run = 0;
-  const uint64_t total = r_.num_pages();
-  for (uint64_t p = 0; p < total;) {
-    uint64_t w = bm[p / 64].load(std::memory_order_relaxed);
-    if ((p & 63) == 0 && (w == 0 || w == ~0ull)) {
-      run = w == 0 ? run + 64 : 0;
-      best = std::max(best, run);
-      p += 64;
-      continue;
-    }
-    run = ((w >> (p & 63)) & 1) ? 0 : run + 1;
-    best = std::max(best, run);
-    ++p;
-  }
-  return best;
-}
+uint64_t Allocator::LargestFreeRun() const { return LongestFreeRun(r_); }
 
 HeapStats Allocator::Stats() const {
   HeapStats s;

@@ -1,18 +1,22 @@
 // The heap allocator, in the region and usable by every client.
 //
 // Shape (after mimalloc): the heap is cut into 16 KiB pages. Objects up to
-// 8 KiB come from slabs, one page of one size class each; a client allocates
+// 64 KiB come from slabs, a run of SlabPages(class) pages of one size class
+// each (one page up to 8 KiB; layout.h); a client allocates
 // from its own current slab per class (recorded in its slot), so two clients
 // rarely touch the same slab. Frees from any client go to the slab's bitmap.
 // A slab whose owner moves on (full) or dies is unowned; once non-full it
 // sits on its (class, stripe) partial list for the next client to adopt, and
 // once empty its page returns to the page heap. Larger objects take a run of
-// whole pages, found first-fit in the page bitmap: the lowest free run, searched
-// from AllocatorHeader.hint (no page below it is free).
+// whole pages, found first-fit in the page bitmap: the lowest free run, found
+// in O(log pages) by the free-run summary, a tree over the bitmap kept under
+// page_lock and rebuilt from the bitmap by whoever recovers a dead holder of
+// that lock (layout.h, FreeRunNode; region/free_runs.h).
 //
 // Locks (always taken in this order, after the object's shard lock):
 //   ClassStripe.lock  guards the slabs of that class and stripe
 //   AllocatorHeader.page_lock  guards the page bitmap, free_pages, run heads
+//                              and the free-run summary
 #ifndef GISMO_STORE_ALLOCATOR_H_
 #define GISMO_STORE_ALLOCATOR_H_
 
@@ -53,14 +57,23 @@ class Allocator {
   // A racy but consistent-enough snapshot (reads without locks).
   HeapStats Stats() const;
 
- private:
+  // The page heap under slabs and large objects: the lowest run of `npages`
+  // free pages (taken in `txn`, with page_lock), and its return. They leave
+  // the run's descriptors to the caller (run head or slab), except that
+  // FreePages clears the first page's.
   Result<uint64_t> AllocatePages(Txn& txn, uint64_t npages);
   void FreePages(Txn& txn, uint64_t first, uint64_t npages);
+
+ private:
   Result<uint64_t> AllocateSmall(Txn& txn, int cls);
   // Takes a free block from slab `page` (caller holds its class lock).
   uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
+  // Returns the pages of the empty, unlisted slab headed by `page` (its
+  // tails cleared) to the page heap. REQUIRES: the stripe's lock.
+  void ReleaseSlab(Txn& txn, region::ClassStripe& cs, uint64_t page, int cls);
+  // From the summary's root: O(1), a racy read without the lock.
   uint64_t LargestFreeRun() const;
   // True if `page_plus1` (a page index + 1 read from the region, 0: none)
   // names a heap page; else fails `txn` with BAD_REGION naming `what`.

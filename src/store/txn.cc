@@ -9,6 +9,7 @@
 
 #include "common/check.h"
 #include "common/clock.h"
+#include "region/free_runs.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -351,6 +352,11 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
                kind == LogKind::kBitsClear);
     }
     r.Persist(covered, len);
+    // Page-bitmap bits: the free-run summary above them follows (FreeRunNode
+    // invariant 2; the undoer holds page_lock, or recovers its dead holder).
+    if (kind != LogKind::kWord && region::LogTargetOffset(target) == r.sb().page_bitmap_offset) {
+      region::UpdateFreeRuns(r, region::BitRangeFirst(value), region::BitRangeCount(value));
+    }
   }
 }
 
@@ -410,6 +416,15 @@ uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   }
   hdr.log_count.store(0, std::memory_order_release);
   r.Persist(&hdr.log_count, sizeof(Word));
+  // FreeRunNode invariant 3: a dead holder of page_lock may have left the
+  // free-run summary torn anywhere on the paths it was updating; rebuild it
+  // from the (restored) bitmap while the lock is still held in its name.
+  // O(pages / 64): a few ms for a 1 TiB heap, paid only in this recovery.
+  bool held_page_lock = false;
+  ForEachRecordedLock(r, slot, [&](Word& lock) {
+    held_page_lock |= &lock == &r.alloc().page_lock && lock.load(std::memory_order_acquire) == tag;
+  });
+  if (held_page_lock) region::RebuildFreeRuns(r);  // persisted before the release (D5)
   uint32_t released = 0;
   ForEachRecordedLock(r, slot, [&](Word& lock) {
     if (!ReleaseIfHeldBy(lock, tag)) return;

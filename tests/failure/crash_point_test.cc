@@ -124,6 +124,14 @@ std::vector<Scenario> Scenarios() {
       {"alloc.pages_taken/run", "alloc.pages_taken", {"create x 200000"}, {{"x", E::kAbsent}}});
   v.push_back({"free.block_cleared", "free.block_cleared", {"delete y"}, {{"y", E::kSealed}}});
   v.push_back({"free.pages_cleared/run", "free.pages_cleared", {"delete w"}, {{"w", E::kSealed}}});
+  // Inside an update of the free-run summary (after its first level): the
+  // recovery rebuilds the summary from the restored bitmap (fsck checks it).
+  v.push_back({"free_runs.upper_levels/alloc",
+               "free_runs.upper_levels",
+               {"create x 200000"},
+               {{"x", E::kAbsent}}});
+  v.push_back(
+      {"free_runs.upper_levels/free", "free_runs.upper_levels", {"delete w"}, {{"w", E::kSealed}}});
   // Eviction (one object per Txn): cut before its commit, the object is
   // back, sealed and evictable; after it, gone. "y" and "w" are not
   // evictable and stay whatever happens.
