@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <chrono>
 #include <gismo/gismo.hpp>
 #include <map>
 #include <memory>
@@ -428,6 +429,20 @@ TEST(SubscribeProcessTest, EventsOfOneObjectArriveInOrder) {
   EXPECT_EQ(state.size(), static_cast<size_t>(kObjects));
 }
 
+// Freezes the manager once it has taken every kick (kick_pending clear, as
+// after any quiet moment), so that the next seal wakes subscribers directly
+// (ClientImpl::NotifyIfWatched) and nothing else wakes them.
+void FreezeManagerOnceKicksAreTaken(ManagerProcess& mgr) {
+  auto region = region::Region::Open(mgr.region());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((*region)->sb().kick_pending.load(std::memory_order_seq_cst) != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the manager never took a kick";
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+}
+
 TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
   ManagerProcess mgr = StartManagerProcess();
   Client sub_client = MustConnect(mgr.address());
@@ -439,7 +454,7 @@ TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
   ASSERT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // the fd is drained
   // A frozen manager cannot pass the wake-up on: the sealer on the same node
   // sends it to the subscriber's socket itself.
-  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
   ObjectId id = ObjectId::FromName("while frozen");
   Status put = producer.Put(id, "y");
   pollfd p{sub->fd(), POLLIN, 0};
@@ -467,25 +482,35 @@ TEST(SubscribeProcessTest, ABusySubscriberCostsSealersOneWakeUpUntilItLooksAgain
   auto sub = sub_client.Subscribe();
   ASSERT_TRUE(sub.ok());
   Client producer = MustConnect(mgr.address());
-  // The manager frozen, the datagrams on the fd are the sealer's own.
-  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  // The manager frozen, the datagrams on the fd are the sealer's own: the
+  // first seal wakes the subscriber directly (and kicks the manager); the
+  // others find the kick pending and the subscriber not re-armed.
+  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
   constexpr int kPuts = 40;
   Status put;
   for (int i = 0; i < kPuts && put.ok(); ++i) {
     put = producer.Put(ObjectId::FromName("busy " + std::to_string(i)), "x");
   }
-  const int first = CountWakeUps(sub->fd());
-  int events = 0;
-  while (sub->Next(0).ok()) ++events;  // looks again: armed
-  Status after = producer.Put(ObjectId::FromName("after"), "y");
+  const int direct = CountWakeUps(sub->fd());
+  // Thawed, the manager takes the kick (clearing kick_pending) and wakes
+  // the subscriber once more; the subscriber reads every event, and its
+  // last look finds nothing: armed again.
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
   pollfd p{sub->fd(), POLLIN, 0};
+  const int manager_woke = poll(&p, 1, 20000);
+  int events = 0;
+  while (sub->Next(0).ok()) ++events;
+  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
+  Status after = producer.Put(ObjectId::FromName("after"), "y");
+  p.revents = 0;
   const int ready = poll(&p, 1, 20000);
   const int second = CountWakeUps(sub->fd());
   auto next = sub->Next(0);
   ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
   ASSERT_TRUE(put.ok()) << put.ToString();
   ASSERT_TRUE(after.ok()) << after.ToString();
-  EXPECT_EQ(first, 1) << "wake-ups for " << kPuts << " seals the subscriber did not look at";
+  EXPECT_EQ(direct, 1) << "wake-ups for " << kPuts << " seals the subscriber did not look at";
+  EXPECT_EQ(manager_woke, 1) << "the manager did not pass its wake-up on";
   EXPECT_EQ(events, kPuts);
   EXPECT_EQ(ready, 1) << "the re-armed subscriber was not woken";
   EXPECT_EQ(second, 1);
@@ -517,7 +542,7 @@ TEST(SubscribeProcessTest, ASealOnAnotherNodeWakesATcpSubscriberWithoutTheManage
   ASSERT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // the fd is drained
   // A frozen manager cannot pass the wake-up on: the sealer on node 1 sends
   // it to the node-3 subscriber's UDP address (its slot's notify_inet).
-  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
   ObjectId id = ObjectId::FromName("while frozen");
   Status put = producer->Put(id, "y");
   pollfd p{sub->fd(), POLLIN, 0};

@@ -14,11 +14,15 @@ void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_e
   region::Superblock& sb = region_->sb();
   const uint32_t shard = region_->ShardOf(store::HashId(id));
   bool tell = region_->shard(shard).waiters.load(std::memory_order_relaxed) != 0;
-  if (ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0) {
+  if (ring_event && sb.subscribers.load(std::memory_order_relaxed) != 0 &&
+      !sb.kick_pending.exchange(1, std::memory_order_seq_cst)) {
+    // This event starts a cycle: it wakes the subscribers it can reach
+    // directly, and kicks the manager, which wakes every subscriber after
+    // it clears kick_pending. An event published while the kick is pending
+    // is covered by that wake-up (see Superblock::kick_pending), so a fast
+    // producer costs each subscriber a wake-up per cycle, not per event.
     WakeSubscribersDirectly();
-    // One pending kick covers every event published before the manager
-    // clears it (see Superblock::kick_pending).
-    if (!tell) tell = !sb.kick_pending.exchange(1, std::memory_order_seq_cst);
+    tell = true;
   }
   if (!tell) return;
   protocol::Writer w;
