@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "direct_bench.h"
 #include "region/region.h"
 #include "store/allocator.h"
 #include "store/store.h"
@@ -43,23 +44,11 @@
 
 namespace {
 
+using gismo::bench::Check;
+using gismo::bench::Die;
+using gismo::bench::NowNs;
 using gismo::region::Region;
 using nlohmann::json;
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "gismo_alloc_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const gismo::Status& s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
-}
 
 gismo_id_t IdOf(uint64_t k) {
   gismo_id_t id{};

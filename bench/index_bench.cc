@@ -28,24 +28,17 @@
 #include <thread>
 #include <vector>
 
+#include "direct_bench.h"
 #include "region/region.h"
 #include "store/store.h"
 
 namespace {
 
+using gismo::bench::Check;
+using gismo::bench::Die;
+using gismo::bench::NowNs;
 using gismo::region::Region;
 using nlohmann::json;
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "gismo_index_bench: %s\n", what.c_str());
-  std::exit(1);
-}
 
 gismo_id_t IdOf(uint64_t k, uint64_t tag) {
   gismo_id_t id{};
@@ -68,10 +61,6 @@ std::unique_ptr<gismo::store::Store> Activate(Region& r, uint32_t slot) {
   r.slot(slot).state.store(gismo::region::PackSlotState(gismo::region::SlotState::kActive, 1),
                            std::memory_order_release);
   return std::make_unique<gismo::store::Store>(r, slot, 1, 0);
-}
-
-void Check(gismo::Status s, const char* what) {
-  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
 }
 
 }  // namespace

@@ -443,6 +443,26 @@ void FreezeManagerOnceKicksAreTaken(ManagerProcess& mgr) {
   ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
 }
 
+// A put while the manager is frozen, which cannot pass a wake-up on: the
+// sealer's own datagram must make the subscriber's fd readable, and the
+// notification follows.
+void ExpectADirectWakeUp(ManagerProcess& mgr, Client& producer, Subscription& sub,
+                         uint32_t producer_node = 0) {
+  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
+  ObjectId id = ObjectId::FromName("while frozen");
+  Status put = producer.Put(id, "y");
+  pollfd p{sub.fd(), POLLIN, 0};
+  const int ready = poll(&p, 1, 20000);
+  auto next = sub.Next(0);
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  EXPECT_EQ(ready, 1) << "the subscriber's fd did not become readable";
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(next->id, id);
+  EXPECT_EQ(next->node, producer_node);
+}
+
 TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
   ManagerProcess mgr = StartManagerProcess();
   Client sub_client = MustConnect(mgr.address());
@@ -454,18 +474,7 @@ TEST(SubscribeProcessTest, ASameNodeSealWakesTheSubscriberWithoutTheManager) {
   ASSERT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // the fd is drained
   // A frozen manager cannot pass the wake-up on: the sealer on the same node
   // sends it to the subscriber's socket itself.
-  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
-  ObjectId id = ObjectId::FromName("while frozen");
-  Status put = producer.Put(id, "y");
-  pollfd p{sub->fd(), POLLIN, 0};
-  const int ready = poll(&p, 1, 20000);
-  auto next = sub->Next(0);
-  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
-  ASSERT_TRUE(put.ok()) << put.ToString();
-  EXPECT_EQ(ready, 1) << "the subscriber's fd did not become readable";
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
-  EXPECT_EQ(next->event, GISMO_EVENT_SEALED);
-  EXPECT_EQ(next->id, id);
+  ASSERT_NO_FATAL_FAILURE(ExpectADirectWakeUp(mgr, producer, *sub));
 }
 
 // Datagrams queued on a subscription fd, read off it.
@@ -542,19 +551,7 @@ TEST(SubscribeProcessTest, ASealOnAnotherNodeWakesATcpSubscriberWithoutTheManage
   ASSERT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);  // the fd is drained
   // A frozen manager cannot pass the wake-up on: the sealer on node 1 sends
   // it to the node-3 subscriber's UDP address (its slot's notify_inet).
-  ASSERT_NO_FATAL_FAILURE(FreezeManagerOnceKicksAreTaken(mgr));
-  ObjectId id = ObjectId::FromName("while frozen");
-  Status put = producer->Put(id, "y");
-  pollfd p{sub->fd(), POLLIN, 0};
-  const int ready = poll(&p, 1, 20000);
-  auto next = sub->Next(0);
-  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
-  ASSERT_TRUE(put.ok()) << put.ToString();
-  EXPECT_EQ(ready, 1) << "the subscriber's fd did not become readable";
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
-  EXPECT_EQ(next->event, GISMO_EVENT_SEALED);
-  EXPECT_EQ(next->id, id);
-  EXPECT_EQ(next->node, 1u);
+  ASSERT_NO_FATAL_FAILURE(ExpectADirectWakeUp(mgr, *producer, *sub, 1));
 }
 
 TEST(SubscribeProcessTest, SubscriberOnAnotherNodeOverTcp) {
