@@ -286,15 +286,22 @@ TEST_F(ApiProcessTest, ReattachedOwnerKeepsItsOwnedObjects) {
   ASSERT_TRUE(client_.Put(owned, "mine", GISMO_CREATE_OWNED).ok());
   mgr_.Kill();
   ASSERT_TRUE(mgr_.Start()) << mgr_.error();
-  Client other = Connect();
-  // A blocking get needs the manager: client_ has re-attached once it returns.
+  // A blocking get registers its wait with the manager (which counts it in
+  // the superblock): once the new manager counts one, client_ has
+  // re-attached. Only then is the object put, so the get cannot be served
+  // from the region alone.
   ObjectId later = ObjectId::Random();
-  std::thread producer([&] { ASSERT_TRUE(other.Put(later, "later").ok()); });
-  {
-    auto got = client_.Get(later, 10000);
-    producer.join();
-    ASSERT_TRUE(got.ok()) << got.status().ToString();
+  Status got;
+  std::thread getter([&] { got = client_.Get(later, 60000).status(); });
+  auto region = region::Region::Open(mgr_.region());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  while ((*region)->sb().waiters.load(std::memory_order_acquire) == 0) {
+    std::this_thread::yield();
   }
+  Client other = Connect();
+  ASSERT_TRUE(other.Put(later, "later").ok());
+  getter.join();
+  ASSERT_TRUE(got.ok()) << got.ToString();
   EXPECT_EQ(other.Usage()->client_count, 2u);
   EXPECT_TRUE(*other.Contains(owned));
   ASSERT_TRUE(client_.Disconnect().ok());
@@ -302,6 +309,23 @@ TEST_F(ApiProcessTest, ReattachedOwnerKeepsItsOwnedObjects) {
   // by the test's timeout).
   while (other.Stat(owned).ok()) std::this_thread::yield();
   EXPECT_EQ(other.Stat(owned).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
+// A client closed while no manager runs leaves its goodbye in the region
+// (ClientSlotHeader::departed): the next manager recovers it as a departure
+// (its owned objects go) at once, and never suspects this process, which is
+// alive (a manager on the same kernel would kill a suspect: this test would
+// die).
+TEST_F(ApiProcessTest, DisconnectWhileTheManagerIsAwayIsADeparture) {
+  ObjectId owned = ObjectId::Random();
+  ASSERT_TRUE(client_.Put(owned, "mine", GISMO_CREATE_OWNED).ok());
+  mgr_.Kill();
+  ASSERT_TRUE(client_.Disconnect().ok());
+  ASSERT_TRUE(mgr_.Start()) << mgr_.error();
+  Client other = Connect();
+  while (other.Stat(owned).ok()) std::this_thread::yield();
+  EXPECT_EQ(other.Stat(owned).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(other.Usage()->client_count, 1u);
 }
 
 TEST_F(ApiProcessTest, ProducerAndConsumerInDifferentProcesses) {

@@ -101,11 +101,13 @@ GISMO_EXPORT gismo_status_t gismo_connect_with_options(const gismo_connect_optio
                                                        gismo_client_t **client);
 
 /* Aborts the client's unsealed objects, drops its references and closes the
- * client, even if an error is returned. Every later call on the handle fails
- * with GISMO_ERR_INVALID_ARGUMENT ("client is disconnected"); the few bytes
- * of the handle itself are kept for that (for the 4096 most recently closed
- * handles). Do not disconnect while another thread is inside a call on the
- * same client. */
+ * client, even if an error is returned. It works while the manager is away
+ * (a restart, a lost connection): the goodbye is then left in the region and
+ * the next manager recovers the client as a departure, never as a suspect.
+ * Every later call on the handle fails with GISMO_ERR_INVALID_ARGUMENT
+ * ("client is disconnected"); the few bytes of the handle itself are kept for
+ * that (for the 4096 most recently closed handles). Do not disconnect while
+ * another thread is inside a call on the same client. */
 GISMO_EXPORT gismo_status_t gismo_disconnect(gismo_client_t *client);
 
 /* ----- object life cycle ------------------------------------------------ */

@@ -176,6 +176,7 @@ class ClientImpl {
   uint64_t wake_seq_ = 0;
   std::set<uint64_t> acked_waits_;
   uint64_t connection_epoch_ = 0;  // +1 at every re-attach
+  bool connection_down_ = false;   // from a broken connection to the re-attach
   std::map<uint64_t, Status> fence_replies_;
   bool bye_ = false;
   std::string lost_reason_;

@@ -197,23 +197,40 @@ ClientImpl::~ClientImpl() {
   if (notify_udp_fd_ >= 0) close(notify_udp_fd_);
 }
 
+// Says goodbye to the manager. When it cannot (the connection is down, the
+// receiver re-attaching, or no manager confirms in time), it says so in the
+// region instead (Store::MarkDeparted): either way the slot is recovered as
+// a departure, and this process is never suspected, let alone killed, for a
+// client it closed. op_mu_ is held to the end: an operation running now
+// finishes first, and none starts after (they find lost_ set).
 Status ClientImpl::Disconnect() {
-  Status result;
-  if (!LoadAcquire(lost_)) {
-    std::lock_guard<std::mutex> op(op_mu_);  // let a running operation finish
-    protocol::Writer w;
-    if (Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
-      GISMO_CRASH_POINT("disconnect.after_goodbye");
-      std::unique_lock<std::mutex> lk(state_mu_);
-      bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs),
-                                     [&] { return bye_ || LoadAcquire(lost_); });
-      if (!done) result = Status(GISMO_ERR_TIMEOUT, "the manager did not confirm the disconnect");
-    }
+  std::lock_guard<std::mutex> op(op_mu_);
+  bool confirmed = false;
+  uint64_t epoch;
+  bool down;
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    epoch = connection_epoch_;
+    down = connection_down_;
   }
+  protocol::Writer w;
+  if (!down && !LoadAcquire(lost_) && Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
+    GISMO_CRASH_POINT("disconnect.after_goodbye");
+    std::unique_lock<std::mutex> lk(state_mu_);
+    // A connection that broke, or a new one (a re-attach), never carries
+    // the goodbye's answer.
+    state_cv_.wait_for(lk, std::chrono::milliseconds(kGoodbyeTimeoutMs), [&] {
+      return bye_ || LoadAcquire(lost_) || connection_down_ || connection_epoch_ != epoch;
+    });
+    confirmed = bye_;
+  }
+  // False only if its session has ended already: nothing is left to leave.
+  if (!confirmed) (void)store_->MarkDeparted();
   StoreRelease(closing_, true);
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
-  return result;
+  MarkLost("disconnected");
+  return Status();
 }
 
 Status ClientImpl::CheckAlive() const {
@@ -283,6 +300,7 @@ bool ClientImpl::Reattach(std::string* why) {
         welcome_.manager_epoch = w.manager_epoch;
         std::lock_guard<std::mutex> lk(state_mu_);
         ++connection_epoch_;
+        connection_down_ = false;
         acked_waits_.clear();
         ++wake_seq_;  // waiters register again and re-check
         state_cv_.notify_all();

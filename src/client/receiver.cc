@@ -20,6 +20,11 @@ void ClientImpl::ReceiverLoop() {
       MarkLost(LoadAcquire(closing_) ? "disconnected" : why);
       return;
     }
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      connection_down_ = true;  // a goodbye sent now would not arrive
+    }
+    state_cv_.notify_all();
     if (!Reattach(&why)) {
       MarkLost(why);
       return;

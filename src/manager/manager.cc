@@ -228,6 +228,11 @@ class Manager::Impl {
   void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
   void PostProcessGone(const Member& m);
   void Detach(Member& m, const std::string& why);
+  // Whether the member's client left through the region
+  // (ClientSlotHeader::departed names its session).
+  bool LeftInRegion(const Member& m) const;
+  // If it did, recovers it as a departure (may erase it) and returns true.
+  bool RecoverIfLeftInRegion(Member& m);
   uint64_t AskAgent(const Member& m, bool probe_only);
   void Suspect(Member& m, const std::string& why);
   void AdvanceFencing(Member& m);
@@ -626,10 +631,22 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
   WatchProcess(m, fd);
 }
 
+bool Manager::Impl::LeftInRegion(const Member& m) const {
+  return region_->slot(m.slot).departed.load(std::memory_order_acquire) == m.session;
+}
+
+bool Manager::Impl::RecoverIfLeftInRegion(Member& m) {
+  if (!LeftInRegion(m)) return false;
+  spdlog::info("{} disconnected (its goodbye was left in the region)", m.describe);
+  Fenced(m, FenceReason::kDeparted);
+  return true;
+}
+
 void Manager::Impl::Detach(Member& m, const std::string& why) {
   if (m.phase != Member::Phase::kConnected) return;
+  m.conn.reset();
+  if (RecoverIfLeftInRegion(m)) return;
   if (!m.pidfd && fence::ProvenGone(m.identity)) {
-    m.conn.reset();
     spdlog::info("{}: {}, and its process is gone", m.describe, why);
     return Fenced(m, FenceReason::kProcessGone);
   }
@@ -637,7 +654,6 @@ void Manager::Impl::Detach(Member& m, const std::string& why) {
       uint64_t{opt_.reattach_ms ? opt_.reattach_ms : (opt_.lease_ms ? opt_.lease_ms : 3000)} * kMs;
   m.phase = Member::Phase::kDetached;
   m.deadline_ns = MonotonicNs() + grace;
-  m.conn.reset();
   spdlog::info("{}: {}; it keeps its slot for {} ms to re-attach", m.describe, why, grace / kMs);
   // Did it die? Its node's agent can tell at once (no kill: it may be alive
   // and about to re-attach).
@@ -680,6 +696,7 @@ void Manager::Impl::Suspect(Member& m, const std::string& why) {
 // node's fence command; else waits for an operator.
 void Manager::Impl::AdvanceFencing(Member& m) {
   if (m.phase != Member::Phase::kSuspected) return;
+  if (RecoverIfLeftInRegion(m)) return;
   const uint64_t now = MonotonicNs();
   // Its process may be gone already (and reaped, so no pidfd could pin it).
   if (!m.pidfd && fence::ProvenGone(m.identity)) return Fenced(m, FenceReason::kProcessGone);
@@ -1511,13 +1528,19 @@ void Manager::Impl::Tick() {
   }
   std::vector<uint32_t> recovered;
   std::vector<uint32_t> to_suspect;
+  std::vector<uint32_t> departed;
+  std::vector<uint32_t> to_advance;
   for (auto& [slot, m] : members_) {
     switch (m.phase) {
       case Member::Phase::kDetached:
-        if (now >= m.deadline_ns) to_suspect.push_back(slot);
+        if (LeftInRegion(m)) {
+          departed.push_back(slot);
+        } else if (now >= m.deadline_ns) {
+          to_suspect.push_back(slot);
+        }
         break;
       case Member::Phase::kSuspected:
-        AdvanceFencing(m);
+        to_advance.push_back(slot);  // may recover it, and so erase it
         break;
       case Member::Phase::kRecovering:
         if (Recover(m)) recovered.push_back(slot);
@@ -1527,6 +1550,12 @@ void Manager::Impl::Tick() {
     }
   }
   for (uint32_t slot : recovered) members_.erase(slot);
+  for (uint32_t slot : to_advance) {
+    if (auto it = members_.find(slot); it != members_.end()) AdvanceFencing(it->second);
+  }
+  for (uint32_t slot : departed) {
+    if (auto it = members_.find(slot); it != members_.end()) RecoverIfLeftInRegion(it->second);
+  }
   for (uint32_t slot : to_suspect) {
     if (auto it = members_.find(slot); it != members_.end()) {
       Suspect(it->second, "its connection closed and it did not re-attach in time");

@@ -427,7 +427,17 @@ struct alignas(kCacheLine) ClientSlotHeader {
   // again. Protocol (fences, seq_cst): the subscriber stores 1, fences,
   // reads the ring; a producer publishes, fences, reads this word.
   Word notify_armed;
-  Word reserved1[2];
+  // 0, or this slot's session once its client has left without a manager
+  // to say goodbye to (Disconnect while its connection is down, or when no
+  // manager confirmed the goodbye in time): the client promises that it
+  // writes nothing more to the region, so a manager recovers the slot as it
+  // would after a goodbye (FenceReason::kDeparted) instead of suspecting a
+  // process that is alive. Written once, last, by the owning client
+  // (release; persisted on durable regions); a manager reads it (acquire)
+  // and trusts it only if it names the member's session, so a late write
+  // into a slot already given to another session changes nothing.
+  Word departed;
+  Word reserved1;
   // Offsets of locks being acquired or held, written before the acquiring CAS.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
   // Written by the manager at admission: the client's ProcessIdentity, so
@@ -444,6 +454,7 @@ static_assert(sizeof(ClientSlotHeader) == 256);
 static_assert(offsetof(ClientSlotHeader, notify_token) == 88);
 static_assert(offsetof(ClientSlotHeader, notify_inet) == 96);
 static_assert(offsetof(ClientSlotHeader, notify_armed) == 104);
+static_assert(offsetof(ClientSlotHeader, departed) == 112);
 static_assert(alignof(ClientSlotHeader) == kCacheLine);
 
 // ---------------------------------------------------------------------------

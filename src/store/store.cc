@@ -47,6 +47,21 @@ bool Store::SlotAlive() const {
          PackSlotState(SlotState::kActive, session_);
 }
 
+bool Store::MarkDeparted() {
+  region::ClientSlotHeader& h = r_.slot(slot_);
+  const uint64_t st = h.state.load(std::memory_order_acquire);
+  const SlotState state = region::SlotStateOf(st);
+  if (region::SlotSessionOf(st) != session_ ||
+      (state != SlotState::kActive && state != SlotState::kSuspected)) {
+    return false;
+  }
+  // Release: every earlier write of this client (its log, held table,
+  // objects) is visible to a manager that reads the mark with acquire.
+  h.departed.store(session_, std::memory_order_release);
+  r_.Persist(&h.departed, sizeof(h.departed));
+  return true;
+}
+
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                      uint64_t metadata_size, uint32_t flags, void** data) {
   if ((flags & ~kObjectFlagsPublic) != 0) {

@@ -80,6 +80,11 @@ class Store {
 
   // Whether this client's slot is still the live session it was given.
   bool SlotAlive() const;
+  // Leaves through the region (ClientSlotHeader::departed), for a client
+  // that cannot reach a manager to say goodbye: false if the slot is no
+  // longer this session's, or already being recovered. REQUIRES: no
+  // operation of this client runs now or later (Disconnect holds op_mu_).
+  bool MarkDeparted();
   // Frees an object record's block. REQUIRES: its shard lock.
   static void FreeObjectData(Txn& txn, const region::ObjectRecord& rec);
 
