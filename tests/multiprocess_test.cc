@@ -150,6 +150,24 @@ class ApiProcessTest : public ::testing::Test {
     client_ = std::move(*c);
   }
   Client Connect() { return MustConnect(mgr_.address()); }
+  // client_ gets an object that `producer` puts only once the manager
+  // counts client_'s wait (in the superblock), so the get cannot be served
+  // from the region alone: after a manager restart it proves that client_
+  // re-attached (waits are registered over the connection).
+  void GetThroughTheManager(Client& producer) {
+    ObjectId later = ObjectId::Random();
+    Result<Buffer> got = Status(GISMO_ERR_TIMEOUT, "not run");
+    std::thread getter([&] { got = client_.Get(later, 60000); });
+    auto region = region::Region::Open(mgr_.region());
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    while ((*region)->sb().waiters.load(std::memory_order_acquire) == 0) {
+      std::this_thread::yield();
+    }
+    ASSERT_TRUE(producer.Put(later, "later").ok());
+    getter.join();
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "later");
+  }
   ManagerProcess mgr_ = StartManagerProcess();
   Client client_;
 };
@@ -286,22 +304,8 @@ TEST_F(ApiProcessTest, ReattachedOwnerKeepsItsOwnedObjects) {
   ASSERT_TRUE(client_.Put(owned, "mine", GISMO_CREATE_OWNED).ok());
   mgr_.Kill();
   ASSERT_TRUE(mgr_.Start()) << mgr_.error();
-  // A blocking get registers its wait with the manager (which counts it in
-  // the superblock): once the new manager counts one, client_ has
-  // re-attached. Only then is the object put, so the get cannot be served
-  // from the region alone.
-  ObjectId later = ObjectId::Random();
-  Status got;
-  std::thread getter([&] { got = client_.Get(later, 60000).status(); });
-  auto region = region::Region::Open(mgr_.region());
-  ASSERT_TRUE(region.ok()) << region.status().ToString();
-  while ((*region)->sb().waiters.load(std::memory_order_acquire) == 0) {
-    std::this_thread::yield();
-  }
   Client other = Connect();
-  ASSERT_TRUE(other.Put(later, "later").ok());
-  getter.join();
-  ASSERT_TRUE(got.ok()) << got.ToString();
+  GetThroughTheManager(other);  // client_ has re-attached
   EXPECT_EQ(other.Usage()->client_count, 2u);
   EXPECT_TRUE(*other.Contains(owned));
   ASSERT_TRUE(client_.Disconnect().ok());
@@ -382,13 +386,7 @@ TEST_F(ApiProcessTest, ManagerRestartKeepsLiveClients) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->state, GISMO_STATE_DELETING);
   EXPECT_EQ(info->ref_count, 1u);
-  // It re-attaches (a blocking get needs the manager).
-  ObjectId later = ObjectId::Random();
-  std::thread producer([&] { ASSERT_TRUE(other.Put(later, "later").ok()); });
-  auto got = client_.Get(later, 10000);
-  producer.join();
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), "later");
+  GetThroughTheManager(other);  // client_ has re-attached
   EXPECT_EQ(other.Usage()->client_count, 2u);
   held.reset();  // releases the last reference
   for (;;) {
