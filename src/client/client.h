@@ -210,7 +210,11 @@ class ClientImpl {
   int notify_send_fd_ = -1;
   int notify_udp_fd_ = -1;
   bool subscribed_ = false;
-  uint64_t cursor_ = 0;                       // next event ring seq to read
+  uint64_t cursor_ = 0;  // next event ring seq to read
+  // cursor_ as of the subscriber's last look at the ring (StoreRelease by
+  // the subscriber, LoadAcquire by the receiver thread): a manager wake-up
+  // for a head at or below it is for events read already, and is dropped.
+  std::atomic<uint64_t> cursor_seen_{0};
   std::deque<gismo_notification_t> initial_;  // sealed before subscribing
   // Events in [subscription cursor, snapshot_end_) raced with the initial
   // listing: a seal there may repeat a listed object (dropped), a delete may

@@ -98,9 +98,15 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
                     : Status(GISMO_ERR_PROTOCOL, "malformed fence reply");
         break;
       }
-      case MsgType::kNotify:
-        WakeSubscriber();
+      case MsgType::kNotify: {
+        // A wake-up for events the subscriber has read already (a sealer's
+        // direct one came first) would leave its fd readable with nothing
+        // to read.
+        protocol::Reader rd(*payload);
+        const uint64_t head = rd.remaining() >= 8 ? rd.U64() : UINT64_MAX;
+        if (head > LoadAcquire(cursor_seen_)) WakeSubscriber();
         break;
+      }
       case MsgType::kError: {
         protocol::Reader rd(*payload);
         Status err = protocol::DecodeError(rd);

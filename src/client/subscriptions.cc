@@ -199,6 +199,7 @@ Status ClientImpl::Subscribe(int* fd) {
   region_->slot(slot()).notify_token.store(notify_token_, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+  StoreRelease(cursor_seen_, cursor_);
   {
     std::lock_guard<std::mutex> op(op_mu_);
     Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
@@ -248,6 +249,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           store::RingRead rr = store::ReadEvent(*region_, &cursor_, &ev);
           if (rr == store::RingRead::kOverflow) {
             cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+            StoreRelease(cursor_seen_, cursor_);
             initial_ids_.clear();
             window_sealed_.clear();
             *out = gismo_notification_t{};
@@ -282,6 +284,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           return Status();
         }
         if (pass == 0) {
+          StoreRelease(cursor_seen_, cursor_);
           Drain(efd);
           // Pairs with the producer's fence before it reads notify_armed:
           // either the second pass sees its event or it sees us armed.

@@ -1407,9 +1407,14 @@ void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
 }
 
 void Manager::Impl::NotifySubscribers() {
-  for (const auto& sub : subscribers_) {
-    sub->Send(protocol::Writer().Frame(MsgType::kNotify, 0), Session::kNotifyKey);
-  }
+  if (subscribers_.empty()) return;
+  // The head tells a subscriber that has read that far already (a sealer
+  // woke it directly) that this wake-up has nothing for it. Acquire: pairs
+  // with the producers' claims.
+  protocol::Writer w;
+  w.U64(region_->event_ring().head.load(std::memory_order_acquire));
+  const std::vector<uint8_t> frame = w.Frame(MsgType::kNotify, 0);
+  for (const auto& sub : subscribers_) sub->Send(frame, Session::kNotifyKey);
 }
 
 void Manager::Impl::WakeWaiters(const gismo_id_t& id) {

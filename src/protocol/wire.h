@@ -47,7 +47,8 @@ enum class MsgType : uint16_t {
   kDeleted = 12,       // client -> manager: this object was deleted (waiters exist)
   kSubscribe = 13,     // client -> manager: wake me on every seal and delete
   kSubscribeAck = 14,  // manager -> client: subscribed (waiters raised)
-  kNotify = 15,        // manager -> subscriber: new events in the event ring
+  kNotify = 15,        // manager -> subscriber: new events in the event ring; payload:
+                       // u64 ring head when sent (absent from older managers)
   kFence = 16,         // operator's client -> manager: FenceOrder (gismo fence)
   kFenceReply = 17,    // manager -> client: status + what was fenced
   kFenceProcess = 18,  // manager -> node agent: FenceProcessOrder
