@@ -1,0 +1,313 @@
+// The non-coherent mode's get path and free rule (doc/noncoherent.md,
+// section 5): a client takes a reference on a sealed object without a
+// request and without writing any line another host writes, and the owner
+// (the manager) never frees an object a client relies on. Hosts share the
+// region without cache coherence, so every step names its line operation.
+//
+// Lines written, each by one host (rule R1):
+//  - ObjectRecord (one line): the owner. In a non-coherent region the
+//    record's `ref_count` word is its seqlock `version`: the owner writes it
+//    odd first, then the other words, then even, and flushes the line; a
+//    write-back at any moment carries a prefix of those stores, so a line
+//    whose version is even is whole.
+//  - The client's held table (HeldEntry, key = record index + 1, count; four
+//    entries per line): the client alone, from its admission until it is
+//    fenced; then the owner (RecoverTable).
+//  - Object data: its creator until the seal; nobody while sealed.
+//
+// Get of record i for id (client; G1..G5):
+//  G1. Invalidate the record's line; read version v. Odd: the owner is
+//      writing it; retry (bounded, then BUSY).
+//  G2. Read id, info, heap_offset, sizes; re-read version (== v, else retry).
+//      Not this id, or not sealed: not found.
+//  G3. Add the reference to the client's table (key first, then count) and
+//      flush the entry's line.
+//  G4. Invalidate the record's line and re-read version: unchanged means the
+//      owner had not begun to delete or reuse the record when the entry
+//      reached memory. Changed: take the reference back (flush) and retry.
+//  G5. Invalidate the object's data lines before the first read (a block is
+//      reused, and a prefetcher may hold the previous object's lines).
+// Release: count - 1 (at 0: count, then key, cleared) and flush the line.
+//
+// Free of record i (owner; O1..O3):
+//  O1. Mark it deleting (version odd, state kDeleting, version even) and
+//      flush the line.
+//  O2. Invalidate every active client's table and look for the record's key
+//      with a count > 0.
+//  O3. None: free it (version odd, state kFree, words cleared, version
+//      even, flush). Else leave it deleting and look again later (a release,
+//      a sweep, or the holder's recovery).
+// G3-G4 and O1-O2 are a Dekker pair: each side stores, flushes (the store is
+// in memory), then invalidates (a full fence: MFENCE on hardware, a seq_cst
+// fence in the simulator) and loads what the other side stores. So at least
+// one sees the other: the client sees the new version and takes its
+// reference back, or the owner sees the reference and does not free.
+//
+// A client's host that dies keeps in memory every reference it relied on
+// (G3 flushes before G4), and no other: an entry not flushed was never
+// relied on. Its table is the owner's to recover once it is fenced.
+//
+// Lines is the access seam (region/cache_lines.h): HwLines on hardware,
+// CacheSim under the simulator.
+#ifndef GISMO_REGION_NC_REFERENCES_H_
+#define GISMO_REGION_NC_REFERENCES_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "region/layout.h"
+
+namespace gismo::region {
+
+// Deliberate protocol faults, for the demonstration that the simulator
+// catches each missing flush or invalidate (nc_references_test). kNone
+// always outside tests.
+enum class NcRefFault : uint8_t {
+  kNone,
+  kSkipEntryFlush,         // G3 without the flush of the table entry
+  kSkipRecheckInvalidate,  // G4 reads its cached copy of the record
+  kSkipDataInvalidate,     // G5 skipped
+  kSkipMarkFlush,          // O1 without the flush of the record
+};
+
+enum class NcGet : uint8_t {
+  kFound,     // referenced; *out describes it
+  kNotFound,  // no sealed object of that id in the record
+  kBusy,      // the owner kept the record odd; try again later
+  kFull,      // the client's table has no free entry
+};
+
+struct NcObject {
+  uint64_t heap_offset = 0;  // from the heap's start
+  uint64_t data_size = 0;
+  uint64_t metadata_size = 0;
+};
+
+// Words of shared structs, for the seam (Word is a lock-free 64-bit atomic).
+inline uint64_t* NcWord(Word& w) { return reinterpret_cast<uint64_t*>(&w); }
+static_assert(sizeof(Word) == sizeof(uint64_t) && Word::is_always_lock_free);
+
+// The region's parts the protocol reads: the records, the heap.
+struct NcView {
+  ObjectRecord* records = nullptr;
+  uint32_t num_records = 0;
+  uint8_t* heap = nullptr;
+  uint64_t heap_size = 0;
+};
+
+// Whether a record says an object lies inside the heap (never trust a
+// record another host wrote: its words are checked before use).
+inline bool NcBlockInHeap(const NcView& v, const NcObject& o) {
+  const uint64_t bytes = ((o.data_size + 63) & ~uint64_t{63}) + o.metadata_size;
+  return o.heap_offset % kCacheLine == 0 && o.heap_offset <= v.heap_size &&
+         bytes <= v.heap_size - o.heap_offset;
+}
+
+template <typename Lines>
+class NcReader {
+ public:
+  // `table` is this client's held table of `capacity` entries.
+  NcReader(Lines& lines, const NcView& view, HeldEntry* table, uint32_t capacity)
+      : lines_(lines), v_(view), table_(table), capacity_(capacity) {}
+
+  // Takes a reference on the sealed object `id` if record `index` holds it.
+  NcGet Get(uint32_t index, const IdWords& id, NcObject* out) {
+    if (index >= v_.num_records) return NcGet::kNotFound;
+    ObjectRecord& rec = v_.records[index];
+    uint64_t* version = NcWord(rec.ref_count);
+    for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      lines_.Invalidate(&rec, sizeof(rec));  // G1
+      const uint64_t v = lines_.Load(version);
+      if (v & 1) continue;
+      bool same_id = true;  // G2
+      for (int i = 0; i < 3; ++i) same_id &= lines_.Load(NcWord(rec.id[i])) == id.w[i];
+      const uint64_t info = lines_.Load(NcWord(rec.info));
+      NcObject o;
+      o.heap_offset = lines_.Load(NcWord(rec.heap_offset));
+      const uint64_t sizes = lines_.Load(NcWord(rec.sizes));
+      o.data_size = SizesData(sizes);
+      o.metadata_size = SizesMeta(sizes);
+      if (lines_.Load(version) != v) continue;
+      if (!same_id || InfoState(info) != ObjectState::kSealed) return NcGet::kNotFound;
+      if (!NcBlockInHeap(v_, o)) return NcGet::kNotFound;  // a corrupt record: never followed
+      HeldEntry* e = Hold(index);                          // G3
+      if (e == nullptr) return NcGet::kFull;
+      if (fault_ != NcRefFault::kSkipRecheckInvalidate) lines_.Invalidate(&rec, sizeof(rec));  // G4
+      if (lines_.Load(version) != v) {
+        Drop(e);
+        continue;
+      }
+      if (fault_ != NcRefFault::kSkipDataInvalidate) {  // G5
+        lines_.Invalidate(v_.heap + o.heap_offset,
+                          ((o.data_size + 63) & ~uint64_t{63}) + o.metadata_size);
+      }
+      *out = o;
+      return NcGet::kFound;
+    }
+    return NcGet::kBusy;
+  }
+
+  // Drops one reference on record `index`; false if this client holds none.
+  bool Release(uint32_t index) {
+    HeldEntry* e = Find(index + 1);
+    if (e == nullptr || lines_.Load(NcWord(e->count)) == 0) return false;
+    Drop(e);
+    return true;
+  }
+
+  // References this client holds on record `index` (its own lines: no
+  // invalidate).
+  uint64_t Held(uint32_t index) {
+    HeldEntry* e = Find(index + 1);
+    return e == nullptr ? 0 : lines_.Load(NcWord(e->count));
+  }
+
+  void SetFaultForTesting(NcRefFault f) { fault_ = f; }
+
+ private:
+  static constexpr int kMaxAttempts = 64;
+
+  HeldEntry* Find(uint64_t key) {
+    for (uint32_t i = 0; i < capacity_; ++i) {
+      if (lines_.Load(NcWord(table_[i].key)) == key) return &table_[i];
+    }
+    return nullptr;
+  }
+
+  // G3: count + 1 on the record's entry (a free one if none), flushed.
+  HeldEntry* Hold(uint32_t index) {
+    HeldEntry* e = Find(index + 1);
+    if (e == nullptr) {
+      e = Find(0);
+      if (e == nullptr) return nullptr;
+      lines_.Store(NcWord(e->key), index + 1);  // key first: a torn line shows count 0
+    }
+    lines_.Store(NcWord(e->count), lines_.Load(NcWord(e->count)) + 1);
+    if (fault_ != NcRefFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
+    return e;
+  }
+
+  // count - 1; at 0 the entry is cleared, count before key. Flushed: the
+  // owner may free the object once this reaches memory.
+  void Drop(HeldEntry* e) {
+    const uint64_t count = lines_.Load(NcWord(e->count)) - 1;
+    lines_.Store(NcWord(e->count), count);
+    if (count == 0) lines_.Store(NcWord(e->key), 0);
+    lines_.Flush(e, sizeof(*e));
+  }
+
+  Lines& lines_;
+  NcView v_;
+  HeldEntry* table_;
+  uint32_t capacity_;
+  NcRefFault fault_ = NcRefFault::kNone;
+};
+
+// One client's held table as the owner sees it.
+struct NcTable {
+  HeldEntry* entries = nullptr;
+  uint32_t capacity = 0;
+};
+
+template <typename Lines>
+class NcOwner {
+ public:
+  NcOwner(Lines& lines, const NcView& view) : lines_(lines), v_(view) {}
+
+  // Writes record `index` as sealed object `id` (the seal's last step: the
+  // creator flushed the data before it asked). The record is the owner's:
+  // its current words are its own, no invalidate.
+  void Publish(uint32_t index, const IdWords& id, uint64_t info, const NcObject& o) {
+    ObjectRecord& rec = v_.records[index];
+    Write(rec, [&] {
+      for (int i = 0; i < 3; ++i) lines_.Store(NcWord(rec.id[i]), id.w[i]);
+      lines_.Store(NcWord(rec.info), info);
+      lines_.Store(NcWord(rec.heap_offset), o.heap_offset);
+      lines_.Store(NcWord(rec.sizes), PackSizes(o.data_size, o.metadata_size));
+    });
+  }
+
+  // O1..O3: true if record `index` is free now; false if a table still
+  // references it (it stays kDeleting: call again after a release or the
+  // holder's recovery).
+  bool Delete(uint32_t index, const std::vector<NcTable>& tables) {
+    ObjectRecord& rec = v_.records[index];
+    if (InfoState(lines_.Load(NcWord(rec.info))) != ObjectState::kDeleting) {
+      const uint64_t info = lines_.Load(NcWord(rec.info));
+      Write(
+          rec,
+          [&] {
+            lines_.Store(NcWord(rec.info),
+                         (info & ~uint64_t{0xff}) | static_cast<uint64_t>(ObjectState::kDeleting));
+          },
+          fault_ != NcRefFault::kSkipMarkFlush);
+    }
+    if (Referenced(index, tables)) return false;  // O2
+    Write(rec, [&] {                              // O3
+      for (int i = 0; i < 3; ++i) lines_.Store(NcWord(rec.id[i]), 0);
+      lines_.Store(NcWord(rec.info), static_cast<uint64_t>(ObjectState::kFree));
+      lines_.Store(NcWord(rec.heap_offset), 0);
+      lines_.Store(NcWord(rec.sizes), 0);
+    });
+    return true;
+  }
+
+  // O2: whether any table holds a reference on record `index`, as memory
+  // holds the tables now.
+  bool Referenced(uint32_t index, const std::vector<NcTable>& tables) {
+    for (const NcTable& t : tables) {
+      lines_.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+      for (uint32_t i = 0; i < t.capacity; ++i) {
+        if (lines_.Load(NcWord(t.entries[i].key)) == index + 1 &&
+            lines_.Load(NcWord(t.entries[i].count)) != 0) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  // A fenced client's table becomes the owner's: the records it referenced
+  // (index, count), as memory holds them, and the table zeroed and flushed
+  // for the slot's next client. REQUIRES: the client is fenced, and on its
+  // host its lines were written back or dropped (doc/noncoherent.md 7.3).
+  std::vector<std::pair<uint32_t, uint64_t>> RecoverTable(const NcTable& t) {
+    std::vector<std::pair<uint32_t, uint64_t>> held;
+    lines_.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+    for (uint32_t i = 0; i < t.capacity; ++i) {
+      const uint64_t key = lines_.Load(NcWord(t.entries[i].key));
+      const uint64_t count = lines_.Load(NcWord(t.entries[i].count));
+      if (key != 0 && key <= v_.num_records && count != 0) held.emplace_back(key - 1, count);
+      lines_.Store(NcWord(t.entries[i].count), 0);
+      lines_.Store(NcWord(t.entries[i].key), 0);
+    }
+    lines_.Flush(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+    return held;
+  }
+
+  void SetFaultForTesting(NcRefFault f) { fault_ = f; }
+
+ private:
+  // The seqlock write: version odd, the words, version even, then the line
+  // flushed (O1's flush is the one the Dekker pair needs). The version only
+  // grows, so a reader never mistakes a rewritten record for the one it read.
+  template <typename Fn>
+  void Write(ObjectRecord& rec, Fn&& words, bool flush = true) {
+    uint64_t* version = NcWord(rec.ref_count);
+    // The next even value at or above the current one (odd only if a
+    // previous owner died half-way through a write).
+    const uint64_t base = (lines_.Load(version) + 1) & ~uint64_t{1};
+    lines_.Store(version, base + 1);
+    words();
+    lines_.Store(version, base + 2);
+    if (flush) lines_.Flush(&rec, sizeof(rec));
+  }
+
+  Lines& lines_;
+  NcView v_;
+  NcRefFault fault_ = NcRefFault::kNone;
+};
+
+}  // namespace gismo::region
+
+#endif  // GISMO_REGION_NC_REFERENCES_H_

@@ -1,0 +1,502 @@
+// The non-coherent get path and free rule (src/region/nc_references.h)
+// under the non-coherence simulator: the owner never frees an object a
+// reader relies on, whatever the interleaving; a reader never reads a
+// reused block's previous bytes; a reader whose host dies keeps exactly the
+// references it relied on; and removing any one flush or invalidate of the
+// protocol is caught.
+#include "region/nc_references.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "nc_util.h"
+#include "region/cache_lines.h"
+#include "region/cache_sim.h"
+
+namespace gismo::region {
+namespace {
+
+using gismo::testing::Killed;
+using gismo::testing::RunChild;
+using gismo::testing::SharedMemory;
+
+constexpr uint32_t kRecords = 4;
+constexpr uint32_t kTableCap = 8;  // two lines
+constexpr uint32_t kClients = 2;
+constexpr uint64_t kObjBytes = 256;  // four lines
+constexpr uint64_t kHeap = kRecords * kObjBytes;
+
+// The "device": records, then each client's held table, then the heap.
+class World {
+ public:
+  World()
+      : m_(kRecords * sizeof(ObjectRecord) + kClients * kTableCap * sizeof(HeldEntry) + kHeap) {}
+  NcView view() const {
+    NcView v;
+    v.records = reinterpret_cast<ObjectRecord*>(m_.base());
+    v.num_records = kRecords;
+    v.heap = m_.base() + kRecords * sizeof(ObjectRecord) + kClients * kTableCap * sizeof(HeldEntry);
+    v.heap_size = kHeap;
+    return v;
+  }
+  HeldEntry* table(uint32_t client) const {
+    return reinterpret_cast<HeldEntry*>(m_.base() + kRecords * sizeof(ObjectRecord)) +
+           client * kTableCap;
+  }
+  std::vector<NcTable> tables() const {
+    std::vector<NcTable> t;
+    for (uint32_t c = 0; c < kClients; ++c) t.push_back({table(c), kTableCap});
+    return t;
+  }
+  const SharedMemory& memory() const { return m_; }
+  uint8_t* base() const { return m_.base(); }
+  uint64_t size() const { return m_.size(); }
+
+ private:
+  SharedMemory m_;
+};
+
+IdWords IdOf(uint64_t tag) { return {{tag, tag ^ 0x5555, 0}}; }
+uint64_t Pattern(uint64_t tag, uint64_t word) { return tag * 0x9E3779B97F4A7C15ull + word; }
+NcObject BlockOf(uint32_t record) { return {record * kObjBytes, kObjBytes, 0}; }
+uint64_t SealedInfo() { return PackInfo(ObjectState::kSealed, 1, 0); }
+
+// The creator's host writes object `tag` into its block and flushes it
+// before asking for the seal (doc/noncoherent.md, section 6).
+template <typename Lines>
+void WriteObject(Lines& creator, const World& w, const NcObject& o, uint64_t tag) {
+  auto* words = reinterpret_cast<uint64_t*>(w.view().heap + o.heap_offset);
+  for (uint64_t i = 0; i < o.data_size / 8; ++i) creator.Store(&words[i], Pattern(tag, i));
+  creator.Flush(words, o.data_size);
+}
+
+template <typename Lines>
+bool ReadObject(Lines& reader, const World& w, const NcObject& o, uint64_t tag) {
+  const auto* words = reinterpret_cast<const uint64_t*>(w.view().heap + o.heap_offset);
+  bool same = o.data_size == kObjBytes;
+  for (uint64_t i = 0; i < o.data_size / 8; ++i) same &= reader.Load(&words[i]) == Pattern(tag, i);
+  return same;
+}
+
+CacheSimOptions Quiet(const World& w, uint64_t seed) {
+  CacheSimOptions o;
+  o.seed = seed;
+  o.versions = w.memory().versions();
+  return o;
+}
+
+CacheSimOptions Chaotic(const World& w, uint64_t seed) {
+  CacheSimOptions o = Quiet(w, seed);
+  o.capacity_lines = 16;
+  o.evict_ppm = 50000;
+  o.early_writeback_ppm = 200000;
+  return o;
+}
+
+// A host whose k-th line operation (counted from `at`) first runs `hook`:
+// another host's whole step sequence, at that instant.
+struct SteppedLines {
+  CacheSim& sim;
+  uint64_t ops = 0;
+  uint64_t at = ~uint64_t{0};
+  std::function<void()> hook;
+  void Tick() {
+    if (ops++ == at && hook) {
+      auto h = std::move(hook);
+      hook = nullptr;
+      h();
+    }
+  }
+  uint64_t Load(const uint64_t* p) {
+    Tick();
+    return sim.Load(p);
+  }
+  void Store(uint64_t* p, uint64_t v) {
+    Tick();
+    sim.Store(p, v);
+  }
+  void Flush(const void* p, uint64_t n) {
+    Tick();
+    sim.Flush(p, n);
+  }
+  void Invalidate(const void* p, uint64_t n) {
+    Tick();
+    sim.Invalidate(p, n);
+  }
+};
+
+constexpr uint64_t kA = 0xA, kB = 0xB;
+
+struct Outcome {
+  bool hook_ran = false;
+  NcGet got = NcGet::kNotFound;
+  bool freed = false;    // the owner's first delete freed the record
+  bool data_ok = true;   // a found reader read A's bytes
+  bool reuse_ok = true;  // the reader then read B's bytes in the reused block
+  bool FreedWhileHeld() const { return got == NcGet::kFound && freed; }
+};
+
+// One interleaving. The reader has read object A (record 0) before, so its
+// lines may be in the reader's cache. Then the reader gets A while the owner
+// deletes A and, once it is free, the creator reuses its record and block
+// for B: the stepped side runs one line operation at a time, the other side
+// runs whole at the stepped side's k-th operation. Afterwards the reader
+// gets B and must read B's bytes.
+Outcome Interleave(bool step_reader, uint64_t k, NcRefFault reader_fault, NcRefFault owner_fault) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2)),
+      cs(w.base(), w.size(), Quiet(w, 3));
+  SteppedLines rl{rs, 0, ~uint64_t{0}, nullptr}, ol{os, 0, ~uint64_t{0}, nullptr};
+  NcReader<SteppedLines> reader(rl, w.view(), w.table(0), kTableCap);
+  NcOwner<SteppedLines> owner(ol, w.view());
+  reader.SetFaultForTesting(reader_fault);
+  owner.SetFaultForTesting(owner_fault);
+
+  WriteObject(cs, w, BlockOf(0), kA);
+  owner.Publish(0, IdOf(kA), SealedInfo(), BlockOf(0));
+  NcObject o;
+  Outcome out;
+  if (reader.Get(0, IdOf(kA), &o) != NcGet::kFound || !ReadObject(rl, w, o, kA) ||
+      !reader.Release(0)) {
+    ADD_FAILURE() << "the warm-up get of A failed";
+    return out;
+  }
+  auto reuse_for_b = [&] {
+    WriteObject(cs, w, BlockOf(0), kB);
+    owner.Publish(0, IdOf(kB), SealedInfo(), BlockOf(0));
+  };
+  auto reader_side = [&] {
+    out.got = reader.Get(0, IdOf(kA), &o);
+    if (out.got == NcGet::kFound) out.data_ok = ReadObject(rl, w, o, kA);
+  };
+  auto owner_side = [&] {
+    out.freed = owner.Delete(0, w.tables());
+    if (out.freed) reuse_for_b();
+  };
+  SteppedLines& stepped = step_reader ? rl : ol;
+  stepped.at = stepped.ops + k;
+  stepped.hook = [&] {
+    out.hook_ran = true;
+    step_reader ? owner_side() : reader_side();
+  };
+  step_reader ? reader_side() : owner_side();
+  stepped.hook = nullptr;
+  if (!out.hook_ran) return out;
+
+  if (out.got == NcGet::kFound) reader.Release(0);
+  if (!out.freed) {
+    if (!owner.Delete(0, w.tables())) {
+      ADD_FAILURE() << "the record stayed referenced after the release";
+      return out;
+    }
+    reuse_for_b();
+  }
+  out.reuse_ok = reader.Get(0, IdOf(kB), &o) == NcGet::kFound && ReadObject(rl, w, o, kB);
+  return out;
+}
+
+struct SweepResult {
+  int runs = 0, found = 0, not_found = 0, freed_while_held = 0, bad_data = 0, bad_reuse = 0;
+};
+
+SweepResult Sweep(NcRefFault reader_fault, NcRefFault owner_fault) {
+  SweepResult r;
+  for (bool step_reader : {true, false}) {
+    for (uint64_t k = 0;; ++k) {
+      const Outcome o = Interleave(step_reader, k, reader_fault, owner_fault);
+      if (::testing::Test::HasFailure() || !o.hook_ran) break;
+      ++r.runs;
+      r.found += o.got == NcGet::kFound;
+      r.not_found += o.got == NcGet::kNotFound;
+      r.freed_while_held += o.FreedWhileHeld();
+      r.bad_data += !o.data_ok;
+      r.bad_reuse += !o.reuse_ok;
+    }
+  }
+  return r;
+}
+
+TEST(NcReferencesTest, GetReadsWhatTheOwnerPublished) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0), kTableCap);
+  NcOwner<CacheSim> owner(os, w.view());
+  NcObject o;
+  EXPECT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kNotFound);  // nothing published
+  WriteObject(os, w, BlockOf(1), kA);
+  owner.Publish(1, IdOf(kA), SealedInfo(), BlockOf(1));
+  ASSERT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kFound);
+  EXPECT_EQ(o.heap_offset, BlockOf(1).heap_offset);
+  EXPECT_TRUE(ReadObject(rs, w, o, kA));
+  EXPECT_EQ(reader.Get(1, IdOf(kB), &o), NcGet::kNotFound);         // another id
+  EXPECT_EQ(reader.Get(kRecords, IdOf(kA), &o), NcGet::kNotFound);  // no such record
+  EXPECT_EQ(reader.Held(1), 1u);
+  EXPECT_TRUE(reader.Release(1));
+  EXPECT_FALSE(reader.Release(1));
+  EXPECT_TRUE(owner.Delete(1, w.tables()));
+  EXPECT_TRUE(rs.stale_reads().empty());
+  EXPECT_TRUE(rs.conflicting_writes().empty() && os.conflicting_writes().empty());
+}
+
+TEST(NcReferencesTest, DeleteWaitsForTheLastRelease) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcReader<CacheSim> reader(rs, w.view(), w.table(1), kTableCap);
+  NcOwner<CacheSim> owner(os, w.view());
+  WriteObject(os, w, BlockOf(2), kA);
+  owner.Publish(2, IdOf(kA), SealedInfo(), BlockOf(2));
+  NcObject o;
+  ASSERT_EQ(reader.Get(2, IdOf(kA), &o), NcGet::kFound);
+  ASSERT_EQ(reader.Get(2, IdOf(kA), &o), NcGet::kFound);
+  EXPECT_EQ(reader.Held(2), 2u);
+  EXPECT_FALSE(owner.Delete(2, w.tables()));
+  EXPECT_EQ(reader.Get(2, IdOf(kA), &o), NcGet::kNotFound) << "a deleting object is not gettable";
+  EXPECT_TRUE(reader.Release(2));
+  EXPECT_FALSE(owner.Delete(2, w.tables())) << "one reference is still held";
+  EXPECT_TRUE(reader.Release(2));
+  EXPECT_TRUE(owner.Delete(2, w.tables()));
+  EXPECT_EQ(reader.Held(2), 0u);
+}
+
+TEST(NcReferencesTest, AFullTableAndACorruptRecordAreRefused) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0), 2);
+  NcOwner<CacheSim> owner(os, w.view());
+  for (uint32_t i = 0; i < 3; ++i) owner.Publish(i, IdOf(kA + i), SealedInfo(), BlockOf(i));
+  NcObject o;
+  ASSERT_EQ(reader.Get(0, IdOf(kA), &o), NcGet::kFound);
+  ASSERT_EQ(reader.Get(1, IdOf(kA + 1), &o), NcGet::kFound);
+  EXPECT_EQ(reader.Get(2, IdOf(kA + 2), &o), NcGet::kFull);
+  EXPECT_EQ(reader.Held(2), 0u);
+  // A record whose block lies outside the heap is never followed.
+  for (const NcObject bad : {NcObject{kHeap, 64, 0}, NcObject{kHeap - 64, 128, 0},
+                             NcObject{8, 64, 0}, NcObject{0, ~uint64_t{0} >> 24, 0}}) {
+    owner.Publish(3, IdOf(kB), SealedInfo(), bad);
+    EXPECT_EQ(reader.Get(3, IdOf(kB), &o), NcGet::kNotFound) << bad.heap_offset;
+  }
+}
+
+// Both directions, every instant: the reader that gets A reads A's bytes
+// and keeps them until its release; the owner frees A only when no reader
+// relies on it; the reused block reads as B.
+TEST(NcReferencesTest, EveryInterleavingKeepsItsPromise) {
+  const SweepResult r = Sweep(NcRefFault::kNone, NcRefFault::kNone);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  EXPECT_GT(r.runs, 40);
+  EXPECT_GT(r.found, 0) << "the sweep never let the reader win";
+  EXPECT_GT(r.not_found, 0) << "the sweep never let the owner win";
+  EXPECT_EQ(r.freed_while_held, 0);
+  EXPECT_EQ(r.bad_data, 0);
+  EXPECT_EQ(r.bad_reuse, 0);
+}
+
+// Each line operation of the protocol is needed: without it some
+// interleaving breaks a promise.
+TEST(NcReferencesTest, RemovedEntryFlushIsCaught) {
+  const SweepResult r = Sweep(NcRefFault::kSkipEntryFlush, NcRefFault::kNone);
+  EXPECT_GT(r.freed_while_held + r.bad_data, 0);
+}
+
+TEST(NcReferencesTest, RemovedRecheckInvalidateIsCaught) {
+  const SweepResult r = Sweep(NcRefFault::kSkipRecheckInvalidate, NcRefFault::kNone);
+  EXPECT_GT(r.freed_while_held, 0);
+  EXPECT_GT(r.bad_data, 0) << "the reader read B's bytes as A's";
+}
+
+TEST(NcReferencesTest, RemovedMarkFlushIsCaught) {
+  const SweepResult r = Sweep(NcRefFault::kNone, NcRefFault::kSkipMarkFlush);
+  EXPECT_GT(r.freed_while_held, 0);
+}
+
+TEST(NcReferencesTest, RemovedDataInvalidateIsCaught) {
+  const SweepResult r = Sweep(NcRefFault::kSkipDataInvalidate, NcRefFault::kNone);
+  EXPECT_EQ(r.freed_while_held, 0);
+  EXPECT_GT(r.bad_reuse, 0) << "the reader read A's cached bytes in B's block";
+}
+
+// A reader host that dies (SIGKILL: its simulated cache, dirty lines
+// included, dies with it) at each line operation of a get. Whatever memory
+// holds afterwards, a reference the reader relied on (its get returned) is
+// there for the owner to see; after the recovery of its table the object is
+// freed and nothing else is held.
+TEST(NcReferencesTest, ReaderKilledAtEveryLineOperation) {
+  struct DyingLines {
+    CacheSim& sim;
+    uint64_t left;
+    void Tick() {
+      if (left-- == 0) raise(SIGKILL);
+    }
+    uint64_t Load(const uint64_t* p) {
+      Tick();
+      return sim.Load(p);
+    }
+    void Store(uint64_t* p, uint64_t v) {
+      Tick();
+      sim.Store(p, v);
+    }
+    void Flush(const void* p, uint64_t n) {
+      Tick();
+      sim.Flush(p, n);
+    }
+    void Invalidate(const void* p, uint64_t n) {
+      Tick();
+      sim.Invalidate(p, n);
+    }
+  };
+  int killed = 0, relied = 0;
+  for (uint64_t k = 0;; ++k) {
+    World w;
+    SharedMemory said(64);  // word 0: the reader's get returned kFound
+    CacheSim os(w.base(), w.size(), Quiet(w, 2));
+    NcOwner<CacheSim> owner(os, w.view());
+    WriteObject(os, w, BlockOf(0), kA);
+    owner.Publish(0, IdOf(kA), SealedInfo(), BlockOf(0));
+    const int status = RunChild([&] {
+      CacheSim rs(w.base(), w.size(), Chaotic(w, k + 1));
+      DyingLines dl{rs, k};
+      NcReader<DyingLines> reader(dl, w.view(), w.table(1), kTableCap);
+      NcObject o;
+      if (reader.Get(0, IdOf(kA), &o) == NcGet::kFound) {
+        __atomic_store_n(said.word(0), 1, __ATOMIC_SEQ_CST);
+        ReadObject(dl, w, o, kA);  // uses the reference, then dies holding it
+      }
+      raise(SIGKILL);
+    });
+    ASSERT_TRUE(Killed(status));
+    const bool get_returned = __atomic_load_n(said.word(0), __ATOMIC_SEQ_CST) == 1;
+    const bool deleted = owner.Delete(0, w.tables());
+    if (get_returned) {
+      EXPECT_FALSE(deleted) << "freed under a dead reader's reference, k=" << k;
+    }
+    const auto held = owner.RecoverTable({w.table(1), kTableCap});
+    if (get_returned) {
+      ASSERT_EQ(held.size(), 1u);
+      EXPECT_EQ(held[0].first, 0u);
+      EXPECT_EQ(held[0].second, 1u);
+    }
+    if (!deleted) {
+      EXPECT_TRUE(owner.Delete(0, w.tables())) << "k=" << k;
+    }
+    EXPECT_TRUE(os.conflicting_writes().empty());
+    ++killed;
+    relied += get_returned;
+    // Past the get and the reads of the data: every operation was a kill point.
+    if (get_returned && k > 40) break;
+    ASSERT_LT(k, 200u);
+  }
+  EXPECT_GT(relied, 0);
+  EXPECT_GT(killed - relied, 0);
+}
+
+// Readers and the owner on their own threads (hosts), with random early
+// write-backs and evictions: readers get, read and release while the owner
+// deletes and the creator reuses records and blocks. A shadow count per
+// record (plain atomics, outside the simulated memory) says which records a
+// reader relies on at each instant; the owner must never free one of them.
+TEST(NcReferencesTest, ReadersAndOwnerOnThreadsUnderChaos) {
+  World w;
+  std::atomic<int> relied_on[kRecords] = {};
+  std::atomic<uint64_t> tag_of[kRecords] = {};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> violations{0}, bad_bytes{0}, gets{0};
+  {
+    CacheSim os(w.base(), w.size(), Quiet(w, 99));
+    NcOwner<CacheSim> owner(os, w.view());
+    for (uint32_t i = 0; i < kRecords; ++i) {
+      WriteObject(os, w, BlockOf(i), 100 + i);
+      owner.Publish(i, IdOf(100 + i), SealedInfo(), BlockOf(i));
+      tag_of[i].store(100 + i, std::memory_order_release);
+    }
+  }
+  auto reader_host = [&](uint32_t client, uint64_t seed) {
+    CacheSim rs(w.base(), w.size(), Chaotic(w, seed));
+    NcReader<CacheSim> reader(rs, w.view(), w.table(client), kTableCap);
+    uint64_t r = seed;
+    while (!stop.load(std::memory_order_acquire)) {
+      r = r * 6364136223846793005ull + 1442695040888963407ull;
+      const uint32_t i = (r >> 33) % kRecords;
+      const uint64_t tag = tag_of[i].load(std::memory_order_acquire);
+      NcObject o;
+      if (reader.Get(i, IdOf(tag), &o) != NcGet::kFound) continue;
+      relied_on[i].fetch_add(1, std::memory_order_seq_cst);
+      gets.fetch_add(1, std::memory_order_relaxed);
+      if (!ReadObject(rs, w, o, tag)) bad_bytes.fetch_add(1, std::memory_order_relaxed);
+      relied_on[i].fetch_sub(1, std::memory_order_seq_cst);
+      reader.Release(i);
+    }
+  };
+  std::thread r0(reader_host, 0, 11), r1(reader_host, 1, 12);
+  {
+    CacheSim os(w.base(), w.size(), Chaotic(w, 21));
+    NcOwner<CacheSim> owner(os, w.view());
+    uint64_t next_tag = 1000;
+    for (int round = 0; round < 3000; ++round) {
+      const uint32_t i = round % kRecords;
+      // The reader's count rises after its get returned (G4 passed) and
+      // falls before its release: a free while it is up is a violation.
+      if (!owner.Delete(i, w.tables())) {
+        std::this_thread::yield();
+        while (!owner.Delete(i, w.tables())) std::this_thread::yield();
+      }
+      if (relied_on[i].load(std::memory_order_seq_cst) != 0) violations.fetch_add(1);
+      ++next_tag;
+      WriteObject(os, w, BlockOf(i), next_tag);
+      owner.Publish(i, IdOf(next_tag), SealedInfo(), BlockOf(i));
+      tag_of[i].store(next_tag, std::memory_order_release);
+    }
+    EXPECT_TRUE(os.conflicting_writes().empty()) << "a line has two writers";
+  }
+  stop.store(true, std::memory_order_release);
+  r0.join();
+  r1.join();
+  EXPECT_EQ(violations.load(), 0u);
+  EXPECT_EQ(bad_bytes.load(), 0u);
+  EXPECT_GT(gets.load(), 0u);
+}
+
+// The same code on the real primitives (coherent here: this checks the path
+// and its memory-ordering contract, not non-coherence).
+TEST(NcReferencesTest, ReaderAndOwnerOnHardwareLines) {
+  World w;
+  HwLines hw;
+  NcOwner<HwLines> owner(hw, w.view());
+  std::atomic<uint64_t> tag{500};
+  std::atomic<int> relied_on{0};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> violations{0}, bad_bytes{0}, gets{0};
+  WriteObject(hw, w, BlockOf(0), 500);
+  owner.Publish(0, IdOf(500), SealedInfo(), BlockOf(0));
+  std::thread reader_host([&] {
+    HwLines lines;
+    NcReader<HwLines> reader(lines, w.view(), w.table(0), kTableCap);
+    while (!stop.load(std::memory_order_acquire)) {
+      const uint64_t t = tag.load(std::memory_order_acquire);
+      NcObject o;
+      if (reader.Get(0, IdOf(t), &o) != NcGet::kFound) continue;
+      relied_on.fetch_add(1, std::memory_order_seq_cst);
+      gets.fetch_add(1, std::memory_order_relaxed);
+      if (!ReadObject(lines, w, o, t)) bad_bytes.fetch_add(1, std::memory_order_relaxed);
+      relied_on.fetch_sub(1, std::memory_order_seq_cst);
+      reader.Release(0);
+    }
+  });
+  for (uint64_t t = 501; t < 20501; ++t) {
+    while (!owner.Delete(0, w.tables())) std::this_thread::yield();
+    if (relied_on.load(std::memory_order_seq_cst) != 0) violations.fetch_add(1);
+    WriteObject(hw, w, BlockOf(0), t);
+    owner.Publish(0, IdOf(t), SealedInfo(), BlockOf(0));
+    tag.store(t, std::memory_order_release);
+  }
+  stop.store(true, std::memory_order_release);
+  reader_host.join();
+  EXPECT_EQ(violations.load(), 0u);
+  EXPECT_EQ(bad_bytes.load(), 0u);
+}
+
+}  // namespace
+}  // namespace gismo::region
