@@ -44,11 +44,26 @@ CacheSim::Line& CacheSim::Get(uint64_t line) {
   ++stats_.misses;
   if (keys_.size() >= o_.capacity_lines) Evict(static_cast<uint32_t>(Next() % keys_.size()));
   Line l{};
-  // The version is read before the bytes: a write-back racing with the fill
-  // makes the next hit report a stale read (conservative, never silent).
-  if (o_.versions != nullptr) l.version = o_.versions[line].load(std::memory_order_acquire);
   std::atomic<uint64_t>* src = Words(memory_ + line * kCacheLine);
-  for (uint64_t i = 0; i < kWordsPerLine; ++i) l.w[i] = src[i].load(std::memory_order_relaxed);
+  if (o_.versions == nullptr) {
+    for (uint64_t i = 0; i < kWordsPerLine; ++i) l.w[i] = src[i].load(std::memory_order_relaxed);
+  } else {
+    // A line moves whole: the version word is the line's seqlock (odd while
+    // a write-back is storing it), so a fill never mixes two write-backs.
+    std::atomic<uint64_t>& version = o_.versions[line];
+    for (;;) {
+      const uint64_t before = version.load(std::memory_order_acquire);
+      if (before & 1) continue;
+      for (uint64_t i = 0; i < kWordsPerLine; ++i) {
+        l.w[i] = src[i].load(std::memory_order_relaxed);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (version.load(std::memory_order_relaxed) == before) {
+        l.version = before;
+        break;
+      }
+    }
+  }
   pos_.emplace(line, static_cast<uint32_t>(keys_.size()));
   keys_.push_back(line);
   lines_.push_back(l);
@@ -58,16 +73,25 @@ CacheSim::Line& CacheSim::Get(uint64_t line) {
 void CacheSim::WriteBack(uint64_t line, Line& l) {
   if (!l.dirty) return;
   std::atomic<uint64_t>* dst = Words(memory_ + line * kCacheLine);
-  for (uint64_t i = 0; i < kWordsPerLine; ++i) dst[i].store(l.w[i], std::memory_order_relaxed);
   l.dirty = false;
   ++stats_.write_backs;
-  if (o_.versions != nullptr) {
-    // The bytes are stored before the version is raised (release), so a
-    // filler that reads the new version (acquire) reads these bytes or newer.
-    const uint64_t was = o_.versions[line].fetch_add(1, std::memory_order_acq_rel);
-    if (was != l.version) conflicting_writes_.push_back({line * kCacheLine, l.version, was});
-    l.version = was + 1;
+  if (o_.versions == nullptr) {
+    for (uint64_t i = 0; i < kWordsPerLine; ++i) dst[i].store(l.w[i], std::memory_order_relaxed);
+    return;
   }
+  // The line's seqlock (see Get): odd while the words are stored, then the
+  // next even value (release: a filler that reads it reads these words).
+  std::atomic<uint64_t>& version = o_.versions[line];
+  uint64_t was = version.load(std::memory_order_relaxed);
+  while ((was & 1) != 0 || !version.compare_exchange_weak(was, was + 1, std::memory_order_acquire,
+                                                          std::memory_order_relaxed)) {
+    was = version.load(std::memory_order_relaxed);
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  for (uint64_t i = 0; i < kWordsPerLine; ++i) dst[i].store(l.w[i], std::memory_order_relaxed);
+  version.store(was + 2, std::memory_order_release);
+  if (was != l.version) conflicting_writes_.push_back({line * kCacheLine, l.version, was});
+  l.version = was + 2;
 }
 
 void CacheSim::Evict(uint32_t pos) {

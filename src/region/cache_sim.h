@@ -25,8 +25,13 @@
 // So a read not preceded by the right invalidate may see stale data, and a
 // write not flushed is lost when its process dies, as on the hardware.
 //
+// A line moves whole, as on the hardware (a fill and a write-back are each
+// one 64-byte transfer, which the device serializes): a fill never mixes the
+// words of two write-backs. That needs checker mode, whose version word per
+// line is also the line's seqlock; without it, transfers may tear.
+//
 // Checker mode (CacheSimOptions::versions): a word per line of memory,
-// shared by all simulated hosts, counts the line's write-backs. A Load that
+// shared by all simulated hosts, counts the line's write-backs (by 2). A Load that
 // hits a cached line whose memory version moved since this host filled it
 // is recorded as a stale read (another host wrote the line since this
 // host's last invalidate), whether or not the stale bytes mattered; a
