@@ -9,7 +9,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "region/cache_lines.h"
 #include "region/free_runs.h"
+#include "region/request_ring.h"
 #include "store/allocator.h"
 #include "store/names.h"
 #include "store/store.h"
@@ -63,6 +65,7 @@ class Checker {
   Checker(const Region& r, Report* rep, bool online) : r_(r), rep_(*rep), online_(online) {}
 
   void Run() {
+    CheckNonCoherentLines();
     CheckSlots();
     CheckLocks();
     CheckIndex();
@@ -94,6 +97,60 @@ class Checker {
     if (slot >= r_.max_clients()) return false;
     const SlotState st = region::SlotStateOf(r_.slot(slot).state.load(std::memory_order_acquire));
     return st == SlotState::kActive || st == SlotState::kSuspected || st == SlotState::kRecovering;
+  }
+
+  // 7: a non-coherent region's own lines (doc/noncoherent.md): every client
+  // slot's request and response rings (indices consistent; for a live
+  // session, every published entry validates with its session), the
+  // owner's sleep line and the election's candidate lines. This host may
+  // hold stale copies of lines other hosts wrote: each is invalidated
+  // before it is read.
+  void CheckNonCoherentLines() {
+    if (!r_.noncoherent()) return;
+    HwLines lines;
+    const uint32_t cap = r_.request_ring_capacity();
+    for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      const uint64_t state = r_.slot(i).state.load(std::memory_order_acquire);
+      const SlotState st = SlotStateOf(state);
+      const bool live =
+          st == SlotState::kActive || st == SlotState::kSuspected || st == SlotState::kRecovering;
+      const std::pair<const char*, void*> rings[] = {{"request", r_.request_ring(i)},
+                                                     {"response", r_.response_ring(i)}};
+      for (const auto& [name, ring] : rings) {
+        RequestConsumer<HwLines> reader(lines, ring, cap, SlotSessionOf(state));
+        auto* hdr = static_cast<RequestRingHeader*>(ring);
+        lines.Invalidate(hdr, sizeof(*hdr));
+        const uint64_t tail = lines.Load(&hdr->tail.value);
+        const uint64_t head = lines.Load(&hdr->head.value);
+        if (tail - head > cap) {
+          Problem("client slot ", i, "'s ", name, " ring is inconsistent: tail ", tail, ", head ",
+                  head, " (capacity ", cap, ")");
+          continue;
+        }
+        if (!live) continue;
+        for (uint64_t n = head + 1; n <= tail && n > head; ++n) {
+          if (!reader.EntryValid(n)) {
+            Problem("client slot ", i, "'s ", name, " ring: published entry ", n,
+                    " does not validate (torn, or not written by this session)");
+            break;
+          }
+        }
+      }
+    }
+    Superblock& sb = r_.sb();
+    lines.Invalidate(&sb.owner_sleep, sizeof(sb.owner_sleep));
+    if (lines.Load(&sb.owner_sleep.sleeping) > 1) {
+      Problem("the owner's sleep line holds ", lines.Load(&sb.owner_sleep.sleeping),
+              " (0 or 1 expected)");
+    }
+    for (uint32_t j = 0; j < kMaxCandidates; ++j) {
+      lines.Invalidate(&sb.candidates[j], sizeof(sb.candidates[j]));
+      if (lines.Load(&sb.candidates[j].choosing) > 1) {
+        Problem("candidate line ", j,
+                " of the owner election holds choosing = ", lines.Load(&sb.candidates[j].choosing),
+                " (0 or 1 expected)");
+      }
+    }
   }
 
   // 5 (and the inputs of 3 and 4): the client slots.
@@ -134,7 +191,9 @@ class Checker {
       }
       if (st == SlotState::kActive) {
         ++rep_.live_clients;
-        if (entries != h.held_count.load(std::memory_order_relaxed)) {
+        // A non-coherent region's clients keep only their table (held_count
+        // is unused there).
+        if (!r_.noncoherent() && entries != h.held_count.load(std::memory_order_relaxed)) {
           Problem("client slot ", i, " counts ", h.held_count.load(std::memory_order_relaxed),
                   " held objects but its table has ", entries);
         }
@@ -380,10 +439,17 @@ class Checker {
       const uint64_t refs = rec.ref_count.load(std::memory_order_relaxed);
       auto it = held_by_record_.find(global);
       const uint64_t held = it == held_by_record_.end() ? 0 : it->second;
-      if (refs != held) {
+      if (r_.noncoherent()) {
+        // ref_count is the record's seqlock version there: odd only while
+        // the owner writes the record.
+        if ((refs & 1) != 0 && !online_) {
+          Problem(who, "'s record is half-written (version ", refs,
+                  "): its owner stopped in the middle of changing it");
+        }
+      } else if (refs != held) {
         Problem(who, " has reference count ", refs, " but live clients hold ", held);
       }
-      if (st == ObjectState::kDeleting && refs == 0) {
+      if (st == ObjectState::kDeleting && (r_.noncoherent() ? held : refs) == 0) {
         Problem(who, " was deleted and nobody holds it, but it was not freed");
       }
       if (st == ObjectState::kCreated) {

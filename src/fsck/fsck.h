@@ -14,6 +14,12 @@
 //  6. The name table is sound: every bound name is reachable from its hash,
 //     once, with a valid length; the free entry list is sound and no entry
 //     is leaked. (A name whose object is gone is counted, not a problem.)
+//  7. A non-coherent region's own lines are sound: every client slot's
+//     request and response rings have consistent indices and, for a live
+//     session, only entries that validate below their tail; the owner's
+//     sleep line and the election's candidate lines hold 0 or 1 where a flag
+//     is; no record is half-written (its version even). There, invariant 3
+//     reads: a deleted object no table holds has been freed.
 #ifndef GISMO_FSCK_FSCK_H_
 #define GISMO_FSCK_FSCK_H_
 

@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 6).
+// The shared region's on-media layout (format version 7).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 6;
+inline constexpr uint32_t kFormatVersion = 7;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -119,6 +119,71 @@ inline constexpr const char* CoherenceModeName(uint32_t mode) {
 inline constexpr uint64_t kFeatureDurable = GISMO_FEATURE_DURABLE;
 inline constexpr uint64_t kKnownFeatures = kFeatureDurable;
 
+// ---------------------------------------------------------------------------
+// The non-coherent mode's lines (doc/noncoherent.md). Their fields are plain
+// words, read and written only through the protocol's line seam
+// (region/cache_lines.h: relaxed 64-bit atomic accesses, explicit flush and
+// invalidate), each line by one writer.
+
+// A single-producer/single-consumer request ring (region/request_ring.h):
+// line 0 the tail (producer's), line 1 the head (consumer's), then
+// `capacity` entries, one per line (producer's).
+inline constexpr uint32_t kRequestPayloadWords = 6;
+struct alignas(kCacheLine) RequestIndex {
+  uint64_t value;
+  uint64_t reserved[7];
+};
+static_assert(sizeof(RequestIndex) == kCacheLine);
+struct alignas(kCacheLine) RequestEntry {
+  uint64_t seq;  // request n is in entry (n - 1) % capacity, seq = n >= 1
+  uint64_t payload[kRequestPayloadWords];
+  uint64_t check;  // XXH3-64 of words 0..6, seeded with the slot's session
+};
+static_assert(sizeof(RequestEntry) == kCacheLine);
+static_assert(offsetof(RequestEntry, check) == 56);
+struct alignas(kCacheLine) RequestRingHeader {
+  RequestIndex tail;  // producer's line
+  RequestIndex head;  // consumer's line
+};
+static_assert(sizeof(RequestRingHeader) == 2 * kCacheLine);
+// Bytes of a ring of `capacity` entries (a power of two).
+inline constexpr uint64_t RequestRingBytes(uint32_t capacity) {
+  return sizeof(RequestRingHeader) + uint64_t{capacity} * sizeof(RequestEntry);
+}
+// A non-coherent region's client slot keeps, where a coherent one keeps its
+// undo log, two rings of Superblock::request_ring_capacity entries: the
+// request ring (client to owner) at the log's start, the response ring
+// (owner to client) right after. The capacity is the largest power of two,
+// at most kMaxRequestRing, whose two rings fit the log; at least
+// kMinRequestRing (format refuses a log too small).
+inline constexpr uint32_t kMinRequestRing = 8;
+inline constexpr uint32_t kMaxRequestRing = 256;
+inline constexpr uint32_t RequestRingCapacityFor(uint64_t log_bytes) {
+  uint32_t c = kMaxRequestRing;
+  while (c >= kMinRequestRing && 2 * RequestRingBytes(c) > log_bytes) c /= 2;
+  return c >= kMinRequestRing ? c : 0;
+}
+
+// The owner's sleep line (region/owner_sleep.h): written by the owner only.
+struct alignas(kCacheLine) OwnerSleepLine {
+  uint64_t sleeping;  // 1 while the owner may be asleep
+  uint64_t reserved[7];
+};
+static_assert(sizeof(OwnerSleepLine) == kCacheLine);
+
+// One would-be owner's line of the election (region/owner_election.h):
+// written by that candidate only, or zeroed by a successor once it is fenced.
+struct alignas(kCacheLine) CandidateLine {
+  uint64_t choosing;   // 1 while it picks its ticket
+  uint64_t ticket;     // 0: not a candidate
+  uint64_t identity;   // the candidate's session
+  uint64_t heartbeat;  // the owner's clock, so others can suspect it
+  uint64_t reserved[4];
+};
+static_assert(sizeof(CandidateLine) == kCacheLine);
+static_assert(offsetof(CandidateLine, ticket) == 8);
+inline constexpr uint32_t kMaxCandidates = 32;
+
 enum class RegionState : uint64_t {
   kFormatting = 1,  // format in progress: not usable
   kReady = 2,
@@ -164,7 +229,11 @@ struct alignas(kCacheLine) Superblock {
   uint32_t name_slots;           // hash slots of the name table (power of two)
   uint64_t features;             // kFeature* bits; a reader refuses bits it does not know
   uint64_t free_run_offset;      // FreeRunNode[FreeRunLeaves(num_pages)] (format 5)
-  uint64_t reserved[2];
+  // Entries of each client slot's request and response rings in a
+  // non-coherent region (RequestRingCapacityFor(log bytes)); 0 in a coherent
+  // one (format 7).
+  uint64_t request_ring_capacity;
+  uint64_t reserved[1];
   uint64_t checksum;
 
   // --- mutable, written by the manager only (no lock; single writer) ---
@@ -213,8 +282,17 @@ struct alignas(kCacheLine) Superblock {
   // How much a create that does not fit evicts at least, in percent of the
   // heap (set by the manager, --evict-percent; 0: the default, 20, as Plasma).
   Word evict_percent;
+
+  // --- the non-coherent mode (format 7; zero and unused in a coherent region) ---
+  OwnerSleepLine owner_sleep;
+  // The owner election: one line per candidate manager (by node).
+  CandidateLine candidates[kMaxCandidates];
 };
 static_assert(sizeof(Superblock) <= 4096);
+static_assert(offsetof(Superblock, request_ring_capacity) == 224);
+static_assert(offsetof(Superblock, owner_sleep) == 704);
+static_assert(offsetof(Superblock, candidates) == 768);
+static_assert(sizeof(Superblock) == 768 + kMaxCandidates * kCacheLine);
 static_assert(offsetof(Superblock, state) % kCacheLine == 0);
 static_assert(offsetof(Superblock, manager_owner) % kCacheLine == 0);
 // The format is little-endian and these offsets are part of it.
@@ -496,7 +574,10 @@ struct alignas(kCacheLine) ObjectRecord {
   // state (8 bits) | creator slot (16) << 8 | creator node (32) << 24 |
   // flags (8) << 56
   Word info;
-  Word ref_count;    // sum over clients of their held counts
+  // Coherent region: the sum over clients of their held counts.
+  // Non-coherent region: the record's seqlock version (odd while the owner
+  // writes the record; only grows), region/nc_references.h.
+  Word ref_count;
   Word heap_offset;  // data offset from heap start; next free record if kFree
   Word sizes;        // data_size (40 bits) | metadata_size << 40 (24 bits)
   Word create_time_ns;

@@ -46,16 +46,6 @@
 
 namespace gismo::region {
 
-struct alignas(kCacheLine) CandidateLine {
-  uint64_t choosing;
-  uint64_t ticket;
-  uint64_t identity;
-  uint64_t heartbeat;
-  uint64_t reserved[4];
-};
-static_assert(sizeof(CandidateLine) == kCacheLine);
-static_assert(offsetof(CandidateLine, ticket) == 8);
-
 // Deliberate protocol faults (owner_election_test). kNone outside tests.
 enum class ElectionFault : uint8_t {
   kNone,

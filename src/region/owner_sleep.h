@@ -32,12 +32,6 @@
 
 namespace gismo::region {
 
-struct alignas(kCacheLine) OwnerSleepLine {
-  uint64_t sleeping;  // 1 while the owner may be asleep; owner-written
-  uint64_t reserved[7];
-};
-static_assert(sizeof(OwnerSleepLine) == kCacheLine);
-
 // Deliberate protocol faults (owner_sleep_test). kNone outside tests.
 enum class SleepFault : uint8_t {
   kNone,

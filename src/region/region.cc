@@ -133,10 +133,11 @@ Status NonCoherentRefusal(const std::string& path) {
           "' is formatted for non-coherent (CXL 2.0) memory, which this build cannot serve yet: "
           "it has the mode's cache-line flush and invalidate (" +
           FlushInsnName(FlushInstruction()) + "/" + FlushInsnName(InvalidateInstruction()) +
-          ") and its request ring (tested under a non-coherence simulator), but not the "
-          "single-writer protocol the mode needs (clients still write the shared index, "
-          "allocator, event ring and locks themselves; the manager does not yet apply their "
-          "requests; gets do not yet use the seqlock and reference-table path): see "
+          "), the region's request and response rings, and the mode's protocols (request "
+          "ring, get path and free rule, the owner's election and sleep; each proven under a "
+          "non-coherence simulator), but the store, the clients and the manager do not use "
+          "them yet (clients still write the shared index, allocator, event ring and locks "
+          "themselves; the manager does not yet apply their requests): see "
           "doc/noncoherent.md, \"What remains\". Format the region anew with --coherence "
           "coherent to use it now");
 }
@@ -286,6 +287,16 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
   g.records_per_shard = static_cast<uint32_t>(per_shard);
   g.slots_per_shard = static_cast<uint32_t>(NextPow2(per_shard * 3 / 2));
 
+  g.request_ring_capacity = 0;
+  if (o.coherence == CoherenceMode::kNonCoherent) {
+    g.request_ring_capacity = RequestRingCapacityFor(uint64_t{o.log_capacity} * sizeof(LogEntry));
+    if (g.request_ring_capacity == 0) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT,
+                    "a non-coherent region keeps each client's request and response rings "
+                    "where its undo log would be: log capacity must be at least " +
+                        std::to_string(2 * RequestRingBytes(kMinRequestRing) / sizeof(LogEntry)));
+    }
+  }
   g.client_slot_size = AlignUp(sizeof(ClientSlotHeader) + kNumClasses * sizeof(Word) +
                                    uint64_t{o.log_capacity} * sizeof(LogEntry) +
                                    uint64_t{o.held_capacity} * sizeof(HeldEntry),
@@ -510,22 +521,24 @@ Status Region::Validate(uint64_t file_size) const {
   o.log_capacity = sb.log_capacity;
   o.event_capacity = static_cast<uint32_t>(sb.event_ring_capacity);
   o.max_names = sb.names_capacity;
+  o.coherence = static_cast<CoherenceMode>(sb.coherence_mode);
   auto g = ComputeGeometry(o);
   if (!g.ok()) return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': " + g.status().message());
   const Geometry& e = *g;
-  bool same =
-      e.num_shards == sb.num_shards && e.slots_per_shard == sb.slots_per_shard &&
-      e.records_per_shard == sb.records_per_shard &&
-      e.client_table_offset == sb.client_table_offset &&
-      e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
-      e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
-      e.event_ring_offset == sb.event_ring_offset &&
-      e.event_ring_capacity == sb.event_ring_capacity && e.names_offset == sb.names_offset &&
-      e.names_capacity == sb.names_capacity && e.name_slots == sb.name_slots &&
-      e.class_table_offset == sb.class_table_offset &&
-      e.page_bitmap_offset == sb.page_bitmap_offset && e.free_run_offset == sb.free_run_offset &&
-      e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
-      e.heap_size == sb.heap_size && e.num_pages == sb.num_pages && sb.page_size == kPageSize;
+  bool same = e.num_shards == sb.num_shards && e.slots_per_shard == sb.slots_per_shard &&
+              e.records_per_shard == sb.records_per_shard &&
+              e.client_table_offset == sb.client_table_offset &&
+              e.client_slot_size == sb.client_slot_size && e.index_offset == sb.index_offset &&
+              e.shard_size == sb.shard_size && e.alloc_offset == sb.alloc_offset &&
+              e.event_ring_offset == sb.event_ring_offset &&
+              e.event_ring_capacity == sb.event_ring_capacity &&
+              e.names_offset == sb.names_offset && e.names_capacity == sb.names_capacity &&
+              e.name_slots == sb.name_slots && e.class_table_offset == sb.class_table_offset &&
+              e.page_bitmap_offset == sb.page_bitmap_offset &&
+              e.free_run_offset == sb.free_run_offset &&
+              e.page_desc_offset == sb.page_desc_offset && e.heap_offset == sb.heap_offset &&
+              e.heap_size == sb.heap_size && e.num_pages == sb.num_pages &&
+              sb.page_size == kPageSize && e.request_ring_capacity == sb.request_ring_capacity;
   if (!same) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': layout does not match its parameters (corrupt region)");
@@ -694,6 +707,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   sb.heap_size = e.heap_size;
   sb.num_pages = e.num_pages;
   sb.features = o.durable ? kFeatureDurable : 0;
+  sb.request_ring_capacity = e.request_ring_capacity;
   sb.checksum = SuperblockChecksum(sb);
   region.CacheOffsets();
   region.SetUpPersist();

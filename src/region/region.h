@@ -48,6 +48,7 @@ struct Geometry {
   uint32_t names_capacity, name_slots;
   uint64_t alloc_offset, class_table_offset, page_bitmap_offset, free_run_offset, page_desc_offset;
   uint64_t heap_offset, heap_size, num_pages;
+  uint32_t request_ring_capacity;  // non-coherent regions; 0 in coherent ones
 };
 Result<Geometry> ComputeGeometry(const FormatOptions& o);
 
@@ -139,6 +140,19 @@ class Region {
   LogEntry* log(uint32_t i) const {
     return At<LogEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
                         kNumClasses * sizeof(Word));
+  }
+  // A non-coherent region's request ring of slot i (client to owner) and
+  // its response ring (owner to client), each RequestRingBytes(
+  // request_ring_capacity()) in the slot's log area (layout.h).
+  bool noncoherent() const {
+    return sb_->coherence_mode == static_cast<uint32_t>(CoherenceMode::kNonCoherent);
+  }
+  uint32_t request_ring_capacity() const {
+    return static_cast<uint32_t>(sb_->request_ring_capacity);
+  }
+  void* request_ring(uint32_t i) const { return log(i); }
+  void* response_ring(uint32_t i) const {
+    return reinterpret_cast<uint8_t*>(log(i)) + RequestRingBytes(request_ring_capacity());
   }
   HeldEntry* held(uint32_t i) const {
     return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +

@@ -48,33 +48,6 @@
 
 namespace gismo::region {
 
-inline constexpr uint32_t kRequestPayloadWords = 6;
-
-struct alignas(kCacheLine) RequestIndex {
-  uint64_t value;
-  uint64_t reserved[7];
-};
-static_assert(sizeof(RequestIndex) == kCacheLine);
-
-struct alignas(kCacheLine) RequestEntry {
-  uint64_t seq;
-  uint64_t payload[kRequestPayloadWords];
-  uint64_t check;
-};
-static_assert(sizeof(RequestEntry) == kCacheLine);
-static_assert(offsetof(RequestEntry, check) == 56);
-
-struct alignas(kCacheLine) RequestRingHeader {
-  RequestIndex tail;  // producer's line
-  RequestIndex head;  // consumer's line
-};
-static_assert(sizeof(RequestRingHeader) == 2 * kCacheLine);
-
-// Bytes of a ring of `capacity` entries (a power of two).
-inline constexpr uint64_t RequestRingBytes(uint32_t capacity) {
-  return sizeof(RequestRingHeader) + uint64_t{capacity} * sizeof(RequestEntry);
-}
-
 struct RequestPayload {
   uint64_t w[kRequestPayloadWords];
 };
