@@ -8,20 +8,35 @@
 //  3. A request/response round trip through two rings (a client's request
 //     ring and its response ring): what one create, seal or delete would pay
 //     in the non-coherent mode before the owner does any work.
+//  4. The owner's loop (--owner, or always with a short sweep): N producer
+//     threads, each with its own ring, and one owner thread that visits the
+//     rings in turn and takes every published request (no-op requests):
+//     what one owner thread sustains as clients are added.
+//  5. Get+release beside the coherent store: the coherent Store::TryGet and
+//     Release on a formatted region against the non-coherent get path
+//     (region/nc_references.h: seqlock read, table entry flushed, re-check,
+//     data invalidated) on a region formatted non-coherent, for a 64-byte and
+//     a 1 MiB object, on the real flush and invalidate instructions.
 // Each figure is the median of --runs runs.
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
+#include "region/nc_references.h"
+#include "region/region.h"
 #include "region/request_ring.h"
+#include "store/store.h"
 
 namespace gismo::region {
 namespace {
@@ -201,6 +216,131 @@ double RoundTrips(uint32_t cap, uint64_t n) {
   return rate;
 }
 
+// Requests per second one owner thread takes from `producers` rings, each
+// fed by its own thread, for `seconds`. Producers yield when their ring is
+// full (2 cores: a spinning producer would take the owner's core).
+struct OwnerRate {
+  double requests_per_s;
+  double empty_visits;  // share of ring visits that found nothing
+};
+OwnerRate OwnerLoop(uint32_t producers, uint32_t cap, double seconds) {
+  const uint64_t bytes = RequestRingBytes(cap);
+  uint8_t* mem = MapShared(bytes * producers);
+  HwLines hw;
+  std::vector<RequestConsumer<HwLines>> rings;
+  for (uint32_t i = 0; i < producers; ++i) {
+    rings.emplace_back(hw, mem + i * bytes, cap, kSeal + i);
+    rings.back().Attach();
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (uint32_t i = 0; i < producers; ++i) {
+    threads.emplace_back([&, i] {
+      HwLines lines;
+      RequestProducer<HwLines> p(lines, mem + i * bytes, cap, kSeal + i);
+      if (!p.Attach()) abort();
+      RequestPayload r{};
+      while (!stop.load(std::memory_order_relaxed)) {
+        ++r.w[0];
+        while (!p.TryPush(r)) {
+          if (stop.load(std::memory_order_relaxed)) return;
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  uint64_t taken = 0, visits = 0, empty = 0;
+  const int64_t t0 = NowNs();
+  const int64_t end = t0 + static_cast<int64_t>(seconds * 1e9);
+  RequestPayload got;
+  while (NowNs() < end) {
+    for (auto& c : rings) {
+      ++visits;
+      uint64_t here = 0;
+      for (;;) {
+        const PopResult res = c.Pop(&got);
+        if (res == PopResult::kCorrupt) abort();
+        if (res == PopResult::kEmpty) break;
+        ++here;
+      }
+      empty += here == 0;
+      taken += here;
+    }
+  }
+  const double elapsed = double(NowNs() - t0) * 1e-9;
+  stop.store(true, std::memory_order_relaxed);
+  for (auto& t : threads) t.join();
+  munmap(mem, bytes * producers);
+  return {taken / elapsed, visits == 0 ? 0 : double(empty) / visits};
+}
+
+std::string ScratchRegion(const char* what) {
+  return "/dev/shm/nc_bench-" + std::string(what) + "-" + std::to_string(getpid());
+}
+
+// ns per get+release of one sealed object of `size` bytes through the
+// coherent store (its own shard lock and undo log, no flush).
+double CoherentGetRelease(uint64_t size, uint64_t n) {
+  const std::string path = ScratchRegion("coherent");
+  FormatOptions fo;
+  fo.size = 64ull << 20;
+  auto r = Region::Format(path, fo);
+  if (!r.ok()) {
+    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
+    exit(1);
+  }
+  Region& region = **r;
+  region.slot(1).state.store(PackSlotState(SlotState::kActive, 1), std::memory_order_release);
+  store::Store st(region, 1, 1, 0);
+  gismo_id_t id{};
+  id.bytes[0] = 7;
+  void* data = nullptr;
+  if (!st.Create(id, size, nullptr, 0, &data).ok() || !st.Seal(id).ok()) abort();
+  memset(data, 1, size);
+  const int64_t t0 = NowNs();
+  for (uint64_t i = 0; i < n; ++i) {
+    store::GetResult g;
+    if (!st.TryGet(id, &g).ok() || !g.found || !st.Release(id).ok()) abort();
+  }
+  const double ns = double(NowNs() - t0) / n;
+  r->reset();
+  unlink(path.c_str());
+  return ns;
+}
+
+// The same through the non-coherent get path, on a region formatted
+// non-coherent: record 0 of shard 0 published by an owner, the reader's
+// table is slot 1's held table, the data in the heap.
+double NonCoherentGetRelease(uint64_t size, uint64_t n) {
+  const std::string path = ScratchRegion("noncoherent");
+  FormatOptions fo;
+  fo.size = 64ull << 20;
+  fo.coherence = CoherenceMode::kNonCoherent;
+  auto r = Region::Format(path, fo);
+  if (!r.ok()) {
+    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
+    exit(1);
+  }
+  Region& region = **r;
+  NcView v{region.records(0), region.records_per_shard(), region.heap(), region.heap_size()};
+  HwLines hw;
+  NcOwner<HwLines> owner(hw, v);
+  NcReader<HwLines> reader(hw, v, region.held(1), region.sb().held_capacity);
+  const IdWords id{{7, 0, 0}};
+  memset(region.heap(), 1, size);
+  FlushLines(region.heap(), size);
+  owner.Publish(0, id, PackInfo(ObjectState::kSealed, 1, 0), NcObject{0, size, 0});
+  const int64_t t0 = NowNs();
+  for (uint64_t i = 0; i < n; ++i) {
+    NcObject o;
+    if (reader.Get(0, id, &o) != NcGet::kFound || !reader.Release(0)) abort();
+  }
+  const double ns = double(NowNs() - t0) / n;
+  r->reset();
+  unlink(path.c_str());
+  return ns;
+}
+
 }  // namespace
 }  // namespace gismo::region
 
@@ -213,6 +353,12 @@ int main(int argc, char** argv) {
   app.add_option("--runs", runs, "Runs per figure (the median is printed)")->capture_default_str();
   app.add_option("--requests", requests, "Requests per ring run")->capture_default_str();
   app.add_option("--capacity", capacity, "Ring entries (a power of two)")->capture_default_str();
+  std::vector<uint32_t> owner_producers = {1, 2, 4, 8, 16, 32, 64};
+  double owner_seconds = 0.3;
+  app.add_option("--owner-producers", owner_producers, "Producer counts of the owner loop sweep")
+      ->capture_default_str();
+  app.add_option("--owner-seconds", owner_seconds, "Seconds per owner loop point")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (capacity == 0 || (capacity & (capacity - 1)) != 0) {
     fprintf(stderr, "nc_bench: --capacity must be a power of two\n");
@@ -238,5 +384,36 @@ int main(int argc, char** argv) {
   const double rt = Median(runs, [&] { return RoundTrips(capacity, requests / 10); });
   printf("request+response round trip:   %10.0f /s (%.2f us each; owner thread spinning)\n", rt,
          1e6 / rt);
+
+  printf(
+      "== the owner's loop: one owner thread, N producer threads with a ring each (%u "
+      "entries),\n   no-op requests, %.1f s per point; producers yield when their ring is "
+      "full\n",
+      capacity, owner_seconds);
+  printf("| producers | requests/s taken by the owner | ring visits that found nothing |\n");
+  printf("|---|---|---|\n");
+  for (uint32_t n : owner_producers) {
+    if (n == 0 || n > 4096) continue;
+    std::vector<OwnerRate> got;
+    for (int i = 0; i < runs; ++i) got.push_back(OwnerLoop(n, capacity, owner_seconds));
+    std::sort(got.begin(), got.end(), [](const OwnerRate& a, const OwnerRate& b) {
+      return a.requests_per_s < b.requests_per_s;
+    });
+    const OwnerRate& m = got[got.size() / 2];
+    printf("| %u | %.0f | %.0f%% |\n", n, m.requests_per_s, 100 * m.empty_visits);
+    fflush(stdout);
+  }
+
+  printf("== get+release of one sealed object, one thread (ns each)\n");
+  printf(
+      "| object | coherent store (shard lock, undo log) | non-coherent get path (real "
+      "flush/invalidate) |\n");
+  printf("|---|---|---|\n");
+  for (uint64_t size : {uint64_t{64}, uint64_t{1} << 20}) {
+    const uint64_t n = size <= 4096 ? 200000 : 2000;
+    const double coherent = Median(runs, [&] { return CoherentGetRelease(size, n); });
+    const double noncoherent = Median(runs, [&] { return NonCoherentGetRelease(size, n); });
+    printf("| %s | %.0f | %.0f |\n", size <= 4096 ? "64 B" : "1 MiB", coherent, noncoherent);
+  }
   return 0;
 }

@@ -53,6 +53,7 @@
 #define GISMO_REGION_NC_REFERENCES_H_
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "region/layout.h"
@@ -106,9 +107,21 @@ inline bool NcBlockInHeap(const NcView& v, const NcObject& o) {
 template <typename Lines>
 class NcReader {
  public:
-  // `table` is this client's held table of `capacity` entries.
+  // `table` is this client's held table of `capacity` entries. Its lines
+  // are this client's alone, so it keeps a private index of them (record
+  // index to entry, and the free entries), read from the table once here.
   NcReader(Lines& lines, const NcView& view, HeldEntry* table, uint32_t capacity)
-      : lines_(lines), v_(view), table_(table), capacity_(capacity) {}
+      : lines_(lines), v_(view), table_(table) {
+    pos_.reserve(capacity);
+    for (uint32_t i = capacity; i-- > 0;) {
+      const uint64_t key = lines_.Load(NcWord(table_[i].key));
+      if (key == 0 || key > v_.num_records || pos_.count(key - 1) != 0) {
+        free_.push_back(i);  // empty, or not an entry of this protocol: reused
+      } else {
+        pos_.emplace(static_cast<uint32_t>(key - 1), i);
+      }
+    }
+  }
 
   // Takes a reference on the sealed object `id` if record `index` holds it.
   NcGet Get(uint32_t index, const IdWords& id, NcObject* out) {
@@ -130,11 +143,11 @@ class NcReader {
       if (lines_.Load(version) != v) continue;
       if (!same_id || InfoState(info) != ObjectState::kSealed) return NcGet::kNotFound;
       if (!NcBlockInHeap(v_, o)) return NcGet::kNotFound;  // a corrupt record: never followed
-      HeldEntry* e = Hold(index);                          // G3
-      if (e == nullptr) return NcGet::kFull;
+      auto held = Hold(index);                             // G3
+      if (held == pos_.end()) return NcGet::kFull;
       if (fault_ != NcRefFault::kSkipRecheckInvalidate) lines_.Invalidate(&rec, sizeof(rec));  // G4
       if (lines_.Load(version) != v) {
-        Drop(e);
+        Drop(held);
         continue;
       }
       if (fault_ != NcRefFault::kSkipDataInvalidate) {  // G5
@@ -149,57 +162,61 @@ class NcReader {
 
   // Drops one reference on record `index`; false if this client holds none.
   bool Release(uint32_t index) {
-    HeldEntry* e = Find(index + 1);
-    if (e == nullptr || lines_.Load(NcWord(e->count)) == 0) return false;
-    Drop(e);
+    auto it = pos_.find(index);
+    if (it == pos_.end()) return false;
+    Drop(it);
     return true;
   }
 
   // References this client holds on record `index` (its own lines: no
   // invalidate).
   uint64_t Held(uint32_t index) {
-    HeldEntry* e = Find(index + 1);
-    return e == nullptr ? 0 : lines_.Load(NcWord(e->count));
+    auto it = pos_.find(index);
+    return it == pos_.end() ? 0 : lines_.Load(NcWord(table_[it->second].count));
   }
 
   void SetFaultForTesting(NcRefFault f) { fault_ = f; }
 
  private:
   static constexpr int kMaxAttempts = 64;
-
-  HeldEntry* Find(uint64_t key) {
-    for (uint32_t i = 0; i < capacity_; ++i) {
-      if (lines_.Load(NcWord(table_[i].key)) == key) return &table_[i];
-    }
-    return nullptr;
-  }
+  using Positions = std::unordered_map<uint32_t, uint32_t>;
 
   // G3: count + 1 on the record's entry (a free one if none), flushed.
-  HeldEntry* Hold(uint32_t index) {
-    HeldEntry* e = Find(index + 1);
-    if (e == nullptr) {
-      e = Find(0);
-      if (e == nullptr) return nullptr;
-      lines_.Store(NcWord(e->key), index + 1);  // key first: a torn line shows count 0
+  Positions::iterator Hold(uint32_t index) {
+    auto it = pos_.find(index);
+    if (it == pos_.end()) {
+      if (free_.empty()) return pos_.end();
+      it = pos_.emplace(index, free_.back()).first;
+      free_.pop_back();
+      HeldEntry& e = table_[it->second];
+      lines_.Store(NcWord(e.count), 0);
+      lines_.Store(NcWord(e.key), index + 1);  // key first: a torn line shows count 0
     }
-    lines_.Store(NcWord(e->count), lines_.Load(NcWord(e->count)) + 1);
-    if (fault_ != NcRefFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
-    return e;
+    HeldEntry& e = table_[it->second];
+    lines_.Store(NcWord(e.count), lines_.Load(NcWord(e.count)) + 1);
+    if (fault_ != NcRefFault::kSkipEntryFlush) lines_.Flush(&e, sizeof(e));
+    return it;
   }
 
   // count - 1; at 0 the entry is cleared, count before key. Flushed: the
   // owner may free the object once this reaches memory.
-  void Drop(HeldEntry* e) {
-    const uint64_t count = lines_.Load(NcWord(e->count)) - 1;
-    lines_.Store(NcWord(e->count), count);
-    if (count == 0) lines_.Store(NcWord(e->key), 0);
-    lines_.Flush(e, sizeof(*e));
+  void Drop(Positions::iterator it) {
+    HeldEntry& e = table_[it->second];
+    const uint64_t count = lines_.Load(NcWord(e.count)) - 1;
+    lines_.Store(NcWord(e.count), count);
+    if (count == 0) {
+      lines_.Store(NcWord(e.key), 0);
+      free_.push_back(it->second);
+      pos_.erase(it);
+    }
+    lines_.Flush(&e, sizeof(e));
   }
 
   Lines& lines_;
   NcView v_;
   HeldEntry* table_;
-  uint32_t capacity_;
+  Positions pos_;               // record index to its entry (count > 0)
+  std::vector<uint32_t> free_;  // entries with key 0
   NcRefFault fault_ = NcRefFault::kNone;
 };
 
