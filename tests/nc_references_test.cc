@@ -262,6 +262,30 @@ TEST(NcReferencesTest, DeleteWaitsForTheLastRelease) {
   EXPECT_EQ(reader.Held(2), 0u);
 }
 
+// A second get of an object this client still holds does not invalidate
+// the data again (the block cannot have changed); a get after the last
+// release does.
+TEST(NcReferencesTest, AHeldObjectIsNotInvalidatedAgain) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0), kTableCap);
+  NcOwner<CacheSim> owner(os, w.view());
+  WriteObject(os, w, BlockOf(1), kA);
+  owner.Publish(1, IdOf(kA), SealedInfo(), BlockOf(1));
+  const uint8_t* data = w.view().heap + BlockOf(1).heap_offset;
+  NcObject o;
+  ASSERT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kFound);
+  ASSERT_TRUE(ReadObject(rs, w, o, kA));
+  ASSERT_TRUE(rs.Cached(data));
+  ASSERT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kFound);
+  EXPECT_TRUE(rs.Cached(data)) << "held: its lines are current";
+  EXPECT_TRUE(ReadObject(rs, w, o, kA));
+  EXPECT_TRUE(reader.Release(1));
+  EXPECT_TRUE(reader.Release(1));
+  ASSERT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kFound);
+  EXPECT_FALSE(rs.Cached(data)) << "not held since: invalidated before the first read";
+}
+
 TEST(NcReferencesTest, AFullTableAndACorruptRecordAreRefused) {
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));

@@ -26,7 +26,10 @@
 //      owner had not begun to delete or reuse the record when the entry
 //      reached memory. Changed: take the reference back (flush) and retry.
 //  G5. Invalidate the object's data lines before the first read (a block is
-//      reused, and a prefetcher may hold the previous object's lines).
+//      reused, and a prefetcher may hold the previous object's lines). Not
+//      when this client already held a reference before G3: the block has
+//      held this sealed object, unchanged, since that reference's G5, so
+//      every line cached since is current.
 // Release: count - 1 (at 0: count, then key, cleared) and flush the line.
 //
 // Free of record i (owner; O1..O3):
@@ -143,14 +146,15 @@ class NcReader {
       if (lines_.Load(version) != v) continue;
       if (!same_id || InfoState(info) != ObjectState::kSealed) return NcGet::kNotFound;
       if (!NcBlockInHeap(v_, o)) return NcGet::kNotFound;  // a corrupt record: never followed
-      auto held = Hold(index);                             // G3
+      bool held_before = false;
+      auto held = Hold(index, &held_before);  // G3
       if (held == pos_.end()) return NcGet::kFull;
       if (fault_ != NcRefFault::kSkipRecheckInvalidate) lines_.Invalidate(&rec, sizeof(rec));  // G4
       if (lines_.Load(version) != v) {
         Drop(held);
         continue;
       }
-      if (fault_ != NcRefFault::kSkipDataInvalidate) {  // G5
+      if (!held_before && fault_ != NcRefFault::kSkipDataInvalidate) {  // G5
         lines_.Invalidate(v_.heap + o.heap_offset,
                           ((o.data_size + 63) & ~uint64_t{63}) + o.metadata_size);
       }
@@ -182,8 +186,10 @@ class NcReader {
   using Positions = std::unordered_map<uint32_t, uint32_t>;
 
   // G3: count + 1 on the record's entry (a free one if none), flushed.
-  Positions::iterator Hold(uint32_t index) {
+  // *held_before: the count was above 0 already.
+  Positions::iterator Hold(uint32_t index, bool* held_before) {
     auto it = pos_.find(index);
+    *held_before = it != pos_.end();
     if (it == pos_.end()) {
       if (free_.empty()) return pos_.end();
       it = pos_.emplace(index, free_.back()).first;
