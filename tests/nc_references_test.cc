@@ -23,6 +23,7 @@ namespace {
 using gismo::testing::Killed;
 using gismo::testing::RunChild;
 using gismo::testing::SharedMemory;
+using gismo::testing::SteppedLines;
 
 constexpr uint32_t kRecords = 4;
 constexpr uint32_t kTableCap = 8;  // two lines
@@ -97,38 +98,6 @@ CacheSimOptions Chaotic(const World& w, uint64_t seed) {
   return o;
 }
 
-// A host whose k-th line operation (counted from `at`) first runs `hook`:
-// another host's whole step sequence, at that instant.
-struct SteppedLines {
-  CacheSim& sim;
-  uint64_t ops = 0;
-  uint64_t at = ~uint64_t{0};
-  std::function<void()> hook;
-  void Tick() {
-    if (ops++ == at && hook) {
-      auto h = std::move(hook);
-      hook = nullptr;
-      h();
-    }
-  }
-  uint64_t Load(const uint64_t* p) {
-    Tick();
-    return sim.Load(p);
-  }
-  void Store(uint64_t* p, uint64_t v) {
-    Tick();
-    sim.Store(p, v);
-  }
-  void Flush(const void* p, uint64_t n) {
-    Tick();
-    sim.Flush(p, n);
-  }
-  void Invalidate(const void* p, uint64_t n) {
-    Tick();
-    sim.Invalidate(p, n);
-  }
-};
-
 constexpr uint64_t kA = 0xA, kB = 0xB;
 
 struct Outcome {
@@ -150,7 +119,7 @@ Outcome Interleave(bool step_reader, uint64_t k, NcRefFault reader_fault, NcRefF
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2)),
       cs(w.base(), w.size(), Quiet(w, 3));
-  SteppedLines rl{rs, 0, ~uint64_t{0}, nullptr}, ol{os, 0, ~uint64_t{0}, nullptr};
+  SteppedLines rl{rs}, ol{os};
   NcReader<SteppedLines> reader(rl, w.view(), w.table(0), kTableCap);
   NcOwner<SteppedLines> owner(ol, w.view());
   reader.SetFaultForTesting(reader_fault);
@@ -349,29 +318,6 @@ TEST(NcReferencesTest, RemovedDataInvalidateIsCaught) {
 // there for the owner to see; after the recovery of its table the object is
 // freed and nothing else is held.
 TEST(NcReferencesTest, ReaderKilledAtEveryLineOperation) {
-  struct DyingLines {
-    CacheSim& sim;
-    uint64_t left;
-    void Tick() {
-      if (left-- == 0) raise(SIGKILL);
-    }
-    uint64_t Load(const uint64_t* p) {
-      Tick();
-      return sim.Load(p);
-    }
-    void Store(uint64_t* p, uint64_t v) {
-      Tick();
-      sim.Store(p, v);
-    }
-    void Flush(const void* p, uint64_t n) {
-      Tick();
-      sim.Flush(p, n);
-    }
-    void Invalidate(const void* p, uint64_t n) {
-      Tick();
-      sim.Invalidate(p, n);
-    }
-  };
   int killed = 0, relied = 0;
   for (uint64_t k = 0;; ++k) {
     World w;
@@ -382,8 +328,8 @@ TEST(NcReferencesTest, ReaderKilledAtEveryLineOperation) {
     owner.Publish(0, IdOf(kA), SealedInfo(), BlockOf(0));
     const int status = RunChild([&] {
       CacheSim rs(w.base(), w.size(), Chaotic(w, k + 1));
-      DyingLines dl{rs, k};
-      NcReader<DyingLines> reader(dl, w.view(), w.table(1), kTableCap);
+      SteppedLines dl = gismo::testing::DyingLines(rs, k);
+      NcReader<SteppedLines> reader(dl, w.view(), w.table(1), kTableCap);
       NcObject o;
       if (reader.Get(0, IdOf(kA), &o) == NcGet::kFound) {
         __atomic_store_n(said.word(0), 1, __ATOMIC_SEQ_CST);

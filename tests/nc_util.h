@@ -12,6 +12,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
+#include <utility>
+
+#include "region/cache_sim.h"
 
 namespace gismo::testing {
 
@@ -54,6 +58,46 @@ int RunChild(Fn&& fn) {
 }
 
 inline bool Killed(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
+
+// A simulated host whose line operation number `at` (counting from 0) first
+// runs `hook`: another host's whole step sequence at that instant, for an
+// interleaving sweep, or the host's death (DyingLines).
+struct SteppedLines {
+  region::CacheSim& sim;
+  uint64_t ops = 0;
+  uint64_t at = ~uint64_t{0};
+  std::function<void()> hook = nullptr;
+  void Tick() {
+    if (ops++ == at && hook) {
+      auto h = std::move(hook);
+      hook = nullptr;
+      h();
+    }
+  }
+  uint64_t Load(const uint64_t* p) {
+    Tick();
+    return sim.Load(p);
+  }
+  void Store(uint64_t* p, uint64_t v) {
+    Tick();
+    sim.Store(p, v);
+  }
+  void Flush(const void* p, uint64_t n) {
+    Tick();
+    sim.Flush(p, n);
+  }
+  void Invalidate(const void* p, uint64_t n) {
+    Tick();
+    sim.Invalidate(p, n);
+  }
+};
+
+// A host that dies at its line operation number k: SIGKILL, which takes its
+// simulated cache (in its heap), dirty lines included, with it. Use in a
+// RunChild.
+inline SteppedLines DyingLines(region::CacheSim& sim, uint64_t k) {
+  return SteppedLines{sim, 0, k, [] { raise(SIGKILL); }};
+}
 
 }  // namespace gismo::testing
 

@@ -22,6 +22,7 @@ namespace {
 using gismo::testing::Killed;
 using gismo::testing::RunChild;
 using gismo::testing::SharedMemory;
+using gismo::testing::SteppedLines;
 
 constexpr uint32_t kCandidates = 3;
 
@@ -44,37 +45,6 @@ CacheSimOptions Chaotic(const Table& t, uint64_t seed) {
   o.early_writeback_ppm = 200000;
   return o;
 }
-
-// A host whose k-th line operation (counted from `at`) first runs `hook`.
-struct SteppedLines {
-  CacheSim& sim;
-  uint64_t ops = 0;
-  uint64_t at = ~uint64_t{0};
-  std::function<void()> hook = nullptr;
-  void Tick() {
-    if (ops++ == at && hook) {
-      auto h = std::move(hook);
-      hook = nullptr;
-      h();
-    }
-  }
-  uint64_t Load(const uint64_t* p) {
-    Tick();
-    return sim.Load(p);
-  }
-  void Store(uint64_t* p, uint64_t v) {
-    Tick();
-    sim.Store(p, v);
-  }
-  void Flush(const void* p, uint64_t n) {
-    Tick();
-    sim.Flush(p, n);
-  }
-  void Invalidate(const void* p, uint64_t n) {
-    Tick();
-    sim.Invalidate(p, n);
-  }
-};
 
 struct Outcome {
   bool hook_ran = false;
@@ -212,30 +182,8 @@ TEST(OwnerElectionTest, CandidateKilledAtEveryLineOperation) {
     Table t;
     const int status = RunChild([&] {
       CacheSim s(t.m.base(), t.m.size(), Chaotic(t, k + 1));
-      struct Dying {
-        CacheSim& sim;
-        uint64_t left;
-        void Tick() {
-          if (left-- == 0) raise(SIGKILL);
-        }
-        uint64_t Load(const uint64_t* p) {
-          Tick();
-          return sim.Load(p);
-        }
-        void Store(uint64_t* p, uint64_t v) {
-          Tick();
-          sim.Store(p, v);
-        }
-        void Flush(const void* p, uint64_t n) {
-          Tick();
-          sim.Flush(p, n);
-        }
-        void Invalidate(const void* p, uint64_t n) {
-          Tick();
-          sim.Invalidate(p, n);
-        }
-      } dying{s, k};
-      OwnerElection<Dying> e(dying, t.lines(), 2, 0);
+      SteppedLines dying = gismo::testing::DyingLines(s, k);
+      OwnerElection<SteppedLines> e(dying, t.lines(), 2, 0);
       e.Begin(1);
       while (!e.Poll().owner) {
       }

@@ -21,6 +21,7 @@ namespace gismo::region {
 namespace {
 
 using gismo::testing::SharedMemory;
+using gismo::testing::SteppedLines;
 
 // The device: the owner's sleep line, then a ring's tail line (the client's).
 struct Lines2 {
@@ -35,37 +36,6 @@ CacheSimOptions Quiet(const Lines2& d, uint64_t seed) {
   o.versions = d.m.versions();
   return o;
 }
-
-// A host whose k-th line operation (counted from `at`) first runs `hook`.
-struct SteppedLines {
-  CacheSim& sim;
-  uint64_t ops = 0;
-  uint64_t at = ~uint64_t{0};
-  std::function<void()> hook = nullptr;
-  void Tick() {
-    if (ops++ == at && hook) {
-      auto h = std::move(hook);
-      hook = nullptr;
-      h();
-    }
-  }
-  uint64_t Load(const uint64_t* p) {
-    Tick();
-    return sim.Load(p);
-  }
-  void Store(uint64_t* p, uint64_t v) {
-    Tick();
-    sim.Store(p, v);
-  }
-  void Flush(const void* p, uint64_t n) {
-    Tick();
-    sim.Flush(p, n);
-  }
-  void Invalidate(const void* p, uint64_t n) {
-    Tick();
-    sim.Invalidate(p, n);
-  }
-};
 
 struct Outcome {
   bool hook_ran = false;

@@ -18,6 +18,7 @@ namespace {
 using gismo::testing::Killed;
 using gismo::testing::RunChild;
 using gismo::testing::SharedMemory;
+using gismo::testing::SteppedLines;
 
 constexpr uint64_t kSeal = 0x5e55107;  // both ends' session
 
@@ -146,32 +147,8 @@ TEST(RequestRingTest, TwoThreadsOnHardwareLines) {
   EXPECT_EQ(bad, 0u);
 }
 
-// A host that dies (SIGKILL, its simulated cache with it) at its k-th line
-// operation: the ring's crash-point sweep.
-struct DyingLines {
-  CacheSim& sim;
-  uint64_t left;
-  void Tick() {
-    if (left-- == 0) raise(SIGKILL);
-  }
-  uint64_t Load(const uint64_t* p) {
-    Tick();
-    return sim.Load(p);
-  }
-  void Store(uint64_t* p, uint64_t v) {
-    Tick();
-    sim.Store(p, v);
-  }
-  void Flush(const void* p, uint64_t n) {
-    Tick();
-    sim.Flush(p, n);
-  }
-  void Invalidate(const void* p, uint64_t n) {
-    Tick();
-    sim.Invalidate(p, n);
-  }
-};
-
+// The ring's crash-point sweep: a producer host killed at each of its line
+// operations (DyingLines).
 TEST(RequestRingTest, ProducerKilledAtEveryLineOperation) {
   constexpr uint32_t kCap = 2;
   constexpr uint64_t kFirst = 3;  // requests the dying producer tries
@@ -187,8 +164,8 @@ TEST(RequestRingTest, ProducerKilledAtEveryLineOperation) {
     // a stand-in consumer moves head so that the 2-entry ring wraps.
     const int status = RunChild([&] {
       CacheSim ps(m.base(), m.size(), Chaotic(m, k));
-      DyingLines dl{ps, k};
-      RequestProducer<DyingLines> p(dl, m.base(), kCap, kSeal);
+      SteppedLines dl = gismo::testing::DyingLines(ps, k);
+      RequestProducer<SteppedLines> p(dl, m.base(), kCap, kSeal);
       if (!p.Attach()) _exit(3);
       for (uint64_t n = 1; n <= kFirst; ++n) {
         if (n > kCap) {
