@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -166,6 +167,7 @@ testing::Process Spawn(const Placement& where, int node, const std::vector<std::
   o.argv.insert(o.argv.end(), cmd.begin(), cmd.end());
   o.env = {"GISMO_NODE=" + std::to_string(where.NodeId(node))};
   if (!where.address.empty()) o.env.push_back("GISMO_ADDRESS=" + where.address);
+  if (!where.region_path.empty()) o.env.push_back("GISMO_REGION=" + where.region_path);
   o.capture_stdout = capture_stdout;
   o.discard_stdout = !capture_stdout;
   testing::Process p;
@@ -216,12 +218,19 @@ void Signals::Post(const std::string& name, const std::string& payload) {
   Check(c_.Put(Id(name), payload), "post " + name);
 }
 
-std::string Signals::Wait(const std::string& name) {
+std::string Signals::Wait(const std::string& name, double timeout_s) {
   // Polls instead of a blocking get: while any client blocks in a get, every
   // seal and delete in the cluster also messages the manager, which would
   // distort the operations being measured.
   const ObjectId id = Id(name);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(timeout_s));
   for (;;) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      Die("wait " + name + ": not posted within " + std::to_string(static_cast<int>(timeout_s)) +
+          " s (a peer worker failed or hung)");
+    }
     gismo_buffer_t b{};
     if (gismo_get(c_.c_client(), &id.c_id(), 1, 0, &b) != GISMO_OK) {
       Die("wait " + name + ": " + gismo_last_error());

@@ -79,7 +79,10 @@ std::string DefaultManagerBin();
 // the prefix is replaced by the node id). Experiments number their nodes from
 // 0; worker node k runs on node k + node_base.
 struct Placement {
-  std::string address;      // manager address every worker connects to
+  std::string address;  // manager address every worker connects to
+  // GISMO_REGION for the workers, if set: where this host maps the region
+  // (a worker over TCP without the cluster key is not told the path).
+  std::string region_path;
   std::string exec_prefix;  // empty: fork/exec on this host
   int node_base = 0;
   // A node's IPv4 address: "{node}" is replaced by its id, "{node1}" by id+1.
@@ -112,8 +115,10 @@ class Signals {
   Signals(Client& c, std::string tag) : c_(c), tag_(std::move(tag)) {}
   ObjectId Id(const std::string& name) const { return ObjectId::FromName(tag_ + "/" + name); }
   void Post(const std::string& name, const std::string& payload = "x");
-  // Returns `name`'s payload once it is posted (polls every 50 us).
-  std::string Wait(const std::string& name);
+  // Returns `name`'s payload once it is posted (polls every 50 us). Dies
+  // if it is not posted within timeout_s (a peer worker failed or hung: a
+  // worker whose parent died of that must not wait forever).
+  std::string Wait(const std::string& name, double timeout_s = 600);
   void Remove(const std::string& name);
 
  private:

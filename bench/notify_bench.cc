@@ -194,10 +194,14 @@ struct Nodes {
   std::string description;
   std::string exec_prefix;                // gismo-cluster exec, or empty
   std::string unix_address, tcp_address;  // plain processes only
+  std::string region;                     // plain processes only
   Placement On(int node) const {
     Placement p;
     p.exec_prefix = exec_prefix;
-    if (exec_prefix.empty()) p.address = node == 0 ? unix_address : tcp_address;
+    if (exec_prefix.empty()) {
+      p.address = node == 0 ? unix_address : tcp_address;
+      p.region_path = region;
+    }
     return p;
   }
 };
@@ -215,6 +219,7 @@ class LocalManager {
   }
   const std::string& unix_address() const { return manager_.address(); }
   const std::string& tcp_address() const { return tcp_; }
+  const std::string& region() const { return manager_.region(); }
 
  private:
   testing::ManagerProcess manager_;
@@ -484,5 +489,6 @@ int main(int argc, char** argv) {
       "(GISMO_NODE) over TCP on 127.0.0.1";
   nodes.unix_address = manager.unix_address();
   nodes.tcp_address = manager.tcp_address();
+  nodes.region = manager.region();
   return MeasureInChild(nodes, o);
 }
