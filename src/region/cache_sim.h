@@ -28,7 +28,10 @@
 // A line moves whole, as on the hardware (a fill and a write-back are each
 // one 64-byte transfer, which the device serializes): a fill never mixes the
 // words of two write-backs. That needs checker mode, whose version word per
-// line is also the line's seqlock; without it, transfers may tear.
+// line is also the line's seqlock; without it, transfers may tear. A host
+// must not die inside a write-back (its line's version would stay odd and
+// every filler of that line would spin): tests kill hosts between line
+// operations (DyingLines in tests/nc_util.h), never inside one.
 //
 // Checker mode (CacheSimOptions::versions): a word per line of memory,
 // shared by all simulated hosts, counts the line's write-backs (by 2). A Load that
