@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <functional>
@@ -16,6 +17,7 @@
 #include "nc_util.h"
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
+#include "region/region.h"
 
 namespace gismo::region {
 namespace {
@@ -310,6 +312,158 @@ TEST(NcReferencesTest, RemovedDataInvalidateIsCaught) {
   const SweepResult r = Sweep(NcRefFault::kSkipDataInvalidate, NcRefFault::kNone);
   EXPECT_EQ(r.freed_while_held, 0);
   EXPECT_GT(r.bad_reuse, 0) << "the reader read A's cached bytes in B's block";
+}
+
+// G0 on a real region formatted non-coherent: three objects A, B, C whose
+// hashes share one home slot sit in slots 5, 6, 7 of a shard. The owner
+// deletes A and shifts B and C back (backward-shift deletion) under the
+// shard's index_version while a reader looks C up, one line operation at a
+// time, the owner's whole change run at each of them.
+class NcIndexTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kHome = 5;
+  void SetUp() override {
+    path_ = "/dev/shm/nc-index-" + std::to_string(getpid());
+    FormatOptions fo;
+    fo.size = 16ull << 20;
+    fo.max_objects = 1024;
+    fo.max_clients = 4;
+    fo.coherence = CoherenceMode::kNonCoherent;
+    auto r = Region::Format(path_, fo);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    region_ = std::move(*r);
+    versions_.reset(new std::atomic<uint64_t>[region_->size() / kCacheLine]());
+    const Region& g = *region_;
+    view_ = NcRegionView(
+        g.records(0), g.num_shards(), g.records_per_shard(),
+        reinterpret_cast<uint8_t*>(g.records(1)) - reinterpret_cast<uint8_t*>(g.records(0)),
+        g.heap(), g.heap_size());
+    shard_.header = &g.shard(1);
+    shard_.slots = g.hash_slots(1);
+    shard_.mask = g.sb().slots_per_shard - 1;
+    shard_.first_record = g.records_per_shard();
+    shard_.records = g.records_per_shard();
+  }
+  void TearDown() override {
+    region_.reset();
+    unlink(path_.c_str());
+  }
+  CacheSimOptions Sim(uint64_t seed) {
+    CacheSimOptions o;
+    o.seed = seed;
+    o.capacity_lines = 4096;
+    o.versions = versions_.get();
+    return o;
+  }
+  uint8_t* base() const { return region_->base(); }
+  uint64_t size() const { return region_->size(); }
+  // Object k (0: A, 1: B, 2: C): hash low bits on the shared home slot.
+  static uint32_t H32(uint32_t k) { return kHome + (k + 1) * 4096; }
+  uint32_t Global(uint32_t k) const { return shard_.first_record + k; }
+  // The owner puts A, B, C in slots 5, 6, 7, and their records.
+  template <typename Lines>
+  void PutThree(NcOwner<Lines>& owner, Lines& ol) {
+    owner.BeginIndexChange(shard_);
+    for (uint32_t k = 0; k < 3; ++k) {
+      owner.Publish(Global(k), IdOf(kA + k), SealedInfo(), NcObject{k * 4096ull, 64, 0});
+      ol.Store(NcWord(shard_.slots[kHome + k]), PackHashSlot(H32(k), k));
+    }
+    owner.EndIndexChange(shard_, kHome, 3);
+  }
+  // The owner deletes A: frees its record, then shifts B and C back.
+  template <typename Lines>
+  void DeleteA(NcOwner<Lines>& owner, Lines& ol) {
+    ASSERT_TRUE(owner.Delete(Global(0), {}));
+    owner.BeginIndexChange(shard_);
+    ol.Store(NcWord(shard_.slots[kHome]), PackHashSlot(H32(1), 1));
+    ol.Store(NcWord(shard_.slots[kHome + 1]), PackHashSlot(H32(2), 2));
+    ol.Store(NcWord(shard_.slots[kHome + 2]), 0);
+    owner.EndIndexChange(shard_, kHome, 3);
+  }
+
+  std::string path_;
+  std::unique_ptr<Region> region_;
+  std::unique_ptr<std::atomic<uint64_t>[]> versions_;
+  NcView view_;
+  NcShard shard_;
+};
+
+TEST_F(NcIndexTest, FindsWhatIsIndexedAndNothingElse) {
+  CacheSim rs(base(), size(), Sim(1)), os(base(), size(), Sim(2));
+  NcOwner<CacheSim> owner(os, view_);
+  NcReader<CacheSim> reader(rs, view_, region_->held(1), 64);
+  PutThree(owner, os);
+  for (uint32_t k = 0; k < 3; ++k) {
+    NcObject o;
+    uint32_t index = 0;
+    ASSERT_EQ(reader.Find(shard_, H32(k), IdOf(kA + k), &o, &index), NcGet::kFound) << k;
+    EXPECT_EQ(index, Global(k));
+    EXPECT_EQ(o.heap_offset, k * 4096ull);
+    EXPECT_TRUE(reader.Release(index));
+  }
+  NcObject o;
+  uint32_t index = 0;
+  EXPECT_EQ(reader.Find(shard_, H32(3), IdOf(kA + 3), &o, &index), NcGet::kNotFound);
+  EXPECT_EQ(reader.Find(shard_, H32(1), IdOf(kA + 7), &o, &index), NcGet::kNotFound)
+      << "same hash, another id";
+  // A slot naming a record outside the shard is never followed.
+  os.Store(NcWord(shard_.slots[kHome + 3]), PackHashSlot(H32(3), shard_.records + 5));
+  os.Flush(&shard_.slots[kHome + 3], 8);
+  EXPECT_EQ(reader.Find(shard_, H32(3), IdOf(kA + 3), &o, &index), NcGet::kNotFound);
+  DeleteA(owner, os);
+  EXPECT_EQ(reader.Find(shard_, H32(0), IdOf(kA), &o, &index), NcGet::kNotFound);
+  ASSERT_EQ(reader.Find(shard_, H32(2), IdOf(kA + 2), &o, &index), NcGet::kFound);
+  EXPECT_EQ(index, Global(2));
+}
+
+// Every instant of the reader's lookup of C, with the owner's whole delete
+// of A and shift of B and C at that instant: C is always found. Without
+// the re-read of index_version after an empty probe, some instant reports C
+// absent.
+TEST_F(NcIndexTest, ALookupDuringAShiftNeverMissesAnObject) {
+  auto sweep = [&](NcRefFault fault) {
+    int runs = 0, missed = 0;
+    for (uint64_t k = 0;; ++k) {
+      TearDown();
+      SetUp();
+      CacheSim rs(base(), size(), Sim(1)), os(base(), size(), Sim(2));
+      SteppedLines rl{rs};
+      NcOwner<CacheSim> owner(os, view_);
+      NcReader<SteppedLines> reader(rl, view_, region_->held(1), 64);
+      reader.SetFaultForTesting(fault);
+      PutThree(owner, os);
+      NcObject o;
+      uint32_t index = 0;
+      // The reader has looked C up before: the slot lines are in its cache.
+      if (reader.Find(shard_, H32(2), IdOf(kA + 2), &o, &index) != NcGet::kFound ||
+          !reader.Release(index)) {
+        ADD_FAILURE() << "the first lookup of C failed";
+        return std::make_pair(runs, missed);
+      }
+      bool ran = false;
+      rl.at = rl.ops + k;
+      rl.hook = [&] {
+        ran = true;
+        DeleteA(owner, os);
+      };
+      const NcGet got = reader.Find(shard_, H32(2), IdOf(kA + 2), &o, &index);
+      rl.hook = nullptr;
+      if (!ran) break;
+      ++runs;
+      missed += got != NcGet::kFound;
+      if (got == NcGet::kFound) {
+        EXPECT_EQ(index, Global(2));
+        reader.Release(index);
+      }
+    }
+    return std::make_pair(runs, missed);
+  };
+  const auto [runs, missed] = sweep(NcRefFault::kNone);
+  EXPECT_GT(runs, 10);
+  EXPECT_EQ(missed, 0);
+  const auto [fault_runs, fault_missed] = sweep(NcRefFault::kSkipIndexRecheck);
+  EXPECT_GT(fault_runs, 10);
+  EXPECT_GT(fault_missed, 0) << "a lookup that found nothing during the shift was trusted";
 }
 
 // A reader host that dies (SIGKILL: its simulated cache, dirty lines

@@ -192,6 +192,9 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   r->sb().candidates[7].choosing = 9;
   EXPECT_TRUE(Mentions(Problems(*r), "candidate line 7 of the owner election"));
   r->sb().candidates[7].choosing = 0;
+  r->shard(2).index_version.store(5, std::memory_order_relaxed);
+  EXPECT_TRUE(Mentions(Problems(*r), "index shard 2 is half-changed (index version 5)"));
+  r->shard(2).index_version.store(6, std::memory_order_relaxed);
   EXPECT_TRUE(Problems(*r).empty());
 }
 

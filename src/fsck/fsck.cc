@@ -143,6 +143,15 @@ class Checker {
       Problem("the owner's sleep line holds ", lines.Load(&sb.owner_sleep.sleeping),
               " (0 or 1 expected)");
     }
+    for (uint32_t s = 0; s < r_.num_shards() && !online_; ++s) {
+      ShardHeader& sh = r_.shard(s);
+      lines.Invalidate(&sh, sizeof(sh));
+      const uint64_t iv = lines.Load(reinterpret_cast<uint64_t*>(&sh.index_version));
+      if ((iv & 1) != 0) {
+        Problem("index shard ", s, " is half-changed (index version ", iv,
+                "): its owner stopped in the middle of moving hash slots");
+      }
+    }
     for (uint32_t j = 0; j < kMaxCandidates; ++j) {
       lines.Invalidate(&sb.candidates[j], sizeof(sb.candidates[j]));
       if (lines.Load(&sb.candidates[j].choosing) > 1) {

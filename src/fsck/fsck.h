@@ -18,8 +18,9 @@
 //     request and response rings have consistent indices and, for a live
 //     session, only entries that validate below their tail; the owner's
 //     sleep line and the election's candidate lines hold 0 or 1 where a flag
-//     is; no record is half-written (its version even). There, invariant 3
-//     reads: a deleted object no table holds has been freed.
+//     is; no record or index shard is half-written (its version even).
+//     There, invariant 3 reads: a deleted object no table holds has been
+//     freed.
 #ifndef GISMO_FSCK_FSCK_H_
 #define GISMO_FSCK_FSCK_H_
 

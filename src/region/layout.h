@@ -553,9 +553,14 @@ struct alignas(kCacheLine) ShardHeader {
   // written under the shard lock inside the evicting Txn, so they are exact.
   Word evictions;
   Word evicted_bytes;
-  Word reserved[1];
+  // Non-coherent regions (format 7): the shard's index seqlock, odd while
+  // the owner changes the shard's hash slots, only growing; a reader that
+  // found nothing re-reads it before it says so (region/nc_references.h).
+  // 0 and unused in a coherent region.
+  Word index_version;
 };
 static_assert(sizeof(ShardHeader) == 64);
+static_assert(offsetof(ShardHeader, index_version) == 56);
 
 enum class ObjectState : uint64_t {
   kFree = 0,

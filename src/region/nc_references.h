@@ -15,6 +15,13 @@
 //    fenced; then the owner (RecoverTable).
 //  - Object data: its creator until the seal; nobody while sealed.
 //
+// Lookup of id in its index shard (client; G0, NcReader::Find): read the
+// shard's index_version (invalidated first; odd: retry), probe its hash
+// slots (each line invalidated before it is read) and get each candidate
+// record by G1..G5; an object found that way is right whatever the slots
+// were doing. Found nothing: re-read index_version; unchanged, the object is
+// absent; changed, probe again (the owner moved slots meanwhile).
+//
 // Get of record i for id (client; G1..G5):
 //  G1. Invalidate the record's line; read version v. Odd: the owner is
 //      writing it; retry (bounded, then BUSY).
@@ -72,6 +79,7 @@ enum class NcRefFault : uint8_t {
   kSkipRecheckInvalidate,  // G4 reads its cached copy of the record
   kSkipDataInvalidate,     // G5 skipped
   kSkipMarkFlush,          // O1 without the flush of the record
+  kSkipIndexRecheck,       // G0 trusts a probe that found nothing
 };
 
 enum class NcGet : uint8_t {
@@ -91,12 +99,46 @@ struct NcObject {
 inline uint64_t* NcWord(Word& w) { return reinterpret_cast<uint64_t*>(&w); }
 static_assert(sizeof(Word) == sizeof(uint64_t) && Word::is_always_lock_free);
 
-// The region's parts the protocol reads: the records, the heap.
+// The region's parts the protocol reads: the records (in runs of
+// records_per_shard, shard_stride bytes apart, as the index shards keep
+// them), the heap.
 struct NcView {
-  ObjectRecord* records = nullptr;
+  ObjectRecord* records = nullptr;  // shard 0's first record
   uint32_t num_records = 0;
   uint8_t* heap = nullptr;
   uint64_t heap_size = 0;
+  uint32_t records_per_shard = ~0u;  // one run unless set
+  uint64_t shard_stride = 0;
+  ObjectRecord& Record(uint32_t index) const {
+    return reinterpret_cast<ObjectRecord*>(reinterpret_cast<uint8_t*>(records) +
+                                           (index / records_per_shard) *
+                                               shard_stride)[index % records_per_shard];
+  }
+};
+
+// The view of a whole region's records and heap.
+inline NcView NcRegionView(ObjectRecord* shard0_records, uint32_t num_shards,
+                           uint32_t records_per_shard, uint64_t shard_stride, uint8_t* heap,
+                           uint64_t heap_size) {
+  NcView v;
+  v.records = shard0_records;
+  v.num_records = num_shards * records_per_shard;
+  v.records_per_shard = records_per_shard;
+  v.shard_stride = shard_stride;
+  v.heap = heap;
+  v.heap_size = heap_size;
+  return v;
+}
+
+// One index shard as the get path reads it: its header line (for
+// index_version), its hash slots, and where its records start in the
+// region's record numbering.
+struct NcShard {
+  ShardHeader* header = nullptr;
+  Word* slots = nullptr;
+  uint32_t mask = 0;          // slots - 1 (a power of two)
+  uint32_t first_record = 0;  // global index of the shard's local record 0
+  uint32_t records = 0;       // records per shard
 };
 
 // Whether a record says an object lies inside the heap (never trust a
@@ -129,7 +171,7 @@ class NcReader {
   // Takes a reference on the sealed object `id` if record `index` holds it.
   NcGet Get(uint32_t index, const IdWords& id, NcObject* out) {
     if (index >= v_.num_records) return NcGet::kNotFound;
-    ObjectRecord& rec = v_.records[index];
+    ObjectRecord& rec = v_.Record(index);
     uint64_t* version = NcWord(rec.ref_count);
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
       lines_.Invalidate(&rec, sizeof(rec));  // G1
@@ -160,6 +202,43 @@ class NcReader {
       }
       *out = o;
       return NcGet::kFound;
+    }
+    return NcGet::kBusy;
+  }
+
+  // G0, then G1-G5: finds `id` (whose hash's low 32 bits are h32) in
+  // `shard` and takes a reference on it; *index is its record. A probe that
+  // meets the object's record gets it under the record's seqlock, so a found
+  // object is right whatever the slots looked like; a probe that finds
+  // nothing is trusted only if the shard's index_version, read (after an
+  // invalidate) before the probe and again after it, is even and unchanged:
+  // the owner may be moving slots (backward-shift deletion), and a reader
+  // must not call an object that exists absent. Every slot line is
+  // invalidated before it is read; slots naming a record outside the shard
+  // are skipped.
+  NcGet Find(const NcShard& shard, uint32_t h32, const IdWords& id, NcObject* out,
+             uint32_t* index) {
+    uint64_t* iv = NcWord(shard.header->index_version);
+    for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      lines_.Invalidate(shard.header, sizeof(ShardHeader));
+      const uint64_t before = lines_.Load(iv);
+      if (before & 1) continue;
+      for (uint32_t n = 0, i = h32 & shard.mask; n < kMaxProbe; ++n, i = (i + 1) & shard.mask) {
+        uint64_t* slot = NcWord(shard.slots[i]);
+        lines_.Invalidate(slot, sizeof(*slot));
+        const uint64_t s = lines_.Load(slot);
+        if (s == 0) break;
+        if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
+        const uint32_t global = shard.first_record + HashSlotLocal(s);
+        const NcGet got = Get(global, id, out);
+        if (got != NcGet::kNotFound) {
+          *index = global;
+          return got;
+        }
+      }
+      if (fault_ == NcRefFault::kSkipIndexRecheck) return NcGet::kNotFound;
+      lines_.Invalidate(shard.header, sizeof(ShardHeader));
+      if (lines_.Load(iv) == before) return NcGet::kNotFound;
     }
     return NcGet::kBusy;
   }
@@ -241,7 +320,7 @@ class NcOwner {
   // creator flushed the data before it asked). The record is the owner's:
   // its current words are its own, no invalidate.
   void Publish(uint32_t index, const IdWords& id, uint64_t info, const NcObject& o) {
-    ObjectRecord& rec = v_.records[index];
+    ObjectRecord& rec = v_.Record(index);
     Write(rec, [&] {
       for (int i = 0; i < 3; ++i) lines_.Store(NcWord(rec.id[i]), id.w[i]);
       lines_.Store(NcWord(rec.info), info);
@@ -250,11 +329,31 @@ class NcOwner {
     });
   }
 
+  // The index seqlock around the owner's changes of a shard's hash slots:
+  // BeginIndexChange makes index_version odd and flushes it before the
+  // first slot is written; EndIndexChange flushes the changed slots
+  // [first, first + count) (wrapping at the mask), then makes the version
+  // even and flushes it. A reader's probe that overlaps either sees an odd
+  // or a changed version and looks again.
+  void BeginIndexChange(const NcShard& shard) {
+    uint64_t* iv = NcWord(shard.header->index_version);
+    lines_.Store(iv, (lines_.Load(iv) + 1) | 1);
+    lines_.Flush(shard.header, sizeof(ShardHeader));
+  }
+  void EndIndexChange(const NcShard& shard, uint32_t first, uint32_t count) {
+    for (uint32_t n = 0; n < count && n <= shard.mask; ++n) {
+      lines_.Flush(&shard.slots[(first + n) & shard.mask], sizeof(Word));
+    }
+    uint64_t* iv = NcWord(shard.header->index_version);
+    lines_.Store(iv, lines_.Load(iv) + 1);
+    lines_.Flush(shard.header, sizeof(ShardHeader));
+  }
+
   // O1..O3: true if record `index` is free now; false if a table still
   // references it (it stays kDeleting: call again after a release or the
   // holder's recovery).
   bool Delete(uint32_t index, const std::vector<NcTable>& tables) {
-    ObjectRecord& rec = v_.records[index];
+    ObjectRecord& rec = v_.Record(index);
     if (InfoState(lines_.Load(NcWord(rec.info))) != ObjectState::kDeleting) {
       const uint64_t info = lines_.Load(NcWord(rec.info));
       Write(
