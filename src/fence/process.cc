@@ -71,7 +71,9 @@ bool MapsFile(pid_t pid, dev_t dev, ino_t ino) {
   return false;
 }
 
-bool Exited(int pidfd, int timeout_ms) {
+}  // namespace
+
+bool PidfdExited(int pidfd, int timeout_ms) {
   pollfd p{pidfd, POLLIN, 0};
   int rc;
   do {
@@ -79,8 +81,6 @@ bool Exited(int pidfd, int timeout_ms) {
   } while (rc < 0 && errno == EINTR);
   return rc > 0;
 }
-
-}  // namespace
 
 int OpenPidfd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -120,7 +120,7 @@ bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
   const pid_t pid = static_cast<pid_t>(who.pid);
   const int pidfd = OpenPidfd(pid);
   if (pidfd < 0) return errno == ESRCH;
-  const bool gone = StartTime(pid) != who.start_time || Exited(pidfd, wait_ms);
+  const bool gone = StartTime(pid) != who.start_time || PidfdExited(pidfd, wait_ms);
   close(pidfd);
   return gone;
 }
@@ -146,14 +146,14 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
     int fd;
     ~Closer() { close(fd); }
   } closer{pidfd};
-  if (Exited(pidfd, 0) || StartTime(pid) != who.start_time) return FenceOutcome::kWasGone;
+  if (PidfdExited(pidfd, 0) || StartTime(pid) != who.start_time) return FenceOutcome::kWasGone;
   struct stat rs {};
   if (stat(region_path.c_str(), &rs) != 0) {
     return Status(GISMO_ERR_IO,
                   "cannot stat region '" + region_path + "': " + std::strerror(errno));
   }
   if (!MapsFile(pid, rs.st_dev, rs.st_ino)) {
-    if (Exited(pidfd, 0)) return FenceOutcome::kWasGone;
+    if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   who.ToString() + " does not map the region '" + region_path +
                       "'; refusing to kill a process that is not its client");
@@ -161,7 +161,7 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
   if (!SignalPidfd(pidfd, SIGKILL) && errno != ESRCH) {
     return Status(GISMO_ERR_IO, std::string("pidfd_send_signal: ") + std::strerror(errno));
   }
-  if (!Exited(pidfd, timeout_ms)) {
+  if (!PidfdExited(pidfd, timeout_ms)) {
     return Status(GISMO_ERR_BUSY, who.ToString() + " did not exit within " +
                                       std::to_string(timeout_ms) + " ms of SIGKILL");
   }

@@ -40,6 +40,9 @@ ProcessIdentity Lookup(pid_t pid);
 // pidfd_open(2) and pidfd_send_signal(2): -1 / false with errno set.
 int OpenPidfd(pid_t pid);
 bool SignalPidfd(int pidfd, int sig);
+// Whether the process of `pidfd` has exited (its pidfd polls readable),
+// waiting up to `timeout_ms` for it.
+bool PidfdExited(int pidfd, int timeout_ms = 0);
 
 // Whether the process `who` (of this kernel and PID namespace) has exited,
 // or its pid now names another process. False if it runs, or if it is not

@@ -225,6 +225,7 @@ class Manager::Impl {
 
   // --- the failure model ---
   void WatchProcess(Member& m, int pidfd);
+  void ArmProcessWatch(Member& m);
   void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
   void PostProcessGone(const Member& m);
   void Detach(Member& m, const std::string& why);
@@ -568,17 +569,30 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
 
 void Manager::Impl::WatchProcess(Member& m, int pidfd) {
   m.pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, pidfd);
+  ArmProcessWatch(m);
+}
+
+// A pidfd turns readable when its process has exited: it can never run again,
+// so its slot can be recovered at once. The reactor's word that it is
+// readable is only a hint (a readiness left over from a closed descriptor
+// whose number the pidfd reuses has been seen to reach it): the kernel is
+// asked again, and a process that still runs is watched on.
+void Manager::Impl::ArmProcessWatch(Member& m) {
   const uint32_t slot = m.slot;
   const uint64_t session = m.session;
-  // A pidfd turns readable when its process has exited: it can never run
-  // again, so its slot can be recovered at once.
   m.pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
-                      [this, slot, session](asio::error_code ec) {
+                      [this, slot, session, watched = std::weak_ptr(m.pidfd)](asio::error_code ec) {
                         if (ec) return;
                         auto it = members_.find(slot);
                         if (it == members_.end() || it->second.session != session) return;
                         Member& mm = it->second;
-                        if (mm.phase == Member::Phase::kRecovering) return;
+                        if (mm.phase == Member::Phase::kRecovering || mm.pidfd != watched.lock())
+                          return;
+                        if (!fence::PidfdExited(mm.pidfd->native_handle())) {
+                          spdlog::debug("{}: its pidfd was reported readable, but it runs",
+                                        mm.describe);
+                          return ArmProcessWatch(mm);
+                        }
                         spdlog::info("{}: its process has exited", mm.describe);
                         Fenced(mm, FenceReason::kProcessGone);
                       });
