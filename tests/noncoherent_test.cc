@@ -12,6 +12,7 @@
 
 #include "fsck/fsck.h"
 #include "region/cache_lines.h"
+#include "region/nc_requests.h"
 #include "region/region.h"
 #include "region/request_ring.h"
 #include "testing/in_process_manager.h"
@@ -151,8 +152,9 @@ TEST_F(NonCoherentFormat, ALogTooSmallForTheRingsIsRefused) {
 }
 
 // fsck reads the rings as the owner would: published requests of a live
-// session validate; a torn entry below the tail, impossible indices, and
-// flags that are neither 0 nor 1 are problems.
+// session validate and decode; a torn entry below the tail, a request or a
+// response no encoder makes, a request published in parts, impossible
+// indices, and flags that are neither 0 nor 1 are problems.
 TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   auto r = Format();
   ASSERT_NE(r, nullptr);
@@ -165,8 +167,18 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   region::RequestProducer<region::HwLines> requests(hw, r->request_ring(kSlot), cap, kSession);
   region::RequestProducer<region::HwLines> responses(hw, r->response_ring(kSlot), cap, kSession);
   ASSERT_TRUE(requests.Attach() && responses.Attach());
-  region::RequestPayload p{{1, 2, 3, 4, 5, 6}};
-  ASSERT_TRUE(requests.TryPush(p) && requests.TryPush(p) && responses.TryPush(p));
+  region::NcRequest del;
+  del.op = region::NcOp::kDelete;
+  del.id = region::IdWords{{1, 2, 3}};
+  region::NcRequest bind;
+  bind.op = region::NcOp::kBindName;
+  bind.id = del.id;
+  bind.name = std::string(60, 'n');  // requests 2..4: its head and two name entries
+  ASSERT_TRUE(*region::PushNcRequest(requests, del) && *region::PushNcRequest(requests, bind));
+  region::NcResponse deleted;
+  deleted.request_seq = 1;
+  deleted.op = region::NcOp::kDelete;
+  ASSERT_TRUE(responses.TryPush(region::EncodeNcResponse(deleted)));
   EXPECT_TRUE(Problems(*r).empty());
 
   auto* entries = reinterpret_cast<region::RequestEntry*>(
@@ -182,7 +194,29 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   r->slot(kSlot).state.store(region::PackSlotState(region::SlotState::kActive, kSession),
                              std::memory_order_release);
 
+  // Entries that validate but are not requests an encoder makes: what the
+  // owner would refuse, named.
+  region::RequestPayload junk{{0, 2, 3, 4, 5, 6}};
+  ASSERT_TRUE(requests.TryPush(junk));
+  EXPECT_TRUE(Mentions(Problems(*r),
+                       "client slot 3's request ring: the request at entry 5 is malformed "
+                       "(malformed request: unknown op 0)"));
+  region::NcResponse wild;
+  wild.request_seq = 2;
+  wild.op = region::NcOp::kCreate;
+  wild.record = uint64_t{r->num_shards()} * r->records_per_shard();
+  ASSERT_TRUE(responses.TryPush(region::EncodeNcResponse(wild)));
+  EXPECT_TRUE(Mentions(Problems(*r), "the response at entry 2 is malformed"));
+  auto* req = static_cast<region::RequestRingHeader*>(r->request_ring(kSlot));
+  req->tail.value = 4;
   auto* resp = static_cast<region::RequestRingHeader*>(r->response_ring(kSlot));
+  resp->tail.value = 1;
+  EXPECT_TRUE(Problems(*r).empty());
+  // A request whose entries the tail does not all cover was published in
+  // parts (a producer publishes a request with one tail).
+  req->tail.value = 3;
+  EXPECT_TRUE(Mentions(Problems(*r), "the request at entry 2 is malformed (takes 3 entries"));
+  req->tail.value = 4;
   resp->tail.value = cap + 5;
   EXPECT_TRUE(Mentions(Problems(*r), "client slot 3's response ring is inconsistent: tail 69"));
   resp->tail.value = 1;

@@ -11,6 +11,7 @@
 
 #include "region/cache_lines.h"
 #include "region/free_runs.h"
+#include "region/nc_requests.h"
 #include "region/request_ring.h"
 #include "store/allocator.h"
 #include "store/names.h"
@@ -109,6 +110,7 @@ class Checker {
     if (!r_.noncoherent()) return;
     HwLines lines;
     const uint32_t cap = r_.request_ring_capacity();
+    const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       const uint64_t state = r_.slot(i).state.load(std::memory_order_acquire);
       const SlotState st = SlotStateOf(state);
@@ -128,12 +130,47 @@ class Checker {
           continue;
         }
         if (!live) continue;
-        for (uint64_t n = head + 1; n <= tail && n > head; ++n) {
-          if (!reader.EntryValid(n)) {
+        const bool requests = ring == r_.request_ring(i);
+        RequestPayload entries[kNcMaxRequestEntries];
+        for (uint64_t n = head + 1; n <= tail && n > head;) {
+          // A request's entries are published together (one tail).
+          uint32_t len = 1;
+          if (!reader.ReadEntry(n, &entries[0])) {
             Problem("client slot ", i, "'s ", name, " ring: published entry ", n,
                     " does not validate (torn, or not written by this session)");
             break;
           }
+          Status bad;
+          if (requests) {
+            auto want = NcRequestLength(entries[0]);
+            if (want.ok() && tail - n + 1 < *want) {
+              bad = Status(GISMO_ERR_PROTOCOL,
+                           "takes " + std::to_string(*want) + " entries, fewer are published");
+            } else if (want.ok()) {
+              len = *want;
+              for (uint32_t k = 1; k < len && bad.ok(); ++k) {
+                if (!reader.ReadEntry(n + k, &entries[k])) {
+                  bad = Status(GISMO_ERR_PROTOCOL,
+                               "entry " + std::to_string(n + k) + " does not validate");
+                }
+              }
+              NcRequest req;
+              if (bad.ok()) {
+                bad = DecodeNcRequest(std::span<const RequestPayload>(entries, len), records, &req);
+              }
+            } else {
+              bad = want.status();
+            }
+          } else {
+            NcResponse resp;
+            bad = DecodeNcResponse(entries[0], records, r_.heap_size(), &resp);
+          }
+          if (!bad.ok()) {
+            Problem("client slot ", i, "'s ", name, " ring: the ", name, " at entry ", n,
+                    " is malformed (", bad.message(), ")");
+            break;
+          }
+          n += len;
         }
       }
     }

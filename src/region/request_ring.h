@@ -19,7 +19,8 @@
 //      entry's previous request).
 //  P2. It writes the entry (seq, payload, check), flushes the entry's line,
 //      and only then writes tail = n and flushes tail's line. So memory never
-//      holds a tail that covers an entry not in memory.
+//      holds a tail that covers an entry not in memory. Several entries may
+//      be published with one tail (TryPushAll: a request of several entries).
 //  C1. The consumer invalidates tail's line and reads it; tail - head must be
 //      in [0, capacity] (else the ring is corrupt).
 //  C2. For each request below tail it invalidates the entry's line, reads it
@@ -89,22 +90,32 @@ class RequestProducer {
   }
 
   // Publishes one request; false if the ring is full (the consumer is behind).
-  [[nodiscard]] bool TryPush(const RequestPayload& p) {
-    const uint64_t n = tail_ + 1;
-    if (n - head_ > capacity_) {  // P1
+  [[nodiscard]] bool TryPush(const RequestPayload& p) { return TryPushAll(&p, 1); }
+
+  // Publishes requests p[0..n) with one tail (P2 for each entry, then the
+  // tail once): memory's tail covers all of them or none, whatever instant
+  // the producer dies at. false if the ring has no room for all n now; n is
+  // at most the capacity.
+  [[nodiscard]] bool TryPushAll(const RequestPayload* p, uint32_t n) {
+    const uint64_t last = tail_ + n;
+    if (n == 0 || n > capacity_) return false;
+    if (last - head_ > capacity_) {  // P1
       lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));
       head_ = lines_.Load(&hdr_->head.value);
-      if (n - head_ > capacity_) return false;
+      if (last - head_ > capacity_) return false;
     }
-    RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
-    // P2: payload and seq, then the check word that covers them.
-    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) lines_.Store(&e->payload[i], p.w[i]);
-    lines_.Store(&e->seq, n);
-    lines_.Store(&e->check, RequestCheck(n, p.w, seal_));
-    if (fault_ != RingFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
-    lines_.Store(&hdr_->tail.value, n);
+    for (uint32_t k = 0; k < n; ++k) {
+      const uint64_t seq = tail_ + 1 + k;
+      RequestEntry* e = &entries_[(seq - 1) & (capacity_ - 1)];
+      // P2: payload and seq, then the check word that covers them.
+      for (uint32_t i = 0; i < kRequestPayloadWords; ++i) lines_.Store(&e->payload[i], p[k].w[i]);
+      lines_.Store(&e->seq, seq);
+      lines_.Store(&e->check, RequestCheck(seq, p[k].w, seal_));
+      if (fault_ != RingFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
+    }
+    lines_.Store(&hdr_->tail.value, last);
     lines_.Flush(&hdr_->tail, sizeof(RequestIndex));
-    tail_ = n;
+    tail_ = last;
     return true;
   }
 
@@ -168,14 +179,18 @@ class RequestConsumer {
   }
 
   // Whether entry `n`'s line, as memory holds it now, validates as request
-  // n: what a reader that skipped tail would accept (tests, fsck).
-  bool EntryValid(uint64_t n) {
+  // n (its payload in *out if so), without consuming it: what a reader that
+  // skipped tail would accept (tests, fsck).
+  bool ReadEntry(uint64_t n, RequestPayload* out) {
     const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
     lines_.Invalidate(e, sizeof(*e));
-    RequestPayload p;
     const uint64_t seq = lines_.Load(&e->seq);
-    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) p.w[i] = lines_.Load(&e->payload[i]);
-    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, p.w, seal_);
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
+    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, out->w, seal_);
+  }
+  bool EntryValid(uint64_t n) {
+    RequestPayload p;
+    return ReadEntry(n, &p);
   }
 
   uint64_t head() const { return head_; }

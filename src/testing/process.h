@@ -15,7 +15,9 @@
 namespace gismo::testing {
 
 // "<prefix>-<pid>-<n>": unique among the processes running now, so regions
-// and sockets of tests and benchmarks running in parallel never collide.
+// and sockets of tests and benchmarks running in parallel never collide. A
+// file already under such a name is a leftover of a dead process that had
+// the same pid: its user removes it first.
 std::string UniqueName(const std::string& prefix);
 
 // The exit status as a shell reports it: the exit code, or 128 + the signal
