@@ -450,6 +450,66 @@ TEST(NcRequestsTest, RequestsCrossTheRingWhole) {
   EXPECT_FALSE(*empty);
 }
 
+// Exactly once across the owner's death: a request taken and not committed
+// (the owner died before its Txn committed head) is taken again by the
+// successor; one committed is not. Until head is committed the producer
+// does not reuse the entries.
+TEST(NcRequestsTest, ARequestTakenButNotCommittedIsTakenAgain) {
+  constexpr uint32_t kCap = 8;
+  SharedMemory m(RequestRingBytes(kCap));
+  CacheSimOptions o;
+  o.seed = 9;
+  o.versions = m.versions();
+  CacheSim ps(m.base(), m.size(), o);
+  RequestProducer<CacheSim> p(ps, m.base(), kCap, kSeal);
+  ASSERT_TRUE(p.Attach());
+  NcRequest bind;
+  bind.op = NcOp::kBindName;
+  bind.id = Id(1, 2, 3);
+  bind.name = std::string(100, 'b');  // 4 entries
+  NcRequest del;
+  del.op = NcOp::kDelete;
+  del.id = Id(4, 5, 6);
+  ASSERT_TRUE(*PushNcRequest(p, bind));
+  ASSERT_TRUE(*PushNcRequest(p, del));
+  NcRequest r;
+  uint64_t seq = 0;
+  {
+    CacheSim cs(m.base(), m.size(), o);
+    RequestConsumer<CacheSim> dies(cs, m.base(), kCap, kSeal);
+    dies.Attach();
+    ASSERT_TRUE(*TakeNcRequest(dies, kRecords, &r, &seq));
+    ExpectSame(bind, r);
+    EXPECT_EQ(dies.taken(), 4u);
+    EXPECT_EQ(dies.head(), 0u);
+    // The ring is full for the producer: taken is not consumed.
+    NcRequest more = bind;
+    auto pushed = PushNcRequest(p, more);
+    ASSERT_TRUE(pushed.ok());
+    EXPECT_FALSE(*pushed);
+  }  // dies without committing
+  CacheSimOptions o2 = o;
+  o2.seed = 10;
+  CacheSim cs2(m.base(), m.size(), o2);
+  RequestConsumer<CacheSim> successor(cs2, m.base(), kCap, kSeal);
+  successor.Attach();
+  ASSERT_TRUE(*TakeNcRequest(successor, kRecords, &r, &seq));
+  ExpectSame(bind, r);
+  EXPECT_EQ(seq, 1u);
+  successor.Commit(successor.taken());
+  ASSERT_TRUE(*PushNcRequest(p, bind)) << "committed entries are free again";
+  CacheSim cs3(m.base(), m.size(), o2);
+  RequestConsumer<CacheSim> third(cs3, m.base(), kCap, kSeal);
+  third.Attach();
+  ASSERT_TRUE(*PopNcRequest(third, kRecords, &r, &seq));
+  ExpectSame(del, r);
+  EXPECT_EQ(seq, 5u);
+  ASSERT_TRUE(*PopNcRequest(third, kRecords, &r, &seq));
+  ExpectSame(bind, r);
+  EXPECT_EQ(seq, 6u);
+  EXPECT_FALSE(*PopNcRequest(third, kRecords, &r));
+}
+
 // A producer killed at every line operation of a request of six entries:
 // memory's tail covers all of it or none; the consumer never sees a part.
 TEST(NcRequestsTest, AProducerKilledMidRequestPublishesNoneOfIt) {

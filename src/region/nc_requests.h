@@ -110,15 +110,16 @@ Result<bool> PushNcRequest(RequestProducer<Lines>& ring, const NcRequest& r) {
   return ring.TryPushAll(entries, NcRequestEntries(r));
 }
 
-// Takes the next whole request off the ring. false: none is published; an
-// error: the ring or the request is corrupt (the client broke the protocol:
-// nothing of it is applied).
+// Takes the next whole request off the ring without committing it
+// (RequestConsumer::Take: the applier commits head = ring.taken() with its
+// effects). false: none is published; an error: the ring or the request is
+// corrupt (the client broke the protocol: nothing of it is to be applied).
 template <typename Lines>
-Result<bool> PopNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, NcRequest* out,
-                          uint64_t* seq = nullptr) {
+Result<bool> TakeNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, NcRequest* out,
+                           uint64_t* seq = nullptr) {
   RequestPayload entries[kNcMaxRequestEntries];
-  const uint64_t first = ring.head() + 1;
-  switch (ring.Pop(&entries[0])) {
+  const uint64_t first = ring.taken() + 1;
+  switch (ring.Take(&entries[0])) {
     case PopResult::kEmpty:
       return false;
     case PopResult::kCorrupt:
@@ -131,7 +132,7 @@ Result<bool> PopNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, N
   auto n = NcRequestLength(entries[0]);
   if (!n.ok()) return n.status();
   for (uint32_t i = 1; i < *n; ++i) {
-    if (ring.Pop(&entries[i]) != PopResult::kRequest) {
+    if (ring.Take(&entries[i]) != PopResult::kRequest) {
       return Status(GISMO_ERR_PROTOCOL, "request " + std::to_string(first) + " takes " +
                                             std::to_string(*n) + " entries but " +
                                             std::to_string(i) + " were published with it");
@@ -143,6 +144,15 @@ Result<bool> PopNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, N
   }
   if (seq != nullptr) *seq = first;
   return true;
+}
+
+// TakeNcRequest, then commits head (a consumer without a Txn of its own).
+template <typename Lines>
+Result<bool> PopNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, NcRequest* out,
+                          uint64_t* seq = nullptr) {
+  auto got = TakeNcRequest(ring, record_limit, out, seq);
+  if (got.ok() && *got) ring.Commit(ring.taken());
+  return got;
 }
 
 }  // namespace gismo::region

@@ -27,7 +27,9 @@
 //      and accepts it only if seq == head + 1 and check matches; anything
 //      else below a published tail is a broken protocol or a torn line and is
 //      reported (Corrupt), never applied.
-//  C3. After applying, it writes head and flushes its line (P1's input).
+//  C3. After applying, it writes head and flushes its line (P1's input). A
+//      consumer may take requests first and commit head later (Take,
+//      Commit): until then a successor takes them again.
 // A producer killed at any instant leaves memory with tail = the last request
 // whose P2 completed, and entries at or above it possibly half written back
 // (early write-backs): never covered by tail, and rejected by seq/check
@@ -149,33 +151,53 @@ class RequestConsumer {
         capacity_(capacity),
         seal_(seal) {}
 
-  // Takes up where the ring's memory says (a restarted consumer).
+  // Takes up where the ring's memory says (a restarted consumer): requests
+  // taken and not committed are taken again.
   void Attach() {
     lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));
-    head_ = tail_ = lines_.Load(&hdr_->head.value);
+    head_ = taken_ = tail_ = lines_.Load(&hdr_->head.value);
   }
 
-  PopResult Pop(RequestPayload* out) {
-    if (head_ == tail_) {  // C1
+  // Reads the next request without consuming it: memory's head stays until
+  // Commit, so a consumer that dies before it commits leaves the request to
+  // its successor (which Attaches and takes it again).
+  PopResult Take(RequestPayload* out) {
+    if (taken_ == tail_) {  // C1
       lines_.Invalidate(&hdr_->tail, sizeof(RequestIndex));
       tail_ = lines_.Load(&hdr_->tail.value);
-      if (tail_ - head_ > capacity_) {
-        tail_ = head_;
+      if (tail_ - head_ > capacity_ || tail_ - taken_ > capacity_) {
+        tail_ = taken_;
         return PopResult::kCorrupt;
       }
-      if (head_ == tail_) return PopResult::kEmpty;
+      if (taken_ == tail_) return PopResult::kEmpty;
     }
-    const uint64_t n = head_ + 1;
+    const uint64_t n = taken_ + 1;
     const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
     if (fault_ != RingFault::kSkipEntryInvalidate) lines_.Invalidate(e, sizeof(*e));  // C2
     const uint64_t seq = lines_.Load(&e->seq);
     for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
     const uint64_t check = lines_.Load(&e->check);
     if (seq != n || check != RequestCheck(seq, out->w, seal_)) return PopResult::kCorrupt;
-    head_ = n;
-    lines_.Store(&hdr_->head.value, n);  // C3
-    lines_.Flush(&hdr_->head, sizeof(RequestIndex));
+    taken_ = n;
     return PopResult::kRequest;
+  }
+
+  // C3: requests up to n (taken) are consumed: head = n, flushed. An owner
+  // that applies requests in a Txn writes head_word() in that Txn instead
+  // (its effects and its head commit together) and then calls Committed.
+  void Commit(uint64_t n) {
+    lines_.Store(&hdr_->head.value, n);
+    lines_.Flush(&hdr_->head, sizeof(RequestIndex));
+    Committed(n);
+  }
+  void Committed(uint64_t n) { head_ = n; }
+  uint64_t* head_word() { return &hdr_->head.value; }
+
+  // Take and Commit.
+  PopResult Pop(RequestPayload* out) {
+    const PopResult r = Take(out);
+    if (r == PopResult::kRequest) Commit(taken_);
+    return r;
   }
 
   // Whether entry `n`'s line, as memory holds it now, validates as request
@@ -193,7 +215,8 @@ class RequestConsumer {
     return ReadEntry(n, &p);
   }
 
-  uint64_t head() const { return head_; }
+  uint64_t head() const { return head_; }    // consumed (committed)
+  uint64_t taken() const { return taken_; }  // read, head < n <= taken not yet committed
   void SetFaultForTesting(RingFault f) { fault_ = f; }
 
  private:
@@ -202,7 +225,7 @@ class RequestConsumer {
   RequestEntry* entries_;
   uint32_t capacity_;
   uint64_t seal_;
-  uint64_t head_ = 0, tail_ = 0;  // tail_: the last tail read
+  uint64_t head_ = 0, taken_ = 0, tail_ = 0;  // tail_: the last tail read
   RingFault fault_ = RingFault::kNone;
 };
 
