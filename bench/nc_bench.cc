@@ -18,6 +18,16 @@
 //     data invalidated) on a region formatted non-coherent, for a 64-byte and
 //     a 1 MiB object, on the real flush and invalidate instructions; and
 //     again while the reader already holds a reference (no data invalidate).
+//  6. Create+seal through the rings (region/nc_requests.h), beside the
+//     coherent store's create+seal+release: a client thread encodes a create
+//     request, waits for the owner thread's response, writes the data,
+//     flushes it, sends the seal and waits again; the owner decodes each
+//     request and answers it, and publishes the sealed record (NcOwner). The
+//     owner's own apply (index, allocator, Txn) is not built yet: it takes
+//     records and blocks from a list, so this is the protocol's cost, the
+//     part the apply will add to.
+//  7. One 1 GiB object from writer to reader: coherent (write, read) and
+//     non-coherent (write, flush all of it; invalidate all of it, read).
 // Each figure is the median of --runs runs.
 #include <sys/mman.h>
 #include <time.h>
@@ -26,6 +36,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -35,6 +46,7 @@
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
 #include "region/nc_references.h"
+#include "region/nc_requests.h"
 #include "region/region.h"
 #include "region/request_ring.h"
 #include "store/store.h"
@@ -344,6 +356,148 @@ double NonCoherentGetRelease(uint64_t size, uint64_t n, bool already_held) {
   return ns;
 }
 
+// ns per create+seal+release of a `size`-byte object through the coherent
+// store (its own Txn), the same scratch region each time.
+double CoherentCreateSeal(uint64_t size, uint64_t n) {
+  const std::string path = ScratchRegion("coherent-create");
+  FormatOptions fo;
+  fo.size = 256ull << 20;
+  auto r = Region::Format(path, fo);
+  if (!r.ok()) {
+    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
+    exit(1);
+  }
+  Region& region = **r;
+  region.slot(1).state.store(PackSlotState(SlotState::kActive, 1), std::memory_order_release);
+  store::Store st(region, 1, 1, 0);
+  std::vector<uint8_t> payload(size, 7);
+  const int64_t t0 = NowNs();
+  for (uint64_t i = 0; i < n; ++i) {
+    gismo_id_t id{};
+    std::memcpy(id.bytes, &i, sizeof i);
+    id.bytes[19] = 1;
+    void* data = nullptr;
+    if (!st.Create(id, size, nullptr, 0, 0, &data).ok()) abort();
+    std::memcpy(data, payload.data(), size);
+    if (!st.Seal(id).ok() || !st.Release(id).ok() || !st.Delete(id).ok()) abort();
+  }
+  const double ns = double(NowNs() - t0) / n;
+  r->reset();
+  unlink(path.c_str());
+  return ns;
+}
+
+// The same through the non-coherent rings, with a spinning owner thread
+// (doc/noncoherent.md section 4; what the owner applies is a stand-in, see
+// the file's comment). Delete is not in it (a third round trip).
+double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
+  const std::string path = ScratchRegion("noncoherent-create");
+  FormatOptions fo;
+  fo.size = 256ull << 20;
+  fo.coherence = CoherenceMode::kNonCoherent;
+  auto r = Region::Format(path, fo);
+  if (!r.ok()) {
+    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
+    exit(1);
+  }
+  Region& region = **r;
+  const uint32_t cap = region.request_ring_capacity();
+  const uint64_t records = uint64_t{region.num_shards()} * region.records_per_shard();
+  const uint64_t block = (size + 63) & ~uint64_t{63};
+  const uint64_t blocks =
+      std::min<uint64_t>(region.heap_size() / block, region.records_per_shard());
+  HwLines hw;
+  NcView v{region.records(0), region.records_per_shard(), region.heap(), region.heap_size()};
+  RequestProducer<HwLines> client_out(hw, region.request_ring(1), cap, kSeal);
+  RequestConsumer<HwLines> client_in(hw, region.response_ring(1), cap, kSeal);
+  RequestConsumer<HwLines> owner_in(hw, region.request_ring(1), cap, kSeal);
+  RequestProducer<HwLines> owner_out(hw, region.response_ring(1), cap, kSeal);
+  if (!client_out.Attach() || !owner_out.Attach()) abort();
+  client_in.Attach();
+  owner_in.Attach();
+  std::thread owner([&] {
+    NcOwner<HwLines> publisher(hw, v);
+    uint64_t next = 0;
+    for (uint64_t applied = 0; applied < 2 * n;) {
+      NcRequest q;
+      uint64_t seq = 0;
+      auto got = PopNcRequest(owner_in, records, &q, &seq);
+      if (!got.ok()) abort();
+      if (!*got) continue;
+      NcResponse a;
+      a.request_seq = seq;
+      a.op = q.op;
+      if (q.op == NcOp::kCreate) {
+        a.record = next % blocks;
+        a.heap_offset = a.record * block;
+        ++next;
+      } else if (q.op == NcOp::kSeal) {
+        publisher.Publish(static_cast<uint32_t>(q.record), q.id,
+                          PackInfo(ObjectState::kSealed, 1, 0),
+                          NcObject{q.record * block, size, 0});
+      }
+      while (!owner_out.TryPush(EncodeNcResponse(a))) {
+      }
+      ++applied;
+    }
+  });
+  auto ask = [&](const NcRequest& q, NcResponse* a) {
+    auto pushed = PushNcRequest(client_out, q);
+    if (!pushed.ok() || !*pushed) abort();
+    RequestPayload p;
+    while (client_in.Pop(&p) != PopResult::kRequest) {
+    }
+    if (!DecodeNcResponse(p, records, region.heap_size(), a).ok() || a->status != GISMO_OK) abort();
+  };
+  std::vector<uint8_t> payload(size, 7);
+  const int64_t t0 = NowNs();
+  for (uint64_t i = 0; i < n; ++i) {
+    NcRequest create;
+    create.op = NcOp::kCreate;
+    create.id = IdWords{{i, 1, 0}};
+    create.data_size = size;
+    NcResponse made;
+    ask(create, &made);
+    uint8_t* data = region.heap() + made.heap_offset;
+    std::memcpy(data, payload.data(), size);
+    FlushLines(data, size);  // the data reaches memory before the seal is asked
+    NcRequest seal;
+    seal.op = NcOp::kSeal;
+    seal.id = create.id;
+    seal.record = made.record;
+    NcResponse sealed;
+    ask(seal, &sealed);
+  }
+  const double ns = double(NowNs() - t0) / n;
+  owner.join();
+  r->reset();
+  unlink(path.c_str());
+  return ns;
+}
+
+// One `bytes` object written, then read by another thread (the reader on
+// another host): seconds for each half, coherent and non-coherent.
+struct Transfer {
+  double write_s, read_s;
+};
+Transfer OneObject(uint8_t* mem, uint64_t bytes, bool noncoherent) {
+  volatile uint64_t sink = 0;
+  const int64_t t0 = NowNs();
+  memset(mem, 0x5a, bytes);
+  if (noncoherent) FlushLines(mem, bytes);
+  const int64_t t1 = NowNs();
+  std::thread reader([&] {
+    if (noncoherent) InvalidateLines(mem, bytes);
+    uint64_t s = 0;
+    for (uint64_t i = 0; i < bytes; i += 8) s += *reinterpret_cast<const uint64_t*>(mem + i);
+    sink = s;
+  });
+  reader.join();
+  const int64_t t2 = NowNs();
+  (void)sink;
+  return {double(t1 - t0) * 1e-9, double(t2 - t1) * 1e-9};
+}
+
 }  // namespace
 }  // namespace gismo::region
 
@@ -362,6 +516,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--owner-seconds", owner_seconds, "Seconds per owner loop point")
       ->capture_default_str();
+  uint64_t transfer_mib = 1024;
+  app.add_option("--transfer-mib", transfer_mib, "Size of the one-object transfer, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{16384}));
   CLI11_PARSE(app, argc, argv);
   if (capacity == 0 || (capacity & (capacity - 1)) != 0) {
     fprintf(stderr, "nc_bench: --capacity must be a power of two\n");
@@ -420,5 +578,37 @@ int main(int argc, char** argv) {
     printf("| %s | %.0f | %.0f | %.0f |\n", size <= 4096 ? "64 B" : "1 MiB", coherent, noncoherent,
            again);
   }
+  printf("== create+seal of one object, one client thread and one owner thread (ns each)\n");
+  printf(
+      "| object | coherent store: create, write, seal, release, delete | non-coherent rings: "
+      "create, write, flush, seal (owner's apply a stand-in) |\n");
+  printf("|---|---|---|\n");
+  for (uint64_t size : {uint64_t{1024}, uint64_t{1} << 20}) {
+    const uint64_t n = size <= 4096 ? 100000 : 500;
+    const double coherent = Median(runs, [&] { return CoherentCreateSeal(size, n); });
+    const double noncoherent = Median(runs, [&] { return NonCoherentCreateSeal(size, n); });
+    printf("| %s | %.0f | %.0f |\n", size <= 4096 ? "1 KiB" : "1 MiB", coherent, noncoherent);
+    fflush(stdout);
+  }
+
+  const uint64_t transfer_bytes = transfer_mib << 20;
+  printf("== one %" PRIu64 " MiB object, written by one thread, then read by another\n",
+         transfer_mib);
+  printf("| mode | write (+ flush) | read (invalidate +) | total |\n|---|---|---|---|\n");
+  uint8_t* big = MapShared(transfer_bytes);  // touched: no page faults below
+  for (bool nc : {false, true}) {
+    std::vector<Transfer> got;
+    for (int i = 0; i < runs; ++i) got.push_back(OneObject(big, transfer_bytes, nc));
+    std::sort(got.begin(), got.end(), [](const Transfer& a, const Transfer& b) {
+      return a.write_s + a.read_s < b.write_s + b.read_s;
+    });
+    const Transfer& m = got[got.size() / 2];
+    const double gb = double(transfer_bytes) / 1e9;
+    printf("| %s | %.1f ms (%.1f GB/s) | %.1f ms (%.1f GB/s) | %.1f ms |\n",
+           nc ? "non-coherent" : "coherent", m.write_s * 1e3, gb / m.write_s, m.read_s * 1e3,
+           gb / m.read_s, (m.write_s + m.read_s) * 1e3);
+    fflush(stdout);
+  }
+  munmap(big, transfer_bytes);
   return 0;
 }
