@@ -193,6 +193,13 @@ class RequestConsumer {
   void Committed(uint64_t n) { head_ = n; }
   uint64_t* head_word() { return &hdr_->head.value; }
 
+  // Whether a request beyond those taken is published (tail's line
+  // invalidated and read): an owner's last look before it sleeps.
+  bool Pending() {
+    lines_.Invalidate(&hdr_->tail, sizeof(RequestIndex));
+    return lines_.Load(&hdr_->tail.value) != taken_;
+  }
+
   // Take and Commit.
   PopResult Pop(RequestPayload* out) {
     const PopResult r = Take(out);

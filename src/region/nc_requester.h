@@ -1,0 +1,154 @@
+// A client's side of a request in the non-coherent mode (doc/noncoherent.md,
+// section 4): publish the request whole on the slot's request ring, wake the
+// owner if it sleeps, and wait for the answer to that request on the
+// response ring. What the `Mutations` seam's requested implementation calls
+// for create, seal, abort, delete, touch, evict, the names and goodbye.
+//
+// Answers are matched by the ring seq of the request's head entry. A request
+// whose wait timed out may still be applied; its answer, when it comes, is
+// older than the request being waited for and is dropped (the owner answers
+// in request order). Anything else on the response ring (a malformed answer,
+// an answer to a request never sent or to another op) is the owner breaking
+// the protocol: PROTOCOL, never a wrong result.
+//
+// While it waits the client polls its response ring: spinning first, then
+// sleeping in growing steps (at most kMaxNap), so a slow owner costs this
+// thread little CPU and a fast one costs a round trip.
+//
+// Lines is the access seam (region/cache_lines.h). One thread at a time per
+// requester (the slot's rings are single-producer, single-consumer).
+#ifndef GISMO_REGION_NC_REQUESTER_H_
+#define GISMO_REGION_NC_REQUESTER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "region/nc_requests.h"
+#include "region/owner_sleep.h"
+#include "region/request_ring.h"
+
+namespace gismo::region {
+
+struct NcRequesterOptions {
+  void* request_ring = nullptr;   // the slot's request ring (this client produces)
+  void* response_ring = nullptr;  // the slot's response ring (this client consumes)
+  uint32_t capacity = 0;          // entries of each ring
+  uint64_t session = 0;           // the slot's session: both rings' seal
+  const OwnerSleepLine* sleep_line = nullptr;
+  uint64_t record_limit = 0;  // the region's records (answers are checked against it)
+  uint64_t heap_size = 0;
+  // Sends the sleeping owner one byte (over the client's connection). A
+  // failure to send leaves the owner to its next tick.
+  std::function<void()> wake;
+};
+
+template <typename Lines>
+class NcRequester {
+ public:
+  static constexpr int kSpins = 2000;
+  static constexpr std::chrono::microseconds kMaxNap{200};
+
+  NcRequester(Lines& lines, NcRequesterOptions o)
+      : lines_(lines),
+        o_(std::move(o)),
+        out_(lines, o_.request_ring, o_.capacity, o_.session),
+        in_(lines, o_.response_ring, o_.capacity, o_.session) {}
+
+  // Takes up where the rings' memory says. False if the request ring's
+  // indices are impossible.
+  [[nodiscard]] bool Attach() {
+    in_.Attach();
+    return out_.Attach();
+  }
+
+  // Sends `q` and waits up to `timeout_ms` (< 0: forever) for its answer.
+  // INVALID_ARGUMENT: `q` cannot be encoded. TIMEOUT: no room on the ring or
+  // no answer in time (the request may still be applied later). PROTOCOL:
+  // the owner broke the protocol. Otherwise the answer is in *out (its own
+  // status says how the request went).
+  Status Call(const NcRequest& q, NcResponse* out, int64_t timeout_ms) {
+    const auto deadline =
+        timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
+                       : std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    const uint64_t seq = out_.tail() + 1;
+    Backoff wait;
+    for (;;) {
+      auto pushed = PushNcRequest(out_, q);
+      if (!pushed.ok()) return pushed.status();
+      if (*pushed) break;
+      if (!wait.Next(deadline)) {
+        return Status(GISMO_ERR_TIMEOUT, std::string("the owner took no ") + NcOpName(q.op) +
+                                             " request in time: its request ring stayed full");
+      }
+    }
+    if (OwnerNeedsWake(lines_, o_.sleep_line) && o_.wake) o_.wake();  // W1, W2
+    wait = Backoff();
+    for (;;) {
+      RequestPayload p;
+      switch (in_.Pop(&p)) {
+        case PopResult::kCorrupt:
+          return Status(GISMO_ERR_PROTOCOL,
+                        "the response ring holds an entry that does not validate");
+        case PopResult::kEmpty:
+          if (!wait.Next(deadline)) {
+            return Status(GISMO_ERR_TIMEOUT, std::string("no answer to the ") + NcOpName(q.op) +
+                                                 " request " + std::to_string(seq) + " in time");
+          }
+          continue;
+        case PopResult::kRequest:
+          break;
+      }
+      NcResponse a;
+      if (Status s = DecodeNcResponse(p, o_.record_limit, o_.heap_size, &a); !s.ok()) return s;
+      if (a.request_seq < seq) {
+        ++dropped_;  // the late answer to a request whose wait timed out
+        continue;
+      }
+      if (a.request_seq > seq || a.op != q.op) {
+        return Status(GISMO_ERR_PROTOCOL, "answer to " + std::string(NcOpName(a.op)) + " request " +
+                                              std::to_string(a.request_seq) + " while request " +
+                                              std::to_string(seq) + " (" + NcOpName(q.op) +
+                                              ") was awaited");
+      }
+      *out = a;
+      return Status();
+    }
+  }
+
+  // Late answers dropped so far.
+  uint64_t dropped() const { return dropped_; }
+
+ private:
+  // Spin, then nap in growing steps; false once the deadline has passed.
+  class Backoff {
+   public:
+    bool Next(std::chrono::steady_clock::time_point deadline) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (spins_ < kSpins) {
+        ++spins_;
+        return true;
+      }
+      std::this_thread::sleep_for(nap_);
+      nap_ = std::min(nap_ * 2, std::chrono::microseconds(kMaxNap));
+      return true;
+    }
+
+   private:
+    int spins_ = 0;
+    std::chrono::microseconds nap_{1};
+  };
+
+  Lines& lines_;
+  NcRequesterOptions o_;
+  RequestProducer<Lines> out_;
+  RequestConsumer<Lines> in_;
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace gismo::region
+
+#endif  // GISMO_REGION_NC_REQUESTER_H_
