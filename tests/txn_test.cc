@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "region_fixture.h"
 
 namespace gismo::store {
@@ -106,6 +109,124 @@ TEST_F(TxnTest, DeadClientAfterCommitKeepsItsWork) {
   UndoDeadClient(*region_, 2);
   EXPECT_EQ(w.load(), 42u);
   EXPECT_EQ(region_->alloc().page_lock.load(), 0u);
+}
+
+// A record written as a seqlock in a Txn (the non-coherent owner's write:
+// version odd, the words, version even) and undone: the words return, and
+// the version does not. It ends even and above every value it held, so a
+// reader that saw a version before the write and checks it after the undo
+// reads again; and it is odd while the words are being restored.
+TEST_F(TxnTest, AnUndoneVersionOnlyGrows) {
+  auto st = Activate(1);
+  region::ObjectRecord& rec = region_->records(0)[0];
+  rec.ref_count.store(10);
+  rec.info.store(1);
+  rec.heap_offset.store(2);
+  {
+    Txn txn(*region_, 1, 1, OpKind::kNone);
+    ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+    txn.WriteVersion(rec.ref_count, 11);
+    txn.Write(rec.info, 100);
+    txn.Write(rec.heap_offset, 200);
+    txn.WriteVersion(rec.ref_count, 12);
+  }  // rolled back
+  EXPECT_EQ(rec.info.load(), 1u);
+  EXPECT_EQ(rec.heap_offset.load(), 2u);
+  EXPECT_EQ(rec.ref_count.load(), 14u);
+  // Committed: the new words and the even version stay.
+  Txn txn(*region_, 1, 1, OpKind::kNone);
+  ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+  txn.WriteVersion(rec.ref_count, 15);
+  txn.Write(rec.info, 100);
+  txn.WriteVersion(rec.ref_count, 16);
+  ASSERT_TRUE(txn.Commit().ok());
+  EXPECT_EQ(rec.info.load(), 100u);
+  EXPECT_EQ(rec.ref_count.load(), 16u);
+}
+
+// The writer dies after each of its four writes; the successor's undo
+// leaves the old words and an even version above every one it held, and
+// undoing again (a successor that died in the undo) only raises it.
+TEST_F(TxnTest, AVersionWriterKilledAtEveryStepIsUndoneForward) {
+  for (int steps = 1; steps <= 4; ++steps) {
+    SCOPED_TRACE(steps);
+    auto st = Activate(2);
+    region::ObjectRecord& rec = region_->records(0)[1];
+    rec.ref_count.store(20);
+    rec.info.store(1);
+    rec.sizes.store(2);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      Txn txn(*region_, 2, 1, OpKind::kNone);
+      if (!txn.Lock(region_->shard(0).lock)) _exit(3);
+      txn.WriteVersion(rec.ref_count, 21);
+      if (steps > 1) txn.Write(rec.info, 100);
+      if (steps > 2) txn.Write(rec.sizes, 200);
+      if (steps > 3) txn.WriteVersion(rec.ref_count, 22);
+      _exit(0);  // dies without commit
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_EQ(status, 0);
+    const uint64_t held = rec.ref_count.load();
+    EXPECT_EQ(UndoDeadClient(*region_, 2), 1u);
+    EXPECT_EQ(rec.info.load(), 1u);
+    EXPECT_EQ(rec.sizes.load(), 2u);
+    const uint64_t after = rec.ref_count.load();
+    EXPECT_EQ(after % 2, 0u);
+    EXPECT_GT(after, held);
+    EXPECT_GT(after, 20u);
+    region_->slot(2).state.store(region::PackSlotState(region::SlotState::kFree, 1));
+  }
+}
+
+// A reader of the record as a seqlock (version, words, version) while a
+// writer's Txns write it and roll back, again and again: an even version
+// unchanged across the read always comes with words of one state, never a
+// mix of the write's and the undo's. (A rare interleaving breaks an undo that
+// restores the version; the two tests above are the ones that catch it.)
+TEST_F(TxnTest, AReaderNeverAcceptsAHalfUndoneRecord) {
+  auto st = Activate(1);
+  region::ObjectRecord& rec = region_->records(0)[2];
+  rec.ref_count.store(0);
+  rec.info.store(1);
+  rec.heap_offset.store(1);
+  rec.sizes.store(1);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> accepted{0}, torn{0};
+  std::thread reader([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      const uint64_t v1 = rec.ref_count.load(std::memory_order_acquire);
+      const uint64_t a = rec.info.load(std::memory_order_acquire);
+      const uint64_t b = rec.heap_offset.load(std::memory_order_acquire);
+      const uint64_t c = rec.sizes.load(std::memory_order_acquire);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const uint64_t v2 = rec.ref_count.load(std::memory_order_relaxed);
+      if (v1 % 2 != 0 || v1 != v2) continue;
+      accepted.fetch_add(1, std::memory_order_relaxed);
+      if (a != b || b != c) torn.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  // Until the reader has accepted enough reads, at least 20,000 writes.
+  for (uint64_t i = 2; i < 20000 || (accepted.load() < 2000 && i < 2000000); ++i) {
+    Txn txn(*region_, 1, 1, OpKind::kNone);
+    ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+    const uint64_t v = rec.ref_count.load();
+    txn.WriteVersion(rec.ref_count, v + 1);
+    txn.Write(rec.info, i);
+    txn.Write(rec.heap_offset, i);
+    txn.Write(rec.sizes, i);
+    txn.WriteVersion(rec.ref_count, v + 2);
+    if (i % 2 == 0) {
+      txn.Rollback();
+    } else {
+      ASSERT_TRUE(txn.Commit().ok());
+    }
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(torn.load(), 0u);
+  EXPECT_GT(accepted.load(), 0u);
 }
 
 TEST_F(TxnTest, BoundedLockGivesUp) {

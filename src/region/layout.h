@@ -412,7 +412,23 @@ enum class LogKind : uint64_t {
   kBitsSet = 2,    // bits [value>>32, +value&0xffffffff) of bitmap at offset
                    // were 0 and are being set: undo clears them
   kBitsClear = 3,  // the bits were 1 and are being cleared: undo sets them
+  // A seqlock version word (a non-coherent region's ObjectRecord::ref_count)
+  // that was `value`: it only grows, even across an undo, or a reader that
+  // saw a version before the write could accept words read during the undo.
+  // Undo of the write that opened it (`value` even) sets it to the next even
+  // value above both `value` and its current value; of the write that closed
+  // it (`value` odd), to the next odd value above both, so it stays odd while
+  // the words between the two are restored (newest first).
+  kVersion = 4,
 };
+// What an undo of a kVersion entry leaves in a word that holds `current`.
+inline constexpr uint64_t UndoneVersion(uint64_t logged, uint64_t current) {
+  const uint64_t top = logged > current ? logged : current;
+  const uint64_t next = top + 1;
+  return (next & 1) == (logged & 1) ? next : next + 1;
+}
+static_assert(UndoneVersion(10, 11) == 12 && UndoneVersion(10, 13) == 14);
+static_assert(UndoneVersion(11, 12) == 13 && UndoneVersion(11, 13) == 15);
 inline constexpr int kLogKindShift = 56;
 inline constexpr uint64_t kLogOffsetMask = (1ull << kLogKindShift) - 1;
 // LogEntry::target: kind << 56 | region offset.

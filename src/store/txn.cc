@@ -211,6 +211,14 @@ void Txn::Write(Word& word, uint64_t value) {
   word.store(value, std::memory_order_release);
 }
 
+void Txn::WriteVersion(Word& word, uint64_t value) {
+  const uint64_t old = word.load(std::memory_order_relaxed);
+  GISMO_DCHECK(value > old);
+  if (failed()) return;
+  if (!Log(region::PackLogTarget(LogKind::kVersion, r_.OffsetOf(&word)), old)) return;
+  word.store(value, std::memory_order_release);
+}
+
 void FillBits(Word* bitmap, uint64_t first, uint64_t n, bool value) {
   uint64_t end = first + n;
   while (first < end) {
@@ -279,6 +287,7 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
   if (*off < r.sb().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0) return false;
   switch (kind) {
     case LogKind::kWord:
+    case LogKind::kVersion:
       *len = sizeof(Word);
       return true;
     case LogKind::kBitsSet:
@@ -347,6 +356,9 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     const LogKind kind = region::LogTargetKind(target);
     if (kind == LogKind::kWord) {
       word->store(value, std::memory_order_release);
+    } else if (kind == LogKind::kVersion) {
+      word->store(region::UndoneVersion(value, word->load(std::memory_order_relaxed)),
+                  std::memory_order_release);
     } else {
       FillBits(word, region::BitRangeFirst(value), region::BitRangeCount(value),
                kind == LogKind::kBitsClear);
@@ -354,7 +366,8 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     r.Persist(covered, len);
     // Page-bitmap bits: the free-run summary above them follows (FreeRunNode
     // invariant 2; the undoer holds page_lock, or recovers its dead holder).
-    if (kind != LogKind::kWord && region::LogTargetOffset(target) == r.sb().page_bitmap_offset) {
+    if ((kind == LogKind::kBitsSet || kind == LogKind::kBitsClear) &&
+        region::LogTargetOffset(target) == r.sb().page_bitmap_offset) {
       region::UpdateFreeRuns(r, region::BitRangeFirst(value), region::BitRangeCount(value));
     }
   }

@@ -92,6 +92,11 @@ class Txn {
   // contract check verifies that it holds at least one). They do nothing
   // once the Txn has failed; Commit() then rolls back and says why.
   void Write(region::Word& word, uint64_t value);
+  // A seqlock version word (LogKind::kVersion): `value` odd opens a write of
+  // the words it guards, even closes it. An undo never takes it back to a
+  // value a reader may have seen (region::UndoneVersion). REQUIRES: value >
+  // the word's current value.
+  void WriteVersion(region::Word& word, uint64_t value);
   // Bits [first, first + n) of `bitmap`, all 0 now, become 1.
   void SetBits(region::Word* bitmap, uint64_t first, uint64_t n);
   // Bits [first, first + n), all 1 now, become 0.
