@@ -69,7 +69,9 @@ struct NcRequest {
   std::string name;            // names: 1..GISMO_NAME_MAX bytes, no NUL
 };
 
-// The ring entries `r` takes; 0 if it cannot be encoded (EncodeNcRequest says why).
+// The ring entries `r` takes; 0 for an op it does not know, flags the op
+// cannot carry, or a name of no or too many bytes (EncodeNcRequest checks
+// the rest and says why).
 uint32_t NcRequestEntries(const NcRequest& r);
 // Encodes `r` into out[0 .. NcRequestEntries(r)); INVALID_ARGUMENT, naming
 // the field, for a request no decoder would accept (a size or a name out of
