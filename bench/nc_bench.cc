@@ -287,22 +287,33 @@ OwnerRate OwnerLoop(uint32_t producers, uint32_t cap, double seconds) {
   return {taken / elapsed, visits == 0 ? 0 : double(empty) / visits};
 }
 
-std::string ScratchRegion(const char* what) {
-  return "/dev/shm/nc_bench-" + std::string(what) + "-" + std::to_string(getpid());
-}
+// A region formatted for one measurement, removed when it goes.
+struct Scratch {
+  std::string path;
+  std::unique_ptr<Region> region;
+  Scratch(const char* what, uint64_t size, CoherenceMode mode)
+      : path("/dev/shm/nc_bench-" + std::string(what) + "-" + std::to_string(getpid())) {
+    FormatOptions fo;
+    fo.size = size;
+    fo.coherence = mode;
+    auto r = Region::Format(path, fo);
+    if (!r.ok()) {
+      fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
+      exit(1);
+    }
+    region = std::move(*r);
+  }
+  ~Scratch() {
+    region.reset();
+    unlink(path.c_str());
+  }
+};
 
 // ns per get+release of one sealed object of `size` bytes through the
 // coherent store (its own shard lock and undo log, no flush).
 double CoherentGetRelease(uint64_t size, uint64_t n) {
-  const std::string path = ScratchRegion("coherent");
-  FormatOptions fo;
-  fo.size = 64ull << 20;
-  auto r = Region::Format(path, fo);
-  if (!r.ok()) {
-    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
-    exit(1);
-  }
-  Region& region = **r;
+  Scratch scratch("coherent", 64ull << 20, CoherenceMode::kCoherent);
+  Region& region = *scratch.region;
   region.slot(1).state.store(PackSlotState(SlotState::kActive, 1), std::memory_order_release);
   store::Store st(region, 1, 1, 0);
   gismo_id_t id{};
@@ -316,8 +327,6 @@ double CoherentGetRelease(uint64_t size, uint64_t n) {
     if (!st.TryGet(id, &g).ok() || !g.found || !st.Release(id).ok()) abort();
   }
   const double ns = double(NowNs() - t0) / n;
-  r->reset();
-  unlink(path.c_str());
   return ns;
 }
 
@@ -325,16 +334,8 @@ double CoherentGetRelease(uint64_t size, uint64_t n) {
 // non-coherent: record 0 of shard 0 published by an owner, the reader's
 // table is slot 1's held table, the data in the heap.
 double NonCoherentGetRelease(uint64_t size, uint64_t n, bool already_held) {
-  const std::string path = ScratchRegion("noncoherent");
-  FormatOptions fo;
-  fo.size = 64ull << 20;
-  fo.coherence = CoherenceMode::kNonCoherent;
-  auto r = Region::Format(path, fo);
-  if (!r.ok()) {
-    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
-    exit(1);
-  }
-  Region& region = **r;
+  Scratch scratch("noncoherent", 64ull << 20, CoherenceMode::kNonCoherent);
+  Region& region = *scratch.region;
   NcView v{region.records(0), region.records_per_shard(), region.heap(), region.heap_size()};
   HwLines hw;
   NcOwner<HwLines> owner(hw, v);
@@ -351,23 +352,14 @@ double NonCoherentGetRelease(uint64_t size, uint64_t n, bool already_held) {
     if (reader.Get(0, id, &o) != NcGet::kFound || !reader.Release(0)) abort();
   }
   const double ns = double(NowNs() - t0) / n;
-  r->reset();
-  unlink(path.c_str());
   return ns;
 }
 
 // ns per create+seal+release of a `size`-byte object through the coherent
 // store (its own Txn), the same scratch region each time.
 double CoherentCreateSeal(uint64_t size, uint64_t n) {
-  const std::string path = ScratchRegion("coherent-create");
-  FormatOptions fo;
-  fo.size = 256ull << 20;
-  auto r = Region::Format(path, fo);
-  if (!r.ok()) {
-    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
-    exit(1);
-  }
-  Region& region = **r;
+  Scratch scratch("coherent-create", 256ull << 20, CoherenceMode::kCoherent);
+  Region& region = *scratch.region;
   region.slot(1).state.store(PackSlotState(SlotState::kActive, 1), std::memory_order_release);
   store::Store st(region, 1, 1, 0);
   std::vector<uint8_t> payload(size, 7);
@@ -382,8 +374,6 @@ double CoherentCreateSeal(uint64_t size, uint64_t n) {
     if (!st.Seal(id).ok() || !st.Release(id).ok() || !st.Delete(id).ok()) abort();
   }
   const double ns = double(NowNs() - t0) / n;
-  r->reset();
-  unlink(path.c_str());
   return ns;
 }
 
@@ -391,16 +381,8 @@ double CoherentCreateSeal(uint64_t size, uint64_t n) {
 // (doc/noncoherent.md section 4; what the owner applies is a stand-in, see
 // the file's comment). Delete is not in it (a third round trip).
 double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
-  const std::string path = ScratchRegion("noncoherent-create");
-  FormatOptions fo;
-  fo.size = 256ull << 20;
-  fo.coherence = CoherenceMode::kNonCoherent;
-  auto r = Region::Format(path, fo);
-  if (!r.ok()) {
-    fprintf(stderr, "nc_bench: %s\n", r.status().ToString().c_str());
-    exit(1);
-  }
-  Region& region = **r;
+  Scratch scratch("noncoherent-create", 256ull << 20, CoherenceMode::kNonCoherent);
+  Region& region = *scratch.region;
   const uint32_t cap = region.request_ring_capacity();
   const uint64_t records = uint64_t{region.num_shards()} * region.records_per_shard();
   const uint64_t block = (size + 63) & ~uint64_t{63};
@@ -470,8 +452,6 @@ double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
   }
   const double ns = double(NowNs() - t0) / n;
   owner.join();
-  r->reset();
-  unlink(path.c_str());
   return ns;
 }
 

@@ -156,7 +156,7 @@ struct Owner {
   }
 };
 
-NcRequesterOptions OptionsFor(Slot& s, Owner& owner, std::atomic<uint64_t>* wakes) {
+NcRequesterOptions BaseOptions(Slot& s) {
   NcRequesterOptions o;
   o.request_ring = s.requests();
   o.response_ring = s.responses();
@@ -165,6 +165,12 @@ NcRequesterOptions OptionsFor(Slot& s, Owner& owner, std::atomic<uint64_t>* wake
   o.sleep_line = s.sleep();
   o.record_limit = kRecords;
   o.heap_size = kHeap;
+  return o;
+}
+
+// With a wake-up that rings `owner` and counts.
+NcRequesterOptions OptionsFor(Slot& s, Owner& owner, std::atomic<uint64_t>* wakes) {
+  NcRequesterOptions o = BaseOptions(s);
   o.wake = [&owner, wakes] {
     wakes->fetch_add(1, std::memory_order_relaxed);
     owner.Ring();
@@ -274,15 +280,7 @@ TEST(NcRequesterTest, AFullRingTimesOutWithItsReason) {
 TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
   Slot s;
   HwLines hw;
-  NcRequesterOptions o;
-  o.request_ring = s.requests();
-  o.response_ring = s.responses();
-  o.capacity = kCap;
-  o.session = kSession;
-  o.sleep_line = s.sleep();
-  o.record_limit = kRecords;
-  o.heap_size = kHeap;
-  NcRequester<HwLines> client(hw, o);
+  NcRequester<HwLines> client(hw, BaseOptions(s));
   ASSERT_TRUE(client.Attach());
   RequestProducer<HwLines> owner_out(hw, s.responses(), kCap, kSession);
   ASSERT_TRUE(owner_out.Attach());
