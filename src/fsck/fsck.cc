@@ -130,47 +130,19 @@ class Checker {
           continue;
         }
         if (!live) continue;
+        // Read as the owner and the client read them, never committed: each
+        // published request or response whole and decoded.
+        reader.Attach();
         const bool requests = ring == r_.request_ring(i);
-        RequestPayload entries[kNcMaxRequestEntries];
-        for (uint64_t n = head + 1; n <= tail && n > head;) {
-          // A request's entries are published together (one tail).
-          uint32_t len = 1;
-          if (!reader.ReadEntry(n, &entries[0])) {
-            Problem("client slot ", i, "'s ", name, " ring: published entry ", n,
-                    " does not validate (torn, or not written by this session)");
-            break;
+        for (;;) {
+          NcRequest request;
+          NcResponse response;
+          auto got = requests ? TakeNcRequest(reader, records, &request)
+                              : TakeNcResponse(reader, records, r_.heap_size(), &response);
+          if (!got.ok()) {
+            Problem("client slot ", i, "'s ", name, " ring: ", got.status().message());
           }
-          Status bad;
-          if (requests) {
-            auto want = NcRequestLength(entries[0]);
-            if (want.ok() && tail - n + 1 < *want) {
-              bad = Status(GISMO_ERR_PROTOCOL,
-                           "takes " + std::to_string(*want) + " entries, fewer are published");
-            } else if (want.ok()) {
-              len = *want;
-              for (uint32_t k = 1; k < len && bad.ok(); ++k) {
-                if (!reader.ReadEntry(n + k, &entries[k])) {
-                  bad = Status(GISMO_ERR_PROTOCOL,
-                               "entry " + std::to_string(n + k) + " does not validate");
-                }
-              }
-              NcRequest req;
-              if (bad.ok()) {
-                bad = DecodeNcRequest(std::span<const RequestPayload>(entries, len), records, &req);
-              }
-            } else {
-              bad = want.status();
-            }
-          } else {
-            NcResponse resp;
-            bad = DecodeNcResponse(entries[0], records, r_.heap_size(), &resp);
-          }
-          if (!bad.ok()) {
-            Problem("client slot ", i, "'s ", name, " ring: the ", name, " at entry ", n,
-                    " is malformed (", bad.message(), ")");
-            break;
-          }
-          n += len;
+          if (!got.ok() || !*got) break;
         }
       }
     }

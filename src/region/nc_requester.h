@@ -88,22 +88,21 @@ class NcRequester {
     if (OwnerNeedsWake(lines_, o_.sleep_line) && o_.wake) o_.wake();  // W1, W2
     wait = Backoff();
     for (;;) {
-      RequestPayload p;
-      switch (in_.Pop(&p)) {
-        case PopResult::kCorrupt:
-          return Status(GISMO_ERR_PROTOCOL,
-                        "the response ring holds an entry that does not validate");
-        case PopResult::kEmpty:
-          if (!wait.Next(deadline)) {
-            return Status(GISMO_ERR_TIMEOUT, std::string("no answer to the ") + NcOpName(q.op) +
-                                                 " request " + std::to_string(seq) + " in time");
-          }
-          continue;
-        case PopResult::kRequest:
-          break;
-      }
       NcResponse a;
-      if (Status s = DecodeNcResponse(p, o_.record_limit, o_.heap_size, &a); !s.ok()) return s;
+      auto got = TakeNcResponse(in_, o_.record_limit, o_.heap_size, &a);
+      // An answer read is consumed, good or bad (one that does not validate
+      // is not read: Take leaves it).
+      if (in_.taken() != in_.head()) in_.Commit(in_.taken());
+      if (!got.ok()) {
+        return Status(GISMO_ERR_PROTOCOL, "response ring: " + got.status().message());
+      }
+      if (!*got) {
+        if (!wait.Next(deadline)) {
+          return Status(GISMO_ERR_TIMEOUT, std::string("no answer to the ") + NcOpName(q.op) +
+                                               " request " + std::to_string(seq) + " in time");
+        }
+        continue;
+      }
       if (a.request_seq < seq) {
         ++dropped_;  // the late answer to a request whose wait timed out
         continue;

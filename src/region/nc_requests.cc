@@ -14,6 +14,16 @@ constexpr uint64_t HeadWord(NcOp op, uint32_t flags, uint32_t name_len, uint32_t
 }
 static_assert(GISMO_NAME_MAX <= 0xff, "the name length is one byte of the head word");
 
+// HeadWord's fields, as read back.
+struct Head {
+  NcOp op;
+  uint32_t flags, name_len, entries;
+};
+constexpr Head ParseHead(uint64_t w) {
+  return {static_cast<NcOp>(w & 0xff), static_cast<uint32_t>((w >> 8) & 0xff),
+          static_cast<uint32_t>((w >> 16) & 0xff), static_cast<uint32_t>((w >> 24) & 0xff)};
+}
+
 bool IsNameOp(NcOp op) {
   return op == NcOp::kBindName || op == NcOp::kSwapName || op == NcOp::kUnbindName;
 }
@@ -94,13 +104,10 @@ const char* NcOpName(NcOp op) {
   return "";
 }
 
-uint32_t NcRequestEntries(const NcRequest& r) {
-  if (*NcOpName(r.op) == '\0' || (r.flags & ~AllowedFlags(r.op)) != 0) return 0;
-  if (IsNameOp(r.op) && (r.name.empty() || r.name.size() > GISMO_NAME_MAX)) return 0;
-  return EntriesFor(r.op, r.flags, static_cast<uint32_t>(r.name.size()));
-}
-
-Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxRequestEntries> out) {
+namespace {
+// Whether a decoder would take `r` once encoded; INVALID_ARGUMENT naming the
+// field if not.
+Status CheckEncodable(const NcRequest& r) {
   auto invalid = [&](const std::string& what) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   std::string("cannot encode a ") + NcOpName(r.op) + " request: " + what);
@@ -110,8 +117,7 @@ Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxReque
                   "cannot encode request op " + std::to_string(static_cast<unsigned>(r.op)));
   }
   if ((r.flags & ~AllowedFlags(r.op)) != 0) return invalid("flags it cannot carry");
-  const bool named = IsNameOp(r.op);
-  if (named) {
+  if (IsNameOp(r.op)) {
     if (r.name.empty() || r.name.size() > GISMO_NAME_MAX) {
       return invalid("a name of " + std::to_string(r.name.size()) + " bytes (1 to " +
                      std::to_string(GISMO_NAME_MAX) + ")");
@@ -124,6 +130,23 @@ Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxReque
   if ((r.flags & kNcHasExpected) && !IdPadded(r.expected)) {
     return invalid("an expected id longer than 20 bytes");
   }
+  if (r.op == NcOp::kCreate) {
+    if (r.data_size > kMaxDataSize) return invalid("a data size above 2^40 - 1");
+    if (r.metadata_size > kMaxMetadataSize) return invalid("a metadata size above 2^24 - 1");
+    if ((r.create_flags & ~kObjectFlagsPublic) != 0) return invalid("unknown create flags");
+  }
+  return Status();
+}
+}  // namespace
+
+uint32_t NcRequestEntries(const NcRequest& r) {
+  if (!CheckEncodable(r).ok()) return 0;
+  return EntriesFor(r.op, r.flags, static_cast<uint32_t>(r.name.size()));
+}
+
+Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxRequestEntries> out) {
+  if (Status s = CheckEncodable(r); !s.ok()) return s;
+  const bool named = IsNameOp(r.op);
   const uint32_t n = EntriesFor(r.op, r.flags, static_cast<uint32_t>(r.name.size()));
   for (uint32_t i = 0; i < n; ++i) out[i] = RequestPayload{};
   RequestPayload& head = out[0];
@@ -133,9 +156,6 @@ Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxReque
   }
   switch (r.op) {
     case NcOp::kCreate:
-      if (r.data_size > kMaxDataSize) return invalid("a data size above 2^40 - 1");
-      if (r.metadata_size > kMaxMetadataSize) return invalid("a metadata size above 2^24 - 1");
-      if ((r.create_flags & ~kObjectFlagsPublic) != 0) return invalid("unknown create flags");
       head.w[4] = PackSizes(r.data_size, r.metadata_size);
       head.w[5] = r.create_flags;
       break;
@@ -164,8 +184,7 @@ Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxReque
 
 Result<uint32_t> NcRequestLength(const RequestPayload& head) {
   const uint64_t w = head.w[0];
-  const NcOp op = static_cast<NcOp>(w & 0xff);
-  const uint32_t flags = (w >> 8) & 0xff, name_len = (w >> 16) & 0xff, entries = (w >> 24) & 0xff;
+  const auto [op, flags, name_len, entries] = ParseHead(w);
   if ((w >> 32) != 0) return Bad("the head word's high half is not zero");
   if (*NcOpName(op) == '\0') return Bad("unknown op " + std::to_string(w & 0xff));
   if ((flags & ~AllowedFlags(op)) != 0) {
@@ -194,10 +213,11 @@ Status DecodeNcRequest(std::span<const RequestPayload> entries, uint64_t record_
                std::to_string(entries.size()));
   }
   const RequestPayload& head = entries[0];
+  const Head fields = ParseHead(head.w[0]);
   NcRequest r;
-  r.op = static_cast<NcOp>(head.w[0] & 0xff);
-  r.flags = (head.w[0] >> 8) & 0xff;
-  const uint32_t name_len = (head.w[0] >> 16) & 0xff;
+  r.op = fields.op;
+  r.flags = fields.flags;
+  const uint32_t name_len = fields.name_len;
   const std::string what = std::string("a ") + NcOpName(r.op) + " request";
   uint32_t used = 1;  // head words used, after word 0
   if (HasId(r.op)) {
@@ -258,6 +278,18 @@ Status DecodeNcRequest(std::span<const RequestPayload> entries, uint64_t record_
   if (r.name.find('\0') != std::string::npos) return Bad(what + " whose name has a NUL byte");
   *out = std::move(r);
   return Status();
+}
+
+Status NcEntryInvalid(uint64_t n) {
+  return Status(GISMO_ERR_PROTOCOL,
+                "published entry " + std::to_string(n) +
+                    " does not validate (torn, not written by this session, or the ring's "
+                    "indices are impossible)");
+}
+
+Status NcMalformed(const char* kind, uint64_t n, const Status& why) {
+  return Status(GISMO_ERR_PROTOCOL, std::string("the ") + kind + " at entry " + std::to_string(n) +
+                                        " is malformed (" + why.message() + ")");
 }
 
 RequestPayload EncodeNcResponse(const NcResponse& r) {

@@ -69,9 +69,8 @@ struct NcRequest {
   std::string name;            // names: 1..GISMO_NAME_MAX bytes, no NUL
 };
 
-// The ring entries `r` takes; 0 for an op it does not know, flags the op
-// cannot carry, or a name of no or too many bytes (EncodeNcRequest checks
-// the rest and says why).
+// The ring entries `r` takes; 0 if it cannot be encoded (EncodeNcRequest
+// says why).
 uint32_t NcRequestEntries(const NcRequest& r);
 // Encodes `r` into out[0 .. NcRequestEntries(r)); INVALID_ARGUMENT, naming
 // the field, for a request no decoder would accept (a size or a name out of
@@ -112,10 +111,17 @@ Result<bool> PushNcRequest(RequestProducer<Lines>& ring, const NcRequest& r) {
   return ring.TryPushAll(entries, NcRequestEntries(r));
 }
 
+// What TakeNcRequest and TakeNcResponse report: entry `n` (published)
+// does not validate as what its producer writes; the request or response
+// (`kind`) that begins at entry `n` is not what an encoder writes.
+Status NcEntryInvalid(uint64_t n);
+Status NcMalformed(const char* kind, uint64_t n, const Status& why);
+
 // Takes the next whole request off the ring without committing it
 // (RequestConsumer::Take: the applier commits head = ring.taken() with its
-// effects). false: none is published; an error: the ring or the request is
-// corrupt (the client broke the protocol: nothing of it is to be applied).
+// effects; gismo-fsck never commits). false: none is published; an error:
+// the ring or the request is corrupt (the client broke the protocol: nothing
+// of it is to be applied).
 template <typename Lines>
 Result<bool> TakeNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, NcRequest* out,
                            uint64_t* seq = nullptr) {
@@ -125,26 +131,50 @@ Result<bool> TakeNcRequest(RequestConsumer<Lines>& ring, uint64_t record_limit, 
     case PopResult::kEmpty:
       return false;
     case PopResult::kCorrupt:
-      return Status(GISMO_ERR_PROTOCOL, "request " + std::to_string(first) +
-                                            " does not validate (torn or stale entry, or the "
-                                            "ring's indices are impossible)");
+      return NcEntryInvalid(first);
     case PopResult::kRequest:
       break;
   }
   auto n = NcRequestLength(entries[0]);
-  if (!n.ok()) return n.status();
+  if (!n.ok()) return NcMalformed("request", first, n.status());
   for (uint32_t i = 1; i < *n; ++i) {
-    if (ring.Take(&entries[i]) != PopResult::kRequest) {
-      return Status(GISMO_ERR_PROTOCOL, "request " + std::to_string(first) + " takes " +
-                                            std::to_string(*n) + " entries but " +
-                                            std::to_string(i) + " were published with it");
+    switch (ring.Take(&entries[i])) {
+      case PopResult::kEmpty:
+        return NcMalformed("request", first,
+                           Status(GISMO_ERR_PROTOCOL,
+                                  "takes " + std::to_string(*n) + " entries, fewer are published"));
+      case PopResult::kCorrupt:
+        return NcMalformed("request", first, NcEntryInvalid(first + i));
+      case PopResult::kRequest:
+        break;
     }
   }
   if (Status s = DecodeNcRequest(std::span<const RequestPayload>(entries, *n), record_limit, out);
       !s.ok()) {
-    return s;
+    return NcMalformed("request", first, s);
   }
   if (seq != nullptr) *seq = first;
+  return true;
+}
+
+// The same for the response ring: the next answer, decoded (DecodeNcResponse),
+// not committed.
+template <typename Lines>
+Result<bool> TakeNcResponse(RequestConsumer<Lines>& ring, uint64_t record_limit, uint64_t heap_size,
+                            NcResponse* out) {
+  RequestPayload p;
+  const uint64_t at = ring.taken() + 1;
+  switch (ring.Take(&p)) {
+    case PopResult::kEmpty:
+      return false;
+    case PopResult::kCorrupt:
+      return NcEntryInvalid(at);
+    case PopResult::kRequest:
+      break;
+  }
+  if (Status s = DecodeNcResponse(p, record_limit, heap_size, out); !s.ok()) {
+    return NcMalformed("response", at, s);
+  }
   return true;
 }
 

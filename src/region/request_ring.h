@@ -172,12 +172,7 @@ class RequestConsumer {
       if (taken_ == tail_) return PopResult::kEmpty;
     }
     const uint64_t n = taken_ + 1;
-    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
-    if (fault_ != RingFault::kSkipEntryInvalidate) lines_.Invalidate(e, sizeof(*e));  // C2
-    const uint64_t seq = lines_.Load(&e->seq);
-    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
-    const uint64_t check = lines_.Load(&e->check);
-    if (seq != n || check != RequestCheck(seq, out->w, seal_)) return PopResult::kCorrupt;
+    if (!LoadEntry(n, out, fault_ != RingFault::kSkipEntryInvalidate)) return PopResult::kCorrupt;
     taken_ = n;
     return PopResult::kRequest;
   }
@@ -208,18 +203,10 @@ class RequestConsumer {
   }
 
   // Whether entry `n`'s line, as memory holds it now, validates as request
-  // n (its payload in *out if so), without consuming it: what a reader that
-  // skipped tail would accept (tests, fsck).
-  bool ReadEntry(uint64_t n, RequestPayload* out) {
-    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
-    lines_.Invalidate(e, sizeof(*e));
-    const uint64_t seq = lines_.Load(&e->seq);
-    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
-    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, out->w, seal_);
-  }
+  // n, without consuming it: what a reader that skipped tail would accept.
   bool EntryValid(uint64_t n) {
     RequestPayload p;
-    return ReadEntry(n, &p);
+    return LoadEntry(n, &p, /*invalidate=*/true);
   }
 
   uint64_t head() const { return head_; }    // consumed (committed)
@@ -227,6 +214,16 @@ class RequestConsumer {
   void SetFaultForTesting(RingFault f) { fault_ = f; }
 
  private:
+  // C2 for entry n: its line (invalidated first, unless a test removes
+  // that), payload in *out; whether it validates as request n.
+  bool LoadEntry(uint64_t n, RequestPayload* out, bool invalidate) {
+    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
+    if (invalidate) lines_.Invalidate(e, sizeof(*e));
+    const uint64_t seq = lines_.Load(&e->seq);
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
+    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, out->w, seal_);
+  }
+
   Lines& lines_;
   RequestRingHeader* hdr_;
   RequestEntry* entries_;
