@@ -10,11 +10,8 @@ namespace gismo::testing {
 manager::ManagerOptions InProcessManagerOptions(uint64_t region_size) {
   const std::string name = UniqueName("inproc");
   manager::ManagerOptions o;
-  o.region_path = "/dev/shm/" + name;
-  o.listen = {"unix:/tmp/" + name + ".sock"};
-  // Leftovers of a dead process that had our pid (UniqueName).
-  unlink(o.region_path.c_str());
-  unlink(("/tmp/" + name + ".sock").c_str());
+  o.region_path = FreshPath("/dev/shm/" + name);
+  o.listen = {"unix:" + FreshPath("/tmp/" + name + ".sock")};
   o.format.size = region_size;
   // Its clients share its process: fencing a suspected one by killing its
   // pid would kill the test. A suspected client stays suspected instead.

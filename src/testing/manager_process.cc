@@ -8,15 +8,9 @@ namespace gismo::testing {
 
 ManagerProcess::ManagerProcess(ManagerProcessOptions options) : options_(std::move(options)) {
   const std::string name = UniqueName("mgr");
-  // A file under a unique name of ours is a leftover of a dead process that
-  // had our pid: a region of another format there would stop the manager.
-  if (options_.region.empty()) {
-    options_.region = "/dev/shm/" + name;
-    unlink(options_.region.c_str());
-  }
+  if (options_.region.empty()) options_.region = FreshPath("/dev/shm/" + name);
   if (options_.listen.empty()) {
-    socket_path_ = "/tmp/" + name + ".sock";
-    unlink(socket_path_.c_str());
+    socket_path_ = FreshPath("/tmp/" + name + ".sock");
     options_.listen.push_back("unix:" + socket_path_);
   }
   owns_files_ = true;

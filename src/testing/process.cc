@@ -100,6 +100,11 @@ std::string UniqueName(const std::string& prefix) {
          std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
+std::string FreshPath(const std::string& path) {
+  unlink(path.c_str());
+  return path;
+}
+
 int ExitCode(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);

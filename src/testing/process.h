@@ -15,10 +15,12 @@
 namespace gismo::testing {
 
 // "<prefix>-<pid>-<n>": unique among the processes running now, so regions
-// and sockets of tests and benchmarks running in parallel never collide. A
-// file already under such a name is a leftover of a dead process that had
-// the same pid: its user removes it first.
+// and sockets of tests and benchmarks running in parallel never collide.
 std::string UniqueName(const std::string& prefix);
+// `path` (made with a UniqueName) after removing what a dead process that
+// had our pid left there: a region of another format there would stop a
+// manager that opens it.
+std::string FreshPath(const std::string& path);
 
 // The exit status as a shell reports it: the exit code, or 128 + the signal
 // that ended the process.
