@@ -23,6 +23,7 @@
 namespace gismo::region {
 namespace {
 
+using gismo::testing::Chaotic;
 using gismo::testing::SharedMemory;
 
 constexpr uint32_t kCap = 8;
@@ -39,16 +40,6 @@ struct Slot {
     return reinterpret_cast<OwnerSleepLine*>(m.base() + 2 * RequestRingBytes(kCap));
   }
 };
-
-CacheSimOptions Chaos(const Slot& s, uint64_t seed) {
-  CacheSimOptions o;
-  o.seed = seed;
-  o.capacity_lines = 8;
-  o.evict_ppm = 50000;
-  o.early_writeback_ppm = 200000;
-  o.versions = s.m.versions();
-  return o;
-}
 
 std::string Key(const IdWords& id) {
   return std::string(reinterpret_cast<const char*>(id.w), sizeof id.w);
@@ -68,7 +59,7 @@ struct Owner {
   std::map<std::string, std::pair<uint64_t, bool>> objects;  // id -> record, sealed
   uint64_t next_record = 0;
 
-  Owner(Slot& s, uint64_t seed) : slot(s), sim(s.m.base(), s.m.size(), Chaos(s, seed)) {
+  Owner(Slot& s, uint64_t seed) : slot(s), sim(s.m.base(), s.m.size(), Chaotic(s.m, seed)) {
     thread = std::thread([this] { Run(); });
   }
   ~Owner() {
@@ -178,6 +169,19 @@ NcRequesterOptions OptionsFor(Slot& s, Owner& owner, std::atomic<uint64_t>* wake
   return o;
 }
 
+// A client and a live owner, each on its own simulated host.
+struct Rig {
+  Slot s;
+  Owner owner;
+  CacheSim cs;
+  std::atomic<uint64_t> wakes{0};
+  NcRequester<CacheSim> client;
+  explicit Rig(uint64_t seed)
+      : owner(s, seed),
+        cs(s.m.base(), s.m.size(), Chaotic(s.m, seed + 1)),
+        client(cs, OptionsFor(s, owner, &wakes)) {}
+};
+
 NcRequest Make(NcOp op, uint64_t n, uint64_t record = 0) {
   NcRequest q;
   q.op = op;
@@ -190,11 +194,8 @@ NcRequest Make(NcOp op, uint64_t n, uint64_t record = 0) {
 // Creates, seals (one twice) and deletes (one of a missing object), with
 // pauses that let the owner fall asleep: every answer is its request's.
 TEST(NcRequesterTest, EveryCallGetsItsOwnAnswerAndASleepingOwnerIsWoken) {
-  Slot s;
-  Owner owner(s, 1);
-  CacheSim cs(s.m.base(), s.m.size(), Chaos(s, 2));
-  std::atomic<uint64_t> wakes{0};
-  NcRequester<CacheSim> client(cs, OptionsFor(s, owner, &wakes));
+  Rig rig(1);
+  auto& [s, owner, cs, wakes, client] = rig;
   ASSERT_TRUE(client.Attach());
   constexpr uint64_t kObjects = 300;
   for (uint64_t n = 1; n <= kObjects; ++n) {
@@ -234,11 +235,8 @@ TEST(NcRequesterTest, EveryCallGetsItsOwnAnswerAndASleepingOwnerIsWoken) {
 // A wait that times out leaves its request to be applied; its answer comes
 // later and is dropped, and the next call gets its own answer.
 TEST(NcRequesterTest, ALateAnswerIsDroppedAndTheNextCallGetsItsOwn) {
-  Slot s;
-  Owner owner(s, 3);
-  CacheSim cs(s.m.base(), s.m.size(), Chaos(s, 4));
-  std::atomic<uint64_t> wakes{0};
-  NcRequester<CacheSim> client(cs, OptionsFor(s, owner, &wakes));
+  Rig rig(3);
+  auto& [s, owner, cs, wakes, client] = rig;
   ASSERT_TRUE(client.Attach());
   owner.hold.store(true);
   NcResponse a;
@@ -259,13 +257,10 @@ TEST(NcRequesterTest, ALateAnswerIsDroppedAndTheNextCallGetsItsOwn) {
 
 // An owner that takes nothing: the ring fills, and a call says so in time.
 TEST(NcRequesterTest, AFullRingTimesOutWithItsReason) {
-  Slot s;
-  Owner owner(s, 5);
-  owner.hold.store(true);
-  CacheSim cs(s.m.base(), s.m.size(), Chaos(s, 6));
-  std::atomic<uint64_t> wakes{0};
-  NcRequester<CacheSim> client(cs, OptionsFor(s, owner, &wakes));
+  Rig rig(5);
+  auto& [s, owner, cs, wakes, client] = rig;
   ASSERT_TRUE(client.Attach());
+  owner.hold.store(true);
   NcResponse a;
   Status st;
   for (uint64_t n = 1; n <= kCap + 1; ++n) {

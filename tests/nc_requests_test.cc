@@ -17,6 +17,7 @@
 namespace gismo::region {
 namespace {
 
+using gismo::testing::Chaotic;
 using gismo::testing::Killed;
 using gismo::testing::RunChild;
 using gismo::testing::SharedMemory;
@@ -407,17 +408,7 @@ TEST(NcRequestsTest, ResponsesRoundTripAndMalformedOnesAreNamed) {
 TEST(NcRequestsTest, RequestsCrossTheRingWhole) {
   constexpr uint32_t kCap = 8;
   SharedMemory m(RequestRingBytes(kCap));
-  CacheSimOptions o;
-  o.seed = 5;
-  o.capacity_lines = 8;
-  o.evict_ppm = 100000;
-  o.early_writeback_ppm = 200000;
-  o.versions = m.versions();
-  CacheSim ps(m.base(), m.size(), o), cs(m.base(), m.size(), [&] {
-    CacheSimOptions c = o;
-    c.seed = 6;
-    return c;
-  }());
+  CacheSim ps(m.base(), m.size(), Chaotic(m, 5)), cs(m.base(), m.size(), Chaotic(m, 6));
   RequestProducer<CacheSim> p(ps, m.base(), kCap, kSeal);
   RequestConsumer<CacheSim> c(cs, m.base(), kCap, kSeal);
   ASSERT_TRUE(p.Attach());

@@ -42,6 +42,19 @@ class SharedMemory {
   uint64_t size_;
 };
 
+// A simulated host's cache of 8 lines with random early write-backs (20% of
+// accesses) and evictions (10%), in checker mode over m's version words: the
+// setting the ring protocols' tests run under.
+inline region::CacheSimOptions Chaotic(const SharedMemory& m, uint64_t seed) {
+  region::CacheSimOptions o;
+  o.seed = seed;
+  o.capacity_lines = 8;  // small: evictions happen on their own too
+  o.evict_ppm = 100000;
+  o.early_writeback_ppm = 200000;
+  o.versions = m.versions();
+  return o;
+}
+
 // Runs fn in a forked child and waits for it. Returns the child's wait
 // status: a child that ends by `raise(SIGKILL)` is a host that died.
 template <typename Fn>

@@ -15,6 +15,7 @@
 namespace gismo::region {
 namespace {
 
+using gismo::testing::Chaotic;
 using gismo::testing::Killed;
 using gismo::testing::RunChild;
 using gismo::testing::SharedMemory;
@@ -26,16 +27,6 @@ RequestPayload PayloadOf(uint64_t n, uint64_t salt = 0) {
   RequestPayload p;
   for (uint32_t i = 0; i < kRequestPayloadWords; ++i) p.w[i] = n * 1000 + i + salt;
   return p;
-}
-
-CacheSimOptions Chaotic(const SharedMemory& m, uint64_t seed) {
-  CacheSimOptions o;
-  o.seed = seed;
-  o.capacity_lines = 8;  // small: evictions happen on their own too
-  o.evict_ppm = 100000;
-  o.early_writeback_ppm = 200000;
-  o.versions = m.versions();
-  return o;
 }
 
 // Pops the next request, which must be request n with PayloadOf(n, salt).
