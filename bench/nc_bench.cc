@@ -19,13 +19,13 @@
 //     a 1 MiB object, on the real flush and invalidate instructions; and
 //     again while the reader already holds a reference (no data invalidate).
 //  6. Create+seal through the rings (region/nc_requests.h), beside the
-//     coherent store's create+seal+release: a client thread encodes a create
-//     request, waits for the owner thread's response, writes the data,
-//     flushes it, sends the seal and waits again; the owner decodes each
-//     request and answers it, and publishes the sealed record (NcOwner). The
-//     owner's own apply (index, allocator, Txn) is not built yet: it takes
-//     records and blocks from a list, so this is the protocol's cost, the
-//     part the apply will add to.
+//     coherent store's create+seal+release: a client thread sends a create
+//     request and waits for the owner thread's answer (region/nc_requester.h),
+//     writes the data, flushes it, sends the seal and waits again; the owner
+//     decodes each request, answers it, and publishes the sealed record
+//     (NcOwner). The owner's own apply (index, allocator, Txn) is not built
+//     yet: it takes records and blocks from a list, so this is the
+//     protocol's cost, the part the apply will add to.
 //  7. One 1 GiB object from writer to reader: coherent (write, read) and
 //     non-coherent (write, flush all of it; invalidate all of it, read).
 // Each figure is the median of --runs runs.
@@ -46,6 +46,7 @@
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
 #include "region/nc_references.h"
+#include "region/nc_requester.h"
 #include "region/nc_requests.h"
 #include "region/region.h"
 #include "region/request_ring.h"
@@ -390,12 +391,18 @@ double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
       std::min<uint64_t>(region.heap_size() / block, region.records_per_shard());
   HwLines hw;
   NcView v{region.records(0), region.records_per_shard(), region.heap(), region.heap_size()};
-  RequestProducer<HwLines> client_out(hw, region.request_ring(1), cap, kSeal);
-  RequestConsumer<HwLines> client_in(hw, region.response_ring(1), cap, kSeal);
+  NcRequesterOptions ro;
+  ro.request_ring = region.request_ring(1);
+  ro.response_ring = region.response_ring(1);
+  ro.capacity = cap;
+  ro.session = kSeal;
+  ro.sleep_line = &region.sb().owner_sleep;  // the owner spins: never set
+  ro.record_limit = records;
+  ro.heap_size = region.heap_size();
+  NcRequester<HwLines> client(hw, ro);
   RequestConsumer<HwLines> owner_in(hw, region.request_ring(1), cap, kSeal);
   RequestProducer<HwLines> owner_out(hw, region.response_ring(1), cap, kSeal);
-  if (!client_out.Attach() || !owner_out.Attach()) abort();
-  client_in.Attach();
+  if (!client.Attach() || !owner_out.Attach()) abort();
   owner_in.Attach();
   std::thread owner([&] {
     NcOwner<HwLines> publisher(hw, v);
@@ -424,12 +431,7 @@ double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
     }
   });
   auto ask = [&](const NcRequest& q, NcResponse* a) {
-    auto pushed = PushNcRequest(client_out, q);
-    if (!pushed.ok() || !*pushed) abort();
-    RequestPayload p;
-    while (client_in.Pop(&p) != PopResult::kRequest) {
-    }
-    if (!DecodeNcResponse(p, records, region.heap_size(), a).ok() || a->status != GISMO_OK) abort();
+    if (!client.Call(q, a, -1).ok() || a->status != GISMO_OK) abort();
   };
   std::vector<uint8_t> payload(size, 7);
   const int64_t t0 = NowNs();
