@@ -18,6 +18,7 @@
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
 #include "region/region.h"
+#include "testing/process.h"
 
 namespace gismo::region {
 namespace {
@@ -323,7 +324,7 @@ class NcIndexTest : public ::testing::Test {
  protected:
   static constexpr uint32_t kHome = 5;
   void SetUp() override {
-    path_ = "/dev/shm/nc-index-" + std::to_string(getpid());
+    path_ = "/dev/shm/" + gismo::testing::UniqueName("nc-index");
     FormatOptions fo;
     fo.size = 16ull << 20;
     fo.max_objects = 1024;
