@@ -114,9 +114,9 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
     auto region = region::Region::Open(path);
     if (!region.ok()) return region.status();
     const region::Superblock& sb = (*region)->sb();
-    // This client writes shared lines itself: on non-coherent memory that
-    // would corrupt the region, whichever manager serves it.
-    if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
+    // A non-coherent region needs the CPU's cache line invalidate
+    // (doc/noncoherent.md): this client then writes only lines of its own.
+    if ((*region)->noncoherent() && !region::NonCoherentSupported()) {
       return region::NonCoherentRefusal(path);
     }
     if (sb.uuid[0] != access.uuid[0] || sb.uuid[1] != access.uuid[1] ||
@@ -163,6 +163,13 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   c->region_ = std::move(mapped);
   c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
   c->names_ = std::make_unique<store::Names>(*c->region_, w.slot, w.session);
+  if (c->region_->noncoherent()) {
+    // Requests go on the slot's ring; a sleeping owner is told on the
+    // connection (a lost frame costs the owner's tick).
+    Status nc = c->store_->UseNonCoherent(
+        [raw = c.get()] { (void)raw->Send(protocol::Writer().Frame(MsgType::kRequests, 0)); });
+    if (!nc.ok()) return abandon(nc);
+  }
   if (!c->store_->SlotAlive()) {
     return abandon(
         Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active"));

@@ -7,6 +7,9 @@ namespace gismo::client {
 using protocol::MsgType;
 
 void ClientImpl::NotifyIfWatched(MsgType type, const gismo_id_t& id, bool ring_event) {
+  // A non-coherent region's owner applies every change itself and wakes
+  // the waiters (the manager's ServeRequests).
+  if (store_->noncoherent()) return;
   // Pairs with the manager raising a shard's `waiters` (or `subscribers`)
   // before it acknowledges a wait (or subscription): either the waiter's
   // re-check sees our change, or we see its registration.

@@ -124,6 +124,9 @@ void ClientImpl::WakeSubscribersDirectly() {
 }
 
 Status ClientImpl::Subscribe(int* fd) {
+  if (store_ && store_->noncoherent()) {
+    return store::NotServedNonCoherent("subscriptions (the event ring)");
+  }
   std::lock_guard<std::mutex> sub(sub_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
   if (subscribed_) {

@@ -28,8 +28,10 @@
 #include "manager/recovery.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
+#include "region/owner_sleep.h"
 #include "store/event_ring.h"
 #include "store/index.h"
+#include "store/nc_owner.h"
 #include "store/txn.h"
 
 namespace gismo::manager {
@@ -183,10 +185,24 @@ class Manager::Impl {
   uint64_t last_refusal_log_ns_ = 0;
   uint64_t refusals_unlogged_ = 0;            // since the last summary
   std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
+  // A non-coherent region (doc/noncoherent.md): this manager owns its
+  // metadata and applies its clients' requests (ServeRequests, on this
+  // thread, so nothing else writes the store meanwhile).
+  std::unique_ptr<store::NcOwnerStore> nc_owner_;
+  region::HwLines nc_lines_;
+  std::optional<region::OwnerSleep<region::HwLines>> nc_sleep_;
+  bool nc_serve_posted_ = false;
+  bool nc_asleep_ = false;
+  uint64_t nc_idle_since_ns_ = 0;
 
  private:
   Status OpenRegion();
   void AdoptSlotsOfPreviousManager();
+  // Non-coherent regions: applies what the clients published, then stays
+  // awake a while (a burst's next request costs no wake-up), then sleeps
+  // (owner_sleep.h) until a client's kRequests frame or the next tick.
+  void PostServeRequests();
+  void ServeRequests();
   Status Listen(const std::string& address);
   void AcceptUnix(asio::local::stream_protocol::acceptor& a);
   void AcceptTcp(asio::ip::tcp::acceptor& a);
@@ -465,7 +481,7 @@ Status Manager::Impl::OpenRegion() {
     spdlog::info("durable region: metadata and sealed data persisted by {}",
                  region::PersistModeName(region_->persist_mode()));
   }
-  if (sb.coherence_mode != static_cast<uint32_t>(region::CoherenceMode::kCoherent)) {
+  if (region_->noncoherent() && !region::NonCoherentSupported()) {
     return region::NonCoherentRefusal(opt_.region_path);
   }
   self_ = fence::Self();
@@ -518,8 +534,62 @@ Status Manager::Impl::OpenRegion() {
   // Durable regions: the lease and this manager's identity are on the
   // medium (a manager after a power loss fences this one by them).
   region_->Persist(uint64_t{0}, sizeof(region::Superblock));
+  if (region_->noncoherent()) {
+    nc_owner_ = std::make_unique<store::NcOwnerStore>(*region_, session_);
+    nc_owner_->AdoptDeleting();
+    nc_sleep_.emplace(nc_lines_, &sb.owner_sleep);
+    nc_sleep_->Woke();
+    spdlog::info("non-coherent region: this manager applies the clients' requests");
+  }
   AdoptSlotsOfPreviousManager();
   return Status();
+}
+
+void Manager::Impl::PostServeRequests() {
+  if (!nc_owner_ || nc_serve_posted_ || stopped_) return;
+  nc_serve_posted_ = true;
+  asio::post(io_, [this] { ServeRequests(); });
+}
+
+void Manager::Impl::ServeRequests() {
+  nc_serve_posted_ = false;
+  if (stopped_) return;
+  if (nc_asleep_) {
+    nc_sleep_->Woke();  // S3
+    nc_asleep_ = false;
+  }
+  constexpr uint32_t kBatch = 64;
+  // How long the owner stays awake after its last request.
+  constexpr uint64_t kStayAwakeNs = 200 * 1000;
+  uint32_t applied = 0;
+  for (auto& [slot, m] : members_) {
+    auto got = nc_owner_->Serve(slot, kBatch);
+    if (!got.ok()) {
+      spdlog::warn("{} broke the request protocol: {}; ending its session", m.describe,
+                   got.status().message());
+      if (auto conn = m.conn.lock()) {
+        asio::post(io_, [this, conn, why = got.status()] {
+          Refuse(conn, why, "broke the request protocol");
+        });
+      }
+      continue;
+    }
+    applied += *got;
+  }
+  for (const gismo_id_t& id : nc_owner_->TakeChanged()) WakeWaiters(id);
+  const uint64_t now = MonotonicNs();
+  if (applied > 0) {
+    nc_idle_since_ns_ = now;
+    return PostServeRequests();
+  }
+  if (nc_owner_->HasPendingFrees()) nc_owner_->Sweep();
+  if (now - nc_idle_since_ns_ < kStayAwakeNs) return PostServeRequests();
+  // S1, S2: every request published from now on rings (kRequests).
+  if (nc_sleep_->PrepareToSleep([this] { return nc_owner_->AnyPending(); })) {
+    nc_asleep_ = true;
+  } else {
+    PostServeRequests();
+  }
 }
 
 // Clients of a previous manager are not dead because it is: each gets the
@@ -547,6 +617,7 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
     Member& mm = it->second;
     switch (state) {
       case SlotState::kActive:
+        if (nc_owner_) nc_owner_->Admit(i, mm.session);
         mm.phase = Member::Phase::kDetached;
         mm.deadline_ns = MonotonicNs() + grace;
         TryWatchLocal(mm, nullptr);
@@ -802,7 +873,20 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
 
 bool Manager::Impl::Recover(Member& m) {
   const uint64_t t0 = MonotonicNs();
-  const RecoveryReport rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
+  RecoveryReport rep;
+  if (nc_owner_) {
+    // Its references are entries of its table and its unsealed objects are
+    // records naming its slot: the owner's to clear and free.
+    const uint64_t freed = nc_owner_->stats().freed;
+    if (Status s = nc_owner_->Recover(m.slot); !s.ok()) {
+      spdlog::warn("recovery of {} failed: {}; will retry", m.describe, s.message());
+      return false;
+    }
+    rep.complete = true;
+    rep.freed = nc_owner_->stats().freed - freed;
+  } else {
+    rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
+  }
   const uint64_t dt = MonotonicNs() - t0;
   IncrementRelaxed(stats_.recovery_ns_total, dt);
   if (!rep.complete) {
@@ -1104,6 +1188,8 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       return;
     case MsgType::kHeartbeat:
       return;
+    case MsgType::kRequests:
+      return PostServeRequests();
     case MsgType::kFence:
       return HandleFenceOrder(s, h.request_id, r);
     case MsgType::kFenceResult:
@@ -1275,6 +1361,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   // Durable regions: the cleared slot is on the medium before it is active.
   r.Persist(&h, r.sb().client_slot_size);
   SetSlotState(slot, SlotState::kActive, session);
+  if (nc_owner_) nc_owner_->Admit(slot, session);
   s->slot = slot;
   s->client_id = client_id;
   Member m;
@@ -1319,6 +1406,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   s->client_id = m.client_id;
   m.conn = s;
   m.phase = Member::Phase::kConnected;
+  if (nc_owner_) nc_owner_->Admit(m.slot, m.session);
   m.describe = s->Describe();
   TryWatchLocal(m, s);
   SendWelcome(s, m.slot, m.session, m.client_id, m.node);
@@ -1485,6 +1573,9 @@ void Manager::Impl::Tick() {
     return;
   }
   region_->sb().manager_heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
+  // A wake-up that never came (a client that died before it sent it, a
+  // connection down) costs at most a tick.
+  PostServeRequests();
   const uint64_t now = MonotonicNs();
   {
     // Peers not admitted in time (silent, one byte a second, or never

@@ -56,6 +56,8 @@ enum class MsgType : uint16_t {
   kChallenge = 20,     // manager -> peer, first on every connection: Challenge
   kAccess = 21,        // manager -> peer: Access (the hello is accepted)
   kProof = 22,         // client -> manager: RegionProof (see protocol/auth.h)
+  kRequests = 23,      // client -> manager: requests published on its ring while
+                       // the owner slept (non-coherent regions; no payload)
 };
 
 struct FrameHeader {

@@ -243,6 +243,17 @@ class NcReader {
     return NcGet::kBusy;
   }
 
+  // The creator's own reference on record `index`, whose unsealed object
+  // the owner just made for this client (the create's answer): nobody but
+  // this client or its recovery can free an unsealed object, so no re-check
+  // (G4) is needed; the entry is flushed before the create returns, so it
+  // reaches memory before the seal request can make the object deletable.
+  // False if the table is full.
+  bool Adopt(uint32_t index) {
+    bool held_before = false;
+    return Hold(index, &held_before) != pos_.end();
+  }
+
   // Drops one reference on record `index`; false if this client holds none.
   bool Release(uint32_t index) {
     auto it = pos_.find(index);

@@ -127,19 +127,12 @@ constexpr struct {
 }  // namespace
 
 Status NonCoherentRefusal(const std::string& path) {
-  return Status(
-      GISMO_ERR_UNSUPPORTED,
-      "region '" + path +
-          "' is formatted for non-coherent (CXL 2.0) memory, which this build cannot serve yet: "
-          "it has the mode's cache-line flush and invalidate (" +
-          FlushInsnName(FlushInstruction()) + "/" + FlushInsnName(InvalidateInstruction()) +
-          "), the region's request and response rings, and the mode's protocols (request "
-          "ring, get path and free rule, the owner's election and sleep; each proven under a "
-          "non-coherence simulator), but the store, the clients and the manager do not use "
-          "them yet (clients still write the shared index, allocator, event ring and locks "
-          "themselves; the manager does not yet apply their requests): see "
-          "doc/noncoherent.md, \"What remains\". Format the region anew with --coherence "
-          "coherent to use it now");
+  return Status(GISMO_ERR_UNSUPPORTED,
+                "region '" + path +
+                    "' is formatted for non-coherent (CXL 2.0) memory, whose protocol needs "
+                    "a cache-line flush and invalidate (CLFLUSHOPT or CLFLUSH) that this build "
+                    "has not for this CPU (x86-64 only): see doc/noncoherent.md. Use it from "
+                    "an x86-64 host, or format the region anew with --coherence coherent");
 }
 
 const char* PersistModeName(PersistMode m) {
@@ -174,7 +167,13 @@ std::string VolatileMedium(int fd) {
 
 void Region::SetUpPersist() {
   persist_mode_ = PersistMode::kNone;
-  if (!durable()) return;
+  if (!durable()) {
+    // A non-coherent region's writers flush what they write: the persist
+    // barriers of the Txn and the manager are the order other hosts and a
+    // successor see it in (store/txn.h, doc/noncoherent.md).
+    if (noncoherent() && NonCoherentSupported()) persist_mode_ = PersistMode::kFlush;
+    return;
+  }
 #ifdef GISMO_CRASH_POINTS
   if (persist_sim::Attach(*this)) {
     persist_mode_ = PersistMode::kSimulated;

@@ -317,11 +317,10 @@ class Region {
   mutable PopulatedGranules populated_write_, populated_read_;
 };
 
-// Why this build cannot serve or use a region formatted non-coherent: a
-// GISMO_ERR_UNSUPPORTED status naming the region, the parts of the mode this
-// build has and the parts it lacks (issue #14, doc/noncoherent.md). The
-// manager refuses to serve such a region with it, and a client refuses to
-// use one with it, whoever serves it.
+// Why this host cannot serve or use a region formatted non-coherent (its
+// CPU has no cache-line invalidate this build knows, NonCoherentSupported):
+// a GISMO_ERR_UNSUPPORTED status naming the region. The manager refuses to
+// serve such a region with it, and a client refuses to use one with it.
 Status NonCoherentRefusal(const std::string& path);
 
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.

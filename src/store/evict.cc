@@ -111,6 +111,7 @@ Status Store::EvictOne(uint32_t shard, uint32_t local, EvictResult* out) {
 }
 
 Status Store::Evict(const EvictTarget& want, EvictResult* out) {
+  if (nc_) return NotServedNonCoherent("eviction");
   const uint32_t rps = r_.records_per_shard();
   const bool one_shard = want.shard >= 0;
   if (one_shard && static_cast<uint64_t>(want.shard) >= r_.num_shards()) {
@@ -146,6 +147,7 @@ Status Store::Evict(const EvictTarget& want, EvictResult* out) {
 }
 
 Status Store::Touch(const gismo_id_t& id) {
+  if (nc_) return NotServedNonCoherent("touch (evictable objects)");
   Txn txn(r_, slot_, session_, OpKind::kTouch);
   Located loc;
   bool found = false;

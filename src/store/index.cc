@@ -35,6 +35,12 @@ gismo_id_t IdOf(const ObjectRecord& rec) {
   return id;
 }
 
+gismo_id_t FromWords(const IdWords& x) {
+  gismo_id_t id;
+  std::memcpy(id.bytes, x.w, GISMO_ID_SIZE);
+  return id;
+}
+
 std::string Hex(const gismo_id_t& id) {
   static const char* d = "0123456789abcdef";
   std::string s;
@@ -136,7 +142,7 @@ void RemoveObject(Txn& txn, const Located& loc) {
   txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
 }
 
-void RemoveHashSlot(Txn& txn, Word* slots, uint32_t mask, uint32_t hslot) {
+uint32_t RemoveHashSlot(Txn& txn, Word* slots, uint32_t mask, uint32_t hslot) {
   uint32_t i = hslot;
   for (uint32_t j = (i + 1) & mask, n = 0; n <= mask; j = (j + 1) & mask, ++n) {
     const uint64_t s = slots[j].load(std::memory_order_relaxed);
@@ -148,6 +154,7 @@ void RemoveHashSlot(Txn& txn, Word* slots, uint32_t mask, uint32_t hslot) {
     i = j;
   }
   txn.Write(slots[i], 0);
+  return ((i - hslot) & mask) + 1;
 }
 
 }  // namespace gismo::store

@@ -22,6 +22,7 @@ namespace gismo::store {
 uint64_t HashId(const gismo_id_t& id);
 region::IdWords ToWords(const gismo_id_t& id);
 gismo_id_t IdOf(const region::ObjectRecord& rec);
+gismo_id_t FromWords(const region::IdWords& x);
 std::string Hex(const gismo_id_t& id);
 
 inline constexpr uint32_t kNoHashSlot = ~0u;
@@ -54,8 +55,9 @@ void RemoveObject(Txn& txn, const Located& loc);
 // Empties hash slot `hslot` of a linear-probing table of mask + 1 slots by
 // backward-shift deletion: no tombstones, so probes stay short forever, and
 // entries only move toward their home slot (the kMaxProbe invariant). Serves
-// the index shards and the name table. REQUIRES: the table's lock.
-void RemoveHashSlot(Txn& txn, region::Word* slots, uint32_t mask, uint32_t hslot);
+// the index shards and the name table. Returns how many slots, from `hslot`
+// on (wrapping), it wrote. REQUIRES: the table's lock.
+uint32_t RemoveHashSlot(Txn& txn, region::Word* slots, uint32_t mask, uint32_t hslot);
 
 }  // namespace gismo::store
 

@@ -26,6 +26,24 @@ uint64_t BlockBytes(uint64_t data_size, uint64_t meta_size) {
 Store::Store(const Region& r, uint32_t slot, uint64_t session, uint32_t node)
     : r_(r), alloc_(r), slot_(slot), session_(session), node_(node) {}
 
+Store::~Store() = default;
+
+Status Store::UseNonCoherent(std::function<void()> wake) {
+  // An answer waits as long as a lock would (the owner holds none for long).
+  const int64_t timeout_ms = static_cast<int64_t>(
+      std::max<uint64_t>(r_.sb().lock_wait_ms.load(std::memory_order_relaxed), 1000));
+  auto nc = std::make_unique<NcClientStore>(r_, slot_, session_, std::move(wake), timeout_ms);
+  if (Status s = nc->Attach(); !s.ok()) return s;
+  nc_ = std::move(nc);
+  return Status();
+}
+
+Status NotServedNonCoherent(const char* what) {
+  return Status(GISMO_ERR_UNSUPPORTED, std::string(what) +
+                                           " is not served in non-coherent regions yet "
+                                           "(doc/noncoherent.md, section 11)");
+}
+
 void Store::FreeObjectData(Txn& txn, const ObjectRecord& rec) {
   // REQUIRES: the shard lock of the record's shard.
   GISMO_DCHECK(([&] {
@@ -43,11 +61,14 @@ void Store::FreeObjectData(Txn& txn, const ObjectRecord& rec) {
 }
 
 bool Store::SlotAlive() const {
+  // The manager writes the slot's state: read it from memory.
+  if (nc_) region::InvalidateLines(&r_.slot(slot_).state, sizeof(Word));
   return r_.slot(slot_).state.load(std::memory_order_acquire) ==
          PackSlotState(SlotState::kActive, session_);
 }
 
 bool Store::MarkDeparted() {
+  if (nc_) return false;  // a non-coherent slot is left through the manager only
   region::ClientSlotHeader& h = r_.slot(slot_);
   const uint64_t st = h.state.load(std::memory_order_acquire);
   const SlotState state = region::SlotStateOf(st);
@@ -64,6 +85,7 @@ bool Store::MarkDeparted() {
 
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                      uint64_t metadata_size, uint32_t flags, void** data) {
+  if (nc_) return nc_->Create(id, data_size, metadata, metadata_size, flags, data);
   if ((flags & ~kObjectFlagsPublic) != 0) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
@@ -192,6 +214,7 @@ void Store::PruneOwnedIfFull() {
 }
 
 Status Store::Seal(const gismo_id_t& id) {
+  if (nc_) return nc_->Seal(id);
   Txn txn(r_, slot_, session_, OpKind::kSeal);
   Located loc;
   bool found = false;
@@ -239,6 +262,7 @@ Status Store::Seal(const gismo_id_t& id) {
 }
 
 Status Store::Abort(const gismo_id_t& id) {
+  if (nc_) return nc_->Abort(id);
   Txn txn(r_, slot_, session_, OpKind::kAbort);
   Located loc;
   bool found = false;
@@ -266,6 +290,7 @@ Status Store::Abort(const gismo_id_t& id) {
 }
 
 Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
+  if (nc_) return nc_->TryGet(id, out);
   out->found = false;
   PruneOwnedIfFull();
   Txn txn(r_, slot_, session_, OpKind::kGet);
@@ -296,6 +321,7 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
 }
 
 Status Store::Release(const gismo_id_t& id) {
+  if (nc_) return nc_->Release(id);
   Txn txn(r_, slot_, session_, OpKind::kRelease);
   Located loc;
   bool found = false;
@@ -341,6 +367,7 @@ Status Store::Release(const gismo_id_t& id) {
 }
 
 Status Store::Delete(const gismo_id_t& id) {
+  if (nc_) return nc_->Delete(id);
   Txn txn(r_, slot_, session_, OpKind::kDelete);
   Located loc;
   bool found = false;
@@ -386,6 +413,7 @@ Status Store::Delete(const gismo_id_t& id) {
 }
 
 Status Store::Contains(const gismo_id_t& id, bool* contains) {
+  if (nc_) return nc_->Contains(id, contains);
   *contains = false;
   Txn txn(r_, slot_, session_, OpKind::kNone);
   Located loc;
@@ -411,6 +439,7 @@ void FillInfo(const ObjectRecord& rec, gismo_object_info_t* info) {
 }
 
 Status Store::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
+  if (nc_) return nc_->Stat(id, info);
   Txn txn(r_, slot_, session_, OpKind::kNone);
   Located loc;
   bool found = false;
@@ -421,6 +450,7 @@ Status Store::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
 }
 
 Status Store::ForEach(const std::function<void(const gismo_object_info_t&)>& fn) const {
+  if (nc_) return nc_->ForEach(fn);
   std::vector<gismo_object_info_t> batch;
   const uint32_t nslots = r_.sb().slots_per_shard;
   const uint32_t nrec = r_.records_per_shard();
@@ -447,6 +477,8 @@ Status Store::ForEach(const std::function<void(const gismo_object_info_t&)>& fn)
 
 Status Store::Usage(gismo_usage_t* out) const {
   gismo_usage_t u{};
+  // The owner writes the allocator's counters: read them from memory.
+  if (nc_) region::InvalidateLines(&r_.alloc(), sizeof(region::AllocatorHeader));
   HeapStats hs = alloc_.Stats();
   u.capacity_bytes = hs.capacity_bytes;
   u.used_bytes = hs.used_bytes;

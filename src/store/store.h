@@ -12,12 +12,14 @@
 #include <cstdint>
 #include <functional>
 #include <gismo/status.hpp>
+#include <memory>
 #include <vector>
 
 #include "region/region.h"
 #include "store/allocator.h"
 #include "store/event_ring.h"
 #include "store/index.h"
+#include "store/nc_client.h"
 #include "store/txn.h"
 
 namespace gismo::store {
@@ -41,6 +43,14 @@ struct GetResult {
 class Store {
  public:
   Store(const region::Region& r, uint32_t slot, uint64_t session, uint32_t node);
+  ~Store();
+
+  // In a non-coherent region the operations below are requests to the
+  // owner and local reads (NcClientStore) instead of Txns: this client
+  // writes only its own lines there. `wake` tells a sleeping owner that a
+  // request is published. PROTOCOL if the slot's rings are impossible.
+  Status UseNonCoherent(std::function<void()> wake);
+  bool noncoherent() const { return nc_ != nullptr; }
 
   // flags: gismo_create_flag_t bits (region::kObjectFlagsKnown).
   Status Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
@@ -111,9 +121,12 @@ class Store {
   uint64_t session_;
   uint32_t node_;
   std::vector<gismo_id_t> evicted_;
+  std::unique_ptr<NcClientStore> nc_;  // a non-coherent region's path
 };
 
 void FillInfo(const region::ObjectRecord& rec, gismo_object_info_t* info);
+// UNSUPPORTED: `what` is not served in non-coherent regions yet.
+Status NotServedNonCoherent(const char* what);
 
 }  // namespace gismo::store
 

@@ -245,8 +245,7 @@ TEST_F(CliTest, StatusHumanAndJson) {
   EXPECT_EQ(s["manager"]["epoch"], 1);
   EXPECT_GE(s["manager"]["uptime_seconds"].get<double>(), 0.0);
   EXPECT_EQ(s["region"]["format_version"].get<uint32_t>() > 0, true);
-  // A region served here is coherent (a non-coherent one is refused by the
-  // manager and clients: noncoherent_test).
+  // The manager here formats its region coherent (the default).
   EXPECT_EQ(s["region"]["coherence"], "coherent");
   const std::string uuid = s["region"]["uuid"].get<std::string>();
   EXPECT_EQ(uuid.size(), 32u);

@@ -203,6 +203,10 @@ TEST(CrashPoints, EveryCrashPointInSourceHasAScenario) {
   // recovery in a child that dies, then recovers the recovery).
   covered.insert("recovery.before_commit");
   covered.insert("recovery.after_entry");
+  // The non-coherent owner dying in its apply loop: nc_store_test
+  // (NcOwnerDeathTest) runs it in a child that dies there, then a successor.
+  covered.insert("nc_owner.before_commit");
+  covered.insert("nc_owner.free_before_commit");
   auto points = CrashPointsInSource();
   ASSERT_FALSE(points.empty());
   for (const auto& p : points) {

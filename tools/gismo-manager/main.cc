@@ -185,8 +185,8 @@ int main(int argc, char** argv) {
   opt.format.event_capacity = events;
   opt.format.max_names = names;
   if (coherence == "non-coherent") {
-    // Formatted only where the mode's flushes and invalidations exist; the
-    // manager then says what else is missing (region::NonCoherentRefusal).
+    // Formatted and served only where the mode's flushes and invalidations
+    // exist (region::NonCoherentRefusal).
     if (!gismo::region::NonCoherentSupported()) {
       fprintf(stderr,
               "gismo-manager: --coherence non-coherent: this build has no cache-line flush and "

@@ -1,0 +1,401 @@
+#include "store/nc_client.h"
+
+#include <cstring>
+#include <string>
+
+#include "store/index.h"
+#include "store/store.h"
+
+namespace gismo::store {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+namespace {
+
+uint64_t PadTo64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
+
+NcView ViewOf(const Region& r) {
+  const uint64_t stride = r.num_shards() > 1
+                              ? static_cast<uint64_t>(reinterpret_cast<uint8_t*>(r.records(1)) -
+                                                      reinterpret_cast<uint8_t*>(r.records(0)))
+                              : 0;
+  return NcRegionView(r.records(0), r.num_shards(), r.records_per_shard(), stride, r.heap(),
+                      r.heap_size());
+}
+
+NcRequesterOptions RequesterOptions(const Region& r, uint32_t slot, uint64_t session,
+                                    std::function<void()> wake) {
+  NcRequesterOptions o;
+  o.request_ring = r.request_ring(slot);
+  o.response_ring = r.response_ring(slot);
+  o.capacity = r.request_ring_capacity();
+  o.session = session;
+  o.sleep_line = &r.sb().owner_sleep;
+  o.record_limit = uint64_t{r.num_shards()} * r.records_per_shard();
+  o.heap_size = r.heap_size();
+  o.wake = std::move(wake);
+  return o;
+}
+
+}  // namespace
+
+NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
+                             std::function<void()> wake, int64_t timeout_ms)
+    : r_(r),
+      slot_(slot),
+      timeout_ms_(timeout_ms),
+      view_(ViewOf(r)),
+      requester_(lines_, RequesterOptions(r, slot, session, std::move(wake))),
+      reader_(lines_, view_, r.held(slot), r.sb().held_capacity) {}
+
+Status NcClientStore::Attach() {
+  if (!requester_.Attach()) {
+    return Status(GISMO_ERR_PROTOCOL, "client slot " + std::to_string(slot_) +
+                                          "'s request ring is inconsistent (tail and head)");
+  }
+  return Status();
+}
+
+NcShard NcClientStore::ShardOf(uint64_t hash) const {
+  const uint32_t s = r_.ShardOf(hash);
+  NcShard shard;
+  shard.header = &r_.shard(s);
+  shard.slots = r_.hash_slots(s);
+  shard.mask = r_.sb().slots_per_shard - 1;
+  shard.first_record = s * r_.records_per_shard();
+  shard.records = r_.records_per_shard();
+  return shard;
+}
+
+Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse* out) {
+  if (Status s = requester_.Call(q, out, timeout_ms_); !s.ok()) return s;
+  const std::string obj = "object " + Hex(id);
+  switch (out->status) {
+    case GISMO_OK:
+      return Status();
+    case GISMO_ERR_OBJECT_EXISTS:
+      return Status(out->status, obj + " exists");
+    case GISMO_ERR_OBJECT_NOT_FOUND:
+      return Status(out->status, "no object " + Hex(id));
+    case GISMO_ERR_OBJECT_NOT_SEALED:
+      return Status(out->status, obj + " is not sealed; its creator may abort it");
+    case GISMO_ERR_OBJECT_ALREADY_SEALED:
+      return Status(out->status, obj + " is already sealed");
+    case GISMO_ERR_NOT_CREATOR:
+      return Status(out->status,
+                    obj + " is being created by another client; only it can " + NcOpName(q.op));
+    case GISMO_ERR_OUT_OF_MEMORY:
+      return Status(out->status, "no room for " + obj + " of " +
+                                     FormatSize(q.data_size + q.metadata_size) +
+                                     " (eviction is not served in non-coherent regions yet)");
+    case GISMO_ERR_LIMIT:
+      return Status(out->status, "too many objects in the index hash to the same place as " +
+                                     Hex(id) + "; choose ids that differ more, or delete some");
+    case GISMO_ERR_UNSUPPORTED:
+      return Status(out->status, std::string("the owner does not serve ") + NcOpName(q.op) +
+                                     " requests in non-coherent regions yet");
+    default:
+      return Status(out->status,
+                    std::string("the owner refused the ") + NcOpName(q.op) + " of " + obj);
+  }
+}
+
+Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
+                             uint64_t metadata_size, uint32_t flags, void** data) {
+  if ((flags & ~kObjectFlagsPublic) != 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
+                      " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
+  }
+  if (flags != 0) {
+    return Status(GISMO_ERR_UNSUPPORTED,
+                  "owned and evictable objects are not served in non-coherent regions yet "
+                  "(doc/noncoherent.md, section 11)");
+  }
+  if (data_size > kMaxDataSize) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
+  }
+  if (metadata_size > kMaxMetadataSize) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
+  }
+  const IdWords x = ToWords(id);
+  if (unsealed_.count(x) != 0) {
+    return Status(GISMO_ERR_OBJECT_EXISTS, "object " + Hex(id) + " exists (being created)");
+  }
+  NcRequest q;
+  q.op = NcOp::kCreate;
+  q.id = x;
+  q.data_size = data_size;
+  q.metadata_size = metadata_size;
+  NcResponse a;
+  if (Status s = Call(q, id, &a); !s.ok()) return s;
+  const uint64_t bytes = PadTo64(data_size) + metadata_size;
+  if (a.existed || !r_.ValidHeapBlock(a.heap_offset, bytes)) {
+    return Status(GISMO_ERR_PROTOCOL,
+                  "the owner answered a create of " + Hex(id) + " with a block outside the heap");
+  }
+  const uint32_t record = static_cast<uint32_t>(a.record);
+  if (!reader_.Adopt(record)) {
+    // The object exists and only this client can end it: abort it.
+    NcRequest abort;
+    abort.op = NcOp::kAbort;
+    abort.id = x;
+    abort.record = record;
+    NcResponse ignored;
+    (void)Call(abort, id, &ignored);
+    return Status(GISMO_ERR_LIMIT, "this client holds " + std::to_string(r_.sb().held_capacity) +
+                                       " objects, its table's capacity; release some");
+  }
+  held_[x] = record;
+  unsealed_[x] = Unsealed{record, a.heap_offset, bytes};
+  uint8_t* block = r_.heap() + a.heap_offset;
+  if (metadata_size > 0) std::memcpy(block + PadTo64(data_size), metadata, metadata_size);
+  *data = block;
+  return Status();
+}
+
+Status NcClientStore::Seal(const gismo_id_t& id) {
+  const IdWords x = ToWords(id);
+  auto it = unsealed_.find(x);
+  if (it == unsealed_.end()) return NotMine(id, "seal");
+  // Section 6: the object's bytes are in memory before it can be sealed.
+  lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
+  NcRequest q;
+  q.op = NcOp::kSeal;
+  q.id = x;
+  q.record = it->second.record;
+  NcResponse a;
+  if (Status s = Call(q, id, &a); !s.ok()) return s;
+  unsealed_.erase(it);
+  return Status();
+}
+
+Status NcClientStore::Abort(const gismo_id_t& id) {
+  const IdWords x = ToWords(id);
+  auto it = unsealed_.find(x);
+  if (it == unsealed_.end()) return NotMine(id, "abort");
+  // No line of the block written here may reach memory after its reuse.
+  lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
+  NcRequest q;
+  q.op = NcOp::kAbort;
+  q.id = x;
+  q.record = it->second.record;
+  // The creator's reference goes first: once the owner frees the record,
+  // an entry naming it would hold up the free of the record's next object.
+  reader_.Release(it->second.record);
+  held_.erase(x);
+  const Unsealed u = it->second;
+  unsealed_.erase(it);
+  NcResponse a;
+  if (Status s = Call(q, id, &a); !s.ok()) {
+    if (s.code() == GISMO_ERR_TIMEOUT || s.code() == GISMO_ERR_PROTOCOL) return s;
+    // Refused (it cannot be, for a create this client made): keep holding.
+    if (reader_.Adopt(u.record)) {
+      held_[x] = u.record;
+      unsealed_[x] = u;
+    }
+    return s;
+  }
+  return Status();
+}
+
+Status NcClientStore::NotMine(const gismo_id_t& id, const char* op) {
+  Snapshot snap;
+  if (Status s = Peek(id, &snap); !s.ok()) return s;
+  switch (InfoState(snap.info)) {
+    case ObjectState::kSealed:
+      return Status(
+          GISMO_ERR_OBJECT_ALREADY_SEALED,
+          "object " + Hex(id) + " is already sealed" +
+              (std::string(op) == "abort" ? "; only unsealed objects can be aborted" : ""));
+    case ObjectState::kCreated:
+      return Status(GISMO_ERR_NOT_CREATOR,
+                    "object " + Hex(id) + " is being created by another client; only it can " + op);
+    default:
+      return Status(GISMO_ERR_OBJECT_NOT_FOUND, "object " + Hex(id) + " was deleted");
+  }
+}
+
+Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
+  out->found = false;
+  const uint64_t h = HashId(id);
+  const IdWords x = ToWords(id);
+  NcObject o;
+  uint32_t index = 0;
+  switch (reader_.Find(ShardOf(h), static_cast<uint32_t>(h), x, &o, &index)) {
+    case NcGet::kNotFound:
+      return Status();
+    case NcGet::kBusy:
+      return Status(GISMO_ERR_BUSY,
+                    "object " + Hex(id) + "'s record kept changing while it was read; try again");
+    case NcGet::kFull:
+      return Status(GISMO_ERR_LIMIT, "this client holds " + std::to_string(r_.sb().held_capacity) +
+                                         " objects, its table's capacity; release some");
+    case NcGet::kFound:
+      break;
+  }
+  held_[x] = index;
+  const uint8_t* block = r_.read_heap() + o.heap_offset;
+  out->found = true;
+  out->buffer.data = block;
+  out->buffer.data_size = o.data_size;
+  out->buffer.metadata = block + PadTo64(o.data_size);
+  out->buffer.metadata_size = o.metadata_size;
+  return Status();
+}
+
+Status NcClientStore::Release(const gismo_id_t& id) {
+  const IdWords x = ToWords(id);
+  if (unsealed_.count(x) != 0) {
+    return Status(GISMO_ERR_OBJECT_NOT_SEALED,
+                  "object " + Hex(id) + " is not sealed yet; seal or abort it first");
+  }
+  auto it = held_.find(x);
+  if (it == held_.end() || !reader_.Release(it->second)) {
+    return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
+  }
+  if (reader_.Held(it->second) == 0) held_.erase(it);
+  return Status();
+}
+
+Status NcClientStore::Delete(const gismo_id_t& id) {
+  NcRequest q;
+  q.op = NcOp::kDelete;
+  q.id = ToWords(id);
+  NcResponse a;
+  return Call(q, id, &a);
+}
+
+Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
+  const uint64_t h = HashId(id);
+  const IdWords x = ToWords(id);
+  const NcShard shard = ShardOf(h);
+  const uint32_t h32 = static_cast<uint32_t>(h);
+  uint64_t* iv = NcWord(shard.header->index_version);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    lines_.Invalidate(shard.header, sizeof(ShardHeader));
+    const uint64_t before = lines_.Load(iv);
+    if (before & 1) continue;
+    bool torn = false;
+    for (uint32_t n = 0, i = h32 & shard.mask; n < kMaxProbe; ++n, i = (i + 1) & shard.mask) {
+      uint64_t* slot = NcWord(shard.slots[i]);
+      lines_.Invalidate(slot, sizeof(*slot));
+      const uint64_t s = lines_.Load(slot);
+      if (s == 0) break;
+      if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
+      const uint32_t global = shard.first_record + HashSlotLocal(s);
+      ObjectRecord& rec = view_.Record(global);
+      lines_.Invalidate(&rec, sizeof(rec));
+      const uint64_t v = lines_.Load(NcWord(rec.ref_count));
+      bool same = true;
+      for (int k = 0; k < 3; ++k) same &= lines_.Load(NcWord(rec.id[k])) == x.w[k];
+      Snapshot snap;
+      snap.record = global;
+      snap.info = lines_.Load(NcWord(rec.info));
+      snap.heap_offset = lines_.Load(NcWord(rec.heap_offset));
+      snap.sizes = lines_.Load(NcWord(rec.sizes));
+      snap.create_time_ns = lines_.Load(NcWord(rec.create_time_ns));
+      if ((v & 1) != 0 || lines_.Load(NcWord(rec.ref_count)) != v) {
+        torn = true;  // the owner is writing it: look again
+        break;
+      }
+      if (same && InfoState(snap.info) != ObjectState::kFree) {
+        *out = snap;
+        return Status();
+      }
+    }
+    if (torn) continue;
+    lines_.Invalidate(shard.header, sizeof(ShardHeader));
+    if (lines_.Load(iv) == before)
+      return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
+  }
+  return Status(GISMO_ERR_BUSY,
+                "object " + Hex(id) + "'s index shard kept changing while it was read; try again");
+}
+
+Status NcClientStore::Contains(const gismo_id_t& id, bool* contains) {
+  *contains = false;
+  Snapshot snap;
+  Status s = Peek(id, &snap);
+  if (s.code() == GISMO_ERR_OBJECT_NOT_FOUND) return Status();
+  if (!s.ok()) return s;
+  *contains = InfoState(snap.info) == ObjectState::kSealed;
+  return Status();
+}
+
+uint64_t NcClientStore::References(uint32_t record) {
+  uint64_t refs = 0;
+  const uint32_t cap = r_.sb().held_capacity;
+  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+      continue;
+    }
+    HeldEntry* t = r_.held(i);
+    if (i != slot_) lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
+    for (uint32_t k = 0; k < cap; ++k) {
+      if (lines_.Load(NcWord(t[k].key)) == uint64_t{record} + 1) {
+        refs += lines_.Load(NcWord(t[k].count));
+      }
+    }
+  }
+  return refs;
+}
+
+Status NcClientStore::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
+  Snapshot snap;
+  if (Status s = Peek(id, &snap); !s.ok()) return s;
+  *info = gismo_object_info_t{};
+  info->id = id;
+  info->state = static_cast<gismo_object_state_t>(InfoState(snap.info));
+  info->data_size = SizesData(snap.sizes);
+  info->metadata_size = SizesMeta(snap.sizes);
+  // References live in the clients' tables (the record's counter word is
+  // its seqlock version here): counted as memory holds them now.
+  info->ref_count = References(snap.record);
+  info->creator_node = InfoNode(snap.info);
+  info->creator_client = InfoSlot(snap.info);
+  info->flags = InfoFlags(snap.info) & kObjectFlagsPublic;
+  info->create_time_ns = snap.create_time_ns;
+  return Status();
+}
+
+Status NcClientStore::ForEach(const std::function<void(const gismo_object_info_t&)>& fn) {
+  const uint32_t nslots = r_.sb().slots_per_shard;
+  for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+    Word* slots = r_.hash_slots(s);
+    lines_.Invalidate(slots, uint64_t{nslots} * sizeof(Word));
+    for (uint32_t i = 0; i < nslots; ++i) {
+      const uint64_t v = lines_.Load(NcWord(slots[i]));
+      if (v == 0 || HashSlotLocal(v) >= r_.records_per_shard()) continue;
+      ObjectRecord& rec = r_.records(s)[HashSlotLocal(v)];
+      for (int attempt = 0; attempt < 64; ++attempt) {
+        lines_.Invalidate(&rec, sizeof(rec));
+        const uint64_t ver = lines_.Load(NcWord(rec.ref_count));
+        if (ver & 1) continue;
+        uint64_t w[3];
+        for (int k = 0; k < 3; ++k) w[k] = lines_.Load(NcWord(rec.id[k]));
+        const uint64_t inf = lines_.Load(NcWord(rec.info));
+        const uint64_t sizes = lines_.Load(NcWord(rec.sizes));
+        const uint64_t t = lines_.Load(NcWord(rec.create_time_ns));
+        if (lines_.Load(NcWord(rec.ref_count)) != ver) continue;
+        if (InfoState(inf) == ObjectState::kFree) break;
+        gismo_object_info_t info{};
+        std::memcpy(info.id.bytes, w, GISMO_ID_SIZE);
+        info.state = static_cast<gismo_object_state_t>(InfoState(inf));
+        info.data_size = SizesData(sizes);
+        info.metadata_size = SizesMeta(sizes);
+        info.creator_node = InfoNode(inf);
+        info.creator_client = InfoSlot(inf);
+        info.flags = InfoFlags(inf) & kObjectFlagsPublic;
+        info.create_time_ns = t;
+        fn(info);
+        break;
+      }
+    }
+  }
+  return Status();
+}
+
+}  // namespace gismo::store

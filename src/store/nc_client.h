@@ -1,0 +1,107 @@
+// A client's object operations on a non-coherent region (doc/noncoherent.md):
+// the requested mutations and the local get path. The client writes only its
+// own lines: its request ring (nc_requester.h), its held table
+// (nc_references.h) and the data of its unsealed objects; everything else it
+// reads after invalidating, under the owner's seqlocks.
+//
+//  - create, seal, abort, delete: a request to the owner (NcOwnerStore), and
+//    its answer. The create's answer names the record and block; the creator
+//    adds its own reference to its table (flushed) before the create returns,
+//    writes the data, and flushes the whole block before it asks for the
+//    seal (section 6). An abort flushes the block too, so no line this host
+//    wrote can reach memory after the block is reused.
+//  - get: NcReader::Find (G0-G5): no request, no write to a line another
+//    host writes. release: the table entry, flushed.
+//  - contains, stat, list: reads under the seqlocks, no reference taken.
+// Not thread-safe (Store's callers serialize).
+#ifndef GISMO_STORE_NC_CLIENT_H_
+#define GISMO_STORE_NC_CLIENT_H_
+
+#include <gismo/gismo.h>
+
+#include <cstdint>
+#include <functional>
+#include <gismo/status.hpp>
+#include <memory>
+#include <unordered_map>
+
+#include "region/cache_lines.h"
+#include "region/nc_references.h"
+#include "region/nc_requester.h"
+#include "region/region.h"
+
+namespace gismo::store {
+
+struct GetResult;
+
+class NcClientStore {
+ public:
+  // `wake` tells a sleeping owner that requests are published (a frame on
+  // the client's connection); `timeout_ms` bounds the wait for an answer.
+  NcClientStore(const region::Region& r, uint32_t slot, uint64_t session,
+                std::function<void()> wake, int64_t timeout_ms);
+  // PROTOCOL if the slot's rings are impossible.
+  Status Attach();
+
+  Status Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
+                uint64_t metadata_size, uint32_t flags, void** data);
+  Status Seal(const gismo_id_t& id);
+  Status Abort(const gismo_id_t& id);
+  Status TryGet(const gismo_id_t& id, GetResult* out);
+  Status Release(const gismo_id_t& id);
+  Status Delete(const gismo_id_t& id);
+  Status Contains(const gismo_id_t& id, bool* contains);
+  Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
+  // Every indexed object, each read under its record's seqlock.
+  Status ForEach(const std::function<void(const gismo_object_info_t&)>& fn);
+
+ private:
+  struct IdHash {
+    size_t operator()(const region::IdWords& x) const { return x.w[0] ^ x.w[1] * 31 ^ x.w[2]; }
+  };
+  struct IdEq {
+    bool operator()(const region::IdWords& a, const region::IdWords& b) const {
+      return a.w[0] == b.w[0] && a.w[1] == b.w[1] && a.w[2] == b.w[2];
+    }
+  };
+  struct Unsealed {
+    uint32_t record;
+    uint64_t heap_offset;
+    uint64_t bytes;  // data (64-byte aligned) and metadata
+  };
+  // A record as read whole under its seqlock.
+  struct Snapshot {
+    uint32_t record = 0;
+    uint64_t info = 0;
+    uint64_t heap_offset = 0;
+    uint64_t sizes = 0;
+    uint64_t create_time_ns = 0;
+  };
+
+  region::NcShard ShardOf(uint64_t hash) const;
+  // The object `id` as memory holds it now; OBJECT_NOT_FOUND if it is not
+  // indexed, BUSY if the owner kept changing it.
+  Status Peek(const gismo_id_t& id, Snapshot* out);
+  // Sends `q` and waits for its answer; the answer's own status as a Status
+  // with a message that names the object.
+  Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
+  // References every table holds on `record` (each table invalidated).
+  uint64_t References(uint32_t record);
+  // The status for an op on `id` that this client did not create, or that
+  // the owner refused: why, from the record as memory holds it.
+  Status NotMine(const gismo_id_t& id, const char* op);
+
+  const region::Region& r_;
+  uint32_t slot_;
+  int64_t timeout_ms_;
+  region::HwLines lines_;
+  region::NcView view_;
+  region::NcRequester<region::HwLines> requester_;
+  region::NcReader<region::HwLines> reader_;
+  std::unordered_map<region::IdWords, uint32_t, IdHash, IdEq> held_;  // id -> record
+  std::unordered_map<region::IdWords, Unsealed, IdHash, IdEq> unsealed_;
+};
+
+}  // namespace gismo::store
+
+#endif  // GISMO_STORE_NC_CLIENT_H_

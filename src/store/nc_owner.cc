@@ -1,0 +1,490 @@
+#include "store/nc_owner.h"
+
+#include "common/check.h"
+#include "common/clock.h"
+#include "common/crash_point.h"
+#include "store/store.h"
+
+namespace gismo::store {
+
+using namespace region;  // NOLINT: layout names are this file's vocabulary
+
+namespace {
+
+constexpr uint32_t kNoRecord = ~0u;
+
+OpKind KindOf(NcOp op) {
+  switch (op) {
+    case NcOp::kCreate:
+      return OpKind::kCreate;
+    case NcOp::kSeal:
+      return OpKind::kSeal;
+    case NcOp::kAbort:
+      return OpKind::kAbort;
+    case NcOp::kDelete:
+      return OpKind::kDelete;
+    default:
+      return OpKind::kNone;
+  }
+}
+
+uint64_t BlockBytes(uint64_t sizes) {
+  return ((SizesData(sizes) + 63) & ~uint64_t{63}) + SizesMeta(sizes);
+}
+
+Word& AsWord(uint64_t* w) { return *reinterpret_cast<Word*>(w); }
+
+bool SameId(const ObjectRecord& rec, const IdWords& x) {
+  return rec.id[0].load(std::memory_order_relaxed) == x.w[0] &&
+         rec.id[1].load(std::memory_order_relaxed) == x.w[1] &&
+         rec.id[2].load(std::memory_order_relaxed) == x.w[2];
+}
+
+}  // namespace
+
+NcOwnerStore::Client::Client(HwLines& lines, const Region& r, uint32_t slot, uint64_t s)
+    : session(s),
+      requests(lines, r.request_ring(slot), r.request_ring_capacity(), s),
+      responses(lines, r.response_ring(slot), r.request_ring_capacity(), s) {}
+
+NcOwnerStore::NcOwnerStore(const Region& r, uint64_t session)
+    : r_(r), session_(session), alloc_(r) {
+  GISMO_DCHECK(r.noncoherent());
+}
+
+void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
+  if (auto it = clients_.find(slot); it != clients_.end()) {
+    if (it->second.session == session) return;
+    clients_.erase(it);
+  }
+  Client& c = clients_.try_emplace(slot, lines_, r_, slot, session).first->second;
+  c.requests.Attach();
+  // The response ring's indices: tail is this owner's line, head the
+  // client's; a ring whose indices are impossible was left so by a broken
+  // client of an earlier session, and Recover cleared it. Attach reads them.
+  (void)c.responses.Attach();
+}
+
+Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
+  auto it = clients_.find(slot);
+  if (it == clients_.end()) return 0u;
+  Client& c = it->second;
+  SendAnswers(c);
+  const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
+  uint32_t taken = 0;
+  // A client that leaves its answers unread gets no more of its requests
+  // applied until it reads them: its queue stays within one ring.
+  while (taken < max && c.unsent.size() < r_.request_ring_capacity()) {
+    NcRequest q;
+    uint64_t seq = 0;
+    auto got = TakeNcRequest(c.requests, records, &q, &seq);
+    if (!got.ok()) {
+      clients_.erase(it);
+      return got.status();
+    }
+    if (!*got) break;
+    ++taken;
+    NcResponse a;
+    for (int attempt = 0;; ++attempt) {
+      Txn txn(r_, 0, session_, KindOf(q.op));
+      uint32_t deleted = kNoRecord;
+      a = q.op == NcOp::kDelete ? Delete(q, txn, &deleted) : Apply(c, slot, q, txn);
+      a.request_seq = seq;
+      a.op = q.op;
+      if (a.status == GISMO_OK) {
+        // The request's consumption commits with its effects.
+        txn.Write(AsWord(c.requests.head_word()), c.requests.taken());
+        GISMO_CRASH_POINT("nc_owner.before_commit");
+        if (Status s = txn.Commit(); !s.ok()) {
+          a = NcResponse{};
+          a.request_seq = seq;
+          a.op = q.op;
+          a.status = s.code();
+          c.requests.Commit(c.requests.taken());
+          break;
+        }
+        c.requests.Committed(c.requests.taken());
+        if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
+          changed_.push_back(FromWords(q.id));
+        }
+        if (deleted != kNoRecord && !FreeIfUnheld(deleted, true)) pending_.insert(deleted);
+        break;
+      }
+      // A request that fails changes nothing: its head commits alone.
+      txn.Rollback();
+      if (a.status == GISMO_ERR_OUT_OF_MEMORY && attempt == 0 && !pending_.empty() && Sweep() > 0) {
+        continue;
+      }
+      c.requests.Commit(c.requests.taken());
+      break;
+    }
+    ++stats_.applied;
+    c.unsent.push_back(EncodeNcResponse(a));
+    SendAnswers(c);
+  }
+  return taken;
+}
+
+void NcOwnerStore::SendAnswers(Client& c) {
+  while (!c.unsent.empty() && c.responses.TryPush(c.unsent.front())) c.unsent.pop_front();
+  stats_.unsent = 0;
+  for (const auto& [slot, client] : clients_) stats_.unsent += client.unsent.size();
+}
+
+bool NcOwnerStore::AnyPending() {
+  for (auto& [slot, c] : clients_) {
+    if (c.requests.Pending()) return true;
+  }
+  return false;
+}
+
+NcResponse NcOwnerStore::Apply(Client& c, uint32_t slot, const NcRequest& q, Txn& txn) {
+  (void)c;
+  switch (q.op) {
+    case NcOp::kCreate:
+      return Create(slot, q, txn);
+    case NcOp::kSeal:
+      return Seal(slot, q, txn);
+    case NcOp::kAbort:
+      return Abort(slot, q, txn);
+    default: {
+      // Eviction, names and goodbye through the rings are not served yet
+      // (doc/noncoherent.md, section 11): the client's library never sends
+      // them, and a client that does learns so.
+      NcResponse a;
+      a.status = GISMO_ERR_UNSUPPORTED;
+      return a;
+    }
+  }
+}
+
+void NcOwnerStore::OpenRecord(Txn& txn, ObjectRecord& rec) {
+  // The next odd value above every value the version held.
+  const uint64_t v = rec.ref_count.load(std::memory_order_relaxed);
+  txn.WriteVersion(rec.ref_count, ((v + 1) & ~uint64_t{1}) + 1);
+}
+
+void NcOwnerStore::CloseRecord(Txn& txn, ObjectRecord& rec) {
+  // The record is one line: a write-back carries a prefix of its stores, so
+  // memory never holds this even version with the words half written.
+  txn.WriteVersion(rec.ref_count, rec.ref_count.load(std::memory_order_relaxed) + 1);
+}
+
+void NcOwnerStore::OpenIndex(Txn& txn, uint32_t shard) {
+  ShardHeader& sh = r_.shard(shard);
+  const uint64_t v = sh.index_version.load(std::memory_order_relaxed);
+  txn.WriteVersion(sh.index_version, ((v + 1) & ~uint64_t{1}) + 1);
+  // Odd in memory before any slot line can be written back.
+  r_.Persist(&sh.index_version, sizeof(Word));
+}
+
+void NcOwnerStore::CloseIndex(Txn& txn, uint32_t shard, uint32_t first_slot, uint32_t count) {
+  Word* slots = r_.hash_slots(shard);
+  const uint32_t mask = r_.sb().slots_per_shard - 1;
+  for (uint32_t n = 0; n < count && n <= mask; ++n) {
+    r_.Persist(&slots[(first_slot + n) & mask], sizeof(Word));
+  }
+  ShardHeader& sh = r_.shard(shard);
+  txn.WriteVersion(sh.index_version, sh.index_version.load(std::memory_order_relaxed) + 1);
+  r_.Persist(&sh.index_version, sizeof(Word));
+}
+
+NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
+  NcResponse a;
+  const gismo_id_t id = FromWords(q.id);
+  const uint64_t bytes = ((q.data_size + 63) & ~uint64_t{63}) + q.metadata_size;
+  if ((q.create_flags & (kObjectFlagOwned | kObjectFlagEvictable)) != 0) {
+    a.status = GISMO_ERR_UNSUPPORTED;  // not served in this mode yet
+    return a;
+  }
+  if (Allocator::BlockSize(bytes) > r_.heap_size()) {
+    a.status = GISMO_ERR_OUT_OF_MEMORY;
+    return a;
+  }
+  const uint64_t h = HashId(id);
+  const uint32_t shard = r_.ShardOf(h);
+  if (!txn.Lock(r_.shard(shard).lock)) {
+    a.status = txn.failure().code();
+    return a;
+  }
+  Located loc;
+  if (Find(r_, shard, h, id, &loc)) {
+    if ((q.flags & kNcGetIfExists) != 0 &&
+        InfoState(loc.rec->info.load(std::memory_order_relaxed)) == ObjectState::kSealed) {
+      a.existed = true;
+      a.record = GlobalIndex(r_, shard, loc.local);
+      // Nothing changed: the caller commits the head alone.
+      a.status = GISMO_OK;
+      return a;
+    }
+    a.status = GISMO_ERR_OBJECT_EXISTS;
+    return a;
+  }
+  if (loc.hslot == kNoHashSlot) {
+    a.status = GISMO_ERR_LIMIT;
+    return a;
+  }
+  auto local = TakeRecord(txn, shard);
+  if (!local.ok()) {
+    a.status = local.status().code();
+    return a;
+  }
+  auto off = alloc_.Allocate(txn, bytes);
+  if (!off.ok() || txn.failed()) {
+    a.status = off.ok() ? txn.failure().code() : off.status().code();
+    return a;
+  }
+  ObjectRecord& rec = r_.records(shard)[*local];
+  const uint32_t node =
+      static_cast<uint32_t>(r_.slot(slot).node_id.load(std::memory_order_relaxed));
+  OpenRecord(txn, rec);
+  for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], q.id.w[k]);
+  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot, node, q.create_flags));
+  txn.Write(rec.heap_offset, *off);
+  txn.Write(rec.sizes, PackSizes(q.data_size, q.metadata_size));
+  txn.Write(rec.create_time_ns, RealtimeNs());
+  CloseRecord(txn, rec);
+  // An insert moves no other slot, so it needs no index seqlock: a reader
+  // that misses the new slot calls the object absent, which it was until
+  // this create is answered.
+  txn.Write(r_.hash_slots(shard)[loc.hslot], PackHashSlot(h, *local));
+  ShardHeader& sh = r_.shard(shard);
+  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) + 1);
+  a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  a.record = GlobalIndex(r_, shard, *local);
+  a.heap_offset = *off;
+  return a;
+}
+
+Status NcOwnerStore::LockRecord(Txn& txn, uint64_t global, const IdWords& id, Located* loc) {
+  if (!r_.ValidRecord(global)) {
+    return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no such record");
+  }
+  const uint32_t shard = static_cast<uint32_t>(global / r_.records_per_shard());
+  if (!txn.Lock(r_.shard(shard).lock)) return txn.failure();
+  if (!FindByRecord(r_, static_cast<uint32_t>(global), loc) || !SameId(*loc->rec, id)) {
+    return Status(GISMO_ERR_OBJECT_NOT_FOUND, "the record holds another object");
+  }
+  return Status();
+}
+
+NcResponse NcOwnerStore::Seal(uint32_t slot, const NcRequest& q, Txn& txn) {
+  NcResponse a;
+  Located loc;
+  if (Status s = LockRecord(txn, q.record, q.id, &loc); !s.ok()) {
+    a.status = s.code();
+    return a;
+  }
+  const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
+  if (InfoState(info) == ObjectState::kSealed) {
+    a.status = GISMO_ERR_OBJECT_ALREADY_SEALED;
+  } else if (InfoState(info) != ObjectState::kCreated) {
+    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
+  } else if (InfoSlot(info) != slot) {
+    a.status = GISMO_ERR_NOT_CREATOR;
+  } else {
+    // The creator flushed the object's bytes before it asked (section 6).
+    OpenRecord(txn, *loc.rec);
+    txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
+    CloseRecord(txn, *loc.rec);
+    a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  }
+  return a;
+}
+
+NcResponse NcOwnerStore::Abort(uint32_t slot, const NcRequest& q, Txn& txn) {
+  NcResponse a;
+  Located loc;
+  if (Status s = LockRecord(txn, q.record, q.id, &loc); !s.ok()) {
+    a.status = s.code();
+    return a;
+  }
+  const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
+  if (InfoState(info) == ObjectState::kSealed) {
+    a.status = GISMO_ERR_OBJECT_ALREADY_SEALED;
+  } else if (InfoState(info) != ObjectState::kCreated) {
+    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
+  } else if (InfoSlot(info) != slot) {
+    a.status = GISMO_ERR_NOT_CREATOR;
+  } else {
+    // Unsealed: no reader ever took a reference (G2 wants it sealed), and
+    // the creator dropped its own before it asked.
+    FreeObject(txn, loc);
+    ++stats_.freed;
+    a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  }
+  return a;
+}
+
+NcResponse NcOwnerStore::Delete(const NcRequest& q, Txn& txn, uint32_t* deleted) {
+  NcResponse a;
+  const gismo_id_t id = FromWords(q.id);
+  Located loc;
+  bool found = false;
+  if (!LockAndFind(txn, id, &found, &loc)) {
+    a.status = txn.failure().code();
+    return a;
+  }
+  if (!found) {
+    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
+    return a;
+  }
+  const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
+  switch (InfoState(info)) {
+    case ObjectState::kCreated:
+      a.status = GISMO_ERR_OBJECT_NOT_SEALED;
+      return a;
+    case ObjectState::kDeleting:
+      a.status = GISMO_ERR_OBJECT_NOT_FOUND;
+      return a;
+    default:
+      break;
+  }
+  // O1: marked deleting; the commit flushes the line before the tables are
+  // read (O2, after the commit).
+  OpenRecord(txn, *loc.rec);
+  txn.Write(loc.rec->info,
+            PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
+  CloseRecord(txn, *loc.rec);
+  *deleted = GlobalIndex(r_, loc.shard, loc.local);
+  a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  return a;
+}
+
+void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
+  ShardHeader& sh = r_.shard(loc.shard);
+  GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
+  ObjectRecord& rec = *loc.rec;
+  const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
+  const uint64_t off = rec.heap_offset.load(std::memory_order_relaxed);
+  if (!r_.ValidHeapBlock(off, BlockBytes(sizes))) {
+    txn.Fail(r_.Corrupt("object " + Hex(IdOf(rec)) + " has a block outside the heap"));
+    return;
+  }
+  Store::FreeObjectData(txn, rec);
+  OpenIndex(txn, loc.shard);
+  const uint32_t wrote =
+      RemoveHashSlot(txn, r_.hash_slots(loc.shard), r_.sb().slots_per_shard - 1, loc.hslot);
+  CloseIndex(txn, loc.shard, loc.hslot, wrote);
+  OpenRecord(txn, rec);
+  for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], 0);
+  txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
+  txn.Write(rec.sizes, 0);
+  txn.Write(rec.heap_offset, sh.free_head.load(std::memory_order_relaxed));
+  CloseRecord(txn, rec);
+  txn.Write(sh.free_head, loc.local + 1);
+  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
+}
+
+std::set<uint32_t> NcOwnerStore::Referenced() {
+  std::set<uint32_t> held;
+  const uint32_t cap = r_.sb().held_capacity;
+  const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
+  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+      continue;  // a free slot's table was cleared by its recovery
+    }
+    HeldEntry* t = r_.held(i);
+    lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
+    for (uint32_t k = 0; k < cap; ++k) {
+      const uint64_t key = lines_.Load(NcWord(t[k].key));
+      if (key != 0 && key <= records && lines_.Load(NcWord(t[k].count)) != 0) {
+        held.insert(static_cast<uint32_t>(key - 1));
+      }
+    }
+  }
+  ++stats_.sweeps;
+  return held;
+}
+
+bool NcOwnerStore::Referenced(uint32_t global) { return Referenced().count(global) != 0; }
+
+bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
+  if (check_tables && Referenced(global)) return false;  // O2
+  Txn txn(r_, 0, session_, OpKind::kDelete);
+  const uint32_t shard = global / r_.records_per_shard();
+  if (!txn.Lock(r_.shard(shard).lock)) return false;
+  Located loc;
+  if (!FindByRecord(r_, global, &loc) ||
+      InfoState(loc.rec->info.load(std::memory_order_relaxed)) != ObjectState::kDeleting) {
+    return true;  // not deleting any more: nothing to free
+  }
+  FreeObject(txn, loc);  // O3
+  GISMO_CRASH_POINT("nc_owner.free_before_commit");
+  if (!txn.Commit().ok()) return false;
+  ++stats_.freed;
+  return true;
+}
+
+uint32_t NcOwnerStore::Sweep() {
+  if (pending_.empty()) return 0;
+  const std::set<uint32_t> held = Referenced();
+  uint32_t freed = 0;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (held.count(*it) == 0 && FreeIfUnheld(*it, false)) {
+      ++freed;
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return freed;
+}
+
+Status NcOwnerStore::Recover(uint32_t slot) {
+  clients_.erase(slot);
+  // Its table: the references it held are dropped (a reference counts only
+  // as an entry in a table, so there is nothing else to undo).
+  const uint32_t cap = r_.sb().held_capacity;
+  HeldEntry* t = r_.held(slot);
+  lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
+  for (uint32_t k = 0; k < cap; ++k) {
+    lines_.Store(NcWord(t[k].count), 0);
+    lines_.Store(NcWord(t[k].key), 0);
+  }
+  lines_.Flush(t, uint64_t{cap} * sizeof(HeldEntry));
+  // Its rings: what it published and was not applied dies with it; the
+  // next session starts with empty rings (head = tail on both).
+  for (void* ring : {r_.request_ring(slot), r_.response_ring(slot)}) {
+    auto* h = static_cast<RequestRingHeader*>(ring);
+    lines_.Invalidate(h, sizeof(*h));
+    lines_.Store(&h->head.value, lines_.Load(&h->tail.value));
+    lines_.Flush(&h->head, sizeof(h->head));
+  }
+  // Its unsealed objects.
+  Status result;
+  const uint32_t nslots = r_.sb().slots_per_shard;
+  for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+    for (uint32_t i = 0; i < nslots; ++i) {
+      const uint64_t v = r_.hash_slots(s)[i].load(std::memory_order_relaxed);
+      if (v == 0 || HashSlotLocal(v) >= r_.records_per_shard()) continue;
+      const ObjectRecord& rec = r_.records(s)[HashSlotLocal(v)];
+      const uint64_t info = rec.info.load(std::memory_order_relaxed);
+      if (InfoState(info) != ObjectState::kCreated || InfoSlot(info) != slot) continue;
+      Txn txn(r_, 0, session_, OpKind::kRecover);
+      if (!txn.Lock(r_.shard(s).lock)) return txn.Commit();
+      Located loc;
+      if (!FindByRecord(r_, GlobalIndex(r_, s, HashSlotLocal(v)), &loc)) continue;
+      FreeObject(txn, loc);
+      if (Status c = txn.Commit(); !c.ok()) return c;
+      ++stats_.freed;
+      --i;  // the backward shift may have moved another slot into i
+    }
+  }
+  Sweep();
+  return result;
+}
+
+void NcOwnerStore::AdoptDeleting() {
+  const uint32_t n = r_.records_per_shard();
+  for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+    for (uint32_t l = 0; l < n; ++l) {
+      if (InfoState(r_.records(s)[l].info.load(std::memory_order_relaxed)) ==
+          ObjectState::kDeleting) {
+        pending_.insert(GlobalIndex(r_, s, l));
+      }
+    }
+  }
+}
+
+}  // namespace gismo::store

@@ -1,0 +1,139 @@
+// The owner's side of a non-coherent region (doc/noncoherent.md, sections
+// 3-5): the one writer of the shared metadata (index, records, allocator)
+// applies the requests its clients publish on their slots' rings, and frees
+// deleted objects once no client's table holds them.
+//
+// Each request is applied in one Txn of slot 0 (the owner's): its locks,
+// undo log and persist barriers, which in a non-coherent region are cache
+// line flushes (Region::Persist, PersistMode::kFlush), so an owner that dies
+// at any instruction leaves memory that its successor's undo restores. The
+// ring's head is written in the same Txn (RequestConsumer::head_word): a
+// request's effects and its consumption commit together, and a successor
+// takes again exactly what was not committed. A request that fails changes
+// nothing, so its head is committed alone. The answer goes out after the
+// commit; one the client's response ring has no room for waits in a queue
+// (a client that does not read its answers only delays itself).
+//
+// Records are written under their seqlock (ObjectRecord::ref_count is the
+// version: odd, the words, even; Txn::WriteVersion, so an undo only moves it
+// forward). A shard's hash slots change under the shard's index_version,
+// made odd and flushed before the first slot is written, and made even only
+// after the changed slots are flushed (NcReader::Find trusts an empty probe
+// only across an even, unchanged version).
+//
+// Deletes follow O1-O3 of region/nc_references.h: the record is marked
+// deleting (flushed at the Txn's commit), then every live client's table is
+// invalidated and read; a record no table holds is freed at once, others
+// wait in `pending_` for Sweep. A fenced client's table is the owner's to
+// clear (Recover), which may let a sweep free what it held.
+//
+// Not thread-safe: one thread applies (the manager serializes its calls).
+#ifndef GISMO_STORE_NC_OWNER_H_
+#define GISMO_STORE_NC_OWNER_H_
+
+#include <cstdint>
+#include <deque>
+#include <gismo/status.hpp>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "region/cache_lines.h"
+#include "region/nc_requests.h"
+#include "region/region.h"
+#include "region/request_ring.h"
+#include "store/allocator.h"
+#include "store/index.h"
+#include "store/txn.h"
+
+namespace gismo::store {
+
+struct NcOwnerStats {
+  uint64_t applied = 0;  // requests applied (answered), failed ones included
+  uint64_t freed = 0;    // objects freed (deletes, aborts, recoveries)
+  uint64_t sweeps = 0;   // table scans
+  uint64_t unsent = 0;   // answers waiting for room on a response ring now
+};
+
+class NcOwnerStore {
+ public:
+  // `session` is slot 0's (the owner's) session.
+  NcOwnerStore(const region::Region& r, uint64_t session);
+
+  // Starts serving client `slot` in session `session` (its rings' seal),
+  // from where the rings' indices are in memory. Nothing changes for a slot
+  // already served in that session (a client that re-attaches).
+  void Admit(uint32_t slot, uint64_t session);
+  bool Admitted(uint32_t slot) const { return clients_.count(slot) != 0; }
+
+  // Applies up to `max` requests `slot` has published and answers each.
+  // Returns how many were taken. An error: the client broke the protocol
+  // (a corrupt ring or a request no encoder writes); nothing of it was
+  // applied, the slot is no longer served, and the caller ends its session.
+  Result<uint32_t> Serve(uint32_t slot, uint32_t max);
+  // The objects sealed, aborted or deleted since the last call (their
+  // waiters are the caller's to wake).
+  std::vector<gismo_id_t> TakeChanged() { return std::exchange(changed_, {}); }
+  // Whether an admitted slot has a request published beyond those taken
+  // (each ring's tail invalidated and read): the last look before a sleep.
+  bool AnyPending();
+  // Frees the deleted objects no client's table holds any more; how many.
+  uint32_t Sweep();
+  bool HasPendingFrees() const { return !pending_.empty(); }
+  // A fenced or departed client's slot, once it can never write again: its
+  // table cleared (its references dropped), its unsealed objects freed, its
+  // rings emptied for the slot's next session. REQUIRES: the client is fenced
+  // (doc/failure.md), its lines on its host written back or dropped (7.3).
+  Status Recover(uint32_t slot);
+  // What a successor owner finds: records left deleting by the previous
+  // owner (freed by the next Sweep). Call once, before serving.
+  void AdoptDeleting();
+
+  const NcOwnerStats& stats() const { return stats_; }
+
+ private:
+  struct Client {
+    Client(region::HwLines& lines, const region::Region& r, uint32_t slot, uint64_t session);
+    uint64_t session;
+    region::RequestConsumer<region::HwLines> requests;
+    region::RequestProducer<region::HwLines> responses;
+    std::deque<region::RequestPayload> unsent;
+  };
+
+  region::NcResponse Apply(Client& c, uint32_t slot, const region::NcRequest& q, Txn& txn);
+  region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
+  region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
+  region::NcResponse Abort(uint32_t slot, const region::NcRequest& q, Txn& txn);
+  region::NcResponse Delete(const region::NcRequest& q, Txn& txn, uint32_t* deleted);
+  // Locks the shard of record `global` and checks that it holds `id`.
+  Status LockRecord(Txn& txn, uint64_t global, const region::IdWords& id, Located* loc);
+  // The record's seqlock around its words (Txn::WriteVersion).
+  void OpenRecord(Txn& txn, region::ObjectRecord& rec);
+  void CloseRecord(Txn& txn, region::ObjectRecord& rec);
+  // The shard's index seqlock around changes of its hash slots.
+  void OpenIndex(Txn& txn, uint32_t shard);
+  void CloseIndex(Txn& txn, uint32_t shard, uint32_t first_slot, uint32_t count);
+  // Frees the object at `loc`: its block, its hash slot, its record.
+  // REQUIRES: its shard lock.
+  void FreeObject(Txn& txn, const Located& loc);
+  // O2: the records any live client's table holds, as memory has them now.
+  std::set<uint32_t> Referenced();
+  bool Referenced(uint32_t global);
+  // Frees `global` if it is still deleting and nobody holds it.
+  bool FreeIfUnheld(uint32_t global, bool check_tables);
+  void SendAnswers(Client& c);
+
+  const region::Region& r_;
+  uint64_t session_;
+  region::HwLines lines_;
+  Allocator alloc_;
+  std::map<uint32_t, Client> clients_;
+  std::set<uint32_t> pending_;  // records deleting, held by some table
+  std::vector<gismo_id_t> changed_;
+  NcOwnerStats stats_;
+};
+
+}  // namespace gismo::store
+
+#endif  // GISMO_STORE_NC_OWNER_H_

@@ -1,0 +1,380 @@
+// The non-coherent mode end to end at the store level: clients (Store in
+// non-coherent use: requests and the local get path) against the owner's
+// apply loop (NcOwnerStore) on a real non-coherent region, with the
+// machine's real flushes and invalidates (HwLines).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common/crash_point.h"
+#include "region/cache_lines.h"
+#include "region_fixture.h"
+#include "store/nc_owner.h"
+#include "store/txn.h"
+
+namespace gismo::testing {
+namespace {
+
+using region::CoherenceMode;
+using store::GetResult;
+using store::NcOwnerStore;
+using store::Store;
+
+class NcStoreTest : public RegionFixture {
+ protected:
+  void SetUp() override {
+    if (!region::NonCoherentSupported()) GTEST_SKIP() << "no cache line invalidate on this CPU";
+    region::FormatOptions o;
+    o.coherence = CoherenceMode::kNonCoherent;
+    o.max_clients = 8;
+    Format(o);
+    owner_ = std::make_unique<NcOwnerStore>(*region_, 1);
+  }
+  void TearDown() override {
+    StopOwner();
+    RegionFixture::TearDown();
+  }
+  // A client in slot `slot`, admitted by the owner.
+  std::unique_ptr<Store> Client(uint32_t slot) {
+    auto s = Activate(slot, /*node=*/slot);
+    region_->slot(slot).node_id.store(slot);
+    owner_->Admit(slot, 1);
+    EXPECT_TRUE(s->UseNonCoherent(nullptr).ok());
+    return s;
+  }
+  // The owner's loop on its own thread: serves every admitted slot, sweeps.
+  void StartOwner() {
+    stop_ = false;
+    owner_thread_ = std::thread([this] {
+      while (!stop_.load(std::memory_order_acquire)) {
+        bool any = false;
+        for (uint32_t i = 1; i < region_->max_clients(); ++i) {
+          auto n = owner_->Serve(i, 16);
+          ASSERT_TRUE(n.ok()) << n.status().ToString();
+          any |= *n > 0;
+        }
+        if (!any) {
+          owner_->Sweep();
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  void StopOwner() {
+    if (!owner_thread_.joinable()) return;
+    stop_.store(true, std::memory_order_release);
+    owner_thread_.join();
+  }
+  // Writes `n` bytes of `fill` as object id, seals it.
+  void Put(Store& s, const gismo_id_t& id, uint64_t n, uint8_t fill) {
+    void* data = nullptr;
+    ASSERT_TRUE(s.Create(id, n, "m", 1, &data).ok());
+    std::memset(data, fill, n);
+    ASSERT_TRUE(s.Seal(id).ok());
+  }
+
+  std::unique_ptr<NcOwnerStore> owner_;
+  std::thread owner_thread_;
+  std::atomic<bool> stop_{false};
+};
+
+TEST_F(NcStoreTest, ObjectsCrossFromCreatorToReaderAndAreFreed) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  const uint64_t free_before = FreePages();
+  const gismo_id_t id = IdFrom(1);
+  Put(*a, id, 100000, 0x5a);
+  GetResult got;
+  ASSERT_TRUE(b->TryGet(id, &got).ok());
+  ASSERT_TRUE(got.found);
+  ASSERT_EQ(got.buffer.data_size, 100000u);
+  ASSERT_EQ(got.buffer.metadata_size, 1u);
+  EXPECT_EQ(static_cast<const char*>(got.buffer.metadata)[0], 'm');
+  const auto* p = static_cast<const uint8_t*>(got.buffer.data);
+  for (uint64_t i = 0; i < 100000; i += 997) ASSERT_EQ(p[i], 0x5a) << i;
+  bool contains = false;
+  ASSERT_TRUE(b->Contains(id, &contains).ok());
+  EXPECT_TRUE(contains);
+  gismo_object_info_t info;
+  ASSERT_TRUE(b->Stat(id, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_SEALED);
+  EXPECT_EQ(info.ref_count, 2u) << "the creator's and the reader's";
+  EXPECT_EQ(info.creator_client, 1u);
+  EXPECT_EQ(info.creator_node, 1u);
+  ASSERT_TRUE(a->Release(id).ok());
+  ASSERT_TRUE(b->Release(id).ok());
+  EXPECT_EQ(b->Release(id).code(), GISMO_ERR_NOT_HELD);
+  ASSERT_TRUE(a->Delete(id).ok());
+  ASSERT_TRUE(b->TryGet(id, &got).ok());
+  EXPECT_FALSE(got.found);
+  ASSERT_TRUE(b->Contains(id, &contains).ok());
+  EXPECT_FALSE(contains);
+  EXPECT_EQ(FreePages(), free_before) << "the block went back to the heap";
+  // The id can be created again at once.
+  Put(*b, id, 64, 1);
+  ASSERT_TRUE(b->Release(id).ok());
+  StopOwner();
+  ExpectSound();
+}
+
+TEST_F(NcStoreTest, ADeleteWaitsForTheLastReferenceAnywhere) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  const gismo_id_t id = IdFrom(2);
+  Put(*a, id, 4096, 0x11);
+  ASSERT_TRUE(a->Release(id).ok());
+  GetResult got;
+  ASSERT_TRUE(b->TryGet(id, &got).ok());
+  ASSERT_TRUE(got.found);
+  ASSERT_TRUE(a->Delete(id).ok());
+  gismo_object_info_t info;
+  ASSERT_TRUE(a->Stat(id, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_DELETING);
+  EXPECT_EQ(a->Delete(id).code(), GISMO_ERR_OBJECT_NOT_FOUND) << "already deleted";
+  void* data = nullptr;
+  EXPECT_EQ(a->Create(id, 10, nullptr, 0, &data).code(), GISMO_ERR_OBJECT_EXISTS);
+  // The reader's bytes stay while it holds them.
+  EXPECT_EQ(static_cast<const uint8_t*>(got.buffer.data)[4095], 0x11);
+  ASSERT_TRUE(b->Release(id).ok());
+  // The owner's sweep frees it.
+  while (a->Stat(id, &info).code() != GISMO_ERR_OBJECT_NOT_FOUND) std::this_thread::yield();
+  StopOwner();
+  ExpectSound();
+}
+
+TEST_F(NcStoreTest, EachMisuseGetsItsError) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  const gismo_id_t id = IdFrom(3);
+  void* data = nullptr;
+  ASSERT_TRUE(a->Create(id, 128, nullptr, 0, &data).ok());
+  EXPECT_EQ(a->Create(id, 128, nullptr, 0, &data).code(), GISMO_ERR_OBJECT_EXISTS);
+  EXPECT_EQ(b->Create(id, 128, nullptr, 0, &data).code(), GISMO_ERR_OBJECT_EXISTS);
+  EXPECT_EQ(b->Seal(id).code(), GISMO_ERR_NOT_CREATOR);
+  EXPECT_EQ(b->Abort(id).code(), GISMO_ERR_NOT_CREATOR);
+  EXPECT_EQ(a->Release(id).code(), GISMO_ERR_OBJECT_NOT_SEALED);
+  EXPECT_EQ(b->Delete(id).code(), GISMO_ERR_OBJECT_NOT_SEALED);
+  GetResult got;
+  ASSERT_TRUE(b->TryGet(id, &got).ok());
+  EXPECT_FALSE(got.found) << "unsealed objects are not gotten";
+  ASSERT_TRUE(a->Seal(id).ok());
+  EXPECT_EQ(a->Seal(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT_EQ(a->Abort(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT_EQ(b->Delete(IdFrom(99)).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(b->Seal(IdFrom(99)).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(b->Create(IdFrom(4), 1, nullptr, 0, GISMO_CREATE_EVICTABLE, &data).code(),
+            GISMO_ERR_UNSUPPORTED);
+  EXPECT_EQ(b->Create(IdFrom(4), 1, nullptr, 0, 1u << 20, &data).code(),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(b->Create(IdFrom(4), region_->heap_size() * 2, nullptr, 0, &data).code(),
+            GISMO_ERR_OUT_OF_MEMORY);
+  store::EvictResult evicted;
+  EXPECT_EQ(b->Evict(store::EvictTarget{1, 0, -1}, &evicted).code(), GISMO_ERR_UNSUPPORTED);
+  // An abort frees the block.
+  const uint64_t free_before = FreePages();
+  ASSERT_TRUE(b->Create(IdFrom(5), 1 << 20, nullptr, 0, &data).ok());
+  EXPECT_LT(FreePages(), free_before);
+  ASSERT_TRUE(b->Abort(IdFrom(5)).ok());
+  EXPECT_EQ(FreePages(), free_before);
+  ASSERT_TRUE(a->Release(id).ok());
+  StopOwner();
+  ExpectSound();
+}
+
+TEST_F(NcStoreTest, ARecoveredClientsObjectsAndReferencesAreFreed) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  const uint64_t free_before = FreePages();
+  Put(*a, IdFrom(6), 1 << 20, 6);
+  ASSERT_TRUE(a->Release(IdFrom(6)).ok());
+  GetResult got;
+  ASSERT_TRUE(b->TryGet(IdFrom(6), &got).ok());
+  ASSERT_TRUE(got.found);
+  void* data = nullptr;
+  ASSERT_TRUE(b->Create(IdFrom(7), 1 << 20, nullptr, 0, &data).ok());  // never sealed
+  ASSERT_TRUE(a->Delete(IdFrom(6)).ok());                              // b still holds it
+  StopOwner();
+  // b is fenced (it can never run again): its slot is the owner's.
+  b.reset();
+  ASSERT_TRUE(owner_->Recover(2).ok());
+  region_->slot(2).state.store(0);
+  bool contains = true;
+  ASSERT_TRUE(a->Contains(IdFrom(7), &contains).ok());
+  EXPECT_FALSE(contains);
+  gismo_object_info_t info;
+  EXPECT_EQ(a->Stat(IdFrom(6), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(a->Stat(IdFrom(7), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(FreePages(), free_before);
+  ExpectSound();
+  // The slot's next session starts with empty rings.
+  StartOwner();
+  auto c = Client(2);
+  Put(*c, IdFrom(8), 100, 8);
+  ASSERT_TRUE(c->Release(IdFrom(8)).ok());
+  StopOwner();
+  ExpectSound();
+}
+
+// Clients on threads create, seal, get, release and delete at once against
+// the owner's thread; every byte read is the creator's, and at the end the
+// heap and index are as they began.
+TEST_F(NcStoreTest, ClientsOnThreadsAgainstTheOwner) {
+  StartOwner();
+  constexpr int kClients = 3, kRounds = 300;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int c = 0; c < kClients; ++c) stores.push_back(Client(1 + c));
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      Store& s = *stores[c];
+      for (int k = 0; k < kRounds; ++k) {
+        const gismo_id_t mine = IdFrom(1000 + c, k);
+        const uint64_t n = 64 + (k % 7) * 1000;
+        void* data = nullptr;
+        if (!s.Create(mine, n, nullptr, 0, &data).ok()) {
+          ++bad;
+          return;
+        }
+        std::memset(data, static_cast<int>(c * 31 + k), n);
+        if (!s.Seal(mine).ok() || !s.Release(mine).ok()) {
+          ++bad;
+          return;
+        }
+        // Read a neighbour's latest object, if it is there.
+        const gismo_id_t theirs = IdFrom(1000 + (c + 1) % kClients, k);
+        GetResult got;
+        if (!s.TryGet(theirs, &got).ok()) {
+          ++bad;
+          return;
+        }
+        if (got.found) {
+          const auto* p = static_cast<const uint8_t*>(got.buffer.data);
+          const uint8_t want = static_cast<uint8_t>(((c + 1) % kClients) * 31 + k);
+          for (uint64_t i = 0; i < got.buffer.data_size; i += 61) bad += p[i] != want;
+          if (!s.Release(theirs).ok()) ++bad;
+        }
+        Status d = s.Delete(mine);
+        if (!d.ok()) {
+          ++bad;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  // Deletes of objects a neighbour held are freed by the owner's sweeps
+  // (the checker then finds every block of the heap free or an object's).
+  auto objects = [&] {
+    int n = 0;
+    EXPECT_TRUE(stores[0]->ForEach([&](const gismo_object_info_t&) { ++n; }).ok());
+    return n;
+  };
+  for (int spins = 0; objects() != 0 && spins < 1000000; ++spins) std::this_thread::yield();
+  EXPECT_EQ(objects(), 0);
+  StopOwner();
+  EXPECT_EQ(owner_->stats().applied, uint64_t{kClients} * kRounds * 3);
+  ExpectSound();
+}
+
+// The owner dies (its process exits) at each of its crash points while it
+// applies a request; a successor undoes its interrupted Txn (as the next
+// manager does with slot 0's log) and serves on. A request whose head was
+// not committed is applied again, once; one whose effects committed is not;
+// a delete committed but not yet freed is freed by the successor's sweep.
+// The region is sound after each.
+class NcOwnerDeathTest : public NcStoreTest {
+ protected:
+  // Runs the owner in a child that dies at `point`; `call` runs meanwhile
+  // in this process (it times out: no answer comes). Then the successor.
+  void DieAt(const char* point, const std::function<void()>& call) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ArmCrashPoint(point);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (std::chrono::steady_clock::now() < deadline) {
+        for (uint32_t i = 1; i < 4; ++i) (void)owner_->Serve(i, 16);
+      }
+      _exit(1);  // the point was never reached
+    }
+    call();
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_EQ(ExitCode(status), 77) << "the owner did not die at " << point;
+    // The successor: slot 0's next session, after the undo of its log.
+    store::UndoDeadClient(*region_, 0);
+    region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 2));
+    owner_ = std::make_unique<NcOwnerStore>(*region_, 2);
+    owner_->AdoptDeleting();
+    for (uint32_t i = 1; i < 4; ++i) {
+      if (region::SlotStateOf(region_->slot(i).state.load()) == region::SlotState::kActive) {
+        owner_->Admit(i, 1);
+      }
+    }
+  }
+};
+
+TEST_F(NcOwnerDeathTest, ACreateNotCommittedIsAppliedOnceBySuccessor) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(10);
+  DieAt("nc_owner.before_commit", [&] {
+    void* data = nullptr;
+    EXPECT_EQ(a->Create(x, 3000, nullptr, 0, &data).code(), GISMO_ERR_TIMEOUT);
+  });
+  gismo_object_info_t info;
+  EXPECT_EQ(a->Stat(x, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND) << "undone";
+  ExpectSound();
+  StartOwner();
+  // The successor took the create again (its head was not committed); the
+  // client, which gave up waiting, drops that late answer at its next call.
+  while (a->Stat(x, &info).code() != GISMO_OK) std::this_thread::yield();
+  EXPECT_EQ(info.state, GISMO_STATE_CREATED);
+  EXPECT_EQ(info.creator_client, 1u);
+  Put(*a, IdFrom(11), 100, 1);
+  ASSERT_TRUE(a->Release(IdFrom(11)).ok());
+  StopOwner();
+  // Its creator's recovery frees the object it never learned it made.
+  a.reset();
+  ASSERT_TRUE(owner_->Recover(1).ok());
+  region_->slot(1).state.store(0);
+  const uint32_t records = region_->num_shards() * region_->records_per_shard();
+  for (uint32_t g = 0; g < records; ++g) {
+    EXPECT_NE(region::InfoState(region_->record(g).info.load()), region::ObjectState::kCreated)
+        << "record " << g << " is left unsealed";
+  }
+  ExpectSound();
+}
+
+TEST_F(NcOwnerDeathTest, ADeleteCommittedButNotFreedIsFreedBySuccessor) {
+  auto a = Client(1);
+  const gismo_id_t y = IdFrom(12);
+  StartOwner();
+  Put(*a, y, 200000, 2);
+  ASSERT_TRUE(a->Release(y).ok());
+  StopOwner();
+  const uint64_t free_after_put = FreePages();
+  DieAt("nc_owner.free_before_commit", [&] { EXPECT_EQ(a->Delete(y).code(), GISMO_ERR_TIMEOUT); });
+  gismo_object_info_t info;
+  ASSERT_TRUE(a->Stat(y, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_DELETING) << "the mark committed, the free did not";
+  EXPECT_EQ(FreePages(), free_after_put);
+  EXPECT_EQ(owner_->Sweep(), 1u);
+  EXPECT_EQ(a->Stat(y, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_GT(FreePages(), free_after_put);
+  StartOwner();
+  Put(*a, IdFrom(13), 100, 3);  // drops the delete's late answer
+  ASSERT_TRUE(a->Release(IdFrom(13)).ok());
+  StopOwner();
+  ExpectSound();
+}
+
+}  // namespace
+}  // namespace gismo::testing
