@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -44,7 +45,10 @@ class NcStoreTest : public RegionFixture {
   std::unique_ptr<Store> Client(uint32_t slot) {
     auto s = Activate(slot, /*node=*/slot);
     region_->slot(slot).node_id.store(slot);
-    owner_->Admit(slot, 1);
+    {
+      std::lock_guard<std::mutex> lk(owner_mu_);  // the owner is one thread's
+      owner_->Admit(slot, 1);
+    }
     EXPECT_TRUE(s->UseNonCoherent(nullptr).ok());
     return s;
   }
@@ -53,6 +57,7 @@ class NcStoreTest : public RegionFixture {
     stop_ = false;
     owner_thread_ = std::thread([this] {
       while (!stop_.load(std::memory_order_acquire)) {
+        std::lock_guard<std::mutex> lk(owner_mu_);
         bool any = false;
         for (uint32_t i = 1; i < region_->max_clients(); ++i) {
           auto n = owner_->Serve(i, 16);
@@ -80,6 +85,7 @@ class NcStoreTest : public RegionFixture {
   }
 
   std::unique_ptr<NcOwnerStore> owner_;
+  std::mutex owner_mu_;
   std::thread owner_thread_;
   std::atomic<bool> stop_{false};
 };

@@ -2,9 +2,10 @@
 // formatted (with its request and response rings, format 7) and readable,
 // checked by fsck, and served: the manager owns the metadata and applies
 // the clients' requests (doc/noncoherent.md).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -136,19 +137,29 @@ TEST_F(NonCoherentServed, ADeadClientsObjectsAreRecovered) {
   Client survivor = Connect();
   const ObjectId held = ObjectId::FromName("held");
   ASSERT_TRUE(survivor.Put(held, "x").ok());
-  const std::string address = mgr_->address();
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    auto c = Client::Connect(address);
-    if (!c.ok()) _exit(2);
-    if (!c->Create(ObjectId::FromName("unsealed"), 100).ok()) _exit(3);
-    if (!c->Get(held, 0).ok()) _exit(4);
-    _exit(0);  // dies holding both
+  // A client in another process takes both, then is killed (SIGKILL).
+  const std::string fifo = "/tmp/" + testing::UniqueName("nc-stdin");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  testing::SpawnOptions so;
+  so.argv = {FAILURE_CLIENT_BIN,    "--address", mgr_->address(), "-c",
+             "create unsealed 100", "-c",        "get held 0",    "--stdin"};
+  so.stdin_path = fifo;  // held open below: it waits for more commands
+  so.capture_stdout = true;
+  so.parent_death_signal = SIGKILL;
+  // Opened read-write first, so the child's open of its stdin does not wait
+  // for a writer.
+  const int keep_open = open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(keep_open, 0);
+  testing::Process child;
+  ASSERT_TRUE(child.Start(so)) << child.error();
+  std::string line;
+  for (int i = 0; i < 3; ++i) {  // its hello and both commands
+    ASSERT_TRUE(child.ReadLineContaining("ok", 30, &line)) << child.output();
   }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_EQ(testing::ExitCode(status), 0);
+  ASSERT_NE(line.find("found=1"), std::string::npos) << line;
+  child.KillAndWait(SIGKILL);
+  close(keep_open);
+  unlink(fifo.c_str());
   ASSERT_TRUE(survivor.Delete(held).ok());
   while (survivor.Stat(held).ok() || survivor.Stat(ObjectId::FromName("unsealed")).ok()) {
     std::this_thread::yield();
