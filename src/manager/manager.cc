@@ -580,9 +580,10 @@ void Manager::Impl::ServeRequests() {
   const uint64_t now = MonotonicNs();
   if (applied > 0) {
     nc_idle_since_ns_ = now;
+    nc_owner_->SweepIfDue(now);
     return PostServeRequests();
   }
-  if (nc_owner_->HasPendingFrees()) nc_owner_->Sweep();
+  nc_owner_->SweepIfDue(now);
   if (now - nc_idle_since_ns_ < kStayAwakeNs) return PostServeRequests();
   // S1, S2: every request published from now on rings (kRequests).
   if (nc_sleep_->PrepareToSleep([this] { return nc_owner_->AnyPending(); })) {

@@ -84,6 +84,7 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     }
     if (!*got) break;
     ++taken;
+    if (q.op == NcOp::kCreate) FreeDeletedId(q.id);
     NcResponse a;
     for (int attempt = 0;; ++attempt) {
       Txn txn(r_, 0, session_, KindOf(q.op));
@@ -107,7 +108,9 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
         if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
           changed_.push_back(FromWords(q.id));
         }
-        if (deleted != kNoRecord && !FreeIfUnheld(deleted, true)) pending_.insert(deleted);
+        // O2 and O3 in the next sweep: one scan of the tables serves every
+        // delete since the last (a create of the same id does not wait).
+        if (deleted != kNoRecord) pending_.insert(deleted);
         break;
       }
       // A request that fails changes nothing: its head commits alone.
@@ -414,6 +417,28 @@ bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
   if (!txn.Commit().ok()) return false;
   ++stats_.freed;
   return true;
+}
+
+void NcOwnerStore::FreeDeletedId(const IdWords& x) {
+  if (pending_.empty()) return;
+  const gismo_id_t id = FromWords(x);
+  const uint64_t h = HashId(id);
+  Located loc;
+  // The owner's own lines, read by the only thread that writes them.
+  if (!Find(r_, r_.ShardOf(h), h, id, &loc)) return;
+  const uint32_t global = GlobalIndex(r_, loc.shard, loc.local);
+  if (pending_.count(global) != 0 && FreeIfUnheld(global, true)) pending_.erase(global);
+}
+
+uint32_t NcOwnerStore::SweepIfDue(uint64_t now_ns) {
+  constexpr uint64_t kSweepEveryNs = 2'000'000;
+  constexpr size_t kSweepAtPending = 256;
+  if (pending_.empty() ||
+      (pending_.size() < kSweepAtPending && now_ns - last_sweep_ns_ < kSweepEveryNs)) {
+    return 0;
+  }
+  last_sweep_ns_ = now_ns;
+  return Sweep();
 }
 
 uint32_t NcOwnerStore::Sweep() {

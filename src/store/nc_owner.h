@@ -22,9 +22,9 @@
 // only across an even, unchanged version).
 //
 // Deletes follow O1-O3 of region/nc_references.h: the record is marked
-// deleting (flushed at the Txn's commit), then every live client's table is
-// invalidated and read; a record no table holds is freed at once, others
-// wait in `pending_` for Sweep. A fenced client's table is the owner's to
+// deleting (flushed at the Txn's commit) and answered; the next Sweep
+// invalidates and reads every live client's table once for all the deletes
+// waiting in `pending_`, and frees those no table holds. A fenced client's table is the owner's to
 // clear (Recover), which may let a sweep free what it held.
 //
 // Not thread-safe: one thread applies (the manager serializes its calls).
@@ -79,7 +79,11 @@ class NcOwnerStore {
   // (each ring's tail invalidated and read): the last look before a sleep.
   bool AnyPending();
   // Frees the deleted objects no client's table holds any more; how many.
+  // One scan of every live client's table (O2) serves them all.
   uint32_t Sweep();
+  // Sweep, if 256 deletes wait or 2 ms passed since the last (`now_ns` on
+  // any monotonic clock): what a busy owner calls between batches.
+  uint32_t SweepIfDue(uint64_t now_ns);
   bool HasPendingFrees() const { return !pending_.empty(); }
   // A fenced or departed client's slot, once it can never write again: its
   // table cleared (its references dropped), its unsealed objects freed, its
@@ -122,6 +126,10 @@ class NcOwnerStore {
   bool Referenced(uint32_t global);
   // Frees `global` if it is still deleting and nobody holds it.
   bool FreeIfUnheld(uint32_t global, bool check_tables);
+  // Before a create of `id`: a deleted object of that id still waiting for
+  // a sweep is freed now if no table holds it (so a create after a delete
+  // finds the id free, as in a coherent region).
+  void FreeDeletedId(const region::IdWords& id);
   void SendAnswers(Client& c);
 
   const region::Region& r_;
@@ -131,6 +139,7 @@ class NcOwnerStore {
   std::map<uint32_t, Client> clients_;
   std::set<uint32_t> pending_;  // records deleting, held by some table
   std::vector<gismo_id_t> changed_;
+  uint64_t last_sweep_ns_ = 0;
   NcOwnerStats stats_;
 };
 
