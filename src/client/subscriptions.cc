@@ -125,7 +125,7 @@ void ClientImpl::WakeSubscribersDirectly() {
 
 Status ClientImpl::Subscribe(int* fd) {
   if (store_ && store_->noncoherent()) {
-    return store::NotServedNonCoherent("subscriptions (the event ring)");
+    return store::NotServedNonCoherent("the event ring (subscriptions)");
   }
   std::lock_guard<std::mutex> sub(sub_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
