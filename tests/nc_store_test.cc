@@ -207,6 +207,7 @@ TEST_F(NcStoreTest, ARecoveredClientsObjectsAndReferencesAreFreed) {
   ASSERT_TRUE(b->Create(IdFrom(7), 1 << 20, nullptr, 0, &data).ok());  // never sealed
   ASSERT_TRUE(a->Delete(IdFrom(6)).ok());                              // b still holds it
   StopOwner();
+  ExpectSound();  // a deleted object still held, an unsealed one of a live client
   // b is fenced (it can never run again): its slot is the owner's.
   b.reset();
   ASSERT_TRUE(owner_->Recover(2).ok());

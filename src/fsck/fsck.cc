@@ -470,7 +470,14 @@ class Checker {
       if (st == ObjectState::kDeleting && (r_.noncoherent() ? held : refs) == 0) {
         Problem(who, " was deleted and nobody holds it, but it was not freed");
       }
-      if (st == ObjectState::kCreated) {
+      if (st == ObjectState::kCreated && r_.noncoherent()) {
+        // The owner names the creator in the record; the creator's own
+        // reference reaches its table only after the create's answer.
+        if (!Live(InfoSlot(info))) {
+          Problem(who, " is unsealed but its creator (slot ", InfoSlot(info),
+                  ") is not a live client");
+        }
+      } else if (st == ObjectState::kCreated) {
         auto c = unsealed_creator_.find(global);
         if (c == unsealed_creator_.end() || c->second != InfoSlot(info) || !Live(InfoSlot(info))) {
           Problem(who, " is unsealed but its creator (slot ", InfoSlot(info),

@@ -89,7 +89,7 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     for (int attempt = 0;; ++attempt) {
       Txn txn(r_, 0, session_, KindOf(q.op));
       uint32_t deleted = kNoRecord;
-      a = q.op == NcOp::kDelete ? Delete(q, txn, &deleted) : Apply(c, slot, q, txn);
+      a = q.op == NcOp::kDelete ? Delete(q, txn, &deleted) : Apply(slot, q, txn);
       a.request_seq = seq;
       a.op = q.op;
       if (a.status == GISMO_OK) {
@@ -130,8 +130,6 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
 
 void NcOwnerStore::SendAnswers(Client& c) {
   while (!c.unsent.empty() && c.responses.TryPush(c.unsent.front())) c.unsent.pop_front();
-  stats_.unsent = 0;
-  for (const auto& [slot, client] : clients_) stats_.unsent += client.unsent.size();
 }
 
 bool NcOwnerStore::AnyPending() {
@@ -141,8 +139,7 @@ bool NcOwnerStore::AnyPending() {
   return false;
 }
 
-NcResponse NcOwnerStore::Apply(Client& c, uint32_t slot, const NcRequest& q, Txn& txn) {
-  (void)c;
+NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
   switch (q.op) {
     case NcOp::kCreate:
       return Create(slot, q, txn);
@@ -477,7 +474,6 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     lines_.Flush(&h->head, sizeof(h->head));
   }
   // Its unsealed objects.
-  Status result;
   const uint32_t nslots = r_.sb().slots_per_shard;
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
     for (uint32_t i = 0; i < nslots; ++i) {
@@ -497,7 +493,7 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     }
   }
   Sweep();
-  return result;
+  return Status();
 }
 
 void NcOwnerStore::AdoptDeleting() {

@@ -105,7 +105,7 @@ class NcOwnerStore {
     std::deque<region::RequestPayload> unsent;
   };
 
-  region::NcResponse Apply(Client& c, uint32_t slot, const region::NcRequest& q, Txn& txn);
+  region::NcResponse Apply(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Abort(uint32_t slot, const region::NcRequest& q, Txn& txn);
