@@ -102,23 +102,11 @@ Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse*
 
 Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                              uint64_t metadata_size, uint32_t flags, void** data) {
-  if ((flags & ~kObjectFlagsPublic) != 0) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
-                      " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
-  }
+  if (Status s = CheckCreateArgs(flags, data_size, metadata_size); !s.ok()) return s;
   if (flags != 0) {
     return Status(GISMO_ERR_UNSUPPORTED,
                   "owned and evictable objects are not served in non-coherent regions yet "
                   "(doc/noncoherent.md, section 11)");
-  }
-  if (data_size > kMaxDataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
-  }
-  if (metadata_size > kMaxMetadataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
   }
   const IdWords x = ToWords(id);
   if (unsealed_.count(x) != 0) {

@@ -268,51 +268,40 @@ Status NcOwnerStore::LockRecord(Txn& txn, uint64_t global, const IdWords& id, Lo
   return Status();
 }
 
+gismo_status_t NcOwnerStore::LockUnsealed(Txn& txn, uint32_t slot, const NcRequest& q,
+                                          Located* loc) {
+  if (Status s = LockRecord(txn, q.record, q.id, loc); !s.ok()) return s.code();
+  const uint64_t info = loc->rec->info.load(std::memory_order_relaxed);
+  if (InfoState(info) == ObjectState::kSealed) return GISMO_ERR_OBJECT_ALREADY_SEALED;
+  if (InfoState(info) != ObjectState::kCreated) return GISMO_ERR_OBJECT_NOT_FOUND;
+  if (InfoSlot(info) != slot) return GISMO_ERR_NOT_CREATOR;
+  return GISMO_OK;
+}
+
 NcResponse NcOwnerStore::Seal(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   Located loc;
-  if (Status s = LockRecord(txn, q.record, q.id, &loc); !s.ok()) {
-    a.status = s.code();
-    return a;
-  }
+  a.status = LockUnsealed(txn, slot, q, &loc);
+  if (a.status != GISMO_OK) return a;
+  // The creator flushed the object's bytes before it asked (section 6).
   const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
-  if (InfoState(info) == ObjectState::kSealed) {
-    a.status = GISMO_ERR_OBJECT_ALREADY_SEALED;
-  } else if (InfoState(info) != ObjectState::kCreated) {
-    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
-  } else if (InfoSlot(info) != slot) {
-    a.status = GISMO_ERR_NOT_CREATOR;
-  } else {
-    // The creator flushed the object's bytes before it asked (section 6).
-    OpenRecord(txn, *loc.rec);
-    txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
-    CloseRecord(txn, *loc.rec);
-    a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
-  }
+  OpenRecord(txn, *loc.rec);
+  txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
+  CloseRecord(txn, *loc.rec);
+  a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   return a;
 }
 
 NcResponse NcOwnerStore::Abort(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   Located loc;
-  if (Status s = LockRecord(txn, q.record, q.id, &loc); !s.ok()) {
-    a.status = s.code();
-    return a;
-  }
-  const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
-  if (InfoState(info) == ObjectState::kSealed) {
-    a.status = GISMO_ERR_OBJECT_ALREADY_SEALED;
-  } else if (InfoState(info) != ObjectState::kCreated) {
-    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
-  } else if (InfoSlot(info) != slot) {
-    a.status = GISMO_ERR_NOT_CREATOR;
-  } else {
-    // Unsealed: no reader ever took a reference (G2 wants it sealed), and
-    // the creator dropped its own before it asked.
-    FreeObject(txn, loc);
-    ++stats_.freed;
-    a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
-  }
+  a.status = LockUnsealed(txn, slot, q, &loc);
+  if (a.status != GISMO_OK) return a;
+  // Unsealed: no reader ever took a reference (G2 wants it sealed), and
+  // the creator dropped its own before it asked.
+  FreeObject(txn, loc);
+  ++stats_.freed;
+  a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   return a;
 }
 

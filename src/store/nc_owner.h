@@ -112,6 +112,9 @@ class NcOwnerStore {
   region::NcResponse Delete(const region::NcRequest& q, Txn& txn, uint32_t* deleted);
   // Locks the shard of record `global` and checks that it holds `id`.
   Status LockRecord(Txn& txn, uint64_t global, const region::IdWords& id, Located* loc);
+  // LockRecord for q.record, then: an unsealed object that `slot` creates
+  // (GISMO_OK), or why not (sealed, deleted, another's).
+  gismo_status_t LockUnsealed(Txn& txn, uint32_t slot, const region::NcRequest& q, Located* loc);
   // The record's seqlock around its words (Txn::WriteVersion).
   void OpenRecord(Txn& txn, region::ObjectRecord& rec);
   void CloseRecord(Txn& txn, region::ObjectRecord& rec);

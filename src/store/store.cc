@@ -38,6 +38,23 @@ Status Store::UseNonCoherent(std::function<void()> wake) {
   return Status();
 }
 
+Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_size) {
+  if ((flags & ~kObjectFlagsPublic) != 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
+                      " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
+  }
+  if (data_size > kMaxDataSize) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
+  }
+  if (metadata_size > kMaxMetadataSize) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
+  }
+  return Status();
+}
+
 Status NotServedNonCoherent(const char* what) {
   return Status(GISMO_ERR_UNSUPPORTED, std::string(what) +
                                            " is not served in non-coherent regions yet "
@@ -86,11 +103,7 @@ bool Store::MarkDeparted() {
 Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                      uint64_t metadata_size, uint32_t flags, void** data) {
   if (nc_) return nc_->Create(id, data_size, metadata, metadata_size, flags, data);
-  if ((flags & ~kObjectFlagsPublic) != 0) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "unknown create flag bits " + std::to_string(flags & ~kObjectFlagsPublic) +
-                      " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
-  }
+  if (Status s = CheckCreateArgs(flags, data_size, metadata_size); !s.ok()) return s;
   // A create that does not fit evicts (evict.cc), in transactions of its
   // own after its own has rolled back (no shard lock is held across them),
   // then tries again; it gives up once a sweep finds nothing to evict. The
@@ -120,14 +133,6 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
 
 Status Store::CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                          uint64_t metadata_size, uint32_t flags, void** data, int64_t* full_shard) {
-  if (data_size > kMaxDataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
-  }
-  if (metadata_size > kMaxMetadataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
-  }
   const uint64_t bytes = BlockBytes(data_size, metadata_size);
   if (Allocator::BlockSize(bytes) > r_.heap_size()) {
     return Status(GISMO_ERR_OUT_OF_MEMORY, "an object of " + FormatSize(bytes) +
