@@ -122,12 +122,50 @@ TEST_F(NonCoherentServed, AWaitingGetIsWokenByTheSeal) {
 // What the mode does not serve yet says so; nothing else breaks.
 TEST_F(NonCoherentServed, WhatIsNotServedYetSaysSo) {
   Client c = Connect();
-  EXPECT_EQ(c.BindName("n", ObjectId::FromName("x")).code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_EQ(c.Subscribe().status().code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_EQ(c.Evict(1).status().code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_EQ(c.Create(ObjectId::FromName("e"), 10, {}, GISMO_CREATE_EVICTABLE).status().code(),
             GISMO_ERR_UNSUPPORTED);
   ASSERT_TRUE(c.Put(ObjectId::FromName("p"), "still works").ok());
+}
+
+// Names: changed by the owner on request, looked up locally under the
+// table's seqlock; a wait for a name is woken when the owner applies the
+// change.
+TEST_F(NonCoherentServed, NamesAreBoundLookedUpAndWaitedFor) {
+  Client a = Connect(), b = Connect();
+  const ObjectId x = ObjectId::FromName("x"), y = ObjectId::FromName("y");
+  ASSERT_TRUE(a.Put(x, "first").ok());
+  ASSERT_TRUE(a.Put(y, "second").ok());
+  EXPECT_EQ(b.LookupName("cfg").status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(a.BindName("cfg", x).ok());
+  auto got = b.LookupName("cfg");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(ObjectId(got->id), x);
+  EXPECT_EQ(got->version, 1u);
+  EXPECT_EQ(a.BindNameIfUnbound("cfg", y).code(), GISMO_ERR_CONFLICT);
+  EXPECT_EQ(a.SwapName("cfg", y, x).code(), GISMO_ERR_CONFLICT) << "bound to x, not y";
+  EXPECT_EQ(a.BindName("other", ObjectId::FromName("nothing")).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(a.BindName("", x).code(), GISMO_ERR_INVALID_ARGUMENT);
+  // b waits for a change of "cfg" from x; a swaps it to y.
+  std::thread swapper([&] { EXPECT_TRUE(a.SwapName("cfg", x, y).ok()); });
+  auto changed = b.WaitName("cfg", &x, 60000);
+  swapper.join();
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_EQ(ObjectId(changed->id), y);
+  EXPECT_EQ(changed->version, 2u);
+  ASSERT_TRUE(a.BindName("cfg2", x).ok());
+  auto listed = b.ListNames("cfg");
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 2u);
+  EXPECT_EQ(a.UnbindName("cfg", &x).code(), GISMO_ERR_CONFLICT);
+  ASSERT_TRUE(a.UnbindName("cfg", &y).ok());
+  ASSERT_TRUE(a.UnbindName("cfg2").ok());
+  EXPECT_EQ(a.UnbindName("cfg2").code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_TRUE(b.ListNames()->empty());
+  a.Disconnect();
+  b.Disconnect();
+  EXPECT_TRUE(Problems().empty());
 }
 
 // A client that dies is fenced (its process confirmed gone by the manager on

@@ -209,7 +209,6 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
 // travels through the manager's connections.
 Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int64_t timeout_ms,
                             store::NameBinding* out) {
-  if (store_->noncoherent()) return store::NotServedNonCoherent("the name table");
   if (Status s = store::CheckName(name); !s.ok()) return s;
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
   // True when the wait is over, with its outcome in *result.

@@ -133,15 +133,56 @@ bool FindName(const Region& r, uint64_t h, std::string_view name, NameLocated* o
 
 Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
                    const gismo_id_t* expected) {
+  Txn txn(r_, slot_, session_, OpKind::kBindName);
+  if (Status s = BindIn(txn, name, id, mode, expected, nullptr); !s.ok()) return s;
+  GISMO_CRASH_POINT("bind.before_commit");
+  return txn.Commit();
+}
+
+Status Names::Unbind(std::string_view name, const gismo_id_t* expected) {
+  Txn txn(r_, slot_, session_, OpKind::kUnbindName);
+  if (Status s = UnbindIn(txn, name, expected); !s.ok()) return s;
+  GISMO_CRASH_POINT("unbind.before_commit");
+  return txn.Commit();
+}
+
+void Names::OpenTable(Txn& txn) const {
+  if (!r_.noncoherent()) return;
+  // The table's seqlock (non-coherent regions): odd in memory before any
+  // entry or slot line of this change can be.
+  NameTableHeader& t = r_.names();
+  const uint64_t v = t.version.load(std::memory_order_relaxed);
+  txn.WriteVersion(t.version, ((v + 1) & ~uint64_t{1}) + 1);
+  r_.Persist(&t.version, sizeof(Word));
+}
+
+void Names::CloseTable(Txn& txn, const NameEntry* entry, uint32_t first_slot,
+                       uint32_t slots) const {
+  NameTableHeader& t = r_.names();
+  if (!r_.noncoherent()) {
+    txn.Write(t.version, t.version.load(std::memory_order_relaxed) + 1);
+    return;
+  }
+  // Every changed line in memory before the version is even again.
+  if (entry != nullptr) r_.Persist(entry, sizeof(NameEntry));
+  const uint32_t mask = r_.sb().name_slots - 1;
+  for (uint32_t n = 0; n < slots && n <= mask; ++n) {
+    r_.Persist(&r_.name_slots()[(first_slot + n) & mask], sizeof(Word));
+  }
+  txn.WriteVersion(t.version, t.version.load(std::memory_order_relaxed) + 1);
+  r_.Persist(&t.version, sizeof(Word));
+}
+
+Status Names::BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, BindMode mode,
+                     const gismo_id_t* expected, uint64_t* version) const {
   if (Status s = CheckName(name); !s.ok()) return s;
   if (mode == BindMode::kIfBoundTo && expected == nullptr) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "a compare-and-swap of a name needs the expected id");
   }
-  Txn txn(r_, slot_, session_, OpKind::kBindName);
   // The object first (shard lock), then the table: the global lock order.
   Located loc;
   bool found = false;
-  if (!LockAndFind(txn, id, &found, &loc)) return txn.Commit();
+  if (!LockAndFind(txn, id, &found, &loc)) return txn.failure();
   if (!found) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND,
                   "no object " + Hex(id) + " to bind the name " + Quote(name) + " to");
@@ -157,10 +198,12 @@ Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
       return Status(GISMO_ERR_OBJECT_NOT_FOUND, "object " + Hex(id) + " was deleted");
   }
   NameTableHeader& t = r_.names();
-  if (!txn.Lock(t.lock)) return txn.Commit();
+  if (!txn.Lock(t.lock)) return txn.failure();
   const uint64_t h = HashName(name);
   NameLocated nl;
   const IdWords x = ToWords(id);
+  uint32_t new_slot = 0, new_slots = 0;
+  const NameEntry* changed = nullptr;
   if (FindName(r_, h, name, &nl)) {
     NameEntry& e = *nl.e;
     const gismo_id_t cur = EntryId(e);
@@ -171,10 +214,12 @@ Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
       return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound to " + Hex(cur) +
                                             ", not to " + Hex(*expected));
     }
+    OpenTable(txn);
     for (int k = 0; k < 3; ++k) txn.Write(e.id[k], x.w[k]);
     txn.Write(e.version, e.version.load(std::memory_order_relaxed) + 1);
     txn.Write(e.bind_time_ns, RealtimeNs());
     GISMO_CRASH_POINT("bind.after_entry");
+    changed = &e;
   } else {
     if (mode == BindMode::kIfBoundTo) {
       return Status(
@@ -187,17 +232,19 @@ Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
     }
     const uint32_t cap = r_.names_capacity();
     uint32_t entry;
-    if (const uint64_t fh = t.free_head.load(std::memory_order_relaxed); fh != 0) {
+    const uint64_t fh = t.free_head.load(std::memory_order_relaxed);
+    if (fh == 0 && t.next_unused.load(std::memory_order_relaxed) >= cap) {
+      return Status(GISMO_ERR_LIMIT, "the name table is full (" + std::to_string(cap) +
+                                         " names); unbind some, or format the region with a "
+                                         "larger --max-names");
+    }
+    OpenTable(txn);
+    if (fh != 0) {
       if (fh > cap) return r_.Corrupt("the name table's free list points past its end");
       entry = static_cast<uint32_t>(fh - 1);
       txn.Write(t.free_head, r_.name_entries()[entry].next_free.load(std::memory_order_relaxed));
     } else {
       const uint64_t nu = t.next_unused.load(std::memory_order_relaxed);
-      if (nu >= cap) {
-        return Status(GISMO_ERR_LIMIT, "the name table is full (" + std::to_string(cap) +
-                                           " names); unbind some, or format the region with a "
-                                           "larger --max-names");
-      }
       entry = static_cast<uint32_t>(nu);
       txn.Write(t.next_unused, nu + 1);
     }
@@ -212,17 +259,19 @@ Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,
     GISMO_CRASH_POINT("bind.after_entry");
     txn.Write(r_.name_slots()[nl.hslot], PackHashSlot(h, entry));
     txn.Write(t.count, t.count.load(std::memory_order_relaxed) + 1);
+    changed = &e;
+    new_slot = nl.hslot;
+    new_slots = 1;
   }
-  txn.Write(t.version, t.version.load(std::memory_order_relaxed) + 1);
-  GISMO_CRASH_POINT("bind.before_commit");
-  return txn.Commit();
+  CloseTable(txn, changed, new_slot, new_slots);
+  if (version != nullptr) *version = changed->version.load(std::memory_order_relaxed);
+  return txn.failed() ? txn.failure() : Status();
 }
 
-Status Names::Unbind(std::string_view name, const gismo_id_t* expected) {
+Status Names::UnbindIn(Txn& txn, std::string_view name, const gismo_id_t* expected) const {
   if (Status s = CheckName(name); !s.ok()) return s;
-  Txn txn(r_, slot_, session_, OpKind::kUnbindName);
   NameTableHeader& t = r_.names();
-  if (!txn.Lock(t.lock)) return txn.Commit();
+  if (!txn.Lock(t.lock)) return txn.failure();
   NameLocated nl;
   if (!FindName(r_, HashName(name), name, &nl)) {
     return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no name " + Quote(name));
@@ -232,16 +281,16 @@ Status Names::Unbind(std::string_view name, const gismo_id_t* expected) {
     return Status(GISMO_ERR_CONFLICT, "name " + Quote(name) + " is bound to " + Hex(EntryId(e)) +
                                           ", not to " + Hex(*expected));
   }
-  RemoveHashSlot(txn, r_.name_slots(), r_.sb().name_slots - 1, nl.hslot);
+  OpenTable(txn);
+  const uint32_t shifted = RemoveHashSlot(txn, r_.name_slots(), r_.sb().name_slots - 1, nl.hslot);
   GISMO_CRASH_POINT("unbind.after_shift");
   txn.Write(e.info, 0);
   txn.Write(e.version, 0);
   txn.Write(e.next_free, t.free_head.load(std::memory_order_relaxed));
   txn.Write(t.free_head, nl.entry + 1);
   txn.Write(t.count, t.count.load(std::memory_order_relaxed) - 1);
-  txn.Write(t.version, t.version.load(std::memory_order_relaxed) + 1);
-  GISMO_CRASH_POINT("unbind.before_commit");
-  return txn.Commit();
+  CloseTable(txn, &e, nl.hslot, shifted);
+  return txn.failed() ? txn.failure() : Status();
 }
 
 Status Names::Lookup(std::string_view name, NameBinding* out) const {

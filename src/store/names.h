@@ -87,7 +87,21 @@ class Names {
   // The table's version (rises with every change): cheap, no lock.
   uint64_t Version() const { return r_.names().version.load(std::memory_order_acquire); }
 
+  // Bind and Unbind inside `txn`, which the caller commits (the
+  // non-coherent owner, with the request's head). *version (if set): the
+  // name's version after the bind. In a non-coherent region the table's
+  // version is its seqlock: odd while this change's lines are written,
+  // even once they are in memory.
+  Status BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, BindMode mode,
+                const gismo_id_t* expected, uint64_t* version) const;
+  Status UnbindIn(Txn& txn, std::string_view name, const gismo_id_t* expected) const;
+
  private:
+  void OpenTable(Txn& txn) const;
+  // `entry` (if set) and slots [first_slot, first_slot + slots) changed.
+  void CloseTable(Txn& txn, const region::NameEntry* entry, uint32_t first_slot,
+                  uint32_t slots) const;
+
   const region::Region& r_;
   uint32_t slot_;
   uint64_t session_;

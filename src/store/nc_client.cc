@@ -1,7 +1,9 @@
 #include "store/nc_client.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "store/index.h"
 #include "store/store.h"
@@ -384,6 +386,143 @@ Status NcClientStore::ForEach(const std::function<void(const gismo_object_info_t
     }
   }
   return Status();
+}
+
+template <typename Read>
+Status NcClientStore::ReadNames(Read&& read) {
+  NameTableHeader& t = r_.names();
+  uint64_t* version = NcWord(t.version);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    lines_.Invalidate(&t, sizeof(t));
+    const uint64_t before = lines_.Load(version);
+    if (before & 1) continue;
+    read();
+    lines_.Invalidate(&t, sizeof(t));
+    if (lines_.Load(version) == before) return Status();
+  }
+  return Status(GISMO_ERR_BUSY, "the name table kept changing while it was read; try again");
+}
+
+bool NcClientStore::ReadNameEntry(uint32_t entry, NameBinding* out) {
+  NameEntry& e = r_.name_entries()[entry];
+  lines_.Invalidate(&e, sizeof(e));
+  const uint64_t info = lines_.Load(NcWord(e.info));
+  const uint32_t length = std::min<uint32_t>(NameInfoLength(info), kMaxNameLength);
+  if (length == 0) return false;
+  uint64_t words[kNameWords];
+  for (uint32_t k = 0; k < kNameWords; ++k) words[k] = lines_.Load(NcWord(e.name[k]));
+  out->name.assign(reinterpret_cast<const char*>(words), length);
+  IdWords id;
+  for (int k = 0; k < 3; ++k) id.w[k] = lines_.Load(NcWord(e.id[k]));
+  out->id = FromWords(id);
+  out->version = lines_.Load(NcWord(e.version));
+  out->bind_time_ns = lines_.Load(NcWord(e.bind_time_ns));
+  return true;
+}
+
+Status NcClientStore::LookupName(std::string_view name, NameBinding* out) {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  const uint32_t h32 = static_cast<uint32_t>(HashName(name));
+  const uint32_t mask = r_.sb().name_slots - 1;
+  const uint32_t cap = r_.names_capacity();
+  bool found = false;
+  Status read = ReadNames([&] {
+    found = false;
+    for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
+      uint64_t* slot = NcWord(r_.name_slots()[i]);
+      lines_.Invalidate(slot, sizeof(*slot));
+      const uint64_t v = lines_.Load(slot);
+      if (v == 0) return;
+      if (HashSlotHash(v) != h32 || HashSlotLocal(v) >= cap) continue;
+      if (ReadNameEntry(HashSlotLocal(v), out) && out->name == name) {
+        found = true;
+        return;
+      }
+    }
+  });
+  if (!read.ok()) return read;
+  if (!found) return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no name '" + std::string(name) + "'");
+  return Status();
+}
+
+Status NcClientStore::ListNames(std::string_view prefix,
+                                const std::function<void(const NameBinding&)>& fn) {
+  if (prefix.size() > kMaxNameLength) return Status();  // no name is that long
+  std::vector<NameBinding> batch;
+  const uint32_t nslots = r_.sb().name_slots;
+  const uint32_t cap = r_.names_capacity();
+  Status read = ReadNames([&] {
+    batch.clear();
+    Word* slots = r_.name_slots();
+    lines_.Invalidate(slots, uint64_t{nslots} * sizeof(Word));
+    for (uint32_t i = 0; i < nslots; ++i) {
+      const uint64_t v = lines_.Load(NcWord(slots[i]));
+      if (v == 0 || HashSlotLocal(v) >= cap) continue;
+      NameBinding b;
+      if (ReadNameEntry(HashSlotLocal(v), &b) && b.name.compare(0, prefix.size(), prefix) == 0) {
+        batch.push_back(std::move(b));
+      }
+    }
+  });
+  if (!read.ok()) return read;
+  for (const auto& b : batch) fn(b);
+  return Status();
+}
+
+Status NcClientStore::CallName(const NcRequest& q, std::string_view name, const gismo_id_t* id) {
+  NcResponse a;
+  if (Status s = requester_.Call(q, &a, timeout_ms_); !s.ok()) return s;
+  const std::string quoted = "name '" + std::string(name) + "'";
+  switch (a.status) {
+    case GISMO_OK:
+      return Status();
+    case GISMO_ERR_CONFLICT:
+      return Status(a.status, q.op == NcOp::kSwapName && (q.flags & kNcHasExpected) == 0
+                                  ? quoted + " is bound"
+                                  : quoted + " is not bound to " + Hex(FromWords(q.expected)));
+    case GISMO_ERR_OBJECT_NOT_FOUND:
+      return Status(a.status, q.op == NcOp::kUnbindName || id == nullptr
+                                  ? "no " + quoted
+                                  : "no object " + Hex(*id) + " to bind the " + quoted + " to");
+    case GISMO_ERR_OBJECT_NOT_SEALED:
+      return Status(a.status, "object " + Hex(*id) +
+                                  " is not sealed; a name is bound only to a sealed object");
+    case GISMO_ERR_LIMIT:
+      return Status(a.status, "the name table has no room for " + quoted +
+                                  " (it is full, or too many names hash to the same place)");
+    default:
+      return Status(a.status,
+                    std::string("the owner refused the ") + NcOpName(q.op) + " of " + quoted);
+  }
+}
+
+Status NcClientStore::BindName(std::string_view name, const gismo_id_t& id, BindMode mode,
+                               const gismo_id_t* expected) {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  if (mode == BindMode::kIfBoundTo && expected == nullptr) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "a compare-and-swap of a name needs the expected id");
+  }
+  NcRequest q;
+  q.op = mode == BindMode::kAlways ? NcOp::kBindName : NcOp::kSwapName;
+  q.id = ToWords(id);
+  q.name = std::string(name);
+  if (mode == BindMode::kIfBoundTo) {
+    q.flags |= kNcHasExpected;
+    q.expected = ToWords(*expected);
+  }
+  return CallName(q, name, &id);
+}
+
+Status NcClientStore::UnbindName(std::string_view name, const gismo_id_t* expected) {
+  if (Status s = CheckName(name); !s.ok()) return s;
+  NcRequest q;
+  q.op = NcOp::kUnbindName;
+  q.name = std::string(name);
+  if (expected != nullptr) {
+    q.flags |= kNcHasExpected;
+    q.expected = ToWords(*expected);
+  }
+  return CallName(q, name, nullptr);
 }
 
 }  // namespace gismo::store

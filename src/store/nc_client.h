@@ -23,12 +23,14 @@
 #include <functional>
 #include <gismo/status.hpp>
 #include <memory>
+#include <string_view>
 #include <unordered_map>
 
 #include "region/cache_lines.h"
 #include "region/nc_references.h"
 #include "region/nc_requester.h"
 #include "region/region.h"
+#include "store/names.h"
 
 namespace gismo::store {
 
@@ -54,6 +56,15 @@ class NcClientStore {
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
   // Every indexed object, each read under its record's seqlock.
   Status ForEach(const std::function<void(const gismo_object_info_t&)>& fn);
+
+  // The name table (store/names.h): changes are requests to the owner;
+  // lookups read the table under its seqlock (the table's version, odd
+  // while the owner changes it), invalidating each line before it is read.
+  Status BindName(std::string_view name, const gismo_id_t& id, BindMode mode,
+                  const gismo_id_t* expected);
+  Status UnbindName(std::string_view name, const gismo_id_t* expected);
+  Status LookupName(std::string_view name, NameBinding* out);
+  Status ListNames(std::string_view prefix, const std::function<void(const NameBinding&)>& fn);
 
  private:
   struct IdHash {
@@ -87,6 +98,16 @@ class NcClientStore {
   Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
   // References every table holds on `record` (each table invalidated).
   uint64_t References(uint32_t record);
+  // Runs `read` until it overlapped no change of the name table (its
+  // version even and the same before and after); BUSY if the owner kept
+  // changing it.
+  template <typename Read>
+  Status ReadNames(Read&& read);
+  // The binding in name entry `entry`, read from memory; false if it is
+  // free.
+  bool ReadNameEntry(uint32_t entry, NameBinding* out);
+  // A name request's answer as a Status that names the name.
+  Status CallName(const region::NcRequest& q, std::string_view name, const gismo_id_t* id);
   // The status for an op on `id` that this client did not create, or that
   // the owner refused: why, from the record as memory holds it.
   Status NotMine(const gismo_id_t& id, const char* op);

@@ -23,6 +23,11 @@ OpKind KindOf(NcOp op) {
       return OpKind::kAbort;
     case NcOp::kDelete:
       return OpKind::kDelete;
+    case NcOp::kBindName:
+    case NcOp::kSwapName:
+      return OpKind::kBindName;
+    case NcOp::kUnbindName:
+      return OpKind::kUnbindName;
     default:
       return OpKind::kNone;
   }
@@ -48,7 +53,7 @@ NcOwnerStore::Client::Client(HwLines& lines, const Region& r, uint32_t slot, uin
       responses(lines, r.response_ring(slot), r.request_ring_capacity(), s) {}
 
 NcOwnerStore::NcOwnerStore(const Region& r, uint64_t session)
-    : r_(r), session_(session), alloc_(r) {
+    : r_(r), session_(session), alloc_(r), names_(r, 0, session) {
   GISMO_DCHECK(r.noncoherent());
 }
 
@@ -107,6 +112,9 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
         c.requests.Committed(c.requests.taken());
         if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
           changed_.push_back(FromWords(q.id));
+        } else if (q.op == NcOp::kBindName || q.op == NcOp::kSwapName ||
+                   q.op == NcOp::kUnbindName) {
+          changed_.push_back(NameWatchId(q.name));
         }
         // O2 and O3 in the next sweep: one scan of the tables serves every
         // delete since the last (a create of the same id does not wait).
@@ -147,8 +155,12 @@ NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
       return Seal(slot, q, txn);
     case NcOp::kAbort:
       return Abort(slot, q, txn);
+    case NcOp::kBindName:
+    case NcOp::kSwapName:
+    case NcOp::kUnbindName:
+      return Name(q, txn);
     default: {
-      // Eviction, names and goodbye through the rings are not served yet
+      // Eviction and goodbye through the rings are not served yet
       // (doc/noncoherent.md, section 11): the client's library never sends
       // them, and a client that does learns so.
       NcResponse a;
@@ -302,6 +314,24 @@ NcResponse NcOwnerStore::Abort(uint32_t slot, const NcRequest& q, Txn& txn) {
   FreeObject(txn, loc);
   ++stats_.freed;
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  return a;
+}
+
+NcResponse NcOwnerStore::Name(const NcRequest& q, Txn& txn) {
+  NcResponse a;
+  const gismo_id_t id = FromWords(q.id);
+  const gismo_id_t expected = FromWords(q.expected);
+  const bool has_expected = (q.flags & kNcHasExpected) != 0;
+  Status s;
+  if (q.op == NcOp::kUnbindName) {
+    s = names_.UnbindIn(txn, q.name, has_expected ? &expected : nullptr);
+  } else {
+    const BindMode mode = q.op == NcOp::kBindName ? BindMode::kAlways
+                          : has_expected          ? BindMode::kIfBoundTo
+                                                  : BindMode::kIfUnbound;
+    s = names_.BindIn(txn, q.name, id, mode, has_expected ? &expected : nullptr, &a.value);
+  }
+  a.status = s.code();
   return a;
 }
 

@@ -45,6 +45,7 @@
 #include "region/request_ring.h"
 #include "store/allocator.h"
 #include "store/index.h"
+#include "store/names.h"
 #include "store/txn.h"
 
 namespace gismo::store {
@@ -72,8 +73,9 @@ class NcOwnerStore {
   // (a corrupt ring or a request no encoder writes); nothing of it was
   // applied, the slot is no longer served, and the caller ends its session.
   Result<uint32_t> Serve(uint32_t slot, uint32_t max);
-  // The objects sealed, aborted or deleted since the last call (their
-  // waiters are the caller's to wake).
+  // The objects sealed, aborted or deleted and the names changed
+  // (NameWatchId) since the last call: their waiters are the caller's to
+  // wake.
   std::vector<gismo_id_t> TakeChanged() { return std::exchange(changed_, {}); }
   // Whether an admitted slot has a request published beyond those taken
   // (each ring's tail invalidated and read): the last look before a sleep.
@@ -110,6 +112,8 @@ class NcOwnerStore {
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Abort(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Delete(const region::NcRequest& q, Txn& txn, uint32_t* deleted);
+  // Bind, swap (compare-and-swap) or unbind a name (names.h).
+  region::NcResponse Name(const region::NcRequest& q, Txn& txn);
   // Locks the shard of record `global` and checks that it holds `id`.
   Status LockRecord(Txn& txn, uint64_t global, const region::IdWords& id, Located* loc);
   // LockRecord for q.record, then: an unsealed object that `slot` creates
@@ -139,6 +143,7 @@ class NcOwnerStore {
   uint64_t session_;
   region::HwLines lines_;
   Allocator alloc_;
+  Names names_;
   std::map<uint32_t, Client> clients_;
   std::set<uint32_t> pending_;  // records deleting, held by some table
   std::vector<gismo_id_t> changed_;

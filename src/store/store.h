@@ -51,6 +51,8 @@ class Store {
   // request is published. PROTOCOL if the slot's rings are impossible.
   Status UseNonCoherent(std::function<void()> wake);
   bool noncoherent() const { return nc_ != nullptr; }
+  // The non-coherent path (names). REQUIRES: noncoherent().
+  NcClientStore& nc() const { return *nc_; }
 
   // flags: gismo_create_flag_t bits (region::kObjectFlagsKnown).
   Status Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,

@@ -3,10 +3,11 @@
 # manager on node 0 owns the metadata and applies the requests that clients
 # on nodes 1-4 publish on their rings (waking it over TCP when it sleeps);
 # gets stay local. An object made on node 1 is read intact on nodes 2 and
-# 3; a get on node 3 that waits is woken by the seal on node 1; a delete
+# 3; a get on node 3 that waits is woken by the seal on node 1, and a wait
+# for a name by its bind; a delete
 # waits for the last holder on another node; a node killed while holding a
 # reference and an unsealed object is fenced and recovered by the owner;
-# what the mode does not serve yet says so.
+# what the mode does not serve yet (subscriptions) says so.
 # shellcheck source=tests/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 t_setup noncoherent --size 256MiB -- --coherence non-coherent
@@ -46,9 +47,19 @@ ok a2 "release big"
 gone() { agent a1 "stat big" && [[ $R == "err 3 "* ]]; }
 wait_for 20 "the owner to free 'big' after its last release" gone
 
+# A name: node 3 waits for it, node 1 binds it (the owner wakes the wait).
+agent_send a3 "waitname cfg - 60000"
+if agent_recv a3 1; then fail "waitname returned before the name was bound: $R"; fi
+ok a1 "id later"
+id_later=$(kv id)
+ok a1 "bind cfg later"
+agent_recv a3 30 || fail "waitname did not return within 30 s of the bind on node 1"
+echo "    [a3] waitname cfg - 60000 -> $R"
+expect_kv id "$id_later"
+expect_kv version 1
+ok a1 "unbind cfg"
+
 # Not served in this mode yet: a clear error, nothing else breaks.
-agent a1 "bind cfg later"
-[[ $R == "err 17 "* ]] || fail "bind in a non-coherent region should be UNSUPPORTED: $R"
 agent a1 "subscribe"
 [[ $R == "err 17 "* ]] || fail "subscribe in a non-coherent region should be UNSUPPORTED: $R"
 
