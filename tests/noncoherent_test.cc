@@ -122,7 +122,6 @@ TEST_F(NonCoherentServed, AWaitingGetIsWokenByTheSeal) {
 // What the mode does not serve yet says so; nothing else breaks.
 TEST_F(NonCoherentServed, WhatIsNotServedYetSaysSo) {
   Client c = Connect();
-  EXPECT_EQ(c.Subscribe().status().code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_EQ(c.Evict(1).status().code(), GISMO_ERR_UNSUPPORTED);
   EXPECT_EQ(c.Create(ObjectId::FromName("e"), 10, {}, GISMO_CREATE_EVICTABLE).status().code(),
             GISMO_ERR_UNSUPPORTED);
@@ -166,6 +165,40 @@ TEST_F(NonCoherentServed, NamesAreBoundLookedUpAndWaitedFor) {
   a.Disconnect();
   b.Disconnect();
   EXPECT_TRUE(Problems().empty());
+}
+
+// A subscriber sees what existed when it subscribed, then every seal and
+// delete the owner applies, in order (the owner appends the events and
+// wakes the subscriber).
+TEST_F(NonCoherentServed, SubscribersSeeTheOwnersEvents) {
+  Client a = Connect(), sub_client = Connect();
+  const ObjectId before = ObjectId::FromName("before"), x = ObjectId::FromName("x");
+  ASSERT_TRUE(a.Put(before, "b").ok());
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  auto next = [&] {
+    auto n = sub->Next(60000);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : Notification{GISMO_EVENT_OVERFLOW, ObjectId(), 0, 0, 0, 0, 0};
+  };
+  Notification n = next();
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(n.id, before) << "the initial listing";
+  EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+  ASSERT_TRUE(a.Put(x, "four").ok());
+  n = next();
+  EXPECT_EQ(n.event, GISMO_EVENT_SEALED);
+  EXPECT_EQ(n.id, x);
+  EXPECT_EQ(n.data_size, 4u);
+  ASSERT_TRUE(a.Delete(x).ok());
+  n = next();
+  EXPECT_EQ(n.event, GISMO_EVENT_DELETED);
+  EXPECT_EQ(n.id, x);
+  const uint64_t seq = n.seq;
+  ASSERT_TRUE(a.Delete(before).ok());
+  n = next();
+  EXPECT_EQ(n.id, before);
+  EXPECT_GT(n.seq, seq);
 }
 
 // A client that dies is fenced (its process confirmed gone by the manager on

@@ -193,7 +193,7 @@ ClientImpl::~ClientImpl() {
     // Same-node sealers stop sending to this slot (only a hint: they also
     // check the slot's session). A CAS: should the slot be another client's
     // by now, its token differs (another session) and stays.
-    if (notify_token_ != 0 && region_) {
+    if (notify_token_ != 0 && region_ && store_ && !store_->noncoherent()) {
       uint64_t mine = notify_token_;
       region_->slot(slot()).notify_token.compare_exchange_strong(mine, 0, std::memory_order_release,
                                                                  std::memory_order_relaxed);

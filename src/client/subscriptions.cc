@@ -124,9 +124,6 @@ void ClientImpl::WakeSubscribersDirectly() {
 }
 
 Status ClientImpl::Subscribe(int* fd) {
-  if (store_ && store_->noncoherent()) {
-    return store::NotServedNonCoherent("the event ring (subscriptions)");
-  }
   std::lock_guard<std::mutex> sub(sub_mu_);
   if (Status s = CheckAlive(); !s.ok()) return s;
   if (subscribed_) {
@@ -180,8 +177,13 @@ Status ClientImpl::Subscribe(int* fd) {
   }
   // Written before the token is published (release, below), which guards
   // them; armed from the start, as the fd may be polled before any Next.
-  region_->slot(slot()).notify_inet.store(inet, std::memory_order_relaxed);
-  region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
+  // A non-coherent region's slot header is the manager's line: there the
+  // owner's kNotify is the only wake-up (sealers wake nobody directly).
+  const bool direct = !store_->noncoherent();
+  if (direct) {
+    region_->slot(slot()).notify_inet.store(inet, std::memory_order_relaxed);
+    region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
+  }
   StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
@@ -199,9 +201,9 @@ Status ClientImpl::Subscribe(int* fd) {
   }
   // Published before the cursor is read (and the fence orders the two): an
   // event after the cursor finds the token and wakes us directly.
-  region_->slot(slot()).notify_token.store(notify_token_, std::memory_order_release);
+  if (direct) region_->slot(slot()).notify_token.store(notify_token_, std::memory_order_release);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+  cursor_ = store::EventHead(*region_);
   StoreRelease(cursor_seen_, cursor_);
   {
     std::lock_guard<std::mutex> op(op_mu_);
@@ -218,9 +220,9 @@ Status ClientImpl::Subscribe(int* fd) {
     });
     if (!listed.ok()) return listed;
   }
-  snapshot_end_ = region_->event_ring().head.load(std::memory_order_acquire);
+  snapshot_end_ = store::EventHead(*region_);
   subscribed_ = true;
-  if (!initial_.empty() || cursor_ < region_->event_ring().head.load(std::memory_order_acquire)) {
+  if (!initial_.empty() || cursor_ < store::EventHead(*region_)) {
     WakeSubscriber();
   }
   *fd = efd;
@@ -251,7 +253,7 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
         for (;;) {
           store::RingRead rr = store::ReadEvent(*region_, &cursor_, &ev);
           if (rr == store::RingRead::kOverflow) {
-            cursor_ = region_->event_ring().head.load(std::memory_order_acquire);
+            cursor_ = store::EventHead(*region_);
             StoreRelease(cursor_seen_, cursor_);
             initial_ids_.clear();
             window_sealed_.clear();
@@ -291,7 +293,9 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           Drain(efd);
           // Pairs with the producer's fence before it reads notify_armed:
           // either the second pass sees its event or it sees us armed.
-          region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
+          if (!store_->noncoherent()) {
+            region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
+          }
           std::atomic_thread_fence(std::memory_order_seq_cst);
         }
       }

@@ -576,7 +576,9 @@ void Manager::Impl::ServeRequests() {
     }
     applied += *got;
   }
-  for (const gismo_id_t& id : nc_owner_->TakeChanged()) WakeWaiters(id);
+  const std::vector<gismo_id_t> changed = nc_owner_->TakeChanged();
+  for (const gismo_id_t& id : changed) WakeWaiters(id);
+  if (!changed.empty()) NotifySubscribers();  // the owner appended their events
   const uint64_t now = MonotonicNs();
   if (applied > 0) {
     nc_idle_since_ns_ = now;

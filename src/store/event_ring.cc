@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/crash_point.h"
+#include "region/cache_lines.h"
 #include "store/index.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -183,13 +184,23 @@ void FinishDeadProducerEvents(const Region& r, uint32_t dead) {
   r.Persist(&ring.head, sizeof(Word));
 }
 
+uint64_t EventHead(const Region& r) {
+  Word& head = r.event_ring().head;
+  if (r.noncoherent()) region::InvalidateLines(&head, sizeof(head));
+  return head.load(std::memory_order_acquire);
+}
+
 RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
   const uint64_t cap = r.sb().event_ring_capacity;
   for (;;) {
-    const uint64_t head = r.event_ring().head.load(std::memory_order_acquire);
+    const uint64_t head = EventHead(r);
     if (*cursor >= head) return RingRead::kNothing;
     if (head - *cursor > cap) return RingRead::kOverflow;
     const EventEntry& e = r.event(*cursor);
+    // Non-coherent regions: the entry is one line that the owner writes
+    // whole, its state word last (published after the commit); the line
+    // read from memory carries every field stored before that word.
+    if (r.noncoherent()) region::InvalidateLines(&e, sizeof(e));
     const uint64_t s1 = e.seq.load(std::memory_order_acquire);
     if (!EventFinal(s1)) {
       if (EventWordIsFor(s1, *cursor)) return RingRead::kNothing;  // not yet published

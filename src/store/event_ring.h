@@ -65,6 +65,9 @@ struct RingEvent {
   region::EventReason reason = region::EventReason::kNone;
 };
 enum class RingRead { kEvent, kNothing, kOverflow };
+// The ring's head as memory holds it (acquire). In a non-coherent region
+// its line, which the owner writes, is invalidated first.
+uint64_t EventHead(const region::Region& r);
 // Reads the event at `cursor`, passing skipped entries (advancing the
 // cursor past what it returns or skips). kNothing: no event yet, or the one
 // at the cursor is not published yet. kOverflow: the reader was lapped;

@@ -3,6 +3,7 @@
 #include "common/check.h"
 #include "common/clock.h"
 #include "common/crash_point.h"
+#include "store/event_ring.h"
 #include "store/store.h"
 
 namespace gismo::store {
@@ -94,7 +95,8 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     for (int attempt = 0;; ++attempt) {
       Txn txn(r_, 0, session_, KindOf(q.op));
       uint32_t deleted = kNoRecord;
-      a = q.op == NcOp::kDelete ? Delete(q, txn, &deleted) : Apply(slot, q, txn);
+      event_ = nullptr;
+      a = q.op == NcOp::kDelete ? Delete(slot, q, txn, &deleted) : Apply(slot, q, txn);
       a.request_seq = seq;
       a.op = q.op;
       if (a.status == GISMO_OK) {
@@ -110,6 +112,7 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
           break;
         }
         c.requests.Committed(c.requests.taken());
+        PublishCommittedEvent();
         if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
           changed_.push_back(FromWords(q.id));
         } else if (q.op == NcOp::kBindName || q.op == NcOp::kSwapName ||
@@ -134,6 +137,23 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     SendAnswers(c);
   }
   return taken;
+}
+
+void NcOwnerStore::AppendEventOf(Txn& txn, uint32_t slot, EventKind kind, const Located& loc) {
+  const uint32_t node =
+      static_cast<uint32_t>(r_.slot(slot).node_id.load(std::memory_order_relaxed));
+  event_ = AppendEvent(txn, kind, node, IdOf(*loc.rec),
+                       loc.rec->sizes.load(std::memory_order_relaxed), &event_seq_);
+}
+
+void NcOwnerStore::PublishCommittedEvent() {
+  if (event_ == nullptr) return;
+  PublishEvent(event_, event_seq_);
+  // The entry (its state word last) and the head, for subscribers on
+  // other hosts (store::ReadEvent invalidates them).
+  r_.Persist(event_, sizeof(EventEntry));
+  r_.Persist(&r_.event_ring().head, sizeof(Word));
+  event_ = nullptr;
 }
 
 void NcOwnerStore::SendAnswers(Client& c) {
@@ -300,6 +320,7 @@ NcResponse NcOwnerStore::Seal(uint32_t slot, const NcRequest& q, Txn& txn) {
   OpenRecord(txn, *loc.rec);
   txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
   CloseRecord(txn, *loc.rec);
+  AppendEventOf(txn, slot, EventKind::kSealed, loc);
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   return a;
 }
@@ -335,7 +356,7 @@ NcResponse NcOwnerStore::Name(const NcRequest& q, Txn& txn) {
   return a;
 }
 
-NcResponse NcOwnerStore::Delete(const NcRequest& q, Txn& txn, uint32_t* deleted) {
+NcResponse NcOwnerStore::Delete(uint32_t slot, const NcRequest& q, Txn& txn, uint32_t* deleted) {
   NcResponse a;
   const gismo_id_t id = FromWords(q.id);
   Located loc;
@@ -365,6 +386,7 @@ NcResponse NcOwnerStore::Delete(const NcRequest& q, Txn& txn, uint32_t* deleted)
   txn.Write(loc.rec->info,
             PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
   CloseRecord(txn, *loc.rec);
+  AppendEventOf(txn, slot, EventKind::kDeleted, loc);
   *deleted = GlobalIndex(r_, loc.shard, loc.local);
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   return a;

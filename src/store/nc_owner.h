@@ -111,7 +111,11 @@ class NcOwnerStore {
   region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Abort(uint32_t slot, const region::NcRequest& q, Txn& txn);
-  region::NcResponse Delete(const region::NcRequest& q, Txn& txn, uint32_t* deleted);
+  region::NcResponse Delete(uint32_t slot, const region::NcRequest& q, Txn& txn, uint32_t* deleted);
+  // The seal's or delete's event (event_ring.h), appended in its Txn and
+  // published after the commit (PublishCommittedEvent).
+  void AppendEventOf(Txn& txn, uint32_t slot, region::EventKind kind, const Located& loc);
+  void PublishCommittedEvent();
   // Bind, swap (compare-and-swap) or unbind a name (names.h).
   region::NcResponse Name(const region::NcRequest& q, Txn& txn);
   // Locks the shard of record `global` and checks that it holds `id`.
@@ -147,6 +151,8 @@ class NcOwnerStore {
   std::map<uint32_t, Client> clients_;
   std::set<uint32_t> pending_;  // records deleting, held by some table
   std::vector<gismo_id_t> changed_;
+  region::EventEntry* event_ = nullptr;  // appended by the request being applied
+  uint64_t event_seq_ = 0;
   uint64_t last_sweep_ns_ = 0;
   NcOwnerStats stats_;
 };

@@ -4,10 +4,10 @@
 # on nodes 1-4 publish on their rings (waking it over TCP when it sleeps);
 # gets stay local. An object made on node 1 is read intact on nodes 2 and
 # 3; a get on node 3 that waits is woken by the seal on node 1, and a wait
-# for a name by its bind; a delete
-# waits for the last holder on another node; a node killed while holding a
-# reference and an unsealed object is fenced and recovered by the owner;
-# what the mode does not serve yet (subscriptions) says so.
+# for a name by its bind; a delete waits for the last holder on another
+# node; a subscriber on node 3 sees node 1's seal and delete; a node killed
+# while holding a reference and an unsealed object is fenced and recovered
+# by the owner.
 # shellcheck source=tests/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
 t_setup noncoherent --size 256MiB -- --coherence non-coherent
@@ -59,9 +59,17 @@ expect_kv id "$id_later"
 expect_kv version 1
 ok a1 "unbind cfg"
 
-# Not served in this mode yet: a clear error, nothing else breaks.
-agent a1 "subscribe"
-[[ $R == "err 17 "* ]] || fail "subscribe in a non-coherent region should be UNSUPPORTED: $R"
+# A subscriber on node 3 sees a seal on node 1.
+ok a3 "subscribe"
+drain() { agent a3 "next 0" && [[ $R == *"event=none"* ]]; }
+wait_for 20 "node 3's initial listing to be read" drain
+ok a1 "put news 4096"
+ok a3 "next 30000"
+expect_kv event sealed
+expect_kv node 1
+ok a1 "delete news"
+ok a3 "next 30000"
+expect_kv event deleted
 
 # Node 2 dies holding a reference and an unsealed object: fenced, then
 # recovered by the owner.
