@@ -119,13 +119,44 @@ TEST_F(NonCoherentServed, AWaitingGetIsWokenByTheSeal) {
   EXPECT_EQ(got->data()[4095], 0x42);
 }
 
-// What the mode does not serve yet says so; nothing else breaks.
-TEST_F(NonCoherentServed, WhatIsNotServedYetSaysSo) {
-  Client c = Connect();
-  EXPECT_EQ(c.Evict(1).status().code(), GISMO_ERR_UNSUPPORTED);
-  EXPECT_EQ(c.Create(ObjectId::FromName("e"), 10, {}, GISMO_CREATE_EVICTABLE).status().code(),
-            GISMO_ERR_UNSUPPORTED);
-  ASSERT_TRUE(c.Put(ObjectId::FromName("p"), "still works").ok());
+// Evictable objects: a create that does not fit makes the owner evict
+// unheld ones (CLOCK); one a client holds is never evicted; an explicit
+// evict and a touch are requests. An owned object goes with its creator.
+TEST_F(NonCoherentServed, EvictionAndOwnedObjects) {
+  Client a = Connect(), b = Connect();
+  const ObjectId kept = ObjectId::FromName("kept");
+  ASSERT_TRUE(a.Put(kept, "held by b", GISMO_CREATE_EVICTABLE).ok());
+  auto held = b.Get(kept, 0);
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(a.Touch(kept).ok());
+  const size_t mib = 1 << 20;
+  std::vector<uint8_t> block(4 * mib, 7);
+  int made = 0;
+  // Far more than the heap holds (64 MiB region): only eviction lets it.
+  for (int i = 0; i < 40; ++i) {
+    Status s =
+        a.Put(ObjectId::FromName("e" + std::to_string(i)), block, {}, GISMO_CREATE_EVICTABLE);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.ToString();
+    ++made;
+  }
+  EXPECT_EQ(made, 40);
+  auto usage = a.Usage();
+  ASSERT_TRUE(usage.ok());
+  EXPECT_GT(usage->evictions, 0u) << "some were evicted";
+  EXPECT_TRUE(*b.Contains(kept)) << "a held object is never evicted";
+  EXPECT_EQ(held->data()[0], 'h');
+  ASSERT_TRUE(held->Release().ok());
+  auto evicted = a.Evict(64 * mib);
+  ASSERT_TRUE(evicted.ok()) << evicted.status().ToString();
+  EXPECT_GT(*evicted, 0u);
+  // An owned object is deleted when its creator leaves.
+  const ObjectId owned = ObjectId::FromName("owned");
+  ASSERT_TRUE(b.Put(owned, "mine", GISMO_CREATE_OWNED).ok());
+  EXPECT_TRUE(*a.Contains(owned));
+  b.Disconnect();
+  while (a.Stat(owned).ok()) std::this_thread::yield();
+  a.Disconnect();
+  EXPECT_TRUE(Problems().empty());
 }
 
 // Names: changed by the owner on request, looked up locally under the

@@ -111,7 +111,12 @@ Status Store::EvictOne(uint32_t shard, uint32_t local, EvictResult* out) {
 }
 
 Status Store::Evict(const EvictTarget& want, EvictResult* out) {
-  if (nc_) return NotServedNonCoherent("eviction");
+  if (nc_) {
+    uint64_t evicted = 0;
+    Status s = nc_->Evict(want.bytes, &evicted);
+    out->bytes += evicted;
+    return s;
+  }
   const uint32_t rps = r_.records_per_shard();
   const bool one_shard = want.shard >= 0;
   if (one_shard && static_cast<uint64_t>(want.shard) >= r_.num_shards()) {
@@ -147,7 +152,7 @@ Status Store::Evict(const EvictTarget& want, EvictResult* out) {
 }
 
 Status Store::Touch(const gismo_id_t& id) {
-  if (nc_) return NotServedNonCoherent("touch (evictable objects)");
+  if (nc_) return nc_->Touch(id);
   Txn txn(r_, slot_, session_, OpKind::kTouch);
   Located loc;
   bool found = false;

@@ -89,7 +89,7 @@ Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse*
     case GISMO_ERR_OUT_OF_MEMORY:
       return Status(out->status, "no room for " + obj + " of " +
                                      FormatSize(q.data_size + q.metadata_size) +
-                                     " (eviction is not served in non-coherent regions yet)");
+                                     "; nothing could be evicted");
     case GISMO_ERR_LIMIT:
       return Status(out->status, "too many objects in the index hash to the same place as " +
                                      Hex(id) + "; choose ids that differ more, or delete some");
@@ -105,11 +105,6 @@ Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse*
 Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                              uint64_t metadata_size, uint32_t flags, void** data) {
   if (Status s = CheckCreateArgs(flags, data_size, metadata_size); !s.ok()) return s;
-  if (flags != 0) {
-    return Status(GISMO_ERR_UNSUPPORTED,
-                  "owned and evictable objects are not served in non-coherent regions yet "
-                  "(doc/noncoherent.md, section 11)");
-  }
   const IdWords x = ToWords(id);
   if (unsealed_.count(x) != 0) {
     return Status(GISMO_ERR_OBJECT_EXISTS, "object " + Hex(id) + " exists (being created)");
@@ -119,6 +114,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
   q.id = x;
   q.data_size = data_size;
   q.metadata_size = metadata_size;
+  q.create_flags = flags;
   NcResponse a;
   if (Status s = Call(q, id, &a); !s.ok()) return s;
   const uint64_t bytes = PadTo64(data_size) + metadata_size;
@@ -253,6 +249,25 @@ Status NcClientStore::Release(const gismo_id_t& id) {
 Status NcClientStore::Delete(const gismo_id_t& id) {
   NcRequest q;
   q.op = NcOp::kDelete;
+  q.id = ToWords(id);
+  NcResponse a;
+  return Call(q, id, &a);
+}
+
+Status NcClientStore::Evict(uint64_t bytes, uint64_t* evicted) {
+  *evicted = 0;
+  NcRequest q;
+  q.op = NcOp::kEvict;
+  q.bytes = bytes;
+  NcResponse a;
+  if (Status s = Call(q, gismo_id_t{}, &a); !s.ok()) return s;
+  *evicted = a.value;
+  return Status();
+}
+
+Status NcClientStore::Touch(const gismo_id_t& id) {
+  NcRequest q;
+  q.op = NcOp::kTouch;
   q.id = ToWords(id);
   NcResponse a;
   return Call(q, id, &a);

@@ -13,6 +13,8 @@
 //  - get: NcReader::Find (G0-G5): no request, no write to a line another
 //    host writes. release: the table entry, flushed.
 //  - contains, stat, list: reads under the seqlocks, no reference taken.
+//  - evict and touch: requests (a get sets no CLOCK bit here: it writes no
+//    line of the owner's).
 // Not thread-safe (Store's callers serialize).
 #ifndef GISMO_STORE_NC_CLIENT_H_
 #define GISMO_STORE_NC_CLIENT_H_
@@ -53,6 +55,11 @@ class NcClientStore {
   Status Release(const gismo_id_t& id);
   Status Delete(const gismo_id_t& id);
   Status Contains(const gismo_id_t& id, bool* contains);
+  // Asks the owner to evict `bytes` of unheld evictable objects; *evicted:
+  // the block bytes it evicted.
+  Status Evict(uint64_t bytes, uint64_t* evicted);
+  // Sets an evictable object's reference bit (a request: gets do not).
+  Status Touch(const gismo_id_t& id);
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
   // Every indexed object, each read under its record's seqlock.
   Status ForEach(const std::function<void(const gismo_object_info_t&)>& fn);

@@ -1,5 +1,7 @@
 #include "store/nc_owner.h"
 
+#include <algorithm>
+
 #include "common/check.h"
 #include "common/clock.h"
 #include "common/crash_point.h"
@@ -92,6 +94,17 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     ++taken;
     if (q.op == NcOp::kCreate) FreeDeletedId(q.id);
     NcResponse a;
+    if (q.op == NcOp::kEvict) {
+      // Its own Txns (one per object, as evict.cc); the head alone after.
+      a.request_seq = seq;
+      a.op = q.op;
+      a.value = Evict(q.bytes);
+      c.requests.Commit(c.requests.taken());
+      ++stats_.applied;
+      c.unsent.push_back(EncodeNcResponse(a));
+      SendAnswers(c);
+      continue;
+    }
     for (int attempt = 0;; ++attempt) {
       Txn txn(r_, 0, session_, KindOf(q.op));
       uint32_t deleted = kNoRecord;
@@ -126,8 +139,15 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
       }
       // A request that fails changes nothing: its head commits alone.
       txn.Rollback();
-      if (a.status == GISMO_ERR_OUT_OF_MEMORY && attempt == 0 && !pending_.empty() && Sweep() > 0) {
-        continue;
+      // A create that does not fit: first the deletes waiting for a sweep,
+      // then eviction of the region's evict share (evict.cc), then no.
+      if (a.status == GISMO_ERR_OUT_OF_MEMORY && q.op == NcOp::kCreate && attempt < 2) {
+        if (attempt == 0 && !pending_.empty() && Sweep() > 0) continue;
+        const uint64_t bytes = ((q.data_size + 63) & ~uint64_t{63}) + q.metadata_size;
+        if (Evict(std::max(Allocator::BlockSize(bytes), EvictShare())) > 0) {
+          attempt = 1;
+          continue;
+        }
       }
       c.requests.Commit(c.requests.taken());
       break;
@@ -179,8 +199,11 @@ NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
     case NcOp::kSwapName:
     case NcOp::kUnbindName:
       return Name(q, txn);
+    case NcOp::kTouch:
+      return Touch(q, txn);
     default: {
-      // Eviction and goodbye through the rings are not served yet
+      // Goodbye through the rings is not served (a client leaves through
+      // its connection); eviction is applied outside a request's Txn.
       // (doc/noncoherent.md, section 11): the client's library never sends
       // them, and a client that does learns so.
       NcResponse a;
@@ -225,10 +248,6 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   const gismo_id_t id = FromWords(q.id);
   const uint64_t bytes = ((q.data_size + 63) & ~uint64_t{63}) + q.metadata_size;
-  if ((q.create_flags & (kObjectFlagOwned | kObjectFlagEvictable)) != 0) {
-    a.status = GISMO_ERR_UNSUPPORTED;  // not served in this mode yet
-    return a;
-  }
   if (Allocator::BlockSize(bytes) > r_.heap_size()) {
     a.status = GISMO_ERR_OUT_OF_MEMORY;
     return a;
@@ -271,7 +290,11 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
       static_cast<uint32_t>(r_.slot(slot).node_id.load(std::memory_order_relaxed));
   OpenRecord(txn, rec);
   for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], q.id.w[k]);
-  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot, node, q.create_flags));
+  // An evictable object starts with its reference bit set (evict.cc, 3).
+  const uint32_t stored = (q.create_flags & kObjectFlagEvictable) != 0
+                              ? q.create_flags | kObjectFlagReferenced
+                              : q.create_flags;
+  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot, node, stored));
   txn.Write(rec.heap_offset, *off);
   txn.Write(rec.sizes, PackSizes(q.data_size, q.metadata_size));
   txn.Write(rec.create_time_ns, RealtimeNs());
@@ -354,6 +377,97 @@ NcResponse NcOwnerStore::Name(const NcRequest& q, Txn& txn) {
   }
   a.status = s.code();
   return a;
+}
+
+NcResponse NcOwnerStore::Touch(const NcRequest& q, Txn& txn) {
+  NcResponse a;
+  const gismo_id_t id = FromWords(q.id);
+  Located loc;
+  bool found = false;
+  if (!LockAndFind(txn, id, &found, &loc)) {
+    a.status = txn.failure().code();
+    return a;
+  }
+  const uint64_t info = found ? loc.rec->info.load(std::memory_order_relaxed) : 0;
+  if (!found || InfoState(info) == ObjectState::kDeleting) {
+    a.status = GISMO_ERR_OBJECT_NOT_FOUND;
+  } else if ((InfoFlags(info) & kObjectFlagEvictable) == 0) {
+    a.status = GISMO_OK;  // nothing to mark: it is never evicted
+  } else {
+    SetInfo(txn, *loc.rec, info | PackInfo(ObjectState::kFree, 0, 0, kObjectFlagReferenced));
+    a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
+  }
+  return a;
+}
+
+void NcOwnerStore::SetInfo(Txn& txn, ObjectRecord& rec, uint64_t info) {
+  if (rec.info.load(std::memory_order_relaxed) == info) return;
+  OpenRecord(txn, rec);
+  txn.Write(rec.info, info);
+  CloseRecord(txn, rec);
+}
+
+uint64_t NcOwnerStore::EvictShare() const {
+  uint64_t pct = r_.sb().evict_percent.load(std::memory_order_relaxed);
+  if (pct == 0 || pct > 100) pct = 20;
+  return r_.heap_size() / 100 * pct;
+}
+
+uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
+  // CLOCK over the records (evict.cc), by the owner alone: a record whose
+  // reference bit is set loses it; one found clear, sealed, evictable and
+  // in no table when the sweep began is marked deleting (O1, its event
+  // appended: reason evicted). Then one scan of the tables (O2), and the
+  // marked ones no table holds are freed (O3); one a reader took meanwhile
+  // waits in `pending_` for its release, like a delete.
+  const std::set<uint32_t> held_before = Referenced();
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  std::vector<uint32_t> marked;
+  uint64_t bytes = 0;
+  for (uint64_t step = 0; step < 2ull * records && bytes < want_bytes; ++step) {
+    const uint32_t g = static_cast<uint32_t>(evict_hand_++ % records);
+    ObjectRecord& rec = r_.record(g);
+    const uint64_t info = rec.info.load(std::memory_order_relaxed);
+    if (InfoState(info) != ObjectState::kSealed || (InfoFlags(info) & kObjectFlagEvictable) == 0 ||
+        held_before.count(g) != 0) {
+      continue;
+    }
+    Txn txn(r_, 0, session_, OpKind::kEvict);
+    if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
+    Located loc;
+    if (!FindByRecord(r_, g, &loc)) continue;
+    event_ = nullptr;
+    if ((InfoFlags(info) & kObjectFlagReferenced) != 0) {
+      SetInfo(txn, rec, info & ~PackInfo(ObjectState::kFree, 0, 0, kObjectFlagReferenced));
+    } else {
+      SetInfo(txn, rec,
+              PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
+      ShardHeader& sh = r_.shard(loc.shard);
+      txn.Write(sh.evictions, sh.evictions.load(std::memory_order_relaxed) + 1);
+      txn.Write(sh.evicted_bytes,
+                sh.evicted_bytes.load(std::memory_order_relaxed) +
+                    Allocator::BlockSize(BlockBytes(rec.sizes.load(std::memory_order_relaxed))));
+      const uint32_t node =
+          static_cast<uint32_t>(r_.slot(0).node_id.load(std::memory_order_relaxed));
+      event_ = AppendEvent(txn, EventKind::kDeleted, node, IdOf(rec),
+                           rec.sizes.load(std::memory_order_relaxed), &event_seq_,
+                           EventReason::kEvicted);
+    }
+    if (!txn.Commit().ok()) continue;
+    if (event_ != nullptr) {
+      PublishCommittedEvent();
+      changed_.push_back(IdOf(rec));
+      marked.push_back(g);
+      bytes += Allocator::BlockSize(BlockBytes(rec.sizes.load(std::memory_order_relaxed)));
+    }
+  }
+  if (marked.empty()) return 0;
+  const std::set<uint32_t> held = Referenced();
+  for (uint32_t g : marked) {
+    if (held.count(g) != 0 || !FreeIfUnheld(g, false)) pending_.insert(g);
+  }
+  stats_.evicted += marked.size();
+  return bytes;
 }
 
 NcResponse NcOwnerStore::Delete(uint32_t slot, const NcRequest& q, Txn& txn, uint32_t* deleted) {
@@ -532,6 +646,26 @@ Status NcOwnerStore::Recover(uint32_t slot) {
       ++stats_.freed;
       --i;  // the backward shift may have moved another slot into i
     }
+  }
+  // Its owned objects (GISMO_CREATE_OWNED) go with it: deleted, and freed
+  // once no other table holds them.
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  for (uint32_t g = 0; g < records; ++g) {
+    ObjectRecord& rec = r_.record(g);
+    const uint64_t info = rec.info.load(std::memory_order_relaxed);
+    if (InfoState(info) != ObjectState::kSealed || !InfoOwnedBy(info, slot)) continue;
+    Txn txn(r_, 0, session_, OpKind::kRecover);
+    if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) return txn.Commit();
+    Located loc;
+    if (!FindByRecord(r_, g, &loc)) continue;
+    event_ = nullptr;
+    SetInfo(txn, rec,
+            PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
+    AppendEventOf(txn, slot, EventKind::kDeleted, loc);
+    if (Status c = txn.Commit(); !c.ok()) return c;
+    PublishCommittedEvent();
+    changed_.push_back(IdOf(rec));
+    pending_.insert(g);
   }
   Sweep();
   return Status();

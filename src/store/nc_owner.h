@@ -54,6 +54,7 @@ struct NcOwnerStats {
   uint64_t applied = 0;  // requests applied (answered), failed ones included
   uint64_t freed = 0;    // objects freed (deletes, aborts, recoveries)
   uint64_t sweeps = 0;   // table scans
+  uint64_t evicted = 0;  // objects evicted
   uint64_t unsent = 0;   // answers waiting for room on a response ring now
 };
 
@@ -92,6 +93,14 @@ class NcOwnerStore {
   // rings emptied for the slot's next session. REQUIRES: the client is fenced
   // (doc/failure.md), its lines on its host written back or dropped (7.3).
   Status Recover(uint32_t slot);
+  // Evicts sealed, evictable objects no client holds (CLOCK, as evict.cc,
+  // with the free rule of nc_references.h) until `want_bytes` of blocks are
+  // evicted or two turns of the hand found nothing more; the block bytes
+  // evicted (an object a reader took meanwhile is freed at its release).
+  uint64_t Evict(uint64_t want_bytes);
+  // What a create that does not fit evicts at least: evict_percent of the
+  // heap.
+  uint64_t EvictShare() const;
   // What a successor owner finds: records left deleting by the previous
   // owner (freed by the next Sweep). Call once, before serving.
   void AdoptDeleting();
@@ -118,6 +127,10 @@ class NcOwnerStore {
   void PublishCommittedEvent();
   // Bind, swap (compare-and-swap) or unbind a name (names.h).
   region::NcResponse Name(const region::NcRequest& q, Txn& txn);
+  // Sets an evictable object's reference bit (CLOCK's second chance).
+  region::NcResponse Touch(const region::NcRequest& q, Txn& txn);
+  // The record's info word, under its seqlock. REQUIRES: its shard lock.
+  void SetInfo(Txn& txn, region::ObjectRecord& rec, uint64_t info);
   // Locks the shard of record `global` and checks that it holds `id`.
   Status LockRecord(Txn& txn, uint64_t global, const region::IdWords& id, Located* loc);
   // LockRecord for q.record, then: an unsealed object that `slot` creates
@@ -154,6 +167,7 @@ class NcOwnerStore {
   region::EventEntry* event_ = nullptr;  // appended by the request being applied
   uint64_t event_seq_ = 0;
   uint64_t last_sweep_ns_ = 0;
+  uint64_t evict_hand_ = 0;  // CLOCK's hand over the records (the owner's)
   NcOwnerStats stats_;
 };
 

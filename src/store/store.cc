@@ -55,12 +55,6 @@ Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_siz
   return Status();
 }
 
-Status NotServedNonCoherent(const char* what) {
-  return Status(GISMO_ERR_UNSUPPORTED, std::string(what) +
-                                           " is not served in non-coherent regions yet "
-                                           "(doc/noncoherent.md, section 11)");
-}
-
 void Store::FreeObjectData(Txn& txn, const ObjectRecord& rec) {
   // REQUIRES: the shard lock of the record's shard.
   GISMO_DCHECK(([&] {
@@ -508,6 +502,7 @@ Status Store::Usage(gismo_usage_t* out) const {
   });
   if (!listed.ok()) return listed;
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
+    if (nc_) region::InvalidateLines(&r_.shard(s), sizeof(ShardHeader));  // the owner's
     u.evictions += r_.shard(s).evictions.load(std::memory_order_relaxed);
     u.evicted_bytes += r_.shard(s).evicted_bytes.load(std::memory_order_relaxed);
   }

@@ -127,8 +127,6 @@ class Store {
 };
 
 void FillInfo(const region::ObjectRecord& rec, gismo_object_info_t* info);
-// UNSUPPORTED: `what` is not served in non-coherent regions yet.
-Status NotServedNonCoherent(const char* what);
 // INVALID_ARGUMENT if a create's flags or sizes are out of the format's
 // range, naming which.
 Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_size);
