@@ -90,6 +90,13 @@ TEST_F(NonCoherentServed, ObjectsGoFromOneClientToAnother) {
   auto info = writer.Stat(id);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->ref_count, 1u) << "the reader's";
+  auto clients = writer.Clients();
+  ASSERT_TRUE(clients.ok());
+  ASSERT_EQ(clients->size(), 2u);
+  const uint32_t reader_slot = reader.Identity()->slot;
+  for (const gismo_client_info_t& c : *clients) {
+    EXPECT_EQ(c.held_objects, c.client == reader_slot ? 1u : 0u) << "slot " << c.client;
+  }
   ASSERT_TRUE(writer.Delete(id).ok());
   EXPECT_EQ(writer.Stat(id)->state, GISMO_STATE_DELETING) << "the reader still holds it";
   ASSERT_TRUE(got->Release().ok());

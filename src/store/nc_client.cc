@@ -348,6 +348,17 @@ uint64_t NcClientStore::References(uint32_t record) {
   return refs;
 }
 
+uint64_t NcClientStore::HeldObjects(uint32_t slot) {
+  const uint32_t cap = r_.sb().held_capacity;
+  HeldEntry* t = r_.held(slot);
+  if (slot != slot_) lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
+  uint64_t n = 0;
+  for (uint32_t k = 0; k < cap; ++k) {
+    n += lines_.Load(NcWord(t[k].key)) != 0 && lines_.Load(NcWord(t[k].count)) != 0;
+  }
+  return n;
+}
+
 Status NcClientStore::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
   Snapshot snap;
   if (Status s = Peek(id, &snap); !s.ok()) return s;

@@ -60,6 +60,9 @@ class NcClientStore {
   Status Evict(uint64_t bytes, uint64_t* evicted);
   // Sets an evictable object's reference bit (a request: gets do not).
   Status Touch(const gismo_id_t& id);
+  // Objects client `slot`'s table holds (read from memory unless it is this
+  // client's own).
+  uint64_t HeldObjects(uint32_t slot);
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
   // Every indexed object, each read under its record's seqlock.
   Status ForEach(const std::function<void(const gismo_object_info_t&)>& fn);
@@ -105,6 +108,7 @@ class NcClientStore {
   Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
   // References every table holds on `record` (each table invalidated).
   uint64_t References(uint32_t record);
+
   // Runs `read` until it overlapped no change of the name table (its
   // version even and the same before and after); BUSY if the owner kept
   // changing it.

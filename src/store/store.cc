@@ -477,7 +477,10 @@ Status Store::ForEach(const std::function<void(const gismo_object_info_t&)>& fn)
 Status Store::Usage(gismo_usage_t* out) const {
   gismo_usage_t u{};
   // The owner writes the allocator's counters: read them from memory.
-  if (nc_) region::InvalidateLines(&r_.alloc(), sizeof(region::AllocatorHeader));
+  if (nc_) {
+    region::InvalidateLines(&r_.alloc(), sizeof(region::AllocatorHeader));
+    region::InvalidateLines(&r_.free_runs()[1], sizeof(region::FreeRunNode));  // the longest run
+  }
   HeapStats hs = alloc_.Stats();
   u.capacity_bytes = hs.capacity_bytes;
   u.used_bytes = hs.used_bytes;
@@ -524,6 +527,10 @@ Status Store::Usage(gismo_usage_t* out) const {
 void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>& fn) const {
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     const ClientSlotHeader& h = r_.slot(i);
+    // A non-coherent region: the header is the manager's line, and the
+    // count of held objects is the client's table itself (held_count is
+    // unused there).
+    if (nc_) region::InvalidateLines(&h, sizeof(h));
     if (SlotStateOf(h.state.load(std::memory_order_acquire)) != SlotState::kActive) {
       continue;
     }
@@ -533,7 +540,7 @@ void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>&
     info.client_id = h.client_id.load(std::memory_order_relaxed);
     info.pid = h.pid.load(std::memory_order_relaxed);
     info.connect_time_ns = h.connect_time_ns.load(std::memory_order_relaxed);
-    info.held_objects = h.held_count.load(std::memory_order_relaxed);
+    info.held_objects = nc_ ? nc_->HeldObjects(i) : h.held_count.load(std::memory_order_relaxed);
     fn(info);
   }
 }
