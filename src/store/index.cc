@@ -18,13 +18,11 @@ IdWords ToWords(const gismo_id_t& id) {
   return x;
 }
 
-namespace {
 bool SameId(const ObjectRecord& rec, const IdWords& x) {
   return rec.id[0].load(std::memory_order_relaxed) == x.w[0] &&
          rec.id[1].load(std::memory_order_relaxed) == x.w[1] &&
          rec.id[2].load(std::memory_order_relaxed) == x.w[2];
 }
-}  // namespace
 
 gismo_id_t IdOf(const ObjectRecord& rec) {
   uint64_t w[3] = {rec.id[0].load(std::memory_order_relaxed),

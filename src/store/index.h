@@ -23,6 +23,8 @@ uint64_t HashId(const gismo_id_t& id);
 region::IdWords ToWords(const gismo_id_t& id);
 gismo_id_t IdOf(const region::ObjectRecord& rec);
 gismo_id_t FromWords(const region::IdWords& x);
+// Whether record `rec` holds the id `x` (its words as the record keeps them).
+bool SameId(const region::ObjectRecord& rec, const region::IdWords& x);
 std::string Hex(const gismo_id_t& id);
 
 inline constexpr uint32_t kNoHashSlot = ~0u;

@@ -151,8 +151,7 @@ void Names::OpenTable(Txn& txn) const {
   // The table's seqlock (non-coherent regions): odd in memory before any
   // entry or slot line of this change can be.
   NameTableHeader& t = r_.names();
-  const uint64_t v = t.version.load(std::memory_order_relaxed);
-  txn.WriteVersion(t.version, ((v + 1) & ~uint64_t{1}) + 1);
+  txn.OpenVersion(t.version);
   r_.Persist(&t.version, sizeof(Word));
 }
 
@@ -169,7 +168,7 @@ void Names::CloseTable(Txn& txn, const NameEntry* entry, uint32_t first_slot,
   for (uint32_t n = 0; n < slots && n <= mask; ++n) {
     r_.Persist(&r_.name_slots()[(first_slot + n) & mask], sizeof(Word));
   }
-  txn.WriteVersion(t.version, t.version.load(std::memory_order_relaxed) + 1);
+  txn.CloseVersion(t.version);
   r_.Persist(&t.version, sizeof(Word));
 }
 

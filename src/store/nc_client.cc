@@ -14,8 +14,6 @@ using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 namespace {
 
-uint64_t PadTo64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
-
 NcView ViewOf(const Region& r) {
   const uint64_t stride = r.num_shards() > 1
                               ? static_cast<uint64_t>(reinterpret_cast<uint8_t*>(r.records(1)) -
@@ -117,7 +115,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
   q.create_flags = flags;
   NcResponse a;
   if (Status s = Call(q, id, &a); !s.ok()) return s;
-  const uint64_t bytes = PadTo64(data_size) + metadata_size;
+  const uint64_t bytes = BlockBytes(data_size, metadata_size);
   if (a.existed || !r_.ValidHeapBlock(a.heap_offset, bytes)) {
     return Status(GISMO_ERR_PROTOCOL,
                   "the owner answered a create of " + Hex(id) + " with a block outside the heap");
@@ -137,7 +135,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
   held_[x] = record;
   unsealed_[x] = Unsealed{record, a.heap_offset, bytes};
   uint8_t* block = r_.heap() + a.heap_offset;
-  if (metadata_size > 0) std::memcpy(block + PadTo64(data_size), metadata, metadata_size);
+  if (metadata_size > 0) std::memcpy(block + PaddedData(data_size), metadata, metadata_size);
   *data = block;
   return Status();
 }
@@ -227,7 +225,7 @@ Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
   out->found = true;
   out->buffer.data = block;
   out->buffer.data_size = o.data_size;
-  out->buffer.metadata = block + PadTo64(o.data_size);
+  out->buffer.metadata = block + PaddedData(o.data_size);
   out->buffer.metadata_size = o.metadata_size;
   return Status();
 }

@@ -36,17 +36,9 @@ OpKind KindOf(NcOp op) {
   }
 }
 
-uint64_t BlockBytes(uint64_t sizes) {
-  return ((SizesData(sizes) + 63) & ~uint64_t{63}) + SizesMeta(sizes);
-}
+uint64_t BlockBytesOf(uint64_t sizes) { return BlockBytes(SizesData(sizes), SizesMeta(sizes)); }
 
 Word& AsWord(uint64_t* w) { return *reinterpret_cast<Word*>(w); }
-
-bool SameId(const ObjectRecord& rec, const IdWords& x) {
-  return rec.id[0].load(std::memory_order_relaxed) == x.w[0] &&
-         rec.id[1].load(std::memory_order_relaxed) == x.w[1] &&
-         rec.id[2].load(std::memory_order_relaxed) == x.w[2];
-}
 
 }  // namespace
 
@@ -93,70 +85,68 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     if (!*got) break;
     ++taken;
     if (q.op == NcOp::kCreate) FreeDeletedId(q.id);
-    NcResponse a;
-    if (q.op == NcOp::kEvict) {
-      // Its own Txns (one per object, as evict.cc); the head alone after.
-      a.request_seq = seq;
-      a.op = q.op;
-      a.value = Evict(q.bytes);
-      c.requests.Commit(c.requests.taken());
-      ++stats_.applied;
-      c.unsent.push_back(EncodeNcResponse(a));
-      SendAnswers(c);
-      continue;
-    }
-    for (int attempt = 0;; ++attempt) {
-      Txn txn(r_, 0, session_, KindOf(q.op));
-      uint32_t deleted = kNoRecord;
-      event_ = nullptr;
-      a = q.op == NcOp::kDelete ? Delete(slot, q, txn, &deleted) : Apply(slot, q, txn);
-      a.request_seq = seq;
-      a.op = q.op;
-      if (a.status == GISMO_OK) {
-        // The request's consumption commits with its effects.
-        txn.Write(AsWord(c.requests.head_word()), c.requests.taken());
-        GISMO_CRASH_POINT("nc_owner.before_commit");
-        if (Status s = txn.Commit(); !s.ok()) {
-          a = NcResponse{};
-          a.request_seq = seq;
-          a.op = q.op;
-          a.status = s.code();
-          c.requests.Commit(c.requests.taken());
-          break;
-        }
-        c.requests.Committed(c.requests.taken());
-        PublishCommittedEvent();
-        if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
-          changed_.push_back(FromWords(q.id));
-        } else if (q.op == NcOp::kBindName || q.op == NcOp::kSwapName ||
-                   q.op == NcOp::kUnbindName) {
-          changed_.push_back(NameWatchId(q.name));
-        }
-        // O2 and O3 in the next sweep: one scan of the tables serves every
-        // delete since the last (a create of the same id does not wait).
-        if (deleted != kNoRecord) pending_.insert(deleted);
-        break;
-      }
-      // A request that fails changes nothing: its head commits alone.
-      txn.Rollback();
-      // A create that does not fit: first the deletes waiting for a sweep,
-      // then eviction of the region's evict share (evict.cc), then no.
-      if (a.status == GISMO_ERR_OUT_OF_MEMORY && q.op == NcOp::kCreate && attempt < 2) {
-        if (attempt == 0 && !pending_.empty() && Sweep() > 0) continue;
-        const uint64_t bytes = ((q.data_size + 63) & ~uint64_t{63}) + q.metadata_size;
-        if (Evict(std::max(Allocator::BlockSize(bytes), EvictShare())) > 0) {
-          attempt = 1;
-          continue;
-        }
-      }
-      c.requests.Commit(c.requests.taken());
-      break;
-    }
+    NcResponse a = q.op == NcOp::kEvict ? EvictRequest(c, q) : ApplyRequest(c, slot, q);
+    a.request_seq = seq;
+    a.op = q.op;
     ++stats_.applied;
     c.unsent.push_back(EncodeNcResponse(a));
     SendAnswers(c);
   }
   return taken;
+}
+
+NcResponse NcOwnerStore::EvictRequest(Client& c, const NcRequest& q) {
+  // Its own Txns (one per object, as evict.cc); the head alone after.
+  NcResponse a;
+  a.value = Evict(q.bytes);
+  c.requests.Commit(c.requests.taken());
+  return a;
+}
+
+NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest& q) {
+  NcResponse a;
+  for (int attempt = 0;; ++attempt) {
+    Txn txn(r_, 0, session_, KindOf(q.op));
+    uint32_t deleted = kNoRecord;
+    event_ = nullptr;
+    a = q.op == NcOp::kDelete ? Delete(slot, q, txn, &deleted) : Apply(slot, q, txn);
+    if (a.status == GISMO_OK) {
+      // The request's consumption commits with its effects.
+      txn.Write(AsWord(c.requests.head_word()), c.requests.taken());
+      GISMO_CRASH_POINT("nc_owner.before_commit");
+      if (Status s = txn.Commit(); !s.ok()) {
+        a = NcResponse{};
+        a.status = s.code();
+        c.requests.Commit(c.requests.taken());
+        return a;
+      }
+      c.requests.Committed(c.requests.taken());
+      PublishCommittedEvent();
+      if (q.op == NcOp::kSeal || q.op == NcOp::kAbort || q.op == NcOp::kDelete) {
+        changed_.push_back(FromWords(q.id));
+      } else if (q.op == NcOp::kBindName || q.op == NcOp::kSwapName || q.op == NcOp::kUnbindName) {
+        changed_.push_back(NameWatchId(q.name));
+      }
+      // O2 and O3 in the next sweep: one scan of the tables serves every
+      // delete since the last (a create of the same id does not wait).
+      if (deleted != kNoRecord) pending_.insert(deleted);
+      return a;
+    }
+    // A request that fails changes nothing: its head commits alone.
+    txn.Rollback();
+    // A create that does not fit: first the deletes waiting for a sweep,
+    // then eviction of the region's evict share (evict.cc), then no.
+    if (a.status == GISMO_ERR_OUT_OF_MEMORY && q.op == NcOp::kCreate && attempt < 2) {
+      if (attempt == 0 && !pending_.empty() && Sweep() > 0) continue;
+      const uint64_t bytes = BlockBytes(q.data_size, q.metadata_size);
+      if (Evict(std::max(Allocator::BlockSize(bytes), EvictShare())) > 0) {
+        attempt = 1;
+        continue;
+      }
+    }
+    c.requests.Commit(c.requests.taken());
+    return a;
+  }
 }
 
 void NcOwnerStore::AppendEventOf(Txn& txn, uint32_t slot, EventKind kind, const Located& loc) {
@@ -202,10 +192,9 @@ NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
     case NcOp::kTouch:
       return Touch(q, txn);
     default: {
-      // Goodbye through the rings is not served (a client leaves through
-      // its connection); eviction is applied outside a request's Txn.
-      // (doc/noncoherent.md, section 11): the client's library never sends
-      // them, and a client that does learns so.
+      // Goodbye through the rings is not served: a client leaves through
+      // its connection, and the library never sends one (kEvict is applied
+      // in Serve, outside a request's Txn).
       NcResponse a;
       a.status = GISMO_ERR_UNSUPPORTED;
       return a;
@@ -213,22 +202,17 @@ NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
   }
 }
 
-void NcOwnerStore::OpenRecord(Txn& txn, ObjectRecord& rec) {
-  // The next odd value above every value the version held.
-  const uint64_t v = rec.ref_count.load(std::memory_order_relaxed);
-  txn.WriteVersion(rec.ref_count, ((v + 1) & ~uint64_t{1}) + 1);
-}
+void NcOwnerStore::OpenRecord(Txn& txn, ObjectRecord& rec) { txn.OpenVersion(rec.ref_count); }
 
 void NcOwnerStore::CloseRecord(Txn& txn, ObjectRecord& rec) {
   // The record is one line: a write-back carries a prefix of its stores, so
   // memory never holds this even version with the words half written.
-  txn.WriteVersion(rec.ref_count, rec.ref_count.load(std::memory_order_relaxed) + 1);
+  txn.CloseVersion(rec.ref_count);
 }
 
 void NcOwnerStore::OpenIndex(Txn& txn, uint32_t shard) {
   ShardHeader& sh = r_.shard(shard);
-  const uint64_t v = sh.index_version.load(std::memory_order_relaxed);
-  txn.WriteVersion(sh.index_version, ((v + 1) & ~uint64_t{1}) + 1);
+  txn.OpenVersion(sh.index_version);
   // Odd in memory before any slot line can be written back.
   r_.Persist(&sh.index_version, sizeof(Word));
 }
@@ -240,14 +224,14 @@ void NcOwnerStore::CloseIndex(Txn& txn, uint32_t shard, uint32_t first_slot, uin
     r_.Persist(&slots[(first_slot + n) & mask], sizeof(Word));
   }
   ShardHeader& sh = r_.shard(shard);
-  txn.WriteVersion(sh.index_version, sh.index_version.load(std::memory_order_relaxed) + 1);
+  txn.CloseVersion(sh.index_version);
   r_.Persist(&sh.index_version, sizeof(Word));
 }
 
 NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   const gismo_id_t id = FromWords(q.id);
-  const uint64_t bytes = ((q.data_size + 63) & ~uint64_t{63}) + q.metadata_size;
+  const uint64_t bytes = BlockBytes(q.data_size, q.metadata_size);
   if (Allocator::BlockSize(bytes) > r_.heap_size()) {
     a.status = GISMO_ERR_OUT_OF_MEMORY;
     return a;
@@ -446,7 +430,7 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
       txn.Write(sh.evictions, sh.evictions.load(std::memory_order_relaxed) + 1);
       txn.Write(sh.evicted_bytes,
                 sh.evicted_bytes.load(std::memory_order_relaxed) +
-                    Allocator::BlockSize(BlockBytes(rec.sizes.load(std::memory_order_relaxed))));
+                    Allocator::BlockSize(BlockBytesOf(rec.sizes.load(std::memory_order_relaxed))));
       const uint32_t node =
           static_cast<uint32_t>(r_.slot(0).node_id.load(std::memory_order_relaxed));
       event_ = AppendEvent(txn, EventKind::kDeleted, node, IdOf(rec),
@@ -458,7 +442,7 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
       PublishCommittedEvent();
       changed_.push_back(IdOf(rec));
       marked.push_back(g);
-      bytes += Allocator::BlockSize(BlockBytes(rec.sizes.load(std::memory_order_relaxed)));
+      bytes += Allocator::BlockSize(BlockBytesOf(rec.sizes.load(std::memory_order_relaxed)));
     }
   }
   if (marked.empty()) return 0;
@@ -512,7 +496,7 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
   ObjectRecord& rec = *loc.rec;
   const uint64_t sizes = rec.sizes.load(std::memory_order_relaxed);
   const uint64_t off = rec.heap_offset.load(std::memory_order_relaxed);
-  if (!r_.ValidHeapBlock(off, BlockBytes(sizes))) {
+  if (!r_.ValidHeapBlock(off, BlockBytesOf(sizes))) {
     txn.Fail(r_.Corrupt("object " + Hex(IdOf(rec)) + " has a block outside the heap"));
     return;
   }

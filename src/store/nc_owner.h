@@ -116,6 +116,12 @@ class NcOwnerStore {
     std::deque<region::RequestPayload> unsent;
   };
 
+  // One request taken off `c`'s ring, applied, its head committed: in one
+  // Txn with its effects (retried after a sweep or an eviction when a
+  // create does not fit), or alone if it failed; an evict in Txns of its
+  // own. The answer, without its seq and op.
+  region::NcResponse ApplyRequest(Client& c, uint32_t slot, const region::NcRequest& q);
+  region::NcResponse EvictRequest(Client& c, const region::NcRequest& q);
   region::NcResponse Apply(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);

@@ -13,16 +13,6 @@ namespace gismo::store {
 
 using namespace region;  // NOLINT: layout names are this file's vocabulary
 
-namespace {
-
-constexpr uint64_t AlignUp64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
-
-uint64_t BlockBytes(uint64_t data_size, uint64_t meta_size) {
-  return AlignUp64(data_size) + meta_size;
-}
-
-}  // namespace
-
 Store::Store(const Region& r, uint32_t slot, uint64_t session, uint32_t node)
     : r_(r), alloc_(r), slot_(slot), session_(session), node_(node) {}
 
@@ -183,7 +173,7 @@ Status Store::CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* m
   GISMO_CRASH_POINT("create.before_commit");
   if (Status s = txn.Commit(); !s.ok()) return s;
   uint8_t* block = r_.heap() + *off;
-  if (metadata_size > 0) std::memcpy(block + AlignUp64(data_size), metadata, metadata_size);
+  if (metadata_size > 0) std::memcpy(block + PaddedData(data_size), metadata, metadata_size);
   *data = block;
   return Status();
 }
@@ -314,7 +304,7 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   out->found = true;
   out->buffer.data = block;
   out->buffer.data_size = SizesData(sizes);
-  out->buffer.metadata = block + AlignUp64(SizesData(sizes));
+  out->buffer.metadata = block + PaddedData(SizesData(sizes));
   out->buffer.metadata_size = SizesMeta(sizes);
   return Status();
 }

@@ -127,6 +127,14 @@ class Store {
 };
 
 void FillInfo(const region::ObjectRecord& rec, gismo_object_info_t* info);
+// An object's heap block holds its data, padded to a cache line, then its
+// metadata (layout.h): where the metadata starts, and the bytes in all.
+inline constexpr uint64_t PaddedData(uint64_t data_size) {
+  return (data_size + 63) & ~uint64_t{63};
+}
+inline constexpr uint64_t BlockBytes(uint64_t data_size, uint64_t metadata_size) {
+  return PaddedData(data_size) + metadata_size;
+}
 // INVALID_ARGUMENT if a create's flags or sizes are out of the format's
 // range, naming which.
 Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_size);

@@ -97,6 +97,16 @@ class Txn {
   // value a reader may have seen (region::UndoneVersion). REQUIRES: value >
   // the word's current value.
   void WriteVersion(region::Word& word, uint64_t value);
+  // The seqlock's bracket around a write of the words it guards:
+  // OpenVersion makes `word` the next odd value above every value it held
+  // (odd already only if a writer died mid-write), CloseVersion the even
+  // value after it.
+  void OpenVersion(region::Word& word) {
+    WriteVersion(word, ((word.load(std::memory_order_relaxed) + 1) & ~uint64_t{1}) + 1);
+  }
+  void CloseVersion(region::Word& word) {
+    WriteVersion(word, word.load(std::memory_order_relaxed) + 1);
+  }
   // Bits [first, first + n) of `bitmap`, all 0 now, become 1.
   void SetBits(region::Word* bitmap, uint64_t first, uint64_t n);
   // Bits [first, first + n), all 1 now, become 0.
