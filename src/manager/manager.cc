@@ -1377,8 +1377,10 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   m.conn = s;
   auto [it, _] = members_.emplace(slot, std::move(m));
   TryWatchLocal(it->second, s);
-  SendWelcome(s, slot, session, client_id, hello.node_id);
+  // Counted before the welcome: a client that has its welcome finds itself
+  // counted (AdmissionTest reads the count right after Connect returns).
   IncrementRelaxed(stats_.clients_joined);
+  SendWelcome(s, slot, session, client_id, hello.node_id);
   spdlog::info("{} joined{}", s->Describe(), it->second.pidfd ? "" : " (remote)");
 }
 
@@ -1412,8 +1414,8 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   if (nc_owner_) nc_owner_->Admit(m.slot, m.session);
   m.describe = s->Describe();
   TryWatchLocal(m, s);
+  IncrementRelaxed(stats_.clients_reattached);  // before the welcome, as a join
   SendWelcome(s, m.slot, m.session, m.client_id, m.node);
-  IncrementRelaxed(stats_.clients_reattached);
   spdlog::info("{} re-attached", s->Describe());
 }
 
