@@ -160,7 +160,7 @@ class ApiProcessTest : public ::testing::Test {
     std::thread getter([&] { got = client_.Get(later, 60000); });
     auto region = region::Region::Open(mgr_.region());
     ASSERT_TRUE(region.ok()) << region.status().ToString();
-    while ((*region)->sb().waiters.load(std::memory_order_acquire) == 0) {
+    while (testing::ReadShared(**region, (*region)->sb().waiters) == 0) {
       std::this_thread::yield();
     }
     ASSERT_TRUE(producer.Put(later, "later").ok());
@@ -192,7 +192,7 @@ TEST_F(ApiProcessTest, BlockingGetWakesOnSealFromAnotherProcess) {
   auto region = region::Region::Open(mgr_.region());
   ASSERT_TRUE(region.ok()) << region.status().ToString();
   int status = 0;
-  while ((*region)->sb().waiters.load() == 0) {
+  while (testing::ReadShared(**region, (*region)->sb().waiters) == 0) {
     ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the waiting child died: " << status;
     std::this_thread::yield();
   }
@@ -203,7 +203,8 @@ TEST_F(ApiProcessTest, BlockingGetWakesOnSealFromAnotherProcess) {
   ASSERT_TRUE(b->SealAndRelease().ok());
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  while ((*region)->sb().waiters.load() != 0) std::this_thread::yield();  // wait cancelled
+  while (testing::ReadShared(**region, (*region)->sb().waiters) != 0)
+    std::this_thread::yield();  // wait cancelled
 }
 
 TEST_F(ApiProcessTest, KilledClientIsCleanedUp) {

@@ -219,7 +219,7 @@ class WaitNameTest : public NamesTest {
   // Returns once some wait is registered with the manager (bounded: a wait
   // that never registers fails the test at ctest's timeout).
   void AwaitRegisteredWait() {
-    while (region_->sb().waiters.load(std::memory_order_acquire) == 0) std::this_thread::yield();
+    while (testing::ReadShared(*region_, region_->sb().waiters) == 0) std::this_thread::yield();
   }
   std::unique_ptr<region::Region> region_;
 };
@@ -237,7 +237,7 @@ TEST_F(WaitNameTest, ChangeBeforeTheWaitReturnsAtOnce) {
   got = client_.WaitName("ckpt", nullptr, 0);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(ObjectId(got->id), b);
-  EXPECT_EQ(region_->sb().waiters.load(), 0u);  // never registered
+  EXPECT_EQ(testing::ReadShared(*region_, region_->sb().waiters), 0u);  // never registered
 }
 
 TEST_F(WaitNameTest, TimesOutWhileUnchanged) {
@@ -250,7 +250,7 @@ TEST_F(WaitNameTest, TimesOutWhileUnchanged) {
   got = client_.WaitName("never-bound", nullptr, 50);
   EXPECT_EQ(got.status().code(), GISMO_ERR_TIMEOUT) << got.status().ToString();
   // The timed-out waits are cancelled: nothing stays registered.
-  while (region_->sb().waiters.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  while (testing::ReadShared(*region_, region_->sb().waiters) != 0) std::this_thread::yield();
 }
 
 TEST_F(WaitNameTest, SwapByAnotherClientWakesTheWaiter) {

@@ -75,6 +75,8 @@ class NcStoreTest : public RegionFixture {
     if (!owner_thread_.joinable()) return;
     stop_.store(true, std::memory_order_release);
     owner_thread_.join();
+    // The owner role may move to another host (a forked child) now.
+    region_->FlushMetadata();
   }
   // Writes `n` bytes of `fill` as object id, seals it.
   void Put(Store& s, const gismo_id_t& id, uint64_t n, uint8_t fill) {
@@ -317,7 +319,9 @@ class NcOwnerDeathTest : public NcStoreTest {
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_EQ(ExitCode(status), 77) << "the owner did not die at " << point;
-    // The successor: slot 0's next session, after the undo of its log.
+    // The successor: slot 0's next session, after the undo of its log,
+    // reading what the dead owner flushed (this host cached older lines).
+    region_->InvalidateMetadata();
     store::UndoDeadClient(*region_, 0);
     region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 2));
     owner_ = std::make_unique<NcOwnerStore>(*region_, 2);
@@ -372,7 +376,8 @@ TEST_F(NcOwnerDeathTest, ADeleteCommittedButNotFreedIsFreedBySuccessor) {
   // The delete is answered; the owner dies in the sweep that frees it.
   DieAt("nc_owner.free_before_commit", [&] { EXPECT_TRUE(a->Delete(y).ok()); });
   gismo_object_info_t info;
-  ASSERT_TRUE(a->Stat(y, &info).ok());
+  Status st = a->Stat(y, &info);
+  ASSERT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(info.state, GISMO_STATE_DELETING) << "the mark committed, the free did not";
   EXPECT_EQ(FreePages(), free_after_put);
   EXPECT_EQ(owner_->Sweep(), 1u);

@@ -19,6 +19,7 @@
 #include "region/nc_requests.h"
 #include "region/region.h"
 #include "region/request_ring.h"
+#include "region/view_sim.h"
 #include "testing/in_process_manager.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
@@ -108,6 +109,45 @@ TEST_F(NonCoherentServed, ObjectsGoFromOneClientToAnother) {
   writer.Disconnect();
   reader.Disconnect();
   EXPECT_TRUE(Problems().empty());
+}
+
+// In the simulator build (GISMO_NONCOHERENT_SIM, region/view_sim.h) every
+// client and the manager is a host with its own write-back cache of the
+// region: the creator's flush before the seal and the reader's invalidate
+// before its first read of the data (G5) are what carry the bytes across.
+// Without either, the reader sees what its cache or memory held before (the
+// test-build knob GISMO_NC_FAULT removes one).
+TEST_F(NonCoherentServed, TheSimulatorShowsAMissingFlushOrInvalidate) {
+  if (!region::view_sim::kEnabled) {
+    GTEST_SKIP() << "needs the simulator build (cmake -DGISMO_NONCOHERENT_SIM=ON)";
+  }
+  auto wrong_bytes = [&](const char* fault, uint8_t seed) -> size_t {
+    if (fault != nullptr) setenv("GISMO_NC_FAULT", fault, 1);
+    // The reader's cache holds the heap as memory holds it now.
+    Client writer = Connect(), reader = Connect();
+    unsetenv("GISMO_NC_FAULT");
+    const ObjectId id = ObjectId::FromName("sim-" + std::to_string(seed));
+    const auto bytes = Pattern(64 << 10, seed);
+    auto buf = writer.Create(id, bytes.size());
+    EXPECT_TRUE(buf.ok()) << buf.status().ToString();
+    if (!buf.ok()) return 0;
+    std::memcpy(buf->data(), bytes.data(), bytes.size());
+    EXPECT_TRUE(buf->SealAndRelease().ok());
+    auto got = reader.Get(id, 0);
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    if (!got.ok()) return 0;
+    size_t wrong = 0;
+    for (size_t i = 0; i < bytes.size(); ++i) wrong += got->data()[i] != bytes[i];
+    EXPECT_TRUE(got->Release().ok());
+    EXPECT_TRUE(writer.Delete(id).ok());
+    writer.Disconnect();
+    reader.Disconnect();
+    return wrong;
+  };
+  EXPECT_EQ(wrong_bytes(nullptr, 1), 0u) << "flushed, then invalidated: the reader sees the bytes";
+  EXPECT_GT(wrong_bytes("skip-seal-flush", 2), 0u) << "the bytes stayed in the creator's cache";
+  EXPECT_GT(wrong_bytes("skip-data-invalidate", 3), 0u) << "the reader read its stale copy";
+  EXPECT_EQ(wrong_bytes(nullptr, 4), 0u);
 }
 
 // A get that waits is woken when the owner applies the seal.

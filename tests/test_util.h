@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "region/cache_lines.h"
 #include "region/region.h"
 #include "store/index.h"
 #include "testing/manager_process.h"
@@ -63,11 +64,19 @@ inline ManagerProcess StartManagerProcess(std::vector<std::string> extra_args = 
 // Waits until some client's blocking get of `id` is registered with the
 // manager (the shard of `id` counts a waiter in `region`); false after
 // timeout_s.
+// A word other processes write, read as memory holds it: in a non-coherent
+// region (every process a host of its own in the simulator build) after an
+// invalidate of its line.
+inline uint64_t ReadShared(const region::Region& region, const region::Word& w) {
+  if (region.noncoherent()) region::InvalidateLines(&w, sizeof w);
+  return w.load(std::memory_order_acquire);
+}
+
 inline bool WaitForGetWaiter(const region::Region& region, const ObjectId& id,
                              double timeout_s = 20) {
   const region::ShardHeader& shard = region.shard(region.ShardOf(store::HashId(id.c_id())));
   const double t0 = MonotonicS();
-  while (shard.waiters.load(std::memory_order_acquire) == 0) {
+  while (ReadShared(region, shard.waiters) == 0) {
     if (MonotonicS() - t0 > timeout_s) return false;
     usleep(1000);
   }

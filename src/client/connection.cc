@@ -12,6 +12,7 @@
 #include "common/atomic.h"
 #include "fence/process.h"
 #include "protocol/handshake.h"
+#include "region/cache_lines.h"
 
 namespace gismo::client {
 
@@ -45,6 +46,9 @@ protocol::Mac ProveRegion(const region::Region& r, const protocol::Nonce& server
                           const protocol::Nonce& client) {
   // Acquire: pairs with the manager's release store before its Access.
   const region::ClientSlotHeader& m = r.slot(0);
+  // A non-coherent region: this host may hold the line as an earlier
+  // manager wrote it (a re-attach after a restart).
+  if (r.noncoherent()) region::InvalidateLines(&m.admission_secret, sizeof m.admission_secret);
   const uint64_t secret[2] = {m.admission_secret[0].load(std::memory_order_acquire),
                               m.admission_secret[1].load(std::memory_order_acquire)};
   return protocol::RegionProof(secret, server, client);

@@ -28,6 +28,7 @@
 #include "manager/recovery.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
+#include "region/cache_lines.h"
 #include "region/owner_sleep.h"
 #include "store/event_ring.h"
 #include "store/index.h"
@@ -227,6 +228,9 @@ class Manager::Impl {
                    uint64_t client_id, uint32_t node);
   void HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id, protocol::Reader& r);
   void CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_id);
+  // A waiter counter (diagnostics in a non-coherent region, where nothing
+  // else reads it) flushed so that other hosts read what it says.
+  void PublishCounter(const region::Word& w) const;
   void WakeWaiters(const gismo_id_t& id);
   void WakeAllWaiters();
   region::ShardHeader& ShardOf(const gismo_id_t& id) const {
@@ -497,6 +501,9 @@ Status Manager::Impl::OpenRegion() {
   if (!epoch.ok()) return epoch.status();
   epoch_ = *epoch;
   if (!how.empty()) spdlog::warn("took over the region: {}", how);
+  // The previous owner is fenced: what it flushed is in memory, and this
+  // host reads it afresh (non-coherent regions).
+  region_->InvalidateMetadata();
   // Our own slot: the previous manager (fenced now) may have died inside a
   // transaction.
   region::ClientSlotHeader& me = region_->slot(kManagerSlot);
@@ -720,7 +727,10 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
 }
 
 bool Manager::Impl::LeftInRegion(const Member& m) const {
-  return region_->slot(m.slot).departed.load(std::memory_order_acquire) == m.session;
+  const region::Word& departed = region_->slot(m.slot).departed;
+  // The client writes it (its own line in a non-coherent region).
+  if (region_->noncoherent()) region::InvalidateLines(&departed, sizeof departed);
+  return departed.load(std::memory_order_acquire) == m.session;
 }
 
 bool Manager::Impl::RecoverIfLeftInRegion(Member& m) {
@@ -1470,9 +1480,11 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
     waits_by_id_[keys.back()].emplace_back(s, wait_id);
     // Raised before the ack: see ClientImpl::NotifyIfWatched.
     ShardOf(id).waiters.fetch_add(1, std::memory_order_seq_cst);
+    PublishCounter(ShardOf(id).waiters);
   }
   s->waits.emplace(wait_id, std::move(keys));
   region_->sb().waiters.fetch_add(1, std::memory_order_seq_cst);
+  PublishCounter(region_->sb().waiters);
   s->Send(protocol::Writer().Frame(MsgType::kWaitAck, wait_id));
 }
 
@@ -1483,6 +1495,7 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
     gismo_id_t id;
     std::memcpy(id.bytes, key.data(), GISMO_ID_SIZE);
     ShardOf(id).waiters.fetch_sub(1, std::memory_order_seq_cst);
+    PublishCounter(ShardOf(id).waiters);
     auto w = waits_by_id_.find(key);
     if (w == waits_by_id_.end()) continue;
     auto& v = w->second;
@@ -1499,6 +1512,11 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
   total_wait_ids_ -= cost;
   s->waits.erase(it);
   region_->sb().waiters.fetch_sub(1, std::memory_order_seq_cst);
+  PublishCounter(region_->sb().waiters);
+}
+
+void Manager::Impl::PublishCounter(const region::Word& w) const {
+  if (region_->noncoherent()) region::FlushLines(&w, sizeof w);
 }
 
 void Manager::Impl::CloseMemberSession(const std::shared_ptr<Session>& s) {
@@ -1777,7 +1795,12 @@ void Manager::Impl::Shutdown() {
   for (auto& [slot, m] : members_) m.pidfd.reset();
   // Clients keep their slots and re-attach to the next manager; sealed
   // objects stay. The next manager need not wait for our lease to run out.
-  if (region_ && !LoadRelaxed(superseded_)) ReleaseManagerLease(*region_, epoch_);
+  // A non-coherent region's owner flushes every line it wrote first (a
+  // superseded one writes nothing more).
+  if (region_ && !LoadRelaxed(superseded_)) {
+    region_->FlushMetadata();
+    ReleaseManagerLease(*region_, epoch_);
+  }
   io_.stop();
 }
 

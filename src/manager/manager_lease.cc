@@ -123,8 +123,10 @@ bool BeatManagerLease(const region::Region& r, uint64_t epoch) {
 
 void ReleaseManagerLease(const region::Region& r, uint64_t epoch) {
   uint64_t expected = epoch;
-  r.sb().manager_owner.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
-                                               std::memory_order_relaxed);
+  if (r.sb().manager_owner.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
+                                                   std::memory_order_relaxed)) {
+    r.Persist(&r.sb().manager_owner, sizeof(region::Word));
+  }
 }
 
 }  // namespace gismo::manager

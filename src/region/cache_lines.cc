@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "region/view_sim.h"
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -81,6 +83,10 @@ const char* FlushInsnName(FlushInsn f) {
 }
 
 void FlushLines(const void* p, uint64_t n) {
+  if (view_sim::Flush(p, n)) {  // a simulator build's simulated region
+    std::atomic_thread_fence(std::memory_order_release);
+    return;
+  }
 #if defined(__x86_64__)
   if (n != 0) Lines(g_insns.flush, p, n);
   _mm_sfence();
@@ -91,6 +97,10 @@ void FlushLines(const void* p, uint64_t n) {
 }
 
 void InvalidateLines(const void* p, uint64_t n) {
+  if (view_sim::Invalidate(p, n)) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return;
+  }
 #if defined(__x86_64__)
   if (n != 0) Lines(g_insns.invalidate, p, n);
 #endif

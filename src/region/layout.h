@@ -100,9 +100,8 @@ inline constexpr uint64_t kMaxMetadataSize = (1ull << 24) - 1;
 
 enum class CoherenceMode : uint32_t {
   kCoherent = 1,     // one host, or hardware-coherent CXL 3: clients mutate
-  kNonCoherent = 2,  // CXL 2.0: one writer per line; designed in
-                     // doc/noncoherent.md, not served yet (Region.h,
-                     // NonCoherentRefusal)
+  kNonCoherent = 2,  // CXL 2.0: one writer per line, explicit flushes and
+                     // invalidates (doc/noncoherent.md)
 };
 // The name of Superblock::coherence_mode, for status, metrics and messages.
 inline constexpr const char* CoherenceModeName(uint32_t mode) {

@@ -22,6 +22,7 @@
 #include "common/clock.h"
 #include "region/cache_lines.h"
 #include "region/free_runs.h"
+#include "region/view_sim.h"
 #ifdef GISMO_CRASH_POINTS
 #include "region/persist_sim.h"
 #endif
@@ -167,6 +168,11 @@ std::string VolatileMedium(int fd) {
 
 void Region::SetUpPersist() {
   persist_mode_ = PersistMode::kNone;
+  if (simulated_) {
+    // The simulator's flush is the only way its writes reach the device.
+    persist_mode_ = PersistMode::kFlush;
+    return;
+  }
   if (!durable()) {
     // A non-coherent region's writers flush what they write: the persist
     // barriers of the Txn and the manager are the order other hosts and a
@@ -233,6 +239,14 @@ void Region::PersistSlow(uint64_t offset, uint64_t length) const {
 #endif
       return;
   }
+}
+
+void Region::InvalidateMetadata() const {
+  if (noncoherent()) InvalidateLines(base_, sb_->heap_offset);
+}
+
+void Region::FlushMetadata() const {
+  if (noncoherent()) FlushLines(base_, sb_->heap_offset);
 }
 
 FormatOptions ResolveDefaults(FormatOptions o) {
@@ -358,7 +372,11 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
 
 Region::~Region() {
   if (read_view_) munmap(read_view_, map_len_);
-  if (map_start_) munmap(map_start_, map_len_);
+  if (simulated_) {
+    view_sim::Unmap(map_start_);
+  } else if (map_start_) {
+    munmap(map_start_, map_len_);
+  }
   if (fd_ >= 0) close(fd_);
 }
 
@@ -367,10 +385,23 @@ Status Region::Corrupt(const std::string& what) const {
                 "region '" + path_ + "' is corrupt: " + what + " (gismo-fsck lists every problem)");
 }
 
-Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size) {
-  auto m = MapAligned(path, fd, size, PROT_READ | PROT_WRITE);
-  if (!m.ok()) return m.status();
+Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size,
+                                            CoherenceMode coherence) {
   std::unique_ptr<Region> region(new Region());
+  Result<uint8_t*> m = nullptr;
+  if (view_sim::kEnabled && coherence == CoherenceMode::kNonCoherent) {
+    // A simulator build: this process is a host of its own with a private
+    // cache of the region (region/view_sim.h).
+    struct stat st {};
+    uint64_t align = kHeapAlign, dax_size = 0;
+    if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
+    if (uint8_t* view = view_sim::Map(fd, size, std::max<uint64_t>(align, kHeapAlign))) {
+      m = view;
+      region->simulated_ = true;
+    }
+  }
+  if (!region->simulated_) m = MapAligned(path, fd, size, PROT_READ | PROT_WRITE);
+  if (!m.ok()) return m.status();
   region->path_ = path;
   region->fd_ = fd;
   region->base_ = *m;
@@ -432,7 +463,9 @@ void Region::PopulateForRead(const void* p, uint64_t n) const {
 }
 
 Status Region::MapReadView() {
-  if (read_view_) return Status();
+  // A simulated host reads its cache: a second mapping of the file would
+  // read memory itself, past the simulator.
+  if (read_view_ || simulated_) return Status();
   auto m = MapAligned(path_, fd_, map_len_, PROT_READ);
   if (!m.ok()) return m.status();
   read_view_ = *m;
@@ -581,7 +614,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   }
   uint64_t size = head.region_size;
   if (size < kMinRegionSize || size > file_size) size = file_size;
-  auto r = Map(path, fd, size);
+  auto r = Map(path, fd, size, static_cast<CoherenceMode>(head.coherence_mode));
   if (!r.ok()) {
     close(fd);
     return r.status();
@@ -589,10 +622,10 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   Status s = (*r)->Validate(file_size);
   if (!s.ok()) return s;
   (*r)->CacheOffsets();
-  if ((*r)->durable()) {
-    (*r)->volatile_medium_ = VolatileMedium(fd);
-    (*r)->SetUpPersist();
-  }
+  if ((*r)->durable()) (*r)->volatile_medium_ = VolatileMedium(fd);
+  // A non-coherent region flushes what its writers write (the Txn's persist
+  // barriers), whether this process formatted it or opened it.
+  (*r)->SetUpPersist();
   return std::move(*r);
 }
 
@@ -660,7 +693,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
     close(fd);
     return g.status();
   }
-  auto r = Map(path, fd, o.size);
+  auto r = Map(path, fd, o.size, o.coherence);
   if (!r.ok()) {
     close(fd);
     return r.status();

@@ -10,8 +10,19 @@
 #include <string>
 
 #include "region/layout.h"
+#include "region/view_sim.h"
 
 namespace gismo::region {
+
+// The mode a region is formatted in unless told: coherent, except in the
+// simulator build (region/view_sim.h), where the whole test suite runs
+// against simulated non-coherent regions.
+inline constexpr CoherenceMode kDefaultCoherence =
+#ifdef GISMO_NONCOHERENT_SIM
+    CoherenceMode::kNonCoherent;
+#else
+    CoherenceMode::kCoherent;
+#endif
 
 // Zero means "derived from the size" (see ResolveDefaults).
 struct FormatOptions {
@@ -22,7 +33,7 @@ struct FormatOptions {
   uint32_t log_capacity = 1024;  // undo log entries per client
   uint32_t event_capacity = 0;   // event ring entries (power of two); auto
   uint32_t max_names = 0;        // name table entries; auto
-  CoherenceMode coherence = CoherenceMode::kCoherent;
+  CoherenceMode coherence = kDefaultCoherence;
   // kFeatureDurable: refused on a volatile file system (tmpfs, ramfs,
   // hugetlbfs) and on a PCI BAR; see Region::Persist.
   bool durable = false;
@@ -260,6 +271,23 @@ class Region {
   }
   void Persist(const void* p, uint64_t length) const { Persist(OffsetOf(p), length); }
   uint64_t persist_errors() const { return persist_errors_.load(std::memory_order_relaxed); }
+  // Non-coherent regions: drops this host's cached copy of every metadata
+  // line (superblock to heap), so the next read of each reads memory. A
+  // manager that takes the owner role does it once the previous owner is
+  // fenced: its host may hold lines it (or a client on it) read before.
+  void InvalidateMetadata() const;
+  // Non-coherent regions: writes back every metadata line this host holds
+  // dirty. An owner that hands its role on (a clean stop) does it last: a
+  // line it wrote but did not flush (a released lock's record, say) would
+  // otherwise reach memory whenever this host evicts it, over what the
+  // successor wrote there (doc/noncoherent.md, 7.3).
+  void FlushMetadata() const;
+  // The caller is about to write [p, p + n) afresh (a block given to its
+  // creator in a non-coherent region). Nothing on the hardware; in the
+  // simulator build, lets the simulator see every store (view_sim::Refresh).
+  void WillOverwrite(const void* p, uint64_t n) const {
+    if (simulated_) view_sim::Refresh(p, n);
+  }
   // Why this durable region's medium does not outlive power ("" if it does,
   // or if the region is not durable): set by Open.
   const std::string& volatile_medium() const { return volatile_medium_; }
@@ -269,7 +297,10 @@ class Region {
 
  private:
   Region() = default;
-  static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size);
+  // Maps the region; a non-coherent one through the simulator in a
+  // GISMO_NONCOHERENT_SIM build (region/view_sim.h).
+  static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size,
+                                             CoherenceMode coherence);
   // Maps `size` bytes of `fd` with `prot` at an address aligned as the
   // region's heap needs (huge pages, DAX devices).
   static Result<uint8_t*> MapAligned(const std::string& path, int fd, uint64_t size, int prot);
@@ -312,6 +343,7 @@ class Region {
   PersistMode persist_mode_ = PersistMode::kNone;
   bool map_sync_ = false;  // the mapping is MAP_SYNC (a DAX file system)
   bool dax_device_ = false;
+  bool simulated_ = false;  // base_ is a simulated host's view (view_sim.h)
   std::string volatile_medium_;
   mutable std::atomic<uint64_t> persist_errors_{0};
   mutable PopulatedGranules populated_write_, populated_read_;

@@ -1,6 +1,7 @@
 #include "store/nc_client.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -46,7 +47,16 @@ NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
       timeout_ms_(timeout_ms),
       view_(ViewOf(r)),
       requester_(lines_, RequesterOptions(r, slot, session, std::move(wake))),
-      reader_(lines_, view_, r.held(slot), r.sb().held_capacity) {}
+      reader_(lines_, view_, r.held(slot), r.sb().held_capacity) {
+#ifdef GISMO_CRASH_POINTS
+  if (const char* f = std::getenv("GISMO_NC_FAULT"); f != nullptr) {
+    skip_seal_flush_ = std::strcmp(f, "skip-seal-flush") == 0;
+    if (std::strcmp(f, "skip-data-invalidate") == 0) {
+      reader_.SetFaultForTesting(region::NcRefFault::kSkipDataInvalidate);
+    }
+  }
+#endif
+}
 
 Status NcClientStore::Attach() {
   if (!requester_.Attach()) {
@@ -103,6 +113,7 @@ Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse*
 Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                              uint64_t metadata_size, uint32_t flags, void** data) {
   if (Status s = CheckCreateArgs(flags, data_size, metadata_size); !s.ok()) return s;
+  if (Status s = CheckFits(r_, BlockBytes(data_size, metadata_size)); !s.ok()) return s;
   const IdWords x = ToWords(id);
   if (unsealed_.count(x) != 0) {
     return Status(GISMO_ERR_OBJECT_EXISTS, "object " + Hex(id) + " exists (being created)");
@@ -135,6 +146,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
   held_[x] = record;
   unsealed_[x] = Unsealed{record, a.heap_offset, bytes};
   uint8_t* block = r_.heap() + a.heap_offset;
+  r_.WillOverwrite(block, bytes);
   if (metadata_size > 0) std::memcpy(block + PaddedData(data_size), metadata, metadata_size);
   *data = block;
   return Status();
@@ -145,7 +157,7 @@ Status NcClientStore::Seal(const gismo_id_t& id) {
   auto it = unsealed_.find(x);
   if (it == unsealed_.end()) return NotMine(id, "seal");
   // Section 6: the object's bytes are in memory before it can be sealed.
-  lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
+  if (!skip_seal_flush_) lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
   NcRequest q;
   q.op = NcOp::kSeal;
   q.id = x;
@@ -238,6 +250,11 @@ Status NcClientStore::Release(const gismo_id_t& id) {
   }
   auto it = held_.find(x);
   if (it == held_.end() || !reader_.Release(it->second)) {
+    // As in coherent mode: an id that names no object is not found.
+    Snapshot snap;
+    if (Peek(id, &snap).code() == GISMO_ERR_OBJECT_NOT_FOUND) {
+      return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
+    }
     return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
   }
   if (reader_.Held(it->second) == 0) held_.erase(it);
@@ -332,6 +349,8 @@ uint64_t NcClientStore::References(uint32_t record) {
   uint64_t refs = 0;
   const uint32_t cap = r_.sb().held_capacity;
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    // The owner writes the slot's state line (admission, recovery).
+    if (i != slot_) lines_.Invalidate(&r_.slot(i), kCacheLine);
     if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
       continue;
     }
@@ -513,7 +532,9 @@ Status NcClientStore::CallName(const NcRequest& q, std::string_view name, const 
                                   " is not sealed; a name is bound only to a sealed object");
     case GISMO_ERR_LIMIT:
       return Status(a.status, "the name table has no room for " + quoted +
-                                  " (it is full, or too many names hash to the same place)");
+                                  " (too many names hash to the same place, or it is full: "
+                                  "unbind some, or format the region with a larger "
+                                  "--max-names)");
     default:
       return Status(a.status,
                     std::string("the owner refused the ") + NcOpName(q.op) + " of " + quoted);

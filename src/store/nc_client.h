@@ -130,6 +130,12 @@ class NcClientStore {
   region::NcView view_;
   region::NcRequester<region::HwLines> requester_;
   region::NcReader<region::HwLines> reader_;
+  // Test builds (GISMO_CRASH_POINTS) only: GISMO_NC_FAULT=skip-seal-flush
+  // leaves an object's bytes unflushed at its seal, =skip-data-invalidate
+  // makes gets read the data lines without invalidating them (G5), so the
+  // simulator build shows what each costs (NonCoherentServed.
+  // TheSimulatorShowsAMissingFlushOrInvalidate). Never set otherwise.
+  bool skip_seal_flush_ = false;
   std::unordered_map<region::IdWords, uint32_t, IdHash, IdEq> held_;  // id -> record
   std::unordered_map<region::IdWords, Unsealed, IdHash, IdEq> unsealed_;
 };

@@ -115,14 +115,17 @@ Status Store::Create(const gismo_id_t& id, uint64_t data_size, const void* metad
   }
 }
 
+Status CheckFits(const Region& r, uint64_t bytes) {
+  if (Allocator::BlockSize(bytes) <= r.heap_size()) return Status();
+  return Status(GISMO_ERR_OUT_OF_MEMORY, "an object of " + FormatSize(bytes) +
+                                             " can never fit: the store holds " +
+                                             FormatSize(r.heap_size()));
+}
+
 Status Store::CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* metadata,
                          uint64_t metadata_size, uint32_t flags, void** data, int64_t* full_shard) {
   const uint64_t bytes = BlockBytes(data_size, metadata_size);
-  if (Allocator::BlockSize(bytes) > r_.heap_size()) {
-    return Status(GISMO_ERR_OUT_OF_MEMORY, "an object of " + FormatSize(bytes) +
-                                               " can never fit: the store holds " +
-                                               FormatSize(r_.heap_size()));
-  }
+  if (Status s = CheckFits(r_, bytes); !s.ok()) return s;
   PruneOwnedIfFull();
   const uint64_t h = HashId(id);
   const uint32_t shard = r_.ShardOf(h);

@@ -138,6 +138,9 @@ inline constexpr uint64_t BlockBytes(uint64_t data_size, uint64_t metadata_size)
 // INVALID_ARGUMENT if a create's flags or sizes are out of the format's
 // range, naming which.
 Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_size);
+// OUT_OF_MEMORY if a block of `bytes` is larger than the whole heap (no
+// eviction can ever make room), else OK.
+Status CheckFits(const region::Region& r, uint64_t bytes);
 
 }  // namespace gismo::store
 

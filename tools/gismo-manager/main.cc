@@ -20,7 +20,10 @@ int main(int argc, char** argv) {
   gismo::manager::ManagerOptions opt;
   std::string size_text = "1GiB";
   std::string log_level = "info";
-  std::string coherence = "coherent";
+  std::string coherence =
+      gismo::region::kDefaultCoherence == gismo::region::CoherenceMode::kNonCoherent
+          ? "non-coherent"
+          : "coherent";
   uint64_t max_objects = 0;
   uint32_t max_clients = 0;
   uint32_t max_refs = 0;
@@ -101,7 +104,8 @@ int main(int argc, char** argv) {
   app.add_option(
          "--coherence", coherence,
          "Coherence of a new region: coherent (one host or CXL 3) or non-coherent (CXL 2.0: "
-         "formatted, but not served by this build yet; doc/noncoherent.md)")
+         "each client writes only lines of its own and this manager applies their requests; "
+         "doc/noncoherent.md)")
       ->capture_default_str()
       ->check(CLI::IsMember({"coherent", "non-coherent"}));
   app.add_option("--lease-ms", opt.lease_ms,
@@ -194,6 +198,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     opt.format.coherence = gismo::region::CoherenceMode::kNonCoherent;
+  } else {
+    opt.format.coherence = gismo::region::CoherenceMode::kCoherent;
   }
 
   gismo::manager::Manager manager(opt);

@@ -1,0 +1,328 @@
+#include "region/view_sim.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "common/clock.h"
+#include "region/layout.h"
+
+namespace gismo::region::view_sim {
+namespace {
+
+constexpr uint64_t kLine = kCacheLine;
+constexpr uint64_t kWords = kLine / sizeof(uint64_t);
+constexpr uint64_t kPage = 4096;
+// One lock word per stripe of lines: 2 MiB of locks, a multiple of every
+// page size a regular file is mapped with.
+constexpr uint64_t kStripes = uint64_t{1} << 18;
+constexpr uint64_t kLockBytes = kStripes * sizeof(uint64_t);
+constexpr uint64_t kLockAlign = uint64_t{2} << 20;
+
+// One simulated view. `view` is published last (release) and cleared first,
+// so a lookup that sees it sees the rest.
+struct Sim {
+  std::atomic<uint8_t*> view{nullptr};
+  uint64_t size = 0;
+  uint8_t* clean = nullptr;
+  uint8_t* device = nullptr;
+  std::atomic<uint64_t>* locks = nullptr;
+  void* view_reservation = nullptr;
+  uint64_t view_reservation_len = 0;
+};
+constexpr int kMaxSims = 64;
+Sim g_sims[kMaxSims];
+std::mutex g_map_mu;  // serializes Map and Unmap
+
+// This process's id, the lock holder's mark; set again in a forked child.
+std::atomic<uint64_t> g_pid{0};
+uint64_t Pid() {
+  uint64_t p = g_pid.load(std::memory_order_relaxed);
+  if (p == 0) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      pthread_atfork(nullptr, nullptr, [] {
+        g_pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed);
+      });
+    });
+    p = static_cast<uint64_t>(getpid());
+    g_pid.store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
+
+uint64_t EnvOr(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  return end != nullptr && *end == '\0' ? x : fallback;
+}
+
+const uint64_t g_seed = EnvOr("GISMO_SIM_SEED", 1);
+const uint64_t g_chaos_ppm = EnvOr("GISMO_SIM_CHAOS_PPM", 20000);
+std::atomic<uint64_t> g_draws{0};
+
+// A seeded draw (splitmix64 of a process-wide counter): the sequence is the
+// seed's, the interleaving of threads is not.
+uint64_t Draw() {
+  uint64_t z = g_seed * 0x9E3779B97F4A7C15ull + g_draws.fetch_add(1, std::memory_order_relaxed);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The stripe lock of the line at `off`. Holder: its process id (acquire on
+// taking, release on leaving, so the line's words move under it). A holder
+// that died inside a write-back is taken over once it is gone (kill(pid, 0)
+// says so) after 1 s of waiting, or after 5 s whatever it says (another pid
+// namespace).
+std::atomic<uint64_t>& StripeOf(const Sim& s, uint64_t off) {
+  return s.locks[(off / kLine) & (kStripes - 1)];
+}
+void Lock(std::atomic<uint64_t>& w) {
+  const uint64_t me = Pid();
+  uint64_t seen = 0;
+  if (w.compare_exchange_strong(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+    return;
+  }
+  const uint64_t start = MonotonicNs();
+  for (uint64_t spins = 1;; ++spins) {
+    seen = 0;
+    if (w.compare_exchange_weak(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+      return;
+    }
+    if (spins % 64 == 0) sched_yield();
+    if (spins % 4096 != 0 || seen == 0) continue;
+    const uint64_t waited = MonotonicNs() - start;
+    const bool gone = kill(static_cast<pid_t>(seen), 0) != 0 && errno == ESRCH;
+    if ((gone && waited > 1'000'000'000) || waited > 5'000'000'000) {
+      if (w.compare_exchange_strong(seen, me, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+        return;
+      }
+    }
+  }
+}
+void Unlock(std::atomic<uint64_t>& w) { w.store(0, std::memory_order_release); }
+
+uint64_t* Words(uint8_t* base, uint64_t off) { return reinterpret_cast<uint64_t*>(base + off); }
+
+// REQUIRES: the line's stripe lock. Writes the line back whole if it is
+// dirty (its view differs from its clean image).
+void WriteBackLocked(const Sim& s, uint64_t off) {
+  uint64_t* view = Words(s.view.load(std::memory_order_relaxed), off);
+  uint64_t* clean = Words(s.clean, off);
+  uint64_t* device = Words(s.device, off);
+  uint64_t now[kWords];
+  bool dirty = false;
+  for (uint64_t i = 0; i < kWords; ++i) {
+    // Relaxed: other threads of this host may store into the line meanwhile;
+    // what they store after this load stays dirty for their own flush.
+    now[i] = __atomic_load_n(&view[i], __ATOMIC_RELAXED);
+    dirty |= now[i] != clean[i];
+  }
+  if (!dirty) return;
+  for (uint64_t i = 0; i < kWords; ++i) {
+    __atomic_store_n(&device[i], now[i], __ATOMIC_RELAXED);
+    clean[i] = now[i];
+  }
+}
+
+// REQUIRES: the line's stripe lock, and the line clean as of the caller's
+// write-back. Fills the line from the device. A word a thread of this host
+// stored into since the write-back keeps that store (the swap expects the
+// clean image), and stays dirty.
+void FillLocked(const Sim& s, uint64_t off) {
+  uint64_t* view = Words(s.view.load(std::memory_order_relaxed), off);
+  uint64_t* clean = Words(s.clean, off);
+  const uint64_t* device = Words(s.device, off);
+  for (uint64_t i = 0; i < kWords; ++i) {
+    const uint64_t memory = __atomic_load_n(&device[i], __ATOMIC_RELAXED);
+    uint64_t expected = clean[i];
+    if (memory != expected) {
+      __atomic_compare_exchange_n(&view[i], &expected, memory, false, __ATOMIC_RELAXED,
+                                  __ATOMIC_RELAXED);
+    }
+    clean[i] = memory;
+  }
+}
+
+void WriteBack(const Sim& s, uint64_t off) {
+  std::atomic<uint64_t>& lock = StripeOf(s, off);
+  Lock(lock);
+  WriteBackLocked(s, off);
+  Unlock(lock);
+}
+
+void Evict(const Sim& s, uint64_t off) {
+  std::atomic<uint64_t>& lock = StripeOf(s, off);
+  Lock(lock);
+  WriteBackLocked(s, off);
+  FillLocked(s, off);
+  Unlock(lock);
+}
+
+// What the hardware may do at any moment: write a line back early, or evict
+// one. Both pick a line of the page the caller works in, where its dirty
+// lines are.
+void Chaos(const Sim& s, uint64_t off) {
+  if (g_chaos_ppm == 0) return;
+  const uint64_t page = off & ~(kPage - 1);
+  const uint64_t r = Draw();
+  if (r % 1'000'000 < g_chaos_ppm) {
+    const uint64_t line = page + ((r >> 20) % (kPage / kLine)) * kLine;
+    if (line < s.size) WriteBack(s, line);
+  }
+  const uint64_t q = Draw();
+  if (q % 1'000'000 < g_chaos_ppm) {
+    const uint64_t line = page + ((q >> 20) % (kPage / kLine)) * kLine;
+    if (line < s.size) Evict(s, line);
+  }
+}
+
+const Sim* Find(const void* p) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  for (const Sim& s : g_sims) {
+    const uint8_t* v = s.view.load(std::memory_order_acquire);
+    if (v != nullptr && b >= v && b < v + s.size) return &s;
+  }
+  return nullptr;
+}
+
+// The lines of [p, p + n) as offsets into `s`.
+void LineRange(const Sim& s, const void* p, uint64_t n, uint64_t* first, uint64_t* end) {
+  const uint64_t off = static_cast<uint64_t>(static_cast<const uint8_t*>(p) -
+                                             s.view.load(std::memory_order_relaxed));
+  *first = off & ~(kLine - 1);
+  uint64_t last = n == 0 ? off : off + n;
+  if (last > s.size) last = s.size;
+  *end = (last + kLine - 1) & ~(kLine - 1);
+}
+
+bool AllZero(const uint8_t* p, uint64_t n) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  for (uint64_t i = 0; i < n / sizeof(uint64_t); ++i) {
+    if (w[i] != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+uint8_t* Map(int fd, uint64_t size, uint64_t align) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || size % kPage != 0) return nullptr;
+  const uint64_t lock_offset = (size + kLockAlign - 1) / kLockAlign * kLockAlign;
+  if (static_cast<uint64_t>(st.st_size) < lock_offset + kLockBytes &&
+      ftruncate(fd, static_cast<off_t>(lock_offset + kLockBytes)) != 0) {
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> guard(g_map_mu);
+  Sim* slot = nullptr;
+  for (Sim& s : g_sims) {
+    if (s.view.load(std::memory_order_relaxed) == nullptr) {
+      slot = &s;
+      break;
+    }
+  }
+  if (slot == nullptr) {
+    errno = EMFILE;
+    return nullptr;
+  }
+  void* device = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* locks = mmap(nullptr, kLockBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                     static_cast<off_t>(lock_offset));
+  void* clean = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  const uint64_t reserve = size + align;
+  void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* view = MAP_FAILED;
+  if (r != MAP_FAILED) {
+    const uintptr_t aligned = (reinterpret_cast<uintptr_t>(r) + align - 1) / align * align;
+    view = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  }
+  if (device == MAP_FAILED || locks == MAP_FAILED || clean == MAP_FAILED || view == MAP_FAILED) {
+    const int e = errno;
+    if (device != MAP_FAILED) munmap(device, size);
+    if (locks != MAP_FAILED) munmap(locks, kLockBytes);
+    if (clean != MAP_FAILED) munmap(clean, size);
+    if (r != MAP_FAILED) munmap(r, reserve);
+    errno = e;
+    return nullptr;
+  }
+  // The host's cache starts holding every line as memory holds it now
+  // (pages of zeros stay unallocated): every read the protocol does not
+  // precede with an invalidate sees this attach-time copy unless an
+  // eviction refreshed it.
+  auto* dev = static_cast<const uint8_t*>(device);
+  for (uint64_t off = 0; off < size; off += kPage) {
+    if (AllZero(dev + off, kPage)) continue;
+    std::memcpy(static_cast<uint8_t*>(view) + off, dev + off, kPage);
+    std::memcpy(static_cast<uint8_t*>(clean) + off, static_cast<uint8_t*>(view) + off, kPage);
+  }
+  slot->size = size;
+  slot->clean = static_cast<uint8_t*>(clean);
+  slot->device = static_cast<uint8_t*>(device);
+  slot->locks = static_cast<std::atomic<uint64_t>*>(locks);
+  slot->view_reservation = r;
+  slot->view_reservation_len = reserve;
+  slot->view.store(static_cast<uint8_t*>(view), std::memory_order_release);
+  return static_cast<uint8_t*>(view);
+}
+
+void Unmap(uint8_t* view) {
+  std::lock_guard<std::mutex> guard(g_map_mu);
+  for (Sim& s : g_sims) {
+    if (s.view.load(std::memory_order_relaxed) != view) continue;
+    s.view.store(nullptr, std::memory_order_release);
+    munmap(s.device, s.size);
+    munmap(s.locks, kLockBytes);
+    munmap(s.clean, s.size);
+    munmap(s.view_reservation, s.view_reservation_len);
+    s.size = 0;
+    s.clean = s.device = nullptr;
+    s.locks = nullptr;
+    s.view_reservation = nullptr;
+    s.view_reservation_len = 0;
+    return;
+  }
+}
+
+bool Flush(const void* p, uint64_t n) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return false;
+  uint64_t first = 0, end = 0;
+  LineRange(*s, p, n, &first, &end);
+  for (uint64_t off = first; off < end; off += kLine) WriteBack(*s, off);
+  Chaos(*s, first);
+  return true;
+}
+
+void Refresh(const void* p, uint64_t n) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return;
+  uint64_t first = 0, end = 0;
+  LineRange(*s, p, n, &first, &end);
+  for (uint64_t off = first; off < end; off += kLine) Evict(*s, off);
+}
+
+bool Invalidate(const void* p, uint64_t n) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return false;
+  uint64_t first = 0, end = 0;
+  LineRange(*s, p, n, &first, &end);
+  for (uint64_t off = first; off < end; off += kLine) Evict(*s, off);
+  Chaos(*s, first);
+  return true;
+}
+
+}  // namespace gismo::region::view_sim
