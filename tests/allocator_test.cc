@@ -25,7 +25,9 @@ class AllocatorTest : public gismo::testing::RegionFixture {
   Result<uint64_t> Alloc(uint32_t slot, uint64_t bytes) {
     Txn txn(*region_, slot, 1, OpKind::kCreate);
     auto r = Allocator(*region_).Allocate(txn, bytes);
-    if (r.ok()) EXPECT_TRUE(txn.Commit().ok());
+    if (r.ok()) {
+      EXPECT_TRUE(txn.Commit().ok());
+    }
     return r;
   }
   void Free(uint32_t slot, uint64_t off, uint64_t bytes) {

@@ -82,7 +82,9 @@ class CorruptRegionTest : public ::testing::Test {
       if (i % 7 == 6) continue;  // left unsealed
       ASSERT_TRUE(IsOk(s.Seal(ObjectIdOf(i))));
       ASSERT_TRUE(IsOk(s.Release(ObjectIdOf(i))));
-      if (i % 3 == 0) ASSERT_TRUE(IsOk(s.Delete(ObjectIdOf(i))));
+      if (i % 3 == 0) {
+        ASSERT_TRUE(IsOk(s.Delete(ObjectIdOf(i))));
+      }
     }
     // The slot goes back to free, keeping nothing (its objects stay).
     std::memset(static_cast<void*>(&r.slot(1)), 0, r.sb().client_slot_size);
@@ -139,7 +141,7 @@ class CorruptRegionTest : public ::testing::Test {
         if (got.found) {
           volatile uint8_t sum = 0;
           const auto* p = static_cast<const uint8_t*>(got.buffer.data);
-          for (uint64_t k = 0; k < got.buffer.data_size; k += 4096) sum += p[k];
+          for (uint64_t k = 0; k < got.buffer.data_size; k += 4096) sum = sum + p[k];
           note(s.Release(id));
         }
         note(s.Delete(id));

@@ -560,7 +560,11 @@ TEST(NcReferencesTest, ReadersAndOwnerOnThreadsUnderChaos) {
     CacheSim os(w.base(), w.size(), Chaotic(w, 21));
     NcOwner<CacheSim> owner(os, w.view());
     uint64_t next_tag = 1000;
-    for (int round = 0; round < 3000; ++round) {
+    // 3000 rounds, and on until the readers got something (on a loaded
+    // machine they may not have run at all in the first 3000).
+    for (int round = 0;
+         round < 3000 || (gets.load(std::memory_order_relaxed) < 16 && round < 3'000'000);
+         ++round) {
       const uint32_t i = round % kRecords;
       // The reader's count rises after its get returned (G4 passed) and
       // falls before its release: a free while it is up is a violation.

@@ -106,8 +106,8 @@ TEST_F(NonCoherentServed, ObjectsGoFromOneClientToAnother) {
   auto list = reader.List();
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
-  writer.Disconnect();
-  reader.Disconnect();
+  EXPECT_TRUE(writer.Disconnect().ok());
+  EXPECT_TRUE(reader.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
 }
 
@@ -140,8 +140,8 @@ TEST_F(NonCoherentServed, TheSimulatorShowsAMissingFlushOrInvalidate) {
     for (size_t i = 0; i < bytes.size(); ++i) wrong += got->data()[i] != bytes[i];
     EXPECT_TRUE(got->Release().ok());
     EXPECT_TRUE(writer.Delete(id).ok());
-    writer.Disconnect();
-    reader.Disconnect();
+    EXPECT_TRUE(writer.Disconnect().ok());
+    EXPECT_TRUE(reader.Disconnect().ok());
     return wrong;
   };
   EXPECT_EQ(wrong_bytes(nullptr, 1), 0u) << "flushed, then invalidated: the reader sees the bytes";
@@ -200,9 +200,9 @@ TEST_F(NonCoherentServed, EvictionAndOwnedObjects) {
   const ObjectId owned = ObjectId::FromName("owned");
   ASSERT_TRUE(b.Put(owned, "mine", GISMO_CREATE_OWNED).ok());
   EXPECT_TRUE(*a.Contains(owned));
-  b.Disconnect();
+  EXPECT_TRUE(b.Disconnect().ok());
   while (a.Stat(owned).ok()) std::this_thread::yield();
-  a.Disconnect();
+  EXPECT_TRUE(a.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
 }
 
@@ -240,8 +240,8 @@ TEST_F(NonCoherentServed, NamesAreBoundLookedUpAndWaitedFor) {
   ASSERT_TRUE(a.UnbindName("cfg2").ok());
   EXPECT_EQ(a.UnbindName("cfg2").code(), GISMO_ERR_OBJECT_NOT_FOUND);
   EXPECT_TRUE(b.ListNames()->empty());
-  a.Disconnect();
-  b.Disconnect();
+  EXPECT_TRUE(a.Disconnect().ok());
+  EXPECT_TRUE(b.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
 }
 
@@ -313,7 +313,7 @@ TEST_F(NonCoherentServed, ADeadClientsObjectsAreRecovered) {
   while (survivor.Stat(held).ok() || survivor.Stat(ObjectId::FromName("unsealed")).ok()) {
     std::this_thread::yield();
   }
-  survivor.Disconnect();
+  EXPECT_TRUE(survivor.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
 }
 
@@ -389,6 +389,7 @@ TEST_F(NonCoherentFormat, EachClientSlotHasItsRings) {
 
   region::FormatOptions fo;
   fo.size = 16ull << 20;
+  fo.coherence = CoherenceMode::kCoherent;  // not the default in the simulator build
   const std::string coherent = path_ + ".coherent";
   auto c = region::Region::Format(coherent, fo);
   ASSERT_TRUE(c.ok());

@@ -224,6 +224,7 @@ Status ClientImpl::Disconnect() {
     epoch = connection_epoch_;
     down = connection_down_;
   }
+  store_->FlushBeforeLeaving();
   protocol::Writer w;
   if (!down && !LoadAcquire(lost_) && Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
     GISMO_CRASH_POINT("disconnect.after_goodbye");

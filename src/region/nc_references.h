@@ -158,6 +158,9 @@ class NcReader {
   NcReader(Lines& lines, const NcView& view, HeldEntry* table, uint32_t capacity)
       : lines_(lines), v_(view), table_(table) {
     pos_.reserve(capacity);
+    // The slot's previous client, or the owner's recovery, wrote these
+    // lines last; this host may hold older copies (section 3, "what moves").
+    lines_.Invalidate(table_, uint64_t{capacity} * sizeof(HeldEntry));
     for (uint32_t i = capacity; i-- > 0;) {
       const uint64_t key = lines_.Load(NcWord(table_[i].key));
       if (key == 0 || key > v_.num_records || pos_.count(key - 1) != 0) {

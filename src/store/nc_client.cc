@@ -4,8 +4,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "store/index.h"
 #include "store/store.h"
 
@@ -40,11 +42,32 @@ NcRequesterOptions RequesterOptions(const Region& r, uint32_t slot, uint64_t ses
 
 }  // namespace
 
+namespace {
+// How long a reader waits for a seqlock the owner holds odd: as long as a
+// coherent client waits for a lock (the region's lock_wait_ms, else 2 s).
+// The owner line is read from memory.
+uint64_t PatienceNs(const Region& r) {
+  InvalidateLines(&r.sb().lock_wait_ms, sizeof(Word));
+  const uint64_t ms = r.sb().lock_wait_ms.load(std::memory_order_relaxed);
+  return ms == 0 ? 2'000'000'000 : ms * 1'000'000;
+}
+}  // namespace
+
+bool NcClientStore::Patience::Again() {
+  if (++tries_ <= 64) return true;  // a write in progress ends within these
+  const uint64_t now = MonotonicNs();
+  if (deadline_ == 0) deadline_ = now + wait_ns_;
+  if (now > deadline_) return false;
+  std::this_thread::yield();  // the owner may have been preempted mid-write
+  return true;
+}
+
 NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
                              std::function<void()> wake, int64_t timeout_ms)
     : r_(r),
       slot_(slot),
       timeout_ms_(timeout_ms),
+      patience_ns_(PatienceNs(r)),
       view_(ViewOf(r)),
       requester_(lines_, RequesterOptions(r, slot, session, std::move(wake))),
       reader_(lines_, view_, r.held(slot), r.sb().held_capacity) {
@@ -168,6 +191,10 @@ Status NcClientStore::Seal(const gismo_id_t& id) {
   return Status();
 }
 
+void NcClientStore::FlushUnsealed() {
+  for (const auto& [id, u] : unsealed_) lines_.Flush(r_.heap() + u.heap_offset, u.bytes);
+}
+
 Status NcClientStore::Abort(const gismo_id_t& id) {
   const IdWords x = ToWords(id);
   auto it = unsealed_.find(x);
@@ -220,7 +247,11 @@ Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
   const IdWords x = ToWords(id);
   NcObject o;
   uint32_t index = 0;
-  switch (reader_.Find(ShardOf(h), static_cast<uint32_t>(h), x, &o, &index)) {
+  NcGet got = NcGet::kBusy;
+  for (Patience p(patience_ns_); got == NcGet::kBusy && p.Again();) {
+    got = reader_.Find(ShardOf(h), static_cast<uint32_t>(h), x, &o, &index);
+  }
+  switch (got) {
     case NcGet::kNotFound:
       return Status();
     case NcGet::kBusy:
@@ -294,7 +325,7 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
   const NcShard shard = ShardOf(h);
   const uint32_t h32 = static_cast<uint32_t>(h);
   uint64_t* iv = NcWord(shard.header->index_version);
-  for (int attempt = 0; attempt < 64; ++attempt) {
+  for (Patience p(patience_ns_); p.Again();) {
     lines_.Invalidate(shard.header, sizeof(ShardHeader));
     const uint64_t before = lines_.Load(iv);
     if (before & 1) continue;
@@ -435,7 +466,7 @@ template <typename Read>
 Status NcClientStore::ReadNames(Read&& read) {
   NameTableHeader& t = r_.names();
   uint64_t* version = NcWord(t.version);
-  for (int attempt = 0; attempt < 64; ++attempt) {
+  for (Patience p(patience_ns_); p.Again();) {
     lines_.Invalidate(&t, sizeof(t));
     const uint64_t before = lines_.Load(version);
     if (before & 1) continue;

@@ -51,6 +51,9 @@ class NcClientStore {
                 uint64_t metadata_size, uint32_t flags, void** data);
   Status Seal(const gismo_id_t& id);
   Status Abort(const gismo_id_t& id);
+  // Writes back the blocks of every object this client is creating
+  // (Store::FlushBeforeLeaving).
+  void FlushUnsealed();
   Status TryGet(const gismo_id_t& id, GetResult* out);
   Status Release(const gismo_id_t& id);
   Status Delete(const gismo_id_t& id);
@@ -126,6 +129,18 @@ class NcClientStore {
   const region::Region& r_;
   uint32_t slot_;
   int64_t timeout_ms_;
+  // Tries of a seqlock read: 64 at once, then yielding until `wait_ns`
+  // has passed (the owner holds the version odd while it writes).
+  class Patience {
+   public:
+    explicit Patience(uint64_t wait_ns) : wait_ns_(wait_ns) {}
+    bool Again();
+
+   private:
+    uint64_t wait_ns_, deadline_ = 0;
+    int tries_ = 0;
+  };
+  uint64_t patience_ns_;
   region::HwLines lines_;
   region::NcView view_;
   region::NcRequester<region::HwLines> requester_;

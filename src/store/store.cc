@@ -68,6 +68,10 @@ bool Store::SlotAlive() const {
          PackSlotState(SlotState::kActive, session_);
 }
 
+void Store::FlushBeforeLeaving() {
+  if (nc_) nc_->FlushUnsealed();
+}
+
 bool Store::MarkDeparted() {
   if (nc_) return false;  // a non-coherent slot is left through the manager only
   region::ClientSlotHeader& h = r_.slot(slot_);

@@ -97,6 +97,13 @@ class Store {
   // longer this session's, or already being recovered. REQUIRES: no
   // operation of this client runs now or later (Disconnect holds op_mu_).
   bool MarkDeparted();
+  // Before this client leaves (its goodbye or its departure mark): in a
+  // non-coherent region, writes back the lines of the objects it was
+  // creating, which the owner frees once it has left. A line it leaves dirty
+  // would reach memory whenever its host evicts it, over the block's next
+  // creator's bytes (R1: a line changes writer only once flushed).
+  // REQUIRES: as MarkDeparted.
+  void FlushBeforeLeaving();
   // Frees an object record's block. REQUIRES: its shard lock.
   static void FreeObjectData(Txn& txn, const region::ObjectRecord& rec);
 
