@@ -207,6 +207,19 @@ void LineRange(const Sim& s, const void* p, uint64_t n, uint64_t* first, uint64_
   *end = (last + kLine - 1) & ~(kLine - 1);
 }
 
+// Applies `op` to every line of [p, p + n), then (with `chaos`) lets the
+// hardware's own write-backs and evictions happen. False if the range is
+// not in a simulated view.
+bool ForEachLine(const void* p, uint64_t n, void (*op)(const Sim&, uint64_t), bool chaos) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return false;
+  uint64_t first = 0, end = 0;
+  LineRange(*s, p, n, &first, &end);
+  for (uint64_t off = first; off < end; off += kLine) op(*s, off);
+  if (chaos) Chaos(*s, first);
+  return true;
+}
+
 bool AllZero(const uint8_t* p, uint64_t n) {
   const auto* w = reinterpret_cast<const uint64_t*>(p);
   for (uint64_t i = 0; i < n / sizeof(uint64_t); ++i) {
@@ -297,32 +310,10 @@ void Unmap(uint8_t* view) {
   }
 }
 
-bool Flush(const void* p, uint64_t n) {
-  const Sim* s = Find(p);
-  if (s == nullptr) return false;
-  uint64_t first = 0, end = 0;
-  LineRange(*s, p, n, &first, &end);
-  for (uint64_t off = first; off < end; off += kLine) WriteBack(*s, off);
-  Chaos(*s, first);
-  return true;
-}
+bool Flush(const void* p, uint64_t n) { return ForEachLine(p, n, WriteBack, true); }
 
-void Refresh(const void* p, uint64_t n) {
-  const Sim* s = Find(p);
-  if (s == nullptr) return;
-  uint64_t first = 0, end = 0;
-  LineRange(*s, p, n, &first, &end);
-  for (uint64_t off = first; off < end; off += kLine) Evict(*s, off);
-}
+void Refresh(const void* p, uint64_t n) { (void)ForEachLine(p, n, Evict, false); }
 
-bool Invalidate(const void* p, uint64_t n) {
-  const Sim* s = Find(p);
-  if (s == nullptr) return false;
-  uint64_t first = 0, end = 0;
-  LineRange(*s, p, n, &first, &end);
-  for (uint64_t off = first; off < end; off += kLine) Evict(*s, off);
-  Chaos(*s, first);
-  return true;
-}
+bool Invalidate(const void* p, uint64_t n) { return ForEachLine(p, n, Evict, true); }
 
 }  // namespace gismo::region::view_sim
