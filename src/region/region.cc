@@ -392,10 +392,7 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
   if (view_sim::kEnabled && coherence == CoherenceMode::kNonCoherent) {
     // A simulator build: this process is a host of its own with a private
     // cache of the region (region/view_sim.h).
-    struct stat st {};
-    uint64_t align = kHeapAlign, dax_size = 0;
-    if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
-    if (uint8_t* view = view_sim::Map(fd, size, std::max<uint64_t>(align, kHeapAlign))) {
+    if (uint8_t* view = view_sim::Map(fd, size, MapAlignment(fd))) {
       m = view;
       region->simulated_ = true;
     }
@@ -475,11 +472,15 @@ Status Region::MapReadView() {
   return Status();
 }
 
-Result<uint8_t*> Region::MapAligned(const std::string& path, int fd, uint64_t size, int prot) {
+uint64_t Region::MapAlignment(int fd) {
   struct stat st {};
   uint64_t align = kHeapAlign, dax_size = 0;
   if (fstat(fd, &st) == 0) DaxGeometry(st, &dax_size, &align);
-  if (align < 4096 || (align & (align - 1)) != 0) align = kHeapAlign;
+  return align < 4096 || (align & (align - 1)) != 0 ? kHeapAlign : align;
+}
+
+Result<uint8_t*> Region::MapAligned(const std::string& path, int fd, uint64_t size, int prot) {
+  const uint64_t align = MapAlignment(fd);
   // Reserve an aligned range, then map the region over it, so that the heap
   // (2 MiB aligned in the file) is 2 MiB aligned in memory too (huge pages,
   // DAX devices).

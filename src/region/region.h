@@ -301,8 +301,11 @@ class Region {
   // GISMO_NONCOHERENT_SIM build (region/view_sim.h).
   static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size,
                                              CoherenceMode coherence);
+  // The address alignment the region's heap needs in memory (huge pages, DAX
+  // devices): the device's alignment, else kHeapAlign.
+  static uint64_t MapAlignment(int fd);
   // Maps `size` bytes of `fd` with `prot` at an address aligned as the
-  // region's heap needs (huge pages, DAX devices).
+  // region's heap needs (MapAlignment).
   static Result<uint8_t*> MapAligned(const std::string& path, int fd, uint64_t size, int prot);
   Status Validate(uint64_t file_size) const;
   void CacheOffsets();

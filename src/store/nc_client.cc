@@ -40,9 +40,6 @@ NcRequesterOptions RequesterOptions(const Region& r, uint32_t slot, uint64_t ses
   return o;
 }
 
-}  // namespace
-
-namespace {
 // How long a reader waits for a seqlock the owner holds odd: as long as a
 // coherent client waits for a lock (the region's lock_wait_ms, else 2 s).
 // The owner line is read from memory.
@@ -180,7 +177,7 @@ Status NcClientStore::Seal(const gismo_id_t& id) {
   auto it = unsealed_.find(x);
   if (it == unsealed_.end()) return NotMine(id, "seal");
   // Section 6: the object's bytes are in memory before it can be sealed.
-  if (!skip_seal_flush_) lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
+  if (!skip_seal_flush_) FlushBlock(it->second);
   NcRequest q;
   q.op = NcOp::kSeal;
   q.id = x;
@@ -191,8 +188,12 @@ Status NcClientStore::Seal(const gismo_id_t& id) {
   return Status();
 }
 
+void NcClientStore::FlushBlock(const Unsealed& u) {
+  lines_.Flush(r_.heap() + u.heap_offset, u.bytes);
+}
+
 void NcClientStore::FlushUnsealed() {
-  for (const auto& [id, u] : unsealed_) lines_.Flush(r_.heap() + u.heap_offset, u.bytes);
+  for (const auto& [id, u] : unsealed_) FlushBlock(u);
 }
 
 Status NcClientStore::Abort(const gismo_id_t& id) {
@@ -200,7 +201,7 @@ Status NcClientStore::Abort(const gismo_id_t& id) {
   auto it = unsealed_.find(x);
   if (it == unsealed_.end()) return NotMine(id, "abort");
   // No line of the block written here may reach memory after its reuse.
-  lines_.Flush(r_.heap() + it->second.heap_offset, it->second.bytes);
+  FlushBlock(it->second);
   NcRequest q;
   q.op = NcOp::kAbort;
   q.id = x;

@@ -93,6 +93,9 @@ class NcClientStore {
     uint64_t heap_offset;
     uint64_t bytes;  // data (64-byte aligned) and metadata
   };
+  // Writes the block of an object this client creates back to memory (its
+  // seal, abort or departure: section 6 and R1).
+  void FlushBlock(const Unsealed& u);
   // A record as read whole under its seqlock.
   struct Snapshot {
     uint32_t record = 0;
