@@ -340,7 +340,7 @@ double NonCoherentGetRelease(uint64_t size, uint64_t n, bool already_held) {
   NcView v{region.records(0), region.records_per_shard(), region.heap(), region.heap_size()};
   HwLines hw;
   NcOwner<HwLines> owner(hw, v);
-  NcReader<HwLines> reader(hw, v, region.held(1), region.sb().held_capacity);
+  NcReader<HwLines> reader(hw, v, gismo::store::NcTableOf(region, 1));
   const IdWords id{{7, 0, 0}};
   memset(region.heap(), 1, size);
   FlushLines(region.heap(), size);

@@ -34,26 +34,29 @@ constexpr uint32_t kClients = 2;
 constexpr uint64_t kObjBytes = 256;  // four lines
 constexpr uint64_t kHeap = kRecords * kObjBytes;
 
-// The "device": records, then each client's held table, then the heap.
+// The "device": records, then each client's held table, then each
+// client's summary line, then the heap.
 class World {
  public:
-  World()
-      : m_(kRecords * sizeof(ObjectRecord) + kClients * kTableCap * sizeof(HeldEntry) + kHeap) {}
+  static constexpr uint64_t kTables = kRecords * sizeof(ObjectRecord);
+  static constexpr uint64_t kSummaries = kTables + kClients * kTableCap * sizeof(HeldEntry);
+  static constexpr uint64_t kHeapStart = kSummaries + kClients * kCacheLine;
+  World() : m_(kHeapStart + kHeap) {}
   NcView view() const {
     NcView v;
     v.records = reinterpret_cast<ObjectRecord*>(m_.base());
     v.num_records = kRecords;
-    v.heap = m_.base() + kRecords * sizeof(ObjectRecord) + kClients * kTableCap * sizeof(HeldEntry);
+    v.heap = m_.base() + kHeapStart;
     v.heap_size = kHeap;
     return v;
   }
-  HeldEntry* table(uint32_t client) const {
-    return reinterpret_cast<HeldEntry*>(m_.base() + kRecords * sizeof(ObjectRecord)) +
-           client * kTableCap;
+  NcTable table(uint32_t client, uint32_t capacity = kTableCap) const {
+    return {reinterpret_cast<HeldEntry*>(m_.base() + kTables) + client * kTableCap, capacity,
+            reinterpret_cast<Word*>(m_.base() + kSummaries + client * kCacheLine)};
   }
   std::vector<NcTable> tables() const {
     std::vector<NcTable> t;
-    for (uint32_t c = 0; c < kClients; ++c) t.push_back({table(c), kTableCap});
+    for (uint32_t c = 0; c < kClients; ++c) t.push_back(table(c));
     return t;
   }
   const SharedMemory& memory() const { return m_; }
@@ -123,7 +126,7 @@ Outcome Interleave(bool step_reader, uint64_t k, NcRefFault reader_fault, NcRefF
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2)),
       cs(w.base(), w.size(), Quiet(w, 3));
   SteppedLines rl{rs}, ol{os};
-  NcReader<SteppedLines> reader(rl, w.view(), w.table(0), kTableCap);
+  NcReader<SteppedLines> reader(rl, w.view(), w.table(0));
   NcOwner<SteppedLines> owner(ol, w.view());
   reader.SetFaultForTesting(reader_fault);
   owner.SetFaultForTesting(owner_fault);
@@ -195,7 +198,7 @@ SweepResult Sweep(NcRefFault reader_fault, NcRefFault owner_fault) {
 TEST(NcReferencesTest, GetReadsWhatTheOwnerPublished) {
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
-  NcReader<CacheSim> reader(rs, w.view(), w.table(0), kTableCap);
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0));
   NcOwner<CacheSim> owner(os, w.view());
   NcObject o;
   EXPECT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kNotFound);  // nothing published
@@ -217,7 +220,7 @@ TEST(NcReferencesTest, GetReadsWhatTheOwnerPublished) {
 TEST(NcReferencesTest, DeleteWaitsForTheLastRelease) {
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
-  NcReader<CacheSim> reader(rs, w.view(), w.table(1), kTableCap);
+  NcReader<CacheSim> reader(rs, w.view(), w.table(1));
   NcOwner<CacheSim> owner(os, w.view());
   WriteObject(os, w, BlockOf(2), kA);
   owner.Publish(2, IdOf(kA), SealedInfo(), BlockOf(2));
@@ -240,7 +243,7 @@ TEST(NcReferencesTest, DeleteWaitsForTheLastRelease) {
 TEST(NcReferencesTest, AHeldObjectIsNotInvalidatedAgain) {
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
-  NcReader<CacheSim> reader(rs, w.view(), w.table(0), kTableCap);
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0));
   NcOwner<CacheSim> owner(os, w.view());
   WriteObject(os, w, BlockOf(1), kA);
   owner.Publish(1, IdOf(kA), SealedInfo(), BlockOf(1));
@@ -261,7 +264,7 @@ TEST(NcReferencesTest, AHeldObjectIsNotInvalidatedAgain) {
 TEST(NcReferencesTest, AFullTableAndACorruptRecordAreRefused) {
   World w;
   CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
-  NcReader<CacheSim> reader(rs, w.view(), w.table(0), 2);
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0, 2));
   NcOwner<CacheSim> owner(os, w.view());
   for (uint32_t i = 0; i < 3; ++i) owner.Publish(i, IdOf(kA + i), SealedInfo(), BlockOf(i));
   NcObject o;
@@ -307,6 +310,63 @@ TEST(NcReferencesTest, RemovedRecheckInvalidateIsCaught) {
 TEST(NcReferencesTest, RemovedMarkFlushIsCaught) {
   const SweepResult r = Sweep(NcRefFault::kNone, NcRefFault::kSkipMarkFlush);
   EXPECT_GT(r.freed_while_held, 0);
+}
+
+TEST(NcReferencesTest, RemovedSummaryMarkIsCaught) {
+  const SweepResult r = Sweep(NcRefFault::kSkipSummaryMark, NcRefFault::kNone);
+  EXPECT_GT(r.freed_while_held, 0) << "the owner trusted a summary that missed the reference";
+}
+
+// The summary line marks the bucket of each record the table references,
+// and only those: set by a get, cleared by the last release of its bucket,
+// rebuilt from the table by a reader that attaches to it, zeroed by the
+// owner's recovery of the table.
+TEST(NcReferencesTest, TheSummaryMarksExactlyTheHeldBuckets) {
+  for (uint32_t i = 0; i < kRecords; ++i) {
+    for (uint32_t j = 0; j < i; ++j) ASSERT_NE(HeldSummaryBit(i), HeldSummaryBit(j));
+  }
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcOwner<CacheSim> owner(os, w.view());
+  for (uint32_t i = 0; i < kRecords; ++i) owner.Publish(i, IdOf(kA + i), SealedInfo(), BlockOf(i));
+  auto marked = [&] {
+    const NcSummary s = NcReadSummary(os, w.table(0));
+    std::vector<uint32_t> records;
+    for (uint32_t i = 0; i < kRecords; ++i) {
+      if (NcSummaryHas(s, i)) records.push_back(i);
+    }
+    int bits = 0;
+    for (uint64_t word : s) bits += __builtin_popcountll(word);
+    EXPECT_EQ(bits, static_cast<int>(records.size())) << "a bit no held record explains";
+    return records;
+  };
+  EXPECT_EQ(marked(), std::vector<uint32_t>{});
+  NcObject o;
+  {
+    NcReader<CacheSim> reader(rs, w.view(), w.table(0));
+    ASSERT_EQ(reader.Get(1, IdOf(kA + 1), &o), NcGet::kFound);
+    ASSERT_EQ(reader.Get(2, IdOf(kA + 2), &o), NcGet::kFound);
+    ASSERT_EQ(reader.Get(2, IdOf(kA + 2), &o), NcGet::kFound);
+    EXPECT_EQ(marked(), (std::vector<uint32_t>{1, 2}));
+    EXPECT_TRUE(reader.Release(1));
+    EXPECT_TRUE(reader.Release(2));
+    EXPECT_EQ(marked(), std::vector<uint32_t>{2}) << "record 2 is still held once";
+  }
+  // Memory loses the summary (as a re-attaching client may find it); the
+  // reader that attaches to the table marks what the table holds.
+  for (uint32_t i = 0; i < kMaxHeldLocks; ++i) {
+    __atomic_store_n(NcWord(w.table(0).summary[i]), ~0ull, __ATOMIC_RELAXED);  // the device
+  }
+  NcReader<CacheSim> again(rs, w.view(), w.table(0));
+  EXPECT_EQ(marked(), std::vector<uint32_t>{2});
+  EXPECT_FALSE(owner.Delete(2, w.tables()));
+  EXPECT_TRUE(owner.Delete(1, w.tables()));
+  const auto held = owner.RecoverTable(w.table(0));
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0], (std::pair<uint32_t, uint64_t>{2, 1}));
+  EXPECT_EQ(marked(), std::vector<uint32_t>{});
+  EXPECT_TRUE(owner.Delete(2, w.tables()));
+  EXPECT_TRUE(rs.conflicting_writes().empty() && os.conflicting_writes().empty());
 }
 
 TEST(NcReferencesTest, RemovedDataInvalidateIsCaught) {
@@ -392,7 +452,7 @@ class NcIndexTest : public ::testing::Test {
 TEST_F(NcIndexTest, FindsWhatIsIndexedAndNothingElse) {
   CacheSim rs(base(), size(), Sim(1)), os(base(), size(), Sim(2));
   NcOwner<CacheSim> owner(os, view_);
-  NcReader<CacheSim> reader(rs, view_, region_->held(1), 64);
+  NcReader<CacheSim> reader(rs, view_, NcTable{region_->held(1), 64, region_->held_summary(1)});
   PutThree(owner, os);
   for (uint32_t k = 0; k < 3; ++k) {
     NcObject o;
@@ -430,7 +490,8 @@ TEST_F(NcIndexTest, ALookupDuringAShiftNeverMissesAnObject) {
       CacheSim rs(base(), size(), Sim(1)), os(base(), size(), Sim(2));
       SteppedLines rl{rs};
       NcOwner<CacheSim> owner(os, view_);
-      NcReader<SteppedLines> reader(rl, view_, region_->held(1), 64);
+      NcReader<SteppedLines> reader(rl, view_,
+                                    NcTable{region_->held(1), 64, region_->held_summary(1)});
       reader.SetFaultForTesting(fault);
       PutThree(owner, os);
       NcObject o;
@@ -484,7 +545,7 @@ TEST(NcReferencesTest, ReaderKilledAtEveryLineOperation) {
     const int status = RunChild([&] {
       CacheSim rs(w.base(), w.size(), Chaotic(w, k + 1));
       SteppedLines dl = gismo::testing::DyingLines(rs, k);
-      NcReader<SteppedLines> reader(dl, w.view(), w.table(1), kTableCap);
+      NcReader<SteppedLines> reader(dl, w.view(), w.table(1));
       NcObject o;
       if (reader.Get(0, IdOf(kA), &o) == NcGet::kFound) {
         __atomic_store_n(said.word(0), 1, __ATOMIC_SEQ_CST);
@@ -498,7 +559,7 @@ TEST(NcReferencesTest, ReaderKilledAtEveryLineOperation) {
     if (get_returned) {
       EXPECT_FALSE(deleted) << "freed under a dead reader's reference, k=" << k;
     }
-    const auto held = owner.RecoverTable({w.table(1), kTableCap});
+    const auto held = owner.RecoverTable(w.table(1));
     if (get_returned) {
       ASSERT_EQ(held.size(), 1u);
       EXPECT_EQ(held[0].first, 0u);
@@ -540,7 +601,7 @@ TEST(NcReferencesTest, ReadersAndOwnerOnThreadsUnderChaos) {
   }
   auto reader_host = [&](uint32_t client, uint64_t seed) {
     CacheSim rs(w.base(), w.size(), Chaotic(w, seed));
-    NcReader<CacheSim> reader(rs, w.view(), w.table(client), kTableCap);
+    NcReader<CacheSim> reader(rs, w.view(), w.table(client));
     uint64_t r = seed;
     while (!stop.load(std::memory_order_acquire)) {
       r = r * 6364136223846793005ull + 1442695040888963407ull;
@@ -602,7 +663,7 @@ TEST(NcReferencesTest, ReaderAndOwnerOnHardwareLines) {
   owner.Publish(0, IdOf(500), SealedInfo(), BlockOf(0));
   std::thread reader_host([&] {
     HwLines lines;
-    NcReader<HwLines> reader(lines, w.view(), w.table(0), kTableCap);
+    NcReader<HwLines> reader(lines, w.view(), w.table(0));
     while (!stop.load(std::memory_order_acquire)) {
       const uint64_t t = tag.load(std::memory_order_acquire);
       NcObject o;

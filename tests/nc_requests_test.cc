@@ -42,7 +42,7 @@ std::vector<NcRequest> OneOfEach() {
   r.op = NcOp::kCreate;
   r.id = Id(~0ull, ~0ull, 0xffffffffu);
   all.push_back(r);
-  for (NcOp op : {NcOp::kSeal, NcOp::kAbort}) {
+  for (NcOp op : {NcOp::kSeal, NcOp::kAbort, NcOp::kReleased}) {
     r = NcRequest{};
     r.op = op;
     r.id = Id(4, 5, 6);
@@ -161,7 +161,7 @@ TEST(NcRequestsTest, RequestsNoDecoderWouldTakeAreNotEncoded) {
   r.op = static_cast<NcOp>(0);
   refused(r, "op 0");
   r.op = static_cast<NcOp>(kNcOpLast + 1);
-  refused(r, "op 11");
+  refused(r, "op " + std::to_string(kNcOpLast + 1));
   r = NcRequest{};
   r.op = NcOp::kCreate;
   r.data_size = kMaxDataSize + 1;

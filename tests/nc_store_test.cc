@@ -289,7 +289,10 @@ TEST_F(NcStoreTest, ClientsOnThreadsAgainstTheOwner) {
   for (int spins = 0; objects() != 0 && spins < 1000000; ++spins) std::this_thread::yield();
   EXPECT_EQ(objects(), 0);
   StopOwner();
-  EXPECT_EQ(owner_->stats().applied, uint64_t{kClients} * kRounds * 3);
+  // Create, seal and delete of each object, and the releases of a
+  // neighbour's object that found it deleted meanwhile (reported).
+  EXPECT_GE(owner_->stats().applied, uint64_t{kClients} * kRounds * 3);
+  EXPECT_LE(owner_->stats().applied, uint64_t{kClients} * kRounds * 4);
   ExpectSound();
 }
 
@@ -373,8 +376,9 @@ TEST_F(NcOwnerDeathTest, ADeleteCommittedButNotFreedIsFreedBySuccessor) {
   ASSERT_TRUE(a->Release(y).ok());
   StopOwner();
   const uint64_t free_after_put = FreePages();
-  // The delete is answered; the owner dies in the sweep that frees it.
-  DieAt("nc_owner.free_before_commit", [&] { EXPECT_TRUE(a->Delete(y).ok()); });
+  // The owner dies in the free it does before it answers: the mark is
+  // committed, the client's wait for the answer times out.
+  DieAt("nc_owner.free_before_commit", [&] { EXPECT_EQ(a->Delete(y).code(), GISMO_ERR_TIMEOUT); });
   gismo_object_info_t info;
   Status st = a->Stat(y, &info);
   ASSERT_TRUE(st.ok()) << st.message();

@@ -20,6 +20,7 @@
 #include "region/region.h"
 #include "region/request_ring.h"
 #include "region/view_sim.h"
+#include "store/nc_client.h"
 #include "testing/in_process_manager.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
@@ -492,6 +493,23 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   EXPECT_TRUE(Mentions(Problems(*r), "index shard 2 is half-changed (index version 5)"));
   r->shard(2).index_version.store(6, std::memory_order_relaxed);
   EXPECT_TRUE(Problems(*r).empty());
+  // A held entry whose bucket the slot's summary does not mark: the owner
+  // would free the object under the client.
+  const region::NcTable table = store::NcTableOf(*r, kSlot);
+  constexpr uint32_t kRecord = 5;
+  const uint32_t bit = region::HeldSummaryBit(kRecord);
+  table.entries[0].key.store(kRecord + 1, std::memory_order_relaxed);
+  table.entries[0].count.store(1, std::memory_order_relaxed);
+  EXPECT_TRUE(Mentions(Problems(*r), "client slot 3's held summary does not mark record 5"));
+  table.summary[bit / 64].store(uint64_t{1} << (bit % 64), std::memory_order_relaxed);
+  EXPECT_FALSE(Mentions(Problems(*r), "held summary"));
+  table.entries[0].key.store(0, std::memory_order_relaxed);
+  table.entries[0].count.store(0, std::memory_order_relaxed);
+  // A free slot's summary is clear (its recovery cleared it).
+  r->slot(kSlot).state.store(0, std::memory_order_release);
+  EXPECT_TRUE(Mentions(Problems(*r), "free client slot 3's held summary is not clear"));
+  table.summary[bit / 64].store(0, std::memory_order_relaxed);
+  EXPECT_FALSE(Mentions(Problems(*r), "held summary"));
 }
 
 // gismo-manager --coherence non-coherent formats and serves the region.

@@ -106,6 +106,31 @@ class Checker {
   // owner's sleep line and the election's candidate lines. This host may
   // hold stale copies of lines other hosts wrote: each is invalidated
   // before it is read.
+  // Each client's held summary marks the bucket of every record its table
+  // references (memory never holds such an entry with its bucket unmarked:
+  // nc_references.h, G3), else the owner could free the object under the
+  // client; a free slot's summary is clear. Offline only: a live client
+  // drops an entry and then its bit, so a check while it runs could read
+  // the table before the drop and the summary after.
+  void CheckHeldSummaries(HwLines& lines) {
+    if (online_) return;
+    const uint32_t records = r_.num_shards() * r_.records_per_shard();
+    for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      const NcTable t = store::NcTableOf(r_, i);
+      const NcSummary summary = NcReadSummary(lines, t);
+      if (!Live(i)) {
+        if (summary != NcSummary{}) Problem("free client slot ", i, "'s held summary is not clear");
+        continue;
+      }
+      NcForEachHeld(lines, t, records, [&](uint32_t record, uint64_t) {
+        if (!NcSummaryHas(summary, record)) {
+          Problem("client slot ", i, "'s held summary does not mark record ", record,
+                  ", which its table references (the owner could free it under the client)");
+        }
+      });
+    }
+  }
+
   void CheckNonCoherentLines() {
     if (!r_.noncoherent()) return;
     HwLines lines;
@@ -146,6 +171,7 @@ class Checker {
         }
       }
     }
+    CheckHeldSummaries(lines);
     Superblock& sb = r_.sb();
     lines.Invalidate(&sb.owner_sleep, sizeof(sb.owner_sleep));
     if (lines.Load(&sb.owner_sleep.sleeping) > 1) {

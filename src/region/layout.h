@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 7;
+inline constexpr uint32_t kFormatVersion = 8;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -485,6 +485,23 @@ inline constexpr uint32_t kMaxHeldLocks = 8;
 // releases every lock word that carries the slot's tag.
 inline constexpr uint64_t kHeldLocksWorld = 1;
 
+// A non-coherent region's clients take no region lock: there a client
+// slot's held_locks line is its held summary instead (nc_references.h), a
+// bit per bucket of records, bit HeldSummaryBit(record) set while the slot's
+// held table has an entry with references on some record of that bucket.
+// Written by the slot's client alone (a clear bit is a promise, a set bit
+// only a hint), then by the owner when it recovers the slot; read by the
+// owner before it looks into the table, so a delete or a sweep reads one
+// line per client instead of the whole table. The slot 0 (the owner's)
+// keeps its locks there, as in a coherent region.
+inline constexpr uint32_t kHeldSummaryBits = kMaxHeldLocks * 64;
+inline constexpr uint32_t HeldSummaryBit(uint32_t record) {
+  // Fibonacci hashing: the top 9 bits of the product, so that records of
+  // different shards with the same local index fall in different buckets.
+  return static_cast<uint32_t>((uint64_t{record} * 0x9E3779B97F4A7C15ull) >> 55);
+}
+static_assert(kHeldSummaryBits == 512 && HeldSummaryBit(~0u) < kHeldSummaryBits);
+
 // Fixed header of a client slot; followed in the slot by
 // Word current_slab[kNumClasses], LogEntry log[log_capacity],
 // HeldEntry held[held_capacity].
@@ -531,7 +548,8 @@ struct alignas(kCacheLine) ClientSlotHeader {
   // into a slot already given to another session changes nothing.
   Word departed;
   Word reserved1;
-  // Offsets of locks being acquired or held, written before the acquiring CAS.
+  // Offsets of locks being acquired or held, written before the acquiring
+  // CAS; in a non-coherent region's client slots, the held summary.
   alignas(kCacheLine) Word held_locks[kMaxHeldLocks];
   // Written by the manager at admission: the client's ProcessIdentity, so
   // that a fencer on the same kernel (the manager, a node agent, even a

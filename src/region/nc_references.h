@@ -11,7 +11,8 @@
 //    write-back at any moment carries a prefix of those stores, so a line
 //    whose version is even is whole.
 //  - The client's held table (HeldEntry, key = record index + 1, count; four
-//    entries per line): the client alone, from its admission until it is
+//    entries per line) and its held summary (one line, a bit per bucket of
+//    records, layout.h): the client alone, from its admission until it is
 //    fenced; then the owner (RecoverTable).
 //  - Object data: its creator until the seal; nobody while sealed.
 //
@@ -27,8 +28,10 @@
 //      writing it; retry (bounded, then BUSY).
 //  G2. Read id, info, heap_offset, sizes; re-read version (== v, else retry).
 //      Not this id, or not sealed: not found.
-//  G3. Add the reference to the client's table (key first, then count) and
-//      flush the entry's line.
+//  G3. If the record's bucket bit in the summary is clear, set it and
+//      flush the summary's line; then add the reference to the client's
+//      table (key first, then count) and flush the entry's line. So memory
+//      never holds a referencing entry whose bucket is unmarked.
 //  G4. Invalidate the record's line and re-read version: unchanged means the
 //      owner had not begun to delete or reuse the record when the entry
 //      reached memory. Changed: take the reference back (flush) and retry.
@@ -37,13 +40,15 @@
 //      when this client already held a reference before G3: the block has
 //      held this sealed object, unchanged, since that reference's G5, so
 //      every line cached since is current.
-// Release: count - 1 (at 0: count, then key, cleared) and flush the line.
+// Release: count - 1 (at 0: count, then key, cleared) and flush the line;
+// the bucket's last entry gone, its summary bit cleared and flushed.
 //
 // Free of record i (owner; O1..O3):
 //  O1. Mark it deleting (version odd, state kDeleting, version even) and
 //      flush the line.
-//  O2. Invalidate every active client's table and look for the record's key
-//      with a count > 0.
+//  O2. For every active client: invalidate its summary line; if the
+//      record's bucket bit is set, invalidate its table and look for the
+//      record's key with a count > 0.
 //  O3. None: free it (version odd, state kFree, words cleared, version
 //      even, flush). Else leave it deleting and look again later (a release,
 //      a sweep, or the holder's recovery).
@@ -51,7 +56,10 @@
 // in memory), then invalidates (a full fence: MFENCE on hardware, a seq_cst
 // fence in the simulator) and loads what the other side stores. So at least
 // one sees the other: the client sees the new version and takes its
-// reference back, or the owner sees the reference and does not free.
+// reference back, or the owner sees the reference and does not free. The
+// summary bit is in memory before the entry, so an owner that finds the bit
+// clear read before the entry reached memory: the first case. The client
+// clears a bit only once no entry of its bucket is left in memory.
 //
 // A client's host that dies keeps in memory every reference it relied on
 // (G3 flushes before G4), and no other: an entry not flushed was never
@@ -62,6 +70,7 @@
 #ifndef GISMO_REGION_NC_REFERENCES_H_
 #define GISMO_REGION_NC_REFERENCES_H_
 
+#include <array>
 #include <cstdint>
 #include <unordered_map>
 #include <vector>
@@ -80,6 +89,7 @@ enum class NcRefFault : uint8_t {
   kSkipDataInvalidate,     // G5 skipped
   kSkipMarkFlush,          // O1 without the flush of the record
   kSkipIndexRecheck,       // G0 trusts a probe that found nothing
+  kSkipSummaryMark,        // G3 leaves the record's summary bit clear
 };
 
 enum class NcGet : uint8_t {
@@ -149,19 +159,90 @@ inline bool NcBlockInHeap(const NcView& v, const NcObject& o) {
          bytes <= v.heap_size - o.heap_offset;
 }
 
+// One client's held table and its summary (kMaxHeldLocks words, one line).
+struct NcTable {
+  HeldEntry* entries = nullptr;
+  uint32_t capacity = 0;
+  Word* summary = nullptr;
+};
+
+using NcSummary = std::array<uint64_t, kMaxHeldLocks>;
+inline bool NcSummaryHas(const NcSummary& s, uint32_t record) {
+  const uint32_t bit = HeldSummaryBit(record);
+  return (s[bit / 64] >> (bit % 64) & 1) != 0;
+}
+inline void NcSummaryAdd(NcSummary& s, uint32_t record) {
+  const uint32_t bit = HeldSummaryBit(record);
+  s[bit / 64] |= uint64_t{1} << (bit % 64);
+}
+inline bool NcSummaryMeets(const NcSummary& a, const NcSummary& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if ((a[i] & b[i]) != 0) return true;
+  }
+  return false;
+}
+
+// Table `t`'s summary as memory holds it now (its line invalidated first).
+template <typename Lines>
+NcSummary NcReadSummary(Lines& lines, const NcTable& t) {
+  NcSummary s;
+  lines.Invalidate(t.summary, sizeof(Word) * kMaxHeldLocks);
+  for (uint32_t i = 0; i < kMaxHeldLocks; ++i) s[i] = lines.Load(NcWord(t.summary[i]));
+  return s;
+}
+
+// Calls fn(record, count) for each entry of table `t` with references, as
+// memory holds the table now (invalidated first); keys naming no record of
+// `num_records` are skipped.
+template <typename Lines, typename Fn>
+void NcForEachHeld(Lines& lines, const NcTable& t, uint32_t num_records, Fn&& fn) {
+  lines.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+  for (uint32_t i = 0; i < t.capacity; ++i) {
+    const uint64_t key = lines.Load(NcWord(t.entries[i].key));
+    const uint64_t count = lines.Load(NcWord(t.entries[i].count));
+    if (key != 0 && key <= num_records && count != 0) fn(static_cast<uint32_t>(key - 1), count);
+  }
+}
+
+// O2 for one client: whether table `t` references record `index`. Its
+// summary first; the table itself only if the record's bucket is marked.
+template <typename Lines>
+bool NcTableHolds(Lines& lines, const NcTable& t, uint32_t num_records, uint32_t index) {
+  if (!NcSummaryHas(NcReadSummary(lines, t), index)) return false;
+  bool held = false;
+  NcForEachHeld(lines, t, num_records, [&](uint32_t record, uint64_t) { held |= record == index; });
+  return held;
+}
+
+// Zeroes table `t` and its summary and flushes them (the owner's recovery
+// of a fenced client's slot).
+template <typename Lines>
+void NcClearTable(Lines& lines, const NcTable& t) {
+  lines.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+  for (uint32_t i = 0; i < t.capacity; ++i) {
+    lines.Store(NcWord(t.entries[i].count), 0);
+    lines.Store(NcWord(t.entries[i].key), 0);
+  }
+  lines.Flush(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+  lines.Invalidate(t.summary, sizeof(Word) * kMaxHeldLocks);
+  for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines.Store(NcWord(t.summary[i]), 0);
+  lines.Flush(t.summary, sizeof(Word) * kMaxHeldLocks);
+}
+
 template <typename Lines>
 class NcReader {
  public:
-  // `table` is this client's held table of `capacity` entries. Its lines
-  // are this client's alone, so it keeps a private index of them (record
-  // index to entry, and the free entries), read from the table once here.
-  NcReader(Lines& lines, const NcView& view, HeldEntry* table, uint32_t capacity)
-      : lines_(lines), v_(view), table_(table) {
-    pos_.reserve(capacity);
+  // `table` is this client's held table and summary. Their lines are this
+  // client's alone, so it keeps a private index of them (record index to
+  // entry, the free entries, and the entries per summary bucket), read from
+  // the table once here; the summary is rewritten from the table.
+  NcReader(Lines& lines, const NcView& view, const NcTable& table)
+      : lines_(lines), v_(view), table_(table.entries), summary_(table.summary) {
+    pos_.reserve(table.capacity);
     // The slot's previous client, or the owner's recovery, wrote these
     // lines last; this host may hold older copies (section 3, "what moves").
-    lines_.Invalidate(table_, uint64_t{capacity} * sizeof(HeldEntry));
-    for (uint32_t i = capacity; i-- > 0;) {
+    lines_.Invalidate(table_, uint64_t{table.capacity} * sizeof(HeldEntry));
+    for (uint32_t i = table.capacity; i-- > 0;) {
       const uint64_t key = lines_.Load(NcWord(table_[i].key));
       if (key == 0 || key > v_.num_records || pos_.count(key - 1) != 0) {
         free_.push_back(i);  // empty, or not an entry of this protocol: reused
@@ -169,6 +250,15 @@ class NcReader {
         pos_.emplace(static_cast<uint32_t>(key - 1), i);
       }
     }
+    // Entries with count 0 are kept as they are (they name no reference);
+    // the summary covers every entry, so it never misses one.
+    NcSummary s{};
+    for (const auto& [record, entry] : pos_) {
+      if (bucket_entries_[HeldSummaryBit(record)]++ == 0) NcSummaryAdd(s, record);
+    }
+    lines_.Invalidate(summary_, sizeof(Word) * kMaxHeldLocks);
+    for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines_.Store(NcWord(summary_[i]), s[i]);
+    lines_.Flush(summary_, sizeof(Word) * kMaxHeldLocks);
   }
 
   // Takes a reference on the sealed object `id` if record `index` holds it.
@@ -278,13 +368,20 @@ class NcReader {
   static constexpr int kMaxAttempts = 64;
   using Positions = std::unordered_map<uint32_t, uint32_t>;
 
-  // G3: count + 1 on the record's entry (a free one if none), flushed.
+  // G3: count + 1 on the record's entry (a free one if none), flushed. A
+  // new entry's bucket is marked in the summary first, flushed before the
+  // entry is written: memory never holds an entry whose bucket is unmarked
+  // (an early write-back of the entry's line cannot precede the mark).
   // *held_before: the count was above 0 already.
   Positions::iterator Hold(uint32_t index, bool* held_before) {
     auto it = pos_.find(index);
     *held_before = it != pos_.end();
     if (it == pos_.end()) {
       if (free_.empty()) return pos_.end();
+      if (bucket_entries_[HeldSummaryBit(index)]++ == 0 && fault_ != NcRefFault::kSkipSummaryMark) {
+        SetSummaryBit(index, true);
+        lines_.Flush(summary_, sizeof(Word) * kMaxHeldLocks);
+      }
       it = pos_.emplace(index, free_.back()).first;
       free_.pop_back();
       HeldEntry& e = table_[it->second];
@@ -297,32 +394,48 @@ class NcReader {
     return it;
   }
 
-  // count - 1; at 0 the entry is cleared, count before key. Flushed: the
-  // owner may free the object once this reaches memory.
+  // count - 1; at 0 the entry is cleared, count before key, and once that
+  // is in memory the bucket's bit with its last entry. Flushed: the owner
+  // may free the object once this reaches memory.
   void Drop(Positions::iterator it) {
     HeldEntry& e = table_[it->second];
     const uint64_t count = lines_.Load(NcWord(e.count)) - 1;
     lines_.Store(NcWord(e.count), count);
-    if (count == 0) {
-      lines_.Store(NcWord(e.key), 0);
-      free_.push_back(it->second);
-      pos_.erase(it);
+    if (count != 0) {
+      lines_.Flush(&e, sizeof(e));
+      return;
     }
+    lines_.Store(NcWord(e.key), 0);
+    const uint32_t index = it->first;
+    free_.push_back(it->second);
+    pos_.erase(it);
     lines_.Flush(&e, sizeof(e));
+    // The bit is stored only now: an early write-back of the summary's line
+    // cannot reach memory before the cleared entry.
+    if (--bucket_entries_[HeldSummaryBit(index)] == 0) {
+      SetSummaryBit(index, false);
+      lines_.Flush(summary_, sizeof(Word) * kMaxHeldLocks);
+    }
+  }
+
+  // Sets or clears record `index`'s bucket bit in this client's own
+  // summary line (no invalidate: only this client writes it).
+  void SetSummaryBit(uint32_t index, bool set) {
+    const uint32_t bit = HeldSummaryBit(index);
+    uint64_t* word = NcWord(summary_[bit / 64]);
+    const uint64_t mask = uint64_t{1} << (bit % 64);
+    const uint64_t old = lines_.Load(word);
+    lines_.Store(word, set ? old | mask : old & ~mask);
   }
 
   Lines& lines_;
   NcView v_;
   HeldEntry* table_;
+  Word* summary_;
   Positions pos_;               // record index to its entry (count > 0)
   std::vector<uint32_t> free_;  // entries with key 0
+  std::array<uint32_t, kHeldSummaryBits> bucket_entries_{};  // entries per summary bit
   NcRefFault fault_ = NcRefFault::kNone;
-};
-
-// One client's held table as the owner sees it.
-struct NcTable {
-  HeldEntry* entries = nullptr;
-  uint32_t capacity = 0;
 };
 
 template <typename Lines>
@@ -389,35 +502,24 @@ class NcOwner {
   }
 
   // O2: whether any table holds a reference on record `index`, as memory
-  // holds the tables now.
+  // holds the tables (their summaries first) now.
   bool Referenced(uint32_t index, const std::vector<NcTable>& tables) {
     for (const NcTable& t : tables) {
-      lines_.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
-      for (uint32_t i = 0; i < t.capacity; ++i) {
-        if (lines_.Load(NcWord(t.entries[i].key)) == index + 1 &&
-            lines_.Load(NcWord(t.entries[i].count)) != 0) {
-          return true;
-        }
-      }
+      if (NcTableHolds(lines_, t, v_.num_records, index)) return true;
     }
     return false;
   }
 
   // A fenced client's table becomes the owner's: the records it referenced
-  // (index, count), as memory holds them, and the table zeroed and flushed
-  // for the slot's next client. REQUIRES: the client is fenced, and on its
-  // host its lines were written back or dropped (doc/noncoherent.md 7.3).
+  // (index, count), as memory holds them, and the table and its summary
+  // zeroed and flushed for the slot's next client. REQUIRES: the client is
+  // fenced, and on its host its lines were written back or dropped
+  // (doc/noncoherent.md 7.3).
   std::vector<std::pair<uint32_t, uint64_t>> RecoverTable(const NcTable& t) {
     std::vector<std::pair<uint32_t, uint64_t>> held;
-    lines_.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
-    for (uint32_t i = 0; i < t.capacity; ++i) {
-      const uint64_t key = lines_.Load(NcWord(t.entries[i].key));
-      const uint64_t count = lines_.Load(NcWord(t.entries[i].count));
-      if (key != 0 && key <= v_.num_records && count != 0) held.emplace_back(key - 1, count);
-      lines_.Store(NcWord(t.entries[i].count), 0);
-      lines_.Store(NcWord(t.entries[i].key), 0);
-    }
-    lines_.Flush(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
+    NcForEachHeld(lines_, t, v_.num_records,
+                  [&](uint32_t record, uint64_t count) { held.emplace_back(record, count); });
+    NcClearTable(lines_, t);
     return held;
   }
 

@@ -100,6 +100,8 @@ const char* NcOpName(NcOp op) {
       return "unbind name";
     case NcOp::kGoodbye:
       return "goodbye";
+    case NcOp::kReleased:
+      return "released";
   }
   return "";
 }
@@ -161,6 +163,7 @@ Status EncodeNcRequest(const NcRequest& r, std::span<RequestPayload, kNcMaxReque
       break;
     case NcOp::kSeal:
     case NcOp::kAbort:
+    case NcOp::kReleased:
       head.w[4] = r.record;
       break;
     case NcOp::kEvict:
@@ -239,6 +242,7 @@ Status DecodeNcRequest(std::span<const RequestPayload> entries, uint64_t record_
     }
     case NcOp::kSeal:
     case NcOp::kAbort:
+    case NcOp::kReleased:
       r.record = head.w[4];
       if (r.record >= record_limit) {
         return Bad(what + " for record " + std::to_string(r.record) + " (the region has " +
@@ -336,8 +340,9 @@ Status DecodeNcResponse(const RequestPayload& p, uint64_t record_limit, uint64_t
     return BadResponse(what + " with block offset " + std::to_string(r.heap_offset) +
                        " (the heap has " + std::to_string(heap_size) + " bytes)");
   }
-  const bool has_value = ok && (r.op == NcOp::kEvict || r.op == NcOp::kBindName ||
-                                r.op == NcOp::kSwapName || r.op == NcOp::kUnbindName);
+  const bool has_value = (ok && (r.op == NcOp::kEvict || r.op == NcOp::kBindName ||
+                                 r.op == NcOp::kSwapName || r.op == NcOp::kUnbindName)) ||
+                         (r.op == NcOp::kCreate && r.status == GISMO_ERR_LIMIT);
   if (!has_value && r.value != 0) return BadResponse(what + " with a value");
   *out = r;
   return Status();

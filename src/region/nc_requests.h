@@ -41,8 +41,9 @@ enum class NcOp : uint8_t {
   kSwapName = 8,    // name -> id if bound to `expected` (or, without, unbound)
   kUnbindName = 9,  // name, if bound (to `expected`, with one)
   kGoodbye = 10,    // the client leaves: recover its slot as a departure
+  kReleased = 11,   // the client dropped its last reference on a deleting object
 };
-inline constexpr uint8_t kNcOpLast = static_cast<uint8_t>(NcOp::kGoodbye);
+inline constexpr uint8_t kNcOpLast = static_cast<uint8_t>(NcOp::kReleased);
 // "create" for kCreate, ...; "" for a value that is not an op.
 const char* NcOpName(NcOp op);
 
@@ -64,7 +65,8 @@ struct NcRequest {
   uint32_t create_flags = 0;   // kCreate: GISMO_CREATE_* (kObjectFlagsPublic)
   uint64_t data_size = 0;      // kCreate
   uint64_t metadata_size = 0;  // kCreate
-  uint64_t record = 0;         // kSeal, kAbort: the record the create's answer named
+  uint64_t record = 0;         // kSeal, kAbort: the record the create's answer named;
+                               // kReleased: the record the reference was on
   uint64_t bytes = 0;          // kEvict
   std::string name;            // names: 1..GISMO_NAME_MAX bytes, no NUL
 };
@@ -94,7 +96,9 @@ struct NcResponse {
   bool existed = false;      // kCreate with kNcGetIfExists: the object exists and is sealed
   uint64_t record = 0;       // kCreate: the object's record
   uint64_t heap_offset = 0;  // kCreate (not existed): its data block, from the heap's start
-  uint64_t value = 0;        // kEvict: bytes evicted; names: the name's version
+  uint64_t value = 0;        // kEvict: bytes evicted; names: the name's version;
+                             // kCreate refused with LIMIT: the owned-objects
+                             // limit it met (0: the index hash was full)
 };
 RequestPayload EncodeNcResponse(const NcResponse& r);
 // PROTOCOL unless `p` is an encoding EncodeNcResponse makes, with a record

@@ -169,6 +169,8 @@ class Region {
     return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
                          kNumClasses * sizeof(Word) + sb_->log_capacity * sizeof(LogEntry));
   }
+  // A non-coherent region's client slot `i`: its held summary (layout.h).
+  Word* held_summary(uint32_t i) const { return slot(i).held_locks; }
 
   // Object index.
   uint32_t num_shards() const { return num_shards_; }

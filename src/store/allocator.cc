@@ -32,9 +32,13 @@ uint64_t Allocator::BlockSize(uint64_t bytes) {
 }
 
 Result<uint64_t> Allocator::Allocate(Txn& txn, uint64_t bytes) {
+  return Allocate(txn, bytes, txn.slot());
+}
+
+Result<uint64_t> Allocator::Allocate(Txn& txn, uint64_t bytes, uint32_t for_slot) {
   int cls = ClassOf(bytes == 0 ? 1 : bytes);
   if (cls >= 0) {
-    auto off = AllocateSmall(txn, cls);
+    auto off = AllocateSmall(txn, cls, for_slot);
     if (off.ok() && txn.failed()) return txn.failure();  // a corrupt slab
     return off;
   }
@@ -217,8 +221,7 @@ void Allocator::UnlinkPartial(Txn& txn, ClassStripe& cs, uint64_t page) {
   txn.Write(d.next, 0);
 }
 
-Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls) {
-  uint32_t slot = txn.slot();
+Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls, uint32_t slot) {
   uint32_t stripe = slot % kStripes;
   ClassStripe& cs = r_.class_stripe(cls, stripe);
   if (!LockOnce(txn, cs.lock)) return txn.failure();

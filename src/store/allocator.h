@@ -44,8 +44,13 @@ class Allocator {
   static uint64_t BlockSize(uint64_t bytes);
 
   // Returns the heap offset of a block of at least `bytes` (64-byte aligned),
-  // or OUT_OF_MEMORY. Everything it changes is logged in `txn`.
+  // or OUT_OF_MEMORY. Everything it changes is logged in `txn`. A small
+  // block comes from the current slab of client slot `for_slot` (of the
+  // txn's slot unless given: a non-coherent region's owner allocates for
+  // the client that asked, so the client's recovery gives its slabs back
+  // as in a coherent region).
   Result<uint64_t> Allocate(Txn& txn, uint64_t bytes);
+  Result<uint64_t> Allocate(Txn& txn, uint64_t bytes, uint32_t for_slot);
   void Free(Txn& txn, uint64_t heap_offset, uint64_t bytes);
 
   // Gives up the current slabs of a (dead or departing) client slot. Each
@@ -65,7 +70,7 @@ class Allocator {
   void FreePages(Txn& txn, uint64_t first, uint64_t npages);
 
  private:
-  Result<uint64_t> AllocateSmall(Txn& txn, int cls);
+  Result<uint64_t> AllocateSmall(Txn& txn, int cls, uint32_t slot);
   // Takes a free block from slab `page` (caller holds its class lock).
   uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);

@@ -67,7 +67,7 @@ NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
       patience_ns_(PatienceNs(r)),
       view_(ViewOf(r)),
       requester_(lines_, RequesterOptions(r, slot, session, std::move(wake))),
-      reader_(lines_, view_, r.held(slot), r.sb().held_capacity) {
+      reader_(lines_, view_, NcTableOf(r, slot)) {
 #ifdef GISMO_CRASH_POINTS
   if (const char* f = std::getenv("GISMO_NC_FAULT"); f != nullptr) {
     skip_seal_flush_ = std::strcmp(f, "skip-seal-flush") == 0;
@@ -99,6 +99,7 @@ NcShard NcClientStore::ShardOf(uint64_t hash) const {
 
 Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse* out) {
   if (Status s = requester_.Call(q, out, timeout_ms_); !s.ok()) return s;
+  owner_slow_ = false;
   const std::string obj = "object " + Hex(id);
   switch (out->status) {
     case GISMO_OK:
@@ -119,6 +120,12 @@ Status NcClientStore::Call(const NcRequest& q, const gismo_id_t& id, NcResponse*
                                      FormatSize(q.data_size + q.metadata_size) +
                                      "; nothing could be evicted");
     case GISMO_ERR_LIMIT:
+      if (out->value != 0) {
+        return Status(out->status, "this client already owns " + std::to_string(out->value) +
+                                       " objects, the most a client may own in this region; "
+                                       "delete some (the manager's --max-refs-per-client sets "
+                                       "the limit)");
+      }
       return Status(out->status, "too many objects in the index hash to the same place as " +
                                      Hex(id) + "; choose ids that differ more, or delete some");
     case GISMO_ERR_UNSUPPORTED:
@@ -289,8 +296,37 @@ Status NcClientStore::Release(const gismo_id_t& id) {
     }
     return Status(GISMO_ERR_NOT_HELD, "this client holds no reference to object " + Hex(id));
   }
-  if (reader_.Held(it->second) == 0) held_.erase(it);
+  const uint32_t record = it->second;
+  if (reader_.Held(record) != 0) return Status();
+  held_.erase(it);
+  // The last reference. The owner may have deleted the object meanwhile and
+  // left it for this release: tell it, so that it frees the object before
+  // the release returns. The entry's flush (in Release) precedes this read
+  // of the record (a Dekker pair with the owner's mark and table read: if
+  // this read misses the mark, the owner's read of the table sees the entry
+  // gone and frees the object itself). Best effort: the owner's sweeps free
+  // whatever this misses.
+  Snapshot snap;
+  bool same = false;
+  bool read = false;
+  for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(record, x, &snap, &same);
+  if (read && same && InfoState(snap.info) == ObjectState::kDeleting) ReportRelease(record, x);
   return Status();
+}
+
+void NcClientStore::ReportRelease(uint32_t record, const IdWords& x) {
+  // An owner that did not answer the last report in time (away, or
+  // failing over) is not waited for again until a request of this client
+  // was answered: a release never waits on the owner for long.
+  if (owner_slow_) return;
+  NcRequest q;
+  q.op = NcOp::kReleased;
+  q.id = x;
+  q.record = record;
+  NcResponse a;
+  constexpr int64_t kReportWaitMs = 100;
+  Status s = requester_.Call(q, &a, std::min<int64_t>(timeout_ms_, kReportWaitMs));
+  owner_slow_ = s.code() == GISMO_ERR_TIMEOUT;
 }
 
 Status NcClientStore::Delete(const gismo_id_t& id) {
@@ -337,19 +373,9 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
       const uint64_t s = lines_.Load(slot);
       if (s == 0) break;
       if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
-      const uint32_t global = shard.first_record + HashSlotLocal(s);
-      ObjectRecord& rec = view_.Record(global);
-      lines_.Invalidate(&rec, sizeof(rec));
-      const uint64_t v = lines_.Load(NcWord(rec.ref_count));
-      bool same = true;
-      for (int k = 0; k < 3; ++k) same &= lines_.Load(NcWord(rec.id[k])) == x.w[k];
       Snapshot snap;
-      snap.record = global;
-      snap.info = lines_.Load(NcWord(rec.info));
-      snap.heap_offset = lines_.Load(NcWord(rec.heap_offset));
-      snap.sizes = lines_.Load(NcWord(rec.sizes));
-      snap.create_time_ns = lines_.Load(NcWord(rec.create_time_ns));
-      if ((v & 1) != 0 || lines_.Load(NcWord(rec.ref_count)) != v) {
+      bool same = false;
+      if (!ReadRecord(shard.first_record + HashSlotLocal(s), x, &snap, &same)) {
         torn = true;  // the owner is writing it: look again
         break;
       }
@@ -367,6 +393,20 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
                 "object " + Hex(id) + "'s index shard kept changing while it was read; try again");
 }
 
+bool NcClientStore::ReadRecord(uint32_t global, const IdWords& x, Snapshot* snap, bool* same) {
+  ObjectRecord& rec = view_.Record(global);
+  lines_.Invalidate(&rec, sizeof(rec));
+  const uint64_t v = lines_.Load(NcWord(rec.ref_count));
+  *same = true;
+  for (int k = 0; k < 3; ++k) *same &= lines_.Load(NcWord(rec.id[k])) == x.w[k];
+  snap->record = global;
+  snap->info = lines_.Load(NcWord(rec.info));
+  snap->heap_offset = lines_.Load(NcWord(rec.heap_offset));
+  snap->sizes = lines_.Load(NcWord(rec.sizes));
+  snap->create_time_ns = lines_.Load(NcWord(rec.create_time_ns));
+  return (v & 1) == 0 && lines_.Load(NcWord(rec.ref_count)) == v;
+}
+
 Status NcClientStore::Contains(const gismo_id_t& id, bool* contains) {
   *contains = false;
   Snapshot snap;
@@ -378,21 +418,20 @@ Status NcClientStore::Contains(const gismo_id_t& id, bool* contains) {
 }
 
 uint64_t NcClientStore::References(uint32_t record) {
-  uint64_t refs = 0;
-  const uint32_t cap = r_.sb().held_capacity;
+  uint64_t refs = reader_.Held(record);  // this client's own lines
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (i == slot_) continue;
     // The owner writes the slot's state line (admission, recovery).
-    if (i != slot_) lines_.Invalidate(&r_.slot(i), kCacheLine);
+    lines_.Invalidate(&r_.slot(i), kCacheLine);
     if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
       continue;
     }
-    HeldEntry* t = r_.held(i);
-    if (i != slot_) lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
-    for (uint32_t k = 0; k < cap; ++k) {
-      if (lines_.Load(NcWord(t[k].key)) == uint64_t{record} + 1) {
-        refs += lines_.Load(NcWord(t[k].count));
-      }
-    }
+    // A table whose summary does not mark the record's bucket holds none.
+    const NcTable t = NcTableOf(r_, i);
+    if (!NcSummaryHas(NcReadSummary(lines_, t), record)) continue;
+    NcForEachHeld(lines_, t, view_.num_records, [&](uint32_t held, uint64_t count) {
+      if (held == record) refs += count;
+    });
   }
   return refs;
 }

@@ -11,7 +11,10 @@
 //    seal (section 6). An abort flushes the block too, so no line this host
 //    wrote can reach memory after the block is reused.
 //  - get: NcReader::Find (G0-G5): no request, no write to a line another
-//    host writes. release: the table entry, flushed.
+//    host writes. release: the table entry, flushed; the last reference on
+//    an object it then finds deleting is reported to the owner (kReleased),
+//    which frees the object before the release returns, as a coherent
+//    release does.
 //  - contains, stat, list: reads under the seqlocks, no reference taken.
 //  - evict and touch: requests (a get sets no CLOCK bit here: it writes no
 //    line of the owner's).
@@ -37,6 +40,11 @@
 namespace gismo::store {
 
 struct GetResult;
+
+// Client slot `slot`'s held table and summary in a non-coherent region.
+inline region::NcTable NcTableOf(const region::Region& r, uint32_t slot) {
+  return {r.held(slot), r.sb().held_capacity, r.held_summary(slot)};
+}
 
 class NcClientStore {
  public:
@@ -112,6 +120,12 @@ class NcClientStore {
   // Sends `q` and waits for its answer; the answer's own status as a Status
   // with a message that names the object.
   Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
+  // Record `global` read whole under its seqlock (its line invalidated
+  // first); false if the owner was writing it. *same: it names `x`.
+  bool ReadRecord(uint32_t global, const region::IdWords& x, Snapshot* snap, bool* same);
+  // Tells the owner this client dropped its last reference on `record`,
+  // which it saw deleting (kReleased), and waits a little for the answer.
+  void ReportRelease(uint32_t record, const region::IdWords& x);
   // References every table holds on `record` (each table invalidated).
   uint64_t References(uint32_t record);
 
@@ -154,6 +168,8 @@ class NcClientStore {
   // simulator build shows what each costs (NonCoherentServed.
   // TheSimulatorShowsAMissingFlushOrInvalidate). Never set otherwise.
   bool skip_seal_flush_ = false;
+  // The last ReportRelease timed out and no Call has been answered since.
+  bool owner_slow_ = false;
   std::unordered_map<region::IdWords, uint32_t, IdHash, IdEq> held_;  // id -> record
   std::unordered_map<region::IdWords, Unsealed, IdHash, IdEq> unsealed_;
 };

@@ -15,6 +15,9 @@ using namespace region;  // NOLINT: layout names are this file's vocabulary
 namespace {
 
 constexpr uint32_t kNoRecord = ~0u;
+// The most tables a delete reads before its answer (those whose summaries
+// mark its record's bucket); past them it waits for the next sweep.
+constexpr uint32_t kTablesPerDelete = 2;
 
 OpKind KindOf(NcOp op) {
   switch (op) {
@@ -56,6 +59,7 @@ void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
   if (auto it = clients_.find(slot); it != clients_.end()) {
     if (it->second.session == session) return;
     clients_.erase(it);
+    owned_.erase(slot);
   }
   Client& c = clients_.try_emplace(slot, lines_, r_, slot, session).first->second;
   c.requests.Attach();
@@ -85,7 +89,9 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     if (!*got) break;
     ++taken;
     if (q.op == NcOp::kCreate) FreeDeletedId(q.id);
-    NcResponse a = q.op == NcOp::kEvict ? EvictRequest(c, q) : ApplyRequest(c, slot, q);
+    NcResponse a = q.op == NcOp::kEvict      ? EvictRequest(c, q)
+                   : q.op == NcOp::kReleased ? ReleasedRequest(c, q)
+                                             : ApplyRequest(c, slot, q);
     a.request_seq = seq;
     a.op = q.op;
     ++stats_.applied;
@@ -101,6 +107,15 @@ NcResponse NcOwnerStore::EvictRequest(Client& c, const NcRequest& q) {
   a.value = Evict(q.bytes);
   c.requests.Commit(c.requests.taken());
   return a;
+}
+
+NcResponse NcOwnerStore::ReleasedRequest(Client& c, const NcRequest& q) {
+  // Nothing of it needs undoing: the head commits alone, the free (if any)
+  // in a Txn of its own.
+  c.requests.Commit(c.requests.taken());
+  const uint32_t record = static_cast<uint32_t>(q.record);  // below the records: decoded so
+  if (pending_.count(record) != 0 && FreeIfUnheld(record, true)) pending_.erase(record);
+  return NcResponse{};
 }
 
 NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest& q) {
@@ -127,9 +142,16 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
       } else if (q.op == NcOp::kBindName || q.op == NcOp::kSwapName || q.op == NcOp::kUnbindName) {
         changed_.push_back(NameWatchId(q.name));
       }
-      // O2 and O3 in the next sweep: one scan of the tables serves every
-      // delete since the last (a create of the same id does not wait).
-      if (deleted != kNoRecord) pending_.insert(deleted);
+      // O2 and O3 before the answer, unless some table holds it (or more
+      // summaries mark its bucket than a delete reads tables): then at the
+      // holder's release, or the next sweep.
+      if (deleted != kNoRecord && !(HoldersOf(deleted, kTablesPerDelete) == Holders::kNone &&
+                                    FreeIfUnheld(deleted, false))) {
+        pending_.insert(deleted);
+      }
+      if (q.op == NcOp::kCreate && !a.existed && (q.create_flags & kObjectFlagOwned) != 0) {
+        ++owned_[slot];
+      }
       return a;
     }
     // A request that fails changes nothing: its head commits alone.
@@ -259,12 +281,17 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
     a.status = GISMO_ERR_LIMIT;
     return a;
   }
+  if ((q.create_flags & kObjectFlagOwned) != 0 && CheckOwnedLimit(slot) != GISMO_OK) {
+    a.status = GISMO_ERR_LIMIT;
+    a.value = OwnedLimit();
+    return a;
+  }
   auto local = TakeRecord(txn, shard);
   if (!local.ok()) {
     a.status = local.status().code();
     return a;
   }
-  auto off = alloc_.Allocate(txn, bytes);
+  auto off = alloc_.Allocate(txn, bytes, slot);
   if (!off.ok() || txn.failed()) {
     a.status = off.ok() ? txn.failure().code() : off.status().code();
     return a;
@@ -404,7 +431,9 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   // appended: reason evicted). Then one scan of the tables (O2), and the
   // marked ones no table holds are freed (O3); one a reader took meanwhile
   // waits in `pending_` for its release, like a delete.
-  const std::set<uint32_t> held_before = Referenced();
+  NcSummary everything;
+  everything.fill(~uint64_t{0});
+  const std::set<uint32_t> held_before = Referenced(everything);
   const uint32_t records = r_.num_shards() * r_.records_per_shard();
   std::vector<uint32_t> marked;
   uint64_t bytes = 0;
@@ -446,7 +475,8 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
     }
   }
   if (marked.empty()) return 0;
-  const std::set<uint32_t> held = Referenced();
+  const std::set<uint32_t> held =
+      Referenced(SummaryOf(std::set<uint32_t>(marked.begin(), marked.end())));
   for (uint32_t g : marked) {
     if (held.count(g) != 0 || !FreeIfUnheld(g, false)) pending_.insert(g);
   }
@@ -515,31 +545,71 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
   txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
 }
 
-std::set<uint32_t> NcOwnerStore::Referenced() {
+NcTable NcOwnerStore::TableOf(uint32_t slot) const { return NcTableOf(r_, slot); }
+
+NcSummary NcOwnerStore::SummaryOf(const std::set<uint32_t>& records) const {
+  NcSummary s{};
+  for (uint32_t g : records) NcSummaryAdd(s, g);
+  return s;
+}
+
+std::set<uint32_t> NcOwnerStore::Referenced(const NcSummary& wanted) {
   std::set<uint32_t> held;
-  const uint32_t cap = r_.sb().held_capacity;
-  const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
       continue;  // a free slot's table was cleared by its recovery
     }
-    HeldEntry* t = r_.held(i);
-    lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
-    for (uint32_t k = 0; k < cap; ++k) {
-      const uint64_t key = lines_.Load(NcWord(t[k].key));
-      if (key != 0 && key <= records && lines_.Load(NcWord(t[k].count)) != 0) {
-        held.insert(static_cast<uint32_t>(key - 1));
-      }
-    }
+    const NcTable t = TableOf(i);
+    if (!NcSummaryMeets(NcReadSummary(lines_, t), wanted)) continue;
+    NcForEachHeld(lines_, t, records, [&](uint32_t record, uint64_t) {
+      if (NcSummaryHas(wanted, record)) held.insert(record);
+    });
   }
   ++stats_.sweeps;
   return held;
 }
 
-bool NcOwnerStore::Referenced(uint32_t global) { return Referenced().count(global) != 0; }
+NcOwnerStore::Holders NcOwnerStore::HoldersOf(uint32_t global, uint32_t max_tables) {
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  uint32_t read = 0;
+  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+      continue;
+    }
+    const NcTable t = TableOf(i);
+    if (!NcSummaryHas(NcReadSummary(lines_, t), global)) continue;
+    if (read++ == max_tables) return Holders::kUnknown;
+    bool held = false;
+    NcForEachHeld(lines_, t, records, [&](uint32_t record, uint64_t) { held |= record == global; });
+    if (held) return Holders::kSome;
+  }
+  return Holders::kNone;
+}
+
+gismo_status_t NcOwnerStore::CheckOwnedLimit(uint32_t slot) {
+  const uint32_t limit = OwnedLimit();
+  auto it = owned_.find(slot);
+  if (it != owned_.end() && it->second < limit) return GISMO_OK;
+  uint32_t n = 0;
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  for (uint32_t g = 0; g < records; ++g) {
+    const uint64_t info = r_.record(g).info.load(std::memory_order_relaxed);
+    const ObjectState st = InfoState(info);
+    n += (st == ObjectState::kCreated || st == ObjectState::kSealed) &&
+         (InfoFlags(info) & kObjectFlagOwned) != 0 && InfoSlot(info) == slot;
+  }
+  owned_[slot] = n;
+  return n < limit ? GISMO_OK : GISMO_ERR_LIMIT;
+}
+
+uint32_t NcOwnerStore::OwnedLimit() const {
+  const uint32_t cap = r_.sb().held_capacity;
+  return cap - cap / 4;
+}
 
 bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
-  if (check_tables && Referenced(global)) return false;  // O2
+  if (check_tables && HoldersOf(global, ~0u) != Holders::kNone) return false;  // O2
   Txn txn(r_, 0, session_, OpKind::kDelete);
   const uint32_t shard = global / r_.records_per_shard();
   if (!txn.Lock(r_.shard(shard).lock)) return false;
@@ -579,7 +649,7 @@ uint32_t NcOwnerStore::SweepIfDue(uint64_t now_ns) {
 
 uint32_t NcOwnerStore::Sweep() {
   if (pending_.empty()) return 0;
-  const std::set<uint32_t> held = Referenced();
+  const std::set<uint32_t> held = Referenced(SummaryOf(pending_));
   uint32_t freed = 0;
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (held.count(*it) == 0 && FreeIfUnheld(*it, false)) {
@@ -594,16 +664,10 @@ uint32_t NcOwnerStore::Sweep() {
 
 Status NcOwnerStore::Recover(uint32_t slot) {
   clients_.erase(slot);
-  // Its table: the references it held are dropped (a reference counts only
-  // as an entry in a table, so there is nothing else to undo).
-  const uint32_t cap = r_.sb().held_capacity;
-  HeldEntry* t = r_.held(slot);
-  lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
-  for (uint32_t k = 0; k < cap; ++k) {
-    lines_.Store(NcWord(t[k].count), 0);
-    lines_.Store(NcWord(t[k].key), 0);
-  }
-  lines_.Flush(t, uint64_t{cap} * sizeof(HeldEntry));
+  owned_.erase(slot);
+  // Its table and summary: the references it held are dropped (a reference
+  // counts only as an entry in a table, so there is nothing else to undo).
+  NcClearTable(lines_, TableOf(slot));
   // Its rings: what it published and was not applied dies with it; the
   // next session starts with empty rings (head = tail on both).
   for (void* ring : {r_.request_ring(slot), r_.response_ring(slot)}) {
@@ -652,6 +716,15 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     pending_.insert(g);
   }
   Sweep();
+  // The slabs the owner allocated its objects from (Allocate for `slot`):
+  // an empty one goes back to the page heap, the others to the partial
+  // lists, as a coherent client's recovery gives them back. The owner is
+  // the only lock taker here: a lock busy past the wait is a stuck one.
+  constexpr uint64_t kSlabLockWaitNs = 1'000'000'000;
+  if (!alloc_.DisownSlabs(slot, 0, session_, kSlabLockWaitNs)) {
+    return Status(GISMO_ERR_BUSY, "a size-class lock stayed busy while client slot " +
+                                      std::to_string(slot) + "'s slabs were given back");
+  }
   return Status();
 }
 

@@ -22,10 +22,20 @@
 // only across an even, unchanged version).
 //
 // Deletes follow O1-O3 of region/nc_references.h: the record is marked
-// deleting (flushed at the Txn's commit) and answered; the next Sweep
-// invalidates and reads every live client's table once for all the deletes
-// waiting in `pending_`, and frees those no table holds. A fenced client's table is the owner's to
-// clear (Recover), which may let a sweep free what it held.
+// deleting (flushed at the Txn's commit), then, before the answer, the
+// owner reads every live client's summary line and the table of each client
+// whose summary marks the record's bucket (at most kTablesPerDelete): held
+// by none, it is freed before the delete returns, as in a coherent region.
+// Held (or more tables marked than that), it waits in `pending_` for the
+// holder's last release (a kReleased request), the next Sweep (one scan
+// for all of them, of the tables whose summaries mark a waiting record), or
+// the holder's recovery. A fenced client's table is the owner's to clear
+// (Recover).
+//
+// Owned objects (GISMO_CREATE_OWNED) are records naming their creator's
+// slot with the owned flag; a client may own as many as a coherent
+// client's table admits (held_capacity - held_capacity / 4), so a program
+// meets the same limit in both modes.
 //
 // Not thread-safe: one thread applies (the manager serializes its calls).
 #ifndef GISMO_STORE_NC_OWNER_H_
@@ -40,6 +50,7 @@
 #include <vector>
 
 #include "region/cache_lines.h"
+#include "region/nc_references.h"
 #include "region/nc_requests.h"
 #include "region/region.h"
 #include "region/request_ring.h"
@@ -82,7 +93,8 @@ class NcOwnerStore {
   // (each ring's tail invalidated and read): the last look before a sleep.
   bool AnyPending();
   // Frees the deleted objects no client's table holds any more; how many.
-  // One scan of every live client's table (O2) serves them all.
+  // One read of every live client's summary, and of the tables they mark
+  // (O2), serves them all.
   uint32_t Sweep();
   // Sweep, if 256 deletes wait or 2 ms passed since the last (`now_ns` on
   // any monotonic clock): what a busy owner calls between batches.
@@ -90,7 +102,9 @@ class NcOwnerStore {
   bool HasPendingFrees() const { return !pending_.empty(); }
   // A fenced or departed client's slot, once it can never write again: its
   // table cleared (its references dropped), its unsealed objects freed, its
-  // rings emptied for the slot's next session. REQUIRES: the client is fenced
+  // owned objects deleted, its slabs given back, its rings emptied for the
+  // slot's next session. Idempotent: a failed one is called again (the
+  // manager retries). REQUIRES: the client is fenced
   // (doc/failure.md), its lines on its host written back or dropped (7.3).
   Status Recover(uint32_t slot);
   // Evicts sealed, evictable objects no client holds (CLOCK, as evict.cc,
@@ -122,6 +136,9 @@ class NcOwnerStore {
   // own. The answer, without its seq and op.
   region::NcResponse ApplyRequest(Client& c, uint32_t slot, const region::NcRequest& q);
   region::NcResponse EvictRequest(Client& c, const region::NcRequest& q);
+  // A client dropped its last reference on q.record, which it saw deleting:
+  // freed now if no table holds it. Answered OK whatever it finds.
+  region::NcResponse ReleasedRequest(Client& c, const region::NcRequest& q);
   region::NcResponse Apply(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
@@ -151,11 +168,25 @@ class NcOwnerStore {
   // Frees the object at `loc`: its block, its hash slot, its record.
   // REQUIRES: its shard lock.
   void FreeObject(Txn& txn, const Located& loc);
-  // O2: the records any live client's table holds, as memory has them now.
-  std::set<uint32_t> Referenced();
-  bool Referenced(uint32_t global);
-  // Frees `global` if it is still deleting and nobody holds it.
+  // Client `slot`'s held table and summary.
+  region::NcTable TableOf(uint32_t slot) const;
+  // O2, as memory has the tables now: the records whose bucket `wanted`
+  // marks that some live client's table references. Reads each live
+  // client's summary, and the table of each whose summary meets `wanted`.
+  std::set<uint32_t> Referenced(const region::NcSummary& wanted);
+  region::NcSummary SummaryOf(const std::set<uint32_t>& records) const;
+  enum class Holders { kNone, kSome, kUnknown };
+  // O2 for record `global`: every live client's summary, and the tables of
+  // those that mark its bucket, reading at most `max_tables` tables
+  // (kUnknown when more are marked).
+  Holders HoldersOf(uint32_t global, uint32_t max_tables);
+  // Frees `global` if it is still deleting and nobody holds it (the tables
+  // checked first when `check_tables`).
   bool FreeIfUnheld(uint32_t global, bool check_tables);
+  // GISMO_OK, or GISMO_ERR_LIMIT if `slot` owns the most objects a client
+  // may own (counted again from the records when the count says so).
+  gismo_status_t CheckOwnedLimit(uint32_t slot);
+  uint32_t OwnedLimit() const;
   // Before a create of `id`: a deleted object of that id still waiting for
   // a sweep is freed now if no table holds it (so a create after a delete
   // finds the id free, as in a coherent region).
@@ -169,6 +200,10 @@ class NcOwnerStore {
   Names names_;
   std::map<uint32_t, Client> clients_;
   std::set<uint32_t> pending_;  // records deleting, held by some table
+  // Owned objects (created or sealed) per slot, an upper bound: exact when
+  // counted from the records, raised by each owned create, not lowered by
+  // deletes; counted again when it reaches the limit.
+  std::map<uint32_t, uint32_t> owned_;
   std::vector<gismo_id_t> changed_;
   region::EventEntry* event_ = nullptr;  // appended by the request being applied
   uint64_t event_seq_ = 0;
