@@ -17,6 +17,7 @@
 #include "nc_util.h"
 #include "region/cache_lines.h"
 #include "region/cache_sim.h"
+#include "region/nc_fence.h"
 #include "region/region.h"
 #include "testing/process.h"
 
@@ -526,6 +527,61 @@ TEST_F(NcIndexTest, ALookupDuringAShiftNeverMissesAnObject) {
   const auto [fault_runs, fault_missed] = sweep(NcRefFault::kSkipIndexRecheck);
   EXPECT_GT(fault_runs, 10);
   EXPECT_GT(fault_missed, 0) << "a lookup that found nothing during the shift was trusted";
+}
+
+// A client of a non-coherent region dies on a live host with dirty lines
+// in that host's cache: an entry of its held table, a word of its request
+// ring, the bytes of the object it was creating. The host writes them back
+// whenever it likes, here after the owner recovered the slot and reused the
+// block: without the agent's write-back (NcWriteBackDeadClient, run on the
+// dead client's host before it confirms the fence) that overwrites the
+// owner's lines; with it, nothing is left to write back.
+using NcFenceTest = NcIndexTest;
+
+TEST_F(NcFenceTest, TheAgentsWriteBackLeavesNothingToOverwriteTheRecovery) {
+  for (bool agent : {false, true}) {
+    SCOPED_TRACE(agent ? "with the agent's write-back" : "without it");
+    TearDown();
+    SetUp();
+    const Region& g = *region_;
+    CacheSim host(base(), size(), Sim(1)), os(base(), size(), Sim(2));
+    NcOwner<CacheSim> owner(os, view_);
+    constexpr uint32_t kSlot = 1;
+    const uint32_t u = Global(0);
+    const NcObject block{0, 256, 0};
+    owner.Publish(u, IdOf(kA), PackInfo(ObjectState::kCreated, kSlot, 0), block);
+    // The client's host, mid-operation: every store dirty, none flushed.
+    const NcTable table{g.held(kSlot), g.sb().held_capacity, g.held_summary(kSlot)};
+    host.Store(NcWord(table.entries[0].key), u + 1);
+    host.Store(NcWord(table.entries[0].count), 1);
+    auto* ring_end = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(g.request_ring(kSlot)) +
+                                                 RequestRingBytes(g.request_ring_capacity())) -
+                     1;
+    host.Store(ring_end, 0xbad);
+    auto* data = reinterpret_cast<uint64_t*>(view_.heap + block.heap_offset);
+    for (int i = 0; i < 32; ++i) host.Store(&data[i], 0xdead);
+    if (agent) {
+      const NcWriteBack wb = NcWriteBackDeadClient(host, g, kSlot);
+      EXPECT_EQ(wb.unsealed, 1u);
+      EXPECT_EQ(wb.busy, 0u);
+      EXPECT_FALSE(host.Dirty(data) || host.Dirty(ring_end) || host.Dirty(table.entries));
+    }
+    // The owner recovers the slot (table and ring) and reuses the block.
+    owner.RecoverTable(table);
+    os.Invalidate(ring_end, sizeof(uint64_t));
+    os.Store(ring_end, 0);
+    os.Flush(ring_end, sizeof(uint64_t));
+    EXPECT_TRUE(owner.Delete(u, {}));
+    for (int i = 0; i < 32; ++i) os.Store(&data[i], Pattern(kB, i));
+    os.Flush(data, 256);
+    // Later the dead client's host writes back what it still holds.
+    host.Flush(base(), size());
+    const bool overwritten = __atomic_load_n(&data[0], __ATOMIC_RELAXED) != Pattern(kB, 0) ||
+                             __atomic_load_n(ring_end, __ATOMIC_RELAXED) != 0 ||
+                             table.entries[0].key.load(std::memory_order_relaxed) != 0;
+    EXPECT_EQ(overwritten, !agent);
+    EXPECT_EQ(host.conflicting_writes().empty(), agent);
+  }
 }
 
 // A reader host that dies (SIGKILL: its simulated cache, dirty lines

@@ -16,6 +16,7 @@
 #include "common/crash_point.h"
 #include "region/cache_lines.h"
 #include "region_fixture.h"
+#include "store/event_ring.h"
 #include "store/nc_owner.h"
 #include "store/txn.h"
 
@@ -326,6 +327,7 @@ class NcOwnerDeathTest : public NcStoreTest {
     // reading what the dead owner flushed (this host cached older lines).
     region_->InvalidateMetadata();
     store::UndoDeadClient(*region_, 0);
+    store::FinishDeadProducerEvents(*region_, 0);
     region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 2));
     owner_ = std::make_unique<NcOwnerStore>(*region_, 2);
     owner_->AdoptDeleting();
@@ -365,6 +367,68 @@ TEST_F(NcOwnerDeathTest, ACreateNotCommittedIsAppliedOnceBySuccessor) {
     EXPECT_NE(region::InfoState(region_->record(g).info.load()), region::ObjectState::kCreated)
         << "record " << g << " is left unsealed";
   }
+  ExpectSound();
+}
+
+// A client whose create timed out asks again: the successor applied the
+// first (its head was not committed) and answers the second with the same
+// object, which the client then writes and seals; an abort asked after a
+// create it never learned of frees the object.
+TEST_F(NcOwnerDeathTest, ATimedOutCreateAskedAgainGivesTheObjectItMade) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(20), y = IdFrom(21);
+  DieAt("nc_owner.before_commit", [&] {
+    void* data = nullptr;
+    EXPECT_EQ(a->Create(x, 3000, nullptr, 0, &data).code(), GISMO_ERR_TIMEOUT);
+  });
+  StartOwner();
+  void* data = nullptr;
+  ASSERT_TRUE(a->Create(x, 3000, nullptr, 0, &data).ok());
+  std::memset(data, 7, 3000);
+  ASSERT_TRUE(a->Seal(x).ok());
+  GetResult got;
+  ASSERT_TRUE(a->TryGet(x, &got).ok() && got.found);
+  EXPECT_EQ(static_cast<const uint8_t*>(got.buffer.data)[2999], 7);
+  ASSERT_TRUE(a->Release(x).ok());
+  ASSERT_TRUE(a->Release(x).ok());
+  // Sealed now: another create of it is refused.
+  EXPECT_EQ(a->Create(x, 100, nullptr, 0, &data).code(), GISMO_ERR_OBJECT_EXISTS);
+  StopOwner();
+  DieAt("nc_owner.before_commit",
+        [&] { EXPECT_EQ(a->Create(y, 500, nullptr, 0, &data).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  gismo_object_info_t info;
+  while (a->Stat(y, &info).code() != GISMO_OK) std::this_thread::yield();
+  Status seal = a->Seal(y);
+  EXPECT_EQ(seal.code(), GISMO_ERR_OBJECT_EXISTS);
+  EXPECT_NE(seal.message().find("create it again"), std::string::npos) << seal.message();
+  ASSERT_TRUE(a->Abort(y).ok());
+  EXPECT_EQ(a->Stat(y, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  StopOwner();
+  ExpectSound();
+}
+
+// A seal whose answer the client did not get (the owner died before its
+// commit) asked again is applied once, and answered OK.
+TEST_F(NcOwnerDeathTest, ATimedOutSealAskedAgainSeals) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(22);
+  StartOwner();
+  void* data = nullptr;
+  ASSERT_TRUE(a->Create(x, 1000, nullptr, 0, &data).ok());
+  std::memset(data, 9, 1000);
+  StopOwner();
+  DieAt("nc_owner.before_commit", [&] { EXPECT_EQ(a->Seal(x).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  ASSERT_TRUE(a->Seal(x).ok());
+  gismo_object_info_t info;
+  ASSERT_TRUE(a->Stat(x, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_SEALED);
+  EXPECT_EQ(a->Seal(x).code(), GISMO_ERR_OBJECT_ALREADY_SEALED) << "a second seal it knows of";
+  ASSERT_TRUE(a->Release(x).ok());
+  ASSERT_TRUE(a->Delete(x).ok());
+  EXPECT_EQ(a->Stat(x, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND) << "freed before it returned";
+  StopOwner();
   ExpectSound();
 }
 

@@ -206,7 +206,21 @@ void NcClientStore::FlushUnsealed() {
 Status NcClientStore::Abort(const gismo_id_t& id) {
   const IdWords x = ToWords(id);
   auto it = unsealed_.find(x);
-  if (it == unsealed_.end()) return NotMine(id, "abort");
+  if (it == unsealed_.end()) {
+    // This client's own unsealed object that it never learned of (its
+    // create's or its abort's answer timed out): the owner takes the abort.
+    Snapshot snap;
+    if (Peek(id, &snap).ok() && InfoState(snap.info) == ObjectState::kCreated &&
+        InfoSlot(snap.info) == slot_) {
+      NcRequest q;
+      q.op = NcOp::kAbort;
+      q.id = x;
+      q.record = snap.record;
+      NcResponse a;
+      return Call(q, id, &a);
+    }
+    return NotMine(id, "abort");
+  }
   // No line of the block written here may reach memory after its reuse.
   FlushBlock(it->second);
   NcRequest q;
@@ -242,6 +256,13 @@ Status NcClientStore::NotMine(const gismo_id_t& id, const char* op) {
           "object " + Hex(id) + " is already sealed" +
               (std::string(op) == "abort" ? "; only unsealed objects can be aborted" : ""));
     case ObjectState::kCreated:
+      if (InfoSlot(snap.info) == slot_) {
+        return Status(GISMO_ERR_OBJECT_EXISTS,
+                      "object " + Hex(id) +
+                          " was created by this client in a request whose answer it did not wait "
+                          "for (timed out); create it again with the same sizes to write it, or "
+                          "abort it");
+      }
       return Status(GISMO_ERR_NOT_CREATOR,
                     "object " + Hex(id) + " is being created by another client; only it can " + op);
     default:
@@ -307,10 +328,11 @@ Status NcClientStore::Release(const gismo_id_t& id) {
   // gone and frees the object itself). Best effort: the owner's sweeps free
   // whatever this misses.
   Snapshot snap;
-  bool same = false;
   bool read = false;
-  for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(record, x, &snap, &same);
-  if (read && same && InfoState(snap.info) == ObjectState::kDeleting) ReportRelease(record, x);
+  for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(record, &snap);
+  if (read && IdEq{}(snap.id, x) && InfoState(snap.info) == ObjectState::kDeleting) {
+    ReportRelease(record, x);
+  }
   return Status();
 }
 
@@ -374,11 +396,11 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
       if (s == 0) break;
       if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
       Snapshot snap;
-      bool same = false;
-      if (!ReadRecord(shard.first_record + HashSlotLocal(s), x, &snap, &same)) {
+      if (!ReadRecord(shard.first_record + HashSlotLocal(s), &snap)) {
         torn = true;  // the owner is writing it: look again
         break;
       }
+      const bool same = IdEq{}(snap.id, x);
       if (same && InfoState(snap.info) != ObjectState::kFree) {
         *out = snap;
         return Status();
@@ -393,12 +415,11 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
                 "object " + Hex(id) + "'s index shard kept changing while it was read; try again");
 }
 
-bool NcClientStore::ReadRecord(uint32_t global, const IdWords& x, Snapshot* snap, bool* same) {
+bool NcClientStore::ReadRecord(uint32_t global, Snapshot* snap) {
   ObjectRecord& rec = view_.Record(global);
   lines_.Invalidate(&rec, sizeof(rec));
   const uint64_t v = lines_.Load(NcWord(rec.ref_count));
-  *same = true;
-  for (int k = 0; k < 3; ++k) *same &= lines_.Load(NcWord(rec.id[k])) == x.w[k];
+  for (int k = 0; k < 3; ++k) snap->id.w[k] = lines_.Load(NcWord(rec.id[k]));
   snap->record = global;
   snap->info = lines_.Load(NcWord(rec.info));
   snap->heap_offset = lines_.Load(NcWord(rec.heap_offset));
@@ -473,30 +494,26 @@ Status NcClientStore::ForEach(const std::function<void(const gismo_object_info_t
     for (uint32_t i = 0; i < nslots; ++i) {
       const uint64_t v = lines_.Load(NcWord(slots[i]));
       if (v == 0 || HashSlotLocal(v) >= r_.records_per_shard()) continue;
-      ObjectRecord& rec = r_.records(s)[HashSlotLocal(v)];
-      for (int attempt = 0; attempt < 64; ++attempt) {
-        lines_.Invalidate(&rec, sizeof(rec));
-        const uint64_t ver = lines_.Load(NcWord(rec.ref_count));
-        if (ver & 1) continue;
-        uint64_t w[3];
-        for (int k = 0; k < 3; ++k) w[k] = lines_.Load(NcWord(rec.id[k]));
-        const uint64_t inf = lines_.Load(NcWord(rec.info));
-        const uint64_t sizes = lines_.Load(NcWord(rec.sizes));
-        const uint64_t t = lines_.Load(NcWord(rec.create_time_ns));
-        if (lines_.Load(NcWord(rec.ref_count)) != ver) continue;
-        if (InfoState(inf) == ObjectState::kFree) break;
-        gismo_object_info_t info{};
-        std::memcpy(info.id.bytes, w, GISMO_ID_SIZE);
-        info.state = static_cast<gismo_object_state_t>(InfoState(inf));
-        info.data_size = SizesData(sizes);
-        info.metadata_size = SizesMeta(sizes);
-        info.creator_node = InfoNode(inf);
-        info.creator_client = InfoSlot(inf);
-        info.flags = InfoFlags(inf) & kObjectFlagsPublic;
-        info.create_time_ns = t;
-        fn(info);
-        break;
+      const uint32_t global = s * r_.records_per_shard() + HashSlotLocal(v);
+      Snapshot snap;
+      bool read = false;
+      for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(global, &snap);
+      if (!read) {
+        return Status(GISMO_ERR_BUSY, "record " + std::to_string(global) +
+                                          " kept changing while the objects were listed; try "
+                                          "again");
       }
+      if (InfoState(snap.info) == ObjectState::kFree) continue;
+      gismo_object_info_t info{};
+      std::memcpy(info.id.bytes, snap.id.w, GISMO_ID_SIZE);
+      info.state = static_cast<gismo_object_state_t>(InfoState(snap.info));
+      info.data_size = SizesData(snap.sizes);
+      info.metadata_size = SizesMeta(snap.sizes);
+      info.creator_node = InfoNode(snap.info);
+      info.creator_client = InfoSlot(snap.info);
+      info.flags = InfoFlags(snap.info) & kObjectFlagsPublic;
+      info.create_time_ns = snap.create_time_ns;
+      fn(info);
     }
   }
   return Status();

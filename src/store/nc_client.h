@@ -107,6 +107,7 @@ class NcClientStore {
   // A record as read whole under its seqlock.
   struct Snapshot {
     uint32_t record = 0;
+    region::IdWords id{};
     uint64_t info = 0;
     uint64_t heap_offset = 0;
     uint64_t sizes = 0;
@@ -121,8 +122,8 @@ class NcClientStore {
   // with a message that names the object.
   Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
   // Record `global` read whole under its seqlock (its line invalidated
-  // first); false if the owner was writing it. *same: it names `x`.
-  bool ReadRecord(uint32_t global, const region::IdWords& x, Snapshot* snap, bool* same);
+  // first); false if the owner was writing it.
+  bool ReadRecord(uint32_t global, Snapshot* snap);
   // Tells the owner this client dropped its last reference on `record`,
   // which it saw deleting (kReleased), and waits a little for the answer.
   void ReportRelease(uint32_t record, const region::IdWords& x);

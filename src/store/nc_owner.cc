@@ -254,8 +254,8 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   const gismo_id_t id = FromWords(q.id);
   const uint64_t bytes = BlockBytes(q.data_size, q.metadata_size);
-  if (Allocator::BlockSize(bytes) > r_.heap_size()) {
-    a.status = GISMO_ERR_OUT_OF_MEMORY;
+  if (Status s = CheckFits(r_, bytes); !s.ok()) {
+    a.status = s.code();
     return a;
   }
   const uint64_t h = HashId(id);
@@ -266,11 +266,23 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
   }
   Located loc;
   if (Find(r_, shard, h, id, &loc)) {
-    if ((q.flags & kNcGetIfExists) != 0 &&
-        InfoState(loc.rec->info.load(std::memory_order_relaxed)) == ObjectState::kSealed) {
+    const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
+    if ((q.flags & kNcGetIfExists) != 0 && InfoState(info) == ObjectState::kSealed) {
       a.existed = true;
       a.record = GlobalIndex(r_, shard, loc.local);
       // Nothing changed: the caller commits the head alone.
+      a.status = GISMO_OK;
+      return a;
+    }
+    // The same create from the same client, asked again after its wait for
+    // the first answer timed out (the first was applied meanwhile, by this
+    // owner or a predecessor): answered again, so the client learns of the
+    // object it made. Nothing changes.
+    if (InfoState(info) == ObjectState::kCreated && InfoSlot(info) == slot &&
+        loc.rec->sizes.load(std::memory_order_relaxed) == PackSizes(q.data_size, q.metadata_size) &&
+        (InfoFlags(info) & kObjectFlagsPublic) == q.create_flags) {
+      a.record = GlobalIndex(r_, shard, loc.local);
+      a.heap_offset = loc.rec->heap_offset.load(std::memory_order_relaxed);
       a.status = GISMO_OK;
       return a;
     }
@@ -348,6 +360,13 @@ NcResponse NcOwnerStore::Seal(uint32_t slot, const NcRequest& q, Txn& txn) {
   NcResponse a;
   Located loc;
   a.status = LockUnsealed(txn, slot, q, &loc);
+  if (a.status == GISMO_ERR_OBJECT_ALREADY_SEALED &&
+      InfoSlot(loc.rec->info.load(std::memory_order_relaxed)) == slot) {
+    // Its creator asks again after its wait for the first answer timed out
+    // (a creator that learned of its seal never asks twice): sealed.
+    a.status = GISMO_OK;
+    return a;
+  }
   if (a.status != GISMO_OK) return a;
   // The creator flushed the object's bytes before it asked (section 6).
   const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);

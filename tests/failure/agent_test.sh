@@ -80,5 +80,13 @@ kill -0 "$agent2_pid" 2>/dev/null || fail "node 2's agent died: the node was fen
 if grep -q "node 2 is fenced" "$mlog"; then fail "node 2 was fenced as a whole"; fi
 ok a1 usage
 expect_kv unsealed 0
+# In a non-coherent region (the simulator build's default) each confirmed
+# fence first wrote the dead process's lines back from node 2
+# (doc/noncoherent.md 7.3), the killed creator's unsealed object among them.
+if grep -q "non-coherent region" "$mlog"; then
+  grep -q "wrote back client slot .* 1 unsealed objects" "$T_WORK/agent2.err" ||
+    fail "node 2's agent confirmed a fence without writing the process's lines back: $(cat "$T_WORK/agent2.err")"
+  log "node 2's agent wrote the fenced processes' lines back before confirming"
+fi
 kill "$agent2_pid" 2>/dev/null || true
 log PASS

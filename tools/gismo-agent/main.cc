@@ -8,6 +8,10 @@
 // partitioned) it is SIGKILLed through a pidfd and seen to exit. Only then
 // does the manager recover the client. An agent that cannot be reached is
 // itself a reason to fence the whole node (gismo-manager --fence-command).
+// In a non-coherent region a fence is complete only once the dead process's
+// lines are written back from this host (region/nc_fence.h), so the agent
+// maps the region (at its first fence order) and does that before it
+// confirms.
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +29,9 @@
 #include "fence/process.h"
 #include "protocol/handshake.h"
 #include "protocol/wire.h"
+#include "region/cache_lines.h"
+#include "region/nc_fence.h"
+#include "region/region.h"
 
 namespace {
 
@@ -83,6 +91,42 @@ gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
   return *fd;
 }
 
+// The region as this node maps it: opened at the first fence order, kept.
+std::unique_ptr<gismo::region::Region> g_region;
+
+// A fenced process of a non-coherent region: its lines, written back from
+// this host before the manager may recover its slot. An agent that cannot
+// map the region cannot tell, and says so rather than confirm a fence that
+// may be incomplete.
+Status WriteBackIfNonCoherent(const Options& o, uint32_t slot) {
+  if (g_region == nullptr) {
+    auto r = gismo::region::Region::Open(o.region);
+    if (!r.ok()) {
+      return Status(r.status().code(),
+                    "the process is gone, but the agent cannot map the region to write its "
+                    "lines back (--region " +
+                        o.region + "): " + r.status().message());
+    }
+    g_region = std::move(*r);
+  }
+  if (!g_region->noncoherent()) return Status();
+  if (slot == 0 || slot >= g_region->max_clients()) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "a fence order for client slot " +
+                                                  std::to_string(slot) + ", which " + o.region +
+                                                  " does not have");
+  }
+  gismo::region::HwLines lines;
+  const gismo::region::NcWriteBack wb = NcWriteBackDeadClient(lines, *g_region, slot);
+  if (wb.busy != 0) {
+    return Status(GISMO_ERR_BUSY, std::to_string(wb.busy) +
+                                      " records kept changing while the fenced process's "
+                                      "lines were written back; ask again");
+  }
+  Log("wrote back client slot %s's lines (%s)", std::to_string(slot),
+      std::to_string(wb.bytes) + " bytes, " + std::to_string(wb.unsealed) + " unsealed objects");
+  return Status();
+}
+
 // Serves one connection until it fails.
 Status Serve(const Options& o, int fd, uint32_t lease_ms) {
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
@@ -127,6 +171,10 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
       } else {
         res.status = f.status();
         Log("cannot fence %s: %s", who.ToString(), f.status().message());
+      }
+      if (res.status.ok()) {
+        res.status = WriteBackIfNonCoherent(o, order.slot);
+        if (!res.status.ok()) Log("%s: %s", who.ToString(), res.status.message());
       }
     }
     const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);

@@ -1,0 +1,91 @@
+// The last step of fencing a process of a non-coherent region on its own
+// host (doc/noncoherent.md, 7.3): a killed process's dirty lines stay in
+// its host's caches, and the host may write them back at any later moment,
+// over what the owner wrote after it recovered the slot (a cleared table, an
+// emptied ring, a reused block). So the fencer on that host (the node
+// agent), once it has proven the process gone, writes back and drops every
+// line the process may have written:
+//  - its slot header's client lines (line 1: log_count .. departed; line 2:
+//    the held summary),
+//  - its held table, its request ring and its response ring (whose head is
+//    the client's),
+//  - the block of each object it was creating (records in state kCreated
+//    naming its slot; each record read under its seqlock, invalidated first,
+//    its block checked to lie in the heap).
+// Writing a line back from any process of a host writes back that host's
+// copy (CLFLUSHOPT acts on the physical line in every cache of the host),
+// which is why the fencer need not be the dead process. Lines of sealed
+// objects need nothing: their creator flushed them before the seal and
+// nobody writes them since.
+//
+// Only on the dead process's host: the owner's own host shares its caches
+// with the owner, so a local fence needs none of this. The owner recovers
+// the slot only after the fencer has said the process is fenced.
+#ifndef GISMO_REGION_NC_FENCE_H_
+#define GISMO_REGION_NC_FENCE_H_
+
+#include <cstdint>
+#include <thread>
+
+#include "common/clock.h"
+#include "region/layout.h"
+#include "region/nc_references.h"
+#include "region/region.h"
+
+namespace gismo::region {
+
+struct NcWriteBack {
+  uint64_t bytes = 0;     // of the slot's own lines and the blocks below
+  uint32_t unsealed = 0;  // blocks of objects it was creating
+  uint32_t busy = 0;      // records the owner kept changing (not looked at)
+};
+
+// Writes back and drops the lines client slot `slot` may have written (see
+// above). REQUIRES: the slot's process is proven gone, and this runs on its
+// host. `r` is the region as this host maps it.
+template <typename Lines>
+NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) {
+  NcWriteBack out;
+  auto drop = [&](const void* p, uint64_t n) {
+    lines.Invalidate(p, n);  // a dirty line is written back first
+    out.bytes += n;
+  };
+  const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
+  drop(header + kCacheLine, 2 * kCacheLine);
+  drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
+  drop(r.request_ring(slot), 2 * RequestRingBytes(r.request_ring_capacity()));
+  const uint32_t records = r.num_shards() * r.records_per_shard();
+  for (uint32_t g = 0; g < records; ++g) {
+    ObjectRecord& rec = r.record(g);
+    uint64_t* version = NcWord(rec.ref_count);
+    bool read = false;
+    uint64_t info = 0, heap_offset = 0, sizes = 0;
+    // The owner holds a record's version odd only while it writes the
+    // record: a few tries, then a yield between tries, for up to a second.
+    const uint64_t deadline = MonotonicNs() + 1'000'000'000;
+    for (int attempt = 0; !read && (attempt < 64 || MonotonicNs() < deadline); ++attempt) {
+      if (attempt >= 64) std::this_thread::yield();
+      lines.Invalidate(&rec, sizeof(rec));
+      const uint64_t v = lines.Load(version);
+      if (v & 1) continue;
+      info = lines.Load(NcWord(rec.info));
+      heap_offset = lines.Load(NcWord(rec.heap_offset));
+      sizes = lines.Load(NcWord(rec.sizes));
+      read = lines.Load(version) == v;
+    }
+    if (!read) {
+      ++out.busy;
+      continue;
+    }
+    if (InfoState(info) != ObjectState::kCreated || InfoSlot(info) != slot) continue;
+    const uint64_t bytes = ((SizesData(sizes) + 63) & ~uint64_t{63}) + SizesMeta(sizes);
+    if (!r.ValidHeapBlock(heap_offset, bytes)) continue;  // a corrupt record: never followed
+    drop(r.heap() + heap_offset, bytes);
+    ++out.unsealed;
+  }
+  return out;
+}
+
+}  // namespace gismo::region
+
+#endif  // GISMO_REGION_NC_FENCE_H_
