@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/crash_point.h"
 #include "store/index.h"
 #include "store/store.h"
 
@@ -172,6 +173,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
   }
   held_[x] = record;
   unsealed_[x] = Unsealed{record, a.heap_offset, bytes};
+  GISMO_CRASH_POINT("nc_client.create_after_adopt");
   uint8_t* block = r_.heap() + a.heap_offset;
   r_.WillOverwrite(block, bytes);
   if (metadata_size > 0) std::memcpy(block + PaddedData(data_size), metadata, metadata_size);
@@ -185,12 +187,14 @@ Status NcClientStore::Seal(const gismo_id_t& id) {
   if (it == unsealed_.end()) return NotMine(id, "seal");
   // Section 6: the object's bytes are in memory before it can be sealed.
   if (!skip_seal_flush_) FlushBlock(it->second);
+  GISMO_CRASH_POINT("nc_client.seal_after_flush");
   NcRequest q;
   q.op = NcOp::kSeal;
   q.id = x;
   q.record = it->second.record;
   NcResponse a;
   if (Status s = Call(q, id, &a); !s.ok()) return s;
+  GISMO_CRASH_POINT("nc_client.seal_after_answer");
   unsealed_.erase(it);
   return Status();
 }
@@ -230,6 +234,7 @@ Status NcClientStore::Abort(const gismo_id_t& id) {
   // The creator's reference goes first: once the owner frees the record,
   // an entry naming it would hold up the free of the record's next object.
   reader_.Release(it->second.record);
+  GISMO_CRASH_POINT("nc_client.abort_after_drop");
   held_.erase(x);
   const Unsealed u = it->second;
   unsealed_.erase(it);
@@ -292,6 +297,7 @@ Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
     case NcGet::kFound:
       break;
   }
+  GISMO_CRASH_POINT("nc_client.get_after_hold");
   held_[x] = index;
   const uint8_t* block = r_.read_heap() + o.heap_offset;
   out->found = true;
@@ -320,6 +326,7 @@ Status NcClientStore::Release(const gismo_id_t& id) {
   const uint32_t record = it->second;
   if (reader_.Held(record) != 0) return Status();
   held_.erase(it);
+  GISMO_CRASH_POINT("nc_client.release_before_report");
   // The last reference. The owner may have deleted the object meanwhile and
   // left it for this release: tell it, so that it frees the object before
   // the release returns. The entry's flush (in Release) precedes this read

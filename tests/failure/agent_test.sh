@@ -14,7 +14,11 @@
 source "$(dirname "$0")/../cluster/lib.sh"
 : "${GISMO_AGENT_BIN:?}"
 lease_ms=2000
-t_setup fagent --size 256MiB --lease-ms "$lease_ms" --no-fence
+# AGENT_TEST_COHERENCE=non-coherent formats the region non-coherent (the
+# manager's --coherence; the simulator build's default already is).
+manager_args=()
+[[ -n ${AGENT_TEST_COHERENCE:-} ]] && manager_args=(-- --coherence "$AGENT_TEST_COHERENCE")
+t_setup fagent --size 256MiB --lease-ms "$lease_ms" --no-fence "${manager_args[@]}"
 if [[ $T_MODE != netns ]]; then
   log "skipped: needs namespace mode (root); in fallback mode the manager fences by itself"
   log PASS
@@ -80,9 +84,12 @@ kill -0 "$agent2_pid" 2>/dev/null || fail "node 2's agent died: the node was fen
 if grep -q "node 2 is fenced" "$mlog"; then fail "node 2 was fenced as a whole"; fi
 ok a1 usage
 expect_kv unsealed 0
-# In a non-coherent region (the simulator build's default) each confirmed
+# In a non-coherent region each confirmed
 # fence first wrote the dead process's lines back from node 2
 # (doc/noncoherent.md 7.3), the killed creator's unsealed object among them.
+if [[ ${AGENT_TEST_COHERENCE:-} == non-coherent ]] && ! grep -q "non-coherent region" "$mlog"; then
+  fail "the region was not formatted non-coherent"
+fi
 if grep -q "non-coherent region" "$mlog"; then
   grep -q "wrote back client slot .* 1 unsealed objects" "$T_WORK/agent2.err" ||
     fail "node 2's agent confirmed a fence without writing the process's lines back: $(cat "$T_WORK/agent2.err")"
