@@ -25,9 +25,7 @@
 #define GISMO_REGION_NC_FENCE_H_
 
 #include <cstdint>
-#include <thread>
 
-#include "common/clock.h"
 #include "region/layout.h"
 #include "region/nc_references.h"
 #include "region/region.h"
@@ -57,30 +55,19 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
   const uint32_t records = r.num_shards() * r.records_per_shard();
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r.record(g);
-    uint64_t* version = NcWord(rec.ref_count);
-    bool read = false;
-    uint64_t info = 0, heap_offset = 0, sizes = 0;
     // The owner holds a record's version odd only while it writes the
-    // record: a few tries, then a yield between tries, for up to a second.
-    const uint64_t deadline = MonotonicNs() + 1'000'000'000;
-    for (int attempt = 0; !read && (attempt < 64 || MonotonicNs() < deadline); ++attempt) {
-      if (attempt >= 64) std::this_thread::yield();
-      lines.Invalidate(&rec, sizeof(rec));
-      const uint64_t v = lines.Load(version);
-      if (v & 1) continue;
-      info = lines.Load(NcWord(rec.info));
-      heap_offset = lines.Load(NcWord(rec.heap_offset));
-      sizes = lines.Load(NcWord(rec.sizes));
-      read = lines.Load(version) == v;
-    }
+    // record: wait for it up to a second.
+    NcRecordWords w;
+    bool read = false;
+    for (NcPatience p(1'000'000'000); !read && p.Again();) read = NcReadRecord(lines, rec, &w);
     if (!read) {
       ++out.busy;
       continue;
     }
-    if (InfoState(info) != ObjectState::kCreated || InfoSlot(info) != slot) continue;
-    const uint64_t bytes = ((SizesData(sizes) + 63) & ~uint64_t{63}) + SizesMeta(sizes);
-    if (!r.ValidHeapBlock(heap_offset, bytes)) continue;  // a corrupt record: never followed
-    drop(r.heap() + heap_offset, bytes);
+    if (InfoState(w.info) != ObjectState::kCreated || InfoSlot(w.info) != slot) continue;
+    const uint64_t bytes = ((SizesData(w.sizes) + 63) & ~uint64_t{63}) + SizesMeta(w.sizes);
+    if (!r.ValidHeapBlock(w.heap_offset, bytes)) continue;  // a corrupt record: never followed
+    drop(r.heap() + w.heap_offset, bytes);
     ++out.unsealed;
   }
   return out;

@@ -72,9 +72,11 @@
 
 #include <array>
 #include <cstdint>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "region/layout.h"
 
 namespace gismo::region {
@@ -108,6 +110,54 @@ struct NcObject {
 // Words of shared structs, for the seam (Word is a lock-free 64-bit atomic).
 inline uint64_t* NcWord(Word& w) { return reinterpret_cast<uint64_t*>(&w); }
 static_assert(sizeof(Word) == sizeof(uint64_t) && Word::is_always_lock_free);
+
+// A record's words as one seqlock read found them (G1-G2).
+struct NcRecordWords {
+  uint64_t version = 0;  // even
+  IdWords id{};
+  uint64_t info = 0;
+  uint64_t heap_offset = 0;
+  uint64_t sizes = 0;
+  uint64_t create_time_ns = 0;
+};
+
+// G1-G2, the one seqlock read of a record: invalidates its line, reads the
+// version, the words, and the version again. False when the owner held the
+// version odd or changed it meanwhile (*out is then meaningless).
+template <typename Lines>
+bool NcReadRecord(Lines& lines, ObjectRecord& rec, NcRecordWords* out) {
+  lines.Invalidate(&rec, sizeof(rec));
+  uint64_t* version = NcWord(rec.ref_count);
+  out->version = lines.Load(version);
+  if (out->version & 1) return false;
+  for (int k = 0; k < 3; ++k) out->id.w[k] = lines.Load(NcWord(rec.id[k]));
+  out->info = lines.Load(NcWord(rec.info));
+  out->heap_offset = lines.Load(NcWord(rec.heap_offset));
+  out->sizes = lines.Load(NcWord(rec.sizes));
+  out->create_time_ns = lines.Load(NcWord(rec.create_time_ns));
+  return lines.Load(version) == out->version;
+}
+
+// How long a reader keeps trying a seqlock the owner holds odd: 64 tries at
+// once (a write in progress ends within these), then yielding between tries
+// (the owner may have been preempted mid-write) until `wait_ns` has passed
+// since the 65th. for (NcPatience p(ns); !done && p.Again();) ...
+class NcPatience {
+ public:
+  explicit NcPatience(uint64_t wait_ns) : wait_ns_(wait_ns) {}
+  bool Again() {
+    if (++tries_ <= 64) return true;
+    const uint64_t now = MonotonicNs();
+    if (deadline_ == 0) deadline_ = now + wait_ns_;
+    if (now > deadline_) return false;
+    std::this_thread::yield();
+    return true;
+  }
+
+ private:
+  uint64_t wait_ns_, deadline_ = 0;
+  int tries_ = 0;
+};
 
 // The region's parts the protocol reads: the records (in runs of
 // records_per_shard, shard_stride bytes apart, as the index shards keep
@@ -267,19 +317,15 @@ class NcReader {
     ObjectRecord& rec = v_.Record(index);
     uint64_t* version = NcWord(rec.ref_count);
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-      lines_.Invalidate(&rec, sizeof(rec));  // G1
-      const uint64_t v = lines_.Load(version);
-      if (v & 1) continue;
-      bool same_id = true;  // G2
-      for (int i = 0; i < 3; ++i) same_id &= lines_.Load(NcWord(rec.id[i])) == id.w[i];
-      const uint64_t info = lines_.Load(NcWord(rec.info));
+      NcRecordWords w;
+      if (!NcReadRecord(lines_, rec, &w)) continue;  // G1-G2
+      const uint64_t v = w.version;
       NcObject o;
-      o.heap_offset = lines_.Load(NcWord(rec.heap_offset));
-      const uint64_t sizes = lines_.Load(NcWord(rec.sizes));
-      o.data_size = SizesData(sizes);
-      o.metadata_size = SizesMeta(sizes);
-      if (lines_.Load(version) != v) continue;
-      if (!same_id || InfoState(info) != ObjectState::kSealed) return NcGet::kNotFound;
+      o.heap_offset = w.heap_offset;
+      o.data_size = SizesData(w.sizes);
+      o.metadata_size = SizesMeta(w.sizes);
+      const bool same_id = w.id.w[0] == id.w[0] && w.id.w[1] == id.w[1] && w.id.w[2] == id.w[2];
+      if (!same_id || InfoState(w.info) != ObjectState::kSealed) return NcGet::kNotFound;
       if (!NcBlockInHeap(v_, o)) return NcGet::kNotFound;  // a corrupt record: never followed
       bool held_before = false;
       auto held = Hold(index, &held_before);  // G3

@@ -4,10 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/crash_point.h"
 #include "store/index.h"
 #include "store/store.h"
@@ -50,15 +48,6 @@ uint64_t PatienceNs(const Region& r) {
   return ms == 0 ? 2'000'000'000 : ms * 1'000'000;
 }
 }  // namespace
-
-bool NcClientStore::Patience::Again() {
-  if (++tries_ <= 64) return true;  // a write in progress ends within these
-  const uint64_t now = MonotonicNs();
-  if (deadline_ == 0) deadline_ = now + wait_ns_;
-  if (now > deadline_) return false;
-  std::this_thread::yield();  // the owner may have been preempted mid-write
-  return true;
-}
 
 NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
                              std::function<void()> wake, int64_t timeout_ms)
@@ -282,7 +271,7 @@ Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
   NcObject o;
   uint32_t index = 0;
   NcGet got = NcGet::kBusy;
-  for (Patience p(patience_ns_); got == NcGet::kBusy && p.Again();) {
+  for (NcPatience p(patience_ns_); got == NcGet::kBusy && p.Again();) {
     got = reader_.Find(ShardOf(h), static_cast<uint32_t>(h), x, &o, &index);
   }
   switch (got) {
@@ -336,7 +325,7 @@ Status NcClientStore::Release(const gismo_id_t& id) {
   // whatever this misses.
   Snapshot snap;
   bool read = false;
-  for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(record, &snap);
+  for (NcPatience p(patience_ns_); !read && p.Again();) read = ReadRecord(record, &snap);
   if (read && IdEq{}(snap.id, x) && InfoState(snap.info) == ObjectState::kDeleting) {
     ReportRelease(record, x);
   }
@@ -391,7 +380,7 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
   const NcShard shard = ShardOf(h);
   const uint32_t h32 = static_cast<uint32_t>(h);
   uint64_t* iv = NcWord(shard.header->index_version);
-  for (Patience p(patience_ns_); p.Again();) {
+  for (NcPatience p(patience_ns_); p.Again();) {
     lines_.Invalidate(shard.header, sizeof(ShardHeader));
     const uint64_t before = lines_.Load(iv);
     if (before & 1) continue;
@@ -423,16 +412,15 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
 }
 
 bool NcClientStore::ReadRecord(uint32_t global, Snapshot* snap) {
-  ObjectRecord& rec = view_.Record(global);
-  lines_.Invalidate(&rec, sizeof(rec));
-  const uint64_t v = lines_.Load(NcWord(rec.ref_count));
-  for (int k = 0; k < 3; ++k) snap->id.w[k] = lines_.Load(NcWord(rec.id[k]));
+  NcRecordWords w;
+  if (!NcReadRecord(lines_, view_.Record(global), &w)) return false;
   snap->record = global;
-  snap->info = lines_.Load(NcWord(rec.info));
-  snap->heap_offset = lines_.Load(NcWord(rec.heap_offset));
-  snap->sizes = lines_.Load(NcWord(rec.sizes));
-  snap->create_time_ns = lines_.Load(NcWord(rec.create_time_ns));
-  return (v & 1) == 0 && lines_.Load(NcWord(rec.ref_count)) == v;
+  snap->id = w.id;
+  snap->info = w.info;
+  snap->heap_offset = w.heap_offset;
+  snap->sizes = w.sizes;
+  snap->create_time_ns = w.create_time_ns;
+  return true;
 }
 
 Status NcClientStore::Contains(const gismo_id_t& id, bool* contains) {
@@ -504,7 +492,7 @@ Status NcClientStore::ForEach(const std::function<void(const gismo_object_info_t
       const uint32_t global = s * r_.records_per_shard() + HashSlotLocal(v);
       Snapshot snap;
       bool read = false;
-      for (Patience p(patience_ns_); !read && p.Again();) read = ReadRecord(global, &snap);
+      for (NcPatience p(patience_ns_); !read && p.Again();) read = ReadRecord(global, &snap);
       if (!read) {
         return Status(GISMO_ERR_BUSY, "record " + std::to_string(global) +
                                           " kept changing while the objects were listed; try "
@@ -530,7 +518,7 @@ template <typename Read>
 Status NcClientStore::ReadNames(Read&& read) {
   NameTableHeader& t = r_.names();
   uint64_t* version = NcWord(t.version);
-  for (Patience p(patience_ns_); p.Again();) {
+  for (NcPatience p(patience_ns_); p.Again();) {
     lines_.Invalidate(&t, sizeof(t));
     const uint64_t before = lines_.Load(version);
     if (before & 1) continue;

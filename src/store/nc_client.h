@@ -147,18 +147,7 @@ class NcClientStore {
   const region::Region& r_;
   uint32_t slot_;
   int64_t timeout_ms_;
-  // Tries of a seqlock read: 64 at once, then yielding until `wait_ns`
-  // has passed (the owner holds the version odd while it writes).
-  class Patience {
-   public:
-    explicit Patience(uint64_t wait_ns) : wait_ns_(wait_ns) {}
-    bool Again();
-
-   private:
-    uint64_t wait_ns_, deadline_ = 0;
-    int tries_ = 0;
-  };
-  uint64_t patience_ns_;
+  uint64_t patience_ns_;  // a seqlock reader's wait (region::NcPatience)
   region::HwLines lines_;
   region::NcView view_;
   region::NcRequester<region::HwLines> requester_;
