@@ -255,6 +255,34 @@ TEST(NcRequesterTest, ALateAnswerIsDroppedAndTheNextCallGetsItsOwn) {
   EXPECT_EQ(a.status, GISMO_ERR_OBJECT_EXISTS);
 }
 
+// The same request asked again as the next call after its wait timed out
+// is not sent again: it waits for the first one's answer (the owner applied
+// it once), even across a second timeout.
+TEST(NcRequesterTest, ARequestAskedAgainAfterItsTimeoutGetsTheFirstOnesAnswer) {
+  Rig rig(4);
+  auto& [s, owner, cs, wakes, client] = rig;
+  ASSERT_TRUE(client.Attach());
+  NcResponse a;
+  ASSERT_TRUE(client.Call(Make(NcOp::kCreate, 1), &a, 10000).ok());
+  ASSERT_EQ(a.status, GISMO_OK);
+  owner.hold.store(true);
+  EXPECT_EQ(client.Call(Make(NcOp::kDelete, 1), &a, 20).code(), GISMO_ERR_TIMEOUT);
+  const Status twice = client.Call(Make(NcOp::kDelete, 1), &a, 20);
+  EXPECT_EQ(twice.code(), GISMO_ERR_TIMEOUT);
+  EXPECT_NE(twice.message().find("delete request 2 "), std::string::npos) << twice.message();
+  owner.hold.store(false);
+  owner.Ring();
+  ASSERT_TRUE(client.Call(Make(NcOp::kDelete, 1), &a, 10000).ok());
+  EXPECT_EQ(a.request_seq, 2u);
+  EXPECT_EQ(a.status, GISMO_OK) << "the first delete's outcome, not a second delete's";
+  EXPECT_EQ(owner.applied.load(), 2u) << "sent once";
+  EXPECT_EQ(client.dropped(), 0u);
+  // Asked again now, after its answer, it is a new request.
+  ASSERT_TRUE(client.Call(Make(NcOp::kDelete, 1), &a, 10000).ok());
+  EXPECT_EQ(a.request_seq, 3u);
+  EXPECT_EQ(a.status, GISMO_ERR_OBJECT_NOT_FOUND);
+}
+
 // An owner that takes nothing: the ring fills, and a call says so in time.
 TEST(NcRequesterTest, AFullRingTimesOutWithItsReason) {
   Rig rig(5);

@@ -432,6 +432,57 @@ TEST_F(NcOwnerDeathTest, ATimedOutSealAskedAgainSeals) {
   ExpectSound();
 }
 
+// A delete whose answer the client did not get, asked again as its next
+// call, is not sent again: the first is applied once (by the successor
+// here) and its answer (deleted) is the outcome, where a second delete
+// would say the object was never there. A delete asked after that is new.
+TEST_F(NcOwnerDeathTest, ATimedOutDeleteAskedAgainSaysItDeleted) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(23);
+  StartOwner();
+  Put(*a, x, 2000, 4);
+  ASSERT_TRUE(a->Release(x).ok());
+  StopOwner();
+  DieAt("nc_owner.before_commit", [&] { EXPECT_EQ(a->Delete(x).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  EXPECT_TRUE(a->Delete(x).ok()) << "the first delete's outcome";
+  gismo_object_info_t info;
+  EXPECT_EQ(a->Stat(x, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(a->Delete(x).code(), GISMO_ERR_OBJECT_NOT_FOUND) << "a new delete";
+  StopOwner();
+  ExpectSound();
+}
+
+// The same for names: a bind-if-unbound that timed out, asked again, is
+// answered with the first one's outcome (bound), not with the conflict a
+// second bind would meet; so is an unbind.
+TEST_F(NcOwnerDeathTest, ATimedOutNameChangeAskedAgainGetsItsOutcome) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(24);
+  StartOwner();
+  Put(*a, x, 100, 5);
+  StopOwner();
+  DieAt("nc_owner.before_commit", [&] {
+    EXPECT_EQ(a->nc().BindName("latest", x, store::BindMode::kIfUnbound, nullptr).code(),
+              GISMO_ERR_TIMEOUT);
+  });
+  StartOwner();
+  EXPECT_TRUE(a->nc().BindName("latest", x, store::BindMode::kIfUnbound, nullptr).ok());
+  EXPECT_EQ(a->nc().BindName("latest", x, store::BindMode::kIfUnbound, nullptr).code(),
+            GISMO_ERR_CONFLICT)
+      << "a new bind meets the binding";
+  StopOwner();
+  DieAt("nc_owner.before_commit",
+        [&] { EXPECT_EQ(a->nc().UnbindName("latest", &x).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  EXPECT_TRUE(a->nc().UnbindName("latest", &x).ok());
+  store::NameBinding b;
+  EXPECT_EQ(a->nc().LookupName("latest", &b).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(a->Release(x).ok());
+  StopOwner();
+  ExpectSound();
+}
+
 TEST_F(NcOwnerDeathTest, ADeleteCommittedButNotFreedIsFreedBySuccessor) {
   auto a = Client(1);
   const gismo_id_t y = IdFrom(12);

@@ -139,6 +139,7 @@ class Manager::Impl {
   ~Impl();
 
   Status Start();
+  void CatchSignals();
   void Run(bool handle_signals);
   void Stop() {
     asio::post(io_, [this] { Shutdown(); });
@@ -154,6 +155,7 @@ class Manager::Impl {
   asio::io_context io_;
   asio::steady_timer tick_;
   asio::signal_set signals_;
+  bool catching_signals_ = false;  // io thread's (CatchSignals before Run)
   std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
   std::vector<std::string> bound_;
@@ -167,7 +169,8 @@ class Manager::Impl {
   std::map<uint32_t, uint64_t> node_fence_retry_ns_;
   uint64_t next_agent_request_ = 1;
   uint64_t session_ = 0;  // the manager's own slot session
-  uint64_t epoch_ = 0;    // our lease of the region
+  uint64_t epoch_ = 0;    // our lease of the region (lease_->epoch())
+  std::unique_ptr<ManagerLease> lease_;
   // Set by the io thread when the lease is lost, read by Stop() and by
   // superseded() on any thread: it publishes nothing else (relaxed).
   std::atomic<bool> superseded_{false};
@@ -496,10 +499,11 @@ Status Manager::Impl::OpenRegion() {
   lo.fence_command = opt_.fence_command;
   lo.fence_timeout_ms = opt_.fence_timeout_ms;
   lo.region_path = opt_.region_path;
-  std::string how;
-  auto epoch = AcquireManagerLease(*region_, lo, &how);
-  if (!epoch.ok()) return epoch.status();
-  epoch_ = *epoch;
+  lease_ = std::make_unique<ManagerLease>(*region_, lo);
+  auto fenced = lease_->Acquire();
+  if (!fenced.ok()) return fenced.status();
+  epoch_ = lease_->epoch();
+  const std::string& how = *fenced;
   if (!how.empty()) spdlog::warn("took over the region: {}", how);
   // The previous owner is fenced: what it flushed is in memory, and this
   // host reads it afresh (non-coherent regions).
@@ -1586,7 +1590,7 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
 
 void Manager::Impl::Tick() {
   // The lease first: a manager that lost it must not write anything more.
-  if (!BeatManagerLease(*region_, epoch_)) {
+  if (!lease_->Beat()) {
     StoreRelaxed(superseded_, true);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
@@ -1797,23 +1801,28 @@ void Manager::Impl::Shutdown() {
   // objects stay. The next manager need not wait for our lease to run out.
   // A non-coherent region's owner flushes every line it wrote first (a
   // superseded one writes nothing more).
-  if (region_ && !LoadRelaxed(superseded_)) {
+  if (region_ && lease_ && lease_->epoch() != 0 && !LoadRelaxed(superseded_)) {
     region_->FlushMetadata();
-    ReleaseManagerLease(*region_, epoch_);
+    lease_->Release();
   }
   io_.stop();
 }
 
+void Manager::Impl::CatchSignals() {
+  if (catching_signals_) return;
+  catching_signals_ = true;
+  // The handlers are installed here; a signal before io_.run() is queued.
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.async_wait([this](asio::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("received signal {}; shutting down", sig);
+    Shutdown();
+  });
+}
+
 void Manager::Impl::Run(bool handle_signals) {
-  if (handle_signals) {
-    signals_.add(SIGINT);
-    signals_.add(SIGTERM);
-    signals_.async_wait([this](asio::error_code ec, int sig) {
-      if (ec) return;
-      spdlog::info("received signal {}; shutting down", sig);
-      Shutdown();
-    });
-  }
+  if (handle_signals) CatchSignals();
   Tick();
   io_.run();
 }
@@ -1822,6 +1831,7 @@ Manager::Manager(ManagerOptions options) : impl_(std::make_unique<Impl>(std::mov
 Manager::~Manager() = default;
 Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
+void Manager::CatchSignals() { impl_->CatchSignals(); }
 void Manager::Stop() { impl_->Stop(); }
 bool Manager::superseded() const { return LoadRelaxed(impl_->superseded_); }
 std::vector<std::string> Manager::listen_addresses() const { return impl_->bound_; }

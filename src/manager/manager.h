@@ -109,7 +109,12 @@ class Manager {
   // Opens or formats the region, recovers what a previous manager left,
   // and starts listening. After OK, Run() serves clients.
   Status Start();
-  // Serves until Stop() or SIGINT/SIGTERM (if handle_signals).
+  // From now on SIGINT and SIGTERM stop the manager cleanly once Run()
+  // serves (a signal that comes earlier waits for it). Call before telling
+  // anyone the manager is ready: until then they would kill it uncleanly.
+  void CatchSignals();
+  // Serves until Stop() or SIGINT/SIGTERM (if handle_signals: catches them,
+  // as CatchSignals).
   void Run(bool handle_signals = true);
   // Thread-safe.
   void Stop();

@@ -1,11 +1,13 @@
 #include "manager/manager_lease.h"
 
+#include <spdlog/spdlog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
+#include "region/nc_references.h"
 
 namespace gismo::manager {
 
@@ -27,12 +29,17 @@ std::string OwnerText(const Superblock& sb, uint64_t owner) {
          OwnerIdentity(sb).ToString() + ")";
 }
 
-// Proves the silent previous owner can never serve again.
-Status FencePredecessor(const region::Region& r, const LeaseOptions& o, uint64_t owner,
-                        std::string* how) {
-  const Superblock& sb = r.sb();
-  const fence::ProcessIdentity prev = OwnerIdentity(sb);
-  if (prev.SameNamespace(fence::Self())) {
+// Proves the silent manager `prev` on node `node` (described by `who`) can
+// never serve again. *how says how.
+Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, uint64_t node,
+                   const std::string& who, std::string* how) {
+  const fence::ProcessIdentity self = fence::Self();
+  if (prev.SameNamespace(self) && prev.pid == self.pid && prev.start_time == self.start_time) {
+    return Status(GISMO_ERR_BUSY, "the region's " + who +
+                                      " is this very process, which stopped serving without "
+                                      "leaving the lease; start the manager in a new process");
+  }
+  if (prev.SameNamespace(self)) {
     auto f = fence::FenceProcess(prev, o.region_path, 5000);
     if (f.ok()) {
       *how = *f == fence::FenceOutcome::kKilled ? "killed the frozen previous manager (pidfd)"
@@ -42,8 +49,7 @@ Status FencePredecessor(const region::Region& r, const LeaseOptions& o, uint64_t
     if (f.status().code() != GISMO_ERR_UNSUPPORTED) return f.status();
   }
   // The same node, since rebooted: a reboot ends every process of a host.
-  const uint64_t prev_node = sb.manager_node.load(std::memory_order_relaxed);
-  if (prev_node == o.node_id && prev.boot_id != 0 && prev.boot_id != fence::Self().boot_id) {
+  if (node == o.node_id && prev.boot_id != 0 && prev.boot_id != self.boot_id) {
     *how = "the previous manager ran on this node before it rebooted";
     return Status();
   }
@@ -51,37 +57,97 @@ Status FencePredecessor(const region::Region& r, const LeaseOptions& o, uint64_t
     *how = "the operator declared the previous manager fenced";
     return Status();
   }
-  const uint32_t node = static_cast<uint32_t>(sb.manager_node.load(std::memory_order_relaxed));
   if (!o.fence_command.empty()) {
     std::string failure;
-    if (RunFenceCommand(o.fence_command, node, static_cast<int>(o.fence_timeout_ms), &failure)) {
+    if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node),
+                        static_cast<int>(o.fence_timeout_ms), &failure)) {
       *how = "fenced the previous manager's node " + std::to_string(node) + " (fence command)";
       return Status();
     }
-    return Status(GISMO_ERR_BUSY,
-                  "the region's " + OwnerText(sb, owner) +
-                      " has stopped beating, and fencing its node failed: " + failure);
+    return Status(
+        GISMO_ERR_BUSY,
+        "the region's " + who + " has stopped beating, and fencing its node failed: " + failure);
   }
   return Status(GISMO_ERR_BUSY,
-                "the region's " + OwnerText(sb, owner) +
+                "the region's " + who +
                     " has stopped beating, but it cannot be proven stopped from here; make sure "
                     "it can never run again (power off or fence node " +
                     std::to_string(node) +
                     "), then start with --previous-manager-fenced, or give --fence-command");
 }
+
+void Sleep5ms() {
+  timespec ts{0, 5'000'000};
+  nanosleep(&ts, nullptr);
+}
+
+// A candidate line's process identity and its description.
+fence::ProcessIdentity ProcessOf(const region::CandidateLine& c) {
+  fence::ProcessIdentity id;
+  id.boot_id = c.process[0];
+  id.pid_ns = c.process[1];
+  id.pid = c.process[2];
+  id.start_time = c.process[3];
+  return id;
+}
+std::string CandidateText(uint32_t node, const region::CandidateLine& c) {
+  return "manager of node " + std::to_string(node) + " (" + ProcessOf(c).ToString() + ")";
+}
+constexpr uint64_t kServing = 1;  // the heartbeat's low bit (layout.h)
+
+// Watches the candidate that blocks a newcomer, on the newcomer's clock
+// (doc/noncoherent.md 7.4, step 3): its heartbeat changing with the serving
+// bit set means it holds the region; changing without it, that it is a live
+// candidate ahead in the queue; standing still for a whole lease, that it
+// is suspected (only then may it be fenced).
+class BlockerWatch {
+ public:
+  enum Verdict { kWait, kServing, kGone, kSilent };
+  explicit BlockerWatch(uint64_t lease_ns) : lease_ns_(lease_ns) {}
+  Verdict Look(uint32_t j, const region::CandidateLine& c) {
+    const uint64_t now = MonotonicNs();
+    if (j != who_) {
+      who_ = j;
+      seen_ = c.heartbeat;
+      until_ = now + lease_ns_;
+      // A process of this kernel that is gone needs no lease.
+      return c.process[2] != 0 && fence::ProvenGone(ProcessOf(c)) ? kGone : kWait;
+    }
+    if (c.heartbeat != seen_) {
+      if (c.heartbeat & kServing) return kServing;
+      seen_ = c.heartbeat;
+      until_ = now + lease_ns_;
+      return kWait;
+    }
+    return now >= until_ ? kSilent : kWait;
+  }
+  void Forget() { who_ = kNobody; }
+
+ private:
+  static constexpr uint32_t kNobody = ~0u;
+  uint64_t lease_ns_;
+  uint32_t who_ = kNobody;
+  uint64_t seen_ = 0, until_ = 0;
+};
 }  // namespace
 
-Result<uint64_t> AcquireManagerLease(const region::Region& r, const LeaseOptions& o,
-                                     std::string* fenced) {
-  Superblock& sb = r.sb();
-  fenced->clear();
+ManagerLease::ManagerLease(const region::Region& r, LeaseOptions o) : r_(r), o_(std::move(o)) {}
+ManagerLease::~ManagerLease() = default;
+
+Result<std::string> ManagerLease::Acquire() {
+  return r_.noncoherent() ? AcquireByElection() : AcquireByCas();
+}
+
+Result<std::string> ManagerLease::AcquireByCas() {
+  Superblock& sb = r_.sb();
+  std::string fenced;
   uint64_t owner = sb.manager_owner.load(std::memory_order_acquire);
   if (owner != 0 && fence::ProvenGone(OwnerIdentity(sb))) {
-    *fenced = "the previous manager's process is gone";
+    fenced = "the previous manager's process is gone";
   } else if (owner != 0) {
     // Watch the owner's beat for a whole lease, on our own clock.
     uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
-    if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o.lease_ms;
+    if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
     const uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
     const uint64_t until = MonotonicNs() + lease_ms * 1'000'000;
     while (MonotonicNs() < until) {
@@ -92,10 +158,13 @@ Result<uint64_t> AcquireManagerLease(const region::Region& r, const LeaseOptions
                           OwnerText(sb, sb.manager_owner.load(std::memory_order_acquire)) +
                           " (its lease is live)");
       }
-      timespec ts{0, 5'000'000};
-      nanosleep(&ts, nullptr);
+      Sleep5ms();
     }
-    if (Status s = FencePredecessor(r, o, owner, fenced); !s.ok()) return s;
+    const uint64_t node = sb.manager_node.load(std::memory_order_relaxed);
+    if (Status s = FenceSilent(o_, OwnerIdentity(sb), node, OwnerText(sb, owner), &fenced);
+        !s.ok()) {
+      return s;
+    }
   }
   const uint64_t epoch = sb.manager_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
   if (!sb.manager_owner.compare_exchange_strong(owner, epoch, std::memory_order_acq_rel,
@@ -103,30 +172,161 @@ Result<uint64_t> AcquireManagerLease(const region::Region& r, const LeaseOptions
     return Status(GISMO_ERR_BUSY,
                   "another gismo-manager took this region first: " + OwnerText(sb, owner));
   }
-  const fence::ProcessIdentity me = fence::Self();
-  sb.manager_identity[0].store(me.boot_id, std::memory_order_relaxed);
-  sb.manager_identity[1].store(me.pid_ns, std::memory_order_relaxed);
-  sb.manager_identity[2].store(me.pid, std::memory_order_relaxed);
-  sb.manager_identity[3].store(me.start_time, std::memory_order_relaxed);
-  sb.manager_node.store(o.node_id, std::memory_order_relaxed);
-  sb.manager_lease_ms.store(o.lease_ms, std::memory_order_relaxed);
+  epoch_ = epoch;
+  PublishOwner();
   sb.manager_beat.fetch_add(1, std::memory_order_release);
-  return epoch;
+  return fenced;
 }
 
-bool BeatManagerLease(const region::Region& r, uint64_t epoch) {
-  Superblock& sb = r.sb();
-  if (sb.manager_owner.load(std::memory_order_acquire) != epoch) return false;
-  sb.manager_beat.fetch_add(1, std::memory_order_release);
+// The election (doc/noncoherent.md 7.4). Candidates beat while they wait
+// (heartbeat low bit 0) and while they serve (1). A candidate that blocks
+// this one is watched: serving and beating, it holds the region (refuse);
+// waiting and beating, it is ahead of us in the queue (wait on); silent for
+// a whole lease, it is suspected and fenced, and only then its line cleared.
+// Tickets order the waits, so a chain of waiting candidates ends at the
+// lowest ticket, which serves, dies (and is fenced) or gives up.
+Result<std::string> ManagerLease::AcquireByElection() {
+  using region::CandidateLine;
+  using region::kMaxCandidates;
+  if (o_.node_id >= kMaxCandidates) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "a non-coherent region elects its manager among nodes 0.." +
+                      std::to_string(kMaxCandidates - 1) + " (one candidate line each); node " +
+                      std::to_string(o_.node_id) + " has none: run it as --node below " +
+                      std::to_string(kMaxCandidates));
+  }
+  Superblock& sb = r_.sb();
+  election_ = std::make_unique<region::OwnerElection<region::HwLines>>(lines_, sb.candidates,
+                                                                       kMaxCandidates, o_.node_id);
+  auto& e = *election_;
+  std::string fenced;
+  const uint64_t lease_ms = [&] {
+    lines_.Invalidate(&sb.manager_owner, sizeof(region::Word));
+    const uint64_t ms = lines_.Load(region::NcWord(sb.manager_lease_ms));
+    return ms == 0 || ms > 600'000 ? uint64_t{o_.lease_ms} : ms;
+  }();
+  // Settles candidate j, whose line holds a claim that blocks this manager,
+  // once it can be: true when its line has been cleared (it was proven gone,
+  // or fenced), false while it must be waited for; an error when it serves
+  // and beats (its lease is live) or is silent and cannot be fenced.
+  BlockerWatch watch(lease_ms * 1'000'000);
+  auto settle = [&](uint32_t j) -> Result<bool> {
+    const CandidateLine c = e.LineOf(j);
+    if (c.choosing == 0 && c.ticket == 0) return true;  // it left meanwhile
+    switch (watch.Look(j, c)) {
+      case BlockerWatch::kWait:
+        return false;
+      case BlockerWatch::kServing:
+        return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
+                                          CandidateText(j, c) + " (its lease is live)");
+      case BlockerWatch::kGone:
+        fenced = "the previous manager's process is gone";
+        break;
+      case BlockerWatch::kSilent:
+        if (Status s = FenceSilent(o_, ProcessOf(c), j, CandidateText(j, c), &fenced); !s.ok()) {
+          return s;
+        }
+        break;
+    }
+    e.ClearFenced(j);
+    watch.Forget();
+    return true;
+  };
+  // Our node's own line may hold a claim: one left by an earlier manager of
+  // this node (dead, or frozen), or one of a manager serving now (the host
+  // lock was skipped, or the region reached by another path). It is settled
+  // as any other blocker, before this manager writes the line.
+  for (;;) {
+    const CandidateLine own = e.LineOf(o_.node_id);
+    if (own.choosing == 0 && own.ticket == 0) break;
+    auto settled = settle(o_.node_id);
+    if (!settled.ok()) {
+      election_.reset();
+      return settled.status();
+    }
+    if (!*settled) Sleep5ms();
+  }
+  const fence::ProcessIdentity me = fence::Self();
+  e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id,
+          {me.boot_id, me.pid_ns, me.pid, me.start_time});
+  e.Beat(++beats_ << 1);
+  for (;;) {
+    const region::ElectionState st = e.Poll();
+    if (st.owner) break;
+    auto settled = settle(st.waiting_on);
+    if (!settled.ok()) {
+      e.Leave();
+      election_.reset();
+      return settled.status();
+    }
+    if (*settled) continue;
+    e.Beat(++beats_ << 1);
+    Sleep5ms();
+  }
+  // The owner: the superblock's owner lines are ours to write now (their
+  // previous writer is fenced or left).
+  lines_.Invalidate(&sb.manager_epoch, sizeof(region::Word));
+  epoch_ = lines_.Load(region::NcWord(sb.manager_epoch)) + 1;
+  lines_.Store(region::NcWord(sb.manager_epoch), epoch_);
+  lines_.Flush(&sb.manager_epoch, sizeof(region::Word));
+  PublishOwner();
+  e.Beat((++beats_ << 1) | kServing);
+  spdlog::info("elected owner of the non-coherent region: node {}, ticket {}, epoch {}", o_.node_id,
+               e.ticket(), epoch_);
+  return fenced;
+}
+
+void ManagerLease::PublishOwner() {
+  Superblock& sb = r_.sb();
+  const fence::ProcessIdentity me = fence::Self();
+  const uint64_t words[] = {me.boot_id, me.pid_ns, me.pid, me.start_time};
+  for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_relaxed);
+  sb.manager_node.store(o_.node_id, std::memory_order_relaxed);
+  sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);
+  if (election_) {
+    // One writer: the owner. The line holds manager_owner .. manager_identity.
+    sb.manager_owner.store(epoch_, std::memory_order_relaxed);
+    sb.manager_beat.store(sb.manager_beat.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+    lines_.Flush(&sb.manager_owner, region::kCacheLine);
+  }
+}
+
+bool ManagerLease::Beat() {
+  Superblock& sb = r_.sb();
+  if (!election_) {
+    if (sb.manager_owner.load(std::memory_order_acquire) != epoch_) return false;
+    sb.manager_beat.fetch_add(1, std::memory_order_release);
+    return true;
+  }
+  // A successor writes manager_owner only after it fenced us and cleared
+  // our line: either change means we were fenced (by the operator's word,
+  // wrongly, since we still run) and must write nothing more.
+  lines_.Invalidate(&sb.manager_owner, region::kCacheLine);
+  if (lines_.Load(region::NcWord(sb.manager_owner)) != epoch_) return false;
+  if (election_->LineOf(o_.node_id).ticket != election_->ticket()) return false;
+  lines_.Store(region::NcWord(sb.manager_beat), lines_.Load(region::NcWord(sb.manager_beat)) + 1);
+  lines_.Flush(&sb.manager_owner, region::kCacheLine);
+  election_->Beat((++beats_ << 1) | kServing);
   return true;
 }
 
-void ReleaseManagerLease(const region::Region& r, uint64_t epoch) {
-  uint64_t expected = epoch;
-  if (r.sb().manager_owner.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
-                                                   std::memory_order_relaxed)) {
-    r.Persist(&r.sb().manager_owner, sizeof(region::Word));
+void ManagerLease::Release() {
+  if (epoch_ == 0) return;  // never taken
+  Superblock& sb = r_.sb();
+  if (!election_) {
+    uint64_t expected = epoch_;
+    if (sb.manager_owner.compare_exchange_strong(expected, 0, std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
+      r_.Persist(&sb.manager_owner, sizeof(region::Word));
+    }
+    return;
   }
+  lines_.Invalidate(&sb.manager_owner, region::kCacheLine);
+  if (lines_.Load(region::NcWord(sb.manager_owner)) != epoch_) return;  // superseded
+  lines_.Store(region::NcWord(sb.manager_owner), 0);
+  lines_.Flush(&sb.manager_owner, region::kCacheLine);
+  election_->Leave();
 }
 
 }  // namespace gismo::manager

@@ -1,13 +1,23 @@
-// One serving manager per region, across hosts: the lease in the superblock
-// (Superblock::manager_owner, manager_beat; see layout.h). A host-local
-// `flock` cannot see a manager on another host; this lease can.
+// One serving manager per region, across hosts. A host-local `flock` cannot
+// see a manager on another host; the lease in the region can:
+//  - a coherent region: Superblock::manager_owner, taken by compare-and-swap
+//    (layout.h);
+//  - a non-coherent region, where no cross-host atomic can be trusted: the
+//    owner election (region/owner_election.h, doc/noncoherent.md 7.4), one
+//    candidate line per node, the manager's node id its candidate number.
+// Either way a silent predecessor is only suspected: it is fenced (its
+// process proven gone, its node fenced by the fence command, or the
+// operator's word) before anyone takes over.
 #ifndef GISMO_MANAGER_MANAGER_LEASE_H_
 #define GISMO_MANAGER_MANAGER_LEASE_H_
 
 #include <cstdint>
 #include <gismo/status.hpp>
+#include <memory>
 #include <string>
 
+#include "region/cache_lines.h"
+#include "region/owner_election.h"
 #include "region/region.h"
 
 namespace gismo::manager {
@@ -21,17 +31,39 @@ struct LeaseOptions {
   std::string region_path;  // for proving a local predecessor gone
 };
 
-// Takes the lease: refuses (with who holds it) while another manager beats;
-// fences a silent predecessor first (a local one through its pidfd, a
-// remote one with the fence command or the operator's word); then takes it
-// with a compare-and-swap. Returns the new epoch; `fenced` says how the
-// predecessor was dealt with ("" if there was none).
-Result<uint64_t> AcquireManagerLease(const region::Region& r, const LeaseOptions& o,
-                                     std::string* fenced);
-// The owner's heartbeat; false if the lease is no longer ours (stop at once).
-bool BeatManagerLease(const region::Region& r, uint64_t epoch);
-// A clean stop: the next manager need not wait or fence.
-void ReleaseManagerLease(const region::Region& r, uint64_t epoch);
+class ManagerLease {
+ public:
+  ManagerLease(const region::Region& r, LeaseOptions o);
+  ~ManagerLease();
+  ManagerLease(const ManagerLease&) = delete;
+  ManagerLease& operator=(const ManagerLease&) = delete;
+
+  // Takes the lease: refuses (with who holds it) while another manager
+  // beats; fences a silent predecessor first; then takes it. Returns how the
+  // predecessor was dealt with ("" if there was none). REQUIRES: not taken.
+  Result<std::string> Acquire();
+  // The epoch this manager serves under (manager_epoch after its start).
+  uint64_t epoch() const { return epoch_; }
+  // The owner's heartbeat; false if the lease is no longer ours (a
+  // successor took over after fencing us: stop at once, write nothing).
+  bool Beat();
+  // A clean stop: the next manager need not wait or fence.
+  void Release();
+
+ private:
+  Result<std::string> AcquireByCas();
+  Result<std::string> AcquireByElection();
+  // Publishes this manager as the owner: epoch, identity, node, lease.
+  void PublishOwner();
+
+  const region::Region& r_;
+  const LeaseOptions o_;
+  uint64_t epoch_ = 0;
+  region::HwLines lines_;
+  // The non-coherent mode's election (null in a coherent region).
+  std::unique_ptr<region::OwnerElection<region::HwLines>> election_;
+  uint64_t beats_ = 0;
+};
 
 }  // namespace gismo::manager
 

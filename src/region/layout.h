@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 8;
+inline constexpr uint32_t kFormatVersion = 9;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -173,11 +173,15 @@ static_assert(sizeof(OwnerSleepLine) == kCacheLine);
 // One would-be owner's line of the election (region/owner_election.h):
 // written by that candidate only, or zeroed by a successor once it is fenced.
 struct alignas(kCacheLine) CandidateLine {
-  uint64_t choosing;   // 1 while it picks its ticket
-  uint64_t ticket;     // 0: not a candidate
-  uint64_t identity;   // the candidate's session
-  uint64_t heartbeat;  // the owner's clock, so others can suspect it
-  uint64_t reserved[4];
+  uint64_t choosing;  // 1 while it picks its ticket
+  uint64_t ticket;    // 0: not a candidate
+  uint64_t identity;  // the candidate's session
+  // Beats << 1, | 1 while it serves as the owner: changes while it runs,
+  // so others can suspect it (only change is compared, never clocks).
+  uint64_t heartbeat;
+  // Its ProcessIdentity (boot_id, pid_ns, pid, start_time; format 9), so a
+  // successor can prove it gone or name it.
+  uint64_t process[4];
 };
 static_assert(sizeof(CandidateLine) == kCacheLine);
 static_assert(offsetof(CandidateLine, ticket) == 8);

@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -70,22 +71,35 @@ class NcRequester {
   // no answer in time (the request may still be applied later). PROTOCOL:
   // the owner broke the protocol. Otherwise the answer is in *out (its own
   // status says how the request went).
+  //
+  // A request asked again as the very next call after its answer timed out
+  // is not sent again: the first one is on the ring and will be applied
+  // exactly once (by the owner, or by its successor), so its answer is the
+  // outcome, waited for again. Any other call forgets it (its answer, when
+  // it comes, is dropped).
   Status Call(const NcRequest& q, NcResponse* out, int64_t timeout_ms) {
     const auto deadline =
         timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
                        : std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    const uint64_t seq = out_.tail() + 1;
+    Unanswered sent;
+    if (Status s = EncodeNcRequest(q, sent.entries); !s.ok()) return s;
+    sent.count = NcRequestEntries(q);
     Backoff wait;
-    for (;;) {
-      auto pushed = PushNcRequest(out_, q);
-      if (!pushed.ok()) return pushed.status();
-      if (*pushed) break;
-      if (!wait.Next(deadline)) {
-        return Status(GISMO_ERR_TIMEOUT, std::string("the owner took no ") + NcOpName(q.op) +
-                                             " request in time: its request ring stayed full");
+    if (unanswered_.count != 0 && unanswered_.Same(sent)) {
+      sent.seq = unanswered_.seq;  // asked again: wait for the first one's answer
+    } else {
+      sent.seq = out_.tail() + 1;
+      while (!out_.TryPushAll(sent.entries, sent.count)) {
+        if (!wait.Next(deadline)) {
+          unanswered_ = Unanswered();
+          return Status(GISMO_ERR_TIMEOUT, std::string("the owner took no ") + NcOpName(q.op) +
+                                               " request in time: its request ring stayed full");
+        }
       }
+      if (OwnerNeedsWake(lines_, o_.sleep_line) && o_.wake) o_.wake();  // W1, W2
     }
-    if (OwnerNeedsWake(lines_, o_.sleep_line) && o_.wake) o_.wake();  // W1, W2
+    unanswered_ = Unanswered();
+    const uint64_t seq = sent.seq;
     wait = Backoff();
     for (;;) {
       NcResponse a;
@@ -98,8 +112,12 @@ class NcRequester {
       }
       if (!*got) {
         if (!wait.Next(deadline)) {
-          return Status(GISMO_ERR_TIMEOUT, std::string("no answer to the ") + NcOpName(q.op) +
-                                               " request " + std::to_string(seq) + " in time");
+          unanswered_ = sent;
+          return Status(GISMO_ERR_TIMEOUT,
+                        std::string("no answer to the ") + NcOpName(q.op) + " request " +
+                            std::to_string(seq) +
+                            " in time (it may still be applied; asking the same again next "
+                            "waits for its outcome)");
         }
         continue;
       }
@@ -144,8 +162,19 @@ class NcRequester {
     std::chrono::microseconds nap_{1};
   };
 
+  // A request sent whose answer did not come in time (count 0: none).
+  struct Unanswered {
+    uint64_t seq = 0;
+    uint32_t count = 0;
+    RequestPayload entries[kNcMaxRequestEntries];
+    bool Same(const Unanswered& o) const {
+      return count == o.count && std::memcmp(entries, o.entries, count * sizeof(entries[0])) == 0;
+    }
+  };
+
   Lines& lines_;
   NcRequesterOptions o_;
+  Unanswered unanswered_;
   RequestProducer<Lines> out_;
   RequestConsumer<Lines> in_;
   uint64_t dropped_ = 0;

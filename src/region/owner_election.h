@@ -13,7 +13,10 @@
 //   word 0: choosing (1 while the candidate picks its ticket)
 //   word 1: ticket (0: not a candidate)
 //   word 2: identity (the candidate's session, for the operator and tests)
-//   word 3: heartbeat (the owner's clock, so others can suspect it)
+//   word 3: heartbeat (beats << 1, | 1 while serving as the owner: it
+//           changes while the candidate runs, so others can suspect it)
+//   words 4-7: process (the candidate's process identity, so a successor
+//           can prove it gone)
 //
 // Candidate i (B1..B4):
 //  B1. Store choosing = 1 and flush.
@@ -38,6 +41,7 @@
 #ifndef GISMO_REGION_OWNER_ELECTION_H_
 #define GISMO_REGION_OWNER_ELECTION_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -67,7 +71,7 @@ class OwnerElection {
       : lines_(lines), t_(table), n_(n), me_(me) {}
 
   // B1-B3: takes a ticket. REQUIRES: not a candidate now.
-  void Begin(uint64_t identity) {
+  void Begin(uint64_t identity, const std::array<uint64_t, 4>& process = {}) {
     CandidateLine& mine = t_[me_];
     if (fault_ != ElectionFault::kSkipChoosing) {
       lines_.Store(&mine.choosing, 1);
@@ -82,6 +86,7 @@ class OwnerElection {
     }
     ticket_ = max + 1;
     lines_.Store(&mine.identity, identity);
+    for (int k = 0; k < 4; ++k) lines_.Store(&mine.process[k], process[k]);
     lines_.Store(&mine.ticket, ticket_);
     lines_.Store(&mine.choosing, 0);
     if (fault_ != ElectionFault::kSkipTicketFlush) lines_.Flush(&mine, sizeof(mine));
@@ -112,17 +117,25 @@ class OwnerElection {
     ticket_ = 0;
   }
 
-  // The owner's heartbeat, in its own line.
-  void Beat(uint64_t now) {
-    lines_.Store(&t_[me_].heartbeat, now);
+  // This candidate's heartbeat, in its own line (see word 3).
+  void Beat(uint64_t heartbeat) {
+    lines_.Store(&t_[me_].heartbeat, heartbeat);
     lines_.Flush(&t_[me_], sizeof(t_[me_]));
   }
 
-  // Candidate j's heartbeat as memory holds it now.
-  uint64_t HeartbeatOf(uint32_t j) {
+  // Candidate j's line as memory holds it now.
+  CandidateLine LineOf(uint32_t j) {
     lines_.Invalidate(&t_[j], sizeof(t_[j]));
-    return lines_.Load(&t_[j].heartbeat);
+    CandidateLine c{};
+    c.choosing = lines_.Load(&t_[j].choosing);
+    c.ticket = lines_.Load(&t_[j].ticket);
+    c.identity = lines_.Load(&t_[j].identity);
+    c.heartbeat = lines_.Load(&t_[j].heartbeat);
+    for (int k = 0; k < 4; ++k) c.process[k] = lines_.Load(&t_[j].process[k]);
+    return c;
   }
+  // Candidate j's heartbeat as memory holds it now.
+  uint64_t HeartbeatOf(uint32_t j) { return LineOf(j).heartbeat; }
 
   // Zeroes candidate j's line. REQUIRES: j is fenced (it can write no more,
   // and on its host its lines were written back or dropped).
@@ -130,7 +143,7 @@ class OwnerElection {
     CandidateLine& l = t_[j];
     lines_.Invalidate(&l, sizeof(l));
     for (uint64_t* w : {&l.choosing, &l.ticket, &l.identity, &l.heartbeat}) lines_.Store(w, 0);
-    for (uint64_t& w : l.reserved) lines_.Store(&w, 0);
+    for (uint64_t& w : l.process) lines_.Store(&w, 0);
     lines_.Flush(&l, sizeof(l));
   }
 

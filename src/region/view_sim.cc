@@ -1,5 +1,6 @@
 #include "region/view_sim.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -81,12 +83,32 @@ uint64_t Draw() {
 
 // The stripe lock of the line at `off`. Holder: its process id (acquire on
 // taking, release on leaving, so the line's words move under it). A holder
-// that died inside a write-back is taken over once it is gone (kill(pid, 0)
-// says so) after 1 s of waiting, or after 5 s whatever it says (another pid
-// namespace).
+// that died inside a write-back is taken over as soon as it is seen gone
+// (no process has its pid, or it is a zombie: it will never run again), or
+// after 5 s whatever is seen (a holder of another pid namespace, whose pid
+// means nothing here). A holder that is only stopped keeps it, as a host
+// would keep a line it is writing back.
 std::atomic<uint64_t>& StripeOf(const Sim& s, uint64_t off) {
   return s.locks[(off / kLine) & (kStripes - 1)];
 }
+// No process of this pid namespace will run as `pid` again: none has it,
+// or it is a zombie (killed, not yet reaped).
+bool HolderGone(uint64_t pid) {
+  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%llu/stat", static_cast<unsigned long long>(pid));
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[256];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  // "pid (comm) S ...": the state follows the last ')'.
+  const char* paren = std::strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 void Lock(std::atomic<uint64_t>& w) {
   const uint64_t me = Pid();
   uint64_t seen = 0;
@@ -102,8 +124,7 @@ void Lock(std::atomic<uint64_t>& w) {
     if (spins % 64 == 0) sched_yield();
     if (spins % 4096 != 0 || seen == 0) continue;
     const uint64_t waited = MonotonicNs() - start;
-    const bool gone = kill(static_cast<pid_t>(seen), 0) != 0 && errno == ESRCH;
-    if ((gone && waited > 1'000'000'000) || waited > 5'000'000'000) {
+    if (HolderGone(seen) || waited > 5'000'000'000) {
       if (w.compare_exchange_strong(seen, me, std::memory_order_acquire,
                                     std::memory_order_relaxed)) {
         return;

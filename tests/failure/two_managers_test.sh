@@ -7,10 +7,15 @@
 #     this kernel: killed through a pidfd) and only then takes over; a client
 #     of the first re-attaches with its reference intact: nobody is
 #     recovered, let alone twice.
-#  3. (as root, with unshare) The first runs in another PID namespace, so the
+#  3. Three managers started at once on one region: exactly one serves, the
+#     others refuse and say who serves.
+#  4. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
 #     itself superseded and stops at once, without serving.
+# TWO_MANAGERS_COHERENCE=non-coherent formats the regions non-coherent: the
+# managers are then elected (doc/noncoherent.md 7.4), each on a node of its
+# own (--node), and the same steps hold.
 # Environment: GISMO_MANAGER_BIN, FAILURE_CLIENT.
 set -euo pipefail
 : "${GISMO_MANAGER_BIN:?}" "${FAILURE_CLIENT:?}"
@@ -25,7 +30,7 @@ cleanup() {
   if ((rc != 0)); then
     for f in "$work"/*.log; do echo "=== $f" >&2; tail -n 30 "$f" >&2; done
   fi
-  rm -rf "$work" "$region" "$region-2"
+  rm -rf "$work" "$region" "$region-2" "$region-3"
   exit $rc
 }
 trap cleanup EXIT
@@ -44,10 +49,22 @@ start_manager() {
   grep -m1 -q "gismo-manager ready" <"$work/$name.out"
 }
 common=(--size 128MiB --skip-host-lock --manager-lease-ms 500 --lease-ms 1000 --log-level info)
+nc=0
+if [[ ${TWO_MANAGERS_COHERENCE:-coherent} == non-coherent ]]; then
+  nc=1
+  common+=(--coherence non-coherent)
+fi
+# node N: the node option of the manager meant to run on node N (distinct
+# hosts for the election; the coherent lease ignores it).
+node() { ((nc)) && echo "--node $1" || true; }
 
-start_manager a "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" ||
+start_manager a "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" $(node 1) ||
   fail "the first manager did not start"
 a_pid=$MPID
+if ((nc)); then
+  grep -q "elected owner of the non-coherent region: node 1" "$work/a.log" ||
+    fail "the manager of a non-coherent region was not elected: $(cat "$work/a.log")"
+fi
 
 # A client holding a reference.
 coproc CLIENT { GISMO_ADDRESS="unix:$sock" exec "$FAILURE_CLIENT" --stdin 2>"$work/client.log"; }
@@ -65,7 +82,8 @@ ask "stat s1"
 
 log "1. a second manager while the first beats"
 rc=0
-start_manager b "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$work/b.sock" "${common[@]}" || rc=$?
+start_manager b "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$work/b.sock" "${common[@]}" $(node 2) ||
+  rc=$?
 ((rc != 0)) || fail "a second manager started while the first was serving"
 wait "$MPID" && fail "the second manager exited 0" || true
 grep -q "another gismo-manager serves this region" "$work/b.log" ||
@@ -74,7 +92,7 @@ grep -q "its lease is live" "$work/b.log" || fail "the refusal does not say why"
 
 log "2. the first frozen past its lease: fenced, then taken over"
 kill -STOP "$a_pid"
-start_manager c "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" ||
+start_manager c "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" $(node 3) ||
   fail "the second manager did not take over from a frozen first"
 grep -q "killed the frozen previous manager" "$work/c.log" || fail "no fence of the first manager"
 rc=0
@@ -90,7 +108,48 @@ grep -q "re-attached" "$work/c.log" || fail "the client did not re-attach to the
 if grep -q "recovered client" "$work/c.log"; then fail "a live client was recovered"; fi
 echo exit >&"${CLIENT[1]}"
 
-log "3. a manager that cannot be proven stopped, and a superseded manager"
+log "3. three managers started at once: exactly one serves"
+r3=$region-3
+start_manager g "$GISMO_MANAGER_BIN" --region "$r3" --listen "unix:$work/g.sock" "${common[@]}" \
+  $(node 7) || fail "the manager that formats the third region did not start"
+kill -TERM "$MPID"
+wait "$MPID" || fail "a clean stop exited non-zero"
+racers=()
+for n in 8 9 10; do
+  "$GISMO_MANAGER_BIN" --region "$r3" --listen "unix:$work/r$n.sock" "${common[@]}" $(node "$n") \
+    >"$work/r$n.out" 2>"$work/r$n.log" &
+  racers+=($!)
+  pids+=($!)
+done
+# The losers exit by themselves; the winner serves until stopped.
+alive=("${racers[@]}")
+for _ in 1 2; do
+  ended=
+  wait -n -p ended "${alive[@]}" || true
+  [[ -n $ended ]] || fail "wait -n named no manager"
+  left=()
+  for p in "${alive[@]}"; do [[ $p == "$ended" ]] || left+=("$p"); done
+  alive=("${left[@]}")
+done
+left=()
+for p in "${alive[@]}"; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+alive=("${left[@]}")
+((${#alive[@]} == 1)) || fail "want exactly one manager serving, got ${#alive[@]}"
+served=0
+for n in 8 9 10; do
+  if grep -q "another gismo-manager serves this region\|another gismo-manager took this region" \
+    "$work/r$n.log"; then
+    continue
+  fi
+  served=$((served + 1))
+  timeout 30 grep -m1 -q "gismo-manager ready" <(tail -n +1 -f "$work/r$n.out") ||
+    fail "the manager that won did not become ready: $(cat "$work/r$n.log")"
+done
+((served == 1)) || fail "want one winner and two refusals, got $served without a refusal"
+kill -TERM "${alive[0]}"
+wait "${alive[0]}" || fail "the winner's clean stop exited non-zero"
+
+log "4. a manager that cannot be proven stopped, and a superseded manager"
 if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
   log "skipped: needs root and unshare (a manager in another PID namespace)"
   log PASS
@@ -98,17 +157,18 @@ if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
 fi
 r2=$region-2
 start_manager d unshare --pid --fork --mount-proc "$GISMO_MANAGER_BIN" --region "$r2" \
-  --listen "unix:$work/d.sock" "${common[@]}" || fail "the namespaced manager did not start"
+  --listen "unix:$work/d.sock" "${common[@]}" $(node 4) || fail "the namespaced manager did not start"
 d_wrapper=$MPID
 d_pid=$(pgrep -P "$d_wrapper" | head -1)
 [[ -n $d_pid ]] || fail "cannot find the namespaced manager"
 kill -STOP "$d_pid"
 rc=0
-start_manager e "$GISMO_MANAGER_BIN" --region "$r2" --listen "unix:$work/e.sock" "${common[@]}" || rc=$?
+start_manager e "$GISMO_MANAGER_BIN" --region "$r2" --listen "unix:$work/e.sock" "${common[@]}" $(node 5) ||
+  rc=$?
 ((rc != 0)) || fail "took over from a manager it cannot prove stopped"
 grep -q "cannot be proven stopped" "$work/e.log" || fail "unclear refusal: $(cat "$work/e.log")"
 start_manager f "$GISMO_MANAGER_BIN" --region "$r2" --listen "unix:$work/f.sock" "${common[@]}" \
-  --previous-manager-fenced || fail "no take-over on the operator's word"
+  $(node 6) --previous-manager-fenced || fail "no take-over on the operator's word"
 kill -CONT "$d_pid"
 rc=0
 wait "$d_wrapper" || rc=$?

@@ -222,7 +222,8 @@ int main(int argc, char** argv) {
   std::string metrics;
   if (!manager.metrics_address().empty()) metrics = " metrics=" + manager.metrics_address();
   const auto& sb = manager.region().sb();
-  // The one ready line scripts wait for.
+  // The one ready line scripts wait for; a SIGTERM after it stops cleanly.
+  manager.CatchSignals();
   printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s%s pid=%d\n",
          opt.region_path.c_str(), gismo::region::FormatSize(sb.region_size).c_str(),
          gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), metrics.c_str(),

@@ -1,0 +1,241 @@
+// The manager lease of a non-coherent region: the owner election as the
+// manager runs it (src/manager/manager_lease.cc, doc/noncoherent.md 7.4).
+// Candidates here live in this one process; the ones that stand for another
+// manager's process get a line written by the test with that process's
+// identity (gone, or in another PID namespace), as a host of their own
+// would have left it. failure.two_managers.noncoherent runs the same rules
+// with real manager processes.
+#include "manager/manager_lease.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "fence/process.h"
+#include "region/nc_references.h"
+#include "testing/process.h"
+
+namespace gismo::manager {
+namespace {
+
+using region::CandidateLine;
+using region::CoherenceMode;
+
+// Beats `lease` as its owner's tick does, on a thread of its own, until
+// destroyed.
+class Beating {
+ public:
+  explicit Beating(ManagerLease& lease)
+      : thread_([this, &lease] {
+          while (!stop_.load(std::memory_order_relaxed)) {
+            EXPECT_TRUE(lease.Beat());
+            std::this_thread::yield();
+          }
+        }) {}
+  ~Beating() {
+    stop_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class ManagerLeaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = "/dev/shm/" + testing::UniqueName("lease");
+    region::FormatOptions fo;
+    fo.size = 16ull << 20;
+    fo.coherence = CoherenceMode::kNonCoherent;
+    auto r = region::Region::Format(path_, fo);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    r_ = std::move(*r);
+  }
+  void TearDown() override { unlink(path_.c_str()); }
+
+  LeaseOptions On(uint32_t node) {
+    LeaseOptions o;
+    o.node_id = node;
+    o.lease_ms = 50;
+    o.region_path = path_;
+    return o;
+  }
+  // Writes node `node`'s candidate line as a manager with identity `id`
+  // would have left it: a ticket, and `serving` in its heartbeat.
+  void LeaveLine(uint32_t node, const fence::ProcessIdentity& id, uint64_t ticket) {
+    CandidateLine& l = r_->sb().candidates[node];
+    l.ticket = ticket;
+    l.heartbeat = 7 << 1 | 1;
+    l.process[0] = id.boot_id;
+    l.process[1] = id.pid_ns;
+    l.process[2] = id.pid;
+    l.process[3] = id.start_time;
+  }
+  // A process of this kernel's namespace that is gone: our pid with
+  // another start time (the pid is someone else's now).
+  static fence::ProcessIdentity Gone() {
+    fence::ProcessIdentity id = fence::Self();
+    id.start_time += 1;
+    return id;
+  }
+  // A process of another host: nothing here can prove it stopped.
+  static fence::ProcessIdentity Elsewhere() {
+    fence::ProcessIdentity id = fence::Self();
+    id.boot_id ^= 0x5a5a;
+    return id;
+  }
+  uint64_t Owner() { return r_->sb().manager_owner.load(std::memory_order_relaxed); }
+
+  std::string path_;
+  std::unique_ptr<region::Region> r_;
+};
+
+TEST_F(ManagerLeaseTest, TheFirstCandidateIsElectedAndReleases) {
+  ManagerLease a(*r_, On(3));
+  auto how = a.Acquire();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "");
+  EXPECT_NE(a.epoch(), 0u);
+  EXPECT_EQ(Owner(), a.epoch());
+  EXPECT_NE(r_->sb().candidates[3].ticket, 0u);
+  EXPECT_EQ(r_->sb().candidates[3].heartbeat & 1, 1u);  // serving
+  EXPECT_TRUE(a.Beat());
+  a.Release();
+  EXPECT_EQ(Owner(), 0u);
+  EXPECT_EQ(r_->sb().candidates[3].ticket, 0u);
+  // The next one needs neither to wait nor to fence.
+  ManagerLease b(*r_, On(4));
+  auto hb = b.Acquire();
+  ASSERT_TRUE(hb.ok()) << hb.status().ToString();
+  EXPECT_EQ(*hb, "");
+  EXPECT_EQ(b.epoch(), a.epoch() + 1);
+  b.Release();
+}
+
+TEST_F(ManagerLeaseTest, ANodeWithoutACandidateLineIsRefused) {
+  ManagerLease a(*r_, On(region::kMaxCandidates));
+  auto how = a.Acquire();
+  ASSERT_FALSE(how.ok());
+  EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(how.status().message().find("--node below 32"), std::string::npos)
+      << how.status().message();
+}
+
+TEST_F(ManagerLeaseTest, ALiveOwnerKeepsANewcomerOut) {
+  ManagerLease a(*r_, On(1));
+  ASSERT_TRUE(a.Acquire().ok());
+  auto beating = std::make_unique<Beating>(a);
+  ManagerLease b(*r_, On(2));
+  auto how = b.Acquire();
+  beating.reset();
+  ASSERT_FALSE(how.ok());
+  EXPECT_EQ(how.status().code(), GISMO_ERR_BUSY);
+  EXPECT_NE(how.status().message().find("serves this region: manager of node 1"), std::string::npos)
+      << how.status().message();
+  EXPECT_EQ(r_->sb().candidates[2].ticket, 0u);  // the newcomer left the queue
+  EXPECT_EQ(Owner(), a.epoch());
+  a.Release();
+}
+
+// A manager serving on the newcomer's own node (the host lock skipped, or
+// the region reached by another path) is not taken for a left line: its
+// beat keeps the newcomer out, and it serves on.
+TEST_F(ManagerLeaseTest, ALiveManagerOfTheSameNodeKeepsItsLine) {
+  ManagerLease a(*r_, On(12));
+  ASSERT_TRUE(a.Acquire().ok());
+  auto beating = std::make_unique<Beating>(a);
+  ManagerLease b(*r_, On(12));
+  auto how = b.Acquire();
+  beating.reset();
+  ASSERT_FALSE(how.ok());
+  EXPECT_NE(how.status().message().find("serves this region: manager of node 12"),
+            std::string::npos)
+      << how.status().message();
+  EXPECT_TRUE(a.Beat()) << "the serving manager lost its line";
+  a.Release();
+}
+
+// A candidate whose process is gone (a manager killed on this kernel) is
+// passed at once: its line is cleared, nobody waits for a lease.
+TEST_F(ManagerLeaseTest, AGoneCandidateIsClearedAndPassed) {
+  LeaveLine(5, Gone(), 1);
+  ManagerLease b(*r_, On(6));
+  auto how = b.Acquire();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "the previous manager's process is gone");
+  EXPECT_EQ(r_->sb().candidates[5].ticket, 0u);
+  b.Release();
+}
+
+// The node's own line left by its previous manager (killed, or before a
+// restart): proven gone, cleared, then the newcomer takes a ticket.
+TEST_F(ManagerLeaseTest, ItsOwnNodesLeftLineIsReclaimedOnceProvenGone) {
+  LeaveLine(7, Gone(), 3);
+  ManagerLease b(*r_, On(7));
+  auto how = b.Acquire();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "the previous manager's process is gone");
+  b.Release();
+}
+
+// A silent owner on another host is suspected after a lease, never
+// succeeded without being fenced: here nothing can fence it, so the
+// newcomer refuses; on the operator's word it takes over, and the old
+// owner, should it run again, finds itself superseded at its next beat.
+TEST_F(ManagerLeaseTest, ASilentOwnerElsewhereIsSucceededOnlyOnceFenced) {
+  ManagerLease a(*r_, On(8));
+  ASSERT_TRUE(a.Acquire().ok());
+  const uint64_t old_epoch = a.epoch();
+  // `a` now stands for a manager of another host that stopped beating.
+  LeaveLine(8, Elsewhere(), r_->sb().candidates[8].ticket);
+  ManagerLease b(*r_, On(9));
+  auto refused = b.Acquire();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("cannot be proven stopped"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(Owner(), old_epoch);
+
+  LeaseOptions word = On(9);
+  word.previous_manager_fenced = true;
+  ManagerLease c(*r_, word);
+  auto how = c.Acquire();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "the operator declared the previous manager fenced");
+  EXPECT_EQ(c.epoch(), old_epoch + 1);
+  EXPECT_EQ(r_->sb().candidates[8].ticket, 0u);
+  EXPECT_FALSE(a.Beat());  // superseded: it must stop, writing nothing
+  EXPECT_EQ(Owner(), c.epoch());
+  c.Release();
+}
+
+// A candidate that waits and beats, not serving, is ahead in the queue:
+// the newcomer waits for it instead of fencing it, and is elected once it
+// leaves.
+TEST_F(ManagerLeaseTest, AWaitingCandidateIsWaitedForNotFenced) {
+  LeaveLine(10, Elsewhere(), 1);
+  CandidateLine& l = r_->sb().candidates[10];
+  l.heartbeat = 2;  // waiting
+  std::thread waiter([&] {
+    // Beats as a waiting candidate for a few leases, then leaves.
+    for (uint64_t i = 2; i < 2000; ++i) {
+      __atomic_store_n(&l.heartbeat, i << 1, __ATOMIC_RELAXED);
+      usleep(200);
+    }
+    __atomic_store_n(&l.ticket, 0, __ATOMIC_RELAXED);
+  });
+  LeaseOptions o = On(11);
+  o.lease_ms = 2000;  // far longer than the waiter's pauses between beats
+  ManagerLease b(*r_, o);
+  auto how = b.Acquire();
+  waiter.join();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "");  // nobody fenced
+  b.Release();
+}
+
+}  // namespace
+}  // namespace gismo::manager
