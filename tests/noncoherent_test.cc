@@ -4,12 +4,15 @@
 // the clients' requests (doc/noncoherent.md).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <gismo/gismo.hpp>
+#include <iostream>
 #include <iterator>
 #include <thread>
 #include <vector>
@@ -110,6 +113,93 @@ TEST_F(NonCoherentServed, ObjectsGoFromOneClientToAnother) {
   EXPECT_TRUE(writer.Disconnect().ok());
   EXPECT_TRUE(reader.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
+}
+
+// The simulator's line locks (region/view_sim.h): a host killed inside a
+// line's write-back leaves the line's lock held. A waiter takes it over as
+// soon as the holder is dead, whether it ran in the waiter's PID namespace
+// or another (where its pid means nothing here), even before it is reaped,
+// and never while it lives or when the holder is the waiter's own process.
+TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
+  if (!region::view_sim::kEnabled) {
+    GTEST_SKIP() << "needs the simulator build (cmake -DGISMO_NONCOHERENT_SIM=ON)";
+  }
+  const std::string path = "/dev/shm/" + testing::UniqueName("simlocks");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  constexpr uint64_t kSize = 1 << 20;
+  ASSERT_EQ(ftruncate(fd, kSize), 0);
+  uint8_t* view = region::view_sim::Map(fd, kSize, 4096);
+  ASSERT_NE(view, nullptr);
+  // A holder in a child: in this PID namespace, or (as root) in a new one,
+  // where it is pid 1. The child says its pid as this namespace knows it.
+  auto holder = [&](uint8_t* line, bool own_namespace, int* pipe_read) -> pid_t {
+    int p[2];
+    EXPECT_EQ(pipe(p), 0);
+    const pid_t child = fork();
+    if (child != 0) {
+      close(p[1]);
+      *pipe_read = p[0];
+      return child;
+    }
+    close(p[0]);
+    if (!own_namespace) {
+      if (unshare(CLONE_NEWPID) != 0) _exit(2);
+      const pid_t inner = fork();
+      if (inner != 0) {
+        const pid_t global = inner;  // fork's answer is in this (outer) namespace
+        (void)!write(p[1], &global, sizeof global);
+        int st = 0;
+        waitpid(inner, &st, 0);
+        _exit(0);
+      }
+    } else {
+      const pid_t me = getpid();
+      (void)!write(p[1], &me, sizeof me);
+    }
+    region::view_sim::HoldLineLockForTesting(line);
+    const char held = 'x';
+    (void)!write(p[1], &held, 1);
+    pause();
+    _exit(0);
+  };
+  for (const bool own_namespace : {true, false}) {
+    SCOPED_TRACE(own_namespace ? "this PID namespace" : "another PID namespace");
+    uint8_t* line = view + (own_namespace ? 0 : 4096);
+    int from = -1;
+    const pid_t child = holder(line, own_namespace, &from);
+    pid_t victim = 0;
+    if (read(from, &victim, sizeof victim) != sizeof victim) {
+      int st = 0;
+      waitpid(child, &st, 0);
+      close(from);
+      ASSERT_FALSE(own_namespace);
+      std::cerr << "skipped: a new PID namespace needs root\n";
+      continue;
+    }
+    char held = 0;
+    ASSERT_EQ(read(from, &held, 1), 1);
+    close(from);
+    EXPECT_FALSE(region::view_sim::LineLockHolderGoneForTesting(line)) << "the holder lives";
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    siginfo_t info{};
+    if (own_namespace) {
+      // Dead but not reaped (a zombie): its descriptions are closed already.
+      ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+      EXPECT_TRUE(region::view_sim::LineLockHolderGoneForTesting(line));
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    EXPECT_TRUE(region::view_sim::LineLockHolderGoneForTesting(line)) << "the holder died";
+    EXPECT_TRUE(region::view_sim::Flush(line, 64));  // takes the lock over
+  }
+  // This process's own hold (another of its threads, as far as a waiter
+  // knows) is never taken for a dead one's.
+  ASSERT_TRUE(region::view_sim::HoldLineLockForTesting(view + 8192));
+  EXPECT_FALSE(region::view_sim::LineLockHolderGoneForTesting(view + 8192));
+  region::view_sim::Unmap(view);
+  close(fd);
+  unlink(path.c_str());
 }
 
 // In the simulator build (GISMO_NONCOHERENT_SIM, region/view_sim.h) every

@@ -1,14 +1,15 @@
 #include "region/view_sim.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -38,26 +39,85 @@ struct Sim {
   std::atomic<uint64_t>* locks = nullptr;
   void* view_reservation = nullptr;
   uint64_t view_reservation_len = 0;
+  // An open file description of the region file of this process's own,
+  // holding the write lock on byte kLiveBase + Token() while it lives:
+  // others see it die (any PID namespace), -1 if it could not be made.
+  int live_fd = -1;
 };
 constexpr int kMaxSims = 64;
 Sim g_sims[kMaxSims];
 std::mutex g_map_mu;  // serializes Map and Unmap
 
-// This process's id, the lock holder's mark; set again in a forked child.
-std::atomic<uint64_t> g_pid{0};
-uint64_t Pid() {
-  uint64_t p = g_pid.load(std::memory_order_relaxed);
-  if (p == 0) {
+// The lock holder's mark: a random token of this process (set again in a
+// forked child), below 2^48. A process holds a lock on byte kLiveBase +
+// token of each region file it maps (Sim::live_fd) for as long as it lives,
+// so a waiter in any PID namespace of the kernel can tell a dead holder
+// from a live one (a pid cannot: pids repeat across namespaces).
+constexpr off_t kLiveBase = off_t{1} << 62;
+std::atomic<uint64_t> g_token{0};
+uint64_t NewToken() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t z = static_cast<uint64_t>(getpid()) * 0x9E3779B97F4A7C15ull ^
+               static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 30);
+  z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
+  z ^= z >> 29;
+  return (z & ((uint64_t{1} << 48) - 1)) | 1;
+}
+// Opens a new description of what this process's `fd` refers to (through
+// /proc/self/fd; async-signal-safe). -1 if it cannot.
+int Reopen(int fd) {
+  static constexpr char kPrefix[] = "/proc/self/fd/";
+  char path[32];
+  std::memcpy(path, kPrefix, sizeof kPrefix);
+  char digits[12];
+  int n = 0;
+  for (unsigned v = static_cast<unsigned>(fd); n == 0 || v != 0; v /= 10) {
+    digits[n++] = static_cast<char>('0' + v % 10);
+  }
+  size_t at = sizeof kPrefix - 1;
+  while (n > 0) path[at++] = digits[--n];
+  path[at] = '\0';
+  return open(path, O_RDWR | O_CLOEXEC);
+}
+bool HoldLive(int fd, uint64_t token) {
+  struct flock l {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  l.l_start = kLiveBase + static_cast<off_t>(token);
+  l.l_len = 1;
+  return fcntl(fd, F_OFD_SETLK, &l) == 0;
+}
+// A forked child shares its parent's open file descriptions, and with
+// them the parent's live locks: it gives its copies up for descriptions
+// of its own, locked under a token of its own. (Only async-signal-safe
+// calls; no lock is taken: another thread of the parent may have held one.)
+void AfterForkInChild() {
+  const uint64_t token = NewToken();
+  g_token.store(token, std::memory_order_relaxed);
+  for (Sim& s : g_sims) {
+    if (s.view.load(std::memory_order_relaxed) == nullptr || s.live_fd < 0) continue;
+    const int fd = Reopen(s.live_fd);
+    close(s.live_fd);
+    s.live_fd = -1;
+    if (fd >= 0 && HoldLive(fd, token)) {
+      s.live_fd = fd;
+    } else if (fd >= 0) {
+      close(fd);
+    }
+  }
+}
+uint64_t Token() {
+  uint64_t t = g_token.load(std::memory_order_relaxed);
+  if (t == 0) {
     static std::once_flag once;
     std::call_once(once, [] {
-      pthread_atfork(nullptr, nullptr, [] {
-        g_pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed);
-      });
+      pthread_atfork(nullptr, nullptr, AfterForkInChild);
+      g_token.store(NewToken(), std::memory_order_relaxed);
     });
-    p = static_cast<uint64_t>(getpid());
-    g_pid.store(p, std::memory_order_relaxed);
+    t = g_token.load(std::memory_order_relaxed);
   }
-  return p;
+  return t;
 }
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
@@ -81,36 +141,31 @@ uint64_t Draw() {
   return z ^ (z >> 31);
 }
 
-// The stripe lock of the line at `off`. Holder: its process id (acquire on
-// taking, release on leaving, so the line's words move under it). A holder
-// that died inside a write-back is taken over as soon as it is seen gone
-// (no process has its pid, or it is a zombie: it will never run again), or
-// after 5 s whatever is seen (a holder of another pid namespace, whose pid
-// means nothing here). A holder that is only stopped keeps it, as a host
+// The stripe lock of the line at `off`. Holder: its process's token
+// (acquire on taking, release on leaving, so the line's words move under
+// it). A holder that died inside a write-back is taken over as soon as it
+// is seen gone (HolderGone, in any PID namespace), or after 5 s whatever is
+// seen. A holder that is only stopped keeps it for those 5 s, as a host
 // would keep a line it is writing back.
 std::atomic<uint64_t>& StripeOf(const Sim& s, uint64_t off) {
   return s.locks[(off / kLine) & (kStripes - 1)];
 }
-// No process of this pid namespace will run as `pid` again: none has it,
-// or it is a zombie (killed, not yet reaped).
-bool HolderGone(uint64_t pid) {
-  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%llu/stat", static_cast<unsigned long long>(pid));
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[256];
-  const ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  // "pid (comm) S ...": the state follows the last ')'.
-  const char* paren = std::strrchr(buf, ')');
-  return paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+// The process that marked a lock with `token` is gone: nothing holds its
+// live byte of the region file (its descriptions closed when it died,
+// before any zombie state). Never for this process's own token (another
+// of its threads holds the lock).
+bool HolderGone(const Sim& s, uint64_t token) {
+  if (token == Token() || s.live_fd < 0) return false;
+  struct flock l {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  l.l_start = kLiveBase + static_cast<off_t>(token);
+  l.l_len = 1;
+  return fcntl(s.live_fd, F_OFD_GETLK, &l) == 0 && l.l_type == F_UNLCK;
 }
 
-void Lock(std::atomic<uint64_t>& w) {
-  const uint64_t me = Pid();
+void Lock(const Sim& s, std::atomic<uint64_t>& w) {
+  const uint64_t me = Token();
   uint64_t seen = 0;
   if (w.compare_exchange_strong(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
     return;
@@ -124,7 +179,7 @@ void Lock(std::atomic<uint64_t>& w) {
     if (spins % 64 == 0) sched_yield();
     if (spins % 4096 != 0 || seen == 0) continue;
     const uint64_t waited = MonotonicNs() - start;
-    if (HolderGone(seen) || waited > 5'000'000'000) {
+    if (HolderGone(s, seen) || waited > 5'000'000'000) {
       if (w.compare_exchange_strong(seen, me, std::memory_order_acquire,
                                     std::memory_order_relaxed)) {
         return;
@@ -178,14 +233,14 @@ void FillLocked(const Sim& s, uint64_t off) {
 
 void WriteBack(const Sim& s, uint64_t off) {
   std::atomic<uint64_t>& lock = StripeOf(s, off);
-  Lock(lock);
+  Lock(s, lock);
   WriteBackLocked(s, off);
   Unlock(lock);
 }
 
 void Evict(const Sim& s, uint64_t off) {
   std::atomic<uint64_t>& lock = StripeOf(s, off);
-  Lock(lock);
+  Lock(s, lock);
   WriteBackLocked(s, off);
   FillLocked(s, off);
   Unlock(lock);
@@ -309,6 +364,13 @@ uint8_t* Map(int fd, uint64_t size, uint64_t align) {
   slot->locks = static_cast<std::atomic<uint64_t>*>(locks);
   slot->view_reservation = r;
   slot->view_reservation_len = reserve;
+  // A description of this process's own (`fd` may be shared, or closed
+  // after the mapping): its live byte says this process lives.
+  slot->live_fd = Reopen(fd);
+  if (slot->live_fd >= 0 && !HoldLive(slot->live_fd, Token())) {
+    close(slot->live_fd);
+    slot->live_fd = -1;
+  }
   slot->view.store(static_cast<uint8_t*>(view), std::memory_order_release);
   return static_cast<uint8_t*>(view);
 }
@@ -327,11 +389,29 @@ void Unmap(uint8_t* view) {
     s.locks = nullptr;
     s.view_reservation = nullptr;
     s.view_reservation_len = 0;
+    if (s.live_fd >= 0) close(s.live_fd);
+    s.live_fd = -1;
     return;
   }
 }
 
 bool Flush(const void* p, uint64_t n) { return ForEachLine(p, n, WriteBack, true); }
+
+bool HoldLineLockForTesting(const void* p) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return false;
+  const uint64_t off = static_cast<const uint8_t*>(p) - s->view.load(std::memory_order_relaxed);
+  Lock(*s, StripeOf(*s, off));
+  return true;
+}
+
+bool LineLockHolderGoneForTesting(const void* p) {
+  const Sim* s = Find(p);
+  if (s == nullptr) return false;
+  const uint64_t off = static_cast<const uint8_t*>(p) - s->view.load(std::memory_order_relaxed);
+  const uint64_t holder = StripeOf(*s, off).load(std::memory_order_acquire);
+  return holder != 0 && HolderGone(*s, holder);
+}
 
 void Refresh(const void* p, uint64_t n) { (void)ForEachLine(p, n, Evict, false); }
 

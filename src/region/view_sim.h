@@ -43,7 +43,9 @@
 // (the hardware would write the line back, possibly over another host's
 // bytes; Refresh covers the one place this matters, a block given to a new
 // creator); a host killed inside a write-back leaves its line's lock held,
-// which the next locker takes over after the holder is gone (or 5 s); only
+// which the next locker takes over as soon as the holder is gone (every
+// process holds a lock on a byte of the region file named by its token
+// while it lives, which any PID namespace can test), or after 5 s; only
 // regular files are simulated (hugetlbfs, DAX devices and PCI BARs are
 // mapped directly).
 #ifndef GISMO_REGION_VIEW_SIM_H_
@@ -84,6 +86,12 @@ bool Invalidate(const void* p, uint64_t n);
 // creator re-creating an object with the bytes it once wrote in the same
 // block would lose its write. Nothing if the range is not simulated.
 void Refresh(const void* p, uint64_t n);
+// Tests only: takes the lock of the line at `p` and keeps it, as a host
+// that dies inside a write-back does; false if `p` is not simulated.
+bool HoldLineLockForTesting(const void* p);
+// Tests only: whether the holder of the line lock at `p` is known gone
+// (what lets a waiter take the lock over at once).
+bool LineLockHolderGoneForTesting(const void* p);
 #else
 // Other builds: nothing is simulated.
 inline uint8_t* Map(int, uint64_t, uint64_t) { return nullptr; }
