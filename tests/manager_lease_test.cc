@@ -159,6 +159,38 @@ TEST_F(ManagerLeaseTest, ALiveManagerOfTheSameNodeKeepsItsLine) {
   a.Release();
 }
 
+// A standby waits while the owner serves and beats, and takes over when it
+// stops cleanly, with nothing to fence.
+TEST_F(ManagerLeaseTest, AStandbyTakesOverWhenTheOwnerStops) {
+  // Leases far longer than a stall of the beating thread, so only a wrong
+  // standby takes over in the 200 ms it is watched.
+  LeaseOptions owner = On(14);
+  owner.lease_ms = 2000;
+  ManagerLease a(*r_, owner);
+  ASSERT_TRUE(a.Acquire().ok());
+  auto beating = std::make_unique<Beating>(a);
+  LeaseOptions o = On(15);
+  o.lease_ms = 2000;
+  o.standby = true;
+  ManagerLease b(*r_, o);
+  Result<std::string> how = std::string("not yet");
+  std::atomic<bool> done{false};
+  std::thread standby([&] {
+    how = b.Acquire();
+    done.store(true, std::memory_order_release);
+  });
+  // It waits as long as the owner beats: a few leases' worth of beats.
+  for (int i = 0; i < 20 && !done.load(std::memory_order_acquire); ++i) usleep(10'000);
+  EXPECT_FALSE(done.load(std::memory_order_acquire)) << "took over from a live owner";
+  beating.reset();
+  a.Release();
+  standby.join();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "");
+  EXPECT_EQ(Owner(), b.epoch());
+  b.Release();
+}
+
 // A candidate whose process is gone (a manager killed on this kernel) is
 // passed at once: its line is cleared, nobody waits for a lease.
 TEST_F(ManagerLeaseTest, AGoneCandidateIsClearedAndPassed) {

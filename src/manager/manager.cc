@@ -11,11 +11,13 @@
 
 #include <asio.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "common/atomic.h"
@@ -451,9 +453,15 @@ Status Manager::Impl::OpenRegion() {
     return Status(GISMO_ERR_IO,
                   "cannot open region '" + opt_.region_path + "': " + std::strerror(errno));
   }
+  // A standby waits for the lease instead (the lock's holder may be frozen
+  // and must be fenced through the lease first), and takes the lock after.
+  bool host_lock_deferred = false;
   if (!opt_.skip_host_lock && flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return Status(GISMO_ERR_IO,
-                  "another gismo-manager is already serving region '" + opt_.region_path + "'");
+    if (!opt_.standby) {
+      return Status(GISMO_ERR_IO,
+                    "another gismo-manager is already serving region '" + opt_.region_path + "'");
+    }
+    host_lock_deferred = true;
   }
   bool formatted = false;
   auto r =
@@ -496,6 +504,7 @@ Status Manager::Impl::OpenRegion() {
   lo.node_id = opt_.node_id;
   lo.lease_ms = opt_.manager_lease_ms;
   lo.previous_manager_fenced = opt_.previous_manager_fenced;
+  lo.standby = opt_.standby;
   lo.fence_command = opt_.fence_command;
   lo.fence_timeout_ms = opt_.fence_timeout_ms;
   lo.region_path = opt_.region_path;
@@ -503,6 +512,20 @@ Status Manager::Impl::OpenRegion() {
   auto fenced = lease_->Acquire();
   if (!fenced.ok()) return fenced.status();
   epoch_ = lease_->epoch();
+  if (host_lock_deferred) {
+    // The previous manager of this host stopped or was fenced: its process
+    // ends (and its lock with it) within the fence's wait.
+    const uint64_t until = MonotonicNs() + uint64_t{opt_.fence_timeout_ms} * 1'000'000;
+    while (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (MonotonicNs() > until) {
+        lease_->Release();
+        return Status(GISMO_ERR_BUSY,
+                      "took the region's lease, but the previous manager of this "
+                      "host still holds the region file's lock");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   const std::string& how = *fenced;
   if (!how.empty()) spdlog::warn("took over the region: {}", how);
   // The previous owner is fenced: what it flushed is in memory, and this

@@ -43,6 +43,9 @@ struct ManagerOptions {
   // The operator's word that the region's previous manager can never run
   // again (when it cannot be proven from here).
   bool previous_manager_fenced = false;
+  // Stand by while another manager serves the region: wait (instead of
+  // refusing) until it stops, or stops beating and is fenced, then take over.
+  bool standby = false;
   // Skip the same-host flock (tests that emulate hosts on one kernel).
   bool skip_host_lock = false;
   // How long client operations wait for a busy lock (0: 2 s).

@@ -1,5 +1,6 @@
 #include "manager/manager_lease.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,37 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                     "), then start with --previous-manager-fenced, or give --fence-command");
 }
 
+// A standby's wait ends at SIGINT or SIGTERM (the manager catches them only
+// once it serves).
+volatile sig_atomic_t g_standby_stop = 0;
+extern "C" void OnStandbySignal(int) { g_standby_stop = 1; }
+class StandbySignals {
+ public:
+  explicit StandbySignals(bool on) : on_(on) {
+    if (!on_) return;
+    g_standby_stop = 0;
+    struct sigaction sa {};
+    sa.sa_handler = OnStandbySignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StandbySignals() {
+    if (!on_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  bool stopped() const { return on_ && g_standby_stop != 0; }
+  static Status Stopped() {
+    return Status(GISMO_ERR_BUSY, "stopped by a signal while standing by for the region");
+  }
+
+ private:
+  bool on_;
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
 void Sleep5ms() {
   timespec ts{0, 5'000'000};
   nanosleep(&ts, nullptr);
@@ -114,10 +146,9 @@ class BlockerWatch {
       return c.process[2] != 0 && fence::ProvenGone(ProcessOf(c)) ? kGone : kWait;
     }
     if (c.heartbeat != seen_) {
-      if (c.heartbeat & kServing) return kServing;
       seen_ = c.heartbeat;
       until_ = now + lease_ns_;
-      return kWait;
+      return c.heartbeat & kServing ? kServing : kWait;
     }
     return now >= until_ ? kSilent : kWait;
   }
@@ -140,42 +171,64 @@ Result<std::string> ManagerLease::Acquire() {
 
 Result<std::string> ManagerLease::AcquireByCas() {
   Superblock& sb = r_.sb();
-  std::string fenced;
-  uint64_t owner = sb.manager_owner.load(std::memory_order_acquire);
-  if (owner != 0 && fence::ProvenGone(OwnerIdentity(sb))) {
-    fenced = "the previous manager's process is gone";
-  } else if (owner != 0) {
-    // Watch the owner's beat for a whole lease, on our own clock.
-    uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
-    if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
-    const uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
-    const uint64_t until = MonotonicNs() + lease_ms * 1'000'000;
-    while (MonotonicNs() < until) {
-      if (sb.manager_beat.load(std::memory_order_acquire) != beat ||
-          sb.manager_owner.load(std::memory_order_acquire) != owner) {
-        return Status(GISMO_ERR_BUSY,
-                      "another gismo-manager serves this region: " +
-                          OwnerText(sb, sb.manager_owner.load(std::memory_order_acquire)) +
-                          " (its lease is live)");
+  StandbySignals signals(o_.standby);
+  bool said = false;
+  for (;;) {
+    std::string fenced;
+    uint64_t owner = sb.manager_owner.load(std::memory_order_acquire);
+    if (owner != 0 && fence::ProvenGone(OwnerIdentity(sb))) {
+      fenced = "the previous manager's process is gone";
+    } else if (owner != 0) {
+      // Watch the owner's beat for a whole lease, on our own clock.
+      uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
+      if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
+      uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
+      uint64_t until = MonotonicNs() + lease_ms * 1'000'000;
+      bool moved_on = false;  // the owner left or changed: look again
+      while (MonotonicNs() < until) {
+        if (signals.stopped()) return StandbySignals::Stopped();
+        const uint64_t now_owner = sb.manager_owner.load(std::memory_order_acquire);
+        if (now_owner != owner) {
+          if (!o_.standby) {
+            return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
+                                              OwnerText(sb, now_owner) + " (its lease is live)");
+          }
+          moved_on = true;
+          break;
+        }
+        if (sb.manager_beat.load(std::memory_order_acquire) != beat) {
+          if (!o_.standby) {
+            return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
+                                              OwnerText(sb, owner) + " (its lease is live)");
+          }
+          if (!said) {
+            spdlog::info("standing by: the region's {} serves", OwnerText(sb, owner));
+            said = true;
+          }
+          beat = sb.manager_beat.load(std::memory_order_acquire);
+          until = MonotonicNs() + lease_ms * 1'000'000;
+        }
+        Sleep5ms();
       }
-      Sleep5ms();
+      if (moved_on) continue;
+      const uint64_t node = sb.manager_node.load(std::memory_order_relaxed);
+      if (Status s = FenceSilent(o_, OwnerIdentity(sb), node, OwnerText(sb, owner), &fenced);
+          !s.ok()) {
+        return s;
+      }
     }
-    const uint64_t node = sb.manager_node.load(std::memory_order_relaxed);
-    if (Status s = FenceSilent(o_, OwnerIdentity(sb), node, OwnerText(sb, owner), &fenced);
-        !s.ok()) {
-      return s;
+    const uint64_t epoch = sb.manager_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (!sb.manager_owner.compare_exchange_strong(owner, epoch, std::memory_order_acq_rel,
+                                                  std::memory_order_acquire)) {
+      if (o_.standby) continue;  // another one took it first: stand by it
+      return Status(GISMO_ERR_BUSY,
+                    "another gismo-manager took this region first: " + OwnerText(sb, owner));
     }
+    epoch_ = epoch;
+    PublishOwner();
+    sb.manager_beat.fetch_add(1, std::memory_order_release);
+    return fenced;
   }
-  const uint64_t epoch = sb.manager_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-  if (!sb.manager_owner.compare_exchange_strong(owner, epoch, std::memory_order_acq_rel,
-                                                std::memory_order_acquire)) {
-    return Status(GISMO_ERR_BUSY,
-                  "another gismo-manager took this region first: " + OwnerText(sb, owner));
-  }
-  epoch_ = epoch;
-  PublishOwner();
-  sb.manager_beat.fetch_add(1, std::memory_order_release);
-  return fenced;
 }
 
 // The election (doc/noncoherent.md 7.4). Candidates beat while they wait
@@ -210,15 +263,25 @@ Result<std::string> ManagerLease::AcquireByElection() {
   // or fenced), false while it must be waited for; an error when it serves
   // and beats (its lease is live) or is silent and cannot be fenced.
   BlockerWatch watch(lease_ms * 1'000'000);
+  StandbySignals signals(o_.standby);
+  bool said = false;
   auto settle = [&](uint32_t j) -> Result<bool> {
+    if (signals.stopped()) return StandbySignals::Stopped();
     const CandidateLine c = e.LineOf(j);
     if (c.choosing == 0 && c.ticket == 0) return true;  // it left meanwhile
     switch (watch.Look(j, c)) {
       case BlockerWatch::kWait:
         return false;
       case BlockerWatch::kServing:
-        return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
-                                          CandidateText(j, c) + " (its lease is live)");
+        if (!o_.standby) {
+          return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
+                                            CandidateText(j, c) + " (its lease is live)");
+        }
+        if (!said) {
+          spdlog::info("standing by: the region's {} serves", CandidateText(j, c));
+          said = true;
+        }
+        return false;
       case BlockerWatch::kGone:
         fenced = "the previous manager's process is gone";
         break;

@@ -26,6 +26,7 @@ struct LeaseOptions {
   uint32_t node_id = 0;
   uint32_t lease_ms = 3000;              // how long a silent owner is given
   bool previous_manager_fenced = false;  // the operator's word
+  bool standby = false;                  // wait while another manager serves
   std::string fence_command;             // fences a node (see fence_command.h)
   uint32_t fence_timeout_ms = 30000;
   std::string region_path;  // for proving a local predecessor gone
@@ -39,8 +40,10 @@ class ManagerLease {
   ManagerLease& operator=(const ManagerLease&) = delete;
 
   // Takes the lease: refuses (with who holds it) while another manager
-  // beats; fences a silent predecessor first; then takes it. Returns how the
-  // predecessor was dealt with ("" if there was none). REQUIRES: not taken.
+  // beats, or with `standby` waits until it stops or falls silent (SIGINT
+  // or SIGTERM end the wait: BUSY); fences a silent predecessor first; then
+  // takes it. Returns how the predecessor was dealt with ("" if there was
+  // none). REQUIRES: not taken.
   Result<std::string> Acquire();
   // The epoch this manager serves under (manager_epoch after its start).
   uint64_t epoch() const { return epoch_; }

@@ -99,6 +99,8 @@ inline void Unmap(uint8_t*) {}
 inline bool Flush(const void*, uint64_t) { return false; }
 inline bool Invalidate(const void*, uint64_t) { return false; }
 inline void Refresh(const void*, uint64_t) {}
+inline bool HoldLineLockForTesting(const void*) { return false; }
+inline bool LineLockHolderGoneForTesting(const void*) { return false; }
 #endif
 
 }  // namespace gismo::region::view_sim

@@ -9,7 +9,10 @@
 #     recovered, let alone twice.
 #  3. Three managers started at once on one region: exactly one serves, the
 #     others refuse and say who serves.
-#  4. (as root, with unshare) The first runs in another PID namespace, so the
+#  4. A standby (--standby) waits while the manager serves, takes over once
+#     it is frozen past its lease and fenced; a second standby takes over
+#     from the first when it stops cleanly, with nothing to fence.
+#  5. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
 #     itself superseded and stops at once, without serving.
@@ -30,7 +33,7 @@ cleanup() {
   if ((rc != 0)); then
     for f in "$work"/*.log; do echo "=== $f" >&2; tail -n 30 "$f" >&2; done
   fi
-  rm -rf "$work" "$region" "$region-2" "$region-3"
+  rm -rf "$work" "$region" "$region-2" "$region-3" "$region-4"
   exit $rc
 }
 trap cleanup EXIT
@@ -149,7 +152,44 @@ done
 kill -TERM "${alive[0]}"
 wait "${alive[0]}" || fail "the winner's clean stop exited non-zero"
 
-log "4. a manager that cannot be proven stopped, and a superseded manager"
+log "4. standbys: one takes over from a frozen manager, the next from a clean stop"
+r4=$region-4
+# wait_line FILE TEXT: waits (up to 30 s) until FILE has a line with TEXT.
+wait_line() { timeout 30 grep -m1 -q "$2" <(tail -n +1 -f "$1"); }
+start_manager h "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/h.sock" "${common[@]}" \
+  $(node 11) || fail "the manager of the fourth region did not start"
+h_pid=$MPID
+: >"$work/s.out"
+: >"$work/s.log"
+"$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/s.sock" "${common[@]}" $(node 12) \
+  --standby >>"$work/s.out" 2>>"$work/s.log" &
+s_pid=$!
+pids+=("$s_pid")
+wait_line "$work/s.log" "standing by" || fail "the standby does not say it stands by"
+grep -q "gismo-manager ready" "$work/s.out" && fail "the standby became ready while the manager serves"
+kill -STOP "$h_pid"
+wait_line "$work/s.out" "gismo-manager ready" || fail "the standby did not take over"
+grep -q "killed the frozen previous manager" "$work/s.log" || fail "the standby fenced nobody"
+rc=0
+wait "$h_pid" || rc=$?
+((rc == 128 + 9)) || fail "the frozen manager should have been killed (status 137), got $rc"
+: >"$work/t.out"
+: >"$work/t.log"
+"$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/t.sock" "${common[@]}" $(node 13) \
+  --standby >>"$work/t.out" 2>>"$work/t.log" &
+t_pid=$!
+pids+=("$t_pid")
+wait_line "$work/t.log" "standing by" || fail "the second standby does not say it stands by"
+kill -TERM "$s_pid"
+wait "$s_pid" || fail "the first standby's clean stop exited non-zero"
+wait_line "$work/t.out" "gismo-manager ready" || fail "the second standby did not take over"
+if grep -q "took over the region" "$work/t.log"; then
+  fail "a clean stop left something to fence: $(cat "$work/t.log")"
+fi
+kill -TERM "$t_pid"
+wait "$t_pid" || fail "the second standby's clean stop exited non-zero"
+
+log "5. a manager that cannot be proven stopped, and a superseded manager"
 if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
   log "skipped: needs root and unshare (a manager in another PID namespace)"
   log PASS

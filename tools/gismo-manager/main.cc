@@ -135,6 +135,10 @@ int main(int argc, char** argv) {
   app.add_flag("--previous-manager-fenced", opt.previous_manager_fenced,
                "The operator's word that the region's previous manager can never run again "
                "(when this manager cannot prove it)");
+  app.add_flag("--standby", opt.standby,
+               "While another manager serves the region, wait instead of refusing: take over "
+               "when it stops, or once it has stopped beating for --manager-lease-ms and is "
+               "fenced (the ready line comes then; SIGINT or SIGTERM stop the wait)");
   app.add_flag("--skip-host-lock", opt.skip_host_lock,
                "Do not take the same-host lock on the region file (for tests that emulate "
                "separate hosts on one kernel; the region's manager lease still holds)");
