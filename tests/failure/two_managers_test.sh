@@ -159,13 +159,19 @@ wait_line() { timeout 30 grep -m1 -q "$2" <(tail -n +1 -f "$1"); }
 start_manager h "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/h.sock" "${common[@]}" \
   $(node 11) || fail "the manager of the fourth region did not start"
 h_pid=$MPID
-: >"$work/s.out"
-: >"$work/s.log"
-"$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/s.sock" "${common[@]}" $(node 12) \
-  --standby >>"$work/s.out" 2>>"$work/s.log" &
-s_pid=$!
-pids+=("$s_pid")
-wait_line "$work/s.log" "standing by" || fail "the standby does not say it stands by"
+# start_standby NAME NODE: a standby manager of the fourth region, in the
+# background; sets SPID once it says it stands by.
+start_standby() {
+  : >"$work/$1.out"
+  : >"$work/$1.log"
+  "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/$1.sock" "${common[@]}" $(node "$2") \
+    --standby >>"$work/$1.out" 2>>"$work/$1.log" &
+  SPID=$!
+  pids+=("$SPID")
+  wait_line "$work/$1.log" "standing by" || fail "standby $1 does not say it stands by"
+}
+start_standby s 12
+s_pid=$SPID
 grep -q "gismo-manager ready" "$work/s.out" && fail "the standby became ready while the manager serves"
 kill -STOP "$h_pid"
 wait_line "$work/s.out" "gismo-manager ready" || fail "the standby did not take over"
@@ -173,13 +179,8 @@ grep -q "killed the frozen previous manager" "$work/s.log" || fail "the standby 
 rc=0
 wait "$h_pid" || rc=$?
 ((rc == 128 + 9)) || fail "the frozen manager should have been killed (status 137), got $rc"
-: >"$work/t.out"
-: >"$work/t.log"
-"$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/t.sock" "${common[@]}" $(node 13) \
-  --standby >>"$work/t.out" 2>>"$work/t.log" &
-t_pid=$!
-pids+=("$t_pid")
-wait_line "$work/t.log" "standing by" || fail "the second standby does not say it stands by"
+start_standby t 13
+t_pid=$SPID
 kill -TERM "$s_pid"
 wait "$s_pid" || fail "the first standby's clean stop exited non-zero"
 wait_line "$work/t.out" "gismo-manager ready" || fail "the second standby did not take over"
