@@ -36,12 +36,13 @@ constexpr uint64_t kObjBytes = 256;  // four lines
 constexpr uint64_t kHeap = kRecords * kObjBytes;
 
 // The "device": records, then each client's held table, then each
-// client's summary line, then the heap.
+// client's summary line, then each client's recent-gets line, then the heap.
 class World {
  public:
   static constexpr uint64_t kTables = kRecords * sizeof(ObjectRecord);
   static constexpr uint64_t kSummaries = kTables + kClients * kTableCap * sizeof(HeldEntry);
-  static constexpr uint64_t kHeapStart = kSummaries + kClients * kCacheLine;
+  static constexpr uint64_t kRecents = kSummaries + kClients * kCacheLine;
+  static constexpr uint64_t kHeapStart = kRecents + kClients * kCacheLine;
   World() : m_(kHeapStart + kHeap) {}
   NcView view() const {
     NcView v;
@@ -53,7 +54,8 @@ class World {
   }
   NcTable table(uint32_t client, uint32_t capacity = kTableCap) const {
     return {reinterpret_cast<HeldEntry*>(m_.base() + kTables) + client * kTableCap, capacity,
-            reinterpret_cast<Word*>(m_.base() + kSummaries + client * kCacheLine)};
+            reinterpret_cast<Word*>(m_.base() + kSummaries + client * kCacheLine),
+            reinterpret_cast<Word*>(m_.base() + kRecents + client * kCacheLine)};
   }
   std::vector<NcTable> tables() const {
     std::vector<NcTable> t;
@@ -260,6 +262,42 @@ TEST(NcReferencesTest, AHeldObjectIsNotInvalidatedAgain) {
   EXPECT_TRUE(reader.Release(1));
   ASSERT_EQ(reader.Get(1, IdOf(kA), &o), NcGet::kFound);
   EXPECT_FALSE(rs.Cached(data)) << "not held since: invalidated before the first read";
+}
+
+// G6: a get of an evictable object whose CLOCK reference bit is clear is
+// noted in the reader's recent-gets line, once per record version, and the
+// note is in memory when the get returns, where the owner (another host)
+// reads it; gets of objects that are not evictable, or whose bit is set,
+// write nothing. Without the note's flush the owner finds nothing.
+TEST(NcReferencesTest, AGetOfAnUnreferencedEvictableObjectIsNotedForTheOwner) {
+  for (const NcRefFault fault : {NcRefFault::kNone, NcRefFault::kSkipNoteFlush}) {
+    SCOPED_TRACE(fault == NcRefFault::kNone ? "as built" : "without the note's flush");
+    World w;
+    CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+    NcReader<CacheSim> reader(rs, w.view(), w.table(0));
+    reader.SetFaultForTesting(fault);
+    NcOwner<CacheSim> owner(os, w.view());
+    const uint64_t evictable = PackInfo(ObjectState::kSealed, 1, 0, kObjectFlagEvictable);
+    owner.Publish(0, IdOf(kA), evictable, BlockOf(0));
+    owner.Publish(1, IdOf(kB),
+                  evictable | PackInfo(ObjectState::kFree, 0, 0, kObjectFlagReferenced),
+                  BlockOf(1));
+    owner.Publish(2, IdOf(kA + 2), SealedInfo(), BlockOf(2));
+    NcObject o;
+    ASSERT_EQ(reader.Get(0, IdOf(kA), &o), NcGet::kFound);
+    ASSERT_EQ(reader.Get(0, IdOf(kA), &o), NcGet::kFound);
+    ASSERT_EQ(reader.Get(1, IdOf(kB), &o), NcGet::kFound);
+    ASSERT_EQ(reader.Get(2, IdOf(kA + 2), &o), NcGet::kFound);
+    std::vector<std::pair<uint32_t, uint32_t>> notes;
+    NcForEachRecentGet(os, w.table(0), kRecords,
+                       [&](uint32_t record, uint32_t v) { notes.emplace_back(record, v); });
+    if (fault == NcRefFault::kNone) {
+      const auto version = static_cast<uint32_t>(os.Load(NcWord(w.view().Record(0).ref_count)));
+      EXPECT_EQ(notes, (std::vector<std::pair<uint32_t, uint32_t>>{{0, version}}));
+    } else {
+      EXPECT_TRUE(notes.empty()) << "the note is still in the reader's cache only";
+    }
+  }
 }
 
 TEST(NcReferencesTest, AFullTableAndACorruptRecordAreRefused) {

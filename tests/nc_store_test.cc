@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -234,6 +236,77 @@ TEST_F(NcStoreTest, ARecoveredClientsObjectsAndReferencesAreFreed) {
 // Clients on threads create, seal, get, release and delete at once against
 // the owner's thread; every byte read is the creator's, and at the end the
 // heap and index are as they began.
+// A get in a non-coherent region writes no record, so it sets no CLOCK
+// reference bit itself: it notes the get in its client's recent-gets line,
+// and the owner sets the bit before its hand moves. So the objects a client
+// got outlive the one nobody got, as in a coherent region, whichever of
+// them the hand meets first.
+TEST_F(NcStoreTest, AGotEvictableObjectGetsItsSecondChance) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  constexpr uint64_t kObjects = 5;
+  for (uint64_t i = 0; i < kObjects; ++i) {
+    void* data = nullptr;
+    ASSERT_TRUE(a->Create(IdFrom(100 + i), 4096, nullptr, 0, GISMO_CREATE_EVICTABLE, &data).ok());
+    std::memset(data, static_cast<int>(i), 4096);
+    ASSERT_TRUE(a->Seal(IdFrom(100 + i)).ok());
+    ASSERT_TRUE(a->Release(IdFrom(100 + i)).ok());
+  }
+  // Records do not move while their objects live: where each one is.
+  const uint32_t records = region_->num_shards() * region_->records_per_shard();
+  std::vector<std::pair<uint32_t, gismo_id_t>> left;  // record, id
+  for (uint64_t i = 0; i < kObjects; ++i) {
+    const gismo_id_t id = IdFrom(100 + i);
+    for (uint32_t g = 0; g < records; ++g) {
+      const gismo_id_t there = store::IdOf(region_->record(g));
+      if (std::memcmp(&there, &id, sizeof(id)) == 0) left.emplace_back(g, id);
+    }
+  }
+  ASSERT_EQ(left.size(), kObjects);
+  // Each create set its object's bit: the hand's first turn clears them
+  // all, its second evicts the first object it meets.
+  store::EvictResult evicted;
+  ASSERT_TRUE(b->Evict(store::EvictTarget{1, 0, -1}, &evicted).ok());
+  ASSERT_GT(evicted.bytes, 0u);
+  std::optional<uint32_t> gone;
+  for (auto it = left.begin(); it != left.end();) {
+    bool contains = true;
+    ASSERT_TRUE(b->Contains(it->second, &contains).ok());
+    if (contains) {
+      ++it;
+    } else {
+      ASSERT_FALSE(gone.has_value()) << "one object is evicted";
+      gone = it->first;
+      it = left.erase(it);
+    }
+  }
+  ASSERT_TRUE(gone.has_value());
+  // The survivors in the order the hand meets them from where it stopped.
+  std::sort(left.begin(), left.end(), [&](const auto& x, const auto& y) {
+    return (x.first + records - *gone) % records < (y.first + records - *gone) % records;
+  });
+  // b gets every survivor but the one the hand meets last.
+  for (size_t i = 0; i + 1 < left.size(); ++i) {
+    GetResult got;
+    ASSERT_TRUE(b->TryGet(left[i].second, &got).ok());
+    ASSERT_TRUE(got.found);
+    ASSERT_TRUE(b->Release(left[i].second).ok());
+  }
+  ASSERT_TRUE(b->Evict(store::EvictTarget{1, 0, -1}, &evicted).ok());
+  ASSERT_GT(evicted.bytes, 0u);
+  for (size_t i = 0; i < left.size(); ++i) {
+    bool contains = false;
+    ASSERT_TRUE(b->Contains(left[i].second, &contains).ok());
+    EXPECT_EQ(contains, i + 1 < left.size()) << "survivor " << i << " of " << left.size();
+  }
+  {
+    std::lock_guard<std::mutex> lk(owner_mu_);
+    EXPECT_EQ(owner_->stats().noted_gets, left.size() - 1);
+  }
+  StopOwner();
+  ExpectSound();
+}
+
 TEST_F(NcStoreTest, ClientsOnThreadsAgainstTheOwner) {
   StartOwner();
   constexpr int kClients = 3, kRounds = 300;

@@ -455,8 +455,9 @@ class NonCoherentFormat : public ::testing::Test {
   std::string path_;
 };
 
-// Each client slot's two rings fill its log area (the largest power of two
-// that fits: 64 entries in 16 KiB), where a coherent region has none.
+// Each client slot's two rings and its recent-gets line fill its log area
+// (the largest power of two that fits: 64 entries in 16 KiB), where a
+// coherent region has none.
 TEST_F(NonCoherentFormat, EachClientSlotHasItsRings) {
   auto r = Format();
   ASSERT_NE(r, nullptr);
@@ -468,7 +469,9 @@ TEST_F(NonCoherentFormat, EachClientSlotHasItsRings) {
     auto* resp = static_cast<uint8_t*>(r->response_ring(i));
     EXPECT_EQ(req, reinterpret_cast<uint8_t*>(r->log(i)));
     EXPECT_EQ(resp, req + region::RequestRingBytes(64));
-    EXPECT_LE(resp + region::RequestRingBytes(64), reinterpret_cast<uint8_t*>(r->held(i)));
+    auto* recent = reinterpret_cast<uint8_t*>(r->recent_gets(i));
+    EXPECT_EQ(recent, resp + region::RequestRingBytes(64));
+    EXPECT_LE(recent + region::kCacheLine, reinterpret_cast<uint8_t*>(r->held(i)));
     EXPECT_EQ(reinterpret_cast<uintptr_t>(req) % region::kCacheLine, 0u);
   }
   EXPECT_TRUE(Problems(*r).empty());
@@ -497,9 +500,9 @@ TEST_F(NonCoherentFormat, ALogTooSmallForTheRingsIsRefused) {
   auto r = region::Region::Format(path_, fo);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), GISMO_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(r.status().message().find("log capacity must be at least 80"), std::string::npos)
+  EXPECT_NE(r.status().message().find("log capacity must be at least 84"), std::string::npos)
       << r.status().message();
-  auto smallest = Format(80);
+  auto smallest = Format(84);
   ASSERT_NE(smallest, nullptr);
   EXPECT_EQ(smallest->request_ring_capacity(), region::kMinRequestRing);
 }

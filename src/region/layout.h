@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 9;
+inline constexpr uint32_t kFormatVersion = 10;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -152,16 +152,39 @@ inline constexpr uint64_t RequestRingBytes(uint32_t capacity) {
 // A non-coherent region's client slot keeps, where a coherent one keeps its
 // undo log, two rings of Superblock::request_ring_capacity entries: the
 // request ring (client to owner) at the log's start, the response ring
-// (owner to client) right after. The capacity is the largest power of two,
-// at most kMaxRequestRing, whose two rings fit the log; at least
+// (owner to client) right after, then the client's recent-gets line (below,
+// format 10). The capacity is the largest power of two, at most
+// kMaxRequestRing, whose two rings and that line fit the log; at least
 // kMinRequestRing (format refuses a log too small).
 inline constexpr uint32_t kMinRequestRing = 8;
 inline constexpr uint32_t kMaxRequestRing = 256;
 inline constexpr uint32_t RequestRingCapacityFor(uint64_t log_bytes) {
   uint32_t c = kMaxRequestRing;
-  while (c >= kMinRequestRing && 2 * RequestRingBytes(c) > log_bytes) c /= 2;
+  while (c >= kMinRequestRing && 2 * RequestRingBytes(c) + kCacheLine > log_bytes) c /= 2;
   return c >= kMinRequestRing ? c : 0;
 }
+// A non-coherent region's client gets objects without writing a record, so
+// it cannot set an evictable object's CLOCK reference bit as a coherent get
+// does. It notes the get instead, in the line after its response ring
+// (kNcRecentGets words, written by the client alone until it is fenced, then
+// zeroed by the owner's recovery; a slot's admission zeroes it too): each
+// word 0 or NcRecentGet(record, version), a get of record `record` while
+// the record's seqlock version was `version` and its reference bit clear,
+// the oldest note overwritten first. The owner reads the line (invalidated
+// first) before its eviction hand moves and sets the bit of each noted
+// record whose version still ends in the noted 32 bits: the bit's own write
+// moves the version on, so a note counts once, and a note that outlived its
+// object (the record freed or reused) no longer matches. A lost note (eight
+// newer ones overwrote it before the owner looked) only costs the object
+// its second chance, as a coherent get's bit cleared by the hand would.
+inline constexpr uint32_t kNcRecentGets = kCacheLine / sizeof(uint64_t);
+inline constexpr uint64_t NcRecentGet(uint32_t record, uint64_t version) {
+  return (uint64_t{record} + 1) << 32 | (version & 0xffffffff);
+}
+// The record of a recent-get note, + 1 (0: an empty word); its version's
+// low 32 bits.
+inline constexpr uint64_t NcRecentGetKey(uint64_t note) { return note >> 32; }
+inline constexpr uint32_t NcRecentGetVersion(uint64_t note) { return static_cast<uint32_t>(note); }
 
 // The owner's sleep line (region/owner_sleep.h): written by the owner only.
 struct alignas(kCacheLine) OwnerSleepLine {

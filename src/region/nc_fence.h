@@ -8,7 +8,7 @@
 //  - its slot header's client lines (line 1: log_count .. departed; line 2:
 //    the held summary),
 //  - its held table, its request ring and its response ring (whose head is
-//    the client's),
+//    the client's), and its recent-gets line after them,
 //  - the block of each object it was creating (records in state kCreated
 //    naming its slot; each record read under its seqlock, invalidated first,
 //    its block checked to lie in the heap).
@@ -51,7 +51,7 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
   const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
   drop(header + kCacheLine, 2 * kCacheLine);
   drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
-  drop(r.request_ring(slot), 2 * RequestRingBytes(r.request_ring_capacity()));
+  drop(r.request_ring(slot), 2 * RequestRingBytes(r.request_ring_capacity()) + kCacheLine);
   const uint32_t records = r.num_shards() * r.records_per_shard();
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r.record(g);

@@ -40,6 +40,11 @@
 //      when this client already held a reference before G3: the block has
 //      held this sealed object, unchanged, since that reference's G5, so
 //      every line cached since is current.
+//  G6. An evictable object whose reference bit (CLOCK's) the record showed
+//      clear in G2: note the get, NcRecentGet(i, v), in the client's
+//      recent-gets line and flush it; the owner sets the bit before its
+//      eviction hand moves (layout.h, kNcRecentGets). A hint: no order
+//      against G3-G5 matters, and a lost note costs a second chance only.
 // Release: count - 1 (at 0: count, then key, cleared) and flush the line;
 // the bucket's last entry gone, its summary bit cleared and flushed.
 //
@@ -92,6 +97,7 @@ enum class NcRefFault : uint8_t {
   kSkipMarkFlush,          // O1 without the flush of the record
   kSkipIndexRecheck,       // G0 trusts a probe that found nothing
   kSkipSummaryMark,        // G3 leaves the record's summary bit clear
+  kSkipNoteFlush,          // G6 without the flush of the recent-gets line
 };
 
 enum class NcGet : uint8_t {
@@ -209,11 +215,13 @@ inline bool NcBlockInHeap(const NcView& v, const NcObject& o) {
          bytes <= v.heap_size - o.heap_offset;
 }
 
-// One client's held table and its summary (kMaxHeldLocks words, one line).
+// One client's held table, its summary (kMaxHeldLocks words, one line) and
+// its recent-gets line (kNcRecentGets words; null where nobody notes gets).
 struct NcTable {
   HeldEntry* entries = nullptr;
   uint32_t capacity = 0;
   Word* summary = nullptr;
+  Word* recent = nullptr;
 };
 
 using NcSummary = std::array<uint64_t, kMaxHeldLocks>;
@@ -264,8 +272,24 @@ bool NcTableHolds(Lines& lines, const NcTable& t, uint32_t num_records, uint32_t
   return held;
 }
 
-// Zeroes table `t` and its summary and flushes them (the owner's recovery
-// of a fenced client's slot).
+// Calls fn(record, version_low32) for each note in table `t`'s recent-gets
+// line as memory holds it now (invalidated first); notes naming no record of
+// `num_records` are skipped (the line is another host's: checked, not
+// trusted).
+template <typename Lines, typename Fn>
+void NcForEachRecentGet(Lines& lines, const NcTable& t, uint32_t num_records, Fn&& fn) {
+  if (t.recent == nullptr) return;
+  lines.Invalidate(t.recent, sizeof(Word) * kNcRecentGets);
+  for (uint32_t i = 0; i < kNcRecentGets; ++i) {
+    const uint64_t note = lines.Load(NcWord(t.recent[i]));
+    const uint64_t key = NcRecentGetKey(note);
+    if (key != 0 && key <= num_records)
+      fn(static_cast<uint32_t>(key - 1), NcRecentGetVersion(note));
+  }
+}
+
+// Zeroes table `t`, its summary and its recent-gets line and flushes them
+// (the owner's recovery of a fenced client's slot).
 template <typename Lines>
 void NcClearTable(Lines& lines, const NcTable& t) {
   lines.Invalidate(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
@@ -277,6 +301,10 @@ void NcClearTable(Lines& lines, const NcTable& t) {
   lines.Invalidate(t.summary, sizeof(Word) * kMaxHeldLocks);
   for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines.Store(NcWord(t.summary[i]), 0);
   lines.Flush(t.summary, sizeof(Word) * kMaxHeldLocks);
+  if (t.recent == nullptr) return;
+  lines.Invalidate(t.recent, sizeof(Word) * kNcRecentGets);
+  for (uint32_t i = 0; i < kNcRecentGets; ++i) lines.Store(NcWord(t.recent[i]), 0);
+  lines.Flush(t.recent, sizeof(Word) * kNcRecentGets);
 }
 
 template <typename Lines>
@@ -287,7 +315,11 @@ class NcReader {
   // entry, the free entries, and the entries per summary bucket), read from
   // the table once here; the summary is rewritten from the table.
   NcReader(Lines& lines, const NcView& view, const NcTable& table)
-      : lines_(lines), v_(view), table_(table.entries), summary_(table.summary) {
+      : lines_(lines),
+        v_(view),
+        table_(table.entries),
+        summary_(table.summary),
+        recent_(table.recent) {
     pos_.reserve(table.capacity);
     // The slot's previous client, or the owner's recovery, wrote these
     // lines last; this host may hold older copies (section 3, "what moves").
@@ -309,6 +341,10 @@ class NcReader {
     lines_.Invalidate(summary_, sizeof(Word) * kMaxHeldLocks);
     for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines_.Store(NcWord(summary_[i]), s[i]);
     lines_.Flush(summary_, sizeof(Word) * kMaxHeldLocks);
+    if (recent_ != nullptr) {
+      lines_.Invalidate(recent_, sizeof(Word) * kNcRecentGets);
+      for (uint32_t i = 0; i < kNcRecentGets; ++i) noted_[i] = lines_.Load(NcWord(recent_[i]));
+    }
   }
 
   // Takes a reference on the sealed object `id` if record `index` holds it.
@@ -338,6 +374,10 @@ class NcReader {
       if (!held_before && fault_ != NcRefFault::kSkipDataInvalidate) {  // G5
         lines_.Invalidate(v_.heap + o.heap_offset,
                           ((o.data_size + 63) & ~uint64_t{63}) + o.metadata_size);
+      }
+      if ((InfoFlags(w.info) & (kObjectFlagEvictable | kObjectFlagReferenced)) ==
+          kObjectFlagEvictable) {
+        NoteGot(index, v);  // G6
       }
       *out = o;
       return NcGet::kFound;
@@ -464,6 +504,23 @@ class NcReader {
     }
   }
 
+  // G6: a get of an evictable object whose reference bit the record showed
+  // clear, noted in this client's recent-gets line (layout.h, NcRecentGet)
+  // over its oldest note and flushed, unless the line notes that record at
+  // that version already (the owner has not set the bit yet). Its own line:
+  // no invalidate, and `noted_` mirrors it.
+  void NoteGot(uint32_t index, uint64_t version) {
+    if (recent_ == nullptr) return;
+    const uint64_t note = NcRecentGet(index, version);
+    for (uint64_t n : noted_) {
+      if (n == note) return;
+    }
+    const uint32_t i = next_note_++ % kNcRecentGets;
+    noted_[i] = note;
+    lines_.Store(NcWord(recent_[i]), note);
+    if (fault_ != NcRefFault::kSkipNoteFlush) lines_.Flush(recent_, sizeof(Word) * kNcRecentGets);
+  }
+
   // Sets or clears record `index`'s bucket bit in this client's own
   // summary line (no invalidate: only this client writes it).
   void SetSummaryBit(uint32_t index, bool set) {
@@ -478,6 +535,9 @@ class NcReader {
   NcView v_;
   HeldEntry* table_;
   Word* summary_;
+  Word* recent_;
+  std::array<uint64_t, kNcRecentGets> noted_{};  // the recent-gets line
+  uint32_t next_note_ = 0;
   Positions pos_;               // record index to its entry (count > 0)
   std::vector<uint32_t> free_;  // entries with key 0
   std::array<uint32_t, kHeldSummaryBits> bucket_entries_{};  // entries per summary bit

@@ -306,8 +306,10 @@ Result<Geometry> ComputeGeometry(const FormatOptions& opts) {
     if (g.request_ring_capacity == 0) {
       return Status(GISMO_ERR_INVALID_ARGUMENT,
                     "a non-coherent region keeps each client's request and response rings "
-                    "where its undo log would be: log capacity must be at least " +
-                        std::to_string(2 * RequestRingBytes(kMinRequestRing) / sizeof(LogEntry)));
+                    "and its recent-gets line where its undo log would be: log capacity must "
+                    "be at least " +
+                        std::to_string((2 * RequestRingBytes(kMinRequestRing) + kCacheLine) /
+                                       sizeof(LogEntry)));
     }
   }
   g.client_slot_size = AlignUp(sizeof(ClientSlotHeader) + kNumClasses * sizeof(Word) +

@@ -165,6 +165,12 @@ class Region {
   void* response_ring(uint32_t i) const {
     return reinterpret_cast<uint8_t*>(log(i)) + RequestRingBytes(request_ring_capacity());
   }
+  // A non-coherent region's client slot `i`: its recent-gets line, after
+  // the response ring (layout.h, NcRecentGet).
+  Word* recent_gets(uint32_t i) const {
+    return reinterpret_cast<Word*>(static_cast<uint8_t*>(response_ring(i)) +
+                                   RequestRingBytes(request_ring_capacity()));
+  }
   HeldEntry* held(uint32_t i) const {
     return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
                          kNumClasses * sizeof(Word) + sb_->log_capacity * sizeof(LogEntry));

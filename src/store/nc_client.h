@@ -41,9 +41,10 @@ namespace gismo::store {
 
 struct GetResult;
 
-// Client slot `slot`'s held table and summary in a non-coherent region.
+// Client slot `slot`'s held table, summary and recent-gets line in a
+// non-coherent region.
 inline region::NcTable NcTableOf(const region::Region& r, uint32_t slot) {
-  return {r.held(slot), r.sb().held_capacity, r.held_summary(slot)};
+  return {r.held(slot), r.sb().held_capacity, r.held_summary(slot), r.recent_gets(slot)};
 }
 
 class NcClientStore {

@@ -443,6 +443,44 @@ uint64_t NcOwnerStore::EvictShare() const {
   return r_.heap_size() / 100 * pct;
 }
 
+uint32_t NcOwnerStore::TakeNotedGets() {
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  std::vector<std::pair<uint32_t, uint32_t>> notes;  // record, version's low 32 bits
+  for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+      continue;  // a free slot's line was cleared by its recovery
+    }
+    NcForEachRecentGet(lines_, TableOf(i), records, [&](uint32_t record, uint32_t version) {
+      notes.emplace_back(record, version);
+    });
+  }
+  uint32_t set = 0;
+  for (const auto& [g, version] : notes) {
+    ObjectRecord& rec = r_.record(g);
+    // The owner's own lines: no invalidate. A note that no longer matches
+    // was taken already (the bit's write moved the version on) or outlived
+    // its object.
+    auto current = [&] {
+      const uint64_t info = rec.info.load(std::memory_order_relaxed);
+      const bool wants =
+          static_cast<uint32_t>(rec.ref_count.load(std::memory_order_relaxed)) == version &&
+          InfoState(info) == ObjectState::kSealed &&
+          (InfoFlags(info) & (kObjectFlagEvictable | kObjectFlagReferenced)) ==
+              kObjectFlagEvictable;
+      return wants ? info : 0;
+    };
+    if (current() == 0) continue;
+    Txn txn(r_, 0, session_, OpKind::kNone);
+    if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
+    const uint64_t info = current();
+    if (info == 0) continue;
+    SetInfo(txn, rec, info | PackInfo(ObjectState::kFree, 0, 0, kObjectFlagReferenced));
+    if (txn.Commit().ok()) ++set;
+  }
+  stats_.noted_gets += set;
+  return set;
+}
+
 uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   // CLOCK over the records (evict.cc), by the owner alone: a record whose
   // reference bit is set loses it; one found clear, sealed, evictable and
@@ -450,6 +488,7 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   // appended: reason evicted). Then one scan of the tables (O2), and the
   // marked ones no table holds are freed (O3); one a reader took meanwhile
   // waits in `pending_` for its release, like a delete.
+  TakeNotedGets();
   NcSummary everything;
   everything.fill(~uint64_t{0});
   const std::set<uint32_t> held_before = Referenced(everything);
@@ -658,6 +697,11 @@ void NcOwnerStore::FreeDeletedId(const IdWords& x) {
 uint32_t NcOwnerStore::SweepIfDue(uint64_t now_ns) {
   constexpr uint64_t kSweepEveryNs = 2'000'000;
   constexpr size_t kSweepAtPending = 256;
+  constexpr uint64_t kNotesEveryNs = 10'000'000;
+  if (now_ns - last_notes_ns_ >= kNotesEveryNs) {
+    last_notes_ns_ = now_ns;
+    TakeNotedGets();
+  }
   if (pending_.empty() ||
       (pending_.size() < kSweepAtPending && now_ns - last_sweep_ns_ < kSweepEveryNs)) {
     return 0;

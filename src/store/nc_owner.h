@@ -62,11 +62,12 @@
 namespace gismo::store {
 
 struct NcOwnerStats {
-  uint64_t applied = 0;  // requests applied (answered), failed ones included
-  uint64_t freed = 0;    // objects freed (deletes, aborts, recoveries)
-  uint64_t sweeps = 0;   // table scans
-  uint64_t evicted = 0;  // objects evicted
-  uint64_t unsent = 0;   // answers waiting for room on a response ring now
+  uint64_t applied = 0;     // requests applied (answered), failed ones included
+  uint64_t freed = 0;       // objects freed (deletes, aborts, recoveries)
+  uint64_t sweeps = 0;      // table scans
+  uint64_t evicted = 0;     // objects evicted
+  uint64_t noted_gets = 0;  // reference bits set from clients' recent-gets notes
+  uint64_t unsent = 0;      // answers waiting for room on a response ring now
 };
 
 class NcOwnerStore {
@@ -97,7 +98,8 @@ class NcOwnerStore {
   // (O2), serves them all.
   uint32_t Sweep();
   // Sweep, if 256 deletes wait or 2 ms passed since the last (`now_ns` on
-  // any monotonic clock): what a busy owner calls between batches.
+  // any monotonic clock), and TakeNotedGets every 10 ms: what a busy owner
+  // calls between batches.
   uint32_t SweepIfDue(uint64_t now_ns);
   bool HasPendingFrees() const { return !pending_.empty(); }
   // A fenced or departed client's slot, once it can never write again: its
@@ -112,6 +114,13 @@ class NcOwnerStore {
   // evicted or two turns of the hand found nothing more; the block bytes
   // evicted (an object a reader took meanwhile is freed at its release).
   uint64_t Evict(uint64_t want_bytes);
+  // CLOCK's reference bits of the gets live clients noted in their
+  // recent-gets lines (layout.h, kNcRecentGets): each noted record still at
+  // the noted version, sealed, evictable and with its bit clear gets it, in
+  // a Txn of its own. Evict calls it before its hand moves, SweepIfDue
+  // every 10 ms (so a busy client's notes are taken before newer ones
+  // overwrite them). How many bits it set.
+  uint32_t TakeNotedGets();
   // What a create that does not fit evicts at least: evict_percent of the
   // heap.
   uint64_t EvictShare() const;
@@ -208,6 +217,7 @@ class NcOwnerStore {
   region::EventEntry* event_ = nullptr;  // appended by the request being applied
   uint64_t event_seq_ = 0;
   uint64_t last_sweep_ns_ = 0;
+  uint64_t last_notes_ns_ = 0;
   uint64_t evict_hand_ = 0;  // CLOCK's hand over the records (the owner's)
   NcOwnerStats stats_;
 };
