@@ -95,10 +95,8 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   hello.host = host;
   hello.name = program_invocation_short_name;
   const fence::ProcessIdentity me = fence::Self();
-  hello.identity[0] = me.boot_id;
-  hello.identity[1] = me.pid_ns;
-  hello.identity[2] = me.pid;
-  hello.identity[3] = me.start_time;
+  const fence::ProcessIdentity::Words words = me.ToWords();
+  std::copy(words.begin(), words.end(), hello.identity);
   c->hello_ = hello;
   // The region is mapped before the manager gives a slot: the proof.
   std::unique_ptr<region::Region> mapped;

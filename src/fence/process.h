@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <gismo/status.hpp>
 #include <string>
@@ -29,6 +30,13 @@ struct ProcessIdentity {
     return boot_id == o.boot_id && pid_ns == o.pid_ns && boot_id != 0;
   }
   std::string ToString() const;
+
+  // The four words as every region line and wire frame keeps them, in this
+  // order: boot_id, pid_ns, pid, start_time.
+  using Words = std::array<uint64_t, 4>;
+  Words ToWords() const { return {boot_id, pid_ns, pid, start_time}; }
+  // From w[0..3] in that order.
+  static ProcessIdentity FromWords(const uint64_t* w) { return {w[0], w[1], w[2], w[3]}; }
 };
 
 // This process's identity.

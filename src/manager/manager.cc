@@ -92,14 +92,6 @@ std::string FormatMode(uint32_t mode) {
   return buf;
 }
 
-fence::ProcessIdentity IdentityFrom(const uint64_t w[4]) {
-  fence::ProcessIdentity id;
-  id.boot_id = w[0];
-  id.pid_ns = w[1];
-  id.pid = w[2];
-  id.start_time = w[3];
-  return id;
-}
 }  // namespace
 
 class Session;
@@ -171,7 +163,6 @@ class Manager::Impl {
   std::map<uint32_t, uint64_t> node_fence_retry_ns_;
   uint64_t next_agent_request_ = 1;
   uint64_t session_ = 0;  // the manager's own slot session
-  uint64_t epoch_ = 0;    // our lease of the region (lease_->epoch())
   std::unique_ptr<ManagerLease> lease_;
   // Set by the io thread when the lease is lost, read by Stop() and by
   // superseded() on any thread: it publishes nothing else (relaxed).
@@ -511,7 +502,6 @@ Status Manager::Impl::OpenRegion() {
   lease_ = std::make_unique<ManagerLease>(*region_, lo);
   auto fenced = lease_->Acquire();
   if (!fenced.ok()) return fenced.status();
-  epoch_ = lease_->epoch();
   if (host_lock_deferred) {
     // The previous manager of this host stopped or was fenced: its process
     // ends (and its lock with it) within the fence's wait.
@@ -645,9 +635,9 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
     m.session = region::SlotSessionOf(st);
     m.client_id = h.client_id.load(std::memory_order_relaxed);
     m.node = static_cast<uint32_t>(h.node_id.load(std::memory_order_relaxed));
-    uint64_t w[4];
+    fence::ProcessIdentity::Words w;
     for (int k = 0; k < 4; ++k) w[k] = h.identity[k].load(std::memory_order_relaxed);
-    m.identity = IdentityFrom(w);
+    m.identity = fence::ProcessIdentity::FromWords(w.data());
     m.describe = "client " + std::to_string(m.client_id) + " (slot " + std::to_string(i) +
                  ", node " + std::to_string(m.node) + ", left by a previous manager)";
     auto [it, _] = members_.emplace(i, std::move(m));
@@ -794,10 +784,8 @@ uint64_t Manager::Impl::AskAgent(const Member& m, bool probe_only) {
   protocol::FenceProcessOrder order;
   order.slot = m.slot;
   order.session = m.session;
-  order.identity[0] = m.identity.boot_id;
-  order.identity[1] = m.identity.pid_ns;
-  order.identity[2] = m.identity.pid;
-  order.identity[3] = m.identity.start_time;
+  const fence::ProcessIdentity::Words who = m.identity.ToWords();
+  std::copy(who.begin(), who.end(), order.identity);
   order.probe_only = probe_only;
   const uint64_t request = next_agent_request_++;
   agent->Send(protocol::EncodeFenceProcessOrder(request, order));
@@ -1306,7 +1294,7 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   // Peer text reaches the log only sanitized: no forged lines.
   s->host = protocol::SanitizeForLog(hello.host);
   s->name = protocol::SanitizeForLog(hello.name);
-  s->identity = IdentityFrom(hello.identity);
+  s->identity = fence::ProcessIdentity::FromWords(hello.identity);
   protocol::Access access;
   const region::Superblock& sb = region_->sb();
   access.uuid[0] = sb.uuid[0];
@@ -1363,7 +1351,7 @@ void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot
   w.region_size = sb.region_size;
   w.lease_ms = opt_.lease_ms;
   w.node_id = node;
-  w.manager_epoch = epoch_;
+  w.manager_epoch = lease_->epoch();
   if (s->authenticated) w.region_path = region_->path();
   s->Send(protocol::EncodeWelcome(w));
 }
@@ -1617,7 +1605,7 @@ void Manager::Impl::Tick() {
     StoreRelaxed(superseded_, true);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
-        epoch_, region_->sb().manager_owner.load(std::memory_order_acquire));
+        lease_->epoch(), region_->sb().manager_owner.load(std::memory_order_acquire));
     stopped_ = true;
     io_.stop();
     return;

@@ -16,12 +16,9 @@ using region::Superblock;
 
 namespace {
 fence::ProcessIdentity OwnerIdentity(const Superblock& sb) {
-  fence::ProcessIdentity id;
-  id.boot_id = sb.manager_identity[0].load(std::memory_order_relaxed);
-  id.pid_ns = sb.manager_identity[1].load(std::memory_order_relaxed);
-  id.pid = sb.manager_identity[2].load(std::memory_order_relaxed);
-  id.start_time = sb.manager_identity[3].load(std::memory_order_relaxed);
-  return id;
+  fence::ProcessIdentity::Words w;
+  for (int k = 0; k < 4; ++k) w[k] = sb.manager_identity[k].load(std::memory_order_relaxed);
+  return fence::ProcessIdentity::FromWords(w.data());
 }
 
 std::string OwnerText(const Superblock& sb, uint64_t owner) {
@@ -77,13 +74,14 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                     "), then start with --previous-manager-fenced, or give --fence-command");
 }
 
-// A standby's wait ends at SIGINT or SIGTERM (the manager catches them only
-// once it serves).
+// What a manager that finds another one serving does: refuse, or, with
+// --standby, say once that it stands by and wait. A standby's wait ends at
+// SIGINT or SIGTERM (the manager catches them only once it serves).
 volatile sig_atomic_t g_standby_stop = 0;
 extern "C" void OnStandbySignal(int) { g_standby_stop = 1; }
-class StandbySignals {
+class Standby {
  public:
-  explicit StandbySignals(bool on) : on_(on) {
+  explicit Standby(bool on) : on_(on) {
     if (!on_) return;
     g_standby_stop = 0;
     struct sigaction sa {};
@@ -92,7 +90,7 @@ class StandbySignals {
     sigaction(SIGINT, &sa, &old_int_);
     sigaction(SIGTERM, &sa, &old_term_);
   }
-  ~StandbySignals() {
+  ~Standby() {
     if (!on_) return;
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
@@ -101,9 +99,20 @@ class StandbySignals {
   static Status Stopped() {
     return Status(GISMO_ERR_BUSY, "stopped by a signal while standing by for the region");
   }
+  // `who` serves the region and beats: BUSY naming it, or OK to wait.
+  Status Serving(const std::string& who) {
+    if (!on_) {
+      return Status(GISMO_ERR_BUSY,
+                    "another gismo-manager serves this region: " + who + " (its lease is live)");
+    }
+    if (!said_) spdlog::info("standing by: the region's {} serves", who);
+    said_ = true;
+    return Status();
+  }
 
  private:
   bool on_;
+  bool said_ = false;
   struct sigaction old_int_ {
   }, old_term_{};
 };
@@ -115,12 +124,7 @@ void Sleep5ms() {
 
 // A candidate line's process identity and its description.
 fence::ProcessIdentity ProcessOf(const region::CandidateLine& c) {
-  fence::ProcessIdentity id;
-  id.boot_id = c.process[0];
-  id.pid_ns = c.process[1];
-  id.pid = c.process[2];
-  id.start_time = c.process[3];
-  return id;
+  return fence::ProcessIdentity::FromWords(c.process);
 }
 std::string CandidateText(uint32_t node, const region::CandidateLine& c) {
   return "manager of node " + std::to_string(node) + " (" + ProcessOf(c).ToString() + ")";
@@ -171,46 +175,38 @@ Result<std::string> ManagerLease::Acquire() {
 
 Result<std::string> ManagerLease::AcquireByCas() {
   Superblock& sb = r_.sb();
-  StandbySignals signals(o_.standby);
-  bool said = false;
+  Standby standby(o_.standby);
   for (;;) {
     std::string fenced;
     uint64_t owner = sb.manager_owner.load(std::memory_order_acquire);
     if (owner != 0 && fence::ProvenGone(OwnerIdentity(sb))) {
       fenced = "the previous manager's process is gone";
     } else if (owner != 0) {
-      // Watch the owner's beat for a whole lease, on our own clock.
+      // Watch the owner's beat for a whole lease, on our own clock: silent
+      // that long, it is suspected; another owner, or its leaving, means
+      // looking again from the top.
       uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
       if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
       uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
       uint64_t until = MonotonicNs() + lease_ms * 1'000'000;
-      bool moved_on = false;  // the owner left or changed: look again
-      while (MonotonicNs() < until) {
-        if (signals.stopped()) return StandbySignals::Stopped();
+      bool silent = false;
+      for (;;) {
+        if (standby.stopped()) return Standby::Stopped();
         const uint64_t now_owner = sb.manager_owner.load(std::memory_order_acquire);
-        if (now_owner != owner) {
-          if (!o_.standby) {
-            return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
-                                              OwnerText(sb, now_owner) + " (its lease is live)");
-          }
-          moved_on = true;
-          break;
-        }
-        if (sb.manager_beat.load(std::memory_order_acquire) != beat) {
-          if (!o_.standby) {
-            return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
-                                              OwnerText(sb, owner) + " (its lease is live)");
-          }
-          if (!said) {
-            spdlog::info("standing by: the region's {} serves", OwnerText(sb, owner));
-            said = true;
-          }
-          beat = sb.manager_beat.load(std::memory_order_acquire);
+        if (now_owner == 0) break;  // it left
+        const uint64_t now_beat = sb.manager_beat.load(std::memory_order_acquire);
+        if (now_owner != owner || now_beat != beat) {
+          if (Status s = standby.Serving(OwnerText(sb, now_owner)); !s.ok()) return s;
+          if (now_owner != owner) break;
+          beat = now_beat;
           until = MonotonicNs() + lease_ms * 1'000'000;
+        } else if (MonotonicNs() >= until) {
+          silent = true;
+          break;
         }
         Sleep5ms();
       }
-      if (moved_on) continue;
+      if (!silent) continue;
       const uint64_t node = sb.manager_node.load(std::memory_order_relaxed);
       if (Status s = FenceSilent(o_, OwnerIdentity(sb), node, OwnerText(sb, owner), &fenced);
           !s.ok()) {
@@ -263,24 +259,16 @@ Result<std::string> ManagerLease::AcquireByElection() {
   // or fenced), false while it must be waited for; an error when it serves
   // and beats (its lease is live) or is silent and cannot be fenced.
   BlockerWatch watch(lease_ms * 1'000'000);
-  StandbySignals signals(o_.standby);
-  bool said = false;
+  Standby standby(o_.standby);
   auto settle = [&](uint32_t j) -> Result<bool> {
-    if (signals.stopped()) return StandbySignals::Stopped();
+    if (standby.stopped()) return Standby::Stopped();
     const CandidateLine c = e.LineOf(j);
     if (c.choosing == 0 && c.ticket == 0) return true;  // it left meanwhile
     switch (watch.Look(j, c)) {
       case BlockerWatch::kWait:
         return false;
       case BlockerWatch::kServing:
-        if (!o_.standby) {
-          return Status(GISMO_ERR_BUSY, "another gismo-manager serves this region: " +
-                                            CandidateText(j, c) + " (its lease is live)");
-        }
-        if (!said) {
-          spdlog::info("standing by: the region's {} serves", CandidateText(j, c));
-          said = true;
-        }
+        if (Status s = standby.Serving(CandidateText(j, c)); !s.ok()) return s;
         return false;
       case BlockerWatch::kGone:
         fenced = "the previous manager's process is gone";
@@ -310,8 +298,7 @@ Result<std::string> ManagerLease::AcquireByElection() {
     if (!*settled) Sleep5ms();
   }
   const fence::ProcessIdentity me = fence::Self();
-  e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id,
-          {me.boot_id, me.pid_ns, me.pid, me.start_time});
+  e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id, me.ToWords());
   e.Beat(++beats_ << 1);
   for (;;) {
     const region::ElectionState st = e.Poll();
@@ -341,8 +328,7 @@ Result<std::string> ManagerLease::AcquireByElection() {
 
 void ManagerLease::PublishOwner() {
   Superblock& sb = r_.sb();
-  const fence::ProcessIdentity me = fence::Self();
-  const uint64_t words[] = {me.boot_id, me.pid_ns, me.pid, me.start_time};
+  const fence::ProcessIdentity::Words words = fence::Self().ToWords();
   for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_relaxed);
   sb.manager_node.store(o_.node_id, std::memory_order_relaxed);
   sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);

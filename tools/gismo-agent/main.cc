@@ -68,10 +68,8 @@ gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
   hello.host = host;
   hello.name = "gismo-agent";
   const auto me = gismo::fence::Self();
-  hello.identity[0] = me.boot_id;
-  hello.identity[1] = me.pid_ns;
-  hello.identity[2] = me.pid;
-  hello.identity[3] = me.start_time;
+  const auto words = me.ToWords();
+  std::copy(words.begin(), words.end(), hello.identity);
   // The cluster key of $GISMO_KEY_FILE, if set; an agent maps no region:
   // it is welcomed after the hello.
   auto key = gismo::protocol::KeyFromEnv();
@@ -156,11 +154,7 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
     } else {
       res.slot = order.slot;
       res.session = order.session;
-      gismo::fence::ProcessIdentity who;
-      who.boot_id = order.identity[0];
-      who.pid_ns = order.identity[1];
-      who.pid = order.identity[2];
-      who.start_time = order.identity[3];
+      const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
       if (order.probe_only) {
         if (!gismo::fence::ProvenGone(who, 500)) {
           res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
