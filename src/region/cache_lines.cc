@@ -96,6 +96,20 @@ void FlushLines(const void* p, uint64_t n) {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
+void StartFlushLines(const void* p, uint64_t n) {
+  if (view_sim::Flush(p, n)) return;  // the simulator's write-back is complete at once
+#if defined(__x86_64__)
+  if (n != 0) Lines(g_insns.flush, p, n);
+#endif
+}
+
+void FlushFence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
 void InvalidateLines(const void* p, uint64_t n) {
   if (view_sim::Invalidate(p, n)) {
     std::atomic_thread_fence(std::memory_order_seq_cst);

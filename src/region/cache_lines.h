@@ -38,6 +38,13 @@ bool NonCoherentSupported();
 
 void FlushLines(const void* p, uint64_t n);
 void InvalidateLines(const void* p, uint64_t n);
+// FlushLines in two halves, for a writer with several ranges that need no
+// order among themselves, only all before its next store: StartFlushLines
+// begins the write-backs of one range (CLWB or CLFLUSHOPT, no fence);
+// FlushFence returns once every write-back this thread began is complete,
+// and orders them before its later stores (SFENCE).
+void StartFlushLines(const void* p, uint64_t n);
+void FlushFence();
 
 // The line-access seam of the non-coherent protocol. Every shared word the
 // protocol touches is read with Load and written with Store; Flush and

@@ -216,6 +216,18 @@ void Region::SetUpPersist() {
                       : PersistMode::kMsync;
 }
 
+void Region::PersistAll(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const {
+  if (persist_mode_ != PersistMode::kFlush) {
+    for (const auto& [offset, length] : ranges) Persist(offset, length);
+    return;
+  }
+  for (auto [offset, length] : ranges) {
+    if (length == 0 || offset >= size_) continue;
+    StartFlushLines(base_ + offset, std::min(length, size_ - offset));
+  }
+  FlushFence();
+}
+
 void Region::PersistSlow(uint64_t offset, uint64_t length) const {
   if (length == 0 || offset >= size_) return;
   if (length > size_ - offset) length = size_ - offset;

@@ -8,6 +8,8 @@
 #include <gismo/status.hpp>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "region/layout.h"
 #include "region/view_sim.h"
@@ -278,6 +280,10 @@ class Region {
       PersistSlow(offset, length);
   }
   void Persist(const void* p, uint64_t length) const { Persist(OffsetOf(p), length); }
+  // Persist of every range [offset, offset + length) in `ranges`, returning
+  // once all are on the medium; no order among them. Where the barrier is a
+  // line flush, the write-backs overlap and one fence ends them all.
+  void PersistAll(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const;
   uint64_t persist_errors() const { return persist_errors_.load(std::memory_order_relaxed); }
   // Non-coherent regions: drops this host's cached copy of every metadata
   // line (superblock to heap), so the next read of each reads memory. A

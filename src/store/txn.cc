@@ -4,8 +4,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "common/check.h"
 #include "common/clock.h"
@@ -304,16 +307,38 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
 }
 
 // Persists the words that log entries [0, count) name (durable invariant
-// D3); nothing on a region that is not durable.
+// D3); nothing on a region that is not durable. Where the barrier is a line
+// flush (a non-coherent region), each line once and all with one fence:
+// they need no order among themselves, only before the commit record.
 void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count) {
   if (r.persist_mode() == region::PersistMode::kNone) return;
+  const bool by_line = r.persist_mode() == region::PersistMode::kFlush;
+  std::vector<std::pair<uint64_t, uint64_t>> lines;  // [first, end), whole lines if by_line
+  if (by_line) lines.reserve(count);
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t off = 0, len = 0;
-    if (LoggedRange(r, log[i].target.load(std::memory_order_relaxed),
-                    log[i].value.load(std::memory_order_relaxed), &off, &len)) {
-      r.Persist(off, len);
+    if (!LoggedRange(r, log[i].target.load(std::memory_order_relaxed),
+                     log[i].value.load(std::memory_order_relaxed), &off, &len)) {
+      continue;
+    }
+    if (!by_line) {
+      r.Persist(off, len);  // msync, or the crash simulation's word-exact persist
+      continue;
+    }
+    const uint64_t first = off & ~(region::kCacheLine - 1);
+    lines.emplace_back(first, (off + len + region::kCacheLine - 1) & ~(region::kCacheLine - 1));
+  }
+  if (!by_line) return;
+  std::sort(lines.begin(), lines.end());
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // offset, length: merged
+  for (const auto& [first, end] : lines) {
+    if (!ranges.empty() && first <= ranges.back().first + ranges.back().second) {
+      ranges.back().second = std::max(ranges.back().second, end - ranges.back().first);
+    } else {
+      ranges.emplace_back(first, end - first);
     }
   }
+  r.PersistAll(ranges);
 }
 }  // namespace
 
