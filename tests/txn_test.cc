@@ -144,6 +144,61 @@ TEST_F(TxnTest, AnUndoneVersionOnlyGrows) {
   EXPECT_EQ(rec.ref_count.load(), 16u);
 }
 
+// A batch (WriteAll: the non-coherent owner's record write) is the same as
+// its writes one by one: the words stored in order, a word changed twice
+// undone to its value before the batch, the version only moving forward;
+// a word whose value does not change is not logged; and a batch the log
+// has no room for changes nothing and fails the Txn.
+TEST_F(TxnTest, ABatchIsItsWritesOneByOne) {
+  auto st = Activate(1);
+  region::ObjectRecord& rec = region_->records(0)[3];
+  rec.ref_count.store(30);
+  rec.info.store(1);
+  rec.sizes.store(2);
+  rec.heap_offset.store(3);
+  {
+    Txn txn(*region_, 1, 1, OpKind::kNone);
+    ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+    txn.WriteAll({{&rec.ref_count, 31, true},
+                  {&rec.info, 100},
+                  {&rec.info, 101},
+                  {&rec.sizes, 2},
+                  {&rec.heap_offset, 300},
+                  {&rec.ref_count, 32, true}});
+    EXPECT_EQ(rec.ref_count.load(), 32u);
+    EXPECT_EQ(rec.info.load(), 101u);
+    EXPECT_EQ(rec.heap_offset.load(), 300u);
+    EXPECT_EQ(region_->slot(1).log_count.load(), 5u) << "the unchanged sizes is not logged";
+  }  // rolled back
+  EXPECT_EQ(rec.info.load(), 1u);
+  EXPECT_EQ(rec.sizes.load(), 2u);
+  EXPECT_EQ(rec.heap_offset.load(), 3u);
+  EXPECT_GT(rec.ref_count.load(), 32u);
+  EXPECT_EQ(rec.ref_count.load() % 2, 0u);
+  {
+    Txn txn(*region_, 1, 1, OpKind::kNone);
+    ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+    txn.WriteAll({{&rec.info, 7}, {&rec.heap_offset, 8}});
+    ASSERT_TRUE(txn.Commit().ok());
+  }
+  EXPECT_EQ(rec.info.load(), 7u);
+  EXPECT_EQ(rec.heap_offset.load(), 8u);
+  // The log full but for one entry: a batch of two fits nowhere.
+  Txn txn(*region_, 1, 1, OpKind::kNone);
+  ASSERT_TRUE(txn.Lock(region_->alloc().page_lock));
+  for (uint64_t i = 0; i + 1 < region_->sb().log_capacity; ++i) {
+    txn.Write(region_->page(i % region_->num_pages()).used, i + 1);
+  }
+  ASSERT_FALSE(txn.failed());
+  txn.WriteAll({{&rec.info, 70}, {&rec.heap_offset, 80}});
+  EXPECT_TRUE(txn.failed());
+  EXPECT_EQ(rec.info.load(), 7u);
+  EXPECT_EQ(rec.heap_offset.load(), 8u);
+  EXPECT_EQ(region_->slot(1).log_count.load(), region_->sb().log_capacity - 1);
+  txn.Rollback();
+  EXPECT_EQ(region_->page(0).used.load(), 0u);
+}
+
 // The writer dies after each of its four writes; the successor's undo
 // leaves the old words and an even version above every one it held, and
 // undoing again (a successor that died in the undo) only raises it.

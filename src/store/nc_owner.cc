@@ -1,6 +1,7 @@
 #include "store/nc_owner.h"
 
 #include <algorithm>
+#include <array>
 
 #include "common/check.h"
 #include "common/clock.h"
@@ -224,12 +225,21 @@ NcResponse NcOwnerStore::Apply(uint32_t slot, const NcRequest& q, Txn& txn) {
   }
 }
 
-void NcOwnerStore::OpenRecord(Txn& txn, ObjectRecord& rec) { txn.OpenVersion(rec.ref_count); }
-
-void NcOwnerStore::CloseRecord(Txn& txn, ObjectRecord& rec) {
-  // The record is one line: a write-back carries a prefix of its stores, so
-  // memory never holds this even version with the words half written.
-  txn.CloseVersion(rec.ref_count);
+void NcOwnerStore::WriteRecord(Txn& txn, ObjectRecord& rec,
+                               std::initializer_list<std::pair<Word*, uint64_t>> words,
+                               std::initializer_list<Txn::Change> after) {
+  constexpr size_t kMax = 16;
+  GISMO_DCHECK(words.size() + after.size() + 2 <= kMax);
+  std::array<Txn::Change, kMax> changes;
+  size_t n = 0;
+  // Odd: the next odd value above every value the version held (odd
+  // already only if an owner died mid-write), as Txn::OpenVersion.
+  const uint64_t odd = ((rec.ref_count.load(std::memory_order_relaxed) + 1) & ~uint64_t{1}) + 1;
+  changes[n++] = {&rec.ref_count, odd, true};
+  for (const auto& [word, value] : words) changes[n++] = {word, value, false};
+  changes[n++] = {&rec.ref_count, odd + 1, true};
+  for (const Txn::Change& c : after) changes[n++] = c;
+  txn.WriteAll(changes.data(), n);
 }
 
 void NcOwnerStore::OpenIndex(Txn& txn, uint32_t shard) {
@@ -311,23 +321,24 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
   ObjectRecord& rec = r_.records(shard)[*local];
   const uint32_t node =
       static_cast<uint32_t>(r_.slot(slot).node_id.load(std::memory_order_relaxed));
-  OpenRecord(txn, rec);
-  for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], q.id.w[k]);
   // An evictable object starts with its reference bit set (evict.cc, 3).
   const uint32_t stored = (q.create_flags & kObjectFlagEvictable) != 0
                               ? q.create_flags | kObjectFlagReferenced
                               : q.create_flags;
-  txn.Write(rec.info, PackInfo(ObjectState::kCreated, slot, node, stored));
-  txn.Write(rec.heap_offset, *off);
-  txn.Write(rec.sizes, PackSizes(q.data_size, q.metadata_size));
-  txn.Write(rec.create_time_ns, RealtimeNs());
-  CloseRecord(txn, rec);
-  // An insert moves no other slot, so it needs no index seqlock: a reader
-  // that misses the new slot calls the object absent, which it was until
-  // this create is answered.
-  txn.Write(r_.hash_slots(shard)[loc.hslot], PackHashSlot(h, *local));
+  // Then its hash slot: an insert moves no other slot, so it needs no index
+  // seqlock (a reader that misses the new slot calls the object absent,
+  // which it was until this create is answered).
   ShardHeader& sh = r_.shard(shard);
-  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) + 1);
+  WriteRecord(txn, rec,
+              {{&rec.id[0], q.id.w[0]},
+               {&rec.id[1], q.id.w[1]},
+               {&rec.id[2], q.id.w[2]},
+               {&rec.info, PackInfo(ObjectState::kCreated, slot, node, stored)},
+               {&rec.heap_offset, *off},
+               {&rec.sizes, PackSizes(q.data_size, q.metadata_size)},
+               {&rec.create_time_ns, RealtimeNs()}},
+              {{&r_.hash_slots(shard)[loc.hslot], PackHashSlot(h, *local)},
+               {&sh.count, sh.count.load(std::memory_order_relaxed) + 1}});
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   a.record = GlobalIndex(r_, shard, *local);
   a.heap_offset = *off;
@@ -370,9 +381,7 @@ NcResponse NcOwnerStore::Seal(uint32_t slot, const NcRequest& q, Txn& txn) {
   if (a.status != GISMO_OK) return a;
   // The creator flushed the object's bytes before it asked (section 6).
   const uint64_t info = loc.rec->info.load(std::memory_order_relaxed);
-  OpenRecord(txn, *loc.rec);
-  txn.Write(loc.rec->info, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
-  CloseRecord(txn, *loc.rec);
+  SetInfo(txn, *loc.rec, PackInfo(ObjectState::kSealed, slot, InfoNode(info), InfoFlags(info)));
   AppendEventOf(txn, slot, EventKind::kSealed, loc);
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
   return a;
@@ -432,9 +441,7 @@ NcResponse NcOwnerStore::Touch(const NcRequest& q, Txn& txn) {
 
 void NcOwnerStore::SetInfo(Txn& txn, ObjectRecord& rec, uint64_t info) {
   if (rec.info.load(std::memory_order_relaxed) == info) return;
-  OpenRecord(txn, rec);
-  txn.Write(rec.info, info);
-  CloseRecord(txn, rec);
+  WriteRecord(txn, rec, {{&rec.info, info}});
 }
 
 uint64_t NcOwnerStore::EvictShare() const {
@@ -568,10 +575,8 @@ NcResponse NcOwnerStore::Delete(uint32_t slot, const NcRequest& q, Txn& txn, uin
   }
   // O1: marked deleting; the commit flushes the line before the tables are
   // read (O2, after the commit).
-  OpenRecord(txn, *loc.rec);
-  txn.Write(loc.rec->info,
-            PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
-  CloseRecord(txn, *loc.rec);
+  SetInfo(txn, *loc.rec,
+          PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
   AppendEventOf(txn, slot, EventKind::kDeleted, loc);
   *deleted = GlobalIndex(r_, loc.shard, loc.local);
   a.status = txn.failed() ? txn.failure().code() : GISMO_OK;
@@ -593,14 +598,15 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
   const uint32_t wrote =
       RemoveHashSlot(txn, r_.hash_slots(loc.shard), r_.sb().slots_per_shard - 1, loc.hslot);
   CloseIndex(txn, loc.shard, loc.hslot, wrote);
-  OpenRecord(txn, rec);
-  for (int k = 0; k < 3; ++k) txn.Write(rec.id[k], 0);
-  txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
-  txn.Write(rec.sizes, 0);
-  txn.Write(rec.heap_offset, sh.free_head.load(std::memory_order_relaxed));
-  CloseRecord(txn, rec);
-  txn.Write(sh.free_head, loc.local + 1);
-  txn.Write(sh.count, sh.count.load(std::memory_order_relaxed) - 1);
+  WriteRecord(
+      txn, rec,
+      {{&rec.id[0], 0},
+       {&rec.id[1], 0},
+       {&rec.id[2], 0},
+       {&rec.info, PackInfo(ObjectState::kFree, 0, 0)},
+       {&rec.sizes, 0},
+       {&rec.heap_offset, sh.free_head.load(std::memory_order_relaxed)}},
+      {{&sh.free_head, loc.local + 1}, {&sh.count, sh.count.load(std::memory_order_relaxed) - 1}});
 }
 
 NcTable NcOwnerStore::TableOf(uint32_t slot) const { return NcTableOf(r_, slot); }

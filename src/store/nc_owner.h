@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <deque>
 #include <gismo/status.hpp>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <utility>
@@ -168,9 +169,14 @@ class NcOwnerStore {
   // LockRecord for q.record, then: an unsealed object that `slot` creates
   // (GISMO_OK), or why not (sealed, deleted, another's).
   gismo_status_t LockUnsealed(Txn& txn, uint32_t slot, const region::NcRequest& q, Located* loc);
-  // The record's seqlock around its words (Txn::WriteVersion).
-  void OpenRecord(Txn& txn, region::ObjectRecord& rec);
-  void CloseRecord(Txn& txn, region::ObjectRecord& rec);
+  // The record's words under its seqlock, logged as one batch
+  // (Txn::WriteAll): its version odd, `words` in order, its version even;
+  // then `after`, words of other lines the same change writes. The record
+  // is one line: a write-back carries a prefix of its stores, so memory
+  // never holds the even version with the words half written.
+  void WriteRecord(Txn& txn, region::ObjectRecord& rec,
+                   std::initializer_list<std::pair<region::Word*, uint64_t>> words,
+                   std::initializer_list<Txn::Change> after = {});
   // The shard's index seqlock around changes of its hash slots.
   void OpenIndex(Txn& txn, uint32_t shard);
   void CloseIndex(Txn& txn, uint32_t shard, uint32_t first_slot, uint32_t count);

@@ -166,7 +166,7 @@ bool Txn::Holds(const Word& lock) const {
   return false;
 }
 
-bool Txn::Log(uint64_t target, uint64_t value) {
+bool Txn::Append(uint64_t target, uint64_t value) {
   if (failed()) return false;
   GISMO_DCHECK(nlocks_ > 0 || world_);  // REQUIRES: the guarding lock is held
   if (log_count_ == log_capacity_) {
@@ -190,16 +190,27 @@ bool Txn::Log(uint64_t target, uint64_t value) {
     });
     world_persisted_ = true;
   }
-  LogEntry& e = log_[log_count_];
+  LogEntry& e = log_[log_count_++];
   e.target.store(target, std::memory_order_relaxed);
   e.value.store(value, std::memory_order_relaxed);
-  // Durable invariant D2: the entry is on the medium before the count that
-  // covers it can be, and the count before the target changes (the target's
-  // line may be written back at any moment after its store).
-  r_.Persist(&e, sizeof(LogEntry));
-  // The entry is complete before the count covers it...
-  hdr_.log_count.store(++log_count_, std::memory_order_release);
+  return true;
+}
+
+void Txn::Publish(uint32_t first) {
+  if (first == log_count_) return;
+  // Durable invariant D2: the entries are on the medium before the count
+  // that covers them can be, and the count before a target changes (the
+  // target's line may be written back at any moment after its store).
+  r_.Persist(&log_[first], (log_count_ - first) * sizeof(LogEntry));
+  // The entries are complete before the count covers them...
+  hdr_.log_count.store(log_count_, std::memory_order_release);
   r_.Persist(&hdr_.log_count, sizeof(Word));
+}
+
+bool Txn::Log(uint64_t target, uint64_t value) {
+  const uint32_t first = log_count_;
+  if (!Append(target, value)) return false;
+  Publish(first);
   return true;
 }
 
@@ -212,6 +223,35 @@ void Txn::Write(Word& word, uint64_t value) {
   // ...and the count covers it before the word changes (release orders the
   // count store before this one).
   word.store(value, std::memory_order_release);
+}
+
+void Txn::WriteAll(const Change* changes, size_t n) {
+  if (failed()) return;
+  const uint32_t first = log_count_;
+  for (size_t i = 0; i < n; ++i) {
+    const Change& c = changes[i];
+    // What the word holds when this change comes: the last earlier change
+    // of the same word, or memory.
+    uint64_t old = c.word->load(std::memory_order_relaxed);
+    for (size_t j = i; j-- > 0;) {
+      if (changes[j].word == c.word) {
+        old = changes[j].value;
+        break;
+      }
+    }
+    GISMO_DCHECK(!c.version || c.value > old);
+    if (!c.version && old == c.value) continue;
+    const LogKind kind = c.version ? LogKind::kVersion : LogKind::kWord;
+    if (!Append(region::PackLogTarget(kind, r_.OffsetOf(c.word)), old)) {
+      log_count_ = first;  // nothing of the batch was published or stored
+      return;
+    }
+  }
+  Publish(first);
+  // ...and the count covers them before the words change (release orders
+  // the count store before these).
+  for (size_t i = 0; i < n; ++i)
+    changes[i].word->store(changes[i].value, std::memory_order_release);
 }
 
 void Txn::WriteVersion(Word& word, uint64_t value) {

@@ -53,7 +53,9 @@
 #ifndef GISMO_STORE_TXN_H_
 #define GISMO_STORE_TXN_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "common/crash_point.h"
@@ -107,6 +109,20 @@ class Txn {
   void CloseVersion(region::Word& word) {
     WriteVersion(word, word.load(std::memory_order_relaxed) + 1);
   }
+  // Several logged writes at once: the same as Write (WriteVersion for a
+  // `version` change) of each in the order given, but their undo entries
+  // are made durable together (D2 once: one persist of the entries, one of
+  // the count), then the words are stored in that order. A word may appear
+  // more than once (a seqlock's odd and even values). REQUIRES: as Write.
+  struct Change {
+    region::Word* word = nullptr;
+    uint64_t value = 0;
+    bool version = false;
+  };
+  void WriteAll(std::initializer_list<Change> changes) {
+    WriteAll(changes.begin(), changes.size());
+  }
+  void WriteAll(const Change* changes, size_t n);
   // Bits [first, first + n) of `bitmap`, all 0 now, become 1.
   void SetBits(region::Word* bitmap, uint64_t first, uint64_t n);
   // Bits [first, first + n), all 1 now, become 0.
@@ -142,7 +158,16 @@ class Txn {
   uint64_t tag() const { return tag_; }
 
  private:
+  // Append then Publish of one entry.
   bool Log(uint64_t target, uint64_t value);
+  // Stores entry (target, value) at log_[log_count_] and counts it in
+  // log_count_ (this Txn's count; the slot's word is raised by Publish),
+  // after D1. False, and the Txn failed, if the log is full.
+  bool Append(uint64_t target, uint64_t value);
+  // D2 for entries [first, log_count_): on the medium, then covered by the
+  // slot's log_count, which is on the medium before any of their targets
+  // changes.
+  void Publish(uint32_t first);
   bool SessionLive() const;
   void Unlock(uint32_t i);
   void ReleaseLocks();
