@@ -14,6 +14,7 @@
 #include <gismo/gismo.hpp>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -408,6 +409,118 @@ TEST_F(NonCoherentServed, ADeadClientsObjectsAreRecovered) {
   EXPECT_TRUE(Problems().empty());
 }
 
+// The operator's side of a host without an agent, run in a PID namespace of
+// its own, so the manager outside cannot prove its processes gone: two
+// clients, each with an object it is creating; one is killed; then this
+// host's operator fences both. Writes the two fence reports, a line each,
+// to `out`. Runs in a forked child: no thread of the test is here.
+void OperatorsHost(const std::string& address, int out) {
+  int slots[2];
+  if (pipe(slots) != 0) _exit(2);
+  auto start_client = [&](const char* object) -> pid_t {
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    auto c = Client::Connect(address);
+    if (!c.ok()) _exit(3);
+    auto creating = c->Create(ObjectId::FromName(object), 100);
+    if (!creating.ok()) _exit(4);
+    uint32_t node = 0, slot = 0;
+    if (gismo_client_identity(c->c_client(), &node, &slot) != GISMO_OK) _exit(5);
+    (void)!write(slots[1], &slot, sizeof slot);
+    pause();
+    _exit(0);
+  };
+  uint32_t gone_slot = 0, alive_slot = 0;
+  const pid_t gone = start_client("of-the-gone-one");
+  if (read(slots[0], &gone_slot, sizeof gone_slot) != sizeof gone_slot) _exit(6);
+  const pid_t alive = start_client("of-the-live-one");
+  if (read(slots[0], &alive_slot, sizeof alive_slot) != sizeof alive_slot) _exit(6);
+  kill(gone, SIGKILL);
+  waitpid(gone, nullptr, 0);
+  std::string reports;
+  {
+    auto op = Client::Connect(address);
+    if (!op.ok()) _exit(7);
+    for (const uint32_t slot : {gone_slot, alive_slot}) {
+      auto r = op->Fence(GISMO_FENCE_SLOT, slot);
+      reports += std::to_string(slot) + " " + (r.ok() ? *r : "error: " + r.status().ToString());
+      reports += "\n";
+    }
+  }
+  kill(alive, SIGKILL);
+  waitpid(alive, nullptr, 0);
+  (void)!write(out, reports.data(), reports.size());
+}
+
+// An operator's fence given on the fenced process's host, where no agent
+// runs (a PID namespace the manager cannot see into): the library writes
+// back, from that host, the lines of a process that is gone before the
+// manager recovers it (doc/noncoherent.md 7.3, what an agent does), and says
+// so; of one that still runs it writes nothing back and says that too.
+TEST(NonCoherentOperator, AFenceOnTheProcesssHostWritesBackTheLinesOfAGoneOne) {
+  ASSERT_TRUE(region::NonCoherentSupported());
+  if (geteuid() != 0) GTEST_SKIP() << "a PID namespace of its own needs root";
+  testing::ManagerProcessOptions mo;
+  mo.binary = GISMO_MANAGER_BIN;
+  mo.size = "64MiB";
+  // The host's clients connect over TCP, as from another host: the manager
+  // learns no pid from their connection.
+  mo.extra_args = {"--coherence", "non-coherent", "--listen", "tcp:127.0.0.1:0"};
+  testing::ManagerProcess mgr(mo);
+  ASSERT_TRUE(mgr.Start()) << mgr.error();
+  const std::string ready = mgr.ready_line();
+  const size_t at = ready.find("tcp:127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << ready;
+  const std::string tcp = ready.substr(at, ready.find_first_of(", \n", at) - at);
+  // Over TCP without a cluster key the manager does not say where the
+  // region is (doc/security.md): this host sees it at its path.
+  setenv("GISMO_REGION", mgr.region().c_str(), 1);
+  int reports[2];
+  ASSERT_EQ(pipe(reports), 0);
+  const pid_t host = fork();
+  if (host == 0) {
+    close(reports[0]);
+    if (unshare(CLONE_NEWPID) != 0) _exit(2);
+    const pid_t init = fork();  // pid 1 of the new namespace
+    if (init == 0) {
+      OperatorsHost(tcp, reports[1]);
+      _exit(0);
+    }
+    int st = 0;
+    waitpid(init, &st, 0);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 9);
+  }
+  close(reports[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(reports[0], buf, sizeof buf)) > 0;) text.append(buf, n);
+  close(reports[0]);
+  int st = 0;
+  ASSERT_EQ(waitpid(host, &st, 0), host);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the host's processes failed: " << st;
+  std::istringstream lines(text);
+  std::string gone, alive;
+  ASSERT_TRUE(std::getline(lines, gone) && std::getline(lines, alive)) << text;
+  const std::string gone_slot = gone.substr(0, gone.find(' '));
+  EXPECT_NE(gone.find("wrote back client slot " + gone_slot + "'s lines on this host"),
+            std::string::npos)
+      << gone;
+  EXPECT_NE(gone.find("1 unsealed objects"), std::string::npos) << gone;
+  EXPECT_NE(alive.find("still runs on this host: its lines were not written back"),
+            std::string::npos)
+      << alive;
+  EXPECT_EQ(alive.find("wrote back"), std::string::npos) << alive;
+  // Both recovered: the objects they were creating are gone.
+  Client c = Client();
+  auto connected = Client::Connect(mgr.address());
+  ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+  c = std::move(*connected);
+  for (const char* name : {"of-the-gone-one", "of-the-live-one"}) {
+    while (c.Stat(ObjectId::FromName(name)).ok()) std::this_thread::yield();
+  }
+  unsetenv("GISMO_REGION");
+}
+
 // A client of a coherent manager given a non-coherent region's path learns
 // that the region is not the one that manager serves.
 TEST(NonCoherent, AClientChecksTheRegionItIsGiven) {
@@ -612,6 +725,7 @@ TEST(NonCoherent, ManagerProgramServesTheMode) {
   mo.region = "/dev/shm/" + testing::UniqueName("noncoherent");
   mo.size = "16MiB";
   mo.extra_args = {"--coherence", "non-coherent"};
+  mo.log_level = "info";  // XXX
   mo.ready_timeout_s = 20;
   testing::ManagerProcess m(mo);
   ASSERT_TRUE(m.Start());

@@ -107,6 +107,13 @@ class ClientImpl {
  private:
   ClientImpl() = default;
   Status CheckAlive() const;
+  // Fence's first step in a non-coherent region: writes back, from this
+  // host, the lines of each client the order names whose process ran in
+  // this kernel and PID namespace and is proven gone (region/nc_fence.h);
+  // one still running is noted in `note`, and one of another host is left
+  // to that host (its agent, or its power-off). BUSY if the owner kept a
+  // record odd throughout.
+  Status WriteBackFencedHere(const protocol::FenceOrder& order, std::string* note);
   Status Send(const std::vector<uint8_t>& frame);
   // Tells the manager about a seal or delete if anyone waits for one.
   // `ring_event`: the operation appended to the event ring (subscribers care).

@@ -1,14 +1,80 @@
 // gismo fence: an operator's fence order, sent through this client's
-// connection to the manager.
+// connection to the manager. In a non-coherent region it first writes back,
+// from this host, the lines of each fenced client whose process ran here and
+// is gone (doc/noncoherent.md 7.3: what a node agent does before it
+// confirms a fence), so an operator on the dead process's host needs no
+// agent there.
 #include <chrono>
+#include <string>
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "fence/process.h"
+#include "region/cache_lines.h"
+#include "region/nc_fence.h"
 
 namespace gismo::client {
+namespace {
+
+// Whether client slot `i` (its manager-written lines read from memory) is
+// one the order names.
+bool Named(const region::ClientSlotHeader& h, uint32_t i, const protocol::FenceOrder& order) {
+  using Target = protocol::FenceOrder::Target;
+  switch (order.target) {
+    case Target::kSlot:
+      return i == order.value;
+    case Target::kClient:
+      return h.client_id.load(std::memory_order_relaxed) == order.value;
+    case Target::kNode:
+      return h.node_id.load(std::memory_order_relaxed) == order.value;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status ClientImpl::WriteBackFencedHere(const protocol::FenceOrder& order, std::string* note) {
+  const region::Region& r = *region_;
+  const fence::ProcessIdentity me = fence::Self();
+  region::HwLines lines;
+  for (uint32_t i = 1; i < r.max_clients(); ++i) {
+    region::ClientSlotHeader& h = r.slot(i);
+    // The manager's lines: its current words, not this host's copies.
+    lines.Invalidate(&h, region::kCacheLine);
+    lines.Invalidate(&h.identity, region::kCacheLine);
+    if (i == slot() ||
+        region::SlotStateOf(h.state.load(std::memory_order_acquire)) == region::SlotState::kFree) {
+      continue;
+    }
+    if (!Named(h, i, order)) continue;
+    fence::ProcessIdentity::Words w;
+    for (int k = 0; k < 4; ++k) w[k] = h.identity[k].load(std::memory_order_relaxed);
+    const fence::ProcessIdentity who = fence::ProcessIdentity::FromWords(w.data());
+    if (!who.SameNamespace(me)) continue;  // its host's caches are not ours to write back
+    const std::string slot_name = "client slot " + std::to_string(i);
+    if (!fence::ProvenGone(who)) {
+      *note += "; " + slot_name + "'s process (" + who.ToString() +
+               ") still runs on this host: its lines were not written back";
+      continue;
+    }
+    const region::NcWriteBack wb = region::NcWriteBackDeadClient(lines, r, i);
+    if (wb.busy != 0) {
+      return Status(GISMO_ERR_BUSY, std::to_string(wb.busy) + " records of " + slot_name +
+                                        " kept changing while its lines were written back; "
+                                        "fence again");
+    }
+    *note += "; wrote back " + slot_name + "'s lines on this host (" + std::to_string(wb.bytes) +
+             " bytes, " + std::to_string(wb.unsealed) + " unsealed objects)";
+  }
+  return Status();
+}
 
 Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
   if (Status s = CheckAlive(); !s.ok()) return s;
+  std::string note;
+  if (region_ && region_->noncoherent()) {
+    if (Status s = WriteBackFencedHere(order, &note); !s.ok()) return s;
+  }
   const uint64_t id = IncrementRelaxed(next_request_);
   if (Status s = Send(protocol::EncodeFenceOrder(id, order)); !s.ok()) return s;
   std::unique_lock<std::mutex> lk(state_mu_);
@@ -20,7 +86,7 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
   Status r = fence_replies_[id];
   fence_replies_.erase(id);
   if (r.code() != GISMO_OK) return r;
-  *what = r.message();
+  *what = r.message() + note;
   return Status();
 }
 

@@ -52,7 +52,11 @@ Runner SetupFence(CLI::App* cmd) {
       "(undoes its interrupted operation, aborts its unsealed objects, drops its references).\n"
       "A client that is merely suspected (lease expired, connection lost) is otherwise left\n"
       "untouched until the manager proves it gone itself: through its own kernel, the node's\n"
-      "agent (gismo-agent) or the --fence-command of gismo-manager.");
+      "agent (gismo-agent) or the --fence-command of gismo-manager.\n"
+      "\nIn a non-coherent region (CXL 2.0 memory), give it on the fenced client's host when\n"
+      "that host has no agent: the lines its process left in this host's caches are written\n"
+      "back first (the report says so). Given on another host, it must mean that the\n"
+      "client's host is powered off or cut off from the pool.");
   AddCommonOptions(cmd, &a->common);
   return [a] { return RunFence(*a); };
 }
