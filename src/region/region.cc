@@ -216,12 +216,13 @@ void Region::SetUpPersist() {
                       : PersistMode::kMsync;
 }
 
-void Region::PersistAll(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const {
+void Region::PersistAll(const std::pair<uint64_t, uint64_t>* ranges, size_t n) const {
   if (persist_mode_ != PersistMode::kFlush) {
-    for (const auto& [offset, length] : ranges) Persist(offset, length);
+    for (size_t i = 0; i < n; ++i) Persist(ranges[i].first, ranges[i].second);
     return;
   }
-  for (auto [offset, length] : ranges) {
+  for (size_t i = 0; i < n; ++i) {
+    const auto [offset, length] = ranges[i];
     if (length == 0 || offset >= size_) continue;
     StartFlushLines(base_ + offset, std::min(length, size_ - offset));
   }

@@ -283,7 +283,10 @@ class Region {
   // Persist of every range [offset, offset + length) in `ranges`, returning
   // once all are on the medium; no order among them. Where the barrier is a
   // line flush, the write-backs overlap and one fence ends them all.
-  void PersistAll(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const;
+  void PersistAll(const std::pair<uint64_t, uint64_t>* ranges, size_t n) const;
+  void PersistAll(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const {
+    PersistAll(ranges.data(), ranges.size());
+  }
   uint64_t persist_errors() const { return persist_errors_.load(std::memory_order_relaxed); }
   // Non-coherent regions: drops this host's cached copy of every metadata
   // line (superblock to heap), so the next read of each reads memory. A

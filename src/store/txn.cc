@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -175,15 +176,9 @@ bool Txn::Append(uint64_t target, uint64_t value) {
                                      " entries); nothing was changed"));
     return false;
   }
-  // Durable invariant D1: the locks and their records reach the medium
-  // before any log entry made under them (recovery undoes a log only under
-  // a lock that carries the slot's tag). Done here, not at the CAS, so a
-  // Txn that writes nothing persists nothing.
-  if (persisted_locks_ < nlocks_ && r_.persist_mode() != region::PersistMode::kNone) {
-    r_.Persist(&hdr_.held_locks[persisted_locks_], (nlocks_ - persisted_locks_) * sizeof(Word));
-    for (uint32_t i = persisted_locks_; i < nlocks_; ++i) r_.Persist(locks_[i], sizeof(Word));
-    persisted_locks_ = nlocks_;
-  }
+  // Durable invariant D1 for a stop-the-world Txn (its locks are not in
+  // locks_; Publish persists those): every lock it holds on the medium
+  // before its first entry.
   if (world_ && !world_persisted_ && r_.persist_mode() != region::PersistMode::kNone) {
     ForEachLock(r_, [&](Word& lock) {
       if (lock.load(std::memory_order_relaxed) == tag_) r_.Persist(&lock, sizeof(Word));
@@ -198,10 +193,27 @@ bool Txn::Append(uint64_t target, uint64_t value) {
 
 void Txn::Publish(uint32_t first) {
   if (first == log_count_) return;
+  // Durable invariant D1: the locks taken since the last publish and their
+  // records reach the medium before the count covers an entry made under
+  // them (recovery undoes a log only under a lock that carries the slot's
+  // tag). Done here, not at the CAS, so a Txn that writes nothing persists
+  // nothing; with the entries, under one barrier (D1 and D2 ask only that
+  // all of them precede the count).
+  std::array<std::pair<uint64_t, uint64_t>, region::kMaxHeldLocks + 2> ranges;
+  size_t n = 0;
+  if (persisted_locks_ < nlocks_ && r_.persist_mode() != region::PersistMode::kNone) {
+    ranges[n++] = {r_.OffsetOf(&hdr_.held_locks[persisted_locks_]),
+                   (nlocks_ - persisted_locks_) * sizeof(Word)};
+    for (uint32_t i = persisted_locks_; i < nlocks_; ++i) {
+      ranges[n++] = {r_.OffsetOf(locks_[i]), sizeof(Word)};
+    }
+    persisted_locks_ = nlocks_;
+  }
   // Durable invariant D2: the entries are on the medium before the count
   // that covers them can be, and the count before a target changes (the
   // target's line may be written back at any moment after its store).
-  r_.Persist(&log_[first], (log_count_ - first) * sizeof(LogEntry));
+  ranges[n++] = {r_.OffsetOf(&log_[first]), (log_count_ - first) * sizeof(LogEntry)};
+  r_.PersistAll(ranges.data(), n);
   // The entries are complete before the count covers them...
   hdr_.log_count.store(log_count_, std::memory_order_release);
   r_.Persist(&hdr_.log_count, sizeof(Word));
