@@ -126,9 +126,10 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   }
   uint32_t idx = static_cast<uint32_t>(in_slab / kClassSizes[cls]);
   Word& bw = d.bitmap[idx / 64];
-  txn.Write(bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64)));
+  // One batch: one persist barrier pair where the region needs them.
+  txn.WriteAll(
+      {{&bw, bw.load(std::memory_order_relaxed) & ~(1ull << (idx % 64))}, {&d.used, used - 1}});
   GISMO_CRASH_POINT("free.block_cleared");
-  txn.Write(d.used, used - 1);
   if (PageInfoOwner(info) != 0) return;  // its owner allocates from it
   bool was_full = used == BlocksPerSlab(cls);
   if (used - 1 > 0) {
@@ -172,9 +173,9 @@ uint64_t Allocator::TakeBlock(Txn& txn, uint64_t page, int cls) {
     uint64_t free_bits = ~bits & mask;
     if (free_bits == 0) continue;
     uint32_t b = static_cast<uint32_t>(__builtin_ctzll(free_bits));
-    txn.Write(d.bitmap[w], bits | (1ull << b));
+    txn.WriteAll({{&d.bitmap[w], bits | (1ull << b)},
+                  {&d.used, d.used.load(std::memory_order_relaxed) + 1}});
     GISMO_CRASH_POINT("alloc.block_taken");
-    txn.Write(d.used, d.used.load(std::memory_order_relaxed) + 1);
     return page * kPageSize + uint64_t{w * 64 + b} * kClassSizes[cls];
   }
   // The caller checked used < cap: only a corrupt slab gets here.
