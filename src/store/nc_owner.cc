@@ -462,7 +462,8 @@ uint32_t NcOwnerStore::TakeNotedGets() {
     });
   }
   uint32_t set = 0;
-  for (const auto& [g, version] : notes) {
+  for (const auto& note : notes) {
+    const uint32_t g = note.first, version = note.second;
     ObjectRecord& rec = r_.record(g);
     // The owner's own lines: no invalidate. A note that no longer matches
     // was taken already (the bit's write moved the version on) or outlived
