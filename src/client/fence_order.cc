@@ -47,9 +47,7 @@ Status ClientImpl::WriteBackFencedHere(const protocol::FenceOrder& order, std::s
       continue;
     }
     if (!Named(h, i, order)) continue;
-    fence::ProcessIdentity::Words w;
-    for (int k = 0; k < 4; ++k) w[k] = h.identity[k].load(std::memory_order_relaxed);
-    const fence::ProcessIdentity who = fence::ProcessIdentity::FromWords(w.data());
+    const fence::ProcessIdentity who = fence::ProcessIdentity::FromWords(h.identity);
     if (!who.SameNamespace(me)) continue;  // its host's caches are not ours to write back
     const std::string slot_name = "client slot " + std::to_string(i);
     if (!fence::ProvenGone(who)) {

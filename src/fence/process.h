@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <gismo/status.hpp>
 #include <string>
@@ -37,6 +38,11 @@ struct ProcessIdentity {
   Words ToWords() const { return {boot_id, pid_ns, pid, start_time}; }
   // From w[0..3] in that order.
   static ProcessIdentity FromWords(const uint64_t* w) { return {w[0], w[1], w[2], w[3]}; }
+  // From four shared words (a region's identity fields), read relaxed.
+  static ProcessIdentity FromWords(const std::atomic<uint64_t>* w) {
+    return {w[0].load(std::memory_order_relaxed), w[1].load(std::memory_order_relaxed),
+            w[2].load(std::memory_order_relaxed), w[3].load(std::memory_order_relaxed)};
+  }
 };
 
 // This process's identity.

@@ -635,9 +635,7 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
     m.session = region::SlotSessionOf(st);
     m.client_id = h.client_id.load(std::memory_order_relaxed);
     m.node = static_cast<uint32_t>(h.node_id.load(std::memory_order_relaxed));
-    fence::ProcessIdentity::Words w;
-    for (int k = 0; k < 4; ++k) w[k] = h.identity[k].load(std::memory_order_relaxed);
-    m.identity = fence::ProcessIdentity::FromWords(w.data());
+    m.identity = fence::ProcessIdentity::FromWords(h.identity);
     m.describe = "client " + std::to_string(m.client_id) + " (slot " + std::to_string(i) +
                  ", node " + std::to_string(m.node) + ", left by a previous manager)";
     auto [it, _] = members_.emplace(i, std::move(m));

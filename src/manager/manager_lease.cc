@@ -16,9 +16,7 @@ using region::Superblock;
 
 namespace {
 fence::ProcessIdentity OwnerIdentity(const Superblock& sb) {
-  fence::ProcessIdentity::Words w;
-  for (int k = 0; k < 4; ++k) w[k] = sb.manager_identity[k].load(std::memory_order_relaxed);
-  return fence::ProcessIdentity::FromWords(w.data());
+  return fence::ProcessIdentity::FromWords(sb.manager_identity);
 }
 
 std::string OwnerText(const Superblock& sb, uint64_t owner) {

@@ -232,9 +232,7 @@ void NcOwnerStore::WriteRecord(Txn& txn, ObjectRecord& rec,
   GISMO_DCHECK(words.size() + after.size() + 2 <= kMax);
   std::array<Txn::Change, kMax> changes;
   size_t n = 0;
-  // Odd: the next odd value above every value the version held (odd
-  // already only if an owner died mid-write), as Txn::OpenVersion.
-  const uint64_t odd = ((rec.ref_count.load(std::memory_order_relaxed) + 1) & ~uint64_t{1}) + 1;
+  const uint64_t odd = Txn::NextOddVersion(rec.ref_count.load(std::memory_order_relaxed));
   changes[n++] = {&rec.ref_count, odd, true};
   for (const auto& [word, value] : words) changes[n++] = {word, value, false};
   changes[n++] = {&rec.ref_count, odd + 1, true};
@@ -454,7 +452,7 @@ uint32_t NcOwnerStore::TakeNotedGets() {
   const uint32_t records = r_.num_shards() * r_.records_per_shard();
   std::vector<std::pair<uint32_t, uint32_t>> notes;  // record, version's low 32 bits
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
-    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+    if (!Live(i)) {
       continue;  // a free slot's line was cleared by its recovery
     }
     NcForEachRecentGet(lines_, TableOf(i), records, [&](uint32_t record, uint32_t version) {
@@ -612,6 +610,10 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
 
 NcTable NcOwnerStore::TableOf(uint32_t slot) const { return NcTableOf(r_, slot); }
 
+bool NcOwnerStore::Live(uint32_t slot) const {
+  return SlotStateOf(r_.slot(slot).state.load(std::memory_order_acquire)) != SlotState::kFree;
+}
+
 NcSummary NcOwnerStore::SummaryOf(const std::set<uint32_t>& records) const {
   NcSummary s{};
   for (uint32_t g : records) NcSummaryAdd(s, g);
@@ -622,7 +624,7 @@ std::set<uint32_t> NcOwnerStore::Referenced(const NcSummary& wanted) {
   std::set<uint32_t> held;
   const uint32_t records = r_.num_shards() * r_.records_per_shard();
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
-    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+    if (!Live(i)) {
       continue;  // a free slot's table was cleared by its recovery
     }
     const NcTable t = TableOf(i);
@@ -639,7 +641,7 @@ NcOwnerStore::Holders NcOwnerStore::HoldersOf(uint32_t global, uint32_t max_tabl
   const uint32_t records = r_.num_shards() * r_.records_per_shard();
   uint32_t read = 0;
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
-    if (SlotStateOf(r_.slot(i).state.load(std::memory_order_acquire)) == SlotState::kFree) {
+    if (!Live(i)) {
       continue;
     }
     const NcTable t = TableOf(i);

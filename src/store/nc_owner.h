@@ -185,6 +185,9 @@ class NcOwnerStore {
   void FreeObject(Txn& txn, const Located& loc);
   // Client `slot`'s held table and summary.
   region::NcTable TableOf(uint32_t slot) const;
+  // Whether client `slot` has a session (a free slot's lines were cleared
+  // by its recovery: nothing in them to read).
+  bool Live(uint32_t slot) const;
   // O2, as memory has the tables now: the records whose bucket `wanted`
   // marks that some live client's table references. Reads each live
   // client's summary, and the table of each whose summary meets `wanted`.

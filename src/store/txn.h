@@ -104,8 +104,10 @@ class Txn {
   // (odd already only if a writer died mid-write), CloseVersion the even
   // value after it.
   void OpenVersion(region::Word& word) {
-    WriteVersion(word, ((word.load(std::memory_order_relaxed) + 1) & ~uint64_t{1}) + 1);
+    WriteVersion(word, NextOddVersion(word.load(std::memory_order_relaxed)));
   }
+  // The odd value OpenVersion gives a version word that holds `v`.
+  static uint64_t NextOddVersion(uint64_t v) { return ((v + 1) & ~uint64_t{1}) + 1; }
   void CloseVersion(region::Word& word) {
     WriteVersion(word, word.load(std::memory_order_relaxed) + 1);
   }
