@@ -14,6 +14,7 @@
 #include "region/nc_requests.h"
 #include "region/request_ring.h"
 #include "store/allocator.h"
+#include "store/index.h"
 #include "store/names.h"
 #include "store/store.h"
 #include "store/txn.h"
@@ -43,15 +44,6 @@ std::string IdHex(const ObjectRecord& rec) {
     s += d[b[i] & 15];
   }
   return s;
-}
-
-gismo_id_t IdOf(const ObjectRecord& rec) {
-  uint64_t w[3] = {rec.id[0].load(std::memory_order_relaxed),
-                   rec.id[1].load(std::memory_order_relaxed),
-                   rec.id[2].load(std::memory_order_relaxed)};
-  gismo_id_t id;
-  std::memcpy(id.bytes, w, GISMO_ID_SIZE);
-  return id;
 }
 
 // A record's state in words: gismo_state_name's for a live object.
@@ -313,7 +305,7 @@ class Checker {
                   StateName(st));
           continue;
         }
-        const uint64_t h = store::HashId(IdOf(rec));
+        const uint64_t h = store::HashId(store::IdOf(rec));
         if (ShardOfHash(h, r_.num_shards()) != s || static_cast<uint32_t>(h) != HashSlotHash(v)) {
           Problem("object ", IdHex(rec), " is filed under the wrong hash");
           continue;
@@ -325,7 +317,8 @@ class Checker {
             break;
           }
         }
-        if (!ids_.insert(std::string(reinterpret_cast<const char*>(IdOf(rec).bytes), GISMO_ID_SIZE))
+        if (!ids_.insert(std::string(reinterpret_cast<const char*>(store::IdOf(rec).bytes),
+                                     GISMO_ID_SIZE))
                  .second) {
           Problem("object ", IdHex(rec), " is in the index twice");
         }

@@ -83,17 +83,8 @@ const char* FlushInsnName(FlushInsn f) {
 }
 
 void FlushLines(const void* p, uint64_t n) {
-  if (view_sim::Flush(p, n)) {  // a simulator build's simulated region
-    std::atomic_thread_fence(std::memory_order_release);
-    return;
-  }
-#if defined(__x86_64__)
-  if (n != 0) Lines(g_insns.flush, p, n);
-  _mm_sfence();
-#endif
-  // Later stores of this thread are ordered after the write-backs (the
-  // SFENCE), and after the flushed stores for the C++ model.
-  std::atomic_thread_fence(std::memory_order_release);
+  StartFlushLines(p, n);
+  FlushFence();
 }
 
 void StartFlushLines(const void* p, uint64_t n) {
@@ -104,6 +95,8 @@ void StartFlushLines(const void* p, uint64_t n) {
 }
 
 void FlushFence() {
+  // Later stores of this thread are ordered after the write-backs it began
+  // (the SFENCE), and after the flushed stores for the C++ model.
 #if defined(__x86_64__)
   _mm_sfence();
 #endif

@@ -51,7 +51,9 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
   const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
   drop(header + kCacheLine, 2 * kCacheLine);
   drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
-  drop(r.request_ring(slot), 2 * RequestRingBytes(r.request_ring_capacity()) + kCacheLine);
+  // Its request and response rings, and its recent-gets line after them.
+  const auto* rings = static_cast<const uint8_t*>(r.request_ring(slot));
+  drop(rings, reinterpret_cast<const uint8_t*>(r.recent_gets(slot) + kNcRecentGets) - rings);
   const uint32_t records = r.num_shards() * r.records_per_shard();
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r.record(g);

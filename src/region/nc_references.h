@@ -224,7 +224,29 @@ struct NcTable {
   Word* recent = nullptr;
 };
 
-using NcSummary = std::array<uint64_t, kMaxHeldLocks>;
+// One line of eight words that a client writes alone (its held summary, its
+// recent-gets line), as one value.
+inline constexpr uint32_t kNcLineWords = kCacheLine / sizeof(Word);
+using NcLine = std::array<uint64_t, kNcLineWords>;
+static_assert(kMaxHeldLocks == kNcLineWords && kNcRecentGets == kNcLineWords);
+// The line at `line` as memory holds it now (invalidated first).
+template <typename Lines>
+NcLine NcReadLine(Lines& lines, Word* line) {
+  NcLine out;
+  lines.Invalidate(line, kCacheLine);
+  for (uint32_t i = 0; i < kNcLineWords; ++i) out[i] = lines.Load(NcWord(line[i]));
+  return out;
+}
+// Stores `words` into the line at `line` and flushes it (invalidated
+// first: its writer may change, so this host's copy may be old).
+template <typename Lines>
+void NcWriteLine(Lines& lines, Word* line, const NcLine& words) {
+  lines.Invalidate(line, kCacheLine);
+  for (uint32_t i = 0; i < kNcLineWords; ++i) lines.Store(NcWord(line[i]), words[i]);
+  lines.Flush(line, kCacheLine);
+}
+
+using NcSummary = NcLine;
 inline bool NcSummaryHas(const NcSummary& s, uint32_t record) {
   const uint32_t bit = HeldSummaryBit(record);
   return (s[bit / 64] >> (bit % 64) & 1) != 0;
@@ -243,10 +265,7 @@ inline bool NcSummaryMeets(const NcSummary& a, const NcSummary& b) {
 // Table `t`'s summary as memory holds it now (its line invalidated first).
 template <typename Lines>
 NcSummary NcReadSummary(Lines& lines, const NcTable& t) {
-  NcSummary s;
-  lines.Invalidate(t.summary, sizeof(Word) * kMaxHeldLocks);
-  for (uint32_t i = 0; i < kMaxHeldLocks; ++i) s[i] = lines.Load(NcWord(t.summary[i]));
-  return s;
+  return NcReadLine(lines, t.summary);
 }
 
 // Calls fn(record, count) for each entry of table `t` with references, as
@@ -279,9 +298,7 @@ bool NcTableHolds(Lines& lines, const NcTable& t, uint32_t num_records, uint32_t
 template <typename Lines, typename Fn>
 void NcForEachRecentGet(Lines& lines, const NcTable& t, uint32_t num_records, Fn&& fn) {
   if (t.recent == nullptr) return;
-  lines.Invalidate(t.recent, sizeof(Word) * kNcRecentGets);
-  for (uint32_t i = 0; i < kNcRecentGets; ++i) {
-    const uint64_t note = lines.Load(NcWord(t.recent[i]));
+  for (const uint64_t note : NcReadLine(lines, t.recent)) {
     const uint64_t key = NcRecentGetKey(note);
     if (key != 0 && key <= num_records)
       fn(static_cast<uint32_t>(key - 1), NcRecentGetVersion(note));
@@ -298,13 +315,8 @@ void NcClearTable(Lines& lines, const NcTable& t) {
     lines.Store(NcWord(t.entries[i].key), 0);
   }
   lines.Flush(t.entries, uint64_t{t.capacity} * sizeof(HeldEntry));
-  lines.Invalidate(t.summary, sizeof(Word) * kMaxHeldLocks);
-  for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines.Store(NcWord(t.summary[i]), 0);
-  lines.Flush(t.summary, sizeof(Word) * kMaxHeldLocks);
-  if (t.recent == nullptr) return;
-  lines.Invalidate(t.recent, sizeof(Word) * kNcRecentGets);
-  for (uint32_t i = 0; i < kNcRecentGets; ++i) lines.Store(NcWord(t.recent[i]), 0);
-  lines.Flush(t.recent, sizeof(Word) * kNcRecentGets);
+  NcWriteLine(lines, t.summary, NcLine{});
+  if (t.recent != nullptr) NcWriteLine(lines, t.recent, NcLine{});
 }
 
 template <typename Lines>
@@ -338,13 +350,8 @@ class NcReader {
     for (const auto& [record, entry] : pos_) {
       if (bucket_entries_[HeldSummaryBit(record)]++ == 0) NcSummaryAdd(s, record);
     }
-    lines_.Invalidate(summary_, sizeof(Word) * kMaxHeldLocks);
-    for (uint32_t i = 0; i < kMaxHeldLocks; ++i) lines_.Store(NcWord(summary_[i]), s[i]);
-    lines_.Flush(summary_, sizeof(Word) * kMaxHeldLocks);
-    if (recent_ != nullptr) {
-      lines_.Invalidate(recent_, sizeof(Word) * kNcRecentGets);
-      for (uint32_t i = 0; i < kNcRecentGets; ++i) noted_[i] = lines_.Load(NcWord(recent_[i]));
-    }
+    NcWriteLine(lines_, summary_, s);
+    if (recent_ != nullptr) noted_ = NcReadLine(lines_, recent_);
   }
 
   // Takes a reference on the sealed object `id` if record `index` holds it.
@@ -536,7 +543,7 @@ class NcReader {
   HeldEntry* table_;
   Word* summary_;
   Word* recent_;
-  std::array<uint64_t, kNcRecentGets> noted_{};  // the recent-gets line
+  NcLine noted_{};  // the recent-gets line
   uint32_t next_note_ = 0;
   Positions pos_;               // record index to its entry (count > 0)
   std::vector<uint32_t> free_;  // entries with key 0

@@ -365,7 +365,7 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
 void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count) {
   if (r.persist_mode() == region::PersistMode::kNone) return;
   const bool by_line = r.persist_mode() == region::PersistMode::kFlush;
-  std::vector<std::pair<uint64_t, uint64_t>> lines;  // [first, end), whole lines if by_line
+  std::vector<std::pair<uint64_t, uint64_t>> lines;  // [first, end) of whole lines
   if (by_line) lines.reserve(count);
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t off = 0, len = 0;
@@ -381,16 +381,20 @@ void PersistTargets(const region::Region& r, const LogEntry* log, uint64_t count
     lines.emplace_back(first, (off + len + region::kCacheLine - 1) & ~(region::kCacheLine - 1));
   }
   if (!by_line) return;
+  // Merged in place into (offset, length) ranges: a range ends where the
+  // next sorted line starts past it.
   std::sort(lines.begin(), lines.end());
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // offset, length: merged
+  size_t merged = 0;
   for (const auto& [first, end] : lines) {
-    if (!ranges.empty() && first <= ranges.back().first + ranges.back().second) {
-      ranges.back().second = std::max(ranges.back().second, end - ranges.back().first);
+    if (merged != 0 && first <= lines[merged - 1].first + lines[merged - 1].second) {
+      auto& last = lines[merged - 1];
+      last.second = std::max(last.second, end - last.first);
     } else {
-      ranges.emplace_back(first, end - first);
+      lines[merged++] = {first, end - first};
     }
   }
-  r.PersistAll(ranges);
+  lines.resize(merged);
+  r.PersistAll(lines);
 }
 }  // namespace
 
