@@ -344,7 +344,11 @@ TEST_F(CorruptRegionTest, BadUndoEntriesOfARecoveringClient) {
   MakeRecoveringSlot();
   ClientSlotHeader& h = r.slot(kDeadSlot);
   LogEntry* log = r.log(kDeadSlot);
-  auto target = [](LogKind k, uint64_t off) { return uint64_t(k) << kLogKindShift | off; };
+  // Stamped with the slot's epoch: the prefix recovery undoes.
+  const uint64_t stamp = LogStamp(h.log_epoch.load());
+  auto target = [&](LogKind k, uint64_t off) {
+    return StampLogTarget(PackLogTarget(k, off), stamp);
+  };
   // Words within the metadata restored to values that point nowhere.
   log[0].target.store(target(LogKind::kWord, r.OffsetOf(&r.shard(0).free_head)));
   log[0].value.store(1ull << 40);
@@ -356,13 +360,12 @@ TEST_F(CorruptRegionTest, BadUndoEntriesOfARecoveringClient) {
   log[3].value.store(~0ull);
   log[4].target.store(target(LogKind::kWord, r.OffsetOf(&r.hash_slots(0)[0])));
   log[4].value.store(PackHashSlot(0x1234, r.records_per_shard() + 9));
-  log[5].target.store(~0ull);
+  log[5].target.store(StampLogTarget(~0ull, stamp));
   log[5].value.store(~0ull);
   log[6].target.store(target(LogKind::kWord, r.OffsetOf(&r.records(0)[0].heap_offset)));
   log[6].value.store(~0ull);
   log[7].target.store(target(LogKind::kWord, r.OffsetOf(&r.records(0)[0].info)));
   log[7].value.store(PackInfo(ObjectState::kDeleting, 0, 0));
-  h.log_count.store(8);
   // Held references to records that are not there, or garbage.
   HeldEntry* held = r.held(kDeadSlot);
   held[0].key.store(PackHeldKey(~0u - 1, 0));

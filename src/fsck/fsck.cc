@@ -246,9 +246,11 @@ class Checker {
       } else {
         Problem("client slot ", i, " has an unknown state");
       }
-      if (h.log_count.load(std::memory_order_relaxed) != 0 && (!online_ || recovering)) {
-        Problem("client slot ", i, " has an interrupted operation (",
-                h.log_count.load(std::memory_order_relaxed),
+      // A non-coherent region's clients log nothing: their log areas hold
+      // their rings.
+      const uint32_t logged = r_.noncoherent() ? 0 : store::LoggedEntries(r_, i);
+      if (logged != 0 && (!online_ || recovering)) {
+        Problem("client slot ", i, " has an interrupted operation (", logged,
                 " undo entries) that recovery has not undone");
       }
     }

@@ -1374,7 +1374,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   const uint64_t session = region::SlotSessionOf(h.state.load(std::memory_order_acquire)) + 1;
   // A fresh slot: empty log, no held references, no slabs, no locks.
   uint8_t* base = reinterpret_cast<uint8_t*>(&h);
-  const size_t clear_from = offsetof(region::ClientSlotHeader, log_count);
+  const size_t clear_from = offsetof(region::ClientSlotHeader, log_epoch);
   std::memset(base + clear_from, 0, r.sb().client_slot_size - clear_from);
   const uint64_t client_id = r.sb().next_client_id.fetch_add(1, std::memory_order_relaxed);
   h.client_id.store(client_id, std::memory_order_relaxed);

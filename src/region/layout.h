@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 10;
+inline constexpr uint32_t kFormatVersion = 11;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -429,10 +429,21 @@ enum class FenceReason : uint64_t {
   kDeparted = 5,     // it said goodbye: nothing of it runs in the region
 };
 
-// The undo log: an entry is written, then `log_count` raised, then the target
-// changed; commit sets log_count to 0 before any lock is released. Recovery
-// of a dead client undoes its entries newest first while its locks are still
-// held, so the words it guarded return to their values before the operation.
+// The undo log (format 11): an entry is written, carrying the stamp of the
+// slot's `log_epoch` (LogStamp), then the target changed; commit moves
+// log_epoch on before any lock is released, which makes every entry stale at
+// once. The Txn's entries are the log's prefix whose stamps match the epoch
+// (LoggedEntries in txn.h): no count is kept, so a logged write needs one
+// persist barrier (the entry) rather than two (the entry, then a count).
+// Recovery of a dead client undoes its entries newest first while its locks
+// are still held, so the words it guarded return to their values before the
+// operation.
+//
+// Stamps are 10 bits, so epochs alias every 1023; the log is zeroed (and
+// persisted) whenever the epoch reaches a multiple of kLogZeroEvery, so every
+// nonzero entry was written in the last kLogZeroEvery epochs, fewer than an
+// alias apart: a stale entry never carries the current stamp. A stamp is
+// never 0 (the zeroed entry's).
 enum class LogKind : uint64_t {
   kWord = 1,       // restore the 64-bit word at offset to `value`
   kBitsSet = 2,    // bits [value>>32, +value&0xffffffff) of bitmap at offset
@@ -456,11 +467,29 @@ inline constexpr uint64_t UndoneVersion(uint64_t logged, uint64_t current) {
 static_assert(UndoneVersion(10, 11) == 12 && UndoneVersion(10, 13) == 14);
 static_assert(UndoneVersion(11, 12) == 13 && UndoneVersion(11, 13) == 15);
 inline constexpr int kLogKindShift = 56;
-inline constexpr uint64_t kLogOffsetMask = (1ull << kLogKindShift) - 1;
-// LogEntry::target: kind << 56 | region offset.
+inline constexpr int kLogStampShift = 46;
+inline constexpr uint64_t kLogOffsetMask = (1ull << kLogStampShift) - 1;
+inline constexpr uint64_t kLogStampMask = (1ull << (kLogKindShift - kLogStampShift)) - 1;
+inline constexpr uint64_t kLogStamps = kLogStampMask;  // 1 .. kLogStamps
+inline constexpr uint64_t kLogZeroEvery = 512;
+static_assert(kLogZeroEvery < kLogStamps);
+// A logged word is metadata, below the heap; the largest heap alone is
+// 2^45 bytes and the format refuses a heap offset past the mask.
+static_assert(kMaxPages * kPageSize <= kLogOffsetMask);
+// LogEntry::target: kind << 56 | stamp << 46 | region offset.
 inline constexpr uint64_t PackLogTarget(LogKind kind, uint64_t offset) {
   return static_cast<uint64_t>(kind) << kLogKindShift | (offset & kLogOffsetMask);
 }
+inline constexpr uint64_t LogStamp(uint64_t epoch) { return epoch % kLogStamps + 1; }
+inline constexpr uint64_t StampLogTarget(uint64_t target, uint64_t stamp) {
+  return (target & ~(kLogStampMask << kLogStampShift)) | (stamp & kLogStampMask) << kLogStampShift;
+}
+inline constexpr uint64_t LogTargetStamp(uint64_t target) {
+  return target >> kLogStampShift & kLogStampMask;
+}
+static_assert(LogStamp(0) == 1 && LogStamp(kLogStamps - 1) == kLogStamps &&
+              LogStamp(kLogStamps) == 1);
+static_assert(LogTargetStamp(StampLogTarget(PackLogTarget(LogKind::kVersion, 4096), 1023)) == 1023);
 inline constexpr LogKind LogTargetKind(uint64_t target) {
   return static_cast<LogKind>(target >> kLogKindShift);
 }
@@ -543,7 +572,9 @@ struct alignas(kCacheLine) ClientSlotHeader {
   Word fenced_by;  // FenceReason, set when it leaves kSuspected
   Word reserved0;
   // Written by the owning client (and by recovery once it is dead).
-  alignas(kCacheLine) Word log_count;
+  // The undo log's epoch (LogStamp, above): moved on by every commit,
+  // rollback or undo of a Txn that logged anything.
+  alignas(kCacheLine) Word log_epoch;
   Word op;          // the operation in progress (OpKind), for diagnostics
   Word held_count;  // live entries in the held table
   // 0, or NotifyToken(session) while the client subscribes and takes

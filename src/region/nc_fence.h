@@ -5,7 +5,7 @@
 // emptied ring, a reused block). So the fencer on that host (the node
 // agent), once it has proven the process gone, writes back and drops every
 // line the process may have written:
-//  - its slot header's client lines (line 1: log_count .. departed; line 2:
+//  - its slot header's client lines (line 1: log_epoch .. departed; line 2:
 //    the held summary),
 //  - its held table, its request ring and its response ring (whose head is
 //    the client's), and its recent-gets line after them,

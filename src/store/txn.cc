@@ -54,6 +54,7 @@ Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKin
       hdr_(r.slot(slot)),
       log_(r.log(slot)),
       log_capacity_(r.sb().log_capacity),
+      stamp_(region::LogStamp(hdr_.log_epoch.load(std::memory_order_relaxed))),
       lock_wait_ns_(RegionLockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
 #ifdef GISMO_CRASH_POINTS
@@ -186,22 +187,24 @@ bool Txn::Append(uint64_t target, uint64_t value) {
     world_persisted_ = true;
   }
   LogEntry& e = log_[log_count_++];
-  e.target.store(target, std::memory_order_relaxed);
+  appended_ = true;
+  // The value first (release: before the stamp that makes it an entry).
   e.value.store(value, std::memory_order_relaxed);
+  e.target.store(region::StampLogTarget(target, stamp_), std::memory_order_release);
   return true;
 }
 
 void Txn::Publish(uint32_t first) {
-  if (first == log_count_) return;
+  if (first == log_count_ || r_.persist_mode() == region::PersistMode::kNone) return;
   // Durable invariant D1: the locks taken since the last publish and their
-  // records reach the medium before the count covers an entry made under
-  // them (recovery undoes a log only under a lock that carries the slot's
+  // records reach the medium before an entry made under them changes its
+  // target (recovery undoes a log only under a lock that carries the slot's
   // tag). Done here, not at the CAS, so a Txn that writes nothing persists
   // nothing; with the entries, under one barrier (D1 and D2 ask only that
-  // all of them precede the count).
+  // all of them precede the targets' stores).
   std::array<std::pair<uint64_t, uint64_t>, region::kMaxHeldLocks + 2> ranges;
   size_t n = 0;
-  if (persisted_locks_ < nlocks_ && r_.persist_mode() != region::PersistMode::kNone) {
+  if (persisted_locks_ < nlocks_) {
     ranges[n++] = {r_.OffsetOf(&hdr_.held_locks[persisted_locks_]),
                    (nlocks_ - persisted_locks_) * sizeof(Word)};
     for (uint32_t i = persisted_locks_; i < nlocks_; ++i) {
@@ -209,14 +212,11 @@ void Txn::Publish(uint32_t first) {
     }
     persisted_locks_ = nlocks_;
   }
-  // Durable invariant D2: the entries are on the medium before the count
-  // that covers them can be, and the count before a target changes (the
-  // target's line may be written back at any moment after its store).
+  // Durable invariant D2: the entries are on the medium before a target
+  // changes (the target's line may be written back at any moment after its
+  // store); their stamps say they are this Txn's, no count is needed.
   ranges[n++] = {r_.OffsetOf(&log_[first]), (log_count_ - first) * sizeof(LogEntry)};
   r_.PersistAll(ranges.data(), n);
-  // The entries are complete before the count covers them...
-  hdr_.log_count.store(log_count_, std::memory_order_release);
-  r_.Persist(&hdr_.log_count, sizeof(Word));
 }
 
 bool Txn::Log(uint64_t target, uint64_t value) {
@@ -232,8 +232,8 @@ void Txn::Write(Word& word, uint64_t value) {
   if (!Log(region::PackLogTarget(LogKind::kWord, r_.OffsetOf(&word)), old)) {
     return;
   }
-  // ...and the count covers it before the word changes (release orders the
-  // count store before this one).
+  // ...and the entry is complete before the word changes (release orders
+  // its stores before this one).
   word.store(value, std::memory_order_release);
 }
 
@@ -260,8 +260,8 @@ void Txn::WriteAll(const Change* changes, size_t n) {
     }
   }
   Publish(first);
-  // ...and the count covers them before the words change (release orders
-  // the count store before these).
+  // ...and the entries are complete before the words change (release
+  // orders their stores before these).
   for (size_t i = 0; i < n; ++i)
     changes[i].word->store(changes[i].value, std::memory_order_release);
 }
@@ -404,17 +404,11 @@ Status Txn::Commit() {
     return failure_;
   }
   // Durable invariant D3: every target is on the medium before the commit
-  // record (log_count = 0) can be.
+  // record (the next epoch) can be.
   PersistTargets(r_, log_, log_count_);
   GISMO_CRASH_POINT("txn.before_commit");
-  const bool wrote = log_count_ != 0;
   // Invariant 3: the log is empty before any lock is released.
-  hdr_.log_count.store(0, std::memory_order_release);
-  log_count_ = 0;
-  // D4: committed on the medium before the Txn returns (and before any lock
-  // is released: a later Txn's entries then never mix with this one's). A
-  // Txn that wrote nothing left the medium's count at 0 (D4 of the last).
-  if (wrote) r_.Persist(&hdr_.log_count, sizeof(Word));
+  EndLog();
   GISMO_CRASH_POINT("txn.after_commit");
   event_word_ = nullptr;  // committed: the caller publishes it
   ReleaseLocks();
@@ -470,11 +464,18 @@ void ForEachRecordedLock(const region::Region& r, uint32_t slot, Fn&& fn) {
 }
 }  // namespace
 
+void Txn::EndLog() {
+  log_count_ = 0;
+  // D4: committed on the medium before the Txn returns (and before any lock
+  // is released: a later Txn's entries then never mix with this one's). A
+  // Txn that stored no entry leaves the epoch as it is: no entry has its
+  // stamp (D4 of the last Txn that stored one).
+  if (std::exchange(appended_, false)) EndLogOf(r_, slot_);
+}
+
 void Txn::Rollback() {
   UndoEntries(r_, log_, log_count_);  // restored, and persisted (D3)
-  hdr_.log_count.store(0, std::memory_order_release);
-  if (log_count_ != 0) r_.Persist(&hdr_.log_count, sizeof(Word));
-  log_count_ = 0;
+  EndLog();
   // The undo restored the claimed word of an attached event (if its pending
   // write was logged): no event at that seq (event_ring.h).
   if (event_word_ != nullptr) {
@@ -499,17 +500,48 @@ bool HoldsAnyLock(const region::Region& r, uint32_t slot) {
   return held;
 }
 
+uint32_t LoggedEntries(const region::Region& r, uint32_t slot) {
+  const uint64_t stamp = region::LogStamp(r.slot(slot).log_epoch.load(std::memory_order_acquire));
+  const LogEntry* log = r.log(slot);
+  const uint32_t capacity = r.sb().log_capacity;
+  uint32_t n = 0;
+  while (n < capacity &&
+         region::LogTargetStamp(log[n].target.load(std::memory_order_acquire)) == stamp) {
+    ++n;
+  }
+  return n;
+}
+
+void EndLogOf(const region::Region& r, uint32_t slot) {
+  region::ClientSlotHeader& hdr = r.slot(slot);
+  const uint64_t next = hdr.log_epoch.load(std::memory_order_relaxed) + 1;
+  if (next % region::kLogZeroEvery == 0) {
+    // No entry of the last kLogZeroEvery epochs may outlive them (layout.h):
+    // zeroed, and on the medium before the epoch that relies on it.
+    LogEntry* log = r.log(slot);
+    const uint32_t capacity = r.sb().log_capacity;
+    for (uint32_t i = 0; i < capacity; ++i) {
+      log[i].target.store(0, std::memory_order_relaxed);
+      log[i].value.store(0, std::memory_order_relaxed);
+    }
+    r.Persist(log, uint64_t{capacity} * sizeof(LogEntry));
+  }
+  // Release: after the zeroed entries, for a reader of the epoch.
+  hdr.log_epoch.store(next, std::memory_order_release);
+  r.Persist(&hdr.log_epoch, sizeof(Word));
+}
+
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot) {
   region::ClientSlotHeader& hdr = r.slot(slot);
   const uint64_t tag =
       region::LockTag(slot, region::SlotSessionOf(hdr.state.load(std::memory_order_acquire)));
-  // Its log is only meaningful while it holds the locks guarding the words.
-  const uint64_t count = hdr.log_count.load(std::memory_order_acquire);
-  if (HoldsAnyLock(r, slot) && count <= r.sb().log_capacity) {
-    UndoEntries(r, r.log(slot), count);  // restored, and persisted (D3)
+  // Its log is only meaningful while it holds the locks guarding the words
+  // (an entry is stored only under them, and the log emptied before the
+  // first is released: a slot that holds none has no entry of its epoch).
+  if (HoldsAnyLock(r, slot)) {
+    UndoEntries(r, r.log(slot), LoggedEntries(r, slot));  // restored, and persisted (D3)
+    EndLogOf(r, slot);
   }
-  hdr.log_count.store(0, std::memory_order_release);
-  r.Persist(&hdr.log_count, sizeof(Word));
   // FreeRunNode invariant 3: a dead holder of page_lock may have left the
   // free-run summary torn anywhere on the paths it was updating; rebuild it
   // from the (restored) bitmap while the lock is still held in its name.

@@ -10,7 +10,8 @@
 //     Write/SetBits/ClearBits, after its undo entry is in the log.
 //  2. A lock's offset is recorded in the slot's held_locks before the CAS
 //     that takes it, and stays there until after the lock is released.
-//  3. The log is cleared (log_count = 0) before the first lock is released.
+//  3. The log is emptied (log_epoch moved on, region/layout.h) before the
+//     first lock is released.
 //  4. After a lock's CAS and before the first write under it, the client
 //     re-reads its slot state (after a seq_cst fence): if the manager has
 //     ended its session, it lets go and writes nothing. The manager stores
@@ -28,10 +29,10 @@
 //  D1. A lock word and its held_locks record are persisted after the CAS and
 //      before the first log entry under it (by that Log(): a Txn that
 //      writes nothing persists nothing).
-//  D2. A log entry is persisted before log_count covers it, and log_count
-//      before the entry's target is written.
-//  D3. Every target is persisted before the commit record (log_count = 0);
-//      in a rollback or an undo by recovery, every restored word is.
+//  D2. A log entry (which carries the epoch's stamp: no count covers it) is
+//      persisted before its target is written.
+//  D3. Every target is persisted before the commit record (log_epoch moved
+//      on); in a rollback or an undo by recovery, every restored word is.
 //  D4. The commit record is persisted before Commit() returns and before
 //      any lock is released.
 //  D5. A lock persisted as taken is persisted as released before its
@@ -162,14 +163,17 @@ class Txn {
  private:
   // Append then Publish of one entry.
   bool Log(uint64_t target, uint64_t value);
-  // Stores entry (target, value) at log_[log_count_] and counts it in
-  // log_count_ (this Txn's count; the slot's word is raised by Publish),
-  // after D1. False, and the Txn failed, if the log is full.
+  // Stores entry (target, value), stamped with the epoch, at
+  // log_[log_count_] (its value first: an entry written back in between
+  // carries its old, stale stamp), after D1. False, and the Txn failed, if
+  // the log is full.
   bool Append(uint64_t target, uint64_t value);
-  // D2 for entries [first, log_count_): on the medium, then covered by the
-  // slot's log_count, which is on the medium before any of their targets
-  // changes.
+  // D1 and D2 for entries [first, log_count_): they and the locks taken
+  // since the last publish on the medium, under one barrier, before any of
+  // their targets changes.
   void Publish(uint32_t first);
+  // Empties the log for the next Txn (D4 when it logged anything).
+  void EndLog();
   bool SessionLive() const;
   void Unlock(uint32_t i);
   void ReleaseLocks();
@@ -181,7 +185,9 @@ class Txn {
   region::ClientSlotHeader& hdr_;
   region::LogEntry* log_;
   uint32_t log_capacity_;
-  uint32_t log_count_ = 0;
+  uint64_t stamp_;          // LogStamp of the slot's epoch
+  uint32_t log_count_ = 0;  // this Txn's entries
+  bool appended_ = false;   // an entry was stored (some may be past log_count_)
   uint32_t nlocks_ = 0;
   uint32_t persisted_locks_ = 0;  // locks_[0, this) are on the medium (durable D1)
   region::Word* locks_[region::kMaxHeldLocks];
@@ -222,6 +228,12 @@ void ForEachLock(const region::Region& r, Fn&& fn) {
 // must run before anything else touches the dead client's state. Idempotent.
 // Returns the number of locks released.
 uint32_t UndoDeadClient(const region::Region& r, uint32_t slot);
+// The entries of `slot`'s log that its running Txn wrote (and, at most, one
+// it was writing): the prefix stamped with the slot's epoch.
+uint32_t LoggedEntries(const region::Region& r, uint32_t slot);
+// Moves `slot`'s log epoch on (zeroing the log where layout.h says) and
+// persists it: every entry in the log is stale after it.
+void EndLogOf(const region::Region& r, uint32_t slot);
 // Whether `slot`'s current session holds any lock (from its held_locks).
 bool HoldsAnyLock(const region::Region& r, uint32_t slot);
 

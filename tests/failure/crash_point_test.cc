@@ -531,14 +531,14 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     using gismo::region::SlotState;
     if (WaitSlotState(**region, slot, {SlotState::kSuspected, SlotState::kFree},
                       "suspected or gone") == SlotState::kSuspected) {
-      const uint64_t log_count = (*region)->slot(slot).log_count.load(std::memory_order_acquire);
+      const uint64_t log_epoch = (*region)->slot(slot).log_epoch.load(std::memory_order_acquire);
       const uint64_t held = (*region)->slot(slot).held_count.load(std::memory_order_acquire);
       // The manager's ticks pass meanwhile; still suspected, still its own.
       auto clients = checker.Clients();
       EXPECT_TRUE(clients.ok());
       EXPECT_EQ(gismo::region::SlotStateOf((*region)->slot(slot).state.load()),
                 gismo::region::SlotState::kSuspected);
-      EXPECT_EQ((*region)->slot(slot).log_count.load(), log_count);
+      EXPECT_EQ((*region)->slot(slot).log_epoch.load(), log_epoch);
       EXPECT_EQ((*region)->slot(slot).held_count.load(), held);
     }
 

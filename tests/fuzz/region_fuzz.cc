@@ -81,10 +81,10 @@ Template* Make() {
   h.state.store(PackSlotState(SlotState::kRecovering, kDeadSession));
   h.held_locks[0].store(reg.OffsetOf(&reg.shard(0).lock));
   reg.shard(0).lock.store(LockTag(kDeadSlot, kDeadSession));
-  reg.log(kDeadSlot)[0].target.store(uint64_t(LogKind::kWord) << kLogKindShift |
-                                     reg.OffsetOf(&reg.shard(0).count));
+  reg.log(kDeadSlot)[0].target.store(
+      StampLogTarget(PackLogTarget(LogKind::kWord, reg.OffsetOf(&reg.shard(0).count)),
+                     LogStamp(h.log_epoch.load())));
   reg.log(kDeadSlot)[0].value.store(reg.shard(0).count.load());
-  h.log_count.store(1);
   const uint8_t* base = reg.base();
   t->metadata.assign(base, base + reg.heap_offset());
   atexit([] { unlink(("/dev/shm/gismo-fuzz-region-" + std::to_string(getpid())).c_str()); });
