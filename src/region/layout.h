@@ -865,7 +865,9 @@ struct alignas(kCacheLine) EventEntry {
   Word metadata_size;
   Word time_ns;
 };
-static_assert(sizeof(EventEntry) == 64);
+// One line: a write-back of its state word carries the fields stored
+// before it (store::AppendEvent persists no fields apart).
+static_assert(sizeof(EventEntry) == kCacheLine && alignof(EventEntry) == kCacheLine);
 
 // ---------------------------------------------------------------------------
 // Name table: a flat namespace of names bound to object ids, so that a

@@ -125,8 +125,11 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   e->data_size.store(SizesData(sizes), std::memory_order_relaxed);
   e->metadata_size.store(SizesMeta(sizes), std::memory_order_relaxed);
   e->time_ns.store(RealtimeNs(), std::memory_order_relaxed);
-  // Durable regions: the fields are on the medium before the pending word.
-  r.Persist(e, sizeof(EventEntry));
+  // Durable and non-coherent regions: the fields reach the medium before
+  // the pending word without a barrier of their own. The entry is one line
+  // (layout.h), written back whole, and its fields are stored before the
+  // pending word (release, below): a write-back that carries that word
+  // carries them (the commit's persist of the word, or an early one).
   GISMO_CRASH_POINT("event.before_pending");
   // Logged (E3); Write stores with release, so whoever sees pending (the
   // recovery that publishes it) sees the fields.
@@ -211,7 +214,10 @@ RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
     }
     const uint64_t owner = EventFinalSeq(s1);
     if (owner > *cursor) return RingRead::kOverflow;
-    if (owner < *cursor) return RingRead::kNothing;  // not claimed yet (E1: cannot happen)
+    // Not claimed yet as this reader sees it: E1 rules it out in a coherent
+    // region; in a non-coherent one the head's line may reach memory before
+    // the entry's (the owner flushes both before it wakes subscribers).
+    if (owner < *cursor) return RingRead::kNothing;
     if (EventStateOf(s1) == EventState::kSkipped) {
       ++*cursor;
       continue;

@@ -183,9 +183,15 @@ void NcOwnerStore::PublishCommittedEvent() {
   if (event_ == nullptr) return;
   PublishEvent(event_, event_seq_);
   // The entry (its state word last) and the head, for subscribers on
-  // other hosts (store::ReadEvent invalidates them).
-  r_.Persist(event_, sizeof(EventEntry));
-  r_.Persist(&r_.event_ring().head, sizeof(Word));
+  // other hosts (store::ReadEvent invalidates them), under one fence: in no
+  // order between them (a reader that finds the head's line ahead of the
+  // entry's sees the entry unpublished and waits, as it does while the
+  // head, moved at the claim, reaches memory early), both before the
+  // manager's wake-up of the subscribers.
+  const std::pair<uint64_t, uint64_t> lines[] = {
+      {r_.OffsetOf(event_), sizeof(EventEntry)},
+      {r_.OffsetOf(&r_.event_ring().head), sizeof(Word)}};
+  r_.PersistAll(lines, 2);
   event_ = nullptr;
 }
 

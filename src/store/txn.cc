@@ -302,18 +302,20 @@ void Txn::ClearBits(Word* bitmap, uint64_t first, uint64_t n) {
   FillBits(bitmap, first, n, false);
 }
 
-void Txn::Unlock(uint32_t i) {
-  ReleaseIfHeldBy(*locks_[i], tag_);  // only if still ours
+void Txn::ReleaseLocks() {
   // Durable invariant D5: a lock persisted as taken (D1) is persisted as
   // released before its record is cleared, so the medium never holds a
   // lock with this slot's tag that no record of the slot names (nobody
-  // would release it after a power loss).
-  if (i < persisted_locks_) r_.Persist(locks_[i], sizeof(Word));
-  hdr_.held_locks[i].store(0, std::memory_order_relaxed);
-}
-
-void Txn::ReleaseLocks() {
-  for (uint32_t i = nlocks_; i-- > 0;) Unlock(i);
+  // would release it after a power loss). All of them under one barrier,
+  // then the records.
+  std::array<std::pair<uint64_t, uint64_t>, region::kMaxHeldLocks> released;
+  size_t n = 0;
+  for (uint32_t i = nlocks_; i-- > 0;) {
+    ReleaseIfHeldBy(*locks_[i], tag_);  // only if still ours
+    if (i < persisted_locks_) released[n++] = {r_.OffsetOf(locks_[i]), sizeof(Word)};
+  }
+  if (n != 0) r_.PersistAll(released.data(), n);
+  for (uint32_t i = nlocks_; i-- > 0;) hdr_.held_locks[i].store(0, std::memory_order_relaxed);
   nlocks_ = 0;
   persisted_locks_ = 0;
   if (world_) {

@@ -175,7 +175,6 @@ class Txn {
   // Empties the log for the next Txn (D4 when it logged anything).
   void EndLog();
   bool SessionLive() const;
-  void Unlock(uint32_t i);
   void ReleaseLocks();
 
   const region::Region& r_;
