@@ -10,10 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstring>
 #include <fstream>
 #include <gismo/gismo.hpp>
 #include <iostream>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -51,10 +55,12 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
 // as users meet it.
 class NonCoherentServed : public ::testing::Test {
  protected:
+  virtual uint32_t OwnerThreads() const { return 1; }
   void SetUp() override {
     ASSERT_TRUE(region::NonCoherentSupported());
     manager::ManagerOptions o = testing::InProcessManagerOptions(64ull << 20);
     o.format.coherence = CoherenceMode::kNonCoherent;
+    o.owner_threads = OwnerThreads();
     mgr_ = std::make_unique<testing::InProcessManager>(o);
     ASSERT_TRUE(mgr_->Start().ok());
   }
@@ -114,6 +120,189 @@ TEST_F(NonCoherentServed, ObjectsGoFromOneClientToAnother) {
   EXPECT_TRUE(writer.Disconnect().ok());
   EXPECT_TRUE(reader.Disconnect().ok());
   EXPECT_TRUE(Problems().empty());
+}
+
+// Several owner threads (doc/noncoherent.md 9.3): each applies the
+// requests of the client slots s with s % 3 == its number, in a Txn slot of
+// its own, listed for a successor; the deletes one thread makes wait for a
+// release another thread serves.
+class NonCoherentOwnerThreads : public NonCoherentServed {
+ protected:
+  uint32_t OwnerThreads() const override { return 3; }
+};
+
+TEST_F(NonCoherentOwnerThreads, ClientsOfEveryThreadAreServedTogether) {
+  constexpr int kClients = 6, kObjects = 120;
+  std::vector<Client> clients;
+  std::set<uint32_t> threads;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(Connect());
+    threads.insert(clients.back().Identity()->slot % 3);
+  }
+  EXPECT_EQ(threads.size(), 3u) << "clients of every owner thread";
+  {
+    auto r = region::Region::Open(mgr_->region_path());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const region::Superblock& sb = (*r)->sb();
+    EXPECT_EQ(sb.owner_sleep.threads, 3u);
+    EXPECT_EQ(sb.owner_helpers.slots[0], 0u);
+    for (uint32_t k = 1; k < 3; ++k) {
+      const uint64_t slot = sb.owner_helpers.slots[k];
+      ASSERT_NE(slot, 0u) << "helper " << k << " is listed";
+      EXPECT_EQ(region::SlotStateOf((*r)->slot(slot - 1).state.load()), region::SlotState::kActive);
+    }
+    EXPECT_EQ(sb.owner_helpers.slots[3], 0u);
+  }
+  auto id = [](int client, int n) {
+    return ObjectId::FromName("t" + std::to_string(client) + "-" + std::to_string(n));
+  };
+  std::vector<std::thread> workers;
+  std::atomic<int> failures{0}, created{0};
+  for (int i = 0; i < kClients; ++i) {
+    workers.emplace_back([&, i] {
+      Client& c = clients[i];
+      const int next = (i + 1) % kClients;
+      for (int n = 0; n < kObjects; ++n) {
+        const auto bytes = Pattern(1000 + 37 * n, static_cast<uint8_t>(i * 16 + n));
+        auto buf = c.Create(id(i, n), bytes.size());
+        if (!buf.ok()) {
+          ADD_FAILURE() << "client " << i << " create " << n << ": " << buf.status().ToString();
+          ++failures;
+          break;
+        }
+        std::memcpy(buf->data(), bytes.data(), bytes.size());
+        if (!buf->SealAndRelease().ok()) ++failures;
+        // The neighbour's object (another owner thread's client): read,
+        // deleted by its creator while held here, freed at this release.
+        if (n % 3 == 0) {
+          auto got = c.Get(id(next, n), 30000);
+          if (!got.ok()) {
+            ADD_FAILURE() << "client " << i << " get " << n << ": " << got.status().ToString();
+            ++failures;
+            break;
+          }
+          const auto want = Pattern(1000 + 37 * n, static_cast<uint8_t>(next * 16 + n));
+          if (got->size() != want.size() || std::memcmp(got->data(), want.data(), want.size())) {
+            ++failures;
+          }
+          if (!got->Release().ok()) ++failures;
+        }
+      }
+      // Every neighbour's gets done before any delete.
+      created.fetch_add(1);
+      while (created.load() < kClients && failures.load() == 0) std::this_thread::yield();
+      for (int n = 0; n < kObjects; ++n) {
+        if (!c.Delete(id(i, n)).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int i = 0; i < kClients; ++i) {
+    for (int n = 0; n < kObjects; ++n) {
+      Result<gismo_object_info_t> st = Status();
+      while ((st = clients[0].Stat(id(i, n))).ok() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+      ASSERT_FALSE(st.ok()) << "object " << i << "-" << n << " is never freed: state " << st->state
+                            << ", refs " << st->ref_count;
+    }
+  }
+  auto usage = clients[0].Usage();
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->object_count, 0u);
+  EXPECT_EQ(usage->client_count, static_cast<uint32_t>(kClients)) << "the helpers are no clients";
+  auto plain = region::Region::Open(mgr_->region_path());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(usage->max_clients, (*plain)->max_clients() - OwnerThreads())
+      << "slot 0 and the helpers' are no client's";
+  for (Client& c : clients) EXPECT_TRUE(c.Disconnect().ok());
+  for (auto& p : Problems()) ADD_FAILURE() << p;
+  // A clean stop freed the helpers' slots and emptied the list.
+  auto r = region::Region::Open(mgr_->region_path());
+  ASSERT_TRUE(r.ok());
+  for (uint32_t k = 0; k < region::kMaxOwnerThreads; ++k) {
+    EXPECT_EQ((*r)->sb().owner_helpers.slots[k], 0u);
+  }
+}
+
+// The manager dies inside a helper thread's Txn (a create of a client it
+// serves, before the commit): its successor, with one thread, undoes that
+// Txn (the shard lock it held is free again, the create never happened),
+// frees the helper's slot, and takes the create again from the client's
+// ring (its head was not committed), which the client then seals.
+TEST(NonCoherentOwnerThreadsProcess, ASuccessorUndoesWhatAHelperLeftHalfDone) {
+  ASSERT_TRUE(region::NonCoherentSupported());
+  testing::ManagerProcessOptions mo;
+  mo.binary = GISMO_MANAGER_TESTING_BIN;  // its crash points armed by GISMO_CRASH_AT
+  mo.size = "64MiB";
+  mo.keep_region = true;
+  mo.extra_args = {"--coherence", "non-coherent", "--owner-threads", "2"};
+  mo.env = {"GISMO_CRASH_AT=nc_owner.before_commit"};
+  testing::ManagerProcess first(mo);
+  ASSERT_TRUE(first.Start()) << first.error();
+  auto a = Client::Connect(first.address());
+  auto b = Client::Connect(first.address());
+  ASSERT_TRUE(a.ok() && b.ok());
+  // The helper took slot 1: a in slot 2 (thread 0), b in slot 3 (thread 1).
+  ASSERT_EQ(b->Identity()->slot % 2, 1u) << "b's requests go to the helper";
+  const ObjectId x = ObjectId::FromName("helper-made");
+  EXPECT_FALSE(b->Create(x, 5000).ok()) << "the owner died before it answered";
+  int status = 0;
+  ASSERT_TRUE(first.StopWithin(30, &status));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 77) << "died at the crash point";
+  {
+    auto r = region::Region::Open(first.region());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const uint64_t helper = (*r)->sb().owner_helpers.slots[1];
+    ASSERT_EQ(helper, 2u) << "the helper listed slot 1";
+    uint32_t held = 0;
+    for (uint32_t s = 0; s < (*r)->num_shards(); ++s) {
+      held += (*r)->shard(s).lock.load() != 0;
+    }
+    EXPECT_EQ(held, 1u) << "the dead helper holds the shard lock of its create";
+  }
+  testing::ManagerProcessOptions so = mo;
+  so.region = first.region();
+  so.env.clear();
+  so.extra_args = {"--coherence", "non-coherent"};
+  so.listen = {first.address()};
+  so.log_level = "info";
+  so.stderr_path = "/tmp/" + testing::UniqueName("successor") + ".log";
+  testing::ManagerProcess successor(so);
+  ASSERT_TRUE(successor.Start()) << successor.error();
+  std::ifstream log_file(so.stderr_path);
+  const std::string log((std::istreambuf_iterator<char>(log_file)), {});
+  EXPECT_NE(log.find("owner thread 1 of the previous manager (slot 1): its Txn undone"),
+            std::string::npos)
+      << log;
+  unlink(so.stderr_path.c_str());
+  // b asks again: answered with the object the successor made from b's
+  // ring (its head was not committed), then sealed and read by a.
+  const auto bytes = Pattern(5000, 9);
+  Result<MutableBuffer> buf = Status(GISMO_ERR_TIMEOUT, "");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(buf = b->Create(x, bytes.size())).ok() && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_TRUE(buf.ok()) << buf.status().ToString();
+  std::memcpy(buf->data(), bytes.data(), bytes.size());
+  ASSERT_TRUE(buf->SealAndRelease().ok());
+  auto got = a->Get(x, 30000);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::memcmp(got->data(), bytes.data(), bytes.size()), 0);
+  ASSERT_TRUE(got->Release().ok());
+  EXPECT_TRUE(a->Disconnect().ok());
+  EXPECT_TRUE(b->Disconnect().ok());
+  successor.Stop();
+  auto r = region::Region::Open(first.region());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(region::SlotStateOf((*r)->slot(1).state.load()), region::SlotState::kFree);
+  EXPECT_EQ((*r)->sb().owner_helpers.slots[1], 0u);
+  auto rep = fsck::Check(**r, nullptr);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->problems.empty()) << rep->problems.front();
+  unlink(first.region().c_str());
 }
 
 // The simulator's line locks (region/view_sim.h): a host killed inside a
@@ -689,9 +878,15 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   resp->tail.value = cap + 5;
   EXPECT_TRUE(Mentions(Problems(*r), "client slot 3's response ring is inconsistent: tail 69"));
   resp->tail.value = 1;
-  r->sb().owner_sleep.sleeping = 2;
-  EXPECT_TRUE(Mentions(Problems(*r), "the owner's sleep line holds 2"));
-  r->sb().owner_sleep.sleeping = 1;
+  r->sb().owner_sleep.sleeping[3] = 2;
+  EXPECT_TRUE(Mentions(Problems(*r), "the owner's sleep line holds 2 for owner thread 3"));
+  r->sb().owner_sleep.sleeping[3] = 1;
+  r->sb().owner_sleep.threads = 9;
+  EXPECT_TRUE(Mentions(Problems(*r), "the owner's sleep line counts 9 owner threads"));
+  r->sb().owner_sleep.threads = 2;
+  r->sb().owner_helpers.slots[1] = 1000;
+  EXPECT_TRUE(Mentions(Problems(*r), "the owner's helper line names slot 999 for owner thread 1"));
+  r->sb().owner_helpers.slots[1] = 2;
   r->sb().candidates[7].choosing = 9;
   EXPECT_TRUE(Mentions(Problems(*r), "candidate line 7 of the owner election"));
   r->sb().candidates[7].choosing = 0;

@@ -56,7 +56,7 @@ Outcome Interleave(bool step_owner, uint64_t k, SleepFault owner_fault, SleepFau
   owner.SetFaultForTesting(owner_fault);
   cl.Store(d.tail(), 1);
   cl.Flush(d.tail(), 8);
-  EXPECT_FALSE(OwnerNeedsWake(cl, d.sleep()));
+  EXPECT_FALSE(OwnerNeedsWake(cl, d.sleep(), 1));
   ol.Invalidate(d.tail(), 8);
   EXPECT_EQ(ol.Load(d.tail()), 1u);
   const uint64_t head = 1;
@@ -71,7 +71,7 @@ Outcome Interleave(bool step_owner, uint64_t k, SleepFault owner_fault, SleepFau
   auto client_side = [&] {
     cl.Store(d.tail(), 2);  // P2: the entry was flushed before; now the tail
     cl.Flush(d.tail(), 8);
-    out.rang = OwnerNeedsWake(cl, d.sleep(), client_fault);
+    out.rang = OwnerNeedsWake(cl, d.sleep(), 1, client_fault);
   };
   SteppedLines& stepped = step_owner ? ol : cl;
   stepped.at = stepped.ops + k;
@@ -124,11 +124,42 @@ TEST(OwnerSleepTest, WokenOwnerClearsTheLine) {
   CacheSim os(d.m.base(), d.m.size(), Quiet(d, 1)), cs(d.m.base(), d.m.size(), Quiet(d, 2));
   OwnerSleep<CacheSim> owner(os, d.sleep());
   EXPECT_TRUE(owner.PrepareToSleep([] { return false; }));
-  EXPECT_TRUE(OwnerNeedsWake(cs, d.sleep()));
+  EXPECT_TRUE(OwnerNeedsWake(cs, d.sleep(), 1));
   owner.Woke();
-  EXPECT_FALSE(OwnerNeedsWake(cs, d.sleep()));
+  EXPECT_FALSE(OwnerNeedsWake(cs, d.sleep(), 1));
   EXPECT_FALSE(owner.PrepareToSleep([] { return true; })) << "a published request keeps it awake";
-  EXPECT_FALSE(OwnerNeedsWake(cs, d.sleep()));
+  EXPECT_FALSE(OwnerNeedsWake(cs, d.sleep(), 1));
+  EXPECT_TRUE(cs.stale_reads().empty());
+}
+
+// Several owner threads: each sleeps on its own word, and a client reads
+// the word of the thread that serves its slot (slot % threads), as memory
+// holds the count; a line that names no count (or an impossible one) is
+// one thread's.
+TEST(OwnerSleepTest, EachOwnerThreadSleepsOnItsOwnWord) {
+  Lines2 d;
+  CacheSim os(d.m.base(), d.m.size(), Quiet(d, 1)), cs(d.m.base(), d.m.size(), Quiet(d, 2));
+  os.Store(&d.sleep()->threads, 3);
+  os.Flush(d.sleep(), sizeof(OwnerSleepLine));
+  OwnerSleep<CacheSim> t0(os, d.sleep(), 0), t2(os, d.sleep(), 2);
+  EXPECT_TRUE(t2.PrepareToSleep([] { return false; }));
+  for (uint32_t slot = 1; slot < 10; ++slot) {
+    EXPECT_EQ(OwnerNeedsWake(cs, d.sleep(), slot), slot % 3 == 2) << "slot " << slot;
+  }
+  EXPECT_TRUE(t0.PrepareToSleep([] { return false; }));
+  t2.Woke();
+  for (uint32_t slot = 1; slot < 10; ++slot) {
+    EXPECT_EQ(OwnerNeedsWake(cs, d.sleep(), slot), slot % 3 == 0) << "slot " << slot;
+  }
+  for (uint64_t threads :
+       {uint64_t{0}, uint64_t{1}, uint64_t{kMaxOwnerThreads + 1}, ~uint64_t{0}}) {
+    os.Store(&d.sleep()->threads, threads);
+    os.Flush(d.sleep(), sizeof(OwnerSleepLine));
+    for (uint32_t slot = 1; slot < 10; ++slot) {
+      EXPECT_TRUE(OwnerNeedsWake(cs, d.sleep(), slot))
+          << "threads " << threads << ", slot " << slot;
+    }
+  }
   EXPECT_TRUE(cs.stale_reads().empty());
 }
 
@@ -155,7 +186,7 @@ TEST(OwnerSleepTest, OwnerSleepsAndEveryRequestIsApplied) {
     for (uint64_t n = 1; n <= kRequests; ++n) {
       cs.Store(d.tail(), n);
       cs.Flush(d.tail(), 8);
-      if (OwnerNeedsWake(cs, d.sleep())) {
+      if (OwnerNeedsWake(cs, d.sleep(), 1)) {
         const uint64_t one = 1;
         ASSERT_EQ(write(bell, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
         rings.fetch_add(1, std::memory_order_relaxed);

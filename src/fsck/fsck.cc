@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -55,7 +56,8 @@ const char* StateName(ObjectState s) {
 
 class Checker {
  public:
-  Checker(const Region& r, Report* rep, bool online) : r_(r), rep_(*rep), online_(online) {}
+  Checker(const Region& r, Report* rep, bool online)
+      : r_(r), rep_(*rep), online_(online), helpers_(region::OwnerHelperSlots(r)) {}
 
   void Run() {
     CheckNonCoherentLines();
@@ -84,6 +86,11 @@ class Checker {
     return std::to_string(v);
   }
 
+  // A Txn slot of the owner's helper threads (format 12), not a client's.
+  bool Helper(uint32_t slot) const {
+    return std::find(helpers_.begin(), helpers_.end(), slot) != helpers_.end();
+  }
+
   // Active, or dead but not yet recovered: either way it still owns what
   // its slot lists.
   bool Live(uint32_t slot) const {
@@ -108,6 +115,7 @@ class Checker {
     if (online_) return;
     const uint32_t records = r_.num_shards() * r_.records_per_shard();
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      if (Helper(i)) continue;  // its lock records, not a summary
       const NcTable t = store::NcTableOf(r_, i);
       const NcSummary summary = NcReadSummary(lines, t);
       if (!Live(i)) {
@@ -129,6 +137,7 @@ class Checker {
     const uint32_t cap = r_.request_ring_capacity();
     const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+      if (Helper(i)) continue;  // its log area holds an undo log, not rings
       const uint64_t state = r_.slot(i).state.load(std::memory_order_acquire);
       const SlotState st = SlotStateOf(state);
       const bool live =
@@ -166,9 +175,24 @@ class Checker {
     CheckHeldSummaries(lines);
     Superblock& sb = r_.sb();
     lines.Invalidate(&sb.owner_sleep, sizeof(sb.owner_sleep));
-    if (lines.Load(&sb.owner_sleep.sleeping) > 1) {
-      Problem("the owner's sleep line holds ", lines.Load(&sb.owner_sleep.sleeping),
-              " (0 or 1 expected)");
+    for (uint32_t k = 0; k < kMaxOwnerThreads; ++k) {
+      if (lines.Load(&sb.owner_sleep.sleeping[k]) > 1) {
+        Problem("the owner's sleep line holds ", lines.Load(&sb.owner_sleep.sleeping[k]),
+                " for owner thread ", k, " (0 or 1 expected)");
+      }
+    }
+    if (lines.Load(&sb.owner_sleep.threads) > kMaxOwnerThreads) {
+      Problem("the owner's sleep line counts ", lines.Load(&sb.owner_sleep.threads),
+              " owner threads (at most ", kMaxOwnerThreads, ")");
+    }
+    lines.Invalidate(&sb.owner_helpers, sizeof(sb.owner_helpers));
+    for (uint32_t k = 0; k < kMaxOwnerThreads; ++k) {
+      const uint64_t v = lines.Load(&sb.owner_helpers.slots[k]);
+      if (v != 0 && (k == 0 || v - 1 == 0 || v - 1 >= r_.max_clients())) {
+        Problem("the owner's helper line names slot ", v - 1, " for owner thread ", k,
+                " (thread 0 is slot 0's; a helper's is a client slot, below ", r_.max_clients(),
+                ")");
+      }
     }
     for (uint32_t s = 0; s < r_.num_shards() && !online_; ++s) {
       ShardHeader& sh = r_.shard(s);
@@ -247,8 +271,8 @@ class Checker {
         Problem("client slot ", i, " has an unknown state");
       }
       // A non-coherent region's clients log nothing: their log areas hold
-      // their rings.
-      const uint32_t logged = r_.noncoherent() ? 0 : store::LoggedEntries(r_, i);
+      // their rings (the owner's helper threads' slots hold undo logs).
+      const uint32_t logged = r_.noncoherent() && !Helper(i) ? 0 : store::LoggedEntries(r_, i);
       if (logged != 0 && (!online_ || recovering)) {
         Problem("client slot ", i, " has an interrupted operation (", logged,
                 " undo entries) that recovery has not undone");
@@ -803,6 +827,7 @@ class Checker {
   const Region& r_;
   Report& rep_;
   bool online_;
+  std::vector<uint32_t> helpers_;  // region::OwnerHelperSlots at the start
   std::unordered_map<uint32_t, uint64_t> held_by_record_;
   std::unordered_map<uint32_t, uint32_t> unsealed_creator_;
   std::unordered_map<uint32_t, uint32_t> owner_listing_;  // record → slot with kHeldOwned

@@ -9,9 +9,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -183,9 +185,21 @@ class Manager::Impl {
   uint64_t refusals_unlogged_ = 0;            // since the last summary
   std::unique_ptr<MetricsExporter> metrics_;  // after io_: destroyed before it
   // A non-coherent region (doc/noncoherent.md): this manager owns its
-  // metadata and applies its clients' requests (ServeRequests, on this
-  // thread, so nothing else writes the store meanwhile).
-  std::unique_ptr<store::NcOwnerStore> nc_owner_;
+  // metadata and applies its clients' requests: owner thread 0 on this
+  // thread (ServeRequests), threads 1.. (opt_.owner_threads) in nc_helpers_,
+  // each with its store in nc_owners_[k] (section 9.3).
+  struct OwnerThread {
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool rung = false;  // a client's kRequests frame came (guarded by mu)
+  };
+  std::unique_ptr<store::NcOwnerShared> nc_shared_;
+  std::vector<std::unique_ptr<store::NcOwnerStore>> nc_owners_;
+  std::vector<std::unique_ptr<OwnerThread>> nc_helpers_;  // [k - 1]: owner thread k
+  // Set to stop the helper threads (relaxed would do: they also take the
+  // thread's mutex before they sleep; acquire/release for clarity).
+  std::atomic<bool> nc_stop_{false};
   region::HwLines nc_lines_;
   std::optional<region::OwnerSleep<region::HwLines>> nc_sleep_;
   bool nc_serve_posted_ = false;
@@ -200,6 +214,33 @@ class Manager::Impl {
   // (owner_sleep.h) until a client's kRequests frame or the next tick.
   void PostServeRequests();
   void ServeRequests();
+  // The store of the owner thread that serves client `slot`.
+  store::NcOwnerStore& NcOwnerOf(uint32_t slot) const {
+    return *nc_owners_[region::OwnerThreadOf(slot, nc_owners_.size())];
+  }
+  // Owner thread k >= 1: ServeRequests' loop on a thread of its own,
+  // sleeping on its own word of the sleep line and its OwnerThread's
+  // condition variable.
+  void ServeRequestsOnHelper(uint32_t k);
+  // On this thread, after any owner thread's pass: the sessions of clients
+  // that broke the request protocol end, the waiters of what changed wake.
+  void AfterServe(const std::vector<std::pair<uint32_t, Status>>& broken,
+                  const std::vector<gismo_id_t>& changed);
+  // A client of `slot` published requests while its owner thread slept.
+  void WakeOwnerThreadOf(uint32_t slot);
+  // The helper threads' Txn slots: what previous managers' helpers left
+  // undone is undone and their slots freed (UndoHelpersOfPreviousOwner),
+  // then this manager's are claimed and listed (ClaimHelperSlots).
+  void UndoHelpersOfPreviousOwner();
+  // A fresh slot: empty log (or rings), no held references, no slabs, no
+  // locks; persisted.
+  void ClearSlotBody(uint32_t slot);
+  // Up to `count` free client slots (fewer, with a warning, if fewer are
+  // free), each listed, cleared and active: (slot, session) each.
+  Result<std::vector<std::pair<uint32_t, uint64_t>>> ClaimHelperSlots(uint32_t count);
+  bool IsHelperSlot(uint32_t slot) const;
+  void StopHelpers();
+  void FreeHelperSlots();
   Status Listen(const std::string& address);
   void AcceptUnix(asio::local::stream_protocol::acceptor& a);
   void AcceptTcp(asio::ip::tcp::acceptor& a);
@@ -422,9 +463,19 @@ void Session::Overflow() {
 }
 
 Manager::Impl::~Impl() {
+  StopHelpers();
   for (const auto& p : unix_paths_) unlink(p.c_str());
   if (lock_fd_ >= 0) close(lock_fd_);
   if (reserve_fd_ >= 0) close(reserve_fd_);
+}
+
+void Manager::Impl::ClearSlotBody(uint32_t slot) {
+  // Everything its owner writes (log or rings, held table, slabs, lock
+  // records) cleared, in memory before the caller changes its state.
+  uint8_t* base = reinterpret_cast<uint8_t*>(&region_->slot(slot));
+  const size_t clear_from = offsetof(region::ClientSlotHeader, log_epoch);
+  std::memset(base + clear_from, 0, region_->sb().client_slot_size - clear_from);
+  region_->Persist(base, region_->sb().client_slot_size);
 }
 
 void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t session) {
@@ -529,6 +580,7 @@ Status Manager::Impl::OpenRegion() {
     store::UndoDeadClient(*region_, kManagerSlot);
     store::FinishDeadProducerEvents(*region_, kManagerSlot);
   }
+  UndoHelpersOfPreviousOwner();
   session_ = region::SlotSessionOf(st) + 1;
   me.client_id.store(0, std::memory_order_relaxed);
   me.node_id.store(opt_.node_id, std::memory_order_relaxed);
@@ -558,19 +610,152 @@ Status Manager::Impl::OpenRegion() {
   // Durable regions: the lease and this manager's identity are on the
   // medium (a manager after a power loss fences this one by them).
   region_->Persist(uint64_t{0}, sizeof(region::Superblock));
+  if (!region_->noncoherent() && opt_.owner_threads > 1) {
+    spdlog::warn(
+        "--owner-threads {} has no effect on a coherent region (its clients apply their "
+        "own operations)",
+        opt_.owner_threads);
+  }
   if (region_->noncoherent()) {
-    nc_owner_ = std::make_unique<store::NcOwnerStore>(*region_, session_);
-    nc_owner_->AdoptDeleting();
-    nc_sleep_.emplace(nc_lines_, &sb.owner_sleep);
-    nc_sleep_->Woke();
-    spdlog::info("non-coherent region: this manager applies the clients' requests");
+    auto helpers = ClaimHelperSlots(opt_.owner_threads - 1);
+    if (!helpers.ok()) return helpers.status();
+    nc_shared_ = std::make_unique<store::NcOwnerShared>();
+    for (const auto& helper : *helpers) nc_shared_->helper_slots.push_back(helper.first);
+    nc_owners_.push_back(
+        std::make_unique<store::NcOwnerStore>(*region_, kManagerSlot, session_, nc_shared_.get()));
+    for (const auto& [slot, session] : *helpers) {
+      nc_owners_.push_back(
+          std::make_unique<store::NcOwnerStore>(*region_, slot, session, nc_shared_.get()));
+    }
+    nc_owners_[0]->AdoptDeleting();
+    // Every thread awake, and their count in memory before any client is
+    // served (a client reads it to find its thread's word, W1).
+    region::OwnerSleepLine& line = sb.owner_sleep;
+    for (uint32_t k = 0; k < region::kMaxOwnerThreads; ++k) nc_lines_.Store(&line.sleeping[k], 0);
+    const uint32_t threads = static_cast<uint32_t>(nc_owners_.size());
+    nc_lines_.Store(&line.threads, threads);
+    nc_lines_.Flush(&line, sizeof(line));
+    nc_sleep_.emplace(nc_lines_, &line, 0);
+    for (uint32_t k = 1; k < threads; ++k) nc_helpers_.push_back(std::make_unique<OwnerThread>());
+    for (uint32_t k = 1; k < threads; ++k) {
+      nc_helpers_[k - 1]->thread = std::thread([this, k] { ServeRequestsOnHelper(k); });
+    }
+    spdlog::info("non-coherent region: this manager applies the clients' requests ({} thread{})",
+                 nc_owners_.size(), nc_owners_.size() == 1 ? "" : "s");
   }
   AdoptSlotsOfPreviousManager();
   return Status();
 }
 
+void Manager::Impl::UndoHelpersOfPreviousOwner() {
+  // The previous owner is fenced, and its helper threads with it (one
+  // process): each listed slot's Txn is undone, its events finished, and
+  // the slot freed; then the list is cleared, before any client is admitted
+  // (so a slot it names is never a client's).
+  region::OwnerHelpersLine& line = region_->sb().owner_helpers;
+  region::HwLines lines;
+  lines.Invalidate(&line, sizeof(line));
+  for (uint32_t k = 1; k < region::kMaxOwnerThreads; ++k) {
+    const uint64_t v = lines.Load(&line.slots[k]);
+    if (v == 0) continue;
+    if (v - 1 == kManagerSlot || v - 1 >= region_->max_clients()) {
+      spdlog::warn(
+          "the owner's helper line names slot {} for thread {}: not a client slot; "
+          "ignored",
+          v - 1, k);
+      continue;
+    }
+    const uint32_t slot = static_cast<uint32_t>(v - 1);
+    const uint64_t st = region_->slot(slot).state.load(std::memory_order_acquire);
+    if (region::SlotStateOf(st) == SlotState::kFree) continue;
+    const uint32_t released = store::UndoDeadClient(*region_, slot);
+    store::FinishDeadProducerEvents(*region_, slot);
+    ClearSlotBody(slot);
+    SetSlotState(slot, SlotState::kFree, region::SlotSessionOf(st));
+    spdlog::info(
+        "owner thread {} of the previous manager (slot {}): its Txn undone, {} lock{} "
+        "released",
+        k, slot, released, released == 1 ? "" : "s");
+  }
+  for (uint32_t k = 0; k < region::kMaxOwnerThreads; ++k) lines.Store(&line.slots[k], 0);
+  region_->Persist(&line, sizeof(line));
+}
+
+Result<std::vector<std::pair<uint32_t, uint64_t>>> Manager::Impl::ClaimHelperSlots(uint32_t count) {
+  std::vector<std::pair<uint32_t, uint64_t>> claimed;
+  region::OwnerHelpersLine& line = region_->sb().owner_helpers;
+  region::HwLines lines;
+  for (uint32_t i = 1; i < region_->max_clients() && claimed.size() < count; ++i) {
+    region::ClientSlotHeader& h = region_->slot(i);
+    const uint64_t st = h.state.load(std::memory_order_acquire);
+    if (region::SlotStateOf(st) != SlotState::kFree) continue;
+    const uint64_t session = region::SlotSessionOf(st) + 1;
+    // Listed (and persisted) before it is active: a successor finds every
+    // helper slot that may hold a Txn.
+    lines.Store(&line.slots[claimed.size() + 1], uint64_t{i} + 1);
+    region_->Persist(&line, sizeof(line));
+    ClearSlotBody(i);
+    h.client_id.store(0, std::memory_order_relaxed);
+    h.node_id.store(opt_.node_id, std::memory_order_relaxed);
+    h.pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed);
+    h.connect_time_ns.store(RealtimeNs(), std::memory_order_relaxed);
+    h.heartbeat_ns.store(RealtimeNs(), std::memory_order_relaxed);
+    h.fenced_by.store(0, std::memory_order_relaxed);
+    const auto words = self_.ToWords();
+    for (int k = 0; k < 4; ++k) h.identity[k].store(words[k], std::memory_order_relaxed);
+    region_->Persist(&h, region_->sb().client_slot_size);
+    SetSlotState(i, SlotState::kActive, session);
+    claimed.emplace_back(i, session);
+  }
+  if (claimed.size() < count) {
+    // Serving with fewer threads beats not serving (a successor taking over
+    // a region whose clients hold most slots).
+    spdlog::warn(
+        "--owner-threads {}: only {} client slot{} free for helper threads; serving "
+        "with {} thread{}",
+        count + 1, claimed.size(), claimed.size() == 1 ? " is" : "s are", claimed.size() + 1,
+        claimed.empty() ? "" : "s");
+  }
+  return claimed;
+}
+
+bool Manager::Impl::IsHelperSlot(uint32_t slot) const {
+  for (size_t k = 1; k < nc_owners_.size(); ++k) {
+    if (nc_owners_[k]->txn_slot() == slot) return true;
+  }
+  return false;
+}
+
+void Manager::Impl::StopHelpers() {
+  nc_stop_.store(true, std::memory_order_release);
+  for (auto& h : nc_helpers_) {
+    {
+      std::lock_guard<std::mutex> lk(h->mu);
+      h->rung = true;
+    }
+    h->cv.notify_one();
+  }
+  for (auto& h : nc_helpers_) {
+    if (h->thread.joinable()) h->thread.join();
+  }
+}
+
+void Manager::Impl::FreeHelperSlots() {
+  // A clean stop: the helpers' Txns all ended (StopHelpers), so their
+  // slots are free again and the list empty.
+  region::OwnerHelpersLine& line = region_->sb().owner_helpers;
+  for (size_t k = 1; k < nc_owners_.size(); ++k) {
+    const uint32_t slot = nc_owners_[k]->txn_slot();
+    const uint64_t st = region_->slot(slot).state.load(std::memory_order_acquire);
+    ClearSlotBody(slot);  // its log: a client's rings once it is given out
+    SetSlotState(slot, SlotState::kFree, region::SlotSessionOf(st));
+    nc_lines_.Store(&line.slots[k], 0);
+  }
+  region_->Persist(&line, sizeof(line));
+}
+
 void Manager::Impl::PostServeRequests() {
-  if (!nc_owner_ || nc_serve_posted_ || stopped_) return;
+  if (nc_owners_.empty() || nc_serve_posted_ || stopped_) return;
   nc_serve_posted_ = true;
   asio::post(io_, [this] { ServeRequests(); });
 }
@@ -585,38 +770,103 @@ void Manager::Impl::ServeRequests() {
   constexpr uint32_t kBatch = 64;
   // How long the owner stays awake after its last request.
   constexpr uint64_t kStayAwakeNs = 200 * 1000;
-  uint32_t applied = 0;
-  for (auto& [slot, m] : members_) {
-    auto got = nc_owner_->Serve(slot, kBatch);
-    if (!got.ok()) {
-      spdlog::warn("{} broke the request protocol: {}; ending its session", m.describe,
-                   got.status().message());
-      if (auto conn = m.conn.lock()) {
-        asio::post(io_, [this, conn, why = got.status()] {
-          Refuse(conn, why, "broke the request protocol");
-        });
-      }
-      continue;
-    }
-    applied += *got;
-  }
-  const std::vector<gismo_id_t> changed = nc_owner_->TakeChanged();
-  for (const gismo_id_t& id : changed) WakeWaiters(id);
-  if (!changed.empty()) NotifySubscribers();  // the owner appended their events
+  store::NcOwnerStore& owner = *nc_owners_[0];
+  std::vector<std::pair<uint32_t, Status>> broken;
+  const uint32_t applied = owner.ServeAll(kBatch, &broken);
+  AfterServe(broken, owner.TakeChanged());
   const uint64_t now = MonotonicNs();
+  owner.SweepIfDue(now);
   if (applied > 0) {
     nc_idle_since_ns_ = now;
-    nc_owner_->SweepIfDue(now);
     return PostServeRequests();
   }
-  nc_owner_->SweepIfDue(now);
   if (now - nc_idle_since_ns_ < kStayAwakeNs) return PostServeRequests();
   // S1, S2: every request published from now on rings (kRequests).
-  if (nc_sleep_->PrepareToSleep([this] { return nc_owner_->AnyPending(); })) {
+  if (nc_sleep_->PrepareToSleep([&owner] { return owner.AnyPending(); })) {
     nc_asleep_ = true;
   } else {
     PostServeRequests();
   }
+}
+
+void Manager::Impl::ServeRequestsOnHelper(uint32_t k) {
+  constexpr uint32_t kBatch = 64;
+  constexpr uint64_t kStayAwakeNs = 200 * 1000;
+  // A wake-up that never came costs at most this (the tick of thread 0).
+  constexpr auto kNap = std::chrono::milliseconds(20);
+  store::NcOwnerStore& owner = *nc_owners_[k];
+  OwnerThread& me = *nc_helpers_[k - 1];
+  region::HwLines lines;
+  region::OwnerSleep<region::HwLines> sleep(lines, &region_->sb().owner_sleep, k);
+  uint64_t idle_since = MonotonicNs();
+  while (!nc_stop_.load(std::memory_order_acquire)) {
+    std::vector<std::pair<uint32_t, Status>> broken;
+    const uint32_t applied = owner.ServeAll(kBatch, &broken);
+    std::vector<gismo_id_t> changed = owner.TakeChanged();
+    if (!changed.empty()) {
+      // Nobody to wake (no wait, no subscription registered): this thread
+      // does not wake the io thread for each seal and delete. A wait or a
+      // subscription registered after these loads re-reads the object (or
+      // the ring) after its ack, which comes after its counter's raise
+      // (seq_cst, paired with this fence after the commits).
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      const region::Superblock& sb = region_->sb();
+      if (sb.waiters.load(std::memory_order_seq_cst) == 0 &&
+          sb.subscribers.load(std::memory_order_seq_cst) == 0) {
+        changed.clear();
+      }
+    }
+    if (!broken.empty() || !changed.empty()) {
+      asio::post(io_, [this, broken = std::move(broken), changed = std::move(changed)] {
+        AfterServe(broken, changed);
+      });
+    }
+    const uint64_t now = MonotonicNs();
+    owner.SweepIfDue(now);
+    if (applied > 0) {
+      idle_since = now;
+      continue;
+    }
+    if (now - idle_since < kStayAwakeNs) {
+      std::this_thread::yield();
+      continue;
+    }
+    // S1, S2 on this thread's word; S3 after the wait.
+    if (!sleep.PrepareToSleep([&owner] { return owner.AnyPending(); })) continue;
+    {
+      std::unique_lock<std::mutex> lk(me.mu);
+      me.cv.wait_for(lk, kNap, [&] { return me.rung; });
+      me.rung = false;
+    }
+    sleep.Woke();
+    idle_since = MonotonicNs();
+  }
+}
+
+void Manager::Impl::AfterServe(const std::vector<std::pair<uint32_t, Status>>& broken,
+                               const std::vector<gismo_id_t>& changed) {
+  for (const auto& [slot, why] : broken) {
+    auto it = members_.find(slot);
+    if (it == members_.end()) continue;
+    spdlog::warn("{} broke the request protocol: {}; ending its session", it->second.describe,
+                 why.message());
+    if (auto conn = it->second.conn.lock()) {
+      asio::post(io_, [this, conn, why = why] { Refuse(conn, why, "broke the request protocol"); });
+    }
+  }
+  for (const gismo_id_t& id : changed) WakeWaiters(id);
+  if (!changed.empty()) NotifySubscribers();  // the owner appended their events
+}
+
+void Manager::Impl::WakeOwnerThreadOf(uint32_t slot) {
+  const uint32_t k = region::OwnerThreadOf(slot, nc_owners_.size());
+  if (k == 0) return PostServeRequests();
+  OwnerThread& h = *nc_helpers_[k - 1];
+  {
+    std::lock_guard<std::mutex> lk(h.mu);
+    h.rung = true;
+  }
+  h.cv.notify_one();
 }
 
 // Clients of a previous manager are not dead because it is: each gets the
@@ -629,7 +879,7 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
     region::ClientSlotHeader& h = region_->slot(i);
     const uint64_t st = h.state.load(std::memory_order_acquire);
     const SlotState state = region::SlotStateOf(st);
-    if (state == SlotState::kFree) continue;
+    if (state == SlotState::kFree || IsHelperSlot(i)) continue;
     Member m;
     m.slot = i;
     m.session = region::SlotSessionOf(st);
@@ -642,7 +892,7 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
     Member& mm = it->second;
     switch (state) {
       case SlotState::kActive:
-        if (nc_owner_) nc_owner_->Admit(i, mm.session);
+        if (!nc_owners_.empty()) NcOwnerOf(i).Admit(i, mm.session);
         mm.phase = Member::Phase::kDetached;
         mm.deadline_ns = MonotonicNs() + grace;
         TryWatchLocal(mm, nullptr);
@@ -900,16 +1150,18 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
 bool Manager::Impl::Recover(Member& m) {
   const uint64_t t0 = MonotonicNs();
   RecoveryReport rep;
-  if (nc_owner_) {
+  if (!nc_owners_.empty()) {
     // Its references are entries of its table and its unsealed objects are
-    // records naming its slot: the owner's to clear and free.
-    const uint64_t freed = nc_owner_->stats().freed;
-    if (Status s = nc_owner_->Recover(m.slot); !s.ok()) {
+    // records naming its slot: the owner's to clear and free, by the store
+    // of the thread that served it (which does not serve it meanwhile).
+    store::NcOwnerStore& owner = NcOwnerOf(m.slot);
+    const uint64_t freed = owner.stats().freed;
+    if (Status s = owner.Recover(m.slot); !s.ok()) {
       spdlog::warn("recovery of {} failed: {}; will retry", m.describe, s.message());
       return false;
     }
     rep.complete = true;
-    rep.freed = nc_owner_->stats().freed - freed;
+    rep.freed = owner.stats().freed - freed;
   } else {
     rep = RecoverSlot(*region_, m.slot, kManagerSlot, session_);
   }
@@ -1215,7 +1467,8 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
     case MsgType::kHeartbeat:
       return;
     case MsgType::kRequests:
-      return PostServeRequests();
+      if (!nc_owners_.empty()) WakeOwnerThreadOf(s->slot);
+      return;
     case MsgType::kFence:
       return HandleFenceOrder(s, h.request_id, r);
     case MsgType::kFenceResult:
@@ -1372,10 +1625,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   }
   region::ClientSlotHeader& h = r.slot(slot);
   const uint64_t session = region::SlotSessionOf(h.state.load(std::memory_order_acquire)) + 1;
-  // A fresh slot: empty log, no held references, no slabs, no locks.
-  uint8_t* base = reinterpret_cast<uint8_t*>(&h);
-  const size_t clear_from = offsetof(region::ClientSlotHeader, log_epoch);
-  std::memset(base + clear_from, 0, r.sb().client_slot_size - clear_from);
+  ClearSlotBody(slot);
   const uint64_t client_id = r.sb().next_client_id.fetch_add(1, std::memory_order_relaxed);
   h.client_id.store(client_id, std::memory_order_relaxed);
   h.node_id.store(hello.node_id, std::memory_order_relaxed);
@@ -1387,7 +1637,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   // Durable regions: the cleared slot is on the medium before it is active.
   r.Persist(&h, r.sb().client_slot_size);
   SetSlotState(slot, SlotState::kActive, session);
-  if (nc_owner_) nc_owner_->Admit(slot, session);
+  if (!nc_owners_.empty()) NcOwnerOf(slot).Admit(slot, session);
   s->slot = slot;
   s->client_id = client_id;
   Member m;
@@ -1434,7 +1684,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   s->client_id = m.client_id;
   m.conn = s;
   m.phase = Member::Phase::kConnected;
-  if (nc_owner_) nc_owner_->Admit(m.slot, m.session);
+  if (!nc_owners_.empty()) NcOwnerOf(m.slot).Admit(m.slot, m.session);
   m.describe = s->Describe();
   TryWatchLocal(m, s);
   IncrementRelaxed(stats_.clients_reattached);  // before the welcome, as a join
@@ -1601,6 +1851,7 @@ void Manager::Impl::Tick() {
   // The lease first: a manager that lost it must not write anything more.
   if (!lease_->Beat()) {
     StoreRelaxed(superseded_, true);
+    nc_stop_.store(true, std::memory_order_release);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
         lease_->epoch(), region_->sb().manager_owner.load(std::memory_order_acquire));
@@ -1745,6 +1996,11 @@ Status Manager::Impl::SetUpFileAccess(const std::string& path, int fd, uint32_t 
 }
 
 Status Manager::Impl::Start() {
+  if (opt_.owner_threads < 1 || opt_.owner_threads > region::kMaxOwnerThreads) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "--owner-threads must be 1 to " +
+                                                  std::to_string(region::kMaxOwnerThreads) +
+                                                  ", not " + std::to_string(opt_.owner_threads));
+  }
   if (!opt_.key_file.empty()) {
     auto key = protocol::LoadKey(opt_.key_file);
     if (!key.ok()) return key.status();
@@ -1806,11 +2062,13 @@ void Manager::Impl::Shutdown() {
   }
   sessions_.clear();
   for (auto& [slot, m] : members_) m.pidfd.reset();
+  StopHelpers();
   // Clients keep their slots and re-attach to the next manager; sealed
   // objects stay. The next manager need not wait for our lease to run out.
   // A non-coherent region's owner flushes every line it wrote first (a
   // superseded one writes nothing more).
   if (region_ && lease_ && lease_->epoch() != 0 && !LoadRelaxed(superseded_)) {
+    FreeHelperSlots();
     region_->FlushMetadata();
     lease_->Release();
   }

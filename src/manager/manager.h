@@ -53,6 +53,11 @@ struct ManagerOptions {
   // What a create that does not fit evicts at least, in percent of the heap
   // (0: 20).
   uint32_t evict_percent = 0;
+  // Non-coherent regions: how many threads apply the clients' requests
+  // (1..7, doc/noncoherent.md 9.3); thread k serves the client slots s with
+  // s % owner_threads == k, each beyond the first in a client slot of its
+  // own (so owner_threads - 1 fewer clients fit).
+  uint32_t owner_threads = 1;
 
   // --- access (doc/security.md) ---
   // The cluster key: TCP peers must prove they hold it (empty: TCP is open

@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 11;
+inline constexpr uint32_t kFormatVersion = 12;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -186,12 +186,34 @@ inline constexpr uint64_t NcRecentGet(uint32_t record, uint64_t version) {
 inline constexpr uint64_t NcRecentGetKey(uint64_t note) { return note >> 32; }
 inline constexpr uint32_t NcRecentGetVersion(uint64_t note) { return static_cast<uint32_t>(note); }
 
-// The owner's sleep line (region/owner_sleep.h): written by the owner only.
+// The most threads one owner applies requests with (format 12,
+// doc/noncoherent.md 9.3): thread k serves the client slots s with
+// s % threads == k (OwnerThreadOf).
+inline constexpr uint32_t kMaxOwnerThreads = 7;
+// The owner thread that serves client slot `slot` when `threads` serve
+// (the line's word as memory holds it: 0, before any owner, or out of
+// range, is one thread).
+inline constexpr uint32_t OwnerThreadOf(uint32_t slot, uint64_t threads) {
+  return threads <= 1 || threads > kMaxOwnerThreads ? 0 : static_cast<uint32_t>(slot % threads);
+}
+
+// The owner's sleep line (region/owner_sleep.h): written by the owner's
+// threads only (one host; each its own word of `sleeping`).
 struct alignas(kCacheLine) OwnerSleepLine {
-  uint64_t sleeping;  // 1 while the owner may be asleep
-  uint64_t reserved[7];
+  uint64_t sleeping[kMaxOwnerThreads];  // [k]: 1 while owner thread k may be asleep
+  uint64_t threads;                     // how many serve (written before any serves)
 };
 static_assert(sizeof(OwnerSleepLine) == kCacheLine);
+
+// The Txn slots of the owner's threads other than thread 0 (whose slot is
+// 0), so that a successor undoes what any of them left half done: slots[k]
+// is thread k's client slot + 1 (0: none; slots[0] is always 0). Written by
+// the owner only, each entry persisted before its thread's first Txn.
+struct alignas(kCacheLine) OwnerHelpersLine {
+  uint64_t slots[kMaxOwnerThreads];
+  uint64_t reserved;
+};
+static_assert(sizeof(OwnerHelpersLine) == kCacheLine);
 
 // One would-be owner's line of the election (region/owner_election.h):
 // written by that candidate only, or zeroed by a successor once it is fenced.
@@ -313,12 +335,15 @@ struct alignas(kCacheLine) Superblock {
   OwnerSleepLine owner_sleep;
   // The owner election: one line per candidate manager (by node).
   CandidateLine candidates[kMaxCandidates];
+  // The Txn slots of the owner's helper threads (format 12).
+  OwnerHelpersLine owner_helpers;
 };
 static_assert(sizeof(Superblock) <= 4096);
 static_assert(offsetof(Superblock, request_ring_capacity) == 224);
 static_assert(offsetof(Superblock, owner_sleep) == 704);
 static_assert(offsetof(Superblock, candidates) == 768);
-static_assert(sizeof(Superblock) == 768 + kMaxCandidates * kCacheLine);
+static_assert(offsetof(Superblock, owner_helpers) == 768 + kMaxCandidates * kCacheLine);
+static_assert(sizeof(Superblock) == 768 + (kMaxCandidates + 1) * kCacheLine);
 static_assert(offsetof(Superblock, state) % kCacheLine == 0);
 static_assert(offsetof(Superblock, manager_owner) % kCacheLine == 0);
 // The format is little-endian and these offsets are part of it.

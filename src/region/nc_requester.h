@@ -40,6 +40,7 @@ struct NcRequesterOptions {
   uint32_t capacity = 0;          // entries of each ring
   uint64_t session = 0;           // the slot's session: both rings' seal
   const OwnerSleepLine* sleep_line = nullptr;
+  uint32_t slot = 0;          // the client's slot (its owner thread: OwnerThreadOf)
   uint64_t record_limit = 0;  // the region's records (answers are checked against it)
   uint64_t heap_size = 0;
   // Sends the sleeping owner one byte (over the client's connection). A
@@ -96,7 +97,7 @@ class NcRequester {
                                                " request in time: its request ring stayed full");
         }
       }
-      if (OwnerNeedsWake(lines_, o_.sleep_line) && o_.wake) o_.wake();  // W1, W2
+      if (OwnerNeedsWake(lines_, o_.sleep_line, o_.slot) && o_.wake) o_.wake();  // W1, W2
     }
     unanswered_ = Unanswered();
     const uint64_t seq = sent.seq;

@@ -5,8 +5,11 @@
 // Neither side may lose the other: a request published while the owner goes
 // to sleep is either seen by the owner's last look or answered by a byte.
 //
-// Lines: the owner's sleep line (one word, `sleeping`; written by the owner
-// only) and each ring's tail line (written by its client only).
+// Lines: the owner's sleep line (a word `sleeping[k]` per owner thread k and
+// their count; written by the owner's threads only) and each ring's tail
+// line (written by its client only). Each owner thread sleeps on its own
+// word and looks at the rings it serves (OwnerThreadOf); a client reads the
+// word of its slot's thread.
 //
 // Owner (S1..S3), when a sweep found nothing:
 //  S1. Store sleeping = 1 and flush its line.
@@ -42,7 +45,9 @@ enum class SleepFault : uint8_t {
 template <typename Lines>
 class OwnerSleep {
  public:
-  OwnerSleep(Lines& lines, OwnerSleepLine* line) : lines_(lines), line_(line) {}
+  // Owner thread `thread`'s side (< kMaxOwnerThreads).
+  OwnerSleep(Lines& lines, OwnerSleepLine* line, uint32_t thread = 0)
+      : lines_(lines), line_(line), word_(&line->sleeping[thread]) {}
 
   // S1 and S2. `any_published()` invalidates and reads every ring's tail and
   // says whether one is ahead of the owner's head. True: the owner may sleep
@@ -50,7 +55,7 @@ class OwnerSleep {
   // line says so again).
   template <typename AnyPublished>
   bool PrepareToSleep(AnyPublished&& any_published) {
-    lines_.Store(&line_->sleeping, 1);
+    lines_.Store(word_, 1);
     if (fault_ != SleepFault::kSkipSleepFlush) lines_.Flush(line_, sizeof(*line_));
     if (!any_published()) return true;
     Woke();
@@ -59,7 +64,7 @@ class OwnerSleep {
 
   // S3: after the sleep, before polling.
   void Woke() {
-    lines_.Store(&line_->sleeping, 0);
+    lines_.Store(word_, 0);
     lines_.Flush(line_, sizeof(*line_));
   }
 
@@ -68,16 +73,17 @@ class OwnerSleep {
  private:
   Lines& lines_;
   OwnerSleepLine* line_;
+  uint64_t* word_;
   SleepFault fault_ = SleepFault::kNone;
 };
 
-// W1: whether a client that has just published a request (its tail flushed)
-// must wake the owner.
+// W1: whether a client of slot `slot` that has just published a request
+// (its tail flushed) must wake the owner thread that serves it.
 template <typename Lines>
-bool OwnerNeedsWake(Lines& lines, const OwnerSleepLine* line,
+bool OwnerNeedsWake(Lines& lines, const OwnerSleepLine* line, uint32_t slot,
                     SleepFault fault = SleepFault::kNone) {
   if (fault != SleepFault::kSkipSleepInvalidate) lines.Invalidate(line, sizeof(*line));
-  return lines.Load(&line->sleeping) != 0;
+  return lines.Load(&line->sleeping[OwnerThreadOf(slot, lines.Load(&line->threads))]) != 0;
 }
 
 }  // namespace gismo::region

@@ -815,6 +815,17 @@ Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
   return Format(path, opts);
 }
 
+std::vector<uint32_t> OwnerHelperSlots(const Region& r) {
+  const OwnerHelpersLine& line = r.sb().owner_helpers;
+  if (r.noncoherent()) InvalidateLines(&line, sizeof(line));
+  std::vector<uint32_t> slots;
+  for (uint32_t k = 1; k < kMaxOwnerThreads; ++k) {
+    const uint64_t v = __atomic_load_n(&line.slots[k], __ATOMIC_RELAXED);
+    if (v > 1 && v - 1 < r.max_clients()) slots.push_back(static_cast<uint32_t>(v - 1));
+  }
+  return slots;
+}
+
 Result<uint64_t> ParseSize(const std::string& text) {
   size_t pos = 0;
   double value = 0;

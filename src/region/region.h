@@ -375,6 +375,12 @@ class Region {
 // serve such a region with it, and a client refuses to use one with it.
 Status NonCoherentRefusal(const std::string& path);
 
+// The client slots the owner's helper threads run their Txns in
+// (OwnerHelpersLine, format 12): not clients, so not listed or counted as
+// clients. The line as memory holds it (invalidated first in a
+// non-coherent region); entries that name no client slot are ignored.
+std::vector<uint32_t> OwnerHelperSlots(const Region& r);
+
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.
 Result<uint64_t> ParseSize(const std::string& text);
 // "1.5 GiB" style.

@@ -52,11 +52,51 @@ NcOwnerStore::Client::Client(HwLines& lines, const Region& r, uint32_t slot, uin
       responses(lines, r.response_ring(slot), r.request_ring_capacity(), s) {}
 
 NcOwnerStore::NcOwnerStore(const Region& r, uint64_t session)
-    : r_(r), session_(session), alloc_(r), names_(r, 0, session) {
+    : NcOwnerStore(r, 0, session, nullptr) {}
+
+NcOwnerStore::NcOwnerStore(const Region& r, uint32_t txn_slot, uint64_t session,
+                           NcOwnerShared* shared)
+    : r_(r),
+      txn_slot_(txn_slot),
+      session_(session),
+      own_shared_(shared == nullptr ? std::make_unique<NcOwnerShared>() : nullptr),
+      shared_(shared == nullptr ? own_shared_.get() : shared),
+      alloc_(r),
+      names_(r, txn_slot, session) {
   GISMO_DCHECK(r.noncoherent());
 }
 
+std::vector<gismo_id_t> NcOwnerStore::TakeChanged() {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  return std::exchange(changed_, {});
+}
+
+NcOwnerStats NcOwnerStore::stats() const {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  return stats_;
+}
+
+bool NcOwnerStore::HasPendingFrees() const {
+  std::lock_guard<std::recursive_mutex> lk(shared_->mu);
+  return !shared_->pending.empty();
+}
+
+void NcOwnerStore::AddPending(uint32_t global) {
+  std::lock_guard<std::recursive_mutex> lk(shared_->mu);
+  shared_->pending.insert(global);
+}
+
+bool NcOwnerStore::FreeIfPendingAndUnheld(uint32_t global) {
+  // Under the shared mutex throughout: a release that finds the record
+  // waiting frees it before it answers, whichever thread swept last.
+  std::lock_guard<std::recursive_mutex> lk(shared_->mu);
+  if (shared_->pending.count(global) == 0) return false;
+  if (FreeIfUnheld(global, true)) shared_->pending.erase(global);
+  return true;
+}
+
 void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
   if (auto it = clients_.find(slot); it != clients_.end()) {
     if (it->second.session == session) return;
     clients_.erase(it);
@@ -71,6 +111,7 @@ void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
 }
 
 Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
   auto it = clients_.find(slot);
   if (it == clients_.end()) return 0u;
   Client& c = it->second;
@@ -102,6 +143,24 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
   return taken;
 }
 
+uint32_t NcOwnerStore::ServeAll(uint32_t max_each,
+                                std::vector<std::pair<uint32_t, Status>>* broken) {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  std::vector<uint32_t> slots;
+  slots.reserve(clients_.size());
+  for (const auto& entry : clients_) slots.push_back(entry.first);
+  uint32_t taken = 0;
+  for (uint32_t slot : slots) {
+    auto got = Serve(slot, max_each);
+    if (got.ok()) {
+      taken += *got;
+    } else {
+      broken->emplace_back(slot, got.status());
+    }
+  }
+  return taken;
+}
+
 NcResponse NcOwnerStore::EvictRequest(Client& c, const NcRequest& q) {
   // Its own Txns (one per object, as evict.cc); the head alone after.
   NcResponse a;
@@ -114,15 +173,14 @@ NcResponse NcOwnerStore::ReleasedRequest(Client& c, const NcRequest& q) {
   // Nothing of it needs undoing: the head commits alone, the free (if any)
   // in a Txn of its own.
   c.requests.Commit(c.requests.taken());
-  const uint32_t record = static_cast<uint32_t>(q.record);  // below the records: decoded so
-  if (pending_.count(record) != 0 && FreeIfUnheld(record, true)) pending_.erase(record);
+  (void)FreeIfPendingAndUnheld(static_cast<uint32_t>(q.record));  // below the records: decoded so
   return NcResponse{};
 }
 
 NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest& q) {
   NcResponse a;
   for (int attempt = 0;; ++attempt) {
-    Txn txn(r_, 0, session_, KindOf(q.op));
+    Txn txn(r_, txn_slot_, session_, KindOf(q.op));
     uint32_t deleted = kNoRecord;
     event_ = nullptr;
     a = q.op == NcOp::kDelete ? Delete(slot, q, txn, &deleted) : Apply(slot, q, txn);
@@ -148,7 +206,7 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
       // holder's release, or the next sweep.
       if (deleted != kNoRecord && !(HoldersOf(deleted, kTablesPerDelete) == Holders::kNone &&
                                     FreeIfUnheld(deleted, false))) {
-        pending_.insert(deleted);
+        AddPending(deleted);
       }
       if (q.op == NcOp::kCreate && !a.existed && (q.create_flags & kObjectFlagOwned) != 0) {
         ++owned_[slot];
@@ -160,7 +218,7 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
     // A create that does not fit: first the deletes waiting for a sweep,
     // then eviction of the region's evict share (evict.cc), then no.
     if (a.status == GISMO_ERR_OUT_OF_MEMORY && q.op == NcOp::kCreate && attempt < 2) {
-      if (attempt == 0 && !pending_.empty() && Sweep() > 0) continue;
+      if (attempt == 0 && Sweep() > 0) continue;
       const uint64_t bytes = BlockBytes(q.data_size, q.metadata_size);
       if (Evict(std::max(Allocator::BlockSize(bytes), EvictShare())) > 0) {
         attempt = 1;
@@ -200,6 +258,7 @@ void NcOwnerStore::SendAnswers(Client& c) {
 }
 
 bool NcOwnerStore::AnyPending() {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
   for (auto& [slot, c] : clients_) {
     if (c.requests.Pending()) return true;
   }
@@ -455,6 +514,8 @@ uint64_t NcOwnerStore::EvictShare() const {
 }
 
 uint32_t NcOwnerStore::TakeNotedGets() {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  std::lock_guard<std::recursive_mutex> shared(shared_->mu);
   const uint32_t records = r_.num_shards() * r_.records_per_shard();
   std::vector<std::pair<uint32_t, uint32_t>> notes;  // record, version's low 32 bits
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
@@ -482,7 +543,7 @@ uint32_t NcOwnerStore::TakeNotedGets() {
       return wants ? info : 0;
     };
     if (current() == 0) continue;
-    Txn txn(r_, 0, session_, OpKind::kNone);
+    Txn txn(r_, txn_slot_, session_, OpKind::kNone);
     if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
     const uint64_t info = current();
     if (info == 0) continue;
@@ -499,7 +560,10 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   // in no table when the sweep began is marked deleting (O1, its event
   // appended: reason evicted). Then one scan of the tables (O2), and the
   // marked ones no table holds are freed (O3); one a reader took meanwhile
-  // waits in `pending_` for its release, like a delete.
+  // waits in `pending` for its release, like a delete. One thread's hand
+  // at a time (the shared mutex).
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  std::lock_guard<std::recursive_mutex> shared(shared_->mu);
   TakeNotedGets();
   NcSummary everything;
   everything.fill(~uint64_t{0});
@@ -508,14 +572,14 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   std::vector<uint32_t> marked;
   uint64_t bytes = 0;
   for (uint64_t step = 0; step < 2ull * records && bytes < want_bytes; ++step) {
-    const uint32_t g = static_cast<uint32_t>(evict_hand_++ % records);
+    const uint32_t g = static_cast<uint32_t>(shared_->evict_hand++ % records);
     ObjectRecord& rec = r_.record(g);
     const uint64_t info = rec.info.load(std::memory_order_relaxed);
     if (InfoState(info) != ObjectState::kSealed || (InfoFlags(info) & kObjectFlagEvictable) == 0 ||
         held_before.count(g) != 0) {
       continue;
     }
-    Txn txn(r_, 0, session_, OpKind::kEvict);
+    Txn txn(r_, txn_slot_, session_, OpKind::kEvict);
     if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
     Located loc;
     if (!FindByRecord(r_, g, &loc)) continue;
@@ -548,7 +612,7 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   const std::set<uint32_t> held =
       Referenced(SummaryOf(std::set<uint32_t>(marked.begin(), marked.end())));
   for (uint32_t g : marked) {
-    if (held.count(g) != 0 || !FreeIfUnheld(g, false)) pending_.insert(g);
+    if (held.count(g) != 0 || !FreeIfUnheld(g, false)) shared_->pending.insert(g);
   }
   stats_.evicted += marked.size();
   return bytes;
@@ -617,6 +681,8 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
 NcTable NcOwnerStore::TableOf(uint32_t slot) const { return NcTableOf(r_, slot); }
 
 bool NcOwnerStore::Live(uint32_t slot) const {
+  const std::vector<uint32_t>& helpers = shared_->helper_slots;
+  if (std::find(helpers.begin(), helpers.end(), slot) != helpers.end()) return false;
   return SlotStateOf(r_.slot(slot).state.load(std::memory_order_acquire)) != SlotState::kFree;
 }
 
@@ -683,7 +749,7 @@ uint32_t NcOwnerStore::OwnedLimit() const {
 
 bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
   if (check_tables && HoldersOf(global, ~0u) != Holders::kNone) return false;  // O2
-  Txn txn(r_, 0, session_, OpKind::kDelete);
+  Txn txn(r_, txn_slot_, session_, OpKind::kDelete);
   const uint32_t shard = global / r_.records_per_shard();
   if (!txn.Lock(r_.shard(shard).lock)) return false;
   Located loc;
@@ -699,40 +765,47 @@ bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
 }
 
 void NcOwnerStore::FreeDeletedId(const IdWords& x) {
-  if (pending_.empty()) return;
+  if (!HasPendingFrees()) return;
   const gismo_id_t id = FromWords(x);
   const uint64_t h = HashId(id);
   Located loc;
-  // The owner's own lines, read by the only thread that writes them.
+  // The owner's host's lines, unlocked: another owner thread may be moving
+  // them, so the record found is only a candidate, which the free checks
+  // under its shard lock (still deleting) and against the tables.
   if (!Find(r_, r_.ShardOf(h), h, id, &loc)) return;
-  const uint32_t global = GlobalIndex(r_, loc.shard, loc.local);
-  if (pending_.count(global) != 0 && FreeIfUnheld(global, true)) pending_.erase(global);
+  (void)FreeIfPendingAndUnheld(GlobalIndex(r_, loc.shard, loc.local));
 }
 
 uint32_t NcOwnerStore::SweepIfDue(uint64_t now_ns) {
   constexpr uint64_t kSweepEveryNs = 2'000'000;
   constexpr size_t kSweepAtPending = 256;
   constexpr uint64_t kNotesEveryNs = 10'000'000;
-  if (now_ns - last_notes_ns_ >= kNotesEveryNs) {
-    last_notes_ns_ = now_ns;
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  std::lock_guard<std::recursive_mutex> shared(shared_->mu);
+  if (now_ns - shared_->last_notes_ns >= kNotesEveryNs) {
+    shared_->last_notes_ns = now_ns;
     TakeNotedGets();
   }
-  if (pending_.empty() ||
-      (pending_.size() < kSweepAtPending && now_ns - last_sweep_ns_ < kSweepEveryNs)) {
+  const std::set<uint32_t>& pending = shared_->pending;
+  if (pending.empty() ||
+      (pending.size() < kSweepAtPending && now_ns - shared_->last_sweep_ns < kSweepEveryNs)) {
     return 0;
   }
-  last_sweep_ns_ = now_ns;
+  shared_->last_sweep_ns = now_ns;
   return Sweep();
 }
 
 uint32_t NcOwnerStore::Sweep() {
-  if (pending_.empty()) return 0;
-  const std::set<uint32_t> held = Referenced(SummaryOf(pending_));
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  std::lock_guard<std::recursive_mutex> shared(shared_->mu);
+  std::set<uint32_t>& pending = shared_->pending;
+  if (pending.empty()) return 0;
+  const std::set<uint32_t> held = Referenced(SummaryOf(pending));
   uint32_t freed = 0;
-  for (auto it = pending_.begin(); it != pending_.end();) {
+  for (auto it = pending.begin(); it != pending.end();) {
     if (held.count(*it) == 0 && FreeIfUnheld(*it, false)) {
       ++freed;
-      it = pending_.erase(it);
+      it = pending.erase(it);
     } else {
       ++it;
     }
@@ -741,6 +814,7 @@ uint32_t NcOwnerStore::Sweep() {
 }
 
 Status NcOwnerStore::Recover(uint32_t slot) {
+  std::lock_guard<std::recursive_mutex> lk(mu_);
   clients_.erase(slot);
   owned_.erase(slot);
   // Its table and summary: the references it held are dropped (a reference
@@ -763,10 +837,15 @@ Status NcOwnerStore::Recover(uint32_t slot) {
       const ObjectRecord& rec = r_.records(s)[HashSlotLocal(v)];
       const uint64_t info = rec.info.load(std::memory_order_relaxed);
       if (InfoState(info) != ObjectState::kCreated || InfoSlot(info) != slot) continue;
-      Txn txn(r_, 0, session_, OpKind::kRecover);
+      Txn txn(r_, txn_slot_, session_, OpKind::kRecover);
       if (!txn.Lock(r_.shard(s).lock)) return txn.Commit();
       Located loc;
-      if (!FindByRecord(r_, GlobalIndex(r_, s, HashSlotLocal(v)), &loc)) continue;
+      // Read again under the lock: other owner threads change the shard.
+      if (!FindByRecord(r_, GlobalIndex(r_, s, HashSlotLocal(v)), &loc) ||
+          InfoState(loc.rec->info.load(std::memory_order_relaxed)) != ObjectState::kCreated ||
+          InfoSlot(loc.rec->info.load(std::memory_order_relaxed)) != slot) {
+        continue;
+      }
       FreeObject(txn, loc);
       if (Status c = txn.Commit(); !c.ok()) return c;
       ++stats_.freed;
@@ -780,10 +859,12 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     ObjectRecord& rec = r_.record(g);
     const uint64_t info = rec.info.load(std::memory_order_relaxed);
     if (InfoState(info) != ObjectState::kSealed || !InfoOwnedBy(info, slot)) continue;
-    Txn txn(r_, 0, session_, OpKind::kRecover);
+    Txn txn(r_, txn_slot_, session_, OpKind::kRecover);
     if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) return txn.Commit();
     Located loc;
-    if (!FindByRecord(r_, g, &loc)) continue;
+    if (!FindByRecord(r_, g, &loc) || loc.rec->info.load(std::memory_order_relaxed) != info) {
+      continue;  // another owner thread's delete or eviction took it meanwhile
+    }
     event_ = nullptr;
     SetInfo(txn, rec,
             PackInfo(ObjectState::kDeleting, InfoSlot(info), InfoNode(info), InfoFlags(info)));
@@ -791,7 +872,7 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     if (Status c = txn.Commit(); !c.ok()) return c;
     PublishCommittedEvent();
     changed_.push_back(IdOf(rec));
-    pending_.insert(g);
+    AddPending(g);
   }
   Sweep();
   // The slabs the owner allocated its objects from (Allocate for `slot`):
@@ -799,7 +880,7 @@ Status NcOwnerStore::Recover(uint32_t slot) {
   // lists, as a coherent client's recovery gives them back. The owner is
   // the only lock taker here: a lock busy past the wait is a stuck one.
   constexpr uint64_t kSlabLockWaitNs = 1'000'000'000;
-  if (!alloc_.DisownSlabs(slot, 0, session_, kSlabLockWaitNs)) {
+  if (!alloc_.DisownSlabs(slot, txn_slot_, session_, kSlabLockWaitNs)) {
     return Status(GISMO_ERR_BUSY, "a size-class lock stayed busy while client slot " +
                                       std::to_string(slot) + "'s slabs were given back");
   }
@@ -807,12 +888,13 @@ Status NcOwnerStore::Recover(uint32_t slot) {
 }
 
 void NcOwnerStore::AdoptDeleting() {
+  std::lock_guard<std::recursive_mutex> shared(shared_->mu);
   const uint32_t n = r_.records_per_shard();
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
     for (uint32_t l = 0; l < n; ++l) {
       if (InfoState(r_.records(s)[l].info.load(std::memory_order_relaxed)) ==
           ObjectState::kDeleting) {
-        pending_.insert(GlobalIndex(r_, s, l));
+        shared_->pending.insert(GlobalIndex(r_, s, l));
       }
     }
   }

@@ -26,7 +26,7 @@
 // owner reads every live client's summary line and the table of each client
 // whose summary marks the record's bucket (at most kTablesPerDelete): held
 // by none, it is freed before the delete returns, as in a coherent region.
-// Held (or more tables marked than that), it waits in `pending_` for the
+// Held (or more tables marked than that), it waits in NcOwnerShared::pending for the
 // holder's last release (a kReleased request), the next Sweep (one scan
 // for all of them, of the tables whose summaries mark a waiting record), or
 // the holder's recovery. A fenced client's table is the owner's to clear
@@ -37,7 +37,17 @@
 // client's table admits (held_capacity - held_capacity / 4), so a program
 // meets the same limit in both modes.
 //
-// Not thread-safe: one thread applies (the manager serializes its calls).
+// Several owner threads (doc/noncoherent.md 9.3): one NcOwnerStore per
+// thread, each applying in a Txn slot of its own (slot 0 for thread 0, a
+// helper slot listed in the superblock's OwnerHelpersLine for the others)
+// the requests of the client slots given to it (region::OwnerThreadOf), all
+// sharing one NcOwnerShared: the deletes waiting for a sweep and CLOCK's
+// hand. The region's locks serialize their Txns as they serialize coherent
+// clients'; the threads are one host, so each line still has one writing
+// host. Each public call holds the store's own mutex (a thread's serving
+// pass, or the manager's Admit and Recover of one of its slots); the shared
+// state's mutex comes after it and is never taken while a Txn holds region
+// locks.
 #ifndef GISMO_STORE_NC_OWNER_H_
 #define GISMO_STORE_NC_OWNER_H_
 
@@ -46,6 +56,8 @@
 #include <gismo/status.hpp>
 #include <initializer_list>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <utility>
 #include <vector>
@@ -71,10 +83,29 @@ struct NcOwnerStats {
   uint64_t unsent = 0;      // answers waiting for room on a response ring now
 };
 
+// What the owner threads of one manager share. `mu` guards the fields and
+// serializes Sweep, Evict and TakeNotedGets and the frees of waiting
+// deletes (a record is taken out of `pending` by the one thread that frees
+// it). Recursive: Evict takes the notes under it.
+struct NcOwnerShared {
+  // The helper threads' Txn slots: no client's (their log areas hold undo
+  // logs, not rings; their lock records, not summaries). Set before any
+  // store serves; read without the mutex.
+  std::vector<uint32_t> helper_slots;
+  std::recursive_mutex mu;
+  std::set<uint32_t> pending;  // records deleting, held by some table
+  uint64_t last_sweep_ns = 0;
+  uint64_t last_notes_ns = 0;
+  uint64_t evict_hand = 0;  // CLOCK's hand over the records
+};
+
 class NcOwnerStore {
  public:
-  // `session` is slot 0's (the owner's) session.
+  // The only owner thread: Txn slot 0, `session` its session.
   NcOwnerStore(const region::Region& r, uint64_t session);
+  // One of several: its Txns in slot `txn_slot` (active in `session`),
+  // sharing `shared` (which outlives it) with the others.
+  NcOwnerStore(const region::Region& r, uint32_t txn_slot, uint64_t session, NcOwnerShared* shared);
 
   // Starts serving client `slot` in session `session` (its rings' seal),
   // from where the rings' indices are in memory. Nothing changes for a slot
@@ -87,10 +118,14 @@ class NcOwnerStore {
   // (a corrupt ring or a request no encoder writes); nothing of it was
   // applied, the slot is no longer served, and the caller ends its session.
   Result<uint32_t> Serve(uint32_t slot, uint32_t max);
+  // Serve for every admitted slot, up to `max_each` requests of each; the
+  // slots whose clients broke the protocol, with why, in *broken. How many
+  // requests were taken.
+  uint32_t ServeAll(uint32_t max_each, std::vector<std::pair<uint32_t, Status>>* broken);
   // The objects sealed, aborted or deleted and the names changed
   // (NameWatchId) since the last call: their waiters are the caller's to
   // wake.
-  std::vector<gismo_id_t> TakeChanged() { return std::exchange(changed_, {}); }
+  std::vector<gismo_id_t> TakeChanged();
   // Whether an admitted slot has a request published beyond those taken
   // (each ring's tail invalidated and read): the last look before a sleep.
   bool AnyPending();
@@ -102,7 +137,7 @@ class NcOwnerStore {
   // any monotonic clock), and TakeNotedGets every 10 ms: what a busy owner
   // calls between batches.
   uint32_t SweepIfDue(uint64_t now_ns);
-  bool HasPendingFrees() const { return !pending_.empty(); }
+  bool HasPendingFrees() const;
   // A fenced or departed client's slot, once it can never write again: its
   // table cleared (its references dropped), its unsealed objects freed, its
   // owned objects deleted, its slabs given back, its rings emptied for the
@@ -129,7 +164,8 @@ class NcOwnerStore {
   // owner (freed by the next Sweep). Call once, before serving.
   void AdoptDeleting();
 
-  const NcOwnerStats& stats() const { return stats_; }
+  NcOwnerStats stats() const;
+  uint32_t txn_slot() const { return txn_slot_; }
 
  private:
   struct Client {
@@ -211,13 +247,23 @@ class NcOwnerStore {
   void FreeDeletedId(const region::IdWords& id);
   void SendAnswers(Client& c);
 
+  // If `global` waits for a sweep: freed now (and no longer waiting) if no
+  // table holds it, all under the shared mutex. True if it was waiting.
+  bool FreeIfPendingAndUnheld(uint32_t global);
+  void AddPending(uint32_t global);
+
   const region::Region& r_;
+  const uint32_t txn_slot_;
   uint64_t session_;
+  std::unique_ptr<NcOwnerShared> own_shared_;  // when it is the only one
+  NcOwnerShared* shared_;
+  // Held by each public call (the Txn slot, the clients, the counters are
+  // this store's); recursive: Serve's creates call Sweep and Evict.
+  mutable std::recursive_mutex mu_;
   region::HwLines lines_;
   Allocator alloc_;
   Names names_;
   std::map<uint32_t, Client> clients_;
-  std::set<uint32_t> pending_;  // records deleting, held by some table
   // Owned objects (created or sealed) per slot, an upper bound: exact when
   // counted from the records, raised by each owned create, not lowered by
   // deletes; counted again when it reaches the limit.
@@ -225,9 +271,6 @@ class NcOwnerStore {
   std::vector<gismo_id_t> changed_;
   region::EventEntry* event_ = nullptr;  // appended by the request being applied
   uint64_t event_seq_ = 0;
-  uint64_t last_sweep_ns_ = 0;
-  uint64_t last_notes_ns_ = 0;
-  uint64_t evict_hand_ = 0;  // CLOCK's hand over the records (the owner's)
   NcOwnerStats stats_;
 };
 

@@ -484,7 +484,8 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.free_bytes = hs.free_bytes;
   u.largest_free_bytes = hs.largest_free_bytes;
   u.max_objects = r_.sb().max_objects;
-  u.max_clients = r_.max_clients() - 1;  // slot 0 is the manager's
+  // Slot 0 is the manager's, and its helper threads' slots are theirs.
+  u.max_clients = r_.max_clients() - 1 - static_cast<uint32_t>(region::OwnerHelperSlots(r_).size());
   u.region_size = r_.size();
   Status listed = ForEach([&u](const gismo_object_info_t& info) {
     ++u.object_count;
@@ -522,7 +523,9 @@ Status Store::Usage(gismo_usage_t* out) const {
 }
 
 void Store::ForEachClient(const std::function<void(const gismo_client_info_t&)>& fn) const {
+  const std::vector<uint32_t> helpers = region::OwnerHelperSlots(r_);
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
+    if (std::find(helpers.begin(), helpers.end(), i) != helpers.end()) continue;
     const ClientSlotHeader& h = r_.slot(i);
     // A non-coherent region: the header is the manager's line, and the
     // count of held objects is the client's table itself (held_count is

@@ -48,6 +48,7 @@ bool ManagerProcess::Start() {
   for (const auto& a : options_.listen) spawn.argv.insert(spawn.argv.end(), {"--listen", a});
   spawn.argv.insert(spawn.argv.end(), {"--log-level", options_.log_level});
   spawn.argv.insert(spawn.argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+  spawn.env = options_.env;
   spawn.capture_stdout = true;
   spawn.stderr_path = options_.stderr_path;
   spawn.append_stderr = true;

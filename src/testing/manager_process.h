@@ -20,6 +20,7 @@ struct ManagerProcessOptions {
   // Default: one Unix socket, /tmp/<unique name>.sock.
   std::vector<std::string> listen;
   std::vector<std::string> extra_args;  // passed as they are (--format, --lease-ms ...)
+  std::vector<std::string> env;         // "NAME=value" set in its environment (each Start)
   std::string log_level = "warn";
   std::string stderr_path;   // appended to; default: inherited
   bool keep_region = false;  // else the region file is removed on destruction

@@ -149,6 +149,11 @@ int main(int argc, char** argv) {
                  "What a create that does not fit evicts at least, in percent of the heap "
                  "(evictable objects only; default 20, as Plasma)")
       ->check(CLI::Range(1, 100));
+  app.add_option("--owner-threads", opt.owner_threads,
+                 "Non-coherent regions: threads that apply the clients' creates, seals and "
+                 "deletes; client slot s is served by thread s % N, each thread beyond the "
+                 "first takes a client slot of its own (default 1)")
+      ->check(CLI::Range(1u, gismo::region::kMaxOwnerThreads));
   app.add_option("--metrics", opt.metrics_address,
                  "Serve Prometheus metrics over HTTP at tcp:HOST:PORT, path /metrics (port 0: any "
                  "free port, shown in the ready line; default: off)");
