@@ -7,14 +7,20 @@
 # for a name by its bind; a delete waits for the last holder on another
 # node; a subscriber on node 3 sees node 1's seal and delete; a node killed
 # while holding a reference and an unsealed object is fenced and recovered
-# by the owner.
+# by the owner. The manager applies requests on three owner threads
+# (--owner-threads 3, doc/noncoherent.md 9.3): the agents' slots are served
+# by different threads, so the wake-ups of waits, names and subscribers
+# come from helper threads too.
 # shellcheck source=tests/cluster/lib.sh
 source "$(dirname "$0")/lib.sh"
-t_setup noncoherent --size 256MiB -- --coherence non-coherent
+t_setup noncoherent --size 256MiB -- --coherence non-coherent --owner-threads 3
 
 agent_start a1 1
 agent_start a2 2
 agent_start a3 3
+
+ok a1 usage
+expect_kv clients 3 "the owner's helper threads are no clients"
 
 ok a1 "put big $((8 << 20))"
 ok a2 "get big 0"
