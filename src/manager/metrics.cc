@@ -315,8 +315,14 @@ std::string MetricsExporter::Render() const {
     x.Sample("gismo_clients", "node=\"" + std::to_string(node) + "\"", n);
   }
   x.One("gismo_clients_connected", "gauge", "Connected clients on all nodes.", clients);
+  // A non-coherent region's owner threads past the first each run in a
+  // client slot of their own (doc/noncoherent.md 9.3): not a client's.
+  const uint64_t helpers = region::OwnerHelperSlots(region_).size();
   x.One("gismo_client_slots", "gauge", "Client slots of the region (clients at most).",
-        uint64_t{region_.max_clients() - 1});
+        uint64_t{region_.max_clients() - 1} - helpers);
+  x.One("gismo_owner_threads", "gauge",
+        "Threads applying a non-coherent region's requests (0: a coherent region).",
+        region_.noncoherent() ? 1 + helpers : 0);
 
   // Manager activity.
   x.One("gismo_manager_clients_joined_total", "counter", "Clients registered.",

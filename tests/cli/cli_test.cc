@@ -754,6 +754,33 @@ TEST_F(CliTest, MetricsCountObjectsClientsAndRecoveries) {
   EXPECT_EQ(Metric(m3, "gismo_objects{state=\"unsealed\"}"), 0);  // aborted by recovery
   EXPECT_GT(Metric(m3, "gismo_manager_recovery_seconds_total"), 0);
   for (int fd : {ready[0], ready[1], go[0], go[1]}) close(fd);
+  EXPECT_EQ(Metric(m3, "gismo_owner_threads"), 0) << "a coherent region has no owner";
+  EXPECT_EQ(Metric(m3, "gismo_client_slots"), GismoJson({"status"})["clients"]["max"]);
+}
+
+// A non-coherent region served by three owner threads: the two past the
+// first run in client slots of their own, which neither `gismo status` nor
+// the metrics count as slots for clients; the metrics give the threads.
+TEST(OwnerThreadsMetricsTest, HelperSlotsAreNotClientSlots) {
+  ManagerProcess mgr =
+      gismo::testing::StartManagerProcess({"--coherence", "non-coherent", "--owner-threads", "3",
+                                           "--metrics", "tcp:127.0.0.1:0", "--lease-ms", "0"},
+                                          "64MiB");
+  std::smatch m;
+  const std::string& ready = mgr.ready_line();
+  ASSERT_TRUE(std::regex_search(ready, m, std::regex("metrics=tcp:127\\.0\\.0\\.1:([0-9]+)")))
+      << ready;
+  const uint16_t port = static_cast<uint16_t>(std::stoi(m[1]));
+  std::string resp =
+      HttpRequest(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
+  const std::string text = resp.substr(resp.find("\r\n\r\n") + 4);
+  EXPECT_EQ(Metric(text, "gismo_owner_threads"), 3) << text;
+  CmdResult st = RunGismo({"status", "--json", "--address", mgr.address()});
+  ASSERT_EQ(st.code, 0) << st.err;
+  const json s = json::parse(st.out);
+  EXPECT_EQ(s["region"]["coherence"], "non-coherent");
+  EXPECT_EQ(Metric(text, "gismo_client_slots"), s["clients"]["max"]) << text;
+  EXPECT_EQ(Metric(text, "gismo_clients_connected"), 0) << "helpers are no clients";
 }
 
 TEST_F(CliTest, MetricsEndpointSpeaksHttp) {
