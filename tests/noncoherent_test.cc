@@ -14,9 +14,11 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <gismo/gismo.hpp>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -227,6 +229,34 @@ TEST_F(NonCoherentOwnerThreads, ClientsOfEveryThreadAreServedTogether) {
   }
 }
 
+// A manager (the test variant, whose crash points GISMO_CRASH_AT arms) of a
+// non-coherent region with two owner threads, dying at `point`: in any of
+// its threads, or (helper_only) in its helper thread only; its region stays
+// for a successor. Client a is in slot 2 (thread 0), b in slot 3 (the
+// helper took slot 1, and serves b).
+struct DyingTwoThreadManager {
+  testing::ManagerProcessOptions options;
+  testing::ManagerProcess first;
+  std::optional<Client> a, b;
+
+  void Start(const std::string& point, bool helper_only) {
+    options.binary = GISMO_MANAGER_TESTING_BIN;
+    options.size = "64MiB";
+    options.keep_region = true;
+    options.extra_args = {"--coherence", "non-coherent", "--owner-threads", "2"};
+    options.env = {"GISMO_CRASH_AT=" + point};
+    if (helper_only) options.env.push_back("GISMO_CRASH_THREAD=owner-helper");
+    first = testing::ManagerProcess(options);
+    ASSERT_TRUE(first.Start()) << first.error();
+    auto ca = Client::Connect(first.address());
+    auto cb = Client::Connect(first.address());
+    ASSERT_TRUE(ca.ok() && cb.ok());
+    a.emplace(std::move(*ca));
+    b.emplace(std::move(*cb));
+    ASSERT_EQ(b->Identity()->slot % 2, 1u) << "b's requests go to the helper";
+  }
+};
+
 // The manager dies inside a helper thread's Txn (a create of a client it
 // serves, before the commit): its successor, with one thread, undoes that
 // Txn (the shard lock it held is free again, the create never happened),
@@ -234,19 +264,11 @@ TEST_F(NonCoherentOwnerThreads, ClientsOfEveryThreadAreServedTogether) {
 // ring (its head was not committed), which the client then seals.
 TEST(NonCoherentOwnerThreadsProcess, ASuccessorUndoesWhatAHelperLeftHalfDone) {
   ASSERT_TRUE(region::NonCoherentSupported());
-  testing::ManagerProcessOptions mo;
-  mo.binary = GISMO_MANAGER_TESTING_BIN;  // its crash points armed by GISMO_CRASH_AT
-  mo.size = "64MiB";
-  mo.keep_region = true;
-  mo.extra_args = {"--coherence", "non-coherent", "--owner-threads", "2"};
-  mo.env = {"GISMO_CRASH_AT=nc_owner.before_commit"};
-  testing::ManagerProcess first(mo);
-  ASSERT_TRUE(first.Start()) << first.error();
-  auto a = Client::Connect(first.address());
-  auto b = Client::Connect(first.address());
-  ASSERT_TRUE(a.ok() && b.ok());
-  // The helper took slot 1: a in slot 2 (thread 0), b in slot 3 (thread 1).
-  ASSERT_EQ(b->Identity()->slot % 2, 1u) << "b's requests go to the helper";
+  DyingTwoThreadManager m;
+  ASSERT_NO_FATAL_FAILURE(m.Start("nc_owner.before_commit", false));
+  testing::ManagerProcess& first = m.first;
+  const testing::ManagerProcessOptions& mo = m.options;
+  std::optional<Client>&a = m.a, &b = m.b;
   const ObjectId x = ObjectId::FromName("helper-made");
   EXPECT_FALSE(b->Create(x, 5000).ok()) << "the owner died before it answered";
   int status = 0;
@@ -304,6 +326,168 @@ TEST(NonCoherentOwnerThreadsProcess, ASuccessorUndoesWhatAHelperLeftHalfDone) {
   EXPECT_TRUE(rep->problems.empty()) << rep->problems.front();
   unlink(first.region().c_str());
 }
+
+// The manager dies at each crash point a helper thread's request passes
+// (GISMO_CRASH_THREAD=owner-helper: never in its io thread), in the middle of
+// a client's script of creates, seals, name changes, a deferred delete and a
+// delete. A successor with one thread undoes the helper's Txn; then every
+// step the client saw succeed still holds, the step it saw fail either
+// happened whole or not at all, another client reads every sealed object,
+// and once the clients leave, fsck finds the region sound.
+class NonCoherentHelperDeath : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NonCoherentHelperDeath, ASuccessorLeavesEveryStepWholeOrUndone) {
+  ASSERT_TRUE(region::NonCoherentSupported());
+  DyingTwoThreadManager m;
+  ASSERT_NO_FATAL_FAILURE(m.Start(GetParam(), true));
+  testing::ManagerProcess& first = m.first;
+  const testing::ManagerProcessOptions& mo = m.options;
+  std::optional<Client>&a = m.a, &b = m.b;
+  const ObjectId small = ObjectId::FromName("helper-small");
+  const ObjectId large = ObjectId::FromName("helper-large");
+  const auto small_bytes = Pattern(3000, 3), large_bytes = Pattern(300000, 5);
+  auto put = [&](const ObjectId& id, const std::vector<uint8_t>& bytes) -> Status {
+    auto buf = b->Create(id, bytes.size());
+    if (!buf.ok()) return buf.status();
+    std::memcpy(buf->data(), bytes.data(), bytes.size());
+    return buf->SealAndRelease();
+  };
+  std::optional<Buffer> held;
+  auto hold = [&]() -> Status {
+    auto got = b->Get(small, 0);
+    if (!got.ok()) return got.status();
+    held = std::move(*got);
+    return Status();
+  };
+  // The script; `done` steps succeeded, step `done` (if any) failed.
+  const std::vector<std::function<Status()>> steps = {
+      [&] { return put(small, small_bytes); },
+      [&] { return put(large, large_bytes); },
+      [&] { return b->BindName("helper-name", large); },
+      [&] { return b->UnbindName("helper-name"); },
+      hold,
+      [&] { return b->Delete(small); },  // deferred: b holds it
+      [&] { return held->Release(); },   // the last release frees it
+      [&] { return b->Delete(large); },
+  };
+  size_t done = 0;
+  while (done < steps.size() && steps[done]().ok()) ++done;
+  int status = 0;
+  ASSERT_TRUE(first.StopWithin(30, &status));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 77)
+      << GetParam() << ": the script ran " << done << " steps and the manager did not die there";
+  ASSERT_LT(done, steps.size());
+
+  testing::ManagerProcessOptions so = mo;
+  so.region = first.region();
+  so.env.clear();
+  so.extra_args = {"--coherence", "non-coherent"};
+  so.listen = {first.address()};
+  testing::ManagerProcess successor(so);
+  ASSERT_TRUE(successor.Start()) << successor.error();
+  // b is served again (it re-attaches on its next call).
+  const ObjectId after = ObjectId::FromName("helper-after");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  Status again;
+  while (!(again = b->Put(after, "after")).ok() && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_TRUE(again.ok()) << again.ToString();
+
+  // What each object may be after `done` steps: absent, unsealed (b's create
+  // failed after the successor made it from b's ring), sealed with its
+  // bytes, or deleting (a delete of a held object, or a free that failed).
+  enum : int { kAbsent = 1, kUnsealed = 2, kSealed = 4, kDeleting = 8 };
+  auto expect_object = [&](const ObjectId& id, const std::vector<uint8_t>& bytes, int allowed,
+                           const char* what) {
+    auto info = a->Stat(id);
+    int state = kAbsent;
+    if (info.ok()) {
+      state = info->state == GISMO_STATE_SEALED     ? kSealed
+              : info->state == GISMO_STATE_UNSEALED ? kUnsealed
+                                                    : kDeleting;
+    } else {
+      EXPECT_EQ(info.status().code(), GISMO_ERR_OBJECT_NOT_FOUND) << what;
+    }
+    EXPECT_NE(state & allowed, 0) << what << " after " << done << " steps: state " << state
+                                  << ", allowed " << allowed;
+    if (state != kSealed) return;
+    auto got = a->Get(id, 0);
+    ASSERT_TRUE(got.ok()) << what << ": " << got.status().ToString();
+    ASSERT_EQ(got->size(), bytes.size()) << what;
+    EXPECT_EQ(std::memcmp(got->data(), bytes.data(), bytes.size()), 0) << what;
+    EXPECT_TRUE(got->Release().ok());
+  };
+  const int kMade = kAbsent | kUnsealed | kSealed;  // its put failed
+  const int small_states[] = {
+      kMade,   kSealed, kSealed, kSealed, kSealed, kSealed | kDeleting, kDeleting | kAbsent,
+      kAbsent, kAbsent};
+  const int large_states[] = {kAbsent, kMade,   kSealed, kSealed,
+                              kSealed, kSealed, kSealed, kSealed | kDeleting | kAbsent,
+                              kAbsent};
+  expect_object(small, small_bytes, small_states[done], "the small object");
+  expect_object(large, large_bytes, large_states[done], "the large object");
+  // The name: bound by step 2, unbound by step 3; either after one of them failed.
+  auto name = a->LookupName("helper-name");
+  if (done != 2 && done != 3) {
+    EXPECT_FALSE(name.ok()) << "the name after " << done << " steps";
+  }
+  if (held && done < 6) {
+    EXPECT_TRUE(held->Release().ok());
+  }
+  held.reset();
+  for (const ObjectId& id : {small, large, after}) {
+    // An object the successor made from b's ring for a create b saw fail
+    // is unsealed and b's: b's departure aborts it (below).
+    Status s = b->Delete(id);
+    EXPECT_TRUE(s.ok() || s.code() == GISMO_ERR_OBJECT_NOT_FOUND ||
+                s.code() == GISMO_ERR_OBJECT_NOT_SEALED)
+        << s.ToString();
+  }
+  (void)b->UnbindName("helper-name");
+  // b leaves, with a goodbye or (if it has not re-attached yet) a
+  // departure mark; either way the successor aborts what b left unsealed.
+  EXPECT_TRUE(b->Disconnect().ok());
+  // The successor recovers b's slot once it has its goodbye or reads its
+  // mark: it is never suspected (on this kernel that would kill this test).
+  auto unsealed_left = [&] {
+    for (const ObjectId& id : {small, large}) {
+      auto info = a->Stat(id);
+      if (info.ok() && info->state == GISMO_STATE_UNSEALED) return true;
+    }
+    return false;
+  };
+  const auto left_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (unsealed_left() && std::chrono::steady_clock::now() < left_by) {
+    std::this_thread::yield();
+  }
+  EXPECT_FALSE(unsealed_left()) << "an object b's departure left unsealed";
+  EXPECT_TRUE(a->Disconnect().ok());
+  successor.Stop();
+  auto r = region::Region::Open(first.region());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->sb().owner_helpers.slots[1], 0u);
+  auto rep = fsck::Check(**r, nullptr);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->problems.empty()) << GetParam() << ": " << rep->problems.front();
+  EXPECT_EQ(rep->sealed + rep->unsealed, 0u) << "every object was deleted";
+  unlink(first.region().c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryPointOfARequest, NonCoherentHelperDeath,
+                         ::testing::Values("nc_owner.before_commit", "nc_owner.free_before_commit",
+                                           "txn.before_commit", "txn.after_commit",
+                                           "alloc.new_slab", "alloc.block_taken",
+                                           "alloc.pages_taken", "bind.after_entry",
+                                           "unbind.after_shift", "free.block_cleared",
+                                           "free.pages_cleared", "event.after_claim",
+                                           "event.before_pending"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '.') c = '_';
+                           }
+                           return n;
+                         });
 
 // The simulator's line locks (region/view_sim.h): a host killed inside a
 // line's write-back leaves the line's lock held. A waiter takes it over as

@@ -20,6 +20,10 @@ namespace {
 // count unsynchronized, so a test that skips drives the point from one thread.
 const char* g_crash_target = getenv("GISMO_CRASH_AT");
 long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
+// With GISMO_CRASH_THREAD set, only threads of that role pass the armed point
+// (and count its skips): other threads never touch g_crash_skip.
+const char* g_crash_thread = getenv("GISMO_CRASH_THREAD");
+thread_local const char* t_crash_role = nullptr;
 uint32_t g_undo_log_limit = 0;
 void (*g_crash_hook)() = nullptr;
 }  // namespace
@@ -34,8 +38,14 @@ void ArmCrashPoint(const char* name, long skip) {
 
 void SetCrashHook(void (*hook)()) { g_crash_hook = hook; }
 
+void SetCrashPointThreadRole(const char* role) { t_crash_role = role; }
+
 void CrashPoint(const char* name) {
   if (g_crash_target == nullptr || strcmp(g_crash_target, name) != 0) return;
+  if (g_crash_thread != nullptr &&
+      (t_crash_role == nullptr || strcmp(t_crash_role, g_crash_thread) != 0)) {
+    return;
+  }
   if (g_crash_skip-- > 0) return;
   // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
   // instruction, for the failure model's "suspected is not dead" tests).

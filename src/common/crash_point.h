@@ -9,7 +9,10 @@
 // In a test build, GISMO_CRASH_AT=<name> in the environment makes the process
 // _exit(77) when it reaches that point; GISMO_CRASH_SKIP=N lets it pass N
 // times first; with GISMO_CRASH_ACTION=stop it stops itself there (SIGSTOP)
-// instead of exiting.
+// instead of exiting. GISMO_CRASH_THREAD=<role> limits the point to the
+// threads that named that role (GISMO_CRASH_THREAD_ROLE): the manager's owner
+// helper threads are "owner-helper", so a test kills the manager inside a
+// helper's Txn and never in its io thread.
 #ifndef GISMO_COMMON_CRASH_POINT_H_
 #define GISMO_COMMON_CRASH_POINT_H_
 
@@ -30,6 +33,10 @@ void ArmCrashPoint(const char* name, long skip = 0);
 // Set once, before other threads run.
 void SetCrashHook(void (*hook)());
 #define GISMO_CRASH_POINT(name) ::gismo::CrashPoint(name)
+// Names the calling thread's role for GISMO_CRASH_THREAD (`role` must
+// outlive the thread: a literal).
+void SetCrashPointThreadRole(const char* role);
+#define GISMO_CRASH_THREAD_ROLE(role) ::gismo::SetCrashPointThreadRole(role)
 // Fault injection for tests: every transaction started after this call has
 // an undo log of at most `entries` entries (0: the region's own capacity),
 // so a test can make each operation overflow its log at every step. Same
@@ -38,6 +45,7 @@ void LimitUndoLogForTesting(uint32_t entries);
 uint32_t UndoLogLimitForTesting();
 #else
 #define GISMO_CRASH_POINT(name) ((void)0)
+#define GISMO_CRASH_THREAD_ROLE(role) ((void)0)
 #endif
 
 }  // namespace gismo

@@ -24,6 +24,7 @@
 
 #include "common/atomic.h"
 #include "common/clock.h"
+#include "common/crash_point.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
 #include "manager/listen.h"
@@ -790,6 +791,7 @@ void Manager::Impl::ServeRequests() {
 }
 
 void Manager::Impl::ServeRequestsOnHelper(uint32_t k) {
+  GISMO_CRASH_THREAD_ROLE("owner-helper");
   constexpr uint32_t kBatch = 64;
   constexpr uint64_t kStayAwakeNs = 200 * 1000;
   // A wake-up that never came costs at most this (the tick of thread 0).

@@ -38,6 +38,26 @@ struct NcWriteBack {
   uint32_t busy = 0;      // records the owner kept changing (not looked at)
 };
 
+// Writes back and drops the lines of client slot `slot` that its client
+// writes (its slot header's client lines, held table, rings and recent-gets
+// line); returns their bytes. Serves a fencer for a dead process (below) and
+// a client that leaves through the region for itself.
+template <typename Lines>
+uint64_t NcWriteBackClientLines(Lines& lines, const Region& r, uint32_t slot) {
+  uint64_t bytes = 0;
+  auto drop = [&](const void* p, uint64_t n) {
+    lines.Invalidate(p, n);  // a dirty line is written back first
+    bytes += n;
+  };
+  const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
+  drop(header + kCacheLine, 2 * kCacheLine);
+  drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
+  // Its request and response rings, and its recent-gets line after them.
+  const auto* rings = static_cast<const uint8_t*>(r.request_ring(slot));
+  drop(rings, reinterpret_cast<const uint8_t*>(r.recent_gets(slot) + kNcRecentGets) - rings);
+  return bytes;
+}
+
 // Writes back and drops the lines client slot `slot` may have written (see
 // above). REQUIRES: the slot's process is proven gone, and this runs on its
 // host. `r` is the region as this host maps it.
@@ -48,12 +68,7 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
     lines.Invalidate(p, n);  // a dirty line is written back first
     out.bytes += n;
   };
-  const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
-  drop(header + kCacheLine, 2 * kCacheLine);
-  drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
-  // Its request and response rings, and its recent-gets line after them.
-  const auto* rings = static_cast<const uint8_t*>(r.request_ring(slot));
-  drop(rings, reinterpret_cast<const uint8_t*>(r.recent_gets(slot) + kNcRecentGets) - rings);
+  out.bytes += NcWriteBackClientLines(lines, r, slot);
   const uint32_t records = r.num_shards() * r.records_per_shard();
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r.record(g);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/crash_point.h"
+#include "region/nc_fence.h"
 #include "store/index.h"
 #include "store/store.h"
 
@@ -54,6 +55,7 @@ NcClientStore::NcClientStore(const Region& r, uint32_t slot, uint64_t session,
                              std::function<void()> wake, int64_t timeout_ms)
     : r_(r),
       slot_(slot),
+      session_(session),
       timeout_ms_(timeout_ms),
       patience_ns_(PatienceNs(r)),
       view_(ViewOf(r)),
@@ -195,6 +197,27 @@ void NcClientStore::FlushBlock(const Unsealed& u) {
 
 void NcClientStore::FlushUnsealed() {
   for (const auto& [id, u] : unsealed_) FlushBlock(u);
+}
+
+bool NcClientStore::MarkDeparted() {
+  ClientSlotHeader& h = r_.slot(slot_);
+  // The owner writes the slot's state line.
+  lines_.Invalidate(&h.state, sizeof(Word));
+  const uint64_t st = h.state.load(std::memory_order_acquire);
+  const SlotState state = SlotStateOf(st);
+  if (SlotSessionOf(st) != session_ ||
+      (state != SlotState::kActive && state != SlotState::kSuspected)) {
+    return false;
+  }
+  FlushUnsealed();
+  region::NcWriteBackClientLines(lines_, r_, slot_);
+  // The write-backs above are complete (InvalidateLines ends with a full
+  // fence) before the mark is stored; an owner that reads the mark after
+  // invalidating its line (acquire) finds every line of this client in
+  // memory. Written back at once: nothing of this client is dirty after it.
+  h.departed.store(session_, std::memory_order_release);
+  lines_.Flush(&h.departed, sizeof(Word));
+  return true;
 }
 
 Status NcClientStore::Abort(const gismo_id_t& id) {

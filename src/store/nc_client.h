@@ -63,6 +63,13 @@ class NcClientStore {
   // Writes back the blocks of every object this client is creating
   // (Store::FlushBeforeLeaving).
   void FlushUnsealed();
+  // Leaves through the region (Store::MarkDeparted): writes back every line
+  // this client wrote (the blocks of its unsealed objects, its slot's client
+  // lines, held table and rings), then sets its departure mark and writes it
+  // back, so no line of it reaches memory after the owner has recovered the
+  // slot (R1). False if the slot is no longer this session's. REQUIRES: no
+  // operation of this client runs now or later.
+  bool MarkDeparted();
   Status TryGet(const gismo_id_t& id, GetResult* out);
   Status Release(const gismo_id_t& id);
   Status Delete(const gismo_id_t& id);
@@ -147,6 +154,7 @@ class NcClientStore {
 
   const region::Region& r_;
   uint32_t slot_;
+  uint64_t session_;
   int64_t timeout_ms_;
   uint64_t patience_ns_;  // a seqlock reader's wait (region::NcPatience)
   region::HwLines lines_;

@@ -73,7 +73,7 @@ void Store::FlushBeforeLeaving() {
 }
 
 bool Store::MarkDeparted() {
-  if (nc_) return false;  // a non-coherent slot is left through the manager only
+  if (nc_) return nc_->MarkDeparted();
   region::ClientSlotHeader& h = r_.slot(slot_);
   const uint64_t st = h.state.load(std::memory_order_acquire);
   const SlotState state = region::SlotStateOf(st);
