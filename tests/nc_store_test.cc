@@ -307,6 +307,63 @@ TEST_F(NcStoreTest, AGotEvictableObjectGetsItsSecondChance) {
   ExpectSound();
 }
 
+// The owner's hand passes the records that hold evictable objects (its
+// ring), not the whole index: listed by one scan at its first eviction (so
+// a successor finds what its predecessor created), then by their creates;
+// a record freed and taken by an object that is not evictable is dropped
+// from the ring, never evicted.
+TEST_F(NcStoreTest, TheHandPassesEvictableObjectsOnlyAndASuccessorFindsThem) {
+  StartOwner();
+  auto a = Client(1), b = Client(2);
+  auto put = [&](uint64_t k, uint32_t flags) {
+    void* data = nullptr;
+    ASSERT_TRUE(a->Create(IdFrom(k), 4096, nullptr, 0, flags, &data).ok());
+    std::memset(data, static_cast<int>(k), 4096);
+    ASSERT_TRUE(a->Seal(IdFrom(k)).ok());
+    ASSERT_TRUE(a->Release(IdFrom(k)).ok());
+  };
+  auto contains = [&](uint64_t k) {
+    bool c = false;
+    EXPECT_TRUE(b->Contains(IdFrom(k), &c).ok());
+    return c;
+  };
+  auto evict_all = [&] {
+    store::EvictResult evicted;
+    EXPECT_TRUE(b->Evict(store::EvictTarget{uint64_t{1} << 40, 0, -1}, &evicted).ok());
+    return evicted.bytes;
+  };
+  // Created before this owner's first eviction, then by a successor.
+  for (uint64_t k = 200; k < 203; ++k) put(k, GISMO_CREATE_EVICTABLE);
+  for (uint64_t k = 300; k < 303; ++k) put(k, 0);
+  StopOwner();
+  {
+    // The successor: slot 0's next session, serving the same clients.
+    std::lock_guard<std::mutex> lk(owner_mu_);
+    region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 2));
+    owner_ = std::make_unique<NcOwnerStore>(*region_, 2);
+    owner_->Admit(1, 1);
+    owner_->Admit(2, 1);
+  }
+  StartOwner();
+  EXPECT_GT(evict_all(), 0u);
+  for (uint64_t k = 200; k < 203; ++k) {
+    // Freed by the eviction or, held by nobody, by the owner's next sweep.
+    while (contains(k)) std::this_thread::yield();
+  }
+  for (uint64_t k = 300; k < 303; ++k) EXPECT_TRUE(contains(k)) << "not evictable: " << k;
+  // The freed records are taken again (the free list is LIFO): by objects
+  // that are not evictable, then one that is, created after the first
+  // eviction (listed by its create).
+  for (uint64_t k = 400; k < 403; ++k) put(k, 0);
+  put(500, GISMO_CREATE_EVICTABLE);
+  EXPECT_GT(evict_all(), 0u);
+  while (contains(500)) std::this_thread::yield();
+  for (uint64_t k : {300, 301, 302, 400, 401, 402}) EXPECT_TRUE(contains(k)) << k;
+  EXPECT_EQ(evict_all(), 0u) << "nothing evictable is left";
+  StopOwner();
+  ExpectSound();
+}
+
 TEST_F(NcStoreTest, ClientsOnThreadsAgainstTheOwner) {
   StartOwner();
   constexpr int kClients = 3, kRounds = 300;

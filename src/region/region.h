@@ -381,6 +381,13 @@ Status NonCoherentRefusal(const std::string& path);
 // non-coherent region); entries that name no client slot are ignored.
 std::vector<uint32_t> OwnerHelperSlots(const Region& r);
 
+// How long an operation waits for what another writer holds (a busy lock,
+// a seqlock held odd, the non-coherent owner's answer): the superblock's
+// lock_wait_ms, where 0 means the default of 2 s. Read as this host's cache
+// holds it: a non-coherent client invalidates the line first (the owner
+// wrote it; the owner's own Txns read their own write).
+uint64_t LockWaitNs(const Region& r);
+
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.
 Result<uint64_t> ParseSize(const std::string& text);
 // "1.5 GiB" style.

@@ -42,12 +42,10 @@ NcRequesterOptions RequesterOptions(const Region& r, uint32_t slot, uint64_t ses
 }
 
 // How long a reader waits for a seqlock the owner holds odd: as long as a
-// coherent client waits for a lock (the region's lock_wait_ms, else 2 s).
-// The owner line is read from memory.
+// coherent client waits for a lock. The owner's line is read from memory.
 uint64_t PatienceNs(const Region& r) {
   InvalidateLines(&r.sb().lock_wait_ms, sizeof(Word));
-  const uint64_t ms = r.sb().lock_wait_ms.load(std::memory_order_relaxed);
-  return ms == 0 ? 2'000'000'000 : ms * 1'000'000;
+  return LockWaitNs(r);
 }
 }  // namespace
 

@@ -382,6 +382,17 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
     return a;
   }
   ObjectRecord& rec = r_.records(shard)[*local];
+  if ((q.create_flags & kObjectFlagEvictable) != 0) {
+    // For CLOCK's ring. Should this create be undone, the hand drops the
+    // record when it finds it free.
+    std::lock_guard<std::mutex> created(shared_->created_mu);
+    std::vector<uint32_t>& v = shared_->created_evictable;
+    if (v.size() >= uint64_t{r_.num_shards()} * r_.records_per_shard()) {
+      v.clear();
+      shared_->created_dropped = true;
+    }
+    v.push_back(GlobalIndex(r_, shard, *local));
+  }
   const uint32_t node =
       static_cast<uint32_t>(r_.slot(slot).node_id.load(std::memory_order_relaxed));
   // An evictable object starts with its reference bit set (evict.cc, 3).
@@ -568,19 +579,35 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   NcSummary everything;
   everything.fill(~uint64_t{0});
   const std::set<uint32_t> held_before = Referenced(everything);
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  std::vector<uint32_t>& ring = ListEvictable();
   std::vector<uint32_t> marked;
   uint64_t bytes = 0;
-  for (uint64_t step = 0; step < 2ull * records && bytes < want_bytes; ++step) {
-    const uint32_t g = static_cast<uint32_t>(shared_->evict_hand++ % records);
+  // Two turns: the first may only clear reference bits.
+  const uint64_t steps = 2 * ring.size();
+  for (uint64_t step = 0; step < steps && !ring.empty() && bytes < want_bytes; ++step) {
+    const size_t at = shared_->evict_hand++ % ring.size();
+    const uint32_t g = ring[at];
     ObjectRecord& rec = r_.record(g);
+    auto gone = [](uint64_t i) {  // freed, or another object's by now
+      return InfoState(i) == ObjectState::kFree || (InfoFlags(i) & kObjectFlagEvictable) == 0;
+    };
     const uint64_t info = rec.info.load(std::memory_order_relaxed);
-    if (InfoState(info) != ObjectState::kSealed || (InfoFlags(info) & kObjectFlagEvictable) == 0 ||
-        held_before.count(g) != 0) {
+    if (!gone(info) && (InfoState(info) != ObjectState::kSealed || held_before.count(g) != 0)) {
       continue;
     }
     Txn txn(r_, txn_slot_, session_, OpKind::kEvict);
     if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
+    if (gone(info)) {
+      // Read again under the shard lock: another owner thread's create
+      // holds it from taking the record to its commit.
+      if (gone(rec.info.load(std::memory_order_relaxed))) {
+        shared_->listed[g] = false;
+        ring[at] = ring.back();
+        ring.pop_back();
+      }
+      (void)txn.Commit();
+      continue;
+    }
     Located loc;
     if (!FindByRecord(r_, g, &loc)) continue;
     event_ = nullptr;
@@ -616,6 +643,37 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
   }
   stats_.evicted += marked.size();
   return bytes;
+}
+
+std::vector<uint32_t>& NcOwnerStore::ListEvictable() {
+  NcOwnerShared& sh = *shared_;  // REQUIRES: sh.mu
+  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  std::vector<uint32_t> created;
+  {
+    std::lock_guard<std::mutex> lk(sh.created_mu);
+    created.swap(sh.created_evictable);
+    if (sh.created_dropped) sh.evictable_scanned = false;
+    sh.created_dropped = false;
+  }
+  if (sh.listed.size() != records) sh.listed.assign(records, false);
+  auto list = [&](uint32_t g) {
+    if (g < records && !sh.listed[g]) {
+      sh.listed[g] = true;
+      sh.evictable.push_back(g);
+    }
+  };
+  if (!sh.evictable_scanned) {
+    // The owner's own lines: no invalidate.
+    for (uint32_t g = 0; g < records; ++g) {
+      const uint64_t info = r_.record(g).info.load(std::memory_order_relaxed);
+      if (InfoState(info) != ObjectState::kFree && (InfoFlags(info) & kObjectFlagEvictable) != 0) {
+        list(g);
+      }
+    }
+    sh.evictable_scanned = true;
+  }
+  for (uint32_t g : created) list(g);
+  return sh.evictable;
 }
 
 NcResponse NcOwnerStore::Delete(uint32_t slot, const NcRequest& q, Txn& txn, uint32_t* deleted) {

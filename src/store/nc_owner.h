@@ -96,7 +96,22 @@ struct NcOwnerShared {
   std::set<uint32_t> pending;  // records deleting, held by some table
   uint64_t last_sweep_ns = 0;
   uint64_t last_notes_ns = 0;
-  uint64_t evict_hand = 0;  // CLOCK's hand over the records
+  // CLOCK's ring (Evict's, under `mu`): records listed as holding an
+  // evictable object, so a sweep passes those, not every record. A record
+  // is listed by the first Evict's scan of the index or, once its create
+  // is reported, by the next Evict; the hand drops one it finds free or
+  // holding an object that is not evictable (and `listed` says which are).
+  std::vector<uint32_t> evictable;
+  std::vector<bool> listed;
+  bool evictable_scanned = false;
+  uint64_t evict_hand = 0;  // CLOCK's hand over `evictable`
+  // The records creates of evictable objects took since the last Evict. A
+  // leaf lock, held for the append only: a create holds a shard lock then,
+  // and an Evict takes shard locks under `mu`. More than the region has
+  // records (no Evict for long): dropped, and the next Evict scans again.
+  std::mutex created_mu;
+  std::vector<uint32_t> created_evictable;
+  bool created_dropped = false;
 };
 
 class NcOwnerStore {
@@ -168,6 +183,10 @@ class NcOwnerStore {
   uint32_t txn_slot() const { return txn_slot_; }
 
  private:
+  // CLOCK's ring, brought up to date: the creates reported since the last
+  // call listed (the first call, or one after created_evictable was dropped,
+  // scans the index). REQUIRES: shared_->mu.
+  std::vector<uint32_t>& ListEvictable();
   struct Client {
     Client(region::HwLines& lines, const region::Region& r, uint32_t slot, uint64_t session);
     uint64_t session;

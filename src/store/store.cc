@@ -19,9 +19,11 @@ Store::Store(const Region& r, uint32_t slot, uint64_t session, uint32_t node)
 Store::~Store() = default;
 
 Status Store::UseNonCoherent(std::function<void()> wake) {
-  // An answer waits as long as a lock would (the owner holds none for long).
-  const int64_t timeout_ms = static_cast<int64_t>(
-      std::max<uint64_t>(r_.sb().lock_wait_ms.load(std::memory_order_relaxed), 1000));
+  // An answer waits as long as a lock would (the owner holds none for long),
+  // at least 1 s. The owner wrote the line: read it from memory.
+  region::InvalidateLines(&r_.sb().lock_wait_ms, sizeof(Word));
+  const int64_t timeout_ms =
+      static_cast<int64_t>(std::max<uint64_t>(region::LockWaitNs(r_) / 1'000'000, 1000));
   auto nc = std::make_unique<NcClientStore>(r_, slot_, session_, std::move(wake), timeout_ms);
   if (Status s = nc->Attach(); !s.ok()) return s;
   nc_ = std::move(nc);

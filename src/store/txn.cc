@@ -37,13 +37,6 @@ bool ReleaseIfHeldBy(Word& lock, uint64_t tag) {
                                       std::memory_order_relaxed);
 }
 
-// Used when the region does not say (lock_wait_ms == 0).
-constexpr uint64_t kDefaultLockWaitNs = 2'000'000'000;
-
-uint64_t RegionLockWaitNs(const region::Region& r) {
-  const uint64_t ms = r.sb().lock_wait_ms.load(std::memory_order_relaxed);
-  return ms == 0 ? kDefaultLockWaitNs : ms * 1'000'000;
-}
 }  // namespace
 
 Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKind op)
@@ -55,7 +48,7 @@ Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKin
       log_(r.log(slot)),
       log_capacity_(r.sb().log_capacity),
       stamp_(region::LogStamp(hdr_.log_epoch.load(std::memory_order_relaxed))),
-      lock_wait_ns_(RegionLockWaitNs(r)) {
+      lock_wait_ns_(region::LockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
 #ifdef GISMO_CRASH_POINTS
   if (const uint32_t limit = UndoLogLimitForTesting(); limit != 0 && limit < log_capacity_) {
