@@ -386,11 +386,17 @@ TEST_P(NonCoherentHelperDeath, ASuccessorLeavesEveryStepWholeOrUndone) {
   testing::ManagerProcess successor(so);
   ASSERT_TRUE(successor.Start()) << successor.error();
   // b is served again (it re-attaches on its next call).
-  const ObjectId after = ObjectId::FromName("helper-after");
+  // Each try its own id: a try whose seal timed out (a successor slow to
+  // start, under a sanitizer) may leave its create applied, and the same id
+  // would then be refused as existing until the deadline.
+  std::vector<ObjectId> afters;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   Status again;
-  while (!(again = b->Put(after, "after")).ok() && std::chrono::steady_clock::now() < deadline) {
-  }
+  do {
+    if (!afters.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));  // backoff
+    afters.push_back(ObjectId::FromName("helper-after-" + std::to_string(afters.size())));
+    again = b->Put(afters.back(), "after");
+  } while (!again.ok() && std::chrono::steady_clock::now() < deadline);
   ASSERT_TRUE(again.ok()) << again.ToString();
 
   // What each object may be after `done` steps: absent, unsealed (b's create
@@ -435,7 +441,9 @@ TEST_P(NonCoherentHelperDeath, ASuccessorLeavesEveryStepWholeOrUndone) {
     EXPECT_TRUE(held->Release().ok());
   }
   held.reset();
-  for (const ObjectId& id : {small, large, after}) {
+  std::vector<ObjectId> made = {small, large};
+  made.insert(made.end(), afters.begin(), afters.end());
+  for (const ObjectId& id : made) {
     // An object the successor made from b's ring for a create b saw fail
     // is unsealed and b's: b's departure aborts it (below).
     Status s = b->Delete(id);

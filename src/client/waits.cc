@@ -98,17 +98,28 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
   std::vector<size_t> pending;
   std::vector<size_t> taken;
+  // REQUIRES: op_mu_. Hands out no buffer. The references are released
+  // while the slot is still this session's (also after a lost connection:
+  // the client stays its slot's only writer until it is fenced); a session
+  // that has ended (the manager dropped its references with the rest of it)
+  // or said goodbye writes nothing more to a slot that may be another
+  // session's by now.
   auto release_taken = [&] {
+    const bool mine = !LoadAcquire(closing_) && store_->SlotAlive();
     for (size_t i : taken) {
-      (void)store_->Release(ids[i]);
+      if (mine) (void)store_->Release(ids[i]);
       buffers[i] = gismo_buffer_t{};
     }
+    taken.clear();
   };
   // Tries every pending object once; keeps the ones still missing.
   std::vector<gismo_id_t> evicted;
   auto sweep = [&]() -> Status {
     std::lock_guard<std::mutex> op(op_mu_);
-    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = CheckAlive(); !s.ok()) {
+      release_taken();
+      return s;
+    }
     std::vector<size_t> still;
     for (size_t i : pending) {
       store::GetResult r;

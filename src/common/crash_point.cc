@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -16,12 +17,13 @@ namespace gismo {
 
 namespace {
 // The armed point: from the environment at load, or set by ArmCrashPoint
-// while no other thread runs. Passing the armed point decrements the skip
-// count unsynchronized, so a test that skips drives the point from one thread.
+// while no other thread runs. Each pass of the armed point takes one skip
+// (relaxed: the count is the only shared state; which of several threads
+// passing at once crashes is not ordered).
 const char* g_crash_target = getenv("GISMO_CRASH_AT");
-long g_crash_skip = getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0;
+std::atomic<long> g_crash_skip{getenv("GISMO_CRASH_SKIP") ? atol(getenv("GISMO_CRASH_SKIP")) : 0};
 // With GISMO_CRASH_THREAD set, only threads of that role pass the armed point
-// (and count its skips): other threads never touch g_crash_skip.
+// (and take its skips).
 const char* g_crash_thread = getenv("GISMO_CRASH_THREAD");
 thread_local const char* t_crash_role = nullptr;
 uint32_t g_undo_log_limit = 0;
@@ -33,7 +35,7 @@ uint32_t UndoLogLimitForTesting() { return g_undo_log_limit; }
 
 void ArmCrashPoint(const char* name, long skip) {
   g_crash_target = name;
-  g_crash_skip = skip;
+  g_crash_skip.store(skip, std::memory_order_relaxed);
 }
 
 void SetCrashHook(void (*hook)()) { g_crash_hook = hook; }
@@ -46,7 +48,7 @@ void CrashPoint(const char* name) {
       (t_crash_role == nullptr || strcmp(t_crash_role, g_crash_thread) != 0)) {
     return;
   }
-  if (g_crash_skip-- > 0) return;
+  if (g_crash_skip.fetch_sub(1, std::memory_order_relaxed) > 0) return;
   // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
   // instruction, for the failure model's "suspected is not dead" tests).
   if (const char* a = getenv("GISMO_CRASH_ACTION"); a != nullptr && strcmp(a, "stop") == 0) {

@@ -211,12 +211,17 @@ class Run {
     std::string metrics = Scrape(metrics_address_);
     StopManager(&cr);
     Summary(cr, metrics, check_s);
-    if (!o_.keep) {
+    const bool failed = cr.failures != 0 || LoadRelaxed(failures_) != 0;
+    if (failed && !o_.keep) {
+      // The workers' and the manager's logs are what a failure is read from.
+      fprintf(stderr, "gismo-torture: failed; kept the work directory %s and the region %s\n",
+              o_.work_dir.c_str(), o_.region.c_str());
+    } else if (!o_.keep) {
       if (o_.cluster.empty()) unlink(o_.region.c_str());
       std::string out;
       RunProcess({"rm", "-rf", o_.work_dir}, 60, &out);
     }
-    return cr.failures == 0 && LoadRelaxed(failures_) == 0 ? 0 : 1;
+    return failed ? 1 : 0;
   }
 
  private:
@@ -746,7 +751,8 @@ int main(int argc, char** argv) {
                   "Run the workers on the nodes of this gismo-cluster (already up)");
   run->add_option("--cluster-bin", ro.cluster_bin, "The gismo-cluster script");
   run->add_option("--work-dir", ro.work_dir, "Journals and logs (default: a new /tmp dir)");
-  run->add_flag("--keep", ro.keep, "Keep the region and the work directory");
+  run->add_flag("--keep", ro.keep,
+                "Keep the region and the work directory (kept anyway after a failure)");
 
   WorkerOptions wo;
   auto* worker = app.add_subcommand("worker", "One worker (normally started by run)");
