@@ -67,6 +67,10 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   o.stderr_path = err_path;
   o.append_stderr = true;
   o.new_process_group = true;  // a stray ^C reaches the run, which stops its children
+  // A run that dies (its own client fenced by the manager it started, on a
+  // starved machine) leaves no worker running. Spawned on the main thread,
+  // which lives as long as the run.
+  o.parent_death_signal = SIGKILL;
   testing::Process p;
   if (!p.Start(o)) return -1;
   if (out_fd) *out_fd = p.ReleaseStdout();
@@ -90,7 +94,7 @@ testing::ManagerProcessOptions ManagerOptions(const std::string& bin, const std:
   o.stderr_path = log;
   o.keep_region = true;
   o.new_process_group = true;
-  o.parent_death_signal = 0;
+  o.parent_death_signal = SIGKILL;  // as Spawn's workers: none outlives the run
   return o;
 }
 
