@@ -6,6 +6,9 @@
 //     small objects in one region sized for the largest count (the index is
 //     formatted once, as a deployment would be; objects are added between
 //     the measurements).
+//     Then the same in batches of 64 ids got in order and released (the
+//     time per object), without and with the index prefetching of a
+//     multi-id get (Store::PrefetchBatch).
 //  2. seal and delete throughput with 1 and 2 threads (each thread its own
 //     client slot and objects; batches of creates untimed, then the batch's
 //     seals timed, releases untimed, deletes timed; ops/s summed over the
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
   uint64_t samples = 200000;
   uint64_t ops = 400000;
   uint64_t object_size = 64;
+  size_t batch = 64;
   bool skip_scale = false, skip_throughput = false;
   app.add_option("--counts", counts, "Live object counts for the latency test")->delimiter(',');
   app.add_option("--threads", threads, "Thread counts for seal/delete throughput")->delimiter(',');
@@ -81,6 +85,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--samples", samples, "Timed get+release pairs per count")->capture_default_str();
   app.add_option("--ops", ops, "Seals (and deletes) per thread")->capture_default_str();
+  app.add_option("--batch", batch,
+                 "Ids per batch get (per-object time without and with prefetching; 0: none)")
+      ->capture_default_str();
   app.add_option("--object-size", object_size, "Data bytes per object")->capture_default_str();
   app.add_flag("--no-scale", skip_scale, "Skip the index scale test");
   app.add_flag("--no-throughput", skip_throughput, "Skip the seal/delete throughput test");
@@ -115,7 +122,8 @@ int main(int argc, char** argv) {
     std::printf("index scale: region %.1f GiB in %s, %u shards x %u records, %llu B objects\n",
                 static_cast<double>(size) / (1ull << 30), dir.c_str(), region->num_shards(),
                 region->records_per_shard(), static_cast<unsigned long long>(object_size));
-    std::printf("%12s %14s %14s %14s\n", "objects", "median ns", "p99 ns", "fill s");
+    std::printf("%12s %14s %14s %14s %14s %14s\n", "objects", "median ns", "p99 ns",
+                ("batch" + std::to_string(batch) + " ns").c_str(), "+prefetch ns", "fill s");
     uint64_t live = 0;
     std::mt19937_64 rng(42);
     for (uint64_t n : counts) {
@@ -152,11 +160,40 @@ int main(int argc, char** argv) {
         lat.push_back(static_cast<double>(t1 - t0));
       }
       const double med = Percentile(lat, 0.5), p99 = Percentile(lat, 0.99);
-      std::printf("%12llu %14.0f %14.0f %14.1f\n", static_cast<unsigned long long>(n), med, p99,
-                  fill_s);
+      // Batches: `batch` random ids got in order, then released; the time per
+      // object, without and with Store::PrefetchBatch (as the client's
+      // multi-id get uses it).
+      double batch_ns[2] = {0, 0};
+      if (batch > 1) {
+        std::vector<gismo_id_t> ids(batch);
+        const auto id_at = [&](size_t j) -> const gismo_id_t& { return ids[j]; };
+        for (int prefetch = 0; prefetch < 2; ++prefetch) {
+          std::vector<double> per;
+          for (uint64_t b = 0; b < std::max<uint64_t>(samples / batch, 1); ++b) {
+            for (auto& id : ids) id = IdOf(pick(rng), 7);
+            const int64_t t0 = NowNs();
+            for (size_t k = 0; k < batch; ++k) {
+              if (prefetch) st->PrefetchBatch(k, batch, id_at);
+              gismo::store::GetResult g;
+              Check(st->TryGet(ids[k], &g), "get");
+              if (!g.found) Die("an object is missing");
+            }
+            for (const auto& id : ids) Check(st->Release(id), "release");
+            per.push_back(static_cast<double>(NowNs() - t0) / static_cast<double>(batch));
+          }
+          batch_ns[prefetch] = Percentile(per, 0.5);
+        }
+      }
+      std::printf("%12llu %14.0f %14.0f %14.0f %14.0f %14.1f\n", static_cast<unsigned long long>(n),
+                  med, p99, batch_ns[0], batch_ns[1], fill_s);
       std::fflush(stdout);
-      out["index_scale"].push_back(
-          {{"objects", n}, {"median_ns", med}, {"p99_ns", p99}, {"fill_s", fill_s}});
+      json row = {{"objects", n}, {"median_ns", med}, {"p99_ns", p99}, {"fill_s", fill_s}};
+      if (batch > 1) {
+        row["batch"] = batch;
+        row["batch_ns_per_object"] = batch_ns[0];
+        row["batch_prefetch_ns_per_object"] = batch_ns[1];
+      }
+      out["index_scale"].push_back(row);
     }
   }
 

@@ -117,8 +117,14 @@ def issue15_md(res):
         meds = [p["median_ns"] for p in scale]
         spread = max(meds) / min(meds)
         points = ", ".join(f"{p['objects']:,}: {p['median_ns']:.0f}" for p in scale)
+        batched = ""
+        if all("batch_prefetch_ns_per_object" in p for p in scale):
+            per = [p["batch_prefetch_ns_per_object"] for p in scale]
+            batched = (f"; in gets of {scale[0]['batch']} ids: "
+                       + ", ".join(f"{v:.0f}" for v in per)
+                       + f" ns per object ({max(per) / min(per):.2f}×)")
         row(f"get+release median ns, {scale[0]['objects']:,} → {scale[-1]['objects']:,} objects",
-            f"{points} ns ({spread:.2f}×)", "flat within 1.5×", spread <= 1.5,
+            f"{points} ns ({spread:.2f}×){batched}", "flat within 1.5×", spread <= 1.5,
             idx.get("note", "the largest counts miss the CPU caches and the TLB on every "
                             "get (uniformly random ids); see the index section"))
     else:
@@ -154,10 +160,22 @@ def issue15_md(res):
 def index_md(idx, before):
     md = [f"### Index scale and seal/delete throughput (`gismo_index_bench`, region in "
           f"{idx.get('dir', '?')})\n\n"]
+    scale = idx.get("index_scale", [])
+    batched = bool(scale) and all("batch_prefetch_ns_per_object" in p for p in scale)
     rows = [[f"{p['objects']:,}", f"{p['median_ns']:.0f}", f"{p['p99_ns']:.0f}"]
-            for p in idx.get("index_scale", [])]
+            + ([f"{p['batch_ns_per_object']:.0f}", f"{p['batch_prefetch_ns_per_object']:.0f}"]
+               if batched else [])
+            for p in scale]
     if rows:
-        md.append(table(["live objects", "get+release median ns", "p99 ns"], rows))
+        head = ["live objects", "get+release median ns", "p99 ns"]
+        if batched:
+            n = scale[0]["batch"]
+            head += [f"gets of {n} ids, ns per object", "same, index prefetched"]
+        md.append(table(head, rows))
+        if batched:
+            md.append("\nGets of many ids: each id got in turn, then all released; \"index "
+                      "prefetched\" is the client's multi-id get (Store::PrefetchBatch brings "
+                      "the hash slots and records of the ids a few places ahead).\n")
     b = {r["threads"]: r for r in (before or {}).get("seal_delete", [])}
     rows = []
     for r in idx.get("seal_delete", []):

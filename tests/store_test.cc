@@ -173,6 +173,67 @@ struct Snapshot {
   bool operator==(const Snapshot&) const = default;
 };
 
+// The prefetching of a multi-id get is a hint only: it writes nothing in the
+// region (no lock, hash slot, record state or count changes), also where a
+// hash slot names a record out of range, and the batch it runs ahead of finds
+// every object and skips the corrupt slot.
+TEST_F(StoreTest, BatchPrefetchWritesNothingAndTheBatchFindsEveryObject) {
+  auto a = Activate(1);
+  std::vector<gismo_id_t> ids;
+  void* d;
+  for (uint64_t i = 0; i < 300; ++i) {
+    ids.push_back(IdFrom(i, 91));
+    ASSERT_TRUE(a->Create(ids.back(), 8, nullptr, 0, &d).ok());
+    ASSERT_TRUE(a->Seal(ids.back()).ok());
+    ASSERT_TRUE(a->Release(ids.back()).ok());
+  }
+  // An id that is not indexed, whose probe sequence meets a slot of its own
+  // hash naming a record far past its shard's end (a corrupt region).
+  const gismo_id_t stray = IdFrom(1000, 91);
+  const uint64_t h = HashId(stray);
+  const uint32_t shard = region_->ShardOf(h);
+  const uint32_t mask = region_->sb().slots_per_shard - 1;
+  uint32_t hslot = static_cast<uint32_t>(h) & mask;
+  while (region_->hash_slots(shard)[hslot].load() != 0) hslot = (hslot + 1) & mask;
+  region_->hash_slots(shard)[hslot].store(
+      region::PackHashSlot(h, region_->records_per_shard() + (1u << 20)));
+  ids.insert(ids.begin() + 150, stray);
+
+  auto snapshot = [&] {
+    std::vector<uint64_t> words;
+    for (uint32_t s = 0; s < region_->num_shards(); ++s) {
+      words.push_back(region_->shard(s).lock.load());
+      for (uint32_t i = 0; i <= mask; ++i) words.push_back(region_->hash_slots(s)[i].load());
+      for (uint32_t i = 0; i < region_->records_per_shard(); ++i) {
+        const region::ObjectRecord& rec = region_->records(s)[i];
+        words.push_back(rec.info.load());
+        words.push_back(rec.ref_count.load());
+      }
+    }
+    return words;
+  };
+  const std::vector<uint64_t> before = snapshot();
+  const auto id_at = [&](size_t j) -> const gismo_id_t& { return ids[j]; };
+  for (size_t k = 0; k < ids.size(); ++k) a->PrefetchBatch(k, ids.size(), id_at);
+  EXPECT_EQ(snapshot(), before);
+
+  // The batch itself, prefetched as the client's get does.
+  for (size_t k = 0; k < ids.size(); ++k) {
+    a->PrefetchBatch(k, ids.size(), id_at);
+    GetResult g;
+    ASSERT_TRUE(a->TryGet(ids[k], &g).ok()) << k;
+    EXPECT_EQ(g.found, k != 150) << k;
+  }
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (k != 150) ASSERT_TRUE(a->Release(ids[k]).ok()) << k;
+  }
+  region_->hash_slots(shard)[hslot].store(0);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (k != 150) ASSERT_TRUE(a->Delete(ids[k]).ok()) << k;
+  }
+  ExpectEmpty();
+}
+
 // Every operation whose transaction overflows the undo log, at every step
 // it can overflow, fails with GISMO_ERR_LIMIT and leaves the region exactly
 // as it was: Commit() rolled it back (no half-sealed object, no lost

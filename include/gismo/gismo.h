@@ -172,7 +172,9 @@ typedef struct gismo_buffer {
  * gismo_release gives back; missing objects come back with data == NULL and
  * the call still returns GISMO_OK. A get that would wait (timeout_ms != 0)
  * for more than 65536 objects not sealed yet fails with GISMO_ERR_LIMIT and
- * takes nothing (the client stays connected): ask in smaller groups. */
+ * takes nothing (the client stays connected): ask in smaller groups. One
+ * call for many ids costs less per object than a call each: it overlaps the
+ * index's cache misses (doc/benchmarks.md, "Index scale"). */
 GISMO_EXPORT gismo_status_t gismo_get(gismo_client_t *client, const gismo_id_t *ids, size_t count,
                                       int64_t timeout_ms, gismo_buffer_t *buffers);
 

@@ -121,7 +121,10 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
       return s;
     }
     std::vector<size_t> still;
-    for (size_t i : pending) {
+    const auto pending_id = [&](size_t j) -> const gismo_id_t& { return ids[pending[j]]; };
+    for (size_t k = 0; k < pending.size(); ++k) {
+      store_->PrefetchBatch(k, pending.size(), pending_id);
+      const size_t i = pending[k];
       store::GetResult r;
       if (Status s = store_->TryGet(ids[i], &r); !s.ok()) {
         release_taken();

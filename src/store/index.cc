@@ -77,6 +77,29 @@ bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Loc
   return false;
 }
 
+void PrefetchLookup(const Region& r, const gismo_id_t& id, PrefetchStage stage) {
+  const uint64_t h = HashId(id);
+  const uint32_t shard = r.ShardOf(h);
+  const uint32_t mask = r.sb().slots_per_shard - 1;
+  const uint32_t h32 = static_cast<uint32_t>(h);
+  Word* slots = r.hash_slots(shard);
+  if (stage == PrefetchStage::kSlots) {
+    __builtin_prefetch(&r.shard(shard).lock, /*rw=*/1, /*locality=*/3);
+    __builtin_prefetch(&slots[h32 & mask], 0, 3);
+    return;
+  }
+  const uint32_t nrec = r.records_per_shard();
+  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
+    const uint64_t s = slots[i].load(std::memory_order_relaxed);
+    if (s == 0) return;
+    if (HashSlotHash(s) != h32) continue;
+    if (const uint32_t local = HashSlotLocal(s); local < nrec) {
+      __builtin_prefetch(&r.records(shard)[local], /*rw=*/1, 3);  // a get writes ref_count
+    }
+    return;
+  }
+}
+
 bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out) {
   const Region& r = txn.region();
   const uint64_t h = HashId(id);

@@ -44,6 +44,15 @@ inline uint32_t GlobalIndex(const region::Region& r, uint32_t shard, uint32_t lo
 // slot an insert would use, or kNoHashSlot if none is within kMaxProbe.
 // Slots naming a record out of range are skipped (never followed).
 bool Find(const region::Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Located* out);
+// Prefetch hints for a lookup of `id` that comes soon, taking no lock and
+// writing nothing. kSlots asks for its shard header (the lock a get will
+// CAS) and home hash slot; kRecord reads the probe sequence now (relaxed
+// loads, racing with writers: only a hint, the locked Find decides) and asks
+// for the record the first slot of the same hash names (only a local index
+// in range is followed). Issue kSlots for an id some lookups before its
+// kRecord, and that some lookups before the lookup itself.
+enum class PrefetchStage { kSlots, kRecord };
+void PrefetchLookup(const region::Region& r, const gismo_id_t& id, PrefetchStage stage);
 // Takes the shard lock of `id` in `txn`, then looks it up. False with the
 // Txn failed if the lock could not be taken (txn.Commit() says why).
 bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out);

@@ -9,6 +9,7 @@
 
 #include <gismo/gismo.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <gismo/status.hpp>
@@ -66,6 +67,27 @@ class Store {
   // Takes a reference if the object is sealed; found == false otherwise.
   Status TryGet(const gismo_id_t& id, GetResult* out);
   Status Release(const gismo_id_t& id);
+  // Before the k-th of a batch of n lookups made in order (id_at(j) names
+  // the j-th id): prefetches the index lines of the ids a few places ahead,
+  // so the batch overlaps its cache misses instead of waiting for each in
+  // turn (a lookup in an index larger than the caches takes two dependent
+  // misses). Takes no lock and writes nothing. No effect in a non-coherent
+  // region, whose reads invalidate their lines first.
+  template <typename IdAt>
+  void PrefetchBatch(size_t k, size_t n, const IdAt& id_at) const {
+    if (nc_ != nullptr || n < 2) return;
+    // kSlots this far ahead, kRecord half as far: each stage's lines have
+    // the time of a few lookups to arrive.
+    constexpr size_t kSlotsAhead = 16, kRecordAhead = 8;
+    const size_t slots_from = k == 0 ? 0 : k + kSlotsAhead - 1;
+    const size_t record_from = k == 0 ? 0 : k + kRecordAhead - 1;
+    for (size_t j = slots_from; j < std::min(n, k + kSlotsAhead); ++j) {
+      PrefetchLookup(r_, id_at(j), PrefetchStage::kSlots);
+    }
+    for (size_t j = record_from; j < std::min(n, k + kRecordAhead); ++j) {
+      PrefetchLookup(r_, id_at(j), PrefetchStage::kRecord);
+    }
+  }
   Status Delete(const gismo_id_t& id);
   Status Contains(const gismo_id_t& id, bool* contains);
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
