@@ -584,6 +584,47 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
   unlink(path.c_str());
 }
 
+// A simulated host's cache starts as memory holds the region when it maps
+// it: bytes before, between and after the file's holes, and in a page
+// written with zeros, are all seen; its lines start clean, so memory that
+// changes later is seen only after an invalidate. The caller's file offset
+// is left as it was.
+TEST(NonCoherent, TheSimulatorsViewStartsAsMemoryHoldsItAroundHoles) {
+  if (!region::view_sim::kEnabled) {
+    GTEST_SKIP() << "needs the simulator build (cmake -DGISMO_NONCOHERENT_SIM=ON)";
+  }
+  const std::string path = "/dev/shm/" + testing::UniqueName("simfill");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  constexpr uint64_t kSize = 8 << 20;
+  ASSERT_EQ(ftruncate(fd, kSize), 0);
+  const std::vector<uint8_t> zeros(4096, 0);
+  ASSERT_EQ(pwrite(fd, zeros.data(), zeros.size(), 1 << 20), 4096);
+  const std::pair<uint64_t, uint8_t> marks[] = {
+      {0, 1}, {(3 << 20) + 100, 2}, {(5 << 20) + 4095, 3}, {(5 << 20) + 4096, 4}, {kSize - 1, 5}};
+  for (const auto& [off, byte] : marks) {
+    ASSERT_EQ(pwrite(fd, &byte, 1, static_cast<off_t>(off)), 1);
+  }
+  ASSERT_EQ(lseek(fd, 12345, SEEK_SET), 12345);
+  uint8_t* view = region::view_sim::Map(fd, kSize, 4096);
+  ASSERT_NE(view, nullptr);
+  EXPECT_EQ(lseek(fd, 0, SEEK_CUR), 12345);
+  uint64_t nonzero = 0;
+  for (uint64_t i = 0; i < kSize; ++i) nonzero += view[i] != 0;
+  EXPECT_EQ(nonzero, std::size(marks));
+  for (const auto& [off, byte] : marks) EXPECT_EQ(view[off], byte) << "offset " << off;
+  // Memory changes: the cache keeps its copy until it invalidates, and its
+  // line, clean, is not written back over memory's.
+  const uint8_t later = 9;
+  ASSERT_EQ(pwrite(fd, &later, 1, (3 << 20) + 100), 1);
+  EXPECT_EQ(view[(3 << 20) + 100], 2);
+  EXPECT_TRUE(region::view_sim::Invalidate(view + (3 << 20) + 64, 64));
+  EXPECT_EQ(view[(3 << 20) + 100], 9);
+  region::view_sim::Unmap(view);
+  close(fd);
+  unlink(path.c_str());
+}
+
 // In the simulator build (GISMO_NONCOHERENT_SIM, region/view_sim.h) every
 // client and the manager is a host with its own write-back cache of the
 // region: the creator's flush before the seal and the reader's invalidate

@@ -8,10 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "common/clock.h"
@@ -304,6 +306,52 @@ bool AllZero(const uint8_t* p, uint64_t n) {
   return true;
 }
 
+// Copies each page of the first `size` bytes of `fd` that is not all
+// zeros into `view` and `clean` (which start zero). Only the file's data
+// extents are read (SEEK_DATA/SEEK_HOLE: a hole reads as zeros), through
+// pread into a bounce buffer rather than through a mapping: in a VM a first
+// touch of each page of a mapping costs several microseconds, and a mostly
+// zero 256 MiB region took 0.4 s per attach that way. (Only regular files
+// are simulated; the product itself reads regions through mappings only.)
+// A file system that cannot tell holes, or a pread that fails, falls back
+// to the mapping `device`, page by page.
+void Fill(int fd, uint64_t size, const uint8_t* device, uint8_t* view, uint8_t* clean) {
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  std::unique_ptr<uint8_t[]> buffer(new uint8_t[kChunk]);
+  const auto copy_page = [&](uint64_t off, const uint8_t* src) {
+    if (AllZero(src, kPage)) return;
+    std::memcpy(view + off, src, kPage);
+    std::memcpy(clean + off, src, kPage);
+  };
+  const off_t file_offset = lseek(fd, 0, SEEK_CUR);  // the caller's: kept as it was
+  uint64_t at = 0;
+  while (at < size) {
+    const off_t data = lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+    if ((data < 0 && errno == ENXIO) || (data >= 0 && static_cast<uint64_t>(data) >= size)) {
+      at = size;  // nothing but holes past `at`
+      break;
+    }
+    if (data < 0) break;  // holes not told: the mapping
+    const off_t hole = lseek(fd, data, SEEK_HOLE);
+    const uint64_t begin = static_cast<uint64_t>(data) & ~(kPage - 1);
+    const uint64_t end =
+        hole < 0 ? size : std::min(size, (static_cast<uint64_t>(hole) + kPage - 1) & ~(kPage - 1));
+    for (at = begin; at < end;) {
+      const uint64_t want = std::min(kChunk, end - at);
+      const ssize_t got = pread(fd, buffer.get(), want, static_cast<off_t>(at));
+      if (got <= 0) break;
+      const uint64_t pages = static_cast<uint64_t>(got) / kPage;
+      if (pages == 0) break;
+      for (uint64_t i = 0; i < pages; ++i) copy_page(at + i * kPage, buffer.get() + i * kPage);
+      at += pages * kPage;
+    }
+    if (at < end) break;  // a short read: the mapping from here
+    at = std::max(end, begin + kPage);
+  }
+  for (; at < size; at += kPage) copy_page(at, device + at);
+  if (file_offset >= 0) lseek(fd, file_offset, SEEK_SET);
+}
+
 }  // namespace
 
 uint8_t* Map(int fd, uint64_t size, uint64_t align) {
@@ -352,12 +400,8 @@ uint8_t* Map(int fd, uint64_t size, uint64_t align) {
   // (pages of zeros stay unallocated): every read the protocol does not
   // precede with an invalidate sees this attach-time copy unless an
   // eviction refreshed it.
-  auto* dev = static_cast<const uint8_t*>(device);
-  for (uint64_t off = 0; off < size; off += kPage) {
-    if (AllZero(dev + off, kPage)) continue;
-    std::memcpy(static_cast<uint8_t*>(view) + off, dev + off, kPage);
-    std::memcpy(static_cast<uint8_t*>(clean) + off, static_cast<uint8_t*>(view) + off, kPage);
-  }
+  Fill(fd, size, static_cast<const uint8_t*>(device), static_cast<uint8_t*>(view),
+       static_cast<uint8_t*>(clean));
   slot->size = size;
   slot->clean = static_cast<uint8_t*>(clean);
   slot->device = static_cast<uint8_t*>(device);
