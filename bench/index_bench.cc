@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -85,8 +86,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--samples", samples, "Timed get+release pairs per count")->capture_default_str();
   app.add_option("--ops", ops, "Seals (and deletes) per thread")->capture_default_str();
-  app.add_option("--batch", batch,
-                 "Ids per batch get (per-object time without and with prefetching; 0: none)")
+  app.add_option(
+         "--batch", batch,
+         "Ids per batch get (per-object time without and with prefetching; 0 or 1: not measured)")
       ->capture_default_str();
   app.add_option("--object-size", object_size, "Data bytes per object")->capture_default_str();
   app.add_flag("--no-scale", skip_scale, "Skip the index scale test");
@@ -184,8 +186,12 @@ int main(int argc, char** argv) {
           batch_ns[prefetch] = Percentile(per, 0.5);
         }
       }
-      std::printf("%12llu %14.0f %14.0f %14.0f %14.0f %14.1f\n", static_cast<unsigned long long>(n),
-                  med, p99, batch_ns[0], batch_ns[1], fill_s);
+      const auto batch_cell = [&](double ns) {
+        return batch > 1 ? std::to_string(std::llround(ns)) : std::string("-");
+      };
+      std::printf("%12llu %14.0f %14.0f %14s %14s %14.1f\n", static_cast<unsigned long long>(n),
+                  med, p99, batch_cell(batch_ns[0]).c_str(), batch_cell(batch_ns[1]).c_str(),
+                  fill_s);
       std::fflush(stdout);
       json row = {{"objects", n}, {"median_ns", med}, {"p99_ns", p99}, {"fill_s", fill_s}};
       if (batch > 1) {
