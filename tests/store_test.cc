@@ -225,11 +225,15 @@ TEST_F(StoreTest, BatchPrefetchWritesNothingAndTheBatchFindsEveryObject) {
     EXPECT_EQ(g.found, k != 150) << k;
   }
   for (size_t k = 0; k < ids.size(); ++k) {
-    if (k != 150) ASSERT_TRUE(a->Release(ids[k]).ok()) << k;
+    if (k != 150) {
+      ASSERT_TRUE(a->Release(ids[k]).ok()) << k;
+    }
   }
   region_->hash_slots(shard)[hslot].store(0);
   for (size_t k = 0; k < ids.size(); ++k) {
-    if (k != 150) ASSERT_TRUE(a->Delete(ids[k]).ok()) << k;
+    if (k != 150) {
+      ASSERT_TRUE(a->Delete(ids[k]).ok()) << k;
+    }
   }
   ExpectEmpty();
 }

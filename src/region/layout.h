@@ -984,6 +984,33 @@ inline constexpr uint32_t HashSlotLocal(uint64_t slot) {
 // would is refused, so every probe is bounded whatever ids users choose.
 inline constexpr uint32_t kMaxProbe = 64;
 
+// How a probe of a table of hash slots (the index's or the name table's)
+// ended: at the slot the visitor took, at an empty slot (where an insert
+// would go), or after kMaxProbe slots with neither.
+enum class ProbeEnd : uint8_t { kTaken, kEmpty, kExhausted };
+struct ProbeStop {
+  ProbeEnd end;
+  uint32_t slot;  // the slot it ended at; ~0u if kExhausted
+};
+// The probe sequence of hash `h32` in a table of `mask + 1` slots, written
+// once for every reader: from its home slot on, one slot after another, to
+// the first empty one, at most kMaxProbe slots. `load(i)` reads slot i (a
+// relaxed load under the table's lock, or an invalidate and a load in a
+// non-coherent region); `visit(i, local)` is called for each slot of hash
+// `h32` whose entry index is below `limit` (one at or past it is corrupt and
+// never followed; fsck reports it) and ends the probe by returning true.
+template <typename Load, typename Visit>
+inline ProbeStop ProbeHashSlots(uint32_t h32, uint32_t mask, uint32_t limit, Load&& load,
+                                Visit&& visit) {
+  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
+    const uint64_t s = load(i);
+    if (s == 0) return {ProbeEnd::kEmpty, i};
+    if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= limit) continue;
+    if (visit(i, HashSlotLocal(s))) return {ProbeEnd::kTaken, i};
+  }
+  return {ProbeEnd::kExhausted, ~0u};
+}
+
 // A held-reference key: record global index + 1 (0: empty) | flags.
 inline constexpr uint64_t PackHeldKey(uint32_t global, uint64_t flags) {
   return (uint64_t{global} + 1) | flags;

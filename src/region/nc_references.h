@@ -117,6 +117,15 @@ struct NcObject {
 inline uint64_t* NcWord(Word& w) { return reinterpret_cast<uint64_t*>(&w); }
 static_assert(sizeof(Word) == sizeof(uint64_t) && Word::is_always_lock_free);
 
+// A hash slot as memory holds it (a probe's load, ProbeHashSlots): its
+// line invalidated, then the word read.
+template <typename Lines>
+uint64_t NcLoadSlot(Lines& lines, Word& slot) {
+  uint64_t* w = NcWord(slot);
+  lines.Invalidate(w, sizeof(*w));
+  return lines.Load(w);
+}
+
 // A record's words as one seqlock read found them (G1-G2).
 struct NcRecordWords {
   uint64_t version = 0;  // even
@@ -409,19 +418,17 @@ class NcReader {
       lines_.Invalidate(shard.header, sizeof(ShardHeader));
       const uint64_t before = lines_.Load(iv);
       if (before & 1) continue;
-      for (uint32_t n = 0, i = h32 & shard.mask; n < kMaxProbe; ++n, i = (i + 1) & shard.mask) {
-        uint64_t* slot = NcWord(shard.slots[i]);
-        lines_.Invalidate(slot, sizeof(*slot));
-        const uint64_t s = lines_.Load(slot);
-        if (s == 0) break;
-        if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
-        const uint32_t global = shard.first_record + HashSlotLocal(s);
-        const NcGet got = Get(global, id, out);
-        if (got != NcGet::kNotFound) {
-          *index = global;
-          return got;
-        }
-      }
+      NcGet got = NcGet::kNotFound;
+      (void)ProbeHashSlots(
+          h32, shard.mask, shard.records,
+          [&](uint32_t i) { return NcLoadSlot(lines_, shard.slots[i]); },
+          [&](uint32_t, uint32_t local) {
+            const uint32_t global = shard.first_record + local;
+            got = Get(global, id, out);
+            if (got != NcGet::kNotFound) *index = global;
+            return got != NcGet::kNotFound;
+          });
+      if (got != NcGet::kNotFound) return got;
       if (fault_ == NcRefFault::kSkipIndexRecheck) return NcGet::kNotFound;
       lines_.Invalidate(shard.header, sizeof(ShardHeader));
       if (lines_.Load(iv) == before) return NcGet::kNotFound;

@@ -51,30 +51,21 @@ std::string Hex(const gismo_id_t& id) {
 
 bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Located* out) {
   const IdWords x = ToWords(id);
-  Word* slots = r.hash_slots(shard);
-  const uint32_t mask = r.sb().slots_per_shard - 1;
-  const uint32_t h32 = static_cast<uint32_t>(h);
-  const uint32_t nrec = r.records_per_shard();
+  const Word* slots = r.hash_slots(shard);
   ObjectRecord* recs = r.records(shard);
   out->shard = shard;
-  out->hslot = kNoHashSlot;
   out->rec = nullptr;
-  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
-    const uint64_t s = slots[i].load(std::memory_order_relaxed);
-    if (s == 0) {
-      out->hslot = i;
-      return false;
-    }
-    if (HashSlotHash(s) != h32) continue;
-    const uint32_t local = HashSlotLocal(s);
-    if (local < nrec && SameId(recs[local], x)) {
-      out->hslot = i;
-      out->local = local;
-      out->rec = &recs[local];
-      return true;
-    }
-  }
-  return false;
+  const ProbeStop stop = ProbeHashSlots(
+      static_cast<uint32_t>(h), r.sb().slots_per_shard - 1, r.records_per_shard(),
+      [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
+      [&](uint32_t, uint32_t local) {
+        if (!SameId(recs[local], x)) return false;
+        out->local = local;
+        out->rec = &recs[local];
+        return true;
+      });
+  out->hslot = stop.end == ProbeEnd::kExhausted ? kNoHashSlot : stop.slot;
+  return stop.end == ProbeEnd::kTaken;
 }
 
 void PrefetchLookup(const Region& r, const gismo_id_t& id, PrefetchStage stage) {
@@ -82,22 +73,21 @@ void PrefetchLookup(const Region& r, const gismo_id_t& id, PrefetchStage stage) 
   const uint32_t shard = r.ShardOf(h);
   const uint32_t mask = r.sb().slots_per_shard - 1;
   const uint32_t h32 = static_cast<uint32_t>(h);
-  Word* slots = r.hash_slots(shard);
+  const Word* slots = r.hash_slots(shard);
   if (stage == PrefetchStage::kSlots) {
     __builtin_prefetch(&r.shard(shard).lock, /*rw=*/1, /*locality=*/3);
     __builtin_prefetch(&slots[h32 & mask], 0, 3);
     return;
   }
-  const uint32_t nrec = r.records_per_shard();
-  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
-    const uint64_t s = slots[i].load(std::memory_order_relaxed);
-    if (s == 0) return;
-    if (HashSlotHash(s) != h32) continue;
-    if (const uint32_t local = HashSlotLocal(s); local < nrec) {
-      __builtin_prefetch(&r.records(shard)[local], /*rw=*/1, 3);  // a get writes ref_count
-    }
-    return;
-  }
+  // The first record of the id's hash: almost always the id's own.
+  ObjectRecord* recs = r.records(shard);
+  (void)ProbeHashSlots(
+      h32, mask, r.records_per_shard(),
+      [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
+      [&](uint32_t, uint32_t local) {
+        __builtin_prefetch(&recs[local], /*rw=*/1, 3);  // a get writes ref_count
+        return true;
+      });
 }
 
 bool LockAndFind(Txn& txn, const gismo_id_t& id, bool* found, Located* out) {

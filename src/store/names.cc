@@ -99,36 +99,24 @@ std::string EntryName(const NameEntry& e) {
 
 bool FindName(const Region& r, uint64_t h, std::string_view name, NameLocated* out) {
   const NameWords x = ToNameWords(name);
-  Word* slots = r.name_slots();
+  const Word* slots = r.name_slots();
   NameEntry* entries = r.name_entries();
-  const uint32_t mask = r.sb().name_slots - 1;
-  const uint32_t cap = r.names_capacity();
-  const uint32_t h32 = static_cast<uint32_t>(h);
-  out->hslot = kNoSlot;
   out->e = nullptr;
-  for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
-    const uint64_t s = slots[i].load(std::memory_order_relaxed);
-    if (s == 0) {
-      out->hslot = i;
-      return false;
-    }
-    if (HashSlotHash(s) != h32) continue;
-    const uint32_t entry = HashSlotLocal(s);
-    if (entry >= cap) continue;  // corrupt: never followed (fsck reports it)
-    const NameEntry& e = entries[entry];
-    if (NameInfoLength(e.info.load(std::memory_order_relaxed)) != name.size()) continue;
-    bool same = true;
-    for (uint32_t k = 0; k < kNameWords && same; ++k) {
-      same = e.name[k].load(std::memory_order_relaxed) == x.w[k];
-    }
-    if (same) {
-      out->hslot = i;
-      out->entry = entry;
-      out->e = &entries[entry];
-      return true;
-    }
-  }
-  return false;
+  const ProbeStop stop = ProbeHashSlots(
+      static_cast<uint32_t>(h), r.sb().name_slots - 1, r.names_capacity(),
+      [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
+      [&](uint32_t, uint32_t entry) {
+        const NameEntry& e = entries[entry];
+        if (NameInfoLength(e.info.load(std::memory_order_relaxed)) != name.size()) return false;
+        for (uint32_t k = 0; k < kNameWords; ++k) {
+          if (e.name[k].load(std::memory_order_relaxed) != x.w[k]) return false;
+        }
+        out->entry = entry;
+        out->e = &entries[entry];
+        return true;
+      });
+  out->hslot = stop.end == ProbeEnd::kExhausted ? kNoSlot : stop.slot;
+  return stop.end == ProbeEnd::kTaken;
 }
 
 Status Names::Bind(std::string_view name, const gismo_id_t& id, BindMode mode,

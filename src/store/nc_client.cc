@@ -407,24 +407,21 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
     const uint64_t before = lines_.Load(iv);
     if (before & 1) continue;
     bool torn = false;
-    for (uint32_t n = 0, i = h32 & shard.mask; n < kMaxProbe; ++n, i = (i + 1) & shard.mask) {
-      uint64_t* slot = NcWord(shard.slots[i]);
-      lines_.Invalidate(slot, sizeof(*slot));
-      const uint64_t s = lines_.Load(slot);
-      if (s == 0) break;
-      if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= shard.records) continue;
-      Snapshot snap;
-      if (!ReadRecord(shard.first_record + HashSlotLocal(s), &snap)) {
-        torn = true;  // the owner is writing it: look again
-        break;
-      }
-      const bool same = IdEq{}(snap.id, x);
-      if (same && InfoState(snap.info) != ObjectState::kFree) {
-        *out = snap;
-        return Status();
-      }
-    }
+    const ProbeStop stop = ProbeHashSlots(
+        h32, shard.mask, shard.records,
+        [&](uint32_t i) { return NcLoadSlot(lines_, shard.slots[i]); },
+        [&](uint32_t, uint32_t local) {
+          Snapshot snap;
+          if (!ReadRecord(shard.first_record + local, &snap)) {
+            torn = true;  // the owner is writing it: look again
+            return true;
+          }
+          if (!IdEq{}(snap.id, x) || InfoState(snap.info) == ObjectState::kFree) return false;
+          *out = snap;
+          return true;
+        });
     if (torn) continue;
+    if (stop.end == ProbeEnd::kTaken) return Status();
     lines_.Invalidate(shard.header, sizeof(ShardHeader));
     if (lines_.Load(iv) == before)
       return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no object " + Hex(id));
@@ -575,18 +572,10 @@ Status NcClientStore::LookupName(std::string_view name, NameBinding* out) {
   const uint32_t cap = r_.names_capacity();
   bool found = false;
   Status read = ReadNames([&] {
-    found = false;
-    for (uint32_t n = 0, i = h32 & mask; n < kMaxProbe; ++n, i = (i + 1) & mask) {
-      uint64_t* slot = NcWord(r_.name_slots()[i]);
-      lines_.Invalidate(slot, sizeof(*slot));
-      const uint64_t v = lines_.Load(slot);
-      if (v == 0) return;
-      if (HashSlotHash(v) != h32 || HashSlotLocal(v) >= cap) continue;
-      if (ReadNameEntry(HashSlotLocal(v), out) && out->name == name) {
-        found = true;
-        return;
-      }
-    }
+    const ProbeStop stop = ProbeHashSlots(
+        h32, mask, cap, [&](uint32_t i) { return NcLoadSlot(lines_, r_.name_slots()[i]); },
+        [&](uint32_t, uint32_t entry) { return ReadNameEntry(entry, out) && out->name == name; });
+    found = stop.end == ProbeEnd::kTaken;
   });
   if (!read.ok()) return read;
   if (!found) return Status(GISMO_ERR_OBJECT_NOT_FOUND, "no name '" + std::string(name) + "'");
