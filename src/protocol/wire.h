@@ -82,8 +82,10 @@ class Writer {
   }
   void Id(const gismo_id_t& id) { Raw(id.bytes, GISMO_ID_SIZE); }
   void Raw(const void* p, size_t n) {
-    auto* b = static_cast<const uint8_t*>(p);
-    buf_.insert(buf_.end(), b, b + n);
+    if (n == 0) return;
+    const size_t at = buf_.size();
+    buf_.resize(at + n);  // (not insert: gcc 12 misreads it as a write past an empty buffer)
+    std::memcpy(buf_.data() + at, p, n);
   }
   // A complete frame with this payload.
   std::vector<uint8_t> Frame(MsgType type, uint64_t request_id) const;
