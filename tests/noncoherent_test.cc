@@ -497,6 +497,30 @@ INSTANTIATE_TEST_SUITE_P(EveryPointOfARequest, NonCoherentHelperDeath,
                            return n;
                          });
 
+// A regular file of `size` bytes in /dev/shm for the simulator's own tests,
+// mapped as a simulated host's view by Map; unmapped, closed and removed
+// when the test ends, whatever it asserted.
+struct SimulatedFile {
+  SimulatedFile(const std::string& name, uint64_t size)
+      : path("/dev/shm/" + testing::UniqueName(name)), size(size) {
+    fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  ~SimulatedFile() {
+    if (view != nullptr) region::view_sim::Unmap(view);
+    if (fd >= 0) close(fd);
+    unlink(path.c_str());
+  }
+  uint8_t* Map() { return view = region::view_sim::Map(fd, size, 4096); }
+  std::string path;
+  uint64_t size;
+  int fd = -1;
+  uint8_t* view = nullptr;
+};
+
 // The simulator's line locks (region/view_sim.h): a host killed inside a
 // line's write-back leaves the line's lock held. A waiter takes it over as
 // soon as the holder is dead, whether it ran in the waiter's PID namespace
@@ -506,12 +530,9 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
   if (!region::view_sim::kEnabled) {
     GTEST_SKIP() << "needs the simulator build (cmake -DGISMO_NONCOHERENT_SIM=ON)";
   }
-  const std::string path = "/dev/shm/" + testing::UniqueName("simlocks");
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  ASSERT_GE(fd, 0);
-  constexpr uint64_t kSize = 1 << 20;
-  ASSERT_EQ(ftruncate(fd, kSize), 0);
-  uint8_t* view = region::view_sim::Map(fd, kSize, 4096);
+  SimulatedFile file("simlocks", 1 << 20);
+  ASSERT_GE(file.fd, 0);
+  uint8_t* view = file.Map();
   ASSERT_NE(view, nullptr);
   // A holder in a child: in this PID namespace, or (as root) in a new one,
   // where it is pid 1. The child says its pid as this namespace knows it.
@@ -579,9 +600,6 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
   // knows) is never taken for a dead one's.
   ASSERT_TRUE(region::view_sim::HoldLineLockForTesting(view + 8192));
   EXPECT_FALSE(region::view_sim::LineLockHolderGoneForTesting(view + 8192));
-  region::view_sim::Unmap(view);
-  close(fd);
-  unlink(path.c_str());
 }
 
 // A simulated host's cache starts as memory holds the region when it maps
@@ -593,11 +611,10 @@ TEST(NonCoherent, TheSimulatorsViewStartsAsMemoryHoldsItAroundHoles) {
   if (!region::view_sim::kEnabled) {
     GTEST_SKIP() << "needs the simulator build (cmake -DGISMO_NONCOHERENT_SIM=ON)";
   }
-  const std::string path = "/dev/shm/" + testing::UniqueName("simfill");
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  ASSERT_GE(fd, 0);
   constexpr uint64_t kSize = 8 << 20;
-  ASSERT_EQ(ftruncate(fd, kSize), 0);
+  SimulatedFile file("simfill", kSize);
+  ASSERT_GE(file.fd, 0);
+  const int fd = file.fd;
   const std::vector<uint8_t> zeros(4096, 0);
   ASSERT_EQ(pwrite(fd, zeros.data(), zeros.size(), 1 << 20), 4096);
   const std::pair<uint64_t, uint8_t> marks[] = {
@@ -606,7 +623,7 @@ TEST(NonCoherent, TheSimulatorsViewStartsAsMemoryHoldsItAroundHoles) {
     ASSERT_EQ(pwrite(fd, &byte, 1, static_cast<off_t>(off)), 1);
   }
   ASSERT_EQ(lseek(fd, 12345, SEEK_SET), 12345);
-  uint8_t* view = region::view_sim::Map(fd, kSize, 4096);
+  uint8_t* view = file.Map();
   ASSERT_NE(view, nullptr);
   EXPECT_EQ(lseek(fd, 0, SEEK_CUR), 12345);
   uint64_t nonzero = 0;
@@ -620,9 +637,6 @@ TEST(NonCoherent, TheSimulatorsViewStartsAsMemoryHoldsItAroundHoles) {
   EXPECT_EQ(view[(3 << 20) + 100], 2);
   EXPECT_TRUE(region::view_sim::Invalidate(view + (3 << 20) + 64, 64));
   EXPECT_EQ(view[(3 << 20) + 100], 9);
-  region::view_sim::Unmap(view);
-  close(fd);
-  unlink(path.c_str());
 }
 
 // In the simulator build (GISMO_NONCOHERENT_SIM, region/view_sim.h) every

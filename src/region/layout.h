@@ -996,9 +996,10 @@ struct ProbeStop {
 // once for every reader: from its home slot on, one slot after another, to
 // the first empty one, at most kMaxProbe slots. `load(i)` reads slot i (a
 // relaxed load under the table's lock, or an invalidate and a load in a
-// non-coherent region); `visit(i, local)` is called for each slot of hash
-// `h32` whose entry index is below `limit` (one at or past it is corrupt and
-// never followed; fsck reports it) and ends the probe by returning true.
+// non-coherent region); `visit(local)` is called with the entry index of
+// each slot of hash `h32` whose index is below `limit` (one at or past it is
+// corrupt and never followed; fsck reports it) and ends the probe by
+// returning true.
 template <typename Load, typename Visit>
 inline ProbeStop ProbeHashSlots(uint32_t h32, uint32_t mask, uint32_t limit, Load&& load,
                                 Visit&& visit) {
@@ -1006,7 +1007,7 @@ inline ProbeStop ProbeHashSlots(uint32_t h32, uint32_t mask, uint32_t limit, Loa
     const uint64_t s = load(i);
     if (s == 0) return {ProbeEnd::kEmpty, i};
     if (HashSlotHash(s) != h32 || HashSlotLocal(s) >= limit) continue;
-    if (visit(i, HashSlotLocal(s))) return {ProbeEnd::kTaken, i};
+    if (visit(HashSlotLocal(s))) return {ProbeEnd::kTaken, i};
   }
   return {ProbeEnd::kExhausted, ~0u};
 }

@@ -422,7 +422,7 @@ class NcReader {
       (void)ProbeHashSlots(
           h32, shard.mask, shard.records,
           [&](uint32_t i) { return NcLoadSlot(lines_, shard.slots[i]); },
-          [&](uint32_t, uint32_t local) {
+          [&](uint32_t local) {
             const uint32_t global = shard.first_record + local;
             got = Get(global, id, out);
             if (got != NcGet::kNotFound) *index = global;

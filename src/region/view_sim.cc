@@ -346,7 +346,6 @@ void Fill(int fd, uint64_t size, const uint8_t* device, uint8_t* view, uint8_t* 
       at += pages * kPage;
     }
     if (at < end) break;  // a short read: the mapping from here
-    at = std::max(end, begin + kPage);
   }
   for (; at < size; at += kPage) copy_page(at, device + at);
   if (file_offset >= 0) lseek(fd, file_offset, SEEK_SET);

@@ -58,7 +58,7 @@ bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Loc
   const ProbeStop stop = ProbeHashSlots(
       static_cast<uint32_t>(h), r.sb().slots_per_shard - 1, r.records_per_shard(),
       [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
-      [&](uint32_t, uint32_t local) {
+      [&](uint32_t local) {
         if (!SameId(recs[local], x)) return false;
         out->local = local;
         out->rec = &recs[local];
@@ -84,7 +84,7 @@ void PrefetchLookup(const Region& r, const gismo_id_t& id, PrefetchStage stage) 
   (void)ProbeHashSlots(
       h32, mask, r.records_per_shard(),
       [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
-      [&](uint32_t, uint32_t local) {
+      [&](uint32_t local) {
         __builtin_prefetch(&recs[local], /*rw=*/1, 3);  // a get writes ref_count
         return true;
       });

@@ -105,7 +105,7 @@ bool FindName(const Region& r, uint64_t h, std::string_view name, NameLocated* o
   const ProbeStop stop = ProbeHashSlots(
       static_cast<uint32_t>(h), r.sb().name_slots - 1, r.names_capacity(),
       [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
-      [&](uint32_t, uint32_t entry) {
+      [&](uint32_t entry) {
         const NameEntry& e = entries[entry];
         if (NameInfoLength(e.info.load(std::memory_order_relaxed)) != name.size()) return false;
         for (uint32_t k = 0; k < kNameWords; ++k) {

@@ -410,7 +410,7 @@ Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
     const ProbeStop stop = ProbeHashSlots(
         h32, shard.mask, shard.records,
         [&](uint32_t i) { return NcLoadSlot(lines_, shard.slots[i]); },
-        [&](uint32_t, uint32_t local) {
+        [&](uint32_t local) {
           Snapshot snap;
           if (!ReadRecord(shard.first_record + local, &snap)) {
             torn = true;  // the owner is writing it: look again
@@ -574,7 +574,7 @@ Status NcClientStore::LookupName(std::string_view name, NameBinding* out) {
   Status read = ReadNames([&] {
     const ProbeStop stop = ProbeHashSlots(
         h32, mask, cap, [&](uint32_t i) { return NcLoadSlot(lines_, r_.name_slots()[i]); },
-        [&](uint32_t, uint32_t entry) { return ReadNameEntry(entry, out) && out->name == name; });
+        [&](uint32_t entry) { return ReadNameEntry(entry, out) && out->name == name; });
     found = stop.end == ProbeEnd::kTaken;
   });
   if (!read.ok()) return read;
