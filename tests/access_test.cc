@@ -21,7 +21,6 @@
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "raw_peer.h"
-#include "region/view_sim.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 #include "testing/process.h"
@@ -102,10 +101,7 @@ TEST(AdmissionTest, LargeFrameBeforeHelloIsRefusedAtOnce) {
 // Silence, and one byte at a time: closed once the admission time is up.
 TEST(AdmissionTest, SilentAndSlowPeersAreClosedAfterTheAdmissionTimeout) {
   manager::ManagerOptions o = InProcessManagerOptions();
-  // Long enough for a real client's admission also in the simulator build
-  // beside other tests (it took more than 300 ms there); far shorter than
-  // the slow peer's hello, one byte every 50 ms.
-  o.admission_timeout_ms = region::view_sim::kEnabled ? 1500 : 300;
+  o.admission_timeout_ms = 300;
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer silent(mgr.address());

@@ -41,7 +41,6 @@
 #include "common/clock.h"
 #include "failure/failure_client_run.h"
 #include "region/region.h"
-#include "region/view_sim.h"
 #include "test_util.h"
 
 namespace {
@@ -477,10 +476,7 @@ class CrashPointTest : public ::testing::TestWithParam<Scenario> {
     // No local fencing: the manager must not kill the frozen client, only
     // suspect it and wait for proof that it is gone.
     std::vector<std::string> args = CoherenceArgs(sc);
-    // A lease a healthy client keeps also in the simulator build beside
-    // other tests (the checker's 300 ms lease expired there once).
-    const std::string lease = gismo::region::view_sim::kEnabled ? "1000" : "300";
-    args.insert(args.end(), {"--lease-ms", lease, "--reattach-ms", lease, "--no-local-fence"});
+    args.insert(args.end(), {"--lease-ms", "300", "--reattach-ms", "300", "--no-local-fence"});
     ManagerProcess m = gismo::testing::StartManagerProcess(args);
     auto c = Client::Connect(m.address());
     EXPECT_TRUE(c.ok());
