@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -535,7 +536,8 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
   uint8_t* view = file.Map();
   ASSERT_NE(view, nullptr);
   // A holder in a child: in this PID namespace, or (as root) in a new one,
-  // where it is pid 1. The child says its pid as this namespace knows it.
+  // where it is pid 1. The pipe carries the holder's pid as this namespace
+  // knows it, then a byte once the holder holds the line's lock.
   auto holder = [&](uint8_t* line, bool own_namespace, int* pipe_read) -> pid_t {
     int p[2];
     EXPECT_EQ(pipe(p), 0);
@@ -548,14 +550,24 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
     close(p[0]);
     if (!own_namespace) {
       if (unshare(CLONE_NEWPID) != 0) _exit(2);
+      // The holder waits for the end of `go` before it writes: its pid,
+      // which only this process can say, comes first on the pipe.
+      int go[2];
+      if (pipe(go) != 0) _exit(2);
       const pid_t inner = fork();
       if (inner != 0) {
         const pid_t global = inner;  // fork's answer is in this (outer) namespace
         (void)!write(p[1], &global, sizeof global);
+        close(go[1]);
         int st = 0;
         waitpid(inner, &st, 0);
         _exit(0);
       }
+      // Killed with this process, so that a failed test leaves no holder.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      close(go[1]);
+      char end = 0;
+      (void)!read(go[0], &end, 1);
     } else {
       const pid_t me = getpid();
       (void)!write(p[1], &me, sizeof me);
@@ -571,10 +583,21 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
     uint8_t* line = view + (own_namespace ? 0 : 4096);
     int from = -1;
     const pid_t child = holder(line, own_namespace, &from);
+    // Whatever the test asserts, the holder is gone before the file is
+    // unmapped (which would wait for the line's lock while it lives).
+    struct Reaper {
+      pid_t pid;
+      ~Reaper() {
+        if (pid <= 0) return;
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    } reaper{child};
     pid_t victim = 0;
     if (read(from, &victim, sizeof victim) != sizeof victim) {
       int st = 0;
       waitpid(child, &st, 0);
+      reaper.pid = 0;
       close(from);
       ASSERT_FALSE(own_namespace);
       std::cerr << "skipped: a new PID namespace needs root\n";
@@ -593,6 +616,7 @@ TEST(NonCoherent, TheSimulatorSeesADeadLineLockHolderInAnyPidNamespace) {
     }
     int st = 0;
     ASSERT_EQ(waitpid(child, &st, 0), child);
+    reaper.pid = 0;
     EXPECT_TRUE(region::view_sim::LineLockHolderGoneForTesting(line)) << "the holder died";
     EXPECT_TRUE(region::view_sim::Flush(line, 64));  // takes the lock over
   }
