@@ -99,7 +99,7 @@ run_variant() {
     # sanitizer runtimes need too (UBSan then misreports a vptr).
     asan) skip_labels='cluster|vm|durable'
           select=(-LE "$skip_labels" -E 'ClientFrozenThenResumed|failure[.](torture|freeze_torture)$|OutOfDescriptors') ;;
-    tsan) skip_labels='cluster|vm|fuzz|failure'
+    tsan) skip_labels='cluster|vm|fuzz|failure|durable'
           select=(-LE "$skip_labels" -E 'OutOfDescriptors') ;;
     # The suites that go through the manager and the clients (the API, names,
     # subscriptions, checkpoints, caches, admission, processes), the
