@@ -52,6 +52,11 @@ void CrashPoint(const char* name) {
   // GISMO_CRASH_ACTION=stop: freeze here instead (a client frozen at any
   // instruction, for the failure model's "suspected is not dead" tests).
   if (const char* a = getenv("GISMO_CRASH_ACTION"); a != nullptr && strcmp(a, "stop") == 0) {
+    // Said first, so a test can wait for the line rather than poll /proc.
+    static constexpr char kSay[] = "gismo: stopping at crash point ";
+    [[maybe_unused]] ssize_t w = write(STDERR_FILENO, kSay, sizeof kSay - 1);
+    w = write(STDERR_FILENO, name, strlen(name));
+    w = write(STDERR_FILENO, "\n", 1);
     raise(SIGSTOP);
     return;
   }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/crash_point.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
 #include "region/nc_references.h"
@@ -19,10 +20,58 @@ fence::ProcessIdentity OwnerIdentity(const Superblock& sb) {
   return fence::ProcessIdentity::FromWords(sb.manager_identity);
 }
 
-std::string OwnerText(const Superblock& sb, uint64_t owner) {
-  return "manager epoch " + std::to_string(owner) + " on node " +
-         std::to_string(sb.manager_node.load(std::memory_order_relaxed)) + " (" +
-         OwnerIdentity(sb).ToString() + ")";
+// A node id that a claim could not record (region::kClaimNodeUnknown).
+constexpr uint64_t kNodeUnknown = ~uint64_t{0};
+
+// The lease's owner as a newcomer sees it: its manager_owner word and, for a
+// published owner, the identity and node it wrote before its epoch.
+struct OwnerView {
+  uint64_t owner = 0;
+  bool claim = false;               // taking the lease: who it is is not written yet
+  fence::ProcessIdentity identity;  // empty for a claim
+  uint64_t node = kNodeUnknown;
+};
+
+// Reads the owner of a coherent region's lease; false if it changed while
+// read (read again). A published owner wrote its identity before its bare
+// epoch (release), so loading that epoch (acquire) shows them; a later
+// claimer writes them only after its CAS moved manager_owner (its stores
+// are release), so a torn read shows in the second load, after the acquire
+// fence.
+bool ReadOwner(const Superblock& sb, OwnerView* v) {
+  v->owner = sb.manager_owner.load(std::memory_order_acquire);
+  v->claim = region::IsOwnerClaim(v->owner);
+  if (v->claim) {
+    const uint32_t n = region::OwnerClaimNode(v->owner);
+    v->identity = {};
+    v->node = n == region::kClaimNodeUnknown ? kNodeUnknown : n;
+    return true;
+  }
+  v->identity = OwnerIdentity(sb);
+  v->node = sb.manager_node.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return sb.manager_owner.load(std::memory_order_relaxed) == v->owner;
+}
+
+std::string NodeText(uint64_t node) {
+  return node == kNodeUnknown ? std::string("an unrecorded node") : "node " + std::to_string(node);
+}
+
+std::string OwnerText(const OwnerView& v) {
+  if (v.claim) {
+    return "manager claiming the lease on " + NodeText(v.node) +
+           " (it has not yet said which process it is)";
+  }
+  return "manager epoch " + std::to_string(v.owner) + " on " + NodeText(v.node) + " (" +
+         v.identity.ToString() + ")";
+}
+
+// The text of the owner `sb` shows now.
+std::string OwnerText(const Superblock& sb) {
+  OwnerView v;
+  while (!ReadOwner(sb, &v)) {
+  }
+  return OwnerText(v);
 }
 
 // Proves the silent manager `prev` on node `node` (described by `who`) can
@@ -53,6 +102,12 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
     *how = "the operator declared the previous manager fenced";
     return Status();
   }
+  if (!o.fence_command.empty() && node == kNodeUnknown) {
+    return Status(GISMO_ERR_BUSY, "the region's " + who +
+                                      " has stopped, and its node is not known, so the fence "
+                                      "command cannot fence it; make sure it can never run "
+                                      "again, then start with --previous-manager-fenced");
+  }
   if (!o.fence_command.empty()) {
     std::string failure;
     if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node),
@@ -67,9 +122,9 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
   return Status(GISMO_ERR_BUSY,
                 "the region's " + who +
                     " has stopped beating, but it cannot be proven stopped from here; make sure "
-                    "it can never run again (power off or fence node " +
-                    std::to_string(node) +
-                    "), then start with --previous-manager-fenced, or give --fence-command");
+                    "it can never run again (power off or fence " +
+                    NodeText(node) + "), then start with --previous-manager-fenced" +
+                    (node == kNodeUnknown ? "" : ", or give --fence-command"));
 }
 
 // What a manager that finds another one serving does: refuse, or, with
@@ -171,18 +226,25 @@ Result<std::string> ManagerLease::Acquire() {
   return r_.noncoherent() ? AcquireByElection() : AcquireByCas();
 }
 
+// The coherent lease (layout.h, Superblock::manager_owner). A newcomer
+// judges only a published owner by its identity; a claim (an owner that has
+// not yet written who it is) is watched like a silent owner: it completes
+// within microseconds unless its process stopped in between, and then it is
+// fenced like any other before its claim is taken.
 Result<std::string> ManagerLease::AcquireByCas() {
   Superblock& sb = r_.sb();
   Standby standby(o_.standby);
   for (;;) {
     std::string fenced;
-    uint64_t owner = sb.manager_owner.load(std::memory_order_acquire);
-    if (owner != 0 && fence::ProvenGone(OwnerIdentity(sb))) {
+    OwnerView v;
+    if (!ReadOwner(sb, &v)) continue;
+    uint64_t owner = v.owner;
+    if (owner != 0 && !v.claim && fence::ProvenGone(v.identity)) {
       fenced = "the previous manager's process is gone";
     } else if (owner != 0) {
-      // Watch the owner's beat for a whole lease, on our own clock: silent
-      // that long, it is suspected; another owner, or its leaving, means
-      // looking again from the top.
+      // Watch the owner's beat (a claim's word) for a whole lease, on our
+      // own clock: silent that long, it is suspected; another owner, or its
+      // leaving, means looking again from the top.
       uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
       if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
       uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
@@ -194,7 +256,7 @@ Result<std::string> ManagerLease::AcquireByCas() {
         if (now_owner == 0) break;  // it left
         const uint64_t now_beat = sb.manager_beat.load(std::memory_order_acquire);
         if (now_owner != owner || now_beat != beat) {
-          if (Status s = standby.Serving(OwnerText(sb, now_owner)); !s.ok()) return s;
+          if (Status s = standby.Serving(OwnerText(sb)); !s.ok()) return s;
           if (now_owner != owner) break;
           beat = now_beat;
           until = MonotonicNs() + lease_ms * 1'000'000;
@@ -205,23 +267,45 @@ Result<std::string> ManagerLease::AcquireByCas() {
         Sleep5ms();
       }
       if (!silent) continue;
-      const uint64_t node = sb.manager_node.load(std::memory_order_relaxed);
-      if (Status s = FenceSilent(o_, OwnerIdentity(sb), node, OwnerText(sb, owner), &fenced);
-          !s.ok()) {
+      // Still the owner we watched (the loop saw no change): read it again
+      // for the identity its silence leaves.
+      if (!ReadOwner(sb, &v) || v.owner != owner) continue;
+      if (Status s = FenceSilent(o_, v.identity, v.node, OwnerText(v), &fenced); !s.ok()) {
         return s;
       }
     }
     const uint64_t epoch = sb.manager_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-    if (!sb.manager_owner.compare_exchange_strong(owner, epoch, std::memory_order_acq_rel,
+    if (region::IsOwnerClaim(epoch)) {
+      return Status(GISMO_ERR_BAD_REGION, "the region's manager epoch (" + std::to_string(epoch) +
+                                              ") is out of range: the superblock is damaged");
+    }
+    // The claim first, then who we are, then the bare epoch: a newcomer never
+    // pairs our epoch with our predecessor's identity.
+    const uint64_t claim = region::PackOwnerClaim(epoch, o_.node_id);
+    if (!sb.manager_owner.compare_exchange_strong(owner, claim, std::memory_order_acq_rel,
                                                   std::memory_order_acquire)) {
       if (o_.standby) continue;  // another one took it first: stand by it
       return Status(GISMO_ERR_BUSY,
-                    "another gismo-manager took this region first: " + OwnerText(sb, owner));
+                    "another gismo-manager took this region first: " + OwnerText(sb));
     }
-    epoch_ = epoch;
-    PublishOwner();
-    sb.manager_beat.fetch_add(1, std::memory_order_release);
-    return fenced;
+    GISMO_CRASH_POINT("lease.claimed");
+    // A claim is taken from us only once we are fenced; on a wrong word of
+    // the operator's we may still run here: write nothing then.
+    if (sb.manager_owner.load(std::memory_order_acquire) == claim) {
+      epoch_ = epoch;
+      PublishOwner();
+      uint64_t expected = claim;
+      if (sb.manager_owner.compare_exchange_strong(expected, epoch, std::memory_order_acq_rel,
+                                                   std::memory_order_relaxed)) {
+        sb.manager_beat.fetch_add(1, std::memory_order_release);
+        return fenced;
+      }
+      epoch_ = 0;
+    }
+    return Status(GISMO_ERR_BUSY,
+                  "another gismo-manager took this region over while this one was claiming it "
+                  "(this one was declared fenced): " +
+                      OwnerText(sb));
   }
 }
 
@@ -327,8 +411,10 @@ Result<std::string> ManagerLease::AcquireByElection() {
 void ManagerLease::PublishOwner() {
   Superblock& sb = r_.sb();
   const fence::ProcessIdentity::Words words = fence::Self().ToWords();
-  for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_relaxed);
-  sb.manager_node.store(o_.node_id, std::memory_order_relaxed);
+  // Release: a newcomer that reads any of these after our claim's CAS also
+  // sees that CAS (ReadOwner's second load).
+  for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_release);
+  sb.manager_node.store(o_.node_id, std::memory_order_release);
   sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);
   if (election_) {
     // One writer: the owner. The line holds manager_owner .. manager_identity.

@@ -32,7 +32,7 @@ static_assert(Word::is_always_lock_free, "shared words must be lock-free");
 static_assert(sizeof(Word) == 8 && alignof(Word) == 8);
 
 inline constexpr uint64_t kMagic = 0x4e4f474552534d47ull;  // "GMSREGON"
-inline constexpr uint32_t kFormatVersion = 12;
+inline constexpr uint32_t kFormatVersion = 13;
 inline constexpr uint64_t kCacheLine = 64;
 inline constexpr uint64_t kAreaAlign = 4096;
 inline constexpr uint64_t kHeapAlign = 2ull << 20;
@@ -232,6 +232,26 @@ static_assert(sizeof(CandidateLine) == kCacheLine);
 static_assert(offsetof(CandidateLine, ticket) == 8);
 inline constexpr uint32_t kMaxCandidates = 32;
 
+// manager_owner while a coherent region's manager is taking the lease
+// (format 13, see Superblock): bit 63 set, the claimer's node in bits 32..62
+// (kClaimNodeUnknown when its id needs more than 31 bits), the low 32 bits
+// of its epoch below. A served lease holds the bare epoch, below 2^63.
+inline constexpr uint64_t kOwnerClaimBit = uint64_t{1} << 63;
+inline constexpr uint32_t kClaimNodeUnknown = 0x7fffffff;
+constexpr uint64_t PackOwnerClaim(uint64_t epoch, uint32_t node) {
+  const uint64_t n = node < kClaimNodeUnknown ? node : kClaimNodeUnknown;
+  return kOwnerClaimBit | n << 32 | (epoch & 0xffffffffu);
+}
+constexpr bool IsOwnerClaim(uint64_t owner) { return (owner & kOwnerClaimBit) != 0; }
+// The claimer's node, or kClaimNodeUnknown.
+constexpr uint32_t OwnerClaimNode(uint64_t claim) {
+  return static_cast<uint32_t>(claim >> 32) & kClaimNodeUnknown;
+}
+static_assert(IsOwnerClaim(PackOwnerClaim(7, 3)) && !IsOwnerClaim(7));
+static_assert(OwnerClaimNode(PackOwnerClaim(uint64_t{1} << 40 | 9, 3)) == 3);
+static_assert(OwnerClaimNode(PackOwnerClaim(9, 0xffffffffu)) == kClaimNodeUnknown);
+static_assert(PackOwnerClaim(uint64_t{1} << 40 | 9, 3) != PackOwnerClaim(9, 4));
+
 enum class RegionState : uint64_t {
   kFormatting = 1,  // format in progress: not usable
   kReady = 2,
@@ -311,6 +331,12 @@ struct alignas(kCacheLine) Superblock {
   // (measured on its own clock: hosts' clocks are not compared) suspects the
   // owner, fences it (see doc/failure.md), and only then takes over. An owner
   // that finds `manager_owner` changed stops serving at once.
+  // A coherent region's newcomer takes it in two steps (format 13): a CAS to
+  // its claim (PackOwnerClaim: epoch and node, no process identity yet), then
+  // it writes manager_node and manager_identity and a CAS claim -> bare
+  // epoch (release) publishes them. The identity words describe
+  // `manager_owner` only while it holds a bare epoch; a claim is never judged
+  // by them (they are its predecessor's).
   alignas(kCacheLine) Word manager_owner;
   Word manager_beat;
   Word manager_lease_ms;

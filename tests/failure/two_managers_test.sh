@@ -12,7 +12,12 @@
 #  4. A standby (--standby) waits while the manager serves, takes over once
 #     it is frozen past its lease and fenced; a second standby takes over
 #     from the first when it stops cleanly, with nothing to fence.
-#  5. (as root, with unshare) The first runs in another PID namespace, so the
+#  5. (coherent regions) A manager frozen right after its claim of the lease,
+#     before it wrote who it is: a newcomer does not judge it by the identity
+#     still there (its predecessor's, gone) but refuses after a lease; on the
+#     operator's word another takes over, and the thawed claimer gives up
+#     without serving.
+#  6. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
 #     itself superseded and stops at once, without serving.
@@ -33,7 +38,7 @@ cleanup() {
   if ((rc != 0)); then
     for f in "$work"/*.log; do echo "=== $f" >&2; tail -n 30 "$f" >&2; done
   fi
-  rm -rf "$work" "$region" "$region-2" "$region-3" "$region-4"
+  rm -rf "$work" "$region" "$region-2" "$region-3" "$region-4" "$region-5"
   exit $rc
 }
 trap cleanup EXIT
@@ -190,7 +195,53 @@ fi
 kill -TERM "$t_pid"
 wait "$t_pid" || fail "the second standby's clean stop exited non-zero"
 
-log "5. a manager that cannot be proven stopped, and a superseded manager"
+log "5. a manager frozen between its claim of the lease and saying who it is"
+if ((nc)); then
+  log "skipped: a non-coherent region elects its manager; a candidate's line says who it is first"
+else
+  # Coherent even where the build's default is not (the simulator build).
+  r5=$region-5
+  start_manager i "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/i.sock" "${common[@]}" \
+    --coherence coherent || fail "the manager that formats the fifth region did not start"
+  kill -TERM "$MPID"
+  wait "$MPID" || fail "a clean stop exited non-zero"
+  # j stops itself right after its claim: the lease's identity is still i's,
+  # whose process is gone.
+  GISMO_CRASH_AT=lease.claimed GISMO_CRASH_ACTION=stop \
+    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/j.sock" "${common[@]}" --node 21 \
+    >"$work/j.out" 2>"$work/j.log" &
+  j_pid=$!
+  pids+=("$j_pid")
+  wait_line "$work/j.log" "stopping at crash point lease.claimed" ||
+    fail "the claiming manager did not stop at its claim: $(cat "$work/j.log")"
+  rc=0
+  start_manager k "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/k.sock" "${common[@]}" ||
+    rc=$?
+  ((rc != 0)) || fail "took over from a claim, judged by its predecessor's gone process"
+  grep -q "manager claiming the lease on node 21" "$work/k.log" ||
+    fail "the refusal does not name the claim: $(cat "$work/k.log")"
+  grep -q "cannot be proven stopped" "$work/k.log" || fail "unclear refusal: $(cat "$work/k.log")"
+  # On the operator's word (wrong here: j is frozen, not gone) l takes over;
+  # j, thawed, finds its claim taken and gives up without serving.
+  start_manager l "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/l.sock" "${common[@]}" \
+    --previous-manager-fenced || fail "no take-over from a claim on the operator's word"
+  l_pid=$MPID
+  kill -CONT "$j_pid"
+  rc=0
+  wait "$j_pid" || rc=$?
+  ((rc != 0)) || fail "the manager whose claim was taken exited 0"
+  grep -q "took this region over while this one was claiming it" "$work/j.log" ||
+    fail "the manager whose claim was taken did not say why: $(cat "$work/j.log")"
+  grep -q "gismo-manager ready" "$work/j.out" && fail "the manager whose claim was taken served"
+  kill -0 "$l_pid" 2>/dev/null || fail "the manager that took over stopped: $(cat "$work/l.log")"
+  if grep -q "another manager has taken over" "$work/l.log"; then
+    fail "the thawed claimer displaced the manager that serves"
+  fi
+  kill -TERM "$l_pid"
+  wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
+fi
+
+log "6. a manager that cannot be proven stopped, and a superseded manager"
 if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
   log "skipped: needs root and unshare (a manager in another PID namespace)"
   log PASS
