@@ -24,11 +24,13 @@ variants=("$@")
 # compiles about 30% faster than full debug information (-g); the normal
 # and simulator builds keep -O2 -DNDEBUG, as RelWithDebInfo has them.
 # Sanitizer builds also skip the benchmarks and the Python module, and use
-# -O1.
+# -O1. Only the normal build ships: the others compile the core and the
+# manager's library once (GISMO_ONE_CORE), in their test variant, where the
+# normal build compiles a shipped and a test variant of each.
 unity_args=(-DCMAKE_UNITY_BUILD=ON)
 release_args=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
               "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
-sanitizer_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF
+sanitizer_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF -DGISMO_ONE_CORE=ON
                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1")
 
 ncsim_suites='^(AdmissionTest|ApiProcessTest|ApiTest|BoundsTest|CacheLinesTest|CacheSimTest|CacheTest|CheckpointTest|KeyTest|ModesTest|MultiProcessTest|NamesProcessTest|NamesTest|NcFenceTest|NcIndexTest|NcOwnerDeathTest|NcReferencesTest|NcRequesterTest|NcRequestsTest|NcStoreTest|NonCoherent|NonCoherentFormat|NonCoherentOperator|NonCoherentOwnerThreads|NonCoherentOwnerThreadsProcess|NonCoherentServed|OwnedTableTest|ManagerLeaseTest|OwnerElectionTest|OwnerSleepTest|RequestRingTest|SubscribeProcessTest|SubscribeSmallRingTest|SubscribeTest|WaitNameTest)[.]|^cluster[.](noncoherent|transfer|deferred_delete|blocking_get|subscribe|kill|freeze|suspect|cli)$|^failure[.](torture|freeze_torture|node)$|^failure[.](two_managers|agent)([.]noncoherent)?$|^failure[.]crash[.].*/nc_client_|^EveryPointOfARequest/NonCoherentHelperDeath[.]'
@@ -83,6 +85,7 @@ run_variant() {
           args=(-DGISMO_SANITIZE=thread "${unity_args[@]}" "${sanitizer_args[@]}") ;;
     ncsim) dir="$root/build-ncsim"
            args=(-DGISMO_NONCOHERENT_SIM=ON -DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF
+                 -DGISMO_ONE_CORE=ON
                  "${unity_args[@]}" "${release_args[@]}") ;;
     *) echo "unknown variant '$name' (normal, asan, tsan, ncsim)" >&2; exit 2 ;;
   esac
