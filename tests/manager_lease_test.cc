@@ -44,13 +44,16 @@ class Beating {
   std::thread thread_;
 };
 
-class ManagerLeaseTest : public ::testing::Test {
+// A region of its own for each test, formatted `coherence`, and what both
+// kinds of lease test need.
+class LeaseRegionTest : public ::testing::Test {
  protected:
+  explicit LeaseRegionTest(CoherenceMode coherence) : coherence_(coherence) {}
   void SetUp() override {
     path_ = "/dev/shm/" + testing::UniqueName("lease");
     region::FormatOptions fo;
     fo.size = 16ull << 20;
-    fo.coherence = CoherenceMode::kNonCoherent;
+    fo.coherence = coherence_;
     auto r = region::Region::Format(path_, fo);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     r_ = std::move(*r);
@@ -64,6 +67,23 @@ class ManagerLeaseTest : public ::testing::Test {
     o.region_path = path_;
     return o;
   }
+  // A process of this kernel's namespace that is gone: our pid with
+  // another start time (the pid is someone else's now).
+  static fence::ProcessIdentity Gone() {
+    fence::ProcessIdentity id = fence::Self();
+    id.start_time += 1;
+    return id;
+  }
+  uint64_t Owner() { return r_->sb().manager_owner.load(std::memory_order_relaxed); }
+
+  const CoherenceMode coherence_;
+  std::string path_;
+  std::unique_ptr<region::Region> r_;
+};
+
+class ManagerLeaseTest : public LeaseRegionTest {
+ protected:
+  ManagerLeaseTest() : LeaseRegionTest(CoherenceMode::kNonCoherent) {}
   // Writes node `node`'s candidate line as a manager with identity `id`
   // would have left it: a ticket, and `serving` in its heartbeat.
   void LeaveLine(uint32_t node, const fence::ProcessIdentity& id, uint64_t ticket) {
@@ -75,23 +95,12 @@ class ManagerLeaseTest : public ::testing::Test {
     l.process[2] = id.pid;
     l.process[3] = id.start_time;
   }
-  // A process of this kernel's namespace that is gone: our pid with
-  // another start time (the pid is someone else's now).
-  static fence::ProcessIdentity Gone() {
-    fence::ProcessIdentity id = fence::Self();
-    id.start_time += 1;
-    return id;
-  }
   // A process of another host: nothing here can prove it stopped.
   static fence::ProcessIdentity Elsewhere() {
     fence::ProcessIdentity id = fence::Self();
     id.boot_id ^= 0x5a5a;
     return id;
   }
-  uint64_t Owner() { return r_->sb().manager_owner.load(std::memory_order_relaxed); }
-
-  std::string path_;
-  std::unique_ptr<region::Region> r_;
 };
 
 TEST_F(ManagerLeaseTest, TheFirstCandidateIsElectedAndReleases) {
@@ -273,25 +282,9 @@ TEST_F(ManagerLeaseTest, AWaitingCandidateIsWaitedForNotFenced) {
 // owner's epoch with an identity only once that owner has published it: a
 // claim (layout.h, PackOwnerClaim) still shows its predecessor's identity,
 // and is watched and fenced like a silent owner, never taken as gone.
-class CoherentLeaseTest : public ::testing::Test {
+class CoherentLeaseTest : public LeaseRegionTest {
  protected:
-  void SetUp() override {
-    path_ = "/dev/shm/" + testing::UniqueName("lease-coherent");
-    region::FormatOptions fo;
-    fo.size = 16ull << 20;
-    auto r = region::Region::Format(path_, fo);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    r_ = std::move(*r);
-  }
-  void TearDown() override { unlink(path_.c_str()); }
-
-  LeaseOptions On(uint32_t node) {
-    LeaseOptions o;
-    o.node_id = node;
-    o.lease_ms = 50;
-    o.region_path = path_;
-    return o;
-  }
+  CoherentLeaseTest() : LeaseRegionTest(CoherenceMode::kCoherent) {}
   // The lease as a manager with identity `id` on `node` left it, owning it
   // (`owner`: an epoch, or a claim) for a lease of `lease_ms`.
   void LeaveLease(uint64_t owner, const fence::ProcessIdentity& id, uint64_t node,
@@ -304,18 +297,9 @@ class CoherentLeaseTest : public ::testing::Test {
     sb.manager_epoch.store(owner & 0xffffffffu, std::memory_order_relaxed);
     sb.manager_owner.store(owner, std::memory_order_release);
   }
-  static fence::ProcessIdentity Gone() {
-    fence::ProcessIdentity id = fence::Self();
-    id.start_time += 1;
-    return id;
-  }
-  uint64_t Owner() { return r_->sb().manager_owner.load(std::memory_order_relaxed); }
   fence::ProcessIdentity Identity() {
     return fence::ProcessIdentity::FromWords(r_->sb().manager_identity);
   }
-
-  std::string path_;
-  std::unique_ptr<region::Region> r_;
 };
 
 TEST_F(CoherentLeaseTest, AnOwnerPublishesWhoItIsAndReleases) {
