@@ -406,5 +406,21 @@ TEST_F(CoherentLeaseTest, ASilentClaimIsSucceededOnlyOnceFenced) {
   d.Release();
 }
 
+// The fence command fences whole nodes: never the newcomer's own, which
+// holds the newcomer itself. A claim left on its own node waits for the
+// operator's word.
+TEST_F(CoherentLeaseTest, TheFenceCommandIsNeverRunForTheNewcomersOwnNode) {
+  const uint64_t claim = region::PackOwnerClaim(6, 3);
+  LeaveLease(claim, Gone(), 2);
+  LeaseOptions fence = On(3);
+  fence.fence_command = "true";
+  ManagerLease b(*r_, fence);
+  auto how = b.Acquire();
+  ASSERT_FALSE(how.ok()) << "fenced its own node: " << *how;
+  EXPECT_NE(how.status().message().find("on this manager's own node 3"), std::string::npos)
+      << how.status().message();
+  EXPECT_EQ(Owner(), claim);
+}
+
 }  // namespace
 }  // namespace gismo::manager

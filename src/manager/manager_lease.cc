@@ -108,6 +108,16 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                                       "command cannot fence it; make sure it can never run "
                                       "again, then start with --previous-manager-fenced");
   }
+  // The fence command fences a whole node: never ours (it would fence this
+  // manager), as for clients (doc/failure.md).
+  if (!o.fence_command.empty() && node == o.node_id) {
+    return Status(GISMO_ERR_BUSY,
+                  "the region's " + who + " has stopped beating, on this manager's own node " +
+                      std::to_string(node) +
+                      ", where the fence command would fence this manager too, and it cannot be "
+                      "proven stopped from here; make sure it can never run again, then start "
+                      "with --previous-manager-fenced");
+  }
   if (!o.fence_command.empty()) {
     std::string failure;
     if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node),
@@ -219,7 +229,8 @@ class BlockerWatch {
 };
 }  // namespace
 
-ManagerLease::ManagerLease(const region::Region& r, LeaseOptions o) : r_(r), o_(std::move(o)) {}
+ManagerLease::ManagerLease(const region::Region& r, LeaseOptions o)
+    : r_(r), o_(std::move(o)), self_(fence::Self()) {}
 ManagerLease::~ManagerLease() = default;
 
 Result<std::string> ManagerLease::Acquire() {
@@ -289,8 +300,10 @@ Result<std::string> ManagerLease::AcquireByCas() {
                     "another gismo-manager took this region first: " + OwnerText(sb));
     }
     GISMO_CRASH_POINT("lease.claimed");
-    // A claim is taken from us only once we are fenced; on a wrong word of
-    // the operator's we may still run here: write nothing then.
+    // A claim is taken from us only once we are fenced. On a wrong word of
+    // the operator's we may still run here: this check narrows what we then
+    // write over our successor's identity, it cannot close it (a wrong word
+    // is outside the failure model).
     if (sb.manager_owner.load(std::memory_order_acquire) == claim) {
       epoch_ = epoch;
       PublishOwner();
@@ -379,7 +392,7 @@ Result<std::string> ManagerLease::AcquireByElection() {
     }
     if (!*settled) Sleep5ms();
   }
-  const fence::ProcessIdentity me = fence::Self();
+  const fence::ProcessIdentity& me = self_;
   e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id, me.ToWords());
   e.Beat(++beats_ << 1);
   for (;;) {
@@ -410,7 +423,7 @@ Result<std::string> ManagerLease::AcquireByElection() {
 
 void ManagerLease::PublishOwner() {
   Superblock& sb = r_.sb();
-  const fence::ProcessIdentity::Words words = fence::Self().ToWords();
+  const fence::ProcessIdentity::Words words = self_.ToWords();
   // Release: a newcomer that reads any of these after our claim's CAS also
   // sees that CAS (ReadOwner's second load).
   for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_release);

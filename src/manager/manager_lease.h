@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "fence/process.h"
 #include "region/cache_lines.h"
 #include "region/owner_election.h"
 #include "region/region.h"
@@ -61,6 +62,9 @@ class ManagerLease {
 
   const region::Region& r_;
   const LeaseOptions o_;
+  // This process, read from /proc once, before any step of the lease (so
+  // none falls between a claim and its publication).
+  const fence::ProcessIdentity self_;
   uint64_t epoch_ = 0;
   region::HwLines lines_;
   // The non-coherent mode's election (null in a coherent region).
