@@ -290,12 +290,18 @@ class CoherentLeaseTest : public LeaseRegionTest {
   void LeaveLease(uint64_t owner, const fence::ProcessIdentity& id, uint64_t node,
                   uint64_t lease_ms = 50) {
     region::Superblock& sb = r_->sb();
-    const fence::ProcessIdentity::Words w = id.ToWords();
-    for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(w[k], std::memory_order_relaxed);
-    sb.manager_node.store(node, std::memory_order_relaxed);
+    WriteWho(id, node);
     sb.manager_lease_ms.store(lease_ms, std::memory_order_relaxed);
     sb.manager_epoch.store(owner & 0xffffffffu, std::memory_order_relaxed);
     sb.manager_owner.store(owner, std::memory_order_release);
+  }
+  // Writes the lease's identity and node words as an owner publishes them
+  // (release, before its epoch).
+  void WriteWho(const fence::ProcessIdentity& id, uint64_t node) {
+    region::Superblock& sb = r_->sb();
+    const fence::ProcessIdentity::Words w = id.ToWords();
+    for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(w[k], std::memory_order_release);
+    sb.manager_node.store(node, std::memory_order_release);
   }
   fence::ProcessIdentity Identity() {
     return fence::ProcessIdentity::FromWords(r_->sb().manager_identity);
@@ -356,9 +362,7 @@ TEST_F(CoherentLeaseTest, AClaimThatIsPublishedWhileWatchedServes) {
   std::thread owner([&] {
     usleep(20'000);
     region::Superblock& sb = r_->sb();
-    const fence::ProcessIdentity::Words w = fence::Self().ToWords();
-    for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(w[k], std::memory_order_release);
-    sb.manager_node.store(4, std::memory_order_release);
+    WriteWho(fence::Self(), 4);
     sb.manager_owner.store(6, std::memory_order_release);
     while (!stop.load(std::memory_order_relaxed)) {
       sb.manager_beat.fetch_add(1, std::memory_order_release);

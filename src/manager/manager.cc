@@ -1854,13 +1854,9 @@ void Manager::Impl::Tick() {
   if (!lease_->Beat()) {
     StoreRelaxed(superseded_, true);
     nc_stop_.store(true, std::memory_order_release);
-    const uint64_t owner = region_->sb().manager_owner.load(std::memory_order_acquire);
     spdlog::critical(
         "another manager has taken over this region (lease epoch {} -> {}); stopping at once",
-        lease_->epoch(),
-        region::IsOwnerClaim(owner)
-            ? "the claim of a manager on node " + std::to_string(region::OwnerClaimNode(owner))
-            : std::to_string(owner));
+        lease_->epoch(), lease_->Holder());
     stopped_ = true;
     io_.stop();
     return;

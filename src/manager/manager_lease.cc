@@ -102,23 +102,23 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
     *how = "the operator declared the previous manager fenced";
     return Status();
   }
-  if (!o.fence_command.empty() && node == kNodeUnknown) {
-    return Status(GISMO_ERR_BUSY, "the region's " + who +
-                                      " has stopped, and its node is not known, so the fence "
-                                      "command cannot fence it; make sure it can never run "
-                                      "again, then start with --previous-manager-fenced");
-  }
-  // The fence command fences a whole node: never ours (it would fence this
-  // manager), as for clients (doc/failure.md).
-  if (!o.fence_command.empty() && node == o.node_id) {
-    return Status(GISMO_ERR_BUSY,
-                  "the region's " + who + " has stopped beating, on this manager's own node " +
-                      std::to_string(node) +
-                      ", where the fence command would fence this manager too, and it cannot be "
-                      "proven stopped from here; make sure it can never run again, then start "
-                      "with --previous-manager-fenced");
-  }
   if (!o.fence_command.empty()) {
+    if (node == kNodeUnknown) {
+      return Status(GISMO_ERR_BUSY, "the region's " + who +
+                                        " has stopped, and its node is not known, so the fence "
+                                        "command cannot fence it; make sure it can never run "
+                                        "again, then start with --previous-manager-fenced");
+    }
+    // The fence command fences a whole node: never ours (it would fence this
+    // manager), as for clients (doc/failure.md).
+    if (node == o.node_id) {
+      return Status(GISMO_ERR_BUSY,
+                    "the region's " + who + " has stopped beating, on this manager's own node " +
+                        std::to_string(node) +
+                        ", where the fence command would fence this manager too, and it cannot "
+                        "be proven stopped from here; make sure it can never run again, then "
+                        "start with --previous-manager-fenced");
+    }
     std::string failure;
     if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node),
                         static_cast<int>(o.fence_timeout_ms), &failure)) {
@@ -437,6 +437,8 @@ void ManagerLease::PublishOwner() {
     lines_.Flush(&sb.manager_owner, region::kCacheLine);
   }
 }
+
+std::string ManagerLease::Holder() const { return OwnerText(r_.sb()); }
 
 bool ManagerLease::Beat() {
   Superblock& sb = r_.sb();

@@ -51,6 +51,9 @@ class ManagerLease {
   // The owner's heartbeat; false if the lease is no longer ours (a
   // successor took over after fencing us: stop at once, write nothing).
   bool Beat();
+  // Who holds the lease now, for a log line: a manager by epoch, node and
+  // process, or a claim by its node.
+  std::string Holder() const;
   // A clean stop: the next manager need not wait or fence.
   void Release();
 
