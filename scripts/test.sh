@@ -25,16 +25,18 @@ variants=("$@")
 # build keeps -O2 -DNDEBUG, as RelWithDebInfo has them (it tests what
 # ships); the simulator build, which ships nothing, -O1 -DNDEBUG (a unity
 # batch compiles about 25% faster than at -O2), like the sanitizer builds.
-# Sanitizer builds also skip the benchmarks and the Python module, and use
-# -O1. Only the normal build ships: the others compile the core and the
-# manager's library once (GISMO_ONE_CORE), in their test variant, where the
-# normal build compiles a shipped and a test variant of each.
+# Sanitizer builds use -O1. Only the normal build ships: the others
+# (test_only_args) skip the benchmarks and the Python module, and compile
+# the core and the manager's library once (GISMO_ONE_CORE), in their test
+# variant, where the normal build compiles a shipped and a test variant of
+# each.
 unity_args=(-DCMAKE_UNITY_BUILD=ON)
 release_args=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
               "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
-ncsim_args=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+test_only_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF -DGISMO_ONE_CORE=ON)
+ncsim_args=("${test_only_args[@]}" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
             "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
-sanitizer_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF -DGISMO_ONE_CORE=ON
+sanitizer_args=("${test_only_args[@]}"
                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1")
 
 ncsim_suites='^(AdmissionTest|ApiProcessTest|ApiTest|BoundsTest|CacheLinesTest|CacheSimTest|CacheTest|CheckpointTest|KeyTest|ModesTest|MultiProcessTest|NamesProcessTest|NamesTest|NcFenceTest|NcIndexTest|NcOwnerDeathTest|NcReferencesTest|NcRequesterTest|NcRequestsTest|NcStoreTest|NonCoherent|NonCoherentFormat|NonCoherentOperator|NonCoherentOwnerThreads|NonCoherentOwnerThreadsProcess|NonCoherentServed|OwnedTableTest|ManagerLeaseTest|OwnerElectionTest|OwnerSleepTest|RequestRingTest|SubscribeProcessTest|SubscribeSmallRingTest|SubscribeTest|WaitNameTest)[.]|^cluster[.](noncoherent|transfer|deferred_delete|blocking_get|subscribe|kill|freeze|suspect|cli)$|^failure[.](torture|freeze_torture|node)$|^failure[.](two_managers|agent)([.]noncoherent)?$|^failure[.]crash[.].*/nc_client_|^EveryPointOfARequest/NonCoherentHelperDeath[.]'
@@ -88,8 +90,7 @@ run_variant() {
     tsan) dir="$root/build-tsan"
           args=(-DGISMO_SANITIZE=thread "${unity_args[@]}" "${sanitizer_args[@]}") ;;
     ncsim) dir="$root/build-ncsim"
-           args=(-DGISMO_NONCOHERENT_SIM=ON -DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF
-                 -DGISMO_ONE_CORE=ON "${unity_args[@]}" "${ncsim_args[@]}") ;;
+           args=(-DGISMO_NONCOHERENT_SIM=ON "${unity_args[@]}" "${ncsim_args[@]}") ;;
     *) echo "unknown variant '$name' (normal, asan, tsan, ncsim)" >&2; exit 2 ;;
   esac
   # The slow end-to-end tests (emulated clusters, virtual machines, the
