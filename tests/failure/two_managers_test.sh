@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# $(node N) is left unquoted on purpose: it is an option and its value, or
+# nothing.
+# shellcheck disable=SC2046
 # One manager per region, across hosts. Managers here skip the same-host
 # lock (--skip-host-lock), so only the region's own manager lease stands
 # between them, as it would between two hosts.
@@ -56,6 +59,20 @@ start_manager() {
   pids+=("$MPID")
   grep -m1 -q "gismo-manager ready" <"$work/$name.out"
 }
+# spawn NAME CMD...: runs CMD in the background, its stdout into NAME.out and
+# its stderr into NAME.log, both created before CMD starts (a reader may
+# follow them at once); sets BPID.
+spawn() {
+  local name=$1
+  shift
+  : >"$work/$name.out"
+  : >"$work/$name.log"
+  "$@" >>"$work/$name.out" 2>>"$work/$name.log" &
+  BPID=$!
+  pids+=("$BPID")
+}
+# wait_line FILE TEXT: waits (up to 30 s) until FILE has a line with TEXT.
+wait_line() { timeout 30 grep -m1 -q "$2" <(tail -n +1 -f "$1"); }
 common=(--size 128MiB --skip-host-lock --manager-lease-ms 500 --lease-ms 1000 --log-level info)
 nc=0
 if [[ ${TWO_MANAGERS_COHERENCE:-coherent} == non-coherent ]]; then
@@ -64,7 +81,7 @@ if [[ ${TWO_MANAGERS_COHERENCE:-coherent} == non-coherent ]]; then
 fi
 # node N: the node option of the manager meant to run on node N (distinct
 # hosts for the election; the coherent lease ignores it).
-node() { ((nc)) && echo "--node $1" || true; }
+node() { if ((nc)); then echo "--node $1"; fi; }
 
 start_manager a "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$sock" "${common[@]}" $(node 1) ||
   fail "the first manager did not start"
@@ -93,7 +110,7 @@ rc=0
 start_manager b "$GISMO_MANAGER_BIN" --region "$region" --listen "unix:$work/b.sock" "${common[@]}" $(node 2) ||
   rc=$?
 ((rc != 0)) || fail "a second manager started while the first was serving"
-wait "$MPID" && fail "the second manager exited 0" || true
+if wait "$MPID"; then fail "the second manager exited 0"; fi
 grep -q "another gismo-manager serves this region" "$work/b.log" ||
   fail "the refusal does not say who holds the region: $(cat "$work/b.log")"
 grep -q "its lease is live" "$work/b.log" || fail "the refusal does not say why"
@@ -124,10 +141,9 @@ kill -TERM "$MPID"
 wait "$MPID" || fail "a clean stop exited non-zero"
 racers=()
 for n in 8 9 10; do
-  "$GISMO_MANAGER_BIN" --region "$r3" --listen "unix:$work/r$n.sock" "${common[@]}" $(node "$n") \
-    >"$work/r$n.out" 2>"$work/r$n.log" &
-  racers+=($!)
-  pids+=($!)
+  spawn "r$n" "$GISMO_MANAGER_BIN" --region "$r3" --listen "unix:$work/r$n.sock" "${common[@]}" \
+    $(node "$n")
+  racers+=("$BPID")
 done
 # The losers exit by themselves; the winner serves until stopped.
 alive=("${racers[@]}")
@@ -150,7 +166,7 @@ for n in 8 9 10; do
     continue
   fi
   served=$((served + 1))
-  timeout 30 grep -m1 -q "gismo-manager ready" <(tail -n +1 -f "$work/r$n.out") ||
+  wait_line "$work/r$n.out" "gismo-manager ready" ||
     fail "the manager that won did not become ready: $(cat "$work/r$n.log")"
 done
 ((served == 1)) || fail "want one winner and two refusals, got $served without a refusal"
@@ -159,20 +175,15 @@ wait "${alive[0]}" || fail "the winner's clean stop exited non-zero"
 
 log "4. standbys: one takes over from a frozen manager, the next from a clean stop"
 r4=$region-4
-# wait_line FILE TEXT: waits (up to 30 s) until FILE has a line with TEXT.
-wait_line() { timeout 30 grep -m1 -q "$2" <(tail -n +1 -f "$1"); }
 start_manager h "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/h.sock" "${common[@]}" \
   $(node 11) || fail "the manager of the fourth region did not start"
 h_pid=$MPID
 # start_standby NAME NODE: a standby manager of the fourth region, in the
 # background; sets SPID once it says it stands by.
 start_standby() {
-  : >"$work/$1.out"
-  : >"$work/$1.log"
-  "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/$1.sock" "${common[@]}" $(node "$2") \
-    --standby >>"$work/$1.out" 2>>"$work/$1.log" &
-  SPID=$!
-  pids+=("$SPID")
+  spawn "$1" "$GISMO_MANAGER_BIN" --region "$r4" --listen "unix:$work/$1.sock" "${common[@]}" \
+    $(node "$2") --standby
+  SPID=$BPID
   wait_line "$work/$1.log" "standing by" || fail "standby $1 does not say it stands by"
 }
 start_standby s 12
@@ -207,11 +218,9 @@ else
   wait "$MPID" || fail "a clean stop exited non-zero"
   # j stops itself right after its claim: the lease's identity is still i's,
   # whose process is gone.
-  GISMO_CRASH_AT=lease.claimed GISMO_CRASH_ACTION=stop \
-    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/j.sock" "${common[@]}" --node 21 \
-    >"$work/j.out" 2>"$work/j.log" &
-  j_pid=$!
-  pids+=("$j_pid")
+  spawn j env GISMO_CRASH_AT=lease.claimed GISMO_CRASH_ACTION=stop \
+    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/j.sock" "${common[@]}" --node 21
+  j_pid=$BPID
   wait_line "$work/j.log" "stopping at crash point lease.claimed" ||
     fail "the claiming manager did not stop at its claim: $(cat "$work/j.log")"
   rc=0
