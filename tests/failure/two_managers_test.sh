@@ -19,7 +19,7 @@
 #     before it wrote who it is: a newcomer does not judge it by the identity
 #     still there (its predecessor's, gone) but refuses after a lease; on the
 #     operator's word another takes over, and the thawed claimer gives up
-#     without serving.
+#     without serving or touching the region's record of who serves.
 #  6. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
@@ -246,6 +246,14 @@ else
   if grep -q "another manager has taken over" "$work/l.log"; then
     fail "the thawed claimer displaced the manager that serves"
   fi
+  # The region still names l as its manager: the thawed claimer wrote nothing
+  # over l's identity.
+  rc=0
+  start_manager m5 "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/m5.sock" \
+    "${common[@]}" || rc=$?
+  ((rc != 0)) || fail "a manager started beside the one that took over"
+  grep -q "another gismo-manager serves this region: .*(pid $l_pid (" "$work/m5.log" ||
+    fail "the region does not name the manager that took over: $(cat "$work/m5.log")"
   kill -TERM "$l_pid"
   wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
 fi
