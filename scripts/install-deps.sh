@@ -10,6 +10,8 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev libasio-dev libxxhash-dev nlohmann-json3-dev libssl-dev
   # tests and benchmarks; clang for the libFuzzer targets (ctest -L fuzz)
   libgtest-dev redis-server libhiredis-dev clang
+  # the linker of the test-only builds (scripts/test.sh)
+  lld
   # the shared-cache benchmark: its "storage" is zstd-compressed chunks
   libzstd-dev
   # the format check of scripts/test.sh (scripts/check-format.sh)
