@@ -1,22 +1,13 @@
 #include "store/event_ring.h"
 
-#include <sched.h>
-#include <time.h>
-
 #include <cstring>
 #include <string>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/crash_point.h"
 #include "region/cache_lines.h"
 #include "store/index.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define GISMO_CPU_RELAX() _mm_pause()
-#else
-#define GISMO_CPU_RELAX() ((void)0)
-#endif
 
 namespace gismo::store {
 
@@ -37,16 +28,6 @@ uint64_t NearestOwnedSeq(uint64_t w, uint64_t head) {
   return d > (kEventShortSeqMask >> 1) ? head - (kEventShortSeqMask + 1 - d) : head + d;
 }
 
-void Backoff(uint32_t spins) {
-  if (spins < 64) {
-    for (uint32_t i = 0; i < (1u << (spins / 8)); ++i) GISMO_CPU_RELAX();
-  } else if (spins < 2000) {
-    sched_yield();
-  } else {
-    timespec ts{0, 50 * 1000};
-    nanosleep(&ts, nullptr);
-  }
-}
 }  // namespace
 
 void HelpEventHead(const Region& r) {

@@ -1,7 +1,5 @@
 #include "store/txn.h"
 
-#include <sched.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,16 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/check.h"
 #include "common/clock.h"
 #include "region/free_runs.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define GISMO_CPU_RELAX() _mm_pause()
-#else
-#define GISMO_CPU_RELAX() ((void)0)
-#endif
 
 namespace gismo::store {
 
@@ -119,8 +111,8 @@ bool Txn::Lock(Word& lock) {
   for (uint32_t spins = 0;; ++spins) {
     if (TryLock(lock)) return true;
     if (failed()) return false;
-    if (spins < 64) {
-      for (uint32_t i = 0; i < (1u << (spins / 8)); ++i) GISMO_CPU_RELAX();
+    if (spins < kBackoffBusySpins) {
+      Backoff(spins);
       continue;
     }
     const uint64_t now = MonotonicNs();
@@ -144,12 +136,7 @@ bool Txn::Lock(Word& lock) {
                                       " ms; it is held by " + who + "; try again later"));
       return false;
     }
-    if (spins < 2000) {
-      sched_yield();
-    } else {
-      timespec ts{0, 50 * 1000};
-      nanosleep(&ts, nullptr);
-    }
+    Backoff(spins);
   }
 }
 
