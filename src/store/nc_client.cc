@@ -369,13 +369,15 @@ void NcClientStore::ReportRelease(uint32_t record, const IdWords& x) {
   owner_slow_ = s.code() == GISMO_ERR_TIMEOUT;
 }
 
-Status NcClientStore::Delete(const gismo_id_t& id) {
+Status NcClientStore::CallOnId(NcOp op, const gismo_id_t& id) {
   NcRequest q;
-  q.op = NcOp::kDelete;
+  q.op = op;
   q.id = ToWords(id);
   NcResponse a;
   return Call(q, id, &a);
 }
+
+Status NcClientStore::Delete(const gismo_id_t& id) { return CallOnId(NcOp::kDelete, id); }
 
 Status NcClientStore::Evict(uint64_t bytes, uint64_t* evicted) {
   *evicted = 0;
@@ -388,13 +390,7 @@ Status NcClientStore::Evict(uint64_t bytes, uint64_t* evicted) {
   return Status();
 }
 
-Status NcClientStore::Touch(const gismo_id_t& id) {
-  NcRequest q;
-  q.op = NcOp::kTouch;
-  q.id = ToWords(id);
-  NcResponse a;
-  return Call(q, id, &a);
-}
+Status NcClientStore::Touch(const gismo_id_t& id) { return CallOnId(NcOp::kTouch, id); }
 
 Status NcClientStore::Peek(const gismo_id_t& id, Snapshot* out) {
   const uint64_t h = HashId(id);

@@ -129,6 +129,8 @@ class NcClientStore {
   // Sends `q` and waits for its answer; the answer's own status as a Status
   // with a message that names the object.
   Status Call(const region::NcRequest& q, const gismo_id_t& id, region::NcResponse* out);
+  // Asks the owner for `op` on `id`, which carries nothing else.
+  Status CallOnId(region::NcOp op, const gismo_id_t& id);
   // Record `global` read whole under its seqlock (its line invalidated
   // first); false if the owner was writing it.
   bool ReadRecord(uint32_t global, Snapshot* snap);
