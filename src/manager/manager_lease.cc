@@ -307,6 +307,7 @@ Result<std::string> ManagerLease::AcquireByCas() {
     if (sb.manager_owner.load(std::memory_order_acquire) == claim) {
       epoch_ = epoch;
       PublishOwner();
+      GISMO_CRASH_POINT("lease.published");
       uint64_t expected = claim;
       if (sb.manager_owner.compare_exchange_strong(expected, epoch, std::memory_order_acq_rel,
                                                    std::memory_order_relaxed)) {

@@ -237,9 +237,11 @@ TEST(CrashPoints, EveryCrashPointInSourceHasAScenario) {
   // (NcOwnerDeathTest) runs it in a child that dies there, then a successor.
   covered.insert("nc_owner.before_commit");
   covered.insert("nc_owner.free_before_commit");
-  // A manager stopped between its claim of the lease and saying who it is:
-  // failure.two_managers (step 5) and manager_lease_test (CoherentLeaseTest).
+  // A manager stopped between its claim of the lease and saying who it is,
+  // and between saying who it is and its bare epoch: failure.two_managers
+  // (step 5) and manager_lease_test (CoherentLeaseTest).
   covered.insert("lease.claimed");
+  covered.insert("lease.published");
   auto points = CrashPointsInSource();
   ASSERT_FALSE(points.empty());
   for (const auto& p : points) {

@@ -19,7 +19,9 @@
 #     before it wrote who it is: a newcomer does not judge it by the identity
 #     still there (its predecessor's, gone) but refuses after a lease; on the
 #     operator's word another takes over, and the thawed claimer gives up
-#     without serving or touching the region's record of who serves.
+#     without serving or touching the region's record of who serves. A
+#     manager frozen after it said who it is, before its claim became its
+#     epoch, is still judged as a claim.
 #  6. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
@@ -256,6 +258,22 @@ else
     fail "the region does not name the manager that took over: $(cat "$work/m5.log")"
   kill -TERM "$l_pid"
   wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
+  # n stops after it said who it is, before its second CAS: its claim still
+  # stands, so a newcomer judges it as a claim (refuses after a lease, names
+  # the claim's node), not by the identity beside it, which is n's own now.
+  spawn n env GISMO_CRASH_AT=lease.published GISMO_CRASH_ACTION=stop \
+    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/n.sock" "${common[@]}" --node 22
+  n_pid=$BPID
+  wait_line "$work/n.log" "stopping at crash point lease.published" ||
+    fail "the claiming manager did not stop once it said who it is: $(cat "$work/n.log")"
+  rc=0
+  start_manager o "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/o.sock" "${common[@]}" ||
+    rc=$?
+  ((rc != 0)) || fail "took over from a published claim"
+  grep -q "manager claiming the lease on node 22" "$work/o.log" ||
+    fail "a published claim was not taken for a claim: $(cat "$work/o.log")"
+  kill -KILL "$n_pid"
+  wait "$n_pid" 2>/dev/null || true
 fi
 
 log "6. a manager that cannot be proven stopped, and a superseded manager"
