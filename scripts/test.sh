@@ -29,16 +29,18 @@ variants=("$@")
 # (test_only_args) skip the benchmarks and the Python module, and compile
 # the core and the manager's library once (GISMO_ONE_CORE), in their test
 # variant, where the normal build compiles a shipped and a test variant of
-# each, compile the test programs' own code at -O0
+# each, and link with lld (a sanitized test program links in 0.4 s against
+# 1 s with the default linker, which the normal build keeps: it ships). The
+# ASan build compiles the test programs' own code at -O0
 # (GISMO_UNOPTIMIZED_TEST_PROGRAMS: an ASan test program in 8.8 s against
-# 14.9 s), and link with lld (a sanitized test program links in 0.4 s
-# against 1 s with the default linker, which the normal build keeps: it
-# ships).
+# 14.9 s). The TSan build does not: with its test programs at -O0,
+# NcStoreTest.ClientsOnThreadsAgainstTheOwner reports a race between a
+# sealer's memset and a reader in 27 of 40 runs (the data read is right;
+# TSan does not see the edge the non-coherent get path makes).
 unity_args=(-DCMAKE_UNITY_BUILD=ON)
 release_args=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
               "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
 test_only_args=(-DGISMO_BUILD_BENCH=OFF -DGISMO_BUILD_PYTHON=OFF -DGISMO_ONE_CORE=ON
-                -DGISMO_UNOPTIMIZED_TEST_PROGRAMS=ON
                 "-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld" "-DCMAKE_SHARED_LINKER_FLAGS=-fuse-ld=lld"
                 "-DCMAKE_MODULE_LINKER_FLAGS=-fuse-ld=lld")
 ncsim_args=("${test_only_args[@]}" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
@@ -93,7 +95,7 @@ run_variant() {
     asan) dir="$root/build-asan"
           args=(-DGISMO_SANITIZE=address -DGISMO_BUILD_FUZZERS=ON -DGISMO_FUZZ_SECONDS=10
                 -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "${unity_args[@]}"
-                "${sanitizer_args[@]}") ;;
+                "${sanitizer_args[@]}" -DGISMO_UNOPTIMIZED_TEST_PROGRAMS=ON) ;;
     tsan) dir="$root/build-tsan"
           args=(-DGISMO_SANITIZE=thread "${unity_args[@]}" "${sanitizer_args[@]}") ;;
     ncsim) dir="$root/build-ncsim"
