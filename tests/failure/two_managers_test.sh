@@ -218,20 +218,32 @@ else
     --coherence coherent || fail "the manager that formats the fifth region did not start"
   kill -TERM "$MPID"
   wait "$MPID" || fail "a clean stop exited non-zero"
+  # stop_at POINT NAME NODE: a manager NAME of the fifth region, on node NODE,
+  # that stops itself at crash point POINT of its lease; returns once it says
+  # so, with BPID set.
+  stop_at() {
+    spawn "$2" env GISMO_CRASH_AT="$1" GISMO_CRASH_ACTION=stop \
+      "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$2.sock" "${common[@]}" --node "$3"
+    wait_line "$work/$2.log" "stopping at crash point $1" ||
+      fail "manager $2 did not stop at $1: $(cat "$work/$2.log")"
+  }
+  # claim_refused NAME NODE WHY: a newcomer NAME must refuse the silent claim
+  # of node NODE (WHY says what a take-over would mean): after a lease, naming
+  # the claim, because it cannot prove the claimer stopped.
+  claim_refused() {
+    local rc=0
+    start_manager "$1" "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$1.sock" \
+      "${common[@]}" || rc=$?
+    ((rc != 0)) || fail "took over from $3"
+    grep -q "manager claiming the lease on node $2" "$work/$1.log" ||
+      fail "the refusal does not name the claim: $(cat "$work/$1.log")"
+    grep -q "cannot be proven stopped" "$work/$1.log" || fail "unclear refusal: $(cat "$work/$1.log")"
+  }
   # j stops itself right after its claim: the lease's identity is still i's,
   # whose process is gone.
-  spawn j env GISMO_CRASH_AT=lease.claimed GISMO_CRASH_ACTION=stop \
-    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/j.sock" "${common[@]}" --node 21
+  stop_at lease.claimed j 21
   j_pid=$BPID
-  wait_line "$work/j.log" "stopping at crash point lease.claimed" ||
-    fail "the claiming manager did not stop at its claim: $(cat "$work/j.log")"
-  rc=0
-  start_manager k "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/k.sock" "${common[@]}" ||
-    rc=$?
-  ((rc != 0)) || fail "took over from a claim, judged by its predecessor's gone process"
-  grep -q "manager claiming the lease on node 21" "$work/k.log" ||
-    fail "the refusal does not name the claim: $(cat "$work/k.log")"
-  grep -q "cannot be proven stopped" "$work/k.log" || fail "unclear refusal: $(cat "$work/k.log")"
+  claim_refused k 21 "a claim, judged by its predecessor's gone process"
   # On the operator's word (wrong here: j is frozen, not gone) l takes over;
   # j, thawed, finds its claim taken and gives up without serving.
   start_manager l "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/l.sock" "${common[@]}" \
@@ -261,17 +273,9 @@ else
   # n stops after it said who it is, before its second CAS: its claim still
   # stands, so a newcomer judges it as a claim (refuses after a lease, names
   # the claim's node), not by the identity beside it, which is n's own now.
-  spawn n env GISMO_CRASH_AT=lease.published GISMO_CRASH_ACTION=stop \
-    "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/n.sock" "${common[@]}" --node 22
+  stop_at lease.published n 22
   n_pid=$BPID
-  wait_line "$work/n.log" "stopping at crash point lease.published" ||
-    fail "the claiming manager did not stop once it said who it is: $(cat "$work/n.log")"
-  rc=0
-  start_manager o "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/o.sock" "${common[@]}" ||
-    rc=$?
-  ((rc != 0)) || fail "took over from a published claim"
-  grep -q "manager claiming the lease on node 22" "$work/o.log" ||
-    fail "a published claim was not taken for a claim: $(cat "$work/o.log")"
+  claim_refused o 22 "a published claim, judged by the identity beside it"
   kill -KILL "$n_pid"
   wait "$n_pid" 2>/dev/null || true
 fi
