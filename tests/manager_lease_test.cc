@@ -4,10 +4,12 @@
 // manager's process get a line written by the test with that process's
 // identity (gone, or in another PID namespace), as a host of their own
 // would have left it. failure.two_managers.noncoherent runs the same rules
-// with real manager processes.
+// with real manager processes. The last test is the process lookup the
+// lease and the node agent fence by (src/fence/process.cc).
 #include "manager/manager_lease.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -424,6 +426,33 @@ TEST_F(CoherentLeaseTest, TheFenceCommandIsNeverRunForTheNewcomersOwnNode) {
   EXPECT_NE(how.status().message().find("on this manager's own node 3"), std::string::npos)
       << how.status().message();
   EXPECT_EQ(Owner(), claim);
+}
+
+// A process whose /proc files vanish between their open and their read (it
+// exited and was reaped meanwhile): the node agent died of this once, as
+// libstdc++'s filebuf threw on the read's ESRCH. A lookup must answer, and a
+// child that exited must end up reported gone.
+TEST(ProcessIdentityTest, AProcessReapedWhileItsProcFilesAreReadIsReportedGone) {
+  // Children are reaped by the kernel as they exit, not by a waitpid here,
+  // so they vanish at any point of a lookup.
+  struct sigaction ignore = {};
+  struct sigaction old = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGCHLD, &ignore, &old), 0);
+  constexpr int kChildren = 100;
+  constexpr int kLookupsAtMost = 1'000'000;
+  for (int i = 0; i < kChildren; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(0);
+    bool gone = false;
+    for (int n = 0; n < kLookupsAtMost && !gone; ++n) {
+      const fence::ProcessIdentity seen = fence::Lookup(pid);
+      gone = seen.start_time == 0 || fence::ProvenGone(seen, 0);
+    }
+    EXPECT_TRUE(gone) << "child " << pid << " was never reported gone";
+  }
+  sigaction(SIGCHLD, &old, nullptr);
 }
 
 }  // namespace

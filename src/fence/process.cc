@@ -26,6 +26,31 @@ namespace gismo::fence {
 
 namespace {
 
+// The whole of a /proc file, or false. /proc/PID files of a process that
+// exits between open() and read() fail with ESRCH; libstdc++'s filebuf
+// throws on that error through istreambuf_iterator, so these reads go
+// through read(2) and report it as "no such process" instead.
+bool ReadProcFile(const std::string& path, std::string* out) {
+  out->clear();
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  bool ok = true;
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out->append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      ok = false;
+      break;
+    }
+  }
+  close(fd);
+  return ok;
+}
+
 uint64_t ReadBootId() {
   std::ifstream f("/proc/sys/kernel/random/boot_id");
   std::string s;
@@ -42,8 +67,8 @@ uint64_t PidNamespace(const std::string& proc_dir) {
 // Field 22 of /proc/PID/stat (the command name, field 2, may hold spaces
 // and parentheses: parse after its last ')').
 uint64_t StartTime(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string s;
+  if (!ReadProcFile("/proc/" + std::to_string(pid) + "/stat", &s)) return 0;
   const size_t close = s.rfind(')');
   if (close == std::string::npos) return 0;
   std::istringstream rest(s.substr(close + 2));
@@ -57,7 +82,9 @@ uint64_t StartTime(pid_t pid) {
 
 // Whether process `pid` maps the file with this device and inode.
 bool MapsFile(pid_t pid, dev_t dev, ino_t ino) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+  std::string maps;
+  if (!ReadProcFile("/proc/" + std::to_string(pid) + "/maps", &maps)) return false;
+  std::istringstream f(maps);
   std::string line;
   char want_dev[32];
   std::snprintf(want_dev, sizeof want_dev, "%02x:%02x", major(dev), minor(dev));
