@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -102,10 +103,14 @@ testing::ManagerProcessOptions ManagerOptions(const std::string& bin, const std:
 std::string Scrape(const std::string& address) {
   if (address.rfind("tcp:", 0) != 0) return {};
   std::string hp = address.substr(4);
-  size_t c = hp.rfind(':');
+  const size_t c = hp.rfind(':');
+  if (c == std::string::npos) return {};
+  uint16_t port = 0;
+  const char* port_end = hp.data() + hp.size();
+  if (std::from_chars(hp.data() + c + 1, port_end, port).ptr != port_end || port == 0) return {};
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(hp.substr(c + 1))));
+  sa.sin_port = htons(port);
   if (inet_pton(AF_INET, hp.substr(0, c).c_str(), &sa.sin_addr) != 1) return {};
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return {};
@@ -125,7 +130,11 @@ double Metric(const std::string& text, const std::string& name) {
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    if (line.rfind(name + " ", 0) != 0) continue;
+    double value = -1;
+    const char* end = line.data() + line.size();
+    if (std::from_chars(line.data() + name.size() + 1, end, value).ptr != end) return -1;
+    return value;
   }
   return -1;
 }
