@@ -70,7 +70,7 @@ uint64_t StartTime(pid_t pid) {
   std::string s;
   if (!ReadProcFile("/proc/" + std::to_string(pid) + "/stat", &s)) return 0;
   const size_t close = s.rfind(')');
-  if (close == std::string::npos) return 0;
+  if (close == std::string::npos || close + 2 > s.size()) return 0;
   std::istringstream rest(s.substr(close + 2));
   std::string field;
   // After ')' come fields 3.. ; start time is field 22, the 20th of them.
