@@ -842,6 +842,9 @@ class Checker {
 }  // namespace
 
 Result<Report> Check(const Region& r, const LockAs* lock_as) {
+  // The check reads every metadata page: map them in one call rather than
+  // one fault each (and before an online check stops the world).
+  r.PopulateMetadataForRead();
   Report rep;
   Checker c(r, &rep, lock_as != nullptr);
   if (lock_as == nullptr) {

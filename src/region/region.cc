@@ -440,38 +440,48 @@ void Region::PopulatedGranules::Size(uint64_t mapping_len) {
   words.reset(new std::atomic<uint64_t>[(count + 63) / 64]());  // all clear
 }
 
-void Region::Populate(const uint8_t* mapping, PopulatedGranules& done, const void* p, uint64_t n,
+void Region::Populate(const uint8_t* mapping, PopulatedGranules* done, const void* p, uint64_t n,
                       int advice) const {
   // Cleared (relaxed: a racing caller may make one more failing call) once
   // the kernel says it does not know the advice (both came in Linux 5.14).
   static std::atomic<bool> supported{true};
   const auto* b = static_cast<const uint8_t*>(p);
-  if (n == 0 || !supported.load(std::memory_order_relaxed) || b < mapping ||
+  if (n == 0 || simulated_ || !supported.load(std::memory_order_relaxed) || b < mapping ||
       static_cast<uint64_t>(b - mapping) + n > map_len_) {
     return;
   }
   uint64_t first = static_cast<uint64_t>(b - mapping) / kPopulateGranule;
   uint64_t end = (static_cast<uint64_t>(b - mapping) + n - 1) / kPopulateGranule + 1;
-  while (first < end && done.Has(first)) ++first;
-  while (end > first && done.Has(end - 1)) --end;
-  if (first == end) return;  // populated before: no system call
+  if (done != nullptr) {
+    while (first < end && done->Has(first)) ++first;
+    while (end > first && done->Has(end - 1)) --end;
+    if (first == end) return;  // populated before: no system call
+  }
   const uint64_t from = first * kPopulateGranule;
   const uint64_t to = std::min(end * kPopulateGranule, map_len_);
   if (madvise(const_cast<uint8_t*>(mapping) + from, to - from, advice) != 0) {
     if (errno == EINVAL) supported.store(false, std::memory_order_relaxed);
     return;  // the reader or writer faults as before
   }
-  for (uint64_t g = first; g < end; ++g) done.Add(g);
+  if (done == nullptr) return;
+  for (uint64_t g = first; g < end; ++g) done->Add(g);
 }
 
+namespace {
+constexpr int kMadvPopulateRead = 22;  // <sys/mman.h> of older libcs lacks them
+constexpr int kMadvPopulateWrite = 23;
+}  // namespace
+
 void Region::PopulateForWrite(void* p, uint64_t n) const {
-  constexpr int kMadvPopulateWrite = 23;  // <sys/mman.h> of older libcs lacks it
-  Populate(map_start_, populated_write_, p, n, kMadvPopulateWrite);
+  Populate(map_start_, &populated_write_, p, n, kMadvPopulateWrite);
 }
 
 void Region::PopulateForRead(const void* p, uint64_t n) const {
-  constexpr int kMadvPopulateRead = 22;
-  Populate(read_base_, populated_read_, p, n, kMadvPopulateRead);
+  Populate(read_base_, &populated_read_, p, n, kMadvPopulateRead);
+}
+
+void Region::PopulateMetadataForRead() const {
+  Populate(map_start_, nullptr, base_, std::min(heap_offset(), size_), kMadvPopulateRead);
 }
 
 Status Region::MapReadView() {

@@ -122,6 +122,12 @@ class Region {
   // keeps its page tables, since the region is never truncated. Should the
   // kernel drop some of them (reclaim), the reader only faults as before.
   void PopulateForRead(const void* p, uint64_t n) const;
+  // Fills this process's page tables for reading the whole metadata (the
+  // superblock up to the heap) of the writable mapping, in one call
+  // (MADV_POPULATE_READ), for a pass that reads all of it (gismo-fsck):
+  // about one fault per 4 KiB page fewer. Best effort, as above; not
+  // remembered (one pass calls it once).
+  void PopulateMetadataForRead() const;
   static constexpr uint64_t kPopulateGranule = uint64_t{64} << 10;
 
   const std::string& path() const { return path_; }
@@ -343,7 +349,8 @@ class Region {
       words[g / 64].fetch_or(uint64_t{1} << (g % 64), std::memory_order_relaxed);
     }
   };
-  void Populate(const uint8_t* mapping, PopulatedGranules& done, const void* p, uint64_t n,
+  // `done` null: populate without remembering.
+  void Populate(const uint8_t* mapping, PopulatedGranules* done, const void* p, uint64_t n,
                 int advice) const;
 
   std::string path_;
