@@ -9,7 +9,10 @@
 #include "manager/manager_lease.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -453,6 +456,45 @@ TEST(ProcessIdentityTest, AProcessReapedWhileItsProcFilesAreReadIsReportedGone) 
     EXPECT_TRUE(gone) << "child " << pid << " was never reported gone";
   }
   sigaction(SIGCHLD, &old, nullptr);
+}
+
+// A fencer that /proc hides a live process from (mounted hidepid=2, the
+// fencer another user) must not take the unreadable start time for a
+// different one: the process is not proven gone, and is not killed.
+TEST(ProcessIdentityTest, AProcessHiddenByProcIsNeitherProvenGoneNorKilled) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (a private /proc mount, then another user)";
+  const pid_t target = fork();
+  ASSERT_GE(target, 0);
+  if (target == 0) {
+    pause();
+    _exit(0);
+  }
+  const fence::ProcessIdentity who = fence::Lookup(target);
+  ASSERT_NE(who.start_time, 0u);
+  enum : int { kHidden = 0, kSetUpFailed = 10, kSaidGone = 11, kNotRefused = 12 };
+  const pid_t checker = fork();
+  ASSERT_GE(checker, 0);
+  if (checker == 0) {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("proc", "/proc", "proc", 0, "hidepid=2") != 0 || setgid(65534) != 0 ||
+        setuid(65534) != 0 || fence::Lookup(target).start_time != 0) {
+      _exit(kSetUpFailed);
+    }
+    if (fence::ProvenGone(who, 0)) _exit(kSaidGone);
+    const Result<fence::FenceOutcome> f = fence::FenceProcess(who, "/proc/self/exe", 1000);
+    _exit(!f.ok() && f.status().code() == GISMO_ERR_PERMISSION ? kHidden : kNotRefused);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(checker, &st, 0), checker);
+  const bool target_alive = kill(target, 0) == 0;
+  kill(target, SIGKILL);
+  waitpid(target, nullptr, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  if (WEXITSTATUS(st) == kSetUpFailed) GTEST_SKIP() << "no private hidepid=2 /proc here";
+  EXPECT_NE(WEXITSTATUS(st), kSaidGone) << "a hidden live process was proven gone";
+  EXPECT_EQ(WEXITSTATUS(st), kHidden) << "fencing a hidden process was not refused";
+  EXPECT_TRUE(target_alive);
 }
 
 }  // namespace

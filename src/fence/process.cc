@@ -80,6 +80,16 @@ uint64_t StartTime(pid_t pid) {
   return std::strtoull(field.c_str(), nullptr, 10);
 }
 
+// Whether /proc shows that `pid` is not the process that started at
+// `start_time`: its start time read and different. A /proc this process may
+// not read (mounted hidepid=, or a PID the fencer's user cannot see) proves
+// nothing, so an unreadable start time is not a difference: the pidfd, which
+// needs no /proc, is what then tells an exit.
+bool StartTimeDiffers(pid_t pid, uint64_t start_time) {
+  const uint64_t now = StartTime(pid);
+  return now != 0 && now != start_time;
+}
+
 // Whether process `pid` maps the file with this device and inode.
 bool MapsFile(pid_t pid, dev_t dev, ino_t ino) {
   std::string maps;
@@ -147,7 +157,7 @@ bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
   const pid_t pid = static_cast<pid_t>(who.pid);
   const int pidfd = OpenPidfd(pid);
   if (pidfd < 0) return errno == ESRCH;
-  const bool gone = StartTime(pid) != who.start_time || PidfdExited(pidfd, wait_ms);
+  const bool gone = StartTimeDiffers(pid, who.start_time) || PidfdExited(pidfd, wait_ms);
   close(pidfd);
   return gone;
 }
@@ -173,7 +183,18 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
     int fd;
     ~Closer() { close(fd); }
   } closer{pidfd};
-  if (PidfdExited(pidfd, 0) || StartTime(pid) != who.start_time) return FenceOutcome::kWasGone;
+  if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;
+  const uint64_t start_time = StartTime(pid);
+  if (start_time != 0 && start_time != who.start_time) return FenceOutcome::kWasGone;
+  if (start_time == 0) {
+    // Exited since (its /proc entry went with it), or hidden from us.
+    if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;
+    return Status(GISMO_ERR_PERMISSION,
+                  "cannot read /proc/" + std::to_string(pid) +
+                      "/stat (is /proc mounted with hidepid=?), so cannot tell whether that pid "
+                      "is still " +
+                      who.ToString() + "; not killed");
+  }
   struct stat rs {};
   if (stat(region_path.c_str(), &rs) != 0) {
     return Status(GISMO_ERR_IO,

@@ -982,11 +982,15 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
   // Without the kernel's word (no peer credentials), the start time tells
   // whether the pid still names the same process.
   if (!s || s->PeerPid() == 0) {
-    if (fence::Lookup(pid).start_time != m.identity.start_time) {
+    const uint64_t start_time = fence::Lookup(pid).start_time;
+    if (start_time != m.identity.start_time) {
       close(fd);
-      if (m.phase != Member::Phase::kConnected) {
-        PostProcessGone(m);
-      }
+      // Another start time: the pid names another process, the member's is
+      // gone. None (0: /proc hides the process from this manager, mounted
+      // hidepid=): nothing shows that the pidfd pins the member's process,
+      // so it is not pinned (a SIGKILL through it could hit a stranger) and
+      // the member is fenced as a remote one is.
+      if (start_time != 0 && m.phase != Member::Phase::kConnected) PostProcessGone(m);
       return;
     }
   }
