@@ -153,7 +153,11 @@ ProcessIdentity Lookup(pid_t pid) {
 }
 
 bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
-  if (!Self().SameNamespace(who) || who.pid == 0 || who.pid > 0x3fffffff) return false;
+  // Without a start time (a damaged or forged identity) a live process could
+  // not be told from a reuse of its pid.
+  if (!Self().SameNamespace(who) || who.pid == 0 || who.pid > 0x3fffffff || who.start_time == 0) {
+    return false;
+  }
   const pid_t pid = static_cast<pid_t>(who.pid);
   const int pidfd = OpenPidfd(pid);
   if (pidfd < 0) return errno == ESRCH;
@@ -170,6 +174,11 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
   }
   if (who.pid == 0 || who.pid > 0x3fffffff) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "no valid pid recorded for the process");
+  }
+  if (who.start_time == 0) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "no start time recorded for " + who.ToString() +
+                      ": it cannot be told from another process with its pid; not killed");
   }
   const pid_t pid = static_cast<pid_t>(who.pid);
   // The pidfd pins the process it names; the start time then tells whether

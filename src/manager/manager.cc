@@ -983,14 +983,16 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
   // whether the pid still names the same process.
   if (!s || s->PeerPid() == 0) {
     const uint64_t start_time = fence::Lookup(pid).start_time;
-    if (start_time != m.identity.start_time) {
+    if (start_time == 0 || start_time != m.identity.start_time) {
       close(fd);
       // Another start time: the pid names another process, the member's is
       // gone. None (0: /proc hides the process from this manager, mounted
-      // hidepid=): nothing shows that the pidfd pins the member's process,
-      // so it is not pinned (a SIGKILL through it could hit a stranger) and
-      // the member is fenced as a remote one is.
-      if (start_time != 0 && m.phase != Member::Phase::kConnected) PostProcessGone(m);
+      // hidepid=), or none claimed: nothing shows that the pidfd pins the
+      // member's process, so it is not pinned (a SIGKILL through it could
+      // hit a stranger) and the member is fenced as a remote one is.
+      if (start_time != 0 && m.identity.start_time != 0 && m.phase != Member::Phase::kConnected) {
+        PostProcessGone(m);
+      }
       return;
     }
   }

@@ -8,6 +8,9 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
+#if defined(GISMO_LINES_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace gismo::region {
 namespace {
@@ -33,6 +36,19 @@ Insns Detect() {
 
 // Set once at load time, read-only afterwards.
 const Insns g_insns = Detect();
+
+#if defined(GISMO_LINES_TSAN)
+// `sync` (__tsan_release or __tsan_acquire) on every cache line of
+// [p, p + n), as the flush or invalidate of that line orders it
+// (cache_lines.h).
+void TsanSyncLines(void (*sync)(void*), const void* p, uint64_t n) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kCacheLine - 1}; a < end;
+       a += kCacheLine) {
+    sync(reinterpret_cast<void*>(a));
+  }
+}
+#endif
 
 #if defined(__x86_64__)
 __attribute__((target("clwb"))) void Clwb(const uint8_t* p, const uint8_t* end) {
@@ -88,6 +104,9 @@ void FlushLines(const void* p, uint64_t n) {
 }
 
 void StartFlushLines(const void* p, uint64_t n) {
+#if defined(GISMO_LINES_TSAN)
+  TsanSyncLines(__tsan_release, p, n);
+#endif
   if (view_sim::Flush(p, n)) return;  // the simulator's write-back is complete at once
 #if defined(__x86_64__)
   if (n != 0) Lines(g_insns.flush, p, n);
@@ -113,6 +132,9 @@ void InvalidateLines(const void* p, uint64_t n) {
 #endif
   // MFENCE: later loads wait for the flushes (an SFENCE would not hold them).
   std::atomic_thread_fence(std::memory_order_seq_cst);
+#if defined(GISMO_LINES_TSAN)
+  TsanSyncLines(__tsan_acquire, p, n);
+#endif
 }
 
 }  // namespace gismo::region

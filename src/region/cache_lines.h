@@ -59,10 +59,12 @@ void FlushFence();
 //
 // What orders these words with the data around them is the fences inside
 // Flush (release) and Invalidate (seq_cst). ThreadSanitizer does not model
-// standalone fences (GCC says so with -Wtsan) and would report the data a
-// sealed object's reader reads as racing with its writer, so a TSan build
-// gives the loads and stores themselves the acquire and release the fences
-// stand for. Stronger orders only: every other build keeps relaxed.
+// standalone fences (GCC says so with -Wtsan), so in a TSan build FlushLines
+// and InvalidateLines tell it what they stand for instead: a release, then
+// an acquire, on each cache line of their range (cache_lines.cc). A reader
+// then happens after the writer exactly when it invalidated the lines the
+// writer flushed, after the writer flushed them; a flush or invalidate that
+// is missing or misplaced still shows as a race.
 #if defined(__SANITIZE_THREAD__)  // GCC; clang: __has_feature(thread_sanitizer)
 #define GISMO_LINES_TSAN 1
 #elif defined(__has_feature)
@@ -70,16 +72,9 @@ void FlushFence();
 #define GISMO_LINES_TSAN 1
 #endif
 #endif
-#if defined(GISMO_LINES_TSAN)
-inline constexpr int kLineLoadOrder = __ATOMIC_ACQUIRE;
-inline constexpr int kLineStoreOrder = __ATOMIC_RELEASE;
-#else
-inline constexpr int kLineLoadOrder = __ATOMIC_RELAXED;
-inline constexpr int kLineStoreOrder = __ATOMIC_RELAXED;
-#endif
 struct HwLines {
-  static uint64_t Load(const uint64_t* p) { return __atomic_load_n(p, kLineLoadOrder); }
-  static void Store(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, kLineStoreOrder); }
+  static uint64_t Load(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+  static void Store(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
   static void Flush(const void* p, uint64_t n) { FlushLines(p, n); }
   static void Invalidate(const void* p, uint64_t n) { InvalidateLines(p, n); }
 };
