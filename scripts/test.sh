@@ -34,10 +34,11 @@ variants=("$@")
 # sanitizer builds compile the test programs' own code at -O0
 # (GISMO_UNOPTIMIZED_TEST_PROGRAMS: an ASan test program in 8.8 s against
 # 14.9 s). TSan does not model standalone fences, which order the
-# non-coherent protocol's words with the data around them; its build gives
-# those words acquire and release instead (region/cache_lines.h), without
-# which NcStoreTest.ClientsOnThreadsAgainstTheOwner reported a race between
-# a sealer's memset and a reader in about half the runs at -O0.
+# non-coherent protocol's words with the data around them; in its build each
+# flushed line is a release and each invalidated line an acquire instead
+# (region/cache_lines.h), without which NcStoreTest.ClientsOnThreadsAgainstTheOwner
+# reported a race between a sealer's memset and a reader in about half the
+# runs at -O0.
 unity_args=(-DCMAKE_UNITY_BUILD=ON)
 release_args=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
               "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
