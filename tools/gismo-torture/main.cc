@@ -35,6 +35,7 @@
 #include "common/atomic.h"
 #include "common/clock.h"
 #include "content.h"
+#include "protocol/wire.h"
 #include "testing/manager_process.h"
 #include "testing/process.h"
 #include "torture.h"
@@ -101,17 +102,12 @@ testing::ManagerProcessOptions ManagerOptions(const std::string& bin, const std:
 
 // GET /metrics from tcp:HOST:PORT; empty on failure.
 std::string Scrape(const std::string& address) {
-  if (address.rfind("tcp:", 0) != 0) return {};
-  std::string hp = address.substr(4);
-  const size_t c = hp.rfind(':');
-  if (c == std::string::npos) return {};
-  uint16_t port = 0;
-  const char* port_end = hp.data() + hp.size();
-  if (std::from_chars(hp.data() + c + 1, port_end, port).ptr != port_end || port == 0) return {};
+  const Result<protocol::Address> a = protocol::ParseAddress(address);
+  if (!a.ok() || a->kind != protocol::Address::Kind::kTcp || a->port == 0) return {};
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  if (inet_pton(AF_INET, hp.substr(0, c).c_str(), &sa.sin_addr) != 1) return {};
+  sa.sin_port = htons(a->port);
+  if (inet_pton(AF_INET, a->host.c_str(), &sa.sin_addr) != 1) return {};
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return {};
   std::string out;
