@@ -407,7 +407,7 @@ TEST_F(CliTest, NamesAndPathsThatAreNotUtf8WithJson) {
   const std::string out = TempPath("out\xff");
   CmdResult get = Gismo({"get", "--json", "--name", name, out});
   EXPECT_EQ(get.code, 0) << get.err;
-  EXPECT_NO_THROW(json::parse(get.out)) << get.out;
+  EXPECT_TRUE(json::accept(get.out)) << get.out;
   EXPECT_EQ(ReadFile(out), "data");
   unlink(out.c_str());
 }

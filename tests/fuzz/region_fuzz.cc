@@ -103,10 +103,14 @@ void ClientOperations(const Region& r) {
     (void)s.Stat(id, &info);
     gismo::store::GetResult got;
     if (s.TryGet(id, &got).ok() && got.found) {
-      volatile uint8_t sum = 0;
+      // Reads the buffer's bytes (ASan checks each read); the volatile sink
+      // keeps the reads.
+      uint8_t sum = 0;
       const auto* p = static_cast<const uint8_t*>(got.buffer.data);
       for (uint64_t k = 0; k < got.buffer.data_size; k += 1024) sum += p[k];
       if (got.buffer.metadata_size) sum += static_cast<const uint8_t*>(got.buffer.metadata)[0];
+      volatile uint8_t sink = sum;
+      (void)sink;
       (void)s.Release(id);
     }
     if (i % 4 == 0) (void)s.Delete(id);
