@@ -442,11 +442,8 @@ void Region::PopulatedGranules::Size(uint64_t mapping_len) {
 
 void Region::Populate(const uint8_t* mapping, PopulatedGranules* done, const void* p, uint64_t n,
                       int advice) const {
-  // Cleared (relaxed: a racing caller may make one more failing call) once
-  // the kernel says it does not know the advice (both came in Linux 5.14).
-  static std::atomic<bool> supported{true};
   const auto* b = static_cast<const uint8_t*>(p);
-  if (n == 0 || simulated_ || !supported.load(std::memory_order_relaxed) || b < mapping ||
+  if (n == 0 || simulated_ || populate_refused_.load(std::memory_order_relaxed) || b < mapping ||
       static_cast<uint64_t>(b - mapping) + n > map_len_) {
     return;
   }
@@ -460,7 +457,10 @@ void Region::Populate(const uint8_t* mapping, PopulatedGranules* done, const voi
   const uint64_t from = first * kPopulateGranule;
   const uint64_t to = std::min(end * kPopulateGranule, map_len_);
   if (madvise(const_cast<uint8_t*>(mapping) + from, to - from, advice) != 0) {
-    if (errno == EINVAL) supported.store(false, std::memory_order_relaxed);
+    // The kernel does not know the advice (both came in Linux 5.14) or
+    // cannot populate this mapping (VM_IO, VM_PFNMAP: a PCI BAR, some
+    // device memory); another region of the process may still be populated.
+    if (errno == EINVAL) populate_refused_.store(true, std::memory_order_relaxed);
     return;  // the reader or writer faults as before
   }
   if (done == nullptr) return;

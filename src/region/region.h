@@ -108,9 +108,10 @@ class Region {
   // in one call (MADV_POPULATE_WRITE, Linux 5.14), allocating backing pages
   // that are not there yet, instead of one page fault per page on first
   // write: on hugetlbfs that turns a first write at fault speed into one at
-  // memory speed. Contents are kept. Best effort: a kernel without it is
-  // remembered (no further calls in this process) and any other failure only
-  // means the writer faults as before. A system call: callers use it for
+  // memory speed. Contents are kept. Best effort: a refusal (EINVAL: a
+  // kernel before 5.14, or a mapping the kernel cannot populate, such as a
+  // PCI BAR) is remembered for this region (no further calls for it) and any
+  // other failure only means the writer faults as before. A system call: callers use it for
   // large ranges only (the hot path stays without one).
   void PopulateForWrite(void* p, uint64_t n) const;
   // The same for reading [p, p + n) of the read view (MADV_POPULATE_READ):
@@ -374,6 +375,9 @@ class Region {
   std::string volatile_medium_;
   mutable std::atomic<uint64_t> persist_errors_{0};
   mutable PopulatedGranules populated_write_, populated_read_;
+  // Set (relaxed: a racing caller may make one more failing call) once the
+  // kernel refused to populate this region's mappings (Populate).
+  mutable std::atomic<bool> populate_refused_{false};
 };
 
 // Why this host cannot serve or use a region formatted non-coherent (its

@@ -129,7 +129,8 @@ double Metric(const std::string& text, const std::string& name) {
     if (line.rfind(name + " ", 0) != 0) continue;
     double value = -1;
     const char* end = line.data() + line.size();
-    if (std::from_chars(line.data() + name.size() + 1, end, value).ptr != end) return -1;
+    const auto [ptr, ec] = std::from_chars(line.data() + name.size() + 1, end, value);
+    if (ec != std::errc() || ptr != end) return -1;
     return value;
   }
   return -1;
