@@ -9,6 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
+#ifdef GISMO_BENCH_XXH3_DISPATCH
+#define XXH_DISPATCH_DISABLE_REPLACE  // the dispatcher is called by name
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -87,7 +91,13 @@ void FillRandom(void* p, size_t n, uint64_t seed) {
   for (; i < n; ++i) q[i] = static_cast<uint8_t>(x >> (8 * (i & 7)));
 }
 
-uint64_t Hash(const void* p, size_t n) { return XXH3_64bits(p, n); }
+uint64_t Hash(const void* p, size_t n) {
+#ifdef GISMO_BENCH_XXH3_DISPATCH
+  return XXH3_64bits_dispatch(p, n);
+#else
+  return XXH3_64bits(p, n);
+#endif
+}
 
 MemInfo ReadMemInfo() {
   MemInfo m;

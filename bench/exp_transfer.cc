@@ -6,6 +6,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
+#ifdef GISMO_BENCH_XXH3_DISPATCH
+#define XXH_DISPATCH_DISABLE_REPLACE  // the dispatcher is called by name
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <cstring>
 
@@ -107,7 +111,11 @@ json NetConsumer(const json& a) {
     for (size_t off = 0; off < size; off += kChunk) {
       size_t n = std::min(kChunk, size - off);
       RecvAll(fd, buf + off, n);
+#ifdef GISMO_BENCH_XXH3_DISPATCH
+      XXH3_64bits_update_dispatch(st, buf + off, n);  // as Hash() does
+#else
       XXH3_64bits_update(st, buf + off, n);
+#endif
     }
     uint64_t got = XXH3_64bits_digest(st);
     secs.push_back(SecondsSince(t0));
