@@ -99,6 +99,21 @@ uint64_t Hash(const void* p, size_t n) {
 #endif
 }
 
+StreamingHash::StreamingHash() : state_(XXH3_createState()) {
+  if (state_ == nullptr) Die("XXH3_createState: out of memory");
+  Reset();
+}
+StreamingHash::~StreamingHash() { XXH3_freeState(state_); }
+void StreamingHash::Reset() { XXH3_64bits_reset(state_); }
+void StreamingHash::Update(const void* p, size_t n) {
+#ifdef GISMO_BENCH_XXH3_DISPATCH
+  XXH3_64bits_update_dispatch(state_, p, n);
+#else
+  XXH3_64bits_update(state_, p, n);
+#endif
+}
+uint64_t StreamingHash::Digest() const { return XXH3_64bits_digest(state_); }
+
 MemInfo ReadMemInfo() {
   MemInfo m;
   std::ifstream f("/proc/self/status");

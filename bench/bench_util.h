@@ -15,6 +15,8 @@
 #include "testing/manager_process.h"
 #include "testing/process.h"
 
+struct XXH3_state_s;  // <xxhash.h>: XXH3_state_t
+
 namespace gismo::bench {
 
 using json = nlohmann::json;
@@ -52,6 +54,20 @@ void ProgressDone();
 // Fills [p, p + n) with pseudo-random bytes derived from seed.
 void FillRandom(void* p, size_t n, uint64_t seed);
 uint64_t Hash(const void* p, size_t n);  // XXH3-64
+// The same checksum as Hash(), fed in pieces.
+class StreamingHash {
+ public:
+  StreamingHash();
+  ~StreamingHash();
+  StreamingHash(const StreamingHash&) = delete;
+  StreamingHash& operator=(const StreamingHash&) = delete;
+  void Reset();
+  void Update(const void* p, size_t n);
+  uint64_t Digest() const;
+
+ private:
+  ::XXH3_state_s* state_;
+};
 
 // Memory of this process from /proc/self/status, in bytes.
 struct MemInfo {

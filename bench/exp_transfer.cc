@@ -5,11 +5,6 @@
 // same XXH3 checksum over all bytes.
 #include <sys/mman.h>
 #include <unistd.h>
-#include <xxhash.h>
-#ifdef GISMO_BENCH_XXH3_DISPATCH
-#define XXH_DISPATCH_DISABLE_REPLACE  // the dispatcher is called by name
-#include <xxh_x86dispatch.h>
-#endif
 
 #include <cstring>
 
@@ -98,7 +93,7 @@ json NetConsumer(const json& a) {
   auto* buf = static_cast<uint8_t*>(aligned_alloc(4096, (size + 4095) & ~size_t{4095}));
   std::memset(buf, 0, size);
   std::vector<double> secs;
-  XXH3_state_t* st = XXH3_createState();
+  StreamingHash hash;
   for (int r = 0; r < a["repeats"].get<int>(); ++r) {
     int64_t t0 = NowNs();
     int fd = TcpConnect(a["host"], port);
@@ -107,24 +102,19 @@ json NetConsumer(const json& a) {
     Header h;
     RecvAll(fd, &h, sizeof h);
     if (h.size != size) Die("transfer: size mismatch");
-    XXH3_64bits_reset(st);
+    hash.Reset();
     for (size_t off = 0; off < size; off += kChunk) {
       size_t n = std::min(kChunk, size - off);
       RecvAll(fd, buf + off, n);
-#ifdef GISMO_BENCH_XXH3_DISPATCH
-      XXH3_64bits_update_dispatch(st, buf + off, n);  // as Hash() does
-#else
-      XXH3_64bits_update(st, buf + off, n);
-#endif
+      hash.Update(buf + off, n);
     }
-    uint64_t got = XXH3_64bits_digest(st);
+    uint64_t got = hash.Digest();
     secs.push_back(SecondsSince(t0));
     uint8_t ack = 1;
     SendAll(fd, &ack, 1);
     close(fd);
     if (got != expect || h.hash != expect) Die("transfer: checksum mismatch over TCP");
   }
-  XXH3_freeState(st);
   free(buf);
   return {{"seconds", secs}};
 }
