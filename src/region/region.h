@@ -111,8 +111,8 @@ class Region {
   // memory speed. Contents are kept. Best effort: a refusal (EINVAL: a
   // kernel before 5.14, or a mapping the kernel cannot populate, such as a
   // PCI BAR) is remembered for this region (no further calls for it) and any
-  // other failure only means the writer faults as before. A system call: callers use it for
-  // large ranges only (the hot path stays without one).
+  // other failure only means the writer faults as before. A system call:
+  // callers use it for large ranges only (the hot path stays without one).
   void PopulateForWrite(void* p, uint64_t n) const;
   // The same for reading [p, p + n) of the read view (MADV_POPULATE_READ):
   // a large get's first read then runs without a fault per page.
