@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "fence/process.h"
+#include "region/lease_claim.h"
 #include "region/nc_references.h"
 #include "testing/process.h"
 
@@ -285,9 +286,10 @@ TEST_F(ManagerLeaseTest, AWaitingCandidateIsWaitedForNotFenced) {
 }
 
 // The coherent lease (manager_owner taken by CAS). A newcomer pairs an
-// owner's epoch with an identity only once that owner has published it: a
-// claim (layout.h, PackOwnerClaim) still shows its predecessor's identity,
-// and is watched and fenced like a silent owner, never taken as gone.
+// owner's epoch with the identity words only once that owner has published
+// them: a claim (layout.h, PackOwnerClaim) still shows its predecessor's
+// there, and is judged by its claimer record (region/lease_claim.h) if that
+// is the claim's, else watched and fenced like a silent owner by its node.
 class CoherentLeaseTest : public LeaseRegionTest {
  protected:
   CoherentLeaseTest() : LeaseRegionTest(CoherenceMode::kCoherent) {}
@@ -414,6 +416,86 @@ TEST_F(CoherentLeaseTest, ASilentClaimIsSucceededOnlyOnceFenced) {
   EXPECT_EQ(Owner(), d.epoch());
   EXPECT_GT(d.epoch(), 8u);
   d.Release();
+}
+
+// A claim whose claimer record (region/lease_claim.h) is its own is judged
+// by the process the record names: gone, it is succeeded at once, whatever
+// the identity words beside the claim say (here: this live process, the
+// claim's predecessor).
+TEST_F(CoherentLeaseTest, AClaimWhoseClaimerIsGoneIsSucceededAtOnce) {
+  const uint64_t claim = region::PackOwnerClaim(6, 3);
+  LeaveLease(claim, fence::Self(), 3, /*lease_ms=*/10'000);
+  region::WriteClaimer(r_->sb(), claim, Gone().ToWords());
+  ManagerLease b(*r_, On(3));
+  auto how = b.Acquire();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "the previous manager's process is gone");
+  EXPECT_EQ(Owner(), b.epoch());
+  EXPECT_EQ(Identity().pid, fence::Self().pid);
+  b.Release();
+}
+
+// A record that is not wholly the claim's (another claim's, or a mix of
+// two claimers' writes) says nothing about it: the claim is judged by its
+// node alone, refused here after a lease as it cannot be proven stopped.
+TEST_F(CoherentLeaseTest, AClaimerRecordThatIsNotTheClaimsIsIgnored) {
+  const uint64_t claim = region::PackOwnerClaim(6, 4);
+  const fence::ProcessIdentity::Words gone = Gone().ToWords();
+  for (int mix = 0; mix < 2; ++mix) {
+    LeaveLease(claim, Gone(), 2);
+    region::Superblock& sb = r_->sb();
+    if (mix == 0) {
+      region::WriteClaimer(sb, region::PackOwnerClaim(5, 4), gone);
+    } else {
+      region::WriteClaimer(sb, claim, gone);
+      sb.claimer_identity[1].store(gone[1] ^ 1, std::memory_order_relaxed);
+    }
+    ManagerLease b(*r_, On(3));
+    auto how = b.Acquire();
+    ASSERT_FALSE(how.ok()) << "took over by a record that is not the claim's: " << *how;
+    const std::string& m = how.status().message();
+    EXPECT_NE(m.find("it has not yet said which process it is"), std::string::npos) << m;
+    EXPECT_NE(m.find("cannot be proven stopped"), std::string::npos) << m;
+    EXPECT_EQ(Owner(), claim);
+  }
+}
+
+// A claimer of this kernel frozen between its claim and its publication,
+// on the newcomer's own node (where no fence command may run): suspected
+// after a lease, it is killed through its pidfd, then succeeded, with no
+// operator's word.
+TEST_F(CoherentLeaseTest, AFrozenClaimerOfThisKernelIsKilledThenSucceeded) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Maps the region (inherited), as a manager does: the fence kills only
+    // a process that maps it.
+    for (;;) pause();
+  }
+  fence::ProcessIdentity claimer;
+  for (int n = 0; n < 1000 && claimer.start_time == 0; ++n) claimer = fence::Lookup(child);
+  ASSERT_NE(claimer.start_time, 0u);
+  ASSERT_EQ(kill(child, SIGSTOP), 0);
+  const uint64_t claim = region::PackOwnerClaim(6, 3);
+  LeaveLease(claim, Gone(), 2);
+  region::WriteClaimer(r_->sb(), claim, claimer.ToWords());
+  LeaseOptions fence = On(3);
+  fence.fence_command = "false";  // never run for node 3, its own
+  ManagerLease b(*r_, fence);
+  auto how = b.Acquire();
+  // The fence waits for the child's exit: it is to be reaped at once.
+  int status = 0;
+  const pid_t reaped = waitpid(child, &status, WNOHANG);
+  if (reaped != child) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, "killed the frozen previous manager (pidfd)");
+  ASSERT_EQ(reaped, child) << "the frozen claimer still ran after the take-over";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  EXPECT_EQ(Owner(), b.epoch());
+  b.Release();
 }
 
 // The fence command fences whole nodes: never the newcomer's own, which

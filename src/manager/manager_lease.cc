@@ -9,6 +9,7 @@
 #include "common/crash_point.h"
 #include "fence/process.h"
 #include "manager/fence_command.h"
+#include "region/lease_claim.h"
 #include "region/nc_references.h"
 
 namespace gismo::manager {
@@ -24,12 +25,15 @@ fence::ProcessIdentity OwnerIdentity(const Superblock& sb) {
 constexpr uint64_t kNodeUnknown = ~uint64_t{0};
 
 // The lease's owner as a newcomer sees it: its manager_owner word and, for a
-// published owner, the identity and node it wrote before its epoch.
+// published owner, the identity and node it wrote before its epoch; for a
+// claim, its node and, if the claimer record is the claim's, its claimer.
 struct OwnerView {
   uint64_t owner = 0;
-  bool claim = false;               // taking the lease: who it is is not written yet
-  fence::ProcessIdentity identity;  // empty for a claim
+  bool claim = false;  // taking the lease: not yet published
+  // Empty for a claim whose claimer record is another's (or a mix).
+  fence::ProcessIdentity identity;
   uint64_t node = kNodeUnknown;
+  bool known() const { return !claim || identity.start_time != 0; }
 };
 
 // Reads the owner of a coherent region's lease; false if it changed while
@@ -37,13 +41,18 @@ struct OwnerView {
 // epoch (release), so loading that epoch (acquire) shows them; a later
 // claimer writes them only after its CAS moved manager_owner (its stores
 // are release), so a torn read shows in the second load, after the acquire
-// fence.
+// fence. A claim is never judged by those words (they are its
+// predecessor's), only by the claimer record (region/lease_claim.h), which
+// its claimer wrote before the claim's CAS.
 bool ReadOwner(const Superblock& sb, OwnerView* v) {
   v->owner = sb.manager_owner.load(std::memory_order_acquire);
   v->claim = region::IsOwnerClaim(v->owner);
   if (v->claim) {
     const uint32_t n = region::OwnerClaimNode(v->owner);
-    v->identity = {};
+    region::ClaimerIdentity words{};
+    v->identity = region::ReadClaimer(sb, v->owner, &words)
+                      ? fence::ProcessIdentity::FromWords(words.data())
+                      : fence::ProcessIdentity{};
     v->node = n == region::kClaimNodeUnknown ? kNodeUnknown : n;
     return true;
   }
@@ -60,7 +69,8 @@ std::string NodeText(uint64_t node) {
 std::string OwnerText(const OwnerView& v) {
   if (v.claim) {
     return "manager claiming the lease on " + NodeText(v.node) +
-           " (it has not yet said which process it is)";
+           (v.known() ? " (" + v.identity.ToString() + ", not yet published)"
+                      : " (it has not yet said which process it is)");
   }
   return "manager epoch " + std::to_string(v.owner) + " on " + NodeText(v.node) + " (" +
          v.identity.ToString() + ")";
@@ -238,10 +248,12 @@ Result<std::string> ManagerLease::Acquire() {
 }
 
 // The coherent lease (layout.h, Superblock::manager_owner). A newcomer
-// judges only a published owner by its identity; a claim (an owner that has
-// not yet written who it is) is watched like a silent owner: it completes
-// within microseconds unless its process stopped in between, and then it is
-// fenced like any other before its claim is taken.
+// judges a published owner by the identity words beside it, and a claim (an
+// owner that has not yet published who it is) by the claimer record its
+// claimer wrote first, never by those words (its predecessor's). A claim
+// completes within microseconds unless its process stopped in between; one
+// still standing after a lease is fenced like any silent owner (through its
+// pidfd when its record names a process of this kernel) before it is taken.
 Result<std::string> ManagerLease::AcquireByCas() {
   Superblock& sb = r_.sb();
   Standby standby(o_.standby);
@@ -250,7 +262,7 @@ Result<std::string> ManagerLease::AcquireByCas() {
     OwnerView v;
     if (!ReadOwner(sb, &v)) continue;
     uint64_t owner = v.owner;
-    if (owner != 0 && !v.claim && fence::ProvenGone(v.identity)) {
+    if (owner != 0 && v.known() && fence::ProvenGone(v.identity)) {
       fenced = "the previous manager's process is gone";
     } else if (owner != 0) {
       // Watch the owner's beat (a claim's word) for a whole lease, on our
@@ -291,8 +303,11 @@ Result<std::string> ManagerLease::AcquireByCas() {
                                               ") is out of range: the superblock is damaged");
     }
     // The claim first, then who we are, then the bare epoch: a newcomer never
-    // pairs our epoch with our predecessor's identity.
+    // pairs our epoch with our predecessor's identity. Who makes the claim
+    // goes in the claimer record first (the CAS publishes it), so a claim
+    // left standing by this process can be judged by it.
     const uint64_t claim = region::PackOwnerClaim(epoch, o_.node_id);
+    region::WriteClaimer(sb, claim, self_.ToWords());
     if (!sb.manager_owner.compare_exchange_strong(owner, claim, std::memory_order_acq_rel,
                                                   std::memory_order_acquire)) {
       if (o_.standby) continue;  // another one took it first: stand by it

@@ -345,6 +345,17 @@ struct alignas(kCacheLine) Superblock {
   // How long a client waits for a busy lock before an operation fails with
   // GISMO_ERR_BUSY (set by the manager; 0: the built-in default).
   alignas(kCacheLine) Word lock_wait_ms;
+  // Who claims a coherent region's lease (region/lease_claim.h): the claim
+  // word (PackOwnerClaim) a newcomer is about to CAS into manager_owner, its
+  // ProcessIdentity, and an XXH3-64 check of those five words. Each claimer
+  // writes them just before its claim's CAS (whose release publishes them),
+  // so a successor can judge a claim left standing by the process that made
+  // it. Claimers that write at once may leave a mix no claim matches: that
+  // claim is then judged by its node alone, as before these words were used
+  // (they were zero bytes, so the format version is unchanged).
+  Word claimer_claim;
+  Word claimer_identity[4];
+  Word claimer_check;
 
   // --- eviction (see src/store/evict.h) ---
   // The CLOCK hand: the global record index (modulo max records) where the
@@ -422,6 +433,10 @@ static_assert(offsetof(Superblock, manager_lease_ms) == 528);
 static_assert(offsetof(Superblock, manager_node) == 536);
 static_assert(offsetof(Superblock, manager_identity) == 544);
 static_assert(offsetof(Superblock, lock_wait_ms) == 576);
+static_assert(offsetof(Superblock, claimer_claim) == 584);
+static_assert(offsetof(Superblock, claimer_identity) == 592);
+static_assert(offsetof(Superblock, claimer_check) == 624);
+static_assert(offsetof(Superblock, evict_hand) == offsetof(Superblock, lock_wait_ms) + kCacheLine);
 static_assert(offsetof(Superblock, evict_hand) == 640);
 static_assert(offsetof(Superblock, evict_percent) == 648);
 

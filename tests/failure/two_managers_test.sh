@@ -16,12 +16,15 @@
 #     it is frozen past its lease and fenced; a second standby takes over
 #     from the first when it stops cleanly, with nothing to fence.
 #  5. (coherent regions) A manager frozen right after its claim of the lease,
-#     before it wrote who it is: a newcomer does not judge it by the identity
-#     still there (its predecessor's, gone) but refuses after a lease; on the
+#     before it published who it is, on this kernel: a newcomer on the same
+#     node judges it by the claimer record it wrote before its claim (not by
+#     the identity words still there, its predecessor's, gone): after a
+#     lease it kills it through its pidfd and takes over, with no operator's
+#     word. The same for a manager frozen after it said who it is, before its
+#     claim became its epoch. (As root, with unshare) a claimer in another
+#     PID namespace cannot be proven stopped: refused after a lease; on the
 #     operator's word another takes over, and the thawed claimer gives up
-#     without serving or touching the region's record of who serves. A
-#     manager frozen after it said who it is, before its claim became its
-#     epoch, is still judged as a claim.
+#     without serving or touching the region's record of who serves.
 #  6. (as root, with unshare) The first runs in another PID namespace, so the
 #     second cannot prove it stopped: it refuses until the operator's word
 #     (--previous-manager-fenced); when the frozen first resumes it finds
@@ -218,66 +221,87 @@ else
     --coherence coherent || fail "the manager that formats the fifth region did not start"
   kill -TERM "$MPID"
   wait "$MPID" || fail "a clean stop exited non-zero"
-  # stop_at POINT NAME NODE: a manager NAME of the fifth region, on node NODE,
-  # that stops itself at crash point POINT of its lease; returns once it says
-  # so, with BPID set.
+  # stop_at POINT NAME NODE [WRAPPER...]: a manager NAME of the fifth region,
+  # on node NODE (run by WRAPPER, if given), that stops itself at crash point
+  # POINT of its lease; returns once it says so, with BPID set.
   stop_at() {
-    spawn "$2" env GISMO_CRASH_AT="$1" GISMO_CRASH_ACTION=stop \
-      "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$2.sock" "${common[@]}" --node "$3"
-    wait_line "$work/$2.log" "stopping at crash point $1" ||
-      fail "manager $2 did not stop at $1: $(cat "$work/$2.log")"
+    local point=$1 name=$2 node_id=$3
+    shift 3
+    spawn "$name" "$@" env GISMO_CRASH_AT="$point" GISMO_CRASH_ACTION=stop \
+      "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$name.sock" "${common[@]}" \
+      --node "$node_id"
+    wait_line "$work/$name.log" "stopping at crash point $point" ||
+      fail "manager $name did not stop at $point: $(cat "$work/$name.log")"
   }
-  # claim_refused NAME NODE WHY: a newcomer NAME must refuse the silent claim
-  # of node NODE (WHY says what a take-over would mean): after a lease, naming
-  # the claim, because it cannot prove the claimer stopped.
-  claim_refused() {
-    local rc=0
-    start_manager "$1" "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$1.sock" \
+  # killed_and_succeeded POINT NAME NEWCOMER NODE: a manager NAME stopped at
+  # POINT on node NODE is, after a lease, killed through its pidfd by
+  # NEWCOMER on the same node (where no fence command may run and no
+  # operator's word is given), which then serves. The claim is judged by the
+  # claimer record NAME wrote before its claim, never by the identity words
+  # beside the claim (still i's, gone, at lease.claimed).
+  killed_and_succeeded() {
+    stop_at "$1" "$2" "$4"
+    local frozen=$BPID rc=0
+    start_manager "$3" "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$3.sock" \
+      "${common[@]}" --node "$4" || fail "no take-over from a claimer frozen at $1 on this kernel"
+    local newcomer=$MPID
+    grep -q "killed the frozen previous manager (pidfd)" "$work/$3.log" ||
+      fail "the take-over from $2 does not say it killed it: $(cat "$work/$3.log")"
+    wait "$frozen" || rc=$?
+    ((rc == 137)) || fail "the claimer frozen at $1 was not killed (exit $rc)"
+    grep -q "gismo-manager ready" "$work/$2.out" && fail "the claimer frozen at $1 served"
+    kill -TERM "$newcomer"
+    wait "$newcomer" || fail "the manager that took over from $2 exited non-zero"
+  }
+  killed_and_succeeded lease.claimed j k 21
+  # n stopped after it said who it is, before its second CAS: its claim still
+  # stands, and is judged as a claim, by its claimer record.
+  killed_and_succeeded lease.published n o 22
+  if ((EUID != 0)) || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
+    log "skipped: a claimer in another PID namespace needs root and unshare"
+  else
+    # A claimer in another PID namespace, as on another host: not the
+    # namespace's init (which ignores its own SIGSTOP), so a shell runs it.
+    in_namespace=(unshare --pid --fork --mount-proc bash -c '"$@" & wait $!' namespace)
+    stop_at lease.claimed p 23 "${in_namespace[@]}"
+    p_wrapper=$BPID
+    p_pid=$(pgrep -P "$(pgrep -P "$p_wrapper" | head -1)" | head -1)
+    [[ -n $p_pid ]] || fail "cannot find the namespaced claimer"
+    # Refused after a lease, naming the claim: nothing here proves it stopped.
+    rc=0
+    start_manager q "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/q.sock" \
       "${common[@]}" || rc=$?
-    ((rc != 0)) || fail "took over from $3"
-    grep -q "manager claiming the lease on node $2" "$work/$1.log" ||
-      fail "the refusal does not name the claim: $(cat "$work/$1.log")"
-    grep -q "cannot be proven stopped" "$work/$1.log" || fail "unclear refusal: $(cat "$work/$1.log")"
-  }
-  # j stops itself right after its claim: the lease's identity is still i's,
-  # whose process is gone.
-  stop_at lease.claimed j 21
-  j_pid=$BPID
-  claim_refused k 21 "a claim, judged by its predecessor's gone process"
-  # On the operator's word (wrong here: j is frozen, not gone) l takes over;
-  # j, thawed, finds its claim taken and gives up without serving.
-  start_manager l "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/l.sock" "${common[@]}" \
-    --previous-manager-fenced || fail "no take-over from a claim on the operator's word"
-  l_pid=$MPID
-  kill -CONT "$j_pid"
-  rc=0
-  wait "$j_pid" || rc=$?
-  ((rc != 0)) || fail "the manager whose claim was taken exited 0"
-  grep -q "took this region over while this one was claiming it" "$work/j.log" ||
-    fail "the manager whose claim was taken did not say why: $(cat "$work/j.log")"
-  grep -q "gismo-manager ready" "$work/j.out" && fail "the manager whose claim was taken served"
-  kill -0 "$l_pid" 2>/dev/null || fail "the manager that took over stopped: $(cat "$work/l.log")"
-  if grep -q "another manager has taken over" "$work/l.log"; then
-    fail "the thawed claimer displaced the manager that serves"
+    ((rc != 0)) || fail "took over from a claimer it cannot prove stopped"
+    grep -q "manager claiming the lease on node 23 (pid .*, not yet published)" "$work/q.log" ||
+      fail "the refusal does not name the claim and its claimer: $(cat "$work/q.log")"
+    grep -q "cannot be proven stopped" "$work/q.log" || fail "unclear refusal: $(cat "$work/q.log")"
+    # On the operator's word (wrong here: p is frozen, not gone) l takes over;
+    # p, thawed, finds its claim taken and gives up without serving.
+    start_manager l "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/l.sock" \
+      "${common[@]}" --previous-manager-fenced || fail "no take-over from a claim on the operator's word"
+    l_pid=$MPID
+    kill -CONT "$p_pid"
+    rc=0
+    wait "$p_wrapper" || rc=$?
+    ((rc != 0)) || fail "the manager whose claim was taken exited 0"
+    grep -q "took this region over while this one was claiming it" "$work/p.log" ||
+      fail "the manager whose claim was taken did not say why: $(cat "$work/p.log")"
+    grep -q "gismo-manager ready" "$work/p.out" && fail "the manager whose claim was taken served"
+    kill -0 "$l_pid" 2>/dev/null || fail "the manager that took over stopped: $(cat "$work/l.log")"
+    if grep -q "another manager has taken over" "$work/l.log"; then
+      fail "the thawed claimer displaced the manager that serves"
+    fi
+    # The region still names l as its manager: the thawed claimer wrote
+    # nothing over l's identity.
+    rc=0
+    start_manager m5 "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/m5.sock" \
+      "${common[@]}" || rc=$?
+    ((rc != 0)) || fail "a manager started beside the one that took over"
+    grep -q "another gismo-manager serves this region: .*(pid $l_pid (" "$work/m5.log" ||
+      fail "the region does not name the manager that took over: $(cat "$work/m5.log")"
+    kill -TERM "$l_pid"
+    wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
   fi
-  # The region still names l as its manager: the thawed claimer wrote nothing
-  # over l's identity.
-  rc=0
-  start_manager m5 "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/m5.sock" \
-    "${common[@]}" || rc=$?
-  ((rc != 0)) || fail "a manager started beside the one that took over"
-  grep -q "another gismo-manager serves this region: .*(pid $l_pid (" "$work/m5.log" ||
-    fail "the region does not name the manager that took over: $(cat "$work/m5.log")"
-  kill -TERM "$l_pid"
-  wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
-  # n stops after it said who it is, before its second CAS: its claim still
-  # stands, so a newcomer judges it as a claim (refuses after a lease, names
-  # the claim's node), not by the identity beside it, which is n's own now.
-  stop_at lease.published n 22
-  n_pid=$BPID
-  claim_refused o 22 "a published claim, judged by the identity beside it"
-  kill -KILL "$n_pid"
-  wait "$n_pid" 2>/dev/null || true
 fi
 
 log "6. a manager that cannot be proven stopped, and a superseded manager"
