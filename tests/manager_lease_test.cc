@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "fence/process.h"
@@ -347,7 +349,8 @@ TEST_F(CoherentLeaseTest, APublishedOwnerWhoseProcessIsGoneIsSucceededAtOnce) {
 // The race of a newcomer that read the new owner's epoch before it wrote
 // who it is: the identity words are still its predecessor's, whose process
 // is gone. The claim is suspected only after a lease of silence, and then
-// cannot be proven stopped from here: refused, the claim left as it is.
+// (no claimer record, as an older manager's claim) cannot be proven stopped
+// from here: refused, the claim left as it is.
 TEST_F(CoherentLeaseTest, AClaimIsNeverJudgedByItsPredecessorsIdentity) {
   const uint64_t claim = region::PackOwnerClaim(6, 4);
   LeaveLease(claim, Gone(), 2);
@@ -436,19 +439,20 @@ TEST_F(CoherentLeaseTest, AClaimWhoseClaimerIsGoneIsSucceededAtOnce) {
 }
 
 // A record that is not wholly the claim's (another claim's, or a mix of
-// two claimers' writes) says nothing about it: the claim is judged by its
-// node alone, refused here after a lease as it cannot be proven stopped.
+// two claimers' writes) says nothing about it, even where it names a gone
+// process: the claim is judged by its node alone, refused here after a
+// lease as it cannot be proven stopped. (The mix: a live claimer's record,
+// this process's, whose start time another writer changed.)
 TEST_F(CoherentLeaseTest, AClaimerRecordThatIsNotTheClaimsIsIgnored) {
   const uint64_t claim = region::PackOwnerClaim(6, 4);
-  const fence::ProcessIdentity::Words gone = Gone().ToWords();
   for (int mix = 0; mix < 2; ++mix) {
     LeaveLease(claim, Gone(), 2);
     region::Superblock& sb = r_->sb();
     if (mix == 0) {
-      region::WriteClaimer(sb, region::PackOwnerClaim(5, 4), gone);
+      region::WriteClaimer(sb, region::PackOwnerClaim(5, 4), Gone().ToWords());
     } else {
-      region::WriteClaimer(sb, claim, gone);
-      sb.claimer_identity[1].store(gone[1] ^ 1, std::memory_order_relaxed);
+      region::WriteClaimer(sb, claim, fence::Self().ToWords());
+      sb.claimer_identity[3].store(Gone().start_time, std::memory_order_relaxed);
     }
     ManagerLease b(*r_, On(3));
     auto how = b.Acquire();
@@ -472,6 +476,13 @@ TEST_F(CoherentLeaseTest, AFrozenClaimerOfThisKernelIsKilledThenSucceeded) {
     // a process that maps it.
     for (;;) pause();
   }
+  // Whatever fails below, the child does not outlive the test.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+    }
+  } reaper{child};
   fence::ProcessIdentity claimer;
   for (int n = 0; n < 1000 && claimer.start_time == 0; ++n) claimer = fence::Lookup(child);
   ASSERT_NE(claimer.start_time, 0u);
@@ -486,16 +497,55 @@ TEST_F(CoherentLeaseTest, AFrozenClaimerOfThisKernelIsKilledThenSucceeded) {
   // The fence waits for the child's exit: it is to be reaped at once.
   int status = 0;
   const pid_t reaped = waitpid(child, &status, WNOHANG);
-  if (reaped != child) {
-    kill(child, SIGKILL);
-    waitpid(child, nullptr, 0);
-  }
+  if (reaped == child) reaper.pid = 0;
   ASSERT_TRUE(how.ok()) << how.status().ToString();
   EXPECT_EQ(*how, "killed the frozen previous manager (pidfd)");
   ASSERT_EQ(reaped, child) << "the frozen claimer still ran after the take-over";
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   EXPECT_EQ(Owner(), b.epoch());
   b.Release();
+}
+
+// A silent owner of this kernel that cannot be fenced from here (a live
+// process that maps no region is not killed as its manager): refused,
+// naming why, until the operator's word, which stands over the failure.
+TEST_F(CoherentLeaseTest, AnOwnerThatCannotBeFencedHereIsSucceededOnTheOperatorsWord) {
+  testing::Process sleeper;
+  testing::SpawnOptions so;
+  so.argv = {"sleep", "600"};
+  ASSERT_TRUE(sleeper.Start(so)) << sleeper.error();
+  // Once it runs sleep, it maps nothing of ours (the fork did, briefly).
+  const std::string comm = "/proc/" + std::to_string(sleeper.pid()) + "/comm";
+  for (int n = 0; n < 10'000; ++n) {
+    std::ifstream f(comm);
+    std::string name;
+    if (std::getline(f, name) && name == "sleep") break;
+    usleep(1000);
+  }
+  const fence::ProcessIdentity other = fence::Lookup(sleeper.pid());
+  ASSERT_NE(other.start_time, 0u);
+  for (const bool claim : {false, true}) {
+    const uint64_t owner = claim ? region::PackOwnerClaim(6, 3) : 6;
+    LeaveLease(owner, other, 3);
+    if (claim) region::WriteClaimer(r_->sb(), owner, other.ToWords());
+    ManagerLease b(*r_, On(3));
+    auto how = b.Acquire();
+    ASSERT_FALSE(how.ok()) << "took over from a live process: " << *how;
+    EXPECT_NE(how.status().message().find("does not map the region"), std::string::npos)
+        << how.status().message();
+    LeaseOptions word = On(3);
+    word.previous_manager_fenced = true;
+    ManagerLease c(*r_, word);
+    how = c.Acquire();
+    ASSERT_TRUE(how.ok()) << how.status().ToString();
+    EXPECT_NE(how->find("the operator declared the previous manager fenced (fencing it from "
+                        "here failed: "),
+              std::string::npos)
+        << *how;
+    EXPECT_EQ(Owner(), c.epoch());
+    c.Release();
+    EXPECT_TRUE(fence::Lookup(sleeper.pid()).start_time == other.start_time) << "killed";
+  }
 }
 
 // The fence command fences whole nodes: never the newcomer's own, which

@@ -101,7 +101,14 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                                                 : "the previous manager's process is gone";
       return Status();
     }
-    if (f.status().code() != GISMO_ERR_UNSUPPORTED) return f.status();
+    if (f.status().code() != GISMO_ERR_UNSUPPORTED) {
+      // Not fenced from here (it maps no region, /proc hides it, SIGKILL
+      // was refused or did not end it): only the operator's word remains.
+      if (!o.previous_manager_fenced) return f.status();
+      *how = "the operator declared the previous manager fenced (fencing it from here failed: " +
+             f.status().message() + ")";
+      return Status();
+    }
   }
   // The same node, since rebooted: a reboot ends every process of a host.
   if (node == o.node_id && prev.boot_id != 0 && prev.boot_id != self.boot_id) {
@@ -310,7 +317,9 @@ Result<std::string> ManagerLease::AcquireByCas() {
     region::WriteClaimer(sb, claim, self_.ToWords());
     if (!sb.manager_owner.compare_exchange_strong(owner, claim, std::memory_order_acq_rel,
                                                   std::memory_order_acquire)) {
-      if (o_.standby) continue;  // another one took it first: stand by it
+      // Another one took it first: stand by it. Or the one we fenced changed
+      // the lease before it was stopped (it published its claim): look again.
+      if (o_.standby || !fenced.empty()) continue;
       return Status(GISMO_ERR_BUSY,
                     "another gismo-manager took this region first: " + OwnerText(sb));
     }

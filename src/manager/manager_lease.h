@@ -52,7 +52,7 @@ class ManagerLease {
   // successor took over after fencing us: stop at once, write nothing).
   bool Beat();
   // Who holds the lease now, for a log line: a manager by epoch, node and
-  // process, or a claim by its node.
+  // process, or a claim by its node (and its claimer, if its record says).
   std::string Holder() const;
   // A clean stop: the next manager need not wait or fence.
   void Release();

@@ -8,9 +8,11 @@
 // at once; nothing orders them, so the record may end up a mix of two
 // writes. A reader therefore takes the record only as a whole that matches
 // the claim it read from manager_owner (acquire): the claim word equal, and
-// the check an XXH3-64 of all five words. Claims are unique (each carries
-// its own epoch), so a record that matches was written by that claim's
-// claimer; a mix passes only by a 64-bit hash collision.
+// the check an XXH3-64 of all five words. A claim word names its node and
+// the low 32 bits of its epoch, so two claims share one only 2^32 manager
+// starts apart: a record that matches was written by that claim's claimer
+// (unless a claimer that old left it, and the claim's own claimer, an older
+// manager, wrote none), and a mix passes only by a 64-bit hash collision.
 #ifndef GISMO_REGION_LEASE_CLAIM_H_
 #define GISMO_REGION_LEASE_CLAIM_H_
 

@@ -265,8 +265,11 @@ else
     in_namespace=(unshare --pid --fork --mount-proc bash -c '"$@" & wait $!' namespace)
     stop_at lease.claimed p 23 "${in_namespace[@]}"
     p_wrapper=$BPID
-    p_pid=$(pgrep -P "$(pgrep -P "$p_wrapper" | head -1)" | head -1)
+    p_shell=$(pgrep -P "$p_wrapper" | head -1 || true)
+    p_pid=
+    if [[ -n $p_shell ]]; then p_pid=$(pgrep -P "$p_shell" | head -1 || true); fi
     [[ -n $p_pid ]] || fail "cannot find the namespaced claimer"
+    pids+=("$p_pid")
     # Refused after a lease, naming the claim: nothing here proves it stopped.
     rc=0
     start_manager q "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/q.sock" \
