@@ -334,16 +334,28 @@ TEST_F(CoherentLeaseTest, AnOwnerPublishesWhoItIsAndReleases) {
   EXPECT_EQ(Owner(), 0u);
 }
 
-// A published owner whose process is gone needs no lease.
-TEST_F(CoherentLeaseTest, APublishedOwnerWhoseProcessIsGoneIsSucceededAtOnce) {
-  LeaveLease(5, Gone(), 2, /*lease_ms=*/600'000);
-  ManagerLease b(*r_, On(3));
-  auto how = b.Acquire();
-  ASSERT_TRUE(how.ok()) << how.status().ToString();
-  EXPECT_EQ(*how, "the previous manager's process is gone");
-  EXPECT_EQ(Owner(), b.epoch());
-  EXPECT_EQ(Identity().pid, fence::Self().pid);
-  b.Release();
+// A published owner whose process is gone needs no lease; nor does a claim
+// whose claimer record (region/lease_claim.h) is its own and names a gone
+// process, whatever the identity words beside the claim say (here: this
+// live process, the claim's predecessor).
+TEST_F(CoherentLeaseTest, AnOwnerOrClaimerWhoseProcessIsGoneIsSucceededAtOnce) {
+  for (const bool claim : {false, true}) {
+    SCOPED_TRACE(claim ? "a claim" : "a published owner");
+    if (claim) {
+      const uint64_t owner = region::PackOwnerClaim(6, 3);
+      LeaveLease(owner, fence::Self(), 3, /*lease_ms=*/10'000);
+      region::WriteClaimer(r_->sb(), owner, Gone().ToWords());
+    } else {
+      LeaveLease(5, Gone(), 2, /*lease_ms=*/10'000);
+    }
+    ManagerLease b(*r_, On(3));
+    auto how = b.Acquire();
+    ASSERT_TRUE(how.ok()) << how.status().ToString();
+    EXPECT_EQ(*how, "the previous manager's process is gone");
+    EXPECT_EQ(Owner(), b.epoch());
+    EXPECT_EQ(Identity().pid, fence::Self().pid);
+    b.Release();
+  }
 }
 
 // The race of a newcomer that read the new owner's epoch before it wrote
@@ -419,23 +431,6 @@ TEST_F(CoherentLeaseTest, ASilentClaimIsSucceededOnlyOnceFenced) {
   EXPECT_EQ(Owner(), d.epoch());
   EXPECT_GT(d.epoch(), 8u);
   d.Release();
-}
-
-// A claim whose claimer record (region/lease_claim.h) is its own is judged
-// by the process the record names: gone, it is succeeded at once, whatever
-// the identity words beside the claim say (here: this live process, the
-// claim's predecessor).
-TEST_F(CoherentLeaseTest, AClaimWhoseClaimerIsGoneIsSucceededAtOnce) {
-  const uint64_t claim = region::PackOwnerClaim(6, 3);
-  LeaveLease(claim, fence::Self(), 3, /*lease_ms=*/10'000);
-  region::WriteClaimer(r_->sb(), claim, Gone().ToWords());
-  ManagerLease b(*r_, On(3));
-  auto how = b.Acquire();
-  ASSERT_TRUE(how.ok()) << how.status().ToString();
-  EXPECT_EQ(*how, "the previous manager's process is gone");
-  EXPECT_EQ(Owner(), b.epoch());
-  EXPECT_EQ(Identity().pid, fence::Self().pid);
-  b.Release();
 }
 
 // A record that is not wholly the claim's (another claim's, or a mix of

@@ -233,6 +233,20 @@ else
     wait_line "$work/$name.log" "stopping at crash point $point" ||
       fail "manager $name did not stop at $point: $(cat "$work/$name.log")"
   }
+  # refuses NAME WHAT PATTERN...: a manager NAME of the fifth region must
+  # refuse to start (WHAT: what starting would mean), its log matching every
+  # PATTERN.
+  refuses() {
+    local name=$1 what=$2 rc=0 pattern
+    shift 2
+    start_manager "$name" "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/$name.sock" \
+      "${common[@]}" || rc=$?
+    ((rc != 0)) || fail "$what"
+    for pattern; do
+      grep -q -- "$pattern" "$work/$name.log" ||
+        fail "$name's refusal lacks '$pattern': $(cat "$work/$name.log")"
+    done
+  }
   # killed_and_succeeded POINT NAME NEWCOMER NODE: a manager NAME stopped at
   # POINT on node NODE is, after a lease, killed through its pidfd by
   # NEWCOMER on the same node (where no fence command may run and no
@@ -271,13 +285,8 @@ else
     [[ -n $p_pid ]] || fail "cannot find the namespaced claimer"
     pids+=("$p_pid")
     # Refused after a lease, naming the claim: nothing here proves it stopped.
-    rc=0
-    start_manager q "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/q.sock" \
-      "${common[@]}" || rc=$?
-    ((rc != 0)) || fail "took over from a claimer it cannot prove stopped"
-    grep -q "manager claiming the lease on node 23 (pid .*, not yet published)" "$work/q.log" ||
-      fail "the refusal does not name the claim and its claimer: $(cat "$work/q.log")"
-    grep -q "cannot be proven stopped" "$work/q.log" || fail "unclear refusal: $(cat "$work/q.log")"
+    refuses q "took over from a claimer it cannot prove stopped" \
+      "manager claiming the lease on node 23 (pid .*, not yet published)" "cannot be proven stopped"
     # On the operator's word (wrong here: p is frozen, not gone) l takes over;
     # p, thawed, finds its claim taken and gives up without serving.
     start_manager l "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/l.sock" \
@@ -296,12 +305,8 @@ else
     fi
     # The region still names l as its manager: the thawed claimer wrote
     # nothing over l's identity.
-    rc=0
-    start_manager m5 "$GISMO_MANAGER_BIN" --region "$r5" --listen "unix:$work/m5.sock" \
-      "${common[@]}" || rc=$?
-    ((rc != 0)) || fail "a manager started beside the one that took over"
-    grep -q "another gismo-manager serves this region: .*(pid $l_pid (" "$work/m5.log" ||
-      fail "the region does not name the manager that took over: $(cat "$work/m5.log")"
+    refuses m5 "a manager started beside the one that took over" \
+      "another gismo-manager serves this region: .*(pid $l_pid ("
     kill -TERM "$l_pid"
     wait "$l_pid" || fail "the serving manager's clean stop exited non-zero"
   fi
