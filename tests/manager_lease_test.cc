@@ -296,11 +296,15 @@ class CoherentLeaseTest : public LeaseRegionTest {
  protected:
   CoherentLeaseTest() : LeaseRegionTest(CoherenceMode::kCoherent) {}
   // The lease as a manager with identity `id` on `node` left it, owning it
-  // (`owner`: an epoch, or a claim) for a lease of `lease_ms`.
+  // (`owner`: an epoch, or a claim) for a lease of `lease_ms`. A published
+  // owner's identity words carry their check, as a manager writes it.
   void LeaveLease(uint64_t owner, const fence::ProcessIdentity& id, uint64_t node,
                   uint64_t lease_ms = 50) {
     region::Superblock& sb = r_->sb();
     WriteWho(id, node);
+    sb.manager_identity_check.store(
+        region::IsOwnerClaim(owner) ? 0 : region::OwnerIdentityCheck(owner, node, id.ToWords()),
+        std::memory_order_relaxed);
     sb.manager_lease_ms.store(lease_ms, std::memory_order_relaxed);
     sb.manager_epoch.store(owner & 0xffffffffu, std::memory_order_relaxed);
     sb.manager_owner.store(owner, std::memory_order_release);
@@ -541,6 +545,28 @@ TEST_F(CoherentLeaseTest, AnOwnerThatCannotBeFencedHereIsSucceededOnTheOperators
     c.Release();
     EXPECT_TRUE(fence::Lookup(sleeper.pid()).start_time == other.start_time) << "killed";
   }
+}
+
+// A claimer fenced on a wrong word of the operator's may still write its
+// identity and node over its successor's (its check is for its own epoch):
+// those words then say nothing of the owner, which is neither taken for
+// gone (the words name a gone process) nor fenced by the node they name.
+TEST_F(CoherentLeaseTest, IdentityWordsThatAreNotTheOwnersSayNothing) {
+  LeaveLease(6, Gone(), 2);
+  r_->sb().manager_identity_check.store(region::OwnerIdentityCheck(5, 2, Gone().ToWords()),
+                                        std::memory_order_relaxed);
+  LeaseOptions fence = On(3);
+  fence.fence_command = "test 2 -eq";  // would fence node 2, the words' node
+  ManagerLease b(*r_, fence);
+  auto how = b.Acquire();
+  ASSERT_FALSE(how.ok()) << "took over by words that are not the owner's: " << *how;
+  const std::string& m = how.status().message();
+  EXPECT_NE(m.find("manager epoch 6 on an unrecorded node (its process and node words are not "
+                   "its own)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("its node is not known"), std::string::npos) << m;
+  EXPECT_EQ(Owner(), 6u);
 }
 
 // The fence command fences whole nodes: never the newcomer's own, which

@@ -25,16 +25,18 @@ fence::ProcessIdentity OwnerIdentity(const Superblock& sb) {
 constexpr uint64_t kNodeUnknown = ~uint64_t{0};
 
 // The lease's owner as a newcomer sees it: its manager_owner word and, for a
-// published owner, the identity and node it wrote before its epoch; for a
-// claim, its node and, if the claimer record is the claim's, its claimer.
+// published owner, the identity and node it wrote before its epoch (if they
+// pass its check); for a claim, its node and, if the claimer record is the
+// claim's, its claimer.
 struct OwnerView {
   uint64_t owner = 0;
   bool claim = false;  // taking the lease: not yet published
-  // Empty for a claim whose claimer record is another's (or a mix).
+  // Empty when not known: a claim whose claimer record is another's (or a
+  // mix), an owner whose identity words are not its own.
   fence::ProcessIdentity identity;
   uint64_t node = kNodeUnknown;
-  bool known() const { return !claim || identity.start_time != 0; }
 };
+bool Known(const OwnerView& v) { return v.identity.start_time != 0; }
 
 // Reads the owner of a coherent region's lease; false if it changed while
 // read (read again). A published owner wrote its identity before its bare
@@ -58,8 +60,16 @@ bool ReadOwner(const Superblock& sb, OwnerView* v) {
   }
   v->identity = OwnerIdentity(sb);
   v->node = sb.manager_node.load(std::memory_order_relaxed);
+  const uint64_t check = sb.manager_identity_check.load(std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_acquire);
-  return sb.manager_owner.load(std::memory_order_relaxed) == v->owner;
+  if (sb.manager_owner.load(std::memory_order_relaxed) != v->owner) return false;
+  // Words a wrongly fenced claimer wrote over its successor's: neither the
+  // process nor the node is the owner's.
+  if (check != 0 && check != region::OwnerIdentityCheck(v->owner, v->node, v->identity.ToWords())) {
+    v->identity = {};
+    v->node = kNodeUnknown;
+  }
+  return true;
 }
 
 std::string NodeText(uint64_t node) {
@@ -69,11 +79,13 @@ std::string NodeText(uint64_t node) {
 std::string OwnerText(const OwnerView& v) {
   if (v.claim) {
     return "manager claiming the lease on " + NodeText(v.node) +
-           (v.known() ? " (" + v.identity.ToString() + ", not yet published)"
-                      : " (it has not yet said which process it is)");
+           (Known(v) ? " (" + v.identity.ToString() + ", not yet published)"
+                     : " (it has not yet said which process it is)");
   }
   return "manager epoch " + std::to_string(v.owner) + " on " + NodeText(v.node) + " (" +
-         v.identity.ToString() + ")";
+         (Known(v) ? v.identity.ToString()
+                   : std::string("its process and node words are not its own")) +
+         ")";
 }
 
 // The text of the owner `sb` shows now.
@@ -269,7 +281,7 @@ Result<std::string> ManagerLease::AcquireByCas() {
     OwnerView v;
     if (!ReadOwner(sb, &v)) continue;
     uint64_t owner = v.owner;
-    if (owner != 0 && v.known() && fence::ProvenGone(v.identity)) {
+    if (owner != 0 && Known(v) && fence::ProvenGone(v.identity)) {
       fenced = "the previous manager's process is gone";
     } else if (owner != 0) {
       // Watch the owner's beat (a claim's word) for a whole lease, on our
@@ -326,8 +338,8 @@ Result<std::string> ManagerLease::AcquireByCas() {
     GISMO_CRASH_POINT("lease.claimed");
     // A claim is taken from us only once we are fenced. On a wrong word of
     // the operator's we may still run here: this check narrows what we then
-    // write over our successor's identity, it cannot close it (a wrong word
-    // is outside the failure model).
+    // write over our successor's identity, and what we write anyway fails
+    // the successor's check (its epoch's), so it is not taken for its.
     if (sb.manager_owner.load(std::memory_order_acquire) == claim) {
       epoch_ = epoch;
       PublishOwner();
@@ -453,6 +465,10 @@ void ManagerLease::PublishOwner() {
   // sees that CAS (ReadOwner's second load).
   for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_release);
   sb.manager_node.store(o_.node_id, std::memory_order_release);
+  if (!election_) {
+    sb.manager_identity_check.store(region::OwnerIdentityCheck(epoch_, o_.node_id, words),
+                                    std::memory_order_release);
+  }
   sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);
   if (election_) {
     // One writer: the owner. The line holds manager_owner .. manager_identity.

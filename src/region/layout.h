@@ -356,6 +356,14 @@ struct alignas(kCacheLine) Superblock {
   Word claimer_claim;
   Word claimer_identity[4];
   Word claimer_check;
+  // The published owner's check (region/lease_claim.h): XXH3-64 of its
+  // epoch, manager_node and manager_identity, written with them before the
+  // CAS that publishes its epoch. A claimer that was fenced (wrongly: on an
+  // operator's word) and still runs may write those words after its
+  // successor published its own; they then fail the successor's epoch's
+  // check, and say nothing. 0: written by an older manager (trusted, as
+  // before). Zero bytes before, like the claimer record.
+  Word manager_identity_check;
 
   // --- eviction (see src/store/evict.h) ---
   // The CLOCK hand: the global record index (modulo max records) where the
@@ -436,6 +444,7 @@ static_assert(offsetof(Superblock, lock_wait_ms) == 576);
 static_assert(offsetof(Superblock, claimer_claim) == 584);
 static_assert(offsetof(Superblock, claimer_identity) == 592);
 static_assert(offsetof(Superblock, claimer_check) == 624);
+static_assert(offsetof(Superblock, manager_identity_check) == 632);
 static_assert(offsetof(Superblock, evict_hand) == offsetof(Superblock, lock_wait_ms) + kCacheLine);
 static_assert(offsetof(Superblock, evict_hand) == 640);
 static_assert(offsetof(Superblock, evict_percent) == 648);

@@ -1,7 +1,8 @@
 // The claimer record of a coherent region's manager lease (layout.h,
 // Superblock::claimer_*): who made the claim that manager_owner holds while
 // its manager has not yet published itself (doc/failure.md, "One manager per
-// region, across hosts").
+// region, across hosts"); and the check that ties a published owner's
+// identity words to its epoch (Superblock::manager_identity_check).
 //
 // Writers: every would-be manager, just before its claim's compare-and-swap
 // (acq_rel), which publishes the record's relaxed stores. Several may write
@@ -49,6 +50,16 @@ inline bool ReadClaimer(const Superblock& sb, uint64_t claim, ClaimerIdentity* i
   }
   for (int k = 0; k < 4; ++k) (*id)[k] = sb.claimer_identity[k].load(std::memory_order_relaxed);
   return sb.claimer_check.load(std::memory_order_relaxed) == ClaimerCheck(claim, *id);
+}
+
+// The published owner: the check over its epoch, node and identity words.
+// The owner stores it after those words, all before the CAS that publishes
+// its epoch. A reader that loaded that epoch (acquire) takes the words as
+// the owner's only if the check matches (or is 0: an older manager's, which
+// wrote none). Seeded apart from ClaimerCheck.
+inline uint64_t OwnerIdentityCheck(uint64_t epoch, uint64_t node, const ClaimerIdentity& id) {
+  const uint64_t words[6] = {epoch, node, id[0], id[1], id[2], id[3]};
+  return XXH3_64bits_withSeed(words, sizeof(words), ~kMagic);
 }
 
 }  // namespace gismo::region
