@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -482,8 +481,7 @@ TEST_F(CoherentLeaseTest, AFrozenClaimerOfThisKernelIsKilledThenSucceeded) {
       if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
     }
   } reaper{child};
-  fence::ProcessIdentity claimer;
-  for (int n = 0; n < 1000 && claimer.start_time == 0; ++n) claimer = fence::Lookup(child);
+  const fence::ProcessIdentity claimer = fence::Lookup(child);  // listed once fork returns
   ASSERT_NE(claimer.start_time, 0u);
   ASSERT_EQ(kill(child, SIGSTOP), 0);
   const uint64_t claim = region::PackOwnerClaim(6, 3);
@@ -512,15 +510,9 @@ TEST_F(CoherentLeaseTest, AnOwnerThatCannotBeFencedHereIsSucceededOnTheOperators
   testing::Process sleeper;
   testing::SpawnOptions so;
   so.argv = {"sleep", "600"};
+  // Start returns once the child has exec'd sleep: it maps nothing of ours
+  // (its fork did, briefly).
   ASSERT_TRUE(sleeper.Start(so)) << sleeper.error();
-  // Once it runs sleep, it maps nothing of ours (the fork did, briefly).
-  const std::string comm = "/proc/" + std::to_string(sleeper.pid()) + "/comm";
-  for (int n = 0; n < 10'000; ++n) {
-    std::ifstream f(comm);
-    std::string name;
-    if (std::getline(f, name) && name == "sleep") break;
-    usleep(1000);
-  }
   const fence::ProcessIdentity other = fence::Lookup(sleeper.pid());
   ASSERT_NE(other.start_time, 0u);
   for (const bool claim : {false, true}) {

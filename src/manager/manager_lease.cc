@@ -51,7 +51,7 @@ bool ReadOwner(const Superblock& sb, OwnerView* v) {
   v->claim = region::IsOwnerClaim(v->owner);
   if (v->claim) {
     const uint32_t n = region::OwnerClaimNode(v->owner);
-    region::ClaimerIdentity words{};
+    region::ProcessWords words{};
     v->identity = region::ReadClaimer(sb, v->owner, &words)
                       ? fence::ProcessIdentity::FromWords(words.data())
                       : fence::ProcessIdentity{};
@@ -65,7 +65,7 @@ bool ReadOwner(const Superblock& sb, OwnerView* v) {
   if (sb.manager_owner.load(std::memory_order_relaxed) != v->owner) return false;
   // Words a wrongly fenced claimer wrote over its successor's: neither the
   // process nor the node is the owner's.
-  if (check != 0 && check != region::OwnerIdentityCheck(v->owner, v->node, v->identity.ToWords())) {
+  if (!region::OwnerIdentityHolds(check, v->owner, v->node, v->identity.ToWords())) {
     v->identity = {};
     v->node = kNodeUnknown;
   }
@@ -106,6 +106,7 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                                       " is this very process, which stopped serving without "
                                       "leaving the lease; start the manager in a new process");
   }
+  std::string failed_here;  // why fencing it through its pidfd failed
   if (prev.SameNamespace(self)) {
     auto f = fence::FenceProcess(prev, o.region_path, 5000);
     if (f.ok()) {
@@ -117,18 +118,15 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
       // Not fenced from here (it maps no region, /proc hides it, SIGKILL
       // was refused or did not end it): only the operator's word remains.
       if (!o.previous_manager_fenced) return f.status();
-      *how = "the operator declared the previous manager fenced (fencing it from here failed: " +
-             f.status().message() + ")";
-      return Status();
+      failed_here = " (fencing it from here failed: " + f.status().message() + ")";
     }
-  }
-  // The same node, since rebooted: a reboot ends every process of a host.
-  if (node == o.node_id && prev.boot_id != 0 && prev.boot_id != self.boot_id) {
+  } else if (node == o.node_id && prev.boot_id != 0 && prev.boot_id != self.boot_id) {
+    // The same node, since rebooted: a reboot ends every process of a host.
     *how = "the previous manager ran on this node before it rebooted";
     return Status();
   }
   if (o.previous_manager_fenced) {
-    *how = "the operator declared the previous manager fenced";
+    *how = "the operator declared the previous manager fenced" + failed_here;
     return Status();
   }
   if (!o.fence_command.empty()) {
@@ -465,12 +463,11 @@ void ManagerLease::PublishOwner() {
   // sees that CAS (ReadOwner's second load).
   for (int k = 0; k < 4; ++k) sb.manager_identity[k].store(words[k], std::memory_order_release);
   sb.manager_node.store(o_.node_id, std::memory_order_release);
+  sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);
   if (!election_) {
     sb.manager_identity_check.store(region::OwnerIdentityCheck(epoch_, o_.node_id, words),
                                     std::memory_order_release);
-  }
-  sb.manager_lease_ms.store(o_.lease_ms, std::memory_order_relaxed);
-  if (election_) {
+  } else {
     // One writer: the owner. The line holds manager_owner .. manager_identity.
     sb.manager_owner.store(epoch_, std::memory_order_relaxed);
     sb.manager_beat.store(sb.manager_beat.load(std::memory_order_relaxed) + 1,

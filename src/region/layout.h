@@ -445,7 +445,6 @@ static_assert(offsetof(Superblock, claimer_claim) == 584);
 static_assert(offsetof(Superblock, claimer_identity) == 592);
 static_assert(offsetof(Superblock, claimer_check) == 624);
 static_assert(offsetof(Superblock, manager_identity_check) == 632);
-static_assert(offsetof(Superblock, evict_hand) == offsetof(Superblock, lock_wait_ms) + kCacheLine);
 static_assert(offsetof(Superblock, evict_hand) == 640);
 static_assert(offsetof(Superblock, evict_percent) == 648);
 

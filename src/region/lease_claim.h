@@ -26,16 +26,18 @@
 
 namespace gismo::region {
 
-using ClaimerIdentity = std::array<uint64_t, 4>;  // ProcessIdentity's words
+// A process's identity as the region keeps it (fence::ProcessIdentity's
+// words: boot id hash, PID namespace, pid, start time).
+using ProcessWords = std::array<uint64_t, 4>;
 
-inline uint64_t ClaimerCheck(uint64_t claim, const ClaimerIdentity& id) {
+inline uint64_t ClaimerCheck(uint64_t claim, const ProcessWords& id) {
   const uint64_t words[5] = {claim, id[0], id[1], id[2], id[3]};
   return XXH3_64bits_withSeed(words, sizeof(words), kMagic);
 }
 
 // Records `id` as the claimer of `claim`. Call before the CAS that installs
 // `claim`; that CAS's release orders these stores before it.
-inline void WriteClaimer(Superblock& sb, uint64_t claim, const ClaimerIdentity& id) {
+inline void WriteClaimer(Superblock& sb, uint64_t claim, const ProcessWords& id) {
   sb.claimer_claim.store(claim, std::memory_order_relaxed);
   for (int k = 0; k < 4; ++k) sb.claimer_identity[k].store(id[k], std::memory_order_relaxed);
   sb.claimer_check.store(ClaimerCheck(claim, id), std::memory_order_relaxed);
@@ -44,7 +46,7 @@ inline void WriteClaimer(Superblock& sb, uint64_t claim, const ClaimerIdentity& 
 // The identity of `claim`'s claimer, if the record is that claimer's whole
 // write. REQUIRES: `claim` was read from manager_owner with acquire (which
 // makes its claimer's record visible), before this call.
-inline bool ReadClaimer(const Superblock& sb, uint64_t claim, ClaimerIdentity* id) {
+inline bool ReadClaimer(const Superblock& sb, uint64_t claim, ProcessWords* id) {
   if (!IsOwnerClaim(claim) || sb.claimer_claim.load(std::memory_order_relaxed) != claim) {
     return false;
   }
@@ -54,12 +56,18 @@ inline bool ReadClaimer(const Superblock& sb, uint64_t claim, ClaimerIdentity* i
 
 // The published owner: the check over its epoch, node and identity words.
 // The owner stores it after those words, all before the CAS that publishes
-// its epoch. A reader that loaded that epoch (acquire) takes the words as
-// the owner's only if the check matches (or is 0: an older manager's, which
-// wrote none). Seeded apart from ClaimerCheck.
-inline uint64_t OwnerIdentityCheck(uint64_t epoch, uint64_t node, const ClaimerIdentity& id) {
+// its epoch. Seeded apart from ClaimerCheck.
+inline uint64_t OwnerIdentityCheck(uint64_t epoch, uint64_t node, const ProcessWords& id) {
   const uint64_t words[6] = {epoch, node, id[0], id[1], id[2], id[3]};
   return XXH3_64bits_withSeed(words, sizeof(words), ~kMagic);
+}
+
+// Whether `node` and `id`, read beside manager_identity_check's value
+// `check` after loading the owner's `epoch` (acquire), are that owner's:
+// the check matches, or is 0 (an older manager's, which wrote none).
+inline bool OwnerIdentityHolds(uint64_t check, uint64_t epoch, uint64_t node,
+                               const ProcessWords& id) {
+  return check == 0 || check == OwnerIdentityCheck(epoch, node, id);
 }
 
 }  // namespace gismo::region
