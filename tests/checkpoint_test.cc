@@ -1,7 +1,8 @@
 // Checkpoint sets (gismo/checkpoint.hpp) against a manager in the test
 // process: write and restore by pointer, publish replaces and deletes the
 // older generation, a checkpoint cut short leaves nothing visible and
-// nothing leaked once the next one is written, a stale writer loses, and a
+// nothing leaked once the next one is written, a stale writer loses, a
+// frozen writer that wins publishes whole, Drop removes a set, and a
 // corrupt chunk is caught.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -69,7 +70,7 @@ TEST_F(CheckpointTest, WriteAndRestoreByPointer) {
 TEST_F(CheckpointTest, PublishReplacesAndDeletesTheOlder) {
   Write(client_, {"1a", "1b"}, "one");
   const uint64_t one = Objects();
-  EXPECT_EQ(one, 4u);  // two chunks, the manifest, the intent
+  EXPECT_EQ(one, 4u);  // two chunks, the manifest, the claim
   for (int g = 2; g <= 5; ++g) {
     EXPECT_EQ(Write(client_, {std::to_string(g) + "a", std::to_string(g) + "b"}, "m"), uint64_t(g));
     EXPECT_EQ(Objects(), one);
@@ -114,7 +115,7 @@ TEST_F(CheckpointTest, CheckpointCutShortLeavesNothingVisibleOrLeaked) {
   // The recovery aborts the unsealed chunk; the sealed ones stay until the
   // next writer, which finds them by their ids.
   for (int i = 0; i < 10000 && client_.Usage()->client_count > 1; ++i) usleep(1000);
-  EXPECT_EQ(Objects(), before + 3);  // its intent and two sealed chunks
+  EXPECT_EQ(Objects(), before + 3);  // its claim and two sealed chunks
   EXPECT_EQ(Write(client_, {"next"}, "next"), 2u);
   EXPECT_EQ(Objects(), 3u) << "leftovers of the cut checkpoint were leaked";
   EXPECT_EQ(checkpoint::Restore(client_, "job/state")->metadata, "next");
@@ -129,8 +130,8 @@ TEST_F(CheckpointTest, StaleWriterLoses) {
     auto stale = checkpoint::Writer::Begin(client_, "job/state");
     ASSERT_TRUE(stale.ok());
     ASSERT_TRUE(IsOk(stale->AddChunk(Bytes("stale"))));
-    // Meanwhile the standby took over: it writes generation 2 itself (its
-    // Begin removes the stale writer's claim and chunks) and publishes.
+    // Meanwhile the standby took over: it writes generation 2 itself and
+    // publishes (then deletes what the stale writer wrote).
     auto w = checkpoint::Writer::Begin(other, "job/state");
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     EXPECT_EQ(w->generation(), 2u);
@@ -145,6 +146,63 @@ TEST_F(CheckpointTest, StaleWriterLoses) {
   EXPECT_EQ(Text(r->chunks[0]), "fresh");
   r = Status();
   EXPECT_EQ(Objects(), 3u);
+}
+
+// A writer that froze mid-checkpoint and thaws after a standby began the
+// same generation may still publish first: what it publishes is whole (the
+// standby's Begin deleted none of it), the standby loses, and the losers'
+// objects go.
+TEST_F(CheckpointTest, AFrozenWriterThatPublishesFirstPublishesItWhole) {
+  Write(client_, {"one"}, "one");
+  Client other = MustConnect(mgr_.address());
+  {
+    auto frozen = checkpoint::Writer::Begin(client_, "job/state");
+    ASSERT_TRUE(frozen.ok()) << frozen.status().ToString();
+    ASSERT_TRUE(IsOk(frozen->AddChunk(Bytes("frozen-0"))));
+    auto standby = checkpoint::Writer::Begin(other, "job/state");
+    ASSERT_TRUE(standby.ok()) << standby.status().ToString();
+    EXPECT_EQ(standby->generation(), frozen->generation());
+    ASSERT_TRUE(IsOk(standby->AddChunk(Bytes("standby"))));
+    ASSERT_TRUE(IsOk(frozen->AddChunk(Bytes("frozen-1"))));  // it thaws
+    ASSERT_TRUE(IsOk(frozen->Commit("frozen")));
+    Status s = standby->Commit("standby");
+    EXPECT_EQ(s.code(), GISMO_ERR_CONFLICT) << s.ToString();
+    auto r = checkpoint::Restore(other, "job/state");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->generation, 2u);
+    EXPECT_EQ(r->metadata, "frozen");
+    ASSERT_EQ(r->chunks.size(), 2u);
+    EXPECT_EQ(Text(r->chunks[1]), "frozen-1");
+  }
+  EXPECT_EQ(Objects(), 4u);  // two chunks, the manifest, the claim
+  EXPECT_EQ(Write(other, {"three"}, "three"), 3u);
+  EXPECT_EQ(Objects(), 3u);
+}
+
+// Drop removes a set whole: its name, the published generation, and the
+// claims and objects of writers that never published. A generation whose
+// claims are all taken refuses another writer, until Drop.
+TEST_F(CheckpointTest, DropRemovesEverythingAndFullClaimsAreRefused) {
+  Write(client_, {"1a", "1b"}, "one");
+  {
+    auto abandoned = checkpoint::Writer::Begin(client_, "job/state");
+    ASSERT_TRUE(abandoned.ok());
+    ASSERT_TRUE(IsOk(abandoned->AddChunk(Bytes("abandoned"))));
+    std::vector<uint8_t> nonce(8, 1);
+    for (uint64_t k = 1; k < checkpoint::kMaxClaims; ++k) {
+      nonce[0] = static_cast<uint8_t>(k);
+      nonce[1] = static_cast<uint8_t>(k >> 8);
+      ASSERT_TRUE(IsOk(client_.Put(checkpoint::ClaimId("job/state", 2, k), nonce)));
+    }
+    auto refused = checkpoint::Writer::Begin(client_, "job/state");
+    EXPECT_EQ(refused.status().code(), GISMO_ERR_BUSY) << refused.status().ToString();
+    EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));
+    EXPECT_EQ(Objects(), 0u);
+    EXPECT_EQ(client_.LookupName("job/state").status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  }  // the abandoned writer's abort finds nothing left to delete
+  EXPECT_EQ(Objects(), 0u);
+  EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));  // no such set: nothing to do
+  EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
 }
 
 TEST_F(CheckpointTest, CorruptManifestAndChunkAreCaught) {

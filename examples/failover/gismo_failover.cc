@@ -607,23 +607,11 @@ int Compare(const Options& o) {
   return file_ok && tcp_ok ? 0 : 1;
 }
 
-// Removes the set: the published generation's objects, then the name.
+// Removes the set: its name and every object of its checkpoints.
 int Drop(const Options& o) {
   Client c = Connect();
-  auto b = c.LookupName(o.set);
-  if (!b.ok()) return b.status().code() == GISMO_ERR_OBJECT_NOT_FOUND ? 0 : 1;
-  auto m = c.Get(ObjectId(b->id), 0);
-  if (!m.ok()) Die("manifest", m.status());
-  auto man = gismo::checkpoint::Manifest::Decode(m->bytes());
-  if (!man.ok()) Die("manifest", man.status());
-  (void)m->Release();
-  const ObjectId manifest(b->id);
-  if (Status s = c.UnbindName(o.set, &manifest); !s.ok()) Die("unbind", s);
-  for (const auto& ch : man->chunks) (void)c.Delete(ch.id);
-  (void)c.Delete(manifest);
-  (void)c.Delete(gismo::checkpoint::IntentId(o.set, man->generation));
-  Say("drop: %s removed (generation %" PRIu64 ", %zu chunks)\n", o.set.c_str(), man->generation,
-      man->chunks.size());
+  if (Status s = gismo::checkpoint::Drop(c, o.set); !s.ok()) Die("drop", s);
+  Say("drop: %s removed\n", o.set.c_str());
   return 0;
 }
 

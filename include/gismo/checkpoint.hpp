@@ -1,35 +1,45 @@
 // gismo checkpoint sets: a state saved as objects and published by name, so
 // that a standby on another host restores it by pointer.
 //
-// A set is a name S of the region's name table. Generation g of S is
-// written by one writer, which first claims it: it puts a small "intent"
-// object whose id is derived from (S, g) and which holds a random nonce. A
-// later writer of g takes the generation over: it deletes the earlier
-// writer's claim and objects first (that one, if it still runs, then loses
-// at step 3); two Begins racing on one generation: the second to put its
-// claim gets GISMO_ERR_CONFLICT. Its chunks and
-// manifest have ids derived from (S, g, nonce) (ChunkId, ManifestId), so no
-// two writers' objects ever collide. Then:
+// A set is a name S of the region's name table. A writer of generation g
+// (the published generation + 1) first claims it: it puts a small claim
+// object holding a random nonce at ClaimId(S, g, k), for the first k whose
+// put succeeds. Several writers may claim one generation (an active node
+// that froze and the standby that took over from it); the name decides
+// which one publishes. A writer's chunks and manifest have ids derived from
+// (S, g, nonce) (ChunkId, ManifestId), so no two writers' objects collide:
 //   1. each chunk is created, written and sealed;
 //   2. the manifest (generation, nonce, chunk ids, sizes and XXH64
 //      checksums, the caller's metadata, and an XXH64 of all that) is
 //      sealed last;
 //   3. the manifest is published by a compare-and-swap of S from the
-//      manifest of g - 1 to that of g (or "only if unbound" for the first):
-//      readers see g - 1 or g whole, never a part;
-//   4. then generation g - 1 is deleted (a reader that holds it keeps it
-//      until it lets go: deletes are deferred).
+//      manifest of g - 1 to this one (or "only if unbound" for the first):
+//      readers see g - 1 or g whole, never a part, and of the writers of g
+//      exactly one wins; the others get GISMO_ERR_CONFLICT;
+//   4. then the winner deletes what the losers of g wrote, and all of
+//      generation g - 1 (a reader that holds it keeps it until it lets go:
+//      deletes are deferred).
+// The invariant that makes a frozen writer harmless: nothing a writer of g
+// wrote is deleted by another writer before S has moved past g - 1, for
+// until then that writer may still win step 3 and publish it. Once S names
+// g, no writer of g other than the winner can publish (its swap expects
+// g - 1), and no writer of g - 1 at all. (A writer that deleted a frozen
+// writer's chunks when it began, as this protocol's first version did, let
+// that writer, thawed, publish a manifest whose chunks were gone.)
+//
 // Who cleans up after a writer that died:
-//  - before 3: its unsealed chunk is aborted by the manager's recovery; its
-//    sealed chunks and manifest are found by the next writer of g from the
-//    intent's nonce and deleted before it claims g itself (Begin);
-//  - between 3 and 4: the next writer deletes g - 1 the same way (Begin).
+//  - a loser of g, or a writer that died before step 3: its unsealed chunk
+//    is aborted by the manager's recovery (once it is fenced); its sealed
+//    chunks and manifest are found through its claim's nonce and deleted in
+//    step 4 of g, or by the next Begin once g is published;
+//  - a winner that died between 3 and 4: the next Begin does step 4.
+// A scan for the claims of a generation looks at every k below kMaxClaims
+// (a contains each, no reference taken), so claims may be deleted in any
+// order: each with its writer's objects, or by its writer when it aborts.
 // So nothing unpublished is ever visible, and nothing is leaked past the
-// next checkpoint. A stale writer (e.g. an active node that resumes after
-// its standby took over) loses the swap with GISMO_ERR_CONFLICT and
-// publishes nothing; objects it writes after another writer removed its
-// leftovers are its own to delete (it does, unless it dies: with objects
-// owned by their creating client, deleted when it dies, that gap closes).
+// next checkpoint, except: a writer still writing after the winner deleted
+// its objects (it loses step 3) deletes what it wrote after that itself; if
+// it dies instead, that stays.
 //
 // Header-only, on top of gismo.hpp; needs <xxhash.h> (libxxhash-dev, which
 // libgismo depends on already; XXH64 is inlined). The Python package writes and reads the same
@@ -69,10 +79,16 @@ inline ObjectId ChunkId(std::string_view set, uint64_t generation, uint64_t nonc
 inline ObjectId ManifestId(std::string_view set, uint64_t generation, uint64_t nonce) {
   return ObjectId::FromName(GenerationKey(set, generation, nonce) + "/manifest");
 }
-// The claim of generation `generation`: 8 bytes, the writer's nonce.
-inline ObjectId IntentId(std::string_view set, uint64_t generation) {
-  return ObjectId::FromName(std::string(set) + "#" + std::to_string(generation) + "/intent");
+// Claim k of generation `generation`: 8 bytes, its writer's nonce. (Claim 0
+// has the id the single claim of this protocol's first version had.)
+inline ObjectId ClaimId(std::string_view set, uint64_t generation, uint64_t k) {
+  std::string name = std::string(set) + "#" + std::to_string(generation) + "/intent";
+  if (k > 0) name += "/" + std::to_string(k);
+  return ObjectId::FromName(name);
 }
+// A generation may have at most this many claims at once (writers that
+// began it and did not publish, nor abort, nor were cleaned up after).
+inline constexpr uint64_t kMaxClaims = 256;
 inline uint64_t Checksum(const void* data, size_t size) { return XXH64(data, size, kChecksumSeed); }
 
 struct ChunkRef {
@@ -147,54 +163,104 @@ struct Manifest {
 };
 
 namespace detail {
-// Deletes the objects of generation `generation` of `set` written by the
-// writer whose nonce its intent holds: the chunks 0, 1, ... up to the first
-// that does not exist (a writer makes them in order, and a dead writer's
-// unsealed chunk is aborted by recovery), the manifest, then the intent.
-// OBJECT_NOT_SEALED if a chunk is still being written (its writer is alive,
-// or suspected and not yet fenced: try again later).
-inline Status DeleteGeneration(Client& c, std::string_view set, uint64_t generation) {
-  const ObjectId intent = IntentId(set, generation);
+inline bool Absent(const Status& s) {
+  return s.code() == GISMO_ERR_OBJECT_NOT_FOUND || s.code() == GISMO_ERR_TIMEOUT;
+}
+
+// A claim of a generation: its index k and its writer's nonce (known false
+// if the object is not 8 bytes: written by something else than a writer).
+struct Claim {
+  uint64_t index = 0;
+  bool known = false;
   uint64_t nonce = 0;
-  {
-    auto b = c.Get(intent, 0);
+};
+
+// The claims of `generation` of `set`. (A claim still being put reads as
+// missing; its writer lives, and deletes its own objects if it loses.)
+inline Result<std::vector<Claim>> Claims(Client& c, std::string_view set, uint64_t generation) {
+  std::vector<Claim> claims;
+  for (uint64_t k = 0; k < kMaxClaims; ++k) {
+    const ObjectId id = ClaimId(set, generation, k);
+    auto there = c.Contains(id);
+    if (!there.ok()) return there.status();
+    if (!*there) continue;
+    auto b = c.Get(id, 0);
     if (!b.ok()) {
-      const gismo_status_t code = b.status().code();
-      return code == GISMO_ERR_OBJECT_NOT_FOUND || code == GISMO_ERR_TIMEOUT ? Status()
-                                                                             : b.status();
+      if (Absent(b.status())) continue;  // deleted since
+      return b.status();
     }
-    if (b->size() != sizeof nonce) {
-      return Status(GISMO_ERR_BAD_REGION, "checkpoint intent " + intent.Hex() + " is corrupt");
-    }
-    std::memcpy(&nonce, b->data(), sizeof nonce);
+    Claim claim{k, b->size() == sizeof claim.nonce, 0};
+    if (claim.known) std::memcpy(&claim.nonce, b->data(), sizeof claim.nonce);
+    claims.push_back(claim);
   }
+  return claims;
+}
+
+// Deletes the chunks 0, 1, ... (up to the first that does not exist: a
+// writer makes them in order, and a dead writer's unsealed chunk is aborted
+// by recovery) and the manifest of the writer of `generation` with `nonce`.
+// OBJECT_NOT_SEALED if a chunk is still being written (its writer is alive,
+// or suspected and not yet fenced: a later cleanup tries again).
+inline Status DeleteWritten(Client& c, std::string_view set, uint64_t generation, uint64_t nonce) {
   for (uint64_t i = 0; i < kMaxChunks; ++i) {
     Status s = c.Delete(ChunkId(set, generation, nonce, i));
     if (s.code() == GISMO_ERR_OBJECT_NOT_FOUND) break;
     if (!s.ok()) return s;
   }
   Status s = c.Delete(ManifestId(set, generation, nonce));
-  if (!s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) return s;
-  s = c.Delete(intent);
   return s.ok() || s.code() == GISMO_ERR_OBJECT_NOT_FOUND ? Status() : s;
 }
 
-// The generation published under `set` and its manifest id; found false
-// (generation 0) if the name is not bound.
-inline Status Published(Client& c, std::string_view set, bool* found, ObjectId* manifest_id,
-                        uint64_t* generation) {
-  *found = false;
-  *generation = 0;
+// Deletes the claims of `generation`, each after what its writer wrote,
+// but for the writer with nonce `keep` (if `keeping`). A claim whose
+// objects cannot go yet stays, found again by a later cleanup. Goes on past
+// it; returns the first such error. REQUIRES: S names `generation` or a
+// later one, so that no writer whose objects it deletes can publish.
+inline Status DeleteClaims(Client& c, std::string_view set, uint64_t generation, bool keeping,
+                           uint64_t keep) {
+  auto claims = Claims(c, set, generation);
+  if (!claims.ok()) return claims.status();
+  Status first;
+  for (const Claim& claim : *claims) {
+    if (keeping && claim.known && claim.nonce == keep) continue;
+    Status s = claim.known ? DeleteWritten(c, set, generation, claim.nonce) : Status();
+    if (s.ok()) s = c.Delete(ClaimId(set, generation, claim.index));
+    if (!s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND && first.ok()) first = s;
+  }
+  return first;
+}
+// Step 4's first half: what the losers of `generation` wrote.
+inline Status DeleteLosers(Client& c, std::string_view set, uint64_t generation, uint64_t winner) {
+  return DeleteClaims(c, set, generation, /*keeping=*/true, winner);
+}
+// All of `generation`.
+inline Status DeleteGeneration(Client& c, std::string_view set, uint64_t generation) {
+  return DeleteClaims(c, set, generation, /*keeping=*/false, 0);
+}
+
+// What `set` names: found false (generation 0) if the name is not bound.
+struct PublishedManifest {
+  bool found = false;
+  ObjectId id;
+  uint64_t generation = 0;
+  uint64_t nonce = 0;
+};
+inline Result<PublishedManifest> Published(Client& c, std::string_view set) {
+  PublishedManifest p;
   auto b = c.LookupName(std::string(set));
-  if (!b.ok()) return b.status().code() == GISMO_ERR_OBJECT_NOT_FOUND ? Status() : b.status();
-  *found = true;
-  *manifest_id = ObjectId(b->id);
-  auto m = c.Get(*manifest_id, 0);
+  if (!b.ok()) {
+    if (b.status().code() == GISMO_ERR_OBJECT_NOT_FOUND) return p;
+    return b.status();
+  }
+  p.found = true;
+  p.id = ObjectId(b->id);
+  auto m = c.Get(p.id, 0);
   if (!m.ok()) return m.status();
   auto decoded = Manifest::Decode(m->bytes());
   if (!decoded.ok()) return decoded.status();
-  *generation = decoded->generation;
-  return Status();
+  p.generation = decoded->generation;
+  p.nonce = decoded->nonce;
+  return p;
 }
 
 inline uint64_t RandomNonce() {
@@ -205,39 +271,43 @@ inline uint64_t RandomNonce() {
 
 // Writes one checkpoint of a set. Begin, AddChunk..., Commit. Destroyed
 // without Commit, it deletes what it wrote (a writer that dies instead
-// leaves that to the next Begin).
+// leaves that to the cleanup after the next publish).
 class Writer {
  public:
   static Result<Writer> Begin(Client& c, std::string set) {
     Writer w(c, std::move(set));
-    bool found = false;
-    if (Status s = detail::Published(c, w.set_, &found, &w.previous_, &w.previous_generation_);
-        !s.ok()) {
-      return s;
-    }
-    w.had_previous_ = found;
-    w.manifest_.generation = w.previous_generation_ + 1;
+    auto published = detail::Published(c, w.set_);
+    if (!published.ok()) return published.status();
+    w.had_previous_ = published->found;
+    w.previous_ = published->id;
+    w.previous_generation_ = published->generation;
+    w.manifest_.generation = published->generation + 1;
     w.manifest_.nonce = detail::RandomNonce();
-    // Leftovers: an unpublished generation, and the published one's
-    // predecessor if its writer died before deleting it.
-    if (Status s = detail::DeleteGeneration(c, w.set_, w.manifest_.generation); !s.ok()) return s;
-    if (found && w.previous_generation_ > 0) {
-      if (Status s = detail::DeleteGeneration(c, w.set_, w.previous_generation_ - 1); !s.ok()) {
-        return s;
+    // Step 4 of the published generation, in case its winner died before
+    // it. Best effort: what cannot go yet (a loser's chunk still being
+    // written) goes at a later Begin or Commit; a real failure shows at the
+    // claim below.
+    if (published->found) {
+      (void)detail::DeleteLosers(c, w.set_, published->generation, published->nonce);
+      if (published->generation > 1) {
+        (void)detail::DeleteGeneration(c, w.set_, published->generation - 1);
       }
     }
-    // The claim: a writer that began meanwhile has it already.
     const uint64_t nonce = w.manifest_.nonce;
-    Status s = c.Put(IntentId(w.set_, w.manifest_.generation),
-                     std::string_view(reinterpret_cast<const char*>(&nonce), sizeof nonce));
-    if (s.code() == GISMO_ERR_OBJECT_EXISTS) {
-      return Status(GISMO_ERR_CONFLICT, "another writer is writing generation " +
-                                            std::to_string(w.manifest_.generation) +
-                                            " of checkpoint '" + w.set_ + "'");
+    const std::string_view bytes(reinterpret_cast<const char*>(&nonce), sizeof nonce);
+    for (uint64_t k = 0; k < kMaxClaims; ++k) {
+      Status s = c.Put(ClaimId(w.set_, w.generation(), k), bytes);
+      if (s.code() == GISMO_ERR_OBJECT_EXISTS) continue;  // another writer's
+      if (!s.ok()) return s;
+      w.claim_ = k;
+      w.claimed_ = true;
+      return w;
     }
-    if (!s.ok()) return s;
-    w.claimed_ = true;
-    return w;
+    return Status(GISMO_ERR_BUSY, "generation " + std::to_string(w.generation()) +
+                                      " of checkpoint '" + w.set_ + "' has " +
+                                      std::to_string(kMaxClaims) +
+                                      " claims and none was published: its writers died or "
+                                      "are still writing (once none runs, Drop removes the set)");
   }
 
   Writer(Writer&& o) noexcept
@@ -247,19 +317,22 @@ class Writer {
         had_previous_(o.had_previous_),
         previous_(o.previous_),
         previous_generation_(o.previous_generation_),
+        claim_(o.claim_),
         claimed_(o.claimed_),
         committed_(o.committed_) {}
   Writer& operator=(Writer&&) = delete;
   ~Writer() {
     if (client_ == nullptr || committed_ || !claimed_) return;
-    // Only what this writer made: its own ids, and the intent if still its.
+    // Only what this writer made: its own ids, then its claim if it is still
+    // its (a winner may have deleted it, and a stale writer taken its k).
     for (const ChunkRef& c : manifest_.chunks) (void)client_->Delete(c.id);
     (void)client_->Delete(ManifestId(set_, generation(), manifest_.nonce));
-    auto intent = client_->Get(IntentId(set_, generation()), 0);
-    if (intent.ok() && intent->size() == sizeof(uint64_t) &&
-        std::memcmp(intent->data(), &manifest_.nonce, sizeof(uint64_t)) == 0) {
-      (void)intent->Release();
-      (void)client_->Delete(IntentId(set_, generation()));
+    const ObjectId claim = ClaimId(set_, generation(), claim_);
+    auto held = client_->Get(claim, 0);
+    if (held.ok() && held->size() == sizeof(uint64_t) &&
+        std::memcmp(held->data(), &manifest_.nonce, sizeof(uint64_t)) == 0) {
+      (void)held->Release();
+      (void)client_->Delete(claim);
     }
   }
 
@@ -274,8 +347,11 @@ class Writer {
     return Status();
   }
 
-  // Seals the manifest, publishes it, deletes the previous generation.
-  // CONFLICT (and nothing published) if someone else published meanwhile.
+  // Seals the manifest and publishes it; then deletes what the other
+  // writers of this generation wrote and the previous generation. CONFLICT
+  // (and nothing published) if another writer published meanwhile. Once
+  // published it returns OK: a cleanup that cannot finish yet is finished
+  // by a later Begin or Commit.
   Status Commit(std::string_view metadata = {}) {
     manifest_.metadata = std::string(metadata);
     const std::vector<uint8_t> bytes = manifest_.Encode();
@@ -283,9 +359,10 @@ class Writer {
     if (Status s = client_->Put(mid, bytes); !s.ok()) return s;
     Status s = had_previous_ ? client_->SwapName(set_, previous_, mid)
                              : client_->BindNameIfUnbound(set_, mid);
-    if (!s.ok()) return s;  // the destructor deletes this generation
+    if (!s.ok()) return s;  // the destructor deletes this writer's objects
     committed_ = true;
-    if (had_previous_) return detail::DeleteGeneration(*client_, set_, previous_generation_);
+    (void)detail::DeleteLosers(*client_, set_, generation(), manifest_.nonce);
+    if (had_previous_) (void)detail::DeleteGeneration(*client_, set_, previous_generation_);
     return Status();
   }
 
@@ -297,9 +374,30 @@ class Writer {
   bool had_previous_ = false;
   ObjectId previous_;
   uint64_t previous_generation_ = 0;
+  uint64_t claim_ = 0;
   bool claimed_ = false;
   bool committed_ = false;
 };
+
+// Removes set `set`: unbinds its name, then deletes the published
+// generation and the claimed ones beside it (the one before, if its cleanup
+// did not finish, and the next, which nobody published). OK if there is no
+// such set. REQUIRES: no writer of the set runs (what one writes may then
+// be deleted, or leaked).
+inline Status Drop(Client& c, std::string_view set) {
+  auto published = detail::Published(c, set);
+  if (!published.ok()) return published.status();
+  if (published->found) {
+    Status s = c.UnbindName(std::string(set), &published->id);
+    if (!s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) return s;
+  }
+  const uint64_t g = published->generation;  // 0: none published
+  Status first;
+  for (uint64_t x = g + 1; x > 0 && x + 2 > g; --x) {
+    if (Status s = detail::DeleteGeneration(c, set, x); !s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
 
 // A restored checkpoint: the chunks by pointer into the region (held until
 // it is destroyed), checksums verified.

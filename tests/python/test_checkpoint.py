@@ -1,5 +1,6 @@
 """gismo.checkpoint: write, publish, restore by pointer, older generations
-deleted, a writer killed mid-checkpoint leaves nothing visible or leaked."""
+deleted, a writer killed mid-checkpoint leaves nothing visible or leaked, a
+frozen writer that wins publishes whole, drop removes a set."""
 
 import signal
 import time
@@ -42,7 +43,7 @@ def test_older_generations_and_aborts_leave_nothing(fresh_manager, set_name):
             w = checkpoint.Writer(c, set_name)
             w.add_chunk(b"x" * g)
             w.commit()
-        assert c.usage()["object_count"] == 3  # chunk, manifest, intent
+        assert c.usage()["object_count"] == 3  # chunk, manifest, claim
         with checkpoint.Writer(c, set_name) as w:
             w.add_chunk(b"never published")
         assert c.usage()["object_count"] == 3
@@ -79,12 +80,56 @@ def test_writer_killed_mid_checkpoint(fresh_manager, run_python, set_name):
         while c.usage()["client_count"] > 1:
             assert time.monotonic() < deadline, "the writer was not recovered"
             time.sleep(0.001)
-        assert c.usage()["object_count"] == 3 + 3  # its intent, two chunks
+        assert c.usage()["object_count"] == 3 + 3  # its claim, two chunks
         w = checkpoint.Writer(c, set_name)  # removes the leftovers
         w.add_chunk(b"next")
         w.commit(b"next")
         assert checkpoint.restore(c, set_name).metadata == b"next"
         assert c.usage()["object_count"] == 3
+
+
+def test_frozen_writer_that_wins_publishes_whole(fresh_manager, set_name):
+    with fresh_manager.connect() as c, fresh_manager.connect() as standby_c:
+        w = checkpoint.Writer(c, set_name)
+        w.add_chunk(b"one")
+        w.commit(b"one")
+        frozen = checkpoint.Writer(c, set_name)
+        frozen.add_chunk(b"frozen-0")
+        standby = checkpoint.Writer(standby_c, set_name)
+        assert standby.generation == frozen.generation == 2
+        standby.add_chunk(b"standby")
+        frozen.add_chunk(b"frozen-1")  # it thaws, and publishes first
+        frozen.commit(b"frozen")
+        with pytest.raises(gismo.Conflict):
+            standby.commit(b"standby")
+        standby.abort()
+        r = checkpoint.restore(standby_c, set_name)
+        assert r.metadata == b"frozen"
+        assert [b.tobytes() for b in r.chunks] == [b"frozen-0", b"frozen-1"]
+        for b in r.chunks:
+            b.release()
+        assert c.usage()["object_count"] == 4  # two chunks, manifest, claim
+
+
+def test_drop_removes_everything_and_full_claims_refuse(fresh_manager, set_name):
+    with fresh_manager.connect() as c:
+        checkpoint.drop(c, set_name)  # no such set: nothing to do
+        for g in range(3):
+            w = checkpoint.Writer(c, set_name)
+            w.add_chunk(b"x" * (g + 1))
+            w.commit()
+        abandoned = checkpoint.Writer(c, set_name)
+        abandoned.add_chunk(b"abandoned")
+        for k in range(1, checkpoint.MAX_CLAIMS):  # every claim id taken
+            c.put(checkpoint.claim_id(set_name, 4, k), k.to_bytes(8, "little"))
+        with pytest.raises(gismo.Busy):
+            checkpoint.Writer(c, set_name)
+        checkpoint.drop(c, set_name)
+        assert c.usage()["object_count"] == 0
+        with pytest.raises(gismo.ObjectNotFound):
+            c.lookup_name(set_name)
+        abandoned.abort()  # finds nothing left to delete
+        assert checkpoint.Writer(c, set_name).generation == 1
 
 
 def test_corrupt_manifest_is_caught(client, set_name):
