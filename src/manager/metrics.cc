@@ -26,6 +26,13 @@ namespace {
 constexpr uint64_t kShardLockWaitNs = 200 * 1000;
 // A request must arrive whole within this time and size.
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
+// Scrapers served at once; more are answered 503 and closed at once, so a
+// flood of connections holds no more of the manager's descriptors (which
+// its clients' pidfds and fence commands need) than this.
+constexpr int kMaxConnections = 16;
+// After a failed accept (out of descriptors): the acceptor waits this long
+// before it accepts again, never spinning the manager's loop.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
 constexpr size_t kMaxRequestBytes = 16 * 1024;
 
 std::string EscapeLabel(std::string_view v) {
@@ -130,11 +137,21 @@ IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
 
 class MetricsExporter::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(const MetricsExporter& exporter, asio::ip::tcp::socket sock)
-      : exporter_(exporter), sock_(std::move(sock)), timer_(sock_.get_executor()) {}
+  Connection(const MetricsExporter& exporter, asio::ip::tcp::socket sock, std::shared_ptr<int> live)
+      : exporter_(exporter),
+        sock_(std::move(sock)),
+        timer_(sock_.get_executor()),
+        live_(std::move(live)) {
+    ++*live_;
+  }
+  ~Connection() { --*live_; }
 
   void Start() {
     auto self = shared_from_this();
+    if (*live_ > kMaxConnections) {
+      return Reply("503 Service Unavailable", "text/plain; charset=utf-8",
+                   "too many metrics connections at once; try again\n", true);
+    }
     timer_.expires_after(kRequestTimeout);
     timer_.async_wait([self](asio::error_code ec) {
       if (!ec) self->Close();
@@ -199,12 +216,19 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
   const MetricsExporter& exporter_;
   asio::ip::tcp::socket sock_;
   asio::steady_timer timer_;
+  std::shared_ptr<int> live_;  // connections alive, this one included
   std::string in_, out_;
 };
 
 MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& region,
                                  const ManagerStats& stats, uint32_t slot, uint64_t session)
-    : io_(io), region_(region), stats_(stats), slot_(slot), session_(session) {}
+    : io_(io),
+      region_(region),
+      stats_(stats),
+      slot_(slot),
+      session_(session),
+      live_(std::make_shared<int>(0)),
+      retry_(io) {}
 
 MetricsExporter::~MetricsExporter() { Close(); }
 
@@ -234,13 +258,21 @@ void MetricsExporter::Close() {
   if (!acceptor_) return;
   asio::error_code ec;
   acceptor_->close(ec);
+  retry_.cancel();
 }
 
 void MetricsExporter::Accept() {
   acceptor_->async_accept([this](asio::error_code ec, asio::ip::tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
-    if (!ec) std::make_shared<Connection>(*this, std::move(sock))->Start();
-    Accept();
+    if (!ec) {
+      std::make_shared<Connection>(*this, std::move(sock), live_)->Start();
+      return Accept();
+    }
+    spdlog::warn("metrics: accept: {}", ec.message());
+    retry_.expires_after(kAcceptRetry);
+    retry_.async_wait([this](asio::error_code e) {
+      if (!e && acceptor_->is_open()) Accept();
+    });
   });
 }
 

@@ -59,6 +59,9 @@ class MetricsExporter {
   uint32_t slot_;
   uint64_t session_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  // Connections being served, shared with each (they may outlive Close).
+  std::shared_ptr<int> live_;
+  asio::steady_timer retry_;  // the wait after a failed accept
   std::string address_;
 };
 

@@ -800,6 +800,35 @@ TEST_F(CliTest, MetricsEndpointSpeaksHttp) {
   EXPECT_GE(Metric(Scrape(), "gismo_manager_clients_joined_total"), 1);
 }
 
+// Scrapers that connect and say nothing hold at most 16 of the manager's
+// descriptors: one more is refused (503, or closed) instead of being
+// served, and once they go, scrapes are served again.
+TEST_F(CliTest, MetricsConnectionsAreCapped) {
+  ASSERT_NE(metrics_port_, 0);
+  std::vector<int> idle;
+  for (int i = 0; i < 16; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(metrics_port_);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    idle.push_back(fd);
+  }
+  std::string refused = HttpRequest(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(refused.rfind("HTTP/1.1 200", 0), 0u) << "served beyond the cap";
+  if (!refused.empty()) EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0u) << refused;
+  for (int fd : idle) close(fd);
+  // The manager sees them go asynchronously: ask until it has.
+  std::string served;
+  for (int i = 0; i < 10000 && served.rfind("HTTP/1.1 200", 0) != 0; ++i) {
+    if (i > 0) usleep(1000);
+    served = HttpRequest(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  EXPECT_EQ(served.rfind("HTTP/1.1 200", 0), 0u) << served;
+}
+
 // Evictions are counted in `gismo status` (text and JSON) and in the metrics
 // as they happen, with the bytes the evicted blocks took.
 TEST_F(CliTest, StatusAndMetricsCountEvictions) {
