@@ -238,6 +238,27 @@ TEST_F(RegionTest, OpensAndValidatesWithoutRead) {
          "14: a file that is no region was not refused";
 }
 
+// Options that make no region leave the file as it was: a region keeps its
+// contents, and no file is created.
+TEST_F(RegionTest, BadFormatOptionsTouchNoFile) {
+  FormatOptions o;
+  o.size = 16ull << 20;
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  struct stat before {};
+  ASSERT_EQ(stat(path_.c_str(), &before), 0);
+  FormatOptions bad = o;
+  bad.event_capacity = 100;  // not a power of two
+  auto f = Region::Format(path_, bad);
+  EXPECT_EQ(f.status().code(), GISMO_ERR_INVALID_ARGUMENT) << f.status().ToString();
+  struct stat after {};
+  ASSERT_EQ(stat(path_.c_str(), &after), 0);
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_TRUE(Region::Open(path_).ok()) << "the region was wiped";
+  const std::string fresh = path_ + "-fresh";
+  EXPECT_FALSE(Region::Format(fresh, bad).ok());
+  EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "a file was left behind";
+}
+
 TEST_F(RegionTest, MissingFileAndTinySizes) {
   auto r = Region::Open("/dev/shm/does-not-exist-gismo");
   ASSERT_FALSE(r.ok());

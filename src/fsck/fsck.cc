@@ -854,6 +854,12 @@ Result<Report> Check(const Region& r, const LockAs* lock_as) {
   // Stop the world as a client of the region: every lock, each waited for
   // at most the lock wait, marked with this client's tag so that the
   // manager frees them all if the checker dies (Txn::LockWorld).
+  if (lock_as->lock_wait_ms > kMaxLockWaitMs) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "a lock wait of " + std::to_string(lock_as->lock_wait_ms) +
+                      " ms is more than the online check allows (" +
+                      std::to_string(kMaxLockWaitMs) + " ms): every client waits meanwhile");
+  }
   c.checker_slot_ = lock_as->slot;
   store::Txn txn(r, lock_as->slot, lock_as->session, region::OpKind::kCheck);
   if (lock_as->lock_wait_ms != 0) txn.SetLockWait(lock_as->lock_wait_ms * 1'000'000);

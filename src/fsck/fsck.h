@@ -51,6 +51,9 @@ struct LockAs {
   uint64_t session;
   uint64_t lock_wait_ms = 0;  // per lock; 0: the region's lock wait
 };
+// The longest lock wait an online check takes (every client waits while
+// the checker holds the locks): an hour.
+inline constexpr uint64_t kMaxLockWaitMs = 3'600'000;
 
 // Offline (lock_as == nullptr): nothing may run on the region (no manager,
 // no client); locks found held are reported as interrupted operations.

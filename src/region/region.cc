@@ -663,6 +663,11 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
+  // Options that cannot make a region are refused before the file is
+  // touched: an existing region keeps its contents, and no file is sized
+  // (allocated, on tmpfs) for nothing. (Checked again below, with the size
+  // a device or a file that keeps its size gives.)
+  if (auto g = ComputeGeometry(o); !g.ok()) return g.status();
   struct stat before {};
   const bool existed = stat(path.c_str(), &before) == 0;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);

@@ -187,6 +187,29 @@ class CliTest : public ::testing::Test {
   uint16_t metrics_port_ = 0;
 };
 
+// A get whose write fails removes the output file it created, and only
+// that: a file that was there stays (so would /dev/full). The write fails
+// with EFBIG under a 1 KiB file size limit (SIGXFSZ ignored).
+TEST_F(CliTest, AFailedGetRemovesOnlyTheFileItCreated) {
+  ASSERT_EQ(Gismo({"put", "--name", "big", "-"}, std::string(64 << 10, 'b')).code, 0);
+  const std::string existing = TempPath("existing"), fresh = TempPath("fresh");
+  WriteFile(existing, "precious");
+  for (const std::string& path : {existing, fresh}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {"bash",      "-c",          "trap '' XFSZ; ulimit -f 1; exec \"$@\"",
+              "bash",      GISMO_CLI_BIN, "get",
+              "--name",    "big",         path,
+              "--address", mgr_.address()};
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    EXPECT_EQ(r.exit_code, 6) << path << ": " << r.output;
+    EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(access(existing.c_str(), F_OK), 0) << "a file that was there was removed";
+  EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "the partial file it created stays";
+  unlink(existing.c_str());
+}
+
 TEST_F(CliTest, PutGetRoundTripFromFileAndStdin) {
   std::string data(3 << 20, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 13));
@@ -997,6 +1020,33 @@ TEST(UsageTest, EveryProgramExitsTwoOnAUsageError) {
     o.argv = {bin, "--help"};
     r = gismo::testing::Run(o, 30);
     EXPECT_EQ(r.exit_code, 0) << bin << ": " << r.output;
+  }
+}
+
+// Integer options take plain decimal numbers in range (CLI11 alone reads
+// "010" as 8, "0x10" as 16, and "-1" as the largest unsigned value), and the
+// waits have upper bounds.
+TEST(UsageTest, IntegerOptionsAreDecimalAndInRange) {
+  const std::vector<std::vector<std::string>> bad = {
+      {GISMO_AGENT_BIN, "--node", "010"},
+      {GISMO_AGENT_BIN, "--node", "0x10"},
+      {GISMO_AGENT_BIN, "--node", "-1"},
+      {GISMO_AGENT_BIN, "--node", "99999999999999999999"},
+      {GISMO_AGENT_BIN, "--node", "1", "--kill-timeout-ms", "-1"},
+      {GISMO_CLI_BIN, "fence", "--node", "010"},
+      {GISMO_FSCK_BIN, "--online", "--lock-wait-ms", "-1"},
+      {GISMO_FSCK_BIN, "--online", "--lock-wait-ms", "3600001"},
+      {GISMO_MANAGER_BIN, "--region", "/dev/shm/never", "--lock-wait-ms", "0x10"},
+  };
+  for (const auto& argv : bad) {
+    gismo::testing::SpawnOptions o;
+    o.argv = argv;
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 30);
+    std::string cmd;
+    for (const auto& a : argv) cmd += " " + a;
+    EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.output;
+    EXPECT_NE(r.output.find("Run with --help"), std::string::npos) << cmd << ": " << r.output;
   }
 }
 

@@ -5,17 +5,60 @@
 #define GISMO_TOOLS_ARGS_PARSE_ARGS_H_
 
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdint>
 #include <optional>
+#include <string>
 
 namespace gismo::tools {
 
 // The status every gismo program exits with on a usage error.
 inline constexpr int kExitUsageError = 2;
 
+// CLI11 (2.1) reads integers with strtoll/strtoull in base 0, so "010" is 8
+// and "0x10" 16 (`gismo fence --node 010` would fence node 8), an unsigned
+// option takes "-1" as its largest value, and a 64-bit value out of range
+// saturates. Every integer option (type INT or UINT) of `app` and its
+// subcommands is checked first to be a plain decimal number in range:
+// digits, a '-' only where signed, no leading zero, no base prefix.
+inline void RequireDecimalIntegers(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    // The type, without the descriptions of validators CLI11 appends.
+    const std::string full = opt->get_type_name();
+    const std::string type = full.substr(0, full.find(':'));
+    const bool is_signed = type == "INT";
+    if (!is_signed && type != "UINT") continue;
+    opt->check(CLI::Validator(
+        [is_signed](std::string& v) -> std::string {
+          const char* begin = v.data();
+          const char* end = v.data() + v.size();
+          const char* digits = is_signed && begin != end && *begin == '-' ? begin + 1 : begin;
+          bool plain = digits != end && (*digits != '0' || digits + 1 == end);
+          for (const char* c = digits; plain && c != end; ++c) plain = *c >= '0' && *c <= '9';
+          if (!plain)
+            return "'" + v + "' is not a " + (is_signed ? "" : "non-negative ") + "decimal integer";
+          std::from_chars_result r;
+          if (is_signed) {
+            int64_t x = 0;
+            r = std::from_chars(begin, end, x);
+          } else {
+            uint64_t x = 0;
+            r = std::from_chars(begin, end, x);
+          }
+          return r.ec == std::errc() ? std::string() : "'" + v + "' is out of range";
+        },
+        "", "decimal"));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    RequireDecimalIntegers(*sub);
+  }
+}
+
 // Parses argv into `app`. Returns the status to exit with when the program
 // must stop here: 0 after --help (printed on stdout), kExitUsageError after a
 // bad option or value (CLI11's message on stderr); nullopt to go on.
 inline std::optional<int> ParseArgs(CLI::App& app, int argc, char** argv) {
+  RequireDecimalIntegers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -195,8 +195,9 @@ int main(int argc, char** argv) {
                  "killed if it maps it")
       ->capture_default_str();
   app.add_option("--kill-timeout-ms", o.kill_timeout_ms,
-                 "How long to wait for a killed process to exit")
-      ->capture_default_str();
+                 "How long to wait for a killed process to exit (at most an hour)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3'600'000));
   GISMO_PARSE_ARGS(app, argc, argv);
   if (o.manager.empty()) {
     auto def = gismo::protocol::DefaultAddress(/*create=*/false);

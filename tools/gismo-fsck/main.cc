@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   app.add_flag("--online", online, "Check online at $GISMO_ADDRESS (or the default socket)");
   app.add_option("--lock-wait-ms", lock_wait_ms,
                  "Online: give up (exit 3) when one lock stays busy this long (default: the "
-                 "region's lock wait)");
+                 "region's lock wait)")
+      ->check(CLI::Range(uint64_t{0}, gismo::fsck::kMaxLockWaitMs));
   app.add_flag("-q,--quiet", quiet, "Print problems only");
   app.add_flag("--json", json, "Print one JSON object (the report) instead of text");
   GISMO_PARSE_ARGS(app, argc, argv);

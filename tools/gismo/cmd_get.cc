@@ -60,17 +60,27 @@ int RunGet(GetArgs a) {
   if (to_stdout) {
     WriteAll(STDOUT_FILENO, buf->data(), buf->size(), "stdout");
   } else {
-    int fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // A write that fails removes the file only if this command created it:
+    // never a file that was there, nor a device (/dev/full).
+    bool created = true;
+    int fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST) {
+      created = false;
+      fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
     if (fd < 0) Fail(kExitLocalIo, "cannot create '" + a.file + "': " + std::strerror(errno));
+    auto discard = [&] {
+      if (created) unlink(a.file.c_str());
+    };
     try {
       WriteAll(fd, buf->data(), buf->size(), "'" + a.file + "'");
     } catch (const Error&) {
       close(fd);
-      unlink(a.file.c_str());
+      discard();
       throw;
     }
     if (close(fd) != 0) {
-      unlink(a.file.c_str());
+      discard();
       Fail(kExitLocalIo, "cannot write '" + a.file + "': " + std::strerror(errno));
     }
   }
