@@ -257,6 +257,12 @@ TEST_F(RegionTest, BadFormatOptionsTouchNoFile) {
   const std::string fresh = path_ + "-fresh";
   EXPECT_FALSE(Region::Format(fresh, bad).ok());
   EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "a file was left behind";
+  // Nor a device that is no device DAX (a block device's mapping faults
+  // past its end; /dev/zero's is private memory).
+  for (const char* device : {"/dev/null", "/dev/zero"}) {
+    auto d = Region::Format(device, o);
+    EXPECT_EQ(d.status().code(), GISMO_ERR_UNSUPPORTED) << device << ": " << d.status().ToString();
+  }
 }
 
 TEST_F(RegionTest, MissingFileAndTinySizes) {

@@ -688,6 +688,16 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   fstat(fd, &st);
   uint64_t dax_size = 0, align = 0;
   bool dax = DaxGeometry(st, &dax_size, &align);
+  if (!dax && !S_ISREG(st.st_mode)) {
+    // A block device or another character device has no size a mapping
+    // could be checked against (writes past its end fault), and Open
+    // refuses it.
+    close(fd);
+    return Status(GISMO_ERR_UNSUPPORTED,
+                  "cannot format '" + path +
+                      "': it is neither a regular file nor a device DAX node (regions live in "
+                      "files on tmpfs, hugetlbfs or a DAX file system, or on /dev/daxN.M)");
+  }
   // True when truncation emptied the file: its metadata areas read as zeros.
   bool emptied = false;
   if (dax) {
