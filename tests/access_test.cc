@@ -16,11 +16,15 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "fence/process.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "raw_peer.h"
+#include "region/layout.h"
+#include "region/region.h"
 #include "test_util.h"
 #include "testing/in_process_manager.h"
 #include "testing/process.h"
@@ -79,6 +83,48 @@ struct ScopedEnv {
 manager::ManagerOptions WithTcp(manager::ManagerOptions o) {
   o.listen.push_back("tcp:127.0.0.1:0");
   return o;
+}
+
+// Waits until `done()` holds, for at most 30 s; false if it never does.
+template <typename Pred>
+bool Eventually(Pred done) {
+  for (int i = 0; i < 30000; ++i) {
+    if (done()) return true;
+    usleep(1000);
+  }
+  return done();
+}
+
+// A kWait frame for `n` distinct ids (made from `salt`), with wait id `id`.
+std::vector<uint8_t> WaitFrame(uint32_t n, uint64_t id, uint8_t salt = 0) {
+  protocol::Writer w;
+  w.U32(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    gismo_id_t gid{};
+    std::memcpy(gid.bytes, &i, sizeof i);
+    gid.bytes[GISMO_ID_SIZE - 1] = salt;
+    w.Id(gid);
+  }
+  return w.Frame(MsgType::kWait, id);
+}
+
+// The next frame: its header, and its status if it is an error.
+Status NextFrame(RawPeer& peer, FrameHeader* h) {
+  std::vector<uint8_t> payload;
+  if (Status s = peer.Receive(h, &payload); !s.ok()) return s;
+  if (h->type != MsgType::kError) return Status();
+  protocol::Reader r(payload);
+  return protocol::DecodeError(r);
+}
+
+// A round trip through the manager's event loop that leaves nothing behind
+// (a peer speaking before its hello is refused): whatever the loop was
+// doing when it started is done when it returns.
+void RoundTrip(const std::string& address) {
+  RawPeer peer(address);
+  peer.ReadChallenge();
+  ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0))));
+  EXPECT_EQ(peer.ExpectError().code(), GISMO_ERR_PROTOCOL);
 }
 
 // ---- before admission --------------------------------------------------
@@ -408,6 +454,9 @@ TEST(BoundsTest, APeerThatDoesNotReadIsDisconnectedAtItsOutputLimit) {
   EXPECT_TRUE(c.ok()) << c.status().ToString();
 }
 
+// A wait over the bound is refused alone: an error frame answering that
+// wait (its request id), while the connection and the session stay, and a
+// wait within the bound is served.
 TEST(BoundsTest, WaitsOverTheLimitAreRefused) {
   manager::ManagerOptions o = InProcessManagerOptions();
   o.max_wait_ids = 100;
@@ -415,17 +464,110 @@ TEST(BoundsTest, WaitsOverTheLimitAreRefused) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer peer(mgr.address());
   peer.Hello(mgr.region_path());
-  protocol::Writer w;
-  w.U32(101);
-  for (int i = 0; i < 101; ++i) {
-    gismo_id_t id{};
-    id.bytes[0] = static_cast<uint8_t>(i);
-    w.Id(id);
-  }
-  ASSERT_TRUE(IsOk(peer.Send(w.Frame(MsgType::kWait, 5))));
-  Status s = peer.ExpectError();
+  ASSERT_TRUE(IsOk(peer.Send(WaitFrame(101, 5))));
+  FrameHeader h;
+  Status s = NextFrame(peer, &h);
+  EXPECT_EQ(h.type, MsgType::kError);
+  EXPECT_EQ(h.request_id, 5u);
   EXPECT_EQ(s.code(), GISMO_ERR_LIMIT) << s.ToString();
   EXPECT_NE(s.message().find("--max-wait-ids"), std::string::npos) << s.ToString();
+  ASSERT_TRUE(IsOk(peer.Send(WaitFrame(100, 6))));
+  ASSERT_TRUE(IsOk(NextFrame(peer, &h)));
+  EXPECT_EQ(h.type, MsgType::kWaitAck);
+  EXPECT_EQ(h.request_id, 6u);
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 1u);
+}
+
+// Two threads of one client whose blocking gets together pass the client's
+// bound: the second get fails with GISMO_ERR_LIMIT, and that is all. The
+// client stays connected (before, the refusal ended its session for good,
+// and a manager on its kernel would have killed it once it was suspected):
+// its first get is woken by the seals it waits for, and its next get is
+// served.
+TEST(BoundsTest, GetsOverTheWaitBoundFailAloneAndTheClientStays) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_wait_ids = 100;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  Client c = testing::MustConnect(mgr.address());
+  std::vector<ObjectId> first, second;
+  for (int i = 0; i < 60; ++i) {
+    first.push_back(ObjectId::Random());
+    second.push_back(ObjectId::Random());
+  }
+  Result<std::vector<Buffer>> got = Status(GISMO_ERR_TIMEOUT, "not yet");
+  std::thread waiter([&] { got = c.Get(first, 60000); });
+  // The first get's wait is registered (raised before its ack).
+  ASSERT_TRUE(
+      Eventually([&] { return testing::ReadShared(**region, (*region)->sb().waiters) == 1; }));
+  auto refused = c.Get(second, 60000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), GISMO_ERR_LIMIT) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("--max-wait-ids"), std::string::npos)
+      << refused.status().ToString();
+  Client producer = testing::MustConnect(mgr.address());
+  for (const ObjectId& id : first) ASSERT_TRUE(IsOk(producer.Put(id, "sealed")));
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  for (const Buffer& b : *got) EXPECT_TRUE(b.valid());
+  ASSERT_TRUE(IsOk(producer.Put(second[0], "sealed")));
+  auto next = c.Get(second[0], 60000);
+  EXPECT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(mgr.stats().clients_reattached.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(mgr.stats().peers_refused.load(std::memory_order_relaxed), 0u);
+}
+
+// Waits and subscriptions are a client's: a node agent's are refused, each
+// alone, and hold nothing. An agent replaced by a newer one of its node (a
+// hello as the agent of the same node) holds nothing either, however often
+// that is repeated: a client may still wait for the whole bound, and the
+// region's counters say no one else waits or subscribes. (Before, each
+// replaced agent's wait stayed counted for ever, and one such wait filled
+// the bound of all clients.)
+TEST(BoundsTest, AgentsHoldNoWaitsAndAReplacedAgentLeavesNothingCounted) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_wait_ids = 100;
+  o.max_total_wait_ids = 100;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  std::vector<std::unique_ptr<RawPeer>> agents;
+  for (uint64_t i = 0; i < 3; ++i) {
+    agents.push_back(std::make_unique<RawPeer>(mgr.address()));
+    RawPeer& agent = *agents.back();
+    agent.SetNode(7);
+    agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+    agent.ReadAccess();
+    agent.ReadWelcome();
+    if (i > 0) {
+      EXPECT_TRUE(agents[i - 1]->ClosedByManager()) << "a replaced agent stays";
+    }
+    ASSERT_TRUE(IsOk(agent.Send(WaitFrame(100, 10 + i))));
+    ASSERT_TRUE(IsOk(agent.Send(protocol::Writer().Frame(MsgType::kSubscribe, 20 + i))));
+    FrameHeader h;
+    Status s = NextFrame(agent, &h);
+    EXPECT_EQ(h.type, MsgType::kError);
+    EXPECT_EQ(h.request_id, 10 + i);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL) << s.ToString();
+    EXPECT_NE(s.message().find("node agent"), std::string::npos) << s.ToString();
+    s = NextFrame(agent, &h);
+    EXPECT_EQ(h.type, MsgType::kError);
+    EXPECT_EQ(h.request_id, 20 + i);
+    EXPECT_EQ(s.code(), GISMO_ERR_PROTOCOL) << s.ToString();
+  }
+  EXPECT_EQ(testing::ReadShared(**region, (*region)->sb().waiters), 0u);
+  EXPECT_EQ(testing::ReadShared(**region, (*region)->sb().subscribers), 0u);
+  RawPeer client(mgr.address());
+  client.Hello(mgr.region_path());
+  ASSERT_TRUE(IsOk(client.Send(WaitFrame(100, 30))));
+  FrameHeader h;
+  Status s = NextFrame(client, &h);
+  EXPECT_TRUE(IsOk(s));
+  EXPECT_EQ(h.type, MsgType::kWaitAck);
+  EXPECT_EQ(testing::ReadShared(**region, (*region)->sb().waiters), 1u);
 }
 
 // More connections than the manager takes, none of them admitted: the
@@ -496,6 +638,155 @@ TEST(BoundsTest, OutOfDescriptorsRealClientsAreStillServed) {
   EXPECT_GT(mgr.stats().accept_errors.load(std::memory_order_relaxed), 0u);
   kill(flood, SIGKILL);
   waitpid(flood, nullptr, 0);
+}
+
+// A client whose connection closed re-attaches even when the manager
+// first turns it away for a passing reason (GISMO_ERR_LIMIT: at its
+// connection limit, "try again later"): it tries again, as after a failed
+// connect, and gets in once there is room. (Before, any refusal ended the
+// re-attach, and the client was lost for good.)
+TEST(BoundsTest, AReattachRefusedForNowIsTriedAgain) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.reattach_ms = 60000;  // the next manager's window for re-attaching
+  InProcessManager first(o);
+  ASSERT_TRUE(IsOk(first.Start()));
+  Client c = testing::MustConnect(first.address());
+  first.Stop();  // c's connection closes: it tries to re-attach
+  // The next manager of the region serves one connection, and a peer takes
+  // it first, through an address of its own (so c cannot come first).
+  manager::ManagerOptions o2 = o;
+  o2.skip_host_lock = true;  // `first` holds the host's lock until destroyed
+  const std::string side = testing::FreshPath("/tmp/" + testing::UniqueName("side") + ".sock");
+  o2.listen = {"unix:" + side};
+  o2.max_connections = 1;
+  InProcessManager second(o2);
+  ASSERT_TRUE(IsOk(second.Start()));
+  auto peer = std::make_unique<RawPeer>(second.address());
+  peer->Hello(second.region_path());
+  // Now c's address leads to the second manager, which refuses it.
+  ASSERT_EQ(rename(side.c_str(), first.address().substr(5).c_str()), 0) << strerror(errno);
+  ASSERT_TRUE(
+      Eventually([&] { return second.stats().peers_refused.load(std::memory_order_relaxed) > 0; }));
+  peer.reset();  // room for c
+  ASSERT_TRUE(Eventually(
+      [&] { return second.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
+  // A lost client's get would fail with GISMO_ERR_CONNECTION.
+  auto missing = c.Get(ObjectId::Random(), 10);
+  EXPECT_EQ(missing.status().code(), GISMO_ERR_TIMEOUT) << missing.status().ToString();
+}
+
+// ---- what a peer's claim can make the manager kill ---------------------
+
+// The identity a client claims at its hello (doc/failure.md), as a process
+// of this kernel: `pid`, with its start time as anyone reads it in /proc.
+fence::ProcessIdentity ClaimOf(pid_t pid) {
+  fence::ProcessIdentity who = fence::Lookup(pid);
+  EXPECT_NE(who.start_time, 0u);
+  return who;
+}
+
+// A child of this process that maps what this process maps (the in-process
+// manager's region among it) and waits to be killed.
+pid_t ForkSleeper() {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (;;) pause();
+  }
+  return pid;
+}
+
+// How `pid` ended after this process sends it SIGTERM: SIGKILL if a SIGKILL
+// reached it first.
+int EndedBy(pid_t pid) {
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+// A TCP client of the manager's kernel, suspected: its connection closes and
+// it does not re-attach. Its pid is only its word (a TCP peer has no
+// SO_PEERCRED) and the manager kills the process it names only if that
+// process maps the region, as a node agent checks: a client claiming
+// another program's identity has that program left alone; one naming a
+// process that maps the region has it killed. Returns when the manager has
+// suspected it (and so decided).
+void SuspectTcpClientClaiming(InProcessManager& mgr, pid_t pid) {
+  const uint64_t suspected = mgr.stats().clients_suspected.load(std::memory_order_relaxed);
+  {
+    RawPeer liar(mgr.listen_addresses()[1]);
+    liar.SetIdentity(ClaimOf(pid));
+    liar.Hello(mgr.region_path());
+  }
+  ASSERT_TRUE(Eventually(
+      [&] { return mgr.stats().clients_suspected.load(std::memory_order_relaxed) > suspected; }));
+  RoundTrip(mgr.address());  // the manager's handling of the suspect is over
+}
+
+manager::ManagerOptions LocalFenceOptions() {
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  o.local_fence = true;  // only processes named by TCP claims are at stake
+  o.reattach_ms = 50;
+  o.lease_ms = 0;
+  return o;
+}
+
+TEST(FenceClaimTest, ATcpClientCannotGetAnotherProgramKilled) {
+  // Started before the manager: it maps no region.
+  testing::Process victim;
+  testing::SpawnOptions so;
+  so.argv = {"sleep", "600"};
+  so.parent_death_signal = SIGKILL;
+  ASSERT_TRUE(victim.Start(so)) << victim.error();
+  InProcessManager mgr(LocalFenceOptions());
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  SuspectTcpClientClaiming(mgr, victim.pid());
+  const int status = victim.KillAndWait(SIGTERM);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)
+      << "the manager killed a program that does not map its region";
+}
+
+TEST(FenceClaimTest, ATcpClientOfThisKernelThatMapsTheRegionIsKilled) {
+  InProcessManager mgr(LocalFenceOptions());
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  const pid_t client = ForkSleeper();  // maps the region, as this process does
+  ASSERT_GT(client, 0);
+  SuspectTcpClientClaiming(mgr, client);
+  EXPECT_EQ(EndedBy(client), SIGKILL) << "the suspect was not killed";
+}
+
+// The identities a previous manager left in the region's slots are claims
+// too (anyone who maps the region can write them): the next manager kills
+// only a process that maps the region.
+TEST(FenceClaimTest, AnIdentityLeftInTheRegionCannotGetAnotherProgramKilled) {
+  testing::Process victim;
+  testing::SpawnOptions so;
+  so.argv = {"sleep", "600"};
+  so.parent_death_signal = SIGKILL;
+  ASSERT_TRUE(victim.Start(so)) << victim.error();
+  manager::ManagerOptions o = LocalFenceOptions();
+  InProcessManager first(o);
+  ASSERT_TRUE(IsOk(first.Start()));
+  first.Stop();
+  {
+    auto region = region::Region::Open(o.region_path);
+    ASSERT_TRUE(region.ok()) << region.status().ToString();
+    region::ClientSlotHeader& h = (*region)->slot(1);
+    const fence::ProcessIdentity::Words w = ClaimOf(victim.pid()).ToWords();
+    for (int k = 0; k < 4; ++k) h.identity[k].store(w[k], std::memory_order_relaxed);
+    h.client_id.store(99, std::memory_order_relaxed);
+    h.state.store(region::PackSlotState(region::SlotState::kActive, 1), std::memory_order_seq_cst);
+  }
+  o.skip_host_lock = true;  // `first` holds the host's lock until destroyed
+  InProcessManager second(o);
+  ASSERT_TRUE(IsOk(second.Start()));
+  // It waits for the slot's client to re-attach, then suspects it.
+  ASSERT_TRUE(Eventually(
+      [&] { return second.stats().clients_suspected.load(std::memory_order_relaxed) > 0; }));
+  RoundTrip(second.address());
+  const int status = victim.KillAndWait(SIGTERM);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)
+      << "the manager killed a program that does not map its region";
 }
 
 // ---- files and modes ---------------------------------------------------

@@ -8,10 +8,12 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "fence/process.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "region/region.h"
@@ -36,6 +38,13 @@ class RawPeer {
   RawPeer& operator=(const RawPeer&) = delete;
 
   int fd() const { return fd_; }
+  // What the next hello says besides the defaults: the node, and the
+  // process identity claimed (fence::ProcessIdentity words; none if unset).
+  void SetNode(uint32_t node) { hello_.node_id = node; }
+  void SetIdentity(const fence::ProcessIdentity& who) {
+    const fence::ProcessIdentity::Words w = who.ToWords();
+    std::copy(w.begin(), w.end(), hello_.identity);
+  }
   Status Send(const std::vector<uint8_t>& frame) {
     return protocol::SendAll(fd_, frame.data(), frame.size());
   }

@@ -145,8 +145,10 @@ class ClientImpl {
   // for its ack: after that every seal or name change of those ids wakes
   // state_cv_ (waits are the manager's memory, so a re-attach needs a new
   // registration; a send that fails means a re-attach, which wakes us).
-  void RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
-                    uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline);
+  // The manager's refusal of this wait (GISMO_ERR_LIMIT: over its bound on
+  // waits), which ends the wait but not the session, is returned.
+  Status RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
+                      uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline);
   // Forgets wait `wait_id` here and at the manager.
   void EndWait(uint64_t wait_id);
   void ReceiverLoop();
@@ -185,6 +187,13 @@ class ClientImpl {
   uint64_t connection_epoch_ = 0;  // +1 at every re-attach
   bool connection_down_ = false;   // from a broken connection to the re-attach
   std::map<uint64_t, Status> fence_replies_;
+  // Requests (waits, fence orders) sent and not yet done with, and the
+  // manager's refusals of some of them: an Error frame with a nonzero
+  // request id answers that request alone (one with id 0 ends the session).
+  // A refusal is kept only for an open request, so the manager cannot make
+  // this map grow.
+  std::set<uint64_t> open_requests_;
+  std::map<uint64_t, Status> request_errors_;
   bool bye_ = false;
   std::string lost_reason_;
   // Set once (StoreRelease), under state_mu_, after lost_reason_; read with

@@ -279,7 +279,8 @@ void ClientImpl::ShutdownConnection() {
 // unsealed objects live in the region, and object operations need no
 // manager. It re-attaches (to the same manager, or a new one on the same
 // address) for as long as its session is live there; a manager that has
-// suspected it refuses, and only then is the client lost.
+// suspected it refuses, and only then is the client lost. Failed connects
+// and refusals that only say "not now" are retried, backing off to 500 ms.
 bool ClientImpl::Reattach(std::string* why) {
   uint32_t backoff_ms = 10;
   while (!LoadAcquire(closing_)) {
@@ -317,7 +318,12 @@ bool ClientImpl::Reattach(std::string* why) {
         return true;
       }
       close(*fd);
-      if (refused) {
+      // A refusal for a passing condition (the manager at its connection
+      // limit, or out of room for peers waiting for admission: LIMIT;
+      // this handshake too slow: TIMEOUT) is tried again like a failed
+      // connect; any other (its session has ended, a wrong key or region)
+      // stands.
+      if (refused && !protocol::RetryableRefusal(s)) {
         *why = s.message();
         return false;
       }

@@ -74,15 +74,31 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
     if (Status s = WriteBackFencedHere(order, &note); !s.ok()) return s;
   }
   const uint64_t id = IncrementRelaxed(next_request_);
-  if (Status s = Send(protocol::EncodeFenceOrder(id, order)); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    open_requests_.insert(id);
+  }
+  Status sent = Send(protocol::EncodeFenceOrder(id, order));
   std::unique_lock<std::mutex> lk(state_mu_);
+  // Whatever the outcome, the request is done with here.
+  struct Done {
+    ClientImpl* c;
+    uint64_t id;
+    ~Done() {
+      c->open_requests_.erase(id);
+      c->request_errors_.erase(id);
+      c->fence_replies_.erase(id);
+    }
+  } done_with{this, id};
+  if (!sent.ok()) return sent;
   const bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs), [&] {
-    return fence_replies_.count(id) > 0 || LoadAcquire(lost_);
+    return fence_replies_.count(id) > 0 || request_errors_.count(id) > 0 || LoadAcquire(lost_);
   });
   if (!done) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer the fence order");
+  // The manager refused the order itself (a malformed one).
+  if (auto e = request_errors_.find(id); e != request_errors_.end()) return e->second;
   if (!fence_replies_.count(id)) return Status(GISMO_ERR_CONNECTION, "lost the manager");
   Status r = fence_replies_[id];
-  fence_replies_.erase(id);
   if (r.code() != GISMO_OK) return r;
   *what = r.message() + note;
   return Status();

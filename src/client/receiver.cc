@@ -110,6 +110,12 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
       case MsgType::kError: {
         protocol::Reader rd(*payload);
         Status err = protocol::DecodeError(rd);
+        // A nonzero request id: the manager refuses that request only (a
+        // wait over its bound), and the session goes on.
+        if (h.request_id != 0) {
+          if (open_requests_.count(h.request_id)) request_errors_[h.request_id] = std::move(err);
+          break;
+        }
         *why = err.message();
         state_cv_.notify_all();
         return true;

@@ -62,30 +62,36 @@ bool ClientImpl::WaitOnState(std::unique_lock<std::mutex>& lk,
   return state_cv_.wait_until(lk, deadline, pred);
 }
 
-void ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
-                              uint64_t* registered_epoch,
-                              std::chrono::steady_clock::time_point deadline) {
+Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
+                                uint64_t* registered_epoch,
+                                std::chrono::steady_clock::time_point deadline) {
   uint64_t epoch;
   {
     std::lock_guard<std::mutex> lk(state_mu_);
     epoch = connection_epoch_;
+    open_requests_.insert(wait_id);  // until EndWait
   }
-  if (epoch == *registered_epoch) return;
+  if (epoch == *registered_epoch) return Status();
   *registered_epoch = epoch;
   protocol::Writer w;
   w.U32(static_cast<uint32_t>(ids.size()));
   for (const gismo_id_t& id : ids) w.Id(id);
-  if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return;
+  if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return Status();
   std::unique_lock<std::mutex> lk(state_mu_);
   WaitOnState(lk, deadline, [&] {
-    return acked_waits_.count(wait_id) > 0 || LoadAcquire(lost_) || connection_epoch_ != epoch;
+    return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
+           LoadAcquire(lost_) || connection_epoch_ != epoch;
   });
+  if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
+  return Status();
 }
 
 void ClientImpl::EndWait(uint64_t wait_id) {
   {
     std::lock_guard<std::mutex> lk(state_mu_);
     acked_waits_.erase(wait_id);
+    open_requests_.erase(wait_id);
+    request_errors_.erase(wait_id);
   }
   if (!LoadAcquire(lost_)) {
     protocol::Writer c;
@@ -182,7 +188,13 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
   for (size_t i : pending) waited.push_back(ids[i]);
   Status result;
   for (;;) {
-    RegisterWait(wait_id, waited, &registered_epoch, deadline);
+    if (Status refused = RegisterWait(wait_id, waited, &registered_epoch, deadline);
+        !refused.ok()) {
+      result = refused;
+      std::lock_guard<std::mutex> op(op_mu_);
+      release_taken();
+      break;
+    }
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lk(state_mu_);
@@ -259,7 +271,10 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
   const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
   for (;;) {
-    RegisterWait(wait_id, watch, &registered_epoch, deadline);
+    if (Status refused = RegisterWait(wait_id, watch, &registered_epoch, deadline); !refused.ok()) {
+      result = refused;
+      break;
+    }
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lk(state_mu_);

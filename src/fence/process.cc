@@ -166,6 +166,21 @@ bool ProvenGone(const ProcessIdentity& who, int wait_ms) {
   return gone;
 }
 
+Status MapsRegion(pid_t pid, const std::string& region_path) {
+  struct stat rs {};
+  if (stat(region_path.c_str(), &rs) != 0) {
+    return Status(GISMO_ERR_IO,
+                  "cannot stat region '" + region_path + "': " + std::strerror(errno));
+  }
+  if (!MapsFile(pid, rs.st_dev, rs.st_ino)) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "pid " + std::to_string(pid) + " does not map the region '" + region_path +
+                      "' (or its /proc/" + std::to_string(pid) +
+                      "/maps cannot be read); refusing to kill a process that is not its client");
+  }
+  return Status();
+}
+
 Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string& region_path,
                                   int timeout_ms) {
   const ProcessIdentity me = Self();
@@ -204,16 +219,11 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
                       "is still " +
                       who.ToString() + "; not killed");
   }
-  struct stat rs {};
-  if (stat(region_path.c_str(), &rs) != 0) {
-    return Status(GISMO_ERR_IO,
-                  "cannot stat region '" + region_path + "': " + std::strerror(errno));
-  }
-  if (!MapsFile(pid, rs.st_dev, rs.st_ino)) {
-    if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  who.ToString() + " does not map the region '" + region_path +
-                      "'; refusing to kill a process that is not its client");
+  if (Status maps = MapsRegion(pid, region_path); !maps.ok()) {
+    if (maps.code() == GISMO_ERR_INVALID_ARGUMENT && PidfdExited(pidfd, 0)) {
+      return FenceOutcome::kWasGone;
+    }
+    return Status(maps.code(), who.ToString() + ": " + maps.message());
   }
   if (!SignalPidfd(pidfd, SIGKILL) && errno != ESRCH) {
     return Status(GISMO_ERR_IO, std::string("pidfd_send_signal: ") + std::strerror(errno));

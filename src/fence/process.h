@@ -64,6 +64,19 @@ bool PidfdExited(int pidfd, int timeout_ms = 0);
 // for a process that is exiting (its sockets close before it has exited).
 bool ProvenGone(const ProcessIdentity& who, int wait_ms = 0);
 
+// Whether process `pid` of this PID namespace maps the region file
+// `region_path` (the device and inode stat(2) gives for it, as
+// /proc/PID/maps shows them): OK if it does. INVALID_ARGUMENT, naming it, if
+// it does not or its maps cannot be read (another user's, or a
+// non-dumpable process); IO if the region cannot be stat'ed. Every fencer
+// asks this before it kills: a pid that a peer claimed (a hello's identity,
+// a slot's words) may name any process of the kernel, and only one that
+// maps the region can be a client of it. The answer is about the process
+// that holds `pid` now: the caller pins the process it means with a pidfd
+// first and kills through that pidfd, so that if its process has exited
+// since (and the pid names another), the kill hits nothing.
+Status MapsRegion(pid_t pid, const std::string& region_path);
+
 enum class FenceOutcome {
   kWasGone,  // the process had already exited (or its pid is another's now)
   kKilled,   // it was running (or stopped); SIGKILLed and seen to exit
@@ -72,8 +85,8 @@ enum class FenceOutcome {
 // Proves that the process `who` can never run again, from a fencer on the
 // same kernel and PID namespace: if it still runs, kills it (SIGKILL through
 // a pidfd) and waits up to `timeout_ms` to see it exit. Before it kills, it
-// checks that the process maps the region file `region_path` (same device
-// and inode), so a wrong or hostile pid claim cannot kill another program.
+// checks that the process maps the region file `region_path` (MapsRegion),
+// so a wrong or hostile pid claim cannot kill another program.
 // UNSUPPORTED: `who` lives in another kernel or namespace. BUSY: it did not
 // exit in time. PERMISSION-style failures and a process that does not map
 // the region come back as INVALID_ARGUMENT with the reason.

@@ -119,9 +119,14 @@ struct Member {
   Phase phase = Phase::kConnected;
   uint64_t deadline_ns = 0;
   // Same kernel and PID namespace as the manager, with its process pinned by
-  // a pidfd: the manager fences it itself.
+  // a pidfd (of pid `pinned_pid` here): the manager fences it itself, by a
+  // SIGKILL through the pidfd if the process maps the region
+  // (fence::MapsRegion), else as a client of another node is fenced
+  // (`local_kill_refused`).
   std::shared_ptr<asio::posix::stream_descriptor> pidfd;
+  pid_t pinned_pid = 0;
   bool killed = false;
+  bool local_kill_refused = false;
   uint64_t agent_request = 0;  // outstanding FenceProcess order (0: none)
   uint64_t probe_request = 0;  // outstanding probe of a detached member
   uint64_t agent_deadline_ns = 0;
@@ -277,12 +282,25 @@ class Manager::Impl {
   void NotifySubscribers();
   std::set<std::shared_ptr<Session>> subscribers_;
   void DropWaits(const std::shared_ptr<Session>& s);
-  // Closes a member's connection and forgets it, with its waits; the member
-  // itself (slot, session, phase) is the caller's to change.
+  // Closes a connection and releases everything it holds: its waits
+  // (waits_by_id_, total_wait_ids_, the shards' and the superblock's
+  // `waiters`), its subscription (subscribers_, the superblock's
+  // `subscribers`) and its place in sessions_. Every path that drops a
+  // session ends here (OnClosed, a member's session ended, an agent
+  // displaced by a newer one or whose node is fenced, Shutdown), so nothing
+  // a closed session held stays counted; a session's later read failure
+  // finds it gone from sessions_ and does nothing. What the session meant
+  // to others (a member's phase, agents_) is the caller's to change.
+  void EndSession(const std::shared_ptr<Session>& s);
+  // Ends a member's connection (EndSession) after unbinding it from its
+  // slot; the member itself (slot, session, phase) is the caller's.
   void CloseMemberSession(const std::shared_ptr<Session>& s);
+  // A warning line, at most one a second; the rest are counted and summed up
+  // by Tick (a flood of refusals must not become a flood of log lines).
+  void WarnRateLimited(const std::string& line);
 
   // --- the failure model ---
-  void WatchProcess(Member& m, int pidfd);
+  void WatchProcess(Member& m, int pidfd, pid_t pid);
   void ArmProcessWatch(Member& m);
   void TryWatchLocal(Member& m, const std::shared_ptr<Session>& s);
   void PostProcessGone(const Member& m);
@@ -915,8 +933,9 @@ void Manager::Impl::AdoptSlotsOfPreviousManager() {
 
 // --- the failure model ------------------------------------------------------
 
-void Manager::Impl::WatchProcess(Member& m, int pidfd) {
+void Manager::Impl::WatchProcess(Member& m, int pidfd, pid_t pid) {
   m.pidfd = std::make_shared<asio::posix::stream_descriptor>(io_, pidfd);
+  m.pinned_pid = pid;
   ArmProcessWatch(m);
 }
 
@@ -961,6 +980,10 @@ void Manager::Impl::PostProcessGone(const Member& m) {
 // Pins the member's process with a pidfd when it runs in this kernel and
 // PID namespace: proven by the kernel for a Unix-socket peer (SO_PEERCRED),
 // else by its claimed identity (same boot id, namespace, and start time).
+// A claimed identity (a TCP client's hello, or the words a previous manager
+// left in the slot) is only the peer's word, and a start time is readable by
+// anyone in /proc/PID/stat: pinning proves nothing about whose process it
+// is, so AdvanceFencing kills a pinned process only if it maps the region.
 void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) {
   if (m.pidfd) return;
   pid_t pid = s ? s->PeerPid() : 0;
@@ -996,7 +1019,7 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
       return;
     }
   }
-  WatchProcess(m, fd);
+  WatchProcess(m, fd, pid);
 }
 
 bool Manager::Impl::LeftInRegion(const Member& m) const {
@@ -1069,10 +1092,20 @@ void Manager::Impl::AdvanceFencing(Member& m) {
   const uint64_t now = MonotonicNs();
   // Its process may be gone already (and reaped, so no pidfd could pin it).
   if (!m.pidfd && fence::ProvenGone(m.identity)) return Fenced(m, FenceReason::kProcessGone);
-  if (m.pidfd && opt_.local_fence) {
+  if (m.pidfd && opt_.local_fence && !m.local_kill_refused) {
     if (!m.killed) {
       // Pinned by the pidfd: this is its process, not a reuse of its pid.
-      if (fence::SignalPidfd(m.pidfd->native_handle(), SIGKILL) || errno == ESRCH) {
+      // Killed only if it maps the region, as a node agent checks
+      // (fence::FenceProcess): its pid may be a peer's claim, naming any
+      // process of this kernel. Should the pinned process have exited
+      // since, the check reads another's maps, and the kill through the
+      // pidfd hits nothing.
+      if (Status maps = fence::MapsRegion(m.pinned_pid, region_->path()); !maps.ok()) {
+        if (fence::PidfdExited(m.pidfd->native_handle())) return;  // the watch fences it
+        m.local_kill_refused = true;
+        spdlog::warn("{}: not killed: {}; it is fenced as a client of another node", m.describe,
+                     maps.message());
+      } else if (fence::SignalPidfd(m.pidfd->native_handle(), SIGKILL) || errno == ESRCH) {
         m.killed = true;
         spdlog::warn(
             "{}: killed it (it runs on the manager's own kernel); recovery follows "
@@ -1080,7 +1113,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
             m.describe);
       }
     }
-    return;  // WatchProcess fences it when it has exited
+    if (!m.local_kill_refused) return;  // WatchProcess fences it when it has exited
   }
   if (m.agent_request == 0 && !m.agent_failed) {
     m.agent_request = AskAgent(m, /*probe_only=*/false);
@@ -1147,10 +1180,7 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
     if (it != members_.end()) Fenced(it->second, reason);
   }
   if (auto it = agents_.find(node); it != agents_.end()) {
-    if (auto a = it->second.lock()) {
-      a->Close();
-      sessions_.erase(a);
-    }
+    if (auto a = it->second.lock()) EndSession(a);
     agents_.erase(it);
   }
 }
@@ -1446,6 +1476,21 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       h.type != MsgType::kProof) {
     return Refuse(s, Status(GISMO_ERR_PROTOCOL, "say hello first"), "spoke before hello");
   }
+  // Waits and subscriptions are a client's (they cost the manager memory
+  // and raise counters in the region that clients read): a node agent, or a
+  // client after its goodbye, gets a per-request error, and holds nothing.
+  if ((h.type == MsgType::kWait || h.type == MsgType::kSubscribe) && s->slot == 0) {
+    s->Send(protocol::EncodeError(
+        h.request_id,
+        Status(GISMO_ERR_PROTOCOL,
+               std::string(h.type == MsgType::kWait ? "waiting for objects"
+                                                    : "subscribing to events") +
+                   " is for clients; this connection is " +
+                   (s->agent_node >= 0 ? "a node agent's" : "no client's (it said goodbye)"))));
+    WarnRateLimited("refused a " + std::string(h.type == MsgType::kWait ? "wait" : "subscription") +
+                    " of " + s->Describe() + ": it is not a client");
+    return;
+  }
   switch (h.type) {
     case MsgType::kHello:
       return HandleHello(s, r);
@@ -1502,18 +1547,21 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
 void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
                            const std::string& log) {
   IncrementRelaxed(stats_.peers_refused);
-  // A flood of refusals must not become a flood of log lines: one a second,
-  // the rest counted (and summed up by Tick).
+  WarnRateLimited("refused " + s->Describe() + ": " + log);
+  // Request id 0: the session ends (a nonzero id would answer one request).
+  s->Send(protocol::EncodeError(0, why));
+  OnClosed(s, log);
+}
+
+void Manager::Impl::WarnRateLimited(const std::string& line) {
   const uint64_t now = MonotonicNs();
   if (now - last_refusal_log_ns_ >= 1000 * kMs) {
     last_refusal_log_ns_ = now;
-    spdlog::warn("refused {}: {}", s->Describe(), log);
+    spdlog::warn("{}", line);
   } else {
     ++refusals_unlogged_;
-    spdlog::debug("refused {}: {}", s->Describe(), log);
+    spdlog::debug("{}", line);
   }
-  s->Send(protocol::EncodeError(0, why));
-  OnClosed(s, log);
 }
 
 void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Reader& r) {
@@ -1704,8 +1752,9 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
   s->agent_node = hello.node_id;
   if (auto it = agents_.find(hello.node_id); it != agents_.end()) {
     if (auto old = it->second.lock(); old && old != s) {
-      old->Close();
-      sessions_.erase(old);
+      spdlog::warn("{} is replaced by a new agent of node {} ({})", old->Describe(), hello.node_id,
+                   s->Describe());
+      EndSession(old);
     }
   }
   agents_[hello.node_id] = s;
@@ -1723,23 +1772,33 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
 void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_id,
                                protocol::Reader& r) {
   uint32_t n = r.U32();
-  if (!r.ok() || n > (1u << 20) || r.remaining() < uint64_t{n} * GISMO_ID_SIZE) {
-    s->Send(protocol::EncodeError(wait_id, Status(GISMO_ERR_PROTOCOL, "malformed wait")));
+  // Wait id 0 is malformed too: an error frame with request id 0 ends a
+  // session, so a refusal of that wait could not be told from it.
+  if (!r.ok() || wait_id == 0 || n > (1u << 20) || r.remaining() < uint64_t{n} * GISMO_ID_SIZE) {
+    // A broken peer: the session ends (request id 0).
+    s->Send(protocol::EncodeError(0, Status(GISMO_ERR_PROTOCOL, "malformed wait")));
     return OnClosed(s, "malformed wait");
   }
   if (s->waits.count(wait_id)) return;
   // Every registered id costs the manager memory: bounded per client and
-  // in total.
+  // in total. A wait beyond is refused alone (an error frame with its wait
+  // id: the client's get fails with GISMO_ERR_LIMIT); the session and its
+  // connection stay, since threads of one client, or clients together, may
+  // pass the bound without anyone misbehaving.
   const uint64_t cost = std::max<uint32_t>(n, 1);
   if (s->wait_ids + cost > opt_.max_wait_ids || total_wait_ids_ + cost > opt_.max_total_wait_ids) {
     const bool mine = s->wait_ids + cost > opt_.max_wait_ids;
     const std::string why =
-        mine
-            ? "this client waits for more than " + std::to_string(opt_.max_wait_ids) +
-                  " ids at once (gismo-manager --max-wait-ids)"
-            : "all clients together wait for more than " + std::to_string(opt_.max_total_wait_ids) +
-                  " ids (gismo-manager --max-total-wait-ids)";
-    return Refuse(s, Status(GISMO_ERR_LIMIT, why), "wait over its limit: " + why);
+        "the manager refused to wait for " + std::to_string(n) + " more ids: " +
+        (mine ? "this client would wait for more than " + std::to_string(opt_.max_wait_ids) +
+                    " ids at once (gismo-manager --max-wait-ids)"
+              : "all clients together would wait for more than " +
+                    std::to_string(opt_.max_total_wait_ids) +
+                    " ids (gismo-manager --max-total-wait-ids)") +
+        "; get fewer objects at once, or get them with timeout 0";
+    s->Send(protocol::EncodeError(wait_id, Status(GISMO_ERR_LIMIT, why)));
+    WarnRateLimited("refused a wait of " + s->Describe() + ": " + why);
+    return;
   }
   s->wait_ids += cost;
   total_wait_ids_ += cost;
@@ -1791,10 +1850,15 @@ void Manager::Impl::PublishCounter(const region::Word& w) const {
 }
 
 void Manager::Impl::CloseMemberSession(const std::shared_ptr<Session>& s) {
-  DropWaits(s);
   s->slot = 0;
+  EndSession(s);
+}
+
+void Manager::Impl::EndSession(const std::shared_ptr<Session>& s) {
+  DropWaits(s);
   s->Close();
   sessions_.erase(s);
+  stats_.connections.store(sessions_.size(), std::memory_order_relaxed);
 }
 
 void Manager::Impl::DropWaits(const std::shared_ptr<Session>& s) {
@@ -1850,9 +1914,7 @@ void Manager::Impl::OnClosed(const std::shared_ptr<Session>& s, const std::strin
     }
     s->slot = 0;
   }
-  s->Close();
-  sessions_.erase(s);
-  stats_.connections.store(sessions_.size(), std::memory_order_relaxed);
+  EndSession(s);
 }
 
 void Manager::Impl::Tick() {
@@ -1883,7 +1945,8 @@ void Manager::Impl::Tick() {
       }
     }
     if (refusals_unlogged_ > 0 && now - last_refusal_log_ns_ >= 1000 * kMs) {
-      spdlog::warn("refused {} more peer(s) (see --log-level debug)", refusals_unlogged_);
+      spdlog::warn("refused {} more peer(s) or request(s) (see --log-level debug)",
+                   refusals_unlogged_);
       refusals_unlogged_ = 0;
       last_refusal_log_ns_ = now;
     }
@@ -2065,10 +2128,8 @@ void Manager::Impl::Shutdown() {
   tick_.cancel();
   signals_.cancel(ec);
   for (const auto& s : std::vector<std::shared_ptr<Session>>(sessions_.begin(), sessions_.end())) {
-    DropWaits(s);
-    s->Close();
+    EndSession(s);
   }
-  sessions_.clear();
   for (auto& [slot, m] : members_) m.pidfd.reset();
   StopHelpers();
   // Clients keep their slots and re-attach to the next manager; sealed

@@ -36,6 +36,10 @@ Result<std::optional<Key>> KeyFromEnv() {
   return std::optional<Key>(std::move(*key));
 }
 
+bool RetryableRefusal(const Status& s) {
+  return s.code() == GISMO_ERR_LIMIT || s.code() == GISMO_ERR_TIMEOUT;
+}
+
 Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload) {
   pollfd p{fd, POLLIN, 0};
   int rc;

@@ -37,6 +37,14 @@ struct HandshakeResult {
 // manager did not answer in time"), then reads it.
 Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload);
 
+// Whether a manager's refusal (`refused` set by Handshake) says only "not
+// now": GISMO_ERR_LIMIT (it is at its connection limit, or closed this peer
+// for a newer one waiting for admission: "try again") or GISMO_ERR_TIMEOUT
+// (this peer was not admitted in time). The same handshake may succeed
+// later; every other refusal (a session that has ended, a wrong key or
+// region proof) stands.
+bool RetryableRefusal(const Status& s);
+
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,
                  const std::string& addr_text, int timeout_ms, HandshakeResult* out,
                  bool* refused = nullptr);
