@@ -722,6 +722,16 @@ TEST_F(ApiTest, BadArgumentsAreReported) {
   EXPECT_EQ(gismo_get(c, nullptr, 1, 0, nullptr), GISMO_ERR_INVALID_ARGUMENT);
   gismo_buffer_t buf;
   EXPECT_EQ(gismo_get(c, &id, 1, -5, &buf), GISMO_ERR_INVALID_ARGUMENT);
+  // Every timeout below -1 is refused, not taken as "forever".
+  EXPECT_EQ(gismo_get_or_create(c, &id, 1, nullptr, 0, 0, -2, &buf, &data),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(data, nullptr);
+  EXPECT_NE(std::string(gismo_last_error()).find("timeout_ms"), std::string::npos);
+  EXPECT_EQ(gismo_get_or_create(c, &id, 1, nullptr, 0, 0, INT64_MIN, &buf, &data),
+            GISMO_ERR_INVALID_ARGUMENT);
+  bool created = true;
+  EXPECT_EQ(gismo_contains(c, &id, &created), GISMO_OK);
+  EXPECT_FALSE(created);
   EXPECT_EQ(gismo_contains(c, &id, nullptr), GISMO_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(gismo_seal(c, nullptr), GISMO_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(gismo_get(c, nullptr, 0, 0, nullptr), GISMO_OK);  // nothing asked

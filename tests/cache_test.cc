@@ -183,6 +183,51 @@ TEST_F(CacheTest, CacheLoadsEachBlockOnceAndEvictsWhenFull) {
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
 
+// An invalidated block that a reader still holds keeps its id until it is
+// released: a Get meanwhile loads once, waits for the old copy, and gives
+// GISMO_ERR_TIMEOUT at its timeout instead of loading again and again.
+TEST_F(CacheTest, AGetAfterInvalidateLoadsOnceAndWaitsForTheHeldCopy) {
+  Cache a(client_, "held/");
+  Client other = Connect();
+  Cache b(other, "held/", /*timeout_ms=*/50);
+  int loads = 0;
+  auto loader = [&](std::string_view) -> Result<std::vector<uint8_t>> {
+    if (++loads > 1) return Status(GISMO_ERR_INTERNAL, "loaded twice in one Get");
+    return std::vector<uint8_t>(4096, 'v');
+  };
+  auto held = a.Get("blk", loader);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  ASSERT_TRUE(a.Invalidate("blk").ok());
+  loads = 0;
+  auto blocked = b.Get("blk", loader);
+  EXPECT_EQ(blocked.status().code(), GISMO_ERR_TIMEOUT) << blocked.status().ToString();
+  EXPECT_EQ(loads, 1);
+  // No claim is left behind, and once the old copy is freed the block is
+  // loaded again.
+  ASSERT_TRUE(held->Release().ok());
+  loads = 0;
+  Cache patient(other, "held/");
+  auto fresh = patient.Get("blk", loader);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(loads, 1);
+  EXPECT_EQ(fresh->data()[4095], 'v');
+}
+
+TEST_F(CacheTest, TimeoutsBelowMinusOneAreRefused) {
+  Cache cache(client_, "bad-timeout/", -2);
+  int loads = 0;
+  auto loader = [&](std::string_view) -> Result<std::vector<uint8_t>> {
+    ++loads;
+    return std::vector<uint8_t>(8, 'x');
+  };
+  EXPECT_EQ(cache.Get("k", loader).status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  auto fill = [](std::string_view, std::span<uint8_t>) { return Status(); };
+  EXPECT_EQ(cache.Get("k", 8, fill).status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(loads, 0);
+  EXPECT_EQ(client_.GetOrCreate(ObjectId::FromName("t"), 8, {}, 0, -3).status().code(),
+            GISMO_ERR_INVALID_ARGUMENT);
+}
+
 TEST_F(CacheTest, CacheWithKnownSizesFillsSharedMemoryOnce) {
   Cache a(client_, "sized/");
   Client other = Connect();

@@ -19,12 +19,16 @@
 #ifndef GISMO_CACHE_HPP_
 #define GISMO_CACHE_HPP_
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <gismo/gismo.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace gismo {
@@ -43,8 +47,9 @@ class Cache {
   };
 
   // `client` must outlive the cache and the buffers it returns. Keys are
-  // hashed to object ids under `name_space`; timeout_ms bounds the wait for
-  // another client's load (-1: forever).
+  // hashed to object ids under `name_space`; timeout_ms bounds how long a Get
+  // waits, for another client's load or for an invalidated block to be freed
+  // (-1: forever; below -1, Get gives GISMO_ERR_INVALID_ARGUMENT).
   explicit Cache(Client& client, std::string name_space = {}, int64_t timeout_ms = -1)
       : client_(client), ns_(std::move(name_space)), timeout_ms_(timeout_ms) {}
 
@@ -60,7 +65,10 @@ class Cache {
   // client loads a block that many miss at once: a load claim (an unsealed
   // object) decides who; the others wait for the claim to go, and read the
   // block. If the loader fails, dies or is recovered, its claim goes and one
-  // waiter loads instead.
+  // waiter loads instead. `load` runs at most once per Get: an invalidated
+  // block that a reader still holds keeps its id until it is released, and
+  // the loaded bytes wait for it (with backoff, holding the claim).
+  // GISMO_ERR_TIMEOUT once timeout_ms has passed.
   Result<Buffer> Get(std::string_view key, const Loader& load) {
     const ObjectId id = IdOf(key);
     ObjectId claim_id = id;
@@ -69,6 +77,9 @@ class Cache {
       c.bytes[GISMO_ID_SIZE - 1] ^= 0xff;
       claim_id = ObjectId(c);
     }
+    if (timeout_ms_ < -1) return BadTimeout();
+    Deadline wait(timeout_ms_, key);
+    std::optional<std::vector<uint8_t>> bytes;  // the loader's, once loaded
     for (;;) {
       auto got = client_.Get(id, 0);
       if (got.ok()) {
@@ -78,9 +89,12 @@ class Cache {
       if (got.status().code() != GISMO_ERR_TIMEOUT) return got.status();
       // Absent: take the claim, or wait while another client holds it (its
       // abort, or its recovery, wakes us and our next attempt takes it).
-      auto claim = client_.GetOrCreate(claim_id, 0, {}, 0, timeout_ms_);
+      auto claim = client_.GetOrCreate(claim_id, 0, {}, 0, wait.LeftMs());
       if (!claim.ok()) return claim.status();
-      if (!claim->load.valid()) continue;  // someone sealed a claim: not ours to use
+      if (!claim->load.valid()) {  // someone sealed a claim: not ours to use
+        if (Status s = wait.Pause("its load claim is sealed"); !s.ok()) return s;
+        continue;
+      }
       // Ours. The block may have been loaded while we waited.
       got = client_.Get(id, 0);
       if (got.ok()) {
@@ -88,22 +102,39 @@ class Cache {
         ++stats_.waits;
         return got;
       }
-      auto bytes = load(key);
-      if (!bytes.ok()) {
-        (void)claim->load.Abort();
-        return bytes.status();
+      if (!bytes) {
+        auto loaded = load(key);
+        if (!loaded.ok()) {
+          (void)claim->load.Abort();
+          return loaded.status();
+        }
+        bytes = std::move(*loaded);
+        ++stats_.loads;
       }
+      // The block's id is taken while an invalidated copy is still held
+      // (deleting): the claim stays ours until that copy is freed.
       auto created = client_.Create(id, bytes->size(), {}, GISMO_CREATE_EVICTABLE);
+      while (!created.ok() && created.status().code() == GISMO_ERR_OBJECT_EXISTS) {
+        got = client_.Get(id, 0);  // put by a client outside the protocol
+        if (got.ok()) {
+          (void)claim->load.Abort();
+          ++stats_.waits;
+          return got;
+        }
+        if (Status s = wait.Pause("its invalidated copy is still held"); !s.ok()) {
+          (void)claim->load.Abort();
+          return s;
+        }
+        created = client_.Create(id, bytes->size(), {}, GISMO_CREATE_EVICTABLE);
+      }
       if (!created.ok()) {
         (void)claim->load.Abort();
-        if (created.status().code() == GISMO_ERR_OBJECT_EXISTS) continue;
         return created.status();
       }
       if (!bytes->empty()) std::memcpy(created->data(), bytes->data(), bytes->size());
       Status sealed = created->Seal();
       (void)claim->load.Abort();  // wakes the waiters: they find the block
       if (!sealed.ok()) return sealed;
-      ++stats_.loads;
       // Keep the creator's reference as the caller's: the block cannot be
       // evicted before the caller has read it.
       (void)created->Detach();
@@ -117,6 +148,7 @@ class Cache {
   // writes straight into shared memory (no copy), and the store's own
   // get-or-create decides who loads.
   Result<Buffer> Get(std::string_view key, size_t size, const Filler& fill) {
+    if (timeout_ms_ < -1) return BadTimeout();
     const ObjectId id = IdOf(key);
     for (;;) {
       auto r = client_.GetOrCreate(id, size, {}, GISMO_CREATE_EVICTABLE, timeout_ms_);
@@ -143,6 +175,51 @@ class Cache {
   const Stats& stats() const { return stats_; }
 
  private:
+  Status BadTimeout() const {
+    return Status(
+        GISMO_ERR_INVALID_ARGUMENT,
+        "timeout_ms must be -1 (forever), 0 or positive, got " + std::to_string(timeout_ms_));
+  }
+
+  // The time one Get may take (timeout_ms, -1: forever), and its backoff
+  // while an invalidated block is still held.
+  class Deadline {
+   public:
+    Deadline(int64_t timeout_ms, std::string_view key)
+        : timeout_ms_(timeout_ms), key_(key), start_(std::chrono::steady_clock::now()) {}
+    // What is left for a waiting call: -1 (forever) or >= 0 ms.
+    int64_t LeftMs() const {
+      if (timeout_ms_ < 0) return -1;
+      const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - start_)
+                             .count();
+      return spent >= timeout_ms_ ? 0 : timeout_ms_ - spent;
+    }
+    // Sleeps the next backoff step, or GISMO_ERR_TIMEOUT if the deadline
+    // has passed (so a timeout of 0 still tries once).
+    Status Pause(std::string_view why) {
+      auto step = pause_;
+      if (timeout_ms_ >= 0) {
+        const int64_t left = LeftMs();
+        if (left == 0) {
+          return Status(GISMO_ERR_TIMEOUT, "cache block '" + key_ + "': " + std::string(why) +
+                                               " after " + std::to_string(timeout_ms_) + " ms");
+        }
+        step = std::min(step, std::chrono::milliseconds(left));
+      }
+      std::this_thread::sleep_for(step);
+      pause_ = std::min(pause_ * 2, kMaxPause);
+      return Status();
+    }
+
+   private:
+    static constexpr std::chrono::milliseconds kMaxPause{50};
+    const int64_t timeout_ms_;
+    const std::string key_;
+    const std::chrono::steady_clock::time_point start_;
+    std::chrono::milliseconds pause_{1};
+  };
+
   Client& client_;
   std::string ns_;
   int64_t timeout_ms_;

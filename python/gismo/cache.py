@@ -13,8 +13,45 @@ gismo::Cache in include/gismo/cache.hpp, so C++ and Python nodes share one
 cache.
 """
 
+import time
+
 from . import _gismo
+from ._timeout import timeout_ms as _timeout
 from .errors import ObjectExists, Timeout
+
+# Backoff of a get that waits for an invalidated block to be freed.
+_FIRST_PAUSE_S = 0.001
+_MAX_PAUSE_S = 0.05
+
+
+class _Deadline:
+    """The time one get may take (timeout_ms, -1: forever), and its backoff."""
+
+    def __init__(self, timeout_ms, key):
+        self._timeout_ms = timeout_ms
+        self._key = key
+        self._end = (None if timeout_ms < 0
+                     else time.monotonic() + timeout_ms / 1000)
+        self._pause = _FIRST_PAUSE_S
+
+    def left_ms(self):
+        """What is left for a waiting call: -1 (forever) or >= 0 ms."""
+        if self._end is None:
+            return -1
+        return max(0, int((self._end - time.monotonic()) * 1000))
+
+    def pause(self, why):
+        """Sleeps the next backoff step; raises Timeout if the deadline has
+        passed (after the step: a timeout of 0 still tries once)."""
+        if self._end is not None:
+            left = self._end - time.monotonic()
+            if left <= 0:
+                raise Timeout(f"cache block {self._key!r}: {why} after "
+                              f"{self._timeout_ms} ms")
+            time.sleep(min(self._pause, left))
+        else:
+            time.sleep(self._pause)
+        self._pause = min(self._pause * 2, _MAX_PAUSE_S)
 
 
 class Cache:
@@ -22,14 +59,15 @@ class Cache:
 
     client: a gismo.Client (it must outlive the buffers get returns).
     namespace: a prefix that keys are hashed under. timeout_ms: how long
-    get waits for another client's load (-1: forever).
+    a get may wait, for another client's load or for an invalidated block
+    to be freed (-1: forever; below -1: InvalidArgument).
     stats: dict of hits, loads (by this object) and waits.
     """
 
     def __init__(self, client, namespace="", timeout_ms=-1):
         self._client = client
         self._ns = namespace
-        self._timeout_ms = timeout_ms
+        self._timeout_ms = _timeout(timeout_ms)
         self.stats = {"hits": 0, "loads": 0, "waits": 0}
 
     def id_of(self, key):
@@ -49,11 +87,16 @@ class Cache:
         claim (an unsealed object) decides who, the others wait for the
         claim to go. If the loader raises, its exception propagates and the
         claim goes (another client may load); if the process dies, its
-        recovery drops the claim.
+        recovery drops the claim. The loader runs at most once per get: an
+        invalidated block that a reader still holds keeps its id until it
+        is released, and the loaded bytes wait (with backoff, holding the
+        claim) to replace it. Raises Timeout once timeout_ms has passed.
         """
         c = self._client
         oid = self.id_of(key)
         claim = self._claim_id(oid)
+        wait = _Deadline(self._timeout_ms, key)
+        data = None  # the loader's bytes, once loaded
         while True:
             try:
                 buf = c.get(oid, 0)
@@ -62,9 +105,10 @@ class Cache:
             except Timeout:
                 pass
             got, view = c.get_or_create(claim, 0, evictable=False,
-                                        timeout_ms=self._timeout_ms)
+                                        timeout_ms=wait.left_ms())
             if view is None:  # a sealed claim is nobody's: try again
                 got.release()
+                wait.pause("its load claim is sealed")
                 continue
             try:
                 try:
@@ -73,14 +117,25 @@ class Cache:
                     return buf
                 except Timeout:
                     pass
-                data = memoryview(loader(key)).cast("B")
-                try:
-                    c.put(oid, data, evictable=True)
-                except ObjectExists:
-                    continue
-                self.stats["loads"] += 1
-                # The block is evictable from here on until we hold it;
-                # if it went already, the loop loads it again.
+                if data is None:
+                    data = memoryview(loader(key)).cast("B")
+                    self.stats["loads"] += 1
+                # The block's id is taken while an invalidated copy is still
+                # held (deleting): the claim stays ours until it is freed.
+                while True:
+                    try:
+                        c.put(oid, data, evictable=True)
+                        break
+                    except ObjectExists:
+                        try:  # put by a client outside the protocol
+                            buf = c.get(oid, 0)
+                            self.stats["waits"] += 1
+                            return buf
+                        except Timeout:
+                            pass
+                        wait.pause("its invalidated copy is still held")
+                # The block is evictable from here on until we hold it; if
+                # it went already, the loop puts it again.
                 try:
                     return c.get(oid, 0)
                 except Timeout:

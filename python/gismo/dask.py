@@ -44,8 +44,9 @@ Task code does not change. What happens:
   receiver logs it and fails the transfer the way a broken connection
   does, so Dask fetches the key again, and the sender, which now sees the
   object gone, sends bytes (or the scheduler recomputes it).
-* **Full region.** The result stays in the worker's memory and travels as
-  bytes; the worker logs that once.
+* **Full region** (or a limit reached, a manager restarting: any gismo
+  error while storing a result). The result stays in the worker's memory and
+  travels as bytes; the worker logs that once per kind of error.
 
 Values taken from the region are read-only: a task that writes into its
 input in place (``x += 1`` on an argument) fails, as it would on any
@@ -53,6 +54,7 @@ read-only array; copy first. GismoData does not spill to disk.
 """
 
 import bisect
+import collections
 import functools
 import logging
 import os
@@ -115,6 +117,10 @@ class _Process:
         self.starts = []  # sorted span starts
         self.spans = {}   # start -> (end, ObjectID, token)
         self.token = 0
+        # (start, token) of Buffers that are gone, queued by their finalizers
+        # (which may run in garbage collection while this thread holds the
+        # lock) and forgotten by the next holder of the lock.
+        self.gone = collections.deque()
         self.warned = set()
         self.pending = {}  # hex -> ObjectID: forgotten, deleted once unreferenced
         self.sweeper = None
@@ -152,18 +158,21 @@ class _Process:
         """Notes a Buffer's span until the Buffer (and every view) is gone."""
         start, end = buf.address, buf.address + buf.size
         with self.lock:
+            self._forget_gone()
             self.token += 1
             token = self.token
             if start not in self.spans:
                 bisect.insort(self.starts, start)
             self.spans[start] = (end, buf.id, token)
-        weakref.finalize(buf, self._unregister, start, token)
+        weakref.finalize(buf, self.gone.append, (start, token))
 
-    def _unregister(self, start, token):
-        with self.lock:
+    def _forget_gone(self):
+        """Drops the spans of Buffers that are gone (with the lock held)."""
+        while self.gone:
+            start, token = self.gone.popleft()
             span = self.spans.get(start)
             if span is None or span[2] != token:
-                return  # a newer object at the same place
+                continue  # a newer object at the same place
             del self.spans[start]
             i = bisect.bisect_left(self.starts, start)
             if i < len(self.starts) and self.starts[i] == start:
@@ -172,6 +181,7 @@ class _Process:
     def lookup(self, address, nbytes):
         """(ObjectID, offset) of the mapped object holding the whole range."""
         with self.lock:
+            self._forget_gone()
             i = bisect.bisect_right(self.starts, address) - 1
             if i < 0:
                 return None
@@ -215,23 +225,22 @@ class _Process:
         client = self.client
         try:
             view = client.create(oid, max(offset, 1), metadata, owned=True)
-        except gismo.StoreFull as e:
-            self.counts["fallbacks"] += 1
-            self.warn_once("full", "gismo.dask: the gismo region is full (%s); results "
-                           "stay in this worker's memory and travel as bytes", e)
-            return value, None
+        except gismo.Error as e:  # full, a limit, the manager restarting...
+            return self._keep_in_memory(value, e)
+        sealed, creator_holds, buf = False, True, None
         try:
             for r, (off, n, _) in zip(raws, layout):
                 view[off:off + n] = r.cast("B")
             del view
             client.seal(oid)
+            sealed = True
             buf = client.get(oid, timeout_ms=0)
             client.release(oid)  # the creator's reference; `buf` holds one
-        except BaseException:
-            try:
-                client.abort(oid)
-            except gismo.Error:
-                client.delete(oid)
+            creator_holds = False
+        except BaseException as e:
+            self._discard(oid, sealed, creator_holds, buf)
+            if isinstance(e, gismo.Error):
+                return self._keep_in_memory(value, e)
             raise
         self.register(buf)
         whole = memoryview(buf)
@@ -239,6 +248,40 @@ class _Process:
         self.counts["stored"] += 1
         self.counts["stored_bytes"] += total
         return kept, oid
+
+    def _keep_in_memory(self, value, error):
+        """(value, None): a result the store did not take stays here."""
+        self.counts["fallbacks"] += 1
+        if isinstance(error, gismo.StoreFull):
+            self.warn_once("full", "gismo.dask: the gismo region is full (%s); results "
+                           "stay in this worker's memory and travel as bytes", error)
+        else:
+            self.warn_once(("store", type(error).__name__),
+                           "gismo.dask: gismo did not take a result (%s: %s); results it "
+                           "does not take stay in this worker's memory and travel as bytes",
+                           type(error).__name__, error)
+        return value, None
+
+    def _discard(self, oid, sealed, creator_holds, buf):
+        """Undoes a store that failed part way: aborts the object, or once
+        sealed gives back every reference taken and deletes it. What fails
+        here goes with this client at the latest (the object is owned)."""
+        client = self.client
+        if not sealed:
+            try:
+                client.abort(oid)  # drops the creator's reference too
+                return
+            except gismo.Error as e:  # sealed after all: the seal failed late
+                logger.debug("gismo.dask: abort of %s: %s", oid, e)
+        steps = [buf.release] if buf is not None else []
+        if creator_holds:
+            steps.append(functools.partial(client.release, oid))
+        steps.append(functools.partial(client.delete, oid))
+        for step in steps:
+            try:
+                step()
+            except gismo.Error as e:
+                logger.debug("gismo.dask: cleanup of %s: %s", oid, e)
 
     def delete(self, oid):
         """Deletes `oid` now if nobody holds it, else once nobody does: a

@@ -301,22 +301,82 @@ class PyBuffer {
 
 // The exporter behind the writable memoryview of create(): keeps the mapping
 // alive; owns no reference (the creator's reference is released explicitly).
+// It exports its bytes exactly once, to the view the client tracks and
+// revokes at seal, abort or delete: memoryview(view.obj) would be a writable
+// alias that outlives the object, so every later export is refused.
 class WritableRegion {
  public:
   WritableRegion(std::shared_ptr<Core> core, void* data, size_t size)
       : core_(std::move(core)), data_(data), size_(size) {}
-  py::buffer_info Info() const {
-    return py::buffer_info(data_, 1, py::format_descriptor<uint8_t>::format(), 1,
-                           {static_cast<py::ssize_t>(size_)}, {py::ssize_t{1}}, false);
+
+  static int GetBuffer(PyObject* self, Py_buffer* view, int flags) {
+    view->obj = nullptr;
+    WritableRegion* r = nullptr;
+    try {
+      r = py::handle(self).cast<WritableRegion*>();
+    } catch (...) {
+      PyErr_SetString(PyExc_BufferError, "not a create() buffer");
+      return -1;
+    }
+    if (r->exported_) {
+      PyErr_SetString(PyExc_BufferError,
+                      "the create() buffer is exported only through the memoryview create() "
+                      "returned; make views from that memoryview");
+      return -1;
+    }
+    if (PyBuffer_FillInfo(view, self, r->data_, static_cast<Py_ssize_t>(r->size_), 0, flags) != 0) {
+      return -1;
+    }
+    r->exported_ = true;
+    return 0;
   }
 
  private:
   std::shared_ptr<Core> core_;
   void* data_;
   size_t size_;
+  bool exported_ = false;  // changed only with the GIL held
 };
 
 // ----- the client ----------------------------------------------------------------
+
+// As the C API checks it: the slices below pass it on only as a bound.
+void CheckTimeout(int64_t timeout_ms) {
+  if (timeout_ms < -1) {
+    ThrowInvalid("timeout_ms must be -1 (forever), 0 or positive, got " +
+                 std::to_string(timeout_ms));
+  }
+}
+
+// The longest a blocking call runs without the GIL before signals (Ctrl-C)
+// are checked.
+constexpr int64_t kSignalSliceMs = 100;
+
+// Runs attempt(slice_ms), a blocking C call, without the GIL in slices of at
+// most kSignalSliceMs until done(status) or timeout_ms (-1: never) has
+// passed, checking signals between slices (a raising handler ends the wait).
+// Returns the last status; gismo_last_error() still belongs to it.
+template <typename Attempt, typename Done>
+gismo_status_t WaitInSlices(int64_t timeout_ms, Attempt&& attempt, Done&& done) {
+  CheckTimeout(timeout_ms);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    int64_t slice = kSignalSliceMs;
+    if (timeout_ms >= 0) {
+      const int64_t spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count();
+      slice = std::min(slice, std::max<int64_t>(timeout_ms - spent, 0));
+    }
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = attempt(slice);
+    }
+    if (done(s) || slice < kSignalSliceMs) return s;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
 
 py::dict InfoDict(const gismo_object_info_t& info) {
   py::dict d;
@@ -450,12 +510,15 @@ class PyClient {
     BytesArg meta(metadata);
     gismo_buffer_t buf{};
     void* data = nullptr;
-    gismo_status_t s;
-    {
-      py::gil_scoped_release nogil;
-      s = gismo_get_or_create(core->Checked(), &oid.c_id(), static_cast<size_t>(size), meta.data(),
-                              meta.size(), CreateFlags(owned, evictable), timeout_ms, &buf, &data);
-    }
+    gismo_client_t* c = core->Checked();
+    gismo_status_t s = WaitInSlices(
+        timeout_ms,
+        [&](int64_t slice_ms) {
+          return gismo_get_or_create(c, &oid.c_id(), static_cast<size_t>(size), meta.data(),
+                                     meta.size(), CreateFlags(owned, evictable), slice_ms, &buf,
+                                     &data);
+        },
+        [](gismo_status_t s) { return s != GISMO_ERR_TIMEOUT; });
     Check(s);
     py::object none = py::reinterpret_borrow<py::object>(Py_None);
     if (data == nullptr) {
@@ -514,18 +577,36 @@ class PyClient {
     for (py::handle h : ids) oids.push_back(ParseId(h));
     std::vector<gismo_id_t> cids(oids.size());
     for (size_t i = 0; i < oids.size(); ++i) cids[i] = oids[i].c_id();
-    std::vector<gismo_buffer_t> bufs(oids.size());
-    gismo_status_t s;
-    {
-      py::gil_scoped_release nogil;
-      s = gismo_get(core->Checked(), cids.data(), cids.size(), timeout_ms, bufs.data());
-    }
-    Check(s);
+    gismo_client_t* c = core->Checked();
     // Each taken reference is owned by a PyBuffer before anything can throw.
     std::vector<std::unique_ptr<PyBuffer>> owned(oids.size());
-    for (size_t i = 0; i < oids.size(); ++i) {
-      if (bufs[i].data) owned[i] = std::make_unique<PyBuffer>(core, oids[i], bufs[i]);
-    }
+    std::vector<size_t> missing(oids.size());  // indices not got yet
+    for (size_t i = 0; i < missing.size(); ++i) missing[i] = i;
+    std::vector<gismo_buffer_t> bufs;
+    gismo_status_t s = WaitInSlices(
+        timeout_ms,
+        [&](int64_t slice_ms) {
+          bufs.assign(cids.size(), gismo_buffer_t{});
+          return gismo_get(c, cids.data(), cids.size(), slice_ms, bufs.data());
+        },
+        [&](gismo_status_t s) {
+          if (s != GISMO_OK) return true;
+          std::vector<size_t> still;
+          std::vector<gismo_id_t> still_ids;
+          for (size_t j = 0; j < missing.size(); ++j) {
+            const size_t i = missing[j];
+            if (bufs[j].data) {
+              owned[i] = std::make_unique<PyBuffer>(core, oids[i], bufs[j]);
+            } else {
+              still.push_back(i);
+              still_ids.push_back(cids[j]);
+            }
+          }
+          missing = std::move(still);
+          cids = std::move(still_ids);
+          return missing.empty();
+        });
+    Check(s);
     py::list out(oids.size());
     for (size_t i = 0; i < oids.size(); ++i) {
       out[i] =
@@ -539,11 +620,10 @@ class PyClient {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     gismo_buffer_t buf{};
-    gismo_status_t s;
-    {
-      py::gil_scoped_release nogil;
-      s = gismo_get(core->Checked(), &oid.c_id(), 1, timeout_ms, &buf);
-    }
+    gismo_client_t* c = core->Checked();
+    gismo_status_t s = WaitInSlices(
+        timeout_ms, [&](int64_t slice_ms) { return gismo_get(c, &oid.c_id(), 1, slice_ms, &buf); },
+        [&](gismo_status_t s) { return s != GISMO_OK || buf.data != nullptr; });
     Check(s);
     if (!buf.data) {
       gismo::Status why =
@@ -626,12 +706,13 @@ class PyClient {
     std::optional<gismo::ObjectId> old;
     if (!known.is_none()) old = ParseId(known);
     gismo_name_info_t info{};
-    gismo_status_t s;
-    {
-      py::gil_scoped_release nogil;
-      s = gismo_wait_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr, timeout_ms,
-                          &info);
-    }
+    gismo_client_t* c = core->Checked();
+    gismo_status_t s = WaitInSlices(
+        timeout_ms,
+        [&](int64_t slice_ms) {
+          return gismo_wait_name(c, n.c_str(), old ? &old->c_id() : nullptr, slice_ms, &info);
+        },
+        [](gismo_status_t s) { return s != GISMO_ERR_TIMEOUT; });
     Check(s);
     return NameDict(info);
   }
@@ -866,6 +947,7 @@ class PySubscription {
   // (event, id or None, data_size, metadata_size, node, seq, reason), or raises
   // Timeout after timeout_ms (-1: never).
   py::tuple Next(int64_t timeout_ms) {
+    CheckTimeout(timeout_ms);
     std::shared_ptr<Core> core = Live();
     gismo_client_t* c = core->Checked();
     const auto start = std::chrono::steady_clock::now();
@@ -951,10 +1033,63 @@ class PySubscription {
   std::atomic<bool> closed_{false};
 };
 
-void InstallBufferProcs(py::handle type) {
+// ----- construction ------------------------------------------------------------------
+
+// pybind11 gives an instance made by Type.__new__(Type) uninitialised storage
+// that its methods would use as the C++ object. Every binding class defines a
+// __new__ that refuses that: a class without a constructor always (its
+// instances are made in C++, which does not call __new__), and a class with
+// one outside a call of the class itself, Type(...), which runs its __init__
+// (the metaclass marks that call).
+thread_local PyObject* constructing = nullptr;  // the class Type(...) is making
+ternaryfunc base_metaclass_call = nullptr;      // pybind11's metaclass call
+
+PyObject* MarkingMetaclassCall(PyObject* type, PyObject* args, PyObject* kwargs) {
+  PyObject* outer = constructing;
+  constructing = type;
+  PyObject* made = base_metaclass_call(type, args, kwargs);
+  constructing = outer;
+  return made;
+}
+
+// pybind11's metaclass, but calling a class marks it as being constructed.
+py::handle ConstructingMetaclass() {
+  static PyObject* meta = [] {
+    auto* base = reinterpret_cast<PyObject*>(py::detail::get_internals().default_metaclass);
+    py::dict attrs;
+    attrs["__module__"] = "gismo._gismo";
+    py::object m = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(&PyType_Type))(
+        "gismo_type", py::make_tuple(py::handle(base)), attrs);
+    base_metaclass_call = reinterpret_cast<PyTypeObject*>(base)->tp_call;
+    reinterpret_cast<PyTypeObject*>(m.ptr())->tp_call = &MarkingMetaclassCall;
+    PyType_Modified(reinterpret_cast<PyTypeObject*>(m.ptr()));
+    return m.release().ptr();  // lives as long as the process
+  }();
+  return meta;
+}
+
+// Type.__new__ of a binding class; has_constructor: Type(...) makes one.
+template <typename Class>
+void GuardNew(py::class_<Class>& cls, bool has_constructor) {
+  cls.def_static("__new__", [has_constructor](py::handle type, py::args, py::kwargs) -> py::object {
+    auto* t = reinterpret_cast<PyTypeObject*>(type.ptr());
+    if (!has_constructor) {
+      throw py::type_error(std::string(t->tp_name) +
+                           " objects are made by gismo calls, not by __new__()");
+    }
+    if (constructing != type.ptr()) {
+      throw py::type_error(std::string(t->tp_name) + ".__new__() alone makes an unusable " +
+                           "object; call " + t->tp_name + "(...) to construct one");
+    }
+    constructing = nullptr;  // the outermost __new__ only
+    return py::reinterpret_steal<py::object>(py::detail::pybind11_object_new(t, nullptr, nullptr));
+  });
+}
+
+void InstallBufferProcs(py::handle type, getbufferproc get, releasebufferproc release) {
   auto* heap = reinterpret_cast<PyHeapTypeObject*>(type.ptr());
-  heap->as_buffer.bf_getbuffer = &PyBuffer::GetBuffer;
-  heap->as_buffer.bf_releasebuffer = &PyBuffer::ReleaseBuffer;
+  heap->as_buffer.bf_getbuffer = get;
+  heap->as_buffer.bf_releasebuffer = release;
   reinterpret_cast<PyTypeObject*>(type.ptr())->tp_as_buffer = &heap->as_buffer;
 }
 
@@ -1023,9 +1158,12 @@ PYBIND11_MODULE(_gismo, m) {
     }
   });
 
-  py::class_<PyObjectId>(m, "ObjectID",
-                         "A 20-byte object id. Hashable, picklable, ordered; functions that "
-                         "take an id also take 20 raw bytes.")
+  py::class_<PyObjectId> object_id(m, "ObjectID",
+                                   "A 20-byte object id. Hashable, picklable, ordered; functions "
+                                   "that take an id also take 20 raw bytes.",
+                                   py::metaclass(ConstructingMetaclass()));
+  GuardNew(object_id, /*has_constructor=*/true);
+  object_id
       .def(py::init([](py::handle b) { return PyObjectId(ParseId(b)); }), py::arg("id"),
            "From 20 bytes (bytes, bytearray, memoryview) or another ObjectID.")
       .def_static(
@@ -1091,12 +1229,16 @@ PYBIND11_MODULE(_gismo, m) {
         return "<gismo.Buffer " + b.id().id().Hex() + " size=" + std::to_string(b.size()) +
                (b.released() ? " released>" : ">");
       });
-  InstallBufferProcs(buffer);
+  InstallBufferProcs(buffer, &PyBuffer::GetBuffer, &PyBuffer::ReleaseBuffer);
+  GuardNew(buffer, /*has_constructor=*/false);
 
-  py::class_<WritableRegion>(m, "_WritableRegion", py::buffer_protocol())
-      .def_buffer([](WritableRegion& r) { return r.Info(); });
+  py::class_<WritableRegion> writable(m, "_WritableRegion", py::buffer_protocol());
+  InstallBufferProcs(writable, &WritableRegion::GetBuffer, nullptr);
+  GuardNew(writable, /*has_constructor=*/false);
 
-  py::class_<PyClient>(m, "_Client")
+  py::class_<PyClient> client(m, "_Client", py::metaclass(ConstructingMetaclass()));
+  GuardNew(client, /*has_constructor=*/true);
+  client
       .def(py::init<std::optional<std::string>, std::optional<std::string>,
                     std::optional<std::string>>(),
            py::arg("address") = py::none(), py::arg("key_file") = py::none(),
@@ -1148,8 +1290,10 @@ PYBIND11_MODULE(_gismo, m) {
            "(base address, size) of this client's read-only view of the region: get()'s "
            "buffers lie in it.");
 
-  py::class_<PySubscription>(m, "_Subscription")
-      .def(py::init<const PyClient&>(), py::arg("client"))
+  py::class_<PySubscription> subscription(m, "_Subscription",
+                                          py::metaclass(ConstructingMetaclass()));
+  GuardNew(subscription, /*has_constructor=*/true);
+  subscription.def(py::init<const PyClient&>(), py::arg("client"))
       .def("fileno", &PySubscription::FileNo,
            "The library's eventfd: readable when notifications are waiting.")
       .def("_next", &PySubscription::Next, py::arg("timeout_ms"))

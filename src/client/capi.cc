@@ -274,6 +274,7 @@ gismo_status_t gismo_get_or_create(gismo_client_t* client, const gismo_id_t* id,
                   "metadata is NULL but metadata_size is not 0");
   *buffer = gismo_buffer_t{};
   *data = nullptr;
+  GISMO_CHECK_ARG(timeout_ms >= -1, "timeout_ms must be -1 (forever), 0 or positive");
   return Guard([&] {
     return Done(client->impl->GetOrCreate(*id, data_size, metadata, metadata_size, flags,
                                           timeout_ms, buffer, data));

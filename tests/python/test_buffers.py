@@ -80,6 +80,31 @@ def test_create_view_is_unusable_after_abort(client, oid):
         view[0] = 1
 
 
+def test_create_view_cannot_be_exported_again_from_its_owner(client, oid):
+    # memoryview(view.obj) would be a writable alias that outlives the seal
+    # and, once the object is freed, writes into another object's memory.
+    view = client.create(oid, 16)
+    owner = view.obj
+    for export in (memoryview, bytes, lambda o: np.frombuffer(o, np.uint8)):
+        with pytest.raises(BufferError, match="create\\(\\) returned"):
+            export(owner)
+    derived = view[4:]  # views made from the tracked view still work
+    derived[:] = b"y" * 12
+    view[:4] = b"xxxx"
+    del derived
+    client.seal(oid)
+    with pytest.raises(BufferError):
+        memoryview(owner)
+    client.release(oid)
+    client.delete(oid)
+    reused = gismo.ObjectID.random()
+    client.put_bytes(reused, b"z" * 16)
+    with pytest.raises(BufferError):
+        memoryview(owner)[:] = bytes(16)
+    assert client.get_bytes(reused) == b"z" * 16
+    client.delete(reused)
+
+
 def test_get_array_points_into_the_region(client, oid):
     client.put_array(oid, np.arange(1000, dtype=np.float64))
     array = client.get_array(oid)

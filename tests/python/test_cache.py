@@ -86,3 +86,30 @@ def test_cache_loads_once_and_survives_a_failing_loader(client, other):
         a.get("k2", failing)
     with b.get("k2", loader) as z:  # the claim went with the failure
         assert bytes(z) == b"k2" * 1000
+
+
+def test_cache_get_after_invalidate_loads_once_and_times_out(client, other):
+    # An invalidated block that a reader still holds keeps its id until it
+    # is released: a get meanwhile loads once and waits, up to its timeout.
+    ns = gismo.ObjectID.random().hex() + "/"
+    a = gismo.Cache(client, ns)
+    b = gismo.Cache(other, ns, timeout_ms=50)
+    loads = []
+
+    def loader(key):
+        loads.append(key)
+        if len(loads) > 1:
+            raise AssertionError("loaded twice in one get")
+        return b"v" * 4096
+
+    held = a.get("blk", loader)
+    a.invalidate("blk")
+    loads.clear()
+    with pytest.raises(gismo.Timeout):
+        b.get("blk", loader)
+    assert loads == ["blk"]
+    held.release()  # frees the old copy: the block loads again
+    loads.clear()
+    with gismo.Cache(other, ns).get("blk", loader) as buf:
+        assert bytes(buf) == b"v" * 4096
+    assert loads == ["blk"]

@@ -263,3 +263,101 @@ def test_worker_of_another_pool_gets_bytes():
         cluster.close()
         one.stop()
         two.stop()
+
+
+def test_store_errors_keep_the_value_in_memory(start_manager, monkeypatch):
+    # A client may hold 16 objects here: stores soon fail with LimitReached
+    # (at create, or at the get after the seal). The value stays in memory,
+    # the failure is logged once, and a failed store leaves no object.
+    import logging
+    import gismo.dask as gd
+    m = start_manager("--max-refs-per-client", "16")
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    gd.logger.addHandler(handler)
+    data = gd.GismoData(m.address, threshold=1024)
+    try:
+        values = [np.full(4096, i, dtype=np.uint8) for i in range(40)]
+        for i, v in enumerate(values):
+            data[i] = v
+        owned = data.owned()
+        assert 0 < len(owned) < len(values)
+        assert all(np.array_equal(data[i], v) for i, v in enumerate(values))
+        assert data[39] is values[39]  # kept as it was
+        assert sum("LimitReached" in w for w in warnings) == 1, warnings
+        with m.connect() as g:
+            listed = sorted(o["id"].hex() for o in g.list())
+        assert listed == sorted(oid.hex() for oid in owned.values())
+    finally:
+        gd.logger.removeHandler(handler)
+        gd._process.client.close()
+
+
+def test_a_store_failing_after_its_seal_leaves_no_object(start_manager, monkeypatch):
+    # The creator's reference is given back too: the object is freed, not
+    # left deleting (and counted as held) until the worker exits.
+    import gismo.dask as gd
+    m = start_manager()
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    data = gd.GismoData(m.address, threshold=1024)
+    client = gd._process.client
+
+    def lost(*args, **kwargs):
+        raise gismo.ConnectionError("the manager is restarting")
+
+    monkeypatch.setattr(client, "get", lost)
+    try:
+        value = np.ones(4096)
+        data["k"] = value
+        assert data["k"] is value and not data.owned()
+        with m.connect() as g:
+            assert g.list() == []
+    finally:
+        client.close()
+
+
+class _NoReentry:
+    """A lock that records (and refuses) being taken again by its holder."""
+
+    def __init__(self):
+        import threading
+        self._lock = threading.Lock()
+        self._owner = None
+        self.reentered = False
+
+    def __enter__(self):
+        import threading
+        if self._owner == threading.get_ident():
+            self.reentered = True
+            raise RuntimeError("lock taken again by its holder")
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *exc):
+        self._owner = None
+        self._lock.release()
+
+
+def test_a_buffer_dying_while_the_lock_is_held_does_not_take_it(start_manager):
+    # A Buffer's finalizer can run in garbage collection while its thread
+    # holds the process's lock: it must not take the lock (a deadlock).
+    import gismo.dask as gd
+    m = start_manager()
+    p = gd._Process()
+    p.enable(m.address)
+    try:
+        oid = gismo.ObjectID.random()
+        p.client.put(oid, b"x" * 64)
+        buf = p.client.get(oid)
+        start = buf.address
+        p.register(buf)
+        assert p.lookup(start, 64) == (oid, 0)
+        p.lock = _NoReentry()
+        with p.lock:
+            del buf  # the last reference: its finalizer runs here
+        assert not p.lock.reentered
+        assert p.lookup(start, 64) is None
+    finally:
+        p.client.close()

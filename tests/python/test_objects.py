@@ -263,6 +263,18 @@ def test_bad_arguments(client, oid):
         client.get(oid, timeout_ms=-5)
     with pytest.raises(TypeError, match="timeout_ms"):
         client.get(oid, timeout_ms=1.5)
+    # Every timeout below -1 is refused, not taken as "forever".
+    for wait in (lambda t: client.get(oid, timeout_ms=t),
+                 lambda t: client.get([oid], timeout_ms=t),
+                 lambda t: client.get_bytes(oid, timeout_ms=t),
+                 lambda t: client.get_or_create(oid, 4, timeout_ms=t),
+                 lambda t: client._get_or_create(oid, 4, b"", False, False, t),
+                 lambda t: client.wait_name("n", timeout_ms=t),
+                 lambda t: gismo.Cache(client, timeout_ms=t)):
+        for t in (-2, -(2**63)):
+            with pytest.raises(gismo.InvalidArgument, match="timeout_ms"):
+                wait(t)
+    assert not client.contains(oid)
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect("bogus:thing")
     with pytest.raises(gismo.InvalidArgument):
@@ -334,3 +346,108 @@ def test_clients_of_one_pool_see_one_region_uuid(client, other):
     uuid = client.usage()["region_uuid"]
     assert len(uuid) == 32 and int(uuid, 16) != 0
     assert other.usage()["region_uuid"] == uuid
+
+
+@pytest.mark.parametrize("cls", [gismo.Client, gismo._gismo._Client,
+                                 gismo.Subscription, gismo._gismo._Subscription,
+                                 gismo.ObjectID, gismo.Buffer,
+                                 gismo._gismo._WritableRegion])
+def test_binding_classes_refuse_new_without_init(cls):
+    # __new__ alone would give methods uninitialised storage as the C++
+    # object (Client.__new__(Client).list() crashed).
+    with pytest.raises(TypeError, match="__new__"):
+        cls.__new__(cls)
+    with pytest.raises(TypeError, match="__new__"):
+        cls.__new__(cls, b"x" * 20)
+
+
+def test_construction_through_the_class_still_works(manager, oid):
+    import copy
+    import pickle
+    assert copy.copy(oid) == oid == pickle.loads(pickle.dumps(oid))
+    with gismo.Client(manager.address) as c, c.subscribe() as sub:
+        assert isinstance(sub, gismo.Subscription) and not c.closed
+    with pytest.raises(TypeError, match="made by gismo"):
+        gismo.Buffer()
+
+
+# Blocks in one of the binding's waits and expects Ctrl-C to end it. The
+# SIGINT handler raises only once the wait is running (the innermost Python
+# frame is the line calling into the binding); a signal that comes earlier is
+# sent again from another thread, so it cannot end the test before the wait
+# began (and a binding that does not check signals while waiting hangs).
+BLOCKED_WAIT = """
+import os, signal, sys, threading
+import gismo
+address, which = sys.argv[1], sys.argv[2]
+c, loader = gismo.connect(address), gismo.connect(address)
+oid = gismo.ObjectID.random()
+loader.get_or_create(oid, 8)  # being loaded: every wait below blocks
+
+
+def get():
+    return c._get_one(oid, -1)
+
+
+def get_many():
+    return c._get_many([oid, gismo.ObjectID.random()], -1)
+
+
+def get_or_create():
+    return c._get_or_create(oid, 8, b"", False, True, -1)
+
+
+def wait_name():
+    return c._wait_name(oid.hex(), None, -1)
+
+
+blocked = globals()[which]
+waiting_line = blocked.__code__.co_firstlineno + 1
+
+
+done = False
+
+
+def on_sigint(signum, frame):
+    if done:
+        return
+    if frame is not None and frame.f_code is blocked.__code__ and \\
+            frame.f_lineno == waiting_line:
+        raise KeyboardInterrupt
+    again = threading.Timer(0.001, os.kill, (os.getpid(), signal.SIGINT))
+    again.daemon = True
+    again.start()
+
+
+signal.signal(signal.SIGINT, on_sigint)
+try:
+    print("waiting", flush=True)
+    blocked()
+except KeyboardInterrupt:
+    done = True
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize("which", ["get", "get_many", "get_or_create", "wait_name"])
+def test_ctrl_c_interrupts_a_blocked_wait(manager, run_python, which):
+    import signal
+    child = run_python(BLOCKED_WAIT, manager.address, which)
+    assert child.stdout.readline().strip() == "waiting"
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert out.strip() == "interrupted"
+
+
+def test_a_get_of_many_over_several_slices_holds_each_object_once(client, oid):
+    # 250 ms spans three of the binding's 100 ms slices; the sealed object is
+    # got in the first and not asked for again.
+    client.put_bytes(oid, b"here")
+    got = client.get([gismo.ObjectID.random(), oid, gismo.ObjectID.random()],
+                     timeout_ms=250)
+    assert got[0] is None and got[2] is None
+    assert bytes(got[1]) == b"here"
+    assert client.stat(oid)["refs"] == 1
+    got[1].release()
+    assert client.stat(oid)["refs"] == 0

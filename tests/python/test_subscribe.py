@@ -239,6 +239,14 @@ def test_timeout_and_bad_arguments(client):
         sub.next(0)
     with pytest.raises(TypeError):
         sub.next(timeout_ms=1.5)
+    # Below -1 is refused, not taken as "forever" (one is waiting).
+    client.put_bytes(gismo.ObjectID.random(), b"n")
+    for t in (-2, -(2**63)):
+        with pytest.raises(gismo.InvalidArgument, match="timeout_ms"):
+            sub.next(timeout_ms=t)
+        with pytest.raises(gismo.InvalidArgument, match="timeout_ms"):
+            sub._next(t)
+    assert sub.next(10000).event == gismo.Event.SEALED
     # Subscribing again shares the stream (and the fd).
     again = client.subscribe()
     assert again.fileno() == sub.fileno()
