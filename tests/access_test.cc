@@ -731,6 +731,37 @@ manager::ManagerOptions LocalFenceOptions() {
   return o;
 }
 
+// Fence orders are the operator's word, through a client of the region: a
+// node agent, admitted without proving the region, is refused, and the
+// node it named keeps its clients.
+TEST(FenceClaimTest, ANodeAgentCannotOrderAFence) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer client(mgr.address());
+  client.SetNode(5);
+  client.Hello(mgr.region_path());
+  RawPeer agent(mgr.address());
+  agent.SetNode(7);
+  agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+  agent.ReadAccess();
+  agent.ReadWelcome();
+  protocol::FenceOrder order;
+  order.target = protocol::FenceOrder::Target::kNode;
+  order.value = 5;
+  ASSERT_TRUE(IsOk(agent.Send(protocol::EncodeFenceOrder(3, order))));
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(agent.Receive(&h, &payload)));
+  EXPECT_EQ(h.type, MsgType::kFenceReply);
+  EXPECT_EQ(h.request_id, 3u);
+  protocol::Reader r(payload);
+  EXPECT_EQ(r.U32(), static_cast<uint32_t>(GISMO_ERR_PERMISSION));
+  EXPECT_NE(r.Str().find("node agent"), std::string::npos);
+  // The reply follows the fence it would have done.
+  EXPECT_EQ(mgr.stats().nodes_fenced.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u);
+}
+
 TEST(FenceClaimTest, ATcpClientCannotGetAnotherProgramKilled) {
   // Started before the manager: it maps no region.
   testing::Process victim;

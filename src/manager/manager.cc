@@ -1244,6 +1244,16 @@ void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t
     w.Str(st.message());
     s->Send(w.Frame(MsgType::kFenceReply, request_id));
   };
+  // The operator's word comes through a client of the region (gismo fence),
+  // which proved it maps the region: not from a node agent, admitted without
+  // that proof, nor from a client after its goodbye.
+  if (s->slot == 0) {
+    WarnRateLimited("refused a fence order of " + s->Describe() + ": it is not a client");
+    return reply(Status(GISMO_ERR_PERMISSION,
+                        std::string("fence orders come from a client of the region (gismo "
+                                    "fence); this connection is ") +
+                            (s->agent_node >= 0 ? "a node agent's" : "no client's")));
+  }
   if (order.target == protocol::FenceOrder::Target::kNode) {
     const uint32_t node = static_cast<uint32_t>(order.value);
     spdlog::warn("{} declares node {} fenced", s->Describe(), node);
@@ -1293,6 +1303,12 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
   if (it == members_.end()) return;
   Member& m = it->second;
   if (m.session != res.session) return;
+  // Only the agent of the member's own node speaks for its process.
+  if (s->agent_node != int64_t{m.node}) {
+    WarnRateLimited(s->Describe() + " sent a fence result for " + m.describe +
+                    ", which is not of its node; ignored");
+    return;
+  }
   if (m.phase == Member::Phase::kDetached && m.probe_request == request_id) {
     m.probe_request = 0;
     if (res.status.ok()) {
