@@ -570,6 +570,26 @@ TEST(BoundsTest, AgentsHoldNoWaitsAndAReplacedAgentLeavesNothingCounted) {
   EXPECT_EQ(testing::ReadShared(**region, (*region)->sb().waiters), 1u);
 }
 
+// A node agent is admitted without proving the region: its frames are
+// held to the pre-admission size (a header announcing a client's 16 MiB
+// closes it at once, before anything is allocated).
+TEST(BoundsTest, ANodeAgentsFramesAreSmall) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer agent(mgr.address());
+  agent.SetNode(7);
+  agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+  agent.ReadAccess();
+  agent.ReadWelcome();
+  FrameHeader h;
+  h.length = protocol::kMaxPreAdmissionPayload + 1;
+  h.type = MsgType::kHeartbeat;
+  std::vector<uint8_t> bytes(protocol::kHeaderSize);
+  protocol::EncodeHeader(h, bytes.data());
+  ASSERT_TRUE(IsOk(agent.Send(bytes)));
+  EXPECT_TRUE(agent.ClosedByManager(20000));
+}
+
 // More connections than the manager takes, none of them admitted: the
 // oldest go, and a real client is served.
 TEST(BoundsTest, ConnectionFloodsLeaveRoomForRealClients) {

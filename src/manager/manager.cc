@@ -330,7 +330,9 @@ class Manager::Impl {
 // What a peer can make the manager hold (doc/security.md):
 //  - before admission (stage != kAdmitted): at most kMaxPreAdmissionPayload
 //    bytes of input, for at most admission_timeout_ms, and no client slot;
-//  - after: one frame of at most kMaxPayload bytes of input, and at most
+//  - after: one frame of at most kMaxPayload bytes of input (a client's;
+//    kMaxPreAdmissionPayload for an agent, or a client after its goodbye),
+//    and at most
 //    max_output_bytes of output it does not read (wake-ups and
 //    notifications are coalesced: a peer that does not read is sent each
 //    kind once, never a backlog), beyond which it is disconnected.
@@ -419,8 +421,12 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::async_read(sock_, asio::buffer(hdr_), [this, self](asio::error_code ec, size_t) {
       if (ec) return m_.OnClosed(self, ec == asio::error::eof ? "connection closed" : ec.message());
       head_ = protocol::DecodeHeader(hdr_.data());
-      const uint32_t limit =
-          stage == Stage::kAdmitted ? protocol::kMaxPayload : protocol::kMaxPreAdmissionPayload;
+      // A client's frames may be large (a get of many ids); a node agent's,
+      // admitted without proving the region, never are (fence results,
+      // heartbeats), nor those of a client after its goodbye.
+      const uint32_t limit = stage == Stage::kAdmitted && slot != 0
+                                 ? protocol::kMaxPayload
+                                 : protocol::kMaxPreAdmissionPayload;
       if (head_.length > limit) {
         return m_.OnClosed(self, "oversized frame of " + std::to_string(head_.length) +
                                      " bytes, limit " + std::to_string(limit) +
