@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <string>
+#include <string_view>
 
 #include "client/client.h"
 #include "common/atomic.h"
@@ -20,12 +23,19 @@ using protocol::MsgType;
 
 namespace {
 
-uint32_t NodeFromEnv() {
+// $GISMO_NODE, a decimal node id (unset or empty: node 0).
+Result<uint32_t> NodeFromEnv() {
   const char* n = getenv("GISMO_NODE");
-  if (n == nullptr || *n == '\0') return 0;
-  char* end = nullptr;
-  unsigned long v = strtoul(n, &end, 10);
-  return (end && *end == '\0' && v <= 0xffffffffUL) ? static_cast<uint32_t>(v) : 0;
+  if (n == nullptr || *n == '\0') return uint32_t{0};
+  const std::string_view text(n);
+  uint32_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "GISMO_NODE must be a node id, a decimal number from 0 to 4294967295; got '" +
+                      std::string(text) + "'");
+  }
+  return v;
 }
 
 // The admission handshake (protocol/auth.h): the cluster key, if any, and
@@ -79,6 +89,8 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   }
   auto addr = protocol::ParseAddress(addr_text);
   if (!addr.ok()) return addr.status();
+  auto node = NodeFromEnv();
+  if (!node.ok()) return node.status();
   auto fd = protocol::ConnectTo(*addr, kConnectTimeoutMs);
   if (!fd.ok()) return fd.status();
 
@@ -88,7 +100,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   c->address_text_ = addr_text;
   c->key_ = std::move(*key);
   protocol::Hello hello;
-  hello.node_id = NodeFromEnv();
+  hello.node_id = *node;
   hello.pid = static_cast<uint64_t>(getpid());
   char host[256] = {};
   gethostname(host, sizeof host - 1);

@@ -290,6 +290,18 @@ TEST_F(CliTest, StatusHumanAndJson) {
   EXPECT_NE(h.out.find(std::string("library:        ") + gismo_version()), std::string::npos);
 }
 
+// A GISMO_NODE that is no node id is an error, not node 0 (the manager's).
+TEST_F(CliTest, ABadGismoNodeIsRefused) {
+  for (const char* bad :
+       {"GISMO_NODE=abc", "GISMO_NODE=4294967296", "GISMO_NODE=-1", "GISMO_NODE=5x"}) {
+    CmdResult r = Gismo({"status"}, "", {bad});
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.err.find("GISMO_NODE must be a node id"), std::string::npos)
+        << bad << ": " << r.err;
+  }
+  EXPECT_EQ(Gismo({"status"}, "", {"GISMO_NODE=4294967295"}).code, 0);
+}
+
 TEST_F(CliTest, LsFiltersSortsAndLimits) {
   ASSERT_EQ(Gismo({"put", kId1, "-"}, std::string(10, 'a')).code, 0);
   ASSERT_EQ(Gismo({"put", kId2, "-"}, std::string(30000, 'b'), {"GISMO_NODE=5"}).code, 0);
