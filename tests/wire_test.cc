@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/handshake.h"
 #include "raw_peer.h"
 #include "region/region.h"
 #include "test_util.h"
@@ -582,6 +583,27 @@ TEST(WireTest, TruncatedFramesEndInAConnectionError) {
     FrameHeader h;
     std::vector<uint8_t> payload;
     EXPECT_EQ(RecvFrame(p.fd[1], &h, &payload).code(), GISMO_ERR_CONNECTION);
+  }
+}
+
+// A peer that stops in the middle of a frame (its writer kept open) ends a
+// bounded receive with a timeout instead of hanging it; the socket's own
+// receive timeout is as it was after.
+TEST(WireTest, AFrameCutShortTimesOutWithinTheBound) {
+  const std::vector<uint8_t> frame = EncodeHello(Hello{});
+  for (size_t cut : {size_t{7}, kHeaderSize, frame.size() - 1}) {
+    SCOPED_TRACE("frame stopped after " + std::to_string(cut) + " bytes");
+    SocketPair p;
+    ASSERT_TRUE(IsOk(SendAll(p.fd[0], frame.data(), cut)));
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    Status s = RecvFrameWithin(p.fd[1], 50, &h, &payload);
+    EXPECT_EQ(s.code(), GISMO_ERR_TIMEOUT) << s.ToString();
+    timeval tv{1, 1};
+    socklen_t len = sizeof tv;
+    ASSERT_EQ(getsockopt(p.fd[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &len), 0);
+    EXPECT_EQ(tv.tv_sec, 0);
+    EXPECT_EQ(tv.tv_usec, 0);
   }
 }
 

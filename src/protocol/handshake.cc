@@ -1,7 +1,10 @@
 #include "protocol/handshake.h"
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
@@ -47,7 +50,23 @@ Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8
     rc = poll(&p, 1, timeout_ms);
   } while (rc < 0 && errno == EINTR);
   if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
-  return RecvFrame(fd, h, payload);
+  // The rest of the frame within the same time, not only its first byte: a
+  // peer that stops in the middle of one must not hang the handshake.
+  timeval before{};
+  socklen_t len = sizeof before;
+  const bool bounded = getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, &len) == 0;
+  if (bounded) {
+    const int ms = std::max(timeout_ms, 1);  // a zero timeval would mean no bound
+    const timeval tv{ms / 1000, (ms % 1000) * 1000};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  Status s = RecvFrame(fd, h, payload);
+  const int err = errno;
+  if (bounded) (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, sizeof before);
+  if (!s.ok() && (err == EAGAIN || err == EWOULDBLOCK)) {
+    return Status(GISMO_ERR_TIMEOUT, "the manager stopped in the middle of a frame");
+  }
+  return s;
 }
 
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,
