@@ -77,8 +77,8 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
     }
     std::lock_guard<std::mutex> lk(state_mu_);
     switch (h.type) {
-      case MsgType::kWaitAck:
-        acked_waits_.insert(h.request_id);
+      case MsgType::kWaitAck:  // kept only for a wait still open, as below
+        if (open_requests_.count(h.request_id)) acked_waits_.insert(h.request_id);
         break;
       case MsgType::kWake:
         ++wake_seq_;
@@ -93,6 +93,9 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         protocol::Reader rd(*payload);
         const gismo_status_t code = protocol::StatusCodeFromWire(rd.U32());
         std::string msg = rd.Str();
+        // Kept only for an order still waiting (not one that gave up, nor
+        // one never sent): the manager cannot make this map grow.
+        if (!open_requests_.count(h.request_id)) break;
         fence_replies_[h.request_id] =
             rd.ok() ? (code == GISMO_OK ? Status(GISMO_OK, msg) : Status(code, msg))
                     : Status(GISMO_ERR_PROTOCOL, "malformed fence reply");
