@@ -32,6 +32,7 @@
 #include <sstream>
 #include <thread>
 
+#include "args/parse_args.h"
 #include "common/atomic.h"
 #include "common/clock.h"
 #include "content.h"
@@ -733,6 +734,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   RunOptions ro;
+  // Bounds that keep the workers' arithmetic (key and size picks modulo
+  // these) and the check's table of keys finite.
+  const CLI::Range kKeysRange(uint64_t{1}, uint64_t{1} << 24);
+  const CLI::Range kSizeRange(uint64_t{1}, uint64_t{1} << 40);
   auto* run = app.add_subcommand("run", "Run workers under a killer, then check the region");
   run->add_option("--seconds", ro.seconds, "How long the killer runs")->capture_default_str();
   run->add_option("--freeze-percent", ro.freeze_percent,
@@ -746,11 +751,17 @@ int main(int argc, char** argv) {
   run->add_option("--workers", ro.workers, "Concurrent workers")->capture_default_str();
   run->add_option("--nodes", ro.nodes, "Workers are spread over nodes 1..N")->capture_default_str();
   run->add_option("--kill-min-ms", ro.kill_min_ms, "Shortest time between kills")
+      ->check(CLI::Range(0u, 3600000u))
       ->capture_default_str();
   run->add_option("--kill-max-ms", ro.kill_max_ms, "Longest time between kills")
+      ->check(CLI::Range(0u, 3600000u))
       ->capture_default_str();
-  run->add_option("--keys", ro.keys, "Object names the workers share")->capture_default_str();
-  run->add_option("--max-size", ro.max_size, "Largest object in bytes")->capture_default_str();
+  run->add_option("--keys", ro.keys, "Object names the workers share")
+      ->capture_default_str()
+      ->check(kKeysRange);
+  run->add_option("--max-size", ro.max_size, "Largest object in bytes")
+      ->capture_default_str()
+      ->check(kSizeRange);
   run->add_option("--manager-bin", ro.manager_bin, "gismo-manager to start")->capture_default_str();
   run->add_option("--region", ro.region, "Region file (default /dev/shm/gismo-torture-PID)");
   run->add_option("--size", ro.size, "Region size")->capture_default_str();
@@ -770,8 +781,10 @@ int main(int argc, char** argv) {
   worker->add_option("--tag", wo.tag, "Object namespace shared by the run")->required();
   worker->add_option("--journal", wo.journal, "Journal path prefix")->required();
   worker->add_option("--seed", wo.seed, "Seed")->capture_default_str();
-  worker->add_option("--keys", wo.keys, "Object names")->capture_default_str();
-  worker->add_option("--max-size", wo.max_size, "Largest object")->capture_default_str();
+  worker->add_option("--keys", wo.keys, "Object names")->capture_default_str()->check(kKeysRange);
+  worker->add_option("--max-size", wo.max_size, "Largest object")
+      ->capture_default_str()
+      ->check(kSizeRange);
   worker->add_option("--seconds", wo.seconds, "Stop after this long (0: at SIGTERM)");
   worker->add_option("--address-file", wo.address_file,
                      "Read the manager address from this file at each (re)connect");
@@ -783,7 +796,7 @@ int main(int argc, char** argv) {
   check->add_option("--address", co.address, "Manager address (default $GISMO_ADDRESS)");
   check->add_option("--tag", co.tag, "The run's object namespace")->required();
   check->add_option("--journal-dir", co.journal_dir, "Directory of the workers' journals");
-  check->add_option("--keys", co.keys, "Object names")->capture_default_str();
+  check->add_option("--keys", co.keys, "Object names")->capture_default_str()->check(kKeysRange);
   check
       ->add_option("--idle-timeout", co.idle_timeout_s,
                    "Seconds to wait for every other client to be gone")
@@ -807,7 +820,7 @@ int main(int argc, char** argv) {
   rb->add_option("--repeats", rb_repeats, "Restarts per count")->capture_default_str();
   rb->add_option("--fsck", rb_fsck, "gismo-fsck to run after (empty: skip)");
 
-  CLI11_PARSE(app, argc, argv);
+  GISMO_PARSE_ARGS(app, argc, argv);
 
   if (*worker) return RunWorker(wo);
   if (*check) {
