@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <asio.hpp>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -75,11 +76,17 @@ const char* ReasonText(FenceReason r) {
   }
 }
 
-// A group by name or number.
+// A group by name or number. A number must be a gid (below 2^32 - 1, which
+// chown takes for "leave the group as it is").
 Result<gid_t> ResolveGroup(const std::string& name) {
-  char* end = nullptr;
-  const unsigned long n = strtoul(name.c_str(), &end, 10);
-  if (!name.empty() && end && *end == '\0') return static_cast<gid_t>(n);
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+    uint32_t n = 0;
+    const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), n);
+    if (ec != std::errc() || end != name.data() + name.size() || n == ~uint32_t{0}) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT, "group id " + name + " is out of range");
+    }
+    return static_cast<gid_t>(n);
+  }
   std::vector<char> buf(16384);
   group g{};
   group* found = nullptr;

@@ -1062,6 +1062,24 @@ TEST(UsageTest, IntegerOptionsAreDecimalAndInRange) {
   }
 }
 
+// A numeric --group must be a gid: 4294967295 is chown's "no change", and
+// larger numbers were cut to 32 bits.
+TEST(GroupTest, AGroupIdOutOfRangeIsRefused) {
+  for (const char* bad : {"4294967295", "4294967296", "99999999999999999999"}) {
+    const std::string region = "/dev/shm/" + gismo::testing::UniqueName("grp");
+    gismo::testing::SpawnOptions o;
+    o.argv = {GISMO_MANAGER_BIN, "--region", region,     "--format",
+              "--size",          "64MiB",    "--listen", "unix:" + TempPath("grp.sock"),
+              "--group",         bad};
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    EXPECT_NE(r.exit_code, 0) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("group id " + std::string(bad) + " is out of range"), std::string::npos)
+        << bad << ": " << r.output;
+    unlink(region.c_str());
+  }
+}
+
 TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {
   for (const char* bad : {"0", "101", "-5", "half"}) {
     gismo::testing::SpawnOptions o;
