@@ -782,13 +782,17 @@ TEST(FenceClaimTest, ANodeAgentCannotOrderAFence) {
   EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u);
 }
 
-TEST(FenceClaimTest, ATcpClientCannotGetAnotherProgramKilled) {
-  // Started before the manager: it maps no region.
-  testing::Process victim;
+// A program that maps no region (`sleep`), killed if the test dies first.
+void StartNonClient(testing::Process* victim) {
   testing::SpawnOptions so;
   so.argv = {"sleep", "600"};
   so.parent_death_signal = SIGKILL;
-  ASSERT_TRUE(victim.Start(so)) << victim.error();
+  ASSERT_TRUE(victim->Start(so)) << victim->error();
+}
+
+TEST(FenceClaimTest, ATcpClientCannotGetAnotherProgramKilled) {
+  testing::Process victim;
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&victim));
   InProcessManager mgr(LocalFenceOptions());
   ASSERT_TRUE(IsOk(mgr.Start()));
   SuspectTcpClientClaiming(mgr, victim.pid());
@@ -811,10 +815,7 @@ TEST(FenceClaimTest, ATcpClientOfThisKernelThatMapsTheRegionIsKilled) {
 // only a process that maps the region.
 TEST(FenceClaimTest, AnIdentityLeftInTheRegionCannotGetAnotherProgramKilled) {
   testing::Process victim;
-  testing::SpawnOptions so;
-  so.argv = {"sleep", "600"};
-  so.parent_death_signal = SIGKILL;
-  ASSERT_TRUE(victim.Start(so)) << victim.error();
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&victim));
   manager::ManagerOptions o = LocalFenceOptions();
   InProcessManager first(o);
   ASSERT_TRUE(IsOk(first.Start()));
