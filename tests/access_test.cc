@@ -538,10 +538,7 @@ TEST(BoundsTest, AgentsHoldNoWaitsAndAReplacedAgentLeavesNothingCounted) {
   for (uint64_t i = 0; i < 3; ++i) {
     agents.push_back(std::make_unique<RawPeer>(mgr.address()));
     RawPeer& agent = *agents.back();
-    agent.SetNode(7);
-    agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
-    agent.ReadAccess();
-    agent.ReadWelcome();
+    agent.AgentHello(7);
     if (i > 0) {
       EXPECT_TRUE(agents[i - 1]->ClosedByManager()) << "a replaced agent stays";
     }
@@ -577,10 +574,7 @@ TEST(BoundsTest, ANodeAgentsFramesAreSmall) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer agent(mgr.address());
-  agent.SetNode(7);
-  agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
-  agent.ReadAccess();
-  agent.ReadWelcome();
+  agent.AgentHello(7);
   FrameHeader h;
   h.length = protocol::kMaxPreAdmissionPayload + 1;
   h.type = MsgType::kHeartbeat;
@@ -761,10 +755,7 @@ TEST(FenceClaimTest, ANodeAgentCannotOrderAFence) {
   client.SetNode(5);
   client.Hello(mgr.region_path());
   RawPeer agent(mgr.address());
-  agent.SetNode(7);
-  agent.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
-  agent.ReadAccess();
-  agent.ReadWelcome();
+  agent.AgentHello(7);
   protocol::FenceOrder order;
   order.target = protocol::FenceOrder::Target::kNode;
   order.value = 5;

@@ -119,6 +119,14 @@ class RawPeer {
     SendProof(region_path);
     return ReadWelcome();
   }
+  // Joins as the node agent of `node` (an agent proves no region): hello;
+  // the manager's access and welcome.
+  protocol::Welcome AgentHello(uint32_t node) {
+    SetNode(node);
+    SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+    ReadAccess();
+    return ReadWelcome();
+  }
   // The next frame is an error: its status.
   Status ExpectError() {
     protocol::FrameHeader h;
