@@ -352,6 +352,16 @@ void CheckTimeout(int64_t timeout_ms) {
 // are checked.
 constexpr int64_t kSignalSliceMs = 100;
 
+// The next slice of a wait of timeout_ms (-1: never) begun at `start`: at
+// most kSignalSliceMs, and 0 only once the time is up.
+int64_t NextSliceMs(int64_t timeout_ms, std::chrono::steady_clock::time_point start) {
+  if (timeout_ms < 0) return kSignalSliceMs;
+  const int64_t spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+  return std::clamp<int64_t>(timeout_ms - spent, 0, kSignalSliceMs);
+}
+
 // Runs attempt(slice_ms), a blocking C call, without the GIL in slices of at
 // most kSignalSliceMs until done(status) or timeout_ms (-1: never) has
 // passed, checking signals between slices (a raising handler ends the wait).
@@ -361,13 +371,7 @@ gismo_status_t WaitInSlices(int64_t timeout_ms, Attempt&& attempt, Done&& done) 
   CheckTimeout(timeout_ms);
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
-    int64_t slice = kSignalSliceMs;
-    if (timeout_ms >= 0) {
-      const int64_t spent = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::steady_clock::now() - start)
-                                .count();
-      slice = std::min(slice, std::max<int64_t>(timeout_ms - spent, 0));
-    }
+    const int64_t slice = NextSliceMs(timeout_ms, start);
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
@@ -915,7 +919,7 @@ class PyClient {
 // A client's subscription (gismo_subscribe). Shares the connection like a
 // Buffer does, so its fd stays open while the object lives. A wait polls the
 // library's fd, this subscription's closed fd and the client's closed fd, in
-// slices of kSliceMs: close() from another thread ends it at once, and
+// slices of kSignalSliceMs: close() from another thread ends it at once, and
 // signals (Ctrl-C) and a lost connection are noticed within a slice.
 class PySubscription {
  public:
@@ -965,14 +969,8 @@ class PySubscription {
             break;
           }
           if (closed_.load(std::memory_order_acquire) || core->closed()) break;
-          int64_t wait_ms = kSliceMs;
-          if (timeout_ms >= 0) {
-            int64_t left = timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::steady_clock::now() - start)
-                                            .count();
-            if (left <= 0) break;
-            wait_ms = std::min(wait_ms, left);
-          }
+          const int64_t wait_ms = NextSliceMs(timeout_ms, start);
+          if (wait_ms == 0) break;
           pollfd p[3] = {{fd_, POLLIN, 0}, {closed_fd_, POLLIN, 0}, {client_closed_fd_, POLLIN, 0}};
           int rc = poll(p, 3, static_cast<int>(wait_ms));
           if (rc < 0 && errno != EINTR) {
@@ -1012,8 +1010,6 @@ class PySubscription {
   }
 
  private:
-  static constexpr int64_t kSliceMs = 100;
-
   std::shared_ptr<Core> Live() const {
     if (closed_.load(std::memory_order_acquire) || !core_)
       ThrowInvalid("the subscription is closed");
