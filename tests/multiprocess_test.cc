@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include <chrono>
+#include <filesystem>
 #include <gismo/gismo.hpp>
 #include <map>
 #include <memory>
@@ -694,6 +695,38 @@ TEST(SubscribeProcessTest, EndedSessionMakesTheFdReadable) {
   Status s = sub->Next(0).status();
   for (int i = 0; i < 1000 && s.code() == GISMO_ERR_TIMEOUT; ++i) s = sub->Next(10).status();
   EXPECT_EQ(s.code(), GISMO_ERR_CONNECTION);
+}
+
+// Descriptors this process has open.
+int OpenDescriptors() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+// A subscribe the manager does not acknowledge in time fails; the retry
+// keeps the first attempt's socket rather than opening (and leaking)
+// another, and the subscription then works. A long lease: the manager,
+// frozen past it, would otherwise suspect the client when it resumes.
+TEST(SubscribeProcessTest, ARetryAfterAnUnacknowledgedSubscribeKeepsItsSocket) {
+  ManagerProcess mgr = StartManagerProcess({"--lease-ms", "120000"});
+  Client c = MustConnect(mgr.address());
+  Client producer = MustConnect(mgr.address());
+  const int before = OpenDescriptors();
+  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  auto refused = c.Subscribe();
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), GISMO_ERR_CONNECTION) << refused.status().ToString();
+  EXPECT_EQ(OpenDescriptors(), before + 1);  // the attempt's socket, kept
+  auto sub = c.Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  EXPECT_EQ(OpenDescriptors(), before + 1);
+  ASSERT_TRUE(producer.Put(ObjectId::FromName("after the retry"), "x").ok());
+  EXPECT_EQ(MustNext(*sub).id, ObjectId::FromName("after the retry"));
 }
 
 }  // namespace

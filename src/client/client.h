@@ -93,6 +93,10 @@ class ClientImpl {
                   store::NameBinding* out);
 
   Status Subscribe(int* fd);
+  // The subscription's datagram socket, into event_fd_ (and its address,
+  // token and UDP word into the members below).
+  // REQUIRES: `sub` holds sub_mu_; event_fd_ < 0.
+  Status OpenEventSocket(const std::unique_lock<std::mutex>& sub);
   Status NextNotification(gismo_notification_t* out, int64_t timeout_ms);
 
   // gismo fence: declares a client or node fenced (the operator's word).
@@ -219,6 +223,7 @@ class ClientImpl {
   sockaddr_storage event_addr_{};  // the socket's own address (written before event_fd_)
   socklen_t event_addr_len_ = 0;
   uint64_t notify_token_ = 0;  // published in this slot, or 0 (bind failed)
+  uint64_t notify_inet_ = 0;   // NotifyInetWord of the UDP socket, or 0 (AF_UNIX)
   // Unbound datagram sockets (AF_UNIX, UDP) that WakeSubscribersDirectly
   // sends from; made once, on the first ring event seen while someone
   // subscribes.

@@ -16,6 +16,7 @@
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "common/check.h"
 #include "common/clock.h"
 
 namespace gismo::client {
@@ -123,23 +124,19 @@ void ClientImpl::WakeSubscribersDirectly() {
   }
 }
 
-Status ClientImpl::Subscribe(int* fd) {
-  std::lock_guard<std::mutex> sub(sub_mu_);
-  if (Status s = CheckAlive(); !s.ok()) return s;
-  if (subscribed_) {
-    *fd = LoadAcquire(event_fd_);
-    return Status();
-  }
+Status ClientImpl::OpenEventSocket(const std::unique_lock<std::mutex>& sub) {
+  GISMO_DCHECK(sub.owns_lock() && sub.mutex() == &sub_mu_);  // REQUIRES: sub_mu_
+  GISMO_DCHECK(LoadAcquire(event_fd_) < 0);
   // The fd the subscriber polls: a datagram socket that sealers and
   // deleters wake directly, without the manager. Over TCP, a UDP socket
   // beside this client's end of the connection, published in the slot
   // (notify_inet) for every node; else one at this slot's abstract notify
   // name, for this node. Should the name be taken (a process of the same
   // node holding it), the kernel picks one and only the manager's wake-ups
-  // arrive.
+  // arrive. The session, hence the token, is this client's for life: a
+  // re-attach keeps it.
   const uint64_t token = region::NotifyToken(session());
   int efd = -1;
-  uint64_t inet = 0;
   if (address_.kind == protocol::Address::Kind::kTcp) {
     sockaddr_in udp{};
     {
@@ -147,7 +144,7 @@ Status ClientImpl::Subscribe(int* fd) {
       efd = BindUdpBeside(fd_, &udp);
     }
     if (efd >= 0) {
-      inet = region::NotifyInetWord(ntohl(udp.sin_addr.s_addr), ntohs(udp.sin_port));
+      notify_inet_ = region::NotifyInetWord(ntohl(udp.sin_addr.s_addr), ntohs(udp.sin_port));
       std::memcpy(&event_addr_, &udp, sizeof udp);
       event_addr_len_ = sizeof udp;
       notify_token_ = token;
@@ -175,16 +172,33 @@ Status ClientImpl::Subscribe(int* fd) {
     std::memcpy(&event_addr_, &addr, len);
     event_addr_len_ = len;
   }
+  StoreRelease(event_fd_, efd);
+  return Status();
+}
+
+Status ClientImpl::Subscribe(int* fd) {
+  std::unique_lock<std::mutex> sub(sub_mu_);
+  if (Status s = CheckAlive(); !s.ok()) return s;
+  if (subscribed_) {
+    *fd = LoadAcquire(event_fd_);
+    return Status();
+  }
+  // A retry after a failed attempt (no acknowledgement in time) keeps that
+  // attempt's socket: the receiver thread may be sending to it, so it is
+  // never closed before the client is, and one client holds one.
+  if (LoadAcquire(event_fd_) < 0) {
+    if (Status s = OpenEventSocket(sub); !s.ok()) return s;
+  }
+  const int efd = LoadAcquire(event_fd_);
   // Written before the token is published (release, below), which guards
   // them; armed from the start, as the fd may be polled before any Next.
   // A non-coherent region's slot header is the manager's line: there the
   // owner's kNotify is the only wake-up (sealers wake nobody directly).
   const bool direct = !store_->noncoherent();
   if (direct) {
-    region_->slot(slot()).notify_inet.store(inet, std::memory_order_relaxed);
+    region_->slot(slot()).notify_inet.store(notify_inet_, std::memory_order_relaxed);
     region_->slot(slot()).notify_armed.store(1, std::memory_order_relaxed);
   }
-  StoreRelease(event_fd_, efd);
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
   protocol::Writer w;
@@ -207,6 +221,8 @@ Status ClientImpl::Subscribe(int* fd) {
   StoreRelease(cursor_seen_, cursor_);
   {
     std::lock_guard<std::mutex> op(op_mu_);
+    initial_.clear();  // a failed attempt may have listed part of it
+    initial_ids_.clear();
     Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
       if (info.state != GISMO_STATE_SEALED) return;
       gismo_notification_t n{};
