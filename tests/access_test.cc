@@ -9,9 +9,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <gismo/gismo.hpp>
 #include <memory>
 #include <sstream>
@@ -687,6 +690,133 @@ TEST(BoundsTest, AReattachRefusedForNowIsTriedAgain) {
   // A lost client's get would fail with GISMO_ERR_CONNECTION.
   auto missing = c.Get(ObjectId::Random(), 10);
   EXPECT_EQ(missing.status().code(), GISMO_ERR_TIMEOUT) << missing.status().ToString();
+}
+
+// Relays each connection made to its own Unix socket to the manager at
+// `upstream`. Told to (StallNext), it passes the client only the first
+// byte of the manager's next answer on the connection open then, and
+// nothing more that way: the link stalls in the middle of a frame, open
+// (a close by the manager is not passed on either); what the client sends
+// still goes through. Connections made later are relayed whole.
+class StallingRelay {
+ public:
+  explicit StallingRelay(std::string upstream) : upstream_(std::move(upstream)) {
+    path_ = testing::FreshPath("/tmp/" + testing::UniqueName("relay") + ".sock");
+    listen_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+    EXPECT_EQ(bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    EXPECT_EQ(listen(listen_, 8), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~StallingRelay() {
+    stop_.store(true, std::memory_order_relaxed);
+    thread_.join();
+    for (const Pair& p : pairs_) {
+      close(p.client);
+      close(p.manager);
+    }
+    close(listen_);
+    unlink(path_.c_str());
+  }
+  std::string address() const { return "unix:" + path_; }
+  void StallNext() { stall_next_.store(true, std::memory_order_relaxed); }
+  int connections() const { return accepted_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Pair {
+    int client, manager;
+    bool stalled = false, closed = false;
+  };
+  void Run() {
+    char buf[4096];
+    while (!stop_.load(std::memory_order_relaxed)) {
+      std::vector<pollfd> fds{{listen_, POLLIN, 0}};
+      for (const Pair& p : pairs_) {
+        fds.push_back({p.closed ? -1 : p.client, POLLIN, 0});
+        fds.push_back({p.closed || p.stalled ? -1 : p.manager, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN) Accept();
+      for (size_t i = 0; i < pairs_.size() && 1 + 2 * i < fds.size(); ++i) {
+        Pair& p = pairs_[i];
+        if (fds[1 + 2 * i].revents != 0) {
+          const ssize_t n = read(p.client, buf, sizeof buf);
+          if (n <= 0 || !protocol::SendAll(p.manager, buf, static_cast<size_t>(n)).ok()) {
+            shutdown(p.manager, SHUT_RDWR);
+            p.closed = true;
+            continue;
+          }
+        }
+        if (fds[2 + 2 * i].revents != 0) {
+          const ssize_t n = read(p.manager, buf, sizeof buf);
+          if (n <= 0) {
+            shutdown(p.client, SHUT_RDWR);
+            p.closed = true;
+            continue;
+          }
+          if (stall_next_.exchange(false, std::memory_order_relaxed)) {
+            p.stalled = true;
+            (void)protocol::SendAll(p.client, buf, 1);
+          } else if (!protocol::SendAll(p.client, buf, static_cast<size_t>(n)).ok()) {
+            shutdown(p.manager, SHUT_RDWR);
+            p.closed = true;
+          }
+        }
+      }
+    }
+  }
+  void Accept() {
+    const int c = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    auto m = protocol::ParseAddress(upstream_);
+    auto fd = m.ok() ? protocol::ConnectTo(*m, 5000) : Result<int>(m.status());
+    if (!fd.ok()) {
+      close(c);
+      return;
+    }
+    pairs_.push_back(Pair{c, *fd});
+    accepted_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  std::string upstream_, path_;
+  int listen_ = -1;
+  std::vector<Pair> pairs_;  // the relay thread's
+  std::atomic<bool> stop_{false}, stall_next_{false};
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+// A manager, or the link to it, that stops in the middle of a frame to a
+// client: the client's receiver waits for the rest at most half a lease
+// (at least 1 s), then takes the connection for broken and re-attaches,
+// and a blocking get it was serving registers again and is woken. (Before,
+// the receiver waited for the rest for ever: no heartbeat, no wake-up, no
+// re-attach. And a wait whose acknowledgement the broken connection took
+// along was not registered on the next one: the get slept to its timeout.)
+TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 2000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  Client c = testing::MustConnect(relay.address());
+  Client producer = testing::MustConnect(mgr.address());
+  ASSERT_EQ(relay.connections(), 1);
+  relay.StallNext();  // the wait's acknowledgement stops after its first byte
+  const ObjectId id = ObjectId::Random();
+  Result<Buffer> got(Status(GISMO_ERR_INTERNAL, "not run"));
+  std::thread getter([&] { got = c.Get(id, 60000); });
+  ASSERT_TRUE(Eventually([&] { return relay.connections() == 2; }))
+      << "the client never left the stalled connection";
+  ASSERT_TRUE(Eventually(
+      [&] { return mgr.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
+  ASSERT_TRUE(producer.Put(id, "after the stall").ok());
+  getter.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()),
+            "after the stall");
 }
 
 // ---- what a peer's claim can make the manager kill ---------------------

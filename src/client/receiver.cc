@@ -49,6 +49,15 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
   const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
   uint64_t last_beat = MonotonicNs();
   const int fd = fd_;  // only this thread replaces it
+  // A frame whose first byte has come is read whole within the bound, or
+  // the connection counts as broken and the client re-attaches: a manager
+  // that stops in the middle of one, or a link that fails there, must not
+  // hold this thread (and with it every heartbeat) for ever.
+  if (Status s = protocol::BoundReceives(fd, protocol::FrameStallBoundMs(welcome_.lease_ms));
+      !s.ok()) {
+    *why = s.message();
+    return false;
+  }
   while (!LoadAcquire(closing_)) {
     int wait_ms = heartbeat_ms;
     if (heartbeat_ms > 0) {

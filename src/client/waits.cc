@@ -65,25 +65,32 @@ bool ClientImpl::WaitOnState(std::unique_lock<std::mutex>& lk,
 Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
                                 uint64_t* registered_epoch,
                                 std::chrono::steady_clock::time_point deadline) {
-  uint64_t epoch;
-  {
-    std::lock_guard<std::mutex> lk(state_mu_);
-    epoch = connection_epoch_;
-    open_requests_.insert(wait_id);  // until EndWait
+  // Until the wait is acknowledged on the connection of the moment: one
+  // that breaks before the acknowledgement took the wait with it, and the
+  // next connection must have it too (else nothing would wake the caller).
+  for (;;) {
+    uint64_t epoch;
+    {
+      std::lock_guard<std::mutex> lk(state_mu_);
+      epoch = connection_epoch_;
+      open_requests_.insert(wait_id);  // until EndWait
+    }
+    if (epoch == *registered_epoch) return Status();
+    *registered_epoch = epoch;
+    protocol::Writer w;
+    w.U32(static_cast<uint32_t>(ids.size()));
+    for (const gismo_id_t& id : ids) w.Id(id);
+    // A failed send means the connection is down: no acknowledgement comes
+    // on it, and the re-attach moves the epoch on.
+    (void)Send(w.Frame(MsgType::kWait, wait_id));
+    std::unique_lock<std::mutex> lk(state_mu_);
+    WaitOnState(lk, deadline, [&] {
+      return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
+             LoadAcquire(lost_) || connection_epoch_ != epoch;
+    });
+    if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
+    if (connection_epoch_ == epoch) return Status();  // acknowledged, lost, or the deadline
   }
-  if (epoch == *registered_epoch) return Status();
-  *registered_epoch = epoch;
-  protocol::Writer w;
-  w.U32(static_cast<uint32_t>(ids.size()));
-  for (const gismo_id_t& id : ids) w.Id(id);
-  if (!Send(w.Frame(MsgType::kWait, wait_id)).ok()) return Status();
-  std::unique_lock<std::mutex> lk(state_mu_);
-  WaitOnState(lk, deadline, [&] {
-    return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
-           LoadAcquire(lost_) || connection_epoch_ != epoch;
-  });
-  if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
-  return Status();
 }
 
 void ClientImpl::EndWait(uint64_t wait_id) {

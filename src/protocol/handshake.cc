@@ -54,18 +54,10 @@ Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8
   // peer that stops in the middle of one must not hang the handshake.
   timeval before{};
   socklen_t len = sizeof before;
-  const bool bounded = getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, &len) == 0;
-  if (bounded) {
-    const int ms = std::max(timeout_ms, 1);  // a zero timeval would mean no bound
-    const timeval tv{ms / 1000, (ms % 1000) * 1000};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
+  const bool bounded = getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, &len) == 0 &&
+                       BoundReceives(fd, timeout_ms).ok();
   Status s = RecvFrame(fd, h, payload);
-  const int err = errno;
   if (bounded) (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, sizeof before);
-  if (!s.ok() && (err == EAGAIN || err == EWOULDBLOCK)) {
-    return Status(GISMO_ERR_TIMEOUT, "the manager stopped in the middle of a frame");
-  }
   return s;
 }
 

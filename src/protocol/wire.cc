@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -467,6 +468,9 @@ Status RecvAll(int fd, void* data, size_t n) {
     if (r == 0) return Status(GISMO_ERR_CONNECTION, "the manager closed the connection");
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return Status(GISMO_ERR_TIMEOUT, "the manager stopped in the middle of a frame");
+      }
       return Status(GISMO_ERR_CONNECTION,
                     std::string("lost the connection to the manager: ") + std::strerror(errno));
     }
@@ -487,6 +491,20 @@ Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload) {
   payload->resize(h->length);
   if (h->length == 0) return Status();
   return RecvAll(fd, payload->data(), h->length);
+}
+
+Status BoundReceives(int fd, int timeout_ms) {
+  const int ms = std::max(timeout_ms, 1);  // a zero timeval would mean no bound
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+    return Status(GISMO_ERR_IO, std::string("SO_RCVTIMEO: ") + std::strerror(errno));
+  }
+  return Status();
+}
+
+int FrameStallBoundMs(uint32_t lease_ms) {
+  if (lease_ms == 0) return 10000;
+  return static_cast<int>(std::clamp<uint32_t>(lease_ms / 2, 1000, 10000));
 }
 
 }  // namespace gismo::protocol

@@ -293,10 +293,21 @@ Result<int> ConnectTo(const Address& a, int timeout_ms);
 uint64_t UnixConnectRetries();
 // Writes all bytes (retries on EINTR / partial writes). MSG_NOSIGNAL.
 Status SendAll(int fd, const void* data, size_t n);
-// Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF.
+// Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF; GISMO_ERR_TIMEOUT
+// when a receive bound (BoundReceives) runs out first.
 Status RecvAll(int fd, void* data, size_t n);
 // Reads one whole frame.
 Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload);
+// Bounds each later receive on `fd` (SO_RCVTIMEO) to timeout_ms (> 0).
+// A reader that polls for a frame's first byte and then reads it with
+// RecvFrame gets GISMO_ERR_TIMEOUT from a peer, or a link, that stops in
+// the middle of the frame, where it would otherwise block for ever.
+Status BoundReceives(int fd, int timeout_ms);
+// How long a connection's reader (a client's receiver thread, an agent)
+// waits for the rest of a frame from the manager: half the lease it sends
+// heartbeats for, within 1–10 s (10 s without a lease). While it waits it
+// sends no heartbeat.
+int FrameStallBoundMs(uint32_t lease_ms);
 
 }  // namespace gismo::protocol
 

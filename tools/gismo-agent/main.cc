@@ -130,6 +130,12 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
   uint64_t last_beat = gismo::MonotonicNs();
   std::vector<uint8_t> payload;
+  // A manager that stops in the middle of a frame breaks the connection
+  // (the agent connects again) rather than holding the agent for ever.
+  if (Status s = gismo::protocol::BoundReceives(fd, gismo::protocol::FrameStallBoundMs(lease_ms));
+      !s.ok()) {
+    return s;
+  }
   while (!g_stop) {
     const uint64_t since = (gismo::MonotonicNs() - last_beat) / 1'000'000;
     const int wait = since >= uint64_t(beat_ms) ? 0 : beat_ms - static_cast<int>(since);
