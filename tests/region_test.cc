@@ -285,6 +285,23 @@ TEST_F(RegionTest, MissingFileAndTinySizes) {
   EXPECT_NE(f.status().message().find("too large"), std::string::npos) << f.status().message();
 }
 
+// The lock wait a region asks for is bounded: a huge lock_wait_ms (only a
+// corrupt or hostile write puts one there) would make a client wait for
+// centuries on a frozen lock holder, and overflow the deadlines it sets.
+TEST_F(RegionTest, AHugeLockWaitInTheRegionCountsAsAnHour) {
+  FormatOptions o;
+  o.size = 32ull << 20;
+  auto r = Region::Format(path_, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(LockWaitNs(**r), uint64_t{2'000'000'000});  // 0: the default
+  (*r)->sb().lock_wait_ms.store(1500, std::memory_order_relaxed);
+  EXPECT_EQ(LockWaitNs(**r), uint64_t{1'500'000'000});
+  for (uint64_t huge : {kMaxLockWaitMs + 1, uint64_t{18'000'000'000'000}, ~uint64_t{0}}) {
+    (*r)->sb().lock_wait_ms.store(huge, std::memory_order_relaxed);
+    EXPECT_EQ(LockWaitNs(**r), kMaxLockWaitMs * 1'000'000) << huge;
+  }
+}
+
 TEST(ParseSizeTest, UnitsAndErrors) {
   EXPECT_EQ(*ParseSize("512MiB"), 512ull << 20);
   EXPECT_EQ(*ParseSize("4GiB"), 4ull << 30);

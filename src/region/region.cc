@@ -843,7 +843,7 @@ Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
 uint64_t LockWaitNs(const Region& r) {
   constexpr uint64_t kDefaultLockWaitNs = 2'000'000'000;  // lock_wait_ms == 0
   const uint64_t ms = r.sb().lock_wait_ms.load(std::memory_order_relaxed);
-  return ms == 0 ? kDefaultLockWaitNs : ms * 1'000'000;
+  return ms == 0 ? kDefaultLockWaitNs : std::min(ms, kMaxLockWaitMs) * 1'000'000;
 }
 
 std::vector<uint32_t> OwnerHelperSlots(const Region& r) {

@@ -392,11 +392,16 @@ Status NonCoherentRefusal(const std::string& path);
 // non-coherent region); entries that name no client slot are ignored.
 std::vector<uint32_t> OwnerHelperSlots(const Region& r);
 
+// The longest lock wait a region may ask for: an hour. The manager takes
+// no more (--lock-wait-ms); a larger lock_wait_ms in a region (a corrupt or
+// hostile write) counts as this much, so a deadline never overflows.
+inline constexpr uint64_t kMaxLockWaitMs = 3'600'000;
+
 // How long an operation waits for what another writer holds (a busy lock,
 // a seqlock held odd, the non-coherent owner's answer): the superblock's
-// lock_wait_ms, where 0 means the default of 2 s. Read as this host's cache
-// holds it: a non-coherent client invalidates the line first (the owner
-// wrote it; the owner's own Txns read their own write).
+// lock_wait_ms, where 0 means the default of 2 s, at most kMaxLockWaitMs.
+// Read as this host's cache holds it: a non-coherent client invalidates the
+// line first (the owner wrote it; the owner's own Txns read their own write).
 uint64_t LockWaitNs(const Region& r);
 
 // Parses "512MiB", "4GiB", "1G", "65536" (bytes). IEC and SI suffixes.

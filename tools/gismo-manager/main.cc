@@ -144,7 +144,8 @@ int main(int argc, char** argv) {
                "separate hosts on one kernel; the region's manager lease still holds)");
   app.add_option("--lock-wait-ms", opt.lock_wait_ms,
                  "How long a client operation waits for a busy lock before it fails with "
-                 "GISMO_ERR_BUSY (default 2000)");
+                 "GISMO_ERR_BUSY (default 2000, at most an hour)")
+      ->check(CLI::Range(uint32_t{0}, static_cast<uint32_t>(gismo::region::kMaxLockWaitMs)));
   app.add_option("--evict-percent", opt.evict_percent,
                  "What a create that does not fit evicts at least, in percent of the heap "
                  "(evictable objects only; default 20, as Plasma)")
