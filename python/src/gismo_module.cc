@@ -464,6 +464,7 @@ class PyClient {
       }
     }
     create_views_.clear();
+    creator_refs_.clear();
     core_->MarkClosed();
     core_.reset();  // disconnects unless Buffers or running calls still share it
   }
@@ -483,6 +484,7 @@ class PyClient {
                                   meta.data(), meta.size(), CreateFlags(owned, evictable), &data);
     }
     Check(s);
+    ++creator_refs_[oid.Hex()];
     py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
     py::memoryview view(exporter);
     // Released when the object is sealed, aborted or deleted: no writable
@@ -528,6 +530,7 @@ class PyClient {
     if (data == nullptr) {
       return py::make_tuple(py::cast(std::make_unique<PyBuffer>(core, oid, buf)), none);
     }
+    ++creator_refs_[oid.Hex()];
     py::object exporter = py::cast(WritableRegion(core, data, static_cast<size_t>(size)));
     py::memoryview view(exporter);
     create_views_[oid.Hex()] = view;
@@ -552,10 +555,41 @@ class PyClient {
     IdCall(id, gismo_seal);
   }
   void Abort(py::handle id) {
-    EndCreateView(ParseId(id), "aborting");
+    const gismo::ObjectId oid = ParseId(id);
+    EndCreateView(oid, "aborting");
     IdCall(id, gismo_abort);
+    creator_refs_.erase(oid.Hex());  // the abort took the creator's reference
   }
-  void Release(py::handle id) { IdCall(id, gismo_release); }
+  // Gives back a reference this client took by create() or get_or_create()
+  // (the loader's). Never one a Buffer counts on: releasing that would let
+  // the object be freed under the Buffer's memory.
+  void Release(py::handle id) {
+    const gismo::ObjectId oid = ParseId(id);
+    auto it = creator_refs_.find(oid.Hex());
+    if (it == creator_refs_.end()) {
+      if (!Contains(id)) {
+        throw StatusError(GISMO_ERR_OBJECT_NOT_FOUND, "object " + oid.Hex() + " does not exist");
+      }
+      throw StatusError(GISMO_ERR_NOT_HELD,
+                        "this client holds no reference to " + oid.Hex() +
+                            " of its own (from create or get_or_create); a Buffer's reference "
+                            "is given back by Buffer.release() or when it is garbage");
+    }
+    // Taken before the call (two threads must not both give back the one
+    // reference), put back if the call fails while the reference stands
+    // (not sealed yet, say); one the store no longer has is forgotten.
+    if (--it->second == 0) creator_refs_.erase(it);
+    auto core = Live();
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_release(core->Checked(), &oid.c_id());
+    }
+    if (s != GISMO_OK && s != GISMO_ERR_OBJECT_NOT_FOUND && s != GISMO_ERR_NOT_HELD) {
+      ++creator_refs_[oid.Hex()];
+    }
+    Check(s);
+  }
   void Delete(py::handle id) {
     EndCreateView(ParseId(id), "deleting");
     IdCall(id, gismo_delete);
@@ -912,6 +946,10 @@ class PyClient {
   // The create() views of objects not yet sealed, aborted or deleted, by
   // id (hex); accessed with the GIL held.
   std::map<std::string, py::object> create_views_;
+  // References taken by create() and get_or_create() (the loader's) and
+  // not yet given back, by id (hex): release(id) gives back only these.
+  // Accessed with the GIL held.
+  std::map<std::string, uint64_t> creator_refs_;
 };
 
 // ----- notifications ---------------------------------------------------------------

@@ -178,6 +178,35 @@ def test_release_errors(client, oid):
     assert client.stat(oid)["refs"] == 0
 
 
+def test_release_never_takes_a_buffers_reference(client, other, oid):
+    """release(id) gives back the creator's reference, never one a Buffer
+    counts on: that would let another client's delete free the memory the
+    Buffer still shows."""
+    client.put_bytes(oid, b"kept")
+    buf = client.get(oid)
+    with pytest.raises(gismo.NotHeld, match="Buffer.release"):
+        client.release(oid)
+    assert client.stat(oid)["refs"] == 1
+    other.delete(oid)  # deferred: the Buffer still holds it
+    assert bytes(buf) == b"kept"
+    buf.release()
+    with pytest.raises(gismo.ObjectNotFound):
+        client.stat(oid)
+    # The creator's own reference, given back once; the second call finds
+    # only the Buffer's.
+    view = client.create(oid, 3)
+    view[:] = b"new"
+    with pytest.raises(gismo.ObjectNotSealed):
+        client.release(oid)  # refused, and still the creator's to give back
+    client.seal(oid)
+    buf = client.get(oid)
+    client.release(oid)
+    with pytest.raises(gismo.NotHeld):
+        client.release(oid)
+    assert client.stat(oid)["refs"] == 1 and bytes(buf) == b"new"
+    buf.release()
+
+
 def test_put_and_get_bytes(client, oid):
     client.put_bytes(oid, bytearray(b"payload"), metadata=b"m")
     assert client.get_bytes(oid) == b"payload"
