@@ -285,6 +285,49 @@ TEST_F(RegionTest, MissingFileAndTinySizes) {
   EXPECT_NE(f.status().message().find("too large"), std::string::npos) << f.status().message();
 }
 
+// The bounds a process takes from the superblock are the ones it validated:
+// a write to the superblock after the region was opened (a hostile or
+// broken client of the region) changes none of them. (Before, every bound
+// was read again from the shared superblock: a held_capacity of 2^30
+// written there made the manager's recovery of a client fault.)
+TEST_F(RegionTest, BoundsAreTheValidatedOnesWhateverIsWrittenLater) {
+  FormatOptions o;
+  o.size = 32ull << 20;
+  auto formatted = Region::Format(path_, o);
+  ASSERT_TRUE(formatted.ok()) << formatted.status().ToString();
+  auto r = Region::Open(path_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Region& region = **r;
+  const Superblock& validated = region.fixed();
+  const uint32_t held_capacity = validated.held_capacity, max_clients = validated.max_clients;
+  const uint64_t heap_size = validated.heap_size, ring = validated.event_ring_capacity;
+  const uint64_t names_offset = validated.names_offset;
+  const uint64_t pages = region.num_pages();
+  HeldEntry* held = region.held(1);
+  LogEntry* log = region.log(1);
+  Superblock& shared = (*formatted)->sb();
+  shared.held_capacity = 1u << 30;
+  shared.log_capacity = 1u << 30;
+  shared.max_clients = ~0u;
+  shared.num_pages = ~uint64_t{0};
+  shared.heap_size = ~uint64_t{0};
+  shared.event_ring_capacity = 1;
+  shared.names_offset = ~uint64_t{0};
+  EXPECT_EQ(region.fixed().held_capacity, held_capacity);
+  EXPECT_EQ(region.max_clients(), max_clients);
+  EXPECT_EQ(region.num_pages(), pages);
+  EXPECT_FALSE(region.ValidPage(pages));
+  EXPECT_FALSE(region.ValidHeapBlock(0, heap_size + 1));
+  EXPECT_EQ(region.held(1), held);
+  EXPECT_EQ(region.log(1), log);
+  EXPECT_EQ(&region.event(1), &region.event(1 + ring));
+  EXPECT_EQ(region.OffsetOf(&region.names()), names_offset);
+  // A process that opens it now finds the superblock corrupt.
+  auto again = Region::Open(path_);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), GISMO_ERR_BAD_REGION);
+}
+
 // The lock wait a region asks for is bounded: a huge lock_wait_ms (only a
 // corrupt or hostile write puts one there) would make a client wait for
 // centuries on a frozen lock holder, and overflow the deadlines it sets.

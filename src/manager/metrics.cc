@@ -279,14 +279,15 @@ void MetricsExporter::Accept() {
 std::string MetricsExporter::Render() const {
   uint64_t t0 = MonotonicNs();
   const region::Superblock& sb = region_.sb();
+  const region::Superblock& fixed = region_.fixed();
   Exposition x;
 
   x.Family("gismo_info", "gauge",
            "Constant 1; labels give the library version and the region's format.");
   x.Sample("gismo_info",
            "version=\"" + EscapeLabel(gismo_version()) + "\",format_version=\"" +
-               std::to_string(sb.format_version) + "\",coherence=\"" +
-               region::CoherenceModeName(sb.coherence_mode) + "\",region=\"" +
+               std::to_string(fixed.format_version) + "\",coherence=\"" +
+               region::CoherenceModeName(fixed.coherence_mode) + "\",region=\"" +
                EscapeLabel(region_.path()) + "\"",
            uint64_t{1});
 
@@ -308,7 +309,7 @@ std::string MetricsExporter::Render() const {
     x.Sample("gismo_object_bytes", state_label(s), scan.bytes[s]);
   }
   x.One("gismo_object_index_capacity", "gauge", "Objects the index can hold.",
-        uint64_t{sb.max_objects});
+        uint64_t{fixed.max_objects});
   x.One("gismo_metrics_skipped_shards", "gauge",
         "Index shards left out of this scrape because their lock stayed busy (object counts "
         "are then a lower bound).",

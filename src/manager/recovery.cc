@@ -98,7 +98,7 @@ RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
   // subscriber waits at its entries any longer (event_ring.h, E3/E4).
   store::FinishDeadProducerEvents(r, dead);
   HeldEntry* held = r.held(dead);
-  const uint32_t cap = r.sb().held_capacity;
+  const uint32_t cap = r.fixed().held_capacity;
   for (uint32_t i = 0; i < cap; ++i) {
     if (held[i].key.load(std::memory_order_acquire) == 0) continue;
     EventEntry* event = nullptr;

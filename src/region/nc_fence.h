@@ -51,7 +51,7 @@ uint64_t NcWriteBackClientLines(Lines& lines, const Region& r, uint32_t slot) {
   };
   const auto* header = reinterpret_cast<const uint8_t*>(&r.slot(slot));
   drop(header + kCacheLine, 2 * kCacheLine);
-  drop(r.held(slot), uint64_t{r.sb().held_capacity} * sizeof(HeldEntry));
+  drop(r.held(slot), uint64_t{r.fixed().held_capacity} * sizeof(HeldEntry));
   // Its request and response rings, and its recent-gets line after them.
   const auto* rings = static_cast<const uint8_t*>(r.request_ring(slot));
   drop(rings, reinterpret_cast<const uint8_t*>(r.recent_gets(slot) + kNcRecentGets) - rings);

@@ -255,11 +255,11 @@ void Region::PersistSlow(uint64_t offset, uint64_t length) const {
 }
 
 void Region::InvalidateMetadata() const {
-  if (noncoherent()) InvalidateLines(base_, sb_->heap_offset);
+  if (noncoherent()) InvalidateLines(base_, fixed_.heap_offset);
 }
 
 void Region::FlushMetadata() const {
-  if (noncoherent()) FlushLines(base_, sb_->heap_offset);
+  if (noncoherent()) FlushLines(base_, fixed_.heap_offset);
 }
 
 FormatOptions ResolveDefaults(FormatOptions o) {
@@ -431,7 +431,7 @@ std::string Region::NotifySocketName(uint32_t slot, uint64_t token) const {
   char name[96];
   const int n = std::snprintf(name, sizeof name,
                               "%cgismo-notify-%016" PRIx64 "%016" PRIx64 "-%" PRIu32 "-%" PRIx64,
-                              '\0', sb_->uuid[0], sb_->uuid[1], slot, token);
+                              '\0', fixed_.uuid[0], fixed_.uuid[1], slot, token);
   return std::string(name, static_cast<size_t>(n));
 }
 
@@ -530,19 +530,25 @@ Result<uint8_t*> Region::MapAligned(const std::string& path, int fd, uint64_t si
   return static_cast<uint8_t*>(m);
 }
 
+void Region::SnapshotSuperblock() {
+  // Only the immutable part: the words after it change while the region is
+  // in use and are read where they live.
+  std::memcpy(static_cast<void*>(&fixed_), sb_, offsetof(Superblock, state));
+}
+
 void Region::CacheOffsets() {
-  client_table_ = sb_->client_table_offset;
-  slot_size_ = sb_->client_slot_size;
-  index_ = sb_->index_offset;
-  shard_size_ = sb_->shard_size;
-  num_shards_ = sb_->num_shards;
-  records_per_shard_ = sb_->records_per_shard;
-  heap_ = base_ + sb_->heap_offset;
-  read_heap_ = read_base_ + sb_->heap_offset;
+  client_table_ = fixed_.client_table_offset;
+  slot_size_ = fixed_.client_slot_size;
+  index_ = fixed_.index_offset;
+  shard_size_ = fixed_.shard_size;
+  num_shards_ = fixed_.num_shards;
+  records_per_shard_ = fixed_.records_per_shard;
+  heap_ = base_ + fixed_.heap_offset;
+  read_heap_ = read_base_ + fixed_.heap_offset;
 }
 
 Status Region::Validate(uint64_t file_size) const {
-  const Superblock& sb = *sb_;
+  const Superblock& sb = fixed_;  // one copy: a concurrent writer cannot change it mid-check
   if (sb.magic != kMagic) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is not a gismo region (bad magic number)");
   }
@@ -555,7 +561,7 @@ Status Region::Validate(uint64_t file_size) const {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': superblock checksum mismatch (corrupt region)");
   }
-  if (sb.region_size > file_size) {
+  if (sb.region_size > file_size || sb.region_size > size_) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is truncated: superblock says " +
                                             ExactSize(sb.region_size) + ", file holds " +
                                             ExactSize(file_size));
@@ -601,7 +607,7 @@ Status Region::Validate(uint64_t file_size) const {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': layout does not match its parameters (corrupt region)");
   }
-  if (sb.state.load(std::memory_order_acquire) != static_cast<uint64_t>(RegionState::kReady)) {
+  if (sb_->state.load(std::memory_order_acquire) != static_cast<uint64_t>(RegionState::kReady)) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "' was not completely formatted; format it again");
   }
@@ -645,6 +651,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
     close(fd);
     return r.status();
   }
+  (*r)->SnapshotSuperblock();
   Status s = (*r)->Validate(file_size);
   if (!s.ok()) return s;
   (*r)->CacheOffsets();
@@ -782,6 +789,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   sb.features = o.durable ? kFeatureDurable : 0;
   sb.request_ring_capacity = e.request_ring_capacity;
   sb.checksum = SuperblockChecksum(sb);
+  region.SnapshotSuperblock();
   region.CacheOffsets();
   region.SetUpPersist();
   region.alloc().free_pages.store(e.num_pages, std::memory_order_relaxed);

@@ -135,6 +135,12 @@ class Region {
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
   Superblock& sb() const { return *sb_; }
+  // The superblock's immutable part (magic .. checksum), as validated when
+  // the region was opened or formatted: this process's copy, which no later
+  // write to the region changes, so every bound taken from it stays the one
+  // that was checked. Read geometry here, never through sb(); only the
+  // immutable fields are meaningful in it (the rest is zero).
+  const Superblock& fixed() const { return fixed_; }
 
   template <typename T>
   T* At(uint64_t offset) const {
@@ -145,7 +151,7 @@ class Region {
   }
 
   // Client table.
-  uint32_t max_clients() const { return sb_->max_clients; }
+  uint32_t max_clients() const { return fixed_.max_clients; }
   ClientSlotHeader& slot(uint32_t i) const {
     return *At<ClientSlotHeader>(client_table_ + i * slot_size_);
   }
@@ -165,10 +171,10 @@ class Region {
   // its response ring (owner to client), each RequestRingBytes(
   // request_ring_capacity()) in the slot's log area (layout.h).
   bool noncoherent() const {
-    return sb_->coherence_mode == static_cast<uint32_t>(CoherenceMode::kNonCoherent);
+    return fixed_.coherence_mode == static_cast<uint32_t>(CoherenceMode::kNonCoherent);
   }
   uint32_t request_ring_capacity() const {
-    return static_cast<uint32_t>(sb_->request_ring_capacity);
+    return static_cast<uint32_t>(fixed_.request_ring_capacity);
   }
   void* request_ring(uint32_t i) const { return log(i); }
   void* response_ring(uint32_t i) const {
@@ -182,7 +188,7 @@ class Region {
   }
   HeldEntry* held(uint32_t i) const {
     return At<HeldEntry>(client_table_ + i * slot_size_ + sizeof(ClientSlotHeader) +
-                         kNumClasses * sizeof(Word) + sb_->log_capacity * sizeof(LogEntry));
+                         kNumClasses * sizeof(Word) + fixed_.log_capacity * sizeof(LogEntry));
   }
   // A non-coherent region's client slot `i`: its held summary (layout.h).
   Word* held_summary(uint32_t i) const { return slot(i).held_locks; }
@@ -195,7 +201,7 @@ class Region {
   }
   ObjectRecord* records(uint32_t s) const {
     return At<ObjectRecord>(index_ + s * shard_size_ + sizeof(ShardHeader) +
-                            uint64_t{sb_->slots_per_shard} * sizeof(Word));
+                            uint64_t{fixed_.slots_per_shard} * sizeof(Word));
   }
   ObjectRecord& record(uint32_t global_index) const {
     return records(global_index / records_per_shard_)[global_index % records_per_shard_];
@@ -203,19 +209,19 @@ class Region {
   uint32_t records_per_shard() const { return records_per_shard_; }
 
   // Event ring.
-  EventRingHeader& event_ring() const { return *At<EventRingHeader>(sb_->event_ring_offset); }
+  EventRingHeader& event_ring() const { return *At<EventRingHeader>(fixed_.event_ring_offset); }
   EventEntry& event(uint64_t seq) const {
-    return At<EventEntry>(sb_->event_ring_offset +
-                          sizeof(EventRingHeader))[seq & (sb_->event_ring_capacity - 1)];
+    return At<EventEntry>(fixed_.event_ring_offset +
+                          sizeof(EventRingHeader))[seq & (fixed_.event_ring_capacity - 1)];
   }
 
   // Name table.
-  NameTableHeader& names() const { return *At<NameTableHeader>(sb_->names_offset); }
-  Word* name_slots() const { return At<Word>(sb_->names_offset + sizeof(NameTableHeader)); }
+  NameTableHeader& names() const { return *At<NameTableHeader>(fixed_.names_offset); }
+  Word* name_slots() const { return At<Word>(fixed_.names_offset + sizeof(NameTableHeader)); }
   NameEntry* name_entries() const {
-    return At<NameEntry>(sb_->names_offset + NameEntriesOffset(sb_->name_slots));
+    return At<NameEntry>(fixed_.names_offset + NameEntriesOffset(fixed_.name_slots));
   }
-  uint32_t names_capacity() const { return sb_->names_capacity; }
+  uint32_t names_capacity() const { return fixed_.names_capacity; }
   // Where the entries start past the table header (the one definition).
   static constexpr uint64_t NameEntriesOffset(uint64_t slots) {
     return (sizeof(NameTableHeader) + slots * sizeof(Word) + kCacheLine - 1) / kCacheLine *
@@ -223,18 +229,18 @@ class Region {
   }
 
   // Allocator.
-  AllocatorHeader& alloc() const { return *At<AllocatorHeader>(sb_->alloc_offset); }
+  AllocatorHeader& alloc() const { return *At<AllocatorHeader>(fixed_.alloc_offset); }
   ClassStripe& class_stripe(uint32_t cls, uint32_t stripe) const {
-    return At<ClassStripe>(sb_->class_table_offset)[cls * kStripes + stripe];
+    return At<ClassStripe>(fixed_.class_table_offset)[cls * kStripes + stripe];
   }
-  Word* page_bitmap() const { return At<Word>(sb_->page_bitmap_offset); }
+  Word* page_bitmap() const { return At<Word>(fixed_.page_bitmap_offset); }
   // The free-run summary's nodes (layout.h, FreeRunNode; region/free_runs.h).
-  FreeRunNode* free_runs() const { return At<FreeRunNode>(sb_->free_run_offset); }
-  PageDesc& page(uint64_t p) const { return At<PageDesc>(sb_->page_desc_offset)[p]; }
+  FreeRunNode* free_runs() const { return At<FreeRunNode>(fixed_.free_run_offset); }
+  PageDesc& page(uint64_t p) const { return At<PageDesc>(fixed_.page_desc_offset)[p]; }
   uint8_t* heap() const { return heap_; }
-  uint64_t heap_size() const { return sb_->heap_size; }
-  uint64_t num_pages() const { return sb_->num_pages; }
-  uint64_t heap_offset() const { return sb_->heap_offset; }
+  uint64_t heap_size() const { return fixed_.heap_size; }
+  uint64_t num_pages() const { return fixed_.num_pages; }
+  uint64_t heap_offset() const { return fixed_.heap_offset; }
 
   // Whether `off` is the offset of one of the region's lock words (a shard,
   // the event ring, the name table, a class stripe or the page heap). For offsets read from
@@ -243,10 +249,10 @@ class Region {
     if (off >= index_ && off < index_ + uint64_t{num_shards_} * shard_size_) {
       return (off - index_) % shard_size_ == offsetof(ShardHeader, lock);
     }
-    if (off == sb_->event_ring_offset + offsetof(EventRingHeader, lock)) return true;
-    if (off == sb_->names_offset + offsetof(NameTableHeader, lock)) return true;
-    if (off == sb_->alloc_offset + offsetof(AllocatorHeader, page_lock)) return true;
-    const uint64_t classes = sb_->class_table_offset;
+    if (off == fixed_.event_ring_offset + offsetof(EventRingHeader, lock)) return true;
+    if (off == fixed_.names_offset + offsetof(NameTableHeader, lock)) return true;
+    if (off == fixed_.alloc_offset + offsetof(AllocatorHeader, page_lock)) return true;
+    const uint64_t classes = fixed_.class_table_offset;
     return off >= classes &&
            off < classes + uint64_t{kNumClasses} * kStripes * sizeof(ClassStripe) &&
            (off - classes) % sizeof(ClassStripe) == offsetof(ClassStripe, lock);
@@ -256,13 +262,13 @@ class Region {
   // are used: the region is a file format, and a corrupt one must give
   // GISMO_ERR_BAD_REGION (Corrupt) naming the place, never an access outside
   // the area the value indexes. gismo-fsck reports the same conditions.
-  bool ValidPage(uint64_t page) const { return page < sb_->num_pages; }
+  bool ValidPage(uint64_t page) const { return page < fixed_.num_pages; }
   bool ValidPageRun(uint64_t first, uint64_t n) const {
-    return first < sb_->num_pages && n <= sb_->num_pages - first;
+    return first < fixed_.num_pages && n <= fixed_.num_pages - first;
   }
   // [offset, offset + bytes) lies inside the heap.
   bool ValidHeapBlock(uint64_t offset, uint64_t bytes) const {
-    return offset <= sb_->heap_size && bytes <= sb_->heap_size - offset;
+    return offset <= fixed_.heap_size && bytes <= fixed_.heap_size - offset;
   }
   // A record's global index.
   bool ValidRecord(uint64_t global) const {
@@ -280,7 +286,7 @@ class Region {
   // (Txn, Store::Seal, the manager) state the order they need; see
   // src/store/txn.h. A failure of the medium (msync EIO) is counted in
   // persist_errors(); the write stands in memory.
-  bool durable() const { return (sb_->features & kFeatureDurable) != 0; }
+  bool durable() const { return (fixed_.features & kFeatureDurable) != 0; }
   PersistMode persist_mode() const { return persist_mode_; }
   void Persist(uint64_t offset, uint64_t length) const {
     if (persist_mode_ != PersistMode::kNone) [[unlikely]]
@@ -331,6 +337,9 @@ class Region {
   // Maps `size` bytes of `fd` with `prot` at an address aligned as the
   // region's heap needs (MapAlignment).
   static Result<uint8_t*> MapAligned(const std::string& path, int fd, uint64_t size, int prot);
+  // Copies the superblock's immutable part from the mapping into fixed_.
+  void SnapshotSuperblock();
+  // Validates fixed_ (and the region's state word) against the file.
   Status Validate(uint64_t file_size) const;
   void CacheOffsets();
   // Chooses persist_mode_ for a durable region (MAP_SYNC, device DAX, the
@@ -361,7 +370,8 @@ class Region {
   uint64_t map_len_ = 0;
   uint8_t* map_start_ = nullptr;
   Superblock* sb_ = nullptr;
-  // Cached from the superblock for the hot path.
+  Superblock fixed_{};  // see fixed()
+  // Cached from fixed_ for the hot path.
   uint64_t client_table_ = 0, slot_size_ = 0, index_ = 0, shard_size_ = 0;
   uint32_t num_shards_ = 0, records_per_shard_ = 0;
   uint8_t* heap_ = nullptr;

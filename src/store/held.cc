@@ -10,7 +10,7 @@ using namespace region;  // NOLINT: layout names are this file's vocabulary
 
 int64_t HeldFind(const Region& r, uint32_t slot, uint32_t global) {
   HeldEntry* held = r.held(slot);
-  const uint32_t cap = r.sb().held_capacity;
+  const uint32_t cap = r.fixed().held_capacity;
   const uint64_t want = PackHeldKey(global, 0);
   for (uint32_t n = 0, i = HeldHome(want, cap); n < cap; ++n, i = (i + 1) & (cap - 1)) {
     const uint64_t key = held[i].key.load(std::memory_order_relaxed);
@@ -34,7 +34,7 @@ Status HeldAdd(Txn& txn, uint32_t global, uint64_t flags) {
   }
   ClientSlotHeader& hdr = r.slot(slot);
   const uint64_t n = hdr.held_count.load(std::memory_order_relaxed);
-  const uint32_t cap = r.sb().held_capacity;
+  const uint32_t cap = r.fixed().held_capacity;
   if (n >= cap - cap / 4 || idx == kHeldNoRoom) {
     return Status(GISMO_ERR_LIMIT,
                   "this client already holds references to " + std::to_string(n) +
@@ -51,7 +51,7 @@ Status HeldAdd(Txn& txn, uint32_t global, uint64_t flags) {
 void HeldRemove(Txn& txn, uint32_t slot, int64_t idx) {
   const Region& r = txn.region();
   HeldEntry* held = r.held(slot);
-  const uint32_t cap = r.sb().held_capacity;
+  const uint32_t cap = r.fixed().held_capacity;
   const uint32_t mask = cap - 1;
   uint32_t i = static_cast<uint32_t>(idx);
   GISMO_DCHECK(txn.Holds(

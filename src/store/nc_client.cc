@@ -82,7 +82,7 @@ NcShard NcClientStore::ShardOf(uint64_t hash) const {
   NcShard shard;
   shard.header = &r_.shard(s);
   shard.slots = r_.hash_slots(s);
-  shard.mask = r_.sb().slots_per_shard - 1;
+  shard.mask = r_.fixed().slots_per_shard - 1;
   shard.first_record = s * r_.records_per_shard();
   shard.records = r_.records_per_shard();
   return shard;
@@ -158,7 +158,7 @@ Status NcClientStore::Create(const gismo_id_t& id, uint64_t data_size, const voi
     abort.record = record;
     NcResponse ignored;
     (void)Call(abort, id, &ignored);
-    return Status(GISMO_ERR_LIMIT, "this client holds " + std::to_string(r_.sb().held_capacity) +
+    return Status(GISMO_ERR_LIMIT, "this client holds " + std::to_string(r_.fixed().held_capacity) +
                                        " objects, its table's capacity; release some");
   }
   held_[x] = record;
@@ -303,7 +303,8 @@ Status NcClientStore::TryGet(const gismo_id_t& id, GetResult* out) {
       return Status(GISMO_ERR_BUSY,
                     "object " + Hex(id) + "'s record kept changing while it was read; try again");
     case NcGet::kFull:
-      return Status(GISMO_ERR_LIMIT, "this client holds " + std::to_string(r_.sb().held_capacity) +
+      return Status(GISMO_ERR_LIMIT, "this client holds " +
+                                         std::to_string(r_.fixed().held_capacity) +
                                          " objects, its table's capacity; release some");
     case NcGet::kFound:
       break;
@@ -468,7 +469,7 @@ uint64_t NcClientStore::References(uint32_t record) {
 }
 
 uint64_t NcClientStore::HeldObjects(uint32_t slot) {
-  const uint32_t cap = r_.sb().held_capacity;
+  const uint32_t cap = r_.fixed().held_capacity;
   HeldEntry* t = r_.held(slot);
   if (slot != slot_) lines_.Invalidate(t, uint64_t{cap} * sizeof(HeldEntry));
   uint64_t n = 0;
@@ -497,7 +498,7 @@ Status NcClientStore::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
 }
 
 Status NcClientStore::ForEach(const std::function<void(const gismo_object_info_t&)>& fn) {
-  const uint32_t nslots = r_.sb().slots_per_shard;
+  const uint32_t nslots = r_.fixed().slots_per_shard;
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
     Word* slots = r_.hash_slots(s);
     lines_.Invalidate(slots, uint64_t{nslots} * sizeof(Word));
@@ -564,7 +565,7 @@ bool NcClientStore::ReadNameEntry(uint32_t entry, NameBinding* out) {
 Status NcClientStore::LookupName(std::string_view name, NameBinding* out) {
   if (Status s = CheckName(name); !s.ok()) return s;
   const uint32_t h32 = static_cast<uint32_t>(HashName(name));
-  const uint32_t mask = r_.sb().name_slots - 1;
+  const uint32_t mask = r_.fixed().name_slots - 1;
   const uint32_t cap = r_.names_capacity();
   bool found = false;
   Status read = ReadNames([&] {
@@ -582,7 +583,7 @@ Status NcClientStore::ListNames(std::string_view prefix,
                                 const std::function<void(const NameBinding&)>& fn) {
   if (prefix.size() > kMaxNameLength) return Status();  // no name is that long
   std::vector<NameBinding> batch;
-  const uint32_t nslots = r_.sb().name_slots;
+  const uint32_t nslots = r_.fixed().name_slots;
   const uint32_t cap = r_.names_capacity();
   Status read = ReadNames([&] {
     batch.clear();

@@ -44,7 +44,7 @@ struct GetResult;
 // Client slot `slot`'s held table, summary and recent-gets line in a
 // non-coherent region.
 inline region::NcTable NcTableOf(const region::Region& r, uint32_t slot) {
-  return {r.held(slot), r.sb().held_capacity, r.held_summary(slot), r.recent_gets(slot)};
+  return {r.held(slot), r.fixed().held_capacity, r.held_summary(slot), r.recent_gets(slot)};
 }
 
 class NcClientStore {

@@ -314,7 +314,7 @@ void NcOwnerStore::OpenIndex(Txn& txn, uint32_t shard) {
 
 void NcOwnerStore::CloseIndex(Txn& txn, uint32_t shard, uint32_t first_slot, uint32_t count) {
   Word* slots = r_.hash_slots(shard);
-  const uint32_t mask = r_.sb().slots_per_shard - 1;
+  const uint32_t mask = r_.fixed().slots_per_shard - 1;
   for (uint32_t n = 0; n < count && n <= mask; ++n) {
     r_.Persist(&slots[(first_slot + n) & mask], sizeof(Word));
   }
@@ -723,7 +723,7 @@ void NcOwnerStore::FreeObject(Txn& txn, const Located& loc) {
   Store::FreeObjectData(txn, rec);
   OpenIndex(txn, loc.shard);
   const uint32_t wrote =
-      RemoveHashSlot(txn, r_.hash_slots(loc.shard), r_.sb().slots_per_shard - 1, loc.hslot);
+      RemoveHashSlot(txn, r_.hash_slots(loc.shard), r_.fixed().slots_per_shard - 1, loc.hslot);
   CloseIndex(txn, loc.shard, loc.hslot, wrote);
   WriteRecord(
       txn, rec,
@@ -801,7 +801,7 @@ gismo_status_t NcOwnerStore::CheckOwnedLimit(uint32_t slot) {
 }
 
 uint32_t NcOwnerStore::OwnedLimit() const {
-  const uint32_t cap = r_.sb().held_capacity;
+  const uint32_t cap = r_.fixed().held_capacity;
   return cap - cap / 4;
 }
 
@@ -887,7 +887,7 @@ Status NcOwnerStore::Recover(uint32_t slot) {
     lines_.Flush(&h->head, sizeof(h->head));
   }
   // Its unsealed objects.
-  const uint32_t nslots = r_.sb().slots_per_shard;
+  const uint32_t nslots = r_.fixed().slots_per_shard;
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
     for (uint32_t i = 0; i < nslots; ++i) {
       const uint64_t v = r_.hash_slots(s)[i].load(std::memory_order_relaxed);

@@ -188,7 +188,7 @@ Status Store::CreateOnce(const gismo_id_t& id, uint64_t data_size, const void* m
 }
 
 void Store::PruneOwnedIfFull() {
-  const uint32_t cap = r_.sb().held_capacity;
+  const uint32_t cap = r_.fixed().held_capacity;
   if (r_.slot(slot_).held_count.load(std::memory_order_relaxed) + 1 < cap - cap / 4) return;
   HeldEntry* held = r_.held(slot_);
   for (uint32_t i = 0; i < cap; ++i) {
@@ -450,7 +450,7 @@ Status Store::Stat(const gismo_id_t& id, gismo_object_info_t* info) {
 Status Store::ForEach(const std::function<void(const gismo_object_info_t&)>& fn) const {
   if (nc_) return nc_->ForEach(fn);
   std::vector<gismo_object_info_t> batch;
-  const uint32_t nslots = r_.sb().slots_per_shard;
+  const uint32_t nslots = r_.fixed().slots_per_shard;
   const uint32_t nrec = r_.records_per_shard();
   for (uint32_t s = 0; s < r_.num_shards(); ++s) {
     batch.clear();
@@ -485,7 +485,7 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.used_bytes = hs.used_bytes;
   u.free_bytes = hs.free_bytes;
   u.largest_free_bytes = hs.largest_free_bytes;
-  u.max_objects = r_.sb().max_objects;
+  u.max_objects = r_.fixed().max_objects;
   // Slot 0 is the manager's, and its helper threads' slots are theirs.
   u.max_clients = r_.max_clients() - 1 - static_cast<uint32_t>(region::OwnerHelperSlots(r_).size());
   u.region_size = r_.size();
@@ -514,12 +514,13 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.manager_start_time_ns = sb.manager_start_time_ns.load(std::memory_order_relaxed);
   u.manager_heartbeat_ns = sb.manager_heartbeat_ns.load(std::memory_order_relaxed);
   u.manager_epoch = sb.manager_epoch.load(std::memory_order_relaxed);
-  u.format_time_ns = sb.format_time_ns;
-  u.region_uuid[0] = sb.uuid[0];
-  u.region_uuid[1] = sb.uuid[1];
-  u.format_version = sb.format_version;
-  u.coherence_mode = sb.coherence_mode;
-  u.region_features = sb.features;
+  const Superblock& fixed = r_.fixed();
+  u.format_time_ns = fixed.format_time_ns;
+  u.region_uuid[0] = fixed.uuid[0];
+  u.region_uuid[1] = fixed.uuid[1];
+  u.format_version = fixed.format_version;
+  u.coherence_mode = fixed.coherence_mode;
+  u.region_features = fixed.features;
   *out = u;
   return Status();
 }

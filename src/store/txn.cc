@@ -38,7 +38,7 @@ Txn::Txn(const region::Region& r, uint32_t slot, uint64_t session, region::OpKin
       tag_(region::LockTag(slot, session)),
       hdr_(r.slot(slot)),
       log_(r.log(slot)),
-      log_capacity_(r.sb().log_capacity),
+      log_capacity_(r.fixed().log_capacity),
       stamp_(region::LogStamp(hdr_.log_epoch.load(std::memory_order_relaxed))),
       lock_wait_ns_(region::LockWaitNs(r)) {
   hdr_.op.store(static_cast<uint64_t>(op), std::memory_order_relaxed);
@@ -321,7 +321,8 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
                  uint64_t* len) {
   const LogKind kind = region::LogTargetKind(target);
   *off = region::LogTargetOffset(target);
-  if (*off < r.sb().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0) return false;
+  if (*off < r.fixed().client_table_offset || *off >= r.heap_offset() || *off % 8 != 0)
+    return false;
   switch (kind) {
     case LogKind::kWord:
     case LogKind::kVersion:
@@ -424,7 +425,7 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     // Page-bitmap bits: the free-run summary above them follows (FreeRunNode
     // invariant 2; the undoer holds page_lock, or recovers its dead holder).
     if ((kind == LogKind::kBitsSet || kind == LogKind::kBitsClear) &&
-        region::LogTargetOffset(target) == r.sb().page_bitmap_offset) {
+        region::LogTargetOffset(target) == r.fixed().page_bitmap_offset) {
       region::UpdateFreeRuns(r, region::BitRangeFirst(value), region::BitRangeCount(value));
     }
   }
@@ -485,7 +486,7 @@ bool HoldsAnyLock(const region::Region& r, uint32_t slot) {
 uint32_t LoggedEntries(const region::Region& r, uint32_t slot) {
   const uint64_t stamp = region::LogStamp(r.slot(slot).log_epoch.load(std::memory_order_acquire));
   const LogEntry* log = r.log(slot);
-  const uint32_t capacity = r.sb().log_capacity;
+  const uint32_t capacity = r.fixed().log_capacity;
   uint32_t n = 0;
   while (n < capacity &&
          region::LogTargetStamp(log[n].target.load(std::memory_order_acquire)) == stamp) {
@@ -501,7 +502,7 @@ void EndLogOf(const region::Region& r, uint32_t slot) {
     // No entry of the last kLogZeroEvery epochs may outlive them (layout.h):
     // zeroed, and on the medium before the epoch that relies on it.
     LogEntry* log = r.log(slot);
-    const uint32_t capacity = r.sb().log_capacity;
+    const uint32_t capacity = r.fixed().log_capacity;
     for (uint32_t i = 0; i < capacity; ++i) {
       log[i].target.store(0, std::memory_order_relaxed);
       log[i].value.store(0, std::memory_order_relaxed);

@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   for (const auto& a : manager.listen_addresses()) listen += (listen.empty() ? "" : ",") + a;
   std::string metrics;
   if (!manager.metrics_address().empty()) metrics = " metrics=" + manager.metrics_address();
-  const auto& sb = manager.region().sb();
+  const auto& sb = manager.region().fixed();
   // The one ready line scripts wait for; a SIGTERM after it stops cleanly.
   manager.CatchSignals();
   printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s%s pid=%d\n",
