@@ -48,9 +48,56 @@ class AllocatorTest : public gismo::testing::RegionFixture {
     Allocator(*region_).FreePages(txn, off / kPageSize, n);
     EXPECT_TRUE(txn.Commit().ok());
   }
+  // Free and FreePages for a region made corrupt on purpose: what the Txn
+  // said at commit.
+  Status FreeStatus(uint32_t slot, uint64_t off, uint64_t bytes) {
+    Txn txn(*region_, slot, 1, OpKind::kDelete);
+    Allocator(*region_).Free(txn, off, bytes);
+    return txn.Commit();
+  }
+  Status FreeRunStatus(uint64_t first_page, uint64_t n) {
+    Txn txn(*region_, 1, 1, OpKind::kDelete);
+    Allocator(*region_).FreePages(txn, first_page, n);
+    return txn.Commit();
+  }
+  region::PageDesc& Page(uint64_t p) const { return region_->page(p); }
+  bool PageInUse(uint64_t p) const {
+    return (region_->page_bitmap()[p / 64].load() >> (p % 64)) & 1;
+  }
+  // The sealed object's record whose block is at `heap_offset`.
+  region::ObjectRecord* RecordAt(uint64_t heap_offset) const {
+    for (uint32_t s = 0; s < region_->num_shards(); ++s) {
+      for (uint32_t l = 0; l < region_->records_per_shard(); ++l) {
+        region::ObjectRecord& rec = region_->records(s)[l];
+        if (region::InfoState(rec.info.load()) == region::ObjectState::kSealed &&
+            rec.heap_offset.load() == heap_offset) {
+          return &rec;
+        }
+      }
+    }
+    return nullptr;
+  }
+  // An allocation refused because the region is corrupt: nothing handed out.
+  static void ExpectBadRegion(const Result<uint64_t>& r) {
+    ASSERT_FALSE(r.ok()) << "handed out heap offset " << *r;
+    EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION) << r.status().ToString();
+  }
+  // No lock of the allocator is left held.
+  void ExpectAllocatorUnlocked() const {
+    EXPECT_EQ(region_->alloc().page_lock.load(), 0u);
+    for (uint32_t c = 0; c < region::kNumClasses; ++c) {
+      for (uint32_t st = 0; st < region::kStripes; ++st) {
+        EXPECT_EQ(region_->class_stripe(c, st).lock.load(), 0u)
+            << "class " << c << " stripe " << st;
+      }
+    }
+  }
 };
 
 uint64_t SummaryErrors(const region::Region& r) { return region::CheckFreeRuns(r, nullptr); }
+
+// Pages an object of `n` whole pages asks for.
+constexpr uint64_t Pages(uint64_t n) { return n * kPageSize; }
 
 TEST_F(AllocatorTest, ClassesAndBlockSizes) {
   EXPECT_EQ(Allocator::ClassOf(1), 0);
@@ -249,10 +296,317 @@ TEST_F(AllocatorTest, ObjectsInMultiPageSlabsAreSound) {
 }
 
 // ---------------------------------------------------------------------------
-// The free-run summary (layout.h, FreeRunNode; region/free_runs.h).
+// A corrupt region (a buggy or hostile client wrote it): every page, count
+// and link the allocator reads is checked before it is used, and a bad one
+// fails the operation with BAD_REGION, writing nothing; no live object's
+// memory is handed out or freed.
 
-// Pages an object of `n` whole pages asks for.
-constexpr uint64_t Pages(uint64_t n) { return n * kPageSize; }
+// An object whose record claims more pages than its run has: its delete
+// would free the pages after the run, here all of another object's.
+TEST_F(AllocatorTest, ARecordThatOutgrowsItsRunFreesNothing) {
+  auto s = Activate(1);
+  constexpr uint64_t kSize = 100 << 10;  // 7 pages
+  const gismo_id_t a = gismo::testing::IdFrom(1, 16), b = gismo::testing::IdFrom(2, 16);
+  void* da = nullptr;
+  void* db = nullptr;
+  ASSERT_TRUE(s->Create(a, kSize, nullptr, 0, &da).ok());
+  std::memset(da, 0xaa, kSize);
+  ASSERT_TRUE(s->Seal(a).ok());
+  ASSERT_TRUE(s->Release(a).ok());
+  ASSERT_TRUE(s->Create(b, kSize, nullptr, 0, &db).ok());
+  std::memset(db, 0xbb, kSize);
+  ASSERT_TRUE(s->Seal(b).ok());
+  ASSERT_TRUE(s->Release(b).ok());
+  const uint64_t a_off = static_cast<uint8_t*>(da) - region_->heap();
+  const uint64_t b_off = static_cast<uint8_t*>(db) - region_->heap();
+  ASSERT_EQ(b_off, a_off + Pages(7));
+  region::ObjectRecord* rec = RecordAt(a_off);
+  ASSERT_NE(rec, nullptr);
+  const uint64_t sizes = rec->sizes.load();
+  const uint64_t free0 = FreePages();
+  rec->sizes.store(region::PackSizes(1 << 20, region::SizesMeta(sizes)));  // 64 pages
+  Status st = s->Delete(a);
+  EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+  EXPECT_NE(st.message().find("a page run of 7 pages"), std::string::npos) << st.ToString();
+  EXPECT_EQ(FreePages(), free0);
+  for (uint64_t p = a_off / kPageSize; p < b_off / kPageSize + 7; ++p) {
+    EXPECT_TRUE(PageInUse(p)) << "page " << p << " was freed";
+  }
+  EXPECT_EQ(region::PageInfoKind(Page(a_off / kPageSize).info.load()), region::PageKind::kRun);
+  EXPECT_EQ(Page(a_off / kPageSize).used.load(), 7u);
+  ExpectAllocatorUnlocked();
+  // Puts that fill the heap land nowhere on A or B.
+  for (uint64_t i = 0;; ++i) {
+    void* d = nullptr;
+    const gismo_id_t id = gismo::testing::IdFrom(100 + i, 16);
+    if (!s->Create(id, kSize, nullptr, 0, &d).ok()) break;
+    const uint64_t off = static_cast<uint8_t*>(d) - region_->heap();
+    ASSERT_TRUE(off + kSize <= a_off || off >= b_off + kSize) << "a put at " << off;
+    std::memset(d, 0x11, kSize);
+    ASSERT_TRUE(s->Abort(id).ok());
+    if (i > region_->num_pages()) break;
+  }
+  for (uint64_t k = 0; k < kSize; ++k) ASSERT_EQ(static_cast<uint8_t*>(db)[k], 0xbb) << k;
+  // Repaired, both go as they should.
+  rec->sizes.store(sizes);
+  ASSERT_TRUE(s->Delete(a).ok());
+  ASSERT_TRUE(s->Delete(b).ok());
+  EXPECT_EQ(FreePages(), region_->num_pages());
+  ExpectSound();
+}
+
+// FreePages frees only pages that are in use.
+TEST_F(AllocatorTest, FreePagesRefusesPagesThatAreNotInUse) {
+  auto s = Activate(1);
+  auto run = Run(3);
+  ASSERT_TRUE(run.ok());
+  const uint64_t free0 = FreePages();
+  Status st = FreeRunStatus(*run / kPageSize, 5);  // 2 pages past the run are free
+  EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+  EXPECT_EQ(FreePages(), free0);
+  EXPECT_EQ(SummaryErrors(*region_), 0u);
+  for (uint64_t p = 0; p < 3; ++p) EXPECT_TRUE(PageInUse(*run / kPageSize + p));
+  ExpectAllocatorUnlocked();
+  FreeRun(*run, 3);
+  EXPECT_EQ(FreePages(), region_->num_pages());
+}
+
+// A partial list's head is adopted only if it is an unowned, non-full slab
+// of that class and stripe whose pages lie in the heap.
+TEST_F(AllocatorTest, APartialListHeadThatIsNoPartialSlabOfTheStripeIsNotAdopted) {
+  auto s1 = Activate(1);  // stripe 1
+  auto s2 = Activate(2);
+  auto s10 = Activate(10);  // stripe 2
+  const int c100 = Allocator::ClassOf(100), c150 = Allocator::ClassOf(150);
+  ASSERT_NE(c100, c150);
+  // A live large object, slot 2's current slab of class c100, and an
+  // unowned partial slab of class c150 on stripe 2's list.
+  auto run = Alloc(1, Pages(7));
+  auto theirs = Alloc(2, 100);
+  auto partial = Alloc(10, 150), partial2 = Alloc(10, 150);
+  ASSERT_TRUE(run.ok() && theirs.ok() && partial.ok() && partial2.ok());
+  ASSERT_TRUE(Allocator(*region_).DisownSlabs(10, 0, 1, 1000000));
+  const uint64_t run_page = *run / kPageSize, theirs_page = *theirs / kPageSize,
+                 partial_page = *partial / kPageSize;
+  ASSERT_EQ(region_->class_stripe(c150, 2).partial_head.load(), partial_page + 1);
+  const uint64_t last = region_->num_pages() - 1;
+  ASSERT_FALSE(PageInUse(last));
+  const uint64_t run_info = Page(run_page).info.load();
+  const uint64_t theirs_info = Page(theirs_page).info.load();
+  const uint64_t partial_info = Page(partial_page).info.load();
+  const uint64_t free0 = FreePages();
+  struct Case {
+    const char* what;
+    int cls;
+    uint64_t listed;  // page
+  };
+  const Case cases[] = {
+      {"a live object's run head", c100, run_page},
+      {"another client's current slab", c100, theirs_page},
+      {"a partial slab of another stripe", c150, partial_page},
+      {"a 16-page slab at the heap's last page", Allocator::ClassOf(65536), last},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    region::Word& head = region_->class_stripe(c.cls, 1).partial_head;
+    head.store(c.listed + 1);
+    auto r = Alloc(1, region::kClassSizes[c.cls]);
+    ExpectBadRegion(r);
+    // Nothing written: the list, the client's slab and the page as they were.
+    EXPECT_EQ(head.load(), c.listed + 1);
+    EXPECT_EQ(region_->current_slabs(1)[c.cls].load(), 0u);
+    head.store(0);
+  }
+  EXPECT_EQ(Page(run_page).info.load(), run_info);
+  EXPECT_EQ(Page(run_page).used.load(), 7u);
+  EXPECT_EQ(Page(theirs_page).info.load(), theirs_info);
+  EXPECT_EQ(Page(theirs_page).used.load(), 1u);
+  EXPECT_EQ(Page(partial_page).info.load(), partial_info);
+  EXPECT_EQ(Page(partial_page).used.load(), 2u);
+  EXPECT_EQ(Page(last).info.load(), 0u);
+  EXPECT_EQ(FreePages(), free0);
+  ExpectAllocatorUnlocked();
+  // Everything was left as it was: it all goes back.
+  Free(1, *run, Pages(7));
+  Free(2, *theirs, 100);
+  Free(10, *partial, 150);
+  Free(10, *partial2, 150);
+  ASSERT_TRUE(Allocator(*region_).DisownSlabs(2, 0, 1, 1000000));
+  EXPECT_EQ(FreePages(), region_->num_pages());
+  ExpectSound();
+}
+
+// A client's current slab word that names no slab of its own: not taken
+// from, and not let go as full.
+TEST_F(AllocatorTest, ACurrentSlabThatIsNotTheClientsOwnIsRefused) {
+  auto s1 = Activate(1);
+  auto s9 = Activate(9);  // the same stripe
+  const int c100 = Allocator::ClassOf(100), c64k = Allocator::ClassOf(65536);
+  auto run = Alloc(1, Pages(7));  // 7 pages: more than a 64 KiB slab's 4 blocks
+  auto theirs = Alloc(9, 100);
+  ASSERT_TRUE(run.ok() && theirs.ok());
+  const uint64_t run_page = *run / kPageSize, theirs_page = *theirs / kPageSize;
+  const uint64_t run_info = Page(run_page).info.load();
+  const uint64_t theirs_info = Page(theirs_page).info.load();
+  const uint64_t theirs_bits = Page(theirs_page).bitmap[0].load();
+  const uint64_t free0 = FreePages();
+  region::Word* cur = region_->current_slabs(1);
+  // Slot 9's slab, not full: no block of it is taken.
+  cur[c100].store(theirs_page + 1);
+  auto r = Alloc(1, 100);
+  ExpectBadRegion(r);
+  EXPECT_EQ(cur[c100].load(), theirs_page + 1);
+  cur[c100].store(0);
+  // A run head whose length reads as a full count: not rewritten as a slab.
+  cur[c64k].store(run_page + 1);
+  r = Alloc(1, 65536);
+  ExpectBadRegion(r);
+  EXPECT_EQ(cur[c64k].load(), run_page + 1);
+  cur[c64k].store(0);
+  EXPECT_EQ(Page(run_page).info.load(), run_info);
+  EXPECT_EQ(Page(run_page).used.load(), 7u);
+  EXPECT_EQ(Page(theirs_page).info.load(), theirs_info);
+  EXPECT_EQ(Page(theirs_page).used.load(), 1u);
+  EXPECT_EQ(Page(theirs_page).bitmap[0].load(), theirs_bits);
+  EXPECT_EQ(FreePages(), free0);
+  ExpectAllocatorUnlocked();
+  Free(1, *run, Pages(7));
+  Free(9, *theirs, 100);
+  ASSERT_TRUE(Allocator(*region_).DisownSlabs(9, 0, 1, 1000000));
+  EXPECT_EQ(FreePages(), region_->num_pages());
+  ExpectSound();
+}
+
+// With the page heap full, a block is borrowed from another stripe's partial
+// slab, never from a slab a client owns.
+TEST_F(AllocatorTest, BorrowingFromAnotherStripeTakesNoOwnedSlab) {
+  auto s1 = Activate(1);
+  auto s2 = Activate(2);
+  auto theirs = Alloc(2, 100);  // slot 2's current slab, stripe 2
+  ASSERT_TRUE(theirs.ok());
+  const uint64_t theirs_page = *theirs / kPageSize;
+  const uint64_t rest_pages = FreePages();
+  auto rest = Run(rest_pages);
+  ASSERT_TRUE(rest.ok());
+  const uint64_t theirs_info = Page(theirs_page).info.load();
+  const uint64_t theirs_bits = Page(theirs_page).bitmap[0].load();
+  const int c100 = Allocator::ClassOf(100);
+  region::Word& head = region_->class_stripe(c100, 2).partial_head;
+  head.store(theirs_page + 1);
+  auto r = Alloc(1, 100);
+  ExpectBadRegion(r);
+  head.store(0);
+  EXPECT_EQ(Page(theirs_page).info.load(), theirs_info);
+  EXPECT_EQ(Page(theirs_page).used.load(), 1u);
+  EXPECT_EQ(Page(theirs_page).bitmap[0].load(), theirs_bits);
+  ExpectAllocatorUnlocked();
+  // Sound again, the heap full: out of memory.
+  r = Alloc(1, 100);
+  EXPECT_EQ(r.status().code(), GISMO_ERR_OUT_OF_MEMORY);
+  FreeRun(*rest, rest_pages);
+  Free(2, *theirs, 100);
+  ASSERT_TRUE(Allocator(*region_).DisownSlabs(2, 0, 1, 1000000));
+  EXPECT_EQ(FreePages(), region_->num_pages());
+  ExpectSound();
+}
+
+// Recovery gives back only the dead client's own current slabs; a word that
+// names anything else is forgotten, the page it names left alone.
+TEST_F(AllocatorTest, RecoveryGivesBackOnlyTheDeadClientsOwnSlabs) {
+  auto dead = Activate(1);
+  auto live = Activate(9);  // the same stripe: maybe only suspected, never touched
+  const int c64 = Allocator::ClassOf(64), c128 = Allocator::ClassOf(128),
+            c192 = Allocator::ClassOf(192), c320 = Allocator::ClassOf(320),
+            c384 = Allocator::ClassOf(384);
+  auto run = Alloc(9, Pages(7));
+  auto theirs = Alloc(9, 192);
+  auto mine = Alloc(1, 320);        // the dead client's own slab, one block in use
+  auto miscounted = Alloc(1, 384);  // its own too, but its count says empty
+  ASSERT_TRUE(run.ok() && theirs.ok() && mine.ok() && miscounted.ok());
+  const uint64_t run_page = *run / kPageSize, theirs_page = *theirs / kPageSize,
+                 mine_page = *mine / kPageSize, miscounted_page = *miscounted / kPageSize;
+  const uint64_t free_page = region_->num_pages() - 1;
+  ASSERT_FALSE(PageInUse(free_page));
+  region::Word* cur = region_->current_slabs(1);
+  cur[c64].store(run_page + 1);      // a live object's run
+  cur[c128].store(free_page + 1);    // a free page
+  cur[c192].store(theirs_page + 1);  // slot 9's current slab
+  Page(miscounted_page).used.store(0);
+  const uint64_t run_info = Page(run_page).info.load();
+  const uint64_t theirs_info = Page(theirs_page).info.load();
+  const uint64_t miscounted_info = Page(miscounted_page).info.load();
+  const uint64_t free0 = FreePages();
+  uint64_t forgotten = 0;
+  EXPECT_TRUE(Allocator(*region_).DisownSlabs(1, 0, 1, 1000000, &forgotten));
+  EXPECT_EQ(forgotten, 4u);  // all but its own sound slab
+  for (uint32_t c = 0; c < region::kNumClasses; ++c) EXPECT_EQ(cur[c].load(), 0u) << c;
+  // The run: intact, on no partial list.
+  EXPECT_EQ(Page(run_page).info.load(), run_info);
+  EXPECT_EQ(Page(run_page).used.load(), 7u);
+  EXPECT_EQ(region_->class_stripe(c64, 1).partial_head.load(), 0u);
+  // The free page: still free, counted once.
+  EXPECT_EQ(Page(free_page).info.load(), 0u);
+  EXPECT_FALSE(PageInUse(free_page));
+  EXPECT_EQ(region_->class_stripe(c128, 1).slab_count.load(), 0u);
+  // Slot 9's slab: still its own, off the partial list; it allocates on.
+  EXPECT_EQ(Page(theirs_page).info.load(), theirs_info);
+  EXPECT_EQ(region_->class_stripe(c192, 1).partial_head.load(), 0u);
+  auto next = Alloc(9, 192);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next / kPageSize, theirs_page);
+  // The dead client's own slab: unowned, on its partial list.
+  EXPECT_EQ(region::PageInfoOwner(Page(mine_page).info.load()), 0u);
+  EXPECT_EQ(region_->class_stripe(c320, 1).partial_head.load(), mine_page + 1);
+  // Its miscounted slab, whose bitmap holds a live block: not released.
+  EXPECT_TRUE(PageInUse(miscounted_page));
+  EXPECT_EQ(Page(miscounted_page).info.load(), miscounted_info);
+  EXPECT_EQ(region_->class_stripe(c384, 1).slab_count.load(), 1u);
+  EXPECT_EQ(FreePages(), free0);
+  ExpectAllocatorUnlocked();
+}
+
+// A block freed twice: the second free is refused, so the slab's count
+// never drops below its live blocks; and a slab whose count says empty
+// while its bitmap holds a block is not released.
+TEST_F(AllocatorTest, FreeingABlockThatIsNotInUseIsRefused) {
+  auto s = Activate(1);
+  const uint64_t free0 = FreePages();
+  auto a = Alloc(1, 100), b = Alloc(1, 100), c = Alloc(1, 100);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  const uint64_t page = *a / kPageSize;
+  ASSERT_EQ(*c / kPageSize, page);
+  std::memset(region_->heap() + *c, 0xcc, 100);
+  Free(1, *a, 100);
+  const uint64_t bits = Page(page).bitmap[0].load();
+  Status st = FreeStatus(1, *a, 100);
+  EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+  EXPECT_EQ(Page(page).used.load(), 2u);
+  EXPECT_EQ(Page(page).bitmap[0].load(), bits);
+  // Unowned and partial, counting 1 block for the 2 its bitmap holds: the
+  // free of b would release the slab under c.
+  ASSERT_TRUE(Allocator(*region_).DisownSlabs(1, 0, 1, 1000000));
+  ASSERT_EQ(region::PageInfoOwner(Page(page).info.load()), 0u);
+  Page(page).used.store(1);
+  const uint64_t free1 = FreePages();
+  st = FreeStatus(1, *b, 100);
+  EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+  EXPECT_TRUE(PageInUse(page));
+  EXPECT_EQ(region::PageInfoKind(Page(page).info.load()), region::PageKind::kSlab);
+  EXPECT_EQ(Page(page).used.load(), 1u);
+  EXPECT_EQ(Page(page).bitmap[0].load(), bits);
+  EXPECT_EQ(FreePages(), free1);
+  for (int k = 0; k < 100; ++k) EXPECT_EQ(region_->heap()[*c + k], 0xcc);
+  ExpectAllocatorUnlocked();
+  // Repaired: b and c go, and so does the slab.
+  Page(page).used.store(2);
+  Free(1, *b, 100);
+  Free(1, *c, 100);
+  EXPECT_EQ(FreePages(), free0);
+  ExpectSound();
+}
+
+// ---------------------------------------------------------------------------
+// The free-run summary (layout.h, FreeRunNode; region/free_runs.h).
 
 TEST(FreeRunsTest, LeafAndCombine) {
   using region::FreeRuns;

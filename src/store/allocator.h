@@ -17,6 +17,26 @@
 //   ClassStripe.lock  guards the slabs of that class and stripe
 //   AllocatorHeader.page_lock  guards the page bitmap, free_pages, run heads
 //                              and the free-run summary
+//
+// Everything read from the region is checked before it is used (another
+// client may be buggy or hostile): every page named by a partial list, a
+// client's current slab word or an object's record, a run's length, a
+// slab's count and bitmap. A bad one fails the operation's Txn with
+// GISMO_ERR_BAD_REGION (Region::Corrupt) before the writes that depend on
+// it, and the Txn rolls back what the operation wrote before; so no block
+// is handed out twice or outside its slab, no live object's pages are
+// freed, and no page is freed twice. The invariants the checks rely on:
+//  A1. A client slot's current slab word for class c names page p + 1
+//      exactly while p heads a slab of class c, stripe slot % kStripes and
+//      owner slot + 1 (PageDesc.info); both change together, under the
+//      stripe's lock.
+//  A2. A partial list names only unowned slabs of its class and stripe
+//      with a free block; its head's prev link is 0.
+//  A3. A slab's bitmap says which of its blocks are in use (its count
+//      follows it): a block is freed only if its bit is set, a slab returns
+//      its pages only if no bit is.
+//  A4. A run head's `used` is its length; a run is freed only with that
+//      length, and only if every one of its pages is in use in the bitmap.
 #ifndef GISMO_STORE_ALLOCATOR_H_
 #define GISMO_STORE_ALLOCATOR_H_
 
@@ -55,9 +75,14 @@ class Allocator {
 
   // Gives up the current slabs of a (dead or departing) client slot. Each
   // class in its own transaction run by `txn_slot`. False if a class lock
-  // stayed busy for `lock_timeout_ns` (call again later).
+  // stayed busy for `lock_timeout_ns` (call again later). Only a slab the
+  // slot owns (A1) is given back; a word that names anything else (a page
+  // past the heap, a run, a free page, another client's slab: that client
+  // may be only suspected), or a slab too corrupt to give back, is cleared
+  // and nothing else touched: the page stays as it is (gismo-fsck reports
+  // it), and `*forgotten` (if given) counts the word.
   bool DisownSlabs(uint32_t owner_slot, uint32_t txn_slot, uint64_t txn_session,
-                   uint64_t lock_timeout_ns);
+                   uint64_t lock_timeout_ns, uint64_t* forgotten = nullptr);
 
   // A racy but consistent-enough snapshot (reads without locks).
   HeapStats Stats() const;
@@ -65,18 +90,34 @@ class Allocator {
   // The page heap under slabs and large objects: the lowest run of `npages`
   // free pages (taken in `txn`, with page_lock), and its return. They leave
   // the run's descriptors to the caller (run head or slab), except that
-  // FreePages clears the first page's.
+  // FreePages clears the first page's. FreePages fails `txn` with
+  // BAD_REGION, writing nothing, unless every page of the run is in use.
   Result<uint64_t> AllocatePages(Txn& txn, uint64_t npages);
   void FreePages(Txn& txn, uint64_t first, uint64_t npages);
 
  private:
   Result<uint64_t> AllocateSmall(Txn& txn, int cls, uint32_t slot);
   // Takes a free block from slab `page` (caller holds its class lock).
+  // REQUIRES: IsSlab(page, cls, ...) under that lock, or a slab just made.
   uint64_t TakeBlock(Txn& txn, uint64_t page, int cls);
+  // Whether `page` (read from the region) heads a slab of class `cls` in
+  // `stripe` owned by `owner_plus1` (client slot + 1; 0: unowned) whose
+  // pages lie in the heap. Reads one descriptor; meaningful under the
+  // stripe's lock.
+  bool IsSlab(uint64_t page, int cls, uint32_t stripe, uint32_t owner_plus1) const;
+  // True if `head` (the page + 1 that the partial list of (`cls`,
+  // `stripe`) starts with; not 0) may be adopted or borrowed from (A2): an
+  // unowned slab of that class and stripe, first on its list, not full and
+  // with a free block. Else fails `txn` with BAD_REGION. Reads only.
+  // REQUIRES: the stripe's lock.
+  bool CheckPartialHead(Txn& txn, uint64_t head, int cls, uint32_t stripe);
   void PushPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   void UnlinkPartial(Txn& txn, region::ClassStripe& cs, uint64_t page);
   // Returns the pages of the empty, unlisted slab headed by `page` (its
-  // tails cleared) to the page heap. REQUIRES: the stripe's lock.
+  // tails cleared) to the page heap. Fails `txn` with BAD_REGION, writing
+  // nothing, if the slab's bitmap or count says a block is in use, if the
+  // stripe counts no slab, or if a page after the head is not its tail.
+  // REQUIRES: the stripe's lock.
   void ReleaseSlab(Txn& txn, region::ClassStripe& cs, uint64_t page, int cls);
   // From the summary's root: O(1), a racy read without the lock.
   uint64_t LargestFreeRun() const;
