@@ -2,9 +2,17 @@
 #include "fsck/fsck.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "manager/recovery.h"
+#include "region/cache_lines.h"
 #include "region_fixture.h"
+#include "store/index.h"
 #include "store/names.h"
 #include "store/store.h"
 #include "store/txn.h"
@@ -22,7 +30,8 @@ class FsckTest : public gismo::testing::RegionFixture {
     b_ = Activate(2);
     void* d;
     for (int i = 0; i < 20; ++i) {
-      ASSERT_TRUE(a_->Create(IdFrom(i), i % 3 == 0 ? 100000 : 500, "m", 1, &d).ok());
+      const Status s = a_->Create(IdFrom(i), i % 3 == 0 ? 100000 : 500, "m", 1, &d);
+      ASSERT_TRUE(s.ok()) << i << ": " << s.ToString();
       if (i % 5 != 0) {
         ASSERT_TRUE(a_->Seal(IdFrom(i)).ok());  // 0, 5, 10, 15 stay unsealed
       }
@@ -244,6 +253,131 @@ TEST_F(FsckTest, ChecksTheNameTable) {
   nl.e->info.store(2);
   r = *Check(*region_, nullptr);
   EXPECT_TRUE(r.sound()) << Problems(r);
+}
+
+// A page run whose length is near 2^64 (a corrupt or hostile descriptor):
+// page + length wraps below the page count, and a walk that then adds the
+// length moves backwards and never ends. The check reports the page and
+// ends. It runs in a child under an alarm, so that a regression fails here
+// instead of hanging the suite.
+TEST_F(FsckTest, HugeRunLengthIsReportedAndTheCheckEnds) {
+  const uint64_t pages = region_->num_pages();
+  uint64_t p = pages;
+  for (uint64_t q = pages - 1; q >= 8; --q) {
+    if (region::PageInfoKind(region_->page(q).info.load()) == region::PageKind::kFree) {
+      p = q;
+      break;
+    }
+  }
+  ASSERT_LT(p, pages);
+  region_->page(p).info.store(region::PackPageInfo(region::PageKind::kRun, 0, 0, 0));
+  region_->page(p).used.store(~uint64_t{0} - 4);  // 2^64 - 5: p + n wraps to p - 5
+  const std::string want = "page run at page " + std::to_string(p) + " has a bad length";
+  const int status = gismo::testing::RunInChild([&] {
+    alarm(30);
+    const Report r = *Check(*region_, nullptr);
+    if (Mentions(r, want)) return 0;
+    fprintf(stderr, "%s", Problems(r).c_str());
+    return 1;
+  });
+  ASSERT_TRUE(WIFEXITED(status)) << "the check did not end (killed by signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "not reported: " << want;
+}
+
+// An index entry kMaxProbe or more slots past its home, with no empty slot
+// before it: Find stops short of it, so its object cannot be found (a create
+// of its id could index a second record). Built from a full run of
+// kMaxProbe + 1 slots, each object at its own home, by giving the last one
+// an id whose home is the run's first slot.
+TEST_F(FsckTest, FindsIndexEntryBeyondTheProbeLimit) {
+  const uint32_t mask = region_->sb().slots_per_shard - 1;
+  const uint32_t run = region::kMaxProbe + 1;
+  // A shard and a first slot h whose run [h, h + run) is empty.
+  uint32_t shard = 0, h = 0;
+  for (uint64_t i = 0;; ++i) {
+    ASSERT_LT(i, 1u << 20);
+    const uint64_t hash = store::HashId(IdFrom(i, 4242));
+    shard = region_->ShardOf(hash);
+    h = static_cast<uint32_t>(hash) & mask;
+    bool empty = true;
+    for (uint32_t k = 0; k < run; ++k) {
+      empty = empty && region_->hash_slots(shard)[(h + k) & mask].load() == 0;
+    }
+    if (empty) break;
+  }
+  // An id for each home h + k of the run, and one more (`far`) of home h.
+  std::vector<gismo_id_t> at(run);
+  std::vector<bool> found(run, false);
+  uint32_t missing = run;
+  bool have_far = false;
+  gismo_id_t far{};
+  for (uint64_t i = 0; missing != 0 || !have_far; ++i) {
+    ASSERT_LT(i, 1ull << 32);
+    const gismo_id_t id = IdFrom(i, 777);
+    const uint64_t hash = store::HashId(id);
+    if (region_->ShardOf(hash) != shard) continue;
+    const uint32_t k = ((static_cast<uint32_t>(hash) & mask) - h) & mask;
+    if (k >= run) continue;
+    if (!found[k]) {
+      found[k] = true;
+      at[k] = id;
+      --missing;
+    } else if (k == 0 && !have_far) {
+      far = id;
+      have_far = true;
+    }
+  }
+  void* d;
+  for (uint32_t k = 0; k < run; ++k) {
+    ASSERT_TRUE(a_->Create(at[k], 8, nullptr, 0, &d).ok()) << k;
+    ASSERT_TRUE(a_->Seal(at[k]).ok());
+    ASSERT_TRUE(a_->Release(at[k]).ok());
+    const uint64_t v = region_->hash_slots(shard)[(h + k) & mask].load();
+    ASSERT_EQ(region::HashSlotHash(v), static_cast<uint32_t>(store::HashId(at[k]))) << k;
+  }
+  Report before = *Check(*region_, nullptr);
+  EXPECT_TRUE(before.sound()) << Problems(before);
+  // The last object of the run becomes `far`: kMaxProbe slots past its home.
+  region::Word& last = region_->hash_slots(shard)[(h + run - 1) & mask];
+  const uint32_t local = region::HashSlotLocal(last.load());
+  const region::IdWords x = store::ToWords(far);
+  for (int k = 0; k < 3; ++k) region_->records(shard)[local].id[k].store(x.w[k]);
+  last.store(region::PackHashSlot(store::HashId(far), local));
+  bool contains = true;
+  ASSERT_TRUE(a_->Contains(far, &contains).ok());
+  EXPECT_FALSE(contains) << "a lookup reached past the probe limit";
+  Report r = *Check(*region_, nullptr);
+  EXPECT_FALSE(r.sound());
+  EXPECT_TRUE(Mentions(r, "beyond the probe limit")) << Problems(r);
+}
+
+// A non-coherent region's candidate line holding a ticket at or above 2^63,
+// which no candidate takes (region/owner_election.h, T1 and T2).
+class FsckNonCoherentTest : public gismo::testing::RegionFixture {
+ protected:
+  void SetUp() override {
+    region::FormatOptions o;
+    o.coherence = region::CoherenceMode::kNonCoherent;
+    Format(o);
+  }
+};
+
+TEST_F(FsckNonCoherentTest, FindsCorruptElectionTicket) {
+  Report sound = *Check(*region_, nullptr);
+  for (const auto& p : sound.problems) EXPECT_EQ(p.find("ticket"), std::string::npos) << p;
+  region::CandidateLine& line = region_->sb().candidates[3];
+  line.ticket = ~uint64_t{0};
+  region::InvalidateLines(&line, sizeof(line));  // drop this host's stale copy, if any
+  const std::string want =
+      "candidate line 3 of the owner election holds ticket 18446744073709551615";
+  Report r = *Check(*region_, nullptr);
+  bool mentioned = false;
+  for (const auto& p : r.problems) mentioned = mentioned || p.find(want) != std::string::npos;
+  EXPECT_TRUE(mentioned) << want;
+  line.ticket = 5;  // a valid ticket (of a candidate that is waiting or serves)
+  r = *Check(*region_, nullptr);
+  for (const auto& p : r.problems) EXPECT_EQ(p.find("ticket"), std::string::npos) << p;
 }
 
 }  // namespace

@@ -173,6 +173,78 @@ TEST(OwnerElectionTest, ADeadOwnerBlocksUntilFenced) {
   EXPECT_TRUE(e1.Poll().owner);
 }
 
+// Writes `ticket` into candidate j's line from a host of its own, as a buggy
+// or hostile client of the region could.
+void PlantTicket(const Table& t, uint32_t j, uint64_t ticket) {
+  CacheSim s(t.m.base(), t.m.size(), Quiet(t, 50 + j));
+  s.Store(&t.lines()[j].ticket, ticket);
+  s.Flush(&t.lines()[j], sizeof(CandidateLine));
+}
+
+// A candidate line holding a ticket at or above 2^63 (no candidate takes
+// one: 2^63 elections) is corrupt. UINT64_MAX used to make every newcomer's
+// ticket max + 1 wrap to 0, "not a candidate": two newcomers then passed
+// each other and that line, and both owned the region. Now newcomers take
+// no ticket and wait on that line (T1) until it is cleared (its node
+// fenced), and then exactly one is elected.
+TEST(OwnerElectionTest, CorruptTicketElectsNobodyUntilItsLineIsCleared) {
+  for (const uint64_t corrupt :
+       {uint64_t{1} << 63, (uint64_t{1} << 63) - 1, ~uint64_t{0} - 1, ~uint64_t{0}}) {
+    SCOPED_TRACE(corrupt);
+    Table t;
+    CacheSim s0(t.m.base(), t.m.size(), Quiet(t, 1)), s1(t.m.base(), t.m.size(), Quiet(t, 2));
+    OwnerElection<CacheSim> e0(s0, t.lines(), kCandidates, 0), e1(s1, t.lines(), kCandidates, 1);
+    PlantTicket(t, 2, corrupt);
+    e0.Begin(10);
+    e1.Begin(11);
+    for (int i = 0; i < 3; ++i) {
+      const ElectionState w0 = e0.Poll(), w1 = e1.Poll();
+      EXPECT_FALSE(w0.owner);
+      EXPECT_FALSE(w1.owner);
+      EXPECT_EQ(w0.waiting_on, 2u);
+      EXPECT_EQ(w1.waiting_on, 2u);
+    }
+    // Neither newcomer holds a ticket or keeps choosing: nobody waits on it.
+    for (uint32_t j : {0u, 1u}) {
+      EXPECT_EQ(e0.LineOf(j).ticket, 0u) << j;
+      EXPECT_EQ(e0.LineOf(j).choosing, 0u) << j;
+    }
+    EXPECT_EQ(e0.LineOf(2).ticket, corrupt);
+    e0.ClearFenced(2);  // node 2 fenced: its line is zeroed
+    const bool first0 = e0.Poll().owner, first1 = e1.Poll().owner;
+    EXPECT_EQ(first0 + first1, 1) << "exactly one owner once the line is cleared";
+    EXPECT_NE(e0.ticket(), 0u);
+    EXPECT_NE(e1.ticket(), 0u);
+    EXPECT_LT(e0.ticket(), uint64_t{1} << 63);
+    // The other one takes over when it leaves.
+    (first0 ? e0 : e1).Leave();
+    EXPECT_TRUE((first0 ? e1 : e0).Poll().owner);
+  }
+}
+
+// An owner's line whose ticket is overwritten with a corrupt one while it
+// serves: a waiting candidate with a valid ticket must not pass it (as it
+// would a larger ticket), or there are two owners (T2).
+TEST(OwnerElectionTest, CorruptTicketOfTheOwnerIsNeverPassed) {
+  Table t;
+  CacheSim s0(t.m.base(), t.m.size(), Quiet(t, 1)), s2(t.m.base(), t.m.size(), Quiet(t, 3));
+  OwnerElection<CacheSim> e0(s0, t.lines(), kCandidates, 0), e2(s2, t.lines(), kCandidates, 2);
+  e2.Begin(12);
+  ASSERT_TRUE(e2.Poll().owner);
+  e0.Begin(10);
+  ElectionState w = e0.Poll();
+  ASSERT_FALSE(w.owner);
+  EXPECT_EQ(w.waiting_on, 2u);
+  PlantTicket(t, 2, ~uint64_t{0});
+  for (int i = 0; i < 3; ++i) {
+    w = e0.Poll();
+    EXPECT_FALSE(w.owner) << "passed the serving owner's corrupt line";
+    EXPECT_EQ(w.waiting_on, 2u);
+  }
+  e0.ClearFenced(2);  // node 2 fenced
+  EXPECT_TRUE(e0.Poll().owner);
+}
+
 // A candidate host killed (SIGKILL, its simulated cache lost) at each line
 // operation of taking its ticket and polling: the survivor either passes it
 // or waits on it, and after the fence (ClearFenced) becomes the owner.

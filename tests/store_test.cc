@@ -7,16 +7,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "common/crash_point.h"
 #include "fsck/fsck.h"
 #include "manager/recovery.h"
 #include "region_fixture.h"
 #include "store/event_ring.h"
+#include "store/names.h"
 
 namespace gismo::store {
 namespace {
@@ -358,6 +361,130 @@ TEST_F(StoreTest, FullIndexNamesTheShardAndTheCount) {
   EXPECT_NE(last.message().find(std::to_string(created) + " objects in all"), std::string::npos)
       << last.message();
   EXPECT_GE(created * 100, capacity * 90) << created << " of " << capacity;
+}
+
+// Every word of index shard `s` (header, hash slots, records), to show that
+// a refused operation wrote none of them.
+std::vector<uint64_t> ShardWords(const region::Region& r, uint32_t s) {
+  std::vector<uint64_t> w;
+  const region::ShardHeader& sh = r.shard(s);
+  for (const region::Word* p : {&sh.lock, &sh.count, &sh.free_head, &sh.next_unused}) {
+    w.push_back(p->load());
+  }
+  for (uint32_t i = 0; i < r.sb().slots_per_shard; ++i) w.push_back(r.hash_slots(s)[i].load());
+  for (uint32_t i = 0; i < r.records_per_shard(); ++i) {
+    const auto* rec = reinterpret_cast<const region::Word*>(&r.records(s)[i]);
+    for (size_t k = 0; k < sizeof(region::ObjectRecord) / sizeof(region::Word); ++k) {
+      w.push_back(rec[k].load());
+    }
+  }
+  return w;
+}
+
+// A free record list whose head names a record that is not free (a live
+// one), or one never used (at or past next_unused, which a later create
+// would take again): written by a buggy or hostile client. A create refuses
+// with BAD_REGION and writes nothing, instead of handing the record to a
+// second object while the first one's hash slot and its readers' held
+// entries still name it.
+TEST_F(StoreTest, CreateRefusesAFreeRecordListNamingNoFreeRecord) {
+  auto a = Activate(1);
+  auto b = Activate(2);
+  void* d;
+  const gismo_id_t live = IdFrom(1);
+  ASSERT_TRUE(a->Create(live, 100, "m", 1, &d).ok());
+  std::memset(d, 7, 100);
+  ASSERT_TRUE(a->Seal(live).ok());
+  ASSERT_TRUE(a->Release(live).ok());
+  GetResult g;
+  ASSERT_TRUE(b->TryGet(live, &g).ok());  // a reader holds it
+  ASSERT_TRUE(g.found);
+  const uint64_t h = HashId(live);
+  const uint32_t shard = region_->ShardOf(h);
+  Located loc;
+  ASSERT_TRUE(Find(*region_, shard, h, live, &loc));
+  gismo_id_t other{};
+  for (uint64_t i = 100;; ++i) {
+    if (region_->ShardOf(HashId(IdFrom(i))) == shard) {
+      other = IdFrom(i);
+      break;
+    }
+  }
+  region::ShardHeader& sh = region_->shard(shard);
+  ASSERT_EQ(sh.free_head.load(), 0u);
+  const uint64_t never_used = sh.next_unused.load();
+  for (const uint64_t head : {uint64_t{loc.local} + 1, never_used + 1}) {
+    SCOPED_TRACE(head);
+    sh.free_head.store(head);
+    const std::vector<uint64_t> before = ShardWords(*region_, shard);
+    const Status s = a->Create(other, 100, "n", 1, &d);
+    EXPECT_EQ(s.code(), GISMO_ERR_BAD_REGION) << s.ToString();
+    EXPECT_NE(s.message().find("free record list"), std::string::npos) << s.message();
+    EXPECT_TRUE(ShardWords(*region_, shard) == before) << "the refused create wrote to the shard";
+  }
+  sh.free_head.store(0);
+  gismo_object_info_t info;
+  ASSERT_TRUE(b->Stat(live, &info).ok());
+  EXPECT_EQ(info.state, GISMO_STATE_SEALED);
+  EXPECT_EQ(info.data_size, 100u);
+  EXPECT_EQ(static_cast<const uint8_t*>(g.buffer.data)[99], 7);
+  ASSERT_TRUE(b->Release(live).ok());
+  ASSERT_TRUE(a->Create(other, 100, "n", 1, &d).ok());  // a sound list is used again
+  ASSERT_TRUE(a->Seal(other).ok());
+  ASSERT_TRUE(a->Release(other).ok());
+  ExpectSound();
+}
+
+// The name table's free list, likewise: a head naming a bound entry (or one
+// never used) makes a bind of a new name refuse with BAD_REGION, writing
+// nothing, instead of rebinding that entry under its old hash slot.
+TEST_F(StoreTest, BindRefusesAFreeNameListNamingNoFreeEntry) {
+  auto a = Activate(1);
+  void* d;
+  const gismo_id_t id = IdFrom(1);
+  ASSERT_TRUE(a->Create(id, 10, nullptr, 0, &d).ok());
+  ASSERT_TRUE(a->Seal(id).ok());
+  Names names(*region_, 1, 1);
+  ASSERT_TRUE(names.Bind("first", id, BindMode::kAlways, nullptr).ok());
+  NameLocated nl;
+  ASSERT_TRUE(FindName(*region_, HashName("first"), "first", &nl));
+  region::NameTableHeader& t = region_->names();
+  ASSERT_EQ(t.free_head.load(), 0u);
+  const uint64_t never_used = t.next_unused.load();
+  // The table's words: header, hash slots and entries.
+  auto table = [&] {
+    std::vector<uint64_t> w;
+    for (const region::Word* p : {&t.lock, &t.count, &t.free_head, &t.next_unused, &t.version}) {
+      w.push_back(p->load());
+    }
+    for (uint32_t i = 0; i < region_->sb().name_slots; ++i) {
+      w.push_back(region_->name_slots()[i].load());
+    }
+    for (uint32_t i = 0; i < region_->names_capacity(); ++i) {
+      const auto* e = reinterpret_cast<const region::Word*>(&region_->name_entries()[i]);
+      for (size_t k = 0; k < sizeof(region::NameEntry) / sizeof(region::Word); ++k) {
+        w.push_back(e[k].load());
+      }
+    }
+    return w;
+  };
+  for (const uint64_t head : {uint64_t{nl.entry} + 1, never_used + 1}) {
+    SCOPED_TRACE(head);
+    t.free_head.store(head);
+    const std::vector<uint64_t> before = table();
+    const Status s = names.Bind("second", id, BindMode::kAlways, nullptr);
+    EXPECT_EQ(s.code(), GISMO_ERR_BAD_REGION) << s.ToString();
+    EXPECT_NE(s.message().find("free list"), std::string::npos) << s.message();
+    EXPECT_TRUE(table() == before) << "the refused bind wrote to the name table";
+  }
+  t.free_head.store(0);
+  NameBinding first;
+  ASSERT_TRUE(names.Lookup("first", &first).ok());
+  EXPECT_EQ(first.version, 1u);
+  EXPECT_EQ(std::memcmp(first.id.bytes, id.bytes, GISMO_ID_SIZE), 0);
+  ASSERT_TRUE(names.Bind("second", id, BindMode::kAlways, nullptr).ok());
+  ASSERT_TRUE(a->Release(id).ok());
+  ExpectSound();
 }
 
 // Threads on different slots hammer overlapping ids: creates race, gets and

@@ -13,6 +13,7 @@
 #include "region/cache_lines.h"
 #include "region/free_runs.h"
 #include "region/nc_requests.h"
+#include "region/owner_election.h"
 #include "region/request_ring.h"
 #include "store/allocator.h"
 #include "store/index.h"
@@ -210,12 +211,20 @@ class Checker {
                 " of the owner election holds choosing = ", lines.Load(&sb.candidates[j].choosing),
                 " (0 or 1 expected)");
       }
+      // Every newcomer waits on such a line until its node is fenced and the
+      // line cleared (owner_election.h, T1 and T2).
+      const uint64_t ticket = lines.Load(&sb.candidates[j].ticket);
+      if (ticket >= kElectionTicketLimit) {
+        Problem("candidate line ", j, " of the owner election holds ticket ", ticket,
+                " (at or above 2^63, which no candidate takes): every candidate waits on it "
+                "until its node is fenced and the line cleared");
+      }
     }
   }
 
   // 5 (and the inputs of 3 and 4): the client slots.
   void CheckSlots() {
-    const uint32_t cap = r_.sb().held_capacity;
+    const uint32_t cap = r_.fixed().held_capacity;
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       const ClientSlotHeader& h = r_.slot(i);
       SlotState st = SlotStateOf(h.state.load(std::memory_order_acquire));
@@ -298,7 +307,7 @@ class Checker {
 
   // 2: the index.
   void CheckIndex() {
-    const uint32_t nslots = r_.sb().slots_per_shard, mask = nslots - 1;
+    const uint32_t nslots = r_.fixed().slots_per_shard, mask = nslots - 1;
     const uint32_t rps = r_.records_per_shard();
     for (uint32_t s = 0; s < r_.num_shards(); ++s) {
       const ShardHeader& sh = r_.shard(s);
@@ -336,11 +345,21 @@ class Checker {
           Problem("object ", IdHex(rec), " is filed under the wrong hash");
           continue;
         }
-        // Reachable: no empty slot between its home and where it sits.
-        for (uint32_t j = static_cast<uint32_t>(h) & mask; j != i; j = (j + 1) & mask) {
-          if (slots[j].load(std::memory_order_relaxed) == 0) {
-            Problem("object ", IdHex(rec), " cannot be found from its id (probe gap)");
-            break;
+        // Reachable: fewer than kMaxProbe slots past its home (Find stops
+        // there, so an entry farther away is invisible: a create of its id
+        // could index a second record), and no empty slot in between.
+        const uint32_t home = static_cast<uint32_t>(h) & mask;
+        const uint32_t distance = (i - home) & mask;
+        if (distance >= kMaxProbe) {
+          Problem("object ", IdHex(rec), " sits ", distance, " slots past its home slot, beyond ",
+                  "the probe limit of ", kMaxProbe,
+                  ": lookups cannot find it (a create of its id could index it twice)");
+        } else {
+          for (uint32_t j = home; j != i; j = (j + 1) & mask) {
+            if (slots[j].load(std::memory_order_relaxed) == 0) {
+              Problem("object ", IdHex(rec), " cannot be found from its id (probe gap)");
+              break;
+            }
           }
         }
         if (!ids_.insert(std::string(reinterpret_cast<const char*>(store::IdOf(rec).bytes),
@@ -386,7 +405,7 @@ class Checker {
   // whose object is gone is no problem (a name is not a reference): counted.
   void CheckNames() {
     const NameTableHeader& t = r_.names();
-    const uint32_t nslots = r_.sb().name_slots, mask = nslots - 1;
+    const uint32_t nslots = r_.fixed().name_slots, mask = nslots - 1;
     const uint32_t cap = r_.names_capacity();
     const Word* slots = r_.name_slots();
     const NameEntry* entries = r_.name_entries();
@@ -472,6 +491,13 @@ class Checker {
         break;
       }
       seen[entry] = 2;
+      // Free as UnbindIn leaves it (and format): a bind takes it only so.
+      const uint64_t info = entries[entry].info.load(std::memory_order_relaxed);
+      const uint64_t version = entries[entry].version.load(std::memory_order_relaxed);
+      if (info != 0 || version != 0) {
+        Problem("name table: entry ", entry, " on the free list is not free (info ", info,
+                ", version ", version, ")");
+      }
       ++free_count;
       f = entries[entry].next_free.load(std::memory_order_relaxed);
     }
@@ -613,8 +639,11 @@ class Checker {
       const uint64_t info = d.info.load(std::memory_order_relaxed);
       switch (PageInfoKind(info)) {
         case PageKind::kRun: {
-          uint64_t n = d.used.load(std::memory_order_relaxed);
-          if (n == 0 || p + n > pages) {
+          const uint64_t n = d.used.load(std::memory_order_relaxed);
+          // n > pages - p, never p + n > pages: a corrupt n near 2^64 wraps
+          // that sum below `pages`, and `p += n` below would then move p
+          // backwards (the check would never end). p < pages here.
+          if (n == 0 || n > pages - p) {
             Problem("page run at page ", p, " has a bad length ", n);
             ++p;
             continue;
@@ -794,7 +823,7 @@ class Checker {
   void CheckEventRing() {
     const uint64_t head = r_.event_ring().head.load(std::memory_order_relaxed);
     if (head == 0) Problem("the event ring's head is 0");
-    const uint64_t cap = r_.sb().event_ring_capacity;
+    const uint64_t cap = r_.fixed().event_ring_capacity;
     for (uint64_t seq = head > cap ? head - cap : 1; seq < head; ++seq) {
       const uint64_t w = r_.event(seq).seq.load(std::memory_order_acquire);
       if (EventFinal(w) && EventFinalSeq(w) < seq) {

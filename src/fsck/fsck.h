@@ -4,8 +4,10 @@
 //  1. Every heap page is free or belongs to exactly one slab or object run;
 //     every slab block in use belongs to exactly one live object; free-page
 //     and slab counts agree with the bitmaps.
-//  2. Every live object is reachable through the index from its id, and
-//     every index entry names a live record; the free record list is sound.
+//  2. Every live object is reachable through the index from its id (no
+//     empty slot between its home and its slot, fewer than kMaxProbe slots
+//     past its home), and every index entry names a live record; the free
+//     record list is sound.
 //  3. Reference counts equal the references held by live client slots;
 //     a deleted object with no reference left has been freed.
 //  4. Unsealed objects belong to a live creator that holds them.
@@ -18,7 +20,8 @@
 //     request and response rings have consistent indices and, for a live
 //     session, only entries that validate below their tail; the owner's
 //     sleep line and the election's candidate lines hold 0 or 1 where a flag
-//     is; no record or index shard is half-written (its version even).
+//     is, and no candidate's ticket is at or above 2^63; no record or index
+//     shard is half-written (its version even).
 //     There, invariant 3 reads: a deleted object no table holds has been
 //     freed.
 #ifndef GISMO_FSCK_FSCK_H_

@@ -1,5 +1,6 @@
 #include "store/event_ring.h"
 
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -45,7 +46,7 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   if (txn.failed()) return nullptr;
   const Region& r = txn.region();
   EventRingHeader& ring = r.event_ring();
-  const uint64_t cap = r.sb().event_ring_capacity;
+  const uint64_t cap = r.fixed().event_ring_capacity;
   uint64_t t0 = 0;
   EventEntry* e = nullptr;
   uint64_t h = 0;
@@ -100,6 +101,15 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   txn.AttachEvent(&e->seq, claimed, EventFinalWord(EventState::kSkipped, h));
   if (!txn.SessionLiveAfterAcquire()) return nullptr;
   *seq = h;
+  // Pairs with ReadEvent's acquire fence (its seqlock-style re-check): a
+  // reader whose relaxed load of a field below reads this producer's store
+  // (a lapped reader of seq h - capacity) then sees the claim, sequenced
+  // before this fence, when it re-reads `seq`, and drops what it copied.
+  // The claiming CAS alone does not order the relaxed stores after it (a
+  // release orders what precedes it). SessionLiveAfterAcquire's seq_cst
+  // fence also does today; this one states the contract where it is
+  // needed. Only a compiler barrier on x86; one dmb on Arm.
+  std::atomic_thread_fence(std::memory_order_release);
   const IdWords x = ToWords(id);
   e->kind_node.store(PackEventKindNode(kind, node, reason), std::memory_order_relaxed);
   for (int k = 0; k < 3; ++k) e->id[k].store(x.w[k], std::memory_order_relaxed);
@@ -127,7 +137,7 @@ void PublishEvent(EventEntry* e, uint64_t seq) {
 
 void FinishDeadProducerEvents(const Region& r, uint32_t dead) {
   EventRingHeader& ring = r.event_ring();
-  const uint64_t cap = r.sb().event_ring_capacity;
+  const uint64_t cap = r.fixed().event_ring_capacity;
   // A claim of seq s was made while head was s, and head passes s + cap
   // only once s is final, so every entry the dead slot left claimed or
   // pending holds a seq in [head - cap, head] (E1), and it
@@ -175,7 +185,7 @@ uint64_t EventHead(const Region& r) {
 }
 
 RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
-  const uint64_t cap = r.sb().event_ring_capacity;
+  const uint64_t cap = r.fixed().event_ring_capacity;
   for (;;) {
     const uint64_t head = EventHead(r);
     if (*cursor >= head) return RingRead::kNothing;
@@ -209,6 +219,11 @@ RingRead ReadEvent(const Region& r, uint64_t* cursor, RingEvent* out) {
                      e.id[2].load(std::memory_order_relaxed)};
     out->data_size = e.data_size.load(std::memory_order_relaxed);
     out->metadata_size = e.metadata_size.load(std::memory_order_relaxed);
+    // Pairs with AppendEvent's release fence between its claim and its
+    // field stores: if any field read above is a later producer's, its
+    // claim is visible to the re-read of seq below, so a mixed copy is
+    // never returned. (s1's acquire pairs with PublishEvent's release CAS:
+    // the fields of seq *cursor are visible.)
     std::atomic_thread_fence(std::memory_order_acquire);
     if (e.seq.load(std::memory_order_relaxed) != s1) return RingRead::kOverflow;  // overwritten
     out->seq = *cursor;

@@ -13,7 +13,11 @@
 //  3. CAS head h -> h + 1 (if nobody helped already);
 //  4. after a seq_cst fence, check that its session is live (as after a lock:
 //     txn.h invariant 4); if it ended, mark the entry skipped and fail;
-//  5. write the fields, then (release) a *logged* write claimed -> pending;
+//  5. after a release fence, write the fields (relaxed), then (release) a
+//     *logged* write claimed -> pending. The fence keeps the claim before
+//     the fields for a lapped reader: ReadEvent copies the fields, then an
+//     acquire fence, then re-reads seq; if it copied a field of this
+//     producer, it sees the claim there and drops the copy (a seqlock);
 //  6. commit the Txn, then publish: CAS pending -> published(h).
 // If the Txn rolls back (the producer's own rollback, or recovery's undo of
 // a dead one), the logged write is undone, the word is claimed again, and

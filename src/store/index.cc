@@ -56,7 +56,7 @@ bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Loc
   out->shard = shard;
   out->rec = nullptr;
   const ProbeStop stop = ProbeHashSlots(
-      static_cast<uint32_t>(h), r.sb().slots_per_shard - 1, r.records_per_shard(),
+      static_cast<uint32_t>(h), r.fixed().slots_per_shard - 1, r.records_per_shard(),
       [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
       [&](uint32_t local) {
         if (!SameId(recs[local], x)) return false;
@@ -71,7 +71,7 @@ bool Find(const Region& r, uint32_t shard, uint64_t h, const gismo_id_t& id, Loc
 void PrefetchLookup(const Region& r, const gismo_id_t& id, PrefetchStage stage) {
   const uint64_t h = HashId(id);
   const uint32_t shard = r.ShardOf(h);
-  const uint32_t mask = r.sb().slots_per_shard - 1;
+  const uint32_t mask = r.fixed().slots_per_shard - 1;
   const uint32_t h32 = static_cast<uint32_t>(h);
   const Word* slots = r.hash_slots(shard);
   if (stage == PrefetchStage::kSlots) {
@@ -111,16 +111,32 @@ Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
   const Region& r = txn.region();
   ShardHeader& sh = r.shard(shard);
   GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
+  const uint64_t nu = sh.next_unused.load(std::memory_order_relaxed);
   if (const uint64_t fh = sh.free_head.load(std::memory_order_relaxed); fh != 0) {
-    if (fh > r.records_per_shard()) {
-      return Status(GISMO_ERR_BAD_REGION,
-                    "index shard " + std::to_string(shard) + " has a corrupt free list");
+    // Checked before anything is written (the Txn then has nothing of
+    // ours to undo): the head names a record that was used (below
+    // next_unused, itself within the shard) and is free now. A head naming
+    // a live record would hand it to a second object while its hash slot,
+    // and the held entries of its readers, still name it; one at or past
+    // next_unused would be handed out again once next_unused reached it.
+    // The next link is checked by the take that uses it.
+    if (fh > nu || nu > r.records_per_shard()) {
+      return r.Corrupt("index shard " + std::to_string(shard) +
+                       "'s free record list names record " + std::to_string(fh - 1) +
+                       ", past the " + std::to_string(nu) + " records ever used");
     }
     const uint32_t local = static_cast<uint32_t>(fh - 1);
-    txn.Write(sh.free_head, r.records(shard)[local].heap_offset.load(std::memory_order_relaxed));
+    const ObjectRecord& rec = r.records(shard)[local];
+    if (const ObjectState st = InfoState(rec.info.load(std::memory_order_relaxed));
+        st != ObjectState::kFree) {
+      return r.Corrupt("index shard " + std::to_string(shard) +
+                       "'s free record list names record " + std::to_string(local) +
+                       ", which is not free (state " + std::to_string(static_cast<uint64_t>(st)) +
+                       ")");
+    }
+    txn.Write(sh.free_head, rec.heap_offset.load(std::memory_order_relaxed));
     return local;
   }
-  const uint64_t nu = sh.next_unused.load(std::memory_order_relaxed);
   if (nu >= r.records_per_shard()) {
     // Ids hash to shards; the first shard to fill ends creates of its ids
     // while others still have room: with random ids that happens at about
@@ -133,7 +149,7 @@ Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
                   "the object index is full where this id hashes (shard " + std::to_string(shard) +
                       " holds its " + std::to_string(r.records_per_shard()) + " records; " +
                       std::to_string(live) + " objects in all, format capacity " +
-                      std::to_string(r.sb().max_objects) +
+                      std::to_string(r.fixed().max_objects) +
                       "); delete some, or format the region with a larger --max-objects");
   }
   txn.Write(sh.next_unused, nu + 1);
@@ -144,7 +160,7 @@ void RemoveObject(Txn& txn, const Located& loc) {
   const Region& r = txn.region();
   ShardHeader& sh = r.shard(loc.shard);
   GISMO_DCHECK(txn.Holds(sh.lock));  // REQUIRES: the shard lock
-  RemoveHashSlot(txn, r.hash_slots(loc.shard), r.sb().slots_per_shard - 1, loc.hslot);
+  RemoveHashSlot(txn, r.hash_slots(loc.shard), r.fixed().slots_per_shard - 1, loc.hslot);
   ObjectRecord& rec = *loc.rec;
   txn.Write(rec.info, PackInfo(ObjectState::kFree, 0, 0));
   txn.Write(rec.ref_count, 0);

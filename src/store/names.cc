@@ -103,7 +103,7 @@ bool FindName(const Region& r, uint64_t h, std::string_view name, NameLocated* o
   NameEntry* entries = r.name_entries();
   out->e = nullptr;
   const ProbeStop stop = ProbeHashSlots(
-      static_cast<uint32_t>(h), r.sb().name_slots - 1, r.names_capacity(),
+      static_cast<uint32_t>(h), r.fixed().name_slots - 1, r.names_capacity(),
       [&](uint32_t i) { return slots[i].load(std::memory_order_relaxed); },
       [&](uint32_t entry) {
         const NameEntry& e = entries[entry];
@@ -152,7 +152,7 @@ void Names::CloseTable(Txn& txn, const NameEntry* entry, uint32_t first_slot,
   }
   // Every changed line in memory before the version is even again.
   if (entry != nullptr) r_.Persist(entry, sizeof(NameEntry));
-  const uint32_t mask = r_.sb().name_slots - 1;
+  const uint32_t mask = r_.fixed().name_slots - 1;
   for (uint32_t n = 0; n < slots && n <= mask; ++n) {
     r_.Persist(&r_.name_slots()[(first_slot + n) & mask], sizeof(Word));
   }
@@ -218,21 +218,39 @@ Status Names::BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, Bind
                                          "; unbind some, or choose names that differ more");
     }
     const uint32_t cap = r_.names_capacity();
-    uint32_t entry;
     const uint64_t fh = t.free_head.load(std::memory_order_relaxed);
-    if (fh == 0 && t.next_unused.load(std::memory_order_relaxed) >= cap) {
+    const uint64_t nu = t.next_unused.load(std::memory_order_relaxed);
+    if (fh == 0 && nu >= cap) {
       return Status(GISMO_ERR_LIMIT, "the name table is full (" + std::to_string(cap) +
                                          " names); unbind some, or format the region with a "
                                          "larger --max-names");
     }
+    // The entry to take, checked before anything is written (not even the
+    // seqlock's OpenTable): from the free list, one that was used (below
+    // next_unused, itself within the table) and is free now, as UnbindIn
+    // leaves it (info and version 0); else the first never used. A head
+    // naming a bound entry would rebind it under its old hash slot; one at
+    // or past next_unused would be taken again once next_unused reached
+    // it. The next link is checked by the bind that takes it.
+    const uint32_t entry = static_cast<uint32_t>(fh != 0 ? fh - 1 : nu);
+    if (fh != 0) {
+      if (fh > nu || nu > cap) {
+        return r_.Corrupt("the name table's free list names entry " + std::to_string(fh - 1) +
+                          ", past the " + std::to_string(nu) + " entries ever used");
+      }
+      const NameEntry& taken = r_.name_entries()[entry];
+      const uint64_t info = taken.info.load(std::memory_order_relaxed);
+      const uint64_t version = taken.version.load(std::memory_order_relaxed);
+      if (info != 0 || version != 0) {
+        return r_.Corrupt("the name table's free list names entry " + std::to_string(entry) +
+                          ", which is not free (info " + std::to_string(info) + ", version " +
+                          std::to_string(version) + ")");
+      }
+    }
     OpenTable(txn);
     if (fh != 0) {
-      if (fh > cap) return r_.Corrupt("the name table's free list points past its end");
-      entry = static_cast<uint32_t>(fh - 1);
       txn.Write(t.free_head, r_.name_entries()[entry].next_free.load(std::memory_order_relaxed));
     } else {
-      const uint64_t nu = t.next_unused.load(std::memory_order_relaxed);
-      entry = static_cast<uint32_t>(nu);
       txn.Write(t.next_unused, nu + 1);
     }
     NameEntry& e = r_.name_entries()[entry];
@@ -269,7 +287,8 @@ Status Names::UnbindIn(Txn& txn, std::string_view name, const gismo_id_t* expect
                                           ", not to " + Hex(*expected));
   }
   OpenTable(txn);
-  const uint32_t shifted = RemoveHashSlot(txn, r_.name_slots(), r_.sb().name_slots - 1, nl.hslot);
+  const uint32_t shifted =
+      RemoveHashSlot(txn, r_.name_slots(), r_.fixed().name_slots - 1, nl.hslot);
   GISMO_CRASH_POINT("unbind.after_shift");
   txn.Write(e.info, 0);
   txn.Write(e.version, 0);
@@ -301,7 +320,7 @@ Status Names::List(std::string_view prefix,
     if (!txn.Lock(r_.names().lock)) return txn.Commit();
     Word* slots = r_.name_slots();
     const uint32_t cap = r_.names_capacity();
-    for (uint32_t i = 0; i < r_.sb().name_slots; ++i) {
+    for (uint32_t i = 0; i < r_.fixed().name_slots; ++i) {
       const uint64_t s = slots[i].load(std::memory_order_relaxed);
       if (s == 0 || HashSlotLocal(s) >= cap) continue;
       const NameEntry& e = r_.name_entries()[HashSlotLocal(s)];
