@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <future>
 #include <gismo/gismo.hpp>
 #include <memory>
 #include <sstream>
@@ -787,6 +788,79 @@ class StallingRelay {
   std::atomic<int> accepted_{0};
   std::thread thread_;
 };
+
+// A fake manager at a Unix socket of its own that sends each peer its
+// challenge one byte at a time, `pause_ms` apart, until the peer goes away
+// or it is destroyed. Each pause is shorter than any bound on one receive.
+class DrippingServer {
+ public:
+  explicit DrippingServer(int pause_ms) : pause_ms_(pause_ms) {
+    path_ = testing::FreshPath("/tmp/" + testing::UniqueName("drip") + ".sock");
+    listen_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+    // Bound and listening before the first connect: no wait for readiness.
+    EXPECT_EQ(bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    EXPECT_EQ(listen(listen_, 8), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~DrippingServer() {
+    Stop();
+    thread_.join();
+    close(listen_);
+    unlink(path_.c_str());
+  }
+  std::string address() const { return "unix:" + path_; }
+  void Stop() { stop_.store(true, std::memory_order_relaxed); }
+
+ private:
+  void Run() {
+    const std::vector<uint8_t> frame = protocol::EncodeChallenge(protocol::Challenge{});
+    while (!stop_.load(std::memory_order_relaxed)) {
+      pollfd l{listen_, POLLIN, 0};
+      if (poll(&l, 1, 20) <= 0) continue;
+      const int c = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      for (size_t i = 0; i < frame.size() && !stop_.load(std::memory_order_relaxed); ++i) {
+        if (send(c, &frame[i], 1, MSG_NOSIGNAL) != 1) break;
+        // The pause, cut short when the peer closes (or sends: the client
+        // sends nothing before the challenge is whole) or the test ends.
+        bool gone = false;
+        for (int waited = 0; waited < pause_ms_ && !gone; waited += 20) {
+          if (stop_.load(std::memory_order_relaxed)) break;
+          pollfd p{c, POLLIN, 0};
+          gone = poll(&p, 1, 20) != 0;
+        }
+        if (gone) break;
+      }
+      close(c);
+    }
+  }
+
+  const int pause_ms_;
+  std::string path_;
+  int listen_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// A manager (or anything at its address) that drips its first frame, a
+// byte at a time well within any bound on one receive, cannot hold a
+// connecting client past the handshake's bound (client::kHandshakeTimeoutMs,
+// 10 s): the bound is on the whole frame. (Before, each byte restarted it:
+// this challenge would have taken over a minute.)
+TEST(BoundsTest, AManagerThatDripsItsChallengeCannotStretchTheHandshake) {
+  DrippingServer server(/*pause_ms=*/2000);
+  auto connecting =
+      std::async(std::launch::async, [&] { return Client::Connect(server.address()); });
+  const bool ended = connecting.wait_for(std::chrono::seconds(40)) == std::future_status::ready;
+  server.Stop();  // a connect still running ends now: the server closes
+  auto c = connecting.get();
+  EXPECT_TRUE(ended) << "the dripped handshake outlasted its bound";
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), GISMO_ERR_TIMEOUT) << c.status().ToString();
+}
 
 // A manager, or the link to it, that stops in the middle of a frame to a
 // client: the client's receiver waits for the rest at most half a lease

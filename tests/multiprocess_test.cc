@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <gismo/gismo.hpp>
 #include <map>
 #include <memory>
@@ -727,6 +728,62 @@ TEST(SubscribeProcessTest, ARetryAfterAnUnacknowledgedSubscribeKeepsItsSocket) {
   EXPECT_EQ(OpenDescriptors(), before + 1);
   ASSERT_TRUE(producer.Put(ObjectId::FromName("after the retry"), "x").ok());
   EXPECT_EQ(MustNext(*sub).id, ObjectId::FromName("after the retry"));
+}
+
+// A manager that stops reading (frozen here) while a waiter makes every
+// seal and delete of its shard a notice on the connection: the notices fill
+// the socket's buffer, and then the connection counts as broken (the client
+// re-attaches later) instead of blocking the producer, whose object
+// operations never wait for the manager; and it disconnects. A long lease:
+// the manager, thawed, must not suspect the clients.
+TEST(ManagerProcessTest, AManagerThatStopsReadingBlocksNeitherObjectOperationsNorDisconnect) {
+  ManagerProcess mgr = StartManagerProcess({"--lease-ms", "120000"});
+  Client waiter = MustConnect(mgr.address());
+  Client producer = MustConnect(mgr.address());
+  auto region = region::Region::Open(mgr.region());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  // The producer's object shares the waited-for object's shard: each of its
+  // seals and deletes finds a waiter there and tells the manager.
+  const ObjectId never = ObjectId::FromName("never sealed");
+  const uint32_t shard = (*region)->ShardOf(store::HashId(never.c_id()));
+  ObjectId churn;
+  for (int i = 0;; ++i) {
+    churn = ObjectId::FromName("churn " + std::to_string(i));
+    if ((*region)->ShardOf(store::HashId(churn.c_id())) == shard) break;
+  }
+  std::thread wait([&] { (void)waiter.Get(never, 60000); });
+  ASSERT_TRUE(testing::WaitForGetWaiter(**region, never));
+  ASSERT_EQ(kill(mgr.pid(), SIGSTOP), 0);
+  // Far more notices (2 per operation) than a socket buffer holds.
+  constexpr int kOps = 5000;
+  std::packaged_task<Status()> churning([&] {
+    for (int i = 0; i < kOps; ++i) {
+      if (Status s = producer.Put(churn, "x"); !s.ok()) return s;
+      if (Status s = producer.Delete(churn); !s.ok()) return s;
+    }
+    return Status();
+  });
+  std::future<Status> churned = churning.get_future();
+  std::thread churner(std::move(churning));
+  const bool churn_done = churned.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  std::future<Status> left;
+  bool left_done = false;
+  if (churn_done) {
+    left = std::async(std::launch::async, [&] { return producer.Disconnect(); });
+    left_done = left.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  }
+  ASSERT_EQ(kill(mgr.pid(), SIGCONT), 0);
+  churner.join();
+  EXPECT_TRUE(churn_done) << "object operations blocked on a manager that stopped reading";
+  if (churn_done) {
+    EXPECT_TRUE(testing::IsOk(churned.get()));
+    EXPECT_TRUE(left_done) << "disconnect blocked on a manager that stopped reading";
+    EXPECT_TRUE(testing::IsOk(left.get()));
+  }
+  // Thawed, the manager serves the waiter again.
+  Client other = MustConnect(mgr.address());
+  ASSERT_TRUE(other.Put(never, "at last").ok());
+  wait.join();
 }
 
 }  // namespace

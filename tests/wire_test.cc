@@ -607,6 +607,43 @@ TEST(WireTest, AFrameCutShortTimesOutWithinTheBound) {
   }
 }
 
+// A peer that drips a frame, each byte well within the bound, still ends a
+// bounded receive at the bound: it is one deadline for the whole frame, not
+// one per receive (which this frame, a byte per 100 ms, would stretch to
+// seconds).
+TEST(WireTest, AFrameDrippedByteByByteTimesOutWithinTheBound) {
+  const std::vector<uint8_t> frame = EncodeHello(Hello{});
+  SocketPair p;
+  std::atomic<bool> done{false};
+  std::thread dripper([&] {
+    for (size_t i = 0; i < frame.size() && !done.load(std::memory_order_relaxed); ++i) {
+      if (send(p.fd[0], &frame[i], 1, MSG_NOSIGNAL) != 1) return;
+      pollfd q{p.fd[0], POLLIN, 0};
+      (void)poll(&q, 1, 100);  // the pause; ends early if the reader closes
+    }
+  });
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  Status s = RecvFrameWithin(p.fd[1], 300, &h, &payload);
+  done.store(true, std::memory_order_relaxed);
+  dripper.join();
+  EXPECT_EQ(s.code(), GISMO_ERR_TIMEOUT) << s.ToString();
+}
+
+// A peer that stops reading: a bounded send fills the socket's buffer and
+// then ends with a timeout instead of blocking; one with room sends at once.
+TEST(WireTest, ASendToAPeerThatStopsReadingTimesOut) {
+  SocketPair p;
+  const std::vector<uint8_t> frame = Writer().Frame(MsgType::kHeartbeat, 0);
+  ASSERT_TRUE(IsOk(SendAllUntil(p.fd[0], frame.data(), frame.size(), DeadlineAfterMs(100))));
+  std::vector<uint8_t> big(1 << 16, 0x5a);
+  Status s;
+  for (int i = 0; i < 1024 && s.ok(); ++i) {
+    s = SendAllUntil(p.fd[0], big.data(), big.size(), DeadlineAfterMs(100));
+  }
+  EXPECT_EQ(s.code(), GISMO_ERR_TIMEOUT) << s.ToString();
+}
+
 TEST(WireTest, OversizedFramesAreRejectedBeforeTheirPayload) {
   for (uint32_t length : {kMaxPayload + 1, uint32_t{0xffffffff}}) {
     SCOPED_TRACE("length " + std::to_string(length));

@@ -36,6 +36,16 @@ namespace gismo::client {
 inline constexpr int kConnectTimeoutMs = 5000;
 inline constexpr int kHandshakeTimeoutMs = 10000;
 inline constexpr int kGoodbyeTimeoutMs = 10000;
+// How long a frame may wait for room in the connection's send buffer (and
+// for send_mu_) before the connection counts as broken: the manager reads
+// every connection at once, so a buffer that stays full means it stopped.
+// Notices (kSealed, kDeleted, kRequests), heartbeats and cancels are sent
+// by object operations and the receiver thread, which must not block on
+// the manager: a short bound. Requests the caller waits on anyway (waits,
+// subscriptions, fence orders, the goodbye) may be large (a wait names up
+// to kMaxWaitIds ids): a longer one.
+inline constexpr int kNoticeSendMs = 250;
+inline constexpr int kRequestSendMs = 2000;
 // Creates and gets of at least this many bytes populate the object's page
 // tables in one system call (Region::PopulateForWrite / PopulateForRead), the
 // first time this process maps that range; smaller ones stay without one.
@@ -118,7 +128,13 @@ class ClientImpl {
   // to that host (its agent, or its power-off). BUSY if the owner kept a
   // record odd throughout.
   Status WriteBackFencedHere(const protocol::FenceOrder& order, std::string* note);
-  Status Send(const std::vector<uint8_t>& frame);
+  // Sends `frame` on the connection of the moment within bound_ms. A frame
+  // that cannot go out in time (the manager stopped reading, or another
+  // sender holds send_mu_ that long) shuts the connection down: the
+  // receiver thread re-attaches, and the manager, on a re-attach, wakes
+  // every waiter and subscriber (so a lost notice delays no one for good).
+  // Any failure means the connection is down or going down.
+  Status Send(const std::vector<uint8_t>& frame, int bound_ms = kNoticeSendMs);
   // Tells the manager about a seal or delete if anyone waits for one.
   // `ring_event`: the operation appended to the event ring (subscribers care).
   void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id, bool ring_event = true);
@@ -157,7 +173,14 @@ class ClientImpl {
   void EndWait(uint64_t wait_id);
   void ReceiverLoop();
   bool RunConnection(std::vector<uint8_t>* payload, std::string* why);
+  // Whether the region still has the manager that welcomed this client: a
+  // new manager (a restart, a failover) raises sb.manager_epoch, and the
+  // connection to the old one is then dead, whether or not it says so.
+  bool SameManager() const;
   bool Reattach(std::string* why);
+  // Shuts down the connection of the moment and a re-attach's handshake in
+  // progress, so that the receiver thread (and any sender) returns at once.
+  // Takes fd_mu_ only: never waits for a sender.
   void ShutdownConnection();
   void MarkLost(const std::string& why);
   // Makes the subscription's event fd readable, if there is one: the
@@ -169,7 +192,12 @@ class ClientImpl {
   // node. The manager is still kicked: it wakes those this cannot reach.
   void WakeSubscribersDirectly();
 
-  int fd_ = -1;  // replaced (under send_mu_) only by the receiver thread
+  // The connection. Replaced only by the receiver thread (Reattach), under
+  // both send_mu_ and fd_mu_: read under either, or by that thread alone.
+  int fd_ = -1;
+  // A re-attach's connection while its handshake runs, or -1. Written by
+  // the receiver thread under fd_mu_.
+  int connecting_fd_ = -1;
   protocol::Address address_;
   std::string address_text_;
   protocol::Hello hello_;             // after the welcome: a re-attach hello
@@ -181,7 +209,12 @@ class ClientImpl {
 
   // Serializes the object operations (one undo log per client slot).
   std::mutex op_mu_;
-  std::mutex send_mu_;
+  // Serializes frames on fd_. Timed: a sender waits for it no longer than
+  // its send bound (see Send). Order: send_mu_ before fd_mu_.
+  std::timed_mutex send_mu_;
+  // Guards the fds that ShutdownConnection shuts down against their
+  // replacement and close; held only for a shutdown() or an assignment.
+  std::mutex fd_mu_;
 
   // State shared with the receiver thread.
   mutable std::mutex state_mu_;
@@ -191,14 +224,17 @@ class ClientImpl {
   uint64_t connection_epoch_ = 0;  // +1 at every re-attach
   bool connection_down_ = false;   // from a broken connection to the re-attach
   std::map<uint64_t, Status> fence_replies_;
-  // Requests (waits, fence orders) sent and not yet done with, and the
+  // Requests sent and not yet done with, by id, with the type of frame each
+  // was (kWait, kFence, kSubscribe, kGoodbye): a reply is accepted only for
+  // an open request of the type it answers, so a reply nobody asked for
+  // (or one for a request of a connection gone) changes nothing. Also the
   // manager's refusals of some of them: an Error frame with a nonzero
   // request id answers that request alone (one with id 0 ends the session).
   // A refusal is kept only for an open request, so the manager cannot make
   // this map grow.
-  std::set<uint64_t> open_requests_;
+  std::map<uint64_t, protocol::MsgType> open_requests_;
   std::map<uint64_t, Status> request_errors_;
-  bool bye_ = false;
+  bool bye_ = false;  // the manager confirmed our goodbye (its request id)
   std::string lost_reason_;
   // Set once (StoreRelease), under state_mu_, after lost_reason_; read with
   // LoadAcquire, also without state_mu_ as a fast check.
@@ -243,7 +279,10 @@ class ClientImpl {
   uint64_t snapshot_end_ = 0;
   std::set<std::string> initial_ids_;
   std::set<std::string> window_sealed_;
-  bool subscribe_acked_ = false;  // guarded by state_mu_
+  // Guarded by state_mu_. Set when the manager acknowledges a subscribe
+  // request of this client, then for good: every re-attach subscribes
+  // again, and wakes the subscriber when that is acknowledged.
+  bool subscribe_acked_ = false;
   std::thread receiver_;
 };
 

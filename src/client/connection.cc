@@ -127,7 +127,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
     }
     auto region = region::Region::Open(path);
     if (!region.ok()) return region.status();
-    const region::Superblock& sb = (*region)->sb();
+    const region::Superblock& sb = (*region)->fixed();
     // A non-coherent region needs the CPU's cache line invalidate
     // (doc/noncoherent.md): this client then writes only lines of its own.
     if ((*region)->noncoherent() && !region::NonCoherentSupported()) {
@@ -158,7 +158,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
     }
     return why;
   };
-  const region::Superblock& sb = mapped->sb();
+  const region::Superblock& sb = mapped->fixed();
   if (sb.uuid[0] != w.uuid[0] || sb.uuid[1] != w.uuid[1] || sb.region_size != w.region_size) {
     return abandon(Status(GISMO_ERR_BAD_REGION, "the region at '" + path +
                                                     "' is not the one the manager at " + addr_text +
@@ -236,7 +236,14 @@ Status ClientImpl::Disconnect() {
   }
   store_->FlushBeforeLeaving();
   protocol::Writer w;
-  if (!down && !LoadAcquire(lost_) && Send(w.Frame(MsgType::kGoodbye, 0)).ok()) {
+  // The goodbye's request id: only a kBye that answers it confirms it.
+  const uint64_t bye_id = IncrementRelaxed(next_request_);
+  if (!down && !LoadAcquire(lost_)) {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    open_requests_.emplace(bye_id, MsgType::kGoodbye);
+  }
+  if (!down && !LoadAcquire(lost_) &&
+      Send(w.Frame(MsgType::kGoodbye, bye_id), kRequestSendMs).ok()) {
     GISMO_CRASH_POINT("disconnect.after_goodbye");
     std::unique_lock<std::mutex> lk(state_mu_);
     // A connection that broke, or a new one (a re-attach), never carries
@@ -245,6 +252,10 @@ Status ClientImpl::Disconnect() {
       return bye_ || LoadAcquire(lost_) || connection_down_ || connection_epoch_ != epoch;
     });
     confirmed = bye_;
+  }
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    open_requests_.erase(bye_id);
   }
   // False only if its session has ended already: nothing is left to leave.
   if (!confirmed) (void)store_->MarkDeparted();
@@ -268,9 +279,26 @@ Status ClientImpl::CheckAlive() const {
   return Status();
 }
 
-Status ClientImpl::Send(const std::vector<uint8_t>& frame) {
-  std::lock_guard<std::mutex> lk(send_mu_);
-  return protocol::SendAll(fd_, frame.data(), frame.size());
+Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(bound_ms);
+  const uint64_t deadline_ns = protocol::DeadlineAfterMs(bound_ms);
+  std::unique_lock<std::timed_mutex> lk(send_mu_, deadline);
+  if (!lk.owns_lock()) {
+    // Another sender held the connection for our whole bound: it is stuck
+    // on a full socket (and will shut it down itself), or about to be.
+    ShutdownConnection();
+    return Status(GISMO_ERR_CONNECTION,
+                  "the manager stopped reading this client's connection; re-attaching");
+  }
+  Status s = protocol::SendAllUntil(fd_, frame.data(), frame.size(), deadline_ns);
+  if (s.code() == GISMO_ERR_TIMEOUT) {
+    // Part of the frame may have gone: the stream is out of step for good.
+    // The receiver thread finds the connection closed and re-attaches. fd_
+    // cannot change while we hold send_mu_.
+    shutdown(fd_, SHUT_RDWR);
+    return Status(GISMO_ERR_CONNECTION, s.message() + "; re-attaching");
+  }
+  return s;
 }
 
 void ClientImpl::MarkLost(const std::string& why) {
@@ -283,8 +311,19 @@ void ClientImpl::MarkLost(const std::string& why) {
 }
 
 void ClientImpl::ShutdownConnection() {
-  std::lock_guard<std::mutex> lk(send_mu_);
+  std::lock_guard<std::mutex> lk(fd_mu_);
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (connecting_fd_ >= 0) shutdown(connecting_fd_, SHUT_RDWR);
+}
+
+bool ClientImpl::SameManager() const {
+  region::Superblock& sb = region_->sb();
+  // A non-coherent region: this host may hold the line as the manager that
+  // welcomed us wrote it; the new manager wrote it to memory.
+  if (region_->noncoherent()) region::InvalidateLines(&sb.manager_epoch, sizeof sb.manager_epoch);
+  // Acquire: pairs with the new manager's acq_rel increment (nothing is read
+  // after it here, but a stale value only delays the check to the next beat).
+  return sb.manager_epoch.load(std::memory_order_acquire) == welcome_.manager_epoch;
 }
 
 // The connection is gone but this client is not: its slot, references and
@@ -302,21 +341,32 @@ bool ClientImpl::Reattach(std::string* why) {
     }
     auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs);
     if (fd.ok()) {
+      // Published for ShutdownConnection, then closing_ checked again: a
+      // Disconnect that set closing_ before we took fd_mu_ is seen here, one
+      // that sets it after shuts this fd down (its shutdown takes fd_mu_).
+      {
+        std::lock_guard<std::mutex> lk(fd_mu_);
+        connecting_fd_ = *fd;
+      }
       protocol::Welcome w;
       bool refused = false;
-      Status s = Handshake(
-          *fd, hello_, key_, address_text_,
-          [this](const protocol::Access&, const protocol::Nonce& server,
-                 const protocol::Nonce& client) -> Result<protocol::Mac> {
-            return ProveRegion(*region_, server, client);
-          },
-          &w, &refused);
+      Status s = LoadAcquire(closing_)
+                     ? Status(GISMO_ERR_CONNECTION, "disconnected")
+                     : Handshake(
+                           *fd, hello_, key_, address_text_,
+                           [this](const protocol::Access&, const protocol::Nonce& server,
+                                  const protocol::Nonce& client) -> Result<protocol::Mac> {
+                             return ProveRegion(*region_, server, client);
+                           },
+                           &w, &refused);
       if (s.ok()) {
         int old;
         {
-          std::lock_guard<std::mutex> lk(send_mu_);
+          std::lock_guard<std::timed_mutex> send(send_mu_);
+          std::lock_guard<std::mutex> lk(fd_mu_);
           old = fd_;
           fd_ = *fd;
+          connecting_fd_ = -1;
         }
         close(old);
         welcome_.lease_ms = w.lease_ms;
@@ -325,9 +375,18 @@ bool ClientImpl::Reattach(std::string* why) {
         ++connection_epoch_;
         connection_down_ = false;
         acked_waits_.clear();
+        // Subscribe and goodbye requests of the old connection are never
+        // answered now (waits and fence orders watch the epoch themselves).
+        std::erase_if(open_requests_, [](const auto& r) {
+          return r.second == MsgType::kSubscribe || r.second == MsgType::kGoodbye;
+        });
         ++wake_seq_;  // waiters register again and re-check
         state_cv_.notify_all();
         return true;
+      }
+      {
+        std::lock_guard<std::mutex> lk(fd_mu_);
+        connecting_fd_ = -1;
       }
       close(*fd);
       // A refusal for a passing condition (the manager at its connection

@@ -74,11 +74,15 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
     if (Status s = WriteBackFencedHere(order, &note); !s.ok()) return s;
   }
   const uint64_t id = IncrementRelaxed(next_request_);
+  uint64_t epoch;
   {
     std::lock_guard<std::mutex> lk(state_mu_);
-    open_requests_.insert(id);
+    open_requests_.emplace(id, protocol::MsgType::kFence);
+    epoch = connection_epoch_;
   }
-  Status sent = Send(protocol::EncodeFenceOrder(id, order));
+  // A send that fails did not deliver the whole order (the connection is
+  // shut down after a partial one), so the manager never acts on it.
+  Status sent = Send(protocol::EncodeFenceOrder(id, order), kRequestSendMs);
   std::unique_lock<std::mutex> lk(state_mu_);
   // Whatever the outcome, the request is done with here.
   struct Done {
@@ -91,10 +95,21 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
     }
   } done_with{this, id};
   if (!sent.ok()) return sent;
+  // Only the connection the order went on can bring its reply: once it
+  // broke (connection_down_ until the re-attach, then a new epoch) none
+  // comes. The order is not sent again: the manager may have carried it out.
+  auto broke = [&] { return connection_down_ || connection_epoch_ != epoch; };
   const bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs), [&] {
-    return fence_replies_.count(id) > 0 || request_errors_.count(id) > 0 || LoadAcquire(lost_);
+    return fence_replies_.count(id) > 0 || request_errors_.count(id) > 0 || LoadAcquire(lost_) ||
+           broke();
   });
   if (!done) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer the fence order");
+  if (!fence_replies_.count(id) && !request_errors_.count(id) && broke()) {
+    return Status(GISMO_ERR_CONNECTION,
+                  "the connection to the manager broke before it answered the fence order: "
+                  "whether it was carried out is unknown (see gismo status; fence again if "
+                  "needed)");
+  }
   // The manager refused the order itself (a malformed one).
   if (auto e = request_errors_.find(id); e != request_errors_.end()) return e->second;
   if (!fence_replies_.count(id)) return Status(GISMO_ERR_CONNECTION, "lost the manager");

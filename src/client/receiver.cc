@@ -29,16 +29,21 @@ void ClientImpl::ReceiverLoop() {
       MarkLost(why);
       return;
     }
-    // Subscriptions are the manager's memory: tell the new one.
-    bool resubscribe;
+    // Subscriptions are the manager's memory: tell the new one. Its
+    // acknowledgement (RunConnection) wakes the subscriber, who then reads
+    // the ring: every event from then on wakes it again. A send that fails
+    // means this connection is broken too, and the next re-attach retries.
+    uint64_t resubscribe = 0;
     {
       std::lock_guard<std::mutex> lk(state_mu_);
-      resubscribe = subscribe_acked_;
+      if (subscribe_acked_) {
+        resubscribe = IncrementRelaxed(next_request_);
+        open_requests_.emplace(resubscribe, MsgType::kSubscribe);
+      }
     }
-    if (resubscribe) {
+    if (resubscribe != 0) {
       protocol::Writer w;
-      (void)Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_)));
-      WakeSubscriber();
+      (void)Send(w.Frame(MsgType::kSubscribe, resubscribe), kRequestSendMs);
     }
   }
 }
@@ -49,14 +54,17 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
   const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
   uint64_t last_beat = MonotonicNs();
   const int fd = fd_;  // only this thread replaces it
-  // A frame whose first byte has come is read whole within the bound, or
-  // the connection counts as broken and the client re-attaches: a manager
-  // that stops in the middle of one, or a link that fails there, must not
-  // hold this thread (and with it every heartbeat) for ever.
-  if (Status s = protocol::BoundReceives(fd, protocol::FrameStallBoundMs(welcome_.lease_ms));
-      !s.ok()) {
-    *why = s.message();
-    return false;
+  // A frame whose first byte has come is read whole within this bound (one
+  // deadline for the frame, not per receive), or the connection counts as
+  // broken and the client re-attaches: a manager that stops in the middle
+  // of one, drips it, or a link that fails there, must not hold this thread
+  // (and with it every heartbeat) for ever.
+  const int frame_bound_ms = protocol::FrameStallBoundMs(welcome_.lease_ms);
+  // A TCP manager that vanishes without a word (its host powered off, the
+  // link cut) leaves our heartbeats unacknowledged: the kernel drops the
+  // connection after half a lease instead of ~15 minutes of retransmits.
+  if (welcome_.lease_ms > 0) {
+    protocol::BoundUnacknowledgedSends(fd, static_cast<int>(welcome_.lease_ms / 2));
   }
   while (!LoadAcquire(closing_)) {
     int wait_ms = heartbeat_ms;
@@ -70,6 +78,13 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
     if (rc < 0 && errno == EINTR) continue;
     if (rc == 0 || (heartbeat_ms > 0 &&
                     (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
+      // A region whose manager_epoch moved has another manager: this
+      // connection's may be gone without a word (or frozen): re-attach to
+      // the one at the address now.
+      if (!SameManager()) {
+        *why = "a new manager took over the region";
+        return false;
+      }
       protocol::Writer w;
       if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
         *why = "cannot reach the manager";
@@ -79,23 +94,33 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
       if (rc == 0) continue;
     }
     protocol::FrameHeader h;
-    Status s = protocol::RecvFrame(fd, &h, payload);
+    Status s = protocol::RecvFrameUntil(fd, protocol::DeadlineAfterMs(frame_bound_ms), &h, payload);
     if (!s.ok()) {
       *why = s.message();
       return false;
     }
     std::lock_guard<std::mutex> lk(state_mu_);
+    // The type of the open request this frame's request id names, if any: a
+    // reply is trusted only for a request of the type it answers.
+    const auto open = open_requests_.find(h.request_id);
+    const MsgType asked = open == open_requests_.end() ? MsgType{} : open->second;
     switch (h.type) {
       case MsgType::kWaitAck:  // kept only for a wait still open, as below
-        if (open_requests_.count(h.request_id)) acked_waits_.insert(h.request_id);
+        if (asked == MsgType::kWait) acked_waits_.insert(h.request_id);
         break;
       case MsgType::kWake:
         ++wake_seq_;
         break;
       case MsgType::kBye:
-        bye_ = true;
+        if (asked == MsgType::kGoodbye) bye_ = true;
         break;
       case MsgType::kSubscribeAck:
+        if (asked != MsgType::kSubscribe) break;
+        open_requests_.erase(open);  // answered
+        // A re-attach's subscription (the subscriber subscribed before): the
+        // events since the connection broke are in the ring; the subscriber
+        // reads them now, and the manager wakes it for every later one.
+        if (subscribe_acked_) WakeSubscriber();
         subscribe_acked_ = true;
         break;
       case MsgType::kFenceReply: {
@@ -104,7 +129,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         std::string msg = rd.Str();
         // Kept only for an order still waiting (not one that gave up, nor
         // one never sent): the manager cannot make this map grow.
-        if (!open_requests_.count(h.request_id)) break;
+        if (asked != MsgType::kFence) break;
         fence_replies_[h.request_id] =
             rd.ok() ? (code == GISMO_OK ? Status(GISMO_OK, msg) : Status(code, msg))
                     : Status(GISMO_ERR_PROTOCOL, "malformed fence reply");
@@ -125,7 +150,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         // A nonzero request id: the manager refuses that request only (a
         // wait over its bound), and the session goes on.
         if (h.request_id != 0) {
-          if (open_requests_.count(h.request_id)) request_errors_[h.request_id] = std::move(err);
+          if (open != open_requests_.end()) request_errors_[h.request_id] = std::move(err);
           break;
         }
         *why = err.message();

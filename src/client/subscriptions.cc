@@ -140,7 +140,7 @@ Status ClientImpl::OpenEventSocket(const std::unique_lock<std::mutex>& sub) {
   if (address_.kind == protocol::Address::Kind::kTcp) {
     sockaddr_in udp{};
     {
-      std::lock_guard<std::mutex> lk(send_mu_);
+      std::lock_guard<std::mutex> lk(fd_mu_);  // fd_ is replaced under it
       efd = BindUdpBeside(fd_, &udp);
     }
     if (efd >= 0) {
@@ -201,16 +201,45 @@ Status ClientImpl::Subscribe(int* fd) {
   }
   // Once the manager acknowledges, `waiters` is raised: every seal or delete
   // after our ring cursor is read below will wake us (see NotifyIfWatched).
-  protocol::Writer w;
-  if (Status s = Send(w.Frame(MsgType::kSubscribe, IncrementRelaxed(next_request_))); !s.ok()) {
-    return s;
-  }
+  // Subscriptions are the manager's memory: a connection that breaks before
+  // the acknowledgement took the request with it, so it is sent again on
+  // the next one (as RegisterWait does), until acknowledged or the bound.
   {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kHandshakeTimeoutMs);
     std::unique_lock<std::mutex> lk(state_mu_);
-    state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs),
-                       [&] { return subscribe_acked_ || LoadAcquire(lost_); });
-    if (!subscribe_acked_) {
-      return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
+    for (;;) {
+      const uint64_t epoch = connection_epoch_;
+      const uint64_t id = IncrementRelaxed(next_request_);
+      // Open until acknowledged (the receiver erases it then), refused, or
+      // given up here; a re-attach drops it too, and moves the epoch on.
+      open_requests_.emplace(id, MsgType::kSubscribe);
+      lk.unlock();
+      // A failed send means the connection is down: the re-attach moves
+      // the epoch on, and we send again.
+      protocol::Writer w;
+      (void)Send(w.Frame(MsgType::kSubscribe, id), kRequestSendMs);
+      lk.lock();
+      // subscribe_acked_: the manager acknowledged a subscription of ours
+      // (this one, or a late one of an earlier attempt); from then on every
+      // re-attach subscribes again (ReceiverLoop).
+      state_cv_.wait_until(lk, deadline, [&] {
+        return subscribe_acked_ || request_errors_.count(id) || LoadAcquire(lost_) ||
+               connection_epoch_ != epoch;
+      });
+      Status refused;
+      if (auto e = request_errors_.find(id); e != request_errors_.end()) refused = e->second;
+      open_requests_.erase(id);
+      request_errors_.erase(id);
+      if (!refused.ok()) return refused;
+      if (subscribe_acked_) break;
+      if (LoadAcquire(lost_)) {
+        return Status(GISMO_ERR_CONNECTION, "the connection to the manager is lost (" +
+                                                lost_reason_ + "); connect again");
+      }
+      if (connection_epoch_ == epoch || std::chrono::steady_clock::now() >= deadline) {
+        return Status(GISMO_ERR_CONNECTION, "the manager did not acknowledge the subscription");
+      }
     }
   }
   // Published before the cursor is read (and the fence orders the two): an

@@ -73,7 +73,7 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
     {
       std::lock_guard<std::mutex> lk(state_mu_);
       epoch = connection_epoch_;
-      open_requests_.insert(wait_id);  // until EndWait
+      open_requests_.emplace(wait_id, MsgType::kWait);  // until EndWait
     }
     if (epoch == *registered_epoch) return Status();
     *registered_epoch = epoch;
@@ -82,7 +82,7 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
     for (const gismo_id_t& id : ids) w.Id(id);
     // A failed send means the connection is down: no acknowledgement comes
     // on it, and the re-attach moves the epoch on.
-    (void)Send(w.Frame(MsgType::kWait, wait_id));
+    (void)Send(w.Frame(MsgType::kWait, wait_id), kRequestSendMs);
     std::unique_lock<std::mutex> lk(state_mu_);
     WaitOnState(lk, deadline, [&] {
       return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||

@@ -506,8 +506,8 @@ void Manager::Impl::ClearSlotBody(uint32_t slot) {
   // records) cleared, in memory before the caller changes its state.
   uint8_t* base = reinterpret_cast<uint8_t*>(&region_->slot(slot));
   const size_t clear_from = offsetof(region::ClientSlotHeader, log_epoch);
-  std::memset(base + clear_from, 0, region_->sb().client_slot_size - clear_from);
-  region_->Persist(base, region_->sb().client_slot_size);
+  std::memset(base + clear_from, 0, region_->fixed().client_slot_size - clear_from);
+  region_->Persist(base, region_->fixed().client_slot_size);
 }
 
 void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t session) {
@@ -552,10 +552,11 @@ Status Manager::Impl::OpenRegion() {
     }
   }
   region::Superblock& sb = region_->sb();
+  const region::Superblock& fixed = region_->fixed();
   spdlog::info("{} region {}: {} ({} heap, {} objects, {} clients)",
                formatted ? "formatted" : "opened", opt_.region_path,
-               region::FormatSize(sb.region_size), region::FormatSize(sb.heap_size), sb.max_objects,
-               sb.max_clients - 1);
+               region::FormatSize(fixed.region_size), region::FormatSize(fixed.heap_size),
+               fixed.max_objects, fixed.max_clients - 1);
   if (region_->durable()) {
     // A durable region copied to a volatile file system lost what it was
     // formatted for: refuse rather than serve it as if it were durable.
@@ -735,7 +736,7 @@ Result<std::vector<std::pair<uint32_t, uint64_t>>> Manager::Impl::ClaimHelperSlo
     h.fenced_by.store(0, std::memory_order_relaxed);
     const auto words = self_.ToWords();
     for (int k = 0; k < 4; ++k) h.identity[k].store(words[k], std::memory_order_relaxed);
-    region_->Persist(&h, region_->sb().client_slot_size);
+    region_->Persist(&h, region_->fixed().client_slot_size);
     SetSlotState(i, SlotState::kActive, session);
     claimed.emplace_back(i, session);
   }
@@ -1632,7 +1633,7 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   s->name = protocol::SanitizeForLog(hello.name);
   s->identity = fence::ProcessIdentity::FromWords(hello.identity);
   protocol::Access access;
-  const region::Superblock& sb = region_->sb();
+  const region::Superblock& sb = region_->fixed();
   access.uuid[0] = sb.uuid[0];
   access.uuid[1] = sb.uuid[1];
   access.region_size = sb.region_size;
@@ -1677,7 +1678,7 @@ void Manager::Impl::HandleProof(const std::shared_ptr<Session>& s, protocol::Rea
 
 void Manager::Impl::SendWelcome(const std::shared_ptr<Session>& s, uint32_t slot, uint64_t session,
                                 uint64_t client_id, uint32_t node) {
-  const region::Superblock& sb = region_->sb();
+  const region::Superblock& sb = region_->fixed();
   protocol::Welcome w;
   w.slot = slot;
   w.session = session;
@@ -1720,7 +1721,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   h.fenced_by.store(0, std::memory_order_relaxed);
   for (int k = 0; k < 4; ++k) h.identity[k].store(hello.identity[k], std::memory_order_relaxed);
   // Durable regions: the cleared slot is on the medium before it is active.
-  r.Persist(&h, r.sb().client_slot_size);
+  r.Persist(&h, r.fixed().client_slot_size);
   SetSlotState(slot, SlotState::kActive, session);
   if (!nc_owners_.empty()) NcOwnerOf(slot).Admit(slot, session);
   s->slot = slot;
@@ -1743,7 +1744,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
 }
 
 void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
-  const region::Superblock& sb = region_->sb();
+  const region::Superblock& sb = region_->fixed();
   auto refuse = [&](const std::string& why) {
     s->Send(protocol::EncodeError(
         0, Status(GISMO_ERR_CONNECTION, "cannot re-attach: " + why + "; connect again")));
@@ -1775,6 +1776,12 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
   IncrementRelaxed(stats_.clients_reattached);  // before the welcome, as a join
   SendWelcome(s, m.slot, m.session, m.client_id, m.node);
   spdlog::info("{} re-attached", s->Describe());
+  // What it sealed, deleted or bound while its connection was down, it
+  // could not tell us (a notice sent into a dead connection is lost without
+  // an error): every waiter and subscriber looks again. Waiters register
+  // before they look, so none misses a change made before this.
+  WakeAllWaiters();
+  NotifySubscribers();
 }
 
 void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -44,21 +43,17 @@ bool RetryableRefusal(const Status& s) {
 }
 
 Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload) {
+  // One deadline for the first byte and the rest of the frame: a peer that
+  // stops in the middle of one, or drips it a byte at a time, must not hang
+  // the handshake past timeout_ms.
+  const uint64_t deadline = DeadlineAfterMs(timeout_ms);
   pollfd p{fd, POLLIN, 0};
   int rc;
   do {
     rc = poll(&p, 1, timeout_ms);
   } while (rc < 0 && errno == EINTR);
   if (rc == 0) return Status(GISMO_ERR_TIMEOUT, "the manager did not answer in time");
-  // The rest of the frame within the same time, not only its first byte: a
-  // peer that stops in the middle of one must not hang the handshake.
-  timeval before{};
-  socklen_t len = sizeof before;
-  const bool bounded = getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, &len) == 0 &&
-                       BoundReceives(fd, timeout_ms).ok();
-  Status s = RecvFrame(fd, h, payload);
-  if (bounded) (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &before, sizeof before);
-  return s;
+  return RecvFrameUntil(fd, deadline, h, payload);
 }
 
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,

@@ -461,6 +461,82 @@ Status SendAll(int fd, const void* data, size_t n) {
   return Status();
 }
 
+namespace {
+
+// Milliseconds left until `deadline_ns` (MonotonicNs), 0 once it passed,
+// for poll(); rounded up so a poll never returns just before the deadline.
+int RemainingMs(uint64_t deadline_ns) {
+  const uint64_t now = MonotonicNs();
+  if (now >= deadline_ns) return 0;
+  const uint64_t ms = (deadline_ns - now + 999999) / 1000000;
+  return static_cast<int>(std::min<uint64_t>(ms, INT32_MAX));
+}
+
+// Polls `fd` for `events` until `deadline_ns`: true when ready (or in error:
+// the next send or recv says which), false when the time is up.
+bool PollUntil(int fd, short events, uint64_t deadline_ns) {
+  for (;;) {
+    const int ms = RemainingMs(deadline_ns);
+    if (ms == 0) return false;
+    pollfd p{fd, events, 0};
+    const int rc = poll(&p, 1, ms);
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) return true;  // let the caller's call fail
+  }
+}
+
+}  // namespace
+
+uint64_t DeadlineAfterMs(int timeout_ms) {
+  return MonotonicNs() + static_cast<uint64_t>(std::max(timeout_ms, 0)) * 1000000;
+}
+
+Status SendAllUntil(int fd, const void* data, size_t n, uint64_t deadline_ns) {
+  auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    // The send first: a socket with room (the common case) costs no poll.
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!PollUntil(fd, POLLOUT, deadline_ns)) {
+          return Status(GISMO_ERR_TIMEOUT,
+                        "the manager stopped reading: its connection's send buffer stayed full");
+        }
+        continue;
+      }
+      return Status(GISMO_ERR_CONNECTION,
+                    std::string("lost the connection to the manager: ") + std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return Status();
+}
+
+Status RecvAllUntil(int fd, void* data, size_t n, uint64_t deadline_ns) {
+  auto* p = static_cast<uint8_t*>(data);
+  while (n > 0) {
+    // The receive first: bytes already there (the common case) cost no poll.
+    ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+    if (r == 0) return Status(GISMO_ERR_CONNECTION, "the manager closed the connection");
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!PollUntil(fd, POLLIN, deadline_ns)) {
+          return Status(GISMO_ERR_TIMEOUT, "the manager stopped in the middle of a frame");
+        }
+        continue;
+      }
+      return Status(GISMO_ERR_CONNECTION,
+                    std::string("lost the connection to the manager: ") + std::strerror(errno));
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return Status();
+}
+
 Status RecvAll(int fd, void* data, size_t n) {
   auto* p = static_cast<uint8_t*>(data);
   while (n > 0) {
@@ -468,7 +544,7 @@ Status RecvAll(int fd, void* data, size_t n) {
     if (r == 0) return Status(GISMO_ERR_CONNECTION, "the manager closed the connection");
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // a non-blocking socket
         return Status(GISMO_ERR_TIMEOUT, "the manager stopped in the middle of a frame");
       }
       return Status(GISMO_ERR_CONNECTION,
@@ -480,9 +556,13 @@ Status RecvAll(int fd, void* data, size_t n) {
   return Status();
 }
 
-Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload) {
+namespace {
+
+// RecvFrame and RecvFrameUntil: `recv_all` reads exactly n bytes.
+template <typename RecvAllFn>
+Status RecvFrameWith(RecvAllFn recv_all, FrameHeader* h, std::vector<uint8_t>* payload) {
   uint8_t hdr[kHeaderSize];
-  if (Status s = RecvAll(fd, hdr, kHeaderSize); !s.ok()) return s;
+  if (Status s = recv_all(hdr, kHeaderSize); !s.ok()) return s;
   *h = DecodeHeader(hdr);
   if (h->length > kMaxPayload) {
     return Status(GISMO_ERR_PROTOCOL, "frame of " + std::to_string(h->length) +
@@ -490,16 +570,30 @@ Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload) {
   }
   payload->resize(h->length);
   if (h->length == 0) return Status();
-  return RecvAll(fd, payload->data(), h->length);
+  return recv_all(payload->data(), h->length);
 }
 
-Status BoundReceives(int fd, int timeout_ms) {
-  const int ms = std::max(timeout_ms, 1);  // a zero timeval would mean no bound
-  const timeval tv{ms / 1000, (ms % 1000) * 1000};
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
-    return Status(GISMO_ERR_IO, std::string("SO_RCVTIMEO: ") + std::strerror(errno));
+}  // namespace
+
+Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload) {
+  return RecvFrameWith([fd](void* p, size_t n) { return RecvAll(fd, p, n); }, h, payload);
+}
+
+Status RecvFrameUntil(int fd, uint64_t deadline_ns, FrameHeader* h, std::vector<uint8_t>* payload) {
+  return RecvFrameWith(
+      [fd, deadline_ns](void* p, size_t n) { return RecvAllUntil(fd, p, n, deadline_ns); }, h,
+      payload);
+}
+
+void BoundUnacknowledgedSends(int fd, int timeout_ms) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6)) {
+    return;
   }
-  return Status();
+  const unsigned int ms = static_cast<unsigned int>(std::max(timeout_ms, 1));
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
 int FrameStallBoundMs(uint32_t lease_ms) {

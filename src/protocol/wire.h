@@ -292,17 +292,38 @@ Result<int> ConnectTo(const Address& a, int timeout_ms);
 // (EAGAIN) and tried again, in this process so far.
 uint64_t UnixConnectRetries();
 // Writes all bytes (retries on EINTR / partial writes). MSG_NOSIGNAL.
+// Blocks for as long as the peer does not read: for a peer that cannot
+// stall us (tests, the manager's own tools); a client uses SendAllUntil.
 Status SendAll(int fd, const void* data, size_t n);
-// Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF; GISMO_ERR_TIMEOUT
-// when a receive bound (BoundReceives) runs out first.
+// Reads exactly n bytes. GISMO_ERR_CONNECTION on EOF. Blocks for as long
+// as the peer sends nothing: a reader of a peer it does not control uses
+// RecvAllUntil / RecvFrameUntil.
 Status RecvAll(int fd, void* data, size_t n);
-// Reads one whole frame.
+// Reads one whole frame (blocking, as RecvAll).
 Status RecvFrame(int fd, FrameHeader* h, std::vector<uint8_t>* payload);
-// Bounds each later receive on `fd` (SO_RCVTIMEO) to timeout_ms (> 0).
-// A reader that polls for a frame's first byte and then reads it with
-// RecvFrame gets GISMO_ERR_TIMEOUT from a peer, or a link, that stops in
-// the middle of the frame, where it would otherwise block for ever.
-Status BoundReceives(int fd, int timeout_ms);
+
+// Absolute deadlines, in MonotonicNs (common/clock.h): a bound on a whole
+// frame, not on each system call, so a peer that drips a byte now and then
+// cannot stretch it.
+uint64_t DeadlineAfterMs(int timeout_ms);
+// Writes all n bytes by `deadline_ns`: GISMO_ERR_TIMEOUT when the socket's
+// send buffer stays full until then (the peer stopped reading). A timeout
+// may leave part of the bytes sent: the stream is then out of step, and
+// the caller must treat the connection as broken. Tries the send first
+// (MSG_DONTWAIT) and polls only when the buffer is full.
+Status SendAllUntil(int fd, const void* data, size_t n, uint64_t deadline_ns);
+// Reads exactly n bytes by `deadline_ns`: GISMO_ERR_TIMEOUT when they have
+// not all come by then, GISMO_ERR_CONNECTION on EOF. Tries the receive
+// first (MSG_DONTWAIT) and polls only when nothing is there.
+Status RecvAllUntil(int fd, void* data, size_t n, uint64_t deadline_ns);
+// Reads one whole frame by `deadline_ns` (as RecvAllUntil).
+Status RecvFrameUntil(int fd, uint64_t deadline_ns, FrameHeader* h, std::vector<uint8_t>* payload);
+// On a TCP socket, bounds how long sent data may stay unacknowledged before
+// the kernel drops the connection (TCP_USER_TIMEOUT): a peer that vanished
+// silently (its host powered off, the link cut) is noticed within about
+// timeout_ms instead of the kernel's retransmission limit (~15 minutes).
+// Does nothing on other sockets; best effort.
+void BoundUnacknowledgedSends(int fd, int timeout_ms);
 // How long a connection's reader (a client's receiver thread, an agent)
 // waits for the rest of a frame from the manager: half the lease it sends
 // heartbeats for, within 1–10 s (10 s without a lease). While it waits it

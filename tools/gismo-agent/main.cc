@@ -130,12 +130,10 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
   uint64_t last_beat = gismo::MonotonicNs();
   std::vector<uint8_t> payload;
-  // A manager that stops in the middle of a frame breaks the connection
-  // (the agent connects again) rather than holding the agent for ever.
-  if (Status s = gismo::protocol::BoundReceives(fd, gismo::protocol::FrameStallBoundMs(lease_ms));
-      !s.ok()) {
-    return s;
-  }
+  // A frame whose first byte has come is read whole within this bound, or
+  // the connection counts as broken (the agent connects again): a manager
+  // that stops in the middle of one, or drips it, must not hold the agent.
+  const int frame_bound_ms = gismo::protocol::FrameStallBoundMs(lease_ms);
   while (!g_stop) {
     const uint64_t since = (gismo::MonotonicNs() - last_beat) / 1'000'000;
     const int wait = since >= uint64_t(beat_ms) ? 0 : beat_ms - static_cast<int>(since);
@@ -144,12 +142,22 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
     if (rc < 0 && errno == EINTR) continue;
     if ((gismo::MonotonicNs() - last_beat) / 1'000'000 >= uint64_t(beat_ms)) {
       const auto beat = gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0);
-      if (Status s = gismo::protocol::SendAll(fd, beat.data(), beat.size()); !s.ok()) return s;
+      // Bounded like a receive: a manager that stops reading breaks the
+      // connection (the caller closes it) instead of blocking the agent.
+      if (Status s = gismo::protocol::SendAllUntil(
+              fd, beat.data(), beat.size(), gismo::protocol::DeadlineAfterMs(frame_bound_ms));
+          !s.ok()) {
+        return s;
+      }
       last_beat = gismo::MonotonicNs();
     }
     if (rc <= 0) continue;
     gismo::protocol::FrameHeader h;
-    if (Status s = gismo::protocol::RecvFrame(fd, &h, &payload); !s.ok()) return s;
+    if (Status s = gismo::protocol::RecvFrameUntil(
+            fd, gismo::protocol::DeadlineAfterMs(frame_bound_ms), &h, &payload);
+        !s.ok()) {
+      return s;
+    }
     gismo::protocol::Reader rd(payload);
     if (h.type == MsgType::kError) return gismo::protocol::DecodeError(rd);
     if (h.type != MsgType::kFenceProcess) continue;
@@ -178,7 +186,11 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
       }
     }
     const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);
-    if (Status s = gismo::protocol::SendAll(fd, frame.data(), frame.size()); !s.ok()) return s;
+    if (Status s = gismo::protocol::SendAllUntil(fd, frame.data(), frame.size(),
+                                                 gismo::protocol::DeadlineAfterMs(frame_bound_ms));
+        !s.ok()) {
+      return s;
+    }
   }
   return Status();
 }
