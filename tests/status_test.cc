@@ -108,7 +108,8 @@ TEST(StatusCodesTest, EveryCodeRoundTripsBetweenCAndCpp) {
     EXPECT_EQ(bare.message(), info.message);
     EXPECT_EQ(bare.ToString(), info.code == GISMO_OK ? "OK" : std::string(info.message));
     Result<int> result(info.code, "detail");
-    EXPECT_EQ(result.status().code(), info.code);
+    // (GISMO_OK with no value is no Result: see ResultTest.)
+    EXPECT_EQ(result.status().code(), info.code == GISMO_OK ? GISMO_ERR_INTERNAL : info.code);
     if (info.code == GISMO_OK) continue;
     // C -> C++: a failed C call's code and gismo_last_error() detail become
     // the Status the C++ API returns.
@@ -136,6 +137,25 @@ TEST(StateNameTest, EveryStateHasItsName) {
   EXPECT_STREQ(gismo_state_name(GISMO_STATE_DELETING), "deleting");
   EXPECT_STREQ(gismo_state_name(static_cast<gismo_object_state_t>(0)), "unknown");
   EXPECT_STREQ(gismo_state_name(static_cast<gismo_object_state_t>(4)), "unknown");
+}
+
+// A Result is a value or a failure, never neither; using a failure's value
+// ends the process with its message (it threw std::bad_variant_access,
+// across an API that promises no exceptions).
+TEST(ResultTest, AnOkStatusIsNoValueAndAFailuresValueIsNeverUsed) {
+  Result<int> from_ok(Status{});
+  EXPECT_FALSE(from_ok.ok());
+  EXPECT_EQ(from_ok.status().code(), GISMO_ERR_INTERNAL);
+  Result<int> value(7);
+  ASSERT_TRUE(value.ok());
+  EXPECT_EQ(*value, 7);
+  EXPECT_TRUE(value.status().ok());
+  EXPECT_DEATH(
+      {
+        Result<std::string> failed(GISMO_ERR_TIMEOUT, "nothing came");
+        (void)failed->size();
+      },
+      "the value of a failed Result was used: .*nothing came");
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <gismo/gismo.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,20 +40,27 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-// A value or the Status explaining why there is none.
+// A value or the Status explaining why there is none. Asking an error for
+// its value (value(), *, ->) is a bug in the caller: it ends the process
+// with the error's message on stderr (no exception, no undefined access).
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit on purpose
-  Result(Status status) : v_(std::move(status)) {}  // NOLINT
-  Result(gismo_status_t code, std::string message = {}) : v_(Status(code, std::move(message))) {}
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit on purpose
+  // An OK status carries no value: such a Result is an error (INTERNAL),
+  // never one that is neither a value nor a failure.
+  Result(Status status)  // NOLINT
+      : v_(status.ok() ? Status(GISMO_ERR_INTERNAL, "a Result made from an OK status has no value")
+                       : std::move(status)) {}
+  Result(gismo_status_t code, std::string message = {})
+      : Result(Status(code, std::move(message))) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }
   Status status() const { return ok() ? Status() : std::get<Status>(v_); }
-  T& value() & { return std::get<T>(v_); }
-  const T& value() const& { return std::get<T>(v_); }
-  T&& value() && { return std::get<T>(std::move(v_)); }
+  T& value() & { return *Checked(); }
+  const T& value() const& { return *Checked(); }
+  T&& value() && { return std::move(*Checked()); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -59,6 +68,14 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
+  T* Checked() {
+    if (T* v = std::get_if<T>(&v_)) return v;
+    std::fprintf(stderr, "gismo: the value of a failed Result was used: %s\n",
+                 std::get<Status>(v_).ToString().c_str());
+    std::abort();
+  }
+  const T* Checked() const { return const_cast<Result*>(this)->Checked(); }
+
   std::variant<T, Status> v_;
 };
 
