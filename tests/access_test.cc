@@ -693,6 +693,20 @@ TEST(BoundsTest, AReattachRefusedForNowIsTriedAgain) {
   EXPECT_EQ(missing.status().code(), GISMO_ERR_TIMEOUT) << missing.status().ToString();
 }
 
+// A Unix socket bound to a fresh path under /tmp (named after `what`,
+// into *path) and listening: connects succeed before anyone accepts, so
+// no wait for readiness.
+int ListenAtFreshPath(const std::string& what, std::string* path) {
+  *path = testing::FreshPath("/tmp/" + testing::UniqueName(what) + ".sock");
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path->c_str());
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+  EXPECT_EQ(listen(fd, 8), 0);
+  return fd;
+}
+
 // Relays each connection made to its own Unix socket to the manager at
 // `upstream`. Told to (StallNext), it passes the client only the first
 // byte of the manager's next answer on the connection open then, and
@@ -702,13 +716,7 @@ TEST(BoundsTest, AReattachRefusedForNowIsTriedAgain) {
 class StallingRelay {
  public:
   explicit StallingRelay(std::string upstream) : upstream_(std::move(upstream)) {
-    path_ = testing::FreshPath("/tmp/" + testing::UniqueName("relay") + ".sock");
-    listen_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
-    EXPECT_EQ(bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
-    EXPECT_EQ(listen(listen_, 8), 0);
+    listen_ = ListenAtFreshPath("relay", &path_);
     thread_ = std::thread([this] { Run(); });
   }
   ~StallingRelay() {
@@ -724,15 +732,36 @@ class StallingRelay {
   std::string address() const { return "unix:" + path_; }
   void StallNext() { stall_next_.store(true, std::memory_order_relaxed); }
   int connections() const { return accepted_.load(std::memory_order_relaxed); }
+  // From now on, what the clients of the open connections send is lost on
+  // the way (a link that fails silently); returns once the relay does so.
+  void DropFromClients() {
+    const int before = drops_applied_.load(std::memory_order_acquire);
+    drop_.store(true, std::memory_order_release);
+    while (drops_applied_.load(std::memory_order_acquire) == before) usleep(1000);
+  }
+  // Closes the open connections, both ways.
+  void Cut() { cut_.store(true, std::memory_order_release); }
 
  private:
   struct Pair {
     int client, manager;
-    bool stalled = false, closed = false;
+    bool stalled = false, closed = false, dropping = false;
   };
   void Run() {
     char buf[4096];
     while (!stop_.load(std::memory_order_relaxed)) {
+      if (drop_.exchange(false, std::memory_order_acq_rel)) {
+        for (Pair& p : pairs_) p.dropping = true;
+        drops_applied_.fetch_add(1, std::memory_order_release);
+      }
+      if (cut_.exchange(false, std::memory_order_acq_rel)) {
+        for (Pair& p : pairs_) {
+          if (p.closed) continue;
+          shutdown(p.client, SHUT_RDWR);
+          shutdown(p.manager, SHUT_RDWR);
+          p.closed = true;
+        }
+      }
       std::vector<pollfd> fds{{listen_, POLLIN, 0}};
       for (const Pair& p : pairs_) {
         fds.push_back({p.closed ? -1 : p.client, POLLIN, 0});
@@ -744,6 +773,7 @@ class StallingRelay {
         Pair& p = pairs_[i];
         if (fds[1 + 2 * i].revents != 0) {
           const ssize_t n = read(p.client, buf, sizeof buf);
+          if (n > 0 && p.dropping) continue;
           if (n <= 0 || !protocol::SendAll(p.manager, buf, static_cast<size_t>(n)).ok()) {
             shutdown(p.manager, SHUT_RDWR);
             p.closed = true;
@@ -784,10 +814,37 @@ class StallingRelay {
   std::string upstream_, path_;
   int listen_ = -1;
   std::vector<Pair> pairs_;  // the relay thread's
-  std::atomic<bool> stop_{false}, stall_next_{false};
-  std::atomic<int> accepted_{0};
+  std::atomic<bool> stop_{false}, stall_next_{false}, drop_{false}, cut_{false};
+  std::atomic<int> accepted_{0}, drops_applied_{0};
   std::thread thread_;
 };
+
+// A sealer whose connection fails silently cannot pass its seal's notice
+// on (it is lost on the way, without an error); the manager, when the
+// sealer re-attaches, wakes every waiter, and a blocking get of the object
+// elsewhere gets it. (Before, nothing woke the get: it slept to its
+// timeout.)
+TEST(BoundsTest, ASealWhoseNoticeWasLostWakesItsWaitersWhenTheSealerReattaches) {
+  InProcessManager mgr(InProcessManagerOptions());
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  Client sealer = testing::MustConnect(relay.address());
+  Client getter = testing::MustConnect(mgr.address());
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  const ObjectId id = ObjectId::Random();
+  Result<Buffer> got(Status(GISMO_ERR_INTERNAL, "not run"));
+  std::thread waiting([&] { got = getter.Get(id, 30000); });
+  ASSERT_TRUE(testing::WaitForGetWaiter(**region, id));
+  relay.DropFromClients();  // the seal's notice is lost
+  ASSERT_TRUE(sealer.Put(id, "sealed while cut off").ok());
+  relay.Cut();  // the sealer finds its connection gone and re-attaches
+  ASSERT_TRUE(Eventually([&] { return relay.connections() == 2; }));
+  waiting.join();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()),
+            "sealed while cut off");
+}
 
 // A fake manager at a Unix socket of its own that sends each peer its
 // challenge one byte at a time, `pause_ms` apart, until the peer goes away
@@ -795,14 +852,7 @@ class StallingRelay {
 class DrippingServer {
  public:
   explicit DrippingServer(int pause_ms) : pause_ms_(pause_ms) {
-    path_ = testing::FreshPath("/tmp/" + testing::UniqueName("drip") + ".sock");
-    listen_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
-    // Bound and listening before the first connect: no wait for readiness.
-    EXPECT_EQ(bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
-    EXPECT_EQ(listen(listen_, 8), 0);
+    listen_ = ListenAtFreshPath("drip", &path_);
     thread_ = std::thread([this] { Run(); });
   }
   ~DrippingServer() {
