@@ -209,9 +209,9 @@ class ClientImpl {
 
   // Serializes the object operations (one undo log per client slot).
   std::mutex op_mu_;
-  // Serializes frames on fd_. Timed: a sender waits for it no longer than
-  // its send bound (see Send). Order: send_mu_ before fd_mu_.
-  std::timed_mutex send_mu_;
+  // Serializes frames on fd_. A sender waits for it no longer than its
+  // send bound (see Send). Order: send_mu_ before fd_mu_.
+  std::mutex send_mu_;
   // Guards the fds that ShutdownConnection shuts down against their
   // replacement and close; held only for a shutdown() or an assignment.
   std::mutex fd_mu_;

@@ -5,14 +5,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "common/clock.h"
 #include "fence/process.h"
 #include "protocol/handshake.h"
 #include "region/cache_lines.h"
@@ -280,15 +283,22 @@ Status ClientImpl::CheckAlive() const {
 }
 
 Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(bound_ms);
   const uint64_t deadline_ns = protocol::DeadlineAfterMs(bound_ms);
-  std::unique_lock<std::timed_mutex> lk(send_mu_, deadline);
-  if (!lk.owns_lock()) {
-    // Another sender held the connection for our whole bound: it is stuck
-    // on a full socket (and will shut it down itself), or about to be.
-    ShutdownConnection();
-    return Status(GISMO_ERR_CONNECTION,
-                  "the manager stopped reading this client's connection; re-attaching");
+  // Taken by try_lock with a growing pause rather than a timed lock:
+  // std::timed_mutex's try_lock_until (pthread_mutex_clocklock) is invisible
+  // to the thread sanitizer of GCC 12, which then reports every unlock. The
+  // lock is held for one send, so a pause is rare and short.
+  std::unique_lock<std::mutex> lk(send_mu_, std::try_to_lock);
+  for (uint32_t pause_us = 1; !lk.owns_lock(); pause_us = std::min<uint32_t>(pause_us * 2, 1000)) {
+    if (MonotonicNs() >= deadline_ns) {
+      // Another sender held the connection for our whole bound: it is
+      // stuck on a full socket (and will shut it down itself), or about to be.
+      ShutdownConnection();
+      return Status(GISMO_ERR_CONNECTION,
+                    "the manager stopped reading this client's connection; re-attaching");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    lk.try_lock();
   }
   Status s = protocol::SendAllUntil(fd_, frame.data(), frame.size(), deadline_ns);
   if (s.code() == GISMO_ERR_TIMEOUT) {
@@ -362,7 +372,7 @@ bool ClientImpl::Reattach(std::string* why) {
       if (s.ok()) {
         int old;
         {
-          std::lock_guard<std::timed_mutex> send(send_mu_);
+          std::lock_guard<std::mutex> send(send_mu_);
           std::lock_guard<std::mutex> lk(fd_mu_);
           old = fd_;
           fd_ = *fd;
