@@ -154,9 +154,41 @@ run_variant() {
   # its time waiting (leases running out, processes starting, guests
   # booting), and on 2 cores -j3 ran the normal build's tests in 325 s
   # against 419 s at -j2 (-j4: 339 s).
-  (cd "$dir" && ctest -j"$((jobs + 1))" --output-on-failure --timeout 600 "${select[@]}")
+  local rc=0
+  (cd "$dir" && ctest -j"$((jobs + 1))" --output-on-failure --timeout 600 "${select[@]}") || rc=$?
+  remove_run_files "$GISMO_TEST_RUN"
+  [ "$rc" -eq 0 ] || exit "$rc"
   echo "=== $name build: tests done in $((SECONDS - t0)) s ==="
 }
+
+# Every region and socket a test makes is named gismo-$GISMO_TEST_RUN-...
+# (testing::UniqueName and the test scripts). A test that ends without its
+# clean-up (a sanitizer's halt, a timeout's kill, a killed run) leaves its
+# region in /dev/shm, which is memory: the 144 tests a thread-sanitizer
+# report stopped once left 24 GiB there, and the next build on the machine
+# was killed for want of memory. So each variant's leftovers are removed
+# when its tests end, and those of earlier runs whose script is gone when
+# this one starts.
+export GISMO_TEST_RUN="gtr$$"
+remove_run_files() {  # remove_run_files TAG
+  rm -rf "/dev/shm/gismo-$1-"* "/tmp/gismo-$1-"*
+}
+remove_dead_runs_files() {
+  local f tag pid
+  for f in /dev/shm/gismo-gtr[0-9]*-* /tmp/gismo-gtr[0-9]*-*; do
+    [ -e "$f" ] || continue
+    tag=${f#*/gismo-}
+    tag=${tag%%-*}
+    pid=${tag#gtr}
+    [[ $pid =~ ^[0-9]+$ ]] || continue
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "test.sh: removing $f, left by the test run of a script that is gone"
+      rm -rf "$f"
+    fi
+  done
+}
+remove_dead_runs_files
+trap 'remove_run_files "$GISMO_TEST_RUN"' EXIT
 
 # Every tracked C/C++ file is formatted as .clang-format says (fast; first).
 bash "$root/scripts/check-format.sh"

@@ -4,10 +4,10 @@
 # runs PROGRAM with GISMO_ADDRESS set, stops the manager, cleans up.
 set -euo pipefail
 manager=$1; shift
-name="gismo-run-$$-$RANDOM"
+name="gismo-${GISMO_TEST_RUN:+$GISMO_TEST_RUN-}run-$$-$RANDOM"
 region="/dev/shm/$name"
 sock="/tmp/$name.sock"
-fifo=$(mktemp -u /tmp/$name.XXXX)
+fifo=$(mktemp -u "/tmp/$name.XXXX")
 mkfifo "$fifo"
 "$manager" --region "$region" --size 128MiB --listen "unix:$sock" --log-level warn >"$fifo" &
 mpid=$!

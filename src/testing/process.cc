@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -94,9 +96,21 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 
 }  // namespace
 
+// GISMO_TEST_RUN (scripts/test.sh sets it), when it is a short word, goes
+// into every name: the script removes what a run's killed tests left behind.
+static std::string TestRunTag() {
+  const char* tag = std::getenv("GISMO_TEST_RUN");
+  if (tag == nullptr || *tag == '\0' || std::strlen(tag) > 24) return "";
+  for (const char* c = tag; *c != '\0'; ++c) {
+    if (!std::isalnum(static_cast<unsigned char>(*c))) return "";
+  }
+  return std::string(tag) + "-";
+}
+
 std::string UniqueName(const std::string& prefix) {
   static std::atomic<int> counter{0};
-  return "gismo-" + prefix + "-" + std::to_string(getpid()) + "-" +
+  static const std::string run_tag = TestRunTag();
+  return "gismo-" + run_tag + prefix + "-" + std::to_string(getpid()) + "-" +
          std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 

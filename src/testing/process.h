@@ -14,8 +14,11 @@
 
 namespace gismo::testing {
 
-// "<prefix>-<pid>-<n>": unique among the processes running now, so regions
-// and sockets of tests and benchmarks running in parallel never collide.
+// "gismo-[<run>-]<prefix>-<pid>-<n>": unique among the processes running
+// now, so regions and sockets of tests and benchmarks running in parallel
+// never collide. <run> is $GISMO_TEST_RUN when that is 1-24 letters or
+// digits: scripts/test.sh tags its run so that it can remove what tests
+// killed before their clean-up left in /dev/shm and /tmp.
 std::string UniqueName(const std::string& prefix);
 // `path` (made with a UniqueName) after removing what a dead process that
 // had our pid left there: a region of another format there would stop a

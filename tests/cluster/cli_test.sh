@@ -17,7 +17,7 @@ expect_err() { grep -qi -- "$1" "$T_WORK/err" || fail "stderr lacks '$1': $(cat 
 
 T_NAME="t-cli-$$"
 T_WORK=$(mktemp -d "/tmp/gismo-cluster-test.XXXXXX")
-T_REGION="/dev/shm/gismo-cluster-test-cli-$$"
+T_REGION="/dev/shm/gismo-${GISMO_TEST_RUN:+$GISMO_TEST_RUN-}cluster-test-cli-$$"
 export GISMO_CLUSTER_STATE_ROOT="$T_WORK/state"
 trap t_cleanup EXIT
 

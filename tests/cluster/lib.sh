@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the cluster tests; sourced, not run.
 #
 # Environment (set by CTest): GISMO_CLUSTER_BIN, GISMO_MANAGER_BIN,
@@ -92,7 +93,7 @@ t_setup() {
   shift
   T_NAME="t-${scenario:0:10}-$$"
   T_WORK=$(mktemp -d "/tmp/gismo-cluster-test.XXXXXX")
-  T_REGION="/dev/shm/gismo-cluster-test-$scenario-$$"
+  T_REGION="/dev/shm/gismo-${GISMO_TEST_RUN:+$GISMO_TEST_RUN-}cluster-test-$scenario-$$"
   if [[ ${CLUSTER_MODE:-auto} == vm && -n ${VM_CLUSTER_NAME:-} ]]; then
     : "${GISMO_CLUSTER_STATE_ROOT:?VM_CLUSTER_NAME needs GISMO_CLUSTER_STATE_ROOT}"
     export GISMO_CLUSTER_STATE_ROOT

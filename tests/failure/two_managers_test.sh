@@ -36,7 +36,7 @@
 set -euo pipefail
 : "${GISMO_MANAGER_BIN:?}" "${FAILURE_CLIENT:?}"
 work=$(mktemp -d /tmp/gismo-2mgr.XXXXXX)
-region=/dev/shm/gismo-2mgr-$$
+region=/dev/shm/gismo-${GISMO_TEST_RUN:+$GISMO_TEST_RUN-}2mgr-$$
 sock=$work/m.sock
 pids=()
 cleanup() {

@@ -36,7 +36,9 @@ class Manager:
     """A gismo-manager process serving a fresh region."""
 
     def __init__(self, binary, size="128MiB", extra=()):
-        name = f"gismo-pytest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        run = os.environ.get("GISMO_TEST_RUN", "")
+        run = f"{run}-" if run.isascii() and run.isalnum() and len(run) <= 24 else ""
+        name = f"gismo-{run}pytest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.region = f"/dev/shm/{name}"
         self.socket = f"/tmp/{name}.sock"
         self.address = f"unix:{self.socket}"
