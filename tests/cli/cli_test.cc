@@ -62,16 +62,19 @@ struct RunningCmd {
 // Starts the gismo binary with `args`, feeding `input` on stdin. `env`
 // entries (NAME=VALUE) are added; GISMO_ADDRESS and GISMO_NODE are cleared
 // first.
+// `piped`: stdin is a pipe (a stream, whose size is known only at its end)
+// that `input` goes through, rather than a file.
 RunningCmd StartGismo(const std::vector<std::string>& args, const std::string& input = {},
-                      const std::vector<std::string>& env = {}) {
+                      const std::vector<std::string>& env = {}, bool piped = false) {
   RunningCmd c{{}, TempPath("in"), TempPath("out"), TempPath("err")};
   WriteFile(c.in, input);
   gismo::testing::SpawnOptions o;
   o.argv = {GISMO_CLI_BIN};
+  if (piped) o.argv = {"/bin/sh", "-c", "cat \"$0\" | \"$@\"", c.in, GISMO_CLI_BIN};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.unset_env = {"GISMO_ADDRESS", "GISMO_NODE"};
   o.env = env;
-  o.stdin_path = c.in;
+  o.stdin_path = piped ? "/dev/null" : c.in;
   o.stdout_path = c.out;
   o.stderr_path = c.err;
   EXPECT_TRUE(c.process.Start(o)) << c.process.error();
@@ -95,8 +98,8 @@ CmdResult FinishGismo(RunningCmd& c) {
 }
 
 CmdResult RunGismo(const std::vector<std::string>& args, const std::string& input = {},
-                   const std::vector<std::string>& env = {}) {
-  RunningCmd c = StartGismo(args, input, env);
+                   const std::vector<std::string>& env = {}, bool piped = false) {
+  RunningCmd c = StartGismo(args, input, env, piped);
   return FinishGismo(c);
 }
 
@@ -433,6 +436,57 @@ TEST_F(CliTest, EndlessAndSizelessInputs) {
   ASSERT_EQ(proc.code, 0) << proc.err;
   json st = GismoJson({"stat", "--name", "c"});
   EXPECT_GT(st["size"].get<uint64_t>(), 0u) << st.dump();
+}
+
+// A stream (a pipe) is stored whole whatever its length: what passes
+// --buffer goes to a spool file, never unbounded memory. With --size it is
+// read straight into the store, and a stream of another length stores
+// nothing.
+TEST_F(CliTest, StreamsOfAnyLength) {
+  std::string data(3 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 131) >> 7);
+  auto put = [&](std::vector<std::string> args, const std::string& input,
+                 const std::vector<std::string>& env = {}) {
+    args.insert(args.end(), {"--address", mgr_.address()});
+    return RunGismo(args, input, env, /*piped=*/true);
+  };
+  auto stored = [&](const std::string& name) { return Gismo({"get", "--name", name}).out; };
+  CmdResult spooled = put({"put", "--name", "spooled", "--buffer", "1MiB", "-"}, data);
+  ASSERT_EQ(spooled.code, 0) << spooled.err;
+  EXPECT_EQ(stored("spooled"), data);
+  ASSERT_EQ(put({"put", "--name", "in-memory", "-"}, data).code, 0);
+  EXPECT_EQ(stored("in-memory"), data);
+  ASSERT_EQ(put({"put", "--name", "empty", "--buffer", "1", "-"}, "").code, 0);
+  EXPECT_EQ(GismoJson({"stat", "--name", "empty"})["size"], 0);
+
+  CmdResult sized = put({"put", "--name", "sized", "--size", "3MiB", "-"}, data);
+  ASSERT_EQ(sized.code, 0) << sized.err;
+  EXPECT_EQ(stored("sized"), data);
+  CmdResult longer = put({"put", "--name", "longer", "--size", "1000", "-"}, data);
+  EXPECT_EQ(longer.code, 6) << longer.err;
+  EXPECT_NE(longer.err.find("more than --size"), std::string::npos) << longer.err;
+  CmdResult shorter = put({"put", "--name", "shorter", "--size", "4MiB", "-"}, data);
+  EXPECT_EQ(shorter.code, 6) << shorter.err;
+  EXPECT_NE(shorter.err.find("ended after 3145728 of 4194304 bytes"), std::string::npos)
+      << shorter.err;
+  EXPECT_EQ(Gismo({"stat", "--name", "longer"}).code, 4);
+  EXPECT_EQ(Gismo({"stat", "--name", "shorter"}).code, 4);
+  // A file's size is known: another --size is a usage error.
+  const std::string file = TempPath("sized");
+  WriteFile(file, "12345");
+  EXPECT_EQ(Gismo({"put", "--name", "file", "--size", "4", file}).code, 2);
+  EXPECT_EQ(Gismo({"put", "--name", "file", "--size", "5", file}).code, 0);
+  unlink(file.c_str());
+
+  // Nowhere to spool: a clear error, nothing stored.
+  CmdResult nowhere = put({"put", "--name", "nowhere", "--buffer", "1MiB", "-"}, data,
+                          {"TMPDIR=/nonexistent-gismo-dir"});
+  EXPECT_EQ(nowhere.code, 6) << nowhere.err;
+  EXPECT_NE(nowhere.err.find("cannot make a spool file in /nonexistent-gismo-dir"),
+            std::string::npos)
+      << nowhere.err;
+  EXPECT_EQ(Gismo({"stat", "--name", "nowhere"}).code, 4);
+  EXPECT_EQ(Gismo({"put", "--name", "x", "--buffer", "0", "-"}).code, 2);
 }
 
 TEST_F(CliTest, NamesAndPathsThatAreNotUtf8WithJson) {

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,11 @@ struct PutArgs {
   std::string file;  // "-": stdin
   std::string metadata;
   std::string bind;  // a name to bind to the object once it is stored
+  // A stream's size, when the caller knows it: read straight into the region.
+  std::optional<uint64_t> size;
+  // How much of a stream of unknown size is kept in memory before the rest
+  // goes to a spool file.
+  uint64_t buffer_bytes = 64ull << 20;
 };
 
 // An open input; closes itself.
@@ -59,34 +66,22 @@ class Input {
       if (errno != EINTR) Fail(kExitLocalIo, "cannot read " + name() + ": " + Errno());
     }
   }
-  // Fills exactly n bytes or fails (the file shrank while read).
+  // Fills exactly n bytes or fails (a file that shrank while read, a stream
+  // shorter than --size).
   void ReadExactly(uint8_t* p, size_t n) {
-    while (n > 0) {
-      size_t r = Read(p, n);
-      if (r == 0) Fail(kExitLocalIo, name() + " ended early (changed while being read?)");
-      p += r;
-      n -= r;
+    for (size_t done = 0; done < n;) {
+      size_t r = Read(p + done, n - done);
+      if (r == 0) {
+        Fail(kExitLocalIo, name() + " ended after " + std::to_string(done) + " of " +
+                               std::to_string(n) + " bytes; nothing stored");
+      }
+      done += r;
     }
   }
-  // Reads to the end of the input; fails with kExitStore once it holds more
-  // than `limit` bytes (an endless stream such as /dev/zero ends there).
-  std::vector<uint8_t> ReadAll(uint64_t limit) {
-    std::vector<uint8_t> data;
-    size_t used = 0;
-    for (;;) {
-      if (data.size() - used < 64 * 1024) {
-        data.resize(std::min<uint64_t>(std::max<size_t>(2 * data.size(), 1 << 20), limit + 1));
-      }
-      size_t r = Read(data.data() + used, data.size() - used);
-      if (r == 0) break;
-      used += r;
-      if (used > limit) {
-        Fail(kExitStore, name() + " holds more than the store's " + FormatSize(limit) +
-                             " of free space; stopped reading");
-      }
-    }
-    data.resize(used);
-    return data;
+  // Reads one more byte: true if the input had more than it was read for.
+  bool HasMore() {
+    uint8_t byte;
+    return Read(&byte, 1) != 0;
   }
 
  private:
@@ -96,32 +91,148 @@ class Input {
   std::optional<uint64_t> size_;
 };
 
+// A stream's bytes, to its end: the first `memory_bytes` in memory, the
+// rest in an unlinked file in $TMPDIR (else /tmp), so that a stream of any
+// length costs bounded memory. A stream longer than `limit` (what the store
+// could hold) fails with kExitStore once it passes it: /dev/zero ends there.
+class Spool {
+ public:
+  Spool(uint64_t memory_bytes, uint64_t limit) : memory_bytes_(memory_bytes), limit_(limit) {}
+  ~Spool() {
+    if (file_ >= 0) close(file_);
+  }
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  void Fill(Input& in) {
+    std::vector<uint8_t> chunk;
+    for (;;) {
+      size_t got;
+      if (memory_.size() < memory_bytes_) {
+        // Into memory, growing by doubling up to its bound.
+        if (memory_.capacity() - memory_.size() < kChunk) {
+          memory_.reserve(std::min<uint64_t>(std::max<uint64_t>(2 * memory_.capacity(), kChunk),
+                                             memory_bytes_));
+        }
+        const size_t used = memory_.size();
+        const size_t room =
+            std::max<size_t>(1, std::min<uint64_t>(memory_.capacity(), memory_bytes_) - used);
+        memory_.resize(used + room);
+        got = in.Read(memory_.data() + used, room);
+        memory_.resize(used + got);
+      } else {
+        chunk.resize(kChunk);
+        got = in.Read(chunk.data(), chunk.size());
+        if (got > 0) WriteToFile(chunk.data(), got);
+      }
+      if (got == 0) return;
+      if (size() > limit_) {
+        Fail(kExitStore, in.name() + " holds more than the store's " + FormatSize(limit_) +
+                             " of free space; stopped reading");
+      }
+    }
+  }
+
+  uint64_t size() const { return memory_.size() + file_bytes_; }
+
+  // Copies the bytes, in order, to `dst` (size() bytes).
+  void CopyTo(uint8_t* dst) {
+    std::memcpy(dst, memory_.data(), memory_.size());
+    dst += memory_.size();
+    for (uint64_t done = 0; done < file_bytes_;) {
+      const ssize_t r = pread(file_, dst + done, std::min<uint64_t>(kChunk, file_bytes_ - done),
+                              static_cast<off_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) Fail(kExitLocalIo, "cannot read back the spool file in " + dir_ + ": " + Why(r));
+      done += static_cast<uint64_t>(r);
+    }
+  }
+
+ private:
+  static constexpr size_t kChunk = 1 << 20;
+
+  static std::string Why(ssize_t r) { return r == 0 ? "it ended early" : std::strerror(errno); }
+
+  void WriteToFile(const uint8_t* p, size_t n) {
+    if (file_ < 0) OpenFile();
+    while (n > 0) {
+      const ssize_t w = write(file_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        Fail(kExitLocalIo, "cannot spool the input beyond " + FormatSize(memory_bytes_) + " to " +
+                               dir_ + ": " + Why(w) +
+                               " (set TMPDIR to a larger place, or raise --buffer)");
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+      file_bytes_ += static_cast<uint64_t>(w);
+    }
+  }
+
+  void OpenFile() {
+    const char* tmpdir = std::getenv("TMPDIR");
+    dir_ = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
+    // Never named where it can be: nothing is left behind if put is killed.
+    file_ = open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (file_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      std::string path = dir_ + "/gismo-put-XXXXXX";
+      file_ = mkostemp(path.data(), O_CLOEXEC);
+      if (file_ >= 0) unlink(path.c_str());
+    }
+    if (file_ < 0) {
+      Fail(kExitLocalIo, "cannot make a spool file in " + dir_ + ": " + std::strerror(errno) +
+                             " (set TMPDIR, or raise --buffer)");
+    }
+  }
+
+  const uint64_t memory_bytes_;
+  const uint64_t limit_;
+  std::vector<uint8_t> memory_;
+  int file_ = -1;
+  uint64_t file_bytes_ = 0;
+  std::string dir_;
+};
+
 int RunPut(PutArgs a) {
   // With --name the one positional is the file.
   if (!a.object.name.empty() && a.file.empty()) std::swap(a.object.hex, a.file);
   ObjectId id = a.object.Resolve();
   if (a.file.empty()) Fail(kExitUsage, "missing FILE (a path, or - for stdin)");
   Input in(a.file);  // before connecting: a bad file costs no connection
+  if (a.size && in.size() && *a.size != *in.size()) {
+    Fail(kExitUsage, in.name() + " has " + std::to_string(*in.size()) + " bytes, not --size " +
+                         std::to_string(*a.size));
+  }
   Client client = Connect(a.common);
   std::span<const uint8_t> meta(reinterpret_cast<const uint8_t*>(a.metadata.data()),
                                 a.metadata.size());
   const std::string what = "cannot store object " + id.Hex();
   uint64_t size = 0;
-  if (auto known = in.size()) {
-    // A regular file is read straight into the shared region: no copy.
-    size = *known;
+  if (in.size() || a.size) {
+    // A regular file, or a stream whose size was given, is read straight
+    // into the shared region: no copy.
+    size = in.size() ? *in.size() : *a.size;
     auto buf = client.Create(id, size, meta);
     if (!buf.ok()) Fail(buf.status(), what);
-    in.ReadExactly(buf->data(), size);  // on failure ~MutableBuffer aborts the object
+    // On a failure (an Error thrown) ~MutableBuffer aborts the object.
+    in.ReadExactly(buf->data(), size);
+    if (!in.size() && in.HasMore()) {
+      Fail(kExitLocalIo, in.name() + " holds more than --size " + std::to_string(size) +
+                             " bytes; nothing stored");
+    }
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   } else {
-    // A stream's size is known only at its end: it is read into memory, up
-    // to what the store could hold.
+    // A stream's size is known only at its end: it is kept (in memory, then
+    // in a spool file) up to what the store could hold, then copied in.
     auto usage = client.Usage();
     if (!usage.ok()) Fail(usage.status(), what);
-    std::vector<uint8_t> data = in.ReadAll(usage->largest_free_bytes);
-    size = data.size();
-    if (Status s = client.Put(id, data, meta); !s.ok()) Fail(s, what);
+    Spool spool(a.buffer_bytes, usage->largest_free_bytes);
+    spool.Fill(in);
+    size = spool.size();
+    auto buf = client.Create(id, size, meta);
+    if (!buf.ok()) Fail(buf.status(), what);
+    spool.CopyTo(buf->data());
+    if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   }
   if (!a.bind.empty()) {
     if (Status s = client.BindName(a.bind, id); !s.ok()) {
@@ -150,6 +261,17 @@ Runner SetupPut(CLI::App* cmd) {
                   "Then bind this name of the region's name table to the object (gismo get "
                   "--bound NAME finds it)");
   cmd->add_option("--metadata", a->metadata, "Metadata to attach to the object (text)");
+  cmd->add_option("--size", a->size,
+                  "The input's size in bytes (e.g. 4GiB): a stream is then read straight into "
+                  "the store; more or fewer bytes are an error")
+      ->transform(CLI::AsSizeValue(false));
+  cmd->add_option("--buffer", a->buffer_bytes,
+                  "A stream of unknown size is kept in memory up to this size (default 64MiB), "
+                  "the rest in an unlinked file in $TMPDIR, until its end")
+      ->transform(CLI::AsSizeValue(false))
+      ->check([](const std::string& bytes) {
+        return bytes == "0" ? std::string("must be at least 1 byte") : std::string();
+      });
   AddCommonOptions(cmd, &a->common);
   return [a] { return RunPut(*a); };
 }
