@@ -1238,6 +1238,12 @@ bool Manager::Impl::Recover(Member& m) {
         m.describe, rep.locks_released ? 1 : 0, rep.aborted, rep.owned_deleted,
         rep.references_dropped, rep.freed, dt / 1e3);
   }
+  if (rep.slab_words_forgotten != 0) {
+    spdlog::warn(
+        "recovery of {}: {} slab word(s) of its stripe named no slab of its own (corrupt, or "
+        "written by another client); cleared, their pages left as they are: run gismo-fsck",
+        m.describe, rep.slab_words_forgotten);
+  }
   // Events it committed but never published are published now; a getter
   // waiting for an object it sealed (or aborted) re-checks.
   NotifySubscribers();

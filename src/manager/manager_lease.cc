@@ -430,9 +430,24 @@ Result<std::string> ManagerLease::AcquireByElection() {
   const fence::ProcessIdentity& me = self_;
   e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id, me.ToWords());
   e.Beat(++beats_ << 1);
+  // A candidate line whose ticket is past the limit (T1, T2) blocks this
+  // manager as a live candidate would, until it is settled: said once per
+  // line, as nothing else would show why the election does not end.
+  uint32_t corrupt_said = UINT32_MAX;
   for (;;) {
     const region::ElectionState st = e.Poll();
     if (st.owner) break;
+    if (st.waiting_on != corrupt_said) {
+      const uint64_t ticket = e.LineOf(st.waiting_on).ticket;
+      if (ticket >= region::kElectionTicketLimit - 1) {
+        corrupt_said = st.waiting_on;
+        spdlog::warn(
+            "election: node {}'s candidate line holds ticket {:#x}, past the limit (corrupt, or "
+            "written by something other than a manager); waiting on it until that node is "
+            "fenced or its line cleared (gismo-fsck reports it)",
+            st.waiting_on, ticket);
+      }
+    }
     auto settled = settle(st.waiting_on);
     if (!settled.ok()) {
       e.Leave();

@@ -106,7 +106,8 @@ RecoveryReport RecoverSlot(const Region& r, uint32_t dead, uint32_t txn_slot,
     if (!DropHeldEntry(r, dead, held[i], txn_slot, txn_session, &rep, &event, &seq)) return rep;
   }
   r.slot(dead).held_count.store(0, std::memory_order_release);
-  rep.complete = store::Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs);
+  rep.complete = store::Allocator(r).DisownSlabs(dead, txn_slot, txn_session, kRecoveryLockWaitNs,
+                                                 &rep.slab_words_forgotten);
   return rep;
 }
 

@@ -20,6 +20,9 @@ struct RecoveryReport {
   uint64_t references_dropped = 0;
   uint64_t freed = 0;          // deferred deletes completed
   uint64_t owned_deleted = 0;  // its owned objects deleted (GISMO_CREATE_OWNED)
+  // Slab words of its stripe that named no slab of its own (a corrupt or
+  // forged word): cleared, their pages left as they are for gismo-fsck.
+  uint64_t slab_words_forgotten = 0;
 };
 
 // Undoes the fenced client's interrupted operation, aborts its unsealed
