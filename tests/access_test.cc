@@ -943,6 +943,38 @@ TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches
             "after the stall");
 }
 
+// A region whose manager_epoch moved is served by another manager: the
+// connection to the one that welcomed the client may be alive but frozen
+// (its socket open, nobody reading), which no timeout of a Unix socket ever
+// ends. The client's heartbeat sees the epoch and re-attaches at the address.
+TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 2000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  Client c = testing::MustConnect(relay.address());
+  ASSERT_EQ(relay.connections(), 1);
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  // What a successor's take-over writes (this manager keeps its own lease
+  // word, so it serves on and welcomes with its own epoch: the client comes
+  // back at every heartbeat until the epoch is put back).
+  region::Word& epoch = (*region)->sb().manager_epoch;
+  const uint64_t served = epoch.fetch_add(1, std::memory_order_acq_rel);
+  const bool left = Eventually([&] { return relay.connections() >= 2; });
+  epoch.store(served, std::memory_order_release);
+  ASSERT_TRUE(left)
+      << "the client stayed on the connection of a manager the region no longer names";
+  ASSERT_TRUE(Eventually(
+      [&] { return mgr.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
+  const ObjectId id = ObjectId::Random();
+  ASSERT_TRUE(c.Put(id, "still served").ok());
+  auto got = c.Get(id, 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size(), 12u);
+}
+
 // ---- what a peer's claim can make the manager kill ---------------------
 
 // The identity a client claims at its hello (doc/failure.md), as a process
