@@ -975,6 +975,28 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
   EXPECT_EQ(got->size(), 12u);
 }
 
+// A fence order whose connection breaks before the reply comes says that
+// its outcome is unknown (the manager may have carried it out; it is not
+// sent again), at once, not after the reply's timeout.
+TEST(BoundsTest, AFenceOrderWhoseReplyIsLostSaysItsOutcomeIsUnknown) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 2000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  Client c = testing::MustConnect(relay.address());
+  relay.StallNext();  // the reply stops after its first byte
+  auto fenced = c.Fence(GISMO_FENCE_NODE, 77);
+  ASSERT_FALSE(fenced.ok());
+  EXPECT_EQ(fenced.status().code(), GISMO_ERR_CONNECTION) << fenced.status().ToString();
+  EXPECT_NE(fenced.status().message().find("unknown"), std::string::npos)
+      << fenced.status().ToString();
+  // The client re-attached and goes on; a new order is answered.
+  ASSERT_TRUE(Eventually([&] { return relay.connections() == 2; }));
+  auto again = c.Fence(GISMO_FENCE_NODE, 77);
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+}
+
 // ---- what a peer's claim can make the manager kill ---------------------
 
 // The identity a client claims at its hello (doc/failure.md), as a process
