@@ -819,15 +819,33 @@ class StallingRelay {
   std::thread thread_;
 };
 
+// An in-process manager (with `lease_ms`, if given) and a relay in front of
+// it, through which the tests below connect the client they break.
+struct RelayedManager {
+  static manager::ManagerOptions Options(uint32_t lease_ms) {
+    manager::ManagerOptions o = InProcessManagerOptions();
+    if (lease_ms != 0) o.lease_ms = lease_ms;
+    return o;
+  }
+  explicit RelayedManager(uint32_t lease_ms = 0) : mgr(Options(lease_ms)) {
+    started = IsOk(mgr.Start());
+    if (started) relay = std::make_unique<StallingRelay>(mgr.address());
+  }
+  InProcessManager mgr;
+  bool started = false;
+  std::unique_ptr<StallingRelay> relay;
+};
+
 // A sealer whose connection fails silently cannot pass its seal's notice
 // on (it is lost on the way, without an error); the manager, when the
 // sealer re-attaches, wakes every waiter, and a blocking get of the object
 // elsewhere gets it. (Before, nothing woke the get: it slept to its
 // timeout.)
 TEST(BoundsTest, ASealWhoseNoticeWasLostWakesItsWaitersWhenTheSealerReattaches) {
-  InProcessManager mgr(InProcessManagerOptions());
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  StallingRelay relay(mgr.address());
+  RelayedManager m;
+  ASSERT_TRUE(m.started);
+  InProcessManager& mgr = m.mgr;
+  StallingRelay& relay = *m.relay;
   Client sealer = testing::MustConnect(relay.address());
   Client getter = testing::MustConnect(mgr.address());
   auto region = region::Region::Open(mgr.region_path());
@@ -920,11 +938,10 @@ TEST(BoundsTest, AManagerThatDripsItsChallengeCannotStretchTheHandshake) {
 // re-attach. And a wait whose acknowledgement the broken connection took
 // along was not registered on the next one: the get slept to its timeout.)
 TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches) {
-  manager::ManagerOptions o = InProcessManagerOptions();
-  o.lease_ms = 2000;
-  InProcessManager mgr(o);
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  StallingRelay relay(mgr.address());
+  RelayedManager m(2000);
+  ASSERT_TRUE(m.started);
+  InProcessManager& mgr = m.mgr;
+  StallingRelay& relay = *m.relay;
   Client c = testing::MustConnect(relay.address());
   Client producer = testing::MustConnect(mgr.address());
   ASSERT_EQ(relay.connections(), 1);
@@ -948,26 +965,23 @@ TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches
 // (its socket open, nobody reading), which no timeout of a Unix socket ever
 // ends. The client's heartbeat sees the epoch and re-attaches at the address.
 TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
-  manager::ManagerOptions o = InProcessManagerOptions();
-  o.lease_ms = 2000;
-  InProcessManager mgr(o);
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  StallingRelay relay(mgr.address());
-  Client c = testing::MustConnect(relay.address());
-  ASSERT_EQ(relay.connections(), 1);
-  auto region = region::Region::Open(mgr.region_path());
+  RelayedManager m(2000);
+  ASSERT_TRUE(m.started);
+  Client c = testing::MustConnect(m.relay->address());
+  ASSERT_EQ(m.relay->connections(), 1);
+  auto region = region::Region::Open(m.mgr.region_path());
   ASSERT_TRUE(region.ok()) << region.status().ToString();
   // What a successor's take-over writes (this manager keeps its own lease
   // word, so it serves on and welcomes with its own epoch: the client comes
   // back at every heartbeat until the epoch is put back).
   region::Word& epoch = (*region)->sb().manager_epoch;
   const uint64_t served = epoch.fetch_add(1, std::memory_order_acq_rel);
-  const bool left = Eventually([&] { return relay.connections() >= 2; });
+  const bool left = Eventually([&] { return m.relay->connections() >= 2; });
   epoch.store(served, std::memory_order_release);
   ASSERT_TRUE(left)
       << "the client stayed on the connection of a manager the region no longer names";
   ASSERT_TRUE(Eventually(
-      [&] { return mgr.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
+      [&] { return m.mgr.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
   const ObjectId id = ObjectId::Random();
   ASSERT_TRUE(c.Put(id, "still served").ok());
   auto got = c.Get(id, 0);
@@ -979,20 +993,17 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
 // its outcome is unknown (the manager may have carried it out; it is not
 // sent again), at once, not after the reply's timeout.
 TEST(BoundsTest, AFenceOrderWhoseReplyIsLostSaysItsOutcomeIsUnknown) {
-  manager::ManagerOptions o = InProcessManagerOptions();
-  o.lease_ms = 2000;
-  InProcessManager mgr(o);
-  ASSERT_TRUE(IsOk(mgr.Start()));
-  StallingRelay relay(mgr.address());
-  Client c = testing::MustConnect(relay.address());
-  relay.StallNext();  // the reply stops after its first byte
+  RelayedManager m(2000);
+  ASSERT_TRUE(m.started);
+  Client c = testing::MustConnect(m.relay->address());
+  m.relay->StallNext();  // the reply stops after its first byte
   auto fenced = c.Fence(GISMO_FENCE_NODE, 77);
   ASSERT_FALSE(fenced.ok());
   EXPECT_EQ(fenced.status().code(), GISMO_ERR_CONNECTION) << fenced.status().ToString();
   EXPECT_NE(fenced.status().message().find("unknown"), std::string::npos)
       << fenced.status().ToString();
   // The client re-attached and goes on; a new order is answered.
-  ASSERT_TRUE(Eventually([&] { return relay.connections() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return m.relay->connections() == 2; }));
   auto again = c.Fence(GISMO_FENCE_NODE, 77);
   EXPECT_TRUE(again.ok()) << again.status().ToString();
 }
