@@ -137,7 +137,11 @@ run_variant() {
   esac
   echo "=== gismo tests: $name build ($dir) ==="
   local t0=$SECONDS
-  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${args[@]}" \
+  # Ninja where it is (scripts/install-deps.sh installs it), make otherwise;
+  # a build directory keeps the generator it was made with.
+  local generator=()
+  if [ ! -e "$dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
+  cmake -S "$root" -B "$dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${args[@]}" \
     "-DGISMO_SKIP_TEST_LABELS=${skip_labels//|/;}" >/dev/null
   if [ "$name" = ncsim ]; then
     check_ncsim_targets
