@@ -137,8 +137,10 @@ class Spool {
 
   // Copies the bytes, in order, to `dst` (size() bytes).
   void CopyTo(uint8_t* dst) {
-    std::memcpy(dst, memory_.data(), memory_.size());
-    dst += memory_.size();
+    if (!memory_.empty()) {  // else data() may be null, and so may dst (an empty object)
+      std::memcpy(dst, memory_.data(), memory_.size());
+      dst += memory_.size();
+    }
     for (uint64_t done = 0; done < file_bytes_;) {
       const ssize_t r = pread(file_, dst + done, std::min<uint64_t>(kChunk, file_bytes_ - done),
                               static_cast<off_t>(done));
