@@ -133,8 +133,11 @@ class ClientImpl {
   // sender holds send_mu_ that long) shuts the connection down: the
   // receiver thread re-attaches, and the manager, on a re-attach, wakes
   // every waiter and subscriber (so a lost notice delays no one for good).
-  // Any failure means the connection is down or going down.
-  Status Send(const std::vector<uint8_t>& frame, int bound_ms = kNoticeSendMs);
+  // Any failure means the connection is down or going down. `sent_on`, if
+  // given, receives the epoch of the connection the frame went on (see
+  // fd_epoch_): a reply can come only on that one.
+  Status Send(const std::vector<uint8_t>& frame, int bound_ms = kNoticeSendMs,
+              uint64_t* sent_on = nullptr);
   // Tells the manager about a seal or delete if anyone waits for one.
   // `ring_event`: the operation appended to the event ring (subscribers care).
   void NotifyIfWatched(protocol::MsgType type, const gismo_id_t& id, bool ring_event = true);
@@ -195,6 +198,10 @@ class ClientImpl {
   // The connection. Replaced only by the receiver thread (Reattach), under
   // both send_mu_ and fd_mu_: read under either, or by that thread alone.
   int fd_ = -1;
+  // The connection_epoch_ that fd_ has (or is about to have: a re-attach
+  // sets it with fd_, then publishes connection_epoch_ under state_mu_).
+  // Written with fd_; read under send_mu_.
+  uint64_t fd_epoch_ = 0;
   // A re-attach's connection while its handshake runs, or -1. Written by
   // the receiver thread under fd_mu_.
   int connecting_fd_ = -1;

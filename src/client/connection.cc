@@ -282,7 +282,7 @@ Status ClientImpl::CheckAlive() const {
   return Status();
 }
 
-Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms) {
+Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms, uint64_t* sent_on) {
   const uint64_t deadline_ns = protocol::DeadlineAfterMs(bound_ms);
   // Taken by try_lock with a growing pause rather than a timed lock:
   // std::timed_mutex's try_lock_until (pthread_mutex_clocklock) is invisible
@@ -300,6 +300,7 @@ Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms) {
     std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     lk.try_lock();
   }
+  if (sent_on != nullptr) *sent_on = fd_epoch_;
   Status s = protocol::SendAllUntil(fd_, frame.data(), frame.size(), deadline_ns);
   if (s.code() == GISMO_ERR_TIMEOUT) {
     // Part of the frame may have gone: the stream is out of step for good.
@@ -376,6 +377,8 @@ bool ClientImpl::Reattach(std::string* why) {
           std::lock_guard<std::mutex> lk(fd_mu_);
           old = fd_;
           fd_ = *fd;
+          // This thread alone writes connection_epoch_: its own read.
+          fd_epoch_ = connection_epoch_ + 1;
           connecting_fd_ = -1;
         }
         close(old);

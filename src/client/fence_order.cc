@@ -74,15 +74,16 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
     if (Status s = WriteBackFencedHere(order, &note); !s.ok()) return s;
   }
   const uint64_t id = IncrementRelaxed(next_request_);
-  uint64_t epoch;
   {
     std::lock_guard<std::mutex> lk(state_mu_);
     open_requests_.emplace(id, protocol::MsgType::kFence);
-    epoch = connection_epoch_;
   }
   // A send that fails did not deliver the whole order (the connection is
-  // shut down after a partial one), so the manager never acts on it.
-  Status sent = Send(protocol::EncodeFenceOrder(id, order), kRequestSendMs);
+  // shut down after a partial one), so the manager never acts on it. The
+  // epoch is the connection's it went on, which may be a re-attach's whose
+  // epoch is not published yet.
+  uint64_t epoch = 0;
+  Status sent = Send(protocol::EncodeFenceOrder(id, order), kRequestSendMs, &epoch);
   std::unique_lock<std::mutex> lk(state_mu_);
   // Whatever the outcome, the request is done with here.
   struct Done {
@@ -98,7 +99,9 @@ Status ClientImpl::Fence(const protocol::FenceOrder& order, std::string* what) {
   // Only the connection the order went on can bring its reply: once it
   // broke (connection_down_ until the re-attach, then a new epoch) none
   // comes. The order is not sent again: the manager may have carried it out.
-  auto broke = [&] { return connection_down_ || connection_epoch_ != epoch; };
+  auto broke = [&] {
+    return connection_epoch_ > epoch || (connection_epoch_ == epoch && connection_down_);
+  };
   const bool done = state_cv_.wait_for(lk, std::chrono::milliseconds(kHandshakeTimeoutMs), [&] {
     return fence_replies_.count(id) > 0 || request_errors_.count(id) > 0 || LoadAcquire(lost_) ||
            broke();

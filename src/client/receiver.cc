@@ -20,6 +20,10 @@ void ClientImpl::ReceiverLoop() {
       MarkLost(LoadAcquire(closing_) ? "disconnected" : why);
       return;
     }
+    // Nobody reads this connection any more: an order sent on it now could
+    // be carried out with its reply lost. Shut down, sends on it fail at
+    // once (nothing delivered) until the re-attach replaces it.
+    ShutdownConnection();
     {
       std::lock_guard<std::mutex> lk(state_mu_);
       connection_down_ = true;  // a goodbye sent now would not arrive
