@@ -27,6 +27,7 @@
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "raw_peer.h"
+#include "region/cache_lines.h"
 #include "region/layout.h"
 #include "region/region.h"
 #include "test_util.h"
@@ -974,10 +975,15 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
   // What a successor's take-over writes (this manager keeps its own lease
   // word, so it serves on and welcomes with its own epoch: the client comes
   // back at every heartbeat until the epoch is put back).
+  // In a non-coherent region (the simulator's) the word is read after an
+  // invalidate and written back with a flush, as a manager does.
   region::Word& epoch = (*region)->sb().manager_epoch;
+  region::InvalidateLines(&epoch, sizeof epoch);
   const uint64_t served = epoch.fetch_add(1, std::memory_order_acq_rel);
+  region::FlushLines(&epoch, sizeof epoch);
   const bool left = Eventually([&] { return m.relay->connections() >= 2; });
   epoch.store(served, std::memory_order_release);
+  region::FlushLines(&epoch, sizeof epoch);
   ASSERT_TRUE(left)
       << "the client stayed on the connection of a manager the region no longer names";
   ASSERT_TRUE(Eventually(
