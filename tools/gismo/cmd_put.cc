@@ -105,27 +105,16 @@ class Spool {
   Spool& operator=(const Spool&) = delete;
 
   void Fill(Input& in) {
-    std::vector<uint8_t> chunk;
+    std::vector<uint8_t> chunk(kChunk);
     for (;;) {
-      size_t got;
-      if (memory_.size() < memory_bytes_) {
-        // Into memory, growing by doubling up to its bound.
-        if (memory_.capacity() - memory_.size() < kChunk) {
-          memory_.reserve(std::min<uint64_t>(std::max<uint64_t>(2 * memory_.capacity(), kChunk),
-                                             memory_bytes_));
-        }
-        const size_t used = memory_.size();
-        const size_t room =
-            std::max<size_t>(1, std::min<uint64_t>(memory_.capacity(), memory_bytes_) - used);
-        memory_.resize(used + room);
-        got = in.Read(memory_.data() + used, room);
-        memory_.resize(used + got);
-      } else {
-        chunk.resize(kChunk);
-        got = in.Read(chunk.data(), chunk.size());
-        if (got > 0) WriteToFile(chunk.data(), got);
-      }
+      const size_t got = in.Read(chunk.data(), chunk.size());
       if (got == 0) return;
+      // In order: once the spool file has bytes, every later one goes there.
+      if (file_ < 0 && memory_.size() + got <= memory_bytes_) {
+        Keep(chunk.data(), got);
+      } else {
+        WriteToFile(chunk.data(), got);
+      }
       if (size() > limit_) {
         Fail(kExitStore, in.name() + " holds more than the store's " + FormatSize(limit_) +
                              " of free space; stopped reading");
@@ -154,6 +143,16 @@ class Spool {
   static constexpr size_t kChunk = 1 << 20;
 
   static std::string Why(ssize_t r) { return r == 0 ? "it ended early" : std::strerror(errno); }
+
+  // Appends to memory_, whose capacity grows by doubling but never past
+  // memory_bytes_ (REQUIRES: memory_.size() + n <= memory_bytes_).
+  void Keep(const uint8_t* p, size_t n) {
+    if (memory_.capacity() - memory_.size() < n) {
+      memory_.reserve(std::min<uint64_t>(
+          std::max<uint64_t>(2 * memory_.capacity(), memory_.size() + n), memory_bytes_));
+    }
+    memory_.insert(memory_.end(), p, p + n);
+  }
 
   void WriteToFile(const uint8_t* p, size_t n) {
     if (file_ < 0) OpenFile();
