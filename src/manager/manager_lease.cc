@@ -431,8 +431,9 @@ Result<std::string> ManagerLease::AcquireByElection() {
   e.Begin(me.pid ^ (me.start_time << 20) ^ me.boot_id, me.ToWords());
   e.Beat(++beats_ << 1);
   // A candidate line whose ticket is past the limit (T1, T2) blocks this
-  // manager as a live candidate would, until it is settled: said once per
-  // line, as nothing else would show why the election does not end.
+  // manager as a live candidate would, until it is settled: said when the
+  // wait moves to such a line, as nothing else would show why the election
+  // does not end.
   uint32_t corrupt_said = UINT32_MAX;
   for (;;) {
     const region::ElectionState st = e.Poll();

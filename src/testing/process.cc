@@ -94,11 +94,9 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   _exit(127);  // fail() never returns; says so to the compiler
 }
 
-}  // namespace
-
 // GISMO_TEST_RUN (scripts/test.sh sets it), when it is a short word, goes
 // into every name: the script removes what a run's killed tests left behind.
-static std::string TestRunTag() {
+std::string TestRunTag() {
   const char* tag = std::getenv("GISMO_TEST_RUN");
   if (tag == nullptr || *tag == '\0' || std::strlen(tag) > 24) return "";
   for (const char* c = tag; *c != '\0'; ++c) {
@@ -106,6 +104,8 @@ static std::string TestRunTag() {
   }
   return std::string(tag) + "-";
 }
+
+}  // namespace
 
 std::string UniqueName(const std::string& prefix) {
   static std::atomic<int> counter{0};
