@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <gismo/gismo.hpp>
 #include <memory>
@@ -1128,6 +1129,56 @@ TEST(FenceClaimTest, ATcpClientOfThisKernelThatMapsTheRegionIsKilled) {
   ASSERT_GT(client, 0);
   SuspectTcpClientClaiming(mgr, client);
   EXPECT_EQ(EndedBy(client), SIGKILL) << "the suspect was not killed";
+}
+
+// A client pinned on the manager's kernel (its identity names a running
+// process here, which maps no region and so is not killed) that claims
+// another node is not on that node: the fence command is not run for it,
+// and the fence of that node, run for a client that is there, does not
+// recover it. It is recovered when its process exits.
+TEST(FenceClaimTest, AClientOfThisKernelIsNotFencedThroughTheNodeItClaims) {
+  testing::Process local;
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&local));
+  const std::string fenced_nodes = "/tmp/" + testing::UniqueName("fenced-nodes");
+  manager::ManagerOptions o = LocalFenceOptions();
+  o.fence_command = "echo >> " + fenced_nodes;  // the node is its last word
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  uint32_t pinned_slot = 0;
+  {
+    RawPeer liar(mgr.listen_addresses()[1]);
+    liar.SetNode(3);
+    liar.SetIdentity(ClaimOf(local.pid()));
+    pinned_slot = liar.Hello(mgr.region_path()).slot;
+  }
+  ASSERT_GT(pinned_slot, 0u);
+  const auto pinned_state = [&] {
+    return region::SlotStateOf(testing::ReadShared(**region, (*region)->slot(pinned_slot).state));
+  };
+  ASSERT_TRUE(Eventually([&] { return pinned_state() == region::SlotState::kSuspected; }));
+  {
+    fence::ProcessIdentity elsewhere = fence::Self();
+    elsewhere.boot_id ^= 0x5a5a;
+    RawPeer remote(mgr.listen_addresses()[1]);
+    remote.SetNode(3);
+    remote.SetIdentity(elsewhere);
+    remote.Hello(mgr.region_path());
+  }
+  ASSERT_TRUE(
+      Eventually([&] { return mgr.stats().clients_fenced.load(std::memory_order_relaxed) >= 1; }));
+  RoundTrip(mgr.address());
+  EXPECT_EQ(pinned_state(), region::SlotState::kSuspected)
+      << "the client of this kernel was recovered by a fence of the node it claims";
+  EXPECT_EQ(mgr.stats().clients_fenced.load(std::memory_order_relaxed), 1u);
+  local.KillAndWait(SIGKILL);
+  EXPECT_TRUE(Eventually([&] { return pinned_state() != region::SlotState::kSuspected; }));
+  std::ifstream in(fenced_nodes);
+  std::stringstream runs;
+  runs << in.rdbuf();
+  EXPECT_EQ(runs.str(), "3\n") << "fence command runs";
+  unlink(fenced_nodes.c_str());
 }
 
 // The identities a previous manager left in the region's slots are claims

@@ -8,6 +8,7 @@
 // lease and the node agent fence by (src/fence/process.cc).
 #include "manager/manager_lease.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
@@ -17,10 +18,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "fence/process.h"
+#include "manager/fence_command.h"
 #include "region/lease_claim.h"
 #include "region/nc_references.h"
 #include "testing/process.h"
@@ -210,6 +214,31 @@ TEST_F(ManagerLeaseTest, AStandbyTakesOverWhenTheOwnerStops) {
 
 // A candidate whose process is gone (a manager killed on this kernel) is
 // passed at once: its line is cleared, nobody waits for a lease.
+// A live candidate on the newcomer's own line but another kernel: two
+// hosts given one --node. Refused, standby or not: silent, it would be taken
+// for this host's manager before a reboot and succeeded unfenced. (It beats
+// for a bounded time: a standby that missed the mix-up then takes over.)
+TEST_F(ManagerLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfiguration) {
+  LeaveLine(12, Elsewhere(), 1);
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    for (int i = 0; i < 200 && !stop.load(std::memory_order_relaxed); ++i) {
+      r_->sb().candidates[12].heartbeat += 2;
+      usleep(5000);
+    }
+  });
+  LeaseOptions o = On(12);
+  o.standby = true;
+  ManagerLease b(*r_, o);
+  auto how = b.Acquire();
+  stop.store(true, std::memory_order_relaxed);
+  other.join();
+  ASSERT_FALSE(how.ok()) << "took over from another kernel's manager of this node: " << *how;
+  EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(how.status().message().find("give each host its own --node"), std::string::npos)
+      << how.status().message();
+}
+
 TEST_F(ManagerLeaseTest, AGoneCandidateIsClearedAndPassed) {
   LeaveLine(5, Gone(), 1);
   ManagerLease b(*r_, On(6));
@@ -408,6 +437,32 @@ TEST_F(CoherentLeaseTest, AClaimThatIsPublishedWhileWatchedServes) {
 
 // A claim silent for a lease is fenced like any silent owner: on the
 // operator's word, or by the fence command on the node the claim names.
+// The same in a coherent region: a live owner with the newcomer's node id
+// on another kernel is refused, standby or not.
+TEST_F(CoherentLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfiguration) {
+  fence::ProcessIdentity elsewhere = fence::Self();
+  elsewhere.boot_id ^= 0x5a5a;
+  LeaveLease(6, elsewhere, 3, /*lease_ms=*/200);
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    for (int i = 0; i < 200 && !stop.load(std::memory_order_relaxed); ++i) {
+      r_->sb().manager_beat.fetch_add(1, std::memory_order_release);
+      usleep(5000);
+    }
+  });
+  LeaseOptions o = On(3);
+  o.standby = true;
+  ManagerLease b(*r_, o);
+  auto how = b.Acquire();
+  stop.store(true, std::memory_order_relaxed);
+  other.join();
+  ASSERT_FALSE(how.ok()) << "took over from another kernel's manager of this node: " << *how;
+  EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(how.status().message().find("give each host its own --node"), std::string::npos)
+      << how.status().message();
+  EXPECT_EQ(Owner(), 6u);
+}
+
 TEST_F(CoherentLeaseTest, ASilentClaimIsSucceededOnlyOnceFenced) {
   LeaveLease(region::PackOwnerClaim(6, 4), Gone(), 2);
   LeaseOptions fence = On(3);
@@ -581,6 +636,44 @@ TEST_F(CoherentLeaseTest, TheFenceCommandIsNeverRunForTheNewcomersOwnNode) {
 // exited and was reaped meanwhile): the node agent died of this once, as
 // libstdc++'s filebuf threw on the read's ESRCH. A lookup must answer, and a
 // child that exited must end up reported gone.
+// The fence command holds nothing of the manager's open (a hung fence
+// action would keep its sockets), and at its deadline its whole process
+// group is killed, not only the shell.
+TEST(FenceCommandTest, ItInheritsNoDescriptorAndItsGroupIsKilledAtTheDeadline) {
+  const std::string out = "/tmp/" + testing::UniqueName("fence-out");
+  const int inheritable = open("/dev/null", O_RDONLY);  // no O_CLOEXEC
+  ASSERT_GE(inheritable, 3);
+  std::string failure;
+  const std::string fd = "/proc/self/fd/" + std::to_string(inheritable);  // the shell's
+  ASSERT_TRUE(RunFenceCommand(
+      "if [ -e " + fd + " ]; then echo held; else echo clean; fi > " + out + "; true", 4, 10'000,
+      &failure))
+      << failure;
+  close(inheritable);
+  std::stringstream said;
+  said << std::ifstream(out).rdbuf();
+  EXPECT_EQ(said.str(), "clean\n") << "the fence command inherited a descriptor";
+  EXPECT_FALSE(RunFenceCommand("sleep 600 & echo $! > " + out + "; wait; true", 4, 200, &failure));
+  EXPECT_NE(failure.find("did not finish in time"), std::string::npos) << failure;
+  pid_t left = 0;
+  std::ifstream(out) >> left;
+  ASSERT_GT(left, 0);
+  // Killed: gone, or a zombie its new parent has yet to reap.
+  const auto ended = [left] {
+    std::ifstream stat("/proc/" + std::to_string(left) + "/stat");
+    std::string pid, comm, state;
+    return !(stat >> pid >> comm >> state) || state == "Z";
+  };
+  bool gone = ended();
+  for (int i = 0; i < 10'000 && !gone; ++i) {
+    usleep(1000);
+    gone = ended();
+  }
+  EXPECT_TRUE(gone) << "the fence command's child " << left << " outlived its deadline";
+  if (!gone) kill(left, SIGKILL);
+  unlink(out.c_str());
+}
+
 TEST(ProcessIdentityTest, AProcessReapedWhileItsProcFilesAreReadIsReportedGone) {
   // Children are reaped by the kernel as they exit, not by a waitpid here,
   // so they vanish at any point of a lookup.

@@ -561,6 +561,42 @@ TEST_F(StoreTest, ConcurrentIndexStressFixedSeeds) {
 
 // The manager dies in the middle of recovering a client: the next manager
 // undoes its own interrupted transaction, then runs the recovery again.
+// A held entry of the dead client that names another client's unsealed
+// object as its own (corrupt, or forged by a writer of the region) is only
+// cleared: recovery aborts the unsealed objects the dead slot created, not
+// a live writer's, whose seal then succeeds.
+TEST_F(StoreTest, RecoveryAbortsOnlyUnsealedObjectsTheDeadClientCreated) {
+  auto live = Activate(1);
+  auto dead = Activate(2);
+  void* d;
+  ASSERT_TRUE(live->Create(IdFrom(300), 4000, nullptr, 0, &d).ok());
+  ASSERT_TRUE(dead->Create(IdFrom(301), 4000, nullptr, 0, &d).ok());
+  // The live writer's entry, copied into the dead client's table.
+  const region::HeldEntry* from = region_->held(1);
+  region::HeldEntry* to = region_->held(2);
+  bool copied = false;
+  for (uint32_t i = 0; i < region_->fixed().held_capacity && !copied; ++i) {
+    const uint64_t key = from[i].key.load();
+    if ((key & region::kHeldUnsealedCreator) == 0 || to[i].key.load() != 0) continue;
+    to[i].key.store(key);
+    to[i].count.store(from[i].count.load());
+    copied = true;
+  }
+  ASSERT_TRUE(copied);
+  region_->slot(0).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
+  const manager::RecoveryReport rep = manager::RecoverSlot(*region_, 2, 0, 1);
+  ASSERT_TRUE(rep.complete);
+  EXPECT_EQ(rep.aborted, 1u);  // its own
+  EXPECT_EQ(rep.held_entries_forgotten, 1u);
+  region_->slot(2).state.store(0);
+  gismo_object_info_t info;
+  EXPECT_EQ(live->Stat(IdFrom(301), &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  ASSERT_TRUE(live->Seal(IdFrom(300)).ok());
+  ASSERT_TRUE(live->Release(IdFrom(300)).ok());
+  ASSERT_TRUE(live->Delete(IdFrom(300)).ok());
+  ExpectEmpty();
+}
+
 TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
   for (const char* point : {"recovery.before_commit", "recovery.after_entry"}) {
     for (long skip : {0L, 2L}) {

@@ -13,13 +13,23 @@
 namespace gismo::manager {
 
 namespace {
+// The command runs in a process group of its own, with nothing open but
+// stdin, stdout and stderr: a fence action that hangs (or leaves a child
+// behind) must not keep the manager's listening sockets and client
+// connections open (a restarted manager could not bind them, and clients
+// it closed would see no end), and its whole group is killed at the
+// deadline, not only the shell.
 pid_t Spawn(const std::string& command, uint32_t node) {
   const std::string line = command + " " + std::to_string(node);
   pid_t pid = fork();
   if (pid == 0) {
+    setpgid(0, 0);
+    close_range(3, ~0u, 0);
+    signal(SIGCHLD, SIG_DFL);
     execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
+  if (pid > 0) setpgid(pid, pid);  // also here: the deadline may come first
   return pid;
 }
 
@@ -46,7 +56,13 @@ FenceCommand::State FenceCommand::Poll() {
   if (state_ != State::kRunning) return state_;
   int status = 0;
   const pid_t r = waitpid(child_, &status, WNOHANG);
-  if (r == child_) {
+  if (r < 0 && errno != EINTR) {
+    // ECHILD: reaped by no one we know (SIGCHLD ignored); its pid may name
+    // another process by now, so it is not killed.
+    child_ = -1;
+    state_ = State::kFailed;
+    failure_ = std::string("cannot wait for the fence command: ") + std::strerror(errno);
+  } else if (r == child_) {
     child_ = -1;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       state_ = State::kSucceeded;
@@ -55,7 +71,7 @@ FenceCommand::State FenceCommand::Poll() {
       failure_ = "the fence command " + Describe(status);
     }
   } else if (MonotonicNs() >= deadline_ns_) {
-    kill(child_, SIGKILL);
+    kill(-child_, SIGKILL);  // its group: the shell and what it started
     waitpid(child_, &status, 0);
     child_ = -1;
     state_ = State::kFailed;
@@ -66,7 +82,7 @@ FenceCommand::State FenceCommand::Poll() {
 
 FenceCommand::~FenceCommand() {
   if (child_ > 0) {
-    kill(child_, SIGKILL);
+    kill(-child_, SIGKILL);
     waitpid(child_, nullptr, 0);
   }
 }

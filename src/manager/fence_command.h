@@ -20,6 +20,8 @@ class FenceCommand {
   void Start(const std::string& command, uint32_t node, uint64_t timeout_ns);
   // Reaps the child if it ended (or kills it past its deadline). Never blocks.
   State Poll();
+  // The state the last Poll (or Start) left, without reaping.
+  State state() const { return state_; }
   // The last failure, for the log.
   const std::string& failure() const { return failure_; }
   ~FenceCommand();

@@ -1125,6 +1125,9 @@ void Manager::Impl::AdvanceFencing(Member& m) {
             "{}: killed it (it runs on the manager's own kernel); recovery follows "
             "its exit",
             m.describe);
+      } else {
+        m.local_kill_refused = true;
+        spdlog::warn("{}: not killed: SIGKILL was refused ({})", m.describe, std::strerror(errno));
       }
     }
     if (!m.local_kill_refused) return;  // WatchProcess fences it when it has exited
@@ -1142,9 +1145,14 @@ void Manager::Impl::AdvanceFencing(Member& m) {
     m.agent_request = 0;
     m.agent_failed = true;
   }
-  if (!opt_.fence_command.empty() && m.node != opt_.node_id) {
+  // A process pinned on this kernel is not on the node it claims, if that
+  // is another: fencing that node would not stop it (and would fence an
+  // innocent one). Its exit, or the operator's word, fences it.
+  if (!opt_.fence_command.empty() && m.node != opt_.node_id && !m.pidfd) {
     FenceCommand& fc = node_fences_[m.node];
-    if (fc.Poll() != FenceCommand::State::kRunning && now >= node_fence_retry_ns_[m.node]) {
+    // Not polled here: a result is Tick's to act on (FenceNode, or the
+    // retry after a failure), or it would be lost to a new start.
+    if (fc.state() == FenceCommand::State::kIdle && now >= node_fence_retry_ns_[m.node]) {
       spdlog::warn("fencing node {} for {}: {} {}", m.node, m.describe, opt_.fence_command, m.node);
       fc.Start(opt_.fence_command, m.node, uint64_t{opt_.fence_timeout_ms} * kMs);
     }
@@ -1156,8 +1164,10 @@ void Manager::Impl::AdvanceFencing(Member& m) {
         "{} cannot be fenced from here ({}); its objects stay untouched. Once it certainly "
         "cannot run again, run: gismo fence --client {} (or --node {})",
         m.describe,
-        opt_.fence_command.empty() ? "no node agent, no --fence-command"
-                                   : "its node is the manager's own",
+        m.pidfd && m.node != opt_.node_id
+            ? "it runs on the manager's own kernel, not on the node it claims"
+        : opt_.fence_command.empty() ? "no node agent, no --fence-command"
+                                     : "its node is the manager's own",
         m.client_id, m.node);
   }
 }
@@ -1184,7 +1194,19 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
   IncrementRelaxed(stats_.nodes_fenced);
   std::vector<uint32_t> slots;
   for (auto& [slot, m] : members_) {
-    if (m.node == node && m.phase != Member::Phase::kRecovering) slots.push_back(slot);
+    if (m.node != node || m.phase == Member::Phase::kRecovering) continue;
+    // Pinned on this kernel and running: not on the node that was fenced,
+    // whatever it claims (it is fenced when it exits, or on the operator's
+    // word for it).
+    if (reason == FenceReason::kNodeFenced && m.pidfd &&
+        !fence::PidfdExited(m.pidfd->native_handle())) {
+      spdlog::warn(
+          "{} claims node {} but runs on the manager's own kernel: fencing node {} does "
+          "not stop it; it is not recovered",
+          m.describe, node, node);
+      continue;
+    }
+    slots.push_back(slot);
   }
   spdlog::warn("node {} is fenced ({}): recovering its {} client(s)", node,
                reason == FenceReason::kOperator ? "an operator said so" : "fence command",
@@ -1244,6 +1266,13 @@ bool Manager::Impl::Recover(Member& m) {
         "written by another client); cleared, their pages left as they are: run gismo-fsck",
         m.describe, rep.slab_words_forgotten);
   }
+  if (rep.held_entries_forgotten != 0) {
+    spdlog::warn(
+        "recovery of {}: {} entr(y/ies) of its held table named another client's unsealed "
+        "object as its own (corrupt, or written by another client); cleared, the objects left to "
+        "their creators: run gismo-fsck",
+        m.describe, rep.held_entries_forgotten);
+  }
   // Events it committed but never published are published now; a getter
   // waiting for an object it sealed (or aborted) re-checks.
   NotifySubscribers();
@@ -1275,6 +1304,11 @@ void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t
                             (s->agent_node >= 0 ? "a node agent's" : "no client's")));
   }
   if (order.target == protocol::FenceOrder::Target::kNode) {
+    if (order.value > UINT32_MAX) {
+      return reply(Status(GISMO_ERR_INVALID_ARGUMENT, "node " + std::to_string(order.value) +
+                                                          " is out of range (0.." +
+                                                          std::to_string(UINT32_MAX) + ")"));
+    }
     const uint32_t node = static_cast<uint32_t>(order.value);
     spdlog::warn("{} declares node {} fenced", s->Describe(), node);
     // The operator's own client is not on a node it fences (it would be dead).

@@ -96,6 +96,24 @@ std::string OwnerText(const Superblock& sb) {
   return OwnerText(v);
 }
 
+// Refuses a live manager (its beat moved) on this manager's own node id
+// but another kernel: two hosts given one --node (the default 0 on both,
+// say). A node id names one host: FenceSilent takes a silent manager of
+// this node on another kernel for one that ran here before a reboot, which
+// ended it, so with the id shared this manager would succeed the other
+// host's merely frozen manager without fencing it. Seen live, the mix-up is
+// told here, before it can matter.
+Status CheckNodeIsOurs(const LeaseOptions& o, const fence::ProcessIdentity& self,
+                       const fence::ProcessIdentity& live, uint64_t node, const std::string& who) {
+  if (node != o.node_id || live.boot_id == 0 || live.boot_id == self.boot_id) return Status();
+  return Status(GISMO_ERR_INVALID_ARGUMENT,
+                "the region's " + who + " runs on another kernel (boot id " +
+                    std::to_string(live.boot_id) + ") with this manager's node id " +
+                    std::to_string(node) +
+                    ": give each host its own --node (a node id names one host; two hosts "
+                    "sharing one could not be told from one host that rebooted)");
+}
+
 // Proves the silent manager `prev` on node `node` (described by `who`) can
 // never serve again. *how says how.
 Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, uint64_t node,
@@ -234,12 +252,14 @@ class BlockerWatch {
     const uint64_t now = MonotonicNs();
     if (j != who_) {
       who_ = j;
+      moved_ = false;
       seen_ = c.heartbeat;
       until_ = now + lease_ns_;
       // A process of this kernel that is gone needs no lease.
       return c.process[2] != 0 && fence::ProvenGone(ProcessOf(c)) ? kGone : kWait;
     }
     if (c.heartbeat != seen_) {
+      moved_ = true;
       seen_ = c.heartbeat;
       until_ = now + lease_ns_;
       return c.heartbeat & kServing ? kServing : kWait;
@@ -247,12 +267,16 @@ class BlockerWatch {
     return now >= until_ ? kSilent : kWait;
   }
   void Forget() { who_ = kNobody; }
+  // Whether the candidate watched has beaten since it was first looked at
+  // (it runs).
+  bool moved() const { return moved_; }
 
  private:
   static constexpr uint32_t kNobody = ~0u;
   uint64_t lease_ns_;
   uint32_t who_ = kNobody;
   uint64_t seen_ = 0, until_ = 0;
+  bool moved_ = false;
 };
 }  // namespace
 
@@ -296,6 +320,10 @@ Result<std::string> ManagerLease::AcquireByCas() {
         if (now_owner == 0) break;  // it left
         const uint64_t now_beat = sb.manager_beat.load(std::memory_order_acquire);
         if (now_owner != owner || now_beat != beat) {
+          if (now_owner == owner && Known(v)) {
+            Status s = CheckNodeIsOurs(o_, self_, v.identity, v.node, OwnerText(v));
+            if (!s.ok()) return s;
+          }
           if (Status s = standby.Serving(OwnerText(sb)); !s.ok()) return s;
           if (now_owner != owner) break;
           beat = now_beat;
@@ -394,7 +422,12 @@ Result<std::string> ManagerLease::AcquireByElection() {
     if (standby.stopped()) return Standby::Stopped();
     const CandidateLine c = e.LineOf(j);
     if (c.choosing == 0 && c.ticket == 0) return true;  // it left meanwhile
-    switch (watch.Look(j, c)) {
+    const BlockerWatch::Verdict verdict = watch.Look(j, c);
+    if (watch.moved() && c.process[2] != 0) {
+      Status s = CheckNodeIsOurs(o_, self_, ProcessOf(c), j, CandidateText(j, c));
+      if (!s.ok()) return s;
+    }
+    switch (verdict) {
       case BlockerWatch::kWait:
         return false;
       case BlockerWatch::kServing:

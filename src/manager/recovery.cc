@@ -38,9 +38,17 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
     const uint64_t info = rec.info.load(std::memory_order_relaxed);
     ObjectState st = InfoState(info);
     if ((key & kHeldUnsealedCreator) && st == ObjectState::kCreated) {
-      store::Store::FreeObjectData(txn, rec);
-      store::RemoveObject(txn, loc);
-      ++rep->aborted;
+      // Aborted only if the record names the dead slot as its creator: an
+      // entry naming another's unsealed object (corrupt, or forged by a
+      // writer of the region) would free a live writer's block. Such an
+      // entry is only cleared.
+      if (InfoSlot(info) == dead) {
+        store::Store::FreeObjectData(txn, rec);
+        store::RemoveObject(txn, loc);
+        ++rep->aborted;
+      } else {
+        ++rep->held_entries_forgotten;
+      }
     } else {
       // An owned object of the slot is deleted like gismo_delete: freed now
       // if nobody else holds it, else at its last release. Its delete event
@@ -85,7 +93,6 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
   }
   if (*event != nullptr) store::PublishEvent(*event, *event_seq);
   GISMO_CRASH_POINT("recovery.after_entry");
-  (void)dead;
   return true;
 }
 }  // namespace

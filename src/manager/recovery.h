@@ -23,6 +23,9 @@ struct RecoveryReport {
   // Slab words of its stripe that named no slab of its own (a corrupt or
   // forged word): cleared, their pages left as they are for gismo-fsck.
   uint64_t slab_words_forgotten = 0;
+  // Entries of its held table that named another client's unsealed object
+  // as its own (corrupt or forged): cleared, the object left to its creator.
+  uint64_t held_entries_forgotten = 0;
 };
 
 // Undoes the fenced client's interrupted operation, aborts its unsealed

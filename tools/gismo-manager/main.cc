@@ -1,4 +1,5 @@
 // gismo-manager: the daemon that owns a gismo region and serves its clients.
+#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
@@ -17,6 +18,10 @@
 #include "region/region.h"
 
 int main(int argc, char** argv) {
+  // A SIGCHLD ignored by whoever started us would have the kernel reap the
+  // fence command's shell: its exit status, which proves a node fenced,
+  // would be lost (waitpid fails).
+  signal(SIGCHLD, SIG_DFL);
   gismo::manager::ManagerOptions opt;
   std::string size_text = "1GiB";
   std::string log_level = "info";
