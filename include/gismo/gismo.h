@@ -20,6 +20,11 @@
  * and using them would corrupt the parent's session. The child connects a
  * client of its own; the parent's keeps working. (Detected by a
  * pthread_atfork handler: a child made by a raw clone() is not detected.)
+ * The child also inherits the parent's mappings of the region, and with them
+ * the buffers the parent got or created: they stay valid only while the
+ * parent holds them. Once the parent releases them, or dies (its references
+ * and unsealed objects go with it), their memory may be reused by other
+ * objects. A child that keeps using an object gets it with its own client.
  *
  * Timeouts: timeout_ms is -1 (forever), 0 (no wait) or a number of
  * milliseconds; any value too large to reach (INT64_MAX, 10^13) waits as
