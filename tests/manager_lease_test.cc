@@ -674,6 +674,61 @@ TEST(FenceCommandTest, ItInheritsNoDescriptorAndItsGroupIsKilledAtTheDeadline) {
   unlink(out.c_str());
 }
 
+// /proc/PID/stat shows a start time shifted by the reader's time namespace,
+// and a process records its own: a live client in another time namespace
+// (unshare -T, a CRIU restore) records another start time than the fencer
+// reads, and must not be taken for a reuse of its pid (proven gone), nor
+// killed on that word.
+TEST(ProcessIdentityTest, AProcessInAnotherTimeNamespaceIsNotProvenGone) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (a time namespace)";
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t outer = fork();
+  ASSERT_GE(outer, 0);
+  if (outer == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(fds[0]);
+    // Its children start in a time namespace whose boot time is 1000 s on.
+    if (unshare(CLONE_NEWTIME) != 0) _exit(10);
+    const int offsets = open("/proc/self/timens_offsets", O_WRONLY);
+    if (offsets < 0 || write(offsets, "boottime 1000 0", 15) != 15) _exit(10);
+    close(offsets);
+    const pid_t inner = fork();
+    if (inner == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const fence::ProcessIdentity::Words w = fence::Self().ToWords();
+      if (write(fds[1], w.data(), sizeof w) != sizeof w) _exit(11);
+      pause();
+      _exit(0);
+    }
+    int st = 0;
+    waitpid(inner, &st, 0);
+    _exit(0);
+  }
+  close(fds[1]);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{outer};
+  fence::ProcessIdentity::Words w{};
+  if (read(fds[0], w.data(), sizeof w) != sizeof w) {
+    close(fds[0]);
+    GTEST_SKIP() << "no time namespace here";
+  }
+  close(fds[0]);
+  const fence::ProcessIdentity who = fence::ProcessIdentity::FromWords(w.data());
+  ASSERT_NE(fence::Lookup(static_cast<pid_t>(who.pid)).start_time, who.start_time)
+      << "the offset did not shift its start time";
+  EXPECT_FALSE(fence::InThisTimeNamespace(static_cast<pid_t>(who.pid)));
+  EXPECT_FALSE(fence::ProvenGone(who, 0)) << "a live process was proven gone";
+  const Result<fence::FenceOutcome> f = fence::FenceProcess(who, "/proc/self/exe", 1000);
+  EXPECT_FALSE(f.ok() && *f == fence::FenceOutcome::kWasGone) << "a live process was said gone";
+  EXPECT_EQ(kill(static_cast<pid_t>(who.pid), 0), 0) << "it was killed";
+}
+
 TEST(ProcessIdentityTest, AProcessReapedWhileItsProcFilesAreReadIsReportedGone) {
   // Children are reaped by the kernel as they exit, not by a waitpid here,
   // so they vanish at any point of a lookup.

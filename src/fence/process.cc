@@ -24,6 +24,14 @@
 
 namespace gismo::fence {
 
+bool InThisTimeNamespace(pid_t pid) {
+  struct stat mine {
+  }, its{};
+  if (stat("/proc/self/ns/time", &mine) != 0) return true;  // a kernel without them
+  if (stat(("/proc/" + std::to_string(pid) + "/ns/time").c_str(), &its) != 0) return true;
+  return mine.st_dev == its.st_dev && mine.st_ino == its.st_ino;
+}
+
 namespace {
 
 // The whole of a /proc file, or false. /proc/PID files of a process that
@@ -85,9 +93,12 @@ uint64_t StartTime(pid_t pid) {
 // not read (mounted hidepid=, or a PID the fencer's user cannot see) proves
 // nothing, so an unreadable start time is not a difference: the pidfd, which
 // needs no /proc, is what then tells an exit.
+// Nor does a start time of a process in another time namespace
+// (CLONE_NEWTIME): /proc/PID/stat shifts it by the reader's boot-time
+// offset, and a process records its own.
 bool StartTimeDiffers(pid_t pid, uint64_t start_time) {
   const uint64_t now = StartTime(pid);
-  return now != 0 && now != start_time;
+  return now != 0 && now != start_time && InThisTimeNamespace(pid);
 }
 
 // Whether process `pid` maps the file with this device and inode.
@@ -209,7 +220,14 @@ Result<FenceOutcome> FenceProcess(const ProcessIdentity& who, const std::string&
   } closer{pidfd};
   if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;
   const uint64_t start_time = StartTime(pid);
-  if (start_time != 0 && start_time != who.start_time) return FenceOutcome::kWasGone;
+  if (start_time != 0 && start_time != who.start_time) {
+    if (InThisTimeNamespace(pid)) return FenceOutcome::kWasGone;
+    return Status(GISMO_ERR_UNSUPPORTED,
+                  "pid " + std::to_string(pid) +
+                      " runs in another time namespace, whose start times cannot be compared "
+                      "with the one recorded for " +
+                      who.ToString() + "; not killed");
+  }
   if (start_time == 0) {
     // Exited since (its /proc entry went with it), or hidden from us.
     if (PidfdExited(pidfd, 0)) return FenceOutcome::kWasGone;

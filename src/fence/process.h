@@ -58,6 +58,12 @@ bool SignalPidfd(int pidfd, int sig);
 // waiting up to `timeout_ms` for it.
 bool PidfdExited(int pidfd, int timeout_ms = 0);
 
+// Whether process `pid` is in this process's time namespace, so that the
+// start times both read from /proc compare (each reader sees them shifted by
+// its own namespace's boot-time offset). True where it cannot be told (no
+// time namespaces, or another user's process).
+bool InThisTimeNamespace(pid_t pid);
+
 // Whether the process `who` (of this kernel and PID namespace) has exited,
 // or its pid now names another process. False if it runs, or if it is not
 // of this namespace (nothing can be told from here). Waits up to `wait_ms`

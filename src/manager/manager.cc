@@ -1027,7 +1027,8 @@ void Manager::Impl::TryWatchLocal(Member& m, const std::shared_ptr<Session>& s) 
       // hidepid=), or none claimed: nothing shows that the pidfd pins the
       // member's process, so it is not pinned (a SIGKILL through it could
       // hit a stranger) and the member is fenced as a remote one is.
-      if (start_time != 0 && m.identity.start_time != 0 && m.phase != Member::Phase::kConnected) {
+      if (start_time != 0 && m.identity.start_time != 0 && m.phase != Member::Phase::kConnected &&
+          fence::InThisTimeNamespace(pid)) {
         PostProcessGone(m);
       }
       return;
