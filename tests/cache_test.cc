@@ -8,6 +8,7 @@
 #include <cstring>
 #include <gismo/cache.hpp>
 #include <gismo/gismo.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,6 +212,68 @@ TEST_F(CacheTest, AGetAfterInvalidateLoadsOnceAndWaitsForTheHeldCopy) {
   ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
   EXPECT_EQ(loads, 1);
   EXPECT_EQ(fresh->data()[4095], 'v');
+}
+
+// A claim is never sealed by a cache client: a sealed object at a claim's
+// id was put by something else, and a Get without a timeout says so
+// instead of waiting for ever.
+TEST_F(CacheTest, ASealedObjectAtAClaimIdIsAnErrorNotAWait) {
+  Cache cache(client_, "foreign/");
+  gismo_id_t c = cache.IdOf("blk").c_id();
+  c.bytes[GISMO_ID_SIZE - 1] ^= 0xff;
+  const ObjectId claim(c);
+  ASSERT_TRUE(client_.Put(claim, "not a claim").ok());
+  int loads = 0;
+  auto loader = [&](std::string_view) -> Result<std::vector<uint8_t>> {
+    ++loads;
+    return std::vector<uint8_t>(8, 'x');
+  };
+  auto refused = cache.Get("blk", loader);
+  EXPECT_EQ(refused.status().code(), GISMO_ERR_OBJECT_EXISTS) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find(claim.Hex()), std::string::npos);
+  EXPECT_EQ(loads, 0);
+  ASSERT_TRUE(client_.Delete(claim).ok());
+  EXPECT_TRUE(cache.Get("blk", loader).ok());
+  EXPECT_EQ(loads, 1);
+}
+
+// A block invalidated between its loader's seal and the get that follows
+// is put again from the loaded bytes: the Get gives it, never a timeout.
+// Another client invalidates each block once, as soon as it sees it sealed;
+// how many of those land in that window varies from run to run.
+TEST_F(CacheTest, ABlockInvalidatedAsItIsLoadedIsPutAgain) {
+  Client other = Connect();
+  auto sub = other.Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  std::atomic<bool> done{false};
+  std::thread invalidator([&] {
+    std::set<ObjectId> once;
+    while (!done.load()) {
+      auto n = sub->Next(10);
+      if (n.ok() && n->event == GISMO_EVENT_SEALED && once.insert(n->id).second) {
+        (void)other.Delete(n->id);
+      }
+    }
+  });
+  Cache cache(client_, "invalidated/");
+  int loads = 0;
+  auto loader = [&](std::string_view key) -> Result<std::vector<uint8_t>> {
+    ++loads;
+    return std::vector<uint8_t>(64, static_cast<uint8_t>(key.back()));
+  };
+  constexpr int kBlocks = 2000;
+  int failed = 0;
+  for (int i = 0; i < kBlocks; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    auto b = cache.Get(key, loader);
+    if (!b.ok() || b->size() != 64 || b->data()[63] != static_cast<uint8_t>(key.back())) {
+      ++failed;
+    }
+  }
+  done.store(true);
+  invalidator.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(loads, kBlocks);
 }
 
 TEST_F(CacheTest, TimeoutsBelowMinusOneAreRefused) {

@@ -2,8 +2,10 @@
 // process: write and restore by pointer, publish replaces and deletes the
 // older generation, a checkpoint cut short leaves nothing visible and
 // nothing leaked once the next one is written, a stale writer loses, a
-// frozen writer that wins publishes whole, Drop removes a set, and a
-// corrupt chunk is caught.
+// frozen writer that wins publishes whole, a publish whose outcome is
+// unknown deletes nothing, a cleanup cut short is finished by the next one,
+// Drop removes a set (one whose manifest is corrupt too), and a corrupt
+// chunk is caught.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,6 +20,16 @@
 #include "testing/in_process_manager.h"
 
 namespace gismo {
+namespace checkpoint {
+class WriterTestPeer {
+ public:
+  template <typename Swap>
+  static Status CommitWith(Writer& w, std::string_view metadata, Swap swap) {
+    return w.CommitWith(metadata, swap);
+  }
+};
+}  // namespace checkpoint
+
 namespace {
 
 using testing::InProcessManager;
@@ -202,6 +214,121 @@ TEST_F(CheckpointTest, DropRemovesEverythingAndFullClaimsAreRefused) {
   }  // the abandoned writer's abort finds nothing left to delete
   EXPECT_EQ(Objects(), 0u);
   EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));  // no such set: nothing to do
+  EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
+}
+
+// A swap that timed out may have been applied (in a non-coherent region
+// the owner may answer too late): once the name is seen naming this
+// writer's manifest, it is published, and the cleanup is done.
+TEST_F(CheckpointTest, ASwapThatFailedButWasAppliedIsPublished) {
+  Write(client_, {"one"}, "one");
+  {
+    auto w = checkpoint::Writer::Begin(client_, "job/state");
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE(IsOk(w->AddChunk(Bytes("two"))));
+    int calls = 0;
+    Status s = checkpoint::WriterTestPeer::CommitWith(*w, "two", [&](const ObjectId& mid) {
+      if (++calls > 1) return Status(GISMO_ERR_CONFLICT, "a new request meets its own binding");
+      EXPECT_TRUE(IsOk(client_.BindName("job/state", mid)));
+      return Status(GISMO_ERR_TIMEOUT, "no answer in time");
+    });
+    EXPECT_TRUE(IsOk(s));
+  }
+  auto r = checkpoint::Restore(client_, "job/state");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generation, 2u);
+  EXPECT_EQ(Text(r->chunks[0]), "two");
+  r = Status();
+  EXPECT_EQ(Objects(), 3u) << "generation 1 was not deleted, or generation 2 was";
+}
+
+// A swap whose outcome stays unknown: the writer deletes nothing (it may
+// be published yet); if it was not, the cleanup after the next publish
+// deletes its objects as a loser's.
+TEST_F(CheckpointTest, ASwapWhoseOutcomeStaysUnknownKeepsTheWritersObjects) {
+  Write(client_, {"one"}, "one");
+  const uint64_t one = Objects();
+  {
+    auto w = checkpoint::Writer::Begin(client_, "job/state");
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE(IsOk(w->AddChunk(Bytes("a"))));
+    ASSERT_TRUE(IsOk(w->AddChunk(Bytes("b"))));
+    int calls = 0;
+    Status s = checkpoint::WriterTestPeer::CommitWith(*w, "x", [&](const ObjectId&) {
+      ++calls;
+      return Status(GISMO_ERR_TIMEOUT, "no answer in time");
+    });
+    EXPECT_EQ(s.code(), GISMO_ERR_TIMEOUT);
+    EXPECT_NE(s.message().find("unknown"), std::string::npos) << s.ToString();
+    EXPECT_GT(calls, 1) << "not asked again";
+  }
+  EXPECT_EQ(Objects(), one + 4) << "its claim, two chunks and manifest must stay";
+  EXPECT_EQ(checkpoint::Restore(client_, "job/state")->generation, 1u);
+  EXPECT_EQ(Write(client_, {"two"}, "two"), 2u);
+  EXPECT_EQ(Objects(), 3u);
+}
+
+// A cleanup cut short after it deleted chunk 0 (a forward delete stopped by
+// a BUSY, or killed) leaves the other chunks: the next cleanup finds them
+// through the manifest, and deletes from the highest down.
+TEST_F(CheckpointTest, ACleanupCutShortLeavesNothingBehind) {
+  Write(client_, {"1a", "1b", "1c"}, "one");
+  EXPECT_EQ(Objects(), 5u);
+  uint64_t nonce = 0;
+  {
+    auto bound = client_.LookupName("job/state");
+    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+    auto m = client_.Get(ObjectId(bound->id), 0);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    auto decoded = checkpoint::Manifest::Decode(m->bytes());
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    nonce = decoded->nonce;
+  }
+  ASSERT_TRUE(IsOk(client_.Delete(checkpoint::ChunkId("job/state", 1, nonce, 0))));
+  EXPECT_EQ(Write(client_, {"2a"}, "two"), 2u);
+  for (uint64_t i = 1; i < 3; ++i) {
+    EXPECT_FALSE(*client_.Contains(checkpoint::ChunkId("job/state", 1, nonce, i))) << i;
+  }
+  EXPECT_EQ(Objects(), 3u);
+}
+
+// Drop is the way out of a set whose manifest is corrupt or gone: it
+// unbinds the name all the same, and deletes what it can find.
+TEST_F(CheckpointTest, DropRemovesASetWhoseManifestIsCorruptOrGone) {
+  Write(client_, {"1a", "1b"}, "one");
+  const ObjectId one(client_.LookupName("job/state")->id);
+  // Generation 2, whose manifest is corrupt (its metadata changed after its
+  // checksum was computed), published.
+  const uint64_t nonce = 77;
+  std::vector<uint8_t> bytes =
+      checkpoint::Manifest{
+          2, nonce, {{checkpoint::ChunkId("job/state", 2, nonce, 0), 2, 0}}, "meta"}
+          .Encode();
+  bytes[bytes.size() - 16] ^= 1;
+  std::vector<uint8_t> claim(8);
+  std::memcpy(claim.data(), &nonce, 8);
+  ASSERT_TRUE(IsOk(client_.Put(checkpoint::ClaimId("job/state", 2, 0), claim)));
+  ASSERT_TRUE(IsOk(client_.Put(checkpoint::ChunkId("job/state", 2, nonce, 0), "2a")));
+  const ObjectId two = checkpoint::ManifestId("job/state", 2, nonce);
+  ASSERT_TRUE(IsOk(client_.Put(two, bytes)));
+  ASSERT_TRUE(IsOk(client_.SwapName("job/state", one, two)));
+  EXPECT_EQ(checkpoint::Restore(client_, "job/state").status().code(), GISMO_ERR_BAD_REGION);
+  EXPECT_EQ(checkpoint::Writer::Begin(client_, "job/state").status().code(), GISMO_ERR_BAD_REGION);
+  EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));
+  EXPECT_EQ(client_.LookupName("job/state").status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(Objects(), 0u) << "its header names generation 2 and gives its id: all can go";
+  // Bound to an object that is no manifest of the set, or to one deleted:
+  // unbound, and nothing else is found (that object stays).
+  const ObjectId junk = ObjectId::FromName("junk");
+  ASSERT_TRUE(IsOk(client_.Put(junk, "not a manifest")));
+  ASSERT_TRUE(IsOk(client_.BindName("job/state", junk)));
+  EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));
+  EXPECT_EQ(client_.LookupName("job/state").status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  EXPECT_EQ(Objects(), 1u);
+  ASSERT_TRUE(IsOk(client_.BindName("job/state", junk)));
+  ASSERT_TRUE(IsOk(client_.Delete(junk)));
+  EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));
+  EXPECT_EQ(client_.LookupName("job/state").status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
   EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
 }
 

@@ -68,7 +68,8 @@ class Cache {
   // waiter loads instead. `load` runs at most once per Get: an invalidated
   // block that a reader still holds keeps its id until it is released, and
   // the loaded bytes wait for it (with backoff, holding the claim).
-  // GISMO_ERR_TIMEOUT once timeout_ms has passed.
+  // GISMO_ERR_TIMEOUT once timeout_ms has passed; GISMO_ERR_OBJECT_EXISTS if
+  // a sealed object, which no cache client makes, has the claim's id.
   Result<Buffer> Get(std::string_view key, const Loader& load) {
     const ObjectId id = IdOf(key);
     ObjectId claim_id = id;
@@ -91,9 +92,15 @@ class Cache {
       // abort, or its recovery, wakes us and our next attempt takes it).
       auto claim = client_.GetOrCreate(claim_id, 0, {}, 0, wait.LeftMs());
       if (!claim.ok()) return claim.status();
-      if (!claim->load.valid()) {  // someone sealed a claim: not ours to use
-        if (Status s = wait.Pause("its load claim is sealed"); !s.ok()) return s;
-        continue;
+      if (!claim->load.valid()) {
+        // A claim is an empty object that its client aborts, never seals:
+        // this one was put by something outside the cache, and waiting for
+        // it to go would wait for ever.
+        return Status(GISMO_ERR_OBJECT_EXISTS,
+                      "cache block '" + std::string(key) + "': the id of its load claim, " +
+                          claim_id.Hex() +
+                          ", holds a sealed object, which no cache client makes: something "
+                          "outside the cache put it there (delete it)");
       }
       // Ours. The block may have been loaded while we waited.
       got = client_.Get(id, 0);
@@ -140,6 +147,9 @@ class Cache {
       (void)created->Detach();
       auto held = client_.Get(id, 0);
       (void)client_.Release(id);
+      // Invalidated between the seal and the get: the loaded bytes are put
+      // again.
+      if (!held.ok() && held.status().code() == GISMO_ERR_TIMEOUT) continue;
       return held;
     }
   }

@@ -32,7 +32,11 @@
 //    is aborted by the manager's recovery (once it is fenced); its sealed
 //    chunks and manifest are found through its claim's nonce and deleted in
 //    step 4 of g, or by the next Begin once g is published;
-//  - a winner that died between 3 and 4: the next Begin does step 4.
+//  - a winner that died between 3 and 4: the next Begin does step 4;
+//  - a writer whose swap's outcome stays unknown (in a non-coherent region
+//    a swap is a request to the owner, which may answer too late): it
+//    deletes nothing; published or not, its objects are then a winner's
+//    or a loser's of g.
 // A scan for the claims of a generation looks at every k below kMaxClaims
 // (a contains each, no reference taken), so claims may be deleted in any
 // order: each with its writer's objects, or by its writer when it aborts.
@@ -53,6 +57,7 @@
 #endif
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <gismo/gismo.hpp>
@@ -196,18 +201,47 @@ inline Result<std::vector<Claim>> Claims(Client& c, std::string_view set, uint64
   return claims;
 }
 
-// Deletes the chunks 0, 1, ... (up to the first that does not exist: a
-// writer makes them in order, and a dead writer's unsealed chunk is aborted
-// by recovery) and the manifest of the writer of `generation` with `nonce`.
-// OBJECT_NOT_SEALED if a chunk is still being written (its writer is alive,
-// or suspected and not yet fenced: a later cleanup tries again).
+// Deletes what the writer of `generation` with `nonce` wrote: its chunks,
+// the highest first, then its manifest. Invariant: the chunks of a writer
+// that exist are a prefix 0..j, for a writer makes them in order, every
+// delete of them goes from the highest down (so one cut short leaves a
+// prefix), and recovery aborts a dead writer's unsealed chunk. The count
+// deleted is the larger of that prefix's and the chunk count of the
+// writer's manifest, if it decodes (which also finds the chunks after a gap
+// that a forward delete of an older version left). Only the ids of (set,
+// generation, nonce, i) are deleted, never ids a manifest lists.
+// OBJECT_NOT_SEALED, and nothing deleted, if a chunk is still being written
+// (its writer is alive, or suspected and not yet fenced: a later cleanup
+// tries again).
 inline Status DeleteWritten(Client& c, std::string_view set, uint64_t generation, uint64_t nonce) {
-  for (uint64_t i = 0; i < kMaxChunks; ++i) {
-    Status s = c.Delete(ChunkId(set, generation, nonce, i));
-    if (s.code() == GISMO_ERR_OBJECT_NOT_FOUND) break;
-    if (!s.ok()) return s;
+  uint64_t n = 0;
+  for (; n < kMaxChunks; ++n) {
+    const ObjectId id = ChunkId(set, generation, nonce, n);
+    auto info = c.Stat(id);
+    if (!info.ok()) {
+      if (info.status().code() == GISMO_ERR_OBJECT_NOT_FOUND) break;
+      return info.status();
+    }
+    if (info->state == GISMO_STATE_UNSEALED) {
+      return Status(GISMO_ERR_OBJECT_NOT_SEALED,
+                    "checkpoint chunk " + id.Hex() + " is still being written");
+    }
+    if (info->state != GISMO_STATE_SEALED) break;  // deleted, still held
   }
-  Status s = c.Delete(ManifestId(set, generation, nonce));
+  const ObjectId mid = ManifestId(set, generation, nonce);
+  if (auto m = c.Get(mid, 0); m.ok()) {
+    auto decoded = Manifest::Decode(m->bytes());
+    if (decoded.ok() && decoded->generation == generation && decoded->nonce == nonce) {
+      n = std::max<uint64_t>(n, decoded->chunks.size());
+    }
+  } else if (!Absent(m.status())) {
+    return m.status();
+  }
+  for (uint64_t i = n; i > 0; --i) {
+    Status s = c.Delete(ChunkId(set, generation, nonce, i - 1));
+    if (!s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) return s;
+  }
+  Status s = c.Delete(mid);
   return s.ok() || s.code() == GISMO_ERR_OBJECT_NOT_FOUND ? Status() : s;
 }
 
@@ -261,6 +295,76 @@ inline Result<PublishedManifest> Published(Client& c, std::string_view set) {
   p.generation = decoded->generation;
   p.nonce = decoded->nonce;
   return p;
+}
+
+// The generation of `mid`, the manifest `set` is bound to: decoded, or, if
+// it does not decode, the one in its header when that header's generation
+// and nonce give `mid` (they are then its writer's). known false if it is
+// gone or tells nothing; other errors are returned.
+struct BoundGeneration {
+  bool known = false;
+  uint64_t generation = 0;
+};
+inline Result<BoundGeneration> GenerationOf(Client& c, std::string_view set, const ObjectId& mid) {
+  auto m = c.Get(mid, 0);
+  if (!m.ok()) {
+    if (Absent(m.status())) return BoundGeneration{};
+    return m.status();
+  }
+  if (auto decoded = Manifest::Decode(m->bytes()); decoded.ok()) {
+    return BoundGeneration{true, decoded->generation};
+  }
+  if (m->size() < 24) return BoundGeneration{};
+  uint64_t field[2] = {0, 0};  // generation, nonce: u64 little-endian at 8 and 16
+  for (int f = 0; f < 2; ++f) {
+    for (int i = 0; i < 8; ++i) field[f] |= uint64_t{m->data()[8 + 8 * f + i]} << (8 * i);
+  }
+  if (ManifestId(set, field[0], field[1]) == mid) return BoundGeneration{true, field[0]};
+  return BoundGeneration{};
+}
+
+// Whether a failed compare-and-swap of a name may still be applied: in a
+// non-coherent region the owner did not answer in time (the same request
+// asked again as the client's next call waits for its outcome), or the
+// answer was lost.
+inline bool OutcomeUnknown(const Status& s) {
+  switch (s.code()) {
+    case GISMO_ERR_TIMEOUT:
+    case GISMO_ERR_CONNECTION:
+    case GISMO_ERR_IO:
+    case GISMO_ERR_PROTOCOL:
+    case GISMO_ERR_INTERNAL:
+      return true;
+    default:
+      return false;
+  }
+}
+// How many times a publish asks its swap while the outcome is unknown.
+inline constexpr int kSwapAttempts = 3;
+
+enum class Publish { kPublished, kNotPublished, kUnknown };
+// Publishes manifest `mid` as `set` by `swap` (the name's compare-and-swap,
+// returning its Status), asked again at once while its outcome is unknown.
+// kPublished if a swap succeeded or `set` names `mid` after the last one;
+// kNotPublished if the last swap was refused for sure (CONFLICT: another
+// writer published; or BUSY, LIMIT...: not applied); kUnknown otherwise.
+// *failed: the last swap's error.
+template <typename Swap>
+Publish PublishManifest(Client& c, std::string_view set, const ObjectId& mid, Swap&& swap,
+                        Status* failed) {
+  Status s = swap();
+  bool unknown = false;
+  for (int attempt = 1; attempt < kSwapAttempts && OutcomeUnknown(s); ++attempt) {
+    unknown = true;
+    s = swap();
+  }
+  if (s.ok()) return Publish::kPublished;
+  *failed = s;
+  unknown = unknown || OutcomeUnknown(s);
+  auto bound = c.LookupName(std::string(set));
+  if (bound.ok() && ObjectId(bound->id) == mid) return Publish::kPublished;
+  const bool looked = bound.ok() || bound.status().code() == GISMO_ERR_OBJECT_NOT_FOUND;
+  return OutcomeUnknown(s) || (unknown && !looked) ? Publish::kUnknown : Publish::kNotPublished;
 }
 
 inline uint64_t RandomNonce() {
@@ -319,14 +423,20 @@ class Writer {
         previous_generation_(o.previous_generation_),
         claim_(o.claim_),
         claimed_(o.claimed_),
-        committed_(o.committed_) {}
+        committed_(o.committed_),
+        kept_(o.kept_) {}
   Writer& operator=(Writer&&) = delete;
   ~Writer() {
-    if (client_ == nullptr || committed_ || !claimed_) return;
-    // Only what this writer made: its own ids, then its claim if it is still
-    // its (a winner may have deleted it, and a stale writer taken its k).
-    for (const ChunkRef& c : manifest_.chunks) (void)client_->Delete(c.id);
-    (void)client_->Delete(ManifestId(set_, generation(), manifest_.nonce));
+    if (client_ == nullptr || committed_ || !claimed_ || kept_) return;
+    // Only what this writer made: its own ids, the highest chunk first, then
+    // its claim if it is still its (a winner may have deleted it, and a
+    // stale writer taken its k). A delete that fails keeps the rest, and the
+    // claim: the cleanup after the next publish finds them through it.
+    auto gone = [](const Status& s) { return s.ok() || s.code() == GISMO_ERR_OBJECT_NOT_FOUND; };
+    for (auto c = manifest_.chunks.rbegin(); c != manifest_.chunks.rend(); ++c) {
+      if (!gone(client_->Delete(c->id))) return;
+    }
+    if (!gone(client_->Delete(ManifestId(set_, generation(), manifest_.nonce)))) return;
     const ObjectId claim = ClaimId(set_, generation(), claim_);
     auto held = client_->Get(claim, 0);
     if (held.ok() && held->size() == sizeof(uint64_t) &&
@@ -351,23 +461,48 @@ class Writer {
   // writers of this generation wrote and the previous generation. CONFLICT
   // (and nothing published) if another writer published meanwhile. Once
   // published it returns OK: a cleanup that cannot finish yet is finished
-  // by a later Begin or Commit.
+  // by a later Begin or Commit. If whether it was published stays unknown
+  // (a swap that timed out, asked again in vain), the error says so and the
+  // destructor deletes nothing: if it was not published, the cleanup after
+  // the next publish deletes its objects through its claim.
   Status Commit(std::string_view metadata = {}) {
+    return CommitWith(metadata, [this](const ObjectId& mid) {
+      return had_previous_ ? client_->SwapName(set_, previous_, mid)
+                           : client_->BindNameIfUnbound(set_, mid);
+    });
+  }
+
+ private:
+  friend class WriterTestPeer;  // tests: CommitWith a swap that fails
+  Writer(Client& c, std::string set) : client_(&c), set_(std::move(set)) {}
+
+  template <typename Swap>
+  Status CommitWith(std::string_view metadata, Swap&& swap) {
     manifest_.metadata = std::string(metadata);
     const std::vector<uint8_t> bytes = manifest_.Encode();
     const ObjectId mid = ManifestId(set_, generation(), manifest_.nonce);
     if (Status s = client_->Put(mid, bytes); !s.ok()) return s;
-    Status s = had_previous_ ? client_->SwapName(set_, previous_, mid)
-                             : client_->BindNameIfUnbound(set_, mid);
-    if (!s.ok()) return s;  // the destructor deletes this writer's objects
+    Status failed;
+    switch (detail::PublishManifest(
+        *client_, set_, mid, [&] { return swap(mid); }, &failed)) {
+      case detail::Publish::kPublished:
+        break;
+      case detail::Publish::kNotPublished:
+        return failed;  // the destructor deletes this writer's objects
+      case detail::Publish::kUnknown:
+        kept_ = true;
+        return Status(failed.code(),
+                      "checkpoint '" + set_ + "' generation " + std::to_string(generation()) +
+                          ": whether it was published is unknown (" + failed.ToString() +
+                          "); its objects were kept (if it was not published, the cleanup "
+                          "after the next publish deletes them)");
+    }
     committed_ = true;
     (void)detail::DeleteLosers(*client_, set_, generation(), manifest_.nonce);
     if (had_previous_) (void)detail::DeleteGeneration(*client_, set_, previous_generation_);
     return Status();
   }
 
- private:
-  Writer(Client& c, std::string set) : client_(&c), set_(std::move(set)) {}
   Client* client_;
   std::string set_;
   Manifest manifest_;
@@ -377,21 +512,33 @@ class Writer {
   uint64_t claim_ = 0;
   bool claimed_ = false;
   bool committed_ = false;
+  bool kept_ = false;  // its publish's outcome is unknown: it deletes nothing
 };
 
 // Removes set `set`: unbinds its name, then deletes the published
 // generation and the claimed ones beside it (the one before, if its cleanup
 // did not finish, and the next, which nobody published). OK if there is no
-// such set. REQUIRES: no writer of the set runs (what one writes may then
+// such set. A name bound to a manifest that cannot be read or decoded is
+// unbound all the same, and the generation taken from the manifest's header
+// if the generation and nonce there give its id. Otherwise (the manifest is
+// gone, its header is corrupt too, or it is no manifest of the set) the
+// generation is unknown, and so are the ids of the claims, chunks and
+// manifests to delete: those stay, and so does the object the name was
+// bound to. REQUIRES: no writer of the set runs (what one writes may then
 // be deleted, or leaked).
 inline Status Drop(Client& c, std::string_view set) {
-  auto published = detail::Published(c, set);
-  if (!published.ok()) return published.status();
-  if (published->found) {
-    Status s = c.UnbindName(std::string(set), &published->id);
+  uint64_t g = 0;  // the published generation; 0: none
+  auto bound = c.LookupName(std::string(set));
+  if (!bound.ok() && bound.status().code() != GISMO_ERR_OBJECT_NOT_FOUND) return bound.status();
+  if (bound.ok()) {
+    const ObjectId mid(bound->id);
+    auto published = detail::GenerationOf(c, set, mid);
+    if (!published.ok()) return published.status();
+    Status s = c.UnbindName(std::string(set), &mid);
     if (!s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) return s;
+    if (!published->known) return Status();
+    g = published->generation;
   }
-  const uint64_t g = published->generation;  // 0: none published
   Status first;
   for (uint64_t x = g + 1; x > 0 && x + 2 > g; --x) {
     if (Status s = detail::DeleteGeneration(c, set, x); !s.ok() && first.ok()) first = s;

@@ -90,7 +90,9 @@ class Cache:
         recovery drops the claim. The loader runs at most once per get: an
         invalidated block that a reader still holds keeps its id until it
         is released, and the loaded bytes wait (with backoff, holding the
-        claim) to replace it. Raises Timeout once timeout_ms has passed.
+        claim) to replace it. Raises Timeout once timeout_ms has passed;
+        ObjectExists if a sealed object, which no cache client makes, has
+        the claim's id.
         """
         c = self._client
         oid = self.id_of(key)
@@ -106,10 +108,16 @@ class Cache:
                 pass
             got, view = c.get_or_create(claim, 0, evictable=False,
                                         timeout_ms=wait.left_ms())
-            if view is None:  # a sealed claim is nobody's: try again
+            if view is None:
+                # A claim is an empty object that its client aborts, never
+                # seals: this one was put by something outside the cache,
+                # and waiting for it to go would wait for ever.
                 got.release()
-                wait.pause("its load claim is sealed")
-                continue
+                raise ObjectExists(
+                    f"cache block {key!r}: the id of its load claim, "
+                    f"{claim.hex()}, holds a sealed object, which no cache "
+                    "client makes: something outside the cache put it there "
+                    "(delete it)")
             try:
                 try:
                     buf = c.get(oid, 0)  # loaded while we waited

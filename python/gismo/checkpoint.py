@@ -25,7 +25,7 @@ import typing
 
 from . import _gismo
 from .errors import (BadRegion, Busy, Error, ObjectExists, ObjectNotFound,
-                     ObjectNotSealed, Timeout)
+                     ObjectNotSealed, Status, Timeout)
 
 ObjectID = _gismo.ObjectID
 checksum = _gismo._checkpoint_checksum
@@ -33,6 +33,13 @@ checksum = _gismo._checkpoint_checksum
 MANIFEST_MAGIC = 0x31544b43534d4947  # "GISMCKT1"
 MAX_CHUNKS = 1 << 20
 MAX_CLAIMS = 256
+# A failed swap_name with one of these may still be applied: in a
+# non-coherent region the owner did not answer in time (the same request
+# asked again as the client's next call waits for its outcome), or the
+# answer was lost.
+_OUTCOME_UNKNOWN = frozenset({Status.TIMEOUT, Status.CONNECTION, Status.IO,
+                              Status.PROTOCOL, Status.INTERNAL})
+_SWAP_ATTEMPTS = 3  # how many times a publish asks while that is so
 
 
 def _key(set_name, generation, nonce):
@@ -112,14 +119,37 @@ def _claims(client, set_name, generation):
 
 
 def _delete_written(client, set_name, generation, nonce):
-    """Deletes the chunks (up to the first missing) and the manifest of the
-    writer of `generation` with `nonce`."""
-    for i in range(MAX_CHUNKS):
+    """Deletes what the writer of `generation` with `nonce` wrote: its
+    chunks, the highest first, then its manifest. The chunks that exist are
+    a prefix 0..j (as in the C++ DeleteWritten); the count deleted is the
+    larger of that prefix's and the chunk count of the writer's manifest, if
+    it decodes. Only the ids of (set, generation, nonce, i) are deleted,
+    never ids a manifest lists. Raises ObjectNotSealed, deleting nothing, if
+    a chunk is still being written."""
+    n = 0
+    while n < MAX_CHUNKS:
+        oid = chunk_id(set_name, generation, nonce, n)
         try:
-            client.delete(chunk_id(set_name, generation, nonce, i))
+            state = client.stat(oid)["state"]
         except ObjectNotFound:
             break
-    _delete_quietly(client, manifest_id(set_name, generation, nonce))
+        if state == "unsealed":
+            raise ObjectNotSealed(
+                f"checkpoint chunk {oid.hex()} is still being written")
+        if state != "sealed":
+            break  # deleted, still held
+        n += 1
+    mid = manifest_id(set_name, generation, nonce)
+    try:
+        with client.get(mid, 0) as buf:
+            manifest = Manifest.decode(buf.tobytes())
+        if (manifest.generation, manifest.nonce) == (generation, nonce):
+            n = max(n, len(manifest.chunks))
+    except (ObjectNotFound, Timeout, BadRegion):
+        pass
+    for i in reversed(range(n)):
+        _delete_quietly(client, chunk_id(set_name, generation, nonce, i))
+    _delete_quietly(client, mid)
 
 
 def _delete_claims(client, set_name, generation, keep=None):
@@ -158,15 +188,67 @@ def _published(client, set_name):
         return bound["id"], Manifest.decode(buf.tobytes())
 
 
+def _generation_of(client, set_name, mid):
+    """The generation of `mid`, the manifest `set_name` is bound to, or None
+    if it is gone or tells nothing (as the C++ GenerationOf: one that does
+    not decode still tells it if its header's generation and nonce give
+    `mid`)."""
+    try:
+        with client.get(mid, 0) as buf:
+            raw = buf.tobytes()
+    except (ObjectNotFound, Timeout):
+        return None
+    try:
+        return Manifest.decode(raw).generation
+    except BadRegion:
+        pass
+    if len(raw) < 24:
+        return None
+    generation, nonce = struct.unpack_from("<2Q", raw, 8)
+    if manifest_id(set_name, generation, nonce) == mid:
+        return generation
+    return None
+
+
+def _publish(client, set_name, expected, mid):
+    """Publishes manifest `mid` as `set_name` by a compare-and-swap from
+    `expected` (None: only if unbound), asked again at once while its
+    outcome is unknown. Returns (None, False) if published: a swap succeeded
+    or the name names `mid` after the last one; else (the last swap's
+    error, whether the outcome is unknown: False only for a sure refusal
+    such as Conflict, another writer published)."""
+    unknown = False
+    for _ in range(_SWAP_ATTEMPTS):
+        try:
+            client.swap_name(set_name, expected, mid)
+            return None, False
+        except Error as e:
+            error = e
+            if e.status not in _OUTCOME_UNKNOWN:
+                break
+            unknown = True
+    try:
+        if client.lookup_name(set_name)["id"] == mid:
+            return None, False
+        looked = True
+    except ObjectNotFound:
+        looked = True
+    except Error:
+        looked = False
+    return error, (error.status in _OUTCOME_UNKNOWN
+                   or (unknown and not looked))
+
+
 class Writer:
     """Writes one checkpoint of a set: add_chunk()..., commit(metadata).
     Closed without commit (abort(), or leaving a `with` block), it deletes
-    what it wrote."""
+    what it wrote, unless whether its commit published it is unknown."""
 
     def __init__(self, client, set_name):
         self._client, self._set = client, set_name
         self._committed = False
         self._claimed = False
+        self._kept = False  # its publish's outcome is unknown
         self._chunks = []
         pub = _published(client, set_name)
         self._previous = pub[0] if pub else None
@@ -200,34 +282,61 @@ class Writer:
         self.abort()
 
     def add_chunk(self, data):
-        """Stores the next chunk (a copy of the bytes-like `data`)."""
+        """Stores the next chunk: a copy of `data`, a C-contiguous
+        bytes-like object. Raises TypeError, storing nothing, for anything
+        else (None, or a buffer in another layout such as a Fortran-ordered
+        array: numpy.ascontiguousarray copies it into C order)."""
+        if data is None:
+            raise TypeError("a checkpoint chunk must be a bytes-like object, "
+                            "not None")
+        with memoryview(data) as view:
+            if not view.c_contiguous:
+                raise TypeError(
+                    "a checkpoint chunk must be C-contiguous "
+                    "(numpy.ascontiguousarray copies it into C order)")
+            size = view.nbytes
+        check = checksum(data)
         oid = chunk_id(self._set, self.generation, self.nonce,
                        len(self._chunks))
         self._client.put(oid, data)
-        self._chunks.append((oid, len(memoryview(data).cast("B")),
-                             checksum(data)))
+        self._chunks.append((oid, size, check))
 
     def commit(self, metadata=b""):
         """Seals the manifest, publishes it, then deletes what the other
         writers of this generation wrote and the previous generation.
         Raises Conflict (nothing published) if another writer published
-        meanwhile."""
+        meanwhile. If whether it was published stays unknown (a swap that
+        timed out, asked again in vain), the error raised says so and
+        abort() deletes nothing: if it was not published, the cleanup after
+        the next publish deletes its objects through its claim."""
         manifest = Manifest(self.generation, self.nonce, self._chunks,
                             bytes(metadata))
         mid = manifest_id(self._set, self.generation, self.nonce)
         self._client.put(mid, manifest.encode())
-        self._client.swap_name(self._set, self._previous, mid)
+        error, unknown = _publish(self._client, self._set, self._previous,
+                                  mid)
+        if error is not None:
+            if not unknown:
+                raise error  # abort() deletes this writer's objects
+            self._kept = True
+            raise type(error)(
+                f"checkpoint {self._set!r} generation {self.generation}: "
+                f"whether it was published is unknown ({error}); its objects "
+                "were kept (if it was not published, the cleanup after the "
+                "next publish deletes them)") from error
         self._committed = True
         _clean_up(self._client, self._set, self.generation, keep=self.nonce)
         if self._previous is not None:
             _clean_up(self._client, self._set, self.generation - 1)
 
     def abort(self):
-        """Deletes what this writer wrote, unless it committed. Idempotent."""
-        if self._committed or not self._claimed:
+        """Deletes what this writer wrote, the highest chunk first, unless it
+        committed or its commit's outcome is unknown. Idempotent; after an
+        error, calling it again goes on (or the cleanup after the next
+        publish does, through its claim)."""
+        if self._committed or self._kept or not self._claimed:
             return
-        self._claimed = False
-        for oid, _, _ in self._chunks:
+        for oid, _, _ in reversed(self._chunks):
             _delete_quietly(self._client, oid)
         _delete_quietly(self._client,
                         manifest_id(self._set, self.generation, self.nonce))
@@ -241,19 +350,32 @@ class Writer:
             ours = False
         if ours:
             _delete_quietly(self._client, claim)
+        self._claimed = False
 
 
 def drop(client, set_name):
     """Removes a set: unbinds its name, then deletes the published
     generation and the claimed ones beside it. Nothing to do if there is no
-    such set. REQUIRES: no writer of the set runs."""
-    pub = _published(client, set_name)
-    gen = pub[1].generation if pub else 0
-    if pub:
+    such set. A name bound to a manifest that cannot be read or decoded is
+    unbound all the same, and the generation taken from the manifest's
+    header if the generation and nonce there give its id. Otherwise (the
+    manifest is gone, its header is corrupt too, or it is no manifest of the
+    set) the generation is unknown, and so are the ids of the claims,
+    chunks and manifests to delete: those stay, and so does the object the
+    name was bound to. REQUIRES: no writer of the set runs."""
+    try:
+        mid = client.lookup_name(set_name)["id"]
+    except ObjectNotFound:
+        mid = None
+    gen = 0
+    if mid is not None:
+        gen = _generation_of(client, set_name, mid)
         try:
-            client.unbind_name(set_name, pub[0])
+            client.unbind_name(set_name, mid)
         except ObjectNotFound:
             pass
+        if gen is None:
+            return
     for g in range(gen + 1, max(gen - 2, 0), -1):
         _delete_claims(client, set_name, g)
 

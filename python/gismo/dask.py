@@ -43,10 +43,13 @@ Task code does not change. What happens:
   sender's check and the receiver's get) is treated as a lost replica: the
   receiver logs it and fails the transfer the way a broken connection
   does, so Dask fetches the key again, and the sender, which now sees the
-  object gone, sends bytes (or the scheduler recomputes it).
+  object gone, sends bytes (or the scheduler recomputes it). Any other
+  error of the receiver's get (LimitReached: it holds too many references)
+  fails the transfer with that error.
 * **Full region** (or a limit reached, a manager restarting: any gismo
-  error while storing a result). The result stays in the worker's memory and
-  travels as bytes; the worker logs that once per kind of error.
+  error while storing a result; or a value that cannot be rebuilt from the
+  object, whose object is then deleted). The result stays in the worker's
+  memory and travels as bytes; the worker logs that once per kind of error.
 
 Values taken from the region are read-only: a task that writes into its
 input in place (``x += 1`` on an argument) fails, as it would on any
@@ -244,7 +247,23 @@ class _Process:
             raise
         self.register(buf)
         whole = memoryview(buf)
-        kept = pickle.loads(main, buffers=[whole[off:off + n] for off, n, _ in layout])
+        views = [whole[off:off + n] for off, n, _ in layout]
+        try:
+            kept = pickle.loads(main, buffers=views)
+        except BaseException as e:
+            # Not rebuilt from the object (its type refuses read-only
+            # buffers, say): nobody will own it, so it goes now. Its views
+            # are released (the error's traceback may outlive this call);
+            # one that something still exports goes when that is garbage.
+            for v in views + [whole]:
+                try:
+                    v.release()
+                except BufferError:
+                    pass
+            self._discard(oid, sealed, creator_holds, buf)
+            if isinstance(e, Exception):
+                return self._keep_in_memory(value, e)
+            raise
         self.counts["stored"] += 1
         self.counts["stored_bytes"] += total
         return kept, oid
@@ -298,13 +317,18 @@ class _Process:
                 self.sweeper.start()
 
     def _delete_if_unreferenced(self, oid):
-        """True when `oid` is gone (deleted here or before)."""
+        """True when `oid` is gone (deleted here or before); False while it
+        is held, or if looking or deleting failed otherwise (Busy, a lost
+        connection...): it stays pending, and the sweep tries again."""
         try:
             if self.client.stat(oid)["refs"] > 0:
                 return False
             self.client.delete(oid)
-        except gismo.Error as e:  # already gone: nothing to free
+        except gismo.ObjectNotFound:  # already gone: nothing to free
+            pass
+        except gismo.Error as e:
             logger.debug("gismo.dask: delete of %s: %s", oid, e)
+            return False
         return True
 
     def _sweep(self):
@@ -405,15 +429,20 @@ def _loads(header, frames):
         if whole is None:
             try:
                 buf = p.client.get(gismo.ObjectID.from_hex(oid_hex), timeout_ms=0)
-            except gismo.Error as e:
+            except (gismo.Timeout, gismo.ObjectNotFound) as e:
                 # Deleted after its sender checked it: a lost replica. An
                 # EOFError makes Dask's comm fail the transfer as a broken
-                # connection, and the worker fetches the key again.
+                # connection, and the worker fetches the key again. (Other
+                # errors, a LimitReached say, are not a lost replica: they
+                # pass as they are.)
                 p.counts["late_refs"] += 1
                 logger.warning("gismo.dask: object %s, sent by reference, was deleted before "
                                "it arrived (%s); fetching the value again", oid_hex, e)
                 raise ReferenceGone("gismo.dask: object %s, sent by reference, is gone: %s"
                                     % (oid_hex, e)) from e
+            except gismo.Error as e:
+                raise type(e)("gismo.dask: object %s, sent by reference, could not be got: %s"
+                              % (oid_hex, e)) from e
             p.register(buf)
             whole = held[oid_hex] = memoryview(buf)
         if offset < 0 or nbytes < 0 or offset + nbytes > whole.nbytes:

@@ -113,3 +113,27 @@ def test_cache_get_after_invalidate_loads_once_and_times_out(client, other):
     with gismo.Cache(other, ns).get("blk", loader) as buf:
         assert bytes(buf) == b"v" * 4096
     assert loads == ["blk"]
+
+
+def test_cache_get_refuses_a_sealed_object_at_a_claim_id(client):
+    # A claim is never sealed by a cache client: a sealed object at a
+    # claim's id was put by something else, and a get without a timeout
+    # says so instead of waiting for ever.
+    cache = gismo.Cache(client, gismo.ObjectID.random().hex() + "/")
+    raw = bytearray(bytes(cache.id_of("blk")))
+    raw[-1] ^= 0xFF
+    claim = gismo.ObjectID(bytes(raw))
+    client.put(claim, b"not a claim")
+    loads = []
+
+    def loader(key):
+        loads.append(key)
+        return b"v" * 8
+
+    with pytest.raises(gismo.ObjectExists, match=claim.hex()):
+        cache.get("blk", loader)
+    assert loads == []
+    client.delete(claim)
+    with cache.get("blk", loader) as buf:
+        assert bytes(buf) == b"v" * 8
+    assert loads == ["blk"]

@@ -1,11 +1,15 @@
 """gismo.checkpoint: write, publish, restore by pointer, older generations
 deleted, a writer killed mid-checkpoint leaves nothing visible or leaked, a
-frozen writer that wins publishes whole, drop removes a set."""
+frozen writer that wins publishes whole, a publish whose outcome is unknown
+deletes nothing, a cleanup cut short is finished by the next one, drop
+removes a set (one whose manifest is corrupt too)."""
 
 import signal
+import struct
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 import gismo
@@ -141,3 +145,146 @@ def test_corrupt_manifest_is_caught(client, set_name):
         checkpoint.Manifest.decode(raw)
     with pytest.raises(gismo.BadRegion):
         checkpoint.Manifest.decode(b"short")
+
+
+def test_add_chunk_checks_its_argument_before_storing(fresh_manager,
+                                                       set_name):
+    with fresh_manager.connect() as c:
+        w = checkpoint.Writer(c, set_name)
+        before = c.usage()["object_count"]
+        with pytest.raises(TypeError):
+            w.add_chunk(None)
+        with pytest.raises(TypeError):
+            w.add_chunk(np.zeros((3, 4), order="F"))
+        assert c.usage()["object_count"] == before, "a chunk was stored"
+        w.add_chunk(np.arange(12, dtype=np.uint8).reshape(3, 4))
+        w.commit()
+        r = checkpoint.restore(c, set_name)
+        assert [b.tobytes() for b in r.chunks] == [bytes(range(12))]
+        for b in r.chunks:
+            b.release()
+
+
+def _write(c, set_name, chunks, metadata=b""):
+    w = checkpoint.Writer(c, set_name)
+    for chunk in chunks:
+        w.add_chunk(chunk)
+    w.commit(metadata)
+    return w
+
+
+def test_a_swap_that_failed_but_was_applied_is_published(
+        fresh_manager, set_name, monkeypatch):
+    # In a non-coherent region the owner may answer a swap too late: once
+    # the name is seen naming the writer's manifest, it is published.
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"one"])
+        real, calls = c.swap_name, []
+
+        def swap(name, expected, desired):
+            calls.append(desired)
+            if len(calls) > 1:
+                raise gismo.Conflict("a new request meets its own binding")
+            real(name, expected, desired)
+            raise gismo.Timeout("no answer in time")
+
+        w = checkpoint.Writer(c, set_name)
+        w.add_chunk(b"two")
+        monkeypatch.setattr(c, "swap_name", swap)
+        w.commit(b"two")
+        monkeypatch.undo()
+        w.abort()  # nothing to do: it committed
+        r = checkpoint.restore(c, set_name)
+        assert r.generation == 2 and r.metadata == b"two"
+        for b in r.chunks:
+            b.release()
+        assert c.usage()["object_count"] == 3  # generation 1 went
+
+
+def test_a_swap_whose_outcome_stays_unknown_keeps_the_writers_objects(
+        fresh_manager, set_name, monkeypatch):
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"one"])
+        calls = []
+
+        def swap(name, expected, desired):
+            calls.append(desired)
+            raise gismo.Timeout("no answer in time")
+
+        with checkpoint.Writer(c, set_name) as w:
+            w.add_chunk(b"a")
+            w.add_chunk(b"b")
+            monkeypatch.setattr(c, "swap_name", swap)
+            with pytest.raises(gismo.Timeout, match="unknown"):
+                w.commit(b"x")
+            monkeypatch.undo()
+        assert len(calls) > 1, "not asked again"
+        # Its claim, two chunks and manifest stay: it may be published yet.
+        assert c.usage()["object_count"] == 3 + 4
+        assert checkpoint.restore(c, set_name).generation == 1
+        # It was not: the next publish of generation 2 deletes them.
+        assert _write(c, set_name, [b"two"]).generation == 2
+        assert c.usage()["object_count"] == 3
+
+
+def _published_nonce(c, set_name):
+    with c.get(c.lookup_name(set_name)["id"], 0) as buf:
+        return checkpoint.Manifest.decode(buf.tobytes()).nonce
+
+
+def test_a_cleanup_cut_short_leaves_nothing_behind(fresh_manager, set_name):
+    # A cleanup that deleted chunk 0 and stopped (a forward delete stopped
+    # by Busy, or killed) left the other chunks: the next cleanup finds
+    # them through the manifest.
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"1a", b"1b", b"1c"])
+        assert c.usage()["object_count"] == 5
+        nonce = _published_nonce(c, set_name)
+        c.delete(checkpoint.chunk_id(set_name, 1, nonce, 0))
+        assert _write(c, set_name, [b"2a"]).generation == 2
+        assert not any(c.contains(checkpoint.chunk_id(set_name, 1, nonce, i))
+                       for i in range(3))
+        assert c.usage()["object_count"] == 3
+
+
+def test_drop_removes_a_set_whose_manifest_is_corrupt_or_gone(fresh_manager,
+                                                               set_name):
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"1a", b"1b"])
+        one = c.lookup_name(set_name)["id"]
+        # Generation 2, whose manifest is corrupt (its metadata changed
+        # after its checksum was computed), published.
+        nonce = 77
+        chunk = checkpoint.chunk_id(set_name, 2, nonce, 0)
+        raw = bytearray(checkpoint.Manifest(2, nonce, [(chunk, 2, 0)],
+                                            b"meta").encode())
+        raw[-16] ^= 1
+        c.put(checkpoint.claim_id(set_name, 2, 0), struct.pack("<Q", nonce))
+        c.put(chunk, b"2a")
+        two = checkpoint.manifest_id(set_name, 2, nonce)
+        c.put(two, bytes(raw))
+        c.swap_name(set_name, one, two)
+        with pytest.raises(gismo.BadRegion):
+            checkpoint.restore(c, set_name)
+        with pytest.raises(gismo.BadRegion):
+            checkpoint.Writer(c, set_name)
+        checkpoint.drop(c, set_name)
+        with pytest.raises(gismo.ObjectNotFound):
+            c.lookup_name(set_name)
+        # Its header names generation 2 and gives its id: everything goes.
+        assert c.usage()["object_count"] == 0
+        # Bound to an object that is no manifest of the set, or to one
+        # deleted: unbound, and nothing else is found (that object stays).
+        junk = gismo.ObjectID.from_name(f"{set_name}/junk")
+        c.put(junk, b"not a manifest")
+        c.bind_name(set_name, junk)
+        checkpoint.drop(c, set_name)
+        with pytest.raises(gismo.ObjectNotFound):
+            c.lookup_name(set_name)
+        assert c.usage()["object_count"] == 1
+        c.bind_name(set_name, junk)
+        c.delete(junk)
+        checkpoint.drop(c, set_name)
+        with pytest.raises(gismo.ObjectNotFound):
+            c.lookup_name(set_name)
+        assert _write(c, set_name, [b"again"]).generation == 1

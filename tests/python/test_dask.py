@@ -361,3 +361,99 @@ def test_a_buffer_dying_while_the_lock_is_held_does_not_take_it(start_manager):
         assert p.lookup(start, 64) is None
     finally:
         p.client.close()
+
+
+def test_a_receivers_other_errors_are_not_a_lost_replica(start_manager, monkeypatch):
+    # Only an object that is gone (Timeout, ObjectNotFound) is a lost
+    # replica (ReferenceGone, an EOFError that makes Dask fetch again); any
+    # other error of the get (LimitReached) passes as it is.
+    import pickle
+    import gismo.dask as gd
+    m = start_manager()
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    gd.enable(m.address)
+    client = gd._process.client
+    errors = [gismo.LimitReached("this client holds too many references"),
+              gismo.ObjectNotFound("no such object")]
+
+    def get(*args, **kwargs):
+        raise errors.pop(0)
+
+    monkeypatch.setattr(client, "get", get)
+    oid = gismo.ObjectID.random()
+    header = {"region": gd.region_id(), "refs": [[oid.hex(), 0, 64, True]]}
+    try:
+        with pytest.raises(gismo.LimitReached, match=oid.hex()):
+            gd._loads(header, [pickle.dumps(None)])
+        assert gd.stats()["late_refs"] == 0
+        with pytest.raises(gd.ReferenceGone):
+            gd._loads(header, [pickle.dumps(None)])
+        assert gd.stats()["late_refs"] == 1
+    finally:
+        client.close()
+
+
+def test_a_forgotten_object_that_cannot_be_looked_at_stays_pending(start_manager, monkeypatch):
+    # Only ObjectNotFound means that a forgotten object is gone; after any
+    # other error (Busy) it stays pending, and a later sweep deletes it.
+    import gismo.dask as gd
+    m = start_manager()
+    p = gd._Process()
+    p.enable(m.address)
+    try:
+        oid = gismo.ObjectID.random()
+        p.client.put(oid, b"x" * 64)
+        stat = p.client.stat
+
+        def busy(*args, **kwargs):
+            raise gismo.Busy("a lock is held by a suspected client")
+
+        monkeypatch.setattr(p.client, "stat", busy)
+        assert not p._delete_if_unreferenced(oid)
+        p.delete(oid)
+        assert oid.hex() in p.pending and p.client.contains(oid)
+        monkeypatch.setattr(p.client, "stat", stat)
+        assert p.sweep_now() == 0
+        assert not p.client.contains(oid)
+        assert p._delete_if_unreferenced(gismo.ObjectID.random())  # never there
+    finally:
+        p.client.close()
+
+
+def _refuse_to_rebuild(buffer):
+    raise ValueError("this value cannot be rebuilt")
+
+
+class _Unrebuildable:
+    """Pickles with an out-of-band buffer, and never unpickles."""
+
+    def __init__(self, n):
+        self.data = bytearray(n)
+
+    def __reduce_ex__(self, protocol):
+        import pickle
+        return _refuse_to_rebuild, (pickle.PickleBuffer(self.data),)
+
+
+def test_a_value_that_cannot_be_rebuilt_leaves_no_object(start_manager, monkeypatch):
+    # Rebuilding the value from its sealed object fails: the object is
+    # deleted (nobody would own it) and the value stays in memory.
+    import logging
+    import gismo.dask as gd
+    m = start_manager()
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    gd.logger.addHandler(handler)
+    data = gd.GismoData(m.address, threshold=1024)
+    try:
+        value = _Unrebuildable(4096)
+        data["k"] = value
+        assert data["k"] is value and not data.owned()
+        assert any("cannot be rebuilt" in w for w in warnings), warnings
+        with m.connect() as g:
+            assert g.list() == []
+    finally:
+        gd.logger.removeHandler(handler)
+        gd._process.client.close()
