@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,6 +88,32 @@ class LeaseRegionTest : public ::testing::Test {
     return id;
   }
   uint64_t Owner() { return r_->sb().manager_owner.load(std::memory_order_relaxed); }
+  // Acquire as a standby on `node` while another thread runs `beat` every
+  // 5 ms, at most 200 times (a standby that misses what it should refuse
+  // then finds the owner silent).
+  Result<std::string> AcquireAsStandbyWhileBeating(uint32_t node,
+                                                   const std::function<void()>& beat) {
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+      for (int i = 0; i < 200 && !stop.load(std::memory_order_relaxed); ++i) {
+        beat();
+        usleep(5000);
+      }
+    });
+    LeaseOptions o = On(node);
+    o.standby = true;
+    ManagerLease b(*r_, o);
+    Result<std::string> how = b.Acquire();
+    stop.store(true, std::memory_order_relaxed);
+    other.join();
+    return how;
+  }
+  static void ExpectNodeMixUpRefused(const Result<std::string>& how) {
+    ASSERT_FALSE(how.ok()) << "took over from another kernel's manager of this node: " << *how;
+    EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(how.status().message().find("give each host its own --node"), std::string::npos)
+        << how.status().message();
+  }
 
   const CoherenceMode coherence_;
   std::string path_;
@@ -212,33 +239,18 @@ TEST_F(ManagerLeaseTest, AStandbyTakesOverWhenTheOwnerStops) {
   b.Release();
 }
 
-// A candidate whose process is gone (a manager killed on this kernel) is
-// passed at once: its line is cleared, nobody waits for a lease.
 // A live candidate on the newcomer's own line but another kernel: two
 // hosts given one --node. Refused, standby or not: silent, it would be taken
 // for this host's manager before a reboot and succeeded unfenced. (It beats
 // for a bounded time: a standby that missed the mix-up then takes over.)
 TEST_F(ManagerLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfiguration) {
   LeaveLine(12, Elsewhere(), 1);
-  std::atomic<bool> stop{false};
-  std::thread other([&] {
-    for (int i = 0; i < 200 && !stop.load(std::memory_order_relaxed); ++i) {
-      r_->sb().candidates[12].heartbeat += 2;
-      usleep(5000);
-    }
-  });
-  LeaseOptions o = On(12);
-  o.standby = true;
-  ManagerLease b(*r_, o);
-  auto how = b.Acquire();
-  stop.store(true, std::memory_order_relaxed);
-  other.join();
-  ASSERT_FALSE(how.ok()) << "took over from another kernel's manager of this node: " << *how;
-  EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(how.status().message().find("give each host its own --node"), std::string::npos)
-      << how.status().message();
+  ExpectNodeMixUpRefused(
+      AcquireAsStandbyWhileBeating(12, [&] { r_->sb().candidates[12].heartbeat += 2; }));
 }
 
+// A candidate whose process is gone (a manager killed on this kernel) is
+// passed at once: its line is cleared, nobody waits for a lease.
 TEST_F(ManagerLeaseTest, AGoneCandidateIsClearedAndPassed) {
   LeaveLine(5, Gone(), 1);
   ManagerLease b(*r_, On(6));
@@ -443,23 +455,8 @@ TEST_F(CoherentLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfigurati
   fence::ProcessIdentity elsewhere = fence::Self();
   elsewhere.boot_id ^= 0x5a5a;
   LeaveLease(6, elsewhere, 3, /*lease_ms=*/200);
-  std::atomic<bool> stop{false};
-  std::thread other([&] {
-    for (int i = 0; i < 200 && !stop.load(std::memory_order_relaxed); ++i) {
-      r_->sb().manager_beat.fetch_add(1, std::memory_order_release);
-      usleep(5000);
-    }
-  });
-  LeaseOptions o = On(3);
-  o.standby = true;
-  ManagerLease b(*r_, o);
-  auto how = b.Acquire();
-  stop.store(true, std::memory_order_relaxed);
-  other.join();
-  ASSERT_FALSE(how.ok()) << "took over from another kernel's manager of this node: " << *how;
-  EXPECT_EQ(how.status().code(), GISMO_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(how.status().message().find("give each host its own --node"), std::string::npos)
-      << how.status().message();
+  ExpectNodeMixUpRefused(AcquireAsStandbyWhileBeating(
+      3, [&] { r_->sb().manager_beat.fetch_add(1, std::memory_order_release); }));
   EXPECT_EQ(Owner(), 6u);
 }
 

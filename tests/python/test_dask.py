@@ -265,18 +265,27 @@ def test_worker_of_another_pool_gets_bytes():
         two.stop()
 
 
-def test_store_errors_keep_the_value_in_memory(start_manager, monkeypatch):
+@pytest.fixture
+def warnings(monkeypatch):
+    """A fresh gismo.dask process state (its client closed by the test), and
+    the warnings gismo.dask logs meanwhile, as a list of messages."""
+    import logging
+    import gismo.dask as gd
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    gd.logger.addHandler(handler)
+    yield said
+    gd.logger.removeHandler(handler)
+
+
+def test_store_errors_keep_the_value_in_memory(start_manager, warnings):
     # A client may hold 16 objects here: stores soon fail with LimitReached
     # (at create, or at the get after the seal). The value stays in memory,
     # the failure is logged once, and a failed store leaves no object.
-    import logging
     import gismo.dask as gd
     m = start_manager("--max-refs-per-client", "16")
-    monkeypatch.setattr(gd, "_process", gd._Process())
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    gd.logger.addHandler(handler)
     data = gd.GismoData(m.address, threshold=1024)
     try:
         values = [np.full(4096, i, dtype=np.uint8) for i in range(40)]
@@ -291,7 +300,6 @@ def test_store_errors_keep_the_value_in_memory(start_manager, monkeypatch):
             listed = sorted(o["id"].hex() for o in g.list())
         assert listed == sorted(oid.hex() for oid in owned.values())
     finally:
-        gd.logger.removeHandler(handler)
         gd._process.client.close()
 
 
@@ -435,17 +443,11 @@ class _Unrebuildable:
         return _refuse_to_rebuild, (pickle.PickleBuffer(self.data),)
 
 
-def test_a_value_that_cannot_be_rebuilt_leaves_no_object(start_manager, monkeypatch):
+def test_a_value_that_cannot_be_rebuilt_leaves_no_object(start_manager, warnings):
     # Rebuilding the value from its sealed object fails: the object is
     # deleted (nobody would own it) and the value stays in memory.
-    import logging
     import gismo.dask as gd
     m = start_manager()
-    monkeypatch.setattr(gd, "_process", gd._Process())
-    warnings = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warnings.append(record.getMessage())
-    gd.logger.addHandler(handler)
     data = gd.GismoData(m.address, threshold=1024)
     try:
         value = _Unrebuildable(4096)
@@ -455,5 +457,4 @@ def test_a_value_that_cannot_be_rebuilt_leaves_no_object(start_manager, monkeypa
         with m.connect() as g:
             assert g.list() == []
     finally:
-        gd.logger.removeHandler(handler)
         gd._process.client.close()
