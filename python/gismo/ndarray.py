@@ -88,6 +88,15 @@ def _descr_from_json(descr):
     return fields
 
 
+def _ints(values):
+    """A header's list of dimensions or strides, each a JSON integer that
+    fits numpy's intp (not 1.5, 1e400 or true)."""
+    if not isinstance(values, list) or not all(
+            type(v) is int and -2**63 <= v < 2**63 for v in values):
+        raise ValueError(f"{values!r} is not a list of 64-bit integers")
+    return tuple(values)
+
+
 def decode(metadata, data_size):
     """(dtype, shape, strides) from a header; NotAnArray if it is not one
     put_array wrote or does not match data_size."""
@@ -105,8 +114,8 @@ def decode(metadata, data_size):
             f"supported (this is version {VERSION})")
     try:
         dtype = np.lib.format.descr_to_dtype(_descr_from_json(header["descr"]))
-        shape = tuple(int(d) for d in header["shape"])
-        strides = tuple(int(s) for s in header["strides"])
+        shape = _ints(header["shape"])
+        strides = _ints(header["strides"])
         order = header["order"]
     except RecursionError:
         raise NotAnArray("bad gismo.ndarray header: its descr is nested "

@@ -108,6 +108,23 @@ def test_get_array_refuses_object_dtypes(client, descr):
     assert client.stat(oid)["refs"] == 0
 
 
+@pytest.mark.parametrize("shape,strides", [
+    ([float("inf")], [1]),
+    ([2.0], [1]),
+    ([True, 2], [2, 1]),
+    ([2**64, 0], [0, 1]),
+    ("2", [1]),
+])
+def test_get_array_refuses_dimensions_that_are_not_integers(client, shape, strides):
+    """Another client's header: dimensions and strides are 64-bit JSON
+    integers (Infinity raised OverflowError, 2.0 passed as 2)."""
+    oid = gismo.ObjectID.random()
+    _put_header(client, oid, "|u1", shape, strides, b"ab")
+    with pytest.raises(gismo.NotAnArray, match="64-bit integers"):
+        client.get_array(oid)
+    assert client.stat(oid)["refs"] == 0
+
+
 def test_get_array_of_deeply_nested_metadata(client):
     """Nesting past the interpreter's recursion limit: the package's error,
     not RecursionError."""
