@@ -350,5 +350,25 @@ TEST_F(CheckpointTest, CorruptManifestAndChunkAreCaught) {
   EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION) << r.status().ToString();
 }
 
+// A restore holds a reference to each chunk: past the client's limit it is
+// LIMIT naming the chunk count (it was BUSY, "kept changing", after sixteen
+// tries), and it holds nothing after.
+TEST(CheckpointLimitTest, ARestoreOfMoreChunksThanAClientMayHoldSaysSo) {
+  manager::ManagerOptions o = testing::InProcessManagerOptions();
+  o.format.held_capacity = 16;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  Client c = MustConnect(mgr.address());
+  auto w = checkpoint::Writer::Begin(c, "many/chunks");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(IsOk(w->AddChunk(Bytes(std::string(8, 'a' + i % 26)))));
+  ASSERT_TRUE(IsOk(w->Commit("")));
+  auto r = checkpoint::Restore(c, "many/chunks");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), GISMO_ERR_LIMIT) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("has 40 chunks"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(c.Usage()->object_count, 42u);  // 40 chunks, manifest, claim
+}
+
 }  // namespace
 }  // namespace gismo

@@ -555,7 +555,9 @@ struct Restored {
 };
 
 // Restores the newest published checkpoint of `set`. OBJECT_NOT_FOUND if
-// none was published; BAD_REGION if a checksum does not match.
+// none was published; BAD_REGION if a checksum does not match; LIMIT if it
+// has more chunks than this client may hold references (the manager's
+// --max-refs-per-client; write fewer, larger chunks).
 inline Result<Restored> Restore(Client& c, std::string_view set, bool verify = true) {
   // A newer publish may delete what we looked up before we hold it: look
   // again (each retry means someone published meanwhile).
@@ -576,6 +578,14 @@ inline Result<Restored> Restore(Client& c, std::string_view set, bool verify = t
     bool complete = true;
     for (const ChunkRef& ref : m->chunks) {
       auto chunk = c.Get(ref.id, 0);
+      if (!chunk.ok() && chunk.status().code() == GISMO_ERR_LIMIT) {
+        // Not a change under us: this client cannot hold that many.
+        return Status(
+            GISMO_ERR_LIMIT,
+            "checkpoint '" + std::string(set) + "' generation " + std::to_string(r.generation) +
+                " has " + std::to_string(m->chunks.size()) +
+                " chunks, and a restore holds a reference to each: " + chunk.status().message());
+      }
       if (!chunk.ok()) {
         last = chunk.status();
         complete = false;

@@ -24,8 +24,8 @@ import struct
 import typing
 
 from . import _gismo
-from .errors import (BadRegion, Busy, Error, ObjectExists, ObjectNotFound,
-                     ObjectNotSealed, Status, Timeout)
+from .errors import (BadRegion, Busy, Error, LimitReached, ObjectExists,
+                     ObjectNotFound, ObjectNotSealed, Status, Timeout)
 
 ObjectID = _gismo.ObjectID
 checksum = _gismo._checkpoint_checksum
@@ -397,7 +397,9 @@ class Restored(typing.NamedTuple):
 
 def restore(client, set_name, verify=True):
     """The newest published checkpoint of the set. Raises ObjectNotFound if
-    none was published, BadRegion if a checksum does not match."""
+    none was published, BadRegion if a checksum does not match,
+    LimitReached if it has more chunks than this client may hold references
+    (the manager's --max-refs-per-client: write fewer, larger chunks)."""
     last = None
     for _ in range(16):
         bound = client.lookup_name(set_name)
@@ -423,6 +425,13 @@ def restore(client, set_name, verify=True):
                 b.release()
             last = e
             continue
+        except LimitReached as e:
+            for b in chunks:
+                b.release()
+            raise LimitReached(
+                f"checkpoint {set_name!r} generation {manifest.generation} "
+                f"has {len(manifest.chunks)} chunks, and a restore holds a "
+                f"reference to each: {e}") from e
         except BaseException:
             for b in chunks:
                 b.release()

@@ -288,3 +288,18 @@ def test_drop_removes_a_set_whose_manifest_is_corrupt_or_gone(fresh_manager,
         with pytest.raises(gismo.ObjectNotFound):
             c.lookup_name(set_name)
         assert _write(c, set_name, [b"again"]).generation == 1
+
+
+def test_restore_of_more_chunks_than_a_client_may_hold_says_so(
+        start_manager, set_name):
+    # A restore holds a reference to each chunk: past the client's limit it
+    # is LimitReached naming the chunk count, not a retried "kept changing".
+    m = start_manager("--max-refs-per-client", "16")
+    with m.connect() as c:
+        w = checkpoint.Writer(c, set_name)
+        for i in range(40):
+            w.add_chunk(bytes([i]) * 8)
+        w.commit()
+        with pytest.raises(gismo.LimitReached, match="has 40 chunks"):
+            checkpoint.restore(c, set_name)
+        assert c.usage()["object_count"] == 42  # nothing held, nothing lost
