@@ -1133,9 +1133,10 @@ TEST(FenceClaimTest, ATcpClientOfThisKernelThatMapsTheRegionIsKilled) {
 
 // A client pinned on the manager's kernel (its identity names a running
 // process here, which maps no region and so is not killed) that claims
-// another node is not on that node: the fence command is not run for it,
-// and the fence of that node, run for a client that is there, does not
-// recover it. It is recovered when its process exits.
+// another node is not on that node: a fence of that node that leaves its
+// process running does not recover it (nor is the fence command run for it
+// again), whether the fence was run for it or for a client that is there.
+// It is recovered when its process exits.
 TEST(FenceClaimTest, AClientOfThisKernelIsNotFencedThroughTheNodeItClaims) {
   testing::Process local;
   ASSERT_NO_FATAL_FAILURE(StartNonClient(&local));
@@ -1177,7 +1178,10 @@ TEST(FenceClaimTest, AClientOfThisKernelIsNotFencedThroughTheNodeItClaims) {
   std::ifstream in(fenced_nodes);
   std::stringstream runs;
   runs << in.rdbuf();
-  EXPECT_EQ(runs.str(), "3\n") << "fence command runs";
+  // Once or twice (for each suspect, unless the second came while the
+  // first's ran), never again for a fence that missed.
+  EXPECT_TRUE(runs.str() == "3\n" || runs.str() == "3\n3\n")
+      << "fence command runs: " << runs.str();
   unlink(fenced_nodes.c_str());
 }
 

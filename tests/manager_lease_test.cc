@@ -102,6 +102,7 @@ class LeaseRegionTest : public ::testing::Test {
     });
     LeaseOptions o = On(node);
     o.standby = true;
+    o.lease_ms = 1000;  // not 50: a beater stalled by a loaded machine is not silence
     ManagerLease b(*r_, o);
     Result<std::string> how = b.Acquire();
     stop.store(true, std::memory_order_relaxed);
@@ -245,8 +246,10 @@ TEST_F(ManagerLeaseTest, AStandbyTakesOverWhenTheOwnerStops) {
 // for a bounded time: a standby that missed the mix-up then takes over.)
 TEST_F(ManagerLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfiguration) {
   LeaveLine(12, Elsewhere(), 1);
-  ExpectNodeMixUpRefused(
-      AcquireAsStandbyWhileBeating(12, [&] { r_->sb().candidates[12].heartbeat += 2; }));
+  ExpectNodeMixUpRefused(AcquireAsStandbyWhileBeating(12, [&] {
+    uint64_t& beat = r_->sb().candidates[12].heartbeat;  // a plain word, read atomically
+    __atomic_store_n(&beat, __atomic_load_n(&beat, __ATOMIC_RELAXED) + 2, __ATOMIC_RELEASE);
+  }));
 }
 
 // A candidate whose process is gone (a manager killed on this kernel) is
@@ -447,19 +450,19 @@ TEST_F(CoherentLeaseTest, AClaimThatIsPublishedWhileWatchedServes) {
   EXPECT_EQ(Owner(), 6u);
 }
 
-// A claim silent for a lease is fenced like any silent owner: on the
-// operator's word, or by the fence command on the node the claim names.
 // The same in a coherent region: a live owner with the newcomer's node id
 // on another kernel is refused, standby or not.
 TEST_F(CoherentLeaseTest, ALiveManagerOfThisNodeOnAnotherKernelIsAMisconfiguration) {
   fence::ProcessIdentity elsewhere = fence::Self();
   elsewhere.boot_id ^= 0x5a5a;
-  LeaveLease(6, elsewhere, 3, /*lease_ms=*/200);
+  LeaveLease(6, elsewhere, 3, /*lease_ms=*/1000);
   ExpectNodeMixUpRefused(AcquireAsStandbyWhileBeating(
       3, [&] { r_->sb().manager_beat.fetch_add(1, std::memory_order_release); }));
   EXPECT_EQ(Owner(), 6u);
 }
 
+// A claim silent for a lease is fenced like any silent owner: on the
+// operator's word, or by the fence command on the node the claim names.
 TEST_F(CoherentLeaseTest, ASilentClaimIsSucceededOnlyOnceFenced) {
   LeaveLease(region::PackOwnerClaim(6, 4), Gone(), 2);
   LeaseOptions fence = On(3);
@@ -629,10 +632,6 @@ TEST_F(CoherentLeaseTest, TheFenceCommandIsNeverRunForTheNewcomersOwnNode) {
   EXPECT_EQ(Owner(), claim);
 }
 
-// A process whose /proc files vanish between their open and their read (it
-// exited and was reaped meanwhile): the node agent died of this once, as
-// libstdc++'s filebuf threw on the read's ESRCH. A lookup must answer, and a
-// child that exited must end up reported gone.
 // The fence command holds nothing of the manager's open (a hung fence
 // action would keep its sockets), and at its deadline its whole process
 // group is killed, not only the shell.
@@ -650,7 +649,7 @@ TEST(FenceCommandTest, ItInheritsNoDescriptorAndItsGroupIsKilledAtTheDeadline) {
   std::stringstream said;
   said << std::ifstream(out).rdbuf();
   EXPECT_EQ(said.str(), "clean\n") << "the fence command inherited a descriptor";
-  EXPECT_FALSE(RunFenceCommand("sleep 600 & echo $! > " + out + "; wait; true", 4, 200, &failure));
+  EXPECT_FALSE(RunFenceCommand("sleep 600 & echo $! > " + out + "; wait; true", 4, 1500, &failure));
   EXPECT_NE(failure.find("did not finish in time"), std::string::npos) << failure;
   pid_t left = 0;
   std::ifstream(out) >> left;
@@ -726,6 +725,10 @@ TEST(ProcessIdentityTest, AProcessInAnotherTimeNamespaceIsNotProvenGone) {
   EXPECT_EQ(kill(static_cast<pid_t>(who.pid), 0), 0) << "it was killed";
 }
 
+// A process whose /proc files vanish between their open and their read (it
+// exited and was reaped meanwhile): the node agent died of this once, as
+// libstdc++'s filebuf threw on the read's ESRCH. A lookup must answer, and a
+// child that exited must end up reported gone.
 TEST(ProcessIdentityTest, AProcessReapedWhileItsProcFilesAreReadIsReportedGone) {
   // Children are reaped by the kernel as they exit, not by a waitpid here,
   // so they vanish at any point of a lookup.

@@ -566,6 +566,7 @@ inline Result<Restored> Restore(Client& c, std::string_view set, bool verify = t
     auto b = c.LookupName(std::string(set));
     if (!b.ok()) return b.status();
     auto mbuf = c.Get(ObjectId(b->id), 0);
+    if (!mbuf.ok() && mbuf.status().code() == GISMO_ERR_LIMIT) return mbuf.status();
     if (!mbuf.ok()) {
       last = mbuf.status();
       continue;

@@ -134,6 +134,12 @@ def decode(metadata, data_size):
     nbytes = dtype.itemsize
     for d in shape:
         nbytes *= d
+    nonzero = 1
+    for d in shape:
+        nonzero *= d or 1
+    if nonzero >= 2**63:  # an empty array of such dimensions: numpy refuses it
+        raise NotAnArray("bad gismo.ndarray header: its dimensions overflow "
+                         "64 bits")
     if nbytes != data_size:
         raise NotAnArray(f"gismo.ndarray header describes {nbytes} bytes, "
                          f"the object holds {data_size}")

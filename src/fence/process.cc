@@ -25,10 +25,12 @@
 namespace gismo::fence {
 
 bool InThisTimeNamespace(pid_t pid) {
-  struct stat mine {
-  }, its{};
+  struct stat mine = {};
+  struct stat its = {};
   if (stat("/proc/self/ns/time", &mine) != 0) return true;  // a kernel without them
-  if (stat(("/proc/" + std::to_string(pid) + "/ns/time").c_str(), &its) != 0) return true;
+  // Unreadable (another user's process, to a fencer without CAP_SYS_PTRACE;
+  // or it exited): not known to be ours, so its start time proves nothing.
+  if (stat(("/proc/" + std::to_string(pid) + "/ns/time").c_str(), &its) != 0) return false;
   return mine.st_dev == its.st_dev && mine.st_ino == its.st_ino;
 }
 

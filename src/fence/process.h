@@ -60,8 +60,10 @@ bool PidfdExited(int pidfd, int timeout_ms = 0);
 
 // Whether process `pid` is in this process's time namespace, so that the
 // start times both read from /proc compare (each reader sees them shifted by
-// its own namespace's boot-time offset). True where it cannot be told (no
-// time namespaces, or another user's process).
+// its own namespace's boot-time offset). True on a kernel without time
+// namespaces; false if its namespace cannot be read (another user's process
+// to a fencer without CAP_SYS_PTRACE): a start time then proves nothing,
+// and only its pidfd tells its exit.
 bool InThisTimeNamespace(pid_t pid);
 
 // Whether the process `who` (of this kernel and PID namespace) has exited,

@@ -138,6 +138,10 @@ struct Member {
   uint64_t probe_request = 0;  // outstanding probe of a detached member
   uint64_t agent_deadline_ns = 0;
   bool agent_failed = false;
+  // Its node was fenced while its pinned process ran on: that fence did not
+  // reach it (it runs on this kernel, whatever node it claims), so it is not
+  // run again for it.
+  bool node_fence_missed = false;
   bool operator_hint_logged = false;
   FenceReason reason = FenceReason::kNone;
 };
@@ -1146,10 +1150,7 @@ void Manager::Impl::AdvanceFencing(Member& m) {
     m.agent_request = 0;
     m.agent_failed = true;
   }
-  // A process pinned on this kernel is not on the node it claims, if that
-  // is another: fencing that node would not stop it (and would fence an
-  // innocent one). Its exit, or the operator's word, fences it.
-  if (!opt_.fence_command.empty() && m.node != opt_.node_id && !m.pidfd) {
+  if (!opt_.fence_command.empty() && m.node != opt_.node_id && !m.node_fence_missed) {
     FenceCommand& fc = node_fences_[m.node];
     // Not polled here: a result is Tick's to act on (FenceNode, or the
     // retry after a failure), or it would be lost to a new start.
@@ -1165,8 +1166,8 @@ void Manager::Impl::AdvanceFencing(Member& m) {
         "{} cannot be fenced from here ({}); its objects stay untouched. Once it certainly "
         "cannot run again, run: gismo fence --client {} (or --node {})",
         m.describe,
-        m.pidfd && m.node != opt_.node_id
-            ? "it runs on the manager's own kernel, not on the node it claims"
+        m.node_fence_missed
+            ? "its node was fenced, but its process runs on the manager's own kernel"
         : opt_.fence_command.empty() ? "no node agent, no --fence-command"
                                      : "its node is the manager's own",
         m.client_id, m.node);
@@ -1196,15 +1197,17 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
   std::vector<uint32_t> slots;
   for (auto& [slot, m] : members_) {
     if (m.node != node || m.phase == Member::Phase::kRecovering) continue;
-    // Pinned on this kernel and running: not on the node that was fenced,
-    // whatever it claims (it is fenced when it exits, or on the operator's
-    // word for it).
+    // Pinned on this kernel and still running: the fence of the node it
+    // claims did not stop it (an emulated node's fence may kill it: it is
+    // then fenced by its exit). Recovered when it exits, or on the
+    // operator's word; the fence command is not run for it again.
     if (reason == FenceReason::kNodeFenced && m.pidfd &&
         !fence::PidfdExited(m.pidfd->native_handle())) {
       spdlog::warn(
-          "{} claims node {} but runs on the manager's own kernel: fencing node {} does "
-          "not stop it; it is not recovered",
+          "{} claims node {} but runs on the manager's own kernel, and fencing node {} "
+          "did not stop it: it is not recovered",
           m.describe, node, node);
+      m.node_fence_missed = true;  // the next AdvanceFencing gives the operator's hint
       continue;
     }
     slots.push_back(slot);

@@ -105,7 +105,9 @@ std::string OwnerText(const Superblock& sb) {
 // told here, before it can matter.
 Status CheckNodeIsOurs(const LeaseOptions& o, const fence::ProcessIdentity& self,
                        const fence::ProcessIdentity& live, uint64_t node, const std::string& who) {
-  if (node != o.node_id || live.boot_id == 0 || live.boot_id == self.boot_id) return Status();
+  if (node != o.node_id || live.boot_id == 0 || self.boot_id == 0 || live.boot_id == self.boot_id) {
+    return Status();
+  }
   return Status(GISMO_ERR_INVALID_ARGUMENT,
                 "the region's " + who + " runs on another kernel (boot id " +
                     std::to_string(live.boot_id) + ") with this manager's node id " +

@@ -113,6 +113,7 @@ def test_get_array_refuses_object_dtypes(client, descr):
     ([2.0], [1]),
     ([True, 2], [2, 1]),
     ([2**64, 0], [0, 1]),
+    ([2**62, 2**62, 0], [0, 0, 1]),
     ("2", [1]),
 ])
 def test_get_array_refuses_dimensions_that_are_not_integers(client, shape, strides):
@@ -120,7 +121,7 @@ def test_get_array_refuses_dimensions_that_are_not_integers(client, shape, strid
     integers (Infinity raised OverflowError, 2.0 passed as 2)."""
     oid = gismo.ObjectID.random()
     _put_header(client, oid, "|u1", shape, strides, b"ab")
-    with pytest.raises(gismo.NotAnArray, match="64-bit integers"):
+    with pytest.raises(gismo.NotAnArray, match="64.bit"):
         client.get_array(oid)
     assert client.stat(oid)["refs"] == 0
 
