@@ -559,8 +559,6 @@ TEST_F(StoreTest, ConcurrentIndexStressFixedSeeds) {
   ExpectEmpty();
 }
 
-// The manager dies in the middle of recovering a client: the next manager
-// undoes its own interrupted transaction, then runs the recovery again.
 // A held entry of the dead client that names another client's unsealed
 // object as its own (corrupt, or forged by a writer of the region) is only
 // cleared: recovery aborts the unsealed objects the dead slot created, not
@@ -597,6 +595,8 @@ TEST_F(StoreTest, RecoveryAbortsOnlyUnsealedObjectsTheDeadClientCreated) {
   ExpectEmpty();
 }
 
+// The manager dies in the middle of recovering a client: the next manager
+// undoes its own interrupted transaction, then runs the recovery again.
 TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
   for (const char* point : {"recovery.before_commit", "recovery.after_entry"}) {
     for (long skip : {0L, 2L}) {
