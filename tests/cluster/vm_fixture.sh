@@ -12,6 +12,11 @@ set -euo pipefail
 export GISMO_CLUSTER_STATE_ROOT
 
 gc() { "$GISMO_CLUSTER_BIN" --name "$VM_CLUSTER_NAME" "$@"; }
+# In a run of scripts/test.sh the region carries its tag, so that a run
+# killed before `down` leaves nothing the next run does not remove.
+if [ -n "${GISMO_TEST_RUN:-}" ]; then
+  VM_REGION=${VM_REGION%/*}/gismo-$GISMO_TEST_RUN-${VM_REGION##*/gismo-}
+fi
 
 case ${1:-} in
   up)
