@@ -16,6 +16,7 @@
 #include "region/region.h"
 #include "region_fixture.h"
 #include "store/index.h"
+#include "store/names.h"
 #include "store/store.h"
 #include "test_util.h"
 
@@ -377,6 +378,87 @@ TEST_F(CorruptRegionTest, BadUndoEntriesOfARecoveringClient) {
   h.held_count.store(3);
   for (uint32_t c = 0; c < kNumClasses; ++c) r.current_slabs(kDeadSlot)[c].store(~0ull - c);
   RunManagerAndCli();
+}
+
+// An event ring whose head is at the end of the seq space: the manager's
+// scan for events a dead producer left (at start, and recovering a fenced
+// client) must end; it looped forever when it compared seqs with a last one.
+TEST_F(CorruptRegionTest, AnEventRingHeadAtTheEndOfTheSeqSpace) {
+  MakeRecoveringSlot();
+  region_->event_ring().head.store(~0ull);
+  RunManagerAndCli();
+}
+
+// A sealed record of no bytes whose block is at the heap's end: deleting it
+// is BAD_REGION, and the page descriptor one past the array (the padding
+// or data after it) is neither read as a slab nor written.
+TEST_F(CorruptRegionTest, AnEmptyObjectsBlockAtTheHeapsEnd) {
+  Region& r = *region_;
+  r.slot(1).state.store(PackSlotState(SlotState::kActive, 1));
+  store::Store s(r, 1, 1, 0);
+  const gismo_id_t id = IdFrom(0xe0e0, 1);
+  void* data = nullptr;
+  ASSERT_TRUE(IsOk(s.Create(id, 0, nullptr, 0, &data)));
+  ASSERT_TRUE(IsOk(s.Seal(id)));
+  ASSERT_TRUE(IsOk(s.Release(id)));
+  store::Located loc;
+  const uint64_t h = store::HashId(id);
+  ASSERT_TRUE(store::Find(r, r.ShardOf(h), h, id, &loc));
+  loc.rec->heap_offset.store(r.heap_size());
+  // Past the descriptor array: what the descriptor of a slab of the
+  // smallest class with its first two blocks in use would hold.
+  PageDesc& past = *reinterpret_cast<PageDesc*>(&r.page(r.num_pages() - 1) + 1);
+  past.info.store(PackPageInfo(PageKind::kSlab, 0, 0, 0));
+  past.used.store(2);
+  past.bitmap[0].store(3);
+  PageDesc before;
+  std::memcpy(static_cast<void*>(&before), &past, sizeof before);
+  EXPECT_EQ(s.Delete(id).code(), GISMO_ERR_BAD_REGION);
+  EXPECT_EQ(std::memcmp(&before, &past, sizeof before), 0)
+      << "the descriptor past the array was written";
+}
+
+// Shards and the name table whose next never-used record or entry is a
+// live one (next_unused lowered, no free list): a create or a bind there is
+// BAD_REGION instead of taking the live record or the bound entry.
+TEST_F(CorruptRegionTest, ANextNeverUsedRecordOrEntryThatIsLive) {
+  Region& r = *region_;
+  r.slot(1).state.store(PackSlotState(SlotState::kActive, 1));
+  store::Store s(r, 1, 1, 0);
+  store::Names names(r, 1, 1);
+  const gismo_id_t target = ObjectIdOf(1);  // sealed, not deleted (Populate)
+  ASSERT_TRUE(IsOk(names.Bind("first", target, store::BindMode::kIfUnbound, nullptr)));
+  r.names().next_unused.store(0);
+  r.names().free_head.store(0);
+  EXPECT_EQ(names.Bind("second", target, store::BindMode::kIfUnbound, nullptr).code(),
+            GISMO_ERR_BAD_REGION);
+  store::NameBinding first;
+  ASSERT_TRUE(IsOk(names.Lookup("first", &first)));
+  EXPECT_EQ(std::memcmp(first.id.bytes, target.bytes, sizeof target.bytes), 0);
+  for (uint32_t sh = 0; sh < r.num_shards(); ++sh) {
+    if (r.shard(sh).count.load() == 0) continue;
+    r.shard(sh).next_unused.store(0);
+    r.shard(sh).free_head.store(0);
+  }
+  // Live records 0 of the shards with objects: creates of new ids must
+  // say BAD_REGION wherever they land in such a shard, and the objects stay.
+  int refused = 0;
+  for (int i = 0; i < 64; ++i) {
+    const gismo_id_t fresh = IdFrom(0xabc000u + i, 9);
+    const uint32_t sh = r.ShardOf(store::HashId(fresh));
+    if (r.shard(sh).count.load() == 0) continue;
+    void* data = nullptr;
+    const Status st = s.Create(fresh, 8, nullptr, 0, &data);
+    EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+    refused += st.code() == GISMO_ERR_BAD_REGION;
+  }
+  EXPECT_GT(refused, 0);
+  for (int i = 0; i < kObjects; ++i) {
+    if (i % 7 == 6 || i % 3 == 0) continue;  // unsealed or deleted by Populate
+    bool contains = false;
+    ASSERT_TRUE(IsOk(s.Contains(ObjectIdOf(i), &contains)));
+    EXPECT_TRUE(contains) << i;
+  }
 }
 
 }  // namespace

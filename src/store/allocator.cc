@@ -105,7 +105,9 @@ bool LockOnce(Txn& txn, Word& lock) { return txn.Holds(lock) || txn.Lock(lock); 
 }  // namespace
 
 void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
-  if (!r_.ValidHeapBlock(heap_offset, bytes)) {
+  // An object of no bytes still has a block (of the smallest class), so it
+  // too must start inside the heap: its page descriptor is read below.
+  if (!r_.ValidHeapBlock(heap_offset, std::max<uint64_t>(bytes, 1))) {
     txn.Fail(r_.Corrupt("an object's block (heap offset " + std::to_string(heap_offset) + ", " +
                         std::to_string(bytes) + " B) lies outside the heap"));
     return;

@@ -148,8 +148,11 @@ void FinishDeadProducerEvents(const Region& r, uint32_t dead) {
   const uint64_t top = ring.head.load(std::memory_order_seq_cst);
   const bool all = r.persist_mode() != PersistMode::kNone;
   const uint64_t first = all ? top : (top > cap ? top - cap : 1);
-  const uint64_t last = all ? top + cap - 1 : top;
-  for (uint64_t seq = first; seq <= last; ++seq) {
+  // Counted, not compared with a last seq: head is read from the region,
+  // and one near 2^64 would make `seq <= last` hold forever.
+  const uint64_t entries = all ? cap : top - first + 1;
+  for (uint64_t k = 0; k < entries; ++k) {
+    const uint64_t seq = first + k;
     Word& word = r.event(seq).seq;
     uint64_t w = word.load(std::memory_order_seq_cst);
     if (EventFinal(w) || EventOwnerOf(w) != dead) continue;

@@ -152,6 +152,14 @@ Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
                       std::to_string(r.fixed().max_objects) +
                       "); delete some, or format the region with a larger --max-objects");
   }
+  // Never used, so free: a next_unused lowered below a live record would
+  // hand that record to a second object.
+  if (const ObjectState st = InfoState(r.records(shard)[nu].info.load(std::memory_order_relaxed));
+      st != ObjectState::kFree) {
+    return r.Corrupt("index shard " + std::to_string(shard) + "'s next never-used record, " +
+                     std::to_string(nu) + ", is not free (state " +
+                     std::to_string(static_cast<uint64_t>(st)) + ")");
+  }
   txn.Write(sh.next_unused, nu + 1);
   return static_cast<uint32_t>(nu);
 }

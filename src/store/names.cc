@@ -233,19 +233,20 @@ Status Names::BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, Bind
     // or past next_unused would be taken again once next_unused reached
     // it. The next link is checked by the bind that takes it.
     const uint32_t entry = static_cast<uint32_t>(fh != 0 ? fh - 1 : nu);
-    if (fh != 0) {
-      if (fh > nu || nu > cap) {
-        return r_.Corrupt("the name table's free list names entry " + std::to_string(fh - 1) +
-                          ", past the " + std::to_string(nu) + " entries ever used");
-      }
-      const NameEntry& taken = r_.name_entries()[entry];
-      const uint64_t info = taken.info.load(std::memory_order_relaxed);
-      const uint64_t version = taken.version.load(std::memory_order_relaxed);
-      if (info != 0 || version != 0) {
-        return r_.Corrupt("the name table's free list names entry " + std::to_string(entry) +
-                          ", which is not free (info " + std::to_string(info) + ", version " +
-                          std::to_string(version) + ")");
-      }
+    if (fh != 0 && (fh > nu || nu > cap)) {
+      return r_.Corrupt("the name table's free list names entry " + std::to_string(fh - 1) +
+                        ", past the " + std::to_string(nu) + " entries ever used");
+    }
+    // Free, whichever way it was found: a never-used entry is as the format
+    // left it, and a next_unused lowered below a bound entry would rebind it.
+    const NameEntry& taken = r_.name_entries()[entry];
+    const uint64_t info = taken.info.load(std::memory_order_relaxed);
+    const uint64_t version = taken.version.load(std::memory_order_relaxed);
+    if (info != 0 || version != 0) {
+      return r_.Corrupt(std::string(fh != 0 ? "the name table's free list names entry "
+                                            : "the name table's next never-used entry, ") +
+                        std::to_string(entry) + ", which is not free (info " +
+                        std::to_string(info) + ", version " + std::to_string(version) + ")");
     }
     OpenTable(txn);
     if (fh != 0) {
