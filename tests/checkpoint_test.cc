@@ -332,6 +332,27 @@ TEST_F(CheckpointTest, DropRemovesASetWhoseManifestIsCorruptOrGone) {
   EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
 }
 
+// A writer that committed, or was moved from, writes nothing more: a
+// chunk after the commit would belong to no manifest.
+TEST_F(CheckpointTest, AWriterThatCommittedOrWasMovedFromWritesNothing) {
+  auto w = checkpoint::Writer::Begin(client_, "job/state");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  ASSERT_TRUE(IsOk(w->AddChunk(Bytes("one"))));
+  ASSERT_TRUE(IsOk(w->Commit("m")));
+  const uint64_t objects = Objects();
+  EXPECT_EQ(w->AddChunk(Bytes("two")).code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w->Commit("again").code(), GISMO_ERR_INVALID_ARGUMENT);
+  auto next = checkpoint::Writer::Begin(client_, "job/state");
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  checkpoint::Writer moved = std::move(*next);
+  EXPECT_EQ(next->AddChunk(Bytes("three")).code(), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(next->Commit().code(), GISMO_ERR_INVALID_ARGUMENT);
+  ASSERT_TRUE(IsOk(moved.AddChunk(Bytes("three"))));
+  ASSERT_TRUE(IsOk(moved.Commit("m2")));
+  EXPECT_EQ(Objects(), objects);  // generation 2 replaced generation 1
+  EXPECT_EQ(Text(checkpoint::Restore(client_, "job/state")->chunks[0]), "three");
+}
+
 TEST_F(CheckpointTest, CorruptManifestAndChunkAreCaught) {
   std::vector<uint8_t> bytes = checkpoint::Manifest{7, 9, {}, "meta"}.Encode();
   EXPECT_TRUE(checkpoint::Manifest::Decode(bytes).ok());
@@ -341,6 +362,13 @@ TEST_F(CheckpointTest, CorruptManifestAndChunkAreCaught) {
   }
   bytes[24] ^= 1;  // the chunk count
   EXPECT_EQ(checkpoint::Manifest::Decode(bytes).status().code(), GISMO_ERR_BAD_REGION);
+  // Generations run from 1 and stop well before the next one would wrap.
+  for (uint64_t g : {uint64_t{0}, checkpoint::kMaxGeneration + 1, ~uint64_t{0}}) {
+    EXPECT_EQ(
+        checkpoint::Manifest::Decode(checkpoint::Manifest{g, 9, {}, ""}.Encode()).status().code(),
+        GISMO_ERR_BAD_REGION)
+        << g;
+  }
   // A manifest whose checksum of a chunk does not match the chunk.
   ASSERT_TRUE(IsOk(client_.Put(ObjectId::FromName("c"), "data")));
   checkpoint::Manifest m{1, 1, {{ObjectId::FromName("c"), 4, 12345}}, ""};

@@ -94,6 +94,9 @@ inline ObjectId ClaimId(std::string_view set, uint64_t generation, uint64_t k) {
 // A generation may have at most this many claims at once (writers that
 // began it and did not publish, nor abort, nor were cleaned up after).
 inline constexpr uint64_t kMaxClaims = 256;
+// Generations run from 1; a manifest (or a manifest's header) naming 0 or
+// one above this is corrupt, so the next generation never overflows.
+inline constexpr uint64_t kMaxGeneration = uint64_t{1} << 62;
 inline uint64_t Checksum(const void* data, size_t size) { return XXH64(data, size, kChecksumSeed); }
 
 struct ChunkRef {
@@ -149,6 +152,9 @@ struct Manifest {
     Manifest m;
     m.generation = get(8);
     m.nonce = get(16);
+    if (m.generation == 0 || m.generation > kMaxGeneration) {
+      return bad("its generation " + std::to_string(m.generation) + " is out of range");
+    }
     const uint64_t n = get(24), msize = get(32);
     if (n > kMaxChunks || msize > b.size() || 48 + n * 40 + (msize + 7) / 8 * 8 != b.size()) {
       return bad("its counts do not match its size");
@@ -319,7 +325,9 @@ inline Result<BoundGeneration> GenerationOf(Client& c, std::string_view set, con
   for (int f = 0; f < 2; ++f) {
     for (int i = 0; i < 8; ++i) field[f] |= uint64_t{m->data()[8 + 8 * f + i]} << (8 * i);
   }
-  if (ManifestId(set, field[0], field[1]) == mid) return BoundGeneration{true, field[0]};
+  if (field[0] != 0 && field[0] <= kMaxGeneration && ManifestId(set, field[0], field[1]) == mid) {
+    return BoundGeneration{true, field[0]};
+  }
   return BoundGeneration{};
 }
 
@@ -449,8 +457,10 @@ class Writer {
   uint64_t generation() const { return manifest_.generation; }
   uint64_t nonce() const { return manifest_.nonce; }
 
-  // Stores the next chunk (a copy of `data`).
+  // Stores the next chunk (a copy of `data`). INVALID_ARGUMENT once the
+  // writer committed (or its commit's outcome is unknown), or was moved from.
   Status AddChunk(std::span<const uint8_t> data) {
+    if (Status s = CheckOpen("add a chunk"); !s.ok()) return s;
     const ObjectId id = ChunkId(set_, generation(), manifest_.nonce, manifest_.chunks.size());
     if (Status s = client_->Put(id, data); !s.ok()) return s;
     manifest_.chunks.push_back({id, data.size(), Checksum(data.data(), data.size())});
@@ -465,7 +475,9 @@ class Writer {
   // (a swap that timed out, asked again in vain), the error says so and the
   // destructor deletes nothing: if it was not published, the cleanup after
   // the next publish deletes its objects through its claim.
+  // INVALID_ARGUMENT, as AddChunk, once it committed or was moved from.
   Status Commit(std::string_view metadata = {}) {
+    if (Status s = CheckOpen("commit"); !s.ok()) return s;
     return CommitWith(metadata, [this](const ObjectId& mid) {
       return had_previous_ ? client_->SwapName(set_, previous_, mid)
                            : client_->BindNameIfUnbound(set_, mid);
@@ -475,6 +487,17 @@ class Writer {
  private:
   friend class WriterTestPeer;  // tests: CommitWith a swap that fails
   Writer(Client& c, std::string set) : client_(&c), set_(std::move(set)) {}
+
+  Status CheckOpen(const char* doing) const {
+    const char* why = client_ == nullptr || !claimed_ ? "it was moved from"
+                      : committed_                    ? "it committed"
+                      : kept_                         ? "its commit's outcome is unknown"
+                                                      : nullptr;
+    if (why == nullptr) return Status();
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "checkpoint '" + set_ + "' generation " +
+                                                  std::to_string(generation()) + ": cannot " +
+                                                  doing + ", " + why + "; begin a new Writer");
+  }
 
   template <typename Swap>
   Status CommitWith(std::string_view metadata, Swap&& swap) {

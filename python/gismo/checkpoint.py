@@ -24,8 +24,9 @@ import struct
 import typing
 
 from . import _gismo
-from .errors import (BadRegion, Busy, Error, LimitReached, ObjectExists,
-                     ObjectNotFound, ObjectNotSealed, Status, Timeout)
+from .errors import (BadRegion, Busy, Error, InvalidArgument, LimitReached,
+                     ObjectExists, ObjectNotFound, ObjectNotSealed, Status,
+                     Timeout)
 
 ObjectID = _gismo.ObjectID
 checksum = _gismo._checkpoint_checksum
@@ -33,6 +34,9 @@ checksum = _gismo._checkpoint_checksum
 MANIFEST_MAGIC = 0x31544b43534d4947  # "GISMCKT1"
 MAX_CHUNKS = 1 << 20
 MAX_CLAIMS = 256
+# Generations run from 1; a manifest (or its header) naming 0 or one above
+# this is corrupt, so the next generation never overflows.
+MAX_GENERATION = 1 << 62
 # A failed swap_name with one of these may still be applied: in a
 # non-coherent region the owner did not answer in time (the same request
 # asked again as the client's next call waits for its outcome), or the
@@ -89,6 +93,8 @@ class Manifest(typing.NamedTuple):
         if struct.unpack_from("<Q", data, len(data) - 8)[0] != checksum(
                 data[:-8]):
             raise bad("checksum mismatch")
+        if not 0 < generation <= MAX_GENERATION:
+            raise bad(f"its generation {generation} is out of range")
         if (n > MAX_CHUNKS or msize > len(data)
                 or 48 + n * 40 + (msize + 7) // 8 * 8 != len(data)):
             raise bad("its counts do not match its size")
@@ -205,7 +211,8 @@ def _generation_of(client, set_name, mid):
     if len(raw) < 24:
         return None
     generation, nonce = struct.unpack_from("<2Q", raw, 8)
-    if manifest_id(set_name, generation, nonce) == mid:
+    if (0 < generation <= MAX_GENERATION
+            and manifest_id(set_name, generation, nonce) == mid):
         return generation
     return None
 
@@ -281,11 +288,25 @@ class Writer:
     def __exit__(self, *exc):
         self.abort()
 
+    def _check_open(self, doing):
+        """InvalidArgument unless this writer may still write: not
+        aborted, not committed, its commit's outcome not unknown."""
+        why = ("it committed" if self._committed else
+               "its commit's outcome is unknown" if self._kept else
+               "it was aborted" if not self._claimed else None)
+        if why is not None:
+            raise InvalidArgument(
+                f"checkpoint {self._set!r} generation {self.generation}: "
+                f"cannot {doing}, {why}; begin a new Writer")
+
     def add_chunk(self, data):
         """Stores the next chunk: a copy of `data`, a C-contiguous
         bytes-like object. Raises TypeError, storing nothing, for anything
         else (None, or a buffer in another layout such as a Fortran-ordered
-        array: numpy.ascontiguousarray copies it into C order)."""
+        array: numpy.ascontiguousarray copies it into C order), and
+        InvalidArgument once the writer committed or was aborted (leaving a
+        `with` block aborts it)."""
+        self._check_open("add a chunk")
         if data is None:
             raise TypeError("a checkpoint chunk must be a bytes-like object, "
                             "not None")
@@ -308,7 +329,9 @@ class Writer:
         meanwhile. If whether it was published stays unknown (a swap that
         timed out, asked again in vain), the error raised says so and
         abort() deletes nothing: if it was not published, the cleanup after
-        the next publish deletes its objects through its claim."""
+        the next publish deletes its objects through its claim. Raises
+        InvalidArgument once the writer committed or was aborted."""
+        self._check_open("commit")
         manifest = Manifest(self.generation, self.nonce, self._chunks,
                             bytes(metadata))
         mid = manifest_id(self._set, self.generation, self.nonce)

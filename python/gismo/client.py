@@ -4,7 +4,7 @@ import typing
 
 from . import _gismo, ndarray
 from ._timeout import timeout_ms as _timeout
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NotAnArray
 from .subscription import Subscription
 
 
@@ -143,8 +143,13 @@ class Client(_gismo._Client):
             dtype, shape, strides = ndarray.decode(buf.metadata, buf.size)
             # The memoryview holds a buffer export until the array is gone,
             # so the reference outlives every view of the array.
-            array = np.ndarray(shape, dtype, buffer=memoryview(buf),
-                               strides=strides)
+            try:
+                array = np.ndarray(shape, dtype, buffer=memoryview(buf),
+                                   strides=strides)
+            except (ValueError, TypeError) as e:
+                # A header decode accepts but numpy does not (more
+                # dimensions than it has, an item size of 0...).
+                raise NotAnArray(f"bad gismo.ndarray header: {e}") from e
         except BaseException:
             buf.release()
             raise

@@ -590,10 +590,9 @@ class PyClient {
     }
     Check(s);
   }
-  void Delete(py::handle id) {
-    EndCreateView(ParseId(id), "deleting");
-    IdCall(id, gismo_delete);
-  }
+  // The create() view stays: the store deletes no unsealed object (its
+  // creator still fills it), and a sealed one has no view left.
+  void Delete(py::handle id) { IdCall(id, gismo_delete); }
 
   bool Contains(py::handle id) {
     auto core = Live();
@@ -919,9 +918,11 @@ class PyClient {
     };
     // Views made from it (numpy arrays hold one) share its managed buffer
     // (CPython's memoryobject.h); releasing it alone would leave them
-    // writable.
+    // writable. It counts itself among the exports unless the user
+    // released it already (the views made from it live on then).
     const auto* mv = reinterpret_cast<const PyMemoryViewObject*>(it->second.ptr());
-    if (mv->mbuf != nullptr && mv->mbuf->exports > 1) throw in_use();
+    const Py_ssize_t own = (mv->flags & _Py_MEMORYVIEW_RELEASED) != 0 ? 0 : 1;
+    if (mv->mbuf != nullptr && mv->mbuf->exports > own) throw in_use();
     try {
       it->second.attr("release")();  // BufferError: buffers taken from it directly
     } catch (py::error_already_set& e) {

@@ -126,6 +126,16 @@ def test_get_array_refuses_dimensions_that_are_not_integers(client, shape, strid
     assert client.stat(oid)["refs"] == 0
 
 
+def test_get_array_of_a_header_numpy_refuses(client):
+    """A header the decoder accepts but numpy does not (more dimensions
+    than numpy has): NotAnArray, and the reference taken is given back."""
+    oid = gismo.ObjectID.random()
+    _put_header(client, oid, "|u1", [1] * 65, [1] * 65, b"a")
+    with pytest.raises(gismo.NotAnArray):
+        client.get_array(oid)
+    assert client.stat(oid)["refs"] == 0
+
+
 def test_get_array_of_deeply_nested_metadata(client):
     """Nesting past the interpreter's recursion limit: the package's error,
     not RecursionError."""

@@ -73,6 +73,34 @@ def test_seal_with_a_live_array_of_the_create_view_is_refused(client, oid):
     client.release(oid)
 
 
+def test_a_view_made_from_a_released_create_view_still_holds_off_seal(
+        client, oid):
+    view = client.create(oid, 16)
+    derived = view[:]
+    view.release()  # the user's own release: `derived` stays writable
+    with pytest.raises(gismo.ObjectInUse, match="delete them before sealing"):
+        client.seal(oid)
+    with pytest.raises(gismo.ObjectInUse, match="delete them before aborting"):
+        client.abort(oid)
+    derived[:] = b"x" * 16
+    derived.release()
+    client.seal(oid)
+    with client.get(oid) as buf:
+        assert buf.tobytes() == b"x" * 16
+    client.release(oid)
+
+
+def test_a_refused_delete_leaves_the_create_view_writable(client, oid):
+    view = client.create(oid, 4)
+    with pytest.raises(gismo.ObjectNotSealed):
+        client.delete(oid)
+    view[:] = b"abcd"
+    client.seal(oid)
+    with client.get(oid) as buf:
+        assert buf.tobytes() == b"abcd"
+    client.release(oid)
+
+
 def test_create_view_is_unusable_after_abort(client, oid):
     view = client.create(oid, 16)
     client.abort(oid)

@@ -147,6 +147,39 @@ def test_corrupt_manifest_is_caught(client, set_name):
         checkpoint.Manifest.decode(b"short")
 
 
+@pytest.mark.parametrize("generation", [0, 2**62 + 1, 2**64 - 1])
+def test_a_manifest_of_a_generation_out_of_range_is_corrupt(generation):
+    raw = checkpoint.Manifest(generation, 2, [], b"").encode()
+    with pytest.raises(gismo.BadRegion, match="generation"):
+        checkpoint.Manifest.decode(raw)
+
+
+def test_a_writer_that_committed_or_aborted_writes_nothing(fresh_manager,
+                                                          set_name):
+    """Leaving `with` aborts: a commit after it would publish a manifest
+    of deleted chunks and delete the previous generation."""
+    with fresh_manager.connect() as c:
+        w = checkpoint.Writer(c, set_name)
+        w.add_chunk(b"first")
+        w.commit()
+        with pytest.raises(gismo.InvalidArgument, match="it committed"):
+            w.add_chunk(b"more")
+        with pytest.raises(gismo.InvalidArgument, match="it committed"):
+            w.commit()
+        with checkpoint.Writer(c, set_name) as late:
+            late.add_chunk(b"second")
+        with pytest.raises(gismo.InvalidArgument, match="aborted"):
+            late.commit()
+        with pytest.raises(gismo.InvalidArgument, match="aborted"):
+            late.add_chunk(b"third")
+        restored = checkpoint.restore(c, set_name)
+        assert restored.generation == 1
+        assert [b.tobytes() for b in restored.chunks] == [b"first"]
+        for b in restored.chunks:
+            b.release()
+        assert c.usage()["object_count"] == 3  # chunk, manifest, claim
+
+
 def test_add_chunk_checks_its_argument_before_storing(fresh_manager,
                                                        set_name):
     with fresh_manager.connect() as c:
