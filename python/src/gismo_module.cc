@@ -112,8 +112,10 @@ gismo::ObjectId ParseId(py::handle obj) {
   if (py::isinstance<PyObjectId>(obj)) return obj.cast<const PyObjectId&>().id();
   if (PyBytes_Check(obj.ptr()) || PyByteArray_Check(obj.ptr()) || PyMemoryView_Check(obj.ptr())) {
     Py_buffer view;
-    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0)
-      throw py::error_already_set();
+    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      throw py::type_error("an object id must be 20 contiguous bytes");
+    }
     std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> guard(&view, PyBuffer_Release);
     if (view.len != static_cast<Py_ssize_t>(gismo::ObjectId::kSize)) {
       ThrowInvalid("an object id is 20 bytes, got " + std::to_string(view.len));
@@ -131,8 +133,10 @@ gismo::ObjectId ParseId(py::handle obj) {
 // (a bytearray cannot be resized meanwhile, so the GIL may be released).
 class BytesArg {
  public:
-  explicit BytesArg(py::handle obj) {
-    if (obj.is_none()) return;
+  // None stands for no bytes where `none_is_empty` (metadata); elsewhere
+  // (an object's data) it is a TypeError like any other non-buffer.
+  explicit BytesArg(py::handle obj, bool none_is_empty = false) {
+    if (obj.is_none() && none_is_empty) return;
     if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_ANY_CONTIGUOUS) != 0) {
       PyErr_Clear();
       throw py::type_error(std::string("expected a contiguous bytes-like object, not ") +
@@ -475,7 +479,7 @@ class PyClient {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
-    BytesArg meta(metadata);
+    BytesArg meta(metadata, /*none_is_empty=*/true);
     void* data = nullptr;
     gismo_status_t s;
     {
@@ -496,7 +500,7 @@ class PyClient {
   void Put(py::handle id, py::handle data, py::handle metadata, bool owned, bool evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
-    BytesArg bytes(data), meta(metadata);
+    BytesArg bytes(data), meta(metadata, /*none_is_empty=*/true);
     gismo_status_t s;
     {
       py::gil_scoped_release nogil;
@@ -513,7 +517,7 @@ class PyClient {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
-    BytesArg meta(metadata);
+    BytesArg meta(metadata, /*none_is_empty=*/true);
     gismo_buffer_t buf{};
     void* data = nullptr;
     gismo_client_t* c = core->Checked();

@@ -282,6 +282,14 @@ def test_bad_arguments(client, oid):
         client.create(oid, 1, metadata="text")
     with pytest.raises(TypeError, match="bytes-like"):
         client.put_bytes(oid, "text")
+    with pytest.raises(TypeError, match="bytes-like"):
+        client.put_bytes(oid, None)  # it stored an empty object
+    assert not client.contains(oid)
+    client.put_bytes(oid, b"", metadata=None)  # no metadata
+    assert client.stat(oid)["metadata_size"] == 0
+    client.delete(oid)
+    with pytest.raises(TypeError, match="contiguous"):
+        client.contains(memoryview(bytes(40))[::2])  # it raised BufferError
     with pytest.raises(TypeError, match="ObjectID or 20 bytes"):
         client.contains("not an id")
     with pytest.raises(TypeError, match="from_name"):
