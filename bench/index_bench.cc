@@ -9,6 +9,10 @@
 //     Then the same in batches of 64 ids got in order and released (the
 //     time per object), without and with the index prefetching of a
 //     multi-id get (Store::PrefetchBatch).
+//     Then single gets again with the lines the lookup reads (the shard
+//     header, the hash slot, the record) flushed from the caches before each
+//     one: the index's own cost at each count once cache residency is taken
+//     away. And the probe distances (slots past home) of every live object.
 //  2. seal and delete throughput with 1 and 2 threads (each thread its own
 //     client slot and objects; batches of creates untimed, then the batch's
 //     seals timed, releases untimed, deletes timed; ops/s summed over the
@@ -33,7 +37,9 @@
 #include <vector>
 
 #include "direct_bench.h"
+#include "region/cache_lines.h"
 #include "region/region.h"
+#include "store/index.h"
 #include "store/store.h"
 
 namespace {
@@ -65,6 +71,41 @@ std::unique_ptr<gismo::store::Store> Activate(Region& r, uint32_t slot) {
   r.slot(slot).state.store(gismo::region::PackSlotState(gismo::region::SlotState::kActive, 1),
                            std::memory_order_release);
   return std::make_unique<gismo::store::Store>(r, slot, 1, 0);
+}
+
+// Takes the cache lines a lookup of `id` reads out of every cache: its shard
+// header, its hash slot and its record. Single-threaded use only (an
+// unlocked Find).
+void FlushIndexLines(const Region& r, const gismo_id_t& id) {
+  const uint64_t h = gismo::store::HashId(id);
+  gismo::store::Located loc;
+  const uint32_t shard = r.ShardOf(h);
+  if (!gismo::store::Find(r, shard, h, id, &loc)) Die("an object is missing");
+  gismo::region::InvalidateLines(&r.shard(shard), sizeof(gismo::region::ShardHeader));
+  gismo::region::InvalidateLines(&r.hash_slots(shard)[loc.hslot], sizeof(gismo::region::Word));
+  gismo::region::InvalidateLines(loc.rec, sizeof(gismo::region::ObjectRecord));
+}
+
+// Mean and largest distance of the live objects' hash slots from their home.
+struct Probes {
+  double mean = 0;
+  uint64_t max = 0;
+};
+Probes ProbeDistances(const Region& r) {
+  const uint64_t mask = uint64_t{r.fixed().slots_per_shard} - 1;
+  uint64_t sum = 0, n = 0, most = 0;
+  for (uint32_t s = 0; s < r.num_shards(); ++s) {
+    const gismo::region::Word* slots = r.hash_slots(s);
+    for (uint64_t i = 0; i <= mask; ++i) {
+      const uint64_t v = slots[i].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      const uint64_t distance = (i - (v >> 32)) & mask;
+      sum += distance;
+      most = std::max(most, distance);
+      ++n;
+    }
+  }
+  return Probes{n ? static_cast<double>(sum) / static_cast<double>(n) : 0.0, most};
 }
 
 }  // namespace
@@ -124,8 +165,9 @@ int main(int argc, char** argv) {
     std::printf("index scale: region %.1f GiB in %s, %u shards x %u records, %llu B objects\n",
                 static_cast<double>(size) / (1ull << 30), dir.c_str(), region->num_shards(),
                 region->records_per_shard(), static_cast<unsigned long long>(object_size));
-    std::printf("%12s %14s %14s %14s %14s %14s\n", "objects", "median ns", "p99 ns",
-                ("batch" + std::to_string(batch) + " ns").c_str(), "+prefetch ns", "fill s");
+    std::printf("%12s %10s %10s %11s %12s %10s %11s %8s\n", "objects", "median ns", "p99 ns",
+                ("batch" + std::to_string(batch) + " ns").c_str(), "+prefetch ns", "cold ns",
+                "probe mean", "fill s");
     uint64_t live = 0;
     std::mt19937_64 rng(42);
     for (uint64_t n : counts) {
@@ -186,14 +228,33 @@ int main(int argc, char** argv) {
           batch_ns[prefetch] = Percentile(per, 0.5);
         }
       }
+      // Cold: the same single gets, each after its index lines left the
+      // caches (fewer samples: each pays DRAM misses on purpose).
+      std::vector<double> cold;
+      for (uint64_t i = 0; i < std::max<uint64_t>(samples / 10, 1); ++i) {
+        const gismo_id_t id = IdOf(pick(rng), 7);
+        FlushIndexLines(*region, id);
+        gismo::store::GetResult g;
+        const int64_t t0 = NowNs();
+        gismo::Status s = st->TryGet(id, &g);
+        if (s.ok()) s = st->Release(id);
+        const int64_t t1 = NowNs();
+        Check(s, "get+release");
+        cold.push_back(static_cast<double>(t1 - t0));
+      }
+      const double cold_med = Percentile(cold, 0.5);
+      const Probes probes = ProbeDistances(*region);
       const auto batch_cell = [&](double ns) {
         return batch > 1 ? std::to_string(std::llround(ns)) : std::string("-");
       };
-      std::printf("%12llu %14.0f %14.0f %14s %14s %14.1f\n", static_cast<unsigned long long>(n),
-                  med, p99, batch_cell(batch_ns[0]).c_str(), batch_cell(batch_ns[1]).c_str(),
-                  fill_s);
+      std::printf("%12llu %10.0f %10.0f %11s %12s %10.0f %7.2f/%-3llu %8.1f\n",
+                  static_cast<unsigned long long>(n), med, p99, batch_cell(batch_ns[0]).c_str(),
+                  batch_cell(batch_ns[1]).c_str(), cold_med, probes.mean,
+                  static_cast<unsigned long long>(probes.max), fill_s);
       std::fflush(stdout);
-      json row = {{"objects", n}, {"median_ns", med}, {"p99_ns", p99}, {"fill_s", fill_s}};
+      json row = {{"objects", n},        {"median_ns", med},          {"p99_ns", p99},
+                  {"cold_ns", cold_med}, {"probe_mean", probes.mean}, {"probe_max", probes.max},
+                  {"fill_s", fill_s}};
       if (batch > 1) {
         row["batch"] = batch;
         row["batch_ns_per_object"] = batch_ns[0];

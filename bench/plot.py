@@ -128,6 +128,11 @@ def issue15_md(res):
             batched = (f"; in gets of {scale[0]['batch']} ids: "
                        + ", ".join(f"{v:.0f}" for v in per)
                        + f" ns per object ({max(per) / min(per):.2f}×)")
+        if all("cold_ns" in p for p in scale):
+            cold = [p["cold_ns"] for p in scale]
+            batched += ("; index lines flushed before each get: "
+                        + ", ".join(f"{v:.0f}" for v in cold)
+                        + f" ns ({max(cold) / min(cold):.2f}×)")
         row(f"get+release median ns, {scale[0]['objects']:,} → {scale[-1]['objects']:,} objects",
             f"{points} ns ({spread:.2f}×){batched}", "flat within 1.5×", spread <= 1.5,
             idx.get("note", "the largest counts miss the CPU caches and the TLB on every "
@@ -167,20 +172,31 @@ def index_md(idx, before):
           f"{idx.get('dir', '?')})\n\n"]
     scale = idx.get("index_scale", [])
     batched = bool(scale) and all("batch_prefetch_ns_per_object" in p for p in scale)
+    cold = bool(scale) and all("cold_ns" in p for p in scale)
     rows = [[f"{p['objects']:,}", f"{p['median_ns']:.0f}", f"{p['p99_ns']:.0f}"]
             + ([f"{p['batch_ns_per_object']:.0f}", f"{p['batch_prefetch_ns_per_object']:.0f}"]
                if batched else [])
+            + ([f"{p['cold_ns']:.0f}", f"{p['probe_mean']:.2f} / {p['probe_max']}"]
+               if cold else [])
             for p in scale]
     if rows:
         head = ["live objects", "get+release median ns", "p99 ns"]
         if batched:
             n = scale[0]["batch"]
             head += [f"gets of {n} ids, ns per object", "same, index prefetched"]
+        if cold:
+            head += ["index lines flushed, median ns", "probe distance mean / max"]
         md.append(table(head, rows))
         if batched:
             md.append("\nGets of many ids: each id got in turn, then all released; \"index "
                       "prefetched\" is the client's multi-id get (Store::PrefetchBatch brings "
                       "the hash slots and records of the ids a few places ahead).\n")
+        if cold:
+            md.append("\n\"Index lines flushed\": single gets, each after the shard header, "
+                      "hash slot and record it reads were flushed from the caches (their "
+                      "address translations stay cached): what the index itself costs at "
+                      "each count. Probe distance: slots past its home slot, over every live "
+                      "object.\n")
     b = {r["threads"]: r for r in (before or {}).get("seal_delete", [])}
     rows = []
     for r in idx.get("seal_delete", []):
