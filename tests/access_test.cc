@@ -429,6 +429,112 @@ TEST(BoundsTest, ASubscriberThatNeverReadsCostsOneQueuedNotification) {
   EXPECT_LT(notifies, kKicks / 4) << "notifications were queued one per kick";
 }
 
+// A kWait frame naming `id` `times` times, with wait id `wait_id`.
+std::vector<uint8_t> WaitOnFrame(const gismo_id_t& id, uint32_t times, uint64_t wait_id) {
+  protocol::Writer w;
+  w.U32(times);
+  for (uint32_t i = 0; i < times; ++i) w.Id(id);
+  return w.Frame(MsgType::kWait, wait_id);
+}
+
+// Sends `frame`, then an empty wait, and reads up to its ack: the manager
+// has handled `frame` when this returns.
+void SendAndSync(RawPeer& peer, const std::vector<uint8_t>& frame, bool expect_ack = true) {
+  ASSERT_TRUE(IsOk(peer.Send(frame)));
+  static uint64_t next_sync = 1u << 30;  // a wait id used once: a repeated one is ignored
+  const uint64_t sync = next_sync++;
+  protocol::Writer empty;
+  empty.U32(0);
+  ASSERT_TRUE(IsOk(peer.Send(empty.Frame(MsgType::kWait, sync))));
+  for (;;) {
+    FrameHeader h;
+    Status s = NextFrame(peer, &h);
+    ASSERT_TRUE(s.ok() || h.type == MsgType::kError) << s.ToString();
+    if (h.request_id != sync) continue;
+    EXPECT_EQ(h.type, expect_ack ? MsgType::kWaitAck : MsgType::kError) << s.ToString();
+    return;
+  }
+}
+
+// Many waits on one id: each holds one entry however often it names the
+// id, a cancel takes away exactly its own, and a seal notice wakes each
+// remaining wait once (the manager kept one entry per id named, so a wait
+// naming an id 50 times cost 50 wake-ups, and cancels scanned every wait
+// on the id: quadratic time when a client with many waits closed).
+TEST(BoundsTest, ManyWaitsOnOneIdAreWokenOnceEachAndCancelledAlone) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer waiter(mgr.address());
+  waiter.Hello(mgr.region_path());
+  gismo_id_t x{};
+  x.bytes[0] = 0x77;
+  std::vector<uint8_t> frames;
+  constexpr uint64_t kWaits = 1000;
+  for (uint64_t i = 0; i < kWaits; ++i) {
+    const auto f = WaitOnFrame(x, 1, 100 + i);
+    frames.insert(frames.end(), f.begin(), f.end());
+  }
+  for (uint64_t i = 0; i < kWaits; i += 2) {  // every other one cancelled
+    const auto f = protocol::Writer().Frame(MsgType::kCancelWait, 100 + i);
+    frames.insert(frames.end(), f.begin(), f.end());
+  }
+  ASSERT_NO_FATAL_FAILURE(SendAndSync(waiter, frames));
+  ASSERT_NO_FATAL_FAILURE(SendAndSync(waiter, WaitOnFrame(x, 50, 5000)));
+  RawPeer sealer(mgr.address());
+  sealer.Hello(mgr.region_path());
+  protocol::Writer notice;
+  notice.Id(x);
+  const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
+  ASSERT_NO_FATAL_FAILURE(SendAndSync(sealer, notice.Frame(MsgType::kSealed, 0)));
+  EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed) - before, kWaits / 2 + 1);
+}
+
+// A client's notices (seal, delete, requests) from a node agent, or from a
+// client after its goodbye, are ignored: they wake no waiter.
+TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer waiter(mgr.address());
+  waiter.Hello(mgr.region_path());
+  gismo_id_t x{};
+  x.bytes[0] = 0x78;
+  ASSERT_NO_FATAL_FAILURE(SendAndSync(waiter, WaitOnFrame(x, 1, 10)));
+  RawPeer departed(mgr.address());
+  departed.Hello(mgr.region_path());
+  ASSERT_TRUE(IsOk(departed.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
+  FrameHeader h;
+  ASSERT_TRUE(IsOk(NextFrame(departed, &h)));
+  ASSERT_EQ(h.type, MsgType::kBye);  // (its departure's recovery woke every wait)
+  RawPeer agent(mgr.address());
+  agent.AgentHello(7);
+  protocol::Writer notice;
+  notice.Id(x);
+  const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
+  // (A non-client's wait is refused with an error: still a sync point.)
+  ASSERT_NO_FATAL_FAILURE(
+      SendAndSync(departed, notice.Frame(MsgType::kDeleted, 0), /*expect_ack=*/false));
+  ASSERT_NO_FATAL_FAILURE(
+      SendAndSync(agent, notice.Frame(MsgType::kSealed, 0), /*expect_ack=*/false));
+  EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed), before);
+}
+
+// A client that said goodbye and keeps its connection open (and silent)
+// is closed at its lease: admitted sessions are never evicted to make room
+// for new ones, so it would hold its place among max_connections for ever.
+TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosedAtItsLease) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 500;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer departed(mgr.address());
+  departed.Hello(mgr.region_path());
+  ASSERT_TRUE(IsOk(departed.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
+  FrameHeader h;
+  ASSERT_TRUE(IsOk(NextFrame(departed, &h)));
+  ASSERT_EQ(h.type, MsgType::kBye);
+  EXPECT_TRUE(departed.ClosedByManager(30000)) << "a departed client's connection stays";
+}
+
 // A peer with many distinct wake-ups pending that does not read is
 // disconnected once its queue passes the limit.
 TEST(BoundsTest, APeerThatDoesNotReadIsDisconnectedAtItsOutputLimit) {

@@ -174,8 +174,12 @@ class Manager::Impl {
   std::vector<std::string> bound_;
   std::vector<std::string> unix_paths_;
   std::set<std::shared_ptr<Session>> sessions_;
-  std::unordered_map<std::string, std::vector<std::pair<std::weak_ptr<Session>, uint64_t>>>
-      waits_by_id_;
+  // The waits on each id, one entry per (session, wait id) however often
+  // the wait names the id: a cancel erases its own entries in O(log n), not
+  // by a scan of every wait on the id (which made a client's many waits on
+  // one id cost the manager quadratic time when it closed).
+  using WaitKey = std::pair<const Session*, uint64_t>;
+  std::unordered_map<std::string, std::map<WaitKey, std::weak_ptr<Session>>> waits_by_id_;
   std::map<uint32_t, Member> members_;                 // by slot
   std::map<uint32_t, std::weak_ptr<Session>> agents_;  // by node
   std::map<uint32_t, FenceCommand> node_fences_;       // by node
@@ -1550,6 +1554,16 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       h.type != MsgType::kProof) {
     return Refuse(s, Status(GISMO_ERR_PROTOCOL, "say hello first"), "spoke before hello");
   }
+  // A client's notices of its own seals, deletes and requests (they wake
+  // waiters and subscribers, clear the region's kick_pending and wake the
+  // owner): from a node agent, or a client after its goodbye, ignored.
+  if ((h.type == MsgType::kSealed || h.type == MsgType::kDeleted || h.type == MsgType::kRequests) &&
+      s->slot == 0) {
+    WarnRateLimited("ignored a client's notice (message type " +
+                    std::to_string(static_cast<unsigned>(h.type)) + ") from " + s->Describe() +
+                    ": it is not a client");
+    return;
+  }
   // Waits and subscriptions are a client's (they cost the manager memory
   // and raise counters in the region that clients read): a node agent, or a
   // client after its goodbye, gets a per-request error, and holds nothing.
@@ -1840,12 +1854,18 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
   agents_[hello.node_id] = s;
   SendWelcome(s, 0, 0, 0, hello.node_id);
   spdlog::info("{} joined ({})", s->Describe(), s->identity.ToString());
-  // Suspects of that node waiting for a way to be fenced get one.
-  for (auto& [slot, m] : members_) {
-    if (m.node == hello.node_id && m.phase == Member::Phase::kSuspected) {
-      m.agent_failed = false;
-      AdvanceFencing(m);
-    }
+  // Suspects of that node waiting for a way to be fenced get one. Their
+  // slots first: AdvanceFencing may recover a member (its departed mark, its
+  // process proven gone), which erases it from members_.
+  std::vector<uint32_t> suspects;
+  for (const auto& [slot, m] : members_) {
+    if (m.node == hello.node_id && m.phase == Member::Phase::kSuspected) suspects.push_back(slot);
+  }
+  for (const uint32_t slot : suspects) {
+    auto it = members_.find(slot);
+    if (it == members_.end() || it->second.phase != Member::Phase::kSuspected) continue;
+    it->second.agent_failed = false;
+    AdvanceFencing(it->second);
   }
 }
 
@@ -1887,7 +1907,7 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
   for (uint32_t i = 0; i < n; ++i) {
     gismo_id_t id = r.Id();
     keys.push_back(IdKey(id));
-    waits_by_id_[keys.back()].emplace_back(s, wait_id);
+    waits_by_id_[keys.back()].emplace(WaitKey(s.get(), wait_id), s);
     // Raised before the ack: see ClientImpl::NotifyIfWatched.
     ShardOf(id).waiters.fetch_add(1, std::memory_order_seq_cst);
     PublishCounter(ShardOf(id).waiters);
@@ -1908,14 +1928,8 @@ void Manager::Impl::CancelWait(const std::shared_ptr<Session>& s, uint64_t wait_
     PublishCounter(ShardOf(id).waiters);
     auto w = waits_by_id_.find(key);
     if (w == waits_by_id_.end()) continue;
-    auto& v = w->second;
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [&](const auto& e) {
-                             auto sp = e.first.lock();
-                             return !sp || (sp == s && e.second == wait_id);
-                           }),
-            v.end());
-    if (v.empty()) waits_by_id_.erase(w);
+    w->second.erase(WaitKey(s.get(), wait_id));  // gone already if the wait named it twice
+    if (w->second.empty()) waits_by_id_.erase(w);
   }
   const uint64_t cost = std::max<uint64_t>(it->second.size(), 1);
   s->wait_ids -= cost;
@@ -1960,7 +1974,8 @@ void Manager::Impl::NotifySubscribers() {
 void Manager::Impl::WakeWaiters(const gismo_id_t& id) {
   auto it = waits_by_id_.find(IdKey(id));
   if (it == waits_by_id_.end()) return;
-  for (const auto& [weak, wait_id] : it->second) {
+  for (const auto& [key, weak] : it->second) {
+    const uint64_t wait_id = key.second;
     if (auto sp = weak.lock()) {
       sp->Send(protocol::Writer().Frame(MsgType::kWake, wait_id), wait_id);
       IncrementRelaxed(stats_.wakeups_sent);
@@ -2040,8 +2055,11 @@ void Manager::Impl::Tick() {
   }
   if (opt_.lease_ms > 0) {
     std::vector<std::shared_ptr<Session>> expired;
+    // Every admitted session: a client's, an agent's, and one whose client
+    // said goodbye but keeps its connection open (it would hold a place
+    // among max_connections for ever; no eviction takes admitted ones).
     for (const auto& s : sessions_) {
-      if ((s->slot != 0 || s->agent_node >= 0) &&
+      if (s->stage == Session::Stage::kAdmitted &&
           now - s->last_heard_ns_ > uint64_t{opt_.lease_ms} * kMs) {
         expired.push_back(s);
       }
