@@ -27,6 +27,22 @@ case ${1:-} in
     gc up --mode vm --nodes 4 --region "$VM_REGION" --size 512MiB --lease-ms 5000 \
       --vm-binary "$CLUSTER_AGENT"
     gc status
+    # An exec agent runs nothing for a connection that does not know the
+    # cluster's token: the forward on 127.0.0.1 is open to every host user.
+    wrong=$(mktemp)
+    echo "not-the-token-of-this-cluster" >"$wrong"
+    port=$(cat "$GISMO_CLUSTER_STATE_ROOT/$VM_CLUSTER_NAME/node1.port")
+    if "${GISMO_VM_AGENT_BIN:?}" exec --port "$port" --token-file "$wrong" \
+      -- touch /tmp/stranger 2>/dev/null; then
+      rm -f "$wrong"
+      echo "vm_fixture: an exec with a wrong token was served" >&2
+      exit 1
+    fi
+    rm -f "$wrong"
+    if gc exec 1 -- test -e /tmp/stranger; then
+      echo "vm_fixture: a command sent with a wrong token ran" >&2
+      exit 1
+    fi
     ;;
   down)
     gc down

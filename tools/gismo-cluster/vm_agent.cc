@@ -1,8 +1,9 @@
 // gismo-vm-agent: runs commands inside a gismo-cluster virtual machine.
 //
-//   gismo-vm-agent serve --port PORT [--ready-line TEXT]   (in the guest)
-//   gismo-vm-agent exec --port PORT [--cwd DIR] [--env K=V]... -- CMD [ARGS...]
-//                                                            (on the host)
+//   gismo-vm-agent serve --port PORT --token-file PATH [--ready-line TEXT]
+//                                                            (in the guest)
+//   gismo-vm-agent exec --port PORT --token-file PATH [--cwd DIR] [--env K=V]...
+//                       -- CMD [ARGS...]                     (on the host)
 //
 // `serve` listens on TCP PORT of every guest address (the host reaches it
 // through a user-mode network forward on 127.0.0.1) and runs one command per
@@ -10,9 +11,16 @@
 // stdin, stdout and stderr, and exits with the command's status (128 + N when
 // signal N killed it), like a local exec would.
 //
+// The forward on 127.0.0.1 is open to every user of the host, and a command
+// runs as root in a guest that maps the region: a connection first proves
+// it knows the cluster's token (a file only its owner reads on the host,
+// which qemu hands the guest through fw_cfg). Without it, or within 10 s,
+// the connection is closed and nothing runs.
+//
 // Wire format, both directions: frames of [type: 1 byte][length: u32 LE][data].
-//   host -> guest  'C' command: NUL-terminated strings: cwd, env entries, an
-//                      empty string, then argv.  Sent once, first.
+//   host -> guest  'A' the token. Sent once, first.
+//                  'C' command: NUL-terminated strings: cwd, env entries, an
+//                      empty string, then argv.  Sent once, second.
 //                  'I' stdin data; an empty 'I' is end of input.
 //   guest -> host  'O' stdout data, 'E' stderr data, 'X' exit status (u32 LE).
 // Invariants: 'X' is the last frame of a connection, sent only after the
@@ -31,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -99,13 +108,43 @@ uint32_t ExitStatusOf(int wait_status) {
 
 // ---- guest side -------------------------------------------------------------
 
-// Runs the command of one connection. Never returns.
-[[noreturn]] void ServeConnection(int sock) {
+// Whether `a` and `b` are equal, in time that depends on their lengths only.
+bool SameToken(const std::string& a, const std::vector<char>& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// The token in `path`, without trailing white space; dies if there is
+// none or it is too short to guess.
+std::string ReadToken(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die("cannot read the token file " + path + ": " + strerror(errno));
+  std::string token;
+  char buf[256];
+  for (ssize_t r; (r = read(fd, buf, sizeof buf)) != 0;) {
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || token.size() > 4096) Die("cannot read the token file " + path);
+    token.append(buf, static_cast<size_t>(r));
+  }
+  close(fd);
+  while (!token.empty() && isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.size() < 16) Die("the token in " + path + " is shorter than 16 bytes");
+  return token;
+}
+
+// Runs the command of one connection, once it proved it knows `token`.
+// Never returns.
+[[noreturn]] void ServeConnection(int sock, const std::string& token) {
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   char type = 0;
   std::vector<char> req;
+  alarm(10);  // a silent connection ends here (SIGALRM's default action)
+  if (!RecvFrame(sock, &type, &req) || type != 'A' || !SameToken(token, req)) _exit(1);
   if (!RecvFrame(sock, &type, &req) || type != 'C' || req.empty() || req.back() != '\0') _exit(1);
+  alarm(0);
   std::vector<std::string> parts;
   for (size_t i = 0; i < req.size();) {
     parts.emplace_back(&req[i]);
@@ -192,7 +231,7 @@ uint32_t ExitStatusOf(int wait_status) {
   _exit(0);
 }
 
-[[noreturn]] void Serve(int port, const std::string& ready_line) {
+[[noreturn]] void Serve(int port, const std::string& token, const std::string& ready_line) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (ls < 0) Die(std::string("socket: ") + strerror(errno));
   int one = 1;
@@ -221,7 +260,7 @@ uint32_t ExitStatusOf(int wait_status) {
     pid_t h = fork();
     if (h == 0) {
       close(ls);
-      ServeConnection(s);
+      ServeConnection(s, token);
     }
     close(s);
   }
@@ -229,8 +268,8 @@ uint32_t ExitStatusOf(int wait_status) {
 
 // ---- host side --------------------------------------------------------------
 
-[[noreturn]] void Exec(int port, const std::string& cwd, const std::vector<std::string>& env,
-                       const std::vector<std::string>& argv) {
+[[noreturn]] void Exec(int port, const std::string& token, const std::string& cwd,
+                       const std::vector<std::string>& env, const std::vector<std::string>& argv) {
   signal(SIGPIPE, SIG_IGN);
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
@@ -248,7 +287,10 @@ uint32_t ExitStatusOf(int wait_status) {
   req += '\0';
   for (const auto& arg : argv) req += arg + '\0';
   if (req.size() > kMaxFrame) Die("command line too long");
-  if (!SendFrame(s, 'C', req.data(), static_cast<uint32_t>(req.size()))) Die("lost the guest");
+  if (!SendFrame(s, 'A', token.data(), static_cast<uint32_t>(token.size())) ||
+      !SendFrame(s, 'C', req.data(), static_cast<uint32_t>(req.size()))) {
+    Die("lost the guest");
+  }
   std::vector<char> buf(kChunk);
   bool stdin_open = true;
   for (;;) {
@@ -295,8 +337,9 @@ int ParsePort(const char* text) {
 
 [[noreturn]] void Usage() {
   fprintf(stderr,
-          "usage: gismo-vm-agent serve --port PORT [--ready-line TEXT]\n"
-          "       gismo-vm-agent exec --port PORT [--cwd DIR] [--env K=V]... -- CMD [ARGS...]\n");
+          "usage: gismo-vm-agent serve --port PORT --token-file PATH [--ready-line TEXT]\n"
+          "       gismo-vm-agent exec --port PORT --token-file PATH [--cwd DIR] [--env K=V]...\n"
+          "                           -- CMD [ARGS...]\n");
   exit(2);
 }
 
@@ -306,7 +349,7 @@ int main(int argc, char** argv) {
   if (argc < 2) Usage();
   std::string verb = argv[1];
   int port = 0;
-  std::string ready_line, cwd = "/";
+  std::string ready_line, cwd = "/", token_file;
   std::vector<std::string> env, cmd;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -317,6 +360,8 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) Usage();
     if (a == "--port") {
       port = ParsePort(argv[++i]);
+    } else if (a == "--token-file") {
+      token_file = argv[++i];
     } else if (a == "--ready-line") {
       ready_line = argv[++i];
     } else if (a == "--cwd") {
@@ -328,8 +373,8 @@ int main(int argc, char** argv) {
       Usage();
     }
   }
-  if (port == 0) Usage();
-  if (verb == "serve" && cmd.empty()) Serve(port, ready_line);
-  if (verb == "exec" && !cmd.empty()) Exec(port, cwd, env, cmd);
+  if (port == 0 || token_file.empty()) Usage();
+  if (verb == "serve" && cmd.empty()) Serve(port, ReadToken(token_file), ready_line);
+  if (verb == "exec" && !cmd.empty()) Exec(port, ReadToken(token_file), cwd, env, cmd);
   Usage();
 }
