@@ -192,8 +192,8 @@ int main(int argc, char** argv) {
         Check(st->TryGet(id, &g), "get");
         Check(st->Release(id), "release");
       }
-      for (uint64_t i = 0; i < samples; ++i) {
-        const gismo_id_t id = IdOf(pick(rng), 7);
+      // One get+release of `id`, timed.
+      const auto timed_get_release = [&st](const gismo_id_t& id) {
         gismo::store::GetResult g;
         const int64_t t0 = NowNs();
         gismo::Status s = st->TryGet(id, &g);
@@ -201,8 +201,9 @@ int main(int argc, char** argv) {
         const int64_t t1 = NowNs();
         Check(s, "get+release");
         if (!g.found) Die("an object is missing");
-        lat.push_back(static_cast<double>(t1 - t0));
-      }
+        return static_cast<double>(t1 - t0);
+      };
+      for (uint64_t i = 0; i < samples; ++i) lat.push_back(timed_get_release(IdOf(pick(rng), 7)));
       const double med = Percentile(lat, 0.5), p99 = Percentile(lat, 0.99);
       // Batches: `batch` random ids got in order, then released; the time per
       // object, without and with Store::PrefetchBatch (as the client's
@@ -234,13 +235,7 @@ int main(int argc, char** argv) {
       for (uint64_t i = 0; i < std::max<uint64_t>(samples / 10, 1); ++i) {
         const gismo_id_t id = IdOf(pick(rng), 7);
         FlushIndexLines(*region, id);
-        gismo::store::GetResult g;
-        const int64_t t0 = NowNs();
-        gismo::Status s = st->TryGet(id, &g);
-        if (s.ok()) s = st->Release(id);
-        const int64_t t1 = NowNs();
-        Check(s, "get+release");
-        cold.push_back(static_cast<double>(t1 - t0));
+        cold.push_back(timed_get_release(id));
       }
       const double cold_med = Percentile(cold, 0.5);
       const Probes probes = ProbeDistances(*region);

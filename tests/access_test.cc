@@ -456,6 +456,21 @@ void SendAndSync(RawPeer& peer, const std::vector<uint8_t>& frame, bool expect_a
   }
 }
 
+// An id whose first byte is `b`, the rest zero.
+gismo_id_t IdOfByte(uint8_t b) {
+  gismo_id_t id{};
+  id.bytes[0] = b;
+  return id;
+}
+
+// Says goodbye on `peer` and reads the manager's answer.
+void Depart(RawPeer& peer) {
+  ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
+  FrameHeader h;
+  ASSERT_TRUE(IsOk(NextFrame(peer, &h)));
+  ASSERT_EQ(h.type, MsgType::kBye);
+}
+
 // Many waits on one id: each holds one entry however often it names the
 // id, a cancel takes away exactly its own, and a seal notice wakes each
 // remaining wait once (the manager kept one entry per id named, so a wait
@@ -466,8 +481,7 @@ TEST(BoundsTest, ManyWaitsOnOneIdAreWokenOnceEachAndCancelledAlone) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer waiter(mgr.address());
   waiter.Hello(mgr.region_path());
-  gismo_id_t x{};
-  x.bytes[0] = 0x77;
+  const gismo_id_t x = IdOfByte(0x77);
   std::vector<uint8_t> frames;
   constexpr uint64_t kWaits = 1000;
   for (uint64_t i = 0; i < kWaits; ++i) {
@@ -496,15 +510,11 @@ TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer waiter(mgr.address());
   waiter.Hello(mgr.region_path());
-  gismo_id_t x{};
-  x.bytes[0] = 0x78;
+  const gismo_id_t x = IdOfByte(0x78);
   ASSERT_NO_FATAL_FAILURE(SendAndSync(waiter, WaitOnFrame(x, 1, 10)));
   RawPeer departed(mgr.address());
   departed.Hello(mgr.region_path());
-  ASSERT_TRUE(IsOk(departed.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
-  FrameHeader h;
-  ASSERT_TRUE(IsOk(NextFrame(departed, &h)));
-  ASSERT_EQ(h.type, MsgType::kBye);  // (its departure's recovery woke every wait)
+  ASSERT_NO_FATAL_FAILURE(Depart(departed));  // (its recovery woke every wait)
   RawPeer agent(mgr.address());
   agent.AgentHello(7);
   protocol::Writer notice;
@@ -528,10 +538,7 @@ TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosedAtItsLease) {
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer departed(mgr.address());
   departed.Hello(mgr.region_path());
-  ASSERT_TRUE(IsOk(departed.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
-  FrameHeader h;
-  ASSERT_TRUE(IsOk(NextFrame(departed, &h)));
-  ASSERT_EQ(h.type, MsgType::kBye);
+  ASSERT_NO_FATAL_FAILURE(Depart(departed));
   EXPECT_TRUE(departed.ClosedByManager(30000)) << "a departed client's connection stays";
 }
 
