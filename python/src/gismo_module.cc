@@ -368,10 +368,12 @@ int64_t NextSliceMs(int64_t timeout_ms, std::chrono::steady_clock::time_point st
 
 // Runs attempt(slice_ms), a blocking C call, without the GIL in slices of at
 // most kSignalSliceMs until done(status) or timeout_ms (-1: never) has
-// passed, checking signals between slices (a raising handler ends the wait).
+// passed, checking signals between slices (a raising handler ends the wait)
+// and whether `core`'s Client was closed meanwhile (InvalidArgument: a
+// close() from another thread ends the wait within a slice).
 // Returns the last status; gismo_last_error() still belongs to it.
 template <typename Attempt, typename Done>
-gismo_status_t WaitInSlices(int64_t timeout_ms, Attempt&& attempt, Done&& done) {
+gismo_status_t WaitInSlices(const Core& core, int64_t timeout_ms, Attempt&& attempt, Done&& done) {
   CheckTimeout(timeout_ms);
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
@@ -383,6 +385,7 @@ gismo_status_t WaitInSlices(int64_t timeout_ms, Attempt&& attempt, Done&& done) 
     }
     if (done(s) || slice < kSignalSliceMs) return s;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (core.closed()) ThrowInvalid("the client was closed while this call waited");
   }
 }
 
@@ -522,7 +525,7 @@ class PyClient {
     void* data = nullptr;
     gismo_client_t* c = core->Checked();
     gismo_status_t s = WaitInSlices(
-        timeout_ms,
+        *core, timeout_ms,
         [&](int64_t slice_ms) {
           return gismo_get_or_create(c, &oid.c_id(), static_cast<size_t>(size), meta.data(),
                                      meta.size(), CreateFlags(owned, evictable), slice_ms, &buf,
@@ -625,7 +628,7 @@ class PyClient {
     for (size_t i = 0; i < missing.size(); ++i) missing[i] = i;
     std::vector<gismo_buffer_t> bufs;
     gismo_status_t s = WaitInSlices(
-        timeout_ms,
+        *core, timeout_ms,
         [&](int64_t slice_ms) {
           bufs.assign(cids.size(), gismo_buffer_t{});
           return gismo_get(c, cids.data(), cids.size(), slice_ms, bufs.data());
@@ -663,7 +666,8 @@ class PyClient {
     gismo_buffer_t buf{};
     gismo_client_t* c = core->Checked();
     gismo_status_t s = WaitInSlices(
-        timeout_ms, [&](int64_t slice_ms) { return gismo_get(c, &oid.c_id(), 1, slice_ms, &buf); },
+        *core, timeout_ms,
+        [&](int64_t slice_ms) { return gismo_get(c, &oid.c_id(), 1, slice_ms, &buf); },
         [&](gismo_status_t s) { return s != GISMO_OK || buf.data != nullptr; });
     Check(s);
     if (!buf.data) {
@@ -749,7 +753,7 @@ class PyClient {
     gismo_name_info_t info{};
     gismo_client_t* c = core->Checked();
     gismo_status_t s = WaitInSlices(
-        timeout_ms,
+        *core, timeout_ms,
         [&](int64_t slice_ms) {
           return gismo_wait_name(c, n.c_str(), old ? &old->c_id() : nullptr, slice_ms, &info);
         },

@@ -1,6 +1,7 @@
 """The C API's object life cycle and its errors, seen from Python."""
 
 import os
+import threading
 
 import pytest
 
@@ -330,6 +331,42 @@ def test_closed_client(manager, oid):
         c.contains(oid)
     with pytest.raises(gismo.InvalidArgument, match="closed"):
         c.get(oid, 0)
+
+
+@pytest.mark.parametrize("call", ["get", "get_many", "get_or_create",
+                                  "wait_name"])
+def test_close_ends_a_wait_in_another_thread(manager, oid, call):
+    """A wait without end in one thread, close() in another: the wait
+    raises InvalidArgument (it went on for ever)."""
+    c = manager.connect()
+    waits = {
+        "get": lambda: c.get(oid),
+        "get_many": lambda: c.get([oid, gismo.ObjectID.random()]),
+        "get_or_create": lambda: c.get_or_create(oid, 8),
+        "wait_name": lambda: c.wait_name("never-bound-" + oid.hex()),
+    }
+    outcome = []
+
+    def run():
+        try:
+            waits[call]()
+            outcome.append("returned")
+        except gismo.InvalidArgument as e:
+            outcome.append(str(e))
+
+    with manager.connect() as creator:
+        if call == "get_or_create":
+            creator.create(oid, 8)  # unsealed: get_or_create waits for it
+        waiter = threading.Thread(target=run, daemon=True)
+        waiter.start()
+        # Time for the call to block (if it has not, close() comes first
+        # and the call raises all the same); it cannot return by itself.
+        waiter.join(0.3)
+        assert waiter.is_alive(), outcome
+        c.close()
+        waiter.join(60)
+    assert not waiter.is_alive(), "the wait went on after close()"
+    assert outcome and "closed" in outcome[0], outcome
 
 
 def test_disconnect_aborts_unsealed(manager, client, oid):
