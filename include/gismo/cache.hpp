@@ -173,6 +173,8 @@ class Cache {
       (void)r->load.Detach();  // the creator's reference becomes the caller's
       auto held = client_.Get(id, 0);
       (void)client_.Release(id);
+      // Invalidated between the seal and the get: loaded again.
+      if (!held.ok() && held.status().code() == GISMO_ERR_TIMEOUT) continue;
       return held;
     }
   }

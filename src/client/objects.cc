@@ -99,9 +99,17 @@ Status ClientImpl::Abort(const gismo_id_t& id) {
 }
 
 Status ClientImpl::Release(const gismo_id_t& id) {
-  std::lock_guard<std::mutex> op(op_mu_);
-  if (Status s = CheckAlive(); !s.ok()) return s;
-  return store_->Release(id);
+  bool freed = false;
+  {
+    std::lock_guard<std::mutex> op(op_mu_);
+    if (Status s = CheckAlive(); !s.ok()) return s;
+    if (Status s = store_->Release(id, &freed); !s.ok()) return s;
+  }
+  // The last reference to a deleted object: its id is free now, which a
+  // get-or-create waiting to create it again must hear of (the delete's
+  // own notice came while the id was still taken).
+  if (freed) NotifyIfWatched(MsgType::kDeleted, id, /*ring_event=*/false);
+  return Status();
 }
 
 Status ClientImpl::Delete(const gismo_id_t& id) {

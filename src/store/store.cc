@@ -318,7 +318,8 @@ Status Store::TryGet(const gismo_id_t& id, GetResult* out) {
   return Status();
 }
 
-Status Store::Release(const gismo_id_t& id) {
+Status Store::Release(const gismo_id_t& id, bool* freed) {
+  if (freed != nullptr) *freed = false;
   if (nc_) return nc_->Release(id);
   Txn txn(r_, slot_, session_, OpKind::kRelease);
   Located loc;
@@ -355,13 +356,17 @@ Status Store::Release(const gismo_id_t& id) {
   const uint64_t refs = held_refs - 1;
   txn.Write(rec.ref_count, refs);
   GISMO_CRASH_POINT("release.after_decrement");
-  if (refs == 0 && InfoState(rec.info.load(std::memory_order_relaxed)) == ObjectState::kDeleting) {
+  const bool frees =
+      refs == 0 && InfoState(rec.info.load(std::memory_order_relaxed)) == ObjectState::kDeleting;
+  if (frees) {
     FreeObjectData(txn, rec);
     GISMO_CRASH_POINT("release.after_free");
     RemoveObject(txn, loc);
   }
   GISMO_CRASH_POINT("release.before_commit");
-  return txn.Commit();
+  Status committed = txn.Commit();
+  if (committed.ok() && frees && freed != nullptr) *freed = true;
+  return committed;
 }
 
 Status Store::Delete(const gismo_id_t& id) {

@@ -66,7 +66,10 @@ class Store {
   Status Abort(const gismo_id_t& id);
   // Takes a reference if the object is sealed; found == false otherwise.
   Status TryGet(const gismo_id_t& id, GetResult* out);
-  Status Release(const gismo_id_t& id);
+  // *freed (if set) is true when this was the last reference to a deleted
+  // object, whose data and record are free now (coherent regions; in a
+  // non-coherent one the owner frees it later and *freed stays false).
+  Status Release(const gismo_id_t& id, bool* freed = nullptr);
   // Before the k-th of a batch of n lookups made in order (id_at(j) names
   // the j-th id): prefetches the index lines of the ids a few places ahead,
   // so the batch overlaps its cache misses instead of waiting for each in
