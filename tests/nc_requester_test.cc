@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <thread>
 
@@ -334,6 +335,32 @@ TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
   st = client.Call(Make(NcOp::kCreate, 3), &a, 1000);
   EXPECT_EQ(st.code(), GISMO_ERR_PROTOCOL);
   EXPECT_NE(st.message().find("malformed response"), std::string::npos) << st.message();
+}
+
+// Late answers (to an earlier request) do not hold a call past its
+// deadline: it looks at the clock after each one it drops (it did only when
+// the ring was empty, so an owner that kept writing late answers held the
+// call for as long as it wrote them). Late answers queued, a call that may
+// not wait: it drops one and times out.
+TEST(NcRequesterTest, LateAnswersDoNotHoldACallPastItsDeadline) {
+  Slot s;
+  HwLines hw;
+  NcRequester<HwLines> client(hw, BaseOptions(s));
+  ASSERT_TRUE(client.Attach());
+  RequestProducer<HwLines> owner_out(hw, s.responses(), kCap, kSession);
+  ASSERT_TRUE(owner_out.Attach());
+  NcResponse a;
+  NcResponse first;
+  first.request_seq = 1;
+  first.op = NcOp::kDelete;
+  ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(first)));
+  ASSERT_TRUE(client.Call(Make(NcOp::kDelete, 1), &a, 1000).ok());
+  int queued = 0;
+  while (queued < 4 && owner_out.TryPush(EncodeNcResponse(first))) ++queued;
+  ASSERT_GE(queued, 2);
+  const Status st = client.Call(Make(NcOp::kDelete, 2), &a, 0);
+  EXPECT_EQ(st.code(), GISMO_ERR_TIMEOUT) << st.ToString();
+  EXPECT_EQ(client.dropped(), 1u);
 }
 
 }  // namespace

@@ -111,19 +111,23 @@ class NcRequester {
       if (!got.ok()) {
         return Status(GISMO_ERR_PROTOCOL, "response ring: " + got.status().message());
       }
+      const auto timed_out = [&] {
+        unanswered_ = sent;
+        return Status(GISMO_ERR_TIMEOUT,
+                      std::string("no answer to the ") + NcOpName(q.op) + " request " +
+                          std::to_string(seq) +
+                          " in time (it may still be applied; asking the same again next "
+                          "waits for its outcome)");
+      };
       if (!*got) {
-        if (!wait.Next(deadline)) {
-          unanswered_ = sent;
-          return Status(GISMO_ERR_TIMEOUT,
-                        std::string("no answer to the ") + NcOpName(q.op) + " request " +
-                            std::to_string(seq) +
-                            " in time (it may still be applied; asking the same again next "
-                            "waits for its outcome)");
-        }
+        if (!wait.Next(deadline)) return timed_out();
         continue;
       }
       if (a.request_seq < seq) {
         ++dropped_;  // the late answer to a request whose wait timed out
+        // An owner that writes late answers without end must not hold the
+        // call past its deadline.
+        if (std::chrono::steady_clock::now() >= deadline) return timed_out();
         continue;
       }
       if (a.request_seq > seq || a.op != q.op) {

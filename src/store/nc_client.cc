@@ -618,8 +618,8 @@ Status NcClientStore::CallName(const NcRequest& q, std::string_view name, const 
       return Status(a.status, q.op == NcOp::kUnbindName || id == nullptr
                                   ? "no " + quoted
                                   : "no object " + Hex(*id) + " to bind the " + quoted + " to");
-    case GISMO_ERR_OBJECT_NOT_SEALED:
-      return Status(a.status, "object " + Hex(*id) +
+    case GISMO_ERR_OBJECT_NOT_SEALED:  // (an owner's answer to an unbind, id null, is no bind's)
+      return Status(a.status, (id == nullptr ? std::string("the object") : "object " + Hex(*id)) +
                                   " is not sealed; a name is bound only to a sealed object");
     case GISMO_ERR_LIMIT:
       return Status(a.status, "the name table has no room for " + quoted +
