@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -17,6 +18,8 @@
 
 #include "common/crash_point.h"
 #include "region/cache_lines.h"
+#include "region/nc_requests.h"
+#include "region/request_ring.h"
 #include "region_fixture.h"
 #include "store/event_ring.h"
 #include "store/nc_owner.h"
@@ -158,6 +161,43 @@ TEST_F(NcStoreTest, ADeleteWaitsForTheLastReferenceAnywhere) {
   while (a->Stat(id, &info).code() != GISMO_ERR_OBJECT_NOT_FOUND) std::this_thread::yield();
   StopOwner();
   ExpectSound();
+}
+
+// A client that publishes requests and never reads its answers: once a
+// ring of its answers waits unsent, its requests are no pending work (the
+// owner thread spun on them for ever, never sleeping); once it reads, they
+// are served again.
+TEST_F(NcStoreTest, AClientThatReadsNoAnswersKeepsNoOwnerAwake) {
+  auto c = Client(1);
+  region::HwLines hw;
+  const uint64_t cap = region_->request_ring_capacity();
+  region::RequestProducer<region::HwLines> out(hw, region_->request_ring(1), cap, /*seal=*/1);
+  ASSERT_TRUE(out.Attach());
+  region::NcRequest q;
+  q.op = region::NcOp::kTouch;
+  q.id = store::ToWords(IdFrom(77));
+  std::array<region::RequestPayload, region::kNcMaxRequestEntries> entries;
+  ASSERT_TRUE(region::EncodeNcRequest(q, entries).ok());
+  const uint32_t n = region::NcRequestEntries(q);
+  // Answers fill the response ring, then the owner's backlog; then the
+  // owner takes no more, and requests fill the request ring.
+  uint64_t published = 0;
+  bool full = false;
+  for (uint64_t round = 0; round < 4 * cap && !full; ++round) {
+    full = !out.TryPushAll(entries.data(), n);
+    published += !full;
+    ASSERT_TRUE(owner_->Serve(1, 1 << 20).ok());
+  }
+  ASSERT_TRUE(full) << published << " requests published, all taken";
+  EXPECT_FALSE(owner_->AnyPending()) << "requests the owner will not serve keep it awake";
+  // The client reads every answer there is: its requests are work again.
+  region::RequestConsumer<region::HwLines> in(hw, region_->response_ring(1), cap, /*seal=*/1);
+  in.Attach();
+  region::RequestPayload answer;
+  while (in.Take(&answer) == region::PopResult::kRequest) {
+  }
+  in.Commit(in.taken());
+  EXPECT_TRUE(owner_->AnyPending());
 }
 
 TEST_F(NcStoreTest, EachMisuseGetsItsError) {

@@ -260,6 +260,13 @@ void NcOwnerStore::SendAnswers(Client& c) {
 bool NcOwnerStore::AnyPending() {
   std::lock_guard<std::recursive_mutex> lk(mu_);
   for (auto& [slot, c] : clients_) {
+    // A client that leaves its answers unread has none of its requests
+    // served until it reads them (Serve): they are no work, or its owner
+    // thread would never sleep and spin on them for ever. Its answers go
+    // out at the next Serve once it reads (the manager's tick serves every
+    // client).
+    SendAnswers(c);
+    if (c.unsent.size() >= r_.request_ring_capacity()) continue;
     if (c.requests.Pending()) return true;
   }
   return false;
