@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -535,6 +536,15 @@ TEST_F(CliTest, NameTable) {
   ASSERT_EQ(some.size(), 1u) << some.dump();
   CmdResult human = Gismo({"ls", "--names"});
   EXPECT_NE(human.out.find(v2 + "         2"), std::string::npos) << human.out;
+  // A name another client chose, with a line break and a terminal escape:
+  // one row, its control bytes shown as \xNN (JSON keeps the name).
+  const std::string forged = "ok\nFORGED-ROW\x1b[2J";
+  ASSERT_EQ(Gismo({"bind", forged, v1}).code, 0);
+  human = Gismo({"ls", "--names", "--prefix", "ok"});
+  EXPECT_NE(human.out.find("ok\\x0aFORGED-ROW\\x1b[2J\n"), std::string::npos) << human.out;
+  EXPECT_EQ(std::count(human.out.begin(), human.out.end(), '\n'), 2) << human.out;
+  EXPECT_EQ(GismoJson({"ls", "--names", "--prefix", "ok"})[0]["name"], forged);
+  ASSERT_EQ(Gismo({"unbind", forged}).code, 0);
   // Errors: an unbound name is "not found" (4), a bad one a usage error of
   // the store (1), and --bound with an ID is a usage error (2).
   EXPECT_EQ(Gismo({"get", "--bound", "nope"}).code, 4);

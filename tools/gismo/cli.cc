@@ -152,6 +152,22 @@ std::string FormatTime(uint64_t realtime_ns) {
   return buf;
 }
 
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b == 0x7f || c == '\\') {
+      char buf[5];
+      snprintf(buf, sizeof buf, "\\x%02x", b);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -87,6 +87,10 @@ std::string FormatSize(uint64_t bytes);
 std::string FormatDuration(double seconds);
 // "2024-05-01T12:00:00Z".
 std::string FormatTime(uint64_t realtime_ns);
+// Text another client wrote (a name), fit for a terminal: each control
+// byte and backslash as \xNN, so that it can neither forge rows nor send
+// escape sequences.
+std::string Printable(std::string_view text);
 uint64_t NowNs();
 
 // One object as JSON (the same keys in ls, stat and put).

@@ -53,7 +53,8 @@ int RunLsNames(const LsArgs& a) {
   for (const auto& r : rows) {
     const double age = now > r.bind_time_ns ? static_cast<double>(now - r.bind_time_ns) / 1e9 : 0;
     printf("%-40s  %8llu  %-8s  %s\n", ObjectId(r.id).Hex().c_str(),
-           static_cast<unsigned long long>(r.version), FormatDuration(age).c_str(), r.name);
+           static_cast<unsigned long long>(r.version), FormatDuration(age).c_str(),
+           Printable(std::string_view(r.name, r.name_size)).c_str());
   }
   return kExitOk;
 }
