@@ -557,6 +557,22 @@ TEST_F(CliTest, NameTable) {
   EXPECT_EQ(Gismo({"unbind", "other"}).code, 4);
 }
 
+// An offline check of a region a manager on this host serves would report
+// its clients' operations in flight as damage: refused (exit 2, saying
+// what to do), unless asked for anyway.
+TEST_F(CliTest, AnOfflineCheckOfAServedRegionIsRefused) {
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_FSCK_BIN, "--region", mgr_.region()};
+  o.stderr_to_stdout = true;
+  gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("check it online"), std::string::npos) << r.output;
+  o.argv.push_back("--offline-while-served");
+  r = gismo::testing::Run(o, 60);
+  EXPECT_LT(r.exit_code, 2) << r.output;  // checked: sound, or damage in flight
+  EXPECT_NE(r.output.find("(offline)"), std::string::npos) << r.output;
+}
+
 TEST_F(CliTest, FsckJsonAndNegativeLimit) {
   ASSERT_EQ(Gismo({"put", "--name", "f", "-"}, "fsck me").code, 0);
   CmdResult fsck = Gismo({"fsck", "--json"});
