@@ -1,5 +1,6 @@
 // gismo get: write an object's data to a file or stdout.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -69,20 +70,25 @@ int RunGet(GetArgs a) {
       fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     if (fd < 0) Fail(kExitLocalIo, "cannot create '" + a.file + "': " + std::strerror(errno));
-    auto discard = [&] {
+    struct stat st {};
+    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    // A failed write: a file this command created goes; one that was there
+    // (truncated by the open) stays, and the message says it is partial.
+    auto failed = [&](const std::string& why) {
       if (created) unlink(a.file.c_str());
+      Fail(kExitLocalIo, why + (!created && regular ? "; '" + a.file +
+                                                          "' was there before: its old contents "
+                                                          "are gone and it now holds a part of "
+                                                          "the object"
+                                                    : ""));
     };
     try {
       WriteAll(fd, buf->data(), buf->size(), "'" + a.file + "'");
-    } catch (const Error&) {
+    } catch (const Error& e) {
       close(fd);
-      discard();
-      throw;
+      failed(e.what());
     }
-    if (close(fd) != 0) {
-      discard();
-      Fail(kExitLocalIo, "cannot write '" + a.file + "': " + std::strerror(errno));
-    }
+    if (close(fd) != 0) failed("cannot write '" + a.file + "': " + std::strerror(errno));
   }
   if (a.common.json) {
     nlohmann::json j = {{"id", id.Hex()},

@@ -217,9 +217,13 @@ int RunPut(PutArgs a) {
     if (!buf.ok()) Fail(buf.status(), what);
     // On a failure (an Error thrown) ~MutableBuffer aborts the object.
     in.ReadExactly(buf->data(), size);
-    if (!in.size() && in.HasMore()) {
-      Fail(kExitLocalIo, in.name() + " holds more than --size " + std::to_string(size) +
-                             " bytes; nothing stored");
+    // A stream longer than --size, or a file that grew while it was read (a
+    // log being written): storing its first bytes would lose the rest.
+    if (in.HasMore()) {
+      Fail(kExitLocalIo, in.name() + (in.size() ? " grew past the " : " holds more than --size ") +
+                             std::to_string(size) +
+                             (in.size() ? " bytes it had when opened" : " bytes") +
+                             "; nothing stored");
     }
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   } else {
