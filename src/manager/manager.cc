@@ -1204,9 +1204,13 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
     // Pinned on this kernel and still running: the fence of the node it
     // claims did not stop it (an emulated node's fence may kill it: it is
     // then fenced by its exit). Recovered when it exits, or on the
-    // operator's word; the fence command is not run for it again.
-    if (reason == FenceReason::kNodeFenced && m.pidfd &&
-        !fence::PidfdExited(m.pidfd->native_handle())) {
+    // operator's word; the fence command is not run for it again. The same
+    // for one whose identity says this kernel (boot and pid namespace) but
+    // that could not be pinned (its /proc entry unreadable: hidepid,
+    // another user): fencing another node proves nothing about it.
+    const bool here =
+        m.pidfd ? !fence::PidfdExited(m.pidfd->native_handle()) : IsLocalIdentity(m.identity);
+    if (reason == FenceReason::kNodeFenced && here) {
       spdlog::warn(
           "{} claims node {} but runs on the manager's own kernel, and fencing node {} "
           "did not stop it: it is not recovered",
