@@ -622,6 +622,21 @@ TEST_F(NcFenceTest, TheAgentsWriteBackLeavesNothingToOverwriteTheRecovery) {
   }
 }
 
+// An owner that holds every record's seqlock version odd (a broken one, or
+// one frozen mid-write): the fence's write-back counts them busy after a
+// second in all, where it waited a second for each (hours for a region of
+// many records, with the dead client's recovery waiting on it).
+TEST_F(NcFenceTest, RecordsHeldBusyCostTheWriteBackOneSecondInAll) {
+  const Region& g = *region_;
+  const uint32_t records = g.num_shards() * g.records_per_shard();
+  ASSERT_GE(records, 100u);
+  for (uint32_t i = 0; i < records; ++i) g.record(i).ref_count.store(1);  // odd: being written
+  CacheSim host(base(), size(), Sim(1));
+  const NcWriteBack wb = NcWriteBackDeadClient(host, g, /*slot=*/1);
+  EXPECT_EQ(wb.busy, records);
+  EXPECT_EQ(wb.unsealed, 0u);
+}
+
 // A reader host that dies (SIGKILL: its simulated cache, dirty lines
 // included, dies with it) at each line operation of a get. Whatever memory
 // holds afterwards, a reference the reader relied on (its get returned) is

@@ -70,13 +70,22 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
   };
   out.bytes += NcWriteBackClientLines(lines, r, slot);
   const uint32_t records = r.num_shards() * r.records_per_shard();
+  // The owner holds a record's version odd only while it writes the
+  // record: the waits for busy records take a second in all, not a second
+  // each (an owner holding every record odd would stall the fence for as
+  // many seconds as the region has records).
+  uint64_t give_up_ns = 0;  // set at the first busy record
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r.record(g);
-    // The owner holds a record's version odd only while it writes the
-    // record: wait for it up to a second.
     NcRecordWords w;
-    bool read = false;
-    for (NcPatience p(1'000'000'000); !read && p.Again();) read = NcReadRecord(lines, rec, &w);
+    bool read = NcReadRecord(lines, rec, &w);
+    if (!read) {
+      const uint64_t now = MonotonicNs();
+      if (give_up_ns == 0) give_up_ns = now + 1'000'000'000;
+      for (NcPatience p(give_up_ns > now ? give_up_ns - now : 0); !read && p.Again();) {
+        read = NcReadRecord(lines, rec, &w);
+      }
+    }
     if (!read) {
       ++out.busy;
       continue;
