@@ -822,10 +822,15 @@ bool NcOwnerStore::FreeIfUnheld(uint32_t global, bool check_tables) {
       InfoState(loc.rec->info.load(std::memory_order_relaxed)) != ObjectState::kDeleting) {
     return true;  // not deleting any more: nothing to free
   }
-  FreeObject(txn, loc);  // O3
+  const gismo_id_t id = IdOf(*loc.rec);  // (FreeObject clears the record)
+  FreeObject(txn, loc);                  // O3
   GISMO_CRASH_POINT("nc_owner.free_before_commit");
   if (!txn.Commit().ok()) return false;
   ++stats_.freed;
+  // Its id is free now: a get-or-create waiting to create it again hears
+  // of it (the delete's wake-up came while the id was still taken).
+  std::lock_guard<std::recursive_mutex> lk(mu_);
+  changed_.push_back(id);
   return true;
 }
 
