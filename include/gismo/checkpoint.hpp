@@ -97,6 +97,7 @@ inline constexpr uint64_t kMaxClaims = 256;
 // Generations run from 1; a manifest (or a manifest's header) naming 0 or
 // one above this is corrupt, so the next generation never overflows.
 inline constexpr uint64_t kMaxGeneration = uint64_t{1} << 62;
+inline bool GenerationInRange(uint64_t g) { return g != 0 && g <= kMaxGeneration; }
 inline uint64_t Checksum(const void* data, size_t size) { return XXH64(data, size, kChecksumSeed); }
 
 struct ChunkRef {
@@ -136,23 +137,26 @@ struct Manifest {
     return out;
   }
 
+  // The u64 little-endian at byte `at` of `b`. REQUIRES: at + 8 <= b.size().
+  static uint64_t LoadU64(std::span<const uint8_t> b, size_t at) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t{b[at + i]} << (8 * i);
+    return v;
+  }
+
   // Every count and size is checked against the bytes there are.
   static Result<Manifest> Decode(std::span<const uint8_t> b) {
     auto bad = [](const std::string& why) {
       return Status(GISMO_ERR_BAD_REGION, "checkpoint manifest is corrupt: " + why);
     };
-    auto get = [&b](size_t at) {
-      uint64_t v = 0;
-      for (int i = 0; i < 8; ++i) v |= uint64_t{b[at + i]} << (8 * i);
-      return v;
-    };
+    auto get = [&b](size_t at) { return LoadU64(b, at); };
     if (b.size() < 48 || b.size() % 8 != 0) return bad("its size is " + std::to_string(b.size()));
     if (get(0) != kManifestMagic) return bad("wrong magic number");
     if (get(b.size() - 8) != Checksum(b.data(), b.size() - 8)) return bad("checksum mismatch");
     Manifest m;
     m.generation = get(8);
     m.nonce = get(16);
-    if (m.generation == 0 || m.generation > kMaxGeneration) {
+    if (!GenerationInRange(m.generation)) {
       return bad("its generation " + std::to_string(m.generation) + " is out of range");
     }
     const uint64_t n = get(24), msize = get(32);
@@ -321,12 +325,10 @@ inline Result<BoundGeneration> GenerationOf(Client& c, std::string_view set, con
     return BoundGeneration{true, decoded->generation};
   }
   if (m->size() < 24) return BoundGeneration{};
-  uint64_t field[2] = {0, 0};  // generation, nonce: u64 little-endian at 8 and 16
-  for (int f = 0; f < 2; ++f) {
-    for (int i = 0; i < 8; ++i) field[f] |= uint64_t{m->data()[8 + 8 * f + i]} << (8 * i);
-  }
-  if (field[0] != 0 && field[0] <= kMaxGeneration && ManifestId(set, field[0], field[1]) == mid) {
-    return BoundGeneration{true, field[0]};
+  const uint64_t generation = Manifest::LoadU64(m->bytes(), 8);  // as Decode reads them
+  const uint64_t nonce = Manifest::LoadU64(m->bytes(), 16);
+  if (GenerationInRange(generation) && ManifestId(set, generation, nonce) == mid) {
+    return BoundGeneration{true, generation};
   }
   return BoundGeneration{};
 }
@@ -368,7 +370,6 @@ Publish PublishManifest(Client& c, std::string_view set, const ObjectId& mid, Sw
   }
   if (s.ok()) return Publish::kPublished;
   *failed = s;
-  unknown = unknown || OutcomeUnknown(s);
   auto bound = c.LookupName(std::string(set));
   if (bound.ok() && ObjectId(bound->id) == mid) return Publish::kPublished;
   const bool looked = bound.ok() || bound.status().code() == GISMO_ERR_OBJECT_NOT_FOUND;

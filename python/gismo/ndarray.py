@@ -132,10 +132,9 @@ def decode(metadata, data_size):
             d < 0 for d in shape):
         raise NotAnArray("bad gismo.ndarray header: shape/strides/order")
     nbytes = dtype.itemsize
-    for d in shape:
-        nbytes *= d
     nonzero = 1
     for d in shape:
+        nbytes *= d
         nonzero *= d or 1
     if nonzero >= 2**63:  # an empty array of such dimensions: numpy refuses it
         raise NotAnArray("bad gismo.ndarray header: its dimensions overflow "
