@@ -299,14 +299,21 @@ TEST(NcRequesterTest, AFullRingTimesOutWithItsReason) {
   EXPECT_NE(st.message().find("its request ring stayed full"), std::string::npos) << st.message();
 }
 
+// A client's requester and the response ring of its slot, with no owner
+// running: the test writes the owner's answers itself.
+struct AnswersByHand {
+  Slot s;
+  HwLines hw;
+  NcRequester<HwLines> client{hw, BaseOptions(s)};
+  RequestProducer<HwLines> owner_out{hw, s.responses(), kCap, kSession};
+};
+
 // What an owner might wrongly put on the response ring: an answer to a
 // request never sent, to another op, or one that does not decode.
 TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
-  Slot s;
-  HwLines hw;
-  NcRequester<HwLines> client(hw, BaseOptions(s));
+  AnswersByHand rig;
+  auto& [s, hw, client, owner_out] = rig;
   ASSERT_TRUE(client.Attach());
-  RequestProducer<HwLines> owner_out(hw, s.responses(), kCap, kSession);
   ASSERT_TRUE(owner_out.Attach());
   NcResponse a;
 
@@ -343,11 +350,9 @@ TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
 // call for as long as it wrote them). Late answers queued, a call that may
 // not wait: it drops one and times out.
 TEST(NcRequesterTest, LateAnswersDoNotHoldACallPastItsDeadline) {
-  Slot s;
-  HwLines hw;
-  NcRequester<HwLines> client(hw, BaseOptions(s));
+  AnswersByHand rig;
+  auto& [s, hw, client, owner_out] = rig;
   ASSERT_TRUE(client.Attach());
-  RequestProducer<HwLines> owner_out(hw, s.responses(), kCap, kSession);
   ASSERT_TRUE(owner_out.Attach());
   NcResponse a;
   NcResponse first;

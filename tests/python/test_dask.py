@@ -348,27 +348,34 @@ class _NoReentry:
         self._lock.release()
 
 
-def test_a_buffer_dying_while_the_lock_is_held_does_not_take_it(start_manager):
-    # A Buffer's finalizer can run in garbage collection while its thread
-    # holds the process's lock: it must not take the lock (a deadlock).
+@pytest.fixture
+def process_with_object(start_manager):
+    """A gismo.dask process of its own (not the module's), enabled, and an
+    object of 64 bytes it put; its client is closed at the end."""
     import gismo.dask as gd
-    m = start_manager()
     p = gd._Process()
-    p.enable(m.address)
+    p.enable(start_manager().address)
     try:
         oid = gismo.ObjectID.random()
         p.client.put(oid, b"x" * 64)
-        buf = p.client.get(oid)
-        start = buf.address
-        p.register(buf)
-        assert p.lookup(start, 64) == (oid, 0)
-        p.lock = _NoReentry()
-        with p.lock:
-            del buf  # the last reference: its finalizer runs here
-        assert not p.lock.reentered
-        assert p.lookup(start, 64) is None
+        yield p, oid
     finally:
         p.client.close()
+
+
+def test_a_buffer_dying_while_the_lock_is_held_does_not_take_it(process_with_object):
+    # A Buffer's finalizer can run in garbage collection while its thread
+    # holds the process's lock: it must not take the lock (a deadlock).
+    p, oid = process_with_object
+    buf = p.client.get(oid)
+    start = buf.address
+    p.register(buf)
+    assert p.lookup(start, 64) == (oid, 0)
+    p.lock = _NoReentry()
+    with p.lock:
+        del buf  # the last reference: its finalizer runs here
+    assert not p.lock.reentered
+    assert p.lookup(start, 64) is None
 
 
 def test_a_receivers_other_errors_are_not_a_lost_replica(start_manager, monkeypatch):
@@ -401,31 +408,24 @@ def test_a_receivers_other_errors_are_not_a_lost_replica(start_manager, monkeypa
         client.close()
 
 
-def test_a_forgotten_object_that_cannot_be_looked_at_stays_pending(start_manager, monkeypatch):
+def test_a_forgotten_object_that_cannot_be_looked_at_stays_pending(process_with_object,
+                                                                   monkeypatch):
     # Only ObjectNotFound means that a forgotten object is gone; after any
     # other error (Busy) it stays pending, and a later sweep deletes it.
-    import gismo.dask as gd
-    m = start_manager()
-    p = gd._Process()
-    p.enable(m.address)
-    try:
-        oid = gismo.ObjectID.random()
-        p.client.put(oid, b"x" * 64)
-        stat = p.client.stat
+    p, oid = process_with_object
+    stat = p.client.stat
 
-        def busy(*args, **kwargs):
-            raise gismo.Busy("a lock is held by a suspected client")
+    def busy(*args, **kwargs):
+        raise gismo.Busy("a lock is held by a suspected client")
 
-        monkeypatch.setattr(p.client, "stat", busy)
-        assert not p._delete_if_unreferenced(oid)
-        p.delete(oid)
-        assert oid.hex() in p.pending and p.client.contains(oid)
-        monkeypatch.setattr(p.client, "stat", stat)
-        assert p.sweep_now() == 0
-        assert not p.client.contains(oid)
-        assert p._delete_if_unreferenced(gismo.ObjectID.random())  # never there
-    finally:
-        p.client.close()
+    monkeypatch.setattr(p.client, "stat", busy)
+    assert not p._delete_if_unreferenced(oid)
+    p.delete(oid)
+    assert oid.hex() in p.pending and p.client.contains(oid)
+    monkeypatch.setattr(p.client, "stat", stat)
+    assert p.sweep_now() == 0
+    assert not p.client.contains(oid)
+    assert p._delete_if_unreferenced(gismo.ObjectID.random())  # never there
 
 
 def _refuse_to_rebuild(buffer):
