@@ -99,7 +99,7 @@ Probes ProbeDistances(const Region& r) {
     for (uint64_t i = 0; i <= mask; ++i) {
       const uint64_t v = slots[i].load(std::memory_order_relaxed);
       if (v == 0) continue;
-      const uint64_t distance = (i - (v >> 32)) & mask;
+      const uint64_t distance = (i - gismo::region::HashSlotHash(v)) & mask;  // home: hash & mask
       sum += distance;
       most = std::max(most, distance);
       ++n;
