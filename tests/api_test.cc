@@ -247,6 +247,14 @@ TEST_F(ApiTest, SealAndAbortRules) {
   ASSERT_TRUE(c->Seal().ok());
   EXPECT_EQ(client_.Seal(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
   EXPECT_EQ(client_.Abort(id).code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  // A sealed MutableBuffer refuses Abort() and keeps the creator's
+  // reference, which its destructor gives back: the deleted object goes.
+  EXPECT_EQ(c->Abort().code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT_TRUE(c->valid());
+  ASSERT_TRUE(client_.Delete(id).ok());
+  EXPECT_EQ(client_.Stat(id)->state, GISMO_STATE_DELETING);  // still held
+  *c = MutableBuffer();
+  EXPECT_EQ(client_.Stat(id).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
 }
 
 TEST_F(ApiTest, GetMissingReturnsEmptyBuffers) {
@@ -729,6 +737,17 @@ TEST_F(ApiTest, BadArgumentsAreReported) {
   EXPECT_NE(std::string(gismo_last_error()).find("timeout_ms"), std::string::npos);
   EXPECT_EQ(gismo_get_or_create(c, &id, 1, nullptr, 0, 0, INT64_MIN, &buf, &data),
             GISMO_ERR_INVALID_ARGUMENT);
+  // A get-or-create's create arguments are checked whether or not it
+  // creates: unknown flags or a size past the limit fail on a sealed
+  // object too.
+  const ObjectId there = ObjectId::FromName("there");
+  ASSERT_TRUE(client_.Put(there, "x").ok());
+  EXPECT_EQ(gismo_get_or_create(c, &there.c_id(), 1, nullptr, 0, 0x80000000u, 0, &buf, &data),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gismo_get_or_create(c, &there.c_id(), size_t{1} << 41, nullptr, 0, 0, 0, &buf, &data),
+            GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(data, nullptr);
+  EXPECT_EQ(client_.Stat(there)->ref_count, 0u);  // nothing held
   bool created = true;
   EXPECT_EQ(gismo_contains(c, &id, &created), GISMO_OK);
   EXPECT_FALSE(created);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <chrono>
 #include <gismo/gismo.hpp>
 #include <thread>
 
@@ -56,6 +57,19 @@ TEST_F(SubscribeTest, LateSubscriberLearnsSealedObjectsThenLiveEvents) {
   EXPECT_EQ(n.event, GISMO_EVENT_DELETED);
   EXPECT_EQ(n.id, b);
   EXPECT_EQ(sub->Next(0).status().code(), GISMO_ERR_TIMEOUT);
+}
+
+// A timeout is the least a Next waits: one of 1 ms polls for that long
+// (its milliseconds are rounded up, never down to a wait of 0).
+TEST_F(SubscribeTest, ANextWithAOneMillisecondTimeoutWaitsThatLong) {
+  Client sub_client = Connect();
+  auto sub = sub_client.Subscribe();
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(sub->Next(1).status().code(), GISMO_ERR_TIMEOUT);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1)) << i;
+  }
 }
 
 TEST_F(SubscribeSmallRingTest, SlowSubscriberGetsOverflowAndProducersNeverBlock) {

@@ -282,7 +282,8 @@ class Buffer {
 
 // An unsealed object being written by its creator. Seal() publishes it;
 // destroying it unsealed aborts it. After Seal() it holds the creator's
-// reference until destroyed or Release()d.
+// reference until destroyed or SealAndRelease()d (Abort() then fails with
+// GISMO_ERR_OBJECT_ALREADY_SEALED and keeps it).
 class MutableBuffer {
  public:
   MutableBuffer() = default;
@@ -316,6 +317,11 @@ class MutableBuffer {
   }
   Status Abort() {
     if (!client_) return Status(GISMO_ERR_INVALID_ARGUMENT, "empty buffer");
+    if (sealed_) {
+      return Status(GISMO_ERR_OBJECT_ALREADY_SEALED,
+                    "object " + id_.Hex() +
+                        " is sealed: SealAndRelease() or the destructor gives back its reference");
+    }
     gismo_client_t* c = std::exchange(client_, nullptr);
     return detail::FromC(gismo_abort(c, &id_.c_id()));
   }
@@ -585,19 +591,28 @@ class Client {
     size_t count = 0;
     gismo_status_t s = gismo_list_clients(c_, nullptr, 0, &count);
     if (s != GISMO_OK) return detail::FromC(s);
-    std::vector<gismo_client_info_t> infos(count + 8);
-    s = gismo_list_clients(c_, infos.data(), infos.size(), &count);
-    if (s != GISMO_OK) return detail::FromC(s);
-    infos.resize(std::min(count, infos.size()));
-    return infos;
+    // More clients may come between the two calls: sized again then.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      std::vector<gismo_client_info_t> infos(count + count / 8 + 8);
+      s = gismo_list_clients(c_, infos.data(), infos.size(), &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      if (count <= infos.size()) {
+        infos.resize(count);
+        return infos;
+      }
+    }
+    return Status(GISMO_ERR_INTERNAL, "client table kept growing while listing");
   }
   // Declares a client (by id or slot) or a node fenced: see gismo_fence.
   // Returns the manager's account of what it recovered.
   Result<std::string> Fence(gismo_fence_target_t target, uint64_t value) {
-    char report[512] = {0};
-    gismo_status_t s = gismo_fence(c_, target, value, report, sizeof report);
+    // As long as any reply frame's message (a node's account names each
+    // of its clients).
+    std::string report(64 << 10, '\0');
+    gismo_status_t s = gismo_fence(c_, target, value, report.data(), report.size());
     if (s != GISMO_OK) return detail::FromC(s);
-    return std::string(report);
+    report.resize(std::strlen(report.c_str()));
+    return report;
   }
   Result<ClientIdentity> Identity() const {
     ClientIdentity identity;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -111,10 +112,13 @@ gismo_status_t CheckClient(const gismo_client_t* c) {
     return Fail(GISMO_ERR_INVALID_ARGUMENT, "not a gismo client handle");
   }
   if (c->fork_generation != g_fork_generation.load(std::memory_order_relaxed)) {
-    return Fail(Status(GISMO_ERR_INVALID_ARGUMENT,
-                       "this client was connected by process " + std::to_string(c->pid) +
-                           ", of which this process is a forked child; connect again here "
-                           "(the parent's session is left alone)"));
+    // Formatted without allocating: this runs outside Guard.
+    char message[192];
+    std::snprintf(message, sizeof message,
+                  "this client was connected by process %lld, of which this process is a "
+                  "forked child; connect again here (the parent's session is left alone)",
+                  static_cast<long long>(c->pid));
+    return Fail(GISMO_ERR_INVALID_ARGUMENT, message);
   }
   return GISMO_OK;
 }
@@ -228,7 +232,17 @@ gismo_status_t gismo_put_with_flags(gismo_client_t* client, const gismo_id_t* id
     if (data_size > 0) std::memcpy(dst, data, data_size);
     s = client->impl->Seal(*id);
     if (!s.ok()) {
-      (void)client->impl->Abort(*id);
+      // Undone, so that the put can be tried again; or sealed after all (a
+      // non-coherent seal whose answer came too late): the put is done.
+      Status aborted = client->impl->Abort(*id);
+      if (aborted.code() == GISMO_ERR_OBJECT_ALREADY_SEALED)
+        return Done(client->impl->Release(*id));
+      if (!aborted.ok()) {
+        return Fail(Status(s.code(), s.message() + "; and its abort failed too (" +
+                                         aborted.message() +
+                                         "): the unsealed object stays this client's until "
+                                         "gismo_abort succeeds, and a put of its id finds it"));
+      }
       return Fail(s);
     }
     return Done(client->impl->Release(*id));

@@ -185,6 +185,9 @@ class ClientImpl {
   // progress, so that the receiver thread (and any sender) returns at once.
   // Takes fd_mu_ only: never waits for a sender.
   void ShutdownConnection();
+  // Sets closing_ under state_mu_ and wakes state_cv_: a re-attach's
+  // backoff (up to 500 ms) ends at once.
+  void BeginClosing();
   void MarkLost(const std::string& why);
   // Makes the subscription's event fd readable, if there is one: the
   // subscriber's next call reads the ring (or learns the client is lost).
@@ -246,8 +249,8 @@ class ClientImpl {
   // Set once (StoreRelease), under state_mu_, after lost_reason_; read with
   // LoadAcquire, also without state_mu_ as a fast check.
   std::atomic<bool> lost_{false};
-  // Set once (StoreRelease) by Disconnect or the destructor before they shut
-  // the connection down; the receiver thread reads it (LoadAcquire) when its
+  // Set once (StoreRelease, in BeginClosing) by Disconnect or the destructor
+  // before they shut the connection down; the receiver thread reads it (LoadAcquire) when its
   // poll, recv or re-attach backoff returns.
   std::atomic<bool> closing_{false};
   // Request ids: only their uniqueness matters (IncrementRelaxed).

@@ -202,7 +202,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
 }
 
 ClientImpl::~ClientImpl() {
-  StoreRelease(closing_, true);
+  BeginClosing();
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   if (fd_ >= 0) close(fd_);
@@ -262,7 +262,7 @@ Status ClientImpl::Disconnect() {
   }
   // False only if its session has ended already: nothing is left to leave.
   if (!confirmed) (void)store_->MarkDeparted();
-  StoreRelease(closing_, true);
+  BeginClosing();
   ShutdownConnection();
   if (receiver_.joinable()) receiver_.join();
   MarkLost("disconnected");
@@ -319,6 +319,14 @@ void ClientImpl::MarkLost(const std::string& why) {
   state_cv_.notify_all();
   // A subscriber waiting on the fd learns it from the next call.
   WakeSubscriber();
+}
+
+void ClientImpl::BeginClosing() {
+  {
+    std::lock_guard<std::mutex> lk(state_mu_);
+    StoreRelease(closing_, true);
+  }
+  state_cv_.notify_all();
 }
 
 void ClientImpl::ShutdownConnection() {

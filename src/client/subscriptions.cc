@@ -348,9 +348,11 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
     if (Status s = CheckAlive(); !s.ok()) return s;
     int wait_ms = -1;
     if (!forever) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return Status(GISMO_ERR_TIMEOUT, "no notification");
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return Status(GISMO_ERR_TIMEOUT, "no notification");
+      // Rounded up: a wait of less than a millisecond left still polls
+      // (rounded down it would be 0, and a 1 ms timeout would never wait).
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
       wait_ms = static_cast<int>(std::min<int64_t>(left.count(), 1000));
     } else {
       wait_ms = 1000;  // re-check the connection now and then

@@ -38,6 +38,9 @@ Status ClientImpl::GetOrCreate(const gismo_id_t& id, size_t data_size, const voi
                                size_t metadata_size, uint32_t flags, int64_t timeout_ms,
                                gismo_buffer_t* buffer, void** data) {
   *data = nullptr;
+  // Checked whatever the store holds: the same arguments must not pass when
+  // the object is sealed and fail when it is absent.
+  if (Status bad = store::CheckCreateArgs(flags, data_size, metadata_size); !bad.ok()) return bad;
   CreateSpec spec{data_size, metadata, metadata_size, flags, data};
   Status s = GetImpl(&id, 1, timeout_ms, buffer, &spec);
   if (!s.ok()) return s;

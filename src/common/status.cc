@@ -9,9 +9,19 @@ namespace gismo {
 
 namespace {
 thread_local std::string g_last_error;
+// Non-null when the last detail could not be copied: what gismo_last_error
+// returns instead of g_last_error.
+thread_local const char* g_last_error_fixed = nullptr;
 }  // namespace
 
-void SetLastError(const std::string& message) { g_last_error = message; }
+void SetLastError(std::string_view message) noexcept {
+  try {
+    g_last_error.assign(message);
+    g_last_error_fixed = nullptr;
+  } catch (...) {
+    g_last_error_fixed = "(the detail of this error was lost: out of process memory)";
+  }
+}
 
 }  // namespace gismo
 
@@ -40,7 +50,10 @@ const char* gismo_state_name(gismo_object_state_t state) {
   return "unknown";
 }
 
-const char* gismo_last_error(void) { return gismo::g_last_error.c_str(); }
+const char* gismo_last_error(void) {
+  return gismo::g_last_error_fixed != nullptr ? gismo::g_last_error_fixed
+                                              : gismo::g_last_error.c_str();
+}
 
 const char* gismo_version(void) { return "0.1.0"; }
 
