@@ -378,6 +378,23 @@ TEST_F(CheckpointTest, CorruptManifestAndChunkAreCaught) {
   EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION) << r.status().ToString();
 }
 
+// The next generation would be out of range (a manifest no reader
+// accepts): the writer is refused before it writes anything.
+TEST_F(CheckpointTest, ASetAtItsLastGenerationTakesNoNewWriter) {
+  const ObjectId manifest = ObjectId::FromName("last-manifest");
+  ASSERT_TRUE(IsOk(client_.Put(
+      manifest, checkpoint::Manifest{checkpoint::kMaxGeneration, 9, {}, "last"}.Encode())));
+  ASSERT_TRUE(IsOk(client_.BindName("old/set", manifest)));
+  auto restored = checkpoint::Restore(client_, "old/set");
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->generation, checkpoint::kMaxGeneration);
+  const uint64_t objects = Objects();
+  auto w = checkpoint::Writer::Begin(client_, "old/set");
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), GISMO_ERR_LIMIT) << w.status().ToString();
+  EXPECT_EQ(Objects(), objects);
+}
+
 // A restore holds a reference to each chunk: past the client's limit it is
 // LIMIT naming the chunk count (it was BUSY, "kept changing", after sixteen
 // tries), and it holds nothing after.

@@ -394,6 +394,10 @@ class Writer {
     w.had_previous_ = published->found;
     w.previous_ = published->id;
     w.previous_generation_ = published->generation;
+    if (published->generation >= kMaxGeneration) {
+      return Status(GISMO_ERR_LIMIT, "checkpoint set '" + w.set_ +
+                                         "' is at its last generation (2^62): start a new set");
+    }
     w.manifest_.generation = published->generation + 1;
     w.manifest_.nonce = detail::RandomNonce();
     // Step 4 of the published generation, in case its winner died before

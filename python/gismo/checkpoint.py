@@ -260,6 +260,10 @@ class Writer:
         pub = _published(client, set_name)
         self._previous = pub[0] if pub else None
         prev_gen = pub[1].generation if pub else 0
+        if prev_gen >= MAX_GENERATION:
+            raise LimitReached(
+                f"checkpoint set {set_name!r} is at its last generation "
+                f"({MAX_GENERATION}): start a new set")
         self.generation = prev_gen + 1
         self.nonce = struct.unpack("<Q", os.urandom(8))[0]
         # Step 4 of the published generation, in case its winner died

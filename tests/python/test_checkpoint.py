@@ -154,6 +154,20 @@ def test_a_manifest_of_a_generation_out_of_range_is_corrupt(generation):
         checkpoint.Manifest.decode(raw)
 
 
+def test_a_set_at_its_last_generation_takes_no_new_writer(client, set_name):
+    """The next generation would be out of range (a manifest no reader
+    accepts): the writer is refused before it writes anything."""
+    last = checkpoint.MAX_GENERATION
+    manifest = checkpoint.manifest_id(set_name, last, 9)
+    client.put(manifest, checkpoint.Manifest(last, 9, [], b"last").encode())
+    client.bind_name(set_name, manifest)
+    assert checkpoint.restore(client, set_name).generation == last
+    objects = client.usage()["object_count"]
+    with pytest.raises(gismo.LimitReached, match="last generation"):
+        checkpoint.Writer(client, set_name)
+    assert client.usage()["object_count"] == objects
+
+
 def test_a_writer_that_committed_or_aborted_writes_nothing(fresh_manager,
                                                           set_name):
     """Leaving `with` aborts: a commit after it would publish a manifest
