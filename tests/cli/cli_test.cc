@@ -208,6 +208,9 @@ TEST_F(CliTest, AFailedGetRemovesOnlyTheFileItCreated) {
     gismo::testing::RunResult r = gismo::testing::Run(o, 60);
     EXPECT_EQ(r.exit_code, 6) << path << ": " << r.output;
     EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+    // Only the file that was there is said to have lost its old contents.
+    EXPECT_EQ(r.output.find("its old contents are gone") != std::string::npos, path == existing)
+        << path << ": " << r.output;
   }
   EXPECT_EQ(access(existing.c_str(), F_OK), 0) << "a file that was there was removed";
   EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "the partial file it created stays";
