@@ -1,4 +1,4 @@
-// The shared region's on-media layout (format version 7).
+// The shared region's on-media layout (format version: kFormatVersion, below).
 //
 // The region is a file format: every participant maps the same bytes, at
 // different addresses, so nothing in it is a pointer: every reference is a
@@ -576,7 +576,7 @@ inline constexpr uint64_t BitRangeFirst(uint64_t value) { return value >> 32; }
 inline constexpr uint64_t BitRangeCount(uint64_t value) { return value & 0xffffffff; }
 
 struct LogEntry {
-  Word target;  // kind << 56 | region offset
+  Word target;  // kind << 56 | stamp << 46 | region offset (PackLogTarget, StampLogTarget)
   Word value;
 };
 static_assert(sizeof(LogEntry) == 16);

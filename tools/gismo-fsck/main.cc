@@ -41,6 +41,11 @@ int main(int argc, char** argv) {
                "clients' operations in flight show as problems)");
   app.add_flag("-q,--quiet", quiet, "Print problems only");
   app.add_flag("--json", json, "Print one JSON object (the report) instead of text");
+  app.footer(
+      "\nExit status: 0 the region is sound, 1 problems were found (each printed as\n"
+      "'problem: ...'), 2 a usage error, or the region or the manager could not be opened\n"
+      "(or the region is served, offline), 3 online: the check could not finish (a lock\n"
+      "stayed busy past --lock-wait-ms, or the connection was lost).");
   GISMO_PARSE_ARGS(app, argc, argv);
 
   gismo::fsck::Report rep;

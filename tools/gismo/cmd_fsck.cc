@@ -66,8 +66,10 @@ Runner SetupFsck(CLI::App* cmd) {
   cmd->add_option("--address", a->common.address,
                   "Manager to check through (default $GISMO_ADDRESS, else the default socket)");
   cmd->footer(
-      "\nExit status: 0 the region is sound, 1 problems were found (each printed as\n"
-      "'problem: ...'), 2 the region or the manager could not be opened.");
+      "\nRuns gismo-fsck, and exits with its status: 0 the region is sound, 1 problems\n"
+      "were found (each printed as 'problem: ...'), 2 the region or the manager could not\n"
+      "be opened, 3 online: the check could not finish (a lock stayed busy). These are\n"
+      "gismo-fsck's, not the other commands' (where 3 is 'cannot connect').");
   return [a] { return RunFsck(*a); };
 }
 
