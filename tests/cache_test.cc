@@ -185,6 +185,30 @@ TEST_F(CacheTest, CacheLoadsEachBlockOnceAndEvictsWhenFull) {
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
 
+// A key's block id is FromName("gismo.cache:" + namespace length + ":" +
+// namespace + key), as Python's Cache.id_of computes it: namespaces whose
+// concatenations with keys meet ("img" + "2x", "img2" + "x") keep their
+// blocks apart, and neither meets an application's object of that name.
+TEST_F(CacheTest, NamespacesNeverShareABlock) {
+  Cache img(client_, "img"), img2(client_, "img2");
+  EXPECT_EQ(img.IdOf("2x"), ObjectId::FromName("gismo.cache:3:img2x"));
+  EXPECT_EQ(Cache(client_, "\xc3\xa9").IdOf("k"), ObjectId::FromName("gismo.cache:2:\xc3\xa9k"));
+  EXPECT_NE(img.IdOf("2x"), img2.IdOf("x"));
+  EXPECT_NE(img.IdOf("2x"), ObjectId::FromName("img2x"));
+  auto loader_of = [](uint8_t byte) {
+    return [byte](std::string_view) -> Result<std::vector<uint8_t>> {
+      return std::vector<uint8_t>(64, byte);
+    };
+  };
+  auto a = img.Get("2x", loader_of('a'));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = img2.Get("x", loader_of('b'));
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(a->data()[0], 'a');
+  EXPECT_EQ(b->data()[0], 'b');
+  EXPECT_EQ(img2.stats().loads, 1u);
+}
+
 // An invalidated block that a reader still holds keeps its id until it is
 // released: a Get meanwhile loads once, waits for the old copy, and gives
 // GISMO_ERR_TIMEOUT at its timeout instead of loading again and again.
@@ -330,7 +354,7 @@ TEST_F(CacheTest, AGetOfKnownSizeAfterInvalidateIsWokenWhenTheHeldCopyGoes) {
   std::thread t([&] { fresh = b.Get("blk", 1000, fill); });
   auto region = OpenRegion();
   ASSERT_NE(region, nullptr);
-  ASSERT_TRUE(testing::WaitForGetWaiter(*region, ObjectId::FromName("sized-held/blk")));
+  ASSERT_TRUE(testing::WaitForGetWaiter(*region, a.IdOf("blk")));
   // Time for b's look after its registration to fail and b to sleep (if
   // it has not, b's next look finds the id free: the test passes without
   // testing the wake-up, it cannot fail for it).

@@ -47,16 +47,21 @@ class Cache {
   };
 
   // `client` must outlive the cache and the buffers it returns. Keys are
-  // hashed to object ids under `name_space`; timeout_ms bounds how long a Get
+  // hashed to object ids under `name_space` (IdOf): caches of one namespace
+  // share their blocks, caches of different namespaces never do; timeout_ms bounds how long a Get
   // waits, for another client's load or for an invalidated block to be freed
   // (-1: forever; below -1, Get gives GISMO_ERR_INVALID_ARGUMENT).
   explicit Cache(Client& client, std::string name_space = {}, int64_t timeout_ms = -1)
       : client_(client), ns_(std::move(name_space)), timeout_ms_(timeout_ms) {}
 
   // The object id of a key (the block's; its load claim is IdOf(key) with
-  // the last byte flipped).
+  // the last byte flipped): ObjectId::FromName of "gismo.cache:" + the
+  // namespace's length in decimal + ":" + namespace + key. The length keeps
+  // namespaces apart ("img" and "2x" never meet "img2" and "x"), the tag
+  // keeps blocks apart from objects named by applications. Python's
+  // gismo.Cache.id_of is the same function.
   ObjectId IdOf(std::string_view key) const {
-    std::string name = ns_;
+    std::string name = "gismo.cache:" + std::to_string(ns_.size()) + ":" + ns_;
     name.append(key);
     return ObjectId::FromName(name);
   }

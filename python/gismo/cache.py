@@ -58,9 +58,11 @@ class Cache:
     """A cache of immutable blocks by key, shared through a gismo store.
 
     client: a gismo.Client (it must outlive the buffers get returns).
-    namespace: a prefix that keys are hashed under. timeout_ms: how long
-    a get may wait, for another client's load or for an invalidated block
-    to be freed (-1: forever; below -1: InvalidArgument).
+    namespace: keys are hashed under it (id_of): caches of one namespace
+    share their blocks, caches of different namespaces never do.
+    timeout_ms: how long a get may wait, for another client's load or for
+    an invalidated block to be freed (-1: forever; below -1:
+    InvalidArgument).
     stats: dict of hits, loads (by this object) and waits.
     """
 
@@ -71,8 +73,13 @@ class Cache:
         self.stats = {"hits": 0, "loads": 0, "waits": 0}
 
     def id_of(self, key):
-        """The ObjectID of a key's block."""
-        return _gismo.ObjectID.from_name(self._ns + key)
+        """The ObjectID of a key's block: ObjectID.from_name of
+        "gismo.cache:" + the namespace's length in UTF-8 bytes + ":" +
+        namespace + key, as gismo::Cache::IdOf. The length keeps namespaces apart ("img" and
+        "2x" never meet "img2" and "x"), the tag keeps blocks apart from
+        objects named by applications."""
+        return _gismo.ObjectID.from_name(
+            f"gismo.cache:{len(self._ns.encode())}:{self._ns}{key}")
 
     def _claim_id(self, oid):
         b = bytearray(bytes(oid))

@@ -88,6 +88,23 @@ def test_cache_loads_once_and_survives_a_failing_loader(client, other):
         assert bytes(z) == b"k2" * 1000
 
 
+def test_namespaces_never_share_a_block(client):
+    """The ids of gismo::Cache::IdOf (cache_test.cc pins the same values):
+    "img" + "2x" and "img2" + "x" are different blocks, and neither is an
+    application's object named "img2x"."""
+    img, img2 = gismo.Cache(client, "img"), gismo.Cache(client, "img2")
+    from_name = gismo.ObjectID.from_name
+    assert img.id_of("2x") == from_name("gismo.cache:3:img2x")
+    assert gismo.Cache(client, "\u00e9").id_of("k") == \
+        from_name("gismo.cache:2:\u00e9k")
+    assert img.id_of("2x") != img2.id_of("x")
+    assert img.id_of("2x") != from_name("img2x")
+    with img.get("2x", lambda key: b"a" * 64) as a, \
+            img2.get("x", lambda key: b"b" * 64) as b:
+        assert bytes(a) == b"a" * 64 and bytes(b) == b"b" * 64
+    assert img2.stats["loads"] == 1
+
+
 def test_cache_get_after_invalidate_loads_once_and_times_out(client, other):
     # An invalidated block that a reader still holds keeps its id until it
     # is released: a get meanwhile loads once and waits, up to its timeout.
