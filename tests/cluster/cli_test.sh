@@ -28,6 +28,12 @@ expect_rc 2 "$GISMO_CLUSTER_BIN" frobnicate
 expect_err "unknown verb"
 expect_rc 2 "$GISMO_CLUSTER_BIN" --name 'bad name!' status
 expect_err "invalid cluster name"
+# The name from the environment is checked too: down of '../victim' would
+# remove a directory beside the state root.
+mkdir -p "$T_WORK/victim"
+expect_rc 2 env GISMO_CLUSTER_NAME=../victim "$GISMO_CLUSTER_BIN" down
+expect_err "invalid cluster name '../victim' in \$GISMO_CLUSTER_NAME"
+[[ -d $T_WORK/victim ]] || fail "down of the cluster '../victim' removed a directory"
 expect_rc 1 gc status
 expect_err "is not up"
 expect_rc 1 gc exec 1 -- true
@@ -74,6 +80,9 @@ grep -q "(running)" "$T_WORK/out" || fail "status does not show a running manage
 expect_rc 1 gc exec $((nodes + 1)) -- true
 expect_err "no node $((nodes + 1))"
 expect_rc 2 gc exec x -- true
+# Beyond 64 bits a node number would wrap (2^64 + 1 was node 1).
+expect_rc 2 gc exec 18446744073709551617 -- true
+expect_err "node must be a number"
 expect_rc 2 gc exec 1
 expect_rc 7 gc exec 1 -- sh -c 'exit 7'
 expect_rc 127 gc exec 1 -- /nonexistent/program
