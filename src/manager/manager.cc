@@ -262,6 +262,9 @@ class Manager::Impl {
   bool IsHelperSlot(uint32_t slot) const;
   void StopHelpers();
   void FreeHelperSlots();
+  // The --listen and --metrics addresses parse, are of the right kind, and
+  // no listen address is given twice.
+  Status CheckAddresses() const;
   Status Listen(const std::string& address);
   void AcceptUnix(asio::local::stream_protocol::acceptor& a);
   void AcceptTcp(asio::ip::tcp::acceptor& a);
@@ -378,7 +381,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Send(std::vector<uint8_t> frame, uint64_t coalesce = 0) {
     if (closed_ || overflowed_) return;
     if (coalesce != 0 && !queued_keys_.insert(coalesce).second) return;
-    if (out_bytes_ + frame.size() > max_output_bytes_) return Overflow();
+    // A frame into an empty queue is always taken: no limit may refuse a
+    // peer that reads everything (a reply larger than the limit).
+    if (out_bytes_ != 0 && out_bytes_ + frame.size() > max_output_bytes_) return Overflow();
     out_bytes_ += frame.size();
     bool idle = out_.empty();
     out_.push_back({coalesce, std::move(frame)});
@@ -528,6 +533,13 @@ void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t sessio
 }
 
 Status Manager::Impl::OpenRegion() {
+  // A region it would format (Region::OpenOrFormat) with options that cannot
+  // make one is refused before the lock below creates an empty file.
+  struct stat before {};
+  const bool exists = stat(opt_.region_path.c_str(), &before) == 0;
+  if (opt_.force_format || !exists || (S_ISREG(before.st_mode) && before.st_size == 0)) {
+    if (auto o = region::ResolveFormatOptions(opt_.format); !o.ok()) return o.status();
+  }
   // One manager per region on this host: a shortcut; the lease below is
   // what holds across hosts.
   lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
@@ -1396,6 +1408,26 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
   }
 }
 
+Status Manager::Impl::CheckAddresses() const {
+  std::set<std::string> seen;
+  for (const std::string& text : opt_.listen) {
+    auto a = protocol::ParseAddress(text);
+    if (!a.ok()) return a.status();
+    if (!seen.insert(a->ToString()).second) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT, "--listen " + text + " is given twice");
+    }
+  }
+  if (!opt_.metrics_address.empty()) {
+    auto a = protocol::ParseAddress(opt_.metrics_address);
+    if (!a.ok()) return a.status();
+    if (a->kind != protocol::Address::Kind::kTcp) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT,
+                    "metrics address must be tcp:HOST:PORT, got '" + opt_.metrics_address + "'");
+    }
+  }
+  return Status();
+}
+
 Status Manager::Impl::Listen(const std::string& address) {
   auto a = protocol::ParseAddress(address);
   if (!a.ok()) return a.status();
@@ -2179,6 +2211,9 @@ Status Manager::Impl::Start() {
     if (!key.ok()) return key.status();
     key_ = std::move(*key);
   }
+  // Addresses are checked before the region is opened: a typo must cost
+  // no formatted region (with --format, no region's contents).
+  if (Status s = CheckAddresses(); !s.ok()) return s;
   if (Status s = OpenRegion(); !s.ok()) return s;
   // The reserve descriptor, and the connection limit: below the
   // descriptor limit, with room for the pidfds of local clients, metrics

@@ -662,7 +662,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   return std::move(*r);
 }
 
-Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const FormatOptions& opts) {
+Result<FormatOptions> ResolveFormatOptions(const FormatOptions& opts) {
   FormatOptions o = opts;
   if (o.size > (1ull << 62)) {  // rounding up below would wrap around
     return Status(GISMO_ERR_INVALID_ARGUMENT,
@@ -670,11 +670,18 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
+  if (auto g = ComputeGeometry(o); !g.ok()) return g.status();
+  return o;
+}
+
+Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const FormatOptions& opts) {
   // Options that cannot make a region are refused before the file is
   // touched: an existing region keeps its contents, and no file is sized
   // (allocated, on tmpfs) for nothing. (Checked again below, with the size
   // a device or a file that keeps its size gives.)
-  if (auto g = ComputeGeometry(o); !g.ok()) return g.status();
+  auto resolved = ResolveFormatOptions(opts);
+  if (!resolved.ok()) return resolved.status();
+  FormatOptions o = *resolved;
   struct stat before {};
   const bool existed = stat(path.c_str(), &before) == 0;
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);

@@ -64,6 +64,11 @@ struct Geometry {
   uint32_t request_ring_capacity;  // non-coherent regions; 0 in coherent ones
 };
 Result<Geometry> ComputeGeometry(const FormatOptions& o);
+// The options Region::Format formats with: the size rounded up to the heap's
+// alignment, the zero fields filled (ResolveDefaults); INVALID_ARGUMENT for
+// options that cannot make a region. Format checks them before it touches
+// the file, and so can a caller that would create the file first.
+Result<FormatOptions> ResolveFormatOptions(const FormatOptions& opts);
 
 // How Region::Persist makes a range reach the medium.
 enum class PersistMode : uint8_t {

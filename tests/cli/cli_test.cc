@@ -217,6 +217,82 @@ TEST_F(CliTest, AFailedGetRemovesOnlyTheFileItCreated) {
   unlink(existing.c_str());
 }
 
+// A command started with stdin or stdout closed: the descriptor it would
+// have given the manager's connection is taken by /dev/null first, and the
+// command that needed it says so (before, `get -` wrote the object into the
+// protocol stream and exited 0, and `put -` read the manager's socket).
+TEST_F(CliTest, ClosedStandardDescriptorsAreNotTheConnection) {
+  ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "hello").code, 0);
+  auto run = [&](const std::string& redirect, std::vector<std::string> args) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {"bash", "-c", "exec \"$@\" " + redirect, "bash", GISMO_CLI_BIN};
+    args.insert(args.end(), {"--address", mgr_.address()});
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stderr_path = TempPath("closed-err");
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    r.output = ReadFile(o.stderr_path);
+    unlink(o.stderr_path.c_str());
+    return r;
+  };
+  gismo::testing::RunResult get = run(">&-", {"get", "--name", "obj", "-"});
+  EXPECT_EQ(get.exit_code, 6) << get.output;
+  EXPECT_NE(get.output.find("stdout is closed"), std::string::npos) << get.output;
+  gismo::testing::RunResult put = run("<&-", {"put", "--name", "other", "-"});
+  EXPECT_EQ(put.exit_code, 6) << put.output;
+  EXPECT_NE(put.output.find("stdin is closed"), std::string::npos) << put.output;
+  EXPECT_EQ(Gismo({"stat", "--name", "other"}).code, 4) << "a put of a closed stdin stored";
+  // A command that needs neither runs as usual.
+  gismo::testing::RunResult stat = run(">&- <&-", {"stat", "--name", "obj"});
+  EXPECT_EQ(stat.exit_code, 0) << stat.output;
+  // The manager never saw a stray frame: the session is still served.
+  EXPECT_EQ(Gismo({"get", "--name", "obj"}).out, "hello");
+}
+
+// Output that could not be written (a full disk: /dev/full) is never exit 0.
+TEST_F(CliTest, OutputThatCannotBeWrittenFails) {
+  ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "hello").code, 0);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"ls"},
+                                             {"ls", "--json"},
+                                             {"status"},
+                                             {"watch", "--count", "1"},
+                                             {"watch", "--count", "1", "--json"}}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {GISMO_CLI_BIN};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.argv.insert(o.argv.end(), {"--address", mgr_.address()});
+    o.stdout_path = "/dev/full";
+    o.stderr_path = TempPath("full-err");
+    gismo::testing::Process p;
+    ASSERT_TRUE(p.Start(o)) << p.error();
+    int status = 0;
+    if (!p.WaitForExit(60, &status)) status = p.KillAndWait(SIGKILL);
+    const std::string err = ReadFile(o.stderr_path);
+    unlink(o.stderr_path.c_str());
+    EXPECT_EQ(gismo::testing::ExitCode(status), 6) << args[0] << ": " << err;
+    EXPECT_NE(err.find("cannot write stdout"), std::string::npos) << args[0] << ": " << err;
+  }
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_FSCK_BIN, "--address", mgr_.address()};
+  o.stdout_path = "/dev/full";
+  o.stderr_path = TempPath("full-err");
+  gismo::testing::Process p;
+  ASSERT_TRUE(p.Start(o)) << p.error();
+  int status = 0;
+  if (!p.WaitForExit(60, &status)) status = p.KillAndWait(SIGKILL);
+  EXPECT_EQ(gismo::testing::ExitCode(status), 2) << ReadFile(o.stderr_path);
+  unlink(o.stderr_path.c_str());
+}
+
+// A name the table cannot take is refused before the object is stored (a
+// retry would find it there).
+TEST_F(CliTest, PutWithABindThatCannotBeMadeStoresNothing) {
+  CmdResult r = Gismo({"put", "--name", "obj", "--bind", std::string(193, 'n'), "-"}, "x");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--bind"), std::string::npos) << r.err;
+  EXPECT_EQ(Gismo({"stat", "--name", "obj"}).code, 4);
+}
+
 TEST_F(CliTest, PutGetRoundTripFromFileAndStdin) {
   std::string data(3 << 20, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 13));
@@ -574,6 +650,38 @@ TEST_F(CliTest, AnOfflineCheckOfAServedRegionIsRefused) {
   r = gismo::testing::Run(o, 60);
   EXPECT_LT(r.exit_code, 2) << r.output;  // checked: sound, or damage in flight
   EXPECT_NE(r.output.find("(offline)"), std::string::npos) << r.output;
+}
+
+// gismo-fsck given a FIFO fails at once (it blocked for ever opening it),
+// and `gismo fsck` without a checker to run exits 2, gismo-fsck's status for
+// "could not check" (it was 1, "problems were found").
+TEST_F(CliTest, FsckOfAFifoOrWithoutAChecker) {
+  const std::string fifo = TempPath("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {GISMO_FSCK_BIN, "--region", fifo}, {GISMO_CLI_BIN, "fsck", "--region", fifo}}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = argv;
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    EXPECT_FALSE(r.timed_out) << argv[0];
+    EXPECT_EQ(r.exit_code, 2) << argv[0] << ": " << r.output;
+  }
+  unlink(fifo.c_str());
+  const std::string dir = TempPath("alone");
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string copy = dir + "/gismo";
+  WriteFile(copy, ReadFile(GISMO_CLI_BIN));
+  ASSERT_EQ(chmod(copy.c_str(), 0700), 0);
+  gismo::testing::SpawnOptions o;
+  o.argv = {copy, "fsck", "--address", mgr_.address()};
+  o.env = {"PATH=" + dir};
+  o.stderr_to_stdout = true;
+  gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot run the region checker"), std::string::npos) << r.output;
+  unlink(copy.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST_F(CliTest, FsckJsonAndNegativeLimit) {
@@ -1166,6 +1274,43 @@ TEST(GroupTest, AGroupIdOutOfRangeIsRefused) {
         << bad << ": " << r.output;
     unlink(region.c_str());
   }
+}
+
+// Values no region or address can take are usage errors (exit 2, as CLI11's
+// own), found before the region is touched: no file is left at a new
+// region's path, and --format does not wipe a region it will not serve.
+TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
+  const std::string sock = "unix:" + TempPath("usage.sock");
+  const std::vector<std::vector<std::string>> bad = {
+      {"--event-capacity", "3"},
+      {"--max-refs-per-client", "3"},
+      {"--size", "0"},
+      {"--listen", "bogus:x"},
+      {"--listen", sock, "--listen", sock},
+      {"--listen", sock, "--metrics", "unix:/tmp/metrics.sock"},
+      {"--listen", sock, "--max-output-bytes", "100"},
+  };
+  for (const auto& args : bad) {
+    const std::string region = "/dev/shm/" + gismo::testing::UniqueName("usage");
+    gismo::testing::SpawnOptions o;
+    o.argv = {GISMO_MANAGER_BIN, "--region", region};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stderr_to_stdout = true;
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << " " << args[1] << ": " << r.output;
+    EXPECT_NE(access(region.c_str(), F_OK), 0) << args[0] << " " << args[1] << ": a file was made";
+    unlink(region.c_str());
+  }
+  const std::string precious = "/dev/shm/" + gismo::testing::UniqueName("precious");
+  WriteFile(precious, "not a region, but someone's");
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_MANAGER_BIN, "--region", precious,   "--format",
+            "--size",          "64MiB",    "--listen", "tcp:bogus"};
+  o.stderr_to_stdout = true;
+  gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(ReadFile(precious), "not a region, but someone's");
+  unlink(precious.c_str());
 }
 
 TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {

@@ -4,6 +4,10 @@
 #ifndef GISMO_TOOLS_ARGS_PARSE_ARGS_H_
 #define GISMO_TOOLS_ARGS_PARSE_ARGS_H_
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdint>
@@ -54,10 +58,33 @@ inline void RequireDecimalIntegers(CLI::App& app) {
   }
 }
 
-// Parses argv into `app`. Returns the status to exit with when the program
-// must stop here: 0 after --help (printed on stdout), kExitUsageError after a
-// bad option or value (CLI11's message on stderr); nullopt to go on.
+// Which of stdin, stdout and stderr were closed when the program started
+// (TakeStandardDescriptors).
+inline bool g_standard_descriptor_closed[3] = {};
+
+// A program started with stdin, stdout or stderr closed would give that
+// number to the next descriptor it opens (the manager's socket, a region, a
+// listening socket): a printf, or a read of stdin, would then go to it (an
+// object's bytes written into the protocol stream). Each closed one is
+// opened on /dev/null first; g_standard_descriptor_closed says which were.
+inline void TakeStandardDescriptors() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    g_standard_descriptor_closed[fd] = true;
+    // The lowest free number: fd itself, as the ones below it are open.
+    const int null_fd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (null_fd >= 0 && null_fd != fd) {
+      (void)dup2(null_fd, fd);
+      close(null_fd);
+    }
+  }
+}
+
+// Parses argv into `app` (after TakeStandardDescriptors). Returns the status to exit with when the
+// program must stop here: 0 after --help (printed on stdout), kExitUsageError after a bad option or
+// value (CLI11's message on stderr); nullopt to go on.
 inline std::optional<int> ParseArgs(CLI::App& app, int argc, char** argv) {
+  TakeStandardDescriptors();
   RequireDecimalIntegers(app);
   try {
     app.parse(argc, argv);

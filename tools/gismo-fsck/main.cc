@@ -72,7 +72,11 @@ int main(int argc, char** argv) {
     // (a hint only: one on another host is not seen). Reading a served
     // region without its locks would report every operation in flight as
     // damage.
-    if (const int fd = open(region_path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0 && !served_anyway) {
+    // O_NONBLOCK: a FIFO given as the region must not block the open
+    // (Region::Open refuses it below).
+    if (const int fd =
+            served_anyway ? -1 : open(region_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        fd >= 0) {
       const bool served = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
       close(fd);  // (drops the probe's lock)
       if (served) {
@@ -93,6 +97,16 @@ int main(int argc, char** argv) {
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // `code`, unless the report could not be written (a full disk,
+  // /dev/full): then 2, never a status without its report.
+  auto reported = [](int code) {
+    std::cout.flush();
+    if (std::cout.fail() || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      fprintf(stderr, "gismo-fsck: cannot write the report to stdout\n");
+      return 2;
+    }
+    return code;
+  };
   if (json) {
     nlohmann::json j = {{"region", region_path},
                         {"sound", rep.sound()},
@@ -114,7 +128,7 @@ int main(int argc, char** argv) {
                         {"check_ms", ms}};
     // A path need not be UTF-8: invalid bytes print as U+FFFD.
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
-    return rep.sound() ? 0 : 1;
+    return reported(rep.sound() ? 0 : 1);
   }
   for (const auto& p : rep.problems) printf("problem: %s\n", p.c_str());
   if (!quiet) {
@@ -135,5 +149,5 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(rep.names),
         static_cast<unsigned long long>(rep.dangling_names), ms);
   }
-  return rep.sound() ? 0 : 1;
+  return reported(rep.sound() ? 0 : 1);
 }

@@ -70,8 +70,10 @@ int main(int argc, char** argv) {
                  "All connections (0: from the file descriptor limit, at most 4096)")
       ->capture_default_str();
   app.add_option("--max-output-bytes", opt.max_output_bytes,
-                 "Bytes queued to a peer that does not read before it is disconnected")
-      ->capture_default_str();
+                 "Bytes queued to a peer that does not read before it is disconnected (at "
+                 "least 4096; a frame into an empty queue is always taken)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint32_t{4096}, uint32_t{1} << 31));
   app.add_option("--max-wait-ids", opt.max_wait_ids, "Ids one client may wait for at once")
       ->capture_default_str();
   app.add_option("--max-total-wait-ids", opt.max_total_wait_ids,
@@ -221,7 +223,9 @@ int main(int argc, char** argv) {
   gismo::Status s = manager.Start();
   if (!s.ok()) {
     fprintf(stderr, "gismo-manager: %s\n", s.message().c_str());
-    return 1;
+    // A value no region or address can take is a usage error, like one
+    // CLI11 refuses (--event-capacity 3, --listen bogus:x).
+    return s.code() == GISMO_ERR_INVALID_ARGUMENT ? 2 : 1;
   }
   if (prefault) {
     const auto& r = manager.region();

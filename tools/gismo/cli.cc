@@ -4,9 +4,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 namespace gismo::cli {
@@ -189,6 +191,17 @@ nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns) {
       {"owned", (info.flags & GISMO_CREATE_OWNED) != 0},
       {"evictable", (info.flags & GISMO_CREATE_EVICTABLE) != 0},
   };
+}
+
+void CheckStdout() {
+  std::cout.flush();
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int why = errno;
+  if (std::cout.fail() || !flushed || std::ferror(stdout)) {
+    Fail(kExitLocalIo, std::string("cannot write stdout") +
+                           (why != 0 ? std::string(": ") + std::strerror(why) : ""));
+  }
 }
 
 void PrintJson(const nlohmann::json& j) {

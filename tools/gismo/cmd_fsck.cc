@@ -18,7 +18,12 @@ struct FsckArgs {
   CommonOptions common;
   std::string region;
   bool quiet = false;
+  bool online = false;
+  bool offline_while_served = false;
 };
+
+// gismo-fsck's status for "could not open the region or the manager".
+constexpr int kFsckCannotCheck = 2;
 
 // gismo-fsck in the directory of this executable, else on PATH.
 std::string CheckerPath() {
@@ -40,6 +45,7 @@ int RunFsck(const FsckArgs& a) {
   std::vector<std::string> args = {CheckerPath()};
   if (!a.region.empty()) {
     args.insert(args.end(), {"--region", a.region});
+    if (a.offline_while_served) args.push_back("--offline-while-served");
   } else {
     args.push_back("--online");
     if (!a.common.address.empty()) args.insert(args.end(), {"--address", a.common.address});
@@ -51,7 +57,8 @@ int RunFsck(const FsckArgs& a) {
   argv.push_back(nullptr);
   fflush(stdout);
   execvp(argv[0], argv.data());
-  Fail(kExitStore, "cannot run the region checker '" + args[0] + "': " + std::strerror(errno));
+  Fail(kFsckCannotCheck,
+       "cannot run the region checker '" + args[0] + "': " + std::strerror(errno));
 }
 
 }  // namespace
@@ -61,6 +68,13 @@ Runner SetupFsck(CLI::App* cmd) {
   cmd->add_option("--region", a->region,
                   "Check this region offline (nothing may run on it) instead of online "
                   "through the manager");
+  cmd->add_flag("--online", a->online,
+                "Check online through the manager (the default without --region)")
+      ->excludes("--region");
+  cmd->add_flag("--offline-while-served", a->offline_while_served,
+                "With --region: check even though a manager on this host serves the region "
+                "(its clients' operations in flight show as problems)")
+      ->needs("--region");
   cmd->add_flag("-q,--quiet", a->quiet, "Print problems only");
   cmd->add_flag("--json", a->common.json, "Print the report as one JSON object");
   cmd->add_option("--address", a->common.address,

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "args/parse_args.h"
 #include "commands.h"
 
 namespace gismo::cli {
@@ -42,6 +43,11 @@ int RunGet(GetArgs a) {
     Fail(kExitUsage, "--json needs an output FILE (the data would mix with the JSON on stdout)");
   }
   if (a.timeout_ms < -1) Fail(kExitUsage, "--timeout-ms must be -1 (forever), 0 or more");
+  // Closed, it is /dev/null now (TakeStandardDescriptors): the object
+  // would be thrown away with exit 0.
+  if (to_stdout && tools::g_standard_descriptor_closed[STDOUT_FILENO]) {
+    Fail(kExitLocalIo, "stdout is closed: nowhere to write the object (give a FILE)");
+  }
   Client client = Connect(a.common);
   const ObjectId id = a.object.Resolve(client);
   auto buf = client.Get(id, a.timeout_ms);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "args/parse_args.h"
 #include "commands.h"
 
 namespace gismo::cli {
@@ -35,6 +36,11 @@ class Input {
  public:
   explicit Input(const std::string& path) : path_(path) {
     if (path == "-") {
+      // Closed, it is /dev/null now (TakeStandardDescriptors): an empty
+      // object would be stored.
+      if (tools::g_standard_descriptor_closed[STDIN_FILENO]) {
+        Fail(kExitLocalIo, "stdin is closed: nothing to store (give a FILE, or - with an input)");
+      }
       fd_ = STDIN_FILENO;
       return;
     }
@@ -199,6 +205,13 @@ int RunPut(PutArgs a) {
   if (!a.object.name.empty() && a.file.empty()) std::swap(a.object.hex, a.file);
   ObjectId id = a.object.Resolve();
   if (a.file.empty()) Fail(kExitUsage, "missing FILE (a path, or - for stdin)");
+  // A name the table cannot take is refused before anything is stored (a
+  // retry would find the object there).
+  if (!a.bind.empty() &&
+      (a.bind.size() > GISMO_NAME_MAX || a.bind.find('\0') != std::string::npos)) {
+    Fail(kExitUsage,
+         "--bind: a name is 1 to " + std::to_string(GISMO_NAME_MAX) + " bytes without a NUL byte");
+  }
   Input in(a.file);  // before connecting: a bad file costs no connection
   if (a.size && in.size() && *a.size != *in.size()) {
     Fail(kExitUsage, in.name() + " has " + std::to_string(*in.size()) + " bytes, not --size " +

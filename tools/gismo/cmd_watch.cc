@@ -54,7 +54,7 @@ void PrintHuman(const Notification& n, uint64_t now) {
            EventName(n), n.id.Hex().c_str(), FormatSize(n.data_size).c_str(),
            FormatSize(n.metadata_size).c_str(), n.node, n.seq);
   }
-  fflush(stdout);
+  CheckStdout();
 }
 
 void PrintJsonLine(const Notification& n, uint64_t now) {
@@ -69,6 +69,7 @@ void PrintJsonLine(const Notification& n, uint64_t now) {
       {"seq", n.seq},
   };
   std::cout << j.dump() << std::endl;
+  CheckStdout();
 }
 
 int RunWatch(const WatchArgs& a) {
@@ -80,7 +81,7 @@ int RunWatch(const WatchArgs& a) {
   if (!a.common.json) {
     printf("%-27s  %-8s  %-40s  %10s  %10s  %5s  %s\n", "TIME", "EVENT", "ID", "SIZE", "METADATA",
            "NODE", "SEQ");
-    fflush(stdout);
+    CheckStdout();
   }
   int64_t printed = 0;
   while (a.count == 0 || printed < a.count) {

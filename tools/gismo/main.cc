@@ -64,7 +64,9 @@ int Main(int argc, char** argv) {
   for (auto& [cmd, run] : commands) {
     if (!cmd->parsed()) continue;
     try {
-      return run();
+      const int code = run();
+      CheckStdout();
+      return code;
     } catch (const Error& e) {
       fprintf(stderr, "gismo %s: %s\n", cmd->get_name().c_str(), e.what());
       return e.code();
