@@ -371,6 +371,22 @@ TEST_F(CliTest, StatusHumanAndJson) {
   EXPECT_NE(h.out.find(", coherent, "), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("region uuid:    " + uuid), std::string::npos) << h.out;
   EXPECT_NE(h.out.find(std::string("library:        ") + gismo_version()), std::string::npos);
+  EXPECT_EQ(h.out.find("CLIENT"), std::string::npos) << "clients listed without --clients";
+
+  // --clients lists the others with the ids gismo fence --client takes.
+  json listed = GismoJson({"status", "--clients"});
+  ASSERT_EQ(listed["clients"]["list"].size(), 1u) << listed.dump();
+  const json& entry = listed["clients"]["list"][0];
+  EXPECT_EQ(entry["slot"].get<uint32_t>(), held.Identity()->slot);
+  EXPECT_EQ(entry["node"], 0);
+  EXPECT_GT(entry["client_id"].get<uint64_t>(), 0u);
+  EXPECT_GT(entry["pid"].get<uint64_t>(), 0u);
+  CmdResult hc = Gismo({"status", "--clients"});
+  ASSERT_EQ(hc.code, 0) << hc.err;
+  EXPECT_NE(hc.out.find("CLIENT"), std::string::npos) << hc.out;
+  EXPECT_NE(hc.out.find("  " + std::to_string(entry["client_id"].get<uint64_t>()) + " "),
+            std::string::npos)
+      << hc.out;
 }
 
 // A GISMO_NODE that is no node id is an error, not node 0 (the manager's).

@@ -41,7 +41,7 @@ int RunFence(const FenceArgs& a) {
 
 Runner SetupFence(CLI::App* cmd) {
   auto a = std::make_shared<FenceArgs>();
-  cmd->add_option("--client", a->client, "Client id (as `gismo status` lists them)")
+  cmd->add_option("--client", a->client, "Client id (as `gismo status --clients` lists them)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--slot", a->slot, "Client slot")->check(CLI::NonNegativeNumber);
   cmd->add_option("--node", a->node, "Node id: every client of that node")

@@ -1,7 +1,9 @@
 // gismo status: the state of the store and its manager in one screen.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 
@@ -13,6 +15,7 @@ constexpr double kStaleHeartbeatSeconds = 2.0;
 
 struct StatusArgs {
   CommonOptions common;
+  bool list_clients = false;  // --clients: one line per client
 };
 
 std::string Percent(uint64_t part, uint64_t whole) {
@@ -34,12 +37,17 @@ int RunStatus(const StatusArgs& a) {
   uint32_t my_node = 0, my_slot = 0;
   bool know_self = gismo_client_identity(client.c_client(), &my_node, &my_slot) == GISMO_OK;
   std::map<uint32_t, uint64_t> per_node;
-  uint64_t others = 0;
+  std::vector<gismo_client_info_t> listed;  // the others, by client id
   for (const auto& c : *clients) {
     if (know_self && c.client == my_slot) continue;
     ++per_node[c.node];
-    ++others;
+    listed.push_back(c);
   }
+  const uint64_t others = listed.size();
+  std::sort(listed.begin(), listed.end(),
+            [](const gismo_client_info_t& x, const gismo_client_info_t& y) {
+              return x.client_id < y.client_id;
+            });
   const double uptime = since(u.manager_start_time_ns);
   const double heartbeat_age = since(u.manager_heartbeat_ns);
   // The values of gismo_usage_t::coherence_mode (region-format.md).
@@ -51,6 +59,17 @@ int RunStatus(const StatusArgs& a) {
   if (a.common.json) {
     nlohmann::json nodes = nlohmann::json::object();
     for (const auto& [node, n] : per_node) nodes[std::to_string(node)] = n;
+    nlohmann::json client_list = nlohmann::json::array();
+    for (const auto& c : listed) {
+      client_list.push_back({{"client_id", c.client_id},
+                             {"slot", c.client},
+                             {"node", c.node},
+                             {"pid", c.pid},
+                             {"connect_time_ns", c.connect_time_ns},
+                             {"held_objects", c.held_objects}});
+    }
+    nlohmann::json client_summary = {{"total", others}, {"max", u.max_clients}, {"by_node", nodes}};
+    if (a.list_clients) client_summary["list"] = std::move(client_list);
     PrintJson({
         {"address", EffectiveAddress(a.common)},
         {"capacity_bytes", u.capacity_bytes},
@@ -65,7 +84,7 @@ int RunStatus(const StatusArgs& a) {
           {"deleting", u.deleting_count},
           {"max", u.max_objects}}},
         {"evictions", {{"objects", u.evictions}, {"bytes", u.evicted_bytes}}},
-        {"clients", {{"total", others}, {"max", u.max_clients}, {"by_node", nodes}}},
+        {"clients", client_summary},
         {"manager",
          {{"start_time_ns", u.manager_start_time_ns},
           {"uptime_seconds", uptime},
@@ -101,6 +120,18 @@ int RunStatus(const StatusArgs& a) {
   for (const auto& [node, n] : per_node) {
     printf("  node %-8u  %llu\n", node, static_cast<unsigned long long>(n));
   }
+  if (a.list_clients) {
+    // The ids `gismo fence --client` takes.
+    printf("  %-10s  %-6s  %-6s  %-10s  %-12s  %s\n", "CLIENT", "SLOT", "NODE", "PID", "CONNECTED",
+           "HOLDS");
+    for (const auto& c : listed) {
+      printf("  %-10llu  %-6u  %-6u  %-10llu  %-12s  %llu\n",
+             static_cast<unsigned long long>(c.client_id), c.client, c.node,
+             static_cast<unsigned long long>(c.pid),
+             (FormatDuration(since(c.connect_time_ns)) + " ago").c_str(),
+             static_cast<unsigned long long>(c.held_objects));
+    }
+  }
   printf("manager:        up %s, epoch %llu%s\n", FormatDuration(uptime).c_str(),
          static_cast<unsigned long long>(u.manager_epoch),
          heartbeat_age > kStaleHeartbeatSeconds ? " (heartbeat stale: manager not running?)" : "");
@@ -116,6 +147,9 @@ int RunStatus(const StatusArgs& a) {
 
 Runner SetupStatus(CLI::App* cmd) {
   auto a = std::make_shared<StatusArgs>();
+  cmd->add_flag("--clients", a->list_clients,
+                "List the connected clients: id (as gismo fence --client takes it), slot, node, "
+                "pid on its node, time since it connected, objects it holds");
   AddCommonOptions(cmd, &a->common);
   return [a] { return RunStatus(*a); };
 }
