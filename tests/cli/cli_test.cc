@@ -1329,6 +1329,28 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
   unlink(precious.c_str());
 }
 
+// A node agent that cannot reach its manager says so at once (and once a
+// minute while it lasts), instead of retrying in silence.
+TEST(AgentTest, AnAgentThatCannotReachItsManagerSaysSo) {
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_AGENT_BIN,
+            "--node",
+            "1",
+            "--manager",
+            "unix:/nonexistent/gismo.sock",
+            "--region",
+            "/dev/shm/gismo-agent-test-unused"};
+  o.capture_stdout = true;
+  o.stderr_to_stdout = true;
+  o.parent_death_signal = SIGKILL;
+  gismo::testing::Process agent;
+  ASSERT_TRUE(agent.Start(o)) << agent.error();
+  std::string line;
+  EXPECT_TRUE(agent.ReadLineContaining("cannot reach the manager", 30, &line)) << line;
+  EXPECT_NE(line.find("unix:/nonexistent/gismo.sock"), std::string::npos) << line;
+  agent.KillAndWait(SIGKILL);
+}
+
 TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {
   for (const char* bad : {"0", "101", "-5", "half"}) {
     gismo::testing::SpawnOptions o;

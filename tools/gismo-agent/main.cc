@@ -237,6 +237,11 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   bool ready = false;
   uint32_t backoff_ms = 20;
+  // A manager it cannot reach is said at the first failure, then once a
+  // minute while it lasts: never a silent retry loop (a mistyped address).
+  constexpr uint64_t kUnreachableLogNs = 60'000'000'000;
+  uint64_t unreachable_logged_ns = 0;
+  bool unreachable = false;
   while (!g_stop) {
     uint32_t lease_ms = 0;
     auto fd = Join(o, *addr, &lease_ms);
@@ -247,11 +252,19 @@ int main(int argc, char** argv) {
         fprintf(stderr, "gismo-agent: %s\n", fd.status().message().c_str());
         return 1;
       }
+      const uint64_t now = gismo::MonotonicNs();
+      if (!unreachable || now - unreachable_logged_ns >= kUnreachableLogNs) {
+        Log("cannot reach the manager at %s (%s); retrying", o.manager, fd.status().message());
+        unreachable_logged_ns = now;
+      }
+      unreachable = true;
       usleep(backoff_ms * 1000);
       backoff_ms = std::min<uint32_t>(backoff_ms * 2, 1000);
       continue;
     }
     backoff_ms = 20;
+    if (unreachable) Log("reached the manager at %s", o.manager);
+    unreachable = false;
     if (!ready) {
       ready = true;
       printf("gismo-agent ready: node=%u manager=%s pid=%d\n", o.node, o.manager.c_str(), getpid());
