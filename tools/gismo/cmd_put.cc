@@ -1,6 +1,8 @@
 // gismo put: store a file (or stdin) as a sealed object.
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +33,25 @@ struct PutArgs {
   uint64_t buffer_bytes = 64ull << 20;
 };
 
+// Whether `fd` is on a file system whose files the kernel makes up as they
+// are read, so that their stated sizes are not their lengths.
+bool OnPseudoFileSystem(int fd) {
+  struct statfs fs {};
+  if (fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // An open input; closes itself.
 class Input {
  public:
@@ -50,9 +71,12 @@ class Input {
     if (fstat(fd_, &st) != 0) Fail(kExitLocalIo, "cannot stat '" + path + "': " + Errno());
     if (S_ISDIR(st.st_mode)) Fail(kExitLocalIo, "'" + path + "' is a directory");
     // A regular file is read straight into the region at its stated size.
-    // One that says 0 bytes may be a /proc or sysfs file whose size is not
-    // known before it is read: it is streamed, like a pipe.
-    if (S_ISREG(st.st_mode) && st.st_size > 0) size_ = static_cast<uint64_t>(st.st_size);
+    // A file of the kernel's (procfs, sysfs, debugfs, cgroupfs, ...) states
+    // a size that is not its contents' (0, or a page), and one that says 0
+    // bytes may be such a file elsewhere: those are streamed, like a pipe.
+    if (S_ISREG(st.st_mode) && st.st_size > 0 && !OnPseudoFileSystem(fd_)) {
+      size_ = static_cast<uint64_t>(st.st_size);
+    }
   }
   ~Input() {
     if (fd_ > STDIN_FILENO) close(fd_);
