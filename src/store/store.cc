@@ -37,12 +37,16 @@ Status CheckCreateArgs(uint32_t flags, uint64_t data_size, uint64_t metadata_siz
                       " (known: GISMO_CREATE_OWNED, GISMO_CREATE_EVICTABLE)");
   }
   if (data_size > kMaxDataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "object size " + FormatSize(data_size) + " exceeds the format's limit of 1 TiB");
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "object size " + FormatSize(data_size) + " (" +
+                                                  std::to_string(data_size) +
+                                                  " bytes) exceeds the format's limit of 1 TiB (" +
+                                                  std::to_string(kMaxDataSize) + " bytes)");
   }
   if (metadata_size > kMaxMetadataSize) {
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  "metadata size " + FormatSize(metadata_size) + " exceeds the limit of 16 MiB");
+    return Status(GISMO_ERR_INVALID_ARGUMENT, "metadata size " + FormatSize(metadata_size) + " (" +
+                                                  std::to_string(metadata_size) +
+                                                  " bytes) exceeds the limit of 16 MiB (" +
+                                                  std::to_string(kMaxMetadataSize) + " bytes)");
   }
   return Status();
 }

@@ -508,6 +508,16 @@ TEST_F(CliTest, FsckOnlineThenOffline) {
   CmdResult quiet = Gismo({"fsck", "--quiet"});
   EXPECT_EQ(quiet.code, 0);
   EXPECT_EQ(quiet.out, "");
+  // Offline and online at once is a usage error, not one of them silently.
+  CmdResult both = Gismo({"fsck", "--region", mgr_.region()});
+  EXPECT_EQ(both.code, 2) << both.err;
+  EXPECT_NE(both.err.find("one or the other"), std::string::npos) << both.err;
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_FSCK_BIN, "--region", mgr_.region(), "--address", mgr_.address()};
+  o.stderr_to_stdout = true;
+  gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("one or the other"), std::string::npos) << r.output;
   mgr_.Stop();
   CmdResult offline = RunGismo({"fsck", "--region", mgr_.region()});
   EXPECT_EQ(offline.code, 0) << offline.out << offline.err;

@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
       "stayed busy past --lock-wait-ms, or the connection was lost).");
   GISMO_PARSE_ARGS(app, argc, argv);
 
+  if (app.count("--region") != 0 && (online || !address.empty())) {
+    fprintf(stderr,
+            "gismo-fsck: --region checks offline, --online/--address online: give one or the "
+            "other\n");
+    return gismo::tools::kExitUsageError;
+  }
   gismo::fsck::Report rep;
   const auto t0 = std::chrono::steady_clock::now();
   if (online || !address.empty()) {

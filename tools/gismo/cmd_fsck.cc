@@ -42,6 +42,9 @@ std::string CheckerPath() {
 }
 
 int RunFsck(const FsckArgs& a) {
+  if (!a.region.empty() && !a.common.address.empty()) {
+    Fail(kExitUsage, "--region checks offline, --address online: give one or the other");
+  }
   std::vector<std::string> args = {CheckerPath()};
   if (!a.region.empty()) {
     args.insert(args.end(), {"--region", a.region});
