@@ -24,8 +24,10 @@ namespace gismo::client {
 using protocol::MsgType;
 
 namespace {
-std::string IdKey(const gismo_id_t& id) {
-  return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
+std::array<uint8_t, GISMO_ID_SIZE> IdKey(const gismo_id_t& id) {
+  std::array<uint8_t, GISMO_ID_SIZE> key;
+  std::memcpy(key.data(), id.bytes, GISMO_ID_SIZE);
+  return key;
 }
 // Reads every wake-up datagram queued on the subscription socket.
 void Drain(int efd) {
@@ -251,7 +253,7 @@ Status ClientImpl::Subscribe(int* fd) {
   {
     std::lock_guard<std::mutex> op(op_mu_);
     initial_.clear();  // a failed attempt may have listed part of it
-    initial_ids_.clear();
+    ForgetWindow(sub);
     Status listed = store_->ForEach([&](const gismo_object_info_t& info) {
       if (info.state != GISMO_STATE_SEALED) return;
       gismo_notification_t n{};
@@ -261,9 +263,10 @@ Status ClientImpl::Subscribe(int* fd) {
       n.metadata_size = info.metadata_size;
       n.node = info.creator_node;
       initial_.push_back(n);
-      initial_ids_.insert(IdKey(info.id));
+      initial_ids_.push_back(IdKey(info.id));
     });
     if (!listed.ok()) return listed;
+    std::sort(initial_ids_.begin(), initial_ids_.end());
   }
   snapshot_end_ = store::EventHead(*region_);
   subscribed_ = true;
@@ -274,13 +277,20 @@ Status ClientImpl::Subscribe(int* fd) {
   return Status();
 }
 
+void ClientImpl::ForgetWindow(const std::unique_lock<std::mutex>& sub) {
+  GISMO_DCHECK(sub.owns_lock() && sub.mutex() == &sub_mu_);
+  std::vector<std::array<uint8_t, GISMO_ID_SIZE>>().swap(initial_ids_);  // its memory too
+  initial_deleted_.clear();
+  window_sealed_.clear();
+}
+
 Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_ms) {
   const auto deadline = SteadyDeadline(timeout_ms, std::chrono::steady_clock::now());
   const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   for (;;) {
     int efd;
     {
-      std::lock_guard<std::mutex> sub(sub_mu_);
+      std::unique_lock<std::mutex> sub(sub_mu_);
       if (!subscribed_) {
         return Status(GISMO_ERR_INVALID_ARGUMENT, "this client has not subscribed");
       }
@@ -300,27 +310,26 @@ Status ClientImpl::NextNotification(gismo_notification_t* out, int64_t timeout_m
           if (rr == store::RingRead::kOverflow) {
             cursor_ = store::EventHead(*region_);
             StoreRelease(cursor_seen_, cursor_);
-            initial_ids_.clear();
-            window_sealed_.clear();
+            ForgetWindow(sub);
             *out = gismo_notification_t{};
             out->event = GISMO_EVENT_OVERFLOW;
             return Status();
           }
           if (rr == store::RingRead::kNothing) break;
           if (ev.seq < snapshot_end_) {
-            const std::string key = IdKey(ev.id);
-            const bool listed = initial_ids_.count(key) > 0;
+            const auto key = IdKey(ev.id);
+            const bool listed = std::binary_search(initial_ids_.begin(), initial_ids_.end(), key) &&
+                                initial_deleted_.count(key) == 0;
             if (ev.kind == region::EventKind::kSealed) {
               if (listed) continue;  // the initial listing reported it
               window_sealed_.insert(key);
             } else {
               if (!listed && !window_sealed_.count(key)) continue;  // never seen sealed
-              initial_ids_.erase(key);
+              if (listed) initial_deleted_.insert(key);
               window_sealed_.erase(key);
             }
           } else if (!initial_ids_.empty() || !window_sealed_.empty()) {
-            initial_ids_.clear();
-            window_sealed_.clear();
+            ForgetWindow(sub);
           }
           *out = gismo_notification_t{};
           out->event =
