@@ -151,6 +151,7 @@ class Manager::Impl {
   explicit Impl(ManagerOptions o) : opt_(std::move(o)), tick_(io_), signals_(io_) {}
   ~Impl();
 
+  Status CheckOptions() const;  // Manager::CheckOptions
   Status Start();
   void CatchSignals();
   void Run(bool handle_signals);
@@ -533,13 +534,6 @@ void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t sessio
 }
 
 Status Manager::Impl::OpenRegion() {
-  // A region it would format (Region::OpenOrFormat) with options that cannot
-  // make one is refused before the lock below creates an empty file.
-  struct stat before {};
-  const bool exists = stat(opt_.region_path.c_str(), &before) == 0;
-  if (opt_.force_format || !exists || (S_ISREG(before.st_mode) && before.st_size == 0)) {
-    if (auto o = region::ResolveFormatOptions(opt_.format); !o.ok()) return o.status();
-  }
   // One manager per region on this host: a shortcut; the lease below is
   // what holds across hosts.
   lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
@@ -1413,7 +1407,9 @@ Status Manager::Impl::CheckAddresses() const {
   for (const std::string& text : opt_.listen) {
     auto a = protocol::ParseAddress(text);
     if (!a.ok()) return a.status();
-    if (!seen.insert(a->ToString()).second) {
+    // Port 0 twice is two ports the kernel picks.
+    const bool any_port = a->kind == protocol::Address::Kind::kTcp && a->port == 0;
+    if (!any_port && !seen.insert(a->ToString()).second) {
       return Status(GISMO_ERR_INVALID_ARGUMENT, "--listen " + text + " is given twice");
     }
   }
@@ -2200,20 +2196,32 @@ Status Manager::Impl::SetUpFileAccess(const std::string& path, int fd, uint32_t 
   return Status();
 }
 
-Status Manager::Impl::Start() {
+Status Manager::Impl::CheckOptions() const {
   if (opt_.owner_threads < 1 || opt_.owner_threads > region::kMaxOwnerThreads) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "--owner-threads must be 1 to " +
                                                   std::to_string(region::kMaxOwnerThreads) +
                                                   ", not " + std::to_string(opt_.owner_threads));
   }
+  // Addresses first: a typo must cost no formatted region (with --format,
+  // no region's contents).
+  if (Status s = CheckAddresses(); !s.ok()) return s;
+  // A region it would format (Region::OpenOrFormat) with options that cannot
+  // make one is refused before OpenRegion's lock creates an empty file.
+  struct stat before {};
+  const bool exists = stat(opt_.region_path.c_str(), &before) == 0;
+  if (opt_.force_format || !exists || (S_ISREG(before.st_mode) && before.st_size == 0)) {
+    if (auto o = region::ResolveFormatOptions(opt_.format); !o.ok()) return o.status();
+  }
+  return Status();
+}
+
+Status Manager::Impl::Start() {
+  if (Status s = CheckOptions(); !s.ok()) return s;
   if (!opt_.key_file.empty()) {
     auto key = protocol::LoadKey(opt_.key_file);
     if (!key.ok()) return key.status();
     key_ = std::move(*key);
   }
-  // Addresses are checked before the region is opened: a typo must cost
-  // no formatted region (with --format, no region's contents).
-  if (Status s = CheckAddresses(); !s.ok()) return s;
   if (Status s = OpenRegion(); !s.ok()) return s;
   // The reserve descriptor, and the connection limit: below the
   // descriptor limit, with room for the pidfds of local clients, metrics
@@ -2233,11 +2241,22 @@ Status Manager::Impl::Start() {
     auto def = protocol::DefaultAddress(/*create=*/true);
     if (!def.ok()) return def.status();
     addrs.push_back(*def);
-    // Its directory (/run/gismo when root) is the group's way in.
-    const std::string dir = def->substr(5, def->rfind('/') - 5);
-    if (!opt_.group.empty() && dir == protocol::kRunDir) {
-      if (Status s = SetUpFileAccess(dir, -1, 0750, true); !s.ok()) return s;
+  }
+  // /run/gismo, for the default socket as root or one named there, is made
+  // here (0750) and is the group's way in.
+  const std::string run_prefix = std::string("unix:") + protocol::kRunDir + "/";
+  for (const auto& a : addrs) {
+    if (a.rfind(run_prefix, 0) != 0 || a.find('/', run_prefix.size()) != std::string::npos) {
+      continue;
     }
+    if (geteuid() == 0 && mkdir(protocol::kRunDir, 0750) != 0 && errno != EEXIST) {
+      return Status(GISMO_ERR_IO, std::string("cannot create '") + protocol::kRunDir +
+                                      "': " + std::strerror(errno));
+    }
+    if (!opt_.group.empty()) {
+      if (Status s = SetUpFileAccess(protocol::kRunDir, -1, 0750, true); !s.ok()) return s;
+    }
+    break;
   }
   for (const auto& a : addrs) {
     if (Status s = Listen(a); !s.ok()) return s;
@@ -2302,6 +2321,7 @@ void Manager::Impl::Run(bool handle_signals) {
 
 Manager::Manager(ManagerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Manager::~Manager() = default;
+Status Manager::CheckOptions() const { return impl_->CheckOptions(); }
 Status Manager::Start() { return impl_->Start(); }
 void Manager::Run(bool handle_signals) { impl_->Run(handle_signals); }
 void Manager::CatchSignals() { impl_->CatchSignals(); }

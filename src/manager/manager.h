@@ -114,6 +114,11 @@ class Manager {
   explicit Manager(ManagerOptions options);
   ~Manager();
 
+  // INVALID_ARGUMENT for options no region or address can take (a listen
+  // address that does not parse or is given twice, format options for a
+  // region it would format that cannot make one), found before anything is
+  // touched. Start checks them first too.
+  Status CheckOptions() const;
   // Opens or formats the region, recovers what a previous manager left,
   // and starts listening. After OK, Run() serves clients.
   Status Start();

@@ -34,6 +34,9 @@ mkdir -p "$T_WORK/victim"
 expect_rc 2 env GISMO_CLUSTER_NAME=../victim "$GISMO_CLUSTER_BIN" down
 expect_err "invalid cluster name '../victim' in \$GISMO_CLUSTER_NAME"
 [[ -d $T_WORK/victim ]] || fail "down of the cluster '../victim' removed a directory"
+# --name overrides it (the variable is only its default), and --help works.
+expect_rc 0 env GISMO_CLUSTER_NAME=../victim "$GISMO_CLUSTER_BIN" --name "$T_NAME" down
+expect_rc 0 env GISMO_CLUSTER_NAME=../victim "$GISMO_CLUSTER_BIN" --help
 expect_rc 1 gc status
 expect_err "is not up"
 expect_rc 1 gc exec 1 -- true

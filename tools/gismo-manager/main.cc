@@ -220,12 +220,16 @@ int main(int argc, char** argv) {
   }
 
   gismo::manager::Manager manager(opt);
+  // A value no region or address can take is a usage error, like one CLI11
+  // refuses (--event-capacity 3, --listen bogus:x).
+  if (gismo::Status bad = manager.CheckOptions(); !bad.ok()) {
+    fprintf(stderr, "gismo-manager: %s\n", bad.message().c_str());
+    return 2;
+  }
   gismo::Status s = manager.Start();
   if (!s.ok()) {
     fprintf(stderr, "gismo-manager: %s\n", s.message().c_str());
-    // A value no region or address can take is a usage error, like one
-    // CLI11 refuses (--event-capacity 3, --listen bogus:x).
-    return s.code() == GISMO_ERR_INVALID_ARGUMENT ? 2 : 1;
+    return 1;
   }
   if (prefault) {
     const auto& r = manager.region();
