@@ -123,7 +123,7 @@ TEST_F(SubscribeTest, ManySubscribersAllSeeEverything) {
 // race with the initial listing are neither repeated nor invented. Per id,
 // a subscriber sees seals and deletes alternate, starting with a seal
 // (whether the race is hit in a run or not, this must hold). At most 2001
-// events: the ring (4096 in this region) never overflows, so every
+// events: the ring (65536 in this region) never overflows, so every
 // subscriber reads up to "done".
 TEST_F(SubscribeTest, SubscribersJoiningDuringSealsAndDeletesSeeEachChangeOnce) {
   constexpr int kSubs = 12, kLive = 8, kRounds = 1000;
