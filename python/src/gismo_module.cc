@@ -1195,8 +1195,18 @@ PYBIND11_MODULE(_gismo, m) {
       py::object cls = classes.contains(key)
                            ? classes[key]
                            : py::reinterpret_borrow<py::object>(PyExc_RuntimeError);
+      // The message may quote bytes that are not UTF-8 (a name): decoded
+      // with backslash escapes, never a UnicodeDecodeError in place of the
+      // error.
+      const char* what = e.what();
+      py::object message = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+          what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace"));
+      if (!message) {
+        PyErr_Clear();
+        message = py::str("(an error whose message could not be decoded)");
+      }
       py::object exc =
-          classes.contains(key) ? cls(e.what(), static_cast<int>(e.code())) : cls(e.what());
+          classes.contains(key) ? cls(message, static_cast<int>(e.code())) : cls(message);
       PyErr_SetObject(cls.ptr(), exc.ptr());
     }
   });

@@ -76,6 +76,15 @@ def test_bad_names_and_objects(client, prefix):
     got = client.lookup_name(raw)["name"]
     assert got.encode("utf-8", "surrogateescape") == raw
     assert client.lookup_name(got)["id"] == a
+    # An error that names such a name is the gismo error, its bytes escaped
+    # in the message (it was a UnicodeDecodeError).
+    missing = prefix.encode() + b"nobody\xff"
+    with pytest.raises(gismo.ObjectNotFound, match=r"nobody\\xff"):
+        client.lookup_name(missing)
+    with pytest.raises(gismo.ObjectNotFound):
+        client.unbind_name(missing)
+    with pytest.raises(gismo.Timeout):
+        client.wait_name(missing, timeout_ms=0)
 
 
 def test_names_outlive_the_manager(fresh_manager):
