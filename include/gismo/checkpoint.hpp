@@ -463,9 +463,17 @@ class Writer {
   uint64_t nonce() const { return manifest_.nonce; }
 
   // Stores the next chunk (a copy of `data`). INVALID_ARGUMENT once the
-  // writer committed (or its commit's outcome is unknown), or was moved from.
+  // writer committed (or its commit's outcome is unknown), or was moved from;
+  // LIMIT past kMaxChunks chunks.
   Status AddChunk(std::span<const uint8_t> data) {
     if (Status s = CheckOpen("add a chunk"); !s.ok()) return s;
+    // A manifest of more chunks is one no reader accepts (Decode): it must
+    // never be published (its publish would delete the previous generation).
+    if (manifest_.chunks.size() >= kMaxChunks) {
+      return Status(GISMO_ERR_LIMIT, "checkpoint '" + set_ + "' has " +
+                                         std::to_string(manifest_.chunks.size()) +
+                                         " chunks, the most a manifest holds");
+    }
     const ObjectId id = ChunkId(set_, generation(), manifest_.nonce, manifest_.chunks.size());
     if (Status s = client_->Put(id, data); !s.ok()) return s;
     manifest_.chunks.push_back({id, data.size(), Checksum(data.data(), data.size())});

@@ -309,8 +309,13 @@ class Writer:
         else (None, or a buffer in another layout such as a Fortran-ordered
         array: numpy.ascontiguousarray copies it into C order), and
         InvalidArgument once the writer committed or was aborted (leaving a
-        `with` block aborts it)."""
+        `with` block aborts it). Raises LimitReached past MAX_CHUNKS chunks
+        (a manifest of more is one no reader accepts)."""
         self._check_open("add a chunk")
+        if len(self._chunks) >= MAX_CHUNKS:
+            raise LimitReached(
+                f"checkpoint {self._set!r} has {len(self._chunks)} chunks, "
+                f"the most a manifest holds ({MAX_CHUNKS})")
         if data is None:
             raise TypeError("a checkpoint chunk must be a bytes-like object, "
                             "not None")
@@ -336,8 +341,14 @@ class Writer:
         the next publish deletes its objects through its claim. Raises
         InvalidArgument once the writer committed or was aborted."""
         self._check_open("commit")
+        if metadata is None or isinstance(metadata, int):
+            # bytes(12) would be 12 zero bytes, bytes(10**12) a terabyte.
+            raise TypeError("checkpoint metadata must be a bytes-like "
+                            f"object, not {type(metadata).__name__}")
+        with memoryview(metadata) as view:
+            metadata = view.tobytes()
         manifest = Manifest(self.generation, self.nonce, self._chunks,
-                            bytes(metadata))
+                            metadata)
         mid = manifest_id(self._set, self.generation, self.nonce)
         self._client.put(mid, manifest.encode())
         error, unknown = _publish(self._client, self._set, self._previous,

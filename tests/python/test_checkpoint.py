@@ -154,18 +154,42 @@ def test_a_manifest_of_a_generation_out_of_range_is_corrupt(generation):
         checkpoint.Manifest.decode(raw)
 
 
-def test_a_set_at_its_last_generation_takes_no_new_writer(client, set_name):
+def test_a_set_at_its_last_generation_takes_no_new_writer(fresh_manager,
+                                                          set_name):
     """The next generation would be out of range (a manifest no reader
     accepts): the writer is refused before it writes anything."""
-    last = checkpoint.MAX_GENERATION
-    manifest = checkpoint.manifest_id(set_name, last, 9)
-    client.put(manifest, checkpoint.Manifest(last, 9, [], b"last").encode())
-    client.bind_name(set_name, manifest)
-    assert checkpoint.restore(client, set_name).generation == last
-    objects = client.usage()["object_count"]
-    with pytest.raises(gismo.LimitReached, match="last generation"):
-        checkpoint.Writer(client, set_name)
-    assert client.usage()["object_count"] == objects
+    with fresh_manager.connect() as client:
+        last = checkpoint.MAX_GENERATION
+        manifest = checkpoint.manifest_id(set_name, last, 9)
+        client.put(manifest,
+                   checkpoint.Manifest(last, 9, [], b"last").encode())
+        client.bind_name(set_name, manifest)
+        assert checkpoint.restore(client, set_name).generation == last
+        objects = client.usage()["object_count"]
+        with pytest.raises(gismo.LimitReached, match="last generation"):
+            checkpoint.Writer(client, set_name)
+        assert client.usage()["object_count"] == objects
+
+
+def test_a_writer_takes_no_more_chunks_than_a_manifest_holds(
+        fresh_manager, set_name, monkeypatch):
+    """Past MAX_CHUNKS a chunk is refused (the manifest would be one no
+    reader accepts, and its publish would delete the previous generation);
+    the writer can still commit what it has. Metadata is bytes-like: an int
+    is a TypeError, not that many zero bytes."""
+    monkeypatch.setattr(checkpoint, "MAX_CHUNKS", 3)
+    with fresh_manager.connect() as c:
+        with checkpoint.Writer(c, set_name) as w:
+            for k in range(3):
+                w.add_chunk(b"c%d" % k)
+            with pytest.raises(gismo.LimitReached, match="the most"):
+                w.add_chunk(b"c3")
+            for bad in (12, None):
+                with pytest.raises(TypeError):
+                    w.commit(bad)
+            w.commit(bytearray(b"meta"))
+        r = checkpoint.restore(c, set_name)
+        assert len(r.chunks) == 3 and r.metadata == b"meta"
 
 
 def test_a_writer_that_committed_or_aborted_writes_nothing(fresh_manager,
