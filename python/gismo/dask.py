@@ -390,10 +390,16 @@ def _dumps(x, context=None):
         p.warn_once(("peer", peer), "gismo.dask: %s %s; sending it bytes", peer, why)
         raise NotImplementedError
     buffers = []
-    main = pickle.dumps(x, protocol=5, buffer_callback=buffers.append)
+    try:
+        main = pickle.dumps(x, protocol=5, buffer_callback=buffers.append)
+        raws = [b.raw() for b in buffers]
+    except Exception:
+        # What plain pickle cannot take (a lambda, a class of the client's
+        # __main__) goes to the next family (Dask's pickle, cloudpickle):
+        # any other exception would make Dask send an error frame instead.
+        raise NotImplementedError
     refs, frames, in_region = [], [main], 0
-    for b in buffers:
-        raw = b.raw()
+    for raw in raws:
         found = p.lookup(_address_of(raw), raw.nbytes) if raw.nbytes else None
         if found is not None and not p.still_sealed(found[0]):
             found = None  # its producer deleted it (Dask dropped that replica): bytes

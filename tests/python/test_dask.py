@@ -458,3 +458,16 @@ def test_a_value_that_cannot_be_rebuilt_leaves_no_object(start_manager, warnings
             assert g.list() == []
     finally:
         gd._process.client.close()
+
+
+def test_what_plain_pickle_cannot_take_goes_to_the_next_family(process_with_object,
+                                                               monkeypatch):
+    # A lambda (or a class of the client's __main__) to a peer of the same
+    # region: NotImplementedError, so that Dask tries its pickle family
+    # (cloudpickle); any other exception made it send an error frame.
+    import gismo.dask as gd
+    p, _ = process_with_object
+    monkeypatch.setattr(gd, "_process", p)
+    context = {"recipient": {gd.HANDSHAKE_KEY: p.region, "address": "tcp://peer"}}
+    with pytest.raises(NotImplementedError):
+        gd._dumps(lambda: 1, context)
