@@ -615,11 +615,15 @@ int Drop(const Options& o) {
   return 0;
 }
 
-uint64_t Number(const char* flag, const char* v) {
+// A decimal number of at most `max` (strtoull alone takes "-1" as 2^64-1).
+uint64_t Number(const char* flag, const char* v, uint64_t max = UINT64_MAX) {
   char* end = nullptr;
   errno = 0;
   unsigned long long x = std::strtoull(v, &end, 10);
-  if (errno != 0 || end == v || *end != '\0') Die(std::string(flag) + " needs a number");
+  if (errno != 0 || end == v || *end != '\0' || *v == '-' || *v == '+') {
+    Die(std::string(flag) + " needs a number");
+  }
+  if (x > max) Die(std::string(flag) + " is at most " + std::to_string(max));
   return x;
 }
 
@@ -640,19 +644,19 @@ int main(int argc, char** argv) {
     else if (a == "--every")
       o.every = Number(a.c_str(), v);
     else if (a == "--symbols")
-      o.symbols = static_cast<uint32_t>(Number(a.c_str(), v));
+      o.symbols = static_cast<uint32_t>(Number(a.c_str(), v, uint64_t{1} << 20));
     else if (a == "--history")
-      o.history = static_cast<uint32_t>(Number(a.c_str(), v));
+      o.history = static_cast<uint32_t>(Number(a.c_str(), v, uint64_t{1} << 20));
     else if (a == "--window")
       o.window = Number(a.c_str(), v);
     else if (a == "--chunk-mib")
-      o.chunk_mib = Number(a.c_str(), v);
+      o.chunk_mib = Number(a.c_str(), v, uint64_t{1} << 20);  // 1 TiB, an object's most
     else if (a == "--hang-in-checkpoint")
       o.hang_in = Number(a.c_str(), v);
     else if (a == "--out")
       o.out = v;
     else if (a == "--port")
-      o.port = static_cast<int>(Number(a.c_str(), v));
+      o.port = static_cast<int>(Number(a.c_str(), v, 65535));
     else if (a == "--peer")
       o.peer = v;
     else if (a == "--file")

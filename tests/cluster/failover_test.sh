@@ -14,6 +14,16 @@ export GISMO_MANAGER_BIN
 [[ ${CLUSTER_MODE:-auto} == fallback ]] && export GISMO_CLUSTER_NO_NAMESPACES=1
 out=$(mktemp /tmp/gismo-failover-test.XXXXXX)
 trap 'rm -f "$out"' EXIT
+# Values past their range are refused, not wrapped (a chunk of 2^44 MiB
+# was 0 bytes, then a division by zero; port 70000 was 4464).
+for bad in "--chunk-mib 17592186044416" "--symbols 4294967297" "--port 70000" "--events -1"; do
+  # shellcheck disable=SC2086 # the option and its value, split on purpose
+  if "$GISMO_FAILOVER_BIN" active $bad >"$out" 2>&1; then
+    echo "FAIL: gismo_failover active $bad was accepted" >&2
+    exit 1
+  fi
+  grep -Eq "is at most|needs a number" "$out" || { echo "FAIL: $bad: $(cat "$out")" >&2; exit 1; }
+done
 rc=0
 bash "$(dirname "$0")/../../examples/failover/run.sh" --events 600000 --every 100000 \
   --symbols 256 --history 256 --window 5000 --hang 3 --chunk-mib 1 --size 256MiB >"$out" 2>&1 || rc=$?
