@@ -606,8 +606,8 @@ class Client {
   // Declares a client (by id or slot) or a node fenced: see gismo_fence.
   // Returns the manager's account of what it recovered.
   Result<std::string> Fence(gismo_fence_target_t target, uint64_t value) {
-    // As long as any reply frame's message (a node's account names each
-    // of its clients).
+    // Room for any account the manager sends (its reply frame's message),
+    // not cut at a small fixed size.
     std::string report(64 << 10, '\0');
     gismo_status_t s = gismo_fence(c_, target, value, report.data(), report.size());
     if (s != GISMO_OK) return detail::FromC(s);
