@@ -16,6 +16,7 @@ cache.
 import time
 
 from . import _gismo
+from ._names import name_bytes
 from ._timeout import timeout_ms as _timeout
 from .errors import ObjectExists, Timeout
 
@@ -68,18 +69,21 @@ class Cache:
 
     def __init__(self, client, namespace="", timeout_ms=-1):
         self._client = client
-        self._ns = namespace
+        self._ns = name_bytes(namespace, "a cache's namespace")
         self._timeout_ms = _timeout(timeout_ms)
         self.stats = {"hits": 0, "loads": 0, "waits": 0}
 
     def id_of(self, key):
         """The ObjectID of a key's block: ObjectID.from_name of
-        "gismo.cache:" + the namespace's length in UTF-8 bytes + ":" +
-        namespace + key, as gismo::Cache::IdOf. The length keeps namespaces apart ("img" and
+        "gismo.cache:" + the namespace's length in bytes + ":" + namespace
+        + key, as gismo::Cache::IdOf. Keys and namespaces are str (UTF-8;
+        surrogate escapes are their own bytes) or bytes, the same bytes the
+        C++ side hashes; anything else is a TypeError. The length keeps namespaces apart ("img" and
         "2x" never meet "img2" and "x"), the tag keeps blocks apart from
         objects named by applications."""
         return _gismo.ObjectID.from_name(
-            f"gismo.cache:{len(self._ns.encode())}:{self._ns}{key}")
+            b"gismo.cache:%d:%s%s" %
+            (len(self._ns), self._ns, name_bytes(key, "a cache key")))
 
     def _claim_id(self, oid):
         b = bytearray(bytes(oid))

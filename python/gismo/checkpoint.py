@@ -24,6 +24,7 @@ import struct
 import typing
 
 from . import _gismo
+from ._names import name_bytes
 from .errors import (BadRegion, Busy, Error, InvalidArgument, LimitReached,
                      ObjectExists, ObjectNotFound, ObjectNotSealed, Status,
                      Timeout)
@@ -46,21 +47,27 @@ _OUTCOME_UNKNOWN = frozenset({Status.TIMEOUT, Status.CONNECTION, Status.IO,
 _SWAP_ATTEMPTS = 3  # how many times a publish asks while that is so
 
 
+def _name_bytes(set_name):
+    """A set's name as the bytes its ids derive from, as C++ derives them
+    from its std::string."""
+    return name_bytes(set_name, "a checkpoint set's name")
+
+
 def _key(set_name, generation, nonce):
-    return f"{set_name}#{generation}.{nonce}"
+    return b"%s#%d.%d" % (_name_bytes(set_name), generation, nonce)
 
 
 def chunk_id(set_name, generation, nonce, index):
-    return ObjectID.from_name(f"{_key(set_name, generation, nonce)}/chunk/{index}")
+    return ObjectID.from_name(b"%s/chunk/%d" % (_key(set_name, generation, nonce), index))
 
 
 def manifest_id(set_name, generation, nonce):
-    return ObjectID.from_name(f"{_key(set_name, generation, nonce)}/manifest")
+    return ObjectID.from_name(_key(set_name, generation, nonce) + b"/manifest")
 
 
 def claim_id(set_name, generation, k):
-    suffix = f"/{k}" if k else ""
-    return ObjectID.from_name(f"{set_name}#{generation}/intent{suffix}")
+    suffix = b"/%d" % k if k else b""
+    return ObjectID.from_name(b"%s#%d/intent%s" % (_name_bytes(set_name), generation, suffix))
 
 
 class Manifest(typing.NamedTuple):

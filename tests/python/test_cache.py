@@ -103,6 +103,19 @@ def test_namespaces_never_share_a_block(client):
             img2.get("x", lambda key: b"b" * 64) as b:
         assert bytes(a) == b"a" * 64 and bytes(b) == b"b" * 64
     assert img2.stats["loads"] == 1
+    # Keys and namespaces are their bytes, as C++ hashes them: str or
+    # bytes alike; a str that is not UTF-8 (surrogate escapes) is its own
+    # bytes; anything else is refused, not hashed as its repr.
+    assert img.id_of(b"2x") == img.id_of("2x")
+    assert gismo.Cache(client, b"img").id_of("2x") == img.id_of("2x")
+    assert img.id_of("k\udcff") == from_name(b"gismo.cache:3:imgk\xff")
+    for bad in (None, 17):
+        with pytest.raises(TypeError):
+            img.id_of(bad)
+        with pytest.raises(TypeError):
+            img.get(bad, lambda key: b"x")
+        with pytest.raises(TypeError):
+            gismo.Cache(client, bad)
 
 
 def test_cache_get_after_invalidate_loads_once_and_times_out(client, other):

@@ -374,3 +374,28 @@ def test_restore_of_more_chunks_than_a_client_may_hold_says_so(
         with pytest.raises(gismo.LimitReached, match="has 40 chunks"):
             checkpoint.restore(c, set_name)
         assert c.usage()["object_count"] == 42  # nothing held, nothing lost
+
+
+def test_a_set_named_by_bytes_or_a_name_that_is_not_utf8(fresh_manager):
+    """Ids derive from the name's bytes, as C++'s ChunkId/ManifestId/ClaimId
+    from its std::string: "s" and b"s" are one set, and a name listed back
+    with surrogate escapes (not UTF-8) is the set it names. drop() leaves
+    nothing behind for either (it unbound the name, then failed or leaked
+    the objects under ids of the name's repr)."""
+    from_name = gismo.ObjectID.from_name
+    assert checkpoint.claim_id(b"s", 3, 0) == from_name("s#3/intent")
+    assert checkpoint.claim_id("s", 3, 2) == from_name("s#3/intent/2")
+    assert checkpoint.chunk_id(b"s", 3, 7, 1) == from_name("s#3.7/chunk/1")
+    assert checkpoint.manifest_id("s", 3, 7) == from_name("s#3.7/manifest")
+    with pytest.raises(TypeError):
+        checkpoint.claim_id(None, 1, 0)
+    with fresh_manager.connect() as c:
+        for name in (b"py-bytes-set", "py-set-\udcff"):
+            _write(c, name, [b"one"])
+            _write(c, name.decode() if isinstance(name, bytes) else name, [b"two"])
+            r = checkpoint.restore(c, name)
+            assert r.generation == 2 and r.chunks[0].tobytes() == b"two"
+            del r
+            checkpoint.drop(c, name)
+        assert c.usage()["object_count"] == 0
+        assert c.list_names() == []
