@@ -18,7 +18,7 @@ import time
 from . import _gismo
 from ._names import name_bytes
 from ._timeout import timeout_ms as _timeout
-from .errors import ObjectExists, Timeout
+from .errors import Error, ObjectExists, Timeout
 
 # Backoff of a get that waits for an invalidated block to be freed.
 _FIRST_PAUSE_S = 0.001
@@ -160,7 +160,14 @@ class Cache:
                 except Timeout:
                     continue
             finally:
-                c.abort(claim)  # wakes the waiters: they find the block
+                # Wakes the waiters: they find the block. One that fails (a
+                # lost connection) must not replace the block being returned
+                # or the loader's exception: the claim then goes with this
+                # client's recovery.
+                try:
+                    c.abort(claim)
+                except Error:
+                    pass
 
     def touch(self, key):
         """Marks a block recently used without reading it."""

@@ -157,7 +157,10 @@ class Client(_gismo._Client):
 
     def subscribe(self):
         """A Subscription: every object already sealed, then each seal and
-        delete anywhere in the cluster. See gismo.Subscription."""
+        delete anywhere in the cluster. The subscriptions of one client
+        share one stream: the listing of sealed objects comes once, to the
+        first that reads it; a later subscribe() does not list them again
+        (connect another client for that). See gismo.Subscription."""
         return Subscription(self)
 
 

@@ -158,24 +158,34 @@ class _Process:
 
     # -- the objects mapped here -------------------------------------------
     def register(self, buf):
-        """Notes a Buffer's span until the Buffer (and every view) is gone."""
+        """Notes a Buffer's span until the Buffer (and every view) is gone.
+        Several Buffers of one object share its span, which stays until the
+        last of them is gone (a span is [end, id, token, live Buffers])."""
         start, end = buf.address, buf.address + buf.size
         with self.lock:
             self._forget_gone()
-            self.token += 1
-            token = self.token
-            if start not in self.spans:
-                bisect.insort(self.starts, start)
-            self.spans[start] = (end, buf.id, token)
+            span = self.spans.get(start)
+            if span is not None and span[0] == end and span[1] == buf.id:
+                span[3] += 1
+                token = span[2]
+            else:
+                self.token += 1
+                token = self.token
+                if span is None:
+                    bisect.insort(self.starts, start)
+                self.spans[start] = [end, buf.id, token, 1]
         weakref.finalize(buf, self.gone.append, (start, token))
 
     def _forget_gone(self):
-        """Drops the spans of Buffers that are gone (with the lock held)."""
+        """Drops the spans whose Buffers are all gone (with the lock held)."""
         while self.gone:
             start, token = self.gone.popleft()
             span = self.spans.get(start)
             if span is None or span[2] != token:
                 continue  # a newer object at the same place
+            span[3] -= 1
+            if span[3] > 0:
+                continue  # another Buffer of the object still maps it
             del self.spans[start]
             i = bisect.bisect_left(self.starts, start)
             if i < len(self.starts) and self.starts[i] == start:
@@ -189,7 +199,7 @@ class _Process:
             if i < 0:
                 return None
             start = self.starts[i]
-            end, oid, _ = self.spans[start]
+            end, oid = self.spans[start][:2]
             if address + nbytes > end:
                 return None
             return oid, address - start

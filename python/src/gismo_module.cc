@@ -564,8 +564,22 @@ class PyClient {
   void Abort(py::handle id) {
     const gismo::ObjectId oid = ParseId(id);
     EndCreateView(oid, "aborting");
-    IdCall(id, gismo_abort);
-    creator_refs_.erase(oid.Hex());  // the abort took the creator's reference
+    // The abort takes the creator's reference. Forgotten before the call
+    // (while the GIL is released another thread may create the id anew and
+    // count its own reference), put back if the call fails.
+    uint64_t taken = 0;
+    if (auto it = creator_refs_.find(oid.Hex()); it != creator_refs_.end()) {
+      taken = it->second;
+      creator_refs_.erase(it);
+    }
+    auto core = Live();
+    gismo_status_t s;
+    {
+      py::gil_scoped_release nogil;
+      s = gismo_abort(core->Checked(), &oid.c_id());
+    }
+    if (s != GISMO_OK && taken != 0) creator_refs_[oid.Hex()] += taken;
+    Check(s);
   }
   // Gives back a reference this client took by create() or get_or_create()
   // (the loader's). Never one a Buffer counts on: releasing that would let

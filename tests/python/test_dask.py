@@ -471,3 +471,22 @@ def test_what_plain_pickle_cannot_take_goes_to_the_next_family(process_with_obje
     context = {"recipient": {gd.HANDSHAKE_KEY: p.region, "address": "tcp://peer"}}
     with pytest.raises(NotImplementedError):
         gd._dumps(lambda: 1, context)
+
+
+def test_two_buffers_of_one_object_keep_its_span_until_both_are_gone(process_with_object):
+    # The newer of two Buffers of one object collected first: the older one
+    # still maps it, and sending it must still go by reference (its span was
+    # dropped, and the value sent as bytes and stored again).
+    import gc
+    p, oid = process_with_object
+    older, newer = p.client.get(oid), p.client.get(oid)
+    start = older.address
+    assert newer.address == start
+    p.register(older)
+    p.register(newer)
+    del newer
+    gc.collect()
+    assert p.lookup(start, 64) == (oid, 0)
+    del older
+    gc.collect()
+    assert p.lookup(start, 64) is None
