@@ -251,37 +251,38 @@ TEST_F(CliTest, ClosedStandardDescriptorsAreNotTheConnection) {
 // Output that could not be written (a full disk: /dev/full) is never exit 0.
 TEST_F(CliTest, OutputThatCannotBeWrittenFails) {
   ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "hello").code, 0);
+  // Runs argv with stdout on /dev/full: its exit status and stderr.
+  auto to_full = [](const std::vector<std::string>& argv) {
+    gismo::testing::SpawnOptions o;
+    o.argv = argv;
+    o.stdout_path = "/dev/full";
+    o.stderr_path = TempPath("full-err");
+    gismo::testing::Process p;
+    int status = 0;
+    if (!p.Start(o)) {
+      ADD_FAILURE() << p.error();
+    } else if (!p.WaitForExit(60, &status)) {
+      status = p.KillAndWait(SIGKILL);
+    }
+    const std::string err = ReadFile(o.stderr_path);
+    unlink(o.stderr_path.c_str());
+    return std::make_pair(gismo::testing::ExitCode(status), err);
+  };
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{{"ls"},
                                              {"ls", "--json"},
                                              {"status"},
                                              {"watch", "--count", "1"},
                                              {"watch", "--count", "1", "--json"}}) {
-    gismo::testing::SpawnOptions o;
-    o.argv = {GISMO_CLI_BIN};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.argv.insert(o.argv.end(), {"--address", mgr_.address()});
-    o.stdout_path = "/dev/full";
-    o.stderr_path = TempPath("full-err");
-    gismo::testing::Process p;
-    ASSERT_TRUE(p.Start(o)) << p.error();
-    int status = 0;
-    if (!p.WaitForExit(60, &status)) status = p.KillAndWait(SIGKILL);
-    const std::string err = ReadFile(o.stderr_path);
-    unlink(o.stderr_path.c_str());
-    EXPECT_EQ(gismo::testing::ExitCode(status), 6) << args[0] << ": " << err;
+    std::vector<std::string> argv = {GISMO_CLI_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--address", mgr_.address()});
+    auto [code, err] = to_full(argv);
+    EXPECT_EQ(code, 6) << args[0] << ": " << err;
     EXPECT_NE(err.find("cannot write stdout"), std::string::npos) << args[0] << ": " << err;
   }
-  gismo::testing::SpawnOptions o;
-  o.argv = {GISMO_FSCK_BIN, "--address", mgr_.address()};
-  o.stdout_path = "/dev/full";
-  o.stderr_path = TempPath("full-err");
-  gismo::testing::Process p;
-  ASSERT_TRUE(p.Start(o)) << p.error();
-  int status = 0;
-  if (!p.WaitForExit(60, &status)) status = p.KillAndWait(SIGKILL);
-  EXPECT_EQ(gismo::testing::ExitCode(status), 2) << ReadFile(o.stderr_path);
-  unlink(o.stderr_path.c_str());
+  auto [code, err] = to_full({GISMO_FSCK_BIN, "--address", mgr_.address()});
+  EXPECT_EQ(code, 2) << err;
 }
 
 // A name the table cannot take is refused before the object is stored (a
