@@ -510,19 +510,11 @@ class Client {
     return info;
   }
   Result<std::vector<gismo_object_info_t>> List() {
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      size_t count = 0;
-      gismo_status_t s = gismo_list(c_, nullptr, 0, &count);
-      if (s != GISMO_OK) return detail::FromC(s);
-      std::vector<gismo_object_info_t> infos(count + count / 8 + 16);
-      s = gismo_list(c_, infos.data(), infos.size(), &count);
-      if (s != GISMO_OK) return detail::FromC(s);
-      if (count <= infos.size()) {
-        infos.resize(count);
-        return infos;
-      }
-    }
-    return Status(GISMO_ERR_INTERNAL, "store kept growing while listing");
+    return SizedList<gismo_object_info_t>(
+        [this](gismo_object_info_t* infos, size_t capacity, size_t* count) {
+          return gismo_list(c_, infos, capacity, count);
+        },
+        "store");
   }
   // Names (see gismo.h, "names"): a flat namespace of names bound to object
   // ids, in the region. A CONFLICT status from SwapName/BindNameIfUnbound
@@ -567,19 +559,11 @@ class Client {
   }
   Result<std::vector<gismo_name_info_t>> ListNames(const std::string& prefix = "") {
     if (Status bad = detail::CheckNameBytes(prefix); !bad.ok()) return bad;
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      size_t count = 0;
-      gismo_status_t s = gismo_list_names(c_, prefix.c_str(), nullptr, 0, &count);
-      if (s != GISMO_OK) return detail::FromC(s);
-      std::vector<gismo_name_info_t> infos(count + count / 8 + 16);
-      s = gismo_list_names(c_, prefix.c_str(), infos.data(), infos.size(), &count);
-      if (s != GISMO_OK) return detail::FromC(s);
-      if (count <= infos.size()) {
-        infos.resize(count);
-        return infos;
-      }
-    }
-    return Status(GISMO_ERR_INTERNAL, "name table kept growing while listing");
+    return SizedList<gismo_name_info_t>(
+        [this, &prefix](gismo_name_info_t* infos, size_t capacity, size_t* count) {
+          return gismo_list_names(c_, prefix.c_str(), infos, capacity, count);
+        },
+        "name table");
   }
   Result<gismo_usage_t> Usage() {
     gismo_usage_t u{};
@@ -588,20 +572,11 @@ class Client {
     return u;
   }
   Result<std::vector<gismo_client_info_t>> Clients() {
-    size_t count = 0;
-    gismo_status_t s = gismo_list_clients(c_, nullptr, 0, &count);
-    if (s != GISMO_OK) return detail::FromC(s);
-    // More clients may come between the two calls: sized again then.
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      std::vector<gismo_client_info_t> infos(count + count / 8 + 8);
-      s = gismo_list_clients(c_, infos.data(), infos.size(), &count);
-      if (s != GISMO_OK) return detail::FromC(s);
-      if (count <= infos.size()) {
-        infos.resize(count);
-        return infos;
-      }
-    }
-    return Status(GISMO_ERR_INTERNAL, "client table kept growing while listing");
+    return SizedList<gismo_client_info_t>(
+        [this](gismo_client_info_t* infos, size_t capacity, size_t* count) {
+          return gismo_list_clients(c_, infos, capacity, count);
+        },
+        "client table");
   }
   // Declares a client (by id or slot) or a node fenced: see gismo_fence.
   // Returns the manager's account of what it recovered.
@@ -662,6 +637,26 @@ class Client {
  private:
   void Close() {
     if (c_) gismo_disconnect(std::exchange(c_, nullptr));
+  }
+  // Everything a C list call (`fill(infos, capacity, &count)`, like
+  // gismo_list) has: sized by a call with capacity 0, then sized again while
+  // entries come between the two calls (INTERNAL after 8 tries; `what` names
+  // the table in that error).
+  template <typename Info, typename Fill>
+  static Result<std::vector<Info>> SizedList(const Fill& fill, const char* what) {
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      size_t count = 0;
+      gismo_status_t s = fill(nullptr, 0, &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      std::vector<Info> infos(count + count / 8 + 16);
+      s = fill(infos.data(), infos.size(), &count);
+      if (s != GISMO_OK) return detail::FromC(s);
+      if (count <= infos.size()) {
+        infos.resize(count);
+        return infos;
+      }
+    }
+    return Status(GISMO_ERR_INTERNAL, std::string(what) + " kept growing while listing");
   }
   gismo_client_t* c_ = nullptr;
 };
