@@ -1414,12 +1414,7 @@ Status Manager::Impl::CheckAddresses() const {
     }
   }
   if (!opt_.metrics_address.empty()) {
-    auto a = protocol::ParseAddress(opt_.metrics_address);
-    if (!a.ok()) return a.status();
-    if (a->kind != protocol::Address::Kind::kTcp) {
-      return Status(GISMO_ERR_INVALID_ARGUMENT,
-                    "metrics address must be tcp:HOST:PORT, got '" + opt_.metrics_address + "'");
-    }
+    if (auto a = MetricsExporter::ParseAddress(opt_.metrics_address); !a.ok()) return a.status();
   }
   return Status();
 }

@@ -232,13 +232,19 @@ MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& reg
 
 MetricsExporter::~MetricsExporter() { Close(); }
 
-Status MetricsExporter::Listen(const std::string& address) {
+Result<protocol::Address> MetricsExporter::ParseAddress(const std::string& address) {
   auto a = protocol::ParseAddress(address);
   if (!a.ok()) return a.status();
   if (a->kind != protocol::Address::Kind::kTcp) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "metrics address must be tcp:HOST:PORT, got '" + address + "'");
   }
+  return a;
+}
+
+Status MetricsExporter::Listen(const std::string& address) {
+  auto a = ParseAddress(address);
+  if (!a.ok()) return a.status();
   try {
     protocol::Address bound;
     auto acc = ListenTcp(io_, *a, &bound);

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "manager/manager.h"
+#include "protocol/wire.h"
 #include "region/region.h"
 
 namespace gismo::manager {
@@ -36,6 +37,9 @@ class MetricsExporter {
   MetricsExporter(const MetricsExporter&) = delete;
   MetricsExporter& operator=(const MetricsExporter&) = delete;
 
+  // `address` parsed, INVALID_ARGUMENT unless it is "tcp:HOST:PORT" (the
+  // only kind Listen serves on).
+  static Result<protocol::Address> ParseAddress(const std::string& address);
   // Starts serving on "tcp:HOST:PORT" (port 0: any free port).
   Status Listen(const std::string& address);
   // The bound address, port resolved ("" before Listen succeeds).
