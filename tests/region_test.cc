@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -97,6 +98,43 @@ TEST_F(RegionTest, RefusesOtherVersionAndCorruption) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("checksum"), std::string::npos);
   close(fd);
+}
+
+// A superblock whose checksum is right but which holds 0 where a count
+// belongs: 0 means "derived from the size" when formatting, so the layout of
+// a region formatted with the defaults still matched it, and every reader of
+// fixed() saw 0 (a client table of max_clients - 1 = 2^32 - 1 helpers, a
+// held table of no entries).
+TEST_F(RegionTest, RefusesASuperblockWithAZeroCount) {
+  struct Field {
+    size_t offset;
+    size_t size;
+    const char* name;
+  };
+  const Field fields[] = {
+      {offsetof(Superblock, max_objects), sizeof(Superblock::max_objects), "max_objects"},
+      {offsetof(Superblock, max_clients), sizeof(Superblock::max_clients), "max_clients"},
+      {offsetof(Superblock, held_capacity), sizeof(Superblock::held_capacity), "held_capacity"}};
+  for (const Field& f : fields) {
+    SCOPED_TRACE(f.name);
+    FormatOptions o;
+    o.size = 16ull << 20;  // every count its default, so the layout matches one of 0
+    ASSERT_TRUE(Region::Format(path_, o).ok());
+    int fd = open(path_.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const uint64_t zero = 0;
+    ASSERT_EQ(pwrite(fd, &zero, f.size, static_cast<off_t>(f.offset)),
+              static_cast<ssize_t>(f.size));
+    unsigned char head[offsetof(Superblock, checksum)];
+    ASSERT_EQ(pread(fd, head, sizeof head, 0), static_cast<ssize_t>(sizeof head));
+    const uint64_t checksum = XXH64(head, sizeof head, 0x6769736d6fULL);
+    ASSERT_EQ(pwrite(fd, &checksum, 8, offsetof(Superblock, checksum)), 8);
+    close(fd);
+    auto r = Region::Open(path_);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION);
+    EXPECT_NE(r.status().message().find(f.name), std::string::npos) << r.status().message();
+  }
 }
 
 TEST_F(RegionTest, RefusesTruncatedRegion) {

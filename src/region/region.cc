@@ -577,6 +577,16 @@ Status Region::Validate(uint64_t file_size) const {
       sb.coherence_mode != static_cast<uint32_t>(CoherenceMode::kNonCoherent)) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': unknown coherence mode");
   }
+  // Zero in these means "derived from the size" to ComputeGeometry, so a
+  // superblock holding 0 could match a default layout and yet say 0 to every
+  // reader of fixed() (max_clients - 1 wrapping, a held table of no entries).
+  if (sb.max_objects == 0 || sb.max_clients == 0 || sb.held_capacity == 0) {
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': superblock holds no " +
+                                            (sb.max_objects == 0   ? "max_objects"
+                                             : sb.max_clients == 0 ? "max_clients"
+                                                                   : "held_capacity") +
+                                            " (corrupt region)");
+  }
   FormatOptions o;
   o.size = sb.region_size;
   o.max_objects = sb.max_objects;
