@@ -214,6 +214,43 @@ TEST_F(TxnTest, AnUndoneVersionOnlyGrows) {
   EXPECT_EQ(rec.ref_count.load(), 16u);
 }
 
+// A version word read from the region at the top of its range (a corrupt
+// record, a hostile client) has no next value: the seqlock write, or its
+// undo, would wrap to 0 or 1, below values readers saw. The Txn fails (BAD_REGION) and leaves
+// the words as they were, one write at a time or in a batch, where the
+// open or the close would wrap (contract builds aborted here before).
+TEST_F(TxnTest, AVersionWordAtTheTopOfItsRangeFailsTheTxnAsACorruptRegion) {
+  auto st = Activate(1);
+  region::ObjectRecord& rec = region_->records(0)[5];
+  rec.info.store(1);
+  for (const uint64_t top : {~uint64_t{0}, ~uint64_t{0} - 1, region::kVersionLimit}) {
+    SCOPED_TRACE(top);
+    rec.ref_count.store(top);
+    {
+      Txn txn(*region_, 1, 1, OpKind::kNone);
+      ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+      txn.OpenVersion(rec.ref_count);
+      txn.Write(rec.info, 100);
+      txn.CloseVersion(rec.ref_count);
+      Status s = txn.Commit();
+      EXPECT_EQ(s.code(), GISMO_ERR_BAD_REGION) << s.ToString();
+      EXPECT_NE(s.message().find("version word"), std::string::npos) << s.message();
+    }
+    EXPECT_EQ(rec.info.load(), 1u);
+    EXPECT_EQ(rec.ref_count.load(), top);
+    {
+      Txn txn(*region_, 1, 1, OpKind::kNone);
+      ASSERT_TRUE(txn.Lock(region_->shard(0).lock));
+      const uint64_t odd = Txn::NextOddVersion(top);
+      txn.WriteAll(
+          {{&rec.ref_count, odd, true}, {&rec.info, 100}, {&rec.ref_count, odd + 1, true}});
+      EXPECT_EQ(txn.Commit().code(), GISMO_ERR_BAD_REGION);
+    }
+    EXPECT_EQ(rec.info.load(), 1u);
+    EXPECT_EQ(rec.ref_count.load(), top);
+  }
+}
+
 // A batch (WriteAll: the non-coherent owner's record write) is the same as
 // its writes one by one: the words stored in order, a word changed twice
 // undone to its value before the batch, the version only moving forward;

@@ -532,6 +532,10 @@ enum class LogKind : uint64_t {
   // the words between the two are restored (newest first).
   kVersion = 4,
 };
+// The largest value a version word takes: a write that would go past it
+// fails (the word is corrupt; 2^63 writes never reach it), so UndoneVersion,
+// which adds at most 2 to a value at most this, never wraps.
+inline constexpr uint64_t kVersionLimit = 1ull << 63;
 // What an undo of a kVersion entry leaves in a word that holds `current`.
 inline constexpr uint64_t UndoneVersion(uint64_t logged, uint64_t current) {
   const uint64_t top = logged > current ? logged : current;

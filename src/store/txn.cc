@@ -217,6 +217,14 @@ void Txn::Write(Word& word, uint64_t value) {
   word.store(value, std::memory_order_release);
 }
 
+// A version word only grows, to region::kVersionLimit at most; one whose next
+// value would pass it holds what no writer wrote in 2^63 changes: the region
+// is corrupt.
+Status Txn::VersionAtLimit(const Word& word, uint64_t old) const {
+  return r_.Corrupt("the version word at offset " + std::to_string(r_.OffsetOf(&word)) + " holds " +
+                    std::to_string(old) + ", past the values a seqlock takes");
+}
+
 void Txn::WriteAll(const Change* changes, size_t n) {
   if (failed()) return;
   const uint32_t first = log_count_;
@@ -231,7 +239,11 @@ void Txn::WriteAll(const Change* changes, size_t n) {
         break;
       }
     }
-    GISMO_DCHECK(!c.version || c.value > old);
+    if (c.version && (c.value <= old || c.value > region::kVersionLimit)) {
+      log_count_ = first;
+      Fail(VersionAtLimit(*c.word, old));
+      return;
+    }
     if (!c.version && old == c.value) continue;
     const LogKind kind = c.version ? LogKind::kVersion : LogKind::kWord;
     if (!Append(region::PackLogTarget(kind, r_.OffsetOf(c.word)), old)) {
@@ -248,8 +260,11 @@ void Txn::WriteAll(const Change* changes, size_t n) {
 
 void Txn::WriteVersion(Word& word, uint64_t value) {
   const uint64_t old = word.load(std::memory_order_relaxed);
-  GISMO_DCHECK(value > old);
   if (failed()) return;
+  if (value <= old || value > region::kVersionLimit) {
+    Fail(VersionAtLimit(word, old));
+    return;
+  }
   if (!Log(region::PackLogTarget(LogKind::kVersion, r_.OffsetOf(&word)), old)) return;
   word.store(value, std::memory_order_release);
 }

@@ -97,8 +97,9 @@ class Txn {
   void Write(region::Word& word, uint64_t value);
   // A seqlock version word (LogKind::kVersion): `value` odd opens a write of
   // the words it guards, even closes it. An undo never takes it back to a
-  // value a reader may have seen (region::UndoneVersion). REQUIRES: value >
-  // the word's current value.
+  // value a reader may have seen (region::UndoneVersion). A value not
+  // above the word's current one, or above region::kVersionLimit (a corrupt
+  // word), fails the transaction with BAD_REGION.
   void WriteVersion(region::Word& word, uint64_t value);
   // The seqlock's bracket around a write of the words it guards:
   // OpenVersion makes `word` the next odd value above every value it held
@@ -135,6 +136,8 @@ class Txn {
   // nothing and Commit() rolls back and returns `why`. For callees that find
   // the region corrupt where they cannot return a status.
   void Fail(Status why);
+  // BAD_REGION: version `word`, holding `old`, has no greater value to take.
+  Status VersionAtLimit(const region::Word& word, uint64_t old) const;
   bool failed() const { return !failure_.ok(); }
   const Status& failure() const { return failure_; }
   // Commits, or, if the Txn failed, rolls back and returns why.
