@@ -503,8 +503,9 @@ TEST(BoundsTest, ManyWaitsOnOneIdAreWokenOnceEachAndCancelledAlone) {
   EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed) - before, kWaits / 2 + 1);
 }
 
-// A client's notices (seal, delete, requests) from a node agent, or from a
-// client after its goodbye, are ignored: they wake no waiter.
+// A client's notices (seal, delete, requests) from a node agent are
+// ignored, and from a client after its goodbye they end its connection:
+// they wake no waiter.
 TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
@@ -520,26 +521,65 @@ TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
   protocol::Writer notice;
   notice.Id(x);
   const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
+  ASSERT_TRUE(IsOk(departed.Send(notice.Frame(MsgType::kDeleted, 0))));
+  EXPECT_TRUE(departed.ClosedByManager(20000)) << "a notice after a goodbye is taken";
   // (A non-client's wait is refused with an error: still a sync point.)
-  ASSERT_NO_FATAL_FAILURE(
-      SendAndSync(departed, notice.Frame(MsgType::kDeleted, 0), /*expect_ack=*/false));
   ASSERT_NO_FATAL_FAILURE(
       SendAndSync(agent, notice.Frame(MsgType::kSealed, 0), /*expect_ack=*/false));
   EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed), before);
 }
 
-// A client that said goodbye and keeps its connection open (and silent)
-// is closed at its lease: admitted sessions are never evicted to make room
-// for new ones, so it would hold its place among max_connections for ever.
-TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosedAtItsLease) {
+// A client that said goodbye and keeps its connection open is closed, even
+// while it heartbeats (which refreshed its lease for ever): admitted
+// sessions are never evicted to make room for new ones, so it would hold
+// its place among max_connections. The heartbeats themselves are not an
+// error (its client's beat may cross its goodbye).
+TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosed) {
   manager::ManagerOptions o = InProcessManagerOptions();
   o.lease_ms = 500;
+  o.admission_timeout_ms = 300;  // also how long a connection may outlive its goodbye
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer departed(mgr.address());
   departed.Hello(mgr.region_path());
   ASSERT_NO_FATAL_FAILURE(Depart(departed));
-  EXPECT_TRUE(departed.ClosedByManager(30000)) << "a departed client's connection stays";
+  bool closed = false;
+  for (int beat = 0; beat < 200 && !closed; ++beat) {  // 20 s at most
+    if (!departed.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0)).ok()) break;
+    pollfd p{departed.fd(), POLLIN, 0};
+    if (poll(&p, 1, 100) != 1) continue;
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    const Status s = departed.Receive(&h, &payload);
+    ASSERT_TRUE(s.code() == GISMO_ERR_CONNECTION)
+        << "the manager answered a heartbeat: " << static_cast<unsigned>(h.type) << " "
+        << s.ToString();
+    closed = true;
+  }
+  EXPECT_TRUE(closed || departed.ClosedByManager(20000))
+      << "a departed client's connection stays while it heartbeats";
+}
+
+// After its goodbye a connection may only close: a request ends it (a
+// second goodbye included), with an error that says why.
+TEST(BoundsTest, ARequestAfterAGoodbyeEndsTheConnection) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  for (const MsgType type : {MsgType::kGoodbye, MsgType::kWait, MsgType::kSubscribe}) {
+    SCOPED_TRACE(static_cast<unsigned>(type));
+    RawPeer departed(mgr.address());
+    departed.Hello(mgr.region_path());
+    ASSERT_NO_FATAL_FAILURE(Depart(departed));
+    std::vector<uint8_t> frame =
+        type == MsgType::kWait ? WaitFrame(1, 5) : protocol::Writer().Frame(type, 5);
+    ASSERT_TRUE(IsOk(departed.Send(frame)));
+    FrameHeader h;
+    const Status s = NextFrame(departed, &h);
+    EXPECT_EQ(h.type, MsgType::kError);
+    EXPECT_EQ(h.request_id, 0u) << "the session ends";
+    EXPECT_NE(s.message().find("said goodbye"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(departed.ClosedByManager(20000));
+  }
 }
 
 // A peer with many distinct wake-ups pending that does not read is
@@ -684,6 +724,35 @@ TEST(BoundsTest, AgentsHoldNoWaitsAndAReplacedAgentLeavesNothingCounted) {
   EXPECT_TRUE(IsOk(s));
   EXPECT_EQ(h.type, MsgType::kWaitAck);
   EXPECT_EQ(testing::ReadShared(**region, (*region)->sb().waiters), 1u);
+}
+
+// Node agents are admitted without proving the region and never evicted:
+// agents of new nodes take at most half the connections (a peer saying
+// hello as the agent of node after node filled them all, and no client got
+// in). A new agent of a node that has one replaces it as before.
+TEST(BoundsTest, AgentsOfNewNodesTakeAtMostHalfTheConnections) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.max_connections = 8;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  std::vector<std::unique_ptr<RawPeer>> agents;
+  for (uint32_t node = 1; node <= 4; ++node) {
+    agents.push_back(std::make_unique<RawPeer>(mgr.address()));
+    agents.back()->AgentHello(node);
+  }
+  RawPeer fifth(mgr.address());
+  fifth.SetNode(5);
+  fifth.SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+  fifth.ReadAccess();
+  const Status s = fifth.ExpectError();
+  EXPECT_EQ(s.code(), GISMO_ERR_LIMIT) << s.ToString();
+  EXPECT_NE(s.message().find("node agents of 4 nodes"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(fifth.ClosedByManager(20000));
+  RawPeer again(mgr.address());
+  again.AgentHello(2);  // replaces node 2's
+  EXPECT_TRUE(agents[1]->ClosedByManager(20000)) << "a replaced agent stays";
+  auto c = Client::Connect(mgr.address());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
 }
 
 // A node agent is admitted without proving the region: its frames are
@@ -1372,6 +1441,49 @@ TEST(ModesTest, DefaultSocketIsNeverInAWorldWritableDirectory) {
     EXPECT_FALSE(bad.ok());
   }
   rmdir(dir.c_str());
+}
+
+// ---- the node agent --------------------------------------------------------
+
+// A node agent heartbeats while it works on a fence order: a probe of a live
+// process takes 500 ms, a kill up to --kill-timeout-ms, and orders queue.
+// Here the lease (400 ms) is shorter than one probe: a client of its node
+// whose connection closes while its process runs is probed, and the
+// manager dropped the agent in the middle of the probe (its answer lost,
+// the agent reconnecting).
+TEST(NodeAgentTest, AnAgentBusyWithAFenceOrderKeepsItsLease) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 400;
+  o.reattach_ms = 600000;  // a detached client is probed, never suspected here
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  testing::SpawnOptions options;
+  options.argv = {GISMO_AGENT_BIN, "--node",         "7", "--manager", mgr.address(),
+                  "--region",      mgr.region_path()};
+  options.capture_stdout = true;
+  options.stderr_to_stdout = true;
+  options.parent_death_signal = SIGKILL;
+  testing::Process agent;
+  ASSERT_TRUE(agent.Start(options)) << agent.error();
+  std::string line;
+  ASSERT_TRUE(agent.ReadLineContaining("gismo-agent ready", 60, &line)) << line;
+  testing::SpawnOptions sleep_options;
+  sleep_options.argv = {"sleep", "600"};
+  sleep_options.parent_death_signal = SIGKILL;
+  testing::Process runs;  // the clients' process, as they claim: it runs
+  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  const uint64_t expired = mgr.stats().leases_expired.load(std::memory_order_relaxed);
+  {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(runs.pid()));
+    client.Hello(mgr.region_path());
+  }  // it closes here: detached, and its process probed
+  ASSERT_TRUE(agent.ReadLineContaining("it still runs", 60, &line)) << line;
+  RoundTrip(mgr.address());  // the manager's loop has run since
+  EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), expired)
+      << "the manager dropped the agent while it probed";
+  agent.KillAndWait(SIGKILL);
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ constexpr auto kTick = std::chrono::milliseconds(20);
 constexpr uint64_t kMs = 1'000'000;
 // A fence command that failed is tried again after this long.
 constexpr uint64_t kFenceRetryNs = 1000 * kMs;
+// How long a refused peer's last frames (its error) may take to be written.
+constexpr int kFlushBeforeCloseMs = 1000;
 
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
@@ -391,12 +393,24 @@ class Session : public std::enable_shared_from_this<Session> {
     if (idle) WriteNext();
   }
 
+  // The session's end: nothing more is read or queued. After
+  // FlushBeforeClose, the frames queued (a refusal's error and what came
+  // before it, so that the peer learns why) are still written, for at most
+  // kFlushBeforeCloseMs, before the socket closes.
+  void FlushBeforeClose() { flush_before_close_ = true; }
   void Close() {
     if (closed_) return;
     closed_ = true;
-    asio::error_code ec;
-    sock_.shutdown(asio::socket_base::shutdown_both, ec);
-    sock_.close(ec);
+    if (flush_before_close_ && !out_.empty() && !overflowed_) {
+      asio::error_code ec;
+      sock_.shutdown(asio::socket_base::shutdown_receive, ec);
+      flush_timer_ = std::make_unique<asio::steady_timer>(
+          sock_.get_executor(), std::chrono::milliseconds(kFlushBeforeCloseMs));
+      flush_timer_->async_wait(
+          [this, self = shared_from_this()](asio::error_code) { CloseSocket(); });
+      return;
+    }
+    CloseSocket();
   }
 
   // The peer's pid in the manager's PID namespace (Unix sockets only; 0 if
@@ -422,6 +436,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t node = 0;
   uint64_t pid = 0;
   int64_t agent_node = -1;  // >= 0: the fencing agent of that node
+  uint64_t goodbye_ns = 0;  // when its client said goodbye (0: it has not)
   fence::ProcessIdentity identity;
   std::string host, name;  // sanitized for the log
   uint64_t last_heard_ns_;
@@ -476,11 +491,23 @@ class Session : public std::enable_shared_from_this<Session> {
     if (out_.front().first != 0) queued_keys_.erase(out_.front().first);
     asio::async_write(sock_, asio::buffer(out_.front().second),
                       [this, self](asio::error_code ec, size_t) {
-                        if (ec) return m_.OnClosed(self, ec.message());
+                        if (ec) return closed_ ? CloseSocket() : m_.OnClosed(self, ec.message());
                         out_bytes_ -= out_.front().second.size();
                         out_.pop_front();
-                        if (!out_.empty() && !closed_) WriteNext();
+                        // Closed: the rest is written only while flushing
+                        // before the close (else the socket is closed, and
+                        // the write fails).
+                        if (!out_.empty()) return WriteNext();
+                        if (closed_) CloseSocket();
                       });
+  }
+  void CloseSocket() {
+    if (socket_closed_) return;
+    socket_closed_ = true;
+    if (flush_timer_) flush_timer_->cancel();
+    asio::error_code ec;
+    sock_.shutdown(asio::socket_base::shutdown_both, ec);
+    sock_.close(ec);
   }
   // Its queue is full: it does not read. Disconnected from the event loop
   // (the caller may be iterating over sessions).
@@ -497,6 +524,9 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t out_bytes_ = 0;
   const uint32_t max_output_bytes_;
   bool overflowed_ = false;
+  bool flush_before_close_ = false;
+  bool socket_closed_ = false;
+  std::unique_ptr<asio::steady_timer> flush_timer_;  // bounds the flush before a close
 };
 
 void Session::Overflow() {
@@ -1368,7 +1398,7 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
                                       protocol::Reader& r) {
   protocol::FenceProcessResult res;
   if (s->agent_node < 0 || !protocol::DecodeFenceProcessResult(r, &res)) {
-    spdlog::warn("{} sent a malformed or unexpected fence result", s->Describe());
+    WarnRateLimited(s->Describe() + " sent a malformed or unexpected fence result; ignored");
     return;
   }
   auto it = members_.find(res.slot);
@@ -1581,9 +1611,18 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       h.type != MsgType::kProof) {
     return Refuse(s, Status(GISMO_ERR_PROTOCOL, "say hello first"), "spoke before hello");
   }
+  // After its goodbye a client only closes its connection (on the Bye): a
+  // heartbeat or a cancelled wait may still be on its way and is ignored;
+  // anything else ends the session. Tick closes one kept open.
+  if (s->goodbye_ns != 0) {
+    if (h.type == MsgType::kHeartbeat || h.type == MsgType::kCancelWait) return;
+    return Refuse(s, Status(GISMO_ERR_PROTOCOL, "this connection said goodbye; connect again"),
+                  "sent message type " + std::to_string(static_cast<unsigned>(h.type)) +
+                      " after its goodbye");
+  }
   // A client's notices of its own seals, deletes and requests (they wake
   // waiters and subscribers, clear the region's kick_pending and wake the
-  // owner): from a node agent, or a client after its goodbye, ignored.
+  // owner): from a node agent, ignored.
   if ((h.type == MsgType::kSealed || h.type == MsgType::kDeleted || h.type == MsgType::kRequests) &&
       s->slot == 0) {
     WarnRateLimited("ignored a client's notice (message type " +
@@ -1592,16 +1631,14 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
     return;
   }
   // Waits and subscriptions are a client's (they cost the manager memory
-  // and raise counters in the region that clients read): a node agent, or a
-  // client after its goodbye, gets a per-request error, and holds nothing.
+  // and raise counters in the region that clients read): a node agent gets
+  // a per-request error, and holds nothing.
   if ((h.type == MsgType::kWait || h.type == MsgType::kSubscribe) && s->slot == 0) {
     s->Send(protocol::EncodeError(
         h.request_id,
-        Status(GISMO_ERR_PROTOCOL,
-               std::string(h.type == MsgType::kWait ? "waiting for objects"
-                                                    : "subscribing to events") +
-                   " is for clients; this connection is " +
-                   (s->agent_node >= 0 ? "a node agent's" : "no client's (it said goodbye)"))));
+        Status(GISMO_ERR_PROTOCOL, std::string(h.type == MsgType::kWait ? "waiting for objects"
+                                                                        : "subscribing to events") +
+                                       " is for clients; this connection is a node agent's")));
     WarnRateLimited("refused a " + std::string(h.type == MsgType::kWait ? "wait" : "subscription") +
                     " of " + s->Describe() + ": it is not a client");
     return;
@@ -1646,6 +1683,7 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       DropWaits(s);
       spdlog::info("{} disconnected", s->Describe());
       s->slot = 0;
+      s->goodbye_ns = std::max<uint64_t>(MonotonicNs(), 1);
       if (auto it = members_.find(slot); slot != 0 && it != members_.end()) {
         it->second.conn.reset();
         Fenced(it->second, FenceReason::kDeparted);
@@ -1654,7 +1692,8 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       return;
     }
     default:
-      spdlog::warn("{} sent unknown message type {}", s->Describe(), static_cast<unsigned>(h.type));
+      WarnRateLimited(s->Describe() + " sent unknown message type " +
+                      std::to_string(static_cast<unsigned>(h.type)) + "; ignored");
       return;
   }
 }
@@ -1665,6 +1704,7 @@ void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
   WarnRateLimited("refused " + s->Describe() + ": " + log);
   // Request id 0: the session ends (a nonzero id would answer one request).
   s->Send(protocol::EncodeError(0, why));
+  s->FlushBeforeClose();
   OnClosed(s, log);
 }
 
@@ -1870,6 +1910,17 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
 }
 
 void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
+  // Agents are admitted without proving the region, and admitted sessions
+  // are never evicted: agents of new nodes take at most half the
+  // connections, so that clients always find room.
+  if (!agents_.count(hello.node_id) && agents_.size() >= max_connections_ / 2) {
+    return Refuse(s,
+                  Status(GISMO_ERR_LIMIT, "the manager serves node agents of " +
+                                              std::to_string(agents_.size()) +
+                                              " nodes, the most it takes (half of its " +
+                                              std::to_string(max_connections_) + " connections)"),
+                  "too many node agents");
+  }
   s->agent_node = hello.node_id;
   if (auto it = agents_.find(hello.node_id); it != agents_.end()) {
     if (auto old = it->second.lock(); old && old != s) {
@@ -2080,13 +2131,28 @@ void Manager::Impl::Tick() {
              "not admitted within " + std::to_string(opt_.admission_timeout_ms) + " ms");
     }
   }
+  {
+    // A connection kept open after its goodbye (its client closes it on the
+    // Bye) would hold a place among max_connections for ever, heartbeats
+    // and all: no eviction takes admitted sessions. It gets as long as a
+    // handshake does.
+    std::vector<std::shared_ptr<Session>> lingering;
+    for (const auto& s : sessions_) {
+      if (s->goodbye_ns != 0 && now - s->goodbye_ns > uint64_t{opt_.admission_timeout_ms} * kMs) {
+        lingering.push_back(s);
+      }
+    }
+    for (const auto& s : lingering) {
+      WarnRateLimited("closed " + s->Describe() + ": its connection stayed open " +
+                      std::to_string(opt_.admission_timeout_ms) + " ms after its goodbye");
+      OnClosed(s, "kept open after its goodbye");
+    }
+  }
   if (opt_.lease_ms > 0) {
     std::vector<std::shared_ptr<Session>> expired;
-    // Every admitted session: a client's, an agent's, and one whose client
-    // said goodbye but keeps its connection open (it would hold a place
-    // among max_connections for ever; no eviction takes admitted ones).
+    // Every admitted session: a client's and an agent's.
     for (const auto& s : sessions_) {
-      if (s->stage == Session::Stage::kAdmitted &&
+      if (s->stage == Session::Stage::kAdmitted && s->goodbye_ns == 0 &&
           now - s->last_heard_ns_ > uint64_t{opt_.lease_ms} * kMs) {
         expired.push_back(s);
       }

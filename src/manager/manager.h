@@ -71,7 +71,8 @@ struct ManagerOptions {
   int32_t region_mode = -1;
 
   // --- what a peer can make the manager hold (doc/security.md) ---
-  // From accept to welcome (challenge, hello, region proof).
+  // From accept to welcome (challenge, hello, region proof); also from a
+  // client's goodbye to the close of its connection.
   uint32_t admission_timeout_ms = 5000;
   // Connections not admitted yet; beyond, the oldest is closed.
   uint32_t max_unadmitted = 64;

@@ -18,10 +18,15 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "args/parse_args.h"
@@ -125,6 +130,42 @@ Status WriteBackIfNonCoherent(const Options& o, uint32_t slot) {
   return Status();
 }
 
+Status SendHeartbeat(int fd, int frame_bound_ms) {
+  const auto beat = gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0);
+  // Bounded like a receive: a manager that stops reading breaks the
+  // connection (the caller closes it) instead of blocking the agent.
+  return gismo::protocol::SendAllUntil(fd, beat.data(), beat.size(),
+                                       gismo::protocol::DeadlineAfterMs(frame_bound_ms));
+}
+
+// Runs `work` (a fence order: a kill may take --kill-timeout-ms, a probe of
+// a live process 500 ms, and orders queue) while another thread heartbeats
+// every `beat_ms`: without it, orders longer than the lease made the
+// manager drop the agent in the middle of a fence, and lose its answer.
+// The calling thread sends nothing while `work` runs, so the two never
+// write to `fd` at once. The first heartbeat that failed, else OK.
+template <typename Work>
+Status HeartbeatingWhile(int fd, int beat_ms, int frame_bound_ms, Work&& work) {
+  Status failed;
+  std::mutex mu;
+  std::condition_variable_any cv;
+  {
+    std::jthread beater([&](std::stop_token stop) {
+      std::unique_lock<std::mutex> lock(mu);
+      // Returns at the stop request, else after each beat_ms.
+      while (!cv.wait_for(lock, stop, std::chrono::milliseconds(beat_ms), [] { return false; }) &&
+             !stop.stop_requested()) {
+        if (Status s = SendHeartbeat(fd, frame_bound_ms); !s.ok()) {
+          failed = s;
+          return;
+        }
+      }
+    });
+    work();
+  }  // the beater is asked to stop and joined
+  return failed;
+}
+
 // Serves one connection until it fails.
 Status Serve(const Options& o, int fd, uint32_t lease_ms) {
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
@@ -141,14 +182,7 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
     const int rc = poll(&p, 1, wait);
     if (rc < 0 && errno == EINTR) continue;
     if ((gismo::MonotonicNs() - last_beat) / 1'000'000 >= uint64_t(beat_ms)) {
-      const auto beat = gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0);
-      // Bounded like a receive: a manager that stops reading breaks the
-      // connection (the caller closes it) instead of blocking the agent.
-      if (Status s = gismo::protocol::SendAllUntil(
-              fd, beat.data(), beat.size(), gismo::protocol::DeadlineAfterMs(frame_bound_ms));
-          !s.ok()) {
-        return s;
-      }
+      if (Status s = SendHeartbeat(fd, frame_bound_ms); !s.ok()) return s;
       last_beat = gismo::MonotonicNs();
     }
     if (rc <= 0) continue;
@@ -163,28 +197,32 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
     if (h.type != MsgType::kFenceProcess) continue;
     gismo::protocol::FenceProcessOrder order;
     gismo::protocol::FenceProcessResult res;
-    if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
-      res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
-    } else {
-      res.slot = order.slot;
-      res.session = order.session;
-      const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
-      if (order.probe_only) {
-        if (!gismo::fence::ProvenGone(who, 500)) {
-          res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
-        }
-      } else if (auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms); f.ok()) {
-        res.killed = *f == gismo::fence::FenceOutcome::kKilled;
-        Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
+    const Status beats = HeartbeatingWhile(fd, beat_ms, frame_bound_ms, [&] {
+      if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
+        res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
       } else {
-        res.status = f.status();
-        Log("cannot fence %s: %s", who.ToString(), f.status().message());
+        res.slot = order.slot;
+        res.session = order.session;
+        const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
+        if (order.probe_only) {
+          if (!gismo::fence::ProvenGone(who, 500)) {
+            res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
+            Log("asked whether %s is gone: it still runs", who.ToString());
+          }
+        } else if (auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms); f.ok()) {
+          res.killed = *f == gismo::fence::FenceOutcome::kKilled;
+          Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
+        } else {
+          res.status = f.status();
+          Log("cannot fence %s: %s", who.ToString(), f.status().message());
+        }
+        if (res.status.ok()) {
+          res.status = WriteBackIfNonCoherent(o, order.slot);
+          if (!res.status.ok()) Log("%s: %s", who.ToString(), res.status.message());
+        }
       }
-      if (res.status.ok()) {
-        res.status = WriteBackIfNonCoherent(o, order.slot);
-        if (!res.status.ok()) Log("%s: %s", who.ToString(), res.status.message());
-      }
-    }
+    });
+    if (!beats.ok()) return beats;
     const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);
     if (Status s = gismo::protocol::SendAllUntil(fd, frame.data(), frame.size(),
                                                  gismo::protocol::DeadlineAfterMs(frame_bound_ms));

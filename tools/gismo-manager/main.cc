@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
                  "Group (name or number) of the sockets, the region and /run/gismo: its members "
                  "may connect");
   app.add_option("--admission-timeout-ms", opt.admission_timeout_ms,
-                 "Time a new connection has to complete its hello and region proof")
+                 "Time a new connection has to complete its hello and region proof, and a client's "
+                 "connection may stay open after its goodbye")
       ->capture_default_str();
   app.add_option("--max-unadmitted", opt.max_unadmitted,
                  "Connections waiting for admission; beyond, the oldest is closed")
