@@ -143,7 +143,7 @@ class Cache:
                 # held (deleting): the claim stays ours until it is freed.
                 while True:
                     try:
-                        c.put(oid, data, evictable=True)
+                        view = c.create(oid, len(data), evictable=True)
                         break
                     except ObjectExists:
                         try:  # put by a client outside the protocol
@@ -153,12 +153,25 @@ class Cache:
                         except Timeout:
                             pass
                         wait.pause("its invalidated copy is still held")
-                # The block is evictable from here on until we hold it; if
-                # it went already, the loop puts it again.
+                try:
+                    view[:] = data
+                    c.seal(oid)
+                except BaseException:
+                    try:
+                        c.abort(oid)
+                    except Error:
+                        pass
+                    raise
+                # Sealed with the creator's reference held, so that no
+                # eviction takes the block before the caller holds it (as
+                # gismo::Cache does); invalidated in between, it is put
+                # again.
                 try:
                     return c.get(oid, 0)
                 except Timeout:
                     continue
+                finally:
+                    c.release(oid)
             finally:
                 # Wakes the waiters: they find the block. One that fails (a
                 # lost connection) must not replace the block being returned

@@ -167,3 +167,50 @@ def test_cache_get_refuses_a_sealed_object_at_a_claim_id(client):
     with cache.get("blk", loader) as buf:
         assert bytes(buf) == b"v" * 8
     assert loads == ["blk"]
+
+
+class _EvictingAfterEachStore:
+    """A client whose first `evictions` stores of `oid` (seal, or the put
+    gismo.Cache used before) are followed at once by another client's
+    eviction of everything nobody holds: the moment between a loaded
+    block's store and the get that hands it out."""
+
+    def __init__(self, client, evictor, oid, evictions):
+        self._client, self._evictor, self._oid = client, evictor, oid
+        self._left = evictions
+        self.stores = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def _stored(self, id):
+        if bytes(id) == bytes(self._oid):
+            self.stores += 1
+            if self._left > 0:
+                self._left -= 1
+                self._evictor.evict(1 << 40)
+
+    def seal(self, id):
+        self._client.seal(id)
+        self._stored(id)
+
+    def put(self, id, *args, **kwargs):
+        self._client.put(id, *args, **kwargs)
+        self._stored(id)
+
+
+def test_cache_get_hands_out_its_load_before_any_eviction(client, other):
+    """A loaded block is stored with its creator's reference held until the
+    caller holds it, as gismo::Cache does: an eviction right after the store
+    finds it held. (It was put unheld, so each eviction there made the get
+    put it again: without end under steady eviction.)"""
+    ns = gismo.ObjectID.random().hex() + "/"
+    block = gismo.Cache(client, ns).id_of("k")
+    proxy = _EvictingAfterEachStore(client, other, block, evictions=3)
+    cache = gismo.Cache(proxy, ns)
+    with cache.get("k", lambda key: b"v" * 5000) as buf:
+        assert bytes(buf) == b"v" * 5000
+    assert proxy.stores == 1
+    assert cache.stats["loads"] == 1
+    with gismo.Cache(other, ns).get("k", lambda key: b"not loaded") as again:
+        assert bytes(again) == b"v" * 5000  # still there: released, not gone
