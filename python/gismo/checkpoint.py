@@ -255,8 +255,9 @@ def _publish(client, set_name, expected, mid):
 
 class Writer:
     """Writes one checkpoint of a set: add_chunk()..., commit(metadata).
-    Closed without commit (abort(), or leaving a `with` block), it deletes
-    what it wrote, unless whether its commit published it is unknown."""
+    Closed without commit (abort(), leaving a `with` block, or dropped as
+    garbage), it deletes what it wrote, unless whether its commit published
+    it is unknown."""
 
     def __init__(self, client, set_name):
         self._client, self._set = client, set_name
@@ -298,6 +299,16 @@ class Writer:
 
     def __exit__(self, *exc):
         self.abort()
+
+    def __del__(self):
+        # Dropped without commit or abort: what it wrote goes, as with the
+        # C++ Writer's destructor. Best effort (its client may be closed, the
+        # interpreter ending); the cleanup after the next publish deletes
+        # whatever stays, through its claim.
+        try:
+            self.abort()
+        except Exception:  # whatever it was, a finalizer raises nothing
+            pass
 
     def _check_open(self, doing):
         """InvalidArgument unless this writer may still write: not

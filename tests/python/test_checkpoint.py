@@ -4,6 +4,7 @@ frozen writer that wins publishes whole, a publish whose outcome is unknown
 deletes nothing, a cleanup cut short is finished by the next one, drop
 removes a set (one whose manifest is corrupt too)."""
 
+import gc
 import signal
 import struct
 import time
@@ -50,6 +51,14 @@ def test_older_generations_and_aborts_leave_nothing(fresh_manager, set_name):
         assert c.usage()["object_count"] == 3  # chunk, manifest, claim
         with checkpoint.Writer(c, set_name) as w:
             w.add_chunk(b"never published")
+        assert c.usage()["object_count"] == 3
+        assert checkpoint.restore(c, set_name).generation == 5
+        # Dropped without commit or abort: as if aborted.
+        w = checkpoint.Writer(c, set_name)
+        w.add_chunk(b"dropped")
+        assert c.usage()["object_count"] == 5  # + its claim and chunk
+        del w
+        gc.collect()
         assert c.usage()["object_count"] == 3
         assert checkpoint.restore(c, set_name).generation == 5
 
