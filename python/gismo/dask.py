@@ -43,8 +43,13 @@ Task code does not change. What happens:
   sender's check and the receiver's get) is treated as a lost replica: the
   receiver logs it and fails the transfer the way a broken connection
   does, so Dask fetches the key again, and the sender, which now sees the
-  object gone, sends bytes (or the scheduler recomputes it). Any other
-  error of the receiver's get (LimitReached: it holds too many references)
+  object gone, sends bytes (or the scheduler recomputes it).
+* **A receiver that holds all the references it may**
+  (``gismo-manager --max-refs-per-client``: its get fails with
+  LimitReached) fails the transfer the same way, and for the next
+  ``_REFS_FULL_SECONDS`` it does not say in its handshakes that it maps
+  the region: peers that connect to it, the sender of the fetch Dask
+  retries included, send it bytes. Any other error of the receiver's get
   fails the transfer with that error.
 * **Full region** (or a limit reached, a manager restarting: any gismo
   error while storing a result; or a value that cannot be rebuilt from the
@@ -76,16 +81,24 @@ DEFAULT_THRESHOLD = 64 * 1024
 _ALIGN = 64
 _MAX_METADATA = 8 << 20  # the in-band pickle travels in the object's metadata
 _SWEEP_SECONDS = 0.2  # how often forgotten objects still held are looked at
+_REFS_FULL_SECONDS = 5.0  # a receiver at its reference limit takes bytes this long
 
 
 class ReferenceGone(EOFError):
     """A reference whose object was deleted before the receiver got it."""
 
+
+class ReceiverFull(EOFError):
+    """A reference that the receiver cannot take: it holds as many
+    references as its client may. As an EOFError it makes Dask abort the
+    connection and fetch again, over a new one whose handshake asks for
+    bytes."""
+
 # Dask's worker logger: its lines are in the worker's log (get_worker_logs).
 logger = logging.getLogger("distributed.worker")
 
 __all__ = ["FAMILY", "SERIALIZERS", "GismoData", "worker_options", "dask_setup",
-           "enable", "region_id", "stats", "ReferenceGone"]
+           "enable", "region_id", "stats", "ReferenceGone", "ReceiverFull"]
 
 
 def _timed(counter):
@@ -127,10 +140,11 @@ class _Process:
         self.warned = set()
         self.pending = {}  # hex -> ObjectID: forgotten, deleted once unreferenced
         self.sweeper = None
+        self.refs_full_until = 0.0  # time.monotonic(): until then, bytes wanted
         self.counts = {"stored": 0, "stored_bytes": 0, "sent_refs": 0,
                        "sent_ref_bytes": 0, "received_refs": 0,
                        "received_ref_bytes": 0, "fallbacks": 0,
-                       "deferred_deletes": 0, "late_refs": 0,
+                       "deferred_deletes": 0, "late_refs": 0, "refs_full": 0,
                        # seconds spent copying results in, and sending and
                        # receiving references (what gismo.dask adds to a task)
                        "store_seconds": 0.0, "send_seconds": 0.0, "receive_seconds": 0.0}
@@ -147,6 +161,13 @@ class _Process:
                 usage = client.usage()
                 self.region = usage["region_uuid"]
                 self.client = client
+        return self.region
+
+    def advertised_region(self):
+        """The region this process's handshakes name: its own, or None
+        (peers send bytes) while it is at its reference limit."""
+        if not self.enabled or time.monotonic() < self.refs_full_until:
+            return None
         return self.region
 
     def warn_once(self, what, message, *args):
@@ -380,7 +401,9 @@ def region_id():
 
 def stats():
     """Counters of this process: results stored, references sent and
-    received (with their bytes), fallbacks to bytes."""
+    received (with their bytes), fallbacks to bytes, references that
+    arrived too late (late_refs) or that this process could not hold
+    (refs_full)."""
     return dict(_process.counts)
 
 
@@ -456,6 +479,17 @@ def _loads(header, frames):
                                "it arrived (%s); fetching the value again", oid_hex, e)
                 raise ReferenceGone("gismo.dask: object %s, sent by reference, is gone: %s"
                                     % (oid_hex, e)) from e
+            except gismo.LimitReached as e:
+                # This client holds all it may: peers send bytes for a
+                # while (see advertised_region), starting with the retry
+                # of this fetch over a new connection.
+                p.counts["refs_full"] += 1
+                p.refs_full_until = time.monotonic() + _REFS_FULL_SECONDS
+                logger.warning("gismo.dask: object %s, sent by reference, cannot be held here "
+                               "(%s); asking peers for bytes for %g s", oid_hex, e,
+                               _REFS_FULL_SECONDS)
+                raise ReceiverFull("gismo.dask: object %s, sent by reference, cannot be held: %s"
+                                   % (oid_hex, e)) from e
             except gismo.Error as e:
                 raise type(e)("gismo.dask: object %s, sent by reference, could not be got: %s"
                               % (oid_hex, e)) from e
@@ -481,8 +515,9 @@ def _install():
 
     def handshake_info():
         info = original()
-        if _process.enabled:
-            info[HANDSHAKE_KEY] = _process.region
+        region = _process.advertised_region()
+        if region is not None:
+            info[HANDSHAKE_KEY] = region
         return info
 
     handshake_info._gismo = True

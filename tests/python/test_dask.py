@@ -237,6 +237,38 @@ def test_full_region_falls_back_to_bytes():
         m.stop()
 
 
+def _sum_all(*arrays):
+    return float(sum(a.sum() for a in arrays))
+
+
+def test_a_worker_at_its_reference_limit_gets_bytes():
+    # Each client may hold 12 objects (a table of 16, three quarters full).
+    # Worker b holds 12 results of its own in the region when a task there
+    # needs four of a's, which a offers by reference: b cannot hold them, so
+    # it asks for bytes, and the task runs (it failed with LimitReached).
+    from conftest import Manager, manager_binary
+    m = Manager(manager_binary(), size="256MiB", extra=["--max-refs-per-client", "16"])
+    cluster = _cluster(**gismo.dask.worker_options(address=m.address))
+    client = distributed.Client(cluster)
+    try:
+        a, b = _workers(client)
+        n = 20000  # 160 KB of float64: over the threshold
+        mine = [client.submit(np.full, n, float(i), workers=[b], pure=False) for i in range(14)]
+        theirs = [client.submit(np.full, n, 100.0 + i, workers=[a], pure=False)
+                  for i in range(4)]
+        distributed.wait(mine + theirs)
+        total = client.submit(_sum_all, *theirs, *mine, workers=[b], pure=False).result()
+        assert total == n * (sum(range(14)) + sum(100.0 + i for i in range(4)))
+        stats = client.run(gismo.dask.stats, workers=[b])[b]
+        assert stats["refs_full"] >= 1
+        logs = "\n".join(line for _, line in client.get_worker_logs()[b])
+        assert "asking peers for bytes" in logs
+    finally:
+        client.close()
+        cluster.close()
+        m.stop()
+
+
 def test_worker_of_another_pool_gets_bytes():
     from conftest import Manager, manager_binary
     from distributed import Nanny, Scheduler, SpecCluster
@@ -380,16 +412,16 @@ def test_a_buffer_dying_while_the_lock_is_held_does_not_take_it(process_with_obj
 
 def test_a_receivers_other_errors_are_not_a_lost_replica(start_manager, monkeypatch):
     # Only an object that is gone (Timeout, ObjectNotFound) is a lost
-    # replica (ReferenceGone, an EOFError that makes Dask fetch again); any
-    # other error of the get (LimitReached) passes as it is.
+    # replica (ReferenceGone, an EOFError that makes Dask fetch again), and
+    # a receiver at its reference limit (LimitReached) a full one
+    # (ReceiverFull, another); any other error of the get passes as it is.
     import pickle
     import gismo.dask as gd
     m = start_manager()
     monkeypatch.setattr(gd, "_process", gd._Process())
     gd.enable(m.address)
     client = gd._process.client
-    errors = [gismo.LimitReached("this client holds too many references"),
-              gismo.ObjectNotFound("no such object")]
+    errors = [gismo.Busy("busy"), gismo.ObjectNotFound("no such object")]
 
     def get(*args, **kwargs):
         raise errors.pop(0)
@@ -398,12 +430,49 @@ def test_a_receivers_other_errors_are_not_a_lost_replica(start_manager, monkeypa
     oid = gismo.ObjectID.random()
     header = {"region": gd.region_id(), "refs": [[oid.hex(), 0, 64, True]]}
     try:
-        with pytest.raises(gismo.LimitReached, match=oid.hex()):
+        with pytest.raises(gismo.Busy, match=oid.hex()):
             gd._loads(header, [pickle.dumps(None)])
         assert gd.stats()["late_refs"] == 0
         with pytest.raises(gd.ReferenceGone):
             gd._loads(header, [pickle.dumps(None)])
         assert gd.stats()["late_refs"] == 1
+    finally:
+        client.close()
+
+
+def test_a_receiver_at_its_reference_limit_asks_for_bytes(start_manager, monkeypatch):
+    # A receiver whose get fails with LimitReached (it holds all the
+    # references its client may) fails the transfer as a broken connection
+    # (ReceiverFull, an EOFError: Dask aborts the connection and fetches
+    # again), and its handshakes stop naming the region for a while, so the
+    # retry's sender sends bytes; the transfer used to fail with the
+    # LimitReached, again at every retry.
+    import pickle
+    from distributed.comm.core import Comm
+    import gismo.dask as gd
+    m = start_manager()
+    monkeypatch.setattr(gd, "_process", gd._Process())
+    gd.enable(m.address)
+    client = gd._process.client
+
+    def get(*args, **kwargs):
+        raise gismo.LimitReached("this client holds too many references")
+
+    monkeypatch.setattr(client, "get", get)
+    oid = gismo.ObjectID.random()
+    header = {"region": gd.region_id(), "refs": [[oid.hex(), 0, 64, True]]}
+    try:
+        assert Comm.handshake_info()[gd.HANDSHAKE_KEY] == gd.region_id()
+        with pytest.raises(gd.ReceiverFull, match=oid.hex()) as raised:
+            gd._loads(header, [pickle.dumps(None)])
+        assert isinstance(raised.value, EOFError)
+        assert gd.stats()["refs_full"] == 1
+        assert gd.HANDSHAKE_KEY not in Comm.handshake_info()
+        # A sender whose recipient says nothing of gismo sends bytes.
+        with pytest.raises(NotImplementedError):
+            gd._dumps(b"x" * 100000, {"recipient": Comm.handshake_info()})
+        gd._process.refs_full_until = 0.0  # the while is over
+        assert Comm.handshake_info()[gd.HANDSHAKE_KEY] == gd.region_id()
     finally:
         client.close()
 
