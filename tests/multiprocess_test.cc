@@ -698,6 +698,32 @@ TEST(SubscribeProcessTest, EndedSessionMakesTheFdReadable) {
   EXPECT_EQ(s.code(), GISMO_ERR_CONNECTION);
 }
 
+// The listings of a client whose session ended fail, and say 0 in *count
+// (gismo_list and gismo_list_clients left it as it was, or partial).
+TEST(MultiProcessTest, ListingsThatFailCountZero) {
+  ManagerProcess mgr = StartManagerProcess();
+  Client c = MustConnect(mgr.address());
+  Client op = MustConnect(mgr.address());
+  ASSERT_TRUE(c.Put(ObjectId::FromName("listed"), "x").ok());
+  uint32_t node = 0, slot = 0;
+  ASSERT_EQ(gismo_client_identity(c.c_client(), &node, &slot), GISMO_OK);
+  ASSERT_TRUE(op.Fence(GISMO_FENCE_SLOT, slot).ok());
+  size_t count = 77;
+  gismo_status_t s = GISMO_OK;
+  for (int i = 0; i < 2000 && s == GISMO_OK; ++i) {
+    s = gismo_list(c.c_client(), nullptr, 0, &count);
+    if (s == GISMO_OK) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(s, GISMO_ERR_CONNECTION);
+  EXPECT_EQ(count, 0u);
+  count = 77;
+  EXPECT_EQ(gismo_list_clients(c.c_client(), nullptr, 0, &count), GISMO_ERR_CONNECTION);
+  EXPECT_EQ(count, 0u);
+  count = 77;
+  EXPECT_NE(gismo_list_names(c.c_client(), "", nullptr, 0, &count), GISMO_OK);
+  EXPECT_EQ(count, 0u);
+}
+
 // Descriptors this process has open.
 int OpenDescriptors() {
   int n = 0;

@@ -253,7 +253,8 @@ GISMO_EXPORT gismo_status_t gismo_stat(gismo_client_t *client, const gismo_id_t 
 /* Lists objects. Writes at most `capacity` entries into `infos` and the
  * number of objects in the store (which may be larger) into *count. Call with
  * capacity 0 to size the array. The listing is a consistent snapshot of each
- * object, not of the whole store. */
+ * object, not of the whole store. On failure *count is 0 (as for every
+ * listing: gismo_list_clients, gismo_list_names). */
 GISMO_EXPORT gismo_status_t gismo_list(gismo_client_t *client, gismo_object_info_t *infos,
                                        size_t capacity, size_t *count);
 
