@@ -96,6 +96,15 @@ node_env() { gc exec "$1" -- sh -c "echo \"\$$2\""; }
 [[ $(node_env 0 GISMO_ADDRESS) == unix:* ]] || fail "GISMO_ADDRESS on node 0 is not Unix"
 echo hello | gc exec 1 -- cat >"$T_WORK/out"
 [[ $(cat "$T_WORK/out") == hello ]] || fail "exec does not pass stdin through"
+# A command that does not read its stdin while input keeps coming, and
+# writes more than a pipe holds: neither side may wait for the other (the
+# guest side of a virtual machine waited to write the input, the command
+# to write its output).
+head -c 4000000 /dev/zero >"$T_WORK/in"
+gc exec 1 -- sh -c 'head -c 3000000 /dev/zero' <"$T_WORK/in" >"$T_WORK/out"
+[[ $(stat -c %s "$T_WORK/out") == 3000000 ]] ||
+  fail "exec of a command that leaves its stdin unread: $(stat -c %s "$T_WORK/out") bytes out"
+rm -f "$T_WORK/in" "$T_WORK/out"
 gc exec 1 -- sh -c 'echo to-stderr >&2' 2>"$T_WORK/err" >"$T_WORK/out"
 [[ $(cat "$T_WORK/err") == to-stderr && ! -s $T_WORK/out ]] || fail "exec mixes up stdout and stderr"
 

@@ -51,7 +51,13 @@
 namespace {
 
 constexpr uint32_t kMaxFrame = 1u << 20;
+// The first frame, before the token is proved: no more than a token.
+constexpr uint32_t kMaxTokenFrame = 8192;
 constexpr size_t kChunk = 64 * 1024;
+// Input for the command that it has not read yet; beyond, the guest side
+// stops reading its connection until the command reads (the host side then
+// stops reading its stdin): the flow control a local pipe gives.
+constexpr size_t kMaxPendingInput = 1u << 20;
 
 [[noreturn]] void Die(const std::string& what) {
   fprintf(stderr, "gismo-vm-agent: %s\n", what.c_str());
@@ -82,19 +88,24 @@ bool ReadAll(int fd, void* data, size_t n) {
   return true;
 }
 
-bool SendFrame(int fd, char type, const void* data, uint32_t n) {
-  uint8_t head[5] = {static_cast<uint8_t>(type), static_cast<uint8_t>(n),
-                     static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n >> 16),
-                     static_cast<uint8_t>(n >> 24)};
-  return WriteAll(fd, head, sizeof head) && (n == 0 || WriteAll(fd, data, n));
+// The 5-byte header of a frame of `type` and `n` bytes.
+std::string FrameHead(char type, uint32_t n) {
+  return {type, static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+          static_cast<char>(n >> 24)};
 }
 
-// Reads one whole frame; false on end of stream or a malformed frame.
-bool RecvFrame(int fd, char* type, std::vector<char>* data) {
+bool SendFrame(int fd, char type, const void* data, uint32_t n) {
+  const std::string head = FrameHead(type, n);
+  return WriteAll(fd, head.data(), head.size()) && (n == 0 || WriteAll(fd, data, n));
+}
+
+// Reads one whole frame of at most `max` bytes; false on end of stream or a
+// malformed frame.
+bool RecvFrame(int fd, char* type, std::vector<char>* data, uint32_t max = kMaxFrame) {
   uint8_t head[5];
   if (!ReadAll(fd, head, sizeof head)) return false;
   uint32_t n = head[1] | head[2] << 8 | head[3] << 16 | static_cast<uint32_t>(head[4]) << 24;
-  if (n > kMaxFrame) return false;
+  if (n > max) return false;
   *type = static_cast<char>(head[0]);
   data->resize(n);
   return n == 0 || ReadAll(fd, data->data(), n);
@@ -142,7 +153,9 @@ std::string ReadToken(const std::string& path) {
   char type = 0;
   std::vector<char> req;
   alarm(10);  // a silent connection ends here (SIGALRM's default action)
-  if (!RecvFrame(sock, &type, &req) || type != 'A' || !SameToken(token, req)) _exit(1);
+  if (!RecvFrame(sock, &type, &req, kMaxTokenFrame) || type != 'A' || !SameToken(token, req)) {
+    _exit(1);
+  }
   if (!RecvFrame(sock, &type, &req) || type != 'C' || req.empty() || req.back() != '\0') _exit(1);
   alarm(0);
   std::vector<std::string> parts;
@@ -181,16 +194,30 @@ std::string ReadToken(const std::string& path) {
   close(out[1]);
   close(err[1]);
   int stdin_fd = in[1], stdout_fd = out[0], stderr_fd = err[0];
+  // The command's stdin is written when it can take more, never waited
+  // for: a command that does not read it must still have its output read.
+  fcntl(stdin_fd, F_SETFL, fcntl(stdin_fd, F_GETFL) | O_NONBLOCK);
+  std::string input;  // received, not yet taken by the command
+  bool input_ended = false;
   std::vector<char> buf(kChunk);
   int status = 0;
   // Until the command exited and its stdout and stderr ended. Once both
   // ended, the command is checked for every 100 ms; the socket is watched
-  // throughout, so a host side that goes away kills the command.
+  // throughout (but read only while the command takes its input), so a
+  // host side that goes away kills the command.
   for (;;) {
     const bool outputs_done = stdout_fd < 0 && stderr_fd < 0;
     if (outputs_done && waitpid(child, &status, WNOHANG) == child) break;
-    pollfd fds[3] = {{sock, POLLIN, 0}, {stdout_fd, POLLIN, 0}, {stderr_fd, POLLIN, 0}};
-    if (poll(fds, 3, outputs_done ? 100 : -1) < 0) {
+    if (stdin_fd >= 0 && input_ended && input.empty()) {
+      close(stdin_fd);
+      stdin_fd = -1;
+    }
+    const short sock_events = input.size() < kMaxPendingInput ? POLLIN : 0;
+    pollfd fds[4] = {{sock, sock_events, 0},
+                     {stdout_fd, POLLIN, 0},
+                     {stderr_fd, POLLIN, 0},
+                     {input.empty() ? -1 : stdin_fd, POLLOUT, 0}};
+    if (poll(fds, 4, outputs_done ? 100 : -1) < 0) {
       if (errno == EINTR) continue;
       kill(-child, SIGKILL);
       _exit(1);
@@ -202,11 +229,19 @@ std::string ReadToken(const std::string& path) {
         _exit(1);
       }
       if (req.empty()) {
-        if (stdin_fd >= 0) close(stdin_fd);
+        input_ended = true;
+      } else if (stdin_fd >= 0) {
+        input.append(req.data(), req.size());
+      }
+    }
+    if (fds[3].revents && stdin_fd >= 0) {
+      const ssize_t w = write(stdin_fd, input.data(), input.size());
+      if (w > 0) {
+        input.erase(0, static_cast<size_t>(w));
+      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        close(stdin_fd);  // the command closed its stdin; drop its input
         stdin_fd = -1;
-      } else if (stdin_fd >= 0 && !WriteAll(stdin_fd, req.data(), req.size())) {
-        close(stdin_fd);  // the command closed its stdin; drop further input
-        stdin_fd = -1;
+        input.clear();
       }
     }
     for (int i = 1; i <= 2; ++i) {
@@ -293,8 +328,14 @@ std::string ReadToken(const std::string& path) {
   }
   std::vector<char> buf(kChunk);
   bool stdin_open = true;
+  // 'I' frames not yet sent: sent when the socket takes them, never waited
+  // for, so that the command's output is read meanwhile (the guest stops
+  // reading while the command does not take its input). Stdin is read
+  // only once they are gone.
+  std::string unsent;
   for (;;) {
-    pollfd fds[2] = {{s, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}};
+    pollfd fds[2] = {{s, static_cast<short>(POLLIN | (unsent.empty() ? 0 : POLLOUT)), 0},
+                     {stdin_open && unsent.empty() ? 0 : -1, POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       Die(std::string("poll: ") + strerror(errno));
@@ -303,10 +344,16 @@ std::string ReadToken(const std::string& path) {
       ssize_t r = read(0, buf.data(), buf.size());
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) stdin_open = false;
-      // A lost connection shows up on the socket's next read.
-      SendFrame(s, 'I', buf.data(), r > 0 ? static_cast<uint32_t>(r) : 0);
+      const uint32_t n = r > 0 ? static_cast<uint32_t>(r) : 0;
+      unsent += FrameHead('I', n);
+      unsent.append(buf.data(), n);
     }
-    if (fds[0].revents) {
+    if ((fds[0].revents & POLLOUT) && !unsent.empty()) {
+      // A lost connection shows up on the socket's next read.
+      const ssize_t w = send(s, unsent.data(), unsent.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w > 0) unsent.erase(0, static_cast<size_t>(w));
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       char type = 0;
       std::vector<char> data;
       if (!RecvFrame(s, &type, &data)) {
