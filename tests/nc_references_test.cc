@@ -264,6 +264,36 @@ TEST(NcReferencesTest, AHeldObjectIsNotInvalidatedAgain) {
   EXPECT_FALSE(rs.Cached(data)) << "not held since: invalidated before the first read";
 }
 
+// An entry found in the table with count 0 (a torn entry: key written,
+// count not yet; nothing else leaves one) names no reference: the first get
+// of its record invalidates the data (G5) like any first get. Taken as held,
+// it skipped G5 and read this host's stale lines of a reused block.
+TEST(NcReferencesTest, AnEntryLeftWithCountZeroIsNotHeld) {
+  World w;
+  CacheSim rs(w.base(), w.size(), Quiet(w, 1)), os(w.base(), w.size(), Quiet(w, 2));
+  NcOwner<CacheSim> owner(os, w.view());
+  WriteObject(os, w, BlockOf(1), kA);
+  owner.Publish(1, IdOf(kA), SealedInfo(), BlockOf(1));
+  NcObject o;
+  {
+    NcReader<CacheSim> first(rs, w.view(), w.table(0));
+    ASSERT_EQ(first.Get(1, IdOf(kA), &o), NcGet::kFound);
+    ASSERT_TRUE(ReadObject(rs, w, o, kA));  // this host now caches A's lines
+    ASSERT_TRUE(first.Release(1));
+  }
+  ASSERT_TRUE(owner.Delete(1, w.tables()));
+  WriteObject(os, w, BlockOf(1), kB);  // the block and the record reused
+  owner.Publish(1, IdOf(kB), SealedInfo(), BlockOf(1));
+  HeldEntry& e = w.table(0).entries[0];
+  os.Store(NcWord(e.key), 1 + 1);  // record 1, count 0
+  os.Flush(&e, sizeof e);
+  NcReader<CacheSim> reader(rs, w.view(), w.table(0));
+  ASSERT_EQ(reader.Get(1, IdOf(kB), &o), NcGet::kFound);
+  EXPECT_TRUE(ReadObject(rs, w, o, kB)) << "read the block's old lines";
+  EXPECT_EQ(reader.Held(1), 1u);
+  EXPECT_TRUE(reader.Release(1));
+}
+
 // G6: a get of an evictable object whose CLOCK reference bit is clear is
 // noted in the reader's recent-gets line, once per record version, and the
 // note is in memory when the get returns, where the owner (another host)

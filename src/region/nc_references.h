@@ -475,7 +475,9 @@ class NcReader {
   // *held_before: the count was above 0 already.
   Positions::iterator Hold(uint32_t index, bool* held_before) {
     auto it = pos_.find(index);
-    *held_before = it != pos_.end();
+    // An entry of count 0 (found so at construction: a torn one) holds
+    // nothing: the block may have been freed and reused since.
+    *held_before = it != pos_.end() && lines_.Load(NcWord(table_[it->second].count)) != 0;
     if (it == pos_.end()) {
       if (free_.empty()) return pos_.end();
       if (bucket_entries_[HeldSummaryBit(index)]++ == 0 && fault_ != NcRefFault::kSkipSummaryMark) {
