@@ -504,9 +504,9 @@ TEST(BoundsTest, ManyWaitsOnOneIdAreWokenOnceEachAndCancelledAlone) {
 }
 
 // A client's notices (seal, delete, requests) from a node agent are
-// ignored, and from a client after its goodbye they end its connection:
-// they wake no waiter.
-TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
+// ignored: they wake no waiter. From a client after its goodbye they still
+// do: another thread of its may have sealed while one said goodbye.
+TEST(BoundsTest, NoticesFromAgentsAreIgnoredAndAfterAGoodbyeStillWake) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer waiter(mgr.address());
@@ -521,12 +521,13 @@ TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
   protocol::Writer notice;
   notice.Id(x);
   const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
-  ASSERT_TRUE(IsOk(departed.Send(notice.Frame(MsgType::kDeleted, 0))));
-  EXPECT_TRUE(departed.ClosedByManager(20000)) << "a notice after a goodbye is taken";
   // (A non-client's wait is refused with an error: still a sync point.)
   ASSERT_NO_FATAL_FAILURE(
       SendAndSync(agent, notice.Frame(MsgType::kSealed, 0), /*expect_ack=*/false));
   EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed), before);
+  ASSERT_NO_FATAL_FAILURE(
+      SendAndSync(departed, notice.Frame(MsgType::kSealed, 0), /*expect_ack=*/false));
+  EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed), before + 1);
 }
 
 // A client that said goodbye and keeps its connection open is closed, even
@@ -537,15 +538,18 @@ TEST(BoundsTest, NoticesFromNonClientsAreIgnored) {
 TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosed) {
   manager::ManagerOptions o = InProcessManagerOptions();
   o.lease_ms = 500;
-  o.admission_timeout_ms = 300;  // also how long a connection may outlive its goodbye
+  o.admission_timeout_ms = 1000;  // also how long a connection may outlive its goodbye
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
   RawPeer departed(mgr.address());
   departed.Hello(mgr.region_path());
   ASSERT_NO_FATAL_FAILURE(Depart(departed));
   bool closed = false;
-  for (int beat = 0; beat < 200 && !closed; ++beat) {  // 20 s at most
-    if (!departed.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0)).ok()) break;
+  for (int beat = 0; beat < 200 && !closed; ++beat) {  // 20 s at most, heartbeating
+    if (!departed.Send(protocol::Writer().Frame(MsgType::kHeartbeat, 0)).ok()) {
+      closed = departed.ClosedByManager(20000);  // it closed between two beats
+      break;
+    }
     pollfd p{departed.fd(), POLLIN, 0};
     if (poll(&p, 1, 100) != 1) continue;
     FrameHeader h;
@@ -556,25 +560,28 @@ TEST(BoundsTest, ADepartedClientThatStaysConnectedIsClosed) {
         << s.ToString();
     closed = true;
   }
-  EXPECT_TRUE(closed || departed.ClosedByManager(20000))
-      << "a departed client's connection stays while it heartbeats";
+  EXPECT_TRUE(closed) << "a departed client's connection stays while it heartbeats";
 }
 
-// After its goodbye a connection may only close: a request ends it (a
-// second goodbye included), with an error that says why.
+// After its goodbye a connection may only close: a wait or a subscription
+// (another thread's, crossing the goodbye) gets its own error, another
+// goodbye or a fence order ends the connection, with an error that says why.
 TEST(BoundsTest, ARequestAfterAGoodbyeEndsTheConnection) {
   InProcessManager mgr;
   ASSERT_TRUE(IsOk(mgr.Start()));
-  for (const MsgType type : {MsgType::kGoodbye, MsgType::kWait, MsgType::kSubscribe}) {
+  for (const MsgType type : {MsgType::kGoodbye, MsgType::kFence}) {
     SCOPED_TRACE(static_cast<unsigned>(type));
     RawPeer departed(mgr.address());
     departed.Hello(mgr.region_path());
     ASSERT_NO_FATAL_FAILURE(Depart(departed));
-    std::vector<uint8_t> frame =
-        type == MsgType::kWait ? WaitFrame(1, 5) : protocol::Writer().Frame(type, 5);
-    ASSERT_TRUE(IsOk(departed.Send(frame)));
+    ASSERT_TRUE(IsOk(departed.Send(WaitFrame(1, 5))));
     FrameHeader h;
-    const Status s = NextFrame(departed, &h);
+    Status s = NextFrame(departed, &h);
+    EXPECT_EQ(h.type, MsgType::kError);
+    EXPECT_EQ(h.request_id, 5u) << "the wait's own error";
+    EXPECT_NE(s.message().find("said goodbye"), std::string::npos) << s.ToString();
+    ASSERT_TRUE(IsOk(departed.Send(protocol::Writer().Frame(type, 6))));
+    s = NextFrame(departed, &h);
     EXPECT_EQ(h.type, MsgType::kError);
     EXPECT_EQ(h.request_id, 0u) << "the session ends";
     EXPECT_NE(s.message().find("said goodbye"), std::string::npos) << s.ToString();

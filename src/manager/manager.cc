@@ -54,8 +54,10 @@ constexpr auto kTick = std::chrono::milliseconds(20);
 constexpr uint64_t kMs = 1'000'000;
 // A fence command that failed is tried again after this long.
 constexpr uint64_t kFenceRetryNs = 1000 * kMs;
-// How long a refused peer's last frames (its error) may take to be written.
+// How long a refused peer's last frames (its error) may take to be written,
+// and how many refused peers may be flushing at once.
 constexpr int kFlushBeforeCloseMs = 1000;
+constexpr uint32_t kMaxFlushingSessions = 64;
 
 std::string IdKey(const gismo_id_t& id) {
   return std::string(reinterpret_cast<const char*>(id.bytes), GISMO_ID_SIZE);
@@ -197,6 +199,10 @@ class Manager::Impl {
   int lock_fd_ = -1;
   fence::ProcessIdentity self_;
   ManagerStats stats_;
+  // Sessions flushing before their close (each keeps its descriptor up to
+  // kFlushBeforeCloseMs); beyond kMaxFlushingSessions the others close at
+  // once, so that a flood of refusals cannot hold descriptors.
+  uint32_t flushing_sessions_ = 0;
   bool stopped_ = false;
   std::optional<protocol::Key> key_;
   uint32_t max_connections_ = 0;  // opt_.max_connections, resolved
@@ -279,7 +285,8 @@ class Manager::Impl {
   // Room for one more connection: closes the oldest not admitted yet, if
   // any. False if every connection is admitted.
   bool EvictOldestUnadmitted(const std::string& why);
-  void Refuse(const std::shared_ptr<Session>& s, const Status& why, const std::string& log);
+  void Refuse(const std::shared_ptr<Session>& s, const Status& why, const std::string& log,
+              bool flush = true);
   Status SetUpFileAccess(const std::string& path, int fd, uint32_t mode, bool set_mode);
   void Tick();
   void Shutdown();
@@ -319,6 +326,11 @@ class Manager::Impl {
   // A warning line, at most one a second; the rest are counted and summed up
   // by Tick (a flood of refusals must not become a flood of log lines).
   void WarnRateLimited(const std::string& line);
+  // Ends the session with an error frame (request id 0), written before the
+  // connection closes when `flush` (Session::FlushBeforeClose; else the
+  // descriptor goes at once, and the frame only if the socket took it).
+  void EndWithError(const std::shared_ptr<Session>& s, const Status& why, const std::string& log,
+                    bool flush = true);
 
   // --- the failure model ---
   void WatchProcess(Member& m, int pidfd, pid_t pid);
@@ -393,21 +405,26 @@ class Session : public std::enable_shared_from_this<Session> {
     if (idle) WriteNext();
   }
 
-  // The session's end: nothing more is read or queued. After
+  // The session's end: no frame is dispatched or queued after it. After
   // FlushBeforeClose, the frames queued (a refusal's error and what came
-  // before it, so that the peer learns why) are still written, for at most
-  // kFlushBeforeCloseMs, before the socket closes.
+  // before it, so that the peer learns why) are still written, then the
+  // sending side is shut down and the peer's input read and dropped until
+  // it closes (a close with unread input would reset the connection, and
+  // the peer could lose the error), all within kFlushBeforeCloseMs.
   void FlushBeforeClose() { flush_before_close_ = true; }
   void Close() {
     if (closed_) return;
     closed_ = true;
-    if (flush_before_close_ && !out_.empty() && !overflowed_) {
-      asio::error_code ec;
-      sock_.shutdown(asio::socket_base::shutdown_receive, ec);
+    if (flush_before_close_ && !overflowed_ && m_.flushing_sessions_ < kMaxFlushingSessions) {
+      flushing_ = true;
+      ++m_.flushing_sessions_;
       flush_timer_ = std::make_unique<asio::steady_timer>(
           sock_.get_executor(), std::chrono::milliseconds(kFlushBeforeCloseMs));
       flush_timer_->async_wait(
           [this, self = shared_from_this()](asio::error_code) { CloseSocket(); });
+      if (out_.empty()) ShutdownSending();
+      // A read under way drops what it gets (see ReadHeader); with none
+      // (the close came from the frame being handled), OnBody starts one.
       return;
     }
     CloseSocket();
@@ -455,6 +472,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadHeader() {
     auto self = shared_from_this();
     asio::async_read(sock_, asio::buffer(hdr_), [this, self](asio::error_code ec, size_t) {
+      if (closed_) return ec ? CloseSocket() : DropInput();  // never dispatched
       if (ec) return m_.OnClosed(self, ec == asio::error::eof ? "connection closed" : ec.message());
       head_ = protocol::DecodeHeader(hdr_.data());
       // A client's frames may be large (a get of many ids); a node agent's,
@@ -471,6 +489,7 @@ class Session : public std::enable_shared_from_this<Session> {
       body_.resize(head_.length);
       if (head_.length == 0) return OnBody();
       asio::async_read(sock_, asio::buffer(body_), [this, self](asio::error_code ec2, size_t) {
+        if (closed_) return ec2 ? CloseSocket() : DropInput();
         if (ec2) return m_.OnClosed(self, ec2.message());
         OnBody();
       });
@@ -482,7 +501,23 @@ class Session : public std::enable_shared_from_this<Session> {
     m_.OnFrame(self, head_, body_);
     // A large frame's buffer is not kept for the next one.
     if (body_.capacity() > protocol::kMaxPreAdmissionPayload) std::vector<uint8_t>().swap(body_);
-    if (!closed_) ReadHeader();
+    if (!closed_) return ReadHeader();
+    if (flushing_) DropInput();
+  }
+  // While flushing before the close: reads and drops the peer's input until
+  // it ends (then the socket closes) or the flush's time is up.
+  void DropInput() {
+    if (!flushing_ || socket_closed_) return CloseSocket();
+    body_.resize(4096);
+    sock_.async_read_some(asio::buffer(body_),
+                          [this, self = shared_from_this()](asio::error_code ec, size_t) {
+                            if (ec) return CloseSocket();
+                            DropInput();
+                          });
+  }
+  void ShutdownSending() {
+    asio::error_code ec;
+    sock_.shutdown(asio::socket_base::shutdown_send, ec);
   }
   void WriteNext() {
     auto self = shared_from_this();
@@ -496,14 +531,15 @@ class Session : public std::enable_shared_from_this<Session> {
                         out_.pop_front();
                         // Closed: the rest is written only while flushing
                         // before the close (else the socket is closed, and
-                        // the write fails).
+                        // the write fails); then the peer is told the end.
                         if (!out_.empty()) return WriteNext();
-                        if (closed_) CloseSocket();
+                        if (flushing_) ShutdownSending();
                       });
   }
   void CloseSocket() {
     if (socket_closed_) return;
     socket_closed_ = true;
+    if (flushing_) --m_.flushing_sessions_;
     if (flush_timer_) flush_timer_->cancel();
     asio::error_code ec;
     sock_.shutdown(asio::socket_base::shutdown_both, ec);
@@ -525,6 +561,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const uint32_t max_output_bytes_;
   bool overflowed_ = false;
   bool flush_before_close_ = false;
+  bool flushing_ = false;  // closed, writing what was queued (FlushBeforeClose)
   bool socket_closed_ = false;
   std::unique_ptr<asio::steady_timer> flush_timer_;  // bounds the flush before a close
 };
@@ -1567,7 +1604,9 @@ bool Manager::Impl::EvictOldestUnadmitted(const std::string& why) {
     if (s->stage != Session::Stage::kAdmitted && (!oldest || before(*s, *oldest))) oldest = s;
   }
   if (!oldest) return false;
-  Refuse(oldest, Status(GISMO_ERR_LIMIT, why + "; try again"), why);
+  // Closed at once, without the flush before the close: its descriptor and
+  // its place are what is wanted.
+  Refuse(oldest, Status(GISMO_ERR_LIMIT, why + "; try again"), why, /*flush=*/false);
   return true;
 }
 
@@ -1589,10 +1628,11 @@ void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::stri
     spdlog::debug("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
                   sessions_.size());
     sessions_.insert(s);  // OnClosed erases it
-    s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_LIMIT, "the manager serves " + std::to_string(sessions_.size() - 1) +
-                                       " connections, its limit; try again later")));
-    return OnClosed(s, "too many connections");
+    return EndWithError(
+        s,
+        Status(GISMO_ERR_LIMIT, "the manager serves " + std::to_string(sessions_.size() - 1) +
+                                    " connections, its limit; try again later"),
+        "too many connections");
   }
   sessions_.insert(s);
   stats_.connections.store(sessions_.size(), std::memory_order_relaxed);
@@ -1611,34 +1651,50 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
       h.type != MsgType::kProof) {
     return Refuse(s, Status(GISMO_ERR_PROTOCOL, "say hello first"), "spoke before hello");
   }
-  // After its goodbye a client only closes its connection (on the Bye): a
-  // heartbeat or a cancelled wait may still be on its way and is ignored;
-  // anything else ends the session. Tick closes one kept open.
+  // After its goodbye a client only closes its connection (on the Bye).
+  // What its other threads sent meanwhile may still be on its way: a
+  // heartbeat, a cancel or a request to its owner is ignored, a seal's or
+  // delete's notice still wakes (below), a wait or a subscription gets its
+  // own error (below); anything else (another goodbye, a hello, a fence
+  // order) ends the session. Tick closes one kept open.
   if (s->goodbye_ns != 0) {
-    if (h.type == MsgType::kHeartbeat || h.type == MsgType::kCancelWait) return;
-    return Refuse(s, Status(GISMO_ERR_PROTOCOL, "this connection said goodbye; connect again"),
-                  "sent message type " + std::to_string(static_cast<unsigned>(h.type)) +
-                      " after its goodbye");
+    switch (h.type) {
+      case MsgType::kHeartbeat:
+      case MsgType::kCancelWait:
+      case MsgType::kRequests:
+        return;
+      case MsgType::kSealed:
+      case MsgType::kDeleted:
+      case MsgType::kWait:
+      case MsgType::kSubscribe:
+        break;
+      default:
+        return Refuse(s, Status(GISMO_ERR_PROTOCOL, "this connection said goodbye; connect again"),
+                      "sent message type " + std::to_string(static_cast<unsigned>(h.type)) +
+                          " after its goodbye");
+    }
   }
   // A client's notices of its own seals, deletes and requests (they wake
   // waiters and subscribers, clear the region's kick_pending and wake the
   // owner): from a node agent, ignored.
   if ((h.type == MsgType::kSealed || h.type == MsgType::kDeleted || h.type == MsgType::kRequests) &&
-      s->slot == 0) {
+      s->agent_node >= 0) {
     WarnRateLimited("ignored a client's notice (message type " +
                     std::to_string(static_cast<unsigned>(h.type)) + ") from " + s->Describe() +
                     ": it is not a client");
     return;
   }
   // Waits and subscriptions are a client's (they cost the manager memory
-  // and raise counters in the region that clients read): a node agent gets
-  // a per-request error, and holds nothing.
+  // and raise counters in the region that clients read): a node agent, or a
+  // client after its goodbye, gets a per-request error, and holds nothing.
   if ((h.type == MsgType::kWait || h.type == MsgType::kSubscribe) && s->slot == 0) {
     s->Send(protocol::EncodeError(
         h.request_id,
-        Status(GISMO_ERR_PROTOCOL, std::string(h.type == MsgType::kWait ? "waiting for objects"
-                                                                        : "subscribing to events") +
-                                       " is for clients; this connection is a node agent's")));
+        Status(GISMO_ERR_PROTOCOL,
+               std::string(h.type == MsgType::kWait ? "waiting for objects"
+                                                    : "subscribing to events") +
+                   " is for clients; this connection is " +
+                   (s->agent_node >= 0 ? "a node agent's" : "no client's (it said goodbye)"))));
     WarnRateLimited("refused a " + std::string(h.type == MsgType::kWait ? "wait" : "subscription") +
                     " of " + s->Describe() + ": it is not a client");
     return;
@@ -1699,12 +1755,17 @@ void Manager::Impl::OnFrame(const std::shared_ptr<Session>& s, const protocol::F
 }
 
 void Manager::Impl::Refuse(const std::shared_ptr<Session>& s, const Status& why,
-                           const std::string& log) {
+                           const std::string& log, bool flush) {
   IncrementRelaxed(stats_.peers_refused);
   WarnRateLimited("refused " + s->Describe() + ": " + log);
+  EndWithError(s, why, log, flush);
+}
+
+void Manager::Impl::EndWithError(const std::shared_ptr<Session>& s, const Status& why,
+                                 const std::string& log, bool flush) {
   // Request id 0: the session ends (a nonzero id would answer one request).
   s->Send(protocol::EncodeError(0, why));
-  s->FlushBeforeClose();
+  if (flush) s->FlushBeforeClose();
   OnClosed(s, log);
 }
 
@@ -1829,10 +1890,11 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
     }
   }
   if (slot == 0) {
-    s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_LIMIT, "all " + std::to_string(r.max_clients() - 1) +
-                                       " client slots are in use (gismo-manager --max-clients)")));
-    return OnClosed(s, "no free client slot");
+    return EndWithError(
+        s,
+        Status(GISMO_ERR_LIMIT, "all " + std::to_string(r.max_clients() - 1) +
+                                    " client slots are in use (gismo-manager --max-clients)"),
+        "no free client slot");
   }
   region::ClientSlotHeader& h = r.slot(slot);
   const uint64_t session = region::SlotSessionOf(h.state.load(std::memory_order_acquire)) + 1;
@@ -1871,9 +1933,8 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
 void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::Hello& hello) {
   const region::Superblock& sb = region_->fixed();
   auto refuse = [&](const std::string& why) {
-    s->Send(protocol::EncodeError(
-        0, Status(GISMO_ERR_CONNECTION, "cannot re-attach: " + why + "; connect again")));
-    OnClosed(s, "re-attach refused");
+    EndWithError(s, Status(GISMO_ERR_CONNECTION, "cannot re-attach: " + why + "; connect again"),
+                 "re-attach refused");
   };
   if (hello.uuid[0] != sb.uuid[0] || hello.uuid[1] != sb.uuid[1]) {
     return refuse("this manager serves another region");
@@ -1913,7 +1974,8 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
   // Agents are admitted without proving the region, and admitted sessions
   // are never evicted: agents of new nodes take at most half the
   // connections, so that clients always find room.
-  if (!agents_.count(hello.node_id) && agents_.size() >= max_connections_ / 2) {
+  if (!agents_.count(hello.node_id) &&
+      agents_.size() >= std::max<size_t>(1, max_connections_ / 2)) {
     return Refuse(s,
                   Status(GISMO_ERR_LIMIT, "the manager serves node agents of " +
                                               std::to_string(agents_.size()) +
@@ -1954,8 +2016,7 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
   // session, so a refusal of that wait could not be told from it.
   if (!r.ok() || wait_id == 0 || n > (1u << 20) || r.remaining() < uint64_t{n} * GISMO_ID_SIZE) {
     // A broken peer: the session ends (request id 0).
-    s->Send(protocol::EncodeError(0, Status(GISMO_ERR_PROTOCOL, "malformed wait")));
-    return OnClosed(s, "malformed wait");
+    return EndWithError(s, Status(GISMO_ERR_PROTOCOL, "malformed wait"), "malformed wait");
   }
   if (s->waits.count(wait_id)) return;
   // Every registered id costs the manager memory: bounded per client and
