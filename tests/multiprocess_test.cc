@@ -699,12 +699,16 @@ TEST(SubscribeProcessTest, EndedSessionMakesTheFdReadable) {
 }
 
 // The listings of a client whose session ended fail, and say 0 in *count
-// (gismo_list and gismo_list_clients left it as it was, or partial).
+// (gismo_list and gismo_list_clients left it as it was, or partial), as a
+// listing whose arguments are refused does.
 TEST(MultiProcessTest, ListingsThatFailCountZero) {
   ManagerProcess mgr = StartManagerProcess();
   Client c = MustConnect(mgr.address());
   Client op = MustConnect(mgr.address());
   ASSERT_TRUE(c.Put(ObjectId::FromName("listed"), "x").ok());
+  size_t refused = 77;  // an argument refused: 0 as well
+  EXPECT_EQ(gismo_list(c.c_client(), nullptr, 5, &refused), GISMO_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(refused, 0u);
   uint32_t node = 0, slot = 0;
   ASSERT_EQ(gismo_client_identity(c.c_client(), &node, &slot), GISMO_OK);
   ASSERT_TRUE(op.Fence(GISMO_FENCE_SLOT, slot).ok());

@@ -146,7 +146,8 @@ void FillNameInfo(const gismo::store::NameBinding& b, gismo_name_info_t* out) {
 }
 
 // The listings' one rule for *count: set on success, 0 on failure (never a
-// partial count of a listing that failed half way).
+// partial count of a listing that failed half way; an argument refused
+// before the listing leaves the 0 each listing starts with).
 gismo_status_t CountedOrZero(size_t* count, gismo_status_t status) {
   if (status != GISMO_OK) *count = 0;
   return status;
@@ -390,8 +391,9 @@ gismo_status_t gismo_wait_name(gismo_client_t* client, const char* name, const g
 
 gismo_status_t gismo_list_names(gismo_client_t* client, const char* prefix,
                                 gismo_name_info_t* infos, size_t capacity, size_t* count) {
-  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  *count = 0;  // whatever fails below
+  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
   return CountedOrZero(
       count, Guard([&] {
@@ -407,8 +409,9 @@ gismo_status_t gismo_list_names(gismo_client_t* client, const char* prefix,
 
 gismo_status_t gismo_list(gismo_client_t* client, gismo_object_info_t* infos, size_t capacity,
                           size_t* count) {
-  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  *count = 0;  // whatever fails below
+  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
   return CountedOrZero(count,
                        Guard([&] { return Done(client->impl->List(infos, capacity, count)); }));
@@ -422,8 +425,9 @@ gismo_status_t gismo_usage(gismo_client_t* client, gismo_usage_t* usage) {
 
 gismo_status_t gismo_list_clients(gismo_client_t* client, gismo_client_info_t* infos,
                                   size_t capacity, size_t* count) {
-  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
+  *count = 0;  // whatever fails below
+  GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
   return CountedOrZero(
       count, Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); }));
