@@ -212,7 +212,10 @@ std::string ReadToken(const std::string& path) {
       close(stdin_fd);
       stdin_fd = -1;
     }
-    const short sock_events = input.size() < kMaxPendingInput ? POLLIN : 0;
+    // POLLRDHUP: a host side that went away is seen even while its input
+    // is not read.
+    const short sock_events =
+        static_cast<short>((input.size() < kMaxPendingInput ? POLLIN : 0) | POLLRDHUP);
     pollfd fds[4] = {{sock, sock_events, 0},
                      {stdout_fd, POLLIN, 0},
                      {stderr_fd, POLLIN, 0},
@@ -263,6 +266,13 @@ std::string ReadToken(const std::string& path) {
   for (int i = 0; i < 4; ++i) code[i] = static_cast<uint8_t>(c >> (8 * i));
   SendFrame(sock, 'X', code, sizeof code);
   shutdown(sock, SHUT_WR);
+  // Input the command left unread may still be coming: closing with unread
+  // input would reset the connection, and the host could lose the end of
+  // the output and the 'X'. Read and drop it until the host, which has
+  // read the 'X', closes (10 s at most).
+  alarm(10);
+  while (read(sock, buf.data(), buf.size()) > 0) {
+  }
   _exit(0);
 }
 
