@@ -12,7 +12,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -125,9 +124,9 @@ TEST_F(RegionTest, RefusesASuperblockWithAZeroCount) {
     const uint64_t zero = 0;
     ASSERT_EQ(pwrite(fd, &zero, f.size, static_cast<off_t>(f.offset)),
               static_cast<ssize_t>(f.size));
-    unsigned char head[offsetof(Superblock, checksum)];
-    ASSERT_EQ(pread(fd, head, sizeof head, 0), static_cast<ssize_t>(sizeof head));
-    const uint64_t checksum = XXH64(head, sizeof head, 0x6769736d6fULL);
+    Superblock sb{};
+    ASSERT_EQ(pread(fd, &sb, sizeof sb, 0), static_cast<ssize_t>(sizeof sb));
+    const uint64_t checksum = SuperblockChecksum(sb);
     ASSERT_EQ(pwrite(fd, &checksum, 8, offsetof(Superblock, checksum)), 8);
     close(fd);
     auto r = Region::Open(path_);

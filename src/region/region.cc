@@ -49,10 +49,6 @@ std::string Errno(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
-uint64_t SuperblockChecksum(const Superblock& sb) {
-  return XXH64(&sb, offsetof(Superblock, checksum), 0x6769736d6fULL);
-}
-
 // Size and alignment of a DAX character device, from sysfs.
 bool DaxGeometry(const struct stat& st, uint64_t* size, uint64_t* align) {
   if (!S_ISCHR(st.st_mode)) return false;
@@ -126,6 +122,10 @@ constexpr struct {
 };
 
 }  // namespace
+
+uint64_t SuperblockChecksum(const Superblock& sb) {
+  return XXH64(&sb, offsetof(Superblock, checksum), 0x6769736d6fULL);
+}
 
 Status NonCoherentRefusal(const std::string& path) {
   return Status(GISMO_ERR_UNSUPPORTED,

@@ -50,6 +50,10 @@ struct FormatOptions {
 // percent of the region.
 FormatOptions ResolveDefaults(FormatOptions o);
 
+// The superblock's checksum field as the format computes it: XXH64 of its
+// bytes before the field (tests that forge a superblock use it too).
+uint64_t SuperblockChecksum(const Superblock& sb);
+
 // Derived sizes and offsets for a set of options: the single definition of
 // the layout, used both to format and to validate.
 struct Geometry {

@@ -254,7 +254,7 @@ TEST(DurableFormat, OnDiskFileIsDurableAndTmpfsCopyIsRefused) {
     auto* sb = static_cast<gismo::region::Superblock*>(m);
     const uint64_t features = sb->features, checksum = sb->checksum;
     sb->features |= 4;
-    sb->checksum = XXH64(sb, offsetof(gismo::region::Superblock, checksum), 0x6769736d6fULL);
+    sb->checksum = gismo::region::SuperblockChecksum(*sb);
     auto bad = gismo::region::Region::Open(path);
     EXPECT_EQ(bad.status().code(), GISMO_ERR_BAD_REGION);
     EXPECT_NE(bad.status().message().find("features 0x4"), std::string::npos)
