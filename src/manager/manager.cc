@@ -202,7 +202,7 @@ class Manager::Impl {
   // Sessions flushing before their close (each keeps its descriptor up to
   // kFlushBeforeCloseMs); beyond kMaxFlushingSessions the others close at
   // once, so that a flood of refusals cannot hold descriptors.
-  uint32_t flushing_sessions_ = 0;
+  std::set<std::shared_ptr<Session>> flushing_sessions_;
   bool stopped_ = false;
   std::optional<protocol::Key> key_;
   uint32_t max_connections_ = 0;  // opt_.max_connections, resolved
@@ -415,9 +415,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (closed_) return;
     closed_ = true;
-    if (flush_before_close_ && !overflowed_ && m_.flushing_sessions_ < kMaxFlushingSessions) {
+    if (flush_before_close_ && !overflowed_ &&
+        m_.flushing_sessions_.size() < kMaxFlushingSessions) {
       flushing_ = true;
-      ++m_.flushing_sessions_;
+      m_.flushing_sessions_.insert(shared_from_this());
       flush_timer_ = std::make_unique<asio::steady_timer>(
           sock_.get_executor(), std::chrono::milliseconds(kFlushBeforeCloseMs));
       flush_timer_->async_wait(
@@ -428,6 +429,18 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     CloseSocket();
+  }
+
+  // Closes the socket now (the end of a close, or of its flush).
+  void CloseSocket() {
+    if (socket_closed_) return;
+    socket_closed_ = true;
+    auto self = shared_from_this();  // the set below may hold the last reference
+    if (flushing_) m_.flushing_sessions_.erase(self);
+    if (flush_timer_) flush_timer_->cancel();
+    asio::error_code ec;
+    sock_.shutdown(asio::socket_base::shutdown_both, ec);
+    sock_.close(ec);
   }
 
   // The peer's pid in the manager's PID namespace (Unix sockets only; 0 if
@@ -475,10 +488,11 @@ class Session : public std::enable_shared_from_this<Session> {
       if (closed_) return ec ? CloseSocket() : DropInput();  // never dispatched
       if (ec) return m_.OnClosed(self, ec == asio::error::eof ? "connection closed" : ec.message());
       head_ = protocol::DecodeHeader(hdr_.data());
-      // A client's frames may be large (a get of many ids); a node agent's,
-      // admitted without proving the region, never are (fence results,
-      // heartbeats), nor those of a client after its goodbye.
-      const uint32_t limit = stage == Stage::kAdmitted && slot != 0
+      // A client's frames may be large (a get of many ids), until its
+      // connection closes after its goodbye (another thread's wait may
+      // still be on its way); a node agent's, admitted without proving the
+      // region, never are (fence results, heartbeats).
+      const uint32_t limit = stage == Stage::kAdmitted && (slot != 0 || goodbye_ns != 0)
                                  ? protocol::kMaxPayload
                                  : protocol::kMaxPreAdmissionPayload;
       if (head_.length > limit) {
@@ -535,15 +549,6 @@ class Session : public std::enable_shared_from_this<Session> {
                         if (!out_.empty()) return WriteNext();
                         if (flushing_) ShutdownSending();
                       });
-  }
-  void CloseSocket() {
-    if (socket_closed_) return;
-    socket_closed_ = true;
-    if (flushing_) --m_.flushing_sessions_;
-    if (flush_timer_) flush_timer_->cancel();
-    asio::error_code ec;
-    sock_.shutdown(asio::socket_base::shutdown_both, ec);
-    sock_.close(ec);
   }
   // Its queue is full: it does not read. Disconnected from the event loop
   // (the caller may be iterating over sessions).
@@ -1628,6 +1633,7 @@ void Manager::Impl::Adopt(asio::generic::stream_protocol::socket sock, std::stri
     spdlog::debug("refused {}: {} connections (gismo-manager --max-connections)", s->Describe(),
                   sessions_.size());
     sessions_.insert(s);  // OnClosed erases it
+    s->Start();           // its input is read (and dropped) while its error is written
     return EndWithError(
         s,
         Status(GISMO_ERR_LIMIT, "the manager serves " + std::to_string(sessions_.size() - 1) +
@@ -2407,6 +2413,12 @@ void Manager::Impl::Shutdown() {
   signals_.cancel(ec);
   for (const auto& s : std::vector<std::shared_ptr<Session>>(sessions_.begin(), sessions_.end())) {
     EndSession(s);
+  }
+  // Refused peers still flushing their error: closed now, not at the end of
+  // a flush that the stopped loop would never finish.
+  for (const auto& s : std::vector<std::shared_ptr<Session>>(flushing_sessions_.begin(),
+                                                             flushing_sessions_.end())) {
+    s->CloseSocket();
   }
   for (auto& [slot, m] : members_) m.pidfd.reset();
   StopHelpers();
