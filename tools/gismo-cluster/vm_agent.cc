@@ -30,10 +30,12 @@
 // reports status 255.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -269,9 +271,22 @@ std::string ReadToken(const std::string& path) {
   // Input the command left unread may still be coming: closing with unread
   // input would reset the connection, and the host could lose the end of
   // the output and the 'X'. Read and drop it until the host, which has
-  // read the 'X', closes (10 s at most).
-  alarm(10);
-  while (read(sock, buf.data(), buf.size()) > 0) {
+  // read the 'X', closes; give up only after 10 s in which nothing moved
+  // (no input came, and none of the output still queued was taken).
+  int still_ms = 0, queued = -1;
+  while (still_ms < 10000) {
+    pollfd p{sock, POLLIN, 0};
+    const int r = poll(&p, 1, 1000);
+    if (r < 0 && errno != EINTR) break;
+    if (r > 0) {
+      if (read(sock, buf.data(), buf.size()) <= 0) break;  // the host closed
+      still_ms = 0;
+      continue;
+    }
+    int now_queued = 0;
+    if (ioctl(sock, SIOCOUTQ, &now_queued) != 0) break;
+    still_ms = now_queued != queued ? 0 : still_ms + 1000;
+    queued = now_queued;
   }
   _exit(0);
 }
