@@ -536,6 +536,11 @@ enum class LogKind : uint64_t {
 // fails (the word is corrupt; 2^63 writes never reach it), so UndoneVersion,
 // which adds at most 2 to a value at most this, never wraps.
 inline constexpr uint64_t kVersionLimit = 1ull << 63;
+// Whether a version word holding `old` may take `next`: above it, and not
+// past kVersionLimit.
+inline constexpr bool VersionMayFollow(uint64_t old, uint64_t next) {
+  return next > old && next <= kVersionLimit;
+}
 // What an undo of a kVersion entry leaves in a word that holds `current`.
 inline constexpr uint64_t UndoneVersion(uint64_t logged, uint64_t current) {
   const uint64_t top = logged > current ? logged : current;

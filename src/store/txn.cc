@@ -239,7 +239,7 @@ void Txn::WriteAll(const Change* changes, size_t n) {
         break;
       }
     }
-    if (c.version && (c.value <= old || c.value > region::kVersionLimit)) {
+    if (c.version && !region::VersionMayFollow(old, c.value)) {
       log_count_ = first;
       Fail(VersionAtLimit(*c.word, old));
       return;
@@ -261,7 +261,7 @@ void Txn::WriteAll(const Change* changes, size_t n) {
 void Txn::WriteVersion(Word& word, uint64_t value) {
   const uint64_t old = word.load(std::memory_order_relaxed);
   if (failed()) return;
-  if (value <= old || value > region::kVersionLimit) {
+  if (!region::VersionMayFollow(old, value)) {
     Fail(VersionAtLimit(word, old));
     return;
   }
