@@ -145,14 +145,6 @@ void FillNameInfo(const gismo::store::NameBinding& b, gismo_name_info_t* out) {
   out->bind_time_ns = b.bind_time_ns;
 }
 
-// The listings' one rule for *count: set on success, 0 on failure (never a
-// partial count of a listing that failed half way; an argument refused
-// before the listing leaves the 0 each listing starts with).
-gismo_status_t CountedOrZero(size_t* count, gismo_status_t status) {
-  if (status != GISMO_OK) *count = 0;
-  return status;
-}
-
 }  // namespace
 
 extern "C" {
@@ -392,29 +384,27 @@ gismo_status_t gismo_wait_name(gismo_client_t* client, const char* name, const g
 gismo_status_t gismo_list_names(gismo_client_t* client, const char* prefix,
                                 gismo_name_info_t* infos, size_t capacity, size_t* count) {
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
-  *count = 0;  // whatever fails below
+  *count = 0;  // what every failure leaves (the listing sets it on success only)
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
-  return CountedOrZero(
-      count, Guard([&] {
-        std::vector<gismo::store::NameBinding> all;
-        if (Status s = client->impl->ListNames(prefix != nullptr ? prefix : "", &all); !s.ok()) {
-          return Fail(s);
-        }
-        for (size_t i = 0; i < all.size() && i < capacity; ++i) FillNameInfo(all[i], &infos[i]);
-        *count = all.size();
-        return GISMO_OK;
-      }));
+  return Guard([&] {
+    std::vector<gismo::store::NameBinding> all;
+    if (Status s = client->impl->ListNames(prefix != nullptr ? prefix : "", &all); !s.ok()) {
+      return Fail(s);
+    }
+    for (size_t i = 0; i < all.size() && i < capacity; ++i) FillNameInfo(all[i], &infos[i]);
+    *count = all.size();
+    return GISMO_OK;
+  });
 }
 
 gismo_status_t gismo_list(gismo_client_t* client, gismo_object_info_t* infos, size_t capacity,
                           size_t* count) {
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
-  *count = 0;  // whatever fails below
+  *count = 0;  // what every failure leaves (the listing sets it on success only)
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
-  return CountedOrZero(count,
-                       Guard([&] { return Done(client->impl->List(infos, capacity, count)); }));
+  return Guard([&] { return Done(client->impl->List(infos, capacity, count)); });
 }
 
 gismo_status_t gismo_usage(gismo_client_t* client, gismo_usage_t* usage) {
@@ -426,11 +416,10 @@ gismo_status_t gismo_usage(gismo_client_t* client, gismo_usage_t* usage) {
 gismo_status_t gismo_list_clients(gismo_client_t* client, gismo_client_info_t* infos,
                                   size_t capacity, size_t* count) {
   GISMO_CHECK_ARG(count != nullptr, "count out-pointer is NULL");
-  *count = 0;  // whatever fails below
+  *count = 0;  // what every failure leaves (the listing sets it on success only)
   GISMO_CHECK_CLIENT(client);
   GISMO_CHECK_ARG(capacity == 0 || infos != nullptr, "infos is NULL but capacity is not 0");
-  return CountedOrZero(
-      count, Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); }));
+  return Guard([&] { return Done(client->impl->ListClients(infos, capacity, count)); });
 }
 
 gismo_status_t gismo_fence(gismo_client_t* client, gismo_fence_target_t target, uint64_t value,

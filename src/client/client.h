@@ -86,6 +86,7 @@ class ClientImpl {
   Status Delete(const gismo_id_t& id);
   Status Contains(const gismo_id_t& id, bool* contains);
   Status Stat(const gismo_id_t& id, gismo_object_info_t* info);
+  // *count is set only on success (gismo_list's contract).
   Status List(gismo_object_info_t* infos, size_t capacity, size_t* count);
   Status Usage(gismo_usage_t* usage);
   Status ListClients(gismo_client_info_t* infos, size_t capacity, size_t* count);

@@ -142,7 +142,7 @@ Status ClientImpl::List(gismo_object_info_t* infos, size_t capacity, size_t* cou
     if (n < capacity) infos[n] = info;
     ++n;
   });
-  *count = n;
+  if (listed.ok()) *count = n;  // never a partial count (gismo_list)
   return listed;
 }
 
