@@ -166,6 +166,38 @@ Status HeartbeatingWhile(int fd, int beat_ms, int frame_bound_ms, Work&& work) {
   return failed;
 }
 
+// Carries out the fence order in `rd`: proves its process gone (a probe
+// only looks; a fence kills it if it still runs), then writes back its lines
+// in a non-coherent region. The result to send back.
+gismo::protocol::FenceProcessResult CarryOut(const Options& o, gismo::protocol::Reader& rd) {
+  gismo::protocol::FenceProcessOrder order;
+  gismo::protocol::FenceProcessResult res;
+  if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
+    res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
+    return res;
+  }
+  res.slot = order.slot;
+  res.session = order.session;
+  const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
+  if (order.probe_only) {
+    if (!gismo::fence::ProvenGone(who, 500)) {
+      res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
+      Log("asked whether %s is gone: it still runs", who.ToString());
+    }
+  } else if (auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms); f.ok()) {
+    res.killed = *f == gismo::fence::FenceOutcome::kKilled;
+    Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
+  } else {
+    res.status = f.status();
+    Log("cannot fence %s: %s", who.ToString(), f.status().message());
+  }
+  if (res.status.ok()) {
+    res.status = WriteBackIfNonCoherent(o, order.slot);
+    if (!res.status.ok()) Log("%s: %s", who.ToString(), res.status.message());
+  }
+  return res;
+}
+
 // Serves one connection until it fails.
 Status Serve(const Options& o, int fd, uint32_t lease_ms) {
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
@@ -195,33 +227,9 @@ Status Serve(const Options& o, int fd, uint32_t lease_ms) {
     gismo::protocol::Reader rd(payload);
     if (h.type == MsgType::kError) return gismo::protocol::DecodeError(rd);
     if (h.type != MsgType::kFenceProcess) continue;
-    gismo::protocol::FenceProcessOrder order;
     gismo::protocol::FenceProcessResult res;
-    const Status beats = HeartbeatingWhile(fd, beat_ms, frame_bound_ms, [&] {
-      if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
-        res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
-      } else {
-        res.slot = order.slot;
-        res.session = order.session;
-        const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
-        if (order.probe_only) {
-          if (!gismo::fence::ProvenGone(who, 500)) {
-            res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
-            Log("asked whether %s is gone: it still runs", who.ToString());
-          }
-        } else if (auto f = gismo::fence::FenceProcess(who, o.region, o.kill_timeout_ms); f.ok()) {
-          res.killed = *f == gismo::fence::FenceOutcome::kKilled;
-          Log("%s: %s", who.ToString(), res.killed ? "killed, and seen to exit" : "already gone");
-        } else {
-          res.status = f.status();
-          Log("cannot fence %s: %s", who.ToString(), f.status().message());
-        }
-        if (res.status.ok()) {
-          res.status = WriteBackIfNonCoherent(o, order.slot);
-          if (!res.status.ok()) Log("%s: %s", who.ToString(), res.status.message());
-        }
-      }
-    });
+    const Status beats =
+        HeartbeatingWhile(fd, beat_ms, frame_bound_ms, [&] { res = CarryOut(o, rd); });
     if (!beats.ok()) return beats;
     const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);
     if (Status s = gismo::protocol::SendAllUntil(fd, frame.data(), frame.size(),
