@@ -417,7 +417,6 @@ class Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     if (flush_before_close_ && !overflowed_ &&
         m_.flushing_sessions_.size() < kMaxFlushingSessions) {
-      flushing_ = true;
       m_.flushing_sessions_.insert(shared_from_this());
       flush_timer_ = std::make_unique<asio::steady_timer>(
           sock_.get_executor(), std::chrono::milliseconds(kFlushBeforeCloseMs));
@@ -436,7 +435,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (socket_closed_) return;
     socket_closed_ = true;
     auto self = shared_from_this();  // the set below may hold the last reference
-    if (flushing_) m_.flushing_sessions_.erase(self);
+    if (flushing()) m_.flushing_sessions_.erase(self);
     if (flush_timer_) flush_timer_->cancel();
     asio::error_code ec;
     sock_.shutdown(asio::socket_base::shutdown_both, ec);
@@ -516,12 +515,12 @@ class Session : public std::enable_shared_from_this<Session> {
     // A large frame's buffer is not kept for the next one.
     if (body_.capacity() > protocol::kMaxPreAdmissionPayload) std::vector<uint8_t>().swap(body_);
     if (!closed_) return ReadHeader();
-    if (flushing_) DropInput();
+    if (flushing()) DropInput();
   }
   // While flushing before the close: reads and drops the peer's input until
   // it ends (then the socket closes) or the flush's time is up.
   void DropInput() {
-    if (!flushing_ || socket_closed_) return CloseSocket();
+    if (!flushing() || socket_closed_) return CloseSocket();
     body_.resize(4096);
     sock_.async_read_some(asio::buffer(body_),
                           [this, self = shared_from_this()](asio::error_code ec, size_t) {
@@ -547,7 +546,7 @@ class Session : public std::enable_shared_from_this<Session> {
                         // before the close (else the socket is closed, and
                         // the write fails); then the peer is told the end.
                         if (!out_.empty()) return WriteNext();
-                        if (flushing_) ShutdownSending();
+                        if (flushing()) ShutdownSending();
                       });
   }
   // Its queue is full: it does not read. Disconnected from the event loop
@@ -566,9 +565,11 @@ class Session : public std::enable_shared_from_this<Session> {
   const uint32_t max_output_bytes_;
   bool overflowed_ = false;
   bool flush_before_close_ = false;
-  bool flushing_ = false;  // closed, writing what was queued (FlushBeforeClose)
   bool socket_closed_ = false;
   std::unique_ptr<asio::steady_timer> flush_timer_;  // bounds the flush before a close
+  // Closed, writing what was queued (FlushBeforeClose): the flush's timer
+  // exists exactly then.
+  bool flushing() const { return flush_timer_ != nullptr; }
 };
 
 void Session::Overflow() {
