@@ -1,7 +1,7 @@
 // gismo-vm-agent: runs commands inside a gismo-cluster virtual machine.
 //
 //   gismo-vm-agent serve --port PORT --token-file PATH [--ready-line TEXT]
-//                                                            (in the guest)
+//                        [--max-handlers N (128)]            (in the guest)
 //   gismo-vm-agent exec --port PORT --token-file PATH [--cwd DIR] [--env K=V]...
 //                       -- CMD [ARGS...]                     (on the host)
 //
@@ -15,7 +15,10 @@
 // runs as root in a guest that maps the region: a connection first proves
 // it knows the cluster's token (a file only its owner reads on the host,
 // which qemu hands the guest through fw_cfg). Without it, or within 10 s,
-// the connection is closed and nothing runs.
+// the connection is closed and nothing runs. At most --max-handlers
+// connections are served at once; further ones wait in the listen backlog
+// until a handler ends, so a flood of connections costs the guest a bounded
+// number of processes.
 //
 // Wire format, both directions: frames of [type: 1 byte][length: u32 LE][data].
 //   host -> guest  'A' the token. Sent once, first.
@@ -56,6 +59,9 @@ constexpr uint32_t kMaxFrame = 1u << 20;
 // The first frame, before the token is proved: no more than a token.
 constexpr uint32_t kMaxTokenFrame = 8192;
 constexpr size_t kChunk = 64 * 1024;
+// Connections served at once by default (each a forked handler,
+// authenticated or not); serve --max-handlers changes it.
+constexpr int kDefaultMaxHandlers = 128;
 // Input for the command that it has not read yet; beyond, the guest side
 // stops reading its connection until the command reads (the host side then
 // stops reading its stdin): the flow control a local pipe gives.
@@ -291,7 +297,8 @@ std::string ReadToken(const std::string& path) {
   _exit(0);
 }
 
-[[noreturn]] void Serve(int port, const std::string& token, const std::string& ready_line) {
+[[noreturn]] void Serve(int port, const std::string& token, const std::string& ready_line,
+                        int max_handlers) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (ls < 0) Die(std::string("socket: ") + strerror(errno));
   int one = 1;
@@ -303,17 +310,27 @@ std::string ReadToken(const std::string& path) {
   if (bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(ls, 64) != 0) {
     Die("cannot listen on port " + std::to_string(port) + ": " + strerror(errno));
   }
-  // Handlers are reaped by the kernel; each waits for its own command.
-  struct sigaction sa {};
-  sa.sa_handler = SIG_IGN;
-  sa.sa_flags = SA_NOCLDWAIT;
-  sigaction(SIGCHLD, &sa, nullptr);
+  // Handlers are reaped here (each waits for its own command), which counts
+  // them: at max_handlers the loop waits for one to end before it accepts.
+  signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   if (!ready_line.empty()) {
     printf("%s\n", ready_line.c_str());
     fflush(stdout);
   }
+  int handlers = 0;
   for (;;) {
+    for (;;) {
+      pid_t ended = waitpid(-1, nullptr, handlers < max_handlers ? WNOHANG : 0);
+      if (ended > 0) {
+        --handlers;
+      } else if (ended < 0 && errno == EINTR) {
+        continue;
+      } else {
+        if (ended < 0) handlers = 0;  // ECHILD: none left
+        break;
+      }
+    }
     int s = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
     if (s < 0) continue;
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -322,6 +339,7 @@ std::string ReadToken(const std::string& path) {
       close(ls);
       ServeConnection(s, token);
     }
+    if (h > 0) ++handlers;
     close(s);
   }
 }
@@ -400,16 +418,23 @@ std::string ReadToken(const std::string& path) {
   }
 }
 
-int ParsePort(const char* text) {
+// The integer in `text`, which must lie in [min, max]; dies naming `what`
+// otherwise.
+int ParseInt(const char* text, long min, long max, const char* what) {
   char* end = nullptr;
-  long p = strtol(text, &end, 10);
-  if (end == text || *end != '\0' || p < 1 || p > 65535) Die(std::string("bad port: ") + text);
-  return static_cast<int>(p);
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || v < min || v > max) {
+    Die(std::string("bad ") + what + ": " + text + " (" + std::to_string(min) + " to " +
+        std::to_string(max) + ")");
+  }
+  return static_cast<int>(v);
 }
 
 [[noreturn]] void Usage() {
   fprintf(stderr,
           "usage: gismo-vm-agent serve --port PORT --token-file PATH [--ready-line TEXT]\n"
+          "                            [--max-handlers N]\n"
           "       gismo-vm-agent exec --port PORT --token-file PATH [--cwd DIR] [--env K=V]...\n"
           "                           -- CMD [ARGS...]\n");
   exit(2);
@@ -420,7 +445,7 @@ int ParsePort(const char* text) {
 int main(int argc, char** argv) {
   if (argc < 2) Usage();
   std::string verb = argv[1];
-  int port = 0;
+  int port = 0, max_handlers = kDefaultMaxHandlers;
   std::string ready_line, cwd = "/", token_file;
   std::vector<std::string> env, cmd;
   for (int i = 2; i < argc; ++i) {
@@ -431,7 +456,9 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) Usage();
     if (a == "--port") {
-      port = ParsePort(argv[++i]);
+      port = ParseInt(argv[++i], 1, 65535, "port");
+    } else if (a == "--max-handlers") {
+      max_handlers = ParseInt(argv[++i], 1, 4096, "--max-handlers");
     } else if (a == "--token-file") {
       token_file = argv[++i];
     } else if (a == "--ready-line") {
@@ -446,7 +473,7 @@ int main(int argc, char** argv) {
     }
   }
   if (port == 0 || token_file.empty()) Usage();
-  if (verb == "serve" && cmd.empty()) Serve(port, ReadToken(token_file), ready_line);
+  if (verb == "serve" && cmd.empty()) Serve(port, ReadToken(token_file), ready_line, max_handlers);
   if (verb == "exec" && !cmd.empty()) Exec(port, ReadToken(token_file), cwd, env, cmd);
   Usage();
 }
