@@ -461,5 +461,80 @@ TEST_F(CorruptRegionTest, ANextNeverUsedRecordOrEntryThatIsLive) {
   }
 }
 
+// Shards and the name table that say they used more records or entries
+// than they have: a create or a bind there is BAD_REGION, not "full" (a
+// full shard's create evicts objects to make room).
+TEST_F(CorruptRegionTest, ANextNeverUsedCountPastTheEnd) {
+  Region& r = *region_;
+  r.slot(1).state.store(PackSlotState(SlotState::kActive, 1));
+  store::Store s(r, 1, 1, 0);
+  store::Names names(r, 1, 1);
+  for (uint32_t sh = 0; sh < r.num_shards(); ++sh) {
+    r.shard(sh).next_unused.store(r.records_per_shard() + 1);
+    r.shard(sh).free_head.store(0);
+  }
+  r.names().next_unused.store(r.names_capacity() + 1);
+  r.names().free_head.store(0);
+  for (int i = 0; i < 16; ++i) {
+    void* data = nullptr;
+    const Status st = s.Create(IdFrom(0xabc100u + i, 9), 8, nullptr, 0, &data);
+    EXPECT_EQ(st.code(), GISMO_ERR_BAD_REGION) << st.ToString();
+  }
+  EXPECT_EQ(names.Bind("n", ObjectIdOf(1), store::BindMode::kIfUnbound, nullptr).code(),
+            GISMO_ERR_BAD_REGION);
+  for (int i = 0; i < kObjects; ++i) {
+    if (i % 7 == 6 || i % 3 == 0) continue;  // unsealed or deleted by Populate
+    bool contains = false;
+    ASSERT_TRUE(IsOk(s.Contains(ObjectIdOf(i), &contains)));
+    EXPECT_TRUE(contains) << i;
+  }
+}
+
+// An event entry claimed, a lap before head, by a slot the region does not
+// have (no client can finish it, no recovery will), and a head past the 2^62
+// seqs an entry's word holds (every entry would look free, every event fall
+// below the subscribers' cursors): a seal says BAD_REGION, not BUSY after a
+// wait, nor success.
+TEST_F(CorruptRegionTest, AnEventEntryClaimedByNoSlotAndAHeadPastTheSeqSpace) {
+  Region& r = *region_;
+  r.slot(1).state.store(PackSlotState(SlotState::kActive, 1));
+  store::Store s(r, 1, 1, 0);
+  const gismo_id_t id = IdFrom(0xc1a1, 1);
+  void* data = nullptr;
+  ASSERT_TRUE(IsOk(s.Create(id, 8, nullptr, 0, &data)));
+  const uint64_t cap = r.sb().event_ring_capacity;
+  const uint64_t head = r.event_ring().head.load();
+  const uint64_t word = r.event(head).seq.load();
+  ASSERT_LT(r.max_clients(), 65535u);
+  r.event(head).seq.store(EventOwnedWord(EventState::kClaimed, 65535, head - cap));
+  EXPECT_EQ(s.Seal(id).code(), GISMO_ERR_BAD_REGION);
+  r.event(head).seq.store(word);
+  r.event_ring().head.store((1ull << 62) + 5);
+  EXPECT_EQ(s.Seal(id).code(), GISMO_ERR_BAD_REGION);
+  r.event_ring().head.store(head);
+  EXPECT_TRUE(IsOk(s.Seal(id)));
+}
+
+// A list of the owner's helper slots that names one slot six times, in a
+// region of four slots: the usage reports no slot left for clients instead
+// of a count wrapped below zero.
+TEST(CorruptRegionUsageTest, AHelperListNamingASlotTwiceLeavesNoClientsNotBillions) {
+  const std::string path = "/dev/shm/" + UniqueName("helpers");
+  FormatOptions o;
+  o.size = 16ull << 20;
+  o.max_clients = 4;
+  auto formatted = Region::Format(path, o);
+  ASSERT_TRUE(formatted.ok()) << formatted.status().ToString();
+  Region& r = **formatted;
+  for (uint32_t k = 1; k < kMaxOwnerThreads; ++k) r.sb().owner_helpers.slots[k] = 1 + 1;
+  r.slot(3).state.store(PackSlotState(SlotState::kActive, 1));
+  store::Store s(r, 3, 1, 0);
+  gismo_usage_t usage;
+  ASSERT_TRUE(IsOk(s.Usage(&usage)));
+  EXPECT_EQ(usage.max_clients, 0u);
+  formatted->reset();
+  unlink(path.c_str());
+}
+
 }  // namespace
 }  // namespace gismo::testing

@@ -163,18 +163,22 @@ void Allocator::Free(Txn& txn, uint64_t heap_offset, uint64_t bytes) {
   }
   PageDesc& d = r_.page(page);
   // The page's class and stripe say which lock guards it; read them again
-  // under that lock (they change only under it).
+  // under that lock. While a block of the slab is in use the slab stays,
+  // but a record naming a block that is not (corrupt) may race with the
+  // slab's page being freed and made a slab of another stripe: the stripe
+  // read again must be the one locked.
+  uint64_t info = d.info.load(std::memory_order_relaxed);
+  const uint32_t stripe = PageInfoStripe(info);
   auto is_our_slab = [&](uint64_t i) {
     return PageInfoKind(i) == PageKind::kSlab && PageInfoClass(i) == static_cast<uint32_t>(cls) &&
-           PageInfoStripe(i) < kStripes;
+           PageInfoStripe(i) == stripe && stripe < kStripes;
   };
-  uint64_t info = d.info.load(std::memory_order_relaxed);
   if (!is_our_slab(info)) {
     txn.Fail(r_.Corrupt("an object of class " + std::to_string(kClassSizes[cls]) + " B lies in " +
                         PageName(page) + ", which is not a slab of that class"));
     return;
   }
-  ClassStripe& cs = r_.class_stripe(PageInfoClass(info), PageInfoStripe(info));
+  ClassStripe& cs = r_.class_stripe(PageInfoClass(info), stripe);
   if (!LockOnce(txn, cs.lock)) return;
   info = d.info.load(std::memory_order_relaxed);  // stable under the lock
   uint64_t used = d.used.load(std::memory_order_relaxed);

@@ -52,6 +52,13 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
   uint64_t h = 0;
   for (uint32_t spins = 0;; ++spins) {
     h = ring.head.load(std::memory_order_acquire);
+    if (h > kEventSeqMask) {
+      // Final words keep 62 bits of a seq: every entry would look free and
+      // every event published below any subscriber's cursor.
+      txn.Fail(r.Corrupt("the event ring's head is " + std::to_string(h) +
+                         ", past the 2^62 seqs its entries can hold"));
+      return nullptr;
+    }
     e = &r.event(h);
     uint64_t w = e->seq.load(std::memory_order_acquire);
     if (EventWordIsFor(w, h)) {  // claimed by another producer: help (E1)
@@ -69,7 +76,14 @@ EventEntry* AppendEvent(Txn& txn, EventKind kind, uint32_t node, const gismo_id_
       continue;
     }
     if (!EventFinal(w) && EventWordIsFor(w, h - cap)) {
-      // The event a lap before is still being written: wait as for a lock.
+      // The event a lap before is still being written: wait as for a lock,
+      // unless no client could be writing it (recovery would never end it).
+      if (EventOwnerOf(w) >= r.max_clients()) {
+        txn.Fail(r.Corrupt("event ring entry " + std::to_string(h % cap) +
+                           " is claimed by client slot " + std::to_string(EventOwnerOf(w)) +
+                           ", past the region's " + std::to_string(r.max_clients()) + " slots"));
+        return nullptr;
+      }
       const uint64_t now = MonotonicNs();
       if (t0 == 0) t0 = now;
       if (now - t0 >= txn.lock_wait_ns()) {

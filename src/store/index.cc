@@ -137,7 +137,14 @@ Result<uint32_t> TakeRecord(Txn& txn, uint32_t shard) {
     txn.Write(sh.free_head, rec.heap_offset.load(std::memory_order_relaxed));
     return local;
   }
-  if (nu >= r.records_per_shard()) {
+  if (nu > r.records_per_shard()) {
+    // Not a full shard (whose creates would evict to make room): a count
+    // no shard can reach.
+    return r.Corrupt("index shard " + std::to_string(shard) + " says it used " +
+                     std::to_string(nu) + " records, more than the " +
+                     std::to_string(r.records_per_shard()) + " it has");
+  }
+  if (nu == r.records_per_shard()) {
     // Ids hash to shards; the first shard to fill ends creates of its ids
     // while others still have room: with random ids that happens at about
     // 90-105% of max_objects (doc/region-format.md, "Object index").

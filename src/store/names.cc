@@ -220,7 +220,11 @@ Status Names::BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, Bind
     const uint32_t cap = r_.names_capacity();
     const uint64_t fh = t.free_head.load(std::memory_order_relaxed);
     const uint64_t nu = t.next_unused.load(std::memory_order_relaxed);
-    if (fh == 0 && nu >= cap) {
+    if (nu > cap) {
+      return r_.Corrupt("the name table says it used " + std::to_string(nu) +
+                        " entries, more than the " + std::to_string(cap) + " it has");
+    }
+    if (fh == 0 && nu == cap) {
       return Status(GISMO_ERR_LIMIT, "the name table is full (" + std::to_string(cap) +
                                          " names); unbind some, or format the region with a "
                                          "larger --max-names");
@@ -233,7 +237,7 @@ Status Names::BindIn(Txn& txn, std::string_view name, const gismo_id_t& id, Bind
     // or past next_unused would be taken again once next_unused reached
     // it. The next link is checked by the bind that takes it.
     const uint32_t entry = static_cast<uint32_t>(fh != 0 ? fh - 1 : nu);
-    if (fh != 0 && (fh > nu || nu > cap)) {
+    if (fh != 0 && fh > nu) {
       return r_.Corrupt("the name table's free list names entry " + std::to_string(fh - 1) +
                         ", past the " + std::to_string(nu) + " entries ever used");
     }
