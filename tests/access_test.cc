@@ -1152,10 +1152,11 @@ TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches
             "after the stall");
 }
 
-// A region whose manager_epoch moved is served by another manager: the
+// A region whose manager_owner names another manager is served by it: the
 // connection to the one that welcomed the client may be alive but frozen
 // (its socket open, nobody reading), which no timeout of a Unix socket ever
-// ends. The client's heartbeat sees the epoch and re-attaches at the address.
+// ends. The client's heartbeat sees the owner word and leaves, to re-attach
+// at the address; its objects need no manager meanwhile.
 TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
   RelayedManager m(2000);
   ASSERT_TRUE(m.started);
@@ -1163,27 +1164,45 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
   ASSERT_EQ(m.relay->connections(), 1);
   auto region = region::Region::Open(m.mgr.region_path());
   ASSERT_TRUE(region.ok()) << region.status().ToString();
-  // What a successor's take-over writes (this manager keeps its own lease
-  // word, so it serves on and welcomes with its own epoch: the client comes
-  // back at every heartbeat until the epoch is put back).
-  // In a non-coherent region (the simulator's) the word is read after an
-  // invalidate and written back with a flush, as a manager does.
-  region::Word& epoch = (*region)->sb().manager_epoch;
-  region::InvalidateLines(&epoch, sizeof epoch);
-  const uint64_t served = epoch.fetch_add(1, std::memory_order_acq_rel);
-  region::FlushLines(&epoch, sizeof epoch);
-  const bool left = Eventually([&] { return m.relay->connections() >= 2; });
-  epoch.store(served, std::memory_order_release);
-  region::FlushLines(&epoch, sizeof epoch);
-  ASSERT_TRUE(left)
+  // What a successor's take-over leaves in the owner word. The manager
+  // stops serving at its next tick, but keeps its connections open, nobody
+  // reading them, as a frozen one does. In a non-coherent region (the
+  // simulator's) the word is read after an invalidate and written back with
+  // a flush, as a manager does.
+  region::Word& owner = (*region)->sb().manager_owner;
+  region::InvalidateLines(&owner, sizeof owner);
+  owner.store(owner.load(std::memory_order_acquire) + 1000, std::memory_order_release);
+  region::FlushLines(&owner, sizeof owner);
+  ASSERT_TRUE(Eventually([&] { return m.relay->connections() >= 2; }))
       << "the client stayed on the connection of a manager the region no longer names";
-  ASSERT_TRUE(Eventually(
-      [&] { return m.mgr.stats().clients_reattached.load(std::memory_order_relaxed) > 0; }));
   const ObjectId id = ObjectId::Random();
   ASSERT_TRUE(c.Put(id, "still served").ok());
   auto got = c.Get(id, 0);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->size(), 12u);
+}
+
+// Every would-be manager of a coherent region raises manager_epoch before
+// its CAS on manager_owner, and one that loses that race to a manager that
+// then serves leaves manager_epoch past the server's epoch for good. The
+// server's clients stay with it. (Before, each took the raised epoch for a
+// new manager and re-attached at every heartbeat, for as long as that
+// manager served.)
+TEST(BoundsTest, AClaimerThatLostTheLeaseLeavesTheClientsWithTheirManager) {
+  RelayedManager m(200);  // a heartbeat, and a look at the region, every 50 ms
+  ASSERT_TRUE(m.started);
+  Client c = testing::MustConnect(m.relay->address());
+  auto region = region::Region::Open(m.mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  region::Word& epoch = (*region)->sb().manager_epoch;
+  region::InvalidateLines(&epoch, sizeof epoch);
+  epoch.fetch_add(1, std::memory_order_acq_rel);  // the loser's raise
+  region::FlushLines(&epoch, sizeof epoch);
+  // A wait of a second: about 20 heartbeats.
+  auto missing = c.Get(ObjectId::Random(), 1000);
+  EXPECT_EQ(missing.status().code(), GISMO_ERR_TIMEOUT) << missing.status().ToString();
+  EXPECT_EQ(m.relay->connections(), 1);
+  EXPECT_EQ(m.mgr.stats().clients_reattached.load(std::memory_order_relaxed), 0u);
 }
 
 // A fence order whose connection breaks before the reply comes says that

@@ -175,15 +175,23 @@ class ClientImpl {
   // registration; a send that fails means a re-attach, which wakes us).
   // The manager's refusal of this wait (GISMO_ERR_LIMIT: over its bound on
   // waits), which ends the wait but not the session, is returned.
+  // *seen_wake_seq is wake_seq_ read under the same hold of state_mu_ that
+  // found the wait registered on the connection of the moment: a re-attach
+  // after it (which drops the registration) raises wake_seq_ past it, so a
+  // caller that sleeps until wake_seq_ differs wakes and registers again. A
+  // snapshot taken under a later hold could include that re-attach and
+  // sleep on a wait no manager has.
   Status RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
-                      uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline);
+                      uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline,
+                      uint64_t* seen_wake_seq);
   // Forgets wait `wait_id` here and at the manager.
   void EndWait(uint64_t wait_id);
   void ReceiverLoop();
   bool RunConnection(std::vector<uint8_t>* payload, std::string* why);
   // Whether the region still has the manager that welcomed this client: a
-  // new manager (a restart, a failover) raises sb.manager_epoch, and the
-  // connection to the old one is then dead, whether or not it says so.
+  // new manager (a restart, a failover) puts its epoch in sb.manager_owner,
+  // and the connection to the old one is then dead, whether or not it says
+  // so.
   bool SameManager() const;
   bool Reattach(std::string* why);
   // Shuts down the connection of the moment and a re-attach's handshake in

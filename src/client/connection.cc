@@ -337,12 +337,17 @@ void ClientImpl::ShutdownConnection() {
 
 bool ClientImpl::SameManager() const {
   region::Superblock& sb = region_->sb();
+  // manager_owner, not manager_epoch: every would-be manager of a coherent
+  // region raises manager_epoch before its CAS on manager_owner, and one
+  // that loses that race leaves manager_epoch past the winner's epoch for
+  // good; manager_owner holds the serving manager's epoch (a claim word or 0
+  // while none serves: not ours either way).
   // A non-coherent region: this host may hold the line as the manager that
-  // welcomed us wrote it; the new manager wrote it to memory.
-  if (region_->noncoherent()) region::InvalidateLines(&sb.manager_epoch, sizeof sb.manager_epoch);
-  // Acquire: pairs with the new manager's acq_rel increment (nothing is read
+  // welcomed us wrote it; a new manager wrote it to memory.
+  if (region_->noncoherent()) region::InvalidateLines(&sb.manager_owner, sizeof sb.manager_owner);
+  // Acquire: pairs with the new manager's acq_rel CAS (nothing is read
   // after it here, but a stale value only delays the check to the next beat).
-  return sb.manager_epoch.load(std::memory_order_acquire) == welcome_.manager_epoch;
+  return sb.manager_owner.load(std::memory_order_acquire) == welcome_.manager_epoch;
 }
 
 // The connection is gone but this client is not: its slot, references and

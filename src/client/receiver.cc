@@ -82,7 +82,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
     if (rc < 0 && errno == EINTR) continue;
     if (rc == 0 || (heartbeat_ms > 0 &&
                     (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
-      // A region whose manager_epoch moved has another manager: this
+      // A region whose manager_owner moved has another manager: this
       // connection's may be gone without a word (or frozen): re-attach to
       // the one at the address now.
       if (!SameManager()) {

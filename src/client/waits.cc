@@ -67,7 +67,8 @@ bool ClientImpl::WaitOnState(std::unique_lock<std::mutex>& lk,
 
 Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
                                 uint64_t* registered_epoch,
-                                std::chrono::steady_clock::time_point deadline) {
+                                std::chrono::steady_clock::time_point deadline,
+                                uint64_t* seen_wake_seq) {
   // Until the wait is acknowledged on the connection of the moment: one
   // that breaks before the acknowledgement took the wait with it, and the
   // next connection must have it too (else nothing would wake the caller).
@@ -77,6 +78,7 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
       std::lock_guard<std::mutex> lk(state_mu_);
       epoch = connection_epoch_;
       open_requests_.emplace(wait_id, MsgType::kWait);  // until EndWait
+      *seen_wake_seq = wake_seq_;
     }
     if (epoch == *registered_epoch) return Status();
     *registered_epoch = epoch;
@@ -92,7 +94,10 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
              LoadAcquire(lost_) || connection_epoch_ != epoch;
     });
     if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
-    if (connection_epoch_ == epoch) return Status();  // acknowledged, lost, or the deadline
+    if (connection_epoch_ == epoch) {  // acknowledged, lost, or the deadline
+      *seen_wake_seq = wake_seq_;
+      return Status();
+    }
   }
 }
 
@@ -194,21 +199,17 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
   // misses no seal).
   const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
+  uint64_t seen = 0;
   std::vector<gismo_id_t> waited;
   for (size_t i : pending) waited.push_back(ids[i]);
   Status result;
   for (;;) {
-    if (Status refused = RegisterWait(wait_id, waited, &registered_epoch, deadline);
+    if (Status refused = RegisterWait(wait_id, waited, &registered_epoch, deadline, &seen);
         !refused.ok()) {
       result = refused;
       std::lock_guard<std::mutex> op(op_mu_);
       release_taken();
       break;
-    }
-    uint64_t seen;
-    {
-      std::lock_guard<std::mutex> lk(state_mu_);
-      seen = wake_seq_;
     }
     Status swept = sweep();
     notify_evicted();
@@ -280,15 +281,12 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
   const std::vector<gismo_id_t> watch{store::NameWatchId(name)};
   const uint64_t wait_id = IncrementRelaxed(next_request_);
   uint64_t registered_epoch = ~0ull;
+  uint64_t seen = 0;
   for (;;) {
-    if (Status refused = RegisterWait(wait_id, watch, &registered_epoch, deadline); !refused.ok()) {
+    if (Status refused = RegisterWait(wait_id, watch, &registered_epoch, deadline, &seen);
+        !refused.ok()) {
       result = refused;
       break;
-    }
-    uint64_t seen;
-    {
-      std::lock_guard<std::mutex> lk(state_mu_);
-      seen = wake_seq_;
     }
     if (changed(&result)) break;
     std::unique_lock<std::mutex> lk(state_mu_);
