@@ -87,10 +87,10 @@ FenceCommand::~FenceCommand() {
   }
 }
 
-bool RunFenceCommand(const std::string& command, uint32_t node, int timeout_ms,
+bool RunFenceCommand(const std::string& command, uint32_t node, uint32_t timeout_ms,
                      std::string* failure) {
   FenceCommand c;
-  c.Start(command, node, uint64_t(timeout_ms) * 1'000'000);
+  c.Start(command, node, uint64_t{timeout_ms} * 1'000'000);
   for (;;) {
     switch (c.Poll()) {
       case FenceCommand::State::kSucceeded:

@@ -35,7 +35,7 @@ class FenceCommand {
 
 // Runs `command NODE` and waits for it (at most timeout_ms); true on exit 0.
 // For the manager's start-up, when it must fence the previous manager.
-bool RunFenceCommand(const std::string& command, uint32_t node, int timeout_ms,
+bool RunFenceCommand(const std::string& command, uint32_t node, uint32_t timeout_ms,
                      std::string* failure);
 
 }  // namespace gismo::manager

@@ -52,6 +52,11 @@ namespace {
 constexpr uint32_t kManagerSlot = 0;
 constexpr auto kTick = std::chrono::milliseconds(20);
 constexpr uint64_t kMs = 1'000'000;
+// The shortest client or manager lease (--lease-ms, --manager-lease-ms):
+// four client heartbeats (at most one per 50 ms), ten manager ticks.
+constexpr uint32_t kMinLeaseMs = 200;
+// The longest lease, fence command or agent's fence it takes.
+constexpr uint32_t kMaxDurationMs = 3'600'000;
 // A fence command that failed is tried again after this long.
 constexpr uint64_t kFenceRetryNs = 1000 * kMs;
 // How long a refused peer's last frames (its error) may take to be written,
@@ -2326,6 +2331,37 @@ Status Manager::Impl::SetUpFileAccess(const std::string& path, int fd, uint32_t 
 }
 
 Status Manager::Impl::CheckOptions() const {
+  // Durations a manager cannot keep to: a client beats every max(50 ms,
+  // lease / 4) and this manager every tick (20 ms), so a shorter lease
+  // expires between beats, and the live client (or manager) is fenced.
+  auto within = [](uint32_t v, uint32_t min, uint32_t max, const char* flag, const char* why) {
+    if (v >= min && v <= max) return Status();
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  std::string(flag) + " must be " + std::to_string(min) + " to " +
+                      std::to_string(max) + ", not " + std::to_string(v) + why);
+  };
+  if (opt_.lease_ms != 0) {
+    if (Status s = within(opt_.lease_ms, kMinLeaseMs, kMaxDurationMs, "--lease-ms",
+                          " (or 0: a closed connection only); a shorter lease expires between a "
+                          "live client's heartbeats");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (Status s =
+          within(opt_.manager_lease_ms, kMinLeaseMs, kMaxManagerLeaseMs, "--manager-lease-ms",
+                 "; a shorter lease expires between a live manager's beats");
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = within(opt_.fence_timeout_ms, 1, kMaxDurationMs, "--fence-timeout-ms", "");
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = within(opt_.agent_timeout_ms, 1, kMaxDurationMs, "--agent-timeout-ms", "");
+      !s.ok()) {
+    return s;
+  }
   if (opt_.owner_threads < 1 || opt_.owner_threads > region::kMaxOwnerThreads) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "--owner-threads must be 1 to " +
                                                   std::to_string(region::kMaxOwnerThreads) +

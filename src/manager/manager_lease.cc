@@ -167,8 +167,8 @@ Status FenceSilent(const LeaseOptions& o, const fence::ProcessIdentity& prev, ui
                         "start with --previous-manager-fenced");
     }
     std::string failure;
-    if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node),
-                        static_cast<int>(o.fence_timeout_ms), &failure)) {
+    if (RunFenceCommand(o.fence_command, static_cast<uint32_t>(node), o.fence_timeout_ms,
+                        &failure)) {
       *how = "fenced the previous manager's node " + std::to_string(node) + " (fence command)";
       return Status();
     }
@@ -312,7 +312,7 @@ Result<std::string> ManagerLease::AcquireByCas() {
       // own clock: silent that long, it is suspected; another owner, or its
       // leaving, means looking again from the top.
       uint64_t lease_ms = sb.manager_lease_ms.load(std::memory_order_relaxed);
-      if (lease_ms == 0 || lease_ms > 600'000) lease_ms = o_.lease_ms;
+      if (lease_ms == 0 || lease_ms > kMaxManagerLeaseMs) lease_ms = o_.lease_ms;
       uint64_t beat = sb.manager_beat.load(std::memory_order_acquire);
       uint64_t until = MonotonicNs() + lease_ms * 1'000'000;
       bool silent = false;
@@ -412,7 +412,7 @@ Result<std::string> ManagerLease::AcquireByElection() {
   const uint64_t lease_ms = [&] {
     lines_.Invalidate(&sb.manager_owner, sizeof(region::Word));
     const uint64_t ms = lines_.Load(region::NcWord(sb.manager_lease_ms));
-    return ms == 0 || ms > 600'000 ? uint64_t{o_.lease_ms} : ms;
+    return ms == 0 || ms > kMaxManagerLeaseMs ? uint64_t{o_.lease_ms} : ms;
   }();
   // Settles candidate j, whose line holds a claim that blocks this manager,
   // once it can be: true when its line has been cleared (it was proven gone,

@@ -23,6 +23,10 @@
 
 namespace gismo::manager {
 
+// The longest manager lease a region's word may name (a longer one is
+// taken for damage, and the newcomer's own lease used instead).
+inline constexpr uint32_t kMaxManagerLeaseMs = 600'000;
+
 struct LeaseOptions {
   uint32_t node_id = 0;
   uint32_t lease_ms = 3000;              // how long a silent owner is given

@@ -1324,6 +1324,14 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
       {"--listen", sock, "--listen", sock},
       {"--listen", sock, "--metrics", "unix:/tmp/metrics.sock"},
       {"--listen", sock, "--max-output-bytes", "100"},
+      // Durations it cannot keep to, or that overflowed a deadline: a lease
+      // shorter than the beats that renew it fenced live clients (or, a
+      // manager's, the live manager) at once.
+      {"--lease-ms", "40"},
+      {"--lease-ms", "3600001"},
+      {"--manager-lease-ms", "10"},
+      {"--fence-timeout-ms", "4294967295"},
+      {"--agent-timeout-ms", "0"},
   };
   for (const auto& args : bad) {
     const std::string region = "/dev/shm/" + gismo::testing::UniqueName("usage");
@@ -1333,6 +1341,9 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
     o.stderr_to_stdout = true;
     gismo::testing::RunResult r = gismo::testing::Run(o, 60);
     EXPECT_EQ(r.exit_code, 2) << args[0] << " " << args[1] << ": " << r.output;
+    if (args[0].ends_with("-ms")) {
+      EXPECT_NE(r.output.find(args[0] + " must be"), std::string::npos) << r.output;
+    }
     EXPECT_NE(access(region.c_str(), F_OK), 0) << args[0] << " " << args[1] << ": a file was made";
     unlink(region.c_str());
   }

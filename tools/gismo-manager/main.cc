@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"coherent", "non-coherent"}));
   app.add_option("--lease-ms", opt.lease_ms,
                  "A client not heard from for this long is suspected, then fenced and recovered "
-                 "(0: only a closed connection counts)")
+                 "(0: only a closed connection counts; else 200 to 3600000)")
       ->capture_default_str();
   app.add_option("--reattach-ms", opt.reattach_ms,
                  "A client whose connection closed keeps its slot this long to re-attach "
@@ -131,14 +131,15 @@ int main(int argc, char** argv) {
   app.add_flag("--no-local-fence", no_local_fence,
                "Never kill a suspected client of the manager's own kernel; wait for its exit, "
                "its node's agent, the fence command or an operator");
-  app.add_option("--fence-timeout-ms", opt.fence_timeout_ms, "Time limit of the fence command")
+  app.add_option("--fence-timeout-ms", opt.fence_timeout_ms,
+                 "Time limit of the fence command (at most 3600000)")
       ->capture_default_str();
   app.add_option("--agent-timeout-ms", opt.agent_timeout_ms,
-                 "How long a node agent may take to fence a process")
+                 "How long a node agent may take to fence a process (at most 3600000)")
       ->capture_default_str();
   app.add_option("--manager-lease-ms", opt.manager_lease_ms,
                  "A manager not beating in the region for this long may be taken over (after it "
-                 "is fenced)")
+                 "is fenced; 200 to 600000)")
       ->capture_default_str();
   app.add_flag("--previous-manager-fenced", opt.previous_manager_fenced,
                "The operator's word that the region's previous manager can never run again "
