@@ -1362,14 +1362,11 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
 // A node agent that cannot reach its manager says so at once (and once a
 // minute while it lasts), instead of retrying in silence.
 TEST(AgentTest, AnAgentThatCannotReachItsManagerSaysSo) {
+  const std::string region = TempPath("agent-region");
+  WriteFile(region, "");
   gismo::testing::SpawnOptions o;
-  o.argv = {GISMO_AGENT_BIN,
-            "--node",
-            "1",
-            "--manager",
-            "unix:/nonexistent/gismo.sock",
-            "--region",
-            "/dev/shm/gismo-agent-test-unused"};
+  o.argv = {GISMO_AGENT_BIN, "--node", "1", "--manager", "unix:/nonexistent/gismo.sock",
+            "--region",      region};
   o.capture_stdout = true;
   o.stderr_to_stdout = true;
   o.parent_death_signal = SIGKILL;
@@ -1379,6 +1376,21 @@ TEST(AgentTest, AnAgentThatCannotReachItsManagerSaysSo) {
   EXPECT_TRUE(agent.ReadLineContaining("cannot reach the manager", 30, &line)) << line;
   EXPECT_NE(line.find("unix:/nonexistent/gismo.sock"), std::string::npos) << line;
   agent.KillAndWait(SIGKILL);
+  unlink(region.c_str());
+}
+
+// An agent given a region path that is not there (a typo) could carry out
+// no fence order: it says so at start (usage error), instead of running on
+// and failing each order while a suspected client waits.
+TEST(AgentTest, ARegionThatIsNotThereIsRefusedAtStart) {
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_AGENT_BIN, "--node",           "1", "--manager", "unix:/nonexistent/gismo.sock",
+            "--region",      "/nonexistent/typo"};
+  o.stderr_to_stdout = true;
+  gismo::testing::RunResult r = gismo::testing::Run(o, 30);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--region /nonexistent/typo"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("ready"), std::string::npos) << r.output;
 }
 
 TEST(EvictPercentTest, OutOfRangeValuesAreRefused) {

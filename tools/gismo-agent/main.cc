@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -274,6 +275,21 @@ int main(int argc, char** argv) {
   auto addr = gismo::protocol::ParseAddress(o.manager);
   if (!addr.ok()) {
     fprintf(stderr, "gismo-agent: %s\n", addr.status().message().c_str());
+    return 2;
+  }
+  // Every fence order needs the region (a process is killed only if it maps
+  // it): an agent that could carry out none says so now, not at the first
+  // order, when a suspected client waits for it.
+  struct stat region_stat {};
+  if (o.region.empty()) {
+    fprintf(stderr,
+            "gismo-agent: no region: give --region PATH (the region as this node maps it) or "
+            "set GISMO_REGION\n");
+    return 2;
+  }
+  if (stat(o.region.c_str(), &region_stat) != 0) {
+    fprintf(stderr, "gismo-agent: --region %s: %s (the region as this node maps it)\n",
+            o.region.c_str(), strerror(errno));
     return 2;
   }
   struct sigaction sa {};
