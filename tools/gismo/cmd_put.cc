@@ -25,7 +25,8 @@ struct PutArgs {
   ObjectArg object;
   std::string file;  // "-": stdin
   std::string metadata;
-  std::string bind;  // a name to bind to the object once it is stored
+  // A name to bind to the object once it is stored (given empty: refused).
+  std::optional<std::string> bind;
   // A stream's size, when the caller knows it: read straight into the region.
   std::optional<uint64_t> size;
   // How much of a stream of unknown size is kept in memory before the rest
@@ -231,8 +232,8 @@ int RunPut(PutArgs a) {
   if (a.file.empty()) Fail(kExitUsage, "missing FILE (a path, or - for stdin)");
   // A name the table cannot take is refused before anything is stored (a
   // retry would find the object there).
-  if (!a.bind.empty() &&
-      (a.bind.size() > GISMO_NAME_MAX || a.bind.find('\0') != std::string::npos)) {
+  if (a.bind && (a.bind->empty() || a.bind->size() > GISMO_NAME_MAX ||
+                 a.bind->find('\0') != std::string::npos)) {
     Fail(kExitUsage,
          "--bind: a name is 1 to " + std::to_string(GISMO_NAME_MAX) + " bytes without a NUL byte");
   }
@@ -276,15 +277,15 @@ int RunPut(PutArgs a) {
     spool.CopyTo(buf->data());
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   }
-  if (!a.bind.empty()) {
-    if (Status s = client.BindName(a.bind, id); !s.ok()) {
-      Fail(s, "stored object " + id.Hex() + " but cannot bind the name '" + a.bind + "' to it");
+  if (a.bind) {
+    if (Status s = client.BindName(*a.bind, id); !s.ok()) {
+      Fail(s, "stored object " + id.Hex() + " but cannot bind the name '" + *a.bind + "' to it");
     }
   }
   if (a.common.json) {
     nlohmann::json j = {{"id", id.Hex()}, {"size", size}, {"metadata_size", a.metadata.size()}};
     if (!a.object.name.empty()) j["name"] = a.object.name;
-    if (!a.bind.empty()) j["bound"] = a.bind;
+    if (a.bind) j["bound"] = *a.bind;
     PrintJson(j);
   } else {
     printf("stored %s (%s)\n", id.Hex().c_str(), FormatSize(size).c_str());
