@@ -1177,6 +1177,27 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
       << "the client stayed on the connection of a manager the region no longer names";
 }
 
+// The same without leases (--lease-ms 0: the manager wants no heartbeats):
+// the client still looks at the owner word, once a second. (Before, it
+// looked only when it beat, so it never left.)
+TEST(BoundsTest, AClientWithoutALeaseLeavesAManagerTheRegionNoLongerNames) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.lease_ms = 0;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  Client c = testing::MustConnect(relay.address());
+  ASSERT_EQ(relay.connections(), 1);
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  region::Word& owner = (*region)->sb().manager_owner;
+  region::InvalidateLines(&owner, sizeof owner);
+  owner.store(owner.load(std::memory_order_acquire) + 1000, std::memory_order_release);
+  region::FlushLines(&owner, sizeof owner);
+  EXPECT_TRUE(Eventually([&] { return relay.connections() >= 2; }))
+      << "the client stayed on the connection of a manager the region no longer names";
+}
+
 // Every would-be manager of a coherent region raises manager_epoch before
 // its CAS on manager_owner, and one that loses that race to a manager that
 // then serves leaves manager_epoch past the server's epoch for good. The

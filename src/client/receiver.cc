@@ -56,6 +56,11 @@ void ClientImpl::ReceiverLoop() {
 // the manager ends the session (returns true).
 bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) {
   const int heartbeat_ms = welcome_.lease_ms > 0 ? std::max<int>(50, welcome_.lease_ms / 4) : -1;
+  // How often the region's owner word is looked at (SameManager): at every
+  // heartbeat, else (a manager without leases, which wants none) once a
+  // second, so that a client still leaves a manager that was replaced while
+  // its connection stayed open.
+  const int look_ms = heartbeat_ms > 0 ? heartbeat_ms : 1000;
   uint64_t last_beat = MonotonicNs();
   const int fd = fd_;  // only this thread replaces it
   // A frame whose first byte has come is read whole within this bound (one
@@ -71,17 +76,13 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
     protocol::BoundUnacknowledgedSends(fd, static_cast<int>(welcome_.lease_ms / 2));
   }
   while (!LoadAcquire(closing_)) {
-    int wait_ms = heartbeat_ms;
-    if (heartbeat_ms > 0) {
-      uint64_t since = (MonotonicNs() - last_beat) / 1000000;
-      wait_ms =
-          since >= static_cast<uint64_t>(heartbeat_ms) ? 0 : heartbeat_ms - static_cast<int>(since);
-    }
+    const uint64_t since = (MonotonicNs() - last_beat) / 1000000;
+    const int wait_ms =
+        since >= static_cast<uint64_t>(look_ms) ? 0 : look_ms - static_cast<int>(since);
     pollfd p{fd, POLLIN, 0};
     int rc = poll(&p, 1, wait_ms);
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0 || (heartbeat_ms > 0 &&
-                    (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(heartbeat_ms))) {
+    if (rc == 0 || (MonotonicNs() - last_beat) / 1000000 >= static_cast<uint64_t>(look_ms)) {
       // A region whose manager_owner moved has another manager: this
       // connection's may be gone without a word (or frozen): re-attach to
       // the one at the address now.
@@ -90,7 +91,7 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
         return false;
       }
       protocol::Writer w;
-      if (!Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
+      if (heartbeat_ms > 0 && !Send(w.Frame(MsgType::kHeartbeat, 0)).ok()) {
         *why = "cannot reach the manager";
         return false;
       }
