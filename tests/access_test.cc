@@ -1198,6 +1198,51 @@ TEST(BoundsTest, AClientWithoutALeaseLeavesAManagerTheRegionNoLongerNames) {
       << "the client stayed on the connection of a manager the region no longer names";
 }
 
+// While no manager runs nothing can wake a blocking get or a name wait
+// (seals and binds notify through the manager), so they look at the region
+// themselves, once a second: an object sealed and a name bound meanwhile (a
+// coherent region's clients need no manager for either) are seen. (Before,
+// they slept until a manager came back: with no timeout, for ever.)
+TEST(BoundsTest, BlockingWaitsLookAtTheRegionWhileNoManagerRuns) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  if ((*region)->noncoherent()) {
+    GTEST_SKIP() << "a non-coherent region's seals and binds go through its manager";
+  }
+  Client waiter = testing::MustConnect(mgr.address());
+  Client sealer = testing::MustConnect(mgr.address());
+  const ObjectId id = ObjectId::Random();
+  std::atomic<int> done{0};
+  Result<Buffer> got(Status(GISMO_ERR_INTERNAL, "not run"));
+  Result<gismo_name_info_t> named(Status(GISMO_ERR_INTERNAL, "not run"));
+  std::thread getter([&] {
+    got = waiter.Get(id, 60000);
+    done.fetch_add(1);
+  });
+  std::thread name_waiter([&] {
+    named = waiter.WaitName("while-away", nullptr, 60000);
+    done.fetch_add(1);
+  });
+  // Both waits are registered (the manager raised `waiters`), and then the
+  // manager goes: they are asleep when the object and the name come.
+  const bool registered =
+      Eventually([&] { return testing::ReadShared(**region, (*region)->sb().waiters) == 2; });
+  mgr.Stop();
+  EXPECT_TRUE(sealer.Put(id, "sealed while no manager runs").ok());
+  EXPECT_TRUE(IsOk(sealer.BindName("while-away", id)));
+  const bool returned = Eventually([&] { return done.load() == 2; });
+  getter.join();
+  name_waiter.join();
+  ASSERT_TRUE(registered);
+  EXPECT_TRUE(returned) << "the waits slept until their timeout";
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size(), 28u);
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  EXPECT_EQ(std::memcmp(named->id.bytes, id.c_id().bytes, GISMO_ID_SIZE), 0);
+}
+
 // Every would-be manager of a coherent region raises manager_epoch before
 // its CAS on manager_owner, and one that loses that race to a manager that
 // then serves leaves manager_epoch past the server's epoch for good. The

@@ -47,6 +47,9 @@ inline constexpr int kGoodbyeTimeoutMs = 10000;
 // to kMaxWaitIds ids): a longer one.
 inline constexpr int kNoticeSendMs = 250;
 inline constexpr int kRequestSendMs = 2000;
+// While no manager can be reached, blocking gets and name waits look at the
+// region this often (no wake-up can come: seals notify through the manager).
+inline constexpr int kLookWhileDownMs = 1000;
 // Creates and gets of at least this many bytes populate the object's page
 // tables in one system call (Region::PopulateForWrite / PopulateForRead), the
 // first time this process maps that range; smaller ones stay without one.
@@ -184,6 +187,11 @@ class ClientImpl {
   Status RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
                       uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline,
                       uint64_t* seen_wake_seq);
+  // The time a blocking wait sleeps until: `deadline`, or while the
+  // connection is down (no wake-up can come) at most kLookWhileDownMs, after
+  // which the caller looks at the region again. REQUIRES: lk holds state_mu_.
+  std::chrono::steady_clock::time_point WakeOrLookAgain(
+      const std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline) const;
   // Forgets wait `wait_id` here and at the manager.
   void EndWait(uint64_t wait_id);
   void ReceiverLoop();

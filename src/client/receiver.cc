@@ -27,6 +27,9 @@ void ClientImpl::ReceiverLoop() {
     {
       std::lock_guard<std::mutex> lk(state_mu_);
       connection_down_ = true;  // a goodbye sent now would not arrive
+      // Waiters look again, and on at kLookWhileDownMs until the re-attach:
+      // no wake-up comes through a connection that is down.
+      ++wake_seq_;
     }
     state_cv_.notify_all();
     if (!Reattach(&why)) {

@@ -89,9 +89,12 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
     // on it, and the re-attach moves the epoch on.
     (void)Send(w.Frame(MsgType::kWait, wait_id), kRequestSendMs);
     std::unique_lock<std::mutex> lk(state_mu_);
+    // A connection that is down acknowledges nothing until the re-attach,
+    // which moves the epoch on (and this wait registers again then): the
+    // caller meanwhile looks at the region itself (WaitWhileDown).
     WaitOnState(lk, deadline, [&] {
       return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
-             LoadAcquire(lost_) || connection_epoch_ != epoch;
+             LoadAcquire(lost_) || connection_epoch_ != epoch || connection_down_;
     });
     if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
     if (connection_epoch_ == epoch) {  // acknowledged, lost, or the deadline
@@ -99,6 +102,14 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
       return Status();
     }
   }
+}
+
+std::chrono::steady_clock::time_point ClientImpl::WakeOrLookAgain(
+    const std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline) const {
+  GISMO_DCHECK(lk.owns_lock() && lk.mutex() == &state_mu_);
+  if (!connection_down_) return deadline;
+  return std::min(deadline,
+                  std::chrono::steady_clock::now() + std::chrono::milliseconds(kLookWhileDownMs));
 }
 
 void ClientImpl::EndWait(uint64_t wait_id) {
@@ -219,7 +230,8 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
     }
     if (pending.empty()) break;
     std::unique_lock<std::mutex> lk(state_mu_);
-    bool woke = WaitOnState(lk, deadline, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    const auto until = WakeOrLookAgain(lk, deadline);
+    bool woke = WaitOnState(lk, until, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
     if (LoadAcquire(lost_)) {
       result = Status(GISMO_ERR_CONNECTION,
                       "lost the connection to the manager while waiting (" + lost_reason_ + ")");
@@ -228,7 +240,7 @@ Status ClientImpl::GetImpl(const gismo_id_t* ids, size_t count, int64_t timeout_
       release_taken();
       break;
     }
-    if (!woke) break;  // timed out; what is missing stays NULL
+    if (!woke && until == deadline) break;  // timed out; what is missing stays NULL
   }
   EndWait(wait_id);
   return result;
@@ -290,12 +302,14 @@ Status ClientImpl::WaitName(std::string_view name, const gismo_id_t* known, int6
     }
     if (changed(&result)) break;
     std::unique_lock<std::mutex> lk(state_mu_);
-    bool woke = WaitOnState(lk, deadline, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
+    const auto until = WakeOrLookAgain(lk, deadline);
+    bool woke = WaitOnState(lk, until, [&] { return wake_seq_ != seen || LoadAcquire(lost_); });
     if (LoadAcquire(lost_)) {
       result = Status(GISMO_ERR_CONNECTION,
                       "lost the connection to the manager while waiting (" + lost_reason_ + ")");
       break;
     }
+    if (!woke && until != deadline) continue;  // no manager: look again
     if (!woke) {
       lk.unlock();
       // The last look, so that a change at the deadline is not reported late.
