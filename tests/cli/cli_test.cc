@@ -534,12 +534,12 @@ TEST_F(CliTest, FsckOnlineThenOffline) {
 // Careless input (issue 16): each of these aborted, read without bound, stored
 // nothing, or was accepted.
 TEST_F(CliTest, EndlessAndSizelessInputs) {
-  // /dev/zero never ends: reading stops at the store's free space. A
-  // small store, so that the read is short in the sanitizer builds too.
+  // /dev/zero never ends: reading stops at the store's heap. A small
+  // store, so that the read is short in the sanitizer builds too.
   gismo::testing::ManagerProcess small = gismo::testing::StartManagerProcess({}, "16MiB");
   CmdResult zero = RunGismo({"put", "--name", "z", "/dev/zero", "--address", small.address()});
   EXPECT_EQ(zero.code, 1) << zero.err;
-  EXPECT_NE(zero.err.find("free space"), std::string::npos) << zero.err;
+  EXPECT_NE(zero.err.find("of heap, free or evictable"), std::string::npos) << zero.err;
   EXPECT_EQ(RunGismo({"stat", "--name", "z", "--address", small.address()}).code, 4);
   // A /proc file says 0 bytes in stat but has content: read until EOF.
   CmdResult proc = Gismo({"put", "--name", "c", "/proc/self/status"});
@@ -1249,6 +1249,29 @@ TEST(EvictPercentTest, ACreateThatDoesNotFitEvictsThePercentOfTheHeap) {
     EXPECT_EQ(u.evicted_bytes, u.evictions * kObject);
     EXPECT_EQ(u.sealed_count, fit + 1 - u.evictions);
   }
+}
+
+// A stream (a pipe: its size is known at its end) larger than the heap's
+// free space is stored when evictable objects can make room for it, as a
+// file of that size is: the create evicts. (Before, reading stopped at the
+// free space.)
+TEST(EvictPercentTest, AStreamLargerThanTheFreeSpaceEvictsAsAFileDoes) {
+  ManagerProcess m = gismo::testing::StartManagerProcess({}, "16MiB");
+  gismo::Client c = gismo::testing::MustConnect(m.address());
+  const std::string block(1 << 20, 'e');
+  for (int i = 0; c.Usage()->largest_free_bytes >= (2u << 20); ++i) {
+    ASSERT_TRUE(
+        c.Put(gismo::ObjectId::FromName("e" + std::to_string(i)), block, GISMO_CREATE_EVICTABLE)
+            .ok());
+  }
+  const std::string stream(3 << 20, 's');
+  CmdResult put =
+      RunGismo({"put", "--name", "s", "-", "--address", m.address()}, stream, {}, /*piped=*/true);
+  ASSERT_EQ(put.code, 0) << put.err;
+  EXPECT_GT(c.Usage()->evictions, 0u);
+  auto got = c.Get(gismo::ObjectId::FromName("s"), 0);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size(), stream.size());
 }
 
 // Every program exits 2 on a usage error (doc/operations.md, "Exit status"),

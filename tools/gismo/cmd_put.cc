@@ -148,7 +148,7 @@ class Spool {
       }
       if (size() > limit_) {
         Fail(kExitStore, in.name() + " holds more than the store's " + FormatSize(limit_) +
-                             " of free space; stopped reading");
+                             " of heap, free or evictable; stopped reading");
       }
     }
   }
@@ -266,10 +266,12 @@ int RunPut(PutArgs a) {
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   } else {
     // A stream's size is known only at its end: it is kept (in memory, then
-    // in a spool file) up to what the store could hold, then copied in.
+    // in a spool file) up to what the store could hold, then copied in. The
+    // create evicts evictable objects to make room, as for a file, so the
+    // bound is the heap, not what is free now.
     auto usage = client.Usage();
     if (!usage.ok()) Fail(usage.status(), what);
-    Spool spool(a.buffer_bytes, usage->largest_free_bytes);
+    Spool spool(a.buffer_bytes, usage->capacity_bytes);
     spool.Fill(in);
     size = spool.size();
     auto buf = client.Create(id, size, meta);
