@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <string_view>
 
@@ -18,12 +19,25 @@
 
 namespace gismo::manager {
 
+// What a scrape counted in the object index so far (outside the anonymous
+// namespace: MetricsExporter::Scrape holds one).
+struct IndexScan {
+  std::array<uint64_t, 4> objects{};  // by region::ObjectState
+  std::array<uint64_t, 4> bytes{};    // data + metadata, as requested
+  uint32_t skipped_shards = 0;
+};
+
 namespace {
 
 // How long a scrape spins for one index shard's lock before skipping that
 // shard. Bounded so that a client frozen (or dead, not yet recovered)
 // inside a shard cannot stall the manager's thread.
 constexpr uint64_t kShardLockWaitNs = 200 * 1000;
+// Index shards a scrape counts before it lets the manager's thread do other
+// work (a shard of a 10 M-object index holds about 10 K records: some
+// 10 ms a slice), so that a scrape of a large index delays no heartbeat,
+// lease or wake-up by more than that.
+constexpr uint32_t kShardsPerSlice = 16;
 // A request must arrive whole within this time and size.
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
 // Scrapers served at once; more are answered 503 and closed at once, so a
@@ -100,16 +114,14 @@ class Exposition {
   std::string out_;
 };
 
-struct IndexScan {
-  std::array<uint64_t, 4> objects{};  // by region::ObjectState
-  std::array<uint64_t, 4> bytes{};    // data + metadata, as requested
-  uint32_t skipped_shards = 0;
-};
-
-// Counts the live records of every shard under its lock, as client `slot`.
-IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
-  IndexScan scan;
-  for (uint32_t s = 0; s < r.num_shards(); ++s) {
+// Counts the live records of shards *next.. under each one's lock, as
+// client `slot`, kShardsPerSlice of them at most; true once the last shard
+// is counted.
+bool ScanIndexSlice(const region::Region& r, uint32_t slot, uint64_t session, uint32_t* next,
+                    IndexScan* out) {
+  IndexScan& scan = *out;
+  const uint32_t end = std::min(r.num_shards(), *next + kShardsPerSlice);
+  for (uint32_t s = *next; s < end; ++s) {
     store::Txn txn(r, slot, session, region::OpKind::kNone);
     txn.SetLockWait(kShardLockWaitNs);
     if (!txn.Lock(r.shard(s).lock)) {  // nothing was logged: the destructor just unwinds
@@ -130,7 +142,8 @@ IndexScan ScanIndex(const region::Region& r, uint32_t slot, uint64_t session) {
     }
     (void)txn.Commit();  // read-only: nothing to fail
   }
-  return scan;
+  *next = end;
+  return end == r.num_shards();
 }
 
 }  // namespace
@@ -182,7 +195,10 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
                    "only GET and HEAD are supported\n", true);
     }
     if (target == "/metrics") {
-      return Reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", exporter_.Render(), !head);
+      auto self = shared_from_this();
+      return exporter_.RenderAsync([self, head](const std::string& body) {
+        self->Reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", body, !head);
+      });
     }
     if (target == "/") {
       return Reply("200 OK", "text/plain; charset=utf-8",
@@ -282,8 +298,37 @@ void MetricsExporter::Accept() {
   });
 }
 
+struct MetricsExporter::Scrape {
+  uint64_t start_ns = MonotonicNs();
+  uint32_t next_shard = 0;
+  IndexScan scan;
+  std::function<void(const std::string&)> done;
+};
+
 std::string MetricsExporter::Render() const {
-  uint64_t t0 = MonotonicNs();
+  Scrape scrape;
+  while (!ScanIndexSlice(region_, slot_, session_, &scrape.next_shard, &scrape.scan)) {
+  }
+  return RenderWith(scrape);
+}
+
+void MetricsExporter::RenderAsync(std::function<void(const std::string&)> done) const {
+  auto scrape = std::make_shared<Scrape>();
+  scrape->done = std::move(done);
+  Step(std::move(scrape));
+}
+
+void MetricsExporter::Step(std::shared_ptr<Scrape> scrape) const {
+  if (!ScanIndexSlice(region_, slot_, session_, &scrape->next_shard, &scrape->scan)) {
+    asio::post(io_, [this, scrape = std::move(scrape)]() mutable { Step(std::move(scrape)); });
+    return;
+  }
+  scrape->done(RenderWith(*scrape));
+}
+
+std::string MetricsExporter::RenderWith(const Scrape& scrape) const {
+  const uint64_t t0 = scrape.start_ns;
+  const IndexScan& scan = scrape.scan;
   const region::Superblock& sb = region_.sb();
   const region::Superblock& fixed = region_.fixed();
   Exposition x;
@@ -298,7 +343,6 @@ std::string MetricsExporter::Render() const {
            uint64_t{1});
 
   // Objects, from the index.
-  IndexScan scan = ScanIndex(region_, slot_, session_);
   // Index 0 (a free record) is never counted.
   auto state_label = [](size_t state) {
     return std::string("state=\"") + gismo_state_name(static_cast<gismo_object_state_t>(state)) +
@@ -357,8 +401,9 @@ std::string MetricsExporter::Render() const {
   // A non-coherent region's owner threads past the first each run in a
   // client slot of their own (doc/noncoherent.md 9.3): not a client's.
   const uint64_t helpers = region::OwnerHelperSlots(region_).size();
+  const uint64_t reserved = 1 + helpers;  // a corrupt list may name a slot twice
   x.One("gismo_client_slots", "gauge", "Client slots of the region (clients at most).",
-        uint64_t{region_.max_clients() - 1} - helpers);
+        region_.max_clients() > reserved ? region_.max_clients() - reserved : 0);
   x.One("gismo_owner_threads", "gauge",
         "Threads applying a non-coherent region's requests (0: a coherent region).",
         region_.noncoherent() ? 1 + helpers : 0);

@@ -15,6 +15,7 @@
 
 #include <asio.hpp>
 #include <cstdint>
+#include <functional>
 #include <gismo/status.hpp>
 #include <memory>
 #include <string>
@@ -47,15 +48,22 @@ class MetricsExporter {
   // Stops accepting; connections being served finish.
   void Close();
 
-  // The current metrics in the text exposition format. Never blocks for
-  // long: an index shard whose lock stays busy is skipped and counted in
-  // gismo_metrics_skipped_shards.
+  // The current metrics in the text exposition format. Never waits long
+  // for a lock: an index shard whose lock stays busy is skipped and counted
+  // in gismo_metrics_skipped_shards. Counts the whole index at once.
   std::string Render() const;
+  // The same, counting the index a slice of shards at a time, each slice a
+  // handler of `io`, so that the manager's other work runs between slices;
+  // `done` gets the text (on the thread that runs `io`).
+  void RenderAsync(std::function<void(const std::string&)> done) const;
 
   class Connection;
 
  private:
+  struct Scrape;
   void Accept();
+  void Step(std::shared_ptr<Scrape> scrape) const;
+  std::string RenderWith(const Scrape& scrape) const;
 
   asio::io_context& io_;
   const region::Region& region_;
