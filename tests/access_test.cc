@@ -1152,6 +1152,16 @@ TEST(BoundsTest, AFrameThatStopsHalfwayBreaksTheConnectionAndTheClientReattaches
             "after the stall");
 }
 
+// Writes what a successor's take-over leaves in the region's owner word:
+// another epoch. In a non-coherent region (the simulator's) the word is read
+// after an invalidate and written back with a flush, as a manager does.
+void NameAnotherManager(region::Region& r) {
+  region::Word& owner = r.sb().manager_owner;
+  region::InvalidateLines(&owner, sizeof owner);
+  owner.store(owner.load(std::memory_order_acquire) + 1000, std::memory_order_release);
+  region::FlushLines(&owner, sizeof owner);
+}
+
 // A region whose manager_owner names another manager is served by it: the
 // connection to the one that welcomed the client may be alive but frozen
 // (its socket open, nobody reading), which no timeout of a Unix socket ever
@@ -1164,15 +1174,9 @@ TEST(BoundsTest, AClientLeavesAManagerTheRegionNoLongerNames) {
   ASSERT_EQ(m.relay->connections(), 1);
   auto region = region::Region::Open(m.mgr.region_path());
   ASSERT_TRUE(region.ok()) << region.status().ToString();
-  // What a successor's take-over leaves in the owner word. The manager
-  // stops serving at its next tick, but keeps its connections open, nobody
-  // reading them, as a frozen one does. In a non-coherent region (the
-  // simulator's) the word is read after an invalidate and written back with
-  // a flush, as a manager does.
-  region::Word& owner = (*region)->sb().manager_owner;
-  region::InvalidateLines(&owner, sizeof owner);
-  owner.store(owner.load(std::memory_order_acquire) + 1000, std::memory_order_release);
-  region::FlushLines(&owner, sizeof owner);
+  // The manager stops serving at its next tick, but keeps its connections
+  // open, nobody reading them, as a frozen one does.
+  NameAnotherManager(**region);
   EXPECT_TRUE(Eventually([&] { return m.relay->connections() >= 2; }))
       << "the client stayed on the connection of a manager the region no longer names";
 }
@@ -1190,10 +1194,7 @@ TEST(BoundsTest, AClientWithoutALeaseLeavesAManagerTheRegionNoLongerNames) {
   ASSERT_EQ(relay.connections(), 1);
   auto region = region::Region::Open(mgr.region_path());
   ASSERT_TRUE(region.ok()) << region.status().ToString();
-  region::Word& owner = (*region)->sb().manager_owner;
-  region::InvalidateLines(&owner, sizeof owner);
-  owner.store(owner.load(std::memory_order_acquire) + 1000, std::memory_order_release);
-  region::FlushLines(&owner, sizeof owner);
+  NameAnotherManager(**region);
   EXPECT_TRUE(Eventually([&] { return relay.connections() >= 2; }))
       << "the client stayed on the connection of a manager the region no longer names";
 }
