@@ -604,14 +604,24 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
     }
     Txn txn(r_, txn_slot_, session_, OpKind::kEvict);
     if (!txn.Lock(r_.shard(g / r_.records_per_shard()).lock)) continue;
+    // Read again under the shard lock, which other owner threads' creates
+    // and deletes hold from their first look at the record to their commit:
+    // the word read above may be stale.
+    const uint64_t locked_info = rec.info.load(std::memory_order_relaxed);
     if (gone(info)) {
-      // Read again under the shard lock: another owner thread's create
-      // holds it from taking the record to its commit.
-      if (gone(rec.info.load(std::memory_order_relaxed))) {
+      if (gone(locked_info)) {
         shared_->listed[g] = false;
         ring[at] = ring.back();
         ring.pop_back();
       }
+      (void)txn.Commit();
+      continue;
+    }
+    if (locked_info != info) {
+      // Deleted, or freed and taken by another object, or its reference bit
+      // set, since: what follows would undo that change (a deleting object
+      // made sealed again, another object's record overwritten). Looked at
+      // again on a later step.
       (void)txn.Commit();
       continue;
     }
