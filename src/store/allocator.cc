@@ -381,8 +381,10 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls, uint32_t slot) {
     return TakeBlock(txn, page, cls);
   }
   // The page heap is full: borrow a block from another stripe's partial slab
-  // (try-lock only, so two clients doing this cannot deadlock).
-  for (uint32_t s = 1; s < kStripes; ++s) {
+  // (try-lock only, so two clients doing this cannot deadlock). A stripe
+  // whose list emptied before its lock was taken stays locked until the
+  // commit: once the slot can record no more locks, the heap is full.
+  for (uint32_t s = 1; s < kStripes && txn.HasRoomForLock(); ++s) {
     ClassStripe& other = r_.class_stripe(cls, (stripe + s) % kStripes);
     if (other.partial_head.load(std::memory_order_relaxed) == 0) continue;
     if (!txn.TryLock(other.lock)) {
@@ -390,7 +392,7 @@ Result<uint64_t> Allocator::AllocateSmall(Txn& txn, int cls, uint32_t slot) {
       continue;
     }
     uint64_t head = other.partial_head.load(std::memory_order_relaxed);
-    if (head == 0) continue;  // lock stays held until commit; harmless
+    if (head == 0) continue;  // lock stays held until commit
     if (!CheckPartialHead(txn, head, cls, (stripe + s) % kStripes)) return txn.failure();  // A2
     uint64_t page = head - 1;
     uint64_t off = TakeBlock(txn, page, cls);

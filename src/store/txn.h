@@ -90,6 +90,8 @@ class Txn {
   [[nodiscard]] bool LockWorld();
   void SetLockWait(uint64_t wait_ns) { lock_wait_ns_ = wait_ns; }
   bool Holds(const region::Word& lock) const;
+  // Whether one more lock can be taken (a slot records kMaxHeldLocks).
+  bool HasRoomForLock() const { return world_ || nlocks_ < region::kMaxHeldLocks; }
 
   // Logged writes. REQUIRES: this Txn holds the lock guarding the word (a
   // contract check verifies that it holds at least one). They do nothing
