@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <gismo/gismo.hpp>
@@ -191,10 +192,11 @@ class CliTest : public ::testing::Test {
   uint16_t metrics_port_ = 0;
 };
 
-// A get whose write fails removes the output file it created, and only
-// that: a file that was there stays (so would /dev/full). The write fails
-// with EFBIG under a 1 KiB file size limit (SIGXFSZ ignored).
-TEST_F(CliTest, AFailedGetRemovesOnlyTheFileItCreated) {
+// A get whose write fails leaves a file that was there as it was (the
+// bytes go to a new file beside it, renamed over it once written) and
+// removes one it created. The write fails with EFBIG under a 1 KiB file size
+// limit (SIGXFSZ ignored).
+TEST_F(CliTest, AFailedGetLeavesAFileThatWasThereAndRemovesOneItCreated) {
   ASSERT_EQ(Gismo({"put", "--name", "big", "-"}, std::string(64 << 10, 'b')).code, 0);
   const std::string existing = TempPath("existing"), fresh = TempPath("fresh");
   WriteFile(existing, "precious");
@@ -208,13 +210,38 @@ TEST_F(CliTest, AFailedGetRemovesOnlyTheFileItCreated) {
     gismo::testing::RunResult r = gismo::testing::Run(o, 60);
     EXPECT_EQ(r.exit_code, 6) << path << ": " << r.output;
     EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
-    // Only the file that was there is said to have lost its old contents.
-    EXPECT_EQ(r.output.find("its old contents are gone") != std::string::npos, path == existing)
+    EXPECT_EQ(r.output.find("is unchanged") != std::string::npos, path == existing)
         << path << ": " << r.output;
   }
-  EXPECT_EQ(access(existing.c_str(), F_OK), 0) << "a file that was there was removed";
+  EXPECT_EQ(ReadFile(existing), "precious") << "a file that was there lost its contents";
   EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "the partial file it created stays";
+  // Nothing is left beside it.
+  const std::string dir = existing.substr(0, existing.rfind('/'));
+  const std::string base = existing.substr(existing.rfind('/') + 1);
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    EXPECT_EQ(e.path().filename().string().find("." + base + ".gismo-"), std::string::npos)
+        << e.path();
+  }
   unlink(existing.c_str());
+}
+
+// A get onto a file that is there replaces its contents and keeps its mode;
+// through a symbolic link, the file it names is replaced and the link stays.
+TEST_F(CliTest, AGetOntoAFileThatIsThereReplacesItWhole) {
+  ASSERT_EQ(Gismo({"put", "--name", "small", "-"}, "new contents").code, 0);
+  const std::string file = TempPath("replaced"), link = TempPath("link");
+  WriteFile(file, "old contents, longer than the new ones");
+  ASSERT_EQ(chmod(file.c_str(), 0600), 0);
+  ASSERT_EQ(symlink(file.c_str(), link.c_str()), 0) << strerror(errno);
+  ASSERT_EQ(Gismo({"get", "--name", "small", link}).code, 0);
+  EXPECT_EQ(ReadFile(file), "new contents");
+  struct stat st {};
+  ASSERT_EQ(lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  unlink(link.c_str());
+  unlink(file.c_str());
 }
 
 // A command started with stdin or stdout closed: the descriptor it would

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -29,6 +31,73 @@ void WriteAll(int fd, const uint8_t* p, size_t n, const std::string& name) {
     p += w;
     n -= static_cast<size_t>(w);
   }
+}
+
+// Writes `size` bytes to `path`. A regular file that is there is replaced
+// whole or not at all: the bytes go to a new file beside it (its mode, and
+// owner where allowed), renamed over it once written, so a write that fails
+// leaves it as it was (a symbolic link is followed: the file it names is
+// replaced; other hard links to it keep the old contents). Where no file
+// can be made beside it (a directory this user cannot write), and for a
+// device or a pipe, it is written in place. A failed write removes a file
+// this command created, never one that was there.
+void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
+  struct stat there {};
+  char resolved[PATH_MAX];
+  if (stat(path.c_str(), &there) == 0 && S_ISREG(there.st_mode) &&
+      realpath(path.c_str(), resolved) != nullptr) {
+    const std::string target = resolved;
+    const size_t slash = target.rfind('/');
+    std::string temp =
+        target.substr(0, slash + 1) + "." + target.substr(slash + 1) + ".gismo-XXXXXX";
+    const int fd = mkostemp(temp.data(), O_CLOEXEC);
+    if (fd >= 0) {
+      (void)fchmod(fd, there.st_mode & 07777);
+      (void)fchown(fd, there.st_uid, there.st_gid);  // as root; else it stays ours
+      auto failed = [&](const std::string& why) {
+        unlink(temp.c_str());
+        Fail(kExitLocalIo, why + "; '" + path + "' is unchanged");
+      };
+      try {
+        WriteAll(fd, data, size, "'" + path + "'");
+      } catch (const Error& e) {
+        close(fd);
+        failed(e.what());
+      }
+      if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
+      if (rename(temp.c_str(), target.c_str()) != 0) {
+        failed("cannot replace '" + path + "': " + std::strerror(errno));
+      }
+      return;
+    }
+  }
+  bool created = true;
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST) {
+    created = false;
+    fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  }
+  if (fd < 0) Fail(kExitLocalIo, "cannot create '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  // A file this command created goes; one that was there (truncated by the
+  // open: no file could be made beside it) stays, and the message says it
+  // is partial.
+  auto failed = [&](const std::string& why) {
+    if (created) unlink(path.c_str());
+    Fail(kExitLocalIo, why + (!created && regular ? "; '" + path +
+                                                        "' was there before: its old contents "
+                                                        "are gone and it now holds a part of "
+                                                        "the object"
+                                                  : ""));
+  };
+  try {
+    WriteAll(fd, data, size, "'" + path + "'");
+  } catch (const Error& e) {
+    close(fd);
+    failed(e.what());
+  }
+  if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
 }
 
 int RunGet(GetArgs a) {
@@ -67,34 +136,7 @@ int RunGet(GetArgs a) {
   if (to_stdout) {
     WriteAll(STDOUT_FILENO, buf->data(), buf->size(), "stdout");
   } else {
-    // A write that fails removes the file only if this command created it:
-    // never a file that was there, nor a device (/dev/full).
-    bool created = true;
-    int fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == EEXIST) {
-      created = false;
-      fd = open(a.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    }
-    if (fd < 0) Fail(kExitLocalIo, "cannot create '" + a.file + "': " + std::strerror(errno));
-    struct stat st {};
-    const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    // A failed write: a file this command created goes; one that was there
-    // (truncated by the open) stays, and the message says it is partial.
-    auto failed = [&](const std::string& why) {
-      if (created) unlink(a.file.c_str());
-      Fail(kExitLocalIo, why + (!created && regular ? "; '" + a.file +
-                                                          "' was there before: its old contents "
-                                                          "are gone and it now holds a part of "
-                                                          "the object"
-                                                    : ""));
-    };
-    try {
-      WriteAll(fd, buf->data(), buf->size(), "'" + a.file + "'");
-    } catch (const Error& e) {
-      close(fd);
-      failed(e.what());
-    }
-    if (close(fd) != 0) failed("cannot write '" + a.file + "': " + std::strerror(errno));
+    WriteToFile(a.file, buf->data(), buf->size());
   }
   if (a.common.json) {
     nlohmann::json j = {{"id", id.Hex()},
