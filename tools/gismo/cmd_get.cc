@@ -33,6 +33,20 @@ void WriteAll(int fd, const uint8_t* p, size_t n, const std::string& name) {
   }
 }
 
+// Writes `size` bytes to `fd` (the file `path`) and closes it; on a failure
+// calls failed(why), which does not return.
+template <typename Failed>
+void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& path,
+                   const Failed& failed) {
+  try {
+    WriteAll(fd, data, size, "'" + path + "'");
+  } catch (const Error& e) {
+    close(fd);
+    failed(e.what());
+  }
+  if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
+}
+
 // Writes `size` bytes to `path`. A regular file that is there is replaced
 // whole or not at all: the bytes go to a new file beside it (its mode, and
 // owner where allowed), renamed over it once written, so a write that fails
@@ -58,13 +72,7 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
         unlink(temp.c_str());
         Fail(kExitLocalIo, why + "; '" + path + "' is unchanged");
       };
-      try {
-        WriteAll(fd, data, size, "'" + path + "'");
-      } catch (const Error& e) {
-        close(fd);
-        failed(e.what());
-      }
-      if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
+      WriteAndClose(fd, data, size, path, failed);
       if (rename(temp.c_str(), target.c_str()) != 0) {
         failed("cannot replace '" + path + "': " + std::strerror(errno));
       }
@@ -91,13 +99,7 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
                                                         "the object"
                                                   : ""));
   };
-  try {
-    WriteAll(fd, data, size, "'" + path + "'");
-  } catch (const Error& e) {
-    close(fd);
-    failed(e.what());
-  }
-  if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
+  WriteAndClose(fd, data, size, path, failed);
 }
 
 int RunGet(GetArgs a) {
