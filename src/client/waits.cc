@@ -91,7 +91,7 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
     std::unique_lock<std::mutex> lk(state_mu_);
     // A connection that is down acknowledges nothing until the re-attach,
     // which moves the epoch on (and this wait registers again then): the
-    // caller meanwhile looks at the region itself (WaitWhileDown).
+    // caller meanwhile looks at the region itself (WakeOrLookAgain).
     WaitOnState(lk, deadline, [&] {
       return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
              LoadAcquire(lost_) || connection_epoch_ != epoch || connection_down_;

@@ -48,13 +48,11 @@ class MetricsExporter {
   // Stops accepting; connections being served finish.
   void Close();
 
-  // The current metrics in the text exposition format. Never waits long
-  // for a lock: an index shard whose lock stays busy is skipped and counted
-  // in gismo_metrics_skipped_shards. Counts the whole index at once.
-  std::string Render() const;
-  // The same, counting the index a slice of shards at a time, each slice a
-  // handler of `io`, so that the manager's other work runs between slices;
-  // `done` gets the text (on the thread that runs `io`).
+  // Produces the current metrics in the text exposition format and hands
+  // them to `done` (on the thread that runs `io`). The index is counted a
+  // slice of shards at a time, each slice a handler of `io`, so that the
+  // manager's other work runs between slices; an index shard whose lock
+  // stays busy is skipped and counted in gismo_metrics_skipped_shards.
   void RenderAsync(std::function<void(const std::string&)> done) const;
 
   class Connection;
