@@ -1251,7 +1251,7 @@ TEST(BoundsTest, BlockingWaitsLookAtTheRegionWhileNoManagerRuns) {
 // new manager and re-attached at every heartbeat, for as long as that
 // manager served.)
 TEST(BoundsTest, AClaimerThatLostTheLeaseLeavesTheClientsWithTheirManager) {
-  RelayedManager m(200);  // a heartbeat, and a look at the region, every 50 ms
+  RelayedManager m(2000);  // a heartbeat, and a look at the region, every 500 ms
   ASSERT_TRUE(m.started);
   Client c = testing::MustConnect(m.relay->address());
   auto region = region::Region::Open(m.mgr.region_path());
@@ -1260,8 +1260,8 @@ TEST(BoundsTest, AClaimerThatLostTheLeaseLeavesTheClientsWithTheirManager) {
   region::InvalidateLines(&epoch, sizeof epoch);
   epoch.fetch_add(1, std::memory_order_acq_rel);  // the loser's raise
   region::FlushLines(&epoch, sizeof epoch);
-  // A wait of a second: about 20 heartbeats.
-  auto missing = c.Get(ObjectId::Random(), 1000);
+  // A wait of 2.5 s: five heartbeats.
+  auto missing = c.Get(ObjectId::Random(), 2500);
   EXPECT_EQ(missing.status().code(), GISMO_ERR_TIMEOUT) << missing.status().ToString();
   EXPECT_EQ(m.relay->connections(), 1);
   EXPECT_EQ(m.mgr.stats().clients_reattached.load(std::memory_order_relaxed), 0u);

@@ -187,9 +187,15 @@ class ClientImpl {
   Status RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>& ids,
                       uint64_t* registered_epoch, std::chrono::steady_clock::time_point deadline,
                       uint64_t* seen_wake_seq);
+  // Whether blocking waits look at the region themselves while the
+  // connection is down: in a coherent region only. A non-coherent region's
+  // seals and creates go through its owner (the manager): nothing can change
+  // while it is away, and a GetOrCreate's create would time out.
+  bool LooksWhileDown() const;
   // The time a blocking wait sleeps until: `deadline`, or while the
   // connection is down (no wake-up can come) at most kLookWhileDownMs, after
-  // which the caller looks at the region again. REQUIRES: lk holds state_mu_.
+  // which the caller looks at the region again (LooksWhileDown). REQUIRES:
+  // lk holds state_mu_.
   std::chrono::steady_clock::time_point WakeOrLookAgain(
       const std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline) const;
   // Forgets wait `wait_id` here and at the manager.

@@ -29,7 +29,7 @@ void ClientImpl::ReceiverLoop() {
       connection_down_ = true;  // a goodbye sent now would not arrive
       // Waiters look again, and on at kLookWhileDownMs until the re-attach:
       // no wake-up comes through a connection that is down.
-      ++wake_seq_;
+      if (LooksWhileDown()) ++wake_seq_;
     }
     state_cv_.notify_all();
     if (!Reattach(&why)) {

@@ -94,7 +94,8 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
     // caller meanwhile looks at the region itself (WakeOrLookAgain).
     WaitOnState(lk, deadline, [&] {
       return acked_waits_.count(wait_id) > 0 || request_errors_.count(wait_id) > 0 ||
-             LoadAcquire(lost_) || connection_epoch_ != epoch || connection_down_;
+             LoadAcquire(lost_) || connection_epoch_ != epoch ||
+             (connection_down_ && LooksWhileDown());
     });
     if (auto it = request_errors_.find(wait_id); it != request_errors_.end()) return it->second;
     if (connection_epoch_ == epoch) {  // acknowledged, lost, or the deadline
@@ -107,10 +108,12 @@ Status ClientImpl::RegisterWait(uint64_t wait_id, const std::vector<gismo_id_t>&
 std::chrono::steady_clock::time_point ClientImpl::WakeOrLookAgain(
     const std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline) const {
   GISMO_DCHECK(lk.owns_lock() && lk.mutex() == &state_mu_);
-  if (!connection_down_) return deadline;
+  if (!connection_down_ || !LooksWhileDown()) return deadline;
   return std::min(deadline,
                   std::chrono::steady_clock::now() + std::chrono::milliseconds(kLookWhileDownMs));
 }
+
+bool ClientImpl::LooksWhileDown() const { return !store_->noncoherent(); }
 
 void ClientImpl::EndWait(uint64_t wait_id) {
   {

@@ -226,7 +226,9 @@ TEST_F(CliTest, AFailedGetLeavesAFileThatWasThereAndRemovesOneItCreated) {
 }
 
 // A get onto a file that is there replaces its contents and keeps its mode;
-// through a symbolic link, the file it names is replaced and the link stays.
+// through a symbolic link, the file it names is replaced and the link stays;
+// a file with another hard link is written in place, so both names see the
+// object.
 TEST_F(CliTest, AGetOntoAFileThatIsThereReplacesItWhole) {
   ASSERT_EQ(Gismo({"put", "--name", "small", "-"}, "new contents").code, 0);
   const std::string file = TempPath("replaced"), link = TempPath("link");
@@ -240,6 +242,13 @@ TEST_F(CliTest, AGetOntoAFileThatIsThereReplacesItWhole) {
   EXPECT_TRUE(S_ISLNK(st.st_mode));
   ASSERT_EQ(stat(file.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
+  const std::string other_name = TempPath("hard");
+  ASSERT_EQ(::link(file.c_str(), other_name.c_str()), 0) << strerror(errno);
+  ASSERT_EQ(Gismo({"put", "--name", "second", "-"}, "second contents").code, 0);
+  ASSERT_EQ(Gismo({"get", "--name", "second", file}).code, 0);
+  EXPECT_EQ(ReadFile(file), "second contents");
+  EXPECT_EQ(ReadFile(other_name), "second contents");
+  unlink(other_name.c_str());
   unlink(link.c_str());
   unlink(file.c_str());
 }

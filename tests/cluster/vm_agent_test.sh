@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gismo-vm-agent serve, run on the host in a network namespace of its own
-# (the guests run it the same way): at most --max-handlers connections are
+# (the guests run it the same way, as PID 1): at most --max-handlers connections are
 # served at once, the others wait in the listen backlog and are served when
 # a handler ends, so a flood of connections costs a bounded number of
 # processes. Needs root (unshare); skipped (77) otherwise.
@@ -27,7 +27,8 @@ work=$(mktemp -d /tmp/gismo-vm-agent-test.XXXXXX)
 pids=()
 cleanup() {
   local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGKILL: unshare blocks SIGTERM while it waits for its child.
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -56,13 +57,19 @@ if "$agent" serve --port "$port" --token-file "$work/token" --max-handlers 0 2>"
 fi
 grep -q -- "bad --max-handlers" "$work/err" || fail "serve --max-handlers 0 said: $(cat "$work/err")"
 
+# The agent is PID 1 of a PID namespace of its own, as in a guest, where it
+# also reaps the orphans of the commands it runs.
 mkfifo "$work/ready"
-"$agent" serve --port "$port" --token-file "$work/token" --ready-line ready \
-  --max-handlers 2 >"$work/ready" &
+unshare -p -f --kill-child --mount-proc "$agent" serve --port "$port" --token-file "$work/token" \
+  --ready-line ready --max-handlers 2 >"$work/ready" &
 pids+=($!)
 exec 3<"$work/ready"
 read -r -t 20 -u 3 line || fail "the agent printed no ready line"
 [[ $line == ready ]] || fail "the agent's ready line is '$line'"
+
+# A command that leaves orphans, which the agent reaps: they are no
+# handlers, and their ends free no handler's place.
+exec_agent sh -c '(true &); (true &); (true &)' || fail "the orphan-making command failed"
 
 # Two handlers busy: each runs `cat`, which echoes a line once it runs. Both
 # are started before this shell opens its ends of their pipes, so that

@@ -50,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -312,22 +313,25 @@ std::string ReadToken(const std::string& path) {
   }
   // Handlers are reaped here (each waits for its own command), which counts
   // them: at max_handlers the loop waits for one to end before it accepts.
+  // In a guest this process is PID 1 and reaps every orphan too (a killed
+  // command's children): only the pids of handlers count.
   signal(SIGCHLD, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   if (!ready_line.empty()) {
     printf("%s\n", ready_line.c_str());
     fflush(stdout);
   }
-  int handlers = 0;
+  std::set<pid_t> handlers;
   for (;;) {
     for (;;) {
-      pid_t ended = waitpid(-1, nullptr, handlers < max_handlers ? WNOHANG : 0);
+      const bool full = handlers.size() >= static_cast<size_t>(max_handlers);
+      pid_t ended = waitpid(-1, nullptr, full ? 0 : WNOHANG);
       if (ended > 0) {
-        --handlers;
+        handlers.erase(ended);  // an orphan's pid is in no handler's place
       } else if (ended < 0 && errno == EINTR) {
         continue;
       } else {
-        if (ended < 0) handlers = 0;  // ECHILD: none left
+        if (ended < 0) handlers.clear();  // ECHILD: none left
         break;
       }
     }
@@ -339,7 +343,7 @@ std::string ReadToken(const std::string& path) {
       close(ls);
       ServeConnection(s, token);
     }
-    if (h > 0) ++handlers;
+    if (h > 0) handlers.insert(h);
     close(s);
   }
 }

@@ -47,18 +47,20 @@ void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& 
   if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
 }
 
-// Writes `size` bytes to `path`. A regular file that is there is replaced
-// whole or not at all: the bytes go to a new file beside it (its mode, and
-// owner where allowed), renamed over it once written, so a write that fails
-// leaves it as it was (a symbolic link is followed: the file it names is
-// replaced; other hard links to it keep the old contents). Where no file
-// can be made beside it (a directory this user cannot write), and for a
-// device or a pipe, it is written in place. A failed write removes a file
-// this command created, never one that was there.
+// Writes `size` bytes to `path`. A regular file of this user's that is
+// there, writable and with no other hard link, is replaced whole or not at
+// all: the bytes go to a new file beside it (with its mode), renamed over it
+// once written, so a write that fails leaves it as it was (a symbolic link
+// is followed: the file it names is replaced). Any other file (another
+// user's, read-only, with more links), a device, a pipe, or one beside which
+// no file can be made, is written in place, as its permissions allow. A
+// failed write removes a file this command created, never one that was
+// there.
 void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
   struct stat there {};
   char resolved[PATH_MAX];
-  if (stat(path.c_str(), &there) == 0 && S_ISREG(there.st_mode) &&
+  if (stat(path.c_str(), &there) == 0 && S_ISREG(there.st_mode) && there.st_nlink == 1 &&
+      there.st_uid == geteuid() && access(path.c_str(), W_OK) == 0 &&
       realpath(path.c_str(), resolved) != nullptr) {
     const std::string target = resolved;
     const size_t slash = target.rfind('/');
@@ -67,7 +69,6 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
     const int fd = mkostemp(temp.data(), O_CLOEXEC);
     if (fd >= 0) {
       (void)fchmod(fd, there.st_mode & 07777);
-      (void)fchown(fd, there.st_uid, there.st_gid);  // as root; else it stays ours
       auto failed = [&](const std::string& why) {
         unlink(temp.c_str());
         Fail(kExitLocalIo, why + "; '" + path + "' is unchanged");
