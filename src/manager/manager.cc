@@ -2334,33 +2334,27 @@ Status Manager::Impl::CheckOptions() const {
   // Durations a manager cannot keep to: a client beats every max(50 ms,
   // lease / 4) and this manager every tick (20 ms), so a shorter lease
   // expires between beats, and the live client (or manager) is fenced.
-  auto within = [](uint32_t v, uint32_t min, uint32_t max, const char* flag, const char* why) {
-    if (v >= min && v <= max) return Status();
-    return Status(GISMO_ERR_INVALID_ARGUMENT,
-                  std::string(flag) + " must be " + std::to_string(min) + " to " +
-                      std::to_string(max) + ", not " + std::to_string(v) + why);
+  // (A lease of 0, no lease at all, is its own minimum.)
+  struct Bound {
+    uint32_t value, min, max;
+    const char* flag;
+    const char* why;
   };
-  if (opt_.lease_ms != 0) {
-    if (Status s = within(opt_.lease_ms, kMinLeaseMs, kMaxDurationMs, "--lease-ms",
-                          " (or 0: a closed connection only); a shorter lease expires between a "
-                          "live client's heartbeats");
-        !s.ok()) {
-      return s;
+  const Bound bounds[] = {
+      {opt_.lease_ms, opt_.lease_ms == 0 ? 0 : kMinLeaseMs, kMaxDurationMs, "--lease-ms",
+       " (or 0: a closed connection only); a shorter lease expires between a live client's "
+       "heartbeats"},
+      {opt_.manager_lease_ms, kMinLeaseMs, kMaxManagerLeaseMs, "--manager-lease-ms",
+       "; a shorter lease expires between a live manager's beats"},
+      {opt_.fence_timeout_ms, 1, kMaxDurationMs, "--fence-timeout-ms", ""},
+      {opt_.agent_timeout_ms, 1, kMaxDurationMs, "--agent-timeout-ms", ""},
+  };
+  for (const Bound& b : bounds) {
+    if (b.value < b.min || b.value > b.max) {
+      return Status(GISMO_ERR_INVALID_ARGUMENT,
+                    std::string(b.flag) + " must be " + std::to_string(b.min) + " to " +
+                        std::to_string(b.max) + ", not " + std::to_string(b.value) + b.why);
     }
-  }
-  if (Status s =
-          within(opt_.manager_lease_ms, kMinLeaseMs, kMaxManagerLeaseMs, "--manager-lease-ms",
-                 "; a shorter lease expires between a live manager's beats");
-      !s.ok()) {
-    return s;
-  }
-  if (Status s = within(opt_.fence_timeout_ms, 1, kMaxDurationMs, "--fence-timeout-ms", "");
-      !s.ok()) {
-    return s;
-  }
-  if (Status s = within(opt_.agent_timeout_ms, 1, kMaxDurationMs, "--agent-timeout-ms", "");
-      !s.ok()) {
-    return s;
   }
   if (opt_.owner_threads < 1 || opt_.owner_threads > region::kMaxOwnerThreads) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "--owner-threads must be 1 to " +

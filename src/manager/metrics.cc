@@ -397,9 +397,8 @@ std::string MetricsExporter::RenderWith(const Scrape& scrape) const {
   // A non-coherent region's owner threads past the first each run in a
   // client slot of their own (doc/noncoherent.md 9.3): not a client's.
   const uint64_t helpers = region::OwnerHelperSlots(region_).size();
-  const uint64_t reserved = 1 + helpers;  // a corrupt list may name a slot twice
   x.One("gismo_client_slots", "gauge", "Client slots of the region (clients at most).",
-        region_.max_clients() > reserved ? region_.max_clients() - reserved : 0);
+        uint64_t{region::SlotsForClients(region_, helpers)});
   x.One("gismo_owner_threads", "gauge",
         "Threads applying a non-coherent region's requests (0: a coherent region).",
         region_.noncoherent() ? 1 + helpers : 0);

@@ -411,6 +411,14 @@ Status NonCoherentRefusal(const std::string& path);
 // non-coherent region); entries that name no client slot are ignored.
 std::vector<uint32_t> OwnerHelperSlots(const Region& r);
 
+// The client slots left for clients: all but the manager's (slot 0) and the
+// `helper_slots` its owner's helper threads run in (OwnerHelperSlots), never
+// below 0 (a corrupt helper list may name a slot twice).
+inline uint32_t SlotsForClients(const Region& r, size_t helper_slots) {
+  const uint64_t reserved = 1 + uint64_t{helper_slots};
+  return r.max_clients() > reserved ? static_cast<uint32_t>(r.max_clients() - reserved) : 0;
+}
+
 // The longest lock wait a region may ask for: an hour. The manager takes
 // no more (--lock-wait-ms); a larger lock_wait_ms in a region (a corrupt or
 // hostile write) counts as this much, so a deadline never overflows.

@@ -496,9 +496,7 @@ Status Store::Usage(gismo_usage_t* out) const {
   u.largest_free_bytes = hs.largest_free_bytes;
   u.max_objects = r_.fixed().max_objects;
   // Slot 0 is the manager's, and its helper threads' slots are theirs.
-  // (A corrupt list may name a slot twice: never below 0.)
-  const uint32_t reserved = 1 + static_cast<uint32_t>(region::OwnerHelperSlots(r_).size());
-  u.max_clients = r_.max_clients() > reserved ? r_.max_clients() - reserved : 0;
+  u.max_clients = region::SlotsForClients(r_, region::OwnerHelperSlots(r_).size());
   u.region_size = r_.size();
   Status listed = ForEach([&u](const gismo_object_info_t& info) {
     ++u.object_count;
