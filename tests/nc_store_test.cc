@@ -653,6 +653,59 @@ TEST_F(NcOwnerDeathTest, ATimedOutNameChangeAskedAgainGetsItsOutcome) {
   ExpectSound();
 }
 
+// The owner dies after a create's head committed (the record is made)
+// and before its answer went out: the successor finds the answer it
+// staged and sends it, so the create asked again gets the object the first
+// one made. (Before, no owner ever answered that request again: every ask
+// again timed out, and the object stayed unsealed until its creator left.)
+TEST_F(NcOwnerDeathTest, ACreateCommittedButNotAnsweredIsAnsweredBySuccessor) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(25);
+  DieAt("nc_owner.before_answer", [&] {
+    void* data = nullptr;
+    EXPECT_EQ(a->Create(x, 3000, nullptr, 0, &data).code(), GISMO_ERR_TIMEOUT);
+  });
+  EXPECT_EQ(owner_->stats().answers_found, 1u);
+  gismo_object_info_t info;
+  ASSERT_TRUE(a->Stat(x, &info).ok()) << "the create committed";
+  EXPECT_EQ(info.state, GISMO_STATE_CREATED);
+  StartOwner();
+  void* data = nullptr;
+  Status again = a->Create(x, 3000, nullptr, 0, &data);
+  ASSERT_TRUE(again.ok()) << again.message();
+  std::memset(data, 6, 3000);
+  ASSERT_TRUE(a->Seal(x).ok());
+  GetResult got;
+  ASSERT_TRUE(a->TryGet(x, &got).ok() && got.found);
+  EXPECT_EQ(static_cast<const uint8_t*>(got.buffer.data)[2999], 6);
+  ASSERT_TRUE(a->Release(x).ok());
+  ASSERT_TRUE(a->Release(x).ok());
+  StopOwner();
+  ExpectSound();
+}
+
+// The same for a delete whose answer was lost, and for a failed request
+// (its head commits alone): each asked again gets the first one's answer.
+TEST_F(NcOwnerDeathTest, ADeleteAndARefusalNotAnsweredAreAnsweredBySuccessor) {
+  auto a = Client(1);
+  const gismo_id_t x = IdFrom(26), missing = IdFrom(27);
+  StartOwner();
+  Put(*a, x, 1000, 8);
+  ASSERT_TRUE(a->Release(x).ok());
+  StopOwner();
+  DieAt("nc_owner.before_answer", [&] { EXPECT_EQ(a->Delete(x).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  EXPECT_TRUE(a->Delete(x).ok()) << "the first delete's outcome";
+  gismo_object_info_t info;
+  EXPECT_EQ(a->Stat(x, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  StopOwner();
+  DieAt("nc_owner.before_answer", [&] { EXPECT_EQ(a->Delete(missing).code(), GISMO_ERR_TIMEOUT); });
+  StartOwner();
+  EXPECT_EQ(a->Delete(missing).code(), GISMO_ERR_OBJECT_NOT_FOUND) << "the refusal, answered";
+  StopOwner();
+  ExpectSound();
+}
+
 TEST_F(NcOwnerDeathTest, ADeleteCommittedButNotFreedIsFreedBySuccessor) {
   auto a = Client(1);
   const gismo_id_t y = IdFrom(12);

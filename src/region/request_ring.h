@@ -21,6 +21,9 @@
 //      and only then writes tail = n and flushes tail's line. So memory never
 //      holds a tail that covers an entry not in memory. Several entries may
 //      be published with one tail (TryPushAll: a request of several entries).
+//      Its two halves may be apart (Stage, then Publish): an entry written
+//      and flushed, not yet covered by tail, is taken by no consumer; a
+//      successor of its producer may find it (Staged) and publish it.
 //  C1. The consumer invalidates tail's line and reads it; tail - head must be
 //      in [0, capacity] (else the ring is corrupt).
 //  C2. For each request below tail it invalidates the entry's line, reads it
@@ -71,6 +74,18 @@ enum class RingFault : uint8_t {
   kSkipEntryInvalidate,  // C2 without the entry's invalidate
 };
 
+// C2 for entry n: its line (invalidated first, unless a test removes
+// that), payload in *out; whether it validates as entry n of `seal`.
+template <typename Lines>
+bool LoadRequestEntry(Lines& lines, const RequestEntry* entries, uint32_t capacity, uint64_t seal,
+                      uint64_t n, RequestPayload* out, bool invalidate) {
+  const RequestEntry* e = &entries[(n - 1) & (capacity - 1)];
+  if (invalidate) lines.Invalidate(e, sizeof(*e));
+  const uint64_t seq = lines.Load(&e->seq);
+  for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines.Load(&e->payload[i]);
+  return seq == n && lines.Load(&e->check) == RequestCheck(seq, out->w, seal);
+}
+
 template <typename Lines>
 class RequestProducer {
  public:
@@ -99,32 +114,55 @@ class RequestProducer {
   // the producer dies at. false if the ring has no room for all n now; n is
   // at most the capacity.
   [[nodiscard]] bool TryPushAll(const RequestPayload* p, uint32_t n) {
-    const uint64_t last = tail_ + n;
-    if (n == 0 || n > capacity_) return false;
-    if (last - head_ > capacity_) {  // P1
-      lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));
-      head_ = lines_.Load(&hdr_->head.value);
-      if (last - head_ > capacity_) return false;
-    }
-    for (uint32_t k = 0; k < n; ++k) {
-      const uint64_t seq = tail_ + 1 + k;
-      RequestEntry* e = &entries_[(seq - 1) & (capacity_ - 1)];
-      // P2: payload and seq, then the check word that covers them.
-      for (uint32_t i = 0; i < kRequestPayloadWords; ++i) lines_.Store(&e->payload[i], p[k].w[i]);
-      lines_.Store(&e->seq, seq);
-      lines_.Store(&e->check, RequestCheck(seq, p[k].w, seal_));
-      if (fault_ != RingFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
-    }
-    lines_.Store(&hdr_->tail.value, last);
-    lines_.Flush(&hdr_->tail, sizeof(RequestIndex));
-    tail_ = last;
+    if (n == 0 || n > capacity_ || !HasRoomFor(n)) return false;
+    for (uint32_t k = 0; k < n; ++k) WriteEntry(tail_ + 1 + k, p[k]);
+    PublishTail(tail_ + n);
     return true;
+  }
+
+  // The same in two steps, for a producer that must be able to leave one
+  // entry written but not published (the owner's answer to a request,
+  // staged before the request's head commits: doc/noncoherent.md, "Request
+  // rings"). Stage is P2's entry half for entry tail + 1, Publish its tail
+  // half. REQUIRES (Stage): HasRoomFor(1) was true since the last Publish
+  // (the consumer only makes more room). Staging again overwrites the entry.
+  [[nodiscard]] bool HasRoomFor(uint32_t n) {
+    const uint64_t last = tail_ + n;
+    if (last - head_ <= capacity_) return true;
+    lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));  // P1
+    head_ = lines_.Load(&hdr_->head.value);
+    return last - head_ <= capacity_;
+  }
+  void Stage(const RequestPayload& p) { WriteEntry(tail_ + 1, p); }
+  void Publish() { PublishTail(tail_ + 1); }
+  // Whether memory holds a staged entry (entry tail + 1 validates as
+  // entry tail + 1 of this seal): what a successor of a producer that died
+  // between Stage and Publish finds, in *out.
+  bool Staged(RequestPayload* out) {
+    return LoadRequestEntry(lines_, entries_, capacity_, seal_, tail_ + 1, out,
+                            /*invalidate=*/true);
   }
 
   uint64_t tail() const { return tail_; }
   void SetFaultForTesting(RingFault f) { fault_ = f; }
 
  private:
+  // P2's first half for entry `seq`: payload and seq, then the check word
+  // that covers them, then the entry's line flushed.
+  void WriteEntry(uint64_t seq, const RequestPayload& p) {
+    RequestEntry* e = &entries_[(seq - 1) & (capacity_ - 1)];
+    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) lines_.Store(&e->payload[i], p.w[i]);
+    lines_.Store(&e->seq, seq);
+    lines_.Store(&e->check, RequestCheck(seq, p.w, seal_));
+    if (fault_ != RingFault::kSkipEntryFlush) lines_.Flush(e, sizeof(*e));
+  }
+  // P2's second half: tail = last, its line flushed after the entries'.
+  void PublishTail(uint64_t last) {
+    lines_.Store(&hdr_->tail.value, last);
+    lines_.Flush(&hdr_->tail, sizeof(RequestIndex));
+    tail_ = last;
+  }
+
   Lines& lines_;
   RequestRingHeader* hdr_;
   RequestEntry* entries_;
@@ -214,14 +252,8 @@ class RequestConsumer {
   void SetFaultForTesting(RingFault f) { fault_ = f; }
 
  private:
-  // C2 for entry n: its line (invalidated first, unless a test removes
-  // that), payload in *out; whether it validates as request n.
   bool LoadEntry(uint64_t n, RequestPayload* out, bool invalidate) {
-    const RequestEntry* e = &entries_[(n - 1) & (capacity_ - 1)];
-    if (invalidate) lines_.Invalidate(e, sizeof(*e));
-    const uint64_t seq = lines_.Load(&e->seq);
-    for (uint32_t i = 0; i < kRequestPayloadWords; ++i) out->w[i] = lines_.Load(&e->payload[i]);
-    return seq == n && lines_.Load(&e->check) == RequestCheck(seq, out->w, seal_);
+    return LoadRequestEntry(lines_, entries_, capacity_, seal_, n, out, invalidate);
   }
 
   Lines& lines_;

@@ -107,7 +107,21 @@ void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
   // The response ring's indices: tail is this owner's line, head the
   // client's; a ring whose indices are impossible was left so by a broken
   // client of an earlier session, and Recover cleared it. Attach reads them.
-  (void)c.responses.Attach();
+  if (!c.responses.Attach()) return;
+  // A previous owner that died after a request's head committed and before
+  // its answer was published left that answer staged. One staged for a
+  // request whose head did not commit (the owner died in its Txn) is
+  // dropped: the request is taken again and answered again.
+  region::RequestPayload staged;
+  region::NcResponse a;
+  if (c.responses.Staged(&staged) &&
+      DecodeNcResponse(staged, uint64_t{r_.num_shards()} * r_.records_per_shard(), r_.heap_size(),
+                       &a)
+          .ok() &&
+      a.request_seq <= c.requests.head() && c.responses.HasRoomFor(1)) {
+    c.responses.Publish();
+    ++stats_.answers_found;
+  }
 }
 
 Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
@@ -115,12 +129,12 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
   auto it = clients_.find(slot);
   if (it == clients_.end()) return 0u;
   Client& c = it->second;
-  SendAnswers(c);
   const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
   uint32_t taken = 0;
   // A client that leaves its answers unread gets no more of its requests
-  // applied until it reads them: its queue stays within one ring.
-  while (taken < max && c.unsent.size() < r_.request_ring_capacity()) {
+  // applied until it reads them: each answer is staged on the response
+  // ring before its request's head commits (StageAnswer).
+  while (taken < max && c.responses.HasRoomFor(1)) {
     NcRequest q;
     uint64_t seq = 0;
     auto got = TakeNcRequest(c.requests, records, &q, &seq);
@@ -131,14 +145,18 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
     if (!*got) break;
     ++taken;
     if (q.op == NcOp::kCreate) FreeDeletedId(q.id);
-    NcResponse a = q.op == NcOp::kEvict      ? EvictRequest(c, q)
-                   : q.op == NcOp::kReleased ? ReleasedRequest(c, q)
-                                             : ApplyRequest(c, slot, q);
-    a.request_seq = seq;
-    a.op = q.op;
+    c.serving_seq = seq;
+    c.serving_op = q.op;
+    if (q.op == NcOp::kEvict) {
+      EvictRequest(c, q);
+    } else if (q.op == NcOp::kReleased) {
+      ReleasedRequest(c, q);
+    } else {
+      ApplyRequest(c, slot, q);
+    }
+    GISMO_CRASH_POINT("nc_owner.before_answer");
+    c.responses.Publish();
     ++stats_.applied;
-    c.unsent.push_back(EncodeNcResponse(a));
-    SendAnswers(c);
   }
   return taken;
 }
@@ -161,23 +179,29 @@ uint32_t NcOwnerStore::ServeAll(uint32_t max_each,
   return taken;
 }
 
-NcResponse NcOwnerStore::EvictRequest(Client& c, const NcRequest& q) {
+void NcOwnerStore::StageAnswer(Client& c, NcResponse a) {
+  a.request_seq = c.serving_seq;
+  a.op = c.serving_op;
+  c.responses.Stage(EncodeNcResponse(a));  // Serve found room for it
+}
+
+void NcOwnerStore::EvictRequest(Client& c, const NcRequest& q) {
   // Its own Txns (one per object, as evict.cc); the head alone after.
   NcResponse a;
   a.value = Evict(q.bytes);
+  StageAnswer(c, a);
   c.requests.Commit(c.requests.taken());
-  return a;
 }
 
-NcResponse NcOwnerStore::ReleasedRequest(Client& c, const NcRequest& q) {
+void NcOwnerStore::ReleasedRequest(Client& c, const NcRequest& q) {
   // Nothing of it needs undoing: the head commits alone, the free (if any)
   // in a Txn of its own.
+  StageAnswer(c, NcResponse{});
   c.requests.Commit(c.requests.taken());
   (void)FreeIfPendingAndUnheld(static_cast<uint32_t>(q.record));  // below the records: decoded so
-  return NcResponse{};
 }
 
-NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest& q) {
+void NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest& q) {
   NcResponse a;
   for (int attempt = 0;; ++attempt) {
     Txn txn(r_, txn_slot_, session_, KindOf(q.op));
@@ -185,14 +209,17 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
     event_ = nullptr;
     a = q.op == NcOp::kDelete ? Delete(slot, q, txn, &deleted) : Apply(slot, q, txn);
     if (a.status == GISMO_OK) {
-      // The request's consumption commits with its effects.
+      // The request's consumption commits with its effects, its answer
+      // staged before (flushed: the commit record's fence orders it first).
       txn.Write(AsWord(c.requests.head_word()), c.requests.taken());
+      StageAnswer(c, a);
       GISMO_CRASH_POINT("nc_owner.before_commit");
       if (Status s = txn.Commit(); !s.ok()) {
         a = NcResponse{};
         a.status = s.code();
+        StageAnswer(c, a);
         c.requests.Commit(c.requests.taken());
-        return a;
+        return;
       }
       c.requests.Committed(c.requests.taken());
       PublishCommittedEvent();
@@ -211,7 +238,7 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
       if (q.op == NcOp::kCreate && !a.existed && (q.create_flags & kObjectFlagOwned) != 0) {
         ++owned_[slot];
       }
-      return a;
+      return;
     }
     // A request that fails changes nothing: its head commits alone.
     txn.Rollback();
@@ -225,8 +252,9 @@ NcResponse NcOwnerStore::ApplyRequest(Client& c, uint32_t slot, const NcRequest&
         continue;
       }
     }
+    StageAnswer(c, a);
     c.requests.Commit(c.requests.taken());
-    return a;
+    return;
   }
 }
 
@@ -253,20 +281,14 @@ void NcOwnerStore::PublishCommittedEvent() {
   event_ = nullptr;
 }
 
-void NcOwnerStore::SendAnswers(Client& c) {
-  while (!c.unsent.empty() && c.responses.TryPush(c.unsent.front())) c.unsent.pop_front();
-}
-
 bool NcOwnerStore::AnyPending() {
   std::lock_guard<std::recursive_mutex> lk(mu_);
   for (auto& [slot, c] : clients_) {
     // A client that leaves its answers unread has none of its requests
     // served until it reads them (Serve): they are no work, or its owner
-    // thread would never sleep and spin on them for ever. Its answers go
-    // out at the next Serve once it reads (the manager's tick serves every
-    // client).
-    SendAnswers(c);
-    if (c.unsent.size() >= r_.request_ring_capacity()) continue;
+    // thread would never sleep and spin on them for ever. Once it reads,
+    // the manager's tick serves it again.
+    if (!c.responses.HasRoomFor(1)) continue;
     if (c.requests.Pending()) return true;
   }
   return false;

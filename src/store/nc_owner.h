@@ -52,7 +52,6 @@
 #define GISMO_STORE_NC_OWNER_H_
 
 #include <cstdint>
-#include <deque>
 #include <gismo/status.hpp>
 #include <initializer_list>
 #include <map>
@@ -75,12 +74,12 @@
 namespace gismo::store {
 
 struct NcOwnerStats {
-  uint64_t applied = 0;     // requests applied (answered), failed ones included
-  uint64_t freed = 0;       // objects freed (deletes, aborts, recoveries)
-  uint64_t sweeps = 0;      // table scans
-  uint64_t evicted = 0;     // objects evicted
-  uint64_t noted_gets = 0;  // reference bits set from clients' recent-gets notes
-  uint64_t unsent = 0;      // answers waiting for room on a response ring now
+  uint64_t applied = 0;        // requests applied (answered), failed ones included
+  uint64_t freed = 0;          // objects freed (deletes, aborts, recoveries)
+  uint64_t sweeps = 0;         // table scans
+  uint64_t evicted = 0;        // objects evicted
+  uint64_t noted_gets = 0;     // reference bits set from clients' recent-gets notes
+  uint64_t answers_found = 0;  // answers a previous owner committed and did not send
 };
 
 // What the owner threads of one manager share. `mu` guards the fields and
@@ -124,11 +123,16 @@ class NcOwnerStore {
 
   // Starts serving client `slot` in session `session` (its rings' seal),
   // from where the rings' indices are in memory. Nothing changes for a slot
-  // already served in that session (a client that re-attaches).
+  // already served in that session (a client that re-attaches). An answer a
+  // previous owner staged for a request whose head it committed (it died
+  // before it published it) is published: the client waits for it.
+  // REQUIRES: the previous owner's Txns undone (UndoDeadClient), so that
+  // the request ring's head in memory is the committed one.
   void Admit(uint32_t slot, uint64_t session);
   bool Admitted(uint32_t slot) const { return clients_.count(slot) != 0; }
 
-  // Applies up to `max` requests `slot` has published and answers each.
+  // Applies up to `max` requests `slot` has published and answers each,
+  // taking one only while the response ring has room for its answer.
   // Returns how many were taken. An error: the client broke the protocol
   // (a corrupt ring or a request no encoder writes); nothing of it was
   // applied, the slot is no longer served, and the caller ends its session.
@@ -192,18 +196,27 @@ class NcOwnerStore {
     uint64_t session;
     region::RequestConsumer<region::HwLines> requests;
     region::RequestProducer<region::HwLines> responses;
-    std::deque<region::RequestPayload> unsent;
+    // The request being applied: the ring seq of its head entry, its op.
+    uint64_t serving_seq = 0;
+    region::NcOp serving_op = region::NcOp::kGoodbye;
   };
 
-  // One request taken off `c`'s ring, applied, its head committed: in one
-  // Txn with its effects (retried after a sweep or an eviction when a
-  // create does not fit), or alone if it failed; an evict in Txns of its
-  // own. The answer, without its seq and op.
-  region::NcResponse ApplyRequest(Client& c, uint32_t slot, const region::NcRequest& q);
-  region::NcResponse EvictRequest(Client& c, const region::NcRequest& q);
+  // Writes `a` as the answer to the request being served (its seq and op
+  // added), staged on the response ring: in memory, not published. Each
+  // request's answer is staged before its head commits and published after
+  // (Serve), so a request whose head is committed has its answer in memory
+  // whatever instant the owner dies at (Admit publishes it). Staging again
+  // replaces it.
+  void StageAnswer(Client& c, region::NcResponse a);
+  // One request taken off `c`'s ring, applied, its answer staged, its head
+  // committed: in one Txn with its effects (retried after a sweep or an
+  // eviction when a create does not fit), or alone if it failed; an evict
+  // in Txns of its own.
+  void ApplyRequest(Client& c, uint32_t slot, const region::NcRequest& q);
+  void EvictRequest(Client& c, const region::NcRequest& q);
   // A client dropped its last reference on q.record, which it saw deleting:
   // freed now if no table holds it. Answered OK whatever it finds.
-  region::NcResponse ReleasedRequest(Client& c, const region::NcRequest& q);
+  void ReleasedRequest(Client& c, const region::NcRequest& q);
   region::NcResponse Apply(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Create(uint32_t slot, const region::NcRequest& q, Txn& txn);
   region::NcResponse Seal(uint32_t slot, const region::NcRequest& q, Txn& txn);
@@ -264,7 +277,6 @@ class NcOwnerStore {
   // a sweep is freed now if no table holds it (so a create after a delete
   // finds the id free, as in a coherent region).
   void FreeDeletedId(const region::IdWords& id);
-  void SendAnswers(Client& c);
 
   // If `global` waits for a sweep: freed now (and no longer waiting) if no
   // table holds it, all under the shared mutex. True if it was waiting.
