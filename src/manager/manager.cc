@@ -2361,6 +2361,15 @@ Status Manager::Impl::CheckOptions() const {
                                                   std::to_string(region::kMaxOwnerThreads) +
                                                   ", not " + std::to_string(opt_.owner_threads));
   }
+  // A group that is not there, a key file that cannot be read: what Start
+  // would fail on after it made the region's file.
+  if (!opt_.group.empty()) {
+    if (auto g = ResolveGroup(opt_.group); !g.ok())
+      return Status(g.status().code(), "--group: " + g.status().message());
+  }
+  if (!opt_.key_file.empty()) {
+    if (auto key = protocol::LoadKey(opt_.key_file); !key.ok()) return key.status();
+  }
   // Addresses first: a typo must cost no formatted region (with --format,
   // no region's contents).
   if (Status s = CheckAddresses(); !s.ok()) return s;

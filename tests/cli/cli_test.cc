@@ -616,11 +616,12 @@ TEST_F(CliTest, StreamsOfAnyLength) {
   CmdResult sized = put({"put", "--name", "sized", "--size", "3MiB", "-"}, data);
   ASSERT_EQ(sized.code, 0) << sized.err;
   EXPECT_EQ(stored("sized"), data);
+  // A stream that is not --size long is a usage error, as a file is.
   CmdResult longer = put({"put", "--name", "longer", "--size", "1000", "-"}, data);
-  EXPECT_EQ(longer.code, 6) << longer.err;
+  EXPECT_EQ(longer.code, 2) << longer.err;
   EXPECT_NE(longer.err.find("more than --size"), std::string::npos) << longer.err;
   CmdResult shorter = put({"put", "--name", "shorter", "--size", "4MiB", "-"}, data);
-  EXPECT_EQ(shorter.code, 6) << shorter.err;
+  EXPECT_EQ(shorter.code, 2) << shorter.err;
   EXPECT_NE(shorter.err.find("ended after 3145728 of 4194304 bytes"), std::string::npos)
       << shorter.err;
   EXPECT_EQ(Gismo({"stat", "--name", "longer"}).code, 4);
@@ -698,10 +699,17 @@ TEST_F(CliTest, NameTable) {
   EXPECT_EQ(std::count(human.out.begin(), human.out.end(), '\n'), 2) << human.out;
   EXPECT_EQ(GismoJson({"ls", "--names", "--prefix", "ok"})[0]["name"], forged);
   ASSERT_EQ(Gismo({"unbind", forged}).code, 0);
-  // Errors: an unbound name is "not found" (4), a bad one a usage error of
-  // the store (1), and --bound with an ID is a usage error (2).
+  // Errors: an unbound name is "not found" (4); a name the table cannot
+  // hold is a usage error (2) wherever it is given, as for put --bind; so
+  // is --bound with an ID.
   EXPECT_EQ(Gismo({"get", "--bound", "nope"}).code, 4);
-  EXPECT_EQ(Gismo({"bind", std::string(193, 'n'), v1}).code, 1);
+  for (const std::string& bad : {std::string(193, 'n'), std::string()}) {
+    CmdResult bind = Gismo({"bind", bad, v1});
+    EXPECT_EQ(bind.code, 2) << bind.err;
+    EXPECT_NE(bind.err.find("NAME: a name is 1 to 192 bytes"), std::string::npos) << bind.err;
+    EXPECT_EQ(Gismo({"unbind", bad}).code, 2);
+    EXPECT_EQ(Gismo({"get", "--bound", bad}).code, 2);
+  }
   EXPECT_EQ(Gismo({"stat", v1, "--bound", "other"}).code, 2);
   EXPECT_EQ(Gismo({"bind", "x", "--name", "never-stored"}).code, 4);
   ASSERT_EQ(Gismo({"unbind", "other", "--if-bound-to", v2}).code, 1);
@@ -1394,6 +1402,10 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
       {"--manager-lease-ms", "10"},
       {"--fence-timeout-ms", "4294967295"},
       {"--agent-timeout-ms", "0"},
+      // Files and names that are not there (they failed with exit 1 after
+      // the region's file was made).
+      {"--group", "no-such-group-gismo"},
+      {"--key-file", "/nonexistent/gismo.key"},
   };
   for (const auto& args : bad) {
     const std::string region = "/dev/shm/" + gismo::testing::UniqueName("usage");

@@ -86,11 +86,21 @@ ObjectId ParseId(std::string_view hex) {
   return *id;
 }
 
+void CheckTableName(const std::string& name, const std::string& what) {
+  if (name.empty() || name.size() > GISMO_NAME_MAX || name.find('\0') != std::string::npos) {
+    Fail(kExitUsage,
+         what + ": a name is 1 to " + std::to_string(GISMO_NAME_MAX) + " bytes without a NUL byte");
+  }
+}
+
 ObjectId ObjectArg::Resolve() const {
   if ((!name.empty()) + (!hex.empty()) + (!bound.empty()) > 1) {
     Fail(kExitUsage, "give one of an object ID, --name or --bound");
   }
-  if (!bound.empty()) Fail(kExitUsage, "--bound needs a connection to look the name up");
+  if (!bound.empty()) {
+    CheckTableName(bound, "--bound");
+    Fail(kExitUsage, "--bound needs a connection to look the name up");
+  }
   if (!name.empty()) return ObjectId::FromName(name);
   if (hex.empty()) Fail(kExitUsage, "missing object ID (40 hex digits) or --name NAME");
   return ParseId(hex);
@@ -100,6 +110,7 @@ ObjectId ObjectArg::Resolve(Client& client) const {
   if (bound.empty()) return Resolve();
   if (!name.empty() || !hex.empty())
     Fail(kExitUsage, "give one of an object ID, --name or --bound");
+  CheckTableName(bound, "--bound");
   auto b = client.LookupName(bound);
   if (!b.ok()) Fail(b.status(), "cannot look up the name '" + bound + "'");
   return ObjectId(b->id);

@@ -78,6 +78,10 @@ struct ObjectArg {
   void AddNameOption(CLI::App* cmd, bool with_bound = true);
   bool by_name() const { return !name.empty() || !bound.empty(); }
 };
+// Fails with kExitUsage unless `name` is one the region's name table can
+// hold (1 to GISMO_NAME_MAX bytes, no NUL byte); `what` names the argument.
+void CheckTableName(const std::string& name, const std::string& what);
+
 // Parses exactly 40 hex digits or fails with kExitUsage.
 ObjectId ParseId(std::string_view hex);
 

@@ -20,6 +20,7 @@ int RunBind(const BindArgs& a) {
   if (!a.if_bound_to.empty() && a.if_unbound) {
     Fail(kExitUsage, "give --if-bound-to or --if-unbound, not both");
   }
+  CheckTableName(a.name, "NAME");
   if (a.object.bound.empty()) (void)a.object.Resolve();  // usage errors before connecting
   const ObjectId expected = a.if_bound_to.empty() ? ObjectId() : ParseId(a.if_bound_to);
   Client client = Connect(a.common);
@@ -46,6 +47,7 @@ struct UnbindArgs {
 };
 
 int RunUnbind(const UnbindArgs& a) {
+  CheckTableName(a.name, "NAME");
   const ObjectId expected = a.if_bound_to.empty() ? ObjectId() : ParseId(a.if_bound_to);
   Client client = Connect(a.common);
   Status s = client.UnbindName(a.name, a.if_bound_to.empty() ? nullptr : &expected);

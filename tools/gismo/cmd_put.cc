@@ -97,14 +97,16 @@ class Input {
       if (errno != EINTR) Fail(kExitLocalIo, "cannot read " + name() + ": " + Errno());
     }
   }
-  // Fills exactly n bytes or fails (a file that shrank while read, a stream
-  // shorter than --size).
+  // Fills exactly n bytes or fails: a file that shrank while read
+  // (kExitLocalIo), a stream shorter than --size (kExitUsage, as a file
+  // whose size is not --size).
   void ReadExactly(uint8_t* p, size_t n) {
     for (size_t done = 0; done < n;) {
       size_t r = Read(p + done, n - done);
       if (r == 0) {
-        Fail(kExitLocalIo, name() + " ended after " + std::to_string(done) + " of " +
-                               std::to_string(n) + " bytes; nothing stored");
+        Fail(size() ? kExitLocalIo : kExitUsage, name() + " ended after " + std::to_string(done) +
+                                                     " of " + std::to_string(n) +
+                                                     " bytes; nothing stored");
       }
       done += r;
     }
@@ -232,11 +234,7 @@ int RunPut(PutArgs a) {
   if (a.file.empty()) Fail(kExitUsage, "missing FILE (a path, or - for stdin)");
   // A name the table cannot take is refused before anything is stored (a
   // retry would find the object there).
-  if (a.bind && (a.bind->empty() || a.bind->size() > GISMO_NAME_MAX ||
-                 a.bind->find('\0') != std::string::npos)) {
-    Fail(kExitUsage,
-         "--bind: a name is 1 to " + std::to_string(GISMO_NAME_MAX) + " bytes without a NUL byte");
-  }
+  if (a.bind) CheckTableName(*a.bind, "--bind");
   Input in(a.file);  // before connecting: a bad file costs no connection
   if (a.size && in.size() && *a.size != *in.size()) {
     Fail(kExitUsage, in.name() + " has " + std::to_string(*in.size()) + " bytes, not --size " +
@@ -258,10 +256,10 @@ int RunPut(PutArgs a) {
     // A stream longer than --size, or a file that grew while it was read (a
     // log being written): storing its first bytes would lose the rest.
     if (in.HasMore()) {
-      Fail(kExitLocalIo, in.name() + (in.size() ? " grew past the " : " holds more than --size ") +
-                             std::to_string(size) +
-                             (in.size() ? " bytes it had when opened" : " bytes") +
-                             "; nothing stored");
+      Fail(in.size() ? kExitLocalIo : kExitUsage,
+           in.name() + (in.size() ? " grew past the " : " holds more than --size ") +
+               std::to_string(size) + (in.size() ? " bytes it had when opened" : " bytes") +
+               "; nothing stored");
     }
     if (Status s = buf->SealAndRelease(); !s.ok()) Fail(s, what);
   } else {
