@@ -484,12 +484,12 @@ TEST_P(NonCoherentHelperDeath, ASuccessorLeavesEveryStepWholeOrUndone) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPointOfARequest, NonCoherentHelperDeath,
                          ::testing::Values("nc_owner.before_commit", "nc_owner.free_before_commit",
-                                           "txn.before_commit", "txn.after_commit",
-                                           "alloc.new_slab", "alloc.block_taken",
-                                           "alloc.pages_taken", "bind.after_entry",
-                                           "unbind.after_shift", "free.block_cleared",
-                                           "free.pages_cleared", "event.after_claim",
-                                           "event.before_pending"),
+                                           "nc_owner.before_answer", "txn.before_commit",
+                                           "txn.after_commit", "alloc.new_slab",
+                                           "alloc.block_taken", "alloc.pages_taken",
+                                           "bind.after_entry", "unbind.after_shift",
+                                           "free.block_cleared", "free.pages_cleared",
+                                           "event.after_claim", "event.before_pending"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string n = info.param;
                            for (char& c : n) {

@@ -234,9 +234,11 @@ TEST(CrashPoints, EveryCrashPointInSourceHasAScenario) {
   covered.insert("recovery.before_commit");
   covered.insert("recovery.after_entry");
   // The non-coherent owner dying in its apply loop: nc_store_test
-  // (NcOwnerDeathTest) runs it in a child that dies there, then a successor.
+  // (NcOwnerDeathTest) runs it in a child that dies there, then a successor;
+  // noncoherent_test (NonCoherentHelperDeath) kills a manager there.
   covered.insert("nc_owner.before_commit");
   covered.insert("nc_owner.free_before_commit");
+  covered.insert("nc_owner.before_answer");
   // A manager stopped between its claim of the lease and saying who it is,
   // and between saying who it is and its bare epoch: failure.two_managers
   // (step 5) and manager_lease_test (CoherentLeaseTest).
