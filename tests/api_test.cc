@@ -257,6 +257,50 @@ TEST_F(ApiTest, SealAndAbortRules) {
   EXPECT_EQ(client_.Stat(id).status().code(), GISMO_ERR_OBJECT_NOT_FOUND);
 }
 
+// A MutableBuffer whose object was sealed without its Seal() (how a
+// non-coherent seal applied after its wait timed out looks to it): its
+// Abort() says so and keeps the creator's reference, and its destructor
+// gives that reference back (it was held until the client left).
+TEST_F(ApiTest, ABufferWhoseObjectWasSealedBehindItsBackGivesItsReferenceBack) {
+  const ObjectId dropped = ObjectId::Random(), aborted = ObjectId::Random();
+  {
+    auto b = client_.Create(dropped, 10);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(client_.Seal(dropped).ok());
+  }
+  EXPECT_EQ(client_.Stat(dropped)->ref_count, 0u);
+  auto b = client_.Create(aborted, 10);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(client_.Seal(aborted).ok());
+  EXPECT_EQ(b->Abort().code(), GISMO_ERR_OBJECT_ALREADY_SEALED);
+  EXPECT_TRUE(b->valid());
+  EXPECT_EQ(client_.Stat(aborted)->ref_count, 1u);
+  *b = MutableBuffer();
+  EXPECT_EQ(client_.Stat(aborted)->ref_count, 0u);
+}
+
+// A child of fork() copies its parent's generator: without a new seed, the
+// parent and every child make the same "random" ids.
+TEST(ObjectIdTest, RandomIdsDifferInAChildAfterFork) {
+  (void)ObjectId::Random();  // the parent's generator is seeded
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const ObjectId id = ObjectId::Random();
+    _exit(write(p[1], id.data(), ObjectId::kSize) == ObjectId::kSize ? 0 : 1);
+  }
+  const ObjectId mine = ObjectId::Random();
+  uint8_t theirs[ObjectId::kSize];
+  EXPECT_EQ(read(p[0], theirs, sizeof theirs), static_cast<ssize_t>(sizeof theirs));
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(p[0]);
+  close(p[1]);
+  EXPECT_NE(std::memcmp(mine.data(), theirs, sizeof theirs), 0);
+}
+
 TEST_F(ApiTest, GetMissingReturnsEmptyBuffers) {
   ObjectId present = ObjectId::Random(), missing = ObjectId::Random();
   ASSERT_TRUE(client_.Put(present, "abc").ok());

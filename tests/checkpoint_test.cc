@@ -332,6 +332,69 @@ TEST_F(CheckpointTest, DropRemovesASetWhoseManifestIsCorruptOrGone) {
   EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
 }
 
+// A writer whose manifest the winner of its generation deleted (the
+// winner's cleanup of the losers) before its own swap ran learns it lost
+// (CONFLICT), as when its swap meets the winner's binding, not that some
+// object was not found.
+TEST_F(CheckpointTest, ALoserWhoseManifestTheWinnerDeletedGetsConflict) {
+  Write(client_, {"one"}, "one");
+  const ObjectId one(client_.LookupName("job/state")->id);
+  Client other = MustConnect(mgr_.address());
+  auto winner = checkpoint::Writer::Begin(client_, "job/state");
+  auto loser = checkpoint::Writer::Begin(other, "job/state");
+  ASSERT_TRUE(winner.ok() && loser.ok());
+  ASSERT_TRUE(IsOk(winner->AddChunk(Bytes("won"))));
+  ASSERT_TRUE(IsOk(loser->AddChunk(Bytes("lost"))));
+  Status s = checkpoint::WriterTestPeer::CommitWith(*loser, "lost", [&](const ObjectId& mid) {
+    EXPECT_TRUE(IsOk(winner->Commit("won")));  // publishes, then deletes the loser's manifest
+    return other.SwapName("job/state", one, mid);
+  });
+  EXPECT_EQ(s.code(), GISMO_ERR_CONFLICT) << s.ToString();
+  auto r = checkpoint::Restore(client_, "job/state");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->metadata, "won");
+}
+
+// A commit whose swap was refused for now (BUSY: a lock stayed busy) can be
+// tried again: its manifest is not put twice (that failed with
+// OBJECT_EXISTS on every try), and one with other metadata replaces it.
+TEST_F(CheckpointTest, ACommitRefusedForNowCanBeTriedAgain) {
+  Write(client_, {"one"}, "one");
+  auto w = checkpoint::Writer::Begin(client_, "job/state");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(IsOk(w->AddChunk(Bytes("two"))));
+  Status s = checkpoint::WriterTestPeer::CommitWith(
+      *w, "first try", [](const ObjectId&) { return Status(GISMO_ERR_BUSY, "try again later"); });
+  EXPECT_EQ(s.code(), GISMO_ERR_BUSY) << s.ToString();
+  s = checkpoint::WriterTestPeer::CommitWith(
+      *w, "first try", [](const ObjectId&) { return Status(GISMO_ERR_BUSY, "try again later"); });
+  EXPECT_EQ(s.code(), GISMO_ERR_BUSY) << s.ToString();
+  ASSERT_TRUE(IsOk(w->Commit("second try")));
+  auto r = checkpoint::Restore(client_, "job/state");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->generation, 2u);
+  EXPECT_EQ(r->metadata, "second try");
+  EXPECT_EQ(Text(r->chunks[0]), "two");
+  r = Status();
+  EXPECT_EQ(Objects(), 3u) << "one chunk, one manifest, one claim";
+}
+
+// A set whose published manifest was deleted outside the protocol stays so
+// until Drop: Begin and Restore say that (they said TIMEOUT, and BUSY
+// "kept changing", though nothing changed).
+TEST_F(CheckpointTest, AManifestDeletedOutsideTheProtocolIsNamed) {
+  Write(client_, {"one"}, "one");
+  const ObjectId one(client_.LookupName("job/state")->id);
+  ASSERT_TRUE(IsOk(client_.Delete(one)));
+  for (Status s : {checkpoint::Writer::Begin(client_, "job/state").status(),
+                   checkpoint::Restore(client_, "job/state").status()}) {
+    EXPECT_EQ(s.code(), GISMO_ERR_BAD_REGION) << s.ToString();
+    EXPECT_NE(s.message().find("Drop removes the set"), std::string::npos) << s.ToString();
+  }
+  EXPECT_TRUE(IsOk(checkpoint::Drop(client_, "job/state")));
+  EXPECT_EQ(Write(client_, {"again"}, "again"), 1u);
+}
+
 // A writer that committed, or was moved from, writes nothing more: a
 // chunk after the commit would belong to no manifest.
 TEST_F(CheckpointTest, AWriterThatCommittedOrWasMovedFromWritesNothing) {

@@ -114,6 +114,12 @@ class Cache {
         ++stats_.waits;
         return got;
       }
+      // Only an absent block is loaded: another failure (the connection,
+      // this client's reference limit) would fail the load's create too.
+      if (got.status().code() != GISMO_ERR_TIMEOUT) {
+        (void)claim->load.Abort();
+        return got.status();
+      }
       if (!bytes) {
         auto loaded = load(key);
         if (!loaded.ok()) {

@@ -289,22 +289,46 @@ struct PublishedManifest {
   uint64_t generation = 0;
   uint64_t nonce = 0;
 };
+// A set whose name is bound to a manifest that is gone: not a race (a
+// publish binds the name to its own manifest before it deletes the one
+// before), so it stays so until Drop.
+inline Status ManifestGone(std::string_view set, const ObjectId& mid) {
+  return Status(GISMO_ERR_BAD_REGION, "checkpoint set '" + std::string(set) +
+                                          "' is bound to manifest " + mid.Hex() +
+                                          ", which is gone (deleted outside the checkpoint "
+                                          "protocol?): Drop removes the set");
+}
+// How many times a reader looks the name up again when the manifest it
+// names went meanwhile (each time, a newer publish deleted it).
+inline constexpr int kLookupAttempts = 16;
+
 inline Result<PublishedManifest> Published(Client& c, std::string_view set) {
   PublishedManifest p;
-  auto b = c.LookupName(std::string(set));
-  if (!b.ok()) {
-    if (b.status().code() == GISMO_ERR_OBJECT_NOT_FOUND) return p;
-    return b.status();
+  Status last;
+  for (int attempt = 0; attempt < kLookupAttempts; ++attempt) {
+    auto b = c.LookupName(std::string(set));
+    if (!b.ok()) {
+      if (b.status().code() == GISMO_ERR_OBJECT_NOT_FOUND) return PublishedManifest{};
+      return b.status();
+    }
+    const ObjectId looked_up(b->id);
+    if (attempt > 0 && looked_up == p.id) return ManifestGone(set, p.id);
+    p.found = true;
+    p.id = looked_up;
+    auto m = c.Get(p.id, 0);
+    if (!m.ok()) {
+      if (!Absent(m.status())) return m.status();
+      last = m.status();
+      continue;  // a newer publish deleted it: look again
+    }
+    auto decoded = Manifest::Decode(m->bytes());
+    if (!decoded.ok()) return decoded.status();
+    p.generation = decoded->generation;
+    p.nonce = decoded->nonce;
+    return p;
   }
-  p.found = true;
-  p.id = ObjectId(b->id);
-  auto m = c.Get(p.id, 0);
-  if (!m.ok()) return m.status();
-  auto decoded = Manifest::Decode(m->bytes());
-  if (!decoded.ok()) return decoded.status();
-  p.generation = decoded->generation;
-  p.nonce = decoded->nonce;
-  return p;
+  return Status(GISMO_ERR_BUSY, "checkpoint '" + std::string(set) +
+                                    "' kept changing while it was looked up: " + last.ToString());
 }
 
 // The generation of `mid`, the manifest `set` is bound to: decoded, or, if
@@ -437,7 +461,9 @@ class Writer {
         claim_(o.claim_),
         claimed_(o.claimed_),
         committed_(o.committed_),
-        kept_(o.kept_) {}
+        kept_(o.kept_),
+        manifest_put_(o.manifest_put_),
+        put_bytes_(std::move(o.put_bytes_)) {}
   Writer& operator=(Writer&&) = delete;
   ~Writer() {
     if (client_ == nullptr || committed_ || !claimed_ || kept_) return;
@@ -517,13 +543,36 @@ class Writer {
     manifest_.metadata = std::string(metadata);
     const std::vector<uint8_t> bytes = manifest_.Encode();
     const ObjectId mid = ManifestId(set_, generation(), manifest_.nonce);
-    if (Status s = client_->Put(mid, bytes); !s.ok()) return s;
+    // A commit tried again after a refused swap (BUSY, LIMIT...) puts its
+    // manifest again only if its metadata changed.
+    if (manifest_put_ && put_bytes_ != bytes) {
+      if (Status s = client_->Delete(mid); !s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) {
+        return s;
+      }
+      manifest_put_ = false;
+    }
+    if (!manifest_put_) {
+      if (Status s = client_->Put(mid, bytes); !s.ok()) return s;
+      manifest_put_ = true;
+      put_bytes_ = bytes;
+    }
     Status failed;
     switch (detail::PublishManifest(
         *client_, set_, mid, [&] { return swap(mid); }, &failed)) {
       case detail::Publish::kPublished:
         break;
       case detail::Publish::kNotPublished:
+        // The swap found no manifest: the winner of this generation deleted
+        // this loser's (its cleanup) after it published.
+        if (failed.code() == GISMO_ERR_OBJECT_NOT_FOUND) {
+          auto still = client_->Contains(mid);
+          if (still.ok() && !*still) {
+            return Status(GISMO_ERR_CONFLICT,
+                          "checkpoint '" + set_ + "' generation " + std::to_string(generation()) +
+                              ": another writer published it first (and deleted this "
+                              "writer's manifest)");
+          }
+        }
         return failed;  // the destructor deletes this writer's objects
       case detail::Publish::kUnknown:
         kept_ = true;
@@ -548,7 +597,9 @@ class Writer {
   uint64_t claim_ = 0;
   bool claimed_ = false;
   bool committed_ = false;
-  bool kept_ = false;  // its publish's outcome is unknown: it deletes nothing
+  bool kept_ = false;          // its publish's outcome is unknown: it deletes nothing
+  bool manifest_put_ = false;  // its manifest is stored (put_bytes_)
+  std::vector<uint8_t> put_bytes_;
 };
 
 // Removes set `set`: unbinds its name, then deletes the published
@@ -598,12 +649,16 @@ inline Result<Restored> Restore(Client& c, std::string_view set, bool verify = t
   // A newer publish may delete what we looked up before we hold it: look
   // again (each retry means someone published meanwhile).
   Status last;
-  for (int attempt = 0; attempt < 16; ++attempt) {
+  ObjectId missing;  // the manifest the last attempt did not find
+  for (int attempt = 0; attempt < detail::kLookupAttempts; ++attempt) {
     auto b = c.LookupName(std::string(set));
     if (!b.ok()) return b.status();
-    auto mbuf = c.Get(ObjectId(b->id), 0);
+    const ObjectId mid(b->id);
+    auto mbuf = c.Get(mid, 0);
     if (!mbuf.ok() && mbuf.status().code() == GISMO_ERR_LIMIT) return mbuf.status();
     if (!mbuf.ok()) {
+      if (attempt > 0 && mid == missing) return detail::ManifestGone(set, mid);
+      missing = mid;
       last = mbuf.status();
       continue;
     }

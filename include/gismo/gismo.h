@@ -201,7 +201,8 @@ GISMO_EXPORT gismo_status_t gismo_get_or_create(gismo_client_t *client, const gi
                                                 void **data);
 /* Evicts sealed, evictable objects that nobody holds (the store's CLOCK
  * order: least recently used first, approximately) until at least `bytes`
- * are free again or nothing more is evictable; *evicted (may be NULL)
+ * of objects' blocks are evicted or nothing more is evictable, whatever is
+ * free already (so: room for `bytes` more); *evicted (may be NULL)
  * receives the bytes evicted. Each eviction is a delete, notified with
  * reason GISMO_REASON_EVICTED. A create that does not fit does this by
  * itself (at least the larger of its size and the store's evict share). */

@@ -7,6 +7,7 @@
 #define GISMO_GISMO_HPP_
 
 #include <gismo/gismo.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -85,8 +86,18 @@ class ObjectId {
     }
     return o;
   }
+  // 160 random bits. The generator is seeded with 256 bits of the kernel's
+  // randomness per thread, and again in a child after fork() (which copies
+  // the parent's state: both would make the same ids).
   static ObjectId Random() {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
+    thread_local std::mt19937_64 rng;
+    thread_local pid_t seeded_in = 0;
+    if (const pid_t pid = getpid(); pid != seeded_in) {
+      std::random_device dev;
+      std::seed_seq seed{dev(), dev(), dev(), dev(), dev(), dev(), dev(), dev()};
+      rng.seed(seed);
+      seeded_in = pid;
+    }
     ObjectId o;
     for (size_t i = 0; i < kSize; i += 8) {
       uint64_t r = rng();
@@ -283,7 +294,10 @@ class Buffer {
 // An unsealed object being written by its creator. Seal() publishes it;
 // destroying it unsealed aborts it. After Seal() it holds the creator's
 // reference until destroyed or SealAndRelease()d (Abort() then fails with
-// GISMO_ERR_OBJECT_ALREADY_SEALED and keeps it).
+// GISMO_ERR_OBJECT_ALREADY_SEALED and keeps it). So does an object sealed
+// although its Seal() failed (a non-coherent seal applied after its wait
+// timed out): Abort() finds it sealed, and the destructor gives the
+// reference back.
 class MutableBuffer {
  public:
   MutableBuffer() = default;
@@ -322,8 +336,15 @@ class MutableBuffer {
                     "object " + id_.Hex() +
                         " is sealed: SealAndRelease() or the destructor gives back its reference");
     }
-    gismo_client_t* c = std::exchange(client_, nullptr);
-    return detail::FromC(gismo_abort(c, &id_.c_id()));
+    const gismo_status_t st = gismo_abort(client_, &id_.c_id());
+    // Sealed after all (a non-coherent seal whose answer came too late): as
+    // after Seal(), the creator's reference stays this object's to give back.
+    if (st == GISMO_ERR_OBJECT_ALREADY_SEALED) {
+      sealed_ = true;
+    } else {
+      client_ = nullptr;
+    }
+    return detail::FromC(st);
   }
   // Seals if needed, then gives back the creator's reference.
   Status SealAndRelease() {
@@ -347,11 +368,11 @@ class MutableBuffer {
   void Reset() {
     if (!client_) return;
     gismo_client_t* c = std::exchange(client_, nullptr);
-    if (sealed_) {
-      gismo_release(c, &id_.c_id());
-    } else {
-      gismo_abort(c, &id_.c_id());
-    }
+    // An abort refused because the object is sealed (a non-coherent seal
+    // applied after its wait timed out) leaves the creator's reference to
+    // give back, or it would be held until the client disconnects.
+    if (!sealed_ && gismo_abort(c, &id_.c_id()) != GISMO_ERR_OBJECT_ALREADY_SEALED) return;
+    gismo_release(c, &id_.c_id());
   }
 
   gismo_client_t* client_ = nullptr;
@@ -492,8 +513,8 @@ class Client {
     }
     return r;
   }
-  // Evicts unheld evictable objects until `bytes` are free (or none is
-  // left); returns the bytes evicted.
+  // Evicts unheld evictable objects until `bytes` are evicted (or none is
+  // left), whatever is free already; returns the bytes evicted.
   Result<uint64_t> Evict(uint64_t bytes) {
     uint64_t evicted = 0;
     gismo_status_t s = gismo_evict(c_, bytes, &evicted);

@@ -128,6 +128,10 @@ class ClientImpl {
 
  private:
   ClientImpl() = default;
+  // After the manager admitted this client and its region is mapped: its
+  // store, names and receiver thread. May throw (an allocation, the thread);
+  // Connect says goodbye on any failure.
+  Status StartSession();
   Status CheckAlive() const;
   // Fence's first step in a non-coherent region: writes back, from this
   // host, the lines of each client the order names whose process ran in

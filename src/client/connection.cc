@@ -9,8 +9,10 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <new>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "client/client.h"
@@ -178,27 +180,43 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   // stray writes is lost, nothing else.
   (void)mapped->MapReadView();
   c->region_ = std::move(mapped);
-  c->store_ = std::make_unique<store::Store>(*c->region_, w.slot, w.session, w.node_id);
-  c->names_ = std::make_unique<store::Names>(*c->region_, w.slot, w.session);
-  if (c->region_->noncoherent()) {
+  // What is left can throw (an allocation; the receiver thread, at a thread
+  // or pids limit): admitted, this client says goodbye on those too.
+  Status started;
+  try {
+    started = c->StartSession();
+  } catch (const std::system_error& e) {
+    started = Status(GISMO_ERR_LIMIT,
+                     std::string("cannot start this client's receiver thread: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    started = Status(GISMO_ERR_LIMIT, "this process is out of memory");
+  }
+  if (!started.ok()) return abandon(started);
+  return c;
+}
+
+Status ClientImpl::StartSession() {
+  const protocol::Welcome& w = welcome_;
+  store_ = std::make_unique<store::Store>(*region_, w.slot, w.session, w.node_id);
+  names_ = std::make_unique<store::Names>(*region_, w.slot, w.session);
+  if (region_->noncoherent()) {
     // Requests go on the slot's ring; a sleeping owner is told on the
     // connection (a lost frame costs the owner's tick).
-    Status nc = c->store_->UseNonCoherent(
-        [raw = c.get()] { (void)raw->Send(protocol::Writer().Frame(MsgType::kRequests, 0)); });
-    if (!nc.ok()) return abandon(nc);
+    Status nc = store_->UseNonCoherent(
+        [this] { (void)Send(protocol::Writer().Frame(MsgType::kRequests, 0)); });
+    if (!nc.ok()) return nc;
   }
-  if (!c->store_->SlotAlive()) {
-    return abandon(
-        Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active"));
+  if (!store_->SlotAlive()) {
+    return Status(GISMO_ERR_PROTOCOL, "the manager assigned a client slot that is not active");
   }
-  c->hello_.role = protocol::Role::kReattach;
-  c->hello_.slot = w.slot;
-  c->hello_.session = w.session;
-  c->hello_.client_id = w.client_id;
-  c->hello_.uuid[0] = w.uuid[0];
-  c->hello_.uuid[1] = w.uuid[1];
-  c->receiver_ = std::thread([raw = c.get()] { raw->ReceiverLoop(); });
-  return c;
+  hello_.role = protocol::Role::kReattach;
+  hello_.slot = w.slot;
+  hello_.session = w.session;
+  hello_.client_id = w.client_id;
+  hello_.uuid[0] = w.uuid[0];
+  hello_.uuid[1] = w.uuid[1];
+  receiver_ = std::thread([this] { ReceiverLoop(); });
+  return Status();
 }
 
 ClientImpl::~ClientImpl() {
