@@ -25,9 +25,9 @@ import typing
 
 from . import _gismo
 from ._names import name_bytes
-from .errors import (BadRegion, Busy, Error, InvalidArgument, LimitReached,
-                     ObjectExists, ObjectNotFound, ObjectNotSealed, Status,
-                     Timeout)
+from .errors import (BadRegion, Busy, Conflict, Error, InvalidArgument,
+                     LimitReached, ObjectExists, ObjectNotFound,
+                     ObjectNotSealed, Status, Timeout)
 
 ObjectID = _gismo.ObjectID
 checksum = _gismo._checkpoint_checksum
@@ -191,14 +191,37 @@ def _clean_up(client, set_name, generation, keep=None):
         pass
 
 
+# How many times a reader looks the name up again when the manifest it
+# names went meanwhile (each time, a newer publish deleted it).
+_LOOKUP_ATTEMPTS = 16
+
+
+def _manifest_gone(set_name, mid):
+    """A set whose name is bound to a manifest that is gone: not a race (a
+    publish binds the name to its own manifest before it deletes the one
+    before), so it stays so until drop()."""
+    return BadRegion(f"checkpoint set {set_name!r} is bound to manifest "
+                     f"{mid.hex()}, which is gone (deleted outside the "
+                     "checkpoint protocol?): drop() removes the set")
+
+
 def _published(client, set_name):
     """(manifest id, manifest) of the published checkpoint, or None."""
-    try:
-        bound = client.lookup_name(set_name)
-    except ObjectNotFound:
-        return None
-    with client.get(bound["id"], 0) as buf:
-        return bound["id"], Manifest.decode(buf.tobytes())
+    missing, last = None, None
+    for _ in range(_LOOKUP_ATTEMPTS):
+        try:
+            mid = client.lookup_name(set_name)["id"]
+        except ObjectNotFound:
+            return None
+        if mid == missing:
+            raise _manifest_gone(set_name, mid)
+        try:
+            with client.get(mid, 0) as buf:
+                return mid, Manifest.decode(buf.tobytes())
+        except (ObjectNotFound, Timeout) as e:
+            missing, last = mid, e  # a newer publish deleted it: look again
+    raise Busy(f"checkpoint {set_name!r} kept changing while it was looked "
+               f"up: {last}")
 
 
 def _generation_of(client, set_name, mid):
@@ -264,6 +287,7 @@ class Writer:
         self._committed = False
         self._claimed = False
         self._kept = False  # its publish's outcome is unknown
+        self._put = None  # the manifest's bytes, once stored
         self._chunks = []
         pub = _published(client, set_name)
         self._previous = pub[0] if pub else None
@@ -368,11 +392,27 @@ class Writer:
         manifest = Manifest(self.generation, self.nonce, self._chunks,
                             metadata)
         mid = manifest_id(self._set, self.generation, self.nonce)
-        self._client.put(mid, manifest.encode())
+        encoded = manifest.encode()
+        # A commit tried again after a refused swap (Busy, LimitReached...)
+        # puts its manifest again only if its metadata changed.
+        if self._put is not None and self._put != encoded:
+            _delete_quietly(self._client, mid)
+            self._put = None
+        if self._put is None:
+            self._client.put(mid, encoded)
+            self._put = encoded
         error, unknown = _publish(self._client, self._set, self._previous,
                                   mid)
         if error is not None:
             if not unknown:
+                # The swap found no manifest: the winner of this generation
+                # deleted this loser's (its cleanup) after it published.
+                if (isinstance(error, ObjectNotFound)
+                        and not self._client.contains(mid)):
+                    raise Conflict(
+                        f"checkpoint {self._set!r} generation "
+                        f"{self.generation}: another writer published it "
+                        "first (and deleted this writer's manifest)") from error
                 raise error  # abort() deletes this writer's objects
             self._kept = True
             raise type(error)(
@@ -456,14 +496,16 @@ def restore(client, set_name, verify=True):
     none was published, BadRegion if a checksum does not match,
     LimitReached if it has more chunks than this client may hold references
     (the manager's --max-refs-per-client: write fewer, larger chunks)."""
-    last = None
-    for _ in range(16):
-        bound = client.lookup_name(set_name)
+    last, missing = None, None
+    for _ in range(_LOOKUP_ATTEMPTS):
+        mid = client.lookup_name(set_name)["id"]
         try:
-            with client.get(bound["id"], 0) as buf:
+            with client.get(mid, 0) as buf:
                 manifest = Manifest.decode(buf.tobytes())
         except (ObjectNotFound, Timeout) as e:
-            last = e
+            if mid == missing:
+                raise _manifest_gone(set_name, mid) from e
+            missing, last = mid, e
             continue
         chunks = []
         try:

@@ -189,6 +189,10 @@ class Core {
     // variable on each side, so at least one side sees the other's store
     // and the fd is raised.
     closed_.store(true, std::memory_order_seq_cst);
+    // A forked child shares the eventfd with its parent, whose client is
+    // not closed: raised by the child, it would wake the parent's waits for
+    // good, which then spin (they find nothing closed and poll again).
+    if (!in_owner_process()) return;
     if (int fd = closed_fd_.load(std::memory_order_seq_cst); fd >= 0) Raise(fd);
   }
   // An eventfd that is readable once the Client is closed: waits poll it to
@@ -445,6 +449,13 @@ class PyClient {
  public:
   PyClient(std::optional<std::string> address, std::optional<std::string> key_file,
            std::optional<std::string> region_path) {
+    for (const auto& [what, text] :
+         {std::pair{"address", &address}, std::pair{"key_file", &key_file},
+          std::pair{"region_path", &region_path}}) {
+      if (*text && (*text)->find('\0') != std::string::npos) {
+        ThrowInvalid(std::string(what) + " holds a NUL byte");
+      }
+    }
     gismo_client_t* c = nullptr;
     gismo_connect_options_t options{};
     options.address = address ? address->c_str() : nullptr;
@@ -588,9 +599,19 @@ class PyClient {
     const gismo::ObjectId oid = ParseId(id);
     auto it = creator_refs_.find(oid.Hex());
     if (it == creator_refs_.end()) {
-      if (!Contains(id)) {
+      // Not found only if it is not there in any state (deleting, or
+      // another client's unsealed object, is there: not held).
+      auto core = Live();
+      gismo_object_info_t info{};
+      gismo_status_t st;
+      {
+        py::gil_scoped_release nogil;
+        st = gismo_stat(core->Checked(), &oid.c_id(), &info);
+      }
+      if (st == GISMO_ERR_OBJECT_NOT_FOUND) {
         throw StatusError(GISMO_ERR_OBJECT_NOT_FOUND, "object " + oid.Hex() + " does not exist");
       }
+      Check(st);
       throw StatusError(GISMO_ERR_NOT_HELD,
                         "this client holds no reference to " + oid.Hex() +
                             " of its own (from create or get_or_create); a Buffer's reference "
@@ -685,8 +706,13 @@ class PyClient {
         [&](gismo_status_t s) { return s != GISMO_OK || buf.data != nullptr; });
     Check(s);
     if (!buf.data) {
-      gismo::Status why =
-          gismo::detail::NotSealed(core->Checked(), oid.c_id(), oid.Hex(), timeout_ms);
+      // A stat, which may wait on a shard lock: without the GIL.
+      gismo_client_t* live = core->Checked();
+      gismo::Status why;
+      {
+        py::gil_scoped_release nogil;
+        why = gismo::detail::NotSealed(live, oid.c_id(), oid.Hex(), timeout_ms);
+      }
       throw StatusError(why.code(), why.message());
     }
     return py::cast(std::make_unique<PyBuffer>(core, oid, buf));
@@ -996,6 +1022,7 @@ class PySubscription {
     client_closed_fd_ = core_->ClosedFd();
     closed_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (closed_fd_ < 0) throw StatusError(GISMO_ERR_IO, std::string("eventfd: ") + strerror(errno));
+    pid_ = getpid();
   }
   PySubscription(const PySubscription&) = delete;
   PySubscription& operator=(const PySubscription&) = delete;
@@ -1063,7 +1090,8 @@ class PySubscription {
   // later calls raise, and its share of the connection is dropped.
   void Close() {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-    Core::Raise(closed_fd_);
+    // Not in a forked child: the eventfd is its parent's too (Core::MarkClosed).
+    if (getpid() == pid_) Core::Raise(closed_fd_);
     core_.reset();
   }
   bool closed() const {
@@ -1087,6 +1115,7 @@ class PySubscription {
   int fd_ = -1;                 // the library's; open while core_'s client is
   int client_closed_fd_ = -1;   // Core::ClosedFd(), open while core_ lives
   int closed_fd_ = -1;          // raised by Close()
+  pid_t pid_ = 0;               // the process that subscribed
   std::atomic<bool> closed_{false};
 };
 
@@ -1266,6 +1295,9 @@ PYBIND11_MODULE(_gismo, m) {
              return py::bool_(a.id() == b.cast<const PyObjectId&>().id());
            })
       .def("__lt__", [](const PyObjectId& a, const PyObjectId& b) { return a.id() < b.id(); })
+      .def("__le__", [](const PyObjectId& a, const PyObjectId& b) { return !(b.id() < a.id()); })
+      .def("__gt__", [](const PyObjectId& a, const PyObjectId& b) { return b.id() < a.id(); })
+      .def("__ge__", [](const PyObjectId& a, const PyObjectId& b) { return !(a.id() < b.id()); })
       .def("__reduce__", [](py::object self) {
         // Works for every pickle protocol: ObjectID(bytes).
         return py::make_tuple(py::type::of(self),
@@ -1320,8 +1352,9 @@ PYBIND11_MODULE(_gismo, m) {
       .def("_get_or_create", &PyClient::GetOrCreate, py::arg("id"), py::arg("size"),
            py::arg("metadata"), py::arg("owned"), py::arg("evictable"), py::arg("timeout_ms"))
       .def("evict", &PyClient::Evict, py::arg("bytes"),
-           "Evicts evictable objects nobody holds until `bytes` are free (or none is left); "
-           "returns the bytes evicted.")
+           "Evicts evictable objects nobody holds, least recently used first, until `bytes` "
+           "are evicted (or none is left), whatever is free already; returns the bytes "
+           "evicted.")
       .def("touch", &PyClient::Touch, py::arg("id"),
            "Marks an evictable object as recently used, as a get does.")
       .def("seal", &PyClient::Seal, py::arg("id"))

@@ -307,6 +307,71 @@ def test_a_swap_whose_outcome_stays_unknown_keeps_the_writers_objects(
         assert c.usage()["object_count"] == 3
 
 
+def test_a_loser_whose_manifest_the_winner_deleted_gets_conflict(
+        fresh_manager, set_name, monkeypatch):
+    # The winner of the generation deleted the loser's manifest (its
+    # cleanup) before the loser's swap ran: Conflict, not ObjectNotFound.
+    with fresh_manager.connect() as c, fresh_manager.connect() as d:
+        _write(c, set_name, [b"one"])
+        winner = checkpoint.Writer(c, set_name)
+        loser = checkpoint.Writer(d, set_name)
+        winner.add_chunk(b"won")
+        loser.add_chunk(b"lost")
+        real = d.swap_name
+
+        def swap(name, expected, desired):
+            winner.commit(b"won")
+            real(name, expected, desired)
+
+        monkeypatch.setattr(d, "swap_name", swap)
+        with pytest.raises(gismo.Conflict, match="published it first"):
+            loser.commit(b"lost")
+        monkeypatch.undo()
+        loser.abort()
+        r = checkpoint.restore(c, set_name)
+        assert r.metadata == b"won"
+        for b in r.chunks:
+            b.release()
+
+
+def test_a_commit_refused_for_now_can_be_tried_again(fresh_manager, set_name,
+                                                     monkeypatch):
+    # Its manifest is not put twice (that raised ObjectExists on every try),
+    # and one with other metadata replaces it.
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"one"])
+        w = checkpoint.Writer(c, set_name)
+        w.add_chunk(b"two")
+
+        def busy(name, expected, desired):
+            raise gismo.Busy("try again later")
+
+        monkeypatch.setattr(c, "swap_name", busy)
+        for _ in range(2):
+            with pytest.raises(gismo.Busy):
+                w.commit(b"first try")
+        monkeypatch.undo()
+        w.commit(b"second try")
+        r = checkpoint.restore(c, set_name)
+        assert (r.generation, r.metadata) == (2, b"second try")
+        for b in r.chunks:
+            b.release()
+        assert c.usage()["object_count"] == 3
+
+
+def test_a_manifest_deleted_outside_the_protocol_is_named(fresh_manager,
+                                                          set_name):
+    with fresh_manager.connect() as c:
+        _write(c, set_name, [b"one"])
+        c.delete(c.lookup_name(set_name)["id"])
+        with pytest.raises(gismo.BadRegion, match="drop"):
+            checkpoint.Writer(c, set_name)
+        with pytest.raises(gismo.BadRegion, match="drop"):
+            checkpoint.restore(c, set_name)
+        checkpoint.drop(c, set_name)
+        assert _write(c, set_name, [b"again"]).generation == 1
+
+
 def _published_nonce(c, set_name):
     with c.get(c.lookup_name(set_name)["id"], 0) as buf:
         return checkpoint.Manifest.decode(buf.tobytes()).nonce

@@ -75,6 +75,10 @@ def test_hash_equality_order():
     assert {a: 1}[a2] == 1
     assert sorted([b, a]) == sorted([a, b])
     assert (a < b) != (b < a)
+    lo, hi = sorted([a, b])
+    assert lo < hi and lo <= hi and hi > lo and hi >= lo
+    assert lo <= lo and lo >= lo and not lo < lo and not lo > lo
+    assert not hi <= lo and not lo >= hi
 
 
 def test_pickle_and_copy():

@@ -190,6 +190,8 @@ def test_release_never_takes_a_buffers_reference(client, other, oid):
     assert client.stat(oid)["refs"] == 1
     other.delete(oid)  # deferred: the Buffer still holds it
     assert bytes(buf) == b"kept"
+    with pytest.raises(gismo.NotHeld):
+        client.release(oid)  # deleting, still there: not held, not "gone"
     buf.release()
     with pytest.raises(gismo.ObjectNotFound):
         client.stat(oid)
@@ -414,6 +416,12 @@ def test_connect_takes_the_key_file_as_an_argument(start_manager, tmp_path):
         gismo.connect(m.address, key_file=str(tmp_path / "nonexistent.key"))
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect(m.address, key_file=3)
+    # A NUL byte would cut the C string short: another file, another socket.
+    for args, kwargs in [((m.address + "\0junk",), {}),
+                         ((m.address,), {"key_file": key + "\0x"}),
+                         ((m.address,), {"region_path": "/dev/shm/x\0y"})]:
+        with pytest.raises(gismo.InvalidArgument, match="NUL"):
+            gismo.connect(*args, **kwargs)
 
 
 def test_clients_of_one_pool_see_one_region_uuid(client, other):

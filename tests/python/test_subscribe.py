@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import select
 import selectors
 import signal
 import threading
@@ -306,6 +307,50 @@ def test_subscription_keeps_the_connection_and_refuses_after_fork(manager):
     assert os.waitstatus_to_exitcode(status) == 0
     assert sub.next(WAIT_MS).event == gismo.Event.DELETED
     sub.close()
+
+
+def _readable_eventfds():
+    """This process's eventfds that poll readable now."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]":
+                fds.append(int(name))
+        except OSError:
+            pass  # the listing's own fd
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN)
+    return sorted(fd for fd, _ in p.poll(0))
+
+
+def test_a_forked_childs_close_wakes_nothing_in_the_parent(manager):
+    # The child shares the parent's eventfds: its close() of the client and
+    # of a subscription raised them, and the parent's waits, which found
+    # nothing closed, polled them again at once for good (a core spinning).
+    client = manager.connect()
+    sub = client.subscribe()
+    drain(sub)
+    before = _readable_eventfds()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            sub.close()
+            client.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _readable_eventfds() == before
+    with pytest.raises(gismo.Timeout):
+        sub.next(0)
+    with manager.connect() as other:
+        oid = put(other, "after the child")
+        assert sub.next(WAIT_MS).id == oid
+    sub.close()
+    client.close()
 
 
 def test_manager_restart_keeps_a_blocked_next(fresh_manager):
