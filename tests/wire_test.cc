@@ -4,6 +4,8 @@
 #include "protocol/wire.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -731,6 +733,62 @@ TEST(WireTest, UnixConnectWaitsOutAFullListenQueue) {
   for (int fd : accepted) close(fd);
   close(listener);
   unlink(path.c_str());
+}
+
+// A connect to a host that drops its SYNs (here: a listener whose queue is
+// full) waits for its whole timeout, unless it is cancelled: the socket it
+// published is shut down, and the connect in progress ends at once. (A
+// client's Disconnect during a re-attach to a black-holed manager waited
+// out that timeout, 5 s per address.)
+TEST(WireTest, AConnectInProgressEndsWhenItsSocketIsShutDown) {
+  const int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(hole, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(hole, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(hole, 0), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(getsockname(hole, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  // One connection fills a backlog of 0: the kernel drops the SYNs after it.
+  const int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(filler, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  auto address = protocol::ParseAddress("tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port)));
+  ASSERT_TRUE(address.ok());
+
+  std::atomic<int> published{-1};
+  protocol::ConnectCancel cancel;
+  cancel.publish = [&](int fd) {
+    if (fd >= 0) published.store(fd, std::memory_order_release);
+    return true;
+  };
+  Result<int> got = Status(GISMO_ERR_INTERNAL, "not run");
+  std::thread connecting([&] { got = protocol::ConnectTo(*address, 600000, &cancel); });
+  // Its SYN is out, and dropped.
+  int fd = -1;
+  for (;;) {
+    fd = published.load(std::memory_order_acquire);
+    tcp_info info{};
+    socklen_t n = sizeof info;
+    if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &n) == 0 &&
+        info.tcpi_state == TCP_SYN_SENT) {
+      break;
+    }
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(shutdown(fd, SHUT_RDWR), 0);
+  connecting.join();
+  EXPECT_EQ(got.status().code(), GISMO_ERR_CONNECTION) << got.status().ToString();
+
+  // Cancelled before it began: no socket is made.
+  published.store(-1);
+  cancel.cancelled = [] { return true; };
+  got = protocol::ConnectTo(*address, 600000, &cancel);
+  EXPECT_EQ(got.status().code(), GISMO_ERR_CONNECTION);
+  EXPECT_NE(got.status().message().find("cancelled"), std::string::npos) << got.status().ToString();
+  EXPECT_EQ(published.load(), -1);
+  close(filler);
+  close(hole);
 }
 
 TEST(WireTest, ParseAddressAcceptsUnixAndTcp) {

@@ -381,15 +381,20 @@ bool ClientImpl::Reattach(std::string* why) {
       *why = "the manager ended this client's session (its lease expired?)";
       return false;
     }
-    auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs);
+    // The socket is published for ShutdownConnection before its connect,
+    // then closing_ checked: a Disconnect that set closing_ before we took
+    // fd_mu_ is seen here, one that sets it after shuts the socket down (its
+    // shutdown takes fd_mu_), which ends a connect in progress at once (a
+    // black-holed manager held Disconnect for the connect's whole timeout).
+    protocol::ConnectCancel cancel;
+    cancel.publish = [this](int socket) {
+      std::lock_guard<std::mutex> lk(fd_mu_);
+      connecting_fd_ = socket;
+      return socket < 0 || !LoadAcquire(closing_);
+    };
+    cancel.cancelled = [this] { return LoadAcquire(closing_); };
+    auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs, &cancel);
     if (fd.ok()) {
-      // Published for ShutdownConnection, then closing_ checked again: a
-      // Disconnect that set closing_ before we took fd_mu_ is seen here, one
-      // that sets it after shuts this fd down (its shutdown takes fd_mu_).
-      {
-        std::lock_guard<std::mutex> lk(fd_mu_);
-        connecting_fd_ = *fd;
-      }
       protocol::Welcome w;
       bool refused = false;
       Status s = LoadAcquire(closing_)

@@ -373,14 +373,30 @@ Status WaitConnected(int fd, int timeout_ms, const std::string& what) {
   return Status();
 }
 
+Status Cancelled(const std::string& what) {
+  return Status(GISMO_ERR_CONNECTION, "the connect to " + what + " was cancelled");
+}
+
 Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout_ms,
-                      const std::string& what) {
+                      const std::string& what, const ConnectCancel* cancel) {
   int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Status(GISMO_ERR_IO, std::string("socket: ") + std::strerror(errno));
+  const bool publishes = cancel != nullptr && cancel->publish;
+  // Unpublished before it is closed: a canceller never shuts down a
+  // descriptor number that was reused.
+  auto discard = [&] {
+    if (publishes) (void)cancel->publish(-1);
+    close(fd);
+  };
+  if (publishes && !cancel->publish(fd)) {
+    discard();
+    errno = ECANCELED;
+    return Cancelled(what);
+  }
   int rc = connect(fd, sa, len);
   if (rc != 0 && errno != EINPROGRESS) {
     int e = errno;
-    close(fd);
+    discard();
     Status s(GISMO_ERR_CONNECTION, "cannot connect to " + what + ": " + std::strerror(e) +
                                        " (is gismo-manager running there?)");
     errno = e;  // for the caller: EAGAIN is worth another try
@@ -389,7 +405,8 @@ Result<int> ConnectFd(int family, const sockaddr* sa, socklen_t len, int timeout
   if (rc != 0) {
     Status s = WaitConnected(fd, timeout_ms, what);
     if (!s.ok()) {
-      close(fd);
+      discard();
+      errno = 0;
       return s;
     }
   }
@@ -407,8 +424,9 @@ std::atomic<uint64_t> g_unix_connect_retries{0};
 
 uint64_t UnixConnectRetries() { return g_unix_connect_retries.load(std::memory_order_relaxed); }
 
-Result<int> ConnectTo(const Address& a, int timeout_ms) {
+Result<int> ConnectTo(const Address& a, int timeout_ms, const ConnectCancel* cancel) {
   const std::string what = a.ToString();
+  auto cancelled = [&] { return cancel != nullptr && cancel->cancelled && cancel->cancelled(); };
   if (a.kind == Address::Kind::kUnix) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
@@ -418,7 +436,9 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
     const uint64_t give_up =
         timeout_ms < 0 ? UINT64_MAX : MonotonicNs() / 1000000 + uint64_t(timeout_ms);
     for (int pause_ms = 1;; pause_ms = std::min(pause_ms * 2, 100)) {
-      auto fd = ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what);
+      if (cancelled()) return Cancelled(what);
+      auto fd =
+          ConnectFd(AF_UNIX, reinterpret_cast<sockaddr*>(&sa), sizeof sa, timeout_ms, what, cancel);
       if (fd.ok() || errno != EAGAIN || MonotonicNs() / 1000000 >= give_up) return fd;
       g_unix_connect_retries.fetch_add(1, std::memory_order_relaxed);
       usleep(static_cast<useconds_t>(pause_ms) * 1000);
@@ -429,13 +449,18 @@ Result<int> ConnectTo(const Address& a, int timeout_ms) {
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   std::string port = std::to_string(a.port);
+  if (cancelled()) return Cancelled(what);
   int rc = getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0) {
     return Status(GISMO_ERR_CONNECTION, "cannot resolve '" + a.host + "': " + gai_strerror(rc));
   }
   Status last(GISMO_ERR_CONNECTION, "no address for " + what);
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    auto fd = ConnectFd(ai->ai_family, ai->ai_addr, ai->ai_addrlen, timeout_ms, what);
+    if (cancelled()) {
+      last = Cancelled(what);
+      break;
+    }
+    auto fd = ConnectFd(ai->ai_family, ai->ai_addr, ai->ai_addrlen, timeout_ms, what, cancel);
     if (fd.ok()) {
       freeaddrinfo(res);
       return fd;

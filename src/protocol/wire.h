@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <gismo/status.hpp>
 #include <string>
 #include <string_view>
@@ -287,7 +288,20 @@ Result<std::string> DefaultAddress(bool create);
 Result<Address> ParseAddress(std::string_view text);
 
 // Blocking client-side socket helpers (the manager uses asio).
-Result<int> ConnectTo(const Address& a, int timeout_ms);
+//
+// How a caller cancels a connect from another thread: `publish` gets each
+// socket before its connect, and -1 before that socket is closed; the
+// caller shuts a published socket down (shutdown(2)) to cancel, which
+// ends a connect in progress at once. `publish` returning false cancels
+// before the connect (the canceller has already run). `cancelled` is asked
+// before each attempt (each address, each retry). Either may be empty.
+// A socket connected stays published: the caller unpublishes it.
+struct ConnectCancel {
+  std::function<bool(int fd)> publish;
+  std::function<bool()> cancelled;
+};
+// A cancelled connect fails with GISMO_ERR_CONNECTION.
+Result<int> ConnectTo(const Address& a, int timeout_ms, const ConnectCancel* cancel = nullptr);
 // How many times a Unix connect found the manager's listen queue full
 // (EAGAIN) and tried again, in this process so far.
 uint64_t UnixConnectRetries();
