@@ -1,6 +1,7 @@
 // The `gismo` command and the manager's metrics endpoint, end to end: each
 // test runs the real binaries against a private manager.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -251,6 +252,48 @@ TEST_F(CliTest, AGetOntoAFileThatIsThereReplacesItWhole) {
   unlink(other_name.c_str());
   unlink(link.c_str());
   unlink(file.c_str());
+}
+
+// A signal (^C, a kill) while get writes the replacement of a file removes
+// that replacement: the file stays as it was and nothing is left beside it
+// (a .NAME.gismo-XXXXXX file was left). Should the get finish first, the
+// file is replaced and, again, nothing is left.
+TEST_F(CliTest, AGetEndedBySignalWhileReplacingAFileLeavesNothingBeside) {
+  const std::string big = TempPath("big");
+  WriteFile(big, std::string(size_t{96} << 20, 'b'));
+  ASSERT_EQ(Gismo({"put", "--name", "big", big}).code, 0);
+  unlink(big.c_str());
+  const std::string base = gismo::testing::UniqueName("cli-target");
+  const std::string file = "/tmp/" + base, prefix = "." + base + ".gismo-";
+  WriteFile(file, "old");
+  auto replacements = [&] {
+    int n = 0;
+    if (DIR* d = opendir("/tmp")) {
+      while (dirent* e = readdir(d)) n += std::string(e->d_name).rfind(prefix, 0) == 0;
+      closedir(d);
+    }
+    return n;
+  };
+  RunningCmd c = GismoStart({"get", "--name", "big", file});
+  int status = 0;
+  bool exited = false;
+  while (replacements() == 0) {
+    if ((exited = c.process.WaitForExit(0, &status))) break;
+    std::this_thread::yield();
+  }
+  if (!exited) {
+    ASSERT_TRUE(c.process.Signal(SIGINT));
+    ASSERT_TRUE(c.process.WaitForExit(60, &status));
+  }
+  const int code = gismo::testing::ExitCode(status);
+  EXPECT_EQ(replacements(), 0) << "a replacement was left beside the file (exit " << code << ")";
+  if (code == 128 + SIGINT) {
+    EXPECT_EQ(ReadFile(file), "old");
+  } else {
+    EXPECT_EQ(code, 0) << ReadFile(c.err);
+    EXPECT_EQ(ReadFile(file).size(), size_t{96} << 20);
+  }
+  for (const std::string& f : {file, c.in, c.out, c.err}) unlink(f.c_str());
 }
 
 // A command started with stdin or stdout closed: the descriptor it would

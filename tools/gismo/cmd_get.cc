@@ -1,13 +1,16 @@
 // gismo get: write an object's data to a file or stdout.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "args/parse_args.h"
@@ -33,10 +36,11 @@ void WriteAll(int fd, const uint8_t* p, size_t n, const std::string& name) {
   }
 }
 
-// Writes `size` bytes to `fd` (the file `path`) and closes it; on a failure
-// calls failed(why), which does not return.
+// Writes `size` bytes to `fd` (the file `path`), on the medium first if
+// `sync`, and closes it; on a failure calls failed(why), which does not
+// return.
 template <typename Failed>
-void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& path,
+void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& path, bool sync,
                    const Failed& failed) {
   try {
     WriteAll(fd, data, size, "'" + path + "'");
@@ -44,14 +48,61 @@ void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& 
     close(fd);
     failed(e.what());
   }
+  if (sync && fsync(fd) != 0) {
+    const int e = errno;
+    close(fd);
+    failed("cannot write '" + path + "': " + std::strerror(e));
+  }
   if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
+}
+
+// The file a replacement writes before its rename, removed if a signal
+// (^C, a kill) ends the command first. A fixed buffer: the handler may call
+// async-signal-safe functions only.
+char g_temp_path[PATH_MAX + 64];
+
+extern "C" void RemoveTempAndDie(int sig) {
+  if (g_temp_path[0] != '\0') unlink(g_temp_path);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+// While it lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT remove `path` first.
+class TempFileGuard {
+ public:
+  explicit TempFileGuard(const std::string& path) {
+    std::snprintf(g_temp_path, sizeof g_temp_path, "%s", path.c_str());
+    struct sigaction sa {};
+    sa.sa_handler = RemoveTempAndDie;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~TempFileGuard() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    g_temp_path[0] = '\0';
+  }
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+
+ private:
+  static constexpr std::array<int, 4> kSignals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  std::array<struct sigaction, 4> old_{};
+};
+
+// Makes a rename in `dir` durable (the directory's entry on the medium).
+void SyncDirectory(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)fsync(fd);
+  close(fd);
 }
 
 // Writes `size` bytes to `path`. A regular file of this user's that is
 // there, writable and with no other hard link, is replaced whole or not at
 // all: the bytes go to a new file beside it (with its mode), renamed over it
-// once written, so a write that fails leaves it as it was (a symbolic link
-// is followed: the file it names is replaced). Any other file (another
+// once written and synced, so a write that fails, a signal that ends the
+// command (the new file is removed) or a crash leaves it as it was (a
+// symbolic link is followed: the file it names is replaced). Any other file (another
 // user's, read-only, with more links), a device, a pipe, or one beside which
 // no file can be made, is written in place, as its permissions allow. A
 // failed write removes a file this command created, never one that was
@@ -66,17 +117,23 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
     const size_t slash = target.rfind('/');
     std::string temp =
         target.substr(0, slash + 1) + "." + target.substr(slash + 1) + ".gismo-XXXXXX";
+    // The name is known before the file exists: a signal between the two
+    // finds nothing to remove.
+    std::optional<TempFileGuard> guard;
+    if (temp.size() < sizeof g_temp_path) guard.emplace(temp.substr(0, temp.size() - 6) + "XXXXXX");
     const int fd = mkostemp(temp.data(), O_CLOEXEC);
     if (fd >= 0) {
+      if (guard) std::snprintf(g_temp_path, sizeof g_temp_path, "%s", temp.c_str());
       (void)fchmod(fd, there.st_mode & 07777);
       auto failed = [&](const std::string& why) {
         unlink(temp.c_str());
         Fail(kExitLocalIo, why + "; '" + path + "' is unchanged");
       };
-      WriteAndClose(fd, data, size, path, failed);
+      WriteAndClose(fd, data, size, path, /*sync=*/true, failed);
       if (rename(temp.c_str(), target.c_str()) != 0) {
         failed("cannot replace '" + path + "': " + std::strerror(errno));
       }
+      SyncDirectory(target.substr(0, slash + 1));
       return;
     }
   }
@@ -100,7 +157,7 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
                                                         "the object"
                                                   : ""));
   };
-  WriteAndClose(fd, data, size, path, failed);
+  WriteAndClose(fd, data, size, path, /*sync=*/false, failed);
 }
 
 int RunGet(GetArgs a) {
