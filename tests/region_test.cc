@@ -136,6 +136,30 @@ TEST_F(RegionTest, RefusesASuperblockWithAZeroCount) {
   }
 }
 
+// A superblock whose size is not a whole number of 2 MiB units (every
+// format makes one) is refused, and the region is mapped in whole units
+// whatever it says: on hugetlbfs a mapping of the size it said ran past the
+// address range reserved for it, over the next mapping of the process.
+TEST_F(RegionTest, RefusesASizeThatIsNotWhole2MiBUnits) {
+  FormatOptions o;
+  o.size = 16ull << 20;
+  ASSERT_TRUE(Region::Format(path_, o).ok());
+  int fd = open(path_.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint64_t odd = (16ull << 20) - 4096;
+  ASSERT_EQ(pwrite(fd, &odd, 8, offsetof(Superblock, region_size)), 8);
+  Superblock sb{};
+  ASSERT_EQ(pread(fd, &sb, sizeof sb, 0), static_cast<ssize_t>(sizeof sb));
+  const uint64_t checksum = SuperblockChecksum(sb);
+  ASSERT_EQ(pwrite(fd, &checksum, 8, offsetof(Superblock, checksum)), 8);
+  close(fd);
+  auto r = Region::Open(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), GISMO_ERR_BAD_REGION);
+  EXPECT_NE(r.status().message().find("not a multiple of 2 MiB"), std::string::npos)
+      << r.status().message();
+}
+
 TEST_F(RegionTest, RefusesTruncatedRegion) {
   FormatOptions o;
   o.size = 16ull << 20;

@@ -561,6 +561,10 @@ Status Region::Validate(uint64_t file_size) const {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': superblock checksum mismatch (corrupt region)");
   }
+  if (sb.region_size % kHeapAlign != 0) {
+    return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "': its size, " + ExactSize(sb.region_size) +
+                                            ", is not a multiple of 2 MiB (corrupt region)");
+  }
   if (sb.region_size > file_size || sb.region_size > size_) {
     return Status(GISMO_ERR_BAD_REGION, "'" + path_ + "' is truncated: superblock says " +
                                             ExactSize(sb.region_size) + ", file holds " +
@@ -656,6 +660,11 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   }
   uint64_t size = head.region_size;
   if (size < kMinRegionSize || size > file_size) size = file_size;
+  // Mapped in whole 2 MiB units whatever the superblock says (Validate then
+  // refuses one that says otherwise): on hugetlbfs the kernel rounds a
+  // mapping up to its huge page, so a length between two would run past the
+  // address range MapAligned reserved, over whatever is mapped above it.
+  if (const uint64_t whole = size / kHeapAlign * kHeapAlign; whole >= kMinRegionSize) size = whole;
   auto r = Map(path, fd, size, static_cast<CoherenceMode>(head.coherence_mode));
   if (!r.ok()) {
     close(fd);
