@@ -778,6 +778,27 @@ TEST(BoundsTest, ANodeAgentsFramesAreSmall) {
   protocol::EncodeHeader(h, bytes.data());
   ASSERT_TRUE(IsOk(agent.Send(bytes)));
   EXPECT_TRUE(agent.ClosedByManager(20000));
+  // After a goodbye too (it took a client's 16 MiB limit then: a 16-byte
+  // header made the manager allocate 16 MiB, for as long as the admission
+  // timeout left the connection open).
+  RawPeer leaving(mgr.address());
+  leaving.AgentHello(8);
+  ASSERT_TRUE(IsOk(leaving.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
+  FrameHeader bye;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(leaving.Receive(&bye, &payload)));
+  EXPECT_EQ(bye.type, MsgType::kBye);
+  // The whole frame, then a goodbye that a session still open would answer:
+  // the manager closes the connection at the header instead.
+  std::vector<uint8_t> frame = bytes;
+  frame.resize(frame.size() + h.length);
+  const std::vector<uint8_t> again = protocol::Writer().Frame(MsgType::kGoodbye, 2);
+  frame.insert(frame.end(), again.begin(), again.end());
+  (void)leaving.Send(frame);  // may fail part-way once the manager closes
+  Status after = leaving.Receive(&bye, &payload);
+  EXPECT_EQ(after.code(), GISMO_ERR_CONNECTION)
+      << "the oversized frame was taken: " << after.ToString() << ", frame type "
+      << static_cast<int>(bye.type);
 }
 
 // More connections than the manager takes, none of them admitted: the
@@ -1573,6 +1594,111 @@ TEST(NodeAgentTest, AnAgentBusyWithAFenceOrderKeepsItsLease) {
   EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), expired)
       << "the manager dropped the agent while it probed";
   agent.KillAndWait(SIGKILL);
+}
+
+// The next fence order (not a probe) `agent` gets: its request id, and the
+// order in *order; 0 if the connection ends first.
+uint64_t NextFenceOrder(RawPeer& agent, protocol::FenceProcessOrder* order) {
+  for (;;) {
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    if (!IsOk(agent.Receive(&h, &payload))) return 0;
+    if (h.type != MsgType::kFenceProcess) continue;
+    protocol::Reader r(payload);
+    if (!protocol::DecodeFenceProcessOrder(r, order)) return 0;
+    if (!order->probe_only) return h.request_id;
+  }
+}
+
+// A fence result answers an order: one with request id 0, which no order
+// has, is ignored. (It matched a member with no probe outstanding, and an
+// agent could have a live, detached client recovered without being asked.)
+TEST(NodeAgentTest, AFenceResultForNoOrderIsIgnored) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.local_fence = false;
+  o.reattach_ms = 600000;  // detached, never suspected here
+  o.lease_ms = 0;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer agent(mgr.address());
+  agent.SetIdentity(ClaimOf(getpid()));
+  agent.AgentHello(7);
+  uint32_t slot = 0;
+  uint64_t session = 0;
+  {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(getpid()));
+    const protocol::Welcome w = client.Hello(mgr.region_path());
+    slot = w.slot;
+    session = w.session;
+  }  // it closes here: detached, and its process probed
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  ASSERT_TRUE(IsOk(agent.Receive(&h, &payload)));
+  ASSERT_EQ(h.type, MsgType::kFenceProcess);
+  protocol::FenceProcessResult result;
+  result.slot = slot;
+  result.session = session;
+  result.status = Status(GISMO_ERR_BUSY, "it still runs");
+  ASSERT_TRUE(IsOk(agent.Send(protocol::EncodeFenceProcessResult(h.request_id, result))));
+  result.status = Status();
+  ASSERT_TRUE(IsOk(agent.Send(protocol::EncodeFenceProcessResult(0, result))));
+  RoundTrip(mgr.address());
+  EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u)
+      << "a result for no order recovered a live client";
+}
+
+// An agent that replaces one to which a fence order is outstanding (a
+// restart) is asked at once: the manager used to wait out the old order's
+// time, then fence the whole node with a live agent connected. An agent
+// that answers "ask again" (BUSY: a non-coherent write-back that could not
+// finish yet) is asked again, not taken for one that failed. Orders not
+// answered are waited for longer than this test runs, so a manager that
+// did not ask would leave it waiting.
+TEST(NodeAgentTest, AReplacingAgentIsAskedAtOnceAndOneThatSaysAskAgainIs) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.local_fence = false;
+  o.reattach_ms = 50;
+  o.lease_ms = 0;
+  o.agent_timeout_ms = 3'600'000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  testing::SpawnOptions sleep_options;
+  sleep_options.argv = {"sleep", "600"};
+  sleep_options.parent_death_signal = SIGKILL;
+  testing::Process runs;  // the client's process, as it claims: it runs
+  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  auto first = std::make_unique<RawPeer>(mgr.address());
+  first->SetIdentity(ClaimOf(getpid()));  // of the clients' PID namespace
+  first->AgentHello(7);
+  {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(runs.pid()));
+    client.Hello(mgr.region_path());
+  }  // it closes here: detached, then suspected, and its agent ordered to fence it
+  protocol::FenceProcessOrder order;
+  ASSERT_NE(NextFenceOrder(*first, &order), 0u);
+  first.reset();  // gone without an answer
+  RawPeer second(mgr.address());
+  second.SetIdentity(ClaimOf(getpid()));
+  second.AgentHello(7);
+  uint64_t id = NextFenceOrder(second, &order);
+  ASSERT_NE(id, 0u) << "the new agent was not asked";
+  protocol::FenceProcessResult result;
+  result.slot = order.slot;
+  result.session = order.session;
+  result.status = Status(GISMO_ERR_BUSY, "records kept changing; ask again");
+  ASSERT_TRUE(IsOk(second.Send(protocol::EncodeFenceProcessResult(id, result))));
+  id = NextFenceOrder(second, &order);
+  ASSERT_NE(id, 0u) << "the agent was not asked again";
+  EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u);
+  result.status = Status();
+  ASSERT_TRUE(IsOk(second.Send(protocol::EncodeFenceProcessResult(id, result))));
+  EXPECT_TRUE(Eventually(
+      [&] { return mgr.stats().clients_recovered.load(std::memory_order_relaxed) == 1; }));
+  EXPECT_EQ(mgr.stats().nodes_fenced.load(std::memory_order_relaxed), 0u);
 }
 
 }  // namespace

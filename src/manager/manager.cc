@@ -52,6 +52,9 @@ namespace {
 constexpr uint32_t kManagerSlot = 0;
 constexpr auto kTick = std::chrono::milliseconds(20);
 constexpr uint64_t kMs = 1'000'000;
+// A node agent that answers a fence order "ask again" (BUSY) is asked again
+// after this long, until the order's time (--agent-timeout-ms) is up.
+constexpr uint64_t kAgentRetryMs = 100;
 // The shortest client or manager lease (--lease-ms, --manager-lease-ms):
 // four client heartbeats (at most one per 50 ms), ten manager ticks.
 constexpr uint32_t kMinLeaseMs = 200;
@@ -146,6 +149,7 @@ struct Member {
   uint64_t agent_request = 0;  // outstanding FenceProcess order (0: none)
   uint64_t probe_request = 0;  // outstanding probe of a detached member
   uint64_t agent_deadline_ns = 0;
+  uint64_t agent_retry_ns = 0;  // the agent said "ask again" (BUSY): when to (0: no)
   bool agent_failed = false;
   // Its node was fenced while its pinned process ran on: that fence did not
   // reach it (it runs on this kernel, whatever node it claims), so it is not
@@ -469,8 +473,9 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t client_id = 0;
   uint32_t node = 0;
   uint64_t pid = 0;
-  int64_t agent_node = -1;  // >= 0: the fencing agent of that node
-  uint64_t goodbye_ns = 0;  // when its client said goodbye (0: it has not)
+  int64_t agent_node = -1;     // >= 0: the fencing agent of that node
+  uint64_t goodbye_ns = 0;     // when its client said goodbye (0: it has not)
+  bool proved_region = false;  // admitted as a client: it proved it maps the region
   fence::ProcessIdentity identity;
   std::string host, name;  // sanitized for the log
   uint64_t last_heard_ns_;
@@ -495,8 +500,9 @@ class Session : public std::enable_shared_from_this<Session> {
       // A client's frames may be large (a get of many ids), until its
       // connection closes after its goodbye (another thread's wait may
       // still be on its way); a node agent's, admitted without proving the
-      // region, never are (fence results, heartbeats).
-      const uint32_t limit = stage == Stage::kAdmitted && (slot != 0 || goodbye_ns != 0)
+      // region, never are (fence results, heartbeats), even after a goodbye
+      // of its own.
+      const uint32_t limit = stage == Stage::kAdmitted && proved_region
                                  ? protocol::kMaxPayload
                                  : protocol::kMaxPreAdmissionPayload;
       if (head_.length > limit) {
@@ -1233,9 +1239,20 @@ void Manager::Impl::AdvanceFencing(Member& m) {
     }
   }
   if (m.agent_request != 0) {
-    if (now < m.agent_deadline_ns) return;
+    if (now < m.agent_deadline_ns) {
+      // Asked again within the first order's time (a new request id; the
+      // answer to the old one is ignored).
+      if (m.agent_retry_ns != 0 && now >= m.agent_retry_ns) {
+        m.agent_retry_ns = 0;
+        if (const uint64_t again = AskAgent(m, /*probe_only=*/false); again != 0) {
+          m.agent_request = again;
+        }
+      }
+      return;
+    }
     spdlog::warn("{}: the agent of node {} did not answer in time", m.describe, m.node);
     m.agent_request = 0;
+    m.agent_retry_ns = 0;
     m.agent_failed = true;
   }
   if (!opt_.fence_command.empty() && m.node != opt_.node_id && !m.node_fence_missed) {
@@ -1459,6 +1476,12 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
                     ", which is not of its node; ignored");
     return;
   }
+  // Request ids start at 1: an answer with id 0 answers no order (it
+  // matched "none outstanding").
+  if (request_id == 0) {
+    WarnRateLimited(s->Describe() + " sent a fence result for no order; ignored");
+    return;
+  }
   if (m.phase == Member::Phase::kDetached && m.probe_request == request_id) {
     m.probe_request = 0;
     if (res.status.ok()) {
@@ -1468,6 +1491,15 @@ void Manager::Impl::HandleFenceResult(const std::shared_ptr<Session>& s, uint64_
     return;
   }
   if (m.agent_request != request_id || m.phase != Member::Phase::kSuspected) return;
+  if (res.status.code() == GISMO_ERR_BUSY) {
+    // Not a failure: the agent could not finish yet (a non-coherent
+    // write-back whose records kept changing) and says to ask again. It is,
+    // until the order's time is up.
+    m.agent_retry_ns = MonotonicNs() + kAgentRetryMs * kMs;
+    spdlog::info("{}: {} asks to be asked again: {}", m.describe, s->Describe(),
+                 res.status.message());
+    return;
+  }
   m.agent_request = 0;
   if (res.status.ok()) {
     spdlog::info("{}: {} confirms its process gone{}", m.describe, s->Describe(),
@@ -1924,6 +1956,7 @@ void Manager::Impl::Admit(const std::shared_ptr<Session>& s, const protocol::Hel
   SetSlotState(slot, SlotState::kActive, session);
   if (!nc_owners_.empty()) NcOwnerOf(slot).Admit(slot, session);
   s->slot = slot;
+  s->proved_region = true;
   s->client_id = client_id;
   Member m;
   m.slot = slot;
@@ -1965,6 +1998,7 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
     CloseMemberSession(old);
   }
   s->slot = m.slot;
+  s->proved_region = true;
   s->client_id = m.client_id;
   m.conn = s;
   m.phase = Member::Phase::kConnected;
@@ -2016,6 +2050,11 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
   for (const uint32_t slot : suspects) {
     auto it = members_.find(slot);
     if (it == members_.end() || it->second.phase != Member::Phase::kSuspected) continue;
+    // An order to the agent it replaces is never answered: this one is
+    // asked at once (before, the manager waited for the old order's
+    // deadline, then fenced the whole node, with a live agent connected).
+    it->second.agent_request = 0;
+    it->second.agent_retry_ns = 0;
     it->second.agent_failed = false;
     AdvanceFencing(it->second);
   }
