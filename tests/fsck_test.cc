@@ -260,6 +260,61 @@ TEST_F(FsckTest, ChecksTheNameTable) {
 // length moves backwards and never ends. The check reports the page and
 // ends. It runs in a child under an alarm, so that a regression fails here
 // instead of hanging the suite.
+// An event ring entry holding the end of an event at or past the head:
+// the next seal or delete to reach it finds it in no state it may take and
+// fails (BAD_REGION), so fsck must not call the region sound.
+TEST_F(FsckTest, FindsAnEventEntryEndedPastTheHead) {
+  const uint64_t head = region_->event_ring().head.load();
+  const uint64_t cap = region_->fixed().event_ring_capacity;
+  region_->event(head).seq.store(
+      region::EventFinalWord(region::EventState::kPublished, head + cap));
+  Report r = *Check(*region_, nullptr);
+  EXPECT_FALSE(r.sound());
+  EXPECT_TRUE(Mentions(r, "is not below the ring's head")) << Problems(r);
+  EXPECT_EQ(a_->Seal(IdFrom(0)).code(), GISMO_ERR_BAD_REGION);
+}
+
+// The next never-used record of a shard, or entry of the name table, that
+// is not free: the create or bind that takes it fails (BAD_REGION).
+TEST_F(FsckTest, FindsANeverUsedRecordOrNameEntryThatIsNotFree) {
+  region::ShardHeader& sh = region_->shard(0);
+  const uint64_t nu = sh.next_unused.load();
+  ASSERT_LT(nu, region_->records_per_shard());
+  region_->records(0)[nu].info.store(region::PackInfo(region::ObjectState::kSealed, 1, 0));
+  const uint64_t entry = region_->names().next_unused.load();
+  ASSERT_LT(entry, region_->names_capacity());
+  region_->name_entries()[entry].info.store(3);
+  Report r = *Check(*region_, nullptr);
+  EXPECT_FALSE(r.sound());
+  EXPECT_TRUE(Mentions(r, "shard 0: record " + std::to_string(nu) + ", never used")) << Problems(r);
+  EXPECT_TRUE(Mentions(r, "name table: entry " + std::to_string(entry) + ", never used"))
+      << Problems(r);
+}
+
+// A held entry a lookup from its home slot does not reach (an empty slot
+// before it): its reference can never be released ("not held"), and fsck
+// summed the counts only.
+TEST_F(FsckTest, FindsAHeldEntryALookupCannotFind) {
+  region::HeldEntry* held = region_->held(2);  // b's: its reference to object 1
+  const uint32_t cap = region_->sb().held_capacity;
+  uint32_t k = 0;
+  while (k < cap && held[k].key.load() == 0) ++k;
+  ASSERT_LT(k, cap);
+  const uint64_t key = held[k].key.load(), count = held[k].count.load();
+  const uint32_t home = region::HeldHome(region::PackHeldKey(region::HeldKeyGlobal(key), 0), cap);
+  const uint32_t moved = (home + 2) & (cap - 1);
+  ASSERT_EQ(held[(home + 1) & (cap - 1)].key.load(), 0u);
+  ASSERT_EQ(held[moved].key.load(), 0u);
+  held[k].key.store(0);
+  held[k].count.store(0);
+  held[moved].key.store(key);
+  held[moved].count.store(count);
+  Report r = *Check(*region_, nullptr);
+  EXPECT_FALSE(r.sound());
+  EXPECT_TRUE(Mentions(r, "a lookup does not find it")) << Problems(r);
+  EXPECT_EQ(b_->Release(IdFrom(1)).code(), GISMO_ERR_NOT_HELD);
+}
+
 TEST_F(FsckTest, HugeRunLengthIsReportedAndTheCheckEnds) {
   const uint64_t pages = region_->num_pages();
   uint64_t p = pages;

@@ -16,6 +16,7 @@
 #include "region/owner_election.h"
 #include "region/request_ring.h"
 #include "store/allocator.h"
+#include "store/held.h"
 #include "store/index.h"
 #include "store/names.h"
 #include "store/store.h"
@@ -253,6 +254,17 @@ class Checker {
         if (count == 0 && !(key & kHeldOwned)) {
           Problem("client slot ", i, " has a held entry with count 0");
         }
+        // Where a lookup from its home slot finds it: else (an empty slot
+        // on the way, or a second entry for the record before it) a release
+        // says "not held" and a get adds another entry.
+        if (!r_.noncoherent()) {
+          if (const int64_t at = store::HeldFind(r_, i, global); at != int64_t{k}) {
+            Problem("client slot ", i, "'s held entry ", k, " for record ", global,
+                    at >= 0 ? " comes after another entry for that record"
+                            : " is past an empty slot from its home",
+                    ": a lookup does not find it");
+          }
+        }
         held_by_record_[global] += count;
         if (key & kHeldUnsealedCreator) unsealed_creator_[global] = i;
         if (key & kHeldOwned) owner_listing_[global] = i;
@@ -398,6 +410,15 @@ class Checker {
         Problem("shard ", s, ": ", next_unused - live - free_count,
                 " record(s) are neither live nor free (leaked records)");
       }
+      // Never used, so as the format left them: a create that takes one
+      // that is not free fails.
+      for (uint64_t local = next_unused; local < rps; ++local) {
+        if (InfoState(recs[local].info.load(std::memory_order_relaxed)) != ObjectState::kFree) {
+          Problem("shard ", s, ": record ", local, ", never used (next unused is ", next_unused,
+                  "), is not free");
+          break;
+        }
+      }
     }
   }
 
@@ -504,6 +525,14 @@ class Checker {
     if (live + free_count != next_unused) {
       Problem("name table: ", next_unused - live - free_count,
               " entr(ies) are neither bound nor free (leaked entries)");
+    }
+    for (uint64_t entry = next_unused; entry < cap; ++entry) {
+      if (entries[entry].info.load(std::memory_order_relaxed) != 0 ||
+          entries[entry].version.load(std::memory_order_relaxed) != 0) {
+        Problem("name table: entry ", entry, ", never used (next unused is ", next_unused,
+                "), is not free (binds that reach it fail)");
+        break;
+      }
     }
   }
 
@@ -833,7 +862,18 @@ class Checker {
     }
     for (uint64_t i = 0; i < cap; ++i) {
       const uint64_t w = r_.event(i).seq.load(std::memory_order_acquire);
-      if (EventFinal(w)) continue;
+      if (EventFinal(w)) {
+        // Entry i holds seqs i, i + capacity, ...; a final one is below
+        // head (or 0, never used). Else a producer that reaches it finds it
+        // in no state it may take, and every seal and delete fails there.
+        const uint64_t s = EventFinalSeq(w);
+        if (s != 0 && (s % cap != i || s >= head)) {
+          Problem("event ring entry ", i, " holds the end of event ", s, ", which ",
+                  s % cap != i ? "is not one of that entry's" : "is not below the ring's head",
+                  " (seals and deletes that reach it fail)");
+        }
+        continue;
+      }
       const uint32_t owner = EventOwnerOf(w);
       const char* what = EventStateOf(w) == EventState::kPending ? "pending" : "claimed";
       if (owner >= r_.max_clients()) {
