@@ -29,10 +29,14 @@ std::array<uint8_t, GISMO_ID_SIZE> IdKey(const gismo_id_t& id) {
   std::memcpy(key.data(), id.bytes, GISMO_ID_SIZE);
   return key;
 }
-// Reads every wake-up datagram queued on the subscription socket.
+// Reads the wake-up datagrams queued on the subscription socket, at most a
+// queue's worth: senders as fast as this reader (a UDP port any host may
+// send to) would otherwise keep it here for ever. What is left keeps the
+// socket readable, which is only another look at the ring.
 void Drain(int efd) {
+  constexpr int kMostDatagrams = 1024;
   char b[64];
-  while (recv(efd, b, sizeof b, MSG_DONTWAIT) >= 0) {
+  for (int n = 0; n < kMostDatagrams && recv(efd, b, sizeof b, MSG_DONTWAIT) >= 0; ++n) {
   }
 }
 // Sends one wake-up byte to `addr`. A full queue (EAGAIN) already holds a

@@ -52,7 +52,16 @@ void FenceCommand::Start(const std::string& command, uint32_t node, uint64_t tim
   state_ = State::kRunning;
 }
 
+void FenceCommand::ReapKilled() {
+  std::erase_if(killed_, [](pid_t pid) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    return r == pid || (r < 0 && errno == ECHILD);
+  });
+}
+
 FenceCommand::State FenceCommand::Poll() {
+  ReapKilled();
   if (state_ != State::kRunning) return state_;
   int status = 0;
   const pid_t r = waitpid(child_, &status, WNOHANG);
@@ -72,7 +81,11 @@ FenceCommand::State FenceCommand::Poll() {
     }
   } else if (MonotonicNs() >= deadline_ns_) {
     kill(-child_, SIGKILL);  // its group: the shell and what it started
-    waitpid(child_, &status, 0);
+    // Reaped by a later Poll, never waited for here: a fence tool in an
+    // uninterruptible sleep (a hung NFS mount, an IPMI driver) ends only
+    // when that does, and the manager's one thread must go on (its lease).
+    killed_.push_back(child_);
+    ReapKilled();
     child_ = -1;
     state_ = State::kFailed;
     failure_ = "the fence command did not finish in time";
@@ -83,8 +96,10 @@ FenceCommand::State FenceCommand::Poll() {
 FenceCommand::~FenceCommand() {
   if (child_ > 0) {
     kill(-child_, SIGKILL);
-    waitpid(child_, nullptr, 0);
+    killed_.push_back(child_);
   }
+  // Without blocking, as in Poll: one still in the kernel is left to init.
+  ReapKilled();
 }
 
 bool RunFenceCommand(const std::string& command, uint32_t node, uint32_t timeout_ms,

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gismo::manager {
 
@@ -27,7 +28,11 @@ class FenceCommand {
   ~FenceCommand();
 
  private:
+  // Reaps, without blocking, the children killed at their deadline.
+  void ReapKilled();
+
   pid_t child_ = -1;
+  std::vector<pid_t> killed_;  // killed at the deadline, not reaped yet
   uint64_t deadline_ns_ = 0;
   State state_ = State::kIdle;
   std::string failure_;
