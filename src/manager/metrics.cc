@@ -5,8 +5,10 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string_view>
 
 #include "common/atomic.h"
@@ -40,10 +42,16 @@ constexpr uint64_t kShardLockWaitNs = 200 * 1000;
 constexpr uint32_t kShardsPerSlice = 16;
 // A request must arrive whole within this time and size.
 constexpr auto kRequestTimeout = std::chrono::seconds(10);
-// Scrapers served at once; more are answered 503 and closed at once, so a
-// flood of connections holds no more of the manager's descriptors (which
-// its clients' pidfds and fence commands need) than this.
+// Scrapers served at once, so that a flood of connections holds no more of
+// the manager's descriptors (which its clients' pidfds and fence commands
+// need) than this. One more closes the oldest that has not sent its whole
+// request yet (a slow or silent peer must not keep real scrapers out), or,
+// if every one is being answered, is answered 503 and closed.
 constexpr int kMaxConnections = 16;
+// After its reply: how long a connection waits for the peer to close, its
+// unread input read and dropped (closing with input unread resets the
+// connection, which can lose the reply on its way).
+constexpr auto kLinger = std::chrono::seconds(1);
 // After a failed accept (out of descriptors): the acceptor waits this long
 // before it accepts again, never spinning the manager's loop.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
@@ -146,41 +154,95 @@ bool ScanIndexSlice(const region::Region& r, uint32_t slot, uint64_t session, ui
   return end == r.num_shards();
 }
 
+// The end of a request's head: an empty line, its line ends CRLF or a bare
+// LF (RFC 9112 lets a server take a bare LF as a line end).
+struct HeadEnd {
+  template <typename It>
+  std::pair<It, bool> operator()(It begin, It end) const {
+    for (It i = begin; i != end; ++i) {
+      if (*i != '\n') continue;
+      It j = i;
+      if (++j != end && *j == '\r') ++j;
+      if (j != end && *j == '\n') return {++j, true};
+    }
+    return {begin, false};
+  }
+};
+
 }  // namespace
+}  // namespace gismo::manager
+
+template <>
+struct asio::is_match_condition<gismo::manager::HeadEnd> : std::true_type {};
+
+namespace gismo::manager {
+
+// What the exporter's connections share (they may outlive the exporter):
+// how many are alive, and those still reading their request, oldest first.
+struct MetricsExporter::Connections {
+  int live = 0;
+  std::deque<std::weak_ptr<Connection>> reading;
+  // Closes the oldest connection still reading its request; false if none is.
+  bool CloseOldestReading();
+  // Drops the entries at the front that read their request or are gone (so
+  // `reading` holds at most the connections of one request timeout).
+  void Prune();
+};
 
 class MetricsExporter::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(const MetricsExporter& exporter, asio::ip::tcp::socket sock, std::shared_ptr<int> live)
+  Connection(const MetricsExporter& exporter, asio::ip::tcp::socket sock,
+             std::shared_ptr<Connections> all)
       : exporter_(exporter),
         sock_(std::move(sock)),
         timer_(sock_.get_executor()),
-        live_(std::move(live)) {
-    ++*live_;
+        all_(std::move(all)) {
+    ++all_->live;
   }
-  ~Connection() { --*live_; }
+  ~Connection() { --all_->live; }
 
   void Start() {
     auto self = shared_from_this();
-    if (*live_ > kMaxConnections) {
+    if (all_->live > kMaxConnections && !all_->CloseOldestReading()) {
       return Reply("503 Service Unavailable", "text/plain; charset=utf-8",
                    "too many metrics connections at once; try again\n", true);
     }
+    reading_ = true;
+    all_->Prune();
+    all_->reading.push_back(self);
     timer_.expires_after(kRequestTimeout);
     timer_.async_wait([self](asio::error_code ec) {
       if (!ec) self->Close();
     });
-    asio::async_read_until(sock_, asio::dynamic_buffer(in_, kMaxRequestBytes), "\r\n\r\n",
+    asio::async_read_until(sock_, asio::dynamic_buffer(in_, kMaxRequestBytes), HeadEnd(),
                            [self](asio::error_code ec, size_t) {
+                             self->reading_ = false;
+                             if (ec == asio::error::not_found) {  // kMaxRequestBytes, no end
+                               return self->Reply("431 Request Header Fields Too Large",
+                                                  "text/plain; charset=utf-8",
+                                                  "the request's head is over 16 KiB\n", true);
+                             }
                              if (ec) return self->Close();
                              self->Respond();
                            });
+  }
+
+  bool reading() const { return reading_; }
+
+  void Close() {
+    reading_ = false;
+    asio::error_code ec;
+    timer_.cancel();
+    sock_.shutdown(asio::socket_base::shutdown_both, ec);
+    sock_.close(ec);
   }
 
  private:
   void Respond() {
     // Request line: METHOD SP TARGET SP VERSION.
     std::string_view line(in_);
-    line = line.substr(0, line.find("\r\n"));
+    line = line.substr(0, line.find('\n'));
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     size_t sp1 = line.find(' ');
     size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
     if (sp2 == std::string_view::npos) {
@@ -218,23 +280,62 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
     out_ += "\r\nConnection: close\r\n\r\n";
     if (with_body) out_ += body;
     auto self = shared_from_this();
-    asio::async_write(sock_, asio::buffer(out_),
-                      [self](asio::error_code, size_t) { self->Close(); });
+    asio::async_write(sock_, asio::buffer(out_), [self](asio::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->Linger();
+    });
   }
 
-  void Close() {
+  // The reply is sent: the write side ends, and input is read and dropped
+  // until the peer closes (or kLinger passes), so that the close sends no
+  // reset that could overtake the reply.
+  void Linger() {
     asio::error_code ec;
+    sock_.shutdown(asio::socket_base::shutdown_send, ec);
+    auto self = shared_from_this();
     timer_.cancel();
-    sock_.shutdown(asio::socket_base::shutdown_both, ec);
-    sock_.close(ec);
+    timer_.expires_after(kLinger);
+    timer_.async_wait([self](asio::error_code e) {
+      if (!e) self->Close();
+    });
+    Drain();
+  }
+  void Drain() {
+    auto self = shared_from_this();
+    sock_.async_read_some(asio::buffer(scratch_), [self](asio::error_code ec, size_t) {
+      if (ec) return self->Close();
+      self->Drain();
+    });
   }
 
   const MetricsExporter& exporter_;
   asio::ip::tcp::socket sock_;
   asio::steady_timer timer_;
-  std::shared_ptr<int> live_;  // connections alive, this one included
+  std::shared_ptr<Connections> all_;
+  bool reading_ = false;  // its request is not read whole yet
   std::string in_, out_;
+  std::array<char, 4096> scratch_;
 };
+
+void MetricsExporter::Connections::Prune() {
+  while (!reading.empty()) {
+    std::shared_ptr<Connection> c = reading.front().lock();
+    if (c && c->reading()) return;
+    reading.pop_front();
+  }
+}
+
+bool MetricsExporter::Connections::CloseOldestReading() {
+  while (!reading.empty()) {
+    std::shared_ptr<Connection> c = reading.front().lock();
+    reading.pop_front();
+    if (c && c->reading()) {
+      c->Close();
+      return true;
+    }
+  }
+  return false;
+}
 
 MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& region,
                                  const ManagerStats& stats, uint32_t slot, uint64_t session)
@@ -243,7 +344,7 @@ MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& reg
       stats_(stats),
       slot_(slot),
       session_(session),
-      live_(std::make_shared<int>(0)),
+      connections_(std::make_shared<Connections>()),
       retry_(io) {}
 
 MetricsExporter::~MetricsExporter() { Close(); }
@@ -287,7 +388,7 @@ void MetricsExporter::Accept() {
   acceptor_->async_accept([this](asio::error_code ec, asio::ip::tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
     if (!ec) {
-      std::make_shared<Connection>(*this, std::move(sock), live_)->Start();
+      std::make_shared<Connection>(*this, std::move(sock), connections_)->Start();
       return Accept();
     }
     spdlog::warn("metrics: accept: {}", ec.message());

@@ -56,6 +56,7 @@ class MetricsExporter {
   void RenderAsync(std::function<void(const std::string&)> done) const;
 
   class Connection;
+  struct Connections;
 
  private:
   struct Scrape;
@@ -70,7 +71,7 @@ class MetricsExporter {
   uint64_t session_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   // Connections being served, shared with each (they may outlive Close).
-  std::shared_ptr<int> live_;
+  std::shared_ptr<Connections> connections_;
   asio::steady_timer retry_;  // the wait after a failed accept
   std::string address_;
 };
