@@ -657,8 +657,12 @@ inline Result<Restored> Restore(Client& c, std::string_view set, bool verify = t
     auto mbuf = c.Get(mid, 0);
     if (!mbuf.ok() && mbuf.status().code() == GISMO_ERR_LIMIT) return mbuf.status();
     if (!mbuf.ok()) {
-      if (attempt > 0 && mid == missing) return detail::ManifestGone(set, mid);
-      missing = mid;
+      // Gone twice under the same name: gone for good. Another failure (a
+      // lock held by a suspected client: BUSY) is tried again, as before.
+      if (detail::Absent(mbuf.status())) {
+        if (attempt > 0 && mid == missing) return detail::ManifestGone(set, mid);
+        missing = mid;
+      }
       last = mbuf.status();
       continue;
     }

@@ -863,13 +863,15 @@ class Checker {
     for (uint64_t i = 0; i < cap; ++i) {
       const uint64_t w = r_.event(i).seq.load(std::memory_order_acquire);
       if (EventFinal(w)) {
-        // Entry i holds seqs i, i + capacity, ...; a final one is below
-        // head (or 0, never used). Else a producer that reaches it finds it
-        // in no state it may take, and every seal and delete fails there.
+        // Entry i holds seqs i, i + capacity, ...; a final one is at most
+        // head (or 0, never used; at head: a producer's recovery skipped
+        // it before the head moved on, which the next producer does). Else
+        // a producer that reaches it finds it in no state it may take, and
+        // every seal and delete fails there.
         const uint64_t s = EventFinalSeq(w);
-        if (s != 0 && (s % cap != i || s >= head)) {
+        if (s != 0 && (s % cap != i || s > head)) {
           Problem("event ring entry ", i, " holds the end of event ", s, ", which ",
-                  s % cap != i ? "is not one of that entry's" : "is not below the ring's head",
+                  s % cap != i ? "is not one of that entry's" : "is past the ring's head",
                   " (seals and deletes that reach it fail)");
         }
         continue;

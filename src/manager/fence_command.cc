@@ -42,6 +42,15 @@ std::string Describe(int status) {
 
 void FenceCommand::Start(const std::string& command, uint32_t node, uint64_t timeout_ns) {
   if (state_ == State::kRunning) return;
+  // One killed at its deadline that has not exited (stuck in the kernel)
+  // would only be joined by another copy, and another at each retry.
+  ReapKilled();
+  if (!killed_.empty()) {
+    state_ = State::kFailed;
+    failure_ = "the fence command killed at its deadline (pid " + std::to_string(killed_.front()) +
+               ") has not exited yet";
+    return;
+  }
   child_ = Spawn(command, node);
   if (child_ < 0) {
     state_ = State::kFailed;

@@ -2052,11 +2052,17 @@ void Manager::Impl::AdmitAgent(const std::shared_ptr<Session>& s, const protocol
     if (it == members_.end() || it->second.phase != Member::Phase::kSuspected) continue;
     // An order to the agent it replaces is never answered: this one is
     // asked at once (before, the manager waited for the old order's
-    // deadline, then fenced the whole node, with a live agent connected).
-    it->second.agent_request = 0;
-    it->second.agent_retry_ns = 0;
-    it->second.agent_failed = false;
-    AdvanceFencing(it->second);
+    // deadline, then fenced the whole node, with a live agent connected),
+    // within that order's time (an agent restarted again and again must
+    // not put off the node's fence for ever). One whose agent failed or ran
+    // out of time is asked anew.
+    Member& m = it->second;
+    if (m.agent_request != 0) {
+      m.agent_retry_ns = MonotonicNs();
+    } else {
+      m.agent_failed = false;
+    }
+    AdvanceFencing(m);
   }
 }
 

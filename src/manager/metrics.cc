@@ -204,8 +204,10 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
   void Start() {
     auto self = shared_from_this();
     if (all_->live > kMaxConnections && !all_->CloseOldestReading()) {
+      // Closed as soon as it is written, never lingering: refusals hold no
+      // descriptor past their write, whatever their rate.
       return Reply("503 Service Unavailable", "text/plain; charset=utf-8",
-                   "too many metrics connections at once; try again\n", true);
+                   "too many metrics connections at once; try again\n", true, /*linger=*/false);
     }
     reading_ = true;
     all_->Prune();
@@ -270,7 +272,7 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
   }
 
   void Reply(std::string_view status, std::string_view type, const std::string& body,
-             bool with_body) {
+             bool with_body, bool linger = true) {
     out_ = "HTTP/1.1 ";
     out_ += status;
     out_ += "\r\nContent-Type: ";
@@ -280,8 +282,8 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
     out_ += "\r\nConnection: close\r\n\r\n";
     if (with_body) out_ += body;
     auto self = shared_from_this();
-    asio::async_write(sock_, asio::buffer(out_), [self](asio::error_code ec, size_t) {
-      if (ec) return self->Close();
+    asio::async_write(sock_, asio::buffer(out_), [self, linger](asio::error_code ec, size_t) {
+      if (ec || !linger) return self->Close();
       self->Linger();
     });
   }

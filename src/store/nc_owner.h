@@ -10,9 +10,11 @@
 // ring's head is written in the same Txn (RequestConsumer::head_word): a
 // request's effects and its consumption commit together, and a successor
 // takes again exactly what was not committed. A request that fails changes
-// nothing, so its head is committed alone. The answer goes out after the
-// commit; one the client's response ring has no room for waits in a queue
-// (a client that does not read its answers only delays itself).
+// nothing, so its head is committed alone. Its answer is staged on the
+// response ring before the head commits and published after (StageAnswer),
+// so a successor publishes the answer to a committed request; a request is
+// taken only while the ring has room for its answer (a client that does
+// not read its answers only delays itself).
 //
 // Records are written under their seqlock (ObjectRecord::ref_count is the
 // version: odd, the words, even; Txn::WriteVersion, so an undo only moves it

@@ -3,9 +3,10 @@
 // left in the middle of an operation); each input is a list of patches
 // (u32 offset, u64 value: 12 bytes each) applied to a fresh copy of its
 // metadata. Then what every user of a region does runs on it: Region::Open
-// validates it; if it opens, a client's operations, the listing, and the
-// manager's recovery of the fenced client. Each must return a status (BAD_REGION
-// for a corrupt region), never crash, hang, or touch memory outside it.
+// validates it; if it opens, gismo-fsck's offline check, the manager's
+// recovery of the fenced client, a client's operations and the listing.
+// Each must return a status (BAD_REGION for a corrupt region), never crash,
+// hang, or touch memory outside it.
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fsck/fsck.h"
 #include "manager/recovery.h"
 #include "region/region.h"
 #include "store/index.h"
@@ -157,7 +159,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // As the manager sets it (a patch may have changed it): a lock left held
   // by a client costs each operation 1 ms, then BUSY.
   r.sb().lock_wait_ms.store(1, std::memory_order_relaxed);
-  // The manager's recovery of the fenced client (as slot 0), then a client.
+  // The offline checker reads every structure (it reports, never crashes,
+  // hangs or reads outside the region); then the manager's recovery of the
+  // fenced client (as slot 0), then a client.
+  (void)gismo::fsck::Check(r, nullptr);
   r.slot(0).state.store(PackSlotState(SlotState::kActive, 1));
   (void)gismo::manager::RecoverSlot(r, kDeadSlot, 0, 1);
   ClientOperations(r);

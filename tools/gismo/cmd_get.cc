@@ -1,5 +1,6 @@
 // gismo get: write an object's data to a file or stdout.
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,26 +68,50 @@ extern "C" void RemoveTempAndDie(int sig) {
   raise(sig);
 }
 
-// While it lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT remove `path` first.
+// While it lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT remove the file
+// Create made before they end the command; those this command was started
+// ignoring (nohup, a background job of a script) stay ignored.
 class TempFileGuard {
  public:
-  explicit TempFileGuard(const std::string& path) {
-    std::snprintf(g_temp_path, sizeof g_temp_path, "%s", path.c_str());
+  TempFileGuard() {
+    g_temp_path[0] = '\0';
+    sigemptyset(&caught_);
     struct sigaction sa {};
     sa.sa_handler = RemoveTempAndDie;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      struct sigaction was {};
+      if (sigaction(kSignals[i], nullptr, &was) != 0 || was.sa_handler == SIG_IGN) continue;
+      if (sigaction(kSignals[i], &sa, &old_[i]) != 0) continue;
+      installed_[i] = true;
+      sigaddset(&caught_, kSignals[i]);
+    }
   }
   ~TempFileGuard() {
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      if (installed_[i]) sigaction(kSignals[i], &old_[i], nullptr);
+    }
     g_temp_path[0] = '\0';
   }
   TempFileGuard(const TempFileGuard&) = delete;
   TempFileGuard& operator=(const TempFileGuard&) = delete;
 
+  // mkostemp of `temp` (a name ending in XXXXXX), its name recorded for the
+  // handler with those signals blocked: none finds a file made and not named.
+  int Create(std::string* temp) {
+    sigset_t was;
+    pthread_sigmask(SIG_BLOCK, &caught_, &was);
+    const int fd = mkostemp(temp->data(), O_CLOEXEC);
+    if (fd >= 0) std::snprintf(g_temp_path, sizeof g_temp_path, "%s", temp->c_str());
+    pthread_sigmask(SIG_SETMASK, &was, nullptr);
+    return fd;
+  }
+
  private:
   static constexpr std::array<int, 4> kSignals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   std::array<struct sigaction, 4> old_{};
+  std::array<bool, 4> installed_{};
+  sigset_t caught_;
 };
 
 // Makes a rename in `dir` durable (the directory's entry on the medium).
@@ -117,13 +142,10 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
     const size_t slash = target.rfind('/');
     std::string temp =
         target.substr(0, slash + 1) + "." + target.substr(slash + 1) + ".gismo-XXXXXX";
-    // The name is known before the file exists: a signal between the two
-    // finds nothing to remove.
     std::optional<TempFileGuard> guard;
-    if (temp.size() < sizeof g_temp_path) guard.emplace(temp.substr(0, temp.size() - 6) + "XXXXXX");
-    const int fd = mkostemp(temp.data(), O_CLOEXEC);
+    if (temp.size() < sizeof g_temp_path) guard.emplace();
+    const int fd = guard ? guard->Create(&temp) : mkostemp(temp.data(), O_CLOEXEC);
     if (fd >= 0) {
-      if (guard) std::snprintf(g_temp_path, sizeof g_temp_path, "%s", temp.c_str());
       (void)fchmod(fd, there.st_mode & 07777);
       auto failed = [&](const std::string& why) {
         unlink(temp.c_str());
