@@ -137,10 +137,15 @@ class BytesArg {
   // (an object's data) it is a TypeError like any other non-buffer.
   explicit BytesArg(py::handle obj, bool none_is_empty = false) {
     if (obj.is_none() && none_is_empty) return;
-    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_ANY_CONTIGUOUS) != 0) {
-      PyErr_Clear();
+    // An exporter's own refusal (a released memoryview or gismo.Buffer: a
+    // ValueError) says more than a TypeError would: it is kept. Only an
+    // object that exports no buffer at all is a TypeError here.
+    if (PyObject_CheckBuffer(obj.ptr()) == 0) {
       throw py::type_error(std::string("expected a contiguous bytes-like object, not ") +
                            Py_TYPE(obj.ptr())->tp_name);
+    }
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_ANY_CONTIGUOUS) != 0) {
+      throw py::error_already_set();  // e.g. ValueError: a released view; BufferError: strided
     }
     held_ = true;
   }

@@ -287,6 +287,12 @@ def test_bad_arguments(client, oid):
         client.put_bytes(oid, "text")
     with pytest.raises(TypeError, match="bytes-like"):
         client.put_bytes(oid, None)  # it stored an empty object
+    # A bytes-like object that refuses its buffer says why (it was a
+    # TypeError "expected a bytes-like object, not memoryview").
+    released = memoryview(b"gone")
+    released.release()
+    with pytest.raises(ValueError, match="released"):
+        client.put_bytes(oid, released)
     assert not client.contains(oid)
     client.put_bytes(oid, b"", metadata=None)  # no metadata
     assert client.stat(oid)["metadata_size"] == 0
