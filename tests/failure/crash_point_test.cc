@@ -148,6 +148,24 @@ std::vector<Scenario> Scenarios() {
                "evict.before_publish",
                {"put-evictable e 3000", "evict 1"},
                {{"e", E::kAbsent}}});
+  // Objects it owns (GISMO_CREATE_OWNED): whatever it died in, its recovery
+  // deletes them, one being made (undone) or one sealed before.
+  v.push_back({"owned/create.before_commit",
+               "create.before_commit",
+               {"put-owned o 3000"},
+               {{"o", E::kAbsent}}});
+  v.push_back({"owned/seal.before_publish",
+               "seal.before_publish",
+               {"put-owned o 3000"},
+               {{"o", E::kAbsent}}});
+  v.push_back({"owned/get.before_commit",
+               "get.before_commit",
+               {"put-owned o 200000", "get y 0"},
+               {{"o", E::kAbsent}, {"y", E::kSealed}}});
+  v.push_back({"owned/delete.before_commit",
+               "delete.before_commit",
+               {"put-owned o 3000", "delete o"},
+               {{"o", E::kAbsent}}});
   // Dies after asking the manager to clean it up: cleaned up all the same.
   v.push_back({"disconnect.after_goodbye",
                "disconnect.after_goodbye",

@@ -13,6 +13,8 @@
 //   connect [ADDRESS]      connect again (after the manager was lost)
 //   put NAME SIZE          create, fill, seal, release
 //   put-evictable NAME SIZE  the same, with GISMO_CREATE_EVICTABLE
+//   put-owned NAME SIZE      the same, with GISMO_CREATE_OWNED (deleted when
+//                            this client leaves or is recovered)
 //   evict BYTES            gismo_evict: evicted=N
 //   create NAME SIZE       create and fill; stays unsealed and held
 //   seal NAME | abort NAME
@@ -153,10 +155,12 @@ class Agent {
     }
     const ObjectId id = ObjectId::FromName(name);
     const uint64_t key = KeyOf(name);
-    if (cmd == "put" || cmd == "create" || cmd == "put-evictable") {
+    if (cmd == "put" || cmd == "create" || cmd == "put-evictable" || cmd == "put-owned") {
       size_t size = 0;
       in >> size;
-      const uint32_t flags = cmd == "put-evictable" ? GISMO_CREATE_EVICTABLE : 0;
+      const uint32_t flags = cmd == "put-evictable" ? GISMO_CREATE_EVICTABLE
+                             : cmd == "put-owned"   ? GISMO_CREATE_OWNED
+                                                    : 0;
       std::vector<uint8_t> data(size);
       gismo::torture::Fill(key, 1, data.data(), size);
       auto meta = gismo::torture::MakeMeta(key, 1, data.data(), size);
