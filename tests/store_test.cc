@@ -647,6 +647,53 @@ TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {
   }
 }
 
+// The manager dies in its recovery of a client after the delete of an
+// object the client owned committed, before its event was published: the
+// next manager's start-up publishes it (its own slot's events), so a
+// subscriber sees the delete once and no reader stops at the entry.
+TEST_F(StoreTest, AnOwnedObjectsDeleteIsPublishedWhenTheRecoveryDiesBeforeIt) {
+  auto reader = Activate(1);
+  auto victim = Activate(2);
+  void* d;
+  const gismo_id_t owned = IdFrom(300);
+  ASSERT_TRUE(victim->Create(owned, 4000, nullptr, 0, GISMO_CREATE_OWNED, &d).ok());
+  ASSERT_TRUE(victim->Seal(owned).ok());
+  ASSERT_TRUE(victim->Release(owned).ok());
+  const uint64_t ring_before = region_->event_ring().head.load();
+  region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 1));
+  pid_t pid = fork();
+  if (pid == 0) {
+    ArmCrashPoint("recovery.before_publish");
+    (void)manager::RecoverSlot(*region_, 2, 0, 1);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 77) << "recovery.before_publish was not reached";
+  // The next manager's start-up: its own slot's transaction and events.
+  UndoDeadClient(*region_, 0);
+  FinishDeadProducerEvents(*region_, 0);
+  region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 2));
+  ASSERT_TRUE(manager::RecoverSlot(*region_, 2, 0, 2).complete);
+  region_->slot(2).state.store(0);
+  uint64_t cursor = ring_before;
+  RingEvent ev;
+  std::vector<RingEvent> deleted;
+  while (ReadEvent(*region_, &cursor, &ev) == RingRead::kEvent) {
+    if (ev.kind == region::EventKind::kDeleted &&
+        std::memcmp(ev.id.bytes, owned.bytes, sizeof owned.bytes) == 0) {
+      deleted.push_back(ev);
+    }
+  }
+  EXPECT_EQ(cursor, region_->event_ring().head.load()) << "a reader is stuck at " << cursor;
+  EXPECT_EQ(deleted.size(), 1u) << "the owned object's delete, published once";
+  gismo_object_info_t info;
+  EXPECT_EQ(reader->Stat(owned, &info).code(), GISMO_ERR_OBJECT_NOT_FOUND);
+  region_->slot(0).state.store(region::PackSlotState(region::SlotState::kActive, 1));
+  ExpectSound();
+}
+
 // A client dies at each crash point of each operation; recovery must leave
 // a store where every sealed object is intact, the dead client's work is
 // either whole or gone, and all its memory is back.

@@ -91,7 +91,13 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
     entry.key.store(0, std::memory_order_relaxed);
     entry.count.store(0, std::memory_order_relaxed);
   }
-  if (*event != nullptr) store::PublishEvent(*event, *event_seq);
+  if (*event != nullptr) {
+    // An owned object's delete, committed: a manager that dies here leaves
+    // its event claimed by the manager's slot, which the next manager's
+    // start-up publishes (FinishDeadProducerEvents).
+    GISMO_CRASH_POINT("recovery.before_publish");
+    store::PublishEvent(*event, *event_seq);
+  }
   GISMO_CRASH_POINT("recovery.after_entry");
   return true;
 }

@@ -251,6 +251,7 @@ TEST(CrashPoints, EveryCrashPointInSourceHasAScenario) {
   // recovery in a child that dies, then recovers the recovery).
   covered.insert("recovery.before_commit");
   covered.insert("recovery.after_entry");
+  covered.insert("recovery.before_publish");
   // The non-coherent owner dying in its apply loop: nc_store_test
   // (NcOwnerDeathTest) runs it in a child that dies there, then a successor;
   // noncoherent_test (NonCoherentHelperDeath) kills a manager there.
