@@ -167,6 +167,9 @@ Status HeartbeatingWhile(int fd, int beat_ms, int frame_bound_ms, Work&& work) {
   return failed;
 }
 
+// How long a probe waits for the process to be seen gone.
+constexpr int kProbeWaitMs = 100;
+
 // Carries out the fence order in `rd`: proves its process gone (a probe
 // only looks; a fence kills it if it still runs), then writes back its lines
 // in a non-coherent region. The result to send back.
@@ -181,7 +184,12 @@ gismo::protocol::FenceProcessResult CarryOut(const Options& o, gismo::protocol::
   res.session = order.session;
   const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
   if (order.probe_only) {
-    if (!gismo::fence::ProvenGone(who, 500)) {
+    // A probe asks whether a client whose connection closed has exited: its
+    // exit closes the connection, then makes it a zombie within
+    // milliseconds. A short wait, as orders are carried out one at a time:
+    // at 500 ms, ten probes of live clients held a fence order behind them
+    // past the manager's --agent-timeout-ms (5 s), and it fenced the node.
+    if (!gismo::fence::ProvenGone(who, kProbeWaitMs)) {
       res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
       Log("asked whether %s is gone: it still runs", who.ToString());
     }
