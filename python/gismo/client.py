@@ -1,10 +1,11 @@
 """gismo.Client: a connection to a gismo manager and its shared region."""
 
+import os
 import typing
 
 from . import _gismo, ndarray
 from ._timeout import timeout_ms as _timeout
-from .errors import InvalidArgument, NotAnArray
+from .errors import NotAnArray
 from .subscription import Subscription
 
 
@@ -43,12 +44,23 @@ class Client(_gismo._Client):
     """
 
     def __init__(self, address=None, *, key_file=None, region_path=None):
-        for name, value in (("address", address), ("key_file", key_file),
+        if address is not None and not isinstance(address, str):
+            raise TypeError(
+                f"address must be a str or None, not {type(address).__name__}")
+        # Paths: a str or any os.PathLike (pathlib.Path), as open() takes.
+        paths = []
+        for name, value in (("key_file", key_file),
                             ("region_path", region_path)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidArgument(
-                    f"{name} must be a str or None, not {type(value).__name__}")
-        super().__init__(address, key_file, region_path)
+            if value is not None:
+                try:
+                    value = os.fspath(value)
+                except TypeError:
+                    raise TypeError(f"{name} must be a path (str or os.PathLike) "
+                                    f"or None, not {type(value).__name__}") from None
+                if not isinstance(value, str):
+                    value = os.fsdecode(value)
+            paths.append(value)
+        super().__init__(address, *paths)
 
     def __enter__(self):
         return self
@@ -167,6 +179,6 @@ class Client(_gismo._Client):
 def connect(address=None, *, key_file=None, region_path=None):
     """Connects to a gismo manager; see Client."""
     if address is not None and not isinstance(address, str):
-        raise InvalidArgument("address must be a str like 'unix:/path' or "
-                              f"'tcp:host:port', not {type(address).__name__}")
+        raise TypeError("address must be a str like 'unix:/path' or "
+                        f"'tcp:host:port', not {type(address).__name__}")
     return Client(address, key_file=key_file, region_path=region_path)

@@ -323,7 +323,7 @@ def test_bad_arguments(client, oid):
     assert not client.contains(oid)
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect("bogus:thing")
-    with pytest.raises(gismo.InvalidArgument):
+    with pytest.raises(TypeError, match="address"):
         gismo.connect(42)
     with pytest.raises(gismo.ConnectionError, match="gismo-manager"):
         gismo.connect("unix:/nonexistent/gismo.sock")
@@ -420,8 +420,14 @@ def test_connect_takes_the_key_file_as_an_argument(start_manager, tmp_path):
         gismo.connect(m.address, key_file=wrong)
     with pytest.raises(gismo.Error, match="nonexistent"):
         gismo.connect(m.address, key_file=str(tmp_path / "nonexistent.key"))
-    with pytest.raises(gismo.InvalidArgument):
+    # Arguments of the wrong type are TypeErrors (the README's rule); a
+    # path may be any os.PathLike.
+    with pytest.raises(TypeError, match="key_file"):
         gismo.connect(m.address, key_file=3)
+    with pytest.raises(TypeError, match="address"):
+        gismo.connect(5)
+    with gismo.connect(m.address, key_file=tmp_path / "cluster.key") as c:
+        assert c.capacity() > 0
     # A NUL byte would cut the C string short: another file, another socket.
     for args, kwargs in [((m.address + "\0junk",), {}),
                          ((m.address,), {"key_file": key + "\0x"}),
