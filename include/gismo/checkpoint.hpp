@@ -462,7 +462,6 @@ class Writer {
         claimed_(o.claimed_),
         committed_(o.committed_),
         kept_(o.kept_),
-        manifest_put_(o.manifest_put_),
         put_bytes_(std::move(o.put_bytes_)) {}
   Writer& operator=(Writer&&) = delete;
   ~Writer() {
@@ -545,15 +544,14 @@ class Writer {
     const ObjectId mid = ManifestId(set_, generation(), manifest_.nonce);
     // A commit tried again after a refused swap (BUSY, LIMIT...) puts its
     // manifest again only if its metadata changed.
-    if (manifest_put_ && put_bytes_ != bytes) {
+    if (!put_bytes_.empty() && put_bytes_ != bytes) {
       if (Status s = client_->Delete(mid); !s.ok() && s.code() != GISMO_ERR_OBJECT_NOT_FOUND) {
         return s;
       }
-      manifest_put_ = false;
+      put_bytes_.clear();
     }
-    if (!manifest_put_) {
+    if (put_bytes_.empty()) {
       if (Status s = client_->Put(mid, bytes); !s.ok()) return s;
-      manifest_put_ = true;
       put_bytes_ = bytes;
     }
     Status failed;
@@ -597,9 +595,8 @@ class Writer {
   uint64_t claim_ = 0;
   bool claimed_ = false;
   bool committed_ = false;
-  bool kept_ = false;          // its publish's outcome is unknown: it deletes nothing
-  bool manifest_put_ = false;  // its manifest is stored (put_bytes_)
-  std::vector<uint8_t> put_bytes_;
+  bool kept_ = false;               // its publish's outcome is unknown: it deletes nothing
+  std::vector<uint8_t> put_bytes_;  // its manifest as stored (empty: not stored; no encoding is)
 };
 
 // Removes set `set`: unbinds its name, then deletes the published

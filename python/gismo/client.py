@@ -53,12 +53,10 @@ class Client(_gismo._Client):
                             ("region_path", region_path)):
             if value is not None:
                 try:
-                    value = os.fspath(value)
+                    value = os.fsdecode(value)
                 except TypeError:
                     raise TypeError(f"{name} must be a path (str or os.PathLike) "
                                     f"or None, not {type(value).__name__}") from None
-                if not isinstance(value, str):
-                    value = os.fsdecode(value)
             paths.append(value)
         super().__init__(address, *paths)
 

@@ -1027,7 +1027,6 @@ class PySubscription {
     client_closed_fd_ = core_->ClosedFd();
     closed_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (closed_fd_ < 0) throw StatusError(GISMO_ERR_IO, std::string("eventfd: ") + strerror(errno));
-    pid_ = getpid();
   }
   PySubscription(const PySubscription&) = delete;
   PySubscription& operator=(const PySubscription&) = delete;
@@ -1096,7 +1095,8 @@ class PySubscription {
   void Close() {
     if (closed_.exchange(true, std::memory_order_acq_rel)) return;
     // Not in a forked child: the eventfd is its parent's too (Core::MarkClosed).
-    if (getpid() == pid_) Core::Raise(closed_fd_);
+    // core_ is set until below, and made in the process that subscribed.
+    if (core_->in_owner_process()) Core::Raise(closed_fd_);
     core_.reset();
   }
   bool closed() const {
@@ -1120,7 +1120,6 @@ class PySubscription {
   int fd_ = -1;                 // the library's; open while core_'s client is
   int client_closed_fd_ = -1;   // Core::ClosedFd(), open while core_ lives
   int closed_fd_ = -1;          // raised by Close()
-  pid_t pid_ = 0;               // the process that subscribed
   std::atomic<bool> closed_{false};
 };
 

@@ -2406,8 +2406,8 @@ Status Manager::Impl::CheckOptions() const {
                                                   std::to_string(region::kMaxOwnerThreads) +
                                                   ", not " + std::to_string(opt_.owner_threads));
   }
-  // A group that is not there, a key file that cannot be read: what Start
-  // would fail on after it made the region's file.
+  // A group that is not there (Start would fail on it after making the
+  // region's file) and a key file that cannot be read are usage errors too.
   if (!opt_.group.empty()) {
     if (auto g = ResolveGroup(opt_.group); !g.ok())
       return Status(g.status().code(), "--group: " + g.status().message());

@@ -328,15 +328,12 @@ void MetricsExporter::Connections::Prune() {
 }
 
 bool MetricsExporter::Connections::CloseOldestReading() {
-  while (!reading.empty()) {
-    std::shared_ptr<Connection> c = reading.front().lock();
-    reading.pop_front();
-    if (c && c->reading()) {
-      c->Close();
-      return true;
-    }
-  }
-  return false;
+  Prune();  // the front, if any, is alive and reading
+  if (reading.empty()) return false;
+  std::shared_ptr<Connection> c = reading.front().lock();
+  reading.pop_front();
+  c->Close();
+  return true;
 }
 
 MetricsExporter::MetricsExporter(asio::io_context& io, const region::Region& region,
