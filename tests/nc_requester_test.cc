@@ -368,5 +368,48 @@ TEST(NcRequesterTest, LateAnswersDoNotHoldACallPastItsDeadline) {
   EXPECT_EQ(client.dropped(), 1u);
 }
 
+// The owner moves a request's head in the Txn that applies it, and head's
+// line may reach memory before that Txn commits; should the owner die then,
+// its successor takes the request again from its entry. A client whose ring
+// is full must not count that head as room: it waits for the request's
+// answer, published only after the commit. (It wrote its next request over
+// that entry, and the successor found the ring corrupt.)
+TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
+  AnswersByHand rig;
+  auto& [s, hw, client, owner_out] = rig;
+  ASSERT_TRUE(client.Attach());
+  ASSERT_TRUE(owner_out.Attach());
+  NcResponse a;
+  for (uint64_t n = 1; n <= kCap; ++n) {  // calls that time out fill the ring
+    ASSERT_EQ(client.Call(Make(NcOp::kDelete, n), &a, 0).code(), GISMO_ERR_TIMEOUT);
+  }
+  // The owner takes request 1, and its head reaches memory; the Txn that
+  // moved it never commits.
+  RequestConsumer<HwLines> owner_in(hw, s.requests(), kCap, kSession);
+  owner_in.Attach();
+  RequestPayload taken;
+  ASSERT_EQ(owner_in.Take(&taken), PopResult::kRequest);
+  owner_in.Commit(owner_in.taken());
+  const Status full = client.Call(Make(NcOp::kDelete, 100), &a, 5);
+  EXPECT_EQ(full.code(), GISMO_ERR_TIMEOUT);
+  EXPECT_NE(full.message().find("its request ring stayed full"), std::string::npos)
+      << full.message();
+  const auto* entries =
+      reinterpret_cast<const RequestEntry*>(static_cast<RequestRingHeader*>(s.requests()) + 1);
+  RequestPayload again;
+  ASSERT_TRUE(LoadRequestEntry(hw, entries, kCap, kSession, 1, &again, /*invalidate=*/true))
+      << "request 1's entry was overwritten before its answer";
+  EXPECT_EQ(std::memcmp(again.w, taken.w, sizeof again.w), 0);
+  // Its answer makes the room: the next call drops it and sends.
+  NcResponse first;
+  first.request_seq = 1;
+  first.op = NcOp::kDelete;
+  ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(first)));
+  const Status sent = client.Call(Make(NcOp::kDelete, 101), &a, 0);
+  EXPECT_EQ(sent.code(), GISMO_ERR_TIMEOUT);
+  EXPECT_NE(sent.message().find("delete request 9 "), std::string::npos) << sent.message();
+  EXPECT_EQ(client.dropped(), 1u);
+}
+
 }  // namespace
 }  // namespace gismo::region

@@ -64,6 +64,7 @@ class NcRequester {
   // indices are impossible.
   [[nodiscard]] bool Attach() {
     in_.Attach();
+    out_.CountRoomByAnswers();
     return out_.Attach();
   }
 
@@ -91,6 +92,10 @@ class NcRequester {
     } else {
       sent.seq = out_.tail() + 1;
       while (!out_.TryPushAll(sent.entries, sent.count)) {
+        // Room is counted from the answered requests (RequestProducer::
+        // Answered): the late answers of timed-out calls make it.
+        if (Status s = DropLateAnswers(); !s.ok()) return s;
+        if (out_.TryPushAll(sent.entries, sent.count)) break;
         if (!wait.Next(deadline)) {
           unanswered_ = Unanswered();
           return Status(GISMO_ERR_TIMEOUT, std::string("the owner took no ") + NcOpName(q.op) +
@@ -125,6 +130,7 @@ class NcRequester {
       }
       if (a.request_seq < seq) {
         ++dropped_;  // the late answer to a request whose wait timed out
+        out_.Answered(a.request_seq);
         // An owner that writes late answers without end must not hold the
         // call past its deadline.
         if (std::chrono::steady_clock::now() >= deadline) return timed_out();
@@ -136,6 +142,7 @@ class NcRequester {
                                               std::to_string(seq) + " (" + NcOpName(q.op) +
                                               ") was awaited");
       }
+      out_.Answered(seq + sent.count - 1);
       *out = a;
       return Status();
     }
@@ -145,6 +152,28 @@ class NcRequester {
   uint64_t dropped() const { return dropped_; }
 
  private:
+  // Reads the answers on the response ring, all late ones (no call waits
+  // for them): each is dropped, and says its request and those before it
+  // were consumed. PROTOCOL for an answer that does not decode or names a
+  // request not sent.
+  Status DropLateAnswers() {
+    for (;;) {
+      NcResponse a;
+      auto got = TakeNcResponse(in_, o_.record_limit, o_.heap_size, &a);
+      if (in_.taken() != in_.head()) in_.Commit(in_.taken());
+      if (!got.ok()) return Status(GISMO_ERR_PROTOCOL, "response ring: " + got.status().message());
+      if (!*got) return Status();
+      if (a.request_seq > out_.tail()) {
+        return Status(GISMO_ERR_PROTOCOL, "answer to " + std::string(NcOpName(a.op)) + " request " +
+                                              std::to_string(a.request_seq) +
+                                              ", which was not sent (" +
+                                              std::to_string(out_.tail()) + " were)");
+      }
+      ++dropped_;
+      out_.Answered(a.request_seq);
+    }
+  }
+
   // Spin, then nap in growing steps; false once the deadline has passed.
   class Backoff {
    public:

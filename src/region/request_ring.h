@@ -16,7 +16,11 @@
 // Protocol (each step names the line operation that makes it hold):
 //  P1. The producer writes request n only if n - head <= capacity, reading
 //      head after invalidating its line (the consumer is done with that
-//      entry's previous request).
+//      entry's previous request). A producer whose consumer moves head in
+//      a Txn with the request's effects counts from min(head, requests
+//      answered) instead (Answered): head may reach memory before the Txn
+//      commits, and a successor of a consumer that died then takes the
+//      request again from its entry.
 //  P2. It writes the entry (seq, payload, check), flushes the entry's line,
 //      and only then writes tail = n and flushes tail's line. So memory never
 //      holds a tail that covers an entry not in memory. Several entries may
@@ -47,6 +51,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -103,8 +108,22 @@ class RequestProducer {
     lines_.Invalidate(hdr_, sizeof(*hdr_));
     tail_ = lines_.Load(&hdr_->tail.value);
     head_ = lines_.Load(&hdr_->head.value);
+    answered_ = head_;
     return tail_ - head_ <= capacity_;
   }
+
+  // P1 for a producer whose consumer commits head in a Txn with the
+  // request's effects (a client's requests to the owner): head's line may
+  // reach memory before that Txn's commit record (an early write-back), and
+  // should the consumer die before the commit, its successor takes the
+  // request again from its entry. Such a producer counts room only up to
+  // the requests it knows consumed for good: those answered (an answer is
+  // published only after its request's head committed). After
+  // CountRoomByAnswers, room is counted from min(head, answered), where
+  // Answered(n) says requests 1..n are answered (Attach counts those below
+  // head as answered).
+  void CountRoomByAnswers() { bounded_ = true; }
+  void Answered(uint64_t n) { answered_ = std::max(answered_, n); }
 
   // Publishes one request; false if the ring is full (the consumer is behind).
   [[nodiscard]] bool TryPush(const RequestPayload& p) { return TryPushAll(&p, 1); }
@@ -128,10 +147,10 @@ class RequestProducer {
   // (the consumer only makes more room). Staging again overwrites the entry.
   [[nodiscard]] bool HasRoomFor(uint32_t n) {
     const uint64_t last = tail_ + n;
-    if (last - head_ <= capacity_) return true;
+    if (last - Consumed() <= capacity_) return true;
     lines_.Invalidate(&hdr_->head, sizeof(RequestIndex));  // P1
     head_ = lines_.Load(&hdr_->head.value);
-    return last - head_ <= capacity_;
+    return last - Consumed() <= capacity_;
   }
   void Stage(const RequestPayload& p) { WriteEntry(tail_ + 1, p); }
   void Publish() { PublishTail(tail_ + 1); }
@@ -168,7 +187,12 @@ class RequestProducer {
   RequestEntry* entries_;
   uint32_t capacity_;
   uint64_t seal_;
+  // Requests consumed for P1: head, or at most the answered (Answered).
+  uint64_t Consumed() const { return bounded_ ? std::min(head_, answered_) : head_; }
+
   uint64_t tail_ = 0, head_ = 0;  // head_: the last head read (may lag)
+  uint64_t answered_ = 0;         // see Answered
+  bool bounded_ = false;          // see CountRoomByAnswers
   RingFault fault_ = RingFault::kNone;
 };
 
