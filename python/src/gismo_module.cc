@@ -66,6 +66,27 @@ void Check(gismo_status_t code) {
   throw StatusError(GISMO_ERR_INVALID_ARGUMENT, message);
 }
 
+// The largest size a create takes here: its writable view's length is a
+// Py_ssize_t (the store refuses what its heap cannot hold).
+constexpr uint64_t kMaxObjectSize = PY_SSIZE_T_MAX;
+
+// A count or size argument: any Python integer (numpy's too, through
+// __index__) from 0 to `max`. TypeError for anything else (a bool, a float),
+// InvalidArgument for one out of range: never pybind11's overload error.
+uint64_t CountArg(py::handle value, const char* what, uint64_t max) {
+  if (PyBool_Check(value.ptr()) || !PyIndex_Check(value.ptr())) {
+    throw py::type_error(std::string(what) + " must be an int, not " +
+                         std::string(py::str(py::type::handle_of(value).attr("__name__"))));
+  }
+  py::int_ n = py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+  if (!n) throw py::error_already_set();
+  if (n < py::int_(0) || n > py::int_(max)) {
+    ThrowInvalid(std::string(what) + " must be from 0 to " + std::to_string(max) + ", got " +
+                 std::string(py::str(n)));
+  }
+  return n.cast<uint64_t>();
+}
+
 // status code -> exception class; filled by gismo.errors at import.
 py::dict& ErrorClasses() {
   static py::dict* classes =
@@ -493,11 +514,11 @@ class PyClient {
   }
   bool closed() const { return !core_; }
 
-  py::memoryview Create(py::handle id, int64_t size, py::handle metadata, bool owned,
+  py::memoryview Create(py::handle id, py::handle size_arg, py::handle metadata, bool owned,
                         bool evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
-    if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
+    const uint64_t size = CountArg(size_arg, "size", kMaxObjectSize);
     BytesArg meta(metadata, /*none_is_empty=*/true);
     void* data = nullptr;
     gismo_status_t s;
@@ -531,11 +552,11 @@ class PyClient {
 
   // (Buffer, None) if the object is sealed, (None, writable view) if this
   // client created it to load it (gismo_get_or_create).
-  py::tuple GetOrCreate(py::handle id, int64_t size, py::handle metadata, bool owned,
+  py::tuple GetOrCreate(py::handle id, py::handle size_arg, py::handle metadata, bool owned,
                         bool evictable, int64_t timeout_ms) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
-    if (size < 0) ThrowInvalid("size must be >= 0, got " + std::to_string(size));
+    const uint64_t size = CountArg(size_arg, "size", kMaxObjectSize);
     BytesArg meta(metadata, /*none_is_empty=*/true);
     gismo_buffer_t buf{};
     void* data = nullptr;
@@ -560,7 +581,8 @@ class PyClient {
     return py::make_tuple(none, view);
   }
 
-  uint64_t Evict(uint64_t bytes) {
+  uint64_t Evict(py::handle bytes_arg) {
+    const uint64_t bytes = CountArg(bytes_arg, "bytes", UINT64_MAX);
     auto core = Live();
     uint64_t evicted = 0;
     gismo_status_t s;

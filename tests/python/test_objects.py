@@ -3,6 +3,7 @@
 import os
 import threading
 
+import numpy as np
 import pytest
 
 import gismo
@@ -320,6 +321,25 @@ def test_bad_arguments(client, oid):
         for t in (-2, -(2**63)):
             with pytest.raises(gismo.InvalidArgument, match="timeout_ms"):
                 wait(t)
+    assert not client.contains(oid)
+    # Sizes and counts out of range, or not integers, get the library's
+    # own errors (they got pybind11's "incompatible function arguments").
+    for call in (lambda n: client.create(oid, n),
+                 lambda n: client.get_or_create(oid, n, timeout_ms=0),
+                 client.evict):
+        for n in (-1, 2**64):
+            with pytest.raises(gismo.InvalidArgument, match=r"must be from 0 to") as e:
+                call(n)
+            assert "incompatible" not in str(e.value)
+        for n in (1.0, True, "1"):
+            with pytest.raises(TypeError, match=r"must be an int") as e:
+                call(n)
+    # numpy's integers are integers, for sizes and timeouts alike.
+    client.create(oid, np.int64(3))
+    client.abort(oid)
+    assert client.evict(np.uint64(0)) == 0
+    with pytest.raises(gismo.Timeout):
+        client.get(oid, timeout_ms=np.int64(0))
     assert not client.contains(oid)
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect("bogus:thing")
