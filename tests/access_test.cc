@@ -1596,6 +1596,143 @@ TEST(NodeAgentTest, AnAgentBusyWithAFenceOrderKeepsItsLease) {
   agent.KillAndWait(SIGKILL);
 }
 
+// After the access, a keyed connection's frames carry tags either way
+// (protocol/frame_auth.h). A frame injected by anyone on the network path
+// (here: an agent's result that says a live, detached client is gone),
+// replayed, or changed, ends the connection unheard. Without the tags, the
+// injected result had the client recovered while it ran.
+TEST(KeyTest, AKeyedConnectionsFramesAreTaggedAndAForgedOneIsNotHeard) {
+  KeyFile key_file;
+  const protocol::Key key = key_file.Load();
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  o.key_file = key_file.path;
+  o.local_fence = false;
+  o.reattach_ms = 600000;  // detached, never suspected here
+  o.lease_ms = 0;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  const std::string tcp = mgr.listen_addresses()[1];
+  {
+    // Tagged both ways: the welcome verifies (ReadWelcome), a tagged
+    // goodbye is answered with a tagged bye.
+    RawPeer peer(tcp);
+    EXPECT_NE(peer.Hello(mgr.region_path(), &key).slot, 0u);
+    ASSERT_TRUE(IsOk(peer.Send(protocol::Writer().Frame(MsgType::kGoodbye, 1))));
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    ASSERT_TRUE(IsOk(peer.Receive(&h, &payload)));
+    EXPECT_EQ(h.type, MsgType::kBye);
+  }
+  // A detached client of node 7, whose process runs: its agent is asked
+  // whether it is gone.
+  const auto detach_client = [&] {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(getpid()));
+    return client.Hello(mgr.region_path());
+  };
+  enum class Forgery { kUntagged, kReplayed, kChanged };
+  uint64_t bad_tags = 0;
+  for (const Forgery forgery : {Forgery::kUntagged, Forgery::kReplayed, Forgery::kChanged}) {
+    SCOPED_TRACE(static_cast<int>(forgery));
+    RawPeer agent(tcp);
+    agent.SetIdentity(ClaimOf(getpid()));
+    agent.AgentHello(7, &key);
+    const protocol::Welcome client = detach_client();
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    do {
+      ASSERT_TRUE(IsOk(agent.Receive(&h, &payload)));  // tagged
+    } while (h.type != MsgType::kFenceProcess);
+    protocol::FenceProcessResult gone;
+    gone.slot = client.slot;
+    gone.session = client.session;
+    const std::vector<uint8_t> result = protocol::EncodeFenceProcessResult(h.request_id, gone);
+    switch (forgery) {
+      case Forgery::kUntagged:
+        ASSERT_TRUE(IsOk(agent.SendUntagged(result)));
+        break;
+      case Forgery::kReplayed: {
+        // A heartbeat's tagged bytes, sent twice: the copy carries the tag
+        // of the frame before it.
+        const auto beat = agent.Tagged(protocol::Writer().Frame(MsgType::kHeartbeat, 0));
+        ASSERT_TRUE(IsOk(agent.SendUntagged(beat)));
+        ASSERT_TRUE(IsOk(agent.SendUntagged(beat)));
+        ASSERT_TRUE(IsOk(agent.Send(result)));  // never read
+        break;
+      }
+      case Forgery::kChanged: {
+        // The agent's own answer that the process still runs, made to say
+        // it is gone: the status code is the payload's 13th byte on.
+        protocol::FenceProcessResult runs = gone;
+        runs.status = Status(GISMO_ERR_BUSY, "still runs");
+        auto frame = agent.Tagged(protocol::EncodeFenceProcessResult(h.request_id, runs));
+        const uint32_t ok = GISMO_OK;
+        std::memcpy(frame.data() + protocol::kHeaderSize + 12, &ok, sizeof ok);
+        ASSERT_TRUE(IsOk(agent.SendUntagged(frame)));
+        break;
+      }
+    }
+    EXPECT_TRUE(agent.ClosedByManager());
+    EXPECT_EQ(mgr.stats().bad_frame_tags.load(std::memory_order_relaxed), ++bad_tags);
+    EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u)
+        << "a forged fence result recovered a live client";
+  }
+}
+
+// A node agent carries out orders at once, fence orders before probes: a
+// fence order queued behind probes of live processes (100 ms each) past
+// --agent-timeout-ms had the whole node fenced, or, without a fence
+// command, its client left suspected for an operator. Here 40 clients of
+// the node detach while their process runs (40 probes, 4 s one after the
+// other), then a client's lease expires, and its agent has 2 s to fence
+// it. The agent is keyed, over TCP: its frames carry tags both ways.
+TEST(NodeAgentTest, AFenceOrderIsNotQueuedBehindProbes) {
+  KeyFile key_file;
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  o.key_file = key_file.path;
+  o.local_fence = false;
+  o.lease_ms = 1000;
+  o.reattach_ms = 600000;  // the detached are probed, never suspected here
+  o.agent_timeout_ms = 2000;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  testing::SpawnOptions options;
+  options.argv = {GISMO_AGENT_BIN, "--node",         "7", "--manager", mgr.listen_addresses()[1],
+                  "--region",      mgr.region_path()};
+  options.env = {"GISMO_KEY_FILE=" + key_file.path};
+  options.capture_stdout = true;
+  options.stderr_to_stdout = true;
+  options.parent_death_signal = SIGKILL;
+  testing::Process agent;
+  ASSERT_TRUE(agent.Start(options)) << agent.error();
+  std::string line;
+  ASSERT_TRUE(agent.ReadLineContaining("gismo-agent ready", 60, &line)) << line;
+  testing::SpawnOptions sleep_options;
+  sleep_options.argv = {"sleep", "600"};
+  sleep_options.parent_death_signal = SIGKILL;
+  testing::Process runs;  // the detached clients' process, as they claim
+  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  const pid_t suspect_process = ForkSleeper();  // maps the region: the agent kills it
+  ASSERT_GT(suspect_process, 0);
+  RawPeer suspect(mgr.address());  // connected, silent: its lease expires
+  suspect.SetNode(7);
+  suspect.SetIdentity(ClaimOf(suspect_process));
+  suspect.Hello(mgr.region_path());
+  for (int i = 0; i < 40; ++i) {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(runs.pid()));
+    client.Hello(mgr.region_path());
+  }  // each closes: detached, and its process probed
+  EXPECT_TRUE(Eventually([&] {
+    return mgr.stats().clients_recovered.load(std::memory_order_relaxed) == 1;
+  })) << "the suspect was not fenced through its agent";
+  EXPECT_EQ(EndedBy(suspect_process), SIGKILL);
+  EXPECT_EQ(mgr.stats().bad_frame_tags.load(std::memory_order_relaxed), 0u);
+  agent.KillAndWait(SIGKILL);
+}
+
 // The next fence order (not a probe) `agent` gets: its request id, and the
 // order in *order; 0 if the connection ends first.
 uint64_t NextFenceOrder(RawPeer& agent, protocol::FenceProcessOrder* order) {

@@ -15,6 +15,7 @@
 
 #include "fence/process.h"
 #include "protocol/auth.h"
+#include "protocol/frame_auth.h"
 #include "protocol/wire.h"
 #include "region/region.h"
 #include "test_util.h"
@@ -45,11 +46,28 @@ class RawPeer {
     const fence::ProcessIdentity::Words w = who.ToWords();
     std::copy(w.begin(), w.end(), hello_.identity);
   }
-  Status Send(const std::vector<uint8_t>& frame) {
+  // After the access of a hello with a key, frames either way carry tags
+  // (protocol/frame_auth.h): Send tags, Receive checks (a wrong tag is
+  // GISMO_ERR_PERMISSION). SendUntagged sends a frame as it is.
+  Status Send(std::vector<uint8_t> frame) {
+    if (auth_ && tagging_) auth_->send.Sign(&frame);
+    return SendUntagged(frame);
+  }
+  // `frame` with the tag it takes next (the next frame sent is tagged as
+  // the one after it): to send forged, changed or replayed copies.
+  std::vector<uint8_t> Tagged(std::vector<uint8_t> frame) {
+    if (auth_ && tagging_) auth_->send.Sign(&frame);
+    return frame;
+  }
+  Status SendUntagged(const std::vector<uint8_t>& frame) {
     return protocol::SendAll(fd_, frame.data(), frame.size());
   }
   Status Receive(protocol::FrameHeader* h, std::vector<uint8_t>* payload) {
-    return protocol::RecvFrame(fd_, h, payload);
+    Status s = protocol::RecvFrame(fd_, h, payload);
+    if (s.ok() && auth_ && tagging_ && !auth_->recv.Verify(h, payload)) {
+      return protocol::BadFrameTag("the manager");
+    }
+    return s;
   }
   // The manager's first frame: its challenge.
   protocol::Challenge ReadChallenge() {
@@ -77,6 +95,8 @@ class RawPeer {
       hello_.has_mac = true;
       hello_.mac = protocol::HelloMac(*key, challenge_.nonce, hello_.client_nonce,
                                       static_cast<uint32_t>(role), hello_.node_id);
+      auth_ = protocol::MakeFrameAuth(*key, challenge_.nonce, hello_.client_nonce,
+                                      protocol::FrameSide::kPeer);
     }
     EXPECT_TRUE(IsOk(Send(protocol::EncodeHello(hello_))));
   }
@@ -89,6 +109,7 @@ class RawPeer {
     EXPECT_EQ(h.type, protocol::MsgType::kAccess);
     protocol::Reader r(payload);
     EXPECT_TRUE(protocol::DecodeAccess(r, &a));
+    tagging_ = true;  // from the next frame, when keyed
     return a;
   }
   // Proves the region mapped from `region_path`.
@@ -113,17 +134,17 @@ class RawPeer {
   }
   // Registers as a client of the region at `region_path`: hello, proof;
   // the manager's welcome.
-  protocol::Welcome Hello(const std::string& region_path) {
-    SendHello();
+  protocol::Welcome Hello(const std::string& region_path, const protocol::Key* key = nullptr) {
+    SendHello("raw peer", key);
     ReadAccess();
     SendProof(region_path);
     return ReadWelcome();
   }
   // Joins as the node agent of `node` (an agent proves no region): hello;
   // the manager's access and welcome.
-  protocol::Welcome AgentHello(uint32_t node) {
+  protocol::Welcome AgentHello(uint32_t node, const protocol::Key* key = nullptr) {
     SetNode(node);
-    SendHello("agent", nullptr, protocol::Role::kNodeAgent);
+    SendHello("agent", key, protocol::Role::kNodeAgent);
     ReadAccess();
     return ReadWelcome();
   }
@@ -154,6 +175,8 @@ class RawPeer {
   int fd_ = -1;
   protocol::Challenge challenge_;
   protocol::Hello hello_;
+  std::optional<protocol::FrameAuth> auth_;  // a hello with a key
+  bool tagging_ = false;                     // the access has been read
 };
 
 }  // namespace gismo::testing

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/frame_auth.h"
 #include "protocol/handshake.h"
 #include "raw_peer.h"
 #include "region/region.h"
@@ -844,6 +845,75 @@ TEST(WireTest, ParseAddressTakesIpv6InBrackets) {
   ASSERT_TRUE(bare.ok());
   EXPECT_EQ(bare->host, "::1");
   EXPECT_EQ(bare->port, 7070);
+}
+
+// The tags of a keyed connection's frames (protocol/frame_auth.h): what one
+// side signs the other verifies, in order; anything else fails and leaves
+// the verifier where it was.
+TEST(FrameAuthTest, WhatOneSideSignsTheOtherVerifiesInOrderAndNothingElse) {
+  Key key{std::string(32, 'k')};
+  const Nonce server = RandomNonce(), client = RandomNonce();
+  FrameAuth peer = MakeFrameAuth(key, server, client, FrameSide::kPeer);
+  FrameAuth manager = MakeFrameAuth(key, server, client, FrameSide::kManager);
+  // A received frame as a reader sees it: its header and payload.
+  const auto split = [](const std::vector<uint8_t>& frame, FrameHeader* h) {
+    *h = DecodeHeader(frame.data());
+    return std::vector<uint8_t>(frame.begin() + kHeaderSize, frame.end());
+  };
+  Writer w;
+  w.U64(42);
+  std::vector<uint8_t> first = w.Frame(MsgType::kWait, 7);
+  const size_t plain = first.size();
+  peer.send.Sign(&first);
+  ASSERT_EQ(first.size(), plain + kFrameTagSize);
+  std::vector<uint8_t> second = Writer().Frame(MsgType::kHeartbeat, 0);
+  peer.send.Sign(&second);
+  FrameHeader h;
+  std::vector<uint8_t> payload;
+  // Out of order (the second first), replayed, reflected back to its
+  // sender, under another key or another connection's nonces, changed
+  // anywhere, or without its tag: refused.
+  payload = split(second, &h);
+  EXPECT_FALSE(manager.recv.Verify(&h, &payload));
+  payload = split(first, &h);
+  EXPECT_FALSE(peer.recv.Verify(&h, &payload)) << "reflected";
+  FrameAuth other_key =
+      MakeFrameAuth(Key{std::string(32, 'K')}, server, client, FrameSide::kManager);
+  payload = split(first, &h);
+  EXPECT_FALSE(other_key.recv.Verify(&h, &payload));
+  FrameAuth other_connection = MakeFrameAuth(key, server, RandomNonce(), FrameSide::kManager);
+  payload = split(first, &h);
+  EXPECT_FALSE(other_connection.recv.Verify(&h, &payload));
+  for (size_t i = 0; i < first.size(); ++i) {
+    std::vector<uint8_t> changed = first;
+    changed[i] ^= 0x01;
+    payload = split(changed, &h);
+    EXPECT_FALSE(manager.recv.Verify(&h, &payload)) << "byte " << i;
+  }
+  const std::vector<uint8_t> untagged = w.Frame(MsgType::kWait, 7);
+  payload = split(untagged, &h);
+  EXPECT_FALSE(manager.recv.Verify(&h, &payload));
+  std::vector<uint8_t> short_frame = Writer().Frame(MsgType::kHeartbeat, 0);
+  payload = split(short_frame, &h);
+  EXPECT_FALSE(manager.recv.Verify(&h, &payload)) << "shorter than a tag";
+  // In order: verified, the tag taken off.
+  payload = split(first, &h);
+  ASSERT_TRUE(manager.recv.Verify(&h, &payload));
+  EXPECT_EQ(h.type, MsgType::kWait);
+  EXPECT_EQ(h.request_id, 7u);
+  EXPECT_EQ(h.length, 8u);
+  EXPECT_EQ(payload, w.payload());
+  payload = split(first, &h);
+  EXPECT_FALSE(manager.recv.Verify(&h, &payload)) << "replayed";
+  payload = split(second, &h);
+  ASSERT_TRUE(manager.recv.Verify(&h, &payload));
+  EXPECT_EQ(h.length, 0u);
+  EXPECT_TRUE(payload.empty());
+  // The other direction has keys of its own.
+  std::vector<uint8_t> reply = Writer().Frame(MsgType::kWaitAck, 7);
+  manager.send.Sign(&reply);
+  payload = split(reply, &h);
+  EXPECT_TRUE(peer.recv.Verify(&h, &payload));
 }
 
 TEST(WireTest, ParseAddressRejectsWhatItCannotUse) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "protocol/auth.h"
+#include "protocol/frame_auth.h"
 #include "protocol/wire.h"
 #include "region/region.h"
 #include "store/names.h"
@@ -148,7 +149,7 @@ class ClientImpl {
   // Any failure means the connection is down or going down. `sent_on`, if
   // given, receives the epoch of the connection the frame went on (see
   // fd_epoch_): a reply can come only on that one.
-  Status Send(const std::vector<uint8_t>& frame, int bound_ms = kNoticeSendMs,
+  Status Send(std::vector<uint8_t> frame, int bound_ms = kNoticeSendMs,
               uint64_t* sent_on = nullptr);
   // Tells the manager about a seal or delete if anyone waits for one.
   // `ring_event`: the operation appended to the event ring (subscribers care).
@@ -243,6 +244,11 @@ class ClientImpl {
   std::string address_text_;
   protocol::Hello hello_;             // after the welcome: a re-attach hello
   std::optional<protocol::Key> key_;  // the cluster key, for every handshake
+  // A keyed connection's tags (protocol/frame_auth.h): of the frames sent
+  // on fd_ (under send_mu_), and of those received (the receiver thread
+  // alone). Replaced with fd_.
+  std::optional<protocol::FrameTagger> send_tags_;
+  std::optional<protocol::FrameTagger> recv_tags_;
   protocol::Welcome welcome_;
   std::unique_ptr<region::Region> region_;
   std::unique_ptr<store::Store> store_;

@@ -45,14 +45,18 @@ Result<uint32_t> NodeFromEnv() {
 
 // The admission handshake (protocol/auth.h): the cluster key, if any, and
 // the proof that `region` is mapped here. `refused` (may be null): the
-// manager answered, and said no.
+// manager answered, and said no. *auth: a keyed connection's frame tags.
 Status Handshake(int fd, const protocol::Hello& hello, const std::optional<protocol::Key>& key,
                  const std::string& addr_text, const protocol::ProveFn& prove,
-                 protocol::Welcome* welcome, bool* refused = nullptr) {
+                 protocol::Welcome* welcome, std::optional<protocol::FrameAuth>* auth,
+                 bool* refused = nullptr) {
   protocol::HandshakeResult result;
   Status s =
       protocol::Handshake(fd, hello, key, prove, addr_text, kHandshakeTimeoutMs, &result, refused);
-  if (s.ok()) *welcome = result.welcome;
+  if (s.ok()) {
+    *welcome = result.welcome;
+    *auth = std::move(result.auth);
+  }
   return s;
 }
 
@@ -147,15 +151,22 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
     mapped = std::move(*region);
     return ProveRegion(*mapped, server, client);
   };
-  if (Status s = Handshake(c->fd_, hello, c->key_, addr_text, prove, &c->welcome_); !s.ok()) {
+  std::optional<protocol::FrameAuth> auth;
+  if (Status s = Handshake(c->fd_, hello, c->key_, addr_text, prove, &c->welcome_, &auth);
+      !s.ok()) {
     return s;
+  }
+  if (auth) {
+    c->send_tags_ = auth->send;
+    c->recv_tags_ = auth->recv;
   }
   const protocol::Welcome& w = c->welcome_;
   // Admitted but unable to go on: say goodbye, so the manager frees the slot
   // now instead of suspecting a live process that went quiet.
   auto abandon = [&c](Status why) {
     protocol::Writer bye;
-    const auto frame = bye.Frame(MsgType::kGoodbye, 0);
+    auto frame = bye.Frame(MsgType::kGoodbye, 0);
+    if (c->send_tags_) c->send_tags_->Sign(&frame);
     if (protocol::SendAll(c->fd_, frame.data(), frame.size()).ok()) {
       protocol::FrameHeader h;
       std::vector<uint8_t> payload;
@@ -300,7 +311,7 @@ Status ClientImpl::CheckAlive() const {
   return Status();
 }
 
-Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms, uint64_t* sent_on) {
+Status ClientImpl::Send(std::vector<uint8_t> frame, int bound_ms, uint64_t* sent_on) {
   const uint64_t deadline_ns = protocol::DeadlineAfterMs(bound_ms);
   // Taken by try_lock with a growing pause rather than a timed lock:
   // std::timed_mutex's try_lock_until (pthread_mutex_clocklock) is invisible
@@ -319,6 +330,8 @@ Status ClientImpl::Send(const std::vector<uint8_t>& frame, int bound_ms, uint64_
     lk.try_lock();
   }
   if (sent_on != nullptr) *sent_on = fd_epoch_;
+  // Tagged in the order frames go out: under send_mu_, with fd_.
+  if (send_tags_) send_tags_->Sign(&frame);
   Status s = protocol::SendAllUntil(fd_, frame.data(), frame.size(), deadline_ns);
   if (s.code() == GISMO_ERR_TIMEOUT) {
     // Part of the frame may have gone: the stream is out of step for good.
@@ -396,6 +409,7 @@ bool ClientImpl::Reattach(std::string* why) {
     auto fd = protocol::ConnectTo(address_, kConnectTimeoutMs, &cancel);
     if (fd.ok()) {
       protocol::Welcome w;
+      std::optional<protocol::FrameAuth> auth;
       bool refused = false;
       Status s = LoadAcquire(closing_)
                      ? Status(GISMO_ERR_CONNECTION, "disconnected")
@@ -405,7 +419,7 @@ bool ClientImpl::Reattach(std::string* why) {
                                   const protocol::Nonce& client) -> Result<protocol::Mac> {
                              return ProveRegion(*region_, server, client);
                            },
-                           &w, &refused);
+                           &w, &auth, &refused);
       if (s.ok()) {
         int old;
         {
@@ -413,11 +427,15 @@ bool ClientImpl::Reattach(std::string* why) {
           std::lock_guard<std::mutex> lk(fd_mu_);
           old = fd_;
           fd_ = *fd;
+          send_tags_.reset();
+          if (auth) send_tags_ = auth->send;
           // This thread alone writes connection_epoch_: its own read.
           fd_epoch_ = connection_epoch_ + 1;
           connecting_fd_ = -1;
         }
         close(old);
+        recv_tags_.reset();
+        if (auth) recv_tags_ = auth->recv;
         welcome_.lease_ms = w.lease_ms;
         welcome_.manager_epoch = w.manager_epoch;
         std::lock_guard<std::mutex> lk(state_mu_);

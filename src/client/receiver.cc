@@ -103,6 +103,9 @@ bool ClientImpl::RunConnection(std::vector<uint8_t>* payload, std::string* why) 
     }
     protocol::FrameHeader h;
     Status s = protocol::RecvFrameUntil(fd, protocol::DeadlineAfterMs(frame_bound_ms), &h, payload);
+    if (s.ok() && recv_tags_ && !recv_tags_->Verify(&h, payload)) {
+      s = protocol::BadFrameTag("the manager at " + address_text_);
+    }
     if (!s.ok()) {
       *why = s.message();
       return false;

@@ -33,6 +33,7 @@
 #include "manager/metrics.h"
 #include "manager/recovery.h"
 #include "protocol/auth.h"
+#include "protocol/frame_auth.h"
 #include "protocol/wire.h"
 #include "region/cache_lines.h"
 #include "region/owner_sleep.h"
@@ -408,10 +409,19 @@ class Session : public std::enable_shared_from_this<Session> {
     // A frame into an empty queue is always taken: no limit may refuse a
     // peer that reads everything (a reply larger than the limit).
     if (out_bytes_ != 0 && out_bytes_ + frame.size() > max_output_bytes_) return Overflow();
+    // Tagged in queue order, which is the order on the wire.
+    if (send_tags_) send_tags_->Sign(&frame);
     out_bytes_ += frame.size();
     bool idle = out_.empty();
     out_.push_back({coalesce, std::move(frame)});
     if (idle) WriteNext();
+  }
+
+  // A keyed connection (protocol/frame_auth.h): every frame after the
+  // access, either way, is tagged. Called right after the access is queued.
+  void StartTagging(protocol::FrameAuth auth) {
+    send_tags_ = auth.send;
+    recv_tags_ = auth.recv;
   }
 
   // The session's end: no frame is dispatched or queued after it. After
@@ -502,9 +512,10 @@ class Session : public std::enable_shared_from_this<Session> {
       // still be on its way); a node agent's, admitted without proving the
       // region, never are (fence results, heartbeats), even after a goodbye
       // of its own.
-      const uint32_t limit = stage == Stage::kAdmitted && proved_region
-                                 ? protocol::kMaxPayload
-                                 : protocol::kMaxPreAdmissionPayload;
+      const uint32_t limit =
+          (stage == Stage::kAdmitted && proved_region ? protocol::kMaxPayload
+                                                      : protocol::kMaxPreAdmissionPayload) +
+          (recv_tags_ ? protocol::kFrameTagSize : 0);
       if (head_.length > limit) {
         return m_.OnClosed(self, "oversized frame of " + std::to_string(head_.length) +
                                      " bytes, limit " + std::to_string(limit) +
@@ -520,8 +531,13 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
   void OnBody() {
-    last_heard_ns_ = MonotonicNs();
     auto self = shared_from_this();
+    // A frame that fails its tag is not heard: it may be anyone's.
+    if (recv_tags_ && !recv_tags_->Verify(&head_, &body_)) {
+      IncrementRelaxed(m_.stats_.bad_frame_tags);
+      return m_.OnClosed(self, protocol::BadFrameTag("this peer").message());
+    }
+    last_heard_ns_ = MonotonicNs();
     m_.OnFrame(self, head_, body_);
     // A large frame's buffer is not kept for the next one.
     if (body_.capacity() > protocol::kMaxPreAdmissionPayload) std::vector<uint8_t>().swap(body_);
@@ -578,6 +594,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool flush_before_close_ = false;
   bool socket_closed_ = false;
   std::unique_ptr<asio::steady_timer> flush_timer_;  // bounds the flush before a close
+  std::optional<protocol::FrameTagger> send_tags_;   // a keyed connection's (StartTagging)
+  std::optional<protocol::FrameTagger> recv_tags_;
   // Closed, writing what was queued (FlushBeforeClose): the flush's timer
   // exists exactly then.
   bool flushing() const { return flush_timer_ != nullptr; }
@@ -1873,6 +1891,10 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
     access.mac = protocol::AccessMac(*key_, s->server_nonce, hello.client_nonce);
   }
   s->Send(protocol::EncodeAccess(access));
+  if (key_ok) {
+    s->StartTagging(protocol::MakeFrameAuth(*key_, s->server_nonce, hello.client_nonce,
+                                            protocol::FrameSide::kManager));
+  }
   if (hello.role == protocol::Role::kNodeAgent) {
     s->stage = Session::Stage::kAdmitted;
     return AdmitAgent(s, hello);

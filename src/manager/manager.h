@@ -106,6 +106,9 @@ struct ManagerStats {
   std::atomic<uint64_t> peers_refused{0};
   std::atomic<uint64_t> admission_timeouts{0};
   std::atomic<uint64_t> output_overflows{0};
+  // Keyed connections closed at a frame whose tag was missing or wrong
+  // (protocol/frame_auth.h): forged, or changed on the way.
+  std::atomic<uint64_t> bad_frame_tags{0};
   std::atomic<uint64_t> accept_errors{0};  // e.g. out of descriptors
   std::atomic<uint64_t> connections{0};    // open now
 };

@@ -526,6 +526,10 @@ std::string MetricsExporter::RenderWith(const Scrape& scrape) const {
         LoadRelaxed(stats_.clients_reattached));
   x.One("gismo_manager_nodes_fenced_total", "counter",
         "Whole nodes fenced (fence command or operator).", LoadRelaxed(stats_.nodes_fenced));
+  x.One("gismo_manager_bad_frame_tags_total", "counter",
+        "Keyed connections closed at a frame whose cluster-key tag was missing or wrong "
+        "(forged, or changed on the way).",
+        LoadRelaxed(stats_.bad_frame_tags));
   x.One("gismo_manager_wakeups_sent_total", "counter",
         "Wake-ups sent to clients waiting for an object to be sealed.",
         LoadRelaxed(stats_.wakeups_sent));

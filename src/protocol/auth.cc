@@ -1,9 +1,10 @@
 #include "protocol/auth.h"
 
 #include <fcntl.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -11,22 +12,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 namespace gismo::protocol {
 
 namespace {
-
-// HMAC-SHA-256 of the concatenation of `parts`.
-Mac Hmac(const void* key, size_t key_size, std::initializer_list<std::string_view> parts) {
-  std::string msg;
-  for (std::string_view p : parts) msg.append(p);
-  Mac out{};
-  unsigned int n = 0;
-  HMAC(EVP_sha256(), key, static_cast<int>(key_size), reinterpret_cast<const uint8_t*>(msg.data()),
-       msg.size(), out.data(), &n);
-  return out;
-}
 
 std::string_view View(const Nonce& n) {
   return {reinterpret_cast<const char*>(n.data()), n.size()};
@@ -35,6 +26,35 @@ std::string_view View(const Nonce& n) {
 std::string U32Bytes(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
 
 }  // namespace
+
+Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::string_view> parts) {
+  // The algorithm is fetched once (a thread-safe static); a context per call.
+  static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
+      hmac == nullptr ? nullptr : EVP_MAC_CTX_new(hmac), &EVP_MAC_CTX_free);
+  char digest[] = "SHA256";
+  const OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  Mac out{};
+  size_t n = 0;
+  bool ok = ctx != nullptr &&
+            EVP_MAC_init(ctx.get(), static_cast<const uint8_t*>(key), key_size, params) == 1;
+  for (std::string_view p : parts) {
+    ok = ok && (p.empty() || EVP_MAC_update(ctx.get(), reinterpret_cast<const uint8_t*>(p.data()),
+                                            p.size()) == 1);
+  }
+  ok = ok && EVP_MAC_final(ctx.get(), out.data(), &n, out.size()) == 1 && n == out.size();
+  if (!ok) {
+    // Not computed (no memory): random bytes, which match no peer's MAC.
+    static_assert(kMacSize == 2 * kNonceSize);
+    const Nonce a = RandomNonce(), b = RandomNonce();
+    std::memcpy(out.data(), a.data(), a.size());
+    std::memcpy(out.data() + a.size(), b.data(), b.size());
+  }
+  return out;
+}
 
 Result<Key> LoadKey(const std::string& path) {
   auto bad = [&](const std::string& why) {
@@ -96,16 +116,17 @@ Nonce RandomNonce() {
 
 Mac HelloMac(const Key& key, const Nonce& server, const Nonce& client, uint32_t role,
              uint32_t node) {
-  return Hmac(key.bytes.data(), key.bytes.size(),
-              {"gismo-hello", View(server), View(client), U32Bytes(role), U32Bytes(node)});
+  return HmacSha256(key.bytes.data(), key.bytes.size(),
+                    {"gismo-hello", View(server), View(client), U32Bytes(role), U32Bytes(node)});
 }
 
 Mac AccessMac(const Key& key, const Nonce& server, const Nonce& client) {
-  return Hmac(key.bytes.data(), key.bytes.size(), {"gismo-access", View(server), View(client)});
+  return HmacSha256(key.bytes.data(), key.bytes.size(),
+                    {"gismo-access", View(server), View(client)});
 }
 
 Mac RegionProof(const uint64_t secret[2], const Nonce& server, const Nonce& client) {
-  return Hmac(secret, 2 * sizeof(uint64_t), {"gismo-region", View(server), View(client)});
+  return HmacSha256(secret, 2 * sizeof(uint64_t), {"gismo-region", View(server), View(client)});
 }
 
 bool MacEqual(const Mac& a, const Mac& b) {

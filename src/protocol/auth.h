@@ -3,7 +3,8 @@
 // maps the region. Pure functions over bytes; the manager and every client
 // (library, agent) call the same ones.
 //
-// The handshake (protocol version 3):
+// The handshake (protocol version 4; protocol/frame_auth.h tags what
+// follows it on a keyed connection):
 //   manager -> peer  Challenge {version, server nonce, key required?}
 //   peer -> manager  Hello {..., client nonce, HelloMac or nothing}
 //   manager -> peer  Access {region uuid and size, region path only to an
@@ -27,7 +28,9 @@
 #include <array>
 #include <cstdint>
 #include <gismo/status.hpp>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 namespace gismo::protocol {
 
@@ -50,6 +53,10 @@ struct Key {
 // kMinKeySize or longer than kMaxKeySize bytes. A trailing newline is part
 // of the key: a file is used byte for byte.
 Result<Key> LoadKey(const std::string& path);
+
+// HMAC-SHA-256 under `key` of the concatenation of `parts`. Should it fail
+// (no memory), the result is random: it matches no peer's MAC.
+Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::string_view> parts);
 
 // Random bytes from the kernel (getrandom).
 Nonce RandomNonce();

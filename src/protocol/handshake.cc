@@ -12,11 +12,14 @@ namespace gismo::protocol {
 namespace {
 
 // The next frame, of type `want` (its payload in *payload), or the
-// manager's error (sets *refused), or a protocol error.
+// manager's error (sets *refused), or a protocol error. `tags`: a keyed
+// connection's received frames' tags, checked (null before the access).
 Status Expect(int fd, int timeout_ms, MsgType want, const std::string& addr_text,
-              std::vector<uint8_t>* payload, bool* refused) {
+              std::vector<uint8_t>* payload, bool* refused, FrameTagger* tags = nullptr) {
   FrameHeader h;
   if (Status s = RecvFrameWithin(fd, timeout_ms, &h, payload); !s.ok()) return s;
+  if (tags != nullptr && !tags->Verify(&h, payload))
+    return BadFrameTag("the manager at " + addr_text);
   if (h.type == MsgType::kError) {
     if (refused) *refused = true;
     Reader rd(*payload);
@@ -107,14 +110,18 @@ Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const Prove
       return Status(GISMO_ERR_PERMISSION,
                     "the manager at " + addr_text + " did not prove it holds the cluster key");
     }
+    out->auth = MakeFrameAuth(*key, challenge.nonce, hello.client_nonce, FrameSide::kPeer);
   }
   if (prove) {
     auto proof = prove(out->access, challenge.nonce, hello.client_nonce);
     if (!proof.ok()) return proof.status();
-    const std::vector<uint8_t> frame = EncodeProof(*proof);
+    std::vector<uint8_t> frame = EncodeProof(*proof);
+    if (out->auth) out->auth->send.Sign(&frame);
     if (Status s = SendAll(fd, frame.data(), frame.size()); !s.ok()) return s;
   }
-  if (Status s = Expect(fd, timeout_ms, MsgType::kWelcome, addr_text, &payload, refused); !s.ok()) {
+  if (Status s = Expect(fd, timeout_ms, MsgType::kWelcome, addr_text, &payload, refused,
+                        out->auth ? &out->auth->recv : nullptr);
+      !s.ok()) {
     return s;
   }
   Reader rd(payload);

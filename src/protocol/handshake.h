@@ -9,6 +9,7 @@
 #include <string>
 
 #include "protocol/auth.h"
+#include "protocol/frame_auth.h"
 #include "protocol/wire.h"
 
 namespace gismo::protocol {
@@ -26,15 +27,18 @@ using ProveFn =
 struct HandshakeResult {
   Access access;
   Welcome welcome;
+  // A keyed connection (protocol/frame_auth.h): the tags of the frames
+  // after the welcome, which the caller sends and receives.
+  std::optional<FrameAuth> auth;
 };
 
 // Reads the challenge, sends `hello` (with its nonce and, given a key, its
 // MAC), reads the access (checking the manager's MAC when we hold a key),
 // proves the region through `prove` (clients; null for an agent), and reads
-// the welcome. Each answer is awaited at most timeout_ms. `refused` (may be
-// null): the manager answered, and said no.
-// Waits at most timeout_ms for the next frame (GISMO_ERR_TIMEOUT: "the
-// manager did not answer in time"), then reads it.
+// the welcome. With a key, the frames after the access are tagged both
+// ways (out->auth goes on with the tags). Each answer is awaited at most timeout_ms. `refused` (may
+// be null): the manager answered, and said no. Waits at most timeout_ms for the next frame
+// (GISMO_ERR_TIMEOUT: "the manager did not answer in time"), then reads it.
 Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload);
 
 // Whether a manager's refusal (`refused` set by Handshake) says only "not

@@ -22,7 +22,9 @@
 namespace gismo::protocol {
 
 // 3: the admission handshake of protocol/auth.h (challenge, access, proof).
-inline constexpr uint32_t kProtocolVersion = 3;
+// 4: a keyed connection's frames after the access carry tags
+//    (protocol/frame_auth.h).
+inline constexpr uint32_t kProtocolVersion = 4;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 // The largest frame a manager reads from a peer it has not admitted yet (a
 // hello, a proof): an unknown peer cannot make it hold more.

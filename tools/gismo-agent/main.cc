@@ -11,20 +11,27 @@
 // In a non-coherent region a fence is complete only once the dead process's
 // lines are written back from this host (region/nc_fence.h), so the agent
 // maps the region (at its first fence order) and does that before it
-// confirms.
+// confirms. Orders are carried out by a few workers at once, fence orders
+// first; the thread that reads the connection only heartbeats and hands
+// orders over.
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -33,6 +40,7 @@
 #include "args/parse_args.h"
 #include "common/clock.h"
 #include "fence/process.h"
+#include "protocol/frame_auth.h"
 #include "protocol/handshake.h"
 #include "protocol/wire.h"
 #include "region/cache_lines.h"
@@ -60,9 +68,78 @@ void Log(const char* fmt, const std::string& a = {}, const std::string& b = {}) 
   fprintf(stderr, "\n");
 }
 
-// Connects and says hello; returns the fd and the manager's lease.
-gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
-                        uint32_t* lease_ms) {
+// One connection to the manager: read by the thread that serves it, written
+// by it (heartbeats) and by the workers that answer its orders. Closed when
+// the last of them lets go.
+class Link {
+ public:
+  Link(int fd, uint32_t lease_ms, std::optional<gismo::protocol::FrameAuth> auth)
+      : fd_(fd),
+        lease_ms_(lease_ms),
+        frame_bound_ms_(gismo::protocol::FrameStallBoundMs(lease_ms)) {
+    if (auth) {
+      send_tags_ = auth->send;
+      recv_tags_ = auth->recv;
+    }
+  }
+  ~Link() { close(fd_); }
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  int fd() const { return fd_; }
+  uint32_t lease_ms() const { return lease_ms_; }
+  // A frame whose first byte has come is read whole within this bound, and
+  // a send finishes within it, or the connection counts as broken (the
+  // agent connects again): a manager that stops in the middle of a frame,
+  // drips it, or stops reading, must not hold the agent.
+  int frame_bound_ms() const { return frame_bound_ms_; }
+
+  // Sends one frame (tagged on a keyed connection). A failure breaks the
+  // connection for good: the serving thread sees it and connects again.
+  Status Send(std::vector<uint8_t> frame) {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    if (broken_.load(std::memory_order_relaxed)) {
+      return Status(GISMO_ERR_CONNECTION, "the connection to the manager is broken");
+    }
+    if (send_tags_) send_tags_->Sign(&frame);
+    Status s = gismo::protocol::SendAllUntil(fd_, frame.data(), frame.size(),
+                                             gismo::protocol::DeadlineAfterMs(frame_bound_ms_));
+    if (!s.ok()) Break();
+    return s;
+  }
+  // Reads the next frame (its tag checked on a keyed connection). The
+  // serving thread alone.
+  Status Receive(gismo::protocol::FrameHeader* h, std::vector<uint8_t>* payload) {
+    Status s = gismo::protocol::RecvFrameUntil(
+        fd_, gismo::protocol::DeadlineAfterMs(frame_bound_ms_), h, payload);
+    if (s.ok() && recv_tags_ && !recv_tags_->Verify(h, payload)) {
+      s = gismo::protocol::BadFrameTag("the manager");
+    }
+    return s;
+  }
+  // No more frames either way: the serving thread's poll wakes, and orders
+  // still queued for this connection are dropped (the manager asks the
+  // next connection again).
+  void Break() {
+    broken_.store(true, std::memory_order_relaxed);
+    shutdown(fd_, SHUT_RDWR);
+  }
+  bool broken() const { return broken_.load(std::memory_order_relaxed); }
+
+ private:
+  const int fd_;
+  const uint32_t lease_ms_;
+  const int frame_bound_ms_;
+  std::mutex send_mu_;
+  std::optional<gismo::protocol::FrameTagger> send_tags_;  // under send_mu_
+  std::optional<gismo::protocol::FrameTagger> recv_tags_;  // the serving thread's
+  // Relaxed: a hint that saves a send or an order's work; the shutdown
+  // makes any later send fail anyway.
+  std::atomic<bool> broken_{false};
+};
+
+// Connects and says hello.
+gismo::Result<std::shared_ptr<Link>> Join(const Options& o, const gismo::protocol::Address& addr) {
   auto fd = gismo::protocol::ConnectTo(addr, 5000);
   if (!fd.ok()) return fd.status();
   gismo::protocol::Hello hello;
@@ -90,12 +167,12 @@ gismo::Result<int> Join(const Options& o, const gismo::protocol::Address& addr,
     close(*fd);
     return s;
   }
-  const gismo::protocol::Welcome& w = result.welcome;
-  *lease_ms = w.lease_ms;
-  return *fd;
+  return std::make_shared<Link>(*fd, result.welcome.lease_ms, std::move(result.auth));
 }
 
-// The region as this node maps it: opened at the first fence order, kept.
+// The region as this node maps it: opened at the first write-back, kept.
+// Write-backs run one at a time, under its mutex.
+std::mutex g_region_mu;
 std::unique_ptr<gismo::region::Region> g_region;
 
 // A fenced process of a non-coherent region: its lines, written back from
@@ -103,6 +180,7 @@ std::unique_ptr<gismo::region::Region> g_region;
 // map the region cannot tell, and says so rather than confirm a fence that
 // may be incomplete.
 Status WriteBackIfNonCoherent(const Options& o, uint32_t slot) {
+  std::lock_guard<std::mutex> lock(g_region_mu);
   if (g_region == nullptr) {
     auto r = gismo::region::Region::Open(o.region);
     if (!r.ok()) {
@@ -131,64 +209,22 @@ Status WriteBackIfNonCoherent(const Options& o, uint32_t slot) {
   return Status();
 }
 
-Status SendHeartbeat(int fd, int frame_bound_ms) {
-  const auto beat = gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0);
-  // Bounded like a receive: a manager that stops reading breaks the
-  // connection (the caller closes it) instead of blocking the agent.
-  return gismo::protocol::SendAllUntil(fd, beat.data(), beat.size(),
-                                       gismo::protocol::DeadlineAfterMs(frame_bound_ms));
-}
-
-// Runs `work` (a fence order: a kill may take --kill-timeout-ms, a probe of
-// a live process 500 ms, and orders queue) while another thread heartbeats
-// every `beat_ms`: without it, orders longer than the lease made the
-// manager drop the agent in the middle of a fence, and lose its answer.
-// The calling thread sends nothing while `work` runs, so the two never
-// write to `fd` at once. The first heartbeat that failed, else OK.
-template <typename Work>
-Status HeartbeatingWhile(int fd, int beat_ms, int frame_bound_ms, Work&& work) {
-  Status failed;
-  std::mutex mu;
-  std::condition_variable_any cv;
-  {
-    std::jthread beater([&](std::stop_token stop) {
-      std::unique_lock<std::mutex> lock(mu);
-      // Returns at the stop request, else after each beat_ms.
-      while (!cv.wait_for(lock, stop, std::chrono::milliseconds(beat_ms), [] { return false; }) &&
-             !stop.stop_requested()) {
-        if (Status s = SendHeartbeat(fd, frame_bound_ms); !s.ok()) {
-          failed = s;
-          return;
-        }
-      }
-    });
-    work();
-  }  // the beater is asked to stop and joined
-  return failed;
-}
-
 // How long a probe waits for the process to be seen gone.
 constexpr int kProbeWaitMs = 100;
 
-// Carries out the fence order in `rd`: proves its process gone (a probe
-// only looks; a fence kills it if it still runs), then writes back its lines
-// in a non-coherent region. The result to send back.
-gismo::protocol::FenceProcessResult CarryOut(const Options& o, gismo::protocol::Reader& rd) {
-  gismo::protocol::FenceProcessOrder order;
+// Carries out a fence order: proves its process gone (a probe only looks; a
+// fence kills it if it still runs), then writes back its lines in a
+// non-coherent region. The result to send back.
+gismo::protocol::FenceProcessResult CarryOut(const Options& o,
+                                             const gismo::protocol::FenceProcessOrder& order) {
   gismo::protocol::FenceProcessResult res;
-  if (!gismo::protocol::DecodeFenceProcessOrder(rd, &order)) {
-    res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
-    return res;
-  }
   res.slot = order.slot;
   res.session = order.session;
   const auto who = gismo::fence::ProcessIdentity::FromWords(order.identity);
   if (order.probe_only) {
     // A probe asks whether a client whose connection closed has exited: its
     // exit closes the connection, then makes it a zombie within
-    // milliseconds. A short wait, as orders are carried out one at a time:
-    // at 500 ms, ten probes of live clients held a fence order behind them
-    // past the manager's --agent-timeout-ms (5 s), and it fenced the node.
+    // milliseconds.
     if (!gismo::fence::ProvenGone(who, kProbeWaitMs)) {
       res.status = Status(GISMO_ERR_BUSY, who.ToString() + " still runs");
       Log("asked whether %s is gone: it still runs", who.ToString());
@@ -207,45 +243,104 @@ gismo::protocol::FenceProcessResult CarryOut(const Options& o, gismo::protocol::
   return res;
 }
 
-// Serves one connection until it fails.
-Status Serve(const Options& o, int fd, uint32_t lease_ms) {
+// An order received, waiting for a worker.
+struct QueuedOrder {
+  std::shared_ptr<Link> link;
+  uint64_t request_id = 0;
+  gismo::protocol::FenceProcessOrder order;
+};
+
+// Orders are carried out by kWorkers threads at once, fence orders before
+// probes (each kind in the order received): a kill may take
+// --kill-timeout-ms and a probe of a live process kProbeWaitMs, and a fence
+// order queued behind them past the manager's --agent-timeout-ms made it
+// fence the whole node.
+class Workers {
+ public:
+  static constexpr int kWorkers = 8;
+
+  explicit Workers(const Options& o) : o_(o) {
+    for (int i = 0; i < kWorkers; ++i) {
+      threads_.emplace_back([this](std::stop_token stop) { Work(stop); });
+    }
+  }
+  ~Workers() {
+    for (auto& t : threads_) t.request_stop();
+    cv_.notify_all();
+  }
+
+  void Push(QueuedOrder q) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      (q.order.probe_only ? probes_ : fences_).push_back(std::move(q));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Work(std::stop_token stop) {
+    for (;;) {
+      QueuedOrder q;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (!cv_.wait(lock, stop, [&] { return !fences_.empty() || !probes_.empty(); })) return;
+        auto& from = fences_.empty() ? probes_ : fences_;
+        q = std::move(from.front());
+        from.pop_front();
+      }
+      // The connection broke while it waited: the manager asks the next one.
+      if (q.link->broken()) continue;
+      const gismo::protocol::FenceProcessResult res = CarryOut(o_, q.order);
+      (void)q.link->Send(gismo::protocol::EncodeFenceProcessResult(q.request_id, res));
+    }
+  }
+
+  const Options& o_;
+  std::mutex mu_;
+  std::condition_variable_any cv_;
+  std::deque<QueuedOrder> fences_;  // under mu_
+  std::deque<QueuedOrder> probes_;  // under mu_
+  std::vector<std::jthread> threads_;
+};
+
+// Serves one connection until it fails: heartbeats, and hands each order
+// to the workers.
+Status Serve(const std::shared_ptr<Link>& link, Workers& workers) {
+  const uint32_t lease_ms = link->lease_ms();
   const int beat_ms = lease_ms > 0 ? std::max<int>(50, static_cast<int>(lease_ms) / 4) : 1000;
   uint64_t last_beat = gismo::MonotonicNs();
   std::vector<uint8_t> payload;
-  // A frame whose first byte has come is read whole within this bound, or
-  // the connection counts as broken (the agent connects again): a manager
-  // that stops in the middle of one, or drips it, must not hold the agent.
-  const int frame_bound_ms = gismo::protocol::FrameStallBoundMs(lease_ms);
   while (!g_stop) {
     const uint64_t since = (gismo::MonotonicNs() - last_beat) / 1'000'000;
     const int wait = since >= uint64_t(beat_ms) ? 0 : beat_ms - static_cast<int>(since);
-    pollfd p{fd, POLLIN, 0};
+    pollfd p{link->fd(), POLLIN, 0};
     const int rc = poll(&p, 1, wait);
     if (rc < 0 && errno == EINTR) continue;
     if ((gismo::MonotonicNs() - last_beat) / 1'000'000 >= uint64_t(beat_ms)) {
-      if (Status s = SendHeartbeat(fd, frame_bound_ms); !s.ok()) return s;
+      if (Status s = link->Send(gismo::protocol::Writer().Frame(MsgType::kHeartbeat, 0)); !s.ok()) {
+        return s;
+      }
       last_beat = gismo::MonotonicNs();
     }
     if (rc <= 0) continue;
     gismo::protocol::FrameHeader h;
-    if (Status s = gismo::protocol::RecvFrameUntil(
-            fd, gismo::protocol::DeadlineAfterMs(frame_bound_ms), &h, &payload);
-        !s.ok()) {
-      return s;
-    }
+    if (Status s = link->Receive(&h, &payload); !s.ok()) return s;
     gismo::protocol::Reader rd(payload);
     if (h.type == MsgType::kError) return gismo::protocol::DecodeError(rd);
     if (h.type != MsgType::kFenceProcess) continue;
-    gismo::protocol::FenceProcessResult res;
-    const Status beats =
-        HeartbeatingWhile(fd, beat_ms, frame_bound_ms, [&] { res = CarryOut(o, rd); });
-    if (!beats.ok()) return beats;
-    const auto frame = gismo::protocol::EncodeFenceProcessResult(h.request_id, res);
-    if (Status s = gismo::protocol::SendAllUntil(fd, frame.data(), frame.size(),
-                                                 gismo::protocol::DeadlineAfterMs(frame_bound_ms));
-        !s.ok()) {
-      return s;
+    QueuedOrder q;
+    q.link = link;
+    q.request_id = h.request_id;
+    if (!gismo::protocol::DecodeFenceProcessOrder(rd, &q.order)) {
+      gismo::protocol::FenceProcessResult res;
+      res.status = Status(GISMO_ERR_PROTOCOL, "malformed fence order");
+      if (Status s = link->Send(gismo::protocol::EncodeFenceProcessResult(h.request_id, res));
+          !s.ok()) {
+        return s;
+      }
+      continue;
     }
+    workers.Push(std::move(q));
   }
   return Status();
 }
@@ -312,19 +407,19 @@ int main(int argc, char** argv) {
   constexpr uint64_t kUnreachableLogNs = 60'000'000'000;
   uint64_t unreachable_logged_ns = 0;
   bool unreachable = false;
+  Workers workers(o);
   while (!g_stop) {
-    uint32_t lease_ms = 0;
-    auto fd = Join(o, *addr, &lease_ms);
-    if (!fd.ok()) {
-      if (!ready &&
-          (fd.status().code() == GISMO_ERR_PROTOCOL || fd.status().code() == GISMO_ERR_PERMISSION ||
-           fd.status().code() == GISMO_ERR_INVALID_ARGUMENT)) {
-        fprintf(stderr, "gismo-agent: %s\n", fd.status().message().c_str());
+    auto link = Join(o, *addr);
+    if (!link.ok()) {
+      if (!ready && (link.status().code() == GISMO_ERR_PROTOCOL ||
+                     link.status().code() == GISMO_ERR_PERMISSION ||
+                     link.status().code() == GISMO_ERR_INVALID_ARGUMENT)) {
+        fprintf(stderr, "gismo-agent: %s\n", link.status().message().c_str());
         return 1;
       }
       const uint64_t now = gismo::MonotonicNs();
       if (!unreachable || now - unreachable_logged_ns >= kUnreachableLogNs) {
-        Log("cannot reach the manager at %s (%s); retrying", o.manager, fd.status().message());
+        Log("cannot reach the manager at %s (%s); retrying", o.manager, link.status().message());
         unreachable_logged_ns = now;
       }
       unreachable = true;
@@ -340,9 +435,16 @@ int main(int argc, char** argv) {
       printf("gismo-agent ready: node=%u manager=%s pid=%d\n", o.node, o.manager.c_str(), getpid());
       fflush(stdout);
     }
-    Status s = Serve(o, *fd, lease_ms);
-    close(*fd);
+    Status s = Serve(*link, workers);
+    // Workers still carrying out its orders hold the connection until they
+    // are done; their answers are dropped.
+    (*link)->Break();
     if (!g_stop) Log("lost the manager (%s); reconnecting", s.message());
   }
-  return 0;
+  // A worker may be in a kill's wait (up to --kill-timeout-ms): the agent
+  // does not wait for it. Nothing is left to clean up: its connection and
+  // the region's mapping end with the process.
+  fflush(stdout);
+  fflush(stderr);
+  std::_Exit(0);
 }
