@@ -385,7 +385,7 @@ double NonCoherentCreateSeal(uint64_t size, uint64_t n) {
   Scratch scratch("noncoherent-create", 256ull << 20, CoherenceMode::kNonCoherent);
   Region& region = *scratch.region;
   const uint32_t cap = region.request_ring_capacity();
-  const uint64_t records = uint64_t{region.num_shards()} * region.records_per_shard();
+  const uint64_t records = region.num_records();
   const uint64_t block = (size + 63) & ~uint64_t{63};
   const uint64_t blocks =
       std::min<uint64_t>(region.heap_size() / block, region.records_per_shard());

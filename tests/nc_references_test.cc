@@ -658,7 +658,7 @@ TEST_F(NcFenceTest, TheAgentsWriteBackLeavesNothingToOverwriteTheRecovery) {
 // many records, with the dead client's recovery waiting on it).
 TEST_F(NcFenceTest, RecordsHeldBusyCostTheWriteBackOneSecondInAll) {
   const Region& g = *region_;
-  const uint32_t records = g.num_shards() * g.records_per_shard();
+  const uint32_t records = g.num_records();
   ASSERT_GE(records, 100u);
   for (uint32_t i = 0; i < records; ++i) g.record(i).ref_count.store(1);  // odd: being written
   CacheSim host(base(), size(), Sim(1));

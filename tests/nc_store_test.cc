@@ -293,7 +293,7 @@ TEST_F(NcStoreTest, AGotEvictableObjectGetsItsSecondChance) {
     ASSERT_TRUE(a->Release(IdFrom(100 + i)).ok());
   }
   // Records do not move while their objects live: where each one is.
-  const uint32_t records = region_->num_shards() * region_->records_per_shard();
+  const uint32_t records = region_->num_records();
   std::vector<std::pair<uint32_t, gismo_id_t>> left;  // record, id
   for (uint64_t i = 0; i < kObjects; ++i) {
     const gismo_id_t id = IdFrom(100 + i);
@@ -532,7 +532,7 @@ TEST_F(NcOwnerDeathTest, ACreateNotCommittedIsAppliedOnceBySuccessor) {
   a.reset();
   ASSERT_TRUE(owner_->Recover(1).ok());
   region_->slot(1).state.store(0);
-  const uint32_t records = region_->num_shards() * region_->records_per_shard();
+  const uint32_t records = region_->num_records();
   for (uint32_t g = 0; g < records; ++g) {
     EXPECT_NE(region::InfoState(region_->record(g).info.load()), region::ObjectState::kCreated)
         << "record " << g << " is left unsealed";

@@ -1133,7 +1133,7 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
   region::NcResponse wild;
   wild.request_seq = 2;
   wild.op = region::NcOp::kCreate;
-  wild.record = uint64_t{r->num_shards()} * r->records_per_shard();
+  wild.record = r->num_records();
   ASSERT_TRUE(responses.TryPush(region::EncodeNcResponse(wild)));
   EXPECT_TRUE(Mentions(Problems(*r), "the response at entry 2 is malformed"));
   auto* req = static_cast<region::RequestRingHeader*>(r->request_ring(kSlot));

@@ -115,7 +115,7 @@ class Checker {
   // the table before the drop and the summary after.
   void CheckHeldSummaries(HwLines& lines) {
     if (online_) return;
-    const uint32_t records = r_.num_shards() * r_.records_per_shard();
+    const uint32_t records = r_.num_records();
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       if (Helper(i)) continue;  // its lock records, not a summary
       const NcTable t = store::NcTableOf(r_, i);
@@ -137,7 +137,7 @@ class Checker {
     if (!r_.noncoherent()) return;
     HwLines lines;
     const uint32_t cap = r_.request_ring_capacity();
-    const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
+    const uint64_t records = r_.num_records();
     for (uint32_t i = 1; i < r_.max_clients(); ++i) {
       if (Helper(i)) continue;  // its log area holds an undo log, not rings
       const uint64_t state = r_.slot(i).state.load(std::memory_order_acquire);
@@ -245,7 +245,7 @@ class Checker {
         const uint32_t global = HeldKeyGlobal(key);
         const uint64_t count = held[k].count.load(std::memory_order_relaxed);
         if (st != SlotState::kActive) continue;
-        if (global >= uint64_t{r_.num_shards()} * r_.records_per_shard()) {
+        if (global >= r_.num_records()) {
           Problem("client slot ", i, " holds a reference to record ", global,
                   ", which is outside the index");
           continue;

@@ -69,7 +69,7 @@ NcWriteBack NcWriteBackDeadClient(Lines& lines, const Region& r, uint32_t slot) 
     out.bytes += n;
   };
   out.bytes += NcWriteBackClientLines(lines, r, slot);
-  const uint32_t records = r.num_shards() * r.records_per_shard();
+  const uint32_t records = r.num_records();
   // The owner holds a record's version odd only while it writes the
   // record: the waits for busy records take a second in all, not a second
   // each (an owner holding every record odd would stall the fence for as

@@ -216,6 +216,9 @@ class Region {
     return records(global_index / records_per_shard_)[global_index % records_per_shard_];
   }
   uint32_t records_per_shard() const { return records_per_shard_; }
+  // Records of the index, every shard's: below 2^32 (Validate derives the
+  // geometry from max_objects <= 2^31).
+  uint32_t num_records() const { return num_shards_ * records_per_shard_; }
 
   // Event ring.
   EventRingHeader& event_ring() const { return *At<EventRingHeader>(fixed_.event_ring_offset); }

@@ -35,7 +35,7 @@ NcRequesterOptions RequesterOptions(const Region& r, uint32_t slot, uint64_t ses
   o.session = session;
   o.sleep_line = &r.sb().owner_sleep;
   o.slot = slot;
-  o.record_limit = uint64_t{r.num_shards()} * r.records_per_shard();
+  o.record_limit = r.num_records();
   o.heap_size = r.heap_size();
   o.wake = std::move(wake);
   return o;

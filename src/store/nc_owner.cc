@@ -115,9 +115,7 @@ void NcOwnerStore::Admit(uint32_t slot, uint64_t session) {
   region::RequestPayload staged;
   region::NcResponse a;
   if (c.responses.Staged(&staged) &&
-      DecodeNcResponse(staged, uint64_t{r_.num_shards()} * r_.records_per_shard(), r_.heap_size(),
-                       &a)
-          .ok() &&
+      DecodeNcResponse(staged, r_.num_records(), r_.heap_size(), &a).ok() &&
       a.request_seq <= c.requests.head() && c.responses.HasRoomFor(1)) {
     c.responses.Publish();
     ++stats_.answers_found;
@@ -129,7 +127,7 @@ Result<uint32_t> NcOwnerStore::Serve(uint32_t slot, uint32_t max) {
   auto it = clients_.find(slot);
   if (it == clients_.end()) return 0u;
   Client& c = it->second;
-  const uint64_t records = uint64_t{r_.num_shards()} * r_.records_per_shard();
+  const uint64_t records = r_.num_records();
   uint32_t taken = 0;
   // A client that leaves its answers unread gets no more of its requests
   // applied until it reads them: each answer is staged on the response
@@ -416,7 +414,7 @@ NcResponse NcOwnerStore::Create(uint32_t slot, const NcRequest& q, Txn& txn) {
     // record when it finds it free.
     std::lock_guard<std::mutex> created(shared_->created_mu);
     std::vector<uint32_t>& v = shared_->created_evictable;
-    if (v.size() >= uint64_t{r_.num_shards()} * r_.records_per_shard()) {
+    if (v.size() >= r_.num_records()) {
       v.clear();
       shared_->created_dropped = true;
     }
@@ -556,7 +554,7 @@ uint64_t NcOwnerStore::EvictShare() const {
 uint32_t NcOwnerStore::TakeNotedGets() {
   std::lock_guard<std::recursive_mutex> lk(mu_);
   std::lock_guard<std::recursive_mutex> shared(shared_->mu);
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   std::vector<std::pair<uint32_t, uint32_t>> notes;  // record, version's low 32 bits
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     if (!Live(i)) {
@@ -686,7 +684,7 @@ uint64_t NcOwnerStore::Evict(uint64_t want_bytes) {
 
 std::vector<uint32_t>& NcOwnerStore::ListEvictable() {
   NcOwnerShared& sh = *shared_;  // REQUIRES: sh.mu
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   std::vector<uint32_t> created;
   {
     std::lock_guard<std::mutex> lk(sh.created_mu);
@@ -791,7 +789,7 @@ NcSummary NcOwnerStore::SummaryOf(const std::set<uint32_t>& records) const {
 
 std::set<uint32_t> NcOwnerStore::Referenced(const NcSummary& wanted) {
   std::set<uint32_t> held;
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     if (!Live(i)) {
       continue;  // a free slot's table was cleared by its recovery
@@ -807,7 +805,7 @@ std::set<uint32_t> NcOwnerStore::Referenced(const NcSummary& wanted) {
 }
 
 NcOwnerStore::Holders NcOwnerStore::HoldersOf(uint32_t global, uint32_t max_tables) {
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   uint32_t read = 0;
   for (uint32_t i = 1; i < r_.max_clients(); ++i) {
     if (!Live(i)) {
@@ -828,7 +826,7 @@ gismo_status_t NcOwnerStore::CheckOwnedLimit(uint32_t slot) {
   auto it = owned_.find(slot);
   if (it != owned_.end() && it->second < limit) return GISMO_OK;
   uint32_t n = 0;
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   for (uint32_t g = 0; g < records; ++g) {
     const uint64_t info = r_.record(g).info.load(std::memory_order_relaxed);
     const ObjectState st = InfoState(info);
@@ -956,7 +954,7 @@ Status NcOwnerStore::Recover(uint32_t slot) {
   }
   // Its owned objects (GISMO_CREATE_OWNED) go with it: deleted, and freed
   // once no other table holds them.
-  const uint32_t records = r_.num_shards() * r_.records_per_shard();
+  const uint32_t records = r_.num_records();
   for (uint32_t g = 0; g < records; ++g) {
     ObjectRecord& rec = r_.record(g);
     const uint64_t info = rec.info.load(std::memory_order_relaxed);
