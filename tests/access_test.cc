@@ -1555,33 +1555,38 @@ TEST(ModesTest, DefaultSocketIsNeverInAWorldWritableDirectory) {
 
 // ---- the node agent --------------------------------------------------------
 
-// A node agent heartbeats while it works on a fence order: a probe of a live
-// process takes 500 ms, a kill up to --kill-timeout-ms, and orders queue.
-// Here the lease (400 ms) is shorter than one probe: a client of its node
-// whose connection closes while its process runs is probed, and the
-// manager dropped the agent in the middle of the probe (its answer lost,
-// the agent reconnecting).
+// Starts gismo-agent for node 7 of the manager at `address`, and waits for
+// its ready line. `env`: more "NAME=value" for it (its key file).
+void StartAgent(testing::Process* agent, const std::string& address, const std::string& region,
+                std::vector<std::string> env = {}) {
+  testing::SpawnOptions options;
+  options.argv = {GISMO_AGENT_BIN, "--node", "7", "--manager", address, "--region", region};
+  options.env = std::move(env);
+  options.capture_stdout = true;
+  options.stderr_to_stdout = true;
+  options.parent_death_signal = SIGKILL;
+  ASSERT_TRUE(agent->Start(options)) << agent->error();
+  std::string line;
+  ASSERT_TRUE(agent->ReadLineContaining("gismo-agent ready", 60, &line)) << line;
+}
+
+// A node agent heartbeats while it works on fence orders (its reader thread
+// does, while workers carry the orders out): a kill takes up to
+// --kill-timeout-ms. Here the lease is 400 ms: a client of its node whose
+// connection closes while its process runs is probed. When one thread
+// did both and a probe took 500 ms, the manager dropped the agent in the
+// middle of it (its answer lost, the agent reconnecting).
 TEST(NodeAgentTest, AnAgentBusyWithAFenceOrderKeepsItsLease) {
   manager::ManagerOptions o = InProcessManagerOptions();
   o.lease_ms = 400;
   o.reattach_ms = 600000;  // a detached client is probed, never suspected here
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
-  testing::SpawnOptions options;
-  options.argv = {GISMO_AGENT_BIN, "--node",         "7", "--manager", mgr.address(),
-                  "--region",      mgr.region_path()};
-  options.capture_stdout = true;
-  options.stderr_to_stdout = true;
-  options.parent_death_signal = SIGKILL;
   testing::Process agent;
-  ASSERT_TRUE(agent.Start(options)) << agent.error();
-  std::string line;
-  ASSERT_TRUE(agent.ReadLineContaining("gismo-agent ready", 60, &line)) << line;
-  testing::SpawnOptions sleep_options;
-  sleep_options.argv = {"sleep", "600"};
-  sleep_options.parent_death_signal = SIGKILL;
+  ASSERT_NO_FATAL_FAILURE(StartAgent(&agent, mgr.address(), mgr.region_path()));
   testing::Process runs;  // the clients' process, as they claim: it runs
-  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&runs));
+  std::string line;
   const uint64_t expired = mgr.stats().leases_expired.load(std::memory_order_relaxed);
   {
     RawPeer client(mgr.address());
@@ -1697,22 +1702,11 @@ TEST(NodeAgentTest, AFenceOrderIsNotQueuedBehindProbes) {
   o.agent_timeout_ms = 2000;
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
-  testing::SpawnOptions options;
-  options.argv = {GISMO_AGENT_BIN, "--node",         "7", "--manager", mgr.listen_addresses()[1],
-                  "--region",      mgr.region_path()};
-  options.env = {"GISMO_KEY_FILE=" + key_file.path};
-  options.capture_stdout = true;
-  options.stderr_to_stdout = true;
-  options.parent_death_signal = SIGKILL;
   testing::Process agent;
-  ASSERT_TRUE(agent.Start(options)) << agent.error();
-  std::string line;
-  ASSERT_TRUE(agent.ReadLineContaining("gismo-agent ready", 60, &line)) << line;
-  testing::SpawnOptions sleep_options;
-  sleep_options.argv = {"sleep", "600"};
-  sleep_options.parent_death_signal = SIGKILL;
+  ASSERT_NO_FATAL_FAILURE(StartAgent(&agent, mgr.listen_addresses()[1], mgr.region_path(),
+                                     {"GISMO_KEY_FILE=" + key_file.path}));
   testing::Process runs;  // the detached clients' process, as they claim
-  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&runs));
   const pid_t suspect_process = ForkSleeper();  // maps the region: the agent kills it
   ASSERT_GT(suspect_process, 0);
   RawPeer suspect(mgr.address());  // connected, silent: its lease expires
@@ -1806,11 +1800,8 @@ TEST(NodeAgentTest, AReplacingAgentIsAskedAtOnceAndOneThatSaysAskAgainIs) {
   o.agent_timeout_ms = 3'600'000;
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
-  testing::SpawnOptions sleep_options;
-  sleep_options.argv = {"sleep", "600"};
-  sleep_options.parent_death_signal = SIGKILL;
   testing::Process runs;  // the client's process, as it claims: it runs
-  ASSERT_TRUE(runs.Start(sleep_options)) << runs.error();
+  ASSERT_NO_FATAL_FAILURE(StartNonClient(&runs));
   auto first = std::make_unique<RawPeer>(mgr.address());
   first->SetIdentity(ClaimOf(getpid()));  // of the clients' PID namespace
   first->AgentHello(7);
