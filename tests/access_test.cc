@@ -1685,21 +1685,23 @@ TEST(KeyTest, AKeyedConnectionsFramesAreTaggedAndAForgedOneIsNotHeard) {
   }
 }
 
-// A node agent carries out orders at once, fence orders before probes: a
+// A node agent carries out fence orders before probes, several at once: a
 // fence order queued behind probes of live processes (100 ms each) past
 // --agent-timeout-ms had the whole node fenced, or, without a fence
-// command, its client left suspected for an operator. Here 40 clients of
-// the node detach while their process runs (40 probes, 4 s one after the
-// other), then a client's lease expires, and its agent has 2 s to fence
-// it. The agent is keyed, over TCP: its frames carry tags both ways.
+// command, its client left suspected for an operator. Here 200 clients of
+// the node detach while their process runs (200 probes: 20 s one after
+// the other, 2.5 s on 8 workers first come first served), then a client's
+// lease expires, and its agent has 1 s to fence it. The agent is keyed,
+// over TCP: its frames carry tags both ways.
 TEST(NodeAgentTest, AFenceOrderIsNotQueuedBehindProbes) {
   KeyFile key_file;
   manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
   o.key_file = key_file.path;
   o.local_fence = false;
-  o.lease_ms = 1000;
+  o.format.max_clients = 256;
+  o.lease_ms = 400;
   o.reattach_ms = 600000;  // the detached are probed, never suspected here
-  o.agent_timeout_ms = 2000;
+  o.agent_timeout_ms = 1000;
   InProcessManager mgr(o);
   ASSERT_TRUE(IsOk(mgr.Start()));
   testing::Process agent;
@@ -1707,18 +1709,18 @@ TEST(NodeAgentTest, AFenceOrderIsNotQueuedBehindProbes) {
                                      {"GISMO_KEY_FILE=" + key_file.path}));
   testing::Process runs;  // the detached clients' process, as they claim
   ASSERT_NO_FATAL_FAILURE(StartNonClient(&runs));
+  for (int i = 0; i < 200; ++i) {
+    RawPeer client(mgr.address());
+    client.SetNode(7);
+    client.SetIdentity(ClaimOf(runs.pid()));
+    client.Hello(mgr.region_path());
+  }                                             // each closes: detached, and its process probed
   const pid_t suspect_process = ForkSleeper();  // maps the region: the agent kills it
   ASSERT_GT(suspect_process, 0);
   RawPeer suspect(mgr.address());  // connected, silent: its lease expires
   suspect.SetNode(7);
   suspect.SetIdentity(ClaimOf(suspect_process));
   suspect.Hello(mgr.region_path());
-  for (int i = 0; i < 40; ++i) {
-    RawPeer client(mgr.address());
-    client.SetNode(7);
-    client.SetIdentity(ClaimOf(runs.pid()));
-    client.Hello(mgr.region_path());
-  }  // each closes: detached, and its process probed
   EXPECT_TRUE(Eventually([&] {
     return mgr.stats().clients_recovered.load(std::memory_order_relaxed) == 1;
   })) << "the suspect was not fenced through its agent";

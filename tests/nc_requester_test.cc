@@ -411,5 +411,39 @@ TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
   EXPECT_EQ(client.dropped(), 1u);
 }
 
+// A request of several entries (a bind with a long name) answered late
+// frees all of its entries: room was counted up to its first entry only,
+// and a client sending such requests on a small ring never had room again.
+TEST(NcRequesterTest, ALateAnswerFreesEveryEntryOfItsRequest) {
+  AnswersByHand rig;
+  auto& [s, hw, client, owner_out] = rig;
+  ASSERT_TRUE(client.Attach());
+  ASSERT_TRUE(owner_out.Attach());
+  const auto bind = [](char c) {
+    NcRequest q = Make(NcOp::kBindName, 1);
+    q.name = std::string(GISMO_NAME_MAX, c);
+    return q;
+  };
+  const uint32_t entries = NcRequestEntries(bind('a'));
+  ASSERT_GT(2 * entries, kCap) << "two of them must not fit the ring at once";
+  NcResponse a;
+  ASSERT_EQ(client.Call(bind('a'), &a, 0).code(), GISMO_ERR_TIMEOUT);
+  RequestConsumer<HwLines> owner_in(hw, s.requests(), kCap, kSession);
+  owner_in.Attach();
+  RequestPayload taken;
+  for (uint32_t k = 0; k < entries; ++k) ASSERT_EQ(owner_in.Take(&taken), PopResult::kRequest);
+  owner_in.Commit(owner_in.taken());
+  NcResponse answer;
+  answer.request_seq = 1;
+  answer.op = NcOp::kBindName;
+  ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(answer)));
+  const Status sent = client.Call(bind('b'), &a, 0);
+  EXPECT_EQ(sent.code(), GISMO_ERR_TIMEOUT);
+  EXPECT_NE(sent.message().find("bind name request " + std::to_string(entries + 1) + " "),
+            std::string::npos)
+      << sent.message();
+  EXPECT_EQ(client.dropped(), 1u);
+}
+
 }  // namespace
 }  // namespace gismo::region

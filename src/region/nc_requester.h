@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <string>
 #include <thread>
@@ -64,6 +65,7 @@ class NcRequester {
   // indices are impossible.
   [[nodiscard]] bool Attach() {
     in_.Attach();
+    sent_.clear();
     out_.CountRoomByAnswers();
     return out_.Attach();
   }
@@ -90,6 +92,7 @@ class NcRequester {
     if (unanswered_.count != 0 && unanswered_.Same(sent)) {
       sent.seq = unanswered_.seq;  // asked again: wait for the first one's answer
     } else {
+      unanswered_ = Unanswered();  // forgotten: its answer, when it comes, is dropped
       sent.seq = out_.tail() + 1;
       while (!out_.TryPushAll(sent.entries, sent.count)) {
         // Room is counted from the answered requests (RequestProducer::
@@ -97,11 +100,11 @@ class NcRequester {
         if (Status s = DropLateAnswers(); !s.ok()) return s;
         if (out_.TryPushAll(sent.entries, sent.count)) break;
         if (!wait.Next(deadline)) {
-          unanswered_ = Unanswered();
           return Status(GISMO_ERR_TIMEOUT, std::string("the owner took no ") + NcOpName(q.op) +
                                                " request in time: its request ring stayed full");
         }
       }
+      sent_.push_back({sent.seq, sent.seq + sent.count - 1});
       if (OwnerNeedsWake(lines_, o_.sleep_line, o_.slot) && o_.wake) o_.wake();  // W1, W2
     }
     unanswered_ = Unanswered();
@@ -130,7 +133,7 @@ class NcRequester {
       }
       if (a.request_seq < seq) {
         ++dropped_;  // the late answer to a request whose wait timed out
-        out_.Answered(a.request_seq);
+        Answered(a.request_seq);
         // An owner that writes late answers without end must not hold the
         // call past its deadline.
         if (std::chrono::steady_clock::now() >= deadline) return timed_out();
@@ -142,7 +145,7 @@ class NcRequester {
                                               std::to_string(seq) + " (" + NcOpName(q.op) +
                                               ") was awaited");
       }
-      out_.Answered(seq + sent.count - 1);
+      Answered(seq);
       *out = a;
       return Status();
     }
@@ -170,7 +173,16 @@ class NcRequester {
                                               std::to_string(out_.tail()) + " were)");
       }
       ++dropped_;
-      out_.Answered(a.request_seq);
+      Answered(a.request_seq);
+    }
+  }
+
+  // Request `seq` is answered: it and those before it are consumed, each
+  // with all of its entries.
+  void Answered(uint64_t seq) {
+    while (!sent_.empty() && sent_.front().first <= seq) {
+      out_.Answered(sent_.front().last);
+      sent_.pop_front();
     }
   }
 
@@ -206,9 +218,16 @@ class NcRequester {
     }
   };
 
+  // A request on the ring whose answer has not been read: its first and
+  // last entries' seqs. At most one per entry of the ring.
+  struct Sent {
+    uint64_t first, last;
+  };
+
   Lines& lines_;
   NcRequesterOptions o_;
   Unanswered unanswered_;
+  std::deque<Sent> sent_;  // in seq order
   RequestProducer<Lines> out_;
   RequestConsumer<Lines> in_;
   uint64_t dropped_ = 0;

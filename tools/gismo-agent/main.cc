@@ -62,10 +62,12 @@ struct Options {
   int kill_timeout_ms = 5000;
 };
 
+// One line, written with one call: workers log at once.
 void Log(const char* fmt, const std::string& a = {}, const std::string& b = {}) {
-  fprintf(stderr, "gismo-agent: ");
-  fprintf(stderr, fmt, a.c_str(), b.c_str());
-  fprintf(stderr, "\n");
+  char line[1024];
+  const int n = snprintf(line, sizeof line, "gismo-agent: ");
+  snprintf(line + n, sizeof line - static_cast<size_t>(n), fmt, a.c_str(), b.c_str());
+  fprintf(stderr, "%s\n", line);
 }
 
 // One connection to the manager: read by the thread that serves it, written
