@@ -1049,6 +1049,40 @@ struct RelayedManager {
   std::unique_ptr<StallingRelay> relay;
 };
 
+// A client with the key: its waits, their acknowledgements and wake-ups go
+// as tagged frames, and a re-attach (its connection cut) starts the tags
+// anew on the new connection, with its new nonces.
+TEST(KeyTest, AKeyedClientWaitsAndReattachesWithTaggedFrames) {
+  KeyFile key_file;
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.key_file = key_file.path;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  StallingRelay relay(mgr.address());
+  ScopedEnv env("GISMO_KEY_FILE", key_file.path);
+  Client waiter = testing::MustConnect(relay.address());
+  Client sealer = testing::MustConnect(mgr.address());
+  auto region = region::Region::Open(mgr.region_path());
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    const ObjectId id = ObjectId::Random();
+    Result<Buffer> got(Status(GISMO_ERR_INTERNAL, "not run"));
+    std::thread waiting([&] { got = waiter.Get(id, 30000); });
+    ASSERT_TRUE(testing::WaitForGetWaiter(**region, id));
+    ASSERT_TRUE(sealer.Put(id, "sealed").ok());
+    waiting.join();
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    if (round == 0) {
+      relay.Cut();
+      ASSERT_TRUE(Eventually(
+          [&] { return mgr.stats().clients_reattached.load(std::memory_order_relaxed) == 1; }));
+    }
+  }
+  EXPECT_EQ(relay.connections(), 2);
+  EXPECT_EQ(mgr.stats().bad_frame_tags.load(std::memory_order_relaxed), 0u);
+}
+
 // A sealer whose connection fails silently cannot pass its seal's notice
 // on (it is lost on the way, without an error); the manager, when the
 // sealer re-attaches, wakes every waiter, and a blocking get of the object
