@@ -306,6 +306,23 @@ struct AnswersByHand {
   HwLines hw;
   NcRequester<HwLines> client{hw, BaseOptions(s)};
   RequestProducer<HwLines> owner_out{hw, s.responses(), kCap, kSession};
+
+  // The owner takes the next `n` entries of the request ring and its head
+  // reaches memory (as an owner's Txn writes it, committed or not); the
+  // last entry's payload in *taken.
+  void TakeAndMoveHead(uint32_t n, RequestPayload* taken) {
+    RequestConsumer<HwLines> owner_in(hw, s.requests(), kCap, kSession);
+    owner_in.Attach();
+    for (uint32_t k = 0; k < n; ++k) ASSERT_EQ(owner_in.Take(taken), PopResult::kRequest);
+    owner_in.Commit(owner_in.taken());
+  }
+  // The owner answers request `seq` (an `op`) with OK.
+  void Answer(uint64_t seq, NcOp op) {
+    NcResponse a;
+    a.request_seq = seq;
+    a.op = op;
+    ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(a)));
+  }
 };
 
 // What an owner might wrongly put on the response ring: an answer to a
@@ -385,11 +402,8 @@ TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
   }
   // The owner takes request 1, and its head reaches memory; the Txn that
   // moved it never commits.
-  RequestConsumer<HwLines> owner_in(hw, s.requests(), kCap, kSession);
-  owner_in.Attach();
   RequestPayload taken;
-  ASSERT_EQ(owner_in.Take(&taken), PopResult::kRequest);
-  owner_in.Commit(owner_in.taken());
+  ASSERT_NO_FATAL_FAILURE(rig.TakeAndMoveHead(1, &taken));
   const Status full = client.Call(Make(NcOp::kDelete, 100), &a, 5);
   EXPECT_EQ(full.code(), GISMO_ERR_TIMEOUT);
   EXPECT_NE(full.message().find("its request ring stayed full"), std::string::npos)
@@ -401,10 +415,7 @@ TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
       << "request 1's entry was overwritten before its answer";
   EXPECT_EQ(std::memcmp(again.w, taken.w, sizeof again.w), 0);
   // Its answer makes the room: the next call drops it and sends.
-  NcResponse first;
-  first.request_seq = 1;
-  first.op = NcOp::kDelete;
-  ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(first)));
+  ASSERT_NO_FATAL_FAILURE(rig.Answer(1, NcOp::kDelete));
   const Status sent = client.Call(Make(NcOp::kDelete, 101), &a, 0);
   EXPECT_EQ(sent.code(), GISMO_ERR_TIMEOUT);
   EXPECT_NE(sent.message().find("delete request 9 "), std::string::npos) << sent.message();
@@ -428,15 +439,9 @@ TEST(NcRequesterTest, ALateAnswerFreesEveryEntryOfItsRequest) {
   ASSERT_GT(2 * entries, kCap) << "two of them must not fit the ring at once";
   NcResponse a;
   ASSERT_EQ(client.Call(bind('a'), &a, 0).code(), GISMO_ERR_TIMEOUT);
-  RequestConsumer<HwLines> owner_in(hw, s.requests(), kCap, kSession);
-  owner_in.Attach();
   RequestPayload taken;
-  for (uint32_t k = 0; k < entries; ++k) ASSERT_EQ(owner_in.Take(&taken), PopResult::kRequest);
-  owner_in.Commit(owner_in.taken());
-  NcResponse answer;
-  answer.request_seq = 1;
-  answer.op = NcOp::kBindName;
-  ASSERT_TRUE(owner_out.TryPush(EncodeNcResponse(answer)));
+  ASSERT_NO_FATAL_FAILURE(rig.TakeAndMoveHead(entries, &taken));
+  ASSERT_NO_FATAL_FAILURE(rig.Answer(1, NcOp::kBindName));
   const Status sent = client.Call(bind('b'), &a, 0);
   EXPECT_EQ(sent.code(), GISMO_ERR_TIMEOUT);
   EXPECT_NE(sent.message().find("bind name request " + std::to_string(entries + 1) + " "),
