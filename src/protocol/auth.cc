@@ -27,20 +27,31 @@ std::string U32Bytes(uint32_t v) { return std::string(reinterpret_cast<const cha
 
 }  // namespace
 
-Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::string_view> parts) {
-  // The algorithm is fetched once (a thread-safe static); a context per call.
+HmacKey::HmacKey(const void* key, size_t key_size) {
+  // The algorithm is fetched once (a thread-safe static).
   static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
-      hmac == nullptr ? nullptr : EVP_MAC_CTX_new(hmac), &EVP_MAC_CTX_free);
+  EVP_MAC_CTX* ctx = hmac == nullptr ? nullptr : EVP_MAC_CTX_new(hmac);
   char digest[] = "SHA256";
   const OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
       OSSL_PARAM_construct_end(),
   };
+  if (ctx != nullptr &&
+      EVP_MAC_init(ctx, static_cast<const uint8_t*>(key), key_size, params) != 1) {
+    EVP_MAC_CTX_free(ctx);
+    ctx = nullptr;
+  }
+  keyed_ = std::shared_ptr<EVP_MAC_CTX>(ctx, &EVP_MAC_CTX_free);
+}
+
+Mac HmacKey::Compute(std::initializer_list<std::string_view> parts) const {
+  // A copy of the keyed context per MAC: the key's set-up (the digest
+  // fetched, the padded key hashed) is done once.
+  std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
+      keyed_ == nullptr ? nullptr : EVP_MAC_CTX_dup(keyed_.get()), &EVP_MAC_CTX_free);
   Mac out{};
   size_t n = 0;
-  bool ok = ctx != nullptr &&
-            EVP_MAC_init(ctx.get(), static_cast<const uint8_t*>(key), key_size, params) == 1;
+  bool ok = ctx != nullptr;
   for (std::string_view p : parts) {
     ok = ok && (p.empty() || EVP_MAC_update(ctx.get(), reinterpret_cast<const uint8_t*>(p.data()),
                                             p.size()) == 1);
@@ -54,6 +65,10 @@ Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::stri
     std::memcpy(out.data() + a.size(), b.data(), b.size());
   }
   return out;
+}
+
+Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::string_view> parts) {
+  return HmacKey(key, key_size).Compute(parts);
 }
 
 Result<Key> LoadKey(const std::string& path) {

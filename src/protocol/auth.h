@@ -25,10 +25,13 @@
 #ifndef GISMO_PROTOCOL_AUTH_H_
 #define GISMO_PROTOCOL_AUTH_H_
 
+#include <openssl/types.h>
+
 #include <array>
 #include <cstdint>
 #include <gismo/status.hpp>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -57,6 +60,18 @@ Result<Key> LoadKey(const std::string& path);
 // HMAC-SHA-256 under `key` of the concatenation of `parts`. Should it fail
 // (no memory), the result is random: it matches no peer's MAC.
 Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::string_view> parts);
+
+// The same under one key set up once, for many MACs (a connection's frame
+// tags). Copies share the set-up; Compute may run in one thread at a time
+// per copy.
+class HmacKey {
+ public:
+  HmacKey(const void* key, size_t key_size);
+  Mac Compute(std::initializer_list<std::string_view> parts) const;
+
+ private:
+  std::shared_ptr<EVP_MAC_CTX> keyed_;  // initialized with the key; null if that failed
+};
 
 // Random bytes from the kernel (getrandom).
 Nonce RandomNonce();

@@ -10,10 +10,9 @@ namespace {
 
 std::string_view Bytes(const void* p, size_t n) { return {static_cast<const char*>(p), n}; }
 
-Mac TagOf(const Mac& key, uint64_t seq, std::string_view header_and_payload_start,
+Mac TagOf(const HmacKey& key, uint64_t seq, std::string_view header_and_payload_start,
           std::string_view payload_rest) {
-  return HmacSha256(key.data(), key.size(),
-                    {Bytes(&seq, sizeof seq), header_and_payload_start, payload_rest});
+  return key.Compute({Bytes(&seq, sizeof seq), header_and_payload_start, payload_rest});
 }
 
 Mac DirectionKey(const Key& key, char direction, const Nonce& server, const Nonce& client) {

@@ -38,7 +38,8 @@ inline constexpr uint32_t kFrameTagSize = 16;
 // its frames (they are tagged in the order they are sent).
 class FrameTagger {
  public:
-  explicit FrameTagger(const Mac& direction_key) : key_(direction_key) {}
+  explicit FrameTagger(const Mac& direction_key)
+      : key_(direction_key.data(), direction_key.size()) {}
 
   // Appends the next frame's tag to `frame` (a whole frame: header and
   // payload) and adds it to the header's length.
@@ -49,7 +50,7 @@ class FrameTagger {
   bool Verify(FrameHeader* h, std::vector<uint8_t>* payload);
 
  private:
-  Mac key_;
+  HmacKey key_;
   uint64_t seq_ = 0;
 };
 
