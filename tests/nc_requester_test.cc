@@ -307,6 +307,9 @@ struct AnswersByHand {
   NcRequester<HwLines> client{hw, BaseOptions(s)};
   RequestProducer<HwLines> owner_out{hw, s.responses(), kCap, kSession};
 
+  // Both ends take up where the rings' memory says.
+  bool Attach() { return client.Attach() && owner_out.Attach(); }
+
   // The owner takes the next `n` entries of the request ring and its head
   // reaches memory (as an owner's Txn writes it, committed or not); the
   // last entry's payload in *taken.
@@ -330,8 +333,7 @@ struct AnswersByHand {
 TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
   AnswersByHand rig;
   auto& [s, hw, client, owner_out] = rig;
-  ASSERT_TRUE(client.Attach());
-  ASSERT_TRUE(owner_out.Attach());
+  ASSERT_TRUE(rig.Attach());
   NcResponse a;
 
   NcResponse ahead;
@@ -369,8 +371,7 @@ TEST(NcRequesterTest, AnOwnerThatBreaksTheProtocolIsReported) {
 TEST(NcRequesterTest, LateAnswersDoNotHoldACallPastItsDeadline) {
   AnswersByHand rig;
   auto& [s, hw, client, owner_out] = rig;
-  ASSERT_TRUE(client.Attach());
-  ASSERT_TRUE(owner_out.Attach());
+  ASSERT_TRUE(rig.Attach());
   NcResponse a;
   NcResponse first;
   first.request_seq = 1;
@@ -394,8 +395,7 @@ TEST(NcRequesterTest, LateAnswersDoNotHoldACallPastItsDeadline) {
 TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
   AnswersByHand rig;
   auto& [s, hw, client, owner_out] = rig;
-  ASSERT_TRUE(client.Attach());
-  ASSERT_TRUE(owner_out.Attach());
+  ASSERT_TRUE(rig.Attach());
   NcResponse a;
   for (uint64_t n = 1; n <= kCap; ++n) {  // calls that time out fill the ring
     ASSERT_EQ(client.Call(Make(NcOp::kDelete, n), &a, 0).code(), GISMO_ERR_TIMEOUT);
@@ -428,8 +428,7 @@ TEST(NcRequesterTest, AHeadWithoutItsAnswerMakesNoRoom) {
 TEST(NcRequesterTest, ALateAnswerFreesEveryEntryOfItsRequest) {
   AnswersByHand rig;
   auto& [s, hw, client, owner_out] = rig;
-  ASSERT_TRUE(client.Attach());
-  ASSERT_TRUE(owner_out.Attach());
+  ASSERT_TRUE(rig.Attach());
   const auto bind = [](char c) {
     NcRequest q = Make(NcOp::kBindName, 1);
     q.name = std::string(GISMO_NAME_MAX, c);

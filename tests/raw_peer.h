@@ -49,10 +49,7 @@ class RawPeer {
   // After the access of a hello with a key, frames either way carry tags
   // (protocol/frame_auth.h): Send tags, Receive checks (a wrong tag is
   // GISMO_ERR_PERMISSION). SendUntagged sends a frame as it is.
-  Status Send(std::vector<uint8_t> frame) {
-    if (auth_ && tagging_) auth_->send.Sign(&frame);
-    return SendUntagged(frame);
-  }
+  Status Send(std::vector<uint8_t> frame) { return SendUntagged(Tagged(std::move(frame))); }
   // `frame` with the tag it takes next (the next frame sent is tagged as
   // the one after it): to send forged, changed or replayed copies.
   std::vector<uint8_t> Tagged(std::vector<uint8_t> frame) {

@@ -787,7 +787,9 @@ TEST(WireTest, AConnectInProgressEndsWhenItsSocketIsShutDown) {
     }
     std::this_thread::yield();
   }
-  if (fd >= 0) EXPECT_EQ(shutdown(fd, SHUT_RDWR), 0);
+  if (fd >= 0) {
+    EXPECT_EQ(shutdown(fd, SHUT_RDWR), 0);
+  }
   connecting.join();
   EXPECT_EQ(got.status().code(), GISMO_ERR_CONNECTION) << got.status().ToString();
 

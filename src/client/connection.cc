@@ -164,10 +164,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& op
   // Admitted but unable to go on: say goodbye, so the manager frees the slot
   // now instead of suspecting a live process that went quiet.
   auto abandon = [&c](Status why) {
-    protocol::Writer bye;
-    auto frame = bye.Frame(MsgType::kGoodbye, 0);
-    if (c->send_tags_) c->send_tags_->Sign(&frame);
-    if (protocol::SendAll(c->fd_, frame.data(), frame.size()).ok()) {
+    if (c->Send(protocol::Writer().Frame(MsgType::kGoodbye, 0), kRequestSendMs).ok()) {
       protocol::FrameHeader h;
       std::vector<uint8_t> payload;
       (void)protocol::RecvFrameWithin(c->fd_, kGoodbyeTimeoutMs, &h, &payload);

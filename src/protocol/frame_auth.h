@@ -20,7 +20,6 @@
 #ifndef GISMO_PROTOCOL_FRAME_AUTH_H_
 #define GISMO_PROTOCOL_FRAME_AUTH_H_
 
-#include <array>
 #include <cstdint>
 #include <gismo/status.hpp>
 #include <string>

@@ -32,13 +32,8 @@ struct HandshakeResult {
   std::optional<FrameAuth> auth;
 };
 
-// Reads the challenge, sends `hello` (with its nonce and, given a key, its
-// MAC), reads the access (checking the manager's MAC when we hold a key),
-// proves the region through `prove` (clients; null for an agent), and reads
-// the welcome. With a key, the frames after the access are tagged both
-// ways (out->auth goes on with the tags). Each answer is awaited at most timeout_ms. `refused` (may
-// be null): the manager answered, and said no. Waits at most timeout_ms for the next frame
-// (GISMO_ERR_TIMEOUT: "the manager did not answer in time"), then reads it.
+// Waits at most timeout_ms for the next frame (GISMO_ERR_TIMEOUT: "the
+// manager did not answer in time"), then reads it.
 Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8_t>* payload);
 
 // Whether a manager's refusal (`refused` set by Handshake) says only "not
@@ -49,6 +44,12 @@ Status RecvFrameWithin(int fd, int timeout_ms, FrameHeader* h, std::vector<uint8
 // region proof) stands.
 bool RetryableRefusal(const Status& s);
 
+// Reads the challenge, sends `hello` (with its nonce and, given a key, its
+// MAC), reads the access (checking the manager's MAC when we hold a key),
+// proves the region through `prove` (clients; null for an agent), and reads
+// the welcome. With a key, the frames after the access are tagged both
+// ways (out->auth goes on with the tags). Each answer is awaited at most
+// timeout_ms. `refused` (may be null): the manager answered, and said no.
 Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const ProveFn& prove,
                  const std::string& addr_text, int timeout_ms, HandshakeResult* out,
                  bool* refused = nullptr);

@@ -90,11 +90,6 @@ class Link {
 
   int fd() const { return fd_; }
   uint32_t lease_ms() const { return lease_ms_; }
-  // A frame whose first byte has come is read whole within this bound, and
-  // a send finishes within it, or the connection counts as broken (the
-  // agent connects again): a manager that stops in the middle of a frame,
-  // drips it, or stops reading, must not hold the agent.
-  int frame_bound_ms() const { return frame_bound_ms_; }
 
   // Sends one frame (tagged on a keyed connection). A failure breaks the
   // connection for good: the serving thread sees it and connects again.
@@ -131,6 +126,10 @@ class Link {
  private:
   const int fd_;
   const uint32_t lease_ms_;
+  // A frame whose first byte has come is read whole within this bound, and
+  // a send finishes within it, or the connection counts as broken (the
+  // agent connects again): a manager that stops in the middle of a frame,
+  // drips it, or stops reading, must not hold the agent.
   const int frame_bound_ms_;
   std::mutex send_mu_;
   std::optional<gismo::protocol::FrameTagger> send_tags_;  // under send_mu_
