@@ -1632,6 +1632,12 @@ TEST(NodeAgentTest, AnAgentBusyWithAFenceOrderKeepsItsLease) {
   RoundTrip(mgr.address());  // the manager's loop has run since
   EXPECT_EQ(mgr.stats().leases_expired.load(std::memory_order_relaxed), expired)
       << "the manager dropped the agent while it probed";
+  // Its workers block SIGTERM and SIGINT: the reader thread takes them, its
+  // poll interrupted, and stops at once (a worker's handler only set the
+  // stop flag, which the reader saw at its next heartbeat).
+  EXPECT_EQ(testing::ExpectOnlyTheMainThreadTakesSignals("/proc/" + std::to_string(agent.pid()),
+                                                         agent.pid()),
+            8);
   agent.KillAndWait(SIGKILL);
 }
 

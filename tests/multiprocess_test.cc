@@ -209,6 +209,16 @@ TEST_F(ApiProcessTest, BlockingGetWakesOnSealFromAnotherProcess) {
     std::this_thread::yield();  // wait cancelled
 }
 
+// The library's thread (client_'s receiver) blocks the asynchronous
+// signals, so a signal sent to the process is handled where the application
+// lets it: `gismo get`, which blocks SIGINT on its one thread while it names
+// its replacement file, once had ^C handled on the receiver thread in that
+// window, which then left the file behind.
+TEST_F(ApiProcessTest, TheLibrarysThreadBlocksAsynchronousSignals) {
+  EXPECT_GE(testing::ExpectOnlyTheMainThreadTakesSignals("/proc/self", gettid()), 1)
+      << "client_ has no receiver thread to look at";
+}
+
 TEST_F(ApiProcessTest, KilledClientIsCleanedUp) {
   ObjectId sealed = ObjectId::Random(), unsealed = ObjectId::Random();
   ASSERT_TRUE(client_.Put(sealed, std::string(1 << 20, 's')).ok());

@@ -6,11 +6,17 @@
 #define GISMO_TESTS_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <gismo/gismo.hpp>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -99,6 +105,45 @@ int RunInChild(Fn&& fn) {
   int status = 0;
   waitpid(pid, &status, 0);
   return status;
+}
+
+// Checks that every thread of the process whose /proc directory is `proc`
+// ("/proc/self", "/proc/1234"), but its main thread `main_tid`, blocks the
+// asynchronous signals and not the faults' (common/background_thread.h):
+// a signal sent to the process is then handled by the main thread. Returns
+// how many threads it looked at (a caller expecting some checks it is not 0).
+// Read from each thread's SigBlk: which thread the kernel picks for a signal
+// is not something a test can force.
+inline int ExpectOnlyTheMainThreadTakesSignals(const std::string& proc, pid_t main_tid) {
+  auto blocked_signals = [](const std::filesystem::path& task) -> std::optional<uint64_t> {
+    std::ifstream status(task / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("SigBlk:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+    }
+    return std::nullopt;
+  };
+  // A new thread has every signal but SIGKILL and SIGSTOP blocked until its
+  // first instructions (glibc's start_thread) set the mask it was created
+  // with: wait for those to have run.
+  constexpr uint64_t kStarting = ~((uint64_t{1} << (SIGKILL - 1)) | (uint64_t{1} << (SIGSTOP - 1)));
+  int others = 0;
+  for (const auto& task : std::filesystem::directory_iterator(proc + "/task")) {
+    if (task.path().filename() == std::to_string(main_tid)) continue;
+    std::optional<uint64_t> blocked;
+    while ((blocked = blocked_signals(task.path())) == kStarting) std::this_thread::yield();
+    if (!blocked) continue;  // the thread ended
+    ++others;
+    auto is_blocked = [&](int sig) { return (*blocked >> (sig - 1)) & 1; };
+    const std::string where = " on thread " + task.path().string();
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD, SIGPIPE,
+                    SIGWINCH}) {
+      EXPECT_TRUE(is_blocked(sig)) << strsignal(sig) << where;
+    }
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) {
+      EXPECT_FALSE(is_blocked(sig)) << strsignal(sig) << where;
+    }
+  }
+  return others;
 }
 
 }  // namespace gismo::testing

@@ -13,6 +13,13 @@
  * one client are serialized internally. For parallelism open one client per
  * thread.
  *
+ * Signals: each connected client has one thread of the library's own (it
+ * reads the manager's connection). That thread blocks every asynchronous
+ * signal, so a signal sent to the process (SIGINT, SIGTERM, SIGUSR1...) is
+ * handled on one of the application's threads, and blocking it there (around
+ * a step a handler must not interrupt) keeps it pending until unblocked.
+ * Signals a fault raises (SIGSEGV, SIGBUS...) are not blocked.
+ *
  * fork(): a client belongs to the process that connected it. In a child of
  * fork(), every call on a handle the parent connected (gismo_disconnect
  * included) fails with GISMO_ERR_INVALID_ARGUMENT and touches nothing: the

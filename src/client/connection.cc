@@ -17,6 +17,7 @@
 
 #include "client/client.h"
 #include "common/atomic.h"
+#include "common/background_thread.h"
 #include "common/clock.h"
 #include "fence/process.h"
 #include "protocol/handshake.h"
@@ -223,7 +224,7 @@ Status ClientImpl::StartSession() {
   hello_.client_id = w.client_id;
   hello_.uuid[0] = w.uuid[0];
   hello_.uuid[1] = w.uuid[1];
-  receiver_ = std::thread([this] { ReceiverLoop(); });
+  receiver_ = StartBackgroundThread([this] { ReceiverLoop(); });
   return Status();
 }
 

@@ -291,7 +291,9 @@ TEST_F(CliTest, AGetEndedBySignalWhileReplacingAFileLeavesNothingBeside) {
   // part of it.
   const std::string now = ReadFile(file);
   EXPECT_TRUE(now == "old" || now.size() == size_t{96} << 20) << now.size() << " bytes";
-  if (code != 128 + SIGINT) EXPECT_EQ(code, 0) << ReadFile(c.err);
+  if (code != 128 + SIGINT) {
+    EXPECT_EQ(code, 0) << ReadFile(c.err);
+  }
   for (const std::string& f : {c.in, c.out, c.err}) unlink(f.c_str());
 
   // A signal the command was started ignoring (nohup's SIGHUP) stays

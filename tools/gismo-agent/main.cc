@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "args/parse_args.h"
+#include "common/background_thread.h"
 #include "common/clock.h"
 #include "fence/process.h"
 #include "protocol/frame_auth.h"
@@ -262,7 +263,8 @@ class Workers {
 
   explicit Workers(const Options& o) : o_(o) {
     for (int i = 0; i < kWorkers; ++i) {
-      threads_.emplace_back([this](std::stop_token stop) { Work(stop); });
+      threads_.push_back(
+          gismo::StartBackgroundThread<std::jthread>([this](std::stop_token stop) { Work(stop); }));
     }
   }
   ~Workers() {
