@@ -386,6 +386,41 @@ TEST(KeyTest, KeyFilesOthersMayReadOrTooShortAreRefused) {
   EXPECT_FALSE(mgr.Start().ok());
 }
 
+// A process whose OpenSSL computes no HMAC (its configuration activates
+// only the null provider) says so when it loads the key. Before, each MAC
+// it made was random bytes, and a node agent retried for ever, every
+// handshake refused as if the cluster keys differed.
+TEST(KeyTest, AnOpenSslWithoutHmacIsSaidWhenTheKeyIsLoaded) {
+  KeyFile key;
+  const std::string conf = "/tmp/" + testing::UniqueName("openssl") + ".cnf";
+  {
+    std::ofstream f(conf);
+    f << "openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n"
+         "[provider_sect]\nnull = null_sect\n[null_sect]\nactivate = 1\n";
+  }
+  manager::ManagerOptions o = InProcessManagerOptions();
+  o.key_file = key.path;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  testing::SpawnOptions options;
+  options.argv = {GISMO_AGENT_BIN, "--node",         "7", "--manager", mgr.address(),
+                  "--region",      mgr.region_path()};
+  options.env = {"GISMO_KEY_FILE=" + key.path, "OPENSSL_CONF=" + conf};
+  options.capture_stdout = true;
+  options.stderr_to_stdout = true;
+  options.parent_death_signal = SIGKILL;
+  testing::Process agent;
+  ASSERT_TRUE(agent.Start(options)) << agent.error();
+  std::string output;
+  ASSERT_TRUE(agent.ReadToEnd(60, &output)) << output;
+  int status = 0;
+  ASSERT_TRUE(agent.WaitForExit(60, &status));
+  EXPECT_EQ(testing::ExitCode(status), 1) << output;
+  EXPECT_NE(output.find("cannot compute HMAC-SHA-256"), std::string::npos) << output;
+  EXPECT_NE(output.find("OPENSSL_CONF"), std::string::npos) << output;
+  unlink(conf.c_str());
+}
+
 // ---- what an admitted peer can make the manager hold --------------------
 
 // A subscriber that never reads, and a peer sending seal kicks: the

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -25,21 +26,50 @@ std::string_view View(const Nonce& n) {
 
 std::string U32Bytes(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
 
+// The first error in this thread's OpenSSL error queue, which is emptied.
+std::string TakeOpenSslError() {
+  const unsigned long first = ERR_get_error();
+  ERR_clear_error();
+  if (first == 0) return "OpenSSL gave no reason";
+  char text[256];
+  ERR_error_string_n(first, text, sizeof text);
+  return text;
+}
+
+// The HMAC algorithm, fetched once (a thread-safe static), or why it could
+// not be (a configuration whose providers have none: OPENSSL_CONF).
+struct HmacAlgorithm {
+  EVP_MAC* mac;
+  std::string error;
+};
+const HmacAlgorithm& Hmac() {
+  static const HmacAlgorithm algorithm = [] {
+    ERR_clear_error();
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    return HmacAlgorithm{mac, mac == nullptr ? "no HMAC: " + TakeOpenSslError() : ""};
+  }();
+  return algorithm;
+}
+
 }  // namespace
 
 HmacKey::HmacKey(const void* key, size_t key_size) {
-  // The algorithm is fetched once (a thread-safe static).
-  static EVP_MAC* const hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  EVP_MAC_CTX* ctx = hmac == nullptr ? nullptr : EVP_MAC_CTX_new(hmac);
+  if (Hmac().mac == nullptr) {
+    error_ = Hmac().error;
+    return;
+  }
+  ERR_clear_error();
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(Hmac().mac);
   char digest[] = "SHA256";
   const OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
       OSSL_PARAM_construct_end(),
   };
-  if (ctx != nullptr &&
+  if (ctx == nullptr ||
       EVP_MAC_init(ctx, static_cast<const uint8_t*>(key), key_size, params) != 1) {
+    error_ = "no HMAC-SHA-256 context: " + TakeOpenSslError();
     EVP_MAC_CTX_free(ctx);
-    ctx = nullptr;
+    return;
   }
   keyed_ = std::shared_ptr<EVP_MAC_CTX>(ctx, &EVP_MAC_CTX_free);
 }
@@ -109,6 +139,14 @@ Result<Key> LoadKey(const std::string& path) {
     got += static_cast<size_t>(n);
   }
   close(fd);
+  // Every keyed connection MACs with it: a process whose OpenSSL cannot
+  // (its configuration loads no provider with HMAC or SHA-256) is told so
+  // here, not by handshakes that fail as if the keys differed.
+  if (HmacKey check(key.bytes.data(), key.bytes.size()); !check.ok()) {
+    return Status(GISMO_ERR_UNSUPPORTED,
+                  "key file '" + path + "': this process's OpenSSL cannot compute HMAC-SHA-256 (" +
+                      check.error() + "); look at OPENSSL_CONF and the providers it activates");
+  }
   return key;
 }
 

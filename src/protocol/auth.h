@@ -54,7 +54,8 @@ struct Key {
 // Reads a key file. Refuses a file that is not a regular file, that group or
 // others may read or write (like ssh with its keys), or that is shorter than
 // kMinKeySize or longer than kMaxKeySize bytes. A trailing newline is part
-// of the key: a file is used byte for byte.
+// of the key: a file is used byte for byte. GISMO_ERR_UNSUPPORTED if this
+// process's OpenSSL cannot compute HMAC-SHA-256 with it (its configuration).
 Result<Key> LoadKey(const std::string& path);
 
 // HMAC-SHA-256 under `key` of the concatenation of `parts`. Should it fail
@@ -67,10 +68,15 @@ Mac HmacSha256(const void* key, size_t key_size, std::initializer_list<std::stri
 class HmacKey {
  public:
   HmacKey(const void* key, size_t key_size);
+  // False if OpenSSL could not set the key up (error() says why); Compute
+  // then returns random bytes, which match no peer's MAC.
+  bool ok() const { return keyed_ != nullptr; }
+  const std::string& error() const { return error_; }
   Mac Compute(std::initializer_list<std::string_view> parts) const;
 
  private:
   std::shared_ptr<EVP_MAC_CTX> keyed_;  // initialized with the key; null if that failed
+  std::string error_;
 };
 
 // Random bytes from the kernel (getrandom).

@@ -416,7 +416,8 @@ int main(int argc, char** argv) {
     if (!link.ok()) {
       if (!ready && (link.status().code() == GISMO_ERR_PROTOCOL ||
                      link.status().code() == GISMO_ERR_PERMISSION ||
-                     link.status().code() == GISMO_ERR_INVALID_ARGUMENT)) {
+                     link.status().code() == GISMO_ERR_INVALID_ARGUMENT ||
+                     link.status().code() == GISMO_ERR_UNSUPPORTED)) {
         fprintf(stderr, "gismo-agent: %s\n", link.status().message().c_str());
         return 1;
       }
