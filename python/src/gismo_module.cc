@@ -102,11 +102,29 @@ bool Finalizing() {
 #endif
 }
 
+// The GIL given away for its scope, as py::gil_scoped_release, but taken
+// back by a destructor that a forced unwind may leave: a daemon thread that
+// takes the GIL back once the interpreter is finalizing is ended there
+// (PyEval_RestoreThread calls pthread_exit), and that unwind, started in
+// pybind11's noexcept destructor, was std::terminate: SIGABRT at the exit
+// of a program whose daemon thread waited in a get or a subscription.
+// (pybind11's dispatcher lets the unwind through.)
+class GilReleased {
+ public:
+  GilReleased() : state_(PyEval_SaveThread()) {}
+  ~GilReleased() noexcept(false) { PyEval_RestoreThread(state_); }
+  GilReleased(const GilReleased&) = delete;
+  GilReleased& operator=(const GilReleased&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
 // Runs fn without the GIL when it is safe to give the GIL away.
 template <typename Fn>
 auto WithoutGil(Fn&& fn) {
   if (PyGILState_Check() && !Finalizing()) {
-    py::gil_scoped_release nogil;
+    GilReleased nogil;
     return fn();
   }
   return fn();
@@ -410,7 +428,7 @@ gismo_status_t WaitInSlices(const Core& core, int64_t timeout_ms, Attempt&& atte
     const int64_t slice = NextSliceMs(timeout_ms, start);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = attempt(slice);
     }
     if (done(s) || slice < kSignalSliceMs) return s;
@@ -489,7 +507,7 @@ class PyClient {
     options.region_path = region_path ? region_path->c_str() : nullptr;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_connect_with_options(&options, &c);
     }
     Check(s);
@@ -523,7 +541,7 @@ class PyClient {
     void* data = nullptr;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_create_with_flags(core->Checked(), &oid.c_id(), static_cast<size_t>(size),
                                   meta.data(), meta.size(), CreateFlags(owned, evictable), &data);
     }
@@ -543,7 +561,7 @@ class PyClient {
     BytesArg bytes(data), meta(metadata, /*none_is_empty=*/true);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_put_with_flags(core->Checked(), &oid.c_id(), bytes.data(), bytes.size(),
                                meta.data(), meta.size(), CreateFlags(owned, evictable));
     }
@@ -587,7 +605,7 @@ class PyClient {
     uint64_t evicted = 0;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_evict(core->Checked(), bytes, &evicted);
     }
     Check(s);
@@ -613,7 +631,7 @@ class PyClient {
     auto core = Live();
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_abort(core->Checked(), &oid.c_id());
     }
     if (s != GISMO_OK && taken != 0) creator_refs_[oid.Hex()] += taken;
@@ -632,7 +650,7 @@ class PyClient {
       gismo_object_info_t info{};
       gismo_status_t st;
       {
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         st = gismo_stat(core->Checked(), &oid.c_id(), &info);
       }
       if (st == GISMO_ERR_OBJECT_NOT_FOUND) {
@@ -651,7 +669,7 @@ class PyClient {
     auto core = Live();
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_release(core->Checked(), &oid.c_id());
     }
     if (s != GISMO_OK && s != GISMO_ERR_OBJECT_NOT_FOUND && s != GISMO_ERR_NOT_HELD) {
@@ -669,7 +687,7 @@ class PyClient {
     bool contains = false;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_contains(core->Checked(), &oid.c_id(), &contains);
     }
     Check(s);
@@ -737,7 +755,7 @@ class PyClient {
       gismo_client_t* live = core->Checked();
       gismo::Status why;
       {
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         why = gismo::detail::NotSealed(live, oid.c_id(), oid.Hex(), timeout_ms);
       }
       throw StatusError(why.code(), why.message());
@@ -751,7 +769,7 @@ class PyClient {
     gismo_object_info_t info{};
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_stat(core->Checked(), &oid.c_id(), &info);
     }
     Check(s);
@@ -764,7 +782,7 @@ class PyClient {
     const gismo::ObjectId oid = ParseId(id);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_bind_name(core->Checked(), n.c_str(), &oid.c_id());
     }
     Check(s);
@@ -779,7 +797,7 @@ class PyClient {
     const gismo::ObjectId oid = ParseId(desired);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_swap_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr, &oid.c_id());
     }
     Check(s);
@@ -792,7 +810,7 @@ class PyClient {
     if (!expected.is_none()) old = ParseId(expected);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_unbind_name(core->Checked(), n.c_str(), old ? &old->c_id() : nullptr);
     }
     Check(s);
@@ -804,7 +822,7 @@ class PyClient {
     gismo_name_info_t info{};
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_lookup_name(core->Checked(), n.c_str(), &info);
     }
     Check(s);
@@ -835,7 +853,7 @@ class PyClient {
     std::vector<gismo_name_info_t> infos;
     gismo_status_t s = GISMO_OK;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       gismo_client_t* c = core->Checked();
       for (;;) {
         size_t count = 0;
@@ -861,7 +879,7 @@ class PyClient {
     std::vector<gismo_object_info_t> infos;
     gismo_status_t s = GISMO_OK;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       gismo_client_t* c = core->Checked();
       for (;;) {
         size_t count = 0;
@@ -885,7 +903,7 @@ class PyClient {
     gismo_usage_t u{};
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_usage(core->Checked(), &u);
     }
     Check(s);
@@ -920,7 +938,7 @@ class PyClient {
     std::vector<gismo_client_info_t> infos;
     gismo_status_t s = GISMO_OK;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       gismo_client_t* c = core->Checked();
       size_t count = 0;
       if ((s = gismo_list_clients(c, nullptr, 0, &count)) == GISMO_OK) {
@@ -950,7 +968,7 @@ class PyClient {
     uint32_t node = 0, slot = 0;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_client_identity(core->Checked(), &node, &slot);
     }
     Check(s);
@@ -1012,7 +1030,7 @@ class PyClient {
     gismo::ObjectId oid = ParseId(id);
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = fn(core->Checked(), &oid.c_id());
     }
     Check(s);
@@ -1041,7 +1059,7 @@ class PySubscription {
     int fd = -1;
     gismo_status_t s;
     {
-      py::gil_scoped_release nogil;
+      GilReleased nogil;
       s = gismo_subscribe(core_->Checked(), &fd);
       if (s != GISMO_OK) ThrowStatus(s);  // reads the detail on this thread
     }
@@ -1075,7 +1093,7 @@ class PySubscription {
       std::string detail;
       bool interrupted = false;  // EINTR or a slice ended: check signals
       {
-        py::gil_scoped_release nogil;
+        GilReleased nogil;
         for (;;) {
           s = gismo_next_notification(c, &n, 0);
           if (s != GISMO_ERR_TIMEOUT) {

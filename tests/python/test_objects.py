@@ -554,6 +554,46 @@ def test_ctrl_c_interrupts_a_blocked_wait(manager, run_python, which):
     assert out.strip() == "interrupted"
 
 
+DAEMON_WAITS_AT_EXIT = """
+import sys, threading
+import gismo
+
+c = gismo.connect(sys.argv[1])
+which = sys.argv[2]
+waiting = threading.Event()
+
+
+def wait():
+    waiting.set()
+    if which == "get":
+        c.get(gismo.ObjectID.random())
+    elif which == "subscription":
+        for _ in c.subscribe():
+            pass
+    else:
+        c.wait_name("never bound")
+
+
+threading.Thread(target=wait, daemon=True).start()
+waiting.wait()
+# Freed as the interpreter finalizes, which then lasts longer than the
+# daemon's 100 ms wait slice: the daemon takes the GIL back meanwhile.
+garbage = [{} for _ in range(3_000_000)]
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.parametrize("which", ["get", "subscription", "wait_name"])
+def test_a_daemon_thread_waiting_at_exit_ends_quietly(manager, run_python, which):
+    # It was ended inside pybind11's noexcept GIL guard: std::terminate,
+    # SIGABRT at the program's exit.
+    child = run_python(DAEMON_WAITS_AT_EXIT, manager.address, which)
+    out, err = child.communicate(timeout=60)
+    assert "terminate" not in err, err
+    assert child.returncode == 0, err
+    assert out.strip() == "exiting"
+
+
 def test_a_get_of_many_over_several_slices_holds_each_object_once(client, oid):
     # 250 ms spans three of the binding's 100 ms slices; the sealed object is
     # got in the first and not asked for again.
