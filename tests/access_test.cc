@@ -1577,6 +1577,41 @@ TEST(FenceClaimTest, AnIdentityLeftInTheRegionCannotGetAnotherProgramKilled) {
       << "the manager killed a program that does not map its region";
 }
 
+// --format wipes the region, so never under a manager that serves it: one
+// of another host (emulated here: the host's lock skipped) keeps it, and
+// --standby with --format is refused outright. Before, a second manager
+// with --format formatted the region the first one served, its objects
+// gone and the first one ended by the lost lease.
+TEST(ModesTest, FormatIsRefusedWhileAnotherManagerServesTheRegion) {
+  manager::ManagerOptions o = InProcessManagerOptions();
+  InProcessManager first(o);
+  ASSERT_TRUE(IsOk(first.Start()));
+  Client c = testing::MustConnect(first.address());
+  ASSERT_TRUE(c.Put(ObjectId::FromName("kept"), "kept").ok());
+  manager::ManagerOptions wipe = o;
+  wipe.skip_host_lock = true;  // `first` holds the host's lock
+  wipe.force_format = true;
+  wipe.listen = {"unix:" + testing::FreshPath("/tmp/" + testing::UniqueName("wipe") + ".sock")};
+  {
+    // A Manager, not an InProcessManager: that one removes its region.
+    manager::Manager second(wipe);
+    Status s = second.Start();
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("--format"), std::string::npos) << s.ToString();
+  }
+  manager::ManagerOptions standby = wipe;
+  standby.standby = true;
+  {
+    manager::Manager third(standby);
+    Status s = third.Start();
+    EXPECT_EQ(s.code(), GISMO_ERR_INVALID_ARGUMENT) << s.ToString();
+  }
+  auto kept = c.Get(ObjectId::FromName("kept"), 0);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(kept->data()), kept->size()), "kept");
+  EXPECT_TRUE(c.Contains(ObjectId::FromName("kept")).ok());
+}
+
 // ---- files and modes ---------------------------------------------------
 
 TEST(ModesTest, SocketAndRegionModesAndGroupAreThoseConfigured) {

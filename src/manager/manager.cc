@@ -635,6 +635,23 @@ void Manager::Impl::SetSlotState(uint32_t slot, SlotState state, uint64_t sessio
   region_->Persist(&region_->slot(slot), sizeof(region::ClientSlotHeader));
 }
 
+namespace {
+
+// The lease as this manager's options say to take it.
+LeaseOptions LeaseOptionsOf(const ManagerOptions& opt) {
+  LeaseOptions lo;
+  lo.node_id = opt.node_id;
+  lo.lease_ms = opt.manager_lease_ms;
+  lo.previous_manager_fenced = opt.previous_manager_fenced;
+  lo.standby = opt.standby;
+  lo.fence_command = opt.fence_command;
+  lo.fence_timeout_ms = opt.fence_timeout_ms;
+  lo.region_path = opt.region_path;
+  return lo;
+}
+
+}  // namespace
+
 Status Manager::Impl::OpenRegion() {
   // One manager per region on this host: a shortcut; the lease below is
   // what holds across hosts.
@@ -652,6 +669,21 @@ Status Manager::Impl::OpenRegion() {
                     "another gismo-manager is already serving region '" + opt_.region_path + "'");
     }
     host_lock_deferred = true;
+  }
+  // --format wipes what the region holds, so not under a manager that
+  // serves it from another host (this host's holds the lock above). A
+  // region that opens is first taken as a start without --format takes it:
+  // a live holder of its lease refuses the format, a silent one is fenced.
+  // The formatting then clears the lease, which is taken anew below.
+  if (opt_.force_format) {
+    if (auto existing = region::Region::Open(opt_.region_path); existing.ok()) {
+      ManagerLease previous(**existing, LeaseOptionsOf(opt_));
+      if (auto taken = previous.Acquire(); !taken.ok()) {
+        return Status(taken.status().code(),
+                      "--format: " + taken.status().message() +
+                          "; stop that manager first (formatting would wipe the region it serves)");
+      }
+    }
   }
   bool formatted = false;
   auto r =
@@ -691,15 +723,7 @@ Status Manager::Impl::OpenRegion() {
     return region::NonCoherentRefusal(opt_.region_path);
   }
   self_ = fence::Self();
-  LeaseOptions lo;
-  lo.node_id = opt_.node_id;
-  lo.lease_ms = opt_.manager_lease_ms;
-  lo.previous_manager_fenced = opt_.previous_manager_fenced;
-  lo.standby = opt_.standby;
-  lo.fence_command = opt_.fence_command;
-  lo.fence_timeout_ms = opt_.fence_timeout_ms;
-  lo.region_path = opt_.region_path;
-  lease_ = std::make_unique<ManagerLease>(*region_, lo);
+  lease_ = std::make_unique<ManagerLease>(*region_, LeaseOptionsOf(opt_));
   auto fenced = lease_->Acquire();
   if (!fenced.ok()) return fenced.status();
   if (host_lock_deferred) {
@@ -2422,6 +2446,11 @@ Status Manager::Impl::CheckOptions() const {
                     std::string(b.flag) + " must be " + std::to_string(b.min) + " to " +
                         std::to_string(b.max) + ", not " + std::to_string(b.value) + b.why);
     }
+  }
+  if (opt_.force_format && opt_.standby) {
+    return Status(GISMO_ERR_INVALID_ARGUMENT,
+                  "--format and --standby: a standby takes over the region another manager "
+                  "serves, which --format would wipe; give one of them");
   }
   if (opt_.owner_threads < 1 || opt_.owner_threads > region::kMaxOwnerThreads) {
     return Status(GISMO_ERR_INVALID_ARGUMENT, "--owner-threads must be 1 to " +

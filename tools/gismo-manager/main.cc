@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
   app.add_option("--size", size_text, "Size of a new region (512MiB, 4GiB, ...)")
       ->capture_default_str();
   app.add_flag("--format", opt.force_format,
-               "Format the region even if it holds a gismo region or other data (destroys it)");
+               "Format the region even if it holds a gismo region or other data (destroys it); "
+               "refused while another manager serves it");
   app.add_option("--listen", opt.listen,
                  "Address to serve: unix:/path or tcp:host:port (repeatable; default "
                  "unix:/run/gismo/gismo.sock as root, else unix:$XDG_RUNTIME_DIR/gismo.sock)");
