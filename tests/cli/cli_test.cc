@@ -323,6 +323,125 @@ TEST_F(CliTest, AGetEndedBySignalWhileReplacingAFileLeavesNothingBeside) {
   unlink(file.c_str());
 }
 
+// A new file ended by a signal before its last byte is removed: ^C, or
+// the file size limit's SIGXFSZ (`ulimit -f`), leaves no part of the
+// object under the name asked for, and none beside a file it replaces.
+TEST_F(CliTest, AGetEndedBySignalLeavesNoPartOfANewFile) {
+  const std::string big = TempPath("big");
+  WriteFile(big, std::string(size_t{96} << 20, 'b'));
+  ASSERT_EQ(Gismo({"put", "--name", "big", big}).code, 0);
+  unlink(big.c_str());
+  const std::string fresh = TempPath("fresh");
+  RunningCmd c = GismoStart({"get", "--name", "big", fresh});
+  int status = 0;
+  bool exited = false;
+  while (access(fresh.c_str(), F_OK) != 0) {
+    if ((exited = c.process.WaitForExit(0, &status))) break;
+    std::this_thread::yield();
+  }
+  if (!exited) {
+    ASSERT_TRUE(c.process.Signal(SIGINT));
+    ASSERT_TRUE(c.process.WaitForExit(60, &status));
+  }
+  const int code = gismo::testing::ExitCode(status);
+  struct stat st {};
+  if (code == 128 + SIGINT) {
+    EXPECT_NE(stat(fresh.c_str(), &st), 0) << "a part of the object was left: " << st.st_size;
+  } else {
+    EXPECT_EQ(code, 0) << ReadFile(c.err);
+    EXPECT_EQ(stat(fresh.c_str(), &st) == 0 ? st.st_size : -1, off_t{96} << 20);
+  }
+  for (const std::string& f : {c.in, c.out, c.err, fresh}) unlink(f.c_str());
+
+  // A file size limit of 1 MiB: killed by SIGXFSZ at the first write past it.
+  const std::string old = TempPath("old");
+  WriteFile(old, "old");
+  for (const std::string& target : {fresh, old}) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {"bash",      "-c",          "ulimit -f 1024; exec \"$@\"",
+              "bash",      GISMO_CLI_BIN, "get",
+              "--name",    "big",         target,
+              "--address", mgr_.address()};
+    o.stderr_path = TempPath("xfsz-err");
+    gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+    EXPECT_EQ(r.exit_code, 128 + SIGXFSZ) << target << ": " << ReadFile(o.stderr_path);
+    unlink(o.stderr_path.c_str());
+  }
+  EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "a part of the object was left";
+  EXPECT_EQ(ReadFile(old), "old");
+  const std::string prefix = "." + std::filesystem::path(old).filename().string() + ".gismo-";
+  for (const auto& e : std::filesystem::directory_iterator("/tmp")) {
+    EXPECT_NE(e.path().filename().string().rfind(prefix, 0), 0u) << "left beside: " << e.path();
+  }
+  unlink(old.c_str());
+}
+
+// /dev/stdout, /dev/fd/N: the descriptor the command was started with, as
+// the shell redirected it (appending, at its offset), not the file behind
+// it opened anew. Before, the file was replaced by one holding the object
+// alone, and what the shell wrote after it went to the replaced file.
+TEST_F(CliTest, AGetToADescriptorsPathWritesThroughTheDescriptor) {
+  ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "hello\n").code, 0);
+  const std::string log = TempPath("log"), framed = TempPath("framed"), seven = TempPath("seven");
+  WriteFile(log, "line1\n");
+  gismo::testing::SpawnOptions o;
+  o.argv = {"bash",
+            "-c",
+            "set -e; g() { \"$1\" get --name obj \"$2\" --address \"$3\"; }; "
+            "g \"$1\" /dev/stdout \"$2\" >> \"$3\"; "
+            "{ echo header; g \"$1\" /dev/stdout \"$2\"; echo footer; } > \"$4\"; "
+            "g \"$1\" /dev/fd/7 \"$2\" 7> \"$5\"",
+            "bash",
+            GISMO_CLI_BIN,
+            mgr_.address(),
+            log,
+            framed,
+            seven};
+  o.stderr_path = TempPath("fd-err");
+  gismo::testing::RunResult r = gismo::testing::Run(o, 60);
+  EXPECT_EQ(r.exit_code, 0) << ReadFile(o.stderr_path);
+  EXPECT_EQ(ReadFile(log), "line1\nhello\n");
+  EXPECT_EQ(ReadFile(framed), "header\nhello\nfooter\n");
+  EXPECT_EQ(ReadFile(seven), "hello\n");
+  // A descriptor it was not started with is not one of its own (the
+  // manager's connection): it is refused before the command connects.
+  CmdResult closed = Gismo({"get", "--name", "obj", "/dev/fd/9"});
+  EXPECT_EQ(closed.code, 6) << closed.err;
+  EXPECT_NE(closed.err.find("'/dev/fd/9' is not open"), std::string::npos) << closed.err;
+  CmdResult json = Gismo({"get", "--name", "obj", "/dev/stdout", "--json"});
+  EXPECT_EQ(json.code, 2) << json.err;
+  for (const std::string& f : {log, framed, seven, o.stderr_path}) unlink(f.c_str());
+}
+
+// A replaced file keeps its group and mode (a file shared through its
+// group stays shared); one whose group a new file cannot take is written
+// in place, which keeps it.
+TEST_F(CliTest, AReplacedFileKeepsItsGroupAndMode) {
+  ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "new").code, 0);
+  gid_t other = 0;
+  if (geteuid() == 0) {
+    other = getegid() == 65534 ? 65533 : 65534;
+  } else {
+    std::vector<gid_t> groups(static_cast<size_t>(getgroups(0, nullptr)));
+    groups.resize(static_cast<size_t>(getgroups(static_cast<int>(groups.size()), groups.data())));
+    auto it = std::find_if(groups.begin(), groups.end(), [](gid_t g) { return g != getegid(); });
+    if (it == groups.end()) GTEST_SKIP() << "this user is in no group but its own";
+    other = *it;
+  }
+  const std::string shared = TempPath("shared");
+  WriteFile(shared, "old");
+  ASSERT_EQ(chown(shared.c_str(), static_cast<uid_t>(-1), other), 0) << strerror(errno);
+  ASSERT_EQ(chmod(shared.c_str(), 0664), 0);
+  CmdResult r = Gismo({"get", "--name", "obj", shared});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(ReadFile(shared), "new");
+  struct stat st {};
+  ASSERT_EQ(stat(shared.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, other);
+  EXPECT_EQ(st.st_mode & 07777, 0664u);
+  unlink(shared.c_str());
+}
+
 // A command started with stdin or stdout closed: the descriptor it would
 // have given the manager's connection is taken by /dev/null first, and the
 // command that needed it says so (before, `get -` wrote the object into the

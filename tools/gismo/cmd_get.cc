@@ -3,10 +3,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -57,27 +59,30 @@ void WriteAndClose(int fd, const uint8_t* data, size_t size, const std::string& 
   if (close(fd) != 0) failed("cannot write '" + path + "': " + std::strerror(errno));
 }
 
-// The file a replacement writes before its rename, removed if a signal
-// (^C, a kill) ends the command first. A fixed buffer: the handler may call
-// async-signal-safe functions only.
-char g_temp_path[PATH_MAX + 64];
+// The file this command made and has not finished (a replacement before its
+// rename, a new file before its last byte), removed if a signal (^C, a
+// kill, a file size limit's SIGXFSZ) ends the command first. A fixed
+// buffer: the handler may call async-signal-safe functions only.
+char g_unfinished_path[PATH_MAX + 64];
 
-extern "C" void RemoveTempAndDie(int sig) {
-  if (g_temp_path[0] != '\0') unlink(g_temp_path);
+extern "C" void RemoveUnfinishedAndDie(int sig) {
+  if (g_unfinished_path[0] != '\0') unlink(g_unfinished_path);
   signal(sig, SIG_DFL);
   raise(sig);
 }
 
-// While it lives, SIGINT, SIGTERM, SIGHUP and SIGQUIT remove the file
-// Create made before they end the command; those this command was started
-// ignoring (nohup, a background job of a script) stay ignored.
-class TempFileGuard {
+// While it lives, SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGXFSZ remove the
+// file Create or CreateNew made before they end the command; those this
+// command was started ignoring (nohup, a background job of a script) stay
+// ignored. The signals go to this thread: the library's own blocks them
+// (common/background_thread.h).
+class UnfinishedFileGuard {
  public:
-  TempFileGuard() {
-    g_temp_path[0] = '\0';
+  UnfinishedFileGuard() {
+    g_unfinished_path[0] = '\0';
     sigemptyset(&caught_);
     struct sigaction sa {};
-    sa.sa_handler = RemoveTempAndDie;
+    sa.sa_handler = RemoveUnfinishedAndDie;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < kSignals.size(); ++i) {
       struct sigaction was {};
@@ -87,30 +92,46 @@ class TempFileGuard {
       sigaddset(&caught_, kSignals[i]);
     }
   }
-  ~TempFileGuard() {
+  ~UnfinishedFileGuard() {
     for (size_t i = 0; i < kSignals.size(); ++i) {
       if (installed_[i]) sigaction(kSignals[i], &old_[i], nullptr);
     }
-    g_temp_path[0] = '\0';
+    g_unfinished_path[0] = '\0';
   }
-  TempFileGuard(const TempFileGuard&) = delete;
-  TempFileGuard& operator=(const TempFileGuard&) = delete;
+  UnfinishedFileGuard(const UnfinishedFileGuard&) = delete;
+  UnfinishedFileGuard& operator=(const UnfinishedFileGuard&) = delete;
 
   // mkostemp of `temp` (a name ending in XXXXXX), its name recorded for the
   // handler with those signals blocked: none finds a file made and not named.
+  // (A name too long for the handler's buffer is not recorded.)
   int Create(std::string* temp) {
+    return Recorded(*temp, [&] { return mkostemp(temp->data(), O_CLOEXEC); });
+  }
+  // A new file at `path` (O_EXCL), recorded the same way.
+  int CreateNew(const std::string& path) {
+    return Recorded(
+        path, [&] { return open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644); });
+  }
+  // The file is whole (renamed, or written to its end), or gone: a signal
+  // now leaves it.
+  void Finished() { g_unfinished_path[0] = '\0'; }
+
+ private:
+  template <typename Make>
+  int Recorded(const std::string& path, const Make& make) {
     sigset_t was;
     pthread_sigmask(SIG_BLOCK, &caught_, &was);
-    const int fd = mkostemp(temp->data(), O_CLOEXEC);
-    if (fd >= 0) std::snprintf(g_temp_path, sizeof g_temp_path, "%s", temp->c_str());
+    const int fd = make();
+    if (fd >= 0 && path.size() < sizeof g_unfinished_path) {
+      std::snprintf(g_unfinished_path, sizeof g_unfinished_path, "%s", path.c_str());
+    }
     pthread_sigmask(SIG_SETMASK, &was, nullptr);
     return fd;
   }
 
- private:
-  static constexpr std::array<int, 4> kSignals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-  std::array<struct sigaction, 4> old_{};
-  std::array<bool, 4> installed_{};
+  static constexpr std::array<int, 5> kSignals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGXFSZ};
+  std::array<struct sigaction, 5> old_{};
+  std::array<bool, 5> installed_{};
   sigset_t caught_;
 };
 
@@ -122,17 +143,39 @@ void SyncDirectory(const std::string& dir) {
   close(fd);
 }
 
+constexpr char kAclXattr[] = "system.posix_acl_access";
+
+// Gives the new file `fd` what the file `target` it replaces has beyond its
+// bytes: its mode, its group and its access control list. False if it
+// cannot (a group this user is not in, an ACL the file system refuses):
+// the file is then written in place, which keeps them.
+bool TakeOverAttributes(int fd, const std::string& target, const struct stat& there) {
+  if (fchmod(fd, there.st_mode & 07777) != 0) return false;
+  struct stat made {};
+  if (fstat(fd, &made) != 0) return false;
+  if (made.st_gid != there.st_gid && fchown(fd, static_cast<uid_t>(-1), there.st_gid) != 0) {
+    return false;
+  }
+  const ssize_t acl_size = getxattr(target.c_str(), kAclXattr, nullptr, 0);
+  if (acl_size < 0) return errno == ENODATA || errno == ENOTSUP;  // none to keep
+  std::string acl(static_cast<size_t>(acl_size), '\0');
+  const ssize_t got = getxattr(target.c_str(), kAclXattr, acl.data(), acl.size());
+  return got >= 0 && fsetxattr(fd, kAclXattr, acl.data(), static_cast<size_t>(got), 0) == 0;
+}
+
 // Writes `size` bytes to `path`. A regular file of this user's that is
 // there, writable and with no other hard link, is replaced whole or not at
-// all: the bytes go to a new file beside it (with its mode), renamed over it
-// once written and synced, so a write that fails, a signal that ends the
-// command (the new file is removed) or a crash leaves it as it was (a
-// symbolic link is followed: the file it names is replaced). Any other file (another
-// user's, read-only, with more links), a device, a pipe, or one beside which
-// no file can be made, is written in place, as its permissions allow. A
-// failed write removes a file this command created, never one that was
-// there.
+// all: the bytes go to a new file beside it (with its mode, group and ACL),
+// renamed over it once written and synced, so a write that fails, a signal
+// that ends the command (the new file is removed) or a crash leaves it as
+// it was (a symbolic link is followed: the file it names is replaced). Any
+// other file (another user's, read-only, with more links, or one whose
+// group or ACL a new file cannot take), a device, a pipe, or one beside
+// which no file can be made, is written in place, as its permissions allow.
+// A failed write, or a signal, removes a file this command created, never
+// one that was there.
 void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
+  UnfinishedFileGuard guard;
   struct stat there {};
   char resolved[PATH_MAX];
   if (stat(path.c_str(), &there) == 0 && S_ISREG(there.st_mode) && there.st_nlink == 1 &&
@@ -142,11 +185,12 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
     const size_t slash = target.rfind('/');
     std::string temp =
         target.substr(0, slash + 1) + "." + target.substr(slash + 1) + ".gismo-XXXXXX";
-    std::optional<TempFileGuard> guard;
-    if (temp.size() < sizeof g_temp_path) guard.emplace();
-    const int fd = guard ? guard->Create(&temp) : mkostemp(temp.data(), O_CLOEXEC);
-    if (fd >= 0) {
-      (void)fchmod(fd, there.st_mode & 07777);
+    const int fd = guard.Create(&temp);
+    if (fd >= 0 && !TakeOverAttributes(fd, target, there)) {
+      close(fd);
+      unlink(temp.c_str());
+      guard.Finished();
+    } else if (fd >= 0) {
       auto failed = [&](const std::string& why) {
         unlink(temp.c_str());
         Fail(kExitLocalIo, why + "; '" + path + "' is unchanged");
@@ -155,12 +199,13 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
       if (rename(temp.c_str(), target.c_str()) != 0) {
         failed("cannot replace '" + path + "': " + std::strerror(errno));
       }
+      guard.Finished();
       SyncDirectory(target.substr(0, slash + 1));
       return;
     }
   }
   bool created = true;
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = guard.CreateNew(path);
   if (fd < 0 && errno == EEXIST) {
     created = false;
     fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -180,6 +225,30 @@ void WriteToFile(const std::string& path, const uint8_t* data, size_t size) {
                                                   : ""));
   };
   WriteAndClose(fd, data, size, path, /*sync=*/false, failed);
+  guard.Finished();
+}
+
+// The descriptor FILE names when it is one this command was started with
+// (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N): written through,
+// it is what the shell redirected, at its offset and with its O_APPEND.
+// Opened by name it would be the file behind it, replaced under the shell
+// (`gismo get ID /dev/stdout >> log` left the log holding the object
+// alone). Asked before the command connects, so that N is not a descriptor
+// of its own.
+std::optional<int> InheritedDescriptor(const std::string& path) {
+  if (path == "/dev/stdout") return STDOUT_FILENO;
+  if (path == "/dev/stderr") return STDERR_FILENO;
+  const std::string prefixes[] = {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/",
+                                  "/proc/" + std::to_string(getpid()) + "/fd/"};
+  for (const std::string& prefix : prefixes) {
+    if (path.rfind(prefix, 0) != 0) continue;
+    const char* first = path.data() + prefix.size();
+    const char* last = path.data() + path.size();
+    int fd = -1;
+    auto [end, ec] = std::from_chars(first, last, fd);
+    if (ec == std::errc() && end == last && first != last && fd >= 0) return fd;
+  }
+  return std::nullopt;
 }
 
 int RunGet(GetArgs a) {
@@ -189,15 +258,20 @@ int RunGet(GetArgs a) {
     a.object.hex.clear();
   }
   if (a.object.bound.empty()) (void)a.object.Resolve();  // usage errors before connecting
-  const bool to_stdout = a.file == "-";
-  if (a.common.json && to_stdout) {
+  const std::optional<int> descriptor =
+      a.file == "-" ? std::optional<int>(STDOUT_FILENO) : InheritedDescriptor(a.file);
+  const std::string descriptor_name = a.file == "-" ? "stdout" : "'" + a.file + "'";
+  if (a.common.json && descriptor == STDOUT_FILENO) {
     Fail(kExitUsage, "--json needs an output FILE (the data would mix with the JSON on stdout)");
   }
   if (a.timeout_ms < -1) Fail(kExitUsage, "--timeout-ms must be -1 (forever), 0 or more");
-  // Closed, it is /dev/null now (TakeStandardDescriptors): the object
-  // would be thrown away with exit 0.
-  if (to_stdout && tools::g_standard_descriptor_closed[STDOUT_FILENO]) {
-    Fail(kExitLocalIo, "stdout is closed: nowhere to write the object (give a FILE)");
+  // Closed, stdin, stdout or stderr is /dev/null now (TakeStandardDescriptors):
+  // the object would be thrown away with exit 0.
+  if (descriptor && (*descriptor <= STDERR_FILENO ? tools::g_standard_descriptor_closed[*descriptor]
+                                                  : fcntl(*descriptor, F_GETFD) < 0)) {
+    Fail(kExitLocalIo, (a.file == "-" ? std::string("stdout") : descriptor_name) +
+                           " is not open: nowhere to write the object" +
+                           (a.file == "-" ? " (give a FILE)" : ""));
   }
   Client client = Connect(a.common);
   const ObjectId id = a.object.Resolve(client);
@@ -215,8 +289,8 @@ int RunGet(GetArgs a) {
     }
     Fail(s, "cannot get object " + id.Hex());
   }
-  if (to_stdout) {
-    WriteAll(STDOUT_FILENO, buf->data(), buf->size(), "stdout");
+  if (descriptor) {
+    WriteAll(*descriptor, buf->data(), buf->size(), descriptor_name);
   } else {
     WriteToFile(a.file, buf->data(), buf->size());
   }
