@@ -207,6 +207,7 @@ class Manager::Impl {
   std::atomic<bool> superseded_{false};
   bool kick_seen_ = false;
   int lock_fd_ = -1;
+  bool created_region_file_ = false;  // OpenRegion made the region's file
   fence::ProcessIdentity self_;
   ManagerStats stats_;
   // Sessions flushing before their close (each keeps its descriptor up to
@@ -248,6 +249,9 @@ class Manager::Impl {
 
  private:
   Status OpenRegion();
+  // Start's second half: the connection limit, the listening addresses and
+  // the metrics exporter.
+  Status StartListening();
   void AdoptSlotsOfPreviousManager();
   // Non-coherent regions: applies what the clients published, then stays
   // awake a while (a burst's next request costs no wake-up), then sleeps
@@ -655,8 +659,11 @@ LeaseOptions LeaseOptionsOf(const ManagerOptions& opt) {
 Status Manager::Impl::OpenRegion() {
   // One manager per region on this host: a shortcut; the lease below is
   // what holds across hosts.
+  struct stat before {};
+  created_region_file_ = stat(opt_.region_path.c_str(), &before) != 0 && errno == ENOENT;
   lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
   if (lock_fd_ < 0) {
+    created_region_file_ = false;
     return Status(GISMO_ERR_IO,
                   "cannot open region '" + opt_.region_path + "': " + std::strerror(errno));
   }
@@ -2486,7 +2493,18 @@ Status Manager::Impl::Start() {
     if (!key.ok()) return key.status();
     key_ = std::move(*key);
   }
-  if (Status s = OpenRegion(); !s.ok()) return s;
+  Status s = OpenRegion();
+  if (s.ok()) s = StartListening();
+  // A start that fails leaves no region it made (a 1 GiB file in /dev/shm
+  // is memory): nobody has mapped it but this process.
+  if (!s.ok() && created_region_file_) {
+    if (lease_) lease_->Release();
+    unlink(opt_.region_path.c_str());
+  }
+  return s;
+}
+
+Status Manager::Impl::StartListening() {
   // The reserve descriptor, and the connection limit: below the
   // descriptor limit, with room for the pidfds of local clients, metrics
   // scrapes and fence commands.

@@ -1634,6 +1634,43 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(ReadFile(precious), "not a region, but someone's");
   unlink(precious.c_str());
+
+  // A start that fails after making the region (an address that cannot be
+  // bound: its directory is not there) removes it: a region in /dev/shm is
+  // memory. One that was there stays.
+  const std::string region = "/dev/shm/" + gismo::testing::UniqueName("unbound");
+  const std::string nowhere = "unix:" + TempPath("no-dir") + "/x.sock";
+  for (int start = 0; start < 2; ++start) {
+    gismo::testing::SpawnOptions u;
+    u.argv = {GISMO_MANAGER_BIN, "--region", region, "--size", "64MiB", "--listen", nowhere};
+    u.stderr_to_stdout = true;
+    gismo::testing::RunResult failed = gismo::testing::Run(u, 60);
+    EXPECT_EQ(failed.exit_code, 1) << failed.output;
+    EXPECT_NE(failed.output.find("cannot listen"), std::string::npos) << failed.output;
+    if (start == 0) {
+      EXPECT_NE(access(region.c_str(), F_OK), 0) << "the region it made was left";
+      // Made by a manager that starts, then stops.
+      gismo::testing::SpawnOptions m;
+      m.argv = {GISMO_MANAGER_BIN,
+                "--region",
+                region,
+                "--size",
+                "64MiB",
+                "--listen",
+                "unix:" + TempPath("made.sock")};
+      m.capture_stdout = true;
+      gismo::testing::Process made;
+      ASSERT_TRUE(made.Start(m)) << made.error();
+      std::string line;
+      ASSERT_TRUE(made.ReadLineContaining("gismo-manager ready", 60, &line)) << line;
+      made.KillAndWait(SIGTERM);
+    } else {
+      struct stat st {};
+      EXPECT_EQ(stat(region.c_str(), &st), 0) << "the region that was there is gone";
+      EXPECT_EQ(st.st_size, off_t{64} << 20);
+    }
+  }
+  unlink(region.c_str());
 }
 
 // A node agent that cannot reach its manager says so at once (and once a
