@@ -72,6 +72,31 @@ TEST_F(RegionTest, FormatThenOpenValidates) {
   EXPECT_EQ((*r)->size(), 32ull << 20);
 }
 
+// A format stopped by a signal or a crash (its state still kFormatting)
+// is done again by the next start without --format: the region never held
+// anything. Before, it was refused as corrupt until the operator formatted
+// it, and a manager killed during its first start (its space being
+// allocated) left one.
+TEST_F(RegionTest, AFormatThatDidNotFinishIsDoneAgain) {
+  FormatOptions o;
+  o.size = 16ull << 20;
+  {
+    auto r = Region::Format(path_, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    (*r)->sb().state.store(static_cast<uint64_t>(RegionState::kFormatting),
+                           std::memory_order_release);
+  }
+  auto open = Region::Open(path_);
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("not completely formatted"), std::string::npos)
+      << open.status().ToString();
+  bool formatted = false;
+  auto again = Region::OpenOrFormat(path_, o, false, &formatted);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(formatted);
+  EXPECT_TRUE(Region::Open(path_).ok());
+}
+
 TEST_F(RegionTest, RefusesAFileThatIsNotARegion) {
   {
     std::ofstream f(path_);

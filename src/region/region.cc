@@ -557,6 +557,10 @@ Status Region::Validate(uint64_t file_size) const {
                   "'" + path_ + "' has region format version " + std::to_string(sb.format_version) +
                       ", this build reads version " + std::to_string(kFormatVersion));
   }
+  if (sb.state.load(std::memory_order_relaxed) == static_cast<uint64_t>(RegionState::kFormatting)) {
+    return Status(GISMO_ERR_BAD_REGION,
+                  "'" + path_ + "' was not completely formatted; format it again");
+  }
   if (sb.superblock_size != sizeof(Superblock) || sb.checksum != SuperblockChecksum(sb)) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "': superblock checksum mismatch (corrupt region)");
@@ -754,12 +758,6 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
       return s;
-    } else if (Status s = o.reserve_space ? ReserveSpace(fd, o.size, path, true) : Status();
-               !s.ok()) {
-      // Leave the file empty, not a sparse file that faults when touched.
-      (void)!ftruncate(fd, 0);
-      close(fd);
-      return s;
     }
   }
   auto g = ComputeGeometry(o);
@@ -777,9 +775,20 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   const Geometry& e = *g;
   // A device, or a file that truncation did not empty, is not zeroed.
   if (!emptied) std::memset(region.base(), 0, e.heap_offset);
+  // The mark of a format in progress, before its long steps (the space's
+  // allocation, the bitmaps): a format that a signal or a crash stops from
+  // here on is done again by the next start, without --format
+  // (OpenOrFormat). kReady, last, ends it.
   sb.state.store(static_cast<uint64_t>(RegionState::kFormatting), std::memory_order_release);
   sb.magic = kMagic;
   sb.format_version = kFormatVersion;
+  if (emptied && o.reserve_space) {
+    if (Status s = ReserveSpace(fd, o.size, path, true); !s.ok()) {
+      // Leave the file empty, not a sparse file that faults when touched.
+      (void)!ftruncate(fd, 0);
+      return s;
+    }
+  }
   sb.superblock_size = sizeof(Superblock);
   sb.region_size = o.size;
   sb.format_time_ns = RealtimeNs();
@@ -844,6 +853,33 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   return std::move(*r);
 }
 
+namespace {
+
+// Whether the regular file `path` holds the mark of a format in progress
+// (Format: magic and version written, its state not yet kReady), read
+// through a mapping of its superblock alone.
+bool FormatDidNotFinish(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  bool unfinished = false;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_size) >= sizeof(Superblock)) {
+    void* m = mmap(nullptr, sizeof(Superblock), PROT_READ, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) {
+      const auto* sb = static_cast<const Superblock*>(m);
+      unfinished = sb->magic == kMagic && sb->format_version == kFormatVersion &&
+                   sb->state.load(std::memory_order_acquire) ==
+                       static_cast<uint64_t>(RegionState::kFormatting);
+      munmap(m, sizeof(Superblock));
+    }
+  }
+  close(fd);
+  return unfinished;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
                                                      const FormatOptions& opts, bool force_format,
                                                      bool* formatted) {
@@ -854,6 +890,11 @@ Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
     bool empty_file = exists && S_ISREG(st.st_mode) && st.st_size == 0;
     if (exists && !empty_file) {
       auto r = Open(path);
+      // A format that did not finish holds nothing: it is done again.
+      if (!r.ok() && r.status().code() == GISMO_ERR_BAD_REGION && FormatDidNotFinish(path)) {
+        *formatted = true;
+        return Format(path, opts);
+      }
       if (!r.ok() && r.status().code() == GISMO_ERR_BAD_REGION) {
         return Status(GISMO_ERR_BAD_REGION,
                       r.status().message() +
