@@ -286,10 +286,14 @@ class PyBuffer {
     if (exports_ == 0) Check(GiveBack());
   }
 
-  bool released() const { return !held_ || release_requested_; }
+  // In a child of fork(), the reference is the parent's, which the parent
+  // may give back at any time (and the memory be reused): the child's copy
+  // counts as released, and makes no new view.
+  bool inherited() const { return held_ && !core_->in_owner_process(); }
+  bool released() const { return !held_ || release_requested_ || inherited(); }
   const PyObjectId id() const { return PyObjectId(id_); }
   size_t size() const { return buf_.data_size; }
-  uintptr_t address() const { return held_ ? reinterpret_cast<uintptr_t>(buf_.data) : 0; }
+  uintptr_t address() const { return released() ? 0 : reinterpret_cast<uintptr_t>(buf_.data); }
   py::bytes metadata() const {
     RequireHeld();
     return py::bytes(static_cast<const char*>(buf_.metadata), buf_.metadata_size);
@@ -307,6 +311,13 @@ class PyBuffer {
       b = py::handle(self).cast<PyBuffer*>();
     } catch (...) {
       PyErr_SetString(PyExc_BufferError, "not a gismo.Buffer");
+      return -1;
+    }
+    if (b->inherited()) {
+      PyErr_SetString(PyExc_BufferError,
+                      "this gismo.Buffer is the parent process's (inherited through fork()), "
+                      "which may release it at any time: get the object with a client of this "
+                      "process");
       return -1;
     }
     if (b->released()) {
@@ -333,6 +344,11 @@ class PyBuffer {
 
  private:
   void RequireHeld() const {
+    if (inherited()) {
+      ThrowInvalid("the gismo.Buffer of " + id_.Hex() +
+                   " is the parent process's (inherited through fork()): get the object with a "
+                   "client of this process");
+    }
     if (released()) ThrowInvalid("the gismo.Buffer of " + id_.Hex() + " was released");
   }
   gismo_status_t GiveBack() noexcept {
@@ -1390,7 +1406,10 @@ PYBIND11_MODULE(_gismo, m) {
       .def_property_readonly("closed", &PyClient::closed)
       .def("create", &PyClient::Create, py::arg("id"), py::arg("size"),
            py::arg("metadata") = py::bytes(), py::kw_only(), py::arg("owned") = false,
-           py::arg("evictable") = false)
+           py::arg("evictable") = false,
+           "A writable memoryview of a new object of `size` bytes: fill it, then seal(id). "
+           "Fill it through np.frombuffer(view, dtype), which seal and abort see; not "
+           "np.ndarray(buffer=view), which keeps a bare pointer (it would stay writable).")
       .def("put", &PyClient::Put, py::arg("id"), py::arg("data"), py::arg("metadata") = py::bytes(),
            py::kw_only(), py::arg("owned") = false, py::arg("evictable") = false)
       .def("_get_or_create", &PyClient::GetOrCreate, py::arg("id"), py::arg("size"),

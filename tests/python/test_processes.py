@@ -74,6 +74,34 @@ def test_forked_child_must_connect_again(manager, client, oid):
     assert client.get_bytes(oid) == b"from the parent"
 
 
+def test_a_forked_child_makes_no_view_of_the_parents_buffer(client, oid):
+    # The reference is the parent's, which may release it (and the memory be
+    # reused) at any time: before, the child's copy still made views and
+    # said it was not released, and read another object's bytes once the
+    # parent had let go.
+    client.put_bytes(oid, b"AAAA")
+    buf = client.get(oid)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            refused = 0
+            for make in (memoryview, bytes, lambda b: b.metadata):
+                try:
+                    make(buf)
+                except (BufferError, gismo.InvalidArgument) as e:
+                    refused += "fork()" in str(e)
+            if refused == 3 and buf.released and buf.address == 0:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not buf.released and buf.address != 0  # the parent's is unaffected
+    assert bytes(memoryview(buf)) == b"AAAA"
+    buf.release()
+
+
 def test_blocking_get_releases_the_gil(client, oid):
     got = {}
 
