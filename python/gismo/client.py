@@ -121,6 +121,12 @@ class Client(_gismo._Client):
             raise TypeError("an object id is a gismo.ObjectID or 20 bytes; "
                             "use ObjectID.from_name() or ObjectID.from_hex() "
                             "for a str")
+        try:
+            iter(ids)
+        except TypeError:
+            raise TypeError("get() takes an object id (a gismo.ObjectID or 20 "
+                            "bytes) or an iterable of them, not "
+                            f"{type(ids).__name__}") from None
         return self._get_many(ids, timeout_ms)
 
     def put_bytes(self, id, data, metadata=b"", *, owned=False, evictable=False):

@@ -53,6 +53,9 @@ class Subscription(_gismo._Subscription):
     """
 
     def __init__(self, client):
+        if not isinstance(client, _gismo._Client):
+            raise TypeError("Subscription(client) takes a gismo.Client, not "
+                            f"{type(client).__name__}")
         super().__init__(client)
 
     def next(self, timeout_ms=-1):

@@ -469,27 +469,47 @@ py::dict InfoDict(const gismo_object_info_t& info) {
   return d;
 }
 
-uint32_t CreateFlags(bool owned, bool evictable) {
-  return (owned ? uint32_t{GISMO_CREATE_OWNED} : 0u) |
-         (evictable ? uint32_t{GISMO_CREATE_EVICTABLE} : 0u);
+// A flag argument: True or False, numpy's bool, or the int 0 or 1. Anything
+// else (a str, a list) is a TypeError of the binding's own, not its truth
+// value ("no" would be true) nor pybind11's "incompatible function
+// arguments".
+bool FlagArg(py::handle value, const char* name) {
+  if (PyBool_Check(value.ptr())) return value.ptr() == Py_True;
+  const std::string type = Py_TYPE(value.ptr())->tp_name;
+  if (type == "numpy.bool_" || type == "numpy.bool") return PyObject_IsTrue(value.ptr()) == 1;
+  if (PyIndex_Check(value.ptr())) {
+    const Py_ssize_t i = PyNumber_AsSsize_t(value.ptr(), nullptr);
+    if (i == 0 || i == 1) return i == 1;
+    PyErr_Clear();
+  }
+  throw py::type_error(std::string(name) + " must be a bool, not " + type);
 }
 
-// A name of the name table from a str (UTF-8, surrogateescape: what
-// NameDict gives back for bytes that are not UTF-8) or bytes. The C API takes
-// NUL-terminated names: a NUL byte is refused here, not cut off.
-std::string ParseName(py::handle obj) {
-  std::string name;
+uint32_t CreateFlags(py::handle owned, py::handle evictable) {
+  return (FlagArg(owned, "owned") ? uint32_t{GISMO_CREATE_OWNED} : 0u) |
+         (FlagArg(evictable, "evictable") ? uint32_t{GISMO_CREATE_EVICTABLE} : 0u);
+}
+
+// The bytes of a name given as a str (UTF-8, surrogateescape: what NameDict
+// gives back for bytes that are not UTF-8) or bytes.
+std::string NameBytes(py::handle obj);
+
+// A name of the name table (NameBytes). The C API takes NUL-terminated
+// names: a NUL byte is refused here, not cut off.
+std::string NameBytes(py::handle obj) {
   if (PyUnicode_Check(obj.ptr())) {
     py::object b = py::reinterpret_steal<py::object>(
         PyUnicode_AsEncodedString(obj.ptr(), "utf-8", "surrogateescape"));
     if (!b) throw py::error_already_set();
-    name = b.cast<std::string>();
-  } else if (PyBytes_Check(obj.ptr())) {
-    name = obj.cast<std::string>();
-  } else {
-    throw py::type_error("a name must be a str or bytes, not " +
-                         std::string(Py_TYPE(obj.ptr())->tp_name));
+    return b.cast<std::string>();
   }
+  if (PyBytes_Check(obj.ptr())) return obj.cast<std::string>();
+  throw py::type_error("a name must be a str or bytes, not " +
+                       std::string(Py_TYPE(obj.ptr())->tp_name));
+}
+
+std::string ParseName(py::handle obj) {
+  std::string name = NameBytes(obj);
   if (name.find('\0') != std::string::npos) ThrowInvalid("a name may not contain a NUL byte");
   return name;
 }
@@ -548,8 +568,8 @@ class PyClient {
   }
   bool closed() const { return !core_; }
 
-  py::memoryview Create(py::handle id, py::handle size_arg, py::handle metadata, bool owned,
-                        bool evictable) {
+  py::memoryview Create(py::handle id, py::handle size_arg, py::handle metadata, py::handle owned,
+                        py::handle evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     const uint64_t size = CountArg(size_arg, "size", kMaxObjectSize);
@@ -571,7 +591,8 @@ class PyClient {
     return view;
   }
 
-  void Put(py::handle id, py::handle data, py::handle metadata, bool owned, bool evictable) {
+  void Put(py::handle id, py::handle data, py::handle metadata, py::handle owned,
+           py::handle evictable) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     BytesArg bytes(data), meta(metadata, /*none_is_empty=*/true);
@@ -586,8 +607,8 @@ class PyClient {
 
   // (Buffer, None) if the object is sealed, (None, writable view) if this
   // client created it to load it (gismo_get_or_create).
-  py::tuple GetOrCreate(py::handle id, py::handle size_arg, py::handle metadata, bool owned,
-                        bool evictable, int64_t timeout_ms) {
+  py::tuple GetOrCreate(py::handle id, py::handle size_arg, py::handle metadata, py::handle owned,
+                        py::handle evictable, int64_t timeout_ms) {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     const uint64_t size = CountArg(size_arg, "size", kMaxObjectSize);
@@ -1239,6 +1260,18 @@ void InstallBufferProcs(py::handle type, getbufferproc get, releasebufferproc re
   reinterpret_cast<PyTypeObject*>(type.ptr())->tp_as_buffer = &heap->as_buffer;
 }
 
+// An ObjectID comparison: NotImplemented for another type, so that Python
+// raises its own TypeError ("'<' not supported between instances of ...").
+template <typename Less>
+auto Ordering(Less less) {
+  return [less](const PyObjectId& a, py::handle b) -> py::object {
+    if (!py::isinstance<PyObjectId>(b)) {
+      return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+    }
+    return py::bool_(less(a.id(), b.cast<const PyObjectId&>().id()));
+  };
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_gismo, m) {
@@ -1326,13 +1359,18 @@ PYBIND11_MODULE(_gismo, m) {
           "random", [] { return PyObjectId(gismo::ObjectId::Random()); }, "A random id.")
       .def_static(
           "from_name",
-          [](const std::string& name) { return PyObjectId(gismo::ObjectId::FromName(name)); },
+          [](py::handle name) { return PyObjectId(gismo::ObjectId::FromName(NameBytes(name))); },
           py::arg("name"),
-          "A stable id derived from a name (UTF-8), equal to C++ gismo::ObjectId::FromName.")
+          "A stable id derived from a name (a str, as UTF-8, or bytes), equal to C++ "
+          "gismo::ObjectId::FromName.")
       .def_static(
           "from_hex",
-          [](const std::string& hex) {
-            auto r = gismo::ObjectId::FromHex(hex);
+          [](py::handle text) {
+            if (!PyUnicode_Check(text.ptr())) {
+              throw py::type_error("a hex id must be a str of 40 hex digits, not " +
+                                   std::string(Py_TYPE(text.ptr())->tp_name));
+            }
+            auto r = gismo::ObjectId::FromHex(text.cast<std::string>());
             if (!r.ok()) ThrowInvalid(r.status().message());
             return PyObjectId(*r);
           },
@@ -1354,10 +1392,10 @@ PYBIND11_MODULE(_gismo, m) {
                return py::reinterpret_borrow<py::object>(Py_NotImplemented);
              return py::bool_(a.id() == b.cast<const PyObjectId&>().id());
            })
-      .def("__lt__", [](const PyObjectId& a, const PyObjectId& b) { return a.id() < b.id(); })
-      .def("__le__", [](const PyObjectId& a, const PyObjectId& b) { return !(b.id() < a.id()); })
-      .def("__gt__", [](const PyObjectId& a, const PyObjectId& b) { return b.id() < a.id(); })
-      .def("__ge__", [](const PyObjectId& a, const PyObjectId& b) { return !(a.id() < b.id()); })
+      .def("__lt__", Ordering([](const auto& a, const auto& b) { return a < b; }))
+      .def("__le__", Ordering([](const auto& a, const auto& b) { return !(b < a); }))
+      .def("__gt__", Ordering([](const auto& a, const auto& b) { return b < a; }))
+      .def("__ge__", Ordering([](const auto& a, const auto& b) { return !(a < b); }))
       .def("__reduce__", [](py::object self) {
         // Works for every pickle protocol: ObjectID(bytes).
         return py::make_tuple(py::type::of(self),

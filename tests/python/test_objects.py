@@ -343,6 +343,34 @@ def test_bad_arguments(client, oid):
     assert not client.contains(oid)
     with pytest.raises(gismo.InvalidArgument):
         gismo.connect("bogus:thing")
+    # Ids, names, flags and objects of the wrong type get a TypeError that
+    # names what was expected, never pybind11's "incompatible function
+    # arguments" (nor the truth value of "yes" for a flag).
+    wrong_types = [
+        (lambda: client.get(None), "iterable"),
+        (lambda: client.get(5), "iterable"),
+        (lambda: client.get(3.0), "iterable"),
+        (lambda: gismo.ObjectID.from_name(5), "str or bytes"),
+        (lambda: gismo.ObjectID.from_hex(5), "40 hex digits"),
+        (lambda: client.create(oid, 1, owned="yes"), "owned must be a bool"),
+        (lambda: client.put_bytes(oid, b"x", evictable=[]), "evictable must be a bool"),
+        (lambda: client.get_or_create(oid, 1, evictable="no"), "evictable must be a bool"),
+        (lambda: oid < 5, "not supported"),
+        (lambda: sorted([oid, b"x" * 20]), "not supported"),
+        (lambda: gismo.Subscription(5), "gismo.Client"),
+    ]
+    for call, expected in wrong_types:
+        with pytest.raises(TypeError, match=expected) as e:
+            call()
+        assert "incompatible" not in str(e.value)
+    assert not client.contains(oid)
+    # Flags take numpy's bools and 0 or 1; names, a str that is not UTF-8
+    # (what list_names gives back for such a name) or bytes.
+    client.create(oid, 1, owned=np.bool_(True), evictable=0)
+    client.abort(oid)
+    assert (gismo.ObjectID.from_name("k\udcff") ==
+            gismo.ObjectID.from_name(b"k\xff"))
+    assert gismo.ObjectID.from_name("k") == gismo.ObjectID.from_name(b"k")
     with pytest.raises(TypeError, match="address"):
         gismo.connect(42)
     with pytest.raises(gismo.ConnectionError, match="gismo-manager"):
