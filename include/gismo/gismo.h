@@ -92,15 +92,22 @@ GISMO_EXPORT const char *gismo_version(void);
 /* ----- connection ------------------------------------------------------- */
 
 /* address: "unix:/path" or "tcp:host:port". NULL or "" means $GISMO_ADDRESS,
- * else the default: "unix:/run/gismo/gismo.sock" if that socket exists, else
- * "unix:$XDG_RUNTIME_DIR/gismo.sock", else "unix:/tmp/gismo-UID/gismo.sock"
- * (a directory that is not the caller's or root's is refused).
+ * else the default: "unix:/run/gismo/gismo.sock" for root or if that socket
+ * exists, else "unix:$XDG_RUNTIME_DIR/gismo.sock", else
+ * "unix:/tmp/gismo-UID/gismo.sock" (a directory that is not the caller's or
+ * root's is refused).
  * $GISMO_KEY_FILE names the cluster key file, which a manager with
  * --key-file requires of TCP clients (doc/security.md); a client with a key
  * requires the manager to prove it holds the same. A refused client gets
  * GISMO_ERR_PERMISSION. $GISMO_REGION is where this host sees the region
  * (needed over TCP without a key: the manager does not say). */
 GISMO_EXPORT gismo_status_t gismo_connect(const char *address, gismo_client_t **client);
+
+/* The address gismo_connect(NULL) would connect to now ($GISMO_ADDRESS, else
+ * the default above), for messages; "" if the default is refused
+ * (gismo_last_error() says why). Valid until the next call of it on this
+ * thread. */
+GISMO_EXPORT const char *gismo_default_address(void);
 
 /* gismo_connect with everything the environment would give spelled out.
  * A NULL or "" field means its environment variable, then the default. */

@@ -149,6 +149,18 @@ void FillNameInfo(const gismo::store::NameBinding& b, gismo_name_info_t* out) {
 
 extern "C" {
 
+const char* gismo_default_address(void) {
+  thread_local std::string address;
+  auto a = gismo::client::ManagerAddress("");
+  if (!a.ok()) {
+    (void)Fail(a.status());
+    address.clear();
+  } else {
+    address = std::move(*a);
+  }
+  return address.c_str();
+}
+
 gismo_status_t gismo_connect(const char* address, gismo_client_t** client) {
   gismo_connect_options_t options{};
   options.address = address;

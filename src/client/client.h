@@ -68,6 +68,10 @@ struct ConnectOptions {
   std::string region_path;  // $GISMO_REGION
 };
 
+// The address a connect with `given` (ConnectOptions::address) goes to:
+// `given`, else $GISMO_ADDRESS, else the default (gismo.h).
+Result<std::string> ManagerAddress(const std::string& given);
+
 class ClientImpl {
  public:
   static Result<std::unique_ptr<ClientImpl>> Connect(const ConnectOptions& options);

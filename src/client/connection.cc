@@ -84,19 +84,20 @@ Result<std::optional<protocol::Key>> KeyOf(const ConnectOptions& options) {
   return std::optional<protocol::Key>(std::move(*key));
 }
 
+Result<std::string> ManagerAddress(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
+    return std::string(env);
+  }
+  return protocol::DefaultAddress(/*create=*/false);
+}
+
 Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const ConnectOptions& options) {
   auto key = KeyOf(options);
   if (!key.ok()) return key.status();
-  std::string addr_text;
-  if (!options.address.empty()) {
-    addr_text = options.address;
-  } else if (const char* env = getenv("GISMO_ADDRESS"); env != nullptr && *env != '\0') {
-    addr_text = env;
-  } else {
-    auto def = protocol::DefaultAddress(/*create=*/false);
-    if (!def.ok()) return def.status();
-    addr_text = *def;
-  }
+  auto address = ManagerAddress(options.address);
+  if (!address.ok()) return address.status();
+  const std::string& addr_text = *address;
   auto addr = protocol::ParseAddress(addr_text);
   if (!addr.ok()) return addr.status();
   auto node = NodeFromEnv();

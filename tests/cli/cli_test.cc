@@ -407,7 +407,7 @@ TEST_F(CliTest, AGetToADescriptorsPathWritesThroughTheDescriptor) {
   // manager's connection): it is refused before the command connects.
   CmdResult closed = Gismo({"get", "--name", "obj", "/dev/fd/9"});
   EXPECT_EQ(closed.code, 6) << closed.err;
-  EXPECT_NE(closed.err.find("'/dev/fd/9' is not open"), std::string::npos) << closed.err;
+  EXPECT_NE(closed.err.find("'/dev/fd/9' is closed"), std::string::npos) << closed.err;
   CmdResult json = Gismo({"get", "--name", "obj", "/dev/stdout", "--json"});
   EXPECT_EQ(json.code, 2) << json.err;
   for (const std::string& f : {log, framed, seven, o.stderr_path}) unlink(f.c_str());
@@ -1549,6 +1549,11 @@ TEST(UsageTest, IntegerOptionsAreDecimalAndInRange) {
       {GISMO_AGENT_BIN, "--node", "99999999999999999999"},
       {GISMO_AGENT_BIN, "--node", "1", "--kill-timeout-ms", "-1"},
       {GISMO_CLI_BIN, "fence", "--node", "010"},
+      {GISMO_CLI_BIN, "fence", "--node", "4294967296"},  // nodes are 32-bit (it was exit 1)
+      {GISMO_CLI_BIN, "fence", "--slot", "4294967296"},
+      // With 0, every get that waits was refused.
+      {GISMO_MANAGER_BIN, "--region", "/dev/shm/never", "--max-wait-ids", "0"},
+      {GISMO_MANAGER_BIN, "--region", "/dev/shm/never", "--max-total-wait-ids", "0"},
       {GISMO_FSCK_BIN, "--online", "--lock-wait-ms", "-1"},
       {GISMO_FSCK_BIN, "--online", "--lock-wait-ms", "3600001"},
       {GISMO_MANAGER_BIN, "--region", "/dev/shm/never", "--lock-wait-ms", "0x10"},
@@ -1581,6 +1586,24 @@ TEST(GroupTest, AGroupIdOutOfRangeIsRefused) {
     EXPECT_NE(r.output.find("group id " + std::string(bad) + " is out of range"), std::string::npos)
         << bad << ": " << r.output;
     unlink(region.c_str());
+  }
+}
+
+// A command without --address or $GISMO_ADDRESS names, when it cannot
+// connect, the address the library tried (gismo_default_address): its own
+// copy of the rules once named unix:/tmp/gismo-0/gismo.sock, as root, where
+// the library had tried unix:/run/gismo/gismo.sock.
+TEST(UsageTest, ACommandNamesTheDefaultAddressTheLibraryTried) {
+  RunningCmd c = StartGismo({"stat", "--name", "a"}, {}, {"XDG_RUNTIME_DIR=/nonexistent-gismo"});
+  CmdResult r = FinishGismo(c);
+  if (r.code != 3) GTEST_SKIP() << "a manager serves the default address here: " << r.err;
+  std::smatch named, tried;
+  ASSERT_TRUE(std::regex_search(r.err, tried, std::regex("cannot connect to ((unix|tcp):\\S+?): ")))
+      << r.err;
+  ASSERT_TRUE(std::regex_search(r.err, named, std::regex("manager at (\\S+?): "))) << r.err;
+  EXPECT_EQ(named[1], tried[1]) << r.err;
+  if (geteuid() == 0) {
+    EXPECT_EQ(named[1], "unix:/run/gismo/gismo.sock") << r.err;
   }
 }
 

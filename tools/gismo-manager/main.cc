@@ -76,11 +76,14 @@ int main(int argc, char** argv) {
                  "least 4096; a frame into an empty queue is always taken)")
       ->capture_default_str()
       ->check(CLI::Range(uint32_t{4096}, uint32_t{1} << 31));
+  // At least 1: with 0 every get that waits would be refused.
   app.add_option("--max-wait-ids", opt.max_wait_ids, "Ids one client may wait for at once")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-total-wait-ids", opt.max_total_wait_ids,
                  "Ids all clients together may wait for at once")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-objects", max_objects,
                  "Object index capacity of a new region (default: one per 4 KiB of --size). "
                  "Ids hash to shards and the first full shard ends creates: expect the index "

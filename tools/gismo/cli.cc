@@ -55,15 +55,11 @@ void AddCommonOptions(CLI::App* cmd, CommonOptions* common) {
 
 std::string EffectiveAddress(const CommonOptions& common) {
   if (!common.address.empty()) return common.address;
-  const char* env = getenv("GISMO_ADDRESS");
-  if (env && *env) return env;
-  // As gismo_connect(NULL) chooses (gismo.h).
-  struct stat st {};
-  if (lstat("/run/gismo/gismo.sock", &st) == 0) return "unix:/run/gismo/gismo.sock";
-  if (const char* xdg = getenv("XDG_RUNTIME_DIR"); xdg && *xdg == '/') {
-    return std::string("unix:") + xdg + "/gismo.sock";
-  }
-  return "unix:/tmp/gismo-" + std::to_string(geteuid()) + "/gismo.sock";
+  // As gismo_connect(NULL) chooses (a copy of its rules here once named an
+  // address the library never tried, as root).
+  const std::string address = gismo_default_address();
+  return address.empty() ? "the default address (" + std::string(gismo_last_error()) + ")"
+                         : address;
 }
 
 Client Connect(const CommonOptions& common) {

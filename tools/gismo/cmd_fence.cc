@@ -43,9 +43,12 @@ Runner SetupFence(CLI::App* cmd) {
   auto a = std::make_shared<FenceArgs>();
   cmd->add_option("--client", a->client, "Client id (as `gismo status --clients` lists them)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--slot", a->slot, "Client slot")->check(CLI::NonNegativeNumber);
+  // Slots and nodes are 32-bit: a larger number is a usage error, not the
+  // manager's refusal (exit 1).
+  cmd->add_option("--slot", a->slot, "Client slot")
+      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
   cmd->add_option("--node", a->node, "Node id: every client of that node")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
   cmd->footer(
       "\nSay it only when it is certain: the client's process is gone, or its host is\n"
       "powered off or cut off from the memory pool. The manager then recovers it at once\n"

@@ -270,7 +270,7 @@ int RunGet(GetArgs a) {
   if (descriptor && (*descriptor <= STDERR_FILENO ? tools::g_standard_descriptor_closed[*descriptor]
                                                   : fcntl(*descriptor, F_GETFD) < 0)) {
     Fail(kExitLocalIo, (a.file == "-" ? std::string("stdout") : descriptor_name) +
-                           " is not open: nowhere to write the object" +
+                           " is closed: nowhere to write the object" +
                            (a.file == "-" ? " (give a FILE)" : ""));
   }
   Client client = Connect(a.common);
