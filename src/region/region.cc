@@ -691,6 +691,13 @@ Result<FormatOptions> ResolveFormatOptions(const FormatOptions& opts) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "region size " + FormatSize(o.size) + " is too large");
   }
+  // Said with the size asked for, not the 2 MiB it rounds up to ("--size 1"
+  // was "region size 2.00 MiB is below the minimum").
+  if (o.size < kMinRegionSize) {
+    return Status(
+        GISMO_ERR_INVALID_ARGUMENT,
+        "region size " + ExactSize(o.size) + " is below the minimum " + FormatSize(kMinRegionSize));
+  }
   o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
   if (auto g = ComputeGeometry(o); !g.ok()) return g.status();

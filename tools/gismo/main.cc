@@ -59,6 +59,15 @@ int Main(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  // Nor an unknown option before the command ("A subcommand is required").
+  if (argc > 1 && argv[1][0] == '-' && std::string(argv[1]) != "-h" &&
+      std::string(argv[1]) != "--help") {
+    fprintf(stderr,
+            "gismo: unknown option '%s' (the command comes first: gismo COMMAND [OPTIONS])\n"
+            "Run with --help for more information.\n",
+            argv[1]);
+    return kExitUsage;
+  }
   static_assert(kExitUsage == tools::kExitUsageError);
   GISMO_PARSE_ARGS(app, argc, argv);
   for (auto& [cmd, run] : commands) {
