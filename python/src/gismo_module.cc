@@ -575,11 +575,14 @@ class PyClient {
     const uint64_t size = CountArg(size_arg, "size", kMaxObjectSize);
     BytesArg meta(metadata, /*none_is_empty=*/true);
     void* data = nullptr;
+    // Read with the GIL: a flag's __index__, an error raised.
+    const uint32_t flags = CreateFlags(owned, evictable);
+    gismo_client_t* c = core->Checked();
     gismo_status_t s;
     {
       GilReleased nogil;
-      s = gismo_create_with_flags(core->Checked(), &oid.c_id(), static_cast<size_t>(size),
-                                  meta.data(), meta.size(), CreateFlags(owned, evictable), &data);
+      s = gismo_create_with_flags(c, &oid.c_id(), static_cast<size_t>(size), meta.data(),
+                                  meta.size(), flags, &data);
     }
     Check(s);
     ++creator_refs_[oid.Hex()];
@@ -596,11 +599,13 @@ class PyClient {
     auto core = Live();
     gismo::ObjectId oid = ParseId(id);
     BytesArg bytes(data), meta(metadata, /*none_is_empty=*/true);
+    const uint32_t flags = CreateFlags(owned, evictable);  // with the GIL, as in Create
+    gismo_client_t* c = core->Checked();
     gismo_status_t s;
     {
       GilReleased nogil;
-      s = gismo_put_with_flags(core->Checked(), &oid.c_id(), bytes.data(), bytes.size(),
-                               meta.data(), meta.size(), CreateFlags(owned, evictable));
+      s = gismo_put_with_flags(c, &oid.c_id(), bytes.data(), bytes.size(), meta.data(), meta.size(),
+                               flags);
     }
     Check(s);
   }
@@ -616,12 +621,12 @@ class PyClient {
     gismo_buffer_t buf{};
     void* data = nullptr;
     gismo_client_t* c = core->Checked();
+    const uint32_t flags = CreateFlags(owned, evictable);  // with the GIL, as in Create
     gismo_status_t s = WaitInSlices(
         *core, timeout_ms,
         [&](int64_t slice_ms) {
           return gismo_get_or_create(c, &oid.c_id(), static_cast<size_t>(size), meta.data(),
-                                     meta.size(), CreateFlags(owned, evictable), slice_ms, &buf,
-                                     &data);
+                                     meta.size(), flags, slice_ms, &buf, &data);
         },
         [](gismo_status_t s) { return s != GISMO_ERR_TIMEOUT; });
     Check(s);
@@ -1366,8 +1371,8 @@ PYBIND11_MODULE(_gismo, m) {
       .def_static(
           "from_hex",
           [](py::handle text) {
-            if (!PyUnicode_Check(text.ptr())) {
-              throw py::type_error("a hex id must be a str of 40 hex digits, not " +
+            if (!PyUnicode_Check(text.ptr()) && !PyBytes_Check(text.ptr())) {
+              throw py::type_error("a hex id must be a str (or bytes) of 40 hex digits, not " +
                                    std::string(Py_TYPE(text.ptr())->tp_name));
             }
             auto r = gismo::ObjectId::FromHex(text.cast<std::string>());

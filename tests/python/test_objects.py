@@ -368,6 +368,17 @@ def test_bad_arguments(client, oid):
     # (what list_names gives back for such a name) or bytes.
     client.create(oid, 1, owned=np.bool_(True), evictable=0)
     client.abort(oid)
+    # Read with the GIL held: an int's __index__ (numpy's too) and the error
+    # for one out of range (this crashed, the flags read without the GIL).
+    client.put_bytes(oid, b"x", owned=np.int64(1), evictable=1)
+    client.delete(oid)
+    for flag in (2, -1, np.int64(7)):
+        with pytest.raises(TypeError, match="owned must be a bool"):
+            client.put_bytes(oid, b"x", owned=flag)
+        with pytest.raises(TypeError, match="evictable must be a bool"):
+            client.get_or_create(oid, 1, evictable=flag, timeout_ms=0)
+    assert not client.contains(oid)
+    assert gismo.ObjectID.from_hex(b"ab" * 20) == gismo.ObjectID.from_hex("ab" * 20)
     assert (gismo.ObjectID.from_name("k\udcff") ==
             gismo.ObjectID.from_name(b"k\xff"))
     assert gismo.ObjectID.from_name("k") == gismo.ObjectID.from_name(b"k")
