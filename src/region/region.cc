@@ -557,7 +557,10 @@ Status Region::Validate(uint64_t file_size) const {
                   "'" + path_ + "' has region format version " + std::to_string(sb.format_version) +
                       ", this build reads version " + std::to_string(kFormatVersion));
   }
-  if (sb.state.load(std::memory_order_relaxed) == static_cast<uint64_t>(RegionState::kFormatting)) {
+  // The live word (the snapshot stops before it): a format that stopped
+  // before its checksum is said to be one, not "corrupt".
+  if (sb_->state.load(std::memory_order_acquire) ==
+      static_cast<uint64_t>(RegionState::kFormatting)) {
     return Status(GISMO_ERR_BAD_REGION,
                   "'" + path_ + "' was not completely formatted; format it again");
   }
@@ -691,14 +694,15 @@ Result<FormatOptions> ResolveFormatOptions(const FormatOptions& opts) {
     return Status(GISMO_ERR_INVALID_ARGUMENT,
                   "region size " + FormatSize(o.size) + " is too large");
   }
+  const uint64_t asked = o.size;
+  o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   // Said with the size asked for, not the 2 MiB it rounds up to ("--size 1"
   // was "region size 2.00 MiB is below the minimum").
   if (o.size < kMinRegionSize) {
     return Status(
         GISMO_ERR_INVALID_ARGUMENT,
-        "region size " + ExactSize(o.size) + " is below the minimum " + FormatSize(kMinRegionSize));
+        "region size " + ExactSize(asked) + " is below the minimum " + FormatSize(kMinRegionSize));
   }
-  o.size = (o.size + kHeapAlign - 1) / kHeapAlign * kHeapAlign;
   o = ResolveDefaults(o);
   if (auto g = ComputeGeometry(o); !g.ok()) return g.status();
   return o;
@@ -765,6 +769,14 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
                Errno("cannot size region", path) + " (is there room on its file system?)");
       close(fd);
       return s;
+    } else if (Status s = o.reserve_space ? ReserveSpace(fd, kHeapAlign, path, true) : Status();
+               !s.ok()) {
+      // The first 2 MiB (the superblock the mark below is written to) now,
+      // the rest after the mark: a write to a page a full file system
+      // cannot give is a SIGBUS. An empty file is left, not a sparse one.
+      (void)!ftruncate(fd, 0);
+      close(fd);
+      return s;
     }
   }
   auto g = ComputeGeometry(o);
@@ -784,8 +796,9 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   if (!emptied) std::memset(region.base(), 0, e.heap_offset);
   // The mark of a format in progress, before its long steps (the space's
   // allocation, the bitmaps): a format that a signal or a crash stops from
-  // here on is done again by the next start, without --format
-  // (OpenOrFormat). kReady, last, ends it.
+  // here on is said to be one ("not completely formatted"), not "not a gismo
+  // region". It is not done again without --format: its formatter may run
+  // still, on another host or as a standby's. kReady, last, ends it.
   sb.state.store(static_cast<uint64_t>(RegionState::kFormatting), std::memory_order_release);
   sb.magic = kMagic;
   sb.format_version = kFormatVersion;
@@ -860,33 +873,6 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
   return std::move(*r);
 }
 
-namespace {
-
-// Whether the regular file `path` holds the mark of a format in progress
-// (Format: magic and version written, its state not yet kReady), read
-// through a mapping of its superblock alone.
-bool FormatDidNotFinish(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st {};
-  bool unfinished = false;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-      static_cast<uint64_t>(st.st_size) >= sizeof(Superblock)) {
-    void* m = mmap(nullptr, sizeof(Superblock), PROT_READ, MAP_SHARED, fd, 0);
-    if (m != MAP_FAILED) {
-      const auto* sb = static_cast<const Superblock*>(m);
-      unfinished = sb->magic == kMagic && sb->format_version == kFormatVersion &&
-                   sb->state.load(std::memory_order_acquire) ==
-                       static_cast<uint64_t>(RegionState::kFormatting);
-      munmap(m, sizeof(Superblock));
-    }
-  }
-  close(fd);
-  return unfinished;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
                                                      const FormatOptions& opts, bool force_format,
                                                      bool* formatted) {
@@ -897,11 +883,6 @@ Result<std::unique_ptr<Region>> Region::OpenOrFormat(const std::string& path,
     bool empty_file = exists && S_ISREG(st.st_mode) && st.st_size == 0;
     if (exists && !empty_file) {
       auto r = Open(path);
-      // A format that did not finish holds nothing: it is done again.
-      if (!r.ok() && r.status().code() == GISMO_ERR_BAD_REGION && FormatDidNotFinish(path)) {
-        *formatted = true;
-        return Format(path, opts);
-      }
       if (!r.ok() && r.status().code() == GISMO_ERR_BAD_REGION) {
         return Status(GISMO_ERR_BAD_REGION,
                       r.status().message() +
