@@ -659,11 +659,15 @@ LeaseOptions LeaseOptionsOf(const ManagerOptions& opt) {
 Status Manager::Impl::OpenRegion() {
   // One manager per region on this host: a shortcut; the lease below is
   // what holds across hosts.
-  struct stat before {};
-  created_region_file_ = stat(opt_.region_path.c_str(), &before) != 0 && errno == ENOENT;
-  lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+  // O_EXCL first: whether this start made the file is decided by the
+  // kernel, not by a look before another process's open.
+  bool created = true;
+  lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+  if (lock_fd_ < 0 && errno == EEXIST) {
+    created = false;
+    lock_fd_ = open(opt_.region_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+  }
   if (lock_fd_ < 0) {
-    created_region_file_ = false;
     return Status(GISMO_ERR_IO,
                   "cannot open region '" + opt_.region_path + "': " + std::strerror(errno));
   }
@@ -677,15 +681,24 @@ Status Manager::Impl::OpenRegion() {
     }
     host_lock_deferred = true;
   }
+  // Removed again if the start fails (Start) only while this host's lock
+  // keeps every other manager of this host from mapping it; a standby's or
+  // a --skip-host-lock start leaves it.
+  created_region_file_ = created && !opt_.skip_host_lock && !host_lock_deferred;
   // --format wipes what the region holds, so not under a manager that
   // serves it from another host (this host's holds the lock above). A
   // region that opens is first taken as a start without --format takes it:
   // a live holder of its lease refuses the format, a silent one is fenced.
   // The formatting then clears the lease, which is taken anew below.
+  // If the format then fails before it wipes the region (--durable on
+  // tmpfs), that lease is given back.
+  std::unique_ptr<region::Region> existing;
+  std::unique_ptr<ManagerLease> previous;
   if (opt_.force_format) {
-    if (auto existing = region::Region::Open(opt_.region_path); existing.ok()) {
-      ManagerLease previous(**existing, LeaseOptionsOf(opt_));
-      if (auto taken = previous.Acquire(); !taken.ok()) {
+    if (auto opened = region::Region::Open(opt_.region_path); opened.ok()) {
+      existing = std::move(*opened);
+      previous = std::make_unique<ManagerLease>(*existing, LeaseOptionsOf(opt_));
+      if (auto taken = previous->Acquire(); !taken.ok()) {
         return Status(taken.status().code(),
                       "--format: " + taken.status().message() +
                           "; stop that manager first (formatting would wipe the region it serves)");
@@ -695,6 +708,9 @@ Status Manager::Impl::OpenRegion() {
   bool formatted = false;
   auto r =
       region::Region::OpenOrFormat(opt_.region_path, opt_.format, opt_.force_format, &formatted);
+  if (!r.ok() && previous) previous->Release();
+  previous.reset();
+  existing.reset();
   if (!r.ok()) return r.status();
   region_ = std::move(*r);
   if (formatted || opt_.region_mode >= 0) {
@@ -2496,7 +2512,9 @@ Status Manager::Impl::Start() {
   Status s = OpenRegion();
   if (s.ok()) s = StartListening();
   // A start that fails leaves no region it made (a 1 GiB file in /dev/shm
-  // is memory): nobody has mapped it but this process.
+  // is memory). Only while this host's lock is held (OpenRegion): no other
+  // manager of this host has mapped it. (A client cannot have: nothing
+  // listened.)
   if (!s.ok() && created_region_file_) {
     if (lease_) lease_->Release();
     unlink(opt_.region_path.c_str());
