@@ -150,17 +150,30 @@ constexpr char kAclXattr[] = "system.posix_acl_access";
 // cannot (a group this user is not in, an ACL the file system refuses):
 // the file is then written in place, which keeps them.
 bool TakeOverAttributes(int fd, const std::string& target, const struct stat& there) {
-  if (fchmod(fd, there.st_mode & 07777) != 0) return false;
+  // The group, then the ACL, then the mode: a chown clears the setuid and
+  // setgid bits, and setting or removing an ACL rewrites the group bits,
+  // which the original's mode (its ACL's mask) then sets as they were.
   struct stat made {};
   if (fstat(fd, &made) != 0) return false;
   if (made.st_gid != there.st_gid && fchown(fd, static_cast<uid_t>(-1), there.st_gid) != 0) {
     return false;
   }
   const ssize_t acl_size = getxattr(target.c_str(), kAclXattr, nullptr, 0);
-  if (acl_size < 0) return errno == ENODATA || errno == ENOTSUP;  // none to keep
-  std::string acl(static_cast<size_t>(acl_size), '\0');
-  const ssize_t got = getxattr(target.c_str(), kAclXattr, acl.data(), acl.size());
-  return got >= 0 && fsetxattr(fd, kAclXattr, acl.data(), static_cast<size_t>(got), 0) == 0;
+  if (acl_size < 0) {
+    // None to keep (nor one the new file inherited from its directory's
+    // default ACL), or none on this file system.
+    if (errno != ENOTSUP &&
+        !(errno == ENODATA && (fremovexattr(fd, kAclXattr) == 0 || errno == ENODATA))) {
+      return false;
+    }
+  } else {
+    std::string acl(static_cast<size_t>(acl_size), '\0');
+    const ssize_t got = getxattr(target.c_str(), kAclXattr, acl.data(), acl.size());
+    if (got < 0 || fsetxattr(fd, kAclXattr, acl.data(), static_cast<size_t>(got), 0) != 0) {
+      return false;
+    }
+  }
+  return fchmod(fd, there.st_mode & 07777) == 0;
 }
 
 // Writes `size` bytes to `path`. A regular file of this user's that is
