@@ -458,9 +458,18 @@ TEST_F(CliTest, ClosedStandardDescriptorsAreNotTheConnection) {
   EXPECT_EQ(put.exit_code, 6) << put.output;
   EXPECT_NE(put.output.find("stdin is closed"), std::string::npos) << put.output;
   EXPECT_EQ(Gismo({"stat", "--name", "other"}).code, 4) << "a put of a closed stdin stored";
-  // A command that needs neither runs as usual.
+  // A command that prints to a closed stdout fails, as coreutils do: its
+  // output was lost.
   gismo::testing::RunResult stat = run(">&- <&-", {"stat", "--name", "obj"});
-  EXPECT_EQ(stat.exit_code, 0) << stat.output;
+  EXPECT_EQ(stat.exit_code, 6) << stat.output;
+  EXPECT_NE(stat.output.find("stdout is closed: the output was lost"), std::string::npos)
+      << stat.output;
+  gismo::testing::RunResult ls = run(">&-", {"ls"});
+  EXPECT_EQ(ls.exit_code, 6) << ls.output;
+  // A command that needs neither stdin nor stdout runs as usual.
+  gismo::testing::RunResult rm = run(">/dev/null <&-", {"rm", "--name", "obj"});
+  EXPECT_EQ(rm.exit_code, 0) << rm.output;
+  ASSERT_EQ(Gismo({"put", "--name", "obj", "-"}, "hello").code, 0);
   // The manager never saw a stray frame: the session is still served.
   EXPECT_EQ(Gismo({"get", "--name", "obj"}).out, "hello");
 }
@@ -1126,6 +1135,10 @@ TEST_F(CliTest, BadInputGivesClearErrorsAndExitCodes) {
       {{"put", kId1, "/nonexistent/file"}, 6, "cannot open '/nonexistent/file'"},
       {{"put", kId1, dir}, 6, "is a directory"},
       {{"get", kId1, "--json"}, 2, "--json needs an output FILE"},
+      // With --name, two positionals are an ID and a FILE (the second was
+      // ignored, the first taken as the file).
+      {{"get", "--name", "n", "out", "-"}, 2, "give one of an object ID, --name or --bound"},
+      {{"put", "--name", "n", "in", "-"}, 2, "give one of an object ID, --name or --bound"},
       {{"ls", "--prefix", "xyz"}, 2, "--prefix"},
       {{"ls", "--sort", "colour"}, 2, "colour"},
       {{"ls", "--bogus"}, 2, "--bogus"},

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <iostream>
 
+#include "args/parse_args.h"
+
 namespace gismo::cli {
 
 const char* const kExitCodeHelp =
@@ -206,6 +208,9 @@ void CheckStdout() {
   const bool flushed = std::fflush(stdout) == 0;
   const int why = errno;
   if (std::cout.fail() || !flushed || std::ferror(stdout)) {
+    if (tools::g_standard_descriptor_closed[STDOUT_FILENO]) {
+      Fail(kExitLocalIo, "stdout is closed: the output was lost");
+    }
     Fail(kExitLocalIo, std::string("cannot write stdout") +
                            (why != 0 ? std::string(": ") + std::strerror(why) : ""));
   }

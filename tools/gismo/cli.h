@@ -102,7 +102,8 @@ nlohmann::json ObjectJson(const gismo_object_info_t& info, uint64_t now_ns);
 // Prints `j` on stdout, indented.
 void PrintJson(const nlohmann::json& j);
 // Flushes std::cout and stdout; throws Error (kExitLocalIo) if either failed
-// to write (a full disk, /dev/full): output that was lost is never exit 0.
+// to write (a full disk, /dev/full, a stdout closed at the start): output
+// that was lost is never exit 0.
 void CheckStdout();
 
 // A command: Setup adds its options to `cmd` and returns the function that

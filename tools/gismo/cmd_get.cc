@@ -25,7 +25,8 @@ namespace {
 struct GetArgs {
   CommonOptions common;
   ObjectArg object;
-  std::string file = "-";  // "-": stdout
+  std::string file = "-";   // "-": stdout
+  bool file_given = false;  // FILE was on the command line (even as "-")
   int64_t timeout_ms = 0;
 };
 
@@ -265,8 +266,9 @@ std::optional<int> InheritedDescriptor(const std::string& path) {
 }
 
 int RunGet(GetArgs a) {
-  // With --name or --bound the one positional is the file.
-  if (a.object.by_name() && !a.object.hex.empty() && a.file == "-") {
+  // With --name or --bound the one positional is the file; two are an ID
+  // and a file, which Resolve refuses beside a name.
+  if (a.object.by_name() && !a.object.hex.empty() && !a.file_given) {
     a.file = std::move(a.object.hex);
     a.object.hex.clear();
   }
@@ -323,13 +325,17 @@ int RunGet(GetArgs a) {
 Runner SetupGet(CLI::App* cmd) {
   auto a = std::make_shared<GetArgs>();
   cmd->add_option("ID", a->object.hex, "Object id, 40 hex digits (omit with --name or --bound)");
-  cmd->add_option("FILE", a->file, "Output file, or - for stdout")->capture_default_str();
+  CLI::Option* file =
+      cmd->add_option("FILE", a->file, "Output file, or - for stdout")->capture_default_str();
   a->object.AddNameOption(cmd);
   cmd->add_option("--timeout-ms", a->timeout_ms,
                   "Wait this long for the object to be sealed (0: no wait, -1: forever)")
       ->capture_default_str();
   AddCommonOptions(cmd, &a->common);
-  return [a] { return RunGet(*a); };
+  return [a, file] {
+    a->file_given = file->count() > 0;
+    return RunGet(*a);
+  };
 }
 
 }  // namespace gismo::cli
