@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "common/atomic.h"
+#include "common/background_thread.h"
 #include "common/clock.h"
 #include "common/crash_point.h"
 #include "fence/process.h"
@@ -834,7 +835,7 @@ Status Manager::Impl::OpenRegion() {
     nc_sleep_.emplace(nc_lines_, &line, 0);
     for (uint32_t k = 1; k < threads; ++k) nc_helpers_.push_back(std::make_unique<OwnerThread>());
     for (uint32_t k = 1; k < threads; ++k) {
-      nc_helpers_[k - 1]->thread = std::thread([this, k] { ServeRequestsOnHelper(k); });
+      nc_helpers_[k - 1]->thread = StartBackgroundThread([this, k] { ServeRequestsOnHelper(k); });
     }
     spdlog::info("non-coherent region: this manager applies the clients' requests ({} thread{})",
                  nc_owners_.size(), nc_owners_.size() == 1 ? "" : "s");

@@ -1708,6 +1708,40 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
   unlink(region.c_str());
 }
 
+// A SIGTERM while --prefault materializes the heap (minutes, for a large
+// region) stops the manager as one after its ready line does: exit 0, its
+// socket removed, its region whole. It killed the manager, which left the
+// socket file behind.
+TEST(UsageTest, ASignalDuringThePrefaultStopsTheManagerCleanly) {
+  const std::string region = "/dev/shm/" + gismo::testing::UniqueName("prefault");
+  const std::string sock = TempPath("prefault.sock");
+  gismo::testing::SpawnOptions o;
+  o.argv = {GISMO_MANAGER_BIN, "--region",   region,     "--size",
+            "512MiB",          "--prefault", "--listen", "unix:" + sock};
+  o.capture_stdout = true;
+  o.stderr_to_stdout = true;
+  gismo::testing::Process m;
+  ASSERT_TRUE(m.Start(o)) << m.error();
+  std::string line;
+  ASSERT_TRUE(m.ReadLineContaining("prefaulting", 60, &line)) << m.output();
+  EXPECT_EQ(access(sock.c_str(), F_OK), 0) << "it listens before it prefaults";
+  ASSERT_TRUE(m.Signal(SIGTERM));
+  std::string rest;
+  EXPECT_TRUE(m.ReadToEnd(60, &rest));
+  int status = 0;
+  ASSERT_TRUE(m.WaitForExit(60, &status));
+  EXPECT_EQ(gismo::testing::ExitCode(status), 0) << m.output();
+  EXPECT_NE(m.output().find("shutting down"), std::string::npos) << m.output();
+  EXPECT_NE(access(sock.c_str(), F_OK), 0) << "the socket file was left";
+  // The region is whole, and free: the next manager serves it at once.
+  o.argv = {GISMO_MANAGER_BIN, "--region", region, "--listen", "unix:" + sock};
+  gismo::testing::Process next;
+  ASSERT_TRUE(next.Start(o)) << next.error();
+  EXPECT_TRUE(next.ReadLineContaining("gismo-manager ready", 60, &line)) << next.output();
+  next.KillAndWait(SIGTERM);
+  unlink(region.c_str());
+}
+
 // A node agent that cannot reach its manager says so at once (and once a
 // minute while it lasts), instead of retrying in silence.
 TEST(AgentTest, AnAgentThatCannotReachItsManagerSaysSo) {

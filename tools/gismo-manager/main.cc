@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -16,6 +18,52 @@
 #include "manager/manager.h"
 #include "region/cache_lines.h"
 #include "region/region.h"
+
+namespace {
+
+// Materializes every heap page of `region` (MADV_POPULATE_WRITE, Linux
+// 5.14: tmpfs and hugetlbfs allocate them now, contents kept), in chunks,
+// logging progress. Returns false, leaving the rest, once one of
+// `stop_signals` (blocked by the caller) is pending: the madvise itself
+// stops for fatal signals only, and a large region takes minutes.
+bool Prefault(const gismo::region::Region& region, const sigset_t& stop_signals) {
+  constexpr uint64_t kChunk = uint64_t{256} << 20;  // a multiple of any page size
+  constexpr auto kProgressEvery = std::chrono::seconds(2);
+  const uint64_t total = region.heap_size();
+  const auto start = std::chrono::steady_clock::now();
+  auto last_progress = start;
+  spdlog::info("prefaulting {} of heap", gismo::region::FormatSize(total));
+  for (uint64_t done = 0; done < total;) {
+    sigset_t pending;
+    sigpending(&pending);
+    for (int sig : {SIGINT, SIGTERM}) {
+      if (sigismember(&stop_signals, sig) && sigismember(&pending, sig)) {
+        spdlog::info("prefault stopped by signal {} after {} of {}", sig,
+                     gismo::region::FormatSize(done), gismo::region::FormatSize(total));
+        return false;
+      }
+    }
+    const uint64_t n = std::min(kChunk, total - done);
+    if (madvise(region.heap() + done, n, 23 /* MADV_POPULATE_WRITE */) != 0) {
+      spdlog::warn("--prefault: madvise(MADV_POPULATE_WRITE) failed after {}: {}",
+                   gismo::region::FormatSize(done), strerror(errno));
+      return true;
+    }
+    done += n;
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last_progress >= kProgressEvery) {
+      last_progress = now;
+      spdlog::info("prefaulted {} of {}", gismo::region::FormatSize(done),
+                   gismo::region::FormatSize(total));
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("prefaulted {} of heap in {:.2f} s", gismo::region::FormatSize(total), seconds);
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // A SIGCHLD ignored by whoever started us would have the kernel reap the
@@ -237,27 +285,31 @@ int main(int argc, char** argv) {
     fprintf(stderr, "gismo-manager: %s\n", s.message().c_str());
     return 1;
   }
-  if (prefault) {
-    const auto& r = manager.region();
-    // MADV_POPULATE_WRITE (Linux 5.14): allocate backing pages, keep contents.
-    if (madvise(r.heap(), r.heap_size(), 23 /* MADV_POPULATE_WRITE */) != 0) {
-      spdlog::warn("--prefault: madvise(MADV_POPULATE_WRITE) failed: {}", strerror(errno));
-    } else {
-      spdlog::info("prefaulted {} of heap", gismo::region::FormatSize(r.heap_size()));
-    }
-  }
+  // From here a SIGINT or SIGTERM stops the manager cleanly (its socket
+  // removed, its lease given back), the prefault included: the signals wait
+  // blocked until Run, and the prefault looks for them between chunks.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  manager.CatchSignals();
+  const bool stopping = prefault && !Prefault(manager.region(), stop_signals);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   std::string listen;
   for (const auto& a : manager.listen_addresses()) listen += (listen.empty() ? "" : ",") + a;
   std::string metrics;
   if (!manager.metrics_address().empty()) metrics = " metrics=" + manager.metrics_address();
   const auto& sb = manager.region().fixed();
-  // The one ready line scripts wait for; a SIGTERM after it stops cleanly.
-  manager.CatchSignals();
-  printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s%s pid=%d\n",
-         opt.region_path.c_str(), gismo::region::FormatSize(sb.region_size).c_str(),
-         gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), metrics.c_str(),
-         getpid());
-  fflush(stdout);
+  // The one ready line scripts wait for (none when a signal came first: Run
+  // then stops at once).
+  if (!stopping) {
+    printf("gismo-manager ready: region=%s size=%s heap=%s listen=%s%s pid=%d\n",
+           opt.region_path.c_str(), gismo::region::FormatSize(sb.region_size).c_str(),
+           gismo::region::FormatSize(sb.heap_size).c_str(), listen.c_str(), metrics.c_str(),
+           getpid());
+    fflush(stdout);
+  }
   manager.Run();
   if (manager.superseded()) {
     spdlog::critical("stopped: another manager took over the region");
