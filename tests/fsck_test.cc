@@ -63,6 +63,16 @@ TEST_F(FsckTest, SoundRegionOfflineAndOnline) {
   EXPECT_EQ(r.unsealed, 4u);
   EXPECT_EQ(r.deleting, 1u);
   EXPECT_EQ(r.live_clients, 2u);
+  // Offline through a read-only mapping (gismo-fsck's): the same report.
+  auto read_only = region::Region::Open(region_->path(), region::Region::Access::kReadOnly);
+  ASSERT_TRUE(read_only.ok()) << read_only.status().ToString();
+  Report ro = *Check(**read_only, nullptr);
+  EXPECT_TRUE(ro.sound()) << Problems(ro);
+  EXPECT_EQ(ro.objects, r.objects);
+  EXPECT_EQ(ro.unsealed, r.unsealed);
+  EXPECT_EQ(ro.deleting, r.deleting);
+  EXPECT_EQ(ro.live_clients, r.live_clients);
+  EXPECT_EQ(ro.held_references, r.held_references);
   LockAs as{2, 1};
   auto checked = Check(*region_, &as);
   ASSERT_TRUE(checked.ok()) << checked.status().ToString();
@@ -430,6 +440,11 @@ TEST_F(FsckNonCoherentTest, FindsCorruptElectionTicket) {
   bool mentioned = false;
   for (const auto& p : r.problems) mentioned = mentioned || p.find(want) != std::string::npos;
   EXPECT_TRUE(mentioned) << want;
+  // Through a read-only mapping (gismo-fsck offline), which invalidates
+  // the lines it reads too.
+  auto read_only = region::Region::Open(region_->path(), region::Region::Access::kReadOnly);
+  ASSERT_TRUE(read_only.ok()) << read_only.status().ToString();
+  EXPECT_EQ(Check(**read_only, nullptr)->problems, r.problems);
   line.ticket = 5;  // a valid ticket (of a candidate that is waiting or serves)
   r = *Check(*region_, nullptr);
   for (const auto& p : r.problems) EXPECT_EQ(p.find("ticket"), std::string::npos) << p;

@@ -401,10 +401,11 @@ Status Region::Corrupt(const std::string& what) const {
 }
 
 Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uint64_t size,
-                                            CoherenceMode coherence) {
+                                            CoherenceMode coherence, Access access) {
   std::unique_ptr<Region> region(new Region());
   Result<uint8_t*> m = nullptr;
-  if (view_sim::kEnabled && coherence == CoherenceMode::kNonCoherent) {
+  const bool writable = access == Access::kReadWrite;
+  if (view_sim::kEnabled && coherence == CoherenceMode::kNonCoherent && writable) {
     // A simulator build: this process is a host of its own with a private
     // cache of the region (region/view_sim.h).
     if (uint8_t* view = view_sim::Map(fd, size, MapAlignment(fd))) {
@@ -412,7 +413,9 @@ Result<std::unique_ptr<Region>> Region::Map(const std::string& path, int fd, uin
       region->simulated_ = true;
     }
   }
-  if (!region->simulated_) m = MapAligned(path, fd, size, PROT_READ | PROT_WRITE);
+  if (!region->simulated_) {
+    m = MapAligned(path, fd, size, writable ? PROT_READ | PROT_WRITE : PROT_READ);
+  }
   if (!m.ok()) return m.status();
   region->path_ = path;
   region->fd_ = fd;
@@ -635,8 +638,11 @@ Status Region::Validate(uint64_t file_size) const {
   return Status();
 }
 
-Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+Result<std::unique_ptr<Region>> Region::Open(const std::string& path, Access access) {
+  // O_NONBLOCK read-only: a FIFO given as the region would block the open
+  // until a writer came (one opened O_RDWR does not); it is refused below.
+  int fd = open(path.c_str(),
+                (access == Access::kReadWrite ? O_RDWR : O_RDONLY | O_NONBLOCK) | O_CLOEXEC);
   if (fd < 0) {
     gismo_status_t code = errno == ENOENT ? GISMO_ERR_BAD_REGION : GISMO_ERR_IO;
     return Status(code, Errno("cannot open region", path));
@@ -672,7 +678,7 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   // mapping up to its huge page, so a length between two would run past the
   // address range MapAligned reserved, over whatever is mapped above it.
   if (const uint64_t whole = size / kHeapAlign * kHeapAlign; whole >= kMinRegionSize) size = whole;
-  auto r = Map(path, fd, size, static_cast<CoherenceMode>(head.coherence_mode));
+  auto r = Map(path, fd, size, static_cast<CoherenceMode>(head.coherence_mode), access);
   if (!r.ok()) {
     close(fd);
     return r.status();
@@ -683,8 +689,9 @@ Result<std::unique_ptr<Region>> Region::Open(const std::string& path) {
   (*r)->CacheOffsets();
   if ((*r)->durable()) (*r)->volatile_medium_ = VolatileMedium(fd);
   // A non-coherent region flushes what its writers write (the Txn's persist
-  // barriers), whether this process formatted it or opened it.
-  (*r)->SetUpPersist();
+  // barriers), whether this process formatted it or opened it. A read-only
+  // opener writes nothing to persist.
+  if (access == Access::kReadWrite) (*r)->SetUpPersist();
   return std::move(*r);
 }
 
@@ -784,7 +791,7 @@ Result<std::unique_ptr<Region>> Region::Format(const std::string& path, const Fo
     close(fd);
     return g.status();
   }
-  auto r = Map(path, fd, o.size, o.coherence);
+  auto r = Map(path, fd, o.size, o.coherence, Access::kReadWrite);
   if (!r.ok()) {
     close(fd);
     return r.status();

@@ -93,8 +93,19 @@ class Region {
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
 
+  // How Open maps a region.
+  enum class Access {
+    kReadWrite,
+    // O_RDONLY, mapped PROT_READ: for a reader of the region's contents
+    // only (gismo-fsck offline), which then needs no write permission and
+    // works on a read-only medium or snapshot. Anything that writes to it
+    // faults. Never through the non-coherence simulator (nothing to
+    // simulate: no host writes).
+    kReadOnly,
+  };
   // Maps an existing region and validates it.
-  static Result<std::unique_ptr<Region>> Open(const std::string& path);
+  static Result<std::unique_ptr<Region>> Open(const std::string& path,
+                                              Access access = Access::kReadWrite);
   // Creates (or, with `format`, overwrites) and formats a region. Refuses to
   // overwrite a file that is not empty unless `format` is set.
   static Result<std::unique_ptr<Region>> Format(const std::string& path, const FormatOptions& opts);
@@ -340,9 +351,9 @@ class Region {
  private:
   Region() = default;
   // Maps the region; a non-coherent one through the simulator in a
-  // GISMO_NONCOHERENT_SIM build (region/view_sim.h).
+  // GISMO_NONCOHERENT_SIM build (region/view_sim.h), unless read-only.
   static Result<std::unique_ptr<Region>> Map(const std::string& path, int fd, uint64_t size,
-                                             CoherenceMode coherence);
+                                             CoherenceMode coherence, Access access);
   // The address alignment the region's heap needs in memory (huge pages, DAX
   // devices): the device's alignment, else kHeapAlign.
   static uint64_t MapAlignment(int fd);

@@ -752,6 +752,22 @@ TEST_F(CliTest, FsckOnlineThenOffline) {
   CmdResult offline = RunGismo({"fsck", "--region", mgr_.region()});
   EXPECT_EQ(offline.code, 0) << offline.out << offline.err;
   EXPECT_NE(offline.out.find("sound (offline)"), std::string::npos) << offline.out;
+  // An offline check needs only read permission (a snapshot, a read-only
+  // medium, an auditor's account): it opened the region for writing. As
+  // root, which opens any file for writing, the check runs as nobody.
+  struct stat st {};
+  ASSERT_EQ(stat(mgr_.region().c_str(), &st), 0);
+  ASSERT_EQ(chmod(mgr_.region().c_str(), 0444), 0);
+  gismo::testing::SpawnOptions reader;
+  if (geteuid() == 0) {
+    reader.argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  }
+  reader.argv.insert(reader.argv.end(), {GISMO_FSCK_BIN, "--region", mgr_.region()});
+  reader.stderr_to_stdout = true;
+  gismo::testing::RunResult read_only = gismo::testing::Run(reader, 60);
+  EXPECT_EQ(read_only.exit_code, 0) << read_only.output;
+  EXPECT_NE(read_only.output.find("sound (offline)"), std::string::npos) << read_only.output;
+  ASSERT_EQ(chmod(mgr_.region().c_str(), st.st_mode & 07777), 0);
   CmdResult missing = RunGismo({"fsck", "--region", "/dev/shm/no-such-gismo-region"});
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("cannot open region"), std::string::npos) << missing.err;

@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    auto r = gismo::region::Region::Open(region_path);
+    // Read-only: an offline check writes nothing, so it needs no write
+    // permission (a snapshot, a read-only medium, an auditor's account).
+    auto r = gismo::region::Region::Open(region_path, gismo::region::Region::Access::kReadOnly);
     if (!r.ok()) {
       fprintf(stderr, "gismo-fsck: %s\n", r.status().message().c_str());
       return 2;
