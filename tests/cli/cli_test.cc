@@ -172,6 +172,17 @@ class CliTest : public ::testing::Test {
     args.push_back(mgr_.address());
     return StartGismo(args);
   }
+  // `gismo get --name NAME TARGET --address <ours>` run by bash after
+  // `prelude` (a trap, a ulimit): the options to start it with.
+  gismo::testing::SpawnOptions GetUnderShell(const std::string& prelude, const std::string& name,
+                                             const std::string& target) {
+    gismo::testing::SpawnOptions o;
+    o.argv = {"bash",      "-c",          prelude + "; exec \"$@\"",
+              "bash",      GISMO_CLI_BIN, "get",
+              "--name",    name,          target,
+              "--address", mgr_.address()};
+    return o;
+  }
   json GismoJson(std::vector<std::string> args) {
     args.push_back("--json");
     CmdResult r = Gismo(args);
@@ -202,11 +213,7 @@ TEST_F(CliTest, AFailedGetLeavesAFileThatWasThereAndRemovesOneItCreated) {
   const std::string existing = TempPath("existing"), fresh = TempPath("fresh");
   WriteFile(existing, "precious");
   for (const std::string& path : {existing, fresh}) {
-    gismo::testing::SpawnOptions o;
-    o.argv = {"bash",      "-c",          "trap '' XFSZ; ulimit -f 1; exec \"$@\"",
-              "bash",      GISMO_CLI_BIN, "get",
-              "--name",    "big",         path,
-              "--address", mgr_.address()};
+    gismo::testing::SpawnOptions o = GetUnderShell("trap '' XFSZ; ulimit -f 1", "big", path);
     o.stderr_to_stdout = true;
     gismo::testing::RunResult r = gismo::testing::Run(o, 60);
     EXPECT_EQ(r.exit_code, 6) << path << ": " << r.output;
@@ -304,11 +311,7 @@ TEST_F(CliTest, AGetEndedBySignalWhileReplacingAFileLeavesNothingBeside) {
   // A signal the command was started ignoring (nohup's SIGHUP) stays
   // ignored: the get goes on and replaces the file.
   WriteFile(file, "old");
-  gismo::testing::SpawnOptions o;
-  o.argv = {"bash",      "-c",          "trap '' HUP; exec \"$@\"",
-            "bash",      GISMO_CLI_BIN, "get",
-            "--name",    "big",         file,
-            "--address", mgr_.address()};
+  gismo::testing::SpawnOptions o = GetUnderShell("trap '' HUP", "big", file);
   o.stderr_path = TempPath("hup-err");
   gismo::testing::Process hup;
   ASSERT_TRUE(hup.Start(o)) << hup.error();
@@ -349,11 +352,7 @@ TEST_F(CliTest, AGetEndedBySignalLeavesNoPartOfANewFile) {
   const std::string old = TempPath("old");
   WriteFile(old, "old");
   for (const std::string& target : {fresh, old}) {
-    gismo::testing::SpawnOptions o;
-    o.argv = {"bash",      "-c",          "ulimit -f 1024; exec \"$@\"",
-              "bash",      GISMO_CLI_BIN, "get",
-              "--name",    "big",         target,
-              "--address", mgr_.address()};
+    gismo::testing::SpawnOptions o = GetUnderShell("ulimit -f 1024", "big", target);
     o.stderr_path = TempPath("xfsz-err");
     gismo::testing::RunResult r = gismo::testing::Run(o, 60);
     EXPECT_EQ(r.exit_code, 128 + SIGXFSZ) << target << ": " << ReadFile(o.stderr_path);
