@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <gismo/gismo.hpp>
 #include <memory>
@@ -210,6 +211,39 @@ TEST(AdmissionTest, AWrongRegionProofIsRefused) {
 
 // Over TCP without the key a peer is not told where the region is; over the
 // Unix socket it is.
+// A re-attach names the slot, session and client id it holds, and comes
+// from the node that client joined from: the same names from another node
+// are refused (a client of one node cannot take over another's slot, which
+// the other node's agent would then be asked to fence).
+TEST(AdmissionTest, AReattachFromAnotherNodeIsRefused) {
+  InProcessManager mgr(InProcessManagerOptions());
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  protocol::Welcome joined;
+  {
+    RawPeer first(mgr.address());
+    joined = first.Hello(mgr.region_path());
+  }  // its connection closes; it keeps its slot for a while to re-attach
+  auto reattach = [&](uint32_t node) {
+    auto peer = std::make_unique<RawPeer>(mgr.address());
+    peer->SetNode(node);
+    peer->SetReattach(joined);
+    peer->SendHello("raw peer", nullptr, protocol::Role::kReattach);
+    peer->ReadAccess();
+    peer->SendProof(mgr.region_path());
+    return peer;
+  };
+  auto other = reattach(joined.node_id + 1);
+  Status s = other->ExpectError();
+  EXPECT_EQ(s.code(), GISMO_ERR_CONNECTION) << s.ToString();
+  EXPECT_NE(s.message().find("not of node " + std::to_string(joined.node_id + 1)),
+            std::string::npos)
+      << s.ToString();
+  auto same = reattach(joined.node_id);
+  const protocol::Welcome w = same->ReadWelcome();
+  EXPECT_EQ(w.slot, joined.slot);
+  EXPECT_EQ(w.session, joined.session);
+}
+
 TEST(AdmissionTest, RegionPathOnlyToAuthenticatedPeers) {
   manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
   InProcessManager mgr(o);
@@ -360,6 +394,66 @@ TEST(KeyTest, TcpPeersWithoutTheKeyAreRefusedAndHoldNothing) {
     auto c = Client::Connect(mgr.listen_addresses()[0]);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
   }
+}
+
+// Nothing on the network path can change a field of a keyed hello and keep
+// its MAC: the manager refuses it as it refuses a wrong key. Protocol
+// version 4's MAC covered the nonces, the role and the node only: a
+// re-attach could be moved onto another client's slot and session, or a
+// client's claimed process (what its node's agent would kill) changed. The
+// manager's access is covered whole too: the region it names is its own.
+TEST(KeyTest, AKeyedHelloOrAccessChangedOnTheWayIsRefused) {
+  KeyFile key;
+  const protocol::Key loaded = key.Load();
+  manager::ManagerOptions o = WithTcp(InProcessManagerOptions());
+  o.key_file = key.path;
+  InProcessManager mgr(o);
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  const std::string tcp = mgr.listen_addresses()[1];
+  const std::vector<std::pair<const char*, std::function<void(protocol::Hello&)>>> changes = {
+      {"pid", [](protocol::Hello& h) { h.pid += 1; }},
+      {"identity", [](protocol::Hello& h) { h.identity[1] ^= 1; }},
+      {"host", [](protocol::Hello& h) { h.host = "elsewhere"; }},
+      {"name", [](protocol::Hello& h) { h.name += "!"; }},
+      {"slot", [](protocol::Hello& h) { h.slot = 7; }},
+      {"session", [](protocol::Hello& h) { h.session += 1; }},
+      {"client id", [](protocol::Hello& h) { h.client_id += 1; }},
+      {"region uuid", [](protocol::Hello& h) { h.uuid[0] ^= 1; }},
+      {"role", [](protocol::Hello& h) { h.role = protocol::Role::kReattach; }},
+      {"node", [](protocol::Hello& h) { h.node_id += 1; }},
+  };
+  for (const auto& [field, change] : changes) {
+    RawPeer peer(tcp);
+    peer.ChangeHelloOnTheWay(change);
+    peer.SendHello("raw peer", &loaded);
+    Status s = peer.ExpectError();
+    EXPECT_EQ(s.code(), GISMO_ERR_PERMISSION) << field << ": " << s.ToString();
+    EXPECT_NE(s.message().find("wrong cluster key"), std::string::npos) << field;
+    EXPECT_TRUE(peer.ClosedByManager()) << field;
+  }
+  EXPECT_EQ(mgr.stats().clients_joined.load(std::memory_order_relaxed), 0u);
+  // Unchanged, the hello is admitted; the access's MAC holds for the access
+  // as sent and for no other region path, size or uuid.
+  RawPeer peer(tcp);
+  peer.SendHello("raw peer", &loaded);
+  protocol::Access access = peer.ReadAccess();
+  ASSERT_TRUE(access.has_mac);
+  auto mac_of = [&](const protocol::Access& a) {
+    return protocol::AccessMac(loaded, peer.server_nonce(), peer.client_nonce(),
+                               protocol::AccessSignedBytes(a));
+  };
+  EXPECT_TRUE(protocol::MacEqual(access.mac, mac_of(access)));
+  protocol::Access other = access;
+  other.region_path = "/dev/shm/elsewhere";
+  EXPECT_FALSE(protocol::MacEqual(access.mac, mac_of(other)));
+  other = access;
+  other.region_size += 1;
+  EXPECT_FALSE(protocol::MacEqual(access.mac, mac_of(other)));
+  other = access;
+  other.uuid[1] ^= 1;
+  EXPECT_FALSE(protocol::MacEqual(access.mac, mac_of(other)));
+  peer.SendProof(mgr.region_path());
+  EXPECT_NE(peer.ReadWelcome().session, 0u);
 }
 
 // A client that holds a key wants the manager to prove it holds it too.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,15 @@ class RawPeer {
   // What the next hello says besides the defaults: the node, and the
   // process identity claimed (fence::ProcessIdentity words; none if unset).
   void SetNode(uint32_t node) { hello_.node_id = node; }
+  // The slot, session and client id of a welcome, in the region `uuid`: what
+  // a re-attaching hello (Role::kReattach) names.
+  void SetReattach(const protocol::Welcome& w) {
+    hello_.slot = w.slot;
+    hello_.session = w.session;
+    hello_.client_id = w.client_id;
+    hello_.uuid[0] = w.uuid[0];
+    hello_.uuid[1] = w.uuid[1];
+  }
   void SetIdentity(const fence::ProcessIdentity& who) {
     const fence::ProcessIdentity::Words w = who.ToWords();
     std::copy(w.begin(), w.end(), hello_.identity);
@@ -90,13 +100,22 @@ class RawPeer {
     hello_.client_nonce = protocol::RandomNonce();
     if (key) {
       hello_.has_mac = true;
-      hello_.mac = protocol::HelloMac(*key, challenge_.nonce, hello_.client_nonce,
-                                      static_cast<uint32_t>(role), hello_.node_id);
+      hello_.mac = protocol::HelloMac(*key, challenge_.nonce, protocol::HelloSignedBytes(hello_));
       auth_ = protocol::MakeFrameAuth(*key, challenge_.nonce, hello_.client_nonce,
                                       protocol::FrameSide::kPeer);
     }
-    EXPECT_TRUE(IsOk(Send(protocol::EncodeHello(hello_))));
+    protocol::Hello sent = hello_;
+    if (change_on_the_way_) change_on_the_way_(sent);
+    EXPECT_TRUE(IsOk(Send(protocol::EncodeHello(sent))));
   }
+  // Changes the next hello after its MAC is computed, as someone on the
+  // network path would.
+  void ChangeHelloOnTheWay(std::function<void(protocol::Hello&)> change) {
+    change_on_the_way_ = std::move(change);
+  }
+  // The nonces of this connection: the manager's, then this peer's.
+  const protocol::Nonce& server_nonce() const { return challenge_.nonce; }
+  const protocol::Nonce& client_nonce() const { return hello_.client_nonce; }
   // The next frame, which must be an Access.
   protocol::Access ReadAccess() {
     protocol::FrameHeader h;
@@ -172,6 +191,7 @@ class RawPeer {
   int fd_ = -1;
   protocol::Challenge challenge_;
   protocol::Hello hello_;
+  std::function<void(protocol::Hello&)> change_on_the_way_;
   std::optional<protocol::FrameAuth> auth_;  // a hello with a key
   bool tagging_ = false;                     // the access has been read
 };

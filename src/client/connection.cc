@@ -419,6 +419,16 @@ bool ClientImpl::Reattach(std::string* why) {
                              return ProveRegion(*region_, server, client);
                            },
                            &w, &auth, &refused);
+      // The manager re-attached this client's own slot and session, or it
+      // is not the session this client holds (a manager that confused two
+      // clients): that stands, as a refusal.
+      if (s.ok() && (w.slot != hello_.slot || w.session != hello_.session ||
+                     w.client_id != hello_.client_id)) {
+        s = Status(GISMO_ERR_PROTOCOL, "the manager at " + address_text_ + " re-attached slot " +
+                                           std::to_string(w.slot) + ", not this client's slot " +
+                                           std::to_string(hello_.slot));
+        refused = true;
+      }
       if (s.ok()) {
         int old;
         {

@@ -1908,8 +1908,7 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   bool key_ok = false;
   if (key_ && hello.has_mac) {
     key_ok = protocol::MacEqual(
-        hello.mac, protocol::HelloMac(*key_, s->server_nonce, hello.client_nonce,
-                                      static_cast<uint32_t>(hello.role), hello.node_id));
+        hello.mac, protocol::HelloMac(*key_, s->server_nonce, protocol::HelloSignedBytes(hello)));
     if (!key_ok) {
       return Refuse(s, Status(GISMO_ERR_PERMISSION, "wrong cluster key"), "wrong cluster key");
     }
@@ -1936,7 +1935,8 @@ void Manager::Impl::HandleHello(const std::shared_ptr<Session>& s, protocol::Rea
   if (s->authenticated) access.region_path = region_->path();
   if (key_) {
     access.has_mac = true;
-    access.mac = protocol::AccessMac(*key_, s->server_nonce, hello.client_nonce);
+    access.mac = protocol::AccessMac(*key_, s->server_nonce, hello.client_nonce,
+                                     protocol::AccessSignedBytes(access));
   }
   s->Send(protocol::EncodeAccess(access));
   if (key_ok) {
@@ -2060,6 +2060,10 @@ void Manager::Impl::Reattach(const std::shared_ptr<Session>& s, const protocol::
     return refuse("its session has ended");
   }
   Member& m = it->second;
+  if (m.node != hello.node_id) {
+    return refuse("slot " + std::to_string(m.slot) + " is a client's of node " +
+                  std::to_string(m.node) + ", not of node " + std::to_string(hello.node_id));
+  }
   if (m.phase == Member::Phase::kSuspected || m.phase == Member::Phase::kRecovering) {
     return refuse("it was suspected dead and is being fenced");
   }

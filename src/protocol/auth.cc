@@ -167,15 +167,13 @@ Nonce RandomNonce() {
   return n;
 }
 
-Mac HelloMac(const Key& key, const Nonce& server, const Nonce& client, uint32_t role,
-             uint32_t node) {
-  return HmacSha256(key.bytes.data(), key.bytes.size(),
-                    {"gismo-hello", View(server), View(client), U32Bytes(role), U32Bytes(node)});
+Mac HelloMac(const Key& key, const Nonce& server, std::string_view hello) {
+  return HmacSha256(key.bytes.data(), key.bytes.size(), {"gismo-hello", View(server), hello});
 }
 
-Mac AccessMac(const Key& key, const Nonce& server, const Nonce& client) {
+Mac AccessMac(const Key& key, const Nonce& server, const Nonce& client, std::string_view access) {
   return HmacSha256(key.bytes.data(), key.bytes.size(),
-                    {"gismo-access", View(server), View(client)});
+                    {"gismo-access", View(server), View(client), access});
 }
 
 Mac RegionProof(const uint64_t secret[2], const Nonce& server, const Nonce& client) {

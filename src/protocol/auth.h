@@ -3,7 +3,7 @@
 // maps the region. Pure functions over bytes; the manager and every client
 // (library, agent) call the same ones.
 //
-// The handshake (protocol version 4; protocol/frame_auth.h tags what
+// The handshake (protocol version 5; protocol/frame_auth.h tags what
 // follows it on a keyed connection):
 //   manager -> peer  Challenge {version, server nonce, key required?}
 //   peer -> manager  Hello {..., client nonce, HelloMac or nothing}
@@ -21,7 +21,8 @@
 //     own slot at every start, `ClientSlotHeader::admission_secret`) can
 //     compute it for this connection's server nonce.
 //  3. Every MAC covers both nonces, so no answer is worth anything on
-//     another connection.
+//     another connection, and the HelloMac and AccessMac cover every field
+//     of their message (version 4 covered only the nonces, role and node).
 #ifndef GISMO_PROTOCOL_AUTH_H_
 #define GISMO_PROTOCOL_AUTH_H_
 
@@ -82,14 +83,18 @@ class HmacKey {
 // Random bytes from the kernel (getrandom).
 Nonce RandomNonce();
 
-// What a peer sends in its hello: HMAC(key, "gismo-hello" | server | client
-// | role | node). The manager computes the same and compares in constant
-// time.
-Mac HelloMac(const Key& key, const Nonce& server, const Nonce& client, uint32_t role,
-             uint32_t node);
+// What a peer sends in its hello: HMAC(key, "gismo-hello" | server |
+// hello), where `hello` is every field of the hello as the wire encodes it,
+// the client nonce included, the MAC left out (protocol::HelloSignedBytes).
+// The manager computes the same and compares in constant time. Nothing on
+// the network path can change a field of a keyed hello (its role, node, pid,
+// identity, or the slot and session it re-attaches to) and keep the MAC.
+Mac HelloMac(const Key& key, const Nonce& server, std::string_view hello);
 // What the manager sends in its access message: HMAC(key, "gismo-access" |
-// server | client). Proves to the peer that the manager holds the key.
-Mac AccessMac(const Key& key, const Nonce& server, const Nonce& client);
+// server | client | access), `access` its fields as the wire encodes them
+// (protocol::AccessSignedBytes). Proves to the peer that the manager holds
+// the key, and that the region it names is the manager's.
+Mac AccessMac(const Key& key, const Nonce& server, const Nonce& client, std::string_view access);
 // What a client sends to prove it maps the region: HMAC(secret,
 // "gismo-region" | server | client), secret = the 16 bytes of
 // ClientSlotHeader::admission_secret of slot 0.

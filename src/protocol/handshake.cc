@@ -88,8 +88,7 @@ Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const Prove
   hello.client_nonce = RandomNonce();
   hello.has_mac = key.has_value();
   if (key) {
-    hello.mac = HelloMac(*key, challenge.nonce, hello.client_nonce,
-                         static_cast<uint32_t>(hello.role), hello.node_id);
+    hello.mac = HelloMac(*key, challenge.nonce, HelloSignedBytes(hello));
   }
   const std::vector<uint8_t> hello_frame = EncodeHello(hello);
   if (Status s = SendAll(fd, hello_frame.data(), hello_frame.size()); !s.ok()) return s;
@@ -106,7 +105,8 @@ Status Handshake(int fd, Hello hello, const std::optional<Key>& key, const Prove
   if (key) {
     // We hold the key: so must the manager, or it is not ours.
     if (!out->access.has_mac ||
-        !MacEqual(out->access.mac, AccessMac(*key, challenge.nonce, hello.client_nonce))) {
+        !MacEqual(out->access.mac, AccessMac(*key, challenge.nonce, hello.client_nonce,
+                                             AccessSignedBytes(out->access)))) {
       return Status(GISMO_ERR_PERMISSION,
                     "the manager at " + addr_text + " did not prove it holds the cluster key");
     }

@@ -51,8 +51,10 @@ std::vector<uint8_t> Writer::Frame(MsgType type, uint64_t request_id) const {
   return out;
 }
 
-std::vector<uint8_t> EncodeHello(const Hello& m) {
-  Writer w;
+namespace {
+
+// The fields of a hello before its MAC: once, for the frame and the MAC.
+void WriteHelloFields(Writer& w, const Hello& m) {
   w.U32(m.protocol_version);
   w.U32(m.node_id);
   w.U64(m.pid);
@@ -66,9 +68,33 @@ std::vector<uint8_t> EncodeHello(const Hello& m) {
   w.U64(m.uuid[0]);
   w.U64(m.uuid[1]);
   w.Raw(m.client_nonce.data(), m.client_nonce.size());
+}
+
+void WriteAccessFields(Writer& w, const Access& m) {
+  w.U64(m.uuid[0]);
+  w.U64(m.uuid[1]);
+  w.U64(m.region_size);
+  w.Str(m.region_path);
+}
+
+std::string AsString(const Writer& w) {
+  return std::string(reinterpret_cast<const char*>(w.payload().data()), w.payload().size());
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodeHello(const Hello& m) {
+  Writer w;
+  WriteHelloFields(w, m);
   w.U8(m.has_mac ? 1 : 0);
   if (m.has_mac) w.Raw(m.mac.data(), m.mac.size());
   return w.Frame(MsgType::kHello, 0);
+}
+
+std::string HelloSignedBytes(const Hello& m) {
+  Writer w;
+  WriteHelloFields(w, m);
+  return AsString(w);
 }
 
 bool DecodeHello(Reader& r, Hello* m) {
@@ -164,12 +190,15 @@ bool DecodeChallenge(Reader& r, Challenge* m) {
   return r.ok() && key <= 1;
 }
 
+std::string AccessSignedBytes(const Access& m) {
+  Writer w;
+  WriteAccessFields(w, m);
+  return AsString(w);
+}
+
 std::vector<uint8_t> EncodeAccess(const Access& m) {
   Writer w;
-  w.U64(m.uuid[0]);
-  w.U64(m.uuid[1]);
-  w.U64(m.region_size);
-  w.Str(m.region_path);
+  WriteAccessFields(w, m);
   w.U8(m.has_mac ? 1 : 0);
   if (m.has_mac) w.Raw(m.mac.data(), m.mac.size());
   return w.Frame(MsgType::kAccess, 0);

@@ -24,7 +24,7 @@ namespace gismo::protocol {
 // 3: the admission handshake of protocol/auth.h (challenge, access, proof).
 // 4: a keyed connection's frames after the access carry tags
 //    (protocol/frame_auth.h).
-inline constexpr uint32_t kProtocolVersion = 4;
+inline constexpr uint32_t kProtocolVersion = 5;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 // The largest frame a manager reads from a peer it has not admitted yet (a
 // hello, a proof): an unknown peer cannot make it hold more.
@@ -184,6 +184,8 @@ struct Hello {
 };
 std::vector<uint8_t> EncodeHello(const Hello& m);
 bool DecodeHello(Reader& r, Hello* m);
+// What HelloMac covers: the hello's encoding up to its MAC (every field).
+std::string HelloSignedBytes(const Hello& m);
 
 // The manager's first frame on every connection.
 struct Challenge {
@@ -205,6 +207,8 @@ struct Access {
 };
 std::vector<uint8_t> EncodeAccess(const Access& m);
 bool DecodeAccess(Reader& r, Access* m);
+// What AccessMac covers: the access's encoding up to its MAC.
+std::string AccessSignedBytes(const Access& m);
 
 std::vector<uint8_t> EncodeProof(const Mac& proof);
 bool DecodeProof(Reader& r, Mac* proof);
