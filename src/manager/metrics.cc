@@ -184,8 +184,11 @@ struct MetricsExporter::Connections {
   std::deque<std::weak_ptr<Connection>> reading;
   // Closes the oldest connection still reading its request; false if none is.
   bool CloseOldestReading();
-  // Drops the entries at the front that read their request or are gone (so
-  // `reading` holds at most the connections of one request timeout).
+  // Drops every entry that read its request or is gone, so that `reading`
+  // holds only live connections still reading (at most kMaxConnections + 1).
+  // Only the front was pruned: behind one slow request, each connection
+  // served meanwhile left an entry, which kept its whole Connection's memory
+  // (made with make_shared) until the slow one ended.
   void Prune();
 };
 
@@ -320,12 +323,13 @@ class MetricsExporter::Connection : public std::enable_shared_from_this<Connecti
 };
 
 void MetricsExporter::Connections::Prune() {
-  while (!reading.empty()) {
-    std::shared_ptr<Connection> c = reading.front().lock();
-    if (c && c->reading()) return;
-    reading.pop_front();
-  }
+  std::erase_if(reading, [](const std::weak_ptr<Connection>& entry) {
+    const std::shared_ptr<Connection> c = entry.lock();
+    return !c || !c->reading();
+  });
 }
+
+size_t MetricsExporter::reading_connections() const { return connections_->reading.size(); }
 
 bool MetricsExporter::Connections::CloseOldestReading() {
   Prune();  // the front, if any, is alive and reading

@@ -54,6 +54,9 @@ class MetricsExporter {
   // manager's other work runs between slices; an index shard whose lock
   // stays busy is skipped and counted in gismo_metrics_skipped_shards.
   void RenderAsync(std::function<void(const std::string&)> done) const;
+  // The connections it keeps as still reading their request: at most
+  // kMaxConnections + 1 whatever the rate (on the thread that runs `io`).
+  size_t reading_connections() const;
 
   class Connection;
   struct Connections;
