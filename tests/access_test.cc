@@ -573,7 +573,7 @@ std::vector<uint8_t> WaitOnFrame(const gismo_id_t& id, uint32_t times, uint64_t 
 // has handled `frame` when this returns.
 void SendAndSync(RawPeer& peer, const std::vector<uint8_t>& frame, bool expect_ack = true) {
   ASSERT_TRUE(IsOk(peer.Send(frame)));
-  static uint64_t next_sync = 1u << 30;  // a wait id used once: a repeated one is ignored
+  static uint64_t next_sync = 1u << 30;  // a wait id used once
   const uint64_t sync = next_sync++;
   protocol::Writer empty;
   empty.U32(0);
@@ -633,6 +633,48 @@ TEST(BoundsTest, ManyWaitsOnOneIdAreWokenOnceEachAndCancelledAlone) {
   const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
   ASSERT_NO_FATAL_FAILURE(SendAndSync(sealer, notice.Frame(MsgType::kSealed, 0)));
   EXPECT_EQ(mgr.stats().wakeups_sent.load(std::memory_order_relaxed) - before, kWaits / 2 + 1);
+}
+
+// A wait id sent again while it waits is registered anew with the ids it
+// names now, and acknowledged again (it was ignored: no answer ever came);
+// the id notifications are queued under (2^64-1) is a malformed wait.
+TEST(BoundsTest, ARepeatedWaitIsAnsweredAndTheNotificationsIdRefused) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer waiter(mgr.address());
+  waiter.Hello(mgr.region_path());
+  const gismo_id_t first = IdOfByte(0x31), second = IdOfByte(0x32);
+  ASSERT_TRUE(IsOk(waiter.Send(WaitOnFrame(first, 1, 77))));
+  ASSERT_TRUE(IsOk(waiter.Send(WaitOnFrame(second, 1, 77))));
+  for (int acks = 0; acks < 2;) {
+    FrameHeader h;
+    ASSERT_TRUE(IsOk(NextFrame(waiter, &h)));
+    ASSERT_EQ(h.type, MsgType::kWaitAck);
+    ASSERT_EQ(h.request_id, 77u);
+    ++acks;
+  }
+  // It waits for the second id now, once.
+  RawPeer sealer(mgr.address());
+  sealer.Hello(mgr.region_path());
+  auto woken_by = [&](const gismo_id_t& id) {
+    protocol::Writer notice;
+    notice.Id(id);
+    const uint64_t before = mgr.stats().wakeups_sent.load(std::memory_order_relaxed);
+    SendAndSync(sealer, notice.Frame(MsgType::kSealed, 0));
+    return mgr.stats().wakeups_sent.load(std::memory_order_relaxed) - before;
+  };
+  EXPECT_EQ(woken_by(first), 0u);
+  EXPECT_EQ(woken_by(second), 1u);
+  ASSERT_TRUE(IsOk(waiter.Send(WaitOnFrame(first, 1, ~uint64_t{0}))));
+  for (;;) {
+    FrameHeader h;
+    Status s = NextFrame(waiter, &h);
+    if (h.type != MsgType::kError) continue;  // the wake-up of wait 77
+    EXPECT_EQ(h.request_id, 0u);
+    EXPECT_NE(s.message().find("malformed wait"), std::string::npos) << s.ToString();
+    break;
+  }
+  EXPECT_TRUE(waiter.ClosedByManager());
 }
 
 // A client's notices (seal, delete, requests) from a node agent are

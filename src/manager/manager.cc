@@ -2144,12 +2144,20 @@ void Manager::Impl::HandleWait(const std::shared_ptr<Session>& s, uint64_t wait_
                                protocol::Reader& r) {
   uint32_t n = r.U32();
   // Wait id 0 is malformed too: an error frame with request id 0 ends a
-  // session, so a refusal of that wait could not be told from it.
-  if (!r.ok() || wait_id == 0 || n > (1u << 20) || r.remaining() < uint64_t{n} * GISMO_ID_SIZE) {
+  // session, so a refusal of that wait could not be told from it; and
+  // 2^64-1, the key the session's queue coalesces notifications under (a
+  // wake-up of that wait and a notification would replace each other).
+  if (!r.ok() || wait_id == 0 || wait_id == Session::kNotifyKey || n > (1u << 20) ||
+      r.remaining() < uint64_t{n} * GISMO_ID_SIZE) {
     // A broken peer: the session ends (request id 0).
     return EndWithError(s, Status(GISMO_ERR_PROTOCOL, "malformed wait"), "malformed wait");
   }
-  if (s->waits.count(wait_id)) return;
+  // A wait id that is waiting already is registered anew, with the ids it
+  // names now, and acknowledged again: every wait is answered (a repeated
+  // one was ignored, and its sender waited for an acknowledgement that never
+  // came). The library repeats one only when a re-attach races its send,
+  // with the same ids.
+  if (s->waits.count(wait_id)) CancelWait(s, wait_id);
   // Every registered id costs the manager memory: bounded per client and
   // in total. A wait beyond is refused alone (an error frame with its wait
   // id: the client's get fails with GISMO_ERR_LIMIT); the session and its
