@@ -595,6 +595,38 @@ TEST_F(StoreTest, RecoveryAbortsOnlyUnsealedObjectsTheDeadClientCreated) {
   ExpectEmpty();
 }
 
+// A held entry of the dead client that counts more references than its
+// object has (corrupt, or forged) drops none: the object's count stays, so
+// another client's reference is not taken, and the object not freed under it.
+TEST_F(StoreTest, RecoveryDropsNoReferencesOfAnEntryThatCountsTooMany) {
+  auto live = Activate(1);
+  auto dead = Activate(2);
+  void* d;
+  ASSERT_TRUE(live->Create(IdFrom(310), 4000, nullptr, 0, &d).ok());
+  ASSERT_TRUE(live->Seal(IdFrom(310)).ok());
+  store::GetResult g;
+  ASSERT_TRUE(dead->TryGet(IdFrom(310), &g).ok());
+  ASSERT_TRUE(g.found);
+  ASSERT_TRUE(live->Delete(IdFrom(310)).ok());  // deferred: both hold it
+  region::HeldEntry* held = region_->held(2);
+  bool inflated = false;
+  for (uint32_t i = 0; i < region_->fixed().held_capacity && !inflated; ++i) {
+    if (held[i].key.load() == 0) continue;
+    held[i].count.store(1000);
+    inflated = true;
+  }
+  ASSERT_TRUE(inflated);
+  region_->slot(0).state.store(static_cast<uint64_t>(region::SlotState::kActive) | 1 << 8);
+  const manager::RecoveryReport rep = manager::RecoverSlot(*region_, 2, 0, 1);
+  ASSERT_TRUE(rep.complete);
+  EXPECT_EQ(rep.held_entries_overcounted, 1u);
+  EXPECT_EQ(rep.freed, 0u) << "freed under the live client's reference";
+  region_->slot(2).state.store(0);
+  // It is still there for the live client, which holds it.
+  gismo_object_info_t info;
+  EXPECT_TRUE(live->Stat(IdFrom(310), &info).ok());
+}
+
 // The manager dies in the middle of recovering a client: the next manager
 // undoes its own interrupted transaction, then runs the recovery again.
 TEST_F(StoreTest, RecoveryInterruptedByItsOwnDeathIsRedone) {

@@ -308,6 +308,41 @@ TEST_F(TxnTest, ABatchIsItsWritesOneByOne) {
   EXPECT_EQ(region_->page(0).used.load(), 0u);
 }
 
+// A dead writer's version entry whose logged value is past kVersionLimit
+// (corrupt: no version word ever held it) is not undone: the undo would
+// wrap the word to 0 or 1, below the versions readers saw. The other words
+// are restored.
+TEST_F(TxnTest, AnUndoOfALoggedVersionPastItsLimitLeavesTheWord) {
+  auto st = Activate(2);
+  region::ObjectRecord& rec = region_->records(0)[2];
+  rec.ref_count.store(30);
+  rec.info.store(1);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    Txn txn(*region_, 2, 1, OpKind::kNone);
+    if (!txn.Lock(region_->shard(0).lock)) _exit(3);
+    txn.WriteVersion(rec.ref_count, 31);
+    txn.Write(rec.info, 100);
+    _exit(0);  // dies without commit
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_EQ(status, 0);
+  region::LogEntry* log = region_->log(2);
+  const uint32_t logged = LoggedEntries(*region_, 2);
+  bool corrupted = false;
+  for (uint32_t i = 0; i < logged; ++i) {
+    if (region::LogTargetKind(log[i].target.load()) != region::LogKind::kVersion) continue;
+    log[i].value.store(~uint64_t{0});
+    corrupted = true;
+  }
+  ASSERT_TRUE(corrupted);
+  EXPECT_EQ(UndoDeadClient(*region_, 2), 1u);
+  EXPECT_EQ(rec.info.load(), 1u);
+  EXPECT_EQ(rec.ref_count.load(), 31u) << "the version went back";
+  region_->slot(2).state.store(region::PackSlotState(region::SlotState::kFree, 1));
+}
+
 // The writer dies after each of its four writes; the successor's undo
 // leaves the old words and an even version above every one it held, and
 // undoing again (a successor that died in the undo) only raises it.

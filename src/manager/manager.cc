@@ -1452,6 +1452,13 @@ bool Manager::Impl::Recover(Member& m) {
         "their creators: run gismo-fsck",
         m.describe, rep.held_entries_forgotten);
   }
+  if (rep.held_entries_overcounted != 0) {
+    spdlog::warn(
+        "recovery of {}: {} entr(y/ies) of its held table counted more references than their "
+        "object had (corrupt, or written by another client); cleared, the objects' counts left "
+        "as they were: run gismo-fsck",
+        m.describe, rep.held_entries_overcounted);
+  }
   // Events it committed but never published are published now; a getter
   // waiting for an object it sealed (or aborted) re-checks.
   NotifySubscribers();

@@ -26,6 +26,9 @@ struct RecoveryReport {
   // Entries of its held table that named another client's unsealed object
   // as its own (corrupt or forged): cleared, the object left to its creator.
   uint64_t held_entries_forgotten = 0;
+  // Entries that counted more references than their object had (corrupt or
+  // forged): cleared, the object's count left as it was.
+  uint64_t held_entries_overcounted = 0;
 };
 
 // Undoes the fenced client's interrupted operation, aborts its unsealed

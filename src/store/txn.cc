@@ -340,9 +340,14 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
     return false;
   switch (kind) {
     case LogKind::kWord:
-    case LogKind::kVersion:
       *len = sizeof(Word);
       return true;
+    case LogKind::kVersion:
+      // A version past kVersionLimit was never written (VersionMayFollow):
+      // UndoneVersion of it would wrap to a small value, and a reader would
+      // see the version go back.
+      *len = sizeof(Word);
+      return value <= region::kVersionLimit;
     case LogKind::kBitsSet:
     case LogKind::kBitsClear: {
       const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
@@ -430,8 +435,10 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     if (kind == LogKind::kWord) {
       word->store(value, std::memory_order_release);
     } else if (kind == LogKind::kVersion) {
-      word->store(region::UndoneVersion(value, word->load(std::memory_order_relaxed)),
-                  std::memory_order_release);
+      // (A current value past the limit is corrupt too: left as it is.)
+      const uint64_t current = word->load(std::memory_order_relaxed);
+      if (current > region::kVersionLimit) continue;
+      word->store(region::UndoneVersion(value, current), std::memory_order_release);
     } else {
       FillBits(word, region::BitRangeFirst(value), region::BitRangeCount(value),
                kind == LogKind::kBitsClear);
