@@ -1658,6 +1658,45 @@ TEST(FenceClaimTest, ANodeAgentCannotOrderAFence) {
   EXPECT_EQ(mgr.stats().clients_recovered.load(std::memory_order_relaxed), 0u);
 }
 
+// An operator's fence of a node does what a fence command's success does:
+// its clients recovered (the operator's own spared), and its node agent
+// closed (it stayed connected; security.md: an agent whose node is fenced
+// is closed).
+TEST(FenceClaimTest, AnOperatorsNodeFenceClosesThatNodesAgent) {
+  InProcessManager mgr;
+  ASSERT_TRUE(IsOk(mgr.Start()));
+  RawPeer client(mgr.address());
+  client.SetNode(5);
+  client.Hello(mgr.region_path());
+  RawPeer agent(mgr.address());
+  agent.AgentHello(5);
+  RawPeer other_agent(mgr.address());
+  other_agent.AgentHello(6);
+  RawPeer operator_client(mgr.address());
+  operator_client.SetNode(5);  // its own client is spared
+  operator_client.Hello(mgr.region_path());
+  protocol::FenceOrder order;
+  order.target = protocol::FenceOrder::Target::kNode;
+  order.value = 5;
+  ASSERT_TRUE(IsOk(operator_client.Send(protocol::EncodeFenceOrder(3, order))));
+  for (;;) {
+    FrameHeader h;
+    std::vector<uint8_t> payload;
+    ASSERT_TRUE(IsOk(operator_client.Receive(&h, &payload)));
+    if (h.type != MsgType::kFenceReply) continue;
+    protocol::Reader r(payload);
+    EXPECT_EQ(r.U32(), static_cast<uint32_t>(GISMO_OK));
+    EXPECT_NE(r.Str().find("1 client(s) recovered"), std::string::npos);
+    break;
+  }
+  EXPECT_TRUE(agent.ClosedByManager());
+  EXPECT_TRUE(client.ClosedByManager());
+  // Another node's agent, and the operator, stay.
+  SendAndSync(operator_client, protocol::Writer().Frame(MsgType::kCancelWait, 99));
+  pollfd p{other_agent.fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "another node's agent was closed";
+}
+
 // A program that maps no region (`sleep`), killed if the test dies first.
 void StartNonClient(testing::Process* victim) {
   testing::SpawnOptions so;

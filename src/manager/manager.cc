@@ -362,7 +362,11 @@ class Manager::Impl {
   void Suspect(Member& m, const std::string& why);
   void AdvanceFencing(Member& m);
   void Fenced(Member& m, FenceReason reason);
-  void FenceNode(uint32_t node, FenceReason reason);
+  // Recovers the clients of `node` (all but `spared`, the operator's own
+  // client when an operator fences it) and closes its agent; returns how
+  // many clients it recovers.
+  size_t FenceNode(uint32_t node, FenceReason reason,
+                   std::optional<uint32_t> spared = std::nullopt);
   // False while a lock stays busy (retried from Tick).
   bool Recover(Member& m);
   void HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t request_id,
@@ -1363,11 +1367,11 @@ void Manager::Impl::Fenced(Member& m, FenceReason reason) {
   if (Recover(m)) members_.erase(slot);
 }
 
-void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
+size_t Manager::Impl::FenceNode(uint32_t node, FenceReason reason, std::optional<uint32_t> spared) {
   IncrementRelaxed(stats_.nodes_fenced);
   std::vector<uint32_t> slots;
   for (auto& [slot, m] : members_) {
-    if (m.node != node || m.phase == Member::Phase::kRecovering) continue;
+    if (m.node != node || m.phase == Member::Phase::kRecovering || slot == spared) continue;
     // Pinned on this kernel and still running: the fence of the node it
     // claims did not stop it (an emulated node's fence may kill it: it is
     // then fenced by its exit). Recovered when it exits, or on the
@@ -1398,6 +1402,7 @@ void Manager::Impl::FenceNode(uint32_t node, FenceReason reason) {
     if (auto a = it->second.lock()) EndSession(a);
     agents_.erase(it);
   }
+  return slots.size();
 }
 
 bool Manager::Impl::Recover(Member& m) {
@@ -1497,21 +1502,12 @@ void Manager::Impl::HandleFenceOrder(const std::shared_ptr<Session>& s, uint64_t
     }
     const uint32_t node = static_cast<uint32_t>(order.value);
     spdlog::warn("{} declares node {} fenced", s->Describe(), node);
-    // The operator's own client is not on a node it fences (it would be dead).
-    std::vector<uint32_t> slots;
-    for (auto& [slot, m] : members_) {
-      if (m.node == node && slot != s->slot && m.phase != Member::Phase::kRecovering) {
-        slots.push_back(slot);
-      }
-    }
-    IncrementRelaxed(stats_.nodes_fenced);
-    for (uint32_t slot : slots) {
-      if (auto it = members_.find(slot); it != members_.end()) {
-        Fenced(it->second, FenceReason::kOperator);
-      }
-    }
+    // As a fence command's success: its clients recovered, its agent closed
+    // (the operator's word left the agent connected). The operator's own
+    // client is not on a node it fences (it would be dead).
+    const size_t recovered = FenceNode(node, FenceReason::kOperator, s->slot);
     return reply(Status(GISMO_OK, "node " + std::to_string(node) + " fenced: " +
-                                      std::to_string(slots.size()) + " client(s) recovered"));
+                                      std::to_string(recovered) + " client(s) recovered"));
   }
   Member* target = nullptr;
   for (auto& [slot, m] : members_) {
