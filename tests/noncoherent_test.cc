@@ -1185,6 +1185,48 @@ TEST_F(NonCoherentFormat, FsckChecksTheRingsAndLines) {
 }
 
 // gismo-manager --coherence non-coherent formats and serves the region.
+// A helper line that names a client's slot (corrupt: a helper's slot has
+// client id 0, a client's never) leaves that client alone: its slot was
+// undone as a dead helper's and freed, its held table with it.
+TEST(NonCoherentOwnerThreadsProcess, AHelperLineNamingAClientsSlotLeavesTheClient) {
+  ASSERT_TRUE(region::NonCoherentSupported());
+  const std::string path = "/dev/shm/" + testing::UniqueName("helper-line");
+  {
+    region::FormatOptions o;
+    o.size = 16ull << 20;
+    o.coherence = region::CoherenceMode::kNonCoherent;
+    auto r = region::Region::Format(path, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    region::ClientSlotHeader& h = (*r)->slot(2);
+    h.client_id.store(7);
+    h.state.store(region::PackSlotState(region::SlotState::kActive, 1));
+    region::OwnerHelpersLine& line = (*r)->sb().owner_helpers;
+    line.slots[1] = 2 + 1;
+    region::FlushLines(&h, sizeof h);
+    region::FlushLines(&line, sizeof line);
+  }
+  testing::ManagerProcessOptions mo;
+  mo.binary = GISMO_MANAGER_BIN;
+  mo.region = path;
+  mo.size = "16MiB";
+  mo.extra_args = {"--coherence", "non-coherent"};
+  mo.log_level = "info";
+  mo.stderr_path = "/tmp/" + testing::UniqueName("helper-line") + ".log";
+  testing::ManagerProcess m(mo);
+  ASSERT_TRUE(m.Start()) << m.error();
+  std::ifstream log_file(mo.stderr_path);
+  const std::string log((std::istreambuf_iterator<char>(log_file)), {});
+  unlink(mo.stderr_path.c_str());
+  EXPECT_NE(log.find("names slot 2 for thread 1: a client's slot (client id 7)"), std::string::npos)
+      << log;
+  auto r = region::Region::Open(path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  region::ClientSlotHeader& h = (*r)->slot(2);
+  region::InvalidateLines(&h, sizeof h);
+  EXPECT_EQ(region::SlotStateOf(h.state.load()), region::SlotState::kActive);
+  EXPECT_EQ(h.client_id.load(), 7u);
+}
+
 TEST(NonCoherent, ManagerProgramServesTheMode) {
   testing::ManagerProcessOptions mo;
   mo.binary = GISMO_MANAGER_BIN;

@@ -869,6 +869,17 @@ void Manager::Impl::UndoHelpersOfPreviousOwner() {
     const uint32_t slot = static_cast<uint32_t>(v - 1);
     const uint64_t st = region_->slot(slot).state.load(std::memory_order_acquire);
     if (region::SlotStateOf(st) == SlotState::kFree) continue;
+    // A helper's slot has client id 0 (ClaimHelperSlots, before the slot is
+    // active); a client's never does (ids start at 1). A line naming a
+    // client's slot is corrupt: that client is left alone, its table kept.
+    if (const uint64_t id = region_->slot(slot).client_id.load(std::memory_order_relaxed);
+        id != 0) {
+      spdlog::warn(
+          "the owner's helper line names slot {} for thread {}: a client's slot (client id "
+          "{}), not a helper's; ignored",
+          slot, k, id);
+      continue;
+    }
     const uint32_t released = store::UndoDeadClient(*region_, slot);
     store::FinishDeadProducerEvents(*region_, slot);
     ClearSlotBody(slot);
