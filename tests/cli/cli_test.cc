@@ -1729,6 +1729,10 @@ TEST(UsageTest, ValuesNoRegionOrAddressCanTakeTouchNoRegion) {
 // socket file behind.
 TEST(UsageTest, ASignalDuringThePrefaultStopsTheManagerCleanly) {
   const std::string region = "/dev/shm/" + gismo::testing::UniqueName("prefault");
+  struct RemovedAtTheEnd {
+    const std::string& path;
+    ~RemovedAtTheEnd() { unlink(path.c_str()); }
+  } removed{region};  // whatever assertion ends the test: the region is memory
   const std::string sock = TempPath("prefault.sock");
   gismo::testing::SpawnOptions o;
   o.argv = {GISMO_MANAGER_BIN, "--region",   region,     "--size",
@@ -1754,7 +1758,6 @@ TEST(UsageTest, ASignalDuringThePrefaultStopsTheManagerCleanly) {
   ASSERT_TRUE(next.Start(o)) << next.error();
   EXPECT_TRUE(next.ReadLineContaining("gismo-manager ready", 60, &line)) << next.output();
   next.KillAndWait(SIGTERM);
-  unlink(region.c_str());
 }
 
 // A node agent that cannot reach its manager says so at once (and once a
