@@ -24,6 +24,8 @@ namespace gismo::protocol {
 // 3: the admission handshake of protocol/auth.h (challenge, access, proof).
 // 4: a keyed connection's frames after the access carry tags
 //    (protocol/frame_auth.h).
+// 5: the hello's and the access's MACs cover every field of their message
+//    (protocol/auth.h, HelloMac and AccessMac).
 inline constexpr uint32_t kProtocolVersion = 5;
 inline constexpr uint32_t kMaxPayload = 16u << 20;
 // The largest frame a manager reads from a peer it has not admitted yet (a

@@ -343,11 +343,8 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
       *len = sizeof(Word);
       return true;
     case LogKind::kVersion:
-      // A version past kVersionLimit was never written (VersionMayFollow):
-      // UndoneVersion of it would wrap to a small value, and a reader would
-      // see the version go back.
       *len = sizeof(Word);
-      return value <= region::kVersionLimit;
+      return true;
     case LogKind::kBitsSet:
     case LogKind::kBitsClear: {
       const uint64_t first = region::BitRangeFirst(value), n = region::BitRangeCount(value);
@@ -435,10 +432,17 @@ void UndoEntries(const region::Region& r, LogEntry* log, uint64_t count) {
     if (kind == LogKind::kWord) {
       word->store(value, std::memory_order_release);
     } else if (kind == LogKind::kVersion) {
-      // (A current value past the limit is corrupt too: left as it is.)
+      // A logged version past kVersionLimit was never written
+      // (VersionMayFollow): UndoneVersion of it would wrap to 0 or 1, and a
+      // reader would see the version go back. It is undone as the opening
+      // entry it most likely was (an even value at most the current one),
+      // so the word still ends even and above every value it held, and
+      // readers do not find it odd (busy) for good. A current value past
+      // the limit has no value above it: left as it is.
       const uint64_t current = word->load(std::memory_order_relaxed);
       if (current > region::kVersionLimit) continue;
-      word->store(region::UndoneVersion(value, current), std::memory_order_release);
+      const uint64_t logged = value <= region::kVersionLimit ? value : current & ~uint64_t{1};
+      word->store(region::UndoneVersion(logged, current), std::memory_order_release);
     } else {
       FillBits(word, region::BitRangeFirst(value), region::BitRangeCount(value),
                kind == LogKind::kBitsClear);
