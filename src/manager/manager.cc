@@ -22,6 +22,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "common/atomic.h"
 #include "common/background_thread.h"
@@ -1455,25 +1456,23 @@ bool Manager::Impl::Recover(Member& m) {
         m.describe, rep.locks_released ? 1 : 0, rep.aborted, rep.owned_deleted,
         rep.references_dropped, rep.freed, dt / 1e3);
   }
-  if (rep.slab_words_forgotten != 0) {
-    spdlog::warn(
-        "recovery of {}: {} slab word(s) of its stripe named no slab of its own (corrupt, or "
-        "written by another client); cleared, their pages left as they are: run gismo-fsck",
-        m.describe, rep.slab_words_forgotten);
-  }
-  if (rep.held_entries_forgotten != 0) {
-    spdlog::warn(
-        "recovery of {}: {} entr(y/ies) of its held table named another client's unsealed "
-        "object as its own (corrupt, or written by another client); cleared, the objects left to "
-        "their creators: run gismo-fsck",
-        m.describe, rep.held_entries_forgotten);
-  }
-  if (rep.held_entries_overcounted != 0) {
-    spdlog::warn(
-        "recovery of {}: {} entr(y/ies) of its held table counted more references than their "
-        "object had (corrupt, or written by another client); cleared, the objects' counts left "
-        "as they were: run gismo-fsck",
-        m.describe, rep.held_entries_overcounted);
+  // What the dead client's own words claimed that recovery would not do
+  // (corrupt, or written by another client): each left for gismo-fsck.
+  const std::pair<uint64_t, const char*> distrusted[] = {
+      {rep.slab_words_forgotten,
+       "slab word(s) of its stripe named no slab of its own; cleared, their pages left as they "
+       "are"},
+      {rep.held_entries_forgotten,
+       "entr(y/ies) of its held table named another client's unsealed object as its own; "
+       "cleared, the objects left to their creators"},
+      {rep.held_entries_overcounted,
+       "entr(y/ies) of its held table counted more references than their object had; cleared, "
+       "the objects' counts left as they were"},
+  };
+  for (const auto& [count, what] : distrusted) {
+    if (count == 0) continue;
+    spdlog::warn("recovery of {}: {} {} (corrupt, or written by another client): run gismo-fsck",
+                 m.describe, count, what);
   }
   // Events it committed but never published are published now; a getter
   // waiting for an object it sealed (or aborted) re-checks.

@@ -62,17 +62,17 @@ bool DropHeldEntry(const Region& r, uint32_t dead, HeldEntry& entry, uint32_t tx
         st = ObjectState::kDeleting;
         ++rep->owned_deleted;
       }
-      const uint64_t refs_before = rec.ref_count.load(std::memory_order_relaxed);
+      uint64_t refs = rec.ref_count.load(std::memory_order_relaxed);
       // An entry that counts more references than the object has is corrupt
       // (each reference is counted in the object and in its holder's table,
       // in one transaction, undone whole above): dropping its count would
       // take other clients' references and free the object under them.
       // None is dropped: the object may keep a count nobody holds (a leak
       // gismo-fsck reports), never a free under a reader.
-      const bool overcounted = count > refs_before;
-      if (overcounted) ++rep->held_entries_overcounted;
-      const uint64_t refs = overcounted ? refs_before : refs_before - count;
-      if (!overcounted) {
+      if (count > refs) {
+        ++rep->held_entries_overcounted;
+      } else {
+        refs -= count;
         txn.Write(rec.ref_count, refs);
         rep->references_dropped += count;
       }

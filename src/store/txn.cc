@@ -340,8 +340,6 @@ bool LoggedRange(const region::Region& r, uint64_t target, uint64_t value, uint6
     return false;
   switch (kind) {
     case LogKind::kWord:
-      *len = sizeof(Word);
-      return true;
     case LogKind::kVersion:
       *len = sizeof(Word);
       return true;

@@ -67,12 +67,17 @@ inline bool g_standard_descriptor_closed[3] = {};
 // listening socket): a printf, or a read of stdin, would then go to it (an
 // object's bytes written into the protocol stream). Each closed one is
 // opened on /dev/null first; g_standard_descriptor_closed says which were.
-inline void TakeStandardDescriptors() {
+// With `refuse_stdout_writes`, a closed stdout is /dev/null opened for
+// reading: what the program prints there fails, where it would be lost
+// with exit 0 (coreutils fail so: "write error: Bad file descriptor").
+// The first call decides; later ones find the descriptors open.
+inline void TakeStandardDescriptors(bool refuse_stdout_writes = false) {
   for (int fd = 0; fd < 3; ++fd) {
     if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
     g_standard_descriptor_closed[fd] = true;
+    const bool read_only = fd == STDIN_FILENO || (fd == STDOUT_FILENO && refuse_stdout_writes);
     // The lowest free number: fd itself, as the ones below it are open.
-    const int null_fd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    const int null_fd = open("/dev/null", read_only ? O_RDONLY : O_WRONLY);
     if (null_fd >= 0 && null_fd != fd) {
       (void)dup2(null_fd, fd);
       close(null_fd);

@@ -36,8 +36,8 @@ bool Prefault(const gismo::region::Region& region, const sigset_t& stop_signals)
   for (uint64_t done = 0; done < total;) {
     sigset_t pending;
     sigpending(&pending);
-    for (int sig : {SIGINT, SIGTERM}) {
-      if (sigismember(&stop_signals, sig) && sigismember(&pending, sig)) {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sigismember(&stop_signals, sig) == 1 && sigismember(&pending, sig) == 1) {
         spdlog::info("prefault stopped by signal {} after {} of {}", sig,
                      gismo::region::FormatSize(done), gismo::region::FormatSize(total));
         return false;

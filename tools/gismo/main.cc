@@ -1,7 +1,4 @@
 // gismo: inspect and operate a gismo store from the shell.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <exception>
 #include <iterator>
@@ -72,18 +69,8 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   static_assert(kExitUsage == tools::kExitUsageError);
-  // A stdout closed at the start becomes /dev/null opened for reading, not
-  // for writing: a command's output written there fails (CheckStdout), where
-  // it would be lost with exit 0, as coreutils fail ("write error: Bad file
-  // descriptor").
-  tools::TakeStandardDescriptors();
-  if (tools::g_standard_descriptor_closed[STDOUT_FILENO]) {
-    const int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd > STDOUT_FILENO) {
-      (void)dup2(null_fd, STDOUT_FILENO);
-      close(null_fd);
-    }
-  }
+  // A command's output to a stdout closed at the start fails (CheckStdout).
+  tools::TakeStandardDescriptors(/*refuse_stdout_writes=*/true);
   GISMO_PARSE_ARGS(app, argc, argv);
   for (auto& [cmd, run] : commands) {
     if (!cmd->parsed()) continue;
